@@ -1,0 +1,91 @@
+// swift-tools-version:6.1
+// Triglav: multipath VPN for Linux. The folder layout is the architecture (see docs/ARCHITECTURE.md):
+// system-library targets wrap C libraries, sans-IO cores sit in the middle, Linux I/O and the daemon outside.
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Triglav",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "triglavd", targets: ["triglavd"]),
+        .executable(name: "triglav", targets: ["triglav"]),
+        .executable(name: "triglav-linkemu", targets: ["triglav-linkemu"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries, each imported by exactly one Swift wrapper.
+        .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CDBus", path: "Sources/CDBus", pkgConfig: "dbus-1",
+                       providers: [.apt(["libdbus-1-dev"])]),
+        .systemLibrary(name: "CNetlink", path: "Sources/CNetlink", pkgConfig: "libnl-route-3.0",
+                       providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(name: "CSystemd", path: "Sources/CSystemd", pkgConfig: "libsystemd",
+                       providers: [.apt(["libsystemd-dev"])]),
+        .target(name: "CTriglavShims", dependencies: ["CDBus", "CNetlink", "CSystemd"], path: "Sources/CTriglavShims"),
+
+        // Foundation-free cores.
+        .target(name: "TriglavCore", swiftSettings: strictSettings),
+        .target(name: "TriglavCrypto", dependencies: ["CSodium", "TriglavCore"], swiftSettings: strictSettings),
+        .target(name: "TriglavProtocol", dependencies: ["TriglavCrypto", "TriglavCore"], swiftSettings: strictSettings),
+        .target(name: "TriglavMultipath", dependencies: ["TriglavCore"], swiftSettings: strictSettings),
+        .target(name: "TriglavConfig", dependencies: ["TriglavCore", "TriglavCrypto", "TOMLKit"], swiftSettings: strictSettings),
+        .target(name: "TriglavControlAPI", swiftSettings: strictSettings),
+
+        // Wrappers of system services.
+        .target(name: "TriglavNetlink", dependencies: ["CNetlink", "CTriglavShims", "TriglavCore",
+                                                       .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strictSettings),
+        .target(name: "TriglavDBus", dependencies: ["CDBus", "CTriglavShims"], swiftSettings: strictSettings),
+        .target(name: "TriglavSystemd", dependencies: ["CSystemd", "CTriglavShims",
+                                                       .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strictSettings),
+
+        // Linux I/O and composition.
+        .target(name: "TriglavDataPlane", dependencies: ["CTriglavShims", "TriglavCore", "TriglavProtocol",
+                                                         "TriglavMultipath", "TriglavNetlink", "TriglavConfig",
+                                                         .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strictSettings),
+        .target(name: "TriglavLinkEmulator", dependencies: ["CTriglavShims", "TriglavCore"], swiftSettings: strictSettings),
+        .target(name: "TriglavDaemon", dependencies: ["TriglavCore", "TriglavConfig", "TriglavCrypto", "TriglavDataPlane",
+                                                      "TriglavNetlink", "TriglavDBus", "TriglavSystemd", "TriglavControlAPI",
+                                                      .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strictSettings),
+
+        // Thin executables.
+        .executableTarget(name: "triglavd", dependencies: ["TriglavDaemon", "TriglavConfig", "TriglavCore",
+                                                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                                           .product(name: "Logging", package: "swift-log")],
+                          swiftSettings: strictSettings),
+        .executableTarget(name: "triglav", dependencies: ["TriglavControlAPI", "TriglavDBus", "TriglavCrypto", "TriglavCore",
+                                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: strictSettings),
+        .executableTarget(name: "triglav-linkemu", dependencies: ["TriglavLinkEmulator",
+                                                                 .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: strictSettings),
+
+        // Tests.
+        .testTarget(name: "TriglavCoreTests", dependencies: ["TriglavCore"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavCryptoTests", dependencies: ["TriglavCrypto"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavProtocolTests", dependencies: ["TriglavProtocol", "TriglavCrypto"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavMultipathTests", dependencies: ["TriglavMultipath"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavConfigTests", dependencies: ["TriglavConfig"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavNetlinkTests", dependencies: ["TriglavNetlink"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavDBusTests", dependencies: ["TriglavDBus"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavSystemdTests", dependencies: ["TriglavSystemd"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavLinkEmulatorTests", dependencies: ["TriglavLinkEmulator"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavDataPlaneTests", dependencies: ["TriglavDataPlane"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon"], swiftSettings: strictSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["TriglavCore"], swiftSettings: strictSettings),
+    ]
+)

@@ -1,0 +1,68 @@
+#include "tg_tun.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/if_tun.h>
+
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#endif
+#ifndef TUN_F_USO6
+#define TUN_F_USO6 0x40
+#endif
+
+int tg_tun_open(const char *name, int multi_queue, int vnet_hdr, char *actual_name, size_t actual_name_len) {
+    int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+    if (multi_queue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+    if (vnet_hdr) ifr.ifr_flags |= IFF_VNET_HDR;
+    if (name != NULL) strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    if (actual_name != NULL && actual_name_len > 0) {
+        strncpy(actual_name, ifr.ifr_name, actual_name_len - 1);
+        actual_name[actual_name_len - 1] = '\0';
+    }
+    return fd;
+}
+
+int tg_tun_set_offload(int fd, unsigned int flags) {
+    return ioctl(fd, TUNSETOFFLOAD, flags) < 0 ? -errno : 0;
+}
+
+int tg_tun_set_vnet_hdr_size(int fd, int size) {
+    return ioctl(fd, TUNSETVNETHDRSZ, &size) < 0 ? -errno : 0;
+}
+
+int tg_if_nametoindex(const char *name) {
+    unsigned int index = if_nametoindex(name);
+    return index == 0 ? -errno : (int)index;
+}
+
+int tg_if_set_mtu(const char *name, int mtu) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    ifr.ifr_mtu = mtu;
+    int rc = ioctl(sock, SIOCSIFMTU, &ifr) < 0 ? -errno : 0;
+    close(sock);
+    return rc;
+}
+
+unsigned int tg_tun_f_csum(void) { return TUN_F_CSUM; }
+unsigned int tg_tun_f_tso4(void) { return TUN_F_TSO4; }
+unsigned int tg_tun_f_tso6(void) { return TUN_F_TSO6; }
+unsigned int tg_tun_f_uso4(void) { return TUN_F_USO4; }
+unsigned int tg_tun_f_uso6(void) { return TUN_F_USO6; }

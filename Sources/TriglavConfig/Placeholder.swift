@@ -1,0 +1,1 @@
+// TriglavConfig: placeholder until its issue lands (see docs/ARCHITECTURE.md).

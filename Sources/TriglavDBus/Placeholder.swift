@@ -1,0 +1,1 @@
+// TriglavDBus: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+// TriglavDaemon: placeholder until its issue lands (see docs/ARCHITECTURE.md).

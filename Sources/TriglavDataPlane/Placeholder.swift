@@ -1,0 +1,1 @@
+// TriglavDataPlane: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+// TriglavLinkEmulator: placeholder until its issue lands (see docs/ARCHITECTURE.md).

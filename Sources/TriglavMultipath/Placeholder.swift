@@ -1,0 +1,1 @@
+// TriglavMultipath: placeholder until its issue lands (see docs/ARCHITECTURE.md).

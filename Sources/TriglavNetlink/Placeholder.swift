@@ -1,0 +1,1 @@
+// TriglavNetlink: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+// TriglavProtocol: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+// TriglavSystemd: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+// Tests for Integration land with its issue.

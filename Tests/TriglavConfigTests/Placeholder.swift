@@ -1,0 +1,1 @@
+// Tests for TriglavConfig land with its issue.

@@ -1,0 +1,1 @@
+// Tests for TriglavDBus land with its issue.

@@ -1,0 +1,1 @@
+// Tests for TriglavDaemon land with its issue.

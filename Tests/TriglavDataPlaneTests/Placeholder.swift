@@ -1,0 +1,1 @@
+// Tests for TriglavDataPlane land with its issue.

@@ -1,0 +1,1 @@
+// Tests for TriglavLinkEmulator land with its issue.

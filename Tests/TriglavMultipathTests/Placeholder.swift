@@ -1,0 +1,1 @@
+// Tests for TriglavMultipath land with its issue.

@@ -1,0 +1,1 @@
+// Tests for TriglavNetlink land with its issue.

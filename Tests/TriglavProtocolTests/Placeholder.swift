@@ -1,0 +1,1 @@
+// Tests for TriglavProtocol land with its issue.

@@ -1,0 +1,1 @@
+// Tests for TriglavSystemd land with its issue.
