@@ -30,7 +30,7 @@ enum FrameKind: UInt8 {
 /// initiation: type(1) version(1) 0(2) senderIndex(4) instance(8) timestamp(8) clientKey(32) signature(64) = 120
 ///   signature: client's Ed25519 over bytes 0..<56 ++ server public key.
 /// response: type(1) version(1) 0(2) senderIndex(4) receiverIndex(4) ipv4(4) ipv4Length(1) hasIPv6(1)
-///   ipv6(16) ipv6Length(1) 0(2) signature(64) = 100; signature: server's Ed25519 over bytes 0..<36 ++
+///   ipv6(16) ipv6Length(1) 0(1) signature(64) = 100; signature: server's Ed25519 over bytes 0..<36 ++
 ///   the initiation's signature (binds the response to that initiation).
 /// transport: type(1) kind(1) 0(2) receiverIndex(4) counter(8) sequence(4) payload.
 enum InterimWire {
@@ -95,7 +95,7 @@ enum InterimWire {
         } else {
             message += [UInt8](repeating: 0, count: 18)
         }
-        message += [0, 0]
+        message.append(0)
         message += identity.sign(message + initiationSignature)
         return message
     }
