@@ -42,7 +42,7 @@ public struct TransportSession: Sendable {
     private let sendKey: SymmetricKey
     private let receiveKey: SymmetricKey
     /// Counter of the next datagram to send.
-    public private(set) var nextSendCounter: UInt64 = 0
+    public internal(set) var nextSendCounter: UInt64 = 0
     private var replay = ReplayWindow()
     public private(set) var received = ReceiveStatistics()
     /// Responders learn that the initiator holds the keys only when its first packet authenticates;
