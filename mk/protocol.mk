@@ -1,0 +1,33 @@
+# Wire protocol (TriglavCrypto, TriglavProtocol): libFuzzer target and the seal/open benchmark.
+# See docs/PROTOCOL.md and docs/BENCHMARKS.md.
+
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := .build-fuzz
+FUZZ_BINARY := $(FUZZ_BUILD)/protocol-fuzz
+FUZZ_CORPUS := $(FUZZ_BUILD)/corpus
+FUZZ_SANITIZERS := fuzzer,address
+PROTOCOL_MODULES := TriglavCore TriglavCrypto TriglavProtocol
+
+.PHONY: fuzz fuzz-build fuzz-smoke protocol-bench
+
+# The protocol modules are built by SwiftPM with fuzzer coverage (debug, so @testable works); the
+# harness is compiled by swiftc with -parse-as-library so libFuzzer provides main().
+fuzz-build: deps
+	$(SWIFT) build --build-path $(FUZZ_BUILD) --target TriglavProtocol -Xswiftc -sanitize=$(FUZZ_SANITIZERS)
+	$(SWIFT) build --build-path $(FUZZ_BUILD) --target TriglavCore -Xswiftc -sanitize=$(FUZZ_SANITIZERS)
+	swiftc -sanitize=$(FUZZ_SANITIZERS) -parse-as-library -g -swift-version 6 \
+	    -I $(FUZZ_BUILD)/debug/Modules -I Sources/CSodium \
+	    Fuzz/ProtocolFuzz/ProtocolFuzz.swift \
+	    $(foreach m,$(PROTOCOL_MODULES),$(FUZZ_BUILD)/debug/$(m).build/*.o) \
+	    -lsodium -o $(FUZZ_BINARY)
+
+# Runs the fuzzer for FUZZ_SECONDS (default 60) with bounded input size and memory.
+fuzz: fuzz-build
+	mkdir -p $(FUZZ_CORPUS)
+	$(FUZZ_BINARY) $(FUZZ_CORPUS) -max_total_time=$(FUZZ_SECONDS) -max_len=1500 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1
+
+# The brief run `make test` includes.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
+
+EXTRA_TEST_TARGETS += fuzz-smoke
