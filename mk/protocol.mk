@@ -31,3 +31,18 @@ fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=20
 
 EXTRA_TEST_TARGETS += fuzz-smoke
+
+BENCH_BUILD := .build-bench
+BENCH_BINARY := $(BENCH_BUILD)/protocol-bench
+BENCH_PACKETS ?= 200000
+
+# Release build of the protocol modules, then the benchmark harness (Benchmarks/ProtocolBench) with
+# swiftc -O; a tiny C allocation counter is linked in to report allocations per packet.
+protocol-bench: deps
+	$(SWIFT) build -c release --build-path $(BENCH_BUILD) --target TriglavProtocol
+	cc -O2 -c Benchmarks/ProtocolBench/alloc_counter.c -o $(BENCH_BUILD)/alloc_counter.o
+	swiftc -O -swift-version 6 -I $(BENCH_BUILD)/release/Modules -I Sources/CSodium -I Benchmarks/ProtocolBench \
+	    Benchmarks/ProtocolBench/main.swift $(BENCH_BUILD)/alloc_counter.o \
+	    $(foreach m,$(PROTOCOL_MODULES),$(BENCH_BUILD)/release/$(m).build/*.o) \
+	    -lsodium -o $(BENCH_BINARY)
+	$(BENCH_BINARY) $(BENCH_PACKETS)
