@@ -239,7 +239,7 @@ struct DaemonConfigDecoder {
                     + "e.g. tunnel_ipv4 = \"\(Self.exampleClientAddress(server.tunnelIPv4))\"")
             }
             var ipv6: IPAddress?
-            if reader.entries["tunnel_ipv6"] != nil, let pool = server.tunnelIPv6 {
+            if reader.node("tunnel_ipv6") != nil, let pool = server.tunnelIPv6 {
                 ipv6 = clientAddress(reader, "tunnel_ipv6", pool: pool, seen: &seenAddresses, index: index, duplicate: duplicate)
             }
             reader.finishReading()

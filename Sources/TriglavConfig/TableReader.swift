@@ -160,9 +160,11 @@ final class TableReader {
 
     /// "; did you mean 'x'?" when a candidate is close enough to be a plausible typo.
     static func hint(for word: String, among candidates: [String], listAllOtherwise: Bool = false) -> String {
-        let scored = candidates.map { (candidate: $0, distance: editDistance(word.lowercased(), $0.lowercased())) }
+        // Compare without case and separators, so "pubkey" finds "public_key" and "fullTunnel" "full_tunnel".
+        func normalized(_ text: String) -> String { text.lowercased().filter { $0 != "_" && $0 != "-" } }
+        let scored = candidates.map { (candidate: $0, normal: normalized($0), distance: editDistance(normalized(word), normalized($0))) }
         if let best = scored.min(by: { $0.distance < $1.distance }),
-           best.distance <= max(2, best.candidate.count / 3) {
+           best.distance <= max(2, best.normal.count / 3) {
             return "; did you mean '\(best.candidate)'?"
         }
         guard listAllOtherwise, !candidates.isEmpty else { return "" }
