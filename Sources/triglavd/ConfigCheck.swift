@@ -34,7 +34,7 @@ struct ConfigCheck {
                 print("OK: \(configPath) (\(origin)\(Self.summary(of: config)); public key \(publicKey))")
             case .missing:
                 print("OK: \(configPath) (\(origin)\(Self.summary(of: config)))")
-                printToStandardError("note: private key \(config.privateKeyPath) does not exist yet; "
+                print("note: private key \(config.privateKeyPath) does not exist yet; "
                     + "create it with 'triglav keygen \(config.privateKeyPath)'")
             case .unusable(let diagnostics):
                 diagnostics.forEach { printToStandardError($0.description) }
