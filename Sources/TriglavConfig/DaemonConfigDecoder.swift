@@ -28,7 +28,8 @@ struct DaemonConfigDecoder {
         let server = serverTable.map(decodeServer) ?? ServerSettings()
         if config.role == .server {
             config.server = server
-        } else if serverTable != nil {
+        } else if serverTable != nil, fileRole != nil || reader.entries["role"] == nil {
+            // (With an invalid role the role diagnostic already covers it.)
             reader.report("server", "[server] applies only to role = \"server\"; set role = \"server\" "
                 + "(or start triglavd --server), or remove the section")
         }

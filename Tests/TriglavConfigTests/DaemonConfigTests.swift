@@ -297,6 +297,10 @@ import TriglavCrypto
         expectSingleDiagnostic("[server]\nmax_clients = 5", at: "server", containing: "only to role = \"server\"")
     }
 
+    @Test func misspelledServerRoleIsReportedOnce() {
+        expectSingleDiagnostic("role = \"sever\"\n[server]\nmax_clients = 5", at: "role", containing: "did you mean 'server'?")
+    }
+
     @Test func serverSectionIsCheckedEvenWithTheClientRole() {
         let paths = daemonDiagnostics("[server]\nmax_clients = 0").map(\.keyPath)
         #expect(paths == ["server.max_clients", "server"])
