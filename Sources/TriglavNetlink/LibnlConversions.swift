@@ -189,3 +189,38 @@ enum Libnl {
         return object
     }
 }
+
+// MARK: dumps
+
+extension Libnl {
+    /// Walks every object of a freshly allocated cache, then frees it.
+    private static func collect<T>(_ cache: OpaquePointer?, _ convert: (OpaquePointer) -> T?) -> [T] {
+        defer { nl_cache_free(cache) }
+        var result: [T] = []
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            if let value = convert(current) { result.append(value) }
+            object = nl_cache_get_next(current)
+        }
+        return result
+    }
+
+    static func dumpLinks(_ socket: OpaquePointer) throws(NetlinkError) -> [LinkInfo] {
+        var cache: OpaquePointer?
+        try check(rtnl_link_alloc_cache(socket, AF_UNSPEC_VALUE, &cache), "listing", "links")
+        return collect(cache) { link($0) }
+    }
+
+    static func dumpAddresses(_ socket: OpaquePointer) throws(NetlinkError) -> [AddressInfo] {
+        var cache: OpaquePointer?
+        try check(rtnl_addr_alloc_cache(socket, &cache), "listing", "addresses")
+        return collect(cache) { address(object: $0) }
+    }
+
+    /// Every route of every table (cloned cache entries excluded by libnl).
+    static func dumpRoutes(_ socket: OpaquePointer, family: AddressFamily? = nil) throws(NetlinkError) -> [Route] {
+        var cache: OpaquePointer?
+        try check(rtnl_route_alloc_cache(socket, family?.socketFamily ?? AF_UNSPEC_VALUE, 0, &cache), "listing", "routes")
+        return collect(cache) { route($0) }
+    }
+}

@@ -41,16 +41,7 @@ public final class NetlinkRouteSocket: Sendable {
     /// Every link in the namespace (bridge-port duplicates excluded).
     public func links() throws(NetlinkError) -> [LinkInfo] {
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) -> [LinkInfo] in
-            var cache: OpaquePointer?
-            try Libnl.check(rtnl_link_alloc_cache(socket.pointer, AF_UNSPEC_VALUE, &cache), "listing", "links")
-            defer { nl_cache_free(cache) }
-            var result: [LinkInfo] = []
-            var object = nl_cache_get_first(cache)
-            while let current = object {
-                if let link = Libnl.link(current) { result.append(link) }
-                object = nl_cache_get_next(current)
-            }
-            return result
+            try Libnl.dumpLinks(socket.pointer)
         }
     }
 
@@ -126,20 +117,9 @@ public final class NetlinkRouteSocket: Sendable {
     /// Addresses in the namespace, optionally only of one family and/or interface.
     public func addresses(family: AddressFamily? = nil, interfaceIndex: Int32? = nil) throws(NetlinkError) -> [AddressInfo] {
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) -> [AddressInfo] in
-            var cache: OpaquePointer?
-            try Libnl.check(rtnl_addr_alloc_cache(socket.pointer, &cache), "listing", "addresses")
-            defer { nl_cache_free(cache) }
-            var result: [AddressInfo] = []
-            var object = nl_cache_get_first(cache)
-            while let current = object {
-                if let address = Libnl.address(object: current),
-                   family == nil || address.family == family,
-                   interfaceIndex == nil || address.interfaceIndex == interfaceIndex {
-                    result.append(address)
-                }
-                object = nl_cache_get_next(current)
+            try Libnl.dumpAddresses(socket.pointer).filter {
+                (family == nil || $0.family == family) && (interfaceIndex == nil || $0.interfaceIndex == interfaceIndex)
             }
-            return result
         }
     }
 
@@ -200,22 +180,10 @@ public final class NetlinkRouteSocket: Sendable {
     public func routes(family: AddressFamily? = nil, table: UInt32? = nil,
                        protocol: UInt8? = nil) throws(NetlinkError) -> [Route] {
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) -> [Route] in
-            var cache: OpaquePointer?
-            let requested = family?.socketFamily ?? AF_UNSPEC_VALUE
-            try Libnl.check(rtnl_route_alloc_cache(socket.pointer, requested, 0, &cache), "listing", "routes")
-            defer { nl_cache_free(cache) }
-            var result: [Route] = []
-            var object = nl_cache_get_first(cache)
-            while let current = object {
-                if let route = Libnl.route(current),
-                   family == nil || route.family == family,
-                   table.map({ route.table == $0 }) ?? (route.table != RouteTable.local),
-                   `protocol` == nil || route.protocol == `protocol` {
-                    result.append(route)
-                }
-                object = nl_cache_get_next(current)
+            try Libnl.dumpRoutes(socket.pointer, family: family).filter { route in
+                let tableMatches = if let table { route.table == table } else { route.table != RouteTable.local }
+                return tableMatches && (`protocol` == nil || route.protocol == `protocol`)
             }
-            return result
         }
     }
 
