@@ -129,7 +129,17 @@ public struct HandshakeInitiator: Sendable {
             } catch {
                 throw .handshakeFailed(error)
             }
-            let (tunnel, responderIndex) = try TunnelAssignment.decode(payload)
+            let tunnel: TunnelAssignment, responderIndex: UInt32
+            do throws(ProtocolError) {
+                (tunnel, responderIndex) = try TunnelAssignment.decode(payload)
+            } catch {
+                if error == .joinRefused {
+                    // Authentic (it decrypted under this handshake's keys): this attempt is over.
+                    state = .failed
+                    nextDeadline = nil
+                }
+                throw error
+            }
             guard responderIndex == datagram.le32(at: 4), responderIndex != 0 else {
                 throw .malformedPayload("responder index in the header does not match the encrypted one")
             }
