@@ -19,7 +19,10 @@ public struct InitiatorConfiguration: Sendable {
 
 /// A completed client handshake: the uplink's transport session and the tunnel the server assigned.
 public struct EstablishedSession: Sendable {
+    /// The client side of the uplink's session (confirmed: it may send at once; send a keepalive first
+    /// if there is no data, so the server confirms its side).
     public var session: TransportSession
+    /// The server's assignment, including the join token for further uplinks and rekeys.
     public var tunnel: TunnelAssignment
 }
 

@@ -36,10 +36,15 @@ public enum TunnelEvent: Equatable, Sendable {
 /// An initiation the server accepted: send `reply` to the source, install `session` (route by its
 /// `localIndex`), attach it to `tunnel`.
 public struct AcceptedInitiation: Sendable {
+    /// The handshake response to send back to the initiation's source.
     public let reply: [UInt8]
+    /// The server side of the new session; unconfirmed until the client's first packet authenticates.
     public let session: TransportSession
+    /// The authenticated client identity.
     public let client: IdentityPublicKey
+    /// The tunnel this uplink belongs to (new or joined).
     public let tunnel: TunnelAssignment
+    /// Whether the tunnel was created (possibly replacing an older one) or joined.
     public let event: TunnelEvent
     /// The server-side index of the session this one rekeys (same tunnel, checked); retire it once the new
     /// session is confirmed (`UplinkKeyring` does this).
