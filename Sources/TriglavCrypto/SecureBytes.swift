@@ -8,7 +8,7 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible {
 
     public init(_ bytes: [UInt8]) {
         storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
-        storage.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        bytes.withUnsafeBytes { storage.copyMemory(from: $0) }
         count = bytes.count
     }
 
