@@ -23,6 +23,7 @@ public struct MultipathEngine<Packet> {
     private var demandWindowStart: UInt64 = 0
     private var failoverActive: UplinkID?
     private var lastTick: UInt64?
+    private var lastTimingUpdate: UInt64?
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -106,6 +107,7 @@ public struct MultipathEngine<Packet> {
     /// Current adaptive reorder wait (gap skip bound) and resend-request delay.
     public var reorderWaitBound: UInt64 { reorder.waitBound }
     public var reorderResendRequestDelay: UInt64 { reorder.resendRequestDelay }
+    var reorderHeadForDebug: UInt32 { reorder.head }
     /// Packets held by the reorder buffer now.
     public var reorderBufferedCount: Int { reorder.bufferedCount }
     /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
@@ -285,14 +287,23 @@ public struct MultipathEngine<Packet> {
             spread = (slow - fast) / 2
         }
         let hold = configuration.maxReorderHold
-        let floor = configuration.minReorderWait
-        let requestDelay = max(floor, min(hold / 2, spread + 3 * worstJitter + floor))
+        // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
+        if let previous = lastTimingUpdate, now > previous {
+            reorder.decayLateness(by: min(reorder.observedLateness, (now - previous) * reorder.observedLateness
+                                          / (2 * Nanoseconds.second) + 1))
+        }
+        lastTimingUpdate = now
+        let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
+        let requestDelay = max(configuration.minReorderWait,
+                               min(hold / 2, spread + 3 * worstJitter + configuration.minReorderWait))
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
-            reorder.waitBound = min(hold, requestDelay + recovery + recovery / 4 + 2 * worstJitter + 2 * floor)
+            // Room for the request, the resend, and a second request/resend if the first was lost.
+            let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
+            reorder.waitBound = min(hold, max(bound, floor))
         } else {
-            reorder.waitBound = min(hold, requestDelay)
+            reorder.waitBound = min(hold, max(requestDelay, floor))
         }
     }
 
