@@ -24,6 +24,7 @@ public struct MultipathEngine<Packet> {
     private var failoverActive: UplinkID?
     private var lastTick: UInt64?
     private var lastTimingUpdate: UInt64?
+    private var excludedIndex: Int?
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -361,16 +362,25 @@ public struct MultipathEngine<Packet> {
         } else {
             mask = usableByLevel.3
         }
-        if mask == 0 { return probingMask }
+        if mask == 0 { mask = probingMask }
         if preferReady, mask & readyMask != 0 { mask &= readyMask }
+        if let excluded = excludedIndex, mask & ~(UInt32(1) << UInt32(excluded)) != 0 {
+            mask &= ~(UInt32(1) << UInt32(excluded))
+        }
         return mask
     }
 
     /// Chooses the uplink(s) for one packet of `packetLength` bytes. `flowKey` matters only in `flow` mode
     /// (nil there falls back to lowest latency). Empty selection: nothing can carry the packet.
     /// The engine assumes the packet is sent on every returned uplink (report each with `packetSent`).
-    public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64) -> UplinkSelection {
+    ///
+    /// `excluding`: for resends, the uplink that carried the lost original (it may be dying unnoticed);
+    /// ignored when it is the only usable one.
+    public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
+                                  excluding: UplinkID? = nil) -> UplinkSelection {
         updateDemand(bytes: packetLength, now: now)
+        excludedIndex = excluding.flatMap { index(of: $0) }
+        defer { excludedIndex = nil }
         var selection = UplinkSelection()
         switch configuration.scheduler {
         case .aggregate:
@@ -428,6 +438,24 @@ public struct MultipathEngine<Packet> {
                 mask &= ~(1 << UInt32(index))
             }
         }
+        return selection
+    }
+
+    /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
+    /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
+    /// empty selection when every candidate already has more than `maxResendQueueDelay` queued: that loss
+    /// was congestion, and TCP must see it rather than have it hidden by a resend into a full queue.
+    public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
+        excludedIndex = originalUplink.flatMap { index(of: $0) }
+        defer { excludedIndex = nil }
+        var selection = UplinkSelection()
+        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
+        let tracker = uplinks[index]
+        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        guard max(modelQueue, tracker.measuredQueueDelay) <= configuration.maxResendQueueDelay else { return selection }
+        commit(index, bytes: packetLength, now: now)
+        selection.append(tracker.id)
         return selection
     }
 

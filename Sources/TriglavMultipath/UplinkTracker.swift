@@ -191,8 +191,8 @@ struct UplinkTracker {
     }
 
     /// When the link counts as blackholed if nothing changes: sends stay unconfirmed and no confirmation
-    /// progress arrives for the loss deadline. Progress matters as well as send age, so a deep queue
-    /// (sends confirmed late, but confirmed steadily) isn't mistaken for an outage.
+    /// progress arrives for the loss deadline (SRTT + 4·RTTVAR + feedback interval). Progress matters as
+    /// well as send age, so a deep queue (sends confirmed late, but steadily) isn't mistaken for an outage.
     func blackholeDeadline(_ configuration: MultipathConfiguration) -> UInt64? {
         guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
             return nil

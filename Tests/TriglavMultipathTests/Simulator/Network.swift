@@ -13,6 +13,8 @@ struct InnerPacket {
     var bytes: Int
     /// Per-flow position at tunnel ingress, to detect reordering at egress.
     var ingressIndex: Int
+    /// Set on tunnel-level resends: a lost packet recovered late is loss recovery, not reordering.
+    var isResend = false
 }
 
 /// Frames the simulated protocol carries (what TriglavProtocol's frames would be).
@@ -39,6 +41,7 @@ final class TunnelNode {
     private var nextSequence: UInt32 = 0
     private var store: [InnerPacket?] = Array(repeating: nil, count: 1 << 16)
     private var storeSequences: [UInt32] = Array(repeating: 0, count: 1 << 16)
+    private var storeUplinks: [UplinkID?] = Array(repeating: nil, count: 1 << 16)
     private var counters: [UplinkID: UInt64] = [:]
     private var wakeAt: UInt64?
     /// Naive round-robin instead of the engine's scheduler (baseline for the benchmark).
@@ -47,7 +50,7 @@ final class TunnelNode {
     var deliver: (InnerPacket) -> Void = { _ in }
     private(set) var stateLog: [(time: UInt64, uplink: UplinkID, to: UplinkState)] = []
     private(set) var dataSent: [UplinkID: Int] = [:]
-    private(set) var dataSentLog: [(time: UInt64, uplink: UplinkID, flow: Int)] = []
+    private(set) var dataSentLog: [(time: UInt64, uplink: UplinkID, flow: Int, isResend: Bool)] = []
     var logSends = false
     private var ingressIndex: [Int: Int] = [:]
     private(set) var resendsPerformed = 0
@@ -84,6 +87,8 @@ final class TunnelNode {
     private var pumpQueued = false
 
     private func transmit(sequence: UInt32, packet: InnerPacket) {
+        let slot = Int(sequence & 0xffff)
+        let previous = storeSequences[slot] == sequence ? storeUplinks[slot] : nil
         let wireBytes = packet.bytes + WireOverhead.total
         if roundRobin {
             let ids = network.uplinkIDs
@@ -92,7 +97,10 @@ final class TunnelNode {
             sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes)
             return
         }
-        let selection = engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
+        let selection = packet.isResend
+            ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now)
+            : engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
+        storeUplinks[slot] = selection.first
         if selection.isEmpty { unscheduled += 1 }
         for id in selection { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
     }
@@ -104,7 +112,7 @@ final class TunnelNode {
         counters[id] = counter
         engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: wireBytes, at: now))
         dataSent[id, default: 0] += 1
-        if logSends { dataSentLog.append((now, id, packet.flow)) }
+        if logSends { dataSentLog.append((now, id, packet.flow, packet.isResend)) }
         network.send(from: self, on: id, frame: .data(sequence: sequence, counter: counter, packet: packet), bytes: wireBytes)
     }
 
@@ -127,7 +135,8 @@ final class TunnelNode {
             case .resend(let sequence):
                 if watch != nil { print("\(now) \(name) resend \(sequence) stored=\(storeSequences[Int(sequence & 0xffff)])") }
                 let slot = Int(sequence & 0xffff)
-                if storeSequences[slot] == sequence, let packet = store[slot] {
+                if storeSequences[slot] == sequence, var packet = store[slot] {
+                    packet.isResend = true
                     resendsPerformed += 1
                     transmit(sequence: sequence, packet: packet)
                 }
@@ -198,6 +207,8 @@ final class Network {
     /// Egress per flow at the server: highest ingress index seen and count of packets that came out behind it.
     private(set) var reorderedAtEgress: [Int: Int] = [:]
     private var highestEgressIndex: [Int: Int] = [:]
+    /// Distinct packets of constant-rate streams that came out at the server, per stream.
+    private(set) var streamDelivered: [Int: Set<Int>] = [:]
 
     init(links: [LinkSpec], seed: UInt64, configuration: MultipathConfiguration = MultipathConfiguration()) throws {
         rng = SplitMix64(seed: seed)
@@ -217,12 +228,16 @@ final class Network {
         server.deliver = { [unowned self] packet in
             if case .segment(let segment) = packet.kind {
                 let highest = self.highestEgressIndex[packet.flow, default: -1]
-                if packet.ingressIndex < highest {
+                if packet.ingressIndex < highest && !packet.isResend {
                     self.reorderedAtEgress[packet.flow, default: 0] += 1
                 } else {
                     self.highestEgressIndex[packet.flow] = packet.ingressIndex
                 }
-                self.flows[packet.flow]?.onSegment(segment)
+                if let flow = self.flows[packet.flow] {
+                    flow.onSegment(segment)
+                } else {
+                    self.streamDelivered[packet.flow, default: []].insert(segment)
+                }
             }
         }
         loop.at(0) { [unowned self] in
@@ -257,6 +272,15 @@ final class Network {
         flows[flowID] = flow
         loop.at(time) { flow.start() }
         return flow
+    }
+
+    /// A constant-rate stream (no congestion control) of `packets` packets, client → server.
+    func addConstantStream(_ flowID: Int, packets: Int, every interval: UInt64, bytes: Int = 1000, from start: UInt64) {
+        for index in 0..<packets {
+            loop.at(start + UInt64(index) * interval) { [unowned self] in
+                self.client.sendInner(flow: flowID, kind: .segment(index), bytes: bytes)
+            }
+        }
     }
 
     /// Both directions of the uplink silently drop everything in [start, end).
