@@ -3,7 +3,8 @@
 /// `[[`) is a bare-key character or a quote, and that an array element doesn't start with `}`. Debug
 /// builds abort on `[=]`, `[[[` or `x = [}`; release builds hit undefined behaviour. A configuration
 /// checker must never crash on a typo, so these are found here first and reported as syntax errors.
-/// Everything else is left to the real parser.
+/// Everything else is left to the real parser. (The header case is fixed upstream in toml++ by
+/// marzer/tomlplusplus#301, after the toml++ that TOMLKit 0.6.0 bundles; drop this when TOMLKit updates.)
 enum TOMLPreflight {
     struct Problem: Equatable {
         let message: String
