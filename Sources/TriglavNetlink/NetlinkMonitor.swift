@@ -27,11 +27,18 @@ public final class NetlinkMonitor: Sendable {
     private let logger: Logger
 
     /// Receive buffer for notifications; a burst (hundreds of interfaces changing) fits without overflow.
-    static let receiveBufferBytes: Int32 = 4 << 20
+    static let defaultReceiveBufferBytes: Int32 = 4 << 20
+    private let receiveBufferBytes: Int32
 
     /// A monitor of the calling process's network namespace, or of the one at `networkNamespacePath`.
-    public init(networkNamespacePath: String? = nil, logger: Logger = Logger(label: "triglav.netlink.monitor")) {
+    public convenience init(networkNamespacePath: String? = nil, logger: Logger = Logger(label: "triglav.netlink.monitor")) {
+        self.init(networkNamespacePath: networkNamespacePath, receiveBufferBytes: Self.defaultReceiveBufferBytes, logger: logger)
+    }
+
+    /// `receiveBufferBytes` is small only in tests that provoke an overflow.
+    init(networkNamespacePath: String?, receiveBufferBytes: Int32, logger: Logger) {
         self.namespacePath = networkNamespacePath
+        self.receiveBufferBytes = receiveBufferBytes
         self.logger = logger
     }
 
@@ -43,10 +50,13 @@ public final class NetlinkMonitor: Sendable {
         try phase.withLock { (phase: inout Phase) throws(NetlinkError) in
             guard case .idle = phase else { throw .monitorMisuse(reason: "start() called twice or after stop()") }
             let sockets: MonitorSockets
+            let bufferBytes = receiveBufferBytes
             if let namespacePath {
-                sockets = try NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) in try MonitorSockets.open() }
+                sockets = try NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) in
+                    try MonitorSockets.open(receiveBufferBytes: bufferBytes)
+                }
             } else {
-                sockets = try MonitorSockets.open()
+                sockets = try MonitorSockets.open(receiveBufferBytes: bufferBytes)
             }
             var pipeFDs: [Int32] = [0, 0]
             guard pipe(&pipeFDs) == 0 else {
@@ -107,7 +117,7 @@ struct MonitorSockets: @unchecked Sendable {
     static let groups: [UInt32] = [RTNLGRP_LINK.rawValue, RTNLGRP_IPV4_IFADDR.rawValue, RTNLGRP_IPV6_IFADDR.rawValue,
                                    RTNLGRP_IPV4_ROUTE.rawValue, RTNLGRP_IPV6_ROUTE.rawValue]
 
-    static func open() throws(NetlinkError) -> MonitorSockets {
+    static func open(receiveBufferBytes: Int32) throws(NetlinkError) -> MonitorSockets {
         let events = try SocketHandle.connect().release().pointer
         let dumps: OpaquePointer
         do {
@@ -125,7 +135,7 @@ struct MonitorSockets: @unchecked Sendable {
                 throw Libnl.error(rc, operation: "subscribing to", subject: "rtnetlink group \(group)")
             }
         }
-        _ = nl_socket_set_buffer_size(events, NetlinkMonitor.receiveBufferBytes, 0)
+        _ = nl_socket_set_buffer_size(events, receiveBufferBytes, 0)
         let rc = nl_socket_set_nonblocking(events)
         if rc < 0 {
             sockets.close()

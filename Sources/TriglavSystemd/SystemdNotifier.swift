@@ -1,5 +1,8 @@
 internal import CSystemd
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One assignment of the sd_notify(3) protocol.
 public enum NotifyState: Sendable, Hashable {
@@ -67,14 +70,16 @@ public enum SystemdNotifier {
 }
 
 /// Sends WATCHDOG=1 at half the watchdog timeout for as long as it runs, but only while `isHealthy`
-/// says so — a daemon whose event loop is stuck should be restarted, not kept alive by a timer.
+/// says so — a daemon whose event loop is stuck should be restarted, not kept alive by a timer. Give it
+/// a check that proves progress (e.g. "the main loop ran within the last timeout").
 ///
-/// Runs as a task on the cooperative pool on purpose: if the pool is starved, pings stop and systemd
-/// notices. Lifetime: pings from `start()` until `stop()` or deinit.
+/// Runs on its own OS thread (blocked in poll(2) between pings), so neither a busy cooperative pool nor
+/// a slow handler delays the ping. Lifetime: pings from `start()` until `stop()` or deinit.
 public final class WatchdogPinger: Sendable {
     private let interval: Duration
     private let isHealthy: @Sendable () -> Bool
-    private let task = TaskBox()
+    /// Write end of the stop pipe while the thread runs; closing it wakes and ends the thread.
+    private let stopFD = Mutex<Int32?>(nil)
 
     /// `timeout` is the watchdog timeout (usually `SystemdNotifier.watchdogTimeout`); pings go out at half of it.
     public init(timeout: Duration, isHealthy: @escaping @Sendable () -> Bool = { true }) {
@@ -87,31 +92,58 @@ public final class WatchdogPinger: Sendable {
         SystemdNotifier.watchdogTimeout.map { WatchdogPinger(timeout: $0, isHealthy: isHealthy) }
     }
 
+    /// Starts pinging (the first ping goes out at once). Calling it while running does nothing.
     public func start() {
-        let interval = self.interval, isHealthy = self.isHealthy
-        task.replace(Task.detached {
-            while !Task.isCancelled {
-                if isHealthy() { _ = try? SystemdNotifier.watchdogPing() }
-                try? await Task.sleep(for: interval)
+        stopFD.withLock { stopFD in
+            guard stopFD == nil else { return }
+            var fds: [Int32] = [0, 0]
+            guard pipe(&fds) == 0 else { return }
+            _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+            stopFD = fds[1]
+            let readFD = fds[0]
+            let milliseconds = Int32(clamping: interval.components.seconds * 1000
+                                     + interval.components.attoseconds / 1_000_000_000_000_000)
+            let isHealthy = self.isHealthy
+            PingThread.start {
+                defer { close(readFD) }
+                var wake = pollfd(fd: readFD, events: Int16(POLLIN), revents: 0)
+                while true {
+                    if isHealthy() { _ = try? SystemdNotifier.watchdogPing() }
+                    let ready = poll(&wake, 1, max(milliseconds, 1))
+                    if ready > 0 || (ready < 0 && errno != EINTR) { return }
+                }
             }
-        })
+        }
     }
 
-    public func stop() { task.replace(nil) }
+    /// Stops pinging; the thread ends within microseconds.
+    public func stop() {
+        stopFD.withLock { stopFD in
+            if let fd = stopFD { close(fd) }
+            stopFD = nil
+        }
+    }
 
     deinit { stop() }
 }
 
-/// Holds the running ping task; replacing it cancels the previous one.
-private final class TaskBox: Sendable {
-    private let current = Mutex<Task<Void, Never>?>(nil)
+/// Starts a detached pthread running a closure.
+private enum PingThread {
+    private final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
 
-    func replace(_ task: Task<Void, Never>?) {
-        let old = current.withLock { value in
-            let old = value
-            value = task
-            return old
-        }
-        old?.cancel()
+    static func start(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed with \(rc) for the watchdog pinger")
+        pthread_detach(thread)
     }
 }
