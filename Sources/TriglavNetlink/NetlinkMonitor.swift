@@ -22,6 +22,8 @@ public final class NetlinkMonitor: Sendable {
     private enum Phase: Sendable { case idle, running(stopFD: Int32), stopped }
 
     private let phase = Mutex<Phase>(.idle)
+    /// Run once by `stop()`: finishes the stream handed out by `events()`.
+    private let onStop = Mutex<(@Sendable () -> Void)?>(nil)
     private let stopped = Atomic<Bool>(false)
     private let namespacePath: String?
     private let logger: Logger
@@ -73,10 +75,12 @@ public final class NetlinkMonitor: Sendable {
     }
 
     /// Starts the monitor and returns its events as an async sequence. Ending the iteration (or
-    /// cancelling the consuming task) stops the monitor.
+    /// cancelling the consuming task) stops the monitor; `stop()` (or releasing the monitor) ends the
+    /// sequence.
     public func events() throws(NetlinkError) -> AsyncStream<NetlinkEvent> {
         let (stream, continuation) = AsyncStream<NetlinkEvent>.makeStream(bufferingPolicy: .unbounded)
         continuation.onTermination = { [weak self] _ in self?.stop() }
+        onStop.withLock { $0 = { continuation.finish() } }
         do {
             try start { continuation.yield($0) }
         } catch {
@@ -97,6 +101,11 @@ public final class NetlinkMonitor: Sendable {
             }
             phase = .stopped
         }
+        onStop.withLock { hook in
+            let finish = hook
+            hook = nil
+            return finish
+        }?()
     }
 
     private func stoppedFlag() -> StopFlag { StopFlag(monitor: self) }

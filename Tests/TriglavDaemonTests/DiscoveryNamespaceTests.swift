@@ -108,6 +108,27 @@ struct DiscoveryNamespaceTests {
         #expect(service.uplinks.isEmpty)
     }
 
+    @Test func asyncSequenceDeliversAndEndsOnStop() async throws {
+        let ns = try DiscoveryNamespace()
+        defer { ns.close() }
+        let service = UplinkDiscoveryService(policy: DiscoveryPolicy(virtualInterfaces: ["tgd*"]),
+                                             networkNamespacePath: ns.path)
+        let stream = try service.events()
+        try ns.batch(["link add name tgd0 type veth peer name tgp0", "link set tgp0 up",
+                      "address add 10.99.0.1/24 dev tgd0", "link set tgd0 up"])
+        let consumer = Task {
+            var seen: [DiscoveryEvent] = []
+            for await event in stream { seen.append(event) }
+            return seen
+        }
+        let deadline = ContinuousClock.now + .seconds(2)
+        while service.uplinks.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        service.stop()
+        let seen = await consumer.value
+        #expect(seen.contains(.synchronized))
+        #expect(seen.contains { if case .added(let uplink) = $0 { uplink.name == "tgd0" } else { false } })
+    }
+
     @Test func vethsAreSkippedByDefault() throws {
         let ns = try DiscoveryNamespace()
         defer { ns.close() }

@@ -133,7 +133,10 @@ struct NetlinkMonitorTests {
             if event == .synchronized { break }
         }
         #expect(sawLoopback)
+        // stop() ends the sequence instead of leaving the consumer waiting forever
+        let consumer = Task { for await _ in stream {}; return true }
         monitor.stop()
+        #expect(await consumer.value)
     }
 
     @Test func resynchronizesAfterLosingNotifications() throws {

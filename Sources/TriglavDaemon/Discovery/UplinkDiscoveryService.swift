@@ -18,6 +18,8 @@ public final class UplinkDiscoveryService: Sendable {
     private struct State {
         var discovery: UplinkDiscovery
         var handler: (@Sendable (DiscoveryEvent) -> Void)?
+        /// Finishes the stream handed out by `events()`.
+        var onStop: (@Sendable () -> Void)?
     }
 
     /// `networkNamespacePath` watches another namespace (tests, the lab); nil watches our own.
@@ -29,7 +31,7 @@ public final class UplinkDiscoveryService: Sendable {
         self.logger = logger
     }
 
-    deinit { monitor.stop() }
+    deinit { stop() }
 
     /// Starts watching; `handler` receives `.added/.changed/.removed` and one `.synchronized` after the
     /// initial dump. Throws when the netlink sockets cannot be opened or the service was started before.
@@ -47,10 +49,12 @@ public final class UplinkDiscoveryService: Sendable {
         }
     }
 
-    /// Starts watching and returns the events as an async sequence; ending the iteration stops the service.
+    /// Starts watching and returns the events as an async sequence; ending the iteration stops the
+    /// service, and `stop()` (or releasing the service) ends the sequence.
     public func events() throws(NetlinkError) -> AsyncStream<DiscoveryEvent> {
         let (stream, continuation) = AsyncStream<DiscoveryEvent>.makeStream(bufferingPolicy: .unbounded)
         continuation.onTermination = { [weak self] _ in self?.stop() }
+        state.withLock { $0.onStop = { continuation.finish() } }
         do {
             try start { continuation.yield($0) }
         } catch {
@@ -81,7 +85,13 @@ public final class UplinkDiscoveryService: Sendable {
     /// Stops the monitor; no handler call starts after this returns.
     public func stop() {
         monitor.stop()
-        state.withLock { $0.handler = nil }
+        let finish = state.withLock { state in
+            let finish = state.onStop
+            state.handler = nil
+            state.onStop = nil
+            return finish
+        }
+        finish?()
     }
 }
 
