@@ -8,6 +8,13 @@ REPO_DIR=$(cd "$LAB_DIR/.." && pwd)
 die() { echo "lab: error: $*" >&2; exit 1; }
 note() { echo "lab: $*" >&2; }
 
+# True while `pid` runs (a zombie waiting for its reaper doesn't count).
+process_running() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
 require_root() {
     [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces); run with sudo"
 }
@@ -315,7 +322,7 @@ lab_status() {
     local uplink pid state
     for uplink in "${UPLINKS[@]}"; do
         pid=$(cat "$LAB_STATE/linkemu-$uplink.pid" 2>/dev/null || echo "")
-        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then state="emulator pid $pid"; else state="emulator NOT running"; fi
+        if [[ -n $pid ]] && process_running "$pid"; then state="emulator pid $pid"; else state="emulator NOT running"; fi
         local counters
         counters=$(ip netns exec "$NS_CLIENT" cat "/sys/class/net/$uplink/statistics/rx_bytes" \
             "/sys/class/net/$uplink/statistics/tx_bytes" "/sys/class/net/$uplink/operstate" 2>/dev/null | tr '\n' ' ' || true)
@@ -324,7 +331,7 @@ lab_status() {
             "$(cat "$LAB_STATE/$uplink.args" 2>/dev/null || echo '?')"
     done
     pid=$(cat "$LAB_STATE/web.pid" 2>/dev/null || echo "")
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then echo "  web server pid $pid"; else echo "  web server NOT running"; fi
+    if [[ -n $pid ]] && process_running "$pid"; then echo "  web server pid $pid"; else echo "  web server NOT running"; fi
 }
 
 lab_link() {
