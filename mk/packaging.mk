@@ -10,7 +10,7 @@
 # Only `make deb` needs these; `make deps` stays as it was.
 DEB_APT_PACKAGES := debhelper dpkg-dev fakeroot help2man lintian rsync
 # The installed-package test: a system bus to start by hand, busctl, users and a namespace.
-PACKAGE_TEST_APT_PACKAGES := dbus dbus-bin dbus-daemon dbus-system-bus-common systemd udev iproute2 passwd util-linux
+PACKAGE_TEST_APT_PACKAGES := dbus dbus-bin dbus-daemon dbus-system-bus-common libglib2.0-bin systemd udev iproute2 passwd util-linux
 APT_TEST_PACKAGES += systemd udev
 
 EXTRA_TEST_TARGETS += packaging-check package-test
