@@ -101,6 +101,16 @@ snapshot() {
 }
 snapshot > "$scratch/before"
 
+# The bus runs while the package is installed, as on a real system: postinst must create the group
+# and make the bus re-read the policy (which names the group) before anything uses it.
+mkdir -p /run/dbus
+if dbus-daemon --system --fork > "$scratch/bus.log" 2>&1; then
+    bus_started=yes
+    pass "dbus-daemon --system started (pid $(cat $bus_pidfile 2>/dev/null))"
+else
+    fail "could not start the system bus: $(cat "$scratch/bus.log")"
+fi
+
 # ---- install ------------------------------------------------------------------------------------
 if dpkg --install "$deb" > "$scratch/install.log" 2>&1; then
     pass "dpkg --install $(basename "$deb")"
@@ -126,15 +136,7 @@ check "triglav --version (installed CLI) prints the package version" \
 check "triglav keygen writes the daemon's key into /var/lib/triglav" \
     bash -c "triglav keygen /var/lib/triglav/private.key > /dev/null && test \"\$(stat -c %a /var/lib/triglav/private.key)\" = 600"
 
-# ---- on a system bus ------------------------------------------------------------------------------
-mkdir -p /run/dbus
-if dbus-daemon --system --fork > "$scratch/bus.log" 2>&1; then
-    bus_started=yes
-    pass "dbus-daemon --system started (pid $(cat $bus_pidfile 2>/dev/null))"
-else
-    fail "could not start the system bus: $(cat "$scratch/bus.log")"
-fi
-
+# ---- the daemon on the system bus -------------------------------------------------------------------
 # The unit's ExecStart=, run the way the unit runs it: only CAP_NET_ADMIN, no new privileges. In a
 # network namespace of the test's so that nothing the daemon does reaches the machine's network.
 exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/triglavd.service)
