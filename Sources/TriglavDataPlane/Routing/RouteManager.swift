@@ -38,11 +38,13 @@ final class RouteManager: Sendable {
     }
 
     /// Sets the tunnel addresses and the routing policy. Idempotent: replaces what a previous assignment set.
-    func applyClient(tun: InterfaceName, assignment: TunnelAssignment, routing: ClientRouting,
+    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting,
                      table: UInt32) throws(TriglavDataPlaneError) {
         let name = tun.rawValue
         try run(["ip", "-4", "address", "flush", "dev", name])
-        try run(["ip", "-4", "address", "add", "\(assignment.ipv4)", "dev", name])
+        if let ipv4 = assignment.ipv4 {
+            try run(["ip", "-4", "address", "add", "\(ipv4)", "dev", name])
+        }
         if let ipv6 = assignment.ipv6 {
             // Without nodad the address stays "tentative" for a second and can't be used as a source.
             try run(["ip", "-6", "address", "replace", "\(ipv6)", "dev", name, "nodad"])
@@ -55,12 +57,16 @@ final class RouteManager: Sendable {
             break
         case .split(let prefixes):
             for prefix in prefixes {
-                if prefix.address.isIPv4 || assignment.ipv6 != nil {
+                if prefix.address.isIPv4 ? assignment.ipv4 != nil : assignment.ipv6 != nil {
                     try run(["ip", prefix.address.isIPv4 ? "-4" : "-6", "route", "replace", "\(prefix)", "dev", name])
                 }
             }
         case .fullTunnel:
-            try run(["ip", "-4", "route", "replace", "default", "dev", name, "table", tableText])
+            if assignment.ipv4 != nil {
+                try run(["ip", "-4", "route", "replace", "default", "dev", name, "table", tableText])
+            } else {
+                try run(["ip", "-4", "route", "replace", "blackhole", "default", "table", tableText])
+            }
             if assignment.ipv6 != nil {
                 try run(["ip", "-6", "route", "replace", "default", "dev", name, "table", tableText])
             } else {
