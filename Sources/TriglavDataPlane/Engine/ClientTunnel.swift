@@ -214,7 +214,7 @@ public final class ClientTunnel: Sendable {
             var options = UDPSocket.Options()
             options.device = interface
             options.mark = configuration.firewallMark
-            let socket = try UDPSocket(family: AddressFamily(of: configuration.server.address), options: options,
+            let socket = try UDPSocket(family: SocketFamily(of: configuration.server.address), options: options,
                                        label: "uplink \(interface)")
             let installed = state.withLock { state in
                 guard state.uplinks[slot]?.interface == interface, state.uplinks[slot]?.socket == nil else { return false }

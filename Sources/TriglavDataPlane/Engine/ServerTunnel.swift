@@ -76,7 +76,7 @@ public final class ServerTunnel: Sendable {
             options.localEndpoint = endpoint
             options.packetInfo = true
             options.bufferBytes = 16 << 20
-            sockets.append(try UDPSocket(family: AddressFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
+            sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
         if configuration.configureNetwork {
