@@ -208,7 +208,56 @@ public final class NetlinkRouteSocket: Sendable {
         logger.debug("netlink: deleted route \(route)")
     }
 
+    /// Deletes every route (of every table but `local`, or of `table`) for which `predicate` holds,
+    /// e.g. `{ $0.table == myTable }` after a crash. Routes that vanished meanwhile are skipped.
+    /// Returns how many were deleted.
+    @discardableResult
+    public func deleteRoutes(table: UInt32? = nil, where predicate: (Route) -> Bool = { _ in true }) throws(NetlinkError) -> Int {
+        var deleted = 0
+        for route in try routes(table: table) where predicate(route) {
+            do {
+                try deleteRoute(route)
+                deleted += 1
+            } catch where error.isNotFound {
+                continue
+            }
+        }
+        return deleted
+    }
+
+    /// Deletes every address for which `predicate` holds (e.g. all IPv4 addresses of the TUN).
+    @discardableResult
+    public func deleteAddresses(family: AddressFamily? = nil, interfaceIndex: Int32? = nil,
+                                where predicate: (AddressInfo) -> Bool = { _ in true }) throws(NetlinkError) -> Int {
+        var deleted = 0
+        for address in try addresses(family: family, interfaceIndex: interfaceIndex) where predicate(address) {
+            do {
+                try deleteAddress(address.local, interfaceIndex: address.interfaceIndex)
+                deleted += 1
+            } catch where error.isNotFound {
+                continue
+            }
+        }
+        return deleted
+    }
+
     // MARK: rules
+
+    /// Deletes every rule for which `predicate` holds, e.g. `{ $0.priority == 29799 }` to clean up after
+    /// a crash. Each is deleted exactly as listed. Returns how many were deleted.
+    @discardableResult
+    public func deleteRules(family: AddressFamily? = nil, where predicate: (RoutingRule) -> Bool) throws(NetlinkError) -> Int {
+        var deleted = 0
+        for rule in try rules(family: family) where predicate(rule) {
+            do {
+                try deleteRule(rule)
+                deleted += 1
+            } catch where error.isNotFound {
+                continue
+            }
+        }
+        return deleted
+    }
 
     /// Policy rules of both families (or one), in kernel order (by priority).
     public func rules(family: AddressFamily? = nil) throws(NetlinkError) -> [RoutingRule] {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+internal import CTriglavShims
 import TriglavCore
 
 /// Conversions between `IPEndpoint` and the kernel's sockaddr_in/sockaddr_in6, written into caller storage
