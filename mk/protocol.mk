@@ -40,7 +40,7 @@ BENCH_PACKETS ?= 200000
 # swiftc -O; a tiny C allocation counter is linked in to report allocations per packet.
 protocol-bench: deps
 	$(SWIFT) build -c release --build-path $(BENCH_BUILD) --target TriglavProtocol
-	cc -O2 -c Benchmarks/ProtocolBench/alloc_counter.c -o $(BENCH_BUILD)/alloc_counter.o
+	clang -O2 -c Benchmarks/ProtocolBench/alloc_counter.c -o $(BENCH_BUILD)/alloc_counter.o
 	swiftc -O -swift-version 6 -I $(BENCH_BUILD)/release/Modules -I Sources/CSodium -I Benchmarks/ProtocolBench \
 	    Benchmarks/ProtocolBench/main.swift $(BENCH_BUILD)/alloc_counter.o \
 	    $(foreach m,$(PROTOCOL_MODULES),$(BENCH_BUILD)/release/$(m).build/*.o) \
