@@ -22,7 +22,7 @@ deb: deps
 	./packaging/build-deb
 
 packaging-check: build-tests
-	./packaging/tests/check-units.sh "$$($(SWIFT) build --show-bin-path)/triglavd"
+	./packaging/tests/check-units.sh "$$($(SWIFT) build --show-bin-path $(SWIFT_BUILD_FLAGS))/triglavd"
 	./packaging/tests/check-udev.sh
 
 # The bus contract (dbus/org.triglav.conf, dbus/org.triglav.xml) comes from the D-Bus work; until it is

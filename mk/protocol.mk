@@ -32,17 +32,17 @@ fuzz-smoke:
 
 EXTRA_TEST_TARGETS += fuzz-smoke
 
-BENCH_BUILD := .build-bench
-BENCH_BINARY := $(BENCH_BUILD)/protocol-bench
-BENCH_PACKETS ?= 200000
+PROTOCOL_BENCH_BUILD := .build-bench
+PROTOCOL_BENCH_BINARY := $(PROTOCOL_BENCH_BUILD)/protocol-bench
+PROTOCOL_BENCH_PACKETS ?= 200000
 
 # Release build of the protocol modules, then the benchmark harness (Benchmarks/ProtocolBench) with
 # swiftc -O; a tiny C allocation counter is linked in to report allocations per packet.
 protocol-bench: deps
-	$(SWIFT) build -c release --build-path $(BENCH_BUILD) --target TriglavProtocol
-	cc -O2 -c Benchmarks/ProtocolBench/alloc_counter.c -o $(BENCH_BUILD)/alloc_counter.o
-	swiftc -O -swift-version 6 -I $(BENCH_BUILD)/release/Modules -I Sources/CSodium -I Benchmarks/ProtocolBench \
-	    Benchmarks/ProtocolBench/main.swift $(BENCH_BUILD)/alloc_counter.o \
-	    $(foreach m,$(PROTOCOL_MODULES),$(BENCH_BUILD)/release/$(m).build/*.o) \
-	    -lsodium -o $(BENCH_BINARY)
-	$(BENCH_BINARY) $(BENCH_PACKETS)
+	$(SWIFT) build -c release --build-path $(PROTOCOL_BENCH_BUILD) --target TriglavProtocol
+	clang -O2 -c Benchmarks/ProtocolBench/alloc_counter.c -o $(PROTOCOL_BENCH_BUILD)/alloc_counter.o
+	swiftc -O -swift-version 6 -I $(PROTOCOL_BENCH_BUILD)/release/Modules -I Sources/CSodium -I Benchmarks/ProtocolBench \
+	    Benchmarks/ProtocolBench/main.swift $(PROTOCOL_BENCH_BUILD)/alloc_counter.o \
+	    $(foreach m,$(PROTOCOL_MODULES),$(PROTOCOL_BENCH_BUILD)/release/$(m).build/*.o) \
+	    -lsodium -o $(PROTOCOL_BENCH_BINARY)
+	$(PROTOCOL_BENCH_BINARY) $(PROTOCOL_BENCH_PACKETS)

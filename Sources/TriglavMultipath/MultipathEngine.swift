@@ -114,6 +114,9 @@ public struct MultipathEngine<Packet> {
     /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
     public var reorderStorageFootprint: Int { reorder.storageFootprint }
 
+    /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
+    var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
+
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
@@ -583,6 +586,7 @@ struct SequenceRing {
         items[(start + count) % items.count] = sequence
         count += 1
     }
+    var storageFootprint: Int { items.capacity * 4 }
     mutating func pop() -> UInt32? {
         guard count > 0 else { return nil }
         defer { start = (start + 1) % items.count; count -= 1 }

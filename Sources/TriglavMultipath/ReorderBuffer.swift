@@ -59,7 +59,7 @@ public struct ReorderBuffer<Packet> {
         mask = capacity - 1
         slots = Array(repeating: nil, count: capacity)
         arrivals = Array(repeating: 0, count: capacity)
-        seen = Array(repeating: 0, count: (2 * capacity) / 64)
+        seen = Array(repeating: 0, count: (2 * capacity + 63) / 64)
         fifoSequences = Array(repeating: 0, count: 2 * capacity)
         fifoArrivals = Array(repeating: 0, count: 2 * capacity)
         self.waitBound = waitBound

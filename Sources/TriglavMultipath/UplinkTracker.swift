@@ -85,6 +85,11 @@ struct UplinkTracker {
         rateSampleBytes = Array(repeating: 0, count: Tuning.rateSamples)
     }
 
+    var storageFootprint: Int {
+        history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
+            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
+    }
+
     var isCapExhausted: Bool {
         guard let cap = policy.dataCapBytes else { return false }
         return txBytes >= cap
@@ -123,6 +128,8 @@ struct UplinkTracker {
             for index in probeActive.indices { probeActive[index] = false }
         }
         if newState == .ready { readySince = now } else if old == .ready { readySince = nil }
+        // The outage's lost probes say nothing about the link's quality once it answers again.
+        if old == .down { loss = LossWindow() }
         state = newState
         stateSince = now
         return (old, newState)

@@ -183,6 +183,11 @@ public struct HandshakeInitiator: Sendable {
         }
     }
 
+    /// `receive` for a datagram still in the caller's receive buffer (copied; handshakes are rare).
+    public mutating func receive(_ datagram: UnsafeRawBufferPointer, now: UInt64) throws(ProtocolError) -> EstablishedSession? {
+        try receive(Array(datagram), now: now)
+    }
+
     private mutating func sendAttempt(now: UInt64) throws(ProtocolError) -> [UInt8] {
         var localIndex = determinism.localIndex ?? Random.uint32()
         while localIndex == 0 { localIndex = Random.uint32() }

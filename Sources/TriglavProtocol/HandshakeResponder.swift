@@ -162,6 +162,12 @@ public struct HandshakeResponder: Sendable {
         }
     }
 
+    /// `handleInitiation` for a datagram still in the caller's receive buffer (copied; handshakes are rare).
+    public mutating func handleInitiation<Source: Hashable>(_ datagram: UnsafeRawBufferPointer, from source: Source,
+                                                            now: UInt64) -> ResponderDecision {
+        handleInitiation(Array(datagram), from: source, now: now)
+    }
+
     private mutating func process(_ datagram: [UInt8], source: UInt64, now: UInt64) throws(ProtocolError) -> ResponderDecision {
         guard datagram.first == WireLayout.MessageType.handshakeInitiation.rawValue else {
             throw .unexpectedMessageType(datagram.first ?? 0)

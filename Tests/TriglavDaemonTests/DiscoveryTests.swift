@@ -132,6 +132,23 @@ struct DiscoveryTests {
         #expect(discovery.uplinks[3]?.isMetered == false)
     }
 
+    @Test func honoursUdevNameAndDriverHints() throws {
+        var env = FakeInterfaceEnvironment()
+        env.udev = [
+            "usb0": ["ID_NET_DRIVER": "cdc_mbim"],
+            "eth5": ["ID_NET_NAME_PATH": "wlp3s0"],
+            "eth6": ["ID_NET_NAME_PATH": "enp4s0", "ID_NET_DRIVER": "r8169"],
+        ]
+        var discovery = UplinkDiscovery(policy: DiscoveryPolicy(), environment: env)
+        _ = try bringUp(&discovery, up(2, "usb0"))
+        _ = try bringUp(&discovery, up(3, "eth5"), "192.168.8.2/24", network: "192.168.8.0/24")
+        _ = try bringUp(&discovery, up(4, "eth6"), "192.168.9.2/24", network: "192.168.9.0/24")
+        #expect(discovery.uplinks[2]?.kind == .wwan)
+        #expect(discovery.uplinks[2]?.isMetered == true)
+        #expect(discovery.uplinks[3]?.kind == .wifi)
+        #expect(discovery.uplinks[4]?.kind == .ethernet)
+    }
+
     @Test func udevPropertiesAndPinsOverrideDefaults() throws {
         var env = FakeInterfaceEnvironment()
         env.udev = [

@@ -44,6 +44,9 @@ claim_timeout_seconds=5
 precondition_failed() { fail "$1"; finish; exit 1; }
 dpkg-query -W -f='${Status}' triglav 2>/dev/null | grep -q installed &&
     precondition_failed "triglav is already installed; purge it first (dpkg --purge triglav)"
+for directory in /etc/triglav /var/lib/triglav; do
+    [[ -e $directory ]] && precondition_failed "$directory exists; the test checks what the package creates and removes there (left over? remove it)"
+done
 getent group triglav > /dev/null && precondition_failed "group triglav already exists; the test checks that the package creates and removes it"
 [[ -S $bus_socket ]] && busctl --system status > /dev/null 2>&1 &&
     precondition_failed "a system bus is already running on $bus_socket; this test starts and stops its own"
@@ -212,5 +215,16 @@ check "purge leaves no file, user or group behind${leftovers:+: $(tr '\n' ' ' <<
 check "install and purge removed nothing that was there before${removed:+: $(tr '\n' ' ' <<< "$removed")}" test -z "$removed"
 check "no bus policy left (/usr/share/dbus-1/system.d/org.triglav.conf)" test ! -e /usr/share/dbus-1/system.d/org.triglav.conf
 check "group triglav is gone" bash -c "! getent group triglav > /dev/null"
+
+# ---- an /etc/triglav that was there before the package is the administrator's -----------------------
+mkdir -p /etc/triglav && echo '# the administrator was here' > /etc/triglav/kept.toml
+if dpkg --install "$deb" > "$scratch/install2.log" 2>&1 && dpkg --purge triglav > "$scratch/purge2.log" 2>&1; then
+    check "purge keeps an /etc/triglav that existed before the install" test -f /etc/triglav/kept.toml
+    check "purge still removes /var/lib/triglav and the group it created" \
+        bash -c "[[ ! -e /var/lib/triglav ]] && ! getent group triglav > /dev/null"
+else
+    fail "second install/purge failed: $(tail -3 "$scratch/install2.log" "$scratch/purge2.log")"
+fi
+rm -rf /etc/triglav
 
 finish

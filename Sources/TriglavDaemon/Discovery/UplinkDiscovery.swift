@@ -182,11 +182,22 @@ public struct UplinkDiscovery {
         return properties
     }
 
+    /// Drivers of mobile-broadband modems (udev ID_NET_DRIVER), for modems whose driver sets no DEVTYPE.
+    static let wwanDrivers: Set<String> = ["qmi_wwan", "cdc_mbim", "huawei_cdc_ncm", "sierra_net", "mhi_net", "ipa"]
+
+    /// wwan: DEVTYPE=wwan, link kind "wwan", a modem driver, or a "ww*" (predictable) name; wifi: DEVTYPE=wlan,
+    /// sysfs wireless/phy80211, or a "wl*" predictable name; ethernet: ARPHRD_ETHER; else other.
     private func classify(_ link: LinkInfo, udev: [String: String]) -> UplinkKind {
         let devtype = udev["DEVTYPE"]
-        if devtype == "wwan" || link.kind == "wwan" { return .wwan }
+        // systemd's predictable name, also when the kernel name was kept (e.g. eth0 → ID_NET_NAME_PATH=enp3s0)
+        let names = [link.name, udev["ID_NET_NAME"], udev["ID_NET_NAME_ONBOARD"], udev["ID_NET_NAME_SLOT"],
+                     udev["ID_NET_NAME_PATH"]].compactMap { $0 }
+        if devtype == "wwan" || link.kind == "wwan" || udev["ID_NET_DRIVER"].map(Self.wwanDrivers.contains) == true {
+            return .wwan
+        }
         if devtype == "wlan" || environment.isWireless(name: link.name, index: link.index) { return .wifi }
-        if link.name.hasPrefix("ww") { return .wwan }
+        if names.contains(where: { $0.hasPrefix("ww") }) { return .wwan }
+        if names.contains(where: { $0.hasPrefix("wl") }) { return .wifi }
         if link.hardwareType == Self.ethernetHardwareType { return .ethernet }
         return .other
     }
