@@ -48,3 +48,14 @@ func wallClockNow() -> UInt64 {
     clock_gettime(CLOCK_REALTIME, &spec)
     return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
 }
+
+/// A clock that never goes backwards. Two pump threads read the monotonic clock before taking the lock,
+/// so their readings can reach the lock out of order; the multipath engine needs non-decreasing time.
+struct EngineClock {
+    private(set) var now: UInt64 = 0
+
+    mutating func advance(to reading: UInt64) -> UInt64 {
+        now = max(now, reading)
+        return now
+    }
+}
