@@ -231,7 +231,11 @@ final class ClientNetworkPump: @unchecked Sendable {
             state.joinToken = assignment.joinToken
             tunnel.log(info: "tunnel \(String(assignment.tunnelID, radix: 16)) established via \(uplink.interface)")
         }
-        let addresses = TunnelAddresses(ipv4: assignment.ipv4, ipv6: assignment.ipv6)
+        guard let ipv4 = assignment.ipv4 else {
+            tunnel.log(error: "the server assigned no IPv4 address; IPv6-only tunnels are not supported yet")
+            return nil
+        }
+        let addresses = TunnelAddresses(ipv4: ipv4, ipv6: assignment.ipv6)
         guard state.assignment != addresses else { return nil }
         state.assignment = addresses
         return addresses

@@ -186,18 +186,22 @@ public final class ClientTunnel: Sendable {
         state.withLock { $0.uplinks.compactMap { $0?.interface } }
     }
 
-    /// Switches the scheduler; takes effect with the next packet.
-    public func setScheduler(_ mode: SchedulerMode) throws(TriglavDataPlaneError) {
-        let result: Result<Void, MultipathError> = state.withLock { state in
+    /// Switches the scheduler; takes effect with the next packet. (A bare mode change always validates;
+    /// if the engine ever refuses one, the old scheduler stays and the refusal is logged.)
+    public func setScheduler(_ mode: SchedulerMode) {
+        let refusal: MultipathError? = state.withLock { state in
             do throws(MultipathError) {
                 try state.engine.setScheduler(mode)
-                return .success(())
+                return nil
             } catch {
-                return .failure(error)
+                return error
             }
         }
-        if case .failure(let error) = result { throw .invalidConfiguration("scheduler \(mode.rawValue): \(error)") }
-        logger.info("scheduler set to \(mode.rawValue)")
+        if let refusal {
+            logger.error("scheduler \(mode.rawValue) refused: \(refusal)")
+        } else {
+            logger.info("scheduler set to \(mode.rawValue)")
+        }
     }
 
     /// The addresses the server assigned, nil before the first handshake completes.

@@ -224,8 +224,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                 if let replaced { removeTunnel(replaced, state: &state) }
                 // A create also replaces whatever else this identity had (its client restarted).
                 for (id, tunnel) in state.tunnels where tunnel.key == accepted.client { removeTunnel(id, state: &state) }
-                let addresses = TunnelAddresses(ipv4: accepted.tunnel.ipv4, ipv6: accepted.tunnel.ipv6)
-                guard let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
+                // The configuration gave every client an IPv4 address (ServerTunnelConfiguration.clients).
+                guard let ipv4 = accepted.tunnel.ipv4,
+                      let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
+                let addresses = TunnelAddresses(ipv4: ipv4, ipv6: accepted.tunnel.ipv6)
                 state.addTunnel(ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine))
                 server.logger.info("client \(accepted.client) connected from \(source) (tunnel \(addresses))")
             }
