@@ -65,4 +65,6 @@ public enum ConfigDefaults {
     public static let natEnabled = true
     /// Longest client name; names appear in logs and `triglav status`.
     public static let clientNameMaxLength = 64
+    /// Longest profile name (the file name without `.toml`).
+    public static let profileNameMaxLength = 64
 }

@@ -160,6 +160,18 @@ public enum ConfigLoader {
     }
 
     private static func parseTOML(_ text: String, file: String) throws(TriglavConfigError) -> [String: TOMLNode] {
+        // TOMLKit hands toml++ a C string: a NUL would silently cut the document short.
+        if let nul = text.utf8.firstIndex(of: 0) {
+            let before = text.utf8[..<nul]
+            let line = before.reduce(1) { $1 == UInt8(ascii: "\n") ? $0 + 1 : $0 }
+            let column = before.count - (before.lastIndex(of: UInt8(ascii: "\n")).map { before.distance(from: before.startIndex, to: $0) + 1 } ?? 0) + 1
+            throw .invalid([ConfigDiagnostic(file: file, keyPath: "", reason: "TOML syntax error: NUL character in file",
+                                             location: SourceLocation(line: line, column: column))])
+        }
+        if let problem = TOMLPreflight.check(text) {
+            throw .invalid([ConfigDiagnostic(file: file, keyPath: "", reason: "TOML syntax error: \(problem.message)",
+                                             location: problem.location)])
+        }
         do {
             return try TOMLNode.parseDocument(text)
         } catch {

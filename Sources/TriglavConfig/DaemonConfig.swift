@@ -86,7 +86,7 @@ public struct UplinkSettings: Equatable, Sendable {
     public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
     /// nil disables NAT keepalives.
     public var natKeepalive: Duration? = .seconds(ConfigDefaults.natKeepaliveSeconds)
-    /// Per-interface settings, in file order (keys sorted, as TOML tables are unordered).
+    /// Per-interface settings, sorted by pattern (TOML tables have no order).
     public var pins: [UplinkPin] = []
 
     public init() {}

@@ -48,7 +48,7 @@ public struct ProfileName: Hashable, Sendable, CustomStringConvertible, Comparab
 
     public init(_ name: String) throws(TriglavConfigError) {
         let scalars = Array(name.unicodeScalars)
-        guard (1...64).contains(scalars.count),
+        guard (1...ConfigDefaults.profileNameMaxLength).contains(scalars.count),
               let first = scalars.first, Self.isAlphanumeric(first),
               scalars.allSatisfy({ Self.isAlphanumeric($0) || $0 == "." || $0 == "_" || $0 == "-" }) else {
             throw .invalidProfileName(name)

@@ -46,7 +46,9 @@ public enum NoiseHash: String, Sendable, CaseIterable {
         var results: [[UInt8]] = []
         var previous: [UInt8] = []
         for index in 1...outputs {
-            previous = hmac(key: tempKey, data: previous + [UInt8(index)])
+            var input = previous + [UInt8(index)]
+            previous = hmac(key: tempKey, data: input)
+            secureWipe(&input)
             results.append(previous)
         }
         return results

@@ -39,6 +39,9 @@ public struct MultipathConfiguration: Sendable, Equatable {
     public var requestsResends: Bool = true
     /// Sender: a packet is worth resending (failover) only this long after it was first sent.
     public var resendHorizon: UInt64 = 400 * Nanoseconds.millisecond
+    /// Resends are dropped when the best uplink already queues more than this: such losses are congestion
+    /// and must reach the sender's TCP instead of being hidden.
+    public var maxResendQueueDelay: UInt64 = 30 * Nanoseconds.millisecond
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 

@@ -42,9 +42,9 @@ enum Tuning {
     static let lossBuckets = 10
     static let lossBucketLength: UInt64 = 200 * Nanoseconds.millisecond
     /// Delivery-rate samples are taken over at least this span so feedback jitter doesn't inflate them.
-    static let minRateSampleSpan: UInt64 = 40 * Nanoseconds.millisecond
-    /// Feedback arrivals kept for delivery-rate sampling.
-    static let rateSamples = 16
+    static let minRateSampleSpan: UInt64 = 100 * Nanoseconds.millisecond
+    /// Feedback arrivals kept for delivery-rate sampling (≥ span / feedback interval).
+    static let rateSamples = 32
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the

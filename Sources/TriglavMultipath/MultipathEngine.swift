@@ -23,6 +23,8 @@ public struct MultipathEngine<Packet> {
     private var demandWindowStart: UInt64 = 0
     private var failoverActive: UplinkID?
     private var lastTick: UInt64?
+    private var lastTimingUpdate: UInt64?
+    private var excludedIndex: Int?
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -106,10 +108,14 @@ public struct MultipathEngine<Packet> {
     /// Current adaptive reorder wait (gap skip bound) and resend-request delay.
     public var reorderWaitBound: UInt64 { reorder.waitBound }
     public var reorderResendRequestDelay: UInt64 { reorder.resendRequestDelay }
+    var reorderHeadForDebug: UInt32 { reorder.head }
     /// Packets held by the reorder buffer now.
     public var reorderBufferedCount: Int { reorder.bufferedCount }
     /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
     public var reorderStorageFootprint: Int { reorder.storageFootprint }
+
+    /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
+    var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
 
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
@@ -285,14 +291,23 @@ public struct MultipathEngine<Packet> {
             spread = (slow - fast) / 2
         }
         let hold = configuration.maxReorderHold
-        let floor = configuration.minReorderWait
-        let requestDelay = max(floor, min(hold / 2, spread + 3 * worstJitter + floor))
+        // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
+        if let previous = lastTimingUpdate, now > previous {
+            reorder.decayLateness(by: min(reorder.observedLateness, (now - previous) * reorder.observedLateness
+                                          / (2 * Nanoseconds.second) + 1))
+        }
+        lastTimingUpdate = now
+        let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
+        let requestDelay = max(configuration.minReorderWait,
+                               min(hold / 2, spread + 3 * worstJitter + configuration.minReorderWait))
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
-            reorder.waitBound = min(hold, requestDelay + recovery + recovery / 4 + 2 * worstJitter + 2 * floor)
+            // Room for the request, the resend, and a second request/resend if the first was lost.
+            let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
+            reorder.waitBound = min(hold, max(bound, floor))
         } else {
-            reorder.waitBound = min(hold, requestDelay)
+            reorder.waitBound = min(hold, max(requestDelay, floor))
         }
     }
 
@@ -350,16 +365,25 @@ public struct MultipathEngine<Packet> {
         } else {
             mask = usableByLevel.3
         }
-        if mask == 0 { return probingMask }
+        if mask == 0 { mask = probingMask }
         if preferReady, mask & readyMask != 0 { mask &= readyMask }
+        if let excluded = excludedIndex, mask & ~(UInt32(1) << UInt32(excluded)) != 0 {
+            mask &= ~(UInt32(1) << UInt32(excluded))
+        }
         return mask
     }
 
     /// Chooses the uplink(s) for one packet of `packetLength` bytes. `flowKey` matters only in `flow` mode
     /// (nil there falls back to lowest latency). Empty selection: nothing can carry the packet.
     /// The engine assumes the packet is sent on every returned uplink (report each with `packetSent`).
-    public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64) -> UplinkSelection {
+    ///
+    /// `excluding`: for resends, the uplink that carried the lost original (it may be dying unnoticed);
+    /// ignored when it is the only usable one.
+    public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
+                                  excluding: UplinkID? = nil) -> UplinkSelection {
         updateDemand(bytes: packetLength, now: now)
+        excludedIndex = excluding.flatMap { index(of: $0) }
+        defer { excludedIndex = nil }
         var selection = UplinkSelection()
         switch configuration.scheduler {
         case .aggregate:
@@ -417,6 +441,24 @@ public struct MultipathEngine<Packet> {
                 mask &= ~(1 << UInt32(index))
             }
         }
+        return selection
+    }
+
+    /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
+    /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
+    /// empty selection when every candidate already has more than `maxResendQueueDelay` queued: that loss
+    /// was congestion, and TCP must see it rather than have it hidden by a resend into a full queue.
+    public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
+        excludedIndex = originalUplink.flatMap { index(of: $0) }
+        defer { excludedIndex = nil }
+        var selection = UplinkSelection()
+        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
+        let tracker = uplinks[index]
+        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        guard max(modelQueue, tracker.measuredQueueDelay) <= configuration.maxResendQueueDelay else { return selection }
+        commit(index, bytes: packetLength, now: now)
+        selection.append(tracker.id)
         return selection
     }
 
@@ -544,6 +586,7 @@ struct SequenceRing {
         items[(start + count) % items.count] = sequence
         count += 1
     }
+    var storageFootprint: Int { items.capacity * 4 }
     mutating func pop() -> UInt32? {
         guard count > 0 else { return nil }
         defer { start = (start + 1) % items.count; count -= 1 }

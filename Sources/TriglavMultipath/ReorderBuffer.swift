@@ -29,9 +29,15 @@ public struct ReorderBuffer<Packet> {
     /// Sequences below this were already requested for resend (or released).
     private var requestedThrough: UInt32 = 0
     private var nackCheckAt: UInt64?
+    private var rerequestedHead: UInt32?
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
     private var consecutiveStale = 0
+    private var lastSkipAt: UInt64 = 0
+    /// How long the last skipped gap would have needed to fill (a late packet's delay past the skip plus
+    /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
+    /// proved too short grows instead of skipping again.
+    public private(set) var observedLateness: UInt64 = 0
 
     /// Gaps are skipped once the oldest waiting packet has waited this long.
     public var waitBound: UInt64
@@ -53,7 +59,7 @@ public struct ReorderBuffer<Packet> {
         mask = capacity - 1
         slots = Array(repeating: nil, count: capacity)
         arrivals = Array(repeating: 0, count: capacity)
-        seen = Array(repeating: 0, count: (2 * capacity) / 64)
+        seen = Array(repeating: 0, count: (2 * capacity + 63) / 64)
         fifoSequences = Array(repeating: 0, count: 2 * capacity)
         fifoArrivals = Array(repeating: 0, count: 2 * capacity)
         self.waitBound = waitBound
@@ -136,6 +142,9 @@ public struct ReorderBuffer<Packet> {
             }
             markSeen(sequence)
             statistics.deliveredLate &+= 1
+            if now >= lastSkipAt, now - lastSkipAt < 2 * waitBound + 1_000_000_000 {
+                observedLateness = max(observedLateness, now - lastSkipAt + waitBound)
+            }
             return .deliverNow
         }
         consecutiveStale = 0
@@ -214,44 +223,57 @@ public struct ReorderBuffer<Packet> {
         }
         guard fifoCount > 0, now >= fifoArrivals[fifoStart] &+ waitBound else { return nil }
         statistics.deliveredInOrder &+= 1
+        lastSkipAt = now
         return skipToNextBuffered()
     }
 
     /// The next missing run to ask the peer for, once a later packet has waited `resendRequestDelay`.
-    /// Each sequence is requested once. Runs are capped at 256 sequences per request.
+    /// Each sequence is requested once; a run is reported only when a packet above it has arrived, in
+    /// chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
-        guard requestsResends, bufferedCount > 0, let checkAt = nackCheckAt, now >= checkAt else { return nil }
+        guard requestsResends, bufferedCount > 0 else { return nil }
+        // Second chance for the gap at the head: its resend may have been lost too. Asked halfway
+        // between the first request and the skip.
+        if rerequestedHead != head, slots[Int(head) & mask] == nil, fifoCount > 0,
+           now >= secondRequestTime(), distance(requestedThrough, from: head) > 0 {
+            rerequestedHead = head
+            var end = head
+            while slots[Int(end) & mask] == nil, end &- head < 256 { end &+= 1 }
+            statistics.resendRequests &+= 1
+            return (head, end &- head)
+        }
+        guard let checkAt = nackCheckAt, now >= checkAt else { return nil }
         nackCheckAt = nil
         var position = requestedThrough
         var runStart: UInt32?
-        var scanned = 0
-        while scanned < capacity, distance(position, from: head &+ UInt32(capacity)) < 0 {
+        let end = head &+ UInt32(capacity)
+        while distance(position, from: end) < 0 {
             let slot = Int(position) & mask
-            if slots[slot] != nil && distance(position, from: head) >= 0 {
+            if slots[slot] != nil {
                 let due = arrivals[slot] &+ resendRequestDelay
                 if due > now {
                     nackCheckAt = due
-                    break
+                    return nil
                 }
                 if let start = runStart {
-                    requestedThrough = position &+ 1
+                    let count = min(position &- start, 256)
+                    requestedThrough = start &+ count
                     nackCheckAt = now
                     statistics.resendRequests &+= 1
-                    return (start, position &- start)
+                    return (start, count)
                 }
+                requestedThrough = position &+ 1
             } else if runStart == nil {
                 runStart = position
-            } else if let start = runStart, position &- start >= 256 {
-                requestedThrough = position
-                nackCheckAt = now
-                statistics.resendRequests &+= 1
-                return (start, position &- start)
             }
             position &+= 1
-            scanned += 1
-            if slots[slot] != nil { requestedThrough = position }
         }
         return nil
+    }
+
+    private func secondRequestTime() -> UInt64 {
+        let first = fifoArrivals[fifoStart] &+ resendRequestDelay
+        return first &+ (waitBound > resendRequestDelay ? (waitBound - resendRequestDelay) / 2 : 0)
     }
 
     /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
@@ -259,10 +281,19 @@ public struct ReorderBuffer<Packet> {
         if parked != nil || slots[Int(head) & mask] != nil { return 0 }
         var deadline: UInt64?
         if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
+        if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {
+            let second = secondRequestTime()
+            deadline = min(deadline ?? second, second)
+        }
         if requestsResends, bufferedCount > 0, let check = nackCheckAt {
             deadline = min(deadline ?? check, check)
         }
         return deadline
+    }
+
+    /// Lets the observed lateness fade (the engine calls this as time passes).
+    mutating func decayLateness(by amount: UInt64) {
+        observedLateness = observedLateness > amount ? observedLateness - amount : 0
     }
 
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).

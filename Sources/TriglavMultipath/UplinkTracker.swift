@@ -41,8 +41,9 @@ struct UplinkTracker {
     private var reportedPackets: UInt64 = 0
     private var reportedBytes: UInt64 = 0
     private var highestReportedCounter: UInt64?
-    /// Latest send time known to have been delivered (probe reply or feedback).
+    /// Latest send time known to have been delivered (probe reply or feedback), and when we learned it.
     private(set) var confirmedSendTime: UInt64 = 0
+    private(set) var lastProgressAt: UInt64
     /// Scheduler's model of the uplink's send queue: when it drains.
     var modelBusyUntil: UInt64 = 0
     /// Last time the model queue was empty when a packet was scheduled (capacity samples taken while
@@ -75,12 +76,18 @@ struct UplinkTracker {
         self.policy = policy
         stateSince = now
         nextProbeAt = now
+        lastProgressAt = now
         capacity = WindowedFilter(keepsMaximum: true, window: configuration.capacityWindow)
         capacityBits = configuration.initialCapacity
         history = Array(repeating: SentRecord(), count: configuration.sendHistoryCapacity)
         historyMask = configuration.sendHistoryCapacity - 1
         rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
         rateSampleBytes = Array(repeating: 0, count: Tuning.rateSamples)
+    }
+
+    var storageFootprint: Int {
+        history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
+            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
     }
 
     var isCapExhausted: Bool {
@@ -121,6 +128,8 @@ struct UplinkTracker {
             for index in probeActive.indices { probeActive[index] = false }
         }
         if newState == .ready { readySince = now } else if old == .ready { readySince = nil }
+        // The outage's lost probes say nothing about the link's quality once it answers again.
+        if old == .down { loss = LossWindow() }
         state = newState
         stateSince = now
         return (old, newState)
@@ -137,14 +146,19 @@ struct UplinkTracker {
         -> (from: UplinkState, to: UplinkState)? {
         expireProbes(now: now)
         if systemDown { return state == .down ? nil : transition(to: .down, at: now, configuration: configuration) }
-        if state != .down, let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown,
-           now >= oldest &+ lossDeadline(configuration) {
+        if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
             return transition(to: .down, at: now, configuration: configuration)
         }
         if let since = readySince, now - since > 60 * Nanoseconds.second { flaps = 0 }
         switch state {
         case .ready:
-            if let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
+            // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
+            // link), which the scheduler handles; only loss on an uncongested link marks it degraded.
+            let standing = max(20 * Nanoseconds.millisecond, rtt.windowedMinimum / 2)
+            let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
+            let congested = measuredQueueDelay > standing || latestQueue > standing
+                || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
+            if !congested, let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
                 return transition(to: .degraded, at: now, configuration: configuration)
             }
         case .degraded:
@@ -166,10 +180,7 @@ struct UplinkTracker {
     /// When `evaluate` may next change something by itself (nil: only events can).
     func nextEvaluation(configuration: MultipathConfiguration) -> UInt64? {
         var deadline: UInt64?
-        if state != .down, !systemDown, let oldest = oldestUnconfirmedSend(),
-           unconfirmedSends >= Tuning.minUnconfirmedSendsForDown {
-            deadline = oldest &+ lossDeadline(configuration)
-        }
+        if state != .down, !systemDown { deadline = blackholeDeadline(configuration) }
         if state == .probing, consecutiveReplies >= (flaps == 0 ? 1 : Tuning.repliesToRecover) {
             let at = stateSince &+ recoveryHoldDown(configuration)
             deadline = min(deadline ?? at, at)
@@ -179,6 +190,23 @@ struct UplinkTracker {
 
     // MARK: Unconfirmed sends (blackhole detection)
 
+    private mutating func confirm(sentAt: UInt64, at now: UInt64) {
+        if sentAt > confirmedSendTime || confirmedSendTime == 0 {
+            confirmedSendTime = max(confirmedSendTime, sentAt)
+            lastProgressAt = now
+        }
+    }
+
+    /// When the link counts as blackholed if nothing changes: sends stay unconfirmed and no confirmation
+    /// progress arrives for the loss deadline (SRTT + 4·RTTVAR + feedback interval). Progress matters as
+    /// well as send age, so a deep queue (sends confirmed late, but steadily) isn't mistaken for an outage.
+    func blackholeDeadline(_ configuration: MultipathConfiguration) -> UInt64? {
+        guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
+            return nil
+        }
+        return max(oldest, lastProgressAt) &+ lossDeadline(configuration)
+    }
+
     var unconfirmedSends: Int {
         var count = Int(min(historyWritten - historyAcked, UInt64(history.count)))
         for index in probeActive.indices where probeActive[index] && probeTimes[index] > confirmedSendTime {
@@ -187,11 +215,16 @@ struct UplinkTracker {
         return count
     }
 
+    /// Index of the oldest record that is both still in the ring and not yet acknowledged.
+    private var oldestKeptUnacknowledged: UInt64 {
+        let capacity = UInt64(history.count)
+        return max(historyAcked, historyWritten >= capacity ? historyWritten - capacity : 0)
+    }
+
     func oldestUnconfirmedSend() -> UInt64? {
         var oldest: UInt64?
         if historyWritten > historyAcked {
-            let first = max(historyAcked, historyWritten - UInt64(history.count))
-            oldest = history[Int(first) & historyMask].sentAt
+            oldest = history[Int(oldestKeptUnacknowledged) & historyMask].sentAt
         }
         for index in probeActive.indices where probeActive[index] && probeTimes[index] > confirmedSendTime {
             oldest = min(oldest ?? probeTimes[index], probeTimes[index])
@@ -214,7 +247,7 @@ struct UplinkTracker {
 
     /// Latest record with counter ≤ `counter` among those still in the ring and not yet acknowledged.
     private func recordIndex(atOrBelow counter: UInt64) -> UInt64? {
-        let oldest = max(historyAcked, historyWritten >= UInt64(history.count) ? historyWritten - UInt64(history.count) : 0)
+        let oldest = oldestKeptUnacknowledged
         guard historyWritten > oldest else { return nil }
         var low = oldest, high = historyWritten - 1
         guard history[Int(low) & historyMask].counter <= counter else { return nil }
@@ -239,10 +272,10 @@ struct UplinkTracker {
                 loss.record(expected: expected, lost: expected > received ? expected - received : 0, at: now)
             }
             historyAcked = index + 1
-            confirmedSendTime = max(confirmedSendTime, record.sentAt)
+            confirm(sentAt: record.sentAt, at: now)
         } else if progressed {
             // History overwritten (or peer counts packets we didn't record): still proof of life.
-            confirmedSendTime = max(confirmedSendTime, now &- min(now, rtt.smoothed))
+            confirm(sentAt: now &- min(now, rtt.smoothed), at: now)
             historyAcked = historyWritten
         }
         highestReportedCounter = report.highestCounter
@@ -256,7 +289,7 @@ struct UplinkTracker {
         var best: Int?
         for age in 0..<rateSampleCount {
             let index = (rateSampleNext - 1 - age + 2 * Tuning.rateSamples) % Tuning.rateSamples
-            if now - rateSampleTimes[index] >= max(Tuning.minRateSampleSpan, rtt.smoothed / 2) {
+            if now - rateSampleTimes[index] >= max(Tuning.minRateSampleSpan, rtt.smoothed) {
                 best = index
                 break
             }
@@ -269,7 +302,7 @@ struct UplinkTracker {
             // Samples from a span where we weren't keeping the link busy are app-limited: they may raise
             // the estimate but not lower it (as in BBR).
             let appLimited = lastModelIdleAt >= rateSampleTimes[index] &- min(rateSampleTimes[index], rtt.smoothed)
-            if !appLimited || rate >= (capacity.best ?? 0) {
+            if !appLimited || rate >= capacityBits {
                 capacity.update(rate, at: now)
             }
             capacityBits = max(Tuning.capacityFloor, capacity.best ?? capacityBits)
@@ -283,8 +316,7 @@ struct UplinkTracker {
     /// Records of unacknowledged packets sent since `since`, newest last (for failover resends).
     func unacknowledgedSequences(sentSince since: UInt64, into body: (UInt32) -> Void) {
         guard historyWritten > historyAcked else { return }
-        let first = max(historyAcked, historyWritten >= UInt64(history.count) ? historyWritten - UInt64(history.count) : 0)
-        var index = first
+        var index = oldestKeptUnacknowledged
         while index < historyWritten {
             let record = history[Int(index) & historyMask]
             if record.sentAt >= since { body(record.sequence) }
@@ -315,7 +347,7 @@ struct UplinkTracker {
             guard now >= sentAt else { return false }
             rtt.add(sample: now - sentAt, at: now)
             loss.record(expected: 1, lost: 0, at: now)
-            confirmedSendTime = max(confirmedSendTime, sentAt)
+            confirm(sentAt: sentAt, at: now)
             consecutiveReplies += 1
             // Probes older than this one that are still outstanding were lost (replies come back in order
             // on one path, near enough).

@@ -22,16 +22,25 @@ public final class NetlinkMonitor: Sendable {
     private enum Phase: Sendable { case idle, running(stopFD: Int32), stopped }
 
     private let phase = Mutex<Phase>(.idle)
+    /// Run once by `stop()`: finishes the stream handed out by `events()`.
+    private let onStop = Mutex<(@Sendable () -> Void)?>(nil)
     private let stopped = Atomic<Bool>(false)
     private let namespacePath: String?
     private let logger: Logger
 
     /// Receive buffer for notifications; a burst (hundreds of interfaces changing) fits without overflow.
-    static let receiveBufferBytes: Int32 = 4 << 20
+    static let defaultReceiveBufferBytes: Int32 = 4 << 20
+    private let receiveBufferBytes: Int32
 
     /// A monitor of the calling process's network namespace, or of the one at `networkNamespacePath`.
-    public init(networkNamespacePath: String? = nil, logger: Logger = Logger(label: "triglav.netlink.monitor")) {
+    public convenience init(networkNamespacePath: String? = nil, logger: Logger = Logger(label: "triglav.netlink.monitor")) {
+        self.init(networkNamespacePath: networkNamespacePath, receiveBufferBytes: Self.defaultReceiveBufferBytes, logger: logger)
+    }
+
+    /// `receiveBufferBytes` is small only in tests that provoke an overflow.
+    init(networkNamespacePath: String?, receiveBufferBytes: Int32, logger: Logger) {
         self.namespacePath = networkNamespacePath
+        self.receiveBufferBytes = receiveBufferBytes
         self.logger = logger
     }
 
@@ -43,10 +52,13 @@ public final class NetlinkMonitor: Sendable {
         try phase.withLock { (phase: inout Phase) throws(NetlinkError) in
             guard case .idle = phase else { throw .monitorMisuse(reason: "start() called twice or after stop()") }
             let sockets: MonitorSockets
+            let bufferBytes = receiveBufferBytes
             if let namespacePath {
-                sockets = try NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) in try MonitorSockets.open() }
+                sockets = try NetworkNamespace.run(in: namespacePath) { () throws(NetlinkError) in
+                    try MonitorSockets.open(receiveBufferBytes: bufferBytes)
+                }
             } else {
-                sockets = try MonitorSockets.open()
+                sockets = try MonitorSockets.open(receiveBufferBytes: bufferBytes)
             }
             var pipeFDs: [Int32] = [0, 0]
             guard pipe(&pipeFDs) == 0 else {
@@ -63,10 +75,12 @@ public final class NetlinkMonitor: Sendable {
     }
 
     /// Starts the monitor and returns its events as an async sequence. Ending the iteration (or
-    /// cancelling the consuming task) stops the monitor.
+    /// cancelling the consuming task) stops the monitor; `stop()` (or releasing the monitor) ends the
+    /// sequence.
     public func events() throws(NetlinkError) -> AsyncStream<NetlinkEvent> {
         let (stream, continuation) = AsyncStream<NetlinkEvent>.makeStream(bufferingPolicy: .unbounded)
         continuation.onTermination = { [weak self] _ in self?.stop() }
+        onStop.withLock { $0 = { continuation.finish() } }
         do {
             try start { continuation.yield($0) }
         } catch {
@@ -87,6 +101,11 @@ public final class NetlinkMonitor: Sendable {
             }
             phase = .stopped
         }
+        onStop.withLock { hook in
+            let finish = hook
+            hook = nil
+            return finish
+        }?()
     }
 
     private func stoppedFlag() -> StopFlag { StopFlag(monitor: self) }
@@ -107,7 +126,7 @@ struct MonitorSockets: @unchecked Sendable {
     static let groups: [UInt32] = [RTNLGRP_LINK.rawValue, RTNLGRP_IPV4_IFADDR.rawValue, RTNLGRP_IPV6_IFADDR.rawValue,
                                    RTNLGRP_IPV4_ROUTE.rawValue, RTNLGRP_IPV6_ROUTE.rawValue]
 
-    static func open() throws(NetlinkError) -> MonitorSockets {
+    static func open(receiveBufferBytes: Int32) throws(NetlinkError) -> MonitorSockets {
         let events = try SocketHandle.connect().release().pointer
         let dumps: OpaquePointer
         do {
@@ -125,7 +144,7 @@ struct MonitorSockets: @unchecked Sendable {
                 throw Libnl.error(rc, operation: "subscribing to", subject: "rtnetlink group \(group)")
             }
         }
-        _ = nl_socket_set_buffer_size(events, NetlinkMonitor.receiveBufferBytes, 0)
+        _ = nl_socket_set_buffer_size(events, receiveBufferBytes, 0)
         let rc = nl_socket_set_nonblocking(events)
         if rc < 0 {
             sockets.close()

@@ -15,7 +15,7 @@ import Synchronization
 /// `init(networkNamespacePath:)` creates it on a helper thread inside another namespace.
 ///
 /// Lifetime: the socket is closed and freed when the object is deinitialised.
-public final class NetlinkRouteSocket: Sendable {
+public final class NetlinkRouteSocket: NetlinkRouting {
     private let handle: Mutex<SocketHandle>
     private let logger: Logger
 
@@ -115,7 +115,7 @@ public final class NetlinkRouteSocket: Sendable {
     // MARK: addresses
 
     /// Addresses in the namespace, optionally only of one family and/or interface.
-    public func addresses(family: AddressFamily? = nil, interfaceIndex: Int32? = nil) throws(NetlinkError) -> [AddressInfo] {
+    public func addresses(family: AddressFamily?, interfaceIndex: Int32?) throws(NetlinkError) -> [AddressInfo] {
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) -> [AddressInfo] in
             try Libnl.dumpAddresses(socket.pointer).filter {
                 (family == nil || $0.family == family) && (interfaceIndex == nil || $0.interfaceIndex == interfaceIndex)
@@ -125,8 +125,8 @@ public final class NetlinkRouteSocket: Sendable {
 
     /// Adds `address` (with its prefix length) to interface `interfaceIndex`. Use `.noDAD` for tunnel
     /// IPv6 addresses so they are usable at once. `replace` updates an existing address instead of failing.
-    public func addAddress(_ address: IPPrefix, interfaceIndex: Int32, peer: IPAddress? = nil,
-                           flags: AddressFlags = [], replace: Bool = false) throws(NetlinkError) {
+    public func addAddress(_ address: IPPrefix, interfaceIndex: Int32, peer: IPAddress?,
+                           flags: AddressFlags, replace: Bool) throws(NetlinkError) {
         let subject = "address \(address) on link #\(interfaceIndex)"
         try withAddressObject(address, interfaceIndex: interfaceIndex, peer: peer, subject: subject) { (socket, object) throws(NetlinkError) in
             if !flags.isEmpty { rtnl_addr_set_flags(object, flags.rawValue) }
@@ -177,8 +177,8 @@ public final class NetlinkRouteSocket: Sendable {
 
     /// Routes, optionally filtered. Routes in the `local` table are included only when asked for by
     /// `table: RouteTable.local`. Cloned (cache) routes are never included.
-    public func routes(family: AddressFamily? = nil, table: UInt32? = nil,
-                       protocol: UInt8? = nil) throws(NetlinkError) -> [Route] {
+    public func routes(family: AddressFamily?, table: UInt32?,
+                       protocol: UInt8?) throws(NetlinkError) -> [Route] {
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) -> [Route] in
             try Libnl.dumpRoutes(socket.pointer, family: family).filter { route in
                 let tableMatches = if let table { route.table == table } else { route.table != RouteTable.local }
@@ -188,7 +188,7 @@ public final class NetlinkRouteSocket: Sendable {
     }
 
     /// Installs `route`. `replace` overwrites an existing route with the same key instead of failing.
-    public func addRoute(_ route: Route, replace: Bool = false) throws(NetlinkError) {
+    public func addRoute(_ route: Route, replace: Bool) throws(NetlinkError) {
         let flags = Int32(NLM_F_CREATE) | (replace ? Int32(NLM_F_REPLACE) : Int32(NLM_F_EXCL))
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) in
             let object = try Libnl.makeRoute(route)
@@ -211,7 +211,7 @@ public final class NetlinkRouteSocket: Sendable {
     // MARK: rules
 
     /// Policy rules of both families (or one), in kernel order (by priority).
-    public func rules(family: AddressFamily? = nil) throws(NetlinkError) -> [RoutingRule] {
+    public func rules(family: AddressFamily?) throws(NetlinkError) -> [RoutingRule] {
         try handle.withLock { (socket: inout SocketHandle) throws(NetlinkError) -> [RoutingRule] in
             try RuleMessages.dump(socket: socket.pointer, family: family)
         }

@@ -12,6 +12,7 @@ public enum DatagramKind: Equatable, Sendable {
     case invalid
 }
 
+/// Stateless classification of received datagrams (see `DatagramKind`).
 public enum Demultiplexer {
     /// Classifies `datagram` by type byte and size. Never traps, never allocates.
     public static func classify(_ datagram: UnsafeRawBufferPointer) -> DatagramKind {

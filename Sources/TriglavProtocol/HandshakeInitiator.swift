@@ -19,7 +19,10 @@ public struct InitiatorConfiguration: Sendable {
 
 /// A completed client handshake: the uplink's transport session and the tunnel the server assigned.
 public struct EstablishedSession: Sendable {
+    /// The client side of the uplink's session (confirmed: it may send at once; send a keepalive first
+    /// if there is no data, so the server confirms its side).
     public var session: TransportSession
+    /// The server's assignment, including the join token for further uplinks and rekeys.
     public var tunnel: TunnelAssignment
 }
 
@@ -129,7 +132,17 @@ public struct HandshakeInitiator: Sendable {
             } catch {
                 throw .handshakeFailed(error)
             }
-            let (tunnel, responderIndex) = try TunnelAssignment.decode(payload)
+            let tunnel: TunnelAssignment, responderIndex: UInt32
+            do throws(ProtocolError) {
+                (tunnel, responderIndex) = try TunnelAssignment.decode(payload)
+            } catch {
+                if error == .joinRefused {
+                    // Authentic (it decrypted under this handshake's keys): this attempt is over.
+                    state = .failed
+                    nextDeadline = nil
+                }
+                throw error
+            }
             guard responderIndex == datagram.le32(at: 4), responderIndex != 0 else {
                 throw .malformedPayload("responder index in the header does not match the encrypted one")
             }
@@ -168,6 +181,11 @@ public struct HandshakeInitiator: Sendable {
         case .handshakeInitiation, .transport:
             throw .unexpectedMessageType(first)
         }
+    }
+
+    /// `receive` for a datagram still in the caller's receive buffer (copied; handshakes are rare).
+    public mutating func receive(_ datagram: UnsafeRawBufferPointer, now: UInt64) throws(ProtocolError) -> EstablishedSession? {
+        try receive(Array(datagram), now: now)
     }
 
     private mutating func sendAttempt(now: UInt64) throws(ProtocolError) -> [UInt8] {

@@ -60,11 +60,22 @@ public struct TunnelAssignment: Equatable, Sendable {
         return out
     }
 
+    /// Flag bit of a response that refuses a join (all other fields zero).
+    static let joinRefusedFlag: UInt8 = 4
+
+    /// The payload of an authenticated refusal of a join request.
+    static func refusalPayload() -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: WireLayout.responsePayloadSize)
+        out[24] = joinRefusedFlag
+        return out
+    }
+
     static func decode(_ payload: [UInt8]) throws(ProtocolError) -> (assignment: TunnelAssignment, responderIndex: UInt32) {
         guard payload.count == WireLayout.responsePayloadSize else {
             throw .malformedPayload("response payload must be \(WireLayout.responsePayloadSize) bytes, got \(payload.count)")
         }
         let flags = payload[24]
+        if flags == joinRefusedFlag { throw .joinRefused }
         guard flags & ~3 == 0, payload[27] == 0 else { throw .malformedPayload("unknown flags \(flags) in response") }
         var ipv4: IPPrefix?
         var ipv6: IPPrefix?

@@ -36,10 +36,15 @@ public enum TunnelEvent: Equatable, Sendable {
 /// An initiation the server accepted: send `reply` to the source, install `session` (route by its
 /// `localIndex`), attach it to `tunnel`.
 public struct AcceptedInitiation: Sendable {
+    /// The handshake response to send back to the initiation's source.
     public let reply: [UInt8]
+    /// The server side of the new session; unconfirmed until the client's first packet authenticates.
     public let session: TransportSession
+    /// The authenticated client identity.
     public let client: IdentityPublicKey
+    /// The tunnel this uplink belongs to (new or joined).
     public let tunnel: TunnelAssignment
+    /// Whether the tunnel was created (possibly replacing an older one) or joined.
     public let event: TunnelEvent
     /// The server-side index of the session this one rekeys (same tunnel, checked); retire it once the new
     /// session is confirmed (`UplinkKeyring` does this).
@@ -51,7 +56,8 @@ public enum ResponderDecision: Sendable {
     case accept(AcceptedInitiation)
     /// Under load and without a valid mac2: send this cookie reply and keep no state.
     case challenge(cookieReply: [UInt8])
-    /// Refused; send `reply` if present (a version-mismatch notice), otherwise stay silent.
+    /// Refused; send `reply` if present (a version-mismatch notice, or the encrypted join refusal for an
+    /// authenticated client with an unknown token), otherwise stay silent.
     case reject(ProtocolError, reply: [UInt8]?)
 }
 
@@ -156,6 +162,12 @@ public struct HandshakeResponder: Sendable {
         }
     }
 
+    /// `handleInitiation` for a datagram still in the caller's receive buffer (copied; handshakes are rare).
+    public mutating func handleInitiation<Source: Hashable>(_ datagram: UnsafeRawBufferPointer, from source: Source,
+                                                            now: UInt64) -> ResponderDecision {
+        handleInitiation(Array(datagram), from: source, now: now)
+    }
+
     private mutating func process(_ datagram: [UInt8], source: UInt64, now: UInt64) throws(ProtocolError) -> ResponderDecision {
         guard datagram.first == WireLayout.MessageType.handshakeInitiation.rawValue else {
             throw .unexpectedMessageType(datagram.first ?? 0)
@@ -204,7 +216,7 @@ public struct HandshakeResponder: Sendable {
         switch payload.request {
         case .create:
             let last = lastCreateTimestamp[client.publicKey] ?? 0
-            guard payload.timestamp > last || (last == 0 && tunnels[client.publicKey] == nil && payload.timestamp == 0) else {
+            guard payload.timestamp > last else {
                 throw .replayedInitiation(client: client.publicKey, timestamp: payload.timestamp, lastAccepted: last)
             }
             assignment = TunnelAssignment(tunnelID: determinism.tunnelID ?? Random.uint64(), ipv4: client.ipv4,
@@ -212,7 +224,17 @@ public struct HandshakeResponder: Sendable {
             event = .created(replacedTunnelID: tunnels[client.publicKey]?.assignment.tunnelID)
         case .join(let token, let replacing):
             guard let tunnel = tunnels[client.publicKey], tunnel.assignment.joinToken == token else {
-                throw .invalidJoinToken(client: client.publicKey)
+                // The client is authenticated, so tell it (encrypted) to create a new tunnel instead of
+                // leaving it to time out; no session is created.
+                var reply: [UInt8] = [WireLayout.MessageType.handshakeResponse.rawValue, PROTOCOL_VERSION, 0, 0]
+                reply.appendLE32(0)
+                reply.appendLE32(initiatorIndex)
+                do {
+                    reply += try noise.writeMessage(payload: TunnelAssignment.refusalPayload())
+                } catch {
+                    throw .handshakeFailed(error)
+                }
+                return .reject(.invalidJoinToken(client: client.publicKey), reply: reply)
             }
             assignment = tunnel.assignment
             event = .joined

@@ -23,6 +23,9 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
     case replayedInitiation(client: IdentityPublicKey, timestamp: UInt64, lastAccepted: UInt64)
     /// A join token doesn't match the client's current tunnel (or the client has none).
     case invalidJoinToken(client: IdentityPublicKey)
+    /// The server (authenticated) refused a join: it knows no tunnel for that token, typically because it
+    /// restarted. The client must run one `.create` handshake, then join its other uplinks with the new token.
+    case joinRefused
     /// The tunnel already holds `maxSessionsPerTunnel` live sessions.
     case tooManySessions(tunnelID: UInt64)
     /// A handshake payload field is out of range (the reason names it).
@@ -78,6 +81,8 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
                 + "(a replay, or the client's clock went backwards); rejected"
         case .invalidJoinToken(let client):
             return "client \(client) presented a join token that matches none of its tunnels; it must start a new tunnel"
+        case .joinRefused:
+            return "the server no longer knows this tunnel (it restarted?); start a new tunnel with one uplink, then join the others"
         case .tooManySessions(let tunnelID):
             return "tunnel \(tunnelID) already has the maximum number of live sessions; rejected"
         case .malformedPayload(let reason):

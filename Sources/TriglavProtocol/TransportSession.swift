@@ -39,8 +39,8 @@ public struct TransportSession: Sendable {
     public let role: SessionRole
     /// Monotonic time of the handshake's completion.
     public let establishedAt: UInt64
-    private let sendKey: SymmetricKey
-    private let receiveKey: SymmetricKey
+    let sendKey: SymmetricKey
+    let receiveKey: SymmetricKey
     /// Counter of the next datagram to send.
     public internal(set) var nextSendCounter: UInt64 = 0
     private var replay = ReplayWindow()

@@ -20,7 +20,8 @@ struct Triglavd: ParsableCommand {
     )
 
     @Option(name: .customLong("config"), help: ArgumentHelp(
-        "Daemon configuration file. A missing file at the default path means built-in defaults.",
+        "Daemon configuration file (default: \(ConfigDefaults.daemonConfigPath)); if the default file is absent, "
+            + "built-in defaults apply.",
         valueName: "FILE"))
     var configPath: String?
 

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import Synchronization
 import Testing
 import TriglavCore
 @testable import TriglavNetlink
@@ -131,7 +133,38 @@ struct NetlinkMonitorTests {
             if event == .synchronized { break }
         }
         #expect(sawLoopback)
+        // stop() ends the sequence instead of leaving the consumer waiting forever
+        let consumer = Task { for await _ in stream {}; return true }
         monitor.stop()
+        #expect(await consumer.value)
+    }
+
+    @Test func resynchronizesAfterLosingNotifications() throws {
+        let ns = try TestNamespace()
+        defer { ns.close() }
+        let recorder = EventRecorder()
+        let gate = DispatchSemaphore(value: 0)
+        let blocked = Atomic<Bool>(false)
+        // A tiny receive buffer and a handler that stalls: the kernel must drop notifications.
+        let monitor = NetlinkMonitor(networkNamespacePath: ns.path, receiveBufferBytes: 2048, logger: Logger(label: "test"))
+        try monitor.start { event in
+            recorder.record(event)
+            if event == .synchronized, !blocked.exchange(true, ordering: .sequentiallyConsistent) { gate.wait() }
+        }
+        defer { monitor.stop() }
+        #expect(recorder.wait { $0.contains(.synchronized) })
+        let names = (0..<40).map { "tgo\($0)" }
+        try ns.ip(["-batch", "-"] , input: names.map { "link add name \($0) type veth peer name \($0)p" }.joined(separator: "\n") + "\n")
+        gate.signal()
+        #expect(recorder.wait(timeout: .seconds(5)) { $0.filter { $0 == .synchronized }.count >= 2 },
+                "no resynchronization after overflow")
+        // Every link is known exactly once in the end, however the events were split.
+        #expect(recorder.wait(timeout: .seconds(5)) { events in
+            let added = events.compactMap { if case .linkAdded(let l) = $0 { l.name } else { nil } }
+            return names.allSatisfy { added.contains($0) }
+        })
+        let added = recorder.events.compactMap { if case .linkAdded(let l) = $0 { l.name } else { nil } }
+        #expect(added.count == Set(added).count, "duplicate linkAdded: \(added)")
     }
 
     @Test func startFailsForMissingNamespace() {

@@ -66,7 +66,7 @@ struct NetlinkRouteSocketTests {
         try socket.addAddress(v4, interfaceIndex: index, replace: true)
 
         try socket.deleteAddress(v4, interfaceIndex: index)
-        try socket.deleteAddress(v6, interfaceIndex: index)
+        #expect(try socket.deleteAddresses(family: .ipv6, interfaceIndex: index) { $0.local == v6 } == 1)
         #expect(try socket.addresses(interfaceIndex: index).allSatisfy { $0.local != v4 && $0.local != v6 })
         #expect(throws: NetlinkError.self) { try socket.deleteAddress(v4, interfaceIndex: index) }
     }
@@ -137,9 +137,12 @@ struct NetlinkRouteSocketTests {
         // Rules nobody installed keep their default shape (the kernel's "lookup main" at 32766).
         #expect(try socket.rules(family: .ipv4).contains { $0.priority == 32766 && $0.table == RouteTable.main && $0.suppressPrefixLength == nil })
 
-        // Crash recovery: everything can be found again by protocol/table and removed from the listing.
-        for rule in ours { try socket.deleteRule(rule) }
-        for route in try socket.routes(table: table) { try socket.deleteRoute(route) }
+        #expect(try socket.link(index: tun)?.kind == "tun")
+
+        // Crash recovery: everything can be found again by priority/table and removed from the listing.
+        #expect(try socket.deleteRules { $0.priority == 32000 || $0.priority == 31999 } == 4)
+        #expect(try socket.deleteRoutes(table: table) == routes.count)
+        #expect(try socket.deleteRoutes(table: table) == 0)
         #expect(try socket.rules().allSatisfy { $0.protocol != proto })
         #expect(try socket.routes(table: table).isEmpty)
         #expect(!(try ns.ip(["rule", "show"]).contains("51820")))

@@ -21,19 +21,22 @@ final class TestNamespace: @unchecked Sendable {
 
     /// Runs `ip -n NAME args...`, throwing with stderr on failure; returns stdout.
     @discardableResult
-    func ip(_ arguments: [String]) throws -> String {
-        try TestNamespace.ip(["-n", name] + arguments)
+    func ip(_ arguments: [String], input: String? = nil) throws -> String {
+        try TestNamespace.ip(["-n", name] + arguments, input: input)
     }
 
     @discardableResult
-    static func ip(_ arguments: [String]) throws -> String {
+    static func ip(_ arguments: [String], input: String? = nil) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = arguments
-        let out = Pipe(), err = Pipe()
+        let out = Pipe(), err = Pipe(), inPipe = Pipe()
         process.standardOutput = out
         process.standardError = err
+        process.standardInput = inPipe
         try process.run()
+        if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+        try inPipe.fileHandleForWriting.close()
         let output = out.fileHandleForReading.readDataToEndOfFile()
         let errors = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -42,9 +42,18 @@ import TriglavCrypto
         var wrong = try fixture.initiator(.join(try JoinToken(bytes: [UInt8](repeating: 7, count: 16)), replacing: nil))
         let bad = try wrong.start(now: 3, wallClock: Fixture.wallClockBase + 3)
         let sessionsBefore = fixture.responder.liveSessionCount
-        #expect(fixture.responder.handleInitiation(bad, from: "x", now: 3).rejection
-                == .invalidJoinToken(client: fixture.client.publicKey))
+        let decision = fixture.responder.handleInitiation(bad, from: "x", now: 3)
+        #expect(decision.rejection == .invalidJoinToken(client: fixture.client.publicKey))
         #expect(fixture.responder.liveSessionCount == sessionsBefore)
+        // The authenticated client learns it must create a new tunnel (the server restarted, say).
+        guard case .reject(_, let refusal?) = decision else { Issue.record("no refusal sent"); return }
+        #expect(refusal.count == WireLayout.responseSize)
+        var tampered = refusal
+        tampered[60] ^= 1
+        var copy = wrong
+        #expect(throws: ProtocolError.handshakeFailed(.decryptionFailed)) { try copy.receive(tampered, now: 3) }
+        #expect(throws: ProtocolError.joinRefused) { try wrong.receive(refusal, now: 3) }
+        #expect(wrong.nextDeadline == nil && !wrong.isEstablished)
 
         // Same token, another (authorized) identity: refused.
         let other = IdentityKey.generate()
@@ -53,6 +62,28 @@ import TriglavCrypto
         var thief = try fixture.initiator(.join(token, replacing: nil), identity: other)
         let stolen = try thief.start(now: 4, wallClock: Fixture.wallClockBase + 4)
         #expect(fixture.responder.handleInitiation(stolen, from: "y", now: 4).rejection == .invalidJoinToken(client: other.publicKey))
+    }
+
+    @Test func flippingAnyByteOfTheInitiationIsRejected() throws {
+        var fixture = try Fixture()
+        var initiator = try fixture.initiator()
+        let message = try initiator.start(now: 0, wallClock: Fixture.wallClockBase)
+        for index in 0..<200 {  // mac2 (200..<216) is only checked under load, see below
+            var tampered = message
+            tampered[index] ^= 0x10
+            let decision = fixture.responder.handleInitiation(tampered, from: "s\(index)", now: 0)
+            #expect(decision.accepted == nil, "byte \(index) flipped was accepted")
+        }
+        #expect(fixture.responder.liveSessionCount == 0)
+        // Under load a flipped mac2 byte earns a challenge, not a session.
+        fixture.responder.forceUnderLoad = true
+        var tampered = message
+        tampered[205] ^= 0x10
+        if case .challenge = fixture.responder.handleInitiation(tampered, from: "t", now: 0) {} else {
+            Issue.record("flipped mac2 under load was not challenged")
+        }
+        fixture.responder.forceUnderLoad = false
+        #expect(fixture.responder.handleInitiation(message, from: "u", now: 0).accepted != nil)
     }
 
     @Test func unknownClientIsRejectedWithoutState() throws {

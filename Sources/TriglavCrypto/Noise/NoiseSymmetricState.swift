@@ -18,8 +18,10 @@ public struct NoiseSymmetricState: Sendable {
 
     /// MixKey(input_key_material).
     public mutating func mixKey(_ inputKeyMaterial: SecureBytes) {
-        var outputs = hash.hkdf(chainingKey: chainingKey.unprotectedBytes,
-                                inputKeyMaterial: inputKeyMaterial.unprotectedBytes, outputs: 2)
+        var currentKey = chainingKey.unprotectedBytes
+        var material = inputKeyMaterial.unprotectedBytes
+        defer { secureWipe(&currentKey); secureWipe(&material) }
+        var outputs = hash.hkdf(chainingKey: currentKey, inputKeyMaterial: material, outputs: 2)
         chainingKey = SecureBytes(outputs[0])
         cipherState = NoiseCipherState(key: SymmetricKey(copyingPrefixOf: outputs[1]))
         for index in outputs.indices { secureWipe(&outputs[index]) }
@@ -46,8 +48,12 @@ public struct NoiseSymmetricState: Sendable {
 
     /// Split(): the initiator→responder and responder→initiator cipher states.
     public func split() -> (NoiseCipherState, NoiseCipherState) {
-        var outputs = hash.hkdf(chainingKey: chainingKey.unprotectedBytes, inputKeyMaterial: [], outputs: 2)
-        defer { for index in outputs.indices { secureWipe(&outputs[index]) } }
+        var currentKey = chainingKey.unprotectedBytes
+        var outputs = hash.hkdf(chainingKey: currentKey, inputKeyMaterial: [], outputs: 2)
+        defer {
+            secureWipe(&currentKey)
+            for index in outputs.indices { secureWipe(&outputs[index]) }
+        }
         return (NoiseCipherState(key: SymmetricKey(copyingPrefixOf: outputs[0])),
                 NoiseCipherState(key: SymmetricKey(copyingPrefixOf: outputs[1])))
     }

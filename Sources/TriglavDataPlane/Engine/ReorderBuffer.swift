@@ -65,7 +65,12 @@ final class ReorderBuffer {
             // Late: its gap was already skipped. Deliver rather than drop (TCP prefers late to lost),
             // unless it is a duplicate of a delivered one. Beyond a window we can't tell: drop.
             let index = Int(sequence) & (window - 1)
-            if -Int(distance) <= window && !(deliveredValid[index] && deliveredSequences[index] == sequence) {
+            if -Int(distance) > 4 * window {
+                // Far behind: the peer restarted its sequence space (server restart). Start over from here.
+                drainAll(deliver)
+                next = sequence &+ 1
+                emit(sequence, packet, deliver)
+            } else if -Int(distance) <= window && !(deliveredValid[index] && deliveredSequences[index] == sequence) {
                 reordered += 1
                 emit(sequence, packet, deliver)
             } else {
@@ -137,12 +142,17 @@ final class ReorderBuffer {
         emit(sequences[index], UnsafeRawBufferPointer(start: storage + index * slotSize, count: lengths[index]), deliver)
     }
 
+    /// Moves `next` forward to `target`, releasing held packets on the way. Bounded by the window: every held
+    /// packet lies within `window` of `next`, so after that many steps the rest of the way is empty.
     private func advance(to target: UInt32, _ deliver: (UnsafeRawBufferPointer) -> Void) {
-        while Int32(bitPattern: target &- next) > 0 {
+        var steps = 0
+        while Int32(bitPattern: target &- next) > 0, heldCount > 0, steps < window {
             let index = Int(next) & (window - 1)
-            if present[index] { release(index, deliver) }
+            if present[index], sequences[index] == next { release(index, deliver) }
             next &+= 1
+            steps += 1
         }
+        if Int32(bitPattern: target &- next) > 0 { next = target }
         releaseInOrder(deliver)
     }
 
