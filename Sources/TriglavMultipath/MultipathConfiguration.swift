@@ -42,7 +42,7 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Resends are dropped when the best uplink's queue is within ¾ of the deepest queue seen on it lately
     /// (a full buffer: the loss was congestion and must reach the sender's TCP). This is the floor of that
     /// threshold, and a quarter of the threshold used before any queue was seen.
-    public var minCongestionQueueDelay: UInt64 = 30 * Nanoseconds.millisecond
+    public var minCongestionQueueDelay: UInt64 = 80 * Nanoseconds.millisecond
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 
