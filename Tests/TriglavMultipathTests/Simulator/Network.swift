@@ -24,6 +24,7 @@ enum Frame {
     case probeReply(id: UInt32)
     case feedback(FeedbackReport)
     case resendRequest(first: UInt32, count: UInt32)
+    case resendDeclined(first: UInt32, count: UInt32)
 }
 
 /// Wire size of every control frame (probe, reply, feedback, resend request) including outer headers.
@@ -86,7 +87,9 @@ final class TunnelNode {
     }
     private var pumpQueued = false
 
-    private func transmit(sequence: UInt32, packet: InnerPacket) {
+    /// Returns false when no uplink took the packet.
+    @discardableResult
+    private func transmit(sequence: UInt32, packet: InnerPacket) -> Bool {
         let slot = Int(sequence & 0xffff)
         let previous = storeSequences[slot] == sequence ? storeUplinks[slot] : nil
         let wireBytes = packet.bytes + WireOverhead.total
@@ -95,7 +98,7 @@ final class TunnelNode {
             let id = ids[roundRobinNext % ids.count]
             roundRobinNext += 1
             sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes)
-            return
+            return true
         }
         let selection = packet.isResend
             ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now)
@@ -103,6 +106,7 @@ final class TunnelNode {
         storeUplinks[slot] = selection.first
         if selection.isEmpty { unscheduled += 1 }
         for id in selection { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+        return !selection.isEmpty
     }
 
     var watch: Int? = nil
@@ -144,8 +148,14 @@ final class TunnelNode {
                 let slot = Int(sequence & 0xffff)
                 if storeSequences[slot] == sequence, var packet = store[slot] {
                     packet.isResend = true
-                    resendsPerformed += 1
-                    transmit(sequence: sequence, packet: packet)
+                    if transmit(sequence: sequence, packet: packet) {
+                        resendsPerformed += 1
+                        continue
+                    }
+                }
+                let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
+                if let id = selection.first {
+                    network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
                 }
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
@@ -181,6 +191,8 @@ final class TunnelNode {
         case .feedback(let report):
             if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FB \(now/1000) \(report)") }
             engine.handle(.feedbackReceived(id, report, at: now))
+        case .resendDeclined(let first, let count):
+            engine.handle(.resendDeclined(firstSequence: first, count: count, at: now))
         case .resendRequest(let first, let count):
             if watch != nil, let w = watchSequence, w &- first < count { print("WATCH \(now/1000) \(name) got NACK \(first) +\(count)") }
             engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
