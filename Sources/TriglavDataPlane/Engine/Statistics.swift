@@ -1,0 +1,45 @@
+import TriglavCore
+
+/// Counters of one uplink, as a snapshot.
+public struct UplinkStatistics: Sendable, Equatable {
+    public var id: UplinkID
+    public var interface: InterfaceName
+    /// "connecting", "established" or "no-socket" (interface missing).
+    public var state: String
+    public var transmittedPackets: UInt64 = 0
+    public var transmittedBytes: UInt64 = 0
+    public var receivedPackets: UInt64 = 0
+    public var receivedBytes: UInt64 = 0
+    public var handshakes: UInt64 = 0
+    /// Smoothed round-trip time from probes, nil before the first reply.
+    public var smoothedRTT: Duration?
+    public var sendErrors: UInt64 = 0
+}
+
+/// A snapshot of a client tunnel.
+public struct ClientTunnelStatistics: Sendable, Equatable {
+    public var tunnelInterface: InterfaceName?
+    public var addresses: TunnelAddresses?
+    public var scheduler: SchedulerKind
+    public var uplinks: [UplinkStatistics]
+    /// Packets read from the TUN device that no uplink could carry.
+    public var droppedNoUplink: UInt64
+    public var reordered: Int
+    public var gapsSkipped: Int
+    public var duplicates: Int
+}
+
+/// A snapshot of a server tunnel.
+public struct ServerTunnelStatistics: Sendable, Equatable {
+    public struct Client: Sendable, Equatable {
+        public var publicKey: String
+        public var addresses: TunnelAddresses
+        /// Current endpoint of each of the client's uplink sessions.
+        public var endpoints: [IPEndpoint]
+        public var receivedPackets: UInt64
+        public var transmittedPackets: UInt64
+    }
+    public var clients: [Client]
+    public var rejectedHandshakes: UInt64
+    public var droppedUnknownDestination: UInt64
+}

@@ -1,0 +1,109 @@
+/// Engine-wide settings. All times are nanoseconds. Validate with `validate()` (the engine's init does).
+public struct MultipathConfiguration: Sendable, Equatable {
+    /// The scheduler at start; change at runtime with `MultipathEngine.setScheduler`.
+    public var scheduler: SchedulerMode = .aggregate
+    /// `redundant` mode: copies per packet (nil = every usable uplink).
+    public var redundantCopies: Int? = nil
+    /// Probe interval on an idle uplink (also the re-probe interval of down links).
+    public var heartbeatInterval: UInt64 = 100 * Nanoseconds.millisecond
+    /// Probe interval while data flows (keeps RTT and the one-way-delay spread fresh).
+    public var activeProbeInterval: UInt64 = 50 * Nanoseconds.millisecond
+    /// A link counts as active (not idle) when data was sent on it within this time.
+    public var activityWindow: UInt64 = 200 * Nanoseconds.millisecond
+    /// Receiver: feedback per uplink at most this often while packets arrive on it.
+    public var feedbackInterval: UInt64 = 20 * Nanoseconds.millisecond
+    /// Upper bound of the blackhole deadline under traffic (sends unconfirmed this long → down).
+    /// The deadline itself is SRTT + 4·RTTVAR + feedback interval, clamped to [minLossDeadline, this].
+    public var maxLossDeadline: UInt64 = 250 * Nanoseconds.millisecond
+    public var minLossDeadline: UInt64 = 100 * Nanoseconds.millisecond
+    /// Loss ratio (percent over the 2 s window) that makes a ready link degraded, and the one below
+    /// which it recovers (hysteresis).
+    public var degradedLossPercent: Double = 15
+    public var recoveredLossPercent: Double = 5
+    /// Minimum time in `degraded` before recovering, so a flapping link doesn't oscillate.
+    public var degradedHoldTime: UInt64 = 1 * Nanoseconds.second
+    /// Hold-down after a link comes back from `down`; doubles per flap up to `maxRecoveryHoldDown`.
+    public var recoveryHoldDown: UInt64 = 500 * Nanoseconds.millisecond
+    public var maxRecoveryHoldDown: UInt64 = 30 * Nanoseconds.second
+    /// Capacity assumed for a link before any delivery-rate sample (bits/s).
+    public var initialCapacity: UInt64 = 10_000_000
+    /// Delivery-rate windowed-max horizon.
+    public var capacityWindow: UInt64 = 2 * Nanoseconds.second
+    /// Receiver reorder buffer: capacity in packets (power of two), the longest any packet is held,
+    /// and the floor of the adaptive wait.
+    public var reorderCapacity: Int = 2048
+    public var maxReorderHold: UInt64 = 300 * Nanoseconds.millisecond
+    public var minReorderWait: UInt64 = 3 * Nanoseconds.millisecond
+    /// Receiver asks the sender to resend missing sequences before skipping them (tunnel-level ARQ that
+    /// hides random link loss from TCP). The wait then also covers one round trip on the fastest link.
+    public var requestsResends: Bool = true
+    /// Sender: a packet is worth resending (failover) only this long after it was first sent.
+    public var resendHorizon: UInt64 = 400 * Nanoseconds.millisecond
+    /// Resends are dropped when the best uplink's queue is within ¾ of the deepest queue seen on it lately
+    /// (a full buffer: the loss was congestion and must reach the sender's TCP). This is the floor of that
+    /// threshold, and a quarter of the threshold used before any queue was seen.
+    public var minCongestionQueueDelay: UInt64 = 30 * Nanoseconds.millisecond
+    /// Per-uplink send history (entries, power of two).
+    public var sendHistoryCapacity: Int = 4096
+
+    public init() {}
+
+    /// Checks every field and reports the first offending one.
+    public func validate() throws(MultipathError) {
+        func fail(_ field: String, _ value: some CustomStringConvertible, _ reason: String) -> MultipathError {
+            .invalidConfiguration(field: field, value: value.description, reason: reason)
+        }
+        if let copies = redundantCopies, !(1...MultipathLimits.maxUplinks).contains(copies) {
+            throw fail("redundantCopies", copies, "must be 1 to \(MultipathLimits.maxUplinks)")
+        }
+        for (name, value) in [("heartbeatInterval", heartbeatInterval), ("activeProbeInterval", activeProbeInterval),
+                              ("feedbackInterval", feedbackInterval), ("maxLossDeadline", maxLossDeadline),
+                              ("minLossDeadline", minLossDeadline), ("maxReorderHold", maxReorderHold),
+                              ("capacityWindow", capacityWindow)] where value == 0 {
+            throw fail(name, value, "must be greater than zero")
+        }
+        if minLossDeadline > maxLossDeadline {
+            throw fail("minLossDeadline", minLossDeadline, "must not exceed maxLossDeadline (\(maxLossDeadline))")
+        }
+        if !(0...100).contains(recoveredLossPercent) || !(0...100).contains(degradedLossPercent)
+            || recoveredLossPercent >= degradedLossPercent {
+            throw fail("recoveredLossPercent", recoveredLossPercent,
+                       "must be within 0–100 and below degradedLossPercent (\(degradedLossPercent))")
+        }
+        if reorderCapacity < 16 || reorderCapacity > MultipathLimits.maxReorderCapacity
+            || reorderCapacity & (reorderCapacity - 1) != 0 {
+            throw fail("reorderCapacity", reorderCapacity,
+                       "must be a power of two from 16 to \(MultipathLimits.maxReorderCapacity)")
+        }
+        if sendHistoryCapacity < 64 || sendHistoryCapacity > MultipathLimits.maxSendHistory
+            || sendHistoryCapacity & (sendHistoryCapacity - 1) != 0 {
+            throw fail("sendHistoryCapacity", sendHistoryCapacity,
+                       "must be a power of two from 64 to \(MultipathLimits.maxSendHistory)")
+        }
+        if initialCapacity < Tuning.capacityFloor {
+            throw fail("initialCapacity", initialCapacity, "must be at least \(Tuning.capacityFloor) bit/s")
+        }
+    }
+}
+
+/// Packet schedulers, selectable per tunnel at runtime.
+public enum SchedulerMode: String, Sendable, CaseIterable {
+    /// Per-packet striping: each packet goes to the uplink with the earliest expected arrival
+    /// (queue drain at estimated capacity + one-way delay), so the receiver barely has to reorder.
+    case aggregate
+    /// Every packet on every usable uplink (or the best N); the receiver drops duplicates.
+    case redundant
+    /// One active uplink, chosen by tier then quality; the next takes over when it fails.
+    case failover
+    /// Each flow pinned to one uplink by rendezvous hashing of its 5-tuple; flows move only when
+    /// their uplink stops carrying data.
+    case flow
+    /// Every packet on the uplink with the lowest smoothed one-way delay.
+    case lowestLatency = "lowest-latency"
+
+    /// Parses the configuration / D-Bus spelling.
+    public init(name: String) throws(MultipathError) {
+        guard let mode = SchedulerMode(rawValue: name) else { throw .unknownScheduler(name) }
+        self = mode
+    }
+}

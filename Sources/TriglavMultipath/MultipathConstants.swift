@@ -1,0 +1,65 @@
+/// Every limit and default of the multipath engine, in one place, with the reason for its value.
+/// Times are monotonic nanoseconds (`UInt64`), the engine's only clock.
+public enum MultipathLimits {
+    /// Most uplinks one engine manages. Bounds per-uplink memory and the size of `UplinkSelection`.
+    /// Commercial bonders stop at 8–12 links; 16 leaves room without unbounded growth.
+    public static let maxUplinks = 16
+    /// Largest reorder buffer (packets). 65536 would let a wrapped UInt32 sequence look "ahead" at
+    /// the window edge; 16384 is ~2 s of 100 Mbit/s of full-size packets.
+    public static let maxReorderCapacity = 16384
+    /// Send-history entries kept per uplink (counter → time/sequence). Older entries are overwritten,
+    /// so memory is fixed whatever the loss rate.
+    public static let maxSendHistory = 8192
+    /// Pending resend requests kept (failover and receiver requests). Overflow drops the oldest:
+    /// resends are best effort.
+    public static let maxPendingResends = 4096
+}
+
+/// Time units in nanoseconds.
+public enum Nanoseconds {
+    public static let microsecond: UInt64 = 1_000
+    public static let millisecond: UInt64 = 1_000_000
+    public static let second: UInt64 = 1_000_000_000
+
+    /// `value` milliseconds as nanoseconds.
+    @inlinable public static func milliseconds(_ value: UInt64) -> UInt64 { value * millisecond }
+}
+
+/// Internal tuning constants that are not worth a configuration knob.
+enum Tuning {
+    /// RFC 6298 §2: gains 1/8 (SRTT) and 1/4 (RTTVAR).
+    static let srttGainShift: Int64 = 3
+    static let rttvarGainShift: Int64 = 2
+    /// RFC 3550 §6.4.1 interarrival jitter gain 1/16.
+    static let jitterGainShift: Int64 = 4
+    /// Windowed minimum RTT horizon (BBR uses 10 s for min_rtt).
+    static let minRTTWindow: UInt64 = 10 * Nanoseconds.second
+    /// Probe replies older than this are counted as lost (a reply that slow is useless for RTT anyway).
+    static let probeReplyTimeout: UInt64 = 2 * Nanoseconds.second
+    /// Outstanding probes remembered per uplink.
+    static let outstandingProbes = 8
+    /// Loss window: buckets × bucket length = 2 s sliding window.
+    static let lossBuckets = 10
+    static let lossBucketLength: UInt64 = 200 * Nanoseconds.millisecond
+    /// Delivery-rate samples are taken over at least this span so feedback jitter doesn't inflate them.
+    static let minRateSampleSpan: UInt64 = 100 * Nanoseconds.millisecond
+    /// Feedback arrivals kept for delivery-rate sampling (≥ span / feedback interval).
+    static let rateSamples = 32
+    /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
+    static let capacityFloor: UInt64 = 256_000
+    /// The scheduler's model of a link queue is never more than this far in the future; beyond it the
+    /// capacity estimate is plainly wrong (too low) and the real link decides.
+    static let maxModelQueueDelay: UInt64 = 250 * Nanoseconds.millisecond
+    /// Unconfirmed sends needed before a silent link is declared down (one lost heartbeat isn't an outage).
+    static let minUnconfirmedSendsForDown = 3
+    /// Down → probing → ready needs this many consecutive probe replies.
+    static let repliesToRecover = 3
+    /// Demand (fraction of the active set's capacity, in percent) above which secondary/metered links join,
+    /// and below which they leave again (hysteresis).
+    static let spillOverPercent: UInt64 = 85
+    static let spillBackPercent: UInt64 = 60
+    /// The scheduler trusts its queue model unless the probes see this much more queueing than modelled.
+    static let modelTrustMargin: UInt64 = 20 * Nanoseconds.millisecond
+    /// Demand estimate time constant.
+    static let demandWindow: UInt64 = 250 * Nanoseconds.millisecond
+}

@@ -1,0 +1,611 @@
+import TriglavCore
+
+/// The multipath engine of one tunnel: uplink quality and health, packet scheduling, the receive-side
+/// reorder buffer and failover. Sans-IO: the data plane feeds it events with `now` (monotonic
+/// nanoseconds, one clock for all calls) and carries out the `Duty`s it hands back.
+///
+/// Lifetime and threading: a value type owned by one thread (the data plane's pump); not Sendable-shared.
+/// Memory is fixed by the configuration and the number of uplinks (≤ `MultipathLimits.maxUplinks`):
+/// `schedule`, `receive`, `nextDelivery`, `nextDuty` and `handle` never allocate.
+///
+/// `Packet` is whatever the data plane wants the reorder buffer to hold (a buffer index, a slice handle).
+public struct MultipathEngine<Packet> {
+    public private(set) var configuration: MultipathConfiguration
+    private var uplinks: [UplinkTracker] = []
+    private var reorder: ReorderBuffer<Packet>
+    private var notices: DutyRing
+    private var resends: SequenceRing
+    private var nextProbeID: UInt32 = 1
+    private var transitBase: UInt64?
+    private var spillLevel = 0
+    private var demandBitsPerSecond: UInt64 = 0
+    private var demandBytes: UInt64 = 0
+    private var demandWindowStart: UInt64 = 0
+    private var failoverActive: UplinkID?
+    private var lastTick: UInt64?
+    private var lastTimingUpdate: UInt64?
+    private var excludedIndex: Int?
+    var debugTiming = false
+
+    public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
+        try configuration.validate()
+        self.configuration = configuration
+        reorder = try ReorderBuffer(capacity: configuration.reorderCapacity,
+                                    waitBound: configuration.maxReorderHold / 4,
+                                    resendRequestDelay: configuration.minReorderWait,
+                                    requestsResends: configuration.requestsResends)
+        notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
+        resends = SequenceRing(capacity: MultipathLimits.maxPendingResends)
+        uplinks.reserveCapacity(MultipathLimits.maxUplinks)
+    }
+
+    // MARK: Management (not per packet; may allocate)
+
+    /// The active scheduler.
+    public var scheduler: SchedulerMode { configuration.scheduler }
+
+    /// Switches the scheduler at runtime; takes effect with the next `schedule` call.
+    public mutating func setScheduler(_ mode: SchedulerMode, redundantCopies: Int? = nil) throws(MultipathError) {
+        var updated = configuration
+        updated.scheduler = mode
+        updated.redundantCopies = redundantCopies
+        try updated.validate()
+        configuration = updated
+        failoverActive = nil
+    }
+
+    /// Adds an uplink in state `probing`; its first probe is due at once (unless its tier is `never`).
+    public mutating func addUplink(_ id: UplinkID, policy: UplinkPolicy = UplinkPolicy(), now: UInt64)
+        throws(MultipathError) {
+        guard index(of: id) == nil else { throw .duplicateUplink(id) }
+        guard uplinks.count < MultipathLimits.maxUplinks else { throw .tooManyUplinks(limit: MultipathLimits.maxUplinks) }
+        uplinks.append(UplinkTracker(id: id, policy: policy, configuration: configuration, now: now))
+    }
+
+    /// Changes tier, metering or data cap of an uplink.
+    public mutating func updatePolicy(_ policy: UplinkPolicy, for id: UplinkID) throws(MultipathError) {
+        guard let index = index(of: id) else { throw .unknownUplink(id) }
+        uplinks[index].policy = policy
+        if failoverActive == id { failoverActive = nil }
+    }
+
+    /// Removes an uplink at once (interface gone, or configuration change). Its unacknowledged recent
+    /// packets are queued as `Duty.resend`; in `flow` mode only its flows move.
+    public mutating func removeUplink(_ id: UplinkID, now: UInt64) throws(MultipathError) {
+        guard let index = index(of: id) else { throw .unknownUplink(id) }
+        queueFailoverResends(from: uplinks[index], now: now)
+        uplinks.remove(at: index)
+        if failoverActive == id { failoverActive = nil }
+    }
+
+    /// IDs of the managed uplinks, in the order they were added.
+    public var uplinkIDs: [UplinkID] { uplinks.map(\.id) }
+
+    /// Snapshot of one uplink, nil if unknown.
+    public func statistics(for id: UplinkID) -> UplinkStatistics? {
+        guard let index = index(of: id) else { return nil }
+        let tracker = uplinks[index]
+        let fastestTransit = uplinks.filter { $0.lastTransitAt != nil && $0.state != .down }.map(\.transit).min()
+        var relative: UInt64?
+        if tracker.lastTransitAt != nil, let fastest = fastestTransit {
+            relative = UInt64(clamping: max(0, tracker.transit - fastest))
+        }
+        return UplinkStatistics(
+            id: tracker.id, policy: tracker.policy, state: tracker.state, stateSince: tracker.stateSince,
+            smoothedRTT: tracker.rtt.smoothed, rttVariance: tracker.rtt.variance,
+            minimumRTT: tracker.rtt.hasSample ? tracker.rtt.windowedMinimum : 0, jitter: tracker.rtt.jitter,
+            predictedRTT: tracker.rtt.predicted(horizon: tracker.rtt.smoothed),
+            lossPercent: tracker.loss.percent(at: lastTick ?? 0),
+            capacityBitsPerSecond: tracker.capacityBits, relativeOneWayDelay: relative,
+            txPackets: tracker.txPackets, txBytes: tracker.txBytes,
+            rxPackets: tracker.rxPackets, rxBytes: tracker.rxBytes)
+    }
+
+    /// Snapshots of all uplinks.
+    public func allStatistics() -> [UplinkStatistics] { uplinks.compactMap { statistics(for: $0.id) } }
+
+    /// Counters of the receive-side reorder buffer.
+    public var reorderStatistics: ReorderStatistics { reorder.statistics }
+    /// Current adaptive reorder wait (gap skip bound) and resend-request delay.
+    public var reorderWaitBound: UInt64 { reorder.waitBound }
+    public var reorderResendRequestDelay: UInt64 { reorder.resendRequestDelay }
+    var reorderHeadForDebug: UInt32 { reorder.head }
+    /// Packets held by the reorder buffer now.
+    public var reorderBufferedCount: Int { reorder.bufferedCount }
+    /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
+    public var reorderStorageFootprint: Int { reorder.storageFootprint }
+
+    /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
+    var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
+
+    /// Starts counting a data cap from zero again (new billing period).
+    public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
+        guard let index = index(of: id) else { throw .unknownUplink(id) }
+        let policy = uplinks[index].policy
+        var fresh = UplinkTracker(id: id, policy: policy, configuration: configuration, now: lastTick ?? 0)
+        fresh.rtt = uplinks[index].rtt
+        fresh.capacity = uplinks[index].capacity
+        fresh.capacityBits = uplinks[index].capacityBits
+        _ = fresh.transition(to: uplinks[index].state, at: uplinks[index].stateSince, configuration: configuration)
+        uplinks[index] = fresh
+    }
+
+    // MARK: Events
+
+    /// Feeds one event. Unknown uplinks are ignored (an event racing with `removeUplink`).
+    public mutating func handle(_ event: UplinkEvent) {
+        switch event {
+        case .packetSent(let id, let counter, let sequence, let bytes, let now):
+            guard let index = index(of: id) else { return }
+            uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+        case .probeReplied(let id, let probeID, let now):
+            guard let index = index(of: id) else { return }
+            if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
+               !uplinks[index].systemDown {
+                noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
+            }
+            evaluate(index, now: now)
+        case .probeReceived(let id, let senderTimestamp, let now):
+            guard let index = index(of: id) else { return }
+            let raw = now &- senderTimestamp
+            let base = transitBase ?? raw
+            transitBase = base
+            uplinks[index].recordTransit(Int64(bitPattern: raw &- base), at: now)
+        case .feedbackReceived(let id, let report, let now):
+            guard let index = index(of: id) else { return }
+            uplinks[index].recordFeedback(report, at: now, configuration: configuration)
+            evaluate(index, now: now)
+        case .resendRequested(let first, let count, _):
+            for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
+        case .systemLinkDown(let id, let now):
+            guard let index = index(of: id) else { return }
+            uplinks[index].systemDown = true
+            evaluate(index, now: now)
+        case .systemLinkUp(let id, let now):
+            guard let index = index(of: id) else { return }
+            uplinks[index].resetForSystemUp(at: now)
+            noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
+        }
+    }
+
+    private mutating func evaluate(_ index: Int, now: UInt64) {
+        noteTransition(uplinks[index].evaluate(now: now, configuration: configuration), index)
+    }
+
+    private mutating func noteTransition(_ change: (from: UplinkState, to: UplinkState)?, _ index: Int) {
+        guard let change else { return }
+        notices.push(.stateChanged(uplinks[index].id, from: change.from, to: change.to))
+        if change.to == .down {
+            queueFailoverResends(from: uplinks[index], now: uplinks[index].stateSince)
+            if failoverActive == uplinks[index].id { failoverActive = nil }
+        }
+    }
+
+    private mutating func queueFailoverResends(from tracker: UplinkTracker, now: UInt64) {
+        let since = now > configuration.resendHorizon ? now - configuration.resendHorizon : 0
+        tracker.unacknowledgedSequences(sentSince: since) { resends.push($0) }
+    }
+
+    // MARK: Receive path
+
+    /// A data packet arrived on `uplink` with tunnel `sequence`; `counter` and `bytes` are what the
+    /// sender passed to `packetSent` (for feedback). Returns what to do with `packet`.
+    public mutating func receive(_ packet: Packet, sequence: UInt32, uplink: UplinkID, counter: UInt64, bytes: Int,
+                                 now: UInt64) -> ReorderVerdict {
+        if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
+        return reorder.insert(packet, sequence: sequence, now: now)
+    }
+
+    /// The next packet to hand to the TUN in order (drain until nil after `receive` and on deadlines).
+    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: now) }
+
+    // MARK: Duties and deadlines
+
+    /// The next thing the data plane must do now, or nil. Call in a loop until nil, after events and
+    /// when `nextDeadline()` has passed.
+    public mutating func nextDuty(now: UInt64) -> Duty? {
+        tick(now: now)
+        if let notice = notices.pop() { return notice }
+        if let sequence = resends.pop() { return .resend(sequence: sequence) }
+        for index in uplinks.indices where uplinks[index].mayTransmit && now >= uplinks[index].nextProbeAt {
+            let probeID = nextProbeID
+            nextProbeID &+= 1
+            uplinks[index].recordProbeSent(id: probeID, at: now)
+            uplinks[index].nextProbeAt = now &+ probeInterval(uplinks[index], now: now)
+            return .sendProbe(uplinks[index].id, probeID: probeID, timestamp: now)
+        }
+        for index in uplinks.indices where uplinks[index].mayTransmit {
+            if let due = uplinks[index].feedbackDue(at: now, interval: configuration.feedbackInterval), now >= due {
+                return .sendFeedback(uplinks[index].id, uplinks[index].takeFeedback(at: now))
+            }
+        }
+        if let request = reorder.nextResendRequest(now: now) {
+            return .requestResend(firstSequence: request.firstSequence, count: request.count)
+        }
+        return nil
+    }
+
+    /// The earliest time something needs `nextDuty`/`nextDelivery` (0: right away; nil: nothing pending).
+    public func nextDeadline() -> UInt64? {
+        if !notices.isEmpty || !resends.isEmpty { return 0 }
+        var deadline = reorder.nextDeadline()
+        func consider(_ time: UInt64?) {
+            guard let time else { return }
+            deadline = min(deadline ?? time, time)
+        }
+        for tracker in uplinks {
+            if tracker.mayTransmit {
+                consider(tracker.nextProbeAt)
+                consider(tracker.feedbackDue(at: 0, interval: configuration.feedbackInterval))
+            }
+            consider(tracker.nextEvaluation(configuration: configuration))
+        }
+        return deadline
+    }
+
+    private func probeInterval(_ tracker: UplinkTracker, now: UInt64) -> UInt64 {
+        switch tracker.state {
+        case .down: return configuration.heartbeatInterval
+        case .probing: return configuration.activeProbeInterval
+        case .ready, .degraded:
+            if let sent = tracker.lastDataSentAt, now - sent <= configuration.activityWindow {
+                return configuration.activeProbeInterval
+            }
+            return configuration.heartbeatInterval
+        }
+    }
+
+    /// Time-driven state changes and the reorder buffer's adaptive timing.
+    private mutating func tick(now: UInt64) {
+        guard lastTick != now else { return }
+        lastTick = now
+        for index in uplinks.indices {
+            uplinks[index].noteProbeSilence(now: now, configuration: configuration)
+            evaluate(index, now: now)
+        }
+        updateReorderTiming(now: now)
+    }
+
+    private mutating func updateReorderTiming(now: UInt64) {
+        var lowest: Int64?, highest: Int64?
+        var worstJitter: UInt64 = 0
+        var fastestRTT: UInt64?
+        var slowestRTT: UInt64?
+        var withTransit = 0
+        for tracker in uplinks where tracker.state != .down && !tracker.systemDown {
+            if let at = tracker.lastTransitAt, now - at <= 2 * Nanoseconds.second {
+                lowest = min(lowest ?? tracker.transit, tracker.transit)
+                highest = max(highest ?? tracker.transit, tracker.transit)
+                worstJitter = max(worstJitter, tracker.transitJitter)
+                withTransit += 1
+            }
+            if tracker.rtt.hasSample {
+                fastestRTT = min(fastestRTT ?? tracker.rtt.smoothed, tracker.rtt.smoothed)
+                slowestRTT = max(slowestRTT ?? tracker.rtt.smoothed, tracker.rtt.smoothed)
+                worstJitter = max(worstJitter, tracker.rtt.jitter / 2)
+            }
+        }
+        var spread: UInt64 = 0
+        if withTransit >= 2, let low = lowest, let high = highest {
+            spread = UInt64(clamping: high - low)
+        } else if let fast = fastestRTT, let slow = slowestRTT {
+            spread = (slow - fast) / 2
+        }
+        let hold = configuration.maxReorderHold
+        // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
+        if let previous = lastTimingUpdate, now > previous {
+            let elapsed = now - previous
+            reorder.decayLateness(by: elapsed * reorder.observedLateness / (2 * Nanoseconds.second) + 1)
+            reorder.decayReordering(by: elapsed * reorder.observedReordering / (4 * Nanoseconds.second) + 1)
+        }
+        lastTimingUpdate = now
+        let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
+        // Ask for a missing packet after the reordering actually seen (RACK-style) plus a jitter margin,
+        // never later than the worst case: the one-way delay spread between the uplinks.
+        let worstCase = spread + 3 * worstJitter + configuration.minReorderWait
+        // Probe jitter mostly reflects queueing the scheduler already accounts for, so it only adds a
+        // small margin here; a request that proves spurious raises observedReordering instead.
+        let observed = reorder.observedReordering + worstJitter / 2 + configuration.minReorderWait
+        let requestDelay = max(configuration.minReorderWait, min(hold / 2, min(worstCase, observed)))
+        reorder.fastestResendRoundTrip = fastestRTT ?? 0
+        if debugTiming, now / 500_000_000 != (lastTimingUpdate ?? 0) / 500_000_000 || true, now % 500_000_000 < 2_000_000 {
+            print("TIMING \(now/1_000_000)ms spread=\(spread/1000) jitter=\(worstJitter/1000) observed=\(reorder.observedReordering/1000) req=\(requestDelay/1000)")
+        }
+        reorder.resendRequestDelay = requestDelay
+        if configuration.requestsResends {
+            let recovery = fastestRTT ?? hold / 4
+            // Room for the request, the resend, and a second request/resend if the first was lost.
+            let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
+            reorder.waitBound = min(hold, max(bound, floor))
+        } else {
+            reorder.waitBound = min(hold, max(requestDelay, floor))
+        }
+    }
+
+    private func index(of id: UplinkID) -> Int? {
+        for index in uplinks.indices where uplinks[index].id == id { return index }
+        return nil
+    }
+
+    // MARK: Scheduling (hot path: no allocation)
+
+    /// Tier level for aggregation: 0 unmetered primary, 1 metered primary or unmetered secondary,
+    /// 2 metered secondary, 3 backup; nil for links that must not carry data.
+    private func level(_ tracker: UplinkTracker) -> Int? {
+        guard tracker.mayTransmit, !tracker.isCapExhausted else { return nil }
+        switch tracker.policy.tier {
+        case .primary: return tracker.policy.isMetered ? 1 : 0
+        case .secondary: return tracker.policy.isMetered ? 2 : 1
+        case .backup: return 3
+        case .never: return nil
+        }
+    }
+
+    /// Bit mask (by index) of the uplinks the current mode may use now.
+    private func eligibleMask(allowSpill: Bool, preferReady: Bool) -> UInt32 {
+        var usableByLevel: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+        var readyMask: UInt32 = 0
+        var probingMask: UInt32 = 0
+        for index in uplinks.indices {
+            guard let level = level(uplinks[index]) else { continue }
+            let bit = UInt32(1) << UInt32(index)
+            switch uplinks[index].state {
+            case .ready: readyMask |= bit
+            case .probing: probingMask |= bit; continue
+            case .degraded: break
+            case .down: continue
+            }
+            switch level {
+            case 0: usableByLevel.0 |= bit
+            case 1: usableByLevel.1 |= bit
+            case 2: usableByLevel.2 |= bit
+            default: usableByLevel.3 |= bit
+            }
+        }
+        func usable(_ level: Int) -> UInt32 {
+            switch level {
+            case 0: usableByLevel.0
+            case 1: usableByLevel.1
+            default: usableByLevel.2
+            }
+        }
+        var mask: UInt32 = 0
+        if let base = (0...2).first(where: { usable($0) != 0 }) {
+            let top = allowSpill ? min(2, base + spillLevel) : base
+            for level in base...top { mask |= usable(level) }
+        } else {
+            mask = usableByLevel.3
+        }
+        if mask == 0 { mask = probingMask }
+        if preferReady, mask & readyMask != 0 { mask &= readyMask }
+        if let excluded = excludedIndex, mask & ~(UInt32(1) << UInt32(excluded)) != 0 {
+            mask &= ~(UInt32(1) << UInt32(excluded))
+        }
+        return mask
+    }
+
+    /// Chooses the uplink(s) for one packet of `packetLength` bytes. `flowKey` matters only in `flow` mode
+    /// (nil there falls back to lowest latency). Empty selection: nothing can carry the packet.
+    /// The engine assumes the packet is sent on every returned uplink (report each with `packetSent`).
+    ///
+    /// `excluding`: for resends, the uplink that carried the lost original (it may be dying unnoticed);
+    /// ignored when it is the only usable one.
+    public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
+                                  excluding: UplinkID? = nil) -> UplinkSelection {
+        updateDemand(bytes: packetLength, now: now)
+        excludedIndex = excluding.flatMap { index(of: $0) }
+        defer { excludedIndex = nil }
+        var selection = UplinkSelection()
+        switch configuration.scheduler {
+        case .aggregate:
+            let mask = eligibleMask(allowSpill: true, preferReady: true)
+            if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
+                commit(index, bytes: packetLength, now: now)
+                selection.append(uplinks[index].id)
+            }
+        case .lowestLatency:
+            if let index = lowestLatency(in: eligibleMask(allowSpill: false, preferReady: true)) {
+                commit(index, bytes: packetLength, now: now)
+                selection.append(uplinks[index].id)
+            }
+        case .failover:
+            let mask = eligibleMask(allowSpill: false, preferReady: true)
+            var chosen: Int?
+            if let active = failoverActive, let index = index(of: active), mask & (1 << UInt32(index)) != 0 {
+                chosen = index
+            } else {
+                chosen = lowestLatency(in: mask)
+                failoverActive = chosen.map { uplinks[$0].id }
+            }
+            if let index = chosen {
+                commit(index, bytes: packetLength, now: now)
+                selection.append(uplinks[index].id)
+            }
+        case .flow:
+            // Degraded links keep their flows: flows move only when their uplink stops carrying data.
+            let mask = eligibleMask(allowSpill: false, preferReady: false)
+            let index: Int?
+            if let key = flowKey { index = rendezvous(key, in: mask) } else { index = lowestLatency(in: mask) }
+            if let index {
+                commit(index, bytes: packetLength, now: now)
+                selection.append(uplinks[index].id)
+            }
+        case .redundant:
+            var mask: UInt32 = 0
+            var unmetered = 0
+            var metered: UInt32 = 0
+            for index in uplinks.indices {
+                guard let level = level(uplinks[index]), level < 3, uplinks[index].state.carriesData else { continue }
+                if uplinks[index].policy.isMetered {
+                    metered |= 1 << UInt32(index)
+                } else {
+                    mask |= 1 << UInt32(index)
+                    unmetered += 1
+                }
+            }
+            if unmetered < 2 { mask |= metered }
+            if mask == 0 { mask = eligibleMask(allowSpill: false, preferReady: false) }
+            let copies = configuration.redundantCopies ?? MultipathLimits.maxUplinks
+            while selection.count < copies, let index = lowestLatency(in: mask) {
+                commit(index, bytes: packetLength, now: now)
+                selection.append(uplinks[index].id)
+                mask &= ~(1 << UInt32(index))
+            }
+        }
+        return selection
+    }
+
+    /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
+    /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
+    /// empty selection when the best candidate's queue is near the deepest it has been lately (¾ of it, at
+    /// least `minCongestionQueueDelay`): that loss was congestion, and TCP must see it rather than have it
+    /// hidden by a resend into a full queue.
+    public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
+        excludedIndex = originalUplink.flatMap { index(of: $0) }
+        defer { excludedIndex = nil }
+        var selection = UplinkSelection()
+        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
+        let tracker = uplinks[index]
+        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let queue = max(modelQueue, tracker.measuredQueueDelay)
+        guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
+        commit(index, bytes: packetLength, now: now)
+        selection.append(tracker.id)
+        return selection
+    }
+
+    private mutating func updateDemand(bytes: Int, now: UInt64) {
+        demandBytes &+= UInt64(max(0, bytes))
+        guard now >= demandWindowStart &+ Tuning.demandWindow else { return }
+        let elapsed = max(now - demandWindowStart, 1)
+        let rate = demandBytes.multipliedReportingOverflow(by: 8_000_000_000).partialValue / elapsed
+        demandBitsPerSecond = elapsed > 4 * Tuning.demandWindow ? rate : (demandBitsPerSecond + rate) / 2
+        demandBytes = 0
+        demandWindowStart = now
+        updateSpill()
+    }
+
+    /// Secondary and metered links join when demand exceeds 85% of the active set's capacity, and leave
+    /// when it falls below 60% of the smaller set's (hysteresis).
+    private mutating func updateSpill() {
+        func capacity(upTo top: Int) -> UInt64 {
+            var base: Int?
+            for tracker in uplinks where tracker.state.carriesData {
+                if let level = level(tracker), level < 3 { base = min(base ?? level, level) }
+            }
+            guard let base else { return 0 }
+            var sum: UInt64 = 0
+            for tracker in uplinks where tracker.state.carriesData {
+                if let level = level(tracker), level >= base, level <= min(2, base + top) { sum &+= tracker.capacityBits }
+            }
+            return sum
+        }
+        let current = capacity(upTo: spillLevel)
+        if spillLevel < 2, demandBitsPerSecond * 100 > current * Tuning.spillOverPercent,
+           capacity(upTo: spillLevel + 1) > current {
+            spillLevel += 1
+        } else if spillLevel > 0, demandBitsPerSecond * 100 < capacity(upTo: spillLevel - 1) * Tuning.spillBackPercent {
+            spillLevel -= 1
+        }
+    }
+
+    private func transmissionTime(bytes: Int, _ tracker: UplinkTracker) -> UInt64 {
+        UInt64(max(0, bytes)) * 8_000_000_000 / max(tracker.capacityBits, 1)
+    }
+
+    /// Earliest expected arrival: model queue (or measured queueing, if larger) + transmission + one-way delay.
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
+        var best: Int?
+        var bestArrival = UInt64.max
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            let tracker = uplinks[index]
+            let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+            // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
+            // it when the link is clearly slower than modelled (cross traffic, capacity drop).
+            let measured = tracker.measuredQueueDelay
+            let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
+            let arrival = queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
+            if arrival < bestArrival {
+                bestArrival = arrival
+                best = index
+            }
+        }
+        return best
+    }
+
+    private func lowestLatency(in mask: UInt32) -> Int? {
+        var best: Int?
+        var bestDelay = UInt64.max
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            let tracker = uplinks[index]
+            let delay = tracker.rtt.hasSample ? tracker.rtt.predicted(horizon: tracker.rtt.smoothed) : UInt64.max - 1
+            if delay < bestDelay {
+                bestDelay = delay
+                best = index
+            }
+        }
+        return best
+    }
+
+    /// Rendezvous (highest random weight) hashing: removing an uplink moves only the flows it had.
+    private func rendezvous(_ key: FlowKey, in mask: UInt32) -> Int? {
+        var best: Int?
+        var bestScore: UInt64 = 0
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            let score = mix64(key.rawValue ^ mix64(UInt64(uplinks[index].id.rawValue) &+ 0x5bd1_e995))
+            if best == nil || score > bestScore {
+                bestScore = score
+                best = index
+            }
+        }
+        return best
+    }
+
+    /// Advances the chosen uplink's model queue.
+    private mutating func commit(_ index: Int, bytes: Int, now: UInt64) {
+        let tx = transmissionTime(bytes: bytes, uplinks[index])
+        if uplinks[index].modelBusyUntil <= now { uplinks[index].lastModelIdleAt = now }
+        let start = max(now, uplinks[index].modelBusyUntil)
+        uplinks[index].modelBusyUntil = min(start &+ tx, now &+ Tuning.maxModelQueueDelay)
+    }
+}
+
+/// Fixed-capacity FIFO of duties; overflow drops the oldest (notices are advisory).
+struct DutyRing {
+    private var items: [Duty?]
+    private var start = 0
+    private(set) var count = 0
+    init(capacity: Int) { items = Array(repeating: nil, count: capacity) }
+    var isEmpty: Bool { count == 0 }
+    mutating func push(_ duty: Duty) {
+        if count == items.count { start = (start + 1) % items.count; count -= 1 }
+        items[(start + count) % items.count] = duty
+        count += 1
+    }
+    mutating func pop() -> Duty? {
+        guard count > 0 else { return nil }
+        defer { items[start] = nil; start = (start + 1) % items.count; count -= 1 }
+        return items[start]
+    }
+}
+
+/// Fixed-capacity FIFO of tunnel sequences to resend; overflow drops the oldest (resends are best effort).
+struct SequenceRing {
+    private var items: [UInt32]
+    private var start = 0
+    private(set) var count = 0
+    init(capacity: Int) { items = Array(repeating: 0, count: capacity) }
+    var isEmpty: Bool { count == 0 }
+    mutating func push(_ sequence: UInt32) {
+        if count == items.count { start = (start + 1) % items.count; count -= 1 }
+        items[(start + count) % items.count] = sequence
+        count += 1
+    }
+    var storageFootprint: Int { items.capacity * 4 }
+    mutating func pop() -> UInt32? {
+        guard count > 0 else { return nil }
+        defer { start = (start + 1) % items.count; count -= 1 }
+        return items[start]
+    }
+}

@@ -1,1 +1,0 @@
-// TriglavMultipath: placeholder until its issue lands (see docs/ARCHITECTURE.md).

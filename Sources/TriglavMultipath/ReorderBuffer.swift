@@ -1,0 +1,378 @@
+/// Receiver-side reorder buffer on the 32-bit tunnel sequence (RFC 1982 serial-number arithmetic).
+///
+/// Invariants: at most `capacity` packets are held; a packet is held no longer than `waitBound` after
+/// its arrival (the engine keeps `waitBound ≤ maxReorderHold`); packets leave in sequence order, except a
+/// packet arriving after its gap was skipped, which is delivered at once ("late") unless it is a
+/// duplicate. Duplicate detection covers `capacity` sequences behind the release point; older packets are
+/// `stale`. All storage is allocated in `init`; nothing per packet.
+///
+/// Usage per received packet: `insert` → if `.deliverNow` deliver it → drain `nextReleasable` until nil.
+/// On timers: drain `nextReleasable` and `nextResendRequest`, then sleep until `nextDeadline`.
+public struct ReorderBuffer<Packet> {
+    public let capacity: Int
+    private let mask: Int
+    private var slots: [Packet?]
+    private var arrivals: [UInt64]
+    /// One bit per sequence over [head - capacity, head + capacity).
+    private var seen: [UInt64]
+    /// Buffered sequences in arrival order; the front is always unreleased (released ones are popped
+    /// when they reach the front). Released entries can sit behind an unreleased front; all entries lie
+    /// within `capacity` of the front's sequence, so 2·capacity entries suffice.
+    private var fifoSequences: [UInt32]
+    private var fifoArrivals: [UInt64]
+    private var fifoStart = 0
+    private var fifoCount = 0
+    /// Next sequence to release.
+    public private(set) var head: UInt32 = 0
+    private var started = false
+    public private(set) var bufferedCount = 0
+    /// Sequences below this were already requested for resend (or released).
+    private var requestedThrough: UInt32 = 0
+    private var nackCheckAt: UInt64?
+    private var rerequestedHead: UInt32?
+    /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
+    private var parked: (packet: Packet, sequence: UInt32)?
+    private var consecutiveStale = 0
+    private var lastSkipAt: UInt64 = 0
+    /// How long the last skipped gap would have needed to fill (a late packet's delay past the skip plus
+    /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
+    /// proved too short grows instead of skipping again.
+    public private(set) var observedLateness: UInt64 = 0
+    /// How long gaps took to fill by themselves (reordering, not loss), decaying maximum. The engine
+    /// derives the resend-request delay from it (RACK-style): when the scheduler keeps arrivals in order,
+    /// losses are asked for quickly instead of after the full delay spread between uplinks.
+    public var observedReordering: UInt64 { reorderingSmoothed + 4 * reorderingDeviation }
+    private var reorderingSmoothed: UInt64 = 0
+    private var reorderingDeviation: UInt64 = 0
+
+    /// A duplicate of a sequence we asked for means the request was spurious (the original was only
+    /// late): the reordering it needed is at least the time since the request plus the delay we used.
+    private mutating func noteDuplicate(_ sequence: UInt32, now: UInt64) {
+        statistics.duplicates &+= 1
+        guard requestsResends else { return }
+        let marked = arrivals[Int(sequence) & mask]
+        if now >= marked, now - marked < waitBound {
+            noteReordering(now - marked + resendRequestDelay)
+        }
+    }
+
+    /// Jacobson/Karels-style smoothing of reordering depth samples, so one outlier doesn't set the delay.
+    private mutating func noteReordering(_ sample: UInt64) {
+        let mean = Int64(clamping: reorderingSmoothed), value = Int64(clamping: sample)
+        let deviation = Int64(clamping: (mean - value).magnitude)
+        let dev = Int64(clamping: reorderingDeviation)
+        reorderingDeviation = UInt64(max(0, dev + (deviation - dev) >> 2))
+        reorderingSmoothed = UInt64(max(0, mean + (value - mean) >> 3))
+    }
+    /// A fill this soon after a resend request can't be the resend (less than a round trip on the fastest
+    /// uplink): the request was spurious and the gap was reordering. Set by the engine.
+    public var fastestResendRoundTrip: UInt64 = 0
+
+    /// Gaps are skipped once the oldest waiting packet has waited this long.
+    public var waitBound: UInt64
+    /// Missing sequences are requested this long after a later packet revealed them.
+    public var resendRequestDelay: UInt64
+    /// Whether `nextResendRequest` reports anything.
+    public var requestsResends: Bool
+
+    public private(set) var statistics = ReorderStatistics()
+
+    /// - Parameter capacity: packets held at most; a power of two from 16 to `MultipathLimits.maxReorderCapacity`.
+    public init(capacity: Int, waitBound: UInt64, resendRequestDelay: UInt64 = 0, requestsResends: Bool = false)
+        throws(MultipathError) {
+        guard capacity >= 16, capacity <= MultipathLimits.maxReorderCapacity, capacity & (capacity - 1) == 0 else {
+            throw .invalidConfiguration(field: "reorderCapacity", value: String(capacity),
+                                        reason: "must be a power of two from 16 to \(MultipathLimits.maxReorderCapacity)")
+        }
+        self.capacity = capacity
+        mask = capacity - 1
+        slots = Array(repeating: nil, count: capacity)
+        arrivals = Array(repeating: 0, count: capacity)
+        seen = Array(repeating: 0, count: (2 * capacity + 63) / 64)
+        fifoSequences = Array(repeating: 0, count: 2 * capacity)
+        fifoArrivals = Array(repeating: 0, count: 2 * capacity)
+        self.waitBound = waitBound
+        self.resendRequestDelay = resendRequestDelay
+        self.requestsResends = requestsResends
+    }
+
+    @inline(__always) private func distance(_ sequence: UInt32, from base: UInt32) -> Int32 {
+        Int32(bitPattern: sequence &- base)
+    }
+
+    @inline(__always) private func bitIndex(_ sequence: UInt32) -> Int { Int(sequence) & (2 * capacity - 1) }
+
+    private func isSeen(_ sequence: UInt32) -> Bool {
+        let bit = bitIndex(sequence)
+        return seen[bit >> 6] & (1 << UInt64(bit & 63)) != 0
+    }
+
+    private mutating func markSeen(_ sequence: UInt32) {
+        let bit = bitIndex(sequence)
+        seen[bit >> 6] |= 1 << UInt64(bit & 63)
+    }
+
+    private mutating func clearSeen(_ sequence: UInt32) {
+        let bit = bitIndex(sequence)
+        seen[bit >> 6] &= ~(1 << UInt64(bit & 63))
+    }
+
+    /// Moves the release point, keeping the seen-bitmap window valid and the FIFO front unreleased.
+    private mutating func advanceHead(to newHead: UInt32) {
+        let steps = UInt64(newHead &- head)
+        if steps >= UInt64(2 * capacity) {
+            for index in seen.indices { seen[index] = 0 }
+        } else {
+            var position = head &+ UInt32(capacity)
+            for _ in 0..<steps {
+                clearSeen(position)
+                position &+= 1
+            }
+        }
+        head = newHead
+        if distance(requestedThrough, from: head) < 0 { requestedThrough = head }
+        while fifoCount > 0, distance(fifoSequences[fifoStart], from: head) < 0 {
+            fifoStart = (fifoStart + 1) & (2 * capacity - 1)
+            fifoCount -= 1
+        }
+    }
+
+    /// Offers a received packet. See `ReorderVerdict` for what to do next.
+    public mutating func insert(_ packet: Packet, sequence: UInt32, now: UInt64) -> ReorderVerdict {
+        if !started {
+            started = true
+            head = sequence
+            requestedThrough = sequence
+        }
+        if parked != nil {
+            statistics.overflows &+= 1
+            return .overflow
+        }
+        let offset = distance(sequence, from: head)
+        if offset < 0 {
+            if Int(offset) < -capacity {
+                consecutiveStale += 1
+                // A peer that restarted its sequence far behind us: after a run of stale packets, resync.
+                if consecutiveStale >= 64 && bufferedCount == 0 {
+                    consecutiveStale = 0
+                    advanceHead(to: sequence &+ 1)
+                    markSeen(sequence)
+                    statistics.jumps &+= 1
+                    statistics.deliveredInOrder &+= 1
+                    return .deliverNow
+                }
+                statistics.stale &+= 1
+                return .stale
+            }
+            consecutiveStale = 0
+            if isSeen(sequence) {
+                noteDuplicate(sequence, now: now)
+                return .duplicate
+            }
+            markSeen(sequence)
+            statistics.deliveredLate &+= 1
+            if now >= lastSkipAt, now - lastSkipAt < 2 * waitBound + 1_000_000_000 {
+                observedLateness = max(observedLateness, now - lastSkipAt + waitBound)
+            }
+            return .deliverNow
+        }
+        consecutiveStale = 0
+        if Int(offset) >= capacity {
+            parked = (packet, sequence)
+            statistics.jumps &+= 1
+            return .buffered
+        }
+        if isSeen(sequence) {
+            noteDuplicate(sequence, now: now)
+            return .duplicate
+        }
+        markSeen(sequence)
+        if offset == 0 {
+            if bufferedCount > 0 {
+                // A missing slot's arrival time holds when it was requested (see markRequested).
+                let requested = distance(requestedThrough, from: sequence) > 0
+                let requestedAt = arrivals[Int(sequence) & mask]
+                if !requested || (now >= requestedAt && now - requestedAt < fastestResendRoundTrip / 2) {
+                    // How long after its successor this packet came: the reordering depth right here.
+                    var next = sequence &+ 1
+                    for _ in 0..<16 {
+                        let slot = Int(next) & mask
+                        if slots[slot] != nil {
+                            if now >= arrivals[slot] { noteReordering(now - arrivals[slot]) }
+                            break
+                        }
+                        next &+= 1
+                    }
+                }
+            }
+            advanceHead(to: head &+ 1)
+            statistics.deliveredInOrder &+= 1
+            return .deliverNow
+        }
+        let slot = Int(sequence) & mask
+        slots[slot] = packet
+        arrivals[slot] = now
+        bufferedCount += 1
+        precondition(fifoCount < 2 * capacity, "reorder FIFO overflow: invariant broken")
+        let tail = (fifoStart + fifoCount) & (2 * capacity - 1)
+        fifoSequences[tail] = sequence
+        fifoArrivals[tail] = now
+        fifoCount += 1
+        if requestsResends {
+            let due = now &+ resendRequestDelay
+            nackCheckAt = min(nackCheckAt ?? due, due)
+        }
+        return .buffered
+    }
+
+    /// Takes the slot at `head` if present and advances past it.
+    private mutating func takeHead() -> Packet? {
+        let slot = Int(head) & mask
+        guard let packet = slots[slot] else { return nil }
+        slots[slot] = nil
+        bufferedCount -= 1
+        advanceHead(to: head &+ 1)
+        return packet
+    }
+
+    /// Skips missing sequences up to the next buffered one and releases it.
+    private mutating func skipToNextBuffered() -> Packet? {
+        var candidate = head
+        for _ in 0..<capacity {
+            if slots[Int(candidate) & mask] != nil {
+                statistics.skippedSequences &+= UInt64(candidate &- head)
+                advanceHead(to: candidate)
+                return takeHead()
+            }
+            candidate &+= 1
+        }
+        return nil
+    }
+
+    /// The next packet to deliver at `now`, or nil when everything left must still wait.
+    public mutating func nextReleasable(now: UInt64) -> Packet? {
+        if let packet = takeHead() {
+            statistics.deliveredInOrder &+= 1
+            return packet
+        }
+        if let (packet, sequence) = parked {
+            if bufferedCount > 0, let flushed = skipToNextBuffered() {
+                statistics.deliveredInOrder &+= 1
+                return flushed
+            }
+            parked = nil
+            advanceHead(to: sequence)
+            markSeen(sequence)
+            advanceHead(to: sequence &+ 1)
+            statistics.deliveredInOrder &+= 1
+            return packet
+        }
+        guard fifoCount > 0, now >= fifoArrivals[fifoStart] &+ waitBound else { return nil }
+        statistics.deliveredInOrder &+= 1
+        lastSkipAt = now
+        return skipToNextBuffered()
+    }
+
+    /// The next missing run to ask the peer for, once a later packet has waited `resendRequestDelay`.
+    /// Each sequence is requested once; a run is reported only when a packet above it has arrived, in
+    /// chunks of at most 256 sequences.
+    public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
+        guard requestsResends, bufferedCount > 0 else { return nil }
+        // Second chance for the gap at the head: its resend may have been lost too. Asked halfway
+        // between the first request and the skip.
+        if rerequestedHead != head, slots[Int(head) & mask] == nil, fifoCount > 0,
+           now >= secondRequestTime(), distance(requestedThrough, from: head) > 0 {
+            rerequestedHead = head
+            var end = head
+            while slots[Int(end) & mask] == nil, end &- head < 256 { end &+= 1 }
+            markRequested(from: head, to: end, at: now)
+            statistics.resendRequests &+= 1
+            return (head, end &- head)
+        }
+        guard let checkAt = nackCheckAt, now >= checkAt else { return nil }
+        nackCheckAt = nil
+        var position = requestedThrough
+        var runStart: UInt32?
+        let end = head &+ UInt32(capacity)
+        while distance(position, from: end) < 0 {
+            let slot = Int(position) & mask
+            if slots[slot] != nil {
+                let due = arrivals[slot] &+ resendRequestDelay
+                if due > now {
+                    nackCheckAt = due
+                    return nil
+                }
+                if let start = runStart {
+                    let count = min(position &- start, 256)
+                    requestedThrough = start &+ count
+                    markRequested(from: start, to: start &+ count, at: now)
+                    nackCheckAt = now
+                    statistics.resendRequests &+= 1
+                    return (start, count)
+                }
+                requestedThrough = position &+ 1
+            } else if runStart == nil {
+                runStart = position
+            }
+            position &+= 1
+        }
+        return nil
+    }
+
+    /// Empty slots have no arrival; their arrival field remembers when they were requested instead.
+    private mutating func markRequested(from start: UInt32, to end: UInt32, at now: UInt64) {
+        var position = start
+        while position != end {
+            arrivals[Int(position) & mask] = now
+            position &+= 1
+        }
+    }
+
+    private func secondRequestTime() -> UInt64 {
+        let first = fifoArrivals[fifoStart] &+ resendRequestDelay
+        return first &+ (waitBound > resendRequestDelay ? (waitBound - resendRequestDelay) / 2 : 0)
+    }
+
+    /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
+    public func nextDeadline() -> UInt64? {
+        if parked != nil || slots[Int(head) & mask] != nil { return 0 }
+        var deadline: UInt64?
+        if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
+        if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {
+            let second = secondRequestTime()
+            deadline = min(deadline ?? second, second)
+        }
+        if requestsResends, bufferedCount > 0, let check = nackCheckAt {
+            deadline = min(deadline ?? check, check)
+        }
+        return deadline
+    }
+
+    /// Lets the observed lateness fade (the engine calls this as time passes).
+    mutating func decayLateness(by amount: UInt64) {
+        observedLateness = observedLateness > amount ? observedLateness - amount : 0
+    }
+
+    mutating func decayReordering(by amount: UInt64) {
+        reorderingDeviation = reorderingDeviation > amount ? reorderingDeviation - amount : 0
+    }
+
+    /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).
+    public var storageFootprint: Int {
+        slots.capacity * MemoryLayout<Packet?>.stride + arrivals.capacity * 8 + seen.capacity * 8
+            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8
+    }
+}
+
+/// Counters of the reorder buffer (monotonic, wrapping).
+public struct ReorderStatistics: Sendable, Equatable {
+    public var deliveredInOrder: UInt64 = 0
+    public var deliveredLate: UInt64 = 0
+    public var duplicates: UInt64 = 0
+    public var stale: UInt64 = 0
+    public var skippedSequences: UInt64 = 0
+    public var jumps: UInt64 = 0
+    public var overflows: UInt64 = 0
+    public var resendRequests: UInt64 = 0
+    public init() {}
+}

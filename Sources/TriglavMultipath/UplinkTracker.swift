@@ -1,0 +1,428 @@
+import TriglavCore
+
+/// One sent data packet, as remembered for feedback accounting and failover resends.
+struct SentRecord {
+    var counter: UInt64 = 0
+    var sentAt: UInt64 = 0
+    var sequence: UInt32 = 0
+    /// Data packets sent on the uplink up to and including this one.
+    var cumulativePackets: UInt64 = 0
+}
+
+/// Everything the engine knows about one uplink: policy, health state machine, quality estimators,
+/// send history (fixed ring), probe bookkeeping and receive counters. All storage is fixed at creation.
+struct UplinkTracker {
+    let id: UplinkID
+    var policy: UplinkPolicy
+    private(set) var state: UplinkState = .probing
+    private(set) var stateSince: UInt64
+    var systemDown = false
+
+    // Quality.
+    var rtt = RTTEstimator()
+    /// Largest queueing delay (RTT above the minimum) seen recently: how deep the link's buffer is.
+    var queueDepth = WindowedFilter(keepsMaximum: true, window: 10 * Nanoseconds.second)
+    var loss = LossWindow()
+    var capacity: WindowedFilter
+    var capacityBits: UInt64
+    private var rateSampleTimes: [UInt64]
+    private var rateSampleBytes: [UInt64]
+    private var rateSampleCount = 0
+    private var rateSampleNext = 0
+
+    // Sender side.
+    private var history: [SentRecord]
+    private let historyMask: Int
+    /// Total records ever written; record i lives at i & historyMask.
+    private(set) var historyWritten: UInt64 = 0
+    /// Index of the first record not yet covered by feedback.
+    private(set) var historyAcked: UInt64 = 0
+    private(set) var txPackets: UInt64 = 0
+    private(set) var txBytes: UInt64 = 0
+    private(set) var lastDataSentAt: UInt64?
+    private var reportedPackets: UInt64 = 0
+    private var reportedBytes: UInt64 = 0
+    private var highestReportedCounter: UInt64?
+    /// Latest send time known to have been delivered (probe reply or feedback), and when we learned it.
+    private(set) var confirmedSendTime: UInt64 = 0
+    private(set) var lastProgressAt: UInt64
+    /// Scheduler's model of the uplink's send queue: when it drains.
+    var modelBusyUntil: UInt64 = 0
+    /// Last time the model queue was empty when a packet was scheduled (capacity samples taken while
+    /// we weren't keeping the link busy can't lower the estimate).
+    var lastModelIdleAt: UInt64 = 0
+
+    // Probes.
+    private var probeIDs = [UInt32](repeating: 0, count: Tuning.outstandingProbes)
+    private var probeTimes = [UInt64](repeating: 0, count: Tuning.outstandingProbes)
+    private var probeActive = [Bool](repeating: false, count: Tuning.outstandingProbes)
+    var nextProbeAt: UInt64
+    private var consecutiveReplies = 0
+    private(set) var flaps = 0
+    private var readySince: UInt64?
+
+    // Receiver side.
+    private(set) var rxPackets: UInt64 = 0
+    private(set) var rxBytes: UInt64 = 0
+    private var rxHighestCounter: UInt64 = 0
+    private var rxPacketsAtLastFeedback: UInt64 = 0
+    private var lastFeedbackSentAt: UInt64 = 0
+    /// Smoothed probe transit (arrival − sender timestamp, relative to the engine's base) and its jitter.
+    private(set) var transit: Int64 = 0
+    private(set) var transitJitter: UInt64 = 0
+    private var lastTransitSample: Int64 = 0
+    private(set) var lastTransitAt: UInt64?
+
+    init(id: UplinkID, policy: UplinkPolicy, configuration: MultipathConfiguration, now: UInt64) {
+        self.id = id
+        self.policy = policy
+        stateSince = now
+        nextProbeAt = now
+        lastProgressAt = now
+        capacity = WindowedFilter(keepsMaximum: true, window: configuration.capacityWindow)
+        capacityBits = configuration.initialCapacity
+        history = Array(repeating: SentRecord(), count: configuration.sendHistoryCapacity)
+        historyMask = configuration.sendHistoryCapacity - 1
+        rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
+        rateSampleBytes = Array(repeating: 0, count: Tuning.rateSamples)
+    }
+
+    var storageFootprint: Int {
+        history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
+            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
+    }
+
+    var isCapExhausted: Bool {
+        guard let cap = policy.dataCapBytes else { return false }
+        return txBytes >= cap
+    }
+
+    /// Whether the engine may send anything at all (data, probes, feedback) on this uplink.
+    var mayTransmit: Bool { policy.tier != .never && !systemDown }
+
+    /// One-way delay estimate used for scheduling: half the propagation RTT.
+    var baseOneWayDelay: UInt64 { rtt.hasSample ? rtt.windowedMinimum / 2 : 0 }
+
+    /// Queueing delay the probes currently see (predicted a little ahead), beyond the propagation delay.
+    var measuredQueueDelay: UInt64 {
+        guard rtt.hasSample else { return 0 }
+        let predicted = rtt.predicted(horizon: rtt.smoothed)
+        return predicted > rtt.windowedMinimum ? predicted - rtt.windowedMinimum : 0
+    }
+
+    /// Queueing delay above which losses on this link count as congestion (not worth hiding with a
+    /// resend): three quarters of the deepest queue seen recently, at least `floor`.
+    func congestionQueueDelay(floor: UInt64) -> UInt64 {
+        max(floor, (queueDepth.best ?? 4 * floor) * 3 / 4)
+    }
+
+    /// How long sends may stay unconfirmed before the link counts as blackholed.
+    func lossDeadline(_ configuration: MultipathConfiguration) -> UInt64 {
+        guard rtt.hasSample else { return configuration.maxLossDeadline }
+        let raw = rtt.smoothed + 4 * rtt.variance + configuration.feedbackInterval
+        return max(configuration.minLossDeadline, min(configuration.maxLossDeadline, raw))
+    }
+
+    // MARK: State machine
+
+    mutating func transition(to newState: UplinkState, at now: UInt64, configuration: MultipathConfiguration)
+        -> (from: UplinkState, to: UplinkState)? {
+        guard newState != state else { return nil }
+        let old = state
+        if newState == .down {
+            flaps = min(flaps + 1, 16)
+            consecutiveReplies = 0
+            modelBusyUntil = 0
+            for index in probeActive.indices { probeActive[index] = false }
+        }
+        if newState == .ready { readySince = now } else if old == .ready { readySince = nil }
+        // The outage's lost probes say nothing about the link's quality once it answers again.
+        if old == .down { loss = LossWindow() }
+        state = newState
+        stateSince = now
+        return (old, newState)
+    }
+
+    func recoveryHoldDown(_ configuration: MultipathConfiguration) -> UInt64 {
+        guard flaps > 0 else { return 0 }
+        let shift = UInt64(min(flaps - 1, 16))
+        return min(configuration.maxRecoveryHoldDown, configuration.recoveryHoldDown << shift)
+    }
+
+    /// Time-driven checks: blackhole deadline, probe timeouts, loss hysteresis, recovery hold-down.
+    mutating func evaluate(now: UInt64, configuration: MultipathConfiguration)
+        -> (from: UplinkState, to: UplinkState)? {
+        expireProbes(now: now)
+        if systemDown { return state == .down ? nil : transition(to: .down, at: now, configuration: configuration) }
+        if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
+            return transition(to: .down, at: now, configuration: configuration)
+        }
+        if let since = readySince, now - since > 60 * Nanoseconds.second { flaps = 0 }
+        switch state {
+        case .ready:
+            // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
+            // link), which the scheduler handles; only loss on an uncongested link marks it degraded.
+            let standing = max(20 * Nanoseconds.millisecond, rtt.windowedMinimum / 2)
+            let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
+            let congested = measuredQueueDelay > standing || latestQueue > standing
+                || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
+            if !congested, let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
+                return transition(to: .degraded, at: now, configuration: configuration)
+            }
+        case .degraded:
+            if now - stateSince >= configuration.degradedHoldTime,
+               (loss.percent(at: now) ?? 0) <= configuration.recoveredLossPercent {
+                return transition(to: .ready, at: now, configuration: configuration)
+            }
+        case .probing:
+            if consecutiveReplies >= (flaps == 0 ? 1 : Tuning.repliesToRecover),
+               now - stateSince >= recoveryHoldDown(configuration) {
+                return transition(to: .ready, at: now, configuration: configuration)
+            }
+        case .down:
+            break
+        }
+        return nil
+    }
+
+    /// When `evaluate` may next change something by itself (nil: only events can).
+    func nextEvaluation(configuration: MultipathConfiguration) -> UInt64? {
+        var deadline: UInt64?
+        if state != .down, !systemDown { deadline = blackholeDeadline(configuration) }
+        if state == .probing, consecutiveReplies >= (flaps == 0 ? 1 : Tuning.repliesToRecover) {
+            let at = stateSince &+ recoveryHoldDown(configuration)
+            deadline = min(deadline ?? at, at)
+        }
+        return deadline
+    }
+
+    // MARK: Unconfirmed sends (blackhole detection)
+
+    private mutating func confirm(sentAt: UInt64, at now: UInt64) {
+        if sentAt > confirmedSendTime || confirmedSendTime == 0 {
+            confirmedSendTime = max(confirmedSendTime, sentAt)
+            lastProgressAt = now
+        }
+    }
+
+    /// When the link counts as blackholed if nothing changes: sends stay unconfirmed and no confirmation
+    /// progress arrives for the loss deadline (SRTT + 4·RTTVAR + feedback interval). Progress matters as
+    /// well as send age, so a deep queue (sends confirmed late, but steadily) isn't mistaken for an outage.
+    func blackholeDeadline(_ configuration: MultipathConfiguration) -> UInt64? {
+        guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
+            return nil
+        }
+        return max(oldest, lastProgressAt) &+ lossDeadline(configuration)
+    }
+
+    var unconfirmedSends: Int {
+        var count = Int(min(historyWritten - historyAcked, UInt64(history.count)))
+        for index in probeActive.indices where probeActive[index] && probeTimes[index] > confirmedSendTime {
+            count += 1
+        }
+        return count
+    }
+
+    /// Index of the oldest record that is both still in the ring and not yet acknowledged.
+    private var oldestKeptUnacknowledged: UInt64 {
+        let capacity = UInt64(history.count)
+        return max(historyAcked, historyWritten >= capacity ? historyWritten - capacity : 0)
+    }
+
+    func oldestUnconfirmedSend() -> UInt64? {
+        var oldest: UInt64?
+        if historyWritten > historyAcked {
+            oldest = history[Int(oldestKeptUnacknowledged) & historyMask].sentAt
+        }
+        for index in probeActive.indices where probeActive[index] && probeTimes[index] > confirmedSendTime {
+            oldest = min(oldest ?? probeTimes[index], probeTimes[index])
+        }
+        return oldest
+    }
+
+    // MARK: Sender events
+
+    mutating func recordSend(counter: UInt64, sequence: UInt32, bytes: Int, at now: UInt64) {
+        txPackets &+= 1
+        txBytes &+= UInt64(max(0, bytes))
+        lastDataSentAt = now
+        // A counter that goes backwards breaks the ring's ordering; such a record is counted but not kept.
+        if historyWritten > 0, counter <= history[Int(historyWritten - 1) & historyMask].counter { return }
+        history[Int(historyWritten) & historyMask] = SentRecord(counter: counter, sentAt: now, sequence: sequence,
+                                                                cumulativePackets: txPackets)
+        historyWritten += 1
+    }
+
+    /// Latest record with counter ≤ `counter` among those still in the ring and not yet acknowledged.
+    private func recordIndex(atOrBelow counter: UInt64) -> UInt64? {
+        let oldest = oldestKeptUnacknowledged
+        guard historyWritten > oldest else { return nil }
+        var low = oldest, high = historyWritten - 1
+        guard history[Int(low) & historyMask].counter <= counter else { return nil }
+        while low < high {
+            let mid = low + (high - low + 1) / 2
+            if history[Int(mid) & historyMask].counter <= counter { low = mid } else { high = mid - 1 }
+        }
+        return low
+    }
+
+    mutating func recordFeedback(_ report: FeedbackReport, at now: UInt64, configuration: MultipathConfiguration) {
+        if let highest = highestReportedCounter, report.highestCounter < highest { return }
+        guard report.receivedPackets >= reportedPackets, report.receivedBytes >= reportedBytes else { return }
+        let previousPackets = reportedPackets
+        let progressed = report.receivedPackets > reportedPackets
+        if let index = recordIndex(atOrBelow: report.highestCounter) {
+            let record = history[Int(index) & historyMask]
+            let previouslyExpected = historyAcked > 0 ? history[Int(historyAcked - 1) & historyMask].cumulativePackets : 0
+            let expected = record.cumulativePackets > previouslyExpected ? record.cumulativePackets - previouslyExpected : 0
+            let received = report.receivedPackets - previousPackets
+            if expected > 0 {
+                loss.record(expected: expected, lost: expected > received ? expected - received : 0, at: now)
+            }
+            // Progress is more packets confirmed, not a later send time: a burst sent at one instant
+            // drains over time, and each feedback covering more of it proves the link alive.
+            if index + 1 > historyAcked { lastProgressAt = now }
+            historyAcked = index + 1
+            confirm(sentAt: record.sentAt, at: now)
+        } else if progressed {
+            // History overwritten (or peer counts packets we didn't record): still proof of life.
+            confirm(sentAt: now &- min(now, rtt.smoothed), at: now)
+            historyAcked = historyWritten
+        }
+        highestReportedCounter = report.highestCounter
+        reportedPackets = report.receivedPackets
+        if report.receivedBytes > reportedBytes { sampleDeliveryRate(bytes: report.receivedBytes, at: now) }
+        reportedBytes = report.receivedBytes
+    }
+
+    private mutating func sampleDeliveryRate(bytes: UInt64, at now: UInt64) {
+        // Compare with the newest stored sample at least minRateSampleSpan old.
+        var best: Int?
+        for age in 0..<rateSampleCount {
+            let index = (rateSampleNext - 1 - age + 2 * Tuning.rateSamples) % Tuning.rateSamples
+            if now - rateSampleTimes[index] >= max(Tuning.minRateSampleSpan, rtt.smoothed) {
+                best = index
+                break
+            }
+        }
+        if let index = best, bytes > rateSampleBytes[index] {
+            let span = now - rateSampleTimes[index]
+            let delivered = bytes - rateSampleBytes[index]
+            let (product, overflow) = delivered.multipliedReportingOverflow(by: 8_000_000_000)
+            let rate = overflow ? UInt64.max / 2 : product / max(span, 1)
+            // Samples from a span where we weren't keeping the link busy are app-limited: they may raise
+            // the estimate but not lower it (as in BBR).
+            let appLimited = lastModelIdleAt >= rateSampleTimes[index] &- min(rateSampleTimes[index], rtt.smoothed)
+            if !appLimited || rate >= capacityBits {
+                capacity.update(rate, at: now)
+            }
+            capacityBits = max(Tuning.capacityFloor, capacity.best ?? capacityBits)
+        }
+        rateSampleTimes[rateSampleNext] = now
+        rateSampleBytes[rateSampleNext] = bytes
+        rateSampleNext = (rateSampleNext + 1) % Tuning.rateSamples
+        rateSampleCount = min(rateSampleCount + 1, Tuning.rateSamples)
+    }
+
+    /// Records of unacknowledged packets sent since `since`, newest last (for failover resends).
+    func unacknowledgedSequences(sentSince since: UInt64, into body: (UInt32) -> Void) {
+        guard historyWritten > historyAcked else { return }
+        var index = oldestKeptUnacknowledged
+        while index < historyWritten {
+            let record = history[Int(index) & historyMask]
+            if record.sentAt >= since { body(record.sequence) }
+            index += 1
+        }
+    }
+
+    // MARK: Probes
+
+    mutating func recordProbeSent(id probeID: UInt32, at now: UInt64) {
+        // Reuse the oldest slot; an overwritten probe simply never counts as answered.
+        var slot = 0
+        for index in probeActive.indices {
+            if !probeActive[index] { slot = index; break }
+            if probeTimes[index] < probeTimes[slot] { slot = index }
+        }
+        if probeActive[slot] { loss.record(expected: 1, lost: 1, at: now) }
+        probeIDs[slot] = probeID
+        probeTimes[slot] = now
+        probeActive[slot] = true
+    }
+
+    /// Returns true when the reply matched an outstanding probe.
+    mutating func recordProbeReply(id probeID: UInt32, at now: UInt64) -> Bool {
+        for index in probeActive.indices where probeActive[index] && probeIDs[index] == probeID {
+            probeActive[index] = false
+            let sentAt = probeTimes[index]
+            guard now >= sentAt else { return false }
+            rtt.add(sample: now - sentAt, at: now)
+            queueDepth.update(now - sentAt - min(now - sentAt, rtt.windowedMinimum), at: now)
+            loss.record(expected: 1, lost: 0, at: now)
+            confirm(sentAt: sentAt, at: now)
+            consecutiveReplies += 1
+            // Probes older than this one that are still outstanding were lost (replies come back in order
+            // on one path, near enough).
+            for other in probeActive.indices where probeActive[other] && probeTimes[other] < sentAt {
+                probeActive[other] = false
+                loss.record(expected: 1, lost: 1, at: now)
+                consecutiveReplies = 1
+            }
+            return true
+        }
+        return false
+    }
+
+    private mutating func expireProbes(now: UInt64) {
+        for index in probeActive.indices where probeActive[index] && now - probeTimes[index] > Tuning.probeReplyTimeout {
+            probeActive[index] = false
+            loss.record(expected: 1, lost: 1, at: now)
+            consecutiveReplies = 0
+        }
+    }
+
+    /// A probe that went unanswered past the loss deadline resets the recovery count.
+    mutating func noteProbeSilence(now: UInt64, configuration: MultipathConfiguration) {
+        for index in probeActive.indices where probeActive[index] && now - probeTimes[index] > lossDeadline(configuration) {
+            consecutiveReplies = 0
+        }
+    }
+
+    mutating func resetForSystemUp(at now: UInt64) {
+        systemDown = false
+        nextProbeAt = now
+        consecutiveReplies = 0
+    }
+
+    // MARK: Receiver side
+
+    mutating func recordReceive(counter: UInt64, bytes: Int) {
+        rxPackets &+= 1
+        rxBytes &+= UInt64(max(0, bytes))
+        rxHighestCounter = max(rxHighestCounter, counter)
+    }
+
+    func feedbackDue(at now: UInt64, interval: UInt64) -> UInt64? {
+        guard rxPackets > rxPacketsAtLastFeedback else { return nil }
+        return lastFeedbackSentAt &+ interval
+    }
+
+    mutating func takeFeedback(at now: UInt64) -> FeedbackReport {
+        rxPacketsAtLastFeedback = rxPackets
+        lastFeedbackSentAt = now
+        return FeedbackReport(highestCounter: rxHighestCounter, receivedPackets: rxPackets, receivedBytes: rxBytes)
+    }
+
+    mutating func recordTransit(_ sample: Int64, at now: UInt64) {
+        if lastTransitAt == nil {
+            transit = sample
+        } else {
+            transit += (sample - transit) >> 3
+            let step = UInt64(clamping: (sample - lastTransitSample).magnitude)
+            let j = Int64(clamping: transitJitter)
+            transitJitter = UInt64(max(0, j + (Int64(clamping: step) - j) >> Tuning.jitterGainShift))
+        }
+        lastTransitSample = sample
+        lastTransitAt = now
+    }
+}

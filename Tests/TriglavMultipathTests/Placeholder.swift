@@ -1,1 +1,0 @@
-// Tests for TriglavMultipath land with its issue.

@@ -1,0 +1,112 @@
+import Testing
+@testable import TriglavMultipath
+
+@Suite struct ReorderBufferTests {
+    static let ms = Nanoseconds.millisecond
+
+    /// Feeds `sequences` at `now` and returns everything delivered (immediately or released), in order.
+    func feed(_ buffer: inout ReorderBuffer<UInt32>, _ sequences: [UInt32], now: UInt64) -> [UInt32] {
+        var out: [UInt32] = []
+        for sequence in sequences {
+            if buffer.insert(sequence, sequence: sequence, now: now) == .deliverNow { out.append(sequence) }
+            while let released = buffer.nextReleasable(now: now) { out.append(released) }
+        }
+        return out
+    }
+
+    @Test func releasesInOrderAndFillsGaps() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        #expect(feed(&buffer, [10, 11, 13, 14], now: 0) == [10, 11])
+        #expect(buffer.bufferedCount == 2)
+        #expect(buffer.nextDeadline() == 50 * Self.ms)
+        #expect(feed(&buffer, [12], now: 10 * Self.ms) == [12, 13, 14])
+        #expect(buffer.bufferedCount == 0 && buffer.nextDeadline() == nil)
+    }
+
+    @Test func skipsAGapOnceTheWaitBoundPassesThenDeliversTheLatePacket() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        #expect(feed(&buffer, [0, 2, 3], now: 0) == [0])
+        #expect(buffer.nextReleasable(now: 49 * Self.ms) == nil)
+        var released: [UInt32] = []
+        while let packet = buffer.nextReleasable(now: 50 * Self.ms) { released.append(packet) }
+        #expect(released == [2, 3])
+        #expect(buffer.statistics.skippedSequences == 1)
+        // The skipped packet shows up late: delivered at once (never seen), a second copy is a duplicate.
+        #expect(buffer.insert(1, sequence: 1, now: 60 * Self.ms) == .deliverNow)
+        #expect(buffer.insert(1, sequence: 1, now: 61 * Self.ms) == .duplicate)
+        #expect(buffer.observedLateness >= 10 * Self.ms)
+    }
+
+    @Test func dropsDuplicatesAheadAndBehind() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        _ = feed(&buffer, [5, 7], now: 0)
+        #expect(buffer.insert(7, sequence: 7, now: 1) == .duplicate)
+        #expect(buffer.insert(5, sequence: 5, now: 1) == .duplicate)
+        #expect(buffer.statistics.duplicates == 2)
+    }
+
+    @Test func wrapsAroundTheSequenceSpace() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        let start = UInt32.max - 2
+        let sequences: [UInt32] = [start, start &+ 2, start &+ 1, start &+ 4, start &+ 3, start &+ 5]
+        #expect(feed(&buffer, sequences, now: 0) == (0..<6).map { start &+ UInt32($0) })
+    }
+
+    @Test func aJumpBeyondCapacityFlushesInOrderThenResyncs() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 16, waitBound: 50 * Self.ms)
+        _ = feed(&buffer, [0, 2, 3], now: 0)
+        #expect(buffer.insert(1000, sequence: 1000, now: 1) == .buffered)
+        var released: [UInt32] = []
+        while let packet = buffer.nextReleasable(now: 1) { released.append(packet) }
+        #expect(released == [2, 3, 1000])
+        #expect(buffer.head == 1001 && buffer.bufferedCount == 0)
+        #expect(buffer.insert(3, sequence: 3, now: 2) == .stale)
+    }
+
+    @Test func requestsEachMissingRunOnceAfterTheDelayAndOnceMoreBeforeSkipping() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 100 * Self.ms,
+                                               resendRequestDelay: 10 * Self.ms, requestsResends: true)
+        _ = feed(&buffer, [0, 3, 4, 7], now: 0)
+        #expect(buffer.nextResendRequest(now: 5 * Self.ms) == nil)
+        #expect(buffer.nextDeadline() == 10 * Self.ms)
+        let first = buffer.nextResendRequest(now: 10 * Self.ms)
+        #expect(first?.firstSequence == 1 && first?.count == 2)
+        let second = buffer.nextResendRequest(now: 10 * Self.ms)
+        #expect(second?.firstSequence == 5 && second?.count == 2)
+        #expect(buffer.nextResendRequest(now: 10 * Self.ms) == nil)
+        // Halfway to the skip, the head gap is asked for once more.
+        let again = buffer.nextResendRequest(now: 55 * Self.ms)
+        #expect(again?.firstSequence == 1 && again?.count == 2)
+        #expect(buffer.nextResendRequest(now: 56 * Self.ms) == nil)
+    }
+
+    @Test func memoryStaysBoundedUnderLossFloodsAndJumps() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 256, waitBound: 20 * Self.ms,
+                                               resendRequestDelay: 5 * Self.ms, requestsResends: true)
+        let footprint = buffer.storageFootprint
+        var rng = SplitMix64(seed: 99)
+        var now: UInt64 = 0
+        var sequence: UInt32 = 0
+        for round in 0..<50_000 {
+            now += 100 * Nanoseconds.microsecond
+            switch round % 10 {
+            case 0: sequence &+= UInt32(truncatingIfNeeded: rng.next()) // arbitrary jump, both directions
+            case 1, 2: sequence &+= 1 + UInt32(rng.next() % 40)         // heavy loss
+            default: sequence &+= 1
+            }
+            _ = buffer.insert(sequence, sequence: sequence, now: now)
+            _ = buffer.insert(sequence, sequence: sequence, now: now)   // duplicate flood
+            _ = buffer.insert(sequence &- 3, sequence: sequence &- 3, now: now)
+            while buffer.nextReleasable(now: now) != nil {}
+            while buffer.nextResendRequest(now: now) != nil {}
+            #expect(buffer.bufferedCount <= buffer.capacity)
+        }
+        #expect(buffer.storageFootprint == footprint)
+        #expect(buffer.statistics.duplicates > 0 && buffer.statistics.jumps > 0)
+    }
+
+    @Test func rejectsABadCapacity() {
+        #expect(throws: MultipathError.self) { try ReorderBuffer<Int>(capacity: 100, waitBound: 1) }
+        #expect(throws: MultipathError.self) { try ReorderBuffer<Int>(capacity: 8, waitBound: 1) }
+    }
+}

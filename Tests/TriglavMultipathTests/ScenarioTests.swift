@@ -1,0 +1,124 @@
+import Testing
+import TriglavCore
+@testable import TriglavMultipath
+
+/// The done-when checks that aren't about throughput, each a seeded simulation.
+@Suite struct ScenarioTests {
+    static let ms = Nanoseconds.millisecond
+
+    @Test(arguments: [UInt64(11), 12])
+    func blackholingTheBestLinkKeepsTheTransferGoing(seed: UInt64) throws {
+        let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
+                                          LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
+                                          LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)], seed: seed)
+        let start = 300 * Self.ms
+        let flow = network.addFlow(1, segments: 6000, at: start)
+        let blackholeAt = start + 1500 * Self.ms
+        let best = UplinkID(1)
+        network.blackhole(best, from: blackholeAt)
+        network.loop.run(until: start + 20 * Nanoseconds.second)
+
+        let completed = try #require(flow.completedAt, "transfer did not complete")
+        #expect(flow.delivered(by: blackholeAt) > 500, "the transfer was under way when the link died")
+        let gap = flow.longestDeliveryGap(from: blackholeAt - 200 * Self.ms, to: completed)
+        print("seed \(seed): gap \(gap / 1000)us", network.client.stateLog.filter { $0.time >= blackholeAt - 100 * Self.ms }.prefix(4), flow.congestionLog.filter { $0.time >= blackholeAt - 100 * Self.ms }.prefix(6), network.server.engine.reorderStatistics)
+        #expect(gap <= 300 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+        let down = network.client.stateLog.first { $0.uplink == best && $0.to == .down && $0.time >= blackholeAt }
+        let detected = try #require(down, "blackholed link never marked down")
+        #expect(detected.time - blackholeAt <= 300 * Self.ms, "detected after \((detected.time - blackholeAt) / Self.ms) ms")
+    }
+
+    @Test func idleBlackholeIsDetectedWithinOneSecondAndSystemDownAtOnce() throws {
+        let network = try Network(links: [LinkSpec(rateMbit: 10, delayMs: 30), LinkSpec(rateMbit: 10, delayMs: 10)], seed: 3)
+        network.blackhole(UplinkID(1), from: 2 * Nanoseconds.second)
+        network.loop.at(3 * Nanoseconds.second) { [unowned network] in
+            network.client.engine.handle(.systemLinkDown(UplinkID(2), at: network.loop.now))
+            network.client.pump()
+        }
+        network.loop.run(until: 4 * Nanoseconds.second)
+        let log = network.client.stateLog
+        let blackholeDown = try #require(log.first { $0.uplink == UplinkID(1) && $0.to == .down })
+        #expect(blackholeDown.time > 2 * Nanoseconds.second && blackholeDown.time <= 3 * Nanoseconds.second)
+        let systemDown = try #require(log.first { $0.uplink == UplinkID(2) && $0.to == .down })
+        #expect(systemDown.time == 3 * Nanoseconds.second)
+        // Nothing was declared down before the outage (no false positives while idle).
+        #expect(!log.contains { $0.to == .down && $0.time < 2 * Nanoseconds.second })
+        #expect(network.client.engine.statistics(for: UplinkID(2))?.state == .down)
+    }
+
+    @Test(arguments: [UInt64(21), 22, 23])
+    func redundantModeHidesIndependentLoss(seed: UInt64) throws {
+        var configuration = MultipathConfiguration()
+        configuration.scheduler = .redundant
+        configuration.requestsResends = false // redundancy alone must do it
+        let network = try Network(links: [LinkSpec(rateMbit: 10, delayMs: 20, loss: 0.10),
+                                          LinkSpec(rateMbit: 10, delayMs: 30, loss: 0.10)],
+                                  seed: seed, configuration: configuration)
+        let packets = 4000
+        network.addConstantStream(7, packets: packets, every: 2 * Self.ms, from: 500 * Self.ms)
+        network.loop.run(until: 500 * Self.ms + UInt64(packets) * 2 * Self.ms + Nanoseconds.second)
+        let delivered = network.streamDelivered[7]?.count ?? 0
+        let loss = Double(packets - delivered) / Double(packets)
+        #expect(loss <= 0.015, "effective loss \(loss * 100)%")
+        #expect(loss > 0, "with 10% per link some packets must be lost on both")
+        // Both links carried (about) every packet.
+        for id in network.uplinkIDs { #expect(network.client.dataSent[id, default: 0] >= packets * 9 / 10) }
+    }
+
+    @Test func flowModeNeverReordersAndMovesOnlyTheRemovedLinksFlows() throws {
+        var configuration = MultipathConfiguration()
+        configuration.scheduler = .flow
+        let network = try Network(links: [LinkSpec(rateMbit: 10, delayMs: 5, jitterMs: 2),
+                                          LinkSpec(rateMbit: 10, delayMs: 25, jitterMs: 4),
+                                          LinkSpec(rateMbit: 10, delayMs: 45, jitterMs: 2)],
+                                  seed: 31, configuration: configuration)
+        network.client.logSends = true
+        for flow in 1...12 { network.addFlow(flow, segments: 600, at: 300 * Self.ms + UInt64(flow) * 10 * Self.ms) }
+        let removeAt = 2 * Nanoseconds.second
+        let removed = UplinkID(2)
+        network.loop.at(removeAt) { [unowned network] in
+            try? network.client.engine.removeUplink(removed, now: network.loop.now)
+            network.blackhole(removed, from: network.loop.now)
+        }
+        network.loop.run(until: 12 * Nanoseconds.second)
+
+        #expect(network.reorderedAtEgress.values.reduce(0, +) == 0, "reordered: \(network.reorderedAtEgress)")
+        var before: [Int: Set<UplinkID>] = [:], after: [Int: Set<UplinkID>] = [:]
+        for entry in network.client.dataSentLog where !entry.isResend {
+            if entry.time < removeAt { before[entry.flow, default: []].insert(entry.uplink) }
+            else { after[entry.flow, default: []].insert(entry.uplink) }
+        }
+        var moved = 0
+        for flow in 1...12 {
+            let old = try #require(before[flow])
+            #expect(old.count == 1, "flow \(flow) used \(old) before the removal")
+            guard let now = after[flow] else { continue }
+            #expect(now.count == 1, "flow \(flow) used \(now) after the removal")
+            if old.first == removed { moved += 1; #expect(now.first != removed) } else { #expect(now == old) }
+        }
+        #expect(moved > 0, "some flow lived on the removed link (12 flows over 3 links)")
+        for flow in network.flows.values { #expect(flow.completedAt != nil) }
+    }
+
+    @Test func backupCarriesNothingUntilThePrimaryFailsAndNeverCarriesNothingAtAll() throws {
+        let network = try Network(links: [LinkSpec(rateMbit: 10, delayMs: 20),
+                                          LinkSpec(rateMbit: 10, delayMs: 30, policy: UplinkPolicy(tier: .backup)),
+                                          LinkSpec(rateMbit: 10, delayMs: 5, policy: UplinkPolicy(tier: .never))],
+                                  seed: 41)
+        network.client.logSends = true
+        let flow = network.addFlow(1, at: 300 * Self.ms)
+        let failAt = 3 * Nanoseconds.second
+        network.blackhole(UplinkID(1), from: failAt)
+        network.loop.run(until: 6 * Nanoseconds.second)
+
+        let backupSends = network.client.dataSentLog.filter { $0.uplink == UplinkID(2) }
+        #expect(!backupSends.contains { $0.time < failAt }, "backup carried data while the primary was healthy")
+        let takeover = try #require(backupSends.first, "backup never took over")
+        #expect(takeover.time - failAt <= 300 * Self.ms, "takeover after \((takeover.time - failAt) / Self.ms) ms")
+        #expect(flow.delivered(by: 6 * Nanoseconds.second) > flow.delivered(by: failAt) + 500, "traffic continued on backup")
+        let never = UplinkID(3)
+        #expect(network.forward[never]?.carriedPackets == 0 && network.reverse[never]?.carriedPackets == 0,
+                "a never link carried packets")
+        #expect(network.client.dataSent[never] == nil)
+    }
+}

@@ -1,0 +1,306 @@
+import TriglavCore
+@testable import TriglavMultipath
+
+/// An inner packet as the simulated TUN sees it: a TCP segment or ACK of one flow.
+struct InnerPacket {
+    enum Kind {
+        case segment(Int)
+        case ack(Int, sack: Int?)
+    }
+    var flow: Int
+    var kind: Kind
+    /// Inner IP packet length.
+    var bytes: Int
+    /// Per-flow position at tunnel ingress, to detect reordering at egress.
+    var ingressIndex: Int
+    /// Set on tunnel-level resends: a lost packet recovered late is loss recovery, not reordering.
+    var isResend = false
+}
+
+/// Frames the simulated protocol carries (what TriglavProtocol's frames would be).
+enum Frame {
+    case data(sequence: UInt32, counter: UInt64, packet: InnerPacket)
+    case probe(id: UInt32, timestamp: UInt64)
+    case probeReply(id: UInt32)
+    case feedback(FeedbackReport)
+    case resendRequest(first: UInt32, count: UInt32)
+}
+
+/// Wire size of every control frame (probe, reply, feedback, resend request) including outer headers.
+let controlFrameBytes = 100
+/// Inner TCP segment: a full tunnel MTU; inner ACK: IP + TCP headers with SACK option.
+let segmentBytes = MAX_PAYLOAD
+let ackBytes = 64
+
+/// One tunnel endpoint driving a real `MultipathEngine`, as the data plane would.
+final class TunnelNode {
+    let name: String
+    let isClient: Bool
+    var engine: MultipathEngine<InnerPacket>
+    unowned let network: Network
+    private var nextSequence: UInt32 = 0
+    private var store: [InnerPacket?] = Array(repeating: nil, count: 1 << 16)
+    private var storeSequences: [UInt32] = Array(repeating: 0, count: 1 << 16)
+    private var storeUplinks: [UplinkID?] = Array(repeating: nil, count: 1 << 16)
+    private var counters: [UplinkID: UInt64] = [:]
+    private var wakeAt: UInt64?
+    /// Naive round-robin instead of the engine's scheduler (baseline for the benchmark).
+    var roundRobin = false
+    private var roundRobinNext = 0
+    var deliver: (InnerPacket) -> Void = { _ in }
+    private(set) var stateLog: [(time: UInt64, uplink: UplinkID, to: UplinkState)] = []
+    private(set) var dataSent: [UplinkID: Int] = [:]
+    private(set) var dataSentLog: [(time: UInt64, uplink: UplinkID, flow: Int, isResend: Bool)] = []
+    var logSends = false
+    private var ingressIndex: [Int: Int] = [:]
+    private(set) var resendsPerformed = 0
+    /// Packets the engine had no uplink for (dropped at ingress).
+    private(set) var unscheduled = 0
+
+    init(name: String, isClient: Bool, engine: MultipathEngine<InnerPacket>, network: Network) {
+        self.name = name
+        self.isClient = isClient
+        self.engine = engine
+        self.network = network
+    }
+
+    var now: UInt64 { network.loop.now }
+
+    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int) {
+        let index = ingressIndex[flow, default: 0]
+        ingressIndex[flow] = index + 1
+        let packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index)
+        let sequence = nextSequence
+        nextSequence &+= 1
+        store[Int(sequence & 0xffff)] = packet
+        storeSequences[Int(sequence & 0xffff)] = sequence
+        transmit(sequence: sequence, packet: packet)
+        // Duties and deliveries run as a separate event so a sender is never re-entered from its own send.
+        if !pumpQueued {
+            pumpQueued = true
+            network.loop.at(now) { [unowned self] in
+                self.pumpQueued = false
+                self.pump()
+            }
+        }
+    }
+    private var pumpQueued = false
+
+    private func transmit(sequence: UInt32, packet: InnerPacket) {
+        let slot = Int(sequence & 0xffff)
+        let previous = storeSequences[slot] == sequence ? storeUplinks[slot] : nil
+        let wireBytes = packet.bytes + WireOverhead.total
+        if roundRobin {
+            let ids = network.uplinkIDs
+            let id = ids[roundRobinNext % ids.count]
+            roundRobinNext += 1
+            sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes)
+            return
+        }
+        let selection = packet.isResend
+            ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now)
+            : engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
+        storeUplinks[slot] = selection.first
+        if selection.isEmpty { unscheduled += 1 }
+        for id in selection { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+    }
+
+    var watch: Int? = nil
+    var debugFeedback = false
+    var logArrivals = false
+    private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
+    private func sendData(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+        if case .segment(let s) = packet.kind, s == watch { print("\(now) \(name) send seg \(s) seq \(sequence) on \(id)") }
+        let counter = counters[id, default: 0] + 1
+        counters[id] = counter
+        engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: wireBytes, at: now))
+        dataSent[id, default: 0] += 1
+        if logSends { dataSentLog.append((now, id, packet.flow, packet.isResend)) }
+        network.send(from: self, on: id, frame: .data(sequence: sequence, counter: counter, packet: packet), bytes: wireBytes)
+    }
+
+    /// Carries out every due duty, delivers what the reorder buffer releases, and arms the next wakeup.
+    func pump() {
+        var budget = 100_000
+        while budget > 0, let duty = engine.nextDuty(now: now) {
+            budget -= 1
+            switch duty {
+            case .sendProbe(let id, let probeID, let timestamp):
+                network.send(from: self, on: id, frame: .probe(id: probeID, timestamp: timestamp), bytes: controlFrameBytes)
+            case .sendFeedback(let id, let report):
+                if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FBSEND \(now/1000) \(report)") }
+                network.send(from: self, on: id, frame: .feedback(report), bytes: controlFrameBytes)
+            case .requestResend(let first, let count):
+                if watch != nil { print("\(now) \(name) NACK \(first) +\(count)") }
+                let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
+                if let id = selection.first {
+                    network.send(from: self, on: id, frame: .resendRequest(first: first, count: count), bytes: controlFrameBytes)
+                }
+            case .resend(let sequence):
+                if watch != nil { print("\(now) \(name) resend \(sequence) stored=\(storeSequences[Int(sequence & 0xffff)])") }
+                let slot = Int(sequence & 0xffff)
+                if storeSequences[slot] == sequence, var packet = store[slot] {
+                    packet.isResend = true
+                    resendsPerformed += 1
+                    transmit(sequence: sequence, packet: packet)
+                }
+            case .stateChanged(let id, _, let to):
+                stateLog.append((now, id, to))
+            }
+        }
+        while let packet = engine.nextDelivery(now: now) { deliver(packet) }
+        if let deadline = engine.nextDeadline() {
+            let at = max(deadline, now + 20 * Nanoseconds.microsecond)
+            if wakeAt == nil || at < wakeAt! {
+                wakeAt = at
+                network.loop.at(at) { [unowned self] in
+                    if self.wakeAt == at { self.wakeAt = nil }
+                    self.pump()
+                }
+            }
+        }
+    }
+
+    func receive(_ frame: Frame, on id: UplinkID, bytes: Int) {
+        switch frame {
+        case .data(let sequence, let counter, let packet):
+            if logArrivals { arrivalLog.append((sequence, now, id, packet.isResend)) }
+            if case .segment(let s) = packet.kind, s == watch { print("\(now) \(name) recv seg \(s) seq \(sequence) on \(id) head=\(engine.reorderHeadForDebug)") }
+            if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now) == .deliverNow {
+                deliver(packet)
+            }
+        case .probe(let probeID, let timestamp):
+            engine.handle(.probeReceived(id, senderTimestamp: timestamp, at: now))
+            network.send(from: self, on: id, frame: .probeReply(id: probeID), bytes: controlFrameBytes)
+        case .probeReply(let probeID):
+            engine.handle(.probeReplied(id, probeID: probeID, at: now))
+        case .feedback(let report):
+            if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FB \(now/1000) \(report)") }
+            engine.handle(.feedbackReceived(id, report, at: now))
+        case .resendRequest(let first, let count):
+            if watch != nil { print("\(now) \(name) got NACK \(first) +\(count)") }
+            engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
+        }
+        pump()
+    }
+}
+
+/// Specification of one bidirectional simulated uplink (both directions alike).
+struct LinkSpec {
+    var rateMbit: Double
+    var delayMs: Double
+    var jitterMs: Double = 0
+    var loss: Double = 0
+    var queueMs: Double = 100
+    var policy = UplinkPolicy()
+
+    var parameters: SimLink.Parameters {
+        SimLink.Parameters(rateBitsPerSecond: UInt64(rateMbit * 1_000_000), delay: UInt64(delayMs * 1_000_000),
+                           jitter: UInt64(jitterMs * 1_000_000), loss: loss, queueTime: UInt64(queueMs * 1_000_000))
+    }
+}
+
+/// Two tunnel endpoints joined by simulated uplinks, with TCP flows from client to server.
+final class Network {
+    let loop = EventLoop()
+    var rng: SplitMix64
+    private(set) var uplinkIDs: [UplinkID] = []
+    private(set) var forward: [UplinkID: SimLink] = [:]
+    private(set) var reverse: [UplinkID: SimLink] = [:]
+    private(set) var client: TunnelNode!
+    private(set) var server: TunnelNode!
+    private(set) var flows: [Int: TCPFlow] = [:]
+    /// Egress per flow at the server: highest ingress index seen and count of packets that came out behind it.
+    private(set) var reorderedAtEgress: [Int: Int] = [:]
+    private var highestEgressIndex: [Int: Int] = [:]
+    /// Distinct packets of constant-rate streams that came out at the server, per stream.
+    private(set) var streamDelivered: [Int: Set<Int>] = [:]
+
+    init(links: [LinkSpec], seed: UInt64, configuration: MultipathConfiguration = MultipathConfiguration()) throws {
+        rng = SplitMix64(seed: seed)
+        client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
+        server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
+        for (index, spec) in links.enumerated() {
+            let id = UplinkID(UInt32(index + 1))
+            uplinkIDs.append(id)
+            forward[id] = SimLink(spec.parameters)
+            reverse[id] = SimLink(spec.parameters)
+            try client.engine.addUplink(id, policy: spec.policy, now: 0)
+            try server.engine.addUplink(id, policy: spec.policy, now: 0)
+        }
+        client.deliver = { [unowned self] packet in
+            if case .ack(let ack, let sack) = packet.kind { self.flows[packet.flow]?.onAck(ack, sack: sack) }
+        }
+        server.deliver = { [unowned self] packet in
+            if case .segment(let segment) = packet.kind {
+                let highest = self.highestEgressIndex[packet.flow, default: -1]
+                if packet.ingressIndex < highest && !packet.isResend {
+                    self.reorderedAtEgress[packet.flow, default: 0] += 1
+                } else {
+                    self.highestEgressIndex[packet.flow] = packet.ingressIndex
+                }
+                if let flow = self.flows[packet.flow] {
+                    flow.onSegment(segment)
+                } else {
+                    self.streamDelivered[packet.flow, default: []].insert(segment)
+                }
+            }
+        }
+        loop.at(0) { [unowned self] in
+            self.client.pump()
+            self.server.pump()
+        }
+    }
+
+    /// Sends a frame on one direction of an uplink; delivery is an event at its arrival time.
+    func send(from node: TunnelNode, on id: UplinkID, frame: Frame, bytes: Int) {
+        guard let link = node.isClient ? forward[id] : reverse[id] else { return }
+        guard let arrival = link.transmit(bytes: bytes, now: loop.now, rng: &rng) else { return }
+        let target = node.isClient ? server! : client!
+        loop.at(arrival) {
+            if link.isBlackholed(at: arrival) { return }
+            target.receive(frame, on: id, bytes: bytes)
+        }
+    }
+
+    /// Starts a TCP flow (client → server) at `time`.
+    @discardableResult
+    func addFlow(_ flowID: Int, segments: Int = Int.max, at time: UInt64 = 0) -> TCPFlow {
+        let flow = TCPFlow(flowID: flowID, totalSegments: segments)
+        flow.clock = { [unowned self] in self.loop.now }
+        flow.setTimer = { [unowned self] delay, fire in self.loop.after(delay, fire) }
+        flow.sendSegment = { [unowned self] segment in
+            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes)
+        }
+        flow.sendAck = { [unowned self] ack, sack in
+            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes)
+        }
+        flows[flowID] = flow
+        loop.at(time) { flow.start() }
+        return flow
+    }
+
+    /// A constant-rate stream (no congestion control) of `packets` packets, client → server.
+    func addConstantStream(_ flowID: Int, packets: Int, every interval: UInt64, bytes: Int = 1000, from start: UInt64) {
+        for index in 0..<packets {
+            loop.at(start + UInt64(index) * interval) { [unowned self] in
+                self.client.sendInner(flow: flowID, kind: .segment(index), bytes: bytes)
+            }
+        }
+    }
+
+    /// Both directions of the uplink silently drop everything in [start, end).
+    func blackhole(_ id: UplinkID, from start: UInt64, to end: UInt64 = .max) {
+        forward[id]?.outages.append((start, end))
+        reverse[id]?.outages.append((start, end))
+    }
+
+    /// Summed rate of all uplinks, bits/s.
+    var summedRate: UInt64 { forward.values.reduce(0) { $0 + $1.parameters.rateBitsPerSecond } }
+
+    /// Inner-packet goodput of all flows between `start` and `end`, bits/s.
+    func goodput(from start: UInt64, to end: UInt64) -> Double {
+        let segments = flows.values.reduce(0) { $0 + $1.delivered(by: end) - $1.delivered(by: start) }
+        return Double(segments * segmentBytes * 8) / (Double(end - start) / 1e9)
+    }
+}
