@@ -94,7 +94,7 @@ struct BusAPITests {
         func set(_ path: String, _ interface: String, _ name: String, _ type: String, _ value: String) throws -> BusctlResult {
             try environment.busctl(["set-property", "org.triglav", path, interface, name, type, value])
         }
-        for spec in ManagerStatus.propertySpecs {
+        for spec in TriglavControlAPI.ManagerStatus.propertySpecs {
             let value = try get(Self.root, Self.manager, spec.name)
             #expect(value.hasPrefix(spec.signature + " "), "\(spec.name) = \(value)")
         }
