@@ -15,6 +15,26 @@ process_running() {
     [[ -n $state && $state != Z ]]
 }
 
+# Claims this LAB_ID for the calling script, so two demos (or tests) with the same LAB_ID can't tear
+# each other's lab down. An owner file rather than flock: the lab's background processes would inherit
+# a lock descriptor and keep it held after a kill -9 of the script, blocking the cleanup re-run.
+# Waits up to $1 seconds (default 0) for a live owner; a dead owner's claim is taken over.
+lab_lock() {
+    local owner_file="/run/triglav-lab/$LAB_ID.owner" owner deadline=$((SECONDS + ${1:-0}))
+    mkdir -p /run/triglav-lab
+    while owner=$(cat "$owner_file" 2>/dev/null) && [[ -n $owner && $owner != "$$" ]] && process_running "$owner"; do
+        [[ $SECONDS -lt $deadline ]] || die "lab $LAB_ID is in use by process $owner; wait for it or use another LAB_ID"
+        sleep 1
+    done
+    echo $$ >"$owner_file"
+}
+
+lab_unlock() {
+    local owner_file="/run/triglav-lab/$LAB_ID.owner"
+    [[ $(cat "$owner_file" 2>/dev/null) == "$$" ]] && rm -f "$owner_file"
+    return 0
+}
+
 require_root() {
     [[ $(id -u) -eq 0 ]] || die "needs root (network namespaces); run with sudo"
 }
