@@ -230,14 +230,7 @@ lab_up() {
         ip -n "$NS_CLIENT" rule add from "${UPLINK_CLIENT4[$uplink]}" lookup "${UPLINK_TABLE[$uplink]}" pref "${UPLINK_TABLE[$uplink]}0"
         ip -n "$NS_CLIENT" -6 rule add from "${UPLINK_CLIENT6[$uplink]}" lookup "${UPLINK_TABLE[$uplink]}" pref "${UPLINK_TABLE[$uplink]}0"
 
-        local seed_args=()
-        [[ -n ${LAB_SEED:-} ]] && seed_args=(--seed "$((LAB_SEED + ${UPLINK_TABLE[$uplink]}))")
-        local args
-        read -r -a args <<<"$(uplink_args "$uplink")"
-        echo "${args[*]}" >"$LAB_STATE/$uplink.args"
-        ip netns exec "$NS_ROUTER" "$LINKEMU" --a "$stem-c" --b "$stem-e" "${args[@]}" "${seed_args[@]}" \
-            >"$LAB_STATE/log/linkemu-$uplink.log" 2>&1 &
-        echo $! >"$LAB_STATE/linkemu-$uplink.pid"
+        start_emulator "$uplink" "$(uplink_args "$uplink")"
     done
 
     # Router <-> server (the "public" network), server <-> internet.
@@ -298,6 +291,38 @@ EOF
     done
     date +%s >"$LAB_STATE/up"
     trap - EXIT INT TERM
+}
+
+# Starts the emulator of one uplink with the given triglav-linkemu flags (a string), in the background.
+start_emulator() {
+    local uplink=$1 stem=${UPLINK_STEM[$1]} args seed_args=()
+    read -r -a args <<<"$2"
+    [[ -n ${LAB_SEED:-} ]] && seed_args=(--seed "$((LAB_SEED + ${UPLINK_TABLE[$uplink]}))")
+    echo "${args[*]}" >"$LAB_STATE/$uplink.args"
+    ip netns exec "$NS_ROUTER" "$LINKEMU" --a "$stem-c" --b "$stem-e" "${args[@]}" "${seed_args[@]}" \
+        >>"$LAB_STATE/log/linkemu-$uplink.log" 2>&1 &
+    echo $! >"$LAB_STATE/linkemu-$uplink.pid"
+}
+
+# Replaces an uplink's emulator with one using new flags (packets in flight on the link are lost).
+lab_shape() {
+    local uplink=$1; shift
+    check_uplink "$uplink"
+    [[ -n $(lab_namespaces) ]] || die "lab $LAB_ID is not up"
+    local pid tries
+    pid=$(cat "$LAB_STATE/linkemu-$uplink.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for tries in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
+    local mark
+    mark=$(wc -l <"$LAB_STATE/log/linkemu-$uplink.log")
+    start_emulator "$uplink" "$*"
+    for tries in $(seq 1 100); do
+        tail -n +"$((mark + 1))" "$LAB_STATE/log/linkemu-$uplink.log" | grep -q "ready:" && return 0
+        process_running "$(cat "$LAB_STATE/linkemu-$uplink.pid")" || break
+        sleep 0.1
+    done
+    tail -n +"$((mark + 1))" "$LAB_STATE/log/linkemu-$uplink.log" >&2
+    die "the new emulator for $uplink did not start (flags: $*)"
 }
 
 lab_print_summary() {
