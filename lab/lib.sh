@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared functions of the Triglav lab scripts (sourced by lab/lab, lab/demo, lab/test-lab,
 # lab/bench-*). Callers set `set -euo pipefail`. Nothing here touches the root network namespace:
 # every `ip` command names one of the lab's namespaces.

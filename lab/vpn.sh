@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The demo's and benchmarks' only contact with the VPN itself (sourced after lib.sh and lab_init).
 # Four steps, each isolated so a backend can be swapped without touching the demo:
 #   vpn_start_server   start the Triglav server in the server namespace
@@ -219,7 +220,7 @@ vpn_stop() {
     for pid in "${VPN_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${VPN_PIDS[@]}"; do
         local tries
-        for tries in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
+        for _ in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
         process_running "$pid" && kill -KILL "$pid" 2>/dev/null || true
     done
     VPN_PIDS=()
