@@ -201,7 +201,7 @@ public final class ClientManager: Sendable {
     public func refresh() {
         state.withLock { state in
             guard case .active(var connection) = state.phase else { return }
-            connection.statistics = connection.tunnel.statistics()
+            connection.statistics = connection.tunnel.snapshot()
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
@@ -467,24 +467,24 @@ extension ClientManager {
         /// Interfaces currently added to the tunnel.
         var attached: Set<String> = []
         var state: ConnectionState = .connecting
-        var statistics: ClientTunnelStatistics?
+        var statistics: ClientTunnelSnapshot?
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
 
-        func uplinkStatistics(_ interface: String) -> TriglavDataPlane.UplinkStatistics? {
-            statistics?.uplinks.first { $0.interface.rawValue == interface }
+        func uplinkStatistics(_ interface: String) -> ClientTunnelSnapshot.Uplink? {
+            statistics?.uplinks.first { $0.interface == interface }
         }
 
         func isEstablished(_ interface: String) -> Bool {
-            attached.contains(interface) && uplinkStatistics(interface)?.state == "established"
+            attached.contains(interface) && uplinkStatistics(interface)?.state == .established
         }
 
         mutating func retire(_ interface: String) {
             guard let statistics = uplinkStatistics(interface) else { return }
             retiredTransmitted &+= statistics.transmittedBytes
             retiredReceived &+= statistics.receivedBytes
-            self.statistics?.uplinks.removeAll { $0.interface.rawValue == interface }
+            self.statistics?.uplinks.removeAll { $0.interface == interface }
         }
 
         mutating func deriveState() {
@@ -615,9 +615,10 @@ extension ClientManager {
                 var state = UplinkState.inactive
                 if let connection, connection.attached.contains(record.interface) {
                     switch statistics?.state {
-                    case "established": state = .established
-                    case "no-socket": state = .waiting
-                    default: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting
+                    case .established: state = .established
+                    case .waiting: state = .waiting
+                    case .handshaking: state = .connecting
+                    case nil: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting
                     }
                 }
                 let rtt = statistics?.smoothedRTT.map { duration -> UInt64 in

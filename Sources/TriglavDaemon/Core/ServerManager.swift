@@ -131,7 +131,7 @@ public final class ServerManager: Sendable {
     public func refresh() {
         state.withLock { state in
             guard let tunnel = state.tunnel else { return }
-            state.update(with: tunnel.statistics())
+            state.update(with: tunnel.snapshot())
             publish(&state)
         }
     }
@@ -145,7 +145,7 @@ public final class ServerManager: Sendable {
         state.withLock { state in
             state.tunnel = tunnel
             state.listening = listen
-            state.update(with: tunnel.statistics())
+            state.update(with: tunnel.snapshot())
             publish(&state)
         }
         logger.info("server listening on \(listen.map(\.description).joined(separator: ", "))")
@@ -194,7 +194,7 @@ public final class ServerManager: Sendable {
         var tunnel: (any ServerTunnelDriving)?
         var listening: [IPEndpoint] = []
         /// Connected clients by public key (base64), with their object number.
-        var connected: [String: (number: Int, statistics: ServerTunnelStatistics.Client)] = [:]
+        var connected: [String: (number: Int, statistics: ServerTunnelSnapshot.Client)] = [:]
         var nextClientNumber = 1
         var rejectedHandshakes: UInt64 = 0
         var observer: (@Sendable (ServerManagerEvent) -> Void)?
@@ -203,9 +203,9 @@ public final class ServerManager: Sendable {
 
         init(config: DaemonConfig) { self.config = config }
 
-        mutating func update(with statistics: ServerTunnelStatistics) {
+        mutating func update(with statistics: ServerTunnelSnapshot) {
             rejectedHandshakes = statistics.rejectedHandshakes
-            var next: [String: (number: Int, statistics: ServerTunnelStatistics.Client)] = [:]
+            var next: [String: (number: Int, statistics: ServerTunnelSnapshot.Client)] = [:]
             for client in statistics.clients {
                 if let known = connected[client.publicKey] {
                     next[client.publicKey] = (known.number, client)
