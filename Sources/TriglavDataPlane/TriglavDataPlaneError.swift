@@ -15,6 +15,8 @@ public enum TriglavDataPlaneError: Error, Equatable, Sendable, CustomStringConve
     case invalidAddress(String)
     /// A TCP fallback frame announced a length outside 1...maxFrameLength.
     case invalidFrameLength(Int)
+    /// A netlink operation on addresses, routes or rules failed.
+    case routing(operation: String, reason: String)
     /// A routing or NAT command failed; `output` is what the tool printed.
     case routingCommand(command: String, status: Int32, output: String)
     /// The tunnel was already started or already stopped.
@@ -40,6 +42,8 @@ public enum TriglavDataPlaneError: Error, Equatable, Sendable, CustomStringConve
             return "'\(text)' is not a usable socket address"
         case .invalidFrameLength(let length):
             return "TCP fallback frame length \(length) is out of range; the peer is not speaking Triglav framing"
+        case .routing(let operation, let reason):
+            return "cannot \(operation): \(reason)"
         case .routingCommand(let command, let status, let output):
             return "'\(command)' exited with status \(status): \(output)"
         case .invalidState(let reason):

@@ -25,6 +25,7 @@ public struct MultipathEngine<Packet> {
     private var lastTick: UInt64?
     private var lastTimingUpdate: UInt64?
     private var excludedIndex: Int?
+    var debugTiming = false
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -293,13 +294,23 @@ public struct MultipathEngine<Packet> {
         let hold = configuration.maxReorderHold
         // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
         if let previous = lastTimingUpdate, now > previous {
-            reorder.decayLateness(by: min(reorder.observedLateness, (now - previous) * reorder.observedLateness
-                                          / (2 * Nanoseconds.second) + 1))
+            let elapsed = now - previous
+            reorder.decayLateness(by: elapsed * reorder.observedLateness / (2 * Nanoseconds.second) + 1)
+            reorder.decayReordering(by: elapsed * reorder.observedReordering / (4 * Nanoseconds.second) + 1)
         }
         lastTimingUpdate = now
         let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
-        let requestDelay = max(configuration.minReorderWait,
-                               min(hold / 2, spread + 3 * worstJitter + configuration.minReorderWait))
+        // Ask for a missing packet after the reordering actually seen (RACK-style) plus a jitter margin,
+        // never later than the worst case: the one-way delay spread between the uplinks.
+        let worstCase = spread + 3 * worstJitter + configuration.minReorderWait
+        // Probe jitter mostly reflects queueing the scheduler already accounts for, so it only adds a
+        // small margin here; a request that proves spurious raises observedReordering instead.
+        let observed = reorder.observedReordering + worstJitter / 2 + configuration.minReorderWait
+        let requestDelay = max(configuration.minReorderWait, min(hold / 2, min(worstCase, observed)))
+        reorder.fastestResendRoundTrip = fastestRTT ?? 0
+        if debugTiming, now / 500_000_000 != (lastTimingUpdate ?? 0) / 500_000_000 || true, now % 500_000_000 < 2_000_000 {
+            print("TIMING \(now/1_000_000)ms spread=\(spread/1000) jitter=\(worstJitter/1000) observed=\(reorder.observedReordering/1000) req=\(requestDelay/1000)")
+        }
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
@@ -446,8 +457,9 @@ public struct MultipathEngine<Packet> {
 
     /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
     /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
-    /// empty selection when every candidate already has more than `maxResendQueueDelay` queued: that loss
-    /// was congestion, and TCP must see it rather than have it hidden by a resend into a full queue.
+    /// empty selection when the best candidate's queue is near the deepest it has been lately (¾ of it, at
+    /// least `minCongestionQueueDelay`): that loss was congestion, and TCP must see it rather than have it
+    /// hidden by a resend into a full queue.
     public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
         excludedIndex = originalUplink.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
@@ -456,7 +468,8 @@ public struct MultipathEngine<Packet> {
         guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
         let tracker = uplinks[index]
         let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-        guard max(modelQueue, tracker.measuredQueueDelay) <= configuration.maxResendQueueDelay else { return selection }
+        let queue = max(modelQueue, tracker.measuredQueueDelay)
+        guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
         commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
         return selection
@@ -508,7 +521,10 @@ public struct MultipathEngine<Packet> {
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             let tracker = uplinks[index]
             let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-            let queue = max(modelQueue, tracker.measuredQueueDelay)
+            // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
+            // it when the link is clearly slower than modelled (cross traffic, capacity drop).
+            let measured = tracker.measuredQueueDelay
+            let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
             let arrival = queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
             if arrival < bestArrival {
                 bestArrival = arrival

@@ -38,6 +38,35 @@ public struct ReorderBuffer<Packet> {
     /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
     /// proved too short grows instead of skipping again.
     public private(set) var observedLateness: UInt64 = 0
+    /// How long gaps took to fill by themselves (reordering, not loss), decaying maximum. The engine
+    /// derives the resend-request delay from it (RACK-style): when the scheduler keeps arrivals in order,
+    /// losses are asked for quickly instead of after the full delay spread between uplinks.
+    public var observedReordering: UInt64 { reorderingSmoothed + 4 * reorderingDeviation }
+    private var reorderingSmoothed: UInt64 = 0
+    private var reorderingDeviation: UInt64 = 0
+
+    /// A duplicate of a sequence we asked for means the request was spurious (the original was only
+    /// late): the reordering it needed is at least the time since the request plus the delay we used.
+    private mutating func noteDuplicate(_ sequence: UInt32, now: UInt64) {
+        statistics.duplicates &+= 1
+        guard requestsResends else { return }
+        let marked = arrivals[Int(sequence) & mask]
+        if now >= marked, now - marked < waitBound {
+            noteReordering(now - marked + resendRequestDelay)
+        }
+    }
+
+    /// Jacobson/Karels-style smoothing of reordering depth samples, so one outlier doesn't set the delay.
+    private mutating func noteReordering(_ sample: UInt64) {
+        let mean = Int64(clamping: reorderingSmoothed), value = Int64(clamping: sample)
+        let deviation = Int64(clamping: (mean - value).magnitude)
+        let dev = Int64(clamping: reorderingDeviation)
+        reorderingDeviation = UInt64(max(0, dev + (deviation - dev) >> 2))
+        reorderingSmoothed = UInt64(max(0, mean + (value - mean) >> 3))
+    }
+    /// A fill this soon after a resend request can't be the resend (less than a round trip on the fastest
+    /// uplink): the request was spurious and the gap was reordering. Set by the engine.
+    public var fastestResendRoundTrip: UInt64 = 0
 
     /// Gaps are skipped once the oldest waiting packet has waited this long.
     public var waitBound: UInt64
@@ -137,7 +166,7 @@ public struct ReorderBuffer<Packet> {
             }
             consecutiveStale = 0
             if isSeen(sequence) {
-                statistics.duplicates &+= 1
+                noteDuplicate(sequence, now: now)
                 return .duplicate
             }
             markSeen(sequence)
@@ -154,11 +183,28 @@ public struct ReorderBuffer<Packet> {
             return .buffered
         }
         if isSeen(sequence) {
-            statistics.duplicates &+= 1
+            noteDuplicate(sequence, now: now)
             return .duplicate
         }
         markSeen(sequence)
         if offset == 0 {
+            if bufferedCount > 0 {
+                // A missing slot's arrival time holds when it was requested (see markRequested).
+                let requested = distance(requestedThrough, from: sequence) > 0
+                let requestedAt = arrivals[Int(sequence) & mask]
+                if !requested || (now >= requestedAt && now - requestedAt < fastestResendRoundTrip / 2) {
+                    // How long after its successor this packet came: the reordering depth right here.
+                    var next = sequence &+ 1
+                    for _ in 0..<16 {
+                        let slot = Int(next) & mask
+                        if slots[slot] != nil {
+                            if now >= arrivals[slot] { noteReordering(now - arrivals[slot]) }
+                            break
+                        }
+                        next &+= 1
+                    }
+                }
+            }
             advanceHead(to: head &+ 1)
             statistics.deliveredInOrder &+= 1
             return .deliverNow
@@ -239,6 +285,7 @@ public struct ReorderBuffer<Packet> {
             rerequestedHead = head
             var end = head
             while slots[Int(end) & mask] == nil, end &- head < 256 { end &+= 1 }
+            markRequested(from: head, to: end, at: now)
             statistics.resendRequests &+= 1
             return (head, end &- head)
         }
@@ -258,6 +305,7 @@ public struct ReorderBuffer<Packet> {
                 if let start = runStart {
                     let count = min(position &- start, 256)
                     requestedThrough = start &+ count
+                    markRequested(from: start, to: start &+ count, at: now)
                     nackCheckAt = now
                     statistics.resendRequests &+= 1
                     return (start, count)
@@ -269,6 +317,15 @@ public struct ReorderBuffer<Packet> {
             position &+= 1
         }
         return nil
+    }
+
+    /// Empty slots have no arrival; their arrival field remembers when they were requested instead.
+    private mutating func markRequested(from start: UInt32, to end: UInt32, at now: UInt64) {
+        var position = start
+        while position != end {
+            arrivals[Int(position) & mask] = now
+            position &+= 1
+        }
     }
 
     private func secondRequestTime() -> UInt64 {
@@ -294,6 +351,10 @@ public struct ReorderBuffer<Packet> {
     /// Lets the observed lateness fade (the engine calls this as time passes).
     mutating func decayLateness(by amount: UInt64) {
         observedLateness = observedLateness > amount ? observedLateness - amount : 0
+    }
+
+    mutating func decayReordering(by amount: UInt64) {
+        reorderingDeviation = reorderingDeviation > amount ? reorderingDeviation - amount : 0
     }
 
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).

@@ -20,6 +20,8 @@ struct UplinkTracker {
 
     // Quality.
     var rtt = RTTEstimator()
+    /// Largest queueing delay (RTT above the minimum) seen recently: how deep the link's buffer is.
+    var queueDepth = WindowedFilter(keepsMaximum: true, window: 10 * Nanoseconds.second)
     var loss = LossWindow()
     var capacity: WindowedFilter
     var capacityBits: UInt64
@@ -106,6 +108,12 @@ struct UplinkTracker {
         guard rtt.hasSample else { return 0 }
         let predicted = rtt.predicted(horizon: rtt.smoothed)
         return predicted > rtt.windowedMinimum ? predicted - rtt.windowedMinimum : 0
+    }
+
+    /// Queueing delay above which losses on this link count as congestion (not worth hiding with a
+    /// resend): three quarters of the deepest queue seen recently, at least `floor`.
+    func congestionQueueDelay(floor: UInt64) -> UInt64 {
+        max(floor, (queueDepth.best ?? 4 * floor) * 3 / 4)
     }
 
     /// How long sends may stay unconfirmed before the link counts as blackholed.
@@ -271,6 +279,9 @@ struct UplinkTracker {
             if expected > 0 {
                 loss.record(expected: expected, lost: expected > received ? expected - received : 0, at: now)
             }
+            // Progress is more packets confirmed, not a later send time: a burst sent at one instant
+            // drains over time, and each feedback covering more of it proves the link alive.
+            if index + 1 > historyAcked { lastProgressAt = now }
             historyAcked = index + 1
             confirm(sentAt: record.sentAt, at: now)
         } else if progressed {
@@ -346,6 +357,7 @@ struct UplinkTracker {
             let sentAt = probeTimes[index]
             guard now >= sentAt else { return false }
             rtt.add(sample: now - sentAt, at: now)
+            queueDepth.update(now - sentAt - min(now - sentAt, rtt.windowedMinimum), at: now)
             loss.record(expected: 1, lost: 0, at: now)
             confirm(sentAt: sentAt, at: now)
             consecutiveReplies += 1

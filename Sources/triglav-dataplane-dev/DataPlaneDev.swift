@@ -42,13 +42,13 @@ struct Server: ParsableCommand {
 
     func run() throws {
         bootstrapLogging(verbose: verbose)
-        var clients: [IdentityPublicKey: TunnelAssignment] = [:]
+        var clients: [IdentityPublicKey: TunnelAddresses] = [:]
         for entry in client {
             guard let equals = entry.lastIndex(of: "=") else { throw ValidationError("--client expects KEY=ADDRESSES, got '\(entry)'") }
             let key = try IdentityPublicKey(base64: String(entry[..<equals]))
             let prefixes = try entry[entry.index(after: equals)...].split(separator: ",").map { try IPPrefix(String($0)) }
             guard let v4 = prefixes.first(where: { $0.address.isIPv4 }) else { throw ValidationError("client \(key) needs an IPv4 address") }
-            clients[key] = TunnelAssignment(ipv4: v4, ipv6: prefixes.first { !$0.address.isIPv4 })
+            clients[key] = TunnelAddresses(ipv4: v4, ipv6: prefixes.first { !$0.address.isIPv4 })
         }
         var configuration = ServerTunnelConfiguration(
             identity: try KeyFile.load(path: key), tunnelInterface: try InterfaceName(tun),

@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import TriglavCore
 import TriglavCrypto
+import TriglavProtocol
 
 /// Everything a client tunnel needs to run. Defaults follow docs/DATAPLANE.md.
 public struct ClientTunnelConfiguration: Sendable {
@@ -67,7 +68,6 @@ public final class ClientTunnel: Sendable {
     private let threads = Mutex<[PumpThread]>([])
     private let control = DispatchQueue(label: "triglav.client.control")
     private let routes: RouteManager
-    private let instance = UInt64.random(in: 1...UInt64.max)
 
     public init(configuration: ClientTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.client")) throws(TriglavDataPlaneError) {
         self.configuration = configuration
@@ -111,8 +111,8 @@ public final class ClientTunnel: Sendable {
             defer { threads = [] }
             return threads
         }
-        sendCloseOnAllUplinks()
         for thread in running { thread.stop() }
+        sendCloseOnAllUplinks()
         control.sync {}
         let tun = state.withLock { state in
             defer { state.tun = nil; state.uplinks = Array(repeating: nil, count: ClientTunnel.maximumUplinks) }
@@ -152,16 +152,18 @@ public final class ClientTunnel: Sendable {
 
     /// Removes the uplink bound to `interface`; its traffic moves to the others at once.
     public func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError) {
+        // Removed under the lock, so the pumps never seal with this uplink's sessions again; the close
+        // below is then the session's last use.
         let removed: ClientUplink? = state.withLock { state in
             guard let slot = state.uplinks.firstIndex(where: { $0?.interface == interface }) else { return nil }
-            defer { state.uplinks[slot] = nil }
-            return state.uplinks[slot]
+            guard var uplink = state.uplinks[slot] else { return nil }
+            state.uplinks[slot] = nil
+            if state.creatingSlot == slot { state.creatingSlot = nil }
+            sendClose(&uplink, state: &state)
+            return uplink
         }
         guard let removed else { throw .unknownUplink(interface.rawValue) }
-        if let socket = removed.socket {
-            networkPoller.remove(fd: socket.descriptor.raw)
-            sendClose(removed)
-        }
+        if let socket = removed.socket { networkPoller.remove(fd: socket.descriptor.raw) }
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
     }
 
@@ -177,21 +179,21 @@ public final class ClientTunnel: Sendable {
     }
 
     /// The addresses the server assigned, nil before the first handshake completes.
-    public var assignment: TunnelAssignment? { state.withLock { $0.assignment } }
+    public var addresses: TunnelAddresses? { state.withLock { $0.assignment } }
 
     /// Whether at least one uplink has an established session.
     public var isConnected: Bool {
-        state.withLock { $0.uplinks.contains { $0?.session != nil } }
+        state.withLock { $0.uplinks.contains { $0?.keyring.current != nil } }
     }
 
     public func statistics() -> ClientTunnelStatistics {
         state.withLock { state in
             ClientTunnelStatistics(
-                tunnelInterface: state.tun?.name, assignment: state.assignment, scheduler: state.scheduler.kind,
+                tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.scheduler.kind,
                 uplinks: state.uplinks.compactMap { uplink in
                     guard let uplink else { return nil }
                     var statistics = uplink.statistics
-                    statistics.state = uplink.socket == nil ? "no-socket" : uplink.session == nil ? "connecting" : "established"
+                    statistics.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
                     statistics.smoothedRTT = uplink.rtt.smoothed.map { .nanoseconds(Int64($0)) }
                     statistics.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
                     return statistics
@@ -212,7 +214,7 @@ public final class ClientTunnel: Sendable {
             var options = UDPSocket.Options()
             options.device = interface
             options.mark = configuration.firewallMark
-            let socket = try UDPSocket(family: AddressFamily(of: configuration.server.address), options: options,
+            let socket = try UDPSocket(family: SocketFamily(of: configuration.server.address), options: options,
                                        label: "uplink \(interface)")
             let installed = state.withLock { state in
                 guard state.uplinks[slot]?.interface == interface, state.uplinks[slot]?.socket == nil else { return false }
@@ -228,19 +230,24 @@ public final class ClientTunnel: Sendable {
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
     func dropSocket(slot: Int) {
         let socket: UDPSocket? = state.withLock { state in
-            defer { state.uplinks[slot]?.socket = nil; state.uplinks[slot]?.session = nil }
+            defer { state.uplinks[slot]?.socket = nil; state.uplinks[slot]?.resetSessions() }
             return state.uplinks[slot]?.socket
         }
         if let socket { networkPoller.remove(fd: socket.descriptor.raw) }
     }
 
-    func makeInitiation(localIndex: UInt32) -> [UInt8] {
-        InterimWire.initiation(identity: configuration.identity, serverKey: configuration.serverKey,
-                               senderIndex: localIndex, instance: instance, timestamp: monotonicNow())
+    func makeInitiator(request: TunnelRequest) -> HandshakeInitiator? {
+        do {
+            return try HandshakeInitiator(configuration: InitiatorConfiguration(
+                identity: configuration.identity, serverPublicKey: configuration.serverKey, request: request))
+        } catch {
+            logger.error("cannot start a handshake: \(error)")
+            return nil
+        }
     }
 
     /// Applies a (new) assignment: addresses and routes, off the packet path.
-    func assignmentChanged(_ assignment: TunnelAssignment, tun: InterfaceName) {
+    func assignmentChanged(_ assignment: TunnelAddresses, tun: InterfaceName) {
         logger.info("server assigned \(assignment)")
         control.async { [routes, configuration, logger] in
             do {
@@ -252,19 +259,28 @@ public final class ClientTunnel: Sendable {
         }
     }
 
+    /// Sends an authenticated close on every established uplink. Call only after the pumps stopped: the
+    /// close is sealed with the live session, so no other thread may seal with it concurrently.
     private func sendCloseOnAllUplinks() {
-        let uplinks = state.withLock { $0.uplinks.compactMap { $0 } }
-        for uplink in uplinks { sendClose(uplink) }
+        state.withLock { state in
+            for slot in state.uplinks.indices {
+                guard var uplink = state.uplinks[slot] else { continue }
+                sendClose(&uplink, state: &state)
+                state.uplinks[slot] = uplink
+            }
+        }
     }
 
-    private func sendClose(_ uplink: ClientUplink) {
-        guard var session = uplink.session, let socket = uplink.socket else { return }
-        var buffer = [UInt8](repeating: 0, count: TransportSession.overhead)
-        state.withLock { state in
-            let length = buffer.withUnsafeMutableBytes { session.seal($0, payloadLength: 0, kind: .close, sequence: 0) }
-            withUnsafePointer(to: &state.serverAddress) { address in
-                buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
-            }
+    /// Seals and sends a close with the uplink's current session (which then refuses further use).
+    private func sendClose(_ uplink: inout ClientUplink, state: inout ClientState) {
+        guard uplink.keyring.current != nil, let socket = uplink.socket else { return }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let now = monotonicNow()
+        guard let length = try? buffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
+            try uplink.keyring.sealControl(.close(.shutdown), in: raw, now: now)
+        }) else { return }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
         }
     }
 
@@ -276,15 +292,17 @@ struct ClientUplink {
     let id: UplinkID
     let interface: InterfaceName
     var socket: UDPSocket?
-    /// Established transport session, nil while handshaking.
-    var session: TransportSession?
-    /// Index and signature of the outstanding initiation.
-    var pendingIndex: UInt32 = 0
-    var pendingSignature: [UInt8] = []
-    var lastInitiation: Nanoseconds = 0
+    /// The uplink's sessions across rekeys; `current` seals.
+    var keyring = UplinkKeyring()
+    /// The handshake in flight, if any, and whether it creates the tunnel.
+    var initiator: HandshakeInitiator?
+    var initiatorCreates = false
     var lastReceive: Nanoseconds = 0
     var lastSend: Nanoseconds = 0
     var lastProbe: Nanoseconds = 0
+    /// When the socket was last (re)opened or a handshake last started, for retry pacing.
+    var lastAttempt: Nanoseconds = 0
+    var probeID: UInt64 = 0
     var rtt = SmoothedRTT()
     var statistics: UplinkStatistics
 
@@ -293,6 +311,15 @@ struct ClientUplink {
         self.interface = interface
         statistics = UplinkStatistics(id: id, interface: interface, state: "connecting")
     }
+
+    /// Forgets sessions and any handshake in flight (the uplink will handshake again).
+    mutating func resetSessions() {
+        keyring = UplinkKeyring()
+        initiator = nil
+        initiatorCreates = false
+    }
+
+    var isEstablished: Bool { keyring.current != nil }
 }
 
 /// Everything the pumps share, behind the tunnel's mutex. Locked once per batch, never per packet.
@@ -304,7 +331,13 @@ struct ClientState: @unchecked Sendable {
     var scheduler: PacketScheduler
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
-    var assignment: TunnelAssignment?
+    var assignment: TunnelAddresses?
+    /// The tunnel this client belongs to on the server, and the token later uplinks and rekeys present.
+    var tunnelID: UInt64?
+    var joinToken: JoinToken?
+    /// Slot of the uplink whose handshake is creating the tunnel (only one at a time: a create replaces
+    /// the server's previous tunnel of this identity).
+    var creatingSlot: Int?
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
     /// Reorder counters mirrored from the network pump: reordered, gaps skipped, duplicates.
@@ -356,7 +389,8 @@ final class ClientTunPump: @unchecked Sendable {
             var count = 0
             while count < Self.batchSize {
                 let slot = staging.slot(count)
-                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[TransportSession.payloadOffset...])
+                // Leave room for the header before and the tag after the packet, so sealing needs no copy.
+                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
                 guard let length = try? tun.read(into: payload), length > 0 else { break }
                 stagingLengths[count] = length
                 count += 1
@@ -374,7 +408,7 @@ final class ClientTunPump: @unchecked Sendable {
             usableIDs.removeAll(keepingCapacity: true)
             for (slot, uplink) in state.uplinks.enumerated() {
                 sockets[slot] = uplink?.socket
-                if let uplink, uplink.session != nil, uplink.socket != nil {
+                if let uplink, uplink.isEstablished, uplink.socket != nil {
                     usable.append(slot)
                     usableIDs.append(uplink.id.rawValue)
                 }
@@ -386,7 +420,7 @@ final class ClientTunPump: @unchecked Sendable {
             for index in 0..<count {
                 let length = stagingLengths[index]
                 let source = staging.slot(index)
-                let packet = UnsafeRawBufferPointer(rebasing: source[TransportSession.payloadOffset..<(TransportSession.payloadOffset + length)])
+                let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
                 let flow = PacketClassifier.flowHash(packet)
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
@@ -394,18 +428,19 @@ final class ClientTunPump: @unchecked Sendable {
                     usableIDs.withUnsafeBufferPointer { ids in
                         state.scheduler.choose(flowHash: flow, usable: usableSlots, uplinkIDs: ids) { slot in
                             let batch = outgoing[slot]
-                            guard batch.count < batch.capacity else { return }
+                            guard batch.count < batch.capacity, state.uplinks[slot] != nil else { return }
                             let target = batch.slot(batch.count)
-                            UnsafeMutableRawBufferPointer(rebasing: target[TransportSession.payloadOffset...]).copyMemory(from: packet)
-                            let sealed = state.uplinks[slot]!.session!.seal(target, payloadLength: length, kind: .data, sequence: sequence)
+                            UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                            guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
+                                                                                      in: target, now: now) else { return }
                             withUnsafePointer(to: &state.serverAddress) { address in
                                 batch.prepareSend(batch.count, length: sealed, address: address,
                                                   addressLength: state.serverAddressLength, localAddress: nil)
                             }
                             batch.count += 1
-                            state.uplinks[slot]!.lastSend = now
-                            state.uplinks[slot]!.statistics.transmittedPackets &+= 1
-                            state.uplinks[slot]!.statistics.transmittedBytes &+= UInt64(length)
+                            state.uplinks[slot]?.lastSend = now
+                            state.uplinks[slot]?.statistics.transmittedPackets &+= 1
+                            state.uplinks[slot]?.statistics.transmittedBytes &+= UInt64(length)
                         }
                     }
                 }
@@ -421,4 +456,12 @@ final class ClientTunPump: @unchecked Sendable {
 extension ClientTunnel {
     var tunPollerForPump: Poller { tunPoller }
     var networkPollerForPump: Poller { networkPoller }
+}
+
+extension UplinkKeyring {
+    /// Seals a control frame with the current session.
+    mutating func sealControl(_ frame: ControlFrame, in buffer: UnsafeMutableRawBufferPointer, now: UInt64) throws(ProtocolError) -> Int {
+        frame.serialize(into: UnsafeMutableRawBufferPointer(rebasing: buffer[WireLayout.bodyOffset...]))
+        return try seal(frame.frameType, bodyLength: frame.bodyLength, in: buffer, now: now)
+    }
 }

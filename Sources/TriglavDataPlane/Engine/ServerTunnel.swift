@@ -7,6 +7,7 @@ import Logging
 import Synchronization
 import TriglavCore
 import TriglavCrypto
+import TriglavProtocol
 
 /// Everything a server tunnel needs to run.
 public struct ServerTunnelConfiguration: Sendable {
@@ -18,7 +19,7 @@ public struct ServerTunnelConfiguration: Sendable {
     /// The server's own addresses on the TUN device; their prefixes are the tunnel subnets that get NAT.
     public var tunnelAddresses: [IPPrefix]
     /// Authorized clients and the addresses each gets. Anyone else gets no session and no reply.
-    public var clients: [IdentityPublicKey: TunnelAssignment]
+    public var clients: [IdentityPublicKey: TunnelAddresses]
     public var mtu: Int = MAX_PAYLOAD
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
@@ -31,7 +32,7 @@ public struct ServerTunnelConfiguration: Sendable {
     public var reorderHold: Duration = .milliseconds(30)
 
     public init(identity: IdentityKey, tunnelInterface: InterfaceName, tunnelAddresses: [IPPrefix],
-                clients: [IdentityPublicKey: TunnelAssignment]) {
+                clients: [IdentityPublicKey: TunnelAddresses]) {
         self.identity = identity
         self.tunnelInterface = tunnelInterface
         self.tunnelAddresses = tunnelAddresses
@@ -61,15 +62,10 @@ public final class ServerTunnel: Sendable {
         tunPoller = try Poller()
         networkPoller = try Poller()
         routes = RouteManager(logger: logger)
-        var clients: [ServerClient] = []
-        var byIPv4: [UInt32: Int] = [:]
-        var byIPv6: [IPAddress: Int] = [:]
-        for (key, assignment) in configuration.clients.sorted(by: { $0.key.base64 < $1.key.base64 }) {
-            if case .v4(let value) = assignment.ipv4.address { byIPv4[value] = clients.count }
-            if let ipv6 = assignment.ipv6 { byIPv6[ipv6.address] = clients.count }
-            clients.append(ServerClient(key: key, assignment: assignment))
+        let authorized = configuration.clients.map { key, addresses in
+            AuthorizedClient(publicKey: key, ipv4: addresses.ipv4, ipv6: addresses.ipv6)
         }
-        state = Mutex(ServerState(clients: clients, byIPv4: byIPv4, byIPv6: byIPv6))
+        state = Mutex(ServerState(responder: HandshakeResponder(identity: configuration.identity, authorizedClients: authorized)))
     }
 
     /// Opens the listeners and the TUN device, configures forwarding/NAT, starts the pumps.
@@ -80,7 +76,7 @@ public final class ServerTunnel: Sendable {
             options.localEndpoint = endpoint
             options.packetInfo = true
             options.bufferBytes = 16 << 20
-            sockets.append(try UDPSocket(family: AddressFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
+            sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
         if configuration.configureNetwork {
@@ -132,16 +128,15 @@ public final class ServerTunnel: Sendable {
     public func statistics() -> ServerTunnelStatistics {
         state.withLock { state in
             ServerTunnelStatistics(
-                clients: state.clients.compactMap { client in
-                    guard !client.sessions.isEmpty else { return nil }
-                    return ServerTunnelStatistics.Client(
-                        publicKey: client.key.base64, assignment: client.assignment,
-                        endpoints: client.sessions.compactMap { index in
+                clients: state.tunnels.values.sorted { $0.key.base64 < $1.key.base64 }.map { tunnel in
+                    ServerTunnelStatistics.Client(
+                        publicKey: tunnel.key.base64, addresses: tunnel.addresses,
+                        endpoints: tunnel.sessions.compactMap { index in
                             state.sessions[index].flatMap { session in
                                 withUnsafePointer(to: session.address) { SocketAddress.read($0) }
                             }
                         },
-                        receivedPackets: client.receivedPackets, transmittedPackets: client.transmittedPackets)
+                        receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets)
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination)
         }
@@ -152,8 +147,10 @@ public final class ServerTunnel: Sendable {
 
 /// One client uplink's session on the server.
 struct ServerSession {
-    let client: Int
+    let tunnelID: UInt64
     var transport: TransportSession
+    /// The session this one rekeys; retired when this one is confirmed.
+    var replaces: UInt32?
     var socket: Int
     var address: sockaddr_storage
     var addressLength: socklen_t
@@ -162,25 +159,23 @@ struct ServerSession {
     var lastReceive: Nanoseconds
 }
 
-/// One authorized client.
-struct ServerClient {
+/// One client's tunnel on the server: its sessions (one or more per client uplink) and addresses.
+struct ServerClientTunnel {
+    let tunnelID: UInt64
     let key: IdentityPublicKey
-    let assignment: TunnelAssignment
-    /// The client process instance whose sessions these are; a new instance replaces them all.
-    var instance: UInt64 = 0
+    let addresses: TunnelAddresses
     var sessions: [UInt32] = []
     var transmitSequence: UInt32 = 0
     var cursor = 0
     var receivedPackets: UInt64 = 0
     var transmittedPackets: UInt64 = 0
-    /// Set when the client restarted, so the network pump resets its reorder buffer.
-    var reorderGeneration: UInt64 = 0
 }
 
 struct ServerState: @unchecked Sendable {
-    var clients: [ServerClient]
-    var byIPv4: [UInt32: Int]
-    var byIPv6: [IPAddress: Int]
+    var responder: HandshakeResponder
+    var tunnels: [UInt64: ServerClientTunnel] = [:]
+    var byIPv4: [UInt32: UInt64] = [:]
+    var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
     var sockets: [UDPSocket] = []
     var tun: TunDevice?
@@ -188,27 +183,45 @@ struct ServerState: @unchecked Sendable {
     var droppedUnknownDestination: UInt64 = 0
     var droppedSpoofed: UInt64 = 0
 
-    /// Client index owning the destination of `packet`.
-    func client(forDestinationOf packet: UnsafeRawBufferPointer) -> Int? {
+    /// Tunnel owning the destination of `packet`.
+    func tunnel(forDestinationOf packet: UnsafeRawBufferPointer) -> UInt64? {
         if let v4 = PacketClassifier.ipv4Destination(packet) { return byIPv4[v4] }
         if let v6 = PacketClassifier.ipv6Destination(packet) { return byIPv6[v6] }
         return nil
     }
 
-    /// Whether `packet`'s inner source is one of `client`'s assigned addresses (anti-spoofing).
-    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, client: Int) -> Bool {
-        let assignment = clients[client].assignment
+    /// Whether `packet`'s inner source is one of the tunnel's addresses (anti-spoofing).
+    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, tunnel: ServerClientTunnel) -> Bool {
         if let v4 = PacketClassifier.ipv4Source(packet) {
-            if case .v4(let assigned) = assignment.ipv4.address { return v4 == assigned }
+            if case .v4(let assigned)? = tunnel.addresses.ipv4?.address { return v4 == assigned }
             return false
         }
-        if let v6 = PacketClassifier.ipv6Source(packet) { return assignment.ipv6?.address == v6 }
+        if let v6 = PacketClassifier.ipv6Source(packet) { return tunnel.addresses.ipv6?.address == v6 }
         return false
+    }
+
+    mutating func addTunnel(_ tunnel: ServerClientTunnel) {
+        tunnels[tunnel.tunnelID] = tunnel
+        if case .v4(let value)? = tunnel.addresses.ipv4?.address { byIPv4[value] = tunnel.tunnelID }
+        if let ipv6 = tunnel.addresses.ipv6 { byIPv6[ipv6.address] = tunnel.tunnelID }
+    }
+
+    /// Removes a tunnel, its sessions and its address routes.
+    mutating func removeTunnel(_ tunnelID: UInt64) {
+        guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
+        for index in tunnel.sessions {
+            sessions.removeValue(forKey: index)
+            responder.sessionEnded(localIndex: index)
+        }
+        if case .v4(let value)? = tunnel.addresses.ipv4?.address, byIPv4[value] == tunnelID { byIPv4[value] = nil }
+        if let ipv6 = tunnel.addresses.ipv6, byIPv6[ipv6.address] == tunnelID { byIPv6[ipv6.address] = nil }
+        responder.removeTunnel(tunnelID)
     }
 
     mutating func removeSession(_ index: UInt32) {
         guard let session = sessions.removeValue(forKey: index) else { return }
-        clients[session.client].sessions.removeAll { $0 == index }
+        tunnels[session.tunnelID]?.sessions.removeAll { $0 == index }
+        responder.sessionEnded(localIndex: index)
     }
 }
 
@@ -240,7 +253,7 @@ final class ServerTunPump: @unchecked Sendable {
             var count = 0
             while count < Self.batchSize {
                 let slot = staging.slot(count)
-                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[TransportSession.payloadOffset...])
+                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
                 guard let length = try? tun.read(into: payload), length > 0 else { break }
                 stagingLengths[count] = length
                 count += 1
@@ -259,41 +272,43 @@ final class ServerTunPump: @unchecked Sendable {
             for index in 0..<count {
                 let length = stagingLengths[index]
                 let source = staging.slot(index)
-                let packet = UnsafeRawBufferPointer(rebasing: source[TransportSession.payloadOffset..<(TransportSession.payloadOffset + length)])
-                guard let clientIndex = state.client(forDestinationOf: packet) else {
+                let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                guard let tunnelID = state.tunnel(forDestinationOf: packet), var tunnel = state.tunnels[tunnelID],
+                      !tunnel.sessions.isEmpty else {
                     state.droppedUnknownDestination &+= 1
                     continue
                 }
-                // Round robin over the client's live sessions; if none is live, over all of them.
-                let sessions = state.clients[clientIndex].sessions
-                guard !sessions.isEmpty else {
-                    state.droppedUnknownDestination &+= 1
-                    continue
-                }
+                // Round robin over the tunnel's confirmed live sessions; if none is live, any confirmed one.
                 var chosen: UInt32?
-                var cursor = state.clients[clientIndex].cursor
-                for _ in 0..<sessions.count {
-                    cursor = cursor &+ 1
-                    let candidate = sessions[cursor % sessions.count]
-                    if let session = state.sessions[candidate], session.lastReceive >= liveAfter {
-                        chosen = candidate
-                        break
-                    }
+                var fallback: UInt32?
+                for _ in 0..<tunnel.sessions.count {
+                    tunnel.cursor = tunnel.cursor &+ 1
+                    let candidate = tunnel.sessions[tunnel.cursor % tunnel.sessions.count]
+                    guard let session = state.sessions[candidate], session.transport.isConfirmed else { continue }
+                    if session.lastReceive >= liveAfter { chosen = candidate; break }
+                    if fallback == nil { fallback = candidate }
                 }
-                state.clients[clientIndex].cursor = cursor
-                guard let sessionIndex = chosen ?? sessions.first, var session = state.sessions[sessionIndex] else { continue }
+                guard let sessionIndex = chosen ?? fallback, var session = state.sessions[sessionIndex],
+                      session.socket < outgoing.count else {
+                    state.tunnels[tunnelID] = tunnel
+                    continue
+                }
                 let batch = outgoing[session.socket]
-                guard batch.count < batch.capacity else { continue }
-                let sequence = state.clients[clientIndex].transmitSequence
-                state.clients[clientIndex].transmitSequence &+= 1
-                state.clients[clientIndex].transmittedPackets &+= 1
+                guard batch.count < batch.capacity else { state.tunnels[tunnelID] = tunnel; continue }
                 let target = batch.slot(batch.count)
-                UnsafeMutableRawBufferPointer(rebasing: target[TransportSession.payloadOffset...]).copyMemory(from: packet)
-                let sealed = session.transport.seal(target, payloadLength: length, kind: .data, sequence: sequence)
+                UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                guard let sealed = try? session.transport.seal(.data, tunnelSequence: tunnel.transmitSequence, bodyLength: length,
+                                                               in: target, now: now) else {
+                    state.tunnels[tunnelID] = tunnel
+                    continue
+                }
+                tunnel.transmitSequence &+= 1
+                tunnel.transmittedPackets &+= 1
+                state.tunnels[tunnelID] = tunnel
                 withUnsafePointer(to: &session.address) { address in
                     withUnsafePointer(to: &session.localAddress) { local in
                         batch.prepareSend(batch.count, length: sealed, address: address, addressLength: session.addressLength,
-                                          localAddress: local)
+                                          localAddress: local.pointee.ss_family == 0 ? nil : local)
                     }
                 }
                 batch.count += 1

@@ -19,7 +19,7 @@ public struct UplinkStatistics: Sendable, Equatable {
 /// A snapshot of a client tunnel.
 public struct ClientTunnelStatistics: Sendable, Equatable {
     public var tunnelInterface: InterfaceName?
-    public var assignment: TunnelAssignment?
+    public var addresses: TunnelAddresses?
     public var scheduler: SchedulerKind
     public var uplinks: [UplinkStatistics]
     /// Packets read from the TUN device that no uplink could carry.
@@ -33,7 +33,7 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
 public struct ServerTunnelStatistics: Sendable, Equatable {
     public struct Client: Sendable, Equatable {
         public var publicKey: String
-        public var assignment: TunnelAssignment
+        public var addresses: TunnelAddresses
         /// Current endpoint of each of the client's uplink sessions.
         public var endpoints: [IPEndpoint]
         public var receivedPackets: UInt64

@@ -37,7 +37,7 @@ final class UDPSocket: @unchecked Sendable {
     var lastSendError: Int32 = 0
 
     /// Opens a socket of the family of `family` (the server's address family) with `options`.
-    init(family: AddressFamily, options: Options, label: String) throws(TriglavDataPlaneError) {
+    init(family: SocketFamily, options: Options, label: String) throws(TriglavDataPlaneError) {
         let socketFamily = family == .v4 ? AF_INET : AF_INET6
         self.family = socketFamily
         self.label = label
@@ -109,7 +109,7 @@ final class UDPSocket: @unchecked Sendable {
 }
 
 /// IP address family of a socket.
-enum AddressFamily: Sendable, CustomStringConvertible {
+enum SocketFamily: Sendable, CustomStringConvertible {
     case v4, v6
     init(of address: IPAddress) { self = address.isIPv4 ? .v4 : .v6 }
     var description: String { self == .v4 ? "IPv4" : "IPv6" }

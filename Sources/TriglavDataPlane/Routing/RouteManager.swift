@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TriglavCore
+import TriglavNetlink
 
 /// Numbers that tag everything the data plane installs, so shutdown removes exactly it and a restart after
 /// a crash finds its leftovers.
@@ -17,79 +18,126 @@ public enum RoutingConstants {
 
 /// Installs and removes addresses, routes, rules and NAT.
 ///
-/// INTERIM backend: runs `ip` (iproute2) and `nft -f -`. Addresses, routes and rules move to TriglavNetlink
-/// (libnl) when it lands in main; nftables stays on `nft -f` by design (libnftnl is not a required library,
-/// and one atomic ruleset file is easy to audit). Every command's failure is reported with its output.
+/// Links, addresses, routes and rules go through TriglavNetlink (libnl). NAT goes through `nft -f -`: libnftnl
+/// is not a required library, and one atomic ruleset (one table, deleted as a whole) is easy to audit.
+/// Forwarding is a write to /proc/sys of the current network namespace.
 final class RouteManager: Sendable {
     private let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
+
+    /// A netlink socket per call: these are rare control-path operations, and a fresh socket never carries
+    /// state (or a namespace) from an earlier one.
+    private func netlink() throws(TriglavDataPlaneError) -> NetlinkRouteSocket {
+        do {
+            return try NetlinkRouteSocket(logger: logger)
+        } catch {
+            throw .routing(operation: "open a netlink socket", reason: "\(error)")
+        }
+    }
+
+    private func interfaceIndex(_ name: InterfaceName, _ socket: NetlinkRouteSocket) throws(TriglavDataPlaneError) -> Int32 {
+        do {
+            guard let link = try socket.link(named: name.rawValue) else { throw TriglavDataPlaneError.noSuchInterface(name.rawValue) }
+            return link.index
+        } catch let error as TriglavDataPlaneError {
+            throw error
+        } catch {
+            throw .routing(operation: "look up \(name)", reason: "\(error)")
+        }
+    }
+
+    /// Runs a netlink operation, mapping its error to ours with what we were doing.
+    private func apply(_ operation: @autoclosure () -> String, _ body: () throws(NetlinkError) -> Void) throws(TriglavDataPlaneError) {
+        do {
+            try body()
+        } catch {
+            throw .routing(operation: operation(), reason: "\(error)")
+        }
+    }
 
     // MARK: Client
 
     /// Removes rules at our priorities and flushes our table: leftovers of a crashed (kill -9) run.
     /// The TUN device itself is not persistent, so the kernel removed it with the dead process.
     func removeClientLeftovers(table: UInt32) throws(TriglavDataPlaneError) {
-        removeRulesAndTable(table: table)
+        try removeRulesAndTable(table: table)
     }
 
     func bringUp(_ interface: InterfaceName) throws(TriglavDataPlaneError) {
-        try run(["ip", "link", "set", "dev", interface.rawValue, "up"])
+        let socket = try netlink()
+        let index = try interfaceIndex(interface, socket)
+        try apply("set \(interface) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
     }
 
     /// Sets the tunnel addresses and the routing policy. Idempotent: replaces what a previous assignment set.
-    func applyClient(tun: InterfaceName, assignment: TunnelAssignment, routing: ClientRouting,
+    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting,
                      table: UInt32) throws(TriglavDataPlaneError) {
-        let name = tun.rawValue
-        try run(["ip", "-4", "address", "flush", "dev", name])
-        try run(["ip", "-4", "address", "add", "\(assignment.ipv4)", "dev", name])
-        if let ipv6 = assignment.ipv6 {
-            // Without nodad the address stays "tentative" for a second and can't be used as a source.
-            try run(["ip", "-6", "address", "replace", "\(ipv6)", "dev", name, "nodad"])
+        let socket = try netlink()
+        let index = try interfaceIndex(tun, socket)
+        // Replace the tunnel's global addresses with the assigned ones (link-local ones stay).
+        try apply("flush addresses of \(tun)") { () throws(NetlinkError) in
+            _ = try socket.deleteAddresses(interfaceIndex: index) { $0.scope == Scope.universe }
         }
-        removeRulesAndTable(table: table)
-        let tableText = String(table)
-        let markText = String(table)
+        for address in [assignment.ipv4, assignment.ipv6].compactMap({ $0 }) {
+            // nodad: a tentative IPv6 address can't be used as a source for a second or more.
+            try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
+                try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
+            }
+        }
+        try removeRulesAndTable(table: table)
         switch routing {
         case .none:
             break
         case .split(let prefixes):
-            for prefix in prefixes {
-                if prefix.address.isIPv4 || assignment.ipv6 != nil {
-                    try run(["ip", prefix.address.isIPv4 ? "-4" : "-6", "route", "replace", "\(prefix)", "dev", name])
+            for prefix in prefixes where prefix.address.isIPv4 ? assignment.ipv4 != nil : assignment.ipv6 != nil {
+                try apply("route \(prefix) via \(tun)") { () throws(NetlinkError) in
+                    try socket.addRoute(Route(destination: prefix, outputInterface: index), replace: true)
                 }
             }
         case .fullTunnel:
-            try run(["ip", "-4", "route", "replace", "default", "dev", name, "table", tableText])
-            if assignment.ipv6 != nil {
-                try run(["ip", "-6", "route", "replace", "default", "dev", name, "table", tableText])
-            } else {
-                // No IPv6 from the server: block it rather than let it leave around the tunnel.
-                try run(["ip", "-6", "route", "replace", "blackhole", "default", "table", tableText])
-            }
-            for family in ["-4", "-6"] {
-                try run(["ip", family, "rule", "add", "priority", String(RoutingConstants.tunnelRulePriority),
-                         "not", "fwmark", markText, "table", tableText])
-                try run(["ip", family, "rule", "add", "priority", String(RoutingConstants.suppressRulePriority),
-                         "table", "main", "suppress_prefixlength", "0"])
+            for family in [AddressFamily.ipv4, .ipv6] {
+                let carried = family == .ipv4 ? assignment.ipv4 != nil : assignment.ipv6 != nil
+                let any = family == .ipv4 ? IPAddress.v4(0) : IPAddress.v6(high: 0, low: 0)
+                guard let everything = try? IPPrefix(address: any, length: 0) else { continue }
+                // A family the server doesn't carry is blackholed, not sent around the tunnel.
+                let route = carried ? Route(destination: everything, outputInterface: index, table: table)
+                    : Route(destination: everything, table: table, type: .blackhole)
+                try apply("default route of table \(table) (\(family))") { () throws(NetlinkError) in
+                    try socket.addRoute(route, replace: true)
+                }
+                try apply("rule not fwmark \(table) lookup \(table) (\(family))") { () throws(NetlinkError) in
+                    try socket.addRule(RoutingRule(family: family, priority: UInt32(RoutingConstants.tunnelRulePriority),
+                                                   firewallMark: table, table: table, invert: true))
+                }
+                try apply("rule lookup main suppress_prefixlength 0 (\(family))") { () throws(NetlinkError) in
+                    try socket.addRule(RoutingRule(family: family, priority: UInt32(RoutingConstants.suppressRulePriority),
+                                                   table: RouteTable.main, suppressPrefixLength: 0))
+                }
             }
         }
     }
 
     /// Removes what `applyClient` installed (the TUN's own addresses go with the device).
     func removeClient(tun: InterfaceName, table: UInt32) {
-        removeRulesAndTable(table: table)
+        do {
+            try removeRulesAndTable(table: table)
+        } catch {
+            logger.error("removing the tunnel's rules and routes failed: \(error)")
+        }
     }
 
-    private func removeRulesAndTable(table: UInt32) {
-        for family in ["-4", "-6"] {
-            for priority in [RoutingConstants.suppressRulePriority, RoutingConstants.tunnelRulePriority] {
-                // Bounded: at most a few duplicates can exist (one per crashed run that raced us).
-                for _ in 0..<16 {
-                    guard (try? run(["ip", family, "rule", "del", "priority", String(priority)], quiet: true)) != nil else { break }
-                }
+    /// Deletes every rule at our two priorities (however many crashed runs left) and our table's routes.
+    private func removeRulesAndTable(table: UInt32) throws(TriglavDataPlaneError) {
+        let socket = try netlink()
+        let priorities: Set<UInt32> = [UInt32(RoutingConstants.suppressRulePriority), UInt32(RoutingConstants.tunnelRulePriority)]
+        for family in [AddressFamily.ipv4, .ipv6] {
+            try apply("delete leftover rules (\(family))") { () throws(NetlinkError) in
+                _ = try socket.deleteRules(family: family) { rule in rule.priority.map(priorities.contains) ?? false }
             }
-            _ = try? run(["ip", family, "route", "flush", "table", String(table)], quiet: true)
+        }
+        try apply("flush table \(table)") { () throws(NetlinkError) in
+            _ = try socket.deleteRoutes(table: table)
         }
     }
 
@@ -99,10 +147,13 @@ final class RouteManager: Sendable {
     /// tunnel subnets in the `inet triglav` table (replacing a leftover one).
     func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool) throws(TriglavDataPlaneError) {
         let name = tun.rawValue
-        try run(["ip", "link", "set", "dev", name, "up"])
+        let socket = try netlink()
+        let index = try interfaceIndex(tun, socket)
+        try apply("set \(tun) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
         for address in addresses {
-            try run(["ip", address.address.isIPv4 ? "-4" : "-6", "address", "replace", "\(address)", "dev", name]
-                    + (address.address.isIPv4 ? [] : ["nodad"]))
+            try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
+                try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
+            }
         }
         try writeSysctl("/proc/sys/net/ipv4/ip_forward", "1")
         if addresses.contains(where: { !$0.address.isIPv4 }) {

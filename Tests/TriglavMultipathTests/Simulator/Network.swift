@@ -106,6 +106,9 @@ final class TunnelNode {
     }
 
     var watch: Int? = nil
+    var debugFeedback = false
+    var logArrivals = false
+    private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
     private func sendData(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
         if case .segment(let s) = packet.kind, s == watch { print("\(now) \(name) send seg \(s) seq \(sequence) on \(id)") }
         let counter = counters[id, default: 0] + 1
@@ -125,6 +128,7 @@ final class TunnelNode {
             case .sendProbe(let id, let probeID, let timestamp):
                 network.send(from: self, on: id, frame: .probe(id: probeID, timestamp: timestamp), bytes: controlFrameBytes)
             case .sendFeedback(let id, let report):
+                if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FBSEND \(now/1000) \(report)") }
                 network.send(from: self, on: id, frame: .feedback(report), bytes: controlFrameBytes)
             case .requestResend(let first, let count):
                 if watch != nil { print("\(now) \(name) NACK \(first) +\(count)") }
@@ -160,6 +164,7 @@ final class TunnelNode {
     func receive(_ frame: Frame, on id: UplinkID, bytes: Int) {
         switch frame {
         case .data(let sequence, let counter, let packet):
+            if logArrivals { arrivalLog.append((sequence, now, id, packet.isResend)) }
             if case .segment(let s) = packet.kind, s == watch { print("\(now) \(name) recv seg \(s) seq \(sequence) on \(id) head=\(engine.reorderHeadForDebug)") }
             if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now) == .deliverNow {
                 deliver(packet)
@@ -170,6 +175,7 @@ final class TunnelNode {
         case .probeReply(let probeID):
             engine.handle(.probeReplied(id, probeID: probeID, at: now))
         case .feedback(let report):
+            if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FB \(now/1000) \(report)") }
             engine.handle(.feedbackReceived(id, report, at: now))
         case .resendRequest(let first, let count):
             if watch != nil { print("\(now) \(name) got NACK \(first) +\(count)") }

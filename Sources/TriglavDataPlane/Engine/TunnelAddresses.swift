@@ -1,18 +1,19 @@
 import TriglavCore
 
 /// What the server gives a client's tunnel: its inner addresses. Carried in the handshake response.
-public struct TunnelAssignment: Hashable, Sendable, CustomStringConvertible {
-    /// The client's IPv4 address and the tunnel subnet's prefix length, e.g. 10.77.0.2/24.
-    public var ipv4: IPPrefix
+public struct TunnelAddresses: Hashable, Sendable, CustomStringConvertible {
+    /// The client's IPv4 address and the tunnel subnet's prefix length, e.g. 10.77.0.2/24; nil for an
+    /// IPv6-only tunnel (full-tunnel then blackholes IPv4).
+    public var ipv4: IPPrefix?
     /// The client's IPv6 address, or nil when the server offers none (full-tunnel then blocks IPv6).
     public var ipv6: IPPrefix?
 
-    public init(ipv4: IPPrefix, ipv6: IPPrefix? = nil) {
+    public init(ipv4: IPPrefix?, ipv6: IPPrefix? = nil) {
         self.ipv4 = ipv4
         self.ipv6 = ipv6
     }
 
-    public var description: String { ipv6.map { "\(ipv4), \($0)" } ?? "\(ipv4)" }
+    public var description: String { [ipv4, ipv6].compactMap { $0?.description }.joined(separator: ", ") }
 }
 
 /// Monotonic time in nanoseconds; the engine's only clock, so tests of logic can inject their own.
@@ -39,4 +40,11 @@ extension Duration {
         let (seconds, attoseconds) = components
         return UInt64(max(0, seconds)) &* 1_000_000_000 &+ UInt64(max(0, attoseconds) / 1_000_000_000)
     }
+}
+
+/// Wall-clock time in nanoseconds since the Unix epoch (the handshake's signed timestamp needs it).
+func wallClockNow() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
 }
