@@ -38,7 +38,7 @@ struct CoreClientManagerTests {
         profile.fullTunnel = true
         profile.routes = [try IPPrefix("10.0.0.0/8")]
         let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [profile])
-        try manager.connect(profile: "home", options: ConnectOptions(scheduler: .flow, fullTunnel: false))
+        try manager.connect(profile: "home", options: ConnectionOptions(scheduler: .flow, fullTunnel: false))
         let plan = try #require(factory.last).plan
         #expect(plan.scheduler == .flow)
         #expect(plan.routing == .split([try IPPrefix("10.0.0.0/8")]))
@@ -139,7 +139,7 @@ struct CoreClientManagerTests {
         let tunnel = try #require(factory.last)
         manager.refresh()
         #expect(manager.status.state == .connecting)
-        tunnel.establish("eth0", assignment: TunnelAssignment(ipv4: try IPPrefix("10.77.0.0/24").withAddress("10.77.0.2")))
+        tunnel.establish("eth0", assignment: TunnelAddresses(ipv4: try IPPrefix("10.77.0.0/24").withAddress("10.77.0.2")))
         manager.refresh()
         #expect(manager.status.state == .degraded)
         #expect(manager.status.tunnelAddresses == ["10.77.0.2/24"])
@@ -189,18 +189,18 @@ struct CoreClientManagerTests {
         let tunnel = try #require(factory.last)
         #expect(tunnel.uplinks == ["eth0"])
         let eth0 = try #require(manager.uplinks.first { $0.interface == "eth0" })
-        try manager.updateUplink(number: eth0.number, UplinkOptions(isEnabled: false))
+        try manager.updateUplink(number: eth0.number, UplinkOverrides(isEnabled: false))
         #expect(tunnel.uplinks == [])
         #expect(try manager.uplink(number: eth0.number).isEnabled == false)
         let eth1 = try #require(manager.uplinks.first { $0.interface == "eth1" })
-        try manager.updateUplink(number: eth1.number, UplinkOptions(tier: .backup))
+        try manager.updateUplink(number: eth1.number, UplinkOverrides(tier: .backup))
         #expect(tunnel.uplinks == ["eth1"])
-        #expect(throws: TriglavDaemonError.notFound("uplink 99")) { try manager.updateUplink(number: 99, UplinkOptions(isEnabled: true)) }
+        #expect(throws: TriglavDaemonError.notFound("uplink 99")) { try manager.updateUplink(number: 99, UplinkOverrides(isEnabled: true)) }
     }
 
     @Test func manualUplinksWaitForTheirInterfaceAndCanBeRemoved() throws {
         let (manager, factory, _, _) = try Fixtures.clientManager()
-        let number = try manager.addUplink(interface: "usb0", options: UplinkOptions(tier: .secondary, isMetered: true))
+        let number = try manager.addUplink(interface: "usb0", options: UplinkOverrides(tier: .secondary, isMetered: true))
         #expect(number == 1)
         try manager.connect(profile: "home")
         let tunnel = try #require(factory.last)
@@ -227,7 +227,7 @@ struct CoreClientManagerTests {
         let auto = try #require(manager.uplinks.first)
         #expect(auto.origin == .auto)
         #expect(throws: TriglavDaemonError.self) { try manager.removeUplink(number: auto.number) }
-        #expect(try manager.addUplink(interface: "wwan0", options: UplinkOptions(tier: .primary)) == auto.number)
+        #expect(try manager.addUplink(interface: "wwan0", options: UplinkOverrides(tier: .primary)) == auto.number)
         #expect(try manager.uplink(number: auto.number).origin == .manual)
         #expect(try manager.uplink(number: auto.number).tier == .primary)
         // Discovery losing it keeps a manual uplink.

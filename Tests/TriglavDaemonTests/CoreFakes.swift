@@ -16,7 +16,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var uplinks: [String] = []
         var scheduler: TriglavDataPlane.SchedulerKind
         var established: Set<String> = []
-        var assignment: TunnelAssignment?
+        var assignment: TunnelAddresses?
         var calls: [String] = []
         var uplinkLimit = ClientTunnel.maximumUplinks
     }
@@ -73,7 +73,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
     }
 
     /// Marks uplinks as having (or not having) a session, as the data plane would after a handshake.
-    func establish(_ interfaces: String..., assignment: TunnelAssignment? = nil) {
+    func establish(_ interfaces: String..., assignment: TunnelAddresses? = nil) {
         record.withLock { record in
             record.established.formUnion(interfaces)
             if let assignment { record.assignment = assignment }

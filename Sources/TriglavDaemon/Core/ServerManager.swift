@@ -21,7 +21,7 @@ public struct ServerClientStatus: Sendable, Equatable {
 }
 
 /// A snapshot of the server role (`org.triglav.Server1` on `/org/triglav`).
-public struct ServerStatus: Sendable, Equatable {
+public struct ServerManagerStatus: Sendable, Equatable {
     public var isRunning: Bool
     /// The endpoints actually bound (port 0 in the configuration shows the kernel's choice).
     public var listen: [String]
@@ -34,7 +34,7 @@ public struct ServerStatus: Sendable, Equatable {
 }
 
 public enum ServerManagerEvent: Sendable, Equatable {
-    case serverChanged(ServerStatus)
+    case serverChanged(ServerManagerStatus)
     case clientAdded(ServerClientStatus)
     case clientChanged(ServerClientStatus)
     case clientRemoved(number: Int, name: String)
@@ -75,7 +75,7 @@ public final class ServerManager: Sendable {
 
     public func drainEvents() { events.sync {} }
 
-    public var status: ServerStatus { state.withLock { $0.status() } }
+    public var status: ServerManagerStatus { state.withLock { $0.status() } }
     public var clients: [ServerClientStatus] { state.withLock { $0.clientStatuses() } }
     public var config: DaemonConfig { state.withLock { $0.config } }
 
@@ -198,7 +198,7 @@ public final class ServerManager: Sendable {
         var nextClientNumber = 1
         var rejectedHandshakes: UInt64 = 0
         var observer: (@Sendable (ServerManagerEvent) -> Void)?
-        var published: ServerStatus?
+        var published: ServerManagerStatus?
         var publishedClients: [Int: ServerClientStatus] = [:]
 
         init(config: DaemonConfig) { self.config = config }
@@ -217,9 +217,9 @@ public final class ServerManager: Sendable {
             connected = next
         }
 
-        func status() -> ServerStatus {
+        func status() -> ServerManagerStatus {
             let plan = ServerTunnelPlan(config: config)
-            return ServerStatus(
+            return ServerManagerStatus(
                 isRunning: tunnel != nil, listen: listening.map(\.description),
                 tunnelInterface: tunnel == nil ? "" : plan.tunnelInterface.rawValue,
                 tunnelAddresses: tunnel == nil ? [] : plan.tunnelAddresses.map(\.description),
@@ -234,7 +234,7 @@ public final class ServerManager: Sendable {
                 let assignment = entry.statistics.assignment
                 return ServerClientStatus(
                     number: entry.number, name: names[key] ?? "", publicKey: key,
-                    tunnelAddresses: [assignment.ipv4.description] + (assignment.ipv6.map { [$0.description] } ?? []),
+                    tunnelAddresses: [assignment.ipv4, assignment.ipv6].compactMap { $0?.description },
                     endpoints: entry.statistics.endpoints.map(\.description),
                     receivedPackets: entry.statistics.receivedPackets,
                     transmittedPackets: entry.statistics.transmittedPackets)

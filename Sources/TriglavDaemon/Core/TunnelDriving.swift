@@ -44,10 +44,10 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         }
     }
 
-    public var assignment: TunnelAssignment?
+    public var assignment: TunnelAddresses?
     public var uplinks: [Uplink]
 
-    public init(assignment: TunnelAssignment? = nil, uplinks: [Uplink] = []) {
+    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = []) {
         self.assignment = assignment
         self.uplinks = uplinks
     }
@@ -56,7 +56,7 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
 extension ClientTunnel: ClientTunnelDriving {
     public func snapshot() -> ClientTunnelSnapshot {
         let statistics = statistics()
-        return ClientTunnelSnapshot(assignment: statistics.assignment, uplinks: statistics.uplinks.map { uplink in
+        return ClientTunnelSnapshot(assignment: statistics.addresses, uplinks: statistics.uplinks.map { uplink in
             let state: ClientTunnelSnapshot.Uplink.SessionState = switch uplink.state {
             case "established": .established
             case "no-socket": .waiting
@@ -82,12 +82,12 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
     public struct Client: Sendable, Equatable {
         /// Base64, as in the configuration.
         public var publicKey: String
-        public var assignment: TunnelAssignment
+        public var assignment: TunnelAddresses
         public var endpoints: [IPEndpoint]
         public var receivedPackets: UInt64
         public var transmittedPackets: UInt64
 
-        public init(publicKey: String, assignment: TunnelAssignment, endpoints: [IPEndpoint] = [],
+        public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
                     receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0) {
             self.publicKey = publicKey
             self.assignment = assignment
@@ -110,7 +110,7 @@ extension ServerTunnel: ServerTunnelDriving {
     public func snapshot() -> ServerTunnelSnapshot {
         let statistics = statistics()
         return ServerTunnelSnapshot(clients: statistics.clients.map {
-            ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.assignment, endpoints: $0.endpoints,
+            ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
                                         receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets)
         }, rejectedHandshakes: statistics.rejectedHandshakes)
     }
@@ -197,13 +197,13 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
-    public func assignment(of client: AuthorizedClient) -> TunnelAssignment? {
+    public func assignment(of client: AuthorizedClient) -> TunnelAddresses? {
         guard let v4Prefix = tunnelAddresses.first(where: { $0.address.isIPv4 }),
               let ipv4 = try? IPPrefix(address: client.tunnelIPv4, length: v4Prefix.length) else { return nil }
         let ipv6 = client.tunnelIPv6.flatMap { address in
             tunnelAddresses.first { !$0.address.isIPv4 }.flatMap { try? IPPrefix(address: address, length: $0.length) }
         }
-        return TunnelAssignment(ipv4: ipv4, ipv6: ipv6)
+        return TunnelAddresses(ipv4: ipv4, ipv6: ipv6)
     }
 }
 
@@ -250,7 +250,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
             throw .failed(operation: "loading the private key \(plan.privateKeyPath)",
                           reason: "\(error); create it with 'triglav keygen \(plan.privateKeyPath)'")
         }
-        var clients: [IdentityPublicKey: TunnelAssignment] = [:]
+        var clients: [IdentityPublicKey: TunnelAddresses] = [:]
         for client in plan.clients {
             guard let assignment = plan.assignment(of: client) else {
                 throw .invalidArgument(what: "client \(client.name)", reason: "its tunnel address fits no server prefix")
