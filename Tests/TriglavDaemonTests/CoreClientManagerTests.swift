@@ -168,7 +168,7 @@ struct CoreClientManagerTests {
         #expect(tunnel.uplinks == ["eth0"])
         #expect(manager.status.state == .connected)
         let byName = Dictionary(uniqueKeysWithValues: manager.uplinks.map { ($0.interface, $0) })
-        #expect(byName["wwan0"]?.state == .inactive)
+        #expect(byName["wwan0"]?.state == .standby)
         #expect(byName["wwan0"]?.isMetered == true)
         #expect(byName["wwan0"]?.tier == .secondary)
         // The primary fails: the secondary joins (the backup stays out once the secondary works).

@@ -339,6 +339,7 @@ public final class ClientManager: Sendable {
         var settings = ConnectionSettings(daemon: config, profile: profile)
         if let scheduler = options.scheduler ?? schedulerOverride { settings.multipath.scheduler = scheduler }
         if let fullTunnel = options.fullTunnel { settings.routing.fullTunnel = fullTunnel }
+        if let server = options.server { settings.endpoint = server }
         let routing: ClientRouting = settings.routing.fullTunnel ? .fullTunnel
             : settings.routing.routes.isEmpty ? .none : .split(settings.routing.routes)
         if !settings.routing.exclude.isEmpty {
@@ -613,7 +614,10 @@ extension ClientManager {
             return records.values.sorted { $0.number < $1.number }.map { record in
                 let statistics = connection?.uplinkStatistics(record.interface)
                 var state = UplinkActivity.inactive
-                if let connection, connection.attached.contains(record.interface) {
+                if let connection, !connection.attached.contains(record.interface), record.isEligible,
+                   record.origin == .manual || record.discovered != nil {
+                    state = .standby
+                } else if let connection, connection.attached.contains(record.interface) {
                     switch statistics?.state {
                     case .established: state = .established
                     case .waiting: state = .waiting

@@ -25,8 +25,10 @@ public enum UplinkProvenance: String, Sendable, CaseIterable {
 
 /// An uplink's state, as `org.triglav.Uplink1.State` shows it.
 public enum UplinkActivity: String, Sendable, CaseIterable {
-    /// Not part of the tunnel: disconnected, disabled, tier `never`, or a standby tier while a better one works.
+    /// Not part of the tunnel: disconnected, disabled, tier `never`, or its interface is gone.
     case inactive
+    /// Could carry traffic, but its tier is held back while a better tier works.
+    case standby
     /// Part of the tunnel, but its interface is missing or has no usable address.
     case waiting
     /// Part of the tunnel, handshaking with the server.
@@ -37,22 +39,20 @@ public enum UplinkActivity: String, Sendable, CaseIterable {
 
 /// Options of Connect (`a{sv}` on the bus). Each overrides the profile and the daemon file.
 public struct ConnectionOptions: Sendable, Equatable {
-    /// Option names the bus adaptor accepts; any other name is an InvalidArgument.
-    public static let names = ["scheduler", "full-tunnel"]
-
     public var scheduler: SchedulerKind?
     public var fullTunnel: Bool?
+    /// Another endpoint for the profile's server (same key).
+    public var server: RemoteEndpoint?
 
-    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil) {
+    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil, server: RemoteEndpoint? = nil) {
         self.scheduler = scheduler
         self.fullTunnel = fullTunnel
+        self.server = server
     }
 }
 
 /// Options of AddUplink and the writable Uplink1 properties.
 public struct UplinkOverrides: Sendable, Equatable {
-    public static let names = ["tier", "metered", "enabled"]
-
     public var tier: TriglavMultipath.UplinkTier?
     public var isMetered: Bool?
     public var isEnabled: Bool?

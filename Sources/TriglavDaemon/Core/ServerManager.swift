@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 public import Logging
 import Synchronization
@@ -18,6 +21,8 @@ public struct ServerClientStatus: Sendable, Equatable {
     public var endpoints: [String]
     public var receivedPackets: UInt64
     public var transmittedPackets: UInt64
+    /// CLOCK_REALTIME microseconds when the daemon first saw the client's session.
+    public var connectedSinceMicroseconds: UInt64
 }
 
 /// A snapshot of the server role (`org.triglav.Server1` on `/org/triglav`).
@@ -194,7 +199,7 @@ public final class ServerManager: Sendable {
         var tunnel: (any ServerTunnelDriving)?
         var listening: [IPEndpoint] = []
         /// Connected clients by public key (base64), with their object number.
-        var connected: [String: (number: Int, statistics: ServerTunnelSnapshot.Client)] = [:]
+        var connected: [String: ConnectedClient] = [:]
         var nextClientNumber = 1
         var rejectedHandshakes: UInt64 = 0
         var observer: (@Sendable (ServerManagerEvent) -> Void)?
@@ -203,18 +208,32 @@ public final class ServerManager: Sendable {
 
         init(config: DaemonConfig) { self.config = config }
 
+        struct ConnectedClient {
+            let number: Int
+            let since: UInt64
+            var statistics: ServerTunnelSnapshot.Client
+        }
+
         mutating func update(with statistics: ServerTunnelSnapshot) {
             rejectedHandshakes = statistics.rejectedHandshakes
-            var next: [String: (number: Int, statistics: ServerTunnelSnapshot.Client)] = [:]
+            var next: [String: ConnectedClient] = [:]
             for client in statistics.clients {
-                if let known = connected[client.publicKey] {
-                    next[client.publicKey] = (known.number, client)
+                if var known = connected[client.publicKey] {
+                    known.statistics = client
+                    next[client.publicKey] = known
                 } else {
-                    next[client.publicKey] = (nextClientNumber, client)
+                    next[client.publicKey] = ConnectedClient(number: nextClientNumber, since: Self.realtimeMicroseconds(),
+                                                             statistics: client)
                     nextClientNumber += 1
                 }
             }
             connected = next
+        }
+
+        static func realtimeMicroseconds() -> UInt64 {
+            var spec = timespec()
+            clock_gettime(CLOCK_REALTIME, &spec)
+            return UInt64(max(0, spec.tv_sec)) &* 1_000_000 &+ UInt64(max(0, spec.tv_nsec) / 1000)
         }
 
         func status() -> ServerManagerStatus {
@@ -237,7 +256,7 @@ public final class ServerManager: Sendable {
                     tunnelAddresses: [assignment.ipv4, assignment.ipv6].compactMap { $0?.description },
                     endpoints: entry.statistics.endpoints.map(\.description),
                     receivedPackets: entry.statistics.receivedPackets,
-                    transmittedPackets: entry.statistics.transmittedPackets)
+                    transmittedPackets: entry.statistics.transmittedPackets, connectedSinceMicroseconds: entry.since)
             }.sorted { $0.number < $1.number }
         }
     }
