@@ -57,12 +57,21 @@ int tg_packet_set_buffer_sizes(int fd, int receive_bytes, int send_bytes) {
     return set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, send_bytes);
 }
 
-int tg_packet_receive_batch(int fd, void *const *buffers, size_t buffer_size,
-                            uint32_t *lengths, uint8_t *packet_types, unsigned int count) {
+int tg_packet_enable_timestamps(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
+int tg_packet_receive_batch(int fd, void *const *buffers, size_t buffer_size, uint32_t *lengths,
+                            uint8_t *packet_types, uint64_t *arrival_realtime_ns, unsigned int count) {
     if (count > TG_PACKET_MAX_BATCH) count = TG_PACKET_MAX_BATCH;
     struct mmsghdr messages[TG_PACKET_MAX_BATCH];
     struct iovec vectors[TG_PACKET_MAX_BATCH];
     struct sockaddr_ll addresses[TG_PACKET_MAX_BATCH];
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(struct timespec))];
+    } controls[TG_PACKET_MAX_BATCH];
     memset(messages, 0, sizeof(messages[0]) * count);
     for (unsigned int i = 0; i < count; i++) {
         vectors[i].iov_base = buffers[i];
@@ -71,6 +80,8 @@ int tg_packet_receive_batch(int fd, void *const *buffers, size_t buffer_size,
         messages[i].msg_hdr.msg_iovlen = 1;
         messages[i].msg_hdr.msg_name = &addresses[i];
         messages[i].msg_hdr.msg_namelen = sizeof(addresses[i]);
+        messages[i].msg_hdr.msg_control = controls[i].bytes;
+        messages[i].msg_hdr.msg_controllen = sizeof(controls[i].bytes);
     }
     int received;
     do {
@@ -80,6 +91,15 @@ int tg_packet_receive_batch(int fd, void *const *buffers, size_t buffer_size,
     for (int i = 0; i < received; i++) {
         lengths[i] = messages[i].msg_len;
         packet_types[i] = addresses[i].sll_pkttype;
+        arrival_realtime_ns[i] = 0;
+        for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&messages[i].msg_hdr); cmsg != NULL;
+             cmsg = CMSG_NXTHDR(&messages[i].msg_hdr, cmsg)) {
+            if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec stamp;
+                memcpy(&stamp, CMSG_DATA(cmsg), sizeof(stamp));
+                arrival_realtime_ns[i] = (uint64_t)stamp.tv_sec * 1000000000ull + (uint64_t)stamp.tv_nsec;
+            }
+        }
     }
     return received;
 }
@@ -130,4 +150,10 @@ int tg_packet_interface_mtu(const char *name) {
     int rc = ioctl(sock, SIOCGIFMTU, &request) < 0 ? -errno : request.ifr_mtu;
     close(sock);
     return rc;
+}
+
+uint64_t tg_packet_realtime_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }

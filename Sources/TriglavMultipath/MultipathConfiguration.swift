@@ -15,7 +15,7 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Upper bound of the blackhole deadline under traffic (sends unconfirmed this long → down).
     /// The deadline itself is SRTT + 4·RTTVAR + feedback interval, clamped to [minLossDeadline, this].
     public var maxLossDeadline: UInt64 = 250 * Nanoseconds.millisecond
-    public var minLossDeadline: UInt64 = 60 * Nanoseconds.millisecond
+    public var minLossDeadline: UInt64 = 100 * Nanoseconds.millisecond
     /// Loss ratio (percent over the 2 s window) that makes a ready link degraded, and the one below
     /// which it recovers (hysteresis).
     public var degradedLossPercent: Double = 15
@@ -39,9 +39,15 @@ public struct MultipathConfiguration: Sendable, Equatable {
     public var requestsResends: Bool = true
     /// Sender: a packet is worth resending (failover) only this long after it was first sent.
     public var resendHorizon: UInt64 = 400 * Nanoseconds.millisecond
-    /// Resends are dropped when the best uplink already queues more than this: such losses are congestion
-    /// and must reach the sender's TCP instead of being hidden.
-    public var maxResendQueueDelay: UInt64 = 30 * Nanoseconds.millisecond
+    /// Resends are dropped when the best uplink's queue is within ¾ of the deepest queue seen on it lately
+    /// (a full buffer: the loss was congestion and must reach the sender's TCP). This is the floor of that
+    /// threshold, and a quarter of the threshold used before any queue was seen.
+    public var minCongestionQueueDelay: UInt64 = 80 * Nanoseconds.millisecond
+    /// `aggregate`: a packet whose earliest expected arrival is later than the slowest used uplink's
+    /// one-way delay plus this is refused (the data plane drops it). This keeps the standing queue in the
+    /// uplinks short, so resends and ACKs aren't stuck behind it and TCP sees congestion early, as from
+    /// a well-managed router queue. nil: never refuse (the uplinks' own buffers overflow instead).
+    public var ingressQueueTarget: UInt64? = 80 * Nanoseconds.millisecond
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 

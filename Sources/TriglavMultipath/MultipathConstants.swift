@@ -58,6 +58,8 @@ enum Tuning {
     /// and below which they leave again (hysteresis).
     static let spillOverPercent: UInt64 = 85
     static let spillBackPercent: UInt64 = 60
+    /// The scheduler trusts its queue model unless the probes see this much more queueing than modelled.
+    static let modelTrustMargin: UInt64 = 20 * Nanoseconds.millisecond
     /// Demand estimate time constant.
     static let demandWindow: UInt64 = 250 * Nanoseconds.millisecond
 }

@@ -25,6 +25,9 @@ public struct MultipathEngine<Packet> {
     private var lastTick: UInt64?
     private var lastTimingUpdate: UInt64?
     private var excludedIndex: Int?
+    /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
+    public private(set) var ingressDrops: UInt64 = 0
+    var debugTiming = false
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -156,6 +159,8 @@ public struct MultipathEngine<Packet> {
             evaluate(index, now: now)
         case .resendRequested(let first, let count, _):
             for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
+        case .resendDeclined(let first, let count, _):
+            reorder.abandon(firstSequence: first, count: count)
         case .systemLinkDown(let id, let now):
             guard let index = index(of: id) else { return }
             uplinks[index].systemDown = true
@@ -293,13 +298,23 @@ public struct MultipathEngine<Packet> {
         let hold = configuration.maxReorderHold
         // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
         if let previous = lastTimingUpdate, now > previous {
-            reorder.decayLateness(by: min(reorder.observedLateness, (now - previous) * reorder.observedLateness
-                                          / (2 * Nanoseconds.second) + 1))
+            let elapsed = now - previous
+            reorder.decayLateness(by: elapsed * reorder.observedLateness / (2 * Nanoseconds.second) + 1)
+            reorder.decayReordering(by: elapsed * reorder.observedReordering / (4 * Nanoseconds.second) + 1)
         }
         lastTimingUpdate = now
         let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
-        let requestDelay = max(configuration.minReorderWait,
-                               min(hold / 2, spread + 3 * worstJitter + configuration.minReorderWait))
+        // Ask for a missing packet after the reordering actually seen (RACK-style) plus a jitter margin,
+        // never later than the worst case: the one-way delay spread between the uplinks.
+        let worstCase = spread + worstJitter + configuration.minReorderWait
+        // Probe jitter mostly reflects queueing the scheduler already accounts for, so it only adds a
+        // small margin here; a request that proves spurious raises observedReordering instead.
+        let observed = reorder.observedReordering + worstJitter / 2 + configuration.minReorderWait
+        let requestDelay = max(configuration.minReorderWait, min(hold / 2, min(worstCase, observed)))
+        reorder.fastestResendRoundTrip = fastestRTT ?? 0
+        if debugTiming, now / 500_000_000 != (lastTimingUpdate ?? 0) / 500_000_000 || true, now % 500_000_000 < 2_000_000 {
+            print("TIMING \(now/1_000_000)ms spread=\(spread/1000) jitter=\(worstJitter/1000) observed=\(reorder.observedReordering/1000) req=\(requestDelay/1000)")
+        }
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
@@ -389,6 +404,11 @@ public struct MultipathEngine<Packet> {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
             if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
+                if let target = configuration.ingressQueueTarget,
+                   expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
+                    ingressDrops &+= 1
+                    return selection
+                }
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
             }
@@ -446,8 +466,9 @@ public struct MultipathEngine<Packet> {
 
     /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
     /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
-    /// empty selection when every candidate already has more than `maxResendQueueDelay` queued: that loss
-    /// was congestion, and TCP must see it rather than have it hidden by a resend into a full queue.
+    /// empty selection when the best candidate's queue is near the deepest it has been lately (¾ of it, at
+    /// least `minCongestionQueueDelay`): that loss was congestion, and TCP must see it rather than have it
+    /// hidden by a resend into a full queue.
     public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
         excludedIndex = originalUplink.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
@@ -456,7 +477,8 @@ public struct MultipathEngine<Packet> {
         guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
         let tracker = uplinks[index]
         let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-        guard max(modelQueue, tracker.measuredQueueDelay) <= configuration.maxResendQueueDelay else { return selection }
+        let queue = max(modelQueue, tracker.measuredQueueDelay)
+        guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
         commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
         return selection
@@ -501,15 +523,31 @@ public struct MultipathEngine<Packet> {
         UInt64(max(0, bytes)) * 8_000_000_000 / max(tracker.capacityBits, 1)
     }
 
+    /// Expected one-way arrival delay of a packet sent now on uplink `index`.
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64) -> UInt64 {
+        let tracker = uplinks[index]
+        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let measured = tracker.measuredQueueDelay
+        let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
+        return queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
+    }
+
+    private func slowestBaseDelay(in mask: UInt32) -> UInt64 {
+        var slowest: UInt64 = 0
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            slowest = max(slowest, uplinks[index].baseOneWayDelay)
+        }
+        return slowest
+    }
+
     /// Earliest expected arrival: model queue (or measured queueing, if larger) + transmission + one-way delay.
     private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
-            let tracker = uplinks[index]
-            let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-            let queue = max(modelQueue, tracker.measuredQueueDelay)
-            let arrival = queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
+            // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
+            // it when the link is clearly slower than modelled (cross traffic, capacity drop).
+            let arrival = expectedArrival(index, bytes: bytes, now: now)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index

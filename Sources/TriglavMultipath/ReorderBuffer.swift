@@ -38,6 +38,36 @@ public struct ReorderBuffer<Packet> {
     /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
     /// proved too short grows instead of skipping again.
     public private(set) var observedLateness: UInt64 = 0
+    /// How long gaps took to fill by themselves (reordering, not loss), decaying maximum. The engine
+    /// derives the resend-request delay from it (RACK-style): when the scheduler keeps arrivals in order,
+    /// losses are asked for quickly instead of after the full delay spread between uplinks.
+    public var observedReordering: UInt64 { reorderingSmoothed + 4 * reorderingDeviation }
+    private var reorderingSmoothed: UInt64 = 0
+    private var reorderingDeviation: UInt64 = 0
+
+    /// A duplicate of a sequence we asked for means the request was spurious (the original was only
+    /// late): the reordering it needed is at least the time since the request plus the delay we used.
+    private mutating func noteDuplicate(_ sequence: UInt32, now: UInt64) {
+        statistics.duplicates &+= 1
+        guard requestsResends else { return }
+        let marked = arrivals[Int(sequence) & mask]
+        if now >= marked, now - marked < waitBound / 2 {
+            noteReordering(now - marked + resendRequestDelay)
+        }
+    }
+
+    /// Jacobson/Karels-style smoothing of reordering depth samples, so one outlier doesn't set the delay.
+    private mutating func noteReordering(_ rawSample: UInt64) {
+        let sample = min(rawSample, waitBound / 2)
+        let mean = Int64(clamping: reorderingSmoothed), value = Int64(clamping: sample)
+        let deviation = Int64(clamping: (mean - value).magnitude)
+        let dev = Int64(clamping: reorderingDeviation)
+        reorderingDeviation = UInt64(max(0, dev + (deviation - dev) >> 2))
+        reorderingSmoothed = UInt64(max(0, mean + (value - mean) >> 3))
+    }
+    /// A fill this soon after a resend request can't be the resend (less than a round trip on the fastest
+    /// uplink): the request was spurious and the gap was reordering. Set by the engine.
+    public var fastestResendRoundTrip: UInt64 = 0
 
     /// Gaps are skipped once the oldest waiting packet has waited this long.
     public var waitBound: UInt64
@@ -137,7 +167,7 @@ public struct ReorderBuffer<Packet> {
             }
             consecutiveStale = 0
             if isSeen(sequence) {
-                statistics.duplicates &+= 1
+                noteDuplicate(sequence, now: now)
                 return .duplicate
             }
             markSeen(sequence)
@@ -154,11 +184,34 @@ public struct ReorderBuffer<Packet> {
             return .buffered
         }
         if isSeen(sequence) {
-            statistics.duplicates &+= 1
+            noteDuplicate(sequence, now: now)
             return .duplicate
         }
         markSeen(sequence)
         if offset == 0 {
+            if bufferedCount > 0 {
+                // A missing slot's arrival time holds when it was requested (see markRequested).
+                let requested = distance(requestedThrough, from: sequence) > 0
+                let requestedAt = arrivals[Int(sequence) & mask]
+                if !requested || (now >= requestedAt && now - requestedAt < fastestResendRoundTrip / 2) {
+                    // How long after its successor this packet came: the reordering depth right here.
+                    var next = sequence &+ 1
+                    for _ in 0..<16 {
+                        let slot = Int(next) & mask
+                        if slots[slot] != nil {
+                            // An unrequested fill much later than our request delay wasn't reordering
+                            // (we would have asked for it): it was a resend the sender chose to make
+                            // after an uplink failed. Spurious requests raise the estimate instead.
+                            if now >= arrivals[slot],
+                               requested || now - arrivals[slot] <= 2 * resendRequestDelay + 5 * 1_000_000 {
+                                noteReordering(now - arrivals[slot])
+                            }
+                            break
+                        }
+                        next &+= 1
+                    }
+                }
+            }
             advanceHead(to: head &+ 1)
             statistics.deliveredInOrder &+= 1
             return .deliverNow
@@ -179,8 +232,28 @@ public struct ReorderBuffer<Packet> {
         return .buffered
     }
 
-    /// Takes the slot at `head` if present and advances past it.
+    /// The sender won't resend these sequences (no longer stored, or its uplinks are congested): stop
+    /// waiting for them. Marked seen-but-absent, which `nextReleasable` skips at once when they reach the
+    /// head. Sequences outside the window, or already here, are ignored.
+    public mutating func abandon(firstSequence: UInt32, count: UInt32) {
+        guard started else { return }
+        var sequence = firstSequence
+        for _ in 0..<min(count, UInt32(capacity)) {
+            let offset = distance(sequence, from: head)
+            if offset >= 0, Int(offset) < capacity, !isSeen(sequence) { markSeen(sequence) }
+            sequence &+= 1
+        }
+    }
+
+    /// Whether the head is a sequence the sender gave up on (seen, yet nothing stored).
+    private var headAbandoned: Bool { slots[Int(head) & mask] == nil && isSeen(head) }
+
+    /// Takes the slot at `head` if present and advances past it; passes abandoned sequences.
     private mutating func takeHead() -> Packet? {
+        while headAbandoned {
+            statistics.skippedSequences &+= 1
+            advanceHead(to: head &+ 1)
+        }
         let slot = Int(head) & mask
         guard let packet = slots[slot] else { return nil }
         slots[slot] = nil
@@ -239,6 +312,7 @@ public struct ReorderBuffer<Packet> {
             rerequestedHead = head
             var end = head
             while slots[Int(end) & mask] == nil, end &- head < 256 { end &+= 1 }
+            markRequested(from: head, to: end, at: now)
             statistics.resendRequests &+= 1
             return (head, end &- head)
         }
@@ -258,6 +332,7 @@ public struct ReorderBuffer<Packet> {
                 if let start = runStart {
                     let count = min(position &- start, 256)
                     requestedThrough = start &+ count
+                    markRequested(from: start, to: start &+ count, at: now)
                     nackCheckAt = now
                     statistics.resendRequests &+= 1
                     return (start, count)
@@ -271,6 +346,15 @@ public struct ReorderBuffer<Packet> {
         return nil
     }
 
+    /// Empty slots have no arrival; their arrival field remembers when they were requested instead.
+    private mutating func markRequested(from start: UInt32, to end: UInt32, at now: UInt64) {
+        var position = start
+        while position != end {
+            arrivals[Int(position) & mask] = now
+            position &+= 1
+        }
+    }
+
     private func secondRequestTime() -> UInt64 {
         let first = fifoArrivals[fifoStart] &+ resendRequestDelay
         return first &+ (waitBound > resendRequestDelay ? (waitBound - resendRequestDelay) / 2 : 0)
@@ -278,7 +362,7 @@ public struct ReorderBuffer<Packet> {
 
     /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
     public func nextDeadline() -> UInt64? {
-        if parked != nil || slots[Int(head) & mask] != nil { return 0 }
+        if parked != nil || slots[Int(head) & mask] != nil || (started && headAbandoned && bufferedCount > 0) { return 0 }
         var deadline: UInt64?
         if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
         if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {
@@ -294,6 +378,10 @@ public struct ReorderBuffer<Packet> {
     /// Lets the observed lateness fade (the engine calls this as time passes).
     mutating func decayLateness(by amount: UInt64) {
         observedLateness = observedLateness > amount ? observedLateness - amount : 0
+    }
+
+    mutating func decayReordering(by amount: UInt64) {
+        reorderingDeviation = reorderingDeviation > amount ? reorderingDeviation - amount : 0
     }
 
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).

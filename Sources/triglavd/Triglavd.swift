@@ -1,4 +1,6 @@
 import ArgumentParser
+import Logging
+import TriglavDaemon
 import TriglavConfig
 import TriglavCore
 
@@ -48,6 +50,18 @@ struct Triglavd: ParsableCommand {
     @Flag(name: .customLong("all-profiles"), help: "With --check-config: also check every profile in the profile directory.")
     var allProfiles = false
 
+    @Option(name: .customLong("connect"), help: ArgumentHelp(
+        "Client role: connect to this profile at start (before signalling readiness), as `triglav connect NAME` would.",
+        valueName: "PROFILE"))
+    var connectProfile: String?
+
+    @Flag(name: .customLong("no-bus"), help: """
+        Run without D-Bus: no org.triglav API, so the triglav CLI can't reach this daemon. Otherwise the daemon \
+        owns org.triglav on the system bus ($DBUS_SYSTEM_BUS_ADDRESS, else /run/dbus/system_bus_socket) and \
+        refuses to start without it.
+        """)
+    var noBus = false
+
     func validate() throws {
         if !checkConfig {
             if let checkedFile {
@@ -57,6 +71,9 @@ struct Triglavd: ParsableCommand {
             if !profiles.isEmpty || allProfiles {
                 throw ValidationError("--profile and --all-profiles only apply to --check-config")
             }
+        }
+        if connectProfile != nil && (server || checkConfig) {
+            throw ValidationError("--connect only applies to the client role; it can't go with --server or --check-config")
         }
         if let checkedFile, let configPath, checkedFile != configPath {
             throw ValidationError("two configuration files given ('\(configPath)' with --config and '\(checkedFile)' "
@@ -83,11 +100,23 @@ struct Triglavd: ParsableCommand {
             printToStandardError(error.description)
             throw ExitCode.failure
         }
-        runDaemonNotWiredYet(config: config, profileDirectory: profileDirectory)
+        if connectProfile != nil && config.role == .server {
+            printToStandardError("\(path): role is \"server\"; --connect only applies to the client role")
+            throw ExitCode.failure
+        }
+        DaemonLogging.bootstrap(level: config.logLevel)
+        let logger = Logger(label: "triglav.daemon")
+        let daemon = Daemon(config: config,
+                            configSource: FileConfigSource(path: path, missingIsEmpty: configPath == nil,
+                                                           roleOverride: server ? .server : nil),
+                            profiles: DirectoryProfileStore(directory: profileDirectory),
+                            environment: .live(logger: logger, busAddress: noBus ? nil : LiveDaemonBus.systemBusAddress), connectProfile: connectProfile, logger: logger)
+        do {
+            try daemon.start()
+        } catch {
+            logger.critical("triglavd could not start: \(error)")
+            throw ExitCode.failure
+        }
+        daemon.run()
     }
-}
-
-/// Stands in for the daemon until TriglavDaemon's composition root is wired in here.
-func runDaemonNotWiredYet(config: DaemonConfig, profileDirectory: String) {
-    print("triglavd \(VERSION) (\(config.role.rawValue)): daemon not wired yet")
 }

@@ -140,12 +140,18 @@ check "triglav keygen writes the daemon's key into /var/lib/triglav" \
     bash -c "triglav keygen /var/lib/triglav/private.key > /dev/null && test \"\$(stat -c %a /var/lib/triglav/private.key)\" = 600"
 
 # ---- the daemon on the system bus -------------------------------------------------------------------
-# The unit's ExecStart=, run the way the unit runs it: only CAP_NET_ADMIN, no new privileges. In a
-# network namespace of the test's so that nothing the daemon does reaches the machine's network.
+# The unit's ExecStart=, run the way the unit runs it: only CAP_NET_ADMIN, no new privileges, umask
+# 0077, systemd's clean environment with the directories of StateDirectory= and ConfigurationDirectory=.
+# In a network namespace of the test's, so that nothing the daemon does reaches the machine's network.
 exec_start=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/triglavd.service)
 ip netns add "$namespace"
-ip netns exec "$namespace" setpriv --bounding-set=-all,+net_admin --inh-caps=-all,+net_admin \
-    --ambient-caps=-all,+net_admin --no-new-privs $exec_start > "$scratch/daemon.log" 2>&1 &
+(
+    umask 0077
+    exec ip netns exec "$namespace" setpriv --bounding-set=-all,+net_admin --inh-caps=-all,+net_admin \
+        --ambient-caps=-all,+net_admin --no-new-privs \
+        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        STATE_DIRECTORY=/var/lib/triglav CONFIGURATION_DIRECTORY=/etc/triglav $exec_start
+) > "$scratch/daemon.log" 2>&1 &
 daemon_pid=$!
 
 claimed=no

@@ -67,6 +67,12 @@ expect_properties() {
     fi
 }
 
+# udev names a rules file and line for every problem it finds in it (invalid key, missing label, ...).
+output=$(in_namespace udevadm test --action=add /sys/class/net/lo 2>&1)
+check "udevadm test reads $installed_rules" grep -qxF "Reading rules file: $installed_rules" <<< "$output"
+diagnostics=$(grep -F "$installed_rules:" <<< "$output")
+check "udev reports no problem in the rules file${diagnostics:+: $diagnostics}" test -z "$diagnostics"
+
 expect_properties veth0 "TRIGLAV_UPLINK=ignore"
 expect_properties veth1 "TRIGLAV_UPLINK=ignore"
 expect_properties lo "TRIGLAV_UPLINK=ignore"

@@ -29,12 +29,17 @@ int tg_packet_add_promiscuous(int fd, int ifindex);
 /// Returns 0 or -errno.
 int tg_packet_set_buffer_sizes(int fd, int receive_bytes, int send_bytes);
 
+/// SO_TIMESTAMPNS: the kernel stamps each frame with its arrival time (CLOCK_REALTIME), so a
+/// receiver that was descheduled still knows when its frames arrived. Returns 0 or -errno.
+int tg_packet_enable_timestamps(int fd);
+
 /// recvmmsg(MSG_DONTWAIT | MSG_TRUNC) of up to `count` (<= TG_PACKET_MAX_BATCH) frames, frame i into
 /// buffers[i] of `buffer_size` bytes. lengths[i] gets the frame's real length (larger than
-/// buffer_size when truncated) and packet_types[i] its sll_pkttype. Returns frames received, 0 when
-/// nothing is waiting, or -errno.
-int tg_packet_receive_batch(int fd, void *const *buffers, size_t buffer_size,
-                            uint32_t *lengths, uint8_t *packet_types, unsigned int count);
+/// buffer_size when truncated), packet_types[i] its sll_pkttype, and arrival_realtime_ns[i] the
+/// kernel's arrival timestamp (0 without one). Returns frames received, 0 when nothing is waiting,
+/// or -errno.
+int tg_packet_receive_batch(int fd, void *const *buffers, size_t buffer_size, uint32_t *lengths,
+                            uint8_t *packet_types, uint64_t *arrival_realtime_ns, unsigned int count);
 
 /// sendmmsg of `count` (<= TG_PACKET_MAX_BATCH) frames on the bound interface. Returns frames sent
 /// (possibly fewer than count) or -errno.
@@ -51,5 +56,8 @@ int tg_packet_interface_mtu(const char *name);
 
 /// Reads CLOCK_MONOTONIC in nanoseconds.
 uint64_t tg_packet_monotonic_ns(void);
+
+/// Reads CLOCK_REALTIME in nanoseconds (the clock of kernel packet timestamps).
+uint64_t tg_packet_realtime_ns(void);
 
 #endif

@@ -49,11 +49,16 @@ final class DirectionPump: @unchecked Sendable {
     private let batchSlots: UnsafeMutablePointer<Int32>
     private let batchLengths: UnsafeMutablePointer<UInt32>
     private let batchTypes: UnsafeMutablePointer<UInt8>
+    private let batchArrivals: UnsafeMutablePointer<UInt64>
+    /// Arrival time given to the shaper last; arrivals never go backwards.
+    private var lastArrival: UInt64 = 0
 
     /// Ethernet header, not counted by the link rate (see `LinkProfile`).
     private static let ethernetHeaderBytes = 14
     /// Longest sleep, so the stop flag is noticed promptly.
     private static let maximumWaitNanoseconds: UInt64 = 100_000_000
+    /// Kernel arrival stamps older than this are distrusted (the realtime clock was stepped).
+    private static let maximumTrustedStampAge: UInt64 = 1_000_000_000
     /// Timer slack for this thread: release times are kept to about this precision.
     private static let timerSlackNanoseconds: UInt = 1_000
 
@@ -77,6 +82,7 @@ final class DirectionPump: @unchecked Sendable {
         batchSlots = .allocate(capacity: Self.batchSize)
         batchLengths = .allocate(capacity: Self.batchSize)
         batchTypes = .allocate(capacity: Self.batchSize)
+        batchArrivals = .allocate(capacity: Self.batchSize)
     }
 
     deinit {
@@ -87,6 +93,7 @@ final class DirectionPump: @unchecked Sendable {
         batchSlots.deallocate()
         batchLengths.deallocate()
         batchTypes.deallocate()
+        batchArrivals.deallocate()
     }
 
     var counters: DirectionCounters { published.withLock { $0 } }
@@ -130,8 +137,9 @@ final class DirectionPump: @unchecked Sendable {
             batchBuffers[index] = slotPointer(slot)
         }
         let received = tg_packet_receive_batch(receiver.descriptor, batchBuffers, slotSize, batchLengths, batchTypes,
-                                               UInt32(count))
+                                               batchArrivals, UInt32(count))
         let now = MonotonicClock.now()
+        let realtimeNow = tg_packet_realtime_ns()
         let accepted = max(Int(received), 0)
         for index in 0..<accepted {
             let slot = batchSlots[index]
@@ -147,7 +155,16 @@ final class DirectionPump: @unchecked Sendable {
                 releaseSlot(slot)
                 continue
             }
-            switch shaper.admit(byteCount: max(length - Self.ethernetHeaderBytes, 0), now: now) {
+            // The kernel's arrival stamp, not the time this thread got to run: a receiver that was
+            // descheduled for a while must not make the link look idle (and lose its capacity).
+            var arrival = now
+            let stamp = batchArrivals[index]
+            if stamp != 0, stamp <= realtimeNow, realtimeNow - stamp < Self.maximumTrustedStampAge {
+                arrival = now - min(realtimeNow - stamp, now)
+            }
+            arrival = max(arrival, lastArrival)
+            lastArrival = arrival
+            switch shaper.admit(byteCount: max(length - Self.ethernetHeaderBytes, 0), now: arrival) {
             case .release(let time):
                 frameLengths[Int(slot)] = UInt32(length)
                 // Capacity equals the slot count, so a held slot always fits.

@@ -30,6 +30,7 @@ final class PacketSocket: Sendable {
         try check(tg_packet_bind(fd, index), "bind(sockaddr_ll)")
         try check(tg_packet_add_promiscuous(fd, index), "PACKET_ADD_MEMBERSHIP(PROMISC)")
         try check(tg_packet_set_buffer_sizes(fd, Self.socketBufferBytes, Self.socketBufferBytes), "SO_RCVBUF/SO_SNDBUF")
+        try check(tg_packet_enable_timestamps(fd), "SO_TIMESTAMPNS")
         let ignoreResult = tg_packet_ignore_outgoing(fd)
         if ignoreResult < 0 && ignoreResult != -ENOPROTOOPT {
             try check(ignoreResult, "PACKET_IGNORE_OUTGOING")

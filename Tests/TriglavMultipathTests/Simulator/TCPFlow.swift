@@ -98,15 +98,22 @@ final class TCPFlow {
             sndNxt += 1
             transmit(segment, retransmission: false)
         }
-        armTimer()
+        if !timerArmed { armTimer() }
     }
 
+    private var timerArmed = false
+
+    /// (Re)starts the retransmission timer (RFC 6298 §5: on sending when it isn't running, and whenever
+    /// new data is acknowledged; never merely because more duplicate ACKs arrived).
     private func armTimer() {
         rtoGeneration += 1
+        timerArmed = false
         guard sndUna < sndNxt else { return }
+        timerArmed = true
         let generation = rtoGeneration
         setTimer(rto) { [weak self] in
             guard let self, self.rtoGeneration == generation else { return }
+            self.timerArmed = false
             self.onTimeout()
         }
     }
@@ -141,6 +148,7 @@ final class TCPFlow {
             sndUna = ack
             holeCursor = max(holeCursor, sndUna)
             dupAcks = 0
+            armTimer()
             if inRecovery {
                 if ack >= recover {
                     inRecovery = false
@@ -154,7 +162,7 @@ final class TCPFlow {
             } else {
                 cwnd += Double(acked) / cwnd
             }
-            if sndUna >= totalSegments { rtoGeneration += 1 }
+            if sndUna >= totalSegments { rtoGeneration += 1; timerArmed = false }
         } else if ack == sndUna, sndNxt > sndUna, sack != nil {
             dupAcks += 1
             if !inRecovery && dupAcks >= 3 {
@@ -164,8 +172,11 @@ final class TCPFlow {
                 cwnd = ssthresh
                 inRecovery = true
                 recover = sndNxt
-                holeCursor = sndUna
+                holeCursor = sndUna + 1
                 retransmittedInEpisode.removeAll()
+                // Fast retransmit: the first hole goes out at once, whatever the pipe (RFC 5681 §3.2).
+                retransmittedInEpisode.insert(sndUna)
+                transmit(sndUna, retransmission: true)
             }
         }
         trySend()
