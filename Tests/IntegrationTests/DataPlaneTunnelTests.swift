@@ -112,6 +112,31 @@ struct DataPlaneTunnelTests {
         #expect(recovered, "tunnel did not recover over up3:\n\(lab.log("client"))")
     }
 
+    @Test("UDP blocked: the uplinks fall back to TCP and the tunnel carries a download intact")
+    func tcpFallbackWhenUDPIsBlocked() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // The client's network drops all UDP to the server port (a captive or restrictive network).
+        try lab.exec(lab.client, "nft add table inet tg_dp_block")
+        try lab.exec(lab.client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
+        try lab.exec(lab.client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+        let file = lab.directory.appendingPathComponent("www/small.bin").path
+        try lab.sh("mkdir -p \(lab.directory.path)/www && head -c 3000000 /dev/urandom > \(file)")
+        let expected = try lab.sh("sha256sum < \(file)")
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1", "up2"])
+        // Three unanswered UDP attempts (about 3 s with the handshake's backoff), then TCP.
+        let up = lab.waitForTunnel(timeout: 15)
+        #expect(up, "no tunnel over TCP:\n\(lab.log("client"))")
+        #expect(lab.log("client").contains("falling back to TCP"))
+        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -m http.server 8080 --bind \(DataPlaneLab.serverTunnelAddress) "
+                          + "--directory \(lab.directory.path)/www", logName: "http")
+        try waitForHTTP(lab, url: "http://\(DataPlaneLab.serverTunnelAddress):8080/")
+        let output = lab.directory.appendingPathComponent("small-download.bin").path
+        try lab.exec(lab.client, "curl -sS --max-time 60 -o \(output) http://\(DataPlaneLab.serverTunnelAddress):8080/small.bin", timeout: 90)
+        #expect(try lab.sh("sha256sum < \(output)") == expected)
+    }
+
     @Test("a client whose key the server doesn't know gets no tunnel")
     func unauthorizedClientGetsNoTunnel() throws {
         let lab = try DataPlaneLab()
