@@ -137,6 +137,25 @@ struct DataPlaneTunnelTests {
         #expect(try lab.sh("sha256sum < \(output)") == expected)
     }
 
+    @Test("an uplink renumbered mid-session keeps working: the socket follows the address, the server roams")
+    func renumberedUplinkRoams() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1"])
+        #expect(lab.waitForTunnel(timeout: 10))
+        // New address on up1 (as after a DHCP renewal or a NAT rebinding); the old one goes away.
+        try lab.sh("ip -n \(lab.client) address del 10.201.1.2/24 dev up1")
+        try lab.sh("ip -n \(lab.client) address add 10.201.1.77/24 dev up1")
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1")
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
+        // The server answers the new address: its session endpoint followed the authenticated packets.
+        let captured = try lab.exec(lab.server, "timeout 3 tcpdump -n -c 2 -i dn1 'udp port 7443 and dst host 10.201.1.77' 2>/dev/null "
+                                    + "& sleep 0.5; ip netns exec \(lab.client) ping -c2 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress) "
+                                    + ">/dev/null; wait", timeout: 20)
+        #expect(captured.contains("10.201.1.77"), "server did not send to the new address: \(captured)")
+    }
+
     @Test("a client whose key the server doesn't know gets no tunnel")
     func unauthorizedClientGetsNoTunnel() throws {
         let lab = try DataPlaneLab()
