@@ -627,3 +627,5 @@ struct SequenceRing {
         return items[start]
     }
 }
+
+extension MultipathEngine: Sendable where Packet: Sendable {}

@@ -426,3 +426,5 @@ public struct ReorderStatistics: Sendable, Equatable {
     public var resendRequests: UInt64 = 0
     public init() {}
 }
+
+extension ReorderBuffer: Sendable where Packet: Sendable {}
