@@ -202,7 +202,8 @@ public struct IPEndpoint: Hashable, Sendable, CustomStringConvertible {
     public init(_ text: String, defaultPort: UInt16 = DEFAULT_PORT) throws(TriglavCoreError) {
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]"),
-                  let address = IPAddress(String(text[text.index(after: text.startIndex)..<close])) else {
+                  let address = IPAddress(String(text[text.index(after: text.startIndex)..<close])),
+                  !address.isIPv4 else {
                 throw .invalidEndpoint(text, reason: "expected [IPv6]:PORT")
             }
             let rest = text[text.index(after: close)...]

@@ -7,8 +7,9 @@ public final class SecureBytes: @unchecked Sendable, CustomStringConvertible {
     private let storage: UnsafeMutableRawBufferPointer
 
     public init(_ bytes: [UInt8]) {
-        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
-        storage.copyMemory(from: UnsafeRawBufferPointer(start: bytes, count: bytes.count))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        storage = buffer
         count = bytes.count
     }
 

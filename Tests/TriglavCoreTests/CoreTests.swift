@@ -42,6 +42,7 @@ import Testing
         #expect(try IPEndpoint("192.0.2.1").port == DEFAULT_PORT)
         #expect(try IPEndpoint("[2001:db8::1]:9").description == "[2001:db8::1]:9")
         #expect(throws: TriglavCoreError.self) { try IPEndpoint("192.0.2.1:0") }
+        #expect(throws: TriglavCoreError.self) { try IPEndpoint("[10.0.0.1]:80") }
         #expect(throws: TriglavCoreError.self) { try IPEndpoint("192.0.2.1:70000") }
         #expect(throws: TriglavCoreError.self) { try IPEndpoint("example.com:80") }
     }

@@ -2,6 +2,7 @@
 #ifndef TG_DBUS_H
 #define TG_DBUS_H
 #include <dbus/dbus.h>
+#include <sys/eventfd.h>
 
 enum {
     TG_DBUS_TYPE_INVALID = DBUS_TYPE_INVALID,
@@ -23,5 +24,11 @@ enum {
     TG_DBUS_TYPE_STRUCT = DBUS_TYPE_STRUCT,
     TG_DBUS_TYPE_DICT_ENTRY = DBUS_TYPE_DICT_ENTRY,
 };
+
+/// Non-blocking close-on-exec eventfd that wakes the D-Bus loop thread; -1 with errno on failure.
+static inline int tg_dbus_wakeup_fd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd;
+}
 
 #endif

@@ -1,0 +1,244 @@
+#define _GNU_SOURCE
+#include "tg_net.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <netinet/udp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+
+#define TG_CONTROL_SPACE (CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+
+int tg_recvmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
+    if (count > TG_NET_MAX_BATCH) count = TG_NET_MAX_BATCH;
+    struct mmsghdr messages[TG_NET_MAX_BATCH];
+    struct iovec vectors[TG_NET_MAX_BATCH];
+    union { char bytes[TG_CONTROL_SPACE]; struct cmsghdr align; } control[TG_NET_MAX_BATCH];
+    memset(messages, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = datagrams[i].buffer;
+        vectors[i].iov_len = datagrams[i].length;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = &datagrams[i].address;
+        messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        messages[i].msg_hdr.msg_control = control[i].bytes;
+        messages[i].msg_hdr.msg_controllen = sizeof(control[i].bytes);
+    }
+    int received;
+    do {
+        received = recvmmsg(fd, messages, count, MSG_DONTWAIT, NULL);
+    } while (received < 0 && errno == EINTR);
+    if (received < 0) return -errno;
+    for (int i = 0; i < received; i++) {
+        datagrams[i].received = messages[i].msg_len;
+        datagrams[i].address_length = messages[i].msg_hdr.msg_namelen;
+        datagrams[i].gro_segment_size = 0;
+        datagrams[i].local_address.ss_family = AF_UNSPEC;
+        datagrams[i].local_ifindex = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&messages[i].msg_hdr); c != NULL;
+             c = CMSG_NXTHDR(&messages[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+                int size = 0;
+                memcpy(&size, CMSG_DATA(c), sizeof(size) < c->cmsg_len - CMSG_LEN(0) ? sizeof(size) : c->cmsg_len - CMSG_LEN(0));
+                datagrams[i].gro_segment_size = (uint16_t)size;
+            } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                struct in_pktinfo info;
+                memcpy(&info, CMSG_DATA(c), sizeof(info));
+                struct sockaddr_in *local = (struct sockaddr_in *)&datagrams[i].local_address;
+                local->sin_family = AF_INET;
+                local->sin_port = 0;
+                local->sin_addr = info.ipi_addr;
+                datagrams[i].local_ifindex = info.ipi_ifindex;
+            } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+                struct in6_pktinfo info;
+                memcpy(&info, CMSG_DATA(c), sizeof(info));
+                struct sockaddr_in6 *local = (struct sockaddr_in6 *)&datagrams[i].local_address;
+                memset(local, 0, sizeof(*local));
+                local->sin6_family = AF_INET6;
+                local->sin6_addr = info.ipi6_addr;
+                datagrams[i].local_ifindex = info.ipi6_ifindex;
+            }
+        }
+    }
+    return received;
+}
+
+int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
+    if (count > TG_NET_MAX_BATCH) count = TG_NET_MAX_BATCH;
+    struct mmsghdr messages[TG_NET_MAX_BATCH];
+    struct iovec vectors[TG_NET_MAX_BATCH];
+    union { char bytes[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in6_pktinfo))]; struct cmsghdr align; } control[TG_NET_MAX_BATCH];
+    memset(messages, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = datagrams[i].buffer;
+        vectors[i].iov_len = datagrams[i].length;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        if (datagrams[i].address_length > 0) {
+            messages[i].msg_hdr.msg_name = &datagrams[i].address;
+            messages[i].msg_hdr.msg_namelen = datagrams[i].address_length;
+        }
+        size_t control_length = 0;
+        sa_family_t local_family = datagrams[i].local_address.ss_family;
+        if (datagrams[i].gso_segment_size > 0) control_length += CMSG_SPACE(sizeof(uint16_t));
+        if (local_family == AF_INET) control_length += CMSG_SPACE(sizeof(struct in_pktinfo));
+        if (local_family == AF_INET6) control_length += CMSG_SPACE(sizeof(struct in6_pktinfo));
+        if (control_length == 0) continue;
+        memset(control[i].bytes, 0, sizeof(control[i].bytes));
+        messages[i].msg_hdr.msg_control = control[i].bytes;
+        messages[i].msg_hdr.msg_controllen = control_length;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&messages[i].msg_hdr);
+        if (datagrams[i].gso_segment_size > 0) {
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            memcpy(CMSG_DATA(c), &datagrams[i].gso_segment_size, sizeof(uint16_t));
+            c = CMSG_NXTHDR(&messages[i].msg_hdr, c);
+        }
+        if (local_family == AF_INET) {
+            struct in_pktinfo info;
+            memset(&info, 0, sizeof(info));
+            info.ipi_spec_dst = ((struct sockaddr_in *)&datagrams[i].local_address)->sin_addr;
+            c->cmsg_level = IPPROTO_IP;
+            c->cmsg_type = IP_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof(info));
+            memcpy(CMSG_DATA(c), &info, sizeof(info));
+        } else if (local_family == AF_INET6) {
+            struct in6_pktinfo info;
+            memset(&info, 0, sizeof(info));
+            info.ipi6_addr = ((struct sockaddr_in6 *)&datagrams[i].local_address)->sin6_addr;
+            c->cmsg_level = IPPROTO_IPV6;
+            c->cmsg_type = IPV6_PKTINFO;
+            c->cmsg_len = CMSG_LEN(sizeof(info));
+            memcpy(CMSG_DATA(c), &info, sizeof(info));
+        }
+    }
+    int sent;
+    do {
+        sent = sendmmsg(fd, messages, count, MSG_DONTWAIT);
+    } while (sent < 0 && errno == EINTR);
+    return sent < 0 ? -errno : sent;
+}
+
+int tg_socket_bind_to_device(int fd, const char *name) {
+    socklen_t length = (socklen_t)strnlen(name, IFNAMSIZ);
+    return setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, length) < 0 ? -errno : 0;
+}
+
+int tg_socket_set_mark(int fd, uint32_t mark) {
+    return setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0 ? -errno : 0;
+}
+
+int tg_socket_set_buffers(int fd, int receive_bytes, int send_bytes) {
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &receive_bytes, sizeof(int)) < 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_bytes, sizeof(int)) < 0) return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &send_bytes, sizeof(int)) < 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_bytes, sizeof(int)) < 0) return -errno;
+    return 0;
+}
+
+int tg_udp_enable_gro(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int tg_socket_enable_pktinfo(int fd, int family) {
+    int on = 1;
+    if (family == AF_INET6) return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on)) < 0 ? -errno : 0;
+    return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int tg_socket_set_reuseaddr(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int tg_socket_set_v6only(int fd, int on) {
+    return setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int tg_tcp_set_nodelay(int fd) {
+    int on = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int tg_socket_pending_error(int fd) {
+    int error = 0;
+    socklen_t length = sizeof(error);
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0 ? -errno : error;
+}
+
+int tg_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int tg_epoll_add(int epfd, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof(event));
+    event.events = events;
+    event.data.u64 = token;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) < 0 ? -errno : 0;
+}
+
+int tg_epoll_del(int epfd, int fd) {
+    return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) < 0 ? -errno : 0;
+}
+
+int tg_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max_events, int timeout_ms) {
+    struct epoll_event ready[64];
+    if (max_events > 64) max_events = 64;
+    int count = epoll_wait(epfd, ready, max_events, timeout_ms);
+    if (count < 0) return -errno;
+    for (int i = 0; i < count; i++) {
+        tokens[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+uint32_t tg_epollin(void) { return EPOLLIN; }
+uint32_t tg_epollout(void) { return EPOLLOUT; }
+uint32_t tg_epollerr(void) { return EPOLLERR; }
+uint32_t tg_epollhup(void) { return EPOLLHUP; }
+
+int tg_eventfd_create(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int tg_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t n;
+    do { n = write(fd, &one, sizeof(one)); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+int tg_eventfd_drain(int fd) {
+    uint64_t value;
+    ssize_t n;
+    do { n = read(fd, &value, sizeof(value)); } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+int tg_fd_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    return fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ? -errno : 0;
+}

@@ -1,0 +1,70 @@
+import TriglavCore
+
+/// Every configuration default and limit in one place. docs/CONFIG.md documents each one; a test
+/// checks that an empty file yields exactly these.
+public enum ConfigDefaults {
+    /// Daemon configuration file read when `--config` is not given.
+    public static let daemonConfigPath = "/etc/triglav/triglavd.toml"
+    /// Directory of per-server profiles (`NAME.toml`).
+    public static let profileDirectory = "/etc/triglav/profiles"
+    /// The node's private key; `triglav keygen` writes it, StateDirectory= keeps it across upgrades.
+    public static let privateKeyPath = "/var/lib/triglav/private.key"
+    public static let logLevel = LogLevel.info
+
+    /// Name of the TUN device the daemon creates.
+    public static let tunnelInterface = "triglav0"
+    /// Smallest tunnel MTU accepted: the IPv6 minimum link MTU (RFC 8200 §5).
+    public static let minimumTunnelMTU = 1280
+
+    public static let scheduler = SchedulerKind.aggregate
+    /// How long the reorder buffer holds a packet waiting for an earlier one before releasing it.
+    public static let reorderMaxHoldMilliseconds = 50
+    public static let reorderMaxHoldRange = 0...5_000
+
+    /// Interfaces considered as uplinks. Globs in fnmatch(3) syntax.
+    public static let uplinkInclude = ["*"]
+    /// Interfaces never used as uplinks: loopback, tunnels (including our own), container and VM plumbing.
+    public static let uplinkExclude = ["lo", "triglav*", "tun*", "tap*", "wg*", "docker*", "veth*", "br-*", "virbr*"]
+    /// Per-uplink liveness probe interval; failover reacts within a few of these.
+    public static let heartbeatIntervalMilliseconds = 100
+    public static let heartbeatIntervalRange = 10...60_000
+    /// Keepalive on idle uplinks so NAT mappings (often 30 s for UDP) don't expire; 0 disables.
+    public static let natKeepaliveSeconds = 25
+    public static let natKeepaliveRange = 0...3_600
+    public static let tier = UplinkTier.primary
+    /// Day of the month on which a data cap's counter starts again.
+    public static let dataCapResetDay = 1
+    public static let dataCapResetDayRange = 1...28
+    /// Largest data cap accepted, in megabytes (1 EB: anything more is a typo).
+    public static let dataCapMegabytesRange = 1...1_000_000_000_000
+
+    /// Send everything through the tunnel unless `routing.full_tunnel = false`.
+    public static let fullTunnel = true
+    /// Firewall mark on the daemon's own uplink sockets, so their packets skip the tunnel's routes.
+    /// Chosen to read as the default port in hex.
+    public static let firewallMark: UInt32 = 0x7443
+    /// Routing table holding the tunnel routes.
+    public static let routeTable: UInt32 = 7443
+    /// Priority of the policy rules selecting `routeTable`; must sort before the main table's 32766.
+    public static let rulePriority: UInt32 = 7443
+    /// Tables with fixed meanings in the kernel: unspec (0), default (253), main (254), local (255).
+    public static let reservedRouteTables: Set<UInt32> = [0, 253, 254, 255]
+    /// Rule priorities the kernel's own rules use (0 local, 32766 main, 32767 default) lie outside this.
+    public static let rulePriorityRange = 1...32_765
+
+    /// Endpoints the server listens on (UDP and TCP).
+    public static let serverListen = ["0.0.0.0:\(DEFAULT_PORT)", "[::]:\(DEFAULT_PORT)"]
+    /// The server's tunnel address; its prefix is the pool client addresses come from.
+    public static let serverTunnelIPv4 = "10.77.0.1/24"
+    public static let serverTunnelIPv6 = "fd77::1/64"
+    /// Shortest/longest pool prefixes: a /31 or /127 leaves no room for a client beside the server.
+    public static let serverIPv4PrefixRange = 8...30
+    public static let serverIPv6PrefixRange = 48...126
+    public static let maxClients = 64
+    public static let maxClientsRange = 1...65_535
+    public static let natEnabled = true
+    /// Longest client name; names appear in logs and `triglav status`.
+    public static let clientNameMaxLength = 64
+    /// Longest profile name (the file name without `.toml`).
+    public static let profileNameMaxLength = 64
+}

@@ -1,0 +1,189 @@
+public import TriglavCore
+public import TriglavCrypto
+
+/// Which side of the tunnel this daemon is.
+public enum Role: String, CaseIterable, Sendable {
+    case client
+    case server
+}
+
+/// Log verbosity, in swift-log's level names.
+public enum LogLevel: String, CaseIterable, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// How the multipath engine spreads tunnel packets over the uplinks.
+public enum SchedulerKind: String, CaseIterable, Sendable {
+    /// Spread packets over all usable uplinks in proportion to their capacity (bonding).
+    case aggregate
+    /// Send every packet over every usable uplink; the receiver keeps the first copy.
+    case redundant
+    /// Use the best uplink only; switch when it fails.
+    case failover
+    /// Keep each flow (5-tuple) on one uplink, spreading flows across uplinks.
+    case flow
+    /// Send each packet over the uplink with the lowest current latency.
+    case lowestLatency = "lowest-latency"
+}
+
+/// How eagerly an uplink is used.
+public enum UplinkTier: String, CaseIterable, Sendable {
+    /// Carries traffic whenever it is usable.
+    case primary
+    /// Carries traffic only while no primary uplink is usable.
+    case secondary
+    /// Carries traffic only while no primary or secondary uplink is usable.
+    case backup
+    /// Never carries tunnel traffic.
+    case never
+}
+
+/// The daemon's configuration (`/etc/triglav/triglavd.toml`). Every field has a default, so the
+/// empty file is a working client. Values are already validated: a `DaemonConfig` is never invalid.
+public struct DaemonConfig: Equatable, Sendable {
+    public var role: Role = .client
+    public var privateKeyPath: String = ConfigDefaults.privateKeyPath
+    public var logLevel: LogLevel = ConfigDefaults.logLevel
+    public var tunnel = TunnelSettings()
+    public var multipath = MultipathSettings()
+    public var uplinks = UplinkSettings()
+    public var routing = RoutingSettings()
+    /// Where to serve Prometheus metrics; nil disables the endpoint.
+    public var metricsListen: IPEndpoint?
+    /// The server's settings; present exactly when `role == .server`.
+    public var server: ServerSettings?
+
+    public init() {}
+}
+
+/// The TUN device.
+public struct TunnelSettings: Equatable, Sendable {
+    public var interface: InterfaceName = Self.defaultInterface
+    /// nil means derived from the uplinks' MTUs (at most `MAX_PAYLOAD`).
+    public var mtu: Int?
+
+    static let defaultInterface: InterfaceName = {
+        do { return try InterfaceName(ConfigDefaults.tunnelInterface) } catch {
+            preconditionFailure("the default tunnel interface name is valid: \(error)")
+        }
+    }()
+
+    public init() {}
+}
+
+/// The multipath engine.
+public struct MultipathSettings: Equatable, Sendable {
+    public var scheduler: SchedulerKind = ConfigDefaults.scheduler
+    public var reorderMaxHold: Duration = .milliseconds(ConfigDefaults.reorderMaxHoldMilliseconds)
+
+    public init() {}
+}
+
+/// Which interfaces become uplinks and how each is probed and used.
+public struct UplinkSettings: Equatable, Sendable {
+    public var include: [InterfaceGlob] = Self.globs(ConfigDefaults.uplinkInclude)
+    public var exclude: [InterfaceGlob] = Self.globs(ConfigDefaults.uplinkExclude)
+    public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
+    /// nil disables NAT keepalives.
+    public var natKeepalive: Duration? = .seconds(ConfigDefaults.natKeepaliveSeconds)
+    /// Per-interface settings, sorted by pattern (TOML tables have no order).
+    public var pins: [UplinkPin] = []
+
+    public init() {}
+
+    /// Whether `interface` may become an uplink: it matches an include glob and no exclude glob.
+    /// The tunnel's own interface is never an uplink, whatever the globs say.
+    public func admits(_ interface: String, tunnelInterface: InterfaceName) -> Bool {
+        interface != tunnelInterface.rawValue
+            && include.contains { $0.matches(interface) }
+            && !exclude.contains { $0.matches(interface) }
+    }
+
+    /// Settings for `interface`: the first pin whose pattern matches; exact names win over globs.
+    public func pin(for interface: String) -> UplinkPin? {
+        pins.first { $0.match.pattern == interface } ?? pins.first { $0.match.matches(interface) }
+    }
+
+    static func globs(_ patterns: [String]) -> [InterfaceGlob] {
+        patterns.map {
+            do { return try InterfaceGlob($0) } catch {
+                preconditionFailure("default interface globs are valid: \(error)")
+            }
+        }
+    }
+}
+
+/// Settings for the interfaces matching one name or glob (`[uplinks.interface.NAME]`).
+public struct UplinkPin: Equatable, Sendable {
+    public var match: InterfaceGlob
+    public var tier: UplinkTier = ConfigDefaults.tier
+    /// Pay-per-byte link: the daemon keeps probe traffic on it to a minimum.
+    public var metered = false
+    /// Megabytes (10^6 bytes) per month after which the uplink is treated as `never`; nil = no cap.
+    public var dataCapMegabytes: Int?
+    public var dataCapResetDay: Int = ConfigDefaults.dataCapResetDay
+
+    public init(match: InterfaceGlob) {
+        self.match = match
+    }
+}
+
+/// Policy routing on the client.
+public struct RoutingSettings: Equatable, Sendable {
+    /// Route all traffic (0.0.0.0/0 and ::/0) through the tunnel.
+    public var fullTunnel = ConfigDefaults.fullTunnel
+    /// Prefixes routed through the tunnel (in addition to the defaults when `fullTunnel`).
+    public var routes: [IPPrefix] = []
+    /// Prefixes that never go through the tunnel (the local LAN, say).
+    public var exclude: [IPPrefix] = []
+    public var firewallMark: UInt32 = ConfigDefaults.firewallMark
+    public var table: UInt32 = ConfigDefaults.routeTable
+    public var rulePriority: UInt32 = ConfigDefaults.rulePriority
+
+    public init() {}
+}
+
+/// The server role: where it listens, its tunnel addresses, NAT, and who may connect.
+public struct ServerSettings: Equatable, Sendable {
+    public var listen: [IPEndpoint] = ConfigDefaults.serverListen.map(Self.endpoint)
+    /// The server's own tunnel address; the prefix is the pool clients' addresses come from.
+    public var tunnelIPv4: IPPrefix = Self.prefix(ConfigDefaults.serverTunnelIPv4)
+    public var tunnelIPv6: IPPrefix? = Self.prefix(ConfigDefaults.serverTunnelIPv6)
+    public var nat = NATSettings()
+    public var maxClients = ConfigDefaults.maxClients
+    public var clients: [AuthorizedClient] = []
+
+    public init() {}
+
+    private static func endpoint(_ text: String) -> IPEndpoint {
+        do { return try IPEndpoint(text) } catch { preconditionFailure("default endpoint is valid: \(error)") }
+    }
+
+    private static func prefix(_ text: String) -> IPPrefix {
+        do { return try IPPrefix(text) } catch { preconditionFailure("default prefix is valid: \(error)") }
+    }
+}
+
+/// Source NAT of client traffic leaving the server.
+public struct NATSettings: Equatable, Sendable {
+    public var enabled = ConfigDefaults.natEnabled
+    /// nil means the interface of the default route.
+    public var outboundInterface: InterfaceName?
+
+    public init() {}
+}
+
+/// A client allowed to connect, identified by its public key, with fixed tunnel addresses.
+public struct AuthorizedClient: Equatable, Sendable {
+    public var name: String
+    public var publicKey: IdentityPublicKey
+    public var tunnelIPv4: IPAddress
+    public var tunnelIPv6: IPAddress?
+
+    public init(name: String, publicKey: IdentityPublicKey, tunnelIPv4: IPAddress, tunnelIPv6: IPAddress? = nil) {
+        self.name = name
+        self.publicKey = publicKey
+        self.tunnelIPv4 = tunnelIPv4
+        self.tunnelIPv6 = tunnelIPv6
+    }
+}

@@ -1,1 +1,0 @@
-// TriglavConfig: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,313 @@
+// Status records of the org.triglav API. Each maps one-to-one onto the properties of one D-Bus
+// interface (property names are the D-Bus names, which are also the CLI's JSON keys).
+
+/// Manager1.State
+public enum TunnelState: String, Sendable, CaseIterable {
+    case disconnected, connecting, connected, degraded, disconnecting
+}
+
+/// Uplink1.Kind
+public enum UplinkKind: String, Sendable, CaseIterable {
+    case ethernet, wifi, wwan, other
+}
+
+/// Uplink1.Origin: found by discovery, or added with AddUplink.
+public enum UplinkOrigin: String, Sendable, CaseIterable {
+    case auto, manual
+}
+
+/// Uplink1.State
+public enum UplinkState: String, Sendable, CaseIterable {
+    /// No carrier, no address, or disabled.
+    case down
+    /// Usable locally; path to the server being measured.
+    case probing
+    /// Carrying traffic.
+    case active
+    /// Healthy but held back by its tier (backup).
+    case standby
+    /// Carrying traffic with high loss or latency.
+    case degraded
+}
+
+/// Uplink1.Tier (writable)
+public enum UplinkTier: String, Sendable, CaseIterable {
+    case primary, secondary, backup, never
+}
+
+/// Uplink1.Transport
+public enum UplinkTransport: String, Sendable, CaseIterable {
+    case udp, tcp
+}
+
+/// Client1.State
+public enum ClientState: String, Sendable, CaseIterable {
+    case handshaking, connected, degraded
+}
+
+extension PropertyRecord {
+    /// Property values as a dictionary.
+    public var propertyDictionary: [String: ControlValue] {
+        Dictionary(uniqueKeysWithValues: propertyValues.map { ($0.name, $0.value) })
+    }
+}
+
+private func enumValue<E: RawRepresentable>(_ values: [String: ControlValue], _ key: String, _ fallback: E) -> E
+where E.RawValue == String {
+    values[key]?.string.flatMap(E.init(rawValue:)) ?? fallback
+}
+
+/// org.triglav.Manager1 on /org/triglav.
+public struct ManagerStatus: PropertyRecord {
+    public var state: TunnelState
+    /// Name of the connected (or last) profile; empty when none.
+    public var profile: String
+    /// Server endpoint "host:port" of the profile; empty when none.
+    public var server: String
+    /// Name of the TUN device ("tg0"); empty when down.
+    public var tunnelInterface: String
+    /// Addresses on the TUN in CIDR notation.
+    public var tunnelAddresses: [String]
+    /// Name of the active packet scheduler (writable).
+    public var scheduler: String
+    public var txBytes: UInt64
+    public var rxBytes: UInt64
+    /// Uplink ids; the bus adaptor fills this from `TriglavStatus.uplinks`, controllers may leave it empty.
+    public var uplinks: [UInt32]
+    public var version: String
+
+    public init(state: TunnelState = .disconnected, profile: String = "", server: String = "", tunnelInterface: String = "",
+                tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
+                uplinks: [UInt32] = [], version: String = "") {
+        self.state = state
+        self.profile = profile
+        self.server = server
+        self.tunnelInterface = tunnelInterface
+        self.tunnelAddresses = tunnelAddresses
+        self.scheduler = scheduler
+        self.txBytes = txBytes
+        self.rxBytes = rxBytes
+        self.uplinks = uplinks
+        self.version = version
+    }
+
+    public static let propertySpecs: [PropertySpec] = [
+        PropertySpec("State", "s"), PropertySpec("Profile", "s"), PropertySpec("Server", "s"),
+        PropertySpec("TunnelInterface", "s"), PropertySpec("TunnelAddresses", "as"),
+        PropertySpec("Scheduler", "s", writable: true),
+        PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
+        PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"),
+    ]
+
+    public var propertyValues: [(name: String, value: ControlValue)] {
+        [("State", .string(state.rawValue)), ("Profile", .string(profile)), ("Server", .string(server)),
+         ("TunnelInterface", .string(tunnelInterface)), ("TunnelAddresses", .strings(tunnelAddresses)),
+         ("Scheduler", .string(scheduler)), ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)),
+         ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version))]
+    }
+
+    public init(propertyValues v: [String: ControlValue]) {
+        self.init(state: enumValue(v, "State", TunnelState.disconnected), profile: v["Profile"]?.string ?? "",
+                  server: v["Server"]?.string ?? "", tunnelInterface: v["TunnelInterface"]?.string ?? "",
+                  tunnelAddresses: v["TunnelAddresses"]?.strings ?? [], scheduler: v["Scheduler"]?.string ?? "",
+                  txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
+                  uplinks: (v["Uplinks"]?.strings ?? []).compactMap(TriglavBus.uplinkID(fromPath:)),
+                  version: v["Version"]?.string ?? "")
+    }
+}
+
+/// org.triglav.Uplink1 on /org/triglav/uplink/<id>.
+public struct UplinkStatus: PropertyRecord, Identifiable {
+    /// Stable for the uplink's lifetime; never reused while the daemon runs.
+    public var id: UInt32
+    public var interface: String
+    public var kind: UplinkKind
+    public var origin: UplinkOrigin
+    public var state: UplinkState
+    public var tier: UplinkTier
+    public var metered: Bool
+    public var enabled: Bool
+    public var rttUsec: UInt64
+    public var jitterUsec: UInt64
+    /// 0…1
+    public var lossRatio: Double
+    public var capacityBps: UInt64
+    public var txBytes: UInt64
+    public var rxBytes: UInt64
+    /// Local address used for the tunnel ("192.0.2.7"); empty when none.
+    public var localAddress: String
+    public var transport: UplinkTransport
+
+    public init(id: UInt32, interface: String, kind: UplinkKind = .other, origin: UplinkOrigin = .auto,
+                state: UplinkState = .down, tier: UplinkTier = .primary, metered: Bool = false, enabled: Bool = true,
+                rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, capacityBps: UInt64 = 0,
+                txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp) {
+        self.id = id
+        self.interface = interface
+        self.kind = kind
+        self.origin = origin
+        self.state = state
+        self.tier = tier
+        self.metered = metered
+        self.enabled = enabled
+        self.rttUsec = rttUsec
+        self.jitterUsec = jitterUsec
+        self.lossRatio = lossRatio
+        self.capacityBps = capacityBps
+        self.txBytes = txBytes
+        self.rxBytes = rxBytes
+        self.localAddress = localAddress
+        self.transport = transport
+    }
+
+    public static let propertySpecs: [PropertySpec] = [
+        PropertySpec("Interface", "s"), PropertySpec("Kind", "s"), PropertySpec("Origin", "s"), PropertySpec("State", "s"),
+        PropertySpec("Tier", "s", writable: true), PropertySpec("Metered", "b", writable: true),
+        PropertySpec("Enabled", "b", writable: true),
+        PropertySpec("RttUsec", "t", rateLimited: true), PropertySpec("JitterUsec", "t", rateLimited: true),
+        PropertySpec("LossRatio", "d", rateLimited: true), PropertySpec("CapacityBps", "t", rateLimited: true),
+        PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
+        PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"),
+    ]
+
+    public var propertyValues: [(name: String, value: ControlValue)] {
+        [("Interface", .string(interface)), ("Kind", .string(kind.rawValue)), ("Origin", .string(origin.rawValue)),
+         ("State", .string(state.rawValue)), ("Tier", .string(tier.rawValue)), ("Metered", .boolean(metered)),
+         ("Enabled", .boolean(enabled)), ("RttUsec", .uint64(rttUsec)), ("JitterUsec", .uint64(jitterUsec)),
+         ("LossRatio", .double(lossRatio)), ("CapacityBps", .uint64(capacityBps)), ("TxBytes", .uint64(txBytes)),
+         ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue))]
+    }
+
+    /// `id` is not a property (it is in the object path); it is 0 here unless set afterwards.
+    public init(propertyValues v: [String: ControlValue]) {
+        self.init(id: 0, interface: v["Interface"]?.string ?? "", kind: enumValue(v, "Kind", UplinkKind.other),
+                  origin: enumValue(v, "Origin", UplinkOrigin.auto), state: enumValue(v, "State", UplinkState.down),
+                  tier: enumValue(v, "Tier", UplinkTier.primary), metered: v["Metered"]?.boolean ?? false,
+                  enabled: v["Enabled"]?.boolean ?? true, rttUsec: v["RttUsec"]?.uint64 ?? 0,
+                  jitterUsec: v["JitterUsec"]?.uint64 ?? 0, lossRatio: v["LossRatio"]?.double ?? 0,
+                  capacityBps: v["CapacityBps"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
+                  rxBytes: v["RxBytes"]?.uint64 ?? 0, localAddress: v["LocalAddress"]?.string ?? "",
+                  transport: enumValue(v, "Transport", UplinkTransport.udp))
+    }
+}
+
+/// org.triglav.Server1 on /org/triglav (always present; `Enabled` false when not in server role).
+public struct ServerStatus: PropertyRecord {
+    public var enabled: Bool
+    /// "0.0.0.0:51820"; empty when not listening.
+    public var listenAddress: String
+    /// Base64 public key clients pin; empty when not in server role.
+    public var publicKey: String
+    /// Client ids; filled by the bus adaptor from `TriglavStatus.clients`.
+    public var clients: [UInt32]
+    public var txBytes: UInt64
+    public var rxBytes: UInt64
+
+    public init(enabled: Bool = false, listenAddress: String = "", publicKey: String = "", clients: [UInt32] = [],
+                txBytes: UInt64 = 0, rxBytes: UInt64 = 0) {
+        self.enabled = enabled
+        self.listenAddress = listenAddress
+        self.publicKey = publicKey
+        self.clients = clients
+        self.txBytes = txBytes
+        self.rxBytes = rxBytes
+    }
+
+    public static let propertySpecs: [PropertySpec] = [
+        PropertySpec("Enabled", "b"), PropertySpec("ListenAddress", "s"), PropertySpec("PublicKey", "s"),
+        PropertySpec("Clients", "ao"),
+        PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
+    ]
+
+    public var propertyValues: [(name: String, value: ControlValue)] {
+        [("Enabled", .boolean(enabled)), ("ListenAddress", .string(listenAddress)), ("PublicKey", .string(publicKey)),
+         ("Clients", .objectPaths(clients.map(TriglavBus.clientPath))),
+         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes))]
+    }
+
+    public init(propertyValues v: [String: ControlValue]) {
+        self.init(enabled: v["Enabled"]?.boolean ?? false, listenAddress: v["ListenAddress"]?.string ?? "",
+                  publicKey: v["PublicKey"]?.string ?? "",
+                  clients: (v["Clients"]?.strings ?? []).compactMap(TriglavBus.clientID(fromPath:)),
+                  txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0)
+    }
+}
+
+/// org.triglav.Client1 on /org/triglav/client/<id> (server role).
+public struct ClientStatus: PropertyRecord, Identifiable {
+    public var id: UInt32
+    public var publicKey: String
+    /// Remote endpoint of the most recent path, "203.0.113.5:40000".
+    public var endpoint: String
+    public var tunnelAddresses: [String]
+    public var state: ClientState
+    /// Number of live paths (the client's uplinks).
+    public var paths: UInt32
+    public var rttUsec: UInt64
+    public var txBytes: UInt64
+    public var rxBytes: UInt64
+    /// CLOCK_REALTIME microseconds of the handshake.
+    public var connectedSinceUsec: UInt64
+
+    public init(id: UInt32, publicKey: String = "", endpoint: String = "", tunnelAddresses: [String] = [],
+                state: ClientState = .handshaking, paths: UInt32 = 0, rttUsec: UInt64 = 0, txBytes: UInt64 = 0,
+                rxBytes: UInt64 = 0, connectedSinceUsec: UInt64 = 0) {
+        self.id = id
+        self.publicKey = publicKey
+        self.endpoint = endpoint
+        self.tunnelAddresses = tunnelAddresses
+        self.state = state
+        self.paths = paths
+        self.rttUsec = rttUsec
+        self.txBytes = txBytes
+        self.rxBytes = rxBytes
+        self.connectedSinceUsec = connectedSinceUsec
+    }
+
+    public static let propertySpecs: [PropertySpec] = [
+        PropertySpec("PublicKey", "s"), PropertySpec("Endpoint", "s"), PropertySpec("TunnelAddresses", "as"),
+        PropertySpec("State", "s"), PropertySpec("Paths", "u"),
+        PropertySpec("RttUsec", "t", rateLimited: true), PropertySpec("TxBytes", "t", rateLimited: true),
+        PropertySpec("RxBytes", "t", rateLimited: true), PropertySpec("ConnectedSinceUsec", "t"),
+    ]
+
+    public var propertyValues: [(name: String, value: ControlValue)] {
+        [("PublicKey", .string(publicKey)), ("Endpoint", .string(endpoint)), ("TunnelAddresses", .strings(tunnelAddresses)),
+         ("State", .string(state.rawValue)), ("Paths", .uint32(paths)), ("RttUsec", .uint64(rttUsec)),
+         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)), ("ConnectedSinceUsec", .uint64(connectedSinceUsec))]
+    }
+
+    public init(propertyValues v: [String: ControlValue]) {
+        var paths: UInt32 = 0
+        if case .uint32(let count)? = v["Paths"] { paths = count }
+        self.init(id: 0, publicKey: v["PublicKey"]?.string ?? "", endpoint: v["Endpoint"]?.string ?? "",
+                  tunnelAddresses: v["TunnelAddresses"]?.strings ?? [], state: enumValue(v, "State", ClientState.handshaking),
+                  paths: paths, rttUsec: v["RttUsec"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
+                  rxBytes: v["RxBytes"]?.uint64 ?? 0, connectedSinceUsec: v["ConnectedSinceUsec"]?.uint64 ?? 0)
+    }
+}
+
+/// Everything the daemon exposes, as one snapshot. The controller produces it; the bus adaptor
+/// diffs consecutive snapshots into exported objects and PropertiesChanged signals.
+public struct TriglavStatus: Sendable, Equatable {
+    public var manager: ManagerStatus
+    public var uplinks: [UplinkStatus]
+    public var server: ServerStatus
+    public var clients: [ClientStatus]
+
+    public init(manager: ManagerStatus = ManagerStatus(), uplinks: [UplinkStatus] = [], server: ServerStatus = ServerStatus(),
+                clients: [ClientStatus] = []) {
+        self.manager = manager
+        self.uplinks = uplinks
+        self.server = server
+        self.clients = clients
+    }
+
+    /// Copies uplink and client ids into the manager/server lists (what the bus shows).
+    public var normalized: TriglavStatus {
+        var copy = self
+        copy.manager.uplinks = uplinks.map(\.id).sorted()
+        copy.server.clients = clients.map(\.id).sorted()
+        return copy
+    }
+}

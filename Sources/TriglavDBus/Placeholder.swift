@@ -1,1 +1,0 @@
-// TriglavDBus: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,662 @@
+import Dispatch
+public import Logging
+import Synchronization
+public import TriglavConfig
+import TriglavCore
+import TriglavDataPlane
+import TriglavMultipath
+
+/// The client role's tunnel manager: turns Connect/Disconnect/Reload, AddUplink/RemoveUplink, property
+/// writes and discovery events into calls on one `ClientTunnelDriving`, and reports every change as a
+/// `ClientManagerEvent`.
+///
+/// States (`ConnectionState`): disconnected → (Connect) connecting → connected/degraded (from uplink
+/// sessions, re-derived on every `refresh()`) → (Disconnect) disconnecting → disconnected. Connect in
+/// any state but disconnected is `alreadyConnected`; Disconnect while disconnected is `notConnected`.
+///
+/// Uplinks: one record per interface, numbered once (the N of `/org/triglav/uplink/N`, never reused).
+/// Auto records live as long as discovery reports the interface; manual ones until RemoveUplink. While
+/// a connection is up, the tunnel carries exactly the records that are enabled, not tier `never`, present
+/// (manual, or discovered) and in the best tier that has an established uplink, plus every better tier —
+/// so secondaries join only while no primary works, backups only while no primary or secondary works.
+///
+/// Thread safety: every method may be called from any thread. Lifecycle operations (connect, disconnect,
+/// reload, shutdown) are serialized by one lock; state reads and uplink changes take a second, short one.
+/// Neither is held while calling out to discovery, and events are delivered on a private serial queue,
+/// so observers may call back into the manager.
+public final class ClientManager: Sendable {
+    private let tunnels: any ClientTunnelFactory
+    private let resolver: any EndpointResolving
+    private let profiles: any ProfileStore
+    private let configSource: any DaemonConfigSource
+    private let logger: Logger
+    private let lifecycle = Mutex<Void>(())
+    private let state: Mutex<State>
+    private let events = DispatchQueue(label: "triglav.client-manager.events")
+
+    public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
+                tunnels: any ClientTunnelFactory, resolver: any EndpointResolving = SystemEndpointResolver(),
+                logger: Logger = Logger(label: "triglav.daemon.client")) {
+        self.tunnels = tunnels
+        self.resolver = resolver
+        self.profiles = profiles
+        self.configSource = configSource
+        self.logger = logger
+        state = Mutex(State(config: config))
+    }
+
+    // MARK: Observation
+
+    /// Sets the observer of changes (replacing any previous one). It is called on a private serial queue,
+    /// in order; the first call brings the current manager status.
+    public func observe(_ observer: @escaping @Sendable (ClientManagerEvent) -> Void) {
+        state.withLock { state in
+            state.observer = observer
+            let status = state.status()
+            let uplinks = state.uplinkStatuses()
+            events.async {
+                observer(.managerChanged(status))
+                for uplink in uplinks { observer(.uplinkAdded(uplink)) }
+            }
+        }
+    }
+
+    /// Waits until every event published so far has been delivered (tests, shutdown).
+    public func drainEvents() { events.sync {} }
+
+    // MARK: Reading
+
+    public var status: ClientManagerStatus { state.withLock { $0.status() } }
+
+    public var uplinks: [UplinkSnapshot] { state.withLock { $0.uplinkStatuses() } }
+
+    public func uplink(number: Int) throws(TriglavDaemonError) -> UplinkSnapshot {
+        let found = state.withLock { state in state.uplinkStatuses().first { $0.number == number } }
+        guard let found else { throw .notFound("uplink \(number)") }
+        return found
+    }
+
+    /// The configuration in force (the latest successfully reloaded one).
+    public var config: DaemonConfig { state.withLock { $0.config } }
+
+    /// One line for `systemctl status` (sd_notify STATUS=).
+    public var statusLine: String { state.withLock { $0.statusLine() } }
+
+    // MARK: Lifecycle
+
+    /// Connects to the server of profile `name`: loads the profile, builds and starts the tunnel, and puts
+    /// the current uplinks into it. Returns once the tunnel exists (state connecting); sessions follow.
+    public func connect(profile name: String, options: ConnectionOptions = ConnectionOptions()) throws(TriglavDaemonError) {
+        let profileName: ProfileName
+        do { profileName = try ProfileName(name) } catch {
+            throw .invalidArgument(what: "profile name '\(name)'", reason: "use 1 to 64 letters, digits, ., _ or -, starting with a letter or digit")
+        }
+        try lifecycle.withLock { _ throws(TriglavDaemonError) in
+            let config = try state.withLock { state throws(TriglavDaemonError) -> DaemonConfig in
+                switch state.phase {
+                case .disconnected:
+                    state.phase = .starting(profileName)
+                    publish(&state)
+                    return state.config
+                case .starting(let profile):
+                    throw .alreadyConnected(profile: profile.rawValue)
+                case .active(let connection), .disconnecting(let connection):
+                    throw .alreadyConnected(profile: connection.plan.profile.rawValue)
+                }
+            }
+            do throws(TriglavDaemonError) {
+                let override = state.withLock { $0.schedulerOverride }
+                let plan = try makePlan(config: config, profile: profileName, options: options, schedulerOverride: override)
+                let tunnel = try startTunnel(plan)
+                state.withLock { state in
+                    state.phase = .active(Connection(plan: plan, options: options, tunnel: tunnel))
+                    reconcile(&state)
+                    publish(&state)
+                }
+                logger.info("connecting to \(plan.profile) (\(plan.server))",
+                            metadata: ["profile": "\(plan.profile)", "server": "\(plan.server)"])
+            } catch {
+                state.withLock { state in
+                    state.phase = .disconnected
+                    publish(&state)
+                }
+                logger.error("connect to \(profileName) failed: \(error)", metadata: ["profile": "\(profileName)"])
+                throw error
+            }
+        }
+    }
+
+    /// Tears the connection down: the tunnel removes its routes, rules and TUN device.
+    public func disconnect() throws(TriglavDaemonError) {
+        try lifecycle.withLock { _ throws(TriglavDaemonError) in
+            guard try teardown() else { throw .notConnected(operation: "disconnect") }
+        }
+    }
+
+    /// Disconnects if connected (daemon shutdown); never fails.
+    public func shutdown() {
+        lifecycle.withLock { _ in _ = try? teardown() }
+        drainEvents()
+    }
+
+    /// Reloads the daemon configuration (and the connected profile). Scheduler-only changes apply in place;
+    /// any other change to the connection rebuilds the tunnel. On a load error nothing changes. Returns the
+    /// configuration now in force, so the caller can update discovery's policy.
+    @discardableResult
+    public func reload() throws(TriglavDaemonError) -> DaemonConfig {
+        try lifecycle.withLock { _ throws(TriglavDaemonError) -> DaemonConfig in
+            let config = try configSource.load()
+            let current = state.withLock { state -> Connection? in
+                state.config = config
+                publish(&state)
+                if case .active(let connection) = state.phase { return connection }
+                return nil
+            }
+            guard let current else {
+                logger.info("configuration reloaded")
+                return config
+            }
+            let override = state.withLock { $0.schedulerOverride }
+            let plan = try makePlan(config: config, profile: current.plan.profile, options: current.options,
+                                    schedulerOverride: override)
+            var inPlace = current.plan
+            inPlace.scheduler = plan.scheduler
+            if plan == current.plan {
+                logger.info("configuration reloaded; connection unchanged")
+            } else if plan == inPlace {
+                current.tunnel.setScheduler(plan.scheduler)
+                state.withLock { state in
+                    state.updateConnection { $0.plan = plan }
+                    publish(&state)
+                }
+                logger.info("configuration reloaded; scheduler now \(plan.scheduler)")
+            } else {
+                logger.notice("configuration reloaded; connection settings changed, rebuilding the tunnel")
+                _ = try teardown()
+                state.withLock { state in
+                    state.phase = .starting(plan.profile)
+                    publish(&state)
+                }
+                do throws(TriglavDaemonError) {
+                    let tunnel = try startTunnel(plan)
+                    state.withLock { state in
+                        state.phase = .active(Connection(plan: plan, options: current.options, tunnel: tunnel))
+                        reconcile(&state)
+                        publish(&state)
+                    }
+                } catch {
+                    state.withLock { state in
+                        state.phase = .disconnected
+                        publish(&state)
+                    }
+                    throw error
+                }
+            }
+            return config
+        }
+    }
+
+    /// Polls the tunnel's statistics, re-derives the connection and uplink states, applies tier changes
+    /// and publishes what changed. The daemon calls it once a second, which also rate-limits counters.
+    public func refresh() {
+        state.withLock { state in
+            guard case .active(var connection) = state.phase else { return }
+            connection.statistics = connection.tunnel.snapshot()
+            state.phase = .active(connection)
+            reconcile(&state)
+            publish(&state)
+        }
+    }
+
+    // MARK: Scheduler
+
+    /// Sets the scheduler (Manager1.Scheduler): applied at once when connected, kept for later connections.
+    public func setScheduler(_ name: String) throws(TriglavDaemonError) {
+        guard let kind = TriglavConfig.SchedulerKind(rawValue: name) else {
+            throw .invalidArgument(what: "scheduler '\(name)'",
+                                   reason: "use one of \(TriglavConfig.SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let dataPlaneKind = try Self.dataPlaneScheduler(kind)
+        state.withLock { state in
+            state.schedulerOverride = kind
+            if case .active(let connection) = state.phase {
+                connection.tunnel.setScheduler(dataPlaneKind)
+                state.updateConnection { $0.plan.scheduler = dataPlaneKind }
+            }
+            publish(&state)
+        }
+    }
+
+    // MARK: Uplinks
+
+    /// Adds `interface` as a manual uplink (or makes an automatically found one manual) and returns its
+    /// number. A manual uplink whose interface is missing waits for it.
+    @discardableResult
+    public func addUplink(interface: String, options: UplinkOverrides = UplinkOverrides()) throws(TriglavDaemonError) -> Int {
+        do { _ = try InterfaceName(interface) } catch {
+            throw .invalidArgument(what: "interface name '\(interface)'", reason: "\(error)")
+        }
+        let tunnelInterface = state.withLock { $0.config.tunnel.interface.rawValue }
+        guard interface != tunnelInterface else {
+            throw .invalidArgument(what: "interface '\(interface)'", reason: "it is the tunnel itself")
+        }
+        return try state.withLock { state throws(TriglavDaemonError) -> Int in
+            if var record = state.records[interface] {
+                guard record.origin == .auto else {
+                    throw .invalidArgument(what: "interface '\(interface)'", reason: "it is already uplink \(record.number)")
+                }
+                record.origin = .manual
+                record.apply(options)
+                state.records[interface] = record
+                reconcile(&state)
+                publish(&state)
+                return record.number
+            }
+            var record = UplinkRecord(number: state.nextUplinkNumber, interface: interface, origin: .manual)
+            state.nextUplinkNumber += 1
+            record.apply(options)
+            state.records[interface] = record
+            reconcile(&state)
+            publish(&state)
+            logger.info("manual uplink \(interface) added", metadata: ["interface": "\(interface)"])
+            return record.number
+        }
+    }
+
+    /// Removes manual uplink `number`. If discovery also reports its interface it becomes an automatic
+    /// uplink again (with the discovered tier and metered flag); automatic uplinks can't be removed
+    /// (disable them, or exclude them in the configuration).
+    public func removeUplink(number: Int) throws(TriglavDaemonError) {
+        try state.withLock { state throws(TriglavDaemonError) in
+            guard var record = state.records.values.first(where: { $0.number == number }) else {
+                throw .notFound("uplink \(number)")
+            }
+            guard record.origin == .manual else {
+                throw .invalidArgument(what: "uplink \(number) (\(record.interface))",
+                                       reason: "it was found automatically; set Enabled=false or exclude it in triglavd.toml")
+            }
+            if record.discovered != nil {
+                record.origin = .auto
+                record.overrides = UplinkOverrides()
+                state.records[record.interface] = record
+            } else {
+                state.records[record.interface] = nil
+            }
+            reconcile(&state)
+            publish(&state)
+        }
+    }
+
+    /// Writes Uplink1.Tier / Metered / Enabled (the non-nil fields of `options`).
+    public func updateUplink(number: Int, _ options: UplinkOverrides) throws(TriglavDaemonError) {
+        try state.withLock { state throws(TriglavDaemonError) in
+            guard var record = state.records.values.first(where: { $0.number == number }) else {
+                throw .notFound("uplink \(number)")
+            }
+            record.apply(options)
+            state.records[record.interface] = record
+            reconcile(&state)
+            publish(&state)
+        }
+    }
+
+    /// Applies one discovery event (called on discovery's thread).
+    public func handleDiscovery(_ event: DiscoveryEvent) {
+        state.withLock { state in
+            switch event {
+            case .added(let uplink), .changed(let uplink):
+                // A renamed interface keeps its index: retire the record under the old name first.
+                if let renamed = state.records.values.first(where: {
+                    $0.discovered?.interfaceIndex == uplink.interfaceIndex && $0.interface != uplink.name
+                }) {
+                    state.forget(renamed.interface)
+                }
+                if var record = state.records[uplink.name] {
+                    record.discovered = uplink
+                    state.records[uplink.name] = record
+                } else {
+                    var record = UplinkRecord(number: state.nextUplinkNumber, interface: uplink.name, origin: .auto)
+                    state.nextUplinkNumber += 1
+                    record.discovered = uplink
+                    state.records[uplink.name] = record
+                }
+            case .removed(let uplink):
+                state.forget(uplink.name)
+            case .synchronized:
+                return
+            }
+            reconcile(&state)
+            publish(&state)
+        }
+    }
+
+    // MARK: Internals
+
+    private func makePlan(config: DaemonConfig, profile name: ProfileName, options: ConnectionOptions,
+                          schedulerOverride: TriglavConfig.SchedulerKind?) throws(TriglavDaemonError) -> ClientTunnelPlan {
+        guard config.role == .client else { throw .wrongRole(operation: "connect", role: config.role.rawValue) }
+        let profile = try profiles.profile(named: name)
+        var settings = ConnectionSettings(daemon: config, profile: profile)
+        if let scheduler = options.scheduler ?? schedulerOverride { settings.multipath.scheduler = scheduler }
+        if let fullTunnel = options.fullTunnel { settings.routing.fullTunnel = fullTunnel }
+        if let server = options.server { settings.endpoint = server }
+        let routing: ClientRouting = settings.routing.fullTunnel ? .fullTunnel
+            : settings.routing.routes.isEmpty ? .none : .split(settings.routing.routes)
+        if !settings.routing.exclude.isEmpty {
+            logger.warning("routing.exclude is not supported by the data plane yet; \(settings.routing.exclude.count) prefixes ignored")
+        }
+        return ClientTunnelPlan(
+            profile: name, configuredEndpoint: settings.endpoint, server: try resolver.resolve(settings.endpoint),
+            serverKey: settings.serverPublicKey, privateKeyPath: config.privateKeyPath,
+            tunnelInterface: config.tunnel.interface, mtu: config.tunnel.mtu, routing: routing,
+            scheduler: try Self.dataPlaneScheduler(settings.multipath.scheduler),
+            firewallMark: settings.routing.firewallMark,
+            keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
+            probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold)
+    }
+
+    /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.
+    static let keepaliveDisabled: Duration = .seconds(86_400)
+
+    static func dataPlaneScheduler(_ kind: TriglavConfig.SchedulerKind) throws(TriglavDaemonError) -> TriglavDataPlane.SchedulerKind {
+        guard let mapped = TriglavDataPlane.SchedulerKind(rawValue: kind.rawValue) else {
+            throw .invalidArgument(
+                what: "scheduler '\(kind.rawValue)'",
+                reason: "not implemented by the data plane yet; use one of "
+                    + TriglavDataPlane.SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        return mapped
+    }
+
+    private func startTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {
+        let tunnel = try tunnels.makeTunnel(plan)
+        do { try tunnel.start() } catch {
+            throw .failed(operation: "starting the tunnel \(plan.tunnelInterface)", reason: error.description)
+        }
+        return tunnel
+    }
+
+    /// Stops the active connection (with the lifecycle lock held). Returns false when there was none.
+    private func teardown() throws(TriglavDaemonError) -> Bool {
+        let connection = state.withLock { state -> Connection? in
+            guard case .active(let connection) = state.phase else { return nil }
+            state.phase = .disconnecting(connection)
+            publish(&state)
+            return connection
+        }
+        guard let connection else { return false }
+        // Outside the state lock: stopping joins the pump threads, and readers must not wait for that.
+        connection.tunnel.stop()
+        state.withLock { state in
+            state.phase = .disconnected
+            publish(&state)
+        }
+        logger.info("disconnected from \(connection.plan.profile)", metadata: ["profile": "\(connection.plan.profile)"])
+        return true
+    }
+
+    /// Brings the tunnel's uplinks in line with the records (see the type's comment) and re-derives the
+    /// connection state. Failures to add (e.g. the tunnel's uplink limit) are retried on the next call.
+    private func reconcile(_ state: inout State) {
+        guard case .active(var connection) = state.phase else { return }
+        let wanted = state.wantedInterfaces(connection)
+        for interface in connection.attached.subtracting(wanted).sorted() {
+            if let name = try? InterfaceName(interface) {
+                do { try connection.tunnel.removeUplink(interface: name) } catch {
+                    logger.debug("removing uplink \(interface): \(error)")
+                }
+            }
+            connection.retire(interface)
+            connection.attached.remove(interface)
+            logger.info("uplink \(interface) left the tunnel", metadata: ["interface": "\(interface)"])
+        }
+        for interface in wanted.subtracting(connection.attached).sorted() {
+            do {
+                try connection.tunnel.addUplink(interface: try InterfaceName(interface))
+                connection.attached.insert(interface)
+                logger.info("uplink \(interface) joined the tunnel", metadata: ["interface": "\(interface)"])
+            } catch {
+                logger.warning("uplink \(interface) can't join the tunnel yet: \(error)", metadata: ["interface": "\(interface)"])
+            }
+        }
+        connection.deriveState()
+        state.phase = .active(connection)
+    }
+
+    /// Enqueues events for whatever differs from what observers saw last.
+    private func publish(_ state: inout State) {
+        let status = state.status()
+        let uplinks = state.uplinkStatuses()
+        var pending: [ClientManagerEvent] = []
+        if status != state.published {
+            pending.append(.managerChanged(status))
+        }
+        let current = Dictionary(uniqueKeysWithValues: uplinks.map { ($0.number, $0) })
+        for (number, old) in state.publishedUplinks.sorted(by: { $0.key < $1.key }) where current[number] == nil {
+            pending.append(.uplinkRemoved(number: number, interface: old.interface))
+        }
+        for uplink in uplinks {
+            if let old = state.publishedUplinks[uplink.number] {
+                if old != uplink { pending.append(.uplinkChanged(uplink)) }
+            } else {
+                pending.append(.uplinkAdded(uplink))
+            }
+        }
+        state.published = status
+        state.publishedUplinks = current
+        guard !pending.isEmpty, let observer = state.observer else { return }
+        let batch = pending
+        events.async { for event in batch { observer(event) } }
+    }
+}
+
+// MARK: - State
+
+extension ClientManager {
+    enum Phase {
+        case disconnected
+        /// Connect (or a reload's rebuild) is creating the tunnel.
+        case starting(ProfileName)
+        case active(Connection)
+        case disconnecting(Connection)
+    }
+
+    struct Connection {
+        var plan: ClientTunnelPlan
+        let options: ConnectionOptions
+        let tunnel: any ClientTunnelDriving
+        /// Interfaces currently added to the tunnel.
+        var attached: Set<String> = []
+        var state: ConnectionState = .connecting
+        var statistics: ClientTunnelSnapshot?
+        /// Counters of uplinks that left the tunnel, so the totals never go backwards.
+        var retiredTransmitted: UInt64 = 0
+        var retiredReceived: UInt64 = 0
+
+        func uplinkStatistics(_ interface: String) -> ClientTunnelSnapshot.Uplink? {
+            statistics?.uplinks.first { $0.interface == interface }
+        }
+
+        func isEstablished(_ interface: String) -> Bool {
+            attached.contains(interface) && uplinkStatistics(interface)?.state == .established
+        }
+
+        mutating func retire(_ interface: String) {
+            guard let statistics = uplinkStatistics(interface) else { return }
+            retiredTransmitted &+= statistics.transmittedBytes
+            retiredReceived &+= statistics.receivedBytes
+            self.statistics?.uplinks.removeAll { $0.interface == interface }
+        }
+
+        mutating func deriveState() {
+            let established = attached.filter(isEstablished).count
+            state = established == 0 ? .connecting : established == attached.count ? .connected : .degraded
+        }
+
+        var transmittedBytes: UInt64 {
+            (statistics?.uplinks ?? []).reduce(retiredTransmitted) { $0 &+ $1.transmittedBytes }
+        }
+
+        var receivedBytes: UInt64 {
+            (statistics?.uplinks ?? []).reduce(retiredReceived) { $0 &+ $1.receivedBytes }
+        }
+    }
+
+    struct UplinkRecord {
+        let number: Int
+        let interface: String
+        var origin: UplinkProvenance
+        /// What discovery last said about the interface; nil while it doesn't qualify (manual records only).
+        var discovered: DiscoveredUplink?
+        /// Values set through AddUplink or property writes; they win over discovery's.
+        var overrides = UplinkOverrides()
+
+        init(number: Int, interface: String, origin: UplinkProvenance) {
+            self.number = number
+            self.interface = interface
+            self.origin = origin
+        }
+
+        mutating func apply(_ options: UplinkOverrides) {
+            if let tier = options.tier { overrides.tier = tier }
+            if let metered = options.isMetered { overrides.isMetered = metered }
+            if let enabled = options.isEnabled { overrides.isEnabled = enabled }
+        }
+
+        var tier: TriglavMultipath.UplinkTier { overrides.tier ?? discovered?.tier ?? .primary }
+        var isMetered: Bool { overrides.isMetered ?? discovered?.isMetered ?? false }
+        var isEnabled: Bool { overrides.isEnabled ?? true }
+        /// May carry traffic at all (tiers aside from `never` decide when).
+        var isEligible: Bool { isEnabled && tier != .never && (origin == .manual || discovered != nil) }
+    }
+
+    struct State {
+        var config: DaemonConfig
+        var phase: Phase = .disconnected
+        var records: [String: UplinkRecord] = [:]
+        var nextUplinkNumber = 1
+        var schedulerOverride: TriglavConfig.SchedulerKind?
+        var observer: (@Sendable (ClientManagerEvent) -> Void)?
+        var published: ClientManagerStatus?
+        var publishedUplinks: [Int: UplinkSnapshot] = [:]
+
+        init(config: DaemonConfig) { self.config = config }
+
+        mutating func updateConnection(_ body: (inout Connection) -> Void) {
+            guard case .active(var connection) = phase else { return }
+            body(&connection)
+            phase = .active(connection)
+        }
+
+        /// Drops a record whose interface discovery no longer reports; a manual one stays and waits.
+        mutating func forget(_ interface: String) {
+            guard var record = records[interface] else { return }
+            if record.origin == .manual {
+                record.discovered = nil
+                records[interface] = record
+            } else {
+                records[interface] = nil
+            }
+        }
+
+        /// Tier by tier from the best: take every eligible uplink of the tier; stop after the first tier
+        /// (counting the ones taken so far) that has an established uplink.
+        func wantedInterfaces(_ connection: Connection) -> Set<String> {
+            var wanted: Set<String> = []
+            for tier in [TriglavMultipath.UplinkTier.primary, .secondary, .backup] {
+                let members = records.values.filter { $0.isEligible && $0.tier == tier }.map(\.interface)
+                wanted.formUnion(members)
+                if wanted.contains(where: connection.isEstablished) { break }
+            }
+            return wanted
+        }
+
+        var connection: Connection? {
+            switch phase {
+            case .active(let connection), .disconnecting(let connection): connection
+            case .disconnected, .starting: nil
+            }
+        }
+
+        var connectionState: ConnectionState {
+            switch phase {
+            case .disconnected: .disconnected
+            case .starting: .connecting
+            case .active(let connection): connection.state
+            case .disconnecting: .disconnecting
+            }
+        }
+
+        var scheduler: TriglavConfig.SchedulerKind {
+            if let connection, let kind = TriglavConfig.SchedulerKind(rawValue: connection.plan.scheduler.rawValue) { return kind }
+            return schedulerOverride ?? config.multipath.scheduler
+        }
+
+        func status() -> ClientManagerStatus {
+            let connection = self.connection
+            var profile = ""
+            switch phase {
+            case .starting(let name): profile = name.rawValue
+            case .active(let connection), .disconnecting(let connection): profile = connection.plan.profile.rawValue
+            case .disconnected: break
+            }
+            let assignment = connection?.statistics?.assignment
+            return ClientManagerStatus(
+                state: connectionState, profile: profile, server: connection.map { "\($0.plan.configuredEndpoint)" } ?? "",
+                tunnelInterface: connection.map { $0.plan.tunnelInterface.rawValue } ?? "",
+                tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
+                scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
+                receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted())
+        }
+
+        func uplinkStatuses() -> [UplinkSnapshot] {
+            let connection = self.connection
+            return records.values.sorted { $0.number < $1.number }.map { record in
+                let statistics = connection?.uplinkStatistics(record.interface)
+                var state = UplinkActivity.inactive
+                if let connection, !connection.attached.contains(record.interface), record.isEligible,
+                   record.origin == .manual || record.discovered != nil {
+                    state = .standby
+                } else if let connection, connection.attached.contains(record.interface) {
+                    switch statistics?.state {
+                    case .established: state = .established
+                    case .waiting: state = .waiting
+                    case .handshaking: state = .connecting
+                    case nil: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting
+                    }
+                }
+                let rtt = statistics?.smoothedRTT.map { duration -> UInt64 in
+                    let (seconds, attoseconds) = duration.components
+                    return UInt64(max(0, seconds)) * 1_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000_000)
+                } ?? 0
+                return UplinkSnapshot(
+                    number: record.number, interface: record.interface, kind: record.discovered?.kind ?? .other,
+                    origin: record.origin, state: state, tier: record.tier, isMetered: record.isMetered,
+                    isEnabled: record.isEnabled, rttMicroseconds: rtt, jitterMicroseconds: 0, lossRatio: 0,
+                    capacityBitsPerSecond: 0, transmittedBytes: statistics?.transmittedBytes ?? 0,
+                    receivedBytes: statistics?.receivedBytes ?? 0,
+                    localAddress: record.discovered?.localAddresses.first.map(\.description) ?? "", transport: "udp")
+            }
+        }
+
+        func statusLine() -> String {
+            let status = status()
+            let all = records.values.filter(\.isEligible).count
+            switch status.state {
+            case .disconnected:
+                return "Disconnected; \(all) usable uplink\(all == 1 ? "" : "s")"
+            case .connecting:
+                return "Connecting to \(status.profile)\(status.server.isEmpty ? "" : " (\(status.server))")"
+                    + "; \(connection?.attached.count ?? 0) uplinks handshaking"
+            case .connected, .degraded:
+                let established = connection.map { $0.attached.filter($0.isEstablished).count } ?? 0
+                let attached = connection?.attached.count ?? 0
+                let word = status.state == .connected ? "Connected" : "Degraded"
+                return "\(word) to \(status.profile) (\(status.server)): \(established)/\(attached) uplinks established, "
+                    + "\(status.tunnelInterface) \(status.tunnelAddresses.joined(separator: " "))"
+            case .disconnecting:
+                return "Disconnecting from \(status.profile)"
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+public import TriglavConfig
+public import TriglavMultipath
+
+/// The client connection's state, as `org.triglav.Manager1.State` shows it.
+public enum ConnectionState: String, Sendable, CaseIterable {
+    /// No tunnel.
+    case disconnected
+    /// The tunnel exists but no uplink has a session with the server yet (or none has any more).
+    case connecting
+    /// Every uplink that should carry traffic has a session.
+    case connected
+    /// Some uplinks that should carry traffic have a session, others don't.
+    case degraded
+    /// The tunnel is being torn down (routes, rules and TUN removed).
+    case disconnecting
+}
+
+/// How an uplink came to be.
+public enum UplinkProvenance: String, Sendable, CaseIterable {
+    /// Found by netlink discovery; goes away with the interface.
+    case auto
+    /// Added with AddUplink; stays until RemoveUplink, waiting while its interface is missing.
+    case manual
+}
+
+/// An uplink's state, as `org.triglav.Uplink1.State` shows it.
+public enum UplinkActivity: String, Sendable, CaseIterable {
+    /// Not part of the tunnel: disconnected, disabled, tier `never`, or its interface is gone.
+    case inactive
+    /// Could carry traffic, but its tier is held back while a better tier works.
+    case standby
+    /// Part of the tunnel, but its interface is missing or has no usable address.
+    case waiting
+    /// Part of the tunnel, handshaking with the server.
+    case connecting
+    /// Part of the tunnel with an established session.
+    case established
+}
+
+/// Options of Connect (`a{sv}` on the bus). Each overrides the profile and the daemon file.
+public struct ConnectionOptions: Sendable, Equatable {
+    public var scheduler: SchedulerKind?
+    public var fullTunnel: Bool?
+    /// Another endpoint for the profile's server (same key).
+    public var server: RemoteEndpoint?
+
+    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil, server: RemoteEndpoint? = nil) {
+        self.scheduler = scheduler
+        self.fullTunnel = fullTunnel
+        self.server = server
+    }
+}
+
+/// Options of AddUplink and the writable Uplink1 properties.
+public struct UplinkOverrides: Sendable, Equatable {
+    public var tier: TriglavMultipath.UplinkTier?
+    public var isMetered: Bool?
+    public var isEnabled: Bool?
+
+    public init(tier: TriglavMultipath.UplinkTier? = nil, isMetered: Bool? = nil, isEnabled: Bool? = nil) {
+        self.tier = tier
+        self.isMetered = isMetered
+        self.isEnabled = isEnabled
+    }
+}
+
+/// A snapshot of one uplink (`/org/triglav/uplink/N`).
+public struct UplinkSnapshot: Sendable, Equatable {
+    /// N in the object path; never reused while the daemon runs.
+    public var number: Int
+    public var interface: String
+    public var kind: UplinkKind
+    public var origin: UplinkProvenance
+    public var state: UplinkActivity
+    public var tier: TriglavMultipath.UplinkTier
+    public var isMetered: Bool
+    public var isEnabled: Bool
+    public var rttMicroseconds: UInt64
+    /// Not measured by the data plane yet: 0.
+    public var jitterMicroseconds: UInt64
+    /// Not measured by the data plane yet: 0.
+    public var lossRatio: Double
+    /// Not measured by the data plane yet: 0.
+    public var capacityBitsPerSecond: UInt64
+    public var transmittedBytes: UInt64
+    public var receivedBytes: UInt64
+    /// The interface's first usable address ("" when unknown).
+    public var localAddress: String
+    /// "udp" (the data plane has no TCP fallback yet).
+    public var transport: String
+}
+
+/// A snapshot of the client manager (`/org/triglav`, `org.triglav.Manager1`).
+public struct ClientManagerStatus: Sendable, Equatable {
+    public var state: ConnectionState
+    /// The connected profile's name ("" when disconnected).
+    public var profile: String
+    /// The server endpoint ("" when disconnected).
+    public var server: String
+    /// The TUN device ("" when disconnected).
+    public var tunnelInterface: String
+    /// Addresses the server assigned, e.g. ["10.77.0.2/24"] (empty before the first handshake).
+    public var tunnelAddresses: [String]
+    public var scheduler: SchedulerKind
+    public var transmittedBytes: UInt64
+    public var receivedBytes: UInt64
+    /// Numbers of the uplink objects, ascending.
+    public var uplinks: [Int]
+}
+
+/// A change the bus adaptor turns into signals. Delivered in order on one serial queue.
+public enum ClientManagerEvent: Sendable, Equatable {
+    /// Some Manager1 property changed; the snapshot has all of them.
+    case managerChanged(ClientManagerStatus)
+    case uplinkAdded(UplinkSnapshot)
+    case uplinkChanged(UplinkSnapshot)
+    case uplinkRemoved(number: Int, interface: String)
+}

@@ -1,0 +1,269 @@
+public import Logging
+public import TriglavConfig
+public import TriglavCore
+public import TriglavCrypto
+public import TriglavDataPlane
+public import TriglavNetlink
+
+/// What the client manager needs from a client tunnel: the `ClientTunnel` façade's lifecycle, uplink and
+/// statistics calls, behind a protocol so the manager's state machine is tested with a fake (no root, no TUN).
+public protocol ClientTunnelDriving: AnyObject, Sendable {
+    func start() throws(TriglavDataPlaneError)
+    func stop()
+    @discardableResult
+    func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID
+    func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError)
+    func setScheduler(_ kind: TriglavDataPlane.SchedulerKind)
+    func snapshot() -> ClientTunnelSnapshot
+}
+
+/// What the manager reads from a client tunnel's statistics: the assignment and, per uplink, its
+/// session state and counters.
+public struct ClientTunnelSnapshot: Sendable, Equatable {
+    public struct Uplink: Sendable, Equatable {
+        public enum SessionState: Sendable, Equatable {
+            /// The interface is missing or can't carry a socket yet.
+            case waiting
+            case handshaking
+            case established
+        }
+
+        public var interface: String
+        public var state: SessionState
+        public var transmittedBytes: UInt64
+        public var receivedBytes: UInt64
+        public var smoothedRTT: Duration?
+
+        public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
+                    smoothedRTT: Duration? = nil) {
+            self.interface = interface
+            self.state = state
+            self.transmittedBytes = transmittedBytes
+            self.receivedBytes = receivedBytes
+            self.smoothedRTT = smoothedRTT
+        }
+    }
+
+    public var assignment: TunnelAddresses?
+    public var uplinks: [Uplink]
+
+    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = []) {
+        self.assignment = assignment
+        self.uplinks = uplinks
+    }
+}
+
+extension ClientTunnel: ClientTunnelDriving {
+    public func snapshot() -> ClientTunnelSnapshot {
+        let statistics = statistics()
+        return ClientTunnelSnapshot(assignment: statistics.addresses, uplinks: statistics.uplinks.map { uplink in
+            let state: ClientTunnelSnapshot.Uplink.SessionState = switch uplink.state {
+            case "established": .established
+            case "no-socket": .waiting
+            default: .handshaking
+            }
+            return ClientTunnelSnapshot.Uplink(interface: uplink.interface.rawValue, state: state,
+                                               transmittedBytes: uplink.transmittedBytes,
+                                               receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT)
+        })
+    }
+}
+
+/// What the server manager needs from a server tunnel (`ServerTunnel`).
+public protocol ServerTunnelDriving: AnyObject, Sendable {
+    func start() throws(TriglavDataPlaneError)
+    func stop()
+    func snapshot() -> ServerTunnelSnapshot
+    func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint]
+}
+
+/// What the server manager reads from a server tunnel's statistics.
+public struct ServerTunnelSnapshot: Sendable, Equatable {
+    public struct Client: Sendable, Equatable {
+        /// Base64, as in the configuration.
+        public var publicKey: String
+        public var assignment: TunnelAddresses
+        public var endpoints: [IPEndpoint]
+        public var receivedPackets: UInt64
+        public var transmittedPackets: UInt64
+
+        public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
+                    receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0) {
+            self.publicKey = publicKey
+            self.assignment = assignment
+            self.endpoints = endpoints
+            self.receivedPackets = receivedPackets
+            self.transmittedPackets = transmittedPackets
+        }
+    }
+
+    public var clients: [Client]
+    public var rejectedHandshakes: UInt64
+
+    public init(clients: [Client] = [], rejectedHandshakes: UInt64 = 0) {
+        self.clients = clients
+        self.rejectedHandshakes = rejectedHandshakes
+    }
+}
+
+extension ServerTunnel: ServerTunnelDriving {
+    public func snapshot() -> ServerTunnelSnapshot {
+        let statistics = statistics()
+        return ServerTunnelSnapshot(clients: statistics.clients.map {
+            ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
+                                        receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets)
+        }, rejectedHandshakes: statistics.rejectedHandshakes)
+    }
+}
+
+/// Where uplinks come from: the netlink-driven `UplinkDiscoveryService`, or a fake in tests.
+public protocol UplinkSource: AnyObject, Sendable {
+    /// Starts delivering events; one `.synchronized` follows the initial dump.
+    func start(_ handler: @escaping @Sendable (DiscoveryEvent) -> Void) throws(NetlinkError)
+    /// Applies a new policy (config reload); resulting events reach the handler before this returns.
+    func updatePolicy(_ policy: DiscoveryPolicy)
+    func stop()
+}
+
+extension UplinkDiscoveryService: UplinkSource {}
+
+/// Everything a client connection is built from, resolved from the daemon configuration, the profile,
+/// the Connect options and runtime overrides (in increasing precedence). Two plans that are equal need
+/// no reconnect on reload.
+public struct ClientTunnelPlan: Sendable, Equatable {
+    public var profile: ProfileName
+    /// The endpoint as written in the profile (may be a host name); `server` is what it resolved to.
+    public var configuredEndpoint: RemoteEndpoint
+    public var server: IPEndpoint
+    public var serverKey: IdentityPublicKey
+    public var privateKeyPath: String
+    public var tunnelInterface: InterfaceName
+    /// nil keeps the data plane's default MTU.
+    public var mtu: Int?
+    public var routing: ClientRouting
+    public var scheduler: TriglavDataPlane.SchedulerKind
+    /// SO_MARK of the uplink sockets; the data plane also uses it as its routing table number.
+    public var firewallMark: UInt32
+    public var keepaliveInterval: Duration
+    public var probeInterval: Duration
+    public var reorderHold: Duration
+
+    public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
+                serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
+                mtu: Int? = nil, routing: ClientRouting = .none, scheduler: TriglavDataPlane.SchedulerKind = .aggregate,
+                firewallMark: UInt32 = ConfigDefaults.firewallMark, keepaliveInterval: Duration = .seconds(25),
+                probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30)) {
+        self.profile = profile
+        self.configuredEndpoint = configuredEndpoint
+        self.server = server
+        self.serverKey = serverKey
+        self.privateKeyPath = privateKeyPath
+        self.tunnelInterface = tunnelInterface
+        self.mtu = mtu
+        self.routing = routing
+        self.scheduler = scheduler
+        self.firewallMark = firewallMark
+        self.keepaliveInterval = keepaliveInterval
+        self.probeInterval = probeInterval
+        self.reorderHold = reorderHold
+    }
+}
+
+/// Builds client tunnels from plans. The live factory loads the private key each time, so a key
+/// replaced on disk is picked up by the next connect or reload.
+public protocol ClientTunnelFactory: Sendable {
+    func makeTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving
+}
+
+/// The server's tunnel as the configuration describes it.
+public struct ServerTunnelPlan: Sendable, Equatable {
+    public var privateKeyPath: String
+    public var listen: [IPEndpoint]
+    public var tunnelInterface: InterfaceName
+    public var tunnelAddresses: [IPPrefix]
+    public var clients: [AuthorizedClient]
+    public var masquerade: Bool
+    public var mtu: Int?
+
+    public init(config: DaemonConfig) {
+        let server = config.server ?? ServerSettings()
+        privateKeyPath = config.privateKeyPath
+        listen = server.listen
+        tunnelInterface = config.tunnel.interface
+        tunnelAddresses = [server.tunnelIPv4] + (server.tunnelIPv6.map { [$0] } ?? [])
+        clients = server.clients
+        masquerade = server.nat.enabled
+        mtu = config.tunnel.mtu
+    }
+
+    /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
+    public func assignment(of client: AuthorizedClient) -> TunnelAddresses? {
+        guard let v4Prefix = tunnelAddresses.first(where: { $0.address.isIPv4 }),
+              let ipv4 = try? IPPrefix(address: client.tunnelIPv4, length: v4Prefix.length) else { return nil }
+        let ipv6 = client.tunnelIPv6.flatMap { address in
+            tunnelAddresses.first { !$0.address.isIPv4 }.flatMap { try? IPPrefix(address: address, length: $0.length) }
+        }
+        return TunnelAddresses(ipv4: ipv4, ipv6: ipv6)
+    }
+}
+
+public protocol ServerTunnelFactory: Sendable {
+    func makeTunnel(_ plan: ServerTunnelPlan) throws(TriglavDaemonError) -> any ServerTunnelDriving
+}
+
+/// Builds real `ClientTunnel`s.
+public struct LiveClientTunnelFactory: ClientTunnelFactory {
+    private let logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
+
+    public func makeTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {
+        let identity: IdentityKey
+        do { identity = try KeyFile.load(path: plan.privateKeyPath) } catch {
+            throw .failed(operation: "loading the private key \(plan.privateKeyPath)",
+                          reason: "\(error); create it with 'triglav keygen \(plan.privateKeyPath)'")
+        }
+        var configuration = ClientTunnelConfiguration(identity: identity, serverKey: plan.serverKey, server: plan.server,
+                                                      tunnelInterface: plan.tunnelInterface)
+        if let mtu = plan.mtu { configuration.mtu = mtu }
+        configuration.routing = plan.routing
+        configuration.scheduler = plan.scheduler
+        configuration.firewallMark = plan.firewallMark
+        configuration.keepaliveInterval = plan.keepaliveInterval
+        configuration.probeInterval = plan.probeInterval
+        configuration.reorderHold = plan.reorderHold
+        do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
+            throw .failed(operation: "creating the client tunnel", reason: error.description)
+        }
+    }
+}
+
+/// Builds real `ServerTunnel`s.
+public struct LiveServerTunnelFactory: ServerTunnelFactory {
+    private let logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
+
+    public func makeTunnel(_ plan: ServerTunnelPlan) throws(TriglavDaemonError) -> any ServerTunnelDriving {
+        let identity: IdentityKey
+        do { identity = try KeyFile.load(path: plan.privateKeyPath) } catch {
+            throw .failed(operation: "loading the private key \(plan.privateKeyPath)",
+                          reason: "\(error); create it with 'triglav keygen \(plan.privateKeyPath)'")
+        }
+        var clients: [IdentityPublicKey: TunnelAddresses] = [:]
+        for client in plan.clients {
+            guard let assignment = plan.assignment(of: client) else {
+                throw .invalidArgument(what: "client \(client.name)", reason: "its tunnel address fits no server prefix")
+            }
+            clients[client.publicKey] = assignment
+        }
+        var configuration = ServerTunnelConfiguration(identity: identity, tunnelInterface: plan.tunnelInterface,
+                                                      tunnelAddresses: plan.tunnelAddresses, clients: clients)
+        configuration.listen = plan.listen
+        configuration.masquerade = plan.masquerade
+        if let mtu = plan.mtu { configuration.mtu = mtu }
+        do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {
+            throw .failed(operation: "creating the server tunnel", reason: error.description)
+        }
+    }
+}

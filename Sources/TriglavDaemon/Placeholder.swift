@@ -1,1 +1,0 @@
-// TriglavDaemon: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,364 @@
+internal import CTriglavShims
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import TriglavCore
+import TriglavMultipath
+import TriglavProtocol
+
+/// The uplinks → TUN pump of a client, and its timers: receives batches from every ready uplink socket and
+/// opens them under the lock, where data frames go through the multipath engine's reorder buffer (packets
+/// it holds wait in `pool`); the packets it releases are written to the TUN device after the lock, one
+/// packet per write. The engine's duties (probes, feedback) run here too, and every `timerInterval` the
+/// handshakes, keepalives and dead-uplink checks.
+final class ClientNetworkPump: @unchecked Sendable {
+    private static let batchSize = 64
+    private static let timerInterval = 100 * Nanoseconds.millisecond
+
+    private let tunnel: ClientTunnel
+    private let tun: TunDevice
+    private let poller: Poller
+    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: 2048)
+    private let pool: PacketPool
+    private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
+    /// Pool slots released in order by the engine, to write to the TUN device after the lock.
+    private var deliveries: [Int] = []
+    private var nextTimer: Nanoseconds = 0
+    private var controlBuffer = [UInt8](repeating: 0, count: 128)
+
+    init(tunnel: ClientTunnel, tun: TunDevice) {
+        self.tunnel = tunnel
+        self.tun = tun
+        poller = tunnel.networkPollerForPump
+        // The reorder buffer can hold its capacity, plus one batch in flight.
+        pool = PacketPool(capacity: tunnel.configuration.multipath.reorderCapacity + Self.batchSize)
+        deliveries.reserveCapacity(pool.capacity)
+    }
+
+    func iterate() {
+        var now = monotonicNow()
+        var deadline = nextTimer
+        if let engineDeadline = tunnel.withState({ $0.engine.nextDeadline() }) { deadline = min(deadline, engineDeadline) }
+        let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
+        do {
+            try poller.wait(timeoutMilliseconds: timeout) { token in
+                if token < UInt64(ClientTunnel.maximumUplinks) { ready[Int(token)] = true }
+            }
+        } catch {
+            return
+        }
+        now = monotonicNow()
+        for slot in 0..<ClientTunnel.maximumUplinks where ready[slot] {
+            ready[slot] = false
+            receive(slot: slot, now: now)
+        }
+        runDuties(now: now)
+        if now >= nextTimer {
+            nextTimer = now &+ Self.timerInterval
+            runTimers(now: now)
+        }
+    }
+
+    private func receive(slot: Int, now: Nanoseconds) {
+        guard let socket = tunnel.withState({ $0.uplinks[slot]?.socket }) else { return }
+        var rounds = 0
+        while rounds < 8 {
+            rounds += 1
+            let count: Int
+            do {
+                count = try socket.receive(into: batch)
+            } catch {
+                if case .systemCall(_, let code) = error, code == ENODEV || code == ENXIO {
+                    tunnel.dropSocket(slot: slot)
+                }
+                return
+            }
+            if count == 0 { return }
+            process(count: count, slot: slot, now: now)
+            writeDeliveries()
+            if count < batch.capacity { break }
+        }
+    }
+
+    /// Writes the released packets to the TUN device (one write each) and frees their slots.
+    private func writeDeliveries() {
+        for slot in deliveries {
+            tun.write(pool.packet(slot))
+            pool.release(slot)
+        }
+        deliveries.removeAll(keepingCapacity: true)
+    }
+
+    /// Carries out the engine's duties (probes, feedback) and releases packets whose reorder wait ended.
+    private func runDuties(now: Nanoseconds) {
+        tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            while let slot = state.engine.nextDelivery(now: now) { deliveries.append(slot) }
+            var budget = 64
+            while budget > 0, let duty = state.engine.nextDuty(now: now) {
+                budget -= 1
+                switch duty {
+                case .sendProbe(let id, let probeID, let timestamp):
+                    guard let slot = state.slot(of: id) else { continue }
+                    sendControl(.probe(ProbeBody(id: UInt64(probeID), timestamp: timestamp)), slot: slot, now: now, state: &state)
+                    state.uplinks[slot]?.lastProbe = now
+                case .sendFeedback(let id, let report):
+                    guard let slot = state.slot(of: id) else { continue }
+                    let body = FeedbackBody(receivedPackets: report.receivedPackets, receivedBytes: report.receivedBytes,
+                                            highestCounter: report.highestCounter, reportedAt: now)
+                    sendControl(.feedback(body), slot: slot, now: now, state: &state)
+                case .stateChanged(let id, let from, let to):
+                    let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
+                    tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)")
+                case .resend, .requestResend:
+                    // No retransmit store yet: the inner protocol (TCP) recovers these losses.
+                    continue
+                }
+            }
+        }
+        writeDeliveries()
+    }
+
+    /// Opens every datagram of the batch under the lock; data frames are queued in `pendingData`.
+    private func process(count: Int, slot: Int, now: Nanoseconds) {
+        var newAddresses: TunnelAddresses?
+        tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            guard state.uplinks[slot] != nil else { return }
+            for index in 0..<count {
+                let datagram = batch.received(index)
+                switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
+                case .handshakeResponse(let receiver), .cookieReply(let receiver), .versionMismatch(let receiver, _):
+                    if let addresses = handshakeAnswer(datagram, receiver: receiver, slot: slot, now: now, state: &state) {
+                        newAddresses = addresses
+                    }
+                case .transport:
+                    // Opened in place: a copy of the uplink would copy the session's replay window.
+                    guard let frame = try? state.uplinks[slot]?.keyring.open(datagram, now: now),
+                          let id = state.uplinks[slot]?.id else { continue }
+                    state.uplinks[slot]?.lastReceive = now
+                    let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
+                    switch frame.type {
+                    case .data:
+                        state.uplinks[slot]?.status.receivedPackets &+= 1
+                        state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
+                        guard let stored = pool.store(body) else { continue }  // pool full: drop, like a full queue
+                        switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
+                                                    bytes: datagram.count, now: now) {
+                        case .deliverNow:
+                            deliveries.append(stored)
+                        case .buffered:
+                            break
+                        case .duplicate, .stale, .overflow:
+                            pool.release(stored)
+                        }
+                        while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
+                    case .probe:
+                        guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: body) else { continue }
+                        state.engine.handle(.probeReceived(id, senderTimestamp: probe.timestamp, at: now))
+                        sendControl(.probeReply(probe), slot: slot, now: now, state: &state)
+                    case .probeReply:
+                        guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { continue }
+                        state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                    case .feedback:
+                        guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { continue }
+                        state.engine.handle(.feedbackReceived(id, FeedbackReport(
+                            highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
+                            receivedBytes: report.receivedBytes), at: now))
+                    case .close:
+                        // The server dropped the session (tunnel removed, restart): handshake again now.
+                        state.resetUplink(slot, now: now)
+                    case .keepalive:
+                        break
+                    }
+                case .handshakeInitiation, .invalid:
+                    continue
+                }
+            }
+        }
+        if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {
+            tunnel.assignmentChanged(newAddresses, tun: name)
+        }
+    }
+
+    /// Feeds a handshake answer to the uplink's initiator. Returns new tunnel addresses when the server
+    /// assigned different ones.
+    private func handshakeAnswer(_ datagram: UnsafeMutableRawBufferPointer, receiver: UInt32, slot: Int, now: Nanoseconds,
+                                 state: inout ClientState) -> TunnelAddresses? {
+        guard var uplink = state.uplinks[slot], var initiator = uplink.initiator, initiator.localIndex == receiver else { return nil }
+        defer { state.uplinks[slot] = uplink }
+        let established: EstablishedSession?
+        do {
+            established = try initiator.receive(Array(datagram), now: now)
+            uplink.initiator = initiator
+        } catch {
+            uplink.initiator = nil
+            if state.creatingSlot == slot { state.creatingSlot = nil }
+            switch error {
+            case .joinRefused:
+                // The server no longer knows our tunnel (it restarted): create a new one.
+                tunnel.log(info: "server refused to join tunnel on \(uplink.interface); creating a new tunnel")
+                state.joinToken = nil
+                state.tunnelID = nil
+            case .versionMismatch(let local, let remote):
+                tunnel.log(error: "server speaks protocol version \(remote), we speak \(local); upgrade one side")
+            default:
+                tunnel.log(debug: "handshake answer on \(uplink.interface) rejected: \(error)")
+            }
+            return nil
+        }
+        guard let established else { return nil }  // a cookie reply: the next retransmission carries mac2
+        let created = uplink.initiatorCreates
+        uplink.initiator = nil
+        uplink.initiatorCreates = false
+        uplink.keyring.install(established.session)
+        uplink.lastReceive = now
+        uplink.status.handshakes &+= 1
+        sendKeepalive(&uplink, now: now, state: &state)
+        state.uplinks[slot] = uplink
+        state.admitUplink(slot, now: now)
+        let assignment = established.tunnel
+        if created || state.tunnelID != assignment.tunnelID {
+            if state.creatingSlot == slot { state.creatingSlot = nil }
+            if let previous = state.tunnelID, previous != assignment.tunnelID {
+                // The server replaced our old tunnel: sessions of the other uplinks belong to it; rejoin.
+                for other in state.uplinks.indices where other != slot { state.resetUplink(other, now: now) }
+            }
+            state.tunnelID = assignment.tunnelID
+            state.joinToken = assignment.joinToken
+            tunnel.log(info: "tunnel \(String(assignment.tunnelID, radix: 16)) established via \(uplink.interface)")
+        }
+        guard let ipv4 = assignment.ipv4 else {
+            tunnel.log(error: "the server assigned no IPv4 address; IPv6-only tunnels are not supported yet")
+            return nil
+        }
+        let addresses = TunnelAddresses(ipv4: ipv4, ipv6: assignment.ipv6)
+        guard state.assignment != addresses else { return nil }
+        state.assignment = addresses
+        return addresses
+    }
+
+    /// Handshake starts and retries, rekeys, probes, keepalives, dead-uplink detection, socket reopening.
+    private func runTimers(now: Nanoseconds) {
+        let configuration = tunnel.configuration
+        let retry = configuration.handshakeRetryInterval.nanoseconds
+        let timeout = configuration.uplinkTimeout.nanoseconds
+        let keepalive = configuration.keepaliveInterval.nanoseconds
+        var missingSockets: [Int] = []
+        tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            // A create that isn't answered soon is abandoned so another uplink can try.
+            if let creator = state.creatingSlot,
+               state.uplinks[creator]?.initiator == nil || now &- (state.uplinks[creator]?.lastAttempt ?? 0) >= 2 * retry {
+                state.uplinks[creator]?.initiator = nil
+                state.creatingSlot = nil
+            }
+            for slot in 0..<ClientTunnel.maximumUplinks {
+                guard var uplink = state.uplinks[slot] else { continue }
+                defer { state.uplinks[slot] = uplink }
+                guard uplink.socket != nil else {
+                    if now &- uplink.lastAttempt >= retry {
+                        uplink.lastAttempt = now
+                        missingSockets.append(slot)
+                    }
+                    continue
+                }
+                for index in uplink.keyring.removeExpired(now: now) { _ = index }
+                if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
+                    tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
+                    state.uplinks[slot] = uplink
+                    state.resetUplink(slot, now: now)
+                    uplink = state.uplinks[slot] ?? uplink
+                }
+                if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
+                    uplink.lastProbe = now
+                    sendKeepalive(&uplink, now: now, state: &state)
+                }
+                driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
+            }
+        }
+        for slot in missingSockets { tunnel.openSocket(slot: slot) }
+    }
+
+    /// Starts, retransmits or (for rekeys) begins this uplink's handshake as due.
+    private func driveHandshake(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, retry: UInt64, state: inout ClientState) {
+        if var initiator = uplink.initiator {
+            do {
+                if let retransmission = try initiator.handleDeadline(now: now) {
+                    send(retransmission, uplink: uplink, state: &state)
+                    uplink.lastAttempt = now
+                }
+                uplink.initiator = initiator
+            } catch {
+                uplink.initiator = nil
+                if state.creatingSlot == slot { state.creatingSlot = nil }
+            }
+            return
+        }
+        let rekeyDue = uplink.keyring.current?.isRekeyDue(now: now) ?? false
+        guard (!uplink.isEstablished || rekeyDue), now &- uplink.lastAttempt >= retry else { return }
+        let request: TunnelRequest
+        if let token = state.joinToken {
+            request = .join(token, replacing: rekeyDue ? uplink.keyring.current?.remoteIndex : nil)
+        } else {
+            guard state.creatingSlot == nil else { return }  // another uplink is creating the tunnel
+            request = .create
+            state.creatingSlot = slot
+        }
+        guard var initiator = tunnel.makeInitiator(request: request),
+              let initiation = try? initiator.start(now: now, wallClock: wallClockNow()) else {
+            if state.creatingSlot == slot { state.creatingSlot = nil }
+            return
+        }
+        uplink.initiator = initiator
+        uplink.initiatorCreates = request == .create
+        uplink.lastAttempt = now
+        send(initiation, uplink: uplink, state: &state)
+    }
+
+    private func sendKeepalive(_ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
+        sendControl(.keepalive, &uplink, now: now, state: &state)
+    }
+
+    private func sendControl(_ frame: ControlFrame, _ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
+        guard let socket = uplink.socket,
+              let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
+                  try uplink.keyring.sealControl(frame, in: raw, now: now)
+              }) else { return }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            controlBuffer.withUnsafeBytes { bytes in
+                socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
+            }
+        }
+    }
+
+    /// Seals a control frame with the slot's session in place and sends it.
+    private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
+        guard let socket = state.uplinks[slot]?.socket,
+              let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
+                  try state.uplinks[slot]?.keyring.sealControl(frame, in: raw, now: now)
+              }) else { return }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            controlBuffer.withUnsafeBytes { bytes in
+                socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
+            }
+        }
+    }
+
+    private func send(_ bytes: [UInt8], uplink: ClientUplink, state: inout ClientState) {
+        guard let socket = uplink.socket else { return }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            bytes.withUnsafeBytes { socket.sendOne($0, to: address, length: state.serverAddressLength) }
+        }
+    }
+}
+
+extension ClientTunnel {
+    func log(debug message: @autoclosure () -> String) { logger.debug("\(message())") }
+    func log(info message: @autoclosure () -> String) { logger.info("\(message())") }
+    func log(error message: @autoclosure () -> String) { logger.error("\(message())") }
+}

@@ -1,0 +1,500 @@
+internal import CTriglavShims
+import Dispatch
+import Logging
+import Synchronization
+import TriglavCore
+import TriglavCrypto
+import TriglavMultipath
+import TriglavProtocol
+
+/// Everything a client tunnel needs to run. Defaults follow docs/DATAPLANE.md.
+public struct ClientTunnelConfiguration: Sendable {
+    public var identity: IdentityKey
+    /// The server's identity public key, pinned: responses signed by anyone else are ignored.
+    public var serverKey: IdentityPublicKey
+    public var server: IPEndpoint
+    /// Name of the TUN device to create.
+    public var tunnelInterface: InterfaceName
+    /// Inner MTU of the TUN device. Defaults to MAX_PAYLOAD (a 1500-byte uplink path over IPv6).
+    public var mtu: Int = MAX_PAYLOAD
+    /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
+    public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
+    public var routing: ClientRouting = .none
+    /// Scheduler, probing, reordering and failover settings (TriglavMultipath). The engine's probes
+    /// (every 100 ms by default) are also the uplinks' liveness checks.
+    public var multipath = ClientTunnelConfiguration.defaultMultipath
+    /// Longest silence on an uplink before a keepalive is sent (keeps NAT mappings open).
+    public var keepaliveInterval: Duration = .seconds(25)
+    /// An established uplink that hears nothing for this long is considered dead and handshakes again
+    /// (the multipath engine stops scheduling on it much earlier).
+    public var uplinkTimeout: Duration = .seconds(3)
+    /// Interval between handshake attempts of an uplink that is not established.
+    public var handshakeRetryInterval: Duration = .seconds(1)
+
+    /// Multipath defaults for the data plane: the engine asks for resends only when the sender keeps a
+    /// retransmit store, which this data plane doesn't yet (see docs/DATAPLANE.md).
+    public static var defaultMultipath: MultipathConfiguration {
+        var configuration = MultipathConfiguration()
+        configuration.requestsResends = false
+        return configuration
+    }
+
+    public init(identity: IdentityKey, serverKey: IdentityPublicKey, server: IPEndpoint, tunnelInterface: InterfaceName) {
+        self.identity = identity
+        self.serverKey = serverKey
+        self.server = server
+        self.tunnelInterface = tunnelInterface
+    }
+}
+
+/// Which traffic the client sends into the tunnel.
+public enum ClientRouting: Sendable, Equatable {
+    /// Only the tunnel subnet (the TUN address's prefix); no routes or rules besides it.
+    case none
+    /// Everything, like wg-quick with AllowedIPs 0/0: own table, `not fwmark` rule, `suppress_prefixlength 0`.
+    /// IPv6 is blackholed when the server assigns no IPv6 address.
+    case fullTunnel
+    /// Only these prefixes (plus the tunnel subnet), through the same dedicated table and rule.
+    case split([IPPrefix])
+}
+
+/// The client side of a tunnel: a TUN device, one bound UDP socket per uplink, and two pump threads
+/// (TUN → uplinks, uplinks → TUN). Uplinks can be added and removed at any time; each handshakes on its
+/// own, and reconnects by itself after silence (server restart, link loss). Routes and addresses are
+/// applied when the first handshake assigns them, and removed on `stop()`.
+///
+/// Lifetime: `start()` once, `stop()` once (also on deinit is NOT automatic: call `stop()`).
+/// Thread-safety: all public methods may be called from any thread.
+public final class ClientTunnel: Sendable {
+    public static let maximumUplinks = 8
+
+    let configuration: ClientTunnelConfiguration
+    let logger: Logger
+    private let state: Mutex<ClientState>
+    private let tunPoller: Poller
+    private let networkPoller: Poller
+    private let threads = Mutex<[PumpThread]>([])
+    private let control = DispatchQueue(label: "triglav.client.control")
+    private let routes: RouteManager
+
+    public init(configuration: ClientTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.client")) throws(TriglavDataPlaneError) {
+        self.configuration = configuration
+        self.logger = logger
+        tunPoller = try Poller()
+        networkPoller = try Poller()
+        routes = RouteManager(logger: logger)
+        var serverAddress = sockaddr_storage()
+        let serverAddressLength = SocketAddress.write(configuration.server, into: &serverAddress)
+        let engine: MultipathEngine<Int>
+        do {
+            engine = try MultipathEngine(configuration: configuration.multipath)
+        } catch {
+            throw .invalidConfiguration("multipath: \(error)")
+        }
+        state = Mutex(ClientState(engine: engine, serverAddress: serverAddress, serverAddressLength: serverAddressLength))
+    }
+
+    // MARK: Lifecycle
+
+    /// Removes leftovers of a crashed run, creates the TUN device and starts both pumps.
+    public func start() throws(TriglavDataPlaneError) {
+        let alreadyStarted = state.withLock { state in
+            defer { state.started = true }
+            return state.started
+        }
+        guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
+        try routes.removeClientLeftovers(table: configuration.firewallMark)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
+        try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+        state.withLock { $0.tun = tun }
+        try routes.bringUp(tun.name)
+        let tunPump = ClientTunPump(tunnel: self, tun: tun)
+        let networkPump = ClientNetworkPump(tunnel: self, tun: tun)
+        let tunThread = PumpThread(name: "triglav-tun-rx", wake: { [tunPoller] in tunPoller.wake() }) { tunPump.iterate() }
+        let networkThread = PumpThread(name: "triglav-net-rx", wake: { [networkPoller] in networkPoller.wake() }) {
+            networkPump.iterate()
+        }
+        threads.withLock { $0 = [tunThread, networkThread] }
+        logger.info("client tunnel \(tun.name) started", metadata: ["server": "\(configuration.server)"])
+    }
+
+    /// Sends a close on every established uplink, stops the pumps, removes routes and the TUN device.
+    public func stop() {
+        let running = threads.withLock { threads in
+            defer { threads = [] }
+            return threads
+        }
+        for thread in running { thread.stop() }
+        sendCloseOnAllUplinks()
+        control.sync {}
+        let tun = state.withLock { state in
+            defer { state.tun = nil; state.uplinks = Array(repeating: nil, count: ClientTunnel.maximumUplinks) }
+            return state.tun
+        }
+        if let tun {
+            routes.removeClient(tun: tun.name, table: configuration.firewallMark)
+            tun.close()
+        }
+        logger.info("client tunnel stopped")
+    }
+
+    // MARK: Uplinks
+
+    /// Adds an uplink bound to `interface`. If the interface doesn't exist yet, the uplink waits for it and
+    /// retries every handshake interval. Returns its ID.
+    @discardableResult
+    public func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID {
+        let result: Result<(UplinkID, Int), TriglavDataPlaneError> = state.withLock { state in
+            if state.uplinks.contains(where: { $0?.interface == interface }) {
+                return .failure(.duplicateUplink(interface.rawValue))
+            }
+            guard let slot = state.uplinks.firstIndex(where: { $0 == nil }) else {
+                return .failure(.invalidState("a tunnel carries at most \(ClientTunnel.maximumUplinks) uplinks"))
+            }
+            state.nextUplinkID += 1
+            let id = UplinkID(state.nextUplinkID)
+            state.uplinks[slot] = ClientUplink(id: id, interface: interface)
+            return .success((id, slot))
+        }
+        let (id, slot) = try result.get()
+        openSocket(slot: slot)
+        networkPoller.wake()
+        logger.info("uplink \(interface) added", metadata: ["uplink": "\(id)"])
+        return id
+    }
+
+    /// Removes the uplink bound to `interface`; its traffic moves to the others at once.
+    public func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError) {
+        // Removed under the lock, so the pumps never seal with this uplink's sessions again; the close
+        // below is then the session's last use.
+        let removed: ClientUplink? = state.withLock { state in
+            guard let slot = state.uplinks.firstIndex(where: { $0?.interface == interface }) else { return nil }
+            guard var uplink = state.uplinks[slot] else { return nil }
+            state.uplinks[slot] = nil
+            if state.creatingSlot == slot { state.creatingSlot = nil }
+            try? state.engine.removeUplink(uplink.id, now: state.clock.advance(to: monotonicNow()))
+            sendClose(&uplink, state: &state)
+            return uplink
+        }
+        guard let removed else { throw .unknownUplink(interface.rawValue) }
+        if let socket = removed.socket { networkPoller.remove(fd: socket.descriptor.raw) }
+        logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
+    }
+
+    /// Interfaces of the current uplinks.
+    public var uplinkInterfaces: [InterfaceName] {
+        state.withLock { $0.uplinks.compactMap { $0?.interface } }
+    }
+
+    /// Switches the scheduler; takes effect with the next packet. (A bare mode change always validates;
+    /// if the engine ever refuses one, the old scheduler stays and the refusal is logged.)
+    public func setScheduler(_ mode: SchedulerMode) {
+        let refusal: MultipathError? = state.withLock { state in
+            do throws(MultipathError) {
+                try state.engine.setScheduler(mode)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let refusal {
+            logger.error("scheduler \(mode.rawValue) refused: \(refusal)")
+        } else {
+            logger.info("scheduler set to \(mode.rawValue)")
+        }
+    }
+
+    /// The addresses the server assigned, nil before the first handshake completes.
+    public var addresses: TunnelAddresses? { state.withLock { $0.assignment } }
+
+    /// Whether at least one uplink has an established session.
+    public var isConnected: Bool {
+        state.withLock { $0.uplinks.contains { $0?.keyring.current != nil } }
+    }
+
+    public func statistics() -> ClientTunnelStatistics {
+        state.withLock { state in
+            ClientTunnelStatistics(
+                tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.engine.scheduler,
+                uplinks: state.uplinks.compactMap { uplink in
+                    guard let uplink else { return nil }
+                    var status = uplink.status
+                    status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
+                    status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
+                    status.path = state.engine.statistics(for: uplink.id)
+                    return status
+                },
+                droppedNoUplink: state.droppedNoUplink, reorder: state.engine.reorderStatistics)
+        }
+    }
+
+    // MARK: Internals shared with the pumps
+
+    func withState<R>(_ body: (inout ClientState) -> R) -> R { state.withLock { body(&$0) } }
+
+    /// Opens the uplink's socket if its interface exists now. Called on add and from the timer.
+    func openSocket(slot: Int) {
+        guard let interface = state.withLock({ $0.uplinks[slot]?.socket == nil ? $0.uplinks[slot]?.interface : nil }) else { return }
+        do {
+            var options = UDPSocket.Options()
+            options.device = interface
+            options.mark = configuration.firewallMark
+            let socket = try UDPSocket(family: SocketFamily(of: configuration.server.address), options: options,
+                                       label: "uplink \(interface)")
+            let installed = state.withLock { state in
+                guard state.uplinks[slot]?.interface == interface, state.uplinks[slot]?.socket == nil else { return false }
+                state.uplinks[slot]?.socket = socket
+                return true
+            }
+            if installed { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot)) }
+        } catch {
+            logger.debug("uplink \(interface) has no socket yet: \(error)")
+        }
+    }
+
+    /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
+    func dropSocket(slot: Int) {
+        let socket: UDPSocket? = state.withLock { state in
+            defer { state.uplinks[slot]?.socket = nil; state.resetUplink(slot, now: state.clock.advance(to: monotonicNow())) }
+            return state.uplinks[slot]?.socket
+        }
+        if let socket { networkPoller.remove(fd: socket.descriptor.raw) }
+    }
+
+    func makeInitiator(request: TunnelRequest) -> HandshakeInitiator? {
+        do {
+            return try HandshakeInitiator(configuration: InitiatorConfiguration(
+                identity: configuration.identity, serverPublicKey: configuration.serverKey, request: request))
+        } catch {
+            logger.error("cannot start a handshake: \(error)")
+            return nil
+        }
+    }
+
+    /// Applies a (new) assignment: addresses and routes, off the packet path.
+    func assignmentChanged(_ assignment: TunnelAddresses, tun: InterfaceName) {
+        logger.info("server assigned \(assignment)")
+        control.async { [routes, configuration, logger] in
+            do {
+                try routes.applyClient(tun: tun, assignment: assignment, routing: configuration.routing,
+                                       table: configuration.firewallMark)
+            } catch {
+                logger.error("applying tunnel addresses/routes failed: \(error)")
+            }
+        }
+    }
+
+    /// Sends an authenticated close on every established uplink. Call only after the pumps stopped: the
+    /// close is sealed with the live session, so no other thread may seal with it concurrently.
+    private func sendCloseOnAllUplinks() {
+        state.withLock { state in
+            for slot in state.uplinks.indices {
+                guard var uplink = state.uplinks[slot] else { continue }
+                sendClose(&uplink, state: &state)
+                state.uplinks[slot] = uplink
+            }
+        }
+    }
+
+    /// Seals and sends a close with the uplink's current session (which then refuses further use).
+    private func sendClose(_ uplink: inout ClientUplink, state: inout ClientState) {
+        guard uplink.keyring.current != nil, let socket = uplink.socket else { return }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let now = monotonicNow()
+        guard let length = try? buffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
+            try uplink.keyring.sealControl(.close(.shutdown), in: raw, now: now)
+        }) else { return }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
+        }
+    }
+
+    var keepaliveNanoseconds: UInt64 { configuration.keepaliveInterval.nanoseconds }
+}
+
+/// One uplink's state, owned by `ClientState`.
+struct ClientUplink {
+    let id: UplinkID
+    let interface: InterfaceName
+    var socket: UDPSocket?
+    /// The uplink's sessions across rekeys; `current` seals.
+    var keyring = UplinkKeyring()
+    /// The handshake in flight, if any, and whether it creates the tunnel.
+    var initiator: HandshakeInitiator?
+    var initiatorCreates = false
+    var lastReceive: Nanoseconds = 0
+    var lastSend: Nanoseconds = 0
+    var lastProbe: Nanoseconds = 0
+    /// When the socket was last (re)opened or a handshake last started, for retry pacing.
+    var lastAttempt: Nanoseconds = 0
+    var status: UplinkStatus
+
+    init(id: UplinkID, interface: InterfaceName) {
+        self.id = id
+        self.interface = interface
+        status = UplinkStatus(id: id, interface: interface, state: "connecting")
+    }
+
+    /// Forgets sessions and any handshake in flight (the uplink will handshake again).
+    mutating func resetSessions() {
+        keyring = UplinkKeyring()
+        initiator = nil
+        initiatorCreates = false
+    }
+
+    var isEstablished: Bool { keyring.current != nil }
+}
+
+/// Everything the pumps share, behind the tunnel's mutex. Locked once per batch, never per packet.
+struct ClientState: @unchecked Sendable {
+    var started = false
+    var tun: TunDevice?
+    var uplinks: [ClientUplink?] = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
+    var nextUplinkID: UInt32 = 0
+    /// The tunnel's multipath engine: scheduler, per-uplink quality, reorder buffer. Its reorder buffer
+    /// holds slots of the network pump's `PacketPool`.
+    var engine: MultipathEngine<Int>
+    var serverAddress: sockaddr_storage
+    var serverAddressLength: socklen_t
+    var assignment: TunnelAddresses?
+    /// The tunnel this client belongs to on the server, and the token later uplinks and rekeys present.
+    var tunnelID: UInt64?
+    var joinToken: JoinToken?
+    /// Slot of the uplink whose handshake is creating the tunnel (only one at a time: a create replaces
+    /// the server's previous tunnel of this identity).
+    var creatingSlot: Int?
+    var transmitSequence: UInt32 = 0
+    var droppedNoUplink: UInt64 = 0
+    var clock = EngineClock()
+
+    /// Slot of the uplink with this ID.
+    func slot(of id: UplinkID) -> Int? {
+        for slot in uplinks.indices where uplinks[slot]?.id == id { return slot }
+        return nil
+    }
+
+    /// Forgets an uplink's sessions and takes it out of the multipath engine until it handshakes again.
+    mutating func resetUplink(_ slot: Int, now: UInt64) {
+        guard let id = uplinks[slot]?.id else { return }
+        uplinks[slot]?.resetSessions()
+        uplinks[slot]?.lastAttempt = 0
+        try? engine.removeUplink(id, now: now)
+        if creatingSlot == slot { creatingSlot = nil }
+    }
+
+    /// Puts a freshly established uplink into the multipath engine (probing first).
+    mutating func admitUplink(_ slot: Int, now: UInt64) {
+        guard let id = uplinks[slot]?.id, !engine.uplinkIDs.contains(id) else { return }
+        try? engine.addUplink(id, now: now)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The TUN → uplinks pump: reads a batch of packets, picks an uplink for each, seals them into that
+/// uplink's send batch, and sends every batch with one sendmmsg.
+final class ClientTunPump: @unchecked Sendable {
+    private let tunnel: ClientTunnel
+    private let tun: TunDevice
+    private let poller: Poller
+    private let staging: DatagramBatch
+    private var stagingLengths: [Int]
+    private let outgoing: [DatagramBatch]
+    private var sockets: [UDPSocket?]
+    private static let batchSize = 64
+
+    init(tunnel: ClientTunnel, tun: TunDevice) {
+        self.tunnel = tunnel
+        self.tun = tun
+        poller = tunnel.tunPollerForPump
+        staging = DatagramBatch(capacity: Self.batchSize, slotSize: 2048)
+        stagingLengths = Array(repeating: 0, count: Self.batchSize)
+        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
+        sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
+    }
+
+    func iterate() {
+        do {
+            try poller.wait(timeoutMilliseconds: 200) { _ in }
+        } catch {
+            return
+        }
+        // Drain the device in batches until it is empty, so one wake-up moves many packets.
+        var rounds = 0
+        while rounds < 16 {
+            rounds += 1
+            var count = 0
+            while count < Self.batchSize {
+                let slot = staging.slot(count)
+                // Leave room for the header before and the tag after the packet, so sealing needs no copy.
+                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
+                guard let length = try? tun.read(into: payload), length > 0 else { break }
+                stagingLengths[count] = length
+                count += 1
+            }
+            if count == 0 { return }
+            dispatch(count)
+            if count < Self.batchSize { return }
+        }
+    }
+
+    private func dispatch(_ count: Int) {
+        let now = monotonicNow()
+        tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
+            for index in 0..<count {
+                let length = stagingLengths[index]
+                let source = staging.slot(index)
+                let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,
+                                                      flowKey: FlowKey(packet: packet), now: now)
+                guard !selection.isEmpty else {
+                    state.droppedNoUplink &+= 1
+                    continue
+                }
+                let sequence = state.transmitSequence
+                state.transmitSequence &+= 1
+                for id in selection {
+                    guard let slot = state.slot(of: id), state.uplinks[slot]?.socket != nil else { continue }
+                    let batch = outgoing[slot]
+                    guard batch.count < batch.capacity, let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
+                    let target = batch.slot(batch.count)
+                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                    // Sealed in place: the session must not be copied per packet.
+                    guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
+                                                                              in: target, now: now) else { continue }
+                    withUnsafePointer(to: &state.serverAddress) { address in
+                        batch.prepareSend(batch.count, length: sealed, address: address,
+                                          addressLength: state.serverAddressLength, localAddress: nil)
+                    }
+                    batch.count += 1
+                    state.uplinks[slot]?.lastSend = now
+                    state.uplinks[slot]?.status.transmittedPackets &+= 1
+                    state.uplinks[slot]?.status.transmittedBytes &+= UInt64(length)
+                    state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
+                }
+            }
+        }
+        for slot in 0..<ClientTunnel.maximumUplinks where outgoing[slot].count > 0 {
+            if let socket = sockets[slot] { socket.send(outgoing[slot]) } else { outgoing[slot].count = 0 }
+        }
+        for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = nil }
+    }
+}
+
+extension ClientTunnel {
+    var tunPollerForPump: Poller { tunPoller }
+    var networkPollerForPump: Poller { networkPoller }
+}
+
+extension UplinkKeyring {
+    /// Seals a control frame with the current session.
+    mutating func sealControl(_ frame: ControlFrame, in buffer: UnsafeMutableRawBufferPointer, now: UInt64) throws(ProtocolError) -> Int {
+        frame.serialize(into: UnsafeMutableRawBufferPointer(rebasing: buffer[WireLayout.bodyOffset...]))
+        return try seal(frame.frameType, bodyLength: frame.bodyLength, in: buffer, now: now)
+    }
+}

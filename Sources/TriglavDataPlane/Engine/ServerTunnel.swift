@@ -1,0 +1,343 @@
+internal import CTriglavShims
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import Synchronization
+import TriglavCore
+import TriglavCrypto
+import TriglavMultipath
+import TriglavProtocol
+
+/// Everything a server tunnel needs to run.
+public struct ServerTunnelConfiguration: Sendable {
+    public var identity: IdentityKey
+    /// UDP endpoints to listen on. Wildcard addresses are fine: replies leave from the address each
+    /// client talked to (IP_PKTINFO).
+    public var listen: [IPEndpoint] = [IPEndpoint(address: .v4(0), port: DEFAULT_PORT)]
+    public var tunnelInterface: InterfaceName
+    /// The server's own addresses on the TUN device; their prefixes are the tunnel subnets that get NAT.
+    public var tunnelAddresses: [IPPrefix]
+    /// Authorized clients and the addresses each gets. Anyone else gets no session and no reply.
+    public var clients: [IdentityPublicKey: TunnelAddresses]
+    public var mtu: Int = MAX_PAYLOAD
+    /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
+    public var masquerade = true
+    /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
+    public var configureNetwork = true
+    /// A session silent this long is forgotten.
+    public var sessionTimeout: Duration = .seconds(120)
+    /// Multipath settings of every client tunnel (the server schedules the download direction). The
+    /// reorder buffer is smaller than a client's: the server holds one per client.
+    public var multipath: MultipathConfiguration = {
+        var configuration = ClientTunnelConfiguration.defaultMultipath
+        configuration.reorderCapacity = 512
+        return configuration
+    }()
+
+    public init(identity: IdentityKey, tunnelInterface: InterfaceName, tunnelAddresses: [IPPrefix],
+                clients: [IdentityPublicKey: TunnelAddresses]) {
+        self.identity = identity
+        self.tunnelInterface = tunnelInterface
+        self.tunnelAddresses = tunnelAddresses
+        self.clients = clients
+    }
+}
+
+/// The server side: UDP listeners, a TUN device, and two pump threads. Each authorized client has one
+/// tunnel made of one session per client uplink; packets from the TUN device go to the client owning the
+/// destination address, spread over that client's live sessions. A session's endpoint follows the source
+/// of its last authenticated packet (roaming, NAT rebinding). Clients are isolated: a client can only use
+/// its own sessions and its own inner source addresses, and its reorder buffer is its own.
+///
+/// Lifetime: `start()` once, `stop()` once. Thread-safety: public methods may be called from any thread.
+public final class ServerTunnel: Sendable {
+    let configuration: ServerTunnelConfiguration
+    let logger: Logger
+    private let state: Mutex<ServerState>
+    private let tunPoller: Poller
+    private let networkPoller: Poller
+    private let threads = Mutex<[PumpThread]>([])
+    private let routes: RouteManager
+
+    public init(configuration: ServerTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) {
+        self.configuration = configuration
+        self.logger = logger
+        tunPoller = try Poller()
+        networkPoller = try Poller()
+        routes = RouteManager(logger: logger)
+        let authorized = configuration.clients.map { key, addresses in
+            AuthorizedClient(publicKey: key, ipv4: addresses.ipv4, ipv6: addresses.ipv6)
+        }
+        state = Mutex(ServerState(responder: HandshakeResponder(identity: configuration.identity, authorizedClients: authorized)))
+    }
+
+    /// Opens the listeners and the TUN device, configures forwarding/NAT, starts the pumps.
+    public func start() throws(TriglavDataPlaneError) {
+        var sockets: [UDPSocket] = []
+        for endpoint in configuration.listen {
+            var options = UDPSocket.Options()
+            options.localEndpoint = endpoint
+            options.packetInfo = true
+            options.bufferBytes = 16 << 20
+            sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
+        }
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
+        if configuration.configureNetwork {
+            try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: configuration.masquerade)
+        } else {
+            try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: false)
+        }
+        for (index, socket) in sockets.enumerated() { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(index)) }
+        try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+        state.withLock { state in
+            state.sockets = sockets
+            state.tun = tun
+        }
+        let tunPump = ServerTunPump(server: self, tun: tun, socketCount: sockets.count)
+        let networkPump = ServerNetworkPump(server: self, tun: tun, sockets: sockets)
+        let tunThread = PumpThread(name: "triglav-srv-tun", wake: { [tunPoller] in tunPoller.wake() }) { tunPump.iterate() }
+        let networkThread = PumpThread(name: "triglav-srv-net", wake: { [networkPoller] in networkPoller.wake() }) {
+            networkPump.iterate()
+        }
+        threads.withLock { $0 = [tunThread, networkThread] }
+        logger.info("server tunnel \(tun.name) listening on \(configuration.listen.map(\.description).joined(separator: ", "))")
+    }
+
+    /// Stops the pumps, removes NAT, closes the TUN device and the listeners.
+    public func stop() {
+        let running = threads.withLock { threads in
+            defer { threads = [] }
+            return threads
+        }
+        for thread in running { thread.stop() }
+        let (tun, sockets) = state.withLock { state in
+            defer { state.tun = nil; state.sockets = []; state.sessions = [:] }
+            return (state.tun, state.sockets)
+        }
+        if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
+        tun?.close()
+        for socket in sockets { socket.close() }
+        logger.info("server tunnel stopped")
+    }
+
+    /// Actual listening endpoints (port 0 in the configuration becomes the kernel's choice).
+    public func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint] {
+        let sockets = state.withLock { $0.sockets }
+        var endpoints: [IPEndpoint] = []
+        for socket in sockets { endpoints.append(try socket.localEndpoint()) }
+        return endpoints
+    }
+
+    public func statistics() -> ServerTunnelStatistics {
+        state.withLock { state in
+            ServerTunnelStatistics(
+                clients: state.tunnels.values.sorted { $0.key.base64 < $1.key.base64 }.map { tunnel in
+                    ServerTunnelStatistics.Client(
+                        publicKey: tunnel.key.base64, addresses: tunnel.addresses,
+                        endpoints: tunnel.sessions.compactMap { index in
+                            state.sessions[index].flatMap { session in
+                                withUnsafePointer(to: session.address) { SocketAddress.read($0) }
+                            }
+                        },
+                        receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets)
+                },
+                rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination)
+        }
+    }
+
+    func withState<R>(_ body: (inout ServerState) -> R) -> R { state.withLock { body(&$0) } }
+}
+
+/// One client uplink's session on the server.
+struct ServerSession {
+    let tunnelID: UInt64
+    /// The client uplink this session serves (kept across rekeys), as the tunnel's multipath engine knows it.
+    let uplink: UplinkID
+    var transport: TransportSession
+    /// The session this one rekeys; retired when this one is confirmed.
+    var replaces: UInt32?
+    var socket: Int
+    var address: sockaddr_storage
+    var addressLength: socklen_t
+    /// The server address the client sent to, so replies leave from it.
+    var localAddress: sockaddr_storage
+    var lastReceive: Nanoseconds
+}
+
+/// One client's tunnel on the server: its sessions (one or more per client uplink) and addresses.
+struct ServerClientTunnel {
+    let tunnelID: UInt64
+    let key: IdentityPublicKey
+    let addresses: TunnelAddresses
+    var sessions: [UInt32] = []
+    /// Scheduler, uplink quality and reorder buffer of this client's tunnel.
+    var engine: MultipathEngine<Int>
+    /// The confirmed session that currently carries each uplink (engine uplink raw value → session index).
+    var uplinkSessions: [UInt32: UInt32] = [:]
+    var transmitSequence: UInt32 = 0
+    var cursor = 0
+    var receivedPackets: UInt64 = 0
+    var transmittedPackets: UInt64 = 0
+}
+
+struct ServerState: @unchecked Sendable {
+    var responder: HandshakeResponder
+    var tunnels: [UInt64: ServerClientTunnel] = [:]
+    var byIPv4: [UInt32: UInt64] = [:]
+    var byIPv6: [IPAddress: UInt64] = [:]
+    var sessions: [UInt32: ServerSession] = [:]
+    var sockets: [UDPSocket] = []
+    var tun: TunDevice?
+    var rejectedHandshakes: UInt64 = 0
+    var droppedUnknownDestination: UInt64 = 0
+    var droppedSpoofed: UInt64 = 0
+    var nextUplinkID: UInt32 = 0
+    var clock = EngineClock()
+
+    /// Tunnel owning the destination of `packet`.
+    func tunnel(forDestinationOf packet: UnsafeRawBufferPointer) -> UInt64? {
+        if let v4 = PacketClassifier.ipv4Destination(packet) { return byIPv4[v4] }
+        if let v6 = PacketClassifier.ipv6Destination(packet) { return byIPv6[v6] }
+        return nil
+    }
+
+    /// Whether `packet`'s inner source is one of the tunnel's addresses (anti-spoofing).
+    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, tunnel: ServerClientTunnel) -> Bool {
+        if let v4 = PacketClassifier.ipv4Source(packet) {
+            if case .v4(let assigned) = tunnel.addresses.ipv4.address { return v4 == assigned }
+            return false
+        }
+        if let v6 = PacketClassifier.ipv6Source(packet) { return tunnel.addresses.ipv6?.address == v6 }
+        return false
+    }
+
+    mutating func addTunnel(_ tunnel: ServerClientTunnel) {
+        tunnels[tunnel.tunnelID] = tunnel
+        if case .v4(let value) = tunnel.addresses.ipv4.address { byIPv4[value] = tunnel.tunnelID }
+        if let ipv6 = tunnel.addresses.ipv6 { byIPv6[ipv6.address] = tunnel.tunnelID }
+    }
+
+    /// Removes a tunnel, its sessions and its address routes.
+    mutating func removeTunnel(_ tunnelID: UInt64) {
+        guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
+        for index in tunnel.sessions {
+            sessions.removeValue(forKey: index)
+            responder.sessionEnded(localIndex: index)
+        }
+        if case .v4(let value) = tunnel.addresses.ipv4.address, byIPv4[value] == tunnelID { byIPv4[value] = nil }
+        if let ipv6 = tunnel.addresses.ipv6, byIPv6[ipv6.address] == tunnelID { byIPv6[ipv6.address] = nil }
+        responder.removeTunnel(tunnelID)
+    }
+
+    /// Removes a session; its uplink leaves the multipath engine unless another session carries it now.
+    mutating func removeSession(_ index: UInt32, now: UInt64) {
+        guard let session = sessions.removeValue(forKey: index) else { return }
+        tunnels[session.tunnelID]?.sessions.removeAll { $0 == index }
+        if tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] == index {
+            tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] = nil
+            try? tunnels[session.tunnelID]?.engine.removeUplink(session.uplink, now: now)
+        }
+        responder.sessionEnded(localIndex: index)
+    }
+}
+
+/// TUN → clients pump of the server.
+final class ServerTunPump: @unchecked Sendable {
+    private static let batchSize = 64
+    private let server: ServerTunnel
+    private let tun: TunDevice
+    private let staging = DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: 2048)
+    private var stagingLengths = Array(repeating: 0, count: ServerTunPump.batchSize)
+    private let outgoing: [DatagramBatch]
+    private var sockets: [UDPSocket] = []
+
+    init(server: ServerTunnel, tun: TunDevice, socketCount: Int) {
+        self.server = server
+        self.tun = tun
+        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: 2048) }
+    }
+
+    func iterate() {
+        do {
+            try server.tunPollerForPump.wait(timeoutMilliseconds: 200) { _ in }
+        } catch {
+            return
+        }
+        var rounds = 0
+        while rounds < 16 {
+            rounds += 1
+            var count = 0
+            while count < Self.batchSize {
+                let slot = staging.slot(count)
+                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
+                guard let length = try? tun.read(into: payload), length > 0 else { break }
+                stagingLengths[count] = length
+                count += 1
+            }
+            if count == 0 { return }
+            dispatch(count)
+            if count < Self.batchSize { return }
+        }
+    }
+
+    private func dispatch(_ count: Int) {
+        let now = monotonicNow()
+        server.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            if sockets.count != state.sockets.count { sockets = state.sockets }
+            for index in 0..<count {
+                let length = stagingLengths[index]
+                let source = staging.slot(index)
+                let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                // Tunnels are mutated in place (`?.`): a copy would copy the engine and the sessions' windows.
+                guard let tunnelID = state.tunnel(forDestinationOf: packet),
+                      let selection = state.tunnels[tunnelID]?.engine.schedule(
+                        packetLength: length + WireLayout.transportOverhead, flowKey: FlowKey(packet: packet), now: now),
+                      !selection.isEmpty, let sequence = state.tunnels[tunnelID]?.transmitSequence else {
+                    state.droppedUnknownDestination &+= 1
+                    continue
+                }
+                state.tunnels[tunnelID]?.transmitSequence &+= 1
+                for uplink in selection {
+                    guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
+                          let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,
+                          let counter = state.sessions[sessionIndex]?.transport.nextSendCounter else { continue }
+                    let batch = outgoing[socketIndex]
+                    guard batch.count < batch.capacity else { continue }
+                    let target = batch.slot(batch.count)
+                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                    guard let sealed = try? state.sessions[sessionIndex]?.transport.seal(
+                        .data, tunnelSequence: sequence, bodyLength: length, in: target, now: now) else { continue }
+                    state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
+                        batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                    }
+                    batch.count += 1
+                    state.tunnels[tunnelID]?.transmittedPackets &+= 1
+                    state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
+                }
+            }
+        }
+        for (index, batch) in outgoing.enumerated() where batch.count > 0 {
+            if index < sockets.count { sockets[index].send(batch) } else { batch.count = 0 }
+        }
+    }
+}
+
+extension ServerSession {
+    /// Calls `body` with the peer address and the local address to send from (nil when unknown).
+    mutating func withReplyTarget(_ body: (UnsafePointer<sockaddr_storage>, socklen_t, UnsafePointer<sockaddr_storage>?) -> Void) {
+        let length = addressLength
+        let hasLocal = localAddress.ss_family != 0
+        withUnsafePointer(to: &address) { peer in
+            withUnsafePointer(to: &localAddress) { local in body(peer, length, hasLocal ? local : nil) }
+        }
+    }
+}
+
+extension ServerTunnel {
+    var tunPollerForPump: Poller { tunPoller }
+    var networkPollerForPump: Poller { networkPoller }
+}

@@ -1,0 +1,44 @@
+import TriglavCore
+import TriglavMultipath
+
+/// One client uplink, as a snapshot: the data plane's counters and the multipath engine's view.
+public struct UplinkStatus: Sendable, Equatable {
+    public var id: UplinkID
+    public var interface: InterfaceName
+    /// "connecting", "established" or "no-socket" (interface missing).
+    public var state: String
+    public var transmittedPackets: UInt64 = 0
+    public var transmittedBytes: UInt64 = 0
+    public var receivedPackets: UInt64 = 0
+    public var receivedBytes: UInt64 = 0
+    public var handshakes: UInt64 = 0
+    public var sendErrors: UInt64 = 0
+    /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
+    public var path: TriglavMultipath.UplinkStatistics?
+}
+
+/// A snapshot of a client tunnel.
+public struct ClientTunnelStatistics: Sendable, Equatable {
+    public var tunnelInterface: InterfaceName?
+    public var addresses: TunnelAddresses?
+    public var scheduler: SchedulerMode
+    public var uplinks: [UplinkStatus]
+    /// Packets read from the TUN device that no uplink could carry.
+    public var droppedNoUplink: UInt64
+    public var reorder: ReorderStatistics
+}
+
+/// A snapshot of a server tunnel.
+public struct ServerTunnelStatistics: Sendable, Equatable {
+    public struct Client: Sendable, Equatable {
+        public var publicKey: String
+        public var addresses: TunnelAddresses
+        /// Current endpoint of each of the client's uplink sessions.
+        public var endpoints: [IPEndpoint]
+        public var receivedPackets: UInt64
+        public var transmittedPackets: UInt64
+    }
+    public var clients: [Client]
+    public var rejectedHandshakes: UInt64
+    public var droppedUnknownDestination: UInt64
+}

@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CTriglavShims
+import TriglavCore
+
+/// Conversions between `IPEndpoint` and the kernel's sockaddr_in/sockaddr_in6, written into caller storage
+/// so the packet path allocates nothing.
+enum SocketAddress {
+    /// Writes `endpoint` into `storage`; returns the socklen.
+    static func write(_ endpoint: IPEndpoint, into storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t {
+        let raw = UnsafeMutableRawPointer(storage)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<sockaddr_storage>.size)
+        switch endpoint.address {
+        case .v4(let value):
+            let sin = raw.assumingMemoryBound(to: sockaddr_in.self)
+            sin.pointee.sin_family = sa_family_t(AF_INET)
+            sin.pointee.sin_port = endpoint.port.bigEndian
+            sin.pointee.sin_addr.s_addr = value.bigEndian
+            return socklen_t(MemoryLayout<sockaddr_in>.size)
+        case .v6:
+            let sin6 = raw.assumingMemoryBound(to: sockaddr_in6.self)
+            sin6.pointee.sin6_family = sa_family_t(AF_INET6)
+            sin6.pointee.sin6_port = endpoint.port.bigEndian
+            let bytes = endpoint.address.bytes
+            withUnsafeMutableBytes(of: &sin6.pointee.sin6_addr) { target in
+                for index in 0..<16 { target[index] = bytes[index] }
+            }
+            return socklen_t(MemoryLayout<sockaddr_in6>.size)
+        }
+    }
+
+    /// Reads an endpoint back; v4-mapped IPv6 addresses become IPv4. Nil for other families.
+    static func read(_ storage: UnsafePointer<sockaddr_storage>) -> IPEndpoint? {
+        let raw = UnsafeRawPointer(storage)
+        switch Int32(storage.pointee.ss_family) {
+        case AF_INET:
+            let sin = raw.assumingMemoryBound(to: sockaddr_in.self).pointee
+            return IPEndpoint(address: .v4(UInt32(bigEndian: sin.sin_addr.s_addr)), port: UInt16(bigEndian: sin.sin_port))
+        case AF_INET6:
+            let sin6 = raw.assumingMemoryBound(to: sockaddr_in6.self).pointee
+            let port = UInt16(bigEndian: sin6.sin6_port)
+            var bytes = [UInt8](repeating: 0, count: 16)
+            withUnsafeBytes(of: sin6.sin6_addr) { source in
+                for index in 0..<16 { bytes[index] = source[index] }
+            }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff,
+               let v4 = IPAddress(bytes: bytes[12..<16]) {
+                return IPEndpoint(address: v4, port: port)
+            }
+            guard let address = IPAddress(bytes: bytes) else { return nil }
+            return IPEndpoint(address: address, port: port)
+        default:
+            return nil
+        }
+    }
+
+    /// Compares two stored addresses (family, address, port) without building endpoints.
+    static func equal(_ lhs: UnsafePointer<sockaddr_storage>, _ lhsLength: socklen_t,
+                      _ rhs: UnsafePointer<sockaddr_storage>, _ rhsLength: socklen_t) -> Bool {
+        guard lhsLength == rhsLength, lhsLength > 0 else { return false }
+        return memcmp(lhs, rhs, Int(lhsLength)) == 0
+    }
+}

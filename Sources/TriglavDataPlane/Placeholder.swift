@@ -1,1 +1,0 @@
-// TriglavDataPlane: placeholder until its issue lands (see docs/ARCHITECTURE.md).

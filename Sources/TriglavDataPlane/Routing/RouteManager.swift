@@ -1,0 +1,235 @@
+import Foundation
+import Logging
+import TriglavCore
+import TriglavNetlink
+
+/// Numbers that tag everything the data plane installs, so shutdown removes exactly it and a restart after
+/// a crash finds its leftovers.
+public enum RoutingConstants {
+    /// SO_MARK of uplink sockets and number of the client's routing table ("tg" = 0x7467 = 29799).
+    public static let defaultFirewallMark: UInt32 = 0x7467
+    /// Priority of `lookup main suppress_prefixlength 0` (must precede the next one).
+    public static let suppressRulePriority = 29798
+    /// Priority of `not fwmark MARK lookup TABLE`.
+    public static let tunnelRulePriority = 29799
+    /// The server's nftables table (family inet).
+    public static let serverNATTable = "triglav"
+}
+
+/// Installs and removes addresses, routes, rules and NAT.
+///
+/// Links, addresses, routes and rules go through TriglavNetlink (libnl). NAT goes through `nft -f -`: libnftnl
+/// is not a required library, and one atomic ruleset (one table, deleted as a whole) is easy to audit.
+/// Forwarding is a write to /proc/sys of the current network namespace.
+final class RouteManager: Sendable {
+    private let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    /// A netlink socket per call: these are rare control-path operations, and a fresh socket never carries
+    /// state (or a namespace) from an earlier one.
+    private func netlink() throws(TriglavDataPlaneError) -> NetlinkRouteSocket {
+        do {
+            return try NetlinkRouteSocket(logger: logger)
+        } catch {
+            throw .routing(operation: "open a netlink socket", reason: "\(error)")
+        }
+    }
+
+    private func interfaceIndex(_ name: InterfaceName, _ socket: NetlinkRouteSocket) throws(TriglavDataPlaneError) -> Int32 {
+        do {
+            guard let link = try socket.link(named: name.rawValue) else { throw TriglavDataPlaneError.noSuchInterface(name.rawValue) }
+            return link.index
+        } catch let error as TriglavDataPlaneError {
+            throw error
+        } catch {
+            throw .routing(operation: "look up \(name)", reason: "\(error)")
+        }
+    }
+
+    /// Runs a netlink operation, mapping its error to ours with what we were doing.
+    private func apply(_ operation: @autoclosure () -> String, _ body: () throws(NetlinkError) -> Void) throws(TriglavDataPlaneError) {
+        do {
+            try body()
+        } catch {
+            throw .routing(operation: operation(), reason: "\(error)")
+        }
+    }
+
+    // MARK: Client
+
+    /// Removes rules at our priorities and flushes our table: leftovers of a crashed (kill -9) run.
+    /// The TUN device itself is not persistent, so the kernel removed it with the dead process.
+    func removeClientLeftovers(table: UInt32) throws(TriglavDataPlaneError) {
+        try removeRulesAndTable(table: table)
+    }
+
+    func bringUp(_ interface: InterfaceName) throws(TriglavDataPlaneError) {
+        let socket = try netlink()
+        let index = try interfaceIndex(interface, socket)
+        try apply("set \(interface) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
+    }
+
+    /// Sets the tunnel addresses and the routing policy. Idempotent: replaces what a previous assignment set.
+    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting,
+                     table: UInt32) throws(TriglavDataPlaneError) {
+        let socket = try netlink()
+        let index = try interfaceIndex(tun, socket)
+        // Replace the tunnel's global addresses with the assigned ones (link-local ones stay).
+        try apply("flush addresses of \(tun)") { () throws(NetlinkError) in
+            _ = try socket.deleteAddresses(interfaceIndex: index) { $0.scope == Scope.universe }
+        }
+        for address in [assignment.ipv4] + (assignment.ipv6.map { [$0] } ?? []) {
+            // nodad: a tentative IPv6 address can't be used as a source for a second or more.
+            try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
+                try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
+            }
+        }
+        try removeRulesAndTable(table: table)
+        switch routing {
+        case .none:
+            break
+        case .split(let prefixes):
+            for prefix in prefixes where prefix.address.isIPv4 || assignment.ipv6 != nil {
+                try apply("route \(prefix) via \(tun)") { () throws(NetlinkError) in
+                    try socket.addRoute(Route(destination: prefix, outputInterface: index), replace: true)
+                }
+            }
+        case .fullTunnel:
+            for family in [AddressFamily.ipv4, .ipv6] {
+                let carried = family == .ipv4 || assignment.ipv6 != nil
+                let any = family == .ipv4 ? IPAddress.v4(0) : IPAddress.v6(high: 0, low: 0)
+                guard let everything = try? IPPrefix(address: any, length: 0) else { continue }
+                // A family the server doesn't carry is blackholed, not sent around the tunnel.
+                let route = carried ? Route(destination: everything, outputInterface: index, table: table)
+                    : Route(destination: everything, table: table, type: .blackhole)
+                try apply("default route of table \(table) (\(family))") { () throws(NetlinkError) in
+                    try socket.addRoute(route, replace: true)
+                }
+                try apply("rule not fwmark \(table) lookup \(table) (\(family))") { () throws(NetlinkError) in
+                    try socket.addRule(RoutingRule(family: family, priority: UInt32(RoutingConstants.tunnelRulePriority),
+                                                   firewallMark: table, table: table, invert: true))
+                }
+                try apply("rule lookup main suppress_prefixlength 0 (\(family))") { () throws(NetlinkError) in
+                    try socket.addRule(RoutingRule(family: family, priority: UInt32(RoutingConstants.suppressRulePriority),
+                                                   table: RouteTable.main, suppressPrefixLength: 0))
+                }
+            }
+        }
+    }
+
+    /// Removes what `applyClient` installed (the TUN's own addresses go with the device).
+    func removeClient(tun: InterfaceName, table: UInt32) {
+        do {
+            try removeRulesAndTable(table: table)
+        } catch {
+            logger.error("removing the tunnel's rules and routes failed: \(error)")
+        }
+    }
+
+    /// Deletes every rule at our two priorities (however many crashed runs left) and our table's routes.
+    private func removeRulesAndTable(table: UInt32) throws(TriglavDataPlaneError) {
+        let socket = try netlink()
+        let priorities: Set<UInt32> = [UInt32(RoutingConstants.suppressRulePriority), UInt32(RoutingConstants.tunnelRulePriority)]
+        for family in [AddressFamily.ipv4, .ipv6] {
+            try apply("delete leftover rules (\(family))") { () throws(NetlinkError) in
+                _ = try socket.deleteRules(family: family) { rule in rule.priority.map(priorities.contains) ?? false }
+            }
+        }
+        try apply("flush table \(table)") { () throws(NetlinkError) in
+            _ = try socket.deleteRoutes(table: table)
+        }
+    }
+
+    // MARK: Server
+
+    /// Addresses the server's TUN device, enables forwarding in this namespace and installs NAT for the
+    /// tunnel subnets in the `inet triglav` table (replacing a leftover one).
+    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool) throws(TriglavDataPlaneError) {
+        let name = tun.rawValue
+        let socket = try netlink()
+        let index = try interfaceIndex(tun, socket)
+        try apply("set \(tun) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
+        for address in addresses {
+            try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
+                try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
+            }
+        }
+        try writeSysctl("/proc/sys/net/ipv4/ip_forward", "1")
+        if addresses.contains(where: { !$0.address.isIPv4 }) {
+            try writeSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+        }
+        removeServerNAT()
+        guard masquerade else { return }
+        var ruleset = "table inet \(RoutingConstants.serverNATTable) {\n"
+        ruleset += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+        for address in addresses {
+            let network = networkPrefix(address)
+            let family = address.address.isIPv4 ? "ip" : "ip6"
+            ruleset += "    \(family) saddr \(network) oifname != \"\(name)\" masquerade\n"
+        }
+        ruleset += "  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n"
+        ruleset += "    iifname \"\(name)\" accept\n    oifname \"\(name)\" ct state established,related accept\n"
+        ruleset += "  }\n}\n"
+        try run(["nft", "-f", "-"], input: ruleset)
+    }
+
+    /// Deletes the server's nftables table (no error when absent).
+    func removeServerNAT() {
+        _ = try? run(["nft", "delete", "table", "inet", RoutingConstants.serverNATTable], quiet: true)
+    }
+
+    private func networkPrefix(_ prefix: IPPrefix) -> String {
+        let bytes = prefix.address.bytes
+        var masked = bytes
+        var remaining = prefix.length
+        for index in 0..<masked.count {
+            let bits = min(8, max(0, remaining))
+            masked[index] = bytes[index] & UInt8(truncatingIfNeeded: 0xff << (8 - bits))
+            remaining -= 8
+        }
+        guard let address = IPAddress(bytes: masked) else { return "\(prefix)" }
+        return "\(address)/\(prefix.length)"
+    }
+
+    private func writeSysctl(_ path: String, _ value: String) throws(TriglavDataPlaneError) {
+        do {
+            try value.write(toFile: path, atomically: false, encoding: .utf8)
+        } catch {
+            throw .routingCommand(command: "write \(value) to \(path)", status: -1, output: "\(error)")
+        }
+    }
+
+    // MARK: Running tools
+
+    @discardableResult
+    private func run(_ arguments: [String], input: String? = nil, quiet: Bool = false) throws(TriglavDataPlaneError) -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let inputPipe = input.map { _ in Pipe() }
+        if let inputPipe { process.standardInput = inputPipe }
+        let command = arguments.joined(separator: " ")
+        do {
+            try process.run()
+        } catch {
+            throw .routingCommand(command: command, status: -1, output: "cannot start: \(error)")
+        }
+        if let inputPipe, let input {
+            inputPipe.fileHandleForWriting.write(Data(input.utf8))
+            try? inputPipe.fileHandleForWriting.close()
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard process.terminationStatus == 0 else {
+            if !quiet { logger.debug("\(command) failed: \(text)") }
+            throw .routingCommand(command: command, status: process.terminationStatus, output: text)
+        }
+        logger.trace("\(command)")
+        return text
+    }
+}

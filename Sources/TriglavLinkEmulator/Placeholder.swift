@@ -1,1 +1,0 @@
-// TriglavLinkEmulator: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,1 +1,0 @@
-// TriglavNetlink: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,155 @@
+/// The type byte of the encrypted inner header (PROTOCOL.md §5). Unknown values are rejected after
+/// authentication, so a newer peer's frames are dropped, not misread.
+public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// An inner IP packet; the tunnel sequence orders it across uplinks.
+    case data = 1
+    /// Empty body; keeps NAT bindings and liveness (and confirms a fresh session to the server).
+    case keepalive = 2
+    /// RTT probe: probe id + sender's timestamp.
+    case probe = 3
+    /// Echo of a probe's id and timestamp.
+    case probeReply = 4
+    /// Receiver's counters for this uplink, for loss and delivery-rate estimation.
+    case feedback = 5
+    /// Authenticated close of this session.
+    case close = 6
+
+    public var description: String {
+        switch self {
+        case .data: "data"
+        case .keepalive: "keepalive"
+        case .probe: "probe"
+        case .probeReply: "probe-reply"
+        case .feedback: "feedback"
+        case .close: "close"
+        }
+    }
+
+    /// Exact body length for control frames; nil for data (any length up to the MTU).
+    public var fixedBodyLength: Int? {
+        switch self {
+        case .data: nil
+        case .keepalive: 0
+        case .probe, .probeReply: 16
+        case .feedback: 32
+        case .close: 4
+        }
+    }
+}
+
+/// Why a session was closed, carried in a close frame.
+public enum CloseReason: UInt8, Sendable, CaseIterable {
+    /// The sender is shutting the tunnel or this uplink down.
+    case shutdown = 1
+    /// The session was replaced by a newer one on the same uplink.
+    case replaced = 2
+    /// The server removed the tunnel (e.g. the client's key was de-authorized).
+    case tunnelRemoved = 3
+}
+
+/// The body of a probe or probe reply: a reply echoes the probe's values unchanged, so the prober
+/// computes RTT = now - timestamp on its own clock.
+public struct ProbeBody: Equatable, Sendable {
+    public var id: UInt64
+    /// Sender's monotonic time in nanoseconds when the probe was sent.
+    public var timestamp: UInt64
+    public init(id: UInt64, timestamp: UInt64) { self.id = id; self.timestamp = timestamp }
+}
+
+/// The body of a feedback frame: what the sender of the feedback has received on this uplink's
+/// session so far. Consecutive reports give loss (counter advance vs packets) and delivery rate
+/// (bytes over the report interval).
+public struct FeedbackBody: Equatable, Sendable {
+    /// Authenticated packets received on the session.
+    public var receivedPackets: UInt64
+    /// Their total datagram bytes.
+    public var receivedBytes: UInt64
+    /// Highest counter received (so `highestCounter + 1 - receivedPackets` were lost or are late).
+    public var highestCounter: UInt64
+    /// Reporter's monotonic time in nanoseconds when it wrote the report.
+    public var reportedAt: UInt64
+    public init(receivedPackets: UInt64, receivedBytes: UInt64, highestCounter: UInt64, reportedAt: UInt64) {
+        self.receivedPackets = receivedPackets
+        self.receivedBytes = receivedBytes
+        self.highestCounter = highestCounter
+        self.reportedAt = reportedAt
+    }
+}
+
+/// A non-data frame, parsed from or serialised into a frame body. Parse and serialise are exact
+/// inverses; parsing checks the exact length and never traps.
+public enum ControlFrame: Equatable, Sendable {
+    case keepalive
+    case probe(ProbeBody)
+    case probeReply(ProbeBody)
+    case feedback(FeedbackBody)
+    case close(CloseReason)
+
+    public var frameType: FrameType {
+        switch self {
+        case .keepalive: .keepalive
+        case .probe: .probe
+        case .probeReply: .probeReply
+        case .feedback: .feedback
+        case .close: .close
+        }
+    }
+
+    /// Body length of this frame.
+    public var bodyLength: Int { frameType.fixedBodyLength ?? 0 }
+
+    /// Writes the body at the start of `body` (which must hold `bodyLength` bytes); returns the length.
+    @discardableResult
+    public func serialize(into body: UnsafeMutableRawBufferPointer) -> Int {
+        precondition(body.count >= bodyLength, "control frame body buffer too small")
+        switch self {
+        case .keepalive:
+            break
+        case .probe(let probe), .probeReply(let probe):
+            body.storeLE64(probe.id, at: 0)
+            body.storeLE64(probe.timestamp, at: 8)
+        case .feedback(let report):
+            body.storeLE64(report.receivedPackets, at: 0)
+            body.storeLE64(report.receivedBytes, at: 8)
+            body.storeLE64(report.highestCounter, at: 16)
+            body.storeLE64(report.reportedAt, at: 24)
+        case .close(let reason):
+            body[0] = reason.rawValue
+            body[1] = 0; body[2] = 0; body[3] = 0
+        }
+        return bodyLength
+    }
+
+    /// The body as a new array (control frames are rare; the data path never calls this).
+    public var body: [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: bodyLength)
+        bytes.withUnsafeMutableBytes { _ = serialize(into: $0) }
+        return bytes
+    }
+
+    /// Parses the body of a frame of `type`; `data` frames are not control frames.
+    public static func parse(type: FrameType, body: UnsafeRawBufferPointer) throws(ProtocolError) -> ControlFrame {
+        guard let expected = type.fixedBodyLength, body.count == expected else {
+            throw .malformedFrame(type: type, length: body.count)
+        }
+        switch type {
+        case .data:
+            throw .malformedFrame(type: type, length: body.count)
+        case .keepalive:
+            return .keepalive
+        case .probe, .probeReply:
+            let probe = ProbeBody(id: body.loadLE64(at: 0), timestamp: body.loadLE64(at: 8))
+            return type == .probe ? .probe(probe) : .probeReply(probe)
+        case .feedback:
+            return .feedback(FeedbackBody(receivedPackets: body.loadLE64(at: 0), receivedBytes: body.loadLE64(at: 8),
+                                          highestCounter: body.loadLE64(at: 16), reportedAt: body.loadLE64(at: 24)))
+        case .close:
+            guard let reason = CloseReason(rawValue: body[0]) else { throw .malformedFrame(type: type, length: body.count) }
+            return .close(reason)
+        }
+    }
+
+    public static func parse(type: FrameType, body: [UInt8]) throws(ProtocolError) -> ControlFrame {
+        try body.withUnsafeBytes { raw in Result { () throws(ProtocolError) in try parse(type: type, body: raw) } }.get()
+    }
+}

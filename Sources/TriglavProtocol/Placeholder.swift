@@ -1,1 +1,0 @@
-// TriglavProtocol: placeholder until its issue lands (see docs/ARCHITECTURE.md).

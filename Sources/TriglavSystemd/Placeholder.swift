@@ -1,1 +1,0 @@
-// TriglavSystemd: placeholder until its issue lands (see docs/ARCHITECTURE.md).

@@ -1,0 +1,89 @@
+// Test fixture: hosts the org.triglav bus adaptor with the fake controller on a given bus, so
+// integration tests (and people trying the CLI) can drive the real API without privileges or a
+// tunnel. Not installed. Usage:
+//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--clients N] [--tick-ms MS]
+// SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear.
+import Dispatch
+import Logging
+import TriglavControlAPI
+import TriglavDBus
+import TriglavDaemon
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError(message)
+    exit(2)
+}
+
+enum FileHandle {
+    static func standardError(_ message: String) {
+        let line = message + "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+}
+
+var address = BusConnection.systemBusAddress
+var initialUplinks = ["eth0", "wlan0"]
+var clientCount = 0
+var tickMilliseconds = 0
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--address":
+        guard let value = arguments.next() else { fail("--address needs a value") }
+        address = value
+    case "--uplinks": initialUplinks = (arguments.next() ?? "").split(separator: ",").map(String.init)
+    case "--clients":
+        guard let value = arguments.next().flatMap({ Int($0) }) else { fail("--clients needs a number") }
+        clientCount = value
+    case "--tick-ms":
+        guard let value = arguments.next().flatMap({ Int($0) }) else { fail("--tick-ms needs a number") }
+        tickMilliseconds = value
+    default: fail("unknown argument \(argument)")
+    }
+}
+
+let controller = FakeTunnelController()
+for interface in initialUplinks { controller.simulateUplinkAppeared(interface: interface) }
+for index in 0..<clientCount {
+    controller.simulateClientConnected(publicKey: "client\(index)-public-key", endpoint: "203.0.113.\(index + 5):40000")
+}
+
+let connection: BusConnection
+do {
+    connection = try BusConnection(address: address)
+} catch {
+    fail("triglav-bus-fixture: \(error)")
+}
+let adaptor = TriglavBusAdaptor(connection: connection, controller: controller)
+controller.setOnChange { adaptor.publish($0) }
+
+signal(SIGUSR1, SIG_IGN)
+signal(SIGUSR2, SIG_IGN)
+let appear = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .main)
+appear.setEventHandler { controller.simulateUplinkAppeared(interface: "eth1") }
+appear.resume()
+let vanish = DispatchSource.makeSignalSource(signal: SIGUSR2, queue: .main)
+vanish.setEventHandler { controller.simulateUplinkGone(interface: "eth1") }
+vanish.resume()
+
+connection.onDisconnect { exit(0) }
+
+Task {
+    do {
+        try await adaptor.start()
+        print("READY \(connection.uniqueName)")
+        fflush(nil)
+    } catch {
+        fail("triglav-bus-fixture: \(error)")
+    }
+    if tickMilliseconds > 0 {
+        while true {
+            try? await Task.sleep(for: .milliseconds(tickMilliseconds))
+            controller.tick()
+        }
+    }
+}
+dispatchMain()

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import TriglavCore
+import TriglavCrypto
+import TriglavDataPlane
+import TriglavMultipath
+
+/// Development driver for the data plane: runs a client or server tunnel from flags, before triglavd
+/// wires the engine up. Used by the namespace integration tests and the benchmark script.
+@main
+struct DataPlaneDev: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "triglav-dataplane-dev",
+        abstract: "Run a Triglav client or server tunnel from command-line flags (development and tests).",
+        version: VERSION,
+        subcommands: [Keygen.self, Server.self, Client.self]
+    )
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a new identity key file and print its public key.")
+    @Option(help: "Key file to create (mode 0600).") var out: String
+
+    func run() throws {
+        let key = IdentityKey.generate()
+        try KeyFile.write(key, to: out, force: false)
+        print(key.publicKey.base64)
+    }
+}
+
+struct Server: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a server tunnel until SIGINT/SIGTERM.")
+    @Option(help: "Identity key file.") var key: String
+    @Option(help: "UDP endpoint to listen on (repeatable).") var listen: [String] = ["0.0.0.0:\(DEFAULT_PORT)"]
+    @Option(help: "TUN device name.") var tun = "triglav0"
+    @Option(help: "Server tunnel address with prefix (repeatable), e.g. 10.77.0.1/24.") var address: [String]
+    @Option(help: "Authorized client: PUBLICKEY=IPV4/LEN[,IPV6/LEN] (repeatable).") var client: [String] = []
+    @Flag(help: "Don't masquerade tunnel traffic leaving other interfaces.") var noNat = false
+    @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
+    @Flag(help: "Debug logging.") var verbose = false
+
+    func run() throws {
+        bootstrapLogging(verbose: verbose)
+        var clients: [IdentityPublicKey: TunnelAddresses] = [:]
+        for entry in client {
+            guard let equals = entry.lastIndex(of: "=") else { throw ValidationError("--client expects KEY=ADDRESSES, got '\(entry)'") }
+            let key = try IdentityPublicKey(base64: String(entry[..<equals]))
+            let prefixes = try entry[entry.index(after: equals)...].split(separator: ",").map { try IPPrefix(String($0)) }
+            guard let v4 = prefixes.first(where: { $0.address.isIPv4 }) else { throw ValidationError("client \(key) needs an IPv4 address") }
+            clients[key] = TunnelAddresses(ipv4: v4, ipv6: prefixes.first { !$0.address.isIPv4 })
+        }
+        var configuration = ServerTunnelConfiguration(
+            identity: try KeyFile.load(path: key), tunnelInterface: try InterfaceName(tun),
+            tunnelAddresses: try address.map { try IPPrefix($0) }, clients: clients)
+        configuration.listen = try listen.map { try IPEndpoint($0) }
+        configuration.masquerade = !noNat
+        let server = try ServerTunnel(configuration: configuration)
+        try server.start()
+        FileHandle.standardOutput.write(Data("listening on \(try server.listeningEndpoints().map(\.description).joined(separator: " "))\n".utf8))
+        waitForSignal(statsInterval: statsInterval) { "\(server.statistics())" }
+        server.stop()
+    }
+}
+
+struct Client: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a client tunnel until SIGINT/SIGTERM.")
+    @Option(help: "Identity key file.") var key: String
+    @Option(help: "The server's public key.") var serverKey: String
+    @Option(help: "Server endpoint, e.g. 198.18.0.1:7443.") var server: String
+    @Option(help: "TUN device name.") var tun = "triglav0"
+    @Option(help: "Uplink interface (repeatable).") var uplink: [String]
+    @Flag(help: "Route everything through the tunnel (wg-quick style).") var fullTunnel = false
+    @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
+    @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
+    @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
+    @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
+    @Flag(help: "Debug logging.") var verbose = false
+
+    func run() throws {
+        bootstrapLogging(verbose: verbose)
+        guard let schedulerMode = SchedulerMode(rawValue: scheduler) else { throw ValidationError("unknown scheduler '\(scheduler)'") }
+        var configuration = ClientTunnelConfiguration(
+            identity: try KeyFile.load(path: key), serverKey: try IdentityPublicKey(base64: serverKey),
+            server: try IPEndpoint(server), tunnelInterface: try InterfaceName(tun))
+        configuration.multipath.scheduler = schedulerMode
+        configuration.firewallMark = mark
+        if fullTunnel {
+            configuration.routing = .fullTunnel
+        } else if !split.isEmpty {
+            configuration.routing = .split(try split.map { try IPPrefix($0) })
+        }
+        let client = try ClientTunnel(configuration: configuration)
+        try client.start()
+        for name in uplink { try client.addUplink(interface: try InterfaceName(name)) }
+        waitForSignal(statsInterval: statsInterval) { "\(client.statistics())" }
+        client.stop()
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM, printing `statistics()` every `statsInterval` seconds.
+func waitForSignal(statsInterval: Double, statistics: @escaping @Sendable () -> String) {
+    signal(SIGINT, SIG_IGN)
+    signal(SIGTERM, SIG_IGN)
+    let done = DispatchSemaphore(value: 0)
+    let queue = DispatchQueue(label: "signals")
+    let sources = [SIGINT, SIGTERM].map { number in
+        let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+        source.setEventHandler { done.signal() }
+        source.resume()
+        return source
+    }
+    var timer: (any DispatchSourceTimer)?
+    if statsInterval > 0 {
+        let source = DispatchSource.makeTimerSource(queue: queue)
+        source.schedule(deadline: .now() + statsInterval, repeating: statsInterval)
+        source.setEventHandler { FileHandle.standardError.write(Data((statistics() + "\n").utf8)) }
+        source.resume()
+        timer = source
+    }
+    FileHandle.standardOutput.write(Data("ready\n".utf8))
+    done.wait()
+    timer?.cancel()
+    for source in sources { source.cancel() }
+}
+
+func bootstrapLogging(verbose: Bool) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = verbose ? .debug : .info
+        return handler
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Namespace lab for the data-plane integration tests: a client namespace with three veth uplinks to a
+/// server namespace (server address 198.18.0.1 on its loopback, one /24 per uplink), and an "internet"
+/// namespace behind the server (172.31.0.2). Everything lives in namespaces named tg-dp-<random>-*,
+/// deleted by `tearDown()` (called from `defer`, so also when a test fails). Processes started through
+/// the lab are killed there too. Every wait is bounded.
+final class DataPlaneLab: @unchecked Sendable {
+    static let serverAddress = "198.18.0.1"
+    static let internetAddress = "172.31.0.2"
+    static let serverTunnelAddress = "10.77.0.1"
+    static let clientTunnelAddress = "10.77.0.2"
+    static let uplinks = ["up1", "up2", "up3"]
+
+    let suffix = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+    var client: String { "tg-dp-\(suffix)-c" }
+    var server: String { "tg-dp-\(suffix)-s" }
+    var internet: String { "tg-dp-\(suffix)-i" }
+    let directory: URL
+    private var processes: [Process] = []
+    private(set) var serverKeyFile = ""
+    private(set) var serverPublicKey = ""
+    private(set) var clientKeyFile = ""
+    private(set) var clientPublicKey = ""
+
+    init() throws {
+        directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("tg-dp-\(suffix)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        do {
+            try build()
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    /// The driver executable, next to the test bundle in .build/<config>/.
+    static var driver: String {
+        if let path = ProcessInfo.processInfo.environment["TRIGLAV_DATAPLANE_DEV"] { return path }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("triglav-dataplane-dev").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/triglav-dataplane-dev"
+    }
+
+    private func build() throws {
+        for namespace in [client, server, internet] {
+            try sh("ip netns add \(namespace)")
+            try sh("ip -n \(namespace) link set lo up")
+        }
+        try sh("ip -n \(server) address add \(Self.serverAddress)/32 dev lo")
+        for (index, uplink) in Self.uplinks.enumerated() {
+            let number = index + 1
+            try sh("ip link add \(uplink) netns \(client) type veth peer name dn\(number) netns \(server)")
+            try sh("ip -n \(client) address add 10.201.\(number).2/24 dev \(uplink)")
+            try sh("ip -n \(server) address add 10.201.\(number).1/24 dev dn\(number)")
+            try sh("ip -n \(client) link set \(uplink) up")
+            try sh("ip -n \(server) link set dn\(number) up")
+            try sh("ip -n \(client) route add \(Self.serverAddress)/32 via 10.201.\(number).1 dev \(uplink) metric \(number)")
+        }
+        // IPv6 on the first uplink with a default route, so an IPv6 leak would have somewhere to go.
+        try sh("ip -n \(client) -6 address add 2001:db8:1::2/64 dev up1 nodad")
+        try sh("ip -n \(server) -6 address add 2001:db8:1::1/64 dev dn1 nodad")
+        try sh("ip -n \(client) -6 route add default via 2001:db8:1::1 dev up1")
+        // The internet host behind the server.
+        try sh("ip link add wan0 netns \(server) type veth peer name eth0 netns \(internet)")
+        try sh("ip -n \(server) address add 172.31.0.1/24 dev wan0")
+        try sh("ip -n \(internet) address add \(Self.internetAddress)/24 dev eth0")
+        try sh("ip -n \(server) link set wan0 up")
+        try sh("ip -n \(internet) link set eth0 up")
+        // Keys.
+        serverKeyFile = directory.appendingPathComponent("server.key").path
+        clientKeyFile = directory.appendingPathComponent("client.key").path
+        serverPublicKey = try sh("\(Self.driver) keygen --out \(serverKeyFile)").trimmingCharacters(in: .whitespacesAndNewlines)
+        clientPublicKey = try sh("\(Self.driver) keygen --out \(clientKeyFile)").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Kills every process started through the lab, deletes the namespaces and the temporary directory.
+    func tearDown() {
+        for process in processes where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+        }
+        for process in processes { waitForExit(process, timeout: 5) }
+        for namespace in [client, server, internet] {
+            _ = try? sh("ip netns pids \(namespace) | xargs -r kill -9")
+            _ = try? sh("ip netns del \(namespace)")
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    // MARK: Tunnel processes
+
+    func startServer(extraClients: [String] = [], logName: String = "server") throws -> Process {
+        let clients = ([clientPublicKey] + extraClients).enumerated().map { index, key in
+            "--client \(key)=10.77.0.\(index + 2)/24"
+        }.joined(separator: " ")
+        let process = try spawn(namespace: server, "\(Self.driver) server --key \(serverKeyFile) --tun tgs0 "
+            + "--address \(Self.serverTunnelAddress)/24 \(clients) --verbose", logName: logName)
+        try waitForOutput(logName, containing: "ready", timeout: 10)
+        return process
+    }
+
+    func startClient(keyFile: String? = nil, fullTunnel: Bool = false, uplinks: [String] = DataPlaneLab.uplinks,
+                     logName: String = "client") throws -> Process {
+        let uplinkFlags = uplinks.map { "--uplink \($0)" }.joined(separator: " ")
+        let process = try spawn(namespace: client, "\(Self.driver) client --key \(keyFile ?? clientKeyFile) "
+            + "--server-key \(serverPublicKey) --server \(Self.serverAddress):7443 --tun tgc0 \(uplinkFlags) "
+            + (fullTunnel ? "--full-tunnel " : "") + "--verbose", logName: logName)
+        try waitForOutput(logName, containing: "ready", timeout: 10)
+        return process
+    }
+
+    /// Waits until the client's TUN has the tunnel address and a ping through it succeeds.
+    func waitForTunnel(timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? sh("ip netns exec \(client) ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return false
+    }
+
+    // MARK: Processes
+
+    /// Starts `command` in `namespace` in the background with output in <logName>.log.
+    func spawn(namespace: String, _ command: String, logName: String) throws -> Process {
+        let log = directory.appendingPathComponent("\(logName).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", "exec " + command]
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        processes.append(process)
+        return process
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOf: directory.appendingPathComponent("\(name).log"), encoding: .utf8)) ?? ""
+    }
+
+    func waitForOutput(_ logName: String, containing text: String, timeout: TimeInterval) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log(logName).contains(text) { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw LabError.timeout("'\(text)' in \(logName).log; it says:\n\(log(logName))")
+    }
+
+    func waitForExit(_ process: Process, timeout: TimeInterval) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    /// Stops a tunnel process cleanly (SIGTERM) and waits for it.
+    func terminate(_ process: Process, timeout: TimeInterval = 10) {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        waitForExit(process, timeout: timeout)
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); waitForExit(process, timeout: 5) }
+    }
+
+    /// Kills the tunnel process itself (not the `ip netns exec` wrapper, which exec'd into it) with SIGKILL.
+    func crash(_ process: Process) {
+        kill(process.processIdentifier, SIGKILL)
+        waitForExit(process, timeout: 5)
+    }
+
+    /// Runs a shell command (bounded by `timeout` seconds) and returns its output; throws on failure.
+    @discardableResult
+    func sh(_ command: String, timeout: Int = 60) throws -> String {
+        try DataPlaneLab.run(command, timeout: timeout)
+    }
+
+    /// Runs `command` inside `namespace`.
+    @discardableResult
+    func exec(_ namespace: String, _ command: String, timeout: Int = 60) throws -> String {
+        try sh("ip netns exec \(namespace) \(command)", timeout: timeout)
+    }
+
+    @discardableResult
+    static func run(_ command: String, timeout: Int = 60) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        process.arguments = ["-s", "KILL", String(timeout), "/bin/sh", "-c", command]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw LabError.commandFailed(command, process.terminationStatus, text)
+        }
+        return text
+    }
+
+    static var isRoot: Bool { getuid() == 0 }
+}
+
+enum LabError: Error, CustomStringConvertible {
+    case commandFailed(String, Int32, String)
+    case timeout(String)
+
+    var description: String {
+        switch self {
+        case .commandFailed(let command, let status, let output): "'\(command)' exited \(status): \(output)"
+        case .timeout(let what): "timed out waiting for \(what)"
+        }
+    }
+}

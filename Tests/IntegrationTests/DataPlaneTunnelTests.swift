@@ -1,0 +1,173 @@
+import Foundation
+import Testing
+
+/// End-to-end tests of the data plane in network namespaces (root only; CI runs them as root).
+/// Each test builds its own lab and tears it down in `defer`, also on failure.
+@Suite("DataPlane tunnel in namespaces", .serialized, .enabled(if: DataPlaneLab.isRoot, "needs root for network namespaces"))
+struct DataPlaneTunnelTests {
+    @Test("ping through the tunnel both ways")
+    func pingBothWays() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
+        try lab.exec(lab.server, "ping -c3 -i0.2 -W2 \(DataPlaneLab.clientTunnelAddress)")
+    }
+
+    @Test("a download arrives intact over all three uplinks, and survives an uplink going down")
+    func downloadOverSeveralUplinksWithFailover() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let file = lab.directory.appendingPathComponent("www/random.bin").path
+        try lab.sh("mkdir -p \(lab.directory.path)/www && head -c 30000000 /dev/urandom > \(file)")
+        let expected = try lab.sh("sha256sum < \(file)")
+        _ = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -m http.server 8080 --bind \(DataPlaneLab.serverTunnelAddress) "
+                          + "--directory \(lab.directory.path)/www", logName: "http")
+        try waitForHTTP(lab, url: "http://\(DataPlaneLab.serverTunnelAddress):8080/")
+
+        // 1. Plain download: every uplink must carry a real share.
+        let before = try uplinkReceivedBytes(lab)
+        let output = lab.directory.appendingPathComponent("download-1.bin").path
+        try lab.exec(lab.client, "curl -sS --max-time 60 -o \(output) http://\(DataPlaneLab.serverTunnelAddress):8080/random.bin", timeout: 90)
+        #expect(try lab.sh("sha256sum < \(output)") == expected)
+        let after = try uplinkReceivedBytes(lab)
+        for (uplink, bytes) in after {
+            #expect(bytes - (before[uplink] ?? 0) > 3_000_000, "uplink \(uplink) carried only \(bytes - (before[uplink] ?? 0)) bytes")
+        }
+
+        // 2. Rate-limited download (~6 s); one uplink goes down after 1.5 s, the download completes intact.
+        let second = lab.directory.appendingPathComponent("download-2.bin").path
+        let curl = try lab.spawn(namespace: lab.client, "curl -sS --max-time 60 --limit-rate 5M -o \(second) "
+                                 + "http://\(DataPlaneLab.serverTunnelAddress):8080/random.bin", logName: "curl")
+        Thread.sleep(forTimeInterval: 1.5)
+        try lab.sh("ip -n \(lab.client) link set up2 down")
+        lab.waitForExit(curl, timeout: 70)
+        #expect(!curl.isRunning)
+        #expect(curl.terminationStatus == 0, "curl failed: \(lab.log("curl"))")
+        #expect(try lab.sh("sha256sum < \(second)") == expected)
+    }
+
+    @Test("kill -9 of the client leaves nothing a restart duplicates; clean stop restores the routing")
+    func crashAndRestartLeavesNoDuplicates() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let routingBefore = try routingSnapshot(lab)
+        _ = try lab.startServer()
+        let first = try lab.startClient(fullTunnel: true)
+        #expect(lab.waitForTunnel(timeout: 10))
+        lab.crash(first)
+        // After the crash the TUN device is gone (not persistent); rules may be left over.
+        #expect(try lab.exec(lab.client, "ip -o link show").contains("tgc0") == false)
+        let second = try lab.startClient(fullTunnel: true, logName: "client-2")
+        #expect(lab.waitForTunnel(timeout: 10))
+        let rules4 = try lab.exec(lab.client, "ip -4 rule show")
+        let rules6 = try lab.exec(lab.client, "ip -6 rule show")
+        #expect(count(of: "29799:", in: rules4) == 1, "IPv4 rules: \(rules4)")
+        #expect(count(of: "29798:", in: rules4) == 1, "IPv4 rules: \(rules4)")
+        #expect(count(of: "29799:", in: rules6) == 1, "IPv6 rules: \(rules6)")
+        #expect(count(of: "29798:", in: rules6) == 1, "IPv6 rules: \(rules6)")
+        #expect(count(of: "tgc0", in: try lab.exec(lab.client, "ip -o link show")) == 1)
+        #expect(count(of: "default", in: try lab.exec(lab.client, "ip -4 route show table 29799")) == 1)
+        lab.terminate(second)
+        let routingAfter = try routingSnapshot(lab)
+        #expect(routingAfter == routingBefore, "before:\n\(routingBefore)\nafter:\n\(routingAfter)")
+    }
+
+    @Test("the tunnel recovers by itself within 10 s after a server restart")
+    func serverRestartRecovery() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let server = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        lab.crash(server)
+        _ = try lab.startServer(logName: "server-2")
+        let start = Date()
+        let recovered = lab.waitForTunnel(timeout: 10)
+        #expect(recovered, "tunnel did not recover within 10 s:\n\(lab.log("client"))")
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test("a client whose key the server doesn't know gets no tunnel")
+    func unauthorizedClientGetsNoTunnel() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let intruderKey = lab.directory.appendingPathComponent("intruder.key").path
+        try lab.sh("\(DataPlaneLab.driver) keygen --out \(intruderKey)")
+        _ = try lab.startServer()
+        _ = try lab.startClient(keyFile: intruderKey)
+        #expect(lab.waitForTunnel(timeout: 4) == false)
+        #expect(try lab.exec(lab.client, "ip -4 address show dev tgc0").contains("10.77.0.") == false)
+        try lab.waitForOutput("server", containing: "rejected a handshake", timeout: 5)
+    }
+
+    @Test("full tunnel: nothing but tunnel packets leaves through the uplinks, IPv6 included")
+    func fullTunnelLeaksNothing() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient(fullTunnel: true)
+        #expect(lab.waitForTunnel(timeout: 10))
+        // Capture on every uplink everything that is not the tunnel itself (or neighbour discovery/ARP).
+        var captures: [(String, Process)] = []
+        for uplink in DataPlaneLab.uplinks {
+            let process = try lab.spawn(namespace: lab.client, "tcpdump -n -l -i \(uplink) "
+                + "'not (udp port 7443) and not arp and not (ip6 dst net ff00::/8) "
+                + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))'",
+                logName: "tcpdump-\(uplink)")
+            captures.append((uplink, process))
+        }
+        for (uplink, _) in captures { try lab.waitForOutput("tcpdump-\(uplink)", containing: "listening on", timeout: 10) }
+        // IPv4 to the internet host goes through the tunnel and is NATed by the server.
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        // IPv6 has a default route via up1, but the server gave no IPv6: it must be blocked, not leaked.
+        #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 2001:db8:ffff::1")) == nil)
+        Thread.sleep(forTimeInterval: 0.5)
+        for (uplink, process) in captures {
+            // Output is line-buffered (-l), so SIGKILL loses nothing and doesn't wait for libpcap's timeout.
+            lab.crash(process)
+            let captured = lab.log("tcpdump-\(uplink)").split(separator: "\n").filter {
+                !$0.contains("listening on") && !$0.contains("packets captured") && !$0.contains("packets received")
+                    && !$0.contains("verbose output suppressed")
+                    && !$0.contains("packets dropped") && !$0.isEmpty
+            }
+            #expect(captured.isEmpty, "cleartext on \(uplink): \(captured)")
+        }
+    }
+
+    // MARK: Helpers
+
+    private func waitForHTTP(_ lab: DataPlaneLab, url: String) throws {
+        for _ in 0..<50 {
+            if (try? lab.exec(lab.client, "curl -sS --max-time 2 -o /dev/null \(url)")) != nil { return }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        throw LabError.timeout("HTTP server at \(url)")
+    }
+
+    private func uplinkReceivedBytes(_ lab: DataPlaneLab) throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for uplink in DataPlaneLab.uplinks {
+            let text = try lab.exec(lab.client, "cat /sys/class/net/\(uplink)/statistics/rx_bytes")
+            result[uplink] = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        }
+        return result
+    }
+
+    private func routingSnapshot(_ lab: DataPlaneLab) throws -> String {
+        // Link-local and multicast IPv6 routes come and go with DAD timing; they are not ours to compare.
+        try ["ip -4 rule show", "ip -6 rule show", "ip -4 route show table all",
+             "ip -6 route show table all | grep -v -e fe80:: -e ff00::"]
+            .map { try lab.exec(lab.client, "sh -c '\($0)'") }
+            .joined(separator: "\n---\n")
+    }
+
+    private func count(of needle: String, in text: String) -> Int {
+        text.components(separatedBy: needle).count - 1
+    }
+}

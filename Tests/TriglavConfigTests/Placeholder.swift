@@ -1,1 +1,0 @@
-// Tests for TriglavConfig land with its issue.

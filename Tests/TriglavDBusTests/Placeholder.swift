@@ -1,1 +1,0 @@
-// Tests for TriglavDBus land with its issue.

@@ -1,1 +1,0 @@
-// Tests for TriglavDataPlane land with its issue.

@@ -1,1 +1,0 @@
-// Tests for TriglavLinkEmulator land with its issue.

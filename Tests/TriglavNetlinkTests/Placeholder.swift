@@ -1,1 +1,0 @@
-// Tests for TriglavNetlink land with its issue.

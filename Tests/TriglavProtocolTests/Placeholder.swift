@@ -1,1 +1,0 @@
-// Tests for TriglavProtocol land with its issue.

@@ -1,1 +1,0 @@
-// Tests for TriglavSystemd land with its issue.
