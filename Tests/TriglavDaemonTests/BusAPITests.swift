@@ -209,6 +209,28 @@ struct BusAPITests {
         #expect(memberOwn.errorName == "org.freedesktop.DBus.Error.AccessDenied", "\(memberOwn)")
     }
 
+    @Test func daemonRefusesOutsidersEvenWithoutTheBusPolicy() async throws {
+        try #require(getuid() == 0, "creating users needs root (CI runs as root)")
+        let users = try TestUsers.create()
+        defer { users.remove() }
+        let environment = try await BusAPIEnvironment(clients: 0, triglavPolicy: false)
+        defer { environment.tearDown() }
+        let outsider = try environment.busctl(["call", "org.triglav", Self.root, Self.manager, "Connect", "sa{sv}", "home", "0"],
+                                              as: TestUsers.outsider)
+        #expect(outsider.errorName == "org.triglav.Error.AccessDenied", "\(outsider)")
+        #expect(outsider.failureLine.contains("group triglav"), "\(outsider)")
+        let outsiderSet = try environment.busctl(["set-property", "org.triglav", "/org/triglav/uplink/1", TriglavBus.uplinkInterface,
+                                                  "Enabled", "b", "false"], as: TestUsers.outsider)
+        #expect(outsiderSet.errorName == "org.triglav.Error.AccessDenied", "\(outsiderSet)")
+        let outsiderCLI = try environment.cli(["disconnect"], as: TestUsers.outsider)
+        #expect(outsiderCLI.status == 5 && outsiderCLI.stderr.contains("group triglav"), "\(outsiderCLI)")
+        let member = try environment.busctl(["call", "org.triglav", Self.root, Self.manager, "Connect", "sa{sv}", "home", "0"],
+                                            as: TestUsers.member)
+        #expect(member.status == 0, "\(member)")
+        let state = try environment.busctl(["get-property", "org.triglav", Self.root, Self.manager, "State"], as: TestUsers.outsider)
+        #expect(state.stdout.contains("connected"), "\(state)")
+    }
+
     @Test func cliStatusJSONEqualsTheBusData() async throws {
         let environment = try await BusAPIEnvironment(clients: 1)
         defer { environment.tearDown() }
