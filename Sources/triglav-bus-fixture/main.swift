@@ -14,14 +14,14 @@ import Glibc
 #endif
 
 func fail(_ message: String) -> Never {
-    FileHandle.standardError(message)
+    StandardError.write(message)
     exit(2)
 }
 
-enum FileHandle {
-    static func standardError(_ message: String) {
+enum StandardError {
+    static func write(_ message: String) {
         let line = message + "\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
+        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
     }
 }
 
