@@ -61,7 +61,8 @@ public final class TriglavBusAdaptor: Sendable {
     public func publish(_ status: TriglavControlAPI.TriglavStatus) {
         let status = status.normalized
         exported.withLock { state in
-            guard let connection, let manager = state.manager else { return }
+            // Before start(), or after the bus went away (the daemon reports that once, not per tick).
+            guard let connection, connection.isOpen, let manager = state.manager else { return }
             if state.last == status { return }
             do {
                 for uplink in status.uplinks {
