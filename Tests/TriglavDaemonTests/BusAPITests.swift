@@ -133,7 +133,8 @@ struct BusAPITests {
         let monitor = try BackgroundProcess(["busctl", "--address=\(environment.address)", "monitor", "org.triglav"],
                                             outputPrefix: environment.bus.directory + "/monitor")
         defer { monitor.stop() }
-        try await Task.sleep(for: .milliseconds(300))
+        // busctl says this once BecomeMonitor succeeded, so nothing after it can be missed.
+        #expect(await monitor.waitForErrorOutput("Monitoring bus message stream."))
         let added = try environment.busctl(["call", "org.triglav", Self.root, Self.manager, "AddUplink", "sa{sv}", "usb0", "0"])
         #expect(added.status == 0, "\(added)")
         environment.fixture.signal(SIGUSR1)  // discovery: eth1 appears (uplink 4)
