@@ -32,6 +32,8 @@ public enum UplinkEvent: Sendable, Equatable {
     case feedbackReceived(UplinkID, FeedbackReport, at: UInt64)
     /// The peer's reorder buffer is missing `count` sequences starting at `firstSequence`.
     case resendRequested(firstSequence: UInt32, count: UInt32, at: UInt64)
+    /// The peer won't resend these sequences (it answered our request with "declined"): stop waiting.
+    case resendDeclined(firstSequence: UInt32, count: UInt32, at: UInt64)
     /// The system (netlink) says the link went down: it is taken out of service at once.
     case systemLinkDown(UplinkID, at: UInt64)
     /// The system says the link is up again: probing restarts immediately.
@@ -47,8 +49,10 @@ public enum Duty: Sendable, Equatable {
     case sendFeedback(UplinkID, FeedbackReport)
     /// Ask the peer (on any uplink; use `schedule` as for data) to resend these tunnel sequences.
     case requestResend(firstSequence: UInt32, count: UInt32)
-    /// Resend the data packet with tunnel `sequence` if it is still in the retransmit store: schedule it
-    /// again (the dead uplink is no longer chosen) and send it with the same sequence.
+    /// Resend the data packet with tunnel `sequence`: pick the uplink with
+    /// `MultipathEngine.scheduleResend` and send it with the same sequence. If it is no longer in the
+    /// retransmit store, or `scheduleResend` returns no uplink (congestion), send the peer a
+    /// "resend declined" frame instead so its reorder buffer stops waiting at once.
     case resend(sequence: UInt32)
     /// The uplink changed state (for D-Bus PropertiesChanged and logs).
     case stateChanged(UplinkID, from: UplinkState, to: UplinkState)

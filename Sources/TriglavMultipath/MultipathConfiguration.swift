@@ -42,7 +42,12 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Resends are dropped when the best uplink's queue is within ¾ of the deepest queue seen on it lately
     /// (a full buffer: the loss was congestion and must reach the sender's TCP). This is the floor of that
     /// threshold, and a quarter of the threshold used before any queue was seen.
-    public var minCongestionQueueDelay: UInt64 = 30 * Nanoseconds.millisecond
+    public var minCongestionQueueDelay: UInt64 = 80 * Nanoseconds.millisecond
+    /// `aggregate`: a packet whose earliest expected arrival is later than the slowest used uplink's
+    /// one-way delay plus this is refused (the data plane drops it). This keeps the standing queue in the
+    /// uplinks short, so resends and ACKs aren't stuck behind it and TCP sees congestion early, as from
+    /// a well-managed router queue. nil: never refuse (the uplinks' own buffers overflow instead).
+    public var ingressQueueTarget: UInt64? = 80 * Nanoseconds.millisecond
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 

@@ -25,6 +25,8 @@ public struct MultipathEngine<Packet> {
     private var lastTick: UInt64?
     private var lastTimingUpdate: UInt64?
     private var excludedIndex: Int?
+    /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
+    public private(set) var ingressDrops: UInt64 = 0
     var debugTiming = false
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
@@ -157,6 +159,8 @@ public struct MultipathEngine<Packet> {
             evaluate(index, now: now)
         case .resendRequested(let first, let count, _):
             for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
+        case .resendDeclined(let first, let count, _):
+            reorder.abandon(firstSequence: first, count: count)
         case .systemLinkDown(let id, let now):
             guard let index = index(of: id) else { return }
             uplinks[index].systemDown = true
@@ -302,7 +306,7 @@ public struct MultipathEngine<Packet> {
         let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
         // Ask for a missing packet after the reordering actually seen (RACK-style) plus a jitter margin,
         // never later than the worst case: the one-way delay spread between the uplinks.
-        let worstCase = spread + 3 * worstJitter + configuration.minReorderWait
+        let worstCase = spread + worstJitter + configuration.minReorderWait
         // Probe jitter mostly reflects queueing the scheduler already accounts for, so it only adds a
         // small margin here; a request that proves spurious raises observedReordering instead.
         let observed = reorder.observedReordering + worstJitter / 2 + configuration.minReorderWait
@@ -400,6 +404,11 @@ public struct MultipathEngine<Packet> {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
             if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
+                if let target = configuration.ingressQueueTarget,
+                   expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
+                    ingressDrops &+= 1
+                    return selection
+                }
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
             }
@@ -514,18 +523,31 @@ public struct MultipathEngine<Packet> {
         UInt64(max(0, bytes)) * 8_000_000_000 / max(tracker.capacityBits, 1)
     }
 
+    /// Expected one-way arrival delay of a packet sent now on uplink `index`.
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64) -> UInt64 {
+        let tracker = uplinks[index]
+        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let measured = tracker.measuredQueueDelay
+        let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
+        return queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
+    }
+
+    private func slowestBaseDelay(in mask: UInt32) -> UInt64 {
+        var slowest: UInt64 = 0
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            slowest = max(slowest, uplinks[index].baseOneWayDelay)
+        }
+        return slowest
+    }
+
     /// Earliest expected arrival: model queue (or measured queueing, if larger) + transmission + one-way delay.
     private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
-            let tracker = uplinks[index]
-            let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let measured = tracker.measuredQueueDelay
-            let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
-            let arrival = queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
+            let arrival = expectedArrival(index, bytes: bytes, now: now)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index

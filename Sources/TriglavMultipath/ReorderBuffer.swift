@@ -51,13 +51,14 @@ public struct ReorderBuffer<Packet> {
         statistics.duplicates &+= 1
         guard requestsResends else { return }
         let marked = arrivals[Int(sequence) & mask]
-        if now >= marked, now - marked < waitBound {
+        if now >= marked, now - marked < waitBound / 2 {
             noteReordering(now - marked + resendRequestDelay)
         }
     }
 
     /// Jacobson/Karels-style smoothing of reordering depth samples, so one outlier doesn't set the delay.
-    private mutating func noteReordering(_ sample: UInt64) {
+    private mutating func noteReordering(_ rawSample: UInt64) {
+        let sample = min(rawSample, waitBound / 2)
         let mean = Int64(clamping: reorderingSmoothed), value = Int64(clamping: sample)
         let deviation = Int64(clamping: (mean - value).magnitude)
         let dev = Int64(clamping: reorderingDeviation)
@@ -198,7 +199,13 @@ public struct ReorderBuffer<Packet> {
                     for _ in 0..<16 {
                         let slot = Int(next) & mask
                         if slots[slot] != nil {
-                            if now >= arrivals[slot] { noteReordering(now - arrivals[slot]) }
+                            // An unrequested fill much later than our request delay wasn't reordering
+                            // (we would have asked for it): it was a resend the sender chose to make
+                            // after an uplink failed. Spurious requests raise the estimate instead.
+                            if now >= arrivals[slot],
+                               requested || now - arrivals[slot] <= 2 * resendRequestDelay + 5 * 1_000_000 {
+                                noteReordering(now - arrivals[slot])
+                            }
                             break
                         }
                         next &+= 1
@@ -225,8 +232,28 @@ public struct ReorderBuffer<Packet> {
         return .buffered
     }
 
-    /// Takes the slot at `head` if present and advances past it.
+    /// The sender won't resend these sequences (no longer stored, or its uplinks are congested): stop
+    /// waiting for them. Marked seen-but-absent, which `nextReleasable` skips at once when they reach the
+    /// head. Sequences outside the window, or already here, are ignored.
+    public mutating func abandon(firstSequence: UInt32, count: UInt32) {
+        guard started else { return }
+        var sequence = firstSequence
+        for _ in 0..<min(count, UInt32(capacity)) {
+            let offset = distance(sequence, from: head)
+            if offset >= 0, Int(offset) < capacity, !isSeen(sequence) { markSeen(sequence) }
+            sequence &+= 1
+        }
+    }
+
+    /// Whether the head is a sequence the sender gave up on (seen, yet nothing stored).
+    private var headAbandoned: Bool { slots[Int(head) & mask] == nil && isSeen(head) }
+
+    /// Takes the slot at `head` if present and advances past it; passes abandoned sequences.
     private mutating func takeHead() -> Packet? {
+        while headAbandoned {
+            statistics.skippedSequences &+= 1
+            advanceHead(to: head &+ 1)
+        }
         let slot = Int(head) & mask
         guard let packet = slots[slot] else { return nil }
         slots[slot] = nil
@@ -335,7 +362,7 @@ public struct ReorderBuffer<Packet> {
 
     /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
     public func nextDeadline() -> UInt64? {
-        if parked != nil || slots[Int(head) & mask] != nil { return 0 }
+        if parked != nil || slots[Int(head) & mask] != nil || (started && headAbandoned && bufferedCount > 0) { return 0 }
         var deadline: UInt64?
         if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
         if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {

@@ -110,6 +110,16 @@ struct UplinkTracker {
         return predicted > rtt.windowedMinimum ? predicted - rtt.windowedMinimum : 0
     }
 
+    /// Whether our own traffic is queueing up on the link (probes see a standing queue, or the scheduler's
+    /// model has more queued than a few milliseconds), recently enough that losses may be overflow.
+    func isCongested(at now: UInt64) -> Bool {
+        let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
+        let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
+        return measuredQueueDelay > standing || latestQueue > standing
+            || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
+            || (queueDepth.best ?? 0) > 2 * standing && latestQueue > standing / 2
+    }
+
     /// Queueing delay above which losses on this link count as congestion (not worth hiding with a
     /// resend): three quarters of the deepest queue seen recently, at least `floor`.
     func congestionQueueDelay(floor: UInt64) -> UInt64 {
@@ -162,11 +172,7 @@ struct UplinkTracker {
         case .ready:
             // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
             // link), which the scheduler handles; only loss on an uncongested link marks it degraded.
-            let standing = max(20 * Nanoseconds.millisecond, rtt.windowedMinimum / 2)
-            let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
-            let congested = measuredQueueDelay > standing || latestQueue > standing
-                || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
-            if !congested, let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
+            if !isCongested(at: now), let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
                 return transition(to: .degraded, at: now, configuration: configuration)
             }
         case .degraded:
@@ -276,7 +282,9 @@ struct UplinkTracker {
             let previouslyExpected = historyAcked > 0 ? history[Int(historyAcked - 1) & historyMask].cumulativePackets : 0
             let expected = record.cumulativePackets > previouslyExpected ? record.cumulativePackets - previouslyExpected : 0
             let received = report.receivedPackets - previousPackets
-            if expected > 0 {
+            // Losses while the link is congested are our own traffic overflowing its buffer: the scheduler
+            // and TCP handle those. Only loss on an uncongested link says something about its quality.
+            if expected > 0, !isCongested(at: now) {
                 loss.record(expected: expected, lost: expected > received ? expected - received : 0, at: now)
             }
             // Progress is more packets confirmed, not a later send time: a burst sent at one instant

@@ -62,10 +62,10 @@ controller.setOnChange { adaptor.publish($0) }
 
 signal(SIGUSR1, SIG_IGN)
 signal(SIGUSR2, SIG_IGN)
-let appear = DispatchSource.makeSignalSource(signal: SIGUSR1)
+let appear = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .main)
 appear.setEventHandler { controller.simulateUplinkAppeared(interface: "eth1") }
 appear.resume()
-let vanish = DispatchSource.makeSignalSource(signal: SIGUSR2)
+let vanish = DispatchSource.makeSignalSource(signal: SIGUSR2, queue: .main)
 vanish.setEventHandler { controller.simulateUplinkGone(interface: "eth1") }
 vanish.resume()
 
@@ -75,7 +75,7 @@ Task {
     do {
         try await adaptor.start()
         print("READY \(connection.uniqueName)")
-        fflush(stdout)
+        fflush(nil)
     } catch {
         fail("triglav-bus-fixture: \(error)")
     }

@@ -50,6 +50,7 @@ struct Monitor: AsyncParsableCommand {
             let lineMode = !live
             if live { redraw(objects, style: style) }
             if json { print("{\"event\":\"Snapshot\",\"status\":\(Snapshot(objects: objects).statusJSON())}") }
+            fflush(nil)
             var seen = 0
             for await event in stream {
                 switch event {

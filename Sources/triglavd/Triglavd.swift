@@ -55,6 +55,13 @@ struct Triglavd: ParsableCommand {
         valueName: "PROFILE"))
     var connectProfile: String?
 
+    @Flag(name: .customLong("no-bus"), help: """
+        Run without D-Bus: no org.triglav API, so the triglav CLI can't reach this daemon. Otherwise the daemon \
+        owns org.triglav on the system bus ($DBUS_SYSTEM_BUS_ADDRESS, else /run/dbus/system_bus_socket) and \
+        refuses to start without it.
+        """)
+    var noBus = false
+
     func validate() throws {
         if !checkConfig {
             if let checkedFile {
@@ -103,7 +110,7 @@ struct Triglavd: ParsableCommand {
                             configSource: FileConfigSource(path: path, missingIsEmpty: configPath == nil,
                                                            roleOverride: server ? .server : nil),
                             profiles: DirectoryProfileStore(directory: profileDirectory),
-                            environment: .live(logger: logger), connectProfile: connectProfile, logger: logger)
+                            environment: .live(logger: logger, busAddress: noBus ? nil : LiveDaemonBus.systemBusAddress), connectProfile: connectProfile, logger: logger)
         do {
             try daemon.start()
         } catch {

@@ -5,7 +5,8 @@ import Testing
 
 @Suite struct DebugTrace {
     @Test func trace() throws {
-        let network = try Network(links: ThroughputScenario.twoLinksSkewed.links.map { var l = $0; l.rateMbit *= 0.25; return l }, seed: 1)
+        let network = try Network(links: ThroughputScenario.threeLinks.links, seed: 1)
+        if let w = ProcessInfo.processInfo.environment["WATCH"].flatMap(Int.init) { network.client.watch = w; network.server.watch = w }
         network.server.logArrivals = true
         network.server.engine.debugTiming = false
         let flow = network.addFlow(1, at: 300 * Nanoseconds.millisecond)

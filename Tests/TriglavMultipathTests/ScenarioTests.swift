@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 import TriglavCore
 @testable import TriglavMultipath
 
@@ -6,13 +7,14 @@ import TriglavCore
 @Suite struct ScenarioTests {
     static let ms = Nanoseconds.millisecond
 
-    @Test(arguments: [UInt64(11), 12])
+    @Test(arguments: [UInt64(11), 12, 13, 14])
     func blackholingTheBestLinkKeepsTheTransferGoing(seed: UInt64) throws {
         let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
                                           LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
                                           LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)], seed: seed)
         let start = 300 * Self.ms
         let flow = network.addFlow(1, segments: 6000, at: start)
+        if let w = ProcessInfo.processInfo.environment["WATCH"].flatMap(Int.init), seed == 11 { network.client.watch = w; network.server.watch = w; network.server.engine.debugTiming = true }
         let blackholeAt = start + 1500 * Self.ms
         let best = UplinkID(1)
         network.blackhole(best, from: blackholeAt)

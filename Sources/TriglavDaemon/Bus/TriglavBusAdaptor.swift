@@ -20,7 +20,7 @@ public final class TriglavBusAdaptor: Sendable {
         var manager: DBusExportedObject?
         var uplinks: [UInt32: DBusExportedObject] = [:]
         var clients: [UInt32: DBusExportedObject] = [:]
-        var last: TriglavStatus?
+        var last: TriglavControlAPI.TriglavStatus?
     }
     private let exported = Mutex(Exported())
 
@@ -53,7 +53,7 @@ public final class TriglavBusAdaptor: Sendable {
 
     /// Brings the bus in line with `status`: exports new uplinks/clients, removes vanished ones, and
     /// updates properties (only real changes are signalled). Call from any thread, as often as needed.
-    public func publish(_ status: TriglavStatus) {
+    public func publish(_ status: TriglavControlAPI.TriglavStatus) {
         let status = status.normalized
         exported.withLock { state in
             guard let connection, let manager = state.manager else { return }
@@ -150,7 +150,7 @@ public final class TriglavBusAdaptor: Sendable {
         }
     }
 
-    func managerInterface(_ manager: ManagerStatus) -> DBusInterface {
+    func managerInterface(_ manager: TriglavControlAPI.ManagerStatus) -> DBusInterface {
         let controller = self.controller
         return DBusInterface(
             name: TriglavBus.managerInterface,
@@ -159,7 +159,7 @@ public final class TriglavBusAdaptor: Sendable {
                     self.run(call) { () async throws(ControlError) -> [DBusValue] in
                         let profile = call.arguments[0].stringValue ?? ""
                         try Self.validateProfileName(profile)
-                        let options = try ConnectOptions(options: Self.options(call.arguments[1], method: "Connect"))
+                        let options = try TriglavControlAPI.ConnectOptions(options: Self.options(call.arguments[1], method: "Connect"))
                         try await controller.connect(profile: profile, options: options)
                         return []
                     }
@@ -177,7 +177,7 @@ public final class TriglavBusAdaptor: Sendable {
                         guard isValidInterfaceName(name) else {
                             throw .invalidArgument("\"\(name)\" is not a valid interface name (1-15 printable characters, no '/' or ':')")
                         }
-                        let options = try UplinkOptions(options: Self.options(call.arguments[1], method: "AddUplink"))
+                        let options = try TriglavControlAPI.UplinkOptions(options: Self.options(call.arguments[1], method: "AddUplink"))
                         let id = try await controller.addUplink(interface: name, options: options)
                         return [.objectPath(DBusObjectPath(checked: TriglavBus.uplinkPath(id)))]
                     }
@@ -208,7 +208,7 @@ public final class TriglavBusAdaptor: Sendable {
             })
     }
 
-    func serverInterface(_ server: ServerStatus) -> DBusInterface {
+    func serverInterface(_ server: TriglavControlAPI.ServerStatus) -> DBusInterface {
         let controller = self.controller
         return DBusInterface(
             name: TriglavBus.serverInterface,
@@ -225,7 +225,7 @@ public final class TriglavBusAdaptor: Sendable {
             properties: properties(server))
     }
 
-    func uplinkInterface(_ uplink: UplinkStatus) -> DBusInterface {
+    func uplinkInterface(_ uplink: TriglavControlAPI.UplinkStatus) -> DBusInterface {
         let controller = self.controller
         let id = uplink.id
         return DBusInterface(
@@ -233,7 +233,7 @@ public final class TriglavBusAdaptor: Sendable {
             properties: properties(uplink) { name in
                 { value, call in
                     self.run(call) { () async throws(ControlError) -> [DBusValue] in
-                        var settings = UplinkOptions()
+                        var settings = TriglavControlAPI.UplinkOptions()
                         switch name {
                         case "Tier": settings.tier = try parseControlEnum(value.stringValue ?? "", name: "Tier")
                         case "Metered": settings.metered = value.boolValue
@@ -247,7 +247,7 @@ public final class TriglavBusAdaptor: Sendable {
             })
     }
 
-    func clientInterface(_ client: ClientStatus) -> DBusInterface {
+    func clientInterface(_ client: TriglavControlAPI.ClientStatus) -> DBusInterface {
         DBusInterface(name: TriglavBus.clientInterface, properties: properties(client))
     }
 
@@ -255,8 +255,8 @@ public final class TriglavBusAdaptor: Sendable {
     public static func interfaceShapes() -> [DBusInterfaceShape] {
         let adaptor = TriglavBusAdaptor(optionalConnection: nil, controller: FakeTunnelController(),
                                         logger: Logger(label: "triglav.bus.shapes"))
-        return [adaptor.managerInterface(ManagerStatus()), adaptor.serverInterface(ServerStatus()),
-                adaptor.uplinkInterface(UplinkStatus(id: 0, interface: "")), adaptor.clientInterface(ClientStatus(id: 0))]
+        return [adaptor.managerInterface(TriglavControlAPI.ManagerStatus()), adaptor.serverInterface(TriglavControlAPI.ServerStatus()),
+                adaptor.uplinkInterface(TriglavControlAPI.UplinkStatus(id: 0, interface: "")), adaptor.clientInterface(TriglavControlAPI.ClientStatus(id: 0))]
             .map(DBusInterfaceShape.init)
     }
 }

@@ -66,11 +66,11 @@ public final class ClientManager: Sendable {
 
     // MARK: Reading
 
-    public var status: ClientStatus { state.withLock { $0.status() } }
+    public var status: ClientManagerStatus { state.withLock { $0.status() } }
 
-    public var uplinks: [UplinkStatus] { state.withLock { $0.uplinkStatuses() } }
+    public var uplinks: [UplinkSnapshot] { state.withLock { $0.uplinkStatuses() } }
 
-    public func uplink(number: Int) throws(TriglavDaemonError) -> UplinkStatus {
+    public func uplink(number: Int) throws(TriglavDaemonError) -> UplinkSnapshot {
         let found = state.withLock { state in state.uplinkStatuses().first { $0.number == number } }
         guard let found else { throw .notFound("uplink \(number)") }
         return found
@@ -86,7 +86,7 @@ public final class ClientManager: Sendable {
 
     /// Connects to the server of profile `name`: loads the profile, builds and starts the tunnel, and puts
     /// the current uplinks into it. Returns once the tunnel exists (state connecting); sessions follow.
-    public func connect(profile name: String, options: ConnectOptions = ConnectOptions()) throws(TriglavDaemonError) {
+    public func connect(profile name: String, options: ConnectionOptions = ConnectionOptions()) throws(TriglavDaemonError) {
         let profileName: ProfileName
         do { profileName = try ProfileName(name) } catch {
             throw .invalidArgument(what: "profile name '\(name)'", reason: "use 1 to 64 letters, digits, ., _ or -, starting with a letter or digit")
@@ -201,7 +201,7 @@ public final class ClientManager: Sendable {
     public func refresh() {
         state.withLock { state in
             guard case .active(var connection) = state.phase else { return }
-            connection.statistics = connection.tunnel.statistics()
+            connection.statistics = connection.tunnel.snapshot()
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
@@ -232,7 +232,7 @@ public final class ClientManager: Sendable {
     /// Adds `interface` as a manual uplink (or makes an automatically found one manual) and returns its
     /// number. A manual uplink whose interface is missing waits for it.
     @discardableResult
-    public func addUplink(interface: String, options: UplinkOptions = UplinkOptions()) throws(TriglavDaemonError) -> Int {
+    public func addUplink(interface: String, options: UplinkOverrides = UplinkOverrides()) throws(TriglavDaemonError) -> Int {
         do { _ = try InterfaceName(interface) } catch {
             throw .invalidArgument(what: "interface name '\(interface)'", reason: "\(error)")
         }
@@ -277,7 +277,7 @@ public final class ClientManager: Sendable {
             }
             if record.discovered != nil {
                 record.origin = .auto
-                record.overrides = UplinkOptions()
+                record.overrides = UplinkOverrides()
                 state.records[record.interface] = record
             } else {
                 state.records[record.interface] = nil
@@ -288,7 +288,7 @@ public final class ClientManager: Sendable {
     }
 
     /// Writes Uplink1.Tier / Metered / Enabled (the non-nil fields of `options`).
-    public func updateUplink(number: Int, _ options: UplinkOptions) throws(TriglavDaemonError) {
+    public func updateUplink(number: Int, _ options: UplinkOverrides) throws(TriglavDaemonError) {
         try state.withLock { state throws(TriglavDaemonError) in
             guard var record = state.records.values.first(where: { $0.number == number }) else {
                 throw .notFound("uplink \(number)")
@@ -332,13 +332,14 @@ public final class ClientManager: Sendable {
 
     // MARK: Internals
 
-    private func makePlan(config: DaemonConfig, profile name: ProfileName, options: ConnectOptions,
+    private func makePlan(config: DaemonConfig, profile name: ProfileName, options: ConnectionOptions,
                           schedulerOverride: TriglavConfig.SchedulerKind?) throws(TriglavDaemonError) -> ClientTunnelPlan {
         guard config.role == .client else { throw .wrongRole(operation: "connect", role: config.role.rawValue) }
         let profile = try profiles.profile(named: name)
         var settings = ConnectionSettings(daemon: config, profile: profile)
         if let scheduler = options.scheduler ?? schedulerOverride { settings.multipath.scheduler = scheduler }
         if let fullTunnel = options.fullTunnel { settings.routing.fullTunnel = fullTunnel }
+        if let server = options.server { settings.endpoint = server }
         let routing: ClientRouting = settings.routing.fullTunnel ? .fullTunnel
             : settings.routing.routes.isEmpty ? .none : .split(settings.routing.routes)
         if !settings.routing.exclude.isEmpty {
@@ -462,29 +463,29 @@ extension ClientManager {
 
     struct Connection {
         var plan: ClientTunnelPlan
-        let options: ConnectOptions
+        let options: ConnectionOptions
         let tunnel: any ClientTunnelDriving
         /// Interfaces currently added to the tunnel.
         var attached: Set<String> = []
         var state: ConnectionState = .connecting
-        var statistics: ClientTunnelStatistics?
+        var statistics: ClientTunnelSnapshot?
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
 
-        func uplinkStatistics(_ interface: String) -> TriglavDataPlane.UplinkStatistics? {
-            statistics?.uplinks.first { $0.interface.rawValue == interface }
+        func uplinkStatistics(_ interface: String) -> ClientTunnelSnapshot.Uplink? {
+            statistics?.uplinks.first { $0.interface == interface }
         }
 
         func isEstablished(_ interface: String) -> Bool {
-            attached.contains(interface) && uplinkStatistics(interface)?.state == "established"
+            attached.contains(interface) && uplinkStatistics(interface)?.state == .established
         }
 
         mutating func retire(_ interface: String) {
             guard let statistics = uplinkStatistics(interface) else { return }
             retiredTransmitted &+= statistics.transmittedBytes
             retiredReceived &+= statistics.receivedBytes
-            self.statistics?.uplinks.removeAll { $0.interface.rawValue == interface }
+            self.statistics?.uplinks.removeAll { $0.interface == interface }
         }
 
         mutating func deriveState() {
@@ -504,19 +505,19 @@ extension ClientManager {
     struct UplinkRecord {
         let number: Int
         let interface: String
-        var origin: UplinkOrigin
+        var origin: UplinkProvenance
         /// What discovery last said about the interface; nil while it doesn't qualify (manual records only).
         var discovered: DiscoveredUplink?
         /// Values set through AddUplink or property writes; they win over discovery's.
-        var overrides = UplinkOptions()
+        var overrides = UplinkOverrides()
 
-        init(number: Int, interface: String, origin: UplinkOrigin) {
+        init(number: Int, interface: String, origin: UplinkProvenance) {
             self.number = number
             self.interface = interface
             self.origin = origin
         }
 
-        mutating func apply(_ options: UplinkOptions) {
+        mutating func apply(_ options: UplinkOverrides) {
             if let tier = options.tier { overrides.tier = tier }
             if let metered = options.isMetered { overrides.isMetered = metered }
             if let enabled = options.isEnabled { overrides.isEnabled = enabled }
@@ -536,8 +537,8 @@ extension ClientManager {
         var nextUplinkNumber = 1
         var schedulerOverride: TriglavConfig.SchedulerKind?
         var observer: (@Sendable (ClientManagerEvent) -> Void)?
-        var published: ClientStatus?
-        var publishedUplinks: [Int: UplinkStatus] = [:]
+        var published: ClientManagerStatus?
+        var publishedUplinks: [Int: UplinkSnapshot] = [:]
 
         init(config: DaemonConfig) { self.config = config }
 
@@ -591,7 +592,7 @@ extension ClientManager {
             return schedulerOverride ?? config.multipath.scheduler
         }
 
-        func status() -> ClientStatus {
+        func status() -> ClientManagerStatus {
             let connection = self.connection
             var profile = ""
             switch phase {
@@ -600,31 +601,35 @@ extension ClientManager {
             case .disconnected: break
             }
             let assignment = connection?.statistics?.assignment
-            return ClientStatus(
+            return ClientManagerStatus(
                 state: connectionState, profile: profile, server: connection.map { "\($0.plan.configuredEndpoint)" } ?? "",
                 tunnelInterface: connection.map { $0.plan.tunnelInterface.rawValue } ?? "",
-                tunnelAddresses: assignment.map { [$0.ipv4.description] + ($0.ipv6.map { [$0.description] } ?? []) } ?? [],
+                tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
                 receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted())
         }
 
-        func uplinkStatuses() -> [UplinkStatus] {
+        func uplinkStatuses() -> [UplinkSnapshot] {
             let connection = self.connection
             return records.values.sorted { $0.number < $1.number }.map { record in
                 let statistics = connection?.uplinkStatistics(record.interface)
-                var state = UplinkState.inactive
-                if let connection, connection.attached.contains(record.interface) {
+                var state = UplinkActivity.inactive
+                if let connection, !connection.attached.contains(record.interface), record.isEligible,
+                   record.origin == .manual || record.discovered != nil {
+                    state = .standby
+                } else if let connection, connection.attached.contains(record.interface) {
                     switch statistics?.state {
-                    case "established": state = .established
-                    case "no-socket": state = .waiting
-                    default: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting
+                    case .established: state = .established
+                    case .waiting: state = .waiting
+                    case .handshaking: state = .connecting
+                    case nil: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting
                     }
                 }
                 let rtt = statistics?.smoothedRTT.map { duration -> UInt64 in
                     let (seconds, attoseconds) = duration.components
                     return UInt64(max(0, seconds)) * 1_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000_000)
                 } ?? 0
-                return UplinkStatus(
+                return UplinkSnapshot(
                     number: record.number, interface: record.interface, kind: record.discovered?.kind ?? .other,
                     origin: record.origin, state: state, tier: record.tier, isMetered: record.isMetered,
                     isEnabled: record.isEnabled, rttMicroseconds: rtt, jitterMicroseconds: 0, lossRatio: 0,

@@ -16,7 +16,7 @@ public enum ConnectionState: String, Sendable, CaseIterable {
 }
 
 /// How an uplink came to be.
-public enum UplinkOrigin: String, Sendable, CaseIterable {
+public enum UplinkProvenance: String, Sendable, CaseIterable {
     /// Found by netlink discovery; goes away with the interface.
     case auto
     /// Added with AddUplink; stays until RemoveUplink, waiting while its interface is missing.
@@ -24,9 +24,11 @@ public enum UplinkOrigin: String, Sendable, CaseIterable {
 }
 
 /// An uplink's state, as `org.triglav.Uplink1.State` shows it.
-public enum UplinkState: String, Sendable, CaseIterable {
-    /// Not part of the tunnel: disconnected, disabled, tier `never`, or a standby tier while a better one works.
+public enum UplinkActivity: String, Sendable, CaseIterable {
+    /// Not part of the tunnel: disconnected, disabled, tier `never`, or its interface is gone.
     case inactive
+    /// Could carry traffic, but its tier is held back while a better tier works.
+    case standby
     /// Part of the tunnel, but its interface is missing or has no usable address.
     case waiting
     /// Part of the tunnel, handshaking with the server.
@@ -36,23 +38,21 @@ public enum UplinkState: String, Sendable, CaseIterable {
 }
 
 /// Options of Connect (`a{sv}` on the bus). Each overrides the profile and the daemon file.
-public struct ConnectOptions: Sendable, Equatable {
-    /// Option names the bus adaptor accepts; any other name is an InvalidArgument.
-    public static let names = ["scheduler", "full-tunnel"]
-
+public struct ConnectionOptions: Sendable, Equatable {
     public var scheduler: SchedulerKind?
     public var fullTunnel: Bool?
+    /// Another endpoint for the profile's server (same key).
+    public var server: RemoteEndpoint?
 
-    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil) {
+    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil, server: RemoteEndpoint? = nil) {
         self.scheduler = scheduler
         self.fullTunnel = fullTunnel
+        self.server = server
     }
 }
 
 /// Options of AddUplink and the writable Uplink1 properties.
-public struct UplinkOptions: Sendable, Equatable {
-    public static let names = ["tier", "metered", "enabled"]
-
+public struct UplinkOverrides: Sendable, Equatable {
     public var tier: TriglavMultipath.UplinkTier?
     public var isMetered: Bool?
     public var isEnabled: Bool?
@@ -65,13 +65,13 @@ public struct UplinkOptions: Sendable, Equatable {
 }
 
 /// A snapshot of one uplink (`/org/triglav/uplink/N`).
-public struct UplinkStatus: Sendable, Equatable {
+public struct UplinkSnapshot: Sendable, Equatable {
     /// N in the object path; never reused while the daemon runs.
     public var number: Int
     public var interface: String
     public var kind: UplinkKind
-    public var origin: UplinkOrigin
-    public var state: UplinkState
+    public var origin: UplinkProvenance
+    public var state: UplinkActivity
     public var tier: TriglavMultipath.UplinkTier
     public var isMetered: Bool
     public var isEnabled: Bool
@@ -91,7 +91,7 @@ public struct UplinkStatus: Sendable, Equatable {
 }
 
 /// A snapshot of the client manager (`/org/triglav`, `org.triglav.Manager1`).
-public struct ClientStatus: Sendable, Equatable {
+public struct ClientManagerStatus: Sendable, Equatable {
     public var state: ConnectionState
     /// The connected profile's name ("" when disconnected).
     public var profile: String
@@ -111,8 +111,8 @@ public struct ClientStatus: Sendable, Equatable {
 /// A change the bus adaptor turns into signals. Delivered in order on one serial queue.
 public enum ClientManagerEvent: Sendable, Equatable {
     /// Some Manager1 property changed; the snapshot has all of them.
-    case managerChanged(ClientStatus)
-    case uplinkAdded(UplinkStatus)
-    case uplinkChanged(UplinkStatus)
+    case managerChanged(ClientManagerStatus)
+    case uplinkAdded(UplinkSnapshot)
+    case uplinkChanged(UplinkSnapshot)
     case uplinkRemoved(number: Int, interface: String)
 }

@@ -5,7 +5,9 @@ import Dispatch
 public import Logging
 import Synchronization
 public import TriglavConfig
+import TriglavControlAPI
 import TriglavCore
+import TriglavCrypto
 import TriglavNetlink
 import TriglavSystemd
 
@@ -16,27 +18,39 @@ public struct DaemonEnvironment: Sendable {
     public var resolver: any EndpointResolving
     public var makeUplinkSource: @Sendable (DiscoveryPolicy) -> any UplinkSource
     public var notifier: any ServiceNotifier
+    /// Exports the org.triglav API for the daemon and owns the bus name; nil runs without a bus.
+    public var startBus: (@Sendable (any TunnelController) throws(TriglavDaemonError) -> any DaemonBus)?
     /// Longest wait for discovery's initial dump before carrying on without it.
     public var synchronizationTimeout: Duration
 
     public init(clientTunnels: any ClientTunnelFactory, serverTunnels: any ServerTunnelFactory,
                 resolver: any EndpointResolving, makeUplinkSource: @escaping @Sendable (DiscoveryPolicy) -> any UplinkSource,
-                notifier: any ServiceNotifier, synchronizationTimeout: Duration = .seconds(10)) {
+                notifier: any ServiceNotifier,
+                startBus: (@Sendable (any TunnelController) throws(TriglavDaemonError) -> any DaemonBus)? = nil,
+                synchronizationTimeout: Duration = .seconds(10)) {
         self.clientTunnels = clientTunnels
         self.serverTunnels = serverTunnels
         self.resolver = resolver
         self.makeUplinkSource = makeUplinkSource
         self.notifier = notifier
+        self.startBus = startBus
         self.synchronizationTimeout = synchronizationTimeout
     }
 
-    public static func live(logger: Logger) -> DaemonEnvironment {
-        DaemonEnvironment(
+    /// The real system. `busAddress` nil runs without D-Bus (`--no-bus`).
+    public static func live(logger: Logger, busAddress: String?) -> DaemonEnvironment {
+        var environment = DaemonEnvironment(
             clientTunnels: LiveClientTunnelFactory(logger: Logger(label: "triglav.dataplane.client")),
             serverTunnels: LiveServerTunnelFactory(logger: Logger(label: "triglav.dataplane.server")),
             resolver: SystemEndpointResolver(),
             makeUplinkSource: { policy in UplinkDiscoveryService(policy: policy, logger: Logger(label: "triglav.discovery")) },
             notifier: SystemdServiceNotifier(logger: logger))
+        if let busAddress {
+            environment.startBus = { (controller: any TunnelController) throws(TriglavDaemonError) -> any DaemonBus in
+                try LiveDaemonBus(address: busAddress, controller: controller, logger: Logger(label: "triglav.bus"))
+            }
+        }
+        return environment
     }
 }
 
@@ -54,6 +68,8 @@ public final class Daemon: Sendable {
     public let role: Role
     public let client: ClientManager?
     public let server: ServerManager?
+    /// The server's public key (base64) for Server1.PublicKey; nil in the client role or without a key.
+    let serverPublicKey: String?
     private let environment: DaemonEnvironment
     private let connectProfile: String?
     private let logger: Logger
@@ -63,6 +79,7 @@ public final class Daemon: Sendable {
 
     private struct Mutable {
         var uplinkSource: (any UplinkSource)?
+        var bus: (any DaemonBus)?
         var watchdog: WatchdogPinger?
         var lastStatusLine = ""
         var stopped = false
@@ -82,8 +99,12 @@ public final class Daemon: Sendable {
                                    tunnels: environment.clientTunnels, resolver: environment.resolver,
                                    logger: Logger(label: "triglav.daemon.client"))
             server = nil
+            serverPublicKey = nil
         case .server:
             client = nil
+            if case .usable(let key) = ConfigLoader.checkPrivateKey(of: config, file: "") { serverPublicKey = key.base64 } else {
+                serverPublicKey = nil
+            }
             server = ServerManager(config: config, configSource: configSource, tunnels: environment.serverTunnels,
                                    logger: Logger(label: "triglav.daemon.server"))
         }
@@ -97,6 +118,8 @@ public final class Daemon: Sendable {
         do {
             if let client { try startClient(client) }
             if let server { try server.start() }
+            try startBus()
+            if let client, let connectProfile { try client.connect(profile: connectProfile) }
         } catch {
             shutdown(reason: "start failed")
             throw error
@@ -127,14 +150,35 @@ public final class Daemon: Sendable {
         if synchronized.wait(timeout: .now() + .nanoseconds(Int(environment.synchronizationTimeout.nanoseconds))) == .timedOut {
             logger.warning("the initial interface dump did not finish within \(environment.synchronizationTimeout); carrying on")
         }
-        if let connectProfile {
-            try client.connect(profile: connectProfile)
+    }
+
+    /// Exports the API and takes the bus name (objects first, so a client seeing the name finds them all),
+    /// then keeps the bus in step with every change the managers report.
+    private func startBus() throws(TriglavDaemonError) {
+        guard let startBus = environment.startBus else { return }
+        let bus = try startBus(self)
+        mutable.withLock { $0.bus = bus }
+        client?.observe { [weak self] _ in self?.publishToBus() }
+        server?.observe { [weak self] _ in self?.publishToBus() }
+        logger.info("owning \(TriglavBus.name) on the bus")
+    }
+
+    /// Sends the current status to the bus adaptor, which signals only what changed.
+    func publishToBus() {
+        guard let bus = mutable.withLock({ $0.bus }) else { return }
+        bus.publish(controlStatus())
+    }
+
+    /// SIGHUP: reloads the configuration and applies it. A bad file changes nothing and is reported in
+    /// the log and STATUS=.
+    public func reloadFromSignal() {
+        do { try reloadConfiguration() } catch {
+            logger.error("reload failed, keeping the previous configuration: \(error)")
         }
     }
 
-    /// SIGHUP / Reload(): reloads the configuration and applies it. A bad file changes nothing and is
-    /// reported in the log and STATUS=.
-    public func reload() {
+    /// SIGHUP and Manager1.Reload: RELOADING=1, reload (the client also updates discovery's policy), READY=1.
+    public func reloadConfiguration() throws(TriglavDaemonError) {
         environment.notifier.notify([.reloading, .status("Reloading configuration")])
         do {
             if let client {
@@ -143,13 +187,14 @@ public final class Daemon: Sendable {
                 source?.updatePolicy(DiscoveryPolicy(uplinks: config.uplinks, tunnelInterface: config.tunnel.interface))
             }
             if let server { try server.reload() }
-            let line = statusLine
-            mutable.withLock { $0.lastStatusLine = line }
-            environment.notifier.notify([.ready, .status(line)])
         } catch {
-            logger.error("reload failed, keeping the previous configuration: \(error)")
             environment.notifier.notify([.ready, .status("Reload failed: \(error); \(statusLine)")])
+            throw error
         }
+        let line = statusLine
+        mutable.withLock { $0.lastStatusLine = line }
+        environment.notifier.notify([.ready, .status(line)])
+        logger.info("configuration reloaded: \(line)")
     }
 
     /// Once a second: refresh statistics and states; send STATUS= when the summary line changed.
@@ -164,14 +209,15 @@ public final class Daemon: Sendable {
             return true
         }
         if changed { environment.notifier.notify([.status(line)]) }
+        publishToBus()
     }
 
     /// Clean shutdown: STOPPING=1, stop discovery, disconnect (routes, rules, TUN) or stop the server
     /// (NAT, TUN, listeners). Idempotent.
     public func shutdown(reason: String = "shutting down") {
-        let (source, watchdog, alreadyStopped) = mutable.withLock { state in
-            defer { state.stopped = true; state.uplinkSource = nil; state.watchdog = nil }
-            return (state.uplinkSource, state.watchdog, state.stopped)
+        let (source, watchdog, bus, alreadyStopped) = mutable.withLock { state in
+            defer { state.stopped = true; state.uplinkSource = nil; state.watchdog = nil; state.bus = nil }
+            return (state.uplinkSource, state.watchdog, state.bus, state.stopped)
         }
         guard !alreadyStopped else { return }
         environment.notifier.notify([.stopping, .status("Stopping: \(reason)")])
@@ -180,6 +226,11 @@ public final class Daemon: Sendable {
         source?.stop()
         client?.shutdown()
         server?.stop()
+        // Last, so the bus shows the way down; closing releases the name.
+        if let bus {
+            bus.publish(controlStatus())
+            bus.close()
+        }
     }
 
     /// Runs until SIGTERM or SIGINT: ticks every second, reloads on SIGHUP, then shuts down.
@@ -193,7 +244,7 @@ public final class Daemon: Sendable {
             source.setEventHandler { [weak self] in
                 if number == SIGHUP {
                     self?.logger.info("SIGHUP: reloading")
-                    self?.reload()
+                    self?.reloadFromSignal()
                 } else {
                     terminate.signal()
                 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 public import Logging
 import Synchronization
@@ -18,10 +21,12 @@ public struct ServerClientStatus: Sendable, Equatable {
     public var endpoints: [String]
     public var receivedPackets: UInt64
     public var transmittedPackets: UInt64
+    /// CLOCK_REALTIME microseconds when the daemon first saw the client's session.
+    public var connectedSinceMicroseconds: UInt64
 }
 
 /// A snapshot of the server role (`org.triglav.Server1` on `/org/triglav`).
-public struct ServerStatus: Sendable, Equatable {
+public struct ServerManagerStatus: Sendable, Equatable {
     public var isRunning: Bool
     /// The endpoints actually bound (port 0 in the configuration shows the kernel's choice).
     public var listen: [String]
@@ -34,7 +39,7 @@ public struct ServerStatus: Sendable, Equatable {
 }
 
 public enum ServerManagerEvent: Sendable, Equatable {
-    case serverChanged(ServerStatus)
+    case serverChanged(ServerManagerStatus)
     case clientAdded(ServerClientStatus)
     case clientChanged(ServerClientStatus)
     case clientRemoved(number: Int, name: String)
@@ -75,7 +80,7 @@ public final class ServerManager: Sendable {
 
     public func drainEvents() { events.sync {} }
 
-    public var status: ServerStatus { state.withLock { $0.status() } }
+    public var status: ServerManagerStatus { state.withLock { $0.status() } }
     public var clients: [ServerClientStatus] { state.withLock { $0.clientStatuses() } }
     public var config: DaemonConfig { state.withLock { $0.config } }
 
@@ -131,7 +136,7 @@ public final class ServerManager: Sendable {
     public func refresh() {
         state.withLock { state in
             guard let tunnel = state.tunnel else { return }
-            state.update(with: tunnel.statistics())
+            state.update(with: tunnel.snapshot())
             publish(&state)
         }
     }
@@ -145,7 +150,7 @@ public final class ServerManager: Sendable {
         state.withLock { state in
             state.tunnel = tunnel
             state.listening = listen
-            state.update(with: tunnel.statistics())
+            state.update(with: tunnel.snapshot())
             publish(&state)
         }
         logger.info("server listening on \(listen.map(\.description).joined(separator: ", "))")
@@ -194,32 +199,46 @@ public final class ServerManager: Sendable {
         var tunnel: (any ServerTunnelDriving)?
         var listening: [IPEndpoint] = []
         /// Connected clients by public key (base64), with their object number.
-        var connected: [String: (number: Int, statistics: ServerTunnelStatistics.Client)] = [:]
+        var connected: [String: ConnectedClient] = [:]
         var nextClientNumber = 1
         var rejectedHandshakes: UInt64 = 0
         var observer: (@Sendable (ServerManagerEvent) -> Void)?
-        var published: ServerStatus?
+        var published: ServerManagerStatus?
         var publishedClients: [Int: ServerClientStatus] = [:]
 
         init(config: DaemonConfig) { self.config = config }
 
-        mutating func update(with statistics: ServerTunnelStatistics) {
+        struct ConnectedClient {
+            let number: Int
+            let since: UInt64
+            var statistics: ServerTunnelSnapshot.Client
+        }
+
+        mutating func update(with statistics: ServerTunnelSnapshot) {
             rejectedHandshakes = statistics.rejectedHandshakes
-            var next: [String: (number: Int, statistics: ServerTunnelStatistics.Client)] = [:]
+            var next: [String: ConnectedClient] = [:]
             for client in statistics.clients {
-                if let known = connected[client.publicKey] {
-                    next[client.publicKey] = (known.number, client)
+                if var known = connected[client.publicKey] {
+                    known.statistics = client
+                    next[client.publicKey] = known
                 } else {
-                    next[client.publicKey] = (nextClientNumber, client)
+                    next[client.publicKey] = ConnectedClient(number: nextClientNumber, since: Self.realtimeMicroseconds(),
+                                                             statistics: client)
                     nextClientNumber += 1
                 }
             }
             connected = next
         }
 
-        func status() -> ServerStatus {
+        static func realtimeMicroseconds() -> UInt64 {
+            var spec = timespec()
+            clock_gettime(CLOCK_REALTIME, &spec)
+            return UInt64(max(0, spec.tv_sec)) &* 1_000_000 &+ UInt64(max(0, spec.tv_nsec) / 1000)
+        }
+
+        func status() -> ServerManagerStatus {
             let plan = ServerTunnelPlan(config: config)
-            return ServerStatus(
+            return ServerManagerStatus(
                 isRunning: tunnel != nil, listen: listening.map(\.description),
                 tunnelInterface: tunnel == nil ? "" : plan.tunnelInterface.rawValue,
                 tunnelAddresses: tunnel == nil ? [] : plan.tunnelAddresses.map(\.description),
@@ -234,10 +253,10 @@ public final class ServerManager: Sendable {
                 let assignment = entry.statistics.assignment
                 return ServerClientStatus(
                     number: entry.number, name: names[key] ?? "", publicKey: key,
-                    tunnelAddresses: [assignment.ipv4.description] + (assignment.ipv6.map { [$0.description] } ?? []),
+                    tunnelAddresses: [assignment.ipv4, assignment.ipv6].compactMap { $0?.description },
                     endpoints: entry.statistics.endpoints.map(\.description),
                     receivedPackets: entry.statistics.receivedPackets,
-                    transmittedPackets: entry.statistics.transmittedPackets)
+                    transmittedPackets: entry.statistics.transmittedPackets, connectedSinceMicroseconds: entry.since)
             }.sorted { $0.number < $1.number }
         }
     }

@@ -1,5 +1,5 @@
 /// Errors of the daemon's managers. Each case maps to one documented D-Bus error
-/// (`org.triglav.Error.*`, see `busErrorSuffix`) and carries the offending value; the description says
+/// (`org.triglav.Error.*`, see `controlError`) and carries the offending value; the description says
 /// what was wrong and what to do.
 public enum TriglavDaemonError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A value given by the caller is not acceptable (`what` names the argument).
@@ -14,18 +14,6 @@ public enum TriglavDaemonError: Error, Equatable, Sendable, CustomStringConverti
     case wrongRole(operation: String, role: String)
     /// Loading configuration, keys or starting the tunnel failed; `reason` is the underlying error.
     case failed(operation: String, reason: String)
-
-    /// The last component of the D-Bus error name (`org.triglav.Error.<suffix>`).
-    public var busErrorSuffix: String {
-        switch self {
-        case .invalidArgument: "InvalidArgument"
-        case .notFound: "NotFound"
-        case .alreadyConnected: "AlreadyConnected"
-        case .notConnected: "NotConnected"
-        case .wrongRole: "Failed"
-        case .failed: "Failed"
-        }
-    }
 
     public var description: String {
         switch self {

@@ -14,20 +14,107 @@ public protocol ClientTunnelDriving: AnyObject, Sendable {
     func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID
     func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError)
     func setScheduler(_ kind: TriglavDataPlane.SchedulerKind)
-    func statistics() -> ClientTunnelStatistics
+    func snapshot() -> ClientTunnelSnapshot
 }
 
-extension ClientTunnel: ClientTunnelDriving {}
+/// What the manager reads from a client tunnel's statistics: the assignment and, per uplink, its
+/// session state and counters.
+public struct ClientTunnelSnapshot: Sendable, Equatable {
+    public struct Uplink: Sendable, Equatable {
+        public enum SessionState: Sendable, Equatable {
+            /// The interface is missing or can't carry a socket yet.
+            case waiting
+            case handshaking
+            case established
+        }
+
+        public var interface: String
+        public var state: SessionState
+        public var transmittedBytes: UInt64
+        public var receivedBytes: UInt64
+        public var smoothedRTT: Duration?
+
+        public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
+                    smoothedRTT: Duration? = nil) {
+            self.interface = interface
+            self.state = state
+            self.transmittedBytes = transmittedBytes
+            self.receivedBytes = receivedBytes
+            self.smoothedRTT = smoothedRTT
+        }
+    }
+
+    public var assignment: TunnelAddresses?
+    public var uplinks: [Uplink]
+
+    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = []) {
+        self.assignment = assignment
+        self.uplinks = uplinks
+    }
+}
+
+extension ClientTunnel: ClientTunnelDriving {
+    public func snapshot() -> ClientTunnelSnapshot {
+        let statistics = statistics()
+        return ClientTunnelSnapshot(assignment: statistics.addresses, uplinks: statistics.uplinks.map { uplink in
+            let state: ClientTunnelSnapshot.Uplink.SessionState = switch uplink.state {
+            case "established": .established
+            case "no-socket": .waiting
+            default: .handshaking
+            }
+            return ClientTunnelSnapshot.Uplink(interface: uplink.interface.rawValue, state: state,
+                                               transmittedBytes: uplink.transmittedBytes,
+                                               receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT)
+        })
+    }
+}
 
 /// What the server manager needs from a server tunnel (`ServerTunnel`).
 public protocol ServerTunnelDriving: AnyObject, Sendable {
     func start() throws(TriglavDataPlaneError)
     func stop()
-    func statistics() -> ServerTunnelStatistics
+    func snapshot() -> ServerTunnelSnapshot
     func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint]
 }
 
-extension ServerTunnel: ServerTunnelDriving {}
+/// What the server manager reads from a server tunnel's statistics.
+public struct ServerTunnelSnapshot: Sendable, Equatable {
+    public struct Client: Sendable, Equatable {
+        /// Base64, as in the configuration.
+        public var publicKey: String
+        public var assignment: TunnelAddresses
+        public var endpoints: [IPEndpoint]
+        public var receivedPackets: UInt64
+        public var transmittedPackets: UInt64
+
+        public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
+                    receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0) {
+            self.publicKey = publicKey
+            self.assignment = assignment
+            self.endpoints = endpoints
+            self.receivedPackets = receivedPackets
+            self.transmittedPackets = transmittedPackets
+        }
+    }
+
+    public var clients: [Client]
+    public var rejectedHandshakes: UInt64
+
+    public init(clients: [Client] = [], rejectedHandshakes: UInt64 = 0) {
+        self.clients = clients
+        self.rejectedHandshakes = rejectedHandshakes
+    }
+}
+
+extension ServerTunnel: ServerTunnelDriving {
+    public func snapshot() -> ServerTunnelSnapshot {
+        let statistics = statistics()
+        return ServerTunnelSnapshot(clients: statistics.clients.map {
+            ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
+                                        receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets)
+        }, rejectedHandshakes: statistics.rejectedHandshakes)
+    }
+}
 
 /// Where uplinks come from: the netlink-driven `UplinkDiscoveryService`, or a fake in tests.
 public protocol UplinkSource: AnyObject, Sendable {
@@ -110,13 +197,13 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
-    public func assignment(of client: AuthorizedClient) -> TunnelAssignment? {
+    public func assignment(of client: AuthorizedClient) -> TunnelAddresses? {
         guard let v4Prefix = tunnelAddresses.first(where: { $0.address.isIPv4 }),
               let ipv4 = try? IPPrefix(address: client.tunnelIPv4, length: v4Prefix.length) else { return nil }
         let ipv6 = client.tunnelIPv6.flatMap { address in
             tunnelAddresses.first { !$0.address.isIPv4 }.flatMap { try? IPPrefix(address: address, length: $0.length) }
         }
-        return TunnelAssignment(ipv4: ipv4, ipv6: ipv6)
+        return TunnelAddresses(ipv4: ipv4, ipv6: ipv6)
     }
 }
 
@@ -163,7 +250,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
             throw .failed(operation: "loading the private key \(plan.privateKeyPath)",
                           reason: "\(error); create it with 'triglav keygen \(plan.privateKeyPath)'")
         }
-        var clients: [IdentityPublicKey: TunnelAssignment] = [:]
+        var clients: [IdentityPublicKey: TunnelAddresses] = [:]
         for client in plan.clients {
             guard let assignment = plan.assignment(of: client) else {
                 throw .invalidArgument(what: "client \(client.name)", reason: "its tunnel address fits no server prefix")

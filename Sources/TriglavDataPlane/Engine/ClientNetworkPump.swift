@@ -4,12 +4,14 @@ import Glibc
 #endif
 import Logging
 import TriglavCore
+import TriglavMultipath
 import TriglavProtocol
 
-/// The uplinks → TUN pump of a client, and its timers: receives batches from every ready uplink socket,
-/// opens them under the lock, then (outside the lock) reorders data frames and writes them to the TUN
-/// device one packet per write. Every `timerInterval` it retries handshakes, sends probes and keepalives,
-/// and declares silent uplinks down.
+/// The uplinks → TUN pump of a client, and its timers: receives batches from every ready uplink socket and
+/// opens them under the lock, where data frames go through the multipath engine's reorder buffer (packets
+/// it holds wait in `pool`); the packets it releases are written to the TUN device after the lock, one
+/// packet per write. The engine's duties (probes, feedback) run here too, and every `timerInterval` the
+/// handshakes, keepalives and dead-uplink checks.
 final class ClientNetworkPump: @unchecked Sendable {
     private static let batchSize = 64
     private static let timerInterval = 100 * Nanoseconds.millisecond
@@ -18,10 +20,10 @@ final class ClientNetworkPump: @unchecked Sendable {
     private let tun: TunDevice
     private let poller: Poller
     private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: 2048)
-    private let reorder: ReorderBuffer
+    private let pool: PacketPool
     private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
-    /// Data frames opened in the current batch: (slot in batch, sequence, payload range).
-    private var pendingData: [(Int, UInt32, Range<Int>)] = []
+    /// Pool slots released in order by the engine, to write to the TUN device after the lock.
+    private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
 
@@ -29,18 +31,18 @@ final class ClientNetworkPump: @unchecked Sendable {
         self.tunnel = tunnel
         self.tun = tun
         poller = tunnel.networkPollerForPump
-        reorder = ReorderBuffer(maxHold: max(1, tunnel.configuration.reorderHold.nanoseconds))
-        pendingData.reserveCapacity(Self.batchSize)
+        // The reorder buffer can hold its capacity, plus one batch in flight.
+        pool = PacketPool(capacity: tunnel.configuration.multipath.reorderCapacity + Self.batchSize)
+        deliveries.reserveCapacity(pool.capacity)
     }
 
     func iterate() {
         var now = monotonicNow()
-        var timeout = Int32(max(1, (nextTimer &- min(now, nextTimer)) / Nanoseconds.millisecond))
-        if let deadline = reorder.deadline {
-            timeout = min(timeout, Int32(max(1, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
-        }
+        var deadline = nextTimer
+        if let engineDeadline = tunnel.withState({ $0.engine.nextDeadline() }) { deadline = min(deadline, engineDeadline) }
+        let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
-            try poller.wait(timeoutMilliseconds: min(timeout, 100)) { token in
+            try poller.wait(timeoutMilliseconds: timeout) { token in
                 if token < UInt64(ClientTunnel.maximumUplinks) { ready[Int(token)] = true }
             }
         } catch {
@@ -51,7 +53,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             ready[slot] = false
             receive(slot: slot, now: now)
         }
-        reorder.flushExpired(now: now) { tun.write($0) }
+        runDuties(now: now)
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
             runTimers(now: now)
@@ -74,23 +76,57 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
             if count == 0 { return }
             process(count: count, slot: slot, now: now)
-            for (index, sequence, range) in pendingData {
-                let datagram = batch.received(index)
-                reorder.insert(sequence: sequence, packet: UnsafeRawBufferPointer(rebasing: datagram[range]), now: now) {
-                    tun.write($0)
-                }
-            }
-            pendingData.removeAll(keepingCapacity: true)
+            writeDeliveries()
             if count < batch.capacity { break }
         }
-        let counters = (reorder.reordered, reorder.gapsSkipped, reorder.duplicates)
-        tunnel.withState { $0.reorderCounters = counters }
+    }
+
+    /// Writes the released packets to the TUN device (one write each) and frees their slots.
+    private func writeDeliveries() {
+        for slot in deliveries {
+            tun.write(pool.packet(slot))
+            pool.release(slot)
+        }
+        deliveries.removeAll(keepingCapacity: true)
+    }
+
+    /// Carries out the engine's duties (probes, feedback) and releases packets whose reorder wait ended.
+    private func runDuties(now: Nanoseconds) {
+        tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            while let slot = state.engine.nextDelivery(now: now) { deliveries.append(slot) }
+            var budget = 64
+            while budget > 0, let duty = state.engine.nextDuty(now: now) {
+                budget -= 1
+                switch duty {
+                case .sendProbe(let id, let probeID, let timestamp):
+                    guard let slot = state.slot(of: id) else { continue }
+                    sendControl(.probe(ProbeBody(id: UInt64(probeID), timestamp: timestamp)), slot: slot, now: now, state: &state)
+                    state.uplinks[slot]?.lastProbe = now
+                case .sendFeedback(let id, let report):
+                    guard let slot = state.slot(of: id) else { continue }
+                    let body = FeedbackBody(receivedPackets: report.receivedPackets, receivedBytes: report.receivedBytes,
+                                            highestCounter: report.highestCounter, reportedAt: now)
+                    sendControl(.feedback(body), slot: slot, now: now, state: &state)
+                case .stateChanged(let id, let from, let to):
+                    let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
+                    tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)")
+                case .resend, .requestResend:
+                    // No retransmit store yet: the inner protocol (TCP) recovers these losses.
+                    continue
+                }
+            }
+        }
+        writeDeliveries()
     }
 
     /// Opens every datagram of the batch under the lock; data frames are queued in `pendingData`.
     private func process(count: Int, slot: Int, now: Nanoseconds) {
         var newAddresses: TunnelAddresses?
         tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
             guard state.uplinks[slot] != nil else { return }
             for index in 0..<count {
                 let datagram = batch.received(index)
@@ -100,25 +136,42 @@ final class ClientNetworkPump: @unchecked Sendable {
                         newAddresses = addresses
                     }
                 case .transport:
-                    guard var uplink = state.uplinks[slot] else { continue }
-                    defer { state.uplinks[slot] = uplink }
-                    guard let frame = try? uplink.keyring.open(datagram, now: now) else { continue }
-                    uplink.lastReceive = now
+                    // Opened in place: a copy of the uplink would copy the session's replay window.
+                    guard let frame = try? state.uplinks[slot]?.keyring.open(datagram, now: now),
+                          let id = state.uplinks[slot]?.id else { continue }
+                    state.uplinks[slot]?.lastReceive = now
+                    let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
                     switch frame.type {
                     case .data:
-                        uplink.statistics.receivedPackets &+= 1
-                        uplink.statistics.receivedBytes &+= UInt64(frame.body.count)
-                        pendingData.append((index, frame.tunnelSequence, frame.body))
-                    case .probeReply:
-                        if case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: UnsafeRawBufferPointer(rebasing: datagram[frame.body])),
-                           now >= probe.timestamp {
-                            uplink.rtt.add(now - probe.timestamp)
+                        state.uplinks[slot]?.status.receivedPackets &+= 1
+                        state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
+                        guard let stored = pool.store(body) else { continue }  // pool full: drop, like a full queue
+                        switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
+                                                    bytes: datagram.count, now: now) {
+                        case .deliverNow:
+                            deliveries.append(stored)
+                        case .buffered:
+                            break
+                        case .duplicate, .stale, .overflow:
+                            pool.release(stored)
                         }
+                        while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
+                    case .probe:
+                        guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: body) else { continue }
+                        state.engine.handle(.probeReceived(id, senderTimestamp: probe.timestamp, at: now))
+                        sendControl(.probeReply(probe), slot: slot, now: now, state: &state)
+                    case .probeReply:
+                        guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { continue }
+                        state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                    case .feedback:
+                        guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { continue }
+                        state.engine.handle(.feedbackReceived(id, FeedbackReport(
+                            highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
+                            receivedBytes: report.receivedBytes), at: now))
                     case .close:
                         // The server dropped the session (tunnel removed, restart): handshake again now.
-                        uplink.resetSessions()
-                        uplink.lastAttempt = 0
-                    case .keepalive, .probe, .feedback:
+                        state.resetUplink(slot, now: now)
+                    case .keepalive:
                         break
                     }
                 case .handshakeInitiation, .invalid:
@@ -163,24 +216,26 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.initiatorCreates = false
         uplink.keyring.install(established.session)
         uplink.lastReceive = now
-        uplink.lastProbe = 0
-        uplink.statistics.handshakes &+= 1
+        uplink.status.handshakes &+= 1
         sendKeepalive(&uplink, now: now, state: &state)
+        state.uplinks[slot] = uplink
+        state.admitUplink(slot, now: now)
         let assignment = established.tunnel
         if created || state.tunnelID != assignment.tunnelID {
             if state.creatingSlot == slot { state.creatingSlot = nil }
             if let previous = state.tunnelID, previous != assignment.tunnelID {
                 // The server replaced our old tunnel: sessions of the other uplinks belong to it; rejoin.
-                for other in state.uplinks.indices where other != slot {
-                    state.uplinks[other]?.resetSessions()
-                    state.uplinks[other]?.lastAttempt = 0
-                }
+                for other in state.uplinks.indices where other != slot { state.resetUplink(other, now: now) }
             }
             state.tunnelID = assignment.tunnelID
             state.joinToken = assignment.joinToken
             tunnel.log(info: "tunnel \(String(assignment.tunnelID, radix: 16)) established via \(uplink.interface)")
         }
-        let addresses = TunnelAddresses(ipv4: assignment.ipv4, ipv6: assignment.ipv6)
+        guard let ipv4 = assignment.ipv4 else {
+            tunnel.log(error: "the server assigned no IPv4 address; IPv6-only tunnels are not supported yet")
+            return nil
+        }
+        let addresses = TunnelAddresses(ipv4: ipv4, ipv6: assignment.ipv6)
         guard state.assignment != addresses else { return nil }
         state.assignment = addresses
         return addresses
@@ -191,10 +246,11 @@ final class ClientNetworkPump: @unchecked Sendable {
         let configuration = tunnel.configuration
         let retry = configuration.handshakeRetryInterval.nanoseconds
         let timeout = configuration.uplinkTimeout.nanoseconds
-        let probeInterval = configuration.probeInterval.nanoseconds
         let keepalive = configuration.keepaliveInterval.nanoseconds
         var missingSockets: [Int] = []
         tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
             // A create that isn't answered soon is abandoned so another uplink can try.
             if let creator = state.creatingSlot,
                state.uplinks[creator]?.initiator == nil || now &- (state.uplinks[creator]?.lastAttempt ?? 0) >= 2 * retry {
@@ -214,16 +270,13 @@ final class ClientNetworkPump: @unchecked Sendable {
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
                 if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
                     tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
-                    uplink.resetSessions()
-                    uplink.lastAttempt = 0
+                    state.uplinks[slot] = uplink
+                    state.resetUplink(slot, now: now)
+                    uplink = state.uplinks[slot] ?? uplink
                 }
-                if uplink.isEstablished {
-                    let probeDue = probeInterval > 0 && now &- uplink.lastProbe >= probeInterval
-                    if probeDue || now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
-                        uplink.lastProbe = now
-                        uplink.probeID &+= 1
-                        sendControl(.probe(ProbeBody(id: uplink.probeID, timestamp: now)), &uplink, now: now, state: &state)
-                    }
+                if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
+                    uplink.lastProbe = now
+                    sendKeepalive(&uplink, now: now, state: &state)
                 }
                 driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
             }
@@ -275,6 +328,19 @@ final class ClientNetworkPump: @unchecked Sendable {
         guard let socket = uplink.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
                   try uplink.keyring.sealControl(frame, in: raw, now: now)
+              }) else { return }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            controlBuffer.withUnsafeBytes { bytes in
+                socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
+            }
+        }
+    }
+
+    /// Seals a control frame with the slot's session in place and sends it.
+    private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
+        guard let socket = state.uplinks[slot]?.socket,
+              let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
+                  try state.uplinks[slot]?.keyring.sealControl(frame, in: raw, now: now)
               }) else { return }
         withUnsafePointer(to: &state.serverAddress) { address in
             controlBuffer.withUnsafeBytes { bytes in

@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import TriglavCore
 import TriglavCrypto
+import TriglavMultipath
 import TriglavProtocol
 
 /// Everything a client tunnel needs to run. Defaults follow docs/DATAPLANE.md.
@@ -19,17 +20,24 @@ public struct ClientTunnelConfiguration: Sendable {
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
     public var routing: ClientRouting = .none
-    public var scheduler: SchedulerKind = .aggregate
+    /// Scheduler, probing, reordering and failover settings (TriglavMultipath). The engine's probes
+    /// (every 100 ms by default) are also the uplinks' liveness checks.
+    public var multipath = ClientTunnelConfiguration.defaultMultipath
     /// Longest silence on an uplink before a keepalive is sent (keeps NAT mappings open).
     public var keepaliveInterval: Duration = .seconds(25)
-    /// Interval of liveness/RTT probes on each established uplink; zero disables them (keepalives remain).
-    public var probeInterval: Duration = .seconds(1)
-    /// An established uplink that hears nothing for this long is considered down and handshakes again.
+    /// An established uplink that hears nothing for this long is considered dead and handshakes again
+    /// (the multipath engine stops scheduling on it much earlier).
     public var uplinkTimeout: Duration = .seconds(3)
     /// Interval between handshake attempts of an uplink that is not established.
     public var handshakeRetryInterval: Duration = .seconds(1)
-    /// Longest time the receiver holds a packet waiting for an earlier one.
-    public var reorderHold: Duration = .milliseconds(30)
+
+    /// Multipath defaults for the data plane: the engine asks for resends only when the sender keeps a
+    /// retransmit store, which this data plane doesn't yet (see docs/DATAPLANE.md).
+    public static var defaultMultipath: MultipathConfiguration {
+        var configuration = MultipathConfiguration()
+        configuration.requestsResends = false
+        return configuration
+    }
 
     public init(identity: IdentityKey, serverKey: IdentityPublicKey, server: IPEndpoint, tunnelInterface: InterfaceName) {
         self.identity = identity
@@ -77,8 +85,13 @@ public final class ClientTunnel: Sendable {
         routes = RouteManager(logger: logger)
         var serverAddress = sockaddr_storage()
         let serverAddressLength = SocketAddress.write(configuration.server, into: &serverAddress)
-        state = Mutex(ClientState(scheduler: PacketScheduler(kind: configuration.scheduler),
-                                  serverAddress: serverAddress, serverAddressLength: serverAddressLength))
+        let engine: MultipathEngine<Int>
+        do {
+            engine = try MultipathEngine(configuration: configuration.multipath)
+        } catch {
+            throw .invalidConfiguration("multipath: \(error)")
+        }
+        state = Mutex(ClientState(engine: engine, serverAddress: serverAddress, serverAddressLength: serverAddressLength))
     }
 
     // MARK: Lifecycle
@@ -159,6 +172,7 @@ public final class ClientTunnel: Sendable {
             guard var uplink = state.uplinks[slot] else { return nil }
             state.uplinks[slot] = nil
             if state.creatingSlot == slot { state.creatingSlot = nil }
+            try? state.engine.removeUplink(uplink.id, now: state.clock.advance(to: monotonicNow()))
             sendClose(&uplink, state: &state)
             return uplink
         }
@@ -172,10 +186,22 @@ public final class ClientTunnel: Sendable {
         state.withLock { $0.uplinks.compactMap { $0?.interface } }
     }
 
-    /// Switches the scheduler; takes effect with the next packet.
-    public func setScheduler(_ kind: SchedulerKind) {
-        state.withLock { $0.scheduler.kind = kind }
-        logger.info("scheduler set to \(kind)")
+    /// Switches the scheduler; takes effect with the next packet. (A bare mode change always validates;
+    /// if the engine ever refuses one, the old scheduler stays and the refusal is logged.)
+    public func setScheduler(_ mode: SchedulerMode) {
+        let refusal: MultipathError? = state.withLock { state in
+            do throws(MultipathError) {
+                try state.engine.setScheduler(mode)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let refusal {
+            logger.error("scheduler \(mode.rawValue) refused: \(refusal)")
+        } else {
+            logger.info("scheduler set to \(mode.rawValue)")
+        }
     }
 
     /// The addresses the server assigned, nil before the first handshake completes.
@@ -189,17 +215,16 @@ public final class ClientTunnel: Sendable {
     public func statistics() -> ClientTunnelStatistics {
         state.withLock { state in
             ClientTunnelStatistics(
-                tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.scheduler.kind,
+                tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.engine.scheduler,
                 uplinks: state.uplinks.compactMap { uplink in
                     guard let uplink else { return nil }
-                    var statistics = uplink.statistics
-                    statistics.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
-                    statistics.smoothedRTT = uplink.rtt.smoothed.map { .nanoseconds(Int64($0)) }
-                    statistics.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
-                    return statistics
+                    var status = uplink.status
+                    status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
+                    status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
+                    status.path = state.engine.statistics(for: uplink.id)
+                    return status
                 },
-                droppedNoUplink: state.droppedNoUplink, reordered: state.reorderCounters.0,
-                gapsSkipped: state.reorderCounters.1, duplicates: state.reorderCounters.2)
+                droppedNoUplink: state.droppedNoUplink, reorder: state.engine.reorderStatistics)
         }
     }
 
@@ -230,7 +255,7 @@ public final class ClientTunnel: Sendable {
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
     func dropSocket(slot: Int) {
         let socket: UDPSocket? = state.withLock { state in
-            defer { state.uplinks[slot]?.socket = nil; state.uplinks[slot]?.resetSessions() }
+            defer { state.uplinks[slot]?.socket = nil; state.resetUplink(slot, now: state.clock.advance(to: monotonicNow())) }
             return state.uplinks[slot]?.socket
         }
         if let socket { networkPoller.remove(fd: socket.descriptor.raw) }
@@ -302,14 +327,12 @@ struct ClientUplink {
     var lastProbe: Nanoseconds = 0
     /// When the socket was last (re)opened or a handshake last started, for retry pacing.
     var lastAttempt: Nanoseconds = 0
-    var probeID: UInt64 = 0
-    var rtt = SmoothedRTT()
-    var statistics: UplinkStatistics
+    var status: UplinkStatus
 
     init(id: UplinkID, interface: InterfaceName) {
         self.id = id
         self.interface = interface
-        statistics = UplinkStatistics(id: id, interface: interface, state: "connecting")
+        status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
     /// Forgets sessions and any handshake in flight (the uplink will handshake again).
@@ -328,7 +351,9 @@ struct ClientState: @unchecked Sendable {
     var tun: TunDevice?
     var uplinks: [ClientUplink?] = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
     var nextUplinkID: UInt32 = 0
-    var scheduler: PacketScheduler
+    /// The tunnel's multipath engine: scheduler, per-uplink quality, reorder buffer. Its reorder buffer
+    /// holds slots of the network pump's `PacketPool`.
+    var engine: MultipathEngine<Int>
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
@@ -340,8 +365,28 @@ struct ClientState: @unchecked Sendable {
     var creatingSlot: Int?
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
-    /// Reorder counters mirrored from the network pump: reordered, gaps skipped, duplicates.
-    var reorderCounters = (0, 0, 0)
+    var clock = EngineClock()
+
+    /// Slot of the uplink with this ID.
+    func slot(of id: UplinkID) -> Int? {
+        for slot in uplinks.indices where uplinks[slot]?.id == id { return slot }
+        return nil
+    }
+
+    /// Forgets an uplink's sessions and takes it out of the multipath engine until it handshakes again.
+    mutating func resetUplink(_ slot: Int, now: UInt64) {
+        guard let id = uplinks[slot]?.id else { return }
+        uplinks[slot]?.resetSessions()
+        uplinks[slot]?.lastAttempt = 0
+        try? engine.removeUplink(id, now: now)
+        if creatingSlot == slot { creatingSlot = nil }
+    }
+
+    /// Puts a freshly established uplink into the multipath engine (probing first).
+    mutating func admitUplink(_ slot: Int, now: UInt64) {
+        guard let id = uplinks[slot]?.id, !engine.uplinkIDs.contains(id) else { return }
+        try? engine.addUplink(id, now: now)
+    }
 }
 
 #if canImport(Glibc)
@@ -358,8 +403,6 @@ final class ClientTunPump: @unchecked Sendable {
     private var stagingLengths: [Int]
     private let outgoing: [DatagramBatch]
     private var sockets: [UDPSocket?]
-    private var usable: [Int]
-    private var usableIDs: [UInt32]
     private static let batchSize = 64
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
@@ -370,10 +413,6 @@ final class ClientTunPump: @unchecked Sendable {
         stagingLengths = Array(repeating: 0, count: Self.batchSize)
         outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
-        usable = []
-        usable.reserveCapacity(ClientTunnel.maximumUplinks)
-        usableIDs = []
-        usableIDs.reserveCapacity(ClientTunnel.maximumUplinks)
     }
 
     func iterate() {
@@ -404,52 +443,46 @@ final class ClientTunPump: @unchecked Sendable {
     private func dispatch(_ count: Int) {
         let now = monotonicNow()
         tunnel.withState { state in
-            usable.removeAll(keepingCapacity: true)
-            usableIDs.removeAll(keepingCapacity: true)
-            for (slot, uplink) in state.uplinks.enumerated() {
-                sockets[slot] = uplink?.socket
-                if let uplink, uplink.isEstablished, uplink.socket != nil {
-                    usable.append(slot)
-                    usableIDs.append(uplink.id.rawValue)
-                }
-            }
-            guard !usable.isEmpty else {
-                state.droppedNoUplink &+= UInt64(count)
-                return
-            }
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
             for index in 0..<count {
                 let length = stagingLengths[index]
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
-                let flow = PacketClassifier.flowHash(packet)
+                let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,
+                                                      flowKey: FlowKey(packet: packet), now: now)
+                guard !selection.isEmpty else {
+                    state.droppedNoUplink &+= 1
+                    continue
+                }
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
-                usable.withUnsafeBufferPointer { usableSlots in
-                    usableIDs.withUnsafeBufferPointer { ids in
-                        state.scheduler.choose(flowHash: flow, usable: usableSlots, uplinkIDs: ids) { slot in
-                            let batch = outgoing[slot]
-                            guard batch.count < batch.capacity, state.uplinks[slot] != nil else { return }
-                            let target = batch.slot(batch.count)
-                            UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
-                            guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
-                                                                                      in: target, now: now) else { return }
-                            withUnsafePointer(to: &state.serverAddress) { address in
-                                batch.prepareSend(batch.count, length: sealed, address: address,
-                                                  addressLength: state.serverAddressLength, localAddress: nil)
-                            }
-                            batch.count += 1
-                            state.uplinks[slot]?.lastSend = now
-                            state.uplinks[slot]?.statistics.transmittedPackets &+= 1
-                            state.uplinks[slot]?.statistics.transmittedBytes &+= UInt64(length)
-                        }
+                for id in selection {
+                    guard let slot = state.slot(of: id), state.uplinks[slot]?.socket != nil else { continue }
+                    let batch = outgoing[slot]
+                    guard batch.count < batch.capacity, let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
+                    let target = batch.slot(batch.count)
+                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                    // Sealed in place: the session must not be copied per packet.
+                    guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
+                                                                              in: target, now: now) else { continue }
+                    withUnsafePointer(to: &state.serverAddress) { address in
+                        batch.prepareSend(batch.count, length: sealed, address: address,
+                                          addressLength: state.serverAddressLength, localAddress: nil)
                     }
+                    batch.count += 1
+                    state.uplinks[slot]?.lastSend = now
+                    state.uplinks[slot]?.status.transmittedPackets &+= 1
+                    state.uplinks[slot]?.status.transmittedBytes &+= UInt64(length)
+                    state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
                 }
             }
         }
         for slot in 0..<ClientTunnel.maximumUplinks where outgoing[slot].count > 0 {
             if let socket = sockets[slot] { socket.send(outgoing[slot]) } else { outgoing[slot].count = 0 }
-            sockets[slot] = nil
         }
+        for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = nil }
     }
 }
 

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import TriglavControlAPI
+import TriglavConfig
+import TriglavCore
+import TriglavMultipath
+
+/// The org.triglav API's view of the daemon: the bus adaptor (`TriglavBusAdaptor`) calls these, and the
+/// daemon publishes `controlStatus()` to it whenever a manager reports a change and on every tick.
+extension Daemon: TunnelController {
+    public func status() async -> TriglavStatus { controlStatus() }
+
+    public func connect(profile: String, options: TriglavControlAPI.ConnectOptions) async throws(ControlError) {
+        let client = try clientRole("Connect")
+        var connection = ConnectionOptions()
+        if let name = options.scheduler {
+            guard let kind = TriglavConfig.SchedulerKind(rawValue: name) else {
+                throw .invalidArgument("unknown scheduler \"\(name)\"; use one of "
+                    + TriglavConfig.SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            connection.scheduler = kind
+        }
+        if let server = options.server {
+            do { connection.server = try RemoteEndpoint(server) } catch {
+                throw .invalidArgument("option server: \(error)")
+            }
+        }
+        try Self.checkTransport(options.transport)
+        do throws(TriglavDaemonError) { try client.connect(profile: profile, options: connection) } catch {
+            throw error.controlError
+        }
+    }
+
+    public func disconnect() async throws(ControlError) {
+        let client = try clientRole("Disconnect")
+        do throws(TriglavDaemonError) { try client.disconnect() } catch { throw error.controlError }
+    }
+
+    public func addUplink(interface: String, options: TriglavControlAPI.UplinkOptions) async throws(ControlError) -> UInt32 {
+        let client = try clientRole("AddUplink")
+        guard if_nametoindex(interface) != 0 else {
+            throw .notFound("no network interface named \"\(interface)\" (see `ip link`)")
+        }
+        let overrides = try Self.overrides(options)
+        do throws(TriglavDaemonError) { return UInt32(try client.addUplink(interface: interface, options: overrides)) } catch {
+            throw error.controlError
+        }
+    }
+
+    public func removeUplink(id: UInt32) async throws(ControlError) {
+        let client = try clientRole("RemoveUplink")
+        do throws(TriglavDaemonError) { try client.removeUplink(number: Int(id)) } catch { throw error.controlError }
+    }
+
+    public func configureUplink(id: UInt32, settings: TriglavControlAPI.UplinkOptions) async throws(ControlError) {
+        let client = try clientRole("setting uplink properties")
+        let overrides = try Self.overrides(settings)
+        do throws(TriglavDaemonError) { try client.updateUplink(number: Int(id), overrides) } catch { throw error.controlError }
+    }
+
+    public func setScheduler(_ name: String) async throws(ControlError) {
+        let client = try clientRole("setting Scheduler")
+        do throws(TriglavDaemonError) { try client.setScheduler(name) } catch { throw error.controlError }
+    }
+
+    public func reload() async throws(ControlError) {
+        do throws(TriglavDaemonError) { try reloadConfiguration() } catch { throw error.controlError }
+    }
+
+    public func disconnectClient(id: UInt32) async throws(ControlError) {
+        guard let server else { throw .notFound("no client \(id): this daemon runs the client role") }
+        guard server.clients.contains(where: { $0.number == Int(id) }) else { throw .notFound("no client \(id)") }
+        throw .failed("DisconnectClient is not supported by the data plane yet; remove the client from "
+            + "[[server.clients]] and reload to revoke it")
+    }
+
+    // MARK: Status
+
+    /// Everything the bus shows, from the managers' snapshots.
+    public func controlStatus() -> TriglavStatus {
+        var status = TriglavStatus()
+        status.manager.version = VERSION
+        if let client {
+            let manager = client.status
+            status.manager.state = TunnelState(rawValue: manager.state.rawValue) ?? .disconnected
+            status.manager.profile = manager.profile
+            status.manager.server = manager.server
+            status.manager.tunnelInterface = manager.tunnelInterface
+            status.manager.tunnelAddresses = manager.tunnelAddresses
+            status.manager.scheduler = manager.scheduler.rawValue
+            status.manager.txBytes = manager.transmittedBytes
+            status.manager.rxBytes = manager.receivedBytes
+            status.uplinks = client.uplinks.map(Self.uplinkStatus)
+        }
+        if let server {
+            let snapshot = server.status
+            status.manager.tunnelInterface = snapshot.tunnelInterface
+            status.manager.tunnelAddresses = snapshot.tunnelAddresses
+            status.server = ServerStatus(enabled: snapshot.isRunning, listenAddress: snapshot.listen.joined(separator: ", "),
+                                         publicKey: serverPublicKey ?? "")
+            status.clients = server.clients.map { client in
+                ClientStatus(id: UInt32(client.number), publicKey: client.publicKey, endpoint: client.endpoints.first ?? "",
+                             tunnelAddresses: client.tunnelAddresses, state: .connected, paths: UInt32(client.endpoints.count),
+                             connectedSinceUsec: client.connectedSinceMicroseconds)
+            }
+        }
+        return status
+    }
+
+    static func uplinkStatus(_ uplink: UplinkSnapshot) -> TriglavControlAPI.UplinkStatus {
+        let state: TriglavControlAPI.UplinkState = switch uplink.state {
+        case .inactive, .waiting: .down
+        case .standby: .standby
+        case .connecting: .probing
+        case .established: .active
+        }
+        return TriglavControlAPI.UplinkStatus(
+            id: UInt32(uplink.number), interface: uplink.interface,
+            kind: TriglavControlAPI.UplinkKind(rawValue: uplink.kind.rawValue) ?? .other,
+            origin: uplink.origin == .manual ? .manual : .auto, state: state,
+            tier: TriglavControlAPI.UplinkTier(rawValue: uplink.tier.rawValue) ?? .primary, metered: uplink.isMetered,
+            enabled: uplink.isEnabled, rttUsec: uplink.rttMicroseconds, jitterUsec: uplink.jitterMicroseconds,
+            lossRatio: uplink.lossRatio, capacityBps: uplink.capacityBitsPerSecond, txBytes: uplink.transmittedBytes,
+            rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress, transport: .udp)
+    }
+
+    // MARK: Helpers
+
+    private func clientRole(_ operation: String) throws(ControlError) -> ClientManager {
+        guard let client else { throw .failed("\(operation): this daemon runs the server role") }
+        return client
+    }
+
+    private static func checkTransport(_ transport: UplinkTransport?) throws(ControlError) {
+        if transport == .tcp {
+            throw .invalidArgument("transport tcp is not implemented by the data plane yet; use udp")
+        }
+    }
+
+    private static func overrides(_ options: TriglavControlAPI.UplinkOptions) throws(ControlError) -> UplinkOverrides {
+        try checkTransport(options.transport)
+        return UplinkOverrides(tier: options.tier.flatMap { TriglavMultipath.UplinkTier(rawValue: $0.rawValue) },
+                               isMetered: options.metered, isEnabled: options.enabled)
+    }
+}
+
+extension TriglavDaemonError {
+    /// The API error with the same meaning (`org.triglav.Error.*`).
+    public var controlError: ControlError {
+        switch self {
+        case .invalidArgument: .invalidArgument(description)
+        case .notFound: .notFound(description)
+        case .alreadyConnected: .alreadyConnected(description)
+        case .notConnected: .notConnected(description)
+        case .wrongRole, .failed: .failed(description)
+        }
+    }
+}

@@ -1,0 +1,355 @@
+import Synchronization
+import Testing
+import TriglavConfig
+import TriglavCore
+import TriglavDataPlane
+import TriglavMultipath
+@testable import TriglavDaemon
+
+@Suite("ClientManager state machine (fakes)")
+struct CoreClientManagerTests {
+    // MARK: Connect / Disconnect
+
+    @Test func connectBuildsTheTunnelFromConfigAndProfile() throws {
+        var config = DaemonConfig()
+        config.multipath.scheduler = .redundant
+        config.routing.firewallMark = 0x1234
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: config)
+        #expect(manager.status.state == .disconnected)
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.calls == ["start"])
+        #expect(tunnel.plan.server == (try IPEndpoint("198.51.100.5:7443")))
+        #expect(tunnel.plan.serverKey == Fixtures.serverKey)
+        #expect(tunnel.plan.scheduler == .redundant)
+        #expect(tunnel.plan.routing == .fullTunnel)
+        #expect(tunnel.plan.firewallMark == 0x1234)
+        #expect(tunnel.plan.tunnelInterface.rawValue == "triglav0")
+        let status = manager.status
+        #expect(status.state == .connecting)
+        #expect(status.profile == "home")
+        #expect(status.server == "198.51.100.5:7443")
+        #expect(status.tunnelInterface == "triglav0")
+        #expect(status.scheduler == .redundant)
+    }
+
+    @Test func connectOptionsOverrideProfileAndFile() throws {
+        var profile = try Fixtures.profile()
+        profile.fullTunnel = true
+        profile.routes = [try IPPrefix("10.0.0.0/8")]
+        let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [profile])
+        try manager.connect(profile: "home", options: ConnectionOptions(scheduler: .flow, fullTunnel: false))
+        let plan = try #require(factory.last).plan
+        #expect(plan.scheduler == .flow)
+        #expect(plan.routing == .split([try IPPrefix("10.0.0.0/8")]))
+    }
+
+    @Test func hostnameEndpointsAreResolvedButShownAsWritten() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [try Fixtures.profile(endpoint: "vpn.example.net:7000")])
+        try manager.connect(profile: "home")
+        #expect(try #require(factory.last).plan.server == (try IPEndpoint("198.51.100.5:7000")))
+        #expect(manager.status.server == "vpn.example.net:7000")
+    }
+
+    @Test func connectInTheWrongStateOrWithBadNamesIsRefused() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        #expect(throws: TriglavDaemonError.notConnected(operation: "disconnect")) { try manager.disconnect() }
+        #expect(throws: TriglavDaemonError.notFound("profile 'away'")) { try manager.connect(profile: "away") }
+        #expect(manager.status.state == .disconnected)
+        #expect(throws: TriglavDaemonError.self) { try manager.connect(profile: "../etc/passwd") }
+        #expect(factory.count == 0)
+        try manager.connect(profile: "home")
+        #expect(throws: TriglavDaemonError.alreadyConnected(profile: "home")) { try manager.connect(profile: "home") }
+        #expect(factory.count == 1)
+    }
+
+    @Test func aTunnelThatFailsToStartLeavesTheManagerDisconnected() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        factory.startError.withLock { $0 = .tunDevice(name: "triglav0", errno: 1) }
+        #expect(throws: TriglavDaemonError.self) { try manager.connect(profile: "home") }
+        #expect(manager.status.state == .disconnected)
+        #expect(manager.status.profile == "")
+        factory.startError.withLock { $0 = nil }
+        try manager.connect(profile: "home")
+        #expect(manager.status.state == .connecting)
+    }
+
+    @Test func aSchedulerTheDataPlaneLacksIsRefusedAtConnect() throws {
+        var config = DaemonConfig()
+        config.multipath.scheduler = .lowestLatency
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: config)
+        if TriglavDataPlane.SchedulerKind(rawValue: "lowest-latency") == nil {
+            #expect(throws: TriglavDaemonError.self) { try manager.connect(profile: "home") }
+            #expect(factory.count == 0)
+        } else {
+            try manager.connect(profile: "home")
+            #expect(try #require(factory.last).plan.scheduler.rawValue == "lowest-latency")
+        }
+    }
+
+    @Test func disconnectStopsTheTunnelAndReportsEveryState() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        let log = EventLog<ClientManagerEvent>()
+        manager.observe { log.append($0) }
+        try manager.connect(profile: "home")
+        try manager.disconnect()
+        manager.drainEvents()
+        #expect(try #require(factory.last).isStopped)
+        var states: [ConnectionState] = []
+        for case .managerChanged(let status) in log.all where states.last != status.state { states.append(status.state) }
+        #expect(states == [.disconnected, .connecting, .disconnecting, .disconnected])
+        #expect(manager.status.profile == "")
+        #expect(throws: TriglavDaemonError.notConnected(operation: "disconnect")) { try manager.disconnect() }
+    }
+
+    @Test func shutdownDisconnectsAndIsHarmlessWhenDisconnected() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.shutdown()
+        try manager.connect(profile: "home")
+        manager.shutdown()
+        #expect(try #require(factory.last).isStopped)
+        #expect(manager.status.state == .disconnected)
+    }
+
+    // MARK: Uplinks and states
+
+    @Test func discoveredUplinksJoinAndLeaveTheTunnel() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.synchronized)
+        #expect(manager.uplinks.map(\.interface) == ["eth0"])
+        #expect(manager.uplinks.first?.state == .inactive)
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.uplinks == ["eth0"])
+        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3, kind: .wifi)))
+        #expect(tunnel.uplinks == ["eth0", "wlan0"])
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))
+        #expect(tunnel.uplinks == ["wlan0"])
+        #expect(manager.uplinks.map(\.interface) == ["wlan0"])
+        #expect(manager.uplinks.first?.kind == .wifi)
+        #expect(manager.uplinks.first?.number == 2)
+    }
+
+    @Test func connectionStateFollowsUplinkSessions() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        manager.refresh()
+        #expect(manager.status.state == .connecting)
+        tunnel.establish("eth0", assignment: TunnelAddresses(ipv4: try IPPrefix("10.77.0.0/24").withAddress("10.77.0.2")))
+        manager.refresh()
+        #expect(manager.status.state == .degraded)
+        #expect(manager.status.tunnelAddresses == ["10.77.0.2/24"])
+        #expect(manager.uplinks.map(\.state) == [.established, .connecting])
+        #expect(manager.uplinks.first?.rttMicroseconds == 1500)
+        tunnel.establish("wlan0")
+        manager.refresh()
+        #expect(manager.status.state == .connected)
+        #expect(manager.statusLine.hasPrefix("Connected to home (198.51.100.5:7443): 2/2 uplinks established"))
+        tunnel.lose("eth0", "wlan0")
+        manager.refresh()
+        #expect(manager.status.state == .connecting)
+    }
+
+    @Test func secondaryUplinksCarryTrafficOnlyWhileNoPrimaryWorks() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 3, kind: .wwan, tier: .secondary, metered: true)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan1", index: 4, kind: .wwan, tier: .backup)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        // Nothing is established yet, so every tier tries.
+        #expect(Set(tunnel.uplinks) == ["eth0", "wwan0", "wwan1"])
+        tunnel.establish("eth0", "wwan0", "wwan1")
+        manager.refresh()
+        #expect(tunnel.uplinks == ["eth0"])
+        #expect(manager.status.state == .connected)
+        let byName = Dictionary(uniqueKeysWithValues: manager.uplinks.map { ($0.interface, $0) })
+        #expect(byName["wwan0"]?.state == .standby)
+        #expect(byName["wwan0"]?.isMetered == true)
+        #expect(byName["wwan0"]?.tier == .secondary)
+        // The primary fails: the secondary joins (the backup stays out once the secondary works).
+        tunnel.lose("eth0")
+        manager.refresh()
+        #expect(Set(tunnel.uplinks) == ["eth0", "wwan0", "wwan1"])
+        tunnel.establish("wwan0")
+        manager.refresh()
+        #expect(Set(tunnel.uplinks) == ["eth0", "wwan0"])
+        #expect(manager.status.state == .degraded)
+    }
+
+    @Test func disabledAndNeverUplinksStayOut() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth1", index: 3, tier: .never)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.uplinks == ["eth0"])
+        let eth0 = try #require(manager.uplinks.first { $0.interface == "eth0" })
+        try manager.updateUplink(number: eth0.number, UplinkOverrides(isEnabled: false))
+        #expect(tunnel.uplinks == [])
+        #expect(try manager.uplink(number: eth0.number).isEnabled == false)
+        let eth1 = try #require(manager.uplinks.first { $0.interface == "eth1" })
+        try manager.updateUplink(number: eth1.number, UplinkOverrides(tier: .backup))
+        #expect(tunnel.uplinks == ["eth1"])
+        #expect(throws: TriglavDaemonError.notFound("uplink 99")) { try manager.updateUplink(number: 99, UplinkOverrides(isEnabled: true)) }
+    }
+
+    @Test func manualUplinksWaitForTheirInterfaceAndCanBeRemoved() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        let number = try manager.addUplink(interface: "usb0", options: UplinkOverrides(tier: .secondary, isMetered: true))
+        #expect(number == 1)
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.uplinks == ["usb0"])
+        let usb = try manager.uplink(number: number)
+        #expect(usb.origin == .manual)
+        #expect(usb.state == .waiting)
+        #expect(usb.tier == .secondary)
+        #expect(usb.isMetered)
+        #expect(throws: TriglavDaemonError.self) { try manager.addUplink(interface: "usb0") }
+        #expect(throws: TriglavDaemonError.self) { try manager.addUplink(interface: "bad/name") }
+        #expect(throws: TriglavDaemonError.self) { try manager.addUplink(interface: "triglav0") }
+        try manager.removeUplink(number: number)
+        #expect(tunnel.uplinks == [])
+        #expect(manager.uplinks.isEmpty)
+        #expect(throws: TriglavDaemonError.notFound("uplink \(number)")) { try manager.removeUplink(number: number) }
+        // Numbers are never reused.
+        #expect(try manager.addUplink(interface: "usb0") == 2)
+    }
+
+    @Test func addingADiscoveredInterfacePinsItAndRemovingItUnpins() throws {
+        let (manager, _, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 5, kind: .wwan, tier: .backup)))
+        let auto = try #require(manager.uplinks.first)
+        #expect(auto.origin == .auto)
+        #expect(throws: TriglavDaemonError.self) { try manager.removeUplink(number: auto.number) }
+        #expect(try manager.addUplink(interface: "wwan0", options: UplinkOverrides(tier: .primary)) == auto.number)
+        #expect(try manager.uplink(number: auto.number).origin == .manual)
+        #expect(try manager.uplink(number: auto.number).tier == .primary)
+        // Discovery losing it keeps a manual uplink.
+        manager.handleDiscovery(.removed(Fixtures.uplink("wwan0", index: 5)))
+        #expect(try manager.uplink(number: auto.number).interface == "wwan0")
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 5, kind: .wwan, tier: .backup)))
+        try manager.removeUplink(number: auto.number)
+        let back = try manager.uplink(number: auto.number)
+        #expect(back.origin == .auto)
+        #expect(back.tier == .backup)
+    }
+
+    @Test func aRenamedInterfaceBecomesANewUplink() throws {
+        let (manager, _, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 7)))
+        manager.handleDiscovery(.changed(Fixtures.uplink("lan0", index: 7)))
+        #expect(manager.uplinks.map(\.interface) == ["lan0"])
+        #expect(manager.uplinks.map(\.number) == [2])
+    }
+
+    @Test func uplinksBeyondTheTunnelLimitJoinWhenThereIsRoom() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.record.withLock { $0.uplinkLimit = 2 }
+        for index in 1...3 { manager.handleDiscovery(.added(Fixtures.uplink("eth\(index)", index: Int32(index + 1)))) }
+        #expect(tunnel.uplinks == ["eth1", "eth2"])
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth1", index: 2)))
+        #expect(tunnel.uplinks == ["eth2", "eth3"])
+    }
+
+    @Test func countersNeverGoBackwardsWhenAnUplinkLeaves() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth1", index: 3)))
+        try manager.connect(profile: "home")
+        try #require(factory.last).establish("eth0", "eth1")
+        manager.refresh()
+        #expect(manager.status.transmittedBytes == 2000)
+        #expect(manager.status.receivedBytes == 4000)
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth1", index: 3)))
+        manager.refresh()
+        #expect(manager.status.transmittedBytes == 2000)
+        #expect(manager.status.receivedBytes == 4000)
+    }
+
+    // MARK: Scheduler and reload
+
+    @Test func schedulerChangesApplyAtOnceAndPersist() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        try manager.setScheduler("failover")
+        #expect(manager.status.scheduler == .failover)
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.plan.scheduler == .failover)
+        try manager.setScheduler("flow")
+        #expect(tunnel.calls.last == "scheduler flow")
+        #expect(manager.status.scheduler == .flow)
+        #expect(throws: TriglavDaemonError.self) { try manager.setScheduler("fastest") }
+        if TriglavDataPlane.SchedulerKind(rawValue: "lowest-latency") == nil {
+            #expect(throws: TriglavDaemonError.self) { try manager.setScheduler("lowest-latency") }
+        }
+        #expect(manager.status.scheduler == .flow)
+    }
+
+    @Test func reloadAppliesSchedulerChangesInPlaceAndRebuildsForOthers() throws {
+        let (manager, factory, source, store) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let first = try #require(factory.last)
+        // Unchanged: nothing happens.
+        try manager.reload()
+        #expect(factory.count == 1)
+        #expect(first.calls == ["start", "add eth0"])
+        // Scheduler only: in place.
+        var config = DaemonConfig()
+        config.multipath.scheduler = .redundant
+        source.set(config)
+        try manager.reload()
+        #expect(factory.count == 1)
+        #expect(first.calls.last == "scheduler redundant")
+        // The profile's server moved: a new tunnel with the same uplinks.
+        store.set(try Fixtures.profile(endpoint: "198.51.100.9:7443"))
+        try manager.reload()
+        #expect(factory.count == 2)
+        #expect(first.isStopped)
+        let second = try #require(factory.last)
+        #expect(second.plan.server == (try IPEndpoint("198.51.100.9:7443")))
+        #expect(second.uplinks == ["eth0"])
+        #expect(manager.status.state == .connecting)
+        // A broken file changes nothing.
+        source.fail(.failed(operation: "loading x", reason: "syntax"))
+        #expect(throws: TriglavDaemonError.self) { try manager.reload() }
+        #expect(!second.isStopped)
+        #expect(manager.config.multipath.scheduler == .redundant)
+    }
+
+    @Test func observersSeeUplinkObjectsComeAndGo() throws {
+        let (manager, _, _, _) = try Fixtures.clientManager()
+        let log = EventLog<ClientManagerEvent>()
+        manager.observe { log.append($0) }
+        manager.drainEvents()
+        log.clear()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.changed(Fixtures.uplink("eth0", index: 2, address: "192.0.2.99")))
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))
+        manager.drainEvents()
+        let kinds = log.all.map { event -> String in
+            switch event {
+            case .managerChanged(let status): "manager \(status.uplinks)"
+            case .uplinkAdded(let uplink): "added \(uplink.number) \(uplink.localAddress)"
+            case .uplinkChanged(let uplink): "changed \(uplink.number) \(uplink.localAddress)"
+            case .uplinkRemoved(let number, let interface): "removed \(number) \(interface)"
+            }
+        }
+        #expect(kinds == ["manager [1]", "added 1 192.0.2.10", "changed 1 192.0.2.99", "manager []", "removed 1 eth0"])
+    }
+}
+
+extension IPPrefix {
+    /// The same prefix length with another address (test helper).
+    func withAddress(_ text: String) throws -> IPPrefix {
+        try IPPrefix(address: try #require(IPAddress(text)), length: length)
+    }
+}

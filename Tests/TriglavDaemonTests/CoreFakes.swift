@@ -1,0 +1,234 @@
+import Synchronization
+import TriglavConfig
+import TriglavCore
+import TriglavCrypto
+import TriglavDataPlane
+import TriglavMultipath
+import TriglavNetlink
+import TriglavSystemd
+@testable import TriglavDaemon
+
+/// A client tunnel that records calls; tests decide which uplinks have a session.
+final class FakeClientTunnel: ClientTunnelDriving, Sendable {
+    struct Record {
+        var started = false
+        var stopped = false
+        var uplinks: [String] = []
+        var scheduler: TriglavDataPlane.SchedulerKind
+        var established: Set<String> = []
+        var assignment: TunnelAddresses?
+        var calls: [String] = []
+        var uplinkLimit = ClientTunnel.maximumUplinks
+    }
+
+    let plan: ClientTunnelPlan
+    let record: Mutex<Record>
+    let startError: TriglavDataPlaneError?
+
+    init(plan: ClientTunnelPlan, startError: TriglavDataPlaneError? = nil) {
+        self.plan = plan
+        self.startError = startError
+        record = Mutex(Record(scheduler: plan.scheduler))
+    }
+
+    func start() throws(TriglavDataPlaneError) {
+        if let startError { throw startError }
+        record.withLock { $0.started = true; $0.calls.append("start") }
+    }
+
+    func stop() { record.withLock { $0.stopped = true; $0.calls.append("stop") } }
+
+    func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID {
+        try record.withLock { record throws(TriglavDataPlaneError) -> UplinkID in
+            guard !record.uplinks.contains(interface.rawValue) else { throw .duplicateUplink(interface.rawValue) }
+            guard record.uplinks.count < record.uplinkLimit else { throw .invalidState("full") }
+            record.uplinks.append(interface.rawValue)
+            record.calls.append("add \(interface)")
+            return UplinkID(UInt32(record.uplinks.count))
+        }
+    }
+
+    func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError) {
+        try record.withLock { record throws(TriglavDataPlaneError) in
+            guard record.uplinks.contains(interface.rawValue) else { throw .unknownUplink(interface.rawValue) }
+            record.uplinks.removeAll { $0 == interface.rawValue }
+            record.established.remove(interface.rawValue)
+            record.calls.append("remove \(interface)")
+        }
+    }
+
+    func setScheduler(_ kind: TriglavDataPlane.SchedulerKind) {
+        record.withLock { $0.scheduler = kind; $0.calls.append("scheduler \(kind)") }
+    }
+
+    func snapshot() -> ClientTunnelSnapshot {
+        record.withLock { record in
+            ClientTunnelSnapshot(assignment: record.assignment, uplinks: record.uplinks.map { name in
+                let up = record.established.contains(name)
+                return .init(interface: name, state: up ? .established : .handshaking,
+                             transmittedBytes: up ? 1000 : 0, receivedBytes: up ? 2000 : 0,
+                             smoothedRTT: up ? .microseconds(1500) : nil)
+            })
+        }
+    }
+
+    /// Marks uplinks as having (or not having) a session, as the data plane would after a handshake.
+    func establish(_ interfaces: String..., assignment: TunnelAddresses? = nil) {
+        record.withLock { record in
+            record.established.formUnion(interfaces)
+            if let assignment { record.assignment = assignment }
+        }
+    }
+
+    func lose(_ interfaces: String...) {
+        record.withLock { $0.established.subtract(interfaces) }
+    }
+
+    var uplinks: [String] { record.withLock { $0.uplinks } }
+    var calls: [String] { record.withLock { $0.calls } }
+    var isStopped: Bool { record.withLock { $0.stopped } }
+}
+
+final class FakeClientTunnelFactory: ClientTunnelFactory, Sendable {
+    let made = Mutex<[FakeClientTunnel]>([])
+    let startError = Mutex<TriglavDataPlaneError?>(nil)
+
+    func makeTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {
+        let tunnel = FakeClientTunnel(plan: plan, startError: startError.withLock { $0 })
+        made.withLock { $0.append(tunnel) }
+        return tunnel
+    }
+
+    var last: FakeClientTunnel? { made.withLock { $0.last } }
+    var count: Int { made.withLock { $0.count } }
+}
+
+final class FakeServerTunnel: ServerTunnelDriving, Sendable {
+    let plan: ServerTunnelPlan
+    let state = Mutex<(started: Bool, stopped: Bool, snapshot: ServerTunnelSnapshot)>((false, false, ServerTunnelSnapshot()))
+
+    init(plan: ServerTunnelPlan) { self.plan = plan }
+
+    func start() throws(TriglavDataPlaneError) { state.withLock { $0.started = true } }
+    func stop() { state.withLock { $0.stopped = true } }
+    func snapshot() -> ServerTunnelSnapshot { state.withLock { $0.snapshot } }
+    func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint] { plan.listen }
+
+    func setClients(_ clients: [ServerTunnelSnapshot.Client]) { state.withLock { $0.snapshot.clients = clients } }
+    var isStopped: Bool { state.withLock { $0.stopped } }
+    var isStarted: Bool { state.withLock { $0.started } }
+}
+
+final class FakeServerTunnelFactory: ServerTunnelFactory, Sendable {
+    let made = Mutex<[FakeServerTunnel]>([])
+
+    func makeTunnel(_ plan: ServerTunnelPlan) throws(TriglavDaemonError) -> any ServerTunnelDriving {
+        let tunnel = FakeServerTunnel(plan: plan)
+        made.withLock { $0.append(tunnel) }
+        return tunnel
+    }
+
+    var last: FakeServerTunnel? { made.withLock { $0.last } }
+    var count: Int { made.withLock { $0.count } }
+}
+
+/// A configuration "file" the test rewrites between reloads.
+final class FakeConfigSource: DaemonConfigSource, Sendable {
+    let current: Mutex<Result<DaemonConfig, TriglavDaemonError>>
+
+    init(_ config: DaemonConfig) { current = Mutex(.success(config)) }
+
+    func load() throws(TriglavDaemonError) -> DaemonConfig { try current.withLock { $0 }.get() }
+    func set(_ config: DaemonConfig) { current.withLock { $0 = .success(config) } }
+    func fail(_ error: TriglavDaemonError) { current.withLock { $0 = .failure(error) } }
+}
+
+final class FakeProfileStore: ProfileStore, Sendable {
+    let profiles: Mutex<[String: Profile]>
+
+    init(_ profiles: [Profile]) {
+        self.profiles = Mutex(Dictionary(uniqueKeysWithValues: profiles.map { ($0.name.rawValue, $0) }))
+    }
+
+    func profile(named name: ProfileName) throws(TriglavDaemonError) -> Profile {
+        guard let profile = profiles.withLock({ $0[name.rawValue] }) else { throw .notFound("profile '\(name)'") }
+        return profile
+    }
+
+    func set(_ profile: Profile) { profiles.withLock { $0[profile.name.rawValue] = profile } }
+}
+
+struct FixedResolver: EndpointResolving {
+    func resolve(_ endpoint: RemoteEndpoint) throws(TriglavDaemonError) -> IPEndpoint {
+        switch endpoint {
+        case .address(let address): return address
+        case .hostname(let host, let port):
+            guard host == "vpn.example.net" else { throw .failed(operation: "resolving '\(host)'", reason: "unknown host") }
+            return IPEndpoint(address: .v4(0xC633_6405), port: port)
+        }
+    }
+}
+
+/// An uplink source the test drives by hand.
+final class FakeUplinkSource: UplinkSource, Sendable {
+    let handler = Mutex<(@Sendable (DiscoveryEvent) -> Void)?>(nil)
+    let policies = Mutex<[DiscoveryPolicy]>([])
+    let stopped = Mutex(false)
+    /// Events sent as soon as `start` is called (the "initial dump").
+    let initial: [DiscoveryEvent]
+
+    init(policy: DiscoveryPolicy, initial: [DiscoveryEvent]) {
+        policies.withLock { $0 = [policy] }
+        self.initial = initial
+    }
+
+    func start(_ handler: @escaping @Sendable (DiscoveryEvent) -> Void) throws(NetlinkError) {
+        self.handler.withLock { $0 = handler }
+        for event in initial { handler(event) }
+    }
+
+    func updatePolicy(_ policy: DiscoveryPolicy) { policies.withLock { $0.append(policy) } }
+    func stop() { stopped.withLock { $0 = true }; handler.withLock { $0 = nil } }
+
+    func send(_ event: DiscoveryEvent) { handler.withLock { $0 }?(event) }
+}
+
+final class RecordingNotifier: ServiceNotifier, Sendable {
+    let sent = Mutex<[[NotifyState]]>([])
+
+    func notify(_ states: [NotifyState]) { sent.withLock { $0.append(states) } }
+
+    var messages: [[NotifyState]] { sent.withLock { $0 } }
+}
+
+/// Collects manager events in order.
+final class EventLog<Event: Sendable>: Sendable {
+    let events = Mutex<[Event]>([])
+    func append(_ event: Event) { events.withLock { $0.append(event) } }
+    var all: [Event] { events.withLock { $0 } }
+    func clear() { events.withLock { $0 = [] } }
+}
+
+enum Fixtures {
+    static let serverKey = IdentityKey.generate().publicKey
+
+    static func profile(_ name: String = "home", endpoint: String = "198.51.100.5:7443") throws -> Profile {
+        try Profile(name: ProfileName(name), endpoint: RemoteEndpoint(endpoint), serverPublicKey: serverKey)
+    }
+
+    static func uplink(_ name: String, index: Int32, kind: UplinkKind = .ethernet, tier: TriglavMultipath.UplinkTier = .primary,
+                       metered: Bool = false, address: String = "192.0.2.10") -> DiscoveredUplink {
+        DiscoveredUplink(name: name, interfaceIndex: index, kind: kind, tier: tier, isMetered: metered,
+                         localAddresses: IPAddress(address).map { [$0] } ?? [], mtu: 1500)
+    }
+
+    static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil)
+        throws -> (ClientManager, FakeClientTunnelFactory, FakeConfigSource, FakeProfileStore) {
+        let factory = FakeClientTunnelFactory()
+        let source = FakeConfigSource(config)
+        let store = FakeProfileStore(try profiles ?? [profile()])
+        let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
+                                    resolver: FixedResolver())
+        return (manager, factory, source, store)
+    }
+}

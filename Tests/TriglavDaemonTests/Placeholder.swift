@@ -1,1 +1,0 @@
-// Tests for TriglavDaemon land with its issue.
