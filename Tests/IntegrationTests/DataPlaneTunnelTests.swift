@@ -156,6 +156,23 @@ struct DataPlaneTunnelTests {
         #expect(captured.contains("10.201.1.77"), "server did not send to the new address: \(captured)")
     }
 
+    @Test("IPv6 both inside (assigned fd77::2) and outside (server reached over IPv6)")
+    func ipv6InsideAndOutside() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let driver = DataPlaneLab.driver
+        _ = try lab.spawn(namespace: lab.server, "\(driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+            + "--listen 0.0.0.0:7443 --listen [::]:7443 --address 10.77.0.1/24 --address fd77::1/64 "
+            + "--client \(lab.clientPublicKey)=10.77.0.2/24,fd77::2/64 --verbose", logName: "server")
+        try lab.waitForOutput("server", containing: "ready", timeout: 10)
+        _ = try lab.spawn(namespace: lab.client, "\(driver) client --key \(lab.clientKeyFile) --server-key \(lab.serverPublicKey) "
+            + "--server [2001:db8:1::1]:7443 --tun tgc0 --uplink up1 --verbose", logName: "client")
+        try lab.waitForOutput("client", containing: "ready", timeout: 10)
+        #expect(lab.waitForTunnel(timeout: 10), "no tunnel over IPv6:\n\(lab.log("client"))")
+        try lab.exec(lab.client, "ping -6 -c3 -i0.2 -W2 fd77::1")
+        try lab.exec(lab.server, "ping -6 -c3 -i0.2 -W2 fd77::2")
+    }
+
     @Test("a client whose key the server doesn't know gets no tunnel")
     func unauthorizedClientGetsNoTunnel() throws {
         let lab = try DataPlaneLab()
