@@ -27,6 +27,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
+    /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
+    private var resendBuffer = [UInt8](repeating: 0, count: 2048 + WireLayout.transportOverhead)
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel
@@ -121,9 +123,10 @@ final class ClientNetworkPump: @unchecked Sendable {
                 case .stateChanged(let id, let from, let to):
                     let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
                     tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)")
-                case .resend, .requestResend:
-                    // No retransmit store yet: the inner protocol (TCP) recovers these losses.
-                    continue
+                case .resend(let sequence):
+                    resend(sequence: sequence, now: now, state: &state)
+                case .requestResend:
+                    continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
                 }
             }
         }
@@ -422,6 +425,32 @@ final class ClientNetworkPump: @unchecked Sendable {
             controlBuffer.withUnsafeBytes { bytes in
                 socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
             }
+        }
+    }
+
+    /// Sends a packet that was in flight on a dead uplink again, on the uplink the engine picks now.
+    private func resend(sequence: UInt32, now: Nanoseconds, state: inout ClientState) {
+        guard let packet = state.retransmit.packet(sequence: sequence) else { return }
+        let length = packet.count
+        let selection = state.engine.scheduleResend(packetLength: length + WireLayout.transportOverhead, originalUplink: nil, now: now)
+        for id in selection {
+            guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket,
+                  let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
+            let sealed: Int? = resendBuffer.withUnsafeMutableBytes { raw in
+                UnsafeMutableRawBufferPointer(rebasing: raw[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                return try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length, in: raw, now: now)
+            }
+            guard let sealed else { continue }
+            resendBuffer.withUnsafeBytes { raw in
+                let datagram = UnsafeRawBufferPointer(rebasing: raw[0..<sealed])
+                if let connection = state.uplinks[slot]?.tcp {
+                    connection.send(datagram)
+                } else {
+                    withUnsafePointer(to: &state.serverAddress) { socket.sendOne(datagram, to: $0, length: state.serverAddressLength) }
+                }
+            }
+            state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
+            state.resentPackets &+= 1
         }
     }
 

@@ -35,8 +35,9 @@ public struct ClientTunnelConfiguration: Sendable {
     /// Fall back to TCP (same server address and port) on uplinks whose UDP handshakes go unanswered.
     public var tcpFallback = true
 
-    /// Multipath defaults for the data plane: the engine asks for resends only when the sender keeps a
-    /// retransmit store, which this data plane doesn't yet (see docs/DATAPLANE.md).
+    /// Multipath defaults for the data plane. The sender re-sends packets that were in flight on a dying
+    /// uplink (from its `RetransmitStore`); receivers don't request resends, as the wire protocol has no
+    /// frame for such requests yet.
     public static var defaultMultipath: MultipathConfiguration {
         var configuration = MultipathConfiguration()
         configuration.requestsResends = false
@@ -101,7 +102,8 @@ public final class ClientTunnel: Sendable {
         } catch {
             throw .invalidConfiguration("multipath: \(error)")
         }
-        state = Mutex(ClientState(engine: engine, serverAddress: serverAddress, serverAddressLength: serverAddressLength))
+        state = Mutex(ClientState(engine: engine, retransmit: RetransmitStore(capacity: 4096),
+                                  serverAddress: serverAddress, serverAddressLength: serverAddressLength))
     }
 
     // MARK: Lifecycle
@@ -239,7 +241,7 @@ public final class ClientTunnel: Sendable {
                     status.path = state.engine.statistics(for: uplink.id)
                     return status
                 },
-                droppedNoUplink: state.droppedNoUplink, reorder: state.engine.reorderStatistics)
+                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics)
         }
     }
 
@@ -407,6 +409,8 @@ struct ClientState: @unchecked Sendable {
     /// The tunnel's multipath engine: scheduler, per-uplink quality, reorder buffer. Its reorder buffer
     /// holds slots of the network pump's `PacketPool`.
     var engine: MultipathEngine<Int>
+    /// Recently sent packets, for the engine's resend duties.
+    let retransmit: RetransmitStore
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
@@ -418,6 +422,7 @@ struct ClientState: @unchecked Sendable {
     var creatingSlot: Int?
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
+    var resentPackets: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
 
@@ -512,6 +517,7 @@ final class ClientTunPump: @unchecked Sendable {
                 }
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
+                state.retransmit.store(sequence: sequence, packet: packet)
                 for id in selection {
                     guard let slot = state.slot(of: id), state.uplinks[slot]?.socket != nil else { continue }
                     let batch = outgoing[slot]
