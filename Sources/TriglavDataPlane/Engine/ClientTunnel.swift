@@ -355,8 +355,6 @@ public final class ClientTunnel: Sendable {
             buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
         }
     }
-
-    var keepaliveNanoseconds: UInt64 { configuration.keepaliveInterval.nanoseconds }
 }
 
 /// One uplink's state, owned by `ClientState`.
