@@ -72,3 +72,15 @@ public enum ReorderVerdict: Sendable, Equatable {
     /// A sequence jump is being flushed; the packet couldn't be kept. Drop it.
     case overflow
 }
+
+extension UplinkEvent {
+    /// When the event happened (the engine's clock).
+    var timestamp: UInt64 {
+        switch self {
+        case .packetSent(_, _, _, _, let at), .probeReplied(_, _, let at), .probeReceived(_, _, let at),
+             .feedbackReceived(_, _, let at), .resendRequested(_, _, let at), .resendDeclined(_, _, let at),
+             .systemLinkDown(_, let at), .systemLinkUp(_, let at):
+            return at
+        }
+    }
+}

@@ -17,12 +17,14 @@ public struct MultipathEngine<Packet> {
     private var resends: SequenceRing
     private var nextProbeID: UInt32 = 1
     private var transitBase: UInt64?
+    private var transitOutliers = 0
     private var spillLevel = 0
     private var demandBitsPerSecond: UInt64 = 0
     private var demandBytes: UInt64 = 0
     private var demandWindowStart: UInt64 = 0
     private var failoverActive: UplinkID?
     private var lastTick: UInt64?
+    private var latestTime: UInt64 = 0
     private var lastTimingUpdate: UInt64?
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
@@ -58,6 +60,7 @@ public struct MultipathEngine<Packet> {
     /// Adds an uplink in state `probing`; its first probe is due at once (unless its tier is `never`).
     public mutating func addUplink(_ id: UplinkID, policy: UplinkPolicy = UplinkPolicy(), now: UInt64)
         throws(MultipathError) {
+        let now = advanceClock(to: now)
         guard index(of: id) == nil else { throw .duplicateUplink(id) }
         guard uplinks.count < MultipathLimits.maxUplinks else { throw .tooManyUplinks(limit: MultipathLimits.maxUplinks) }
         uplinks.append(UplinkTracker(id: id, policy: policy, configuration: configuration, now: now))
@@ -73,6 +76,7 @@ public struct MultipathEngine<Packet> {
     /// Removes an uplink at once (interface gone, or configuration change). Its unacknowledged recent
     /// packets are queued as `Duty.resend`; in `flow` mode only its flows move.
     public mutating func removeUplink(_ id: UplinkID, now: UInt64) throws(MultipathError) {
+        let now = advanceClock(to: now)
         guard let index = index(of: id) else { throw .unknownUplink(id) }
         queueFailoverResends(from: uplinks[index], now: now)
         uplinks.remove(at: index)
@@ -134,24 +138,38 @@ public struct MultipathEngine<Packet> {
 
     /// Feeds one event. Unknown uplinks are ignored (an event racing with `removeUplink`).
     public mutating func handle(_ event: UplinkEvent) {
+        let now = advanceClock(to: event.timestamp)
         switch event {
-        case .packetSent(let id, let counter, let sequence, let bytes, let now):
+        case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
-        case .probeReplied(let id, let probeID, let now):
+        case .probeReplied(let id, let probeID, _):
             guard let index = index(of: id) else { return }
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
                !uplinks[index].systemDown {
                 noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
             }
             evaluate(index, now: now)
-        case .probeReceived(let id, let senderTimestamp, let now):
+        case .probeReceived(let id, let senderTimestamp, _):
             guard let index = index(of: id) else { return }
-            let raw = now &- senderTimestamp
+            let raw = event.timestamp &- senderTimestamp
             let base = transitBase ?? raw
             transitBase = base
-            uplinks[index].recordTransit(Int64(bitPattern: raw &- base), at: now)
-        case .feedbackReceived(let id, let report, let now):
+            let sample = Int64(bitPattern: raw &- base)
+            // Transit differences between uplinks are milliseconds; a sample a minute off means the peer's
+            // clock restarted (or garbage). Ignore it, and re-base after a run of them.
+            guard sample.magnitude <= 60 * Nanoseconds.second else {
+                transitOutliers += 1
+                if transitOutliers >= 16 {
+                    transitOutliers = 0
+                    transitBase = nil
+                    for other in uplinks.indices { uplinks[other].forgetTransit() }
+                }
+                return
+            }
+            transitOutliers = 0
+            uplinks[index].recordTransit(sample, at: now)
+        case .feedbackReceived(let id, let report, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordFeedback(report, at: now, configuration: configuration)
             evaluate(index, now: now)
@@ -159,15 +177,22 @@ public struct MultipathEngine<Packet> {
             for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
         case .resendDeclined(let first, let count, _):
             reorder.abandon(firstSequence: first, count: count)
-        case .systemLinkDown(let id, let now):
+        case .systemLinkDown(let id, _):
             guard let index = index(of: id) else { return }
             uplinks[index].systemDown = true
             evaluate(index, now: now)
-        case .systemLinkUp(let id, let now):
+        case .systemLinkUp(let id, _):
             guard let index = index(of: id) else { return }
             uplinks[index].resetForSystemUp(at: now)
             noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
         }
+    }
+
+    /// The engine's clock never runs backwards, whatever order the data plane's timestamps arrive in:
+    /// every entry point goes through here, so no internal difference can underflow.
+    private mutating func advanceClock(to time: UInt64) -> UInt64 {
+        latestTime = max(latestTime, time)
+        return latestTime
     }
 
     private mutating func evaluate(_ index: Int, now: UInt64) {
@@ -194,18 +219,20 @@ public struct MultipathEngine<Packet> {
     /// sender passed to `packetSent` (for feedback). Returns what to do with `packet`.
     public mutating func receive(_ packet: Packet, sequence: UInt32, uplink: UplinkID, counter: UInt64, bytes: Int,
                                  now: UInt64) -> ReorderVerdict {
+        let now = advanceClock(to: now)
         if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
         return reorder.insert(packet, sequence: sequence, now: now)
     }
 
     /// The next packet to hand to the TUN in order (drain until nil after `receive` and on deadlines).
-    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: now) }
+    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: advanceClock(to: now)) }
 
     // MARK: Duties and deadlines
 
     /// The next thing the data plane must do now, or nil. Call in a loop until nil, after events and
     /// when `nextDeadline()` has passed.
     public mutating func nextDuty(now: UInt64) -> Duty? {
+        let now = advanceClock(to: now)
         tick(now: now)
         if let notice = notices.pop() { return notice }
         if let sequence = resends.pop() { return .resend(sequence: sequence) }
@@ -392,6 +419,7 @@ public struct MultipathEngine<Packet> {
     /// ignored when it is the only usable one.
     public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
                                   excluding: UplinkID? = nil) -> UplinkSelection {
+        let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
         excludedIndex = excluding.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
@@ -466,6 +494,7 @@ public struct MultipathEngine<Packet> {
     /// least `minCongestionQueueDelay`): that loss was congestion, and TCP must see it rather than have it
     /// hidden by a resend into a full queue.
     public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
+        let now = advanceClock(to: now)
         excludedIndex = originalUplink.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
         var selection = UplinkSelection()

@@ -35,6 +35,13 @@ public struct ReorderBuffer<Packet> {
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
     private var consecutiveStale = 0
+    /// Latest `now` seen; the buffer's clock never runs backwards.
+    private var latestTime: UInt64 = 0
+
+    private mutating func advanceClock(to time: UInt64) -> UInt64 {
+        latestTime = max(latestTime, time)
+        return latestTime
+    }
     private var lastSkipAt: UInt64 = 0
     /// How long the last skipped gap would have needed to fill (a late packet's delay past the skip plus
     /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
@@ -156,6 +163,7 @@ public struct ReorderBuffer<Packet> {
 
     /// Offers a received packet. See `ReorderVerdict` for what to do next.
     public mutating func insert(_ packet: Packet, sequence: UInt32, now: UInt64) -> ReorderVerdict {
+        let now = advanceClock(to: now)
         if !started {
             started = true
             head = sequence
@@ -301,6 +309,7 @@ public struct ReorderBuffer<Packet> {
 
     /// The next packet to deliver at `now`, or nil when everything left must still wait.
     public mutating func nextReleasable(now: UInt64) -> Packet? {
+        let now = advanceClock(to: now)
         if let packet = takeHead() {
             statistics.deliveredInOrder &+= 1
             return packet
@@ -327,6 +336,7 @@ public struct ReorderBuffer<Packet> {
     /// Each sequence is requested once; a run is reported only when a packet above it has arrived, in
     /// chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
+        let now = advanceClock(to: now)
         guard requestsResends, bufferedCount > 0 else { return nil }
         // Second chance for the gap at the head: its resend may have been lost too. Asked halfway
         // between the first request and the skip.

@@ -421,6 +421,13 @@ struct UplinkTracker {
         return FeedbackReport(highestCounter: rxHighestCounter, receivedPackets: rxPackets, receivedBytes: rxBytes)
     }
 
+    mutating func forgetTransit() {
+        lastTransitAt = nil
+        transit = 0
+        transitJitter = 0
+    }
+
+    /// `sample` is bounded by the engine to ±60 s, so none of this arithmetic can overflow.
     mutating func recordTransit(_ sample: Int64, at now: UInt64) {
         if lastTransitAt == nil {
             transit = sample
