@@ -345,7 +345,9 @@ public struct MultipathEngine<Packet> {
             let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
             reorder.waitBound = min(hold, max(bound, floor))
         } else {
-            reorder.waitBound = min(hold, max(requestDelay, floor))
+            // Nothing will be resent, so a gap is either loss or a packet still on a slower uplink: wait
+            // for the worst case (the delay spread), not just the reordering seen lately.
+            reorder.waitBound = min(hold, max(worstCase, floor))
         }
     }
 

@@ -36,11 +36,13 @@ import Testing
         print("| scenario | scheduler | goodput (Mbit/s, mean of \(seeds.count) seeds) | % of summed rate (min–max) | TCP fast retransmits | TCP timeouts |")
         print("|---|---|---|---|---|---|")
         for scenario in ThroughputScenario.allCases {
-            for roundRobin in [false, true] {
-                let results = try seeds.map { try scenario.run(seed: $0, roundRobin: roundRobin, seconds: 8) }
+            for (roundRobin, resends, label) in [(false, true, "aggregate"), (false, false, "aggregate, no resends"),
+                                                 (true, true, "naive round-robin")] {
+                let results = try seeds.map {
+                    try scenario.run(seed: $0, roundRobin: roundRobin, seconds: 8, requestsResends: resends)
+                }
                 let mean = results.map(\.goodput).reduce(0, +) / Double(results.count)
                 let ratios = results.map(\.ratio)
-                let label = roundRobin ? "naive round-robin" : "aggregate"
                 print(String(format: "| %@ | %@ | %.1f | %.0f%% (%.0f–%.0f%%) | %d | %d |", scenario.rawValue, label, mean / 1e6,
                              mean / results[0].summedRate * 100, (ratios.min() ?? 0) * 100, (ratios.max() ?? 0) * 100,
                              results.map(\.fastRetransmits).reduce(0, +), results.map(\.timeouts).reduce(0, +)))
