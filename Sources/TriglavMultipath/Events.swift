@@ -9,11 +9,15 @@ public struct FeedbackReport: Sendable, Equatable {
     public var receivedPackets: UInt64
     /// Bytes of those packets, measured the same way the sender measures `packetSent(bytes:)`.
     public var receivedBytes: UInt64
+    /// The reporter's monotonic clock when it wrote the report, if the frame carries it. Delivery rate is
+    /// then measured on the receiver's clock, free of the jitter of the feedback's own path.
+    public var reportedAt: UInt64?
 
-    public init(highestCounter: UInt64, receivedPackets: UInt64, receivedBytes: UInt64) {
+    public init(highestCounter: UInt64, receivedPackets: UInt64, receivedBytes: UInt64, reportedAt: UInt64? = nil) {
         self.highestCounter = highestCounter
         self.receivedPackets = receivedPackets
         self.receivedBytes = receivedBytes
+        self.reportedAt = reportedAt
     }
 }
 
