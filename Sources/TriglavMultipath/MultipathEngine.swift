@@ -321,11 +321,16 @@ public struct MultipathEngine<Packet> {
             spread = (slow - fast) / 2
         }
         let hold = configuration.maxReorderHold
-        // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
+        // What was learned from late and reordered packets fades linearly-proportionally: lateness over
+        // about 2 s, reordering over about 4 s (an idle tunnel forgets both).
+        func fade(_ value: UInt64, _ elapsed: UInt64, over window: UInt64) -> UInt64 {
+            // value ≤ a few seconds and elapsed < window, so the product stays far below UInt64.max.
+            elapsed >= window ? value : value * elapsed / window + 1
+        }
         if let previous = lastTimingUpdate, now > previous {
             let elapsed = now - previous
-            reorder.decayLateness(by: elapsed * reorder.observedLateness / (2 * Nanoseconds.second) + 1)
-            reorder.decayReordering(by: elapsed * reorder.observedReordering / (4 * Nanoseconds.second) + 1)
+            reorder.decayLateness(by: fade(reorder.observedLateness, elapsed, over: 2 * Nanoseconds.second))
+            reorder.decayReordering(by: fade(reorder.observedReordering, elapsed, over: 4 * Nanoseconds.second))
         }
         lastTimingUpdate = now
         let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
@@ -512,7 +517,7 @@ public struct MultipathEngine<Packet> {
     }
 
     private mutating func updateDemand(bytes: Int, now: UInt64) {
-        demandBytes &+= UInt64(max(0, bytes))
+        demandBytes &+= UInt64(min(max(0, bytes), 1 << 24))
         guard now >= demandWindowStart &+ Tuning.demandWindow else { return }
         let elapsed = max(now - demandWindowStart, 1)
         let rate = demandBytes.multipliedReportingOverflow(by: 8_000_000_000).partialValue / elapsed
@@ -537,17 +542,21 @@ public struct MultipathEngine<Packet> {
             }
             return sum
         }
+        // Compared as Double: a capacity estimate near UInt64.max must not overflow the percentage.
+        let demand = Double(demandBitsPerSecond)
         let current = capacity(upTo: spillLevel)
-        if spillLevel < 2, demandBitsPerSecond * 100 > current * Tuning.spillOverPercent,
+        if spillLevel < 2, demand * 100 > Double(current) * Double(Tuning.spillOverPercent),
            capacity(upTo: spillLevel + 1) > current {
             spillLevel += 1
-        } else if spillLevel > 0, demandBitsPerSecond * 100 < capacity(upTo: spillLevel - 1) * Tuning.spillBackPercent {
+        } else if spillLevel > 0,
+                  demand * 100 < Double(capacity(upTo: spillLevel - 1)) * Double(Tuning.spillBackPercent) {
             spillLevel -= 1
         }
     }
 
     private func transmissionTime(bytes: Int, _ tracker: UplinkTracker) -> UInt64 {
-        UInt64(max(0, bytes)) * 8_000_000_000 / max(tracker.capacityBits, 1)
+        // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
+        UInt64(min(max(0, bytes), 1 << 24)) * 8_000_000_000 / max(tracker.capacityBits, 1)
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.

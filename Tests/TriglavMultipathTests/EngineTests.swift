@@ -283,3 +283,30 @@ struct EngineDriver {
         #expect(driver.engine.statistics(for: a) != nil)
     }
 }
+
+@Suite struct EngineRobustnessTests {
+    @Test func longIdleGapsAndAbsurdLengthsNeverTrap() throws {
+        var driver = try EngineDriver()
+        try driver.engine.addUplink(UplinkID(1), now: 0)
+        driver.run(until: 300 * Nanoseconds.millisecond)
+        let later = driver.now + 2 * 3600 * Nanoseconds.second
+        for length in [Int.max, -5, 0, 1 << 30] {
+            _ = driver.engine.schedule(packetLength: length, flowKey: nil, now: later)
+            driver.engine.handle(.packetSent(UplinkID(1), counter: UInt64(length.magnitude), sequence: 1, bytes: length, at: later))
+        }
+        driver.engine.handle(.feedbackReceived(UplinkID(1), FeedbackReport(highestCounter: .max, receivedPackets: .max,
+                                                                           receivedBytes: .max, reportedAt: 0), at: later))
+        while driver.engine.nextDuty(now: later) != nil {}
+        #expect(driver.engine.nextDeadline() != nil)
+    }
+
+    @Test func configurationRejectsAbsurdTimes() {
+        var configuration = MultipathConfiguration()
+        configuration.maxReorderHold = .max
+        #expect(throws: MultipathError.self) { try configuration.validate() }
+        configuration = MultipathConfiguration()
+        configuration.minReorderWait = configuration.maxReorderHold + 1
+        #expect(throws: MultipathError.self) { try configuration.validate() }
+        #expect(throws: Never.self) { try MultipathConfiguration().validate() }
+    }
+}
