@@ -300,7 +300,7 @@ start_emulator() {
     read -r -a args <<<"$2"
     [[ -n ${LAB_SEED:-} ]] && seed_args=(--seed "$((LAB_SEED + ${UPLINK_TABLE[$uplink]}))")
     echo "${args[*]}" >"$LAB_STATE/$uplink.args"
-    ip netns exec "$NS_ROUTER" "$LINKEMU" --a "$stem-c" --b "$stem-e" "${args[@]}" "${seed_args[@]}" \
+    ip netns exec "$NS_ROUTER" "$LINKEMU" --a "$stem-c" --b "$stem-e" "${args[@]}" "${seed_args[@]}" --stats-interval 5 \
         >>"$LAB_STATE/log/linkemu-$uplink.log" 2>&1 &
     echo $! >"$LAB_STATE/linkemu-$uplink.pid"
 }
@@ -375,6 +375,9 @@ lab_status() {
         read -r rx tx operstate <<<"$counters"
         printf '  %-5s %-5s rx %12s B  tx %12s B  %s  [%s]\n' "$uplink" "${operstate:-?}" "${rx:-?}" "${tx:-?}" "$state" \
             "$(cat "$LAB_STATE/$uplink.args" 2>/dev/null || echo '?')"
+        # The emulator's own counters (it logs them every 5 s): drops by loss, queue, send errors.
+        grep -E -- "-> ?[a-z]+-[ce]: received" "$LAB_STATE/log/linkemu-$uplink.log" 2>/dev/null | tail -2 \
+            | sed 's/^triglav-linkemu: /        /' || true
     done
     pid=$(cat "$LAB_STATE/web.pid" 2>/dev/null || echo "")
     if [[ -n $pid ]] && process_running "$pid"; then echo "  web server pid $pid"; else echo "  web server NOT running"; fi

@@ -41,14 +41,16 @@ vpn_detect() {
 }
 
 # --- triglavd ------------------------------------------------------------------------------------------
-# Written against docs/CONFIG.md and the `triglav` CLI as of main 6e60c53, before triglavd ran tunnels.
-# To switch the demo over once it does: make vpn_triglavd_available succeed (the test below is a
-# placeholder), run `DEMO_VPN=triglavd lab/demo`, and fix what the daemon turned out to need (how
-# triglavd finds its bus: DBUS_SYSTEM_BUS_ADDRESS is assumed; its readiness signal: the UDP port is
-# watched). Each triglavd gets a private bus inside its node's namespace, so `lab down` stops it too.
-# TODO(lead): return success here (e.g. when `triglavd --help` shows the tunnel options) once triglavd
-# runs tunnels; until then `auto` never picks it, and DEMO_VPN=triglavd forces it. Never probe by running
-# triglavd itself: outside the lab's namespaces it would touch the root namespace.
+# Written against docs/CONFIG.md and the `triglav` CLI. Checked with main 8e8a320: `DEMO_VPN=triglavd
+# lab/demo` brings the tunnel up (triglavd --server; triglavd + `triglav connect lab`) and the download
+# arrives intact through it, but triglavd took only eth0 of the three uplinks ("Uplinks: 1 (1 active):
+# eth0"), so `auto` keeps preferring dataplane-dev. To switch the demo over: make
+# vpn_triglavd_available succeed. The bus is found through DBUS_SYSTEM_BUS_ADDRESS; readiness of the
+# server is its UDP port. Each triglavd gets a private bus inside its node's namespace, so `lab down`
+# stops it too.
+# TODO(lead): return success here once triglavd bonds all three lab uplinks; until then `auto` never
+# picks it, and DEMO_VPN=triglavd forces it. Never probe by running triglavd itself: outside the lab's
+# namespaces it would touch the root namespace.
 vpn_triglavd_available() {
     [[ -x $TRIGLAV_BIN_DIR/triglavd && -x $TRIGLAV_BIN_DIR/triglav ]] || return 1
     return 1
