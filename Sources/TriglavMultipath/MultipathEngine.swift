@@ -217,10 +217,16 @@ public struct MultipathEngine<Packet> {
 
     /// A data packet arrived on `uplink` with tunnel `sequence`; `counter` and `bytes` are what the
     /// sender passed to `packetSent` (for feedback). Returns what to do with `packet`.
+    ///
+    /// `ordered: false` delivers it at once, without waiting for earlier sequences — for packets whose
+    /// order doesn't matter and whose delay does (pure TCP ACKs: cumulative, so a reordered one is
+    /// harmless, while holding them behind a repair stalls the sender's ACK clock). It is still
+    /// deduplicated, and later packets don't wait for it.
     public mutating func receive(_ packet: Packet, sequence: UInt32, uplink: UplinkID, counter: UInt64, bytes: Int,
-                                 now: UInt64) -> ReorderVerdict {
+                                 now: UInt64, ordered: Bool = true) -> ReorderVerdict {
         let now = advanceClock(to: now)
         if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
+        if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
         return reorder.insert(packet, sequence: sequence, now: now)
     }
 
