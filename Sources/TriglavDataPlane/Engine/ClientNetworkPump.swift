@@ -22,6 +22,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: 2048)
     private let pool: PacketPool
     private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
+    private var readyTCP: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
     /// Pool slots released in order by the engine, to write to the TUN device after the lock.
     private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
@@ -43,7 +44,11 @@ final class ClientNetworkPump: @unchecked Sendable {
         let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
             try poller.wait(timeoutMilliseconds: timeout) { token in
-                if token < UInt64(ClientTunnel.maximumUplinks) { ready[Int(token)] = true }
+                if token < UInt64(ClientTunnel.maximumUplinks) {
+                    ready[Int(token)] = true
+                } else if token >= ClientTunnel.tcpTokenBase, token < ClientTunnel.tcpTokenBase + UInt64(ClientTunnel.maximumUplinks) {
+                    readyTCP[Int(token - ClientTunnel.tcpTokenBase)] = true
+                }
             }
         } catch {
             return
@@ -52,6 +57,10 @@ final class ClientNetworkPump: @unchecked Sendable {
         for slot in 0..<ClientTunnel.maximumUplinks where ready[slot] {
             ready[slot] = false
             receive(slot: slot, now: now)
+        }
+        for slot in 0..<ClientTunnel.maximumUplinks where readyTCP[slot] {
+            readyTCP[slot] = false
+            receiveTCP(slot: slot, now: now)
         }
         runDuties(now: now)
         if now >= nextTimer {
@@ -121,7 +130,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         writeDeliveries()
     }
 
-    /// Opens every datagram of the batch under the lock; data frames are queued in `pendingData`.
+    /// Opens every datagram of the batch under the lock.
     private func process(count: Int, slot: Int, now: Nanoseconds) {
         var newAddresses: TunnelAddresses?
         tunnel.withState { state in
@@ -129,58 +138,90 @@ final class ClientNetworkPump: @unchecked Sendable {
             let now = state.clock.advance(to: now)
             guard state.uplinks[slot] != nil else { return }
             for index in 0..<count {
-                let datagram = batch.received(index)
-                switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
-                case .handshakeResponse(let receiver), .cookieReply(let receiver), .versionMismatch(let receiver, _):
-                    if let addresses = handshakeAnswer(datagram, receiver: receiver, slot: slot, now: now, state: &state) {
-                        newAddresses = addresses
-                    }
-                case .transport:
-                    // Opened in place: a copy of the uplink would copy the session's replay window.
-                    guard let frame = try? state.uplinks[slot]?.keyring.open(datagram, now: now),
-                          let id = state.uplinks[slot]?.id else { continue }
-                    state.uplinks[slot]?.lastReceive = now
-                    let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
-                    switch frame.type {
-                    case .data:
-                        state.uplinks[slot]?.status.receivedPackets &+= 1
-                        state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
-                        guard let stored = pool.store(body) else { continue }  // pool full: drop, like a full queue
-                        switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
-                                                    bytes: datagram.count, now: now) {
-                        case .deliverNow:
-                            deliveries.append(stored)
-                        case .buffered:
-                            break
-                        case .duplicate, .stale, .overflow:
-                            pool.release(stored)
-                        }
-                        while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
-                    case .probe:
-                        guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: body) else { continue }
-                        state.engine.handle(.probeReceived(id, senderTimestamp: probe.timestamp, at: now))
-                        sendControl(.probeReply(probe), slot: slot, now: now, state: &state)
-                    case .probeReply:
-                        guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { continue }
-                        state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
-                    case .feedback:
-                        guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { continue }
-                        state.engine.handle(.feedbackReceived(id, FeedbackReport(
-                            highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
-                            receivedBytes: report.receivedBytes), at: now))
-                    case .close:
-                        // The server dropped the session (tunnel removed, restart): handshake again now.
-                        state.resetUplink(slot, now: now)
-                    case .keepalive:
-                        break
-                    }
-                case .handshakeInitiation, .invalid:
-                    continue
-                }
+                processOne(batch.received(index), slot: slot, now: now, state: &state, newAddresses: &newAddresses)
             }
         }
         if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {
             tunnel.assignmentChanged(newAddresses, tun: name)
+        }
+    }
+
+    /// Reads the frames of the uplink's TCP fallback connection; each is processed like a UDP datagram.
+    private func receiveTCP(slot: Int, now: Nanoseconds) {
+        var newAddresses: TunnelAddresses?
+        let finished: TCPConnection? = tunnel.withState { state in
+            let now = state.clock.advance(to: now)
+            guard let connection = state.uplinks[slot]?.tcp else { return nil }
+            let alive = connection.readFrames { datagram in
+                processOne(datagram, slot: slot, now: now, state: &state, newAddresses: &newAddresses)
+            }
+            connection.flush()
+            guard !alive, state.uplinks[slot]?.tcp === connection else { return nil }
+            tunnel.log(info: "TCP fallback connection of \(state.uplinks[slot]?.interface.rawValue ?? "?") closed")
+            state.uplinks[slot]?.tcp = nil
+            state.resetUplink(slot, now: now)
+            return connection
+        }
+        writeDeliveries()
+        if let finished {
+            poller.remove(fd: finished.descriptor.raw)
+            finished.close()
+        }
+        if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {
+            tunnel.assignmentChanged(newAddresses, tun: name)
+        }
+    }
+
+    /// Handles one datagram from the uplink in `slot` (UDP or a TCP fallback frame), under the lock.
+    private func processOne(_ datagram: UnsafeMutableRawBufferPointer, slot: Int, now: Nanoseconds, state: inout ClientState,
+                            newAddresses: inout TunnelAddresses?) {
+        switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
+        case .handshakeResponse(let receiver), .cookieReply(let receiver), .versionMismatch(let receiver, _):
+            if let addresses = handshakeAnswer(datagram, receiver: receiver, slot: slot, now: now, state: &state) {
+                newAddresses = addresses
+            }
+        case .transport:
+            // Opened in place: a copy of the uplink would copy the session's replay window.
+            guard let frame = try? state.uplinks[slot]?.keyring.open(datagram, now: now),
+                  let id = state.uplinks[slot]?.id else { return }
+            state.uplinks[slot]?.lastReceive = now
+            state.uplinks[slot]?.unansweredUDP = 0
+            let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
+            switch frame.type {
+            case .data:
+                state.uplinks[slot]?.status.receivedPackets &+= 1
+                state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
+                guard let stored = pool.store(body) else { return }  // pool full: drop, like a full queue
+                switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
+                                            bytes: datagram.count, now: now) {
+                case .deliverNow:
+                    deliveries.append(stored)
+                case .buffered:
+                    break
+                case .duplicate, .stale, .overflow:
+                    pool.release(stored)
+                }
+                while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
+            case .probe:
+                guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: body) else { return }
+                state.engine.handle(.probeReceived(id, senderTimestamp: probe.timestamp, at: now))
+                sendControl(.probeReply(probe), slot: slot, now: now, state: &state)
+            case .probeReply:
+                guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
+                state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+            case .feedback:
+                guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
+                state.engine.handle(.feedbackReceived(id, FeedbackReport(
+                    highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
+                    receivedBytes: report.receivedBytes), at: now))
+            case .close:
+                // The server dropped the session (tunnel removed, restart): handshake again now.
+                state.resetUplink(slot, now: now)
+            case .keepalive:
+                break
+            }
+        case .handshakeInitiation, .invalid:
+            return
         }
     }
 
@@ -190,6 +231,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                                  state: inout ClientState) -> TunnelAddresses? {
         guard var uplink = state.uplinks[slot], var initiator = uplink.initiator, initiator.localIndex == receiver else { return nil }
         defer { state.uplinks[slot] = uplink }
+        uplink.unansweredUDP = 0  // the server answers on this path
         let established: EstablishedSession?
         do {
             established = try initiator.receive(Array(datagram), now: now)
@@ -215,6 +257,14 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.initiator = nil
         uplink.initiatorCreates = false
         uplink.keyring.install(established.session)
+        if uplink.initiatorOverUDP, let connection = uplink.tcp {
+            // UDP works again: the new session came over it; leave TCP.
+            tunnel.log(info: "uplink \(uplink.interface): UDP works again; leaving the TCP fallback")
+            uplink.tcp = nil
+            poller.remove(fd: connection.descriptor.raw)
+            connection.close()
+        }
+        uplink.initiatorOverUDP = false
         uplink.lastReceive = now
         uplink.status.handshakes &+= 1
         sendKeepalive(&uplink, now: now, state: &state)
@@ -274,6 +324,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                     state.resetUplink(slot, now: now)
                     uplink = state.uplinks[slot] ?? uplink
                 }
+                uplink.tcp?.flush()
                 if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
                     uplink.lastProbe = now
                     sendKeepalive(&uplink, now: now, state: &state)
@@ -286,24 +337,41 @@ final class ClientNetworkPump: @unchecked Sendable {
 
     /// Starts, retransmits or (for rekeys) begins this uplink's handshake as due.
     private func driveHandshake(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, retry: UInt64, state: inout ClientState) {
+        // UDP unanswered a few times: the network may block UDP. Fall back to TCP for this uplink.
+        if uplink.tcp == nil, uplink.unansweredUDP >= ClientTunnel.udpAttemptsBeforeTCP {
+            uplink.unansweredUDP = 0
+            startTCPFallback(&uplink, slot: slot, now: now, state: &state)
+            return
+        }
         if var initiator = uplink.initiator {
             do {
                 if let retransmission = try initiator.handleDeadline(now: now) {
-                    send(retransmission, uplink: uplink, state: &state)
+                    if uplink.initiatorOverUDP && initiator.attempts > ClientTunnel.udpAttemptsBeforeTCP {
+                        // UDP is still blocked: stay on TCP and try again later.
+                        uplink.initiator = nil
+                        uplink.initiatorOverUDP = false
+                        uplink.tcpSince = now
+                        return
+                    }
+                    send(retransmission, uplink: uplink, state: &state, forceUDP: uplink.initiatorOverUDP)
+                    if uplink.tcp == nil { uplink.unansweredUDP += 1 }
                     uplink.lastAttempt = now
                 }
                 uplink.initiator = initiator
             } catch {
                 uplink.initiator = nil
+                uplink.initiatorOverUDP = false
                 if state.creatingSlot == slot { state.creatingSlot = nil }
             }
             return
         }
         let rekeyDue = uplink.keyring.current?.isRekeyDue(now: now) ?? false
-        guard (!uplink.isEstablished || rekeyDue), now &- uplink.lastAttempt >= retry else { return }
+        // On TCP for a while: see whether UDP works again, with a rekey over UDP (TCP keeps carrying traffic).
+        let retryUDP = uplink.tcp != nil && uplink.isEstablished && now &- uplink.tcpSince >= ClientTunnel.udpRetryInterval
+        guard (!uplink.isEstablished || rekeyDue || retryUDP), now &- uplink.lastAttempt >= retry else { return }
         let request: TunnelRequest
         if let token = state.joinToken {
-            request = .join(token, replacing: rekeyDue ? uplink.keyring.current?.remoteIndex : nil)
+            request = .join(token, replacing: (rekeyDue || retryUDP) ? uplink.keyring.current?.remoteIndex : nil)
         } else {
             guard state.creatingSlot == nil else { return }  // another uplink is creating the tunnel
             request = .create
@@ -316,8 +384,25 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
         uplink.initiator = initiator
         uplink.initiatorCreates = request == .create
+        uplink.initiatorOverUDP = retryUDP && !rekeyDue
         uplink.lastAttempt = now
-        send(initiation, uplink: uplink, state: &state)
+        send(initiation, uplink: uplink, state: &state, forceUDP: uplink.initiatorOverUDP)
+        if uplink.tcp == nil { uplink.unansweredUDP += 1 }
+    }
+
+    /// Opens the uplink's TCP fallback connection (bound to its interface) and restarts its handshake there.
+    private func startTCPFallback(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, state: inout ClientState) {
+        let configuration = tunnel.configuration
+        guard configuration.tcpFallback,
+              let connection = try? TCPConnection.connect(to: configuration.server, device: uplink.interface,
+                                                          mark: configuration.firewallMark, label: "TCP fallback \(uplink.interface)"),
+              (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
+        tunnel.log(info: "uplink \(uplink.interface): no answer over UDP; falling back to TCP")
+        uplink.tcp = connection
+        uplink.tcpSince = now
+        uplink.initiator = nil
+        uplink.lastAttempt = 0
+        if state.creatingSlot == slot { state.creatingSlot = nil }
     }
 
     private func sendKeepalive(_ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
@@ -329,6 +414,10 @@ final class ClientNetworkPump: @unchecked Sendable {
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
                   try uplink.keyring.sealControl(frame, in: raw, now: now)
               }) else { return }
+        if let connection = uplink.tcp {
+            controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            return
+        }
         withUnsafePointer(to: &state.serverAddress) { address in
             controlBuffer.withUnsafeBytes { bytes in
                 socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
@@ -342,6 +431,10 @@ final class ClientNetworkPump: @unchecked Sendable {
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
                   try state.uplinks[slot]?.keyring.sealControl(frame, in: raw, now: now)
               }) else { return }
+        if let connection = state.uplinks[slot]?.tcp {
+            controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            return
+        }
         withUnsafePointer(to: &state.serverAddress) { address in
             controlBuffer.withUnsafeBytes { bytes in
                 socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
@@ -349,7 +442,13 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    private func send(_ bytes: [UInt8], uplink: ClientUplink, state: inout ClientState) {
+    /// Sends handshake bytes on the uplink: over its TCP fallback connection if it has one (unless `forceUDP`,
+    /// used to test whether UDP works again), else over UDP.
+    private func send(_ bytes: [UInt8], uplink: ClientUplink, state: inout ClientState, forceUDP: Bool = false) {
+        if !forceUDP, let connection = uplink.tcp {
+            bytes.withUnsafeBytes { _ = connection.send($0) }
+            return
+        }
         guard let socket = uplink.socket else { return }
         withUnsafePointer(to: &state.serverAddress) { address in
             bytes.withUnsafeBytes { socket.sendOne($0, to: address, length: state.serverAddressLength) }

@@ -32,6 +32,8 @@ public struct ClientTunnelConfiguration: Sendable {
     public var uplinkTimeout: Duration = .seconds(3)
     /// Interval between handshake attempts of an uplink that is not established.
     public var handshakeRetryInterval: Duration = .seconds(1)
+    /// Fall back to TCP (same server address and port) on uplinks whose UDP handshakes go unanswered.
+    public var tcpFallback = true
 
     /// Multipath defaults for the data plane: the engine asks for resends only when the sender keeps a
     /// retransmit store, which this data plane doesn't yet (see docs/DATAPLANE.md).
@@ -69,6 +71,12 @@ public enum ClientRouting: Sendable, Equatable {
 /// Thread-safety: all public methods may be called from any thread.
 public final class ClientTunnel: Sendable {
     public static let maximumUplinks = 8
+    /// Poller tokens of the uplinks' TCP fallback connections (UDP sockets use their slot number).
+    static let tcpTokenBase: UInt64 = 100
+    /// Unanswered UDP handshake attempts after which an uplink falls back to TCP.
+    static let udpAttemptsBeforeTCP = 3
+    /// How long an uplink stays on TCP before it checks (with a rekey over UDP) whether UDP works again.
+    static let udpRetryInterval: UInt64 = 120 * Nanoseconds.second
 
     let configuration: ClientTunnelConfiguration
     let logger: Logger
@@ -180,6 +188,10 @@ public final class ClientTunnel: Sendable {
         }
         guard let removed else { throw .unknownUplink(interface.rawValue) }
         if let socket = removed.socket { networkPoller.remove(fd: socket.descriptor.raw) }
+        if let connection = removed.tcp {
+            networkPoller.remove(fd: connection.descriptor.raw)
+            connection.close()
+        }
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
     }
 
@@ -222,6 +234,7 @@ public final class ClientTunnel: Sendable {
                     guard let uplink else { return nil }
                     var status = uplink.status
                     status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
+                    status.transport = uplink.tcp == nil ? "udp" : "tcp"
                     status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
                     status.path = state.engine.statistics(for: uplink.id)
                     return status
@@ -332,6 +345,10 @@ public final class ClientTunnel: Sendable {
         guard let length = try? buffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
             try uplink.keyring.sealControl(.close(.shutdown), in: raw, now: now)
         }) else { return }
+        if let connection = uplink.tcp {
+            buffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            return
+        }
         withUnsafePointer(to: &state.serverAddress) { address in
             buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
         }
@@ -350,6 +367,13 @@ struct ClientUplink {
     /// The handshake in flight, if any, and whether it creates the tunnel.
     var initiator: HandshakeInitiator?
     var initiatorCreates = false
+    /// The handshake in flight is a UDP retry while the uplink runs over TCP.
+    var initiatorOverUDP = false
+    /// The TCP fallback connection, when UDP didn't work on this uplink; `tcpSince` is when it started.
+    var tcp: TCPConnection?
+    var tcpSince: Nanoseconds = 0
+    /// Handshake messages sent over UDP since the server last answered on this uplink.
+    var unansweredUDP = 0
     var lastReceive: Nanoseconds = 0
     var lastSend: Nanoseconds = 0
     var lastProbe: Nanoseconds = 0
@@ -368,6 +392,7 @@ struct ClientUplink {
         keyring = UplinkKeyring()
         initiator = nil
         initiatorCreates = false
+        initiatorOverUDP = false
     }
 
     var isEstablished: Bool { keyring.current != nil }
@@ -496,11 +521,16 @@ final class ClientTunPump: @unchecked Sendable {
                     // Sealed in place: the session must not be copied per packet.
                     guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
                                                                               in: target, now: now) else { continue }
-                    withUnsafePointer(to: &state.serverAddress) { address in
-                        batch.prepareSend(batch.count, length: sealed, address: address,
-                                          addressLength: state.serverAddressLength, localAddress: nil)
+                    if let connection = state.uplinks[slot]?.tcp {
+                        // TCP fallback: framed onto the connection; the batch slot is reused.
+                        connection.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+                    } else {
+                        withUnsafePointer(to: &state.serverAddress) { address in
+                            batch.prepareSend(batch.count, length: sealed, address: address,
+                                              addressLength: state.serverAddressLength, localAddress: nil)
+                        }
+                        batch.count += 1
                     }
-                    batch.count += 1
                     state.uplinks[slot]?.lastSend = now
                     state.uplinks[slot]?.status.transmittedPackets &+= 1
                     state.uplinks[slot]?.status.transmittedBytes &+= UInt64(length)

@@ -15,10 +15,18 @@ import TriglavProtocol
 final class ServerNetworkPump: @unchecked Sendable {
     private static let batchSize = 64
     private static let timerInterval = 500 * Nanoseconds.millisecond
+    /// Poller tokens: UDP sockets are 0..<n, TCP listeners start here, TCP connections at `connectionTokenBase`.
+    static let listenerTokenBase: UInt64 = 1 << 20
+    static let connectionTokenBase: UInt64 = 1 << 21
+    /// Fallback connections are few (UDP-blocked clients); a bound keeps a flood from exhausting fds.
+    static let maxConnections = 1024
 
     private let server: ServerTunnel
     private let tun: TunDevice
     private let sockets: [UDPSocket]
+    private let listeners: [TCPListener]
+    private var readyConnections: [UInt32] = []
+    private var nextConnectionID: UInt32 = 0
     private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: 2048)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
@@ -29,10 +37,11 @@ final class ServerNetworkPump: @unchecked Sendable {
     private var deliveries: [(UInt64, Int)] = []
     private var nextTimer: Nanoseconds = 0
 
-    init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket]) {
+    init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
         self.tun = tun
         self.sockets = sockets
+        self.listeners = listeners
         ready = Array(repeating: false, count: sockets.count)
         deliveries.reserveCapacity(4 * Self.batchSize)
     }
@@ -48,7 +57,13 @@ final class ServerNetworkPump: @unchecked Sendable {
         let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
             try server.networkPollerForPump.wait(timeoutMilliseconds: timeout) { token in
-                if token < UInt64(sockets.count) { ready[Int(token)] = true }
+                if token < UInt64(sockets.count) {
+                    ready[Int(token)] = true
+                } else if token >= Self.connectionTokenBase, token != Poller.wakeToken {
+                    readyConnections.append(UInt32(truncatingIfNeeded: token - Self.connectionTokenBase))
+                } else if token >= Self.listenerTokenBase, token < Self.listenerTokenBase + UInt64(listeners.count) {
+                    accept(listeners[Int(token - Self.listenerTokenBase)])
+                }
             }
         } catch {
             return
@@ -58,6 +73,8 @@ final class ServerNetworkPump: @unchecked Sendable {
             ready[index] = false
             receive(socketIndex: index, now: now)
         }
+        for connection in readyConnections { receive(connection: connection, now: now) }
+        readyConnections.removeAll(keepingCapacity: true)
         runDuties(now: now)
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
@@ -75,7 +92,13 @@ final class ServerNetworkPump: @unchecked Sendable {
                 // The engine needs one non-decreasing clock across both pump threads.
                 let now = state.clock.advance(to: now)
                 for index in 0..<count {
-                    process(index: index, socketIndex: socketIndex, socket: socket, now: now, state: &state)
+                    var source = DatagramSource(socketIndex: socketIndex)
+                    batch.withAddress(index) { address, length in
+                        source.target.address = address.pointee
+                        source.target.addressLength = length
+                    }
+                    batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
+                    process(batch.received(index), source: &source, now: now, state: &state)
                 }
             }
             writeDeliveries()
@@ -92,6 +115,46 @@ final class ServerNetworkPump: @unchecked Sendable {
         deliveries.removeAll(keepingCapacity: true)
     }
 
+    /// Accepts waiting fallback connections and watches them.
+    private func accept(_ listener: TCPListener) {
+        for _ in 0..<64 {
+            guard let (connection, peer) = listener.accept() else { return }
+            let accepted: UInt32? = server.withState { state in
+                guard state.connections.count < Self.maxConnections else { return nil }
+                nextConnectionID &+= 1
+                state.connections[nextConnectionID] = connection
+                return nextConnectionID
+            }
+            guard let id = accepted else { connection.close(); continue }
+            do {
+                try server.networkPollerForPump.add(fd: connection.descriptor.raw, token: Self.connectionTokenBase + UInt64(id))
+                server.logger.debug("TCP fallback connection from \(peer.map(\.description) ?? "?")")
+            } catch {
+                server.withState { $0.connections[id] = nil }
+                connection.close()
+            }
+        }
+    }
+
+    /// Reads the frames of one fallback connection; each is processed like a UDP datagram.
+    private func receive(connection id: UInt32, now: Nanoseconds) {
+        let finished: TCPConnection? = server.withState { state in
+            let now = state.clock.advance(to: now)
+            guard let connection = state.connections[id] else { return nil }
+            var source = DatagramSource(socketIndex: 0, connection: id)
+            let alive = connection.readFrames { datagram in process(datagram, source: &source, now: now, state: &state) }
+            connection.flush()
+            guard !alive else { return nil }
+            state.connections[id] = nil
+            return connection
+        }
+        writeDeliveries()
+        if let finished {
+            server.networkPollerForPump.remove(fd: finished.descriptor.raw)
+            finished.close()
+        }
+    }
+
     private func pool(for tunnelID: UInt64) -> PacketPool {
         if let pool = pools[tunnelID] { return pool }
         let pool = PacketPool(capacity: server.configuration.multipath.reorderCapacity + Self.batchSize)
@@ -99,11 +162,11 @@ final class ServerNetworkPump: @unchecked Sendable {
         return pool
     }
 
-    private func process(index: Int, socketIndex: Int, socket: UDPSocket, now: Nanoseconds, state: inout ServerState) {
-        let datagram = batch.received(index)
+    private func process(_ datagram: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,
+                         state: inout ServerState) {
         switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
         case .handshakeInitiation:
-            handshake(index: index, socketIndex: socketIndex, socket: socket, now: now, state: &state)
+            handshake(datagram, source: &source, now: now, state: &state)
         case .transport(let receiver):
             // Opened in place: a copy of the session would copy its replay window.
             let frame: OpenedFrame
@@ -116,14 +179,13 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             guard let tunnelID = state.sessions[receiver]?.tunnelID, let uplink = state.sessions[receiver]?.uplink else { return }
             state.sessions[receiver]?.lastReceive = now
-            state.sessions[receiver]?.socket = socketIndex
-            // Roaming: the endpoint follows the last authenticated packet's source.
-            batch.withAddress(index) { address, length in
-                state.sessions[receiver]?.address = address.pointee
-                state.sessions[receiver]?.addressLength = length
-            }
-            batch.withLocalAddress(index) { local in
-                if local.pointee.ss_family != 0 { state.sessions[receiver]?.localAddress = local.pointee }
+            // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
+            state.sessions[receiver]?.connection = source.connection
+            if source.connection == nil {
+                state.sessions[receiver]?.socket = source.socketIndex
+                state.sessions[receiver]?.address = source.target.address
+                state.sessions[receiver]?.addressLength = source.target.addressLength
+                if source.target.localAddress.ss_family != 0 { state.sessions[receiver]?.localAddress = source.target.localAddress }
             }
             if state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] != receiver {
                 // First authentic packet on this session: it now carries its uplink (a rekey retires the old one).
@@ -208,16 +270,15 @@ final class ServerNetworkPump: @unchecked Sendable {
         writeDeliveries()
     }
 
-    private func handshake(index: Int, socketIndex: Int, socket: UDPSocket, now: Nanoseconds, state: inout ServerState) {
-        let datagram = Array(batch.received(index))
-        let source = batch.endpoint(index) ?? IPEndpoint(address: .v4(0), port: 0)
-        var target = ReplyTarget()
-        batch.withAddress(index) { address, length in
-            target.address = address.pointee
-            target.addressLength = length
-        }
-        batch.withLocalAddress(index) { target.localAddress = $0.pointee }
-        switch state.responder.handleInitiation(datagram, from: source, now: now) {
+    private func handshake(_ bytes: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,
+                           state: inout ServerState) {
+        let datagram = Array(bytes)
+        // The peer's address (for the cookie and the per-source rate limit); a fallback connection is its own source.
+        let peer: AnyHashable = source.connection.map { AnyHashable("tcp#\($0)") }
+            ?? AnyHashable(withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) })
+        let peerText = source.connection.map { "TCP fallback connection #\($0)" }
+            ?? withUnsafePointer(to: &source.target.address) { SocketAddress.read($0)?.description ?? "?" }
+        switch state.responder.handleInitiation(datagram, from: peer, now: now) {
         case .accept(let accepted):
             let tunnelID = accepted.tunnel.tunnelID
             if case .created(let replaced) = accepted.event {
@@ -229,7 +290,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                       let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
                 let addresses = TunnelAddresses(ipv4: ipv4, ipv6: accepted.tunnel.ipv6)
                 state.addTunnel(ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine))
-                server.logger.info("client \(accepted.client) connected from \(source) (tunnel \(addresses))")
+                server.logger.info("client \(accepted.client) connected from \(peerText) (tunnel \(addresses))")
             }
             guard state.tunnels[tunnelID] != nil else { return }
             // A rekey keeps its uplink's identity; a new uplink gets a new one.
@@ -243,18 +304,18 @@ final class ServerNetworkPump: @unchecked Sendable {
             let localIndex = accepted.session.localIndex
             state.sessions[localIndex] = ServerSession(
                 tunnelID: tunnelID, uplink: uplink, transport: accepted.session, replaces: accepted.replacesSessionIndex,
-                socket: socketIndex, address: target.address, addressLength: target.addressLength,
-                localAddress: target.localAddress, lastReceive: now)
+                socket: source.socketIndex, address: source.target.address, addressLength: source.target.addressLength,
+                localAddress: source.target.localAddress, lastReceive: now, connection: source.connection)
             state.tunnels[tunnelID]?.sessions.append(localIndex)
-            sendBytes(accepted.reply, to: &target, socket: socket)
+            sendBytes(accepted.reply, to: &source, state: &state)
         case .challenge(let cookieReply):
-            sendBytes(cookieReply, to: &target, socket: socket)
+            sendBytes(cookieReply, to: &source, state: &state)
         case .reject(let error, let reply):
             state.rejectedHandshakes &+= 1
             if state.rejectedHandshakes & 0xff == 1 {
-                server.logger.info("rejected a handshake from \(source): \(error)")
+                server.logger.info("rejected a handshake from \(peerText): \(error)")
             }
-            if let reply { sendBytes(reply, to: &target, socket: socket) }
+            if let reply { sendBytes(reply, to: &source, state: &state) }
         }
     }
 
@@ -268,6 +329,10 @@ final class ServerNetworkPump: @unchecked Sendable {
     private func sendControl(_ frame: ControlFrame, session index: UInt32, now: Nanoseconds, state: inout ServerState) {
         guard let socketIndex = state.sessions[index]?.socket, socketIndex < sockets.count,
               let length = try? state.sessions[index]?.transport.seal(frame, in: reply.slot(0), now: now) else { return }
+        if let connection = state.sessions[index]?.connection {
+            state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: reply.slot(0)[0..<length]))
+            return
+        }
         state.sessions[index]?.withReplyTarget { address, addressLength, local in
             reply.prepareSend(0, length: length, address: address, addressLength: addressLength, localAddress: local)
         }
@@ -275,18 +340,23 @@ final class ServerNetworkPump: @unchecked Sendable {
         sockets[socketIndex].send(reply)
     }
 
-    private func sendBytes(_ bytes: [UInt8], to target: inout ReplyTarget, socket: UDPSocket) {
+    /// Sends handshake-layer bytes back the way `source` came (UDP from the address it talked to, or its connection).
+    private func sendBytes(_ bytes: [UInt8], to source: inout DatagramSource, state: inout ServerState) {
+        if let connection = source.connection {
+            bytes.withUnsafeBytes { _ = state.connections[connection]?.send($0) }
+            return
+        }
         let slot = reply.slot(0)
-        guard bytes.count <= slot.count else { return }
+        guard bytes.count <= slot.count, source.socketIndex < sockets.count else { return }
         bytes.withUnsafeBytes { slot.copyMemory(from: $0) }
-        withUnsafePointer(to: &target.address) { address in
-            withUnsafePointer(to: &target.localAddress) { local in
-                reply.prepareSend(0, length: bytes.count, address: address, addressLength: target.addressLength,
+        withUnsafePointer(to: &source.target.address) { address in
+            withUnsafePointer(to: &source.target.localAddress) { local in
+                reply.prepareSend(0, length: bytes.count, address: address, addressLength: source.target.addressLength,
                                   localAddress: local.pointee.ss_family == 0 ? nil : local)
             }
         }
         reply.count = 1
-        socket.send(reply)
+        sockets[source.socketIndex].send(reply)
     }
 
     private func expireSessions(now: Nanoseconds) {
@@ -299,6 +369,13 @@ final class ServerNetworkPump: @unchecked Sendable {
             for tunnelID in pools.keys where state.tunnels[tunnelID] == nil { pools[tunnelID] = nil }
         }
     }
+}
+
+/// Where a received datagram came from: a UDP socket and peer address, or a TCP fallback connection.
+struct DatagramSource {
+    var socketIndex: Int
+    var connection: UInt32? = nil
+    var target = ReplyTarget()
 }
 
 /// Where a reply goes: the peer's address and the local address it talked to.

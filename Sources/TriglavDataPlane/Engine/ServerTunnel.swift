@@ -24,6 +24,8 @@ public struct ServerTunnelConfiguration: Sendable {
     public var mtu: Int = MAX_PAYLOAD
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
+    /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
+    public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
     public var configureNetwork = true
     /// A session silent this long is forgotten.
@@ -89,14 +91,26 @@ public final class ServerTunnel: Sendable {
         } else {
             try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: false)
         }
+        var listeners: [TCPListener] = []
+        if configuration.tcpFallback {
+            for (index, endpoint) in configuration.listen.enumerated() {
+                // Port 0 means "any": use the port the UDP socket got, so both transports share it.
+                let port = endpoint.port != 0 ? endpoint.port : try sockets[index].localEndpoint().port
+                listeners.append(try TCPListener(endpoint: IPEndpoint(address: endpoint.address, port: port),
+                                                 label: "TCP listener \(endpoint.address):\(port)"))
+            }
+        }
         for (index, socket) in sockets.enumerated() { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(index)) }
+        for (index, listener) in listeners.enumerated() {
+            try networkPoller.add(fd: listener.descriptor.raw, token: ServerNetworkPump.listenerTokenBase + UInt64(index))
+        }
         try tunPoller.add(fd: tun.descriptor.raw, token: 0)
         state.withLock { state in
             state.sockets = sockets
             state.tun = tun
         }
         let tunPump = ServerTunPump(server: self, tun: tun, socketCount: sockets.count)
-        let networkPump = ServerNetworkPump(server: self, tun: tun, sockets: sockets)
+        let networkPump = ServerNetworkPump(server: self, tun: tun, sockets: sockets, listeners: listeners)
         let tunThread = PumpThread(name: "triglav-srv-tun", wake: { [tunPoller] in tunPoller.wake() }) { tunPump.iterate() }
         let networkThread = PumpThread(name: "triglav-srv-net", wake: { [networkPoller] in networkPoller.wake() }) {
             networkPump.iterate()
@@ -112,10 +126,11 @@ public final class ServerTunnel: Sendable {
             return threads
         }
         for thread in running { thread.stop() }
-        let (tun, sockets) = state.withLock { state in
-            defer { state.tun = nil; state.sockets = []; state.sessions = [:] }
-            return (state.tun, state.sockets)
+        let (tun, sockets, connections) = state.withLock { state in
+            defer { state.tun = nil; state.sockets = []; state.sessions = [:]; state.connections = [:] }
+            return (state.tun, state.sockets, Array(state.connections.values))
         }
+        for connection in connections { connection.close() }
         if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
         tun?.close()
         for socket in sockets { socket.close() }
@@ -164,6 +179,8 @@ struct ServerSession {
     /// The server address the client sent to, so replies leave from it.
     var localAddress: sockaddr_storage
     var lastReceive: Nanoseconds
+    /// The TCP fallback connection the session's last packet came on; nil for UDP.
+    var connection: UInt32? = nil
 }
 
 /// One client's tunnel on the server: its sessions (one or more per client uplink) and addresses.
@@ -189,6 +206,8 @@ struct ServerState: @unchecked Sendable {
     var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
     var sockets: [UDPSocket] = []
+    /// TCP fallback connections by ID; `send` on them only under this lock.
+    var connections: [UInt32: TCPConnection] = [:]
     var tun: TunDevice?
     var rejectedHandshakes: UInt64 = 0
     var droppedUnknownDestination: UInt64 = 0
@@ -311,10 +330,15 @@ final class ServerTunPump: @unchecked Sendable {
                     UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
                     guard let sealed = try? state.sessions[sessionIndex]?.transport.seal(
                         .data, tunnelSequence: sequence, bodyLength: length, in: target, now: now) else { continue }
-                    state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
-                        batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                    if let connection = state.sessions[sessionIndex]?.connection {
+                        // TCP fallback: framed onto the client's connection; the batch slot is reused.
+                        state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+                    } else {
+                        state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
+                            batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                        }
+                        batch.count += 1
                     }
-                    batch.count += 1
                     state.tunnels[tunnelID]?.transmittedPackets &+= 1
                     state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
                 }

@@ -7,6 +7,8 @@ public struct UplinkStatus: Sendable, Equatable {
     public var interface: InterfaceName
     /// "connecting", "established" or "no-socket" (interface missing).
     public var state: String
+    /// "udp", or "tcp" while the uplink uses the TCP fallback.
+    public var transport: String = "udp"
     public var transmittedPackets: UInt64 = 0
     public var transmittedBytes: UInt64 = 0
     public var receivedPackets: UInt64 = 0
