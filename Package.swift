@@ -53,7 +53,7 @@ let package = Package(
 
         // Linux I/O and composition.
         .target(name: "TriglavDataPlane", dependencies: ["CTriglavShims", "TriglavCore", "TriglavProtocol",
-                                                         "TriglavMultipath", "TriglavNetlink", "TriglavConfig",
+                                                         "TriglavMultipath", "TriglavNetlink", "TriglavCrypto",
                                                          .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
         .target(name: "TriglavLinkEmulator", dependencies: ["CTriglavShims", "TriglavCore"], swiftSettings: strictSettings),

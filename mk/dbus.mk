@@ -28,7 +28,8 @@ dbus-try: build
 	  '<allow receive_type="method_return"/><allow receive_type="error"/><allow receive_type="signal"/>' \
 	  '<allow send_destination="org.freedesktop.DBus"/></policy></busconfig>' > "$$dir/bus.conf" && \
 	dbus-daemon --config-file="$$dir/bus.conf" --fork && \
-	"$$bin/triglav-bus-fixture" --address "unix:path=$$dir/bus" --clients 1 --tick-ms 250 & \
-	sleep 1; echo "Bus: unix:path=$$(ls -d /tmp/tg-dbus-try-* | tail -1)/bus"; \
-	echo "Try: DBUS_SYSTEM_BUS_ADDRESS=<bus> $$($(SWIFT) build --show-bin-path)/triglav status"; \
-	echo "Stop: kill \$$(cat <dir>/pid) and the triglav-bus-fixture process"
+	{ "$$bin/triglav-bus-fixture" --address "unix:path=$$dir/bus" --clients 1 --tick-ms 250 --allow-anyone >"$$dir/fixture.log" 2>&1 & \
+	  echo $$! > "$$dir/fixture.pid"; } && sleep 1 && \
+	echo "Bus:  unix:path=$$dir/bus" && \
+	echo "Try:  $$bin/triglav --bus-address unix:path=$$dir/bus status   (or monitor, uplinks, connect home, ...)" && \
+	echo "Stop: kill $$(cat "$$dir/pid") $$(cat "$$dir/fixture.pid"); rm -rf $$dir"

@@ -27,7 +27,6 @@ public struct MultipathEngine<Packet> {
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
-    var debugTiming = false
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -111,7 +110,6 @@ public struct MultipathEngine<Packet> {
     /// Current adaptive reorder wait (gap skip bound) and resend-request delay.
     public var reorderWaitBound: UInt64 { reorder.waitBound }
     public var reorderResendRequestDelay: UInt64 { reorder.resendRequestDelay }
-    var reorderHeadForDebug: UInt32 { reorder.head }
     /// Packets held by the reorder buffer now.
     public var reorderBufferedCount: Int { reorder.bufferedCount }
     /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
@@ -312,9 +310,7 @@ public struct MultipathEngine<Packet> {
         let observed = reorder.observedReordering + worstJitter / 2 + configuration.minReorderWait
         let requestDelay = max(configuration.minReorderWait, min(hold / 2, min(worstCase, observed)))
         reorder.fastestResendRoundTrip = fastestRTT ?? 0
-        if debugTiming, now / 500_000_000 != (lastTimingUpdate ?? 0) / 500_000_000 || true, now % 500_000_000 < 2_000_000 {
-            print("TIMING \(now/1_000_000)ms spread=\(spread/1000) jitter=\(worstJitter/1000) observed=\(reorder.observedReordering/1000) req=\(requestDelay/1000)")
-        }
+        reorder.maxReorderingSample = hold / 2
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
@@ -631,3 +627,5 @@ struct SequenceRing {
         return items[start]
     }
 }
+
+extension MultipathEngine: Sendable where Packet: Sendable {}

@@ -15,6 +15,8 @@ public struct ReorderBuffer<Packet> {
     private var arrivals: [UInt64]
     /// One bit per sequence over [head - capacity, head + capacity).
     private var seen: [UInt64]
+    /// One bit per slot: the sender declined to resend this sequence (see `abandon`).
+    private var abandoned: [UInt64]
     /// Buffered sequences in arrival order; the front is always unreleased (released ones are popped
     /// when they reach the front). Released entries can sit behind an unreleased front; all entries lie
     /// within `capacity` of the front's sequence, so 2·capacity entries suffice.
@@ -51,14 +53,14 @@ public struct ReorderBuffer<Packet> {
         statistics.duplicates &+= 1
         guard requestsResends else { return }
         let marked = arrivals[Int(sequence) & mask]
-        if now >= marked, now - marked < waitBound / 2 {
+        if now >= marked, now - marked < maxReorderingSample {
             noteReordering(now - marked + resendRequestDelay)
         }
     }
 
     /// Jacobson/Karels-style smoothing of reordering depth samples, so one outlier doesn't set the delay.
     private mutating func noteReordering(_ rawSample: UInt64) {
-        let sample = min(rawSample, waitBound / 2)
+        let sample = min(rawSample, maxReorderingSample)
         let mean = Int64(clamping: reorderingSmoothed), value = Int64(clamping: sample)
         let deviation = Int64(clamping: (mean - value).magnitude)
         let dev = Int64(clamping: reorderingDeviation)
@@ -68,6 +70,9 @@ public struct ReorderBuffer<Packet> {
     /// A fill this soon after a resend request can't be the resend (less than a round trip on the fastest
     /// uplink): the request was spurious and the gap was reordering. Set by the engine.
     public var fastestResendRoundTrip: UInt64 = 0
+    /// Reordering samples are capped here (the engine sets half the maximum hold), so one freak sample
+    /// can't push the request delay past what the buffer may wait anyway.
+    public var maxReorderingSample: UInt64 = 150_000_000
 
     /// Gaps are skipped once the oldest waiting packet has waited this long.
     public var waitBound: UInt64
@@ -90,6 +95,7 @@ public struct ReorderBuffer<Packet> {
         slots = Array(repeating: nil, count: capacity)
         arrivals = Array(repeating: 0, count: capacity)
         seen = Array(repeating: 0, count: (2 * capacity + 63) / 64)
+        abandoned = Array(repeating: 0, count: (capacity + 63) / 64)
         fifoSequences = Array(repeating: 0, count: 2 * capacity)
         fifoArrivals = Array(repeating: 0, count: 2 * capacity)
         self.waitBound = waitBound
@@ -121,6 +127,16 @@ public struct ReorderBuffer<Packet> {
     /// Moves the release point, keeping the seen-bitmap window valid and the FIFO front unreleased.
     private mutating func advanceHead(to newHead: UInt32) {
         let steps = UInt64(newHead &- head)
+        if steps >= UInt64(capacity) {
+            for index in abandoned.indices { abandoned[index] = 0 }
+        } else {
+            var position = head
+            for _ in 0..<steps {
+                let slot = Int(position) & mask
+                abandoned[slot >> 6] &= ~(1 << UInt64(slot & 63))
+                position &+= 1
+            }
+        }
         if steps >= UInt64(2 * capacity) {
             for index in seen.indices { seen[index] = 0 }
         } else {
@@ -240,13 +256,20 @@ public struct ReorderBuffer<Packet> {
         var sequence = firstSequence
         for _ in 0..<min(count, UInt32(capacity)) {
             let offset = distance(sequence, from: head)
-            if offset >= 0, Int(offset) < capacity, !isSeen(sequence) { markSeen(sequence) }
+            if offset >= 0, Int(offset) < capacity, !isSeen(sequence) {
+                let slot = Int(sequence) & mask
+                abandoned[slot >> 6] |= 1 << UInt64(slot & 63)
+            }
             sequence &+= 1
         }
     }
 
-    /// Whether the head is a sequence the sender gave up on (seen, yet nothing stored).
-    private var headAbandoned: Bool { slots[Int(head) & mask] == nil && isSeen(head) }
+    /// Whether the head is a sequence the sender gave up on. Not marked seen: if the original turns up
+    /// after all, it is delivered late rather than dropped as a duplicate.
+    private var headAbandoned: Bool {
+        let slot = Int(head) & mask
+        return abandoned[slot >> 6] & (1 << UInt64(slot & 63)) != 0 && slots[slot] == nil
+    }
 
     /// Takes the slot at `head` if present and advances past it; passes abandoned sequences.
     private mutating func takeHead() -> Packet? {
@@ -362,7 +385,7 @@ public struct ReorderBuffer<Packet> {
 
     /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
     public func nextDeadline() -> UInt64? {
-        if parked != nil || slots[Int(head) & mask] != nil || (started && headAbandoned && bufferedCount > 0) { return 0 }
+        if parked != nil || slots[Int(head) & mask] != nil || (started && headAbandoned) { return 0 }
         var deadline: UInt64?
         if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
         if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {
@@ -387,7 +410,7 @@ public struct ReorderBuffer<Packet> {
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).
     public var storageFootprint: Int {
         slots.capacity * MemoryLayout<Packet?>.stride + arrivals.capacity * 8 + seen.capacity * 8
-            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8
+            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8 + abandoned.capacity * 8
     }
 }
 
@@ -403,3 +426,5 @@ public struct ReorderStatistics: Sendable, Equatable {
     public var resendRequests: UInt64 = 0
     public init() {}
 }
+
+extension ReorderBuffer: Sendable where Packet: Sendable {}

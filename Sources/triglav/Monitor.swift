@@ -113,7 +113,7 @@ struct Monitor: AsyncParsableCommand {
         switch signal.member {
         case "PropertiesChanged":
             let changed = signal.arguments.dropFirst().first?.stringKeyedDictionary ?? [:]
-            let text = changed.keys.sorted().map { "\($0)=\(JSON.value(changed[$0]!))" }.joined(separator: " ")
+            let text = changed.sorted { $0.key < $1.key }.map { "\($0.key)=\(JSON.value($0.value))" }.joined(separator: " ")
             let interface = signal.arguments.first?.stringValue?.split(separator: ".").last.map(String.init) ?? "?"
             return "\(signal.path) \(interface) \(text)"
         case "InterfacesAdded":

@@ -37,7 +37,9 @@ struct DataPlaneTunnelTests {
         #expect(try lab.sh("sha256sum < \(output)") == expected)
         let after = try uplinkReceivedBytes(lab)
         for (uplink, bytes) in after {
-            #expect(bytes - (before[uplink] ?? 0) > 3_000_000, "uplink \(uplink) carried only \(bytes - (before[uplink] ?? 0)) bytes")
+            // The aggregate scheduler weighs uplinks by estimated capacity and delay, so shares differ; each
+            // must still carry a real part of the 30 MB (several uplinks, not one).
+            #expect(bytes - (before[uplink] ?? 0) > 1_000_000, "uplink \(uplink) carried only \(bytes - (before[uplink] ?? 0)) bytes")
         }
 
         // 2. Rate-limited download (~6 s); one uplink goes down after 1.5 s, the download completes intact.
@@ -91,6 +93,23 @@ struct DataPlaneTunnelTests {
         let recovered = lab.waitForTunnel(timeout: 10)
         #expect(recovered, "tunnel did not recover within 10 s:\n\(lab.log("client"))")
         #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test("all uplinks down, then one back: the tunnel recovers by itself")
+    func allUplinksDownThenOneBack() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        for uplink in DataPlaneLab.uplinks { try lab.sh("ip -n \(lab.client) link set \(uplink) down") }
+        // Long enough for every uplink to be declared dead (uplinkTimeout 3 s).
+        Thread.sleep(forTimeInterval: 4)
+        #expect((try? lab.exec(lab.client, "ping -c1 -W1 \(DataPlaneLab.serverTunnelAddress)")) == nil)
+        try lab.sh("ip -n \(lab.client) link set up3 up")
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.3.1 dev up3 metric 3")
+        let recovered = lab.waitForTunnel(timeout: 10)
+        #expect(recovered, "tunnel did not recover over up3:\n\(lab.log("client"))")
     }
 
     @Test("a client whose key the server doesn't know gets no tunnel")

@@ -133,7 +133,8 @@ struct BusAPITests {
         let monitor = try BackgroundProcess(["busctl", "--address=\(environment.address)", "monitor", "org.triglav"],
                                             outputPrefix: environment.bus.directory + "/monitor")
         defer { monitor.stop() }
-        try await Task.sleep(for: .milliseconds(300))
+        // busctl says this once BecomeMonitor succeeded, so nothing after it can be missed.
+        #expect(await monitor.waitForErrorOutput("Monitoring bus message stream."))
         let added = try environment.busctl(["call", "org.triglav", Self.root, Self.manager, "AddUplink", "sa{sv}", "usb0", "0"])
         #expect(added.status == 0, "\(added)")
         environment.fixture.signal(SIGUSR1)  // discovery: eth1 appears (uplink 4)
@@ -174,8 +175,8 @@ struct BusAPITests {
         #expect((tx.uint64Value ?? 0) >= 1500 * 30)
     }
 
-    @Test func accessControlFollowsTheBusPolicy() async throws {
-        try #require(getuid() == 0, "creating users needs root (CI runs as root)")
+    @Test(.enabled(if: getuid() == 0, "creates users: needs root (CI runs as root)"))
+    func accessControlFollowsTheBusPolicy() async throws {
         let users = try TestUsers.create()
         defer { users.remove() }
         let environment = try await BusAPIEnvironment(clients: 0)
@@ -207,6 +208,28 @@ struct BusAPITests {
         let memberOwn = try environment.busctl(["call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                                                 "RequestName", "su", "org.triglav", "4"], as: TestUsers.member)
         #expect(memberOwn.errorName == "org.freedesktop.DBus.Error.AccessDenied", "\(memberOwn)")
+    }
+
+    @Test(.enabled(if: getuid() == 0, "creates users: needs root (CI runs as root)"))
+    func daemonRefusesOutsidersEvenWithoutTheBusPolicy() async throws {
+        let users = try TestUsers.create()
+        defer { users.remove() }
+        let environment = try await BusAPIEnvironment(clients: 0, triglavPolicy: false)
+        defer { environment.tearDown() }
+        let outsider = try environment.busctl(["call", "org.triglav", Self.root, Self.manager, "Connect", "sa{sv}", "home", "0"],
+                                              as: TestUsers.outsider)
+        #expect(outsider.errorName == "org.triglav.Error.AccessDenied", "\(outsider)")
+        #expect(outsider.failureLine.contains("group triglav"), "\(outsider)")
+        let outsiderSet = try environment.busctl(["set-property", "org.triglav", "/org/triglav/uplink/1", TriglavBus.uplinkInterface,
+                                                  "Enabled", "b", "false"], as: TestUsers.outsider)
+        #expect(outsiderSet.errorName == "org.triglav.Error.AccessDenied", "\(outsiderSet)")
+        let outsiderCLI = try environment.cli(["disconnect"], as: TestUsers.outsider)
+        #expect(outsiderCLI.status == 5 && outsiderCLI.stderr.contains("group triglav"), "\(outsiderCLI)")
+        let member = try environment.busctl(["call", "org.triglav", Self.root, Self.manager, "Connect", "sa{sv}", "home", "0"],
+                                            as: TestUsers.member)
+        #expect(member.status == 0, "\(member)")
+        let state = try environment.busctl(["get-property", "org.triglav", Self.root, Self.manager, "State"], as: TestUsers.outsider)
+        #expect(state.stdout.contains("connected"), "\(state)")
     }
 
     @Test func cliStatusJSONEqualsTheBusData() async throws {

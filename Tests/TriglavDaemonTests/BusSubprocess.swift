@@ -147,6 +147,16 @@ final class BackgroundProcess: @unchecked Sendable {
         return output.contains(text)
     }
 
+    /// Waits (bounded) until stderr contains `text`.
+    func waitForErrorOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if errorOutput.contains(text) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return errorOutput.contains(text)
+    }
+
     /// Exit status once it has exited by itself within `timeout`, else nil (still running).
     func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout

@@ -31,7 +31,9 @@ final class SystemLikeBus: Sendable {
     let address: String
     let pid: pid_t
 
-    init() throws {
+    /// With `triglavPolicy` false, dbus/org.triglav.conf is replaced by a policy that lets anyone call
+    /// org.triglav (to test the daemon's own caller check).
+    init(triglavPolicy: Bool = true) throws {
         let base = "/tmp/tg-dbus-sys-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
@@ -63,7 +65,7 @@ final class SystemLikeBus: Sendable {
               <policy user="root">
                 <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
               </policy>
-              <include>\(BusTestPaths.policy)</include>
+              \(triglavPolicy ? "<include>\(BusTestPaths.policy)</include>" : SystemLikeBus.openPolicy)
             </busconfig>
             """
         try config.write(toFile: base + "/system.conf", atomically: true, encoding: .utf8)
@@ -80,6 +82,11 @@ final class SystemLikeBus: Sendable {
         kill(pid, SIGKILL)
         try? FileManager.default.removeItem(atPath: directory)
     }
+
+    static let openPolicy = """
+        <policy user="root"><allow own="org.triglav"/></policy>
+        <policy context="default"><allow send_destination="org.triglav"/></policy>
+        """
 }
 
 /// The bus plus the fixture daemon (fake controller) owning org.triglav on it.
@@ -87,8 +94,8 @@ final class BusAPIEnvironment: Sendable {
     let bus: SystemLikeBus
     let fixture: BackgroundProcess
 
-    init(clients: Int = 1, tickMilliseconds: Int = 0) async throws {
-        bus = try SystemLikeBus()
+    init(clients: Int = 1, tickMilliseconds: Int = 0, triglavPolicy: Bool = true) async throws {
+        bus = try SystemLikeBus(triglavPolicy: triglavPolicy)
         do {
             fixture = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--clients", String(clients),
                                              "--tick-ms", String(tickMilliseconds)],

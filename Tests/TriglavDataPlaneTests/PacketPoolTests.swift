@@ -18,3 +18,14 @@ struct PacketPoolTests {
         #expect([UInt8](repeating: 7, count: 8).withUnsafeBytes { pool.store($0) } == first)
     }
 }
+
+@Suite("Tunnel MTU")
+struct TunnelMTUTests {
+    @Test("smallest uplink MTU minus the overhead, capped and at least 1280")
+    func derivation() {
+        #expect(ClientTunnel.tunnelMTU(linkMTUs: [1500, 1400], overhead: 68, maximum: 1412) == 1332)
+        #expect(ClientTunnel.tunnelMTU(linkMTUs: [9000], overhead: 68, maximum: 1412) == 1412)
+        #expect(ClientTunnel.tunnelMTU(linkMTUs: [1280], overhead: 88, maximum: 1412) == 1280)
+        #expect(ClientTunnel.tunnelMTU(linkMTUs: [], overhead: 88, maximum: 1400) == 1400)
+    }
+}

@@ -15,6 +15,7 @@ public final class TriglavBusAdaptor: Sendable {
     let connection: BusConnection?
     let controller: any TunnelController
     let logger: Logger
+    let authorization: CallerAuthorization
 
     private struct Exported {
         var manager: DBusExportedObject?
@@ -27,12 +28,16 @@ public final class TriglavBusAdaptor: Sendable {
     static let rootPath = DBusObjectPath(checked: TriglavBus.managerPath)
     static let counterInterval: Duration = .milliseconds(TriglavBus.counterSignalIntervalMilliseconds)
 
+    /// `authorization` is checked for every method call and property write (see `CallerAuthorization`).
     public convenience init(connection: BusConnection, controller: any TunnelController,
-                            logger: Logger = Logger(label: "triglav.bus")) {
-        self.init(optionalConnection: connection, controller: controller, logger: logger)
+                            logger: Logger = Logger(label: "triglav.bus"),
+                            authorization: CallerAuthorization = .standard) {
+        self.init(optionalConnection: connection, controller: controller, logger: logger, authorization: authorization)
     }
 
-    private init(optionalConnection connection: BusConnection?, controller: any TunnelController, logger: Logger) {
+    private init(optionalConnection connection: BusConnection?, controller: any TunnelController, logger: Logger,
+                 authorization: CallerAuthorization) {
+        self.authorization = authorization
         self.connection = connection
         self.controller = controller
         self.logger = logger
@@ -56,7 +61,8 @@ public final class TriglavBusAdaptor: Sendable {
     public func publish(_ status: TriglavControlAPI.TriglavStatus) {
         let status = status.normalized
         exported.withLock { state in
-            guard let connection, let manager = state.manager else { return }
+            // Before start(), or after the bus went away (the daemon reports that once, not per tick).
+            guard let connection, connection.isOpen, let manager = state.manager else { return }
             if state.last == status { return }
             do {
                 for uplink in status.uplinks {
@@ -96,11 +102,15 @@ public final class TriglavBusAdaptor: Sendable {
 
     // MARK: Running commands
 
-    /// Runs `body` in a task; on success refreshes the bus from the controller, then replies.
+    /// Runs `body` in a task once the caller is authorized; on success refreshes the bus from the
+    /// controller, then replies.
     private func run(_ call: DBusMethodCall, _ body: @escaping @Sendable () async throws(ControlError) -> [DBusValue]) {
         let controller = self.controller
         Task {
             do throws(ControlError) {
+                if let connection = self.connection {
+                    try await self.authorization.authorize(sender: call.sender, on: connection)
+                }
                 let reply = try await body()
                 self.publish(await controller.status())
                 call.reply(reply)
@@ -254,7 +264,7 @@ public final class TriglavBusAdaptor: Sendable {
     /// The interfaces this adaptor exports, without handlers: what dbus/org.triglav.xml must describe.
     public static func interfaceShapes() -> [DBusInterfaceShape] {
         let adaptor = TriglavBusAdaptor(optionalConnection: nil, controller: FakeTunnelController(),
-                                        logger: Logger(label: "triglav.bus.shapes"))
+                                        logger: Logger(label: "triglav.bus.shapes"), authorization: .anyone)
         return [adaptor.managerInterface(TriglavControlAPI.ManagerStatus()), adaptor.serverInterface(TriglavControlAPI.ServerStatus()),
                 adaptor.uplinkInterface(TriglavControlAPI.UplinkStatus(id: 0, interface: "")), adaptor.clientInterface(TriglavControlAPI.ClientStatus(id: 0))]
             .map(DBusInterfaceShape.init)

@@ -15,7 +15,9 @@ public struct ClientTunnelConfiguration: Sendable {
     public var server: IPEndpoint
     /// Name of the TUN device to create.
     public var tunnelInterface: InterfaceName
-    /// Inner MTU of the TUN device. Defaults to MAX_PAYLOAD (a 1500-byte uplink path over IPv6).
+    /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
+    /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
+    /// and never below 1280 (IPv6's minimum). Defaults to MAX_PAYLOAD (a 1500-byte uplink over IPv6).
     public var mtu: Int = MAX_PAYLOAD
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
@@ -246,10 +248,36 @@ public final class ClientTunnel: Sendable {
                 state.uplinks[slot]?.socket = socket
                 return true
             }
-            if installed { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot)) }
+            if installed {
+                try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot))
+                updateMTU()
+            }
         } catch {
             logger.debug("uplink \(interface) has no socket yet: \(error)")
         }
+    }
+
+    /// Sets the TUN MTU from the smallest uplink interface MTU (control path: called when sockets open).
+    func updateMTU() {
+        let (interfaces, tun) = state.withLock { state in (state.uplinks.compactMap { $0?.interface }, state.tun) }
+        guard let tun else { return }
+        let linkMTUs = interfaces.compactMap { routes.interfaceMTU($0) }
+        let outerHeaders = (configuration.server.address.isIPv4 ? 20 : 40) + 8 + WireLayout.transportOverhead
+        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: outerHeaders, maximum: configuration.mtu)
+        let changed = state.withLock { state in
+            defer { state.appliedMTU = target }
+            return state.appliedMTU != target
+        }
+        guard changed else { return }
+        if tg_if_set_mtu(tun.name.rawValue, Int32(target)) == 0 {
+            logger.info("tunnel MTU \(target) (smallest uplink MTU \(linkMTUs.min().map(String.init) ?? "unknown"))")
+        }
+    }
+
+    /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least 1280.
+    static func tunnelMTU(linkMTUs: [Int], overhead: Int, maximum: Int) -> Int {
+        guard let smallest = linkMTUs.min() else { return maximum }
+        return max(1280, min(maximum, smallest - overhead))
     }
 
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
@@ -366,6 +394,7 @@ struct ClientState: @unchecked Sendable {
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
     var clock = EngineClock()
+    var appliedMTU = 0
 
     /// Slot of the uplink with this ID.
     func slot(of id: UplinkID) -> Int? {

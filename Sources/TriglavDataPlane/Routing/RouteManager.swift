@@ -64,6 +64,12 @@ final class RouteManager: Sendable {
         try removeRulesAndTable(table: table)
     }
 
+    /// The interface's MTU, nil when it doesn't exist (or netlink is unavailable).
+    func interfaceMTU(_ interface: InterfaceName) -> Int? {
+        guard let socket = try? netlink(), let link = try? socket.link(named: interface.rawValue) else { return nil }
+        return Int(link.mtu)
+    }
+
     func bringUp(_ interface: InterfaceName) throws(TriglavDataPlaneError) {
         let socket = try netlink()
         let index = try interfaceIndex(interface, socket)

@@ -109,15 +109,9 @@ final class TunnelNode {
         return !selection.isEmpty
     }
 
-    var watch: Int? = nil
-    var watchSequence: UInt32? { network.client.watchSequenceValue }
-    var watchSequenceValue: UInt32?
-    var debugFeedback = false
     var logArrivals = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
     private func sendData(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
-        if case .segment(let s) = packet.kind, s == watch, !packet.isResend { watchSequenceValue = sequence }
-        if case .segment(let s) = packet.kind, s == watch { print("WATCH \(now/1000) \(name) send seg \(s) seq \(sequence) on \(id) resend=\(packet.isResend)") }
         let counter = counters[id, default: 0] + 1
         counters[id] = counter
         engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: wireBytes, at: now))
@@ -135,16 +129,13 @@ final class TunnelNode {
             case .sendProbe(let id, let probeID, let timestamp):
                 network.send(from: self, on: id, frame: .probe(id: probeID, timestamp: timestamp), bytes: controlFrameBytes)
             case .sendFeedback(let id, let report):
-                if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FBSEND \(now/1000) \(report)") }
                 network.send(from: self, on: id, frame: .feedback(report), bytes: controlFrameBytes)
             case .requestResend(let first, let count):
-                if watch != nil, let w = watchSequence, w &- first < count { print("WATCH \(now/1000) \(name) NACK \(first) +\(count)") }
                 let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
                 if let id = selection.first {
                     network.send(from: self, on: id, frame: .resendRequest(first: first, count: count), bytes: controlFrameBytes)
                 }
             case .resend(let sequence):
-                if watch != nil, sequence == watchSequence { print("WATCH \(now/1000) \(name) resend \(sequence)") }
                 let slot = Int(sequence & 0xffff)
                 if storeSequences[slot] == sequence, var packet = store[slot] {
                     packet.isResend = true
@@ -178,8 +169,6 @@ final class TunnelNode {
         switch frame {
         case .data(let sequence, let counter, let packet):
             if logArrivals { arrivalLog.append((sequence, now, id, packet.isResend)) }
-            if case .segment(let s) = packet.kind, s == watch, !packet.isResend { watchSequenceValue = sequence }
-        if case .segment(let s) = packet.kind, s == watch { print("WATCH \(now/1000) \(name) recv seg \(s) seq \(sequence) on \(id) head=\(engine.reorderHeadForDebug) wait=\(engine.reorderWaitBound/1000) req=\(engine.reorderResendRequestDelay/1000)") }
             if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now) == .deliverNow {
                 deliver(packet)
             }
@@ -189,12 +178,10 @@ final class TunnelNode {
         case .probeReply(let probeID):
             engine.handle(.probeReplied(id, probeID: probeID, at: now))
         case .feedback(let report):
-            if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FB \(now/1000) \(report)") }
             engine.handle(.feedbackReceived(id, report, at: now))
         case .resendDeclined(let first, let count):
             engine.handle(.resendDeclined(firstSequence: first, count: count, at: now))
         case .resendRequest(let first, let count):
-            if watch != nil, let w = watchSequence, w &- first < count { print("WATCH \(now/1000) \(name) got NACK \(first) +\(count)") }
             engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
         }
         pump()
