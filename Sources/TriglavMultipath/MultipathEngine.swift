@@ -428,8 +428,8 @@ public struct MultipathEngine<Packet> {
     /// (nil there falls back to lowest latency). Empty selection: nothing can carry the packet.
     /// The engine assumes the packet is sent on every returned uplink (report each with `packetSent`).
     ///
-    /// `excluding`: for resends, the uplink that carried the lost original (it may be dying unnoticed);
-    /// ignored when it is the only usable one.
+    /// `excluding`: an uplink to avoid when any other is usable (ignored when it is the only one).
+    /// For resends use `scheduleResend`, which also leaves congestion losses to TCP.
     public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
                                   excluding: UplinkID? = nil) -> UplinkSelection {
         let now = advanceClock(to: now)
@@ -582,7 +582,8 @@ public struct MultipathEngine<Packet> {
         return slowest
     }
 
-    /// Earliest expected arrival: model queue (or measured queueing, if larger) + transmission + one-way delay.
+    /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
+    /// time + one-way delay.
     private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
