@@ -53,7 +53,7 @@ let package = Package(
 
         // Linux I/O and composition.
         .target(name: "TriglavDataPlane", dependencies: ["CTriglavShims", "TriglavCore", "TriglavProtocol",
-                                                         "TriglavMultipath", "TriglavNetlink", "TriglavConfig",
+                                                         "TriglavMultipath", "TriglavNetlink", "TriglavCrypto",
                                                          .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
         .target(name: "TriglavLinkEmulator", dependencies: ["CTriglavShims", "TriglavCore"], swiftSettings: strictSettings),
@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(name: "triglav", dependencies: ["TriglavControlAPI", "TriglavDBus", "TriglavCrypto", "TriglavCore",
                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strictSettings),
-        .executableTarget(name: "triglav-dataplane-dev", dependencies: ["TriglavDataPlane", "TriglavCore", "TriglavCrypto",
+        .executableTarget(name: "triglav-dataplane-dev", dependencies: ["TriglavDataPlane", "TriglavCore", "TriglavCrypto", "TriglavMultipath",
                                                                        .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                                                        .product(name: "Logging", package: "swift-log")],
                           swiftSettings: strictSettings),

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared functions of the Triglav lab scripts (sourced by lab/lab, lab/demo, lab/test-lab,
 # lab/bench-*). Callers set `set -euo pipefail`. Nothing here touches the root network namespace:
 # every `ip` command names one of the lab's namespaces.
@@ -13,6 +14,26 @@ process_running() {
     local state
     state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
     [[ -n $state && $state != Z ]]
+}
+
+# Claims this LAB_ID for the calling script, so two demos (or tests) with the same LAB_ID can't tear
+# each other's lab down. An owner file rather than flock: the lab's background processes would inherit
+# a lock descriptor and keep it held after a kill -9 of the script, blocking the cleanup re-run.
+# Waits up to $1 seconds (default 0) for a live owner; a dead owner's claim is taken over.
+lab_lock() {
+    local owner_file="/run/triglav-lab/$LAB_ID.owner" owner deadline=$((SECONDS + ${1:-0}))
+    mkdir -p /run/triglav-lab
+    while owner=$(cat "$owner_file" 2>/dev/null) && [[ -n $owner && $owner != "$$" ]] && process_running "$owner"; do
+        [[ $SECONDS -lt $deadline ]] || die "lab $LAB_ID is in use by process $owner; wait for it or use another LAB_ID"
+        sleep 1
+    done
+    echo $$ >"$owner_file"
+}
+
+lab_unlock() {
+    local owner_file="/run/triglav-lab/$LAB_ID.owner"
+    [[ $(cat "$owner_file" 2>/dev/null) == "$$" ]] && rm -f "$owner_file"
+    return 0
 }
 
 require_root() {
@@ -210,14 +231,7 @@ lab_up() {
         ip -n "$NS_CLIENT" rule add from "${UPLINK_CLIENT4[$uplink]}" lookup "${UPLINK_TABLE[$uplink]}" pref "${UPLINK_TABLE[$uplink]}0"
         ip -n "$NS_CLIENT" -6 rule add from "${UPLINK_CLIENT6[$uplink]}" lookup "${UPLINK_TABLE[$uplink]}" pref "${UPLINK_TABLE[$uplink]}0"
 
-        local seed_args=()
-        [[ -n ${LAB_SEED:-} ]] && seed_args=(--seed "$((LAB_SEED + ${UPLINK_TABLE[$uplink]}))")
-        local args
-        read -r -a args <<<"$(uplink_args "$uplink")"
-        echo "${args[*]}" >"$LAB_STATE/$uplink.args"
-        ip netns exec "$NS_ROUTER" "$LINKEMU" --a "$stem-c" --b "$stem-e" "${args[@]}" "${seed_args[@]}" \
-            >"$LAB_STATE/log/linkemu-$uplink.log" 2>&1 &
-        echo $! >"$LAB_STATE/linkemu-$uplink.pid"
+        start_emulator "$uplink" "$(uplink_args "$uplink")"
     done
 
     # Router <-> server (the "public" network), server <-> internet.
@@ -280,6 +294,38 @@ EOF
     trap - EXIT INT TERM
 }
 
+# Starts the emulator of one uplink with the given triglav-linkemu flags (a string), in the background.
+start_emulator() {
+    local uplink=$1 stem=${UPLINK_STEM[$1]} args seed_args=()
+    read -r -a args <<<"$2"
+    [[ -n ${LAB_SEED:-} ]] && seed_args=(--seed "$((LAB_SEED + ${UPLINK_TABLE[$uplink]}))")
+    echo "${args[*]}" >"$LAB_STATE/$uplink.args"
+    ip netns exec "$NS_ROUTER" "$LINKEMU" --a "$stem-c" --b "$stem-e" "${args[@]}" "${seed_args[@]}" --stats-interval 5 \
+        >>"$LAB_STATE/log/linkemu-$uplink.log" 2>&1 &
+    echo $! >"$LAB_STATE/linkemu-$uplink.pid"
+}
+
+# Replaces an uplink's emulator with one using new flags (packets in flight on the link are lost).
+lab_shape() {
+    local uplink=$1; shift
+    check_uplink "$uplink"
+    [[ -n $(lab_namespaces) ]] || die "lab $LAB_ID is not up"
+    local pid tries
+    pid=$(cat "$LAB_STATE/linkemu-$uplink.pid")
+    kill -TERM "$pid" 2>/dev/null || true
+    for tries in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
+    local mark
+    mark=$(wc -l <"$LAB_STATE/log/linkemu-$uplink.log")
+    start_emulator "$uplink" "$*"
+    for tries in $(seq 1 100); do
+        tail -n +"$((mark + 1))" "$LAB_STATE/log/linkemu-$uplink.log" | grep -q "ready:" && return 0
+        process_running "$(cat "$LAB_STATE/linkemu-$uplink.pid")" || break
+        sleep 0.1
+    done
+    tail -n +"$((mark + 1))" "$LAB_STATE/log/linkemu-$uplink.log" >&2
+    die "the new emulator for $uplink did not start (flags: $*)"
+}
+
 lab_print_summary() {
     local uplink
     echo "lab $LAB_ID is up (namespaces ${LAB_PREFIX}{client,router,server,internet}):"
@@ -329,6 +375,9 @@ lab_status() {
         read -r rx tx operstate <<<"$counters"
         printf '  %-5s %-5s rx %12s B  tx %12s B  %s  [%s]\n' "$uplink" "${operstate:-?}" "${rx:-?}" "${tx:-?}" "$state" \
             "$(cat "$LAB_STATE/$uplink.args" 2>/dev/null || echo '?')"
+        # The emulator's own counters (it logs them every 5 s): drops by loss, queue, send errors.
+        grep -E -- "-> ?[a-z]+-[ce]: received" "$LAB_STATE/log/linkemu-$uplink.log" 2>/dev/null | tail -2 \
+            | sed 's/^triglav-linkemu: /        /' || true
     done
     pid=$(cat "$LAB_STATE/web.pid" 2>/dev/null || echo "")
     if [[ -n $pid ]] && process_running "$pid"; then echo "  web server pid $pid"; else echo "  web server NOT running"; fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The demo's and benchmarks' only contact with the VPN itself (sourced after lib.sh and lab_init).
 # Four steps, each isolated so a backend can be swapped without touching the demo:
 #   vpn_start_server   start the Triglav server in the server namespace
@@ -6,7 +7,7 @@
 #   vpn_stop           stop both (lab down would kill them too; this is the clean way)
 #
 # Backends (DEMO_VPN, default auto = the first one available, in this order):
-#   triglavd       the real daemon — TODO when triglavd runs tunnels: fill in vpn_triglavd_* below
+#   triglavd       the real daemon with a private D-Bus bus per node (written ahead: see below)
 #   dataplane-dev  the data plane's development driver, triglav-dataplane-dev (flags, no daemon)
 #   off            no VPN: the demo downloads over the bare uplinks instead and says so
 #
@@ -39,15 +40,121 @@ vpn_detect() {
     esac
 }
 
-# --- triglavd (TODO: the daemon) ---------------------------------------------------------------------
-# When triglavd can run a server and a client tunnel, make vpn_triglavd_available return 0 (for
-# example: `"$TRIGLAV_BIN_DIR/triglavd" --help | grep -q -- --config`) and write the two config files
-# in vpn_triglavd_start_*: same keys, addresses and uplinks as the dataplane-dev backend below. Each
-# triglavd needs its own private D-Bus bus (dbus-daemon --config-file=... --fork --print-address),
-# started here and recorded in VPN_PIDS.
-vpn_triglavd_available() { return 1; }
-vpn_triglavd_start_server() { die "the triglavd backend is not written yet (lab/vpn.sh)"; }
-vpn_triglavd_start_client() { die "the triglavd backend is not written yet (lab/vpn.sh)"; }
+# --- triglavd ------------------------------------------------------------------------------------------
+# Written against docs/CONFIG.md and the `triglav` CLI. Checked with main 8e8a320: `DEMO_VPN=triglavd
+# lab/demo` brings the tunnel up (triglavd --server; triglavd + `triglav connect lab`) and the download
+# arrives intact through it, but triglavd took only eth0 of the three uplinks ("Uplinks: 1 (1 active):
+# eth0"), so `auto` keeps preferring dataplane-dev. To switch the demo over: make
+# vpn_triglavd_available succeed. The bus is found through DBUS_SYSTEM_BUS_ADDRESS; readiness of the
+# server is its UDP port. Each triglavd gets a private bus inside its node's namespace, so `lab down`
+# stops it too.
+# TODO(lead): return success here once triglavd bonds all three lab uplinks; until then `auto` never
+# picks it, and DEMO_VPN=triglavd forces it. Never probe by running triglavd itself: outside the lab's
+# namespaces it would touch the root namespace.
+vpn_triglavd_available() {
+    [[ -x $TRIGLAV_BIN_DIR/triglavd && -x $TRIGLAV_BIN_DIR/triglav ]] || return 1
+    return 1
+}
+
+# Starts a private D-Bus bus in NODE's namespace; prints its address.
+vpn_triglavd_bus() {
+    local node=$1 dir="$LAB_STATE/vpn"
+    cat >"$dir/bus-$node.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$dir/bus-$node.socket</listen>
+  <pidfile>$dir/bus-$node.pid</pidfile>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+EOF
+    lab_exec "$node" dbus-daemon --config-file="$dir/bus-$node.conf" --fork --print-address >"$dir/bus-$node.address"
+    VPN_PIDS+=("$(cat "$dir/bus-$node.pid")")
+    head -1 "$dir/bus-$node.address"
+}
+
+vpn_triglavd_wait_for_port() {
+    local tries
+    for tries in $(seq 1 100); do
+        ip netns exec "$NS_SERVER" ss -Huln "sport = :$VPN_PORT" 2>/dev/null | grep -q . && return 0
+        sleep 0.1
+    done
+    tail -5 "$LAB_STATE/log/vpn-server.log" >&2 || true
+    die "triglavd (server) is not listening on UDP $VPN_PORT after 10 s"
+}
+
+vpn_triglavd_start_server() {
+    local dir="$LAB_STATE/vpn" bin=$TRIGLAV_BIN_DIR address
+    mkdir -p "$dir/profiles"
+    rm -f "$dir/server.key" "$dir/client.key"
+    VPN_SERVER_PUBLIC_KEY=$("$bin/triglav" keygen "$dir/server.key" | tail -1)
+    VPN_CLIENT_PUBLIC_KEY=$("$bin/triglav" keygen "$dir/client.key" | tail -1)
+    cat >"$dir/server.toml" <<EOF
+role = "server"
+private_key = "$dir/server.key"
+[tunnel]
+interface = "$VPN_SERVER_TUN"
+[server]
+listen = ["$SERVER_PUBLIC4:$VPN_PORT"]
+tunnel_ipv4 = "$VPN_SERVER_TUNNEL4/24"
+[server.nat]
+enabled = true
+outbound_interface = "inet0"
+[[server.clients]]
+name = "lab-client"
+public_key = "$VPN_CLIENT_PUBLIC_KEY"
+tunnel_ipv4 = "$VPN_CLIENT_TUNNEL4"
+EOF
+    "$bin/triglavd" --check-config "$dir/server.toml" --server >"$LAB_STATE/log/vpn-server-config.log" 2>&1 \
+        || die "triglavd rejects the generated server configuration: $(cat "$LAB_STATE/log/vpn-server-config.log")"
+    address=$(vpn_triglavd_bus server)
+    DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_SERVER" "$bin/triglavd" --config "$dir/server.toml" --server \
+        >"$LAB_STATE/log/vpn-server.log" 2>&1 &
+    VPN_PIDS+=($!)
+    vpn_triglavd_wait_for_port
+}
+
+vpn_triglavd_start_client() {
+    local dir="$LAB_STATE/vpn" bin=$TRIGLAV_BIN_DIR address full_tunnel=true routes=""
+    if [[ ${DEMO_ROUTING:-full} == split ]]; then full_tunnel=false routes='routes = ["198.51.100.0/24"]'; fi
+    cat >"$dir/client.toml" <<EOF
+role = "client"
+private_key = "$dir/client.key"
+[tunnel]
+interface = "$VPN_CLIENT_TUN"
+[uplinks]
+include = [$(printf '"%s", ' "${UPLINKS[@]}" | sed 's/, $//')]
+[routing]
+full_tunnel = $full_tunnel
+$routes
+EOF
+    cat >"$dir/profiles/lab.toml" <<EOF
+[server]
+endpoint = "$SERVER_PUBLIC4:$VPN_PORT"
+public_key = "$VPN_SERVER_PUBLIC_KEY"
+EOF
+    "$bin/triglavd" --check-config "$dir/client.toml" --profile-dir "$dir/profiles" --all-profiles \
+        >"$LAB_STATE/log/vpn-client-config.log" 2>&1 \
+        || die "triglavd rejects the generated client configuration: $(cat "$LAB_STATE/log/vpn-client-config.log")"
+    address=$(vpn_triglavd_bus client)
+    DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
+        --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
+    VPN_PIDS+=($!)
+    local tries
+    for tries in $(seq 1 50); do
+        ip netns exec "$NS_CLIENT" "$bin/triglav" --bus-address "$address" connect lab \
+            >>"$LAB_STATE/log/vpn-client.log" 2>&1 && return 0
+        sleep 0.2
+    done
+    die "triglav connect lab failed for 10 s (log: $LAB_STATE/log/vpn-client.log)"
+}
 
 # --- triglav-dataplane-dev ---------------------------------------------------------------------------
 vpn_dev_keys() {
@@ -115,7 +222,7 @@ vpn_stop() {
     for pid in "${VPN_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${VPN_PIDS[@]}"; do
         local tries
-        for tries in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
+        for _ in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
         process_running "$pid" && kill -KILL "$pid" 2>/dev/null || true
     done
     VPN_PIDS=()

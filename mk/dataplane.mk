@@ -15,4 +15,4 @@ dataplane-tests: build-tests
 dataplane-bench: deps
 	@./scripts/apt-ensure $(DATAPLANE_BENCH_PACKAGES)
 	$(SWIFT) build -c release --product triglav-dataplane-dev $(SWIFT_BUILD_FLAGS)
-	scripts/dataplane-bench "$$($(SWIFT) build -c release --show-bin-path $(SWIFT_BUILD_FLAGS))/triglav-dataplane-dev"
+	Benchmarks/DataPlaneBench/run "$$($(SWIFT) build -c release --show-bin-path $(SWIFT_BUILD_FLAGS))/triglav-dataplane-dev"

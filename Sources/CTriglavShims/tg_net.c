@@ -242,3 +242,11 @@ int tg_fd_set_nonblocking(int fd) {
     if (flags < 0) return -errno;
     return fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ? -errno : 0;
 }
+
+int tg_accept(int fd, struct sockaddr_storage *address, socklen_t *length) {
+    int accepted;
+    do {
+        accepted = accept4(fd, (struct sockaddr *)address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    } while (accepted < 0 && errno == EINTR);
+    return accepted < 0 ? -errno : accepted;
+}

@@ -199,14 +199,8 @@ public final class BusConnection: Sendable {
     }
 
     private func nextTimeoutMilliseconds() -> Int32 {
-        var nearest: ContinuousClock.Instant?
-        for (_, reply) in state.pendingReplies where nearest == nil || reply.deadline < nearest! {
-            nearest = reply.deadline
-        }
-        for timer in state.timers where nearest == nil || timer.deadline < nearest! {
-            nearest = timer.deadline
-        }
-        guard let nearest else { return -1 }
+        let deadlines = state.pendingReplies.values.map(\.deadline) + state.timers.map(\.deadline)
+        guard let nearest = deadlines.min() else { return -1 }
         let remaining = ContinuousClock.now.duration(to: nearest)
         if remaining <= .zero { return 0 }
         let (seconds, attoseconds) = remaining.components

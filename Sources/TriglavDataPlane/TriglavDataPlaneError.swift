@@ -19,6 +19,8 @@ public enum TriglavDataPlaneError: Error, Equatable, Sendable, CustomStringConve
     case routing(operation: String, reason: String)
     /// A routing or NAT command failed; `output` is what the tool printed.
     case routingCommand(command: String, status: Int32, output: String)
+    /// A setting is invalid (the reason names it).
+    case invalidConfiguration(String)
     /// The tunnel was already started or already stopped.
     case invalidState(String)
     /// An uplink with this interface name is already part of the tunnel.
@@ -46,6 +48,8 @@ public enum TriglavDataPlaneError: Error, Equatable, Sendable, CustomStringConve
             return "cannot \(operation): \(reason)"
         case .routingCommand(let command, let status, let output):
             return "'\(command)' exited with status \(status): \(output)"
+        case .invalidConfiguration(let reason):
+            return "invalid data-plane configuration: \(reason)"
         case .invalidState(let reason):
             return reason
         case .duplicateUplink(let name):

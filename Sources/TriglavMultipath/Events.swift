@@ -9,11 +9,15 @@ public struct FeedbackReport: Sendable, Equatable {
     public var receivedPackets: UInt64
     /// Bytes of those packets, measured the same way the sender measures `packetSent(bytes:)`.
     public var receivedBytes: UInt64
+    /// The reporter's monotonic clock when it wrote the report, if the frame carries it. Delivery rate is
+    /// then measured on the receiver's clock, free of the jitter of the feedback's own path.
+    public var reportedAt: UInt64?
 
-    public init(highestCounter: UInt64, receivedPackets: UInt64, receivedBytes: UInt64) {
+    public init(highestCounter: UInt64, receivedPackets: UInt64, receivedBytes: UInt64, reportedAt: UInt64? = nil) {
         self.highestCounter = highestCounter
         self.receivedPackets = receivedPackets
         self.receivedBytes = receivedBytes
+        self.reportedAt = reportedAt
     }
 }
 
@@ -32,6 +36,8 @@ public enum UplinkEvent: Sendable, Equatable {
     case feedbackReceived(UplinkID, FeedbackReport, at: UInt64)
     /// The peer's reorder buffer is missing `count` sequences starting at `firstSequence`.
     case resendRequested(firstSequence: UInt32, count: UInt32, at: UInt64)
+    /// The peer won't resend these sequences (it answered our request with "declined"): stop waiting.
+    case resendDeclined(firstSequence: UInt32, count: UInt32, at: UInt64)
     /// The system (netlink) says the link went down: it is taken out of service at once.
     case systemLinkDown(UplinkID, at: UInt64)
     /// The system says the link is up again: probing restarts immediately.
@@ -47,8 +53,10 @@ public enum Duty: Sendable, Equatable {
     case sendFeedback(UplinkID, FeedbackReport)
     /// Ask the peer (on any uplink; use `schedule` as for data) to resend these tunnel sequences.
     case requestResend(firstSequence: UInt32, count: UInt32)
-    /// Resend the data packet with tunnel `sequence` if it is still in the retransmit store: schedule it
-    /// again (the dead uplink is no longer chosen) and send it with the same sequence.
+    /// Resend the data packet with tunnel `sequence`: pick the uplink with
+    /// `MultipathEngine.scheduleResend` and send it with the same sequence. If it is no longer in the
+    /// retransmit store, or `scheduleResend` returns no uplink (congestion), send the peer a
+    /// "resend declined" frame instead so its reorder buffer stops waiting at once.
     case resend(sequence: UInt32)
     /// The uplink changed state (for D-Bus PropertiesChanged and logs).
     case stateChanged(UplinkID, from: UplinkState, to: UplinkState)
@@ -67,4 +75,16 @@ public enum ReorderVerdict: Sendable, Equatable {
     case stale
     /// A sequence jump is being flushed; the packet couldn't be kept. Drop it.
     case overflow
+}
+
+extension UplinkEvent {
+    /// When the event happened (the engine's clock).
+    var timestamp: UInt64 {
+        switch self {
+        case .packetSent(_, _, _, _, let at), .probeReplied(_, _, let at), .probeReceived(_, _, let at),
+             .feedbackReceived(_, _, let at), .resendRequested(_, _, let at), .resendDeclined(_, _, let at),
+             .systemLinkDown(_, let at), .systemLinkUp(_, let at):
+            return at
+        }
+    }
 }

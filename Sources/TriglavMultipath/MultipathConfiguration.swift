@@ -42,11 +42,19 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Resends are dropped when the best uplink's queue is within ¾ of the deepest queue seen on it lately
     /// (a full buffer: the loss was congestion and must reach the sender's TCP). This is the floor of that
     /// threshold, and a quarter of the threshold used before any queue was seen.
-    public var minCongestionQueueDelay: UInt64 = 30 * Nanoseconds.millisecond
+    public var minCongestionQueueDelay: UInt64 = 80 * Nanoseconds.millisecond
+    /// `aggregate`: a packet whose earliest expected arrival is later than the slowest used uplink's
+    /// one-way delay plus this is refused (the data plane drops it). This keeps the standing queue in the
+    /// uplinks short, so resends and ACKs aren't stuck behind it and TCP sees congestion early, as from
+    /// a well-managed router queue. nil: never refuse (the uplinks' own buffers overflow instead).
+    public var ingressQueueTarget: UInt64? = 80 * Nanoseconds.millisecond
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 
     public init() {}
+
+    /// No configured time may exceed this (keeps every sum of times far from overflow).
+    static let longestDuration: UInt64 = 3600 * Nanoseconds.second
 
     /// Checks every field and reports the first offending one.
     public func validate() throws(MultipathError) {
@@ -61,6 +69,19 @@ public struct MultipathConfiguration: Sendable, Equatable {
                               ("minLossDeadline", minLossDeadline), ("maxReorderHold", maxReorderHold),
                               ("capacityWindow", capacityWindow)] where value == 0 {
             throw fail(name, value, "must be greater than zero")
+        }
+        for (name, value) in [("heartbeatInterval", heartbeatInterval), ("activeProbeInterval", activeProbeInterval),
+                              ("activityWindow", activityWindow), ("feedbackInterval", feedbackInterval),
+                              ("maxLossDeadline", maxLossDeadline), ("degradedHoldTime", degradedHoldTime),
+                              ("recoveryHoldDown", recoveryHoldDown), ("maxRecoveryHoldDown", maxRecoveryHoldDown),
+                              ("capacityWindow", capacityWindow), ("maxReorderHold", maxReorderHold),
+                              ("minReorderWait", minReorderWait), ("resendHorizon", resendHorizon),
+                              ("minCongestionQueueDelay", minCongestionQueueDelay),
+                              ("ingressQueueTarget", ingressQueueTarget ?? 0)] where value > Self.longestDuration {
+            throw fail(name, value, "must be at most \(Self.longestDuration / Nanoseconds.second) s (times are nanoseconds)")
+        }
+        if minReorderWait > maxReorderHold {
+            throw fail("minReorderWait", minReorderWait, "must not exceed maxReorderHold (\(maxReorderHold))")
         }
         if minLossDeadline > maxLossDeadline {
             throw fail("minLossDeadline", minLossDeadline, "must not exceed maxLossDeadline (\(maxLossDeadline))")

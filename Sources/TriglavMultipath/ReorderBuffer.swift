@@ -15,6 +15,10 @@ public struct ReorderBuffer<Packet> {
     private var arrivals: [UInt64]
     /// One bit per sequence over [head - capacity, head + capacity).
     private var seen: [UInt64]
+    /// One bit per slot: the sender declined to resend this sequence (see `abandon`).
+    private var abandoned: [UInt64]
+    /// Of those, the ones that were delivered out of order on purpose (`insertBypassing`), not lost.
+    private var bypassedAhead: [UInt64]
     /// Buffered sequences in arrival order; the front is always unreleased (released ones are popped
     /// when they reach the front). Released entries can sit behind an unreleased front; all entries lie
     /// within `capacity` of the front's sequence, so 2·capacity entries suffice.
@@ -33,6 +37,13 @@ public struct ReorderBuffer<Packet> {
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
     private var consecutiveStale = 0
+    /// Latest `now` seen; the buffer's clock never runs backwards.
+    private var latestTime: UInt64 = 0
+
+    private mutating func advanceClock(to time: UInt64) -> UInt64 {
+        latestTime = max(latestTime, time)
+        return latestTime
+    }
     private var lastSkipAt: UInt64 = 0
     /// How long the last skipped gap would have needed to fill (a late packet's delay past the skip plus
     /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
@@ -51,13 +62,14 @@ public struct ReorderBuffer<Packet> {
         statistics.duplicates &+= 1
         guard requestsResends else { return }
         let marked = arrivals[Int(sequence) & mask]
-        if now >= marked, now - marked < waitBound {
+        if now >= marked, now - marked < maxReorderingSample {
             noteReordering(now - marked + resendRequestDelay)
         }
     }
 
     /// Jacobson/Karels-style smoothing of reordering depth samples, so one outlier doesn't set the delay.
-    private mutating func noteReordering(_ sample: UInt64) {
+    private mutating func noteReordering(_ rawSample: UInt64) {
+        let sample = min(rawSample, maxReorderingSample)
         let mean = Int64(clamping: reorderingSmoothed), value = Int64(clamping: sample)
         let deviation = Int64(clamping: (mean - value).magnitude)
         let dev = Int64(clamping: reorderingDeviation)
@@ -67,6 +79,9 @@ public struct ReorderBuffer<Packet> {
     /// A fill this soon after a resend request can't be the resend (less than a round trip on the fastest
     /// uplink): the request was spurious and the gap was reordering. Set by the engine.
     public var fastestResendRoundTrip: UInt64 = 0
+    /// Reordering samples are capped here (the engine sets half the maximum hold), so one freak sample
+    /// can't push the request delay past what the buffer may wait anyway.
+    public var maxReorderingSample: UInt64 = 150_000_000
 
     /// Gaps are skipped once the oldest waiting packet has waited this long.
     public var waitBound: UInt64
@@ -89,6 +104,8 @@ public struct ReorderBuffer<Packet> {
         slots = Array(repeating: nil, count: capacity)
         arrivals = Array(repeating: 0, count: capacity)
         seen = Array(repeating: 0, count: (2 * capacity + 63) / 64)
+        abandoned = Array(repeating: 0, count: (capacity + 63) / 64)
+        bypassedAhead = Array(repeating: 0, count: (capacity + 63) / 64)
         fifoSequences = Array(repeating: 0, count: 2 * capacity)
         fifoArrivals = Array(repeating: 0, count: 2 * capacity)
         self.waitBound = waitBound
@@ -120,6 +137,17 @@ public struct ReorderBuffer<Packet> {
     /// Moves the release point, keeping the seen-bitmap window valid and the FIFO front unreleased.
     private mutating func advanceHead(to newHead: UInt32) {
         let steps = UInt64(newHead &- head)
+        if steps >= UInt64(capacity) {
+            for index in abandoned.indices { abandoned[index] = 0; bypassedAhead[index] = 0 }
+        } else {
+            var position = head
+            for _ in 0..<steps {
+                let slot = Int(position) & mask
+                abandoned[slot >> 6] &= ~(1 << UInt64(slot & 63))
+                bypassedAhead[slot >> 6] &= ~(1 << UInt64(slot & 63))
+                position &+= 1
+            }
+        }
         if steps >= UInt64(2 * capacity) {
             for index in seen.indices { seen[index] = 0 }
         } else {
@@ -139,6 +167,7 @@ public struct ReorderBuffer<Packet> {
 
     /// Offers a received packet. See `ReorderVerdict` for what to do next.
     public mutating func insert(_ packet: Packet, sequence: UInt32, now: UInt64) -> ReorderVerdict {
+        let now = advanceClock(to: now)
         if !started {
             started = true
             head = sequence
@@ -198,7 +227,13 @@ public struct ReorderBuffer<Packet> {
                     for _ in 0..<16 {
                         let slot = Int(next) & mask
                         if slots[slot] != nil {
-                            if now >= arrivals[slot] { noteReordering(now - arrivals[slot]) }
+                            // An unrequested fill much later than our request delay wasn't reordering
+                            // (we would have asked for it): it was a resend the sender chose to make
+                            // after an uplink failed. Spurious requests raise the estimate instead.
+                            if now >= arrivals[slot],
+                               requested || now - arrivals[slot] <= 2 * resendRequestDelay + 5 * 1_000_000 {
+                                noteReordering(now - arrivals[slot])
+                            }
                             break
                         }
                         next &+= 1
@@ -225,8 +260,65 @@ public struct ReorderBuffer<Packet> {
         return .buffered
     }
 
-    /// Takes the slot at `head` if present and advances past it.
+    /// The sender won't resend these sequences (no longer stored, or its uplinks are congested): stop
+    /// waiting for them. Marked seen-but-absent, which `nextReleasable` skips at once when they reach the
+    /// head. Sequences outside the window, or already here, are ignored.
+    public mutating func abandon(firstSequence: UInt32, count: UInt32) {
+        guard started else { return }
+        var sequence = firstSequence
+        for _ in 0..<min(count, UInt32(capacity)) {
+            let offset = distance(sequence, from: head)
+            if offset >= 0, Int(offset) < capacity, !isSeen(sequence) {
+                let slot = Int(sequence) & mask
+                abandoned[slot >> 6] |= 1 << UInt64(slot & 63)
+            }
+            sequence &+= 1
+        }
+    }
+
+    /// Whether the head is a sequence the sender gave up on. Not marked seen: if the original turns up
+    /// after all, it is delivered late rather than dropped as a duplicate.
+    private var headAbandoned: Bool {
+        let slot = Int(head) & mask
+        return abandoned[slot >> 6] & (1 << UInt64(slot & 63)) != 0 && slots[slot] == nil
+    }
+
+    /// Accepts a packet that is delivered at once, out of order (the caller knows order doesn't matter
+    /// for it, e.g. a pure TCP ACK). Returns `.deliverNow` unless it is a duplicate or stale. Its
+    /// sequence is remembered so the release point passes it without waiting.
+    public mutating func insertBypassing(sequence: UInt32, now: UInt64) -> ReorderVerdict {
+        let now = advanceClock(to: now)
+        if !started {
+            started = true
+            head = sequence
+            requestedThrough = sequence
+        }
+        let offset = distance(sequence, from: head)
+        if offset < 0 && Int(offset) < -capacity { statistics.stale &+= 1; return .stale }
+        if Int(offset) >= capacity { statistics.bypassed &+= 1; return .deliverNow }
+        if isSeen(sequence) {
+            noteDuplicate(sequence, now: now)
+            return .duplicate
+        }
+        markSeen(sequence)
+        statistics.bypassed &+= 1
+        if offset == 0 {
+            advanceHead(to: head &+ 1)
+        } else if offset > 0 {
+            let slot = Int(sequence) & mask
+            abandoned[slot >> 6] |= 1 << UInt64(slot & 63)
+            bypassedAhead[slot >> 6] |= 1 << UInt64(slot & 63)
+        }
+        return .deliverNow
+    }
+
+    /// Takes the slot at `head` if present and advances past it; passes abandoned sequences.
     private mutating func takeHead() -> Packet? {
+        while headAbandoned {
+            let slot = Int(head) & mask
+            if bypassedAhead[slot >> 6] & (1 << UInt64(slot & 63)) == 0 { statistics.skippedSequences &+= 1 }
+            advanceHead(to: head &+ 1)
+        }
         let slot = Int(head) & mask
         guard let packet = slots[slot] else { return nil }
         slots[slot] = nil
@@ -251,6 +343,7 @@ public struct ReorderBuffer<Packet> {
 
     /// The next packet to deliver at `now`, or nil when everything left must still wait.
     public mutating func nextReleasable(now: UInt64) -> Packet? {
+        let now = advanceClock(to: now)
         if let packet = takeHead() {
             statistics.deliveredInOrder &+= 1
             return packet
@@ -277,6 +370,7 @@ public struct ReorderBuffer<Packet> {
     /// Each sequence is requested once; a run is reported only when a packet above it has arrived, in
     /// chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
+        let now = advanceClock(to: now)
         guard requestsResends, bufferedCount > 0 else { return nil }
         // Second chance for the gap at the head: its resend may have been lost too. Asked halfway
         // between the first request and the skip.
@@ -335,7 +429,7 @@ public struct ReorderBuffer<Packet> {
 
     /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
     public func nextDeadline() -> UInt64? {
-        if parked != nil || slots[Int(head) & mask] != nil { return 0 }
+        if parked != nil || slots[Int(head) & mask] != nil || (started && headAbandoned) { return 0 }
         var deadline: UInt64?
         if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
         if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {
@@ -360,7 +454,7 @@ public struct ReorderBuffer<Packet> {
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).
     public var storageFootprint: Int {
         slots.capacity * MemoryLayout<Packet?>.stride + arrivals.capacity * 8 + seen.capacity * 8
-            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8
+            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8 + abandoned.capacity * 8 + bypassedAhead.capacity * 8
     }
 }
 
@@ -374,5 +468,9 @@ public struct ReorderStatistics: Sendable, Equatable {
     public var jumps: UInt64 = 0
     public var overflows: UInt64 = 0
     public var resendRequests: UInt64 = 0
+    /// Delivered at once on the caller's request (`insertBypassing`).
+    public var bypassed: UInt64 = 0
     public init() {}
 }
+
+extension ReorderBuffer: Sendable where Packet: Sendable {}

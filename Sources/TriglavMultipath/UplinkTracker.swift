@@ -27,6 +27,7 @@ struct UplinkTracker {
     var capacityBits: UInt64
     private var rateSampleTimes: [UInt64]
     private var rateSampleBytes: [UInt64]
+    private var rateSampleReportTimes: [UInt64]
     private var rateSampleCount = 0
     private var rateSampleNext = 0
 
@@ -85,10 +86,12 @@ struct UplinkTracker {
         historyMask = configuration.sendHistoryCapacity - 1
         rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
         rateSampleBytes = Array(repeating: 0, count: Tuning.rateSamples)
+        rateSampleReportTimes = Array(repeating: 0, count: Tuning.rateSamples)
     }
 
     var storageFootprint: Int {
         history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
+            + rateSampleReportTimes.capacity * 8
             + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
     }
 
@@ -108,6 +111,16 @@ struct UplinkTracker {
         guard rtt.hasSample else { return 0 }
         let predicted = rtt.predicted(horizon: rtt.smoothed)
         return predicted > rtt.windowedMinimum ? predicted - rtt.windowedMinimum : 0
+    }
+
+    /// Whether our own traffic is queueing up on the link (probes see a standing queue, or the scheduler's
+    /// model has more queued than a few milliseconds), recently enough that losses may be overflow.
+    func isCongested(at now: UInt64) -> Bool {
+        let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
+        let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
+        return measuredQueueDelay > standing || latestQueue > standing
+            || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
+            || (queueDepth.best ?? 0) > 2 * standing && latestQueue > standing / 2
     }
 
     /// Queueing delay above which losses on this link count as congestion (not worth hiding with a
@@ -162,11 +175,7 @@ struct UplinkTracker {
         case .ready:
             // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
             // link), which the scheduler handles; only loss on an uncongested link marks it degraded.
-            let standing = max(20 * Nanoseconds.millisecond, rtt.windowedMinimum / 2)
-            let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
-            let congested = measuredQueueDelay > standing || latestQueue > standing
-                || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
-            if !congested, let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
+            if !isCongested(at: now), let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
                 return transition(to: .degraded, at: now, configuration: configuration)
             }
         case .degraded:
@@ -276,7 +285,9 @@ struct UplinkTracker {
             let previouslyExpected = historyAcked > 0 ? history[Int(historyAcked - 1) & historyMask].cumulativePackets : 0
             let expected = record.cumulativePackets > previouslyExpected ? record.cumulativePackets - previouslyExpected : 0
             let received = report.receivedPackets - previousPackets
-            if expected > 0 {
+            // Losses while the link is congested are our own traffic overflowing its buffer: the scheduler
+            // and TCP handle those. Only loss on an uncongested link says something about its quality.
+            if expected > 0, !isCongested(at: now) {
                 loss.record(expected: expected, lost: expected > received ? expected - received : 0, at: now)
             }
             // Progress is more packets confirmed, not a later send time: a burst sent at one instant
@@ -291,11 +302,13 @@ struct UplinkTracker {
         }
         highestReportedCounter = report.highestCounter
         reportedPackets = report.receivedPackets
-        if report.receivedBytes > reportedBytes { sampleDeliveryRate(bytes: report.receivedBytes, at: now) }
+        if report.receivedBytes > reportedBytes {
+            sampleDeliveryRate(bytes: report.receivedBytes, at: now, reportedAt: report.reportedAt ?? now)
+        }
         reportedBytes = report.receivedBytes
     }
 
-    private mutating func sampleDeliveryRate(bytes: UInt64, at now: UInt64) {
+    private mutating func sampleDeliveryRate(bytes: UInt64, at now: UInt64, reportedAt: UInt64) {
         // Compare with the newest stored sample at least minRateSampleSpan old.
         var best: Int?
         for age in 0..<rateSampleCount {
@@ -305,8 +318,13 @@ struct UplinkTracker {
                 break
             }
         }
+        // The span is taken on the reporter's clock when it says when it reported (feedback jitter drops
+        // out); a report that isn't later than the baseline on that clock can't give a rate.
         if let index = best, bytes > rateSampleBytes[index] {
-            let span = now - rateSampleTimes[index]
+            // A reporter clock that disagrees wildly with ours (garbage, restart) is not trusted.
+            let localSpan = now - rateSampleTimes[index]
+            let remoteSpan = reportedAt &- rateSampleReportTimes[index]
+            let span = remoteSpan >= localSpan / 2 && remoteSpan <= localSpan * 2 ? remoteSpan : localSpan
             let delivered = bytes - rateSampleBytes[index]
             let (product, overflow) = delivered.multipliedReportingOverflow(by: 8_000_000_000)
             let rate = overflow ? UInt64.max / 2 : product / max(span, 1)
@@ -319,6 +337,7 @@ struct UplinkTracker {
             capacityBits = max(Tuning.capacityFloor, capacity.best ?? capacityBits)
         }
         rateSampleTimes[rateSampleNext] = now
+        rateSampleReportTimes[rateSampleNext] = reportedAt
         rateSampleBytes[rateSampleNext] = bytes
         rateSampleNext = (rateSampleNext + 1) % Tuning.rateSamples
         rateSampleCount = min(rateSampleCount + 1, Tuning.rateSamples)
@@ -410,9 +429,17 @@ struct UplinkTracker {
     mutating func takeFeedback(at now: UInt64) -> FeedbackReport {
         rxPacketsAtLastFeedback = rxPackets
         lastFeedbackSentAt = now
-        return FeedbackReport(highestCounter: rxHighestCounter, receivedPackets: rxPackets, receivedBytes: rxBytes)
+        return FeedbackReport(highestCounter: rxHighestCounter, receivedPackets: rxPackets, receivedBytes: rxBytes,
+                              reportedAt: now)
     }
 
+    mutating func forgetTransit() {
+        lastTransitAt = nil
+        transit = 0
+        transitJitter = 0
+    }
+
+    /// `sample` is bounded by the engine to ±60 s, so none of this arithmetic can overflow.
     mutating func recordTransit(_ sample: Int64, at now: UInt64) {
         if lastTransitAt == nil {
             transit = sample

@@ -1,7 +1,8 @@
 // Test fixture: hosts the org.triglav bus adaptor with the fake controller on a given bus, so
 // integration tests (and people trying the CLI) can drive the real API without privileges or a
 // tunnel. Not installed. Usage:
-//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--clients N] [--tick-ms MS]
+//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--clients N] [--tick-ms MS] [--allow-anyone]
+// Without --allow-anyone only root and members of group triglav may change state (as in triglavd).
 // SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear.
 import Dispatch
 import Logging
@@ -13,14 +14,14 @@ import Glibc
 #endif
 
 func fail(_ message: String) -> Never {
-    FileHandle.standardError(message)
+    StandardError.write(message)
     exit(2)
 }
 
-enum FileHandle {
-    static func standardError(_ message: String) {
+enum StandardError {
+    static func write(_ message: String) {
         let line = message + "\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
+        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
     }
 }
 
@@ -28,6 +29,7 @@ var address = BusConnection.systemBusAddress
 var initialUplinks = ["eth0", "wlan0"]
 var clientCount = 0
 var tickMilliseconds = 0
+var authorization = CallerAuthorization.standard
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -41,6 +43,7 @@ while let argument = arguments.next() {
     case "--tick-ms":
         guard let value = arguments.next().flatMap({ Int($0) }) else { fail("--tick-ms needs a number") }
         tickMilliseconds = value
+    case "--allow-anyone": authorization = .anyone
     default: fail("unknown argument \(argument)")
     }
 }
@@ -57,15 +60,15 @@ do {
 } catch {
     fail("triglav-bus-fixture: \(error)")
 }
-let adaptor = TriglavBusAdaptor(connection: connection, controller: controller)
+let adaptor = TriglavBusAdaptor(connection: connection, controller: controller, authorization: authorization)
 controller.setOnChange { adaptor.publish($0) }
 
 signal(SIGUSR1, SIG_IGN)
 signal(SIGUSR2, SIG_IGN)
-let appear = DispatchSource.makeSignalSource(signal: SIGUSR1)
+let appear = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .main)
 appear.setEventHandler { controller.simulateUplinkAppeared(interface: "eth1") }
 appear.resume()
-let vanish = DispatchSource.makeSignalSource(signal: SIGUSR2)
+let vanish = DispatchSource.makeSignalSource(signal: SIGUSR2, queue: .main)
 vanish.setEventHandler { controller.simulateUplinkGone(interface: "eth1") }
 vanish.resume()
 
@@ -75,7 +78,7 @@ Task {
     do {
         try await adaptor.start()
         print("READY \(connection.uniqueName)")
-        fflush(stdout)
+        fflush(nil)
     } catch {
         fail("triglav-bus-fixture: \(error)")
     }

@@ -5,6 +5,7 @@ import Logging
 import TriglavCore
 import TriglavCrypto
 import TriglavDataPlane
+import TriglavMultipath
 
 /// Development driver for the data plane: runs a client or server tunnel from flags, before triglavd
 /// wires the engine up. Used by the namespace integration tests and the benchmark script.
@@ -72,18 +73,18 @@ struct Client: ParsableCommand {
     @Option(help: "Uplink interface (repeatable).") var uplink: [String]
     @Flag(help: "Route everything through the tunnel (wg-quick style).") var fullTunnel = false
     @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
-    @Option(help: "Scheduler: \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
+    @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
 
     func run() throws {
         bootstrapLogging(verbose: verbose)
-        guard let schedulerKind = SchedulerKind(rawValue: scheduler) else { throw ValidationError("unknown scheduler '\(scheduler)'") }
+        guard let schedulerMode = SchedulerMode(rawValue: scheduler) else { throw ValidationError("unknown scheduler '\(scheduler)'") }
         var configuration = ClientTunnelConfiguration(
             identity: try KeyFile.load(path: key), serverKey: try IdentityPublicKey(base64: serverKey),
             server: try IPEndpoint(server), tunnelInterface: try InterfaceName(tun))
-        configuration.scheduler = schedulerKind
+        configuration.multipath.scheduler = schedulerMode
         configuration.firewallMark = mark
         if fullTunnel {
             configuration.routing = .fullTunnel

@@ -50,6 +50,7 @@ struct Monitor: AsyncParsableCommand {
             let lineMode = !live
             if live { redraw(objects, style: style) }
             if json { print("{\"event\":\"Snapshot\",\"status\":\(Snapshot(objects: objects).statusJSON())}") }
+            fflush(nil)
             var seen = 0
             for await event in stream {
                 switch event {
@@ -112,7 +113,7 @@ struct Monitor: AsyncParsableCommand {
         switch signal.member {
         case "PropertiesChanged":
             let changed = signal.arguments.dropFirst().first?.stringKeyedDictionary ?? [:]
-            let text = changed.keys.sorted().map { "\($0)=\(JSON.value(changed[$0]!))" }.joined(separator: " ")
+            let text = changed.sorted { $0.key < $1.key }.map { "\($0.key)=\(JSON.value($0.value))" }.joined(separator: " ")
             let interface = signal.arguments.first?.stringValue?.split(separator: ".").last.map(String.init) ?? "?"
             return "\(signal.path) \(interface) \(text)"
         case "InterfacesAdded":

@@ -60,11 +60,11 @@ enum JSON {
         var fields: [String] = []
         if let path { fields.append(string("Path") + ":" + string(path.rawValue)) }
         let known = specs.map(\.name)
-        for name in known where properties[name] != nil {
-            fields.append(string(name) + ":" + value(properties[name]!))
+        for name in known {
+            if let property = properties[name] { fields.append(string(name) + ":" + value(property)) }
         }
-        for name in properties.keys.sorted() where !known.contains(name) {
-            fields.append(string(name) + ":" + value(properties[name]!))
+        for (name, property) in properties.sorted(by: { $0.key < $1.key }) where !known.contains(name) {
+            fields.append(string(name) + ":" + value(property))
         }
         return "{" + fields.joined(separator: ",") + "}"
     }

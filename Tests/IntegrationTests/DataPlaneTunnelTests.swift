@@ -37,7 +37,9 @@ struct DataPlaneTunnelTests {
         #expect(try lab.sh("sha256sum < \(output)") == expected)
         let after = try uplinkReceivedBytes(lab)
         for (uplink, bytes) in after {
-            #expect(bytes - (before[uplink] ?? 0) > 3_000_000, "uplink \(uplink) carried only \(bytes - (before[uplink] ?? 0)) bytes")
+            // The aggregate scheduler weighs uplinks by estimated capacity and delay, so shares differ; each
+            // must still carry a real part of the 30 MB (several uplinks, not one).
+            #expect(bytes - (before[uplink] ?? 0) > 1_000_000, "uplink \(uplink) carried only \(bytes - (before[uplink] ?? 0)) bytes")
         }
 
         // 2. Rate-limited download (~6 s); one uplink goes down after 1.5 s, the download completes intact.
@@ -91,6 +93,84 @@ struct DataPlaneTunnelTests {
         let recovered = lab.waitForTunnel(timeout: 10)
         #expect(recovered, "tunnel did not recover within 10 s:\n\(lab.log("client"))")
         #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    @Test("all uplinks down, then one back: the tunnel recovers by itself")
+    func allUplinksDownThenOneBack() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        for uplink in DataPlaneLab.uplinks { try lab.sh("ip -n \(lab.client) link set \(uplink) down") }
+        // Long enough for every uplink to be declared dead (uplinkTimeout 3 s).
+        Thread.sleep(forTimeInterval: 4)
+        #expect((try? lab.exec(lab.client, "ping -c1 -W1 \(DataPlaneLab.serverTunnelAddress)")) == nil)
+        try lab.sh("ip -n \(lab.client) link set up3 up")
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.3.1 dev up3 metric 3")
+        let recovered = lab.waitForTunnel(timeout: 10)
+        #expect(recovered, "tunnel did not recover over up3:\n\(lab.log("client"))")
+    }
+
+    @Test("UDP blocked: the uplinks fall back to TCP and the tunnel carries a download intact")
+    func tcpFallbackWhenUDPIsBlocked() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // The client's network drops all UDP to the server port (a captive or restrictive network).
+        try lab.exec(lab.client, "nft add table inet tg_dp_block")
+        try lab.exec(lab.client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
+        try lab.exec(lab.client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+        let file = lab.directory.appendingPathComponent("www/small.bin").path
+        try lab.sh("mkdir -p \(lab.directory.path)/www && head -c 3000000 /dev/urandom > \(file)")
+        let expected = try lab.sh("sha256sum < \(file)")
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1", "up2"])
+        // Three unanswered UDP attempts (about 3 s with the handshake's backoff), then TCP.
+        let up = lab.waitForTunnel(timeout: 15)
+        #expect(up, "no tunnel over TCP:\n\(lab.log("client"))")
+        #expect(lab.log("client").contains("falling back to TCP"))
+        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -m http.server 8080 --bind \(DataPlaneLab.serverTunnelAddress) "
+                          + "--directory \(lab.directory.path)/www", logName: "http")
+        try waitForHTTP(lab, url: "http://\(DataPlaneLab.serverTunnelAddress):8080/")
+        let output = lab.directory.appendingPathComponent("small-download.bin").path
+        try lab.exec(lab.client, "curl -sS --max-time 60 -o \(output) http://\(DataPlaneLab.serverTunnelAddress):8080/small.bin", timeout: 90)
+        #expect(try lab.sh("sha256sum < \(output)") == expected)
+    }
+
+    @Test("an uplink renumbered mid-session keeps working: the socket follows the address, the server roams")
+    func renumberedUplinkRoams() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1"])
+        #expect(lab.waitForTunnel(timeout: 10))
+        // New address on up1 (as after a DHCP renewal or a NAT rebinding); the old one goes away.
+        try lab.sh("ip -n \(lab.client) address del 10.201.1.2/24 dev up1")
+        try lab.sh("ip -n \(lab.client) address add 10.201.1.77/24 dev up1")
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1")
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
+        // The server answers the new address: its session endpoint followed the authenticated packets.
+        let captured = try lab.exec(lab.server, "timeout 3 tcpdump -n -c 2 -i dn1 'udp port 7443 and dst host 10.201.1.77' 2>/dev/null "
+                                    + "& sleep 0.5; ip netns exec \(lab.client) ping -c2 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress) "
+                                    + ">/dev/null; wait", timeout: 20)
+        #expect(captured.contains("10.201.1.77"), "server did not send to the new address: \(captured)")
+    }
+
+    @Test("IPv6 both inside (assigned fd77::2) and outside (server reached over IPv6)")
+    func ipv6InsideAndOutside() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let driver = DataPlaneLab.driver
+        _ = try lab.spawn(namespace: lab.server, "\(driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+            + "--listen 0.0.0.0:7443 --listen [::]:7443 --address 10.77.0.1/24 --address fd77::1/64 "
+            + "--client \(lab.clientPublicKey)=10.77.0.2/24,fd77::2/64 --verbose", logName: "server")
+        try lab.waitForOutput("server", containing: "ready", timeout: 10)
+        _ = try lab.spawn(namespace: lab.client, "\(driver) client --key \(lab.clientKeyFile) --server-key \(lab.serverPublicKey) "
+            + "--server [2001:db8:1::1]:7443 --tun tgc0 --uplink up1 --verbose", logName: "client")
+        try lab.waitForOutput("client", containing: "ready", timeout: 10)
+        #expect(lab.waitForTunnel(timeout: 10), "no tunnel over IPv6:\n\(lab.log("client"))")
+        try lab.exec(lab.client, "ping -6 -c3 -i0.2 -W2 fd77::1")
+        try lab.exec(lab.server, "ping -6 -c3 -i0.2 -W2 fd77::2")
     }
 
     @Test("a client whose key the server doesn't know gets no tunnel")

@@ -316,3 +316,30 @@ struct BusConnectionTests {
         #expect(throws: TriglavDBusError.self) { _ = try BusConnection(address: "unix:path=/nonexistent/bus") }
     }
 }
+
+@Suite("Exported object churn", .serialized)
+struct ObjectChurnTests {
+    @Test func twoHundredExportUnexportCyclesLeaveNothingBehind() async throws {
+        let fixture = try await Fixture()
+        defer { fixture.tearDown() }
+        let recorder = SignalRecorder()
+        _ = try await fixture.client.subscribe(DBusMatchRule(interface: DBusStandardInterface.objectManager)) { recorder.record($0) }
+        for cycle in 0..<200 {
+            let path = DBusObjectPath(checked: "/org/example/churn/\(cycle)")
+            let object = try fixture.server.export(path, interfaces: [fixture.service.interface()])
+            try object.setProperties(["Counter": .uint64(UInt64(cycle))], interface: "org.example.Test1")
+            object.unexport()
+        }
+        await fixture.server.barrier()
+        #expect(await recorder.wait(timeout: .seconds(10)) { $0.filter { $0.member == "InterfacesRemoved" }.count == 200 })
+        #expect(recorder.all.filter { $0.member == "InterfacesAdded" }.count == 200)
+        let objects = try await fixture.client.managedObjects(destination: "org.example.Test", path: Fixture.root)
+        #expect(Set(objects.keys) == [Fixture.path])
+        #expect(fixture.server.exportedPaths.withLock { $0 } == [Fixture.path])
+        let count = await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            let server = fixture.server
+            server.enqueue { continuation.resume(returning: server.state.objects.count) }
+        }
+        #expect(count == 1)
+    }
+}

@@ -76,6 +76,9 @@ int tg_eventfd_signal(int fd);
 /// Reads and resets the eventfd counter. Returns 0 or -errno (-EAGAIN when it was zero).
 int tg_eventfd_drain(int fd);
 
+/// accept4(SOCK_NONBLOCK|SOCK_CLOEXEC), retrying EINTR. Returns the new fd or -errno.
+int tg_accept(int fd, struct sockaddr_storage *address, socklen_t *length);
+
 /// Sets O_NONBLOCK. Returns 0 or -errno.
 int tg_fd_set_nonblocking(int fd);
 

@@ -10,11 +10,11 @@ public final class FakeTunnelController: TunnelController {
     public static let schedulers = ["lowest-rtt", "weighted", "redundant", "round-robin", "backup"]
 
     private struct State {
-        var status: TriglavStatus
+        var status: TriglavControlAPI.TriglavStatus
         var nextUplinkID: UInt32 = 1
         var nextClientID: UInt32 = 1
         var reloads = 0
-        var onChange: (@Sendable (TriglavStatus) -> Void)?
+        var onChange: (@Sendable (TriglavControlAPI.TriglavStatus) -> Void)?
     }
 
     private let state: Mutex<State>
@@ -25,12 +25,12 @@ public final class FakeTunnelController: TunnelController {
                 interfaces: [String] = FakeTunnelController.defaultInterfaces, version: String = "0.0.0-fake") {
         self.profiles = profiles
         self.interfaces = interfaces
-        let manager = ManagerStatus(scheduler: "lowest-rtt", version: version)
-        state = Mutex(State(status: TriglavStatus(manager: manager)))
+        let manager = TriglavControlAPI.ManagerStatus(scheduler: "lowest-rtt", version: version)
+        state = Mutex(State(status: TriglavControlAPI.TriglavStatus(manager: manager)))
     }
 
     /// Called after changes the fake makes on its own (wire it to `TriglavBusAdaptor.publish`).
-    public func setOnChange(_ handler: @escaping @Sendable (TriglavStatus) -> Void) {
+    public func setOnChange(_ handler: @escaping @Sendable (TriglavControlAPI.TriglavStatus) -> Void) {
         state.withLock { $0.onChange = handler }
     }
 
@@ -47,9 +47,9 @@ public final class FakeTunnelController: TunnelController {
 
     // MARK: TunnelController
 
-    public func status() async -> TriglavStatus { state.withLock { $0.status } }
+    public func status() async -> TriglavControlAPI.TriglavStatus { state.withLock { $0.status } }
 
-    public func connect(profile: String, options: ConnectOptions) async throws(ControlError) {
+    public func connect(profile: String, options: TriglavControlAPI.ConnectOptions) async throws(ControlError) {
         let profiles = self.profiles
         try mutate { state throws(ControlError) in
             guard state.status.manager.state == .disconnected else {
@@ -86,7 +86,7 @@ public final class FakeTunnelController: TunnelController {
         }
     }
 
-    public func addUplink(interface: String, options: UplinkOptions) async throws(ControlError) -> UInt32 {
+    public func addUplink(interface: String, options: TriglavControlAPI.UplinkOptions) async throws(ControlError) -> UInt32 {
         let interfaces = self.interfaces
         return try mutate { state throws(ControlError) in
             guard interfaces.contains(interface) else { throw .notFound("no network interface named \(interface)") }
@@ -115,7 +115,7 @@ public final class FakeTunnelController: TunnelController {
         }
     }
 
-    public func configureUplink(id: UInt32, settings: UplinkOptions) async throws(ControlError) {
+    public func configureUplink(id: UInt32, settings: TriglavControlAPI.UplinkOptions) async throws(ControlError) {
         try mutate { state throws(ControlError) in
             guard let index = state.status.uplinks.firstIndex(where: { $0.id == id }) else {
                 throw .notFound("no uplink \(TriglavBus.uplinkPath(id))")
@@ -153,16 +153,16 @@ public final class FakeTunnelController: TunnelController {
 
     // MARK: Simulation (what discovery, the data plane and the server would do)
 
-    private static func kind(of interface: String) -> UplinkKind {
+    private static func kind(of interface: String) -> TriglavControlAPI.UplinkKind {
         if interface.hasPrefix("wl") { return .wifi }
         if interface.hasPrefix("wwan") || interface.hasPrefix("usb") { return .wwan }
         if interface.hasPrefix("eth") || interface.hasPrefix("en") { return .ethernet }
         return .other
     }
 
-    private static func uplink(id: UInt32, interface: String, origin: UplinkOrigin) -> UplinkStatus {
+    private static func uplink(id: UInt32, interface: String, origin: TriglavControlAPI.UplinkOrigin) -> TriglavControlAPI.UplinkStatus {
         let octet = UInt64(id % 250) + 2
-        return UplinkStatus(id: id, interface: interface, kind: kind(of: interface), origin: origin, state: .probing,
+        return TriglavControlAPI.UplinkStatus(id: id, interface: interface, kind: kind(of: interface), origin: origin, state: .probing,
                             tier: kind(of: interface) == .wwan ? .backup : .primary, metered: kind(of: interface) == .wwan,
                             rttUsec: 10_000 * octet, jitterUsec: 500 * octet, lossRatio: 0, capacityBps: 50_000_000,
                             localAddress: "192.0.2.\(octet)")
@@ -197,7 +197,7 @@ public final class FakeTunnelController: TunnelController {
             state.nextClientID += 1
             state.status.server.enabled = true
             state.status.server.listenAddress = "0.0.0.0:7443"
-            state.status.clients.append(ClientStatus(id: id, publicKey: publicKey, endpoint: endpoint,
+            state.status.clients.append(TriglavControlAPI.ClientStatus(id: id, publicKey: publicKey, endpoint: endpoint,
                                                      tunnelAddresses: ["10.77.0.\(id + 10)/32"], state: .connected,
                                                      paths: 2, rttUsec: 20_000, connectedSinceUsec: 1_700_000_000_000_000))
             return id

@@ -15,24 +15,29 @@ public final class TriglavBusAdaptor: Sendable {
     let connection: BusConnection?
     let controller: any TunnelController
     let logger: Logger
+    let authorization: CallerAuthorization
 
     private struct Exported {
         var manager: DBusExportedObject?
         var uplinks: [UInt32: DBusExportedObject] = [:]
         var clients: [UInt32: DBusExportedObject] = [:]
-        var last: TriglavStatus?
+        var last: TriglavControlAPI.TriglavStatus?
     }
     private let exported = Mutex(Exported())
 
     static let rootPath = DBusObjectPath(checked: TriglavBus.managerPath)
     static let counterInterval: Duration = .milliseconds(TriglavBus.counterSignalIntervalMilliseconds)
 
+    /// `authorization` is checked for every method call and property write (see `CallerAuthorization`).
     public convenience init(connection: BusConnection, controller: any TunnelController,
-                            logger: Logger = Logger(label: "triglav.bus")) {
-        self.init(optionalConnection: connection, controller: controller, logger: logger)
+                            logger: Logger = Logger(label: "triglav.bus"),
+                            authorization: CallerAuthorization = .standard) {
+        self.init(optionalConnection: connection, controller: controller, logger: logger, authorization: authorization)
     }
 
-    private init(optionalConnection connection: BusConnection?, controller: any TunnelController, logger: Logger) {
+    private init(optionalConnection connection: BusConnection?, controller: any TunnelController, logger: Logger,
+                 authorization: CallerAuthorization) {
+        self.authorization = authorization
         self.connection = connection
         self.controller = controller
         self.logger = logger
@@ -53,10 +58,11 @@ public final class TriglavBusAdaptor: Sendable {
 
     /// Brings the bus in line with `status`: exports new uplinks/clients, removes vanished ones, and
     /// updates properties (only real changes are signalled). Call from any thread, as often as needed.
-    public func publish(_ status: TriglavStatus) {
+    public func publish(_ status: TriglavControlAPI.TriglavStatus) {
         let status = status.normalized
         exported.withLock { state in
-            guard let connection, let manager = state.manager else { return }
+            // Before start(), or after the bus went away (the daemon reports that once, not per tick).
+            guard let connection, connection.isOpen, let manager = state.manager else { return }
             if state.last == status { return }
             do {
                 for uplink in status.uplinks {
@@ -96,11 +102,15 @@ public final class TriglavBusAdaptor: Sendable {
 
     // MARK: Running commands
 
-    /// Runs `body` in a task; on success refreshes the bus from the controller, then replies.
+    /// Runs `body` in a task once the caller is authorized; on success refreshes the bus from the
+    /// controller, then replies.
     private func run(_ call: DBusMethodCall, _ body: @escaping @Sendable () async throws(ControlError) -> [DBusValue]) {
         let controller = self.controller
         Task {
             do throws(ControlError) {
+                if let connection = self.connection {
+                    try await self.authorization.authorize(sender: call.sender, on: connection)
+                }
                 let reply = try await body()
                 self.publish(await controller.status())
                 call.reply(reply)
@@ -150,7 +160,7 @@ public final class TriglavBusAdaptor: Sendable {
         }
     }
 
-    func managerInterface(_ manager: ManagerStatus) -> DBusInterface {
+    func managerInterface(_ manager: TriglavControlAPI.ManagerStatus) -> DBusInterface {
         let controller = self.controller
         return DBusInterface(
             name: TriglavBus.managerInterface,
@@ -159,7 +169,7 @@ public final class TriglavBusAdaptor: Sendable {
                     self.run(call) { () async throws(ControlError) -> [DBusValue] in
                         let profile = call.arguments[0].stringValue ?? ""
                         try Self.validateProfileName(profile)
-                        let options = try ConnectOptions(options: Self.options(call.arguments[1], method: "Connect"))
+                        let options = try TriglavControlAPI.ConnectOptions(options: Self.options(call.arguments[1], method: "Connect"))
                         try await controller.connect(profile: profile, options: options)
                         return []
                     }
@@ -177,7 +187,7 @@ public final class TriglavBusAdaptor: Sendable {
                         guard isValidInterfaceName(name) else {
                             throw .invalidArgument("\"\(name)\" is not a valid interface name (1-15 printable characters, no '/' or ':')")
                         }
-                        let options = try UplinkOptions(options: Self.options(call.arguments[1], method: "AddUplink"))
+                        let options = try TriglavControlAPI.UplinkOptions(options: Self.options(call.arguments[1], method: "AddUplink"))
                         let id = try await controller.addUplink(interface: name, options: options)
                         return [.objectPath(DBusObjectPath(checked: TriglavBus.uplinkPath(id)))]
                     }
@@ -208,7 +218,7 @@ public final class TriglavBusAdaptor: Sendable {
             })
     }
 
-    func serverInterface(_ server: ServerStatus) -> DBusInterface {
+    func serverInterface(_ server: TriglavControlAPI.ServerStatus) -> DBusInterface {
         let controller = self.controller
         return DBusInterface(
             name: TriglavBus.serverInterface,
@@ -225,7 +235,7 @@ public final class TriglavBusAdaptor: Sendable {
             properties: properties(server))
     }
 
-    func uplinkInterface(_ uplink: UplinkStatus) -> DBusInterface {
+    func uplinkInterface(_ uplink: TriglavControlAPI.UplinkStatus) -> DBusInterface {
         let controller = self.controller
         let id = uplink.id
         return DBusInterface(
@@ -233,7 +243,7 @@ public final class TriglavBusAdaptor: Sendable {
             properties: properties(uplink) { name in
                 { value, call in
                     self.run(call) { () async throws(ControlError) -> [DBusValue] in
-                        var settings = UplinkOptions()
+                        var settings = TriglavControlAPI.UplinkOptions()
                         switch name {
                         case "Tier": settings.tier = try parseControlEnum(value.stringValue ?? "", name: "Tier")
                         case "Metered": settings.metered = value.boolValue
@@ -247,16 +257,16 @@ public final class TriglavBusAdaptor: Sendable {
             })
     }
 
-    func clientInterface(_ client: ClientStatus) -> DBusInterface {
+    func clientInterface(_ client: TriglavControlAPI.ClientStatus) -> DBusInterface {
         DBusInterface(name: TriglavBus.clientInterface, properties: properties(client))
     }
 
     /// The interfaces this adaptor exports, without handlers: what dbus/org.triglav.xml must describe.
     public static func interfaceShapes() -> [DBusInterfaceShape] {
         let adaptor = TriglavBusAdaptor(optionalConnection: nil, controller: FakeTunnelController(),
-                                        logger: Logger(label: "triglav.bus.shapes"))
-        return [adaptor.managerInterface(ManagerStatus()), adaptor.serverInterface(ServerStatus()),
-                adaptor.uplinkInterface(UplinkStatus(id: 0, interface: "")), adaptor.clientInterface(ClientStatus(id: 0))]
+                                        logger: Logger(label: "triglav.bus.shapes"), authorization: .anyone)
+        return [adaptor.managerInterface(TriglavControlAPI.ManagerStatus()), adaptor.serverInterface(TriglavControlAPI.ServerStatus()),
+                adaptor.uplinkInterface(TriglavControlAPI.UplinkStatus(id: 0, interface: "")), adaptor.clientInterface(TriglavControlAPI.ClientStatus(id: 0))]
             .map(DBusInterfaceShape.init)
     }
 }

@@ -1,4 +1,6 @@
 public import TriglavControlAPI
+// The daemon core declares types with some of the same names (UplinkStatus, UplinkOptions, …) for
+// its own state; everything here means the D-Bus contract, so contract types are always qualified.
 
 /// The daemon core as the D-Bus adaptor sees it: commands in, snapshots out.
 ///
@@ -17,18 +19,18 @@ public import TriglavControlAPI
 ///   runs (they name D-Bus objects).
 public protocol TunnelController: Sendable {
     /// The complete current state.
-    func status() async -> TriglavStatus
+    func status() async -> TriglavControlAPI.TriglavStatus
     /// Manager1.Connect. `alreadyConnected` unless disconnected; `notFound` for an unknown profile.
-    func connect(profile: String, options: ConnectOptions) async throws(ControlError)
+    func connect(profile: String, options: TriglavControlAPI.ConnectOptions) async throws(ControlError)
     /// Manager1.Disconnect. `notConnected` when already disconnected.
     func disconnect() async throws(ControlError)
     /// Manager1.AddUplink: pins an interface as a manual uplink and returns its id.
     /// `notFound` when there is no such interface; `invalidArgument` when it is already an uplink.
-    func addUplink(interface: String, options: UplinkOptions) async throws(ControlError) -> UInt32
+    func addUplink(interface: String, options: TriglavControlAPI.UplinkOptions) async throws(ControlError) -> UInt32
     /// Manager1.RemoveUplink. `notFound` for an unknown id.
     func removeUplink(id: UInt32) async throws(ControlError)
     /// Writes of Uplink1.Tier/Metered/Enabled (one field set per call). `notFound` for an unknown id.
-    func configureUplink(id: UInt32, settings: UplinkOptions) async throws(ControlError)
+    func configureUplink(id: UInt32, settings: TriglavControlAPI.UplinkOptions) async throws(ControlError)
     /// Write of Manager1.Scheduler. `invalidArgument` for an unknown scheduler name.
     func setScheduler(_ name: String) async throws(ControlError)
     /// Manager1.Reload: re-read configuration (as SIGHUP does).

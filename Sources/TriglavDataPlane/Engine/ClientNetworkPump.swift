@@ -4,12 +4,14 @@ import Glibc
 #endif
 import Logging
 import TriglavCore
+import TriglavMultipath
 import TriglavProtocol
 
-/// The uplinks → TUN pump of a client, and its timers: receives batches from every ready uplink socket,
-/// opens them under the lock, then (outside the lock) reorders data frames and writes them to the TUN
-/// device one packet per write. Every `timerInterval` it retries handshakes, sends probes and keepalives,
-/// and declares silent uplinks down.
+/// The uplinks → TUN pump of a client, and its timers: receives batches from every ready uplink socket and
+/// opens them under the lock, where data frames go through the multipath engine's reorder buffer (packets
+/// it holds wait in `pool`); the packets it releases are written to the TUN device after the lock, one
+/// packet per write. The engine's duties (probes, feedback) run here too, and every `timerInterval` the
+/// handshakes, keepalives and dead-uplink checks.
 final class ClientNetworkPump: @unchecked Sendable {
     private static let batchSize = 64
     private static let timerInterval = 100 * Nanoseconds.millisecond
@@ -18,10 +20,11 @@ final class ClientNetworkPump: @unchecked Sendable {
     private let tun: TunDevice
     private let poller: Poller
     private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: 2048)
-    private let reorder: ReorderBuffer
+    private let pool: PacketPool
     private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
-    /// Data frames opened in the current batch: (slot in batch, sequence, payload range).
-    private var pendingData: [(Int, UInt32, Range<Int>)] = []
+    private var readyTCP: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
+    /// Pool slots released in order by the engine, to write to the TUN device after the lock.
+    private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
 
@@ -29,19 +32,23 @@ final class ClientNetworkPump: @unchecked Sendable {
         self.tunnel = tunnel
         self.tun = tun
         poller = tunnel.networkPollerForPump
-        reorder = ReorderBuffer(maxHold: max(1, tunnel.configuration.reorderHold.nanoseconds))
-        pendingData.reserveCapacity(Self.batchSize)
+        // The reorder buffer can hold its capacity, plus one batch in flight.
+        pool = PacketPool(capacity: tunnel.configuration.multipath.reorderCapacity + Self.batchSize)
+        deliveries.reserveCapacity(pool.capacity)
     }
 
     func iterate() {
         var now = monotonicNow()
-        var timeout = Int32(max(1, (nextTimer &- min(now, nextTimer)) / Nanoseconds.millisecond))
-        if let deadline = reorder.deadline {
-            timeout = min(timeout, Int32(max(1, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
-        }
+        var deadline = nextTimer
+        if let engineDeadline = tunnel.withState({ $0.engine.nextDeadline() }) { deadline = min(deadline, engineDeadline) }
+        let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
-            try poller.wait(timeoutMilliseconds: min(timeout, 100)) { token in
-                if token < UInt64(ClientTunnel.maximumUplinks) { ready[Int(token)] = true }
+            try poller.wait(timeoutMilliseconds: timeout) { token in
+                if token < UInt64(ClientTunnel.maximumUplinks) {
+                    ready[Int(token)] = true
+                } else if token >= ClientTunnel.tcpTokenBase, token < ClientTunnel.tcpTokenBase + UInt64(ClientTunnel.maximumUplinks) {
+                    readyTCP[Int(token - ClientTunnel.tcpTokenBase)] = true
+                }
             }
         } catch {
             return
@@ -51,7 +58,11 @@ final class ClientNetworkPump: @unchecked Sendable {
             ready[slot] = false
             receive(slot: slot, now: now)
         }
-        reorder.flushExpired(now: now) { tun.write($0) }
+        for slot in 0..<ClientTunnel.maximumUplinks where readyTCP[slot] {
+            readyTCP[slot] = false
+            receiveTCP(slot: slot, now: now)
+        }
+        runDuties(now: now)
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
             runTimers(now: now)
@@ -74,60 +85,143 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
             if count == 0 { return }
             process(count: count, slot: slot, now: now)
-            for (index, sequence, range) in pendingData {
-                let datagram = batch.received(index)
-                reorder.insert(sequence: sequence, packet: UnsafeRawBufferPointer(rebasing: datagram[range]), now: now) {
-                    tun.write($0)
-                }
-            }
-            pendingData.removeAll(keepingCapacity: true)
+            writeDeliveries()
             if count < batch.capacity { break }
         }
-        let counters = (reorder.reordered, reorder.gapsSkipped, reorder.duplicates)
-        tunnel.withState { $0.reorderCounters = counters }
     }
 
-    /// Opens every datagram of the batch under the lock; data frames are queued in `pendingData`.
-    private func process(count: Int, slot: Int, now: Nanoseconds) {
-        var newAddresses: TunnelAddresses?
+    /// Writes the released packets to the TUN device (one write each) and frees their slots.
+    private func writeDeliveries() {
+        for slot in deliveries {
+            tun.write(pool.packet(slot))
+            pool.release(slot)
+        }
+        deliveries.removeAll(keepingCapacity: true)
+    }
+
+    /// Carries out the engine's duties (probes, feedback) and releases packets whose reorder wait ended.
+    private func runDuties(now: Nanoseconds) {
         tunnel.withState { state in
-            guard state.uplinks[slot] != nil else { return }
-            for index in 0..<count {
-                let datagram = batch.received(index)
-                switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
-                case .handshakeResponse(let receiver), .cookieReply(let receiver), .versionMismatch(let receiver, _):
-                    if let addresses = handshakeAnswer(datagram, receiver: receiver, slot: slot, now: now, state: &state) {
-                        newAddresses = addresses
-                    }
-                case .transport:
-                    guard var uplink = state.uplinks[slot] else { continue }
-                    defer { state.uplinks[slot] = uplink }
-                    guard let frame = try? uplink.keyring.open(datagram, now: now) else { continue }
-                    uplink.lastReceive = now
-                    switch frame.type {
-                    case .data:
-                        uplink.statistics.receivedPackets &+= 1
-                        uplink.statistics.receivedBytes &+= UInt64(frame.body.count)
-                        pendingData.append((index, frame.tunnelSequence, frame.body))
-                    case .probeReply:
-                        if case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: UnsafeRawBufferPointer(rebasing: datagram[frame.body])),
-                           now >= probe.timestamp {
-                            uplink.rtt.add(now - probe.timestamp)
-                        }
-                    case .close:
-                        // The server dropped the session (tunnel removed, restart): handshake again now.
-                        uplink.resetSessions()
-                        uplink.lastAttempt = 0
-                    case .keepalive, .probe, .feedback:
-                        break
-                    }
-                case .handshakeInitiation, .invalid:
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            while let slot = state.engine.nextDelivery(now: now) { deliveries.append(slot) }
+            var budget = 64
+            while budget > 0, let duty = state.engine.nextDuty(now: now) {
+                budget -= 1
+                switch duty {
+                case .sendProbe(let id, let probeID, let timestamp):
+                    guard let slot = state.slot(of: id) else { continue }
+                    sendControl(.probe(ProbeBody(id: UInt64(probeID), timestamp: timestamp)), slot: slot, now: now, state: &state)
+                    state.uplinks[slot]?.lastProbe = now
+                case .sendFeedback(let id, let report):
+                    guard let slot = state.slot(of: id) else { continue }
+                    let body = FeedbackBody(receivedPackets: report.receivedPackets, receivedBytes: report.receivedBytes,
+                                            highestCounter: report.highestCounter, reportedAt: now)
+                    sendControl(.feedback(body), slot: slot, now: now, state: &state)
+                case .stateChanged(let id, let from, let to):
+                    let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
+                    tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)")
+                case .resend, .requestResend:
+                    // No retransmit store yet: the inner protocol (TCP) recovers these losses.
                     continue
                 }
             }
         }
+        writeDeliveries()
+    }
+
+    /// Opens every datagram of the batch under the lock.
+    private func process(count: Int, slot: Int, now: Nanoseconds) {
+        var newAddresses: TunnelAddresses?
+        tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            guard state.uplinks[slot] != nil else { return }
+            for index in 0..<count {
+                processOne(batch.received(index), slot: slot, now: now, state: &state, newAddresses: &newAddresses)
+            }
+        }
         if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {
             tunnel.assignmentChanged(newAddresses, tun: name)
+        }
+    }
+
+    /// Reads the frames of the uplink's TCP fallback connection; each is processed like a UDP datagram.
+    private func receiveTCP(slot: Int, now: Nanoseconds) {
+        var newAddresses: TunnelAddresses?
+        let finished: TCPConnection? = tunnel.withState { state in
+            let now = state.clock.advance(to: now)
+            guard let connection = state.uplinks[slot]?.tcp else { return nil }
+            let alive = connection.readFrames { datagram in
+                processOne(datagram, slot: slot, now: now, state: &state, newAddresses: &newAddresses)
+            }
+            connection.flush()
+            guard !alive, state.uplinks[slot]?.tcp === connection else { return nil }
+            tunnel.log(info: "TCP fallback connection of \(state.uplinks[slot]?.interface.rawValue ?? "?") closed")
+            state.uplinks[slot]?.tcp = nil
+            state.resetUplink(slot, now: now)
+            return connection
+        }
+        writeDeliveries()
+        if let finished {
+            poller.remove(fd: finished.descriptor.raw)
+            finished.close()
+        }
+        if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {
+            tunnel.assignmentChanged(newAddresses, tun: name)
+        }
+    }
+
+    /// Handles one datagram from the uplink in `slot` (UDP or a TCP fallback frame), under the lock.
+    private func processOne(_ datagram: UnsafeMutableRawBufferPointer, slot: Int, now: Nanoseconds, state: inout ClientState,
+                            newAddresses: inout TunnelAddresses?) {
+        switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
+        case .handshakeResponse(let receiver), .cookieReply(let receiver), .versionMismatch(let receiver, _):
+            if let addresses = handshakeAnswer(datagram, receiver: receiver, slot: slot, now: now, state: &state) {
+                newAddresses = addresses
+            }
+        case .transport:
+            // Opened in place: a copy of the uplink would copy the session's replay window.
+            guard let frame = try? state.uplinks[slot]?.keyring.open(datagram, now: now),
+                  let id = state.uplinks[slot]?.id else { return }
+            state.uplinks[slot]?.lastReceive = now
+            state.uplinks[slot]?.unansweredUDP = 0
+            let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
+            switch frame.type {
+            case .data:
+                state.uplinks[slot]?.status.receivedPackets &+= 1
+                state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
+                guard let stored = pool.store(body) else { return }  // pool full: drop, like a full queue
+                switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
+                                            bytes: datagram.count, now: now) {
+                case .deliverNow:
+                    deliveries.append(stored)
+                case .buffered:
+                    break
+                case .duplicate, .stale, .overflow:
+                    pool.release(stored)
+                }
+                while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
+            case .probe:
+                guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: body) else { return }
+                state.engine.handle(.probeReceived(id, senderTimestamp: probe.timestamp, at: now))
+                sendControl(.probeReply(probe), slot: slot, now: now, state: &state)
+            case .probeReply:
+                guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
+                state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+            case .feedback:
+                guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
+                state.engine.handle(.feedbackReceived(id, FeedbackReport(
+                    highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
+                    receivedBytes: report.receivedBytes), at: now))
+            case .close:
+                // The server dropped the session (tunnel removed, restart): handshake again now.
+                state.resetUplink(slot, now: now)
+            case .keepalive:
+                break
+            }
+        case .handshakeInitiation, .invalid:
+            return
         }
     }
 
@@ -137,6 +231,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                                  state: inout ClientState) -> TunnelAddresses? {
         guard var uplink = state.uplinks[slot], var initiator = uplink.initiator, initiator.localIndex == receiver else { return nil }
         defer { state.uplinks[slot] = uplink }
+        uplink.unansweredUDP = 0  // the server answers on this path
         let established: EstablishedSession?
         do {
             established = try initiator.receive(Array(datagram), now: now)
@@ -162,25 +257,35 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.initiator = nil
         uplink.initiatorCreates = false
         uplink.keyring.install(established.session)
+        if uplink.initiatorOverUDP, let connection = uplink.tcp {
+            // UDP works again: the new session came over it; leave TCP.
+            tunnel.log(info: "uplink \(uplink.interface): UDP works again; leaving the TCP fallback")
+            uplink.tcp = nil
+            poller.remove(fd: connection.descriptor.raw)
+            connection.close()
+        }
+        uplink.initiatorOverUDP = false
         uplink.lastReceive = now
-        uplink.lastProbe = 0
-        uplink.statistics.handshakes &+= 1
+        uplink.status.handshakes &+= 1
         sendKeepalive(&uplink, now: now, state: &state)
+        state.uplinks[slot] = uplink
+        state.admitUplink(slot, now: now)
         let assignment = established.tunnel
         if created || state.tunnelID != assignment.tunnelID {
             if state.creatingSlot == slot { state.creatingSlot = nil }
             if let previous = state.tunnelID, previous != assignment.tunnelID {
                 // The server replaced our old tunnel: sessions of the other uplinks belong to it; rejoin.
-                for other in state.uplinks.indices where other != slot {
-                    state.uplinks[other]?.resetSessions()
-                    state.uplinks[other]?.lastAttempt = 0
-                }
+                for other in state.uplinks.indices where other != slot { state.resetUplink(other, now: now) }
             }
             state.tunnelID = assignment.tunnelID
             state.joinToken = assignment.joinToken
             tunnel.log(info: "tunnel \(String(assignment.tunnelID, radix: 16)) established via \(uplink.interface)")
         }
-        let addresses = TunnelAddresses(ipv4: assignment.ipv4, ipv6: assignment.ipv6)
+        guard let ipv4 = assignment.ipv4 else {
+            tunnel.log(error: "the server assigned no IPv4 address; IPv6-only tunnels are not supported yet")
+            return nil
+        }
+        let addresses = TunnelAddresses(ipv4: ipv4, ipv6: assignment.ipv6)
         guard state.assignment != addresses else { return nil }
         state.assignment = addresses
         return addresses
@@ -191,10 +296,11 @@ final class ClientNetworkPump: @unchecked Sendable {
         let configuration = tunnel.configuration
         let retry = configuration.handshakeRetryInterval.nanoseconds
         let timeout = configuration.uplinkTimeout.nanoseconds
-        let probeInterval = configuration.probeInterval.nanoseconds
         let keepalive = configuration.keepaliveInterval.nanoseconds
         var missingSockets: [Int] = []
         tunnel.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
             // A create that isn't answered soon is abandoned so another uplink can try.
             if let creator = state.creatingSlot,
                state.uplinks[creator]?.initiator == nil || now &- (state.uplinks[creator]?.lastAttempt ?? 0) >= 2 * retry {
@@ -214,16 +320,14 @@ final class ClientNetworkPump: @unchecked Sendable {
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
                 if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
                     tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
-                    uplink.resetSessions()
-                    uplink.lastAttempt = 0
+                    state.uplinks[slot] = uplink
+                    state.resetUplink(slot, now: now)
+                    uplink = state.uplinks[slot] ?? uplink
                 }
-                if uplink.isEstablished {
-                    let probeDue = probeInterval > 0 && now &- uplink.lastProbe >= probeInterval
-                    if probeDue || now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
-                        uplink.lastProbe = now
-                        uplink.probeID &+= 1
-                        sendControl(.probe(ProbeBody(id: uplink.probeID, timestamp: now)), &uplink, now: now, state: &state)
-                    }
+                uplink.tcp?.flush()
+                if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
+                    uplink.lastProbe = now
+                    sendKeepalive(&uplink, now: now, state: &state)
                 }
                 driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
             }
@@ -233,24 +337,41 @@ final class ClientNetworkPump: @unchecked Sendable {
 
     /// Starts, retransmits or (for rekeys) begins this uplink's handshake as due.
     private func driveHandshake(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, retry: UInt64, state: inout ClientState) {
+        // UDP unanswered a few times: the network may block UDP. Fall back to TCP for this uplink.
+        if uplink.tcp == nil, uplink.unansweredUDP >= ClientTunnel.udpAttemptsBeforeTCP {
+            uplink.unansweredUDP = 0
+            startTCPFallback(&uplink, slot: slot, now: now, state: &state)
+            return
+        }
         if var initiator = uplink.initiator {
             do {
                 if let retransmission = try initiator.handleDeadline(now: now) {
-                    send(retransmission, uplink: uplink, state: &state)
+                    if uplink.initiatorOverUDP && initiator.attempts > ClientTunnel.udpAttemptsBeforeTCP {
+                        // UDP is still blocked: stay on TCP and try again later.
+                        uplink.initiator = nil
+                        uplink.initiatorOverUDP = false
+                        uplink.tcpSince = now
+                        return
+                    }
+                    send(retransmission, uplink: uplink, state: &state, forceUDP: uplink.initiatorOverUDP)
+                    if uplink.tcp == nil { uplink.unansweredUDP += 1 }
                     uplink.lastAttempt = now
                 }
                 uplink.initiator = initiator
             } catch {
                 uplink.initiator = nil
+                uplink.initiatorOverUDP = false
                 if state.creatingSlot == slot { state.creatingSlot = nil }
             }
             return
         }
         let rekeyDue = uplink.keyring.current?.isRekeyDue(now: now) ?? false
-        guard (!uplink.isEstablished || rekeyDue), now &- uplink.lastAttempt >= retry else { return }
+        // On TCP for a while: see whether UDP works again, with a rekey over UDP (TCP keeps carrying traffic).
+        let retryUDP = uplink.tcp != nil && uplink.isEstablished && now &- uplink.tcpSince >= ClientTunnel.udpRetryInterval
+        guard (!uplink.isEstablished || rekeyDue || retryUDP), now &- uplink.lastAttempt >= retry else { return }
         let request: TunnelRequest
         if let token = state.joinToken {
-            request = .join(token, replacing: rekeyDue ? uplink.keyring.current?.remoteIndex : nil)
+            request = .join(token, replacing: (rekeyDue || retryUDP) ? uplink.keyring.current?.remoteIndex : nil)
         } else {
             guard state.creatingSlot == nil else { return }  // another uplink is creating the tunnel
             request = .create
@@ -263,8 +384,25 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
         uplink.initiator = initiator
         uplink.initiatorCreates = request == .create
+        uplink.initiatorOverUDP = retryUDP && !rekeyDue
         uplink.lastAttempt = now
-        send(initiation, uplink: uplink, state: &state)
+        send(initiation, uplink: uplink, state: &state, forceUDP: uplink.initiatorOverUDP)
+        if uplink.tcp == nil { uplink.unansweredUDP += 1 }
+    }
+
+    /// Opens the uplink's TCP fallback connection (bound to its interface) and restarts its handshake there.
+    private func startTCPFallback(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, state: inout ClientState) {
+        let configuration = tunnel.configuration
+        guard configuration.tcpFallback,
+              let connection = try? TCPConnection.connect(to: configuration.server, device: uplink.interface,
+                                                          mark: configuration.firewallMark, label: "TCP fallback \(uplink.interface)"),
+              (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
+        tunnel.log(info: "uplink \(uplink.interface): no answer over UDP; falling back to TCP")
+        uplink.tcp = connection
+        uplink.tcpSince = now
+        uplink.initiator = nil
+        uplink.lastAttempt = 0
+        if state.creatingSlot == slot { state.creatingSlot = nil }
     }
 
     private func sendKeepalive(_ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
@@ -276,6 +414,10 @@ final class ClientNetworkPump: @unchecked Sendable {
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
                   try uplink.keyring.sealControl(frame, in: raw, now: now)
               }) else { return }
+        if let connection = uplink.tcp {
+            controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            return
+        }
         withUnsafePointer(to: &state.serverAddress) { address in
             controlBuffer.withUnsafeBytes { bytes in
                 socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
@@ -283,7 +425,30 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    private func send(_ bytes: [UInt8], uplink: ClientUplink, state: inout ClientState) {
+    /// Seals a control frame with the slot's session in place and sends it.
+    private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
+        guard let socket = state.uplinks[slot]?.socket,
+              let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
+                  try state.uplinks[slot]?.keyring.sealControl(frame, in: raw, now: now)
+              }) else { return }
+        if let connection = state.uplinks[slot]?.tcp {
+            controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            return
+        }
+        withUnsafePointer(to: &state.serverAddress) { address in
+            controlBuffer.withUnsafeBytes { bytes in
+                socket.sendOne(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), to: address, length: state.serverAddressLength)
+            }
+        }
+    }
+
+    /// Sends handshake bytes on the uplink: over its TCP fallback connection if it has one (unless `forceUDP`,
+    /// used to test whether UDP works again), else over UDP.
+    private func send(_ bytes: [UInt8], uplink: ClientUplink, state: inout ClientState, forceUDP: Bool = false) {
+        if !forceUDP, let connection = uplink.tcp {
+            bytes.withUnsafeBytes { _ = connection.send($0) }
+            return
+        }
         guard let socket = uplink.socket else { return }
         withUnsafePointer(to: &state.serverAddress) { address in
             bytes.withUnsafeBytes { socket.sendOne($0, to: address, length: state.serverAddressLength) }

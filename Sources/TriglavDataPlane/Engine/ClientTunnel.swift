@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import TriglavCore
 import TriglavCrypto
+import TriglavMultipath
 import TriglavProtocol
 
 /// Everything a client tunnel needs to run. Defaults follow docs/DATAPLANE.md.
@@ -14,22 +15,33 @@ public struct ClientTunnelConfiguration: Sendable {
     public var server: IPEndpoint
     /// Name of the TUN device to create.
     public var tunnelInterface: InterfaceName
-    /// Inner MTU of the TUN device. Defaults to MAX_PAYLOAD (a 1500-byte uplink path over IPv6).
+    /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
+    /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
+    /// and never below 1280 (IPv6's minimum). Defaults to MAX_PAYLOAD (a 1500-byte uplink over IPv6).
     public var mtu: Int = MAX_PAYLOAD
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
     public var routing: ClientRouting = .none
-    public var scheduler: SchedulerKind = .aggregate
+    /// Scheduler, probing, reordering and failover settings (TriglavMultipath). The engine's probes
+    /// (every 100 ms by default) are also the uplinks' liveness checks.
+    public var multipath = ClientTunnelConfiguration.defaultMultipath
     /// Longest silence on an uplink before a keepalive is sent (keeps NAT mappings open).
     public var keepaliveInterval: Duration = .seconds(25)
-    /// Interval of liveness/RTT probes on each established uplink; zero disables them (keepalives remain).
-    public var probeInterval: Duration = .seconds(1)
-    /// An established uplink that hears nothing for this long is considered down and handshakes again.
+    /// An established uplink that hears nothing for this long is considered dead and handshakes again
+    /// (the multipath engine stops scheduling on it much earlier).
     public var uplinkTimeout: Duration = .seconds(3)
     /// Interval between handshake attempts of an uplink that is not established.
     public var handshakeRetryInterval: Duration = .seconds(1)
-    /// Longest time the receiver holds a packet waiting for an earlier one.
-    public var reorderHold: Duration = .milliseconds(30)
+    /// Fall back to TCP (same server address and port) on uplinks whose UDP handshakes go unanswered.
+    public var tcpFallback = true
+
+    /// Multipath defaults for the data plane: the engine asks for resends only when the sender keeps a
+    /// retransmit store, which this data plane doesn't yet (see docs/DATAPLANE.md).
+    public static var defaultMultipath: MultipathConfiguration {
+        var configuration = MultipathConfiguration()
+        configuration.requestsResends = false
+        return configuration
+    }
 
     public init(identity: IdentityKey, serverKey: IdentityPublicKey, server: IPEndpoint, tunnelInterface: InterfaceName) {
         self.identity = identity
@@ -59,6 +71,12 @@ public enum ClientRouting: Sendable, Equatable {
 /// Thread-safety: all public methods may be called from any thread.
 public final class ClientTunnel: Sendable {
     public static let maximumUplinks = 8
+    /// Poller tokens of the uplinks' TCP fallback connections (UDP sockets use their slot number).
+    static let tcpTokenBase: UInt64 = 100
+    /// Unanswered UDP handshake attempts after which an uplink falls back to TCP.
+    static let udpAttemptsBeforeTCP = 3
+    /// How long an uplink stays on TCP before it checks (with a rekey over UDP) whether UDP works again.
+    static let udpRetryInterval: UInt64 = 120 * Nanoseconds.second
 
     let configuration: ClientTunnelConfiguration
     let logger: Logger
@@ -77,8 +95,13 @@ public final class ClientTunnel: Sendable {
         routes = RouteManager(logger: logger)
         var serverAddress = sockaddr_storage()
         let serverAddressLength = SocketAddress.write(configuration.server, into: &serverAddress)
-        state = Mutex(ClientState(scheduler: PacketScheduler(kind: configuration.scheduler),
-                                  serverAddress: serverAddress, serverAddressLength: serverAddressLength))
+        let engine: MultipathEngine<Int>
+        do {
+            engine = try MultipathEngine(configuration: configuration.multipath)
+        } catch {
+            throw .invalidConfiguration("multipath: \(error)")
+        }
+        state = Mutex(ClientState(engine: engine, serverAddress: serverAddress, serverAddressLength: serverAddressLength))
     }
 
     // MARK: Lifecycle
@@ -159,11 +182,16 @@ public final class ClientTunnel: Sendable {
             guard var uplink = state.uplinks[slot] else { return nil }
             state.uplinks[slot] = nil
             if state.creatingSlot == slot { state.creatingSlot = nil }
+            try? state.engine.removeUplink(uplink.id, now: state.clock.advance(to: monotonicNow()))
             sendClose(&uplink, state: &state)
             return uplink
         }
         guard let removed else { throw .unknownUplink(interface.rawValue) }
         if let socket = removed.socket { networkPoller.remove(fd: socket.descriptor.raw) }
+        if let connection = removed.tcp {
+            networkPoller.remove(fd: connection.descriptor.raw)
+            connection.close()
+        }
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
     }
 
@@ -172,10 +200,22 @@ public final class ClientTunnel: Sendable {
         state.withLock { $0.uplinks.compactMap { $0?.interface } }
     }
 
-    /// Switches the scheduler; takes effect with the next packet.
-    public func setScheduler(_ kind: SchedulerKind) {
-        state.withLock { $0.scheduler.kind = kind }
-        logger.info("scheduler set to \(kind)")
+    /// Switches the scheduler; takes effect with the next packet. (A bare mode change always validates;
+    /// if the engine ever refuses one, the old scheduler stays and the refusal is logged.)
+    public func setScheduler(_ mode: SchedulerMode) {
+        let refusal: MultipathError? = state.withLock { state in
+            do throws(MultipathError) {
+                try state.engine.setScheduler(mode)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let refusal {
+            logger.error("scheduler \(mode.rawValue) refused: \(refusal)")
+        } else {
+            logger.info("scheduler set to \(mode.rawValue)")
+        }
     }
 
     /// The addresses the server assigned, nil before the first handshake completes.
@@ -189,17 +229,17 @@ public final class ClientTunnel: Sendable {
     public func statistics() -> ClientTunnelStatistics {
         state.withLock { state in
             ClientTunnelStatistics(
-                tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.scheduler.kind,
+                tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.engine.scheduler,
                 uplinks: state.uplinks.compactMap { uplink in
                     guard let uplink else { return nil }
-                    var statistics = uplink.statistics
-                    statistics.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
-                    statistics.smoothedRTT = uplink.rtt.smoothed.map { .nanoseconds(Int64($0)) }
-                    statistics.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
-                    return statistics
+                    var status = uplink.status
+                    status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
+                    status.transport = uplink.tcp == nil ? "udp" : "tcp"
+                    status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
+                    status.path = state.engine.statistics(for: uplink.id)
+                    return status
                 },
-                droppedNoUplink: state.droppedNoUplink, reordered: state.reorderCounters.0,
-                gapsSkipped: state.reorderCounters.1, duplicates: state.reorderCounters.2)
+                droppedNoUplink: state.droppedNoUplink, reorder: state.engine.reorderStatistics)
         }
     }
 
@@ -221,16 +261,42 @@ public final class ClientTunnel: Sendable {
                 state.uplinks[slot]?.socket = socket
                 return true
             }
-            if installed { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot)) }
+            if installed {
+                try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot))
+                updateMTU()
+            }
         } catch {
             logger.debug("uplink \(interface) has no socket yet: \(error)")
         }
     }
 
+    /// Sets the TUN MTU from the smallest uplink interface MTU (control path: called when sockets open).
+    func updateMTU() {
+        let (interfaces, tun) = state.withLock { state in (state.uplinks.compactMap { $0?.interface }, state.tun) }
+        guard let tun else { return }
+        let linkMTUs = interfaces.compactMap { routes.interfaceMTU($0) }
+        let outerHeaders = (configuration.server.address.isIPv4 ? 20 : 40) + 8 + WireLayout.transportOverhead
+        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: outerHeaders, maximum: configuration.mtu)
+        let changed = state.withLock { state in
+            defer { state.appliedMTU = target }
+            return state.appliedMTU != target
+        }
+        guard changed else { return }
+        if tg_if_set_mtu(tun.name.rawValue, Int32(target)) == 0 {
+            logger.info("tunnel MTU \(target) (smallest uplink MTU \(linkMTUs.min().map(String.init) ?? "unknown"))")
+        }
+    }
+
+    /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least 1280.
+    static func tunnelMTU(linkMTUs: [Int], overhead: Int, maximum: Int) -> Int {
+        guard let smallest = linkMTUs.min() else { return maximum }
+        return max(1280, min(maximum, smallest - overhead))
+    }
+
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
     func dropSocket(slot: Int) {
         let socket: UDPSocket? = state.withLock { state in
-            defer { state.uplinks[slot]?.socket = nil; state.uplinks[slot]?.resetSessions() }
+            defer { state.uplinks[slot]?.socket = nil; state.resetUplink(slot, now: state.clock.advance(to: monotonicNow())) }
             return state.uplinks[slot]?.socket
         }
         if let socket { networkPoller.remove(fd: socket.descriptor.raw) }
@@ -279,6 +345,10 @@ public final class ClientTunnel: Sendable {
         guard let length = try? buffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
             try uplink.keyring.sealControl(.close(.shutdown), in: raw, now: now)
         }) else { return }
+        if let connection = uplink.tcp {
+            buffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            return
+        }
         withUnsafePointer(to: &state.serverAddress) { address in
             buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
         }
@@ -297,19 +367,24 @@ struct ClientUplink {
     /// The handshake in flight, if any, and whether it creates the tunnel.
     var initiator: HandshakeInitiator?
     var initiatorCreates = false
+    /// The handshake in flight is a UDP retry while the uplink runs over TCP.
+    var initiatorOverUDP = false
+    /// The TCP fallback connection, when UDP didn't work on this uplink; `tcpSince` is when it started.
+    var tcp: TCPConnection?
+    var tcpSince: Nanoseconds = 0
+    /// Handshake messages sent over UDP since the server last answered on this uplink.
+    var unansweredUDP = 0
     var lastReceive: Nanoseconds = 0
     var lastSend: Nanoseconds = 0
     var lastProbe: Nanoseconds = 0
     /// When the socket was last (re)opened or a handshake last started, for retry pacing.
     var lastAttempt: Nanoseconds = 0
-    var probeID: UInt64 = 0
-    var rtt = SmoothedRTT()
-    var statistics: UplinkStatistics
+    var status: UplinkStatus
 
     init(id: UplinkID, interface: InterfaceName) {
         self.id = id
         self.interface = interface
-        statistics = UplinkStatistics(id: id, interface: interface, state: "connecting")
+        status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
     /// Forgets sessions and any handshake in flight (the uplink will handshake again).
@@ -317,6 +392,7 @@ struct ClientUplink {
         keyring = UplinkKeyring()
         initiator = nil
         initiatorCreates = false
+        initiatorOverUDP = false
     }
 
     var isEstablished: Bool { keyring.current != nil }
@@ -328,7 +404,9 @@ struct ClientState: @unchecked Sendable {
     var tun: TunDevice?
     var uplinks: [ClientUplink?] = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
     var nextUplinkID: UInt32 = 0
-    var scheduler: PacketScheduler
+    /// The tunnel's multipath engine: scheduler, per-uplink quality, reorder buffer. Its reorder buffer
+    /// holds slots of the network pump's `PacketPool`.
+    var engine: MultipathEngine<Int>
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
@@ -340,8 +418,29 @@ struct ClientState: @unchecked Sendable {
     var creatingSlot: Int?
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
-    /// Reorder counters mirrored from the network pump: reordered, gaps skipped, duplicates.
-    var reorderCounters = (0, 0, 0)
+    var clock = EngineClock()
+    var appliedMTU = 0
+
+    /// Slot of the uplink with this ID.
+    func slot(of id: UplinkID) -> Int? {
+        for slot in uplinks.indices where uplinks[slot]?.id == id { return slot }
+        return nil
+    }
+
+    /// Forgets an uplink's sessions and takes it out of the multipath engine until it handshakes again.
+    mutating func resetUplink(_ slot: Int, now: UInt64) {
+        guard let id = uplinks[slot]?.id else { return }
+        uplinks[slot]?.resetSessions()
+        uplinks[slot]?.lastAttempt = 0
+        try? engine.removeUplink(id, now: now)
+        if creatingSlot == slot { creatingSlot = nil }
+    }
+
+    /// Puts a freshly established uplink into the multipath engine (probing first).
+    mutating func admitUplink(_ slot: Int, now: UInt64) {
+        guard let id = uplinks[slot]?.id, !engine.uplinkIDs.contains(id) else { return }
+        try? engine.addUplink(id, now: now)
+    }
 }
 
 #if canImport(Glibc)
@@ -358,8 +457,6 @@ final class ClientTunPump: @unchecked Sendable {
     private var stagingLengths: [Int]
     private let outgoing: [DatagramBatch]
     private var sockets: [UDPSocket?]
-    private var usable: [Int]
-    private var usableIDs: [UInt32]
     private static let batchSize = 64
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
@@ -370,10 +467,6 @@ final class ClientTunPump: @unchecked Sendable {
         stagingLengths = Array(repeating: 0, count: Self.batchSize)
         outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
-        usable = []
-        usable.reserveCapacity(ClientTunnel.maximumUplinks)
-        usableIDs = []
-        usableIDs.reserveCapacity(ClientTunnel.maximumUplinks)
     }
 
     func iterate() {
@@ -404,52 +497,51 @@ final class ClientTunPump: @unchecked Sendable {
     private func dispatch(_ count: Int) {
         let now = monotonicNow()
         tunnel.withState { state in
-            usable.removeAll(keepingCapacity: true)
-            usableIDs.removeAll(keepingCapacity: true)
-            for (slot, uplink) in state.uplinks.enumerated() {
-                sockets[slot] = uplink?.socket
-                if let uplink, uplink.isEstablished, uplink.socket != nil {
-                    usable.append(slot)
-                    usableIDs.append(uplink.id.rawValue)
-                }
-            }
-            guard !usable.isEmpty else {
-                state.droppedNoUplink &+= UInt64(count)
-                return
-            }
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
             for index in 0..<count {
                 let length = stagingLengths[index]
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
-                let flow = PacketClassifier.flowHash(packet)
+                let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,
+                                                      flowKey: FlowKey(packet: packet), now: now)
+                guard !selection.isEmpty else {
+                    state.droppedNoUplink &+= 1
+                    continue
+                }
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
-                usable.withUnsafeBufferPointer { usableSlots in
-                    usableIDs.withUnsafeBufferPointer { ids in
-                        state.scheduler.choose(flowHash: flow, usable: usableSlots, uplinkIDs: ids) { slot in
-                            let batch = outgoing[slot]
-                            guard batch.count < batch.capacity, state.uplinks[slot] != nil else { return }
-                            let target = batch.slot(batch.count)
-                            UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
-                            guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
-                                                                                      in: target, now: now) else { return }
-                            withUnsafePointer(to: &state.serverAddress) { address in
-                                batch.prepareSend(batch.count, length: sealed, address: address,
-                                                  addressLength: state.serverAddressLength, localAddress: nil)
-                            }
-                            batch.count += 1
-                            state.uplinks[slot]?.lastSend = now
-                            state.uplinks[slot]?.statistics.transmittedPackets &+= 1
-                            state.uplinks[slot]?.statistics.transmittedBytes &+= UInt64(length)
+                for id in selection {
+                    guard let slot = state.slot(of: id), state.uplinks[slot]?.socket != nil else { continue }
+                    let batch = outgoing[slot]
+                    guard batch.count < batch.capacity, let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
+                    let target = batch.slot(batch.count)
+                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                    // Sealed in place: the session must not be copied per packet.
+                    guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
+                                                                              in: target, now: now) else { continue }
+                    if let connection = state.uplinks[slot]?.tcp {
+                        // TCP fallback: framed onto the connection; the batch slot is reused.
+                        connection.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+                    } else {
+                        withUnsafePointer(to: &state.serverAddress) { address in
+                            batch.prepareSend(batch.count, length: sealed, address: address,
+                                              addressLength: state.serverAddressLength, localAddress: nil)
                         }
+                        batch.count += 1
                     }
+                    state.uplinks[slot]?.lastSend = now
+                    state.uplinks[slot]?.status.transmittedPackets &+= 1
+                    state.uplinks[slot]?.status.transmittedBytes &+= UInt64(length)
+                    state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
                 }
             }
         }
         for slot in 0..<ClientTunnel.maximumUplinks where outgoing[slot].count > 0 {
             if let socket = sockets[slot] { socket.send(outgoing[slot]) } else { outgoing[slot].count = 0 }
-            sockets[slot] = nil
         }
+        for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = nil }
     }
 }
 

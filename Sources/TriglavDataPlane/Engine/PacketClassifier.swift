@@ -1,7 +1,7 @@
 import TriglavCore
 
 /// Reads what the engine needs from an inner IP packet without copying it: version, destination address
-/// (the server routes by it) and a flow hash over the 5-tuple (the `flow` scheduler pins flows by it).
+/// and source (the server routes by the destination and checks the source against the client's addresses).
 enum PacketClassifier {
     /// IP version of the packet (4 or 6), or nil when too short to tell.
     static func version(_ packet: UnsafeRawBufferPointer) -> UInt8? {
@@ -32,30 +32,5 @@ enum PacketClassifier {
     static func ipv6Source(_ packet: UnsafeRawBufferPointer) -> IPAddress? {
         guard packet.count >= 40, packet[0] >> 4 == 6 else { return nil }
         return .v6(high: packet.loadBigEndian(at: 8), low: packet.loadBigEndian(at: 16))
-    }
-
-    /// FNV-1a over protocol, addresses and (for TCP/UDP, unfragmented) ports. Stable for a flow's lifetime.
-    static func flowHash(_ packet: UnsafeRawBufferPointer) -> UInt32 {
-        var hash: UInt32 = 0x811c_9dc5
-        func mix(_ range: Range<Int>) {
-            for index in range { hash = (hash ^ UInt32(packet[index])) &* 0x0100_0193 }
-        }
-        guard let version = version(packet) else { return hash }
-        if version == 4, packet.count >= 20 {
-            let headerLength = Int(packet[0] & 0x0f) * 4
-            let proto = packet[9]
-            mix(9..<10)
-            mix(12..<20)
-            let fragmentOffset = (UInt16(packet[6] & 0x1f) << 8) | UInt16(packet[7])
-            if (proto == 6 || proto == 17), fragmentOffset == 0, packet.count >= headerLength + 4 {
-                mix(headerLength..<(headerLength + 4))
-            }
-        } else if version == 6, packet.count >= 40 {
-            let proto = packet[6]
-            mix(6..<7)
-            mix(8..<40)
-            if (proto == 6 || proto == 17), packet.count >= 44 { mix(40..<44) }
-        }
-        return hash
     }
 }

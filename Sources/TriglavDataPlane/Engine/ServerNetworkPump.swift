@@ -5,46 +5,65 @@ import Glibc
 import Logging
 import TriglavCore
 import TriglavCrypto
+import TriglavMultipath
 import TriglavProtocol
 
-/// Clients → TUN pump of the server, and its timers (session expiry). Handshakes are answered here too:
-/// they are rare, and keeping them on this thread keeps session creation ordered with the traffic.
+/// Clients → TUN pump of the server, and its timers. Handshakes are answered here too: they are rare,
+/// and keeping them on this thread keeps session creation ordered with the traffic. Data frames go
+/// through their tunnel's multipath engine (reorder buffer; held packets wait in that tunnel's
+/// `PacketPool`); released packets are written to the TUN device after the lock, one per write.
 final class ServerNetworkPump: @unchecked Sendable {
     private static let batchSize = 64
     private static let timerInterval = 500 * Nanoseconds.millisecond
+    /// Poller tokens: UDP sockets are 0..<n, TCP listeners start here, TCP connections at `connectionTokenBase`.
+    static let listenerTokenBase: UInt64 = 1 << 20
+    static let connectionTokenBase: UInt64 = 1 << 21
+    /// Fallback connections are few (UDP-blocked clients); a bound keeps a flood from exhausting fds.
+    static let maxConnections = 1024
 
     private let server: ServerTunnel
     private let tun: TunDevice
     private let sockets: [UDPSocket]
+    private let listeners: [TCPListener]
+    private var readyConnections: [UInt32] = []
+    private var nextConnectionID: UInt32 = 0
     private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: 2048)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
     private var ready: [Bool]
-    /// Data frames opened in the current batch: (slot, tunnel, sequence, body range).
-    private var pendingData: [(Int, UInt64, UInt32, Range<Int>)] = []
-    /// Reorder buffer per tunnel, created on the tunnel's first data packet, dropped with the tunnel.
-    private var reorders: [UInt64: ReorderBuffer] = [:]
+    /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
+    private var pools: [UInt64: PacketPool] = [:]
+    /// Released packets to write after the lock: (tunnel, pool slot).
+    private var deliveries: [(UInt64, Int)] = []
     private var nextTimer: Nanoseconds = 0
 
-    init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket]) {
+    init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
         self.tun = tun
         self.sockets = sockets
+        self.listeners = listeners
         ready = Array(repeating: false, count: sockets.count)
-        pendingData.reserveCapacity(Self.batchSize)
+        deliveries.reserveCapacity(4 * Self.batchSize)
     }
 
     func iterate() {
-        var timeout: Int32 = 100
         var now = monotonicNow()
-        for (_, buffer) in reorders {
-            if let deadline = buffer.deadline {
-                timeout = min(timeout, Int32(max(1, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
+        var deadline = nextTimer
+        server.withState { state in
+            for tunnel in state.tunnels.values {
+                if let engineDeadline = tunnel.engine.nextDeadline() { deadline = min(deadline, engineDeadline) }
             }
         }
+        let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
             try server.networkPollerForPump.wait(timeoutMilliseconds: timeout) { token in
-                if token < UInt64(sockets.count) { ready[Int(token)] = true }
+                if token < UInt64(sockets.count) {
+                    ready[Int(token)] = true
+                } else if token >= Self.connectionTokenBase, token != Poller.wakeToken {
+                    readyConnections.append(UInt32(truncatingIfNeeded: token - Self.connectionTokenBase))
+                } else if token >= Self.listenerTokenBase, token < Self.listenerTokenBase + UInt64(listeners.count) {
+                    accept(listeners[Int(token - Self.listenerTokenBase)])
+                }
             }
         } catch {
             return
@@ -54,9 +73,9 @@ final class ServerNetworkPump: @unchecked Sendable {
             ready[index] = false
             receive(socketIndex: index, now: now)
         }
-        for (_, buffer) in reorders where buffer.isHolding {
-            buffer.flushExpired(now: now) { tun.write($0) }
-        }
+        for connection in readyConnections { receive(connection: connection, now: now) }
+        readyConnections.removeAll(keepingCapacity: true)
+        runDuties(now: now)
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
             expireSessions(now: now)
@@ -70,74 +89,150 @@ final class ServerNetworkPump: @unchecked Sendable {
             rounds += 1
             guard let count = try? socket.receive(into: batch), count > 0 else { return }
             server.withState { state in
+                // The engine needs one non-decreasing clock across both pump threads.
+                let now = state.clock.advance(to: now)
                 for index in 0..<count {
-                    process(index: index, socketIndex: socketIndex, socket: socket, now: now, state: &state)
+                    var source = DatagramSource(socketIndex: socketIndex)
+                    batch.withAddress(index) { address, length in
+                        source.target.address = address.pointee
+                        source.target.addressLength = length
+                    }
+                    batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
+                    process(batch.received(index), source: &source, now: now, state: &state)
                 }
             }
-            for (_, tunnelID, _, _) in pendingData where reorders[tunnelID] == nil {
-                reorders[tunnelID] = ReorderBuffer(window: 256, maxHold: max(1, server.configuration.reorderHold.nanoseconds))
-            }
-            for (index, tunnelID, sequence, range) in pendingData {
-                guard let reorder = reorders[tunnelID] else { continue }
-                reorder.insert(sequence: sequence, packet: UnsafeRawBufferPointer(rebasing: batch.received(index)[range]), now: now) {
-                    tun.write($0)
-                }
-            }
-            pendingData.removeAll(keepingCapacity: true)
+            writeDeliveries()
             if count < batch.capacity { return }
         }
     }
 
-    private func process(index: Int, socketIndex: Int, socket: UDPSocket, now: Nanoseconds, state: inout ServerState) {
-        let datagram = batch.received(index)
+    private func writeDeliveries() {
+        for (tunnelID, slot) in deliveries {
+            guard let pool = pools[tunnelID] else { continue }
+            tun.write(pool.packet(slot))
+            pool.release(slot)
+        }
+        deliveries.removeAll(keepingCapacity: true)
+    }
+
+    /// Accepts waiting fallback connections and watches them.
+    private func accept(_ listener: TCPListener) {
+        for _ in 0..<64 {
+            guard let (connection, peer) = listener.accept() else { return }
+            let accepted: UInt32? = server.withState { state in
+                guard state.connections.count < Self.maxConnections else { return nil }
+                nextConnectionID &+= 1
+                state.connections[nextConnectionID] = connection
+                return nextConnectionID
+            }
+            guard let id = accepted else { connection.close(); continue }
+            do {
+                try server.networkPollerForPump.add(fd: connection.descriptor.raw, token: Self.connectionTokenBase + UInt64(id))
+                server.logger.debug("TCP fallback connection from \(peer.map(\.description) ?? "?")")
+            } catch {
+                server.withState { $0.connections[id] = nil }
+                connection.close()
+            }
+        }
+    }
+
+    /// Reads the frames of one fallback connection; each is processed like a UDP datagram.
+    private func receive(connection id: UInt32, now: Nanoseconds) {
+        let finished: TCPConnection? = server.withState { state in
+            let now = state.clock.advance(to: now)
+            guard let connection = state.connections[id] else { return nil }
+            var source = DatagramSource(socketIndex: 0, connection: id)
+            let alive = connection.readFrames { datagram in process(datagram, source: &source, now: now, state: &state) }
+            connection.flush()
+            guard !alive else { return nil }
+            state.connections[id] = nil
+            return connection
+        }
+        writeDeliveries()
+        if let finished {
+            server.networkPollerForPump.remove(fd: finished.descriptor.raw)
+            finished.close()
+        }
+    }
+
+    private func pool(for tunnelID: UInt64) -> PacketPool {
+        if let pool = pools[tunnelID] { return pool }
+        let pool = PacketPool(capacity: server.configuration.multipath.reorderCapacity + Self.batchSize)
+        pools[tunnelID] = pool
+        return pool
+    }
+
+    private func process(_ datagram: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,
+                         state: inout ServerState) {
         switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
         case .handshakeInitiation:
-            handshake(index: index, socketIndex: socketIndex, socket: socket, now: now, state: &state)
+            handshake(datagram, source: &source, now: now, state: &state)
         case .transport(let receiver):
-            guard var session = state.sessions[receiver] else { return }
+            // Opened in place: a copy of the session would copy its replay window.
             let frame: OpenedFrame
             do {
-                frame = try session.transport.open(datagram, now: now)
+                guard let opened = try state.sessions[receiver]?.transport.open(datagram, now: now) else { return }
+                frame = opened
             } catch {
-                if case .sessionClosed = error { state.removeSession(receiver) }
+                if case .sessionClosed = error { state.removeSession(receiver, now: now) }
                 return
             }
-            session.lastReceive = now
-            // Roaming: the endpoint follows the last authenticated packet's source.
-            batch.withAddress(index) { address, length in
-                if !SocketAddress.equal(address, length, &session.address, session.addressLength) {
-                    session.address = address.pointee
-                    session.addressLength = length
+            guard let tunnelID = state.sessions[receiver]?.tunnelID, let uplink = state.sessions[receiver]?.uplink else { return }
+            state.sessions[receiver]?.lastReceive = now
+            // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
+            state.sessions[receiver]?.connection = source.connection
+            if source.connection == nil {
+                state.sessions[receiver]?.socket = source.socketIndex
+                state.sessions[receiver]?.address = source.target.address
+                state.sessions[receiver]?.addressLength = source.target.addressLength
+                if source.target.localAddress.ss_family != 0 { state.sessions[receiver]?.localAddress = source.target.localAddress }
+            }
+            if state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] != receiver {
+                // First authentic packet on this session: it now carries its uplink (a rekey retires the old one).
+                let previous = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue]
+                state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] = receiver
+                if let previous, let replaced = state.sessions[receiver]?.replaces, previous == replaced {
+                    state.removeSession(replaced, now: now)
+                }
+                state.sessions[receiver]?.replaces = nil
+                if state.tunnels[tunnelID]?.engine.uplinkIDs.contains(uplink) == false {
+                    try? state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
                 }
             }
-            batch.withLocalAddress(index) { local in
-                if local.pointee.ss_family != 0 { session.localAddress = local.pointee }
-            }
-            session.socket = socketIndex
-            if let replaced = session.replaces {
-                // The rekeyed session is confirmed: retire the one it replaces.
-                session.replaces = nil
-                state.removeSession(replaced)
-            }
-            state.sessions[receiver] = session
+            let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {
             case .data:
-                let packet = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
-                guard var tunnel = state.tunnels[session.tunnelID], state.isSourceAllowed(packet, tunnel: tunnel) else {
+                guard let tunnel = state.tunnels[tunnelID], state.isSourceAllowed(body, tunnel: tunnel) else {
                     state.droppedSpoofed &+= 1
                     return
                 }
-                tunnel.receivedPackets &+= 1
-                state.tunnels[session.tunnelID] = tunnel
-                pendingData.append((index, session.tunnelID, frame.tunnelSequence, frame.body))
+                state.tunnels[tunnelID]?.receivedPackets &+= 1
+                let pool = pool(for: tunnelID)
+                guard let stored = pool.store(body),
+                      let verdict = state.tunnels[tunnelID]?.engine.receive(stored, sequence: frame.tunnelSequence, uplink: uplink,
+                                                                            counter: frame.counter, bytes: datagram.count, now: now)
+                else { return }
+                switch verdict {
+                case .deliverNow: deliveries.append((tunnelID, stored))
+                case .buffered: break
+                case .duplicate, .stale, .overflow: pool.release(stored)
+                }
+                while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
             case .probe:
-                guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: UnsafeRawBufferPointer(rebasing: datagram[frame.body])),
-                      let length = try? session.transport.seal(.probeReply(probe), in: reply.slot(0), now: now) else { return }
-                state.sessions[receiver] = session
-                sendReply(length: length, session: &session, socket: socket)
+                guard case .probe(let probe)? = try? ControlFrame.parse(type: .probe, body: body) else { return }
+                state.tunnels[tunnelID]?.engine.handle(.probeReceived(uplink, senderTimestamp: probe.timestamp, at: now))
+                sendControl(.probeReply(probe), session: receiver, now: now, state: &state)
+            case .probeReply:
+                guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
+                state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+            case .feedback:
+                guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
+                state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(
+                    highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
+                    receivedBytes: report.receivedBytes), at: now))
             case .close:
-                state.removeSession(receiver)
-            case .keepalive, .probeReply, .feedback:
+                state.removeSession(receiver, now: now)
+            case .keepalive:
                 break
             }
         case .handshakeResponse, .cookieReply, .versionMismatch, .invalid:
@@ -145,76 +240,142 @@ final class ServerNetworkPump: @unchecked Sendable {
         }
     }
 
-    private func handshake(index: Int, socketIndex: Int, socket: UDPSocket, now: Nanoseconds, state: inout ServerState) {
-        let datagram = Array(batch.received(index))
-        let source = batch.endpoint(index) ?? IPEndpoint(address: .v4(0), port: 0)
-        var target = ReplyTarget()
-        batch.withAddress(index) { address, length in
-            target.address = address.pointee
-            target.addressLength = length
-        }
-        batch.withLocalAddress(index) { target.localAddress = $0.pointee }
-        switch state.responder.handleInitiation(datagram, from: source, now: now) {
-        case .accept(let accepted):
-            if case .created(let replaced) = accepted.event {
-                if let replaced { state.removeTunnel(replaced) }
-                // A create also replaces whatever else this identity had (its client restarted).
-                for (id, tunnel) in state.tunnels where tunnel.key == accepted.client { state.removeTunnel(id) }
-                state.addTunnel(ServerClientTunnel(tunnelID: accepted.tunnel.tunnelID, key: accepted.client,
-                                                   addresses: TunnelAddresses(ipv4: accepted.tunnel.ipv4, ipv6: accepted.tunnel.ipv6)))
-                server.logger.info("client \(accepted.client) connected from \(source) (tunnel \(TunnelAddresses(ipv4: accepted.tunnel.ipv4, ipv6: accepted.tunnel.ipv6)))")
+    /// The engines' duties: probes and feedback on the session carrying each uplink; in-order releases.
+    private func runDuties(now: Nanoseconds) {
+        server.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            for tunnelID in state.tunnels.keys {
+                while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
+                var budget = 64
+                while budget > 0, let duty = state.tunnels[tunnelID]?.engine.nextDuty(now: now) {
+                    budget -= 1
+                    switch duty {
+                    case .sendProbe(let uplink, let probeID, let timestamp):
+                        guard let session = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] else { continue }
+                        sendControl(.probe(ProbeBody(id: UInt64(probeID), timestamp: timestamp)), session: session, now: now, state: &state)
+                    case .sendFeedback(let uplink, let report):
+                        guard let session = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] else { continue }
+                        let body = FeedbackBody(receivedPackets: report.receivedPackets, receivedBytes: report.receivedBytes,
+                                                highestCounter: report.highestCounter, reportedAt: now)
+                        sendControl(.feedback(body), session: session, now: now, state: &state)
+                    case .stateChanged(let uplink, let from, let to):
+                        server.logger.debug("tunnel \(String(tunnelID, radix: 16)) \(uplink): \(from.rawValue) -> \(to.rawValue)")
+                    case .resend, .requestResend:
+                        continue  // no retransmit store yet (docs/DATAPLANE.md)
+                    }
+                }
             }
-            guard state.tunnels[accepted.tunnel.tunnelID] != nil else { return }
+        }
+        writeDeliveries()
+    }
+
+    private func handshake(_ bytes: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,
+                           state: inout ServerState) {
+        let datagram = Array(bytes)
+        // The peer's address (for the cookie and the per-source rate limit); a fallback connection is its own source.
+        let peer: AnyHashable = source.connection.map { AnyHashable("tcp#\($0)") }
+            ?? AnyHashable(withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) })
+        let peerText = source.connection.map { "TCP fallback connection #\($0)" }
+            ?? withUnsafePointer(to: &source.target.address) { SocketAddress.read($0)?.description ?? "?" }
+        switch state.responder.handleInitiation(datagram, from: peer, now: now) {
+        case .accept(let accepted):
+            let tunnelID = accepted.tunnel.tunnelID
+            if case .created(let replaced) = accepted.event {
+                if let replaced { removeTunnel(replaced, state: &state) }
+                // A create also replaces whatever else this identity had (its client restarted).
+                for (id, tunnel) in state.tunnels where tunnel.key == accepted.client { removeTunnel(id, state: &state) }
+                // The configuration gave every client an IPv4 address (ServerTunnelConfiguration.clients).
+                guard let ipv4 = accepted.tunnel.ipv4,
+                      let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
+                let addresses = TunnelAddresses(ipv4: ipv4, ipv6: accepted.tunnel.ipv6)
+                state.addTunnel(ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine))
+                server.logger.info("client \(accepted.client) connected from \(peerText) (tunnel \(addresses))")
+            }
+            guard state.tunnels[tunnelID] != nil else { return }
+            // A rekey keeps its uplink's identity; a new uplink gets a new one.
+            let uplink: UplinkID
+            if let replaced = accepted.replacesSessionIndex, let old = state.sessions[replaced], old.tunnelID == tunnelID {
+                uplink = old.uplink
+            } else {
+                state.nextUplinkID &+= 1
+                uplink = UplinkID(state.nextUplinkID)
+            }
             let localIndex = accepted.session.localIndex
             state.sessions[localIndex] = ServerSession(
-                tunnelID: accepted.tunnel.tunnelID, transport: accepted.session, replaces: accepted.replacesSessionIndex,
-                socket: socketIndex, address: target.address, addressLength: target.addressLength,
-                localAddress: target.localAddress, lastReceive: now)
-            state.tunnels[accepted.tunnel.tunnelID]?.sessions.append(localIndex)
-            sendBytes(accepted.reply, to: &target, socket: socket)
+                tunnelID: tunnelID, uplink: uplink, transport: accepted.session, replaces: accepted.replacesSessionIndex,
+                socket: source.socketIndex, address: source.target.address, addressLength: source.target.addressLength,
+                localAddress: source.target.localAddress, lastReceive: now, connection: source.connection)
+            state.tunnels[tunnelID]?.sessions.append(localIndex)
+            sendBytes(accepted.reply, to: &source, state: &state)
         case .challenge(let cookieReply):
-            sendBytes(cookieReply, to: &target, socket: socket)
+            sendBytes(cookieReply, to: &source, state: &state)
         case .reject(let error, let reply):
             state.rejectedHandshakes &+= 1
             if state.rejectedHandshakes & 0xff == 1 {
-                server.logger.info("rejected a handshake from \(source): \(error)")
+                server.logger.info("rejected a handshake from \(peerText): \(error)")
             }
-            if let reply { sendBytes(reply, to: &target, socket: socket) }
+            if let reply { sendBytes(reply, to: &source, state: &state) }
         }
     }
 
-    private func sendBytes(_ bytes: [UInt8], to target: inout ReplyTarget, socket: UDPSocket) {
+    private func removeTunnel(_ tunnelID: UInt64, state: inout ServerState) {
+        state.removeTunnel(tunnelID)
+        pools[tunnelID] = nil
+        deliveries.removeAll { $0.0 == tunnelID }
+    }
+
+    /// Seals a control frame with session `index` in place and sends it to the session's endpoint.
+    private func sendControl(_ frame: ControlFrame, session index: UInt32, now: Nanoseconds, state: inout ServerState) {
+        guard let socketIndex = state.sessions[index]?.socket, socketIndex < sockets.count,
+              let length = try? state.sessions[index]?.transport.seal(frame, in: reply.slot(0), now: now) else { return }
+        if let connection = state.sessions[index]?.connection {
+            state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: reply.slot(0)[0..<length]))
+            return
+        }
+        state.sessions[index]?.withReplyTarget { address, addressLength, local in
+            reply.prepareSend(0, length: length, address: address, addressLength: addressLength, localAddress: local)
+        }
+        reply.count = 1
+        sockets[socketIndex].send(reply)
+    }
+
+    /// Sends handshake-layer bytes back the way `source` came (UDP from the address it talked to, or its connection).
+    private func sendBytes(_ bytes: [UInt8], to source: inout DatagramSource, state: inout ServerState) {
+        if let connection = source.connection {
+            bytes.withUnsafeBytes { _ = state.connections[connection]?.send($0) }
+            return
+        }
         let slot = reply.slot(0)
-        guard bytes.count <= slot.count else { return }
+        guard bytes.count <= slot.count, source.socketIndex < sockets.count else { return }
         bytes.withUnsafeBytes { slot.copyMemory(from: $0) }
-        sendReply(length: bytes.count, to: &target, socket: socket)
-    }
-
-    private func sendReply(length: Int, session: inout ServerSession, socket: UDPSocket) {
-        var target = ReplyTarget(address: session.address, addressLength: session.addressLength, localAddress: session.localAddress)
-        sendReply(length: length, to: &target, socket: socket)
-    }
-
-    private func sendReply(length: Int, to target: inout ReplyTarget, socket: UDPSocket) {
-        withUnsafePointer(to: &target.address) { address in
-            withUnsafePointer(to: &target.localAddress) { local in
-                reply.prepareSend(0, length: length, address: address, addressLength: target.addressLength,
+        withUnsafePointer(to: &source.target.address) { address in
+            withUnsafePointer(to: &source.target.localAddress) { local in
+                reply.prepareSend(0, length: bytes.count, address: address, addressLength: source.target.addressLength,
                                   localAddress: local.pointee.ss_family == 0 ? nil : local)
             }
         }
         reply.count = 1
-        socket.send(reply)
+        sockets[source.socketIndex].send(reply)
     }
 
     private func expireSessions(now: Nanoseconds) {
         let timeout = server.configuration.sessionTimeout.nanoseconds
         server.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
             let expired = state.sessions.filter { now &- $0.value.lastReceive >= timeout || $0.value.transport.isExpired(now: now) }
-            for index in expired.keys { state.removeSession(index) }
-            // Forget reorder state of tunnels that are gone.
-            for tunnelID in reorders.keys where state.tunnels[tunnelID] == nil { reorders[tunnelID] = nil }
+            for index in expired.keys { state.removeSession(index, now: now) }
+            for tunnelID in pools.keys where state.tunnels[tunnelID] == nil { pools[tunnelID] = nil }
         }
     }
+}
+
+/// Where a received datagram came from: a UDP socket and peer address, or a TCP fallback connection.
+struct DatagramSource {
+    var socketIndex: Int
+    var connection: UInt32? = nil
+    var target = ReplyTarget()
 }
 
 /// Where a reply goes: the peer's address and the local address it talked to.

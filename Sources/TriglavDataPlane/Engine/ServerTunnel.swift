@@ -7,6 +7,7 @@ import Logging
 import Synchronization
 import TriglavCore
 import TriglavCrypto
+import TriglavMultipath
 import TriglavProtocol
 
 /// Everything a server tunnel needs to run.
@@ -23,13 +24,19 @@ public struct ServerTunnelConfiguration: Sendable {
     public var mtu: Int = MAX_PAYLOAD
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
+    /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
+    public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
     public var configureNetwork = true
-    /// A client uplink that was silent this long no longer gets packets (its client probes much more often).
-    public var uplinkTimeout: Duration = .milliseconds(1200)
     /// A session silent this long is forgotten.
     public var sessionTimeout: Duration = .seconds(120)
-    public var reorderHold: Duration = .milliseconds(30)
+    /// Multipath settings of every client tunnel (the server schedules the download direction). The
+    /// reorder buffer is smaller than a client's: the server holds one per client.
+    public var multipath: MultipathConfiguration = {
+        var configuration = ClientTunnelConfiguration.defaultMultipath
+        configuration.reorderCapacity = 512
+        return configuration
+    }()
 
     public init(identity: IdentityKey, tunnelInterface: InterfaceName, tunnelAddresses: [IPPrefix],
                 clients: [IdentityPublicKey: TunnelAddresses]) {
@@ -84,14 +91,26 @@ public final class ServerTunnel: Sendable {
         } else {
             try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: false)
         }
+        var listeners: [TCPListener] = []
+        if configuration.tcpFallback {
+            for (index, endpoint) in configuration.listen.enumerated() {
+                // Port 0 means "any": use the port the UDP socket got, so both transports share it.
+                let port = endpoint.port != 0 ? endpoint.port : try sockets[index].localEndpoint().port
+                listeners.append(try TCPListener(endpoint: IPEndpoint(address: endpoint.address, port: port),
+                                                 label: "TCP listener \(endpoint.address):\(port)"))
+            }
+        }
         for (index, socket) in sockets.enumerated() { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(index)) }
+        for (index, listener) in listeners.enumerated() {
+            try networkPoller.add(fd: listener.descriptor.raw, token: ServerNetworkPump.listenerTokenBase + UInt64(index))
+        }
         try tunPoller.add(fd: tun.descriptor.raw, token: 0)
         state.withLock { state in
             state.sockets = sockets
             state.tun = tun
         }
         let tunPump = ServerTunPump(server: self, tun: tun, socketCount: sockets.count)
-        let networkPump = ServerNetworkPump(server: self, tun: tun, sockets: sockets)
+        let networkPump = ServerNetworkPump(server: self, tun: tun, sockets: sockets, listeners: listeners)
         let tunThread = PumpThread(name: "triglav-srv-tun", wake: { [tunPoller] in tunPoller.wake() }) { tunPump.iterate() }
         let networkThread = PumpThread(name: "triglav-srv-net", wake: { [networkPoller] in networkPoller.wake() }) {
             networkPump.iterate()
@@ -107,10 +126,11 @@ public final class ServerTunnel: Sendable {
             return threads
         }
         for thread in running { thread.stop() }
-        let (tun, sockets) = state.withLock { state in
-            defer { state.tun = nil; state.sockets = []; state.sessions = [:] }
-            return (state.tun, state.sockets)
+        let (tun, sockets, connections) = state.withLock { state in
+            defer { state.tun = nil; state.sockets = []; state.sessions = [:]; state.connections = [:] }
+            return (state.tun, state.sockets, Array(state.connections.values))
         }
+        for connection in connections { connection.close() }
         if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
         tun?.close()
         for socket in sockets { socket.close() }
@@ -148,6 +168,8 @@ public final class ServerTunnel: Sendable {
 /// One client uplink's session on the server.
 struct ServerSession {
     let tunnelID: UInt64
+    /// The client uplink this session serves (kept across rekeys), as the tunnel's multipath engine knows it.
+    let uplink: UplinkID
     var transport: TransportSession
     /// The session this one rekeys; retired when this one is confirmed.
     var replaces: UInt32?
@@ -157,6 +179,8 @@ struct ServerSession {
     /// The server address the client sent to, so replies leave from it.
     var localAddress: sockaddr_storage
     var lastReceive: Nanoseconds
+    /// The TCP fallback connection the session's last packet came on; nil for UDP.
+    var connection: UInt32? = nil
 }
 
 /// One client's tunnel on the server: its sessions (one or more per client uplink) and addresses.
@@ -165,6 +189,10 @@ struct ServerClientTunnel {
     let key: IdentityPublicKey
     let addresses: TunnelAddresses
     var sessions: [UInt32] = []
+    /// Scheduler, uplink quality and reorder buffer of this client's tunnel.
+    var engine: MultipathEngine<Int>
+    /// The confirmed session that currently carries each uplink (engine uplink raw value → session index).
+    var uplinkSessions: [UInt32: UInt32] = [:]
     var transmitSequence: UInt32 = 0
     var cursor = 0
     var receivedPackets: UInt64 = 0
@@ -178,10 +206,14 @@ struct ServerState: @unchecked Sendable {
     var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
     var sockets: [UDPSocket] = []
+    /// TCP fallback connections by ID; `send` on them only under this lock.
+    var connections: [UInt32: TCPConnection] = [:]
     var tun: TunDevice?
     var rejectedHandshakes: UInt64 = 0
     var droppedUnknownDestination: UInt64 = 0
     var droppedSpoofed: UInt64 = 0
+    var nextUplinkID: UInt32 = 0
+    var clock = EngineClock()
 
     /// Tunnel owning the destination of `packet`.
     func tunnel(forDestinationOf packet: UnsafeRawBufferPointer) -> UInt64? {
@@ -193,7 +225,7 @@ struct ServerState: @unchecked Sendable {
     /// Whether `packet`'s inner source is one of the tunnel's addresses (anti-spoofing).
     func isSourceAllowed(_ packet: UnsafeRawBufferPointer, tunnel: ServerClientTunnel) -> Bool {
         if let v4 = PacketClassifier.ipv4Source(packet) {
-            if case .v4(let assigned)? = tunnel.addresses.ipv4?.address { return v4 == assigned }
+            if case .v4(let assigned) = tunnel.addresses.ipv4.address { return v4 == assigned }
             return false
         }
         if let v6 = PacketClassifier.ipv6Source(packet) { return tunnel.addresses.ipv6?.address == v6 }
@@ -202,7 +234,7 @@ struct ServerState: @unchecked Sendable {
 
     mutating func addTunnel(_ tunnel: ServerClientTunnel) {
         tunnels[tunnel.tunnelID] = tunnel
-        if case .v4(let value)? = tunnel.addresses.ipv4?.address { byIPv4[value] = tunnel.tunnelID }
+        if case .v4(let value) = tunnel.addresses.ipv4.address { byIPv4[value] = tunnel.tunnelID }
         if let ipv6 = tunnel.addresses.ipv6 { byIPv6[ipv6.address] = tunnel.tunnelID }
     }
 
@@ -213,14 +245,19 @@ struct ServerState: @unchecked Sendable {
             sessions.removeValue(forKey: index)
             responder.sessionEnded(localIndex: index)
         }
-        if case .v4(let value)? = tunnel.addresses.ipv4?.address, byIPv4[value] == tunnelID { byIPv4[value] = nil }
+        if case .v4(let value) = tunnel.addresses.ipv4.address, byIPv4[value] == tunnelID { byIPv4[value] = nil }
         if let ipv6 = tunnel.addresses.ipv6, byIPv6[ipv6.address] == tunnelID { byIPv6[ipv6.address] = nil }
         responder.removeTunnel(tunnelID)
     }
 
-    mutating func removeSession(_ index: UInt32) {
+    /// Removes a session; its uplink leaves the multipath engine unless another session carries it now.
+    mutating func removeSession(_ index: UInt32, now: UInt64) {
         guard let session = sessions.removeValue(forKey: index) else { return }
         tunnels[session.tunnelID]?.sessions.removeAll { $0 == index }
+        if tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] == index {
+            tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] = nil
+            try? tunnels[session.tunnelID]?.engine.removeUplink(session.uplink, now: now)
+        }
         responder.sessionEnded(localIndex: index)
     }
 }
@@ -266,57 +303,60 @@ final class ServerTunPump: @unchecked Sendable {
 
     private func dispatch(_ count: Int) {
         let now = monotonicNow()
-        let liveAfter = now &- server.configuration.uplinkTimeout.nanoseconds
         server.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
             if sockets.count != state.sockets.count { sockets = state.sockets }
             for index in 0..<count {
                 let length = stagingLengths[index]
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
-                guard let tunnelID = state.tunnel(forDestinationOf: packet), var tunnel = state.tunnels[tunnelID],
-                      !tunnel.sessions.isEmpty else {
+                // Tunnels are mutated in place (`?.`): a copy would copy the engine and the sessions' windows.
+                guard let tunnelID = state.tunnel(forDestinationOf: packet),
+                      let selection = state.tunnels[tunnelID]?.engine.schedule(
+                        packetLength: length + WireLayout.transportOverhead, flowKey: FlowKey(packet: packet), now: now),
+                      !selection.isEmpty, let sequence = state.tunnels[tunnelID]?.transmitSequence else {
                     state.droppedUnknownDestination &+= 1
                     continue
                 }
-                // Round robin over the tunnel's confirmed live sessions; if none is live, any confirmed one.
-                var chosen: UInt32?
-                var fallback: UInt32?
-                for _ in 0..<tunnel.sessions.count {
-                    tunnel.cursor = tunnel.cursor &+ 1
-                    let candidate = tunnel.sessions[tunnel.cursor % tunnel.sessions.count]
-                    guard let session = state.sessions[candidate], session.transport.isConfirmed else { continue }
-                    if session.lastReceive >= liveAfter { chosen = candidate; break }
-                    if fallback == nil { fallback = candidate }
-                }
-                guard let sessionIndex = chosen ?? fallback, var session = state.sessions[sessionIndex],
-                      session.socket < outgoing.count else {
-                    state.tunnels[tunnelID] = tunnel
-                    continue
-                }
-                let batch = outgoing[session.socket]
-                guard batch.count < batch.capacity else { state.tunnels[tunnelID] = tunnel; continue }
-                let target = batch.slot(batch.count)
-                UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
-                guard let sealed = try? session.transport.seal(.data, tunnelSequence: tunnel.transmitSequence, bodyLength: length,
-                                                               in: target, now: now) else {
-                    state.tunnels[tunnelID] = tunnel
-                    continue
-                }
-                tunnel.transmitSequence &+= 1
-                tunnel.transmittedPackets &+= 1
-                state.tunnels[tunnelID] = tunnel
-                withUnsafePointer(to: &session.address) { address in
-                    withUnsafePointer(to: &session.localAddress) { local in
-                        batch.prepareSend(batch.count, length: sealed, address: address, addressLength: session.addressLength,
-                                          localAddress: local.pointee.ss_family == 0 ? nil : local)
+                state.tunnels[tunnelID]?.transmitSequence &+= 1
+                for uplink in selection {
+                    guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
+                          let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,
+                          let counter = state.sessions[sessionIndex]?.transport.nextSendCounter else { continue }
+                    let batch = outgoing[socketIndex]
+                    guard batch.count < batch.capacity else { continue }
+                    let target = batch.slot(batch.count)
+                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                    guard let sealed = try? state.sessions[sessionIndex]?.transport.seal(
+                        .data, tunnelSequence: sequence, bodyLength: length, in: target, now: now) else { continue }
+                    if let connection = state.sessions[sessionIndex]?.connection {
+                        // TCP fallback: framed onto the client's connection; the batch slot is reused.
+                        state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+                    } else {
+                        state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
+                            batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                        }
+                        batch.count += 1
                     }
+                    state.tunnels[tunnelID]?.transmittedPackets &+= 1
+                    state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
                 }
-                batch.count += 1
-                state.sessions[sessionIndex] = session
             }
         }
         for (index, batch) in outgoing.enumerated() where batch.count > 0 {
             if index < sockets.count { sockets[index].send(batch) } else { batch.count = 0 }
+        }
+    }
+}
+
+extension ServerSession {
+    /// Calls `body` with the peer address and the local address to send from (nil when unknown).
+    mutating func withReplyTarget(_ body: (UnsafePointer<sockaddr_storage>, socklen_t, UnsafePointer<sockaddr_storage>?) -> Void) {
+        let length = addressLength
+        let hasLocal = localAddress.ss_family != 0
+        withUnsafePointer(to: &address) { peer in
+            withUnsafePointer(to: &localAddress) { local in body(peer, length, hasLocal ? local : nil) }
         }
     }
 }

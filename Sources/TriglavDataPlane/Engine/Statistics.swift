@@ -1,32 +1,33 @@
 import TriglavCore
+import TriglavMultipath
 
-/// Counters of one uplink, as a snapshot.
-public struct UplinkStatistics: Sendable, Equatable {
+/// One client uplink, as a snapshot: the data plane's counters and the multipath engine's view.
+public struct UplinkStatus: Sendable, Equatable {
     public var id: UplinkID
     public var interface: InterfaceName
     /// "connecting", "established" or "no-socket" (interface missing).
     public var state: String
+    /// "udp", or "tcp" while the uplink uses the TCP fallback.
+    public var transport: String = "udp"
     public var transmittedPackets: UInt64 = 0
     public var transmittedBytes: UInt64 = 0
     public var receivedPackets: UInt64 = 0
     public var receivedBytes: UInt64 = 0
     public var handshakes: UInt64 = 0
-    /// Smoothed round-trip time from probes, nil before the first reply.
-    public var smoothedRTT: Duration?
     public var sendErrors: UInt64 = 0
+    /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
+    public var path: TriglavMultipath.UplinkStatistics?
 }
 
 /// A snapshot of a client tunnel.
 public struct ClientTunnelStatistics: Sendable, Equatable {
     public var tunnelInterface: InterfaceName?
     public var addresses: TunnelAddresses?
-    public var scheduler: SchedulerKind
-    public var uplinks: [UplinkStatistics]
+    public var scheduler: SchedulerMode
+    public var uplinks: [UplinkStatus]
     /// Packets read from the TUN device that no uplink could carry.
     public var droppedNoUplink: UInt64
-    public var reordered: Int
-    public var gapsSkipped: Int
-    public var duplicates: Int
+    public var reorder: ReorderStatistics
 }
 
 /// A snapshot of a server tunnel.

@@ -2,18 +2,18 @@ import TriglavCore
 
 /// What the server gives a client's tunnel: its inner addresses. Carried in the handshake response.
 public struct TunnelAddresses: Hashable, Sendable, CustomStringConvertible {
-    /// The client's IPv4 address and the tunnel subnet's prefix length, e.g. 10.77.0.2/24; nil for an
-    /// IPv6-only tunnel (full-tunnel then blackholes IPv4).
-    public var ipv4: IPPrefix?
+    /// The client's IPv4 address and the tunnel subnet's prefix length, e.g. 10.77.0.2/24. Always present:
+    /// IPv6-only tunnels (which the protocol can express) are not supported by this data plane yet.
+    public var ipv4: IPPrefix
     /// The client's IPv6 address, or nil when the server offers none (full-tunnel then blocks IPv6).
     public var ipv6: IPPrefix?
 
-    public init(ipv4: IPPrefix?, ipv6: IPPrefix? = nil) {
+    public init(ipv4: IPPrefix, ipv6: IPPrefix? = nil) {
         self.ipv4 = ipv4
         self.ipv6 = ipv6
     }
 
-    public var description: String { [ipv4, ipv6].compactMap { $0?.description }.joined(separator: ", ") }
+    public var description: String { ipv6.map { "\(ipv4), \($0)" } ?? "\(ipv4)" }
 }
 
 /// Monotonic time in nanoseconds; the engine's only clock, so tests of logic can inject their own.
@@ -47,4 +47,15 @@ func wallClockNow() -> UInt64 {
     var spec = timespec()
     clock_gettime(CLOCK_REALTIME, &spec)
     return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+}
+
+/// A clock that never goes backwards. Two pump threads read the monotonic clock before taking the lock,
+/// so their readings can reach the lock out of order; the multipath engine needs non-decreasing time.
+struct EngineClock {
+    private(set) var now: UInt64 = 0
+
+    mutating func advance(to reading: UInt64) -> UInt64 {
+        now = max(now, reading)
+        return now
+    }
 }

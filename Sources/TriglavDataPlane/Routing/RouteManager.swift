@@ -64,6 +64,12 @@ final class RouteManager: Sendable {
         try removeRulesAndTable(table: table)
     }
 
+    /// The interface's MTU, nil when it doesn't exist (or netlink is unavailable).
+    func interfaceMTU(_ interface: InterfaceName) -> Int? {
+        guard let socket = try? netlink(), let link = try? socket.link(named: interface.rawValue) else { return nil }
+        return Int(link.mtu)
+    }
+
     func bringUp(_ interface: InterfaceName) throws(TriglavDataPlaneError) {
         let socket = try netlink()
         let index = try interfaceIndex(interface, socket)
@@ -79,7 +85,7 @@ final class RouteManager: Sendable {
         try apply("flush addresses of \(tun)") { () throws(NetlinkError) in
             _ = try socket.deleteAddresses(interfaceIndex: index) { $0.scope == Scope.universe }
         }
-        for address in [assignment.ipv4, assignment.ipv6].compactMap({ $0 }) {
+        for address in [assignment.ipv4] + (assignment.ipv6.map { [$0] } ?? []) {
             // nodad: a tentative IPv6 address can't be used as a source for a second or more.
             try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
@@ -90,14 +96,14 @@ final class RouteManager: Sendable {
         case .none:
             break
         case .split(let prefixes):
-            for prefix in prefixes where prefix.address.isIPv4 ? assignment.ipv4 != nil : assignment.ipv6 != nil {
+            for prefix in prefixes where prefix.address.isIPv4 || assignment.ipv6 != nil {
                 try apply("route \(prefix) via \(tun)") { () throws(NetlinkError) in
                     try socket.addRoute(Route(destination: prefix, outputInterface: index), replace: true)
                 }
             }
         case .fullTunnel:
             for family in [AddressFamily.ipv4, .ipv6] {
-                let carried = family == .ipv4 ? assignment.ipv4 != nil : assignment.ipv6 != nil
+                let carried = family == .ipv4 || assignment.ipv6 != nil
                 let any = family == .ipv4 ? IPAddress.v4(0) : IPAddress.v6(high: 0, low: 0)
                 guard let everything = try? IPPrefix(address: any, length: 0) else { continue }
                 // A family the server doesn't carry is blackholed, not sent around the tunnel.

@@ -28,8 +28,8 @@ public struct LinkShaper: ~Copyable {
     /// Packets admitted whose serialization hasn't finished: the queue the limit applies to.
     private var backlog: BacklogRing
 
-    /// Largest number of packets a byte-limited queue tracks (a 64 KiB frame-free queue of
-    /// minimum-size packets needs far fewer).
+    /// Most packets a byte-limited queue holds (1 MiB of minimum-size packets fits); a larger byte
+    /// limit of tiny packets also drops at this count.
     private static let maximumTrackedPackets = 1 << 16
     /// Smallest IP packet, used to bound how many packets a byte limit can hold.
     private static let minimumPacketBytes = 20

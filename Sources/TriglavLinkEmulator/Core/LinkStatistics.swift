@@ -1,6 +1,6 @@
 /// Counters of one direction of an emulated link. Plain values; the owner publishes snapshots.
 public struct LinkStatistics: Equatable, Sendable {
-    /// Packets offered to the link (after the I/O layer's own drops, see below).
+    /// Packets offered to the link (frames the I/O layer dropped itself, e.g. oversize, are not).
     public var offeredPackets: UInt64 = 0
     public var offeredBytes: UInt64 = 0
     /// Dropped at random (the configured loss).

@@ -1,5 +1,8 @@
 internal import CTriglavShims
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What one direction of the bridge has done so far. Snapshot value.
 public struct DirectionCounters: Equatable, Sendable {
@@ -16,6 +19,8 @@ public struct DirectionCounters: Equatable, Sendable {
     /// Frames the kernel refused to send (interface down, no buffer space), dropped.
     public var transmitErrors: UInt64 = 0
     public var lastTransmitErrno: Int32 = 0
+    /// Times the receiving interface went down under the socket (not fatal).
+    public var receiveInterruptions: UInt64 = 0
 
     public init() {}
 }
@@ -175,6 +180,11 @@ final class DirectionPump: @unchecked Sendable {
         }
         for index in accepted..<count { releaseSlot(batchSlots[index]) }
         local.link = shaper.statistics
+        if received == -ENETDOWN {
+            // The interface was set down; the socket is bound again when it comes back up.
+            local.receiveInterruptions += 1
+            return true
+        }
         if received < 0 {
             fail(.systemCall("recvmmsg", interface: receiver.interfaceName, errno: -received))
             return false

@@ -24,6 +24,7 @@ enum Frame {
     case probeReply(id: UInt32)
     case feedback(FeedbackReport)
     case resendRequest(first: UInt32, count: UInt32)
+    case resendDeclined(first: UInt32, count: UInt32)
 }
 
 /// Wire size of every control frame (probe, reply, feedback, resend request) including outer headers.
@@ -86,7 +87,9 @@ final class TunnelNode {
     }
     private var pumpQueued = false
 
-    private func transmit(sequence: UInt32, packet: InnerPacket) {
+    /// Returns false when no uplink took the packet.
+    @discardableResult
+    private func transmit(sequence: UInt32, packet: InnerPacket) -> Bool {
         let slot = Int(sequence & 0xffff)
         let previous = storeSequences[slot] == sequence ? storeUplinks[slot] : nil
         let wireBytes = packet.bytes + WireOverhead.total
@@ -95,7 +98,7 @@ final class TunnelNode {
             let id = ids[roundRobinNext % ids.count]
             roundRobinNext += 1
             sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes)
-            return
+            return true
         }
         let selection = packet.isResend
             ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now)
@@ -103,14 +106,14 @@ final class TunnelNode {
         storeUplinks[slot] = selection.first
         if selection.isEmpty { unscheduled += 1 }
         for id in selection { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+        return !selection.isEmpty
     }
 
-    var watch: Int? = nil
-    var debugFeedback = false
     var logArrivals = false
+    /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
+    var bypassReorderForAcks = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
     private func sendData(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
-        if case .segment(let s) = packet.kind, s == watch { print("\(now) \(name) send seg \(s) seq \(sequence) on \(id)") }
         let counter = counters[id, default: 0] + 1
         counters[id] = counter
         engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: wireBytes, at: now))
@@ -128,21 +131,24 @@ final class TunnelNode {
             case .sendProbe(let id, let probeID, let timestamp):
                 network.send(from: self, on: id, frame: .probe(id: probeID, timestamp: timestamp), bytes: controlFrameBytes)
             case .sendFeedback(let id, let report):
-                if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FBSEND \(now/1000) \(report)") }
                 network.send(from: self, on: id, frame: .feedback(report), bytes: controlFrameBytes)
             case .requestResend(let first, let count):
-                if watch != nil { print("\(now) \(name) NACK \(first) +\(count)") }
                 let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
                 if let id = selection.first {
                     network.send(from: self, on: id, frame: .resendRequest(first: first, count: count), bytes: controlFrameBytes)
                 }
             case .resend(let sequence):
-                if watch != nil { print("\(now) \(name) resend \(sequence) stored=\(storeSequences[Int(sequence & 0xffff)])") }
                 let slot = Int(sequence & 0xffff)
                 if storeSequences[slot] == sequence, var packet = store[slot] {
                     packet.isResend = true
-                    resendsPerformed += 1
-                    transmit(sequence: sequence, packet: packet)
+                    if transmit(sequence: sequence, packet: packet) {
+                        resendsPerformed += 1
+                        continue
+                    }
+                }
+                let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
+                if let id = selection.first {
+                    network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
                 }
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
@@ -165,8 +171,10 @@ final class TunnelNode {
         switch frame {
         case .data(let sequence, let counter, let packet):
             if logArrivals { arrivalLog.append((sequence, now, id, packet.isResend)) }
-            if case .segment(let s) = packet.kind, s == watch { print("\(now) \(name) recv seg \(s) seq \(sequence) on \(id) head=\(engine.reorderHeadForDebug)") }
-            if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now) == .deliverNow {
+            var ordered = true
+            if case .ack = packet.kind { ordered = !bypassReorderForAcks }
+            if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now,
+                              ordered: ordered) == .deliverNow {
                 deliver(packet)
             }
         case .probe(let probeID, let timestamp):
@@ -175,10 +183,10 @@ final class TunnelNode {
         case .probeReply(let probeID):
             engine.handle(.probeReplied(id, probeID: probeID, at: now))
         case .feedback(let report):
-            if debugFeedback, id == UplinkID(1), now > 700_000_000, now < 870_000_000 { print("FB \(now/1000) \(report)") }
             engine.handle(.feedbackReceived(id, report, at: now))
+        case .resendDeclined(let first, let count):
+            engine.handle(.resendDeclined(firstSequence: first, count: count, at: now))
         case .resendRequest(let first, let count):
-            if watch != nil { print("\(now) \(name) got NACK \(first) +\(count)") }
             engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
         }
         pump()

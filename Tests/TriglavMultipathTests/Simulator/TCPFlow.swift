@@ -172,8 +172,11 @@ final class TCPFlow {
                 cwnd = ssthresh
                 inRecovery = true
                 recover = sndNxt
-                holeCursor = sndUna
+                holeCursor = sndUna + 1
                 retransmittedInEpisode.removeAll()
+                // Fast retransmit: the first hole goes out at once, whatever the pipe (RFC 5681 §3.2).
+                retransmittedInEpisode.insert(sndUna)
+                transmit(sndUna, retransmission: true)
             }
         }
         trySend()

@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+import TriglavControlAPI
+import TriglavDBus
+@testable import TriglavDaemon
+
+@Suite("org.triglav contract (dbus/org.triglav.xml)")
+struct BusContractTests {
+    static func contract() throws -> Set<ContractMember> {
+        Contract.members(fromXML: try String(contentsOfFile: BusTestPaths.contractXML, encoding: .utf8))
+    }
+
+    @Test func contractFileDescribesAllFourInterfaces() throws {
+        let members = try Self.contract()
+        #expect(Set(members.map(\.interface)) == [TriglavBus.managerInterface, TriglavBus.uplinkInterface,
+                                                  TriglavBus.serverInterface, TriglavBus.clientInterface])
+        #expect(members.contains(ContractMember(interface: TriglavBus.managerInterface, name: "AddUplink", kind: "method",
+                                                signature: "sa{sv}", result: "o", writable: false)))
+        #expect(members.count > 40)
+    }
+
+    @Test func adaptorInterfacesEqualTheContract() throws {
+        let generated = DBusIntrospection.document(interfaces: TriglavBusAdaptor.interfaceShapes(), children: [])
+        let exported = Contract.members(fromXML: generated)
+        let contract = try Self.contract()
+        #expect(exported.subtracting(contract).isEmpty, "exported but not in the XML: \(exported.subtracting(contract))")
+        #expect(contract.subtracting(exported).isEmpty, "in the XML but not exported: \(contract.subtracting(exported))")
+    }
+
+    @Test func propertySpecsMatchTheContract() throws {
+        let contract = try Self.contract()
+        let records: [(String, [PropertySpec])] = [(TriglavBus.managerInterface, TriglavControlAPI.ManagerStatus.propertySpecs),
+                                                   (TriglavBus.uplinkInterface, TriglavControlAPI.UplinkStatus.propertySpecs),
+                                                   (TriglavBus.serverInterface, TriglavControlAPI.ServerStatus.propertySpecs),
+                                                   (TriglavBus.clientInterface, TriglavControlAPI.ClientStatus.propertySpecs)]
+        for (interface, specs) in records {
+            let declared = Set(contract.filter { $0.interface == interface && $0.kind == "property" }
+                .map { "\($0.name):\($0.signature):\($0.writable)" })
+            #expect(Set(specs.map { "\($0.name):\($0.signature):\($0.writable)" }) == declared, "\(interface)")
+        }
+    }
+
+    @Test func statusRecordsRoundTripThroughPropertyValues() {
+        let uplink = TriglavControlAPI.UplinkStatus(id: 0, interface: "wlan0", kind: .wifi, origin: .manual, state: .degraded, tier: .backup,
+                                  metered: true, enabled: false, rttUsec: 1, jitterUsec: 2, lossRatio: 0.5, capacityBps: 3,
+                                  txBytes: 4, rxBytes: 5, localAddress: "192.0.2.1", transport: .tcp)
+        #expect(TriglavControlAPI.UplinkStatus(propertyValues: uplink.propertyDictionary) == uplink)
+        let manager = TriglavControlAPI.ManagerStatus(state: .connecting, profile: "p", server: "s:1", tunnelInterface: "tg0",
+                                    tunnelAddresses: ["10.0.0.1/24"], scheduler: "x", txBytes: 1, rxBytes: 2, uplinks: [3, 7], version: "v")
+        #expect(TriglavControlAPI.ManagerStatus(propertyValues: manager.propertyDictionary) == manager)
+        let client = TriglavControlAPI.ClientStatus(id: 0, publicKey: "k", endpoint: "e:1", tunnelAddresses: ["a"], state: .degraded, paths: 3,
+                                  rttUsec: 4, txBytes: 5, rxBytes: 6, connectedSinceUsec: 7)
+        #expect(TriglavControlAPI.ClientStatus(propertyValues: client.propertyDictionary) == client)
+        for value in uplink.propertyValues.map(\.value) + manager.propertyValues.map(\.value) {
+            #expect(ControlValue(value.dbusValue) == value)
+        }
+    }
+
+    @Test func optionsAreValidated() throws {
+        #expect(try TriglavControlAPI.ConnectOptions(options: ["scheduler": .string("redundant"), "server": .string("vpn.example.net:7443")])
+                == TriglavControlAPI.ConnectOptions(scheduler: "redundant", server: "vpn.example.net:7443"))
+        #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["bogus": .string("x")]) }
+        #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["server": .string("no-port")]) }
+        #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["scheduler": .boolean(true)]) }
+        #expect(throws: ControlError.self) { try TriglavControlAPI.UplinkOptions(options: ["tier": .string("gold")]) }
+        #expect(try TriglavControlAPI.UplinkOptions(options: ["tier": .string("never"), "metered": .boolean(true)]) == TriglavControlAPI.UplinkOptions(tier: .never, metered: true))
+        #expect(isValidInterfaceName("wlp3s0") && !isValidInterfaceName("") && !isValidInterfaceName("a/b")
+                && !isValidInterfaceName("sixteen-chars-xx"))
+        #expect(ControlError.allNames.allSatisfy { ControlError(busName: $0, message: "m")?.busName == $0 })
+    }
+}

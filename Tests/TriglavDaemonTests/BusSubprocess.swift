@@ -1,0 +1,190 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Output of a finished child process.
+struct CommandResult: Sendable, CustomStringConvertible {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
+}
+
+enum SubprocessError: Error, CustomStringConvertible {
+    case spawnFailed([String], Int32)
+    var description: String {
+        switch self { case .spawnFailed(let argv, let code): return "cannot run \(argv.joined(separator: " ")): error \(code)" }
+    }
+}
+
+/// Runs `argv` (PATH is searched) and collects its output; kills it after `timeout`.
+/// Foundation's Process is avoided on purpose: its reaping can hang in async tests on Linux.
+func runCommand(_ argv: [String], environment: [String: String] = [:], captureOutput: Bool = true,
+                timeout: Duration = .seconds(20)) throws -> CommandResult {
+    var outPipe: [Int32] = [-1, -1]
+    var errPipe: [Int32] = [-1, -1]
+    guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw SubprocessError.spawnFailed(argv, errno) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    if captureOutput {
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    for fd in outPipe + errPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+
+    var env: [String: String] = [:]
+    var cursor = environ
+    while let entry = cursor.pointee {
+        let text = String(cString: entry)
+        if let equals = text.firstIndex(of: "=") {
+            env[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        cursor += 1
+    }
+    for (key, value) in environment { env[key] = value }
+    let envStrings = env.map { "\($0.key)=\($0.value)" }
+
+    var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    var cEnv: [UnsafeMutablePointer<CChar>?] = envStrings.map { strdup($0) } + [nil]
+    defer {
+        for pointer in cArgs { free(pointer) }
+        for pointer in cEnv { free(pointer) }
+    }
+    var pid: pid_t = 0
+    let spawned = posix_spawnp(&pid, argv[0], &actions, nil, &cArgs, &cEnv)
+    close(outPipe[1])
+    close(errPipe[1])
+    guard spawned == 0 else {
+        close(outPipe[0])
+        close(errPipe[0])
+        throw SubprocessError.spawnFailed(argv, spawned)
+    }
+    var out: [UInt8] = []
+    var err: [UInt8] = []
+    var open = [outPipe[0], errPipe[0]]
+    let deadline = ContinuousClock.now + timeout
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    var killed = false
+    while !open.isEmpty {
+        let remaining = ContinuousClock.now.duration(to: deadline)
+        if remaining <= .zero {
+            kill(pid, SIGKILL)
+            killed = true
+            break
+        }
+        var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let milliseconds = Int32(clamping: remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000 + 1)
+        if poll(&fds, nfds_t(fds.count), milliseconds) < 0 && errno != EINTR { break }
+        for descriptor in fds where descriptor.revents != 0 {
+            let count = read(descriptor.fd, &buffer, buffer.count)
+            if count > 0 {
+                if descriptor.fd == outPipe[0] { out += buffer[0..<count] } else { err += buffer[0..<count] }
+            } else {
+                open.removeAll { $0 == descriptor.fd }
+            }
+        }
+    }
+    close(outPipe[0])
+    close(errPipe[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exitCode: Int32 = killed ? -9 : ((status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+    return CommandResult(status: exitCode, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+}
+
+/// A child process running in the background with its output in files; `stop()` ends it
+/// (SIGTERM, then SIGKILL after 2 s) and reaps it.
+final class BackgroundProcess: @unchecked Sendable {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    private var stopped = false
+
+    init(_ argv: [String], outputPrefix: String, environment: [String: String] = [:]) throws {
+        stdoutPath = outputPrefix + ".out"
+        stderrPath = outputPrefix + ".err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var env: [String] = []
+        var cursor = environ
+        while let entry = cursor.pointee {
+            env.append(String(cString: entry))
+            cursor += 1
+        }
+        env += environment.map { "\($0.key)=\($0.value)" }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cEnv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer {
+            for pointer in cArgs { free(pointer) }
+            for pointer in cEnv { free(pointer) }
+        }
+        var child: pid_t = 0
+        let result = posix_spawnp(&child, argv[0], &actions, nil, &cArgs, &cEnv)
+        guard result == 0 else { throw SubprocessError.spawnFailed(argv, result) }
+        pid = child
+    }
+
+    var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var errorOutput: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits (bounded) until stdout contains `text`.
+    func waitForOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if output.contains(text) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return output.contains(text)
+    }
+
+    /// Waits (bounded) until stderr contains `text`.
+    func waitForErrorOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if errorOutput.contains(text) { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return errorOutput.contains(text)
+    }
+
+    /// Exit status once it has exited by itself within `timeout`, else nil (still running).
+    func waitForExit(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                stopped = true
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    func signal(_ number: Int32) { if !stopped { kill(pid, number) } }
+
+    func stop() {
+        guard !stopped else { return }
+        stopped = true
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<200 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+
+    deinit { stop() }
+}
