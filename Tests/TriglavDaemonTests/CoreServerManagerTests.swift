@@ -32,7 +32,7 @@ struct CoreServerManagerTests {
         #expect(!plan.masquerade)
         let client = try #require(config.server?.clients.first)
         let assignment = try #require(plan.assignment(of: client))
-        #expect(assignment.ipv4?.description == "10.77.0.2/24")
+        #expect(assignment.ipv4.description == "10.77.0.2/24")
         #expect(assignment.ipv6?.description == "fd77::2/64")
         #expect(plan.clients.map(\.publicKey) == keys)
     }
