@@ -126,13 +126,15 @@ final class DaemonLab: @unchecked Sendable {
     // MARK: Daemons
 
     /// Starts `triglavd ARGUMENTS` in `namespace` with its own NOTIFY_SOCKET (and the lab's bus, if any).
-    func startDaemon(namespace: String, _ arguments: String, logName: String) throws -> (Process, NotifyListener) {
+    func startDaemon(namespace: String, _ arguments: String, logName: String,
+                     extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
         let listener = try NotifyListener(path: "\(directory)/\(logName).notify")
         listeners.append(listener)
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = listener.path
         environment.removeValue(forKey: "DBUS_SYSTEM_BUS_ADDRESS")
         if let busAddress { environment["DBUS_SYSTEM_BUS_ADDRESS"] = busAddress }
+        environment.merge(extraEnvironment) { _, new in new }
         let busFlag = busAddress == nil ? " --no-bus" : ""
         let process = try spawn(namespace: namespace, "\(Self.triglavd) \(arguments)\(busFlag)", logName: logName,
                                 environment: environment)
@@ -143,9 +145,10 @@ final class DaemonLab: @unchecked Sendable {
         try startDaemon(namespace: server, "--config \(directory)/server.toml", logName: "server")
     }
 
-    func startClient(connect: Bool = true, logName: String = "client") throws -> (Process, NotifyListener) {
+    func startClient(connect: Bool = true, logName: String = "client",
+                     extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
         try startDaemon(namespace: client, "--config \(directory)/client.toml --profile-dir \(directory)/profiles"
-                        + (connect ? " --connect lab" : ""), logName: logName)
+                        + (connect ? " --connect lab" : ""), logName: logName, extraEnvironment: extraEnvironment)
     }
 
     func spawn(namespace: String, _ command: String, logName: String, environment: [String: String]? = nil) throws -> Process {

@@ -16,11 +16,14 @@ struct DaemonTests {
         #expect(serverReady.contains("STATUS=Serving on 198.18.7.1:7443"), "\(serverReady)")
         #expect(try lab.exec(lab.server, "ip -o link show").contains("tgs0"))
 
-        let (client, clientNotify) = try lab.startClient()
+        // A 1 s watchdog (as WatchdogSec=1 would set): pings must follow READY=1 at half that interval.
+        let (client, clientNotify) = try lab.startClient(extraEnvironment: ["WATCHDOG_USEC": "1000000"])
         let clientReady = try clientNotify.waitFor("READY=1", timeout: 15)
         #expect(clientReady.contains("STATUS=Connecting to lab"), "\(clientReady)")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))\nserver log:\n\(lab.log("server"))")
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DaemonLab.serverTunnelAddress)")
+        let readyIndex = try #require(clientNotify.messages.firstIndex(of: clientReady))
+        try clientNotify.waitFor("WATCHDOG=1", after: readyIndex, timeout: 3)
         try lab.exec(lab.server, "ping -c3 -i0.2 -W2 \(DaemonLab.clientTunnelAddress)")
         // Both uplinks got sessions: the STATUS line says so within a few ticks.
         try clientNotify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
@@ -108,6 +111,17 @@ struct DaemonTests {
         try lab.busctl("call \(manager) Disconnect")
         #expect(try lab.busctl("get-property \(manager) State") == "s \"disconnected\"\n")
         #expect(try lab.exec(lab.client, "ip -o link show").contains("tgc0") == false)
+
+        // The unprivileged CLI drives the same daemon.
+        let cli = "\(DaemonLab.product("triglav")) --bus-address \(try #require(lab.busAddress))"
+        try lab.sh("\(cli) connect lab")
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        #expect(try waitForProperty(lab, "\(manager) State", "s \"connected\"\n"))
+        let json = try lab.sh("\(cli) status --json")
+        #expect(json.contains("\"connected\""), "\(json)")
+        #expect(json.contains("\"up1\"") && json.contains("\"up2\""), "\(json)")
+        try lab.sh("\(cli) disconnect")
+        #expect(try lab.busctl("get-property \(manager) State") == "s \"disconnected\"\n")
 
         lab.terminate(client)
         #expect(client.terminationStatus == 0, "client log:\n\(lab.log("client"))")
