@@ -44,6 +44,39 @@ struct DaemonTests {
         #expect(try lab.exec(lab.server, "ip -o link show").contains("tgs0") == false)
     }
 
+    @Test("kill -9 of the client daemon and a restart leave no duplicates; a server restart is survived")
+    func crashRestartAndServerRestart() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        let routingBefore = try lab.clientRouting()
+        let (server, serverNotify) = try lab.startServer()
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        let (first, firstNotify) = try lab.startClient()
+        try firstNotify.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10))
+        kill(first.processIdentifier, SIGKILL)
+        lab.waitForExit(first, timeout: 5)
+
+        let (second, secondNotify) = try lab.startClient(logName: "client-2")
+        try secondNotify.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client-2"))")
+        let rules = try lab.exec(lab.client, "ip -4 rule show")
+        let ours = rules.split(separator: "\n").filter { !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:") }
+        #expect(Set(ours).count == ours.count, "duplicate rules: \(rules)")
+        #expect(try lab.exec(lab.client, "ip -o link show").components(separatedBy: "tgc0").count == 2)
+
+        // The server goes away and comes back: the client's tunnel recovers by itself.
+        lab.terminate(server)
+        let (_, again) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml", logName: "server-2")
+        try again.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client-2"))")
+
+        lab.terminate(second)
+        #expect(second.terminationStatus == 0)
+        let routingAfter = try lab.clientRouting()
+        #expect(routingAfter == routingBefore, "\(difference(routingBefore, routingAfter))")
+    }
+
     @Test("a bad --connect profile stops the daemon before READY, leaving nothing behind")
     func unknownProfileFailsBeforeReadiness() throws {
         let lab = try DaemonLab()
