@@ -131,6 +131,19 @@ struct DaemonTests {
         try notify.waitFor("RELOADING=1", after: mark, timeout: 10)
         try notify.waitFor("READY=1", after: mark, timeout: 10)
         #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"redundant\"\n")
+        // Reload over the bus does the same; a broken file is an error and changes nothing.
+        try lab.writeClientConfig(scheduler: "flow")
+        try lab.busctl("call \(manager) Reload")
+        #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"flow\"\n")
+        try lab.write("client.toml", "scheduler = 1")
+        do {
+            try lab.busctl("call \(manager) Reload")
+            Issue.record("Reload of a broken file succeeded")
+        } catch DaemonLabError.commandFailed(_, _, let output) {
+            #expect(output.contains("client.toml"), "\(output)")
+        }
+        #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"flow\"\n")
+        try lab.writeClientConfig(scheduler: "redundant")
 
         try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
