@@ -9,11 +9,15 @@ public struct FeedbackReport: Sendable, Equatable {
     public var receivedPackets: UInt64
     /// Bytes of those packets, measured the same way the sender measures `packetSent(bytes:)`.
     public var receivedBytes: UInt64
+    /// The reporter's monotonic clock when it wrote the report, if the frame carries it. Delivery rate is
+    /// then measured on the receiver's clock, free of the jitter of the feedback's own path.
+    public var reportedAt: UInt64?
 
-    public init(highestCounter: UInt64, receivedPackets: UInt64, receivedBytes: UInt64) {
+    public init(highestCounter: UInt64, receivedPackets: UInt64, receivedBytes: UInt64, reportedAt: UInt64? = nil) {
         self.highestCounter = highestCounter
         self.receivedPackets = receivedPackets
         self.receivedBytes = receivedBytes
+        self.reportedAt = reportedAt
     }
 }
 
@@ -71,4 +75,16 @@ public enum ReorderVerdict: Sendable, Equatable {
     case stale
     /// A sequence jump is being flushed; the packet couldn't be kept. Drop it.
     case overflow
+}
+
+extension UplinkEvent {
+    /// When the event happened (the engine's clock).
+    var timestamp: UInt64 {
+        switch self {
+        case .packetSent(_, _, _, _, let at), .probeReplied(_, _, let at), .probeReceived(_, _, let at),
+             .feedbackReceived(_, _, let at), .resendRequested(_, _, let at), .resendDeclined(_, _, let at),
+             .systemLinkDown(_, let at), .systemLinkUp(_, let at):
+            return at
+        }
+    }
 }

@@ -53,6 +53,9 @@ public struct MultipathConfiguration: Sendable, Equatable {
 
     public init() {}
 
+    /// No configured time may exceed this (keeps every sum of times far from overflow).
+    static let longestDuration: UInt64 = 3600 * Nanoseconds.second
+
     /// Checks every field and reports the first offending one.
     public func validate() throws(MultipathError) {
         func fail(_ field: String, _ value: some CustomStringConvertible, _ reason: String) -> MultipathError {
@@ -66,6 +69,19 @@ public struct MultipathConfiguration: Sendable, Equatable {
                               ("minLossDeadline", minLossDeadline), ("maxReorderHold", maxReorderHold),
                               ("capacityWindow", capacityWindow)] where value == 0 {
             throw fail(name, value, "must be greater than zero")
+        }
+        for (name, value) in [("heartbeatInterval", heartbeatInterval), ("activeProbeInterval", activeProbeInterval),
+                              ("activityWindow", activityWindow), ("feedbackInterval", feedbackInterval),
+                              ("maxLossDeadline", maxLossDeadline), ("degradedHoldTime", degradedHoldTime),
+                              ("recoveryHoldDown", recoveryHoldDown), ("maxRecoveryHoldDown", maxRecoveryHoldDown),
+                              ("capacityWindow", capacityWindow), ("maxReorderHold", maxReorderHold),
+                              ("minReorderWait", minReorderWait), ("resendHorizon", resendHorizon),
+                              ("minCongestionQueueDelay", minCongestionQueueDelay),
+                              ("ingressQueueTarget", ingressQueueTarget ?? 0)] where value > Self.longestDuration {
+            throw fail(name, value, "must be at most \(Self.longestDuration / Nanoseconds.second) s (times are nanoseconds)")
+        }
+        if minReorderWait > maxReorderHold {
+            throw fail("minReorderWait", minReorderWait, "must not exceed maxReorderHold (\(maxReorderHold))")
         }
         if minLossDeadline > maxLossDeadline {
             throw fail("minLossDeadline", minLossDeadline, "must not exceed maxLossDeadline (\(maxLossDeadline))")

@@ -17,12 +17,14 @@ public struct MultipathEngine<Packet> {
     private var resends: SequenceRing
     private var nextProbeID: UInt32 = 1
     private var transitBase: UInt64?
+    private var transitOutliers = 0
     private var spillLevel = 0
     private var demandBitsPerSecond: UInt64 = 0
     private var demandBytes: UInt64 = 0
     private var demandWindowStart: UInt64 = 0
     private var failoverActive: UplinkID?
     private var lastTick: UInt64?
+    private var latestTime: UInt64 = 0
     private var lastTimingUpdate: UInt64?
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
@@ -58,6 +60,7 @@ public struct MultipathEngine<Packet> {
     /// Adds an uplink in state `probing`; its first probe is due at once (unless its tier is `never`).
     public mutating func addUplink(_ id: UplinkID, policy: UplinkPolicy = UplinkPolicy(), now: UInt64)
         throws(MultipathError) {
+        let now = advanceClock(to: now)
         guard index(of: id) == nil else { throw .duplicateUplink(id) }
         guard uplinks.count < MultipathLimits.maxUplinks else { throw .tooManyUplinks(limit: MultipathLimits.maxUplinks) }
         uplinks.append(UplinkTracker(id: id, policy: policy, configuration: configuration, now: now))
@@ -73,6 +76,7 @@ public struct MultipathEngine<Packet> {
     /// Removes an uplink at once (interface gone, or configuration change). Its unacknowledged recent
     /// packets are queued as `Duty.resend`; in `flow` mode only its flows move.
     public mutating func removeUplink(_ id: UplinkID, now: UInt64) throws(MultipathError) {
+        let now = advanceClock(to: now)
         guard let index = index(of: id) else { throw .unknownUplink(id) }
         queueFailoverResends(from: uplinks[index], now: now)
         uplinks.remove(at: index)
@@ -134,24 +138,38 @@ public struct MultipathEngine<Packet> {
 
     /// Feeds one event. Unknown uplinks are ignored (an event racing with `removeUplink`).
     public mutating func handle(_ event: UplinkEvent) {
+        let now = advanceClock(to: event.timestamp)
         switch event {
-        case .packetSent(let id, let counter, let sequence, let bytes, let now):
+        case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
-        case .probeReplied(let id, let probeID, let now):
+        case .probeReplied(let id, let probeID, _):
             guard let index = index(of: id) else { return }
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
                !uplinks[index].systemDown {
                 noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
             }
             evaluate(index, now: now)
-        case .probeReceived(let id, let senderTimestamp, let now):
+        case .probeReceived(let id, let senderTimestamp, _):
             guard let index = index(of: id) else { return }
-            let raw = now &- senderTimestamp
+            let raw = event.timestamp &- senderTimestamp
             let base = transitBase ?? raw
             transitBase = base
-            uplinks[index].recordTransit(Int64(bitPattern: raw &- base), at: now)
-        case .feedbackReceived(let id, let report, let now):
+            let sample = Int64(bitPattern: raw &- base)
+            // Transit differences between uplinks are milliseconds; a sample a minute off means the peer's
+            // clock restarted (or garbage). Ignore it, and re-base after a run of them.
+            guard sample.magnitude <= 60 * Nanoseconds.second else {
+                transitOutliers += 1
+                if transitOutliers >= 16 {
+                    transitOutliers = 0
+                    transitBase = nil
+                    for other in uplinks.indices { uplinks[other].forgetTransit() }
+                }
+                return
+            }
+            transitOutliers = 0
+            uplinks[index].recordTransit(sample, at: now)
+        case .feedbackReceived(let id, let report, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordFeedback(report, at: now, configuration: configuration)
             evaluate(index, now: now)
@@ -159,15 +177,22 @@ public struct MultipathEngine<Packet> {
             for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
         case .resendDeclined(let first, let count, _):
             reorder.abandon(firstSequence: first, count: count)
-        case .systemLinkDown(let id, let now):
+        case .systemLinkDown(let id, _):
             guard let index = index(of: id) else { return }
             uplinks[index].systemDown = true
             evaluate(index, now: now)
-        case .systemLinkUp(let id, let now):
+        case .systemLinkUp(let id, _):
             guard let index = index(of: id) else { return }
             uplinks[index].resetForSystemUp(at: now)
             noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
         }
+    }
+
+    /// The engine's clock never runs backwards, whatever order the data plane's timestamps arrive in:
+    /// every entry point goes through here, so no internal difference can underflow.
+    private mutating func advanceClock(to time: UInt64) -> UInt64 {
+        latestTime = max(latestTime, time)
+        return latestTime
     }
 
     private mutating func evaluate(_ index: Int, now: UInt64) {
@@ -192,20 +217,28 @@ public struct MultipathEngine<Packet> {
 
     /// A data packet arrived on `uplink` with tunnel `sequence`; `counter` and `bytes` are what the
     /// sender passed to `packetSent` (for feedback). Returns what to do with `packet`.
+    ///
+    /// `ordered: false` delivers it at once, without waiting for earlier sequences — for packets whose
+    /// order doesn't matter and whose delay does (pure TCP ACKs: cumulative, so a reordered one is
+    /// harmless, while holding them behind a repair stalls the sender's ACK clock). It is still
+    /// deduplicated, and later packets don't wait for it.
     public mutating func receive(_ packet: Packet, sequence: UInt32, uplink: UplinkID, counter: UInt64, bytes: Int,
-                                 now: UInt64) -> ReorderVerdict {
+                                 now: UInt64, ordered: Bool = true) -> ReorderVerdict {
+        let now = advanceClock(to: now)
         if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
+        if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
         return reorder.insert(packet, sequence: sequence, now: now)
     }
 
     /// The next packet to hand to the TUN in order (drain until nil after `receive` and on deadlines).
-    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: now) }
+    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: advanceClock(to: now)) }
 
     // MARK: Duties and deadlines
 
     /// The next thing the data plane must do now, or nil. Call in a loop until nil, after events and
     /// when `nextDeadline()` has passed.
     public mutating func nextDuty(now: UInt64) -> Duty? {
+        let now = advanceClock(to: now)
         tick(now: now)
         if let notice = notices.pop() { return notice }
         if let sequence = resends.pop() { return .resend(sequence: sequence) }
@@ -294,11 +327,16 @@ public struct MultipathEngine<Packet> {
             spread = (slow - fast) / 2
         }
         let hold = configuration.maxReorderHold
-        // Lateness fades by 1/16 of itself per 100 ms-ish tick spacing, i.e. over a few seconds.
+        // What was learned from late and reordered packets fades linearly-proportionally: lateness over
+        // about 2 s, reordering over about 4 s (an idle tunnel forgets both).
+        func fade(_ value: UInt64, _ elapsed: UInt64, over window: UInt64) -> UInt64 {
+            // value ≤ a few seconds and elapsed < window, so the product stays far below UInt64.max.
+            elapsed >= window ? value : value * elapsed / window + 1
+        }
         if let previous = lastTimingUpdate, now > previous {
             let elapsed = now - previous
-            reorder.decayLateness(by: elapsed * reorder.observedLateness / (2 * Nanoseconds.second) + 1)
-            reorder.decayReordering(by: elapsed * reorder.observedReordering / (4 * Nanoseconds.second) + 1)
+            reorder.decayLateness(by: fade(reorder.observedLateness, elapsed, over: 2 * Nanoseconds.second))
+            reorder.decayReordering(by: fade(reorder.observedReordering, elapsed, over: 4 * Nanoseconds.second))
         }
         lastTimingUpdate = now
         let floor = max(configuration.minReorderWait, min(hold, reorder.observedLateness))
@@ -318,7 +356,9 @@ public struct MultipathEngine<Packet> {
             let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
             reorder.waitBound = min(hold, max(bound, floor))
         } else {
-            reorder.waitBound = min(hold, max(requestDelay, floor))
+            // Nothing will be resent, so a gap is either loss or a packet still on a slower uplink: wait
+            // for the worst case (the delay spread), not just the reordering seen lately.
+            reorder.waitBound = min(hold, max(worstCase, floor))
         }
     }
 
@@ -388,10 +428,11 @@ public struct MultipathEngine<Packet> {
     /// (nil there falls back to lowest latency). Empty selection: nothing can carry the packet.
     /// The engine assumes the packet is sent on every returned uplink (report each with `packetSent`).
     ///
-    /// `excluding`: for resends, the uplink that carried the lost original (it may be dying unnoticed);
-    /// ignored when it is the only usable one.
+    /// `excluding`: an uplink to avoid when any other is usable (ignored when it is the only one).
+    /// For resends use `scheduleResend`, which also leaves congestion losses to TCP.
     public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
                                   excluding: UplinkID? = nil) -> UplinkSelection {
+        let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
         excludedIndex = excluding.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
@@ -466,6 +507,7 @@ public struct MultipathEngine<Packet> {
     /// least `minCongestionQueueDelay`): that loss was congestion, and TCP must see it rather than have it
     /// hidden by a resend into a full queue.
     public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
+        let now = advanceClock(to: now)
         excludedIndex = originalUplink.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
         var selection = UplinkSelection()
@@ -481,7 +523,7 @@ public struct MultipathEngine<Packet> {
     }
 
     private mutating func updateDemand(bytes: Int, now: UInt64) {
-        demandBytes &+= UInt64(max(0, bytes))
+        demandBytes &+= UInt64(min(max(0, bytes), 1 << 24))
         guard now >= demandWindowStart &+ Tuning.demandWindow else { return }
         let elapsed = max(now - demandWindowStart, 1)
         let rate = demandBytes.multipliedReportingOverflow(by: 8_000_000_000).partialValue / elapsed
@@ -506,17 +548,21 @@ public struct MultipathEngine<Packet> {
             }
             return sum
         }
+        // Compared as Double: a capacity estimate near UInt64.max must not overflow the percentage.
+        let demand = Double(demandBitsPerSecond)
         let current = capacity(upTo: spillLevel)
-        if spillLevel < 2, demandBitsPerSecond * 100 > current * Tuning.spillOverPercent,
+        if spillLevel < 2, demand * 100 > Double(current) * Double(Tuning.spillOverPercent),
            capacity(upTo: spillLevel + 1) > current {
             spillLevel += 1
-        } else if spillLevel > 0, demandBitsPerSecond * 100 < capacity(upTo: spillLevel - 1) * Tuning.spillBackPercent {
+        } else if spillLevel > 0,
+                  demand * 100 < Double(capacity(upTo: spillLevel - 1)) * Double(Tuning.spillBackPercent) {
             spillLevel -= 1
         }
     }
 
     private func transmissionTime(bytes: Int, _ tracker: UplinkTracker) -> UInt64 {
-        UInt64(max(0, bytes)) * 8_000_000_000 / max(tracker.capacityBits, 1)
+        // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
+        UInt64(min(max(0, bytes), 1 << 24)) * 8_000_000_000 / max(tracker.capacityBits, 1)
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
@@ -536,7 +582,8 @@ public struct MultipathEngine<Packet> {
         return slowest
     }
 
-    /// Earliest expected arrival: model queue (or measured queueing, if larger) + transmission + one-way delay.
+    /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
+    /// time + one-way delay.
     private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max

@@ -17,6 +17,8 @@ public struct ReorderBuffer<Packet> {
     private var seen: [UInt64]
     /// One bit per slot: the sender declined to resend this sequence (see `abandon`).
     private var abandoned: [UInt64]
+    /// Of those, the ones that were delivered out of order on purpose (`insertBypassing`), not lost.
+    private var bypassedAhead: [UInt64]
     /// Buffered sequences in arrival order; the front is always unreleased (released ones are popped
     /// when they reach the front). Released entries can sit behind an unreleased front; all entries lie
     /// within `capacity` of the front's sequence, so 2·capacity entries suffice.
@@ -35,6 +37,13 @@ public struct ReorderBuffer<Packet> {
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
     private var consecutiveStale = 0
+    /// Latest `now` seen; the buffer's clock never runs backwards.
+    private var latestTime: UInt64 = 0
+
+    private mutating func advanceClock(to time: UInt64) -> UInt64 {
+        latestTime = max(latestTime, time)
+        return latestTime
+    }
     private var lastSkipAt: UInt64 = 0
     /// How long the last skipped gap would have needed to fill (a late packet's delay past the skip plus
     /// the wait already spent). The engine keeps `waitBound` at least this, decaying, so a wait that
@@ -96,6 +105,7 @@ public struct ReorderBuffer<Packet> {
         arrivals = Array(repeating: 0, count: capacity)
         seen = Array(repeating: 0, count: (2 * capacity + 63) / 64)
         abandoned = Array(repeating: 0, count: (capacity + 63) / 64)
+        bypassedAhead = Array(repeating: 0, count: (capacity + 63) / 64)
         fifoSequences = Array(repeating: 0, count: 2 * capacity)
         fifoArrivals = Array(repeating: 0, count: 2 * capacity)
         self.waitBound = waitBound
@@ -128,12 +138,13 @@ public struct ReorderBuffer<Packet> {
     private mutating func advanceHead(to newHead: UInt32) {
         let steps = UInt64(newHead &- head)
         if steps >= UInt64(capacity) {
-            for index in abandoned.indices { abandoned[index] = 0 }
+            for index in abandoned.indices { abandoned[index] = 0; bypassedAhead[index] = 0 }
         } else {
             var position = head
             for _ in 0..<steps {
                 let slot = Int(position) & mask
                 abandoned[slot >> 6] &= ~(1 << UInt64(slot & 63))
+                bypassedAhead[slot >> 6] &= ~(1 << UInt64(slot & 63))
                 position &+= 1
             }
         }
@@ -156,6 +167,7 @@ public struct ReorderBuffer<Packet> {
 
     /// Offers a received packet. See `ReorderVerdict` for what to do next.
     public mutating func insert(_ packet: Packet, sequence: UInt32, now: UInt64) -> ReorderVerdict {
+        let now = advanceClock(to: now)
         if !started {
             started = true
             head = sequence
@@ -271,10 +283,40 @@ public struct ReorderBuffer<Packet> {
         return abandoned[slot >> 6] & (1 << UInt64(slot & 63)) != 0 && slots[slot] == nil
     }
 
+    /// Accepts a packet that is delivered at once, out of order (the caller knows order doesn't matter
+    /// for it, e.g. a pure TCP ACK). Returns `.deliverNow` unless it is a duplicate or stale. Its
+    /// sequence is remembered so the release point passes it without waiting.
+    public mutating func insertBypassing(sequence: UInt32, now: UInt64) -> ReorderVerdict {
+        let now = advanceClock(to: now)
+        if !started {
+            started = true
+            head = sequence
+            requestedThrough = sequence
+        }
+        let offset = distance(sequence, from: head)
+        if offset < 0 && Int(offset) < -capacity { statistics.stale &+= 1; return .stale }
+        if Int(offset) >= capacity { statistics.bypassed &+= 1; return .deliverNow }
+        if isSeen(sequence) {
+            noteDuplicate(sequence, now: now)
+            return .duplicate
+        }
+        markSeen(sequence)
+        statistics.bypassed &+= 1
+        if offset == 0 {
+            advanceHead(to: head &+ 1)
+        } else if offset > 0 {
+            let slot = Int(sequence) & mask
+            abandoned[slot >> 6] |= 1 << UInt64(slot & 63)
+            bypassedAhead[slot >> 6] |= 1 << UInt64(slot & 63)
+        }
+        return .deliverNow
+    }
+
     /// Takes the slot at `head` if present and advances past it; passes abandoned sequences.
     private mutating func takeHead() -> Packet? {
         while headAbandoned {
-            statistics.skippedSequences &+= 1
+            let slot = Int(head) & mask
+            if bypassedAhead[slot >> 6] & (1 << UInt64(slot & 63)) == 0 { statistics.skippedSequences &+= 1 }
             advanceHead(to: head &+ 1)
         }
         let slot = Int(head) & mask
@@ -301,6 +343,7 @@ public struct ReorderBuffer<Packet> {
 
     /// The next packet to deliver at `now`, or nil when everything left must still wait.
     public mutating func nextReleasable(now: UInt64) -> Packet? {
+        let now = advanceClock(to: now)
         if let packet = takeHead() {
             statistics.deliveredInOrder &+= 1
             return packet
@@ -327,6 +370,7 @@ public struct ReorderBuffer<Packet> {
     /// Each sequence is requested once; a run is reported only when a packet above it has arrived, in
     /// chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
+        let now = advanceClock(to: now)
         guard requestsResends, bufferedCount > 0 else { return nil }
         // Second chance for the gap at the head: its resend may have been lost too. Asked halfway
         // between the first request and the skip.
@@ -410,7 +454,7 @@ public struct ReorderBuffer<Packet> {
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).
     public var storageFootprint: Int {
         slots.capacity * MemoryLayout<Packet?>.stride + arrivals.capacity * 8 + seen.capacity * 8
-            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8 + abandoned.capacity * 8
+            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8 + abandoned.capacity * 8 + bypassedAhead.capacity * 8
     }
 }
 
@@ -424,6 +468,8 @@ public struct ReorderStatistics: Sendable, Equatable {
     public var jumps: UInt64 = 0
     public var overflows: UInt64 = 0
     public var resendRequests: UInt64 = 0
+    /// Delivered at once on the caller's request (`insertBypassing`).
+    public var bypassed: UInt64 = 0
     public init() {}
 }
 

@@ -27,6 +27,7 @@ struct UplinkTracker {
     var capacityBits: UInt64
     private var rateSampleTimes: [UInt64]
     private var rateSampleBytes: [UInt64]
+    private var rateSampleReportTimes: [UInt64]
     private var rateSampleCount = 0
     private var rateSampleNext = 0
 
@@ -85,10 +86,12 @@ struct UplinkTracker {
         historyMask = configuration.sendHistoryCapacity - 1
         rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
         rateSampleBytes = Array(repeating: 0, count: Tuning.rateSamples)
+        rateSampleReportTimes = Array(repeating: 0, count: Tuning.rateSamples)
     }
 
     var storageFootprint: Int {
         history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
+            + rateSampleReportTimes.capacity * 8
             + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
     }
 
@@ -299,11 +302,13 @@ struct UplinkTracker {
         }
         highestReportedCounter = report.highestCounter
         reportedPackets = report.receivedPackets
-        if report.receivedBytes > reportedBytes { sampleDeliveryRate(bytes: report.receivedBytes, at: now) }
+        if report.receivedBytes > reportedBytes {
+            sampleDeliveryRate(bytes: report.receivedBytes, at: now, reportedAt: report.reportedAt ?? now)
+        }
         reportedBytes = report.receivedBytes
     }
 
-    private mutating func sampleDeliveryRate(bytes: UInt64, at now: UInt64) {
+    private mutating func sampleDeliveryRate(bytes: UInt64, at now: UInt64, reportedAt: UInt64) {
         // Compare with the newest stored sample at least minRateSampleSpan old.
         var best: Int?
         for age in 0..<rateSampleCount {
@@ -313,8 +318,13 @@ struct UplinkTracker {
                 break
             }
         }
+        // The span is taken on the reporter's clock when it says when it reported (feedback jitter drops
+        // out); a report that isn't later than the baseline on that clock can't give a rate.
         if let index = best, bytes > rateSampleBytes[index] {
-            let span = now - rateSampleTimes[index]
+            // A reporter clock that disagrees wildly with ours (garbage, restart) is not trusted.
+            let localSpan = now - rateSampleTimes[index]
+            let remoteSpan = reportedAt &- rateSampleReportTimes[index]
+            let span = remoteSpan >= localSpan / 2 && remoteSpan <= localSpan * 2 ? remoteSpan : localSpan
             let delivered = bytes - rateSampleBytes[index]
             let (product, overflow) = delivered.multipliedReportingOverflow(by: 8_000_000_000)
             let rate = overflow ? UInt64.max / 2 : product / max(span, 1)
@@ -327,6 +337,7 @@ struct UplinkTracker {
             capacityBits = max(Tuning.capacityFloor, capacity.best ?? capacityBits)
         }
         rateSampleTimes[rateSampleNext] = now
+        rateSampleReportTimes[rateSampleNext] = reportedAt
         rateSampleBytes[rateSampleNext] = bytes
         rateSampleNext = (rateSampleNext + 1) % Tuning.rateSamples
         rateSampleCount = min(rateSampleCount + 1, Tuning.rateSamples)
@@ -418,9 +429,17 @@ struct UplinkTracker {
     mutating func takeFeedback(at now: UInt64) -> FeedbackReport {
         rxPacketsAtLastFeedback = rxPackets
         lastFeedbackSentAt = now
-        return FeedbackReport(highestCounter: rxHighestCounter, receivedPackets: rxPackets, receivedBytes: rxBytes)
+        return FeedbackReport(highestCounter: rxHighestCounter, receivedPackets: rxPackets, receivedBytes: rxBytes,
+                              reportedAt: now)
     }
 
+    mutating func forgetTransit() {
+        lastTransitAt = nil
+        transit = 0
+        transitJitter = 0
+    }
+
+    /// `sample` is bounded by the engine to ±60 s, so none of this arithmetic can overflow.
     mutating func recordTransit(_ sample: Int64, at now: UInt64) {
         if lastTransitAt == nil {
             transit = sample

@@ -241,3 +241,72 @@ struct EngineDriver {
         #expect(rtt.windowedMinimum == 20 * Nanoseconds.millisecond)
     }
 }
+
+@Suite struct EnginePolicyTests {
+    static let ms = Nanoseconds.millisecond
+    let a = UplinkID(1), b = UplinkID(2)
+
+    @Test func meteredLinksStayOutUnderLightLoadAndCappedLinksCarryNothing() throws {
+        var driver = try EngineDriver()
+        try driver.engine.addUplink(a, now: 0)
+        try driver.engine.addUplink(b, policy: UplinkPolicy(tier: .primary, isMetered: true), now: 0)
+        driver.run(until: 300 * Self.ms)
+        for step in 0..<200 {
+            #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now + UInt64(step) * Self.ms).first == a)
+        }
+        // The unmetered link hits its cap: the metered one is all that is left, so it carries.
+        try driver.engine.updatePolicy(UplinkPolicy(tier: .primary, dataCapBytes: 10_000), for: a)
+        driver.engine.handle(.packetSent(a, counter: 1, sequence: 1, bytes: 10_000, at: driver.now + 300 * Self.ms))
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now + 300 * Self.ms).first == b)
+        try driver.engine.resetDataCap(for: a)
+        #expect(driver.engine.statistics(for: a)?.txBytes == 0)
+    }
+
+    @Test func timestampsGoingBackwardsNeverTrap() throws {
+        var driver = try EngineDriver()
+        try driver.engine.addUplink(a, now: 5 * Nanoseconds.second)
+        driver.run(until: 300 * Self.ms) // the driver's clock starts at 0: every call is "in the past"
+        var rng = SplitMix64(seed: 5)
+        for step in 0..<2000 {
+            let t = rng.next() % (10 * Nanoseconds.second)
+            switch step % 6 {
+            case 0: driver.engine.handle(.packetSent(a, counter: UInt64(step), sequence: UInt32(step), bytes: 1400, at: t))
+            case 1: driver.engine.handle(.feedbackReceived(a, FeedbackReport(highestCounter: UInt64(step), receivedPackets: UInt64(step / 2),
+                                                                              receivedBytes: UInt64(step * 700)), at: t))
+            case 2: driver.engine.handle(.probeReceived(a, senderTimestamp: rng.next(), at: t))
+            case 3: _ = driver.engine.receive(step, sequence: UInt32(truncatingIfNeeded: rng.next()), uplink: a,
+                                              counter: UInt64(step), bytes: 100, now: t)
+            case 4: _ = driver.engine.schedule(packetLength: 1400, flowKey: nil, now: t)
+            default: while driver.engine.nextDuty(now: t) != nil {}; while driver.engine.nextDelivery(now: t) != nil {}
+            }
+        }
+        #expect(driver.engine.statistics(for: a) != nil)
+    }
+}
+
+@Suite struct EngineRobustnessTests {
+    @Test func longIdleGapsAndAbsurdLengthsNeverTrap() throws {
+        var driver = try EngineDriver()
+        try driver.engine.addUplink(UplinkID(1), now: 0)
+        driver.run(until: 300 * Nanoseconds.millisecond)
+        let later = driver.now + 2 * 3600 * Nanoseconds.second
+        for length in [Int.max, -5, 0, 1 << 30] {
+            _ = driver.engine.schedule(packetLength: length, flowKey: nil, now: later)
+            driver.engine.handle(.packetSent(UplinkID(1), counter: UInt64(length.magnitude), sequence: 1, bytes: length, at: later))
+        }
+        driver.engine.handle(.feedbackReceived(UplinkID(1), FeedbackReport(highestCounter: .max, receivedPackets: .max,
+                                                                           receivedBytes: .max, reportedAt: 0), at: later))
+        while driver.engine.nextDuty(now: later) != nil {}
+        #expect(driver.engine.nextDeadline() != nil)
+    }
+
+    @Test func configurationRejectsAbsurdTimes() {
+        var configuration = MultipathConfiguration()
+        configuration.maxReorderHold = .max
+        #expect(throws: MultipathError.self) { try configuration.validate() }
+        configuration = MultipathConfiguration()
+        configuration.minReorderWait = configuration.maxReorderHold + 1
+        #expect(throws: MultipathError.self) { try configuration.validate() }
+        #expect(throws: Never.self) { try MultipathConfiguration().validate() }
+    }
+}

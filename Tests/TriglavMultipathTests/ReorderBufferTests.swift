@@ -105,6 +105,18 @@ import Testing
         #expect(buffer.statistics.duplicates > 0 && buffer.statistics.jumps > 0)
     }
 
+    @Test func unorderedPacketsPassAtOnceAndNothingWaitsForThem() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        #expect(feed(&buffer, [0], now: 0) == [0])
+        // 2 is an ACK: delivered at once although 1 is missing.
+        #expect(buffer.insertBypassing(sequence: 2, now: 1) == .deliverNow)
+        #expect(buffer.insertBypassing(sequence: 2, now: 2) == .duplicate)
+        // When 1 arrives, 3 follows without waiting for 2.
+        #expect(feed(&buffer, [3, 1], now: 3) == [1, 3])
+        #expect(buffer.statistics.skippedSequences == 0 && buffer.statistics.bypassed == 1)
+        #expect(buffer.nextDeadline() == nil)
+    }
+
     @Test func rejectsABadCapacity() {
         #expect(throws: MultipathError.self) { try ReorderBuffer<Int>(capacity: 100, waitBound: 1) }
         #expect(throws: MultipathError.self) { try ReorderBuffer<Int>(capacity: 8, waitBound: 1) }

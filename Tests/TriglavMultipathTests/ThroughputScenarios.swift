@@ -32,14 +32,19 @@ enum ThroughputScenario: String, CaseIterable {
     /// the uplinks) and measures goodput after a 1 s warm-up (slow start).
     /// `rateScale` scales every link rate (delays and loss stay): the tests run at reduced rates so a
     /// Reno sender reaches steady state within seconds of simulated time; the ratios are what is asserted.
-    func run(seed: UInt64, roundRobin: Bool = false, seconds: UInt64 = 6, rateScale: Double = 1) throws -> Result {
+    func run(seed: UInt64, roundRobin: Bool = false, seconds: UInt64 = 6, rateScale: Double = 1,
+             requestsResends: Bool = true, acksBypassReorder: Bool = false) throws -> Result {
         let scaled = links.map { spec -> LinkSpec in
             var spec = spec
             spec.rateMbit *= rateScale
             return spec
         }
-        let network = try Network(links: scaled, seed: seed)
+        var configuration = MultipathConfiguration()
+        configuration.requestsResends = requestsResends
+        let network = try Network(links: scaled, seed: seed, configuration: configuration)
         network.client.roundRobin = roundRobin
+        network.client.bypassReorderForAcks = acksBypassReorder
+        network.server.bypassReorderForAcks = acksBypassReorder
         let startAt = 300 * Nanoseconds.millisecond
         let flow = network.addFlow(1, at: startAt)
         let end = startAt + seconds * Nanoseconds.second

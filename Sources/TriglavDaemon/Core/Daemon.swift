@@ -82,6 +82,7 @@ public final class Daemon: Sendable {
         var bus: (any DaemonBus)?
         var watchdog: WatchdogPinger?
         var lastStatusLine = ""
+        var started = false
         var stopped = false
     }
 
@@ -126,7 +127,7 @@ public final class Daemon: Sendable {
         }
         markProgress()
         let line = statusLine
-        mutable.withLock { $0.lastStatusLine = line }
+        mutable.withLock { $0.lastStatusLine = line; $0.started = true }
         environment.notifier.notify([.ready, .status(line)])
         logger.info("triglavd \(VERSION) ready (\(role.rawValue)): \(line)")
         let watchdog = WatchdogPinger.forConfiguredWatchdog { [weak self] in self?.isMakingProgress ?? false }
@@ -233,8 +234,10 @@ public final class Daemon: Sendable {
         }
     }
 
-    /// Runs until SIGTERM or SIGINT: ticks every second, reloads on SIGHUP, then shuts down.
-    public func run() {
+    /// Starts (see `start()`), then runs until SIGTERM or SIGINT: ticks every second, reloads on SIGHUP,
+    /// and shuts down. The signal handlers are in place before the start, so a SIGTERM during a slow
+    /// start (waiting for the interface dump, connecting) still ends in a clean shutdown right after it.
+    public func run() throws(TriglavDaemonError) {
         let control = DispatchQueue(label: "triglav.daemon.control")
         let terminate = DispatchSemaphore(value: 0)
         var sources: [any DispatchSourceSignal] = []
@@ -242,16 +245,21 @@ public final class Daemon: Sendable {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: control)
             source.setEventHandler { [weak self] in
-                if number == SIGHUP {
-                    self?.logger.info("SIGHUP: reloading")
-                    self?.reloadFromSignal()
-                } else {
+                guard let self else { return }
+                if number != SIGHUP {
                     terminate.signal()
+                } else if mutable.withLock({ $0.started && !$0.stopped }) {
+                    logger.info("SIGHUP: reloading")
+                    reloadFromSignal()
+                } else {
+                    logger.notice("SIGHUP ignored: the daemon is not running yet")
                 }
             }
             source.resume()
             sources.append(source)
         }
+        defer { for source in sources { source.cancel() } }
+        try start()
         let timer = DispatchSource.makeTimerSource(queue: control)
         let interval = DispatchTimeInterval.nanoseconds(Int(Self.tickInterval.nanoseconds))
         timer.schedule(deadline: .now() + interval, repeating: interval)
@@ -261,7 +269,6 @@ public final class Daemon: Sendable {
         timer.cancel()
         control.sync {}
         shutdown(reason: "signal")
-        for source in sources { source.cancel() }
     }
 
     // MARK: Status

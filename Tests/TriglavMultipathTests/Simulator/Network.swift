@@ -110,6 +110,8 @@ final class TunnelNode {
     }
 
     var logArrivals = false
+    /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
+    var bypassReorderForAcks = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
     private func sendData(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
         let counter = counters[id, default: 0] + 1
@@ -169,7 +171,10 @@ final class TunnelNode {
         switch frame {
         case .data(let sequence, let counter, let packet):
             if logArrivals { arrivalLog.append((sequence, now, id, packet.isResend)) }
-            if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now) == .deliverNow {
+            var ordered = true
+            if case .ack = packet.kind { ordered = !bypassReorderForAcks }
+            if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now,
+                              ordered: ordered) == .deliverNow {
                 deliver(packet)
             }
         case .probe(let probeID, let timestamp):
