@@ -321,6 +321,8 @@ final class ClientNetworkPump: @unchecked Sendable {
                     continue
                 }
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
+                // A `never` uplink sends nothing at all: no handshakes, probes or keepalives.
+                if uplink.policy.tier == .never { continue }
                 if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
                     tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
                     state.uplinks[slot] = uplink
@@ -415,7 +417,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func sendControl(_ frame: ControlFrame, _ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
         guard let socket = uplink.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
-                  try uplink.keyring.sealControl(frame, in: raw, now: now)
+                  try uplink.keyring.sealControl(frame, flags: UplinkPolicyFlags.encode(uplink.policy), in: raw, now: now)
               }) else { return }
         if let connection = uplink.tcp {
             controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
@@ -458,7 +460,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
         guard let socket = state.uplinks[slot]?.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
-                  try state.uplinks[slot]?.keyring.sealControl(frame, in: raw, now: now)
+                  let flags = state.uplinks[slot].map { UplinkPolicyFlags.encode($0.policy) } ?? 0
+                  return try state.uplinks[slot]?.keyring.sealControl(frame, flags: flags, in: raw, now: now)
               }) else { return }
         if let connection = state.uplinks[slot]?.tcp {
             controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }

@@ -156,6 +156,12 @@ public final class ClientTunnel: Sendable {
     /// retries every handshake interval. Returns its ID.
     @discardableResult
     public func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID {
+        try addUplink(interface: interface, policy: UplinkPolicy())
+    }
+
+    /// Adds an uplink with a multipath policy (tier primary/secondary/backup/never, metered, data cap).
+    @discardableResult
+    public func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID {
         let result: Result<(UplinkID, Int), TriglavDataPlaneError> = state.withLock { state in
             if state.uplinks.contains(where: { $0?.interface == interface }) {
                 return .failure(.duplicateUplink(interface.rawValue))
@@ -165,7 +171,7 @@ public final class ClientTunnel: Sendable {
             }
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
-            state.uplinks[slot] = ClientUplink(id: id, interface: interface)
+            state.uplinks[slot] = ClientUplink(id: id, interface: interface, policy: policy)
             return .success((id, slot))
         }
         let (id, slot) = try result.get()
@@ -195,6 +201,24 @@ public final class ClientTunnel: Sendable {
             connection.close()
         }
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
+    }
+
+    /// Changes an uplink's multipath policy at runtime (tier, metered, data cap).
+    public func setUplinkPolicy(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) {
+        let result: TriglavDataPlaneError? = state.withLock { state in
+            guard let slot = state.uplinks.firstIndex(where: { $0?.interface == interface }), let id = state.uplinks[slot]?.id else {
+                return .unknownUplink(interface.rawValue)
+            }
+            state.uplinks[slot]?.policy = policy
+            guard state.engine.uplinkIDs.contains(id) else { return nil }  // applied when it is admitted
+            do throws(MultipathError) {
+                try state.engine.updatePolicy(policy, for: id)
+                return nil
+            } catch {
+                return .invalidConfiguration("policy of \(interface): \(error)")
+            }
+        }
+        if let result { throw result }
     }
 
     /// Interfaces of the current uplinks.
@@ -380,10 +404,13 @@ struct ClientUplink {
     /// When the socket was last (re)opened or a handshake last started, for retry pacing.
     var lastAttempt: Nanoseconds = 0
     var status: UplinkStatus
+    /// Tier, metered flag and data cap, handed to the multipath engine when the uplink is admitted.
+    var policy: UplinkPolicy
 
-    init(id: UplinkID, interface: InterfaceName) {
+    init(id: UplinkID, interface: InterfaceName, policy: UplinkPolicy = UplinkPolicy()) {
         self.id = id
         self.interface = interface
+        self.policy = policy
         status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
@@ -441,8 +468,8 @@ struct ClientState: @unchecked Sendable {
 
     /// Puts a freshly established uplink into the multipath engine (probing first).
     mutating func admitUplink(_ slot: Int, now: UInt64) {
-        guard let id = uplinks[slot]?.id, !engine.uplinkIDs.contains(id) else { return }
-        try? engine.addUplink(id, now: now)
+        guard let id = uplinks[slot]?.id, let policy = uplinks[slot]?.policy, !engine.uplinkIDs.contains(id) else { return }
+        try? engine.addUplink(id, policy: policy, now: now)
     }
 }
 
@@ -556,8 +583,9 @@ extension ClientTunnel {
 
 extension UplinkKeyring {
     /// Seals a control frame with the current session.
-    mutating func sealControl(_ frame: ControlFrame, in buffer: UnsafeMutableRawBufferPointer, now: UInt64) throws(ProtocolError) -> Int {
+    mutating func sealControl(_ frame: ControlFrame, flags: UInt8 = 0, in buffer: UnsafeMutableRawBufferPointer,
+                              now: UInt64) throws(ProtocolError) -> Int {
         frame.serialize(into: UnsafeMutableRawBufferPointer(rebasing: buffer[WireLayout.bodyOffset...]))
-        return try seal(frame.frameType, bodyLength: frame.bodyLength, in: buffer, now: now)
+        return try seal(frame.frameType, flags: flags, bodyLength: frame.bodyLength, in: buffer, now: now)
     }
 }

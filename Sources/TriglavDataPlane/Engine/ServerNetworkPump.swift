@@ -201,6 +201,12 @@ final class ServerNetworkPump: @unchecked Sendable {
                     try? state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
                 }
             }
+            if frame.type != .data, frame.flags != state.sessions[receiver]?.policyFlags,
+               let policy = UplinkPolicyFlags.decode(frame.flags) {
+                // The client's tier/metered setting for this uplink: schedule the download direction alike.
+                state.sessions[receiver]?.policyFlags = frame.flags
+                try? state.tunnels[tunnelID]?.engine.updatePolicy(policy, for: uplink)
+            }
             let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {
             case .data:

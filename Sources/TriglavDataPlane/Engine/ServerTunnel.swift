@@ -180,6 +180,8 @@ struct ServerSession {
     /// The server address the client sent to, so replies leave from it.
     var localAddress: sockaddr_storage
     var lastReceive: Nanoseconds
+    /// The client's policy flags last applied to this session's uplink (see `UplinkPolicyFlags`).
+    var policyFlags: UInt8 = 0
     /// The TCP fallback connection the session's last packet came on; nil for UDP.
     var connection: UInt32? = nil
 }
