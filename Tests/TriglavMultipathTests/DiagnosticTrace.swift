@@ -14,7 +14,13 @@ import TriglavCore
         let scenario = ThroughputScenario(rawValue: parts.first.map(String.init) ?? "") ?? .threeLinks
         let seed = parts.count > 1 ? UInt64(parts[1]) ?? 1 : 1
         let seconds = parts.count > 2 ? UInt64(parts[2]) ?? 8 : 8
-        let network = try Network(links: scenario.links, seed: seed)
+        // TRIGLAV_MULTIPATH_TRACE_LOSS=<fraction>: override every link's random loss (e.g. 0 for an upper bound).
+        let links = scenario.links.map { spec -> LinkSpec in
+            var spec = spec
+            if let loss = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_LOSS"].flatMap(Double.init) { spec.loss = loss }
+            return spec
+        }
+        let network = try Network(links: links, seed: seed)
         let startAt = 300 * Nanoseconds.millisecond
         // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
         network.client.ingressDropsKeepSequence = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS"] == nil
