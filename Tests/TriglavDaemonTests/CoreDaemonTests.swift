@@ -83,6 +83,31 @@ struct CoreDaemonTests {
         #expect(harness.sent.count == count)
     }
 
+    @Test func configAutoconnectConnectsAtStartAndTheCommandLineWins() throws {
+        var config = DaemonConfig()
+        config.autoconnect = try ProfileName("lab")
+        let harness = Harness(config: config, initial: [.added(Fixtures.uplink("eth0", index: 2)), .synchronized])
+        let daemon = try harness.daemon()
+        try daemon.start()
+        #expect(daemon.client?.status.state == .connecting)
+        #expect(harness.clientTunnels.last?.uplinks == ["eth0"])
+        daemon.shutdown()
+
+        config.autoconnect = try ProfileName("nowhere")
+        let overridden = Harness(config: config, initial: [.synchronized])
+        let commandLine = try overridden.daemon(connect: "lab")
+        try commandLine.start()  // "nowhere" would fail the start: NotFound
+        #expect(commandLine.client?.status.state == .connecting)
+        commandLine.shutdown()
+
+        #expect(Daemon.startupProfile(commandLine: nil, config: config) == "nowhere")
+        #expect(Daemon.startupProfile(commandLine: "lab", config: config) == "lab")
+        #expect(Daemon.startupProfile(commandLine: nil, config: DaemonConfig()) == nil)
+        var server = config
+        server.role = .server
+        #expect(Daemon.startupProfile(commandLine: nil, config: server) == nil)
+    }
+
     @Test func aMissingDumpDelaysReadinessOnlyUpToTheTimeout() throws {
         let harness = Harness(config: DaemonConfig(), initial: [])
         let daemon = try harness.daemon()

@@ -86,13 +86,14 @@ public final class Daemon: Sendable {
         var stopped = false
     }
 
-    /// `connectProfile` (from `--connect`) is connected at start, before READY=1.
+    /// `connectProfile` (from `--connect`), else the config's `autoconnect`, is connected at start,
+    /// before READY=1.
     public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
                 environment: DaemonEnvironment, connectProfile: String? = nil,
                 logger: Logger = Logger(label: "triglav.daemon")) {
         role = config.role
         self.environment = environment
-        self.connectProfile = connectProfile
+        self.connectProfile = Self.startupProfile(commandLine: connectProfile, config: config)
         self.logger = logger
         switch config.role {
         case .client:
@@ -109,6 +110,13 @@ public final class Daemon: Sendable {
             server = ServerManager(config: config, configSource: configSource, tunnels: environment.serverTunnels,
                                    logger: Logger(label: "triglav.daemon.server"))
         }
+    }
+
+    /// The profile to connect to at start: the command line's (`--connect`) wins over the file's
+    /// `autoconnect`; the server role never connects.
+    static func startupProfile(commandLine: String?, config: DaemonConfig) -> String? {
+        guard config.role == .client else { return nil }
+        return commandLine ?? config.autoconnect?.rawValue
     }
 
     // MARK: Lifecycle
