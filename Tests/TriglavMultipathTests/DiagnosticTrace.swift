@@ -29,6 +29,8 @@ import TriglavCore
         network.client.bypassReorderForAcks = acksUnordered
         network.server.bypassReorderForAcks = acksUnordered
         let flow = network.addFlow(1, at: startAt)
+        // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
+        flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
         var arrivedAt: [UInt32: UInt64] = [:]
         var segmentArrival: [Int: UInt64] = [:]
