@@ -41,19 +41,22 @@ vpn_detect() {
 }
 
 # --- triglavd ------------------------------------------------------------------------------------------
-# Written against docs/CONFIG.md and the `triglav` CLI. Checked with main 8e8a320: `DEMO_VPN=triglavd
-# lab/demo` brings the tunnel up (triglavd --server; triglavd + `triglav connect lab`) and the download
-# arrives intact through it, but triglavd took only eth0 of the three uplinks ("Uplinks: 1 (1 active):
-# eth0"), so `auto` keeps preferring dataplane-dev. To switch the demo over: make
-# vpn_triglavd_available succeed. The bus is found through DBUS_SYSTEM_BUS_ADDRESS; readiness of the
-# server is its UDP port. Each triglavd gets a private bus inside its node's namespace, so `lab down`
-# stops it too.
-# TODO(lead): return success here once triglavd bonds all three lab uplinks; until then `auto` never
-# picks it, and DEMO_VPN=triglavd forces it. Never probe by running triglavd itself: outside the lab's
-# namespaces it would touch the root namespace.
+# The real daemons, driven like a desktop would: `triglavd --server` in the server namespace, `triglavd`
+# in the client namespace with automatic uplink discovery (the config admits wifi0, lte0 and eth0, which
+# are veths), and `triglav connect lab` over D-Bus. The bus is found through DBUS_SYSTEM_BUS_ADDRESS (and
+# `triglav --bus-address`); readiness of the server is its UDP port. Each triglavd gets a private bus
+# inside its node's namespace, so `lab down` stops it too.
+VPN_CLIENT_BUS=""
+
+# Never probe by running triglavd itself: outside the lab's namespaces it would touch the root namespace.
 vpn_triglavd_available() {
-    [[ -x $TRIGLAV_BIN_DIR/triglavd && -x $TRIGLAV_BIN_DIR/triglav ]] || return 1
-    return 1
+    [[ -x $TRIGLAV_BIN_DIR/triglavd && -x $TRIGLAV_BIN_DIR/triglav ]]
+}
+
+# Runs the unprivileged CLI against the client's daemon (triglavd backend only), e.g. `vpn_cli uplinks`.
+vpn_cli() {
+    [[ $VPN_BACKEND == triglavd && -n $VPN_CLIENT_BUS ]] || return 1
+    ip netns exec "$NS_CLIENT" "$TRIGLAV_BIN_DIR/triglav" --bus-address "$VPN_CLIENT_BUS" "$@"
 }
 
 # Starts a private D-Bus bus in NODE's namespace; prints its address.
@@ -144,6 +147,7 @@ EOF
         >"$LAB_STATE/log/vpn-client-config.log" 2>&1 \
         || die "triglavd rejects the generated client configuration: $(cat "$LAB_STATE/log/vpn-client-config.log")"
     address=$(vpn_triglavd_bus client)
+    VPN_CLIENT_BUS=$address
     DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
         --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
     VPN_PIDS+=($!)
@@ -217,13 +221,15 @@ vpn_wait_for_tunnel() {
     return 1
 }
 
+# Stops in reverse start order: each daemon before its bus, the client before the server.
 vpn_stop() {
-    local pid
-    for pid in "${VPN_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${VPN_PIDS[@]}"; do
-        local tries
+    local index pid
+    for ((index = ${#VPN_PIDS[@]} - 1; index >= 0; index--)); do
+        pid=${VPN_PIDS[$index]}
+        kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do process_running "$pid" || break; sleep 0.1; done
         process_running "$pid" && kill -KILL "$pid" 2>/dev/null || true
     done
     VPN_PIDS=()
+    VPN_CLIENT_BUS=""
 }

@@ -52,6 +52,8 @@ public struct DaemonConfig: Equatable, Sendable {
     public var metricsListen: IPEndpoint?
     /// The server's settings; present exactly when `role == .server`.
     public var server: ServerSettings?
+    /// Client role: the profile to connect to when the daemon starts (`triglavd --connect` wins).
+    public var autoconnect: ProfileName?
 
     public init() {}
 }

@@ -19,6 +19,15 @@ struct DaemonConfigDecoder {
             }
         }
         config.logLevel = reader.choice("log_level", as: LogLevel.self) ?? config.logLevel
+        if let name = reader.string("autoconnect") {
+            if config.role == .server {
+                reader.report("autoconnect", "applies only to the client role; remove it from the server's configuration")
+            } else if let profile = try? ProfileName(name) {
+                config.autoconnect = profile
+            } else {
+                reader.report("autoconnect", "'\(name)' is not a profile name: \(ProfileName.rule)")
+            }
+        }
         if let table = reader.table("tunnel") { config.tunnel = decodeTunnel(table) }
         if let table = reader.table("multipath") { config.multipath = decodeMultipath(table) }
         if let table = reader.table("uplinks") { config.uplinks = decodeUplinks(table) }

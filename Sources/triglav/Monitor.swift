@@ -49,6 +49,8 @@ struct Monitor: AsyncParsableCommand {
             let live = !json && style.colour
             let lineMode = !live
             if live { redraw(objects, style: style) }
+            // Line mode starts from the current state too, so the first event line has a context.
+            if lineMode && !json { print(Self.screen(objects, style: style) + "\n") }
             if json { print("{\"event\":\"Snapshot\",\"status\":\(Snapshot(objects: objects).statusJSON())}") }
             fflush(nil)
             var seen = 0
@@ -126,10 +128,15 @@ struct Monitor: AsyncParsableCommand {
     }
 
     private func redraw(_ objects: BusObjects, style: Style) {
+        print("\u{1B}[H\u{1B}[2J" + Self.screen(objects, style: style) + "\n\n(live from D-Bus signals; Ctrl-C to quit)")
+    }
+
+    /// The status, then the uplink and client tables when there are any.
+    static func screen(_ objects: BusObjects, style: Style) -> String {
         let snapshot = Snapshot(objects: objects)
-        var screen = "\u{1B}[H\u{1B}[2J" + Render.status(snapshot, style: style)
+        var screen = Render.status(snapshot, style: style)
         if !snapshot.uplinks.isEmpty { screen += "\n\n" + Render.uplinks(snapshot, style: style) }
         if !snapshot.clients.isEmpty { screen += "\n\n" + Render.clients(snapshot, style: style) }
-        print(screen + "\n\n(live from D-Bus signals; Ctrl-C to quit)")
+        return screen
     }
 }

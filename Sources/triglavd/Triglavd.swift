@@ -112,11 +112,10 @@ struct Triglavd: ParsableCommand {
                             profiles: DirectoryProfileStore(directory: profileDirectory),
                             environment: .live(logger: logger, busAddress: noBus ? nil : LiveDaemonBus.systemBusAddress), connectProfile: connectProfile, logger: logger)
         do {
-            try daemon.start()
+            try daemon.run()
         } catch {
             logger.critical("triglavd could not start: \(error)")
             throw ExitCode.failure
         }
-        daemon.run()
     }
 }

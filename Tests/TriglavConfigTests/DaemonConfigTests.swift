@@ -403,3 +403,22 @@ import TriglavCrypto
         expectSingleDiagnostic(text, at: "server.clients", containing: "2 clients are authorized but max_clients is 1")
     }
 }
+
+@Suite struct DaemonConfigAutoconnectTests {
+    @Test func autoconnectNamesAProfile() throws {
+        #expect(try ConfigLoader.parseDaemonConfig("", file: "t.toml").autoconnect == nil)
+        let config = try ConfigLoader.parseDaemonConfig("autoconnect = \"home-lte.2\"", file: "t.toml")
+        #expect(config.autoconnect == (try ProfileName("home-lte.2")))
+    }
+
+    @Test(arguments: ["../etc/passwd", "", "-home", "a b", String(repeating: "x", count: 65)])
+    func autoconnectMustBeAProfileName(name: String) {
+        expectSingleDiagnostic("autoconnect = \"\(name)\"", at: "autoconnect", containing: "is not a profile name")
+    }
+
+    @Test func autoconnectIsAClientSetting() {
+        expectSingleDiagnostic("role = \"server\"\nautoconnect = \"home\"", at: "autoconnect", containing: "only to the client role")
+        expectSingleDiagnostic("autoconnect = \"home\"", at: "autoconnect", containing: "only to the client role", role: .server)
+        expectSingleDiagnostic("autoconnect = 1", at: "autoconnect", containing: "expected a string")
+    }
+}

@@ -314,6 +314,16 @@ struct BusAPITests {
         #expect(exit == 0, "monitor: \(monitor.output) \(monitor.errorOutput)")
         #expect(monitor.output.contains("\"event\":\"InterfacesAdded\"") && monitor.output.contains("wwan0"), "\(monitor.output)")
 
+        // Without a terminal or --json: the current status first, then one line per event.
+        let lines = try BackgroundProcess([BusTestPaths.cli, "monitor", "--events", "1", "--bus-address", environment.address],
+                                          outputPrefix: environment.bus.directory + "/cli-monitor-lines")
+        defer { lines.stop() }
+        #expect(await lines.waitForOutput("State:"), "\(lines.output) \(lines.errorOutput)")
+        #expect(try environment.cli(["uplink", "remove", "wwan0"]).status == 0)
+        #expect(await lines.waitForExit(timeout: .seconds(5)) == 0, "\(lines.output) \(lines.errorOutput)")
+        #expect(lines.output.contains("wwan0"), "\(lines.output)")  // in the initial status
+        #expect(lines.output.contains("removed /org/triglav/uplink/") || lines.output.contains("Uplinks="), "\(lines.output)")
+
         // Daemon gone: a clear message and exit status 6.
         environment.fixture.stop()
         let gone = try environment.cli(["status"])

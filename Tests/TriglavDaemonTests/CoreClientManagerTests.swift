@@ -74,16 +74,18 @@ struct CoreClientManagerTests {
         #expect(manager.status.state == .connecting)
     }
 
-    @Test func aSchedulerTheDataPlaneLacksIsRefusedAtConnect() throws {
+    @Test func lowestLatencyFromTheConfigReachesTheTunnel() throws {
         var config = DaemonConfig()
         config.multipath.scheduler = .lowestLatency
         let (manager, factory, _, _) = try Fixtures.clientManager(config: config)
-        if TriglavDataPlane.SchedulerKind(rawValue: "lowest-latency") == nil {
-            #expect(throws: TriglavDaemonError.self) { try manager.connect(profile: "home") }
-            #expect(factory.count == 0)
-        } else {
-            try manager.connect(profile: "home")
-            #expect(try #require(factory.last).plan.scheduler.rawValue == "lowest-latency")
+        try manager.connect(profile: "home")
+        #expect(try #require(factory.last).plan.scheduler == .lowestLatency)
+        #expect(manager.status.scheduler == .lowestLatency)
+    }
+
+    @Test func everyConfigSchedulerHasItsDataPlaneNamesake() {
+        for kind in TriglavConfig.SchedulerKind.allCases {
+            #expect(ClientManager.dataPlaneScheduler(kind).rawValue == kind.rawValue)
         }
     }
 
@@ -287,10 +289,11 @@ struct CoreClientManagerTests {
         #expect(tunnel.calls.last == "scheduler flow")
         #expect(manager.status.scheduler == .flow)
         #expect(throws: TriglavDaemonError.self) { try manager.setScheduler("fastest") }
-        if TriglavDataPlane.SchedulerKind(rawValue: "lowest-latency") == nil {
-            #expect(throws: TriglavDaemonError.self) { try manager.setScheduler("lowest-latency") }
-        }
         #expect(manager.status.scheduler == .flow)
+        try manager.setScheduler("lowest-latency")
+        #expect(tunnel.calls.last == "scheduler lowest-latency")
+        #expect(tunnel.record.withLock { $0.scheduler } == .lowestLatency)
+        #expect(manager.status.scheduler == .lowestLatency)
     }
 
     @Test func reloadAppliesSchedulerChangesInPlaceAndRebuildsForOthers() throws {

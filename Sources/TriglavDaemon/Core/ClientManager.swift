@@ -216,7 +216,7 @@ public final class ClientManager: Sendable {
             throw .invalidArgument(what: "scheduler '\(name)'",
                                    reason: "use one of \(TriglavConfig.SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let dataPlaneKind = try Self.dataPlaneScheduler(kind)
+        let dataPlaneKind = Self.dataPlaneScheduler(kind)
         state.withLock { state in
             state.schedulerOverride = kind
             if case .active(let connection) = state.phase {
@@ -349,7 +349,7 @@ public final class ClientManager: Sendable {
             profile: name, configuredEndpoint: settings.endpoint, server: try resolver.resolve(settings.endpoint),
             serverKey: settings.serverPublicKey, privateKeyPath: config.privateKeyPath,
             tunnelInterface: config.tunnel.interface, mtu: config.tunnel.mtu, routing: routing,
-            scheduler: try Self.dataPlaneScheduler(settings.multipath.scheduler),
+            scheduler: Self.dataPlaneScheduler(settings.multipath.scheduler),
             firewallMark: settings.routing.firewallMark,
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold)
@@ -358,14 +358,16 @@ public final class ClientManager: Sendable {
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.
     static let keepaliveDisabled: Duration = .seconds(86_400)
 
-    static func dataPlaneScheduler(_ kind: TriglavConfig.SchedulerKind) throws(TriglavDaemonError) -> TriglavDataPlane.SchedulerKind {
-        guard let mapped = TriglavDataPlane.SchedulerKind(rawValue: kind.rawValue) else {
-            throw .invalidArgument(
-                what: "scheduler '\(kind.rawValue)'",
-                reason: "not implemented by the data plane yet; use one of "
-                    + TriglavDataPlane.SchedulerKind.allCases.map(\.rawValue).joined(separator: ", "))
+    /// Config name → data plane scheduler. Exhaustive on purpose: a scheduler added to the config
+    /// without a data plane counterpart must fail to compile, not fail at Connect.
+    static func dataPlaneScheduler(_ kind: TriglavConfig.SchedulerKind) -> TriglavDataPlane.SchedulerKind {
+        switch kind {
+        case .aggregate: .aggregate
+        case .redundant: .redundant
+        case .failover: .failover
+        case .flow: .flow
+        case .lowestLatency: .lowestLatency
         }
-        return mapped
     }
 
     private func startTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {

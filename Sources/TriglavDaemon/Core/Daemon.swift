@@ -82,16 +82,18 @@ public final class Daemon: Sendable {
         var bus: (any DaemonBus)?
         var watchdog: WatchdogPinger?
         var lastStatusLine = ""
+        var started = false
         var stopped = false
     }
 
-    /// `connectProfile` (from `--connect`) is connected at start, before READY=1.
+    /// `connectProfile` (from `--connect`), else the config's `autoconnect`, is connected at start,
+    /// before READY=1.
     public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
                 environment: DaemonEnvironment, connectProfile: String? = nil,
                 logger: Logger = Logger(label: "triglav.daemon")) {
         role = config.role
         self.environment = environment
-        self.connectProfile = connectProfile
+        self.connectProfile = Self.startupProfile(commandLine: connectProfile, config: config)
         self.logger = logger
         switch config.role {
         case .client:
@@ -110,6 +112,13 @@ public final class Daemon: Sendable {
         }
     }
 
+    /// The profile to connect to at start: the command line's (`--connect`) wins over the file's
+    /// `autoconnect`; the server role never connects.
+    static func startupProfile(commandLine: String?, config: DaemonConfig) -> String? {
+        guard config.role == .client else { return nil }
+        return commandLine ?? config.autoconnect?.rawValue
+    }
+
     // MARK: Lifecycle
 
     /// Brings the role up and sends READY=1. On failure everything started so far is torn down again.
@@ -126,7 +135,7 @@ public final class Daemon: Sendable {
         }
         markProgress()
         let line = statusLine
-        mutable.withLock { $0.lastStatusLine = line }
+        mutable.withLock { $0.lastStatusLine = line; $0.started = true }
         environment.notifier.notify([.ready, .status(line)])
         logger.info("triglavd \(VERSION) ready (\(role.rawValue)): \(line)")
         let watchdog = WatchdogPinger.forConfiguredWatchdog { [weak self] in self?.isMakingProgress ?? false }
@@ -233,8 +242,10 @@ public final class Daemon: Sendable {
         }
     }
 
-    /// Runs until SIGTERM or SIGINT: ticks every second, reloads on SIGHUP, then shuts down.
-    public func run() {
+    /// Starts (see `start()`), then runs until SIGTERM or SIGINT: ticks every second, reloads on SIGHUP,
+    /// and shuts down. The signal handlers are in place before the start, so a SIGTERM during a slow
+    /// start (waiting for the interface dump, connecting) still ends in a clean shutdown right after it.
+    public func run() throws(TriglavDaemonError) {
         let control = DispatchQueue(label: "triglav.daemon.control")
         let terminate = DispatchSemaphore(value: 0)
         var sources: [any DispatchSourceSignal] = []
@@ -242,16 +253,21 @@ public final class Daemon: Sendable {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: control)
             source.setEventHandler { [weak self] in
-                if number == SIGHUP {
-                    self?.logger.info("SIGHUP: reloading")
-                    self?.reloadFromSignal()
-                } else {
+                guard let self else { return }
+                if number != SIGHUP {
                     terminate.signal()
+                } else if mutable.withLock({ $0.started && !$0.stopped }) {
+                    logger.info("SIGHUP: reloading")
+                    reloadFromSignal()
+                } else {
+                    logger.notice("SIGHUP ignored: the daemon is not running yet")
                 }
             }
             source.resume()
             sources.append(source)
         }
+        defer { for source in sources { source.cancel() } }
+        try start()
         let timer = DispatchSource.makeTimerSource(queue: control)
         let interval = DispatchTimeInterval.nanoseconds(Int(Self.tickInterval.nanoseconds))
         timer.schedule(deadline: .now() + interval, repeating: interval)
@@ -261,7 +277,6 @@ public final class Daemon: Sendable {
         timer.cancel()
         control.sync {}
         shutdown(reason: "signal")
-        for source in sources { source.cancel() }
     }
 
     // MARK: Status

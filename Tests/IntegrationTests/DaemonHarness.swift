@@ -1,0 +1,364 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Namespace lab for `triglavd` itself: a client namespace with two veth uplinks (up1, up2) to a server
+/// namespace, keys, a server and a client configuration, a profile "lab", a NOTIFY_SOCKET per daemon and,
+/// on request, a private D-Bus bus. Namespaces are tg-dm-<random>-{c,s}; `tearDown()` (from `defer`)
+/// kills what the lab started and deletes namespaces and files, also when a test fails. Waits are bounded.
+final class DaemonLab: @unchecked Sendable {
+    static let serverTunnelAddress = "10.78.0.1"
+    static let clientTunnelAddress = "10.78.0.2"
+
+    let suffix = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+    var client: String { "tg-dm-\(suffix)-c" }
+    var server: String { "tg-dm-\(suffix)-s" }
+    let directory: String
+    private var processes: [Process] = []
+    private var listeners: [NotifyListener] = []
+    private var busPID: pid_t?
+    private(set) var busAddress: String?
+
+    init() throws {
+        directory = NSTemporaryDirectory() + "tg-dm-\(suffix)"
+        try FileManager.default.createDirectory(atPath: directory + "/profiles", withIntermediateDirectories: true)
+        do {
+            try build()
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    /// An executable built next to the test bundle (.build/<config>/).
+    static func product(_ name: String) -> String {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = url.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            url = url.deletingLastPathComponent()
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/" + name
+    }
+
+    static var triglavd: String { product("triglavd") }
+    static var isRoot: Bool { getuid() == 0 }
+
+    private func build() throws {
+        for namespace in [client, server] {
+            try sh("ip netns add \(namespace)")
+            try sh("ip -n \(namespace) link set lo up")
+            // No duplicate address detection, so link-local addresses (and their routes) are final at once
+            // and before/after snapshots of the routing compare equal.
+            try exec(namespace, "sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0")
+        }
+        try sh("ip -n \(server) address add 198.18.7.1/32 dev lo")
+        for number in 1...2 {
+            try sh("ip link add up\(number) netns \(client) type veth peer name dn\(number) netns \(server)")
+            try sh("ip -n \(client) address add 10.202.\(number).2/24 dev up\(number)")
+            try sh("ip -n \(server) address add 10.202.\(number).1/24 dev dn\(number)")
+            try sh("ip -n \(client) link set up\(number) up")
+            try sh("ip -n \(server) link set dn\(number) up")
+            try sh("ip -n \(client) route add 198.18.7.1/32 via 10.202.\(number).1 dev up\(number) metric \(number)")
+        }
+        let serverKey = try sh("\(Self.product("triglav")) keygen \(directory)/server.key").trimmingCharacters(in: .whitespacesAndNewlines)
+        let clientKey = try sh("\(Self.product("triglav")) keygen \(directory)/client.key").trimmingCharacters(in: .whitespacesAndNewlines)
+        try write("server.toml", """
+            role = "server"
+            private_key = "\(directory)/server.key"
+            [tunnel]
+            interface = "tgs0"
+            [server]
+            listen = ["198.18.7.1:7443"]
+            tunnel_ipv4 = "\(Self.serverTunnelAddress)/24"
+            tunnel_ipv6 = "fd78::1/64"
+            [server.nat]
+            enabled = false
+            [[server.clients]]
+            name = "laptop"
+            public_key = "\(clientKey)"
+            tunnel_ipv4 = "\(Self.clientTunnelAddress)"
+            """)
+        try writeClientConfig(scheduler: "aggregate")
+        try write("profiles/lab.toml", """
+            [server]
+            endpoint = "198.18.7.1:7443"
+            public_key = "\(serverKey)"
+            """)
+    }
+
+    /// The client's triglavd.toml. The uplinks are veths (virtual), so the config names them: `include`
+    /// admits them and the pin makes discovery take them whatever the host's udev database says about
+    /// the same interface index in another namespace.
+    func writeClientConfig(scheduler: String) throws {
+        try write("client.toml", """
+            private_key = "\(directory)/client.key"
+            log_level = "debug"
+            [tunnel]
+            interface = "tgc0"
+            [multipath]
+            scheduler = "\(scheduler)"
+            [uplinks]
+            include = ["up*"]
+            heartbeat_interval_ms = 200
+            [uplinks.interface."up*"]
+            tier = "primary"
+            """)
+    }
+
+    func write(_ name: String, _ text: String) throws {
+        try (text + "\n").write(toFile: "\(directory)/\(name)", atomically: true, encoding: .utf8)
+    }
+
+    func tearDown() {
+        for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in processes { waitForExit(process, timeout: 5) }
+        for namespace in [client, server] {
+            _ = try? sh("ip netns pids \(namespace) | xargs -r kill -9")
+            _ = try? sh("ip netns del \(namespace)")
+        }
+        if let busPID { kill(busPID, SIGKILL) }
+        for listener in listeners { listener.close() }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    // MARK: Daemons
+
+    /// Starts `triglavd ARGUMENTS` in `namespace` with its own NOTIFY_SOCKET (and the lab's bus, if any).
+    func startDaemon(namespace: String, _ arguments: String, logName: String,
+                     extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
+        let listener = try NotifyListener(path: "\(directory)/\(logName).notify")
+        listeners.append(listener)
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = listener.path
+        environment.removeValue(forKey: "DBUS_SYSTEM_BUS_ADDRESS")
+        if let busAddress { environment["DBUS_SYSTEM_BUS_ADDRESS"] = busAddress }
+        environment.merge(extraEnvironment) { _, new in new }
+        let busFlag = busAddress == nil ? " --no-bus" : ""
+        let process = try spawn(namespace: namespace, "\(Self.triglavd) \(arguments)\(busFlag)", logName: logName,
+                                environment: environment)
+        return (process, listener)
+    }
+
+    func startServer() throws -> (Process, NotifyListener) {
+        try startDaemon(namespace: server, "--config \(directory)/server.toml", logName: "server")
+    }
+
+    func startClient(connect: Bool = true, logName: String = "client",
+                     extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
+        try startDaemon(namespace: client, "--config \(directory)/client.toml --profile-dir \(directory)/profiles"
+                        + (connect ? " --connect lab" : ""), logName: logName, extraEnvironment: extraEnvironment)
+    }
+
+    func spawn(namespace: String, _ command: String, logName: String, environment: [String: String]? = nil) throws -> Process {
+        let log = "\(directory)/\(logName).log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", "exec " + command]
+        process.standardOutput = handle
+        process.standardError = handle
+        if let environment { process.environment = environment }
+        try process.run()
+        processes.append(process)
+        return process
+    }
+
+    func log(_ name: String) -> String {
+        (try? String(contentsOfFile: "\(directory)/\(name).log", encoding: .utf8)) ?? ""
+    }
+
+    func waitForExit(_ process: Process, timeout: TimeInterval) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    func terminate(_ process: Process, timeout: TimeInterval = 10) {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        waitForExit(process, timeout: timeout)
+    }
+
+    /// Pings the server's tunnel address from the client until it answers (bounded).
+    func waitForTunnel(timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? exec(client, "ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        return false
+    }
+
+    /// Links, addresses, rules and routes of the client namespace (all tables), for before/after comparisons.
+    func clientRouting() throws -> String {
+        try ["ip -o link show", "ip -o address show", "ip -4 rule show", "ip -6 rule show",
+             "ip -4 route show table all", "ip -6 route show table all"].map { command in
+            try exec(client, command).split(separator: "\n").map { line in
+                // Link counters and ids differ between runs; keep what describes the configuration.
+                String(line.replacingOccurrences(of: #"\s+(valid_lft|preferred_lft)\s+\S+|\s+tentative"#, with: "",
+                                                 options: .regularExpression))
+            }.sorted().joined(separator: "\n")
+        }.joined(separator: "\n---\n")
+    }
+
+    // MARK: D-Bus
+
+    /// Starts a private dbus-daemon (permissive policy) whose address the daemons get as
+    /// DBUS_SYSTEM_BUS_ADDRESS. A path socket, so processes in other network namespaces reach it.
+    func startBus() throws {
+        try write("bus.conf", """
+            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+             "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+            <busconfig>
+              <type>system</type>
+              <listen>unix:path=\(directory)/bus</listen>
+              <pidfile>\(directory)/bus.pid</pidfile>
+              <auth>EXTERNAL</auth>
+              <policy context="default">
+                <allow user="*"/>
+                <allow own="*"/>
+                <allow send_type="method_call"/>
+                <allow send_type="signal"/>
+                <allow send_requested_reply="true" send_type="method_return"/>
+                <allow send_requested_reply="true" send_type="error"/>
+                <allow receive_type="method_call"/>
+                <allow receive_type="method_return"/>
+                <allow receive_type="error"/>
+                <allow receive_type="signal"/>
+                <allow send_destination="org.freedesktop.DBus"/>
+              </policy>
+            </busconfig>
+            """)
+        // In the foreground (tracked like the daemons, killed by tearDown); ready once the socket exists.
+        let bus = Process()
+        bus.executableURL = URL(fileURLWithPath: "/usr/bin/dbus-daemon")
+        bus.arguments = ["--config-file=\(directory)/bus.conf", "--nofork"]
+        bus.standardInput = FileHandle.nullDevice
+        bus.standardOutput = FileHandle.nullDevice
+        bus.standardError = FileHandle.nullDevice
+        try bus.run()
+        processes.append(bus)
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: "\(directory)/bus.pid") && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let pidText = try String(contentsOfFile: "\(directory)/bus.pid", encoding: .utf8)
+        busPID = pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines))
+        busAddress = "unix:path=\(directory)/bus"
+    }
+
+    /// Runs `busctl --address=BUS ARGUMENTS` (throws on failure, with its output).
+    @discardableResult
+    func busctl(_ arguments: String) throws -> String {
+        guard let busAddress else { throw DaemonLabError.timeout("no bus started") }
+        return try sh("busctl --address=\(busAddress) \(arguments)", timeout: 20)
+    }
+
+    // MARK: Shell
+
+    @discardableResult
+    func exec(_ namespace: String, _ command: String, timeout: Int = 60) throws -> String {
+        try sh("ip netns exec \(namespace) \(command)", timeout: timeout)
+    }
+
+    @discardableResult
+    func sh(_ command: String, timeout: Int = 60) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        process.arguments = ["-s", "KILL", String(timeout), "/bin/sh", "-c", command]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else { throw DaemonLabError.commandFailed(command, process.terminationStatus, text) }
+        return text
+    }
+}
+
+/// The service-manager side of sd_notify(3): a unix datagram socket collecting what the daemon sends.
+final class NotifyListener: @unchecked Sendable {
+    let path: String
+    private let descriptor: Int32
+    private let lock = NSLock()
+    private var received: [String] = []
+
+    init(path: String) throws {
+        self.path = path
+        unlink(path)
+        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw DaemonLabError.commandFailed("socket(AF_UNIX)", errno, "") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8.prefix(raw.count - 1)) + [0])
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else { throw DaemonLabError.commandFailed("bind \(path)", errno, "") }
+    }
+
+    /// Every message so far (each a newline-separated list of assignments), reading what is pending.
+    var messages: [String] {
+        drain()
+        lock.lock()
+        defer { lock.unlock() }
+        return received
+    }
+
+    /// Waits until a message containing `assignment` (e.g. "READY=1") arrives; returns it.
+    @discardableResult
+    func waitFor(_ assignment: String, after count: Int = 0, timeout: TimeInterval) throws -> String {
+        try waitFor(prefix: assignment, exact: true, after: count, timeout: timeout)
+    }
+
+    /// Waits until a message has an assignment starting with `prefix` (e.g. "STATUS=Connected"); returns it.
+    @discardableResult
+    func waitFor(prefix: String, exact: Bool = false, after count: Int = 0, timeout: TimeInterval) throws -> String {
+        let assignment = prefix
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let found = messages.dropFirst(count).first(where: {
+                $0.split(separator: "\n").contains { exact ? $0 == prefix : $0.hasPrefix(prefix) }
+            }) {
+                return found
+            }
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&poller, 1, 100)
+        }
+        throw DaemonLabError.timeout("\(assignment) on \(path); got \(messages)")
+    }
+
+    private func drain() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            guard count > 0 else { return }
+            lock.lock()
+            received.append(String(decoding: buffer[0..<count], as: UTF8.self))
+            lock.unlock()
+        }
+    }
+
+    func close() {
+        Glibc.close(descriptor)
+        unlink(path)
+    }
+}
+
+enum DaemonLabError: Error, CustomStringConvertible {
+    case commandFailed(String, Int32, String)
+    case timeout(String)
+
+    var description: String {
+        switch self {
+        case .commandFailed(let command, let status, let output): "'\(command)' exited \(status): \(output)"
+        case .timeout(let what): "timed out waiting for \(what)"
+        }
+    }
+}

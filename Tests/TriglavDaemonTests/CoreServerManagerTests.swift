@@ -1,0 +1,101 @@
+import Synchronization
+import Testing
+import TriglavConfig
+import TriglavCore
+import TriglavCrypto
+import TriglavDataPlane
+import TriglavMultipath
+@testable import TriglavDaemon
+
+@Suite("ServerManager (fakes)")
+struct CoreServerManagerTests {
+    static func config(clients: Int = 2, listen: String = "192.0.2.1:7443") throws -> (DaemonConfig, [IdentityPublicKey]) {
+        var config = DaemonConfig()
+        config.role = .server
+        var server = ServerSettings()
+        server.listen = [try IPEndpoint(listen)]
+        let keys = (0..<clients).map { _ in IdentityKey.generate().publicKey }
+        server.clients = try keys.enumerated().map { index, key in
+            AuthorizedClient(name: "client\(index)", publicKey: key, tunnelIPv4: try #require(IPAddress("10.77.0.\(index + 2)")),
+                             tunnelIPv6: IPAddress("fd77::\(index + 2)"))
+        }
+        config.server = server
+        return (config, keys)
+    }
+
+    @Test func theTunnelPlanFollowsTheConfiguration() throws {
+        var (config, keys) = try Self.config()
+        config.server?.nat.enabled = false
+        let plan = ServerTunnelPlan(config: config)
+        #expect(plan.listen == [try IPEndpoint("192.0.2.1:7443")])
+        #expect(plan.tunnelAddresses.map(\.description) == ["10.77.0.1/24", "fd77::1/64"])
+        #expect(!plan.masquerade)
+        let client = try #require(config.server?.clients.first)
+        let assignment = try #require(plan.assignment(of: client))
+        #expect(assignment.ipv4.description == "10.77.0.2/24")
+        #expect(assignment.ipv6?.description == "fd77::2/64")
+        #expect(plan.clients.map(\.publicKey) == keys)
+    }
+
+    @Test func clientsGetStableNumbersWhileConnected() throws {
+        let (config, keys) = try Self.config()
+        let factory = FakeServerTunnelFactory()
+        let manager = ServerManager(config: config, configSource: FakeConfigSource(config), tunnels: factory)
+        let log = EventLog<ServerManagerEvent>()
+        manager.observe { log.append($0) }
+        try manager.start()
+        let tunnel = try #require(factory.last)
+        #expect(manager.status.isRunning)
+        #expect(manager.status.listen == ["192.0.2.1:7443"])
+        let first = ServerTunnelSnapshot.Client(publicKey: keys[0].base64,
+                                                assignment: TunnelAddresses(ipv4: try IPPrefix("10.77.0.2/32")))
+        let second = ServerTunnelSnapshot.Client(publicKey: keys[1].base64,
+                                                 assignment: TunnelAddresses(ipv4: try IPPrefix("10.77.0.3/32")))
+        tunnel.setClients([first])
+        manager.refresh()
+        tunnel.setClients([first, second])
+        manager.refresh()
+        #expect(manager.clients.map(\.number) == [1, 2])
+        #expect(manager.clients.map(\.name) == ["client0", "client1"])
+        tunnel.setClients([second])
+        manager.refresh()
+        tunnel.setClients([second, first])
+        manager.refresh()
+        #expect(manager.clients.map { "\($0.number) \($0.name)" } == ["2 client1", "3 client0"])
+        #expect(manager.statusLine == "Serving on 192.0.2.1:7443: 2 of 2 clients connected")
+        manager.drainEvents()
+        let removed = log.all.compactMap { event -> String? in
+            if case .clientRemoved(let number, let name) = event { return "\(number) \(name)" }
+            return nil
+        }
+        #expect(removed == ["1 client0"])
+        manager.stop()
+        #expect(tunnel.isStopped)
+        #expect(manager.statusLine == "Stopped")
+        #expect(manager.clients.isEmpty)
+    }
+
+    @Test func reloadRestartsTheTunnelOnlyWhenItsPlanChanged() throws {
+        let (config, _) = try Self.config()
+        let source = FakeConfigSource(config)
+        let factory = FakeServerTunnelFactory()
+        let manager = ServerManager(config: config, configSource: source, tunnels: factory)
+        try manager.start()
+        try manager.reload()
+        #expect(factory.count == 1)
+        var changed = config
+        changed.server?.listen = [try IPEndpoint("192.0.2.1:7444")]
+        source.set(changed)
+        try manager.reload()
+        #expect(factory.count == 2)
+        #expect(factory.made.withLock { $0[0].isStopped })
+        #expect(manager.status.listen == ["192.0.2.1:7444"])
+        var client = changed
+        client.role = .client
+        client.server = nil
+        source.set(client)
+        #expect(throws: TriglavDaemonError.self) { try manager.reload() }
+        #expect(factory.count == 2)
+        manager.stop()
+    }
+}
