@@ -122,6 +122,12 @@ public struct MultipathEngine<Packet> {
     /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
     var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
 
+    /// The scheduler's model of an uplink's send queue (time to drain) at `now`, for tests and traces.
+    func modelQueueDelay(for id: UplinkID, now: UInt64) -> UInt64? {
+        guard let index = index(of: id) else { return nil }
+        return uplinks[index].modelBusyUntil > now ? uplinks[index].modelBusyUntil - now : 0
+    }
+
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }

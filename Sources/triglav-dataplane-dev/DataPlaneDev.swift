@@ -70,7 +70,8 @@ struct Client: ParsableCommand {
     @Option(help: "The server's public key.") var serverKey: String
     @Option(help: "Server endpoint, e.g. 198.18.0.1:7443.") var server: String
     @Option(help: "TUN device name.") var tun = "triglav0"
-    @Option(help: "Uplink interface (repeatable).") var uplink: [String]
+    @Option(help: "Uplink interface (repeatable): NAME[:TIER[:metered]], TIER one of primary, secondary, backup, never.")
+    var uplink: [String]
     @Flag(help: "Route everything through the tunnel (wg-quick style).") var fullTunnel = false
     @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
@@ -93,7 +94,20 @@ struct Client: ParsableCommand {
         }
         let client = try ClientTunnel(configuration: configuration)
         try client.start()
-        for name in uplink { try client.addUplink(interface: try InterfaceName(name)) }
+        for entry in uplink {
+            let parts = entry.split(separator: ":").map(String.init)
+            guard let name = parts.first else { throw ValidationError("empty --uplink") }
+            var policy = UplinkPolicy()
+            if parts.count > 1 {
+                guard let tier = UplinkTier(rawValue: parts[1]) else { throw ValidationError("unknown tier '\(parts[1])' in --uplink \(entry)") }
+                policy.tier = tier
+            }
+            if parts.count > 2 {
+                guard parts[2] == "metered" else { throw ValidationError("expected 'metered' after the tier in --uplink \(entry)") }
+                policy.isMetered = true
+            }
+            try client.addUplink(interface: try InterfaceName(name), policy: policy)
+        }
         waitForSignal(statsInterval: statsInterval) { "\(client.statistics())" }
         client.stop()
     }

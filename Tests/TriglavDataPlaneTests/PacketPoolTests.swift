@@ -29,3 +29,21 @@ struct TunnelMTUTests {
         #expect(ClientTunnel.tunnelMTU(linkMTUs: [], overhead: 88, maximum: 1400) == 1400)
     }
 }
+
+@Suite("RetransmitStore")
+struct RetransmitStoreTests {
+    @Test("returns stored packets by sequence until overwritten, across wrap-around")
+    func storeAndOverwrite() {
+        let store = RetransmitStore(capacity: 4, slotSize: 8)
+        for sequence in [UInt32.max - 1, UInt32.max, 0, 1] {
+            [UInt8(truncatingIfNeeded: sequence)].withUnsafeBytes { store.store(sequence: sequence, packet: $0) }
+        }
+        #expect(store.packet(sequence: UInt32.max).map(Array.init) == [255])
+        #expect(store.packet(sequence: 1).map(Array.init) == [1])
+        [UInt8(2)].withUnsafeBytes { store.store(sequence: 2, packet: $0) }
+        #expect(store.packet(sequence: UInt32.max - 1) == nil, "overwritten by sequence 2")
+        #expect(store.packet(sequence: 6) == nil, "never sent")
+        [UInt8](repeating: 1, count: 9).withUnsafeBytes { store.store(sequence: 3, packet: $0) }
+        #expect(store.packet(sequence: 3) == nil, "too large to keep")
+    }
+}

@@ -6,8 +6,9 @@ import Testing
 /// `TRIGLAV_MULTIPATH_BENCH=1 swift test --skip-build --filter ThroughputBenchmark`.
 @Suite struct ThroughputTests {
     /// Target of the issue: ≥ 90% of the summed rate on three lossy links. Not reached yet by a single Reno
-    /// flow (see BENCHMARKS.md: random-loss repair holds inflate its RTT, and Reno's linear growth can't
-    /// catch up within the run); recorded as a known issue so the day it passes, the test says so.
+    /// flow (docs/MULTIPATH.md, known limitations: without the random loss it gets ~90%; with it, every
+    /// repair holds in-order delivery for tens of ms and the flow runs stop-and-go); recorded as a known
+    /// issue so the day it passes, the test says so.
     @Test func aggregateOverThreeLossyLinks() throws {
         let result = try ThroughputScenario.threeLinks.run(seed: 1)
         let naive = try ThroughputScenario.threeLinks.run(seed: 1, roundRobin: true)

@@ -27,6 +27,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
+    /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
+    private var resendBuffer = [UInt8](repeating: 0, count: 2048 + WireLayout.transportOverhead)
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel
@@ -121,9 +123,10 @@ final class ClientNetworkPump: @unchecked Sendable {
                 case .stateChanged(let id, let from, let to):
                     let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
                     tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)")
-                case .resend, .requestResend:
-                    // No retransmit store yet: the inner protocol (TCP) recovers these losses.
-                    continue
+                case .resend(let sequence):
+                    resend(sequence: sequence, now: now, state: &state)
+                case .requestResend:
+                    continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
                 }
             }
         }
@@ -318,6 +321,8 @@ final class ClientNetworkPump: @unchecked Sendable {
                     continue
                 }
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
+                // A `never` uplink sends nothing at all: no handshakes, probes or keepalives.
+                if uplink.policy.tier == .never { continue }
                 if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
                     tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
                     state.uplinks[slot] = uplink
@@ -412,7 +417,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func sendControl(_ frame: ControlFrame, _ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
         guard let socket = uplink.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
-                  try uplink.keyring.sealControl(frame, in: raw, now: now)
+                  try uplink.keyring.sealControl(frame, flags: UplinkPolicyFlags.encode(uplink.policy), in: raw, now: now)
               }) else { return }
         if let connection = uplink.tcp {
             controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
@@ -425,11 +430,38 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
+    /// Sends a packet that was in flight on a dead uplink again, on the uplink the engine picks now.
+    private func resend(sequence: UInt32, now: Nanoseconds, state: inout ClientState) {
+        guard let packet = state.retransmit.packet(sequence: sequence) else { return }
+        let length = packet.count
+        let selection = state.engine.scheduleResend(packetLength: length + WireLayout.transportOverhead, originalUplink: nil, now: now)
+        for id in selection {
+            guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket,
+                  let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
+            let sealed: Int? = resendBuffer.withUnsafeMutableBytes { raw in
+                UnsafeMutableRawBufferPointer(rebasing: raw[WireLayout.bodyOffset...]).copyMemory(from: packet)
+                return try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length, in: raw, now: now)
+            }
+            guard let sealed else { continue }
+            resendBuffer.withUnsafeBytes { raw in
+                let datagram = UnsafeRawBufferPointer(rebasing: raw[0..<sealed])
+                if let connection = state.uplinks[slot]?.tcp {
+                    connection.send(datagram)
+                } else {
+                    withUnsafePointer(to: &state.serverAddress) { socket.sendOne(datagram, to: $0, length: state.serverAddressLength) }
+                }
+            }
+            state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
+            state.resentPackets &+= 1
+        }
+    }
+
     /// Seals a control frame with the slot's session in place and sends it.
     private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
         guard let socket = state.uplinks[slot]?.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
-                  try state.uplinks[slot]?.keyring.sealControl(frame, in: raw, now: now)
+                  let flags = state.uplinks[slot].map { UplinkPolicyFlags.encode($0.policy) } ?? 0
+                  return try state.uplinks[slot]?.keyring.sealControl(frame, flags: flags, in: raw, now: now)
               }) else { return }
         if let connection = state.uplinks[slot]?.tcp {
             controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }

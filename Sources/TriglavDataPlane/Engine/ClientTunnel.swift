@@ -35,11 +35,18 @@ public struct ClientTunnelConfiguration: Sendable {
     /// Fall back to TCP (same server address and port) on uplinks whose UDP handshakes go unanswered.
     public var tcpFallback = true
 
-    /// Multipath defaults for the data plane: the engine asks for resends only when the sender keeps a
-    /// retransmit store, which this data plane doesn't yet (see docs/DATAPLANE.md).
+    /// Multipath defaults for the data plane. The sender re-sends packets that were in flight on a dying
+    /// uplink (from its `RetransmitStore`); receivers don't request resends, as the wire protocol has no
+    /// frame for such requests yet.
+    ///
+    /// The engine's ingress queue target (refusing packets whose modelled arrival is more than 80 ms late) is
+    /// off: with the capacity estimate starting at 10 Mbit/s, refusing at the estimate keeps the delivery
+    /// rate, and so the estimate, from ever growing (measured: a single veth uplink stuck at 4–9 Mbit/s
+    /// instead of hundreds). The uplink sockets' buffers and the inner TCP handle congestion instead.
     public static var defaultMultipath: MultipathConfiguration {
         var configuration = MultipathConfiguration()
         configuration.requestsResends = false
+        configuration.ingressQueueTarget = nil
         return configuration
     }
 
@@ -101,7 +108,8 @@ public final class ClientTunnel: Sendable {
         } catch {
             throw .invalidConfiguration("multipath: \(error)")
         }
-        state = Mutex(ClientState(engine: engine, serverAddress: serverAddress, serverAddressLength: serverAddressLength))
+        state = Mutex(ClientState(engine: engine, retransmit: RetransmitStore(capacity: 4096),
+                                  serverAddress: serverAddress, serverAddressLength: serverAddressLength))
     }
 
     // MARK: Lifecycle
@@ -154,6 +162,12 @@ public final class ClientTunnel: Sendable {
     /// retries every handshake interval. Returns its ID.
     @discardableResult
     public func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID {
+        try addUplink(interface: interface, policy: UplinkPolicy())
+    }
+
+    /// Adds an uplink with a multipath policy (tier primary/secondary/backup/never, metered, data cap).
+    @discardableResult
+    public func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID {
         let result: Result<(UplinkID, Int), TriglavDataPlaneError> = state.withLock { state in
             if state.uplinks.contains(where: { $0?.interface == interface }) {
                 return .failure(.duplicateUplink(interface.rawValue))
@@ -163,7 +177,7 @@ public final class ClientTunnel: Sendable {
             }
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
-            state.uplinks[slot] = ClientUplink(id: id, interface: interface)
+            state.uplinks[slot] = ClientUplink(id: id, interface: interface, policy: policy)
             return .success((id, slot))
         }
         let (id, slot) = try result.get()
@@ -193,6 +207,24 @@ public final class ClientTunnel: Sendable {
             connection.close()
         }
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
+    }
+
+    /// Changes an uplink's multipath policy at runtime (tier, metered, data cap).
+    public func setUplinkPolicy(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) {
+        let result: TriglavDataPlaneError? = state.withLock { state in
+            guard let slot = state.uplinks.firstIndex(where: { $0?.interface == interface }), let id = state.uplinks[slot]?.id else {
+                return .unknownUplink(interface.rawValue)
+            }
+            state.uplinks[slot]?.policy = policy
+            guard state.engine.uplinkIDs.contains(id) else { return nil }  // applied when it is admitted
+            do throws(MultipathError) {
+                try state.engine.updatePolicy(policy, for: id)
+                return nil
+            } catch {
+                return .invalidConfiguration("policy of \(interface): \(error)")
+            }
+        }
+        if let result { throw result }
     }
 
     /// Interfaces of the current uplinks.
@@ -239,7 +271,7 @@ public final class ClientTunnel: Sendable {
                     status.path = state.engine.statistics(for: uplink.id)
                     return status
                 },
-                droppedNoUplink: state.droppedNoUplink, reorder: state.engine.reorderStatistics)
+                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics)
         }
     }
 
@@ -353,8 +385,6 @@ public final class ClientTunnel: Sendable {
             buffer.withUnsafeBytes { socket.sendOne(UnsafeRawBufferPointer(rebasing: $0[0..<length]), to: address, length: state.serverAddressLength) }
         }
     }
-
-    var keepaliveNanoseconds: UInt64 { configuration.keepaliveInterval.nanoseconds }
 }
 
 /// One uplink's state, owned by `ClientState`.
@@ -380,10 +410,13 @@ struct ClientUplink {
     /// When the socket was last (re)opened or a handshake last started, for retry pacing.
     var lastAttempt: Nanoseconds = 0
     var status: UplinkStatus
+    /// Tier, metered flag and data cap, handed to the multipath engine when the uplink is admitted.
+    var policy: UplinkPolicy
 
-    init(id: UplinkID, interface: InterfaceName) {
+    init(id: UplinkID, interface: InterfaceName, policy: UplinkPolicy = UplinkPolicy()) {
         self.id = id
         self.interface = interface
+        self.policy = policy
         status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
@@ -407,6 +440,8 @@ struct ClientState: @unchecked Sendable {
     /// The tunnel's multipath engine: scheduler, per-uplink quality, reorder buffer. Its reorder buffer
     /// holds slots of the network pump's `PacketPool`.
     var engine: MultipathEngine<Int>
+    /// Recently sent packets, for the engine's resend duties.
+    let retransmit: RetransmitStore
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
@@ -418,6 +453,7 @@ struct ClientState: @unchecked Sendable {
     var creatingSlot: Int?
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
+    var resentPackets: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
 
@@ -438,8 +474,8 @@ struct ClientState: @unchecked Sendable {
 
     /// Puts a freshly established uplink into the multipath engine (probing first).
     mutating func admitUplink(_ slot: Int, now: UInt64) {
-        guard let id = uplinks[slot]?.id, !engine.uplinkIDs.contains(id) else { return }
-        try? engine.addUplink(id, now: now)
+        guard let id = uplinks[slot]?.id, let policy = uplinks[slot]?.policy, !engine.uplinkIDs.contains(id) else { return }
+        try? engine.addUplink(id, policy: policy, now: now)
     }
 }
 
@@ -512,6 +548,7 @@ final class ClientTunPump: @unchecked Sendable {
                 }
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
+                state.retransmit.store(sequence: sequence, packet: packet)
                 for id in selection {
                     guard let slot = state.slot(of: id), state.uplinks[slot]?.socket != nil else { continue }
                     let batch = outgoing[slot]
@@ -552,8 +589,9 @@ extension ClientTunnel {
 
 extension UplinkKeyring {
     /// Seals a control frame with the current session.
-    mutating func sealControl(_ frame: ControlFrame, in buffer: UnsafeMutableRawBufferPointer, now: UInt64) throws(ProtocolError) -> Int {
+    mutating func sealControl(_ frame: ControlFrame, flags: UInt8 = 0, in buffer: UnsafeMutableRawBufferPointer,
+                              now: UInt64) throws(ProtocolError) -> Int {
         frame.serialize(into: UnsafeMutableRawBufferPointer(rebasing: buffer[WireLayout.bodyOffset...]))
-        return try seal(frame.frameType, bodyLength: frame.bodyLength, in: buffer, now: now)
+        return try seal(frame.frameType, flags: flags, bodyLength: frame.bodyLength, in: buffer, now: now)
     }
 }

@@ -30,6 +30,8 @@ final class ServerNetworkPump: @unchecked Sendable {
     private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: 2048)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
+    /// One-slot batch for resent data packets.
+    private let resendBatch = DatagramBatch(capacity: 1, slotSize: 2048)
     private var ready: [Bool]
     /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
     private var pools: [UInt64: PacketPool] = [:]
@@ -199,6 +201,12 @@ final class ServerNetworkPump: @unchecked Sendable {
                     try? state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
                 }
             }
+            if frame.type != .data, frame.flags != state.sessions[receiver]?.policyFlags,
+               let policy = UplinkPolicyFlags.decode(frame.flags) {
+                // The client's tier/metered setting for this uplink: schedule the download direction alike.
+                state.sessions[receiver]?.policyFlags = frame.flags
+                try? state.tunnels[tunnelID]?.engine.updatePolicy(policy, for: uplink)
+            }
             let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {
             case .data:
@@ -261,8 +269,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                         sendControl(.feedback(body), session: session, now: now, state: &state)
                     case .stateChanged(let uplink, let from, let to):
                         server.logger.debug("tunnel \(String(tunnelID, radix: 16)) \(uplink): \(from.rawValue) -> \(to.rawValue)")
-                    case .resend, .requestResend:
-                        continue  // no retransmit store yet (docs/DATAPLANE.md)
+                    case .resend(let sequence):
+                        resend(sequence: sequence, tunnel: tunnelID, now: now, state: &state)
+                    case .requestResend:
+                        continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
                     }
                 }
             }
@@ -323,6 +333,32 @@ final class ServerNetworkPump: @unchecked Sendable {
         state.removeTunnel(tunnelID)
         pools[tunnelID] = nil
         deliveries.removeAll { $0.0 == tunnelID }
+    }
+
+    /// Sends a packet that was in flight on a dead client uplink again, on the uplink the tunnel's engine picks.
+    private func resend(sequence: UInt32, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) {
+        guard let packet = state.tunnels[tunnelID]?.retransmit.packet(sequence: sequence),
+              let selection = state.tunnels[tunnelID]?.engine.scheduleResend(
+                packetLength: packet.count + WireLayout.transportOverhead, originalUplink: nil, now: now) else { return }
+        for uplink in selection {
+            guard let index = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
+                  let counter = state.sessions[index]?.transport.nextSendCounter else { continue }
+            let target = resendBatch.slot(0)
+            UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+            guard let sealed = try? state.sessions[index]?.transport.seal(.data, tunnelSequence: sequence, bodyLength: packet.count,
+                                                                          in: target, now: now) else { continue }
+            if let connection = state.sessions[index]?.connection {
+                state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+            } else if let socketIndex = state.sessions[index]?.socket, socketIndex < sockets.count {
+                state.sessions[index]?.withReplyTarget { address, addressLength, local in
+                    resendBatch.prepareSend(0, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                }
+                resendBatch.count = 1
+                sockets[socketIndex].send(resendBatch)
+            }
+            state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
+            state.resentPackets &+= 1
+        }
     }
 
     /// Seals a control frame with session `index` in place and sends it to the session's endpoint.

@@ -158,7 +158,8 @@ public final class ServerTunnel: Sendable {
                         },
                         receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets)
                 },
-                rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination)
+                rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
+                resentPackets: state.resentPackets)
         }
     }
 
@@ -179,6 +180,8 @@ struct ServerSession {
     /// The server address the client sent to, so replies leave from it.
     var localAddress: sockaddr_storage
     var lastReceive: Nanoseconds
+    /// The client's policy flags last applied to this session's uplink (see `UplinkPolicyFlags`).
+    var policyFlags: UInt8 = 0
     /// The TCP fallback connection the session's last packet came on; nil for UDP.
     var connection: UInt32? = nil
 }
@@ -191,6 +194,8 @@ struct ServerClientTunnel {
     var sessions: [UInt32] = []
     /// Scheduler, uplink quality and reorder buffer of this client's tunnel.
     var engine: MultipathEngine<Int>
+    /// Recently sent packets, for the engine's resend duties.
+    let retransmit = RetransmitStore(capacity: 512)
     /// The confirmed session that currently carries each uplink (engine uplink raw value → session index).
     var uplinkSessions: [UInt32: UInt32] = [:]
     var transmitSequence: UInt32 = 0
@@ -212,6 +217,7 @@ struct ServerState: @unchecked Sendable {
     var rejectedHandshakes: UInt64 = 0
     var droppedUnknownDestination: UInt64 = 0
     var droppedSpoofed: UInt64 = 0
+    var resentPackets: UInt64 = 0
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
 
@@ -320,6 +326,7 @@ final class ServerTunPump: @unchecked Sendable {
                     continue
                 }
                 state.tunnels[tunnelID]?.transmitSequence &+= 1
+                state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet)
                 for uplink in selection {
                     guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
                           let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,

@@ -27,6 +27,8 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var uplinks: [UplinkStatus]
     /// Packets read from the TUN device that no uplink could carry.
     public var droppedNoUplink: UInt64
+    /// Packets sent again because the uplink they were in flight on went down.
+    public var resentPackets: UInt64 = 0
     public var reorder: ReorderStatistics
 }
 
@@ -43,4 +45,6 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     public var clients: [Client]
     public var rejectedHandshakes: UInt64
     public var droppedUnknownDestination: UInt64
+    /// Packets sent again because the client uplink they were in flight on went down.
+    public var resentPackets: UInt64 = 0
 }

@@ -39,9 +39,6 @@ final class DatagramBatch {
         UnsafeMutableRawBufferPointer(start: storage + index * slotSize, count: datagrams[index].received)
     }
 
-    /// UDP_GRO segment size of a received slot (0 when not coalesced).
-    func groSegmentSize(_ index: Int) -> Int { Int(datagrams[index].gro_segment_size) }
-
     /// Peer address of slot `index`.
     func withAddress<R>(_ index: Int, _ body: (UnsafeMutablePointer<sockaddr_storage>, socklen_t) -> R) -> R {
         withUnsafeMutablePointer(to: &datagrams[index].address) { body($0, datagrams[index].address_length) }
@@ -50,12 +47,6 @@ final class DatagramBatch {
     /// Peer endpoint of slot `index` (allocates: for control paths only).
     func endpoint(_ index: Int) -> IPEndpoint? {
         withUnsafePointer(to: &datagrams[index].address) { SocketAddress.read($0) }
-    }
-
-    /// Copies the local address a datagram arrived on from a received slot of `other` into slot `index`,
-    /// so the reply leaves from the address the peer talked to.
-    func setLocalAddress(_ index: Int, from other: DatagramBatch, slot otherIndex: Int) {
-        datagrams[index].local_address = other.datagrams[otherIndex].local_address
     }
 
     /// Prepares slot `index` to send `length` bytes to the address stored at `address`.

@@ -23,8 +23,6 @@ final class PumpThread: @unchecked Sendable {
         thread.start()
     }
 
-    var isStopping: Bool { stopping.isSet }
-
     /// Requests the stop and waits until the loop has returned (at most one iteration).
     func stop() {
         guard stopping.setOnce() else { return }

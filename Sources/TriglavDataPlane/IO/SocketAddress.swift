@@ -54,11 +54,4 @@ enum SocketAddress {
             return nil
         }
     }
-
-    /// Compares two stored addresses (family, address, port) without building endpoints.
-    static func equal(_ lhs: UnsafePointer<sockaddr_storage>, _ lhsLength: socklen_t,
-                      _ rhs: UnsafePointer<sockaddr_storage>, _ rhsLength: socklen_t) -> Bool {
-        guard lhsLength == rhsLength, lhsLength > 0 else { return false }
-        return memcmp(lhs, rhs, Int(lhsLength)) == 0
-    }
 }

@@ -24,8 +24,6 @@ final class UDPSocket: @unchecked Sendable {
         var bufferBytes: Int32 = 4 << 20
         /// Receive the local address of every datagram (servers on wildcard addresses need it to reply).
         var packetInfo = false
-        /// Enable UDP_GRO coalescing of received datagrams (needs 64 KiB receive slots).
-        var receiveOffload = false
     }
 
     let descriptor: OwnedDescriptor
@@ -63,10 +61,6 @@ final class UDPSocket: @unchecked Sendable {
         }
         if options.packetInfo {
             try Syscall.shim("enable PKTINFO on \(label)") { tg_socket_enable_pktinfo(fd, socketFamily) }
-        }
-        if options.receiveOffload {
-            // Best effort: kernels before 5.0 lack UDP_GRO, and the datagrams then simply arrive one by one.
-            _ = tg_udp_enable_gro(fd)
         }
         let local = options.localEndpoint ?? IPEndpoint(address: family == .v4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
         if options.localEndpoint != nil { try Syscall.shim("SO_REUSEADDR on \(label)") { tg_socket_set_reuseaddr(fd) } }

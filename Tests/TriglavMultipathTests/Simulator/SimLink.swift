@@ -24,6 +24,9 @@ final class SimLink {
 
     init(_ parameters: Parameters) { self.parameters = parameters }
 
+    /// Queueing delay a packet entering now would see (for traces).
+    func queueDelay(at now: UInt64) -> UInt64 { busyUntil > now ? busyUntil - now : 0 }
+
     var queueLimitBytes: Int { Int(parameters.rateBitsPerSecond / 8 * parameters.queueTime / Nanoseconds.second) }
 
     func isBlackholed(at time: UInt64) -> Bool { outages.contains { time >= $0.start && time < $0.end } }

@@ -16,9 +16,9 @@ final class TCPFlow {
     private(set) var sndUna = 0
     private(set) var sndNxt = 0
     private(set) var cwnd: Double = 10
-    private var ssthresh: Double = .greatestFiniteMagnitude
+    private(set) var ssthresh: Double = .greatestFiniteMagnitude
     private var dupAcks = 0
-    private var inRecovery = false
+    private(set) var inRecovery = false
     private var recover = 0
     private var holeCursor = 0
     private var sacked = Set<Int>()
@@ -26,9 +26,9 @@ final class TCPFlow {
     private var retransmittedInEpisode = Set<Int>()
     private var sendTimes: [UInt64] = []
     private var everRetransmitted: [Bool] = []
-    private var srtt: UInt64 = 0
+    private(set) var srtt: UInt64 = 0
     private var rttvar: UInt64 = 0
-    private var rto: UInt64 = Nanoseconds.second
+    private(set) var rto: UInt64 = Nanoseconds.second
     private var rtoGeneration = 0
     private(set) var retransmissions = 0
     private(set) var fastRetransmits = 0
@@ -121,7 +121,11 @@ final class TCPFlow {
     private func onTimeout() {
         timeouts += 1
         congestionLog.append((clock(), "timeout una=\(sndUna) nxt=\(sndNxt)"))
-        ssthresh = max(Double(sndNxt - sndUna - sacked.count) / 2, 2)
+        // As Linux (tcp_enter_loss): ssthresh is reduced only if it wasn't already inside this window,
+        // so a timeout during fast recovery doesn't halve it a second time.
+        if !(inRecovery && recover > sndUna) {
+            ssthresh = max(Double(sndNxt - sndUna - sacked.count) / 2, 2)
+        }
         cwnd = 1
         inRecovery = true
         recover = sndNxt

@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import TriglavCore
+@testable import TriglavMultipath
+
+/// A timeline of one throughput scenario for finding out where goodput goes: per 250 ms the goodput, the
+/// TCP sender's window, RTT and RTO, each link's queue and the reorder buffer. Diagnostic only; run with
+/// `TRIGLAV_MULTIPATH_TRACE=<scenario>[,seed] swift test --skip-build --filter DiagnosticTrace`.
+@Suite struct DiagnosticTrace {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE"] != nil))
+    func printTimeline() throws {
+        let argument = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE"] ?? ""
+        let parts = argument.split(separator: ",")
+        let scenario = ThroughputScenario(rawValue: parts.first.map(String.init) ?? "") ?? .threeLinks
+        let seed = parts.count > 1 ? UInt64(parts[1]) ?? 1 : 1
+        let seconds = parts.count > 2 ? UInt64(parts[2]) ?? 8 : 8
+        // TRIGLAV_MULTIPATH_TRACE_LOSS=<fraction>: override every link's random loss (e.g. 0 for an upper bound).
+        let links = scenario.links.map { spec -> LinkSpec in
+            var spec = spec
+            if let loss = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_LOSS"].flatMap(Double.init) { spec.loss = loss }
+            return spec
+        }
+        let network = try Network(links: links, seed: seed)
+        let startAt = 300 * Nanoseconds.millisecond
+        // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
+        network.client.ingressDropsKeepSequence = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS"] == nil
+        let flow = network.addFlow(1, at: startAt)
+        // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
+        var arrivedAt: [UInt32: UInt64] = [:]
+        var segmentArrival: [Int: UInt64] = [:]
+        var holds: [UInt64] = []
+        var requestedAt: [UInt32: UInt64] = [:]
+        var repairTimes: [UInt64] = []
+        var spuriousRequests = 0
+        var declined = 0
+        network.server.onDataArrival = { [unowned network] sequence, packet, _ in
+            let now = network.loop.now
+            if case .segment(let segment) = packet.kind, segmentArrival[segment] == nil { segmentArrival[segment] = now }
+            if arrivedAt[sequence] == nil {
+                arrivedAt[sequence] = now
+                if let asked = requestedAt[sequence] {
+                    if packet.isResend { repairTimes.append(now - asked) } else { spuriousRequests += 1 }
+                }
+            }
+        }
+        network.server.onResendRequest = { [unowned network] first, count in
+            for offset in 0..<count where requestedAt[first &+ offset] == nil { requestedAt[first &+ offset] = network.loop.now }
+        }
+        network.client.onResendDuty = { _, performed in if !performed { declined += 1 } }
+        let originalDeliver = network.server.deliver
+        network.server.deliver = { [unowned network] packet in
+            if case .segment(let segment) = packet.kind, let at = segmentArrival[segment] { holds.append(network.loop.now - at) }
+            originalDeliver(packet)
+        }
+        network.client.logSends = true
+        network.server.logArrivals = true
+        let step = (ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_STEP"].flatMap(UInt64.init) ?? 250) * Nanoseconds.millisecond
+        var time = startAt
+        var lastDelivered = 0
+        var maxHold: UInt64 = 0
+        print("t(ms) goodput(Mb/s) cwnd ssthr flight rec srtt(ms) rto(ms) | link queues fwd (ms) | reorderBuf waitBound reqDelay ingressDrops")
+        while time < startAt + seconds * Nanoseconds.second {
+            time += step
+            network.loop.run(until: time)
+            let delivered = flow.delivered(by: time)
+            let goodput = Double((delivered - lastDelivered) * segmentBytes * 8) / (Double(step) / 1e9) / 1e6
+            lastDelivered = delivered
+            let queues = network.uplinkIDs.map { id in
+                String(format: "%5.1f/%5.1f@%4.1f", Double(network.forward[id]!.queueDelay(at: time)) / 1e6,
+                       Double(network.client.engine.modelQueueDelay(for: id, now: time) ?? 0) / 1e6,
+                       Double(network.client.engine.statistics(for: id)?.capacityBitsPerSecond ?? 0) / 1e6)
+            }.joined(separator: " ")
+            let engine = network.client.engine
+            maxHold = max(maxHold, network.server.engine.reorderWaitBound)
+            print(String(format: "%5d %6.1f %6.0f %6.0f %5d %d %6.1f %6.0f | %@ | %4d %6.1f %6.1f %d",
+                         Int((time - startAt) / Nanoseconds.millisecond), goodput, flow.cwnd,
+                         min(flow.ssthresh, 99999), flow.sndNxt - flow.sndUna, flow.inRecovery ? 1 : 0,
+                         Double(flow.srtt) / 1e6, Double(flow.rto) / 1e6, queues,
+                         network.server.engine.reorderBufferedCount,
+                         Double(network.server.engine.reorderWaitBound) / 1e6,
+                         Double(network.server.engine.reorderResendRequestDelay) / 1e6, engine.ingressDrops))
+        }
+        for event in flow.congestionLog {
+            print("  \((event.time - startAt) / Nanoseconds.millisecond) ms: \(event.event)")
+        }
+        func percentile(_ values: [UInt64], _ p: Double) -> Double {
+            let sorted = values.sorted()
+            guard !sorted.isEmpty else { return 0 }
+            return Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1e6
+        }
+        let heldCount = holds.filter { $0 > Nanoseconds.millisecond }.count
+        print(String(format: "holds: %d packets, %.1f%% held >1 ms, mean %.2f ms, p50 %.1f p90 %.1f p99 %.1f max %.1f ms",
+                     holds.count, Double(heldCount) * 100 / Double(max(holds.count, 1)),
+                     Double(holds.reduce(0, +)) / Double(max(holds.count, 1)) / 1e6,
+                     percentile(holds, 0.5), percentile(holds, 0.9), percentile(holds, 0.99), percentile(holds, 1)))
+        print(String(format: "repairs (request→resend arrival): %d, p50 %.1f p90 %.1f max %.1f ms; spurious requests %d; declined %d",
+                     repairTimes.count, percentile(repairTimes, 0.5), percentile(repairTimes, 0.9), percentile(repairTimes, 1),
+                     spuriousRequests, declined))
+        // Arrival order vs sequence order for first arrivals of data (the scheduler's prediction quality).
+        var firstArrival: [UInt32: (time: UInt64, uplink: UplinkID)] = [:]
+        for entry in network.server.arrivalLog where !entry.isResend && firstArrival[entry.sequence] == nil {
+            firstArrival[entry.sequence] = (entry.time, entry.uplink)
+        }
+        var lateBy: [UplinkID: (count: Int, total: UInt64)] = [:]
+        var maxSoFar: (time: UInt64, uplink: UplinkID)?
+        let sequences = firstArrival.keys.sorted()
+        for sequence in sequences {
+            let arrival = firstArrival[sequence]!
+            if let m = maxSoFar, m.time > arrival.time + Nanoseconds.millisecond {
+                lateBy[m.uplink, default: (0, 0)].count += 1
+                lateBy[m.uplink, default: (0, 0)].total += m.time - arrival.time
+            }
+            if maxSoFar == nil || arrival.time > maxSoFar!.time { maxSoFar = arrival }
+        }
+        for (id, value) in lateBy.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            print("waiting >1 ms behind a packet on \(id): \(value.count) packets, mean \(Double(value.total) / Double(value.count) / 1e6) ms")
+        }
+        var sentAt: [UInt32: UInt64] = [:]
+        for entry in network.client.dataSentLog where !entry.isResend && sentAt[entry.sequence] == nil { sentAt[entry.sequence] = entry.time }
+        var incidents = 0
+        for (position, sequence) in sequences.enumerated() where position > 10 && position + 3 < sequences.count && incidents < 6 {
+            let arrival = firstArrival[sequence]!
+            let next = firstArrival[sequences[position + 1]]!
+            guard arrival.time > next.time + 5 * Nanoseconds.millisecond, arrival.time > startAt + 2 * Nanoseconds.second else { continue }
+            incidents += 1
+            print("incident:")
+            for other in sequences[(position - 6)...(position + 3)] {
+                let a = firstArrival[other]!
+                print(String(format: "  seq %d on %@ sent %.3f arrived %.3f (transit %.3f)", other, a.uplink.description,
+                             Double((sentAt[other] ?? 0) &- startAt) / 1e6, Double(a.time - startAt) / 1e6,
+                             Double(a.time &- (sentAt[other] ?? 0)) / 1e6))
+            }
+        }
+        if let dumpAt = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_DUMP"].flatMap(UInt32.init) {
+            for sequence in sequences where sequence >= dumpAt && sequence < dumpAt + 60 {
+                let arrival = firstArrival[sequence]!
+                print("seq \(sequence) uplink \(arrival.uplink) arrival \(Double(arrival.time - startAt) / 1e6)")
+            }
+        }
+        let stats = network.server.engine.reorderStatistics
+        print("reorder: \(stats)")
+        print("client resends performed: \(network.client.resendsPerformed), unscheduled: \(network.client.unscheduled)")
+        for id in network.uplinkIDs {
+            let link = network.forward[id]!
+            let s = network.client.engine.statistics(for: id)!
+            print("uplink \(id): carried \(link.carriedPackets) queue-full drops \(link.droppedQueueFull) capacity est \(s.capacityBitsPerSecond / 1000) kbit/s srtt \(s.smoothedRTT / 1000) us minRTT \(s.minimumRTT / 1000) us state \(s.state)")
+        }
+        print("goodput 1 s..end: \(network.goodput(from: startAt + Nanoseconds.second, to: time) / Double(network.summedRate) * 100) %")
+    }
+}
