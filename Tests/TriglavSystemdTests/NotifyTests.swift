@@ -22,14 +22,50 @@ final class FakeNotifySocket {
         guard rc == 0 else { close(fd); throw POSIXError(.EADDRINUSE) }
         var timeout = timeval(tv_sec: 0, tv_usec: 300_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // Like systemd, attribute each datagram to its sender: while a test has NOTIFY_SOCKET set, child
+        // processes other tests spawn (busctl, udevadm, ...) inherit it and may report "ERRNO=…" on exit.
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size))
     }
 
-    /// The next datagram, or nil after the 300 ms receive timeout.
+    /// The next datagram sent by this process, or nil after the 300 ms receive timeout.
     func receive() -> String? {
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = recv(fd, &buffer, buffer.count, 0)
-        guard count > 0 else { return nil }
-        return String(decoding: buffer[..<count], as: UTF8.self)
+        while true {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            var control = [UInt8](repeating: 0, count: 64)
+            let count = buffer.withUnsafeMutableBytes { data in
+                control.withUnsafeMutableBytes { controlBytes in
+                    var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                        var message = msghdr()
+                        message.msg_iov = vectorPointer
+                        message.msg_iovlen = 1
+                        message.msg_control = controlBytes.baseAddress
+                        message.msg_controllen = controlBytes.count
+                        return recvmsg(fd, &message, 0)
+                    }
+                }
+            }
+            guard count > 0 else { return nil }
+            if let sender = Self.senderPID(control), sender != getpid() { continue }
+            return String(decoding: buffer[..<count], as: UTF8.self)
+        }
+    }
+
+    /// SCM_CREDENTIALS and struct ucred (pid, uid, gid) need _GNU_SOURCE, which Glibc's module lacks.
+    private static let scmCredentials: Int32 = 2
+    private static let ucredSize = 3 * MemoryLayout<Int32>.size
+
+    /// The pid in an SCM_CREDENTIALS control message (cmsghdr: len 8, level 4, type 4; then struct ucred).
+    private static func senderPID(_ control: [UInt8]) -> pid_t? {
+        let headerSize = MemoryLayout<Int>.size + 2 * MemoryLayout<Int32>.size
+        guard control.count >= headerSize + ucredSize else { return nil }
+        return control.withUnsafeBytes { raw -> pid_t? in
+            let level = raw.loadUnaligned(fromByteOffset: MemoryLayout<Int>.size, as: Int32.self)
+            let type = raw.loadUnaligned(fromByteOffset: MemoryLayout<Int>.size + 4, as: Int32.self)
+            guard level == SOL_SOCKET, type == scmCredentials else { return nil }
+            return raw.loadUnaligned(fromByteOffset: headerSize, as: pid_t.self)
+        }
     }
 
     deinit {
