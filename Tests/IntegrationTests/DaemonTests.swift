@@ -77,6 +77,35 @@ struct DaemonTests {
         #expect(routingAfter == routingBefore, "\(difference(routingBefore, routingAfter))")
     }
 
+    @Test("autoconnect in the config connects at start; veths found by include alone, whatever the host's udev says")
+    func autoconnectWithoutPins() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        // No [uplinks.interface] pin: discovery must not take the host's udev entries (TRIGLAV_UPLINK=ignore
+        // for the same interface index) for this namespace's veths.
+        try lab.write("client-auto.toml", """
+            private_key = "\(lab.directory)/client.key"
+            autoconnect = "lab"
+            [tunnel]
+            interface = "tgc0"
+            [uplinks]
+            include = ["up*"]
+            heartbeat_interval_ms = 200
+            """)
+        let (server, serverNotify) = try lab.startServer()
+        _ = try serverNotify.waitFor("READY=1", timeout: 15)
+        let (client, clientNotify) = try lab.startDaemon(
+            namespace: lab.client, "--config \(lab.directory)/client-auto.toml --profile-dir \(lab.directory)/profiles",
+            logName: "client")
+        let clientReady = try clientNotify.waitFor("READY=1", timeout: 15)
+        #expect(clientReady.contains("STATUS=Connecting to lab"), "\(clientReady)")
+        try clientNotify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        lab.terminate(client)
+        #expect(client.terminationStatus == 0, "client log:\n\(lab.log("client"))")
+        lab.terminate(server)
+    }
+
     @Test("a bad --connect profile stops the daemon before READY, leaving nothing behind")
     func unknownProfileFailsBeforeReadiness() throws {
         let lab = try DaemonLab()

@@ -83,6 +83,16 @@ struct CoreClientManagerTests {
         #expect(manager.status.scheduler == .lowestLatency)
     }
 
+    @Test func engineLossPercentBecomesARatio() {
+        #expect(ClientTunnel.lossRatio(percent: nil) == 0)
+        #expect(ClientTunnel.lossRatio(percent: 2.5) == 0.025)
+        #expect(ClientTunnel.lossRatio(percent: 250) == 1)
+        #expect(ClientTunnel.lossRatio(percent: -1) == 0)
+        #expect(ClientTunnel.lossRatio(percent: .nan) == 0)
+        #expect(ClientManager.microseconds(.milliseconds(42) + .nanoseconds(500_700)) == 42_500)
+        #expect(ClientManager.microseconds(.seconds(-1)) == 0)
+    }
+
     @Test func everyConfigSchedulerHasItsDataPlaneNamesake() {
         for kind in TriglavConfig.SchedulerKind.allCases {
             #expect(ClientManager.dataPlaneScheduler(kind).rawValue == kind.rawValue)
@@ -147,6 +157,11 @@ struct CoreClientManagerTests {
         #expect(manager.status.tunnelAddresses == ["10.77.0.2/24"])
         #expect(manager.uplinks.map(\.state) == [.established, .connecting])
         #expect(manager.uplinks.first?.rttMicroseconds == 1500)
+        // The engine's path estimates reach Uplink1 (JitterUsec, LossRatio, CapacityBps, Transport).
+        let eth0 = try #require(manager.uplinks.first)
+        #expect(eth0.jitterMicroseconds == 250 && eth0.lossRatio == 0.02 && eth0.capacityBitsPerSecond == 30_000_000)
+        #expect(eth0.transport == "udp")
+        #expect(manager.uplinks.last?.capacityBitsPerSecond == 0 && manager.uplinks.last?.jitterMicroseconds == 0)
         tunnel.establish("wlan0")
         manager.refresh()
         #expect(manager.status.state == .connected)

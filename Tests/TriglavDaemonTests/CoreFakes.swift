@@ -67,7 +67,9 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                 let up = record.established.contains(name)
                 return .init(interface: name, state: up ? .established : .handshaking,
                              transmittedBytes: up ? 1000 : 0, receivedBytes: up ? 2000 : 0,
-                             smoothedRTT: up ? .microseconds(1500) : nil)
+                             smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
+                             lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
+                             transport: up && name.hasPrefix("wwan") ? "tcp" : "udp")
             })
         }
     }

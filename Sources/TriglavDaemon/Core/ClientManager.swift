@@ -358,6 +358,13 @@ public final class ClientManager: Sendable {
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.
     static let keepaliveDisabled: Duration = .seconds(86_400)
 
+    /// A duration in whole microseconds (Uplink1.RttUsec/JitterUsec); negative durations count as 0.
+    static func microseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0, attoseconds >= 0 else { return 0 }
+        return UInt64(seconds) * 1_000_000 + UInt64(attoseconds / 1_000_000_000_000)
+    }
+
     /// Config name → data plane scheduler. Exhaustive on purpose: a scheduler added to the config
     /// without a data plane counterpart must fail to compile, not fail at Connect.
     static func dataPlaneScheduler(_ kind: TriglavConfig.SchedulerKind) -> TriglavDataPlane.SchedulerKind {
@@ -627,17 +634,15 @@ extension ClientManager {
                     case nil: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting
                     }
                 }
-                let rtt = statistics?.smoothedRTT.map { duration -> UInt64 in
-                    let (seconds, attoseconds) = duration.components
-                    return UInt64(max(0, seconds)) * 1_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000_000)
-                } ?? 0
+                let rtt = statistics?.smoothedRTT.map(ClientManager.microseconds) ?? 0
                 return UplinkSnapshot(
                     number: record.number, interface: record.interface, kind: record.discovered?.kind ?? .other,
                     origin: record.origin, state: state, tier: record.tier, isMetered: record.isMetered,
-                    isEnabled: record.isEnabled, rttMicroseconds: rtt, jitterMicroseconds: 0, lossRatio: 0,
-                    capacityBitsPerSecond: 0, transmittedBytes: statistics?.transmittedBytes ?? 0,
-                    receivedBytes: statistics?.receivedBytes ?? 0,
-                    localAddress: record.discovered?.localAddresses.first.map(\.description) ?? "", transport: "udp")
+                    isEnabled: record.isEnabled, rttMicroseconds: rtt, jitterMicroseconds: statistics?.jitter.map(ClientManager.microseconds) ?? 0,
+                    lossRatio: statistics?.lossRatio ?? 0, capacityBitsPerSecond: statistics?.capacityBitsPerSecond ?? 0,
+                    transmittedBytes: statistics?.transmittedBytes ?? 0, receivedBytes: statistics?.receivedBytes ?? 0,
+                    localAddress: record.discovered?.localAddresses.first.map(\.description) ?? "",
+                    transport: statistics?.transport ?? "udp")
             }
         }
 

@@ -3,6 +3,7 @@ public import TriglavConfig
 public import TriglavCore
 public import TriglavCrypto
 public import TriglavDataPlane
+import TriglavMultipath
 public import TriglavNetlink
 
 /// What the client manager needs from a client tunnel: the `ClientTunnel` façade's lifecycle, uplink and
@@ -33,14 +34,27 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var transmittedBytes: UInt64
         public var receivedBytes: UInt64
         public var smoothedRTT: Duration?
+        /// Mean deviation between consecutive RTT samples; nil before the first samples.
+        public var jitter: Duration?
+        /// Recent loss, 0...1 (0 while the engine has too few samples).
+        public var lossRatio: Double
+        /// Estimated delivery rate; 0 when unknown.
+        public var capacityBitsPerSecond: UInt64
+        /// "udp", or "tcp" while the uplink uses the TCP fallback.
+        public var transport: String
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
-                    smoothedRTT: Duration? = nil) {
+                    smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
+                    capacityBitsPerSecond: UInt64 = 0, transport: String = "udp") {
             self.interface = interface
             self.state = state
             self.transmittedBytes = transmittedBytes
             self.receivedBytes = receivedBytes
             self.smoothedRTT = smoothedRTT
+            self.jitter = jitter
+            self.lossRatio = lossRatio
+            self.capacityBitsPerSecond = capacityBitsPerSecond
+            self.transport = transport
         }
     }
 
@@ -54,6 +68,12 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
 }
 
 extension ClientTunnel: ClientTunnelDriving {
+    /// The engine's loss percentage as a 0...1 ratio (Uplink1.LossRatio); 0 while unknown.
+    static func lossRatio(percent: Double?) -> Double {
+        guard let percent, percent.isFinite else { return 0 }
+        return min(max(percent / 100, 0), 1)
+    }
+
     public func snapshot() -> ClientTunnelSnapshot {
         let statistics = statistics()
         return ClientTunnelSnapshot(assignment: statistics.addresses, uplinks: statistics.uplinks.map { uplink in
@@ -62,9 +82,13 @@ extension ClientTunnel: ClientTunnelDriving {
             case "no-socket": .waiting
             default: .handshaking
             }
-            return ClientTunnelSnapshot.Uplink(interface: uplink.interface.rawValue, state: state,
-                                               transmittedBytes: uplink.transmittedBytes,
-                                               receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT)
+            let path = uplink.path
+            return ClientTunnelSnapshot.Uplink(
+                interface: uplink.interface.rawValue, state: state, transmittedBytes: uplink.transmittedBytes,
+                receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT,
+                jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
+                lossRatio: Self.lossRatio(percent: path?.lossPercent),
+                capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport)
         })
     }
 }
