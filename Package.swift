@@ -88,11 +88,12 @@ let package = Package(
         .testTarget(name: "TriglavMultipathTests", dependencies: ["TriglavMultipath"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavConfigTests", dependencies: ["TriglavConfig"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavNetlinkTests", dependencies: ["TriglavNetlink"], swiftSettings: strictSettings),
-        .testTarget(name: "TriglavDBusTests", dependencies: ["TriglavDBus"], swiftSettings: strictSettings),
+        .target(name: "TriglavTestSupport", path: "Tests/TriglavTestSupport", swiftSettings: strictSettings),
+        .testTarget(name: "TriglavDBusTests", dependencies: ["TriglavDBus", "TriglavTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavSystemdTests", dependencies: ["TriglavSystemd"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavLinkEmulatorTests", dependencies: ["TriglavLinkEmulator"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavDataPlaneTests", dependencies: ["TriglavDataPlane"], swiftSettings: strictSettings),
-        .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon", "TriglavTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["TriglavCore"], swiftSettings: strictSettings),
     ]
 )

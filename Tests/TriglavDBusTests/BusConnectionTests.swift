@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TriglavTestSupport
 @testable import TriglavDBus
 
 /// Collects signals delivered on the loop thread and lets a test wait for one (bounded).

@@ -1,4 +1,5 @@
 import Foundation
+import TriglavTestSupport
 
 /// A throwaway dbus-daemon for one test: own directory, own socket, `<pidfile>`, killed by `stop()`.
 final class PrivateBus: Sendable {

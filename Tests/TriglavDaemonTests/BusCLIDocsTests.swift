@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// The committed completions and man page (contrib/, from `make dbus-docs`) must match the CLI.
 @Suite("triglav completions and man page are current")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 import TriglavControlAPI
 import TriglavDBus
 

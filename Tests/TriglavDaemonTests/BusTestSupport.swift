@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// Paths of the package and of the executables built next to the test bundle.
 enum BusTestPaths {

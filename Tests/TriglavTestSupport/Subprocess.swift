@@ -1,26 +1,27 @@
+// Child-process helpers shared by the test targets (a test-only library, never linked into products).
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Output of a finished child process.
-struct CommandResult: Sendable, CustomStringConvertible {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-    var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
+public struct CommandResult: Sendable, CustomStringConvertible {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+    public var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
 }
 
-enum SubprocessError: Error, CustomStringConvertible {
+public enum SubprocessError: Error, CustomStringConvertible {
     case spawnFailed([String], Int32)
-    var description: String {
+    public var description: String {
         switch self { case .spawnFailed(let argv, let code): return "cannot run \(argv.joined(separator: " ")): error \(code)" }
     }
 }
 
 /// Runs `argv` (PATH is searched) and collects its output; kills it after `timeout`.
 /// Foundation's Process is avoided on purpose: its reaping can hang in async tests on Linux.
-func runCommand(_ argv: [String], environment: [String: String] = [:], captureOutput: Bool = true,
+public func runCommand(_ argv: [String], environment: [String: String] = [:], captureOutput: Bool = true,
                 timeout: Duration = .seconds(20)) throws -> CommandResult {
     var outPipe: [Int32] = [-1, -1]
     var errPipe: [Int32] = [-1, -1]
@@ -100,13 +101,13 @@ func runCommand(_ argv: [String], environment: [String: String] = [:], captureOu
 
 /// A child process running in the background with its output in files; `stop()` ends it
 /// (SIGTERM, then SIGKILL after 2 s) and reaps it.
-final class BackgroundProcess: @unchecked Sendable {
-    let pid: pid_t
-    let stdoutPath: String
-    let stderrPath: String
+public final class BackgroundProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let stdoutPath: String
+    public let stderrPath: String
     private var stopped = false
 
-    init(_ argv: [String], outputPrefix: String, environment: [String: String] = [:]) throws {
+    public init(_ argv: [String], outputPrefix: String, environment: [String: String] = [:]) throws {
         stdoutPath = outputPrefix + ".out"
         stderrPath = outputPrefix + ".err"
         var actions = posix_spawn_file_actions_t()
@@ -134,11 +135,11 @@ final class BackgroundProcess: @unchecked Sendable {
         pid = child
     }
 
-    var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    var errorOutput: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    public var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var errorOutput: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     /// Waits (bounded) until stdout contains `text`.
-    func waitForOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
+    public func waitForOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if output.contains(text) { return true }
@@ -148,7 +149,7 @@ final class BackgroundProcess: @unchecked Sendable {
     }
 
     /// Waits (bounded) until stderr contains `text`.
-    func waitForErrorOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
+    public func waitForErrorOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if errorOutput.contains(text) { return true }
@@ -158,7 +159,7 @@ final class BackgroundProcess: @unchecked Sendable {
     }
 
     /// Exit status once it has exited by itself within `timeout`, else nil (still running).
-    func waitForExit(timeout: Duration) async -> Int32? {
+    public func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             var status: Int32 = 0
@@ -171,9 +172,9 @@ final class BackgroundProcess: @unchecked Sendable {
         return nil
     }
 
-    func signal(_ number: Int32) { if !stopped { kill(pid, number) } }
+    public func signal(_ number: Int32) { if !stopped { kill(pid, number) } }
 
-    func stop() {
+    public func stop() {
         guard !stopped else { return }
         stopped = true
         kill(pid, SIGTERM)
