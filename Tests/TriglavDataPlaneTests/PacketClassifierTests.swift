@@ -47,4 +47,41 @@ struct ClassifierTests {
             }
         }
     }
+
+    /// IPv4/TCP from 10.0.0.1 to 10.0.0.2 with `flags` and `payload` bytes after a 20-byte TCP header.
+    func tcp4(flags: UInt8, payload: Int = 0) -> [UInt8] {
+        var packet = [UInt8](repeating: 0, count: 40 + payload)
+        packet[0] = 0x45
+        packet[2] = UInt8((40 + payload) >> 8)
+        packet[3] = UInt8((40 + payload) & 0xff)
+        packet[9] = 6
+        packet[32] = 0x50
+        packet[33] = flags
+        return packet
+    }
+
+    @Test("pure TCP ACKs are recognised; data, SYN, FIN, RST, UDP and fragments are not")
+    func pureAcks() {
+        #expect(tcp4(flags: 0x10).withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        #expect(!tcp4(flags: 0x18, payload: 100).withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        #expect(!tcp4(flags: 0x12).withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        #expect(!tcp4(flags: 0x11).withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        #expect(!tcp4(flags: 0x14).withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        var udp = tcp4(flags: 0x10)
+        udp[9] = 17
+        #expect(!udp.withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        var fragment = tcp4(flags: 0x10)
+        fragment[6] = 0x20
+        #expect(!fragment.withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        var v6 = [UInt8](repeating: 0, count: 60)
+        v6[0] = 0x60
+        v6[5] = 20
+        v6[6] = 6
+        v6[52] = 0x50
+        v6[53] = 0x10
+        #expect(v6.withUnsafeBytes { PacketClassifier.isPureTCPAck($0) })
+        for length in 0..<60 {
+            _ = [UInt8](repeating: 0x45, count: length).withUnsafeBytes { PacketClassifier.isPureTCPAck($0) }
+        }
+    }
 }

@@ -24,7 +24,13 @@ import TriglavCore
         let startAt = 300 * Nanoseconds.millisecond
         // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
         network.client.ingressDropsKeepSequence = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS"] == nil
+        // TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED=1: pure ACKs bypass the reorder buffer (`receive(ordered: false)`).
+        let acksUnordered = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED"] != nil
+        network.client.bypassReorderForAcks = acksUnordered
+        network.server.bypassReorderForAcks = acksUnordered
         let flow = network.addFlow(1, at: startAt)
+        // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
+        flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
         var arrivedAt: [UInt32: UInt64] = [:]
         var segmentArrival: [Int: UInt64] = [:]

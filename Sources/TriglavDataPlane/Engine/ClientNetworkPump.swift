@@ -196,7 +196,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                 state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
                 guard let stored = pool.store(body) else { return }  // pool full: drop, like a full queue
                 switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
-                                            bytes: datagram.count, now: now) {
+                                            bytes: datagram.count, now: now, ordered: !PacketClassifier.isPureTCPAck(body)) {
                 case .deliverNow:
                     deliveries.append(stored)
                 case .buffered:

@@ -33,4 +33,29 @@ enum PacketClassifier {
         guard packet.count >= 40, packet[0] >> 4 == 6 else { return nil }
         return .v6(high: packet.loadBigEndian(at: 8), low: packet.loadBigEndian(at: 16))
     }
+
+    /// Whether the packet is a pure TCP acknowledgement (ACK set; no SYN, FIN or RST; no payload). Those are
+    /// cumulative, so delivering one out of order harms nothing, and holding it back in the reorder buffer
+    /// only slows the sender down.
+    static func isPureTCPAck(_ packet: UnsafeRawBufferPointer) -> Bool {
+        guard let version = version(packet) else { return false }
+        let transport: Int
+        let totalLength: Int
+        if version == 4 {
+            guard packet.count >= 20, packet[9] == 6 else { return false }
+            let fragment = (UInt16(packet[6] & 0x3f) << 8) | UInt16(packet[7])  // MF flag or offset
+            guard fragment == 0 else { return false }
+            transport = Int(packet[0] & 0x0f) * 4
+            totalLength = Int(packet[2]) << 8 | Int(packet[3])
+        } else {
+            guard packet.count >= 40, packet[6] == 6 else { return false }  // no extension headers
+            transport = 40
+            totalLength = 40 + (Int(packet[4]) << 8 | Int(packet[5]))
+        }
+        guard transport >= 20, packet.count >= transport + 20, totalLength <= packet.count else { return false }
+        let headerLength = Int(packet[transport + 12] >> 4) * 4
+        let flags = packet[transport + 13]
+        let ack: UInt8 = 0x10, synFinRst: UInt8 = 0x07
+        return flags & ack != 0 && flags & synFinRst == 0 && headerLength >= 20 && totalLength == transport + headerLength
+    }
 }

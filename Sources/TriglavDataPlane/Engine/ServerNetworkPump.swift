@@ -218,7 +218,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 let pool = pool(for: tunnelID)
                 guard let stored = pool.store(body),
                       let verdict = state.tunnels[tunnelID]?.engine.receive(stored, sequence: frame.tunnelSequence, uplink: uplink,
-                                                                            counter: frame.counter, bytes: datagram.count, now: now)
+                                                                            counter: frame.counter, bytes: datagram.count, now: now,
+                                                                            ordered: !PacketClassifier.isPureTCPAck(body))
                 else { return }
                 switch verdict {
                 case .deliverNow: deliveries.append((tunnelID, stored))

@@ -11,6 +11,9 @@ final class TCPFlow {
     let totalSegments: Int
     /// Receive window cap in segments.
     let receiveWindow: Double = 4000
+    /// Diagnostics: the sender never lets its window fall below this (0: plain Reno). Shows whether a
+    /// sender with a big enough window (what CUBIC/BBR or several flows would have) gets the rate.
+    var minimumWindow: Double = 0
 
     // Sender state.
     private(set) var sndUna = 0
@@ -80,7 +83,7 @@ final class TCPFlow {
 
     private func trySend() {
         var budget = 10_000
-        while budget > 0, flight < min(cwnd, receiveWindow) {
+        while budget > 0, flight < min(max(cwnd, minimumWindow), receiveWindow) {
             budget -= 1
             if inRecovery {
                 while holeCursor <= highestSacked,
