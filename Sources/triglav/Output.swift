@@ -220,6 +220,24 @@ enum Render {
         let manager = snapshot.manager
         var lines: [String] = []
         func field(_ name: String, _ value: String) { lines.append(style.bold((name + ":").padding(11)) + value) }
+        let server = snapshot.server
+        // The server role has no client state, scheduler or uplinks: show what it does instead.
+        if server.enabled && manager.profile.isEmpty && snapshot.uplinks.isEmpty {
+            field("Role", "server")
+            if !manager.tunnelInterface.isEmpty {
+                field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " "))
+            }
+            let connected = snapshot.clients.filter { $0.state == .connected }.count
+            let clients = connected == snapshot.clients.count ? "\(connected)" : "\(connected) of \(snapshot.clients.count)"
+            field("Server", "listening on \(server.listenAddress), \(clients) client(s) connected")
+            if !server.publicKey.isEmpty { field("Public key", server.publicKey) }
+            // The data plane counts the server's packets, not bytes, yet: no line rather than a false 0 B.
+            if server.txBytes > 0 || server.rxBytes > 0 {
+                field("Traffic", "tx \(Format.bytes(server.txBytes)), rx \(Format.bytes(server.rxBytes))")
+            }
+            field("Version", manager.version)
+            return lines.joined(separator: "\n")
+        }
         var state = style.state(manager.state.rawValue)
         if !manager.profile.isEmpty { state += " (profile \(manager.profile)" + (manager.server.isEmpty ? ")" : ", server \(manager.server))") }
         field("State", state)
@@ -231,7 +249,6 @@ enum Render {
         let uplinks = snapshot.uplinks
         let active = uplinks.filter { $0.state == .active }.count
         field("Uplinks", "\(uplinks.count) (\(active) active)" + (uplinks.isEmpty ? "" : ": " + uplinks.map(\.interface).joined(separator: ", ")))
-        let server = snapshot.server
         if server.enabled {
             field("Server", "listening on \(server.listenAddress), \(snapshot.clients.count) client(s)")
         }

@@ -131,6 +131,10 @@ struct DaemonTests {
         let (server, serverNotify) = try lab.startServer()
         try serverNotify.waitFor("READY=1", timeout: 15)
         #expect(try lab.busctl("get-property org.triglav /org/triglav org.triglav.Server1 Enabled") == "b true\n")
+        // `triglav status` of a server shows its role, not a client's "disconnected" with no uplinks.
+        let serverStatus = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
+        #expect(serverStatus.contains("Role:      server") && !serverStatus.contains("State:"), "\(serverStatus)")
+        #expect(serverStatus.contains("Server:    listening on 198.18.7.1:7443, 0 client(s) connected"), "\(serverStatus)")
         lab.terminate(server)  // the client needs the name org.triglav on this bus
 
         let (_, serverAgain) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml --no-bus",
