@@ -198,6 +198,23 @@ struct CoreClientManagerTests {
         #expect(manager.status.state == .degraded)
     }
 
+    @Test func tierAndMeteredReachTheMultipathEngine() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 3, kind: .wwan, tier: .primary, metered: true)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.policies["eth0"] == UplinkPolicy(tier: .primary, isMetered: false))
+        #expect(tunnel.policies["wwan0"] == UplinkPolicy(tier: .primary, isMetered: true))
+        // An Uplink1.Metered write reaches the attached uplink once, without re-adding it.
+        let wwan = try #require(manager.uplinks.first { $0.interface == "wwan0" })
+        try manager.updateUplink(number: wwan.number, UplinkOverrides(isMetered: false))
+        #expect(tunnel.policies["wwan0"] == UplinkPolicy(tier: .primary, isMetered: false))
+        manager.refresh()
+        #expect(tunnel.calls.filter { $0 == "policy wwan0" }.count == 1)
+        #expect(tunnel.calls.filter { $0 == "add wwan0" }.count == 1)
+    }
+
     @Test func disabledAndNeverUplinksStayOut() throws {
         let (manager, factory, _, _) = try Fixtures.clientManager()
         manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))

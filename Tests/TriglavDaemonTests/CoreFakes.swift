@@ -18,6 +18,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var established: Set<String> = []
         var assignment: TunnelAddresses?
         var calls: [String] = []
+        var policies: [String: UplinkPolicy] = [:]
         var uplinkLimit = ClientTunnel.maximumUplinks
     }
 
@@ -38,15 +39,27 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
 
     func stop() { record.withLock { $0.stopped = true; $0.calls.append("stop") } }
 
-    func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID {
+    func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID {
         try record.withLock { record throws(TriglavDataPlaneError) -> UplinkID in
             guard !record.uplinks.contains(interface.rawValue) else { throw .duplicateUplink(interface.rawValue) }
             guard record.uplinks.count < record.uplinkLimit else { throw .invalidState("full") }
             record.uplinks.append(interface.rawValue)
+            record.policies[interface.rawValue] = policy
             record.calls.append("add \(interface)")
             return UplinkID(UInt32(record.uplinks.count))
         }
     }
+
+    func setUplinkPolicy(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) {
+        try record.withLock { record throws(TriglavDataPlaneError) in
+            guard record.uplinks.contains(interface.rawValue) else { throw .unknownUplink(interface.rawValue) }
+            record.policies[interface.rawValue] = policy
+            record.calls.append("policy \(interface)")
+        }
+    }
+
+    /// The multipath policy each attached uplink was last given.
+    var policies: [String: UplinkPolicy] { record.withLock { $0.policies } }
 
     func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError) {
         try record.withLock { record throws(TriglavDataPlaneError) in

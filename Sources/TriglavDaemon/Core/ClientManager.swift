@@ -417,12 +417,25 @@ public final class ClientManager: Sendable {
             }
             connection.retire(interface)
             connection.attached.remove(interface)
+            connection.appliedPolicies[interface] = nil
             logger.info("uplink \(interface) left the tunnel", metadata: ["interface": "\(interface)"])
         }
-        for interface in wanted.subtracting(connection.attached).sorted() {
+        for interface in connection.attached.intersection(wanted).sorted() {
+            guard let policy = state.records[interface]?.multipathPolicy,
+                  policy != connection.appliedPolicies[interface], let name = try? InterfaceName(interface) else { continue }
             do {
-                try connection.tunnel.addUplink(interface: try InterfaceName(interface))
+                try connection.tunnel.setUplinkPolicy(interface: name, policy: policy)
+                connection.appliedPolicies[interface] = policy
+            } catch {
+                logger.warning("uplink \(interface): applying tier/metered failed: \(error)", metadata: ["interface": "\(interface)"])
+            }
+        }
+        for interface in wanted.subtracting(connection.attached).sorted() {
+            let policy = state.records[interface]?.multipathPolicy ?? UplinkPolicy()
+            do {
+                try connection.tunnel.addUplink(interface: try InterfaceName(interface), policy: policy)
                 connection.attached.insert(interface)
+                connection.appliedPolicies[interface] = policy
                 logger.info("uplink \(interface) joined the tunnel", metadata: ["interface": "\(interface)"])
             } catch {
                 logger.warning("uplink \(interface) can't join the tunnel yet: \(error)", metadata: ["interface": "\(interface)"])
@@ -476,6 +489,8 @@ extension ClientManager {
         let tunnel: any ClientTunnelDriving
         /// Interfaces currently added to the tunnel.
         var attached: Set<String> = []
+        /// The multipath policy each attached interface was last given, so only changes are sent.
+        var appliedPolicies: [String: UplinkPolicy] = [:]
         var state: ConnectionState = .connecting
         var statistics: ClientTunnelSnapshot?
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
@@ -534,6 +549,8 @@ extension ClientManager {
 
         var tier: TriglavMultipath.UplinkTier { overrides.tier ?? discovered?.tier ?? .primary }
         var isMetered: Bool { overrides.isMetered ?? discovered?.isMetered ?? false }
+        /// What the data plane's multipath engine is told about this uplink.
+        var multipathPolicy: UplinkPolicy { UplinkPolicy(tier: tier, isMetered: isMetered) }
         var isEnabled: Bool { overrides.isEnabled ?? true }
         /// May carry traffic at all (tiers aside from `never` decide when).
         var isEligible: Bool { isEnabled && tier != .never && (origin == .manual || discovered != nil) }

@@ -3,7 +3,7 @@ public import TriglavConfig
 public import TriglavCore
 public import TriglavCrypto
 public import TriglavDataPlane
-import TriglavMultipath
+public import TriglavMultipath
 public import TriglavNetlink
 
 /// What the client manager needs from a client tunnel: the `ClientTunnel` façade's lifecycle, uplink and
@@ -11,8 +11,11 @@ public import TriglavNetlink
 public protocol ClientTunnelDriving: AnyObject, Sendable {
     func start() throws(TriglavDataPlaneError)
     func stop()
+    /// Adds an uplink with its multipath policy (tier, metered), which the engine's schedulers honour.
     @discardableResult
-    func addUplink(interface: InterfaceName) throws(TriglavDataPlaneError) -> UplinkID
+    func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID
+    /// Changes an attached uplink's policy (Uplink1.Tier / Metered writes) without re-handshaking it.
+    func setUplinkPolicy(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError)
     func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError)
     func setScheduler(_ kind: TriglavDataPlane.SchedulerKind)
     func snapshot() -> ClientTunnelSnapshot
