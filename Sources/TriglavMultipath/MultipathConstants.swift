@@ -45,6 +45,10 @@ enum Tuning {
     static let minRateSampleSpan: UInt64 = 100 * Nanoseconds.millisecond
     /// Feedback arrivals kept for delivery-rate sampling (≥ span / feedback interval).
     static let rateSamples = 32
+    /// Bandwidth probing (as BBR's probing gain): until its probes have seen a standing queue, the scheduler
+    /// models a link as draining at this percentage of its capacity estimate. The estimate is a maximum of
+    /// delivery rates, so only a link offered more than its estimate can show that it carries more.
+    static let capacityProbeGainPercent: UInt64 = 125
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the

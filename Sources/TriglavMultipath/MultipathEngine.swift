@@ -566,9 +566,17 @@ public struct MultipathEngine<Packet> {
         }
     }
 
-    private func transmissionTime(bytes: Int, _ tracker: UplinkTracker) -> UInt64 {
+    private func transmissionTime(bytes: Int, _ tracker: UplinkTracker, now: UInt64) -> UInt64 {
+        // Bandwidth probing, as BBR's: a link that hasn't shown a standing queue lately is modelled as draining
+        // at the estimate times the probe gain, so with a backlog it is offered a little more than it has been
+        // seen to deliver. Otherwise an estimate below the link's real rate could never rise: it is a maximum
+        // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
+        // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
+        let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
+        let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
+        let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
-        UInt64(min(max(0, bytes), 1 << 24)) * 8_000_000_000 / max(tracker.capacityBits, 1)
+        return UInt64(min(max(0, bytes), 1 << 24)) * 8_000_000_000 / max(modelled, 1)
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
@@ -577,7 +585,7 @@ public struct MultipathEngine<Packet> {
         let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
         let measured = tracker.measuredQueueDelay
         let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
-        return queue + transmissionTime(bytes: bytes, tracker) + tracker.baseOneWayDelay
+        return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
 
     private func slowestBaseDelay(in mask: UInt32) -> UInt64 {
@@ -635,7 +643,7 @@ public struct MultipathEngine<Packet> {
 
     /// Advances the chosen uplink's model queue.
     private mutating func commit(_ index: Int, bytes: Int, now: UInt64) {
-        let tx = transmissionTime(bytes: bytes, uplinks[index])
+        let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
         if uplinks[index].modelBusyUntil <= now { uplinks[index].lastModelIdleAt = now }
         let start = max(now, uplinks[index].modelBusyUntil)
         uplinks[index].modelBusyUntil = min(start &+ tx, now &+ Tuning.maxModelQueueDelay)

@@ -113,12 +113,29 @@ struct UplinkTracker {
         return predicted > rtt.windowedMinimum ? predicted - rtt.windowedMinimum : 0
     }
 
+    /// When the probes last saw a standing queue (the link full: its capacity estimate is its rate).
+    private(set) var lastFullAt: UInt64?
+
+    func seenFull(within window: UInt64, at now: UInt64) -> Bool {
+        guard let at = lastFullAt else { return false }
+        return now &- at <= window
+    }
+
+    /// Whether the probes see a standing queue on the link (the latest or the predicted RTT well above the
+    /// minimum): then it carries all it can, and offering it more than its capacity estimate only adds delay.
+    var probesSeeStandingQueue: Bool {
+        guard rtt.hasSample else { return false }
+        let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
+        let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
+        return measuredQueueDelay > standing || latestQueue > standing
+    }
+
     /// Whether our own traffic is queueing up on the link (probes see a standing queue, or the scheduler's
     /// model has more queued than a few milliseconds), recently enough that losses may be overflow.
     func isCongested(at now: UInt64) -> Bool {
         let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
         let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
-        return measuredQueueDelay > standing || latestQueue > standing
+        return probesSeeStandingQueue
             || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
             || (queueDepth.best ?? 0) > 2 * standing && latestQueue > standing / 2
     }
@@ -376,6 +393,7 @@ struct UplinkTracker {
             let sentAt = probeTimes[index]
             guard now >= sentAt else { return false }
             rtt.add(sample: now - sentAt, at: now)
+            if probesSeeStandingQueue { lastFullAt = now }
             queueDepth.update(now - sentAt - min(now - sentAt, rtt.windowedMinimum), at: now)
             loss.record(expected: 1, lost: 0, at: now)
             confirm(sentAt: sentAt, at: now)

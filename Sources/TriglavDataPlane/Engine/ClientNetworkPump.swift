@@ -216,7 +216,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.engine.handle(.feedbackReceived(id, FeedbackReport(
                     highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
-                    receivedBytes: report.receivedBytes), at: now))
+                    receivedBytes: report.receivedBytes, reportedAt: report.reportedAt), at: now))
             case .close:
                 // The server dropped the session (tunnel removed, restart): handshake again now.
                 state.resetUplink(slot, now: now)

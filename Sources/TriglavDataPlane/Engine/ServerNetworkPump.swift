@@ -238,7 +238,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(
                     highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
-                    receivedBytes: report.receivedBytes), at: now))
+                    receivedBytes: report.receivedBytes, reportedAt: report.reportedAt), at: now))
             case .close:
                 state.removeSession(receiver, now: now)
             case .keepalive:
