@@ -489,8 +489,7 @@ final class ClientTunPump: @unchecked Sendable {
     private let tunnel: ClientTunnel
     private let tun: TunDevice
     private let poller: Poller
-    private let staging: DatagramBatch
-    private var stagingLengths: [Int]
+    private let staging = TunReadBatch()
     private let outgoing: [DatagramBatch]
     private var sockets: [UDPSocket?]
     private static let batchSize = 64
@@ -499,8 +498,6 @@ final class ClientTunPump: @unchecked Sendable {
         self.tunnel = tunnel
         self.tun = tun
         poller = tunnel.tunPollerForPump
-        staging = DatagramBatch(capacity: Self.batchSize, slotSize: 2048)
-        stagingLengths = Array(repeating: 0, count: Self.batchSize)
         outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
     }
@@ -511,23 +508,7 @@ final class ClientTunPump: @unchecked Sendable {
         } catch {
             return
         }
-        // Drain the device in batches until it is empty, so one wake-up moves many packets.
-        var rounds = 0
-        while rounds < 16 {
-            rounds += 1
-            var count = 0
-            while count < Self.batchSize {
-                let slot = staging.slot(count)
-                // Leave room for the header before and the tag after the packet, so sealing needs no copy.
-                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
-                guard let length = try? tun.read(into: payload), length > 0 else { break }
-                stagingLengths[count] = length
-                count += 1
-            }
-            if count == 0 { return }
-            dispatch(count)
-            if count < Self.batchSize { return }
-        }
+        staging.drain(tun, dispatch: dispatch)
     }
 
     private func dispatch(_ count: Int) {
@@ -537,7 +518,7 @@ final class ClientTunPump: @unchecked Sendable {
             let now = state.clock.advance(to: now)
             for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
             for index in 0..<count {
-                let length = stagingLengths[index]
+                let length = staging.length(index)
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
                 let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,

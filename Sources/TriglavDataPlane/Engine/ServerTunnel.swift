@@ -273,8 +273,7 @@ final class ServerTunPump: @unchecked Sendable {
     private static let batchSize = 64
     private let server: ServerTunnel
     private let tun: TunDevice
-    private let staging = DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: 2048)
-    private var stagingLengths = Array(repeating: 0, count: ServerTunPump.batchSize)
+    private let staging = TunReadBatch()
     private let outgoing: [DatagramBatch]
     private var sockets: [UDPSocket] = []
 
@@ -290,21 +289,7 @@ final class ServerTunPump: @unchecked Sendable {
         } catch {
             return
         }
-        var rounds = 0
-        while rounds < 16 {
-            rounds += 1
-            var count = 0
-            while count < Self.batchSize {
-                let slot = staging.slot(count)
-                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
-                guard let length = try? tun.read(into: payload), length > 0 else { break }
-                stagingLengths[count] = length
-                count += 1
-            }
-            if count == 0 { return }
-            dispatch(count)
-            if count < Self.batchSize { return }
-        }
+        staging.drain(tun, dispatch: dispatch)
     }
 
     private func dispatch(_ count: Int) {
@@ -314,7 +299,7 @@ final class ServerTunPump: @unchecked Sendable {
             let now = state.clock.advance(to: now)
             if sockets.count != state.sockets.count { sockets = state.sockets }
             for index in 0..<count {
-                let length = stagingLengths[index]
+                let length = staging.length(index)
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
                 // Tunnels are mutated in place (`?.`): a copy would copy the engine and the sessions' windows.
