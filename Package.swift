@@ -94,6 +94,6 @@ let package = Package(
         .testTarget(name: "TriglavLinkEmulatorTests", dependencies: ["TriglavLinkEmulator"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavDataPlaneTests", dependencies: ["TriglavDataPlane"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon", "TriglavTestSupport"], swiftSettings: strictSettings),
-        .testTarget(name: "IntegrationTests", dependencies: ["TriglavCore"], swiftSettings: strictSettings),
+        .testTarget(name: "IntegrationTests", dependencies: ["TriglavCore", "TriglavTestSupport"], swiftSettings: strictSettings),
     ]
 )

@@ -1,4 +1,5 @@
 import Foundation
+import TriglavTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -216,19 +217,7 @@ final class DaemonLab: @unchecked Sendable {
               <listen>unix:path=\(directory)/bus</listen>
               <pidfile>\(directory)/bus.pid</pidfile>
               <auth>EXTERNAL</auth>
-              <policy context="default">
-                <allow user="*"/>
-                <allow own="*"/>
-                <allow send_type="method_call"/>
-                <allow send_type="signal"/>
-                <allow send_requested_reply="true" send_type="method_return"/>
-                <allow send_requested_reply="true" send_type="error"/>
-                <allow receive_type="method_call"/>
-                <allow receive_type="method_return"/>
-                <allow receive_type="error"/>
-                <allow receive_type="signal"/>
-                <allow send_destination="org.freedesktop.DBus"/>
-              </policy>
+              \(PrivateBus.permissivePolicy)
             </busconfig>
             """)
         // In the foreground (tracked like the daemons, killed by tearDown); ready once the socket exists.

@@ -28,61 +28,39 @@ enum BusTestPaths {
 /// root may monitor) that includes dbus/org.triglav.conf. Started with `--fork` and a `<pidfile>`;
 /// `stop()` kills it and removes its directory.
 final class SystemLikeBus: Sendable {
-    let directory: String
-    let address: String
-    let pid: pid_t
+    private let bus: PrivateBus
+    var directory: String { bus.directory }
+    var address: String { bus.address }
+    var pid: pid_t { bus.pid }
 
     /// With `triglavPolicy` false, dbus/org.triglav.conf is replaced by a policy that lets anyone call
     /// org.triglav (to test the daemon's own caller check).
     init(triglavPolicy: Bool = true) throws {
-        let base = "/tmp/tg-dbus-sys-" + UUID().uuidString.prefix(8)
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o755])
-        directory = base
-        address = "unix:path=\(base)/system_bus_socket"
-        let config = """
-            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
-             "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-            <busconfig>
-              <type>system</type>
-              <listen>\(address)</listen>
-              <pidfile>\(base)/pid</pidfile>
-              <auth>EXTERNAL</auth>
-              <policy context="default">
-                <allow user="*"/>
-                <deny own="*"/>
-                <deny send_type="method_call"/>
-                <allow send_type="signal"/>
-                <allow send_requested_reply="true" send_type="method_return"/>
-                <allow send_requested_reply="true" send_type="error"/>
-                <allow receive_type="method_call"/>
-                <allow receive_type="method_return"/>
-                <allow receive_type="error"/>
-                <allow receive_type="signal"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-              </policy>
-              <policy user="root">
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
-              </policy>
-              \(triglavPolicy ? "<include>\(BusTestPaths.policy)</include>" : SystemLikeBus.openPolicy)
-            </busconfig>
-            """
-        try config.write(toFile: base + "/system.conf", atomically: true, encoding: .utf8)
-        let result = try runCommand(["dbus-daemon", "--config-file=\(base)/system.conf", "--fork"], captureOutput: false)
-        guard result.status == 0, let text = try? String(contentsOfFile: base + "/pid", encoding: .utf8),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            try? FileManager.default.removeItem(atPath: base)
-            throw SubprocessError.spawnFailed(["dbus-daemon"], result.status)
-        }
-        self.pid = pid
+        // Under /tmp with mode 0755 so the unprivileged users of the access tests reach the socket.
+        bus = try PrivateBus(type: "system", policy: """
+            <policy context="default">
+              <allow user="*"/>
+              <deny own="*"/>
+              <deny send_type="method_call"/>
+              <allow send_type="signal"/>
+              <allow send_requested_reply="true" send_type="method_return"/>
+              <allow send_requested_reply="true" send_type="error"/>
+              <allow receive_type="method_call"/>
+              <allow receive_type="method_return"/>
+              <allow receive_type="error"/>
+              <allow receive_type="signal"/>
+              <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+              <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+              <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+            </policy>
+            <policy user="root">
+              <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+            </policy>
+            \(triglavPolicy ? "<include>\(BusTestPaths.policy)</include>" : SystemLikeBus.openPolicy)
+            """, directoryPrefix: "/tmp/tg-dbus-sys-", directoryMode: 0o755, socketName: "system_bus_socket")
     }
 
-    func stop() {
-        kill(pid, SIGKILL)
-        try? FileManager.default.removeItem(atPath: directory)
-    }
+    func stop() { bus.stop() }
 
     static let openPolicy = """
         <policy user="root"><allow own="org.triglav"/></policy>
