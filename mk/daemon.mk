@@ -6,4 +6,4 @@ APT_TEST_PACKAGES += systemd iputils-ping
 .PHONY: daemon-tests
 # The daemon's suites alone: unit tests with fakes, then the namespace tests (root; skipped otherwise).
 daemon-tests: build-tests
-	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDaemonTests.Core|IntegrationTests.DaemonTests'
+	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDaemonTests.Core|IntegrationTests.Daemon'

@@ -128,6 +128,13 @@ final class FakeServerTunnel: ServerTunnelDriving, Sendable {
     func stop() { state.withLock { $0.stopped = true } }
     func snapshot() -> ServerTunnelSnapshot { state.withLock { $0.snapshot } }
     func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint] { plan.listen }
+    func disconnectClient(publicKey: IdentityPublicKey) -> Bool {
+        state.withLock { state in
+            let before = state.snapshot.clients.count
+            state.snapshot.clients.removeAll { $0.publicKey == publicKey.base64 }
+            return state.snapshot.clients.count < before
+        }
+    }
 
     func setClients(_ clients: [ServerTunnelSnapshot.Client]) { state.withLock { $0.snapshot.clients = clients } }
     var isStopped: Bool { state.withLock { $0.stopped } }

@@ -102,6 +102,9 @@ public protocol ServerTunnelDriving: AnyObject, Sendable {
     func stop()
     func snapshot() -> ServerTunnelSnapshot
     func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint]
+    /// Drops the client's tunnel (sessions, endpoints) after telling it so; false when it has none.
+    @discardableResult
+    func disconnectClient(publicKey: IdentityPublicKey) -> Bool
 }
 
 /// What the server manager reads from a server tunnel's statistics.
@@ -113,14 +116,23 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
         public var endpoints: [IPEndpoint]
         public var receivedPackets: UInt64
         public var transmittedPackets: UInt64
+        /// Inner (IP packet) bytes from and to the client.
+        public var receivedBytes: UInt64
+        public var transmittedBytes: UInt64
+        /// Smallest smoothed RTT of the client's paths; nil before the first probe reply.
+        public var smoothedRTT: Duration?
 
         public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
-                    receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0) {
+                    receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0, receivedBytes: UInt64 = 0,
+                    transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil) {
             self.publicKey = publicKey
             self.assignment = assignment
             self.endpoints = endpoints
             self.receivedPackets = receivedPackets
             self.transmittedPackets = transmittedPackets
+            self.receivedBytes = receivedBytes
+            self.transmittedBytes = transmittedBytes
+            self.smoothedRTT = smoothedRTT
         }
     }
 
@@ -138,7 +150,9 @@ extension ServerTunnel: ServerTunnelDriving {
         let statistics = statistics()
         return ServerTunnelSnapshot(clients: statistics.clients.map {
             ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
-                                        receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets)
+                                        receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets,
+                                        receivedBytes: $0.receivedBytes, transmittedBytes: $0.transmittedBytes,
+                                        smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) })
         }, rejectedHandshakes: statistics.rejectedHandshakes)
     }
 }
