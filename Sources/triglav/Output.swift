@@ -154,7 +154,7 @@ struct Style {
     func state(_ text: String) -> String {
         switch text {
         case "connected", "active": return paint(text, "32")
-        case "connecting", "disconnecting", "probing", "degraded", "standby", "handshaking": return paint(text, "33")
+        case "connecting", "disconnecting", "waiting", "probing", "degraded", "standby", "handshaking": return paint(text, "33")
         case "disconnected", "down": return paint(text, "31")
         default: return text
         }

@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import TriglavConfig
+import TriglavControlAPI
 import TriglavCore
 import TriglavDataPlane
 import TriglavMultipath
@@ -130,7 +131,7 @@ struct CoreClientManagerTests {
         manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
         manager.handleDiscovery(.synchronized)
         #expect(manager.uplinks.map(\.interface) == ["eth0"])
-        #expect(manager.uplinks.first?.state == .inactive)
+        #expect(manager.uplinks.first?.state == .idle)
         try manager.connect(profile: "home")
         let tunnel = try #require(factory.last)
         #expect(tunnel.uplinks == ["eth0"])
@@ -169,6 +170,33 @@ struct CoreClientManagerTests {
         tunnel.lose("eth0", "wlan0")
         manager.refresh()
         #expect(manager.status.state == .connecting)
+    }
+
+    @Test func uplinkStateOnTheBusFollowsLinkSessionAndPath() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3)))
+        manager.handleDiscovery(.synchronized)
+        func busStates() -> [String] { manager.uplinks.map { Daemon.uplinkStatus($0).state.rawValue } }
+        #expect(busStates() == ["waiting", "waiting"])  // usable, disconnected
+        try manager.updateUplink(number: 2, UplinkOverrides(isEnabled: false))
+        #expect(busStates() == ["waiting", "down"])
+        try manager.updateUplink(number: 2, UplinkOverrides(isEnabled: true))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        manager.refresh()
+        #expect(busStates() == ["waiting", "waiting"])  // handshaking
+        tunnel.establish("eth0", "wlan0")
+        tunnel.setPathState(.probing, "eth0")
+        tunnel.setPathState(.degraded, "wlan0")
+        manager.refresh()
+        #expect(busStates() == ["probing", "degraded"])
+        tunnel.setPathState(.ready, "eth0")
+        tunnel.setPathState(.down, "wlan0")
+        manager.refresh()
+        #expect(busStates() == ["active", "probing"])
+        manager.handleDiscovery(.removed(Fixtures.uplink("wlan0", index: 3)))
+        #expect(busStates() == ["active"])
     }
 
     @Test func secondaryUplinksCarryTrafficOnlyWhileNoPrimaryWorks() throws {

@@ -171,7 +171,8 @@ struct CoreDaemonTests {
         #expect(status.manager.state == .disconnected)
         #expect(status.manager.version == VERSION)
         #expect(status.uplinks.map(\.interface) == ["eth0", "wwan0"])
-        #expect(status.uplinks.map(\.state) == [.down, .down])
+        // Carrier and address but nothing to join yet: waiting, not down.
+        #expect(status.uplinks.map(\.state) == [.waiting, .waiting])
         #expect(status.uplinks[1].kind == .wwan)
         #expect(status.uplinks[1].tier == .backup)
         #expect(status.uplinks[1].metered)

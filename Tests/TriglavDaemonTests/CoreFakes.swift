@@ -20,6 +20,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var calls: [String] = []
         var policies: [String: UplinkPolicy] = [:]
         var uplinkLimit = ClientTunnel.maximumUplinks
+        /// The engine's path state of established uplinks (nil: not reported, as before it existed).
+        var pathStates: [String: TriglavMultipath.UplinkState] = [:]
     }
 
     let plan: ClientTunnelPlan
@@ -82,7 +84,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              transmittedBytes: up ? 1000 : 0, receivedBytes: up ? 2000 : 0,
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
-                             transport: up && name.hasPrefix("wwan") ? "tcp" : "udp")
+                             transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
+                             pathState: up ? record.pathStates[name] : nil)
             })
         }
     }
@@ -93,6 +96,10 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
             record.established.formUnion(interfaces)
             if let assignment { record.assignment = assignment }
         }
+    }
+
+    func setPathState(_ state: TriglavMultipath.UplinkState, _ interface: String) {
+        record.withLock { $0.pathStates[interface] = state }
     }
 
     func lose(_ interfaces: String...) {

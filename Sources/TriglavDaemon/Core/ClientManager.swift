@@ -640,12 +640,19 @@ extension ClientManager {
             return records.values.sorted { $0.number < $1.number }.map { record in
                 let statistics = connection?.uplinkStatistics(record.interface)
                 var state = UplinkActivity.inactive
-                if let connection, !connection.attached.contains(record.interface), record.isEligible,
+                if connection == nil, record.isEligible, record.discovered != nil {
+                    state = .idle
+                } else if let connection, !connection.attached.contains(record.interface), record.isEligible,
                    record.origin == .manual || record.discovered != nil {
                     state = .standby
                 } else if let connection, connection.attached.contains(record.interface) {
                     switch statistics?.state {
-                    case .established: state = .established
+                    case .established:
+                        switch statistics?.pathState {
+                        case .probing, .down: state = .measuring
+                        case .degraded: state = .lossy
+                        case .ready, nil: state = .established
+                        }
                     case .waiting: state = .waiting
                     case .handshaking: state = .connecting
                     case nil: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting

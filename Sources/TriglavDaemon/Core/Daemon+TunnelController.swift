@@ -115,9 +115,11 @@ extension Daemon: TunnelController {
     static func uplinkStatus(_ uplink: UplinkSnapshot) -> TriglavControlAPI.UplinkStatus {
         let state: TriglavControlAPI.UplinkState = switch uplink.state {
         case .inactive, .waiting: .down
+        case .idle, .connecting: .waiting
         case .standby: .standby
-        case .connecting: .probing
+        case .measuring: .probing
         case .established: .active
+        case .lossy: .degraded
         }
         return TriglavControlAPI.UplinkStatus(
             id: UInt32(uplink.number), interface: uplink.interface,

@@ -45,10 +45,14 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var capacityBitsPerSecond: UInt64
         /// "udp", or "tcp" while the uplink uses the TCP fallback.
         public var transport: String
+        /// The multipath engine's view of an established uplink's path; nil while not established.
+        public var pathState: TriglavMultipath.UplinkState?
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
-                    capacityBitsPerSecond: UInt64 = 0, transport: String = "udp") {
+                    capacityBitsPerSecond: UInt64 = 0, transport: String = "udp",
+                    pathState: TriglavMultipath.UplinkState? = nil) {
+            self.pathState = pathState
             self.interface = interface
             self.state = state
             self.transmittedBytes = transmittedBytes
@@ -91,7 +95,8 @@ extension ClientTunnel: ClientTunnelDriving {
                 receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT,
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
                 lossRatio: Self.lossRatio(percent: path?.lossPercent),
-                capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport)
+                capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
+                pathState: state == .established ? path?.state : nil)
         })
     }
 }
