@@ -62,6 +62,10 @@ struct BusContractTests {
         #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["bogus": .string("x")]) }
         #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["server": .string("no-port")]) }
         #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["scheduler": .boolean(true)]) }
+        #expect(try TriglavControlAPI.ConnectOptions(options: ["full-tunnel": .boolean(false)]).fullTunnel == false)
+        #expect(throws: ControlError.invalidArgument("Connect option full-tunnel must be of type b, got s")) {
+            try TriglavControlAPI.ConnectOptions(options: ["full-tunnel": .string("yes")])
+        }
         #expect(throws: ControlError.self) { try TriglavControlAPI.UplinkOptions(options: ["tier": .string("gold")]) }
         #expect(try TriglavControlAPI.UplinkOptions(options: ["tier": .string("never"), "metered": .boolean(true)]) == TriglavControlAPI.UplinkOptions(tier: .never, metered: true))
         #expect(isValidInterfaceName("wlp3s0") && !isValidInterfaceName("") && !isValidInterfaceName("a/b")

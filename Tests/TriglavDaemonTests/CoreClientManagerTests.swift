@@ -45,6 +45,20 @@ struct CoreClientManagerTests {
         #expect(plan.routing == .split([try IPPrefix("10.0.0.0/8")]))
     }
 
+    @Test func routingTablePriorityAndExcludesReachThePlan() throws {
+        var config = DaemonConfig()
+        config.routing.table = 1234
+        config.routing.rulePriority = 5000
+        config.routing.exclude = [try IPPrefix("192.0.2.0/24"), try IPPrefix("2001:db8::/32")]
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: config)
+        try manager.connect(profile: "home")
+        let plan = try #require(factory.last).plan
+        #expect(plan.routingTable == 1234 && plan.rulePriority == 5000)
+        #expect(plan.exclude.map(\.description) == ["192.0.2.0/24", "2001:db8::/32"])
+        // The data plane gets exactly these (the mark stays the sockets' mark, no longer the table).
+        #expect(plan.firewallMark == ConfigDefaults.firewallMark)
+    }
+
     @Test func hostnameEndpointsAreResolvedButShownAsWritten() throws {
         let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [try Fixtures.profile(endpoint: "vpn.example.net:7000")])
         try manager.connect(profile: "home")

@@ -123,6 +123,11 @@ final class FakeClientTunnelFactory: ClientTunnelFactory, Sendable {
 
     var last: FakeClientTunnel? { made.withLock { $0.last } }
     var count: Int { made.withLock { $0.count } }
+
+    let leftoverCleanups = Mutex<[RoutingSettings]>([])
+    func removeLeftovers(_ routing: RoutingSettings) throws(TriglavDaemonError) {
+        leftoverCleanups.withLock { $0.append(routing) }
+    }
 }
 
 final class FakeServerTunnel: ServerTunnelDriving, Sendable {

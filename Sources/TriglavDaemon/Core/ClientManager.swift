@@ -342,15 +342,13 @@ public final class ClientManager: Sendable {
         if let server = options.server { settings.endpoint = server }
         let routing: ClientRouting = settings.routing.fullTunnel ? .fullTunnel
             : settings.routing.routes.isEmpty ? .none : .split(settings.routing.routes)
-        if !settings.routing.exclude.isEmpty {
-            logger.warning("routing.exclude is not supported by the data plane yet; \(settings.routing.exclude.count) prefixes ignored")
-        }
         return ClientTunnelPlan(
             profile: name, configuredEndpoint: settings.endpoint, server: try resolver.resolve(settings.endpoint),
             serverKey: settings.serverPublicKey, privateKeyPath: config.privateKeyPath,
             tunnelInterface: config.tunnel.interface, mtu: config.tunnel.mtu, routing: routing,
             scheduler: Self.dataPlaneScheduler(settings.multipath.scheduler),
-            firewallMark: settings.routing.firewallMark,
+            firewallMark: settings.routing.firewallMark, routingTable: settings.routing.table,
+            rulePriority: settings.routing.rulePriority, exclude: settings.routing.exclude,
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold)
     }

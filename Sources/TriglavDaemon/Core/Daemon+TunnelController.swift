@@ -26,6 +26,7 @@ extension Daemon: TunnelController {
                 throw .invalidArgument("option server: \(error)")
             }
         }
+        connection.fullTunnel = options.fullTunnel
         try Self.checkTransport(options.transport)
         do throws(TriglavDaemonError) { try client.connect(profile: profile, options: connection) } catch {
             throw error.controlError

@@ -188,8 +188,12 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var mtu: Int?
     public var routing: ClientRouting
     public var scheduler: TriglavDataPlane.SchedulerKind
-    /// SO_MARK of the uplink sockets; the data plane also uses it as its routing table number.
+    /// SO_MARK of the uplink sockets (the tunnel rule exempts it).
     public var firewallMark: UInt32
+    /// `[routing] table`, `rule_priority` and `exclude` (see `PolicyRouting`).
+    public var routingTable: UInt32
+    public var rulePriority: UInt32
+    public var exclude: [IPPrefix]
     public var keepaliveInterval: Duration
     public var probeInterval: Duration
     public var reorderHold: Duration
@@ -197,8 +201,13 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
                 mtu: Int? = nil, routing: ClientRouting = .none, scheduler: TriglavDataPlane.SchedulerKind = .aggregate,
-                firewallMark: UInt32 = ConfigDefaults.firewallMark, keepaliveInterval: Duration = .seconds(25),
+                firewallMark: UInt32 = ConfigDefaults.firewallMark, routingTable: UInt32 = ConfigDefaults.routeTable,
+                rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
+                keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30)) {
+        self.routingTable = routingTable
+        self.rulePriority = rulePriority
+        self.exclude = exclude
         self.profile = profile
         self.configuredEndpoint = configuredEndpoint
         self.server = server
@@ -219,6 +228,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
 /// replaced on disk is picked up by the next connect or reload.
 public protocol ClientTunnelFactory: Sendable {
     func makeTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving
+    /// Removes policy rules and routes a crashed run left (found by their tag, whatever numbers it used).
+    func removeLeftovers(_ routing: RoutingSettings) throws(TriglavDaemonError)
 }
 
 /// The server's tunnel as the configuration describes it.
@@ -275,11 +286,19 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.routing = plan.routing
         configuration.scheduler = plan.scheduler
         configuration.firewallMark = plan.firewallMark
+        configuration.policyRouting = PolicyRouting(table: plan.routingTable, rulePriority: plan.rulePriority, exclude: plan.exclude)
         configuration.keepaliveInterval = plan.keepaliveInterval
         configuration.probeInterval = plan.probeInterval
         configuration.reorderHold = plan.reorderHold
         do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the client tunnel", reason: error.description)
+        }
+    }
+
+    public func removeLeftovers(_ routing: RoutingSettings) throws(TriglavDaemonError) {
+        let policy = PolicyRouting(table: routing.table, rulePriority: routing.rulePriority, exclude: routing.exclude)
+        do { try policy.removeLeftovers(firewallMark: routing.firewallMark, logger: logger) } catch {
+            throw .failed(operation: "removing leftover policy rules and routes", reason: error.description)
         }
     }
 }
