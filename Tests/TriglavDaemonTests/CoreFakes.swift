@@ -256,13 +256,14 @@ enum Fixtures {
                          localAddresses: IPAddress(address).map { [$0] } ?? [], mtu: 1500)
     }
 
-    static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil)
+    static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil,
+                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 })
         throws -> (ClientManager, FakeClientTunnelFactory, FakeConfigSource, FakeProfileStore) {
         let factory = FakeClientTunnelFactory()
         let source = FakeConfigSource(config)
         let store = FakeProfileStore(try profiles ?? [profile()])
         let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
-                                    resolver: FixedResolver())
+                                    resolver: FixedResolver(), clock: clock)
         return (manager, factory, source, store)
     }
 }
