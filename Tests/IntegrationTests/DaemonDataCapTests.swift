@@ -44,7 +44,8 @@ struct DaemonDataCapTests {
         #expect(capped >= 900_000 && capped <= 1_150_000, "up1 sent \(capped), up2 \(other)")
         #expect(other >= 4_000_000, "up1 sent \(capped), up2 \(other)")
         lab.terminate(client)
-        #expect(client.terminationStatus == 0, "client log:\n\(lab.log("client"))")
+        #expect(!client.isRunning, "did not exit within 10 s of SIGTERM")
+        if !client.isRunning { #expect(client.terminationStatus == 0, "client log:\n\(lab.log("client"))") }
     }
 
     private func txBytes(_ lab: DaemonLab, uplink interface: String) throws -> UInt64 {

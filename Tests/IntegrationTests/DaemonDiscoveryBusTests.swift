@@ -57,6 +57,8 @@ struct DaemonDiscoveryBusTests {
             appeared = try cycleStep(lab, add, until: { $0 != "ao 0\n" })
             slowest = max(slowest, appeared, try cycleStep(lab, delete, until: { $0 == "ao 0\n" }))
             cycles += 1
+            // Read the notify socket as systemd would: its queue holds 10 datagrams, then sd_notify blocks the daemon.
+            _ = notify.messages
             if cycles == 20 { memoryAfterWarmup = residentKilobytes(daemon.processIdentifier) }
         }
         #expect(cycles == 200, "only \(cycles) cycles in 150 s")
@@ -68,7 +70,8 @@ struct DaemonDiscoveryBusTests {
         // 180 cycles after the warm-up: a leak of even a few kilobytes per uplink object would show.
         #expect(memoryAtEnd - memoryAfterWarmup < 2048, "VmRSS \(memoryAfterWarmup) kB after 20 cycles, \(memoryAtEnd) kB after 200")
         lab.terminate(daemon)
-        #expect(daemon.terminationStatus == 0, "client log:\n\(lab.log("client"))")
+        #expect(!daemon.isRunning, "did not exit within 10 s of SIGTERM")
+        if !daemon.isRunning { #expect(daemon.terminationStatus == 0, "client log:\n\(lab.log("client"))") }
     }
 
     /// Runs `command`, then polls Manager1.Uplinks until `condition` holds (bounded); returns the seconds taken.

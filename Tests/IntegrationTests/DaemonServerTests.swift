@@ -55,7 +55,8 @@ struct DaemonServerTests {
 
         lab.terminate(client)
         lab.terminate(server)
-        #expect(server.terminationStatus == 0, "server log:\n\(lab.log("server"))")
+        #expect(!server.isRunning, "did not exit within 10 s of SIGTERM")
+        if !server.isRunning { #expect(server.terminationStatus == 0, "server log:\n\(lab.log("server"))") }
     }
 
     /// The number in busctl's "t 1234" / "u 5" answer.

@@ -78,7 +78,8 @@ struct DaemonUdevTests {
 
         _ = try? lab.sh("\(inside) udevadm control --exit")
         lab.terminate(daemon)
-        #expect(daemon.terminationStatus == 0, "client log:\n\(lab.log("client"))")
+        #expect(!daemon.isRunning, "did not exit within 10 s of SIGTERM")
+        if !daemon.isRunning { #expect(daemon.terminationStatus == 0, "client log:\n\(lab.log("client"))") }
     }
 
     /// Waits (bounded) until `path` exists in the daemon's mount namespace.
