@@ -89,8 +89,8 @@ struct DaemonRoutingTests {
         #expect(try lab.exec(lab.client, "ip route get 198.51.100.9").contains("dev up1"))
         try lab.busctl("call \(Self.manager) Disconnect")
 
-        // Split tunnel by option: no routes configured, so only the tunnel subnet goes through it.
-        try lab.busctl("call \(Self.manager) Connect 'sa{sv}' lab 1 full-tunnel b false")
+        // Split tunnel by option (from the CLI): no routes configured, so only the tunnel subnet goes through it.
+        try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' connect lab --full-tunnel no")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client-2"))")
         installed = try rules(lab)
         #expect(!installed.contains("6002:") && !installed.contains("6001:"), "\(installed)")
