@@ -69,4 +69,21 @@ struct CoreDataCapTests {
         #expect(tunnel.calls.filter { $0 == "policy eth0" }.count == 1)
         manager.shutdown()
     }
+
+    @Test func anUplinkReturningInANewPeriodGetsAFullCap() throws {
+        let now = Mutex<Int64>(Self.midJanuary)
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
+                                                                 clock: { now.withLock { $0 } })
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0", "wlan0")
+        manager.refresh()
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))  // 1000 bytes spent in January
+        now.withLock { $0 = Self.firstOfFebruary }
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))   // back before any tick
+        #expect(tunnel.policies["eth0"]?.dataCapBytes == 1_000_000)
+        manager.shutdown()
+    }
 }

@@ -209,7 +209,6 @@ public final class ClientManager: Sendable {
         state.withLock { state in
             guard case .active(var connection) = state.phase else { return }
             connection.statistics = connection.tunnel.snapshot()
-            state.startDataCapPeriods(&connection, now: clock())
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
@@ -422,6 +421,8 @@ public final class ClientManager: Sendable {
     /// connection state. Failures to add (e.g. the tunnel's uplink limit) are retried on the next call.
     private func reconcile(_ state: inout State) {
         guard case .active(var connection) = state.phase else { return }
+        // Before any allowance is computed, also for an interface that comes back after its period ended.
+        state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
         for interface in connection.attached.subtracting(wanted).sorted() {
             if let name = try? InterfaceName(interface) {
