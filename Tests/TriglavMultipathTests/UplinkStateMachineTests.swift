@@ -167,12 +167,13 @@ import TriglavCore
 
     // MARK: blackhole bounds
 
-    @Test(arguments: [(10, 0), (60, 10), (150, 20), (200, 0)])
-    func blackholeUnderTrafficIsDownWithin300ms(roundTripMs: Int, jitterMs: Int) throws {
+    /// Bulk traffic (a packet every millisecond) and light traffic (voice-like, every 20–50 ms).
+    @Test(arguments: [(10, 0, 1), (60, 10, 1), (150, 20, 1), (200, 0, 1), (40, 5, 20), (100, 0, 50), (200, 10, 50)])
+    func blackholeUnderTrafficIsDownWithin300ms(roundTripMs: Int, jitterMs: Int, dataIntervalMs: Int) throws {
         var peer = try ScriptedPeer(uplinks: [a, b])
         peer.roundTrip[a] = UInt64(roundTripMs) * Self.ms
         peer.jitter[a] = UInt64(jitterMs) * Self.ms
-        peer.dataInterval = Self.ms
+        peer.dataInterval = UInt64(dataIntervalMs) * Self.ms
         peer.run(until: 3 * Self.second)
         #expect(peer.state(a) == .ready)
         #expect(peer.transitions(of: a).map(\.to) == [.ready], "no false alarm before the outage")
@@ -201,6 +202,22 @@ import TriglavCore
             let down = try #require(trial.firstEntry(of: a, into: .down, since: cutAt))
             #expect(down.at > cutAt && down.at - cutAt <= Self.second,
                     "idle: down \((down.at - cutAt) / Self.ms) ms after the blackhole (RTT \(roundTripMs) ms)")
+        }
+    }
+
+    /// Requirement 2 wants a link at ~20% loss degraded, and allows 1 s to notice an idle blackhole. Idle,
+    /// such a link is declared down instead, again and again: three unanswered heartbeats
+    /// (`Tuning.minUnconfirmedSendsForDown`, MultipathConstants.swift:58) plus the 100–250 ms loss deadline
+    /// (UplinkTracker.swift:187, :237) happen every few seconds at 20% loss, although the 1 s allowance would
+    /// let it wait for ~7 (0.2⁷ ≈ 10⁻⁵). Under traffic the feedback keeps it up (see the tests above).
+    @Test func idleLinkAtTwentyPercentLossIsNotDeclaredDown() throws {
+        var peer = try ScriptedPeer(uplinks: [a], seed: 5)
+        peer.run(until: Self.second)
+        peer.lossPercent[a] = 20
+        peer.run(until: 21 * Self.second, step: 2 * Self.ms)
+        let downs = peer.transitions(of: a).filter { $0.to == .down }.count
+        withKnownIssue("idle lossy link flaps down: 3 lost heartbeats count as a blackhole") {
+            #expect(downs == 0, "\(peer.transitions(of: a).map { "\($0.at / Self.ms):\($0.to)" })")
         }
     }
 
