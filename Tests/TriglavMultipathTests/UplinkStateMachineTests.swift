@@ -76,6 +76,32 @@ import TriglavCore
                 "held \((again.at - second.at) / Self.ms) ms")
     }
 
+    /// Loss that comes and goes in 3 s bursts: one degrade per burst and one recovery per clean spell,
+    /// never a flip back and forth inside either. (The degraded hold time is fixed: unlike the recovery
+    /// hold-down it doesn't grow with repetition, so a link like this one keeps cycling every 6 s.)
+    @Test func burstyLossDegradesOncePerBurst() throws {
+        var peer = try ScriptedPeer(uplinks: [a], seed: 9)
+        peer.dataInterval = Self.ms
+        peer.run(until: Self.second)
+        var bursts: [(start: UInt64, end: UInt64)] = []
+        for _ in 0..<6 {
+            let start = peer.now
+            peer.lossPercent[a] = 25
+            peer.run(until: start + 3 * Self.second)
+            bursts.append((start, peer.now))
+            peer.lossPercent[a] = 0
+            peer.run(until: peer.now + 3 * Self.second)
+        }
+        let changes = peer.transitions(of: a).dropFirst() // the initial probing → ready
+        #expect(changes.map(\.to) == Array(repeating: [UplinkState.degraded, .ready], count: 6).flatMap { $0 },
+                "\(changes.map { "\($0.at / Self.ms):\($0.to)" })")
+        for (index, burst) in bursts.enumerated() {
+            let degraded = Array(changes)[2 * index], recovered = Array(changes)[2 * index + 1]
+            #expect(degraded.at > burst.start && degraded.at <= burst.end, "burst \(index): degraded inside it")
+            #expect(recovered.at > burst.end && recovered.at <= burst.end + 3 * Self.second, "burst \(index): recovered after it")
+        }
+    }
+
     @Test func degradedLinkThatGoesSilentIsMarkedDown() throws {
         var peer = try ScriptedPeer(uplinks: [a])
         peer.dataInterval = Self.ms
