@@ -15,7 +15,7 @@ struct DataPlaneDev: ParsableCommand {
         commandName: "triglav-dataplane-dev",
         abstract: "Run a Triglav client or server tunnel from command-line flags (development and tests).",
         version: VERSION,
-        subcommands: [Keygen.self, Server.self, Client.self]
+        subcommands: [Keygen.self, Server.self, Client.self, LoadGen.self]
     )
 }
 

@@ -198,7 +198,16 @@ final class ServerNetworkPump: @unchecked Sendable {
                 }
                 state.sessions[receiver]?.replaces = nil
                 if state.tunnels[tunnelID]?.engine.uplinkIDs.contains(uplink) == false {
-                    try? state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
+                    do {
+                        try state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
+                    } catch {
+                        // The handshake refuses uplinks beyond the engine's limit, so this is a bug, not a client's
+                        // doing; still, a session the engine can't schedule must not linger as if it worked.
+                        state.refusedUplinks &+= 1
+                        server.logger.error("tunnel \(String(tunnelID, radix: 16)): can't add \(uplink) to its engine: \(error); session dropped")
+                        state.removeSession(receiver, now: now)
+                        return
+                    }
                 }
             }
             if frame.type != .data, frame.flags != state.sessions[receiver]?.policyFlags,
@@ -312,6 +321,22 @@ final class ServerNetworkPump: @unchecked Sendable {
             if let replaced = accepted.replacesSessionIndex, let old = state.sessions[replaced], old.tunnelID == tunnelID {
                 uplink = old.uplink
             } else {
+                // A client gets at most `MultipathLimits.maxUplinks` uplinks (its engine's limit). One more is
+                // refused here, before it holds a session: no reply, the client's attempt times out. Counted,
+                // and logged once per 256 so a client retrying in a loop can't flood the log.
+                let uplinks = Set(state.tunnels[tunnelID]?.sessions.compactMap { state.sessions[$0]?.uplink } ?? []).count
+                guard uplinks < MultipathLimits.maxUplinks else {
+                    state.responder.sessionEnded(localIndex: accepted.session.localIndex)
+                    state.refusedUplinks &+= 1
+                    if state.refusedUplinks & 0xff == 1 {
+                        let refused = state.refusedUplinks
+                        server.logger.warning("""
+                            client \(accepted.client) from \(peerText) already has \(uplinks) uplinks, the limit \
+                            (\(MultipathLimits.maxUplinks)); refused another (\(refused) refused so far)
+                            """)
+                    }
+                    return
+                }
                 state.nextUplinkID &+= 1
                 uplink = UplinkID(state.nextUplinkID)
             }

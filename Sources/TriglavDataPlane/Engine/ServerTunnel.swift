@@ -161,7 +161,7 @@ public final class ServerTunnel: Sendable {
                         smoothedRTT: Self.bestRTT(of: tunnel.engine))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
-                resentPackets: state.resentPackets)
+                resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks)
         }
     }
 
@@ -268,6 +268,8 @@ struct ServerState: @unchecked Sendable {
     var droppedUnknownDestination: UInt64 = 0
     var droppedSpoofed: UInt64 = 0
     var resentPackets: UInt64 = 0
+    /// Uplink sessions refused because their client already had `MultipathLimits.maxUplinks` uplinks.
+    var refusedUplinks: UInt64 = 0
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
     /// Where each client's last removed tunnel left its transmit sequence; its next tunnel continues there.
