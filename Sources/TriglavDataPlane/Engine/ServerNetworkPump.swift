@@ -38,6 +38,8 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Released packets to write after the lock: (tunnel, pool slot).
     private var deliveries: [(UInt64, Int)] = []
     private var nextTimer: Nanoseconds = 0
+    /// Tunnels whose duties are due this round (reused).
+    private var dueTunnels: [UInt64] = []
 
     init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
@@ -52,9 +54,9 @@ final class ServerNetworkPump: @unchecked Sendable {
         var now = monotonicNow()
         var deadline = nextTimer
         server.withState { state in
-            for tunnel in state.tunnels.values {
-                if let engineDeadline = tunnel.engine.nextDeadline() { deadline = min(deadline, engineDeadline) }
-            }
+            // Cached per tunnel (see `ServerState.dutyDeadlines`): no engine is asked here, so an idle wake-up
+            // costs one comparison per client, not a walk over every client's uplinks.
+            for due in state.dutyDeadlines.values { deadline = min(deadline, due) }
         }
         let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
@@ -181,6 +183,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             guard let tunnelID = state.sessions[receiver]?.tunnelID, let uplink = state.sessions[receiver]?.uplink else { return }
             state.sessions[receiver]?.lastReceive = now
+            state.dutyDeadlines[tunnelID] = 0  // its engine learned something: ask it for duties this round
             // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
             state.sessions[receiver]?.connection = source.connection
             if source.connection == nil {
@@ -260,11 +263,20 @@ final class ServerNetworkPump: @unchecked Sendable {
     }
 
     /// The engines' duties: probes and feedback on the session carrying each uplink; in-order releases.
+    /// Only tunnels whose cached deadline has come (or that saw traffic) are asked; each gets its next
+    /// deadline cached again, so the work per wake-up follows the busy clients, not all of them.
     private func runDuties(now: Nanoseconds) {
         server.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
-            for tunnelID in state.tunnels.keys {
+            dueTunnels.removeAll(keepingCapacity: true)
+            for (tunnelID, due) in state.dutyDeadlines where due <= now { dueTunnels.append(tunnelID) }
+            for tunnelID in dueTunnels {
+                defer {
+                    if state.tunnels[tunnelID] != nil {
+                        state.dutyDeadlines[tunnelID] = state.tunnels[tunnelID]?.engine.nextDeadline() ?? now &+ Self.timerInterval
+                    }
+                }
                 while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
                 var budget = 64
                 while budget > 0, let duty = state.tunnels[tunnelID]?.engine.nextDuty(now: now) {

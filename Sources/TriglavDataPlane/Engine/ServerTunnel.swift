@@ -257,6 +257,10 @@ struct ServerClientTunnel {
 struct ServerState: @unchecked Sendable {
     var responder: HandshakeResponder
     var tunnels: [UInt64: ServerClientTunnel] = [:]
+    /// When each tunnel's engine next has a duty (its `nextDeadline()`, cached by the network pump after
+    /// asking it; 0 = ask now). Whoever changes an engine in a way that may bring a duty forward sets 0:
+    /// received frames, sent packets, uplinks added or removed. One entry per tunnel.
+    var dutyDeadlines: [UInt64: Nanoseconds] = [:]
     var byIPv4: [UInt32: UInt64] = [:]
     var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
@@ -297,6 +301,7 @@ struct ServerState: @unchecked Sendable {
 
     mutating func addTunnel(_ tunnel: ServerClientTunnel) {
         tunnels[tunnel.tunnelID] = tunnel
+        dutyDeadlines[tunnel.tunnelID] = 0
         if case .v4(let value) = tunnel.addresses.ipv4.address { byIPv4[value] = tunnel.tunnelID }
         if let ipv6 = tunnel.addresses.ipv6 { byIPv6[ipv6.address] = tunnel.tunnelID }
     }
@@ -304,6 +309,7 @@ struct ServerState: @unchecked Sendable {
     /// Removes a tunnel, its sessions and its address routes.
     mutating func removeTunnel(_ tunnelID: UInt64) {
         guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
+        dutyDeadlines[tunnelID] = nil
         resumeSequences[tunnel.key] = tunnel.transmitSequence
         for index in tunnel.sessions {
             sessions.removeValue(forKey: index)
@@ -321,6 +327,7 @@ struct ServerState: @unchecked Sendable {
         if tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] == index {
             tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] = nil
             try? tunnels[session.tunnelID]?.engine.removeUplink(session.uplink, now: now)
+            if tunnels[session.tunnelID] != nil { dutyDeadlines[session.tunnelID] = 0 }
         }
         responder.sessionEnded(localIndex: index)
     }
@@ -369,6 +376,7 @@ final class ServerTunPump: @unchecked Sendable {
                     continue
                 }
                 state.tunnels[tunnelID]?.transmitSequence &+= 1
+                state.dutyDeadlines[tunnelID] = 0  // sending may bring its probes forward (active probing)
                 state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet)
                 for uplink in selection {
                     guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
