@@ -335,7 +335,7 @@ struct LoadGenFlood: ParsableCommand {
             usleep(5_000)
         }
         let opened = uplinks.filter { $0.session != nil }.count
-        // 2. One authentic data packet to replay (spoofed inner source, so even a fresh one is dropped).
+        // 2. One authentic data packet (an echo request from its own tunnel address) to replay.
         var replay: [UInt8] = []
         if let source = tunnel?.ipv4?.address.bytes, let sealed = try? uplinks[0].session?.seal(
             .data, tunnelSequence: 0, body: echoRequest(from: source, to: [10, 77, 0, 1], identifier: 7, sequence: 0), now: loadNow()) {

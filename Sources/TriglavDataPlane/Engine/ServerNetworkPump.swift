@@ -204,10 +204,11 @@ final class ServerNetworkPump: @unchecked Sendable {
                     do {
                         try state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
                     } catch {
-                        // The handshake refuses uplinks beyond the engine's limit, so this is a bug, not a client's
-                        // doing; still, a session the engine can't schedule must not linger as if it worked.
+                        // The handshake refuses uplinks beyond the engine's limit; joins answered further apart than
+                        // `pendingJoinWindow` but confirmed together can still overshoot. A session the engine can't
+                        // schedule must not linger as if it worked: the client hears silence and handshakes again.
                         state.refusedUplinks &+= 1
-                        server.logger.error("tunnel \(String(tunnelID, radix: 16)): can't add \(uplink) to its engine: \(error); session dropped")
+                        server.logger.warning("tunnel \(String(tunnelID, radix: 16)): can't add \(uplink) to its engine: \(error); session dropped")
                         state.removeSession(receiver, now: now)
                         return
                     }
@@ -335,8 +336,10 @@ final class ServerNetworkPump: @unchecked Sendable {
             } else {
                 // A client gets at most `MultipathLimits.maxUplinks` uplinks (its engine's limit). One more is
                 // refused here, before it holds a session: no reply, the client's attempt times out. Counted,
-                // and logged once per 256 so a client retrying in a loop can't flood the log.
-                let uplinks = Set(state.tunnels[tunnelID]?.sessions.compactMap { state.sessions[$0]?.uplink } ?? []).count
+                // and logged once per 256 so a client retrying in a loop can't flood the log. Counted are the
+                // confirmed uplinks and the joins answered in the last `pendingJoinWindow` (not yet confirmed):
+                // older unconfirmed sessions are lost responses, which must not use up a client's allowance.
+                let uplinks = uplinkCount(of: tunnelID, now: now, state: state)
                 guard uplinks < MultipathLimits.maxUplinks else {
                     state.responder.sessionEnded(localIndex: accepted.session.localIndex)
                     state.refusedUplinks &+= 1
@@ -368,6 +371,22 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             if let reply { sendBytes(reply, to: &source, state: &state) }
         }
+    }
+
+    /// How long an answered join counts toward its client's uplinks before it is confirmed (the client
+    /// confirms at once with a keepalive; a retry comes after 1 s).
+    static let pendingJoinWindow = 2 * Nanoseconds.second
+
+    /// Distinct uplinks of a tunnel: the confirmed ones and those of joins answered within `pendingJoinWindow`.
+    private func uplinkCount(of tunnelID: UInt64, now: Nanoseconds, state: ServerState) -> Int {
+        guard let tunnel = state.tunnels[tunnelID] else { return 0 }
+        var uplinks = Set(tunnel.uplinkSessions.keys)
+        for index in tunnel.sessions {
+            guard let session = state.sessions[index], !session.transport.isConfirmed,
+                  now &- session.lastReceive < Self.pendingJoinWindow else { continue }
+            uplinks.insert(session.uplink.rawValue)
+        }
+        return uplinks.count
     }
 
     private func removeTunnel(_ tunnelID: UInt64, state: inout ServerState) {
