@@ -480,8 +480,15 @@ public struct MultipathEngine<Packet> {
     ///
     /// `excluding`: an uplink to avoid when any other is usable (ignored when it is the only one).
     /// For resends use `scheduleResend`, which also leaves congestion losses to TCP.
+    ///
+    /// `isAcknowledgement`: the packet is a pure TCP ACK (`aggregate` only). Its expected arrival counts the
+    /// queue the scheduler itself has put on each uplink, not the queueing the probes see: a probe's RTT
+    /// also holds the queue in the other direction, which for a receiver of a download is the download's
+    /// own. Trusting it moved a download's ACKs off the fastest uplink onto slower, jittery ones, where
+    /// ACKs overtake each other and reach the sender bunched: BBR then overestimated the bandwidth by up to
+    /// 30 % and overflowed the uplinks' queues (docs/MULTIPATH.md, "Delay equalisation").
     public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
-                                  excluding: UplinkID? = nil) -> UplinkSelection {
+                                  excluding: UplinkID? = nil, isAcknowledgement: Bool = false) -> UplinkSelection {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
         excludedIndex = excluding.flatMap { index(of: $0) }
@@ -490,7 +497,7 @@ public struct MultipathEngine<Packet> {
         switch configuration.scheduler {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
-            if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
+            if let index = earliestArrival(in: mask, bytes: packetLength, now: now, trustsProbes: !isAcknowledgement) {
                 if let target = configuration.ingressQueueTarget,
                    expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
                     ingressDrops &+= 1
@@ -624,10 +631,10 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
-    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64) -> UInt64 {
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, trustsProbes: Bool = true) -> UInt64 {
         let tracker = uplinks[index]
         let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-        let measured = tracker.measuredQueueDelay
+        let measured = trustsProbes ? tracker.measuredQueueDelay : 0
         let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
         return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
@@ -642,13 +649,13 @@ public struct MultipathEngine<Packet> {
 
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
-    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now)
+            let arrival = expectedArrival(index, bytes: bytes, now: now, trustsProbes: trustsProbes)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index

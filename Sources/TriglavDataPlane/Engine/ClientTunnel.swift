@@ -529,8 +529,10 @@ final class ClientTunPump: @unchecked Sendable {
                 let length = staging.length(index)
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                // A download's ACKs stay on the uplink that is fastest in our direction (see `schedule`).
                 let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,
-                                                      flowKey: FlowKey(packet: packet), now: now)
+                                                      flowKey: FlowKey(packet: packet), now: now,
+                                                      isAcknowledgement: PacketClassifier.isPureTCPAck(packet))
                 guard !selection.isEmpty else {
                     state.droppedNoUplink &+= 1
                     continue
