@@ -34,6 +34,10 @@ public struct MultipathConfiguration: Sendable, Equatable {
     public var reorderCapacity: Int = 2048
     public var maxReorderHold: UInt64 = 300 * Nanoseconds.millisecond
     public var minReorderWait: UInt64 = 3 * Nanoseconds.millisecond
+    /// Receiver: the longest a packet that came over a faster uplink is held so that it leaves no earlier
+    /// than the slowest uplink carrying data would have delivered it (`DelayEqualizer`: the inner TCP then
+    /// measures the RTT of the paths it fills, not of the fastest one). 0 turns equalisation off.
+    public var maxEqualizationDelay: UInt64 = 0
     /// Receiver asks the sender to resend missing sequences before skipping them (tunnel-level ARQ that
     /// hides random link loss from TCP). The wait then also covers one round trip on the fastest link.
     public var requestsResends: Bool = true
@@ -77,7 +81,8 @@ public struct MultipathConfiguration: Sendable, Equatable {
                               ("capacityWindow", capacityWindow), ("maxReorderHold", maxReorderHold),
                               ("minReorderWait", minReorderWait), ("resendHorizon", resendHorizon),
                               ("minCongestionQueueDelay", minCongestionQueueDelay),
-                              ("ingressQueueTarget", ingressQueueTarget ?? 0)] where value > Self.longestDuration {
+                              ("ingressQueueTarget", ingressQueueTarget ?? 0),
+                              ("maxEqualizationDelay", maxEqualizationDelay)] where value > Self.longestDuration {
             throw fail(name, value, "must be at most \(Self.longestDuration / Nanoseconds.second) s (times are nanoseconds)")
         }
         if minReorderWait > maxReorderHold {

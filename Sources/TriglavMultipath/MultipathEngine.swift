@@ -12,7 +12,8 @@ import TriglavCore
 public struct MultipathEngine<Packet> {
     public private(set) var configuration: MultipathConfiguration
     private var uplinks: [UplinkTracker] = []
-    private var reorder: ReorderBuffer<Packet>
+    private var reorder: ReorderBuffer<Held>
+    private var equalizer: DelayEqualizer<Packet>
     private var notices: DutyRing
     private var resends: SequenceRing
     private var nextProbeID: UInt32 = 1
@@ -37,6 +38,8 @@ public struct MultipathEngine<Packet> {
                                     waitBound: configuration.maxReorderHold / 4,
                                     resendRequestDelay: configuration.minReorderWait,
                                     requestsResends: configuration.requestsResends)
+        equalizer = try DelayEqualizer(capacity: configuration.reorderCapacity,
+                                       maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
         resends = SequenceRing(capacity: MultipathLimits.maxPendingResends)
         uplinks.reserveCapacity(MultipathLimits.maxUplinks)
@@ -116,8 +119,15 @@ public struct MultipathEngine<Packet> {
     public var reorderResendRequestDelay: UInt64 { reorder.resendRequestDelay }
     /// Packets held by the reorder buffer now.
     public var reorderBufferedCount: Int { reorder.bufferedCount }
-    /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
-    public var reorderStorageFootprint: Int { reorder.storageFootprint }
+    /// Bytes of fixed storage of the reorder buffer and the delay equaliser (for memory-bound checks).
+    public var reorderStorageFootprint: Int { reorder.storageFootprint + equalizer.storageFootprint }
+
+    /// Counters of the receive-side delay equaliser.
+    public var equalizerStatistics: DelayEqualizer<Packet>.Statistics { equalizer.statistics }
+    /// Packets held by the delay equaliser now (released by the reorder buffer, not yet due).
+    public var equalizerHeldCount: Int { equalizer.count }
+    /// How long packets arriving on `id` are held now to match the slowest uplink carrying data.
+    public func equalizationHold(for id: UplinkID) -> UInt64 { equalizer.hold(for: id) }
 
     /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
     var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
@@ -233,11 +243,28 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
         if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
-        return reorder.insert(packet, sequence: sequence, now: now)
+        let releaseAt = now &+ equalizer.noteData(on: uplink, at: now)
+        let verdict = reorder.insert(Held(packet: packet, releaseAt: releaseAt), sequence: sequence, now: now)
+        guard verdict == .deliverNow, !equalizer.canPassThrough(releaseAt: releaseAt, now: now) else { return verdict }
+        // In order, but a faster uplink brought it: the equaliser holds it (a full FIFO lets it go now).
+        return equalizer.enqueue(packet, releaseAt: releaseAt, now: now) ? .buffered : .deliverNow
     }
 
     /// The next packet to hand to the TUN in order (drain until nil after `receive` and on deadlines).
-    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: advanceClock(to: now)) }
+    /// Packets leave the reorder buffer in sequence order and then wait in the delay equaliser until
+    /// due; when the two together hold ¾ of `reorderCapacity` (the data plane's storage is sized by it),
+    /// the equaliser lets its packets go early rather than have new ones dropped.
+    public mutating func nextDelivery(now: UInt64) -> Packet? {
+        let now = advanceClock(to: now)
+        let pressure = equalizer.count + reorder.bufferedCount >= configuration.reorderCapacity * 3 / 4
+        if let packet = equalizer.dequeue(now: now, pressure: pressure) { return packet }
+        while let held = reorder.nextReleasable(now: now) {
+            if equalizer.canPassThrough(releaseAt: held.releaseAt, now: now) { return held.packet }
+            guard equalizer.enqueue(held.packet, releaseAt: held.releaseAt, now: now) else { return held.packet }
+            if let packet = equalizer.dequeue(now: now, pressure: pressure) { return packet }
+        }
+        return nil
+    }
 
     // MARK: Duties and deadlines
 
@@ -274,6 +301,7 @@ public struct MultipathEngine<Packet> {
             guard let time else { return }
             deadline = min(deadline ?? time, time)
         }
+        consider(equalizer.nextDeadline)
         for tracker in uplinks {
             if tracker.mayTransmit {
                 consider(tracker.nextProbeAt)
@@ -305,6 +333,22 @@ public struct MultipathEngine<Packet> {
             evaluate(index, now: now)
         }
         updateReorderTiming(now: now)
+        updateEqualization(now: now)
+    }
+
+    /// Refreshes the delay equaliser's per-uplink holds from the one-way transit estimates. A transit
+    /// older than 2 s (no probes arriving) counts as unknown.
+    private mutating func updateEqualization(now: UInt64) {
+        guard configuration.maxEqualizationDelay > 0 else { return }
+        let trackers = uplinks
+        equalizer.updatePaths(count: trackers.count, now: now) { index in
+            let tracker = trackers[index]
+            let fresh = tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
+            return DelayEqualizer<Packet>.PathDelay(
+                id: tracker.id, transit: fresh ? tracker.transit : nil, jitter: tracker.transitJitter,
+                isUsable: tracker.state.carriesData && !tracker.systemDown && tracker.policy.tier != .never,
+                isAlwaysStriped: tracker.policy.tier == .primary && !tracker.policy.isMetered)
+        }
     }
 
     private mutating func updateReorderTiming(now: UInt64) {
@@ -436,8 +480,15 @@ public struct MultipathEngine<Packet> {
     ///
     /// `excluding`: an uplink to avoid when any other is usable (ignored when it is the only one).
     /// For resends use `scheduleResend`, which also leaves congestion losses to TCP.
+    ///
+    /// `isAcknowledgement`: the packet is a pure TCP ACK (`aggregate` only). Its expected arrival counts the
+    /// queue the scheduler itself has put on each uplink, not the queueing the probes see: a probe's RTT
+    /// also holds the queue in the other direction, which for a receiver of a download is the download's
+    /// own. Trusting it moved a download's ACKs off the fastest uplink onto slower, jittery ones, where
+    /// ACKs overtake each other and reach the sender bunched: BBR then overestimated the bandwidth by up to
+    /// 30 % and overflowed the uplinks' queues (docs/MULTIPATH.md, "Delay equalisation").
     public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
-                                  excluding: UplinkID? = nil) -> UplinkSelection {
+                                  excluding: UplinkID? = nil, isAcknowledgement: Bool = false) -> UplinkSelection {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
         excludedIndex = excluding.flatMap { index(of: $0) }
@@ -446,7 +497,7 @@ public struct MultipathEngine<Packet> {
         switch configuration.scheduler {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
-            if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
+            if let index = earliestArrival(in: mask, bytes: packetLength, now: now, trustsProbes: !isAcknowledgement) {
                 if let target = configuration.ingressQueueTarget,
                    expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
                     ingressDrops &+= 1
@@ -580,10 +631,10 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
-    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64) -> UInt64 {
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, trustsProbes: Bool = true) -> UInt64 {
         let tracker = uplinks[index]
         let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-        let measured = tracker.measuredQueueDelay
+        let measured = trustsProbes ? tracker.measuredQueueDelay : 0
         let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
         return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
@@ -598,13 +649,13 @@ public struct MultipathEngine<Packet> {
 
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
-    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now)
+            let arrival = expectedArrival(index, bytes: bytes, now: now, trustsProbes: trustsProbes)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index
@@ -690,3 +741,13 @@ struct SequenceRing {
 }
 
 extension MultipathEngine: Sendable where Packet: Sendable {}
+
+extension MultipathEngine {
+    /// A packet in the reorder buffer with the time the delay equaliser may release it.
+    struct Held {
+        var packet: Packet
+        var releaseAt: UInt64
+    }
+}
+
+extension MultipathEngine.Held: Sendable where Packet: Sendable {}
