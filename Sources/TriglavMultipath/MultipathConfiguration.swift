@@ -48,6 +48,15 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// uplinks short, so resends and ACKs aren't stuck behind it and TCP sees congestion early, as from
     /// a well-managed router queue. nil: never refuse (the uplinks' own buffers overflow instead).
     public var ingressQueueTarget: UInt64? = 80 * Nanoseconds.millisecond
+    /// Sender-side pacing. nil: every scheduled packet is handed to its uplink at once, so the uplink's own
+    /// buffer (modem, router) holds whatever the scheduler queued there. Set: the data plane keeps a FIFO per
+    /// uplink and hands each packet over at `MultipathEngine.releaseTime(on:)`, so no more than about this much
+    /// (time at the capacity estimate) waits in the network's buffer; the rest waits on our side, where
+    /// resends skip it (`scheduleResend` sends at once, on the uplink with the earliest arrival *through the
+    /// network's short queue*). This is how commercial bonders keep repairs fast: a resend behind 60–90 ms of
+    /// modem buffer holds in-order delivery for all of it. A few milliseconds of network queue keep the link
+    /// busy across scheduling jitter; the default (when enabled) is 5 ms.
+    public var pacingQueueAllowance: UInt64? = nil
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 
@@ -77,7 +86,8 @@ public struct MultipathConfiguration: Sendable, Equatable {
                               ("capacityWindow", capacityWindow), ("maxReorderHold", maxReorderHold),
                               ("minReorderWait", minReorderWait), ("resendHorizon", resendHorizon),
                               ("minCongestionQueueDelay", minCongestionQueueDelay),
-                              ("ingressQueueTarget", ingressQueueTarget ?? 0)] where value > Self.longestDuration {
+                              ("ingressQueueTarget", ingressQueueTarget ?? 0),
+                              ("pacingQueueAllowance", pacingQueueAllowance ?? 0)] where value > Self.longestDuration {
             throw fail(name, value, "must be at most \(Self.longestDuration / Nanoseconds.second) s (times are nanoseconds)")
         }
         if minReorderWait > maxReorderHold {

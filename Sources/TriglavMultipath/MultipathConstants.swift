@@ -49,6 +49,11 @@ enum Tuning {
     /// models a link as draining at this percentage of its capacity estimate. The estimate is a maximum of
     /// delivery rates, so only a link offered more than its estimate can show that it carries more.
     static let capacityProbeGainPercent: UInt64 = 125
+    /// Pacing: the network queue may exceed the allowance by this (plus probe jitter) before the link counts
+    /// as full; above it the scheduler releases at `pacingDrainGainPercent` of the estimate until a probe sees
+    /// the excess gone (what the probing gain put there, or a link that slowed down).
+    static let pacingExcessMargin: UInt64 = 3 * Nanoseconds.millisecond
+    static let pacingDrainGainPercent: UInt64 = 85
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the

@@ -128,6 +128,15 @@ public struct MultipathEngine<Packet> {
         return uplinks[index].modelBusyUntil > now ? uplinks[index].modelBusyUntil - now : 0
     }
 
+    /// Sender-side pacing (`configuration.pacingQueueAllowance` set): when to hand the packet that `schedule`
+    /// or `scheduleResend` last returned `id` for to that uplink. At or before `now`: at once; later: keep it
+    /// in the uplink's FIFO until then (release times per uplink never decrease, except that a resend is due
+    /// at once and goes ahead of the queue). Without pacing it is the time of that call. nil: unknown uplink.
+    public func releaseTime(on id: UplinkID) -> UInt64? {
+        guard let index = index(of: id) else { return nil }
+        return uplinks[index].lastReleaseAt
+    }
+
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
@@ -518,12 +527,14 @@ public struct MultipathEngine<Packet> {
         defer { excludedIndex = nil }
         var selection = UplinkSelection()
         let mask = eligibleMask(allowSpill: true, preferReady: true)
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
+        // With pacing a resend skips the queue on our side: it only waits behind the network's short one.
+        let paced = configuration.pacingQueueAllowance != nil
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, skippingPacingQueue: paced)
+        else { return selection }
         let tracker = uplinks[index]
-        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-        let queue = max(modelQueue, tracker.measuredQueueDelay)
+        let queue = max(tracker.modelNetworkQueue(at: now), tracker.measuredQueueDelay)
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
-        commit(index, bytes: packetLength, now: now)
+        commit(index, bytes: packetLength, now: now, skippingPacingQueue: paced)
         selection.append(tracker.id)
         return selection
     }
@@ -572,7 +583,8 @@ public struct MultipathEngine<Packet> {
         // seen to deliver. Otherwise an estimate below the link's real rate could never rise: it is a maximum
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
-        let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
+        let gain = tracker.networkQueueExcess ? Tuning.pacingDrainGainPercent
+            : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
@@ -580,11 +592,17 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
-    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64) -> UInt64 {
+    /// `skippingPacingQueue`: for a packet that goes ahead of the pacing queue (a resend), only the network's
+    /// part of the queue counts.
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, skippingPacingQueue: Bool = false) -> UInt64 {
         let tracker = uplinks[index]
-        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let networkQueue = tracker.modelNetworkQueue(at: now)
+        let modelQueue = skippingPacingQueue ? networkQueue
+            : (tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0)
+        // The probes see only the network's queue; when it is clearly deeper than modelled, the link is
+        // slower than its estimate and everything behind it waits that much longer.
         let measured = tracker.measuredQueueDelay
-        let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
+        let queue = measured > networkQueue &+ Tuning.modelTrustMargin ? modelQueue + (measured - networkQueue) : modelQueue
         return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
 
@@ -598,13 +616,13 @@ public struct MultipathEngine<Packet> {
 
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
-    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, skippingPacingQueue: Bool = false) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now)
+            let arrival = expectedArrival(index, bytes: bytes, now: now, skippingPacingQueue: skippingPacingQueue)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index
@@ -641,12 +659,18 @@ public struct MultipathEngine<Packet> {
         return best
     }
 
-    /// Advances the chosen uplink's model queue.
-    private mutating func commit(_ index: Int, bytes: Int, now: UInt64) {
+    /// Advances the chosen uplink's model queue and sets the packet's release time: with pacing, when the
+    /// model queue ahead of it is down to the allowance (at once when it skips the pacing queue).
+    private mutating func commit(_ index: Int, bytes: Int, now: UInt64, skippingPacingQueue: Bool = false) {
         let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
         if uplinks[index].modelBusyUntil <= now { uplinks[index].lastModelIdleAt = now }
         let start = max(now, uplinks[index].modelBusyUntil)
         uplinks[index].modelBusyUntil = min(start &+ tx, now &+ Tuning.maxModelQueueDelay)
+        if let allowance = configuration.pacingQueueAllowance, !skippingPacingQueue, start > now &+ allowance {
+            uplinks[index].lastReleaseAt = start - allowance
+        } else {
+            uplinks[index].lastReleaseAt = now
+        }
     }
 }
 

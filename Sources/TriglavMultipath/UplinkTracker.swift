@@ -47,8 +47,20 @@ struct UplinkTracker {
     /// Latest send time known to have been delivered (probe reply or feedback), and when we learned it.
     private(set) var confirmedSendTime: UInt64 = 0
     private(set) var lastProgressAt: UInt64
-    /// Scheduler's model of the uplink's send queue: when it drains.
+    /// Scheduler's model of the uplink's send queue: when it drains. With pacing this includes the packets
+    /// still waiting on our side (the network holds at most `pacingAllowance` of it).
     var modelBusyUntil: UInt64 = 0
+    /// Sender-side pacing: most of the model queue the network's own buffer holds (nil: no pacing, all of it).
+    var pacingAllowance: UInt64?
+    /// Pacing: when the packet scheduled last on this uplink is to be handed to it.
+    var lastReleaseAt: UInt64 = 0
+
+    /// The part of the model queue that sits in the network's buffer at `now` (with pacing, the rest waits
+    /// on our side).
+    func modelNetworkQueue(at now: UInt64) -> UInt64 {
+        let queue = modelBusyUntil > now ? modelBusyUntil - now : 0
+        return pacingAllowance.map { min($0, queue) } ?? queue
+    }
     /// Last time the model queue was empty when a packet was scheduled (capacity samples taken while
     /// we weren't keeping the link busy can't lower the estimate).
     var lastModelIdleAt: UInt64 = 0
@@ -82,6 +94,7 @@ struct UplinkTracker {
         lastProgressAt = now
         capacity = WindowedFilter(keepsMaximum: true, window: configuration.capacityWindow)
         capacityBits = configuration.initialCapacity
+        pacingAllowance = configuration.pacingQueueAllowance
         history = Array(repeating: SentRecord(), count: configuration.sendHistoryCapacity)
         historyMask = configuration.sendHistoryCapacity - 1
         rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
@@ -121,11 +134,21 @@ struct UplinkTracker {
         return now &- at <= window
     }
 
+    /// With pacing, the network's buffer should hold at most the allowance; more than this (plus the probes'
+    /// jitter) means the link drains slower than we release into it.
+    private var pacingExcessThreshold: UInt64? {
+        pacingAllowance.map { $0 + Tuning.pacingExcessMargin + rtt.jitter }
+    }
+
+    /// Pacing: the latest probe found more queue in the network than pacing lets in. The scheduler then
+    /// releases below the estimate until a probe finds it drained (BBR's drain phase).
+    private(set) var networkQueueExcess = false
+
     /// Whether the probes see a standing queue on the link (the latest or the predicted RTT well above the
     /// minimum): then it carries all it can, and offering it more than its capacity estimate only adds delay.
     var probesSeeStandingQueue: Bool {
         guard rtt.hasSample else { return false }
-        let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
+        let standing = pacingExcessThreshold ?? max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
         let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
         return measuredQueueDelay > standing || latestQueue > standing
     }
@@ -136,7 +159,7 @@ struct UplinkTracker {
         let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
         let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
         return probesSeeStandingQueue
-            || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
+            || modelNetworkQueue(at: now) > 5 * Nanoseconds.millisecond
             || (queueDepth.best ?? 0) > 2 * standing && latestQueue > standing / 2
     }
 
@@ -394,6 +417,9 @@ struct UplinkTracker {
             guard now >= sentAt else { return false }
             rtt.add(sample: now - sentAt, at: now)
             if probesSeeStandingQueue { lastFullAt = now }
+            if let threshold = pacingExcessThreshold {
+                networkQueueExcess = now - sentAt - min(now - sentAt, rtt.windowedMinimum) > threshold
+            }
             queueDepth.update(now - sentAt - min(now - sentAt, rtt.windowedMinimum), at: now)
             loss.record(expected: 1, lost: 0, at: now)
             confirm(sentAt: sentAt, at: now)

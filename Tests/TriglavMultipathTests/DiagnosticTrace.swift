@@ -20,7 +20,11 @@ import TriglavCore
             if let loss = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_LOSS"].flatMap(Double.init) { spec.loss = loss }
             return spec
         }
-        let network = try Network(links: links, seed: seed)
+        var configuration = MultipathConfiguration()
+        // TRIGLAV_MULTIPATH_TRACE_PACING=<ms>: sender-side pacing queues with this network allowance.
+        configuration.pacingQueueAllowance = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_PACING"]
+            .flatMap(UInt64.init).map { $0 * Nanoseconds.millisecond }
+        let network = try Network(links: links, seed: seed, configuration: configuration)
         let startAt = 300 * Nanoseconds.millisecond
         // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
         network.client.ingressDropsKeepSequence = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS"] == nil

@@ -117,7 +117,7 @@ final class TunnelNode {
         let wireBytes = packet.bytes + WireOverhead.total
         if let scheduled {
             storeUplinks[slot] = scheduled.first
-            for id in scheduled { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+            for id in scheduled { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
             return true
         }
         if roundRobin {
@@ -132,8 +132,64 @@ final class TunnelNode {
             : engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
         storeUplinks[slot] = selection.first
         if selection.isEmpty { unscheduled += 1 }
-        for id in selection { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
         return !selection.isEmpty
+    }
+
+    /// Sender-side pacing queue of one uplink (`MultipathConfiguration.pacingQueueAllowance`): packets wait here
+    /// until `releaseTime(on:)`, as the data plane would keep them.
+    private struct PacedPacket {
+        var releaseAt: UInt64
+        var sequence: UInt32
+        var packet: InnerPacket
+        var wireBytes: Int
+    }
+    private var pacingQueues: [UplinkID: [PacedPacket]] = [:]
+    private var pacingHeads: [UplinkID: Int] = [:]
+    private var pacingWake: [UplinkID: UInt64] = [:]
+    /// Packets waiting on our side now (all uplinks), for traces.
+    var pacedBacklog: Int { pacingQueues.reduce(0) { $0 + $1.value.count - pacingHeads[$1.key, default: 0] } }
+
+    /// Hands a scheduled packet to uplink `id` now, or queues it until its release time. Resends are due at
+    /// once and skip the queue.
+    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+        let at = engine.releaseTime(on: id) ?? now
+        let waiting = pacingQueues[id, default: []].count > pacingHeads[id, default: 0]
+        if at <= now && (!waiting || packet.isResend) {
+            sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes)
+            return
+        }
+        pacingQueues[id, default: []].append(PacedPacket(releaseAt: at, sequence: sequence, packet: packet, wireBytes: wireBytes))
+        drainPacingQueue(id)
+    }
+
+    private func drainPacingQueue(_ id: UplinkID) {
+        var head = pacingHeads[id, default: 0]
+        let count = pacingQueues[id, default: []].count
+        let down = engine.statistics(for: id).map { $0.state == .down } ?? true
+        while head < count, let entry = pacingQueues[id]?[head], entry.releaseAt <= now || down {
+            head += 1
+            pacingHeads[id] = head
+            if down {
+                // As the data plane must: packets queued for an uplink that went down are scheduled again.
+                transmit(sequence: entry.sequence, packet: entry.packet)
+            } else {
+                sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
+            }
+        }
+        if head >= 4096 {
+            pacingQueues[id]?.removeFirst(head)
+            head = 0
+            pacingHeads[id] = 0
+        }
+        if head < pacingQueues[id, default: []].count, let next = pacingQueues[id]?[head].releaseAt,
+           pacingWake[id].map({ $0 > next || $0 < now }) ?? true {
+            pacingWake[id] = next
+            network.loop.at(next) { [unowned self] in
+                if self.pacingWake[id] == next { self.pacingWake[id] = nil }
+                self.drainPacingQueue(id)
+            }
+        }
     }
 
     var logArrivals = false
@@ -187,6 +243,7 @@ final class TunnelNode {
                 }
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
+                if to == .down { drainPacingQueue(id) }
             }
         }
         while let packet = engine.nextDelivery(now: now) { deliver(packet) }
