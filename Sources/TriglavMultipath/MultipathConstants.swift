@@ -54,6 +54,10 @@ enum Tuning {
     /// the excess gone (what the probing gain put there, or a link that slowed down).
     static let pacingExcessMargin: UInt64 = 3 * Nanoseconds.millisecond
     static let pacingDrainGainPercent: UInt64 = 85
+    /// Pacing: the probing gain. Everything probing puts beyond the link's rate sits in the network queue
+    /// unpredicted (packets behind it arrive late, the receiver waits for them) until a probe sees it, about
+    /// one RTT later; a smaller gain keeps that error to a few milliseconds.
+    static let pacedCapacityProbeGainPercent: UInt64 = 125
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the

@@ -367,8 +367,12 @@ public struct MultipathEngine<Packet> {
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
-            // Room for the request, the resend, and a second request/resend if the first was lost.
-            let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
+            // Room for the request, the resend, and a second request/resend if the first was lost. With pacing
+            // a gap is almost always a random loss that a resend will fill (congestion drops happen at ingress,
+            // before a sequence is assigned), so the wait also covers a second repair that can't take the
+            // fastest uplink (it carried the lost resend): skipping would cost TCP half its window.
+            let repairs = configuration.pacingQueueAllowance == nil ? 2 * recovery + recovery / 2 : 4 * recovery
+            let bound = requestDelay + repairs + 2 * worstJitter + 2 * configuration.minReorderWait
             reorder.waitBound = min(hold, max(bound, floor))
         } else {
             // Nothing will be resent, so a gap is either loss or a packet still on a slower uplink: wait
@@ -584,7 +588,8 @@ public struct MultipathEngine<Packet> {
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
         let gain = tracker.networkQueueExcess ? Tuning.pacingDrainGainPercent
-            : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
+            : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100
+            : tracker.pacingAllowance == nil ? Tuning.capacityProbeGainPercent : Tuning.pacedCapacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
@@ -602,7 +607,8 @@ public struct MultipathEngine<Packet> {
         // The probes see only the network's queue; when it is clearly deeper than modelled, the link is
         // slower than its estimate and everything behind it waits that much longer.
         let measured = tracker.measuredQueueDelay
-        let queue = measured > networkQueue &+ Tuning.modelTrustMargin ? modelQueue + (measured - networkQueue) : modelQueue
+        let margin = tracker.pacingAllowance == nil ? Tuning.modelTrustMargin : Tuning.pacingExcessMargin
+        let queue = measured > networkQueue &+ margin ? modelQueue + (measured - networkQueue) : modelQueue
         return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
 

@@ -69,6 +69,10 @@ struct UplinkTracker {
     private var probeIDs = [UInt32](repeating: 0, count: Tuning.outstandingProbes)
     private var probeTimes = [UInt64](repeating: 0, count: Tuning.outstandingProbes)
     private var probeActive = [Bool](repeating: false, count: Tuning.outstandingProbes)
+    /// Pacing: the network queue the model expected when each probe was sent, and when the model was last
+    /// corrected from a probe (probes sent before that saw the uncorrected link).
+    private var probeModelQueues = [UInt64](repeating: 0, count: Tuning.outstandingProbes)
+    private var lastModelCorrectionAt: UInt64 = 0
     var nextProbeAt: UInt64
     private var consecutiveReplies = 0
     private(set) var flaps = 0
@@ -105,7 +109,7 @@ struct UplinkTracker {
     var storageFootprint: Int {
         history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
             + rateSampleReportTimes.capacity * 8
-            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
+            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity + probeModelQueues.capacity * 8
     }
 
     var isCapExhausted: Bool {
@@ -407,6 +411,7 @@ struct UplinkTracker {
         probeIDs[slot] = probeID
         probeTimes[slot] = now
         probeActive[slot] = true
+        probeModelQueues[slot] = modelNetworkQueue(at: now)
     }
 
     /// Returns true when the reply matched an outstanding probe.
@@ -418,7 +423,18 @@ struct UplinkTracker {
             rtt.add(sample: now - sentAt, at: now)
             if probesSeeStandingQueue { lastFullAt = now }
             if let threshold = pacingExcessThreshold {
-                networkQueueExcess = now - sentAt - min(now - sentAt, rtt.windowedMinimum) > threshold
+                // The link is behind the model by what this probe queued beyond what the model expected
+                // (the estimate × probing gain was above the link's rate, or the link slowed down). Move the
+                // model back in step once per probe round, so releases pause until the network drains and
+                // arrival predictions include the backlog.
+                let queued = now - sentAt - min(now - sentAt, rtt.windowedMinimum)
+                let excess = queued > probeModelQueues[index] ? queued - probeModelQueues[index] : 0
+                networkQueueExcess = excess > threshold
+                if excess > threshold, sentAt >= lastModelCorrectionAt {
+                    modelBusyUntil = min(max(modelBusyUntil, now) &+ excess, now &+ Tuning.maxModelQueueDelay)
+                    lastModelCorrectionAt = now
+                    lastFullAt = now
+                }
             }
             queueDepth.update(now - sentAt - min(now - sentAt, rtt.windowedMinimum), at: now)
             loss.record(expected: 1, lost: 0, at: now)

@@ -24,6 +24,10 @@ import TriglavCore
         // TRIGLAV_MULTIPATH_TRACE_PACING=<ms>: sender-side pacing queues with this network allowance.
         configuration.pacingQueueAllowance = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_PACING"]
             .flatMap(UInt64.init).map { $0 * Nanoseconds.millisecond }
+        // TRIGLAV_MULTIPATH_TRACE_INGRESS_TARGET=<ms>: the tunnel's ingress queue target.
+        if let target = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_INGRESS_TARGET"].flatMap(UInt64.init) {
+            configuration.ingressQueueTarget = target * Nanoseconds.millisecond
+        }
         let network = try Network(links: links, seed: seed, configuration: configuration)
         let startAt = 300 * Nanoseconds.millisecond
         // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
@@ -43,8 +47,12 @@ import TriglavCore
         var repairTimes: [UInt64] = []
         var spuriousRequests = 0
         var declined = 0
+        var sequenceOfSegment: [Int: UInt32] = [:]
+        var highestDeliveredSegment = -1
+        var lateDeliveries: [(segment: Int, sequence: UInt32, at: UInt64)] = []
         network.server.onDataArrival = { [unowned network] sequence, packet, _ in
             let now = network.loop.now
+            if case .segment(let segment) = packet.kind, sequenceOfSegment[segment] == nil { sequenceOfSegment[segment] = sequence }
             if case .segment(let segment) = packet.kind, segmentArrival[segment] == nil { segmentArrival[segment] = now }
             if arrivedAt[sequence] == nil {
                 arrivedAt[sequence] = now
@@ -53,13 +61,25 @@ import TriglavCore
                 }
             }
         }
+        var requestLog: [UInt32: [UInt64]] = [:]
+        var resendLog: [UInt32: [UInt64]] = [:]
         network.server.onResendRequest = { [unowned network] first, count in
             for offset in 0..<count where requestedAt[first &+ offset] == nil { requestedAt[first &+ offset] = network.loop.now }
+            for offset in 0..<min(count, 64) { requestLog[first &+ offset, default: []].append(network.loop.now) }
         }
-        network.client.onResendDuty = { _, performed in if !performed { declined += 1 } }
+        network.client.onResendDuty = { [unowned network] sequence, performed in
+            if !performed { declined += 1 }
+            resendLog[sequence, default: []].append(performed ? network.loop.now : 0)
+        }
         let originalDeliver = network.server.deliver
         network.server.deliver = { [unowned network] packet in
             if case .segment(let segment) = packet.kind, let at = segmentArrival[segment] { holds.append(network.loop.now - at) }
+            if case .segment(let segment) = packet.kind {
+                if segment < highestDeliveredSegment, lateDeliveries.count < 8, network.loop.now > startAt + 800 * Nanoseconds.millisecond {
+                    lateDeliveries.append((segment, sequenceOfSegment[segment] ?? 0, network.loop.now))
+                }
+                highestDeliveredSegment = max(highestDeliveredSegment, segment)
+            }
             originalDeliver(packet)
         }
         network.client.logSends = true
@@ -146,6 +166,25 @@ import TriglavCore
                 let arrival = firstArrival[sequence]!
                 print("seq \(sequence) uplink \(arrival.uplink) arrival \(Double(arrival.time - startAt) / 1e6)")
             }
+        }
+        // Repairs that took long (or never arrived): request times, resend times, arrival.
+        var slowRepairs = 0
+        for (sequence, requests) in requestLog.sorted(by: { $0.key < $1.key }) where slowRepairs < 8 {
+            let arrival = arrivedAt[sequence]
+            guard arrival == nil || arrival! > requests[0] + 60 * Nanoseconds.millisecond else { continue }
+            slowRepairs += 1
+            func ms(_ t: UInt64) -> String { t == 0 ? "declined" : String(format: "%.1f", Double(t &- startAt) / 1e6) }
+            print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never")")
+        }
+        for late in lateDeliveries {
+            let sequence = late.sequence
+            let sends = network.client.dataSentLog.filter { $0.sequence == sequence }
+                .map { String(format: "%.1f on %@%@", Double($0.time &- startAt) / 1e6, $0.uplink.description, $0.isResend ? " (resend)" : "") }
+            let arrivals = network.server.arrivalLog.filter { $0.sequence == sequence }
+                .map { String(format: "%.1f on %@", Double($0.time &- startAt) / 1e6, $0.uplink.description) }
+            print(String(format: "late delivery seg %d seq %d at %.1f: sent %@ arrived %@ requests %@", late.segment, sequence,
+                         Double(late.at &- startAt) / 1e6, sends.description, arrivals.description,
+                         (requestLog[sequence] ?? []).map { Double($0 &- startAt) / 1e6 }.description))
         }
         let stats = network.server.engine.reorderStatistics
         print("reorder: \(stats)")
