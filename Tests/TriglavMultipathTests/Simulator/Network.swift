@@ -303,6 +303,19 @@ struct LinkSpec {
 
 /// Two tunnel endpoints joined by simulated uplinks, with TCP flows from client to server.
 final class Network {
+    /// The engine configuration of a deployment whose data plane keeps a pacing queue per uplink: 5 ms of
+    /// queue in the network (enough to keep a link busy across timer slack), and an ingress target of 120 ms.
+    /// The standing queue then sits on our side, where it no longer delays resends (they skip it), so the
+    /// target can follow the usual buffer rule for a Reno flow — about one path RTT including repairs
+    /// (~50 ms base + ~30 ms repair + margin here) — and a halved window still fills the links.
+    /// Use with `ingressDropsKeepSequence = false` and `bypassReorderForAcks = true`, as the data plane does.
+    static var pacedDeployment: MultipathConfiguration {
+        var configuration = MultipathConfiguration()
+        configuration.pacingQueueAllowance = 5 * Nanoseconds.millisecond
+        configuration.ingressQueueTarget = 120 * Nanoseconds.millisecond
+        return configuration
+    }
+
     let loop = EventLoop()
     var rng: SplitMix64
     private(set) var uplinkIDs: [UplinkID] = []
