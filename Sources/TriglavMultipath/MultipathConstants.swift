@@ -49,11 +49,10 @@ enum Tuning {
     /// models a link as draining at this percentage of its capacity estimate. The estimate is a maximum of
     /// delivery rates, so only a link offered more than its estimate can show that it carries more.
     static let capacityProbeGainPercent: UInt64 = 125
-    /// Pacing: the network queue may exceed the allowance by this (plus probe jitter) before the link counts
-    /// as full; above it the scheduler releases at `pacingDrainGainPercent` of the estimate until a probe sees
-    /// the excess gone (what the probing gain put there, or a link that slowed down).
+    /// Pacing: a probe may find this much (plus probe jitter) more queue in the network than the model expected
+    /// before the link counts as full and the model is moved back in step with it (what the probing gain put
+    /// there, or a link that slowed down).
     static let pacingExcessMargin: UInt64 = 3 * Nanoseconds.millisecond
-    static let pacingDrainGainPercent: UInt64 = 85
     /// Pacing: the probing gain. Everything probing puts beyond the link's rate sits in the network queue
     /// unpredicted (packets behind it arrive late, the receiver waits for them) until a probe sees it, about
     /// one RTT later; a smaller gain keeps that error to a few milliseconds.

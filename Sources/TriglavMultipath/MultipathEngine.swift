@@ -128,13 +128,17 @@ public struct MultipathEngine<Packet> {
         return uplinks[index].modelBusyUntil > now ? uplinks[index].modelBusyUntil - now : 0
     }
 
-    /// Sender-side pacing (`configuration.pacingQueueAllowance` set): when to hand the packet that `schedule`
-    /// or `scheduleResend` last returned `id` for to that uplink. At or before `now`: at once; later: keep it
-    /// in the uplink's FIFO until then (release times per uplink never decrease, except that a resend is due
-    /// at once and goes ahead of the queue). Without pacing it is the time of that call. nil: unknown uplink.
+    /// Sender-side pacing (`configuration.pacingQueueAllowance` set): the time from which uplink `id` takes its
+    /// next packet. The data plane keeps, per uplink, the packets `schedule` and `scheduleResend` chose it for in
+    /// two FIFOs (resends first) and hands them over, reporting each with `packetSent`, while this is ≤ now;
+    /// otherwise it arms a timer for it. Each `packetSent` moves it on by the packet's time at the modelled
+    /// rate, so about `pacingQueueAllowance` of data sits in the network's buffer. Without pacing: 0 (at once).
+    /// nil: unknown uplink.
     public func releaseTime(on id: UplinkID) -> UInt64? {
         guard let index = index(of: id) else { return nil }
-        return uplinks[index].lastReleaseAt
+        guard let allowance = configuration.pacingQueueAllowance else { return 0 }
+        let busy = uplinks[index].networkBusyUntil
+        return busy > allowance ? busy - allowance : 0
     }
 
     /// Starts counting a data cap from zero again (new billing period).
@@ -158,6 +162,10 @@ public struct MultipathEngine<Packet> {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+            if configuration.pacingQueueAllowance != nil {
+                let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
+                uplinks[index].networkBusyUntil = max(now, uplinks[index].networkBusyUntil) &+ tx
+            }
         case .probeReplied(let id, let probeID, _):
             guard let index = index(of: id) else { return }
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
@@ -531,14 +539,21 @@ public struct MultipathEngine<Packet> {
         defer { excludedIndex = nil }
         var selection = UplinkSelection()
         let mask = eligibleMask(allowSpill: true, preferReady: true)
-        // With pacing a resend skips the queue on our side: it only waits behind the network's short one.
+        // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short
+        // queue and the resends before it.
         let paced = configuration.pacingQueueAllowance != nil
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, skippingPacingQueue: paced)
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced)
         else { return selection }
         let tracker = uplinks[index]
-        let queue = max(tracker.modelNetworkQueue(at: now), tracker.measuredQueueDelay)
+        let modelQueue = paced ? tracker.modelNetworkQueue(at: now)
+            : (tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0)
+        let queue = max(modelQueue, tracker.measuredQueueDelay)
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
-        commit(index, bytes: packetLength, now: now, skippingPacingQueue: paced)
+        if paced {
+            let start = max(now &+ tracker.modelNetworkQueue(at: now), tracker.resendsQueuedUntil)
+            uplinks[index].resendsQueuedUntil = start &+ transmissionTime(bytes: packetLength, tracker, now: now)
+        }
+        commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
         return selection
     }
@@ -587,8 +602,7 @@ public struct MultipathEngine<Packet> {
         // seen to deliver. Otherwise an estimate below the link's real rate could never rise: it is a maximum
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
-        let gain = tracker.networkQueueExcess ? Tuning.pacingDrainGainPercent
-            : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100
+        let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100
             : tracker.pacingAllowance == nil ? Tuning.capacityProbeGainPercent : Tuning.pacedCapacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
@@ -597,13 +611,17 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
-    /// `skippingPacingQueue`: for a packet that goes ahead of the pacing queue (a resend), only the network's
-    /// part of the queue counts.
-    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, skippingPacingQueue: Bool = false) -> UInt64 {
+    /// `asResend` (pacing): the packet goes ahead of the data waiting on our side, behind the network's queue
+    /// and the resends already waiting.
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, asResend: Bool = false) -> UInt64 {
         let tracker = uplinks[index]
         let networkQueue = tracker.modelNetworkQueue(at: now)
-        let modelQueue = skippingPacingQueue ? networkQueue
-            : (tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0)
+        let modelQueue: UInt64
+        if asResend {
+            modelQueue = max(now &+ networkQueue, tracker.resendsQueuedUntil) - now
+        } else {
+            modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        }
         // The probes see only the network's queue; when it is clearly deeper than modelled, the link is
         // slower than its estimate and everything behind it waits that much longer.
         let measured = tracker.measuredQueueDelay
@@ -622,13 +640,13 @@ public struct MultipathEngine<Packet> {
 
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
-    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, skippingPacingQueue: Bool = false) -> Int? {
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, asResend: Bool = false) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now, skippingPacingQueue: skippingPacingQueue)
+            let arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index
@@ -665,18 +683,12 @@ public struct MultipathEngine<Packet> {
         return best
     }
 
-    /// Advances the chosen uplink's model queue and sets the packet's release time: with pacing, when the
-    /// model queue ahead of it is down to the allowance (at once when it skips the pacing queue).
-    private mutating func commit(_ index: Int, bytes: Int, now: UInt64, skippingPacingQueue: Bool = false) {
+    /// Advances the chosen uplink's model queue.
+    private mutating func commit(_ index: Int, bytes: Int, now: UInt64) {
         let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
         if uplinks[index].modelBusyUntil <= now { uplinks[index].lastModelIdleAt = now }
         let start = max(now, uplinks[index].modelBusyUntil)
         uplinks[index].modelBusyUntil = min(start &+ tx, now &+ Tuning.maxModelQueueDelay)
-        if let allowance = configuration.pacingQueueAllowance, !skippingPacingQueue, start > now &+ allowance {
-            uplinks[index].lastReleaseAt = start - allowance
-        } else {
-            uplinks[index].lastReleaseAt = now
-        }
     }
 }
 

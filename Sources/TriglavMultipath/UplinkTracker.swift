@@ -48,18 +48,20 @@ struct UplinkTracker {
     private(set) var confirmedSendTime: UInt64 = 0
     private(set) var lastProgressAt: UInt64
     /// Scheduler's model of the uplink's send queue: when it drains. With pacing this includes the packets
-    /// still waiting on our side (the network holds at most `pacingAllowance` of it).
+    /// still waiting on our side (the network holds about `pacingAllowance` of it).
     var modelBusyUntil: UInt64 = 0
-    /// Sender-side pacing: most of the model queue the network's own buffer holds (nil: no pacing, all of it).
+    /// Sender-side pacing: how much of the queue the network's own buffer may hold (nil: no pacing).
     var pacingAllowance: UInt64?
-    /// Pacing: when the packet scheduled last on this uplink is to be handed to it.
-    var lastReleaseAt: UInt64 = 0
+    /// Pacing: when what has been handed to the network (`packetSent`) drains, at the modelled rate.
+    var networkBusyUntil: UInt64 = 0
+    /// Pacing: when the resends waiting at the front of our queue for this uplink will have gone out.
+    var resendsQueuedUntil: UInt64 = 0
 
     /// The part of the model queue that sits in the network's buffer at `now` (with pacing, the rest waits
     /// on our side).
     func modelNetworkQueue(at now: UInt64) -> UInt64 {
-        let queue = modelBusyUntil > now ? modelBusyUntil - now : 0
-        return pacingAllowance.map { min($0, queue) } ?? queue
+        let busy = pacingAllowance == nil ? modelBusyUntil : networkBusyUntil
+        return busy > now ? busy - now : 0
     }
     /// Last time the model queue was empty when a packet was scheduled (capacity samples taken while
     /// we weren't keeping the link busy can't lower the estimate).
@@ -143,10 +145,6 @@ struct UplinkTracker {
     private var pacingExcessThreshold: UInt64? {
         pacingAllowance.map { $0 + Tuning.pacingExcessMargin + rtt.jitter }
     }
-
-    /// Pacing: the latest probe found more queue in the network than pacing lets in. The scheduler then
-    /// releases below the estimate until a probe finds it drained (BBR's drain phase).
-    private(set) var networkQueueExcess = false
 
     /// Whether the probes see a standing queue on the link (the latest or the predicted RTT well above the
     /// minimum): then it carries all it can, and offering it more than its capacity estimate only adds delay.
@@ -429,9 +427,10 @@ struct UplinkTracker {
                 // arrival predictions include the backlog.
                 let queued = now - sentAt - min(now - sentAt, rtt.windowedMinimum)
                 let excess = queued > probeModelQueues[index] ? queued - probeModelQueues[index] : 0
-                networkQueueExcess = excess > threshold
                 if excess > threshold, sentAt >= lastModelCorrectionAt {
-                    modelBusyUntil = min(max(modelBusyUntil, now) &+ excess, now &+ Tuning.maxModelQueueDelay)
+                    let correction = min(excess, Tuning.maxModelQueueDelay)
+                    networkBusyUntil = max(networkBusyUntil, now) &+ correction
+                    modelBusyUntil = max(max(modelBusyUntil, now) &+ correction, networkBusyUntil)
                     lastModelCorrectionAt = now
                     lastFullAt = now
                 }

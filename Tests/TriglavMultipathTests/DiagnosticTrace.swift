@@ -71,6 +71,20 @@ import TriglavCore
             if !performed { declined += 1 }
             resendLog[sequence, default: []].append(performed ? network.loop.now : 0)
         }
+        var highestSegmentSent = -1
+        var refusedRetransmissions: [(segment: Int, at: UInt64)] = []
+        var refusedCount = 0
+        network.client.onRefused = { [unowned network] packet in
+            refusedCount += 1
+            if case .segment(let segment) = packet.kind, segment <= highestSegmentSent - 1, refusedRetransmissions.count < 12 {
+                refusedRetransmissions.append((segment, network.loop.now))
+            }
+        }
+        let originalSend = flow.sendSegment
+        flow.sendSegment = { segment in
+            highestSegmentSent = max(highestSegmentSent, segment)
+            originalSend(segment)
+        }
         let originalDeliver = network.server.deliver
         network.server.deliver = { [unowned network] packet in
             if case .segment(let segment) = packet.kind, let at = segmentArrival[segment] { holds.append(network.loop.now - at) }
@@ -176,6 +190,8 @@ import TriglavCore
             func ms(_ t: UInt64) -> String { t == 0 ? "declined" : String(format: "%.1f", Double(t &- startAt) / 1e6) }
             print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never")")
         }
+        print("refused at ingress: \(refusedCount); TCP retransmissions among them: " + refusedRetransmissions
+            .map { "\($0.segment)@\(Double($0.at &- startAt) / 1e6)" }.joined(separator: " "))
         for late in lateDeliveries {
             let sequence = late.sequence
             let sends = network.client.dataSentLog.filter { $0.sequence == sequence }

@@ -90,6 +90,7 @@ final class TunnelNode {
             let selection = engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
             if selection.isEmpty {
                 unscheduled += 1
+                onRefused?(packet)
             } else {
                 let sequence = nextSequence
                 nextSequence &+= 1
@@ -136,58 +137,63 @@ final class TunnelNode {
         return !selection.isEmpty
     }
 
-    /// Sender-side pacing queue of one uplink (`MultipathConfiguration.pacingQueueAllowance`): packets wait here
-    /// until `releaseTime(on:)`, as the data plane would keep them.
+    /// Sender-side pacing queues of one uplink (`MultipathConfiguration.pacingQueueAllowance`), as the data
+    /// plane keeps them: packets wait until `releaseTime(on:)`, resends ahead of data.
     private struct PacedPacket {
-        var releaseAt: UInt64
         var sequence: UInt32
         var packet: InnerPacket
         var wireBytes: Int
     }
-    private var pacingQueues: [UplinkID: [PacedPacket]] = [:]
-    private var pacingHeads: [UplinkID: Int] = [:]
-    private var pacingWake: [UplinkID: UInt64] = [:]
-    /// Packets waiting on our side now (all uplinks), for traces.
-    var pacedBacklog: Int { pacingQueues.reduce(0) { $0 + $1.value.count - pacingHeads[$1.key, default: 0] } }
-
-    /// Hands a scheduled packet to uplink `id` now, or queues it until its release time. Resends are due at
-    /// once and skip the queue.
-    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
-        let at = engine.releaseTime(on: id) ?? now
-        let waiting = pacingQueues[id, default: []].count > pacingHeads[id, default: 0]
-        if at <= now && (!waiting || packet.isResend) {
-            sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes)
-            return
+    private struct PacingQueues {
+        var resends: [PacedPacket] = []
+        var data: [PacedPacket] = []
+        var dataHead = 0
+        var wakeAt: UInt64?
+        var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
+        var count: Int { resends.count + data.count - dataHead }
+        mutating func pop() -> PacedPacket? {
+            if !resends.isEmpty { return resends.removeFirst() }
+            guard dataHead < data.count else { return nil }
+            dataHead += 1
+            let packet = data[dataHead - 1]
+            if dataHead >= 4096 { data.removeFirst(dataHead); dataHead = 0 }
+            return packet
         }
-        pacingQueues[id, default: []].append(PacedPacket(releaseAt: at, sequence: sequence, packet: packet, wireBytes: wireBytes))
+    }
+    private var pacing: [UplinkID: PacingQueues] = [:]
+    /// Packets waiting on our side now (all uplinks), for traces.
+    var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } }
+
+    /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
+    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+        let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
+        if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
+        else { pacing[id, default: PacingQueues()].data.append(entry) }
         drainPacingQueue(id)
     }
 
     private func drainPacingQueue(_ id: UplinkID) {
-        var head = pacingHeads[id, default: 0]
-        let count = pacingQueues[id, default: []].count
         let down = engine.statistics(for: id).map { $0.state == .down } ?? true
-        while head < count, let entry = pacingQueues[id]?[head], entry.releaseAt <= now || down {
-            head += 1
-            pacingHeads[id] = head
+        while var queues = pacing[id], !queues.isEmpty {
+            let releaseAt = engine.releaseTime(on: id) ?? 0
+            if !down && releaseAt > now {
+                if queues.wakeAt.map({ $0 > releaseAt || $0 < now }) ?? true {
+                    queues.wakeAt = releaseAt
+                    pacing[id] = queues
+                    network.loop.at(releaseAt) { [unowned self] in
+                        if self.pacing[id]?.wakeAt == releaseAt { self.pacing[id]?.wakeAt = nil }
+                        self.drainPacingQueue(id)
+                    }
+                }
+                return
+            }
+            guard let entry = queues.pop() else { return }
+            pacing[id] = queues
             if down {
                 // As the data plane must: packets queued for an uplink that went down are scheduled again.
                 transmit(sequence: entry.sequence, packet: entry.packet)
             } else {
                 sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
-            }
-        }
-        if head >= 4096 {
-            pacingQueues[id]?.removeFirst(head)
-            head = 0
-            pacingHeads[id] = 0
-        }
-        if head < pacingQueues[id, default: []].count, let next = pacingQueues[id]?[head].releaseAt,
-           pacingWake[id].map({ $0 > next || $0 < now }) ?? true {
-            pacingWake[id] = next
-            network.loop.at(next) { [unowned self] in
-                if self.pacingWake[id] == next { self.pacingWake[id] = nil }
-                self.drainPacingQueue(id)
             }
         }
     }
@@ -198,6 +204,8 @@ final class TunnelNode {
     var onDataArrival: ((UInt32, InnerPacket, UplinkID) -> Void)?
     var onResendRequest: ((UInt32, UInt32) -> Void)?
     var onResendDuty: ((UInt32, Bool) -> Void)?
+    /// An inner packet the engine refused at ingress (data-plane numbering only).
+    var onRefused: ((InnerPacket) -> Void)?
     /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
     var bypassReorderForAcks = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
