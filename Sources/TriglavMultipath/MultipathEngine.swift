@@ -264,6 +264,10 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         tick(now: now)
         if let notice = notices.pop() { return notice }
+        for index in uplinks.indices where uplinks[index].pendingQueueDrops > 0 {
+            uplinks[index].pendingQueueDrops -= 1
+            return .dropQueuedPacket(uplinks[index].id)
+        }
         if let sequence = resends.pop() { return .resend(sequence: sequence) }
         for index in uplinks.indices where uplinks[index].mayTransmit && now >= uplinks[index].nextProbeAt {
             let probeID = nextProbeID
@@ -285,7 +289,7 @@ public struct MultipathEngine<Packet> {
 
     /// The earliest time something needs `nextDuty`/`nextDelivery` (0: right away; nil: nothing pending).
     public func nextDeadline() -> UInt64? {
-        if !notices.isEmpty || !resends.isEmpty { return 0 }
+        if !notices.isEmpty || !resends.isEmpty || uplinks.contains(where: { $0.pendingQueueDrops > 0 }) { return 0 }
         var deadline = reorder.nextDeadline()
         func consider(_ time: UInt64?) {
             guard let time else { return }
@@ -471,7 +475,12 @@ public struct MultipathEngine<Packet> {
                 if let target = configuration.ingressQueueTarget,
                    expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
                     ingressDrops &+= 1
-                    return selection
+                    // With pacing the queue is ours: drop its oldest data instead of this packet (drop-head).
+                    guard configuration.pacingQueueAllowance != nil,
+                          let victim = longestPacingBacklog(atLeast: packetLength, now: now) else { return selection }
+                    let tx = transmissionTime(bytes: packetLength, uplinks[victim], now: now)
+                    uplinks[victim].modelBusyUntil -= tx
+                    uplinks[victim].pendingQueueDrops += 1
                 }
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
@@ -526,6 +535,22 @@ public struct MultipathEngine<Packet> {
             }
         }
         return selection
+    }
+
+    /// Pacing: the uplink with the most data waiting on our side, if that is at least one packet of `bytes`.
+    private func longestPacingBacklog(atLeast bytes: Int, now: UInt64) -> Int? {
+        var best: Int?
+        var bestBacklog: UInt64 = 0
+        for index in uplinks.indices {
+            let tracker = uplinks[index]
+            let sent = max(now, tracker.networkBusyUntil)
+            let backlog = tracker.modelBusyUntil > sent ? tracker.modelBusyUntil - sent : 0
+            if backlog > bestBacklog, backlog >= transmissionTime(bytes: bytes, tracker, now: now) {
+                best = index
+                bestBacklog = backlog
+            }
+        }
+        return best
     }
 
     /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected

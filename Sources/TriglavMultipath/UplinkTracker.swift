@@ -56,6 +56,8 @@ struct UplinkTracker {
     var networkBusyUntil: UInt64 = 0
     /// Pacing: when the resends waiting at the front of our queue for this uplink will have gone out.
     var resendsQueuedUntil: UInt64 = 0
+    /// Pacing: head drops decided by the ingress AQM, not yet handed out as `Duty.dropQueuedPacket`.
+    var pendingQueueDrops = 0
 
     /// The part of the model queue that sits in the network's buffer at `now` (with pacing, the rest waits
     /// on our side).

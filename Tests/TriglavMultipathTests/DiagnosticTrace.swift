@@ -15,7 +15,13 @@ import TriglavCore
         let seed = parts.count > 1 ? UInt64(parts[1]) ?? 1 : 1
         let seconds = parts.count > 2 ? UInt64(parts[2]) ?? 8 : 8
         // TRIGLAV_MULTIPATH_TRACE_LOSS=<fraction>: override every link's random loss (e.g. 0 for an upper bound).
-        let links = scenario.links.map { spec -> LinkSpec in
+        // "blackhole": the links of ScenarioTests.blackholingTheBestLink…, uplink 1 blackholed 1.5 s into the flow.
+        let blackholeScenario = parts.first == "blackhole"
+        let scenarioLinks = blackholeScenario
+            ? [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005), LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
+               LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)]
+            : scenario.links
+        let links = scenarioLinks.map { spec -> LinkSpec in
             var spec = spec
             if let loss = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_LOSS"].flatMap(Double.init) { spec.loss = loss }
             return spec
@@ -36,7 +42,8 @@ import TriglavCore
         let acksUnordered = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED"] != nil
         network.client.bypassReorderForAcks = acksUnordered
         network.server.bypassReorderForAcks = acksUnordered
-        let flow = network.addFlow(1, at: startAt)
+        let flow = network.addFlow(1, segments: blackholeScenario ? 6000 : Int.max, at: startAt)
+        if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + 1500 * Nanoseconds.millisecond) }
         // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
         flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
