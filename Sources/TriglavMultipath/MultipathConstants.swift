@@ -75,3 +75,10 @@ enum Tuning {
     /// Demand estimate time constant.
     static let demandWindow: UInt64 = 250 * Nanoseconds.millisecond
 }
+
+/// TEMPORARY experiment switches (diagnostics only; removed before merge).
+enum Experiment {
+    nonisolated(unsafe) static var dropHead = true
+    nonisolated(unsafe) static var rateSampleSpan: UInt64 = 100 * Nanoseconds.millisecond
+    nonisolated(unsafe) static var startupGain: UInt64 = 125
+}

@@ -476,7 +476,7 @@ public struct MultipathEngine<Packet> {
                    expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
                     ingressDrops &+= 1
                     // With pacing the queue is ours: drop its oldest data instead of this packet (drop-head).
-                    guard configuration.pacingQueueAllowance != nil,
+                    guard Experiment.dropHead, configuration.pacingQueueAllowance != nil,
                           let victim = longestPacingBacklog(atLeast: packetLength, now: now) else { return selection }
                     let tx = transmissionTime(bytes: packetLength, uplinks[victim], now: now)
                     uplinks[victim].modelBusyUntil -= tx
@@ -628,7 +628,8 @@ public struct MultipathEngine<Packet> {
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
         let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100
-            : tracker.pacingAllowance == nil ? Tuning.capacityProbeGainPercent : Tuning.pacedCapacityProbeGainPercent
+            : tracker.pacingAllowance == nil ? Tuning.capacityProbeGainPercent
+            : tracker.lastFullAt != nil ? Tuning.pacedCapacityProbeGainPercent : Experiment.startupGain
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).

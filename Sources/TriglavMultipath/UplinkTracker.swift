@@ -357,7 +357,7 @@ struct UplinkTracker {
         var best: Int?
         for age in 0..<rateSampleCount {
             let index = (rateSampleNext - 1 - age + 2 * Tuning.rateSamples) % Tuning.rateSamples
-            if now - rateSampleTimes[index] >= max(Tuning.minRateSampleSpan, rtt.smoothed) {
+            if now - rateSampleTimes[index] >= max(Experiment.rateSampleSpan, rtt.smoothed) {
                 best = index
                 break
             }

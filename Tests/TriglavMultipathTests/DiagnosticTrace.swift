@@ -26,6 +26,10 @@ import TriglavCore
             if let loss = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_LOSS"].flatMap(Double.init) { spec.loss = loss }
             return spec
         }
+        let env = ProcessInfo.processInfo.environment
+        if let v = env["X_DROPHEAD"] { Experiment.dropHead = v == "1" }
+        if let v = env["X_SPAN"].flatMap(UInt64.init) { Experiment.rateSampleSpan = v * Nanoseconds.millisecond }
+        if let v = env["X_STARTUP"].flatMap(UInt64.init) { Experiment.startupGain = v }
         var configuration = MultipathConfiguration()
         // TRIGLAV_MULTIPATH_TRACE_PACING=<ms>: sender-side pacing queues with this network allowance.
         configuration.pacingQueueAllowance = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_PACING"]
@@ -42,8 +46,9 @@ import TriglavCore
         let acksUnordered = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED"] != nil
         network.client.bypassReorderForAcks = acksUnordered
         network.server.bypassReorderForAcks = acksUnordered
-        let flow = network.addFlow(1, segments: blackholeScenario ? 6000 : Int.max, at: startAt)
-        if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + 1500 * Nanoseconds.millisecond) }
+        let blackholeAfter = (env["X_BLACKHOLE_AFTER"].flatMap(UInt64.init) ?? 1500) * Nanoseconds.millisecond
+        let flow = network.addFlow(1, segments: blackholeScenario ? Int(env["X_SEGMENTS"].flatMap(Int.init) ?? 6000) : Int.max, at: startAt)
+        if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + blackholeAfter) }
         // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
         flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
@@ -216,6 +221,11 @@ import TriglavCore
             let link = network.forward[id]!
             let s = network.client.engine.statistics(for: id)!
             print("uplink \(id): carried \(link.carriedPackets) queue-full drops \(link.droppedQueueFull) capacity est \(s.capacityBitsPerSecond / 1000) kbit/s srtt \(s.smoothedRTT / 1000) us minRTT \(s.minimumRTT / 1000) us state \(s.state)")
+        }
+        if blackholeScenario {
+            let from = startAt + blackholeAfter - 200 * Nanoseconds.millisecond
+            let gap = flow.longestDeliveryGap(from: from, to: flow.completedAt ?? time)
+            print("blackhole gap: \(gap / Nanoseconds.millisecond) ms, completed: \(flow.completedAt.map { ($0 - startAt) / Nanoseconds.millisecond } ?? 0) ms")
         }
         print("goodput 1 s..end: \(network.goodput(from: startAt + Nanoseconds.second, to: time) / Double(network.summedRate) * 100) %")
     }
