@@ -81,4 +81,7 @@ enum Experiment {
     nonisolated(unsafe) static var dropHead = true
     nonisolated(unsafe) static var rateSampleSpan: UInt64 = 100 * Nanoseconds.millisecond
     nonisolated(unsafe) static var startupGain: UInt64 = 125
+    nonisolated(unsafe) static var aqm = false
+    nonisolated(unsafe) static var persistence: UInt64 = 0
+    nonisolated(unsafe) static var hardExtra: UInt64 = 50 * Nanoseconds.millisecond
 }

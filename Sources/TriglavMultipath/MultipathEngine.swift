@@ -29,6 +29,8 @@ public struct MultipathEngine<Packet> {
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
+    private var aqmAboveSince: UInt64?
+    private var aqmQuietUntil: UInt64 = 0
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -472,7 +474,15 @@ public struct MultipathEngine<Packet> {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
             if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
-                if let target = configuration.ingressQueueTarget,
+                if Experiment.aqm, let target = configuration.ingressQueueTarget, configuration.pacingQueueAllowance != nil {
+                    let arrival = expectedArrival(index, bytes: packetLength, now: now)
+                    let slowest = slowestBaseDelay(in: mask)
+                    if !admitPaced(queueing: arrival > slowest ? arrival - slowest : 0, target: target,
+                                   slowestBaseDelay: slowest, now: now) {
+                        ingressDrops &+= 1
+                        return selection
+                    }
+                } else if let target = configuration.ingressQueueTarget,
                    expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
                     ingressDrops &+= 1
                     // With pacing the queue is ours: drop its oldest data instead of this packet (drop-head).
@@ -535,6 +545,20 @@ public struct MultipathEngine<Packet> {
             }
         }
         return selection
+    }
+
+    private mutating func admitPaced(queueing: UInt64, target: UInt64, slowestBaseDelay: UInt64, now: UInt64) -> Bool {
+        let roundTrip = 2 * slowestBaseDelay &+ target
+        if queueing > target &+ max(Experiment.hardExtra, 2 * slowestBaseDelay) { return false }
+        guard queueing > target else {
+            aqmAboveSince = nil
+            return true
+        }
+        let since = aqmAboveSince ?? now
+        aqmAboveSince = since
+        guard now >= aqmQuietUntil, now - since >= Experiment.persistence else { return true }
+        aqmQuietUntil = now &+ roundTrip
+        return false
     }
 
     /// Pacing: the uplink with the most data waiting on our side, if that is at least one packet of `bytes`.

@@ -30,6 +30,9 @@ import TriglavCore
         if let v = env["X_DROPHEAD"] { Experiment.dropHead = v == "1" }
         if let v = env["X_SPAN"].flatMap(UInt64.init) { Experiment.rateSampleSpan = v * Nanoseconds.millisecond }
         if let v = env["X_STARTUP"].flatMap(UInt64.init) { Experiment.startupGain = v }
+        if let v = env["X_AQM"] { Experiment.aqm = v == "1" }
+        if let v = env["X_PERSIST"].flatMap(UInt64.init) { Experiment.persistence = v * Nanoseconds.millisecond }
+        if let v = env["X_HARD"].flatMap(UInt64.init) { Experiment.hardExtra = v * Nanoseconds.millisecond }
         var configuration = MultipathConfiguration()
         // TRIGLAV_MULTIPATH_TRACE_PACING=<ms>: sender-side pacing queues with this network allowance.
         configuration.pacingQueueAllowance = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_PACING"]
