@@ -60,12 +60,6 @@ public enum Duty: Sendable, Equatable {
     case resend(sequence: UInt32)
     /// The uplink changed state (for D-Bus PropertiesChanged and logs).
     case stateChanged(UplinkID, from: UplinkState, to: UplinkState)
-    /// Pacing only (`MultipathConfiguration.pacingQueueAllowance`): the queue on our side is past the ingress
-    /// target; drop the oldest data packet waiting in the uplink's pacing queue (not a resend; nothing if it is
-    /// empty) and forget it in the retransmit store, so a resend request for it is declined and TCP sees the
-    /// loss. Dropping the head rather than the packet arriving (drop-head) gets the loss to TCP a queue's
-    /// length sooner and spares TCP's own retransmission, which arrives at the tail.
-    case dropQueuedPacket(UplinkID)
 }
 
 /// What the reorder buffer did with a received packet.

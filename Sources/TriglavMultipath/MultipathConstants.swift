@@ -53,10 +53,8 @@ enum Tuning {
     /// before the link counts as full and the model is moved back in step with it (what the probing gain put
     /// there, or a link that slowed down).
     static let pacingExcessMargin: UInt64 = 3 * Nanoseconds.millisecond
-    /// Pacing: the probing gain. Everything probing puts beyond the link's rate sits in the network queue
-    /// unpredicted (packets behind it arrive late, the receiver waits for them) until a probe sees it, about
-    /// one RTT later; a smaller gain keeps that error to a few milliseconds.
-    static let pacedCapacityProbeGainPercent: UInt64 = 125
+    /// Pacing: the ingress AQM's hard limit lies at least this far above its target (see `admitPaced`).
+    static let pacedQueueHeadroom: UInt64 = 50 * Nanoseconds.millisecond
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the
@@ -76,12 +74,3 @@ enum Tuning {
     static let demandWindow: UInt64 = 250 * Nanoseconds.millisecond
 }
 
-/// TEMPORARY experiment switches (diagnostics only; removed before merge).
-enum Experiment {
-    nonisolated(unsafe) static var dropHead = true
-    nonisolated(unsafe) static var rateSampleSpan: UInt64 = 100 * Nanoseconds.millisecond
-    nonisolated(unsafe) static var startupGain: UInt64 = 125
-    nonisolated(unsafe) static var aqm = false
-    nonisolated(unsafe) static var persistence: UInt64 = 0
-    nonisolated(unsafe) static var hardExtra: UInt64 = 50 * Nanoseconds.millisecond
-}

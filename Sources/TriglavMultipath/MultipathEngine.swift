@@ -29,7 +29,7 @@ public struct MultipathEngine<Packet> {
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
-    private var aqmAboveSince: UInt64?
+    /// Paced ingress AQM: no further refusal (below the hard limit) before this.
     private var aqmQuietUntil: UInt64 = 0
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
@@ -266,10 +266,6 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         tick(now: now)
         if let notice = notices.pop() { return notice }
-        for index in uplinks.indices where uplinks[index].pendingQueueDrops > 0 {
-            uplinks[index].pendingQueueDrops -= 1
-            return .dropQueuedPacket(uplinks[index].id)
-        }
         if let sequence = resends.pop() { return .resend(sequence: sequence) }
         for index in uplinks.indices where uplinks[index].mayTransmit && now >= uplinks[index].nextProbeAt {
             let probeID = nextProbeID
@@ -291,7 +287,7 @@ public struct MultipathEngine<Packet> {
 
     /// The earliest time something needs `nextDuty`/`nextDelivery` (0: right away; nil: nothing pending).
     public func nextDeadline() -> UInt64? {
-        if !notices.isEmpty || !resends.isEmpty || uplinks.contains(where: { $0.pendingQueueDrops > 0 }) { return 0 }
+        if !notices.isEmpty || !resends.isEmpty { return 0 }
         var deadline = reorder.nextDeadline()
         func consider(_ time: UInt64?) {
             guard let time else { return }
@@ -474,23 +470,16 @@ public struct MultipathEngine<Packet> {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
             if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
-                if Experiment.aqm, let target = configuration.ingressQueueTarget, configuration.pacingQueueAllowance != nil {
+                if let target = configuration.ingressQueueTarget {
                     let arrival = expectedArrival(index, bytes: packetLength, now: now)
                     let slowest = slowestBaseDelay(in: mask)
-                    if !admitPaced(queueing: arrival > slowest ? arrival - slowest : 0, target: target,
-                                   slowestBaseDelay: slowest, now: now) {
+                    let admitted = configuration.pacingQueueAllowance == nil ? arrival <= slowest &+ target
+                        : admitPaced(queueing: arrival > slowest ? arrival - slowest : 0, target: target,
+                                     slowestBaseDelay: slowest, now: now)
+                    if !admitted {
                         ingressDrops &+= 1
                         return selection
                     }
-                } else if let target = configuration.ingressQueueTarget,
-                   expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
-                    ingressDrops &+= 1
-                    // With pacing the queue is ours: drop its oldest data instead of this packet (drop-head).
-                    guard Experiment.dropHead, configuration.pacingQueueAllowance != nil,
-                          let victim = longestPacingBacklog(atLeast: packetLength, now: now) else { return selection }
-                    let tx = transmissionTime(bytes: packetLength, uplinks[victim], now: now)
-                    uplinks[victim].modelBusyUntil -= tx
-                    uplinks[victim].pendingQueueDrops += 1
                 }
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
@@ -547,34 +536,18 @@ public struct MultipathEngine<Packet> {
         return selection
     }
 
+    /// The ingress AQM with pacing, where the standing queue is ours. A packet that would queue longer than
+    /// `target` is refused, but then no other until a round trip through the queue has passed (2 × the slowest
+    /// one-way delay + target): TCP gets one loss per episode, halves once, and its fast retransmission, sent
+    /// when that loss is noticed, finds room. Refusing everything past the target (the unpaced rule) dropped
+    /// every other packet of a slow-start overshoot, the retransmissions with them, and Reno fell back to
+    /// timeouts. Past the target + max(`Tuning.pacedQueueHeadroom`, 2 × the slowest one-way delay) — what a
+    /// window can still add while TCP reacts — everything is refused (latency and memory bound).
     private mutating func admitPaced(queueing: UInt64, target: UInt64, slowestBaseDelay: UInt64, now: UInt64) -> Bool {
-        let roundTrip = 2 * slowestBaseDelay &+ target
-        if queueing > target &+ max(Experiment.hardExtra, 2 * slowestBaseDelay) { return false }
-        guard queueing > target else {
-            aqmAboveSince = nil
-            return true
-        }
-        let since = aqmAboveSince ?? now
-        aqmAboveSince = since
-        guard now >= aqmQuietUntil, now - since >= Experiment.persistence else { return true }
-        aqmQuietUntil = now &+ roundTrip
+        if queueing > target &+ max(Tuning.pacedQueueHeadroom, 2 * slowestBaseDelay) { return false }
+        guard queueing > target, now >= aqmQuietUntil else { return true }
+        aqmQuietUntil = now &+ 2 * slowestBaseDelay &+ target
         return false
-    }
-
-    /// Pacing: the uplink with the most data waiting on our side, if that is at least one packet of `bytes`.
-    private func longestPacingBacklog(atLeast bytes: Int, now: UInt64) -> Int? {
-        var best: Int?
-        var bestBacklog: UInt64 = 0
-        for index in uplinks.indices {
-            let tracker = uplinks[index]
-            let sent = max(now, tracker.networkBusyUntil)
-            let backlog = tracker.modelBusyUntil > sent ? tracker.modelBusyUntil - sent : 0
-            if backlog > bestBacklog, backlog >= transmissionTime(bytes: bytes, tracker, now: now) {
-                best = index
-                bestBacklog = backlog
-            }
-        }
-        return best
     }
 
     /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
@@ -652,8 +625,7 @@ public struct MultipathEngine<Packet> {
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
         let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100
-            : tracker.pacingAllowance == nil ? Tuning.capacityProbeGainPercent
-            : tracker.lastFullAt != nil ? Tuning.pacedCapacityProbeGainPercent : Experiment.startupGain
+            : Tuning.capacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).

@@ -56,8 +56,6 @@ struct UplinkTracker {
     var networkBusyUntil: UInt64 = 0
     /// Pacing: when the resends waiting at the front of our queue for this uplink will have gone out.
     var resendsQueuedUntil: UInt64 = 0
-    /// Pacing: head drops decided by the ingress AQM, not yet handed out as `Duty.dropQueuedPacket`.
-    var pendingQueueDrops = 0
 
     /// The part of the model queue that sits in the network's buffer at `now` (with pacing, the rest waits
     /// on our side).
@@ -357,7 +355,7 @@ struct UplinkTracker {
         var best: Int?
         for age in 0..<rateSampleCount {
             let index = (rateSampleNext - 1 - age + 2 * Tuning.rateSamples) % Tuning.rateSamples
-            if now - rateSampleTimes[index] >= max(Experiment.rateSampleSpan, rtt.smoothed) {
+            if now - rateSampleTimes[index] >= max(Tuning.minRateSampleSpan, rtt.smoothed) {
                 best = index
                 break
             }

@@ -27,12 +27,6 @@ import TriglavCore
             return spec
         }
         let env = ProcessInfo.processInfo.environment
-        if let v = env["X_DROPHEAD"] { Experiment.dropHead = v == "1" }
-        if let v = env["X_SPAN"].flatMap(UInt64.init) { Experiment.rateSampleSpan = v * Nanoseconds.millisecond }
-        if let v = env["X_STARTUP"].flatMap(UInt64.init) { Experiment.startupGain = v }
-        if let v = env["X_AQM"] { Experiment.aqm = v == "1" }
-        if let v = env["X_PERSIST"].flatMap(UInt64.init) { Experiment.persistence = v * Nanoseconds.millisecond }
-        if let v = env["X_HARD"].flatMap(UInt64.init) { Experiment.hardExtra = v * Nanoseconds.millisecond }
         var configuration = MultipathConfiguration()
         // TRIGLAV_MULTIPATH_TRACE_PACING=<ms>: sender-side pacing queues with this network allowance.
         configuration.pacingQueueAllowance = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_PACING"]
@@ -49,8 +43,8 @@ import TriglavCore
         let acksUnordered = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED"] != nil
         network.client.bypassReorderForAcks = acksUnordered
         network.server.bypassReorderForAcks = acksUnordered
-        let blackholeAfter = (env["X_BLACKHOLE_AFTER"].flatMap(UInt64.init) ?? 1500) * Nanoseconds.millisecond
-        let flow = network.addFlow(1, segments: blackholeScenario ? Int(env["X_SEGMENTS"].flatMap(Int.init) ?? 6000) : Int.max, at: startAt)
+        let blackholeAfter = (env["TRIGLAV_MULTIPATH_TRACE_BLACKHOLE_AFTER"].flatMap(UInt64.init) ?? 1500) * Nanoseconds.millisecond
+        let flow = network.addFlow(1, segments: blackholeScenario ? Int(env["TRIGLAV_MULTIPATH_TRACE_SEGMENTS"].flatMap(Int.init) ?? 6000) : Int.max, at: startAt)
         if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + blackholeAfter) }
         // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
         flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
@@ -228,7 +222,13 @@ import TriglavCore
         if blackholeScenario {
             let from = startAt + blackholeAfter - 200 * Nanoseconds.millisecond
             let gap = flow.longestDeliveryGap(from: from, to: flow.completedAt ?? time)
-            print("blackhole gap: \(gap / Nanoseconds.millisecond) ms, completed: \(flow.completedAt.map { ($0 - startAt) / Nanoseconds.millisecond } ?? 0) ms")
+            var previous = from
+            var worst = (start: from, end: from)
+            for delivery in flow.deliveries where delivery.time >= from {
+                if delivery.time - previous > worst.end - worst.start { worst = (previous, delivery.time) }
+                previous = delivery.time
+            }
+            print("blackhole gap: \(gap / Nanoseconds.millisecond) ms, completed: \(flow.completedAt.map { ($0 - startAt) / Nanoseconds.millisecond } ?? 0) ms; longest stall \((worst.start - startAt) / Nanoseconds.millisecond)–\((worst.end - startAt) / Nanoseconds.millisecond) ms")
         }
         print("goodput 1 s..end: \(network.goodput(from: startAt + Nanoseconds.second, to: time) / Double(network.summedRate) * 100) %")
     }

@@ -11,10 +11,7 @@ import TriglavCore
         let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
                                           LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
                                           LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)],
-                                  seed: seed, configuration: Network.pacedDeployment)
-        network.client.ingressDropsKeepSequence = false
-        network.client.bypassReorderForAcks = true
-        network.server.bypassReorderForAcks = true
+                                  seed: seed)
         let start = 300 * Self.ms
         let flow = network.addFlow(1, segments: 6000, at: start)
         let blackholeAt = start + 1500 * Self.ms

@@ -127,8 +127,6 @@ final class ClientNetworkPump: @unchecked Sendable {
                     resend(sequence: sequence, now: now, state: &state)
                 case .requestResend:
                     continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
-                case .dropQueuedPacket:
-                    continue  // only with pacing, which this data plane doesn't run (no per-uplink queues)
                 }
             }
         }

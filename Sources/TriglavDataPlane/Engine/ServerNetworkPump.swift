@@ -274,8 +274,6 @@ final class ServerNetworkPump: @unchecked Sendable {
                         resend(sequence: sequence, tunnel: tunnelID, now: now, state: &state)
                     case .requestResend:
                         continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
-                    case .dropQueuedPacket:
-                        continue  // only with pacing, which this data plane doesn't run (no per-uplink queues)
                     }
                 }
             }

@@ -60,8 +60,6 @@ final class TunnelNode {
     private(set) var resendsPerformed = 0
     /// Packets the engine had no uplink for (dropped at ingress).
     private(set) var unscheduled = 0
-    /// Packets dropped from the head of a pacing queue (`Duty.dropQueuedPacket`).
-    private(set) var headDrops = 0
 
     init(name: String, isClient: Bool, engine: MultipathEngine<InnerPacket>, network: Network) {
         self.name = name
@@ -153,11 +151,6 @@ final class TunnelNode {
         var wakeAt: UInt64?
         var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
         var count: Int { resends.count + data.count - dataHead }
-        mutating func popData() -> PacedPacket? {
-            guard dataHead < data.count else { return nil }
-            dataHead += 1
-            return data[dataHead - 1]
-        }
         mutating func pop() -> PacedPacket? {
             if !resends.isEmpty { return resends.removeFirst() }
             guard dataHead < data.count else { return nil }
@@ -255,15 +248,6 @@ final class TunnelNode {
                 let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
                 if let id = selection.first {
                     network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
-                }
-            case .dropQueuedPacket(let id):
-                // Drop-head AQM: the oldest data packet waiting for this uplink goes, and is forgotten so a
-                // request for it is declined (TCP sees the loss).
-                if let entry = pacing[id]?.popData() {
-                    let slot = Int(entry.sequence & 0xffff)
-                    if storeSequences[slot] == entry.sequence { store[slot] = nil }
-                    headDrops += 1
-                    onRefused?(entry.packet)
                 }
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
