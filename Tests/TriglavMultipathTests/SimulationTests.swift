@@ -6,17 +6,22 @@ import Testing
 /// `TRIGLAV_MULTIPATH_BENCH=1 swift test --skip-build --filter ThroughputBenchmark`.
 @Suite struct ThroughputTests {
     /// Target of the issue: ≥ 90% of the summed rate on three lossy links, with the engine as deployed with a
-    /// pacing data plane (`Network.pacedDeployment`). Met on seed 1 (90.4%) and on 2 and 5 of seeds 1–5; seeds
-    /// 3 and 4 get 79–89% when Reno's slow-start exit costs a second halving (a fast retransmission refused at
-    /// the full ingress queue → RTO), see docs/MULTIPATH.md, known limitations. Measured over 8 s, as the
-    /// benchmark.
-    @Test func aggregateOverThreeLossyLinks() throws {
-        let result = try ThroughputScenario.threeLinks.run(seed: 1, seconds: 8)
+    /// pacing data plane (`Network.pacedDeployment`), measured over 8 s as the benchmark. Seeds 1–5 give
+    /// 90.2–92.1% (BENCHMARKS.md); three of them run here to keep the suite short.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func aggregateOverThreeLossyLinks(seed: UInt64) throws {
+        let result = try ThroughputScenario.threeLinks.run(seed: seed, seconds: 8)
         #expect(result.ratio >= 0.90, "aggregate delivered \(result.ratio * 100)% of the summed rate")
+    }
+
+    /// What pacing is worth on the same links: the immediate-send engine and naive round-robin get ~50%
+    /// and ~40% (the repairs wait behind the deep link queues).
+    @Test func pacingBeatsImmediateSendAndRoundRobinOnLossyLinks() throws {
+        let paced = try ThroughputScenario.threeLinks.run(seed: 1, seconds: 8)
         let unpaced = try ThroughputScenario.threeLinks.run(seed: 1, seconds: 8, paced: false)
         let naive = try ThroughputScenario.threeLinks.run(seed: 1, roundRobin: true, seconds: 8, paced: false)
-        #expect(result.ratio > unpaced.ratio + 0.2, "paced \(result.ratio), immediate send \(unpaced.ratio)")
-        #expect(result.ratio > naive.ratio, "aggregate \(result.ratio), round-robin \(naive.ratio)")
+        #expect(paced.ratio > unpaced.ratio + 0.2, "paced \(paced.ratio), immediate send \(unpaced.ratio)")
+        #expect(unpaced.ratio > naive.ratio, "immediate send \(unpaced.ratio), round-robin \(naive.ratio)")
     }
 
     /// Two equal 10 Mbit/s links, 1 ms and 50 ms: ≥ 85% of the summed rate, paced and immediate-send.
