@@ -15,6 +15,14 @@ import TriglavCore
         return try EngineDriver(configuration: configuration)
     }
 
+    @Test func aZeroAllowanceIsRejected() throws {
+        var configuration = MultipathConfiguration()
+        configuration.pacingQueueAllowance = 0
+        #expect(throws: MultipathError.self) { try MultipathEngine<Int>(configuration: configuration) }
+        configuration.pacingQueueAllowance = 5 * Self.ms
+        _ = try MultipathEngine<Int>(configuration: configuration)
+    }
+
     @Test func withoutPacingEveryPacketIsReleasedAtOnce() throws {
         var driver = try EngineDriver()
         try driver.engine.addUplink(a, now: 0)
