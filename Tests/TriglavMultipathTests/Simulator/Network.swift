@@ -109,6 +109,7 @@ final class TunnelNode {
         }
     }
     private var pumpQueued = false
+    private var wentDown: [UplinkID] = []
 
     /// Returns false when no uplink took the packet.
     @discardableResult
@@ -190,8 +191,11 @@ final class TunnelNode {
             guard let entry = queues.pop() else { return }
             pacing[id] = queues
             if down {
-                // As the data plane must: packets queued for an uplink that went down are scheduled again.
-                transmit(sequence: entry.sequence, packet: entry.packet)
+                // As the data plane must: packets queued for an uplink that went down are scheduled again, as
+                // resends (the receiver already waits for their sequences; they go ahead of newer data).
+                var packet = entry.packet
+                packet.isResend = true
+                transmit(sequence: entry.sequence, packet: packet)
             } else {
                 sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
             }
@@ -251,9 +255,13 @@ final class TunnelNode {
                 }
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
-                if to == .down { drainPacingQueue(id) }
+                if to == .down { wentDown.append(id) }
             }
         }
+        // Packets still queued for an uplink that went down go out again after its failover resends (which
+        // carry older sequences, so the receiver's in-order point moves on as they arrive).
+        for id in wentDown { drainPacingQueue(id) }
+        wentDown.removeAll()
         while let packet = engine.nextDelivery(now: now) { deliver(packet) }
         if let deadline = engine.nextDeadline() {
             let at = max(deadline, now + 20 * Nanoseconds.microsecond)
