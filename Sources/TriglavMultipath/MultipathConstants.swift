@@ -73,4 +73,3 @@ enum Tuning {
     /// Demand estimate time constant.
     static let demandWindow: UInt64 = 250 * Nanoseconds.millisecond
 }
-
