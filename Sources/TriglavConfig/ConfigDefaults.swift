@@ -20,6 +20,9 @@ public enum ConfigDefaults {
     /// How long the reorder buffer holds a packet waiting for an earlier one before releasing it.
     public static let reorderMaxHoldMilliseconds = 50
     public static let reorderMaxHoldRange = 0...5_000
+    /// `redundant` scheduler: copies of each packet, on the best uplinks first. 0 (or absent) means every
+    /// usable uplink; at most 16, the engine's uplink limit (`MultipathLimits.maxUplinks`).
+    public static let redundantCopiesRange = 0...16
 
     /// Interfaces considered as uplinks. Globs in fnmatch(3) syntax.
     public static let uplinkInclude = ["*"]

@@ -357,7 +357,8 @@ public final class ClientManager: Sendable {
             firewallMark: settings.routing.firewallMark, routingTable: settings.routing.table,
             rulePriority: settings.routing.rulePriority, exclude: settings.routing.exclude,
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
-            probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold)
+            probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
+            redundantCopies: settings.multipath.redundantCopies)
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.

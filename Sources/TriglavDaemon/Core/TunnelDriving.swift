@@ -197,6 +197,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var keepaliveInterval: Duration
     public var probeInterval: Duration
     public var reorderHold: Duration
+    /// `redundant` scheduler: copies per packet on the best uplinks (nil: every usable uplink).
+    public var redundantCopies: Int?
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
@@ -204,7 +206,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 firewallMark: UInt32 = ConfigDefaults.firewallMark, routingTable: UInt32 = ConfigDefaults.routeTable,
                 rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
                 keepaliveInterval: Duration = .seconds(25),
-                probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30)) {
+                probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
+                redundantCopies: Int? = nil) {
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude
@@ -221,6 +224,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
         self.keepaliveInterval = keepaliveInterval
         self.probeInterval = probeInterval
         self.reorderHold = reorderHold
+        self.redundantCopies = redundantCopies
     }
 }
 
@@ -290,6 +294,7 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.keepaliveInterval = plan.keepaliveInterval
         configuration.probeInterval = plan.probeInterval
         configuration.reorderHold = plan.reorderHold
+        configuration.multipath.redundantCopies = plan.redundantCopies
         do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the client tunnel", reason: error.description)
         }
