@@ -12,7 +12,8 @@ import TriglavCore
 public struct MultipathEngine<Packet> {
     public private(set) var configuration: MultipathConfiguration
     private var uplinks: [UplinkTracker] = []
-    private var reorder: ReorderBuffer<Packet>
+    private var reorder: ReorderBuffer<Held>
+    private var equalizer: DelayEqualizer<Packet>
     private var notices: DutyRing
     private var resends: SequenceRing
     private var nextProbeID: UInt32 = 1
@@ -29,6 +30,8 @@ public struct MultipathEngine<Packet> {
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
+    /// Paced ingress AQM: no further refusal (below the hard limit) before this.
+    private var aqmQuietUntil: UInt64 = 0
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -37,6 +40,8 @@ public struct MultipathEngine<Packet> {
                                     waitBound: configuration.maxReorderHold / 4,
                                     resendRequestDelay: configuration.minReorderWait,
                                     requestsResends: configuration.requestsResends)
+        equalizer = try DelayEqualizer(capacity: configuration.reorderCapacity,
+                                       maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
         resends = SequenceRing(capacity: MultipathLimits.maxPendingResends)
         uplinks.reserveCapacity(MultipathLimits.maxUplinks)
@@ -116,8 +121,15 @@ public struct MultipathEngine<Packet> {
     public var reorderResendRequestDelay: UInt64 { reorder.resendRequestDelay }
     /// Packets held by the reorder buffer now.
     public var reorderBufferedCount: Int { reorder.bufferedCount }
-    /// Bytes of fixed storage of the reorder buffer (for memory-bound checks).
-    public var reorderStorageFootprint: Int { reorder.storageFootprint }
+    /// Bytes of fixed storage of the reorder buffer and the delay equaliser (for memory-bound checks).
+    public var reorderStorageFootprint: Int { reorder.storageFootprint + equalizer.storageFootprint }
+
+    /// Counters of the receive-side delay equaliser.
+    public var equalizerStatistics: DelayEqualizer<Packet>.Statistics { equalizer.statistics }
+    /// Packets held by the delay equaliser now (released by the reorder buffer, not yet due).
+    public var equalizerHeldCount: Int { equalizer.count }
+    /// How long packets arriving on `id` are held now to match the slowest uplink carrying data.
+    public func equalizationHold(for id: UplinkID) -> UInt64 { equalizer.hold(for: id) }
 
     /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
     var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
@@ -126,6 +138,19 @@ public struct MultipathEngine<Packet> {
     func modelQueueDelay(for id: UplinkID, now: UInt64) -> UInt64? {
         guard let index = index(of: id) else { return nil }
         return uplinks[index].modelBusyUntil > now ? uplinks[index].modelBusyUntil - now : 0
+    }
+
+    /// Sender-side pacing (`configuration.pacingQueueAllowance` set): the time from which uplink `id` takes its
+    /// next packet. The data plane keeps, per uplink, the packets `schedule` and `scheduleResend` chose it for in
+    /// two FIFOs (resends first) and hands them over, reporting each with `packetSent`, while this is ≤ now;
+    /// otherwise it arms a timer for it. Each `packetSent` moves it on by the packet's time at the modelled
+    /// rate, so about `pacingQueueAllowance` of data sits in the network's buffer. Without pacing: 0 (at once).
+    /// nil: unknown uplink.
+    public func releaseTime(on id: UplinkID) -> UInt64? {
+        guard let index = index(of: id) else { return nil }
+        guard let allowance = configuration.pacingQueueAllowance else { return 0 }
+        let busy = uplinks[index].networkBusyUntil
+        return busy > allowance ? busy - allowance : 0
     }
 
     /// Starts counting a data cap from zero again (new billing period).
@@ -149,6 +174,10 @@ public struct MultipathEngine<Packet> {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+            if configuration.pacingQueueAllowance != nil {
+                let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
+                uplinks[index].networkBusyUntil = max(now, uplinks[index].networkBusyUntil) &+ tx
+            }
         case .probeReplied(let id, let probeID, _):
             guard let index = index(of: id) else { return }
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
@@ -233,11 +262,28 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
         if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
-        return reorder.insert(packet, sequence: sequence, now: now)
+        let releaseAt = now &+ equalizer.noteData(on: uplink, at: now)
+        let verdict = reorder.insert(Held(packet: packet, releaseAt: releaseAt), sequence: sequence, now: now)
+        guard verdict == .deliverNow, !equalizer.canPassThrough(releaseAt: releaseAt, now: now) else { return verdict }
+        // In order, but a faster uplink brought it: the equaliser holds it (a full FIFO lets it go now).
+        return equalizer.enqueue(packet, releaseAt: releaseAt, now: now) ? .buffered : .deliverNow
     }
 
     /// The next packet to hand to the TUN in order (drain until nil after `receive` and on deadlines).
-    public mutating func nextDelivery(now: UInt64) -> Packet? { reorder.nextReleasable(now: advanceClock(to: now)) }
+    /// Packets leave the reorder buffer in sequence order and then wait in the delay equaliser until
+    /// due; when the two together hold ¾ of `reorderCapacity` (the data plane's storage is sized by it),
+    /// the equaliser lets its packets go early rather than have new ones dropped.
+    public mutating func nextDelivery(now: UInt64) -> Packet? {
+        let now = advanceClock(to: now)
+        let pressure = equalizer.count + reorder.bufferedCount >= configuration.reorderCapacity * 3 / 4
+        if let packet = equalizer.dequeue(now: now, pressure: pressure) { return packet }
+        while let held = reorder.nextReleasable(now: now) {
+            if equalizer.canPassThrough(releaseAt: held.releaseAt, now: now) { return held.packet }
+            guard equalizer.enqueue(held.packet, releaseAt: held.releaseAt, now: now) else { return held.packet }
+            if let packet = equalizer.dequeue(now: now, pressure: pressure) { return packet }
+        }
+        return nil
+    }
 
     // MARK: Duties and deadlines
 
@@ -274,6 +320,7 @@ public struct MultipathEngine<Packet> {
             guard let time else { return }
             deadline = min(deadline ?? time, time)
         }
+        consider(equalizer.nextDeadline)
         for tracker in uplinks {
             if tracker.mayTransmit {
                 consider(tracker.nextProbeAt)
@@ -305,6 +352,22 @@ public struct MultipathEngine<Packet> {
             evaluate(index, now: now)
         }
         updateReorderTiming(now: now)
+        updateEqualization(now: now)
+    }
+
+    /// Refreshes the delay equaliser's per-uplink holds from the one-way transit estimates. A transit
+    /// older than 2 s (no probes arriving) counts as unknown.
+    private mutating func updateEqualization(now: UInt64) {
+        guard configuration.maxEqualizationDelay > 0 else { return }
+        let trackers = uplinks
+        equalizer.updatePaths(count: trackers.count, now: now) { index in
+            let tracker = trackers[index]
+            let fresh = tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
+            return DelayEqualizer<Packet>.PathDelay(
+                id: tracker.id, transit: fresh ? tracker.transit : nil, jitter: tracker.transitJitter,
+                isUsable: tracker.state.carriesData && !tracker.systemDown && tracker.policy.tier != .never,
+                isAlwaysStriped: tracker.policy.tier == .primary && !tracker.policy.isMetered)
+        }
     }
 
     private mutating func updateReorderTiming(now: UInt64) {
@@ -358,8 +421,12 @@ public struct MultipathEngine<Packet> {
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
-            // Room for the request, the resend, and a second request/resend if the first was lost.
-            let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
+            // Room for the request, the resend, and a second request/resend if the first was lost. With pacing
+            // a gap is almost always a random loss that a resend will fill (congestion drops happen at ingress,
+            // before a sequence is assigned), so the wait also covers a second repair that can't take the
+            // fastest uplink (it carried the lost resend): skipping would cost TCP half its window.
+            let repairs = configuration.pacingQueueAllowance == nil ? 2 * recovery + recovery / 2 : 4 * recovery
+            let bound = requestDelay + repairs + 2 * worstJitter + 2 * configuration.minReorderWait
             reorder.waitBound = min(hold, max(bound, floor))
         } else {
             // Nothing will be resent, so a gap is either loss or a packet still on a slower uplink: wait
@@ -436,8 +503,15 @@ public struct MultipathEngine<Packet> {
     ///
     /// `excluding`: an uplink to avoid when any other is usable (ignored when it is the only one).
     /// For resends use `scheduleResend`, which also leaves congestion losses to TCP.
+    ///
+    /// `isAcknowledgement`: the packet is a pure TCP ACK (`aggregate` only). Its expected arrival counts the
+    /// queue the scheduler itself has put on each uplink, not the queueing the probes see: a probe's RTT
+    /// also holds the queue in the other direction, which for a receiver of a download is the download's
+    /// own. Trusting it moved a download's ACKs off the fastest uplink onto slower, jittery ones, where
+    /// ACKs overtake each other and reach the sender bunched: BBR then overestimated the bandwidth by up to
+    /// 30 % and overflowed the uplinks' queues (docs/MULTIPATH.md, "Delay equalisation").
     public mutating func schedule(packetLength: Int, flowKey: FlowKey?, now: UInt64,
-                                  excluding: UplinkID? = nil) -> UplinkSelection {
+                                  excluding: UplinkID? = nil, isAcknowledgement: Bool = false) -> UplinkSelection {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
         excludedIndex = excluding.flatMap { index(of: $0) }
@@ -446,11 +520,17 @@ public struct MultipathEngine<Packet> {
         switch configuration.scheduler {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
-            if let index = earliestArrival(in: mask, bytes: packetLength, now: now) {
-                if let target = configuration.ingressQueueTarget,
-                   expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
-                    ingressDrops &+= 1
-                    return selection
+            if let index = earliestArrival(in: mask, bytes: packetLength, now: now, trustsProbes: !isAcknowledgement) {
+                if let target = configuration.ingressQueueTarget {
+                    let arrival = expectedArrival(index, bytes: packetLength, now: now)
+                    let slowest = slowestBaseDelay(in: mask)
+                    let admitted = configuration.pacingQueueAllowance == nil ? arrival <= slowest &+ target
+                        : admitPaced(queueing: arrival > slowest ? arrival - slowest : 0, target: target,
+                                     slowestBaseDelay: slowest, now: now)
+                    if !admitted {
+                        ingressDrops &+= 1
+                        return selection
+                    }
                 }
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
@@ -507,6 +587,20 @@ public struct MultipathEngine<Packet> {
         return selection
     }
 
+    /// The ingress AQM with pacing, where the standing queue is ours. A packet that would queue longer than
+    /// `target` is refused, but then no other until a round trip through the queue has passed (2 × the slowest
+    /// one-way delay + target): TCP gets one loss per episode, halves once, and its fast retransmission, sent
+    /// when that loss is noticed, finds room. Refusing everything past the target (the unpaced rule) dropped
+    /// every other packet of a slow-start overshoot, the retransmissions with them, and Reno fell back to
+    /// timeouts. Past the target + max(`Tuning.pacedQueueHeadroom`, 2 × the slowest one-way delay) — what a
+    /// window can still add while TCP reacts — everything is refused (latency and memory bound).
+    private mutating func admitPaced(queueing: UInt64, target: UInt64, slowestBaseDelay: UInt64, now: UInt64) -> Bool {
+        if queueing > target &+ max(Tuning.pacedQueueHeadroom, 2 * slowestBaseDelay) { return false }
+        guard queueing > target, now >= aqmQuietUntil else { return true }
+        aqmQuietUntil = now &+ 2 * slowestBaseDelay &+ target
+        return false
+    }
+
     /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
     /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
     /// empty selection when the best candidate's queue is near the deepest it has been lately (¾ of it, at
@@ -518,11 +612,20 @@ public struct MultipathEngine<Packet> {
         defer { excludedIndex = nil }
         var selection = UplinkSelection()
         let mask = eligibleMask(allowSpill: true, preferReady: true)
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
+        // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short
+        // queue and the resends before it.
+        let paced = configuration.pacingQueueAllowance != nil
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced)
+        else { return selection }
         let tracker = uplinks[index]
-        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let modelQueue = paced ? tracker.modelNetworkQueue(at: now)
+            : (tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0)
         let queue = max(modelQueue, tracker.measuredQueueDelay)
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
+        if paced {
+            let start = max(now &+ tracker.modelNetworkQueue(at: now), tracker.resendsQueuedUntil)
+            uplinks[index].resendsQueuedUntil = start &+ transmissionTime(bytes: packetLength, tracker, now: now)
+        }
         commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
         return selection
@@ -580,11 +683,24 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
-    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64) -> UInt64 {
+    /// `trustsProbes` false: rank by the model alone (pure ACKs; see `schedule`).
+    /// `asResend` (pacing): the packet goes ahead of the data waiting on our side, behind the network's queue
+    /// and the resends already waiting.
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, asResend: Bool = false,
+                                 trustsProbes: Bool = true) -> UInt64 {
         let tracker = uplinks[index]
-        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
-        let measured = tracker.measuredQueueDelay
-        let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
+        let networkQueue = tracker.modelNetworkQueue(at: now)
+        let modelQueue: UInt64
+        if asResend {
+            modelQueue = max(now &+ networkQueue, tracker.resendsQueuedUntil) - now
+        } else {
+            modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        }
+        // The probes see only the network's queue; when it is clearly deeper than modelled, the link is
+        // slower than its estimate and everything behind it waits that much longer.
+        let measured = trustsProbes ? tracker.measuredQueueDelay : 0
+        let margin = tracker.pacingAllowance == nil ? Tuning.modelTrustMargin : Tuning.pacingExcessMargin
+        let queue = measured > networkQueue &+ margin ? modelQueue + (measured - networkQueue) : modelQueue
         return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
 
@@ -598,13 +714,14 @@ public struct MultipathEngine<Packet> {
 
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
-    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64) -> Int? {
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, asResend: Bool = false,
+                                 trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now)
+            let arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index
@@ -690,3 +807,13 @@ struct SequenceRing {
 }
 
 extension MultipathEngine: Sendable where Packet: Sendable {}
+
+extension MultipathEngine {
+    /// A packet in the reorder buffer with the time the delay equaliser may release it.
+    struct Held {
+        var packet: Packet
+        var releaseAt: UInt64
+    }
+}
+
+extension MultipathEngine.Held: Sendable where Packet: Sendable {}

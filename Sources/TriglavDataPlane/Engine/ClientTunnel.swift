@@ -39,6 +39,10 @@ public struct ClientTunnelConfiguration: Sendable {
     /// Fall back to TCP (same server address and port) on uplinks whose UDP handshakes go unanswered.
     public var tcpFallback = true
 
+    /// Receivers equalise path delays (see `DelayEqualizer`), holding a packet up to this long: the lab's
+    /// 5 ms vs 45 ms (± 10 ms) uplinks need about 50 ms; more would only hide a broken estimate.
+    public static let defaultMaxEqualizationDelay: UInt64 = 100 * Nanoseconds.millisecond
+
     /// Multipath defaults for the data plane. The sender re-sends packets that were in flight on a dying
     /// uplink (from its `RetransmitStore`); receivers don't request resends, as the wire protocol has no
     /// frame for such requests yet.
@@ -47,10 +51,14 @@ public struct ClientTunnelConfiguration: Sendable {
     /// off: with the capacity estimate starting at 10 Mbit/s, refusing at the estimate keeps the delivery
     /// rate, and so the estimate, from ever growing (measured: a single veth uplink stuck at 4–9 Mbit/s
     /// instead of hundreds). The uplink sockets' buffers and the inner TCP handle congestion instead.
+    ///
+    /// Receivers equalise the uplinks' path delays (`maxEqualizationDelay`), so a TCP flow striped over
+    /// them measures the RTT of the slow paths it fills, not of the fastest (docs/MULTIPATH.md).
     public static var defaultMultipath: MultipathConfiguration {
         var configuration = MultipathConfiguration()
         configuration.requestsResends = false
         configuration.ingressQueueTarget = nil
+        configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
         return configuration
     }
 
@@ -527,8 +535,10 @@ final class ClientTunPump: @unchecked Sendable {
                 let length = staging.length(index)
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                // A download's ACKs stay on the uplink that is fastest in our direction (see `schedule`).
                 let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,
-                                                      flowKey: FlowKey(packet: packet), now: now)
+                                                      flowKey: FlowKey(packet: packet), now: now,
+                                                      isAcknowledgement: PacketClassifier.isPureTCPAck(packet))
                 guard !selection.isEmpty else {
                     state.droppedNoUplink &+= 1
                     continue
