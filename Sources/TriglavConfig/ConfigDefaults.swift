@@ -34,6 +34,10 @@ public enum ConfigDefaults {
     /// Keepalive on idle uplinks so NAT mappings (often 30 s for UDP) don't expire; 0 disables.
     public static let natKeepaliveSeconds = 25
     public static let natKeepaliveRange = 0...3_600
+    /// An uplink that fell back to TCP (UDP unanswered) tries UDP again after this long, and again after
+    /// each further interval while UDP stays blocked.
+    public static let udpRetrySeconds = 120
+    public static let udpRetryRange = 1...86_400
     public static let tier = UplinkTier.primary
     /// Day of the month on which a data cap's counter starts again.
     public static let dataCapResetDay = 1

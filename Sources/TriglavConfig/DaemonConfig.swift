@@ -90,6 +90,8 @@ public struct UplinkSettings: Equatable, Sendable {
     public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
     /// nil disables NAT keepalives.
     public var natKeepalive: Duration? = .seconds(ConfigDefaults.natKeepaliveSeconds)
+    /// How long an uplink stays on its TCP fallback before trying UDP again.
+    public var udpRetryInterval: Duration = .seconds(ConfigDefaults.udpRetrySeconds)
     /// Per-interface settings, sorted by pattern (TOML tables have no order).
     public var pins: [UplinkPin] = []
 

@@ -82,6 +82,9 @@ struct DaemonConfigDecoder {
         if let keepalive = reader.integer("nat_keepalive_s", in: ConfigDefaults.natKeepaliveRange, unit: "s") {
             uplinks.natKeepalive = keepalive == 0 ? nil : .seconds(keepalive)
         }
+        if let retry = reader.integer("udp_retry_s", in: ConfigDefaults.udpRetryRange, unit: "s") {
+            uplinks.udpRetryInterval = .seconds(retry)
+        }
         if let interfaces = reader.table("interface") {
             for key in interfaces.entries.keys.sorted() {
                 guard let table = interfaces.table(key) else { continue }

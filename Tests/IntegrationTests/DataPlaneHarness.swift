@@ -107,11 +107,11 @@ final class DataPlaneLab: @unchecked Sendable {
     }
 
     func startClient(keyFile: String? = nil, fullTunnel: Bool = false, uplinks: [String] = DataPlaneLab.uplinks,
-                     logName: String = "client") throws -> Process {
+                     logName: String = "client", extraArguments: String = "") throws -> Process {
         let uplinkFlags = uplinks.map { "--uplink \($0)" }.joined(separator: " ")
         let process = try spawn(namespace: client, "\(Self.driver) client --key \(keyFile ?? clientKeyFile) "
             + "--server-key \(serverPublicKey) --server \(Self.serverAddress):7443 --tun tgc0 \(uplinkFlags) "
-            + (fullTunnel ? "--full-tunnel " : "") + "--verbose", logName: logName)
+            + (fullTunnel ? "--full-tunnel " : "") + "\(extraArguments) --verbose", logName: logName)
         try waitForOutput(logName, containing: "ready", timeout: 10)
         return process
     }

@@ -109,6 +109,24 @@ struct DataPlaneTunnelTests {
         #expect(Date().timeIntervalSince(start) < 10)
     }
 
+    @Test("a new server process (sequences from the start again) gets through at once: the client's new tunnel has fresh receive state")
+    func serverRestartFreshSequences() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let server = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        // The server's transmit sequence reaches ~1000; its next process starts again from 0. A client that
+        // kept its reorder buffer takes those as duplicates of the old tunnel's and drops them.
+        try lab.exec(lab.client, "ping -f -q -c 1000 -W 1 \(DataPlaneLab.serverTunnelAddress)", timeout: 30)
+        lab.crash(server)
+        _ = try lab.startServer(logName: "server-2")
+        let recovered = lab.waitForTunnel(timeout: 10)
+        #expect(recovered, "tunnel did not recover within 10 s:\n\(lab.log("client"))")
+        let pings = (try? lab.exec(lab.client, "ping -c 20 -i 0.05 -W 1 \(DataPlaneLab.serverTunnelAddress)")) ?? "no reply"
+        #expect(pings.contains(" 0% packet loss"), "\(pings)")
+    }
+
     @Test("all uplinks down, then one back: the tunnel recovers by itself")
     func allUplinksDownThenOneBack() throws {
         let lab = try DataPlaneLab()
@@ -126,7 +144,7 @@ struct DataPlaneTunnelTests {
         #expect(recovered, "tunnel did not recover over up3:\n\(lab.log("client"))")
     }
 
-    @Test("UDP blocked: the uplinks fall back to TCP and the tunnel carries a download intact")
+    @Test("UDP blocked: the uplinks fall back to TCP, carry a download intact, and return to UDP once it is unblocked")
     func tcpFallbackWhenUDPIsBlocked() throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
@@ -138,7 +156,8 @@ struct DataPlaneTunnelTests {
         try lab.sh("mkdir -p \(lab.directory.path)/www && head -c 3000000 /dev/urandom > \(file)")
         let expected = try lab.sh("sha256sum < \(file)")
         _ = try lab.startServer()
-        _ = try lab.startClient(uplinks: ["up1", "up2"])
+        // UDP is tried again every 3 s while on TCP (default 120 s).
+        _ = try lab.startClient(uplinks: ["up1", "up2"], extraArguments: "--udp-retry-s 3 --stats-interval 1")
         // Three unanswered UDP attempts (about 3 s with the handshake's backoff), then TCP.
         let up = lab.waitForTunnel(timeout: 15)
         #expect(up, "no tunnel over TCP:\n\(lab.log("client"))")
@@ -149,6 +168,21 @@ struct DataPlaneTunnelTests {
         let output = lab.directory.appendingPathComponent("small-download.bin").path
         try lab.exec(lab.client, "curl -sS --max-time 60 -o \(output) http://\(DataPlaneLab.serverTunnelAddress):8080/small.bin", timeout: 90)
         #expect(try lab.sh("sha256sum < \(output)") == expected)
+        #expect(!lab.log("client").contains("UDP works again"), "left TCP while UDP was still blocked:\n\(lab.log("client"))")
+        // Unblock UDP: within the retry interval (plus a handshake's retransmissions) both uplinks are back on UDP.
+        try lab.exec(lab.client, "nft delete table inet tg_dp_block")
+        let deadline = Date().addingTimeInterval(12)
+        var back: [String] = []
+        while Date() < deadline {
+            back = ["up1", "up2"].filter { lab.log("client").contains("uplink \($0): UDP works again") }
+            if back.count == 2 { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(back == ["up1", "up2"], "uplinks back on UDP: \(back)\n\(lab.log("client"))")
+        // Traffic now flows over UDP: the server's port sees tunnel datagrams from both uplinks.
+        #expect(lab.waitForTunnel(timeout: 5))
+        let captured = try lab.exec(lab.server, "timeout 3 tcpdump -n -c 4 -i any 'udp port 7443' 2>/dev/null || true", timeout: 10)
+        #expect(captured.split(separator: "\n").count >= 4, "no UDP tunnel traffic after unblocking:\n\(captured)")
     }
 
     @Test("an uplink renumbered mid-session keeps working: the socket follows the address, the server roams")

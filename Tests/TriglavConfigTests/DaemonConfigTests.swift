@@ -16,6 +16,7 @@ import TriglavCrypto
         #expect(config.multipath.reorderMaxHold == .milliseconds(50))
         #expect(config.uplinks.heartbeatInterval == .milliseconds(100))
         #expect(config.uplinks.natKeepalive == .seconds(25))
+        #expect(config.uplinks.udpRetryInterval == .seconds(120))
         #expect(config.uplinks.include.map(\.pattern) == ["*"])
         #expect(config.uplinks.exclude.map(\.pattern).contains("lo"))
         #expect(config.uplinks.pins.isEmpty)
@@ -53,6 +54,11 @@ import TriglavCrypto
     @Test func zeroKeepaliveDisablesIt() throws {
         let config = try ConfigLoader.parseDaemonConfig("[uplinks]\nnat_keepalive_s = 0", file: "x")
         #expect(config.uplinks.natKeepalive == nil)
+    }
+
+    @Test func udpRetryIntervalIsRead() throws {
+        let config = try ConfigLoader.parseDaemonConfig("[uplinks]\nudp_retry_s = 30", file: "x")
+        #expect(config.uplinks.udpRetryInterval == .seconds(30))
     }
 }
 
@@ -227,6 +233,7 @@ import TriglavCrypto
         ("[multipath]\nreorder_max_hold_ms = -1", "multipath.reorder_max_hold_ms", "must be 0 to 5000 ms"),
         ("[uplinks]\nheartbeat_interval_ms = 0", "uplinks.heartbeat_interval_ms", "must be 10 to 60000 ms"),
         ("[uplinks]\nnat_keepalive_s = 86400", "uplinks.nat_keepalive_s", "must be 0 to 3600 s"),
+        ("[uplinks]\nudp_retry_s = 0", "uplinks.udp_retry_s", "must be 1 to 86400 s"),
         ("[uplinks.interface.eth0]\ndata_cap_mb = 0", "uplinks.interface.eth0.data_cap_mb", "out of range"),
         ("[uplinks.interface.eth0]\ndata_cap_mb = 10\ndata_cap_reset_day = 31", "uplinks.interface.eth0.data_cap_reset_day", "must be 1 to 28"),
         ("[routing]\nfwmark = 0", "routing.fwmark", "must be 1 to 4294967295"),

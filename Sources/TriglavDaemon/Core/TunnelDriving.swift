@@ -195,6 +195,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var rulePriority: UInt32
     public var exclude: [IPPrefix]
     public var keepaliveInterval: Duration
+    /// How long an uplink on its TCP fallback waits before trying UDP again (`[uplinks] udp_retry_s`).
+    public var udpRetryInterval: Duration
     public var probeInterval: Duration
     public var reorderHold: Duration
     /// `redundant` scheduler: copies per packet on the best uplinks (nil: every usable uplink).
@@ -207,7 +209,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
                 keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
-                redundantCopies: Int? = nil) {
+                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120)) {
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude
@@ -222,6 +224,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
         self.scheduler = scheduler
         self.firewallMark = firewallMark
         self.keepaliveInterval = keepaliveInterval
+        self.udpRetryInterval = udpRetryInterval
         self.probeInterval = probeInterval
         self.reorderHold = reorderHold
         self.redundantCopies = redundantCopies
@@ -292,6 +295,7 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.firewallMark = plan.firewallMark
         configuration.policyRouting = PolicyRouting(table: plan.routingTable, rulePriority: plan.rulePriority, exclude: plan.exclude)
         configuration.keepaliveInterval = plan.keepaliveInterval
+        configuration.udpRetryInterval = plan.udpRetryInterval
         configuration.probeInterval = plan.probeInterval
         configuration.reorderHold = plan.reorderHold
         configuration.multipath.redundantCopies = plan.redundantCopies

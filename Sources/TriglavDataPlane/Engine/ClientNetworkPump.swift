@@ -15,6 +15,8 @@ import TriglavProtocol
 final class ClientNetworkPump: @unchecked Sendable {
     private static let batchSize = 64
     private static let timerInterval = 100 * Nanoseconds.millisecond
+    /// How often the uplinks' link MTUs are checked for changes (one netlink query, off the packet path).
+    static let mtuCheckInterval = Nanoseconds.second
 
     private let tunnel: ClientTunnel
     private let tun: TunDevice
@@ -26,6 +28,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     /// Pool slots released in order by the engine, to write to the TUN device after the lock.
     private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
+    private var nextMTUCheck: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
     private var resendBuffer = [UInt8](repeating: 0, count: 2048 + WireLayout.transportOverhead)
@@ -68,6 +71,10 @@ final class ClientNetworkPump: @unchecked Sendable {
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
             runTimers(now: now)
+        }
+        if now >= nextMTUCheck {
+            nextMTUCheck = now &+ Self.mtuCheckInterval
+            tunnel.scheduleMTUUpdate()
         }
     }
 
@@ -272,8 +279,13 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.status.handshakes &+= 1
         sendKeepalive(&uplink, now: now, state: &state)
         state.uplinks[slot] = uplink
-        state.admitUplink(slot, now: now)
         let assignment = established.tunnel
+        if created {
+            // A new tunnel on the server (first start, server restart, join refused after DisconnectClient):
+            // its sender starts a new sequence space, so the receive state of the old one must go.
+            startFreshReceiveState(keeping: slot, now: now, state: &state)
+        }
+        state.admitUplink(slot, now: now)
         if created || state.tunnelID != assignment.tunnelID {
             if state.creatingSlot == slot { state.creatingSlot = nil }
             if let previous = state.tunnelID, previous != assignment.tunnelID {
@@ -292,6 +304,17 @@ final class ClientNetworkPump: @unchecked Sendable {
         guard state.assignment != addresses else { return nil }
         state.assignment = addresses
         return addresses
+    }
+
+    /// Replaces the multipath engine (reorder buffer, delay equaliser, path estimates) with a fresh one of the
+    /// same configuration and frees the pool slots the old one held. The other uplinks' sessions belong to
+    /// the old tunnel: they are reset and join the new one. Control path (a tunnel was created): allocates.
+    private func startFreshReceiveState(keeping slot: Int, now: Nanoseconds, state: inout ClientState) {
+        for other in state.uplinks.indices where other != slot { state.resetUplink(other, now: now) }
+        guard let fresh = try? MultipathEngine<Int>(configuration: state.engine.configuration) else { return }
+        state.engine = fresh
+        // Packets already released (in `deliveries`) are still written; everything else held is dropped.
+        pool.releaseAll(except: deliveries)
     }
 
     /// Handshake starts and retries, rekeys, probes, keepalives, dead-uplink detection, socket reopening.
@@ -372,7 +395,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
         let rekeyDue = uplink.keyring.current?.isRekeyDue(now: now) ?? false
         // On TCP for a while: see whether UDP works again, with a rekey over UDP (TCP keeps carrying traffic).
-        let retryUDP = uplink.tcp != nil && uplink.isEstablished && now &- uplink.tcpSince >= ClientTunnel.udpRetryInterval
+        let retryUDP = uplink.tcp != nil && uplink.isEstablished && now &- uplink.tcpSince >= tunnel.configuration.udpRetryInterval.nanoseconds
         guard (!uplink.isEstablished || rekeyDue || retryUDP), now &- uplink.lastAttempt >= retry else { return }
         let request: TunnelRequest
         if let token = state.joinToken {

@@ -38,6 +38,9 @@ public struct ClientTunnelConfiguration: Sendable {
     public var handshakeRetryInterval: Duration = .seconds(1)
     /// Fall back to TCP (same server address and port) on uplinks whose UDP handshakes go unanswered.
     public var tcpFallback = true
+    /// How long an uplink stays on its TCP fallback before it checks (with a handshake over UDP, while TCP
+    /// keeps carrying traffic) whether UDP works again; checked again after each such interval.
+    public var udpRetryInterval: Duration = .seconds(120)
 
     /// Receivers equalise path delays (see `DelayEqualizer`), holding a packet up to this long: the lab's
     /// 5 ms vs 45 ms (± 10 ms) uplinks need about 50 ms; more would only hide a broken estimate.
@@ -94,8 +97,6 @@ public final class ClientTunnel: Sendable {
     static let tcpTokenBase: UInt64 = 100
     /// Unanswered UDP handshake attempts after which an uplink falls back to TCP.
     static let udpAttemptsBeforeTCP = 3
-    /// How long an uplink stays on TCP before it checks (with a rekey over UDP) whether UDP works again.
-    static let udpRetryInterval: UInt64 = 120 * Nanoseconds.second
 
     let configuration: ClientTunnelConfiguration
     let logger: Logger
@@ -219,6 +220,7 @@ public final class ClientTunnel: Sendable {
             networkPoller.remove(fd: connection.descriptor.raw)
             connection.close()
         }
+        scheduleMTUUpdate()
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
     }
 
@@ -308,27 +310,41 @@ public final class ClientTunnel: Sendable {
             }
             if installed {
                 try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot))
-                updateMTU()
+                scheduleMTUUpdate()
             }
         } catch {
             logger.debug("uplink \(interface) has no socket yet: \(error)")
         }
     }
 
-    /// Sets the TUN MTU from the smallest uplink interface MTU (control path: called when sockets open).
-    func updateMTU() {
-        let (interfaces, tun) = state.withLock { state in (state.uplinks.compactMap { $0?.interface }, state.tun) }
-        guard let tun else { return }
-        let linkMTUs = interfaces.compactMap { routes.interfaceMTU($0) }
-        let outerHeaders = (configuration.server.address.isIPv4 ? 20 : 40) + 8 + WireLayout.transportOverhead
-        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: outerHeaders, maximum: configuration.mtu)
-        let changed = state.withLock { state in
-            defer { state.appliedMTU = target }
-            return state.appliedMTU != target
+    /// Recomputes the TUN MTU off the packet path (on the control queue, which serialises the updates).
+    /// Called when an uplink's socket opens or closes, when an uplink is removed, and every
+    /// `ClientNetworkPump.mtuCheckInterval` from the pump's timers, which catches link MTU changes.
+    func scheduleMTUUpdate() {
+        control.async { [self] in updateMTU() }
+    }
+
+    /// Outer bytes around an inner packet: IP header of the server's family, UDP header, Triglav transport
+    /// header, inner header and AEAD tag (docs/DATAPLANE.md, "TUN MTU").
+    var tunnelOverhead: Int {
+        (configuration.server.address.isIPv4 ? 20 : 40) + WireOverhead.udpHeader + WireLayout.transportOverhead
+    }
+
+    /// Sets the TUN MTU from the smallest MTU of the uplinks' interfaces (those that exist). Control queue only.
+    private func updateMTU() {
+        let (interfaces, tun, applied) = state.withLock { state in
+            (state.uplinks.compactMap { $0?.interface }, state.tun, state.appliedMTU)
         }
-        guard changed else { return }
-        if tg_if_set_mtu(tun.name.rawValue, Int32(target)) == 0 {
-            logger.info("tunnel MTU \(target) (smallest uplink MTU \(linkMTUs.min().map(String.init) ?? "unknown"))")
+        guard let tun else { return }
+        let linkMTUs = routes.interfaceMTUs(interfaces)
+        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtu)
+        guard target != applied else { return }
+        do {
+            try routes.setMTU(target, of: tun.name)
+            state.withLock { $0.appliedMTU = target }
+            logger.info("tunnel MTU \(target) (smallest uplink MTU \(linkMTUs.min().map(String.init) ?? "unknown"), overhead \(tunnelOverhead))")
+        } catch {
+            logger.error("setting the tunnel MTU to \(target) failed: \(error)")
         }
     }
 
@@ -344,7 +360,10 @@ public final class ClientTunnel: Sendable {
             defer { state.uplinks[slot]?.socket = nil; state.resetUplink(slot, now: state.clock.advance(to: monotonicNow())) }
             return state.uplinks[slot]?.socket
         }
-        if let socket { networkPoller.remove(fd: socket.descriptor.raw) }
+        if let socket {
+            networkPoller.remove(fd: socket.descriptor.raw)
+            scheduleMTUUpdate()
+        }
     }
 
     func makeInitiator(request: TunnelRequest) -> HandshakeInitiator? {

@@ -34,6 +34,12 @@ final class PacketPool {
         UnsafeRawBufferPointer(start: storage + slot * slotSize, count: lengths[slot])
     }
 
+    /// Frees every slot except `kept` (used when the reorder buffer holding them is discarded). Allocates.
+    func releaseAll(except kept: [Int]) {
+        let keep = Set(kept)
+        free = (0..<capacity).reversed().filter { !keep.contains($0) }
+    }
+
     func release(_ slot: Int) {
         precondition(slot >= 0 && slot < capacity, "packet pool slot \(slot) out of range")
         free.append(slot)

@@ -73,8 +73,24 @@ final class RouteManager: Sendable {
 
     /// The interface's MTU, nil when it doesn't exist (or netlink is unavailable).
     func interfaceMTU(_ interface: InterfaceName) -> Int? {
-        guard let socket = try? netlink(), let link = try? socket.link(named: interface.rawValue) else { return nil }
-        return Int(link.mtu)
+        interfaceMTUs([interface]).first
+    }
+
+    /// MTUs of those of `interfaces` that exist now (one netlink socket for all).
+    func interfaceMTUs(_ interfaces: [InterfaceName]) -> [Int] {
+        guard !interfaces.isEmpty, let socket = try? netlink() else { return [] }
+        return interfaces.compactMap { interface in
+            (try? socket.link(named: interface.rawValue)).flatMap { $0.map { Int($0.mtu) } }
+        }
+    }
+
+    /// Sets `interface`'s MTU (RTM_NEWLINK through libnl).
+    func setMTU(_ mtu: Int, of interface: InterfaceName) throws(TriglavDataPlaneError) {
+        let socket = try netlink()
+        let index = try interfaceIndex(interface, socket)
+        try apply("set the MTU of \(interface) to \(mtu)") { () throws(NetlinkError) in
+            try socket.setMTU(UInt32(clamping: mtu), index: index)
+        }
     }
 
     func bringUp(_ interface: InterfaceName) throws(TriglavDataPlaneError) {
