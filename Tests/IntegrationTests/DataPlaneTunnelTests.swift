@@ -127,6 +127,39 @@ struct DataPlaneTunnelTests {
         #expect(pings.contains(" 0% packet loss"), "\(pings)")
     }
 
+    @Test("the TUN MTU is the smallest uplink MTU minus IPv4 + UDP + Triglav overhead, and follows MTU changes and removals")
+    func tunnelMTUFollowsUplinks() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient(extraArguments: "--mtu 1500")
+        #expect(lab.waitForTunnel(timeout: 10))
+        // Outer IPv4 20 + UDP 8 + transport header 16 + inner header 8 + tag 16 = 68.
+        let overhead = 20 + 8 + 16 + 8 + 16
+        func tunnelMTU(becomes expected: Int) -> Int? {
+            let deadline = Date().addingTimeInterval(5)
+            var seen: Int?
+            while Date() < deadline {
+                seen = (try? lab.exec(lab.client, "cat /sys/class/net/tgc0/mtu")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                if seen == expected { break }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            return seen
+        }
+        #expect(tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
+        // A full-size inner packet with DF fits the 1500-byte uplinks exactly (sent over UDP with DF: one byte
+        // of overhead too few would fail with EMSGSIZE); one byte more is refused by the TUN's MTU.
+        let full = 1500 - overhead - 28
+        #expect((try? lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(full) \(DataPlaneLab.serverTunnelAddress)")) != nil,
+                "a \(full + 28)-byte inner packet didn't get through")
+        #expect((try? lab.exec(lab.client, "ping -c 1 -W 1 -M do -s \(full + 1) \(DataPlaneLab.serverTunnelAddress)")) == nil)
+        try lab.sh("ip -n \(lab.client) link set up2 mtu 1400")
+        #expect(tunnelMTU(becomes: 1400 - overhead) == 1400 - overhead)
+        try lab.sh("ip -n \(lab.client) link del up2")
+        #expect(tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
+        #expect(lab.waitForTunnel(timeout: 5))
+    }
+
     @Test("all uplinks down, then one back: the tunnel recovers by itself")
     func allUplinksDownThenOneBack() throws {
         let lab = try DataPlaneLab()
