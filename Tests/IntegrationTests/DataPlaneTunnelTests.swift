@@ -160,6 +160,29 @@ struct DataPlaneTunnelTests {
         #expect(lab.waitForTunnel(timeout: 5))
     }
 
+    @Test("only one uplink has a route to the server: the other is reported unrouted and carries nothing until a route appears")
+    func uplinkWithoutRouteToServer() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // Like a host where only one interface got a default route: up2 has its address and subnet, no route
+        // to the server. The server's side doesn't answer ARP for its loopback address on dn2, as a real
+        // gateway wouldn't for an internet address (otherwise the kernel's on-link guess would work here).
+        try lab.sh("ip -n \(lab.client) route del \(DataPlaneLab.serverAddress)/32 dev up2")
+        try lab.exec(lab.server, "sysctl -qw net.ipv4.conf.all.arp_ignore=1")
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1", "up2"])
+        #expect(lab.waitForTunnel(timeout: 10))
+        try lab.waitForOutput("client", containing: "uplink up2 has no route to the server", timeout: 5)
+        #expect(!lab.log("client").contains("uplink up1 has no route"))
+        Thread.sleep(forTimeInterval: 3)
+        #expect(!lab.log("client").contains("uplink up2: probing"), "up2 got a session without a route:\n\(lab.log("client"))")
+        // A route appears (say DHCP finished on it): up2 connects by itself.
+        try lab.sh("ip -n \(lab.client) route add \(DataPlaneLab.serverAddress)/32 via 10.201.2.1 dev up2 metric 2")
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !lab.log("client").contains("uplink up2: probing") { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(lab.log("client").contains("uplink up2: probing"), "up2 did not connect after its route appeared:\n\(lab.log("client"))")
+    }
+
     @Test("all uplinks down, then one back: the tunnel recovers by itself")
     func allUplinksDownThenOneBack() throws {
         let lab = try DataPlaneLab()

@@ -283,6 +283,7 @@ public final class ClientTunnel: Sendable {
                     status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
                     status.transport = uplink.tcp == nil ? "udp" : "tcp"
                     status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
+                    status.routeToServer = uplink.isEstablished ? true : uplink.routeToServer
                     status.path = state.engine.statistics(for: uplink.id)
                     return status
                 },
@@ -320,8 +321,40 @@ public final class ClientTunnel: Sendable {
     /// Recomputes the TUN MTU off the packet path (on the control queue, which serialises the updates).
     /// Called when an uplink's socket opens or closes, when an uplink is removed, and every
     /// `ClientNetworkPump.mtuCheckInterval` from the pump's timers, which catches link MTU changes.
+    /// Also checks, for uplinks without a session, whether a route to the server leads through them.
     func scheduleMTUUpdate() {
-        control.async { [self] in updateMTU() }
+        control.async { [self] in
+            updateMTU()
+            checkRoutesToServer()
+        }
+    }
+
+    /// Marks uplinks that have a socket but no session, and no route to the server through their interface:
+    /// their socket (SO_BINDTODEVICE, wildcard address) can't reach it — IPv6 sends fail with ENETUNREACH,
+    /// IPv4 ones ARP for the server's address on the link and go nowhere. Warns once per change.
+    private func checkRoutesToServer() {
+        let candidates = state.withLock { state in
+            state.uplinks.compactMap { uplink in uplink.flatMap { $0.socket != nil && !$0.isEstablished ? $0.interface : nil } }
+        }
+        guard !candidates.isEmpty,
+              let routed = routes.interfacesRouting(to: configuration.server.address, among: candidates,
+                                                    ignoredTable: configuration.routingTable) else { return }
+        let newlyUnrouted: [InterfaceName] = state.withLock { state in
+            var changed: [InterfaceName] = []
+            for slot in state.uplinks.indices {
+                guard let interface = state.uplinks[slot]?.interface, candidates.contains(interface) else { continue }
+                let hasRoute = routed.contains(interface)
+                if state.uplinks[slot]?.routeToServer != hasRoute, !hasRoute { changed.append(interface) }
+                state.uplinks[slot]?.routeToServer = hasRoute
+            }
+            return changed
+        }
+        for interface in newlyUnrouted {
+            logger.warning("""
+                uplink \(interface) has no route to the server \(configuration.server.address) through it; it can't carry \
+                the tunnel until one exists (e.g. a default route via its gateway, with a higher metric than the main one)
+                """)
+        }
     }
 
     /// Outer bytes around an inner packet: IP header of the server's family, UDP header, Triglav transport
@@ -445,6 +478,8 @@ struct ClientUplink {
     var status: UplinkStatus
     /// Tier, metered flag and data cap, handed to the multipath engine when the uplink is admitted.
     var policy: UplinkPolicy
+    /// Whether a route to the server leads through the interface (checked while not established; nil: unknown).
+    var routeToServer: Bool?
 
     init(id: UplinkID, interface: InterfaceName, policy: UplinkPolicy = UplinkPolicy()) {
         self.id = id

@@ -15,6 +15,9 @@ public struct UplinkStatus: Sendable, Equatable {
     public var receivedBytes: UInt64 = 0
     public var handshakes: UInt64 = 0
     public var sendErrors: UInt64 = 0
+    /// Whether a route to the server leads through the interface: false explains an uplink that never
+    /// connects (its bound socket can't reach the server); nil while unknown.
+    public var routeToServer: Bool?
     /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
     public var path: TriglavMultipath.UplinkStatistics?
 }

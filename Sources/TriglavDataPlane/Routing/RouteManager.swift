@@ -84,6 +84,26 @@ final class RouteManager: Sendable {
         }
     }
 
+    /// Of `interfaces`, those with a unicast route covering `destination` through them, in any table but
+    /// `local` and `ignoredTable` (our own tunnel table). nil when netlink can't tell. An approximation of
+    /// the kernel's lookup for a socket bound with SO_BINDTODEVICE (policy rules aren't evaluated): it
+    /// exists to explain an uplink that can't reach the server (docs/DATAPLANE.md, "Sockets").
+    func interfacesRouting(to destination: IPAddress, among interfaces: [InterfaceName], ignoredTable: UInt32) -> Set<InterfaceName>? {
+        guard !interfaces.isEmpty, let socket = try? netlink(),
+              let routes = try? socket.routes(family: destination.isIPv4 ? .ipv4 : .ipv6, table: nil, protocol: nil) else { return nil }
+        var routed: Set<InterfaceName> = []
+        for interface in interfaces {
+            guard let index = (try? socket.link(named: interface.rawValue))??.index else { continue }
+            if routes.contains(where: { route in
+                route.type == .unicast && route.table != ignoredTable && route.nexthopInterfaces.contains(index)
+                    && route.destination.contains(destination)
+            }) {
+                routed.insert(interface)
+            }
+        }
+        return routed
+    }
+
     /// Sets `interface`'s MTU (RTM_NEWLINK through libnl).
     func setMTU(_ mtu: Int, of interface: InterfaceName) throws(TriglavDataPlaneError) {
         let socket = try netlink()
