@@ -1,9 +1,10 @@
 # The daemon (triglavd composition: managers, signals, sd_notify, D-Bus; see docs/DAEMON.md).
 # Integration tests start triglavd in network namespaces, listen on a NOTIFY_SOCKET, run a private
-# dbus-daemon (base test package) and drive it with busctl (systemd) and ping (iputils-ping).
-APT_TEST_PACKAGES += systemd iputils-ping
+# dbus-daemon (base test package) and drive it with busctl (systemd) and ping (iputils-ping); the udev test
+# runs its own systemd-udevd (udev) in the lab namespace, entered with nsenter (util-linux).
+APT_TEST_PACKAGES += systemd iputils-ping udev util-linux
 
 .PHONY: daemon-tests
 # The daemon's suites alone: unit tests with fakes, then the namespace tests (root; skipped otherwise).
 daemon-tests: build-tests
-	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDaemonTests.Core|IntegrationTests.DaemonTests'
+	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDaemonTests.Core|IntegrationTests.Daemon'

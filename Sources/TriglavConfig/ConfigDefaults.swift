@@ -20,6 +20,9 @@ public enum ConfigDefaults {
     /// How long the reorder buffer holds a packet waiting for an earlier one before releasing it.
     public static let reorderMaxHoldMilliseconds = 50
     public static let reorderMaxHoldRange = 0...5_000
+    /// `redundant` scheduler: copies of each packet, on the best uplinks first. 0 (or absent) means every
+    /// usable uplink; at most 16, the engine's uplink limit (`MultipathLimits.maxUplinks`).
+    public static let redundantCopiesRange = 0...16
 
     /// Interfaces considered as uplinks. Globs in fnmatch(3) syntax.
     public static let uplinkInclude = ["*"]
@@ -45,12 +48,13 @@ public enum ConfigDefaults {
     public static let firewallMark: UInt32 = 0x7443
     /// Routing table holding the tunnel routes.
     public static let routeTable: UInt32 = 7443
-    /// Priority of the policy rules selecting `routeTable`; must sort before the main table's 32766.
+    /// First of the three consecutive priorities of the client's policy rules (excluded prefixes, then
+    /// `suppress_prefixlength 0`, then the rule selecting `routeTable`); all must sort before main's 32766.
     public static let rulePriority: UInt32 = 7443
     /// Tables with fixed meanings in the kernel: unspec (0), default (253), main (254), local (255).
     public static let reservedRouteTables: Set<UInt32> = [0, 253, 254, 255]
     /// Rule priorities the kernel's own rules use (0 local, 32766 main, 32767 default) lie outside this.
-    public static let rulePriorityRange = 1...32_765
+    public static let rulePriorityRange = 1...32_763
 
     /// Endpoints the server listens on (UDP and TCP).
     public static let serverListen = ["0.0.0.0:\(DEFAULT_PORT)", "[::]:\(DEFAULT_PORT)"]

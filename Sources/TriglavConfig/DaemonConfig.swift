@@ -77,6 +77,8 @@ public struct TunnelSettings: Equatable, Sendable {
 public struct MultipathSettings: Equatable, Sendable {
     public var scheduler: SchedulerKind = ConfigDefaults.scheduler
     public var reorderMaxHold: Duration = .milliseconds(ConfigDefaults.reorderMaxHoldMilliseconds)
+    /// `redundant` scheduler: copies per packet on the best uplinks; nil sends one on every usable uplink.
+    public var redundantCopies: Int?
 
     public init() {}
 }

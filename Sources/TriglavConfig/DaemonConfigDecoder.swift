@@ -60,6 +60,9 @@ struct DaemonConfigDecoder {
         if let hold = reader.integer("reorder_max_hold_ms", in: ConfigDefaults.reorderMaxHoldRange, unit: "ms") {
             multipath.reorderMaxHold = .milliseconds(hold)
         }
+        if let copies = reader.integer("redundant_copies", in: ConfigDefaults.redundantCopiesRange, unit: "copies") {
+            multipath.redundantCopies = copies == 0 ? nil : copies
+        }
         reader.finishReading()
         return multipath
     }

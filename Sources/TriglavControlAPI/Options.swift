@@ -7,6 +7,7 @@ public enum OptionKey {
     public static let metered = "metered"
     public static let enabled = "enabled"
     public static let transport = "transport"
+    public static let fullTunnel = "full-tunnel"
 }
 
 /// Options of Manager1.Connect.
@@ -17,14 +18,19 @@ public struct ConnectOptions: Sendable, Equatable {
     public var server: String?
     /// Transport for all uplinks (else the profile's).
     public var transport: UplinkTransport?
+    /// true: everything through the tunnel; false: only the configured `routes` (split tunnel). Else
+    /// `[routing] full_tunnel` of the profile / triglavd.toml.
+    public var fullTunnel: Bool?
 
-    public init(scheduler: String? = nil, server: String? = nil, transport: UplinkTransport? = nil) {
+    public init(scheduler: String? = nil, server: String? = nil, transport: UplinkTransport? = nil, fullTunnel: Bool? = nil) {
         self.scheduler = scheduler
         self.server = server
         self.transport = transport
+        self.fullTunnel = fullTunnel
     }
 
-    public static let allowedKeys: [String: String] = [OptionKey.scheduler: "s", OptionKey.server: "s", OptionKey.transport: "s"]
+    public static let allowedKeys: [String: String] = [OptionKey.scheduler: "s", OptionKey.server: "s", OptionKey.transport: "s",
+                                                       OptionKey.fullTunnel: "b"]
 
     public init(options: [String: ControlValue]) throws(ControlError) {
         try checkOptions(options, allowed: ConnectOptions.allowedKeys, method: "Connect")
@@ -40,6 +46,7 @@ public struct ConnectOptions: Sendable, Equatable {
             server = endpoint
         }
         if let raw = options[OptionKey.transport]?.string { transport = try parseEnum(raw, key: OptionKey.transport) }
+        fullTunnel = options[OptionKey.fullTunnel]?.boolean
     }
 
     public var optionValues: [String: ControlValue] {
@@ -47,6 +54,7 @@ public struct ConnectOptions: Sendable, Equatable {
         if let scheduler { values[OptionKey.scheduler] = .string(scheduler) }
         if let server { values[OptionKey.server] = .string(server) }
         if let transport { values[OptionKey.transport] = .string(transport.rawValue) }
+        if let fullTunnel { values[OptionKey.fullTunnel] = .boolean(fullTunnel) }
         return values
     }
 }

@@ -18,9 +18,11 @@ public enum UplinkOrigin: String, Sendable, CaseIterable {
 
 /// Uplink1.State
 public enum UplinkState: String, Sendable, CaseIterable {
-    /// No carrier, no address, or disabled.
+    /// Can't be used: no carrier, no address or route, interface missing, disabled, or tier `never`.
     case down
-    /// Usable locally; path to the server being measured.
+    /// Usable locally (carrier and address) but no session with the server: disconnected, or handshaking.
+    case waiting
+    /// Session with the server; the path is being measured before it carries data.
     case probing
     /// Carrying traffic.
     case active

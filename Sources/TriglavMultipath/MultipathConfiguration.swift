@@ -52,6 +52,16 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// uplinks short, so resends and ACKs aren't stuck behind it and TCP sees congestion early, as from
     /// a well-managed router queue. nil: never refuse (the uplinks' own buffers overflow instead).
     public var ingressQueueTarget: UInt64? = 80 * Nanoseconds.millisecond
+    /// Sender-side pacing. nil: every scheduled packet is handed to its uplink at once, so the uplink's own
+    /// buffer (modem, router) holds whatever the scheduler queued there. Set: the data plane keeps two FIFOs per
+    /// uplink (resends, then data) and hands packets over while `MultipathEngine.releaseTime(on:)` ≤ now, so
+    /// about this much (time at the modelled rate) waits in the network's buffer; the rest waits on our side,
+    /// where resends go ahead of it (`scheduleResend` picks the earliest arrival *through the network's short
+    /// queue*). This is how commercial bonders keep repairs fast: a resend behind 60–90 ms of modem buffer
+    /// holds in-order delivery for all of it. A few milliseconds of network queue keep the link
+    /// busy across timer slack; 5 ms is what the simulator's paced deployment uses, with `ingressQueueTarget`
+    /// 120 ms (docs/MULTIPATH.md, "Sender-side pacing" and "Ingress AQM with pacing").
+    public var pacingQueueAllowance: UInt64? = nil
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 
@@ -82,8 +92,12 @@ public struct MultipathConfiguration: Sendable, Equatable {
                               ("minReorderWait", minReorderWait), ("resendHorizon", resendHorizon),
                               ("minCongestionQueueDelay", minCongestionQueueDelay),
                               ("ingressQueueTarget", ingressQueueTarget ?? 0),
-                              ("maxEqualizationDelay", maxEqualizationDelay)] where value > Self.longestDuration {
+                              ("maxEqualizationDelay", maxEqualizationDelay),
+                              ("pacingQueueAllowance", pacingQueueAllowance ?? 0)] where value > Self.longestDuration {
             throw fail(name, value, "must be at most \(Self.longestDuration / Nanoseconds.second) s (times are nanoseconds)")
+        }
+        if pacingQueueAllowance == 0 {
+            throw fail("pacingQueueAllowance", 0, "must be greater than zero (nil turns pacing off)")
         }
         if minReorderWait > maxReorderHold {
             throw fail("minReorderWait", minReorderWait, "must not exceed maxReorderHold (\(maxReorderHold))")

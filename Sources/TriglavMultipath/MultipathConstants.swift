@@ -49,6 +49,12 @@ enum Tuning {
     /// models a link as draining at this percentage of its capacity estimate. The estimate is a maximum of
     /// delivery rates, so only a link offered more than its estimate can show that it carries more.
     static let capacityProbeGainPercent: UInt64 = 125
+    /// Pacing: a probe may find this much (plus probe jitter) more queue in the network than the model expected
+    /// before the link counts as full and the model is moved back in step with it (what the probing gain put
+    /// there, or a link that slowed down).
+    static let pacingExcessMargin: UInt64 = 3 * Nanoseconds.millisecond
+    /// Pacing: the ingress AQM's hard limit lies at least this far above its target (see `admitPaced`).
+    static let pacedQueueHeadroom: UInt64 = 50 * Nanoseconds.millisecond
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the

@@ -30,6 +30,8 @@ public struct MultipathEngine<Packet> {
     private var excludedIndex: Int?
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
+    /// Paced ingress AQM: no further refusal (below the hard limit) before this.
+    private var aqmQuietUntil: UInt64 = 0
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -138,6 +140,19 @@ public struct MultipathEngine<Packet> {
         return uplinks[index].modelBusyUntil > now ? uplinks[index].modelBusyUntil - now : 0
     }
 
+    /// Sender-side pacing (`configuration.pacingQueueAllowance` set): the time from which uplink `id` takes its
+    /// next packet. The data plane keeps, per uplink, the packets `schedule` and `scheduleResend` chose it for in
+    /// two FIFOs (resends first) and hands them over, reporting each with `packetSent`, while this is ≤ now;
+    /// otherwise it arms a timer for it. Each `packetSent` moves it on by the packet's time at the modelled
+    /// rate, so about `pacingQueueAllowance` of data sits in the network's buffer. Without pacing: 0 (at once).
+    /// nil: unknown uplink.
+    public func releaseTime(on id: UplinkID) -> UInt64? {
+        guard let index = index(of: id) else { return nil }
+        guard let allowance = configuration.pacingQueueAllowance else { return 0 }
+        let busy = uplinks[index].networkBusyUntil
+        return busy > allowance ? busy - allowance : 0
+    }
+
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
@@ -159,6 +174,10 @@ public struct MultipathEngine<Packet> {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+            if configuration.pacingQueueAllowance != nil {
+                let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
+                uplinks[index].networkBusyUntil = max(now, uplinks[index].networkBusyUntil) &+ tx
+            }
         case .probeReplied(let id, let probeID, _):
             guard let index = index(of: id) else { return }
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
@@ -408,8 +427,12 @@ public struct MultipathEngine<Packet> {
         reorder.resendRequestDelay = requestDelay
         if configuration.requestsResends {
             let recovery = fastestRTT ?? hold / 4
-            // Room for the request, the resend, and a second request/resend if the first was lost.
-            let bound = requestDelay + 2 * recovery + recovery / 2 + 2 * worstJitter + 2 * configuration.minReorderWait
+            // Room for the request, the resend, and a second request/resend if the first was lost. With pacing
+            // a gap is almost always a random loss that a resend will fill (congestion drops happen at ingress,
+            // before a sequence is assigned), so the wait also covers a second repair that can't take the
+            // fastest uplink (it carried the lost resend): skipping would cost TCP half its window.
+            let repairs = configuration.pacingQueueAllowance == nil ? 2 * recovery + recovery / 2 : 4 * recovery
+            let bound = requestDelay + repairs + 2 * worstJitter + 2 * configuration.minReorderWait
             reorder.waitBound = min(hold, max(bound, floor))
         } else {
             // Nothing will be resent, so a gap is either loss or a packet still on a slower uplink: wait
@@ -504,10 +527,16 @@ public struct MultipathEngine<Packet> {
         case .aggregate:
             let mask = eligibleMask(allowSpill: true, preferReady: true)
             if let index = earliestArrival(in: mask, bytes: packetLength, now: now, trustsProbes: !isAcknowledgement) {
-                if let target = configuration.ingressQueueTarget,
-                   expectedArrival(index, bytes: packetLength, now: now) > slowestBaseDelay(in: mask) &+ target {
-                    ingressDrops &+= 1
-                    return selection
+                if let target = configuration.ingressQueueTarget {
+                    let arrival = expectedArrival(index, bytes: packetLength, now: now)
+                    let slowest = slowestBaseDelay(in: mask)
+                    let admitted = configuration.pacingQueueAllowance == nil ? arrival <= slowest &+ target
+                        : admitPaced(queueing: arrival > slowest ? arrival - slowest : 0, target: target,
+                                     slowestBaseDelay: slowest, now: now)
+                    if !admitted {
+                        ingressDrops &+= 1
+                        return selection
+                    }
                 }
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
@@ -564,6 +593,20 @@ public struct MultipathEngine<Packet> {
         return selection
     }
 
+    /// The ingress AQM with pacing, where the standing queue is ours. A packet that would queue longer than
+    /// `target` is refused, but then no other until a round trip through the queue has passed (2 × the slowest
+    /// one-way delay + target): TCP gets one loss per episode, halves once, and its fast retransmission, sent
+    /// when that loss is noticed, finds room. Refusing everything past the target (the unpaced rule) dropped
+    /// every other packet of a slow-start overshoot, the retransmissions with them, and Reno fell back to
+    /// timeouts. Past the target + max(`Tuning.pacedQueueHeadroom`, 2 × the slowest one-way delay) — what a
+    /// window can still add while TCP reacts — everything is refused (latency and memory bound).
+    private mutating func admitPaced(queueing: UInt64, target: UInt64, slowestBaseDelay: UInt64, now: UInt64) -> Bool {
+        if queueing > target &+ max(Tuning.pacedQueueHeadroom, 2 * slowestBaseDelay) { return false }
+        guard queueing > target, now >= aqmQuietUntil else { return true }
+        aqmQuietUntil = now &+ 2 * slowestBaseDelay &+ target
+        return false
+    }
+
     /// Chooses the uplink for a resend (after `Duty.resend` or a peer's request): the earliest expected
     /// arrival among usable uplinks other than `originalUplink` (which may be dying unnoticed). Returns an
     /// empty selection when the best candidate's queue is near the deepest it has been lately (¾ of it, at
@@ -575,11 +618,20 @@ public struct MultipathEngine<Packet> {
         defer { excludedIndex = nil }
         var selection = UplinkSelection()
         let mask = eligibleMask(allowSpill: true, preferReady: true)
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return selection }
+        // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short
+        // queue and the resends before it.
+        let paced = configuration.pacingQueueAllowance != nil
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced)
+        else { return selection }
         let tracker = uplinks[index]
-        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let modelQueue = paced ? tracker.modelNetworkQueue(at: now)
+            : (tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0)
         let queue = max(modelQueue, tracker.measuredQueueDelay)
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
+        if paced {
+            let start = max(now &+ tracker.modelNetworkQueue(at: now), tracker.resendsQueuedUntil)
+            uplinks[index].resendsQueuedUntil = start &+ transmissionTime(bytes: packetLength, tracker, now: now)
+        }
         commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
         return selection
@@ -637,11 +689,24 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.
-    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, trustsProbes: Bool = true) -> UInt64 {
+    /// `trustsProbes` false: rank by the model alone (pure ACKs; see `schedule`).
+    /// `asResend` (pacing): the packet goes ahead of the data waiting on our side, behind the network's queue
+    /// and the resends already waiting.
+    private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, asResend: Bool = false,
+                                 trustsProbes: Bool = true) -> UInt64 {
         let tracker = uplinks[index]
-        let modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        let networkQueue = tracker.modelNetworkQueue(at: now)
+        let modelQueue: UInt64
+        if asResend {
+            modelQueue = max(now &+ networkQueue, tracker.resendsQueuedUntil) - now
+        } else {
+            modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
+        }
+        // The probes see only the network's queue; when it is clearly deeper than modelled, the link is
+        // slower than its estimate and everything behind it waits that much longer.
         let measured = trustsProbes ? tracker.measuredQueueDelay : 0
-        let queue = measured > modelQueue &+ Tuning.modelTrustMargin ? measured : modelQueue
+        let margin = tracker.pacingAllowance == nil ? Tuning.modelTrustMargin : Tuning.pacingExcessMargin
+        let queue = measured > networkQueue &+ margin ? modelQueue + (measured - networkQueue) : modelQueue
         return queue + transmissionTime(bytes: bytes, tracker, now: now) + tracker.baseOneWayDelay
     }
 
@@ -655,13 +720,14 @@ public struct MultipathEngine<Packet> {
 
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
-    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, trustsProbes: Bool = true) -> Int? {
+    private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, asResend: Bool = false,
+                                 trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now, trustsProbes: trustsProbes)
+            let arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index

@@ -47,8 +47,22 @@ struct UplinkTracker {
     /// Latest send time known to have been delivered (probe reply or feedback), and when we learned it.
     private(set) var confirmedSendTime: UInt64 = 0
     private(set) var lastProgressAt: UInt64
-    /// Scheduler's model of the uplink's send queue: when it drains.
+    /// Scheduler's model of the uplink's send queue: when it drains. With pacing this includes the packets
+    /// still waiting on our side (the network holds about `pacingAllowance` of it).
     var modelBusyUntil: UInt64 = 0
+    /// Sender-side pacing: how much of the queue the network's own buffer may hold (nil: no pacing).
+    var pacingAllowance: UInt64?
+    /// Pacing: when what has been handed to the network (`packetSent`) drains, at the modelled rate.
+    var networkBusyUntil: UInt64 = 0
+    /// Pacing: when the resends waiting at the front of our queue for this uplink will have gone out.
+    var resendsQueuedUntil: UInt64 = 0
+
+    /// The part of the model queue that sits in the network's buffer at `now` (with pacing, the rest waits
+    /// on our side).
+    func modelNetworkQueue(at now: UInt64) -> UInt64 {
+        let busy = pacingAllowance == nil ? modelBusyUntil : networkBusyUntil
+        return busy > now ? busy - now : 0
+    }
     /// Last time the model queue was empty when a packet was scheduled (capacity samples taken while
     /// we weren't keeping the link busy can't lower the estimate).
     var lastModelIdleAt: UInt64 = 0
@@ -57,6 +71,10 @@ struct UplinkTracker {
     private var probeIDs = [UInt32](repeating: 0, count: Tuning.outstandingProbes)
     private var probeTimes = [UInt64](repeating: 0, count: Tuning.outstandingProbes)
     private var probeActive = [Bool](repeating: false, count: Tuning.outstandingProbes)
+    /// Pacing: the network queue the model expected when each probe was sent, and when the model was last
+    /// corrected from a probe (probes sent before that saw the uncorrected link).
+    private var probeModelQueues = [UInt64](repeating: 0, count: Tuning.outstandingProbes)
+    private var lastModelCorrectionAt: UInt64 = 0
     var nextProbeAt: UInt64
     private var consecutiveReplies = 0
     private(set) var flaps = 0
@@ -82,6 +100,7 @@ struct UplinkTracker {
         lastProgressAt = now
         capacity = WindowedFilter(keepsMaximum: true, window: configuration.capacityWindow)
         capacityBits = configuration.initialCapacity
+        pacingAllowance = configuration.pacingQueueAllowance
         history = Array(repeating: SentRecord(), count: configuration.sendHistoryCapacity)
         historyMask = configuration.sendHistoryCapacity - 1
         rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
@@ -92,7 +111,7 @@ struct UplinkTracker {
     var storageFootprint: Int {
         history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
             + rateSampleReportTimes.capacity * 8
-            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity
+            + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity + probeModelQueues.capacity * 8
     }
 
     var isCapExhausted: Bool {
@@ -121,11 +140,17 @@ struct UplinkTracker {
         return now &- at <= window
     }
 
+    /// With pacing, the network's buffer should hold at most the allowance; more than this (plus the probes'
+    /// jitter) means the link drains slower than we release into it.
+    private var pacingExcessThreshold: UInt64? {
+        pacingAllowance.map { $0 + Tuning.pacingExcessMargin + rtt.jitter }
+    }
+
     /// Whether the probes see a standing queue on the link (the latest or the predicted RTT well above the
     /// minimum): then it carries all it can, and offering it more than its capacity estimate only adds delay.
     var probesSeeStandingQueue: Bool {
         guard rtt.hasSample else { return false }
-        let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
+        let standing = pacingExcessThreshold ?? max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
         let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
         return measuredQueueDelay > standing || latestQueue > standing
     }
@@ -136,7 +161,7 @@ struct UplinkTracker {
         let standing = max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
         let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
         return probesSeeStandingQueue
-            || modelBusyUntil > now &+ 5 * Nanoseconds.millisecond
+            || modelNetworkQueue(at: now) > 5 * Nanoseconds.millisecond
             || (queueDepth.best ?? 0) > 2 * standing && latestQueue > standing / 2
     }
 
@@ -384,6 +409,7 @@ struct UplinkTracker {
         probeIDs[slot] = probeID
         probeTimes[slot] = now
         probeActive[slot] = true
+        probeModelQueues[slot] = modelNetworkQueue(at: now)
     }
 
     /// Returns true when the reply matched an outstanding probe.
@@ -394,6 +420,21 @@ struct UplinkTracker {
             guard now >= sentAt else { return false }
             rtt.add(sample: now - sentAt, at: now)
             if probesSeeStandingQueue { lastFullAt = now }
+            if let threshold = pacingExcessThreshold {
+                // The link is behind the model by what this probe queued beyond what the model expected
+                // (the estimate × probing gain was above the link's rate, or the link slowed down). Move the
+                // model back in step once per probe round, so releases pause until the network drains and
+                // arrival predictions include the backlog.
+                let queued = now - sentAt - min(now - sentAt, rtt.windowedMinimum)
+                let excess = queued > probeModelQueues[index] ? queued - probeModelQueues[index] : 0
+                if excess > threshold, sentAt >= lastModelCorrectionAt {
+                    let correction = min(excess, Tuning.maxModelQueueDelay)
+                    networkBusyUntil = max(networkBusyUntil, now) &+ correction
+                    modelBusyUntil = max(max(modelBusyUntil, now) &+ correction, networkBusyUntil)
+                    lastModelCorrectionAt = now
+                    lastFullAt = now
+                }
+            }
             queueDepth.update(now - sentAt - min(now - sentAt, rtt.windowedMinimum), at: now)
             loss.record(expected: 1, lost: 0, at: now)
             confirm(sentAt: sentAt, at: now)

@@ -7,6 +7,8 @@ public enum SystemdError: Error, Sendable, Equatable, CustomStringConvertible {
     case deviceNotFound(interface: String, errno: Int32)
     /// Reading the device's properties failed for another reason.
     case deviceQueryFailed(interface: String, errno: Int32)
+    /// Setting up the udev device monitor failed at `operation`.
+    case deviceMonitorFailed(operation: String, errno: Int32)
 
     public var description: String {
         switch self {
@@ -16,6 +18,8 @@ public enum SystemdError: Error, Sendable, Equatable, CustomStringConvertible {
             return "no udev device for interface \(interface) (errno \(errno)); it may be gone or live in another network namespace"
         case .deviceQueryFailed(let interface, let errno):
             return "cannot read udev properties of interface \(interface) (errno \(errno))"
+        case .deviceMonitorFailed(let operation, let errno):
+            return "cannot watch udev events: \(operation) failed (errno \(errno)); udev properties are read only when a link appears"
         }
     }
 }

@@ -46,9 +46,10 @@ struct Connect: AsyncParsableCommand {
     @Option(help: "Scheduler to start with.") var scheduler: String?
     @Option(help: "Server endpoint host:port, overriding the profile's.") var server: String?
     @Option(help: "Transport for all uplinks (udp or tcp).") var transport: UplinkTransport?
+    @Option(help: "Send all traffic through the tunnel (yes) or only the configured routes (no).") var fullTunnel: Switch?
 
     func run() async throws {
-        let options = ConnectOptions(scheduler: scheduler, server: server, transport: transport)
+        let options = ConnectOptions(scheduler: scheduler, server: server, transport: transport, fullTunnel: fullTunnel?.value)
         try await withDaemon(bus) { daemon throws(CLIFailure) in
             _ = try await daemon.call(TriglavBus.Method.connect, [.string(profile), vardict(options.optionValues)])
         }

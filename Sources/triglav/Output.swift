@@ -154,7 +154,7 @@ struct Style {
     func state(_ text: String) -> String {
         switch text {
         case "connected", "active": return paint(text, "32")
-        case "connecting", "disconnecting", "probing", "degraded", "standby", "handshaking": return paint(text, "33")
+        case "connecting", "disconnecting", "waiting", "probing", "degraded", "standby", "handshaking": return paint(text, "33")
         case "disconnected", "down": return paint(text, "31")
         default: return text
         }
@@ -231,10 +231,8 @@ enum Render {
             let clients = connected == snapshot.clients.count ? "\(connected)" : "\(connected) of \(snapshot.clients.count)"
             field("Server", "listening on \(server.listenAddress), \(clients) client(s) connected")
             if !server.publicKey.isEmpty { field("Public key", server.publicKey) }
-            // The data plane counts the server's packets, not bytes, yet: no line rather than a false 0 B.
-            if server.txBytes > 0 || server.rxBytes > 0 {
-                field("Traffic", "tx \(Format.bytes(server.txBytes)), rx \(Format.bytes(server.rxBytes))")
-            }
+            // Inner bytes to and from all clients since the server started.
+            field("Traffic", "tx \(Format.bytes(server.txBytes)), rx \(Format.bytes(server.rxBytes))")
             field("Version", manager.version)
             return lines.joined(separator: "\n")
         }

@@ -127,16 +127,17 @@ final class DaemonLab: @unchecked Sendable {
     // MARK: Daemons
 
     /// Starts `triglavd ARGUMENTS` in `namespace` with its own NOTIFY_SOCKET (and the lab's bus, if any).
-    func startDaemon(namespace: String, _ arguments: String, logName: String,
+    /// `onBus: false` starts it with `--no-bus` even when the lab has a bus (only one daemon can own org.triglav).
+    func startDaemon(namespace: String, _ arguments: String, logName: String, onBus: Bool = true,
                      extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
         let listener = try NotifyListener(path: "\(directory)/\(logName).notify")
         listeners.append(listener)
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = listener.path
         environment.removeValue(forKey: "DBUS_SYSTEM_BUS_ADDRESS")
-        if let busAddress { environment["DBUS_SYSTEM_BUS_ADDRESS"] = busAddress }
+        if let busAddress, onBus { environment["DBUS_SYSTEM_BUS_ADDRESS"] = busAddress }
         environment.merge(extraEnvironment) { _, new in new }
-        let busFlag = busAddress == nil ? " --no-bus" : ""
+        let busFlag = busAddress == nil || !onBus ? " --no-bus" : ""
         let process = try spawn(namespace: namespace, "\(Self.triglavd) \(arguments)\(busFlag)", logName: logName,
                                 environment: environment)
         return (process, listener)
@@ -146,10 +147,10 @@ final class DaemonLab: @unchecked Sendable {
         try startDaemon(namespace: server, "--config \(directory)/server.toml", logName: "server")
     }
 
-    func startClient(connect: Bool = true, logName: String = "client",
+    func startClient(connect: Bool = true, logName: String = "client", onBus: Bool = true,
                      extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
         try startDaemon(namespace: client, "--config \(directory)/client.toml --profile-dir \(directory)/profiles"
-                        + (connect ? " --connect lab" : ""), logName: logName, extraEnvironment: extraEnvironment)
+                        + (connect ? " --connect lab" : ""), logName: logName, onBus: onBus, extraEnvironment: extraEnvironment)
     }
 
     func spawn(namespace: String, _ command: String, logName: String, environment: [String: String]? = nil) throws -> Process {

@@ -147,6 +147,10 @@ struct DaemonTests {
         let uplinks = try lab.busctl("get-property \(manager) Uplinks")
         #expect(uplinks == "ao 2 \"/org/triglav/uplink/1\" \"/org/triglav/uplink/2\"\n", "\(uplinks)")
         #expect(try lab.busctl("get-property org.triglav /org/triglav/uplink/1 org.triglav.Uplink1 Interface") == "s \"up1\"\n")
+        // Carrier and an address, but no tunnel to join yet.
+        #expect(try lab.busctl("get-property org.triglav /org/triglav/uplink/1 org.triglav.Uplink1 State") == "s \"waiting\"\n")
+        let table = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' uplinks")
+        #expect(table.contains("waiting"), "\(table)")
 
         // Errors are the documented ones, and the daemon stays up.
         #expect(throws: DaemonLabError.self) { try lab.busctl("call \(manager) Disconnect") }

@@ -233,7 +233,7 @@ import TriglavCrypto
         ("[routing]\nfwmark = 0x1_0000_0000", "routing.fwmark", "out of range"),
         ("[routing]\ntable = 254", "routing.table", "reserved by the kernel"),
         ("[routing]\ntable = 0", "routing.table", "out of range"),
-        ("[routing]\nrule_priority = 32766", "routing.rule_priority", "must be 1 to 32765"),
+        ("[routing]\nrule_priority = 32764", "routing.rule_priority", "must be 1 to 32763"),
         ("[server]\nmax_clients = 0", "server.max_clients", "must be 1 to 65535"),
         ("[server]\nmax_clients = 300", "server.max_clients", "room for 253 besides the server"),
     ])

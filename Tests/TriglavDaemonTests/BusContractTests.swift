@@ -40,6 +40,21 @@ struct BusContractTests {
         }
     }
 
+    /// Option keys, their types and enum values live in comments of the XML and in docs/DBUS.md; both must
+    /// list what the code accepts.
+    @Test func documentedOptionsAndStatesMatchTheCode() throws {
+        let xml = try String(contentsOfFile: BusTestPaths.contractXML, encoding: .utf8)
+        let docs = try String(contentsOfFile: URL(fileURLWithPath: BusTestPaths.contractXML).deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/DBUS.md").path, encoding: .utf8)
+        for (key, signature) in TriglavControlAPI.ConnectOptions.allowedKeys {
+            #expect(xml.contains("\(key) (\(signature)"), "Connect option \(key) (\(signature)) missing from the XML")
+            #expect(docs.contains("`\(key)` (\(signature)"), "Connect option \(key) (\(signature)) missing from DBUS.md")
+        }
+        let states = TriglavControlAPI.UplinkState.allCases.map(\.rawValue)
+        #expect(xml.contains("State: " + states.joined(separator: " | ")), "Uplink1 states in the XML: \(states)")
+        for state in states { #expect(docs.contains("| `\(state)` |"), "Uplink1 state \(state) missing from DBUS.md's table") }
+    }
+
     @Test func statusRecordsRoundTripThroughPropertyValues() {
         let uplink = TriglavControlAPI.UplinkStatus(id: 0, interface: "wlan0", kind: .wifi, origin: .manual, state: .degraded, tier: .backup,
                                   metered: true, enabled: false, rttUsec: 1, jitterUsec: 2, lossRatio: 0.5, capacityBps: 3,
@@ -62,6 +77,10 @@ struct BusContractTests {
         #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["bogus": .string("x")]) }
         #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["server": .string("no-port")]) }
         #expect(throws: ControlError.self) { try TriglavControlAPI.ConnectOptions(options: ["scheduler": .boolean(true)]) }
+        #expect(try TriglavControlAPI.ConnectOptions(options: ["full-tunnel": .boolean(false)]).fullTunnel == false)
+        #expect(throws: ControlError.invalidArgument("Connect option full-tunnel must be of type b, got s")) {
+            try TriglavControlAPI.ConnectOptions(options: ["full-tunnel": .string("yes")])
+        }
         #expect(throws: ControlError.self) { try TriglavControlAPI.UplinkOptions(options: ["tier": .string("gold")]) }
         #expect(try TriglavControlAPI.UplinkOptions(options: ["tier": .string("never"), "metered": .boolean(true)]) == TriglavControlAPI.UplinkOptions(tier: .never, metered: true))
         #expect(isValidInterfaceName("wlp3s0") && !isValidInterfaceName("") && !isValidInterfaceName("a/b")

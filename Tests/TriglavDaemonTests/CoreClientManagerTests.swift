@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import TriglavConfig
+import TriglavControlAPI
 import TriglavCore
 import TriglavDataPlane
 import TriglavMultipath
@@ -42,6 +43,20 @@ struct CoreClientManagerTests {
         let plan = try #require(factory.last).plan
         #expect(plan.scheduler == .flow)
         #expect(plan.routing == .split([try IPPrefix("10.0.0.0/8")]))
+    }
+
+    @Test func routingTablePriorityAndExcludesReachThePlan() throws {
+        var config = DaemonConfig()
+        config.routing.table = 1234
+        config.routing.rulePriority = 5000
+        config.routing.exclude = [try IPPrefix("192.0.2.0/24"), try IPPrefix("2001:db8::/32")]
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: config)
+        try manager.connect(profile: "home")
+        let plan = try #require(factory.last).plan
+        #expect(plan.routingTable == 1234 && plan.rulePriority == 5000)
+        #expect(plan.exclude.map(\.description) == ["192.0.2.0/24", "2001:db8::/32"])
+        // The data plane gets exactly these (the mark stays the sockets' mark, no longer the table).
+        #expect(plan.firewallMark == ConfigDefaults.firewallMark)
     }
 
     @Test func hostnameEndpointsAreResolvedButShownAsWritten() throws {
@@ -130,7 +145,7 @@ struct CoreClientManagerTests {
         manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
         manager.handleDiscovery(.synchronized)
         #expect(manager.uplinks.map(\.interface) == ["eth0"])
-        #expect(manager.uplinks.first?.state == .inactive)
+        #expect(manager.uplinks.first?.state == .idle)
         try manager.connect(profile: "home")
         let tunnel = try #require(factory.last)
         #expect(tunnel.uplinks == ["eth0"])
@@ -169,6 +184,33 @@ struct CoreClientManagerTests {
         tunnel.lose("eth0", "wlan0")
         manager.refresh()
         #expect(manager.status.state == .connecting)
+    }
+
+    @Test func uplinkStateOnTheBusFollowsLinkSessionAndPath() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3)))
+        manager.handleDiscovery(.synchronized)
+        func busStates() -> [String] { manager.uplinks.map { Daemon.uplinkStatus($0).state.rawValue } }
+        #expect(busStates() == ["waiting", "waiting"])  // usable, disconnected
+        try manager.updateUplink(number: 2, UplinkOverrides(isEnabled: false))
+        #expect(busStates() == ["waiting", "down"])
+        try manager.updateUplink(number: 2, UplinkOverrides(isEnabled: true))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        manager.refresh()
+        #expect(busStates() == ["waiting", "waiting"])  // handshaking
+        tunnel.establish("eth0", "wlan0")
+        tunnel.setPathState(.probing, "eth0")
+        tunnel.setPathState(.degraded, "wlan0")
+        manager.refresh()
+        #expect(busStates() == ["probing", "degraded"])
+        tunnel.setPathState(.ready, "eth0")
+        tunnel.setPathState(.down, "wlan0")
+        manager.refresh()
+        #expect(busStates() == ["active", "probing"])
+        manager.handleDiscovery(.removed(Fixtures.uplink("wlan0", index: 3)))
+        #expect(busStates() == ["active"])
     }
 
     @Test func secondaryUplinksCarryTrafficOnlyWhileNoPrimaryWorks() throws {

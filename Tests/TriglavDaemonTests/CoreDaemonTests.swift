@@ -62,6 +62,23 @@ struct CoreDaemonTests {
         var last: TriglavStatus? { published.withLock { $0.last } }
     }
 
+    @Test func connectOptionFullTunnelChoosesFullOrSplitRouting() async throws {
+        var config = DaemonConfig()
+        config.routing.routes = [try IPPrefix("10.9.0.0/16")]
+        let harness = Harness(config: config)
+        let daemon = try harness.daemon()
+        try daemon.start()
+        try await daemon.connect(profile: "lab", options: TriglavControlAPI.ConnectOptions(fullTunnel: false))
+        #expect(harness.clientTunnels.last?.plan.routing == .split([try IPPrefix("10.9.0.0/16")]))
+        try await daemon.disconnect()
+        try await daemon.connect(profile: "lab", options: TriglavControlAPI.ConnectOptions(fullTunnel: true))
+        #expect(harness.clientTunnels.last?.plan.routing == .fullTunnel)
+        try await daemon.disconnect()
+        try await daemon.connect(profile: "lab", options: TriglavControlAPI.ConnectOptions())
+        #expect(harness.clientTunnels.last?.plan.routing == .fullTunnel)  // the file's default
+        daemon.shutdown()
+    }
+
     @Test func clientIsReadyAfterTheInitialDumpAndTheAutoconnect() throws {
         let harness = Harness(config: DaemonConfig(), initial: [.added(Fixtures.uplink("eth0", index: 2)), .synchronized])
         let daemon = try harness.daemon(connect: "lab")
@@ -72,6 +89,8 @@ struct CoreDaemonTests {
         let ready = try #require(harness.sent.firstIndex(of: "READY=1"))
         #expect(harness.sent[ready + 1].hasPrefix("STATUS=Connecting to lab (198.51.100.5:7443)"))
         #expect(daemon.client?.status.state == .connecting)
+        // Leftovers of a crashed run are removed at start, with the configured routing numbers.
+        #expect(harness.clientTunnels.leftoverCleanups.withLock { $0 } == [DaemonConfig().routing])
 
         daemon.shutdown()
         #expect(tunnel.isStopped)
@@ -171,7 +190,8 @@ struct CoreDaemonTests {
         #expect(status.manager.state == .disconnected)
         #expect(status.manager.version == VERSION)
         #expect(status.uplinks.map(\.interface) == ["eth0", "wwan0"])
-        #expect(status.uplinks.map(\.state) == [.down, .down])
+        // Carrier and address but nothing to join yet: waiting, not down.
+        #expect(status.uplinks.map(\.state) == [.waiting, .waiting])
         #expect(status.uplinks[1].kind == .wwan)
         #expect(status.uplinks[1].tier == .backup)
         #expect(status.uplinks[1].metered)

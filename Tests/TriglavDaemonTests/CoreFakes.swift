@@ -20,6 +20,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var calls: [String] = []
         var policies: [String: UplinkPolicy] = [:]
         var uplinkLimit = ClientTunnel.maximumUplinks
+        /// The engine's path state of established uplinks (nil: not reported, as before it existed).
+        var pathStates: [String: TriglavMultipath.UplinkState] = [:]
     }
 
     let plan: ClientTunnelPlan
@@ -82,7 +84,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              transmittedBytes: up ? 1000 : 0, receivedBytes: up ? 2000 : 0,
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
-                             transport: up && name.hasPrefix("wwan") ? "tcp" : "udp")
+                             transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
+                             pathState: up ? record.pathStates[name] : nil)
             })
         }
     }
@@ -93,6 +96,10 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
             record.established.formUnion(interfaces)
             if let assignment { record.assignment = assignment }
         }
+    }
+
+    func setPathState(_ state: TriglavMultipath.UplinkState, _ interface: String) {
+        record.withLock { $0.pathStates[interface] = state }
     }
 
     func lose(_ interfaces: String...) {
@@ -116,6 +123,11 @@ final class FakeClientTunnelFactory: ClientTunnelFactory, Sendable {
 
     var last: FakeClientTunnel? { made.withLock { $0.last } }
     var count: Int { made.withLock { $0.count } }
+
+    let leftoverCleanups = Mutex<[RoutingSettings]>([])
+    func removeLeftovers(_ routing: RoutingSettings) throws(TriglavDaemonError) {
+        leftoverCleanups.withLock { $0.append(routing) }
+    }
 }
 
 final class FakeServerTunnel: ServerTunnelDriving, Sendable {
@@ -128,6 +140,13 @@ final class FakeServerTunnel: ServerTunnelDriving, Sendable {
     func stop() { state.withLock { $0.stopped = true } }
     func snapshot() -> ServerTunnelSnapshot { state.withLock { $0.snapshot } }
     func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint] { plan.listen }
+    func disconnectClient(publicKey: IdentityPublicKey) -> Bool {
+        state.withLock { state in
+            let before = state.snapshot.clients.count
+            state.snapshot.clients.removeAll { $0.publicKey == publicKey.base64 }
+            return state.snapshot.clients.count < before
+        }
+    }
 
     func setClients(_ clients: [ServerTunnelSnapshot.Client]) { state.withLock { $0.snapshot.clients = clients } }
     var isStopped: Bool { state.withLock { $0.stopped } }
@@ -237,13 +256,14 @@ enum Fixtures {
                          localAddresses: IPAddress(address).map { [$0] } ?? [], mtu: 1500)
     }
 
-    static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil)
+    static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil,
+                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 })
         throws -> (ClientManager, FakeClientTunnelFactory, FakeConfigSource, FakeProfileStore) {
         let factory = FakeClientTunnelFactory()
         let source = FakeConfigSource(config)
         let store = FakeProfileStore(try profiles ?? [profile()])
         let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
-                                    resolver: FixedResolver())
+                                    resolver: FixedResolver(), clock: clock)
         return (manager, factory, source, store)
     }
 }

@@ -75,6 +75,36 @@ struct CoreServerManagerTests {
         #expect(manager.clients.isEmpty)
     }
 
+    @Test func disconnectClientDropsItAtOnceAndTotalsKeepItsBytes() throws {
+        let (config, keys) = try Self.config()
+        let factory = FakeServerTunnelFactory()
+        let manager = ServerManager(config: config, configSource: FakeConfigSource(config), tunnels: factory)
+        let log = EventLog<ServerManagerEvent>()
+        manager.observe { log.append($0) }
+        try manager.start()
+        let tunnel = try #require(factory.last)
+        let assignment = TunnelAddresses(ipv4: try IPPrefix("10.77.0.2/32"))
+        tunnel.setClients([ServerTunnelSnapshot.Client(publicKey: keys[0].base64, assignment: assignment, receivedBytes: 700,
+                                                       transmittedBytes: 900, smoothedRTT: .microseconds(2500))])
+        manager.refresh()
+        #expect(manager.clients.map { "\($0.number) \($0.transmittedBytes) \($0.receivedBytes) \($0.rttMicroseconds)" }
+                == ["1 900 700 2500"])
+        #expect(throws: TriglavDaemonError.notFound("client 7")) { try manager.disconnectClient(number: 7) }
+        try manager.disconnectClient(number: 1)
+        // Gone from the data plane and from the bus before any refresh.
+        #expect(tunnel.snapshot().clients.isEmpty)
+        #expect(manager.clients.isEmpty)
+        #expect(log.all.contains(.clientRemoved(number: 1, name: "client0")))
+        #expect(manager.status.transmittedBytes == 900 && manager.status.receivedBytes == 700)
+        // It comes back (still authorized) with a fresh tunnel: a new number, and the totals add up.
+        tunnel.setClients([ServerTunnelSnapshot.Client(publicKey: keys[0].base64, assignment: assignment, receivedBytes: 10,
+                                                       transmittedBytes: 20)])
+        manager.refresh()
+        #expect(manager.clients.map(\.number) == [2])
+        #expect(manager.status.transmittedBytes == 920 && manager.status.receivedBytes == 710)
+        manager.stop()
+    }
+
     @Test func reloadRestartsTheTunnelOnlyWhenItsPlanChanged() throws {
         let (config, _) = try Self.config()
         let source = FakeConfigSource(config)

@@ -15,12 +15,27 @@ import TriglavCore
         let seed = parts.count > 1 ? UInt64(parts[1]) ?? 1 : 1
         let seconds = parts.count > 2 ? UInt64(parts[2]) ?? 8 : 8
         // TRIGLAV_MULTIPATH_TRACE_LOSS=<fraction>: override every link's random loss (e.g. 0 for an upper bound).
-        let links = scenario.links.map { spec -> LinkSpec in
+        // "blackhole": the links of ScenarioTests.blackholingTheBestLink…, uplink 1 blackholed 1.5 s into the flow.
+        let blackholeScenario = parts.first == "blackhole"
+        let scenarioLinks = blackholeScenario
+            ? [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005), LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
+               LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)]
+            : scenario.links
+        let links = scenarioLinks.map { spec -> LinkSpec in
             var spec = spec
             if let loss = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_LOSS"].flatMap(Double.init) { spec.loss = loss }
             return spec
         }
-        let network = try Network(links: links, seed: seed)
+        let env = ProcessInfo.processInfo.environment
+        var configuration = MultipathConfiguration()
+        // TRIGLAV_MULTIPATH_TRACE_PACING=<ms>: sender-side pacing queues with this network allowance.
+        configuration.pacingQueueAllowance = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_PACING"]
+            .flatMap(UInt64.init).map { $0 * Nanoseconds.millisecond }
+        // TRIGLAV_MULTIPATH_TRACE_INGRESS_TARGET=<ms>: the tunnel's ingress queue target.
+        if let target = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_INGRESS_TARGET"].flatMap(UInt64.init) {
+            configuration.ingressQueueTarget = target * Nanoseconds.millisecond
+        }
+        let network = try Network(links: links, seed: seed, configuration: configuration)
         let startAt = 300 * Nanoseconds.millisecond
         // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
         network.client.ingressDropsKeepSequence = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS"] == nil
@@ -28,7 +43,9 @@ import TriglavCore
         let acksUnordered = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED"] != nil
         network.client.bypassReorderForAcks = acksUnordered
         network.server.bypassReorderForAcks = acksUnordered
-        let flow = network.addFlow(1, at: startAt)
+        let blackholeAfter = (env["TRIGLAV_MULTIPATH_TRACE_BLACKHOLE_AFTER"].flatMap(UInt64.init) ?? 1500) * Nanoseconds.millisecond
+        let flow = network.addFlow(1, segments: blackholeScenario ? Int(env["TRIGLAV_MULTIPATH_TRACE_SEGMENTS"].flatMap(Int.init) ?? 6000) : Int.max, at: startAt)
+        if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + blackholeAfter) }
         // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
         flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
@@ -39,8 +56,12 @@ import TriglavCore
         var repairTimes: [UInt64] = []
         var spuriousRequests = 0
         var declined = 0
+        var sequenceOfSegment: [Int: UInt32] = [:]
+        var highestDeliveredSegment = -1
+        var lateDeliveries: [(segment: Int, sequence: UInt32, at: UInt64)] = []
         network.server.onDataArrival = { [unowned network] sequence, packet, _ in
             let now = network.loop.now
+            if case .segment(let segment) = packet.kind, sequenceOfSegment[segment] == nil { sequenceOfSegment[segment] = sequence }
             if case .segment(let segment) = packet.kind, segmentArrival[segment] == nil { segmentArrival[segment] = now }
             if arrivedAt[sequence] == nil {
                 arrivedAt[sequence] = now
@@ -49,13 +70,39 @@ import TriglavCore
                 }
             }
         }
+        var requestLog: [UInt32: [UInt64]] = [:]
+        var resendLog: [UInt32: [UInt64]] = [:]
         network.server.onResendRequest = { [unowned network] first, count in
             for offset in 0..<count where requestedAt[first &+ offset] == nil { requestedAt[first &+ offset] = network.loop.now }
+            for offset in 0..<min(count, 64) { requestLog[first &+ offset, default: []].append(network.loop.now) }
         }
-        network.client.onResendDuty = { _, performed in if !performed { declined += 1 } }
+        network.client.onResendDuty = { [unowned network] sequence, performed in
+            if !performed { declined += 1 }
+            resendLog[sequence, default: []].append(performed ? network.loop.now : 0)
+        }
+        var highestSegmentSent = -1
+        var refusedRetransmissions: [(segment: Int, at: UInt64)] = []
+        var refusedCount = 0
+        network.client.onRefused = { [unowned network] packet in
+            refusedCount += 1
+            if case .segment(let segment) = packet.kind, segment <= highestSegmentSent - 1, refusedRetransmissions.count < 12 {
+                refusedRetransmissions.append((segment, network.loop.now))
+            }
+        }
+        let originalSend = flow.sendSegment
+        flow.sendSegment = { segment in
+            highestSegmentSent = max(highestSegmentSent, segment)
+            originalSend(segment)
+        }
         let originalDeliver = network.server.deliver
         network.server.deliver = { [unowned network] packet in
             if case .segment(let segment) = packet.kind, let at = segmentArrival[segment] { holds.append(network.loop.now - at) }
+            if case .segment(let segment) = packet.kind {
+                if segment < highestDeliveredSegment, lateDeliveries.count < 8, network.loop.now > startAt + 800 * Nanoseconds.millisecond {
+                    lateDeliveries.append((segment, sequenceOfSegment[segment] ?? 0, network.loop.now))
+                }
+                highestDeliveredSegment = max(highestDeliveredSegment, segment)
+            }
             originalDeliver(packet)
         }
         network.client.logSends = true
@@ -143,6 +190,27 @@ import TriglavCore
                 print("seq \(sequence) uplink \(arrival.uplink) arrival \(Double(arrival.time - startAt) / 1e6)")
             }
         }
+        // Repairs that took long (or never arrived): request times, resend times, arrival.
+        var slowRepairs = 0
+        for (sequence, requests) in requestLog.sorted(by: { $0.key < $1.key }) where slowRepairs < 8 {
+            let arrival = arrivedAt[sequence]
+            guard arrival == nil || arrival! > requests[0] + 60 * Nanoseconds.millisecond else { continue }
+            slowRepairs += 1
+            func ms(_ t: UInt64) -> String { t == 0 ? "declined" : String(format: "%.1f", Double(t &- startAt) / 1e6) }
+            print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never")")
+        }
+        print("refused at ingress: \(refusedCount); TCP retransmissions among them: " + refusedRetransmissions
+            .map { "\($0.segment)@\(Double($0.at &- startAt) / 1e6)" }.joined(separator: " "))
+        for late in lateDeliveries {
+            let sequence = late.sequence
+            let sends = network.client.dataSentLog.filter { $0.sequence == sequence }
+                .map { String(format: "%.1f on %@%@", Double($0.time &- startAt) / 1e6, $0.uplink.description, $0.isResend ? " (resend)" : "") }
+            let arrivals = network.server.arrivalLog.filter { $0.sequence == sequence }
+                .map { String(format: "%.1f on %@", Double($0.time &- startAt) / 1e6, $0.uplink.description) }
+            print(String(format: "late delivery seg %d seq %d at %.1f: sent %@ arrived %@ requests %@", late.segment, sequence,
+                         Double(late.at &- startAt) / 1e6, sends.description, arrivals.description,
+                         (requestLog[sequence] ?? []).map { Double($0 &- startAt) / 1e6 }.description))
+        }
         let stats = network.server.engine.reorderStatistics
         print("reorder: \(stats)")
         print("client resends performed: \(network.client.resendsPerformed), unscheduled: \(network.client.unscheduled)")
@@ -150,6 +218,17 @@ import TriglavCore
             let link = network.forward[id]!
             let s = network.client.engine.statistics(for: id)!
             print("uplink \(id): carried \(link.carriedPackets) queue-full drops \(link.droppedQueueFull) capacity est \(s.capacityBitsPerSecond / 1000) kbit/s srtt \(s.smoothedRTT / 1000) us minRTT \(s.minimumRTT / 1000) us state \(s.state)")
+        }
+        if blackholeScenario {
+            let from = startAt + blackholeAfter - 200 * Nanoseconds.millisecond
+            let gap = flow.longestDeliveryGap(from: from, to: flow.completedAt ?? time)
+            var previous = from
+            var worst = (start: from, end: from)
+            for delivery in flow.deliveries where delivery.time >= from {
+                if delivery.time - previous > worst.end - worst.start { worst = (previous, delivery.time) }
+                previous = delivery.time
+            }
+            print("blackhole gap: \(gap / Nanoseconds.millisecond) ms, completed: \(flow.completedAt.map { ($0 - startAt) / Nanoseconds.millisecond } ?? 0) ms; longest stall \((worst.start - startAt) / Nanoseconds.millisecond)–\((worst.end - startAt) / Nanoseconds.millisecond) ms")
         }
         print("goodput 1 s..end: \(network.goodput(from: startAt + Nanoseconds.second, to: time) / Double(network.summedRate) * 100) %")
     }

@@ -5,26 +5,32 @@ import Testing
 /// The issue's throughput scenarios. The figures are reported in docs/BENCHMARKS.md; print them with
 /// `TRIGLAV_MULTIPATH_BENCH=1 swift test --skip-build --filter ThroughputBenchmark`.
 @Suite struct ThroughputTests {
-    /// Target of the issue: ≥ 90% of the summed rate on three lossy links. Not reached yet by a single Reno
-    /// flow (docs/MULTIPATH.md, known limitations: without the random loss it gets ~90%; with it, every
-    /// repair holds in-order delivery for tens of ms and the flow runs stop-and-go); recorded as a known
-    /// issue so the day it passes, the test says so.
-    @Test func aggregateOverThreeLossyLinks() throws {
-        let result = try ThroughputScenario.threeLinks.run(seed: 1)
-        let naive = try ThroughputScenario.threeLinks.run(seed: 1, roundRobin: true)
-        withKnownIssue("a single Reno flow gets ~40–50% of 60 Mbit/s with 0.5% loss (target 90%)", isIntermittent: true) {
-            #expect(result.ratio >= 0.90, "aggregate delivered \(result.ratio * 100)% of the summed rate")
-        }
-        // What does hold: it is no worse than naive round-robin on the same links.
-        #expect(result.ratio >= naive.ratio * 0.95, "aggregate \(result.ratio), round-robin \(naive.ratio)")
-        #expect(result.ratio >= 0.35)
+    /// Target of the issue: ≥ 90% of the summed rate on three lossy links, with the engine as deployed with a
+    /// pacing data plane (`Network.pacedDeployment`), measured over 8 s as the benchmark. Seeds 1–5 give
+    /// 90.2–92.1% (BENCHMARKS.md); three of them run here to keep the suite short.
+    @Test(arguments: [UInt64(1), 2, 3])
+    func aggregateOverThreeLossyLinks(seed: UInt64) throws {
+        let result = try ThroughputScenario.threeLinks.run(seed: seed, seconds: 8)
+        #expect(result.ratio >= 0.90, "aggregate delivered \(result.ratio * 100)% of the summed rate")
     }
 
-    /// Two equal 10 Mbit/s links, 1 ms and 50 ms: ≥ 85% of the summed rate.
+    /// What pacing is worth on the same links: the immediate-send engine and naive round-robin get ~50%
+    /// and ~40% (the repairs wait behind the deep link queues).
+    @Test func pacingBeatsImmediateSendAndRoundRobinOnLossyLinks() throws {
+        let paced = try ThroughputScenario.threeLinks.run(seed: 1, seconds: 8)
+        let unpaced = try ThroughputScenario.threeLinks.run(seed: 1, seconds: 8, paced: false)
+        let naive = try ThroughputScenario.threeLinks.run(seed: 1, roundRobin: true, seconds: 8, paced: false)
+        #expect(paced.ratio > unpaced.ratio + 0.2, "paced \(paced.ratio), immediate send \(unpaced.ratio)")
+        #expect(unpaced.ratio > naive.ratio, "immediate send \(unpaced.ratio), round-robin \(naive.ratio)")
+    }
+
+    /// Two equal 10 Mbit/s links, 1 ms and 50 ms: ≥ 85% of the summed rate, paced and immediate-send.
     @Test func aggregateOverTwoSkewedLinks() throws {
         let result = try ThroughputScenario.twoLinksSkewed.run(seed: 1, seconds: 8)
         #expect(result.ratio >= 0.85, "aggregate delivered \(result.ratio * 100)% of the summed rate")
-        let naive = try ThroughputScenario.twoLinksSkewed.run(seed: 1, roundRobin: true, seconds: 8)
+        let unpaced = try ThroughputScenario.twoLinksSkewed.run(seed: 1, seconds: 8, paced: false)
+        #expect(unpaced.ratio >= 0.85, "immediate-send aggregate delivered \(unpaced.ratio * 100)%")
+        let naive = try ThroughputScenario.twoLinksSkewed.run(seed: 1, roundRobin: true, seconds: 8, paced: false)
         #expect(result.ratio > naive.ratio, "aggregate \(result.ratio), round-robin \(naive.ratio)")
     }
 }
@@ -36,13 +42,15 @@ import Testing
         print("| scenario | scheduler | goodput (Mbit/s, mean of \(seeds.count) seeds) | % of summed rate (min–max) | TCP fast retransmits | TCP timeouts |")
         print("|---|---|---|---|---|---|")
         for scenario in ThroughputScenario.allCases {
-            for (roundRobin, resends, bypass, label) in [(false, true, false, "aggregate"),
-                                                         (false, true, true, "aggregate, ACKs unordered"),
-                                                         (false, false, false, "aggregate, no resends"),
-                                                         (true, true, false, "naive round-robin")] {
+            for (roundRobin, resends, bypass, paced, label) in [
+                (false, true, true, true, "aggregate, paced (as deployed with pacing)"),
+                (false, true, false, false, "aggregate, immediate send"),
+                (false, true, true, false, "aggregate, immediate send, ACKs unordered"),
+                (false, false, false, false, "aggregate, immediate send, no resends"),
+                (true, true, false, false, "naive round-robin")] {
                 let results = try seeds.map {
                     try scenario.run(seed: $0, roundRobin: roundRobin, seconds: 8, requestsResends: resends,
-                                     acksBypassReorder: bypass)
+                                     acksBypassReorder: bypass, paced: paced)
                 }
                 let mean = results.map(\.goodput).reduce(0, +) / Double(results.count)
                 let ratios = results.map(\.ratio)

@@ -32,19 +32,23 @@ enum ThroughputScenario: String, CaseIterable {
     /// the uplinks) and measures goodput after a 1 s warm-up (slow start).
     /// `rateScale` scales every link rate (delays and loss stay): the tests run at reduced rates so a
     /// Reno sender reaches steady state within seconds of simulated time; the ratios are what is asserted.
+    /// `paced`: the engine and both tunnel ends as deployed with a pacing data plane (`Network.pacedDeployment`:
+    /// sender-side pacing queues, 120 ms ingress target, refused packets unnumbered, pure ACKs unordered);
+    /// false: the engine handing every packet to its uplink at once (the figures before pacing, BENCHMARKS.md).
     func run(seed: UInt64, roundRobin: Bool = false, seconds: UInt64 = 6, rateScale: Double = 1,
-             requestsResends: Bool = true, acksBypassReorder: Bool = false) throws -> Result {
+             requestsResends: Bool = true, acksBypassReorder: Bool = false, paced: Bool = true) throws -> Result {
         let scaled = links.map { spec -> LinkSpec in
             var spec = spec
             spec.rateMbit *= rateScale
             return spec
         }
-        var configuration = MultipathConfiguration()
+        var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
         configuration.requestsResends = requestsResends
         let network = try Network(links: scaled, seed: seed, configuration: configuration)
         network.client.roundRobin = roundRobin
-        network.client.bypassReorderForAcks = acksBypassReorder
-        network.server.bypassReorderForAcks = acksBypassReorder
+        network.client.bypassReorderForAcks = acksBypassReorder || paced
+        network.server.bypassReorderForAcks = acksBypassReorder || paced
+        if paced { network.client.ingressDropsKeepSequence = false }
         let startAt = 300 * Nanoseconds.millisecond
         let flow = network.addFlow(1, at: startAt)
         let end = startAt + seconds * Nanoseconds.second

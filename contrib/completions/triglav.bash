@@ -224,7 +224,7 @@ _triglav_connect() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--bus-address --timeout --scheduler --server --transport)
+    non_repeating_options=(--bus-address --timeout --scheduler --server --transport --full-tunnel)
     __triglav_offer_flags_options 1
 
     # Offer option value completions
@@ -243,6 +243,9 @@ _triglav_connect() {
         ;;
     '--transport')
         __triglav_add_completions -W 'udp'$'\n''tcp'
+        return
+        ;;
+    '--full-tunnel')
         return
         ;;
     esac

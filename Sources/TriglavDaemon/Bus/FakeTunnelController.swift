@@ -100,7 +100,7 @@ public final class FakeTunnelController: TunnelController {
             if let metered = options.metered { uplink.metered = metered }
             if let enabled = options.enabled { uplink.enabled = enabled }
             if let transport = options.transport { uplink.transport = transport }
-            uplink.state = !uplink.enabled ? .down : (state.status.manager.state == .connected ? .active : .probing)
+            uplink.state = !uplink.enabled ? .down : (state.status.manager.state == .connected ? .active : .waiting)
             state.status.uplinks.append(uplink)
             return id
         }
@@ -124,7 +124,7 @@ public final class FakeTunnelController: TunnelController {
             if let metered = settings.metered { state.status.uplinks[index].metered = metered }
             if let enabled = settings.enabled {
                 state.status.uplinks[index].enabled = enabled
-                state.status.uplinks[index].state = !enabled ? .down : (state.status.manager.state == .connected ? .active : .probing)
+                state.status.uplinks[index].state = !enabled ? .down : (state.status.manager.state == .connected ? .active : .waiting)
             }
         }
     }

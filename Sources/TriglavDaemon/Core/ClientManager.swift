@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 public import Logging
 import Synchronization
@@ -30,14 +33,18 @@ public final class ClientManager: Sendable {
     private let profiles: any ProfileStore
     private let configSource: any DaemonConfigSource
     private let logger: Logger
+    /// Wall-clock seconds (UTC), for the data caps' billing periods.
+    private let clock: @Sendable () -> Int64
     private let lifecycle = Mutex<Void>(())
     private let state: Mutex<State>
     private let events = DispatchQueue(label: "triglav.client-manager.events")
 
     public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
                 tunnels: any ClientTunnelFactory, resolver: any EndpointResolving = SystemEndpointResolver(),
-                logger: Logger = Logger(label: "triglav.daemon.client")) {
+                logger: Logger = Logger(label: "triglav.daemon.client"),
+                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
         self.tunnels = tunnels
+        self.clock = clock
         self.resolver = resolver
         self.profiles = profiles
         self.configSource = configSource
@@ -342,17 +349,16 @@ public final class ClientManager: Sendable {
         if let server = options.server { settings.endpoint = server }
         let routing: ClientRouting = settings.routing.fullTunnel ? .fullTunnel
             : settings.routing.routes.isEmpty ? .none : .split(settings.routing.routes)
-        if !settings.routing.exclude.isEmpty {
-            logger.warning("routing.exclude is not supported by the data plane yet; \(settings.routing.exclude.count) prefixes ignored")
-        }
         return ClientTunnelPlan(
             profile: name, configuredEndpoint: settings.endpoint, server: try resolver.resolve(settings.endpoint),
             serverKey: settings.serverPublicKey, privateKeyPath: config.privateKeyPath,
             tunnelInterface: config.tunnel.interface, mtu: config.tunnel.mtu, routing: routing,
             scheduler: Self.dataPlaneScheduler(settings.multipath.scheduler),
-            firewallMark: settings.routing.firewallMark,
+            firewallMark: settings.routing.firewallMark, routingTable: settings.routing.table,
+            rulePriority: settings.routing.rulePriority, exclude: settings.routing.exclude,
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
-            probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold)
+            probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
+            redundantCopies: settings.multipath.redundantCopies)
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.
@@ -394,6 +400,14 @@ public final class ClientManager: Sendable {
             return connection
         }
         guard let connection else { return false }
+        // What the capped uplinks sent counts against their period (a stopped tunnel reports no uplinks).
+        let final = connection.tunnel.snapshot()
+        let now = clock()
+        state.withLock { state in
+            var ended = connection
+            ended.statistics = final
+            for interface in ended.attached { state.recordDataCapSpending(interface, of: ended, now: now) }
+        }
         // Outside the state lock: stopping joins the pump threads, and readers must not wait for that.
         connection.tunnel.stop()
         state.withLock { state in
@@ -408,6 +422,8 @@ public final class ClientManager: Sendable {
     /// connection state. Failures to add (e.g. the tunnel's uplink limit) are retried on the next call.
     private func reconcile(_ state: inout State) {
         guard case .active(var connection) = state.phase else { return }
+        // Before any allowance is computed, also for an interface that comes back after its period ended.
+        state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
         for interface in connection.attached.subtracting(wanted).sorted() {
             if let name = try? InterfaceName(interface) {
@@ -415,13 +431,15 @@ public final class ClientManager: Sendable {
                     logger.debug("removing uplink \(interface): \(error)")
                 }
             }
+            state.recordDataCapSpending(interface, of: connection, now: clock())
             connection.retire(interface)
             connection.attached.remove(interface)
             connection.appliedPolicies[interface] = nil
+            connection.capBaselines[interface] = nil
             logger.info("uplink \(interface) left the tunnel", metadata: ["interface": "\(interface)"])
         }
         for interface in connection.attached.intersection(wanted).sorted() {
-            guard let policy = state.records[interface]?.multipathPolicy,
+            guard let policy = state.multipathPolicy(interface, connection),
                   policy != connection.appliedPolicies[interface], let name = try? InterfaceName(interface) else { continue }
             do {
                 try connection.tunnel.setUplinkPolicy(interface: name, policy: policy)
@@ -431,7 +449,7 @@ public final class ClientManager: Sendable {
             }
         }
         for interface in wanted.subtracting(connection.attached).sorted() {
-            let policy = state.records[interface]?.multipathPolicy ?? UplinkPolicy()
+            let policy = state.multipathPolicy(interface, connection) ?? UplinkPolicy()
             do {
                 try connection.tunnel.addUplink(interface: try InterfaceName(interface), policy: policy)
                 connection.attached.insert(interface)
@@ -493,6 +511,9 @@ extension ClientManager {
         var appliedPolicies: [String: UplinkPolicy] = [:]
         var state: ConnectionState = .connecting
         var statistics: ClientTunnelSnapshot?
+        /// Per capped interface: what it had sent in this tunnel when its billing period started (0 when it
+        /// joined during the period). Its engine allowance is this plus what the period leaves.
+        var capBaselines: [String: UInt64] = [:]
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
@@ -562,11 +583,42 @@ extension ClientManager {
         var records: [String: UplinkRecord] = [:]
         var nextUplinkNumber = 1
         var schedulerOverride: TriglavConfig.SchedulerKind?
+        var dataCaps = DataCapLedger()
         var observer: (@Sendable (ClientManagerEvent) -> Void)?
         var published: ClientManagerStatus?
         var publishedUplinks: [Int: UplinkSnapshot] = [:]
 
         init(config: DaemonConfig) { self.config = config }
+
+        /// What the engine is told about `interface`: tier, metered, and (capped) how many bytes it may send.
+        func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
+            guard var policy = records[interface]?.multipathPolicy else { return nil }
+            if let cap = DataCapLedger.cap(of: interface, in: config) {
+                policy.dataCapBytes = connection.capBaselines[interface, default: 0] &+ dataCaps.remaining(interface, cap: cap.bytes)
+            }
+            return policy
+        }
+
+        /// Starts a new billing period for every capped interface whose period changed: its count restarts,
+        /// and an attached one gets a full cap above what it has sent so far.
+        mutating func startDataCapPeriods(_ connection: inout Connection, now: Int64) {
+            for interface in records.keys {
+                guard let cap = DataCapLedger.cap(of: interface, in: config) else { continue }
+                let period = DataCapLedger.period(at: now, resetDay: cap.resetDay)
+                if dataCaps.enter(interface, period: period), connection.attached.contains(interface) {
+                    connection.capBaselines[interface] = connection.uplinkStatistics(interface)?.transmittedBytes ?? 0
+                }
+            }
+        }
+
+        /// Counts what `interface` sent in `connection` during the current period (it is leaving it).
+        mutating func recordDataCapSpending(_ interface: String, of connection: Connection, now: Int64) {
+            guard let cap = DataCapLedger.cap(of: interface, in: config),
+                  let sent = connection.uplinkStatistics(interface)?.transmittedBytes else { return }
+            let baseline = connection.capBaselines[interface, default: 0]
+            dataCaps.spend(interface, bytes: sent > baseline ? sent - baseline : 0,
+                           period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
+        }
 
         mutating func updateConnection(_ body: (inout Connection) -> Void) {
             guard case .active(var connection) = phase else { return }
@@ -640,12 +692,19 @@ extension ClientManager {
             return records.values.sorted { $0.number < $1.number }.map { record in
                 let statistics = connection?.uplinkStatistics(record.interface)
                 var state = UplinkActivity.inactive
-                if let connection, !connection.attached.contains(record.interface), record.isEligible,
+                if connection == nil, record.isEligible, record.discovered != nil {
+                    state = .idle
+                } else if let connection, !connection.attached.contains(record.interface), record.isEligible,
                    record.origin == .manual || record.discovered != nil {
                     state = .standby
                 } else if let connection, connection.attached.contains(record.interface) {
                     switch statistics?.state {
-                    case .established: state = .established
+                    case .established:
+                        switch statistics?.pathState {
+                        case .probing, .down: state = .measuring
+                        case .degraded: state = .lossy
+                        case .ready, nil: state = .established
+                        }
                     case .waiting: state = .waiting
                     case .handshaking: state = .connecting
                     case nil: state = record.origin == .manual && record.discovered == nil ? .waiting : .connecting

@@ -25,16 +25,23 @@ public enum UplinkProvenance: String, Sendable, CaseIterable {
 
 /// An uplink's state, as `org.triglav.Uplink1.State` shows it.
 public enum UplinkActivity: String, Sendable, CaseIterable {
-    /// Not part of the tunnel: disconnected, disabled, tier `never`, or its interface is gone.
+    /// Can't be used: disabled, tier `never`, or its interface is gone (bus `down`).
     case inactive
+    /// Usable (carrier, address, route) while there is no tunnel to join: disconnected (bus `waiting`).
+    case idle
     /// Could carry traffic, but its tier is held back while a better tier works.
     case standby
-    /// Part of the tunnel, but its interface is missing or has no usable address.
+    /// Part of the tunnel, but its interface is missing or can't carry a socket yet (bus `down`).
     case waiting
-    /// Part of the tunnel, handshaking with the server.
+    /// Part of the tunnel, handshaking with the server: no session yet (bus `waiting`).
     case connecting
-    /// Part of the tunnel with an established session.
+    /// Session established; the multipath engine is still measuring the path (first probe replies, or
+    /// recovering after a loss of contact), so it carries no data yet (bus `probing`).
+    case measuring
+    /// Session established and carrying traffic (bus `active`).
     case established
+    /// Session established, carrying traffic with high loss (bus `degraded`).
+    case lossy
 }
 
 /// Options of Connect (`a{sv}` on the bus). Each overrides the profile and the daemon file.

@@ -26,6 +26,7 @@ extension Daemon: TunnelController {
                 throw .invalidArgument("option server: \(error)")
             }
         }
+        connection.fullTunnel = options.fullTunnel
         try Self.checkTransport(options.transport)
         do throws(TriglavDaemonError) { try client.connect(profile: profile, options: connection) } catch {
             throw error.controlError
@@ -71,8 +72,10 @@ extension Daemon: TunnelController {
     public func disconnectClient(id: UInt32) async throws(ControlError) {
         guard let server else { throw .notFound("no client \(id): this daemon runs the client role") }
         guard server.clients.contains(where: { $0.number == Int(id) }) else { throw .notFound("no client \(id)") }
-        throw .failed("DisconnectClient is not supported by the data plane yet; remove the client from "
-            + "[[server.clients]] and reload to revoke it")
+        do throws(TriglavDaemonError) { try server.disconnectClient(number: Int(id)) } catch {
+            // Gone between the check and the call (it timed out, or a reload restarted the server).
+            throw error.controlError
+        }
     }
 
     // MARK: Status
@@ -98,10 +101,12 @@ extension Daemon: TunnelController {
             status.manager.tunnelInterface = snapshot.tunnelInterface
             status.manager.tunnelAddresses = snapshot.tunnelAddresses
             status.server = ServerStatus(enabled: snapshot.isRunning, listenAddress: snapshot.listen.joined(separator: ", "),
-                                         publicKey: serverPublicKey ?? "")
+                                         publicKey: serverPublicKey ?? "", txBytes: snapshot.transmittedBytes,
+                                         rxBytes: snapshot.receivedBytes)
             status.clients = server.clients.map { client in
                 ClientStatus(id: UInt32(client.number), publicKey: client.publicKey, endpoint: client.endpoints.first ?? "",
                              tunnelAddresses: client.tunnelAddresses, state: .connected, paths: UInt32(client.endpoints.count),
+                             rttUsec: client.rttMicroseconds, txBytes: client.transmittedBytes, rxBytes: client.receivedBytes,
                              connectedSinceUsec: client.connectedSinceMicroseconds)
             }
         }
@@ -111,9 +116,11 @@ extension Daemon: TunnelController {
     static func uplinkStatus(_ uplink: UplinkSnapshot) -> TriglavControlAPI.UplinkStatus {
         let state: TriglavControlAPI.UplinkState = switch uplink.state {
         case .inactive, .waiting: .down
+        case .idle, .connecting: .waiting
         case .standby: .standby
-        case .connecting: .probing
+        case .measuring: .probing
         case .established: .active
+        case .lossy: .degraded
         }
         return TriglavControlAPI.UplinkStatus(
             id: UInt32(uplink.number), interface: uplink.interface,

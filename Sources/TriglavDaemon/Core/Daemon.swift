@@ -145,6 +145,10 @@ public final class Daemon: Sendable {
 
     private func startClient(_ client: ClientManager) throws(TriglavDaemonError) {
         let config = client.config
+        // A crashed run's rules would otherwise stay until the next Connect (which removes them too).
+        do throws(TriglavDaemonError) { try environment.clientTunnels.removeLeftovers(config.routing) } catch {
+            logger.warning("\(error)")
+        }
         let source = environment.makeUplinkSource(DiscoveryPolicy(uplinks: config.uplinks, tunnelInterface: config.tunnel.interface))
         mutable.withLock { $0.uplinkSource = source }
         let synchronized = DispatchSemaphore(value: 0)

@@ -21,6 +21,11 @@ public struct ServerClientStatus: Sendable, Equatable {
     public var endpoints: [String]
     public var receivedPackets: UInt64
     public var transmittedPackets: UInt64
+    /// Inner (IP packet) bytes from and to the client.
+    public var receivedBytes: UInt64 = 0
+    public var transmittedBytes: UInt64 = 0
+    /// Smallest smoothed RTT of the client's paths, in microseconds; 0 before the first measurement.
+    public var rttMicroseconds: UInt64 = 0
     /// CLOCK_REALTIME microseconds when the daemon first saw the client's session.
     public var connectedSinceMicroseconds: UInt64
 }
@@ -36,6 +41,9 @@ public struct ServerManagerStatus: Sendable, Equatable {
     /// Numbers of the connected clients' objects, ascending.
     public var clients: [Int]
     public var rejectedHandshakes: UInt64
+    /// Inner bytes sent to / received from all clients since the server started (Server1.TxBytes/RxBytes).
+    public var transmittedBytes: UInt64 = 0
+    public var receivedBytes: UInt64 = 0
 }
 
 public enum ServerManagerEvent: Sendable, Equatable {
@@ -141,6 +149,28 @@ public final class ServerManager: Sendable {
         }
     }
 
+    /// Drops a connected client's tunnel in the data plane and its object at once (InterfacesRemoved), without
+    /// waiting for the next refresh. The client stays authorized: when it handshakes again (it is told to with
+    /// a close, so at once) it comes back as a new object with a new number.
+    public func disconnectClient(number: Int) throws(TriglavDaemonError) {
+        try lifecycle.withLock { _ throws(TriglavDaemonError) in
+            try state.withLock { state throws(TriglavDaemonError) in
+                guard let tunnel = state.tunnel,
+                      let (key, _) = state.connected.first(where: { $0.value.number == number }) else {
+                    throw .notFound("client \(number)")
+                }
+                guard let publicKey = try? IdentityPublicKey(base64: key) else {
+                    throw .failed(operation: "disconnecting client \(number)", reason: "its key \(key) does not parse")
+                }
+                tunnel.disconnectClient(publicKey: publicKey)
+                if let gone = state.connected.removeValue(forKey: key) { state.retire(gone.statistics) }
+                publish(&state)
+                logger.notice("client \(number) disconnected by request", metadata: ["client": "\(key)"])
+            }
+        }
+        drainEvents()
+    }
+
     private func startTunnel(_ plan: ServerTunnelPlan) throws(TriglavDaemonError) {
         let tunnel = try tunnels.makeTunnel(plan)
         do { try tunnel.start() } catch {
@@ -202,6 +232,8 @@ public final class ServerManager: Sendable {
         var connected: [String: ConnectedClient] = [:]
         var nextClientNumber = 1
         var rejectedHandshakes: UInt64 = 0
+        var retiredTransmittedBytes: UInt64 = 0
+        var retiredReceivedBytes: UInt64 = 0
         var observer: (@Sendable (ServerManagerEvent) -> Void)?
         var published: ServerManagerStatus?
         var publishedClients: [Int: ServerClientStatus] = [:]
@@ -219,6 +251,11 @@ public final class ServerManager: Sendable {
             var next: [String: ConnectedClient] = [:]
             for client in statistics.clients {
                 if var known = connected[client.publicKey] {
+                    // Counters that went back belong to a new tunnel of the same client (it restarted).
+                    if client.transmittedBytes < known.statistics.transmittedBytes
+                        || client.receivedBytes < known.statistics.receivedBytes {
+                        retire(known.statistics)
+                    }
                     known.statistics = client
                     next[client.publicKey] = known
                 } else {
@@ -227,7 +264,22 @@ public final class ServerManager: Sendable {
                     nextClientNumber += 1
                 }
             }
+            for (key, gone) in connected where next[key] == nil { retire(gone.statistics) }
             connected = next
+        }
+
+        /// Keeps a finished tunnel's bytes in the server's totals (Server1.TxBytes/RxBytes never go back).
+        mutating func retire(_ client: ServerTunnelSnapshot.Client) {
+            retiredTransmittedBytes &+= client.transmittedBytes
+            retiredReceivedBytes &+= client.receivedBytes
+        }
+
+        /// Bytes sent to / received from all clients since the server started, including departed ones.
+        var totalTransmittedBytes: UInt64 {
+            connected.values.reduce(retiredTransmittedBytes) { $0 &+ $1.statistics.transmittedBytes }
+        }
+        var totalReceivedBytes: UInt64 {
+            connected.values.reduce(retiredReceivedBytes) { $0 &+ $1.statistics.receivedBytes }
         }
 
         static func realtimeMicroseconds() -> UInt64 {
@@ -243,7 +295,8 @@ public final class ServerManager: Sendable {
                 tunnelInterface: tunnel == nil ? "" : plan.tunnelInterface.rawValue,
                 tunnelAddresses: tunnel == nil ? [] : plan.tunnelAddresses.map(\.description),
                 authorizedClients: plan.clients.count, clients: connected.values.map(\.number).sorted(),
-                rejectedHandshakes: rejectedHandshakes)
+                rejectedHandshakes: rejectedHandshakes, transmittedBytes: totalTransmittedBytes,
+                receivedBytes: totalReceivedBytes)
         }
 
         func clientStatuses() -> [ServerClientStatus] {
@@ -256,7 +309,10 @@ public final class ServerManager: Sendable {
                     tunnelAddresses: [assignment.ipv4, assignment.ipv6].compactMap { $0?.description },
                     endpoints: entry.statistics.endpoints.map(\.description),
                     receivedPackets: entry.statistics.receivedPackets,
-                    transmittedPackets: entry.statistics.transmittedPackets, connectedSinceMicroseconds: entry.since)
+                    transmittedPackets: entry.statistics.transmittedPackets,
+                    receivedBytes: entry.statistics.receivedBytes, transmittedBytes: entry.statistics.transmittedBytes,
+                    rttMicroseconds: entry.statistics.smoothedRTT.map(ClientManager.microseconds) ?? 0,
+                    connectedSinceMicroseconds: entry.since)
             }.sorted { $0.number < $1.number }
         }
     }

@@ -45,10 +45,14 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var capacityBitsPerSecond: UInt64
         /// "udp", or "tcp" while the uplink uses the TCP fallback.
         public var transport: String
+        /// The multipath engine's view of an established uplink's path; nil while not established.
+        public var pathState: TriglavMultipath.UplinkState?
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
-                    capacityBitsPerSecond: UInt64 = 0, transport: String = "udp") {
+                    capacityBitsPerSecond: UInt64 = 0, transport: String = "udp",
+                    pathState: TriglavMultipath.UplinkState? = nil) {
+            self.pathState = pathState
             self.interface = interface
             self.state = state
             self.transmittedBytes = transmittedBytes
@@ -91,7 +95,8 @@ extension ClientTunnel: ClientTunnelDriving {
                 receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT,
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
                 lossRatio: Self.lossRatio(percent: path?.lossPercent),
-                capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport)
+                capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
+                pathState: state == .established ? path?.state : nil)
         })
     }
 }
@@ -102,6 +107,9 @@ public protocol ServerTunnelDriving: AnyObject, Sendable {
     func stop()
     func snapshot() -> ServerTunnelSnapshot
     func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint]
+    /// Drops the client's tunnel (sessions, endpoints) after telling it so; false when it has none.
+    @discardableResult
+    func disconnectClient(publicKey: IdentityPublicKey) -> Bool
 }
 
 /// What the server manager reads from a server tunnel's statistics.
@@ -113,14 +121,23 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
         public var endpoints: [IPEndpoint]
         public var receivedPackets: UInt64
         public var transmittedPackets: UInt64
+        /// Inner (IP packet) bytes from and to the client.
+        public var receivedBytes: UInt64
+        public var transmittedBytes: UInt64
+        /// Smallest smoothed RTT of the client's paths; nil before the first probe reply.
+        public var smoothedRTT: Duration?
 
         public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
-                    receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0) {
+                    receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0, receivedBytes: UInt64 = 0,
+                    transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil) {
             self.publicKey = publicKey
             self.assignment = assignment
             self.endpoints = endpoints
             self.receivedPackets = receivedPackets
             self.transmittedPackets = transmittedPackets
+            self.receivedBytes = receivedBytes
+            self.transmittedBytes = transmittedBytes
+            self.smoothedRTT = smoothedRTT
         }
     }
 
@@ -138,7 +155,9 @@ extension ServerTunnel: ServerTunnelDriving {
         let statistics = statistics()
         return ServerTunnelSnapshot(clients: statistics.clients.map {
             ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
-                                        receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets)
+                                        receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets,
+                                        receivedBytes: $0.receivedBytes, transmittedBytes: $0.transmittedBytes,
+                                        smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) })
         }, rejectedHandshakes: statistics.rejectedHandshakes)
     }
 }
@@ -169,17 +188,29 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var mtu: Int?
     public var routing: ClientRouting
     public var scheduler: TriglavDataPlane.SchedulerKind
-    /// SO_MARK of the uplink sockets; the data plane also uses it as its routing table number.
+    /// SO_MARK of the uplink sockets (the tunnel rule exempts it).
     public var firewallMark: UInt32
+    /// `[routing] table`, `rule_priority` and `exclude` (see `PolicyRouting`).
+    public var routingTable: UInt32
+    public var rulePriority: UInt32
+    public var exclude: [IPPrefix]
     public var keepaliveInterval: Duration
     public var probeInterval: Duration
     public var reorderHold: Duration
+    /// `redundant` scheduler: copies per packet on the best uplinks (nil: every usable uplink).
+    public var redundantCopies: Int?
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
                 mtu: Int? = nil, routing: ClientRouting = .none, scheduler: TriglavDataPlane.SchedulerKind = .aggregate,
-                firewallMark: UInt32 = ConfigDefaults.firewallMark, keepaliveInterval: Duration = .seconds(25),
-                probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30)) {
+                firewallMark: UInt32 = ConfigDefaults.firewallMark, routingTable: UInt32 = ConfigDefaults.routeTable,
+                rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
+                keepaliveInterval: Duration = .seconds(25),
+                probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
+                redundantCopies: Int? = nil) {
+        self.routingTable = routingTable
+        self.rulePriority = rulePriority
+        self.exclude = exclude
         self.profile = profile
         self.configuredEndpoint = configuredEndpoint
         self.server = server
@@ -193,6 +224,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
         self.keepaliveInterval = keepaliveInterval
         self.probeInterval = probeInterval
         self.reorderHold = reorderHold
+        self.redundantCopies = redundantCopies
     }
 }
 
@@ -200,6 +232,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
 /// replaced on disk is picked up by the next connect or reload.
 public protocol ClientTunnelFactory: Sendable {
     func makeTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving
+    /// Removes policy rules and routes a crashed run left (found by their tag, whatever numbers it used).
+    func removeLeftovers(_ routing: RoutingSettings) throws(TriglavDaemonError)
 }
 
 /// The server's tunnel as the configuration describes it.
@@ -256,11 +290,20 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.routing = plan.routing
         configuration.scheduler = plan.scheduler
         configuration.firewallMark = plan.firewallMark
+        configuration.policyRouting = PolicyRouting(table: plan.routingTable, rulePriority: plan.rulePriority, exclude: plan.exclude)
         configuration.keepaliveInterval = plan.keepaliveInterval
         configuration.probeInterval = plan.probeInterval
         configuration.reorderHold = plan.reorderHold
+        configuration.multipath.redundantCopies = plan.redundantCopies
         do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the client tunnel", reason: error.description)
+        }
+    }
+
+    public func removeLeftovers(_ routing: RoutingSettings) throws(TriglavDaemonError) {
+        let policy = PolicyRouting(table: routing.table, rulePriority: routing.rulePriority, exclude: routing.exclude)
+        do { try policy.removeLeftovers(firewallMark: routing.firewallMark, logger: logger) } catch {
+            throw .failed(operation: "removing leftover policy rules and routes", reason: error.description)
         }
     }
 }

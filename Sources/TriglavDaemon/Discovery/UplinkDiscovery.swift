@@ -84,6 +84,18 @@ public struct UplinkDiscovery {
         }
     }
 
+    /// Applies what udev reported about an interface after running its rules (the sd-device monitor): the
+    /// properties replace the cached ones, and the interface is evaluated again, so a TRIGLAV_* property set
+    /// late (udev finishing after the link came up, `udevadm trigger`, a changed rule) takes effect.
+    /// Events for interfaces netlink doesn't know, or whose index doesn't match, change nothing.
+    public mutating func devicePropertiesChanged(name: String, index: Int32, properties: [String: String]) -> [DiscoveryEvent] {
+        guard let link = links[index], link.name == name, properties["IFINDEX"].map({ $0 == String(index) }) ?? true else {
+            return []
+        }
+        udevCache[index] = properties
+        return evaluate(index)
+    }
+
     /// Replaces the policy (config reload) and returns the changes it causes.
     public mutating func updatePolicy(_ newPolicy: DiscoveryPolicy) -> [DiscoveryEvent] {
         policy = newPolicy

@@ -1,6 +1,8 @@
+import Dispatch
 public import Logging
 public import TriglavNetlink
 import Synchronization
+import TriglavSystemd
 
 /// Runs uplink discovery live: a `NetlinkMonitor` feeding an `UplinkDiscovery`, with the resulting
 /// `DiscoveryEvent`s delivered to a handler on the monitor's thread (in order, without hops, so an
@@ -14,12 +16,16 @@ public final class UplinkDiscoveryService: Sendable {
     private let monitor: NetlinkMonitor
     private let state: Mutex<State>
     private let logger: Logger
+    /// Whether udev's database describes our interfaces (see `SystemInterfaceEnvironment`), so its events
+    /// (sd-device monitor) are worth watching.
+    private let readsUdev: Bool
 
     private struct State {
         var discovery: UplinkDiscovery
         var handler: (@Sendable (DiscoveryEvent) -> Void)?
         /// Finishes the stream handed out by `events()`.
         var onStop: (@Sendable () -> Void)?
+        var deviceMonitor: DeviceMonitor?
     }
 
     /// `networkNamespacePath` watches another namespace (tests, the lab); nil watches our own.
@@ -29,6 +35,20 @@ public final class UplinkDiscoveryService: Sendable {
         self.monitor = NetlinkMonitor(networkNamespacePath: networkNamespacePath, logger: logger)
         self.state = Mutex(State(discovery: UplinkDiscovery(policy: policy, environment: environment)))
         self.logger = logger
+        readsUdev = networkNamespacePath == nil && (environment as? SystemInterfaceEnvironment)?.trustsDeviceDatabase == true
+    }
+
+    /// Applies udev's view of an interface after its rules ran (from the sd-device monitor).
+    func applyDeviceEvent(_ event: DeviceEvent) {
+        guard event.action != "remove" else { return }  // netlink reports the link's removal
+        let logger = self.logger
+        state.withLock { state in
+            for change in state.discovery.devicePropertiesChanged(name: event.interfaceName, index: event.interfaceIndex,
+                                                                   properties: event.properties.values) {
+                logger.debug("udev \(event.action): \(change)", metadata: ["interface": "\(event.interfaceName)"])
+                state.handler?(change)
+            }
+        }
     }
 
     deinit { stop() }
@@ -38,6 +58,19 @@ public final class UplinkDiscoveryService: Sendable {
     public func start(_ handler: @escaping @Sendable (DiscoveryEvent) -> Void) throws(NetlinkError) {
         state.withLock { $0.handler = handler }
         let logger = self.logger
+        // Before the netlink dump, so no udev event about a dumped link can fall between the two. Without it
+        // (no udevd, no permission) properties are still read when a link appears.
+        if readsUdev {
+            let deviceMonitor = DeviceMonitor(queue: DispatchQueue(label: "triglav.discovery.udev")) { [weak self] event in
+                self?.applyDeviceEvent(event)
+            }
+            do throws(SystemdError) {
+                try deviceMonitor.start()
+                state.withLock { $0.deviceMonitor = deviceMonitor }
+            } catch {
+                logger.warning("\(error)")
+            }
+        }
         try monitor.start { [weak self] event in
             guard let self else { return }
             self.state.withLock { state in
@@ -84,6 +117,8 @@ public final class UplinkDiscoveryService: Sendable {
 
     /// Stops the monitor; no handler call starts after this returns.
     public func stop() {
+        // Outside the lock: stopping waits for the monitor's queue, whose handler takes the lock.
+        state.withLock { state in defer { state.deviceMonitor = nil }; return state.deviceMonitor }?.stop()
         monitor.stop()
         let finish = state.withLock { state in
             let finish = state.onStop

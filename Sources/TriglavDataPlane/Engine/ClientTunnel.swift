@@ -22,6 +22,10 @@ public struct ClientTunnelConfiguration: Sendable {
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
     public var routing: ClientRouting = .none
+    /// Table, rule priorities and excluded prefixes of `routing` (default: the mark's table, 29797–29799).
+    public var policyRouting = PolicyRouting()
+    /// The routing table actually used.
+    var routingTable: UInt32 { policyRouting.table ?? firewallMark }
     /// Scheduler, probing, reordering and failover settings (TriglavMultipath). The engine's probes
     /// (every 100 ms by default) are also the uplinks' liveness checks.
     public var multipath = ClientTunnelConfiguration.defaultMultipath
@@ -129,7 +133,8 @@ public final class ClientTunnel: Sendable {
             return state.started
         }
         guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
-        try routes.removeClientLeftovers(table: configuration.firewallMark)
+        try configuration.policyRouting.validate()
+        try routes.removeClientLeftovers(configuration.policyRouting, table: configuration.routingTable)
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
         try tunPoller.add(fd: tun.descriptor.raw, token: 0)
         state.withLock { $0.tun = tun }
@@ -158,7 +163,7 @@ public final class ClientTunnel: Sendable {
             return state.tun
         }
         if let tun {
-            routes.removeClient(tun: tun.name, table: configuration.firewallMark)
+            routes.removeClient(tun: tun.name, policy: configuration.policyRouting, table: configuration.routingTable)
             tun.close()
         }
         logger.info("client tunnel stopped")
@@ -358,7 +363,8 @@ public final class ClientTunnel: Sendable {
         control.async { [routes, configuration, logger] in
             do {
                 try routes.applyClient(tun: tun, assignment: assignment, routing: configuration.routing,
-                                       table: configuration.firewallMark)
+                                       policy: configuration.policyRouting, table: configuration.routingTable,
+                                       firewallMark: configuration.firewallMark)
             } catch {
                 logger.error("applying tunnel addresses/routes failed: \(error)")
             }

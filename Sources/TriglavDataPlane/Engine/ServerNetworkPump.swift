@@ -215,6 +215,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                     return
                 }
                 state.tunnels[tunnelID]?.receivedPackets &+= 1
+                state.tunnels[tunnelID]?.receivedBytes &+= UInt64(body.count)
                 let pool = pool(for: tunnelID)
                 guard let stored = pool.store(body),
                       let verdict = state.tunnels[tunnelID]?.engine.receive(stored, sequence: frame.tunnelSequence, uplink: uplink,
@@ -300,7 +301,9 @@ final class ServerNetworkPump: @unchecked Sendable {
                 guard let ipv4 = accepted.tunnel.ipv4,
                       let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
                 let addresses = TunnelAddresses(ipv4: ipv4, ipv6: accepted.tunnel.ipv6)
-                state.addTunnel(ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine))
+                var tunnel = ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine)
+                tunnel.transmitSequence = state.resumeSequences[accepted.client] ?? 0
+                state.addTunnel(tunnel)
                 server.logger.info("client \(accepted.client) connected from \(peerText) (tunnel \(addresses))")
             }
             guard state.tunnels[tunnelID] != nil else { return }

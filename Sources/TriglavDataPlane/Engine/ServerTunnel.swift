@@ -156,11 +156,58 @@ public final class ServerTunnel: Sendable {
                                 withUnsafePointer(to: session.address) { SocketAddress.read($0) }
                             }
                         },
-                        receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets)
+                        receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets,
+                        receivedBytes: tunnel.receivedBytes, transmittedBytes: tunnel.transmittedBytes,
+                        smoothedRTT: Self.bestRTT(of: tunnel.engine))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
                 resentPackets: state.resentPackets)
         }
+    }
+
+    /// Forgets a client: every session of its tunnel, its endpoints, its reorder buffer and its address
+    /// routes. Each session is told first with an authenticated close (`tunnelRemoved`), so the client's
+    /// uplinks don't wait for a timeout: the client is still authorized, so it handshakes again at once and
+    /// gets a new tunnel (revoking it takes removing it from the configuration). Returns whether the client
+    /// had a tunnel. Control path: allocates, takes the state lock once.
+    @discardableResult
+    public func disconnectClient(publicKey: IdentityPublicKey) -> Bool {
+        let closeBatch = DatagramBatch(capacity: 1, slotSize: 256)
+        return state.withLock { state in
+            let tunnelIDs = state.tunnels.values.filter { $0.key == publicKey }.map(\.tunnelID)
+            guard !tunnelIDs.isEmpty else { return false }
+            let now = state.clock.advance(to: monotonicNow())
+            for tunnelID in tunnelIDs {
+                for index in state.tunnels[tunnelID]?.sessions ?? [] {
+                    sendClose(session: index, batch: closeBatch, now: now, state: &state)
+                }
+                state.removeTunnel(tunnelID)
+            }
+            logger.info("client \(publicKey) disconnected by request")
+            return true
+        }
+    }
+
+    /// Seals a close with session `index` and sends it to the session's endpoint (UDP or its fallback connection).
+    private func sendClose(session index: UInt32, batch: DatagramBatch, now: Nanoseconds, state: inout ServerState) {
+        guard let length = try? state.sessions[index]?.transport.seal(.close(.tunnelRemoved), in: batch.slot(0), now: now),
+              let socketIndex = state.sessions[index]?.socket else { return }
+        if let connection = state.sessions[index]?.connection {
+            _ = state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: batch.slot(0)[0..<length]))
+            return
+        }
+        guard socketIndex < state.sockets.count else { return }
+        state.sessions[index]?.withReplyTarget { address, addressLength, local in
+            batch.prepareSend(0, length: length, address: address, addressLength: addressLength, localAddress: local)
+        }
+        batch.count = 1
+        state.sockets[socketIndex].send(batch)
+    }
+
+    /// The client's round-trip time as the server measures it: the smallest smoothed RTT of its paths
+    /// (the path the download direction prefers), nil before the first probe reply.
+    static func bestRTT(of engine: MultipathEngine<Int>) -> Nanoseconds? {
+        engine.allStatistics().map(\.smoothedRTT).filter { $0 > 0 }.min()
     }
 
     func withState<R>(_ body: (inout ServerState) -> R) -> R { state.withLock { body(&$0) } }
@@ -202,6 +249,9 @@ struct ServerClientTunnel {
     var cursor = 0
     var receivedPackets: UInt64 = 0
     var transmittedPackets: UInt64 = 0
+    /// Inner (IP packet) bytes from and to the client, counted by the pumps under the state lock they hold anyway.
+    var receivedBytes: UInt64 = 0
+    var transmittedBytes: UInt64 = 0
 }
 
 struct ServerState: @unchecked Sendable {
@@ -220,6 +270,11 @@ struct ServerState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
+    /// Where each client's last removed tunnel left its transmit sequence; its next tunnel continues there.
+    /// A client whose tunnel was dropped under it (DisconnectClient) keeps its reorder buffer, which took
+    /// the old sequences as delivered: starting again at 0 would make it drop them as duplicates. A client
+    /// that restarted has a fresh buffer, which starts at whatever comes first. One entry per authorized key.
+    var resumeSequences: [IdentityPublicKey: UInt32] = [:]
 
     /// Tunnel owning the destination of `packet`.
     func tunnel(forDestinationOf packet: UnsafeRawBufferPointer) -> UInt64? {
@@ -247,6 +302,7 @@ struct ServerState: @unchecked Sendable {
     /// Removes a tunnel, its sessions and its address routes.
     mutating func removeTunnel(_ tunnelID: UInt64) {
         guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
+        resumeSequences[tunnel.key] = tunnel.transmitSequence
         for index in tunnel.sessions {
             sessions.removeValue(forKey: index)
             responder.sessionEnded(localIndex: index)
@@ -332,6 +388,7 @@ final class ServerTunPump: @unchecked Sendable {
                         batch.count += 1
                     }
                     state.tunnels[tunnelID]?.transmittedPackets &+= 1
+                    state.tunnels[tunnelID]?.transmittedBytes &+= UInt64(length)
                     state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
                 }
             }

@@ -41,6 +41,11 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
         public var endpoints: [IPEndpoint]
         public var receivedPackets: UInt64
         public var transmittedPackets: UInt64
+        /// Inner (IP packet) bytes received from and sent to the client.
+        public var receivedBytes: UInt64 = 0
+        public var transmittedBytes: UInt64 = 0
+        /// Smallest smoothed round-trip time of the client's paths (server probes); nil before a reply.
+        public var smoothedRTT: UInt64? = nil
     }
     public var clients: [Client]
     public var rejectedHandshakes: UInt64

@@ -8,10 +8,16 @@ import TriglavNetlink
 public enum RoutingConstants {
     /// SO_MARK of uplink sockets and number of the client's routing table ("tg" = 0x7467 = 29799).
     public static let defaultFirewallMark: UInt32 = 0x7467
-    /// Priority of `lookup main suppress_prefixlength 0` (must precede the next one).
+    /// Default first priority of the client's rules (`PolicyRouting`): the excludes' `to PREFIX lookup main`.
+    public static let excludeRulePriority: UInt32 = 29797
+    /// Default priority of `lookup main suppress_prefixlength 0` (must precede the next one).
     public static let suppressRulePriority = 29798
-    /// Priority of `not fwmark MARK lookup TABLE`.
+    /// Default priority of `not fwmark MARK lookup TABLE`.
     public static let tunnelRulePriority = 29799
+    /// Routing protocol number (`proto` in `ip rule`/`ip route`) of every client rule and route, the tag by
+    /// which cleanup finds them whatever table and priorities the run that left them used. 116 = "t";
+    /// unassigned in iproute2's rt_protos.
+    public static let routeProtocol: UInt8 = 116
     /// The server's nftables table (family inet).
     public static let serverNATTable = "triglav"
 }
@@ -58,10 +64,11 @@ final class RouteManager: Sendable {
 
     // MARK: Client
 
-    /// Removes rules at our priorities and flushes our table: leftovers of a crashed (kill -9) run.
-    /// The TUN device itself is not persistent, so the kernel removed it with the dead process.
-    func removeClientLeftovers(table: UInt32) throws(TriglavDataPlaneError) {
-        try removeRulesAndTable(table: table)
+    /// Removes every tagged rule and route (whatever table and priorities they used) and flushes our
+    /// table: leftovers of a crashed (kill -9) run. The TUN device itself is not persistent, so the kernel
+    /// removed it with the dead process.
+    func removeClientLeftovers(_ policy: PolicyRouting, table: UInt32) throws(TriglavDataPlaneError) {
+        try removeRulesAndRoutes(policy, table: table)
     }
 
     /// The interface's MTU, nil when it doesn't exist (or netlink is unavailable).
@@ -76,9 +83,12 @@ final class RouteManager: Sendable {
         try apply("set \(interface) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
     }
 
-    /// Sets the tunnel addresses and the routing policy. Idempotent: replaces what a previous assignment set.
-    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting,
-                     table: UInt32) throws(TriglavDataPlaneError) {
+    /// Sets the tunnel addresses and the routing policy (see `PolicyRouting` for the rules). Idempotent:
+    /// replaces what a previous assignment set. `table` is the resolved table number, `firewallMark` the
+    /// uplink sockets' mark that the tunnel rule exempts.
+    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting, policy: PolicyRouting,
+                     table: UInt32, firewallMark: UInt32) throws(TriglavDataPlaneError) {
+        try policy.validate()
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
         // Replace the tunnel's global addresses with the assigned ones (link-local ones stay).
@@ -91,56 +101,78 @@ final class RouteManager: Sendable {
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
             }
         }
-        try removeRulesAndTable(table: table)
+        try removeRulesAndRoutes(policy, table: table)
+        let tag = RoutingConstants.routeProtocol
+        let families: [AddressFamily]
         switch routing {
         case .none:
-            break
+            return
         case .split(let prefixes):
-            for prefix in prefixes where prefix.address.isIPv4 || assignment.ipv6 != nil {
-                try apply("route \(prefix) via \(tun)") { () throws(NetlinkError) in
-                    try socket.addRoute(Route(destination: prefix, outputInterface: index), replace: true)
+            let carried = prefixes.filter { $0.address.isIPv4 || assignment.ipv6 != nil }
+            for prefix in carried {
+                try apply("route \(prefix) via \(tun) in table \(table)") { () throws(NetlinkError) in
+                    try socket.addRoute(Route(destination: prefix, outputInterface: index, table: table, protocol: tag), replace: true)
                 }
             }
+            families = [AddressFamily.ipv4, .ipv6].filter { family in carried.contains { ($0.address.isIPv4 ? .ipv4 : .ipv6) == family } }
         case .fullTunnel:
-            for family in [AddressFamily.ipv4, .ipv6] {
+            families = [.ipv4, .ipv6]
+            for family in families {
                 let carried = family == .ipv4 || assignment.ipv6 != nil
                 let any = family == .ipv4 ? IPAddress.v4(0) : IPAddress.v6(high: 0, low: 0)
                 guard let everything = try? IPPrefix(address: any, length: 0) else { continue }
                 // A family the server doesn't carry is blackholed, not sent around the tunnel.
-                let route = carried ? Route(destination: everything, outputInterface: index, table: table)
-                    : Route(destination: everything, table: table, type: .blackhole)
+                let route = carried ? Route(destination: everything, outputInterface: index, table: table, protocol: tag)
+                    : Route(destination: everything, table: table, type: .blackhole, protocol: tag)
                 try apply("default route of table \(table) (\(family))") { () throws(NetlinkError) in
                     try socket.addRoute(route, replace: true)
                 }
-                try apply("rule not fwmark \(table) lookup \(table) (\(family))") { () throws(NetlinkError) in
-                    try socket.addRule(RoutingRule(family: family, priority: UInt32(RoutingConstants.tunnelRulePriority),
-                                                   firewallMark: table, table: table, invert: true))
-                }
                 try apply("rule lookup main suppress_prefixlength 0 (\(family))") { () throws(NetlinkError) in
-                    try socket.addRule(RoutingRule(family: family, priority: UInt32(RoutingConstants.suppressRulePriority),
-                                                   table: RouteTable.main, suppressPrefixLength: 0))
+                    try socket.addRule(RoutingRule(family: family, priority: policy.suppressPriority, table: RouteTable.main,
+                                                   suppressPrefixLength: 0, protocol: tag))
                 }
+            }
+        }
+        for family in families {
+            try apply("rule not fwmark \(firewallMark) lookup \(table) (\(family))") { () throws(NetlinkError) in
+                try socket.addRule(RoutingRule(family: family, priority: policy.tunnelPriority, firewallMark: firewallMark,
+                                               table: table, invert: true, protocol: tag))
+            }
+        }
+        for prefix in policy.exclude {
+            let family: AddressFamily = prefix.address.isIPv4 ? .ipv4 : .ipv6
+            try apply("rule to \(prefix) lookup main") { () throws(NetlinkError) in
+                try socket.addRule(RoutingRule(family: family, priority: policy.excludePriority, table: RouteTable.main,
+                                               protocol: tag, destination: prefix))
             }
         }
     }
 
     /// Removes what `applyClient` installed (the TUN's own addresses go with the device).
-    func removeClient(tun: InterfaceName, table: UInt32) {
+    func removeClient(tun: InterfaceName, policy: PolicyRouting, table: UInt32) {
         do {
-            try removeRulesAndTable(table: table)
+            try removeRulesAndRoutes(policy, table: table)
         } catch {
             logger.error("removing the tunnel's rules and routes failed: \(error)")
         }
     }
 
-    /// Deletes every rule at our two priorities (however many crashed runs left) and our table's routes.
-    private func removeRulesAndTable(table: UInt32) throws(TriglavDataPlaneError) {
+    /// Deletes every rule and route tagged with our protocol (however many crashed runs left, whatever
+    /// table and priorities they used), untagged rules at this policy's priorities (kernels before 4.17
+    /// drop the tag), and everything in `table`.
+    private func removeRulesAndRoutes(_ policy: PolicyRouting, table: UInt32) throws(TriglavDataPlaneError) {
         let socket = try netlink()
-        let priorities: Set<UInt32> = [UInt32(RoutingConstants.suppressRulePriority), UInt32(RoutingConstants.tunnelRulePriority)]
+        let tag = RoutingConstants.routeProtocol
+        let priorities = policy.priorities
         for family in [AddressFamily.ipv4, .ipv6] {
             try apply("delete leftover rules (\(family))") { () throws(NetlinkError) in
-                _ = try socket.deleteRules(family: family) { rule in rule.priority.map(priorities.contains) ?? false }
+                _ = try socket.deleteRules(family: family) { rule in
+                    rule.protocol == tag || (rule.protocol ?? 0 == 0 && rule.priority.map(priorities.contains) ?? false)
+                }
             }
+        }
+        try apply("delete leftover routes") { () throws(NetlinkError) in
+            _ = try socket.deleteRoutes { $0.protocol == tag }
         }
         try apply("flush table \(table)") { () throws(NetlinkError) in
             _ = try socket.deleteRoutes(table: table)

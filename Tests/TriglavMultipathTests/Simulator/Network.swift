@@ -90,6 +90,7 @@ final class TunnelNode {
             let selection = engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
             if selection.isEmpty {
                 unscheduled += 1
+                onRefused?(packet)
             } else {
                 let sequence = nextSequence
                 nextSequence &+= 1
@@ -108,6 +109,7 @@ final class TunnelNode {
         }
     }
     private var pumpQueued = false
+    private var wentDown: [UplinkID] = []
 
     /// Returns false when no uplink took the packet.
     @discardableResult
@@ -117,7 +119,7 @@ final class TunnelNode {
         let wireBytes = packet.bytes + WireOverhead.total
         if let scheduled {
             storeUplinks[slot] = scheduled.first
-            for id in scheduled { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+            for id in scheduled { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
             return true
         }
         if roundRobin {
@@ -132,8 +134,72 @@ final class TunnelNode {
             : engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
         storeUplinks[slot] = selection.first
         if selection.isEmpty { unscheduled += 1 }
-        for id in selection { sendData(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
         return !selection.isEmpty
+    }
+
+    /// Sender-side pacing queues of one uplink (`MultipathConfiguration.pacingQueueAllowance`), as the data
+    /// plane keeps them: packets wait until `releaseTime(on:)`, resends ahead of data.
+    private struct PacedPacket {
+        var sequence: UInt32
+        var packet: InnerPacket
+        var wireBytes: Int
+    }
+    private struct PacingQueues {
+        var resends: [PacedPacket] = []
+        var data: [PacedPacket] = []
+        var dataHead = 0
+        var wakeAt: UInt64?
+        var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
+        var count: Int { resends.count + data.count - dataHead }
+        mutating func pop() -> PacedPacket? {
+            if !resends.isEmpty { return resends.removeFirst() }
+            guard dataHead < data.count else { return nil }
+            dataHead += 1
+            let packet = data[dataHead - 1]
+            if dataHead >= 4096 { data.removeFirst(dataHead); dataHead = 0 }
+            return packet
+        }
+    }
+    private var pacing: [UplinkID: PacingQueues] = [:]
+    /// Packets waiting on our side now (all uplinks), for traces.
+    var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } }
+
+    /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
+    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+        let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
+        if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
+        else { pacing[id, default: PacingQueues()].data.append(entry) }
+        drainPacingQueue(id)
+    }
+
+    private func drainPacingQueue(_ id: UplinkID) {
+        let down = engine.statistics(for: id).map { $0.state == .down } ?? true
+        while var queues = pacing[id], !queues.isEmpty {
+            let releaseAt = engine.releaseTime(on: id) ?? 0
+            if !down && releaseAt > now {
+                if queues.wakeAt.map({ $0 > releaseAt || $0 < now }) ?? true {
+                    queues.wakeAt = releaseAt
+                    pacing[id] = queues
+                    network.loop.at(releaseAt) { [unowned self] in
+                        if self.pacing[id]?.wakeAt == releaseAt { self.pacing[id]?.wakeAt = nil }
+                        self.drainPacingQueue(id)
+                    }
+                }
+                return
+            }
+            guard let entry = queues.pop() else { return }
+            pacing[id] = queues
+            if down {
+                // As the data plane must: packets queued for an uplink that went down are scheduled again, as
+                // resends (the receiver already waits for their sequences; they go ahead of newer data).
+                var packet = entry.packet
+                packet.isResend = true
+                transmit(sequence: entry.sequence, packet: packet)
+            } else {
+                sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
+            }
+        }
     }
 
     var logArrivals = false
@@ -142,6 +208,8 @@ final class TunnelNode {
     var onDataArrival: ((UInt32, InnerPacket, UplinkID) -> Void)?
     var onResendRequest: ((UInt32, UInt32) -> Void)?
     var onResendDuty: ((UInt32, Bool) -> Void)?
+    /// An inner packet the engine refused at ingress (data-plane numbering only).
+    var onRefused: ((InnerPacket) -> Void)?
     /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
     var bypassReorderForAcks = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
@@ -187,8 +255,13 @@ final class TunnelNode {
                 }
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
+                if to == .down { wentDown.append(id) }
             }
         }
+        // Packets still queued for an uplink that went down go out again after its failover resends (which
+        // carry older sequences, so the receiver's in-order point moves on as they arrive).
+        for id in wentDown { drainPacingQueue(id) }
+        wentDown.removeAll()
         while let packet = engine.nextDelivery(now: now) { deliver(packet) }
         if let deadline = engine.nextDeadline() {
             let at = max(deadline, now + 20 * Nanoseconds.microsecond)
@@ -246,6 +319,19 @@ struct LinkSpec {
 
 /// Two tunnel endpoints joined by simulated uplinks, with TCP flows from client to server.
 final class Network {
+    /// The engine configuration of a deployment whose data plane keeps a pacing queue per uplink: 5 ms of
+    /// queue in the network (enough to keep a link busy across timer slack), and an ingress target of 120 ms.
+    /// The standing queue then sits on our side, where it no longer delays resends (they skip it), so the
+    /// target can follow the usual buffer rule for a Reno flow — about one path RTT including repairs
+    /// (~50 ms base + ~30 ms repair + margin here) — and a halved window still fills the links.
+    /// Use with `ingressDropsKeepSequence = false` and `bypassReorderForAcks = true`, as the data plane does.
+    static var pacedDeployment: MultipathConfiguration {
+        var configuration = MultipathConfiguration()
+        configuration.pacingQueueAllowance = 5 * Nanoseconds.millisecond
+        configuration.ingressQueueTarget = 120 * Nanoseconds.millisecond
+        return configuration
+    }
+
     let loop = EventLoop()
     var rng: SplitMix64
     private(set) var uplinkIDs: [UplinkID] = []

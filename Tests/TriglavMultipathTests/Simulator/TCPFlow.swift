@@ -22,6 +22,8 @@ final class TCPFlow {
     private(set) var ssthresh: Double = .greatestFiniteMagnitude
     private var dupAcks = 0
     private(set) var inRecovery = false
+    /// The current recovery began with a retransmission timeout (not a fast retransmit).
+    private var recoveringFromTimeout = false
     private var recover = 0
     private var holeCursor = 0
     private var sacked = Set<Int>()
@@ -131,6 +133,7 @@ final class TCPFlow {
         }
         cwnd = 1
         inRecovery = true
+        recoveringFromTimeout = true
         recover = sndNxt
         holeCursor = sndUna
         highestSacked = sndNxt - 1
@@ -144,6 +147,8 @@ final class TCPFlow {
         let now = clock()
         if let s = sack, s >= ack, s >= sndUna {
             if sacked.insert(s).inserted { highestSacked = max(highestSacked, s) }
+            // A SACKed retransmission has left the network: it no longer counts in the pipe (RFC 6675 §4).
+            retransmittedInEpisode.remove(s)
         }
         if ack > sndUna {
             let acked = ack - sndUna
@@ -159,13 +164,17 @@ final class TCPFlow {
             if inRecovery {
                 if ack >= recover {
                     inRecovery = false
-                    cwnd = max(ssthresh, 2)
+                    // Fast recovery ends with the window deflated to ssthresh (RFC 6582); recovery after a
+                    // timeout ends where slow start has got to (Linux leaves CA_Loss without touching cwnd),
+                    // not with a jump to ssthresh (a window-sized burst).
+                    if !recoveringFromTimeout { cwnd = max(ssthresh, 2) }
+                    recoveringFromTimeout = false
                     retransmittedInEpisode.removeAll()
                 } else if cwnd < ssthresh {
-                    cwnd += Double(acked) // slow start after a timeout
+                    slowStart(acked: acked) // after a timeout
                 }
             } else if cwnd < ssthresh {
-                cwnd += Double(acked)
+                slowStart(acked: acked)
             } else {
                 cwnd += Double(acked) / cwnd
             }
@@ -187,6 +196,13 @@ final class TCPFlow {
             }
         }
         trySend()
+    }
+
+    /// RFC 3465 byte counting with L = 2 segments per ACK, and no further than ssthresh (as Linux's
+    /// `tcp_slow_start`). Adding everything an ACK covers let one cumulative ACK after a timeout (the receiver
+    /// had most of the window) open the window by hundreds of segments at once: a burst the path then drops.
+    private func slowStart(acked: Int) {
+        cwnd = min(cwnd + Double(min(acked, 2)), max(ssthresh, cwnd))
     }
 
     private func sampleRTT(_ sample: UInt64) {
