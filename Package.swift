@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(name: "triglav", dependencies: ["TriglavControlAPI", "TriglavDBus", "TriglavCrypto", "TriglavCore",
                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strictSettings),
-        .executableTarget(name: "triglav-dataplane-dev", dependencies: ["TriglavDataPlane", "TriglavCore", "TriglavCrypto", "TriglavMultipath",
+        .executableTarget(name: "triglav-dataplane-dev", dependencies: ["TriglavDataPlane", "TriglavCore", "TriglavCrypto", "TriglavMultipath", "TriglavProtocol",
                                                                        .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                                                        .product(name: "Logging", package: "swift-log")],
                           swiftSettings: strictSettings),

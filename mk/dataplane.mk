@@ -8,7 +8,7 @@ DATAPLANE_BENCH_PACKAGES := wireguard-go wireguard-tools iperf3
 .PHONY: dataplane-tests dataplane-bench
 # Unit tests and the namespace integration tests of the data plane alone.
 dataplane-tests: build-tests
-	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDataPlaneTests|DataPlaneTunnelTests'
+	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDataPlaneTests|IntegrationTests.DataPlane'
 
 # Benchmark (not a test): single-uplink TCP throughput over one unimpaired veth, Triglav vs wireguard-go
 # vs no tunnel, in one run. Prints Markdown for docs/BENCHMARKS.md.

@@ -131,6 +131,21 @@ struct LossWindow {
         lost[index] &+= min(lostCount, count)
     }
 
+    /// Takes back up to `count` packets counted lost (newest buckets first): they arrived after all, late
+    /// (reordered within the link). Returns how many were taken back; losses already out of the window stay.
+    @discardableResult
+    mutating func credit(_ count: UInt64, at now: UInt64) -> UInt64 {
+        advance(to: now)
+        var remaining = count
+        for age in 0..<UInt64(Tuning.lossBuckets) where remaining > 0 && currentBucket >= age {
+            let index = Int((currentBucket - age) % UInt64(Tuning.lossBuckets))
+            let taken = min(remaining, lost[index])
+            lost[index] -= taken
+            remaining -= taken
+        }
+        return count - remaining
+    }
+
     /// (lost, expected) within the window ending at `now`.
     func totals(at now: UInt64) -> (lost: UInt64, expected: UInt64) {
         let bucket = now / Tuning.lossBucketLength

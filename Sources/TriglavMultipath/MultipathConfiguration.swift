@@ -13,7 +13,9 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Receiver: feedback per uplink at most this often while packets arrive on it.
     public var feedbackInterval: UInt64 = 20 * Nanoseconds.millisecond
     /// Upper bound of the blackhole deadline under traffic (sends unconfirmed this long → down).
-    /// The deadline itself is SRTT + 4·RTTVAR + feedback interval, clamped to [minLossDeadline, this].
+    /// The deadline itself is SRTT + 4·RTTVAR + feedback interval, clamped to [minLossDeadline,
+    /// max(this, SRTT + this/2)]: a link whose round trip is near or above this still gets one
+    /// (`UplinkTracker.lossDeadline`).
     public var maxLossDeadline: UInt64 = 250 * Nanoseconds.millisecond
     public var minLossDeadline: UInt64 = 100 * Nanoseconds.millisecond
     /// Loss ratio (percent over the 2 s window) that makes a ready link degraded, and the one below

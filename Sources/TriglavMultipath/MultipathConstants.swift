@@ -36,8 +36,9 @@ enum Tuning {
     static let minRTTWindow: UInt64 = 10 * Nanoseconds.second
     /// Probe replies older than this are counted as lost (a reply that slow is useless for RTT anyway).
     static let probeReplyTimeout: UInt64 = 2 * Nanoseconds.second
-    /// Outstanding probes remembered per uplink.
-    static let outstandingProbes = 8
+    /// Outstanding probes remembered per uplink: enough for 1.6 s of probes at the 50 ms active interval, so a
+    /// reply over a slow link (LTE under bufferbloat: 300–800 ms, GEO satellite ~600 ms) still finds its probe.
+    static let outstandingProbes = 32
     /// Loss window: buckets × bucket length = 2 s sliding window.
     static let lossBuckets = 10
     static let lossBucketLength: UInt64 = 200 * Nanoseconds.millisecond
@@ -62,6 +63,22 @@ enum Tuning {
     static let maxModelQueueDelay: UInt64 = 250 * Nanoseconds.millisecond
     /// Unconfirmed sends needed before a silent link is declared down (one lost heartbeat isn't an outage).
     static let minUnconfirmedSendsForDown = 3
+    /// Idle (only heartbeats unconfirmed): this many heartbeats in a row must go unanswered past their loss
+    /// deadline before the link counts as blackholed. With 100 ms heartbeats the last of them is due
+    /// 600 ms + the loss deadline after the first, so an idle blackhole is still found within 1 s (issue 4,
+    /// requirement 2) for round trips up to ~200 ms, while a link at 20% random loss goes down falsely with
+    /// probability 0.2⁷ ≈ 1.3·10⁻⁵ per heartbeat (once in ~2 h) instead of 0.2³ (every ~12 s).
+    static let idleLostHeartbeatsForDown: UInt64 = 7
+    /// Loss deadline while a link has never answered (no RTT sample): the idle blackhole bound. A tighter one
+    /// would declare a link with a round trip above it down before its first reply could arrive.
+    static let unknownRTTLossDeadline: UInt64 = 1 * Nanoseconds.second
+    /// A data packet counted lost that shows up in a later feedback within this long is credited back (it was
+    /// reordered within the link, not lost); past it, the count stands.
+    /// A few feedback intervals: reordering jitter on one path is milliseconds, and while a loss may still be
+    /// credited the state machine leaves it out, so a longer window would hide real loss.
+    static let reorderCreditWindow: UInt64 = 100 * Nanoseconds.millisecond
+    /// Recent feedback losses remembered for crediting (≥ window / feedback interval).
+    static let recentLossSlots = 8
     /// Down → probing → ready needs this many consecutive probe replies.
     static let repliesToRecover = 3
     /// Demand (fraction of the active set's capacity, in percent) above which secondary/metered links join,

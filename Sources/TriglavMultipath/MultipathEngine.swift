@@ -52,8 +52,15 @@ public struct MultipathEngine<Packet> {
     /// The active scheduler.
     public var scheduler: SchedulerMode { configuration.scheduler }
 
-    /// Switches the scheduler at runtime; takes effect with the next `schedule` call.
-    public mutating func setScheduler(_ mode: SchedulerMode, redundantCopies: Int? = nil) throws(MultipathError) {
+    /// Switches the scheduler at runtime; takes effect with the next `schedule` call. The configured
+    /// `redundantCopies` stay as they are (a bare mode switch, as from the control API, must not turn
+    /// "best 2" into "every uplink").
+    public mutating func setScheduler(_ mode: SchedulerMode) throws(MultipathError) {
+        try setScheduler(mode, redundantCopies: configuration.redundantCopies)
+    }
+
+    /// Switches the scheduler and sets the copies `redundant` sends (nil: one per usable uplink).
+    public mutating func setScheduler(_ mode: SchedulerMode, redundantCopies: Int?) throws(MultipathError) {
         var updated = configuration
         updated.scheduler = mode
         updated.redundantCopies = redundantCopies

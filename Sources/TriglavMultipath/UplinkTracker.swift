@@ -42,6 +42,35 @@ struct UplinkTracker {
     private(set) var txBytes: UInt64 = 0
     private(set) var lastDataSentAt: UInt64?
     private var reportedPackets: UInt64 = 0
+    /// Data packets counted lost by recent feedback that may yet be reported late (reordering), and when the
+    /// latest such loss was counted.
+    private var recentLossTimes = [UInt64](repeating: 0, count: Tuning.recentLossSlots)
+    private var recentLossCounts = [UInt64](repeating: 0, count: Tuning.recentLossSlots)
+    private var recentLossNext = 0
+
+    private mutating func creditLateArrivals(_ surplus: UInt64, at now: UInt64) {
+        var remaining = surplus
+        for age in 0..<Tuning.recentLossSlots where remaining > 0 {
+            let slot = (recentLossNext - 1 - age + 2 * Tuning.recentLossSlots) % Tuning.recentLossSlots
+            guard now &- recentLossTimes[slot] <= Tuning.reorderCreditWindow else { break }
+            let taken = min(remaining, recentLossCounts[slot])
+            recentLossCounts[slot] -= taken
+            remaining -= taken
+        }
+        if remaining < surplus { loss.credit(surplus - remaining, at: now) }
+    }
+
+    /// Loss percentage over the window without the losses still young enough to be credited back (nil: too
+    /// few samples). The state machine decides on this, so reordering never flips a link to degraded.
+    func settledLossPercent(at now: UInt64) -> Double? {
+        var pending: UInt64 = 0
+        for slot in 0..<Tuning.recentLossSlots where now &- recentLossTimes[slot] <= Tuning.reorderCreditWindow {
+            pending &+= recentLossCounts[slot]
+        }
+        let (lost, expected) = loss.totals(at: now)
+        guard expected >= 20 else { return nil }
+        return Double(lost > pending ? lost - pending : 0) * 100 / Double(expected)
+    }
     private var reportedBytes: UInt64 = 0
     private var highestReportedCounter: UInt64?
     /// Latest send time known to have been delivered (probe reply or feedback), and when we learned it.
@@ -111,6 +140,7 @@ struct UplinkTracker {
     var storageFootprint: Int {
         history.capacity * MemoryLayout<SentRecord>.stride + rateSampleTimes.capacity * 8 + rateSampleBytes.capacity * 8
             + rateSampleReportTimes.capacity * 8
+            + recentLossTimes.capacity * 8 + recentLossCounts.capacity * 8
             + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity + probeModelQueues.capacity * 8
     }
 
@@ -171,11 +201,17 @@ struct UplinkTracker {
         max(floor, (queueDepth.best ?? 4 * floor) * 3 / 4)
     }
 
-    /// How long sends may stay unconfirmed before the link counts as blackholed.
+    /// How long sends may stay unconfirmed before the link counts as blackholed: SRTT + 4·RTTVAR + feedback
+    /// interval, clamped to [minLossDeadline, maxLossDeadline]. The upper clamp keeps the 300 ms bound when
+    /// jitter inflates RTTVAR; it may not cut into the round trip itself, so a link whose smoothed RTT is near
+    /// or above it (bufferbloated LTE, satellite) gets up to SRTT + maxLossDeadline/2 — nothing can notice
+    /// its silence before a round trip has passed. Before the first reply the RTT is unknown and the
+    /// deadline is the idle bound (`Tuning.unknownRTTLossDeadline`).
     func lossDeadline(_ configuration: MultipathConfiguration) -> UInt64 {
-        guard rtt.hasSample else { return configuration.maxLossDeadline }
+        guard rtt.hasSample else { return max(configuration.maxLossDeadline, Tuning.unknownRTTLossDeadline) }
         let raw = rtt.smoothed + 4 * rtt.variance + configuration.feedbackInterval
-        return max(configuration.minLossDeadline, min(configuration.maxLossDeadline, raw))
+        let ceiling = max(configuration.maxLossDeadline, rtt.smoothed &+ configuration.maxLossDeadline / 2)
+        return max(configuration.minLossDeadline, min(ceiling, raw))
     }
 
     // MARK: State machine
@@ -217,7 +253,7 @@ struct UplinkTracker {
         case .ready:
             // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
             // link), which the scheduler handles; only loss on an uncongested link marks it degraded.
-            if !isCongested(at: now), let percent = loss.percent(at: now), percent >= configuration.degradedLossPercent {
+            if !isCongested(at: now), let percent = settledLossPercent(at: now), percent >= configuration.degradedLossPercent {
                 return transition(to: .degraded, at: now, configuration: configuration)
             }
         case .degraded:
@@ -259,11 +295,18 @@ struct UplinkTracker {
     /// When the link counts as blackholed if nothing changes: sends stay unconfirmed and no confirmation
     /// progress arrives for the loss deadline (SRTT + 4·RTTVAR + feedback interval). Progress matters as
     /// well as send age, so a deep queue (sends confirmed late, but steadily) isn't mistaken for an outage.
+    ///
+    /// Idle (no data unacknowledged, only heartbeats) the rule is stricter: `Tuning.idleLostHeartbeatsForDown`
+    /// heartbeats in a row must be past their deadline, so a lossy idle link is degraded rather than down.
     func blackholeDeadline(_ configuration: MultipathConfiguration) -> UInt64? {
         guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
             return nil
         }
-        return max(oldest, lastProgressAt) &+ lossDeadline(configuration)
+        var deadline = lossDeadline(configuration)
+        if historyWritten == historyAcked {
+            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * configuration.heartbeatInterval
+        }
+        return max(oldest, lastProgressAt) &+ deadline
     }
 
     var unconfirmedSends: Int {
@@ -330,8 +373,17 @@ struct UplinkTracker {
             // Losses while the link is congested are our own traffic overflowing its buffer: the scheduler
             // and TCP handle those. Only loss on an uncongested link says something about its quality.
             if expected > 0, !isCongested(at: now) {
-                loss.record(expected: expected, lost: expected > received ? expected - received : 0, at: now)
+                let lost = expected > received ? expected - received : 0
+                loss.record(expected: expected, lost: lost, at: now)
+                if lost > 0 {
+                    recentLossTimes[recentLossNext] = now
+                    recentLossCounts[recentLossNext] = lost
+                    recentLossNext = (recentLossNext + 1) % Tuning.recentLossSlots
+                }
             }
+            // More received than newly expected: packets counted lost earlier arrived late (reordered within
+            // the link). Take them back while the loss is recent, newest first; reordering is not loss.
+            if received > expected { creditLateArrivals(received - expected, at: now) }
             // Progress is more packets confirmed, not a later send time: a burst sent at one instant
             // drains over time, and each feedback covering more of it proves the link alive.
             if index + 1 > historyAcked { lastProgressAt = now }

@@ -15,7 +15,7 @@ struct DataPlaneDev: ParsableCommand {
         commandName: "triglav-dataplane-dev",
         abstract: "Run a Triglav client or server tunnel from command-line flags (development and tests).",
         version: VERSION,
-        subcommands: [Keygen.self, Server.self, Client.self]
+        subcommands: [Keygen.self, Server.self, Client.self, LoadGen.self]
     )
 }
 
@@ -76,6 +76,8 @@ struct Client: ParsableCommand {
     @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
+    @Option(help: "Milliseconds between idle probes (heartbeats) on each uplink.") var heartbeatMs: Int = 100
+    @Option(help: "Seconds of silence on an uplink before a NAT keepalive is sent.") var keepaliveS: Double = 25
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
 
@@ -87,6 +89,8 @@ struct Client: ParsableCommand {
             server: try IPEndpoint(server), tunnelInterface: try InterfaceName(tun))
         configuration.multipath.scheduler = schedulerMode
         configuration.firewallMark = mark
+        configuration.probeInterval = .milliseconds(heartbeatMs)
+        configuration.keepaliveInterval = .milliseconds(Int64(keepaliveS * 1000))
         if fullTunnel {
             configuration.routing = .fullTunnel
         } else if !split.isEmpty {

@@ -16,7 +16,7 @@ struct DataPlaneTunnelTests {
         try lab.exec(lab.server, "ping -c3 -i0.2 -W2 \(DataPlaneLab.clientTunnelAddress)")
     }
 
-    @Test("a download arrives intact over all three uplinks, and survives an uplink going down")
+    @Test("a download arrives intact over all three uplinks, and survives one uplink going down and another blackholed")
     func downloadOverSeveralUplinksWithFailover() throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
@@ -42,16 +42,30 @@ struct DataPlaneTunnelTests {
             #expect(bytes - (before[uplink] ?? 0) > 1_000_000, "uplink \(uplink) carried only \(bytes - (before[uplink] ?? 0)) bytes")
         }
 
-        // 2. Rate-limited download (~6 s); one uplink goes down after 1.5 s, the download completes intact.
+        // 2. Rate-limited download (~6 s) of the same file: after 1.5 s up2 goes down (the link reports it), after
+        // 3 s up3 is blackholed (it stays up but an nft table in the client namespace drops everything through it,
+        // both ways: only the missing probe replies tell). The download completes intact over up1.
         let second = lab.directory.appendingPathComponent("download-2.bin").path
         let curl = try lab.spawn(namespace: lab.client, "curl -sS --max-time 60 --limit-rate 5M -o \(second) "
                                  + "http://\(DataPlaneLab.serverTunnelAddress):8080/random.bin", logName: "curl")
+        defer { _ = try? lab.exec(lab.client, "nft delete table inet tg_dp_blackhole") }
         Thread.sleep(forTimeInterval: 1.5)
         try lab.sh("ip -n \(lab.client) link set up2 down")
+        Thread.sleep(forTimeInterval: 1.5)
+        try lab.exec(lab.client, "nft add table inet tg_dp_blackhole")
+        try lab.exec(lab.client, "nft 'add chain inet tg_dp_blackhole output { type filter hook output priority 0; }'")
+        try lab.exec(lab.client, "nft 'add chain inet tg_dp_blackhole input { type filter hook input priority 0; }'")
+        try lab.exec(lab.client, "nft add rule inet tg_dp_blackhole output oifname up3 counter drop")
+        try lab.exec(lab.client, "nft add rule inet tg_dp_blackhole input iifname up3 counter drop")
+        #expect(curl.isRunning, "the download finished before the blackhole: the test would prove nothing")
         lab.waitForExit(curl, timeout: 70)
         #expect(!curl.isRunning)
         #expect(curl.terminationStatus == 0, "curl failed: \(lab.log("curl"))")
         #expect(try lab.sh("sha256sum < \(second)") == expected)
+        // The blackhole really dropped tunnel traffic (the drop counters moved), then it is removed again.
+        let counters = try lab.exec(lab.client, "nft list table inet tg_dp_blackhole")
+        #expect(counters.contains("packets 0 ") == false, "the blackhole dropped nothing: \(counters)")
+        try lab.exec(lab.client, "nft delete table inet tg_dp_blackhole")
     }
 
     @Test("kill -9 of the client leaves nothing a restart duplicates; clean stop restores the routing")

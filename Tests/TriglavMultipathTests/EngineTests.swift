@@ -164,6 +164,26 @@ struct EngineDriver {
         #expect(try SchedulerMode(name: "lowest-latency") == .lowestLatency)
     }
 
+    /// The control API switches schedulers by name only (ClientTunnel.setScheduler): the configured
+    /// `redundant_copies` must survive a switch away and back, and only an explicit value changes them.
+    @Test func schedulerSwitchKeepsTheConfiguredRedundantCopies() throws {
+        var configuration = MultipathConfiguration()
+        configuration.scheduler = .redundant
+        configuration.redundantCopies = 2
+        var driver = try EngineDriver(configuration: configuration)
+        for id in [a, b, c] { try driver.engine.addUplink(id, now: 0) }
+        driver.run(until: 300 * Self.ms, rtt: { $0 == UplinkID(2) ? 10 * Self.ms : 40 * Self.ms })
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).count == 2)
+        try driver.engine.setScheduler(.aggregate)
+        #expect(driver.engine.configuration.redundantCopies == 2)
+        try driver.engine.setScheduler(.redundant)
+        #expect(driver.engine.configuration.redundantCopies == 2)
+        let two = driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now)
+        #expect(two.count == 2 && two.first == b)
+        try driver.engine.setScheduler(.redundant, redundantCopies: nil)
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).count == 3)
+    }
+
     @Test func failoverKeepsOneActiveUplinkUntilItFails() throws {
         var configuration = MultipathConfiguration()
         configuration.scheduler = .failover

@@ -8,23 +8,48 @@ import TriglavCore
 
     @Test(arguments: [UInt64(11), 12, 13, 14])
     func blackholingTheBestLinkKeepsTheTransferGoing(seed: UInt64) throws {
+        try blackholeTheBestLink(seed: seed, paced: false)
+    }
+
+    /// The same with the paced deployment (`Network.pacedDeployment`, data-plane numbering, unordered ACKs),
+    /// the configuration that also meets the three-link throughput target.
+    @Test(arguments: [UInt64(11), 12, 13, 14, 15])
+    func blackholingTheBestLinkWithPacingCompletesWithBoundedGaps(seed: UInt64) throws {
+        try blackholeTheBestLink(seed: seed, paced: true)
+    }
+
+    private func blackholeTheBestLink(seed: UInt64, paced: Bool) throws {
         let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
                                           LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
                                           LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)],
-                                  seed: seed)
+                                  seed: seed, configuration: paced ? Network.pacedDeployment : MultipathConfiguration())
+        if paced {
+            for node in [network.client!, network.server!] {
+                node.ingressDropsKeepSequence = false
+                node.bypassReorderForAcks = true
+            }
+        }
         let start = 300 * Self.ms
         let flow = network.addFlow(1, segments: 6000, at: start)
         let blackholeAt = start + 1500 * Self.ms
         let best = UplinkID(1)
         network.blackhole(best, from: blackholeAt)
         network.loop.run(until: start + 20 * Nanoseconds.second)
-
         let completed = try #require(flow.completedAt, "transfer did not complete")
         #expect(flow.delivered(by: blackholeAt) > 500, "the transfer was under way when the link died")
         let gap = flow.longestDeliveryGap(from: blackholeAt - 200 * Self.ms, to: completed)
-        // The issue's bound; 125–287 ms on these seeds (BENCHMARKS.md). Immediate-send engine: with pacing the
-        // gaps are longer (docs/MULTIPATH.md, known limitations).
-        #expect(gap <= 300 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+        if paced {
+            // Paced deployment: 212–381 ms on seeds 11–15 (docs/MULTIPATH.md, known limitations). Guard against
+            // regressions at 400 ms; the issue's 300 ms is not met on every seed yet.
+            #expect(gap <= 400 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+            withKnownIssue("paced deployment: failover gaps up to 381 ms (TCP repairs wait behind the failover backlog)",
+                           isIntermittent: true) {
+                #expect(gap <= 300 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+            }
+        } else {
+            // The issue's bound; 142–287 ms on these seeds (BENCHMARKS.md).
+            #expect(gap <= 300 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+        }
         let down = network.client.stateLog.first { $0.uplink == best && $0.to == .down && $0.time >= blackholeAt }
         let detected = try #require(down, "blackholed link never marked down")
         #expect(detected.time - blackholeAt <= 300 * Self.ms, "detected after \((detected.time - blackholeAt) / Self.ms) ms")

@@ -38,6 +38,8 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Released packets to write after the lock: (tunnel, pool slot).
     private var deliveries: [(UInt64, Int)] = []
     private var nextTimer: Nanoseconds = 0
+    /// Tunnels whose duties are due this round (reused).
+    private var dueTunnels: [UInt64] = []
 
     init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
@@ -52,9 +54,9 @@ final class ServerNetworkPump: @unchecked Sendable {
         var now = monotonicNow()
         var deadline = nextTimer
         server.withState { state in
-            for tunnel in state.tunnels.values {
-                if let engineDeadline = tunnel.engine.nextDeadline() { deadline = min(deadline, engineDeadline) }
-            }
+            // Cached per tunnel (see `ServerState.dutyDeadlines`): no engine is asked here, so an idle wake-up
+            // costs one comparison per client, not a walk over every client's uplinks.
+            for due in state.dutyDeadlines.values { deadline = min(deadline, due) }
         }
         let timeout = Int32(min(100, max(0, (deadline &- min(now, deadline)) / Nanoseconds.millisecond)))
         do {
@@ -181,6 +183,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             guard let tunnelID = state.sessions[receiver]?.tunnelID, let uplink = state.sessions[receiver]?.uplink else { return }
             state.sessions[receiver]?.lastReceive = now
+            state.dutyDeadlines[tunnelID] = 0  // its engine learned something: ask it for duties this round
             // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
             state.sessions[receiver]?.connection = source.connection
             if source.connection == nil {
@@ -198,7 +201,17 @@ final class ServerNetworkPump: @unchecked Sendable {
                 }
                 state.sessions[receiver]?.replaces = nil
                 if state.tunnels[tunnelID]?.engine.uplinkIDs.contains(uplink) == false {
-                    try? state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
+                    do {
+                        try state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
+                    } catch {
+                        // The handshake refuses uplinks beyond the engine's limit; joins answered further apart than
+                        // `pendingJoinWindow` but confirmed together can still overshoot. A session the engine can't
+                        // schedule must not linger as if it worked: the client hears silence and handshakes again.
+                        state.refusedUplinks &+= 1
+                        server.logger.warning("tunnel \(String(tunnelID, radix: 16)): can't add \(uplink) to its engine: \(error); session dropped")
+                        state.removeSession(receiver, now: now)
+                        return
+                    }
                 }
             }
             if frame.type != .data, frame.flags != state.sessions[receiver]?.policyFlags,
@@ -251,11 +264,20 @@ final class ServerNetworkPump: @unchecked Sendable {
     }
 
     /// The engines' duties: probes and feedback on the session carrying each uplink; in-order releases.
+    /// Only tunnels whose cached deadline has come (or that saw traffic) are asked; each gets its next
+    /// deadline cached again, so the work per wake-up follows the busy clients, not all of them.
     private func runDuties(now: Nanoseconds) {
         server.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
-            for tunnelID in state.tunnels.keys {
+            dueTunnels.removeAll(keepingCapacity: true)
+            for (tunnelID, due) in state.dutyDeadlines where due <= now { dueTunnels.append(tunnelID) }
+            for tunnelID in dueTunnels {
+                defer {
+                    if state.tunnels[tunnelID] != nil {
+                        state.dutyDeadlines[tunnelID] = state.tunnels[tunnelID]?.engine.nextDeadline() ?? now &+ Self.timerInterval
+                    }
+                }
                 while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
                 var budget = 64
                 while budget > 0, let duty = state.tunnels[tunnelID]?.engine.nextDuty(now: now) {
@@ -312,6 +334,24 @@ final class ServerNetworkPump: @unchecked Sendable {
             if let replaced = accepted.replacesSessionIndex, let old = state.sessions[replaced], old.tunnelID == tunnelID {
                 uplink = old.uplink
             } else {
+                // A client gets at most `MultipathLimits.maxUplinks` uplinks (its engine's limit). One more is
+                // refused here, before it holds a session: no reply, the client's attempt times out. Counted,
+                // and logged once per 256 so a client retrying in a loop can't flood the log. Counted are the
+                // confirmed uplinks and the joins answered in the last `pendingJoinWindow` (not yet confirmed):
+                // older unconfirmed sessions are lost responses, which must not use up a client's allowance.
+                let uplinks = uplinkCount(of: tunnelID, now: now, state: state)
+                guard uplinks < MultipathLimits.maxUplinks else {
+                    state.responder.sessionEnded(localIndex: accepted.session.localIndex)
+                    state.refusedUplinks &+= 1
+                    if state.refusedUplinks & 0xff == 1 {
+                        let refused = state.refusedUplinks
+                        server.logger.warning("""
+                            client \(accepted.client) from \(peerText) already has \(uplinks) uplinks, the limit \
+                            (\(MultipathLimits.maxUplinks)); refused another (\(refused) refused so far)
+                            """)
+                    }
+                    return
+                }
                 state.nextUplinkID &+= 1
                 uplink = UplinkID(state.nextUplinkID)
             }
@@ -331,6 +371,22 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             if let reply { sendBytes(reply, to: &source, state: &state) }
         }
+    }
+
+    /// How long an answered join counts toward its client's uplinks before it is confirmed (the client
+    /// confirms at once with a keepalive; a retry comes after 1 s).
+    static let pendingJoinWindow = 2 * Nanoseconds.second
+
+    /// Distinct uplinks of a tunnel: the confirmed ones and those of joins answered within `pendingJoinWindow`.
+    private func uplinkCount(of tunnelID: UInt64, now: Nanoseconds, state: ServerState) -> Int {
+        guard let tunnel = state.tunnels[tunnelID] else { return 0 }
+        var uplinks = Set(tunnel.uplinkSessions.keys)
+        for index in tunnel.sessions {
+            guard let session = state.sessions[index], !session.transport.isConfirmed,
+                  now &- session.lastReceive < Self.pendingJoinWindow else { continue }
+            uplinks.insert(session.uplink.rawValue)
+        }
+        return uplinks.count
     }
 
     private func removeTunnel(_ tunnelID: UInt64, state: inout ServerState) {

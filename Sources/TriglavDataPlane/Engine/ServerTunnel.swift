@@ -161,7 +161,7 @@ public final class ServerTunnel: Sendable {
                         smoothedRTT: Self.bestRTT(of: tunnel.engine))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
-                resentPackets: state.resentPackets)
+                resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks)
         }
     }
 
@@ -257,6 +257,10 @@ struct ServerClientTunnel {
 struct ServerState: @unchecked Sendable {
     var responder: HandshakeResponder
     var tunnels: [UInt64: ServerClientTunnel] = [:]
+    /// When each tunnel's engine next has a duty (its `nextDeadline()`, cached by the network pump after
+    /// asking it; 0 = ask now). Whoever changes an engine in a way that may bring a duty forward sets 0:
+    /// received frames, sent packets, uplinks added or removed. One entry per tunnel.
+    var dutyDeadlines: [UInt64: Nanoseconds] = [:]
     var byIPv4: [UInt32: UInt64] = [:]
     var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
@@ -268,6 +272,8 @@ struct ServerState: @unchecked Sendable {
     var droppedUnknownDestination: UInt64 = 0
     var droppedSpoofed: UInt64 = 0
     var resentPackets: UInt64 = 0
+    /// Uplink sessions refused because their client already had `MultipathLimits.maxUplinks` uplinks.
+    var refusedUplinks: UInt64 = 0
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
     /// Where each client's last removed tunnel left its transmit sequence; its next tunnel continues there.
@@ -295,6 +301,7 @@ struct ServerState: @unchecked Sendable {
 
     mutating func addTunnel(_ tunnel: ServerClientTunnel) {
         tunnels[tunnel.tunnelID] = tunnel
+        dutyDeadlines[tunnel.tunnelID] = 0
         if case .v4(let value) = tunnel.addresses.ipv4.address { byIPv4[value] = tunnel.tunnelID }
         if let ipv6 = tunnel.addresses.ipv6 { byIPv6[ipv6.address] = tunnel.tunnelID }
     }
@@ -302,6 +309,7 @@ struct ServerState: @unchecked Sendable {
     /// Removes a tunnel, its sessions and its address routes.
     mutating func removeTunnel(_ tunnelID: UInt64) {
         guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
+        dutyDeadlines[tunnelID] = nil
         resumeSequences[tunnel.key] = tunnel.transmitSequence
         for index in tunnel.sessions {
             sessions.removeValue(forKey: index)
@@ -319,6 +327,7 @@ struct ServerState: @unchecked Sendable {
         if tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] == index {
             tunnels[session.tunnelID]?.uplinkSessions[session.uplink.rawValue] = nil
             try? tunnels[session.tunnelID]?.engine.removeUplink(session.uplink, now: now)
+            if tunnels[session.tunnelID] != nil { dutyDeadlines[session.tunnelID] = 0 }
         }
         responder.sessionEnded(localIndex: index)
     }
@@ -367,6 +376,7 @@ final class ServerTunPump: @unchecked Sendable {
                     continue
                 }
                 state.tunnels[tunnelID]?.transmitSequence &+= 1
+                state.dutyDeadlines[tunnelID] = 0  // sending may bring its probes forward (active probing)
                 state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet)
                 for uplink in selection {
                     guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],

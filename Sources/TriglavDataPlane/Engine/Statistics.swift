@@ -52,4 +52,6 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     public var droppedUnknownDestination: UInt64
     /// Packets sent again because the client uplink they were in flight on went down.
     public var resentPackets: UInt64 = 0
+    /// Uplink sessions refused because their client already had the most uplinks a tunnel may have.
+    public var refusedUplinks: UInt64 = 0
 }

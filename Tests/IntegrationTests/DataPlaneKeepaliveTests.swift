@@ -1,0 +1,77 @@
+import Foundation
+import Testing
+import TriglavCore
+
+/// What an idle uplink sends (docs/DATAPLANE.md, "Idle uplinks: heartbeats and NAT keepalives"): with the
+/// default 100 ms heartbeat the probes and their replies keep NAT mappings open and the keepalive timer
+/// never fires; with heartbeats relaxed beyond the keepalive interval the keepalive fires on time. Root only.
+/// Nested in the serialized `DataPlaneTunnelTests`, so it doesn't run beside the other namespace tests.
+extension DataPlaneTunnelTests {
+    @Suite("idle-uplink traffic")
+    struct DataPlaneKeepaliveTests {
+        /// UDP payload sizes on the wire: a keepalive is a transport frame with an empty body; a probe or probe
+        /// reply carries 16 bytes more (probe id and timestamp).
+        static let keepaliveSize = WireOverhead.transportHeader + WireOverhead.innerHeader + WireOverhead.aeadTag
+        static let probeSize = keepaliveSize + 16
+
+        @Test("default heartbeats serve as NAT keepalive; relaxed heartbeats leave it to the keepalive timer")
+        func idleUplinkTraffic() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            _ = try lab.startServer()
+
+            let standard = try lab.spawn(namespace: lab.client, clientCommand(lab, extra: ""), logName: "client")
+            try lab.waitForOutput("client", containing: "ready", timeout: 10)
+            #expect(lab.waitForTunnel(timeout: 10))
+            let idle = try capture(lab, seconds: 4)
+            lab.terminate(standard)
+
+            let relaxed = try lab.spawn(namespace: lab.client, clientCommand(lab, extra: "--heartbeat-ms 30000 --keepalive-s 1"),
+                                        logName: "client-relaxed")
+            try lab.waitForOutput("client-relaxed", containing: "ready", timeout: 10)
+            #expect(lab.waitForTunnel(timeout: 10))
+            let quiet = try capture(lab, seconds: 4)
+            lab.terminate(relaxed)
+            print("idle up1, 4 s: default \(idle); client heartbeat 30 s, keepalive 1 s: \(quiet)")
+
+            // Default: probes both ways (client's own and replies to the server's, ~20/s each way), no keepalive.
+            #expect(idle.clientKeepalives == 0, "keepalives despite heartbeats: \(idle)")
+            #expect(idle.clientProbes >= 40 && idle.serverProbes >= 40, "too few heartbeats: \(idle)")
+            // Relaxed: the client no longer probes (only answers the server's probes, so about half as many
+            // client datagrams), and its keepalive timer fires about once a second.
+            #expect(quiet.clientKeepalives >= 2, "no keepalives with relaxed heartbeats: \(quiet)")
+            #expect(Double(quiet.clientProbes) < 0.75 * Double(idle.clientProbes), "client still probes: \(quiet) vs \(idle)")
+        }
+
+        struct Counts: CustomStringConvertible {
+            var clientProbes = 0
+            var clientKeepalives = 0
+            var serverProbes = 0
+            var description: String {
+                "client->server \(clientProbes) probe-sized + \(clientKeepalives) keepalives, server->client \(serverProbes) probe-sized"
+            }
+        }
+
+        private func clientCommand(_ lab: DataPlaneLab, extra: String) -> String {
+            "\(DataPlaneLab.driver) client --key \(lab.clientKeyFile) --server-key \(lab.serverPublicKey) "
+                + "--server \(DataPlaneLab.serverAddress):7443 --tun tgc0 --uplink up1 \(extra) --verbose"
+        }
+
+        /// Counts tunnel datagrams on the server's side of up1 for `seconds`, by direction and size.
+        private func capture(_ lab: DataPlaneLab, seconds: Int) throws -> Counts {
+            // timeout(1) ends tcpdump with status 124: a measurement window, not a failure.
+            let text = try lab.exec(lab.server, "sh -c 'timeout \(seconds) tcpdump -n -l -i dn1 udp port 7443 2>/dev/null; true'",
+                                    timeout: seconds + 10)
+            var counts = Counts()
+            for line in text.split(separator: "\n") {
+                let fromServer = line.contains("\(DataPlaneLab.serverAddress).7443 >")
+                if line.hasSuffix("length \(Self.probeSize)") {
+                    if fromServer { counts.serverProbes += 1 } else { counts.clientProbes += 1 }
+                } else if line.hasSuffix("length \(Self.keepaliveSize)"), !fromServer {
+                    counts.clientKeepalives += 1
+                }
+            }
+            return counts
+        }
+    }
+}
