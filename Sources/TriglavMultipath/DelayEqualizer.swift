@@ -138,6 +138,13 @@ public struct DelayEqualizer<Packet> {
         }
     }
 
+    /// The longest current hold: the part of the uplinks' delay spread the equaliser absorbs.
+    public var largestHold: UInt64 {
+        var largest: UInt64 = 0
+        for index in 0..<pathCount { largest = max(largest, pathHolds[index]) }
+        return largest
+    }
+
     /// The current hold of packets arriving on `uplink` (0 for an unknown uplink).
     public func hold(for uplink: UplinkID) -> UInt64 {
         for index in 0..<pathCount where pathIDs[index] == uplink { return pathHolds[index] }

@@ -270,7 +270,10 @@ public struct MultipathEngine<Packet> {
         if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
         if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
         let releaseAt = now &+ equalizer.noteData(on: uplink, at: now)
-        let verdict = reorder.insert(Held(packet: packet, releaseAt: releaseAt), sequence: sequence, now: now)
+        // A gap's wait counts from when the packets behind it would leave the equaliser anyway: a packet
+        // still missing then (plus a jitter margin) was lost, not on a slower uplink.
+        let verdict = reorder.insert(Held(packet: packet, releaseAt: releaseAt), sequence: sequence, now: now,
+                                     arrival: releaseAt)
         guard verdict == .deliverNow, !equalizer.canPassThrough(releaseAt: releaseAt, now: now) else { return verdict }
         // In order, but a faster uplink brought it: the equaliser holds it (a full FIFO lets it go now).
         return equalizer.enqueue(packet, releaseAt: releaseAt, now: now) ? .buffered : .deliverNow
@@ -402,6 +405,9 @@ public struct MultipathEngine<Packet> {
         } else if let fast = fastestRTT, let slow = slowestRTT {
             spread = (slow - fast) / 2
         }
+        // Waits count from the equalised arrival (see `receive`): only the spread left over remains.
+        let equalized = equalizer.largestHold
+        spread = spread > equalized ? spread - equalized : 0
         let hold = configuration.maxReorderHold
         // What was learned from late and reordered packets fades linearly-proportionally: lateness over
         // about 2 s, reordering over about 4 s (an idle tunnel forgets both).

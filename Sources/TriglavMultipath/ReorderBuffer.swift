@@ -165,8 +165,9 @@ public struct ReorderBuffer<Packet> {
         }
     }
 
-    /// Offers a received packet. See `ReorderVerdict` for what to do next.
-    public mutating func insert(_ packet: Packet, sequence: UInt32, now: UInt64) -> ReorderVerdict {
+    /// Offers a received packet. See `ReorderVerdict` for what to do next. `arrival` (default `now`) is the
+    /// time its wait counts from, later than `now` when a delay equaliser holds it anyway.
+    public mutating func insert(_ packet: Packet, sequence: UInt32, now: UInt64, arrival: UInt64? = nil) -> ReorderVerdict {
         let now = advanceClock(to: now)
         if !started {
             started = true
@@ -246,12 +247,12 @@ public struct ReorderBuffer<Packet> {
         }
         let slot = Int(sequence) & mask
         slots[slot] = packet
-        arrivals[slot] = now
+        arrivals[slot] = max(now, arrival ?? now)
         bufferedCount += 1
         precondition(fifoCount < 2 * capacity, "reorder FIFO overflow: invariant broken")
         let tail = (fifoStart + fifoCount) & (2 * capacity - 1)
         fifoSequences[tail] = sequence
-        fifoArrivals[tail] = now
+        fifoArrivals[tail] = max(now, arrival ?? now)
         fifoCount += 1
         if requestsResends {
             let due = now &+ resendRequestDelay

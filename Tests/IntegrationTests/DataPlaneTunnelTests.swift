@@ -299,8 +299,12 @@ struct DataPlaneTunnelTests {
         // Known race (left open on issue 5): the server's engine sometimes schedules the download over the
         // backup, apparently before it applies the tier the client sends in its control-frame flags. It shows
         // in about half the runs; recorded, not hidden, until the server takes the tier from the handshake.
+        // Not reproduced in 40+ runs here (alone, under CPU load, beside another tunnel test): when it fails, the
+        // server's uplink state changes say whether the primary was still probing or had been declared down.
+        let serverStates = lab.log("server").split(separator: "\n").filter { $0.contains(" -> ") }.joined(separator: "\n")
         withKnownIssue("server may schedule over the backup before it learns the uplink's tier", isIntermittent: true) {
-            #expect(backupBytes < 400_000, "the backup uplink carried \(backupBytes) bytes of an 8 MB download")
+            #expect(backupBytes < 400_000,
+                    "the backup uplink carried \(backupBytes) bytes of an 8 MB download; server states:\n\(serverStates)")
         }
         // Primary down mid-download: the backup takes over and the download completes intact.
         let second = lab.directory.appendingPathComponent("backup-2.bin").path
