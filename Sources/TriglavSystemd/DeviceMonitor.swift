@@ -94,15 +94,8 @@ public final class DeviceMonitor: @unchecked Sendable {
         var name: UnsafePointer<CChar>?
         var index: Int32 = 0
         guard sd_device_get_sysname(device, &name) >= 0, let name, sd_device_get_ifindex(device, &index) >= 0 else { return }
-        var values: [String: String] = [:]
-        var value: UnsafePointer<CChar>?
-        var key = sd_device_get_property_first(device, &value)
-        while let currentKey = key {
-            if let value { values[String(cString: currentKey)] = String(cString: value) }
-            key = sd_device_get_property_next(device, &value)
-        }
         handler(DeviceEvent(action: actionName, interfaceName: String(cString: name), interfaceIndex: index,
-                            properties: DeviceProperties(values)))
+                            properties: DeviceProperties(DeviceProperties.propertyValues(of: device))))
     }
 
     private static func name(of action: sd_device_action_t) -> String {

@@ -47,6 +47,18 @@ public enum DeviceDatabase {
     private static func read(_ device: OpaquePointer?, rc: Int32, interface: String) throws(SystemdError) -> DeviceProperties {
         guard rc >= 0, let device else { throw .deviceNotFound(interface: interface, errno: -rc) }
         defer { sd_device_unref(device) }
+        var values = DeviceProperties.propertyValues(of: device)
+        var devtype: UnsafePointer<CChar>?
+        if values["DEVTYPE"] == nil, sd_device_get_devtype(device, &devtype) >= 0, let devtype {
+            values["DEVTYPE"] = String(cString: devtype)
+        }
+        return DeviceProperties(values)
+    }
+}
+
+extension DeviceProperties {
+    /// Every udev property of `device` (borrowed, not released here) as key → value.
+    static func propertyValues(of device: OpaquePointer) -> [String: String] {
         var values: [String: String] = [:]
         var value: UnsafePointer<CChar>?
         var key = sd_device_get_property_first(device, &value)
@@ -54,10 +66,6 @@ public enum DeviceDatabase {
             if let value { values[String(cString: currentKey)] = String(cString: value) }
             key = sd_device_get_property_next(device, &value)
         }
-        var devtype: UnsafePointer<CChar>?
-        if values["DEVTYPE"] == nil, sd_device_get_devtype(device, &devtype) >= 0, let devtype {
-            values["DEVTYPE"] = String(cString: devtype)
-        }
-        return DeviceProperties(values)
+        return values
     }
 }
