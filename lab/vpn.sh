@@ -46,6 +46,7 @@ vpn_detect() {
 # are veths), and `triglav connect lab` over D-Bus. The bus is found through DBUS_SYSTEM_BUS_ADDRESS (and
 # `triglav --bus-address`); readiness of the server is its UDP port. Each triglavd gets a private bus
 # inside its node's namespace, so `lab down` stops it too.
+# VPN_LOG_LEVEL (default info) sets both daemons' log_level; debug logs the engines' uplink state changes.
 VPN_CLIENT_BUS=""
 
 # Never probe by running triglavd itself: outside the lab's namespaces it would touch the root namespace.
@@ -101,6 +102,7 @@ vpn_triglavd_start_server() {
     VPN_CLIENT_PUBLIC_KEY=$("$bin/triglav" keygen "$dir/client.key" | tail -1)
     cat >"$dir/server.toml" <<EOF
 role = "server"
+log_level = "${VPN_LOG_LEVEL:-info}"
 private_key = "$dir/server.key"
 [tunnel]
 interface = "$VPN_SERVER_TUN"
@@ -129,6 +131,7 @@ vpn_triglavd_start_client() {
     if [[ ${DEMO_ROUTING:-full} == split ]]; then full_tunnel=false routes='routes = ["198.51.100.0/24"]'; fi
     cat >"$dir/client.toml" <<EOF
 role = "client"
+log_level = "${VPN_LOG_LEVEL:-info}"
 private_key = "$dir/client.key"
 [tunnel]
 interface = "$VPN_CLIENT_TUN"
