@@ -365,6 +365,9 @@ final class ClientNetworkPump: @unchecked Sendable {
 
     /// Starts, retransmits or (for rekeys) begins this uplink's handshake as due.
     private func driveHandshake(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, retry: UInt64, state: inout ClientState) {
+        // Silence on an uplink with no route to the server says nothing about UDP being blocked (TCP can't get
+        // there either): count nothing until a route appears, then try UDP first.
+        if uplink.routeToServer == false { uplink.unansweredUDP = 0 }
         // UDP unanswered a few times: the network may block UDP. Fall back to TCP for this uplink.
         if uplink.tcp == nil, uplink.unansweredUDP >= ClientTunnel.udpAttemptsBeforeTCP {
             uplink.unansweredUDP = 0
