@@ -255,17 +255,8 @@ final class DaemonLab: @unchecked Sendable {
 
     @discardableResult
     func sh(_ command: String, timeout: Int = 60) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["-s", "KILL", String(timeout), "/bin/sh", "-c", command]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else { throw DaemonLabError.commandFailed(command, process.terminationStatus, text) }
+        let (status, text) = try runShell(command, timeout: timeout)
+        guard status == 0 else { throw DaemonLabError.commandFailed(command, status, text) }
         return text
     }
 }
