@@ -221,9 +221,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                 state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
-                state.engine.handle(.feedbackReceived(id, FeedbackReport(
-                    highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
-                    receivedBytes: report.receivedBytes, reportedAt: report.reportedAt), at: now))
+                state.engine.handle(.feedbackReceived(id, FeedbackReport(report), at: now))
             case .close:
                 // The server dropped the session (tunnel removed, restart): handshake again now.
                 state.resetUplink(slot, now: now)

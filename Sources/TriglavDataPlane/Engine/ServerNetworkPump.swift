@@ -250,9 +250,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
-                state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(
-                    highestCounter: report.highestCounter, receivedPackets: report.receivedPackets,
-                    receivedBytes: report.receivedBytes, reportedAt: report.reportedAt), at: now))
+                state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
             case .close:
                 state.removeSession(receiver, now: now)
             case .keepalive:
