@@ -47,6 +47,7 @@ import TriglavCore
         let flow = network.addFlow(1, segments: blackholeScenario ? Int(env["TRIGLAV_MULTIPATH_TRACE_SEGMENTS"].flatMap(Int.init) ?? 6000) : Int.max, at: startAt)
         if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + blackholeAfter) }
         // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
+        flow.debugLog = env["TRIGLAV_MULTIPATH_TRACE_TCP_DEBUG"] != nil
         flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
         var arrivedAt: [UInt32: UInt64] = [:]

@@ -1,3 +1,4 @@
+import Foundation
 import TriglavCore
 @testable import TriglavMultipath
 
@@ -5,7 +6,7 @@ import TriglavCore
 struct InnerPacket {
     enum Kind {
         case segment(Int)
-        case ack(Int, sack: Int?)
+        case ack(Int, sack: SackBlocks)
     }
     var flow: Int
     var kind: Kind
@@ -340,6 +341,12 @@ final class Network {
     private(set) var client: TunnelNode!
     private(set) var server: TunnelNode!
     private(set) var flows: [Int: TCPFlow] = [:]
+    /// Loss detection of the TCP flows added from now on (docs/MULTIPATH.md, "Tests and the simulator").
+    var tcpSenderModel = Network.defaultTCPSenderModel
+    /// RACK-TLP, what Linux runs; `TRIGLAV_MULTIPATH_TCP=reno` runs every simulation with the pure-Reno model.
+    static var defaultTCPSenderModel: TCPSenderModel {
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TCP"].flatMap(TCPSenderModel.init(rawValue:)) ?? .reno
+    }
     /// Egress per flow at the server: highest ingress index seen and count of packets that came out behind it.
     private(set) var reorderedAtEgress: [Int: Int] = [:]
     private var highestEgressIndex: [Int: Int] = [:]
@@ -396,7 +403,7 @@ final class Network {
     /// Starts a TCP flow (client → server) at `time`.
     @discardableResult
     func addFlow(_ flowID: Int, segments: Int = Int.max, at time: UInt64 = 0) -> TCPFlow {
-        let flow = TCPFlow(flowID: flowID, totalSegments: segments)
+        let flow = TCPFlow(flowID: flowID, totalSegments: segments, senderModel: tcpSenderModel)
         flow.clock = { [unowned self] in self.loop.now }
         flow.setTimer = { [unowned self] delay, fire in self.loop.after(delay, fire) }
         flow.sendSegment = { [unowned self] segment in
