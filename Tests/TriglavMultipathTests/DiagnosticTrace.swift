@@ -91,9 +91,9 @@ import TriglavCore
             }
         }
         let originalSend = flow.sendSegment
-        flow.sendSegment = { segment in
+        flow.sendSegment = { segment, timestamp in
             highestSegmentSent = max(highestSegmentSent, segment)
-            originalSend(segment)
+            originalSend(segment, timestamp)
         }
         let originalDeliver = network.server.deliver
         network.server.deliver = { [unowned network] packet in

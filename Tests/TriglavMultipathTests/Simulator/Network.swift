@@ -16,6 +16,8 @@ struct InnerPacket {
     var ingressIndex: Int
     /// Set on tunnel-level resends: a lost packet recovered late is loss recovery, not reordering.
     var isResend = false
+    /// The TCP timestamp option (RFC 7323): TSval on a segment (its send time), TSecr on an ACK.
+    var timestamp: UInt64 = 0
 }
 
 /// Frames the simulated protocol carries (what TriglavProtocol's frames would be).
@@ -71,10 +73,10 @@ final class TunnelNode {
 
     var now: UInt64 { network.loop.now }
 
-    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int) {
+    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int, timestamp: UInt64 = 0) {
         let index = ingressIndex[flow, default: 0]
         ingressIndex[flow] = index + 1
-        let packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index)
+        let packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index, timestamp: timestamp)
         // The data plane (ClientTunnel.dispatch) gives a packet refused at ingress no tunnel sequence, so
         // the receiver sees no gap and TCP sees the drop. The simulator historically numbered it anyway, so
         // the receiver asked for it and the sender resent it when its queues allowed (hiding part of the
@@ -366,7 +368,7 @@ final class Network {
             try server.engine.addUplink(id, policy: spec.policy, now: 0)
         }
         client.deliver = { [unowned self] packet in
-            if case .ack(let ack, let sack) = packet.kind { self.flows[packet.flow]?.onAck(ack, sack: sack) }
+            if case .ack(let ack, let sack) = packet.kind { self.flows[packet.flow]?.onAck(ack, sack: sack, echo: packet.timestamp) }
         }
         server.deliver = { [unowned self] packet in
             if case .segment(let segment) = packet.kind {
@@ -377,7 +379,7 @@ final class Network {
                     self.highestEgressIndex[packet.flow] = packet.ingressIndex
                 }
                 if let flow = self.flows[packet.flow] {
-                    flow.onSegment(segment)
+                    flow.onSegment(segment, timestamp: packet.timestamp)
                 } else {
                     self.streamDelivered[packet.flow, default: []].insert(segment)
                 }
@@ -406,11 +408,11 @@ final class Network {
         let flow = TCPFlow(flowID: flowID, totalSegments: segments, senderModel: tcpSenderModel)
         flow.clock = { [unowned self] in self.loop.now }
         flow.setTimer = { [unowned self] delay, fire in self.loop.after(delay, fire) }
-        flow.sendSegment = { [unowned self] segment in
-            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes)
+        flow.sendSegment = { [unowned self] segment, timestamp in
+            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes, timestamp: timestamp)
         }
-        flow.sendAck = { [unowned self] ack, sack in
-            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes)
+        flow.sendAck = { [unowned self] ack, sack, echo in
+            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes, timestamp: echo)
         }
         flows[flowID] = flow
         loop.at(time) { flow.start() }

@@ -99,8 +99,9 @@ final class TCPFlow {
     private(set) var completedAt: UInt64?
 
     /// Hooks into the tunnel: send a segment (A→B) or an ACK (B→A).
-    var sendSegment: (_ segment: Int) -> Void = { _ in }
-    var sendAck: (_ ack: Int, _ sack: SackBlocks) -> Void = { _, _ in }
+    /// `timestamp`: TSval (the send time); `echo`: TSecr (the TSval of the segment that triggered the ACK).
+    var sendSegment: (_ segment: Int, _ timestamp: UInt64) -> Void = { _, _ in }
+    var sendAck: (_ ack: Int, _ sack: SackBlocks, _ echo: UInt64) -> Void = { _, _, _ in }
     var setTimer: (_ delay: UInt64, _ fire: @escaping () -> Void) -> Void = { _, _ in }
     var clock: () -> UInt64 = { 0 }
     /// Congestion events (fast retransmit, timeout) for debugging traces.
@@ -142,7 +143,7 @@ final class TCPFlow {
         if retransmission { retransmissions += 1 }
         if senderModel == .linux { sentOrder.append((segment, now)) }
         if debugLog { print("DBG \(now / 1000) tx \(segment)\(retransmission ? " R" : "") pipe=\(flight) cwnd=\(Int(cwnd)) lost=\(lostOut) rtx=\(retransmittedOut) sacked=\(sackedOut)") }
-        sendSegment(segment)
+        sendSegment(segment, now)
     }
 
     private func trySend() {
@@ -235,17 +236,19 @@ final class TCPFlow {
         retransmittedInEpisode.removeAll()
         rto = min(rto * 2, 60 * Nanoseconds.second)
         if senderModel == .linux {
-            // As Linux's tcp_timeout_mark_lost: everything outstanding and not SACKed is lost.
+            // F-RTO (RFC 5682, Linux's default tcp_frto = 2): only the head is retransmitted at once. Marking the
+            // whole window lost (go-back-N) resent hundreds of segments whose originals were merely queued and
+            // doubled the load at once; RACK marks the rest as the head's retransmission is delivered.
             probeHighSegment = nil
-            for segment in sndUna..<sndNxt where !isSacked[segment] { markLost(segment) }
+            markLost(sndUna)
         }
         trySend()
     }
 
     /// Sender: an ACK arrived.
-    func onAck(_ ack: Int, sack: SackBlocks) {
+    func onAck(_ ack: Int, sack: SackBlocks, echo: UInt64 = 0) {
         if senderModel == .linux {
-            onAckWithRACK(ack, sack: sack)
+            onAckWithRACK(ack, sack: sack, echo: echo)
             return
         }
         let now = clock()
@@ -337,7 +340,7 @@ final class TCPFlow {
     }
 
     /// The segment was delivered (SACKed, or cumulatively ACKed without having been SACKed).
-    private func noteDelivered(_ segment: Int, now: UInt64, highestSackedBefore: Int) {
+    private func noteDelivered(_ segment: Int, now: UInt64, echo: UInt64, highestSackedBefore: Int) {
         if isLost[segment] { isLost[segment] = false; lostOut -= 1 }
         if isRetransmittedOut[segment] { isRetransmittedOut[segment] = false; retransmittedOut -= 1 }
         // Delivered below a segment already SACKed, and never retransmitted: the path reorders.
@@ -345,8 +348,9 @@ final class TCPFlow {
         let sentAt = sendTimes[segment]
         guard now >= sentAt else { return }
         let rtt = now - sentAt
-        // RFC 8985 §6.2 step 2: an ACK sooner than the minimum RTT after a retransmission is for the original.
-        if everRetransmitted[segment], rtt < minimumRTT { return }
+        // RFC 8985 §6.2 step 2: an ACK that echoes a timestamp older than the retransmission, or comes sooner
+        // than the minimum RTT after it, was for an earlier transmission.
+        if everRetransmitted[segment], echo < sentAt || rtt < minimumRTT { return }
         if !everRetransmitted[segment] { minimumRTT = min(minimumRTT, rtt) }
         if sentAt > rackSentAt || (sentAt == rackSentAt && segment > rackSegment) {
             rackSentAt = sentAt
@@ -413,7 +417,7 @@ final class TCPFlow {
         armTimer()
     }
 
-    private func onAckWithRACK(_ ack: Int, sack: SackBlocks) {
+    private func onAckWithRACK(_ ack: Int, sack: SackBlocks, echo: UInt64) {
         let now = clock()
         if debugLog { print("DBG \(now / 1000) ack \(ack) \((0..<sack.count).map { sack[$0] }) rackSeg=\(rackSegment) rackRTT=\(rackRTT / 1000) reo=\(reorderWindow / 1000)") }
         let highestSackedBefore = highestSacked
@@ -426,7 +430,7 @@ final class TCPFlow {
                 isSacked[segment] = true
                 sackedOut += 1
                 newlySacked += 1
-                noteDelivered(segment, now: now, highestSackedBefore: highestSackedBefore)
+                noteDelivered(segment, now: now, echo: echo, highestSackedBefore: highestSackedBefore)
             }
             highestSacked = max(highestSacked, end)
         }
@@ -441,7 +445,7 @@ final class TCPFlow {
                     isSacked[segment] = false
                     sackedOut -= 1
                 } else {
-                    noteDelivered(segment, now: now, highestSackedBefore: highestSackedBefore)
+                    noteDelivered(segment, now: now, echo: echo, highestSackedBefore: highestSackedBefore)
                 }
             }
             scoreboard.removeBelow(ack)
@@ -496,7 +500,7 @@ final class TCPFlow {
     }
 
     /// Receiver: a segment came out of the tunnel.
-    func onSegment(_ segment: Int) {
+    func onSegment(_ segment: Int, timestamp: UInt64 = 0) {
         let now = clock()
         var sack = SackBlocks()
         if segment == rcvNxt {
@@ -524,7 +528,9 @@ final class TCPFlow {
             recentlyReported.removeAll { $0 < rcvNxt }
             if recentlyReported.count > 8 { recentlyReported.removeLast(recentlyReported.count - 8) }
         }
-        sendAck(rcvNxt, sack)
+        // TSecr: the TSval of the segment that triggered this ACK (RFC 7323 would echo an older one for an
+        // out-of-order segment; either way it predates any later retransmission, which is all RACK uses).
+        sendAck(rcvNxt, sack, timestamp)
     }
 
     /// Longest time without in-order progress between `start` and the completion (or `end`).
