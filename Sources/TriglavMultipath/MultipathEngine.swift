@@ -336,7 +336,7 @@ public struct MultipathEngine<Packet> {
                 consider(tracker.nextProbeAt)
                 consider(tracker.feedbackDue(at: 0, interval: configuration.feedbackInterval))
             }
-            consider(tracker.nextEvaluation(configuration: configuration))
+            consider(tracker.nextEvaluation(now: latestTime, configuration: configuration))
         }
         return deadline
     }

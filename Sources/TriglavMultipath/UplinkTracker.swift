@@ -107,6 +107,8 @@ struct UplinkTracker {
     var nextProbeAt: UInt64
     private var consecutiveReplies = 0
     private(set) var flaps = 0
+    /// ready → degraded changes not yet forgotten (like `flaps`, cleared after 60 s of health).
+    private(set) var degradations = 0
     private var readySince: UInt64?
 
     // Receiver side.
@@ -226,12 +228,22 @@ struct UplinkTracker {
             modelBusyUntil = 0
             for index in probeActive.indices { probeActive[index] = false }
         }
+        if newState == .degraded && old == .ready { degradations = min(degradations + 1, 16) }
         if newState == .ready { readySince = now } else if old == .ready { readySince = nil }
         // The outage's lost probes say nothing about the link's quality once it answers again.
         if old == .down { loss = LossWindow() }
         state = newState
         stateSince = now
         return (old, newState)
+    }
+
+    /// Minimum time in `degraded`: `degradedHoldTime`, doubling with each degradation not yet forgotten (up to
+    /// `maxRecoveryHoldDown`), so a link whose loss comes and goes settles in `degraded` instead of cycling
+    /// every few seconds — the same rule as the recovery hold-down after `down`.
+    func degradedHold(_ configuration: MultipathConfiguration) -> UInt64 {
+        let shift = UInt64(min(max(degradations, 1) - 1, 16))
+        return min(max(configuration.maxRecoveryHoldDown, configuration.degradedHoldTime),
+                   configuration.degradedHoldTime << shift)
     }
 
     func recoveryHoldDown(_ configuration: MultipathConfiguration) -> UInt64 {
@@ -248,7 +260,10 @@ struct UplinkTracker {
         if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
             return transition(to: .down, at: now, configuration: configuration)
         }
-        if let since = readySince, now - since > 60 * Nanoseconds.second { flaps = 0 }
+        if let since = readySince, now - since > 60 * Nanoseconds.second {
+            flaps = 0
+            degradations = 0
+        }
         switch state {
         case .ready:
             // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
@@ -257,7 +272,7 @@ struct UplinkTracker {
                 return transition(to: .degraded, at: now, configuration: configuration)
             }
         case .degraded:
-            if now - stateSince >= configuration.degradedHoldTime,
+            if now - stateSince >= degradedHold(configuration),
                (loss.percent(at: now) ?? 0) <= configuration.recoveredLossPercent {
                 return transition(to: .ready, at: now, configuration: configuration)
             }
@@ -272,10 +287,16 @@ struct UplinkTracker {
         return nil
     }
 
-    /// When `evaluate` may next change something by itself (nil: only events can).
-    func nextEvaluation(configuration: MultipathConfiguration) -> UInt64? {
+    /// When `evaluate` may next change something by itself (nil: only events can). `now`: the engine's clock;
+    /// the end of the degraded hold counts only until it has passed (then the loss window, which events
+    /// update, decides, and a past deadline would make the caller spin).
+    func nextEvaluation(now: UInt64, configuration: MultipathConfiguration) -> UInt64? {
         var deadline: UInt64?
         if state != .down, !systemDown { deadline = blackholeDeadline(configuration) }
+        if state == .degraded, !systemDown {
+            let holdEnd = stateSince &+ degradedHold(configuration)
+            if holdEnd > now { deadline = min(deadline ?? holdEnd, holdEnd) }
+        }
         if state == .probing, consecutiveReplies >= (flaps == 0 ? 1 : Tuning.repliesToRecover) {
             let at = stateSince &+ recoveryHoldDown(configuration)
             deadline = min(deadline ?? at, at)
