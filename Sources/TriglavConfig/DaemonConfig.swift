@@ -61,7 +61,7 @@ public struct DaemonConfig: Equatable, Sendable {
 /// The TUN device.
 public struct TunnelSettings: Equatable, Sendable {
     public var interface: InterfaceName = Self.defaultInterface
-    /// nil means derived from the uplinks' MTUs (at most `MAX_PAYLOAD`).
+    /// nil means derived from the uplinks' MTUs (at most 1500 minus the overhead to the server's family).
     public var mtu: Int?
 
     static let defaultInterface: InterfaceName = {

@@ -49,7 +49,7 @@ struct DaemonConfigDecoder {
     private func decodeTunnel(_ reader: TableReader) -> TunnelSettings {
         var tunnel = TunnelSettings()
         tunnel.interface = reader.parsed("interface", InterfaceName.init) ?? tunnel.interface
-        tunnel.mtu = reader.integer("mtu", in: ConfigDefaults.minimumTunnelMTU...MAX_PAYLOAD, unit: "bytes")
+        tunnel.mtu = reader.integer("mtu", in: ConfigDefaults.minimumTunnelMTU...ConfigDefaults.maximumTunnelMTU, unit: "bytes")
         reader.finishReading()
         return tunnel
     }

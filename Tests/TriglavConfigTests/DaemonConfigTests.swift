@@ -29,6 +29,13 @@ import TriglavCrypto
         #expect(config.server == nil)
     }
 
+    @Test("tunnel.mtu goes up to what a 1500-byte uplink to an IPv4 server carries: 1500 - 20 - 8 - 40")
+    func tunnelMTUCeilingIsTheIPv4Figure() throws {
+        #expect(ConfigDefaults.maximumTunnelMTU == 1432)
+        let config = try ConfigLoader.parseDaemonConfig("[tunnel]\nmtu = 1432\n", file: "mtu.toml")
+        #expect(config.tunnel.mtu == 1432)
+    }
+
     @Test func commentsAndWhitespaceOnlyAreEmpty() throws {
         #expect(try ConfigLoader.parseDaemonConfig("# nothing here\n\n   \n", file: "x") == DaemonConfig())
     }
@@ -228,7 +235,8 @@ import TriglavCrypto
     }
 
     @Test(arguments: [
-        ("[tunnel]\nmtu = 9000", "tunnel.mtu", "must be 1280 to \(MAX_PAYLOAD) bytes"),
+        ("[tunnel]\nmtu = 9000", "tunnel.mtu", "must be 1280 to 1432 bytes"),
+        ("[tunnel]\nmtu = 1433", "tunnel.mtu", "must be 1280 to 1432 bytes"),
         ("[tunnel]\nmtu = 576", "tunnel.mtu", "out of range"),
         ("[multipath]\nreorder_max_hold_ms = -1", "multipath.reorder_max_hold_ms", "must be 0 to 5000 ms"),
         ("[uplinks]\nheartbeat_interval_ms = 0", "uplinks.heartbeat_interval_ms", "must be 10 to 60000 ms"),

@@ -21,7 +21,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private let tunnel: ClientTunnel
     private let tun: TunDevice
     private let poller: Poller
-    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: 2048)
+    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
     private let pool: PacketPool
     private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
     private var readyTCP: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
@@ -31,7 +31,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var nextMTUCheck: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
-    private var resendBuffer = [UInt8](repeating: 0, count: 2048 + WireLayout.transportOverhead)
+    private var resendBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram + WireLayout.transportOverhead)
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel

@@ -17,8 +17,11 @@ public struct ClientTunnelConfiguration: Sendable {
     public var tunnelInterface: InterfaceName
     /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
     /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
-    /// and never below 1280 (IPv6's minimum). Defaults to MAX_PAYLOAD (a 1500-byte uplink over IPv6).
-    public var mtu: Int = MAX_PAYLOAD
+    /// and never below 1280 (IPv6's minimum). nil: a 1500-byte uplink's worth for the server's family,
+    /// 1432 to an IPv4 server, 1412 to an IPv6 one (`TunnelMTU.defaultCeiling`).
+    public var mtu: Int?
+    /// The ceiling actually used: `mtu`, or the default for the server's address family.
+    public var mtuCeiling: Int { mtu ?? TunnelMTU.defaultCeiling(outerIPv4: server.address.isIPv4) }
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
     public var routing: ClientRouting = .none
@@ -136,7 +139,7 @@ public final class ClientTunnel: Sendable {
         guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
         try configuration.policyRouting.validate()
         try routes.removeClientLeftovers(configuration.policyRouting, table: configuration.routingTable)
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling)
         try tunPoller.add(fd: tun.descriptor.raw, token: 0)
         state.withLock { $0.tun = tun }
         try routes.bringUp(tun.name)
@@ -359,9 +362,7 @@ public final class ClientTunnel: Sendable {
 
     /// Outer bytes around an inner packet: IP header of the server's family, UDP header, Triglav transport
     /// header, inner header and AEAD tag (docs/DATAPLANE.md, "TUN MTU").
-    var tunnelOverhead: Int {
-        (configuration.server.address.isIPv4 ? 20 : 40) + WireOverhead.udpHeader + WireLayout.transportOverhead
-    }
+    var tunnelOverhead: Int { TunnelMTU.overhead(outerIPv4: configuration.server.address.isIPv4) }
 
     /// Sets the TUN MTU from the smallest MTU of the uplinks' interfaces (those that exist). Control queue only.
     private func updateMTU() {
@@ -370,7 +371,7 @@ public final class ClientTunnel: Sendable {
         }
         guard let tun else { return }
         let linkMTUs = routes.interfaceMTUs(interfaces)
-        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtu)
+        let target = TunnelMTU.forUplinks(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtuCeiling)
         guard target != applied else { return }
         do {
             try routes.setMTU(target, of: tun.name)
@@ -379,12 +380,6 @@ public final class ClientTunnel: Sendable {
         } catch {
             logger.error("setting the tunnel MTU to \(target) failed: \(error)")
         }
-    }
-
-    /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least 1280.
-    static func tunnelMTU(linkMTUs: [Int], overhead: Int, maximum: Int) -> Int {
-        guard let smallest = linkMTUs.min() else { return maximum }
-        return max(1280, min(maximum, smallest - overhead))
     }
 
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
@@ -566,7 +561,7 @@ final class ClientTunPump: @unchecked Sendable {
         self.tunnel = tunnel
         self.tun = tun
         poller = tunnel.tunPollerForPump
-        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
+        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: TunnelMTU.largestDatagram) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
     }
 

@@ -27,11 +27,11 @@ final class ServerNetworkPump: @unchecked Sendable {
     private let listeners: [TCPListener]
     private var readyConnections: [UInt32] = []
     private var nextConnectionID: UInt32 = 0
-    private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: 2048)
+    private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
     /// One-slot batch for resent data packets.
-    private let resendBatch = DatagramBatch(capacity: 1, slotSize: 2048)
+    private let resendBatch = DatagramBatch(capacity: 1, slotSize: TunnelMTU.largestDatagram)
     private var ready: [Bool]
     /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
     private var pools: [UInt64: PacketPool] = [:]

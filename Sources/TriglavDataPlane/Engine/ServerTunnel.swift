@@ -21,7 +21,11 @@ public struct ServerTunnelConfiguration: Sendable {
     public var tunnelAddresses: [IPPrefix]
     /// Authorized clients and the addresses each gets. Anyone else gets no session and no reply.
     public var clients: [IdentityPublicKey: TunnelAddresses]
-    public var mtu: Int = MAX_PAYLOAD
+    /// MTU of the server's TUN device. nil: a 1500-byte link's worth for the worst family listened on
+    /// (`TunnelMTU.defaultServerCeiling`: 1432 when all listen addresses are IPv4, 1412 otherwise).
+    public var mtu: Int?
+    /// The MTU actually used.
+    public var effectiveMTU: Int { mtu ?? TunnelMTU.defaultServerCeiling(listen: listen) }
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
@@ -85,7 +89,7 @@ public final class ServerTunnel: Sendable {
             options.bufferBytes = 16 << 20
             sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU)
         if configuration.configureNetwork {
             try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: configuration.masquerade)
         } else {
@@ -345,7 +349,7 @@ final class ServerTunPump: @unchecked Sendable {
     init(server: ServerTunnel, tun: TunDevice, socketCount: Int) {
         self.server = server
         self.tun = tun
-        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: 2048) }
+        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: TunnelMTU.largestDatagram) }
     }
 
     func iterate() {
