@@ -158,6 +158,9 @@ public struct ServerSettings: Equatable, Sendable {
     public var nat = NATSettings()
     public var maxClients = ConfigDefaults.maxClients
     public var clients: [AuthorizedClient] = []
+    /// The server's own idle probe interval on each client uplink; a client that probes less often
+    /// (its `[uplinks] heartbeat_interval_ms`) is probed as rarely as it probes.
+    public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
 
     public init() {}
 

@@ -176,6 +176,9 @@ struct DaemonConfigDecoder {
                     + "(room for \(capacity) besides the server); use a shorter prefix or fewer clients")
             }
         }
+        if let interval = reader.integer("heartbeat_interval_ms", in: ConfigDefaults.heartbeatIntervalRange, unit: "ms") {
+            server.heartbeatInterval = .milliseconds(interval)
+        }
         if let nat = reader.table("nat") {
             server.nat.enabled = nat.bool("enabled") ?? server.nat.enabled
             server.nat.outboundInterface = nat.parsed("outbound_interface", InterfaceName.init)

@@ -38,6 +38,8 @@ struct Server: ParsableCommand {
     @Option(help: "Server tunnel address with prefix (repeatable), e.g. 10.77.0.1/24.") var address: [String]
     @Option(help: "Authorized client: PUBLICKEY=IPV4/LEN[,IPV6/LEN] (repeatable).") var client: [String] = []
     @Flag(help: "Don't masquerade tunnel traffic leaving other interfaces.") var noNat = false
+    @Option(help: "Milliseconds between the server's idle probes on each client uplink (clients may ask for longer).")
+    var heartbeatMs: Int = 100
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
 
@@ -56,6 +58,8 @@ struct Server: ParsableCommand {
             tunnelAddresses: try address.map { try IPPrefix($0) }, clients: clients)
         configuration.listen = try listen.map { try IPEndpoint($0) }
         configuration.masquerade = !noNat
+        guard heartbeatMs > 0 else { throw ValidationError("--heartbeat-ms must be positive, got \(heartbeatMs)") }
+        configuration.heartbeatInterval = .milliseconds(heartbeatMs)
         let server = try ServerTunnel(configuration: configuration)
         try server.start()
         FileHandle.standardOutput.write(Data("listening on \(try server.listeningEndpoints().map(\.description).joined(separator: " "))\n".utf8))

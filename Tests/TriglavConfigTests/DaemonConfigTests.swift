@@ -48,6 +48,7 @@ import TriglavCrypto
         #expect(server.tunnelIPv6?.description == "fd77::1/64")
         #expect(server.nat.enabled && server.nat.outboundInterface == nil)
         #expect(server.maxClients == 64)
+        #expect(server.heartbeatInterval == .milliseconds(100))
         #expect(server.clients.isEmpty)
     }
 
@@ -139,6 +140,7 @@ import TriglavCrypto
             tunnel_ipv4 = "10.9.0.1/16"
             tunnel_ipv6 = "fd09::1/64"
             max_clients = 2
+            heartbeat_interval_ms = 2500
             [server.nat]
             enabled = false
             outbound_interface = "ens3"
@@ -157,6 +159,7 @@ import TriglavCrypto
         #expect(server.tunnelIPv4.description == "10.9.0.1/16" && server.tunnelIPv6?.description == "fd09::1/64")
         #expect(!server.nat.enabled && server.nat.outboundInterface?.rawValue == "ens3")
         #expect(server.maxClients == 2)
+        #expect(server.heartbeatInterval == .milliseconds(2500))
         #expect(server.clients.map(\.name) == ["laptop", "phone@alice"])
         #expect(server.clients[0].publicKey.base64 == keys[0])
         #expect(server.clients[0].tunnelIPv4 == IPAddress("10.9.1.2"))
@@ -250,6 +253,7 @@ import TriglavCrypto
         ("[routing]\ntable = 0", "routing.table", "out of range"),
         ("[routing]\nrule_priority = 32764", "routing.rule_priority", "must be 1 to 32763"),
         ("[server]\nmax_clients = 0", "server.max_clients", "must be 1 to 65535"),
+        ("[server]\nheartbeat_interval_ms = 5", "server.heartbeat_interval_ms", "must be 10 to 60000 ms"),
         ("[server]\nmax_clients = 300", "server.max_clients", "room for 253 besides the server"),
     ])
     func outOfRangeValuesAreReported(toml: String, keyPath: String, fragment: String) {

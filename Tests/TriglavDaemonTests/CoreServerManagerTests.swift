@@ -26,8 +26,10 @@ struct CoreServerManagerTests {
     @Test func theTunnelPlanFollowsTheConfiguration() throws {
         var (config, keys) = try Self.config()
         config.server?.nat.enabled = false
+        config.server?.heartbeatInterval = .milliseconds(2500)
         let plan = ServerTunnelPlan(config: config)
         #expect(plan.listen == [try IPEndpoint("192.0.2.1:7443")])
+        #expect(plan.heartbeatInterval == .milliseconds(2500))
         #expect(plan.tunnelAddresses.map(\.description) == ["10.77.0.1/24", "fd77::1/64"])
         #expect(!plan.masquerade)
         let client = try #require(config.server?.clients.first)

@@ -248,6 +248,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var clients: [AuthorizedClient]
     public var masquerade: Bool
     public var mtu: Int?
+    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (clients may ask for less).
+    public var heartbeatInterval: Duration
 
     public init(config: DaemonConfig) {
         let server = config.server ?? ServerSettings()
@@ -258,6 +260,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         clients = server.clients
         masquerade = server.nat.enabled
         mtu = config.tunnel.mtu
+        heartbeatInterval = server.heartbeatInterval
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
@@ -335,6 +338,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
                                                       tunnelAddresses: plan.tunnelAddresses, clients: clients)
         configuration.listen = plan.listen
         configuration.masquerade = plan.masquerade
+        configuration.heartbeatInterval = plan.heartbeatInterval
         if let mtu = plan.mtu { configuration.mtu = mtu }
         do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the server tunnel", reason: error.description)

@@ -441,7 +441,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func sendControl(_ frame: ControlFrame, _ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
         guard let socket = uplink.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
-                  try uplink.keyring.sealControl(frame, flags: UplinkPolicyFlags.encode(uplink.policy), in: raw, now: now)
+                  try uplink.keyring.sealControl(frame, flags: policyFlags(uplink.policy), in: raw, now: now)
               }) else { return }
         if let connection = uplink.tcp {
             controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
@@ -480,11 +480,17 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
+    /// The flags byte of the uplink's control frames: its policy and the heartbeat this client probes at, which
+    /// the server follows for its own idle probes (`UplinkPolicyFlags`).
+    private func policyFlags(_ policy: UplinkPolicy) -> UInt8 {
+        UplinkPolicyFlags.encode(policy, heartbeatInterval: tunnel.configuration.multipath.heartbeatInterval)
+    }
+
     /// Seals a control frame with the slot's session in place and sends it.
     private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
         guard let socket = state.uplinks[slot]?.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
-                  let flags = state.uplinks[slot].map { UplinkPolicyFlags.encode($0.policy) } ?? 0
+                  let flags = state.uplinks[slot].map { policyFlags($0.policy) } ?? 0
                   return try state.uplinks[slot]?.keyring.sealControl(frame, flags: flags, in: raw, now: now)
               }) else { return }
         if let connection = state.uplinks[slot]?.tcp {

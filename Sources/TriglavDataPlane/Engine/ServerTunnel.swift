@@ -21,8 +21,8 @@ public struct ServerTunnelConfiguration: Sendable {
     public var tunnelAddresses: [IPPrefix]
     /// Authorized clients and the addresses each gets. Anyone else gets no session and no reply.
     public var clients: [IdentityPublicKey: TunnelAddresses]
-    /// MTU of the server's TUN device. nil: a 1500-byte link's worth for the worst family listened on
-    /// (`TunnelMTU.defaultServerCeiling`: 1432 when all listen addresses are IPv4, 1412 otherwise).
+    /// MTU of the server's TUN device. nil: the largest a client can use (`TunnelMTU.defaultServerCeiling`:
+    /// 1432 when listening on IPv4 at all, 1412 when only on IPv6).
     public var mtu: Int?
     /// The MTU actually used.
     public var effectiveMTU: Int { mtu ?? TunnelMTU.defaultServerCeiling(listen: listen) }
@@ -41,6 +41,13 @@ public struct ServerTunnelConfiguration: Sendable {
         configuration.reorderCapacity = 512
         return configuration
     }()
+
+    /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client whose
+    /// control frames ask for a longer one is probed at that (docs/DATAPLANE.md, "Idle uplinks").
+    public var heartbeatInterval: Duration {
+        get { .nanoseconds(Int64(clamping: multipath.heartbeatInterval)) }
+        set { multipath.heartbeatInterval = max(1, newValue.nanoseconds) }
+    }
 
     public init(identity: IdentityKey, tunnelInterface: InterfaceName, tunnelAddresses: [IPPrefix],
                 clients: [IdentityPublicKey: TunnelAddresses]) {

@@ -28,13 +28,14 @@ public enum TunnelMTU {
         MAX_MTU - overhead(outerIPv4: outerIPv4)
     }
 
-    /// The default ceiling of a server's TUN MTU: the worst case over the families it listens on, since one TUN
-    /// serves every client (an IPv6 listener, wildcard included, means 1412; IPv4 only means 1432). A client
-    /// whose path is smaller advertises the smaller TCP MSS; other oversized packets get "fragmentation needed"
-    /// from the server's kernel.
+    /// The default MTU of a server's TUN: one TUN serves every client, so it is the largest any client can use —
+    /// 1432 when the server listens on IPv4 at all, 1412 when only on IPv6. It mustn't be smaller than a client's
+    /// own TUN MTU: that client advertises its TCP MSS from its own MTU, so a smaller server TUN would make every
+    /// download depend on path-MTU discovery (ICMP "fragmentation needed" reaching the far host). Towards a client
+    /// with a smaller MTU, TCP follows that client's MSS; a rare larger non-TCP packet leaves as an outer datagram
+    /// above 1500 bytes, which the server's kernel fragments (default path-MTU mode for UDP sockets).
     public static func defaultServerCeiling(listen: [IPEndpoint]) -> Int {
-        let ipv4Only = !listen.isEmpty && listen.allSatisfy { $0.address.isIPv4 }
-        return defaultCeiling(outerIPv4: ipv4Only)
+        defaultCeiling(outerIPv4: listen.isEmpty || listen.contains { $0.address.isIPv4 })
     }
 
     /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least
