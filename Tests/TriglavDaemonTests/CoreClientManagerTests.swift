@@ -213,6 +213,31 @@ struct CoreClientManagerTests {
         #expect(busStates() == ["active"])
     }
 
+    @Test func routeToServerAndTransportReachUplink1() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 3, kind: .wwan)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        func bus(_ interface: String) -> TriglavControlAPI.UplinkStatus? {
+            manager.uplinks.first { $0.interface == interface }.map(Daemon.uplinkStatus)
+        }
+        manager.refresh()
+        #expect(bus("eth0")?.routeToServer == true && bus("wwan0")?.routeToServer == true, "unknown counts as routed")
+        tunnel.setRouteToServer(false, "wwan0")
+        manager.refresh()
+        #expect(bus("wwan0")?.routeToServer == false)
+        #expect(bus("wwan0")?.state == .waiting)
+        #expect(bus("eth0")?.routeToServer == true)
+        // A route appeared and the uplink connected (over its TCP fallback, in this fake).
+        tunnel.setRouteToServer(true, "wwan0")
+        tunnel.establish("wwan0")
+        manager.refresh()
+        #expect(bus("wwan0")?.routeToServer == true)
+        #expect(bus("wwan0")?.transport == .tcp)
+        #expect(bus("eth0")?.transport == .udp)
+    }
+
     @Test func secondaryUplinksCarryTrafficOnlyWhileNoPrimaryWorks() throws {
         let (manager, factory, _, _) = try Fixtures.clientManager()
         manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))

@@ -93,8 +93,11 @@ public struct UplinkSnapshot: Sendable, Equatable {
     public var receivedBytes: UInt64
     /// The interface's first usable address ("" when unknown).
     public var localAddress: String
-    /// "udp" (the data plane has no TCP fallback yet).
+    /// "udp", or "tcp" while the uplink uses its TCP fallback.
     public var transport: String
+    /// False when the data plane found no route to the server through the interface (Uplink1.RouteToServer):
+    /// the uplink can't connect until one appears. True otherwise, including while unknown.
+    public var hasRouteToServer: Bool = true
 }
 
 /// A snapshot of the client manager (`/org/triglav`, `org.triglav.Manager1`).

@@ -129,7 +129,9 @@ extension Daemon: TunnelController {
             tier: TriglavControlAPI.UplinkTier(rawValue: uplink.tier.rawValue) ?? .primary, metered: uplink.isMetered,
             enabled: uplink.isEnabled, rttUsec: uplink.rttMicroseconds, jitterUsec: uplink.jitterMicroseconds,
             lossRatio: uplink.lossRatio, capacityBps: uplink.capacityBitsPerSecond, txBytes: uplink.transmittedBytes,
-            rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress, transport: .udp)
+            rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress,
+            transport: TriglavControlAPI.UplinkTransport(rawValue: uplink.transport) ?? .udp,
+            routeToServer: uplink.hasRouteToServer)
     }
 
     // MARK: Helpers

@@ -47,12 +47,16 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var transport: String
         /// The multipath engine's view of an established uplink's path; nil while not established.
         public var pathState: TriglavMultipath.UplinkState?
+        /// Whether a route to the server leads through the interface: false when the data plane looked and found
+        /// none (the uplink can't connect until one appears); nil while unknown. True once established.
+        public var routeToServer: Bool?
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
                     capacityBitsPerSecond: UInt64 = 0, transport: String = "udp",
-                    pathState: TriglavMultipath.UplinkState? = nil) {
+                    pathState: TriglavMultipath.UplinkState? = nil, routeToServer: Bool? = nil) {
             self.pathState = pathState
+            self.routeToServer = routeToServer
             self.interface = interface
             self.state = state
             self.transmittedBytes = transmittedBytes
@@ -96,7 +100,7 @@ extension ClientTunnel: ClientTunnelDriving {
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
                 lossRatio: Self.lossRatio(percent: path?.lossPercent),
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
-                pathState: state == .established ? path?.state : nil)
+                pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer)
         })
     }
 }
