@@ -133,7 +133,11 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
     public var jitterUsec: UInt64
     /// 0…1
     public var lossRatio: Double
+    /// The engine's estimate of what this host can send on the uplink, bit/s (on a client: the upload
+    /// direction; the configured initial 10 Mbit/s until sending has measured more).
     public var capacityBps: UInt64
+    /// What arrived on the uplink during the last second, bit/s (on a client: the download direction, measured).
+    public var rxRateBps: UInt64
     public var txBytes: UInt64
     public var rxBytes: UInt64
     /// Local address used for the tunnel ("192.0.2.7"); empty when none.
@@ -147,7 +151,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
                 state: UplinkState = .down, tier: UplinkTier = .primary, metered: Bool = false, enabled: Bool = true,
                 rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, capacityBps: UInt64 = 0,
                 txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp,
-                routeToServer: Bool = true) {
+                routeToServer: Bool = true, rxRateBps: UInt64 = 0) {
         self.id = id
         self.interface = interface
         self.kind = kind
@@ -165,6 +169,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         self.localAddress = localAddress
         self.transport = transport
         self.routeToServer = routeToServer
+        self.rxRateBps = rxRateBps
     }
 
     public static let propertySpecs: [PropertySpec] = [
@@ -173,6 +178,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         PropertySpec("Enabled", "b", writable: true),
         PropertySpec("RttUsec", "t", rateLimited: true), PropertySpec("JitterUsec", "t", rateLimited: true),
         PropertySpec("LossRatio", "d", rateLimited: true), PropertySpec("CapacityBps", "t", rateLimited: true),
+        PropertySpec("RxRateBps", "t", rateLimited: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
         PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"), PropertySpec("RouteToServer", "b"),
     ]
@@ -181,7 +187,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         [("Interface", .string(interface)), ("Kind", .string(kind.rawValue)), ("Origin", .string(origin.rawValue)),
          ("State", .string(state.rawValue)), ("Tier", .string(tier.rawValue)), ("Metered", .boolean(metered)),
          ("Enabled", .boolean(enabled)), ("RttUsec", .uint64(rttUsec)), ("JitterUsec", .uint64(jitterUsec)),
-         ("LossRatio", .double(lossRatio)), ("CapacityBps", .uint64(capacityBps)), ("TxBytes", .uint64(txBytes)),
+         ("LossRatio", .double(lossRatio)), ("CapacityBps", .uint64(capacityBps)), ("RxRateBps", .uint64(rxRateBps)),
+         ("TxBytes", .uint64(txBytes)),
          ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue)),
          ("RouteToServer", .boolean(routeToServer))]
     }
@@ -195,7 +202,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
                   jitterUsec: v["JitterUsec"]?.uint64 ?? 0, lossRatio: v["LossRatio"]?.double ?? 0,
                   capacityBps: v["CapacityBps"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
                   rxBytes: v["RxBytes"]?.uint64 ?? 0, localAddress: v["LocalAddress"]?.string ?? "",
-                  transport: enumValue(v, "Transport", UplinkTransport.udp), routeToServer: v["RouteToServer"]?.boolean ?? true)
+                  transport: enumValue(v, "Transport", UplinkTransport.udp), routeToServer: v["RouteToServer"]?.boolean ?? true,
+                  rxRateBps: v["RxRateBps"]?.uint64 ?? 0)
     }
 }
 

@@ -260,9 +260,12 @@ enum Render {
         let rows = uplinks.map { uplink in
             [uplink.interface, uplink.kind.rawValue, uplink.tier.rawValue + (uplink.metered ? " (metered)" : ""),
              stateWord(uplink), Format.rtt(uplink.rttUsec), Format.percent(uplink.lossRatio),
-             Format.bitrate(uplink.capacityBps), Format.bytes(uplink.txBytes), Format.bytes(uplink.rxBytes)]
+             Format.bitrate(uplink.capacityBps), Format.bitrate(uplink.rxRateBps), Format.bytes(uplink.txBytes),
+             Format.bytes(uplink.rxBytes)]
         }
-        return Format.table(header: ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "CAPACITY", "TX", "RX"],
+        // TX-CAPACITY is the engine's estimate for sending (a client's upload; it starts at 10 Mbit/s and only grows
+        // when this host sends a lot), RX-RATE what arrived in the last second (a client's download, measured).
+        return Format.table(header: ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX"],
                             rows: rows, style: style) { column, cell in column == 3 ? style.state(cell) : cell }
     }
 

@@ -196,6 +196,28 @@ struct BusAPITests {
         #expect(try stateColumn("wlan0") != "no-route")
     }
 
+    @Test func uplinksTableShowsBothDirections() async throws {
+        let environment = try await BusAPIEnvironment(clients: 0, tickMilliseconds: 50)
+        defer { environment.tearDown() }
+        #expect(try environment.cli(["connect", "home"]).status == 0)
+        // The fake reports 480 kbit/s received per active uplink on each tick, and a 50 Mbit/s send estimate.
+        let deadline = ContinuousClock.now + .seconds(5)
+        var rate = ""
+        while ContinuousClock.now < deadline {
+            rate = try environment.busctl(["get-property", "org.triglav", "/org/triglav/uplink/1", TriglavBus.uplinkInterface,
+                                           "RxRateBps"]).stdout
+            if rate.hasPrefix("t 480000") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(rate.hasPrefix("t 480000"), "\(rate)")
+        let table = try environment.cli(["uplinks"]).stdout
+        let lines = table.split(separator: "\n").map(String.init)
+        let header = lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
+        #expect(header == ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX"], "\(table)")
+        let eth0 = lines.first { $0.hasPrefix("eth0 ") } ?? ""
+        #expect(eth0.contains("50.0 Mbit/s") && eth0.contains("480.0 kbit/s"), "\(table)")
+    }
+
     @Test func countersAreSignalledAtMostOncePerSecond() async throws {
         let environment = try await BusAPIEnvironment(clients: 0, tickMilliseconds: 50)
         defer { environment.tearDown() }

@@ -175,6 +175,10 @@ struct CoreClientManagerTests {
         // The engine's path estimates reach Uplink1 (JitterUsec, LossRatio, CapacityBps, Transport).
         let eth0 = try #require(manager.uplinks.first)
         #expect(eth0.jitterMicroseconds == 250 && eth0.lossRatio == 0.02 && eth0.capacityBitsPerSecond == 30_000_000)
+        // Both directions: the engine's send estimate (CapacityBps) and the measured receive rate (RxRateBps).
+        #expect(eth0.receiveRateBitsPerSecond == 40_000_000)
+        #expect(Daemon.uplinkStatus(eth0).rxRateBps == 40_000_000 && Daemon.uplinkStatus(eth0).capacityBps == 30_000_000)
+        #expect(manager.uplinks.last?.receiveRateBitsPerSecond == 0)
         #expect(eth0.transport == "udp")
         #expect(manager.uplinks.last?.capacityBitsPerSecond == 0 && manager.uplinks.last?.jitterMicroseconds == 0)
         tunnel.establish("wlan0")

@@ -88,7 +88,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
                              transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
                              pathState: up ? record.pathStates[name] : nil,
-                             routeToServer: up ? true : record.unrouted.contains(name) ? false : nil)
+                             routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
+                             receiveRateBitsPerSecond: up ? 40_000_000 : 0)
             })
         }
     }

@@ -1,5 +1,6 @@
 import Testing
 @testable import TriglavDataPlane
+import TriglavCore
 import TriglavMultipath
 
 @Suite("Uplink policy flags")
@@ -48,5 +49,29 @@ struct UplinkPolicyFlagsTests {
         // An older server reads only bits 0-2 and 7, so the heartbeat bits don't change what it sees.
         let flags = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup), heartbeatInterval: 5_000 * Self.millisecond)
         #expect(flags & 0x87 == UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup)))
+    }
+}
+
+@Suite("Uplink receive rate")
+struct UplinkReceiveRateTests {
+    static let second: UInt64 = 1_000_000_000
+
+    @Test("bytes received over each closed one-second window, as bits/s; idle windows read 0")
+    func windows() throws {
+        var uplink = ClientUplink(id: UplinkID(1), interface: try InterfaceName("up1"))
+        uplink.status.receivedBytes = 5_000  // before the first window: not counted
+        uplink.updateReceiveRate(now: 10 * Self.second)
+        #expect(uplink.status.receiveRateBitsPerSecond == 0)
+        uplink.status.receivedBytes += 1_250_000
+        uplink.updateReceiveRate(now: 10 * Self.second + Self.second / 2)
+        #expect(uplink.status.receiveRateBitsPerSecond == 0, "the window isn't closed before a second")
+        uplink.updateReceiveRate(now: 11 * Self.second)
+        #expect(uplink.status.receiveRateBitsPerSecond == 10_000_000)
+        // A late timer: the rate is over the real length of the window (1.25 MB in 1.25 s = 8 Mbit/s).
+        uplink.status.receivedBytes += 1_250_000
+        uplink.updateReceiveRate(now: 12 * Self.second + Self.second / 4)
+        #expect(uplink.status.receiveRateBitsPerSecond == 8_000_000)
+        uplink.updateReceiveRate(now: 13 * Self.second + Self.second / 4)
+        #expect(uplink.status.receiveRateBitsPerSecond == 0)
     }
 }

@@ -228,6 +228,7 @@ public final class FakeTunnelController: TunnelController {
                 state.status.uplinks[index].txBytes += bytes
                 state.status.uplinks[index].rxBytes += bytes * 2
                 state.status.uplinks[index].rttUsec += 1
+                state.status.uplinks[index].rxRateBps = bytes * 2 * 8 * 20
             }
             for index in state.status.clients.indices {
                 state.status.clients[index].txBytes += bytes

@@ -131,7 +131,7 @@ extension Daemon: TunnelController {
             lossRatio: uplink.lossRatio, capacityBps: uplink.capacityBitsPerSecond, txBytes: uplink.transmittedBytes,
             rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress,
             transport: TriglavControlAPI.UplinkTransport(rawValue: uplink.transport) ?? .udp,
-            routeToServer: uplink.hasRouteToServer)
+            routeToServer: uplink.hasRouteToServer, rxRateBps: uplink.receiveRateBitsPerSecond)
     }
 
     // MARK: Helpers

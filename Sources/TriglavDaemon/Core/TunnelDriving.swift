@@ -50,12 +50,16 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         /// Whether a route to the server leads through the interface: false when the data plane looked and found
         /// none (the uplink can't connect until one appears); nil while unknown. True once established.
         public var routeToServer: Bool?
+        /// Inner bytes received per second over the last second, as bits/s (the download direction, measured).
+        public var receiveRateBitsPerSecond: UInt64
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
                     capacityBitsPerSecond: UInt64 = 0, transport: String = "udp",
-                    pathState: TriglavMultipath.UplinkState? = nil, routeToServer: Bool? = nil) {
+                    pathState: TriglavMultipath.UplinkState? = nil, routeToServer: Bool? = nil,
+                    receiveRateBitsPerSecond: UInt64 = 0) {
             self.pathState = pathState
+            self.receiveRateBitsPerSecond = receiveRateBitsPerSecond
             self.routeToServer = routeToServer
             self.interface = interface
             self.state = state
@@ -100,7 +104,8 @@ extension ClientTunnel: ClientTunnelDriving {
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
                 lossRatio: Self.lossRatio(percent: path?.lossPercent),
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
-                pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer)
+                pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer,
+                receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
         })
     }
 }

@@ -334,6 +334,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             for slot in 0..<ClientTunnel.maximumUplinks {
                 guard var uplink = state.uplinks[slot] else { continue }
                 defer { state.uplinks[slot] = uplink }
+                uplink.updateReceiveRate(now: now)
                 guard uplink.socket != nil else {
                     if now &- uplink.lastAttempt >= retry {
                         uplink.lastAttempt = now

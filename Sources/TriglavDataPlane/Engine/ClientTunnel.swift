@@ -475,6 +475,28 @@ struct ClientUplink {
     var policy: UplinkPolicy
     /// Whether a route to the server leads through the interface (checked while not established; nil: unknown).
     var routeToServer: Bool?
+    /// Start of the current receive-rate window and `status.receivedBytes` then.
+    private var rateWindowStart: Nanoseconds?
+    private var rateWindowBytes: UInt64 = 0
+
+    /// Length of the window `status.receiveRateBitsPerSecond` is measured over.
+    static let rateInterval: Nanoseconds = Nanoseconds.second
+
+    /// Closes the receive-rate window when it is `rateInterval` old: the rate is the bytes received in it over
+    /// its real length. Called from the pump's timers (every 100 ms), so the figure is at most 1.1 s old.
+    mutating func updateReceiveRate(now: Nanoseconds) {
+        guard let start = rateWindowStart else {
+            rateWindowStart = now
+            rateWindowBytes = status.receivedBytes
+            return
+        }
+        let elapsed = now &- start
+        guard elapsed >= Self.rateInterval else { return }
+        let bits = Double(status.receivedBytes &- rateWindowBytes) * 8
+        status.receiveRateBitsPerSecond = UInt64(bits * Double(Nanoseconds.second) / Double(elapsed))
+        rateWindowStart = now
+        rateWindowBytes = status.receivedBytes
+    }
 
     init(id: UplinkID, interface: InterfaceName, policy: UplinkPolicy = UplinkPolicy()) {
         self.id = id

@@ -13,6 +13,10 @@ public struct UplinkStatus: Sendable, Equatable {
     public var transmittedBytes: UInt64 = 0
     public var receivedPackets: UInt64 = 0
     public var receivedBytes: UInt64 = 0
+    /// Inner bytes received on the uplink per second, as bits/s, over the last `ClientUplink.rateInterval` (1 s):
+    /// the download direction as measured, next to the engine's estimate of the send direction
+    /// (`path.capacityBitsPerSecond`), which a host that mostly downloads never exercises.
+    public var receiveRateBitsPerSecond: UInt64 = 0
     public var handshakes: UInt64 = 0
     public var sendErrors: UInt64 = 0
     /// Whether a route to the server leads through the interface: false explains an uplink that never
