@@ -135,10 +135,14 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
         public var transmittedBytes: UInt64
         /// Smallest smoothed RTT of the client's paths; nil before the first probe reply.
         public var smoothedRTT: Duration?
+        /// The server engine's state of each confirmed path (client uplink); empty before the first is confirmed.
+        public var pathStates: [TriglavMultipath.UplinkState]
 
         public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
                     receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0, receivedBytes: UInt64 = 0,
-                    transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil) {
+                    transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil,
+                    pathStates: [TriglavMultipath.UplinkState] = []) {
+            self.pathStates = pathStates
             self.publicKey = publicKey
             self.assignment = assignment
             self.endpoints = endpoints
@@ -166,7 +170,8 @@ extension ServerTunnel: ServerTunnelDriving {
             ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
                                         receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets,
                                         receivedBytes: $0.receivedBytes, transmittedBytes: $0.transmittedBytes,
-                                        smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) })
+                                        smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) },
+                                        pathStates: $0.pathStates)
         }, rejectedHandshakes: statistics.rejectedHandshakes)
     }
 }

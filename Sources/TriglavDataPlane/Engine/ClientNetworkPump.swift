@@ -265,6 +265,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.initiator = nil
         uplink.initiatorCreates = false
         uplink.keyring.install(established.session)
+        uplink.abandonedRemoteIndex = nil
         if uplink.initiatorOverUDP, let connection = uplink.tcp {
             // UDP works again: the new session came over it; leave TCP.
             tunnel.log(info: "uplink \(uplink.interface): UDP works again; leaving the TCP fallback")
@@ -401,7 +402,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         guard (!uplink.isEstablished || rekeyDue || retryUDP), now &- uplink.lastAttempt >= retry else { return }
         let request: TunnelRequest
         if let token = state.joinToken {
-            request = .join(token, replacing: (rekeyDue || retryUDP) ? uplink.keyring.current?.remoteIndex : nil)
+            request = .join(token, replacing: (rekeyDue || retryUDP) ? uplink.keyring.current?.remoteIndex : uplink.abandonedRemoteIndex)
         } else {
             guard state.creatingSlot == nil else { return }  // another uplink is creating the tunnel
             request = .create

@@ -194,7 +194,11 @@ public final class ClientTunnel: Sendable {
             }
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
-            state.uplinks[slot] = ClientUplink(id: id, interface: interface, policy: policy)
+            var uplink = ClientUplink(id: id, interface: interface, policy: policy)
+            // The interface's session from before it went away (link down: its close never left), replaced by the
+            // first join, so the server doesn't keep it as a dead path of this tunnel.
+            uplink.abandonedRemoteIndex = state.abandonedSessions.removeValue(forKey: interface)
+            state.uplinks[slot] = uplink
             return .success((id, slot))
         }
         let (id, slot) = try result.get()
@@ -214,6 +218,11 @@ public final class ClientTunnel: Sendable {
             state.uplinks[slot] = nil
             if state.creatingSlot == slot { state.creatingSlot = nil }
             try? state.engine.removeUplink(uplink.id, now: state.clock.advance(to: monotonicNow()))
+            if let remoteIndex = uplink.keyring.current?.remoteIndex ?? uplink.abandonedRemoteIndex {
+                // Bounded by the uplink limit: interfaces that never come back don't pile up.
+                if state.abandonedSessions.count >= ClientTunnel.maximumUplinks { state.abandonedSessions.removeAll() }
+                state.abandonedSessions[interface] = remoteIndex
+            }
             sendClose(&uplink, state: &state)
             return uplink
         }
@@ -505,8 +514,15 @@ struct ClientUplink {
         status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
+    /// The server's index of the session this uplink dropped (silence, a closed TCP fallback, a close); the next
+    /// join names it as replaced, so the server moves the uplink's identity (and its place in the client's
+    /// engine) to the new session at once instead of keeping a dead path until its session timeout. The server
+    /// ignores it when that session is gone or belongs to another tunnel.
+    var abandonedRemoteIndex: UInt32?
+
     /// Forgets sessions and any handshake in flight (the uplink will handshake again).
     mutating func resetSessions() {
+        if let current = keyring.current { abandonedRemoteIndex = current.remoteIndex }
         keyring = UplinkKeyring()
         initiator = nil
         initiatorCreates = false
@@ -541,6 +557,8 @@ struct ClientState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
+    /// The server's index of the last session of each removed uplink, by interface (see `addUplink`).
+    var abandonedSessions: [InterfaceName: UInt32] = [:]
 
     /// Slot of the uplink with this ID.
     func slot(of id: UplinkID) -> Int? {

@@ -169,7 +169,8 @@ public final class ServerTunnel: Sendable {
                         },
                         receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets,
                         receivedBytes: tunnel.receivedBytes, transmittedBytes: tunnel.transmittedBytes,
-                        smoothedRTT: Self.bestRTT(of: tunnel.engine))
+                        smoothedRTT: Self.bestRTT(of: tunnel.engine),
+                        pathStates: tunnel.engine.allStatistics().map(\.state))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
                 resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks)

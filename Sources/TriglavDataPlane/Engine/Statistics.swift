@@ -53,6 +53,9 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
         public var transmittedBytes: UInt64 = 0
         /// Smallest smoothed round-trip time of the client's paths (server probes); nil before a reply.
         public var smoothedRTT: UInt64? = nil
+        /// The server engine's state of each of the client's confirmed uplinks (an uplink joins the engine with
+        /// the first authenticated packet of its session); empty while none is confirmed.
+        public var pathStates: [TriglavMultipath.UplinkState] = []
     }
     public var clients: [Client]
     public var rejectedHandshakes: UInt64
