@@ -17,8 +17,11 @@ public struct ClientTunnelConfiguration: Sendable {
     public var tunnelInterface: InterfaceName
     /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
     /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
-    /// and never below 1280 (IPv6's minimum). Defaults to MAX_PAYLOAD (a 1500-byte uplink over IPv6).
-    public var mtu: Int = MAX_PAYLOAD
+    /// and never below 1280 (IPv6's minimum). nil: a 1500-byte uplink's worth for the server's family,
+    /// 1432 to an IPv4 server, 1412 to an IPv6 one (`TunnelMTU.defaultCeiling`).
+    public var mtu: Int?
+    /// The ceiling actually used: `mtu`, or the default for the server's address family.
+    public var mtuCeiling: Int { mtu ?? TunnelMTU.defaultCeiling(outerIPv4: server.address.isIPv4) }
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
     public var routing: ClientRouting = .none
@@ -136,7 +139,7 @@ public final class ClientTunnel: Sendable {
         guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
         try configuration.policyRouting.validate()
         try routes.removeClientLeftovers(configuration.policyRouting, table: configuration.routingTable)
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling)
         try tunPoller.add(fd: tun.descriptor.raw, token: 0)
         state.withLock { $0.tun = tun }
         try routes.bringUp(tun.name)
@@ -191,7 +194,11 @@ public final class ClientTunnel: Sendable {
             }
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
-            state.uplinks[slot] = ClientUplink(id: id, interface: interface, policy: policy)
+            var uplink = ClientUplink(id: id, interface: interface, policy: policy)
+            // The interface's session from before it went away (link down: its close never left), replaced by the
+            // first join, so the server doesn't keep it as a dead path of this tunnel.
+            uplink.abandonedRemoteIndex = state.abandonedSessions.removeValue(forKey: interface)
+            state.uplinks[slot] = uplink
             return .success((id, slot))
         }
         let (id, slot) = try result.get()
@@ -211,6 +218,11 @@ public final class ClientTunnel: Sendable {
             state.uplinks[slot] = nil
             if state.creatingSlot == slot { state.creatingSlot = nil }
             try? state.engine.removeUplink(uplink.id, now: state.clock.advance(to: monotonicNow()))
+            if let remoteIndex = uplink.keyring.current?.remoteIndex ?? uplink.abandonedRemoteIndex {
+                // Bounded by the uplink limit: interfaces that never come back don't pile up.
+                if state.abandonedSessions.count >= ClientTunnel.maximumUplinks { state.abandonedSessions.removeAll() }
+                state.abandonedSessions[interface] = remoteIndex
+            }
             sendClose(&uplink, state: &state)
             return uplink
         }
@@ -359,9 +371,7 @@ public final class ClientTunnel: Sendable {
 
     /// Outer bytes around an inner packet: IP header of the server's family, UDP header, Triglav transport
     /// header, inner header and AEAD tag (docs/DATAPLANE.md, "TUN MTU").
-    var tunnelOverhead: Int {
-        (configuration.server.address.isIPv4 ? 20 : 40) + WireOverhead.udpHeader + WireLayout.transportOverhead
-    }
+    var tunnelOverhead: Int { TunnelMTU.overhead(outerIPv4: configuration.server.address.isIPv4) }
 
     /// Sets the TUN MTU from the smallest MTU of the uplinks' interfaces (those that exist). Control queue only.
     private func updateMTU() {
@@ -370,7 +380,7 @@ public final class ClientTunnel: Sendable {
         }
         guard let tun else { return }
         let linkMTUs = routes.interfaceMTUs(interfaces)
-        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtu)
+        let target = TunnelMTU.forUplinks(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtuCeiling)
         guard target != applied else { return }
         do {
             try routes.setMTU(target, of: tun.name)
@@ -379,12 +389,6 @@ public final class ClientTunnel: Sendable {
         } catch {
             logger.error("setting the tunnel MTU to \(target) failed: \(error)")
         }
-    }
-
-    /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least 1280.
-    static func tunnelMTU(linkMTUs: [Int], overhead: Int, maximum: Int) -> Int {
-        guard let smallest = linkMTUs.min() else { return maximum }
-        return max(1280, min(maximum, smallest - overhead))
     }
 
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
@@ -480,6 +484,28 @@ struct ClientUplink {
     var policy: UplinkPolicy
     /// Whether a route to the server leads through the interface (checked while not established; nil: unknown).
     var routeToServer: Bool?
+    /// Start of the current receive-rate window and `status.receivedBytes` then.
+    private var rateWindowStart: Nanoseconds?
+    private var rateWindowBytes: UInt64 = 0
+
+    /// Length of the window `status.receiveRateBitsPerSecond` is measured over.
+    static let rateInterval: Nanoseconds = Nanoseconds.second
+
+    /// Closes the receive-rate window when it is `rateInterval` old: the rate is the bytes received in it over
+    /// its real length. Called from the pump's timers (every 100 ms), so the figure is at most 1.1 s old.
+    mutating func updateReceiveRate(now: Nanoseconds) {
+        guard let start = rateWindowStart else {
+            rateWindowStart = now
+            rateWindowBytes = status.receivedBytes
+            return
+        }
+        let elapsed = now &- start
+        guard elapsed >= Self.rateInterval else { return }
+        let bits = Double(status.receivedBytes &- rateWindowBytes) * 8
+        status.receiveRateBitsPerSecond = UInt64(bits * Double(Nanoseconds.second) / Double(elapsed))
+        rateWindowStart = now
+        rateWindowBytes = status.receivedBytes
+    }
 
     init(id: UplinkID, interface: InterfaceName, policy: UplinkPolicy = UplinkPolicy()) {
         self.id = id
@@ -488,8 +514,15 @@ struct ClientUplink {
         status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
+    /// The server's index of the session this uplink dropped (silence, a closed TCP fallback, a close); the next
+    /// join names it as replaced, so the server moves the uplink's identity (and its place in the client's
+    /// engine) to the new session at once instead of keeping a dead path until its session timeout. The server
+    /// ignores it when that session is gone or belongs to another tunnel.
+    var abandonedRemoteIndex: UInt32?
+
     /// Forgets sessions and any handshake in flight (the uplink will handshake again).
     mutating func resetSessions() {
+        if let current = keyring.current { abandonedRemoteIndex = current.remoteIndex }
         keyring = UplinkKeyring()
         initiator = nil
         initiatorCreates = false
@@ -524,6 +557,8 @@ struct ClientState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
+    /// The server's index of the last session of each removed uplink, by interface (see `addUplink`).
+    var abandonedSessions: [InterfaceName: UInt32] = [:]
 
     /// Slot of the uplink with this ID.
     func slot(of id: UplinkID) -> Int? {
@@ -566,7 +601,7 @@ final class ClientTunPump: @unchecked Sendable {
         self.tunnel = tunnel
         self.tun = tun
         poller = tunnel.tunPollerForPump
-        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
+        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: TunnelMTU.largestDatagram) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
     }
 

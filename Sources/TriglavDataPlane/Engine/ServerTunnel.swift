@@ -21,7 +21,11 @@ public struct ServerTunnelConfiguration: Sendable {
     public var tunnelAddresses: [IPPrefix]
     /// Authorized clients and the addresses each gets. Anyone else gets no session and no reply.
     public var clients: [IdentityPublicKey: TunnelAddresses]
-    public var mtu: Int = MAX_PAYLOAD
+    /// MTU of the server's TUN device. nil: the largest a client can use (`TunnelMTU.defaultServerCeiling`:
+    /// 1432 when listening on IPv4 at all, 1412 when only on IPv6).
+    public var mtu: Int?
+    /// The MTU actually used.
+    public var effectiveMTU: Int { mtu ?? TunnelMTU.defaultServerCeiling(listen: listen) }
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
@@ -37,6 +41,13 @@ public struct ServerTunnelConfiguration: Sendable {
         configuration.reorderCapacity = 512
         return configuration
     }()
+
+    /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client whose
+    /// control frames ask for a longer one is probed at that (docs/DATAPLANE.md, "Idle uplinks").
+    public var heartbeatInterval: Duration {
+        get { .nanoseconds(Int64(clamping: multipath.heartbeatInterval)) }
+        set { multipath.heartbeatInterval = max(1, newValue.nanoseconds) }
+    }
 
     public init(identity: IdentityKey, tunnelInterface: InterfaceName, tunnelAddresses: [IPPrefix],
                 clients: [IdentityPublicKey: TunnelAddresses]) {
@@ -85,7 +96,7 @@ public final class ServerTunnel: Sendable {
             options.bufferBytes = 16 << 20
             sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU)
         if configuration.configureNetwork {
             try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: configuration.masquerade)
         } else {
@@ -158,7 +169,8 @@ public final class ServerTunnel: Sendable {
                         },
                         receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets,
                         receivedBytes: tunnel.receivedBytes, transmittedBytes: tunnel.transmittedBytes,
-                        smoothedRTT: Self.bestRTT(of: tunnel.engine))
+                        smoothedRTT: Self.bestRTT(of: tunnel.engine),
+                        pathStates: tunnel.engine.allStatistics().map(\.state))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
                 resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks)
@@ -345,7 +357,7 @@ final class ServerTunPump: @unchecked Sendable {
     init(server: ServerTunnel, tun: TunDevice, socketCount: Int) {
         self.server = server
         self.tun = tun
-        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: 2048) }
+        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: TunnelMTU.largestDatagram) }
     }
 
     func iterate() {
