@@ -236,11 +236,11 @@ final class TCPFlow {
         retransmittedInEpisode.removeAll()
         rto = min(rto * 2, 60 * Nanoseconds.second)
         if senderModel == .linux {
-            // F-RTO (RFC 5682, Linux's default tcp_frto = 2): only the head is retransmitted at once. Marking the
-            // whole window lost (go-back-N) resent hundreds of segments whose originals were merely queued and
-            // doubled the load at once; RACK marks the rest as the head's retransmission is delivered.
+            // As Linux's tcp_timeout_mark_lost: everything outstanding and not SACKed is lost (retransmitted in
+            // order as the window allows); deliveries of the originals still under way are told apart by the
+            // timestamp echo and don't make RACK mark the retransmissions lost again.
             probeHighSegment = nil
-            markLost(sndUna)
+            for segment in sndUna..<sndNxt where !isSacked[segment] { markLost(segment) }
         }
         trySend()
     }
@@ -439,6 +439,10 @@ final class TCPFlow {
             let last = ack - 1
             if last < sendTimes.count, !everRetransmitted[last], now >= sendTimes[last] {
                 sampleRTT(now - sendTimes[last])
+            } else if echo > 0, now >= echo {
+                // Timestamps give an RTT sample even when the ACKed data was retransmitted (Linux's
+                // tcp_rtt_tsopt_us), so after a timeout the backed-off RTO is recomputed at the first new ACK.
+                sampleRTT(now - echo)
             }
             for segment in sndUna..<min(ack, sndNxt) {
                 if isSacked[segment] {
