@@ -637,6 +637,10 @@ public struct MultipathEngine<Packet> {
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
         if paced {
             let start = max(now &+ tracker.modelNetworkQueue(at: now), tracker.resendsQueuedUntil)
+            // A resend that would wait on our side longer than any receiver holds a gap (`maxReorderHold`) arrives
+            // after the gap was skipped: it only delays what is queued behind it. Without this bound the resends
+            // for a burst of requests (or a failover backlog) queued for seconds ahead of all new data.
+            guard start - now <= configuration.maxReorderHold else { return selection }
             uplinks[index].resendsQueuedUntil = start &+ transmissionTime(bytes: packetLength, tracker, now: now)
         }
         commit(index, bytes: packetLength, now: now)

@@ -73,11 +73,14 @@ import TriglavCore
         }
         var requestLog: [UInt32: [UInt64]] = [:]
         var resendLog: [UInt32: [UInt64]] = [:]
+        let printRequests = env["TRIGLAV_MULTIPATH_TRACE_REQUESTS"] != nil
         network.server.onResendRequest = { [unowned network] first, count in
+            if printRequests { print("REQ \(network.loop.now / 1000) first \(first) count \(count)") }
             for offset in 0..<count where requestedAt[first &+ offset] == nil { requestedAt[first &+ offset] = network.loop.now }
             for offset in 0..<min(count, 64) { requestLog[first &+ offset, default: []].append(network.loop.now) }
         }
         network.client.onResendDuty = { [unowned network] sequence, performed in
+            if printRequests { print("RSD \(network.loop.now / 1000) \(sequence) \(performed)") }
             if !performed { declined += 1 }
             resendLog[sequence, default: []].append(performed ? network.loop.now : 0)
         }
@@ -218,6 +221,7 @@ import TriglavCore
         for id in network.uplinkIDs {
             let link = network.forward[id]!
             let s = network.client.engine.statistics(for: id)!
+            if id == network.uplinkIDs.first { print("client state changes: \(network.client.stateLog.map { "\($0.time / Nanoseconds.millisecond):\($0.uplink):\($0.to)" })") }
             print("uplink \(id): carried \(link.carriedPackets) queue-full drops \(link.droppedQueueFull) capacity est \(s.capacityBitsPerSecond / 1000) kbit/s srtt \(s.smoothedRTT / 1000) us minRTT \(s.minimumRTT / 1000) us state \(s.state)")
         }
         if blackholeScenario {

@@ -155,6 +155,15 @@ final class TunnelNode {
         var wakeAt: UInt64?
         var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
         var count: Int { resends.count + data.count - dataHead }
+        /// Puts a resend among the queued data in tunnel-sequence order (data is queued in that order).
+        mutating func insertBySequence(_ entry: PacedPacket) {
+            var low = dataHead, high = data.count
+            while low < high {
+                let mid = (low + high) / 2
+                if Int32(bitPattern: data[mid].sequence &- entry.sequence) < 0 { low = mid + 1 } else { high = mid }
+            }
+            data.insert(entry, at: low)
+        }
         mutating func pop() -> PacedPacket? {
             if !resends.isEmpty { return resends.removeFirst() }
             guard dataHead < data.count else { return nil }
@@ -165,13 +174,23 @@ final class TunnelNode {
         }
     }
     private var pacing: [UplinkID: PacingQueues] = [:]
+    /// Pacing: a resend waits behind queued packets with older tunnel sequences (false: ahead of every queued
+    /// packet). The receiver releases in sequence order, so sending a newer sequence before an older one on the
+    /// same uplink never brings delivery forward; at a failover, the dead uplink's packets (its in-flight ones
+    /// and its queue) otherwise went out ahead of all of the survivors' queued data — including the packets just
+    /// after them in sequence — and in-order delivery stalled until that whole backlog had drained.
+    var resendsInSequenceOrder = TunnelNode.defaultResendsInSequenceOrder
+    static var defaultResendsInSequenceOrder: Bool {
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_AHEAD"] == nil
+    }
     /// Packets waiting on our side now (all uplinks), for traces.
     var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } }
 
     /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
     private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
-        if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
+        if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
+        else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
         drainPacingQueue(id)
     }
