@@ -174,14 +174,15 @@ final class TunnelNode {
         }
     }
     private var pacing: [UplinkID: PacingQueues] = [:]
-    /// Pacing: a resend waits behind queued packets with older tunnel sequences (false: ahead of every queued
-    /// packet). The receiver releases in sequence order, so sending a newer sequence before an older one on the
-    /// same uplink never brings delivery forward; at a failover, the dead uplink's packets (its in-flight ones
-    /// and its queue) otherwise went out ahead of all of the survivors' queued data — including the packets just
-    /// after them in sequence — and in-order delivery stalled until that whole backlog had drained.
+    /// Pacing: a resend waits behind queued packets with older tunnel sequences (false, the default: ahead of every
+    /// queued packet). The receiver releases in sequence order, so a newer sequence first never brings delivery
+    /// forward, and at a failover the dead uplink's backlog goes out ahead of all the survivors' queued data. In
+    /// sequence order it shortened most paced failover gaps with the Reno model but cost one three-link seed 3
+    /// points (87.5 %) and the skewed pair 1.4 (BENCHMARKS.md, "Failover with a Linux-like TCP model"), so it
+    /// is an experiment: `TRIGLAV_MULTIPATH_RESENDS_IN_ORDER=1`.
     var resendsInSequenceOrder = TunnelNode.defaultResendsInSequenceOrder
     static var defaultResendsInSequenceOrder: Bool {
-        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_AHEAD"] == nil
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_IN_ORDER"] != nil
     }
     /// Packets waiting on our side now (all uplinks), for traces.
     var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } }
