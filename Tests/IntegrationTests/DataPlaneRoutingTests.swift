@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+
+/// The client's routing policy in the kernel (root only; CI runs them as root): the full tunnel blocks
+/// everything from the moment the tunnel starts, before any handshake; an address change switches routes in
+/// place; a split tunnel installs exactly its routes. Each test builds its own `DataPlaneLab` and tears it
+/// down in `defer`, also on failure.
+@Suite("DataPlane routing policy in namespaces", .serialized, .enabled(if: DataPlaneLab.isRoot, "needs root for network namespaces"))
+struct DataPlaneRoutingTests {
+    static let table = "29799"
+
+    @Test("full tunnel with the server down: nothing leaves in cleartext (IPv4 and IPv6); once the server is up the tunnel carries it")
+    func fullTunnelBlocksBeforeFirstHandshake() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // Main has a default route per family through up1, so a packet the policy doesn't catch has a way out.
+        try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
+        _ = try lab.startClient(fullTunnel: true)
+        let captures = try startCaptures(lab)
+        // Nothing answers the handshakes: no addresses, and every route of the tunnel table is unreachable.
+        Thread.sleep(forTimeInterval: 1)
+        #expect(try lab.exec(lab.client, "ip -4 address show dev tgc0").contains("inet ") == false)
+        let routes4 = try lab.exec(lab.client, "ip -4 route show table \(Self.table)")
+        let routes6 = try lab.exec(lab.client, "ip -6 route show table \(Self.table)")
+        #expect(routes4.hasPrefix("unreachable default"), "\(routes4)")
+        #expect(routes6.hasPrefix("unreachable default"), "\(routes6)")
+        #expect((try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 \(DataPlaneLab.internetAddress)")) == nil)
+        #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 2001:db8:ffff::1")) == nil)
+        // A UDP datagram too (no ICMP special case), to the internet host and to an IPv6 host.
+        _ = try? lab.exec(lab.client, "sh -c 'echo leak > /dev/udp/\(DataPlaneLab.internetAddress)/53'")
+        _ = try? lab.exec(lab.client, "bash -c 'echo leak > /dev/udp/2001:db8:ffff::1/53'")
+        // The uplink sockets themselves (marked) still reach the server's address: their handshakes went out.
+        Thread.sleep(forTimeInterval: 0.5)
+        for (uplink, process) in captures {
+            let leaked = stopCapture(lab, uplink: uplink, process)
+            #expect(leaked.isEmpty, "cleartext on \(uplink) before the first handshake: \(leaked)")
+        }
+
+        // The server comes up: the tunnel connects by itself and carries IPv4 to the internet host (NATed).
+        _ = try lab.startServer()
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("default dev tgc0"))
+        // The server assigned no IPv6: that family stays blocked.
+        #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").hasPrefix("unreachable default"))
+        #expect((try? lab.exec(lab.client, "ping -6 -c1 -W1 2001:db8:ffff::1")) == nil)
+    }
+
+    @Test("a new assignment switches addresses and routes in place: no tunnel route or rule is deleted on the way")
+    func assignmentChangeReplacesInPlace() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        let server = try lab.startServer()
+        _ = try lab.startClient(fullTunnel: true)
+        #expect(lab.waitForTunnel(timeout: 10))
+        let monitor = try lab.spawn(namespace: lab.client, "ip monitor route rule", logName: "monitor")
+        Thread.sleep(forTimeInterval: 0.3)
+        // The server comes back with another address for this client: the client's next tunnel gets 10.77.0.9.
+        lab.crash(server)
+        _ = try lab.spawn(namespace: lab.server, "\(DataPlaneLab.driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+                          + "--address \(DataPlaneLab.serverTunnelAddress)/24 --client \(lab.clientPublicKey)=10.77.0.9/24 --verbose",
+                          logName: "server-2")
+        try lab.waitForOutput("server-2", containing: "ready", timeout: 10)
+        try lab.waitForOutput("client", containing: "server assigned 10.77.0.9/24", timeout: 15)
+        var addresses = ""
+        for _ in 0..<50 {
+            addresses = try lab.exec(lab.client, "ip -4 address show dev tgc0")
+            if addresses.contains("10.77.0.9/24") && !addresses.contains("10.77.0.2/") { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(addresses.contains("10.77.0.9/24") && !addresses.contains("10.77.0.2/"), "\(addresses)\nclient log:\n\(lab.log("client"))")
+        try lab.exec(lab.client, "ping -c2 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        lab.crash(monitor)
+        let deleted = lab.log("monitor").split(separator: "\n").filter { $0.hasPrefix("Deleted") && $0.contains(Self.table) }
+        #expect(deleted.isEmpty, "tunnel routes or rules deleted during the address change: \(deleted)")
+        #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("default dev tgc0"))
+    }
+
+    // MARK: Helpers
+
+    /// Captures on every uplink what the client namespace sends out that is not the tunnel (UDP or TCP port
+    /// 7443 to the server), ARP or IPv6 neighbour discovery/multicast.
+    private func startCaptures(_ lab: DataPlaneLab) throws -> [(String, Process)] {
+        var captures: [(String, Process)] = []
+        for uplink in DataPlaneLab.uplinks {
+            let process = try lab.spawn(namespace: lab.client, "tcpdump -n -l -Q out -i \(uplink) "
+                + "'not port 7443 and not arp and not (ip6 dst net ff00::/8) "
+                + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))'",
+                logName: "tcpdump-\(uplink)")
+            captures.append((uplink, process))
+        }
+        for (uplink, _) in captures { try lab.waitForOutput("tcpdump-\(uplink)", containing: "listening on", timeout: 10) }
+        return captures
+    }
+
+    /// Stops a capture and returns the packets it saw.
+    private func stopCapture(_ lab: DataPlaneLab, uplink: String, _ process: Process) -> [Substring] {
+        // Output is line-buffered (-l), so SIGKILL loses nothing.
+        lab.crash(process)
+        return lab.log("tcpdump-\(uplink)").split(separator: "\n").filter {
+            !$0.contains("listening on") && !$0.contains("packets captured") && !$0.contains("packets received")
+                && !$0.contains("verbose output suppressed") && !$0.contains("packets dropped") && !$0.isEmpty
+        }
+    }
+}
