@@ -76,6 +76,31 @@ struct DataPlaneRoutingTests {
         #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("default dev tgc0"))
     }
 
+    @Test("server NAT with an outbound interface masquerades only out of it: the internet host answers only when it is the way out")
+    func natOutboundInterface() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // NAT only out of dn1 (towards the client): the tunnel's traffic to the internet host leaves wan0 with its
+        // tunnel source, which the internet host has no route back to.
+        var server = try lab.startServer(extraArguments: "--outbound-interface dn1")
+        var table = try lab.exec(lab.server, "nft list table inet triglav")
+        #expect(table.contains("oifname \"dn1\" masquerade") && !table.contains("oifname != "), "\(table)")
+        _ = try lab.startClient(fullTunnel: true)
+        #expect(lab.waitForTunnel(timeout: 10))
+        #expect((try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 \(DataPlaneLab.internetAddress)")) == nil,
+                "the internet host answered a packet that should have kept its tunnel source")
+        lab.terminate(server)
+        #expect(try lab.exec(lab.server, "nft list tables").contains("triglav") == false)
+
+        // NAT out of wan0: the same ping is masqueraded to 172.31.0.1 and answered.
+        server = try lab.startServer(logName: "server-2", extraArguments: "--outbound-interface wan0")
+        table = try lab.exec(lab.server, "nft list table inet triglav")
+        #expect(table.contains("ip saddr 10.77.0.0/24 oifname \"wan0\" masquerade"), "\(table)")
+        #expect(lab.waitForTunnel(timeout: 10))
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        lab.terminate(server)
+    }
+
     // MARK: Helpers
 
     /// Captures on every uplink what the client namespace sends out that is not the tunnel (UDP or TCP port

@@ -248,8 +248,12 @@ final class RouteManager: Sendable {
     // MARK: Server
 
     /// Addresses the server's TUN device, enables forwarding in this namespace and installs NAT for the
-    /// tunnel subnets in the `inet triglav` table (replacing a leftover one).
-    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool) throws(TriglavDataPlaneError) {
+    /// tunnel subnets in the `inet triglav` table (replacing a leftover one): masquerade out of
+    /// `outboundInterface` only, or out of every interface but the TUN when it is nil. Returns the forwarding
+    /// sysctls it turned on, with their previous values, for `restoreSysctls` on stop.
+    @discardableResult
+    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool,
+                     outboundInterface: InterfaceName? = nil) throws(TriglavDataPlaneError) -> [String: String] {
         let name = tun.rawValue
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
@@ -259,23 +263,40 @@ final class RouteManager: Sendable {
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
             }
         }
-        try writeSysctl("/proc/sys/net/ipv4/ip_forward", "1")
-        if addresses.contains(where: { !$0.address.isIPv4 }) {
-            try writeSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+        var forwarding = ["/proc/sys/net/ipv4/ip_forward"]
+        if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("/proc/sys/net/ipv6/conf/all/forwarding") }
+        var changed: [String: String] = [:]
+        for path in forwarding {
+            let previous = readSysctl(path)
+            if let previous, previous != "1" { changed[path] = previous }
+            try writeSysctl(path, "1")
         }
         removeServerNAT()
-        guard masquerade else { return }
+        guard masquerade else { return changed }
         var ruleset = "table inet \(RoutingConstants.serverNATTable) {\n"
         ruleset += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
         for address in addresses {
             let network = networkPrefix(address)
             let family = address.address.isIPv4 ? "ip" : "ip6"
-            ruleset += "    \(family) saddr \(network) oifname != \"\(name)\" masquerade\n"
+            let output = outboundInterface.map { "oifname \"\($0.rawValue)\"" } ?? "oifname != \"\(name)\""
+            ruleset += "    \(family) saddr \(network) \(output) masquerade\n"
         }
         ruleset += "  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n"
         ruleset += "    iifname \"\(name)\" accept\n    oifname \"\(name)\" ct state established,related accept\n"
         ruleset += "  }\n}\n"
         try run(["nft", "-f", "-"], input: ruleset)
+        return changed
+    }
+
+    /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
+    func restoreSysctls(_ values: [String: String]) {
+        for (path, value) in values.sorted(by: { $0.key < $1.key }) {
+            do {
+                try writeSysctl(path, value)
+            } catch {
+                logger.error("restoring \(path) to \(value) failed: \(error)")
+            }
+        }
     }
 
     /// Deletes the server's nftables table (no error when absent).
@@ -294,6 +315,10 @@ final class RouteManager: Sendable {
         }
         guard let address = IPAddress(bytes: masked) else { return "\(prefix)" }
         return "\(address)/\(prefix.length)"
+    }
+
+    private func readSysctl(_ path: String) -> String? {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private func writeSysctl(_ path: String, _ value: String) throws(TriglavDataPlaneError) {
