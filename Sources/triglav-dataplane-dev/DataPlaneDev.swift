@@ -80,6 +80,8 @@ struct Client: ParsableCommand {
     var uplink: [String]
     @Flag(help: "Route everything through the tunnel (wg-quick style).") var fullTunnel = false
     @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
+    @Option(help: "Never route this prefix through the tunnel: look it up in the main table first (repeatable).")
+    var exclude: [String] = []
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
     @Option(help: "Milliseconds between idle probes (heartbeats) on each uplink.") var heartbeatMs: Int = 100
@@ -111,6 +113,7 @@ struct Client: ParsableCommand {
         } else if !split.isEmpty {
             configuration.routing = .split(try split.map { try IPPrefix($0) })
         }
+        configuration.policyRouting.exclude = try exclude.map { try IPPrefix($0) }
         let client = try ClientTunnel(configuration: configuration)
         try client.start()
         for entry in uplink {

@@ -39,6 +39,10 @@ struct DataPlaneRoutingTests {
         // The server comes up: the tunnel connects by itself and carries IPv4 to the internet host (NATed).
         _ = try lab.startServer()
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        // The routes switch just after the addresses appear (which the tunnel ping needs).
+        for _ in 0..<50 where try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("unreachable") {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
         #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("default dev tgc0"))
         // The server assigned no IPv6: that family stays blocked.
@@ -99,6 +103,62 @@ struct DataPlaneRoutingTests {
         #expect(lab.waitForTunnel(timeout: 10))
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
         lab.terminate(server)
+    }
+
+    @Test("split tunnel: exactly the configured routes and exclude in the kernel, unreachable until assigned; other traffic leaves via the uplink")
+    func splitTunnelInstallsExactlyItsRoutes() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
+        _ = try lab.startClient(extraArguments: "--split 172.31.0.0/24 --split 2001:db8:77::/48 --exclude 172.31.0.128/25")
+        func routes(_ family: String) throws -> [String] {
+            try lab.exec(lab.client, "ip \(family) route show table all proto 116").split(separator: "\n").map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+        }
+        func rules(_ family: String) throws -> [String] {
+            try lab.exec(lab.client, "ip \(family) rule show").split(separator: "\n").map(String.init).filter {
+                !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:")
+            }
+        }
+        // Before the first handshake (no server yet): the same prefixes, unreachable.
+        let before4 = try routes("-4"), before6 = try routes("-6")
+        #expect(before4 == ["unreachable 172.31.0.0/24 table \(Self.table)"], "\(before4)")
+        #expect(before6.map { $0.hasPrefix("unreachable 2001:db8:77::/48 dev lo table \(Self.table)") } == [true], "\(before6)")
+        #expect((try? lab.exec(lab.client, "ping -c1 -W1 \(DataPlaneLab.internetAddress)")) == nil)
+
+        _ = try lab.startServer()
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        // Only the configured prefixes are in the tunnel table (IPv6 stays unreachable: the server assigns none).
+        // The routes switch just after the addresses appear (which the tunnel ping needs): wait for them.
+        var routes4 = try routes("-4")
+        for _ in 0..<50 where routes4.first?.hasPrefix("unreachable") ?? true {
+            Thread.sleep(forTimeInterval: 0.1)
+            routes4 = try routes("-4")
+        }
+        let routes6 = try routes("-6")
+        #expect(routes4 == ["172.31.0.0/24 dev tgc0 table \(Self.table) scope link"], "\(routes4)")
+        #expect(routes6.count == 1 && routes6.first?.hasPrefix("unreachable 2001:db8:77::/48 dev lo table \(Self.table)") == true,
+                "\(routes6)")
+        #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").split(separator: "\n").count == 1)
+        #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").split(separator: "\n").count == 1)
+        // Rules: the exclude and the tunnel rule, no suppress rule (IPv6: the tunnel rule for its prefix).
+        let rules4 = try rules("-4"), rules6 = try rules("-6")
+        #expect(rules4 == ["29797:\tfrom all to 172.31.0.128/25 lookup main proto 116",
+                           "29799:\tnot from all fwmark 0x7467 lookup 29799 proto 116"], "\(rules4)")
+        #expect(rules6 == ["29799:\tnot from all fwmark 0x7467 lookup 29799 proto 116"], "\(rules6)")
+        // Where packets go: the routed prefix through the tunnel (and answered), the excluded part and
+        // everything else out of up1.
+        try lab.exec(lab.client, "ping -c2 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        #expect(try lab.exec(lab.client, "ip route get 172.31.0.2").contains("dev tgc0"))
+        #expect(try lab.exec(lab.client, "ip route get 172.31.0.200").contains("dev up1"))
+        #expect(try lab.exec(lab.client, "ip route get 203.0.113.7").contains("dev up1"))
+        let capture = try lab.spawn(namespace: lab.client, "tcpdump -n -l -Q out -i up1 'icmp and dst host 203.0.113.7'",
+                                    logName: "tcpdump-up1")
+        try lab.waitForOutput("tcpdump-up1", containing: "listening on", timeout: 10)
+        _ = try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 203.0.113.7")
+        try lab.waitForOutput("tcpdump-up1", containing: "203.0.113.7: ICMP echo request", timeout: 5)
+        lab.crash(capture)
     }
 
     // MARK: Helpers
