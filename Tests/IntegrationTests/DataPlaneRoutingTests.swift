@@ -50,6 +50,38 @@ struct DataPlaneRoutingTests {
         #expect((try? lab.exec(lab.client, "ping -6 -c1 -W1 2001:db8:ffff::1")) == nil)
     }
 
+    @Test("an assignment the kernel refuses: the tunnel stays blocked (no cleartext), reports the error and retries until it applies")
+    func failedAssignmentStaysBlockedAndRetries() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
+        _ = try lab.startClient(fullTunnel: true)
+        // With IPv6 disabled on the TUN the kernel refuses the assigned IPv6 address, so applying fails.
+        try lab.exec(lab.client, "sysctl -qw net.ipv6.conf.tgc0.disable_ipv6=1")
+        _ = try lab.spawn(namespace: lab.server, "\(DataPlaneLab.driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+            + "--address 10.77.0.1/24 --address fd77::1/64 --client \(lab.clientPublicKey)=10.77.0.2/24,fd77::2/64 --verbose",
+            logName: "server")
+        try lab.waitForOutput("server", containing: "ready", timeout: 10)
+        try lab.waitForOutput("client", containing: "applying tunnel addresses/routes failed (attempt 1)", timeout: 10)
+        let captures = try startCaptures(lab)
+        let routes4 = try lab.exec(lab.client, "ip -4 route show table \(Self.table)")
+        let routes6 = try lab.exec(lab.client, "ip -6 route show table \(Self.table)")
+        #expect(routes4.hasPrefix("unreachable default") && routes6.hasPrefix("unreachable default"), "\(routes4)\n\(routes6)")
+        #expect((try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 \(DataPlaneLab.internetAddress)")) == nil)
+        #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 2001:db8:ffff::1")) == nil)
+        Thread.sleep(forTimeInterval: 0.3)
+        for (uplink, process) in captures {
+            let leaked = stopCapture(lab, uplink: uplink, process)
+            #expect(leaked.isEmpty, "cleartext on \(uplink) while the assignment failed: \(leaked)")
+        }
+        // The kernel accepts it again: a retry applies it, and the tunnel carries both families.
+        try lab.exec(lab.client, "sysctl -qw net.ipv6.conf.tgc0.disable_ipv6=0")
+        try lab.waitForOutput("client", containing: "tunnel addresses and routes applied at attempt", timeout: 15)
+        try lab.exec(lab.client, "ping -c2 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").contains("default dev tgc0"))
+        try lab.exec(lab.client, "ping -6 -c2 -i0.2 -W2 fd77::1")
+    }
+
     @Test("a new assignment switches addresses and routes in place: no tunnel route or rule is deleted on the way")
     func assignmentChangeReplacesInPlace() throws {
         let lab = try DataPlaneLab()
