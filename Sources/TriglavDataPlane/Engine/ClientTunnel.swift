@@ -459,7 +459,10 @@ public final class ClientTunnel: Sendable {
                 defer { state.routingFailure = error.description }
                 return state.routingFailure == error.description
             }
-            let message: Logger.Message = "applying tunnel addresses/routes failed (attempt \(attempt)); tunnel traffic stays blocked, retrying in \(delay): \(error)"
+            let message: Logger.Message = """
+                applying tunnel addresses/routes failed (attempt \(attempt)); the previous routes stay (unreachable \
+                before the first assignment), retrying in \(delay): \(error)
+                """
             if repeated { logger.debug(message) } else { logger.error(message) }
             let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
             control.asyncAfter(deadline: .now() + seconds) { [self] in applyAssignment(assignment, tun: tun, attempt: attempt + 1) }
