@@ -310,8 +310,12 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// of its first session, which is the keepalive the client sends right after the handshake. (If that one is
     /// lost and data comes first, this tunnel keeps the server's heartbeat; the client's next tunnel follows.)
     private func followHeartbeat(of flags: UInt8, tunnel tunnelID: UInt64, state: inout ServerState) {
+        // An engine without uplinks that still holds packets (all sessions gone, then a rejoin) keeps them: a fresh
+        // one would leave their pool slots behind.
         guard let asked = UplinkPolicyFlags.heartbeatInterval(in: flags),
-              state.tunnels[tunnelID]?.engine.uplinkIDs.isEmpty == true else { return }
+              state.tunnels[tunnelID]?.engine.uplinkIDs.isEmpty == true,
+              state.tunnels[tunnelID]?.engine.reorderBufferedCount == 0,
+              state.tunnels[tunnelID]?.engine.equalizerHeldCount == 0 else { return }
         var configuration = server.configuration.multipath
         configuration.heartbeatInterval = max(configuration.heartbeatInterval, asked)
         guard state.tunnels[tunnelID]?.engine.configuration.heartbeatInterval != configuration.heartbeatInterval,
