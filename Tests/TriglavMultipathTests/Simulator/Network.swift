@@ -218,7 +218,11 @@ final class TunnelNode {
                 // resends (the receiver already waits for their sequences; they go ahead of newer data).
                 var packet = entry.packet
                 packet.isResend = true
-                transmit(sequence: entry.sequence, packet: packet)
+                if !transmit(sequence: entry.sequence, packet: packet) {
+                    // No uplink takes it (scheduleResend declined): tell the receiver, as for a declined resend
+                    // duty, so it skips the gap now instead of holding everything behind it for its wait bound.
+                    declineResend(entry.sequence)
+                }
             } else {
                 sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
             }
@@ -243,6 +247,13 @@ final class TunnelNode {
         dataSent[id, default: 0] += 1
         if logSends { dataSentLog.append((now, id, packet.flow, packet.isResend, sequence)) }
         network.send(from: self, on: id, frame: .data(sequence: sequence, counter: counter, packet: packet), bytes: wireBytes)
+    }
+
+    private func declineResend(_ sequence: UInt32) {
+        let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
+        if let id = selection.first {
+            network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
+        }
     }
 
     /// Carries out every due duty, delivers what the reorder buffer releases, and arms the next wakeup.
@@ -272,10 +283,7 @@ final class TunnelNode {
                     }
                 }
                 onResendDuty?(sequence, false)
-                let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
-                if let id = selection.first {
-                    network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
-                }
+                declineResend(sequence)
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
                 if to == .down { wentDown.append(id) }
