@@ -12,6 +12,21 @@ enum TCPFraming {
     static let maxFrameLength = TunnelMTU.largestDatagram
 }
 
+/// Limits of the server's TCP fallback connections (docs/DATAPLANE.md, "TCP fallback"). Accepting a connection
+/// costs nothing to the peer, so without them one host could hold every slot with idle connections and lock
+/// every client's fallback out.
+enum TCPFallbackLimits {
+    /// Fallback connections the server holds at most (they are few: UDP-blocked client uplinks); bounds the fds.
+    static let maxConnections = 1024
+    /// Connections from one source address at most: room for several clients with many uplinks behind one NAT.
+    /// A source at its limit loses its oldest unauthenticated connection to a new one, or the new one is refused.
+    static let maxConnectionsPerSource = 32
+    /// How long a connection may take to authenticate (an accepted handshake or an authentic transport frame)
+    /// before it is closed. A client sends its initiation right after connecting and retries every second;
+    /// a cookie round under load adds one retry.
+    static let handshakeDeadline = 5 * Nanoseconds.second
+}
+
 /// One non-blocking TCP connection carrying framed datagrams. Owns its fd (closed on `close()`/deinit).
 ///
 /// Threading: `readFrames` is called by one thread only (the network pump); `send` and `flush` only with the
@@ -30,6 +45,15 @@ final class TCPConnection: @unchecked Sendable {
     /// Frames dropped because the output queue was full.
     private(set) var droppedFrames = 0
     private(set) var isClosed = false
+
+    // Server bookkeeping (`ServerNetworkPump`, under the server's state lock): who the peer is, and whether and when
+    // it last proved to be a client, which decides when the connection is closed (`TCPFallbackLimits`).
+    /// The peer's address (without port), for the per-source limit.
+    var peerAddress: IPAddress?
+    /// When the connection was accepted.
+    var acceptedAt: Nanoseconds = 0
+    /// When the connection last carried an accepted handshake or an authentic transport frame; nil: never.
+    var lastAuthenticated: Nanoseconds?
 
     init(descriptor: OwnedDescriptor, label: String) {
         self.descriptor = descriptor

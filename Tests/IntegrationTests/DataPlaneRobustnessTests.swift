@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+
+/// Abuse and lifecycle cases of the data plane in namespaces (docs/DATAPLANE.md, "TCP fallback", "Sockets"):
+/// idle TCP connections can't lock clients out of the fallback, an uplink interface deleted and recreated under
+/// the same name is used again, and inner source addresses are checked. Root only; nested in the serialized
+/// `DataPlaneTunnelTests`, so it never runs beside the other namespace tests.
+extension DataPlaneTunnelTests {
+    @Suite("robustness")
+    struct DataPlaneRobustnessTests {
+        /// Opens idle TCP connections to the server from each source address and holds them for `hold` seconds,
+        /// paced so the listen backlog never overflows (the kernel would hold those, not the server). With
+        /// `reconnect` = 1 it replaces every connection the server closes half a second later, as an attacker
+        /// would. Reports `open-after-1s=N` once (a second after the last first connect) and at the end
+        /// `opened=N closed=N overdue=N longest=SECONDS`: connections the server closed (EOF or reset), those still
+        /// open after more than 7 s, and how long the longest-lived closed one lived.
+        static let idleConnections = #"""
+            import resource, selectors, socket, sys, time
+            server, port, sources, per_source, hold, reconnect = (sys.argv[1], int(sys.argv[2]), sys.argv[3].split(","),
+                int(sys.argv[4]), float(sys.argv[5]), sys.argv[6] == "1")
+            resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192))
+            selector = selectors.DefaultSelector()
+            opened, total = {}, 0
+            def open_from(source):
+                global total
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind((source, 0))
+                s.setblocking(False)
+                s.connect_ex((server, port))
+                opened[s] = (time.monotonic(), source)
+                selector.register(s, selectors.EVENT_READ)
+                total += 1
+                if total % 50 == 0:
+                    time.sleep(0.05)
+            start = time.monotonic()
+            for source in sources:
+                for _ in range(per_source):
+                    open_from(source)
+            connected = time.monotonic()
+            closed, longest, reported, pending = 0, 0.0, False, []
+            while time.monotonic() - start < hold:
+                for key, _ in selector.select(timeout=0.1):
+                    s = key.fileobj
+                    try:
+                        data = s.recv(100)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if data == b"":
+                        selector.unregister(s)
+                        born, source = opened.pop(s)
+                        s.close()
+                        closed += 1
+                        longest = max(longest, time.monotonic() - born)
+                        if reconnect:
+                            pending.append((time.monotonic() + 0.5, source))
+                now = time.monotonic()
+                while pending and pending[0][0] <= now:
+                    open_from(pending.pop(0)[1])
+                if not reported and now - connected >= 1:
+                    reported = True
+                    print(f"open-after-1s={len(opened)}", flush=True)
+                if not reconnect and not opened:
+                    break
+            overdue = sum(1 for born, _ in opened.values() if time.monotonic() - born > 7)
+            print(f"opened={total} closed={closed} overdue={overdue} longest={longest:.1f}", flush=True)
+            """#
+
+        @Test("idle TCP connections from one host can't lock clients out of the fallback: per-source limit, eviction, handshake deadline")
+        func idleConnectionsDontLockOutTCPFallback() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            let script = lab.directory.appendingPathComponent("idle-connections.py").path
+            try Self.idleConnections.write(toFile: script, atomically: true, encoding: .utf8)
+            // 40 junk source addresses on up2: enough connections to fill the server's table (1024) without
+            // reaching the per-source limit (32), so the table-full eviction is what lets the client in.
+            let sources = (10..<50).map { "10.201.2.\($0)" }
+            for source in sources { try lab.sh("ip -n \(lab.client) address add \(source)/24 dev up2") }
+            // UDP to the server is dropped: the real client must use the TCP fallback.
+            try lab.exec(lab.client, "nft add table inet tg_dp_block")
+            try lab.exec(lab.client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
+            try lab.exec(lab.client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+            _ = try lab.startServer()
+
+            // One source, 100 connections: only the per-source limit stays open for long.
+            _ = try lab.spawn(namespace: lab.client, "/usr/bin/python3 \(script) \(DataPlaneLab.serverAddress) 7443 10.201.2.2 100 25 0",
+                              logName: "one-source")
+            try lab.waitForOutput("one-source", containing: "open-after-1s=", timeout: 10)
+            let oneSource = lab.log("one-source")
+            let openAfterOneSecond = Self.value("open-after-1s", in: oneSource)
+            #expect(openAfterOneSecond.map { $0 <= 32 } == true, "one source keeps more than 32 idle connections:\n\(oneSource)")
+
+            // 40 sources × 27 = 1080 idle connections (more than the table holds), each replaced when the server closes
+            // it; then a real client falls back to TCP.
+            _ = try lab.spawn(namespace: lab.client, "/usr/bin/python3 \(script) \(DataPlaneLab.serverAddress) 7443 "
+                              + "\(sources.joined(separator: ",")) 27 20 1", logName: "many-sources")
+            try lab.waitForOutput("many-sources", containing: "open-after-1s=", timeout: 15)
+            _ = try lab.startClient(uplinks: ["up1"])
+            let up = lab.waitForTunnel(timeout: 15)
+            #expect(up, "no tunnel over TCP while idle connections held the server:\n\(lab.log("client"))\n\(lab.log("many-sources"))")
+            #expect(lab.log("client").contains("falling back to TCP"))
+
+            // Every idle connection is closed by the server: beyond the limits at once, the rest at the handshake
+            // deadline (5 s after being accepted). The scripts hold theirs for up to 25 and 20 s, longer than the client waits
+            // for its tunnel: without the limits the table stays full all that time.
+            try lab.waitForOutput("one-source", containing: "opened=", timeout: 30)
+            try lab.waitForOutput("many-sources", containing: "opened=", timeout: 30)
+            for name in ["one-source", "many-sources"] {
+                let text = lab.log(name)
+                #expect(Self.value("overdue", in: text) == 0, "idle connections the server didn't close in time (\(name)):\n\(text)")
+                #expect(Self.value("longest", in: text).map { $0 <= 8 } == true, "an idle connection lived too long (\(name)):\n\(text)")
+            }
+            // The client's own connection authenticated and stays: the tunnel still works after the deadline.
+            #expect(lab.waitForTunnel(timeout: 5), "the client's fallback connection was closed:\n\(lab.log("client"))")
+        }
+
+        /// The integer part of `name=VALUE` in `text` (the last occurrence).
+        static func value(_ name: String, in text: String) -> Int? {
+            guard let range = text.range(of: "\(name)=", options: .backwards) else { return nil }
+            let digits = text[range.upperBound...].prefix { $0.isNumber }
+            return Int(digits)
+        }
+    }
+}
