@@ -115,6 +115,54 @@ extension DataPlaneTunnelTests {
             #expect(lab.waitForTunnel(timeout: 5), "the client's fallback connection was closed:\n\(lab.log("client"))")
         }
 
+        @Test("an uplink interface deleted and created again under the same name carries the tunnel again")
+        func recreatedUplinkInterfaceIsUsedAgain() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            // Tunnel datagrams the client sends through up2, counted by name (the rule survives the interface's
+            // recreation). Not those arriving: the server keeps probing the old session's endpoint, which is the
+            // same address, whether or not the client's socket can hear it.
+            try lab.exec(lab.client, "nft add table inet tg_dp_count")
+            try lab.exec(lab.client, "nft 'add chain inet tg_dp_count output { type filter hook output priority 0; }'")
+            try lab.exec(lab.client, "nft add rule inet tg_dp_count output oifname up2 udp dport 7443 counter")
+            _ = try lab.startServer()
+            _ = try lab.startClient(uplinks: ["up1", "up2"])
+            #expect(lab.waitForTunnel(timeout: 10))
+            #expect(waitForUp2Packets(lab, moreThan: 20, timeout: 10), "up2 never carried the tunnel:\n\(lab.log("client"))")
+
+            // Delete up2 (its peer dn2 goes with it), then create it again with the same name, address and route.
+            try lab.sh("ip -n \(lab.client) link del up2")
+            Thread.sleep(forTimeInterval: 1.5)
+            try lab.sh("ip link add up2 netns \(lab.client) type veth peer name dn2 netns \(lab.server)")
+            try lab.sh("ip -n \(lab.client) address add 10.201.2.2/24 dev up2")
+            try lab.sh("ip -n \(lab.server) address add 10.201.2.1/24 dev dn2")
+            try lab.sh("ip -n \(lab.client) link set up2 up")
+            try lab.sh("ip -n \(lab.server) link set dn2 up")
+            try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.2.1 dev up2 metric 2")
+            // Probes and probe replies: 20 datagrams to the server take about a second on an established uplink.
+            let back = waitForUp2Packets(lab, moreThan: up2Packets(lab) + 20, timeout: 10)
+            #expect(back, "the recreated up2 carries no tunnel traffic:\n\(lab.log("client"))")
+            #expect(lab.log("client").contains("uplink up2: interface up2 was index")
+                    || lab.log("client").contains("uplink up2: sends fail with"), "no socket replacement logged:\n\(lab.log("client"))")
+        }
+
+        /// Waits until the client's counter of tunnel datagrams sent through up2 exceeds `moreThan`.
+        private func waitForUp2Packets(_ lab: DataPlaneLab, moreThan: Int, timeout: TimeInterval) -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if up2Packets(lab) > moreThan { return true }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            return false
+        }
+
+        /// The client's counter of tunnel datagrams sent through up2 (0 when unreadable).
+        private func up2Packets(_ lab: DataPlaneLab) -> Int {
+            let rules = (try? lab.exec(lab.client, "nft list table inet tg_dp_count")) ?? ""
+            guard let range = rules.range(of: "counter packets ") else { return 0 }
+            return Int(rules[range.upperBound...].prefix { $0.isNumber }) ?? 0
+        }
+
         /// The integer part of `name=VALUE` in `text` (the last occurrence).
         static func value(_ name: String, in text: String) -> Int? {
             guard let range = text.range(of: "\(name)=", options: .backwards) else { return nil }
