@@ -146,6 +146,28 @@ extension DataPlaneTunnelTests {
                     || lab.log("client").contains("uplink up2: sends fail with"), "no socket replacement logged:\n\(lab.log("client"))")
         }
 
+        @Test("a client's inner packets from an address the server didn't assign to it are dropped")
+        func spoofedInnerSourceIsDropped() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            _ = try lab.startServer()
+            _ = try lab.startClient(uplinks: ["up1"])
+            #expect(lab.waitForTunnel(timeout: 10))
+            // What reaches the server's TUN, counted by inner source before routing (rp_filter can't interfere).
+            try lab.exec(lab.server, "nft add table inet tg_dp_spoof")
+            try lab.exec(lab.server, "nft 'add chain inet tg_dp_spoof pre { type filter hook prerouting priority -300; }'")
+            try lab.exec(lab.server, "nft add rule inet tg_dp_spoof pre iifname tgs0 ip saddr 10.77.0.99 counter")
+            try lab.exec(lab.server, "nft add rule inet tg_dp_spoof pre iifname tgs0 ip saddr \(DataPlaneLab.clientTunnelAddress) counter")
+            // The client's TUN gets a second address the server never assigned; pings from it enter the tunnel.
+            try lab.sh("ip -n \(lab.client) address add 10.77.0.99/32 dev tgc0")
+            _ = try? lab.exec(lab.client, "ping -c5 -i0.2 -W1 -I 10.77.0.99 \(DataPlaneLab.serverTunnelAddress)", timeout: 15)
+            try lab.exec(lab.client, "ping -c5 -i0.2 -W2 -I \(DataPlaneLab.clientTunnelAddress) \(DataPlaneLab.serverTunnelAddress)")
+            let counters = try lab.exec(lab.server, "nft list table inet tg_dp_spoof")
+            let packets = counters.components(separatedBy: "counter packets ").dropFirst().map { Int($0.prefix { $0.isNumber }) ?? -1 }
+            #expect(packets.count == 2 && packets[0] == 0, "spoofed packets reached the server's TUN:\n\(counters)")
+            #expect(packets.count == 2 && packets[1] >= 5, "the client's own packets did not arrive:\n\(counters)")
+        }
+
         /// Waits until the client's counter of tunnel datagrams sent through up2 exceeds `moreThan`.
         private func waitForUp2Packets(_ lab: DataPlaneLab, moreThan: Int, timeout: TimeInterval) -> Bool {
             let deadline = Date().addingTimeInterval(timeout)
