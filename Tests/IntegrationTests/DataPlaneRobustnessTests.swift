@@ -168,6 +168,25 @@ extension DataPlaneTunnelTests {
             #expect(packets.count == 2 && packets[1] >= 5, "the client's own packets did not arrive:\n\(counters)")
         }
 
+        @Test("running tunnels' UDP sockets have the forced buffer sizes: 4 MiB per uplink, 16 MiB per server listener")
+        func socketBuffersInNamespaces() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            _ = try lab.startServer()
+            _ = try lab.startClient(uplinks: ["up1", "up2"])
+            #expect(lab.waitForTunnel(timeout: 10))
+            // rb/tb in `ss -m` are the kernel's sizes, twice the granted ones. rmem_max in these namespaces is smaller
+            // than 16 MiB, so the listener's size shows the force worked.
+            let client = try lab.exec(lab.client, "ss -u -a -n -m")
+            let server = try lab.exec(lab.server, "ss -u -a -n -m")
+            #expect(count(of: "rb\(8 << 20),", in: client) == 2 && count(of: "tb\(8 << 20),", in: client) == 2,
+                    "uplink sockets:\n\(client)")
+            #expect(count(of: "rb\(32 << 20),", in: server) == 1 && count(of: "tb\(32 << 20),", in: server) == 1,
+                    "server listener:\n\(server)")
+        }
+
+        private func count(of needle: String, in text: String) -> Int { text.components(separatedBy: needle).count - 1 }
+
         /// Waits until the client's counter of tunnel datagrams sent through up2 exceeds `moreThan`.
         private func waitForUp2Packets(_ lab: DataPlaneLab, moreThan: Int, timeout: TimeInterval) -> Bool {
             let deadline = Date().addingTimeInterval(timeout)
