@@ -359,6 +359,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         let timeout = configuration.uplinkTimeout.nanoseconds
         let keepalive = configuration.keepaliveInterval.nanoseconds
         var missingSockets: [Int] = []
+        var vanishedSockets: [(Int, UDPSocket)] = []
         tunnel.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
@@ -372,13 +373,14 @@ final class ClientNetworkPump: @unchecked Sendable {
                 guard var uplink = state.uplinks[slot] else { continue }
                 defer { state.uplinks[slot] = uplink }
                 uplink.updateReceiveRate(now: now)
-                guard uplink.socket != nil else {
+                guard let socket = uplink.socket else {
                     if now &- uplink.lastAttempt >= retry {
                         uplink.lastAttempt = now
                         missingSockets.append(slot)
                     }
                     continue
                 }
+                if socket.deviceVanished.isSet { vanishedSockets.append((slot, socket)) }
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
                 // A `never` uplink sends nothing at all: no handshakes, probes or keepalives.
                 if uplink.policy.tier == .never { continue }
@@ -397,8 +399,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
         }
         for slot in missingSockets { tunnel.openSocket(slot: slot) }
-        for slot in 0..<ClientTunnel.maximumUplinks {
-            guard let socket = tunnel.withState({ $0.uplinks[slot]?.socket }), socket.deviceVanished.isSet else { continue }
+        for (slot, socket) in vanishedSockets {
             replaceSocket(socket, slot: slot, reason: "sends fail with \(errnoName(socket.lastSendError)) (interface gone)")
         }
     }
