@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 /// Abuse and lifecycle cases of the data plane in namespaces (docs/DATAPLANE.md, "TCP fallback", "Sockets"):
@@ -113,6 +116,33 @@ extension DataPlaneTunnelTests {
             }
             // The client's own connection authenticated and stays: the tunnel still works after the deadline.
             #expect(lab.waitForTunnel(timeout: 5), "the client's fallback connection was closed:\n\(lab.log("client"))")
+        }
+
+        @Test("an authenticated TCP fallback connection that goes silent is closed after the session timeout")
+        func silentFallbackConnectionIsClosed() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            try lab.exec(lab.client, "nft add table inet tg_dp_block")
+            try lab.exec(lab.client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
+            try lab.exec(lab.client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+            _ = try lab.startServer(extraArguments: "--session-timeout-s 3")
+            let client = try lab.startClient(uplinks: ["up1"])
+            #expect(lab.waitForTunnel(timeout: 15), "no tunnel over TCP:\n\(lab.log("client"))")
+            let established = "ss -H -t -n state established '( sport = :7443 )'"
+            #expect(try lab.exec(lab.server, established).contains("10.201.1.2"))
+            // The client freezes (a suspended laptop): its connection stays open but carries nothing. It authenticated,
+            // so the 5 s handshake deadline doesn't apply; the session timeout (3 s here) does.
+            kill(client.processIdentifier, SIGSTOP)
+            defer { kill(client.processIdentifier, SIGCONT) }
+            Thread.sleep(forTimeInterval: 2)
+            #expect(try lab.exec(lab.server, established).contains("10.201.1.2"), "closed before the session timeout")
+            let deadline = Date().addingTimeInterval(5)
+            var open = true
+            while open && Date() < deadline {
+                Thread.sleep(forTimeInterval: 0.25)
+                open = try lab.exec(lab.server, established).contains("10.201.1.2")
+            }
+            #expect(!open, "the silent client's fallback connection is still open 7 s after it went quiet:\n\(lab.log("server"))")
         }
 
         @Test("an uplink interface deleted and created again under the same name carries the tunnel again")
