@@ -118,6 +118,47 @@ extension DataPlaneTunnelTests {
             #expect(lab.waitForTunnel(timeout: 5), "the client's fallback connection was closed:\n\(lab.log("client"))")
         }
 
+        @Test("out of file descriptors: the server sizes its table by RLIMIT_NOFILE, frees or refuses instead of spinning, and clients still get in")
+        func fallbackUnderDescriptorLimit() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            let script = lab.directory.appendingPathComponent("idle-connections.py").path
+            try Self.idleConnections.write(toFile: script, atomically: true, encoding: .utf8)
+            let sources = (10..<50).map { "10.201.2.\($0)" }
+            for source in sources { try lab.sh("ip -n \(lab.client) address add \(source)/24 dev up2") }
+            try lab.exec(lab.client, "nft add table inet tg_dp_block")
+            try lab.exec(lab.client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
+            try lab.exec(lab.client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+            let server = try lab.startServer()
+            let pid = server.processIdentifier
+            // Room for ~340 connections; the reconnecting junk fills them.
+            try lab.sh("prlimit --pid \(pid) --nofile=400:400")
+            _ = try lab.spawn(namespace: lab.client, "/usr/bin/python3 \(script) \(DataPlaneLab.serverAddress) 7443 "
+                              + "\(sources.joined(separator: ",")) 27 14 1", logName: "many-sources")
+            try lab.waitForOutput("many-sources", containing: "open-after-1s=", timeout: 15)
+            // Now far fewer descriptors than connections held: every accept hits EMFILE until connections are freed.
+            try lab.sh("prlimit --pid \(pid) --nofile=100:100")
+            let before = try cpuTicks(pid: pid)
+            Thread.sleep(forTimeInterval: 4)
+            let busy = Double(try cpuTicks(pid: pid) - before) / 100 / 4
+            _ = try lab.startClient(uplinks: ["up1"])
+            let up = lab.waitForTunnel(timeout: 15)
+            #expect(up, "no tunnel over TCP while the server was out of descriptors:\n\(lab.log("client"))")
+            // A server that leaves connections queued when accept fails spins its network thread (a core's worth).
+            #expect(busy < 0.25, "the server used \(Int(busy * 100)) % of a core while out of descriptors")
+            print("fallback under a 100-descriptor limit: server CPU \(Int(busy * 100)) % of a core")
+        }
+
+        /// User + system CPU time of process `pid` in clock ticks (1/100 s).
+        private func cpuTicks(pid: Int32) throws -> Int {
+            let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+            // Fields after the command name (which is in parentheses and may contain spaces): utime is the 12th, stime the 13th.
+            guard let close = stat.lastIndex(of: ")") else { return 0 }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+            return user + system
+        }
+
         @Test("an authenticated TCP fallback connection that goes silent is closed after the session timeout")
         func silentFallbackConnectionIsClosed() throws {
             let lab = try DataPlaneLab()

@@ -10,4 +10,10 @@ int tg_socket_bound_ifindex(int fd);
 /// for the kernel's bookkeeping).
 int tg_socket_get_buffers(int fd, int *receive_bytes, int *send_bytes);
 
+/// The process's soft limit of open file descriptors (RLIMIT_NOFILE), clamped to INT_MAX.
+int tg_descriptor_limit(void);
+
+/// Opens /dev/null read-only (close-on-exec): a descriptor held in reserve.
+int tg_open_spare_descriptor(void);
+
 #endif

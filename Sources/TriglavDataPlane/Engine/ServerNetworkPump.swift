@@ -127,31 +127,40 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// limit, or a full table, makes room by closing the oldest connection that hasn't authenticated (of that
     /// source, or of all); when every candidate has authenticated, the new connection is refused instead.
     private func accept(_ listener: TCPListener) {
+        // The table's size follows the descriptor limit, read per wake-up (one getrlimit): it may be changed at runtime.
+        let limit = TCPFallbackLimits.connectionLimit(descriptorLimit: Int(tg_descriptor_limit()))
         for _ in 0..<64 {
-            guard let (connection, peer) = listener.accept() else { return }
+            guard let (connection, peer) = listener.accept() else {
+                guard listener.lastAcceptOutOfDescriptors else { return }
+                // Out of descriptors anyway (other fds of the process): free one held by a connection that hasn't
+                // authenticated, or refuse the pending connection; never leave it queued (epoll would spin).
+                if let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
+                    closeConnection(victim)
+                    evictedConnections &+= 1
+                    continue
+                }
+                guard listener.refusePending() else { return }
+                refusedConnections &+= 1
+                if refusedConnections & 0xff == 1 {
+                    server.logger.warning("""
+                        out of file descriptors: refused a TCP fallback connection (\(refusedConnections) refused so far); \
+                        raise the descriptor limit (LimitNOFILE=) above \(TCPFallbackLimits.maxConnections + TCPFallbackLimits.reservedDescriptors)
+                        """)
+                }
+                continue
+            }
             let now = monotonicNow()
             connection.peerAddress = peer?.address
             connection.acceptedAt = now
             var evicted: [TCPConnection] = []
             let accepted: UInt32? = server.withState { state in
-                if let address = connection.peerAddress {
-                    var fromSource = 0
-                    var oldest: (id: UInt32, at: Nanoseconds)?
-                    for (id, other) in state.connections where other.peerAddress == address {
-                        fromSource += 1
-                        if other.lastAuthenticated == nil, other.acceptedAt < oldest?.at ?? .max { oldest = (id, other.acceptedAt) }
-                    }
-                    if fromSource >= TCPFallbackLimits.maxConnectionsPerSource {
-                        guard let oldest, let victim = state.connections.removeValue(forKey: oldest.id) else { return nil }
-                        evicted.append(victim)
-                    }
+                if let address = connection.peerAddress,
+                   state.connections.values.lazy.filter({ $0.peerAddress == address }).count >= TCPFallbackLimits.maxConnectionsPerSource {
+                    guard let victim = Self.removeOldestUnauthenticated(from: &state.connections, peer: address) else { return nil }
+                    evicted.append(victim)
                 }
-                if state.connections.count >= TCPFallbackLimits.maxConnections {
-                    var oldest: (id: UInt32, at: Nanoseconds)?
-                    for (id, other) in state.connections where other.lastAuthenticated == nil && other.acceptedAt < oldest?.at ?? .max {
-                        oldest = (id, other.acceptedAt)
-                    }
-                    guard let oldest, let victim = state.connections.removeValue(forKey: oldest.id) else { return nil }
+                if state.connections.count >= limit {
+                    guard let victim = Self.removeOldestUnauthenticated(from: &state.connections, peer: nil) else { return nil }
                     evicted.append(victim)
                 }
                 nextConnectionID &+= 1
@@ -165,7 +174,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 if refusedConnections & 0xff == 1 {
                     server.logger.warning("""
                         refused a TCP fallback connection from \(peer.map(\.description) ?? "?"): its source or the table \
-                        (\(TCPFallbackLimits.maxConnections)) is full of authenticated connections (\(refusedConnections) refused so far)
+                        (\(limit)) is full of authenticated connections (\(refusedConnections) refused so far)
                         """)
                 }
                 connection.close()
@@ -179,6 +188,16 @@ final class ServerNetworkPump: @unchecked Sendable {
                 connection.close()
             }
         }
+    }
+
+    /// Removes and returns the connection accepted longest ago that hasn't authenticated, of `peer` (nil: of any).
+    private static func removeOldestUnauthenticated(from connections: inout [UInt32: TCPConnection], peer: IPAddress?) -> TCPConnection? {
+        var oldest: (id: UInt32, at: Nanoseconds)?
+        for (id, other) in connections where other.lastAuthenticated == nil && (peer == nil || other.peerAddress == peer) {
+            if other.acceptedAt < oldest?.at ?? .max { oldest = (id, other.acceptedAt) }
+        }
+        guard let oldest else { return nil }
+        return connections.removeValue(forKey: oldest.id)
     }
 
     /// Stops watching a connection that is no longer in `ServerState.connections` and closes it.

@@ -25,6 +25,15 @@ enum TCPFallbackLimits {
     /// before it is closed. A client sends its initiation right after connecting and retries every second;
     /// a cookie round under load adds one retry.
     static let handshakeDeadline = 5 * Nanoseconds.second
+    /// Descriptors kept free for everything else of the process (sockets, TUN, epoll, netlink, D-Bus, logs): the
+    /// table holds at most RLIMIT_NOFILE minus this, so it fills (and evicts) before `accept` runs out of fds.
+    /// Under systemd's default soft limit of 1024 that is 960 connections.
+    static let reservedDescriptors = 64
+
+    /// The table's size for the process's current descriptor limit.
+    static func connectionLimit(descriptorLimit: Int) -> Int {
+        min(maxConnections, max(maxConnectionsPerSource, descriptorLimit - reservedDescriptors))
+    }
 }
 
 /// One non-blocking TCP connection carrying framed datagrams. Owns its fd (closed on `close()`/deinit).
@@ -203,16 +212,45 @@ final class TCPListener: @unchecked Sendable {
             }
         }
         try Syscall.libc("listen on \(label)") { listen(fd, 128) }
+        let reserve = tg_open_spare_descriptor()
+        if reserve >= 0 { spare = OwnedDescriptor(reserve) }
     }
 
-    /// Accepts one pending connection (non-blocking); nil when none is waiting.
+    /// Accepts one pending connection (non-blocking); nil when none is waiting or accepting failed
+    /// (`lastAcceptOutOfDescriptors` tells whether for lack of file descriptors).
     func accept() -> (TCPConnection, IPEndpoint?)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = tg_accept(descriptor.raw, &storage, &length)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else {
+            lastAcceptOutOfDescriptors = fd == -EMFILE || fd == -ENFILE
+            return nil
+        }
+        lastAcceptOutOfDescriptors = false
         _ = tg_tcp_set_nodelay(fd)
         let endpoint = withUnsafePointer(to: &storage) { SocketAddress.read($0) }
         return (TCPConnection(descriptor: OwnedDescriptor(fd), label: "fallback \(endpoint.map(\.description) ?? "?")"), endpoint)
+    }
+
+    /// Whether the last `accept()` failed because the process (EMFILE) or the system (ENFILE) is out of descriptors.
+    /// The connection then stays in the listen queue, which stays readable: the caller must make room (close a
+    /// connection) or `refusePending()`, or epoll wakes it again at once, forever.
+    private(set) var lastAcceptOutOfDescriptors = false
+
+    /// A descriptor on /dev/null held in reserve for `refusePending()`.
+    private var spare: OwnedDescriptor?
+
+    /// Out of descriptors: gives up the spare descriptor for a moment to accept one pending connection and close
+    /// it at once, so the listen queue drains. Returns whether a connection was refused.
+    func refusePending() -> Bool {
+        spare?.close()
+        spare = nil
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = tg_accept(descriptor.raw, &storage, &length)
+        if fd >= 0 { _ = Glibc.close(fd) }
+        let reserve = tg_open_spare_descriptor()
+        if reserve >= 0 { spare = OwnedDescriptor(reserve) }
+        return fd >= 0
     }
 }
