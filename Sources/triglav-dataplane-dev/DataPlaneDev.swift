@@ -41,6 +41,8 @@ struct Server: ParsableCommand {
     @Option(help: "Masquerade only out of this interface (default: every interface but the TUN).") var outboundInterface: String?
     @Option(help: "Milliseconds between the server's idle probes on each client uplink (clients may ask for longer).")
     var heartbeatMs: Int = 100
+    @Option(help: "Seconds of silence after which a client session, or its TCP fallback connection, is forgotten.")
+    var sessionTimeoutS: Int = 120
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
 
@@ -62,6 +64,8 @@ struct Server: ParsableCommand {
         configuration.outboundInterface = try outboundInterface.map { try InterfaceName($0) }
         guard heartbeatMs > 0 else { throw ValidationError("--heartbeat-ms must be positive, got \(heartbeatMs)") }
         configuration.heartbeatInterval = .milliseconds(heartbeatMs)
+        guard sessionTimeoutS > 0 else { throw ValidationError("--session-timeout-s must be positive, got \(sessionTimeoutS)") }
+        configuration.sessionTimeout = .seconds(sessionTimeoutS)
         let server = try ServerTunnel(configuration: configuration)
         try server.start()
         FileHandle.standardOutput.write(Data("listening on \(try server.listeningEndpoints().map(\.description).joined(separator: " "))\n".utf8))
