@@ -482,10 +482,11 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    /// The flags byte of the uplink's control frames: its policy and the heartbeat this client probes at, which
-    /// the server follows for its own idle probes (`UplinkPolicyFlags`).
+    /// The flags byte of the uplink's control frames: its policy and the idle heartbeat this client probes it at
+    /// (the uplink's own, e.g. a metered one's, else the tunnel's), which the server follows for its own idle probes
+    /// on that uplink (`UplinkPolicyFlags`).
     private func policyFlags(_ policy: UplinkPolicy) -> UInt8 {
-        UplinkPolicyFlags.encode(policy, heartbeatInterval: tunnel.configuration.multipath.heartbeatInterval)
+        UplinkPolicyFlags.encode(policy, heartbeatInterval: policy.heartbeatInterval ?? tunnel.configuration.multipath.heartbeatInterval)
     }
 
     /// Seals a control frame with the slot's session in place and sends it.
