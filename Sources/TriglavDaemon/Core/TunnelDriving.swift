@@ -262,7 +262,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var clients: [AuthorizedClient]
     public var masquerade: Bool
     public var mtu: Int?
-    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (clients may ask for less).
+    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
 
     public init(config: DaemonConfig) {
