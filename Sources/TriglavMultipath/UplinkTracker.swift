@@ -304,7 +304,9 @@ struct UplinkTracker {
         }
         var deadline = lossDeadline(configuration)
         if historyWritten == historyAcked {
-            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * policy.idleHeartbeat(configuration)
+            // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
+            let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
+            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
         }
         return max(oldest, lastProgressAt) &+ deadline
     }

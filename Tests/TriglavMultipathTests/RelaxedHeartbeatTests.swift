@@ -124,6 +124,29 @@ import TriglavCore
         }
     }
 
+    /// A metered link that answers once after an outage and falls silent again probes at the fast probing pace only
+    /// until the fast rule takes it down again (it can't count its probing probes in relaxed heartbeats: that would
+    /// be ~20 probes/s for 7 relaxed intervals), then back to one probe per relaxed interval.
+    @Test func relaxedLinkThatAnswersOnceAndFallsSilentAgainIsDownFast() throws {
+        var peer = try peer(interval: 3200 * Self.ms)
+        peer.run(until: 3 * Self.second)
+        peer.blackholed = [metered]
+        peer.run(until: peer.now + 30 * Self.second)
+        let down = try #require(peer.firstEntry(of: metered, into: .down))
+        // Let one heartbeat through, then silence again.
+        peer.blackholed = []
+        let limit = peer.now + 4 * Self.second
+        while peer.state(metered) == .down, peer.now < limit { peer.run(until: peer.now + Self.ms) }
+        let probing = try #require(peer.firstEntry(of: metered, into: .probing, since: down.at))
+        peer.blackholed = [metered]
+        let probesAtReply = peer.probesSent[metered] ?? 0
+        peer.run(until: probing.at + 10 * Self.second)
+        let again = try #require(peer.firstEntry(of: metered, into: .down, since: probing.at))
+        #expect(again.at - probing.at <= 1500 * Self.ms, "down again \((again.at - probing.at) / Self.ms) ms after the one reply")
+        let probes = (peer.probesSent[metered] ?? 0) - probesAtReply
+        #expect(probes <= 40, "\(probes) probes in the 10 s after the one reply")
+    }
+
     @Test func policyChangesApplyAtOnceAndAreValidated() throws {
         var peer = try peer(interval: 20 * Self.second)
         peer.run(until: 3 * Self.second)
