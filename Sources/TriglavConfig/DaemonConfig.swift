@@ -189,7 +189,7 @@ public struct ServerSettings: Equatable, Sendable {
 /// Source NAT of client traffic leaving the server.
 public struct NATSettings: Equatable, Sendable {
     public var enabled = ConfigDefaults.natEnabled
-    /// nil means the interface of the default route.
+    /// The only interface client traffic is masqueraded out of; nil means every interface but the tunnel's.
     public var outboundInterface: InterfaceName?
 
     public init() {}

@@ -38,6 +38,7 @@ struct Server: ParsableCommand {
     @Option(help: "Server tunnel address with prefix (repeatable), e.g. 10.77.0.1/24.") var address: [String]
     @Option(help: "Authorized client: PUBLICKEY=IPV4/LEN[,IPV6/LEN] (repeatable).") var client: [String] = []
     @Flag(help: "Don't masquerade tunnel traffic leaving other interfaces.") var noNat = false
+    @Option(help: "Masquerade only out of this interface (default: every interface but the TUN).") var outboundInterface: String?
     @Option(help: "Milliseconds between the server's idle probes on each client uplink (clients may ask for longer).")
     var heartbeatMs: Int = 100
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
@@ -58,6 +59,7 @@ struct Server: ParsableCommand {
             tunnelAddresses: try address.map { try IPPrefix($0) }, clients: clients)
         configuration.listen = try listen.map { try IPEndpoint($0) }
         configuration.masquerade = !noNat
+        configuration.outboundInterface = try outboundInterface.map { try InterfaceName($0) }
         guard heartbeatMs > 0 else { throw ValidationError("--heartbeat-ms must be positive, got \(heartbeatMs)") }
         configuration.heartbeatInterval = .milliseconds(heartbeatMs)
         let server = try ServerTunnel(configuration: configuration)
@@ -78,6 +80,8 @@ struct Client: ParsableCommand {
     var uplink: [String]
     @Flag(help: "Route everything through the tunnel (wg-quick style).") var fullTunnel = false
     @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
+    @Option(help: "Never route this prefix through the tunnel: look it up in the main table first (repeatable).")
+    var exclude: [String] = []
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
     @Option(help: "Milliseconds between idle probes (heartbeats) on each uplink.") var heartbeatMs: Int = 100
@@ -114,6 +118,7 @@ struct Client: ParsableCommand {
         } else if !split.isEmpty {
             configuration.routing = .split(try split.map { try IPPrefix($0) })
         }
+        configuration.policyRouting.exclude = try exclude.map { try IPPrefix($0) }
         let client = try ClientTunnel(configuration: configuration)
         try client.start()
         for entry in uplink {

@@ -89,6 +89,9 @@ struct DataPlaneTunnelTests {
         #expect(count(of: "29798:", in: rules6) == 1, "IPv6 rules: \(rules6)")
         #expect(count(of: "tgc0", in: try lab.exec(lab.client, "ip -o link show")) == 1)
         #expect(count(of: "default", in: try lab.exec(lab.client, "ip -4 route show table 29799")) == 1)
+        // IPv6 too: the server assigns none, so the table holds one unreachable default route for it.
+        let routes6 = try lab.exec(lab.client, "ip -6 route show table 29799")
+        #expect(count(of: "default", in: routes6) == 1 && routes6.hasPrefix("unreachable"), "IPv6 routes: \(routes6)")
         lab.terminate(second)
         let routingAfter = try routingSnapshot(lab)
         #expect(routingAfter == routingBefore, "before:\n\(routingBefore)\nafter:\n\(routingAfter)")

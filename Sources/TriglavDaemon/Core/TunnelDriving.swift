@@ -261,6 +261,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var tunnelAddresses: [IPPrefix]
     public var clients: [AuthorizedClient]
     public var masquerade: Bool
+    /// `[server.nat] outbound_interface`: the only interface masqueraded out of; nil: every one but the TUN.
+    public var outboundInterface: InterfaceName?
     public var mtu: Int?
     /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
@@ -273,6 +275,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         tunnelAddresses = [server.tunnelIPv4] + (server.tunnelIPv6.map { [$0] } ?? [])
         clients = server.clients
         masquerade = server.nat.enabled
+        outboundInterface = server.nat.outboundInterface
         mtu = config.tunnel.mtu
         heartbeatInterval = server.heartbeatInterval
     }
@@ -352,6 +355,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
                                                       tunnelAddresses: plan.tunnelAddresses, clients: clients)
         configuration.listen = plan.listen
         configuration.masquerade = plan.masquerade
+        configuration.outboundInterface = plan.outboundInterface
         configuration.heartbeatInterval = plan.heartbeatInterval
         if let mtu = plan.mtu { configuration.mtu = mtu }
         do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {

@@ -89,8 +89,9 @@ public enum ClientRouting: Sendable, Equatable {
 
 /// The client side of a tunnel: a TUN device, one bound UDP socket per uplink, and two pump threads
 /// (TUN → uplinks, uplinks → TUN). Uplinks can be added and removed at any time; each handshakes on its
-/// own, and reconnects by itself after silence (server restart, link loss). Routes and addresses are
-/// applied when the first handshake assigns them, and removed on `stop()`.
+/// own, and reconnects by itself after silence (server restart, link loss). The routing policy is installed
+/// by `start()` with its routes unreachable, pointed at the TUN when a handshake assigns addresses, and
+/// removed on `stop()`.
 ///
 /// Lifetime: `start()` once, `stop()` once (also on deinit is NOT automatic: call `stop()`).
 /// Thread-safety: all public methods may be called from any thread.
@@ -130,19 +131,31 @@ public final class ClientTunnel: Sendable {
 
     // MARK: Lifecycle
 
-    /// Removes leftovers of a crashed run, creates the TUN device and starts both pumps.
+    /// Removes leftovers of a crashed run, creates the TUN device, installs the routing policy (its routes
+    /// `unreachable` until the first handshake assigns addresses, so nothing leaks while the server is away)
+    /// and starts both pumps. On failure nothing stays installed and the tunnel can't be started again.
     public func start() throws(TriglavDataPlaneError) {
         let alreadyStarted = state.withLock { state in
             defer { state.started = true }
             return state.started
         }
         guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
-        try configuration.policyRouting.validate()
-        try routes.removeClientLeftovers(configuration.policyRouting, table: configuration.routingTable)
+        let policy = configuration.policyRouting, table = configuration.routingTable
+        try policy.validate()
+        try routes.removeClientLeftovers(policy, table: table)
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling)
-        try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+        do {
+            try routes.installClientPolicy(routing: configuration.routing, policy: policy, table: table,
+                                           firewallMark: configuration.firewallMark)
+            try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+            try routes.bringUp(tun.name)
+        } catch {
+            routes.removeClient(tun: tun.name, policy: policy, table: table)
+            tunPoller.remove(fd: tun.descriptor.raw)
+            tun.close()
+            throw error
+        }
         state.withLock { $0.tun = tun }
-        try routes.bringUp(tun.name)
         let tunPump = ClientTunPump(tunnel: self, tun: tun)
         let networkPump = ClientNetworkPump(tunnel: self, tun: tun)
         let tunThread = PumpThread(name: "triglav-tun-rx", wake: { [tunPoller] in tunPoller.wake() }) { tunPump.iterate() }
@@ -161,11 +174,12 @@ public final class ClientTunnel: Sendable {
         }
         for thread in running { thread.stop() }
         sendCloseOnAllUplinks()
-        control.sync {}
         let tun = state.withLock { state in
             defer { state.tun = nil; state.uplinks = Array(repeating: nil, count: ClientTunnel.maximumUplinks) }
             return state.tun
         }
+        // After the TUN left the state, so a routing retry still queued finds no tunnel and does nothing.
+        control.sync {}
         if let tun {
             routes.removeClient(tun: tun.name, policy: configuration.policyRouting, table: configuration.routingTable)
             tun.close()
@@ -299,7 +313,8 @@ public final class ClientTunnel: Sendable {
                     status.path = state.engine.statistics(for: uplink.id)
                     return status
                 },
-                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics)
+                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics,
+                routingFailure: state.routingFailure)
         }
     }
 
@@ -416,14 +431,41 @@ public final class ClientTunnel: Sendable {
     /// Applies a (new) assignment: addresses and routes, off the packet path.
     func assignmentChanged(_ assignment: TunnelAddresses, tun: InterfaceName) {
         logger.info("server assigned \(assignment)")
-        control.async { [routes, configuration, logger] in
-            do {
-                try routes.applyClient(tun: tun, assignment: assignment, routing: configuration.routing,
-                                       policy: configuration.policyRouting, table: configuration.routingTable,
-                                       firewallMark: configuration.firewallMark)
-            } catch {
-                logger.error("applying tunnel addresses/routes failed: \(error)")
+        control.async { [self] in applyAssignment(assignment, tun: tun, attempt: 1) }
+    }
+
+    /// Longest wait between attempts to apply an assignment that failed (the first retry is after 1 s).
+    static let routingRetryLimit: Duration = .seconds(10)
+
+    /// Sets the assigned addresses and switches the tunnel routes to the TUN; on failure, reports it (error
+    /// log, `ClientTunnelStatistics.routingFailure`) and retries with growing intervals until it succeeds, a
+    /// newer assignment supersedes it, or the tunnel stops. Meanwhile the routes installed at start (or by the
+    /// previous assignment) stay: traffic is blocked or still uses the old addresses, it never leaks.
+    /// Control queue only.
+    private func applyAssignment(_ assignment: TunnelAddresses, tun: InterfaceName, attempt: Int) {
+        let current = state.withLock { $0.tun?.name == tun && $0.assignment == assignment }
+        guard current else { return }
+        do {
+            try routes.applyClient(tun: tun, assignment: assignment, routing: configuration.routing,
+                                   table: configuration.routingTable)
+            let hadFailed = state.withLock { state in
+                defer { state.routingFailure = nil }
+                return state.routingFailure != nil
             }
+            if hadFailed { logger.notice("tunnel addresses and routes applied at attempt \(attempt)") }
+        } catch {
+            let delay = min(Duration.seconds(attempt), Self.routingRetryLimit)
+            let repeated = state.withLock { state in
+                defer { state.routingFailure = error.description }
+                return state.routingFailure == error.description
+            }
+            let message: Logger.Message = """
+                applying tunnel addresses/routes failed (attempt \(attempt)); the previous routes stay (unreachable \
+                before the first assignment), retrying in \(delay): \(error)
+                """
+            if repeated { logger.debug(message) } else { logger.error(message) }
+            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            control.asyncAfter(deadline: .now() + seconds) { [self] in applyAssignment(assignment, tun: tun, attempt: attempt + 1) }
         }
     }
 
@@ -546,6 +588,8 @@ struct ClientState: @unchecked Sendable {
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
+    /// Why the current assignment's addresses and routes couldn't be applied (retried); nil once applied.
+    var routingFailure: String?
     /// The tunnel this client belongs to on the server, and the token later uplinks and rekeys present.
     var tunnelID: UInt64?
     var joinToken: JoinToken?

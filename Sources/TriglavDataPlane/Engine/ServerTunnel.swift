@@ -28,6 +28,9 @@ public struct ServerTunnelConfiguration: Sendable {
     public var effectiveMTU: Int { mtu ?? TunnelMTU.defaultServerCeiling(listen: listen) }
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
+    /// The only interface whose outgoing tunnel traffic is masqueraded; nil: every interface but the TUN.
+    /// Traffic to the tunnel subnets leaving through any other interface keeps its tunnel source address.
+    public var outboundInterface: InterfaceName?
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
     public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
@@ -74,6 +77,8 @@ public final class ServerTunnel: Sendable {
     private let networkPoller: Poller
     private let threads = Mutex<[PumpThread]>([])
     private let routes: RouteManager
+    /// Forwarding sysctls `start()` turned on, with the values to restore on `stop()`.
+    private let changedSysctls = Mutex<[String: String]>([:])
 
     public init(configuration: ServerTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) {
         self.configuration = configuration
@@ -89,6 +94,10 @@ public final class ServerTunnel: Sendable {
 
     /// Opens the listeners and the TUN device, configures forwarding/NAT, starts the pumps.
     public func start() throws(TriglavDataPlaneError) {
+        if let outbound = configuration.outboundInterface, outbound == configuration.tunnelInterface {
+            throw .invalidConfiguration("NAT outbound interface \(outbound) is the tunnel's own interface; "
+                + "name the interface towards the internet, or leave it out to masquerade on every other one")
+        }
         var sockets: [UDPSocket] = []
         for endpoint in configuration.listen {
             var options = UDPSocket.Options()
@@ -98,11 +107,10 @@ public final class ServerTunnel: Sendable {
             sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU)
-        if configuration.configureNetwork {
-            try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: configuration.masquerade)
-        } else {
-            try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: false)
-        }
+        let changed = try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses,
+                                             masquerade: configuration.configureNetwork && configuration.masquerade,
+                                             outboundInterface: configuration.outboundInterface)
+        changedSysctls.withLock { $0 = changed }
         var listeners: [TCPListener] = []
         if configuration.tcpFallback {
             for (index, endpoint) in configuration.listen.enumerated() {
@@ -131,7 +139,8 @@ public final class ServerTunnel: Sendable {
         logger.info("server tunnel \(tun.name) listening on \(configuration.listen.map(\.description).joined(separator: ", "))")
     }
 
-    /// Stops the pumps, removes NAT, closes the TUN device and the listeners.
+    /// Stops the pumps, removes NAT, turns forwarding back off if `start()` turned it on, closes the TUN device
+    /// and the listeners.
     public func stop() {
         let running = threads.withLock { threads in
             defer { threads = [] }
@@ -144,6 +153,10 @@ public final class ServerTunnel: Sendable {
         }
         for connection in connections { connection.close() }
         if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
+        routes.restoreSysctls(changedSysctls.withLock { changed in
+            defer { changed = [:] }
+            return changed
+        })
         tun?.close()
         for socket in sockets { socket.close() }
         logger.info("server tunnel stopped")

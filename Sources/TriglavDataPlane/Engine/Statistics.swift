@@ -37,6 +37,9 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     /// Packets sent again because the uplink they were in flight on went down.
     public var resentPackets: UInt64 = 0
     public var reorder: ReorderStatistics
+    /// Why the assigned addresses and routes couldn't be applied (the tunnel retries; its traffic stays
+    /// blocked meanwhile); nil when they are applied or no assignment came yet.
+    public var routingFailure: String? = nil
 }
 
 /// A snapshot of a server tunnel.
