@@ -509,8 +509,8 @@ struct UplinkTracker {
     /// links), where the `idleLostHeartbeatsForDown` probes the idle blackhole rule waits for span more than that and
     /// must all still be outstanding when the rule's deadline comes.
     func probeReplyTimeout(_ configuration: MultipathConfiguration) -> UInt64 {
-        max(Tuning.probeReplyTimeout,
-            Tuning.idleLostHeartbeatsForDown * policy.idleHeartbeat(configuration) &+ lossDeadline(configuration))
+        guard let heartbeat = policy.heartbeatInterval else { return Tuning.probeReplyTimeout }
+        return max(Tuning.probeReplyTimeout, Tuning.idleLostHeartbeatsForDown * heartbeat &+ lossDeadline(configuration))
     }
 
     private mutating func expireProbes(now: UInt64, configuration: MultipathConfiguration) {
