@@ -24,6 +24,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var pathStates: [String: TriglavMultipath.UplinkState] = [:]
         /// Uplinks the data plane found no route to the server for.
         var unrouted: Set<String> = []
+        /// The kernel's refusal of the assigned addresses/routes, as the data plane reports it while retrying.
+        var routingFailure: String?
     }
 
     let plan: ClientTunnelPlan
@@ -90,8 +92,13 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              pathState: up ? record.pathStates[name] : nil,
                              routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
                              receiveRateBitsPerSecond: up ? 40_000_000 : 0)
-            })
+            }, routingFailure: record.routingFailure)
         }
+    }
+
+    /// The data plane's routing report: the kernel refused the assignment (`message`), or it applied (nil).
+    func setRoutingFailure(_ message: String?) {
+        record.withLock { $0.routingFailure = message }
     }
 
     /// Marks uplinks as having (or not having) a session, as the data plane would after a handshake.

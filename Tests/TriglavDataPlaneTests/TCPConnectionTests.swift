@@ -76,3 +76,24 @@ struct TCPConnectionTests {
 func usleepMilliseconds(_ milliseconds: UInt32) {
     usleep(milliseconds * 1000)
 }
+
+/// The server's fallback table size follows the descriptor limit (docs/DATAPLANE.md, "TCP fallback").
+@Suite("TCP fallback limits")
+struct TCPFallbackLimitTests {
+    @Test("min(1024, RLIMIT_NOFILE - 64), never below the per-source limit")
+    func connectionLimit() {
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 1024) == 960)  // systemd's default soft limit
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 1088) == 1024)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 524_288) == 1024)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: Int(Int32.max)) == 1024)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 100) == 36)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 64) == TCPFallbackLimits.maxConnectionsPerSource)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: -1) == TCPFallbackLimits.maxConnectionsPerSource)
+    }
+
+    @Test("an unauthenticated connection has seconds, not minutes; a source can't take the whole table")
+    func limitsAreSane() {
+        #expect(TCPFallbackLimits.handshakeDeadline >= 2 * Nanoseconds.second && TCPFallbackLimits.handshakeDeadline <= 10 * Nanoseconds.second)
+        #expect(TCPFallbackLimits.maxConnectionsPerSource * 8 <= TCPFallbackLimits.maxConnections)
+    }
+}

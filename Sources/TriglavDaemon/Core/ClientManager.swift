@@ -208,10 +208,29 @@ public final class ClientManager: Sendable {
     public func refresh() {
         state.withLock { state in
             guard case .active(var connection) = state.phase else { return }
+            let previousFailure = connection.statistics?.routingFailure
             connection.statistics = connection.tunnel.snapshot()
+            reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
+        }
+    }
+
+    /// Logs a routing failure episode once at error level when it starts (the data plane keeps retrying, and
+    /// the bus shows it as Manager1.RoutingError until it ends), and once at notice level when it ends.
+    private func reportRoutingFailure(from previous: String?, to current: String?, _ connection: Connection) {
+        let metadata: Logger.Metadata = ["profile": "\(connection.plan.profile)", "tunnel": "\(connection.plan.tunnelInterface)"]
+        switch (previous, current) {
+        case (nil, let failure?):
+            logger.error("""
+                the tunnel's addresses or routes could not be applied, so its traffic is blocked (retrying until they \
+                apply): \(failure)
+                """, metadata: metadata)
+        case (_?, nil):
+            logger.notice("the tunnel's addresses and routes are applied; the routing failure is over", metadata: metadata)
+        default:
+            break
         }
     }
 
@@ -533,9 +552,18 @@ extension ClientManager {
             self.statistics?.uplinks.removeAll { $0.interface == interface }
         }
 
+        /// connecting until an uplink has a session; connected when every attached uplink has one and the
+        /// tunnel's routing is applied; degraded otherwise (a routing failure blocks the traffic of a tunnel whose
+        /// sessions are all up, so it must not look connected).
         mutating func deriveState() {
             let established = attached.filter(isEstablished).count
-            state = established == 0 ? .connecting : established == attached.count ? .connected : .degraded
+            if established == 0 {
+                state = .connecting
+            } else if established == attached.count && statistics?.routingFailure == nil {
+                state = .connected
+            } else {
+                state = .degraded
+            }
         }
 
         var transmittedBytes: UInt64 {
@@ -590,9 +618,13 @@ extension ClientManager {
 
         init(config: DaemonConfig) { self.config = config }
 
-        /// What the engine is told about `interface`: tier, metered, and (capped) how many bytes it may send.
+        /// What the engine is told about `interface`: tier, metered, (capped) how many bytes it may send, and its idle
+        /// heartbeat when that isn't the tunnel's (metered uplinks, per-interface settings; the data plane announces it
+        /// to the server, which follows it on that path).
         func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
             guard var policy = records[interface]?.multipathPolicy else { return nil }
+            let heartbeat = config.uplinks.heartbeatInterval(forMetered: policy.isMetered, pin: config.uplinks.pin(for: interface))
+            policy.heartbeatInterval = heartbeat == config.uplinks.heartbeatInterval ? nil : heartbeat.nanoseconds
             if let cap = DataCapLedger.cap(of: interface, in: config) {
                 policy.dataCapBytes = connection.capBaselines[interface, default: 0] &+ dataCaps.remaining(interface, cap: cap.bytes)
             }
@@ -684,7 +716,8 @@ extension ClientManager {
                 tunnelInterface: connection.map { $0.plan.tunnelInterface.rawValue } ?? "",
                 tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
-                receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted())
+                receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted(),
+                routingError: connection?.statistics?.routingFailure ?? "")
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {
@@ -738,6 +771,7 @@ extension ClientManager {
                 let word = status.state == .connected ? "Connected" : "Degraded"
                 return "\(word) to \(status.profile) (\(status.server)): \(established)/\(attached) uplinks established, "
                     + "\(status.tunnelInterface) \(status.tunnelAddresses.joined(separator: " "))"
+                    + (status.routingError.isEmpty ? "" : "; routing failed (retrying): \(status.routingError)")
             case .disconnecting:
                 return "Disconnecting from \(status.profile)"
             }

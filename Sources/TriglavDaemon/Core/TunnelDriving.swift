@@ -75,10 +75,14 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
 
     public var assignment: TunnelAddresses?
     public var uplinks: [Uplink]
+    /// Why the kernel refused the assigned addresses, routes or rules (the data plane retries; the tunnel's
+    /// traffic stays blocked meanwhile); nil while they are applied or no assignment came yet.
+    public var routingFailure: String?
 
-    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = []) {
+    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = [], routingFailure: String? = nil) {
         self.assignment = assignment
         self.uplinks = uplinks
+        self.routingFailure = routingFailure
     }
 }
 
@@ -106,7 +110,7 @@ extension ClientTunnel: ClientTunnelDriving {
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
                 pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer,
                 receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
-        })
+        }, routingFailure: statistics.routingFailure)
     }
 }
 
@@ -264,7 +268,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     /// `[server.nat] outbound_interface`: the only interface masqueraded out of; nil: every one but the TUN.
     public var outboundInterface: InterfaceName?
     public var mtu: Int?
-    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (clients may ask for less).
+    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
 
     public init(config: DaemonConfig) {

@@ -12,6 +12,30 @@ enum TCPFraming {
     static let maxFrameLength = TunnelMTU.largestDatagram
 }
 
+/// Limits of the server's TCP fallback connections (docs/DATAPLANE.md, "TCP fallback"). Accepting a connection
+/// costs nothing to the peer, so without them one host could hold every slot with idle connections and lock
+/// every client's fallback out.
+enum TCPFallbackLimits {
+    /// Fallback connections the server holds at most (they are few: UDP-blocked client uplinks); bounds the fds.
+    static let maxConnections = 1024
+    /// Connections from one source address at most: room for several clients with many uplinks behind one NAT.
+    /// A source at its limit loses its oldest unauthenticated connection to a new one, or the new one is refused.
+    static let maxConnectionsPerSource = 32
+    /// How long a connection may take to authenticate (an accepted handshake or an authentic transport frame)
+    /// before it is closed. A client sends its initiation right after connecting and retries every second;
+    /// a cookie round under load adds one retry.
+    static let handshakeDeadline = 5 * Nanoseconds.second
+    /// Descriptors kept free for everything else of the process (sockets, TUN, epoll, netlink, D-Bus, logs): the
+    /// table holds at most RLIMIT_NOFILE minus this, so it fills (and evicts) before `accept` runs out of fds.
+    /// Under systemd's default soft limit of 1024 that is 960 connections.
+    static let reservedDescriptors = 64
+
+    /// The table's size for the process's current descriptor limit.
+    static func connectionLimit(descriptorLimit: Int) -> Int {
+        min(maxConnections, max(maxConnectionsPerSource, descriptorLimit - reservedDescriptors))
+    }
+}
+
 /// One non-blocking TCP connection carrying framed datagrams. Owns its fd (closed on `close()`/deinit).
 ///
 /// Threading: `readFrames` is called by one thread only (the network pump); `send` and `flush` only with the
@@ -30,6 +54,15 @@ final class TCPConnection: @unchecked Sendable {
     /// Frames dropped because the output queue was full.
     private(set) var droppedFrames = 0
     private(set) var isClosed = false
+
+    // Server bookkeeping (`ServerNetworkPump`, under the server's state lock): who the peer is, and whether and when
+    // it last proved to be a client, which decides when the connection is closed (`TCPFallbackLimits`).
+    /// The peer's address (without port), for the per-source limit.
+    var peerAddress: IPAddress?
+    /// When the connection was accepted.
+    var acceptedAt: Nanoseconds = 0
+    /// When the connection last carried an accepted handshake or an authentic transport frame; nil: never.
+    var lastAuthenticated: Nanoseconds?
 
     init(descriptor: OwnedDescriptor, label: String) {
         self.descriptor = descriptor
@@ -179,16 +212,45 @@ final class TCPListener: @unchecked Sendable {
             }
         }
         try Syscall.libc("listen on \(label)") { listen(fd, 128) }
+        let reserve = tg_open_spare_descriptor()
+        if reserve >= 0 { spare = OwnedDescriptor(reserve) }
     }
 
-    /// Accepts one pending connection (non-blocking); nil when none is waiting.
+    /// Accepts one pending connection (non-blocking); nil when none is waiting or accepting failed
+    /// (`lastAcceptOutOfDescriptors` tells whether for lack of file descriptors).
     func accept() -> (TCPConnection, IPEndpoint?)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = tg_accept(descriptor.raw, &storage, &length)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else {
+            lastAcceptOutOfDescriptors = fd == -EMFILE || fd == -ENFILE
+            return nil
+        }
+        lastAcceptOutOfDescriptors = false
         _ = tg_tcp_set_nodelay(fd)
         let endpoint = withUnsafePointer(to: &storage) { SocketAddress.read($0) }
         return (TCPConnection(descriptor: OwnedDescriptor(fd), label: "fallback \(endpoint.map(\.description) ?? "?")"), endpoint)
+    }
+
+    /// Whether the last `accept()` failed because the process (EMFILE) or the system (ENFILE) is out of descriptors.
+    /// The connection then stays in the listen queue, which stays readable: the caller must make room (close a
+    /// connection) or `refusePending()`, or epoll wakes it again at once, forever.
+    private(set) var lastAcceptOutOfDescriptors = false
+
+    /// A descriptor on /dev/null held in reserve for `refusePending()`.
+    private var spare: OwnedDescriptor?
+
+    /// Out of descriptors: gives up the spare descriptor for a moment to accept one pending connection and close
+    /// it at once, so the listen queue drains. Returns whether a connection was refused.
+    func refusePending() -> Bool {
+        spare?.close()
+        spare = nil
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = tg_accept(descriptor.raw, &storage, &length)
+        if fd >= 0 { _ = Glibc.close(fd) }
+        let reserve = tg_open_spare_descriptor()
+        if reserve >= 0 { spare = OwnedDescriptor(reserve) }
+        return fd >= 0
     }
 }
