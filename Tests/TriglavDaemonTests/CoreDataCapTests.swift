@@ -107,6 +107,14 @@ struct CoreDataCapTests {
         #expect(ledger.remaining("wlan0", cap: 1000) == 1000)
     }
 
+    @Test func theEnginesCountsAreTheCapsUnitWhenItHasThem() {
+        var uplink = ClientTunnelSnapshot.Uplink(interface: "eth0", state: .established, transmittedBytes: 100, receivedBytes: 200)
+        #expect(uplink.dataCapTransmittedBytes == 100 && uplink.dataCapReceivedBytes == 200)
+        uplink.engineTransmittedBytes = 130
+        uplink.engineReceivedBytes = 260
+        #expect(uplink.dataCapTransmittedBytes == 130 && uplink.dataCapReceivedBytes == 260)
+    }
+
     @Test func aNewPeriodRestartsTheCount() {
         var ledger = DataCapLedger()
         let first = ledger.enter("eth0", period: 672)

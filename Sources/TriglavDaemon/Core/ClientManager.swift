@@ -654,7 +654,7 @@ extension ClientManager {
             if let cap = DataCapLedger.cap(of: interface, in: config) {
                 let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
                 let received = connection.uplinkStatistics(interface).map {
-                    baseline.used(transmitted: baseline.transmitted, received: $0.receivedBytes)
+                    baseline.used(transmitted: baseline.transmitted, received: $0.dataCapReceivedBytes)
                 } ?? 0
                 policy.dataCapBytes = baseline.transmitted &+ dataCaps.remaining(interface, cap: cap.bytes, live: received)
             }
@@ -666,7 +666,7 @@ extension ClientManager {
             guard let connection, connection.attached.contains(interface),
                   let statistics = connection.uplinkStatistics(interface) else { return 0 }
             let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
-            return baseline.used(transmitted: statistics.transmittedBytes, received: statistics.receivedBytes)
+            return baseline.used(transmitted: statistics.dataCapTransmittedBytes, received: statistics.dataCapReceivedBytes)
         }
 
         /// Whether capped `interface` has used its whole cap this period (ended attachments plus the live one).
@@ -693,8 +693,8 @@ extension ClientManager {
         mutating func startDataCapPeriods(_ connection: inout Connection, now: Int64) {
             for interface in enterDataCapPeriods(now: now) where connection.attached.contains(interface) {
                 let statistics = connection.uplinkStatistics(interface)
-                connection.capBaselines[interface] = DataCapLedger.Baseline(transmitted: statistics?.transmittedBytes ?? 0,
-                                                                            received: statistics?.receivedBytes ?? 0)
+                connection.capBaselines[interface] = DataCapLedger.Baseline(transmitted: statistics?.dataCapTransmittedBytes ?? 0,
+                                                                            received: statistics?.dataCapReceivedBytes ?? 0)
             }
         }
 

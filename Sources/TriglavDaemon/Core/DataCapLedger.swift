@@ -15,6 +15,10 @@ import TriglavConfig
 /// on it once that is spent. The allowance is what the period leaves after everything counted so far,
 /// downloads included, so a download shrinks it.
 ///
+/// Bytes are the engine's: sealed data datagrams both ways (`dataCapTransmittedBytes`/`dataCapReceivedBytes`),
+/// so the allowance and the count share a unit and an engine stopped at its allowance means a spent cap. Not
+/// counted: UDP/IP headers, probes, feedback, keepalives and handshakes (a few percent on the wire).
+///
 /// Lifetime: owned by the client manager's state, so the count survives reconnects and reloads; a
 /// `DataCapStore` carries it across daemon restarts.
 struct DataCapLedger: Equatable {
