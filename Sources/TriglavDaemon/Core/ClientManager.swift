@@ -20,7 +20,8 @@ import TriglavMultipath
 /// Uplinks: one record per interface, numbered once (the N of `/org/triglav/uplink/N`, never reused).
 /// Auto records live as long as discovery reports the interface; manual ones until RemoveUplink. While
 /// a connection is up, the tunnel carries exactly the records that are enabled, not tier `never`, present
-/// (manual, or discovered) and in the best tier that has an established uplink, plus every better tier —
+/// (manual, or discovered), within their data cap (`DataCapLedger`) and in the best tier that has an
+/// established uplink, plus every better tier —
 /// so secondaries join only while no primary works, backups only while no primary or secondary works.
 ///
 /// Thread safety: every method may be called from any thread. Lifecycle operations (connect, disconnect,
