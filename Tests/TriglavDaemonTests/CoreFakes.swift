@@ -26,6 +26,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var unrouted: Set<String> = []
         /// The kernel's refusal of the assigned addresses/routes, as the data plane reports it while retrying.
         var routingFailure: String?
+        /// Byte counters of established uplinks that aren't the default 1000 sent / 2000 received.
+        var traffic: [String: (transmitted: UInt64, received: UInt64)] = [:]
     }
 
     let plan: ClientTunnelPlan
@@ -85,7 +87,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
             ClientTunnelSnapshot(assignment: record.assignment, uplinks: record.uplinks.map { name in
                 let up = record.established.contains(name)
                 return .init(interface: name, state: up ? .established : .handshaking,
-                             transmittedBytes: up ? 1000 : 0, receivedBytes: up ? 2000 : 0,
+                             transmittedBytes: up ? record.traffic[name]?.transmitted ?? 1000 : 0,
+                             receivedBytes: up ? record.traffic[name]?.received ?? 2000 : 0,
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
                              transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
@@ -107,6 +110,11 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
             record.established.formUnion(interfaces)
             if let assignment { record.assignment = assignment }
         }
+    }
+
+    /// What an established uplink reports as sent and received from now on.
+    func setTraffic(_ interface: String, transmitted: UInt64, received: UInt64) {
+        record.withLock { $0.traffic[interface] = (transmitted, received) }
     }
 
     func setPathState(_ state: TriglavMultipath.UplinkState, _ interface: String) {
@@ -275,13 +283,13 @@ enum Fixtures {
     }
 
     static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil,
-                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 })
+                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 }, dataCapStore: DataCapStore? = nil)
         throws -> (ClientManager, FakeClientTunnelFactory, FakeConfigSource, FakeProfileStore) {
         let factory = FakeClientTunnelFactory()
         let source = FakeConfigSource(config)
         let store = FakeProfileStore(try profiles ?? [profile()])
         let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
-                                    resolver: FixedResolver(), clock: clock)
+                                    resolver: FixedResolver(), clock: clock, dataCapStore: dataCapStore)
         return (manager, factory, source, store)
     }
 }

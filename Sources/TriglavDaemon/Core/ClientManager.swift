@@ -20,7 +20,8 @@ import TriglavMultipath
 /// Uplinks: one record per interface, numbered once (the N of `/org/triglav/uplink/N`, never reused).
 /// Auto records live as long as discovery reports the interface; manual ones until RemoveUplink. While
 /// a connection is up, the tunnel carries exactly the records that are enabled, not tier `never`, present
-/// (manual, or discovered) and in the best tier that has an established uplink, plus every better tier —
+/// (manual, or discovered), within their data cap (`DataCapLedger`) and in the best tier that has an
+/// established uplink, plus every better tier —
 /// so secondaries join only while no primary works, backups only while no primary or secondary works.
 ///
 /// Thread safety: every method may be called from any thread. Lifecycle operations (connect, disconnect,
@@ -35,6 +36,8 @@ public final class ClientManager: Sendable {
     private let logger: Logger
     /// Wall-clock seconds (UTC), for the data caps' billing periods.
     private let clock: @Sendable () -> Int64
+    /// Where the data caps' period usage survives restarts; nil keeps it in memory only.
+    private let dataCapStore: DataCapStore?
     private let lifecycle = Mutex<Void>(())
     private let state: Mutex<State>
     private let events = DispatchQueue(label: "triglav.client-manager.events")
@@ -42,14 +45,17 @@ public final class ClientManager: Sendable {
     public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
                 tunnels: any ClientTunnelFactory, resolver: any EndpointResolving = SystemEndpointResolver(),
                 logger: Logger = Logger(label: "triglav.daemon.client"),
-                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
+                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }, dataCapStore: DataCapStore? = nil) {
         self.tunnels = tunnels
         self.clock = clock
+        self.dataCapStore = dataCapStore
         self.resolver = resolver
         self.profiles = profiles
         self.configSource = configSource
         self.logger = logger
-        state = Mutex(State(config: config))
+        var initial = State(config: config)
+        initial.dataCaps = DataCapLedger(entries: dataCapStore?.load() ?? [:])
+        state = Mutex(initial)
     }
 
     // MARK: Observation
@@ -143,7 +149,15 @@ public final class ClientManager: Sendable {
     /// Disconnects if connected (daemon shutdown); never fails.
     public func shutdown() {
         lifecycle.withLock { _ in _ = try? teardown() }
+        saveDataCaps(force: true)
         drainEvents()
+    }
+
+    /// Writes the data caps' period usage to the store (see `DataCapStore` for when it actually writes).
+    private func saveDataCaps(force: Bool) {
+        guard let dataCapStore else { return }
+        let usage = state.withLock { $0.dataCapUsage() }
+        dataCapStore.save(usage, now: clock(), force: force)
     }
 
     /// Reloads the daemon configuration (and the connected profile). Scheduler-only changes apply in place;
@@ -206,8 +220,15 @@ public final class ClientManager: Sendable {
     /// Polls the tunnel's statistics, re-derives the connection and uplink states, applies tier changes
     /// and publishes what changed. The daemon calls it once a second, which also rate-limits counters.
     public func refresh() {
+        defer { saveDataCaps(force: false) }
         state.withLock { state in
-            guard case .active(var connection) = state.phase else { return }
+            guard case .active(var connection) = state.phase else {
+                // Without a connection too, so a capped-out uplink shows usable again once its period is over.
+                // (With one, `reconcile` does it, setting the baselines of attached uplinks.)
+                _ = state.enterDataCapPeriods(now: clock())
+                publish(&state)
+                return
+            }
             let previousFailure = connection.statistics?.routingFailure
             connection.statistics = connection.tunnel.snapshot()
             reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
@@ -427,6 +448,7 @@ public final class ClientManager: Sendable {
             ended.statistics = final
             for interface in ended.attached { state.recordDataCapSpending(interface, of: ended, now: now) }
         }
+        saveDataCaps(force: true)
         // Outside the state lock: stopping joins the pump threads, and readers must not wait for that.
         connection.tunnel.stop()
         state.withLock { state in
@@ -445,6 +467,12 @@ public final class ClientManager: Sendable {
         state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
         for interface in connection.attached.subtracting(wanted).sorted() {
+            if state.isDataCapSpent(interface, connection), let cap = DataCapLedger.cap(of: interface, in: state.config) {
+                logger.notice("""
+                    uplink \(interface) used its data cap of \(cap.bytes / 1_000_000) MB (sent and received) for this \
+                    period; it stays out of the tunnel until day \(cap.resetDay) of the month (UTC)
+                    """, metadata: ["interface": "\(interface)"])
+            }
             if let name = try? InterfaceName(interface) {
                 do { try connection.tunnel.removeUplink(interface: name) } catch {
                     logger.debug("removing uplink \(interface): \(error)")
@@ -530,9 +558,10 @@ extension ClientManager {
         var appliedPolicies: [String: UplinkPolicy] = [:]
         var state: ConnectionState = .connecting
         var statistics: ClientTunnelSnapshot?
-        /// Per capped interface: what it had sent in this tunnel when its billing period started (0 when it
-        /// joined during the period). Its engine allowance is this plus what the period leaves.
-        var capBaselines: [String: UInt64] = [:]
+        /// Per capped interface: what it had sent and received in this tunnel when its billing period started
+        /// (0 when it joined during the period). Its engine allowance is the sent part plus what the period
+        /// leaves.
+        var capBaselines: [String: DataCapLedger.Baseline] = [:]
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
@@ -620,36 +649,74 @@ extension ClientManager {
 
         /// What the engine is told about `interface`: tier, metered, (capped) how many bytes it may send, and its idle
         /// heartbeat when that isn't the tunnel's (metered uplinks, per-interface settings; the data plane announces it
-        /// to the server, which follows it on that path).
+        /// to the server, which follows it on that path). The send allowance is what it had sent at its baseline plus
+        /// what the period leaves after everything used so far, this attachment's downloads included.
         func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
             guard var policy = records[interface]?.multipathPolicy else { return nil }
             let heartbeat = config.uplinks.heartbeatInterval(forMetered: policy.isMetered, pin: config.uplinks.pin(for: interface))
             policy.heartbeatInterval = heartbeat == config.uplinks.heartbeatInterval ? nil : heartbeat.nanoseconds
             if let cap = DataCapLedger.cap(of: interface, in: config) {
-                policy.dataCapBytes = connection.capBaselines[interface, default: 0] &+ dataCaps.remaining(interface, cap: cap.bytes)
+                let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
+                let received = connection.uplinkStatistics(interface).map {
+                    baseline.used(transmitted: baseline.transmitted, received: $0.dataCapReceivedBytes)
+                } ?? 0
+                policy.dataCapBytes = baseline.transmitted &+ dataCaps.remaining(interface, cap: cap.bytes, live: received)
             }
             return policy
         }
 
-        /// Starts a new billing period for every capped interface whose period changed: its count restarts,
-        /// and an attached one gets a full cap above what it has sent so far.
-        mutating func startDataCapPeriods(_ connection: inout Connection, now: Int64) {
+        /// Bytes (both ways) `interface` has used in `connection` since its baseline; 0 when not attached.
+        func liveDataCapUsage(_ interface: String, _ connection: Connection?) -> UInt64 {
+            guard let connection, connection.attached.contains(interface),
+                  let statistics = connection.uplinkStatistics(interface) else { return 0 }
+            let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
+            return baseline.used(transmitted: statistics.dataCapTransmittedBytes, received: statistics.dataCapReceivedBytes)
+        }
+
+        /// Whether capped `interface` has used its whole cap this period (ended attachments plus the live one).
+        func isDataCapSpent(_ interface: String, _ connection: Connection?) -> Bool {
+            guard let cap = DataCapLedger.cap(of: interface, in: config) else { return false }
+            return dataCaps.remaining(interface, cap: cap.bytes, live: liveDataCapUsage(interface, connection)) == 0
+        }
+
+        /// Moves every capped interface to the period of `now`; returns those for which that started a new
+        /// one (their count restarts).
+        mutating func enterDataCapPeriods(now: Int64) -> Set<String> {
+            var started: Set<String> = []
             for interface in records.keys {
                 guard let cap = DataCapLedger.cap(of: interface, in: config) else { continue }
-                let period = DataCapLedger.period(at: now, resetDay: cap.resetDay)
-                if dataCaps.enter(interface, period: period), connection.attached.contains(interface) {
-                    connection.capBaselines[interface] = connection.uplinkStatistics(interface)?.transmittedBytes ?? 0
+                if dataCaps.enter(interface, period: DataCapLedger.period(at: now, resetDay: cap.resetDay)) {
+                    started.insert(interface)
                 }
+            }
+            return started
+        }
+
+        /// Starts a new billing period for every capped interface whose period changed: its count restarts,
+        /// and an attached one gets a full cap above what it has sent and received so far.
+        mutating func startDataCapPeriods(_ connection: inout Connection, now: Int64) {
+            for interface in enterDataCapPeriods(now: now) where connection.attached.contains(interface) {
+                let statistics = connection.uplinkStatistics(interface)
+                connection.capBaselines[interface] = DataCapLedger.Baseline(transmitted: statistics?.dataCapTransmittedBytes ?? 0,
+                                                                            received: statistics?.dataCapReceivedBytes ?? 0)
             }
         }
 
-        /// Counts what `interface` sent in `connection` during the current period (it is leaving it).
+        /// Counts what `interface` sent and received in `connection` during the current period (it is leaving it).
         mutating func recordDataCapSpending(_ interface: String, of connection: Connection, now: Int64) {
-            guard let cap = DataCapLedger.cap(of: interface, in: config),
-                  let sent = connection.uplinkStatistics(interface)?.transmittedBytes else { return }
-            let baseline = connection.capBaselines[interface, default: 0]
-            dataCaps.spend(interface, bytes: sent > baseline ? sent - baseline : 0,
-                           period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
+            guard let cap = DataCapLedger.cap(of: interface, in: config) else { return }
+            let used = liveDataCapUsage(interface, connection)
+            dataCaps.spend(interface, bytes: used, period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
+        }
+
+        /// The period usage to persist: each capped interface's ended attachments plus its live one.
+        func dataCapUsage() -> [String: DataCapLedger.Entry] {
+            var usage: [String: DataCapLedger.Entry] = [:]
+            for (interface, entry) in dataCaps.entries where DataCapLedger.cap(of: interface, in: config) != nil {
+                usage[interface] = DataCapLedger.Entry(period: entry.period,
+                                                      spent: entry.spent &+ liveDataCapUsage(interface, connection))
+            }
+            return usage
         }
 
         mutating func updateConnection(_ body: (inout Connection) -> Void) {
@@ -674,7 +741,9 @@ extension ClientManager {
         func wantedInterfaces(_ connection: Connection) -> Set<String> {
             var wanted: Set<String> = []
             for tier in [TriglavMultipath.UplinkTier.primary, .secondary, .backup] {
-                let members = records.values.filter { $0.isEligible && $0.tier == tier }.map(\.interface)
+                let members = records.values.filter {
+                    $0.isEligible && $0.tier == tier && !isDataCapSpent($0.interface, connection)
+                }.map(\.interface)
                 wanted.formUnion(members)
                 if wanted.contains(where: connection.isEstablished) { break }
             }
@@ -725,7 +794,10 @@ extension ClientManager {
             return records.values.sorted { $0.number < $1.number }.map { record in
                 let statistics = connection?.uplinkStatistics(record.interface)
                 var state = UplinkActivity.inactive
-                if connection == nil, record.isEligible, record.discovered != nil {
+                let attached = connection?.attached.contains(record.interface) ?? false
+                if !attached, isDataCapSpent(record.interface, connection) {
+                    state = .inactive  // its period's cap is used up: out until the reset
+                } else if connection == nil, record.isEligible, record.discovered != nil {
                     state = .idle
                 } else if let connection, !connection.attached.contains(record.interface), record.isEligible,
                    record.origin == .manual || record.discovered != nil {

@@ -52,6 +52,16 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var routeToServer: Bool?
         /// Inner bytes received per second over the last second, as bits/s (the download direction, measured).
         public var receiveRateBitsPerSecond: UInt64
+        /// What the multipath engine has counted as sent and received on the path (sealed data packets: the
+        /// datagrams without UDP/IP headers); the sent count is the unit of its data cap allowance. nil while
+        /// the engine has no path for the uplink.
+        public var engineTransmittedBytes: UInt64? = nil
+        public var engineReceivedBytes: UInt64? = nil
+
+        /// The bytes that count against a data cap: the engine's counts (so that when the engine stops at its
+        /// allowance, the daemon's count has reached the cap too), else the data plane's.
+        public var dataCapTransmittedBytes: UInt64 { engineTransmittedBytes ?? transmittedBytes }
+        public var dataCapReceivedBytes: UInt64 { engineReceivedBytes ?? receivedBytes }
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
@@ -102,7 +112,7 @@ extension ClientTunnel: ClientTunnelDriving {
             default: .handshaking
             }
             let path = uplink.path
-            return ClientTunnelSnapshot.Uplink(
+            var snapshot = ClientTunnelSnapshot.Uplink(
                 interface: uplink.interface.rawValue, state: state, transmittedBytes: uplink.transmittedBytes,
                 receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT,
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
@@ -110,6 +120,9 @@ extension ClientTunnel: ClientTunnelDriving {
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
                 pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer,
                 receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
+            snapshot.engineTransmittedBytes = path?.txBytes
+            snapshot.engineReceivedBytes = path?.rxBytes
+            return snapshot
         }, routingFailure: statistics.routingFailure)
     }
 }
