@@ -20,7 +20,7 @@ struct TCPConnectionTests {
             let client = try TCPConnection.connect(to: endpoint, device: nil, mark: 0, label: "client")
             for _ in 0..<200 {
                 if let (server, _) = listener.accept() {
-                    for _ in 0..<200 where client.connectResult() == nil { usleepMilliseconds(5) }
+                    for _ in 0..<200 where client.connectProgress(now: monotonicNow()) == .inProgress { usleepMilliseconds(5) }
                     return (client, server)
                 }
                 usleepMilliseconds(5)
