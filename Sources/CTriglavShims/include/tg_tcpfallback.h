@@ -7,10 +7,4 @@
 /// with ETIMEDOUT (0: the kernel's retransmission limits, tcp_retries2).
 int tg_tcp_set_user_timeout(int fd, unsigned int milliseconds);
 
-/// The socket's TCP_USER_TIMEOUT in milliseconds.
-int tg_tcp_user_timeout(int fd);
-
-/// Whether TCP_NODELAY is set (1) or not (0).
-int tg_tcp_nodelay(int fd);
-
 #endif
