@@ -75,13 +75,17 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         guard index(of: id) == nil else { throw .duplicateUplink(id) }
         guard uplinks.count < MultipathLimits.maxUplinks else { throw .tooManyUplinks(limit: MultipathLimits.maxUplinks) }
+        try policy.validate()
         uplinks.append(UplinkTracker(id: id, policy: policy, configuration: configuration, now: now))
     }
 
-    /// Changes tier, metering or data cap of an uplink.
+    /// Changes tier, metering, data cap or idle heartbeat of an uplink. A shorter heartbeat applies from now on
+    /// (the probe scheduled for the old one is brought forward).
     public mutating func updatePolicy(_ policy: UplinkPolicy, for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
+        try policy.validate()
         uplinks[index].policy = policy
+        uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, latestTime &+ policy.idleHeartbeat(configuration))
         if failoverActive == id { failoverActive = nil }
     }
 
@@ -181,6 +185,11 @@ public struct MultipathEngine<Packet> {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+            if uplinks[index].policy.heartbeatInterval != nil {
+                // A relaxed idle link that starts carrying data probes at the active interval at once, not
+                // after the rest of its idle heartbeat (its RTT and spread must be fresh for the scheduler).
+                uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, now &+ configuration.activeProbeInterval)
+            }
             if configuration.pacingQueueAllowance != nil {
                 let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
                 uplinks[index].networkBusyUntil = max(now, uplinks[index].networkBusyUntil) &+ tx
@@ -190,6 +199,11 @@ public struct MultipathEngine<Packet> {
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
                !uplinks[index].systemDown {
                 noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
+                if uplinks[index].policy.heartbeatInterval != nil {
+                    // Back from down on a relaxed heartbeat: the replies that make it ready come at the probing pace,
+                    // not one idle interval later.
+                    uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, now &+ configuration.activeProbeInterval)
+                }
             }
             evaluate(index, now: now)
         case .probeReceived(let id, let senderTimestamp, _):
@@ -343,13 +357,13 @@ public struct MultipathEngine<Packet> {
 
     private func probeInterval(_ tracker: UplinkTracker, now: UInt64) -> UInt64 {
         switch tracker.state {
-        case .down: return configuration.heartbeatInterval
+        case .down: return tracker.policy.idleHeartbeat(configuration)
         case .probing: return configuration.activeProbeInterval
         case .ready, .degraded:
             if let sent = tracker.lastDataSentAt, now - sent <= configuration.activityWindow {
                 return configuration.activeProbeInterval
             }
-            return configuration.heartbeatInterval
+            return tracker.policy.idleHeartbeat(configuration)
         }
     }
 

@@ -243,7 +243,7 @@ struct UplinkTracker {
     /// Time-driven checks: blackhole deadline, probe timeouts, loss hysteresis, recovery hold-down.
     mutating func evaluate(now: UInt64, configuration: MultipathConfiguration)
         -> (from: UplinkState, to: UplinkState)? {
-        expireProbes(now: now)
+        expireProbes(now: now, configuration: configuration)
         if systemDown { return state == .down ? nil : transition(to: .down, at: now, configuration: configuration) }
         if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
             return transition(to: .down, at: now, configuration: configuration)
@@ -304,7 +304,9 @@ struct UplinkTracker {
         }
         var deadline = lossDeadline(configuration)
         if historyWritten == historyAcked {
-            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * configuration.heartbeatInterval
+            // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
+            let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
+            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
         }
         return max(oldest, lastProgressAt) &+ deadline
     }
@@ -503,8 +505,17 @@ struct UplinkTracker {
         return false
     }
 
-    private mutating func expireProbes(now: UInt64) {
-        for index in probeActive.indices where probeActive[index] && now - probeTimes[index] > Tuning.probeReplyTimeout {
+    /// How long a probe stays outstanding: `Tuning.probeReplyTimeout`, longer on a relaxed idle heartbeat (metered
+    /// links), where the `idleLostHeartbeatsForDown` probes the idle blackhole rule waits for span more than that and
+    /// must all still be outstanding when the rule's deadline comes.
+    func probeReplyTimeout(_ configuration: MultipathConfiguration) -> UInt64 {
+        guard let heartbeat = policy.heartbeatInterval else { return Tuning.probeReplyTimeout }
+        return max(Tuning.probeReplyTimeout, Tuning.idleLostHeartbeatsForDown * heartbeat &+ lossDeadline(configuration))
+    }
+
+    private mutating func expireProbes(now: UInt64, configuration: MultipathConfiguration) {
+        let timeout = probeReplyTimeout(configuration)
+        for index in probeActive.indices where probeActive[index] && now - probeTimes[index] > timeout {
             probeActive[index] = false
             loss.record(expected: 1, lost: 1, at: now)
             consecutiveReplies = 0

@@ -89,6 +89,8 @@ struct Client: ParsableCommand {
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
     @Option(help: "Milliseconds between idle probes (heartbeats) on each uplink.") var heartbeatMs: Int = 100
+    @Option(help: "Milliseconds between idle probes on each metered uplink (the longer of this and --heartbeat-ms), as triglavd's [uplinks] metered_heartbeat_interval_ms.")
+    var meteredHeartbeatMs: Int = 3200
     @Option(help: "Seconds of silence on an uplink before a NAT keepalive is sent.") var keepaliveS: Double = 25
     @Option(help: "Largest TUN MTU; the device follows the smallest uplink MTU minus the overhead below it (default: 1432 to an IPv4 server, 1412 to IPv6).")
     var mtu: Int?
@@ -104,6 +106,9 @@ struct Client: ParsableCommand {
             server: try IPEndpoint(server), tunnelInterface: try InterfaceName(tun))
         configuration.multipath.scheduler = schedulerMode
         configuration.firewallMark = mark
+        guard heartbeatMs > 0, meteredHeartbeatMs > 0 else {
+            throw ValidationError("--heartbeat-ms and --metered-heartbeat-ms must be positive, got \(heartbeatMs) and \(meteredHeartbeatMs)")
+        }
         configuration.probeInterval = .milliseconds(heartbeatMs)
         configuration.keepaliveInterval = .milliseconds(Int64(keepaliveS * 1000))
         if let mtu {
@@ -131,6 +136,7 @@ struct Client: ParsableCommand {
             if parts.count > 2 {
                 guard parts[2] == "metered" else { throw ValidationError("expected 'metered' after the tier in --uplink \(entry)") }
                 policy.isMetered = true
+                if meteredHeartbeatMs > heartbeatMs { policy.heartbeatInterval = UInt64(meteredHeartbeatMs) * 1_000_000 }
             }
             try client.addUplink(interface: try InterfaceName(name), policy: policy)
         }

@@ -50,6 +50,21 @@ struct UplinkPolicyFlagsTests {
         let flags = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup), heartbeatInterval: 5_000 * Self.millisecond)
         #expect(flags & 0x87 == UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup)))
     }
+
+    @Test("the server's policy for a client uplink: its tier and metered setting, and the longer of both heartbeats, per uplink")
+    func serverPolicyPerUplink() {
+        let own = 100 * Self.millisecond
+        let metered = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup, isMetered: true), heartbeatInterval: 3_200 * Self.millisecond)
+        #expect(UplinkPolicyFlags.serverPolicy(from: metered, ownHeartbeat: own)
+                == UplinkPolicy(tier: .backup, isMetered: true, heartbeatInterval: 3_200 * Self.millisecond))
+        // The same client's unmetered uplink announces the tunnel's 100 ms: the server keeps its own (nil).
+        let wired = UplinkPolicyFlags.encode(UplinkPolicy(), heartbeatInterval: 100 * Self.millisecond)
+        #expect(UplinkPolicyFlags.serverPolicy(from: wired, ownHeartbeat: own) == UplinkPolicy())
+        // A server whose own heartbeat is longer keeps it; an older client (no heartbeat bits) gets the server's.
+        #expect(UplinkPolicyFlags.serverPolicy(from: metered, ownHeartbeat: 5_000 * Self.millisecond)?.heartbeatInterval == nil)
+        #expect(UplinkPolicyFlags.serverPolicy(from: 0x86, ownHeartbeat: own) == UplinkPolicy(tier: .backup, isMetered: true))
+        #expect(UplinkPolicyFlags.serverPolicy(from: 0x00, ownHeartbeat: own) == nil)
+    }
 }
 
 @Suite("Uplink receive rate")

@@ -618,9 +618,13 @@ extension ClientManager {
 
         init(config: DaemonConfig) { self.config = config }
 
-        /// What the engine is told about `interface`: tier, metered, and (capped) how many bytes it may send.
+        /// What the engine is told about `interface`: tier, metered, (capped) how many bytes it may send, and its idle
+        /// heartbeat when that isn't the tunnel's (metered uplinks, per-interface settings; the data plane announces it
+        /// to the server, which follows it on that path).
         func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
             guard var policy = records[interface]?.multipathPolicy else { return nil }
+            let heartbeat = config.uplinks.heartbeatInterval(forMetered: policy.isMetered, pin: config.uplinks.pin(for: interface))
+            policy.heartbeatInterval = heartbeat == config.uplinks.heartbeatInterval ? nil : heartbeat.nanoseconds
             if let cap = DataCapLedger.cap(of: interface, in: config) {
                 policy.dataCapBytes = connection.capBaselines[interface, default: 0] &+ dataCaps.remaining(interface, cap: cap.bytes)
             }

@@ -268,7 +268,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     /// `[server.nat] outbound_interface`: the only interface masqueraded out of; nil: every one but the TUN.
     public var outboundInterface: InterfaceName?
     public var mtu: Int?
-    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (clients may ask for less).
+    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
 
     public init(config: DaemonConfig) {

@@ -393,8 +393,11 @@ final class ClientNetworkPump: @unchecked Sendable {
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
                 // A `never` uplink sends nothing at all: no handshakes, probes or keepalives.
                 if uplink.policy.tier == .never { continue }
-                if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
-                    tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
+                // An idle uplink hears a probe reply and a server probe once per its heartbeat: one on a relaxed (metered)
+                // heartbeat may be quiet for seconds and still fine, so its silence bound is three of its heartbeats.
+                let silence = max(timeout, 3 &* (uplink.policy.heartbeatInterval ?? configuration.multipath.heartbeatInterval))
+                if uplink.isEstablished && now &- uplink.lastReceive >= silence {
+                    tunnel.log(debug: "uplink \(uplink.interface) silent for \(silence / 1_000_000) ms; handshaking again")
                     state.uplinks[slot] = uplink
                     state.resetUplink(slot, now: now)
                     uplink = state.uplinks[slot] ?? uplink
@@ -575,10 +578,11 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    /// The flags byte of the uplink's control frames: its policy and the heartbeat this client probes at, which
-    /// the server follows for its own idle probes (`UplinkPolicyFlags`).
+    /// The flags byte of the uplink's control frames: its policy and the idle heartbeat this client probes it at
+    /// (the uplink's own, e.g. a metered one's, else the tunnel's), which the server follows for its own idle probes
+    /// on that uplink (`UplinkPolicyFlags`).
     private func policyFlags(_ policy: UplinkPolicy) -> UInt8 {
-        UplinkPolicyFlags.encode(policy, heartbeatInterval: tunnel.configuration.multipath.heartbeatInterval)
+        UplinkPolicyFlags.encode(policy, heartbeatInterval: policy.heartbeatInterval ?? tunnel.configuration.multipath.heartbeatInterval)
     }
 
     /// Seals a control frame with the slot's session in place and sends it.

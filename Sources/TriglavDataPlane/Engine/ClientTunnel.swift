@@ -34,8 +34,8 @@ public struct ClientTunnelConfiguration: Sendable {
     public var multipath = ClientTunnelConfiguration.defaultMultipath
     /// Longest silence on an uplink before a keepalive is sent (keeps NAT mappings open).
     public var keepaliveInterval: Duration = .seconds(25)
-    /// An established uplink that hears nothing for this long is considered dead and handshakes again
-    /// (the multipath engine stops scheduling on it much earlier).
+    /// An established uplink that hears nothing for this long (or three of its idle heartbeats, if longer: a metered
+    /// uplink's) is considered dead and handshakes again (the multipath engine stops scheduling on it much earlier).
     public var uplinkTimeout: Duration = .seconds(3)
     /// Interval between handshake attempts of an uplink that is not established.
     public var handshakeRetryInterval: Duration = .seconds(1)
