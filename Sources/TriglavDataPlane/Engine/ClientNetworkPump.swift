@@ -203,7 +203,15 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
             connection.flush()
             guard !alive, state.uplinks[slot]?.tcp === connection else { return nil }
-            tunnel.log(info: "TCP fallback connection of \(state.uplinks[slot]?.interface.rawValue ?? "?") closed")
+            let name = state.uplinks[slot]?.interface.rawValue ?? "?"
+            let reason = connection.closeError == 0 ? "" : " (\(errnoName(connection.closeError)), \(connection.closeError))"
+            if connection.isConnected {
+                tunnel.log(info: "TCP fallback connection of \(name) closed\(reason)")
+            } else {
+                // Refused or unreachable before the connect completed: the attempt failed; UDP, then TCP again.
+                tunnel.log(info: "uplink \(name): TCP fallback connect to \(tunnel.configuration.server) failed\(reason)")
+                state.uplinks[slot]?.status.tcpConnectFailures &+= 1
+            }
             state.uplinks[slot]?.tcp = nil
             state.resetUplink(slot, now: now)
             return connection
@@ -360,6 +368,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         let keepalive = configuration.keepaliveInterval.nanoseconds
         var missingSockets: [Int] = []
         var vanishedSockets: [(Int, UDPSocket)] = []
+        var failedConnections: [TCPConnection] = []
         tunnel.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
@@ -393,6 +402,12 @@ final class ClientNetworkPump: @unchecked Sendable {
                     state.resetUplink(slot, now: now)
                     uplink = state.uplinks[slot] ?? uplink
                 }
+                if let connection = uplink.tcp, !checkConnect(connection, &uplink, now: now) {
+                    failedConnections.append(connection)
+                    state.uplinks[slot] = uplink
+                    state.resetUplink(slot, now: now)
+                    uplink = state.uplinks[slot] ?? uplink
+                }
                 uplink.tcp?.flush()
                 if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
                     uplink.lastProbe = now
@@ -401,10 +416,39 @@ final class ClientNetworkPump: @unchecked Sendable {
                 driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
             }
         }
+        for connection in failedConnections {
+            poller.remove(fd: connection.descriptor.raw)
+            connection.close()
+        }
         for slot in missingSockets { tunnel.openSocket(slot: slot) }
         for (slot, socket) in vanishedSockets {
             replaceSocket(socket, slot: slot, reason: "sends fail with \(errnoName(socket.lastSendError)) (interface gone)")
         }
+    }
+
+    /// Follows the uplink's TCP fallback connect (non-blocking; checked every `timerInterval`, so a deadline is
+    /// noticed within 100 ms). Returns false when the attempt failed (refused, unreachable, or not connected within
+    /// `TCPFallbackTimeouts.connect`): the connection is detached from the uplink for the caller to close, and the
+    /// uplink starts over as after any lost fallback connection (UDP first, TCP again after
+    /// `ClientTunnel.udpAttemptsBeforeTCP` unanswered attempts).
+    private func checkConnect(_ connection: TCPConnection, _ uplink: inout ClientUplink, now: Nanoseconds) -> Bool {
+        guard !connection.isConnected else { return true }
+        let server = tunnel.configuration.server
+        switch connection.connectProgress(now: now) {
+        case .connected:
+            tunnel.log(debug: "uplink \(uplink.interface): TCP fallback connected to \(server)")
+            return true
+        case .inProgress:
+            return true
+        case .failed(let code):
+            tunnel.log(info: "uplink \(uplink.interface): TCP fallback connect to \(server) failed (\(errnoName(code)), \(code))")
+        case .timedOut:
+            tunnel.log(info: "uplink \(uplink.interface): TCP fallback connect to \(server) timed out after "
+                + "\(TCPFallbackTimeouts.connect / Nanoseconds.second) s; trying UDP again")
+        }
+        uplink.status.tcpConnectFailures &+= 1
+        uplink.tcp = nil
+        return false
     }
 
     /// Starts, retransmits or (for rekeys) begins this uplink's handshake as due.
@@ -468,10 +512,18 @@ final class ClientNetworkPump: @unchecked Sendable {
     /// Opens the uplink's TCP fallback connection (bound to its interface) and restarts its handshake there.
     private func startTCPFallback(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, state: inout ClientState) {
         let configuration = tunnel.configuration
-        guard configuration.tcpFallback,
-              let connection = try? TCPConnection.connect(to: configuration.server, device: uplink.interface,
-                                                          mark: configuration.firewallMark, label: "TCP fallback \(uplink.interface)"),
-              (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
+        guard configuration.tcpFallback else { return }
+        let connection: TCPConnection
+        do {
+            connection = try TCPConnection.connect(to: configuration.server, device: uplink.interface, mark: configuration.firewallMark,
+                                                   label: "TCP fallback \(uplink.interface)", now: now)
+        } catch {
+            // Failed at once (no route, interface down): counts as a failed attempt; UDP, then TCP again.
+            tunnel.log(info: "uplink \(uplink.interface): \(error)")
+            uplink.status.tcpConnectFailures &+= 1
+            return
+        }
+        guard (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
         tunnel.log(info: "uplink \(uplink.interface): no answer over UDP; falling back to TCP")
         uplink.tcp = connection
         uplink.tcpSince = now

@@ -36,6 +36,25 @@ enum TCPFallbackLimits {
     }
 }
 
+/// Timeouts of the client's TCP fallback connections (docs/DATAPLANE.md, "TCP fallback"). Without them a
+/// blackholed SYN keeps an uplink waiting for the kernel's SYN retries (`tcp_syn_retries` 6: about 127 s) and a
+/// connection whose peer vanished lives until `tcp_retries2` gives up (about 15 minutes), the uplink useless
+/// meanwhile and never trying UDP again.
+enum TCPFallbackTimeouts {
+    /// How long the client's connect may take before the attempt counts as failed (the uplink then tries UDP
+    /// again, `ClientTunnel.udpAttemptsBeforeTCP` times, and TCP after that). The kernel sends SYNs at 0, 1 and
+    /// 3 s (initial RTO 1 s, RFC 6298, doubling): 4 s lets three SYNs through and answers to the last on paths up
+    /// to 1 s RTT; a path that loses three SYNs in a row gets another try within one UDP round (about 3 s).
+    static let connect = 4 * Nanoseconds.second
+    /// TCP_USER_TIMEOUT of the client's fallback connections: sent data unacknowledged for this long aborts the
+    /// connection (ETIMEDOUT), the uplink drops it and starts over with UDP. Longer than `uplinkTimeout` (3 s),
+    /// after which the client handshakes again over the same connection: an outage of a few seconds (a
+    /// handover) keeps the connection; in 10 s the kernel retransmits about five times even at the 200 ms
+    /// minimum RTO. An idle uplink still sends probes and, after 3 s of silence, handshakes, so a vanished
+    /// peer is noticed within about 13 s.
+    static let userTimeoutMilliseconds: UInt32 = 10_000
+}
+
 /// One non-blocking TCP connection carrying framed datagrams. Owns its fd (closed on `close()`/deinit).
 ///
 /// Threading: `readFrames` is called by one thread only (the network pump); `send` and `flush` only with the
@@ -54,6 +73,15 @@ final class TCPConnection: @unchecked Sendable {
     /// Frames dropped because the output queue was full.
     private(set) var droppedFrames = 0
     private(set) var isClosed = false
+    /// Why the connection finished (an errno of `read`/`write`, e.g. ETIMEDOUT after TCP_USER_TIMEOUT); 0: the
+    /// peer closed it, or it was closed here.
+    private(set) var closeError: Int32 = 0
+
+    // Client bookkeeping (`ClientNetworkPump`, under the tunnel's lock): the non-blocking connect's progress.
+    /// When `connect(to:…)` started the connection.
+    private(set) var connectStartedAt: Nanoseconds = 0
+    /// Whether the connect completed (checked by `connectProgress(now:)`); a server's connections always have.
+    private(set) var isConnected = true
 
     // Server bookkeeping (`ServerNetworkPump`, under the server's state lock): who the peer is, and whether and when
     // it last proved to be a client, which decides when the connection is closed (`TCPFallbackLimits`).
@@ -73,9 +101,12 @@ final class TCPConnection: @unchecked Sendable {
 
     deinit { input.deallocate() }
 
-    /// Starts a non-blocking connection to `endpoint`, bound to `device` and marked like the UDP uplinks.
-    static func connect(to endpoint: IPEndpoint, device: InterfaceName?, mark: UInt32,
-                        label: String) throws(TriglavDataPlaneError) -> TCPConnection {
+    /// Starts a non-blocking connection to `endpoint`, bound to `device` and marked like the UDP uplinks, with
+    /// TCP_NODELAY (frames are whole datagrams; Nagle would hold handshakes and probes back) and TCP_USER_TIMEOUT
+    /// (`TCPFallbackTimeouts.userTimeoutMilliseconds`, inherited by the established connection). Never blocks:
+    /// `connectProgress(now:)` tells when it completed, failed or took longer than `TCPFallbackTimeouts.connect`.
+    static func connect(to endpoint: IPEndpoint, device: InterfaceName?, mark: UInt32, label: String,
+                        now: Nanoseconds = 0) throws(TriglavDataPlaneError) -> TCPConnection {
         let family = endpoint.address.isIPv4 ? AF_INET : AF_INET6
         let fd = try Syscall.libc("socket(TCP) for \(label)") {
             socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -85,16 +116,63 @@ final class TCPConnection: @unchecked Sendable {
             try Syscall.shim("bind \(label) to device \(device)") { tg_socket_bind_to_device(fd, device.rawValue) }
         }
         if mark != 0 { try Syscall.shim("SO_MARK on \(label)") { tg_socket_set_mark(fd, mark) } }
-        _ = tg_tcp_set_nodelay(fd)
+        try Syscall.shim("TCP_NODELAY on \(label)") { tg_tcp_set_nodelay(fd) }
+        try Syscall.shim("TCP_USER_TIMEOUT on \(label)") {
+            tg_tcp_set_user_timeout(fd, TCPFallbackTimeouts.userTimeoutMilliseconds)
+        }
         var storage = sockaddr_storage()
         let length = SocketAddress.write(endpoint, into: &storage)
-        let result = withUnsafePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
-        }
+        var result: Int32
+        repeat {
+            result = withUnsafePointer(to: &storage) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+            }
+        } while result < 0 && errno == EINTR
         if result < 0 && errno != EINPROGRESS {
             throw .systemCall(operation: "connect \(label) to \(endpoint)", errno: errno)
         }
-        return TCPConnection(descriptor: descriptor, label: label)
+        let connection = TCPConnection(descriptor: descriptor, label: label)
+        connection.connectStartedAt = now
+        connection.isConnected = result == 0
+        return connection
+    }
+
+    /// Progress of the client's non-blocking connect.
+    enum ConnectProgress: Equatable {
+        case connected
+        case inProgress
+        /// The kernel gave up (the errno, e.g. ECONNREFUSED, EHOSTUNREACH).
+        case failed(errno: Int32)
+        /// Not connected `TCPFallbackTimeouts.connect` after it started (SYNs unanswered: a blackholed port).
+        case timedOut
+    }
+
+    /// Checks the connect without blocking (SO_ERROR, then whether the socket has a peer); `.connected` from then
+    /// on once it has. A failed or timed-out connection is finished (`isClosed`); the caller closes it.
+    func connectProgress(now: Nanoseconds) -> ConnectProgress {
+        if isConnected { return .connected }
+        if isClosed { return .failed(errno: closeError) }
+        let pending = tg_socket_pending_error(descriptor.raw)
+        if pending != 0 {
+            isClosed = true
+            closeError = pending > 0 ? pending : -pending
+            return .failed(errno: closeError)
+        }
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let hasPeer = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(descriptor.raw, $0, &length) }
+        } == 0
+        if hasPeer {
+            isConnected = true
+            return .connected
+        }
+        if now &- connectStartedAt >= TCPFallbackTimeouts.connect {
+            isClosed = true
+            closeError = ETIMEDOUT
+            return .timedOut
+        }
+        return .inProgress
     }
 
     /// Reads what is available and calls `body` with each complete frame's datagram (a mutable view into the
@@ -110,6 +188,7 @@ final class TCPConnection: @unchecked Sendable {
             if count < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN { return true }
+                closeError = errno
                 isClosed = true
                 return false
             }
@@ -159,7 +238,7 @@ final class TCPConnection: @unchecked Sendable {
             } else if written < 0 && errno == EINTR {
                 continue
             } else {
-                if written < 0 && errno != EAGAIN && errno != ENOTCONN { isClosed = true }
+                if written < 0 && errno != EAGAIN && errno != ENOTCONN { closeError = errno; isClosed = true }
                 break
             }
         }
@@ -170,18 +249,6 @@ final class TCPConnection: @unchecked Sendable {
             output.removeFirst(outputOffset)
             outputOffset = 0
         }
-    }
-
-    /// Whether a non-blocking connect has completed successfully (nil: still in progress).
-    func connectResult() -> Bool? {
-        let pending = tg_socket_pending_error(descriptor.raw)
-        if pending > 0 { isClosed = true; return false }
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let connected = withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(descriptor.raw, $0, &length) }
-        }
-        return connected == 0 ? true : nil
     }
 
     func close() {
