@@ -107,12 +107,31 @@ struct CoreDataCapTests {
         #expect(ledger.remaining("wlan0", cap: 1000) == 1000)
     }
 
-    @Test func theEnginesCountsAreTheCapsUnitWhenItHasThem() {
+    @Test func theEnginesCountsAreTheCapsOnlyUnit() {
         var uplink = ClientTunnelSnapshot.Uplink(interface: "eth0", state: .established, transmittedBytes: 100, receivedBytes: 200)
-        #expect(uplink.dataCapTransmittedBytes == 100 && uplink.dataCapReceivedBytes == 200)
+        // Out of the engine the data plane's counters (another unit) never stand in for the engine's.
+        #expect(uplink.dataCapTransmittedBytes == 0 && uplink.dataCapReceivedBytes == 0)
         uplink.engineTransmittedBytes = 130
         uplink.engineReceivedBytes = 260
         #expect(uplink.dataCapTransmittedBytes == 130 && uplink.dataCapReceivedBytes == 260)
+    }
+
+    @Test func aSessionResetKeepsThePeriodsUsage() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig())
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0")  // 1000 sent, 2000 received
+        manager.refresh()
+        #expect(tunnel.policies["eth0"]?.dataCapBytes == 998_000)
+        tunnel.lose("eth0")  // the session resets: the counters restart
+        manager.refresh()
+        tunnel.setTraffic("eth0", transmitted: 300, received: 400)
+        tunnel.establish("eth0")
+        manager.refresh()
+        // 3000 before the reset and 700 after are spent; the allowance counts from the new counters' zero.
+        #expect(tunnel.policies["eth0"]?.dataCapBytes == 1_000_000 - 3000 - 400)
+        manager.shutdown()
     }
 
     @Test func aNewPeriodRestartsTheCount() {

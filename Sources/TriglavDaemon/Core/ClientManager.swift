@@ -229,8 +229,10 @@ public final class ClientManager: Sendable {
                 publish(&state)
                 return
             }
-            let previousFailure = connection.statistics?.routingFailure
+            let previous = connection.statistics
             connection.statistics = connection.tunnel.snapshot()
+            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+            let previousFailure = previous?.routingFailure
             reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
             state.phase = .active(connection)
             reconcile(&state)
@@ -699,6 +701,21 @@ extension ClientManager {
                 let statistics = connection.uplinkStatistics(interface)
                 connection.capBaselines[interface] = DataCapLedger.Baseline(transmitted: statistics?.dataCapTransmittedBytes ?? 0,
                                                                             received: statistics?.dataCapReceivedBytes ?? 0)
+            }
+        }
+
+        /// Keeps the ledger monotonic when an attached capped uplink's counters went backwards (the data plane
+        /// re-created what counts them): what the old counters had used is spent, and counting restarts from zero.
+        mutating func foldRestartedDataCapCounters(_ connection: inout Connection, previous: ClientTunnelSnapshot?, now: Int64) {
+            for interface in connection.attached where DataCapLedger.cap(of: interface, in: config) != nil {
+                guard let old = previous?.uplinks.first(where: { $0.interface == interface }),
+                      let new = connection.uplinkStatistics(interface),
+                      new.dataCapTransmittedBytes < old.dataCapTransmittedBytes
+                        || new.dataCapReceivedBytes < old.dataCapReceivedBytes else { continue }
+                var before = connection
+                before.statistics = previous
+                recordDataCapSpending(interface, of: before, now: now)
+                connection.capBaselines[interface] = DataCapLedger.Baseline()
             }
         }
 
