@@ -268,6 +268,24 @@ struct CoreDataCapTests {
         manager.shutdown()
     }
 
+    @Test func aDisconnectWritesTheLiveUsageOnce() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
+                                                                 dataCapStore: DataCapStore(directory: directory))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0")
+        tunnel.setTraffic("eth0", transmitted: 100_000, received: 150_000)
+        manager.refresh()
+        tunnel.setTraffic("eth0", transmitted: 300_000, received: 200_000)
+        try manager.disconnect()
+        #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 500_000)])
+        manager.shutdown()
+        #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 500_000)])
+    }
+
     @Test func aRestartKeepsThePeriodsUsageButNotLastPeriods() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -726,12 +726,14 @@ extension ClientManager {
             dataCaps.spend(interface, bytes: used, period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
         }
 
-        /// The period usage to persist: each capped interface's ended attachments plus its live one.
+        /// The period usage to persist: each capped interface's ended attachments plus its live one. Only an active
+        /// connection has live usage: `teardown` spends a disconnecting one's before it saves.
         func dataCapUsage() -> [String: DataCapLedger.Entry] {
             var usage: [String: DataCapLedger.Entry] = [:]
+            let live: Connection? = if case .active(let connection) = phase { connection } else { nil }
             for (interface, entry) in dataCaps.entries where DataCapLedger.cap(of: interface, in: config) != nil {
                 usage[interface] = DataCapLedger.Entry(period: entry.period,
-                                                      spent: entry.spent &+ liveDataCapUsage(interface, connection))
+                                                      spent: entry.spent &+ liveDataCapUsage(interface, live))
             }
             return usage
         }
