@@ -183,6 +183,36 @@ struct CoreDataCapTests {
         #expect(DataCapStore(directory: directory).load() == more)
     }
 
+    @Test func hugeCountsSaturateInsteadOfWrappingAndAbsurdLinesAreIgnored() throws {
+        var ledger = DataCapLedger(entries: ["eth0": DataCapLedger.Entry(period: 672, spent: .max - 10)])
+        #expect(ledger.remaining("eth0", cap: 1_000_000, live: 100) == 0)
+        ledger.spend("eth0", bytes: 100, period: 672)
+        #expect(ledger.spent("eth0") == .max)
+        #expect(DataCapLedger.Baseline().used(transmitted: .max, received: 5) == .max)
+
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/data-caps"
+        let absurd = DataCapStore.maximumSpent + 1
+        try "triglav-data-caps 1\neth0 672 \(absurd)\nwlan0 672 \(DataCapStore.maximumSpent)\n"
+            .write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(DataCapStore(path: path).load() == ["wlan0": DataCapLedger.Entry(period: 672, spent: DataCapStore.maximumSpent)])
+    }
+
+    @Test func aStaleTemporaryFileIsReplacedNotFollowed() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/data-caps"
+        let elsewhere = directory + "/elsewhere"
+        try "keep\n".write(toFile: elsewhere, atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: path + ".tmp", withDestinationPath: elsewhere)
+        let store = DataCapStore(path: path)
+        store.save(["eth0": DataCapLedger.Entry(period: 672, spent: 7)], now: 1)
+        #expect(DataCapStore(path: path).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 7)])
+        #expect(try String(contentsOfFile: elsewhere, encoding: .utf8) == "keep\n")
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+    }
+
     @Test func aCorruptOrForeignFileIsIgnoredAndReplaced() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

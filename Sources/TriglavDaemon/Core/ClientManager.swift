@@ -662,7 +662,7 @@ extension ClientManager {
                 let received = connection.uplinkStatistics(interface).map {
                     baseline.used(transmitted: baseline.transmitted, received: $0.dataCapReceivedBytes)
                 } ?? 0
-                policy.dataCapBytes = baseline.transmitted &+ dataCaps.remaining(interface, cap: cap.bytes, live: received)
+                policy.dataCapBytes = DataCapLedger.sum(baseline.transmitted, dataCaps.remaining(interface, cap: cap.bytes, live: received))
             }
             return policy
         }
@@ -733,7 +733,7 @@ extension ClientManager {
             let live: Connection? = if case .active(let connection) = phase { connection } else { nil }
             for (interface, entry) in dataCaps.entries where DataCapLedger.cap(of: interface, in: config) != nil {
                 usage[interface] = DataCapLedger.Entry(period: entry.period,
-                                                      spent: entry.spent &+ liveDataCapUsage(interface, live))
+                                                      spent: DataCapLedger.sum(entry.spent, liveDataCapUsage(interface, live)))
             }
             return usage
         }
