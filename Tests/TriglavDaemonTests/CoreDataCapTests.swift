@@ -316,6 +316,23 @@ struct CoreDataCapTests {
         #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 500_000)])
     }
 
+    @Test func anUplinkLeavingCountsItsUsageUpToNow() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
+                                                                 dataCapStore: DataCapStore(directory: directory))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0")
+        manager.refresh()  // 1000 sent, 2000 received
+        tunnel.setTraffic("eth0", transmitted: 5000, received: 6000)
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))  // before the next refresh
+        #expect(tunnel.uplinks.isEmpty)
+        manager.shutdown()
+        #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 11_000)])
+    }
+
     @Test func aRestartKeepsThePeriodsUsageButNotLastPeriods() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

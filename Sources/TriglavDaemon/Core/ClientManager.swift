@@ -468,7 +468,15 @@ public final class ClientManager: Sendable {
         // Before any allowance is computed, also for an interface that comes back after its period ended.
         state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
-        for interface in connection.attached.subtracting(wanted).sorted() {
+        let leaving = connection.attached.subtracting(wanted)
+        // A capped uplink leaving (its interface went away, say) counts up to now, not up to the last snapshot:
+        // the usage since then would otherwise be lost to the ledger.
+        if leaving.contains(where: { DataCapLedger.cap(of: $0, in: state.config) != nil }) {
+            let previous = connection.statistics
+            connection.statistics = connection.tunnel.snapshot()
+            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+        }
+        for interface in leaving.sorted() {
             if state.isDataCapSpent(interface, connection), let cap = DataCapLedger.cap(of: interface, in: state.config) {
                 logger.notice("""
                     uplink \(interface) used its data cap of \(cap.bytes / 1_000_000) MB (sent and received) for this \
