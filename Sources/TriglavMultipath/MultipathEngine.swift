@@ -84,9 +84,14 @@ public struct MultipathEngine<Packet> {
     public mutating func updatePolicy(_ policy: UplinkPolicy, for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
         try policy.validate()
+        let previous = uplinks[index].policy
         uplinks[index].policy = policy
         uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, latestTime &+ policy.idleHeartbeat(configuration))
-        if failoverActive == id { failoverActive = nil }
+        // Failover re-picks only when what makes an uplink preferable changed: a capped uplink's allowance is
+        // updated every second (and its spending is checked per packet), a heartbeat changes no preference.
+        let preferenceChanged = previous.tier != policy.tier || previous.isMetered != policy.isMetered
+            || (previous.dataCapBytes == nil) != (policy.dataCapBytes == nil)
+        if preferenceChanged { failoverActive = nil }
     }
 
     /// Removes an uplink at once (interface gone, or configuration change). Its unacknowledged recent

@@ -107,12 +107,31 @@ struct CoreDataCapTests {
         #expect(ledger.remaining("wlan0", cap: 1000) == 1000)
     }
 
-    @Test func theEnginesCountsAreTheCapsUnitWhenItHasThem() {
+    @Test func theEnginesCountsAreTheCapsOnlyUnit() {
         var uplink = ClientTunnelSnapshot.Uplink(interface: "eth0", state: .established, transmittedBytes: 100, receivedBytes: 200)
-        #expect(uplink.dataCapTransmittedBytes == 100 && uplink.dataCapReceivedBytes == 200)
+        // Out of the engine the data plane's counters (another unit) never stand in for the engine's.
+        #expect(uplink.dataCapTransmittedBytes == 0 && uplink.dataCapReceivedBytes == 0)
         uplink.engineTransmittedBytes = 130
         uplink.engineReceivedBytes = 260
         #expect(uplink.dataCapTransmittedBytes == 130 && uplink.dataCapReceivedBytes == 260)
+    }
+
+    @Test func aSessionResetKeepsThePeriodsUsage() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig())
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0")  // 1000 sent, 2000 received
+        manager.refresh()
+        #expect(tunnel.policies["eth0"]?.dataCapBytes == 998_000)
+        tunnel.lose("eth0")  // the session resets: the counters restart
+        manager.refresh()
+        tunnel.setTraffic("eth0", transmitted: 300, received: 400)
+        tunnel.establish("eth0")
+        manager.refresh()
+        // 3000 before the reset and 700 after are spent; the allowance counts from the new counters' zero.
+        #expect(tunnel.policies["eth0"]?.dataCapBytes == 1_000_000 - 3000 - 400)
+        manager.shutdown()
     }
 
     @Test func aNewPeriodRestartsTheCount() {
@@ -162,6 +181,36 @@ struct CoreDataCapTests {
         more["wwan0"]?.spent = 3_000_000
         store.save(more, now: 102 + DataCapStore.writeInterval)
         #expect(DataCapStore(directory: directory).load() == more)
+    }
+
+    @Test func hugeCountsSaturateInsteadOfWrappingAndAbsurdLinesAreIgnored() throws {
+        var ledger = DataCapLedger(entries: ["eth0": DataCapLedger.Entry(period: 672, spent: .max - 10)])
+        #expect(ledger.remaining("eth0", cap: 1_000_000, live: 100) == 0)
+        ledger.spend("eth0", bytes: 100, period: 672)
+        #expect(ledger.spent("eth0") == .max)
+        #expect(DataCapLedger.Baseline().used(transmitted: .max, received: 5) == .max)
+
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/data-caps"
+        let absurd = DataCapStore.maximumSpent + 1
+        try "triglav-data-caps 1\neth0 672 \(absurd)\nwlan0 672 \(DataCapStore.maximumSpent)\n"
+            .write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(DataCapStore(path: path).load() == ["wlan0": DataCapLedger.Entry(period: 672, spent: DataCapStore.maximumSpent)])
+    }
+
+    @Test func aStaleTemporaryFileIsReplacedNotFollowed() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/data-caps"
+        let elsewhere = directory + "/elsewhere"
+        try "keep\n".write(toFile: elsewhere, atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: path + ".tmp", withDestinationPath: elsewhere)
+        let store = DataCapStore(path: path)
+        store.save(["eth0": DataCapLedger.Entry(period: 672, spent: 7)], now: 1)
+        #expect(DataCapStore(path: path).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 7)])
+        #expect(try String(contentsOfFile: elsewhere, encoding: .utf8) == "keep\n")
+        #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
     }
 
     @Test func aCorruptOrForeignFileIsIgnoredAndReplaced() throws {
@@ -247,6 +296,41 @@ struct CoreDataCapTests {
         manager.refresh()
         #expect(tunnel.uplinks == ["wwan0"])
         manager.shutdown()
+    }
+
+    @Test func aDisconnectWritesTheLiveUsageOnce() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
+                                                                 dataCapStore: DataCapStore(directory: directory))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0")
+        tunnel.setTraffic("eth0", transmitted: 100_000, received: 150_000)
+        manager.refresh()
+        tunnel.setTraffic("eth0", transmitted: 300_000, received: 200_000)
+        try manager.disconnect()
+        #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 500_000)])
+        manager.shutdown()
+        #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 500_000)])
+    }
+
+    @Test func anUplinkLeavingCountsItsUsageUpToNow() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
+                                                                 dataCapStore: DataCapStore(directory: directory))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        tunnel.establish("eth0")
+        manager.refresh()  // 1000 sent, 2000 received
+        tunnel.setTraffic("eth0", transmitted: 5000, received: 6000)
+        manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))  // before the next refresh
+        #expect(tunnel.uplinks.isEmpty)
+        manager.shutdown()
+        #expect(DataCapStore(directory: directory).load() == ["eth0": DataCapLedger.Entry(period: 672, spent: 11_000)])
     }
 
     @Test func aRestartKeepsThePeriodsUsageButNotLastPeriods() throws {

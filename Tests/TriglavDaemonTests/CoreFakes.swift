@@ -86,7 +86,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         record.withLock { record in
             ClientTunnelSnapshot(assignment: record.assignment, uplinks: record.uplinks.map { name in
                 let up = record.established.contains(name)
-                return .init(interface: name, state: up ? .established : .handshaking,
+                var uplink = ClientTunnelSnapshot.Uplink(interface: name, state: up ? .established : .handshaking,
                              transmittedBytes: up ? record.traffic[name]?.transmitted ?? 1000 : 0,
                              receivedBytes: up ? record.traffic[name]?.received ?? 2000 : 0,
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
@@ -95,6 +95,10 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              pathState: up ? record.pathStates[name] : nil,
                              routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
                              receiveRateBitsPerSecond: up ? 40_000_000 : 0)
+                // The fake's engine counts what its data plane does (the real one counts sealed datagrams).
+                uplink.engineTransmittedBytes = uplink.transmittedBytes
+                uplink.engineReceivedBytes = uplink.receivedBytes
+                return uplink
             }, routingFailure: record.routingFailure)
         }
     }

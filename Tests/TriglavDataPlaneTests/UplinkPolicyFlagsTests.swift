@@ -90,3 +90,22 @@ struct UplinkReceiveRateTests {
         #expect(uplink.status.receiveRateBitsPerSecond == 0)
     }
 }
+
+@Suite("Uplink engine counts across resets")
+struct UplinkEngineCountTests {
+    @Test("a reset's path counts carry over, and the cap left for the new path is what they didn't send")
+    func cumulative() throws {
+        var uplink = ClientUplink(id: UplinkID(1), interface: try InterfaceName("up1"),
+                                  policy: UplinkPolicy(isMetered: true, dataCapBytes: 1_000))
+        #expect(uplink.enginePolicy.dataCapBytes == 1_000)
+        uplink.retirePath(transmitted: 300, received: 50)
+        #expect(uplink.enginePolicy.dataCapBytes == 700)
+        #expect(uplink.engineCounts(transmitted: 0, received: 0) == (300, 50))
+        #expect(uplink.engineCounts(transmitted: 20, received: 5) == (320, 55))
+        uplink.retirePath(transmitted: 800, received: 0)
+        #expect(uplink.enginePolicy.dataCapBytes == 0, "a spent cap stays spent on the next path")
+        #expect(uplink.enginePolicy.isMetered)
+        uplink.retirePath(transmitted: .max, received: .max)
+        #expect(uplink.engineCounts(transmitted: 1, received: 1) == (.max, .max))
+    }
+}

@@ -229,8 +229,10 @@ public final class ClientManager: Sendable {
                 publish(&state)
                 return
             }
-            let previousFailure = connection.statistics?.routingFailure
+            let previous = connection.statistics
             connection.statistics = connection.tunnel.snapshot()
+            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+            let previousFailure = previous?.routingFailure
             reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
             state.phase = .active(connection)
             reconcile(&state)
@@ -466,7 +468,15 @@ public final class ClientManager: Sendable {
         // Before any allowance is computed, also for an interface that comes back after its period ended.
         state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
-        for interface in connection.attached.subtracting(wanted).sorted() {
+        let leaving = connection.attached.subtracting(wanted)
+        // A capped uplink leaving (its interface went away, say) counts up to now, not up to the last snapshot:
+        // the usage since then would otherwise be lost to the ledger.
+        if leaving.contains(where: { DataCapLedger.cap(of: $0, in: state.config) != nil }) {
+            let previous = connection.statistics
+            connection.statistics = connection.tunnel.snapshot()
+            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+        }
+        for interface in leaving.sorted() {
             if state.isDataCapSpent(interface, connection), let cap = DataCapLedger.cap(of: interface, in: state.config) {
                 logger.notice("""
                     uplink \(interface) used its data cap of \(cap.bytes / 1_000_000) MB (sent and received) for this \
@@ -660,7 +670,7 @@ extension ClientManager {
                 let received = connection.uplinkStatistics(interface).map {
                     baseline.used(transmitted: baseline.transmitted, received: $0.dataCapReceivedBytes)
                 } ?? 0
-                policy.dataCapBytes = baseline.transmitted &+ dataCaps.remaining(interface, cap: cap.bytes, live: received)
+                policy.dataCapBytes = DataCapLedger.sum(baseline.transmitted, dataCaps.remaining(interface, cap: cap.bytes, live: received))
             }
             return policy
         }
@@ -702,6 +712,21 @@ extension ClientManager {
             }
         }
 
+        /// Keeps the ledger monotonic when an attached capped uplink's counters went backwards (the data plane
+        /// re-created what counts them): what the old counters had used is spent, and counting restarts from zero.
+        mutating func foldRestartedDataCapCounters(_ connection: inout Connection, previous: ClientTunnelSnapshot?, now: Int64) {
+            for interface in connection.attached where DataCapLedger.cap(of: interface, in: config) != nil {
+                guard let old = previous?.uplinks.first(where: { $0.interface == interface }),
+                      let new = connection.uplinkStatistics(interface),
+                      new.dataCapTransmittedBytes < old.dataCapTransmittedBytes
+                        || new.dataCapReceivedBytes < old.dataCapReceivedBytes else { continue }
+                var before = connection
+                before.statistics = previous
+                recordDataCapSpending(interface, of: before, now: now)
+                connection.capBaselines[interface] = DataCapLedger.Baseline()
+            }
+        }
+
         /// Counts what `interface` sent and received in `connection` during the current period (it is leaving it).
         mutating func recordDataCapSpending(_ interface: String, of connection: Connection, now: Int64) {
             guard let cap = DataCapLedger.cap(of: interface, in: config) else { return }
@@ -709,12 +734,14 @@ extension ClientManager {
             dataCaps.spend(interface, bytes: used, period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
         }
 
-        /// The period usage to persist: each capped interface's ended attachments plus its live one.
+        /// The period usage to persist: each capped interface's ended attachments plus its live one. Only an active
+        /// connection has live usage: `teardown` spends a disconnecting one's before it saves.
         func dataCapUsage() -> [String: DataCapLedger.Entry] {
             var usage: [String: DataCapLedger.Entry] = [:]
+            let live: Connection? = if case .active(let connection) = phase { connection } else { nil }
             for (interface, entry) in dataCaps.entries where DataCapLedger.cap(of: interface, in: config) != nil {
                 usage[interface] = DataCapLedger.Entry(period: entry.period,
-                                                      spent: entry.spent &+ liveDataCapUsage(interface, connection))
+                                                      spent: DataCapLedger.sum(entry.spent, liveDataCapUsage(interface, live)))
             }
             return usage
         }

@@ -40,18 +40,25 @@ struct DataCapLedger: Equatable {
         func used(transmitted nowTransmitted: UInt64, received nowReceived: UInt64) -> UInt64 {
             let sent = nowTransmitted > transmitted ? nowTransmitted - transmitted : 0
             let got = nowReceived > received ? nowReceived - received : 0
-            return sent &+ got
+            return DataCapLedger.sum(sent, got)
         }
     }
 
     private(set) var entries: [String: Entry] = [:]
+
+    /// Byte counts add saturating: a wrapped sum would read as a small usage and lift the cap.
+    static func sum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (total, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : total
+    }
 
     init(entries: [String: Entry] = [:]) { self.entries = entries }
 
     /// The cap of `interface` in bytes (10^6 per MB) and its reset day, from the first matching pin.
     static func cap(of interface: String, in config: DaemonConfig) -> (bytes: UInt64, resetDay: Int)? {
         guard let pin = config.uplinks.pin(for: interface), let megabytes = pin.dataCapMegabytes, megabytes > 0 else { return nil }
-        return (UInt64(megabytes) &* 1_000_000, pin.dataCapResetDay)
+        let (bytes, overflow) = UInt64(megabytes).multipliedReportingOverflow(by: 1_000_000)
+        return (overflow ? .max : bytes, pin.dataCapResetDay)
     }
 
     /// Months since 1970 (UTC) of the period containing `time`: a period runs from `resetDay` of one month
@@ -70,14 +77,14 @@ struct DataCapLedger: Equatable {
     /// What the interface may still use in this period, after ended attachments and `live` bytes of the
     /// current one.
     func remaining(_ interface: String, cap: UInt64, live: UInt64 = 0) -> UInt64 {
-        let used = spent(interface) &+ live
+        let used = Self.sum(spent(interface), live)
         return used >= cap ? 0 : cap - used
     }
 
     /// Adds bytes (both directions) an ended attachment used in `period`.
     mutating func spend(_ interface: String, bytes: UInt64, period: Int) {
         var entry = entries[interface] ?? Entry(period: period)
-        entry.spent &+= bytes
+        entry.spent = Self.sum(entry.spent, bytes)
         entries[interface] = entry
     }
 

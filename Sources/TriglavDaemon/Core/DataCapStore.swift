@@ -68,28 +68,40 @@ public final class DataCapStore: Sendable {
             logger.warning("data cap usage in \(path) ignored: \(reason); capped uplinks count this period from zero")
             return [:]
         }
-        guard let entries = Self.parse(text) else {
+        guard let (entries, absurd) = Self.parse(text) else {
             logger.warning("data cap usage in \(path) ignored: not a \(Self.header) file; capped uplinks count this period from zero")
             return [:]
+        }
+        for line in absurd {
+            logger.warning("data cap usage line '\(line)' in \(path) ignored: more than \(Self.maximumSpent) bytes can't be real; that uplink counts this period from zero")
         }
         written.withLock { $0.text = text }
         return entries
     }
 
-    /// The entries of `text`, or nil when any line is malformed (a torn or foreign file is not half-trusted).
-    static func parse(_ text: String) -> [String: DataCapLedger.Entry]? {
+    /// Usage above this (2^60 bytes, an exabyte) is no real count: a damaged or hand-edited file.
+    static let maximumSpent: UInt64 = 1 << 60
+
+    /// The entries of `text` and the lines skipped for an absurd usage (above `maximumSpent`), or nil when any
+    /// line is malformed (a torn or foreign file is not half-trusted).
+    static func parse(_ text: String) -> (entries: [String: DataCapLedger.Entry], absurd: [String])? {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: true)
         guard lines.first == Substring(header) else { return nil }
         lines.removeFirst()
         var entries: [String: DataCapLedger.Entry] = [:]
+        var absurd: [String] = []
         for line in lines {
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard fields.count == 3, (try? InterfaceName(String(fields[0]))) != nil,
                   let period = Int(fields[1]), period >= 0, let spent = UInt64(fields[2]),
                   entries[String(fields[0])] == nil else { return nil }
+            guard spent <= maximumSpent else {
+                absurd.append(String(line))
+                continue
+            }
             entries[String(fields[0])] = DataCapLedger.Entry(period: period, spent: spent)
         }
-        return entries
+        return (entries, absurd)
     }
 
     static func format(_ entries: [String: DataCapLedger.Entry]) -> String {
@@ -156,7 +168,10 @@ public final class DataCapStore: Sendable {
     /// a crash) sees the old file or the new one, never a torn one. Returns why it failed, or nil.
     static func writeAtomically(_ text: String, to path: String) -> String? {
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        // A stale temporary (a crash between create and rename) goes first; O_EXCL then makes sure this write
+        // owns a fresh file (no symlink or other file planted there is followed or reused).
+        if unlink(temporary) != 0, errno != ENOENT { return "removing the stale \(temporary): \(errnoText())" }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return "creating \(temporary): \(errnoText())" }
         var failure: String?
         let bytes = Array(text.utf8)

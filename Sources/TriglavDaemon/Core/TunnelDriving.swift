@@ -52,16 +52,16 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var routeToServer: Bool?
         /// Inner bytes received per second over the last second, as bits/s (the download direction, measured).
         public var receiveRateBitsPerSecond: UInt64
-        /// What the multipath engine has counted as sent and received on the path (sealed data packets: the
-        /// datagrams without UDP/IP headers); the sent count is the unit of its data cap allowance. nil while
-        /// the engine has no path for the uplink.
-        public var engineTransmittedBytes: UInt64? = nil
-        public var engineReceivedBytes: UInt64? = nil
+        /// What the multipath engine has counted as sent and received on the uplink since it joined the tunnel
+        /// (sealed data packets: the datagrams without UDP/IP headers), cumulative across the session resets that
+        /// take it out of the engine; the sent count is the unit of its data cap allowance.
+        public var engineTransmittedBytes: UInt64 = 0
+        public var engineReceivedBytes: UInt64 = 0
 
-        /// The bytes that count against a data cap: the engine's counts (so that when the engine stops at its
-        /// allowance, the daemon's count has reached the cap too), else the data plane's.
-        public var dataCapTransmittedBytes: UInt64 { engineTransmittedBytes ?? transmittedBytes }
-        public var dataCapReceivedBytes: UInt64 { engineReceivedBytes ?? receivedBytes }
+        /// The bytes that count against a data cap: always the engine's counts (never the data plane's, which
+        /// are another unit), so that when the engine stops at its allowance the daemon's count reached the cap.
+        public var dataCapTransmittedBytes: UInt64 { engineTransmittedBytes }
+        public var dataCapReceivedBytes: UInt64 { engineReceivedBytes }
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
@@ -120,8 +120,8 @@ extension ClientTunnel: ClientTunnelDriving {
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
                 pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer,
                 receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
-            snapshot.engineTransmittedBytes = path?.txBytes
-            snapshot.engineReceivedBytes = path?.rxBytes
+            snapshot.engineTransmittedBytes = uplink.engineTransmittedBytes
+            snapshot.engineReceivedBytes = uplink.engineReceivedBytes
             return snapshot
         }, routingFailure: statistics.routingFailure)
     }

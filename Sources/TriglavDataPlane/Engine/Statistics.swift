@@ -27,6 +27,10 @@ public struct UplinkStatus: Sendable, Equatable {
     public var routeToServer: Bool?
     /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
     public var path: TriglavMultipath.UplinkStatistics?
+    /// What the multipath engine counted as sent and received on the uplink since it was added (sealed data
+    /// datagrams), across the resets that take it out of the engine; the unit of its data cap.
+    public var engineTransmittedBytes: UInt64 = 0
+    public var engineReceivedBytes: UInt64 = 0
 }
 
 /// A snapshot of a client tunnel.
