@@ -254,7 +254,6 @@ final class RouteManager: Sendable {
     @discardableResult
     func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool,
                      outboundInterface: InterfaceName? = nil) throws(TriglavDataPlaneError) -> [String: String] {
-        let name = tun.rawValue
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
         try apply("set \(tun) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
@@ -266,13 +265,26 @@ final class RouteManager: Sendable {
         var forwarding = ["/proc/sys/net/ipv4/ip_forward"]
         if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("/proc/sys/net/ipv6/conf/all/forwarding") }
         var changed: [String: String] = [:]
-        for path in forwarding {
-            let previous = readSysctl(path)
-            if let previous, previous != "1" { changed[path] = previous }
-            try writeSysctl(path, "1")
+        do {
+            for path in forwarding {
+                let previous = readSysctl(path)
+                if let previous, previous != "1" { changed[path] = previous }
+                try writeSysctl(path, "1")
+            }
+            removeServerNAT()
+            if masquerade { try installServerNAT(tun: tun, addresses: addresses, outboundInterface: outboundInterface) }
+        } catch {
+            // Nothing half-applied stays behind: the caller gets no sysctls to restore and won't call stop().
+            removeServerNAT()
+            restoreSysctls(changed)
+            throw error
         }
-        removeServerNAT()
-        guard masquerade else { return changed }
+        return changed
+    }
+
+    private func installServerNAT(tun: InterfaceName, addresses: [IPPrefix],
+                                  outboundInterface: InterfaceName?) throws(TriglavDataPlaneError) {
+        let name = tun.rawValue
         var ruleset = "table inet \(RoutingConstants.serverNATTable) {\n"
         ruleset += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
         for address in addresses {
@@ -285,7 +297,6 @@ final class RouteManager: Sendable {
         ruleset += "    iifname \"\(name)\" accept\n    oifname \"\(name)\" ct state established,related accept\n"
         ruleset += "  }\n}\n"
         try run(["nft", "-f", "-"], input: ruleset)
-        return changed
     }
 
     /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
