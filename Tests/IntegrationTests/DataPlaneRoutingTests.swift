@@ -137,6 +137,20 @@ struct DataPlaneRoutingTests {
         lab.terminate(server)
     }
 
+    @Test("client with a read-only /proc/sys: promote_secondaries can't be set, the tunnel address is assigned anyway")
+    func readOnlySysctlsStillAssign() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        let uplinks = DataPlaneLab.uplinks.map { "--uplink \($0)" }.joined(separator: " ")
+        _ = try lab.spawn(namespace: lab.client, "unshare -m /bin/sh -c 'mount --bind /proc/sys /proc/sys && "
+            + "mount -o remount,bind,ro /proc/sys && exec \(DataPlaneLab.driver) client --key \(lab.clientKeyFile) "
+            + "--server-key \(lab.serverPublicKey) --server \(DataPlaneLab.serverAddress):7443 --tun tgc0 \(uplinks) --verbose'",
+            logName: "client")
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        #expect(lab.log("client").contains("could not enable promote_secondaries"), "\(lab.log("client"))")
+    }
+
     @Test("a server start that fails after NAT is applied (TCP port taken) leaves no nft table and ip_forward as it was")
     func failedServerStartUndoesNAT() throws {
         let lab = try DataPlaneLab()
