@@ -28,6 +28,8 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Fallback connections closed for `TCPFallbackLimits`: evicted to make room, refused, expired (for the log).
     private var evictedConnections = 0
     private var refusedConnections = 0
+    /// Listeners (indices) `accept` stopped watching until the next timer round: out of descriptors, spare included.
+    private var pausedListeners: [Int] = []
     /// Connections the timer found expired (reused), and those to close after the lock.
     private var expiredConnections: [UInt32] = []
     private var closingConnections: [TCPConnection] = []
@@ -70,7 +72,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 } else if token >= Self.connectionTokenBase, token != Poller.wakeToken {
                     readyConnections.append(UInt32(truncatingIfNeeded: token - Self.connectionTokenBase))
                 } else if token >= Self.listenerTokenBase, token < Self.listenerTokenBase + UInt64(listeners.count) {
-                    accept(listeners[Int(token - Self.listenerTokenBase)])
+                    accept(listener: Int(token - Self.listenerTokenBase))
                 }
             }
         } catch {
@@ -87,6 +89,7 @@ final class ServerNetworkPump: @unchecked Sendable {
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
             expireSessions(now: now)
+            resumeListeners()
         }
     }
 
@@ -126,20 +129,32 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Accepts waiting fallback connections and watches them, within `TCPFallbackLimits`: a source address at its
     /// limit, or a full table, makes room by closing the oldest connection that hasn't authenticated (of that
     /// source, or of all); when every candidate has authenticated, the new connection is refused instead.
-    private func accept(_ listener: TCPListener) {
+    private func accept(listener index: Int) {
+        let listener = listeners[index]
         // The table's size follows the descriptor limit, read per wake-up (one getrlimit): it may be changed at runtime.
         let limit = TCPFallbackLimits.connectionLimit(descriptorLimit: Int(tg_descriptor_limit()))
+        // Whether a connection was closed for a descriptor since the last successful accept: if accept still fails
+        // (ENFILE: another process took it), evicting more would only empty the table.
+        var evictedForDescriptor = false
         for _ in 0..<64 {
             guard let (connection, peer) = listener.accept() else {
                 guard listener.lastAcceptOutOfDescriptors else { return }
                 // Out of descriptors anyway (other fds of the process): free one held by a connection that hasn't
                 // authenticated, or refuse the pending connection; never leave it queued (epoll would spin).
-                if let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
+                if !evictedForDescriptor,
+                   let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
                     closeConnection(victim)
                     evictedConnections &+= 1
+                    evictedForDescriptor = true
                     continue
                 }
-                guard listener.refusePending() else { return }
+                guard listener.refusePending() else {
+                    // Not even the spare descriptor came back: stop watching the listener for a timer round rather
+                    // than wake again at once for the same queued connection (`resumeListeners`).
+                    server.networkPollerForPump.remove(fd: listener.descriptor.raw)
+                    pausedListeners.append(index)
+                    return
+                }
                 refusedConnections &+= 1
                 if refusedConnections & 0xff == 1 {
                     server.logger.warning("""
@@ -149,6 +164,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 }
                 continue
             }
+            evictedForDescriptor = false
             let now = monotonicNow()
             connection.peerAddress = peer?.address
             connection.acceptedAt = now
@@ -188,6 +204,19 @@ final class ServerNetworkPump: @unchecked Sendable {
                 connection.close()
             }
         }
+    }
+
+    /// Watches the listeners `accept` paused again (a timer round later, descriptors may have been freed).
+    private func resumeListeners() {
+        for index in pausedListeners {
+            let listener = listeners[index]
+            do {
+                try server.networkPollerForPump.add(fd: listener.descriptor.raw, token: Self.listenerTokenBase + UInt64(index))
+            } catch {
+                server.logger.error("\(listener.label): can't watch it again: \(error); no new TCP fallback connections")
+            }
+        }
+        pausedListeners.removeAll(keepingCapacity: true)
     }
 
     /// Removes and returns the connection accepted longest ago that hasn't authenticated, of `peer` (nil: of any).
@@ -448,8 +477,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 socket: source.socketIndex, address: source.target.address, addressLength: source.target.addressLength,
                 localAddress: source.target.localAddress, lastReceive: now, connection: source.connection)
             state.tunnels[tunnelID]?.sessions.append(localIndex)
-            // A connection that carried an accepted handshake belongs to a client: no handshake deadline for it.
-            if let connection = source.connection { state.connections[connection]?.lastAuthenticated = now }
+            // The connection keeps its handshake deadline: a replayed initiation is accepted too, so only an authentic
+            // transport frame (the client's keepalive right after this reply) marks it as a client's (`process`).
             sendBytes(accepted.reply, to: &source, state: &state)
         case .challenge(let cookieReply):
             sendBytes(cookieReply, to: &source, state: &state)
