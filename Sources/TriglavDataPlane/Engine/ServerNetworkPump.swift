@@ -25,8 +25,7 @@ final class ServerNetworkPump: @unchecked Sendable {
     private let listeners: [TCPListener]
     private var readyConnections: [UInt32] = []
     private var nextConnectionID: UInt32 = 0
-    /// Fallback connections closed for `TCPFallbackLimits`: evicted to make room, refused, expired (for the log).
-    private var evictedConnections = 0
+    /// Fallback connections refused (for the log, which names every 256th).
     private var refusedConnections = 0
     /// Listeners (indices) `accept` stopped watching until the next timer round: out of descriptors, spare included.
     private var pausedListeners: [Int] = []
@@ -144,7 +143,6 @@ final class ServerNetworkPump: @unchecked Sendable {
                 if !evictedForDescriptor,
                    let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
                     closeConnection(victim)
-                    evictedConnections &+= 1
                     evictedForDescriptor = true
                     continue
                 }
@@ -155,13 +153,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                     pausedListeners.append(index)
                     return
                 }
-                refusedConnections &+= 1
-                if refusedConnections & 0xff == 1 {
-                    server.logger.warning("""
-                        out of file descriptors: refused a TCP fallback connection (\(refusedConnections) refused so far); \
-                        raise the descriptor limit (LimitNOFILE=) above \(TCPFallbackLimits.maxConnections + TCPFallbackLimits.reservedDescriptors)
-                        """)
-                }
+                noteRefused("""
+                    (out of file descriptors); raise the descriptor limit (LimitNOFILE=) above \
+                    \(TCPFallbackLimits.maxConnections + TCPFallbackLimits.reservedDescriptors)
+                    """)
                 continue
             }
             evictedForDescriptor = false
@@ -184,15 +179,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 return nextConnectionID
             }
             for victim in evicted { closeConnection(victim) }
-            evictedConnections &+= evicted.count
             guard let id = accepted else {
-                refusedConnections &+= 1
-                if refusedConnections & 0xff == 1 {
-                    server.logger.warning("""
-                        refused a TCP fallback connection from \(peer.map(\.description) ?? "?"): its source or the table \
-                        (\(limit)) is full of authenticated connections (\(refusedConnections) refused so far)
-                        """)
-                }
+                noteRefused("from \(peer.map(\.description) ?? "?"): its source or the table (\(limit)) is full of authenticated connections")
                 connection.close()
                 continue
             }
@@ -204,6 +192,14 @@ final class ServerNetworkPump: @unchecked Sendable {
                 connection.close()
             }
         }
+    }
+
+    /// Counts a refused fallback connection; logs `reason` for the first and every 256th after it, so a flood
+    /// can't flood the log.
+    private func noteRefused(_ reason: @autoclosure () -> String) {
+        refusedConnections &+= 1
+        guard refusedConnections & 0xff == 1 else { return }
+        server.logger.warning("refused a TCP fallback connection \(reason()) (\(refusedConnections) refused so far)")
     }
 
     /// Watches the listeners `accept` paused again (a timer round later, descriptors may have been freed).
