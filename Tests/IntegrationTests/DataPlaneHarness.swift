@@ -126,6 +126,14 @@ final class DataPlaneLab: @unchecked Sendable {
         return false
     }
 
+    /// Drops every UDP datagram the client sends to the server's port (table `inet tg_dp_block` in the client
+    /// namespace; `nft delete table inet tg_dp_block` lifts it): a network that forces the TCP fallback.
+    func blockClientUDP() throws {
+        try exec(client, "nft add table inet tg_dp_block")
+        try exec(client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
+        try exec(client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+    }
+
     // MARK: Processes
 
     /// Starts `command` in `namespace` in the background with output in <logName>.log.

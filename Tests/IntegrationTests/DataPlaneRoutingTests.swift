@@ -137,6 +137,38 @@ struct DataPlaneRoutingTests {
         lab.terminate(server)
     }
 
+    @Test("client with a read-only /proc/sys: promote_secondaries can't be set, the tunnel address is assigned anyway")
+    func readOnlySysctlsStillAssign() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        let uplinks = DataPlaneLab.uplinks.map { "--uplink \($0)" }.joined(separator: " ")
+        _ = try lab.spawn(namespace: lab.client, "unshare -m /bin/sh -c 'mount --bind /proc/sys /proc/sys && "
+            + "mount -o remount,bind,ro /proc/sys && exec \(DataPlaneLab.driver) client --key \(lab.clientKeyFile) "
+            + "--server-key \(lab.serverPublicKey) --server \(DataPlaneLab.serverAddress):7443 --tun tgc0 \(uplinks) --verbose'",
+            logName: "client")
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        #expect(lab.log("client").contains("could not enable promote_secondaries"), "\(lab.log("client"))")
+    }
+
+    @Test("a server start that fails after NAT is applied (TCP port taken) leaves no nft table and ip_forward as it was")
+    func failedServerStartUndoesNAT() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.exec(lab.server, "sysctl -qw net.ipv4.ip_forward=0")
+        // Another process holds the TCP fallback's port, so the server fails at its TCP listener, after NAT.
+        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -c \"import socket, time; s = socket.socket(); "
+            + "s.bind(('0.0.0.0', 7443)); s.listen(); print('bound', flush=True); time.sleep(60)\"", logName: "holder")
+        try lab.waitForOutput("holder", containing: "bound", timeout: 10)
+        let server = try lab.spawn(namespace: lab.server, "\(DataPlaneLab.driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+            + "--address \(DataPlaneLab.serverTunnelAddress)/24 --client \(lab.clientPublicKey)=10.77.0.2/24 --verbose", logName: "server")
+        lab.waitForExit(server, timeout: 10)
+        #expect(!server.isRunning && server.terminationStatus != 0, "the server started although its port was taken:\n\(lab.log("server"))")
+        #expect(try lab.exec(lab.server, "nft list tables").contains("triglav") == false, "\(lab.log("server"))")
+        let forwarding = try lab.exec(lab.server, "cat /proc/sys/net/ipv4/ip_forward").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(forwarding == "0", "ip_forward left at \(forwarding)")
+    }
+
     @Test("split tunnel: exactly the configured routes and exclude in the kernel, unreachable until assigned; other traffic leaves via the uplink")
     func splitTunnelInstallsExactlyItsRoutes() throws {
         let lab = try DataPlaneLab()

@@ -211,9 +211,7 @@ struct DataPlaneTunnelTests {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
         // The client's network drops all UDP to the server port (a captive or restrictive network).
-        try lab.exec(lab.client, "nft add table inet tg_dp_block")
-        try lab.exec(lab.client, "nft 'add chain inet tg_dp_block output { type filter hook output priority 0; }'")
-        try lab.exec(lab.client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
+        try lab.blockClientUDP()
         let file = lab.directory.appendingPathComponent("www/small.bin").path
         try lab.sh("mkdir -p \(lab.directory.path)/www && head -c 3000000 /dev/urandom > \(file)")
         let expected = try lab.sh("sha256sum < \(file)")

@@ -86,12 +86,21 @@ struct TCPFallbackConnectTests {
     }
 
     /// A loopback port nobody listens on (from a throwaway UDP socket; nothing listens on TCP there in practice).
+    /// A loopback TCP port nothing listens on: one the kernel just gave a TCP socket (bound, never listening),
+    /// closed again. A UDP port says nothing about TCP.
     func unusedLoopbackEndpoint() throws -> IPEndpoint {
-        var options = UDPSocket.Options()
-        options.localEndpoint = IPEndpoint(address: .v4(0x7f00_0001), port: 0)
-        let probe = try UDPSocket(family: .v4, options: options, label: "port probe")
-        defer { probe.close() }
-        return try probe.localEndpoint()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { _ = close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        try #require(bound, "binding a TCP probe socket on loopback failed: errno \(errno)")
+        return IPEndpoint(address: .v4(0x7f00_0001), port: UInt16(bigEndian: address.sin_port))
     }
 
     @Test("a client connection has TCP_NODELAY and a 10 s TCP_USER_TIMEOUT (not ~15 minutes of retransmissions)")

@@ -398,15 +398,11 @@ final class ClientNetworkPump: @unchecked Sendable {
                 let silence = max(timeout, 3 &* (uplink.policy.heartbeatInterval ?? configuration.multipath.heartbeatInterval))
                 if uplink.isEstablished && now &- uplink.lastReceive >= silence {
                     tunnel.log(debug: "uplink \(uplink.interface) silent for \(silence / 1_000_000) ms; handshaking again")
-                    state.uplinks[slot] = uplink
-                    state.resetUplink(slot, now: now)
-                    uplink = state.uplinks[slot] ?? uplink
+                    reset(&uplink, slot: slot, now: now, state: &state)
                 }
                 if let connection = uplink.tcp, !checkConnect(connection, &uplink, now: now) {
                     failedConnections.append(connection)
-                    state.uplinks[slot] = uplink
-                    state.resetUplink(slot, now: now)
-                    uplink = state.uplinks[slot] ?? uplink
+                    reset(&uplink, slot: slot, now: now, state: &state)
                 }
                 uplink.tcp?.flush()
                 if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
@@ -530,6 +526,14 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.initiator = nil
         uplink.lastAttempt = 0
         if state.creatingSlot == slot { state.creatingSlot = nil }
+    }
+
+    /// `ClientState.resetUplink` for the timers' working copy of an uplink: stores it, resets the stored one and
+    /// reloads the copy, so the rest of the round works on the reset uplink.
+    private func reset(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, state: inout ClientState) {
+        state.uplinks[slot] = uplink
+        state.resetUplink(slot, now: now)
+        uplink = state.uplinks[slot] ?? uplink
     }
 
     private func sendKeepalive(_ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {

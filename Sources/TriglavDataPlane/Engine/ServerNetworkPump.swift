@@ -25,9 +25,10 @@ final class ServerNetworkPump: @unchecked Sendable {
     private let listeners: [TCPListener]
     private var readyConnections: [UInt32] = []
     private var nextConnectionID: UInt32 = 0
-    /// Fallback connections closed for `TCPFallbackLimits`: evicted to make room, refused, expired (for the log).
-    private var evictedConnections = 0
+    /// Fallback connections refused (for the log, which names every 256th).
     private var refusedConnections = 0
+    /// Listeners (indices) `accept` stopped watching until the next timer round: out of descriptors, spare included.
+    private var pausedListeners: [Int] = []
     /// Connections the timer found expired (reused), and those to close after the lock.
     private var expiredConnections: [UInt32] = []
     private var closingConnections: [TCPConnection] = []
@@ -70,7 +71,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 } else if token >= Self.connectionTokenBase, token != Poller.wakeToken {
                     readyConnections.append(UInt32(truncatingIfNeeded: token - Self.connectionTokenBase))
                 } else if token >= Self.listenerTokenBase, token < Self.listenerTokenBase + UInt64(listeners.count) {
-                    accept(listeners[Int(token - Self.listenerTokenBase)])
+                    accept(listener: Int(token - Self.listenerTokenBase))
                 }
             }
         } catch {
@@ -87,6 +88,7 @@ final class ServerNetworkPump: @unchecked Sendable {
         if now >= nextTimer {
             nextTimer = now &+ Self.timerInterval
             expireSessions(now: now)
+            resumeListeners()
         }
     }
 
@@ -126,29 +128,38 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Accepts waiting fallback connections and watches them, within `TCPFallbackLimits`: a source address at its
     /// limit, or a full table, makes room by closing the oldest connection that hasn't authenticated (of that
     /// source, or of all); when every candidate has authenticated, the new connection is refused instead.
-    private func accept(_ listener: TCPListener) {
+    private func accept(listener index: Int) {
+        let listener = listeners[index]
         // The table's size follows the descriptor limit, read per wake-up (one getrlimit): it may be changed at runtime.
         let limit = TCPFallbackLimits.connectionLimit(descriptorLimit: Int(tg_descriptor_limit()))
+        // Whether a connection was closed for a descriptor since the last successful accept: if accept still fails
+        // (ENFILE: another process took it), evicting more would only empty the table.
+        var evictedForDescriptor = false
         for _ in 0..<64 {
             guard let (connection, peer) = listener.accept() else {
                 guard listener.lastAcceptOutOfDescriptors else { return }
                 // Out of descriptors anyway (other fds of the process): free one held by a connection that hasn't
                 // authenticated, or refuse the pending connection; never leave it queued (epoll would spin).
-                if let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
+                if !evictedForDescriptor,
+                   let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
                     closeConnection(victim)
-                    evictedConnections &+= 1
+                    evictedForDescriptor = true
                     continue
                 }
-                guard listener.refusePending() else { return }
-                refusedConnections &+= 1
-                if refusedConnections & 0xff == 1 {
-                    server.logger.warning("""
-                        out of file descriptors: refused a TCP fallback connection (\(refusedConnections) refused so far); \
-                        raise the descriptor limit (LimitNOFILE=) above \(TCPFallbackLimits.maxConnections + TCPFallbackLimits.reservedDescriptors)
-                        """)
+                guard listener.refusePending() else {
+                    // Not even the spare descriptor came back: stop watching the listener for a timer round rather
+                    // than wake again at once for the same queued connection (`resumeListeners`).
+                    server.networkPollerForPump.remove(fd: listener.descriptor.raw)
+                    pausedListeners.append(index)
+                    return
                 }
+                noteRefused("""
+                    (out of file descriptors); raise the descriptor limit (LimitNOFILE=) above \
+                    \(TCPFallbackLimits.maxConnections + TCPFallbackLimits.reservedDescriptors)
+                    """)
                 continue
             }
+            evictedForDescriptor = false
             let now = monotonicNow()
             connection.peerAddress = peer?.address
             connection.acceptedAt = now
@@ -168,15 +179,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 return nextConnectionID
             }
             for victim in evicted { closeConnection(victim) }
-            evictedConnections &+= evicted.count
             guard let id = accepted else {
-                refusedConnections &+= 1
-                if refusedConnections & 0xff == 1 {
-                    server.logger.warning("""
-                        refused a TCP fallback connection from \(peer.map(\.description) ?? "?"): its source or the table \
-                        (\(limit)) is full of authenticated connections (\(refusedConnections) refused so far)
-                        """)
-                }
+                noteRefused("from \(peer.map(\.description) ?? "?"): its source or the table (\(limit)) is full of authenticated connections")
                 connection.close()
                 continue
             }
@@ -188,6 +192,27 @@ final class ServerNetworkPump: @unchecked Sendable {
                 connection.close()
             }
         }
+    }
+
+    /// Counts a refused fallback connection; logs `reason` for the first and every 256th after it, so a flood
+    /// can't flood the log.
+    private func noteRefused(_ reason: @autoclosure () -> String) {
+        refusedConnections &+= 1
+        guard refusedConnections & 0xff == 1 else { return }
+        server.logger.warning("refused a TCP fallback connection \(reason()) (\(refusedConnections) refused so far)")
+    }
+
+    /// Watches the listeners `accept` paused again (a timer round later, descriptors may have been freed).
+    private func resumeListeners() {
+        for index in pausedListeners {
+            let listener = listeners[index]
+            do {
+                try server.networkPollerForPump.add(fd: listener.descriptor.raw, token: Self.listenerTokenBase + UInt64(index))
+            } catch {
+                server.logger.error("\(listener.label): can't watch it again: \(error); no new TCP fallback connections")
+            }
+        }
+        pausedListeners.removeAll(keepingCapacity: true)
     }
 
     /// Removes and returns the connection accepted longest ago that hasn't authenticated, of `peer` (nil: of any).
@@ -448,8 +473,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 socket: source.socketIndex, address: source.target.address, addressLength: source.target.addressLength,
                 localAddress: source.target.localAddress, lastReceive: now, connection: source.connection)
             state.tunnels[tunnelID]?.sessions.append(localIndex)
-            // A connection that carried an accepted handshake belongs to a client: no handshake deadline for it.
-            if let connection = source.connection { state.connections[connection]?.lastAuthenticated = now }
+            // The connection keeps its handshake deadline: a replayed initiation is accepted too, so only an authentic
+            // transport frame (the client's keepalive right after this reply) marks it as a client's (`process`).
             sendBytes(accepted.reply, to: &source, state: &state)
         case .challenge(let cookieReply):
             sendBytes(cookieReply, to: &source, state: &state)

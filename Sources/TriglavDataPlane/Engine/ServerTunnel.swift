@@ -107,24 +107,34 @@ public final class ServerTunnel: Sendable {
             sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU)
-        let changed = try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses,
-                                             masquerade: configuration.configureNetwork && configuration.masquerade,
+        let nat = configuration.configureNetwork && configuration.masquerade
+        let changed = try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: nat,
                                              outboundInterface: configuration.outboundInterface)
-        changedSysctls.withLock { $0 = changed }
         var listeners: [TCPListener] = []
-        if configuration.tcpFallback {
-            for (index, endpoint) in configuration.listen.enumerated() {
-                // Port 0 means "any": use the port the UDP socket got, so both transports share it.
-                let port = endpoint.port != 0 ? endpoint.port : try sockets[index].localEndpoint().port
-                listeners.append(try TCPListener(endpoint: IPEndpoint(address: endpoint.address, port: port),
-                                                 label: "TCP listener \(endpoint.address):\(port)"))
+        do {
+            if configuration.tcpFallback {
+                for (index, endpoint) in configuration.listen.enumerated() {
+                    // Port 0 means "any": use the port the UDP socket got, so both transports share it.
+                    let port = endpoint.port != 0 ? endpoint.port : try sockets[index].localEndpoint().port
+                    listeners.append(try TCPListener(endpoint: IPEndpoint(address: endpoint.address, port: port),
+                                                     label: "TCP listener \(endpoint.address):\(port)"))
+                }
             }
+            for (index, socket) in sockets.enumerated() { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(index)) }
+            for (index, listener) in listeners.enumerated() {
+                try networkPoller.add(fd: listener.descriptor.raw, token: ServerNetworkPump.listenerTokenBase + UInt64(index))
+            }
+            try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+        } catch {
+            // The caller doesn't call stop() after a failed start: undo NAT and forwarding here.
+            for socket in sockets { networkPoller.remove(fd: socket.descriptor.raw) }
+            for listener in listeners { networkPoller.remove(fd: listener.descriptor.raw) }
+            if nat { routes.removeServerNAT() }
+            routes.restoreSysctls(changed)
+            tun.close()
+            throw error
         }
-        for (index, socket) in sockets.enumerated() { try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(index)) }
-        for (index, listener) in listeners.enumerated() {
-            try networkPoller.add(fd: listener.descriptor.raw, token: ServerNetworkPump.listenerTokenBase + UInt64(index))
-        }
-        try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+        changedSysctls.withLock { $0 = changed }
         state.withLock { state in
             state.sockets = sockets
             state.tun = tun

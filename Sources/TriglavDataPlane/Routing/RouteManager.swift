@@ -151,18 +151,29 @@ final class RouteManager: Sendable {
         let index = try interfaceIndex(tun, socket)
         let assigned = [assignment.ipv4] + (assignment.ipv6.map { [$0] } ?? [])
         // A new IPv4 address in the old one's subnet is added as secondary, and deleting a primary deletes its
-        // secondaries too unless they are promoted.
-        try writeSysctl("/proc/sys/net/ipv4/conf/\(tun.rawValue)/promote_secondaries", "1")
-        for address in assigned {
-            // nodad: a tentative IPv6 address can't be used as a source for a second or more.
-            try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
-                try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
+        // secondaries too unless they are promoted. Best effort: where /proc/sys is read-only (some containers)
+        // the new addresses are added once more after the old ones went.
+        var promoted = true
+        do {
+            try writeSysctl("/proc/sys/net/ipv4/conf/\(tun.rawValue)/promote_secondaries", "1")
+        } catch {
+            promoted = false
+            logger.warning("could not enable promote_secondaries on \(tun) (\(error)); re-adding the tunnel addresses after removing old ones")
+        }
+        let addAssigned = { () throws(TriglavDataPlaneError) in
+            for address in assigned {
+                // nodad: a tentative IPv6 address can't be used as a source for a second or more.
+                try self.apply("add \(address) to \(tun)") { () throws(NetlinkError) in
+                    try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
+                }
             }
         }
+        try addAssigned()
         // Then the previous assignment's global addresses go (link-local ones stay).
         try apply("remove old addresses of \(tun)") { () throws(NetlinkError) in
             _ = try socket.deleteAddresses(interfaceIndex: index) { $0.scope == Scope.universe && !assigned.contains($0.local) }
         }
+        if !promoted { try addAssigned() }
         for route in Self.tunnelRoutes(routing: routing, assignment: assignment, tunIndex: index, table: table) {
             try apply("\(route)") { () throws(NetlinkError) in try socket.addRoute(route, replace: true) }
         }
@@ -254,7 +265,6 @@ final class RouteManager: Sendable {
     @discardableResult
     func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool,
                      outboundInterface: InterfaceName? = nil) throws(TriglavDataPlaneError) -> [String: String] {
-        let name = tun.rawValue
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
         try apply("set \(tun) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
@@ -266,13 +276,26 @@ final class RouteManager: Sendable {
         var forwarding = ["/proc/sys/net/ipv4/ip_forward"]
         if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("/proc/sys/net/ipv6/conf/all/forwarding") }
         var changed: [String: String] = [:]
-        for path in forwarding {
-            let previous = readSysctl(path)
-            if let previous, previous != "1" { changed[path] = previous }
-            try writeSysctl(path, "1")
+        do {
+            for path in forwarding {
+                let previous = readSysctl(path)
+                if let previous, previous != "1" { changed[path] = previous }
+                try writeSysctl(path, "1")
+            }
+            removeServerNAT()
+            if masquerade { try installServerNAT(tun: tun, addresses: addresses, outboundInterface: outboundInterface) }
+        } catch {
+            // Nothing half-applied stays behind: the caller gets no sysctls to restore and won't call stop().
+            removeServerNAT()
+            restoreSysctls(changed)
+            throw error
         }
-        removeServerNAT()
-        guard masquerade else { return changed }
+        return changed
+    }
+
+    private func installServerNAT(tun: InterfaceName, addresses: [IPPrefix],
+                                  outboundInterface: InterfaceName?) throws(TriglavDataPlaneError) {
+        let name = tun.rawValue
         var ruleset = "table inet \(RoutingConstants.serverNATTable) {\n"
         ruleset += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
         for address in addresses {
@@ -285,7 +308,6 @@ final class RouteManager: Sendable {
         ruleset += "    iifname \"\(name)\" accept\n    oifname \"\(name)\" ct state established,related accept\n"
         ruleset += "  }\n}\n"
         try run(["nft", "-f", "-"], input: ruleset)
-        return changed
     }
 
     /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
