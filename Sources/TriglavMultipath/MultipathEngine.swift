@@ -370,11 +370,42 @@ public struct MultipathEngine<Packet> {
     private mutating func updateEqualization(now: UInt64) {
         guard configuration.maxEqualizationDelay > 0 else { return }
         let trackers = uplinks
-        equalizer.updatePaths(count: trackers.count, now: now) { index in
+        func hasFreshTransit(_ tracker: UplinkTracker) -> Bool {
+            tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
+        }
+        // A path whose peer's probes haven't arrived yet (a tunnel seconds old: the download may start as soon as
+        // the first uplink answers) has no transit, but our own probes have given it an RTT. Half of it, put on
+        // the transit scale through a path that has both, stands in; otherwise that path couldn't set the target,
+        // the first packets of a flow would leave unequalised, and BBR would keep their RTT as its minimum for
+        // 10 s — the whole download (docs/BENCHMARKS.md, "Lab test: a flow's first RTT sample").
+        var rttToTransit: Int64?
+        for tracker in trackers where hasFreshTransit(tracker) && tracker.rtt.hasSample {
+            rttToTransit = tracker.transit - Int64(clamping: tracker.rtt.smoothed / 2)
+            break
+        }
+        // A path that may carry data and of which we know neither: its delay, and so the target, is unknown, and
+        // any hold short of the longest could release a flow's first packets early (in the lab the download starts
+        // while every uplink is still waiting for its first probe reply). Until it is known or down, everything
+        // waits the longest hold; BBR keeps the smallest RTT it sees, so a too-long one early costs nothing later.
+        var paths = 0
+        var unknown = false
+        for tracker in trackers where tracker.policy.tier == .primary && !tracker.policy.isMetered
+            && tracker.mayTransmit && tracker.state != .down {
+            paths += 1
+            if !hasFreshTransit(tracker) && !(rttToTransit != nil && tracker.rtt.hasSample) { unknown = true }
+        }
+        equalizer.updatePaths(count: trackers.count, now: now, assumingLongestHold: unknown && paths >= 2) { index in
             let tracker = trackers[index]
-            let fresh = tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
+            var transit: Int64?
+            var jitter = tracker.transitJitter
+            if hasFreshTransit(tracker) {
+                transit = tracker.transit
+            } else if let offset = rttToTransit, tracker.rtt.hasSample {
+                transit = offset + Int64(clamping: tracker.rtt.smoothed / 2)
+                jitter = tracker.rtt.jitter
+            }
             return DelayEqualizer<Packet>.PathDelay(
-                id: tracker.id, transit: fresh ? tracker.transit : nil, jitter: tracker.transitJitter,
+                id: tracker.id, transit: transit, jitter: jitter,
                 isUsable: tracker.state.carriesData && !tracker.systemDown && tracker.policy.tier != .never,
                 isAlwaysStriped: tracker.policy.tier == .primary && !tracker.policy.isMetered)
         }
