@@ -762,10 +762,23 @@ public struct MultipathEngine<Packet> {
                                  trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
+        // With delay equalisation the receiver delivers every data packet no earlier than the slowest uplink in
+        // use would have (up to `maxEqualizationDelay` later than its own path): a packet's one-way delay counts
+        // only as far as the equaliser doesn't lift it, and the choice comes down to the shortest queue. Ranking by
+        // raw arrival instead queued 40 ms more on the lab's 5 ms uplink than on its 45 ms one: that link's buffer
+        // overflowed first, and when its queue drained faster than the receiver's smoothed transit followed, its
+        // packets left the equaliser early and lowered the inner TCP's minimum RTT (BBR: for 10 s). Pure ACKs
+        // (`trustsProbes` false) aren't equalised and keep the raw arrival.
+        let equalized = trustsProbes && configuration.maxEqualizationDelay > 0
+        let slowest = equalized ? slowestBaseDelay(in: mask) : 0
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
+            var arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
+            if equalized {
+                let base = uplinks[index].baseOneWayDelay
+                arrival = arrival - base + min(slowest, base &+ configuration.maxEqualizationDelay)
+            }
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index

@@ -278,6 +278,38 @@ import TriglavCore
         #expect(driver.engine.equalizationHold(for: fast) < 100 * Self.ms)
     }
 
+    /// With equalisation on, the receiver lifts every data packet to the slowest uplink's delay, so the sender
+    /// splits by queue alone: without it, the 5 ms uplink took everything until its queue was 40 ms deep.
+    @Test func withEqualisationTheSenderSplitsByQueueNotByPathDelay() throws {
+        func split(maxHold: UInt64, acknowledgements: Bool = false) throws -> [UplinkID: Int] {
+            var configuration = MultipathConfiguration()
+            configuration.maxEqualizationDelay = maxHold
+            configuration.ingressQueueTarget = nil
+            var driver = try EngineDriver(configuration: configuration)
+            try driver.engine.addUplink(fast, now: 0)
+            try driver.engine.addUplink(slow, now: 0)
+            driver.run(until: 500 * Self.ms, rtt: { $0 == self.fast ? 10 * Self.ms : 90 * Self.ms })
+            var counts: [UplinkID: Int] = [:]
+            for _ in 0..<20 {
+                for id in driver.engine.schedule(packetLength: acknowledgements ? 60 : 1400, flowKey: nil,
+                                                 now: driver.now, isAcknowledgement: acknowledgements) {
+                    counts[id, default: 0] += 1
+                }
+            }
+            return counts
+        }
+        // Equal capacity estimates (both still at the initial one): the packets alternate.
+        let equalized = try split(maxHold: 100 * Self.ms)
+        #expect((9...11).contains(equalized[fast] ?? 0) && (9...11).contains(equalized[slow] ?? 0))
+        // Without equalisation the earliest arrival wins: 20 packets are 22 ms on the fast uplink, still earlier
+        // than the slow one's 45 ms.
+        let raw = try split(maxHold: 0)
+        #expect(raw[fast] == 20)
+        // Pure ACKs aren't equalised: they take the fast uplink either way.
+        let acknowledgements = try split(maxHold: 100 * Self.ms, acknowledgements: true)
+        #expect(acknowledgements[fast] == 20)
+    }
+
     @Test func heldPacketsLeaveEarlyRatherThanOverflowTheCallersStorage() throws {
         var driver = try engine(maxHold: 100 * Self.ms)
         let capacity = driver.engine.configuration.reorderCapacity
