@@ -61,7 +61,7 @@ public struct DaemonConfig: Equatable, Sendable {
 /// The TUN device.
 public struct TunnelSettings: Equatable, Sendable {
     public var interface: InterfaceName = Self.defaultInterface
-    /// nil means derived from the uplinks' MTUs (at most `MAX_PAYLOAD`).
+    /// nil means derived from the uplinks' MTUs (at most 1500 minus the overhead to the server's family).
     public var mtu: Int?
 
     static let defaultInterface: InterfaceName = {
@@ -158,6 +158,9 @@ public struct ServerSettings: Equatable, Sendable {
     public var nat = NATSettings()
     public var maxClients = ConfigDefaults.maxClients
     public var clients: [AuthorizedClient] = []
+    /// The server's own idle probe interval on each client uplink; a client that probes less often
+    /// (its `[uplinks] heartbeat_interval_ms`) is probed as rarely as it probes.
+    public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
 
     public init() {}
 
@@ -173,7 +176,7 @@ public struct ServerSettings: Equatable, Sendable {
 /// Source NAT of client traffic leaving the server.
 public struct NATSettings: Equatable, Sendable {
     public var enabled = ConfigDefaults.natEnabled
-    /// nil means the interface of the default route.
+    /// The only interface client traffic is masqueraded out of; nil means every interface but the tunnel's.
     public var outboundInterface: InterfaceName?
 
     public init() {}

@@ -49,7 +49,7 @@ struct DaemonConfigDecoder {
     private func decodeTunnel(_ reader: TableReader) -> TunnelSettings {
         var tunnel = TunnelSettings()
         tunnel.interface = reader.parsed("interface", InterfaceName.init) ?? tunnel.interface
-        tunnel.mtu = reader.integer("mtu", in: ConfigDefaults.minimumTunnelMTU...MAX_PAYLOAD, unit: "bytes")
+        tunnel.mtu = reader.integer("mtu", in: ConfigDefaults.minimumTunnelMTU...ConfigDefaults.maximumTunnelMTU, unit: "bytes")
         reader.finishReading()
         return tunnel
     }
@@ -175,6 +175,9 @@ struct DaemonConfigDecoder {
                 reader.report("max_clients", "\(maxClients) clients don't fit in \(server.tunnelIPv4) "
                     + "(room for \(capacity) besides the server); use a shorter prefix or fewer clients")
             }
+        }
+        if let interval = reader.integer("heartbeat_interval_ms", in: ConfigDefaults.heartbeatIntervalRange, unit: "ms") {
+            server.heartbeatInterval = .milliseconds(interval)
         }
         if let nat = reader.table("nat") {
             server.nat.enabled = nat.bool("enabled") ?? server.nat.enabled

@@ -133,17 +133,25 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
     public var jitterUsec: UInt64
     /// 0…1
     public var lossRatio: Double
+    /// The engine's estimate of what this host can send on the uplink, bit/s (on a client: the upload
+    /// direction; the configured initial 10 Mbit/s until sending has measured more).
     public var capacityBps: UInt64
+    /// What arrived on the uplink during the last second, bit/s (on a client: the download direction, measured).
+    public var rxRateBps: UInt64
     public var txBytes: UInt64
     public var rxBytes: UInt64
     /// Local address used for the tunnel ("192.0.2.7"); empty when none.
     public var localAddress: String
     public var transport: UplinkTransport
+    /// False when the daemon found no route to the server through this interface: it can't carry the tunnel
+    /// until one appears (`triglav uplinks` shows `no-route`). True otherwise, also while not yet known.
+    public var routeToServer: Bool
 
     public init(id: UInt32, interface: String, kind: UplinkKind = .other, origin: UplinkOrigin = .auto,
                 state: UplinkState = .down, tier: UplinkTier = .primary, metered: Bool = false, enabled: Bool = true,
                 rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, capacityBps: UInt64 = 0,
-                txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp) {
+                txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp,
+                routeToServer: Bool = true, rxRateBps: UInt64 = 0) {
         self.id = id
         self.interface = interface
         self.kind = kind
@@ -160,6 +168,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         self.rxBytes = rxBytes
         self.localAddress = localAddress
         self.transport = transport
+        self.routeToServer = routeToServer
+        self.rxRateBps = rxRateBps
     }
 
     public static let propertySpecs: [PropertySpec] = [
@@ -168,16 +178,19 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         PropertySpec("Enabled", "b", writable: true),
         PropertySpec("RttUsec", "t", rateLimited: true), PropertySpec("JitterUsec", "t", rateLimited: true),
         PropertySpec("LossRatio", "d", rateLimited: true), PropertySpec("CapacityBps", "t", rateLimited: true),
+        PropertySpec("RxRateBps", "t", rateLimited: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
-        PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"),
+        PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"), PropertySpec("RouteToServer", "b"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
         [("Interface", .string(interface)), ("Kind", .string(kind.rawValue)), ("Origin", .string(origin.rawValue)),
          ("State", .string(state.rawValue)), ("Tier", .string(tier.rawValue)), ("Metered", .boolean(metered)),
          ("Enabled", .boolean(enabled)), ("RttUsec", .uint64(rttUsec)), ("JitterUsec", .uint64(jitterUsec)),
-         ("LossRatio", .double(lossRatio)), ("CapacityBps", .uint64(capacityBps)), ("TxBytes", .uint64(txBytes)),
-         ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue))]
+         ("LossRatio", .double(lossRatio)), ("CapacityBps", .uint64(capacityBps)), ("RxRateBps", .uint64(rxRateBps)),
+         ("TxBytes", .uint64(txBytes)),
+         ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue)),
+         ("RouteToServer", .boolean(routeToServer))]
     }
 
     /// `id` is not a property (it is in the object path); it is 0 here unless set afterwards.
@@ -189,7 +202,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
                   jitterUsec: v["JitterUsec"]?.uint64 ?? 0, lossRatio: v["LossRatio"]?.double ?? 0,
                   capacityBps: v["CapacityBps"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
                   rxBytes: v["RxBytes"]?.uint64 ?? 0, localAddress: v["LocalAddress"]?.string ?? "",
-                  transport: enumValue(v, "Transport", UplinkTransport.udp))
+                  transport: enumValue(v, "Transport", UplinkTransport.udp), routeToServer: v["RouteToServer"]?.boolean ?? true,
+                  rxRateBps: v["RxRateBps"]?.uint64 ?? 0)
     }
 }
 

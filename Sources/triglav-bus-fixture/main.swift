@@ -1,9 +1,10 @@
 // Test fixture: hosts the org.triglav bus adaptor with the fake controller on a given bus, so
 // integration tests (and people trying the CLI) can drive the real API without privileges or a
 // tunnel. Not installed. Usage:
-//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--clients N] [--tick-ms MS] [--allow-anyone]
+//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--unrouted wlan0] [--clients N] [--tick-ms MS] [--allow-anyone]
 // Without --allow-anyone only root and members of group triglav may change state (as in triglavd).
-// SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear.
+// SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear. --unrouted uplinks start
+// with no route to the server (Uplink1.RouteToServer false); SIGHUP makes their routes appear.
 import Dispatch
 import Logging
 import TriglavControlAPI
@@ -29,6 +30,7 @@ var address = BusConnection.systemBusAddress
 var initialUplinks = ["eth0", "wlan0"]
 var clientCount = 0
 var tickMilliseconds = 0
+var unrouted: [String] = []
 var authorization = CallerAuthorization.standard
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
@@ -37,6 +39,7 @@ while let argument = arguments.next() {
         guard let value = arguments.next() else { fail("--address needs a value") }
         address = value
     case "--uplinks": initialUplinks = (arguments.next() ?? "").split(separator: ",").map(String.init)
+    case "--unrouted": unrouted = (arguments.next() ?? "").split(separator: ",").map(String.init)
     case "--clients":
         guard let value = arguments.next().flatMap({ Int($0) }) else { fail("--clients needs a number") }
         clientCount = value
@@ -50,6 +53,7 @@ while let argument = arguments.next() {
 
 let controller = FakeTunnelController()
 for interface in initialUplinks { controller.simulateUplinkAppeared(interface: interface) }
+for interface in unrouted { controller.simulateRouteToServer(interface: interface, present: false) }
 for index in 0..<clientCount {
     controller.simulateClientConnected(publicKey: "client\(index)-public-key", endpoint: "203.0.113.\(index + 5):40000")
 }
@@ -71,6 +75,10 @@ appear.resume()
 let vanish = DispatchSource.makeSignalSource(signal: SIGUSR2, queue: .main)
 vanish.setEventHandler { controller.simulateUplinkGone(interface: "eth1") }
 vanish.resume()
+signal(SIGHUP, SIG_IGN)
+let routed = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
+routed.setEventHandler { for interface in unrouted { controller.simulateRouteToServer(interface: interface, present: true) } }
+routed.resume()
 
 connection.onDisconnect { exit(0) }
 

@@ -38,6 +38,9 @@ struct Server: ParsableCommand {
     @Option(help: "Server tunnel address with prefix (repeatable), e.g. 10.77.0.1/24.") var address: [String]
     @Option(help: "Authorized client: PUBLICKEY=IPV4/LEN[,IPV6/LEN] (repeatable).") var client: [String] = []
     @Flag(help: "Don't masquerade tunnel traffic leaving other interfaces.") var noNat = false
+    @Option(help: "Masquerade only out of this interface (default: every interface but the TUN).") var outboundInterface: String?
+    @Option(help: "Milliseconds between the server's idle probes on each client uplink (clients may ask for longer).")
+    var heartbeatMs: Int = 100
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
 
@@ -56,6 +59,9 @@ struct Server: ParsableCommand {
             tunnelAddresses: try address.map { try IPPrefix($0) }, clients: clients)
         configuration.listen = try listen.map { try IPEndpoint($0) }
         configuration.masquerade = !noNat
+        configuration.outboundInterface = try outboundInterface.map { try InterfaceName($0) }
+        guard heartbeatMs > 0 else { throw ValidationError("--heartbeat-ms must be positive, got \(heartbeatMs)") }
+        configuration.heartbeatInterval = .milliseconds(heartbeatMs)
         let server = try ServerTunnel(configuration: configuration)
         try server.start()
         FileHandle.standardOutput.write(Data("listening on \(try server.listeningEndpoints().map(\.description).joined(separator: " "))\n".utf8))
@@ -74,11 +80,14 @@ struct Client: ParsableCommand {
     var uplink: [String]
     @Flag(help: "Route everything through the tunnel (wg-quick style).") var fullTunnel = false
     @Option(help: "Route only this prefix through the tunnel (repeatable).") var split: [String] = []
+    @Option(help: "Never route this prefix through the tunnel: look it up in the main table first (repeatable).")
+    var exclude: [String] = []
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
     @Option(help: "Milliseconds between idle probes (heartbeats) on each uplink.") var heartbeatMs: Int = 100
     @Option(help: "Seconds of silence on an uplink before a NAT keepalive is sent.") var keepaliveS: Double = 25
-    @Option(help: "Largest TUN MTU; the device follows the smallest uplink MTU minus the overhead below it.") var mtu: Int = MAX_PAYLOAD
+    @Option(help: "Largest TUN MTU; the device follows the smallest uplink MTU minus the overhead below it (default: 1432 to an IPv4 server, 1412 to IPv6).")
+    var mtu: Int?
     @Option(help: "Seconds an uplink stays on its TCP fallback before trying UDP again.") var udpRetryS: Double = 120
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
@@ -93,8 +102,10 @@ struct Client: ParsableCommand {
         configuration.firewallMark = mark
         configuration.probeInterval = .milliseconds(heartbeatMs)
         configuration.keepaliveInterval = .milliseconds(Int64(keepaliveS * 1000))
-        guard (1280...1500).contains(mtu) else { throw ValidationError("--mtu must be 1280 to 1500, got \(mtu)") }
-        configuration.mtu = mtu
+        if let mtu {
+            guard (1280...1500).contains(mtu) else { throw ValidationError("--mtu must be 1280 to 1500, got \(mtu)") }
+            configuration.mtu = mtu
+        }
         guard udpRetryS > 0 else { throw ValidationError("--udp-retry-s must be positive, got \(udpRetryS)") }
         configuration.udpRetryInterval = .milliseconds(Int64(udpRetryS * 1000))
         if fullTunnel {
@@ -102,6 +113,7 @@ struct Client: ParsableCommand {
         } else if !split.isEmpty {
             configuration.routing = .split(try split.map { try IPPrefix($0) })
         }
+        configuration.policyRouting.exclude = try exclude.map { try IPPrefix($0) }
         let client = try ClientTunnel(configuration: configuration)
         try client.start()
         for entry in uplink {

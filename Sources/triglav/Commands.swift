@@ -25,7 +25,7 @@ struct Status: AsyncParsableCommand {
 
 struct Uplinks: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List uplinks: interface, kind, tier, state, RTT, loss, capacity, tx/rx.")
+        abstract: "List uplinks: interface, kind, tier, state, RTT, loss, send capacity estimate, receive rate, tx/rx.")
 
     @OptionGroup var bus: BusOptions
     @Flag(help: "Print JSON; keys are the D-Bus property names.") var json = false

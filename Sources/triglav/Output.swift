@@ -155,7 +155,7 @@ struct Style {
         switch text {
         case "connected", "active": return paint(text, "32")
         case "connecting", "disconnecting", "waiting", "probing", "degraded", "standby", "handshaking": return paint(text, "33")
-        case "disconnected", "down": return paint(text, "31")
+        case "disconnected", "down", "no-route": return paint(text, "31")
         default: return text
         }
     }
@@ -259,11 +259,22 @@ enum Render {
         if uplinks.isEmpty { return "No uplinks." }
         let rows = uplinks.map { uplink in
             [uplink.interface, uplink.kind.rawValue, uplink.tier.rawValue + (uplink.metered ? " (metered)" : ""),
-             uplink.enabled ? uplink.state.rawValue : "disabled", Format.rtt(uplink.rttUsec), Format.percent(uplink.lossRatio),
-             Format.bitrate(uplink.capacityBps), Format.bytes(uplink.txBytes), Format.bytes(uplink.rxBytes)]
+             stateWord(uplink), Format.rtt(uplink.rttUsec), Format.percent(uplink.lossRatio),
+             Format.bitrate(uplink.capacityBps), Format.bitrate(uplink.rxRateBps), Format.bytes(uplink.txBytes),
+             Format.bytes(uplink.rxBytes)]
         }
-        return Format.table(header: ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "CAPACITY", "TX", "RX"],
+        // TX-CAPACITY is the engine's estimate for sending (a client's upload; it starts at 10 Mbit/s and only grows
+        // when this host sends a lot), RX-RATE what arrived in the last second (a client's download, measured).
+        return Format.table(header: ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX"],
                             rows: rows, style: style) { column, cell in column == 3 ? style.state(cell) : cell }
+    }
+
+    /// The STATE column: Uplink1.State, except `disabled` (Enabled false) and `no-route` (RouteToServer false:
+    /// no route to the server leads through the interface, which says why the uplink never connects).
+    static func stateWord(_ uplink: UplinkStatus) -> String {
+        if !uplink.enabled { return "disabled" }
+        if !uplink.routeToServer { return "no-route" }
+        return uplink.state.rawValue
     }
 
     static func clients(_ snapshot: Snapshot, style: Style) -> String {

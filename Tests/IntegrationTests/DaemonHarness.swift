@@ -143,8 +143,8 @@ final class DaemonLab: @unchecked Sendable {
         return (process, listener)
     }
 
-    func startServer() throws -> (Process, NotifyListener) {
-        try startDaemon(namespace: server, "--config \(directory)/server.toml", logName: "server")
+    func startServer(onBus: Bool = true) throws -> (Process, NotifyListener) {
+        try startDaemon(namespace: server, "--config \(directory)/server.toml", logName: "server", onBus: onBus)
     }
 
     func startClient(connect: Bool = true, logName: String = "client", onBus: Bool = true,

@@ -60,9 +60,15 @@ struct DaemonTests {
         let (second, secondNotify) = try lab.startClient(logName: "client-2")
         try secondNotify.waitFor("READY=1", timeout: 15)
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client-2"))")
-        let rules = try lab.exec(lab.client, "ip -4 rule show")
-        let ours = rules.split(separator: "\n").filter { !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:") }
-        #expect(Set(ours).count == ours.count, "duplicate rules: \(rules)")
+        for family in ["-4", "-6"] {
+            let rules = try lab.exec(lab.client, "ip \(family) rule show")
+            let ours = rules.split(separator: "\n").filter { !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:") }
+            // Full tunnel: suppress_prefixlength and not-fwmark, once each per family.
+            #expect(ours.count == 2 && Set(ours).count == ours.count, "duplicate or missing rules (\(family)): \(rules)")
+            // One default route per family in the tunnel table (IPv6 unreachable: the server assigns none).
+            let routes = try lab.exec(lab.client, "ip \(family) route show table all proto 116")
+            #expect(routes.components(separatedBy: "default").count == 2, "tunnel routes (\(family)): \(routes)")
+        }
         #expect(try lab.exec(lab.client, "ip -o link show").components(separatedBy: "tgc0").count == 2)
 
         // The server goes away and comes back: the client's tunnel recovers by itself.

@@ -96,12 +96,12 @@ final class DataPlaneLab: @unchecked Sendable {
 
     // MARK: Tunnel processes
 
-    func startServer(extraClients: [String] = [], logName: String = "server") throws -> Process {
+    func startServer(extraClients: [String] = [], logName: String = "server", extraArguments: String = "") throws -> Process {
         let clients = ([clientPublicKey] + extraClients).enumerated().map { index, key in
             "--client \(key)=10.77.0.\(index + 2)/24"
         }.joined(separator: " ")
         let process = try spawn(namespace: server, "\(Self.driver) server --key \(serverKeyFile) --tun tgs0 "
-            + "--address \(Self.serverTunnelAddress)/24 \(clients) --verbose", logName: logName)
+            + "--address \(Self.serverTunnelAddress)/24 \(clients) \(extraArguments) --verbose", logName: logName)
         try waitForOutput(logName, containing: "ready", timeout: 10)
         return process
     }

@@ -89,6 +89,9 @@ struct DataPlaneTunnelTests {
         #expect(count(of: "29798:", in: rules6) == 1, "IPv6 rules: \(rules6)")
         #expect(count(of: "tgc0", in: try lab.exec(lab.client, "ip -o link show")) == 1)
         #expect(count(of: "default", in: try lab.exec(lab.client, "ip -4 route show table 29799")) == 1)
+        // IPv6 too: the server assigns none, so the table holds one unreachable default route for it.
+        let routes6 = try lab.exec(lab.client, "ip -6 route show table 29799")
+        #expect(count(of: "default", in: routes6) == 1 && routes6.hasPrefix("unreachable"), "IPv6 routes: \(routes6)")
         lab.terminate(second)
         let routingAfter = try routingSnapshot(lab)
         #expect(routingAfter == routingBefore, "before:\n\(routingBefore)\nafter:\n\(routingAfter)")
@@ -127,12 +130,12 @@ struct DataPlaneTunnelTests {
         #expect(pings.contains(" 0% packet loss"), "\(pings)")
     }
 
-    @Test("the TUN MTU is the smallest uplink MTU minus IPv4 + UDP + Triglav overhead, and follows MTU changes and removals")
+    @Test("the TUN MTU is the smallest uplink MTU minus IPv4 + UDP + Triglav overhead (1432 by default), and follows MTU changes and removals")
     func tunnelMTUFollowsUplinks() throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
         _ = try lab.startServer()
-        _ = try lab.startClient(extraArguments: "--mtu 1500")
+        _ = try lab.startClient()
         #expect(lab.waitForTunnel(timeout: 10))
         // Outer IPv4 20 + UDP 8 + transport header 16 + inner header 8 + tag 16 = 68.
         let overhead = 20 + 8 + 16 + 8 + 16
@@ -147,6 +150,9 @@ struct DataPlaneTunnelTests {
             return seen
         }
         #expect(tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
+        // The server listens on IPv4 only, so its TUN takes the same 1432 (the replies below are as large).
+        #expect((try? lab.exec(lab.server, "cat /sys/class/net/tgs0/mtu"))?.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "\(1500 - overhead)")
         // A full-size inner packet with DF fits the 1500-byte uplinks exactly (sent over UDP with DF: one byte
         // of overhead too few would fail with EMSGSIZE); one byte more is refused by the TUN's MTU.
         let full = 1500 - overhead - 28

@@ -38,7 +38,7 @@ import TriglavCrypto
             _ = try ConfigLoader.loadDaemonConfig(path: path)
             Issue.record("invalid file accepted")
         } catch {
-            #expect(error.diagnostics.map(\.description) == ["\(path): tunnel.mtu: 1 is out of range: must be 1280 to 1412 bytes"])
+            #expect(error.diagnostics.map(\.description) == ["\(path): tunnel.mtu: 1 is out of range: must be 1280 to 1432 bytes"])
         }
     }
 

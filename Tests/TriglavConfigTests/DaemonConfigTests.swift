@@ -29,6 +29,13 @@ import TriglavCrypto
         #expect(config.server == nil)
     }
 
+    @Test("tunnel.mtu goes up to what a 1500-byte uplink to an IPv4 server carries: 1500 - 20 - 8 - 40")
+    func tunnelMTUCeilingIsTheIPv4Figure() throws {
+        #expect(ConfigDefaults.maximumTunnelMTU == 1432)
+        let config = try ConfigLoader.parseDaemonConfig("[tunnel]\nmtu = 1432\n", file: "mtu.toml")
+        #expect(config.tunnel.mtu == 1432)
+    }
+
     @Test func commentsAndWhitespaceOnlyAreEmpty() throws {
         #expect(try ConfigLoader.parseDaemonConfig("# nothing here\n\n   \n", file: "x") == DaemonConfig())
     }
@@ -41,6 +48,7 @@ import TriglavCrypto
         #expect(server.tunnelIPv6?.description == "fd77::1/64")
         #expect(server.nat.enabled && server.nat.outboundInterface == nil)
         #expect(server.maxClients == 64)
+        #expect(server.heartbeatInterval == .milliseconds(100))
         #expect(server.clients.isEmpty)
     }
 
@@ -132,6 +140,7 @@ import TriglavCrypto
             tunnel_ipv4 = "10.9.0.1/16"
             tunnel_ipv6 = "fd09::1/64"
             max_clients = 2
+            heartbeat_interval_ms = 2500
             [server.nat]
             enabled = false
             outbound_interface = "ens3"
@@ -150,6 +159,7 @@ import TriglavCrypto
         #expect(server.tunnelIPv4.description == "10.9.0.1/16" && server.tunnelIPv6?.description == "fd09::1/64")
         #expect(!server.nat.enabled && server.nat.outboundInterface?.rawValue == "ens3")
         #expect(server.maxClients == 2)
+        #expect(server.heartbeatInterval == .milliseconds(2500))
         #expect(server.clients.map(\.name) == ["laptop", "phone@alice"])
         #expect(server.clients[0].publicKey.base64 == keys[0])
         #expect(server.clients[0].tunnelIPv4 == IPAddress("10.9.1.2"))
@@ -228,7 +238,8 @@ import TriglavCrypto
     }
 
     @Test(arguments: [
-        ("[tunnel]\nmtu = 9000", "tunnel.mtu", "must be 1280 to \(MAX_PAYLOAD) bytes"),
+        ("[tunnel]\nmtu = 9000", "tunnel.mtu", "must be 1280 to 1432 bytes"),
+        ("[tunnel]\nmtu = 1433", "tunnel.mtu", "must be 1280 to 1432 bytes"),
         ("[tunnel]\nmtu = 576", "tunnel.mtu", "out of range"),
         ("[multipath]\nreorder_max_hold_ms = -1", "multipath.reorder_max_hold_ms", "must be 0 to 5000 ms"),
         ("[uplinks]\nheartbeat_interval_ms = 0", "uplinks.heartbeat_interval_ms", "must be 10 to 60000 ms"),
@@ -242,6 +253,7 @@ import TriglavCrypto
         ("[routing]\ntable = 0", "routing.table", "out of range"),
         ("[routing]\nrule_priority = 32764", "routing.rule_priority", "must be 1 to 32763"),
         ("[server]\nmax_clients = 0", "server.max_clients", "must be 1 to 65535"),
+        ("[server]\nheartbeat_interval_ms = 5", "server.heartbeat_interval_ms", "must be 10 to 60000 ms"),
         ("[server]\nmax_clients = 300", "server.max_clients", "room for 253 besides the server"),
     ])
     func outOfRangeValuesAreReported(toml: String, keyPath: String, fragment: String) {

@@ -156,6 +156,68 @@ struct BusAPITests {
         #expect(!tree.stdout.contains("/uplink/3") && !tree.stdout.contains("/uplink/4"), "\(tree)")
     }
 
+    @Test func routeToServerIsReadableSignalledAndShownByTheCLI() async throws {
+        // eth0 (uplink 1) has a route to the server, wlan0 (uplink 2) none until SIGHUP.
+        let environment = try await BusAPIEnvironment(clients: 0, fixtureArguments: ["--unrouted", "wlan0"])
+        defer { environment.tearDown() }
+        func routeToServer(_ path: String) throws -> String {
+            let result = try environment.busctl(["get-property", "org.triglav", path, TriglavBus.uplinkInterface, "RouteToServer"])
+            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func stateColumn(_ interface: String) throws -> String? {
+            let table = try environment.cli(["uplinks"]).stdout
+            let row = table.split(separator: "\n").first { $0.hasPrefix(interface + " ") }
+            return row.map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }.flatMap { $0.count > 3 ? $0[3] : nil }
+        }
+        #expect(try routeToServer("/org/triglav/uplink/1") == "b true")
+        #expect(try routeToServer("/org/triglav/uplink/2") == "b false")
+        // Columns: INTERFACE KIND TIER STATE… ("primary" has no "(metered)" suffix here).
+        let table = try environment.cli(["uplinks"]).stdout
+        #expect(try stateColumn("wlan0") == "no-route", "\(table)")
+        #expect(try stateColumn("eth0") != "no-route")
+        let json = try environment.cli(["uplinks", "--json"]).stdout
+        #expect(json.contains("\"RouteToServer\":false") && json.contains("\"RouteToServer\":true"), "\(json)")
+
+        let client = try BusConnection(address: environment.address)
+        defer { client.close() }
+        let changes = Mutex<[Bool]>([])
+        _ = try await client.subscribe(DBusMatchRule(sender: TriglavBus.name, interface: DBusStandardInterface.properties,
+                                                     member: "PropertiesChanged",
+                                                     pathNamespace: DBusObjectPath(checked: "/org/triglav/uplink/2"))) { signal in
+            guard signal.arguments.first?.stringValue == TriglavBus.uplinkInterface,
+                  let value = signal.arguments[1].stringKeyedDictionary?["RouteToServer"]?.boolValue else { return }
+            changes.withLock { $0.append(value) }
+        }
+        environment.fixture.signal(SIGHUP)  // the route appears
+        let deadline = ContinuousClock.now + .seconds(5)
+        while changes.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(changes.withLock { $0 } == [true])
+        #expect(try routeToServer("/org/triglav/uplink/2") == "b true")
+        #expect(try stateColumn("wlan0") != "no-route")
+    }
+
+    @Test func uplinksTableShowsBothDirections() async throws {
+        let environment = try await BusAPIEnvironment(clients: 0, tickMilliseconds: 50)
+        defer { environment.tearDown() }
+        #expect(try environment.cli(["connect", "home"]).status == 0)
+        // The fake reports 480 kbit/s received per active uplink on each tick, and a 50 Mbit/s send estimate.
+        let deadline = ContinuousClock.now + .seconds(5)
+        var rate = ""
+        while ContinuousClock.now < deadline {
+            rate = try environment.busctl(["get-property", "org.triglav", "/org/triglav/uplink/1", TriglavBus.uplinkInterface,
+                                           "RxRateBps"]).stdout
+            if rate.hasPrefix("t 480000") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(rate.hasPrefix("t 480000"), "\(rate)")
+        let table = try environment.cli(["uplinks"]).stdout
+        let lines = table.split(separator: "\n").map(String.init)
+        let header = lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
+        #expect(header == ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX"], "\(table)")
+        let eth0 = lines.first { $0.hasPrefix("eth0 ") } ?? ""
+        #expect(eth0.contains("50.0 Mbit/s") && eth0.contains("480.0 kbit/s"), "\(table)")
+    }
+
     @Test func countersAreSignalledAtMostOncePerSecond() async throws {
         let environment = try await BusAPIEnvironment(clients: 0, tickMilliseconds: 50)
         defer { environment.tearDown() }

@@ -73,11 +73,11 @@ final class BusAPIEnvironment: Sendable {
     let bus: SystemLikeBus
     let fixture: BackgroundProcess
 
-    init(clients: Int = 1, tickMilliseconds: Int = 0, triglavPolicy: Bool = true) async throws {
+    init(clients: Int = 1, tickMilliseconds: Int = 0, triglavPolicy: Bool = true, fixtureArguments: [String] = []) async throws {
         bus = try SystemLikeBus(triglavPolicy: triglavPolicy)
         do {
             fixture = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--clients", String(clients),
-                                             "--tick-ms", String(tickMilliseconds)],
+                                             "--tick-ms", String(tickMilliseconds)] + fixtureArguments,
                                             outputPrefix: bus.directory + "/fixture")
         } catch {
             bus.stop()

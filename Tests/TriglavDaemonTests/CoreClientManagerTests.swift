@@ -175,6 +175,10 @@ struct CoreClientManagerTests {
         // The engine's path estimates reach Uplink1 (JitterUsec, LossRatio, CapacityBps, Transport).
         let eth0 = try #require(manager.uplinks.first)
         #expect(eth0.jitterMicroseconds == 250 && eth0.lossRatio == 0.02 && eth0.capacityBitsPerSecond == 30_000_000)
+        // Both directions: the engine's send estimate (CapacityBps) and the measured receive rate (RxRateBps).
+        #expect(eth0.receiveRateBitsPerSecond == 40_000_000)
+        #expect(Daemon.uplinkStatus(eth0).rxRateBps == 40_000_000 && Daemon.uplinkStatus(eth0).capacityBps == 30_000_000)
+        #expect(manager.uplinks.last?.receiveRateBitsPerSecond == 0)
         #expect(eth0.transport == "udp")
         #expect(manager.uplinks.last?.capacityBitsPerSecond == 0 && manager.uplinks.last?.jitterMicroseconds == 0)
         tunnel.establish("wlan0")
@@ -211,6 +215,31 @@ struct CoreClientManagerTests {
         #expect(busStates() == ["active", "probing"])
         manager.handleDiscovery(.removed(Fixtures.uplink("wlan0", index: 3)))
         #expect(busStates() == ["active"])
+    }
+
+    @Test func routeToServerAndTransportReachUplink1() throws {
+        let (manager, factory, _, _) = try Fixtures.clientManager()
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 3, kind: .wwan)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        func bus(_ interface: String) -> TriglavControlAPI.UplinkStatus? {
+            manager.uplinks.first { $0.interface == interface }.map(Daemon.uplinkStatus)
+        }
+        manager.refresh()
+        #expect(bus("eth0")?.routeToServer == true && bus("wwan0")?.routeToServer == true, "unknown counts as routed")
+        tunnel.setRouteToServer(false, "wwan0")
+        manager.refresh()
+        #expect(bus("wwan0")?.routeToServer == false)
+        #expect(bus("wwan0")?.state == .waiting)
+        #expect(bus("eth0")?.routeToServer == true)
+        // A route appeared and the uplink connected (over its TCP fallback, in this fake).
+        tunnel.setRouteToServer(true, "wwan0")
+        tunnel.establish("wwan0")
+        manager.refresh()
+        #expect(bus("wwan0")?.routeToServer == true)
+        #expect(bus("wwan0")?.transport == .tcp)
+        #expect(bus("eth0")?.transport == .udp)
     }
 
     @Test func secondaryUplinksCarryTrafficOnlyWhileNoPrimaryWorks() throws {

@@ -22,6 +22,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var uplinkLimit = ClientTunnel.maximumUplinks
         /// The engine's path state of established uplinks (nil: not reported, as before it existed).
         var pathStates: [String: TriglavMultipath.UplinkState] = [:]
+        /// Uplinks the data plane found no route to the server for.
+        var unrouted: Set<String> = []
     }
 
     let plan: ClientTunnelPlan
@@ -85,7 +87,9 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
                              transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
-                             pathState: up ? record.pathStates[name] : nil)
+                             pathState: up ? record.pathStates[name] : nil,
+                             routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
+                             receiveRateBitsPerSecond: up ? 40_000_000 : 0)
             })
         }
     }
@@ -100,6 +104,13 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
 
     func setPathState(_ state: TriglavMultipath.UplinkState, _ interface: String) {
         record.withLock { $0.pathStates[interface] = state }
+    }
+
+    /// The data plane's route check: no route to the server through these interfaces (or one again).
+    func setRouteToServer(_ present: Bool, _ interfaces: String...) {
+        record.withLock { record in
+            if present { record.unrouted.subtract(interfaces) } else { record.unrouted.formUnion(interfaces) }
+        }
     }
 
     func lose(_ interfaces: String...) {

@@ -1,6 +1,7 @@
 import Synchronization
 import Testing
 import TriglavConfig
+import TriglavControlAPI
 import TriglavCore
 import TriglavCrypto
 import TriglavDataPlane
@@ -26,8 +27,10 @@ struct CoreServerManagerTests {
     @Test func theTunnelPlanFollowsTheConfiguration() throws {
         var (config, keys) = try Self.config()
         config.server?.nat.enabled = false
+        config.server?.heartbeatInterval = .milliseconds(2500)
         let plan = ServerTunnelPlan(config: config)
         #expect(plan.listen == [try IPEndpoint("192.0.2.1:7443")])
+        #expect(plan.heartbeatInterval == .milliseconds(2500))
         #expect(plan.tunnelAddresses.map(\.description) == ["10.77.0.1/24", "fd77::1/64"])
         #expect(!plan.masquerade)
         let client = try #require(config.server?.clients.first)
@@ -73,6 +76,45 @@ struct CoreServerManagerTests {
         #expect(tunnel.isStopped)
         #expect(manager.statusLine == "Stopped")
         #expect(manager.clients.isEmpty)
+    }
+
+    @Test("Client1.State and Paths follow the server engine's paths: none confirmed, all usable, one down")
+    func clientStateFollowsThePaths() throws {
+        #expect(ServerClientState(paths: []) == .handshaking)
+        #expect(ServerClientState(paths: [.ready, .probing]) == .connected)
+        #expect(ServerClientState(paths: [.ready, .degraded]) == .degraded)
+        #expect(ServerClientState(paths: [.down]) == .degraded)
+
+        let (config, keys) = try Self.config()
+        let factory = FakeServerTunnelFactory()
+        let manager = ServerManager(config: config, configSource: FakeConfigSource(config), tunnels: factory)
+        let log = EventLog<ServerManagerEvent>()
+        manager.observe { log.append($0) }
+        try manager.start()
+        let tunnel = try #require(factory.last)
+        var client = ServerTunnelSnapshot.Client(publicKey: keys[0].base64, assignment: TunnelAddresses(ipv4: try IPPrefix("10.77.0.2/32")))
+        func bus() -> TriglavControlAPI.ClientStatus? { manager.clients.first.map(Daemon.clientStatus) }
+        tunnel.setClients([client])
+        manager.refresh()
+        #expect(bus()?.state == .handshaking && bus()?.paths == 0)
+        client.pathStates = [.probing, .ready]
+        tunnel.setClients([client])
+        manager.refresh()
+        #expect(bus()?.state == .connected && bus()?.paths == 2)
+        client.pathStates = [.down, .ready]
+        tunnel.setClients([client])
+        manager.refresh()
+        #expect(bus()?.state == .degraded && bus()?.paths == 1)
+        // Each change is an event (PropertiesChanged on the bus).
+        manager.drainEvents()
+        let states = log.all.compactMap { event -> ServerClientState? in
+            switch event {
+            case .clientAdded(let status), .clientChanged(let status): status.state
+            default: nil
+            }
+        }
+        #expect(states == [.handshaking, .connected, .degraded])
+        manager.stop()
     }
 
     @Test func disconnectClientDropsItAtOnceAndTotalsKeepItsBytes() throws {

@@ -28,6 +28,16 @@ import TriglavCrypto
         #expect(try server.open(datagram, now: 1).body == packet)
     }
 
+    /// The protocol doesn't cap a data frame below the link: over IPv4 a 1500-byte uplink carries a 1432-byte inner
+    /// packet (1500 − 20 − 8 − 40), which the data plane's default ceiling uses for IPv4 servers.
+    @Test func ipv4SizedPacketFillsA1500ByteLink() throws {
+        var (client, server) = try Self.sessionPair()
+        let packet = (0..<1432).map { UInt8(truncatingIfNeeded: $0) }
+        let datagram = try client.seal(.data, tunnelSequence: 7, body: packet, now: 1)
+        #expect(datagram.count + 20 + WireOverhead.udpHeader == MAX_MTU)
+        #expect(try server.open(datagram, now: 1).body == packet)
+    }
+
     @Test func everyFrameRoundTrips() throws {
         var (client, server) = try Self.sessionPair()
         for (index, frame) in Self.controlFrames.enumerated() where frame.frameType != .close {
@@ -38,7 +48,7 @@ import TriglavCrypto
             #expect(body == frame.body)
         }
         // Data frames of every size class, with flags and sequence numbers.
-        for length in [0, 1, 20, 576, 1280, MAX_PAYLOAD] {
+        for length in [0, 1, 20, 576, 1280, MAX_PAYLOAD, 1432, 2008] {
             let packet = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31) }
             let datagram = try server.seal(.data, flags: 0xA5, tunnelSequence: UInt32(length), body: packet, now: 5)
             let (opened, body) = try client.open(datagram, now: 5)

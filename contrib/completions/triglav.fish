@@ -108,7 +108,7 @@ complete -c 'triglav' -f
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav" version' -l 'version' -d 'Show the version.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "triglav" -eq 1' -fa 'status' -d 'Show the tunnel, its uplinks and (server role) clients.'
-complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "triglav" -eq 1' -fa 'uplinks' -d 'List uplinks: interface, kind, tier, state, RTT, loss, capacity, tx/rx.'
+complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "triglav" -eq 1' -fa 'uplinks' -d 'List uplinks: interface, kind, tier, state, RTT, loss, send capacity estimate, receive rate, tx/rx.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "triglav" -eq 1' -fa 'connect' -d 'Bring the tunnel up with a profile.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "triglav" -eq 1' -fa 'disconnect' -d 'Take the tunnel down.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "triglav" -eq 1' -fa 'uplink' -d 'Add, remove or configure an uplink.'

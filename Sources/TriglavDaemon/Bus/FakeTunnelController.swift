@@ -189,6 +189,19 @@ public final class FakeTunnelController: TunnelController {
         notify()
     }
 
+    /// The data plane found no route to the server through `interface` (`present` false: the uplink waits, and
+    /// Uplink1.RouteToServer is false), or one appeared (true: the uplink gets a session, as in a connect).
+    public func simulateRouteToServer(interface: String, present: Bool) {
+        state.withLock { state in
+            let connected = state.status.manager.state == .connected
+            for index in state.status.uplinks.indices where state.status.uplinks[index].interface == interface {
+                state.status.uplinks[index].routeToServer = present
+                state.status.uplinks[index].state = present ? (connected ? .active : .probing) : .waiting
+            }
+        }
+        notify()
+    }
+
     /// A client connected to the server role; returns its id.
     @discardableResult
     public func simulateClientConnected(publicKey: String, endpoint: String) -> UInt32 {
@@ -215,6 +228,7 @@ public final class FakeTunnelController: TunnelController {
                 state.status.uplinks[index].txBytes += bytes
                 state.status.uplinks[index].rxBytes += bytes * 2
                 state.status.uplinks[index].rttUsec += 1
+                state.status.uplinks[index].rxRateBps = bytes * 2 * 8 * 20
             }
             for index in state.status.clients.indices {
                 state.status.clients[index].txBytes += bytes

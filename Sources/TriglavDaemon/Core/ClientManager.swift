@@ -718,7 +718,8 @@ extension ClientManager {
                     lossRatio: statistics?.lossRatio ?? 0, capacityBitsPerSecond: statistics?.capacityBitsPerSecond ?? 0,
                     transmittedBytes: statistics?.transmittedBytes ?? 0, receivedBytes: statistics?.receivedBytes ?? 0,
                     localAddress: record.discovered?.localAddresses.first.map(\.description) ?? "",
-                    transport: statistics?.transport ?? "udp")
+                    transport: statistics?.transport ?? "udp", hasRouteToServer: statistics?.routeToServer != false,
+                    receiveRateBitsPerSecond: statistics?.receiveRateBitsPerSecond ?? 0)
             }
         }
 

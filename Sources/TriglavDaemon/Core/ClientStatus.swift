@@ -87,14 +87,19 @@ public struct UplinkSnapshot: Sendable, Equatable {
     public var jitterMicroseconds: UInt64
     /// Not measured by the data plane yet: 0.
     public var lossRatio: Double
-    /// Not measured by the data plane yet: 0.
+    /// The multipath engine's estimate of what this host can send on the uplink (Uplink1.CapacityBps).
     public var capacityBitsPerSecond: UInt64
     public var transmittedBytes: UInt64
     public var receivedBytes: UInt64
     /// The interface's first usable address ("" when unknown).
     public var localAddress: String
-    /// "udp" (the data plane has no TCP fallback yet).
+    /// "udp", or "tcp" while the uplink uses its TCP fallback.
     public var transport: String
+    /// False when the data plane found no route to the server through the interface (Uplink1.RouteToServer):
+    /// the uplink can't connect until one appears. True otherwise, including while unknown.
+    public var hasRouteToServer: Bool = true
+    /// What arrived on the uplink during the last second (Uplink1.RxRateBps): the download direction, measured.
+    public var receiveRateBitsPerSecond: UInt64 = 0
 }
 
 /// A snapshot of the client manager (`/org/triglav`, `org.triglav.Manager1`).

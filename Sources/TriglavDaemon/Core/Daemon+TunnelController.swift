@@ -103,14 +103,21 @@ extension Daemon: TunnelController {
             status.server = ServerStatus(enabled: snapshot.isRunning, listenAddress: snapshot.listen.joined(separator: ", "),
                                          publicKey: serverPublicKey ?? "", txBytes: snapshot.transmittedBytes,
                                          rxBytes: snapshot.receivedBytes)
-            status.clients = server.clients.map { client in
-                ClientStatus(id: UInt32(client.number), publicKey: client.publicKey, endpoint: client.endpoints.first ?? "",
-                             tunnelAddresses: client.tunnelAddresses, state: .connected, paths: UInt32(client.endpoints.count),
-                             rttUsec: client.rttMicroseconds, txBytes: client.transmittedBytes, rxBytes: client.receivedBytes,
-                             connectedSinceUsec: client.connectedSinceMicroseconds)
-            }
+            status.clients = server.clients.map(Self.clientStatus)
         }
         return status
+    }
+
+    static func clientStatus(_ client: ServerClientStatus) -> TriglavControlAPI.ClientStatus {
+        let state: TriglavControlAPI.ClientState = switch client.state {
+        case .handshaking: .handshaking
+        case .connected: .connected
+        case .degraded: .degraded
+        }
+        return ClientStatus(id: UInt32(client.number), publicKey: client.publicKey, endpoint: client.endpoints.first ?? "",
+                            tunnelAddresses: client.tunnelAddresses, state: state, paths: UInt32(client.livePaths),
+                            rttUsec: client.rttMicroseconds, txBytes: client.transmittedBytes, rxBytes: client.receivedBytes,
+                            connectedSinceUsec: client.connectedSinceMicroseconds)
     }
 
     static func uplinkStatus(_ uplink: UplinkSnapshot) -> TriglavControlAPI.UplinkStatus {
@@ -129,7 +136,9 @@ extension Daemon: TunnelController {
             tier: TriglavControlAPI.UplinkTier(rawValue: uplink.tier.rawValue) ?? .primary, metered: uplink.isMetered,
             enabled: uplink.isEnabled, rttUsec: uplink.rttMicroseconds, jitterUsec: uplink.jitterMicroseconds,
             lossRatio: uplink.lossRatio, capacityBps: uplink.capacityBitsPerSecond, txBytes: uplink.transmittedBytes,
-            rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress, transport: .udp)
+            rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress,
+            transport: TriglavControlAPI.UplinkTransport(rawValue: uplink.transport) ?? .udp,
+            routeToServer: uplink.hasRouteToServer, rxRateBps: uplink.receiveRateBitsPerSecond)
     }
 
     // MARK: Helpers

@@ -8,6 +8,28 @@ public import TriglavConfig
 import TriglavCore
 import TriglavCrypto
 import TriglavDataPlane
+public import TriglavMultipath
+
+/// A client's tunnel as `org.triglav.Client1.State` shows it, from the server engine's view of its paths.
+public enum ServerClientState: String, Sendable, CaseIterable {
+    /// The tunnel exists (a handshake was answered) but no uplink session is confirmed yet.
+    case handshaking
+    /// Every confirmed path is usable (ready, or being measured after it joined).
+    case connected
+    /// Some path is down or lossy (all of them, when the client vanished without a close).
+    case degraded
+
+    /// The state of a tunnel whose confirmed paths are in `paths`.
+    public init(paths: [TriglavMultipath.UplinkState]) {
+        if paths.isEmpty {
+            self = .handshaking
+        } else if paths.contains(where: { $0 == .down || $0 == .degraded }) {
+            self = .degraded
+        } else {
+            self = .connected
+        }
+    }
+}
 
 /// A connected client as `org.triglav.Server1` shows it (`/org/triglav/client/N`).
 public struct ServerClientStatus: Sendable, Equatable {
@@ -19,6 +41,10 @@ public struct ServerClientStatus: Sendable, Equatable {
     public var tunnelAddresses: [String]
     /// Current endpoint of each of the client's uplink sessions.
     public var endpoints: [String]
+    /// From the server engine's path states (Client1.State).
+    public var state: ServerClientState = .handshaking
+    /// Confirmed paths that aren't down (Client1.Paths).
+    public var livePaths: Int = 0
     public var receivedPackets: UInt64
     public var transmittedPackets: UInt64
     /// Inner (IP packet) bytes from and to the client.
@@ -308,6 +334,8 @@ public final class ServerManager: Sendable {
                     number: entry.number, name: names[key] ?? "", publicKey: key,
                     tunnelAddresses: [assignment.ipv4, assignment.ipv6].compactMap { $0?.description },
                     endpoints: entry.statistics.endpoints.map(\.description),
+                    state: ServerClientState(paths: entry.statistics.pathStates),
+                    livePaths: entry.statistics.pathStates.filter { $0 != .down }.count,
                     receivedPackets: entry.statistics.receivedPackets,
                     transmittedPackets: entry.statistics.transmittedPackets,
                     receivedBytes: entry.statistics.receivedBytes, transmittedBytes: entry.statistics.transmittedBytes,

@@ -47,12 +47,20 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var transport: String
         /// The multipath engine's view of an established uplink's path; nil while not established.
         public var pathState: TriglavMultipath.UplinkState?
+        /// Whether a route to the server leads through the interface: false when the data plane looked and found
+        /// none (the uplink can't connect until one appears); nil while unknown. True once established.
+        public var routeToServer: Bool?
+        /// Inner bytes received per second over the last second, as bits/s (the download direction, measured).
+        public var receiveRateBitsPerSecond: UInt64
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
                     capacityBitsPerSecond: UInt64 = 0, transport: String = "udp",
-                    pathState: TriglavMultipath.UplinkState? = nil) {
+                    pathState: TriglavMultipath.UplinkState? = nil, routeToServer: Bool? = nil,
+                    receiveRateBitsPerSecond: UInt64 = 0) {
             self.pathState = pathState
+            self.receiveRateBitsPerSecond = receiveRateBitsPerSecond
+            self.routeToServer = routeToServer
             self.interface = interface
             self.state = state
             self.transmittedBytes = transmittedBytes
@@ -96,7 +104,8 @@ extension ClientTunnel: ClientTunnelDriving {
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
                 lossRatio: Self.lossRatio(percent: path?.lossPercent),
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
-                pathState: state == .established ? path?.state : nil)
+                pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer,
+                receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
         })
     }
 }
@@ -126,10 +135,14 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
         public var transmittedBytes: UInt64
         /// Smallest smoothed RTT of the client's paths; nil before the first probe reply.
         public var smoothedRTT: Duration?
+        /// The server engine's state of each confirmed path (client uplink); empty before the first is confirmed.
+        public var pathStates: [TriglavMultipath.UplinkState]
 
         public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
                     receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0, receivedBytes: UInt64 = 0,
-                    transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil) {
+                    transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil,
+                    pathStates: [TriglavMultipath.UplinkState] = []) {
+            self.pathStates = pathStates
             self.publicKey = publicKey
             self.assignment = assignment
             self.endpoints = endpoints
@@ -157,7 +170,8 @@ extension ServerTunnel: ServerTunnelDriving {
             ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
                                         receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets,
                                         receivedBytes: $0.receivedBytes, transmittedBytes: $0.transmittedBytes,
-                                        smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) })
+                                        smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) },
+                                        pathStates: $0.pathStates)
         }, rejectedHandshakes: statistics.rejectedHandshakes)
     }
 }
@@ -247,7 +261,11 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var tunnelAddresses: [IPPrefix]
     public var clients: [AuthorizedClient]
     public var masquerade: Bool
+    /// `[server.nat] outbound_interface`: the only interface masqueraded out of; nil: every one but the TUN.
+    public var outboundInterface: InterfaceName?
     public var mtu: Int?
+    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (clients may ask for less).
+    public var heartbeatInterval: Duration
 
     public init(config: DaemonConfig) {
         let server = config.server ?? ServerSettings()
@@ -257,7 +275,9 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         tunnelAddresses = [server.tunnelIPv4] + (server.tunnelIPv6.map { [$0] } ?? [])
         clients = server.clients
         masquerade = server.nat.enabled
+        outboundInterface = server.nat.outboundInterface
         mtu = config.tunnel.mtu
+        heartbeatInterval = server.heartbeatInterval
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
@@ -335,6 +355,8 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
                                                       tunnelAddresses: plan.tunnelAddresses, clients: clients)
         configuration.listen = plan.listen
         configuration.masquerade = plan.masquerade
+        configuration.outboundInterface = plan.outboundInterface
+        configuration.heartbeatInterval = plan.heartbeatInterval
         if let mtu = plan.mtu { configuration.mtu = mtu }
         do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the server tunnel", reason: error.description)

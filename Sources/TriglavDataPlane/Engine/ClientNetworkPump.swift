@@ -21,7 +21,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private let tunnel: ClientTunnel
     private let tun: TunDevice
     private let poller: Poller
-    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: 2048)
+    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
     private let pool: PacketPool
     private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
     private var readyTCP: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
@@ -31,7 +31,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var nextMTUCheck: Nanoseconds = 0
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
-    private var resendBuffer = [UInt8](repeating: 0, count: 2048 + WireLayout.transportOverhead)
+    private var resendBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram + WireLayout.transportOverhead)
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel
@@ -265,6 +265,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         uplink.initiator = nil
         uplink.initiatorCreates = false
         uplink.keyring.install(established.session)
+        uplink.abandonedRemoteIndex = nil
         if uplink.initiatorOverUDP, let connection = uplink.tcp {
             // UDP works again: the new session came over it; leave TCP.
             tunnel.log(info: "uplink \(uplink.interface): UDP works again; leaving the TCP fallback")
@@ -334,6 +335,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             for slot in 0..<ClientTunnel.maximumUplinks {
                 guard var uplink = state.uplinks[slot] else { continue }
                 defer { state.uplinks[slot] = uplink }
+                uplink.updateReceiveRate(now: now)
                 guard uplink.socket != nil else {
                     if now &- uplink.lastAttempt >= retry {
                         uplink.lastAttempt = now
@@ -400,7 +402,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         guard (!uplink.isEstablished || rekeyDue || retryUDP), now &- uplink.lastAttempt >= retry else { return }
         let request: TunnelRequest
         if let token = state.joinToken {
-            request = .join(token, replacing: (rekeyDue || retryUDP) ? uplink.keyring.current?.remoteIndex : nil)
+            request = .join(token, replacing: (rekeyDue || retryUDP) ? uplink.keyring.current?.remoteIndex : uplink.abandonedRemoteIndex)
         } else {
             guard state.creatingSlot == nil else { return }  // another uplink is creating the tunnel
             request = .create
@@ -441,7 +443,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func sendControl(_ frame: ControlFrame, _ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
         guard let socket = uplink.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) in
-                  try uplink.keyring.sealControl(frame, flags: UplinkPolicyFlags.encode(uplink.policy), in: raw, now: now)
+                  try uplink.keyring.sealControl(frame, flags: policyFlags(uplink.policy), in: raw, now: now)
               }) else { return }
         if let connection = uplink.tcp {
             controlBuffer.withUnsafeBytes { _ = connection.send(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
@@ -480,11 +482,17 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
+    /// The flags byte of the uplink's control frames: its policy and the heartbeat this client probes at, which
+    /// the server follows for its own idle probes (`UplinkPolicyFlags`).
+    private func policyFlags(_ policy: UplinkPolicy) -> UInt8 {
+        UplinkPolicyFlags.encode(policy, heartbeatInterval: tunnel.configuration.multipath.heartbeatInterval)
+    }
+
     /// Seals a control frame with the slot's session in place and sends it.
     private func sendControl(_ frame: ControlFrame, slot: Int, now: Nanoseconds, state: inout ClientState) {
         guard let socket = state.uplinks[slot]?.socket,
               let length = try? controlBuffer.withUnsafeMutableBytes({ (raw) throws(ProtocolError) -> Int? in
-                  let flags = state.uplinks[slot].map { UplinkPolicyFlags.encode($0.policy) } ?? 0
+                  let flags = state.uplinks[slot].map { policyFlags($0.policy) } ?? 0
                   return try state.uplinks[slot]?.keyring.sealControl(frame, flags: flags, in: raw, now: now)
               }) else { return }
         if let connection = state.uplinks[slot]?.tcp {

@@ -17,8 +17,11 @@ public struct ClientTunnelConfiguration: Sendable {
     public var tunnelInterface: InterfaceName
     /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
     /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
-    /// and never below 1280 (IPv6's minimum). Defaults to MAX_PAYLOAD (a 1500-byte uplink over IPv6).
-    public var mtu: Int = MAX_PAYLOAD
+    /// and never below 1280 (IPv6's minimum). nil: a 1500-byte uplink's worth for the server's family,
+    /// 1432 to an IPv4 server, 1412 to an IPv6 one (`TunnelMTU.defaultCeiling`).
+    public var mtu: Int?
+    /// The ceiling actually used: `mtu`, or the default for the server's address family.
+    public var mtuCeiling: Int { mtu ?? TunnelMTU.defaultCeiling(outerIPv4: server.address.isIPv4) }
     /// SO_MARK of the uplink sockets; the full-tunnel rules exempt it. Also the routing table number.
     public var firewallMark: UInt32 = RoutingConstants.defaultFirewallMark
     public var routing: ClientRouting = .none
@@ -86,8 +89,9 @@ public enum ClientRouting: Sendable, Equatable {
 
 /// The client side of a tunnel: a TUN device, one bound UDP socket per uplink, and two pump threads
 /// (TUN → uplinks, uplinks → TUN). Uplinks can be added and removed at any time; each handshakes on its
-/// own, and reconnects by itself after silence (server restart, link loss). Routes and addresses are
-/// applied when the first handshake assigns them, and removed on `stop()`.
+/// own, and reconnects by itself after silence (server restart, link loss). The routing policy is installed
+/// by `start()` with its routes unreachable, pointed at the TUN when a handshake assigns addresses, and
+/// removed on `stop()`.
 ///
 /// Lifetime: `start()` once, `stop()` once (also on deinit is NOT automatic: call `stop()`).
 /// Thread-safety: all public methods may be called from any thread.
@@ -127,19 +131,31 @@ public final class ClientTunnel: Sendable {
 
     // MARK: Lifecycle
 
-    /// Removes leftovers of a crashed run, creates the TUN device and starts both pumps.
+    /// Removes leftovers of a crashed run, creates the TUN device, installs the routing policy (its routes
+    /// `unreachable` until the first handshake assigns addresses, so nothing leaks while the server is away)
+    /// and starts both pumps. On failure nothing stays installed and the tunnel can't be started again.
     public func start() throws(TriglavDataPlaneError) {
         let alreadyStarted = state.withLock { state in
             defer { state.started = true }
             return state.started
         }
         guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
-        try configuration.policyRouting.validate()
-        try routes.removeClientLeftovers(configuration.policyRouting, table: configuration.routingTable)
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
-        try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+        let policy = configuration.policyRouting, table = configuration.routingTable
+        try policy.validate()
+        try routes.removeClientLeftovers(policy, table: table)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling)
+        do {
+            try routes.installClientPolicy(routing: configuration.routing, policy: policy, table: table,
+                                           firewallMark: configuration.firewallMark)
+            try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+            try routes.bringUp(tun.name)
+        } catch {
+            routes.removeClient(tun: tun.name, policy: policy, table: table)
+            tunPoller.remove(fd: tun.descriptor.raw)
+            tun.close()
+            throw error
+        }
         state.withLock { $0.tun = tun }
-        try routes.bringUp(tun.name)
         let tunPump = ClientTunPump(tunnel: self, tun: tun)
         let networkPump = ClientNetworkPump(tunnel: self, tun: tun)
         let tunThread = PumpThread(name: "triglav-tun-rx", wake: { [tunPoller] in tunPoller.wake() }) { tunPump.iterate() }
@@ -158,11 +174,12 @@ public final class ClientTunnel: Sendable {
         }
         for thread in running { thread.stop() }
         sendCloseOnAllUplinks()
-        control.sync {}
         let tun = state.withLock { state in
             defer { state.tun = nil; state.uplinks = Array(repeating: nil, count: ClientTunnel.maximumUplinks) }
             return state.tun
         }
+        // After the TUN left the state, so a routing retry still queued finds no tunnel and does nothing.
+        control.sync {}
         if let tun {
             routes.removeClient(tun: tun.name, policy: configuration.policyRouting, table: configuration.routingTable)
             tun.close()
@@ -191,7 +208,11 @@ public final class ClientTunnel: Sendable {
             }
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
-            state.uplinks[slot] = ClientUplink(id: id, interface: interface, policy: policy)
+            var uplink = ClientUplink(id: id, interface: interface, policy: policy)
+            // The interface's session from before it went away (link down: its close never left), replaced by the
+            // first join, so the server doesn't keep it as a dead path of this tunnel.
+            uplink.abandonedRemoteIndex = state.abandonedSessions.removeValue(forKey: interface)
+            state.uplinks[slot] = uplink
             return .success((id, slot))
         }
         let (id, slot) = try result.get()
@@ -211,6 +232,11 @@ public final class ClientTunnel: Sendable {
             state.uplinks[slot] = nil
             if state.creatingSlot == slot { state.creatingSlot = nil }
             try? state.engine.removeUplink(uplink.id, now: state.clock.advance(to: monotonicNow()))
+            if let remoteIndex = uplink.keyring.current?.remoteIndex ?? uplink.abandonedRemoteIndex {
+                // Bounded by the uplink limit: interfaces that never come back don't pile up.
+                if state.abandonedSessions.count >= ClientTunnel.maximumUplinks { state.abandonedSessions.removeAll() }
+                state.abandonedSessions[interface] = remoteIndex
+            }
             sendClose(&uplink, state: &state)
             return uplink
         }
@@ -287,7 +313,8 @@ public final class ClientTunnel: Sendable {
                     status.path = state.engine.statistics(for: uplink.id)
                     return status
                 },
-                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics)
+                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics,
+                routingFailure: state.routingFailure)
         }
     }
 
@@ -359,9 +386,7 @@ public final class ClientTunnel: Sendable {
 
     /// Outer bytes around an inner packet: IP header of the server's family, UDP header, Triglav transport
     /// header, inner header and AEAD tag (docs/DATAPLANE.md, "TUN MTU").
-    var tunnelOverhead: Int {
-        (configuration.server.address.isIPv4 ? 20 : 40) + WireOverhead.udpHeader + WireLayout.transportOverhead
-    }
+    var tunnelOverhead: Int { TunnelMTU.overhead(outerIPv4: configuration.server.address.isIPv4) }
 
     /// Sets the TUN MTU from the smallest MTU of the uplinks' interfaces (those that exist). Control queue only.
     private func updateMTU() {
@@ -370,7 +395,7 @@ public final class ClientTunnel: Sendable {
         }
         guard let tun else { return }
         let linkMTUs = routes.interfaceMTUs(interfaces)
-        let target = ClientTunnel.tunnelMTU(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtu)
+        let target = TunnelMTU.forUplinks(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtuCeiling)
         guard target != applied else { return }
         do {
             try routes.setMTU(target, of: tun.name)
@@ -379,12 +404,6 @@ public final class ClientTunnel: Sendable {
         } catch {
             logger.error("setting the tunnel MTU to \(target) failed: \(error)")
         }
-    }
-
-    /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least 1280.
-    static func tunnelMTU(linkMTUs: [Int], overhead: Int, maximum: Int) -> Int {
-        guard let smallest = linkMTUs.min() else { return maximum }
-        return max(1280, min(maximum, smallest - overhead))
     }
 
     /// Drops the socket of an uplink whose interface vanished, so the timer reopens it when it is back.
@@ -412,14 +431,41 @@ public final class ClientTunnel: Sendable {
     /// Applies a (new) assignment: addresses and routes, off the packet path.
     func assignmentChanged(_ assignment: TunnelAddresses, tun: InterfaceName) {
         logger.info("server assigned \(assignment)")
-        control.async { [routes, configuration, logger] in
-            do {
-                try routes.applyClient(tun: tun, assignment: assignment, routing: configuration.routing,
-                                       policy: configuration.policyRouting, table: configuration.routingTable,
-                                       firewallMark: configuration.firewallMark)
-            } catch {
-                logger.error("applying tunnel addresses/routes failed: \(error)")
+        control.async { [self] in applyAssignment(assignment, tun: tun, attempt: 1) }
+    }
+
+    /// Longest wait between attempts to apply an assignment that failed (the first retry is after 1 s).
+    static let routingRetryLimit: Duration = .seconds(10)
+
+    /// Sets the assigned addresses and switches the tunnel routes to the TUN; on failure, reports it (error
+    /// log, `ClientTunnelStatistics.routingFailure`) and retries with growing intervals until it succeeds, a
+    /// newer assignment supersedes it, or the tunnel stops. Meanwhile the routes installed at start (or by the
+    /// previous assignment) stay: traffic is blocked or still uses the old addresses, it never leaks.
+    /// Control queue only.
+    private func applyAssignment(_ assignment: TunnelAddresses, tun: InterfaceName, attempt: Int) {
+        let current = state.withLock { $0.tun?.name == tun && $0.assignment == assignment }
+        guard current else { return }
+        do {
+            try routes.applyClient(tun: tun, assignment: assignment, routing: configuration.routing,
+                                   table: configuration.routingTable)
+            let hadFailed = state.withLock { state in
+                defer { state.routingFailure = nil }
+                return state.routingFailure != nil
             }
+            if hadFailed { logger.notice("tunnel addresses and routes applied at attempt \(attempt)") }
+        } catch {
+            let delay = min(Duration.seconds(attempt), Self.routingRetryLimit)
+            let repeated = state.withLock { state in
+                defer { state.routingFailure = error.description }
+                return state.routingFailure == error.description
+            }
+            let message: Logger.Message = """
+                applying tunnel addresses/routes failed (attempt \(attempt)); the previous routes stay (unreachable \
+                before the first assignment), retrying in \(delay): \(error)
+                """
+            if repeated { logger.debug(message) } else { logger.error(message) }
+            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            control.asyncAfter(deadline: .now() + seconds) { [self] in applyAssignment(assignment, tun: tun, attempt: attempt + 1) }
         }
     }
 
@@ -480,6 +526,28 @@ struct ClientUplink {
     var policy: UplinkPolicy
     /// Whether a route to the server leads through the interface (checked while not established; nil: unknown).
     var routeToServer: Bool?
+    /// Start of the current receive-rate window and `status.receivedBytes` then.
+    private var rateWindowStart: Nanoseconds?
+    private var rateWindowBytes: UInt64 = 0
+
+    /// Length of the window `status.receiveRateBitsPerSecond` is measured over.
+    static let rateInterval: Nanoseconds = Nanoseconds.second
+
+    /// Closes the receive-rate window when it is `rateInterval` old: the rate is the bytes received in it over
+    /// its real length. Called from the pump's timers (every 100 ms), so the figure is at most 1.1 s old.
+    mutating func updateReceiveRate(now: Nanoseconds) {
+        guard let start = rateWindowStart else {
+            rateWindowStart = now
+            rateWindowBytes = status.receivedBytes
+            return
+        }
+        let elapsed = now &- start
+        guard elapsed >= Self.rateInterval else { return }
+        let bits = Double(status.receivedBytes &- rateWindowBytes) * 8
+        status.receiveRateBitsPerSecond = UInt64(bits * Double(Nanoseconds.second) / Double(elapsed))
+        rateWindowStart = now
+        rateWindowBytes = status.receivedBytes
+    }
 
     init(id: UplinkID, interface: InterfaceName, policy: UplinkPolicy = UplinkPolicy()) {
         self.id = id
@@ -488,8 +556,15 @@ struct ClientUplink {
         status = UplinkStatus(id: id, interface: interface, state: "connecting")
     }
 
+    /// The server's index of the session this uplink dropped (silence, a closed TCP fallback, a close); the next
+    /// join names it as replaced, so the server moves the uplink's identity (and its place in the client's
+    /// engine) to the new session at once instead of keeping a dead path until its session timeout. The server
+    /// ignores it when that session is gone or belongs to another tunnel.
+    var abandonedRemoteIndex: UInt32?
+
     /// Forgets sessions and any handshake in flight (the uplink will handshake again).
     mutating func resetSessions() {
+        if let current = keyring.current { abandonedRemoteIndex = current.remoteIndex }
         keyring = UplinkKeyring()
         initiator = nil
         initiatorCreates = false
@@ -513,6 +588,8 @@ struct ClientState: @unchecked Sendable {
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
+    /// Why the current assignment's addresses and routes couldn't be applied (retried); nil once applied.
+    var routingFailure: String?
     /// The tunnel this client belongs to on the server, and the token later uplinks and rekeys present.
     var tunnelID: UInt64?
     var joinToken: JoinToken?
@@ -524,6 +601,8 @@ struct ClientState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
+    /// The server's index of the last session of each removed uplink, by interface (see `addUplink`).
+    var abandonedSessions: [InterfaceName: UInt32] = [:]
 
     /// Slot of the uplink with this ID.
     func slot(of id: UplinkID) -> Int? {
@@ -566,7 +645,7 @@ final class ClientTunPump: @unchecked Sendable {
         self.tunnel = tunnel
         self.tun = tun
         poller = tunnel.tunPollerForPump
-        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: 2048) }
+        outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: TunnelMTU.largestDatagram) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
     }
 

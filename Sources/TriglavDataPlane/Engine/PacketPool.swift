@@ -9,7 +9,7 @@ final class PacketPool {
     private var lengths: [Int]
     private var free: [Int]
 
-    init(capacity: Int, slotSize: Int = 2048) {
+    init(capacity: Int, slotSize: Int = TunnelMTU.largestDatagram) {
         precondition(capacity > 0, "packet pool needs at least one slot")
         self.capacity = capacity
         self.slotSize = slotSize

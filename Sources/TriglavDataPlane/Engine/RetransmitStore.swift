@@ -9,7 +9,7 @@ final class RetransmitStore {
     private var sequences: [UInt32]
     private var lengths: [Int]
 
-    init(capacity: Int, slotSize: Int = 2048) {
+    init(capacity: Int, slotSize: Int = TunnelMTU.largestDatagram) {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "retransmit store capacity must be a power of two")
         self.capacity = capacity
         self.slotSize = slotSize

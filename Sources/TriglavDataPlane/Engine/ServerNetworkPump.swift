@@ -27,11 +27,11 @@ final class ServerNetworkPump: @unchecked Sendable {
     private let listeners: [TCPListener]
     private var readyConnections: [UInt32] = []
     private var nextConnectionID: UInt32 = 0
-    private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: 2048)
+    private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
     /// One-slot batch for resent data packets.
-    private let resendBatch = DatagramBatch(capacity: 1, slotSize: 2048)
+    private let resendBatch = DatagramBatch(capacity: 1, slotSize: TunnelMTU.largestDatagram)
     private var ready: [Bool]
     /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
     private var pools: [UInt64: PacketPool] = [:]
@@ -200,6 +200,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                     state.removeSession(replaced, now: now)
                 }
                 state.sessions[receiver]?.replaces = nil
+                if frame.type != .data { followHeartbeat(of: frame.flags, tunnel: tunnelID, state: &state) }
                 if state.tunnels[tunnelID]?.engine.uplinkIDs.contains(uplink) == false {
                     do {
                         try state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
@@ -300,6 +301,27 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
         }
         writeDeliveries()
+    }
+
+    /// Probes a client's uplinks no more often than the client probes them itself (the heartbeat class in its control
+    /// frames' flags, `UplinkPolicyFlags`), nor more often than this server's own heartbeat: a client that relaxed
+    /// its heartbeat (metered uplinks, battery) gets the same quiet from this side. The engine's heartbeat is set
+    /// when it is built, so the interval is applied while the tunnel's engine has no uplink yet: on the first frame
+    /// of its first session, which is the keepalive the client sends right after the handshake. (If that one is
+    /// lost and data comes first, this tunnel keeps the server's heartbeat; the client's next tunnel follows.)
+    private func followHeartbeat(of flags: UInt8, tunnel tunnelID: UInt64, state: inout ServerState) {
+        // An engine without uplinks that still holds packets (all sessions gone, then a rejoin) keeps them: a fresh
+        // one would leave their pool slots behind.
+        guard let asked = UplinkPolicyFlags.heartbeatInterval(in: flags),
+              state.tunnels[tunnelID]?.engine.uplinkIDs.isEmpty == true,
+              state.tunnels[tunnelID]?.engine.reorderBufferedCount == 0,
+              state.tunnels[tunnelID]?.engine.equalizerHeldCount == 0 else { return }
+        var configuration = server.configuration.multipath
+        configuration.heartbeatInterval = max(configuration.heartbeatInterval, asked)
+        guard state.tunnels[tunnelID]?.engine.configuration.heartbeatInterval != configuration.heartbeatInterval,
+              let engine = try? MultipathEngine<Int>(configuration: configuration) else { return }
+        state.tunnels[tunnelID]?.engine = engine
+        server.logger.debug("tunnel \(String(tunnelID, radix: 16)): idle heartbeat \(configuration.heartbeatInterval / Nanoseconds.millisecond) ms, as its client asked")
     }
 
     private func handshake(_ bytes: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,

@@ -21,9 +21,16 @@ public struct ServerTunnelConfiguration: Sendable {
     public var tunnelAddresses: [IPPrefix]
     /// Authorized clients and the addresses each gets. Anyone else gets no session and no reply.
     public var clients: [IdentityPublicKey: TunnelAddresses]
-    public var mtu: Int = MAX_PAYLOAD
+    /// MTU of the server's TUN device. nil: the largest a client can use (`TunnelMTU.defaultServerCeiling`:
+    /// 1432 when listening on IPv4 at all, 1412 when only on IPv6).
+    public var mtu: Int?
+    /// The MTU actually used.
+    public var effectiveMTU: Int { mtu ?? TunnelMTU.defaultServerCeiling(listen: listen) }
     /// Masquerade tunnel traffic leaving through other interfaces (nftables table `inet triglav`).
     public var masquerade = true
+    /// The only interface whose outgoing tunnel traffic is masqueraded; nil: every interface but the TUN.
+    /// Traffic to the tunnel subnets leaving through any other interface keeps its tunnel source address.
+    public var outboundInterface: InterfaceName?
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
     public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
@@ -37,6 +44,13 @@ public struct ServerTunnelConfiguration: Sendable {
         configuration.reorderCapacity = 512
         return configuration
     }()
+
+    /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client whose
+    /// control frames ask for a longer one is probed at that (docs/DATAPLANE.md, "Idle uplinks").
+    public var heartbeatInterval: Duration {
+        get { .nanoseconds(Int64(clamping: multipath.heartbeatInterval)) }
+        set { multipath.heartbeatInterval = max(1, newValue.nanoseconds) }
+    }
 
     public init(identity: IdentityKey, tunnelInterface: InterfaceName, tunnelAddresses: [IPPrefix],
                 clients: [IdentityPublicKey: TunnelAddresses]) {
@@ -62,6 +76,8 @@ public final class ServerTunnel: Sendable {
     private let networkPoller: Poller
     private let threads = Mutex<[PumpThread]>([])
     private let routes: RouteManager
+    /// Forwarding sysctls `start()` turned on, with the values to restore on `stop()`.
+    private let changedSysctls = Mutex<[String: String]>([:])
 
     public init(configuration: ServerTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) {
         self.configuration = configuration
@@ -77,6 +93,10 @@ public final class ServerTunnel: Sendable {
 
     /// Opens the listeners and the TUN device, configures forwarding/NAT, starts the pumps.
     public func start() throws(TriglavDataPlaneError) {
+        if let outbound = configuration.outboundInterface, outbound == configuration.tunnelInterface {
+            throw .invalidConfiguration("NAT outbound interface \(outbound) is the tunnel's own interface; "
+                + "name the interface towards the internet, or leave it out to masquerade on every other one")
+        }
         var sockets: [UDPSocket] = []
         for endpoint in configuration.listen {
             var options = UDPSocket.Options()
@@ -85,12 +105,11 @@ public final class ServerTunnel: Sendable {
             options.bufferBytes = 16 << 20
             sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
         }
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtu)
-        if configuration.configureNetwork {
-            try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: configuration.masquerade)
-        } else {
-            try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: false)
-        }
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU)
+        let changed = try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses,
+                                             masquerade: configuration.configureNetwork && configuration.masquerade,
+                                             outboundInterface: configuration.outboundInterface)
+        changedSysctls.withLock { $0 = changed }
         var listeners: [TCPListener] = []
         if configuration.tcpFallback {
             for (index, endpoint) in configuration.listen.enumerated() {
@@ -119,7 +138,8 @@ public final class ServerTunnel: Sendable {
         logger.info("server tunnel \(tun.name) listening on \(configuration.listen.map(\.description).joined(separator: ", "))")
     }
 
-    /// Stops the pumps, removes NAT, closes the TUN device and the listeners.
+    /// Stops the pumps, removes NAT, turns forwarding back off if `start()` turned it on, closes the TUN device
+    /// and the listeners.
     public func stop() {
         let running = threads.withLock { threads in
             defer { threads = [] }
@@ -132,6 +152,10 @@ public final class ServerTunnel: Sendable {
         }
         for connection in connections { connection.close() }
         if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
+        routes.restoreSysctls(changedSysctls.withLock { changed in
+            defer { changed = [:] }
+            return changed
+        })
         tun?.close()
         for socket in sockets { socket.close() }
         logger.info("server tunnel stopped")
@@ -158,7 +182,8 @@ public final class ServerTunnel: Sendable {
                         },
                         receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets,
                         receivedBytes: tunnel.receivedBytes, transmittedBytes: tunnel.transmittedBytes,
-                        smoothedRTT: Self.bestRTT(of: tunnel.engine))
+                        smoothedRTT: Self.bestRTT(of: tunnel.engine),
+                        pathStates: tunnel.engine.allStatistics().map(\.state))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
                 resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks)
@@ -345,7 +370,7 @@ final class ServerTunPump: @unchecked Sendable {
     init(server: ServerTunnel, tun: TunDevice, socketCount: Int) {
         self.server = server
         self.tun = tun
-        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: 2048) }
+        outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: TunnelMTU.largestDatagram) }
     }
 
     func iterate() {

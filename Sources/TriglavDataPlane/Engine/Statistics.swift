@@ -13,6 +13,10 @@ public struct UplinkStatus: Sendable, Equatable {
     public var transmittedBytes: UInt64 = 0
     public var receivedPackets: UInt64 = 0
     public var receivedBytes: UInt64 = 0
+    /// Inner bytes received on the uplink per second, as bits/s, over the last `ClientUplink.rateInterval` (1 s):
+    /// the download direction as measured, next to the engine's estimate of the send direction
+    /// (`path.capacityBitsPerSecond`), which a host that mostly downloads never exercises.
+    public var receiveRateBitsPerSecond: UInt64 = 0
     public var handshakes: UInt64 = 0
     public var sendErrors: UInt64 = 0
     /// Whether a route to the server leads through the interface: false explains an uplink that never
@@ -33,6 +37,9 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     /// Packets sent again because the uplink they were in flight on went down.
     public var resentPackets: UInt64 = 0
     public var reorder: ReorderStatistics
+    /// Why the assigned addresses and routes couldn't be applied (the tunnel retries; its traffic stays
+    /// blocked meanwhile); nil when they are applied or no assignment came yet.
+    public var routingFailure: String? = nil
 }
 
 /// A snapshot of a server tunnel.
@@ -49,6 +56,9 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
         public var transmittedBytes: UInt64 = 0
         /// Smallest smoothed round-trip time of the client's paths (server probes); nil before a reply.
         public var smoothedRTT: UInt64? = nil
+        /// The server engine's state of each of the client's confirmed uplinks (an uplink joins the engine with
+        /// the first authenticated packet of its session); empty while none is confirmed.
+        public var pathStates: [TriglavMultipath.UplinkState] = []
     }
     public var clients: [Client]
     public var rejectedHandshakes: UInt64

@@ -3,19 +3,28 @@ import TriglavMultipath
 /// The client's uplink policy, carried in the (authenticated, multipath-defined) flags byte of every control
 /// frame it sends on that uplink, because the server schedules the download direction and must honour the
 /// same tiers: bit 7 = policy present, bits 0–1 = tier (0 primary, 1 secondary, 2 backup, 3 never),
-/// bit 2 = metered. The data cap stays on the client. Zero means "no policy" (an older peer).
+/// bit 2 = metered, bits 3–6 = the client's idle heartbeat interval on the uplink as a class k (1…15:
+/// 100 ms × 2^(k−1), rounded down from the client's interval; 0: not said). The data cap stays on the client.
+/// Zero means "no policy" (an older peer). Peers that predate the heartbeat bits ignore them and send 0 there,
+/// so old and new peers interoperate: the server then keeps its own heartbeat.
 enum UplinkPolicyFlags {
     static let present: UInt8 = 0x80
     static let metered: UInt8 = 0x04
+    static let heartbeatShift: UInt8 = 3
+    static let heartbeatMask: UInt8 = 0x78
+    /// Class 1's interval; class k means `heartbeatUnit << (k - 1)`.
+    static let heartbeatUnit: UInt64 = 100 * Nanoseconds.millisecond
+    static let largestHeartbeatClass: UInt8 = 15
 
-    static func encode(_ policy: UplinkPolicy) -> UInt8 {
+    static func encode(_ policy: UplinkPolicy, heartbeatInterval: UInt64? = nil) -> UInt8 {
         let tier: UInt8 = switch policy.tier {
         case .primary: 0
         case .secondary: 1
         case .backup: 2
         case .never: 3
         }
-        return present | tier | (policy.isMetered ? metered : 0)
+        let heartbeat = heartbeatInterval.map { heartbeatClass(of: $0) << heartbeatShift } ?? 0
+        return present | tier | (policy.isMetered ? metered : 0) | heartbeat
     }
 
     /// The policy in `flags`, nil when the sender sent none.
@@ -28,5 +37,21 @@ enum UplinkPolicyFlags {
         default: .never
         }
         return UplinkPolicy(tier: tier, isMetered: flags & metered != 0)
+    }
+
+    /// The idle heartbeat interval the sender asked for (nanoseconds), nil when it said nothing.
+    static func heartbeatInterval(in flags: UInt8) -> UInt64? {
+        guard flags & present != 0 else { return nil }
+        let heartbeatClass = (flags & heartbeatMask) >> heartbeatShift
+        guard heartbeatClass > 0 else { return nil }
+        return heartbeatUnit << UInt64(heartbeatClass - 1)
+    }
+
+    /// The largest class whose interval is at most `interval` (1 for anything up to 200 ms, so the peer never
+    /// probes less often than the sender does).
+    static func heartbeatClass(of interval: UInt64) -> UInt8 {
+        var heartbeatClass: UInt8 = 1
+        while heartbeatClass < largestHeartbeatClass, heartbeatUnit << UInt64(heartbeatClass) <= interval { heartbeatClass += 1 }
+        return heartbeatClass
     }
 }

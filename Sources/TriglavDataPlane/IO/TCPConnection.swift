@@ -9,7 +9,7 @@ import TriglavCore
 enum TCPFraming {
     static let headerLength = 2
     /// Largest datagram a frame may carry (the UDP path never sends more than an MTU).
-    static let maxFrameLength = 2048
+    static let maxFrameLength = TunnelMTU.largestDatagram
 }
 
 /// One non-blocking TCP connection carrying framed datagrams. Owns its fd (closed on `close()`/deinit).

@@ -8,7 +8,7 @@ final class TunReadBatch {
     /// At most this many full batches per wake-up, so a busy device can't starve the pump's other work.
     private static let roundsPerWakeUp = 16
 
-    private let slots = DatagramBatch(capacity: TunReadBatch.capacity, slotSize: 2048)
+    private let slots = DatagramBatch(capacity: TunReadBatch.capacity, slotSize: TunnelMTU.largestDatagram)
     private var lengths = [Int](repeating: 0, count: TunReadBatch.capacity)
 
     /// Length of the packet in slot `index` of the batch handed to `dispatch`.

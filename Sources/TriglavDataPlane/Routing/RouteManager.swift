@@ -119,72 +119,102 @@ final class RouteManager: Sendable {
         try apply("set \(interface) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
     }
 
-    /// Sets the tunnel addresses and the routing policy (see `PolicyRouting` for the rules). Idempotent:
-    /// replaces what a previous assignment set. `table` is the resolved table number, `firewallMark` the
-    /// uplink sockets' mark that the tunnel rule exempts.
-    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting, policy: PolicyRouting,
-                     table: UInt32, firewallMark: UInt32) throws(TriglavDataPlaneError) {
+    /// Installs the routing policy before the tunnel has addresses (from `ClientTunnel.start()`): the rules
+    /// (see `PolicyRouting`) and the tunnel table's routes, all `unreachable` until the first handshake assigns
+    /// addresses. Like a kill switch, nothing the tunnel is meant to carry leaves through an uplink in cleartext
+    /// while the server can't be reached: it fails at once with ENETUNREACH instead. Nothing for `.none`.
+    /// On failure, whatever was installed is removed again before the error is thrown.
+    func installClientPolicy(routing: ClientRouting, policy: PolicyRouting, table: UInt32,
+                             firewallMark: UInt32) throws(TriglavDataPlaneError) {
         try policy.validate()
         let socket = try netlink()
-        let index = try interfaceIndex(tun, socket)
-        // Replace the tunnel's global addresses with the assigned ones (link-local ones stay).
-        try apply("flush addresses of \(tun)") { () throws(NetlinkError) in
-            _ = try socket.deleteAddresses(interfaceIndex: index) { $0.scope == Scope.universe }
+        do {
+            for route in Self.tunnelRoutes(routing: routing, assignment: nil, tunIndex: nil, table: table) {
+                try apply("\(route)") { () throws(NetlinkError) in try socket.addRoute(route, replace: true) }
+            }
+            for rule in Self.policyRules(routing: routing, policy: policy, table: table, firewallMark: firewallMark) {
+                try apply("add rule \(rule)") { () throws(NetlinkError) in try socket.addRule(rule) }
+            }
+        } catch {
+            try? removeRulesAndRoutes(policy, table: table)
+            throw error
         }
-        for address in [assignment.ipv4] + (assignment.ipv6.map { [$0] } ?? []) {
+    }
+
+    /// Sets the tunnel addresses and points the tunnel table's routes at the TUN (`replace`: a route switches in
+    /// place, never deleted and re-added, so there is no moment without it). Idempotent; call again with each
+    /// new assignment. The rules are `installClientPolicy`'s and stay. A family or prefix the server doesn't
+    /// carry stays `unreachable`. If this fails, the previous routes (unreachable, or via the TUN) remain.
+    func applyClient(tun: InterfaceName, assignment: TunnelAddresses, routing: ClientRouting,
+                     table: UInt32) throws(TriglavDataPlaneError) {
+        let socket = try netlink()
+        let index = try interfaceIndex(tun, socket)
+        let assigned = [assignment.ipv4] + (assignment.ipv6.map { [$0] } ?? [])
+        // A new IPv4 address in the old one's subnet is added as secondary, and deleting a primary deletes its
+        // secondaries too unless they are promoted.
+        try writeSysctl("/proc/sys/net/ipv4/conf/\(tun.rawValue)/promote_secondaries", "1")
+        for address in assigned {
             // nodad: a tentative IPv6 address can't be used as a source for a second or more.
             try apply("add \(address) to \(tun)") { () throws(NetlinkError) in
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
             }
         }
-        try removeRulesAndRoutes(policy, table: table)
-        let tag = RoutingConstants.routeProtocol
-        let families: [AddressFamily]
-        switch routing {
-        case .none:
-            return
-        case .split(let prefixes):
-            let carried = prefixes.filter { $0.address.isIPv4 || assignment.ipv6 != nil }
-            for prefix in carried {
-                try apply("route \(prefix) via \(tun) in table \(table)") { () throws(NetlinkError) in
-                    try socket.addRoute(Route(destination: prefix, outputInterface: index, table: table, protocol: tag), replace: true)
-                }
-            }
-            families = [AddressFamily.ipv4, .ipv6].filter { family in carried.contains { ($0.address.isIPv4 ? .ipv4 : .ipv6) == family } }
-        case .fullTunnel:
-            families = [.ipv4, .ipv6]
-            for family in families {
-                let carried = family == .ipv4 || assignment.ipv6 != nil
-                let any = family == .ipv4 ? IPAddress.v4(0) : IPAddress.v6(high: 0, low: 0)
-                guard let everything = try? IPPrefix(address: any, length: 0) else { continue }
-                // A family the server doesn't carry is blackholed, not sent around the tunnel.
-                let route = carried ? Route(destination: everything, outputInterface: index, table: table, protocol: tag)
-                    : Route(destination: everything, table: table, type: .blackhole, protocol: tag)
-                try apply("default route of table \(table) (\(family))") { () throws(NetlinkError) in
-                    try socket.addRoute(route, replace: true)
-                }
-                try apply("rule lookup main suppress_prefixlength 0 (\(family))") { () throws(NetlinkError) in
-                    try socket.addRule(RoutingRule(family: family, priority: policy.suppressPriority, table: RouteTable.main,
-                                                   suppressPrefixLength: 0, protocol: tag))
-                }
-            }
+        // Then the previous assignment's global addresses go (link-local ones stay).
+        try apply("remove old addresses of \(tun)") { () throws(NetlinkError) in
+            _ = try socket.deleteAddresses(interfaceIndex: index) { $0.scope == Scope.universe && !assigned.contains($0.local) }
         }
-        for family in families {
-            try apply("rule not fwmark \(firewallMark) lookup \(table) (\(family))") { () throws(NetlinkError) in
-                try socket.addRule(RoutingRule(family: family, priority: policy.tunnelPriority, firewallMark: firewallMark,
-                                               table: table, invert: true, protocol: tag))
-            }
-        }
-        for prefix in policy.exclude {
-            let family: AddressFamily = prefix.address.isIPv4 ? .ipv4 : .ipv6
-            try apply("rule to \(prefix) lookup main") { () throws(NetlinkError) in
-                try socket.addRule(RoutingRule(family: family, priority: policy.excludePriority, table: RouteTable.main,
-                                               protocol: tag, destination: prefix))
-            }
+        for route in Self.tunnelRoutes(routing: routing, assignment: assignment, tunIndex: index, table: table) {
+            try apply("\(route)") { () throws(NetlinkError) in try socket.addRoute(route, replace: true) }
         }
     }
 
-    /// Removes what `applyClient` installed (the TUN's own addresses go with the device).
+    /// The tunnel table's routes: for `.fullTunnel` a default route per family, for `.split` one per prefix.
+    /// Through the TUN (`tunIndex`) where the assignment carries the family, else `unreachable` (before the
+    /// first assignment, or IPv6 when the server assigns none): blocked, never sent around the tunnel.
+    static func tunnelRoutes(routing: ClientRouting, assignment: TunnelAddresses?, tunIndex: Int32?, table: UInt32) -> [Route] {
+        let destinations: [IPPrefix]
+        switch routing {
+        case .none:
+            return []
+        case .split(let prefixes):
+            destinations = prefixes
+        case .fullTunnel:
+            destinations = [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }
+        }
+        let tag = RoutingConstants.routeProtocol
+        return destinations.map { destination in
+            let carried = destination.address.isIPv4 ? assignment != nil : assignment?.ipv6 != nil
+            if carried, let tunIndex {
+                return Route(destination: destination, outputInterface: tunIndex, table: table, protocol: tag)
+            }
+            return Route(destination: destination, table: table, type: .unreachable, protocol: tag)
+        }
+    }
+
+    /// The policy rules (see `PolicyRouting`): per family the tunnel table has routes of, `not fwmark MARK lookup
+    /// TABLE`, and for a full tunnel `lookup main suppress_prefixlength 0`; plus one `to PREFIX lookup main` per
+    /// excluded prefix.
+    static func policyRules(routing: ClientRouting, policy: PolicyRouting, table: UInt32, firewallMark: UInt32) -> [RoutingRule] {
+        let tag = RoutingConstants.routeProtocol
+        let routes = tunnelRoutes(routing: routing, assignment: nil, tunIndex: nil, table: table)
+        let families = [AddressFamily.ipv4, .ipv6].filter { family in routes.contains { $0.family == family } }
+        var rules: [RoutingRule] = []
+        for family in families {
+            if routing == .fullTunnel {
+                rules.append(RoutingRule(family: family, priority: policy.suppressPriority, table: RouteTable.main,
+                                         suppressPrefixLength: 0, protocol: tag))
+            }
+            rules.append(RoutingRule(family: family, priority: policy.tunnelPriority, firewallMark: firewallMark,
+                                     table: table, invert: true, protocol: tag))
+        }
+        for prefix in policy.exclude {
+            rules.append(RoutingRule(family: prefix.address.isIPv4 ? .ipv4 : .ipv6, priority: policy.excludePriority,
+                                     table: RouteTable.main, protocol: tag, destination: prefix))
+        }
+        return rules
+    }
+
+    /// Removes what `installClientPolicy` and `applyClient` installed (the TUN's own addresses go with the device).
     func removeClient(tun: InterfaceName, policy: PolicyRouting, table: UInt32) {
         do {
             try removeRulesAndRoutes(policy, table: table)
@@ -218,8 +248,12 @@ final class RouteManager: Sendable {
     // MARK: Server
 
     /// Addresses the server's TUN device, enables forwarding in this namespace and installs NAT for the
-    /// tunnel subnets in the `inet triglav` table (replacing a leftover one).
-    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool) throws(TriglavDataPlaneError) {
+    /// tunnel subnets in the `inet triglav` table (replacing a leftover one): masquerade out of
+    /// `outboundInterface` only, or out of every interface but the TUN when it is nil. Returns the forwarding
+    /// sysctls it turned on, with their previous values, for `restoreSysctls` on stop.
+    @discardableResult
+    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool,
+                     outboundInterface: InterfaceName? = nil) throws(TriglavDataPlaneError) -> [String: String] {
         let name = tun.rawValue
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
@@ -229,23 +263,40 @@ final class RouteManager: Sendable {
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
             }
         }
-        try writeSysctl("/proc/sys/net/ipv4/ip_forward", "1")
-        if addresses.contains(where: { !$0.address.isIPv4 }) {
-            try writeSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+        var forwarding = ["/proc/sys/net/ipv4/ip_forward"]
+        if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("/proc/sys/net/ipv6/conf/all/forwarding") }
+        var changed: [String: String] = [:]
+        for path in forwarding {
+            let previous = readSysctl(path)
+            if let previous, previous != "1" { changed[path] = previous }
+            try writeSysctl(path, "1")
         }
         removeServerNAT()
-        guard masquerade else { return }
+        guard masquerade else { return changed }
         var ruleset = "table inet \(RoutingConstants.serverNATTable) {\n"
         ruleset += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
         for address in addresses {
             let network = networkPrefix(address)
             let family = address.address.isIPv4 ? "ip" : "ip6"
-            ruleset += "    \(family) saddr \(network) oifname != \"\(name)\" masquerade\n"
+            let output = outboundInterface.map { "oifname \"\($0.rawValue)\"" } ?? "oifname != \"\(name)\""
+            ruleset += "    \(family) saddr \(network) \(output) masquerade\n"
         }
         ruleset += "  }\n  chain forward {\n    type filter hook forward priority filter; policy accept;\n"
         ruleset += "    iifname \"\(name)\" accept\n    oifname \"\(name)\" ct state established,related accept\n"
         ruleset += "  }\n}\n"
         try run(["nft", "-f", "-"], input: ruleset)
+        return changed
+    }
+
+    /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
+    func restoreSysctls(_ values: [String: String]) {
+        for (path, value) in values.sorted(by: { $0.key < $1.key }) {
+            do {
+                try writeSysctl(path, value)
+            } catch {
+                logger.error("restoring \(path) to \(value) failed: \(error)")
+            }
+        }
     }
 
     /// Deletes the server's nftables table (no error when absent).
@@ -264,6 +315,10 @@ final class RouteManager: Sendable {
         }
         guard let address = IPAddress(bytes: masked) else { return "\(prefix)" }
         return "\(address)/\(prefix.length)"
+    }
+
+    private func readSysctl(_ path: String) -> String? {
+        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     private func writeSysctl(_ path: String, _ value: String) throws(TriglavDataPlaneError) {

@@ -1,0 +1,48 @@
+import Foundation
+import Testing
+
+extension DaemonServerTests {
+    /// Client1.State and Paths on the server come from its engine's view of the client's paths: `connected` with
+    /// both uplinks, `degraded` while one is dead, `connected` again once it is back (its rejoin replaces the dead
+    /// session, so the server doesn't keep a dead path until the session times out).
+    @Test("Client1.State follows the client's paths: connected, degraded with an uplink down, connected when it is back")
+    func clientStateFollowsPaths() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        try lab.startBus()
+        let (_, serverNotify) = try lab.startServer()
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        let (_, clientNotify) = try lab.startClient(onBus: false)
+        try clientNotify.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        try clientNotify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
+        let client = "org.triglav /org/triglav/client/1 org.triglav.Client1"
+        #expect(try poll(lab, "get-property \(client) State", "s \"connected\"\n", seconds: 10))
+        #expect(try poll(lab, "get-property \(client) Paths", "u 2\n", seconds: 10))
+
+        try lab.exec(lab.client, "ip link set up2 down")
+        #expect(try poll(lab, "get-property \(client) State", "s \"degraded\"\n", seconds: 10),
+                "server log:\n\(lab.log("server").suffix(3000))")
+        #expect(try poll(lab, "get-property \(client) Paths", "u 1\n", seconds: 5))
+
+        try lab.exec(lab.client, "ip link set up2 up")
+        // Taking the link down flushed its route to the server; put it back as the lab made it.
+        try lab.exec(lab.client, "ip route replace 198.18.7.1/32 via 10.202.2.1 dev up2 metric 2")
+        #expect(try poll(lab, "get-property \(client) State", "s \"connected\"\n", seconds: 20),
+                "client log:\n\(lab.log("client").suffix(3000))")
+        #expect(try poll(lab, "get-property \(client) Paths", "u 2\n", seconds: 5))
+    }
+
+    /// Polls a busctl query until it answers `expected` (true) or `seconds` pass (false; records the last answer).
+    private func poll(_ lab: DaemonLab, _ query: String, _ expected: String, seconds: TimeInterval) throws -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last = ""
+        while Date() < deadline {
+            last = try lab.busctl(query)
+            if last == expected { return true }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        Issue.record("\(query): last answer \(last), expected \(expected)")
+        return false
+    }
+}

@@ -1,0 +1,77 @@
+import Testing
+@testable import TriglavDataPlane
+import TriglavCore
+import TriglavMultipath
+
+@Suite("Uplink policy flags")
+struct UplinkPolicyFlagsTests {
+    static let millisecond: UInt64 = 1_000_000
+
+    @Test("tier, metered and heartbeat class round-trip through the flags byte", arguments: [false, true])
+    func roundTrip(metered: Bool) {
+        for tier in [UplinkTier.primary, .secondary, .backup, .never] {
+            for heartbeatClass: UInt8 in 1...15 {
+                let interval = 100 * Self.millisecond << UInt64(heartbeatClass - 1)
+                let flags = UplinkPolicyFlags.encode(UplinkPolicy(tier: tier, isMetered: metered), heartbeatInterval: interval)
+                #expect(flags & 0x80 != 0)
+                #expect(UplinkPolicyFlags.decode(flags) == UplinkPolicy(tier: tier, isMetered: metered))
+                #expect(UplinkPolicyFlags.heartbeatInterval(in: flags) == interval)
+            }
+        }
+    }
+
+    @Test("exact bytes: bit 7 present, bits 0-1 tier, bit 2 metered, bits 3-6 heartbeat class")
+    func exactBytes() {
+        #expect(UplinkPolicyFlags.encode(UplinkPolicy()) == 0x80)
+        #expect(UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup, isMetered: true)) == 0x86)
+        #expect(UplinkPolicyFlags.encode(UplinkPolicy(), heartbeatInterval: 100 * Self.millisecond) == 0x88)
+        // 30 s rounds down to class 9 (25.6 s): the server never probes less often than the client.
+        #expect(UplinkPolicyFlags.encode(UplinkPolicy(tier: .secondary, isMetered: true), heartbeatInterval: 30_000 * Self.millisecond) == 0x80 | 0x01 | 0x04 | (9 << 3))
+    }
+
+    @Test("intervals round down to a class; below 200 ms is class 1, beyond the largest class saturates")
+    func classes() {
+        #expect(UplinkPolicyFlags.heartbeatClass(of: 10 * Self.millisecond) == 1)
+        #expect(UplinkPolicyFlags.heartbeatClass(of: 199 * Self.millisecond) == 1)
+        #expect(UplinkPolicyFlags.heartbeatClass(of: 200 * Self.millisecond) == 2)
+        #expect(UplinkPolicyFlags.heartbeatClass(of: 1_000 * Self.millisecond) == 4)  // 800 ms
+        #expect(UplinkPolicyFlags.heartbeatClass(of: 60_000 * Self.millisecond) == 10)  // 51.2 s
+        #expect(UplinkPolicyFlags.heartbeatClass(of: .max) == 15)
+    }
+
+    @Test("an older peer's flags (no heartbeat bits, or no policy at all) say no heartbeat")
+    func olderPeers() {
+        #expect(UplinkPolicyFlags.heartbeatInterval(in: 0x85) == nil)
+        #expect(UplinkPolicyFlags.decode(0x85) == UplinkPolicy(tier: .secondary, isMetered: true))
+        #expect(UplinkPolicyFlags.heartbeatInterval(in: 0x00) == nil)
+        #expect(UplinkPolicyFlags.heartbeatInterval(in: 0x78) == nil, "heartbeat bits without the present bit")
+        #expect(UplinkPolicyFlags.decode(0x00) == nil)
+        // An older server reads only bits 0-2 and 7, so the heartbeat bits don't change what it sees.
+        let flags = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup), heartbeatInterval: 5_000 * Self.millisecond)
+        #expect(flags & 0x87 == UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup)))
+    }
+}
+
+@Suite("Uplink receive rate")
+struct UplinkReceiveRateTests {
+    static let second: UInt64 = 1_000_000_000
+
+    @Test("bytes received over each closed one-second window, as bits/s; idle windows read 0")
+    func windows() throws {
+        var uplink = ClientUplink(id: UplinkID(1), interface: try InterfaceName("up1"))
+        uplink.status.receivedBytes = 5_000  // before the first window: not counted
+        uplink.updateReceiveRate(now: 10 * Self.second)
+        #expect(uplink.status.receiveRateBitsPerSecond == 0)
+        uplink.status.receivedBytes += 1_250_000
+        uplink.updateReceiveRate(now: 10 * Self.second + Self.second / 2)
+        #expect(uplink.status.receiveRateBitsPerSecond == 0, "the window isn't closed before a second")
+        uplink.updateReceiveRate(now: 11 * Self.second)
+        #expect(uplink.status.receiveRateBitsPerSecond == 10_000_000)
+        // A late timer: the rate is over the real length of the window (1.25 MB in 1.25 s = 8 Mbit/s).
+        uplink.status.receivedBytes += 1_250_000
+        uplink.updateReceiveRate(now: 12 * Self.second + Self.second / 4)
+        #expect(uplink.status.receiveRateBitsPerSecond == 8_000_000)
+        uplink.updateReceiveRate(now: 13 * Self.second + Self.second / 4)
+        #expect(uplink.status.receiveRateBitsPerSecond == 0)
+    }
+}
