@@ -719,7 +719,9 @@ public struct MultipathEngine<Packet> {
         // seen to deliver. Otherwise an estimate below the link's real rate could never rise: it is a maximum
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
-        let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
+        let gain = configuration.capacityCatchUp && tracker.drainsFasterThanModelled(within: Tuning.fasterThanModelledHold, at: now)
+            ? Tuning.fasterThanModelledGainPercent
+            : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
