@@ -377,7 +377,7 @@ public struct MultipathEngine<Packet> {
         // the first uplink answers) has no transit, but our own probes have given it an RTT. Half of it, put on
         // the transit scale through a path that has both, stands in; otherwise that path couldn't set the target,
         // the first packets of a flow would leave unequalised, and BBR would keep their RTT as its minimum for
-        // 10 s — the whole download (docs/BENCHMARKS.md, "Lab test: a flow's first RTT sample").
+        // 10 s — the whole download (docs/BENCHMARKS.md, "Lab test at 80 %").
         var rttToTransit: Int64?
         for tracker in trackers where hasFreshTransit(tracker) && tracker.rtt.hasSample {
             rttToTransit = tracker.transit - Int64(clamping: tracker.rtt.smoothed / 2)
