@@ -11,7 +11,7 @@ dataplane-tests: build-tests
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDataPlaneTests|IntegrationTests.DataPlane'
 
 # Benchmark (not a test): single-uplink TCP throughput over one unimpaired veth, Triglav vs wireguard-go
-# vs no tunnel, in one run. Prints Markdown for docs/BENCHMARKS.md.
+# vs no tunnel, in one run. Writes its section of docs/BENCHMARKS.md (--print-only to only print).
 dataplane-bench: deps
 	@./scripts/apt-ensure $(DATAPLANE_BENCH_PACKAGES)
 	$(SWIFT) build -c release --product triglav-dataplane-dev $(SWIFT_BUILD_FLAGS)

@@ -35,6 +35,12 @@ public enum ConfigDefaults {
     /// Per-uplink liveness probe interval; failover reacts within a few of these.
     public static let heartbeatIntervalMilliseconds = 100
     public static let heartbeatIntervalRange = 10...60_000
+    /// Idle heartbeat of a metered uplink (never shorter than `heartbeat_interval_ms`). 3.2 s: 1/32 of the default
+    /// heartbeat's traffic; a WAN health check's pace (a few seconds); inside the 25 s keepalive and the ~30 s UDP NAT
+    /// timeouts of mobile carriers, so it keeps the mapping by itself; and exactly a heartbeat class (100 ms × 2⁵), so
+    /// the server follows it to the millisecond. The cost: an idle metered uplink's blackhole is noticed after
+    /// 7 × 3.2 s + the loss deadline (~23 s) instead of within 1 s; under traffic it fails over as fast as any.
+    public static let meteredHeartbeatIntervalMilliseconds = 3_200
     /// Keepalive on idle uplinks so NAT mappings (often 30 s for UDP) don't expire; 0 disables.
     public static let natKeepaliveSeconds = 25
     public static let natKeepaliveRange = 0...3_600

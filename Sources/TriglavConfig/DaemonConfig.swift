@@ -88,6 +88,9 @@ public struct UplinkSettings: Equatable, Sendable {
     public var include: [InterfaceGlob] = Self.globs(ConfigDefaults.uplinkInclude)
     public var exclude: [InterfaceGlob] = Self.globs(ConfigDefaults.uplinkExclude)
     public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
+    /// Idle heartbeat of metered uplinks (`metered_heartbeat_interval_ms`); `heartbeatInterval(forMetered:pin:)`
+    /// says which interval an uplink gets.
+    public var meteredHeartbeatInterval: Duration = .milliseconds(ConfigDefaults.meteredHeartbeatIntervalMilliseconds)
     /// nil disables NAT keepalives.
     public var natKeepalive: Duration? = .seconds(ConfigDefaults.natKeepaliveSeconds)
     /// How long an uplink stays on its TCP fallback before trying UDP again.
@@ -103,6 +106,14 @@ public struct UplinkSettings: Equatable, Sendable {
         interface != tunnelInterface.rawValue
             && include.contains { $0.matches(interface) }
             && !exclude.contains { $0.matches(interface) }
+    }
+
+    /// The idle heartbeat of an uplink: its pin's `heartbeat_interval_ms` if set, else for a metered uplink the
+    /// longer of `metered_heartbeat_interval_ms` and `heartbeat_interval_ms` (metered never probes more often than
+    /// unmetered), else `heartbeat_interval_ms`.
+    public func heartbeatInterval(forMetered isMetered: Bool, pin: UplinkPin?) -> Duration {
+        if let pinned = pin?.heartbeatInterval { return pinned }
+        return isMetered ? max(meteredHeartbeatInterval, heartbeatInterval) : heartbeatInterval
     }
 
     /// Settings for `interface`: the first pin whose pattern matches; exact names win over globs.
@@ -123,11 +134,13 @@ public struct UplinkSettings: Equatable, Sendable {
 public struct UplinkPin: Equatable, Sendable {
     public var match: InterfaceGlob
     public var tier: UplinkTier = ConfigDefaults.tier
-    /// Pay-per-byte link: the daemon keeps probe traffic on it to a minimum.
+    /// Pay-per-byte link: the daemon keeps probe traffic on it to a minimum (a relaxed idle heartbeat).
     public var metered = false
     /// Megabytes (10^6 bytes) per month after which the uplink is treated as `never`; nil = no cap.
     public var dataCapMegabytes: Int?
     public var dataCapResetDay: Int = ConfigDefaults.dataCapResetDay
+    /// This interface's idle heartbeat, metered or not; nil: `[uplinks]`'s rule (`UplinkSettings.heartbeatInterval(forMetered:pin:)`).
+    public var heartbeatInterval: Duration?
 
     public init(match: InterfaceGlob) {
         self.match = match
@@ -158,8 +171,8 @@ public struct ServerSettings: Equatable, Sendable {
     public var nat = NATSettings()
     public var maxClients = ConfigDefaults.maxClients
     public var clients: [AuthorizedClient] = []
-    /// The server's own idle probe interval on each client uplink; a client that probes less often
-    /// (its `[uplinks] heartbeat_interval_ms`) is probed as rarely as it probes.
+    /// The server's own idle probe interval on each client uplink; a client uplink probed less often by its client
+    /// (metered, or the client's `[uplinks] heartbeat_interval_ms`) is probed as rarely as the client probes it.
     public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
 
     public init() {}

@@ -79,6 +79,9 @@ struct DaemonConfigDecoder {
         if let interval = reader.integer("heartbeat_interval_ms", in: ConfigDefaults.heartbeatIntervalRange, unit: "ms") {
             uplinks.heartbeatInterval = .milliseconds(interval)
         }
+        if let interval = reader.integer("metered_heartbeat_interval_ms", in: ConfigDefaults.heartbeatIntervalRange, unit: "ms") {
+            uplinks.meteredHeartbeatInterval = .milliseconds(interval)
+        }
         if let keepalive = reader.integer("nat_keepalive_s", in: ConfigDefaults.natKeepaliveRange, unit: "s") {
             uplinks.natKeepalive = keepalive == 0 ? nil : .seconds(keepalive)
         }
@@ -111,6 +114,9 @@ struct DaemonConfigDecoder {
         pin.dataCapMegabytes = reader.integer("data_cap_mb", in: ConfigDefaults.dataCapMegabytesRange, unit: "MB")
         pin.dataCapResetDay = reader.integer("data_cap_reset_day", in: ConfigDefaults.dataCapResetDayRange)
             ?? pin.dataCapResetDay
+        if let interval = reader.integer("heartbeat_interval_ms", in: ConfigDefaults.heartbeatIntervalRange, unit: "ms") {
+            pin.heartbeatInterval = .milliseconds(interval)
+        }
         if pin.dataCapMegabytes == nil, reader.entries["data_cap_reset_day"] != nil, reader.entries["data_cap_mb"] == nil {
             reader.report("data_cap_reset_day", "has no effect without data_cap_mb")
         }

@@ -77,10 +77,14 @@ public struct ManagerStatus: PropertyRecord {
     /// Uplink ids; the bus adaptor fills this from `TriglavStatus.uplinks`, controllers may leave it empty.
     public var uplinks: [UInt32]
     public var version: String
+    /// Why the client tunnel's addresses, routes or rules couldn't be applied (the kernel refused them; the
+    /// daemon retries, and the tunnel's traffic is blocked meanwhile, `State` is `degraded`); "" otherwise.
+    public var routingError: String
 
     public init(state: TunnelState = .disconnected, profile: String = "", server: String = "", tunnelInterface: String = "",
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
-                uplinks: [UInt32] = [], version: String = "") {
+                uplinks: [UInt32] = [], version: String = "", routingError: String = "") {
+        self.routingError = routingError
         self.state = state
         self.profile = profile
         self.server = server
@@ -98,14 +102,15 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("TunnelInterface", "s"), PropertySpec("TunnelAddresses", "as"),
         PropertySpec("Scheduler", "s", writable: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
-        PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"),
+        PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
         [("State", .string(state.rawValue)), ("Profile", .string(profile)), ("Server", .string(server)),
          ("TunnelInterface", .string(tunnelInterface)), ("TunnelAddresses", .strings(tunnelAddresses)),
          ("Scheduler", .string(scheduler)), ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)),
-         ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version))]
+         ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version)),
+         ("RoutingError", .string(routingError))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -114,7 +119,7 @@ public struct ManagerStatus: PropertyRecord {
                   tunnelAddresses: v["TunnelAddresses"]?.strings ?? [], scheduler: v["Scheduler"]?.string ?? "",
                   txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
                   uplinks: (v["Uplinks"]?.strings ?? []).compactMap(TriglavBus.uplinkID(fromPath:)),
-                  version: v["Version"]?.string ?? "")
+                  version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "")
     }
 }
 

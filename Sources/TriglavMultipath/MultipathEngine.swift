@@ -75,14 +75,23 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         guard index(of: id) == nil else { throw .duplicateUplink(id) }
         guard uplinks.count < MultipathLimits.maxUplinks else { throw .tooManyUplinks(limit: MultipathLimits.maxUplinks) }
+        try policy.validate()
         uplinks.append(UplinkTracker(id: id, policy: policy, configuration: configuration, now: now))
     }
 
-    /// Changes tier, metering or data cap of an uplink.
+    /// Changes tier, metering, data cap or idle heartbeat of an uplink. A shorter heartbeat applies from now on
+    /// (the probe scheduled for the old one is brought forward).
     public mutating func updatePolicy(_ policy: UplinkPolicy, for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
+        try policy.validate()
+        let previous = uplinks[index].policy
         uplinks[index].policy = policy
-        if failoverActive == id { failoverActive = nil }
+        uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, latestTime &+ policy.idleHeartbeat(configuration))
+        // Failover re-picks only when what makes an uplink preferable changed: a capped uplink's allowance is
+        // updated every second (and its spending is checked per packet), a heartbeat changes no preference.
+        let preferenceChanged = previous.tier != policy.tier || previous.isMetered != policy.isMetered
+            || (previous.dataCapBytes == nil) != (policy.dataCapBytes == nil)
+        if preferenceChanged { failoverActive = nil }
     }
 
     /// Removes an uplink at once (interface gone, or configuration change). Its unacknowledged recent
@@ -181,6 +190,11 @@ public struct MultipathEngine<Packet> {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+            if uplinks[index].policy.heartbeatInterval != nil {
+                // A relaxed idle link that starts carrying data probes at the active interval at once, not
+                // after the rest of its idle heartbeat (its RTT and spread must be fresh for the scheduler).
+                uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, now &+ configuration.activeProbeInterval)
+            }
             if configuration.pacingQueueAllowance != nil {
                 let tx = transmissionTime(bytes: bytes, uplinks[index], now: now)
                 uplinks[index].networkBusyUntil = max(now, uplinks[index].networkBusyUntil) &+ tx
@@ -190,6 +204,11 @@ public struct MultipathEngine<Packet> {
             if uplinks[index].recordProbeReply(id: probeID, at: now), uplinks[index].state == .down,
                !uplinks[index].systemDown {
                 noteTransition(uplinks[index].transition(to: .probing, at: now, configuration: configuration), index)
+                if uplinks[index].policy.heartbeatInterval != nil {
+                    // Back from down on a relaxed heartbeat: the replies that make it ready come at the probing pace,
+                    // not one idle interval later.
+                    uplinks[index].nextProbeAt = min(uplinks[index].nextProbeAt, now &+ configuration.activeProbeInterval)
+                }
             }
             evaluate(index, now: now)
         case .probeReceived(let id, let senderTimestamp, _):
@@ -336,20 +355,20 @@ public struct MultipathEngine<Packet> {
                 consider(tracker.nextProbeAt)
                 consider(tracker.feedbackDue(at: 0, interval: configuration.feedbackInterval))
             }
-            consider(tracker.nextEvaluation(configuration: configuration))
+            consider(tracker.nextEvaluation(now: latestTime, configuration: configuration))
         }
         return deadline
     }
 
     private func probeInterval(_ tracker: UplinkTracker, now: UInt64) -> UInt64 {
         switch tracker.state {
-        case .down: return configuration.heartbeatInterval
+        case .down: return tracker.policy.idleHeartbeat(configuration)
         case .probing: return configuration.activeProbeInterval
         case .ready, .degraded:
             if let sent = tracker.lastDataSentAt, now - sent <= configuration.activityWindow {
                 return configuration.activeProbeInterval
             }
-            return configuration.heartbeatInterval
+            return tracker.policy.idleHeartbeat(configuration)
         }
     }
 
@@ -668,6 +687,10 @@ public struct MultipathEngine<Packet> {
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
         if paced {
             let start = max(now &+ tracker.modelNetworkQueue(at: now), tracker.resendsQueuedUntil)
+            // A resend that would wait on our side longer than any receiver holds a gap (`maxReorderHold`) arrives
+            // after the gap was skipped: it only delays what is queued behind it. Without this bound the resends
+            // for a burst of requests (or a failover backlog) queued for seconds ahead of all new data.
+            guard start - now <= configuration.maxReorderHold else { return selection }
             uplinks[index].resendsQueuedUntil = start &+ transmissionTime(bytes: packetLength, tracker, now: now)
         }
         commit(index, bytes: packetLength, now: now)

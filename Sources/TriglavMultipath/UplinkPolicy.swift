@@ -32,11 +32,33 @@ public struct UplinkPolicy: Sendable, Equatable {
     /// Bytes this uplink may send in total (the daemon resets the counter per billing period with
     /// `resetDataCap`). nil means unlimited. A link that reached its cap is used as if it were `never`.
     public var dataCapBytes: UInt64?
+    /// Probe interval while the link is idle or down (nanoseconds); nil means the configuration's
+    /// `heartbeatInterval`. A relaxed interval (metered links) trades idle blackhole detection time for
+    /// traffic: an idle link is declared down after `idleLostHeartbeatsForDown` of these go unanswered. A link
+    /// carrying data probes at `activeProbeInterval` and is watched by its data's feedback whatever this says.
+    public var heartbeatInterval: UInt64?
 
-    public init(tier: UplinkTier = .primary, isMetered: Bool = false, dataCapBytes: UInt64? = nil) {
+    public init(tier: UplinkTier = .primary, isMetered: Bool = false, dataCapBytes: UInt64? = nil,
+                heartbeatInterval: UInt64? = nil) {
         self.tier = tier
         self.isMetered = isMetered
         self.dataCapBytes = dataCapBytes
+        self.heartbeatInterval = heartbeatInterval
+    }
+
+    /// The idle probe interval under `configuration`.
+    func idleHeartbeat(_ configuration: MultipathConfiguration) -> UInt64 {
+        heartbeatInterval ?? configuration.heartbeatInterval
+    }
+
+    /// Checks the per-uplink interval with the configuration's rules.
+    func validate() throws(MultipathError) {
+        guard let interval = heartbeatInterval else { return }
+        guard interval > 0, interval <= MultipathConfiguration.longestDuration else {
+            throw .invalidConfiguration(
+                field: "UplinkPolicy.heartbeatInterval", value: interval.description,
+                reason: "must be greater than zero and at most \(MultipathConfiguration.longestDuration / Nanoseconds.second) s (nanoseconds; nil: the configuration's)")
+        }
     }
 }
 

@@ -107,6 +107,8 @@ struct UplinkTracker {
     var nextProbeAt: UInt64
     private var consecutiveReplies = 0
     private(set) var flaps = 0
+    /// ready → degraded changes not yet forgotten (like `flaps`, cleared after 60 s of health).
+    private(set) var degradations = 0
     private var readySince: UInt64?
 
     // Receiver side.
@@ -237,12 +239,22 @@ struct UplinkTracker {
             modelBusyUntil = 0
             for index in probeActive.indices { probeActive[index] = false }
         }
+        if newState == .degraded && old == .ready { degradations = min(degradations + 1, 16) }
         if newState == .ready { readySince = now } else if old == .ready { readySince = nil }
         // The outage's lost probes say nothing about the link's quality once it answers again.
         if old == .down { loss = LossWindow() }
         state = newState
         stateSince = now
         return (old, newState)
+    }
+
+    /// Minimum time in `degraded`: `degradedHoldTime`, doubling with each degradation not yet forgotten (up to
+    /// `maxRecoveryHoldDown`), so a link whose loss comes and goes settles in `degraded` instead of cycling
+    /// every few seconds — the same rule as the recovery hold-down after `down`.
+    func degradedHold(_ configuration: MultipathConfiguration) -> UInt64 {
+        let shift = UInt64(min(max(degradations, 1) - 1, 16))
+        return min(max(configuration.maxRecoveryHoldDown, configuration.degradedHoldTime),
+                   configuration.degradedHoldTime << shift)
     }
 
     func recoveryHoldDown(_ configuration: MultipathConfiguration) -> UInt64 {
@@ -254,12 +266,15 @@ struct UplinkTracker {
     /// Time-driven checks: blackhole deadline, probe timeouts, loss hysteresis, recovery hold-down.
     mutating func evaluate(now: UInt64, configuration: MultipathConfiguration)
         -> (from: UplinkState, to: UplinkState)? {
-        expireProbes(now: now)
+        expireProbes(now: now, configuration: configuration)
         if systemDown { return state == .down ? nil : transition(to: .down, at: now, configuration: configuration) }
         if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
             return transition(to: .down, at: now, configuration: configuration)
         }
-        if let since = readySince, now - since > 60 * Nanoseconds.second { flaps = 0 }
+        if let since = readySince, now - since > 60 * Nanoseconds.second {
+            flaps = 0
+            degradations = 0
+        }
         switch state {
         case .ready:
             // Loss while the probes see a standing queue is congestion (our own traffic overflowing the
@@ -268,7 +283,7 @@ struct UplinkTracker {
                 return transition(to: .degraded, at: now, configuration: configuration)
             }
         case .degraded:
-            if now - stateSince >= configuration.degradedHoldTime,
+            if now - stateSince >= degradedHold(configuration),
                (loss.percent(at: now) ?? 0) <= configuration.recoveredLossPercent {
                 return transition(to: .ready, at: now, configuration: configuration)
             }
@@ -283,10 +298,16 @@ struct UplinkTracker {
         return nil
     }
 
-    /// When `evaluate` may next change something by itself (nil: only events can).
-    func nextEvaluation(configuration: MultipathConfiguration) -> UInt64? {
+    /// When `evaluate` may next change something by itself (nil: only events can). `now`: the engine's clock;
+    /// the end of the degraded hold counts only until it has passed (then the loss window, which events
+    /// update, decides, and a past deadline would make the caller spin).
+    func nextEvaluation(now: UInt64, configuration: MultipathConfiguration) -> UInt64? {
         var deadline: UInt64?
         if state != .down, !systemDown { deadline = blackholeDeadline(configuration) }
+        if state == .degraded, !systemDown {
+            let holdEnd = stateSince &+ degradedHold(configuration)
+            if holdEnd > now { deadline = min(deadline ?? holdEnd, holdEnd) }
+        }
         if state == .probing, consecutiveReplies >= (flaps == 0 ? 1 : Tuning.repliesToRecover) {
             let at = stateSince &+ recoveryHoldDown(configuration)
             deadline = min(deadline ?? at, at)
@@ -315,7 +336,9 @@ struct UplinkTracker {
         }
         var deadline = lossDeadline(configuration)
         if historyWritten == historyAcked {
-            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * configuration.heartbeatInterval
+            // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
+            let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
+            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
         }
         return max(oldest, lastProgressAt) &+ deadline
     }
@@ -521,8 +544,17 @@ struct UplinkTracker {
         return false
     }
 
-    private mutating func expireProbes(now: UInt64) {
-        for index in probeActive.indices where probeActive[index] && now - probeTimes[index] > Tuning.probeReplyTimeout {
+    /// How long a probe stays outstanding: `Tuning.probeReplyTimeout`, longer on a relaxed idle heartbeat (metered
+    /// links), where the `idleLostHeartbeatsForDown` probes the idle blackhole rule waits for span more than that and
+    /// must all still be outstanding when the rule's deadline comes.
+    func probeReplyTimeout(_ configuration: MultipathConfiguration) -> UInt64 {
+        guard let heartbeat = policy.heartbeatInterval else { return Tuning.probeReplyTimeout }
+        return max(Tuning.probeReplyTimeout, Tuning.idleLostHeartbeatsForDown * heartbeat &+ lossDeadline(configuration))
+    }
+
+    private mutating func expireProbes(now: UInt64, configuration: MultipathConfiguration) {
+        let timeout = probeReplyTimeout(configuration)
+        for index in probeActive.indices where probeActive[index] && now - probeTimes[index] > timeout {
             probeActive[index] = false
             loss.record(expected: 1, lost: 1, at: now)
             consecutiveReplies = 0

@@ -1,10 +1,13 @@
 // Test fixture: hosts the org.triglav bus adaptor with the fake controller on a given bus, so
 // integration tests (and people trying the CLI) can drive the real API without privileges or a
 // tunnel. Not installed. Usage:
-//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--unrouted wlan0] [--clients N] [--tick-ms MS] [--allow-anyone]
+//   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--unrouted wlan0] [--routing-error MSG] [--clients N]
+//                       [--tick-ms MS] [--allow-anyone]
 // Without --allow-anyone only root and members of group triglav may change state (as in triglavd).
 // SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear. --unrouted uplinks start
-// with no route to the server (Uplink1.RouteToServer false); SIGHUP makes their routes appear.
+// with no route to the server (Uplink1.RouteToServer false); SIGHUP makes their routes appear. With
+// --routing-error MSG, a connected tunnel reports that the kernel refused its routes (Manager1.RoutingError);
+// SIGHUP ends that too.
 import Dispatch
 import Logging
 import TriglavControlAPI
@@ -31,6 +34,7 @@ var initialUplinks = ["eth0", "wlan0"]
 var clientCount = 0
 var tickMilliseconds = 0
 var unrouted: [String] = []
+var routingError: String?
 var authorization = CallerAuthorization.standard
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
@@ -40,6 +44,9 @@ while let argument = arguments.next() {
         address = value
     case "--uplinks": initialUplinks = (arguments.next() ?? "").split(separator: ",").map(String.init)
     case "--unrouted": unrouted = (arguments.next() ?? "").split(separator: ",").map(String.init)
+    case "--routing-error":
+        guard let value = arguments.next(), !value.isEmpty else { fail("--routing-error needs a message") }
+        routingError = value
     case "--clients":
         guard let value = arguments.next().flatMap({ Int($0) }) else { fail("--clients needs a number") }
         clientCount = value
@@ -54,6 +61,7 @@ while let argument = arguments.next() {
 let controller = FakeTunnelController()
 for interface in initialUplinks { controller.simulateUplinkAppeared(interface: interface) }
 for interface in unrouted { controller.simulateRouteToServer(interface: interface, present: false) }
+if let routingError { controller.simulateRoutingFailure(routingError) }
 for index in 0..<clientCount {
     controller.simulateClientConnected(publicKey: "client\(index)-public-key", endpoint: "203.0.113.\(index + 5):40000")
 }
@@ -77,7 +85,10 @@ vanish.setEventHandler { controller.simulateUplinkGone(interface: "eth1") }
 vanish.resume()
 signal(SIGHUP, SIG_IGN)
 let routed = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .main)
-routed.setEventHandler { for interface in unrouted { controller.simulateRouteToServer(interface: interface, present: true) } }
+routed.setEventHandler {
+    for interface in unrouted { controller.simulateRouteToServer(interface: interface, present: true) }
+    if routingError != nil { controller.simulateRoutingFailure(nil) }
+}
 routed.resume()
 
 connection.onDisconnect { exit(0) }

@@ -41,6 +41,8 @@ struct Server: ParsableCommand {
     @Option(help: "Masquerade only out of this interface (default: every interface but the TUN).") var outboundInterface: String?
     @Option(help: "Milliseconds between the server's idle probes on each client uplink (clients may ask for longer).")
     var heartbeatMs: Int = 100
+    @Option(help: "Seconds of silence after which a client session, or its TCP fallback connection, is forgotten.")
+    var sessionTimeoutS: Int = 120
     @Option(help: "Seconds between statistics lines on stderr (0: never).") var statsInterval: Double = 0
     @Flag(help: "Debug logging.") var verbose = false
 
@@ -62,6 +64,8 @@ struct Server: ParsableCommand {
         configuration.outboundInterface = try outboundInterface.map { try InterfaceName($0) }
         guard heartbeatMs > 0 else { throw ValidationError("--heartbeat-ms must be positive, got \(heartbeatMs)") }
         configuration.heartbeatInterval = .milliseconds(heartbeatMs)
+        guard sessionTimeoutS > 0 else { throw ValidationError("--session-timeout-s must be positive, got \(sessionTimeoutS)") }
+        configuration.sessionTimeout = .seconds(sessionTimeoutS)
         let server = try ServerTunnel(configuration: configuration)
         try server.start()
         FileHandle.standardOutput.write(Data("listening on \(try server.listeningEndpoints().map(\.description).joined(separator: " "))\n".utf8))
@@ -85,6 +89,8 @@ struct Client: ParsableCommand {
     @Option(help: "Scheduler: \(SchedulerMode.allCases.map(\.rawValue).joined(separator: ", ")).") var scheduler = "aggregate"
     @Option(help: "Firewall mark and routing table number.") var mark: UInt32 = RoutingConstants.defaultFirewallMark
     @Option(help: "Milliseconds between idle probes (heartbeats) on each uplink.") var heartbeatMs: Int = 100
+    @Option(help: "Milliseconds between idle probes on each metered uplink (the longer of this and --heartbeat-ms), as triglavd's [uplinks] metered_heartbeat_interval_ms.")
+    var meteredHeartbeatMs: Int = 3200
     @Option(help: "Seconds of silence on an uplink before a NAT keepalive is sent.") var keepaliveS: Double = 25
     @Option(help: "Largest TUN MTU; the device follows the smallest uplink MTU minus the overhead below it (default: 1432 to an IPv4 server, 1412 to IPv6).")
     var mtu: Int?
@@ -100,6 +106,9 @@ struct Client: ParsableCommand {
             server: try IPEndpoint(server), tunnelInterface: try InterfaceName(tun))
         configuration.multipath.scheduler = schedulerMode
         configuration.firewallMark = mark
+        guard heartbeatMs > 0, meteredHeartbeatMs > 0 else {
+            throw ValidationError("--heartbeat-ms and --metered-heartbeat-ms must be positive, got \(heartbeatMs) and \(meteredHeartbeatMs)")
+        }
         configuration.probeInterval = .milliseconds(heartbeatMs)
         configuration.keepaliveInterval = .milliseconds(Int64(keepaliveS * 1000))
         if let mtu {
@@ -127,6 +136,7 @@ struct Client: ParsableCommand {
             if parts.count > 2 {
                 guard parts[2] == "metered" else { throw ValidationError("expected 'metered' after the tier in --uplink \(entry)") }
                 policy.isMetered = true
+                if meteredHeartbeatMs > heartbeatMs { policy.heartbeatInterval = UInt64(meteredHeartbeatMs) * 1_000_000 }
             }
             try client.addUplink(interface: try InterfaceName(name), policy: policy)
         }

@@ -242,6 +242,10 @@ enum Render {
         if !manager.tunnelInterface.isEmpty {
             field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " "))
         }
+        // Sessions may all be up while the kernel refuses the tunnel's routes: say so, or "degraded" is a riddle.
+        if !manager.routingError.isEmpty {
+            field("Routing", style.paint("FAILED", "31") + " (traffic blocked; triglavd retries): \(manager.routingError)")
+        }
         field("Scheduler", manager.scheduler.isEmpty ? "-" : manager.scheduler)
         field("Traffic", "tx \(Format.bytes(manager.txBytes)), rx \(Format.bytes(manager.rxBytes))")
         let uplinks = snapshot.uplinks

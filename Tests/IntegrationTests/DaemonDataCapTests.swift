@@ -1,14 +1,16 @@
 import Foundation
 import Testing
 
-/// `data_cap_mb` end to end (root only): the capped uplink carries data until its cap is spent, then none.
+/// `data_cap_mb` end to end (root only): the capped uplink carries data both ways until its cap is spent,
+/// then leaves the tunnel (the server stops sending on it too), and a restarted client keeps it out.
 @Suite("triglavd data caps", .serialized, .enabled(if: DaemonLab.isRoot, "needs root for network namespaces"))
 struct DaemonDataCapTests {
-    @Test("with the redundant scheduler, a 1 MB uplink stops at its cap while the other carries everything")
+    @Test("with the redundant scheduler, a 1 MB uplink stops at its cap both ways, also after a restart")
     func cappedUplinkStopsCarryingData() throws {
         let lab = try DaemonLab()
         defer { lab.tearDown() }
-        // Redundant: every packet goes over every usable uplink, so without the cap up1 would carry it all.
+        // Redundant: every packet goes over every usable uplink (both ways), so without the cap up1 would
+        // carry it all.
         try lab.write("client-cap.toml", """
             private_key = "\(lab.directory)/client.key"
             [tunnel]
@@ -24,38 +26,63 @@ struct DaemonDataCapTests {
             tier = "primary"
             data_cap_mb = 1
             """)
+        // The usage file goes to the lab, never to the host's /var/lib/triglav.
+        let stateDirectory = ["STATE_DIRECTORY": lab.directory]
+        let arguments = "--config \(lab.directory)/client-cap.toml --profile-dir \(lab.directory)/profiles --connect lab"
         try lab.startBus()
         let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
                                                     logName: "server", onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
-        let (client, notify) = try lab.startDaemon(
-            namespace: lab.client, "--config \(lab.directory)/client-cap.toml --profile-dir \(lab.directory)/profiles --connect lab",
-            logName: "client")
+        let (client, notify) = try lab.startDaemon(namespace: lab.client, arguments, logName: "client",
+                                                   extraEnvironment: stateDirectory)
         try notify.waitFor("READY=1", timeout: 15)
         try notify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
 
-        // 3000 × 1428 IP bytes ≈ 4.3 MB up.
-        try lab.exec(lab.client, "ping -f -q -c3000 -s1400 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 60)
-        Thread.sleep(forTimeInterval: 1.5)  // the next tick publishes the counters
-        let capped = try txBytes(lab, uplink: "up1")
-        let other = try txBytes(lab, uplink: "up2")
-        // Up to the cap (1 MB of data) plus probes and feedback, which the cap doesn't stop; nothing more.
-        #expect(capped >= 900_000 && capped <= 1_150_000, "up1 sent \(capped), up2 \(other)")
-        #expect(other >= 4_000_000, "up1 sent \(capped), up2 \(other)")
+        // 1000 × 1428 IP bytes each way at 100/s: ≈ 2.9 MB on up1 without the cap, ≈ 0.3 MB per daemon tick.
+        let before = try linkBytes(lab, "up1")
+        try lab.exec(lab.client, "ping -q -c1000 -i0.01 -s1400 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 60)
+        Thread.sleep(forTimeInterval: 1.5)
+        let used = try linkBytes(lab, "up1") - before
+        // The cap (counted both ways), at most one tick late, plus outer headers; far from 2.9 MB.
+        #expect(used >= 900_000 && used <= 1_500_000, "up1 carried \(used) bytes; client log:\n\(lab.log("client"))")
+        #expect(try uplinkProperty(lab, "up1", "State") == "s \"down\"")
+        #expect(try uplinkProperty(lab, "up2", "State") == "s \"active\"")
+
+        // Out of the tunnel means the server's path is retired as well: nothing arrives on up1 any more.
+        let quiet = try linkBytes(lab, "up1")
+        try lab.exec(lab.client, "ping -q -c200 -i0.01 -s1400 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 60)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try linkBytes(lab, "up1") - quiet < 2_000, "up1 still carries traffic after its cap")
+
         lab.terminate(client)
         #expect(!client.isRunning, "did not exit within 10 s of SIGTERM")
         if !client.isRunning { #expect(client.terminationStatus == 0, "client log:\n\(lab.log("client"))") }
+        let saved = try String(contentsOfFile: "\(lab.directory)/data-caps", encoding: .utf8)
+        #expect(saved.hasPrefix("triglav-data-caps 1\nup1 "), "\(saved)")
+
+        // A restart reads the period's usage back: up1 stays out.
+        let (again, againNotify) = try lab.startDaemon(namespace: lab.client, arguments, logName: "client-again",
+                                                       extraEnvironment: stateDirectory)
+        try againNotify.waitFor("READY=1", timeout: 15)
+        try againNotify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 1/1 uplinks established", timeout: 10)
+        #expect(try uplinkProperty(lab, "up1", "State") == "s \"down\"")
+        lab.terminate(again)
     }
 
-    private func txBytes(_ lab: DaemonLab, uplink interface: String) throws -> UInt64 {
+    /// What the client's end of the veth sent plus received (the metered link's own view).
+    private func linkBytes(_ lab: DaemonLab, _ interface: String) throws -> Int {
+        let text = try lab.exec(lab.client, "cat /sys/class/net/\(interface)/statistics/tx_bytes /sys/class/net/\(interface)/statistics/rx_bytes")
+        return text.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.reduce(0, +)
+    }
+
+    private func uplinkProperty(_ lab: DaemonLab, _ interface: String, _ property: String) throws -> String? {
         for number in 1...2 {
             let path = "org.triglav /org/triglav/uplink/\(number) org.triglav.Uplink1"
             guard try lab.busctl("get-property \(path) Interface") == "s \"\(interface)\"\n" else { continue }
-            let answer = try lab.busctl("get-property \(path) TxBytes")
-            return UInt64(answer.dropFirst(2).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            return try lab.busctl("get-property \(path) \(property)").trimmingCharacters(in: .whitespacesAndNewlines)
         }
         Issue.record("no uplink object for \(interface)")
-        return 0
+        return nil
     }
 }

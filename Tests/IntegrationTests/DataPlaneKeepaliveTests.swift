@@ -62,6 +62,37 @@ extension DataPlaneTunnelTests {
             #expect(serverSlow.clientProbes <= 52 && serverSlow.clientProbes >= 36, "\(serverSlow)")
         }
 
+        /// The daemon's default for metered uplinks (`[uplinks] metered_heartbeat_interval_ms`, 3.2 s), per uplink and on both
+        /// sides: on a client with one unmetered and one metered uplink, the metered one carries a few heartbeats where the
+        /// unmetered one carries ~20/s each way, and the server relaxes that path only.
+        @Test("a metered uplink heartbeats every 3.2 s from both ends; the same client's unmetered uplink keeps 100 ms")
+        func meteredUplinkHeartbeatsRarelyBothWays() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            _ = try lab.startServer()
+            let client = try lab.spawn(namespace: lab.client, clientCommand(lab, uplinks: ["up1", "up2:primary:metered"], extra: ""),
+                                       logName: "client")
+            try lab.waitForOutput("client", containing: "ready", timeout: 10)
+            #expect(lab.waitForTunnel(timeout: 10))
+            Thread.sleep(forTimeInterval: 1.5)  // past the uplinks' probing and the ping's activity window
+            let perUplink = try captureByUplink(lab, seconds: 7)
+            lab.terminate(client)
+            let unmetered = perUplink[1] ?? Counts(), metered = perUplink[2] ?? Counts()
+            print("idle, 7 s: unmetered up1 \(unmetered); metered up2 \(metered)")
+
+            // Unmetered: the client's 100 ms probes plus its replies to the server's, and the other way round (~140 each way
+            // in 7 s; tcpdump starts a little late).
+            #expect(unmetered.clientProbes >= 80 && unmetered.serverProbes >= 80, "unmetered uplink no longer at 100 ms: \(unmetered)")
+            // Metered: one probe per 3.2 s from each end plus the answer (about 4 each way in 7 s), never a 100 ms rhythm;
+            // and not silent: its health is still watched from both ends.
+            #expect(metered.clientProbes <= 10 && metered.serverProbes <= 10, "metered uplink heartbeats too often: \(metered)")
+            #expect(metered.clientProbes >= 1 && metered.serverProbes >= 1, "no heartbeat at all on the metered uplink: \(metered)")
+            #expect(metered.clientKeepalives == 0, "the 3.2 s heartbeat keeps NAT mappings; no keepalive needed: \(metered)")
+            // Quiet for up to 3.2 s at a time is normal there: the client's dead-uplink check (3 s of silence by default) must
+            // not take it for a dead session and handshake again (it allows three of the uplink's heartbeats).
+            #expect(!lab.log("client").contains("handshaking again"), "a metered uplink's quiet was taken for a dead session")
+        }
+
         struct Counts: CustomStringConvertible {
             var clientProbes = 0
             var clientKeepalives = 0
@@ -72,8 +103,30 @@ extension DataPlaneTunnelTests {
         }
 
         private func clientCommand(_ lab: DataPlaneLab, uplink: String = "up1", extra: String) -> String {
+            clientCommand(lab, uplinks: [uplink], extra: extra)
+        }
+
+        private func clientCommand(_ lab: DataPlaneLab, uplinks: [String], extra: String) -> String {
             "\(DataPlaneLab.driver) client --key \(lab.clientKeyFile) --server-key \(lab.serverPublicKey) "
-                + "--server \(DataPlaneLab.serverAddress):7443 --tun tgc0 --uplink \(uplink) \(extra) --verbose"
+                + "--server \(DataPlaneLab.serverAddress):7443 --tun tgc0 \(uplinks.map { "--uplink \($0)" }.joined(separator: " ")) \(extra) --verbose"
+        }
+
+        /// Counts tunnel datagrams on every uplink at once for `seconds` (on the server's side, all interfaces), by uplink
+        /// (the client's address on uplink N is 10.201.N.2), direction and size.
+        private func captureByUplink(_ lab: DataPlaneLab, seconds: Int) throws -> [Int: Counts] {
+            let text = try lab.exec(lab.server, "sh -c 'timeout \(seconds) tcpdump -n -l -i any udp port 7443 2>/dev/null; true'",
+                                    timeout: seconds + 10)
+            var counts: [Int: Counts] = [:]
+            for line in text.split(separator: "\n") {
+                guard let number = (1...DataPlaneLab.uplinks.count).first(where: { line.contains(" 10.201.\($0).2.") }) else { continue }
+                let fromServer = line.contains("\(DataPlaneLab.serverAddress).7443 >")
+                if line.hasSuffix("length \(Self.probeSize)") {
+                    if fromServer { counts[number, default: Counts()].serverProbes += 1 } else { counts[number, default: Counts()].clientProbes += 1 }
+                } else if line.hasSuffix("length \(Self.keepaliveSize)"), !fromServer {
+                    counts[number, default: Counts()].clientKeepalives += 1
+                }
+            }
+            return counts
         }
 
         /// Counts tunnel datagrams on the server's side of up1 for `seconds`, by direction and size.

@@ -15,6 +15,7 @@ import TriglavCrypto
         #expect(config.multipath.scheduler == .aggregate)
         #expect(config.multipath.reorderMaxHold == .milliseconds(50))
         #expect(config.uplinks.heartbeatInterval == .milliseconds(100))
+        #expect(config.uplinks.meteredHeartbeatInterval == .milliseconds(3200))
         #expect(config.uplinks.natKeepalive == .seconds(25))
         #expect(config.uplinks.udpRetryInterval == .seconds(120))
         #expect(config.uplinks.include.map(\.pattern) == ["*"])
@@ -86,6 +87,7 @@ import TriglavCrypto
             include = ["wl*", "eth[0-3]"]
             exclude = ["eth3"]
             heartbeat_interval_ms = 250
+            metered_heartbeat_interval_ms = 6400
             nat_keepalive_s = 15
             [uplinks.interface."wwan*"]
             tier = "backup"
@@ -94,6 +96,7 @@ import TriglavCrypto
             data_cap_reset_day = 15
             [uplinks.interface.wwan0]
             tier = "secondary"
+            heartbeat_interval_ms = 1000
             [routing]
             full_tunnel = false
             routes = ["10.0.0.0/8", "2001:db8::/32"]
@@ -109,20 +112,45 @@ import TriglavCrypto
         #expect(config.tunnel.interface.rawValue == "tg1" && config.tunnel.mtu == 1400)
         #expect(config.multipath.scheduler == .lowestLatency && config.multipath.reorderMaxHold == .zero)
         #expect(config.uplinks.heartbeatInterval == .milliseconds(250) && config.uplinks.natKeepalive == .seconds(15))
+        #expect(config.uplinks.meteredHeartbeatInterval == .milliseconds(6400))
         #expect(config.uplinks.admits("wlan0", tunnelInterface: config.tunnel.interface))
         #expect(config.uplinks.admits("eth1", tunnelInterface: config.tunnel.interface))
         #expect(!config.uplinks.admits("eth3", tunnelInterface: config.tunnel.interface))
         #expect(!config.uplinks.admits("wwan0", tunnelInterface: config.tunnel.interface))
         let exact = try #require(config.uplinks.pin(for: "wwan0"))
         #expect(exact.tier == .secondary && !exact.metered && exact.dataCapMegabytes == nil)
+        #expect(exact.heartbeatInterval == .milliseconds(1000))
         let glob = try #require(config.uplinks.pin(for: "wwan1"))
         #expect(glob.tier == .backup && glob.metered && glob.dataCapMegabytes == 5000 && glob.dataCapResetDay == 15)
+        #expect(glob.heartbeatInterval == nil)
         #expect(config.uplinks.pin(for: "eth0") == nil)
         #expect(!config.routing.fullTunnel)
         #expect(config.routing.routes.map(\.description) == ["10.0.0.0/8", "2001:db8::/32"])
         #expect(config.routing.exclude.map(\.description) == ["10.1.0.0/16"])
         #expect(config.routing.firewallMark == 0x10 && config.routing.table == 100 && config.routing.rulePriority == 1000)
         #expect(config.metricsListen?.description == "[::1]:9743")
+    }
+
+    @Test("an uplink's idle heartbeat: its interface's setting, else metered: the longer of the two [uplinks] intervals")
+    func heartbeatIntervalPerUplink() throws {
+        let config = try ConfigLoader.parseDaemonConfig("""
+            [uplinks.interface.eth0]
+            heartbeat_interval_ms = 500
+            [uplinks.interface.wwan0]
+            metered = true
+            """, file: "x")
+        let uplinks = config.uplinks
+        #expect(uplinks.heartbeatInterval(forMetered: false, pin: nil) == .milliseconds(100))
+        #expect(uplinks.heartbeatInterval(forMetered: true, pin: nil) == .milliseconds(3200))
+        #expect(uplinks.heartbeatInterval(forMetered: true, pin: uplinks.pin(for: "wwan0")) == .milliseconds(3200))
+        // An explicit interface setting wins, metered or not.
+        #expect(uplinks.heartbeatInterval(forMetered: true, pin: uplinks.pin(for: "eth0")) == .milliseconds(500))
+        #expect(uplinks.heartbeatInterval(forMetered: false, pin: uplinks.pin(for: "eth0")) == .milliseconds(500))
+        // Metered never probes more often than unmetered.
+        let slow = try ConfigLoader.parseDaemonConfig("[uplinks]\nheartbeat_interval_ms = 10000\nmetered_heartbeat_interval_ms = 1000",
+                                                      file: "x").uplinks
+        #expect(slow.heartbeatInterval(forMetered: true, pin: nil) == .milliseconds(10_000))
+        #expect(slow.heartbeatInterval(forMetered: false, pin: nil) == .milliseconds(10_000))
     }
 
     @Test func tunnelInterfaceIsNeverAnUplink() throws {
@@ -243,6 +271,8 @@ import TriglavCrypto
         ("[tunnel]\nmtu = 576", "tunnel.mtu", "out of range"),
         ("[multipath]\nreorder_max_hold_ms = -1", "multipath.reorder_max_hold_ms", "must be 0 to 5000 ms"),
         ("[uplinks]\nheartbeat_interval_ms = 0", "uplinks.heartbeat_interval_ms", "must be 10 to 60000 ms"),
+        ("[uplinks]\nmetered_heartbeat_interval_ms = 60001", "uplinks.metered_heartbeat_interval_ms", "must be 10 to 60000 ms"),
+        ("[uplinks.interface.wwan0]\nheartbeat_interval_ms = 9", "uplinks.interface.wwan0.heartbeat_interval_ms", "must be 10 to 60000 ms"),
         ("[uplinks]\nnat_keepalive_s = 86400", "uplinks.nat_keepalive_s", "must be 0 to 3600 s"),
         ("[uplinks]\nudp_retry_s = 0", "uplinks.udp_retry_s", "must be 1 to 86400 s"),
         ("[uplinks.interface.eth0]\ndata_cap_mb = 0", "uplinks.interface.eth0.data_cap_mb", "out of range"),

@@ -276,13 +276,41 @@ struct CoreClientManagerTests {
         try manager.connect(profile: "home")
         let tunnel = try #require(factory.last)
         #expect(tunnel.policies["eth0"] == UplinkPolicy(tier: .primary, isMetered: false))
-        #expect(tunnel.policies["wwan0"] == UplinkPolicy(tier: .primary, isMetered: true))
-        // An Uplink1.Metered write reaches the attached uplink once, without re-adding it.
+        // Metered: the relaxed idle heartbeat ([uplinks] metered_heartbeat_interval_ms, 3.2 s by default).
+        #expect(tunnel.policies["wwan0"] == UplinkPolicy(tier: .primary, isMetered: true, heartbeatInterval: 3_200_000_000))
+        // An Uplink1.Metered write reaches the attached uplink once, without re-adding it; unmetered, it takes the
+        // tunnel's heartbeat again.
         let wwan = try #require(manager.uplinks.first { $0.interface == "wwan0" })
         try manager.updateUplink(number: wwan.number, UplinkOverrides(isMetered: false))
         #expect(tunnel.policies["wwan0"] == UplinkPolicy(tier: .primary, isMetered: false))
         manager.refresh()
         #expect(tunnel.calls.filter { $0 == "policy wwan0" }.count == 1)
+        #expect(tunnel.calls.filter { $0 == "add wwan0" }.count == 1)
+    }
+
+    @Test func idleHeartbeatPerUplinkFollowsTheConfigurationAndItsReload() throws {
+        var config = DaemonConfig()
+        config.uplinks.meteredHeartbeatInterval = .milliseconds(6400)
+        var pin = UplinkPin(match: try InterfaceGlob("eth1"))
+        pin.heartbeatInterval = .milliseconds(400)
+        config.uplinks.pins = [pin]
+        let (manager, factory, source, _) = try Fixtures.clientManager(config: config)
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        manager.handleDiscovery(.added(Fixtures.uplink("eth1", index: 3)))
+        manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 4, kind: .wwan, tier: .primary, metered: true)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(tunnel.plan.probeInterval == .milliseconds(100))
+        #expect(tunnel.policies["eth0"]?.heartbeatInterval == nil, "unmetered: the tunnel's heartbeat")
+        #expect(tunnel.policies["eth1"]?.heartbeatInterval == 400_000_000, "the interface's own setting")
+        #expect(tunnel.policies["wwan0"]?.heartbeatInterval == 6_400_000_000)
+        // SIGHUP with another metered interval: the next refresh applies it to the attached uplink in place.
+        config.uplinks.meteredHeartbeatInterval = .milliseconds(12_800)
+        source.set(config)
+        try manager.reload()
+        manager.refresh()
+        #expect(factory.count == 1)
+        #expect(tunnel.policies["wwan0"]?.heartbeatInterval == 12_800_000_000)
         #expect(tunnel.calls.filter { $0 == "add wwan0" }.count == 1)
     }
 

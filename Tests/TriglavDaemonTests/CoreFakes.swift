@@ -24,6 +24,10 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var pathStates: [String: TriglavMultipath.UplinkState] = [:]
         /// Uplinks the data plane found no route to the server for.
         var unrouted: Set<String> = []
+        /// The kernel's refusal of the assigned addresses/routes, as the data plane reports it while retrying.
+        var routingFailure: String?
+        /// Byte counters of established uplinks that aren't the default 1000 sent / 2000 received.
+        var traffic: [String: (transmitted: UInt64, received: UInt64)] = [:]
     }
 
     let plan: ClientTunnelPlan
@@ -82,16 +86,26 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         record.withLock { record in
             ClientTunnelSnapshot(assignment: record.assignment, uplinks: record.uplinks.map { name in
                 let up = record.established.contains(name)
-                return .init(interface: name, state: up ? .established : .handshaking,
-                             transmittedBytes: up ? 1000 : 0, receivedBytes: up ? 2000 : 0,
+                var uplink = ClientTunnelSnapshot.Uplink(interface: name, state: up ? .established : .handshaking,
+                             transmittedBytes: up ? record.traffic[name]?.transmitted ?? 1000 : 0,
+                             receivedBytes: up ? record.traffic[name]?.received ?? 2000 : 0,
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
                              transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
                              pathState: up ? record.pathStates[name] : nil,
                              routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
                              receiveRateBitsPerSecond: up ? 40_000_000 : 0)
-            })
+                // The fake's engine counts what its data plane does (the real one counts sealed datagrams).
+                uplink.engineTransmittedBytes = uplink.transmittedBytes
+                uplink.engineReceivedBytes = uplink.receivedBytes
+                return uplink
+            }, routingFailure: record.routingFailure)
         }
+    }
+
+    /// The data plane's routing report: the kernel refused the assignment (`message`), or it applied (nil).
+    func setRoutingFailure(_ message: String?) {
+        record.withLock { $0.routingFailure = message }
     }
 
     /// Marks uplinks as having (or not having) a session, as the data plane would after a handshake.
@@ -100,6 +114,11 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
             record.established.formUnion(interfaces)
             if let assignment { record.assignment = assignment }
         }
+    }
+
+    /// What an established uplink reports as sent and received from now on.
+    func setTraffic(_ interface: String, transmitted: UInt64, received: UInt64) {
+        record.withLock { $0.traffic[interface] = (transmitted, received) }
     }
 
     func setPathState(_ state: TriglavMultipath.UplinkState, _ interface: String) {
@@ -268,13 +287,13 @@ enum Fixtures {
     }
 
     static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil,
-                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 })
+                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 }, dataCapStore: DataCapStore? = nil)
         throws -> (ClientManager, FakeClientTunnelFactory, FakeConfigSource, FakeProfileStore) {
         let factory = FakeClientTunnelFactory()
         let source = FakeConfigSource(config)
         let store = FakeProfileStore(try profiles ?? [profile()])
         let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
-                                    resolver: FixedResolver(), clock: clock)
+                                    resolver: FixedResolver(), clock: clock, dataCapStore: dataCapStore)
         return (manager, factory, source, store)
     }
 }

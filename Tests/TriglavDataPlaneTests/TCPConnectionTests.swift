@@ -20,7 +20,7 @@ struct TCPConnectionTests {
             let client = try TCPConnection.connect(to: endpoint, device: nil, mark: 0, label: "client")
             for _ in 0..<200 {
                 if let (server, _) = listener.accept() {
-                    for _ in 0..<200 where client.connectResult() == nil { usleepMilliseconds(5) }
+                    for _ in 0..<200 where client.connectProgress(now: monotonicNow()) == .inProgress { usleepMilliseconds(5) }
                     return (client, server)
                 }
                 usleepMilliseconds(5)
@@ -73,6 +73,114 @@ struct TCPConnectionTests {
     }
 }
 
+/// The client's fallback connect (docs/DATAPLANE.md, "TCP fallback"): socket options and how a connect ends. The
+/// 4 s deadline against blackholed SYNs needs a blackhole: `DataPlaneTCPFallbackTimeoutTests` (namespaces).
+@Suite("TCP fallback connect")
+struct TCPFallbackConnectTests {
+    /// An integer TCP-level option of the socket (Linux numbers: TCP_NODELAY 1, TCP_USER_TIMEOUT 18).
+    func tcpOption(_ connection: TCPConnection, _ option: Int32) -> Int32 {
+        var value: Int32 = -1
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(connection.descriptor.raw, Int32(IPPROTO_TCP), option, &value, &length) == 0 else { return -1 }
+        return value
+    }
+
+    /// A loopback port nobody listens on (from a throwaway UDP socket; nothing listens on TCP there in practice).
+    func unusedLoopbackEndpoint() throws -> IPEndpoint {
+        var options = UDPSocket.Options()
+        options.localEndpoint = IPEndpoint(address: .v4(0x7f00_0001), port: 0)
+        let probe = try UDPSocket(family: .v4, options: options, label: "port probe")
+        defer { probe.close() }
+        return try probe.localEndpoint()
+    }
+
+    @Test("a client connection has TCP_NODELAY and a 10 s TCP_USER_TIMEOUT (not ~15 minutes of retransmissions)")
+    func socketOptions() throws {
+        let client = try TCPConnection.connect(to: try unusedLoopbackEndpoint(), device: nil, mark: 0, label: "client")
+        defer { client.close() }
+        #expect(tcpOption(client, 1) == 1)
+        #expect(tcpOption(client, 18) == Int32(TCPFallbackTimeouts.userTimeoutMilliseconds))
+        #expect(TCPFallbackTimeouts.userTimeoutMilliseconds == 10_000)
+    }
+
+    @Test("a refused connect is reported as failed with its errno, and the connection is finished")
+    func refusedConnectFails() throws {
+        let client = try TCPConnection.connect(to: try unusedLoopbackEndpoint(), device: nil, mark: 0, label: "client",
+                                               now: monotonicNow())
+        var progress = client.connectProgress(now: monotonicNow())
+        for _ in 0..<200 where progress == .inProgress {
+            usleepMilliseconds(5)
+            progress = client.connectProgress(now: monotonicNow())
+        }
+        #expect(progress == .failed(errno: ECONNREFUSED))
+        #expect(client.isClosed && !client.isConnected)
+        client.close()
+    }
+
+    @Test("a connect still in progress at its deadline times out; before it, it is in progress; a completed one stays connected")
+    func deadline() throws {
+        // A listener with a full accept queue (backlog 0, never accepting) drops further SYNs: a loopback blackhole.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(listener >= 0)
+        defer { Glibc.close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Int32 in
+                guard bind(listener, address, length) == 0, listen(listener, 0) == 0 else { return -1 }
+                return getsockname(listener, address, &length)
+            }
+        }
+        #expect(bound == 0)
+        let endpoint = IPEndpoint(address: .v4(0x7f00_0001), port: UInt16(bigEndian: address.sin_port))
+        var connections: [TCPConnection] = []
+        defer { for connection in connections { connection.close() } }
+        var blackholed: TCPConnection?
+        for _ in 0..<8 where blackholed == nil {
+            let started = monotonicNow()
+            let connection = try TCPConnection.connect(to: endpoint, device: nil, mark: 0, label: "client", now: started)
+            connections.append(connection)
+            usleepMilliseconds(200)
+            if connection.connectProgress(now: monotonicNow()) == .inProgress { blackholed = connection }
+        }
+        guard let blackholed else {
+            Issue.record("every connect completed; no SYN was dropped")
+            return
+        }
+        let started = blackholed.connectStartedAt
+        #expect(blackholed.connectProgress(now: started &+ TCPFallbackTimeouts.connect &- 1) == .inProgress)
+        #expect(blackholed.connectProgress(now: started &+ TCPFallbackTimeouts.connect) == .timedOut)
+        #expect(blackholed.isClosed && blackholed.closeError == ETIMEDOUT)
+        #expect(TCPFallbackTimeouts.connect == 4 * Nanoseconds.second)
+        // Connected: however late it is checked, it stays connected.
+        let (client, _) = try TCPConnectionTests().connectedPair()
+        #expect(client.connectProgress(now: client.connectStartedAt &+ 100 * Nanoseconds.second) == .connected)
+    }
+}
+
 func usleepMilliseconds(_ milliseconds: UInt32) {
     usleep(milliseconds * 1000)
+}
+
+/// The server's fallback table size follows the descriptor limit (docs/DATAPLANE.md, "TCP fallback").
+@Suite("TCP fallback limits")
+struct TCPFallbackLimitTests {
+    @Test("min(1024, RLIMIT_NOFILE - 64), never below the per-source limit")
+    func connectionLimit() {
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 1024) == 960)  // systemd's default soft limit
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 1088) == 1024)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 524_288) == 1024)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: Int(Int32.max)) == 1024)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 100) == 36)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: 64) == TCPFallbackLimits.maxConnectionsPerSource)
+        #expect(TCPFallbackLimits.connectionLimit(descriptorLimit: -1) == TCPFallbackLimits.maxConnectionsPerSource)
+    }
+
+    @Test("an unauthenticated connection has seconds, not minutes; a source can't take the whole table")
+    func limitsAreSane() {
+        #expect(TCPFallbackLimits.handshakeDeadline >= 2 * Nanoseconds.second && TCPFallbackLimits.handshakeDeadline <= 10 * Nanoseconds.second)
+        #expect(TCPFallbackLimits.maxConnectionsPerSource * 8 <= TCPFallbackLimits.maxConnections)
+    }
 }

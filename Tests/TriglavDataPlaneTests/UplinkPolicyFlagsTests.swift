@@ -50,6 +50,21 @@ struct UplinkPolicyFlagsTests {
         let flags = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup), heartbeatInterval: 5_000 * Self.millisecond)
         #expect(flags & 0x87 == UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup)))
     }
+
+    @Test("the server's policy for a client uplink: its tier and metered setting, and the longer of both heartbeats, per uplink")
+    func serverPolicyPerUplink() {
+        let own = 100 * Self.millisecond
+        let metered = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup, isMetered: true), heartbeatInterval: 3_200 * Self.millisecond)
+        #expect(UplinkPolicyFlags.serverPolicy(from: metered, ownHeartbeat: own)
+                == UplinkPolicy(tier: .backup, isMetered: true, heartbeatInterval: 3_200 * Self.millisecond))
+        // The same client's unmetered uplink announces the tunnel's 100 ms: the server keeps its own (nil).
+        let wired = UplinkPolicyFlags.encode(UplinkPolicy(), heartbeatInterval: 100 * Self.millisecond)
+        #expect(UplinkPolicyFlags.serverPolicy(from: wired, ownHeartbeat: own) == UplinkPolicy())
+        // A server whose own heartbeat is longer keeps it; an older client (no heartbeat bits) gets the server's.
+        #expect(UplinkPolicyFlags.serverPolicy(from: metered, ownHeartbeat: 5_000 * Self.millisecond)?.heartbeatInterval == nil)
+        #expect(UplinkPolicyFlags.serverPolicy(from: 0x86, ownHeartbeat: own) == UplinkPolicy(tier: .backup, isMetered: true))
+        #expect(UplinkPolicyFlags.serverPolicy(from: 0x00, ownHeartbeat: own) == nil)
+    }
 }
 
 @Suite("Uplink receive rate")
@@ -73,5 +88,24 @@ struct UplinkReceiveRateTests {
         #expect(uplink.status.receiveRateBitsPerSecond == 8_000_000)
         uplink.updateReceiveRate(now: 13 * Self.second + Self.second / 4)
         #expect(uplink.status.receiveRateBitsPerSecond == 0)
+    }
+}
+
+@Suite("Uplink engine counts across resets")
+struct UplinkEngineCountTests {
+    @Test("a reset's path counts carry over, and the cap left for the new path is what they didn't send")
+    func cumulative() throws {
+        var uplink = ClientUplink(id: UplinkID(1), interface: try InterfaceName("up1"),
+                                  policy: UplinkPolicy(isMetered: true, dataCapBytes: 1_000))
+        #expect(uplink.enginePolicy.dataCapBytes == 1_000)
+        uplink.retirePath(transmitted: 300, received: 50)
+        #expect(uplink.enginePolicy.dataCapBytes == 700)
+        #expect(uplink.engineCounts(transmitted: 0, received: 0) == (300, 50))
+        #expect(uplink.engineCounts(transmitted: 20, received: 5) == (320, 55))
+        uplink.retirePath(transmitted: 800, received: 0)
+        #expect(uplink.enginePolicy.dataCapBytes == 0, "a spent cap stays spent on the next path")
+        #expect(uplink.enginePolicy.isMetered)
+        uplink.retirePath(transmitted: .max, received: .max)
+        #expect(uplink.engineCounts(transmitted: 1, received: 1) == (.max, .max))
     }
 }

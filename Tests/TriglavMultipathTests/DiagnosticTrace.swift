@@ -47,6 +47,7 @@ import TriglavCore
         let flow = network.addFlow(1, segments: blackholeScenario ? Int(env["TRIGLAV_MULTIPATH_TRACE_SEGMENTS"].flatMap(Int.init) ?? 6000) : Int.max, at: startAt)
         if blackholeScenario { network.blackhole(UplinkID(1), from: startAt + blackholeAfter) }
         // TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW=<segments>: the sender's window never drops below this.
+        flow.debugLog = env["TRIGLAV_MULTIPATH_TRACE_TCP_DEBUG"] != nil
         flow.minimumWindow = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_MIN_WINDOW"].flatMap(Double.init) ?? 0
         // Per data sequence at the server: first arrival, delivery; per requested sequence: request time.
         var arrivedAt: [UInt32: UInt64] = [:]
@@ -72,11 +73,14 @@ import TriglavCore
         }
         var requestLog: [UInt32: [UInt64]] = [:]
         var resendLog: [UInt32: [UInt64]] = [:]
+        let printRequests = env["TRIGLAV_MULTIPATH_TRACE_REQUESTS"] != nil
         network.server.onResendRequest = { [unowned network] first, count in
+            if printRequests { print("REQ \(network.loop.now / 1000) first \(first) count \(count)") }
             for offset in 0..<count where requestedAt[first &+ offset] == nil { requestedAt[first &+ offset] = network.loop.now }
             for offset in 0..<min(count, 64) { requestLog[first &+ offset, default: []].append(network.loop.now) }
         }
         network.client.onResendDuty = { [unowned network] sequence, performed in
+            if printRequests { print("RSD \(network.loop.now / 1000) \(sequence) \(performed)") }
             if !performed { declined += 1 }
             resendLog[sequence, default: []].append(performed ? network.loop.now : 0)
         }
@@ -90,9 +94,9 @@ import TriglavCore
             }
         }
         let originalSend = flow.sendSegment
-        flow.sendSegment = { segment in
+        flow.sendSegment = { segment, timestamp in
             highestSegmentSent = max(highestSegmentSent, segment)
-            originalSend(segment)
+            originalSend(segment, timestamp)
         }
         let originalDeliver = network.server.deliver
         network.server.deliver = { [unowned network] packet in
@@ -217,6 +221,7 @@ import TriglavCore
         for id in network.uplinkIDs {
             let link = network.forward[id]!
             let s = network.client.engine.statistics(for: id)!
+            if id == network.uplinkIDs.first { print("client state changes: \(network.client.stateLog.map { "\($0.time / Nanoseconds.millisecond):\($0.uplink):\($0.to)" })") }
             print("uplink \(id): carried \(link.carriedPackets) queue-full drops \(link.droppedQueueFull) capacity est \(s.capacityBitsPerSecond / 1000) kbit/s srtt \(s.smoothedRTT / 1000) us minRTT \(s.minimumRTT / 1000) us state \(s.state)")
         }
         if blackholeScenario {

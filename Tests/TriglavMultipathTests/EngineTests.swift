@@ -198,6 +198,28 @@ struct EngineDriver {
         #expect(next != nil && next != active)
     }
 
+    @Test func failoverKeepsItsUplinkWhenOnlyTheAllowanceChanges() throws {
+        var configuration = MultipathConfiguration()
+        configuration.scheduler = .failover
+        var driver = try EngineDriver(configuration: configuration)
+        try driver.engine.addUplink(a, policy: UplinkPolicy(dataCapBytes: 20_000_000), now: 0)
+        try driver.engine.addUplink(b, now: 0)
+        driver.run(until: 300 * Self.ms, rtt: { $0 == self.a ? 20 * Self.ms : 40 * Self.ms })
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).first == a)
+        // b becomes the faster one; failover stays on a while it works.
+        driver.run(until: 3000 * Self.ms, rtt: { $0 == self.a ? 60 * Self.ms : 10 * Self.ms })
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).first == a)
+        // The daemon re-sends a capped uplink's allowance every second: no re-pick.
+        for allowance in [10_000_000, 9_000_000] as [UInt64] {
+            try driver.engine.updatePolicy(UplinkPolicy(dataCapBytes: allowance), for: a)
+            try driver.engine.updatePolicy(UplinkPolicy(heartbeatInterval: 5_000 * Self.ms), for: b)
+            #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).first == a)
+        }
+        // A tier or metered change does re-pick.
+        try driver.engine.updatePolicy(UplinkPolicy(isMetered: true, dataCapBytes: 9_000_000), for: a)
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).first == b)
+    }
+
     @Test func managementErrorsNameTheUplink() throws {
         var engine = try MultipathEngine<Int>()
         try engine.addUplink(a, now: 0)

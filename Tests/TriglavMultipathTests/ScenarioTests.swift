@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import TriglavCore
 @testable import TriglavMultipath
@@ -19,40 +20,24 @@ import TriglavCore
     }
 
     private func blackholeTheBestLink(seed: UInt64, paced: Bool) throws {
-        let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
-                                          LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
-                                          LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)],
-                                  seed: seed, configuration: paced ? Network.pacedDeployment : MultipathConfiguration())
-        if paced {
-            for node in [network.client!, network.server!] {
-                node.ingressDropsKeepSequence = false
-                node.bypassReorderForAcks = true
-            }
-        }
-        let start = 300 * Self.ms
-        let flow = network.addFlow(1, segments: 6000, at: start)
-        let blackholeAt = start + 1500 * Self.ms
-        let best = UplinkID(1)
-        network.blackhole(best, from: blackholeAt)
-        network.loop.run(until: start + 20 * Nanoseconds.second)
-        let completed = try #require(flow.completedAt, "transfer did not complete")
-        #expect(flow.delivered(by: blackholeAt) > 500, "the transfer was under way when the link died")
-        let gap = flow.longestDeliveryGap(from: blackholeAt - 200 * Self.ms, to: completed)
+        let run = try BlackholeRun(seed: seed, paced: paced)
+        let completed = try #require(run.completedAt, "transfer did not complete")
+        #expect(run.deliveredBeforeBlackhole > 500, "the transfer was under way when the link died")
         if paced {
             // Paced deployment: 212–381 ms on seeds 11–15 (docs/MULTIPATH.md, known limitations). Guard against
             // regressions at 400 ms; the issue's 300 ms is not met on every seed yet.
-            #expect(gap <= 400 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+            #expect(run.longestGap <= 400 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
             withKnownIssue("paced deployment: failover gaps up to 381 ms (TCP repairs wait behind the failover backlog)",
                            isIntermittent: true) {
-                #expect(gap <= 300 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+                #expect(run.longestGap <= 300 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
             }
         } else {
             // The issue's bound; 142–287 ms on these seeds (BENCHMARKS.md).
-            #expect(gap <= 300 * Self.ms, "longest delivery gap \(gap / Self.ms) ms")
+            #expect(run.longestGap <= 300 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
         }
-        let down = network.client.stateLog.first { $0.uplink == best && $0.to == .down && $0.time >= blackholeAt }
-        let detected = try #require(down, "blackholed link never marked down")
-        #expect(detected.time - blackholeAt <= 300 * Self.ms, "detected after \((detected.time - blackholeAt) / Self.ms) ms")
+        _ = completed
+        let detected = try #require(run.detectedAfter, "blackholed link never marked down")
+        #expect(detected <= 300 * Self.ms, "detected after \(detected / Self.ms) ms")
     }
 
     @Test func idleBlackholeIsDetectedWithinOneSecondAndSystemDownAtOnce() throws {
@@ -147,5 +132,68 @@ import TriglavCore
         #expect(network.forward[never]?.carriedPackets == 0 && network.reverse[never]?.carriedPackets == 0,
                 "a never link carried packets")
         #expect(network.client.dataSent[never] == nil)
+    }
+}
+
+/// One run of the blackhole scenario: 15/10/5 Mbit/s, 20/40/10 ms, 0.5 % loss; a 6000-segment TCP transfer
+/// starts at 300 ms and uplink 1 (the best) is blackholed 1.5 s later.
+struct BlackholeRun {
+    var longestGap: UInt64
+    var completedAt: UInt64?
+    var detectedAfter: UInt64?
+    var deliveredBeforeBlackhole: Int
+    var timeouts: Int
+    var lostRetransmissionsRepaired: Int
+
+    init(seed: UInt64, paced: Bool, tcp: TCPSenderModel = Network.defaultTCPSenderModel) throws {
+        let ms = Nanoseconds.millisecond
+        let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
+                                          LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
+                                          LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)],
+                                  seed: seed, configuration: paced ? Network.pacedDeployment : MultipathConfiguration())
+        network.tcpSenderModel = tcp
+        if paced {
+            for node in [network.client!, network.server!] {
+                node.ingressDropsKeepSequence = false
+                node.bypassReorderForAcks = true
+            }
+        }
+        let start = 300 * ms
+        let flow = network.addFlow(1, segments: 6000, at: start)
+        let blackholeAt = start + 1500 * ms
+        let best = UplinkID(1)
+        network.blackhole(best, from: blackholeAt)
+        network.loop.run(until: start + 20 * Nanoseconds.second)
+        completedAt = flow.completedAt
+        deliveredBeforeBlackhole = flow.delivered(by: blackholeAt)
+        longestGap = flow.longestDeliveryGap(from: blackholeAt - 200 * ms, to: flow.completedAt ?? network.loop.now)
+        let down = network.client.stateLog.first { $0.uplink == best && $0.to == .down && $0.time >= blackholeAt }
+        detectedAfter = down.map { $0.time - blackholeAt }
+        timeouts = flow.timeouts
+        lostRetransmissionsRepaired = flow.lostRetransmissionsRepaired
+    }
+}
+
+/// Prints the blackhole scenario's longest delivery gap per seed for both engines and both TCP models
+/// (docs/BENCHMARKS.md): `TRIGLAV_MULTIPATH_FAILOVER_BENCH=11-25 swift test --skip-build --filter FailoverBenchmark`.
+@Suite struct FailoverBenchmark {
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_FAILOVER_BENCH"] != nil))
+    func printGaps() throws {
+        let env = ProcessInfo.processInfo.environment
+        let bounds = (env["TRIGLAV_MULTIPATH_FAILOVER_BENCH"] ?? "11-25").split(separator: "-").compactMap { UInt64($0) }
+        let seeds = (bounds.first ?? 11)...(bounds.last ?? 25)
+        let models = env["TRIGLAV_MULTIPATH_TCP"].flatMap(TCPSenderModel.init(rawValue:)).map { [$0] } ?? TCPSenderModel.allCases
+        let engines = env["TRIGLAV_MULTIPATH_FAILOVER_ENGINE"].map { [$0 == "paced"] } ?? [true, false]
+        for paced in engines {
+            for model in models {
+                var cells: [String] = []
+                for seed in seeds {
+                    let run = try BlackholeRun(seed: seed, paced: paced, tcp: model)
+                    let gap = run.completedAt == nil ? "DNF" : "\(run.longestGap / Nanoseconds.millisecond)"
+                    cells.append("\(seed):\(gap)/\(run.timeouts)")
+                }
+                print("blackhole \(paced ? "paced" : "immediate") tcp=\(model.rawValue) gap ms/RTOs: \(cells.joined(separator: " "))")
+            }
+        }
     }
 }

@@ -38,7 +38,12 @@ import Testing
 @Suite struct ThroughputBenchmark {
     @Test(.enabled(if: ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_BENCH"] != nil))
     func printFigures() throws {
-        let seeds: [UInt64] = [1, 2, 3, 4, 5]
+        let env = ProcessInfo.processInfo.environment
+        // TRIGLAV_MULTIPATH_BENCH=1 (seeds 1–5) or a range such as 1-10; TRIGLAV_MULTIPATH_BENCH_PACED_ONLY=1 for
+        // the paced rows alone.
+        let bounds = (env["TRIGLAV_MULTIPATH_BENCH"] ?? "").split(separator: "-").compactMap { UInt64($0) }
+        let seeds: [UInt64] = bounds.count == 2 ? Array(bounds[0]...bounds[1]) : [1, 2, 3, 4, 5]
+        let pacedOnly = env["TRIGLAV_MULTIPATH_BENCH_PACED_ONLY"] != nil
         print("| scenario | scheduler | goodput (Mbit/s, mean of \(seeds.count) seeds) | % of summed rate (min–max) | TCP fast retransmits | TCP timeouts |")
         print("|---|---|---|---|---|---|")
         for scenario in ThroughputScenario.allCases {
@@ -47,13 +52,14 @@ import Testing
                 (false, true, false, false, "aggregate, immediate send"),
                 (false, true, true, false, "aggregate, immediate send, ACKs unordered"),
                 (false, false, false, false, "aggregate, immediate send, no resends"),
-                (true, true, false, false, "naive round-robin")] {
+                (true, true, false, false, "naive round-robin")] where paced || !pacedOnly {
                 let results = try seeds.map {
                     try scenario.run(seed: $0, roundRobin: roundRobin, seconds: 8, requestsResends: resends,
                                      acksBypassReorder: bypass, paced: paced)
                 }
                 let mean = results.map(\.goodput).reduce(0, +) / Double(results.count)
                 let ratios = results.map(\.ratio)
+                if pacedOnly { print("per seed: \(ratios.map { String(format: "%.1f", $0 * 100) }.joined(separator: " / "))") }
                 print(String(format: "| %@ | %@ | %.1f | %.0f%% (%.0f–%.0f%%) | %d | %d |", scenario.rawValue, label, mean / 1e6,
                              mean / results[0].summedRate * 100, (ratios.min() ?? 0) * 100, (ratios.max() ?? 0) * 100,
                              results.map(\.fastRetransmits).reduce(0, +), results.map(\.timeouts).reduce(0, +)))

@@ -64,22 +64,24 @@ import TriglavCore
         #expect(recovered.at - cleanAt >= 800 * Self.ms && recovered.at - cleanAt <= 1300 * Self.ms,
                 "recovered \((recovered.at - cleanAt) / Self.ms) ms after the loss stopped")
 
-        // A short loss burst: the window is clean again after about 2 s, but the hold time (3 s from
-        // entering degraded) decides, to the tick.
+        // A short loss burst: the window is clean again after about 2 s, but the hold time (3 s doubled for
+        // this second degradation, from entering degraded) decides, to the tick.
         peer.lossPercent[a] = 40
         peer.run(until: peer.now + 2 * Self.second)
         let second = try #require(peer.firstEntry(of: a, into: .degraded, since: recovered.at))
         peer.lossPercent[a] = 0
-        peer.run(until: second.at + 6 * Self.second)
+        peer.run(until: second.at + 9 * Self.second)
         let again = try #require(peer.firstEntry(of: a, into: .ready, since: second.at))
-        #expect(again.at - second.at >= 3 * Self.second && again.at - second.at <= 3 * Self.second + 2 * Self.ms,
+        // The second degradation holds twice as long (hold × 2 per degradation not yet forgotten).
+        #expect(again.at - second.at >= 6 * Self.second && again.at - second.at <= 6 * Self.second + 2 * Self.ms,
                 "held \((again.at - second.at) / Self.ms) ms")
     }
 
-    /// Loss that comes and goes in 3 s bursts: one degrade per burst and one recovery per clean spell,
-    /// never a flip back and forth inside either. (The degraded hold time is fixed: unlike the recovery
-    /// hold-down it doesn't grow with repetition, so a link like this one keeps cycling every 6 s.)
-    @Test func burstyLossDegradesOncePerBurst() throws {
+    /// Loss that comes and goes in 3 s bursts. Each burst degrades the link at most once and each clean spell
+    /// recovers it at most once (no flip back and forth inside either), and the time in `degraded` doubles
+    /// with every degradation (1, 2, 4, 8 s, like the recovery hold-down after `down`), so the link stops
+    /// cycling every 6 s and settles in `degraded`.
+    @Test func burstyLossDegradesOncePerBurstAndTheHoldGrows() throws {
         var peer = try ScriptedPeer(uplinks: [a], seed: 9)
         peer.dataInterval = Self.ms
         peer.run(until: Self.second)
@@ -92,14 +94,44 @@ import TriglavCore
             peer.lossPercent[a] = 0
             peer.run(until: peer.now + 3 * Self.second)
         }
-        let changes = peer.transitions(of: a).dropFirst() // the initial probing → ready
-        #expect(changes.map(\.to) == Array(repeating: [UplinkState.degraded, .ready], count: 6).flatMap { $0 },
-                "\(changes.map { "\($0.at / Self.ms):\($0.to)" })")
-        for (index, burst) in bursts.enumerated() {
-            let degraded = Array(changes)[2 * index], recovered = Array(changes)[2 * index + 1]
+        let changes = Array(peer.transitions(of: a).dropFirst()) // the initial probing → ready
+        let summary = changes.map { "\($0.at / Self.ms):\($0.to)" }
+        // Strictly alternating degraded, ready, degraded, …
+        for (index, change) in changes.enumerated() {
+            #expect(change.to == (index % 2 == 0 ? .degraded : .ready), "\(summary)")
+        }
+        // The first three bursts: degraded inside, recovered in the clean spell after.
+        for index in 0..<3 {
+            let burst = bursts[index]
+            let degraded = try #require(changes.count > 2 * index + 1 ? changes[2 * index] : nil, "\(summary)")
+            let recovered = changes[2 * index + 1]
             #expect(degraded.at > burst.start && degraded.at <= burst.end, "burst \(index): degraded inside it")
             #expect(recovered.at > burst.end && recovered.at <= burst.end + 3 * Self.second, "burst \(index): recovered after it")
         }
+        // The k-th degradation lasts at least degradedHoldTime << (k − 1).
+        let hold = MultipathConfiguration().degradedHoldTime
+        for k in stride(from: 0, to: changes.count - 1, by: 2) {
+            #expect(changes[k + 1].at - changes[k].at >= hold << UInt64(k / 2), "\(summary)")
+        }
+        // It no longer cycles with every burst: fewer than six degradations in six bursts.
+        #expect((changes.count + 1) / 2 < 6, "\(summary)")
+    }
+
+    /// The end of the degraded hold is a deadline of its own (before, an idle degraded link recovered only at
+    /// its next heartbeat, up to 100 ms late), only until it has passed (a past deadline would make the data
+    /// plane spin), and the hold doubles with each degradation.
+    @Test func theEndOfTheDegradedHoldIsADeadline() throws {
+        let configuration = MultipathConfiguration()
+        var tracker = UplinkTracker(id: a, policy: UplinkPolicy(), configuration: configuration, now: 0)
+        _ = tracker.transition(to: .ready, at: 0, configuration: configuration)
+        _ = tracker.transition(to: .degraded, at: Self.second, configuration: configuration)
+        let hold = configuration.degradedHoldTime
+        #expect(tracker.nextEvaluation(now: Self.second + 10 * Self.ms, configuration: configuration) == Self.second + hold)
+        #expect(tracker.nextEvaluation(now: Self.second + hold, configuration: configuration) == nil)
+        _ = tracker.transition(to: .ready, at: 3 * Self.second, configuration: configuration)
+        _ = tracker.transition(to: .degraded, at: 4 * Self.second, configuration: configuration)
+        #expect(tracker.degradedHold(configuration) == 2 * hold)
+        #expect(tracker.nextEvaluation(now: 4 * Self.second, configuration: configuration) == 4 * Self.second + 2 * hold)
     }
 
     @Test func degradedLinkThatGoesSilentIsMarkedDown() throws {

@@ -14,6 +14,8 @@ public final class FakeTunnelController: TunnelController {
         var nextUplinkID: UInt32 = 1
         var nextClientID: UInt32 = 1
         var reloads = 0
+        /// The kernel's refusal the data plane would report while connected (`simulateRoutingFailure`).
+        var routingFailure: String?
         var onChange: (@Sendable (TriglavControlAPI.TriglavStatus) -> Void)?
     }
 
@@ -61,7 +63,8 @@ public final class FakeTunnelController: TunnelController {
             if let scheduler = options.scheduler, !FakeTunnelController.schedulers.contains(scheduler) {
                 throw .invalidArgument("unknown scheduler \(scheduler) (known: \(FakeTunnelController.schedulers.joined(separator: ", ")))")
             }
-            state.status.manager.state = .connected
+            state.status.manager.state = state.routingFailure == nil ? .connected : .degraded
+            state.status.manager.routingError = state.routingFailure ?? ""
             state.status.manager.profile = profile
             state.status.manager.server = options.server ?? "\(profile).vpn.example.net:7443"
             state.status.manager.tunnelInterface = "tg0"
@@ -78,6 +81,7 @@ public final class FakeTunnelController: TunnelController {
         try mutate { state throws(ControlError) in
             guard state.status.manager.state != .disconnected else { throw .notConnected("not connected") }
             state.status.manager.state = .disconnected
+            state.status.manager.routingError = ""
             state.status.manager.tunnelInterface = ""
             state.status.manager.tunnelAddresses = []
             for index in state.status.uplinks.indices where state.status.uplinks[index].state != .down {
@@ -198,6 +202,20 @@ public final class FakeTunnelController: TunnelController {
                 state.status.uplinks[index].routeToServer = present
                 state.status.uplinks[index].state = present ? (connected ? .active : .probing) : .waiting
             }
+        }
+        notify()
+    }
+
+    /// The kernel refuses the tunnel's addresses or routes (`message`), as the data plane reports while it retries,
+    /// or (nil) they finally apply. While connected: Manager1.RoutingError is the message and State `degraded`
+    /// (the tunnel's traffic is blocked), then "" and `connected` again. Remembered for the next Connect.
+    public func simulateRoutingFailure(_ message: String?) {
+        state.withLock { state in
+            state.routingFailure = message
+            let manager = state.status.manager
+            guard manager.state == .connected || manager.state == .degraded else { return }
+            state.status.manager.routingError = message ?? ""
+            state.status.manager.state = message == nil ? .connected : .degraded
         }
         notify()
     }

@@ -20,7 +20,8 @@ import TriglavMultipath
 /// Uplinks: one record per interface, numbered once (the N of `/org/triglav/uplink/N`, never reused).
 /// Auto records live as long as discovery reports the interface; manual ones until RemoveUplink. While
 /// a connection is up, the tunnel carries exactly the records that are enabled, not tier `never`, present
-/// (manual, or discovered) and in the best tier that has an established uplink, plus every better tier —
+/// (manual, or discovered), within their data cap (`DataCapLedger`) and in the best tier that has an
+/// established uplink, plus every better tier —
 /// so secondaries join only while no primary works, backups only while no primary or secondary works.
 ///
 /// Thread safety: every method may be called from any thread. Lifecycle operations (connect, disconnect,
@@ -35,6 +36,8 @@ public final class ClientManager: Sendable {
     private let logger: Logger
     /// Wall-clock seconds (UTC), for the data caps' billing periods.
     private let clock: @Sendable () -> Int64
+    /// Where the data caps' period usage survives restarts; nil keeps it in memory only.
+    private let dataCapStore: DataCapStore?
     private let lifecycle = Mutex<Void>(())
     private let state: Mutex<State>
     private let events = DispatchQueue(label: "triglav.client-manager.events")
@@ -42,14 +45,17 @@ public final class ClientManager: Sendable {
     public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
                 tunnels: any ClientTunnelFactory, resolver: any EndpointResolving = SystemEndpointResolver(),
                 logger: Logger = Logger(label: "triglav.daemon.client"),
-                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }) {
+                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }, dataCapStore: DataCapStore? = nil) {
         self.tunnels = tunnels
         self.clock = clock
+        self.dataCapStore = dataCapStore
         self.resolver = resolver
         self.profiles = profiles
         self.configSource = configSource
         self.logger = logger
-        state = Mutex(State(config: config))
+        var initial = State(config: config)
+        initial.dataCaps = DataCapLedger(entries: dataCapStore?.load() ?? [:])
+        state = Mutex(initial)
     }
 
     // MARK: Observation
@@ -143,7 +149,15 @@ public final class ClientManager: Sendable {
     /// Disconnects if connected (daemon shutdown); never fails.
     public func shutdown() {
         lifecycle.withLock { _ in _ = try? teardown() }
+        saveDataCaps(force: true)
         drainEvents()
+    }
+
+    /// Writes the data caps' period usage to the store (see `DataCapStore` for when it actually writes).
+    private func saveDataCaps(force: Bool) {
+        guard let dataCapStore else { return }
+        let usage = state.withLock { $0.dataCapUsage() }
+        dataCapStore.save(usage, now: clock(), force: force)
     }
 
     /// Reloads the daemon configuration (and the connected profile). Scheduler-only changes apply in place;
@@ -206,12 +220,40 @@ public final class ClientManager: Sendable {
     /// Polls the tunnel's statistics, re-derives the connection and uplink states, applies tier changes
     /// and publishes what changed. The daemon calls it once a second, which also rate-limits counters.
     public func refresh() {
+        defer { saveDataCaps(force: false) }
         state.withLock { state in
-            guard case .active(var connection) = state.phase else { return }
+            guard case .active(var connection) = state.phase else {
+                // Without a connection too, so a capped-out uplink shows usable again once its period is over.
+                // (With one, `reconcile` does it, setting the baselines of attached uplinks.)
+                _ = state.enterDataCapPeriods(now: clock())
+                publish(&state)
+                return
+            }
+            let previous = connection.statistics
             connection.statistics = connection.tunnel.snapshot()
+            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+            let previousFailure = previous?.routingFailure
+            reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
+        }
+    }
+
+    /// Logs a routing failure episode once at error level when it starts (the data plane keeps retrying, and
+    /// the bus shows it as Manager1.RoutingError until it ends), and once at notice level when it ends.
+    private func reportRoutingFailure(from previous: String?, to current: String?, _ connection: Connection) {
+        let metadata: Logger.Metadata = ["profile": "\(connection.plan.profile)", "tunnel": "\(connection.plan.tunnelInterface)"]
+        switch (previous, current) {
+        case (nil, let failure?):
+            logger.error("""
+                the tunnel's addresses or routes could not be applied, so its traffic is blocked (retrying until they \
+                apply): \(failure)
+                """, metadata: metadata)
+        case (_?, nil):
+            logger.notice("the tunnel's addresses and routes are applied; the routing failure is over", metadata: metadata)
+        default:
+            break
         }
     }
 
@@ -408,6 +450,7 @@ public final class ClientManager: Sendable {
             ended.statistics = final
             for interface in ended.attached { state.recordDataCapSpending(interface, of: ended, now: now) }
         }
+        saveDataCaps(force: true)
         // Outside the state lock: stopping joins the pump threads, and readers must not wait for that.
         connection.tunnel.stop()
         state.withLock { state in
@@ -425,7 +468,21 @@ public final class ClientManager: Sendable {
         // Before any allowance is computed, also for an interface that comes back after its period ended.
         state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
-        for interface in connection.attached.subtracting(wanted).sorted() {
+        let leaving = connection.attached.subtracting(wanted)
+        // A capped uplink leaving (its interface went away, say) counts up to now, not up to the last snapshot:
+        // the usage since then would otherwise be lost to the ledger.
+        if leaving.contains(where: { DataCapLedger.cap(of: $0, in: state.config) != nil }) {
+            let previous = connection.statistics
+            connection.statistics = connection.tunnel.snapshot()
+            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+        }
+        for interface in leaving.sorted() {
+            if state.isDataCapSpent(interface, connection), let cap = DataCapLedger.cap(of: interface, in: state.config) {
+                logger.notice("""
+                    uplink \(interface) used its data cap of \(cap.bytes / 1_000_000) MB (sent and received) for this \
+                    period; it stays out of the tunnel until day \(cap.resetDay) of the month (UTC)
+                    """, metadata: ["interface": "\(interface)"])
+            }
             if let name = try? InterfaceName(interface) {
                 do { try connection.tunnel.removeUplink(interface: name) } catch {
                     logger.debug("removing uplink \(interface): \(error)")
@@ -511,9 +568,10 @@ extension ClientManager {
         var appliedPolicies: [String: UplinkPolicy] = [:]
         var state: ConnectionState = .connecting
         var statistics: ClientTunnelSnapshot?
-        /// Per capped interface: what it had sent in this tunnel when its billing period started (0 when it
-        /// joined during the period). Its engine allowance is this plus what the period leaves.
-        var capBaselines: [String: UInt64] = [:]
+        /// Per capped interface: what it had sent and received in this tunnel when its billing period started
+        /// (0 when it joined during the period). Its engine allowance is the sent part plus what the period
+        /// leaves.
+        var capBaselines: [String: DataCapLedger.Baseline] = [:]
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
@@ -533,9 +591,18 @@ extension ClientManager {
             self.statistics?.uplinks.removeAll { $0.interface == interface }
         }
 
+        /// connecting until an uplink has a session; connected when every attached uplink has one and the
+        /// tunnel's routing is applied; degraded otherwise (a routing failure blocks the traffic of a tunnel whose
+        /// sessions are all up, so it must not look connected).
         mutating func deriveState() {
             let established = attached.filter(isEstablished).count
-            state = established == 0 ? .connecting : established == attached.count ? .connected : .degraded
+            if established == 0 {
+                state = .connecting
+            } else if established == attached.count && statistics?.routingFailure == nil {
+                state = .connected
+            } else {
+                state = .degraded
+            }
         }
 
         var transmittedBytes: UInt64 {
@@ -590,34 +657,93 @@ extension ClientManager {
 
         init(config: DaemonConfig) { self.config = config }
 
-        /// What the engine is told about `interface`: tier, metered, and (capped) how many bytes it may send.
+        /// What the engine is told about `interface`: tier, metered, (capped) how many bytes it may send, and its idle
+        /// heartbeat when that isn't the tunnel's (metered uplinks, per-interface settings; the data plane announces it
+        /// to the server, which follows it on that path). The send allowance is what it had sent at its baseline plus
+        /// what the period leaves after everything used so far, this attachment's downloads included.
         func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
             guard var policy = records[interface]?.multipathPolicy else { return nil }
+            let heartbeat = config.uplinks.heartbeatInterval(forMetered: policy.isMetered, pin: config.uplinks.pin(for: interface))
+            policy.heartbeatInterval = heartbeat == config.uplinks.heartbeatInterval ? nil : heartbeat.nanoseconds
             if let cap = DataCapLedger.cap(of: interface, in: config) {
-                policy.dataCapBytes = connection.capBaselines[interface, default: 0] &+ dataCaps.remaining(interface, cap: cap.bytes)
+                let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
+                let received = connection.uplinkStatistics(interface).map {
+                    baseline.used(transmitted: baseline.transmitted, received: $0.dataCapReceivedBytes)
+                } ?? 0
+                policy.dataCapBytes = DataCapLedger.sum(baseline.transmitted, dataCaps.remaining(interface, cap: cap.bytes, live: received))
             }
             return policy
         }
 
-        /// Starts a new billing period for every capped interface whose period changed: its count restarts,
-        /// and an attached one gets a full cap above what it has sent so far.
-        mutating func startDataCapPeriods(_ connection: inout Connection, now: Int64) {
+        /// Bytes (both ways) `interface` has used in `connection` since its baseline; 0 when not attached.
+        func liveDataCapUsage(_ interface: String, _ connection: Connection?) -> UInt64 {
+            guard let connection, connection.attached.contains(interface),
+                  let statistics = connection.uplinkStatistics(interface) else { return 0 }
+            let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
+            return baseline.used(transmitted: statistics.dataCapTransmittedBytes, received: statistics.dataCapReceivedBytes)
+        }
+
+        /// Whether capped `interface` has used its whole cap this period (ended attachments plus the live one).
+        func isDataCapSpent(_ interface: String, _ connection: Connection?) -> Bool {
+            guard let cap = DataCapLedger.cap(of: interface, in: config) else { return false }
+            return dataCaps.remaining(interface, cap: cap.bytes, live: liveDataCapUsage(interface, connection)) == 0
+        }
+
+        /// Moves every capped interface to the period of `now`; returns those for which that started a new
+        /// one (their count restarts).
+        mutating func enterDataCapPeriods(now: Int64) -> Set<String> {
+            var started: Set<String> = []
             for interface in records.keys {
                 guard let cap = DataCapLedger.cap(of: interface, in: config) else { continue }
-                let period = DataCapLedger.period(at: now, resetDay: cap.resetDay)
-                if dataCaps.enter(interface, period: period), connection.attached.contains(interface) {
-                    connection.capBaselines[interface] = connection.uplinkStatistics(interface)?.transmittedBytes ?? 0
+                if dataCaps.enter(interface, period: DataCapLedger.period(at: now, resetDay: cap.resetDay)) {
+                    started.insert(interface)
                 }
+            }
+            return started
+        }
+
+        /// Starts a new billing period for every capped interface whose period changed: its count restarts,
+        /// and an attached one gets a full cap above what it has sent and received so far.
+        mutating func startDataCapPeriods(_ connection: inout Connection, now: Int64) {
+            for interface in enterDataCapPeriods(now: now) where connection.attached.contains(interface) {
+                let statistics = connection.uplinkStatistics(interface)
+                connection.capBaselines[interface] = DataCapLedger.Baseline(transmitted: statistics?.dataCapTransmittedBytes ?? 0,
+                                                                            received: statistics?.dataCapReceivedBytes ?? 0)
             }
         }
 
-        /// Counts what `interface` sent in `connection` during the current period (it is leaving it).
+        /// Keeps the ledger monotonic when an attached capped uplink's counters went backwards (the data plane
+        /// re-created what counts them): what the old counters had used is spent, and counting restarts from zero.
+        mutating func foldRestartedDataCapCounters(_ connection: inout Connection, previous: ClientTunnelSnapshot?, now: Int64) {
+            for interface in connection.attached where DataCapLedger.cap(of: interface, in: config) != nil {
+                guard let old = previous?.uplinks.first(where: { $0.interface == interface }),
+                      let new = connection.uplinkStatistics(interface),
+                      new.dataCapTransmittedBytes < old.dataCapTransmittedBytes
+                        || new.dataCapReceivedBytes < old.dataCapReceivedBytes else { continue }
+                var before = connection
+                before.statistics = previous
+                recordDataCapSpending(interface, of: before, now: now)
+                connection.capBaselines[interface] = DataCapLedger.Baseline()
+            }
+        }
+
+        /// Counts what `interface` sent and received in `connection` during the current period (it is leaving it).
         mutating func recordDataCapSpending(_ interface: String, of connection: Connection, now: Int64) {
-            guard let cap = DataCapLedger.cap(of: interface, in: config),
-                  let sent = connection.uplinkStatistics(interface)?.transmittedBytes else { return }
-            let baseline = connection.capBaselines[interface, default: 0]
-            dataCaps.spend(interface, bytes: sent > baseline ? sent - baseline : 0,
-                           period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
+            guard let cap = DataCapLedger.cap(of: interface, in: config) else { return }
+            let used = liveDataCapUsage(interface, connection)
+            dataCaps.spend(interface, bytes: used, period: DataCapLedger.period(at: now, resetDay: cap.resetDay))
+        }
+
+        /// The period usage to persist: each capped interface's ended attachments plus its live one. Only an active
+        /// connection has live usage: `teardown` spends a disconnecting one's before it saves.
+        func dataCapUsage() -> [String: DataCapLedger.Entry] {
+            var usage: [String: DataCapLedger.Entry] = [:]
+            let live: Connection? = if case .active(let connection) = phase { connection } else { nil }
+            for (interface, entry) in dataCaps.entries where DataCapLedger.cap(of: interface, in: config) != nil {
+                usage[interface] = DataCapLedger.Entry(period: entry.period,
+                                                      spent: DataCapLedger.sum(entry.spent, liveDataCapUsage(interface, live)))
+            }
+            return usage
         }
 
         mutating func updateConnection(_ body: (inout Connection) -> Void) {
@@ -642,7 +768,9 @@ extension ClientManager {
         func wantedInterfaces(_ connection: Connection) -> Set<String> {
             var wanted: Set<String> = []
             for tier in [TriglavMultipath.UplinkTier.primary, .secondary, .backup] {
-                let members = records.values.filter { $0.isEligible && $0.tier == tier }.map(\.interface)
+                let members = records.values.filter {
+                    $0.isEligible && $0.tier == tier && !isDataCapSpent($0.interface, connection)
+                }.map(\.interface)
                 wanted.formUnion(members)
                 if wanted.contains(where: connection.isEstablished) { break }
             }
@@ -684,7 +812,8 @@ extension ClientManager {
                 tunnelInterface: connection.map { $0.plan.tunnelInterface.rawValue } ?? "",
                 tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
-                receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted())
+                receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted(),
+                routingError: connection?.statistics?.routingFailure ?? "")
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {
@@ -692,7 +821,10 @@ extension ClientManager {
             return records.values.sorted { $0.number < $1.number }.map { record in
                 let statistics = connection?.uplinkStatistics(record.interface)
                 var state = UplinkActivity.inactive
-                if connection == nil, record.isEligible, record.discovered != nil {
+                let attached = connection?.attached.contains(record.interface) ?? false
+                if !attached, isDataCapSpent(record.interface, connection) {
+                    state = .inactive  // its period's cap is used up: out until the reset
+                } else if connection == nil, record.isEligible, record.discovered != nil {
                     state = .idle
                 } else if let connection, !connection.attached.contains(record.interface), record.isEligible,
                    record.origin == .manual || record.discovered != nil {
@@ -738,6 +870,7 @@ extension ClientManager {
                 let word = status.state == .connected ? "Connected" : "Degraded"
                 return "\(word) to \(status.profile) (\(status.server)): \(established)/\(attached) uplinks established, "
                     + "\(status.tunnelInterface) \(status.tunnelAddresses.joined(separator: " "))"
+                    + (status.routingError.isEmpty ? "" : "; routing failed (retrying): \(status.routingError)")
             case .disconnecting:
                 return "Disconnecting from \(status.profile)"
             }

@@ -9,7 +9,8 @@ public enum ConnectionState: String, Sendable, CaseIterable {
     case connecting
     /// Every uplink that should carry traffic has a session.
     case connected
-    /// Some uplinks that should carry traffic have a session, others don't.
+    /// Some uplinks that should carry traffic have a session, others don't; or uplinks have sessions but the
+    /// tunnel's addresses and routes couldn't be applied (`ClientManagerStatus.routingError`).
     case degraded
     /// The tunnel is being torn down (routes, rules and TUN removed).
     case disconnecting
@@ -118,6 +119,9 @@ public struct ClientManagerStatus: Sendable, Equatable {
     public var receivedBytes: UInt64
     /// Numbers of the uplink objects, ascending.
     public var uplinks: [Int]
+    /// Why the tunnel's addresses, routes or rules couldn't be applied (the kernel refused them; retried, and
+    /// the tunnel's traffic is blocked meanwhile); "" while they are applied, or when disconnected.
+    public var routingError: String = ""
 }
 
 /// A change the bus adaptor turns into signals. Delivered in order on one serial queue.

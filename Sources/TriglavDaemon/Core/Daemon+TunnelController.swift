@@ -85,15 +85,7 @@ extension Daemon: TunnelController {
         var status = TriglavStatus()
         status.manager.version = VERSION
         if let client {
-            let manager = client.status
-            status.manager.state = TunnelState(rawValue: manager.state.rawValue) ?? .disconnected
-            status.manager.profile = manager.profile
-            status.manager.server = manager.server
-            status.manager.tunnelInterface = manager.tunnelInterface
-            status.manager.tunnelAddresses = manager.tunnelAddresses
-            status.manager.scheduler = manager.scheduler.rawValue
-            status.manager.txBytes = manager.transmittedBytes
-            status.manager.rxBytes = manager.receivedBytes
+            status.manager = Self.managerStatus(client.status, version: VERSION)
             status.uplinks = client.uplinks.map(Self.uplinkStatus)
         }
         if let server {
@@ -106,6 +98,15 @@ extension Daemon: TunnelController {
             status.clients = server.clients.map(Self.clientStatus)
         }
         return status
+    }
+
+    /// Manager1's properties from the client manager's status (`Uplinks` is filled by the bus adaptor).
+    static func managerStatus(_ manager: ClientManagerStatus, version: String) -> ManagerStatus {
+        ManagerStatus(state: TunnelState(rawValue: manager.state.rawValue) ?? .disconnected, profile: manager.profile,
+                      server: manager.server, tunnelInterface: manager.tunnelInterface,
+                      tunnelAddresses: manager.tunnelAddresses, scheduler: manager.scheduler.rawValue,
+                      txBytes: manager.transmittedBytes, rxBytes: manager.receivedBytes, version: version,
+                      routingError: manager.routingError)
     }
 
     static func clientStatus(_ client: ServerClientStatus) -> TriglavControlAPI.ClientStatus {

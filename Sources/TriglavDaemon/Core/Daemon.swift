@@ -22,6 +22,8 @@ public struct DaemonEnvironment: Sendable {
     public var startBus: (@Sendable (any TunnelController) throws(TriglavDaemonError) -> any DaemonBus)?
     /// Longest wait for discovery's initial dump before carrying on without it.
     public var synchronizationTimeout: Duration
+    /// Where the client keeps its data caps' period usage across restarts; nil keeps it in memory only.
+    public var dataCapStore: DataCapStore?
 
     public init(clientTunnels: any ClientTunnelFactory, serverTunnels: any ServerTunnelFactory,
                 resolver: any EndpointResolving, makeUplinkSource: @escaping @Sendable (DiscoveryPolicy) -> any UplinkSource,
@@ -45,6 +47,8 @@ public struct DaemonEnvironment: Sendable {
             resolver: SystemEndpointResolver(),
             makeUplinkSource: { policy in UplinkDiscoveryService(policy: policy, logger: Logger(label: "triglav.discovery")) },
             notifier: SystemdServiceNotifier(logger: logger))
+        environment.dataCapStore = DataCapStore(
+            directory: DataCapStore.stateDirectory(environment: getenv("STATE_DIRECTORY").map { String(cString: $0) }))
         if let busAddress {
             environment.startBus = { (controller: any TunnelController) throws(TriglavDaemonError) -> any DaemonBus in
                 try LiveDaemonBus(address: busAddress, controller: controller, logger: Logger(label: "triglav.bus"))
@@ -99,7 +103,7 @@ public final class Daemon: Sendable {
         case .client:
             client = ClientManager(config: config, configSource: configSource, profiles: profiles,
                                    tunnels: environment.clientTunnels, resolver: environment.resolver,
-                                   logger: Logger(label: "triglav.daemon.client"))
+                                   logger: Logger(label: "triglav.daemon.client"), dataCapStore: environment.dataCapStore)
             server = nil
             serverPublicKey = nil
         case .server:

@@ -52,6 +52,16 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var routeToServer: Bool?
         /// Inner bytes received per second over the last second, as bits/s (the download direction, measured).
         public var receiveRateBitsPerSecond: UInt64
+        /// What the multipath engine has counted as sent and received on the uplink since it joined the tunnel
+        /// (sealed data packets: the datagrams without UDP/IP headers), cumulative across the session resets that
+        /// take it out of the engine; the sent count is the unit of its data cap allowance.
+        public var engineTransmittedBytes: UInt64 = 0
+        public var engineReceivedBytes: UInt64 = 0
+
+        /// The bytes that count against a data cap: always the engine's counts (never the data plane's, which
+        /// are another unit), so that when the engine stops at its allowance the daemon's count reached the cap.
+        public var dataCapTransmittedBytes: UInt64 { engineTransmittedBytes }
+        public var dataCapReceivedBytes: UInt64 { engineReceivedBytes }
 
         public init(interface: String, state: SessionState, transmittedBytes: UInt64 = 0, receivedBytes: UInt64 = 0,
                     smoothedRTT: Duration? = nil, jitter: Duration? = nil, lossRatio: Double = 0,
@@ -75,10 +85,14 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
 
     public var assignment: TunnelAddresses?
     public var uplinks: [Uplink]
+    /// Why the kernel refused the assigned addresses, routes or rules (the data plane retries; the tunnel's
+    /// traffic stays blocked meanwhile); nil while they are applied or no assignment came yet.
+    public var routingFailure: String?
 
-    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = []) {
+    public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = [], routingFailure: String? = nil) {
         self.assignment = assignment
         self.uplinks = uplinks
+        self.routingFailure = routingFailure
     }
 }
 
@@ -98,7 +112,7 @@ extension ClientTunnel: ClientTunnelDriving {
             default: .handshaking
             }
             let path = uplink.path
-            return ClientTunnelSnapshot.Uplink(
+            var snapshot = ClientTunnelSnapshot.Uplink(
                 interface: uplink.interface.rawValue, state: state, transmittedBytes: uplink.transmittedBytes,
                 receivedBytes: uplink.receivedBytes, smoothedRTT: uplink.smoothedRTT,
                 jitter: path.flatMap { $0.jitter > 0 ? .nanoseconds(Int64(clamping: $0.jitter)) : nil },
@@ -106,7 +120,10 @@ extension ClientTunnel: ClientTunnelDriving {
                 capacityBitsPerSecond: path?.capacityBitsPerSecond ?? 0, transport: uplink.transport,
                 pathState: state == .established ? path?.state : nil, routeToServer: uplink.routeToServer,
                 receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
-        })
+            snapshot.engineTransmittedBytes = uplink.engineTransmittedBytes
+            snapshot.engineReceivedBytes = uplink.engineReceivedBytes
+            return snapshot
+        }, routingFailure: statistics.routingFailure)
     }
 }
 
@@ -264,7 +281,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     /// `[server.nat] outbound_interface`: the only interface masqueraded out of; nil: every one but the TUN.
     public var outboundInterface: InterfaceName?
     public var mtu: Int?
-    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (clients may ask for less).
+    /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
 
     public init(config: DaemonConfig) {

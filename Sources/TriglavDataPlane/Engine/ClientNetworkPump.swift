@@ -75,7 +75,43 @@ final class ClientNetworkPump: @unchecked Sendable {
         if now >= nextMTUCheck {
             nextMTUCheck = now &+ Self.mtuCheckInterval
             tunnel.scheduleMTUUpdate()
+            replaceSocketsOfRecreatedInterfaces()
         }
+    }
+
+    /// Sockets whose bound interface no longer exists or is another one now (deleted and created again under
+    /// the same name: a socket stays bound to the old index, so every send fails with ENODEV and nothing
+    /// arrives). Checked every `mtuCheckInterval` with one SIOCGIFINDEX per uplink, which also catches uplinks
+    /// that send nothing (tier `never`, no route); sends that failed with ENODEV/ENXIO are caught sooner, by the
+    /// timers (`UDPSocket.deviceVanished`). The timers reopen a dropped socket on the interface's current index.
+    private func replaceSocketsOfRecreatedInterfaces() {
+        let bound: [(Int, UDPSocket, InterfaceName)] = tunnel.withState { state in
+            state.uplinks.indices.compactMap { slot in
+                guard let uplink = state.uplinks[slot], let socket = uplink.socket, socket.boundInterfaceIndex > 0 else { return nil }
+                return (slot, socket, uplink.interface)
+            }
+        }
+        for (slot, socket, interface) in bound {
+            let current = tg_if_nametoindex(interface.rawValue)
+            guard current != socket.boundInterfaceIndex else { continue }
+            let now = current < 0 ? "gone" : "index \(current) now"
+            replaceSocket(socket, slot: slot, reason: "interface \(interface) was index \(socket.boundInterfaceIndex), \(now)")
+        }
+    }
+
+    /// Drops the uplink's socket if it is still `socket` (the timers open a new one bound to the interface as it is
+    /// now, and the uplink handshakes again, naming its old session as replaced).
+    private func replaceSocket(_ socket: UDPSocket, slot: Int, reason: String) {
+        let dropped: String? = tunnel.withState { state in
+            guard state.uplinks[slot]?.socket === socket else { return nil }
+            state.uplinks[slot]?.socket = nil
+            state.resetUplink(slot, now: state.clock.advance(to: monotonicNow()))
+            return state.uplinks[slot]?.interface.rawValue
+        }
+        guard let dropped else { return }
+        poller.remove(fd: socket.descriptor.raw)
+        tunnel.log(info: "uplink \(dropped): \(reason); reopening its socket")
+        tunnel.scheduleMTUUpdate()
     }
 
     private func receive(slot: Int, now: Nanoseconds) {
@@ -167,7 +203,15 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
             connection.flush()
             guard !alive, state.uplinks[slot]?.tcp === connection else { return nil }
-            tunnel.log(info: "TCP fallback connection of \(state.uplinks[slot]?.interface.rawValue ?? "?") closed")
+            let name = state.uplinks[slot]?.interface.rawValue ?? "?"
+            let reason = connection.closeError == 0 ? "" : " (\(errnoName(connection.closeError)), \(connection.closeError))"
+            if connection.isConnected {
+                tunnel.log(info: "TCP fallback connection of \(name) closed\(reason)")
+            } else {
+                // Refused or unreachable before the connect completed: the attempt failed; UDP, then TCP again.
+                tunnel.log(info: "uplink \(name): TCP fallback connect to \(tunnel.configuration.server) failed\(reason)")
+                state.uplinks[slot]?.status.tcpConnectFailures &+= 1
+            }
             state.uplinks[slot]?.tcp = nil
             state.resetUplink(slot, now: now)
             return connection
@@ -323,6 +367,8 @@ final class ClientNetworkPump: @unchecked Sendable {
         let timeout = configuration.uplinkTimeout.nanoseconds
         let keepalive = configuration.keepaliveInterval.nanoseconds
         var missingSockets: [Int] = []
+        var vanishedSockets: [(Int, UDPSocket)] = []
+        var failedConnections: [TCPConnection] = []
         tunnel.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
@@ -336,18 +382,28 @@ final class ClientNetworkPump: @unchecked Sendable {
                 guard var uplink = state.uplinks[slot] else { continue }
                 defer { state.uplinks[slot] = uplink }
                 uplink.updateReceiveRate(now: now)
-                guard uplink.socket != nil else {
+                guard let socket = uplink.socket else {
                     if now &- uplink.lastAttempt >= retry {
                         uplink.lastAttempt = now
                         missingSockets.append(slot)
                     }
                     continue
                 }
+                if socket.deviceVanished.isSet { vanishedSockets.append((slot, socket)) }
                 for index in uplink.keyring.removeExpired(now: now) { _ = index }
                 // A `never` uplink sends nothing at all: no handshakes, probes or keepalives.
                 if uplink.policy.tier == .never { continue }
-                if uplink.isEstablished && now &- uplink.lastReceive >= timeout {
-                    tunnel.log(debug: "uplink \(uplink.interface) silent for \(configuration.uplinkTimeout); handshaking again")
+                // An idle uplink hears a probe reply and a server probe once per its heartbeat: one on a relaxed (metered)
+                // heartbeat may be quiet for seconds and still fine, so its silence bound is three of its heartbeats.
+                let silence = max(timeout, 3 &* (uplink.policy.heartbeatInterval ?? configuration.multipath.heartbeatInterval))
+                if uplink.isEstablished && now &- uplink.lastReceive >= silence {
+                    tunnel.log(debug: "uplink \(uplink.interface) silent for \(silence / 1_000_000) ms; handshaking again")
+                    state.uplinks[slot] = uplink
+                    state.resetUplink(slot, now: now)
+                    uplink = state.uplinks[slot] ?? uplink
+                }
+                if let connection = uplink.tcp, !checkConnect(connection, &uplink, now: now) {
+                    failedConnections.append(connection)
                     state.uplinks[slot] = uplink
                     state.resetUplink(slot, now: now)
                     uplink = state.uplinks[slot] ?? uplink
@@ -360,7 +416,39 @@ final class ClientNetworkPump: @unchecked Sendable {
                 driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
             }
         }
+        for connection in failedConnections {
+            poller.remove(fd: connection.descriptor.raw)
+            connection.close()
+        }
         for slot in missingSockets { tunnel.openSocket(slot: slot) }
+        for (slot, socket) in vanishedSockets {
+            replaceSocket(socket, slot: slot, reason: "sends fail with \(errnoName(socket.lastSendError)) (interface gone)")
+        }
+    }
+
+    /// Follows the uplink's TCP fallback connect (non-blocking; checked every `timerInterval`, so a deadline is
+    /// noticed within 100 ms). Returns false when the attempt failed (refused, unreachable, or not connected within
+    /// `TCPFallbackTimeouts.connect`): the connection is detached from the uplink for the caller to close, and the
+    /// uplink starts over as after any lost fallback connection (UDP first, TCP again after
+    /// `ClientTunnel.udpAttemptsBeforeTCP` unanswered attempts).
+    private func checkConnect(_ connection: TCPConnection, _ uplink: inout ClientUplink, now: Nanoseconds) -> Bool {
+        guard !connection.isConnected else { return true }
+        let server = tunnel.configuration.server
+        switch connection.connectProgress(now: now) {
+        case .connected:
+            tunnel.log(debug: "uplink \(uplink.interface): TCP fallback connected to \(server)")
+            return true
+        case .inProgress:
+            return true
+        case .failed(let code):
+            tunnel.log(info: "uplink \(uplink.interface): TCP fallback connect to \(server) failed (\(errnoName(code)), \(code))")
+        case .timedOut:
+            tunnel.log(info: "uplink \(uplink.interface): TCP fallback connect to \(server) timed out after "
+                + "\(TCPFallbackTimeouts.connect / Nanoseconds.second) s; trying UDP again")
+        }
+        uplink.status.tcpConnectFailures &+= 1
+        uplink.tcp = nil
+        return false
     }
 
     /// Starts, retransmits or (for rekeys) begins this uplink's handshake as due.
@@ -424,10 +512,18 @@ final class ClientNetworkPump: @unchecked Sendable {
     /// Opens the uplink's TCP fallback connection (bound to its interface) and restarts its handshake there.
     private func startTCPFallback(_ uplink: inout ClientUplink, slot: Int, now: Nanoseconds, state: inout ClientState) {
         let configuration = tunnel.configuration
-        guard configuration.tcpFallback,
-              let connection = try? TCPConnection.connect(to: configuration.server, device: uplink.interface,
-                                                          mark: configuration.firewallMark, label: "TCP fallback \(uplink.interface)"),
-              (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
+        guard configuration.tcpFallback else { return }
+        let connection: TCPConnection
+        do {
+            connection = try TCPConnection.connect(to: configuration.server, device: uplink.interface, mark: configuration.firewallMark,
+                                                   label: "TCP fallback \(uplink.interface)", now: now)
+        } catch {
+            // Failed at once (no route, interface down): counts as a failed attempt; UDP, then TCP again.
+            tunnel.log(info: "uplink \(uplink.interface): \(error)")
+            uplink.status.tcpConnectFailures &+= 1
+            return
+        }
+        guard (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
         tunnel.log(info: "uplink \(uplink.interface): no answer over UDP; falling back to TCP")
         uplink.tcp = connection
         uplink.tcpSince = now
@@ -482,10 +578,11 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    /// The flags byte of the uplink's control frames: its policy and the heartbeat this client probes at, which
-    /// the server follows for its own idle probes (`UplinkPolicyFlags`).
+    /// The flags byte of the uplink's control frames: its policy and the idle heartbeat this client probes it at
+    /// (the uplink's own, e.g. a metered one's, else the tunnel's), which the server follows for its own idle probes
+    /// on that uplink (`UplinkPolicyFlags`).
     private func policyFlags(_ policy: UplinkPolicy) -> UInt8 {
-        UplinkPolicyFlags.encode(policy, heartbeatInterval: tunnel.configuration.multipath.heartbeatInterval)
+        UplinkPolicyFlags.encode(policy, heartbeatInterval: policy.heartbeatInterval ?? tunnel.configuration.multipath.heartbeatInterval)
     }
 
     /// Seals a control frame with the slot's session in place and sends it.

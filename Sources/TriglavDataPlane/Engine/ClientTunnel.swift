@@ -34,8 +34,8 @@ public struct ClientTunnelConfiguration: Sendable {
     public var multipath = ClientTunnelConfiguration.defaultMultipath
     /// Longest silence on an uplink before a keepalive is sent (keeps NAT mappings open).
     public var keepaliveInterval: Duration = .seconds(25)
-    /// An established uplink that hears nothing for this long is considered dead and handshakes again
-    /// (the multipath engine stops scheduling on it much earlier).
+    /// An established uplink that hears nothing for this long (or three of its idle heartbeats, if longer: a metered
+    /// uplink's) is considered dead and handshakes again (the multipath engine stops scheduling on it much earlier).
     public var uplinkTimeout: Duration = .seconds(3)
     /// Interval between handshake attempts of an uplink that is not established.
     public var handshakeRetryInterval: Duration = .seconds(1)
@@ -261,7 +261,7 @@ public final class ClientTunnel: Sendable {
             state.uplinks[slot]?.policy = policy
             guard state.engine.uplinkIDs.contains(id) else { return nil }  // applied when it is admitted
             do throws(MultipathError) {
-                try state.engine.updatePolicy(policy, for: id)
+                try state.engine.updatePolicy(state.uplinks[slot]?.enginePolicy ?? policy, for: id)
                 return nil
             } catch {
                 return .invalidConfiguration("policy of \(interface): \(error)")
@@ -313,6 +313,8 @@ public final class ClientTunnel: Sendable {
                     status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
                     status.routeToServer = uplink.isEstablished ? true : uplink.routeToServer
                     status.path = state.engine.statistics(for: uplink.id)
+                    (status.engineTransmittedBytes, status.engineReceivedBytes) = uplink.engineCounts(
+                        transmitted: status.path?.txBytes ?? 0, received: status.path?.rxBytes ?? 0)
                     return status
                 },
                 droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics,
@@ -524,8 +526,35 @@ struct ClientUplink {
     /// When the socket was last (re)opened or a handshake last started, for retry pacing.
     var lastAttempt: Nanoseconds = 0
     var status: UplinkStatus
-    /// Tier, metered flag and data cap, handed to the multipath engine when the uplink is admitted.
+    /// Tier, metered flag and data cap, handed to the multipath engine when the uplink is admitted. The cap
+    /// counts from when the uplink was added (`enginePolicy` converts it to the engine's current path).
     var policy: UplinkPolicy
+    /// What the engine counted on this uplink's earlier paths: a reset takes the path out of the engine, whose
+    /// counters restart at re-admission, so these keep the exported counts (and the cap) cumulative.
+    var engineTransmittedBefore: UInt64 = 0
+    var engineReceivedBefore: UInt64 = 0
+
+    /// The policy for the engine's current path: the cap less what earlier paths already sent.
+    var enginePolicy: UplinkPolicy {
+        var engine = policy
+        engine.dataCapBytes = policy.dataCapBytes.map { $0 > engineTransmittedBefore ? $0 - engineTransmittedBefore : 0 }
+        return engine
+    }
+
+    /// Adds what the engine counted on the path being removed (its last `txBytes`/`rxBytes`).
+    mutating func retirePath(transmitted: UInt64, received: UInt64) {
+        (engineTransmittedBefore, engineReceivedBefore) = engineCounts(transmitted: transmitted, received: received)
+    }
+
+    /// Engine counts since the uplink was added, given its current path's (0 while out of the engine).
+    func engineCounts(transmitted: UInt64, received: UInt64) -> (transmitted: UInt64, received: UInt64) {
+        (Self.saturatingSum(engineTransmittedBefore, transmitted), Self.saturatingSum(engineReceivedBefore, received))
+    }
+
+    static func saturatingSum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
+    }
     /// Whether a route to the server leads through the interface (checked while not established; nil: unknown).
     var routeToServer: Bool?
     /// Start of the current receive-rate window and `status.receivedBytes` then.
@@ -617,13 +646,14 @@ struct ClientState: @unchecked Sendable {
         guard let id = uplinks[slot]?.id else { return }
         uplinks[slot]?.resetSessions()
         uplinks[slot]?.lastAttempt = 0
+        if let path = engine.statistics(for: id) { uplinks[slot]?.retirePath(transmitted: path.txBytes, received: path.rxBytes) }
         try? engine.removeUplink(id, now: now)
         if creatingSlot == slot { creatingSlot = nil }
     }
 
     /// Puts a freshly established uplink into the multipath engine (probing first).
     mutating func admitUplink(_ slot: Int, now: UInt64) {
-        guard let id = uplinks[slot]?.id, let policy = uplinks[slot]?.policy, !engine.uplinkIDs.contains(id) else { return }
+        guard let id = uplinks[slot]?.id, let policy = uplinks[slot]?.enginePolicy, !engine.uplinkIDs.contains(id) else { return }
         try? engine.addUplink(id, policy: policy, now: now)
     }
 }

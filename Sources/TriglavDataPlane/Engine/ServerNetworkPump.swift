@@ -18,8 +18,6 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Poller tokens: UDP sockets are 0..<n, TCP listeners start here, TCP connections at `connectionTokenBase`.
     static let listenerTokenBase: UInt64 = 1 << 20
     static let connectionTokenBase: UInt64 = 1 << 21
-    /// Fallback connections are few (UDP-blocked clients); a bound keeps a flood from exhausting fds.
-    static let maxConnections = 1024
 
     private let server: ServerTunnel
     private let tun: TunDevice
@@ -27,6 +25,12 @@ final class ServerNetworkPump: @unchecked Sendable {
     private let listeners: [TCPListener]
     private var readyConnections: [UInt32] = []
     private var nextConnectionID: UInt32 = 0
+    /// Fallback connections closed for `TCPFallbackLimits`: evicted to make room, refused, expired (for the log).
+    private var evictedConnections = 0
+    private var refusedConnections = 0
+    /// Connections the timer found expired (reused), and those to close after the lock.
+    private var expiredConnections: [UInt32] = []
+    private var closingConnections: [TCPConnection] = []
     private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
@@ -119,17 +123,63 @@ final class ServerNetworkPump: @unchecked Sendable {
         deliveries.removeAll(keepingCapacity: true)
     }
 
-    /// Accepts waiting fallback connections and watches them.
+    /// Accepts waiting fallback connections and watches them, within `TCPFallbackLimits`: a source address at its
+    /// limit, or a full table, makes room by closing the oldest connection that hasn't authenticated (of that
+    /// source, or of all); when every candidate has authenticated, the new connection is refused instead.
     private func accept(_ listener: TCPListener) {
+        // The table's size follows the descriptor limit, read per wake-up (one getrlimit): it may be changed at runtime.
+        let limit = TCPFallbackLimits.connectionLimit(descriptorLimit: Int(tg_descriptor_limit()))
         for _ in 0..<64 {
-            guard let (connection, peer) = listener.accept() else { return }
+            guard let (connection, peer) = listener.accept() else {
+                guard listener.lastAcceptOutOfDescriptors else { return }
+                // Out of descriptors anyway (other fds of the process): free one held by a connection that hasn't
+                // authenticated, or refuse the pending connection; never leave it queued (epoll would spin).
+                if let victim = server.withState({ Self.removeOldestUnauthenticated(from: &$0.connections, peer: nil) }) {
+                    closeConnection(victim)
+                    evictedConnections &+= 1
+                    continue
+                }
+                guard listener.refusePending() else { return }
+                refusedConnections &+= 1
+                if refusedConnections & 0xff == 1 {
+                    server.logger.warning("""
+                        out of file descriptors: refused a TCP fallback connection (\(refusedConnections) refused so far); \
+                        raise the descriptor limit (LimitNOFILE=) above \(TCPFallbackLimits.maxConnections + TCPFallbackLimits.reservedDescriptors)
+                        """)
+                }
+                continue
+            }
+            let now = monotonicNow()
+            connection.peerAddress = peer?.address
+            connection.acceptedAt = now
+            var evicted: [TCPConnection] = []
             let accepted: UInt32? = server.withState { state in
-                guard state.connections.count < Self.maxConnections else { return nil }
+                if let address = connection.peerAddress,
+                   state.connections.values.lazy.filter({ $0.peerAddress == address }).count >= TCPFallbackLimits.maxConnectionsPerSource {
+                    guard let victim = Self.removeOldestUnauthenticated(from: &state.connections, peer: address) else { return nil }
+                    evicted.append(victim)
+                }
+                if state.connections.count >= limit {
+                    guard let victim = Self.removeOldestUnauthenticated(from: &state.connections, peer: nil) else { return nil }
+                    evicted.append(victim)
+                }
                 nextConnectionID &+= 1
                 state.connections[nextConnectionID] = connection
                 return nextConnectionID
             }
-            guard let id = accepted else { connection.close(); continue }
+            for victim in evicted { closeConnection(victim) }
+            evictedConnections &+= evicted.count
+            guard let id = accepted else {
+                refusedConnections &+= 1
+                if refusedConnections & 0xff == 1 {
+                    server.logger.warning("""
+                        refused a TCP fallback connection from \(peer.map(\.description) ?? "?"): its source or the table \
+                        (\(limit)) is full of authenticated connections (\(refusedConnections) refused so far)
+                        """)
+                }
+                connection.close()
+                continue
+            }
             do {
                 try server.networkPollerForPump.add(fd: connection.descriptor.raw, token: Self.connectionTokenBase + UInt64(id))
                 server.logger.debug("TCP fallback connection from \(peer.map(\.description) ?? "?")")
@@ -137,6 +187,42 @@ final class ServerNetworkPump: @unchecked Sendable {
                 server.withState { $0.connections[id] = nil }
                 connection.close()
             }
+        }
+    }
+
+    /// Removes and returns the connection accepted longest ago that hasn't authenticated, of `peer` (nil: of any).
+    private static func removeOldestUnauthenticated(from connections: inout [UInt32: TCPConnection], peer: IPAddress?) -> TCPConnection? {
+        var oldest: (id: UInt32, at: Nanoseconds)?
+        for (id, other) in connections where other.lastAuthenticated == nil && (peer == nil || other.peerAddress == peer) {
+            if other.acceptedAt < oldest?.at ?? .max { oldest = (id, other.acceptedAt) }
+        }
+        guard let oldest else { return nil }
+        return connections.removeValue(forKey: oldest.id)
+    }
+
+    /// Stops watching a connection that is no longer in `ServerState.connections` and closes it.
+    private func closeConnection(_ connection: TCPConnection) {
+        server.networkPollerForPump.remove(fd: connection.descriptor.raw)
+        connection.close()
+    }
+
+    /// Closes fallback connections that didn't authenticate within `TCPFallbackLimits.handshakeDeadline` of being
+    /// accepted, and those silent (nothing authentic) for the session timeout: by then their sessions have
+    /// expired too (`expireSessions`), so the connection serves nobody. A walk over at most
+    /// `TCPFallbackLimits.maxConnections`, every `timerInterval`.
+    private func expireConnections(now: Nanoseconds, state: inout ServerState) {
+        let idleTimeout = server.configuration.sessionTimeout.nanoseconds
+        expiredConnections.removeAll(keepingCapacity: true)
+        for (id, connection) in state.connections {
+            if let last = connection.lastAuthenticated {
+                if now &- min(now, last) >= idleTimeout { expiredConnections.append(id) }
+            } else if now &- min(now, connection.acceptedAt) >= TCPFallbackLimits.handshakeDeadline {
+                expiredConnections.append(id)
+            }
+        }
+        for id in expiredConnections {
+            guard let connection = state.connections.removeValue(forKey: id) else { continue }
+            closingConnections.append(connection)
         }
     }
 
@@ -184,6 +270,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             guard let tunnelID = state.sessions[receiver]?.tunnelID, let uplink = state.sessions[receiver]?.uplink else { return }
             state.sessions[receiver]?.lastReceive = now
             state.dutyDeadlines[tunnelID] = 0  // its engine learned something: ask it for duties this round
+            if let connection = source.connection { state.connections[connection]?.lastAuthenticated = now }
             // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
             state.sessions[receiver]?.connection = source.connection
             if source.connection == nil {
@@ -200,7 +287,6 @@ final class ServerNetworkPump: @unchecked Sendable {
                     state.removeSession(replaced, now: now)
                 }
                 state.sessions[receiver]?.replaces = nil
-                if frame.type != .data { followHeartbeat(of: frame.flags, tunnel: tunnelID, state: &state) }
                 if state.tunnels[tunnelID]?.engine.uplinkIDs.contains(uplink) == false {
                     do {
                         try state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
@@ -216,8 +302,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                 }
             }
             if frame.type != .data, frame.flags != state.sessions[receiver]?.policyFlags,
-               let policy = UplinkPolicyFlags.decode(frame.flags) {
-                // The client's tier/metered setting for this uplink: schedule the download direction alike.
+               let policy = UplinkPolicyFlags.serverPolicy(from: frame.flags, ownHeartbeat: server.configuration.multipath.heartbeatInterval) {
+                // The client's tier/metered setting for this uplink: schedule the download direction alike. Its idle
+                // heartbeat too: a client that relaxed it on this uplink (metered) gets the same quiet from this side,
+                // on this path only; its other uplinks keep theirs.
                 state.sessions[receiver]?.policyFlags = frame.flags
                 try? state.tunnels[tunnelID]?.engine.updatePolicy(policy, for: uplink)
             }
@@ -303,27 +391,6 @@ final class ServerNetworkPump: @unchecked Sendable {
         writeDeliveries()
     }
 
-    /// Probes a client's uplinks no more often than the client probes them itself (the heartbeat class in its control
-    /// frames' flags, `UplinkPolicyFlags`), nor more often than this server's own heartbeat: a client that relaxed
-    /// its heartbeat (metered uplinks, battery) gets the same quiet from this side. The engine's heartbeat is set
-    /// when it is built, so the interval is applied while the tunnel's engine has no uplink yet: on the first frame
-    /// of its first session, which is the keepalive the client sends right after the handshake. (If that one is
-    /// lost and data comes first, this tunnel keeps the server's heartbeat; the client's next tunnel follows.)
-    private func followHeartbeat(of flags: UInt8, tunnel tunnelID: UInt64, state: inout ServerState) {
-        // An engine without uplinks that still holds packets (all sessions gone, then a rejoin) keeps them: a fresh
-        // one would leave their pool slots behind.
-        guard let asked = UplinkPolicyFlags.heartbeatInterval(in: flags),
-              state.tunnels[tunnelID]?.engine.uplinkIDs.isEmpty == true,
-              state.tunnels[tunnelID]?.engine.reorderBufferedCount == 0,
-              state.tunnels[tunnelID]?.engine.equalizerHeldCount == 0 else { return }
-        var configuration = server.configuration.multipath
-        configuration.heartbeatInterval = max(configuration.heartbeatInterval, asked)
-        guard state.tunnels[tunnelID]?.engine.configuration.heartbeatInterval != configuration.heartbeatInterval,
-              let engine = try? MultipathEngine<Int>(configuration: configuration) else { return }
-        state.tunnels[tunnelID]?.engine = engine
-        server.logger.debug("tunnel \(String(tunnelID, radix: 16)): idle heartbeat \(configuration.heartbeatInterval / Nanoseconds.millisecond) ms, as its client asked")
-    }
-
     private func handshake(_ bytes: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,
                            state: inout ServerState) {
         let datagram = Array(bytes)
@@ -381,6 +448,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 socket: source.socketIndex, address: source.target.address, addressLength: source.target.addressLength,
                 localAddress: source.target.localAddress, lastReceive: now, connection: source.connection)
             state.tunnels[tunnelID]?.sessions.append(localIndex)
+            // A connection that carried an accepted handshake belongs to a client: no handshake deadline for it.
+            if let connection = source.connection { state.connections[connection]?.lastAuthenticated = now }
             sendBytes(accepted.reply, to: &source, state: &state)
         case .challenge(let cookieReply):
             sendBytes(cookieReply, to: &source, state: &state)
@@ -483,7 +552,13 @@ final class ServerNetworkPump: @unchecked Sendable {
             let expired = state.sessions.filter { now &- $0.value.lastReceive >= timeout || $0.value.transport.isExpired(now: now) }
             for index in expired.keys { state.removeSession(index, now: now) }
             for tunnelID in pools.keys where state.tunnels[tunnelID] == nil { pools[tunnelID] = nil }
+            expireConnections(now: now, state: &state)
         }
+        if !closingConnections.isEmpty {
+            server.logger.debug("closed \(closingConnections.count) TCP fallback connections (no handshake in time, or idle)")
+        }
+        for connection in closingConnections { closeConnection(connection) }
+        closingConnections.removeAll(keepingCapacity: true)
     }
 }
 

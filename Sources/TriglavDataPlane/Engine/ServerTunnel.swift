@@ -45,8 +45,9 @@ public struct ServerTunnelConfiguration: Sendable {
         return configuration
     }()
 
-    /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client whose
-    /// control frames ask for a longer one is probed at that (docs/DATAPLANE.md, "Idle uplinks").
+    /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client uplink
+    /// whose control frames ask for a longer one (a metered uplink) is probed at that, that uplink only
+    /// (docs/DATAPLANE.md, "Idle uplinks").
     public var heartbeatInterval: Duration {
         get { .nanoseconds(Int64(clamping: multipath.heartbeatInterval)) }
         set { multipath.heartbeatInterval = max(1, newValue.nanoseconds) }

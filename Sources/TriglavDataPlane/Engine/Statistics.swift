@@ -19,11 +19,18 @@ public struct UplinkStatus: Sendable, Equatable {
     public var receiveRateBitsPerSecond: UInt64 = 0
     public var handshakes: UInt64 = 0
     public var sendErrors: UInt64 = 0
+    /// TCP fallback connects that failed: refused, unreachable, or not connected within
+    /// `TCPFallbackTimeouts.connect` (4 s; a blackholed port). Each is followed by UDP, then TCP again.
+    public var tcpConnectFailures: UInt64 = 0
     /// Whether a route to the server leads through the interface: false explains an uplink that never
     /// connects (its bound socket can't reach the server); nil while unknown.
     public var routeToServer: Bool?
     /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
     public var path: TriglavMultipath.UplinkStatistics?
+    /// What the multipath engine counted as sent and received on the uplink since it was added (sealed data
+    /// datagrams), across the resets that take it out of the engine; the unit of its data cap.
+    public var engineTransmittedBytes: UInt64 = 0
+    public var engineReceivedBytes: UInt64 = 0
 }
 
 /// A snapshot of a client tunnel.

@@ -3,8 +3,9 @@ import TriglavMultipath
 /// The client's uplink policy, carried in the (authenticated, multipath-defined) flags byte of every control
 /// frame it sends on that uplink, because the server schedules the download direction and must honour the
 /// same tiers: bit 7 = policy present, bits 0–1 = tier (0 primary, 1 secondary, 2 backup, 3 never),
-/// bit 2 = metered, bits 3–6 = the client's idle heartbeat interval on the uplink as a class k (1…15:
-/// 100 ms × 2^(k−1), rounded down from the client's interval; 0: not said). The data cap stays on the client.
+/// bit 2 = metered, bits 3–6 = the client's idle heartbeat interval on that uplink as a class k (1…15:
+/// 100 ms × 2^(k−1), rounded down from the client's interval; 0: not said). The server probes each uplink at the
+/// longer of that and its own heartbeat (`serverPolicy`), so a metered uplink's relaxed heartbeat holds both ways. The data cap stays on the client.
 /// Zero means "no policy" (an older peer). Peers that predate the heartbeat bits ignore them and send 0 there,
 /// so old and new peers interoperate: the server then keeps its own heartbeat.
 enum UplinkPolicyFlags {
@@ -37,6 +38,15 @@ enum UplinkPolicyFlags {
         default: .never
         }
         return UplinkPolicy(tier: tier, isMetered: flags & metered != 0)
+    }
+
+    /// What a server applies to the client uplink whose control frames carry `flags` (nil: no policy, an older peer):
+    /// the client's tier and metered setting, and an idle heartbeat no shorter than the client's on that uplink nor
+    /// than the server's own (`ownHeartbeat`; nil in the policy when the server's own is the longer one).
+    static func serverPolicy(from flags: UInt8, ownHeartbeat: UInt64) -> UplinkPolicy? {
+        guard var policy = decode(flags) else { return nil }
+        if let asked = heartbeatInterval(in: flags), asked > ownHeartbeat { policy.heartbeatInterval = asked }
+        return policy
     }
 
     /// The idle heartbeat interval the sender asked for (nanoseconds), nil when it said nothing.

@@ -107,6 +107,7 @@ extension UDPSocket {
                 // Skip the datagram the kernel refused (EMSGSIZE, ENETUNREACH...) and go on with the others.
                 sendErrors &+= 1
                 lastSendError = -result
+                if UDPSocket.deviceGoneErrors.contains(lastSendError) { _ = deviceVanished.setOnce() }
                 offset += 1
             }
         }

@@ -8,10 +8,14 @@ import TriglavCore
 /// Uplink sockets are bound to their interface with SO_BINDTODEVICE (so Wi-Fi and LTE each carry their own
 /// share, whatever the default route says) and marked with SO_MARK (so the full-tunnel policy lets them
 /// out). They do not bind a source address: the kernel picks the interface's current one per packet, so a
-/// DHCP renumbering needs no socket rebuild.
+/// DHCP renumbering needs no socket rebuild. A socket bound to a device stays bound to that device's *index*:
+/// if the interface is deleted and created again under the same name, every send fails with ENODEV (receives
+/// just stay empty) until the socket is replaced; `boundInterfaceIndex` and `deviceVanished` tell its owner.
 final class UDPSocket: @unchecked Sendable {
     static let transientErrors: Set<Int32> = [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENETDOWN, EMSGSIZE, ENOBUFS]
     static let noBufferSpace: Int32 = ENOBUFS
+    /// Send errors meaning the bound device no longer exists (deleted; its index is gone for good).
+    static let deviceGoneErrors: Set<Int32> = [ENODEV, ENXIO]
 
     struct Options: Sendable {
         /// Interface to bind to (SO_BINDTODEVICE); nil for none.
@@ -33,6 +37,10 @@ final class UDPSocket: @unchecked Sendable {
     var sendErrors = 0
     var sendDrops = 0
     var lastSendError: Int32 = 0
+    /// Index of the interface bound with SO_BINDTODEVICE when the socket was opened; 0 for none.
+    let boundInterfaceIndex: Int32
+    /// Set (from either pump thread) when a send failed because the bound device is gone.
+    let deviceVanished = AtomicFlag()
 
     /// Opens a socket of the family of `family` (the server's address family) with `options`.
     init(family: SocketFamily, options: Options, label: String) throws(TriglavDataPlaneError) {
@@ -56,6 +64,9 @@ final class UDPSocket: @unchecked Sendable {
                 throw error
             }
         }
+        boundInterfaceIndex = options.device == nil ? 0 : (try? Syscall.shim("SO_BINDTOIFINDEX of \(label)") {
+            tg_socket_bound_ifindex(fd)
+        }) ?? 0
         if options.mark != 0 {
             try Syscall.shim("SO_MARK \(options.mark) on \(label)") { tg_socket_set_mark(fd, options.mark) }
         }
@@ -96,7 +107,16 @@ final class UDPSocket: @unchecked Sendable {
         if result < 0 {
             sendErrors &+= 1
             lastSendError = errno
+            if Self.deviceGoneErrors.contains(lastSendError) { _ = deviceVanished.setOnce() }
         }
+    }
+
+    /// The kernel's buffer sizes of this socket (SO_RCVBUF, SO_SNDBUF), which are twice what was granted.
+    func bufferSizes() throws(TriglavDataPlaneError) -> (receive: Int32, send: Int32) {
+        var receive: Int32 = 0
+        var send: Int32 = 0
+        try Syscall.shim("SO_RCVBUF/SO_SNDBUF of \(label)") { tg_socket_get_buffers(descriptor.raw, &receive, &send) }
+        return (receive, send)
     }
 
     func close() { descriptor.close() }

@@ -1,3 +1,4 @@
+import Foundation
 import TriglavCore
 @testable import TriglavMultipath
 
@@ -5,7 +6,7 @@ import TriglavCore
 struct InnerPacket {
     enum Kind {
         case segment(Int)
-        case ack(Int, sack: Int?)
+        case ack(Int, sack: SackBlocks)
     }
     var flow: Int
     var kind: Kind
@@ -15,6 +16,8 @@ struct InnerPacket {
     var ingressIndex: Int
     /// Set on tunnel-level resends: a lost packet recovered late is loss recovery, not reordering.
     var isResend = false
+    /// The TCP timestamp option (RFC 7323): TSval on a segment (its send time), TSecr on an ACK.
+    var timestamp: UInt64 = 0
 }
 
 /// Frames the simulated protocol carries (what TriglavProtocol's frames would be).
@@ -70,10 +73,10 @@ final class TunnelNode {
 
     var now: UInt64 { network.loop.now }
 
-    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int) {
+    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int, timestamp: UInt64 = 0) {
         let index = ingressIndex[flow, default: 0]
         ingressIndex[flow] = index + 1
-        let packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index)
+        let packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index, timestamp: timestamp)
         // The data plane (ClientTunnel.dispatch) gives a packet refused at ingress no tunnel sequence, so
         // the receiver sees no gap and TCP sees the drop. The simulator historically numbered it anyway, so
         // the receiver asked for it and the sender resent it when its queues allowed (hiding part of the
@@ -152,6 +155,15 @@ final class TunnelNode {
         var wakeAt: UInt64?
         var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
         var count: Int { resends.count + data.count - dataHead }
+        /// Puts a resend among the queued data in tunnel-sequence order (data is queued in that order).
+        mutating func insertBySequence(_ entry: PacedPacket) {
+            var low = dataHead, high = data.count
+            while low < high {
+                let mid = (low + high) / 2
+                if Int32(bitPattern: data[mid].sequence &- entry.sequence) < 0 { low = mid + 1 } else { high = mid }
+            }
+            data.insert(entry, at: low)
+        }
         mutating func pop() -> PacedPacket? {
             if !resends.isEmpty { return resends.removeFirst() }
             guard dataHead < data.count else { return nil }
@@ -162,13 +174,24 @@ final class TunnelNode {
         }
     }
     private var pacing: [UplinkID: PacingQueues] = [:]
+    /// Pacing: a resend waits behind queued packets with older tunnel sequences (false, the default: ahead of every
+    /// queued packet). The receiver releases in sequence order, so a newer sequence first never brings delivery
+    /// forward, and at a failover the dead uplink's backlog goes out ahead of all the survivors' queued data. In
+    /// sequence order it shortened most paced failover gaps with the Reno model but cost one three-link seed 3
+    /// points (87.5 %) and the skewed pair 1.4 (BENCHMARKS.md, "Failover with a Linux-like TCP model"), so it
+    /// is an experiment: `TRIGLAV_MULTIPATH_RESENDS_IN_ORDER=1`.
+    var resendsInSequenceOrder = TunnelNode.defaultResendsInSequenceOrder
+    static var defaultResendsInSequenceOrder: Bool {
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_IN_ORDER"] != nil
+    }
     /// Packets waiting on our side now (all uplinks), for traces.
     var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } }
 
     /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
     private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
-        if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
+        if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
+        else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
         drainPacingQueue(id)
     }
@@ -195,7 +218,11 @@ final class TunnelNode {
                 // resends (the receiver already waits for their sequences; they go ahead of newer data).
                 var packet = entry.packet
                 packet.isResend = true
-                transmit(sequence: entry.sequence, packet: packet)
+                if !transmit(sequence: entry.sequence, packet: packet) {
+                    // No uplink takes it (scheduleResend declined): tell the receiver, as for a declined resend
+                    // duty, so it skips the gap now instead of holding everything behind it for its wait bound.
+                    declineResend(entry.sequence)
+                }
             } else {
                 sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
             }
@@ -220,6 +247,13 @@ final class TunnelNode {
         dataSent[id, default: 0] += 1
         if logSends { dataSentLog.append((now, id, packet.flow, packet.isResend, sequence)) }
         network.send(from: self, on: id, frame: .data(sequence: sequence, counter: counter, packet: packet), bytes: wireBytes)
+    }
+
+    private func declineResend(_ sequence: UInt32) {
+        let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
+        if let id = selection.first {
+            network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
+        }
     }
 
     /// Carries out every due duty, delivers what the reorder buffer releases, and arms the next wakeup.
@@ -249,10 +283,7 @@ final class TunnelNode {
                     }
                 }
                 onResendDuty?(sequence, false)
-                let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
-                if let id = selection.first {
-                    network.send(from: self, on: id, frame: .resendDeclined(first: sequence, count: 1), bytes: controlFrameBytes)
-                }
+                declineResend(sequence)
             case .stateChanged(let id, _, let to):
                 stateLog.append((now, id, to))
                 if to == .down { wentDown.append(id) }
@@ -340,6 +371,12 @@ final class Network {
     private(set) var client: TunnelNode!
     private(set) var server: TunnelNode!
     private(set) var flows: [Int: TCPFlow] = [:]
+    /// Loss detection of the TCP flows added from now on (docs/MULTIPATH.md, "Tests and the simulator").
+    var tcpSenderModel = Network.defaultTCPSenderModel
+    /// RACK-TLP, what Linux runs; `TRIGLAV_MULTIPATH_TCP=reno` runs every simulation with the pure-Reno model.
+    static var defaultTCPSenderModel: TCPSenderModel {
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TCP"].flatMap(TCPSenderModel.init(rawValue:)) ?? .reno
+    }
     /// Egress per flow at the server: highest ingress index seen and count of packets that came out behind it.
     private(set) var reorderedAtEgress: [Int: Int] = [:]
     private var highestEgressIndex: [Int: Int] = [:]
@@ -359,7 +396,7 @@ final class Network {
             try server.engine.addUplink(id, policy: spec.policy, now: 0)
         }
         client.deliver = { [unowned self] packet in
-            if case .ack(let ack, let sack) = packet.kind { self.flows[packet.flow]?.onAck(ack, sack: sack) }
+            if case .ack(let ack, let sack) = packet.kind { self.flows[packet.flow]?.onAck(ack, sack: sack, echo: packet.timestamp) }
         }
         server.deliver = { [unowned self] packet in
             if case .segment(let segment) = packet.kind {
@@ -370,7 +407,7 @@ final class Network {
                     self.highestEgressIndex[packet.flow] = packet.ingressIndex
                 }
                 if let flow = self.flows[packet.flow] {
-                    flow.onSegment(segment)
+                    flow.onSegment(segment, timestamp: packet.timestamp)
                 } else {
                     self.streamDelivered[packet.flow, default: []].insert(segment)
                 }
@@ -396,14 +433,14 @@ final class Network {
     /// Starts a TCP flow (client → server) at `time`.
     @discardableResult
     func addFlow(_ flowID: Int, segments: Int = Int.max, at time: UInt64 = 0) -> TCPFlow {
-        let flow = TCPFlow(flowID: flowID, totalSegments: segments)
+        let flow = TCPFlow(flowID: flowID, totalSegments: segments, senderModel: tcpSenderModel)
         flow.clock = { [unowned self] in self.loop.now }
         flow.setTimer = { [unowned self] delay, fire in self.loop.after(delay, fire) }
-        flow.sendSegment = { [unowned self] segment in
-            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes)
+        flow.sendSegment = { [unowned self] segment, timestamp in
+            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes, timestamp: timestamp)
         }
-        flow.sendAck = { [unowned self] ack, sack in
-            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes)
+        flow.sendAck = { [unowned self] ack, sack, echo in
+            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes, timestamp: echo)
         }
         flows[flowID] = flow
         loop.at(time) { flow.start() }
