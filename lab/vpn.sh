@@ -4,6 +4,7 @@
 #   vpn_start_server   start the Triglav server in the server namespace
 #   vpn_start_client   start the Triglav client in the client namespace, over wifi0, lte0, eth0
 #   vpn_wait_for_tunnel  wait (bounded) until traffic flows through the tunnel
+#   vpn_wait_for_uplinks wait (bounded) until every uplink carries it (before measuring throughput)
 #   vpn_stop           stop both (lab down would kill them too; this is the clean way)
 #
 # Backends (DEMO_VPN, default auto = the first one available, in this order):
@@ -222,6 +223,29 @@ vpn_wait_for_tunnel() {
         sleep 0.3
     done
     return 1
+}
+
+# Returns 0 once every uplink of the client carries the tunnel (`triglav uplinks` shows each of UPLINKS
+# active), at most $1 seconds (default 10); then waits $2 seconds more (default 1) for the engines' per-uplink
+# delay estimates to settle. The tunnel passes traffic as soon as its first uplink answers, but a TCP flow
+# started before the others joined keeps that one uplink's RTT as its minimum (BBR: for 10 s) and can't fill
+# the slower uplinks (docs/LAB.md). Backends without an uplink table only wait the settling time.
+vpn_wait_for_uplinks() {
+    local limit=${1:-10} settle=${2:-1} deadline table uplink active
+    deadline=$((SECONDS + limit))
+    if [[ $VPN_BACKEND == triglavd ]]; then
+        while :; do
+            table=$(vpn_cli uplinks 2>/dev/null || true)
+            active=0
+            for uplink in "${UPLINKS[@]}"; do
+                grep -qE "^$uplink +.* active " <<<"$table" && active=$((active + 1))
+            done
+            [[ $active -eq ${#UPLINKS[@]} ]] && break
+            [[ $SECONDS -lt $deadline ]] || return 1
+            sleep 0.2
+        done
+    fi
+    sleep "$settle"
 }
 
 # Stops in reverse start order: each daemon before its bus, the client before the server.

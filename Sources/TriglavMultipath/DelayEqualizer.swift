@@ -102,7 +102,11 @@ public struct DelayEqualizer<Packet> {
     /// (see `PathDelay`); a path `d` faster than the target is held `d` plus a jitter margin of up to `d`
     /// (the target path's jitter), so its packets don't beat the slow path's typical late ones, while the
     /// slowest path itself is never held. With fewer than two paths setting the target nothing is held.
-    public mutating func updatePaths(count: Int, now: UInt64, _ path: (Int) -> PathDelay) {
+    ///
+    /// `assumingLongestHold`: some path's delay is not known yet (the caller's uplinks are still being measured),
+    /// so the target isn't either; every path is held `maxHold` until it is.
+    public mutating func updatePaths(count: Int, now: UInt64, assumingLongestHold: Bool = false,
+                                     _ path: (Int) -> PathDelay) {
         let count = min(count, MultipathLimits.maxUplinks)
         // Carry each path's last data arrival over by ID (the caller's order may change).
         for index in 0..<count {
@@ -128,6 +132,10 @@ public struct DelayEqualizer<Packet> {
         }
         pathCount = count
         for index in 0..<count {
+            if assumingLongestHold {
+                pathHolds[index] = maxHold
+                continue
+            }
             let delay = path(index)
             guard candidates >= 2, maxHold > 0, let transit = delay.transit, target > transit else {
                 pathHolds[index] = 0

@@ -64,6 +64,15 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// busy across timer slack; 5 ms is what the simulator's paced deployment uses, with `ingressQueueTarget`
     /// 120 ms (docs/MULTIPATH.md, "Sender-side pacing" and "Ingress AQM with pacing").
     public var pacingQueueAllowance: UInt64? = nil
+    /// Capacity catch-up: a link whose probes find its queue well short of the scheduler's model queue (it
+    /// drains faster than its capacity estimate) is modelled at twice the estimate for a moment, so it is given
+    /// enough to show its rate (`Tuning.fasterThanModelledGainPercent`). Without it an estimate below the link's
+    /// rate rises only by the probing gain per delivery-rate span: in the lab (receivers equalising path delays,
+    /// BBR senders) wifi0's estimate took 2–3 s from the initial 10 Mbit/s to its 30, and BBR, seeing the tunnel's
+    /// RTT grow instead of its delivery rate, left startup at 25–30 Mbit/s. Off by default: in the simulator's
+    /// Reno runs without equalisation it costs the skewed pair (87 → 79 %) and lengthens a blackhole gap (seed 13:
+    /// 454 ms), not analysed yet (docs/BENCHMARKS.md, "Lab test at 80 %").
+    public var capacityCatchUp: Bool = false
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
 

@@ -50,6 +50,14 @@ enum Tuning {
     /// models a link as draining at this percentage of its capacity estimate. The estimate is a maximum of
     /// delivery rates, so only a link offered more than its estimate can show that it carries more.
     static let capacityProbeGainPercent: UInt64 = 125
+    /// A probe that queued this much (or twice the RTT jitter, if more) less than the model queue it was sent
+    /// behind shows the link draining faster than its capacity estimate; for `fasterThanModelledHold` after such a
+    /// probe the model drains at `fasterThanModelledGainPercent` of the estimate, so the scheduler gives the link
+    /// enough to show its rate in the delivery-rate samples. It stops by itself: once the link is given more
+    /// than it carries, its real queue catches up with the model.
+    static let fasterThanModelledMargin: UInt64 = 10 * Nanoseconds.millisecond
+    static let fasterThanModelledHold: UInt64 = 150 * Nanoseconds.millisecond
+    static let fasterThanModelledGainPercent: UInt64 = 200
     /// Pacing: a probe may find this much (plus probe jitter) more queue in the network than the model expected
     /// before the link counts as full and the model is moved back in step with it (what the probing gain put
     /// there, or a link that slowed down).

@@ -389,11 +389,42 @@ public struct MultipathEngine<Packet> {
     private mutating func updateEqualization(now: UInt64) {
         guard configuration.maxEqualizationDelay > 0 else { return }
         let trackers = uplinks
-        equalizer.updatePaths(count: trackers.count, now: now) { index in
+        func hasFreshTransit(_ tracker: UplinkTracker) -> Bool {
+            tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
+        }
+        // A path whose peer's probes haven't arrived yet (a tunnel seconds old: the download may start as soon as
+        // the first uplink answers) has no transit, but our own probes have given it an RTT. Half of it, put on
+        // the transit scale through a path that has both, stands in; otherwise that path couldn't set the target,
+        // the first packets of a flow would leave unequalised, and BBR would keep their RTT as its minimum for
+        // 10 s — the whole download (docs/BENCHMARKS.md, "Lab test at 80 %").
+        var rttToTransit: Int64?
+        for tracker in trackers where hasFreshTransit(tracker) && tracker.rtt.hasSample {
+            rttToTransit = tracker.transit - Int64(clamping: tracker.rtt.smoothed / 2)
+            break
+        }
+        // A path that may carry data and of which we know neither: its delay, and so the target, is unknown, and
+        // any hold short of the longest could release a flow's first packets early (in the lab the download starts
+        // while every uplink is still waiting for its first probe reply). Until it is known or down, everything
+        // waits the longest hold; BBR keeps the smallest RTT it sees, so a too-long one early costs nothing later.
+        var paths = 0
+        var unknown = false
+        for tracker in trackers where tracker.policy.tier == .primary && !tracker.policy.isMetered
+            && tracker.mayTransmit && tracker.state != .down {
+            paths += 1
+            if !hasFreshTransit(tracker) && !(rttToTransit != nil && tracker.rtt.hasSample) { unknown = true }
+        }
+        equalizer.updatePaths(count: trackers.count, now: now, assumingLongestHold: unknown && paths >= 2) { index in
             let tracker = trackers[index]
-            let fresh = tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
+            var transit: Int64?
+            var jitter = tracker.transitJitter
+            if hasFreshTransit(tracker) {
+                transit = tracker.transit
+            } else if let offset = rttToTransit, tracker.rtt.hasSample {
+                transit = offset + Int64(clamping: tracker.rtt.smoothed / 2)
+                jitter = tracker.rtt.jitter
+            }
             return DelayEqualizer<Packet>.PathDelay(
-                id: tracker.id, transit: fresh ? tracker.transit : nil, jitter: tracker.transitJitter,
+                id: tracker.id, transit: transit, jitter: jitter,
                 isUsable: tracker.state.carriesData && !tracker.systemDown && tracker.policy.tier != .never,
                 isAlwaysStriped: tracker.policy.tier == .primary && !tracker.policy.isMetered)
         }
@@ -711,7 +742,9 @@ public struct MultipathEngine<Packet> {
         // seen to deliver. Otherwise an estimate below the link's real rate could never rise: it is a maximum
         // of delivery rates, and a link delivers only what it is given. Once the probes see the link full, the
         // estimate is its rate and the model uses it as it is (until that is `capacityWindow` old).
-        let gain = tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
+        let gain = configuration.capacityCatchUp && tracker.drainsFasterThanModelled(within: Tuning.fasterThanModelledHold, at: now)
+            ? Tuning.fasterThanModelledGainPercent
+            : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
         let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
         // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
@@ -754,10 +787,23 @@ public struct MultipathEngine<Packet> {
                                  trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
+        // With delay equalisation the receiver delivers every data packet no earlier than the slowest uplink in
+        // use would have (up to `maxEqualizationDelay` later than its own path): a packet's one-way delay counts
+        // only as far as the equaliser doesn't lift it, and the choice comes down to the shortest queue. Ranking by
+        // raw arrival instead queued 40 ms more on the lab's 5 ms uplink than on its 45 ms one: that link's buffer
+        // overflowed first, and when its queue drained faster than the receiver's smoothed transit followed, its
+        // packets left the equaliser early and lowered the inner TCP's minimum RTT (BBR: for 10 s). Pure ACKs
+        // (`trustsProbes` false) aren't equalised and keep the raw arrival.
+        let equalized = trustsProbes && configuration.maxEqualizationDelay > 0
+        let slowest = equalized ? slowestBaseDelay(in: mask) : 0
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            let arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
+            var arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
+            if equalized {
+                let base = uplinks[index].baseOneWayDelay
+                arrival = arrival - base + min(slowest, base &+ configuration.maxEqualizationDelay)
+            }
             if arrival < bestArrival {
                 bestArrival = arrival
                 best = index

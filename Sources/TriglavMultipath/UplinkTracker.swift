@@ -172,6 +172,17 @@ struct UplinkTracker {
         return now &- at <= window
     }
 
+    /// When a probe last found the link's queue much shorter than the scheduler's model queue it was sent
+    /// behind (nil: never). The model drains at the capacity estimate; a link that empties its real queue faster
+    /// than that is faster than its estimate, whatever the delivery-rate samples have shown so far.
+    private(set) var lastFasterThanModelledAt: UInt64?
+
+    /// Whether a probe found the link draining faster than modelled within `window` of `now`.
+    func drainsFasterThanModelled(within window: UInt64, at now: UInt64) -> Bool {
+        guard let at = lastFasterThanModelledAt else { return false }
+        return now &- at <= window
+    }
+
     /// With pacing, the network's buffer should hold at most the allowance; more than this (plus the probes'
     /// jitter) means the link drains slower than we release into it.
     private var pacingExcessThreshold: UInt64? {
@@ -495,6 +506,13 @@ struct UplinkTracker {
             guard now >= sentAt else { return false }
             rtt.add(sample: now - sentAt, at: now)
             if probesSeeStandingQueue { lastFullAt = now }
+            if pacingAllowance == nil {
+                // The probe waited behind what really was queued; the model expected probeModelQueues[index].
+                // Jitter on either side must not pass for a difference.
+                let queued = now - sentAt - min(now - sentAt, rtt.windowedMinimum)
+                let margin = max(Tuning.fasterThanModelledMargin, 2 * rtt.jitter)
+                if probeModelQueues[index] > queued &+ margin { lastFasterThanModelledAt = now }
+            }
             if let threshold = pacingExcessThreshold {
                 // The link is behind the model by what this probe queued beyond what the model expected
                 // (the estimate × probing gain was above the link's rate, or the link slowed down). Move the

@@ -231,6 +231,85 @@ import TriglavCore
             == .deliverNow)
     }
 
+    /// The lab's download starts as soon as one uplink answers: the first packets (the inner TCP handshake) may
+    /// arrive before any uplink is measured, and BBR keeps their RTT as its minimum for 10 s.
+    @Test func aFlowThatStartsBeforeTheUplinksAreMeasuredWaitsTheLongestHold() throws {
+        var configuration = MultipathConfiguration()
+        configuration.maxEqualizationDelay = 100 * Self.ms
+        configuration.requestsResends = false
+        var driver = try EngineDriver(configuration: configuration)
+        try driver.engine.addUplink(fast, now: 0)
+        try driver.engine.addUplink(slow, now: 0)
+        let rtt: (UplinkID) -> UInt64 = { $0 == self.fast ? 10 * Self.ms : 90 * Self.ms }
+        driver.run(until: 2 * Self.ms, rtt: rtt)
+        #expect(driver.engine.equalizationHold(for: fast) == 100 * Self.ms)
+        #expect(driver.engine.equalizationHold(for: slow) == 100 * Self.ms)
+        // The fast uplink answered (10 ms) but the slow one hasn't yet: still the longest hold.
+        driver.run(until: 20 * Self.ms, rtt: rtt)
+        #expect(driver.state(fast) == .ready && driver.state(slow) != .ready)
+        #expect(driver.engine.equalizationHold(for: fast) == 100 * Self.ms)
+        let now = driver.now
+        let first = driver.engine.receive(0, sequence: 0, uplink: fast, counter: 1, bytes: 60, now: now)
+        #expect(first == .buffered)
+        driver.run(until: now + 99 * Self.ms, rtt: rtt)
+        let early = driver.engine.nextDelivery(now: driver.now)
+        #expect(early == nil)
+        driver.run(until: now + 100 * Self.ms, rtt: rtt)
+        let due = driver.engine.nextDelivery(now: driver.now)
+        #expect(due == 0)
+
+        // Both answered; only the fast uplink has carried a probe from the peer (transit 5 ms on its clock). The
+        // slow one is placed by its RTT: half of 90 ms vs half of 10 ms, 40 ms behind, no jitter yet.
+        driver.run(until: 300 * Self.ms, rtt: rtt)
+        driver.engine.handle(.probeReceived(fast, senderTimestamp: 7_000 * Self.ms, at: 300 * Self.ms))
+        driver.run(until: 301 * Self.ms, rtt: rtt)
+        #expect(driver.state(fast) == .ready && driver.state(slow) == .ready)
+        #expect(driver.engine.equalizationHold(for: fast) == 40 * Self.ms)
+        #expect(driver.engine.equalizationHold(for: slow) == 0)
+
+        // A third uplink that never answers stops counting once it is down (1 s without a reply); until then
+        // everything waits the longest hold.
+        let silent = UplinkID(3)
+        try driver.engine.addUplink(silent, now: driver.now)
+        driver.run(until: 400 * Self.ms, rtt: rtt, silent: { id, _ in id == silent })
+        #expect(driver.engine.equalizationHold(for: fast) == 100 * Self.ms)
+        driver.run(until: 2_100 * Self.ms, rtt: rtt, silent: { id, _ in id == silent })
+        #expect(driver.state(silent) == .down || driver.state(silent) == .probing)
+        #expect(driver.engine.equalizationHold(for: fast) < 100 * Self.ms)
+    }
+
+    /// With equalisation on, the receiver lifts every data packet to the slowest uplink's delay, so the sender
+    /// splits by queue alone: without it, the 5 ms uplink took everything until its queue was 40 ms deep.
+    @Test func withEqualisationTheSenderSplitsByQueueNotByPathDelay() throws {
+        func split(maxHold: UInt64, acknowledgements: Bool = false) throws -> [UplinkID: Int] {
+            var configuration = MultipathConfiguration()
+            configuration.maxEqualizationDelay = maxHold
+            configuration.ingressQueueTarget = nil
+            var driver = try EngineDriver(configuration: configuration)
+            try driver.engine.addUplink(fast, now: 0)
+            try driver.engine.addUplink(slow, now: 0)
+            driver.run(until: 500 * Self.ms, rtt: { $0 == self.fast ? 10 * Self.ms : 90 * Self.ms })
+            var counts: [UplinkID: Int] = [:]
+            for _ in 0..<20 {
+                for id in driver.engine.schedule(packetLength: acknowledgements ? 60 : 1400, flowKey: nil,
+                                                 now: driver.now, isAcknowledgement: acknowledgements) {
+                    counts[id, default: 0] += 1
+                }
+            }
+            return counts
+        }
+        // Equal capacity estimates (both still at the initial one): the packets alternate.
+        let equalized = try split(maxHold: 100 * Self.ms)
+        #expect((9...11).contains(equalized[fast] ?? 0) && (9...11).contains(equalized[slow] ?? 0))
+        // Without equalisation the earliest arrival wins: 20 packets are 22 ms on the fast uplink, still earlier
+        // than the slow one's 45 ms.
+        let raw = try split(maxHold: 0)
+        #expect(raw[fast] == 20)
+        // Pure ACKs aren't equalised: they take the fast uplink either way.
+        let acknowledgements = try split(maxHold: 100 * Self.ms, acknowledgements: true)
+        #expect(acknowledgements[fast] == 20)
+    }
+
     @Test func heldPacketsLeaveEarlyRatherThanOverflowTheCallersStorage() throws {
         var driver = try engine(maxHold: 100 * Self.ms)
         let capacity = driver.engine.configuration.reorderCapacity

@@ -59,12 +59,14 @@ public struct ClientTunnelConfiguration: Sendable {
     /// instead of hundreds). The uplink sockets' buffers and the inner TCP handle congestion instead.
     ///
     /// Receivers equalise the uplinks' path delays (`maxEqualizationDelay`), so a TCP flow striped over
-    /// them measures the RTT of the slow paths it fills, not of the fastest (docs/MULTIPATH.md).
+    /// them measures the RTT of the slow paths it fills, not of the fastest (docs/MULTIPATH.md). Capacity
+    /// estimates catch up with links their probes show to be faster (`capacityCatchUp`, docs/LAB.md).
     public static var defaultMultipath: MultipathConfiguration {
         var configuration = MultipathConfiguration()
         configuration.requestsResends = false
         configuration.ingressQueueTarget = nil
         configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
+        configuration.capacityCatchUp = true
         return configuration
     }
 
