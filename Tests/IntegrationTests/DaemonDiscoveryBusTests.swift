@@ -78,7 +78,7 @@ struct DaemonDiscoveryBusTests {
     private func cycleStep(_ lab: DaemonLab, _ command: String, until condition: (String) -> Bool) throws -> TimeInterval {
         // The clock starts once `ip` has returned, i.e. once the kernel has made the change: what is measured is the
         // daemon's latency, not the kernel's. In one parallel CI run a single step took 29 s although polling gives
-        // up after 5 s, so that time went to running `ip` (other tests were tearing namespaces down), not to the daemon.
+        // up after 5 s: the time went to starting `ip` or `busctl` while other tests tore namespaces down, not to the daemon.
         try lab.sh(command)
         let start = Date()
         while Date().timeIntervalSince(start) < 5 {
