@@ -18,7 +18,7 @@ public enum ConfigDefaults {
     /// Largest tunnel MTU accepted: what fits a `MAX_MTU` (1500-byte) uplink to an IPv4 server, 1500 − outer
     /// IPv4 20 − UDP 8 − Triglav's 40 = 1432 (docs/DATAPLANE.md, "TUN MTU"). The data plane's own default
     /// ceiling is this for an IPv4 server and `MAX_PAYLOAD` (1412) for an IPv6 one.
-    public static let maximumTunnelMTU = MAX_MTU - 20 - WireOverhead.udpHeader - WireOverhead.protocolOverhead
+    public static let maximumTunnelMTU = MAX_MTU - WireOverhead.outerIPv4Header - WireOverhead.udpHeader - WireOverhead.protocolOverhead
 
     public static let scheduler = SchedulerKind.aggregate
     /// How long the reorder buffer holds a packet waiting for an earlier one before releasing it.

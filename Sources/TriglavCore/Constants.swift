@@ -16,7 +16,9 @@ public let MAX_MTU = 1500
 /// Per-packet cost of carrying one inner IP packet, outer headers included. The protocol module owns
 /// the frame layout; these numbers are checked against it by a test in TriglavProtocolTests.
 public enum WireOverhead {
-    /// Outer IPv6 header (worst case; IPv4's is 20).
+    /// Outer IPv4 header (no options).
+    public static let outerIPv4Header = 20
+    /// Outer IPv6 header (the worst case).
     public static let outerIPv6Header = 40
     /// Outer UDP header.
     public static let udpHeader = 8

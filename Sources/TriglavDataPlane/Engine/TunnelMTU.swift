@@ -7,7 +7,7 @@ import TriglavProtocol
 public enum TunnelMTU {
     /// Outer IP header of a tunnel datagram: the server's address family decides it (all uplinks of a client
     /// talk to one server address).
-    public static let outerIPv4Header = 20
+    public static let outerIPv4Header = WireOverhead.outerIPv4Header
     public static let outerIPv6Header = WireOverhead.outerIPv6Header
 
     /// Every receive/send slot (`DatagramBatch`, `PacketPool`, `RetransmitStore`, TUN reads) and the TCP
