@@ -70,18 +70,24 @@ extension DataPlaneTunnelTests {
             print(f"opened={total} closed={closed} overdue={overdue} longest={longest:.1f}", flush=True)
             """#
 
+        /// Writes the idle-connection script, adds 40 junk source addresses on the client's up2 and drops UDP to
+        /// the server, so the real client must use the TCP fallback. Returns the script's path and the sources.
+        private static func prepareJunkConnections(_ lab: DataPlaneLab) throws -> (script: String, sources: [String]) {
+            let script = lab.directory.appendingPathComponent("idle-connections.py").path
+            try idleConnections.write(toFile: script, atomically: true, encoding: .utf8)
+            let sources = (10..<50).map { "10.201.2.\($0)" }
+            for source in sources { try lab.sh("ip -n \(lab.client) address add \(source)/24 dev up2") }
+            try lab.blockClientUDP()
+            return (script, sources)
+        }
+
         @Test("idle TCP connections from one host can't lock clients out of the fallback: per-source limit, eviction, handshake deadline")
         func idleConnectionsDontLockOutTCPFallback() throws {
             let lab = try DataPlaneLab()
             defer { lab.tearDown() }
-            let script = lab.directory.appendingPathComponent("idle-connections.py").path
-            try Self.idleConnections.write(toFile: script, atomically: true, encoding: .utf8)
             // 40 junk source addresses on up2: enough connections to fill the server's table (1024) without
             // reaching the per-source limit (32), so the table-full eviction is what lets the client in.
-            let sources = (10..<50).map { "10.201.2.\($0)" }
-            for source in sources { try lab.sh("ip -n \(lab.client) address add \(source)/24 dev up2") }
-            // UDP to the server is dropped: the real client must use the TCP fallback.
-            try lab.blockClientUDP()
+            let (script, sources) = try Self.prepareJunkConnections(lab)
             _ = try lab.startServer()
 
             // One source, 100 connections: only the per-source limit stays open for long.
@@ -120,11 +126,7 @@ extension DataPlaneTunnelTests {
         func fallbackUnderDescriptorLimit() throws {
             let lab = try DataPlaneLab()
             defer { lab.tearDown() }
-            let script = lab.directory.appendingPathComponent("idle-connections.py").path
-            try Self.idleConnections.write(toFile: script, atomically: true, encoding: .utf8)
-            let sources = (10..<50).map { "10.201.2.\($0)" }
-            for source in sources { try lab.sh("ip -n \(lab.client) address add \(source)/24 dev up2") }
-            try lab.blockClientUDP()
+            let (script, sources) = try Self.prepareJunkConnections(lab)
             let server = try lab.startServer()
             let pid = server.processIdentifier
             // Room for ~340 connections; the reconnecting junk fills them.
