@@ -16,6 +16,20 @@ struct CoreDataCapTests {
     static let midJanuary: Int64 = 1_768_435_200
     static let firstOfFebruary: Int64 = 1_769_904_000
 
+    /// A client manager on `cappedConfig()` (eth0 capped at 1 MB), connected to "home" over eth0 (and an uncapped
+    /// wlan0 with `withWlan`), its sessions established; returns the manager, the fake tunnel and its factory.
+    static func connectedCapped(withWlan: Bool = false, clock: @escaping @Sendable () -> Int64 = { midJanuary },
+                                store: DataCapStore? = nil) throws -> (ClientManager, FakeClientTunnel, FakeClientTunnelFactory) {
+        let (manager, factory, _, _) = try Fixtures.clientManager(config: try cappedConfig(), clock: clock,
+                                                                 dataCapStore: store)
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        if withWlan { manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3))) }
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        if withWlan { tunnel.establish("eth0", "wlan0") } else { tunnel.establish("eth0") }
+        return (manager, tunnel, factory)
+    }
+
     static func cappedConfig(resetDay: Int = 1) throws -> DaemonConfig {
         var config = DaemonConfig()
         var pin = UplinkPin(match: try InterfaceGlob("eth0"))
@@ -56,12 +70,7 @@ struct CoreDataCapTests {
 
     @Test func aNewBillingPeriodRaisesTheAllowanceOfAnAttachedUplink() throws {
         let now = Mutex<Int64>(Self.midJanuary)
-        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
-                                                                 clock: { now.withLock { $0 } })
-        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-        try manager.connect(profile: "home")
-        let tunnel = try #require(factory.last)
-        tunnel.establish("eth0")
+        let (manager, tunnel, _) = try Self.connectedCapped(clock: { now.withLock { $0 } })
         manager.refresh()
         #expect(tunnel.policies["eth0"]?.dataCapBytes == 998_000)
         #expect(tunnel.calls.filter { $0 == "policy eth0" }.count == 1)
@@ -77,13 +86,7 @@ struct CoreDataCapTests {
 
     @Test func anUplinkReturningInANewPeriodGetsAFullCap() throws {
         let now = Mutex<Int64>(Self.midJanuary)
-        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
-                                                                 clock: { now.withLock { $0 } })
-        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3)))
-        try manager.connect(profile: "home")
-        let tunnel = try #require(factory.last)
-        tunnel.establish("eth0", "wlan0")
+        let (manager, tunnel, _) = try Self.connectedCapped(withWlan: true, clock: { now.withLock { $0 } })
         manager.refresh()
         manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))  // 1000 bytes spent in January
         now.withLock { $0 = Self.firstOfFebruary }
@@ -117,11 +120,7 @@ struct CoreDataCapTests {
     }
 
     @Test func aSessionResetKeepsThePeriodsUsage() throws {
-        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig())
-        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-        try manager.connect(profile: "home")
-        let tunnel = try #require(factory.last)
-        tunnel.establish("eth0")  // 1000 sent, 2000 received
+        let (manager, tunnel, _) = try Self.connectedCapped()  // 1000 sent, 2000 received
         manager.refresh()
         #expect(tunnel.policies["eth0"]?.dataCapBytes == 998_000)
         tunnel.lose("eth0")  // the session resets: the counters restart
@@ -248,13 +247,7 @@ struct CoreDataCapTests {
 
     @Test func downloadsCountAndASpentCapTakesTheUplinkOutUntilTheNextPeriod() throws {
         let now = Mutex<Int64>(Self.midJanuary)
-        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
-                                                                 clock: { now.withLock { $0 } })
-        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-        manager.handleDiscovery(.added(Fixtures.uplink("wlan0", index: 3)))
-        try manager.connect(profile: "home")
-        let tunnel = try #require(factory.last)
-        tunnel.establish("eth0", "wlan0")
+        let (manager, tunnel, factory) = try Self.connectedCapped(withWlan: true, clock: { now.withLock { $0 } })
         tunnel.setTraffic("eth0", transmitted: 100_000, received: 400_000)
         manager.refresh()
         // 400 kB downloaded: the engine may send 600 kB in all (100 kB of it already sent).
@@ -301,12 +294,7 @@ struct CoreDataCapTests {
     @Test func aDisconnectWritesTheLiveUsageOnce() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
-                                                                 dataCapStore: DataCapStore(directory: directory))
-        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-        try manager.connect(profile: "home")
-        let tunnel = try #require(factory.last)
-        tunnel.establish("eth0")
+        let (manager, tunnel, _) = try Self.connectedCapped(store: DataCapStore(directory: directory))
         tunnel.setTraffic("eth0", transmitted: 100_000, received: 150_000)
         manager.refresh()
         tunnel.setTraffic("eth0", transmitted: 300_000, received: 200_000)
@@ -319,12 +307,7 @@ struct CoreDataCapTests {
     @Test func anUplinkLeavingCountsItsUsageUpToNow() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
-                                                                 dataCapStore: DataCapStore(directory: directory))
-        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-        try manager.connect(profile: "home")
-        let tunnel = try #require(factory.last)
-        tunnel.establish("eth0")
+        let (manager, tunnel, _) = try Self.connectedCapped(store: DataCapStore(directory: directory))
         manager.refresh()  // 1000 sent, 2000 received
         tunnel.setTraffic("eth0", transmitted: 5000, received: 6000)
         manager.handleDiscovery(.removed(Fixtures.uplink("eth0", index: 2)))  // before the next refresh
@@ -337,12 +320,7 @@ struct CoreDataCapTests {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
-            let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig(),
-                                                                     dataCapStore: DataCapStore(directory: directory))
-            manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
-            try manager.connect(profile: "home")
-            let tunnel = try #require(factory.last)
-            tunnel.establish("eth0")
+            let (manager, tunnel, _) = try Self.connectedCapped(store: DataCapStore(directory: directory))
             tunnel.setTraffic("eth0", transmitted: 100_000, received: 150_000)
             manager.refresh()
             // Written while connected (the first write isn't held back), so a crash keeps it too.
