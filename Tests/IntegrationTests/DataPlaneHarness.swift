@@ -134,6 +134,19 @@ final class DataPlaneLab: @unchecked Sendable {
         try exec(client, "nft add rule inet tg_dp_block output udp dport 7443 drop")
     }
 
+    /// Starts `tcpdump <options> -i UPLINK '<filter>'` in the client namespace on every uplink (logs
+    /// tcpdump-UPLINK) and returns once each is listening, so nothing sent afterwards is missed.
+    func captureOnUplinks(options: String = "", filter: String) throws -> [(String, Process)] {
+        var captures: [(String, Process)] = []
+        for uplink in Self.uplinks {
+            let process = try spawn(namespace: client, "tcpdump -n -l \(options) -i \(uplink) '\(filter)'",
+                                    logName: "tcpdump-\(uplink)")
+            captures.append((uplink, process))
+        }
+        for (uplink, _) in captures { try waitForOutput("tcpdump-\(uplink)", containing: "listening on", timeout: 10) }
+        return captures
+    }
+
     // MARK: Processes
 
     /// Starts `command` in `namespace` in the background with output in <logName>.log.

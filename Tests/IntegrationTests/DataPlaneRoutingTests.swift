@@ -230,16 +230,8 @@ struct DataPlaneRoutingTests {
     /// Captures on every uplink what the client namespace sends out that is not the tunnel (UDP or TCP port
     /// 7443 to the server), ARP or IPv6 neighbour discovery/multicast.
     private func startCaptures(_ lab: DataPlaneLab) throws -> [(String, Process)] {
-        var captures: [(String, Process)] = []
-        for uplink in DataPlaneLab.uplinks {
-            let process = try lab.spawn(namespace: lab.client, "tcpdump -n -l -Q out -i \(uplink) "
-                + "'not port 7443 and not arp and not (ip6 dst net ff00::/8) "
-                + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))'",
-                logName: "tcpdump-\(uplink)")
-            captures.append((uplink, process))
-        }
-        for (uplink, _) in captures { try lab.waitForOutput("tcpdump-\(uplink)", containing: "listening on", timeout: 10) }
-        return captures
+        try lab.captureOnUplinks(options: "-Q out", filter: "not port 7443 and not arp and not (ip6 dst net ff00::/8) "
+            + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))")
     }
 
     /// Stops a capture and returns the packets it saw.

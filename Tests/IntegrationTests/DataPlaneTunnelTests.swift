@@ -342,15 +342,8 @@ struct DataPlaneTunnelTests {
         _ = try lab.startClient(fullTunnel: true)
         #expect(lab.waitForTunnel(timeout: 10))
         // Capture on every uplink everything that is not the tunnel itself (or neighbour discovery/ARP).
-        var captures: [(String, Process)] = []
-        for uplink in DataPlaneLab.uplinks {
-            let process = try lab.spawn(namespace: lab.client, "tcpdump -n -l -i \(uplink) "
-                + "'not (udp port 7443) and not arp and not (ip6 dst net ff00::/8) "
-                + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))'",
-                logName: "tcpdump-\(uplink)")
-            captures.append((uplink, process))
-        }
-        for (uplink, _) in captures { try lab.waitForOutput("tcpdump-\(uplink)", containing: "listening on", timeout: 10) }
+        let captures = try lab.captureOnUplinks(filter: "not (udp port 7443) and not arp and not (ip6 dst net ff00::/8) "
+            + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))")
         // IPv4 to the internet host goes through the tunnel and is NATed by the server.
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
         // IPv6 has a default route via up1, but the server gave no IPv6: it must be blocked, not leaked.
