@@ -698,6 +698,74 @@ public struct MultipathEngine<Packet> {
         return selection
     }
 
+    // MARK: Late binding (pacing with one shared queue)
+
+    /// Late binding, ingress: whether a packet of `packetLength` bytes may join the data plane's shared queue, which
+    /// holds `backlogBytes` now (aggregate mode with pacing only; otherwise always true). The data plane numbers
+    /// an admitted packet and appends it; uplinks take packets from its head with `dequeueShared`. The standing
+    /// queue then sits in one FIFO in sequence order instead of in per-uplink queues: an uplink that dies leaves
+    /// only its in-flight packets to resend, and the survivors go on taking the shared queue in order. The AQM is
+    /// the paced one (`admitPaced`) on the time the usable uplinks need to carry the backlog.
+    public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
+        let now = advanceClock(to: now)
+        updateDemand(bytes: packetLength, now: now)
+        guard configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
+              let target = configuration.ingressQueueTarget else { return true }
+        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        guard mask != 0 else { return false }
+        let queueing = drainTime(bytes: backlogBytes + packetLength, in: mask, now: now)
+        guard admitPaced(queueing: queueing, target: target, slowestBaseDelay: slowestBaseDelay(in: mask), now: now) else {
+            ingressDrops &+= 1
+            return false
+        }
+        return true
+    }
+
+    /// Late binding, egress: the uplink that sends the head of the shared queue (`packetLength` bytes, `backlogBytes`
+    /// in the queue including it) now, or nil when none should take it yet (call again at the earliest future
+    /// `releaseTime(on:)`). Among the uplinks whose pacer lets a packet go now, the earliest expected arrival wins;
+    /// it takes the packet unless uplinks that would deliver it earlier (but can't send yet) could carry the whole
+    /// backlog and still deliver its last packet no later (earliest completion first: a slow uplink stays out while
+    /// the queue is short, and carries its share when it is long). Report the send with `packetSent` as usual.
+    public mutating func dequeueShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> UplinkID? {
+        let now = advanceClock(to: now)
+        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        var chosen: Int?
+        var chosenArrival = UInt64.max
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            guard let release = releaseTime(on: uplinks[index].id), release <= now else { continue }
+            let arrival = expectedArrival(index, bytes: packetLength, now: now, asResend: true)
+            if arrival < chosenArrival {
+                chosenArrival = arrival
+                chosen = index
+            }
+        }
+        guard let index = chosen else { return nil }
+        var fasterMask: UInt32 = 0
+        var fasterArrival = UInt64.max
+        for other in uplinks.indices where mask & (1 << UInt32(other)) != 0 && other != index {
+            let arrival = expectedArrival(other, bytes: packetLength, now: now, asResend: true)
+            if arrival < chosenArrival {
+                fasterMask |= 1 << UInt32(other)
+                fasterArrival = min(fasterArrival, arrival)
+            }
+        }
+        if fasterMask != 0, chosenArrival > fasterArrival &+ drainTime(bytes: backlogBytes, in: fasterMask, now: now) {
+            return nil
+        }
+        commit(index, bytes: packetLength, now: now)
+        return uplinks[index].id
+    }
+
+    /// Time the uplinks in `mask` need to carry `bytes` together, at their modelled rates.
+    private func drainTime(bytes: Int, in mask: UInt32, now: UInt64) -> UInt64 {
+        var rate: UInt64 = 0
+        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
+            rate &+= modelledRate(uplinks[index], now: now)
+        }
+        return UInt64(min(max(0, bytes), 1 << 30)) * 8_000_000_000 / max(rate, 1)
+    }
+
     private mutating func updateDemand(bytes: Int, now: UInt64) {
         demandBytes &+= UInt64(min(max(0, bytes), 1 << 24))
         guard now >= demandWindowStart &+ Tuning.demandWindow else { return }
@@ -737,6 +805,12 @@ public struct MultipathEngine<Packet> {
     }
 
     private func transmissionTime(bytes: Int, _ tracker: UplinkTracker, now: UInt64) -> UInt64 {
+        // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
+        UInt64(min(max(0, bytes), 1 << 24)) * 8_000_000_000 / max(modelledRate(tracker, now: now), 1)
+    }
+
+    /// The rate (bits/s) the model drains an uplink's queue at.
+    private func modelledRate(_ tracker: UplinkTracker, now: UInt64) -> UInt64 {
         // Bandwidth probing, as BBR's: a link that hasn't shown a standing queue lately is modelled as draining
         // at the estimate times the probe gain, so with a backlog it is offered a little more than it has been
         // seen to deliver. Otherwise an estimate below the link's real rate could never rise: it is a maximum
@@ -746,9 +820,7 @@ public struct MultipathEngine<Packet> {
             ? Tuning.fasterThanModelledGainPercent
             : tracker.seenFull(within: configuration.capacityWindow, at: now) ? 100 : Tuning.capacityProbeGainPercent
         let rate = tracker.capacityBits.multipliedReportingOverflow(by: gain)
-        let modelled = rate.overflow ? UInt64.max : rate.partialValue / 100
-        // Lengths are clamped so a nonsensical one can't overflow (real packets are < 64 KiB).
-        return UInt64(min(max(0, bytes), 1 << 24)) * 8_000_000_000 / max(modelled, 1)
+        return rate.overflow ? UInt64.max : rate.partialValue / 100
     }
 
     /// Expected one-way arrival delay of a packet sent now on uplink `index`.

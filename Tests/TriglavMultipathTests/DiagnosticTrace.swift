@@ -111,6 +111,11 @@ import TriglavCore
         }
         network.client.logSends = true
         network.server.logArrivals = true
+        // Every tunnel sequence a segment entered with (TCP transmissions that passed ingress), for the stall report.
+        var ingressOfSegment: [Int: [(sequence: UInt32, at: UInt64)]] = [:]
+        network.client.onNumbered = { [unowned network] sequence, packet in
+            if case .segment(let segment) = packet.kind { ingressOfSegment[segment, default: []].append((sequence, network.loop.now)) }
+        }
         let step = (ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_STEP"].flatMap(UInt64.init) ?? 250) * Nanoseconds.millisecond
         var time = startAt
         var lastDelivered = 0
@@ -234,6 +239,18 @@ import TriglavCore
                 previous = delivery.time
             }
             print("blackhole gap: \(gap / Nanoseconds.millisecond) ms, completed: \(flow.completedAt.map { ($0 - startAt) / Nanoseconds.millisecond } ?? 0) ms; longest stall \((worst.start - startAt) / Nanoseconds.millisecond)–\((worst.end - startAt) / Nanoseconds.millisecond) ms")
+            // The segment the receiver waited for during the longest stall: each time it entered the tunnel (or was
+            // refused), and each tunnel transmission and arrival of those sequences.
+            let waitedFor = flow.deliveries.last { $0.time <= worst.start }?.rcvNxt ?? 0
+            func rel(_ t: UInt64) -> String { String(format: "%.1f", Double(t &- startAt) / 1e6) }
+            print("stalled on segment \(waitedFor): ingress \((ingressOfSegment[waitedFor] ?? []).map { "seq \($0.sequence)@\(rel($0.at))" }) "
+                  + "refused \(refusedRetransmissions.filter { $0.segment == waitedFor }.map { rel($0.at) })")
+            for entry in ingressOfSegment[waitedFor] ?? [] {
+                let sends = network.client.dataSentLog.filter { $0.sequence == entry.sequence }
+                    .map { "\(rel($0.time)) on \($0.uplink)\($0.isResend ? " (resend)" : "")" }
+                let arrivals = network.server.arrivalLog.filter { $0.sequence == entry.sequence }.map { "\(rel($0.time)) on \($0.uplink)" }
+                print("  seq \(entry.sequence): sent \(sends) arrived \(arrivals) requests \((requestLog[entry.sequence] ?? []).map(rel))")
+            }
         }
         print("goodput 1 s..end: \(network.goodput(from: startAt + Nanoseconds.second, to: time) / Double(network.summedRate) * 100) %")
     }

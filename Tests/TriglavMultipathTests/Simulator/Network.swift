@@ -57,7 +57,7 @@ final class TunnelNode {
     var deliver: (InnerPacket) -> Void = { _ in }
     private(set) var stateLog: [(time: UInt64, uplink: UplinkID, to: UplinkState)] = []
     private(set) var dataSent: [UplinkID: Int] = [:]
-    private(set) var dataSentLog: [(time: UInt64, uplink: UplinkID, flow: Int, isResend: Bool, sequence: UInt32)] = []
+    private(set) var dataSentLog: [(time: UInt64, uplink: UplinkID, flow: Int, isResend: Bool, sequence: UInt32, segment: Int?)] = []
     var logSends = false
     private var ingressIndex: [Int: Int] = [:]
     private(set) var resendsPerformed = 0
@@ -87,7 +87,23 @@ final class TunnelNode {
             nextSequence &+= 1
             store[Int(sequence & 0xffff)] = packet
             storeSequences[Int(sequence & 0xffff)] = sequence
+            onNumbered?(sequence, packet)
             transmit(sequence: sequence, packet: packet)
+        } else if lateBinding {
+            let wireBytes = packet.bytes + WireOverhead.total
+            if engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, now: now) {
+                let sequence = nextSequence
+                nextSequence &+= 1
+                store[Int(sequence & 0xffff)] = packet
+                storeSequences[Int(sequence & 0xffff)] = sequence
+                onNumbered?(sequence, packet)
+                shared.append(PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes))
+                sharedBytes += wireBytes
+                serviceUplinks()
+            } else {
+                unscheduled += 1
+                onRefused?(packet)
+            }
         } else {
             let wireBytes = packet.bytes + WireOverhead.total
             let selection = engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
@@ -99,6 +115,7 @@ final class TunnelNode {
                 nextSequence &+= 1
                 store[Int(sequence & 0xffff)] = packet
                 storeSequences[Int(sequence & 0xffff)] = sequence
+                onNumbered?(sequence, packet)
                 transmit(sequence: sequence, packet: packet, scheduled: selection)
             }
         }
@@ -185,7 +202,48 @@ final class TunnelNode {
         ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_IN_ORDER"] != nil
     }
     /// Packets waiting on our side now (all uplinks), for traces.
-    var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } }
+    var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } + shared.count - sharedHead }
+
+    /// Late binding (`MultipathEngine.admitShared`/`dequeueShared`): new packets wait in one shared FIFO in sequence
+    /// order and are bound to an uplink only when one may send; per-uplink queues hold resends only. Needs
+    /// `ingressDropsKeepSequence = false` (the engine admits before the packet is numbered, as the data plane does).
+    var lateBinding = TunnelNode.defaultLateBinding
+    static var defaultLateBinding: Bool {
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_LATE_BINDING"] != nil
+    }
+    private var shared: [PacedPacket] = []
+    private var sharedHead = 0
+    private var sharedBytes = 0
+    private var sharedWakeAt: UInt64?
+
+    /// Late binding: every uplink sends its resends as its pacer allows, then the shared queue's head goes to the
+    /// uplink the engine picks, until none may take it; a timer for the next release.
+    private func serviceUplinks() {
+        for id in network.uplinkIDs where !(pacing[id]?.isEmpty ?? true) { drainPacingQueue(id) }
+        while sharedHead < shared.count {
+            let entry = shared[sharedHead]
+            guard let id = engine.dequeueShared(packetLength: entry.wireBytes, backlogBytes: sharedBytes, now: now) else { break }
+            sharedHead += 1
+            sharedBytes -= entry.wireBytes
+            if sharedHead >= 4096 { shared.removeFirst(sharedHead); sharedHead = 0 }
+            let slot = Int(entry.sequence & 0xffff)
+            if storeSequences[slot] == entry.sequence { storeUplinks[slot] = id }
+            sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
+        }
+        guard sharedHead < shared.count else { return }
+        var next: UInt64?
+        for id in network.uplinkIDs {
+            guard engine.statistics(for: id).map({ $0.state == .ready || $0.state == .degraded }) ?? false,
+                  let at = engine.releaseTime(on: id), at > now else { continue }
+            next = min(next ?? at, at)
+        }
+        guard let wake = next, sharedWakeAt.map({ $0 > wake || $0 < now }) ?? true else { return }
+        sharedWakeAt = wake
+        network.loop.at(wake) { [unowned self] in
+            if self.sharedWakeAt == wake { self.sharedWakeAt = nil }
+            self.serviceUplinks()
+        }
+    }
 
     /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
     private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
@@ -193,7 +251,7 @@ final class TunnelNode {
         if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
         else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
-        drainPacingQueue(id)
+        if lateBinding { serviceUplinks() } else { drainPacingQueue(id) }
     }
 
     private func drainPacingQueue(_ id: UplinkID) {
@@ -206,7 +264,7 @@ final class TunnelNode {
                     pacing[id] = queues
                     network.loop.at(releaseAt) { [unowned self] in
                         if self.pacing[id]?.wakeAt == releaseAt { self.pacing[id]?.wakeAt = nil }
-                        self.drainPacingQueue(id)
+                        if self.lateBinding { self.serviceUplinks() } else { self.drainPacingQueue(id) }
                     }
                 }
                 return
@@ -237,6 +295,8 @@ final class TunnelNode {
     var onResendDuty: ((UInt32, Bool) -> Void)?
     /// An inner packet the engine refused at ingress (data-plane numbering only).
     var onRefused: ((InnerPacket) -> Void)?
+    /// An inner packet entered the tunnel with this sequence (diagnostics).
+    var onNumbered: ((UInt32, InnerPacket) -> Void)?
     /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
     var bypassReorderForAcks = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
@@ -245,7 +305,11 @@ final class TunnelNode {
         counters[id] = counter
         engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: wireBytes, at: now))
         dataSent[id, default: 0] += 1
-        if logSends { dataSentLog.append((now, id, packet.flow, packet.isResend, sequence)) }
+        if logSends {
+            var segment: Int?
+            if case .segment(let number) = packet.kind { segment = number }
+            dataSentLog.append((now, id, packet.flow, packet.isResend, sequence, segment))
+        }
         network.send(from: self, on: id, frame: .data(sequence: sequence, counter: counter, packet: packet), bytes: wireBytes)
     }
 
@@ -293,6 +357,7 @@ final class TunnelNode {
         // carry older sequences, so the receiver's in-order point moves on as they arrive).
         for id in wentDown { drainPacingQueue(id) }
         wentDown.removeAll()
+        if lateBinding && sharedHead < shared.count { serviceUplinks() }
         while let packet = engine.nextDelivery(now: now) { deliver(packet) }
         if let deadline = engine.nextDeadline() {
             let at = max(deadline, now + 20 * Nanoseconds.microsecond)
