@@ -698,14 +698,18 @@ public struct MultipathEngine<Packet> {
         return selection
     }
 
-    // MARK: Late binding (pacing with one shared queue)
+    // MARK: Late binding (pacing with a shared queue)
 
     /// Late binding, ingress: whether a packet of `packetLength` bytes may join the data plane's shared queue, which
-    /// holds `backlogBytes` now (aggregate mode with pacing only; otherwise always true). The data plane numbers
-    /// an admitted packet and appends it; uplinks take packets from its head with `dequeueShared`. The standing
-    /// queue then sits in one FIFO in sequence order instead of in per-uplink queues: an uplink that dies leaves
-    /// only its in-flight packets to resend, and the survivors go on taking the shared queue in order. The AQM is
-    /// the paced one (`admitPaced`) on the time the usable uplinks need to carry the backlog.
+    /// holds `backlogBytes` now (aggregate mode with pacing only; otherwise always true). The data plane appends an
+    /// admitted packet; `dequeueShared` moves packets from its head to an uplink's own (paced) queue only when that
+    /// uplink would deliver them within the binding horizon — the slowest usable uplink's one-way delay plus the
+    /// pacing allowance. Each uplink's own queue then holds only what equalises its delay with the slowest uplink's
+    /// (tens of milliseconds), and the standing queue the ingress target allows sits in the shared queue in sequence
+    /// order: an uplink that dies leaves only its in-flight packets and that short queue to resend, and the
+    /// survivors go on taking the shared queue in order. The AQM is the paced one (`admitPaced`) on the expected
+    /// arrival of the packet: the time the usable uplinks need for the backlog ahead of it plus the earliest
+    /// arrival an uplink offers now.
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
@@ -713,37 +717,66 @@ public struct MultipathEngine<Packet> {
               let target = configuration.ingressQueueTarget else { return true }
         let mask = eligibleMask(allowSpill: true, preferReady: true)
         guard mask != 0 else { return false }
-        let queueing = drainTime(bytes: backlogBytes + packetLength, in: mask, now: now)
-        guard admitPaced(queueing: queueing, target: target, slowestBaseDelay: slowestBaseDelay(in: mask), now: now) else {
+        let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
+        let slowest = slowestBaseDelay(in: mask)
+        if headDropsPastHardLimit {
+            // Past the hard limit the shared queue sheds at its head (`dequeueShared`), so a new packet — perhaps TCP's
+            // retransmission — is still taken; only twice that (a sender ignoring losses) is refused here.
+            if queueing > 2 * hardLimit(target: target, slowestBaseDelay: slowest) {
+                ingressDrops &+= 1
+                return false
+            }
+            guard queueing > target, now >= aqmQuietUntil,
+                  queueing <= hardLimit(target: target, slowestBaseDelay: slowest) else { return true }
+            aqmQuietUntil = now &+ 2 * slowest &+ queueing
+            ingressDrops &+= 1
+            return false
+        }
+        guard admitPaced(queueing: queueing, target: target, slowestBaseDelay: slowest, now: now) else {
             ingressDrops &+= 1
             return false
         }
         return true
     }
 
-    /// Late binding, egress: the uplink that sends the head of the shared queue (`packetLength` bytes, `backlogBytes`
-    /// in the queue including it) now, or nil when none should take it yet (call again at the earliest future
-    /// `releaseTime(on:)`). Among the uplinks whose pacer lets a packet go now, the earliest expected arrival wins;
-    /// it takes the packet unless uplinks that would deliver it earlier (but can't send yet) could carry the whole
-    /// backlog and still deliver its last packet no later (earliest completion first: a slow uplink stays out while
-    /// the queue is short, and carries its share when it is long). Report the send with `packetSent` as usual.
-    public mutating func dequeueShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> UplinkID? {
+    /// Late binding, egress: what to do with the head of the shared queue (`packetLength` bytes; `backlogBytes` in the
+    /// queue, itself included). `.send(id)`: it joins uplink `id`'s own paced queue now (number it now) — the uplink
+    /// with the earliest expected arrival, as `schedule` chooses, once that arrival is within the binding horizon;
+    /// `.wait`: no uplink is that close yet (ask again after the next packet an uplink releases); `.drop`: the queue
+    /// is past the paced AQM's hard limit (with `headDropsPastHardLimit`), shed it and ask again.
+    public mutating func dequeueShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> SharedQueueDecision {
         let now = advanceClock(to: now)
         let mask = eligibleMask(allowSpill: true, preferReady: true)
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return .wait }
+        let slowest = slowestBaseDelay(in: mask)
+        if headDropsPastHardLimit, configuration.scheduler == .aggregate, let target = configuration.ingressQueueTarget,
+           case let queueing = sharedQueueing(bytes: 0, backlogBytes: backlogBytes, in: mask, now: now),
+           queueing > hardLimit(target: target, slowestBaseDelay: slowest) {
+            // TCP learns of this loss a round trip through the present queue from now; refusing another packet
+            // before then (the single refusal at ingress) would only hit its retransmissions.
+            aqmQuietUntil = max(aqmQuietUntil, now &+ 2 * slowest &+ queueing)
+            ingressDrops &+= 1
+            return .drop
+        }
+        _ = index
+        // Among the uplinks whose pacer lets a packet go now, the earliest expected arrival takes it — unless uplinks
+        // that would deliver it earlier but can't send yet could carry the whole backlog and still deliver its last
+        // packet no later (earliest completion first: a slow uplink stays out while the queue is short and carries
+        // its share when it is long).
         var chosen: Int?
         var chosenArrival = UInt64.max
-        for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
-            guard let release = releaseTime(on: uplinks[index].id), release <= now else { continue }
-            let arrival = expectedArrival(index, bytes: packetLength, now: now, asResend: true)
+        for candidate in uplinks.indices where mask & (1 << UInt32(candidate)) != 0 {
+            guard let release = releaseTime(on: uplinks[candidate].id), release <= now else { continue }
+            let arrival = expectedArrival(candidate, bytes: packetLength, now: now, asResend: true)
             if arrival < chosenArrival {
                 chosenArrival = arrival
-                chosen = index
+                chosen = candidate
             }
         }
-        guard let index = chosen else { return nil }
+        guard let chosen else { return .wait }
         var fasterMask: UInt32 = 0
         var fasterArrival = UInt64.max
-        for other in uplinks.indices where mask & (1 << UInt32(other)) != 0 && other != index {
+        for other in uplinks.indices where mask & (1 << UInt32(other)) != 0 && other != chosen {
             let arrival = expectedArrival(other, bytes: packetLength, now: now, asResend: true)
             if arrival < chosenArrival {
                 fasterMask |= 1 << UInt32(other)
@@ -751,10 +784,28 @@ public struct MultipathEngine<Packet> {
             }
         }
         if fasterMask != 0, chosenArrival > fasterArrival &+ drainTime(bytes: backlogBytes, in: fasterMask, now: now) {
-            return nil
+            return .wait
         }
-        commit(index, bytes: packetLength, now: now)
-        return uplinks[index].id
+        commit(chosen, bytes: packetLength, now: now)
+        return .send(uplinks[chosen].id)
+    }
+
+    /// Expected queueing (beyond the slowest usable uplink's one-way delay) of a packet of `bytes` joining the shared
+    /// queue behind `backlogBytes`: the usable uplinks carry the backlog at their modelled rates, then the packet
+    /// goes to the earliest arrival one offers.
+    private func sharedQueueing(bytes: Int, backlogBytes: Int, in mask: UInt32, now: UInt64) -> UInt64 {
+        guard let index = earliestArrival(in: mask, bytes: bytes, now: now) else { return 0 }
+        let arrival = drainTime(bytes: backlogBytes, in: mask, now: now) &+ expectedArrival(index, bytes: bytes, now: now)
+        let slowest = slowestBaseDelay(in: mask)
+        return arrival > slowest ? arrival - slowest : 0
+    }
+
+    /// Experiment switch: the paced hard limit sheds the shared queue's head instead of refusing at ingress.
+    public var headDropsPastHardLimit = false
+
+    /// Past this queueing the paced AQM takes no more packets (see `admitPaced`).
+    private func hardLimit(target: UInt64, slowestBaseDelay: UInt64) -> UInt64 {
+        target &+ max(Tuning.pacedQueueHeadroom, 2 * slowestBaseDelay)
     }
 
     /// Time the uplinks in `mask` need to carry `bytes` together, at their modelled rates.
@@ -919,6 +970,16 @@ public struct MultipathEngine<Packet> {
         let start = max(now, uplinks[index].modelBusyUntil)
         uplinks[index].modelBusyUntil = min(start &+ tx, now &+ Tuning.maxModelQueueDelay)
     }
+}
+
+/// What to do with the head of the data plane's shared queue (`MultipathEngine.dequeueShared`).
+public enum SharedQueueDecision: Equatable, Sendable {
+    /// Send it on this uplink now (number it now if the data plane numbers at dequeue) and report `packetSent`.
+    case send(UplinkID)
+    /// Drop it (the queue is past the AQM's hard limit); ask again for the next one.
+    case drop
+    /// Keep it: no uplink should take it yet; ask again at the earliest future `releaseTime(on:)`.
+    case wait
 }
 
 /// Fixed-capacity FIFO of duties; overflow drops the oldest (notices are advisory).

@@ -39,6 +39,8 @@ import TriglavCore
         let startAt = 300 * Nanoseconds.millisecond
         // TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS=1: ingress-refused packets get no sequence (as in the data plane).
         network.client.ingressDropsKeepSequence = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_DATAPLANE_DROPS"] == nil
+        // The blackhole scenario numbers like `BlackholeRun`: both ends (the throughput scenarios: the client only).
+        if blackholeScenario { network.server.ingressDropsKeepSequence = network.client.ingressDropsKeepSequence }
         // TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED=1: pure ACKs bypass the reorder buffer (`receive(ordered: false)`).
         let acksUnordered = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TRACE_ACKS_UNORDERED"] != nil
         network.client.bypassReorderForAcks = acksUnordered
@@ -87,8 +89,10 @@ import TriglavCore
         var highestSegmentSent = -1
         var refusedRetransmissions: [(segment: Int, at: UInt64)] = []
         var refusedCount = 0
+        var refusalsOfSegment: [Int: [UInt64]] = [:]
         network.client.onRefused = { [unowned network] packet in
             refusedCount += 1
+            if case .segment(let segment) = packet.kind { refusalsOfSegment[segment, default: []].append(network.loop.now) }
             if case .segment(let segment) = packet.kind, segment <= highestSegmentSent - 1, refusedRetransmissions.count < 12 {
                 refusedRetransmissions.append((segment, network.loop.now))
             }
@@ -244,7 +248,7 @@ import TriglavCore
             let waitedFor = flow.deliveries.last { $0.time <= worst.start }?.rcvNxt ?? 0
             func rel(_ t: UInt64) -> String { String(format: "%.1f", Double(t &- startAt) / 1e6) }
             print("stalled on segment \(waitedFor): ingress \((ingressOfSegment[waitedFor] ?? []).map { "seq \($0.sequence)@\(rel($0.at))" }) "
-                  + "refused \(refusedRetransmissions.filter { $0.segment == waitedFor }.map { rel($0.at) })")
+                  + "refused \((refusalsOfSegment[waitedFor] ?? []).map(rel))")
             for entry in ingressOfSegment[waitedFor] ?? [] {
                 let sends = network.client.dataSentLog.filter { $0.sequence == entry.sequence }
                     .map { "\(rel($0.time)) on \($0.uplink)\($0.isResend ? " (resend)" : "")" }

@@ -46,7 +46,9 @@ import Testing
         let pacedOnly = env["TRIGLAV_MULTIPATH_BENCH_PACED_ONLY"] != nil
         print("| scenario | scheduler | goodput (Mbit/s, mean of \(seeds.count) seeds) | % of summed rate (min–max) | TCP fast retransmits | TCP timeouts |")
         print("|---|---|---|---|---|---|")
-        for scenario in ThroughputScenario.allCases {
+        // TRIGLAV_MULTIPATH_BENCH_SCENARIO=threeLinks|twoLinksSkewed: one scenario only.
+        let only = env["TRIGLAV_MULTIPATH_BENCH_SCENARIO"].flatMap(ThroughputScenario.init(rawValue:))
+        for scenario in ThroughputScenario.allCases where only.map({ $0 == scenario }) ?? true {
             for (roundRobin, resends, bypass, paced, label) in [
                 (false, true, true, true, "aggregate, paced (as deployed with pacing)"),
                 (false, true, false, false, "aggregate, immediate send"),

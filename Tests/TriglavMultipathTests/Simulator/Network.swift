@@ -92,12 +92,8 @@ final class TunnelNode {
         } else if lateBinding {
             let wireBytes = packet.bytes + WireOverhead.total
             if engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, now: now) {
-                let sequence = nextSequence
-                nextSequence &+= 1
-                store[Int(sequence & 0xffff)] = packet
-                storeSequences[Int(sequence & 0xffff)] = sequence
-                onNumbered?(sequence, packet)
-                shared.append(PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes))
+                // Numbered when it leaves the shared queue, so a packet the AQM sheds there leaves no gap.
+                shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes))
                 sharedBytes += wireBytes
                 serviceUplinks()
             } else {
@@ -215,29 +211,43 @@ final class TunnelNode {
     private var sharedHead = 0
     private var sharedBytes = 0
     private var sharedWakeAt: UInt64?
+    /// Late binding: packets the engine shed at the head of the shared queue.
+    private(set) var headDrops = 0
 
-    /// Late binding: every uplink sends its resends as its pacer allows, then the shared queue's head goes to the
-    /// uplink the engine picks, until none may take it; a timer for the next release.
+    /// Late binding: every uplink sends what its own queue holds as its pacer allows, then packets move from the
+    /// shared queue's head to the uplink the engine binds them to (numbered then), until it says wait.
     private func serviceUplinks() {
         for id in network.uplinkIDs where !(pacing[id]?.isEmpty ?? true) { drainPacingQueue(id) }
         while sharedHead < shared.count {
             let entry = shared[sharedHead]
-            guard let id = engine.dequeueShared(packetLength: entry.wireBytes, backlogBytes: sharedBytes, now: now) else { break }
+            let decision = engine.dequeueShared(packetLength: entry.wireBytes, backlogBytes: sharedBytes, now: now)
+            if decision == .wait { break }
             sharedHead += 1
             sharedBytes -= entry.wireBytes
             if sharedHead >= 4096 { shared.removeFirst(sharedHead); sharedHead = 0 }
-            let slot = Int(entry.sequence & 0xffff)
-            if storeSequences[slot] == entry.sequence { storeUplinks[slot] = id }
-            sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
+            guard case .send(let id) = decision else {
+                headDrops += 1
+                onRefused?(entry.packet)
+                continue
+            }
+            let sequence = nextSequence
+            nextSequence &+= 1
+            let slot = Int(sequence & 0xffff)
+            store[slot] = entry.packet
+            storeSequences[slot] = sequence
+            storeUplinks[slot] = id
+            onNumbered?(sequence, entry.packet)
+            pacing[id, default: PacingQueues()].data.append(PacedPacket(sequence: sequence, packet: entry.packet,
+                                                                        wireBytes: entry.wireBytes))
+            drainPacingQueue(id)
         }
-        guard sharedHead < shared.count else { return }
-        var next: UInt64?
+        // Uplinks with packets of their own wake this up when they release the next; otherwise look again shortly.
+        guard sharedHead < shared.count, pacing.values.allSatisfy({ $0.isEmpty }) else { return }
+        var wake = now + Nanoseconds.millisecond
         for id in network.uplinkIDs {
-            guard engine.statistics(for: id).map({ $0.state == .ready || $0.state == .degraded }) ?? false,
-                  let at = engine.releaseTime(on: id), at > now else { continue }
-            next = min(next ?? at, at)
+            if let at = engine.releaseTime(on: id), at > now { wake = min(wake, at) }
         }
-        guard let wake = next, sharedWakeAt.map({ $0 > wake || $0 < now }) ?? true else { return }
+        guard sharedWakeAt.map({ $0 > wake || $0 < now }) ?? true else { return }
         sharedWakeAt = wake
         network.loop.at(wake) { [unowned self] in
             if self.sharedWakeAt == wake { self.sharedWakeAt = nil }
@@ -425,6 +435,9 @@ final class Network {
         var configuration = MultipathConfiguration()
         configuration.pacingQueueAllowance = 5 * Nanoseconds.millisecond
         configuration.ingressQueueTarget = 120 * Nanoseconds.millisecond
+        if let target = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_PACED_TARGET"].flatMap(UInt64.init) {
+            configuration.ingressQueueTarget = target * Nanoseconds.millisecond
+        }
         return configuration
     }
 
@@ -452,6 +465,10 @@ final class Network {
         rng = SplitMix64(seed: seed)
         client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
         server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
+        if ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_HEAD_DROP"] != nil {
+            client.engine.headDropsPastHardLimit = true
+            server.engine.headDropsPastHardLimit = true
+        }
         for (index, spec) in links.enumerated() {
             let id = UplinkID(UInt32(index + 1))
             uplinkIDs.append(id)
