@@ -658,7 +658,7 @@ public struct MultipathEngine<Packet> {
     /// timeouts. Past the target + max(`Tuning.pacedQueueHeadroom`, 2 × the slowest one-way delay) — what a
     /// window can still add while TCP reacts — everything is refused (latency and memory bound).
     private mutating func admitPaced(queueing: UInt64, target: UInt64, slowestBaseDelay: UInt64, now: UInt64) -> Bool {
-        if queueing > target &+ max(Tuning.pacedQueueHeadroom, 2 * slowestBaseDelay) { return false }
+        if queueing > pacedHardLimit(target: target, slowestBaseDelay: slowestBaseDelay) { return false }
         guard queueing > target, now >= aqmQuietUntil else { return true }
         aqmQuietUntil = now &+ 2 * slowestBaseDelay &+ target
         return false
@@ -698,18 +698,24 @@ public struct MultipathEngine<Packet> {
         return selection
     }
 
-    // MARK: Late binding (pacing with a shared queue)
+    // MARK: Late binding (pacing with one shared queue)
 
     /// Late binding, ingress: whether a packet of `packetLength` bytes may join the data plane's shared queue, which
-    /// holds `backlogBytes` now (aggregate mode with pacing only; otherwise always true). The data plane appends an
-    /// admitted packet; `dequeueShared` moves packets from its head to an uplink's own (paced) queue only when that
-    /// uplink would deliver them within the binding horizon — the slowest usable uplink's one-way delay plus the
-    /// pacing allowance. Each uplink's own queue then holds only what equalises its delay with the slowest uplink's
-    /// (tens of milliseconds), and the standing queue the ingress target allows sits in the shared queue in sequence
-    /// order: an uplink that dies leaves only its in-flight packets and that short queue to resend, and the
-    /// survivors go on taking the shared queue in order. The AQM is the paced one (`admitPaced`) on the expected
-    /// arrival of the packet: the time the usable uplinks need for the backlog ahead of it plus the earliest
-    /// arrival an uplink offers now.
+    /// holds `backlogBytes` now (aggregate mode with pacing only; otherwise always true).
+    ///
+    /// With late binding the data plane keeps new packets in one FIFO, unnumbered, and `dequeueShared` binds the
+    /// head to an uplink only when that uplink's pacer can send it now; per-uplink queues hold resends only. The
+    /// standing queue the ingress target allows then sits in one queue in order instead of in per-uplink queues: an
+    /// uplink that dies leaves only its in-flight packets to resend (not its share of the standing queue, which
+    /// went out ahead of everything else as resends), and the survivors go on taking the shared queue in order.
+    ///
+    /// The paced AQM (`admitPaced`) on the expected arrival of the packet — the time the usable uplinks need for
+    /// the backlog ahead of it plus the earliest arrival one offers, beyond the slowest uplink's delay — with two
+    /// differences: past the hard limit the queue sheds at its head (`dequeueShared`) instead of refusing here, so
+    /// a newcomer (TCP's retransmission, perhaps) is still taken (only twice the hard limit is refused here); and
+    /// after a refusal or shedding nothing more is refused for a round trip through the queue as it is (not as the
+    /// target would have it): after a failover the queue in time doubles, TCP hears of a loss only that much later,
+    /// and a refusal before it can react only hits its retransmissions.
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
@@ -719,20 +725,9 @@ public struct MultipathEngine<Packet> {
         guard mask != 0 else { return false }
         let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
         let slowest = slowestBaseDelay(in: mask)
-        if headDropsPastHardLimit {
-            // Past the hard limit the shared queue sheds at its head (`dequeueShared`), so a new packet — perhaps TCP's
-            // retransmission — is still taken; only twice that (a sender ignoring losses) is refused here.
-            if queueing > 2 * hardLimit(target: target, slowestBaseDelay: slowest) {
-                ingressDrops &+= 1
-                return false
-            }
-            guard queueing > target, now >= aqmQuietUntil,
-                  queueing <= hardLimit(target: target, slowestBaseDelay: slowest) else { return true }
-            aqmQuietUntil = now &+ 2 * slowest &+ queueing
-            ingressDrops &+= 1
-            return false
-        }
-        guard admitPaced(queueing: queueing, target: target, slowestBaseDelay: slowest, now: now) else {
+        let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest)
+        if queueing > 2 * hardLimit || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil) {
+            if queueing <= hardLimit { aqmQuietUntil = now &+ 2 * slowest &+ queueing }
             ingressDrops &+= 1
             return false
         }
@@ -740,29 +735,29 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Late binding, egress: what to do with the head of the shared queue (`packetLength` bytes; `backlogBytes` in the
-    /// queue, itself included). `.send(id)`: it joins uplink `id`'s own paced queue now (number it now) — the uplink
-    /// with the earliest expected arrival, as `schedule` chooses, once that arrival is within the binding horizon;
-    /// `.wait`: no uplink is that close yet (ask again after the next packet an uplink releases); `.drop`: the queue
-    /// is past the paced AQM's hard limit (with `headDropsPastHardLimit`), shed it and ask again.
+    /// queue, itself included).
+    /// - `.send(id)`: number it now and send it on `id` (report `packetSent`). Among the uplinks whose pacer lets a
+    ///   packet go now (`releaseTime(on:) <= now`), the earliest expected arrival takes it — unless uplinks that
+    ///   would deliver it earlier but can't send yet could carry the whole backlog and still deliver its last packet
+    ///   no later (earliest completion first: a slow uplink stays out while the queue is short and carries its share
+    ///   when it is long).
+    /// - `.wait`: keep it; ask again at the earliest future `releaseTime(on:)` (or when something changes).
+    /// - `.drop`: the queue is past the paced AQM's hard limit; drop it and ask again.
     public mutating func dequeueShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> SharedQueueDecision {
         let now = advanceClock(to: now)
         let mask = eligibleMask(allowSpill: true, preferReady: true)
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now) else { return .wait }
+        guard mask != 0 else { return .wait }
         let slowest = slowestBaseDelay(in: mask)
-        if headDropsPastHardLimit, configuration.scheduler == .aggregate, let target = configuration.ingressQueueTarget,
+        if configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
+           let target = configuration.ingressQueueTarget,
            case let queueing = sharedQueueing(bytes: 0, backlogBytes: backlogBytes, in: mask, now: now),
-           queueing > hardLimit(target: target, slowestBaseDelay: slowest) {
-            // TCP learns of this loss a round trip through the present queue from now; refusing another packet
-            // before then (the single refusal at ingress) would only hit its retransmissions.
+           queueing > pacedHardLimit(target: target, slowestBaseDelay: slowest) {
+            // TCP learns of this loss a round trip through the present queue from now (the packets behind it leave
+            // next); a refusal at ingress before then would only hit its retransmissions.
             aqmQuietUntil = max(aqmQuietUntil, now &+ 2 * slowest &+ queueing)
             ingressDrops &+= 1
             return .drop
         }
-        _ = index
-        // Among the uplinks whose pacer lets a packet go now, the earliest expected arrival takes it — unless uplinks
-        // that would deliver it earlier but can't send yet could carry the whole backlog and still deliver its last
-        // packet no later (earliest completion first: a slow uplink stays out while the queue is short and carries
-        // its share when it is long).
         var chosen: Int?
         var chosenArrival = UInt64.max
         for candidate in uplinks.indices where mask & (1 << UInt32(candidate)) != 0 {
@@ -800,11 +795,8 @@ public struct MultipathEngine<Packet> {
         return arrival > slowest ? arrival - slowest : 0
     }
 
-    /// Experiment switch: the paced hard limit sheds the shared queue's head instead of refusing at ingress.
-    public var headDropsPastHardLimit = false
-
     /// Past this queueing the paced AQM takes no more packets (see `admitPaced`).
-    private func hardLimit(target: UInt64, slowestBaseDelay: UInt64) -> UInt64 {
+    private func pacedHardLimit(target: UInt64, slowestBaseDelay: UInt64) -> UInt64 {
         target &+ max(Tuning.pacedQueueHeadroom, 2 * slowestBaseDelay)
     }
 

@@ -465,10 +465,7 @@ final class Network {
         rng = SplitMix64(seed: seed)
         client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
         server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
-        if ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_HEAD_DROP"] != nil {
-            client.engine.headDropsPastHardLimit = true
-            server.engine.headDropsPastHardLimit = true
-        }
+
         for (index, spec) in links.enumerated() {
             let id = UplinkID(UInt32(index + 1))
             uplinkIDs.append(id)
