@@ -719,10 +719,10 @@ public struct MultipathEngine<Packet> {
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
-        guard configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
-              let target = configuration.ingressQueueTarget else { return true }
+        guard configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil else { return true }
         let mask = eligibleMask(allowSpill: true, preferReady: true)
         guard mask != 0 else { return false }
+        guard let target = configuration.ingressQueueTarget else { return true }
         let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
         let slowest = slowestBaseDelay(in: mask)
         let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest)

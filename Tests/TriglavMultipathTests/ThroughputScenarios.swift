@@ -35,8 +35,11 @@ enum ThroughputScenario: String, CaseIterable {
     /// `paced`: the engine and both tunnel ends as deployed with a pacing data plane (`Network.pacedDeployment`:
     /// sender-side pacing queues, 120 ms ingress target, refused packets unnumbered, pure ACKs unordered);
     /// false: the engine handing every packet to its uplink at once (the figures before pacing, BENCHMARKS.md).
+    /// `lateBinding` (paced only): one shared queue, uplinks bound at dequeue (`TunnelNode.lateBinding`).
     func run(seed: UInt64, roundRobin: Bool = false, seconds: UInt64 = 6, rateScale: Double = 1,
-             requestsResends: Bool = true, acksBypassReorder: Bool = false, paced: Bool = true) throws -> Result {
+             requestsResends: Bool = true, acksBypassReorder: Bool = false, paced: Bool = true,
+             lateBinding: Bool = TunnelNode.defaultLateBinding,
+             tcp: TCPSenderModel = Network.defaultTCPSenderModel) throws -> Result {
         let scaled = links.map { spec -> LinkSpec in
             var spec = spec
             spec.rateMbit *= rateScale
@@ -45,6 +48,9 @@ enum ThroughputScenario: String, CaseIterable {
         var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
         configuration.requestsResends = requestsResends
         let network = try Network(links: scaled, seed: seed, configuration: configuration)
+        network.tcpSenderModel = tcp
+        network.client.lateBinding = paced && lateBinding
+        network.server.lateBinding = paced && lateBinding
         network.client.roundRobin = roundRobin
         network.client.bypassReorderForAcks = acksBypassReorder || paced
         network.server.bypassReorderForAcks = acksBypassReorder || paced
