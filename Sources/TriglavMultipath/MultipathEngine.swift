@@ -32,6 +32,9 @@ public struct MultipathEngine<Packet> {
     public private(set) var ingressDrops: UInt64 = 0
     /// Paced ingress AQM: no further refusal (below the hard limit) before this.
     private var aqmQuietUntil: UInt64 = 0
+    /// Late binding: a refusal or shedding happened and the shared queue hasn't been below the target since (the
+    /// sender is still reacting to it: no further single refusal).
+    private var sharedDropEpisode = false
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -726,8 +729,13 @@ public struct MultipathEngine<Packet> {
         let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
         let slowest = slowestBaseDelay(in: mask)
         let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest)
-        if queueing > 2 * hardLimit || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil) {
-            if queueing <= hardLimit { aqmQuietUntil = now &+ 2 * slowest &+ queueing }
+        if queueing <= target { sharedDropEpisode = false }
+        if queueing > 2 * hardLimit
+            || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil && !sharedDropEpisode) {
+            if queueing <= hardLimit {
+                aqmQuietUntil = now &+ 2 * slowest &+ queueing
+                sharedDropEpisode = true
+            }
             ingressDrops &+= 1
             return false
         }
@@ -755,6 +763,7 @@ public struct MultipathEngine<Packet> {
             // TCP learns of this loss a round trip through the present queue from now (the packets behind it leave
             // next); a refusal at ingress before then would only hit its retransmissions.
             aqmQuietUntil = max(aqmQuietUntil, now &+ 2 * slowest &+ queueing)
+            sharedDropEpisode = true
             ingressDrops &+= 1
             return .drop
         }
