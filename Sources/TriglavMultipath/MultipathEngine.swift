@@ -730,7 +730,9 @@ public struct MultipathEngine<Packet> {
         let slowest = slowestBaseDelay(in: mask)
         let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest)
         if queueing <= target { sharedDropEpisode = false }
-        if queueing > 2 * hardLimit
+        // The bound on what the shared queue holds counts only the shared queue: after a failover the survivors' own
+        // queues hold its resends, which refusing newcomers (TCP's retransmissions among them) can't shorten.
+        if drainTime(bytes: backlogBytes + packetLength, in: mask, now: now) > 2 * hardLimit
             || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil && !sharedDropEpisode) {
             if queueing <= hardLimit {
                 aqmQuietUntil = now &+ 2 * slowest &+ queueing
@@ -759,7 +761,10 @@ public struct MultipathEngine<Packet> {
         if configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
            let target = configuration.ingressQueueTarget,
            case let queueing = sharedQueueing(bytes: 0, backlogBytes: backlogBytes, in: mask, now: now),
-           queueing > pacedHardLimit(target: target, slowestBaseDelay: slowest) {
+           case let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest), queueing > hardLimit,
+           // Only what the shared queue holds can be shed: when the excess is in the uplinks' own queues (a failover's
+           // resends) dropping the newest packets — TCP's retransmissions among them — would not shorten it.
+           drainTime(bytes: backlogBytes, in: mask, now: now) >= queueing - hardLimit {
             // TCP learns of this loss a round trip through the present queue from now (the packets behind it leave
             // next); a refusal at ingress before then would only hit its retransmissions.
             aqmQuietUntil = max(aqmQuietUntil, now &+ 2 * slowest &+ queueing)

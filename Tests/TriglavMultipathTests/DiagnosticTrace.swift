@@ -90,6 +90,10 @@ import TriglavCore
         var refusedRetransmissions: [(segment: Int, at: UInt64)] = []
         var refusedCount = 0
         var refusalsOfSegment: [Int: [UInt64]] = [:]
+        var shedsOfSegment: [Int: [UInt64]] = [:]
+        network.client.onShed = { [unowned network] packet in
+            if case .segment(let segment) = packet.kind { shedsOfSegment[segment, default: []].append(network.loop.now) }
+        }
         network.client.onRefused = { [unowned network] packet in
             refusedCount += 1
             if case .segment(let segment) = packet.kind { refusalsOfSegment[segment, default: []].append(network.loop.now) }
@@ -248,7 +252,7 @@ import TriglavCore
             let waitedFor = flow.deliveries.last { $0.time <= worst.start }?.rcvNxt ?? 0
             func rel(_ t: UInt64) -> String { String(format: "%.1f", Double(t &- startAt) / 1e6) }
             print("stalled on segment \(waitedFor): ingress \((ingressOfSegment[waitedFor] ?? []).map { "seq \($0.sequence)@\(rel($0.at))" }) "
-                  + "refused \((refusalsOfSegment[waitedFor] ?? []).map(rel))")
+                  + "refused \((refusalsOfSegment[waitedFor] ?? []).map(rel)) shed \((shedsOfSegment[waitedFor] ?? []).map(rel))")
             for entry in ingressOfSegment[waitedFor] ?? [] {
                 let sends = network.client.dataSentLog.filter { $0.sequence == entry.sequence }
                     .map { "\(rel($0.time)) on \($0.uplink)\($0.isResend ? " (resend)" : "")" }

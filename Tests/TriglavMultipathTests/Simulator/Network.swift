@@ -227,7 +227,7 @@ final class TunnelNode {
             if sharedHead >= 4096 { shared.removeFirst(sharedHead); sharedHead = 0 }
             guard case .send(let id) = decision else {
                 headDrops += 1
-                onRefused?(entry.packet)
+                onShed?(entry.packet)
                 continue
             }
             let sequence = nextSequence
@@ -305,6 +305,8 @@ final class TunnelNode {
     var onResendDuty: ((UInt32, Bool) -> Void)?
     /// An inner packet the engine refused at ingress (data-plane numbering only).
     var onRefused: ((InnerPacket) -> Void)?
+    /// Late binding: an inner packet the engine shed at the head of the shared queue (diagnostics).
+    var onShed: ((InnerPacket) -> Void)?
     /// An inner packet entered the tunnel with this sequence (diagnostics).
     var onNumbered: ((UInt32, InnerPacket) -> Void)?
     /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
