@@ -35,6 +35,8 @@ public struct MultipathEngine<Packet> {
     /// Late binding: a refusal or shedding happened and the shared queue hasn't been below the target since (the
     /// sender is still reacting to it: no further single refusal).
     private var sharedDropEpisode = false
+    /// Late binding: since when the shared queue's expected queueing has been above the target (nil: it isn't).
+    private var sharedAboveTargetSince: UInt64?
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -729,11 +731,19 @@ public struct MultipathEngine<Packet> {
         let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
         let slowest = slowestBaseDelay(in: mask)
         let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest)
-        if queueing <= target { sharedDropEpisode = false }
+        if queueing <= target {
+            sharedDropEpisode = false
+            sharedAboveTargetSince = nil
+        } else if sharedAboveTargetSince == nil {
+            sharedAboveTargetSince = now
+        }
+        // As CoDel: only a queue that stayed above the target for a round trip of the slowest uplink is a standing
+        // one; a burst that lifts it briefly (TCP's retransmissions after a loss, sent at once) is not refused.
+        let persistent = now - (sharedAboveTargetSince ?? now) >= max(Tuning.pacedQueueHeadroom, 2 * slowest)
         // The bound on what the shared queue holds counts only the shared queue: after a failover the survivors' own
         // queues hold its resends, which refusing newcomers (TCP's retransmissions among them) can't shorten.
         if drainTime(bytes: backlogBytes + packetLength, in: mask, now: now) > 2 * hardLimit
-            || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil && !sharedDropEpisode) {
+            || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil && !sharedDropEpisode && persistent) {
             if queueing <= hardLimit {
                 aqmQuietUntil = now &+ 2 * slowest &+ queueing
                 sharedDropEpisode = true
