@@ -59,9 +59,9 @@ import TriglavCore
         #expect(!admitted, "no uplink: refused, even without a target")
     }
 
-    @Test func theAQMRefusesOnceAboveTheTargetShedsAtTheHeadPastTheHardLimitAndStaysQuietARoundTrip() throws {
-        // Target 30 ms; slowest uplink 40 ms one way, so the hard limit is 30 + 80 ms and a round trip through the
-        // queue is 80 ms + the queue.
+    @Test func theAQMRefusesOnceForAPersistentQueueShedsAtTheHeadPastTheHardLimitAndStaysQuietARoundTrip() throws {
+        // Target 30 ms; slowest uplink 40 ms one way, so the hard limit is 30 + 80 ms, a queue is persistent after
+        // 80 ms above the target, and a round trip through the queue is 80 ms + the queue.
         var driver = try twoUplinks(target: 30 * Self.ms)
         let now = driver.now
         // Both uplinks carry the backlog, at 2 × 12.5 Mbit/s; a packet behind n ms of it arrives n + 10.8 ms from now
@@ -69,29 +69,38 @@ import TriglavCore
         func admit(_ milliseconds: Int, at time: UInt64) -> Bool {
             driver.engine.admitShared(packetLength: Self.packet, backlogBytes: 2 * Self.bytes(ofMilliseconds: milliseconds), now: time)
         }
-        func dequeue(_ milliseconds: Int) -> SharedQueueDecision {
-            driver.engine.dequeueShared(packetLength: Self.packet, backlogBytes: 2 * Self.bytes(ofMilliseconds: milliseconds), now: now)
+        func dequeue(_ milliseconds: Int, at time: UInt64) -> SharedQueueDecision {
+            driver.engine.dequeueShared(packetLength: Self.packet, backlogBytes: 2 * Self.bytes(ofMilliseconds: milliseconds), now: time)
         }
         let belowTarget = admit(5, at: now)
-        let firstPast = admit(80, at: now)
-        let secondPast = admit(80, at: now)
+        let burst = admit(80, at: now + 10 * Self.ms)
+        let stillBurst = admit(80, at: now + 80 * Self.ms)
+        let persistent = admit(80, at: now + 95 * Self.ms)
+        let quiet = admit(80, at: now + 96 * Self.ms)
         #expect(belowTarget)
-        #expect(!firstPast, "the first packet past the target is refused")
-        #expect(secondPast, "then none for a round trip")
+        #expect(burst && stillBurst, "a queue above the target for less than 80 ms is a burst: admitted")
+        #expect(!persistent, "the first packet once it has persisted is refused")
+        #expect(quiet, "then none for a round trip")
         #expect(driver.engine.ingressDrops == 1)
         // Past the hard limit the head is shed and newcomers (TCP's retransmissions) are still taken, up to twice it.
-        let shed = dequeue(150)
-        let newcomer = admit(150, at: now)
-        let flood = admit(300, at: now)
+        let later = now + 400 * Self.ms
+        let shed = dequeue(150, at: later)
+        let newcomer = admit(150, at: later)
+        let flood = admit(300, at: later)
         #expect(shed == .drop)
         #expect(newcomer)
         #expect(!flood)
         // The shedding keeps single refusals away for a round trip through that ~120 ms queue (80 + 120 ms), not just
-        // through the target's (80 + 30 ms).
-        let within = admit(80, at: now + 150 * Self.ms)
-        let after = admit(80, at: now + 260 * Self.ms)
+        // through the target's (80 + 30 ms), and until the queue has been below the target again.
+        let within = admit(80, at: later + 150 * Self.ms)
+        let stillReacting = admit(80, at: later + 260 * Self.ms)
+        let drained = admit(5, at: later + 270 * Self.ms)
+        let newBurst = admit(80, at: later + 280 * Self.ms)
+        let newEpisode = admit(80, at: later + 370 * Self.ms)
         #expect(within)
-        #expect(!after)
+        #expect(stillReacting)
+        #expect(drained && newBurst)
+        #expect(!newEpisode)
     }
 
     @Test func withoutPacingEverythingIsAdmitted() throws {
