@@ -258,6 +258,17 @@ import TriglavCore
                     .map { "\(rel($0.time)) on \($0.uplink)\($0.isResend ? " (resend)" : "")" }
                 let arrivals = network.server.arrivalLog.filter { $0.sequence == entry.sequence }.map { "\(rel($0.time)) on \($0.uplink)" }
                 print("  seq \(entry.sequence): sent \(sends) arrived \(arrivals) requests \((requestLog[entry.sequence] ?? []).map(rel))")
+                // Arrived before the stall ended but held: the tunnel sequences still missing below it when it arrived.
+                guard let arrived = network.server.arrivalLog.first(where: { $0.sequence == entry.sequence })?.time,
+                      arrived < worst.end else { continue }
+                let present = Set(network.server.arrivalLog.filter { $0.time <= arrived }.map(\.sequence))
+                let missing = (entry.sequence >= 3000 ? entry.sequence - 3000 : 0)..<entry.sequence
+                for sequence in missing.filter({ !present.contains($0) }).suffix(4) {
+                    let sends = network.client.dataSentLog.filter { $0.sequence == sequence }
+                        .map { "\(rel($0.time)) on \($0.uplink)\($0.isResend ? " (resend)" : "")" }
+                    let later = network.server.arrivalLog.filter { $0.sequence == sequence }.map { "\(rel($0.time))" }
+                    print("    held behind seq \(sequence): sent \(sends) arrived \(later) requests \((requestLog[sequence] ?? []).map(rel)) resends \((resendLog[sequence] ?? []).map { $0 == 0 ? "declined" : rel($0) })")
+                }
             }
         }
         print("goodput 1 s..end: \(network.goodput(from: startAt + Nanoseconds.second, to: time) / Double(network.summedRate) * 100) %")
