@@ -16,6 +16,8 @@ public struct MultipathEngine<Packet> {
     private var equalizer: DelayEqualizer<Packet>
     private var notices: DutyRing
     private var resends: SequenceRing
+    /// Pacing: which recent sequences have been handed to the network (requests for the others are dropped).
+    private var sentSequences: SentSequenceWindow
     private var nextProbeID: UInt32 = 1
     private var transitBase: UInt64?
     private var transitOutliers = 0
@@ -44,6 +46,7 @@ public struct MultipathEngine<Packet> {
                                        maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
         resends = SequenceRing(capacity: MultipathLimits.maxPendingResends)
+        sentSequences = SentSequenceWindow(span: 2 * MultipathLimits.maxReorderCapacity)
         uplinks.reserveCapacity(MultipathLimits.maxUplinks)
     }
 
@@ -148,7 +151,9 @@ public struct MultipathEngine<Packet> {
     public func equalizationHold(for id: UplinkID) -> UInt64 { equalizer.hold(for: id) }
 
     /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
-    var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
+    var uplinkStorageFootprint: Int {
+        uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint + sentSequences.storageFootprint
+    }
 
     /// The scheduler's model of an uplink's send queue (time to drain) at `now`, for tests and traces.
     func modelQueueDelay(for id: UplinkID, now: UInt64) -> UInt64? {
@@ -188,6 +193,7 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: event.timestamp)
         switch event {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
+            sentSequences.noteSent(sequence)
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
             if uplinks[index].policy.heartbeatInterval != nil {
@@ -235,7 +241,15 @@ public struct MultipathEngine<Packet> {
             uplinks[index].recordFeedback(report, at: now, configuration: configuration)
             evaluate(index, now: now)
         case .resendRequested(let first, let count, _):
-            for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
+            // With pacing, a requested sequence that hasn't been handed to the network yet is still waiting in the
+            // data plane's queue and will go out anyway: resending it would only duplicate it, and the resend,
+            // queued ahead of another uplink's data, would make that data late and draw the next spurious request
+            // (the skewed pair with the Linux-like TCP: 13 014 of 13 356 resends were of such packets). It is not
+            // declined either: the receiver keeps waiting for it (and asks again for its head gap).
+            let paced = configuration.pacingQueueAllowance != nil
+            for offset in 0..<min(count, 256) where !(paced && sentSequences.isWaiting(first &+ offset)) {
+                resends.push(first &+ offset)
+            }
         case .resendDeclined(let first, let count, _):
             reorder.abandon(firstSequence: first, count: count)
         case .systemLinkDown(let id, _):
