@@ -16,8 +16,6 @@ public struct MultipathEngine<Packet> {
     private var equalizer: DelayEqualizer<Packet>
     private var notices: DutyRing
     private var resends: SequenceRing
-    /// Pacing: which recent sequences have been handed to the network (requests for the others are dropped).
-    private var sentSequences: SentSequenceWindow
     private var nextProbeID: UInt32 = 1
     private var transitBase: UInt64?
     private var transitOutliers = 0
@@ -46,7 +44,6 @@ public struct MultipathEngine<Packet> {
                                        maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
         resends = SequenceRing(capacity: MultipathLimits.maxPendingResends)
-        sentSequences = SentSequenceWindow(span: 2 * MultipathLimits.maxReorderCapacity)
         uplinks.reserveCapacity(MultipathLimits.maxUplinks)
     }
 
@@ -151,9 +148,7 @@ public struct MultipathEngine<Packet> {
     public func equalizationHold(for id: UplinkID) -> UInt64 { equalizer.hold(for: id) }
 
     /// Bytes of fixed per-uplink storage (send history, probe and rate rings), for memory-bound checks.
-    var uplinkStorageFootprint: Int {
-        uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint + sentSequences.storageFootprint
-    }
+    var uplinkStorageFootprint: Int { uplinks.reduce(0) { $0 + $1.storageFootprint } + resends.storageFootprint }
 
     /// The scheduler's model of an uplink's send queue (time to drain) at `now`, for tests and traces.
     func modelQueueDelay(for id: UplinkID, now: UInt64) -> UInt64? {
@@ -193,7 +188,6 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: event.timestamp)
         switch event {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
-            sentSequences.noteSent(sequence)
             guard let index = index(of: id) else { return }
             uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
             if uplinks[index].policy.heartbeatInterval != nil {
@@ -241,15 +235,7 @@ public struct MultipathEngine<Packet> {
             uplinks[index].recordFeedback(report, at: now, configuration: configuration)
             evaluate(index, now: now)
         case .resendRequested(let first, let count, _):
-            // With pacing, a requested sequence that hasn't been handed to the network yet is still waiting in the
-            // data plane's queue and will go out anyway: resending it would only duplicate it, and the resend,
-            // queued ahead of another uplink's data, would make that data late and draw the next spurious request
-            // (the skewed pair with the Linux-like TCP: 13 014 of 13 356 resends were of such packets). It is not
-            // declined either: the receiver keeps waiting for it (and asks again for its head gap).
-            let paced = configuration.pacingQueueAllowance != nil
-            for offset in 0..<min(count, 256) where !(paced && sentSequences.isWaiting(first &+ offset)) {
-                resends.push(first &+ offset)
-            }
+            for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
         case .resendDeclined(let first, let count, _):
             reorder.abandon(firstSequence: first, count: count)
         case .systemLinkDown(let id, _):
@@ -683,7 +669,13 @@ public struct MultipathEngine<Packet> {
     /// empty selection when the best candidate's queue is near the deepest it has been lately (¾ of it, at
     /// least `minCongestionQueueDelay`): that loss was congestion, and TCP must see it rather than have it
     /// hidden by a resend into a full queue.
-    public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64) -> UplinkSelection {
+    ///
+    /// `originalWaitsBehind` (pacing): the original has not been handed to the network yet — it still waits in
+    /// `originalUplink`'s queue behind this many bytes (resends and data). The receiver asked for a packet that is
+    /// late, not lost; a copy is made only if it is expected to arrive before the original, otherwise the
+    /// selection is empty and the data plane does nothing (no resend-declined: the original is on its way).
+    public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64,
+                                        originalWaitsBehind: Int? = nil) -> UplinkSelection {
         let now = advanceClock(to: now)
         excludedIndex = originalUplink.flatMap { index(of: $0) }
         defer { excludedIndex = nil }
@@ -695,6 +687,10 @@ public struct MultipathEngine<Packet> {
         guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced)
         else { return selection }
         let tracker = uplinks[index]
+        if paced, let waitsBehind = originalWaitsBehind, let original = excludedIndex,
+           !copyArrivesFirst(on: index, bytes: packetLength, originalOn: original, waitsBehind: waitsBehind, now: now) {
+            return selection
+        }
         let modelQueue = paced ? tracker.modelNetworkQueue(at: now)
             : (tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0)
         let queue = max(modelQueue, tracker.measuredQueueDelay)
@@ -710,6 +706,26 @@ public struct MultipathEngine<Packet> {
         commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
         return selection
+    }
+
+    /// Pacing: whether a copy sent now on uplink `index` (ahead of its queued data) is expected to arrive before an
+    /// original still waiting on our side for uplink `original` behind `waitsBehind` bytes. Copying a packet that
+    /// is only late duplicates it, and the copy, queued ahead of another uplink's data, makes that data late in
+    /// turn: on the paced skewed pair (1 ms / 50 ms) with the Linux-like TCP the two uplinks passed the lateness
+    /// back and forth — 13 014 of 13 356 resends in 8 s were copies of packets not yet sent, and the flow got 43 %
+    /// of the summed rate (docs/MULTIPATH.md, "Spurious repairs"). A copy that does arrive first is kept: it
+    /// repairs the scheduler's misprediction of a slow uplink (the three-link runs lose 1–2 points without it).
+    private func copyArrivesFirst(on index: Int, bytes: Int, originalOn original: Int, waitsBehind: Int,
+                                  now: UInt64) -> Bool {
+        guard original != index, let allowance = configuration.pacingQueueAllowance else { return true }
+        let waiting = uplinks[original]
+        // The original leaves our side once the network holds no more than the allowance, after the bytes ahead
+        // of it; it then waits about the allowance in the network's queue and takes the path's one-way delay.
+        let leaves = max(now &+ allowance, waiting.networkBusyUntil)
+            &+ transmissionTime(bytes: min(max(0, waitsBehind), 1 << 30) &+ bytes, waiting, now: now)
+        let originalArrival = leaves &+ waiting.baseOneWayDelay
+        let copyArrival = now &+ expectedArrival(index, bytes: bytes, now: now, asResend: true)
+        return copyArrival < originalArrival
     }
 
     private mutating func updateDemand(bytes: Int, now: UInt64) {

@@ -218,7 +218,9 @@ import TriglavCore
             guard arrival == nil || arrival! > requests[0] + 60 * Nanoseconds.millisecond else { continue }
             slowRepairs += 1
             func ms(_ t: UInt64) -> String { t == 0 ? "declined" : String(format: "%.1f", Double(t &- startAt) / 1e6) }
-            print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never")")
+            let sends = network.client.dataSentLog.filter { $0.sequence == sequence }
+                .map { String(format: "%.1f on %@%@", Double($0.time &- startAt) / 1e6, $0.uplink.description, $0.isResend ? " (resend)" : "") }
+            print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never"); sent \(sends)")
         }
         print("refused at ingress: \(refusedCount); TCP retransmissions among them: " + refusedRetransmissions
             .map { "\($0.segment)@\(Double($0.at &- startAt) / 1e6)" }.joined(separator: " "))
