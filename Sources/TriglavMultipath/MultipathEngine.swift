@@ -189,7 +189,8 @@ public struct MultipathEngine<Packet> {
         switch event {
         case .packetSent(let id, let counter, let sequence, let bytes, _):
             guard let index = index(of: id) else { return }
-            uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now)
+            uplinks[index].recordSend(counter: counter, sequence: sequence, bytes: bytes, at: now,
+                                      idleGap: configuration.activityWindow)
             if uplinks[index].policy.heartbeatInterval != nil {
                 // A relaxed idle link that starts carrying data probes at the active interval at once, not
                 // after the rest of its idle heartbeat (its RTT and spread must be fresh for the scheduler).
