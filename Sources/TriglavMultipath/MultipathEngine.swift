@@ -626,11 +626,18 @@ public struct MultipathEngine<Packet> {
                 selection.append(uplinks[index].id)
             }
         case .redundant:
+            // Copies go to the best tier carrying data: secondaries only when no primary does or demand spilled past
+            // the primaries to their level (as in `aggregate`); backup only when nothing else works (fallback below).
+            var primaryLevel = 3
+            for tracker in uplinks where tracker.policy.tier == .primary && tracker.state.carriesData {
+                if let level = level(tracker) { primaryLevel = min(primaryLevel, level) }
+            }
             var mask: UInt32 = 0
             var unmetered = 0
             var metered: UInt32 = 0
             for index in uplinks.indices {
                 guard let level = level(uplinks[index]), level < 3, uplinks[index].state.carriesData else { continue }
+                if uplinks[index].policy.tier == .secondary, primaryLevel < 3, level > primaryLevel + spillLevel { continue }
                 if uplinks[index].policy.isMetered {
                     metered |= 1 << UInt32(index)
                 } else {
