@@ -88,6 +88,49 @@ struct DaemonMultipathPolicyTests {
         print("backup takeover: longest outage \(outage) ms, \(answered.count)/150 answered, backup carried \(taken[1] - busy[1]) bytes")
     }
 
+    @Test("a manual uplink whose carrier goes is taken out of service at once, and probed again when it returns")
+    func manualUplinkFollowsItsCarrier() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        try lab.startBus()
+        let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
+                                                    logName: "server", onBus: false)
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        let (_, notify) = try lab.startClient()
+        try notify.waitFor("READY=1", timeout: 15)
+        try notify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        // AddUplink of the discovered up1 makes it manual: it stays in the tunnel whatever discovery says.
+        try lab.busctl("call org.triglav /org/triglav org.triglav.Manager1 AddUplink 'sa{sv}' up1 0")
+
+        // The far end goes down: up1 loses its carrier, and the engine hears it from the daemon at once.
+        try lab.sh("ip -n \(lab.server) link set dn1 down")
+        #expect(Self.waitForLog(lab, "client", "uplink up1: system reports its link down"), "client log:\n\(lab.log("client"))")
+        #expect(try Self.uplinkProperty(lab, "up1", "State") == "s \"down\"")
+        let ping = try lab.exec(lab.client, "ping -c50 -i0.02 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 30)
+        #expect(Self.answeredSequences(ping).count == 50, "the tunnel works over up2:\n\(ping)")
+
+        // Carrier back: the engine probes up1 again at once, and it returns to service.
+        try lab.sh("ip -n \(lab.server) link set dn1 up")
+        #expect(Self.waitForLog(lab, "client", "uplink up1: system reports its link up"), "client log:\n\(lab.log("client"))")
+        let deadline = Date().addingTimeInterval(10)
+        var state = try Self.uplinkProperty(lab, "up1", "State")
+        while state != "s \"active\"" && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.2)
+            state = try Self.uplinkProperty(lab, "up1", "State")
+        }
+        #expect(state == "s \"active\"", "client log:\n\(lab.log("client"))")
+    }
+
+    static func waitForLog(_ lab: DaemonLab, _ name: String, _ text: String, timeout: TimeInterval = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if lab.log(name).contains(text) { return true }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return false
+    }
+
     static func counters(_ lab: DaemonLab, _ interfaces: [String], _ files: [String]) throws -> [Int] {
         try interfaces.map { interface in
             let paths = files.map { "/sys/class/net/\(interface)/statistics/\($0)" }.joined(separator: " ")
