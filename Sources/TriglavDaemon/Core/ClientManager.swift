@@ -595,7 +595,7 @@ extension ClientManager {
         var attached: Set<String> = []
         /// The multipath policy each attached interface was last given, so only changes are sent.
         var appliedPolicies: [String: UplinkPolicy] = [:]
-        /// Attached (manual) uplinks whose link the engine was told is down (`followSystemLinks`).
+        /// Attached (manual) uplinks whose link the engine was told is down (`followSystemLink`).
         var linksDown: Set<String> = []
         var state: ConnectionState = .connecting
         var statistics: ClientTunnelSnapshot?
