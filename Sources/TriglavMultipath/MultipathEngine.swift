@@ -16,6 +16,7 @@ public struct MultipathEngine<Packet> {
     private var equalizer: DelayEqualizer<Packet>
     private var notices: DutyRing
     private var resends: SequenceRing
+    private var flowPins: FlowTable
     private var nextProbeID: UInt32 = 1
     private var transitBase: UInt64?
     private var transitOutliers = 0
@@ -44,6 +45,7 @@ public struct MultipathEngine<Packet> {
                                        maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
         resends = SequenceRing(capacity: MultipathLimits.maxPendingResends)
+        flowPins = FlowTable(capacity: MultipathLimits.flowTableCapacity)
         uplinks.reserveCapacity(MultipathLimits.maxUplinks)
     }
 
@@ -621,17 +623,24 @@ public struct MultipathEngine<Packet> {
             // Degraded links keep their flows: flows move only when their uplink stops carrying data.
             let mask = eligibleMask(allowSpill: false, preferReady: false)
             let index: Int?
-            if let key = flowKey { index = rendezvous(key, in: mask) } else { index = lowestLatency(in: mask) }
+            if let key = flowKey { index = pinnedUplink(key, in: mask) } else { index = lowestLatency(in: mask) }
             if let index {
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
             }
         case .redundant:
+            // Copies go to the best tier carrying data: secondaries only when no primary does or demand spilled past
+            // the primaries to their level (as in `aggregate`); backup only when nothing else works (fallback below).
+            var primaryLevel = 3
+            for tracker in uplinks where tracker.policy.tier == .primary && tracker.state.carriesData {
+                if let level = level(tracker) { primaryLevel = min(primaryLevel, level) }
+            }
             var mask: UInt32 = 0
             var unmetered = 0
             var metered: UInt32 = 0
             for index in uplinks.indices {
                 guard let level = level(uplinks[index]), level < 3, uplinks[index].state.carriesData else { continue }
+                if uplinks[index].policy.tier == .secondary, primaryLevel < 3, level > primaryLevel + spillLevel { continue }
                 if uplinks[index].policy.isMetered {
                     metered |= 1 << UInt32(index)
                 } else {
@@ -869,6 +878,19 @@ public struct MultipathEngine<Packet> {
             }
         }
         return best
+    }
+
+    /// `flow` mode: the uplink `key` is pinned to while it is in `mask`; otherwise (a new flow, or its uplink
+    /// can't carry data any more) a new pin by rendezvous hashing over `mask`. An uplink that comes back or is
+    /// added takes new flows only. An uplink avoided for this packet (`excluding`) keeps its flows' pins.
+    private mutating func pinnedUplink(_ key: FlowKey, in mask: UInt32) -> Int? {
+        if let id = flowPins.uplink(for: key), let pinned = index(of: id) {
+            if mask & (1 << UInt32(pinned)) != 0 { return pinned }
+            if pinned == excludedIndex { return rendezvous(key, in: mask) }
+        }
+        guard let index = rendezvous(key, in: mask) else { return nil }
+        flowPins.pin(key, to: uplinks[index].id)
+        return index
     }
 
     /// Advances the chosen uplink's model queue.

@@ -153,8 +153,9 @@ struct UplinkTracker {
         return txBytes >= cap
     }
 
-    /// Whether the engine may send anything at all (data, probes, feedback) on this uplink.
-    var mayTransmit: Bool { policy.tier != .never && !systemDown }
+    /// Whether the engine may send anything at all (data, probes, feedback) on this uplink. A link past its
+    /// data cap is treated as `never` until the cap is reset or raised: even probes would cost its owner money.
+    var mayTransmit: Bool { policy.tier != .never && !systemDown && !isCapExhausted }
 
     /// One-way delay estimate used for scheduling: half the propagation RTT.
     var baseOneWayDelay: UInt64 { rtt.hasSample ? rtt.windowedMinimum / 2 : 0 }

@@ -409,6 +409,8 @@ final class Network {
     private var highestEgressIndex: [Int: Int] = [:]
     /// Distinct packets of constant-rate streams that came out at the server, per stream.
     private(set) var streamDelivered: [Int: Set<Int>] = [:]
+    /// Packets of constant-rate streams that came out at the server a second time, per stream.
+    private(set) var streamDuplicates: [Int: Int] = [:]
 
     init(links: [LinkSpec], seed: UInt64, configuration: MultipathConfiguration = MultipathConfiguration()) throws {
         rng = SplitMix64(seed: seed)
@@ -436,7 +438,9 @@ final class Network {
                 if let flow = self.flows[packet.flow] {
                     flow.onSegment(segment, timestamp: packet.timestamp)
                 } else {
-                    self.streamDelivered[packet.flow, default: []].insert(segment)
+                    if !self.streamDelivered[packet.flow, default: []].insert(segment).inserted {
+                        self.streamDuplicates[packet.flow, default: 0] += 1
+                    }
                 }
             }
         }
