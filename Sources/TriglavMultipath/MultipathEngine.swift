@@ -735,12 +735,15 @@ public struct MultipathEngine<Packet> {
     /// went out ahead of everything else as resends), and the survivors go on taking the shared queue in order.
     ///
     /// The paced AQM (`admitPaced`) on the expected arrival of the packet — the time the usable uplinks need for
-    /// the backlog ahead of it plus the earliest arrival one offers, beyond the slowest uplink's delay — with two
-    /// differences: past the hard limit the queue sheds at its head (`dequeueShared`) instead of refusing here, so
-    /// a newcomer (TCP's retransmission, perhaps) is still taken (only twice the hard limit is refused here); and
-    /// after a refusal or shedding nothing more is refused for a round trip through the queue as it is (not as the
-    /// target would have it): after a failover the queue in time doubles, TCP hears of a loss only that much later,
-    /// and a refusal before it can react only hits its retransmissions.
+    /// the backlog ahead of it plus the earliest arrival one offers, beyond the slowest uplink's delay — with these
+    /// differences, each because a Reno sender needs an RTO for a lost retransmission: past the hard limit the
+    /// queue sheds at its head (`dequeueShared`) instead of refusing here, so a newcomer (TCP's retransmission,
+    /// perhaps) is still taken (only a shared queue of twice the hard limit is refused here); after a refusal or
+    /// shedding nothing more is refused for a round trip through the queue as it is (not as the target would have
+    /// it: after a failover the queue in time doubles and TCP hears of a loss that much later) nor before the queue
+    /// was below the target again; and, as in CoDel, only a queue above the target for a round trip of the slowest
+    /// uplink is refused at all, so the burst of retransmissions a sender fires after learning of a shed block is
+    /// not cut at its end.
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
@@ -848,7 +851,8 @@ public struct MultipathEngine<Packet> {
     private func drainTime(bytes: Int, in mask: UInt32, now: UInt64) -> UInt64 {
         var rate: UInt64 = 0
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
-            rate &+= modelledRate(uplinks[index], now: now)
+            let sum = rate.addingReportingOverflow(modelledRate(uplinks[index], now: now))
+            rate = sum.overflow ? UInt64.max : sum.partialValue
         }
         return UInt64(min(max(0, bytes), 1 << 30)) * 8_000_000_000 / max(rate, 1)
     }
