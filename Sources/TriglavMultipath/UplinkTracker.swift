@@ -122,6 +122,10 @@ struct UplinkTracker {
     private(set) var transitJitter: UInt64 = 0
     private var lastTransitSample: Int64 = 0
     private(set) var lastTransitAt: UInt64?
+    /// `rxPackets` at the last `evaluate`, and the evaluation that last saw it grow: when data last arrived on the
+    /// uplink, to within one evaluation (the engine evaluates after every batch of events).
+    private var rxPacketsEvaluated: UInt64 = 0
+    private(set) var lastArrivalSeenAt: UInt64?
 
     init(id: UplinkID, policy: UplinkPolicy, configuration: MultipathConfiguration, now: UInt64) {
         self.id = id
@@ -267,6 +271,10 @@ struct UplinkTracker {
     mutating func evaluate(now: UInt64, configuration: MultipathConfiguration)
         -> (from: UplinkState, to: UplinkState)? {
         expireProbes(now: now, configuration: configuration)
+        if rxPackets != rxPacketsEvaluated {
+            rxPacketsEvaluated = rxPackets
+            lastArrivalSeenAt = now
+        }
         if systemDown { return state == .down ? nil : transition(to: .down, at: now, configuration: configuration) }
         if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
             return transition(to: .down, at: now, configuration: configuration)
@@ -330,6 +338,15 @@ struct UplinkTracker {
     ///
     /// Idle (no data unacknowledged, only heartbeats) the rule is stricter: `Tuning.idleLostHeartbeatsForDown`
     /// heartbeats in a row must be past their deadline, so a lossy idle link is degraded rather than down.
+    ///
+    /// While the peer's data keeps arriving on the uplink, the deadline waits for the arrivals to stop (for
+    /// `arrivalsGap`), up to `lateConfirmationAllowance` past it. The confirmations come back on the link's other
+    /// direction, and when that direction carries a download they wait behind it in the link's buffer and are
+    /// tail-dropped with it (in the lab, 100 ms downstream queues: the client's engine declared wifi0 or eth0 down
+    /// at the start of about one download in four while they were delivering it). Arrivals say the other direction
+    /// works, and that ours did until about a loss deadline ago: the peer stops sending data on an uplink whose
+    /// feedback from us stops. So a blackhole (nothing arrives) is found as before, and a dead direction of ours
+    /// once the peer has noticed it too (`LateFeedbackTests`).
     func blackholeDeadline(_ configuration: MultipathConfiguration) -> UInt64? {
         guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
             return nil
@@ -340,8 +357,19 @@ struct UplinkTracker {
             let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
             deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
         }
-        return max(oldest, lastProgressAt) &+ deadline
+        let unconfirmedDeadline = max(oldest, lastProgressAt) &+ deadline
+        guard let arrival = lastArrivalSeenAt, arrival &+ Self.arrivalsGap > unconfirmedDeadline else {
+            return unconfirmedDeadline
+        }
+        return min(unconfirmedDeadline &+ Self.lateConfirmationAllowance, arrival &+ Self.arrivalsGap)
     }
+
+    /// Data arriving on the uplink within this long counts as a steady flow (a loaded link delivers a packet every
+    /// millisecond or two; the engine notices arrivals at its next evaluation). Well below `minLossDeadline`: a
+    /// blackhole's last arrivals come no later than its last confirmations, so they can't postpone its detection.
+    static let arrivalsGap: UInt64 = 40 * Nanoseconds.millisecond
+    /// How much longer sends may stay unconfirmed while the peer's data keeps arriving (`blackholeDeadline`).
+    static let lateConfirmationAllowance: UInt64 = 1 * Nanoseconds.second
 
     var unconfirmedSends: Int {
         var count = Int(min(historyWritten - historyAcked, UInt64(history.count)))
