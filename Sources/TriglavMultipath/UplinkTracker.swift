@@ -352,7 +352,10 @@ struct UplinkTracker {
             return nil
         }
         var deadline = lossDeadline(configuration)
-        if historyWritten == historyAcked {
+        // Idle also when every packet still unacknowledged was sent before a probe that has been answered: the
+        // peer's feedback on the last packets before a pause can be lost (tail-dropped behind a download), and
+        // with nothing sent since, no later feedback would acknowledge them.
+        if historyWritten == historyAcked || (lastDataSentAt ?? 0) <= confirmedSendTime {
             // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
             let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
             deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat

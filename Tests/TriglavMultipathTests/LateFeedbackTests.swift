@@ -32,12 +32,16 @@ import TriglavCore
         var reverseDropPercent = 50.0
         var downloadStart: UInt64?
         var peerSendsData = false
+        var sendsAcks = false
+        /// Losses of the peer's feedback and probe replies besides those of a download's full buffer.
+        var feedbackLost = false
+        var probeReplyLossPercent = 0.0
         /// Our direction drops everything from this time on (the peer's does from `reverseDeadAt`).
         var forwardDeadAt = UInt64.max
         var reverseDeadAt = UInt64.max
         private(set) var downAt: UInt64?
 
-        private var rng = SplitMix64(seed: 5)
+        private var rng: SplitMix64
         private var inFlight: [(at: UInt64, item: Item)] = []
         private var lastArrivalTowardsUs: UInt64 = 0
         private var nextCounter: UInt64 = 1
@@ -45,7 +49,8 @@ import TriglavCore
         private var peerReported: UInt64 = 0, peerLastReport: UInt64 = 0
         private var peerSequence: UInt32 = 1
 
-        init() throws {
+        init(seed: UInt64 = 5) throws {
+            rng = SplitMix64(seed: seed)
             engine = try MultipathEngine(configuration: MultipathConfiguration())
             try engine.addUplink(uplink, now: 0)
         }
@@ -53,6 +58,7 @@ import TriglavCore
         mutating func download(from start: UInt64) {
             downloadStart = start
             peerSendsData = true
+            sendsAcks = true
         }
 
         /// The peer's buffer at `time`: empty before the download, filling over its first 100 ms, then full.
@@ -64,6 +70,11 @@ import TriglavCore
         private mutating func sendTowardsUs(_ item: Item, droppable: Bool) {
             guard now < reverseDeadAt else { return }
             if droppable, downloadStart.map({ now > $0 }) == true, rng.unit() * 100 < reverseDropPercent { return }
+            switch item {
+            case .feedback where feedbackLost: return
+            case .probeReply where probeReplyLossPercent > 0 && rng.unit() * 100 < probeReplyLossPercent: return
+            default: break
+            }
             let at = max(now + oneWayDelay + queue(at: now), lastArrivalTowardsUs)
             lastArrivalTowardsUs = at
             inFlight.append((at, item))
@@ -104,7 +115,7 @@ import TriglavCore
                     sendTowardsUs(.data(peerSequence), droppable: false)
                     peerSequence &+= 1
                 }
-                if downloadStart != nil, now % (2 * LateFeedbackTests.ms) == 0,
+                if sendsAcks, now % (2 * LateFeedbackTests.ms) == 0,
                    engine.statistics(for: uplink)?.state.carriesData == true {
                     let counter = nextCounter
                     nextCounter += 1
@@ -151,6 +162,32 @@ import TriglavCore
         let downAt = try #require(link.downAt)
         #expect(downAt > cutAt && downAt - cutAt <= (140 + 250) * Self.ms,
                 "down \(Self.milliseconds(downAt, after: cutAt)) ms after the blackhole")
+    }
+
+    /// A few packets sent before a pause whose feedback is lost (it was tail-dropped behind a download) leave the
+    /// link idle, not under traffic, once a later probe has been answered: its heartbeats at 20 % loss make it
+    /// degraded at worst, never down (the rule for traffic, one loss deadline without a reply, would take it
+    /// down whenever two replies in a row are lost).
+    @Test(arguments: [1, 2, 3] as [UInt64])
+    func packetsWhoseFeedbackWasLostDoNotKeepAPausedLinkUnderTraffic(seed: UInt64) throws {
+        var link = try Download(seed: seed)
+        link.run(until: 2 * Nanoseconds.second)
+        link.feedbackLost = true
+        link.sendsAcks = true
+        link.run(until: link.now + 10 * Self.ms)
+        link.sendsAcks = false
+        link.run(until: link.now + 100 * Self.ms)
+        link.feedbackLost = false
+        link.probeReplyLossPercent = 20
+        link.run(until: 32 * Nanoseconds.second)
+        #expect(link.downAt == nil, "down \(Self.milliseconds(link.downAt ?? 0, after: 2 * Nanoseconds.second)) ms after the pause began")
+        // Still found when it really is blackholed, within the idle bound.
+        let cutAt = link.now
+        link.forwardDeadAt = cutAt
+        link.reverseDeadAt = cutAt
+        link.run(until: cutAt + 2 * Nanoseconds.second)
+        let downAt = try #require(link.downAt)
+        #expect(downAt > cutAt && downAt - cutAt <= Nanoseconds.second, "down \(Self.milliseconds(downAt, after: cutAt)) ms after the blackhole")
     }
 
     /// Only our direction dies: the peer's data keeps coming until the peer notices that our feedback stopped
