@@ -30,7 +30,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
 public enum UplinkTier: String, CaseIterable, Sendable {
     /// Carries traffic whenever it is usable.
     case primary
-    /// Carries traffic only while no primary uplink is usable.
+    /// Adds capacity when the primary uplinks can't carry the load (or none is usable).
     case secondary
     /// Carries traffic only while no primary or secondary uplink is usable.
     case backup

@@ -13,6 +13,9 @@ public enum MultipathLimits {
     /// Pending resend requests kept (failover and receiver requests). Overflow drops the oldest:
     /// resends are best effort.
     public static let maxPendingResends = 4096
+    /// Flows whose uplink `flow` mode remembers (`FlowTable`, ~80 KiB per engine); beyond it the least recently
+    /// used are forgotten (and pinned again by rendezvous hashing when they next send).
+    public static let flowTableCapacity = 4096
 }
 
 /// Time units in nanoseconds.

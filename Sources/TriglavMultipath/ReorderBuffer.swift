@@ -36,7 +36,6 @@ public struct ReorderBuffer<Packet> {
     private var rerequestedHead: UInt32?
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
-    private var consecutiveStale = 0
     /// Latest `now` seen; the buffer's clock never runs backwards.
     private var latestTime: UInt64 = 0
 
@@ -181,20 +180,12 @@ public struct ReorderBuffer<Packet> {
         let offset = distance(sequence, from: head)
         if offset < 0 {
             if Int(offset) < -capacity {
-                consecutiveStale += 1
-                // A peer that restarted its sequence far behind us: after a run of stale packets, resync.
-                if consecutiveStale >= 64 && bufferedCount == 0 {
-                    consecutiveStale = 0
-                    advanceHead(to: sequence &+ 1)
-                    markSeen(sequence)
-                    statistics.jumps &+= 1
-                    statistics.deliveredInOrder &+= 1
-                    return .deliverNow
-                }
+                // Never resynchronised backwards: older than the seen-bitmap, it may have been delivered
+                // (a redundant copy on an uplink lagging more than `capacity`, a late failover resend).
+                // A peer that restarts its sequence does a new handshake, which replaces the engine.
                 statistics.stale &+= 1
                 return .stale
             }
-            consecutiveStale = 0
             if isSeen(sequence) {
                 noteDuplicate(sequence, now: now)
                 return .duplicate
@@ -206,7 +197,6 @@ public struct ReorderBuffer<Packet> {
             }
             return .deliverNow
         }
-        consecutiveStale = 0
         if Int(offset) >= capacity {
             parked = (packet, sequence)
             statistics.jumps &+= 1

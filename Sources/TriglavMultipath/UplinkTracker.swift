@@ -41,6 +41,8 @@ struct UplinkTracker {
     private(set) var txPackets: UInt64 = 0
     private(set) var txBytes: UInt64 = 0
     private(set) var lastDataSentAt: UInt64?
+    /// When data last started again after the link carried none for longer than the idle gap given to `recordSend`.
+    private(set) var dataResumedAt: UInt64 = 0
     private var reportedPackets: UInt64 = 0
     /// Data packets counted lost by recent feedback that may yet be reported late (reordering), and when the
     /// latest such loss was counted.
@@ -155,8 +157,9 @@ struct UplinkTracker {
         return txBytes >= cap
     }
 
-    /// Whether the engine may send anything at all (data, probes, feedback) on this uplink.
-    var mayTransmit: Bool { policy.tier != .never && !systemDown }
+    /// Whether the engine may send anything at all (data, probes, feedback) on this uplink. A link past its
+    /// data cap is treated as `never` until the cap is reset or raised: even probes would cost its owner money.
+    var mayTransmit: Bool { policy.tier != .never && !systemDown && !isCapExhausted }
 
     /// One-way delay estimate used for scheduling: half the propagation RTT.
     var baseOneWayDelay: UInt64 { rtt.hasSample ? rtt.windowedMinimum / 2 : 0 }
@@ -351,16 +354,28 @@ struct UplinkTracker {
         guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
             return nil
         }
-        var deadline = lossDeadline(configuration)
+        let deadline = lossDeadline(configuration)
+        // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
+        let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
+        let idleDeadline = max(oldest, lastProgressAt) &+ deadline &+ (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
         // Idle also when every packet still unacknowledged was sent before a probe that has been answered: the
         // peer's feedback on the last packets before a pause can be lost (tail-dropped behind a download), and
         // with nothing sent since, no later feedback would acknowledge them.
         if historyWritten == historyAcked || (lastDataSentAt ?? 0) <= confirmedSendTime {
-            // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
-            let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
-            deadline &+= (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
+            return waitingForArrivals(idleDeadline)
         }
-        let unconfirmedDeadline = max(oldest, lastProgressAt) &+ deadline
+        // Under traffic the deadline counts from the oldest unconfirmed send, but a heartbeat lost while the link
+        // idled, just before data started again, is judged by the idle rule: otherwise the link went down one loss
+        // deadline after that heartbeat, before the new data could be confirmed (three links, seed 7: data resumed
+        // on the 40 ms uplink 89 ms after a lost heartbeat, down 57 ms later, and the run lost 17 points).
+        if oldest < dataResumedAt {
+            return waitingForArrivals(min(idleDeadline, max(dataResumedAt, lastProgressAt) &+ deadline))
+        }
+        return waitingForArrivals(max(oldest, lastProgressAt) &+ deadline)
+    }
+
+    /// `unconfirmedDeadline`, or later while the peer's data keeps arriving (see `blackholeDeadline`).
+    private func waitingForArrivals(_ unconfirmedDeadline: UInt64) -> UInt64 {
         guard let arrival = lastArrivalSeenAt, arrival &+ Self.arrivalsGap > unconfirmedDeadline else {
             return unconfirmedDeadline
         }
@@ -401,9 +416,11 @@ struct UplinkTracker {
 
     // MARK: Sender events
 
-    mutating func recordSend(counter: UInt64, sequence: UInt32, bytes: Int, at now: UInt64) {
+    /// `idleGap`: a send after this long without one resumes data on an idle link (`dataResumedAt`).
+    mutating func recordSend(counter: UInt64, sequence: UInt32, bytes: Int, at now: UInt64, idleGap: UInt64) {
         txPackets &+= 1
         txBytes &+= UInt64(max(0, bytes))
+        if lastDataSentAt.map({ now &- $0 > idleGap }) ?? true { dataResumedAt = now }
         lastDataSentAt = now
         // A counter that goes backwards breaks the ring's ordering; such a record is counted but not kept.
         if historyWritten > 0, counter <= history[Int(historyWritten - 1) & historyMask].counter { return }

@@ -78,7 +78,7 @@ public enum WireLayout {
 
     /// Cleartext transport header: type, 3 reserved, receiver index, counter.
     public static let transportHeaderSize = WireOverhead.transportHeader
-    /// Encrypted inner header: frame type, flags, 2 reserved, tunnel sequence.
+    /// Encrypted inner header: frame type, flags, tunnel flags, 1 reserved, tunnel sequence.
     public static let innerHeaderSize = WireOverhead.innerHeader
     public static let tagSize = WireOverhead.aeadTag
     /// Where a frame body starts in a transport datagram (and in a seal buffer).

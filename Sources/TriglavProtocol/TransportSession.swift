@@ -11,6 +11,9 @@ public struct OpenedFrame: Sendable, Equatable {
     public let type: FrameType
     /// Opaque flags the sender set, authenticated; the multipath layer defines their meaning.
     public let flags: UInt8
+    /// Opaque tunnel-wide flags (inner header byte 2), authenticated; the multipath layer defines their
+    /// meaning. 0 from peers that predate them (they send the byte as reserved zero and ignore it).
+    public let tunnelFlags: UInt8
     /// Tunnel-level sequence number (shared by all uplinks of the tunnel) for reordering.
     public let tunnelSequence: UInt32
     /// Transport counter of this session, unique per packet.
@@ -85,8 +88,8 @@ public struct TransportSession: Sendable {
     /// `WireLayout.bodyOffset ..< bodyOffset + bodyLength`; the header is written before it and the tag
     /// after it, so `buffer` needs `bodyLength + WireLayout.transportOverhead` bytes. Returns the
     /// datagram length (the datagram is `buffer[0..<length]`). Never allocates.
-    public mutating func seal(_ type: FrameType, flags: UInt8 = 0, tunnelSequence: UInt32 = 0, bodyLength: Int,
-                              in buffer: UnsafeMutableRawBufferPointer, now: UInt64) throws(ProtocolError) -> Int {
+    public mutating func seal(_ type: FrameType, flags: UInt8 = 0, tunnelFlags: UInt8 = 0, tunnelSequence: UInt32 = 0,
+                              bodyLength: Int, in buffer: UnsafeMutableRawBufferPointer, now: UInt64) throws(ProtocolError) -> Int {
         let length = bodyLength + WireLayout.transportOverhead
         guard bodyLength >= 0, buffer.count >= length, let base = buffer.baseAddress else {
             throw .bufferTooSmall(needed: max(length, WireLayout.transportOverhead), available: buffer.count)
@@ -108,7 +111,7 @@ public struct TransportSession: Sendable {
         let inner = WireLayout.transportHeaderSize
         buffer[inner] = type.rawValue
         buffer[inner + 1] = flags
-        buffer[inner + 2] = 0
+        buffer[inner + 2] = tunnelFlags
         buffer[inner + 3] = 0
         buffer.storeLE32(tunnelSequence, at: inner + 4)
         let plaintextLength = WireLayout.innerHeaderSize + bodyLength
@@ -175,7 +178,7 @@ public struct TransportSession: Sendable {
             throw .malformedFrame(type: type, length: bodyEnd - bodyStart)
         }
         if type == .close { isClosed = true }
-        return OpenedFrame(type: type, flags: datagram[inner + 1], tunnelSequence: header.loadLE32(at: inner + 4),
+        return OpenedFrame(type: type, flags: datagram[inner + 1], tunnelFlags: datagram[inner + 2], tunnelSequence: header.loadLE32(at: inner + 4),
                            counter: counter, body: bodyStart..<bodyEnd)
     }
 

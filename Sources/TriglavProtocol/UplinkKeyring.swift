@@ -6,8 +6,12 @@ public struct UplinkKeyring: Sendable {
     public private(set) var current: TransportSession?
     public private(set) var previous: TransportSession?
     public private(set) var pending: TransportSession?
+    /// Tunnel-wide flags sealed into every frame of this uplink (inner header byte 2, see
+    /// `TransportSession.seal`); the owner keeps them in step with the tunnel's settings. They outlive
+    /// the sessions: installing a new one keeps them.
+    public var tunnelFlags: UInt8 = 0
 
-    public init() {}
+    public init(tunnelFlags: UInt8 = 0) { self.tunnelFlags = tunnelFlags }
 
     /// Installs a new session. An initiator's session is current at once (it holds confirmed keys); a
     /// responder's waits in `pending` for confirmation unless there is no current session yet.
@@ -32,7 +36,7 @@ public struct UplinkKeyring: Sendable {
         if var session = current {
             current = nil  // keep the session uniquely referenced so its replay window isn't copied
             do {
-                result = .success(try session.seal(type, flags: flags, tunnelSequence: tunnelSequence,
+                result = .success(try session.seal(type, flags: flags, tunnelFlags: tunnelFlags, tunnelSequence: tunnelSequence,
                                                    bodyLength: bodyLength, in: buffer, now: now))
             } catch {
                 result = .failure(error)

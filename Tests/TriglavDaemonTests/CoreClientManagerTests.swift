@@ -242,30 +242,43 @@ struct CoreClientManagerTests {
         #expect(bus("eth0")?.transport == .udp)
     }
 
-    @Test func secondaryUplinksCarryTrafficOnlyWhileNoPrimaryWorks() throws {
+    /// Every tier keeps a session; the engine's tier rules decide what carries data. A backup that waited for a
+    /// session until the primary's had timed out would leave the tunnel without any uplink for seconds.
+    @Test func secondaryAndBackupUplinksKeepSessionsWhileThePrimaryWorks() throws {
         let (manager, factory, _, _) = try Fixtures.clientManager()
         manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
         manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 3, kind: .wwan, tier: .secondary, metered: true)))
         manager.handleDiscovery(.added(Fixtures.uplink("wwan1", index: 4, kind: .wwan, tier: .backup)))
         try manager.connect(profile: "home")
         let tunnel = try #require(factory.last)
-        // Nothing is established yet, so every tier tries.
         #expect(Set(tunnel.uplinks) == ["eth0", "wwan0", "wwan1"])
         tunnel.establish("eth0", "wwan0", "wwan1")
+        tunnel.setPathState(.ready, "eth0")
+        tunnel.setReceiveRate("wwan0", 0)
+        tunnel.setReceiveRate("wwan1", 0)
         manager.refresh()
-        #expect(tunnel.uplinks == ["eth0"])
+        #expect(Set(tunnel.uplinks) == ["eth0", "wwan0", "wwan1"], "a working primary keeps the other tiers attached")
         #expect(manager.status.state == .connected)
-        let byName = Dictionary(uniqueKeysWithValues: manager.uplinks.map { ($0.interface, $0) })
-        #expect(byName["wwan0"]?.state == .standby)
-        #expect(byName["wwan0"]?.isMetered == true)
-        #expect(byName["wwan0"]?.tier == .secondary)
-        // The primary fails: the secondary joins (the backup stays out once the secondary works).
+        let byName = { Dictionary(uniqueKeysWithValues: manager.uplinks.map { ($0.interface, $0) }) }
+        #expect(byName()["eth0"]?.state == .established)
+        #expect(byName()["wwan0"]?.state == .standby, "idle behind a working primary")
+        #expect(byName()["wwan1"]?.state == .standby)
+        #expect(byName()["wwan0"]?.isMetered == true && byName()["wwan0"]?.tier == .secondary)
+        // The tiers reach the engine, secondaries and backups with the relaxed idle heartbeat.
+        #expect(tunnel.policies["eth0"] == UplinkPolicy(tier: .primary, isMetered: false))
+        #expect(tunnel.policies["wwan0"] == UplinkPolicy(tier: .secondary, isMetered: true, heartbeatInterval: 3_200_000_000))
+        #expect(tunnel.policies["wwan1"] == UplinkPolicy(tier: .backup, isMetered: false, heartbeatInterval: 3_200_000_000))
+        // The primaries fill up and the engine spills onto the secondary: it carries traffic, so it isn't standby.
+        tunnel.setReceiveRate("wwan0", 5_000_000)
+        manager.refresh()
+        #expect(byName()["wwan0"]?.state == .established)
+        // The primary fails: nothing is added or re-handshaken, the engine moves the traffic on its own.
         tunnel.lose("eth0")
+        tunnel.setReceiveRate("wwan1", 2_000_000)
         manager.refresh()
         #expect(Set(tunnel.uplinks) == ["eth0", "wwan0", "wwan1"])
-        tunnel.establish("wwan0")
-        manager.refresh()
-        #expect(Set(tunnel.uplinks) == ["eth0", "wwan0"])
+        #expect(tunnel.calls.filter { $0.hasPrefix("add ") }.count == 3 && !tunnel.calls.contains { $0.hasPrefix("remove ") })
+        #expect(byName()["wwan1"]?.state == .established)
         #expect(manager.status.state == .degraded)
     }
 

@@ -197,7 +197,9 @@ struct CoreDaemonTests {
         #expect(status.uplinks[1].metered)
 
         try await daemon.connect(profile: "lab", options: TriglavControlAPI.ConnectOptions(scheduler: "flow"))
-        harness.clientTunnels.last?.establish("eth0")
+        // The backup keeps a session, idle while the primary works: standby.
+        harness.clientTunnels.last?.establish("eth0", "wwan0")
+        harness.clientTunnels.last?.setReceiveRate("wwan0", 0)
         daemon.tick()
         status = await daemon.status()
         #expect(status.manager.state == .connected)

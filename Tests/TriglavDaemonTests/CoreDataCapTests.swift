@@ -276,7 +276,7 @@ struct CoreDataCapTests {
         manager.shutdown()
     }
 
-    @Test func aSpentPrimaryLetsTheSecondaryTierJoin() throws {
+    @Test func aSpentPrimaryLeavesTheSecondaryTier() throws {
         let (manager, factory, _, _) = try Fixtures.clientManager(config: try Self.cappedConfig())
         manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
         manager.handleDiscovery(.added(Fixtures.uplink("wwan0", index: 3, kind: .wwan, tier: .secondary)))
@@ -284,7 +284,7 @@ struct CoreDataCapTests {
         let tunnel = try #require(factory.last)
         tunnel.establish("eth0")
         manager.refresh()
-        #expect(tunnel.uplinks == ["eth0"])
+        #expect(tunnel.uplinks.sorted() == ["eth0", "wwan0"])
         tunnel.setTraffic("eth0", transmitted: 10, received: 999_990)
         manager.refresh()
         #expect(tunnel.uplinks == ["wwan0"])

@@ -28,6 +28,10 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var routingFailure: String?
         /// Byte counters of established uplinks that aren't the default 1000 sent / 2000 received.
         var traffic: [String: (transmitted: UInt64, received: UInt64)] = [:]
+        /// Receive rates of established uplinks that aren't the default 40 Mbit/s.
+        var receiveRates: [String: UInt64] = [:]
+        /// Uplinks the engine was told the system reports down.
+        var linksDown: Set<String> = []
     }
 
     let plan: ClientTunnelPlan
@@ -78,6 +82,21 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         }
     }
 
+    func setSystemLink(interface: InterfaceName, isUp: Bool) throws(TriglavDataPlaneError) {
+        try record.withLock { record throws(TriglavDataPlaneError) in
+            guard record.uplinks.contains(interface.rawValue) else { throw .unknownUplink(interface.rawValue) }
+            if isUp { record.linksDown.remove(interface.rawValue) } else { record.linksDown.insert(interface.rawValue) }
+            record.calls.append("link \(interface) \(isUp ? "up" : "down")")
+        }
+    }
+
+    var linksDown: Set<String> { record.withLock { $0.linksDown } }
+
+    /// What an established uplink reports as received per second from now on (default 40 Mbit/s).
+    func setReceiveRate(_ interface: String, _ bitsPerSecond: UInt64) {
+        record.withLock { $0.receiveRates[interface] = bitsPerSecond }
+    }
+
     func setScheduler(_ kind: TriglavDataPlane.SchedulerKind) {
         record.withLock { $0.scheduler = kind; $0.calls.append("scheduler \(kind)") }
     }
@@ -94,7 +113,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
                              pathState: up ? record.pathStates[name] : nil,
                              routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
-                             receiveRateBitsPerSecond: up ? 40_000_000 : 0)
+                             receiveRateBitsPerSecond: up ? record.receiveRates[name] ?? 40_000_000 : 0)
                 // The fake's engine counts what its data plane does (the real one counts sealed datagrams).
                 uplink.engineTransmittedBytes = uplink.transmittedBytes
                 uplink.engineReceivedBytes = uplink.receivedBytes

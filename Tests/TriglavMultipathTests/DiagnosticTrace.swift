@@ -79,7 +79,24 @@ import TriglavCore
             for offset in 0..<count where requestedAt[first &+ offset] == nil { requestedAt[first &+ offset] = network.loop.now }
             for offset in 0..<min(count, 64) { requestLog[first &+ offset, default: []].append(network.loop.now) }
         }
+        // Resend duties by what the original was doing when the request arrived: still queued on our side (never
+        // sent), sent but not yet due at the receiver (sent less than its uplink's one-way delay before), or due.
+        var firstSend: [UInt32: (at: UInt64, uplink: UplinkID)] = [:]
+        var sendLogScanned = 0
+        var dutyKinds = (unsent: 0, notDue: 0, due: 0)
         network.client.onResendDuty = { [unowned network] sequence, performed in
+            let log = network.client.dataSentLog
+            while sendLogScanned < log.count {
+                let entry = log[sendLogScanned]
+                if !entry.isResend && firstSend[entry.sequence] == nil { firstSend[entry.sequence] = (entry.time, entry.uplink) }
+                sendLogScanned += 1
+            }
+            if let original = firstSend[sequence] {
+                let oneWay = UInt64(scenarioLinks[Int(original.uplink.rawValue) - 1].delayMs * 1e6)
+                if network.loop.now < original.at + 2 * oneWay { dutyKinds.notDue += 1 } else { dutyKinds.due += 1 }
+            } else {
+                dutyKinds.unsent += 1
+            }
             if printRequests { print("RSD \(network.loop.now / 1000) \(sequence) \(performed)") }
             if !performed { declined += 1 }
             resendLog[sequence, default: []].append(performed ? network.loop.now : 0)
@@ -201,7 +218,9 @@ import TriglavCore
             guard arrival == nil || arrival! > requests[0] + 60 * Nanoseconds.millisecond else { continue }
             slowRepairs += 1
             func ms(_ t: UInt64) -> String { t == 0 ? "declined" : String(format: "%.1f", Double(t &- startAt) / 1e6) }
-            print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never")")
+            let sends = network.client.dataSentLog.filter { $0.sequence == sequence }
+                .map { String(format: "%.1f on %@%@", Double($0.time &- startAt) / 1e6, $0.uplink.description, $0.isResend ? " (resend)" : "") }
+            print("slow repair seq \(sequence): requests \(requests.map(ms)) resends \((resendLog[sequence] ?? []).map(ms)) arrival \(arrival.map(ms) ?? "never"); sent \(sends)")
         }
         print("refused at ingress: \(refusedCount); TCP retransmissions among them: " + refusedRetransmissions
             .map { "\($0.segment)@\(Double($0.at &- startAt) / 1e6)" }.joined(separator: " "))
@@ -218,6 +237,7 @@ import TriglavCore
         let stats = network.server.engine.reorderStatistics
         print("reorder: \(stats)")
         print("client resends performed: \(network.client.resendsPerformed), unscheduled: \(network.client.unscheduled)")
+        print("resend duties: original unsent \(dutyKinds.unsent), sent < 2 one-way delays before \(dutyKinds.notDue), older \(dutyKinds.due)")
         for id in network.uplinkIDs {
             let link = network.forward[id]!
             let s = network.client.engine.statistics(for: id)!

@@ -26,6 +26,8 @@ enum ThroughputScenario: String, CaseIterable {
         var timeouts: Int
         var reorderSkipped: UInt64
         var resends: Int
+        /// Packets the receiving tunnel end got twice (a resend whose original arrived too, or the other way round).
+        var duplicates: UInt64
     }
 
     /// Runs one bulk TCP flow for `seconds` after the tunnel has been up 300 ms (probes have measured
@@ -35,8 +37,10 @@ enum ThroughputScenario: String, CaseIterable {
     /// `paced`: the engine and both tunnel ends as deployed with a pacing data plane (`Network.pacedDeployment`:
     /// sender-side pacing queues, 120 ms ingress target, refused packets unnumbered, pure ACKs unordered);
     /// false: the engine handing every packet to its uplink at once (the figures before pacing, BENCHMARKS.md).
+    /// `tcp`: the TCP sender model (default: the run's, `TRIGLAV_MULTIPATH_TCP`, else Reno).
     func run(seed: UInt64, roundRobin: Bool = false, seconds: UInt64 = 6, rateScale: Double = 1,
-             requestsResends: Bool = true, acksBypassReorder: Bool = false, paced: Bool = true) throws -> Result {
+             requestsResends: Bool = true, acksBypassReorder: Bool = false, paced: Bool = true,
+             tcp: TCPSenderModel = Network.defaultTCPSenderModel) throws -> Result {
         let scaled = links.map { spec -> LinkSpec in
             var spec = spec
             spec.rateMbit *= rateScale
@@ -45,6 +49,7 @@ enum ThroughputScenario: String, CaseIterable {
         var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
         configuration.requestsResends = requestsResends
         let network = try Network(links: scaled, seed: seed, configuration: configuration)
+        network.tcpSenderModel = tcp
         network.client.roundRobin = roundRobin
         network.client.bypassReorderForAcks = acksBypassReorder || paced
         network.server.bypassReorderForAcks = acksBypassReorder || paced
@@ -56,6 +61,7 @@ enum ThroughputScenario: String, CaseIterable {
         let goodput = network.goodput(from: startAt + Nanoseconds.second, to: end)
         return Result(goodput: goodput, summedRate: Double(network.summedRate), fastRetransmits: flow.fastRetransmits,
                       timeouts: flow.timeouts, reorderSkipped: network.server.engine.reorderStatistics.skippedSequences,
-                      resends: network.client.resendsPerformed)
+                      resends: network.client.resendsPerformed,
+                      duplicates: network.server.engine.reorderStatistics.duplicates)
     }
 }

@@ -20,9 +20,11 @@ import TriglavMultipath
 /// Uplinks: one record per interface, numbered once (the N of `/org/triglav/uplink/N`, never reused).
 /// Auto records live as long as discovery reports the interface; manual ones until RemoveUplink. While
 /// a connection is up, the tunnel carries exactly the records that are enabled, not tier `never`, present
-/// (manual, or discovered), within their data cap (`DataCapLedger`) and in the best tier that has an
-/// established uplink, plus every better tier —
-/// so secondaries join only while no primary works, backups only while no primary or secondary works.
+/// (manual, or discovered) and within their data cap (`DataCapLedger`), whatever their tier: every such uplink
+/// keeps a session, and the multipath engine's tier rules decide what carries data (secondaries when the
+/// primaries can't carry the load, backups only when nothing better works), as commercial bonders do. So a
+/// failing primary is replaced within the engine's failover bound, not after a session timeout and a handshake.
+/// Idle secondaries and backups are probed at the relaxed (metered) heartbeat, on both ends.
 ///
 /// Thread safety: every method may be called from any thread. Lifecycle operations (connect, disconnect,
 /// reload, shutdown) are serialized by one lock; state reads and uplink changes take a second, short one.
@@ -352,6 +354,11 @@ public final class ClientManager: Sendable {
     /// Applies one discovery event (called on discovery's thread).
     public func handleDiscovery(_ event: DiscoveryEvent) {
         state.withLock { state in
+            let name: String? = switch event {
+            case .added(let uplink), .changed(let uplink), .removed(let uplink): uplink.name
+            case .synchronized: nil
+            }
+            let wasReported = name.map { state.records[$0]?.discovered != nil } ?? false
             switch event {
             case .added(let uplink), .changed(let uplink):
                 // A renamed interface keeps its index: retire the record under the old name first.
@@ -374,9 +381,30 @@ public final class ClientManager: Sendable {
             case .synchronized:
                 return
             }
+            if let name, wasReported != (state.records[name]?.discovered != nil) { followSystemLink(name, &state) }
             reconcile(&state)
             publish(&state)
         }
+    }
+
+    /// Tells the engine at once when discovery stops reporting an attached manual uplink's link as usable (carrier
+    /// lost, interface gone: `systemLinkDown`) or reports it again (`systemLinkUp`), so its traffic moves without
+    /// waiting for blackhole detection. (Automatic uplinks leave the tunnel then, which is just as quick.)
+    private func followSystemLink(_ interface: String, _ state: inout State) {
+        guard case .active(var connection) = state.phase, connection.attached.contains(interface),
+              let record = state.records[interface], record.origin == .manual, let name = try? InterfaceName(interface) else { return }
+        let isDown = record.discovered == nil
+        if isDown != connection.linksDown.contains(interface) {
+            do {
+                try connection.tunnel.setSystemLink(interface: name, isUp: !isDown)
+                if isDown { connection.linksDown.insert(interface) } else { connection.linksDown.remove(interface) }
+                logger.info("uplink \(interface): link \(isDown ? "down, out of service until it is back" : "back, probing it")",
+                            metadata: ["interface": "\(interface)"])
+            } catch {
+                logger.debug("uplink \(interface): reporting its link state: \(error)")
+            }
+        }
+        state.phase = .active(connection)
     }
 
     // MARK: Internals
@@ -493,6 +521,7 @@ public final class ClientManager: Sendable {
             connection.attached.remove(interface)
             connection.appliedPolicies[interface] = nil
             connection.capBaselines[interface] = nil
+            connection.linksDown.remove(interface)
             logger.info("uplink \(interface) left the tunnel", metadata: ["interface": "\(interface)"])
         }
         for interface in connection.attached.intersection(wanted).sorted() {
@@ -566,6 +595,8 @@ extension ClientManager {
         var attached: Set<String> = []
         /// The multipath policy each attached interface was last given, so only changes are sent.
         var appliedPolicies: [String: UplinkPolicy] = [:]
+        /// Attached (manual) uplinks whose link the engine was told is down (`followSystemLink`).
+        var linksDown: Set<String> = []
         var state: ConnectionState = .connecting
         var statistics: ClientTunnelSnapshot?
         /// Per capped interface: what it had sent and received in this tunnel when its billing period started
@@ -663,7 +694,10 @@ extension ClientManager {
         /// what the period leaves after everything used so far, this attachment's downloads included.
         func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
             guard var policy = records[interface]?.multipathPolicy else { return nil }
-            let heartbeat = config.uplinks.heartbeatInterval(forMetered: policy.isMetered, pin: config.uplinks.pin(for: interface))
+            // A secondary or backup waits for a better tier to fail (or fill up): idle, it is watched as sparingly as a
+            // metered uplink. Once it carries data the engine probes it at the active interval like any other.
+            let relaxed = policy.isMetered || policy.tier == .secondary || policy.tier == .backup
+            let heartbeat = config.uplinks.heartbeatInterval(forMetered: relaxed, pin: config.uplinks.pin(for: interface))
             policy.heartbeatInterval = heartbeat == config.uplinks.heartbeatInterval ? nil : heartbeat.nanoseconds
             if let cap = DataCapLedger.cap(of: interface, in: config) {
                 let baseline = connection.capBaselines[interface] ?? DataCapLedger.Baseline()
@@ -763,18 +797,33 @@ extension ClientManager {
             }
         }
 
-        /// Tier by tier from the best: take every eligible uplink of the tier; stop after the first tier
-        /// (counting the ones taken so far) that has an established uplink.
+        /// Every eligible uplink within its data cap, of every tier but `never` (which `isEligible` excludes): the
+        /// engine holds secondaries and backups back while better tiers work, so they are ready the moment one fails.
         func wantedInterfaces(_ connection: Connection) -> Set<String> {
-            var wanted: Set<String> = []
-            for tier in [TriglavMultipath.UplinkTier.primary, .secondary, .backup] {
-                let members = records.values.filter {
-                    $0.isEligible && $0.tier == tier && !isDataCapSpent($0.interface, connection)
-                }.map(\.interface)
-                wanted.formUnion(members)
-                if wanted.contains(where: connection.isEstablished) { break }
+            Set(records.values.filter { $0.isEligible && !isDataCapSpent($0.interface, connection) }.map(\.interface))
+        }
+
+        /// Whether an attached, established `record` is held back by its tier: a better tier has a working path and
+        /// nothing arrives on this one (a secondary the primaries spill onto, or a backup that took over, has traffic).
+        func isHeldBackByTier(_ record: UplinkRecord, _ connection: Connection) -> Bool {
+            guard let rank = Self.tierRank(record.tier), rank > 0,
+                  connection.uplinkStatistics(record.interface)?.receiveRateBitsPerSecond == 0 else { return false }
+            return records.values.contains { better in
+                guard let betterRank = Self.tierRank(better.tier), betterRank < rank, connection.isEstablished(better.interface)
+                else { return false }
+                let path = connection.uplinkStatistics(better.interface)?.pathState
+                return path == .ready || path == .degraded || path == nil  // nil: not reported, counts as working
             }
-            return wanted
+        }
+
+        /// primary 0, secondary 1, backup 2; nil for `never`.
+        static func tierRank(_ tier: TriglavMultipath.UplinkTier) -> Int? {
+            switch tier {
+            case .primary: 0
+            case .secondary: 1
+            case .backup: 2
+            case .never: nil
+            }
         }
 
         var connection: Connection? {
@@ -829,13 +878,15 @@ extension ClientManager {
                 } else if let connection, !connection.attached.contains(record.interface), record.isEligible,
                    record.origin == .manual || record.discovered != nil {
                     state = .standby
+                } else if let connection, connection.linksDown.contains(record.interface) {
+                    state = .waiting  // its link is down: out of service, waiting for it
                 } else if let connection, connection.attached.contains(record.interface) {
                     switch statistics?.state {
                     case .established:
                         switch statistics?.pathState {
                         case .probing, .down: state = .measuring
                         case .degraded: state = .lossy
-                        case .ready, nil: state = .established
+                        case .ready, nil: state = isHeldBackByTier(record, connection) ? .standby : .established
                         }
                     case .waiting: state = .waiting
                     case .handshaking: state = .connecting

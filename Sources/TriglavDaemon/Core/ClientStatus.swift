@@ -30,7 +30,7 @@ public enum UplinkActivity: String, Sendable, CaseIterable {
     case inactive
     /// Usable (carrier, address, route) while there is no tunnel to join: disconnected (bus `waiting`).
     case idle
-    /// Could carry traffic, but its tier is held back while a better tier works.
+    /// Could carry traffic (with a session ready, or not joined yet), held back by its tier while a better tier works.
     case standby
     /// Part of the tunnel, but its interface is missing or can't carry a socket yet (bus `down`).
     case waiting

@@ -17,6 +17,9 @@ public protocol ClientTunnelDriving: AnyObject, Sendable {
     /// Changes an attached uplink's policy (Uplink1.Tier / Metered writes) without re-handshaking it.
     func setUplinkPolicy(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError)
     func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError)
+    /// The system reports the attached uplink's link down (carrier lost, interface gone) or up again: the engine
+    /// takes it out of service at once, or probes it again at once (`ClientTunnel.setSystemLink`).
+    func setSystemLink(interface: InterfaceName, isUp: Bool) throws(TriglavDataPlaneError)
     func setScheduler(_ kind: TriglavDataPlane.SchedulerKind)
     func snapshot() -> ClientTunnelSnapshot
 }

@@ -211,6 +211,7 @@ public final class ClientTunnel: Sendable {
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
             var uplink = ClientUplink(id: id, interface: interface, policy: policy)
+            uplink.keyring.tunnelFlags = state.schedulerFlags
             // The interface's session from before it went away (link down: its close never left), replaced by the
             // first join, so the server doesn't keep it as a dead path of this tunnel.
             uplink.abandonedRemoteIndex = state.abandonedSessions.removeValue(forKey: interface)
@@ -270,17 +271,38 @@ public final class ClientTunnel: Sendable {
         if let result { throw result }
     }
 
+    /// The system (netlink, via the daemon's discovery) reports `interface`'s link down (carrier lost, interface
+    /// gone) or up again. Down: the multipath engine takes the uplink out of service at once (its in-flight packets
+    /// are re-sent on the others) instead of waiting for blackhole detection; up: it probes the path again at once.
+    /// The uplink itself stays (its socket and session wait for the link). An uplink the engine hasn't admitted yet
+    /// (no session) is unaffected: it can't carry data anyway, and a handshake over a dead link doesn't complete.
+    public func setSystemLink(interface: InterfaceName, isUp: Bool) throws(TriglavDataPlaneError) {
+        let found: Bool = state.withLock { state in
+            guard let slot = state.uplinks.firstIndex(where: { $0?.interface == interface }), let id = state.uplinks[slot]?.id else {
+                return false
+            }
+            let now = state.clock.advance(to: monotonicNow())
+            state.engine.handle(isUp ? .systemLinkUp(id, at: now) : .systemLinkDown(id, at: now))
+            return true
+        }
+        guard found else { throw .unknownUplink(interface.rawValue) }
+        networkPoller.wake()  // the engine's duties changed (resends now, or probes of a link that is back)
+        logger.info("uplink \(interface): system reports its link \(isUp ? "up" : "down")")
+    }
+
     /// Interfaces of the current uplinks.
     public var uplinkInterfaces: [InterfaceName] {
         state.withLock { $0.uplinks.compactMap { $0?.interface } }
     }
 
-    /// Switches the scheduler; takes effect with the next packet. (A bare mode change always validates;
-    /// if the engine ever refuses one, the old scheduler stays and the refusal is logged.)
+    /// Switches the scheduler; takes effect with the next packet, in both directions: every frame on every uplink
+    /// carries it to the server (`SchedulerFlags`), which schedules this tunnel's downloads alike. (A bare mode change
+    /// always validates; if the engine ever refuses one, the old scheduler stays and the refusal is logged.)
     public func setScheduler(_ mode: SchedulerMode) {
         let refusal: MultipathError? = state.withLock { state in
             do throws(MultipathError) {
                 try state.engine.setScheduler(mode)
+                state.announceScheduler()
                 return nil
             } catch {
                 return error
@@ -596,7 +618,7 @@ struct ClientUplink {
     /// Forgets sessions and any handshake in flight (the uplink will handshake again).
     mutating func resetSessions() {
         if let current = keyring.current { abandonedRemoteIndex = current.remoteIndex }
-        keyring = UplinkKeyring()
+        keyring = UplinkKeyring(tunnelFlags: keyring.tunnelFlags)
         initiator = nil
         initiatorCreates = false
         initiatorOverUDP = false
@@ -634,6 +656,15 @@ struct ClientState: @unchecked Sendable {
     var appliedMTU = 0
     /// The server's index of the last session of each removed uplink, by interface (see `addUplink`).
     var abandonedSessions: [InterfaceName: UInt32] = [:]
+
+    /// The engine's scheduler as the tunnel flags every frame carries to the server (`SchedulerFlags`).
+    var schedulerFlags: UInt8 { SchedulerFlags.encode(engine.scheduler, redundantCopies: engine.configuration.redundantCopies) }
+
+    /// Puts the engine's (new) scheduler into every uplink's frames from the next one on.
+    mutating func announceScheduler() {
+        let flags = schedulerFlags
+        for slot in uplinks.indices { uplinks[slot]?.keyring.tunnelFlags = flags }
+    }
 
     /// Slot of the uplink with this ID.
     func slot(of id: UplinkID) -> Int? {

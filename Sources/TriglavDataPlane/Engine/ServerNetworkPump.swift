@@ -334,6 +334,11 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.sessions[receiver]?.policyFlags = frame.flags
                 try? state.tunnels[tunnelID]?.engine.updatePolicy(policy, for: uplink)
             }
+            if frame.tunnelFlags != state.tunnels[tunnelID]?.schedulerFlags,
+               let mode = state.tunnels[tunnelID]?.followClientScheduler(frame.tunnelFlags) {
+                // The client's scheduler (`[multipath] scheduler`, or switched at runtime) holds for its downloads too.
+                server.logger.info("tunnel \(String(tunnelID, radix: 16)): scheduler \(mode.rawValue), as its client asked")
+            }
             let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {
             case .data:

@@ -288,6 +288,25 @@ struct ServerClientTunnel {
     /// Inner (IP packet) bytes from and to the client, counted by the pumps under the state lock they hold anyway.
     var receivedBytes: UInt64 = 0
     var transmittedBytes: UInt64 = 0
+    /// The tunnel flags last seen from the client (`SchedulerFlags`; 0 while it announced nothing), so only a
+    /// change reaches the engine.
+    var schedulerFlags: UInt8 = 0
+
+    /// Follows the scheduler the client announced in `flags` (its frames' tunnel flags): this tunnel's downloads are
+    /// scheduled as its uploads are. Returns the mode when the engine switched; nil when `flags` says nothing
+    /// (an older client: the server's own scheduler stays), names no known mode, or repeats the last announcement.
+    mutating func followClientScheduler(_ flags: UInt8) -> SchedulerMode? {
+        guard flags != schedulerFlags else { return nil }
+        schedulerFlags = flags
+        guard let (mode, copies) = SchedulerFlags.decode(flags) else { return nil }
+        guard engine.scheduler != mode || engine.configuration.redundantCopies != copies else { return nil }
+        do throws(MultipathError) {
+            try engine.setScheduler(mode, redundantCopies: copies)
+            return mode
+        } catch {
+            return nil  // can't happen: SchedulerFlags decodes copies of 1–15 only, which always validate
+        }
+    }
 }
 
 struct ServerState: @unchecked Sendable {

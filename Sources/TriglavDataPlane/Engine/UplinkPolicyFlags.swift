@@ -65,3 +65,48 @@ enum UplinkPolicyFlags {
         return heartbeatClass
     }
 }
+
+/// The client's scheduler, carried in the (authenticated, multipath-defined) tunnel flags byte of every frame it
+/// sends (inner header byte 2, docs/PROTOCOL.md §2.6), because the server schedules the download direction and must
+/// use the scheduler the client chose for its tunnel (`[multipath] scheduler`, `Manager1.SetScheduler`): bit 7 =
+/// scheduler present, bits 0–2 = mode (0 aggregate, 1 redundant, 2 failover, 3 flow, 4 lowest-latency), bits 3–6 =
+/// `redundant` copies (0: one per usable uplink; 1–15 copies; 16, the uplink limit, is sent as 0, which means the
+/// same). Every frame carries it, so a runtime switch reaches the server with the next packet or probe.
+/// Zero means "not said" (an older client, which sends that byte as reserved zero): the server keeps its own
+/// scheduler for that tunnel. An unknown mode (a newer client) is ignored the same way.
+enum SchedulerFlags {
+    static let present: UInt8 = 0x80
+    static let modeMask: UInt8 = 0x07
+    static let copiesShift: UInt8 = 3
+    static let copiesMask: UInt8 = 0x78
+    /// The largest copy count with its own code; larger counts reach every uplink anyway (`MultipathLimits.maxUplinks`).
+    static let largestEncodedCopies = 15
+
+    static func encode(_ mode: SchedulerMode, redundantCopies: Int?) -> UInt8 {
+        let code: UInt8 = switch mode {
+        case .aggregate: 0
+        case .redundant: 1
+        case .failover: 2
+        case .flow: 3
+        case .lowestLatency: 4
+        }
+        let copies: UInt8 = redundantCopies.map { (1...largestEncodedCopies).contains($0) ? UInt8($0) : 0 } ?? 0
+        return present | code | copies << copiesShift
+    }
+
+    /// The scheduler in `flags`, nil when the sender said nothing (or named a mode this side doesn't know).
+    static func decode(_ flags: UInt8) -> (mode: SchedulerMode, redundantCopies: Int?)? {
+        guard flags & present != 0 else { return nil }
+        let mode: SchedulerMode
+        switch flags & modeMask {
+        case 0: mode = .aggregate
+        case 1: mode = .redundant
+        case 2: mode = .failover
+        case 3: mode = .flow
+        case 4: mode = .lowestLatency
+        default: return nil
+        }
+        let copies = Int((flags & copiesMask) >> copiesShift)
+        return (mode, copies == 0 ? nil : copies)
+    }
+}

@@ -116,9 +116,11 @@ final class TunnelNode {
 
     /// Returns false when no uplink took the packet.
     @discardableResult
-    private func transmit(sequence: UInt32, packet: InnerPacket, scheduled: UplinkSelection? = nil) -> Bool {
+    private func transmit(sequence: UInt32, packet: InnerPacket, scheduled: UplinkSelection? = nil,
+                          waiting: (uplink: UplinkID, behind: Int)? = nil) -> Bool {
         let slot = Int(sequence & 0xffff)
-        let previous = storeSequences[slot] == sequence ? storeUplinks[slot] : nil
+        let previous = waiting?.uplink ?? (storeSequences[slot] == sequence ? storeUplinks[slot] : nil)
+        let originalWaitsBehind = waiting?.behind
         let wireBytes = packet.bytes + WireOverhead.total
         if let scheduled {
             storeUplinks[slot] = scheduled.first
@@ -133,9 +135,11 @@ final class TunnelNode {
             return true
         }
         let selection = packet.isResend
-            ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now)
+            ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now,
+                                    originalWaitsBehind: originalWaitsBehind)
             : engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
-        storeUplinks[slot] = selection.first
+        // A copy not made because the original still waits keeps that original's uplink on record.
+        if !(selection.isEmpty && waiting != nil) { storeUplinks[slot] = selection.first }
         if selection.isEmpty { unscheduled += 1 }
         for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
         return !selection.isEmpty
@@ -163,6 +167,15 @@ final class TunnelNode {
                 if Int32(bitPattern: data[mid].sequence &- entry.sequence) < 0 { low = mid + 1 } else { high = mid }
             }
             data.insert(entry, at: low)
+        }
+        /// Bytes queued ahead of `sequence` (resends, then data), nil when it isn't queued here.
+        func bytesAhead(of sequence: UInt32) -> Int? {
+            var bytes = resends.reduce(0) { $0 + $1.wireBytes }
+            for index in dataHead..<data.count {
+                if data[index].sequence == sequence { return bytes }
+                bytes += data[index].wireBytes
+            }
+            return nil
         }
         mutating func pop() -> PacedPacket? {
             if !resends.isEmpty { return resends.removeFirst() }
@@ -256,6 +269,14 @@ final class TunnelNode {
         }
     }
 
+    /// The uplink whose pacing queue still holds `sequence` unsent, and the bytes queued ahead of it there.
+    private func waitingOriginal(_ sequence: UInt32) -> (uplink: UplinkID, behind: Int)? {
+        for id in network.uplinkIDs {
+            if let behind = pacing[id]?.bytesAhead(of: sequence) { return (id, behind) }
+        }
+        return nil
+    }
+
     /// Carries out every due duty, delivers what the reorder buffer releases, and arms the next wakeup.
     func pump() {
         var budget = 100_000
@@ -275,12 +296,18 @@ final class TunnelNode {
             case .resend(let sequence):
                 let slot = Int(sequence & 0xffff)
                 if storeSequences[slot] == sequence, var packet = store[slot] {
+                    // Still waiting in its uplink's pacing queue: the engine resends it only if a copy arrives first.
+                    let waiting = waitingOriginal(sequence)
                     packet.isResend = true
-                    if transmit(sequence: sequence, packet: packet) {
+                    if transmit(sequence: sequence, packet: packet, waiting: waiting) {
                         resendsPerformed += 1
                         onResendDuty?(sequence, true)
                         continue
                     }
+                }
+                if storeSequences[slot] == sequence, waitingOriginal(sequence) != nil {
+                    onResendDuty?(sequence, false)
+                    continue
                 }
                 onResendDuty?(sequence, false)
                 declineResend(sequence)
@@ -382,6 +409,8 @@ final class Network {
     private var highestEgressIndex: [Int: Int] = [:]
     /// Distinct packets of constant-rate streams that came out at the server, per stream.
     private(set) var streamDelivered: [Int: Set<Int>] = [:]
+    /// Packets of constant-rate streams that came out at the server a second time, per stream.
+    private(set) var streamDuplicates: [Int: Int] = [:]
 
     init(links: [LinkSpec], seed: UInt64, configuration: MultipathConfiguration = MultipathConfiguration()) throws {
         rng = SplitMix64(seed: seed)
@@ -409,7 +438,9 @@ final class Network {
                 if let flow = self.flows[packet.flow] {
                     flow.onSegment(segment, timestamp: packet.timestamp)
                 } else {
-                    self.streamDelivered[packet.flow, default: []].insert(segment)
+                    if !self.streamDelivered[packet.flow, default: []].insert(segment).inserted {
+                        self.streamDuplicates[packet.flow, default: 0] += 1
+                    }
                 }
             }
         }
