@@ -124,6 +124,10 @@ struct UplinkTracker {
     private(set) var transitJitter: UInt64 = 0
     private var lastTransitSample: Int64 = 0
     private(set) var lastTransitAt: UInt64?
+    /// `rxPackets` at the last `evaluate`, and the evaluation that last saw it grow: when data last arrived on the
+    /// uplink, to within one evaluation (the engine evaluates after every batch of events).
+    private var rxPacketsEvaluated: UInt64 = 0
+    private(set) var lastArrivalSeenAt: UInt64?
 
     init(id: UplinkID, policy: UplinkPolicy, configuration: MultipathConfiguration, now: UInt64) {
         self.id = id
@@ -270,6 +274,10 @@ struct UplinkTracker {
     mutating func evaluate(now: UInt64, configuration: MultipathConfiguration)
         -> (from: UplinkState, to: UplinkState)? {
         expireProbes(now: now, configuration: configuration)
+        if rxPackets != rxPacketsEvaluated {
+            rxPacketsEvaluated = rxPackets
+            lastArrivalSeenAt = now
+        }
         if systemDown { return state == .down ? nil : transition(to: .down, at: now, configuration: configuration) }
         if state != .down, let deadline = blackholeDeadline(configuration), now >= deadline {
             return transition(to: .down, at: now, configuration: configuration)
@@ -333,6 +341,15 @@ struct UplinkTracker {
     ///
     /// Idle (no data unacknowledged, only heartbeats) the rule is stricter: `Tuning.idleLostHeartbeatsForDown`
     /// heartbeats in a row must be past their deadline, so a lossy idle link is degraded rather than down.
+    ///
+    /// While the peer's data keeps arriving on the uplink, the deadline waits for the arrivals to stop (for
+    /// `arrivalsGap`), up to `lateConfirmationAllowance` past it. The confirmations come back on the link's other
+    /// direction, and when that direction carries a download they wait behind it in the link's buffer and are
+    /// tail-dropped with it (in the lab, 100 ms downstream queues: the client's engine declared wifi0 or eth0 down
+    /// at the start of about one download in four while they were delivering it). Arrivals say the other direction
+    /// works, and that ours did until about a loss deadline ago: the peer stops sending data on an uplink whose
+    /// feedback from us stops. So a blackhole (nothing arrives) is found as before, and a dead direction of ours
+    /// once the peer has noticed it too (`LateFeedbackTests`).
     func blackholeDeadline(_ configuration: MultipathConfiguration) -> UInt64? {
         guard let oldest = oldestUnconfirmedSend(), unconfirmedSends >= Tuning.minUnconfirmedSendsForDown else {
             return nil
@@ -341,16 +358,36 @@ struct UplinkTracker {
         // Counted in the link's own heartbeats; a probing link probes at the fast pace, so the fast rule applies.
         let heartbeat = state == .probing ? configuration.heartbeatInterval : policy.idleHeartbeat(configuration)
         let idleDeadline = max(oldest, lastProgressAt) &+ deadline &+ (Tuning.idleLostHeartbeatsForDown - 1) * heartbeat
-        if historyWritten == historyAcked { return idleDeadline }
+        // Idle also when every packet still unacknowledged was sent before a probe that has been answered: the
+        // peer's feedback on the last packets before a pause can be lost (tail-dropped behind a download), and
+        // with nothing sent since, no later feedback would acknowledge them.
+        if historyWritten == historyAcked || (lastDataSentAt ?? 0) <= confirmedSendTime {
+            return waitingForArrivals(idleDeadline)
+        }
         // Under traffic the deadline counts from the oldest unconfirmed send, but a heartbeat lost while the link
         // idled, just before data started again, is judged by the idle rule: otherwise the link went down one loss
         // deadline after that heartbeat, before the new data could be confirmed (three links, seed 7: data resumed
         // on the 40 ms uplink 89 ms after a lost heartbeat, down 57 ms later, and the run lost 17 points).
         if oldest < dataResumedAt {
-            return min(idleDeadline, max(dataResumedAt, lastProgressAt) &+ deadline)
+            return waitingForArrivals(min(idleDeadline, max(dataResumedAt, lastProgressAt) &+ deadline))
         }
-        return max(oldest, lastProgressAt) &+ deadline
+        return waitingForArrivals(max(oldest, lastProgressAt) &+ deadline)
     }
+
+    /// `unconfirmedDeadline`, or later while the peer's data keeps arriving (see `blackholeDeadline`).
+    private func waitingForArrivals(_ unconfirmedDeadline: UInt64) -> UInt64 {
+        guard let arrival = lastArrivalSeenAt, arrival &+ Self.arrivalsGap > unconfirmedDeadline else {
+            return unconfirmedDeadline
+        }
+        return min(unconfirmedDeadline &+ Self.lateConfirmationAllowance, arrival &+ Self.arrivalsGap)
+    }
+
+    /// Data arriving on the uplink within this long counts as a steady flow (a loaded link delivers a packet every
+    /// millisecond or two; the engine notices arrivals at its next evaluation). Well below `minLossDeadline`: a
+    /// blackhole's last arrivals come no later than its last confirmations, so they can't postpone its detection.
+    static let arrivalsGap: UInt64 = 40 * Nanoseconds.millisecond
+    /// How much longer sends may stay unconfirmed while the peer's data keeps arriving (`blackholeDeadline`).
+    static let lateConfirmationAllowance: UInt64 = 1 * Nanoseconds.second
 
     var unconfirmedSends: Int {
         var count = Int(min(historyWritten - historyAcked, UInt64(history.count)))

@@ -165,7 +165,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                     sendControl(.feedback(body), slot: slot, now: now, state: &state)
                 case .stateChanged(let id, let from, let to):
                     let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
-                    tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)")
+                    tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)\(to == .down ? Self.downContext(state.engine.statistics(for: id)) : "")")
                 case .resend(let sequence):
                     resend(sequence: sequence, now: now, state: &state)
                 case .requestResend:
@@ -174,6 +174,16 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
         }
         writeDeliveries()
+    }
+
+    /// What the engine knew of an uplink it just declared down (why it did is often the question: a link whose
+    /// feedback waits behind a download's queue, or one really gone).
+    private static func downContext(_ statistics: TriglavMultipath.UplinkStatistics?) -> String {
+        guard let statistics else { return "" }
+        func ms(_ value: UInt64) -> String { "\(value / Nanoseconds.millisecond) ms" }
+        return " (SRTT \(ms(statistics.smoothedRTT)), RTTVAR \(ms(statistics.rttVariance)), min RTT \(ms(statistics.minimumRTT)),"
+            + " one-way delay above the fastest uplink \(statistics.relativeOneWayDelay.map(ms) ?? "unknown"),"
+            + " received \(statistics.rxPackets) packets, sent \(statistics.txPackets))"
     }
 
     /// Opens every datagram of the batch under the lock.
