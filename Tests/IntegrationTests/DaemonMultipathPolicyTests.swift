@@ -6,10 +6,8 @@ import Testing
 /// the primary works, then takes over within the failover bound when the primary is blackholed.
 @Suite("triglavd multipath policy end to end", .serialized, .enabled(if: DaemonLab.isRoot, "needs root for network namespaces"))
 struct DaemonMultipathPolicyTests {
-    @Test("switching the client to redundant at runtime makes the server send every download packet on both uplinks")
-    func serverFollowsTheClientsScheduler() throws {
-        let lab = try DaemonLab()
-        defer { lab.tearDown() }
+    /// Bus, server and the default client, connected over both uplinks with the tunnel passing traffic.
+    private static func connectServerAndClient(_ lab: DaemonLab) throws {
         try lab.startBus()
         let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
                                                     logName: "server", onBus: false)
@@ -18,6 +16,13 @@ struct DaemonMultipathPolicyTests {
         try notify.waitFor("READY=1", timeout: 15)
         try notify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+    }
+
+    @Test("switching the client to redundant at runtime makes the server send every download packet on both uplinks")
+    func serverFollowsTheClientsScheduler() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        try Self.connectServerAndClient(lab)
 
         try lab.busctl("set-property org.triglav /org/triglav org.triglav.Manager1 Scheduler s redundant")
         Thread.sleep(forTimeInterval: 0.5)  // the next probe or keepalive announces it
@@ -92,14 +97,7 @@ struct DaemonMultipathPolicyTests {
     func manualUplinkFollowsItsCarrier() throws {
         let lab = try DaemonLab()
         defer { lab.tearDown() }
-        try lab.startBus()
-        let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
-                                                    logName: "server", onBus: false)
-        try serverNotify.waitFor("READY=1", timeout: 15)
-        let (_, notify) = try lab.startClient()
-        try notify.waitFor("READY=1", timeout: 15)
-        try notify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
-        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        try Self.connectServerAndClient(lab)
         // AddUplink of the discovered up1 makes it manual: it stays in the tunnel whatever discovery says.
         try lab.busctl("call org.triglav /org/triglav org.triglav.Manager1 AddUplink 'sa{sv}' up1 0")
 

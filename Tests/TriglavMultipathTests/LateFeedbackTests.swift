@@ -85,6 +85,17 @@ import TriglavCore
             inFlight.append((now + oneWayDelay, item))
         }
 
+        /// Cuts both directions now and expects the link down within `bound` (checked over 2 s).
+        mutating func blackholeBothWays(expectDownWithin bound: UInt64) throws {
+            let cutAt = now
+            forwardDeadAt = cutAt
+            reverseDeadAt = cutAt
+            run(until: cutAt + 2 * Nanoseconds.second)
+            let downAt = try #require(downAt)
+            #expect(downAt > cutAt && downAt - cutAt <= bound,
+                    "down \(LateFeedbackTests.milliseconds(downAt, after: cutAt)) ms after the blackhole")
+        }
+
         mutating func run(until end: UInt64) {
             while now < end {
                 now += LateFeedbackTests.ms
@@ -155,13 +166,7 @@ import TriglavCore
         link.download(from: link.now)
         link.run(until: 4 * Nanoseconds.second)
         #expect(link.downAt == nil)
-        let cutAt = link.now
-        link.forwardDeadAt = cutAt
-        link.reverseDeadAt = cutAt
-        link.run(until: cutAt + 2 * Nanoseconds.second)
-        let downAt = try #require(link.downAt)
-        #expect(downAt > cutAt && downAt - cutAt <= (140 + 250) * Self.ms,
-                "down \(Self.milliseconds(downAt, after: cutAt)) ms after the blackhole")
+        try link.blackholeBothWays(expectDownWithin: (140 + 250) * Self.ms)
     }
 
     /// A few packets sent before a pause whose feedback is lost (it was tail-dropped behind a download) leave the
@@ -182,12 +187,7 @@ import TriglavCore
         link.run(until: 32 * Nanoseconds.second)
         #expect(link.downAt == nil, "down \(Self.milliseconds(link.downAt ?? 0, after: 2 * Nanoseconds.second)) ms after the pause began")
         // Still found when it really is blackholed, within the idle bound.
-        let cutAt = link.now
-        link.forwardDeadAt = cutAt
-        link.reverseDeadAt = cutAt
-        link.run(until: cutAt + 2 * Nanoseconds.second)
-        let downAt = try #require(link.downAt)
-        #expect(downAt > cutAt && downAt - cutAt <= Nanoseconds.second, "down \(Self.milliseconds(downAt, after: cutAt)) ms after the blackhole")
+        try link.blackholeBothWays(expectDownWithin: Nanoseconds.second)
     }
 
     /// Only our direction dies: the peer's data keeps coming until the peer notices that our feedback stopped
