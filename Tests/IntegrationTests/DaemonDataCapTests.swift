@@ -46,8 +46,8 @@ struct DaemonDataCapTests {
         let used = try linkBytes(lab, "up1") - before
         // The cap (counted both ways), at most one tick late, plus outer headers; far from 2.9 MB.
         #expect(used >= 900_000 && used <= 1_500_000, "up1 carried \(used) bytes; client log:\n\(lab.log("client"))")
-        #expect(try uplinkProperty(lab, "up1", "State") == "s \"down\"")
-        #expect(try uplinkProperty(lab, "up2", "State") == "s \"active\"")
+        #expect(try lab.uplinkProperty("up1", "State") == "s \"down\"")
+        #expect(try lab.uplinkProperty("up2", "State") == "s \"active\"")
 
         // Out of the tunnel means the server's path is retired as well: nothing arrives on up1 any more.
         let quiet = try linkBytes(lab, "up1")
@@ -66,7 +66,7 @@ struct DaemonDataCapTests {
                                                        extraEnvironment: stateDirectory)
         try againNotify.waitFor("READY=1", timeout: 15)
         try againNotify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 1/1 uplinks established", timeout: 10)
-        #expect(try uplinkProperty(lab, "up1", "State") == "s \"down\"")
+        #expect(try lab.uplinkProperty("up1", "State") == "s \"down\"")
         lab.terminate(again)
     }
 
@@ -74,15 +74,5 @@ struct DaemonDataCapTests {
     private func linkBytes(_ lab: DaemonLab, _ interface: String) throws -> Int {
         let text = try lab.exec(lab.client, "cat /sys/class/net/\(interface)/statistics/tx_bytes /sys/class/net/\(interface)/statistics/rx_bytes")
         return text.split(separator: "\n").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.reduce(0, +)
-    }
-
-    private func uplinkProperty(_ lab: DaemonLab, _ interface: String, _ property: String) throws -> String? {
-        for number in 1...2 {
-            let path = "org.triglav /org/triglav/uplink/\(number) org.triglav.Uplink1"
-            guard try lab.busctl("get-property \(path) Interface") == "s \"\(interface)\"\n" else { continue }
-            return try lab.busctl("get-property \(path) \(property)").trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        Issue.record("no uplink object for \(interface)")
-        return nil
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import TriglavTestSupport
 #if canImport(Glibc)
 import Glibc
@@ -244,6 +245,17 @@ final class DaemonLab: @unchecked Sendable {
     func busctl(_ arguments: String) throws -> String {
         guard let busAddress else { throw DaemonLabError.timeout("no bus started") }
         return try sh("busctl --address=\(busAddress) \(arguments)", timeout: 20)
+    }
+
+    /// A property of the client's Uplink1 object for `interface` (the lab's two uplinks), as busctl prints it.
+    func uplinkProperty(_ interface: String, _ property: String) throws -> String? {
+        for number in 1...2 {
+            let path = "org.triglav /org/triglav/uplink/\(number) org.triglav.Uplink1"
+            guard try busctl("get-property \(path) Interface") == "s \"\(interface)\"\n" else { continue }
+            return try busctl("get-property \(path) \(property)").trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        Issue.record("no uplink object for \(interface)")
+        return nil
     }
 
     // MARK: Shell

@@ -73,7 +73,7 @@ struct DaemonMultipathPolicyTests {
         let busy = try Self.totalBytes(lab, ["up1", "up2"])
         #expect(busy[0] - idle[0] >= 200 * 1028, "the primary carried \(busy[0] - idle[0]) bytes")
         #expect(busy[1] - idle[1] < 5_000, "the backup carried \(busy[1] - idle[1]) bytes while the primary worked")
-        #expect(try Self.uplinkProperty(lab, "up2", "State") == "s \"standby\"")
+        #expect(try lab.uplinkProperty("up2", "State") == "s \"standby\"")
 
         // Blackhole the primary (its interface stays up) in the middle of a ping every 20 ms.
         let ping = try lab.spawn(namespace: lab.client, "ping -c150 -i0.02 -W1 \(DaemonLab.serverTunnelAddress)", logName: "ping")
@@ -104,7 +104,7 @@ struct DaemonMultipathPolicyTests {
         // The far end goes down: up1 loses its carrier, and the engine hears it from the daemon at once.
         try lab.sh("ip -n \(lab.server) link set dn1 down")
         #expect(Self.waitForLog(lab, "client", "uplink up1: system reports its link down"), "client log:\n\(lab.log("client"))")
-        #expect(try Self.uplinkProperty(lab, "up1", "State") == "s \"down\"")
+        #expect(try lab.uplinkProperty("up1", "State") == "s \"down\"")
         let ping = try lab.exec(lab.client, "ping -c50 -i0.02 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 30)
         #expect(Self.answeredSequences(ping).count == 50, "the tunnel works over up2:\n\(ping)")
 
@@ -112,10 +112,10 @@ struct DaemonMultipathPolicyTests {
         try lab.sh("ip -n \(lab.server) link set dn1 up")
         #expect(Self.waitForLog(lab, "client", "uplink up1: system reports its link up"), "client log:\n\(lab.log("client"))")
         let deadline = Date().addingTimeInterval(10)
-        var state = try Self.uplinkProperty(lab, "up1", "State")
+        var state = try lab.uplinkProperty("up1", "State")
         while state != "s \"active\"" && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.2)
-            state = try Self.uplinkProperty(lab, "up1", "State")
+            state = try lab.uplinkProperty("up1", "State")
         }
         #expect(state == "s \"active\"", "client log:\n\(lab.log("client"))")
     }
@@ -170,15 +170,5 @@ struct DaemonMultipathPolicyTests {
             guard line.contains("bytes from"), let range = line.range(of: "icmp_seq=") else { return nil }
             return Int(line[range.upperBound...].prefix { $0.isNumber })
         }
-    }
-
-    static func uplinkProperty(_ lab: DaemonLab, _ interface: String, _ property: String) throws -> String? {
-        for number in 1...2 {
-            let path = "org.triglav /org/triglav/uplink/\(number) org.triglav.Uplink1"
-            guard try lab.busctl("get-property \(path) Interface") == "s \"\(interface)\"\n" else { continue }
-            return try lab.busctl("get-property \(path) \(property)").trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        Issue.record("no uplink object for \(interface)")
-        return nil
     }
 }
