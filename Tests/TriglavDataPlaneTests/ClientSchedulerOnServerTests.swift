@@ -128,6 +128,18 @@ struct ClientSchedulerOnServerTests {
         Set(tunnel.engine.schedule(packetLength: 1200, flowKey: FlowKey(rawValue: 7), now: 2 * TriglavMultipath.Nanoseconds.second + ms))
     }
 
+    @Test("a client flipping its scheduler on every packet gets one log line per 10 s, counting the switches")
+    func schedulerSwitchesAreLoggedAtMostEveryTenSeconds() throws {
+        var tunnel = try Self.serverTunnel(id: 1, address: "10.77.0.2/24")
+        let second = TriglavMultipath.Nanoseconds.second
+        #expect(tunnel.shouldLogSchedulerSwitch(at: 5 * second) == 1)
+        for step in 1...1000 as ClosedRange<UInt64> {
+            #expect(tunnel.shouldLogSchedulerSwitch(at: 5 * second + step * Self.ms) == nil)
+        }
+        #expect(tunnel.shouldLogSchedulerSwitch(at: 15 * second) == 1001)
+        #expect(tunnel.shouldLogSchedulerSwitch(at: 15 * second + Self.ms) == nil)
+    }
+
     @Test("the client that switched to redundant gets its downloads on both uplinks; another client keeps the default")
     func serverFollowsEachClient() throws {
         var state = ServerState(responder: HandshakeResponder(identity: IdentityKey.generate(), authorizedClients: []))

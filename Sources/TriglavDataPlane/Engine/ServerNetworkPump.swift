@@ -335,9 +335,11 @@ final class ServerNetworkPump: @unchecked Sendable {
                 try? state.tunnels[tunnelID]?.engine.updatePolicy(policy, for: uplink)
             }
             if frame.tunnelFlags != state.tunnels[tunnelID]?.schedulerFlags,
-               let mode = state.tunnels[tunnelID]?.followClientScheduler(frame.tunnelFlags) {
+               let mode = state.tunnels[tunnelID]?.followClientScheduler(frame.tunnelFlags),
+               let switches = state.tunnels[tunnelID]?.shouldLogSchedulerSwitch(at: now) {
                 // The client's scheduler (`[multipath] scheduler`, or switched at runtime) holds for its downloads too.
-                server.logger.info("tunnel \(String(tunnelID, radix: 16)): scheduler \(mode.rawValue), as its client asked")
+                let count = switches > 1 ? " (\(switches) switches since the last report)" : ""
+                server.logger.info("tunnel \(String(tunnelID, radix: 16)): scheduler \(mode.rawValue), as its client asked\(count)")
             }
             let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {

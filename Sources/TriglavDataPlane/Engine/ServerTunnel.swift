@@ -291,10 +291,26 @@ struct ServerClientTunnel {
     /// The tunnel flags last seen from the client (`SchedulerFlags`; 0 while it announced nothing), so only a
     /// change reaches the engine.
     var schedulerFlags: UInt8 = 0
+    /// Scheduler switches not yet logged, and when the next may be: a client flipping its announcement (or old
+    /// frames still arriving on a slow uplink after a runtime switch) must not flood the server's log.
+    var unloggedSchedulerSwitches = 0
+    var nextSchedulerLogAt: UInt64 = 0
 
     /// Follows the scheduler the client announced in `flags` (its frames' tunnel flags): this tunnel's downloads are
     /// scheduled as its uploads are. Returns the mode when the engine switched; nil when `flags` says nothing
     /// (an older client: the server's own scheduler stays), names no known mode, or repeats the last announcement.
+    /// Counts a switch and says whether to log it now (at most once per `schedulerLogInterval`), with how many
+    /// switches the line stands for.
+    mutating func shouldLogSchedulerSwitch(at now: UInt64) -> Int? {
+        unloggedSchedulerSwitches += 1
+        guard now >= nextSchedulerLogAt else { return nil }
+        nextSchedulerLogAt = now &+ Self.schedulerLogInterval
+        defer { unloggedSchedulerSwitches = 0 }
+        return unloggedSchedulerSwitches
+    }
+
+    static let schedulerLogInterval: UInt64 = 10 * Nanoseconds.second
+
     mutating func followClientScheduler(_ flags: UInt8) -> SchedulerMode? {
         guard flags != schedulerFlags else { return nil }
         schedulerFlags = flags
@@ -332,9 +348,9 @@ struct ServerState: @unchecked Sendable {
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
     /// Where each client's last removed tunnel left its transmit sequence; its next tunnel continues there.
-    /// A client whose tunnel was dropped under it (DisconnectClient) keeps its reorder buffer, which took
-    /// the old sequences as delivered: starting again at 0 would make it drop them as duplicates. A client
-    /// that restarted has a fresh buffer, which starts at whatever comes first. One entry per authorized key.
+    /// This client starts fresh receive state with every new tunnel (`ClientNetworkPump.startFreshReceiveState`), so
+    /// either start works for it; continuing keeps a peer that kept its reorder buffer across a dropped tunnel
+    /// (DisconnectClient) from taking the new sequences as duplicates. One entry per authorized key.
     var resumeSequences: [IdentityPublicKey: UInt32] = [:]
 
     /// Tunnel owning the destination of `packet`.
