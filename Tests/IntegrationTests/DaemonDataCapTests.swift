@@ -30,8 +30,7 @@ struct DaemonDataCapTests {
         let stateDirectory = ["STATE_DIRECTORY": lab.directory]
         let arguments = "--config \(lab.directory)/client-cap.toml --profile-dir \(lab.directory)/profiles --connect lab"
         try lab.startBus()
-        let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
-                                                    logName: "server", onBus: false)
+        let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
         let (client, notify) = try lab.startDaemon(namespace: lab.client, arguments, logName: "client",
                                                    extraEnvironment: stateDirectory)

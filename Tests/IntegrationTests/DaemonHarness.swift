@@ -148,9 +148,9 @@ final class DaemonLab: @unchecked Sendable {
         try startDaemon(namespace: server, "--config \(directory)/server.toml", logName: "server", onBus: onBus)
     }
 
-    func startClient(connect: Bool = true, logName: String = "client", onBus: Bool = true,
+    func startClient(config: String = "client.toml", connect: Bool = true, logName: String = "client", onBus: Bool = true,
                      extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
-        try startDaemon(namespace: client, "--config \(directory)/client.toml --profile-dir \(directory)/profiles"
+        try startDaemon(namespace: client, "--config \(directory)/\(config) --profile-dir \(directory)/profiles"
                         + (connect ? " --connect lab" : ""), logName: logName, onBus: onBus, extraEnvironment: extraEnvironment)
     }
 

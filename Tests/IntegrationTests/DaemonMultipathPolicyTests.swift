@@ -6,13 +6,13 @@ import Testing
 /// the primary works, then takes over within the failover bound when the primary is blackholed.
 @Suite("triglavd multipath policy end to end", .serialized, .enabled(if: DaemonLab.isRoot, "needs root for network namespaces"))
 struct DaemonMultipathPolicyTests {
-    /// Bus, server and the default client, connected over both uplinks with the tunnel passing traffic.
-    private static func connectServerAndClient(_ lab: DaemonLab) throws {
+    /// Bus, server and a client (`clientConfig` in the lab's directory), connected over both uplinks with the
+    /// tunnel passing traffic.
+    private static func connectServerAndClient(_ lab: DaemonLab, clientConfig: String = "client.toml") throws {
         try lab.startBus()
-        let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
-                                                    logName: "server", onBus: false)
+        let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
-        let (_, notify) = try lab.startClient()
+        let (_, notify) = try lab.startClient(config: clientConfig)
         try notify.waitFor("READY=1", timeout: 15)
         try notify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
@@ -56,16 +56,8 @@ struct DaemonMultipathPolicyTests {
             [uplinks.interface.up2]
             tier = "backup"
             """)
-        try lab.startBus()
-        let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml",
-                                                    logName: "server", onBus: false)
-        try serverNotify.waitFor("READY=1", timeout: 15)
-        let (_, notify) = try lab.startDaemon(namespace: lab.client, "--config \(lab.directory)/client-tiers.toml "
-                                              + "--profile-dir \(lab.directory)/profiles --connect lab", logName: "client")
-        try notify.waitFor("READY=1", timeout: 15)
-        // Both sessions are up although the primary works: the backup is attached, ready to take over.
-        try notify.waitFor(prefix: "STATUS=Connected to lab (198.18.7.1:7443): 2/2 uplinks established", timeout: 10)
-        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        // Both sessions come up although the primary works: the backup is attached, ready to take over.
+        try Self.connectServerAndClient(lab, clientConfig: "client-tiers.toml")
 
         // While the primary works, the backup carries no data (its idle probes only, every 3.2 s each way).
         let idle = try Self.totalBytes(lab, ["up1", "up2"])
