@@ -231,10 +231,7 @@ public final class ClientManager: Sendable {
                 publish(&state)
                 return
             }
-            let previous = connection.statistics
-            connection.statistics = connection.tunnel.snapshot()
-            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
-            let previousFailure = previous?.routingFailure
+            let previousFailure = state.refreshStatistics(&connection, now: clock())?.routingFailure
             reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
             state.phase = .active(connection)
             reconcile(&state)
@@ -500,9 +497,7 @@ public final class ClientManager: Sendable {
         // A capped uplink leaving (its interface went away, say) counts up to now, not up to the last snapshot:
         // the usage since then would otherwise be lost to the ledger.
         if leaving.contains(where: { DataCapLedger.cap(of: $0, in: state.config) != nil }) {
-            let previous = connection.statistics
-            connection.statistics = connection.tunnel.snapshot()
-            state.foldRestartedDataCapCounters(&connection, previous: previous, now: clock())
+            state.refreshStatistics(&connection, now: clock())
         }
         for interface in leaving.sorted() {
             if state.isDataCapSpent(interface, connection), let cap = DataCapLedger.cap(of: interface, in: state.config) {
@@ -746,9 +741,19 @@ extension ClientManager {
             }
         }
 
+        /// Takes a fresh snapshot of the tunnel's statistics, folding restarted data-cap counters into the ledger;
+        /// returns the snapshot it replaced.
+        @discardableResult
+        mutating func refreshStatistics(_ connection: inout Connection, now: Int64) -> ClientTunnelSnapshot? {
+            let previous = connection.statistics
+            connection.statistics = connection.tunnel.snapshot()
+            foldRestartedDataCapCounters(&connection, previous: previous, now: now)
+            return previous
+        }
+
         /// Keeps the ledger monotonic when an attached capped uplink's counters went backwards (the data plane
         /// re-created what counts them): what the old counters had used is spent, and counting restarts from zero.
-        mutating func foldRestartedDataCapCounters(_ connection: inout Connection, previous: ClientTunnelSnapshot?, now: Int64) {
+        private mutating func foldRestartedDataCapCounters(_ connection: inout Connection, previous: ClientTunnelSnapshot?, now: Int64) {
             for interface in connection.attached where DataCapLedger.cap(of: interface, in: config) != nil {
                 guard let old = previous?.uplinks.first(where: { $0.interface == interface }),
                       let new = connection.uplinkStatistics(interface),

@@ -334,8 +334,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.sessions[receiver]?.policyFlags = frame.flags
                 try? state.tunnels[tunnelID]?.engine.updatePolicy(policy, for: uplink)
             }
-            if frame.tunnelFlags != state.tunnels[tunnelID]?.schedulerFlags,
-               let mode = state.tunnels[tunnelID]?.followClientScheduler(frame.tunnelFlags),
+            if let mode = state.tunnels[tunnelID]?.followClientScheduler(frame.tunnelFlags),
                let switches = state.tunnels[tunnelID]?.shouldLogSchedulerSwitch(at: now) {
                 // The client's scheduler (`[multipath] scheduler`, or switched at runtime) holds for its downloads too.
                 let count = switches > 1 ? " (\(switches) switches since the last report)" : ""
