@@ -37,7 +37,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     /// When the resend-repair counters are next logged (if they moved), and what they were then.
     private var nextResendReport: Nanoseconds = 0
     private var reportedRepair = ResendRepairCounters()
-    private static let resendReportInterval = 10 * Nanoseconds.second
+    private static let resendReportInterval = 2 * Nanoseconds.second
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel

@@ -51,7 +51,7 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// When the tunnels' resend-repair counters are next logged (those that moved), and what each was then.
     private var nextResendReport: Nanoseconds = 0
     private var reportedRepair: [UInt64: ResendRepairCounters] = [:]
-    private static let resendReportInterval = 10 * Nanoseconds.second
+    private static let resendReportInterval = 2 * Nanoseconds.second
 
     init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
@@ -599,7 +599,7 @@ final class ServerNetworkPump: @unchecked Sendable {
         for (tunnelID, tunnel) in state.tunnels
         where tunnel.engine.configuration.requestsResends || tunnel.retransmit.peerRequestsResends {
             let counters = ResendRepairCounters(reorder: tunnel.engine.reorderStatistics, store: tunnel.retransmit, resent: state.resentPackets)
-            guard counters != reportedRepair[tunnelID] else { continue }
+            guard counters != reportedRepair[tunnelID] ?? ResendRepairCounters() else { continue }
             reportedRepair[tunnelID] = counters
             server.logger.info("tunnel \(String(tunnelID, radix: 16)): resend repair: \(counters)")
         }
