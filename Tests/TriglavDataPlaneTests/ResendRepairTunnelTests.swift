@@ -5,45 +5,57 @@ import Glibc
 import Testing
 
 /// Resend repair end to end: a real server and client (`triglav-dataplane-dev`) in network namespaces of their own,
-/// two uplinks (up1 primary, up2 secondary, so the server sends the downloads on up1), and 10 % of what the server
-/// sends out of up1 dropped by nftables. 300 pings from the server to the client cross up1 once each. With
-/// `TRIGLAV_RESEND_REQUESTS=1` on the client (the server answers requests whatever its own setting), the client's
-/// reorder buffer asks for each lost echo request and the server resends it: (nearly) no ping is lost. Without it,
-/// about a tenth are. Root only (CI runs the tests as root); everything lives in namespaces `tg-rr-<random>-*`, deleted
+/// two uplinks (up1 primary, up2 secondary, so both sides send their data on up1), and 10 % of what one side sends
+/// out of up1 dropped by nftables. 300 pings cross up1 once each in the lossy direction. With
+/// `TRIGLAV_RESEND_REQUESTS=1` on the receiving side (the sender answers requests whatever its own setting), the
+/// receiver's reorder buffer asks for each lost echo request and the sender resends it: (nearly) no ping is lost.
+/// Without it, about a tenth are. Root only (CI runs the tests as root); everything lives in namespaces `tg-rr-<random>-*`, deleted
 /// in `defer`, also on failure, with the processes in them.
 @Suite("resend repair through tunnels in namespaces", .serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
 struct ResendRepairTunnelTests {
     static let pings = 300
 
+    /// Which way the lossy traffic goes: the server's pings to the client cross up1 server → client (the client's
+    /// reorder buffer asks, the server's pump answers); the client's pings to the server cross it the other way.
+    enum Direction: String, Sendable, CustomTestStringConvertible {
+        case download, upload
+        var testDescription: String { rawValue }
+    }
+
     @Test("loss on the uplink carrying the traffic is repaired by resends only when the receiver asks for them",
-          arguments: [true, false])
-    func lossOnOneUplink(resendRequests: Bool) throws {
+          arguments: [(true, Direction.download), (false, .download), (true, .upload)])
+    func lossOnOneUplink(resendRequests: Bool, direction: Direction) throws {
         let lab = try ResendLab()
         defer { lab.tearDown() }
-        try lab.startServer()
-        try lab.startClient(resendRequests: resendRequests)
+        let receiverAsks = resendRequests ? ["TRIGLAV_RESEND_REQUESTS": "1"] : [:]
+        try lab.startServer(environment: direction == .upload ? receiverAsks : [:])
+        try lab.startClient(environment: direction == .download ? receiverAsks : [:])
         #expect(lab.waitForTunnel(timeout: 10), "no tunnel: \(lab.log("client"))")
         // The probes make up1 ready and tell the server up2 is secondary before the loss starts.
         Thread.sleep(forTimeInterval: 1.5)
-        try lab.exec(lab.server, "nft add table inet tg_rr_loss")
-        try lab.exec(lab.server, "nft 'add chain inet tg_rr_loss output { type filter hook output priority 0; }'")
-        try lab.exec(lab.server, "nft add rule inet tg_rr_loss output oifname dn1 udp sport 7443 numgen random mod 100 '<' 10 counter drop")
+        let (lossy, rule, pinger, target) = direction == .download
+            ? (lab.server, "oifname dn1 udp sport 7443", lab.server, ResendLab.clientTunnelAddress)
+            : (lab.client, "oifname up1 udp dport 7443", lab.client, ResendLab.serverTunnelAddress)
+        try lab.exec(lossy, "nft add table inet tg_rr_loss")
+        try lab.exec(lossy, "nft 'add chain inet tg_rr_loss output { type filter hook output priority 0; }'")
+        try lab.exec(lossy, "nft add rule inet tg_rr_loss output \(rule) numgen random mod 100 '<' 10 counter drop")
         // ping exits 1 when any reply is missing: the summary line says how many.
-        let output = try lab.exec(lab.server, "ping -q -n -c \(Self.pings) -i 0.01 -W 2 \(ResendLab.clientTunnelAddress) || true", timeout: 30)
+        let output = try lab.exec(pinger, "ping -q -n -c \(Self.pings) -i 0.01 -W 2 \(target) || true", timeout: 30)
         let received = Int(output.components(separatedBy: " received").first?.components(separatedBy: " ").last ?? "") ?? -1
-        let dropped = try lab.exec(lab.server, "nft list table inet tg_rr_loss")
+        let dropped = try lab.exec(lossy, "nft list table inet tg_rr_loss")
         let droppedPackets = Int(dropped.components(separatedBy: "packets ").dropFirst().first?.components(separatedBy: " ").first ?? "") ?? 0
         // The loss really hit the tunnel: at least half of the expected 10 % of the pings (plus probes) were dropped.
         #expect(droppedPackets >= Self.pings / 20, "nftables dropped only \(droppedPackets) datagrams: \(dropped)")
         let lost = Self.pings - received
-        print("resend repair in namespaces: requests \(resendRequests ? "on" : "off"): \(lost) of \(Self.pings) pings lost, "
-            + "\(droppedPackets) datagrams dropped on up1")
+        print("resend repair in namespaces, \(direction.rawValue), requests \(resendRequests ? "on" : "off"): \(lost) of \(Self.pings) "
+            + "pings lost, \(droppedPackets) datagrams dropped on up1")
+        let sender = direction == .download ? "server" : "client"
         if resendRequests {
-            #expect(received >= 0 && lost <= 3, "with resend requests \(lost) of \(Self.pings) pings were lost:\n\(output)\n\(lab.log("client"))")
-            #expect(lab.log("server").contains("resend repair"), "the server logged no resend answers:\n\(lab.log("server"))")
+            #expect(received >= 0 && lost <= 3, "with resend requests \(lost) of \(Self.pings) pings were lost:\n\(output)")
+            #expect(lab.log(sender).contains("the peer asked for"), "the \(sender) logged no resend answers:\n\(lab.log(sender))")
         } else {
             #expect(lost >= 10, "without resend requests only \(lost) of \(Self.pings) pings were lost: the loss didn't reach the tunnel")
-            #expect(!lab.log("server").contains("resend repair"), "a client that doesn't ask still got resends")
+            #expect(!lab.log(sender).contains("resend repair"), "a receiver that doesn't ask still got resends")
         }
     }
 }
@@ -115,17 +127,17 @@ final class ResendLab: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    func startServer() throws {
+    func startServer(environment: [String: String]) throws {
         try spawn(namespace: server, "\(Self.driver) server --key \(serverKey) --tun tgrs0 --address \(Self.serverTunnelAddress)/24 "
                   + "--listen \(Self.serverAddress):7443 --client \(clientPublicKey)=\(Self.clientTunnelAddress)/24 --no-nat --verbose",
-                  environment: [:], logName: "server")
+                  environment: environment, logName: "server")
         try waitForOutput("server", containing: "ready", timeout: 10)
     }
 
-    func startClient(resendRequests: Bool) throws {
+    func startClient(environment: [String: String]) throws {
         try spawn(namespace: client, "\(Self.driver) client --key \(clientKey) --server-key \(serverPublicKey) "
                   + "--server \(Self.serverAddress):7443 --tun tgrc0 --uplink up1:primary --uplink up2:secondary --verbose",
-                  environment: resendRequests ? ["TRIGLAV_RESEND_REQUESTS": "1"] : [:], logName: "client")
+                  environment: environment, logName: "client")
         try waitForOutput("client", containing: "ready", timeout: 10)
     }
 

@@ -316,7 +316,8 @@ final class ClientNetworkPump: @unchecked Sendable {
                 state.resetUplink(slot, now: now)
             case .resendRequest:
                 guard case .resendRequest(let run)? = try? ControlFrame.parse(type: .resendRequest, body: body) else { return }
-                state.retransmit.answer(run, transmitSequence: state.transmitSequence, resend: { first, count in
+                let store = state.retransmit
+                store.answer(run, transmitSequence: state.transmitSequence, resend: { first, count in
                     state.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
                 }, decline: { first, count in
                     // Answered on the uplink the request came on: it works, it just carried the request.
