@@ -545,7 +545,6 @@ final class ServerNetworkPump: @unchecked Sendable {
         deliveries.removeAll { $0.0 == tunnelID }
     }
 
-    /// Sends a packet that was in flight on a dead client uplink again, on the uplink the tunnel's engine picks.
     /// Sends a packet to the client again (one in flight on a dead uplink, or one the client asked for) on the uplink
     /// the engine picks now, avoiding the one it first went on. False when it couldn't: no longer stored, or no
     /// uplink took it (`scheduleResend` leaves a loss into a full queue to the inner TCP).
