@@ -21,7 +21,7 @@ enum UplinkPaths {
     /// the source address) connected to `server` — the kernel's own route lookup, policy rules included — whose
     /// IP_MTU is the path MTU. Interfaces netlink doesn't know are left out.
     static func lookUp(_ interfaces: [InterfaceName], server: IPEndpoint, mark: UInt32,
-                       logger: Logger) -> [InterfaceName: UplinkPath] {
+                       logger: Logger = Logger(label: "triglav.dataplane.paths")) -> [InterfaceName: UplinkPath] {
         guard !interfaces.isEmpty, let netlink = try? NetlinkRouteSocket(logger: logger),
               let links = try? netlink.links() else { return [:] }
         let family: AddressFamily = server.address.isIPv4 ? .ipv4 : .ipv6
