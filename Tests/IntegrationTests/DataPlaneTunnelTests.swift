@@ -153,11 +153,16 @@ struct DataPlaneTunnelTests {
         // The server listens on IPv4 only, so its TUN takes the same 1432 (the replies below are as large).
         #expect((try? lab.exec(lab.server, "cat /sys/class/net/tgs0/mtu"))?.trimmingCharacters(in: .whitespacesAndNewlines)
                 == "\(1500 - overhead)")
-        // A full-size inner packet with DF fits the 1500-byte uplinks exactly (sent over UDP with DF: one byte
-        // of overhead too few would fail with EMSGSIZE); one byte more is refused by the TUN's MTU.
+        // A full-size inner packet with DF fits the 1500-byte uplinks exactly: its outer datagram is 1500 bytes and
+        // leaves whole (the uplink sockets refuse to fragment, so one byte of overhead too few would fail with
+        // EMSGSIZE; a capture catches any fragment either way). One byte more is refused by the TUN's MTU.
         let full = 1500 - overhead - 28
-        #expect((try? lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(full) \(DataPlaneLab.serverTunnelAddress)")) != nil,
-                "a \(full + 28)-byte inner packet didn't get through")
+        let outer = try DataPlaneUplinkPathTests.outerPackets(lab) {
+            #expect((try? lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(full) \(DataPlaneLab.serverTunnelAddress)")) != nil,
+                    "a \(full + 28)-byte inner packet didn't get through")
+        }
+        #expect(outer.fragments.isEmpty, "fragments on the uplinks: \(outer.fragments)")
+        #expect(!outer.lengths.isEmpty && outer.lengths.allSatisfy { $0 == 1500 }, "outer lengths \(outer.lengths)")
         #expect((try? lab.exec(lab.client, "ping -c 1 -W 1 -M do -s \(full + 1) \(DataPlaneLab.serverTunnelAddress)")) == nil)
         try lab.sh("ip -n \(lab.client) link set up2 mtu 1400")
         #expect(tunnelMTU(becomes: 1400 - overhead) == 1400 - overhead)
