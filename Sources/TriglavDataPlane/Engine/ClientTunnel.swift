@@ -15,9 +15,10 @@ public struct ClientTunnelConfiguration: Sendable {
     public var server: IPEndpoint
     /// Name of the TUN device to create.
     public var tunnelInterface: InterfaceName
-    /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
-    /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
-    /// and never below 1280 (IPv6's minimum). nil: a 1500-byte uplink's worth for the server's family,
+    /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest path MTU to
+    /// the server of the uplinks that carry traffic, minus the real overhead (outer IP + UDP + Triglav
+    /// framing), never above this value and never below 1280 while the tunnel carries IPv6 (576 without;
+    /// docs/DATAPLANE.md, "TUN MTU"). nil: a 1500-byte uplink's worth for the server's family,
     /// 1432 to an IPv4 server, 1412 to an IPv6 one (`TunnelMTU.defaultCeiling`).
     public var mtu: Int?
     /// The ceiling actually used: `mtu`, or the default for the server's address family.
