@@ -502,7 +502,11 @@ public final class ClientTunnel: Sendable {
     /// Applies a (new) assignment: addresses and routes, off the packet path.
     func assignmentChanged(_ assignment: TunnelAddresses, tun: InterfaceName) {
         logger.info("server assigned \(assignment)")
-        control.async { [self] in applyAssignment(assignment, tun: tun, attempt: 1) }
+        control.async { [self] in
+            // The floor first: an assignment with IPv6 needs a TUN MTU of at least 1280 before its address goes on.
+            updateMTU()
+            applyAssignment(assignment, tun: tun, attempt: 1)
+        }
     }
 
     /// Longest wait between attempts to apply an assignment that failed (the first retry is after 1 s).
