@@ -42,6 +42,31 @@ struct DataPlaneUplinkPathTests {
         try lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(1500 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
     }
 
+    @Test("IPv6 inside over a 1300-byte path: the TUN stays at 1280 with its IPv6 address, the client warns, and a packet too large for the path is refused, not fragmented")
+    func floorWithIPv6Inside() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1300")
+        _ = try lab.spawn(namespace: lab.server, "\(DataPlaneLab.driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+            + "--address 10.77.0.1/24 --address fd77::1/64 --client \(lab.clientPublicKey)=10.77.0.2/24,fd77::2/64 --verbose",
+            logName: "server")
+        try lab.waitForOutput("server", containing: "ready", timeout: 10)
+        _ = try lab.startClient(uplinks: ["up1"])
+        #expect(lab.waitForTunnel(timeout: 10))
+        #expect(Self.tunnelMTU(lab, becomes: TunnelFloor.ipv6) == TunnelFloor.ipv6)
+        try lab.waitForOutput("client", containing: "uplink up1: path MTU 1300 to the server leaves room for 1232-byte inner packets",
+                              timeout: 5)
+        #expect(try lab.exec(lab.client, "ip -6 address show dev tgc0").contains("fd77::2"))
+        try lab.exec(lab.client, "ping -6 -c2 -i0.2 -W2 fd77::1")
+        // A 1232-byte inner packet fits the path; a 1280-byte one (the TUN's MTU) doesn't and is dropped whole.
+        let outer = try Self.outerPackets(lab) {
+            try lab.exec(lab.client, "ping -6 -c2 -i0.2 -W2 -M do -s \(1232 - 48) fd77::1")
+            #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 -M do -s \(1280 - 48) fd77::1")) == nil)
+        }
+        #expect(outer.fragments.isEmpty, "fragments on the uplinks: \(outer.fragments)")
+        #expect(outer.lengths.allSatisfy { $0 <= 1300 }, "outer lengths \(outer.lengths)")
+    }
+
     @Test("a `never` uplink's small path MTU doesn't lower the TUN MTU")
     func neverUplinkDoesNotCount() throws {
         let lab = try DataPlaneLab()
@@ -120,6 +145,11 @@ struct DataPlaneUplinkPathTests {
         }
         return (lengths, fragments)
     }
+}
+
+enum TunnelFloor {
+    /// The kernel's minimum link MTU for IPv6 (TunnelMTU.ipv6Floor).
+    static let ipv6 = 1280
 }
 
 /// The fields of a `tcpdump -v` IPv4 header line: "IP (tos 0x0, ttl 64, id 0, offset 0, flags [DF], proto UDP (17), length 1500)".
