@@ -11,6 +11,9 @@ import Glibc
 final class DataPlaneLab: @unchecked Sendable {
     static let serverAddress = "198.18.0.1"
     static let internetAddress = "172.31.0.2"
+    /// The internet host's IPv6 address (reached through the tunnel only when the server assigns the client IPv6).
+    static let internetIPv6Address = "2001:db8:31::2"
+    static let serverTunnelIPv6Address = "fd77::1"
     static let serverTunnelAddress = "10.77.0.1"
     static let clientTunnelAddress = "10.77.0.2"
     static let uplinks = ["up1", "up2", "up3"]
@@ -72,6 +75,8 @@ final class DataPlaneLab: @unchecked Sendable {
         try sh("ip link add wan0 netns \(server) type veth peer name eth0 netns \(internet)")
         try sh("ip -n \(server) address add 172.31.0.1/24 dev wan0")
         try sh("ip -n \(internet) address add \(Self.internetAddress)/24 dev eth0")
+        try sh("ip -n \(server) -6 address add 2001:db8:31::1/64 dev wan0 nodad")
+        try sh("ip -n \(internet) -6 address add \(Self.internetIPv6Address)/64 dev eth0 nodad")
         try sh("ip -n \(server) link set wan0 up")
         try sh("ip -n \(internet) link set eth0 up")
         // Keys.
@@ -96,12 +101,15 @@ final class DataPlaneLab: @unchecked Sendable {
 
     // MARK: Tunnel processes
 
-    func startServer(extraClients: [String] = [], logName: String = "server", extraArguments: String = "") throws -> Process {
+    /// Starts the server; with `ipv6` it has fd77::1/64 on its TUN too and gives each client fd77::N/64 besides 10.77.0.N.
+    func startServer(extraClients: [String] = [], ipv6: Bool = false, logName: String = "server",
+                     extraArguments: String = "") throws -> Process {
         let clients = ([clientPublicKey] + extraClients).enumerated().map { index, key in
-            "--client \(key)=10.77.0.\(index + 2)/24"
+            "--client \(key)=10.77.0.\(index + 2)/24" + (ipv6 ? ",fd77::\(index + 2)/64" : "")
         }.joined(separator: " ")
+        let addresses = "--address \(Self.serverTunnelAddress)/24" + (ipv6 ? " --address \(Self.serverTunnelIPv6Address)/64" : "")
         let process = try spawn(namespace: server, "\(Self.driver) server --key \(serverKeyFile) --tun tgs0 "
-            + "--address \(Self.serverTunnelAddress)/24 \(clients) \(extraArguments) --verbose", logName: logName)
+            + "\(addresses) \(clients) \(extraArguments) --verbose", logName: logName)
         try waitForOutput(logName, containing: "ready", timeout: 10)
         return process
     }
