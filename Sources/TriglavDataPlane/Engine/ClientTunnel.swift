@@ -51,8 +51,9 @@ public struct ClientTunnelConfiguration: Sendable {
     public static let defaultMaxEqualizationDelay: UInt64 = 100 * Nanoseconds.millisecond
 
     /// Multipath defaults for the data plane. The sender re-sends packets that were in flight on a dying
-    /// uplink (from its `RetransmitStore`); receivers don't request resends, as the wire protocol has no
-    /// frame for such requests yet.
+    /// uplink (from its `RetransmitStore`); receivers request resends of lost packets only when the experimental
+    /// `TRIGLAV_RESEND_REQUESTS=1` is set (`ResendRequestSwitch`, docs/DATAPLANE.md "Resend requests"); both sides
+    /// answer the peer's requests either way.
     ///
     /// The engine's ingress queue target (refusing packets whose modelled arrival is more than 80 ms late) is
     /// off: with the capacity estimate starting at 10 Mbit/s, refusing at the estimate keeps the delivery
@@ -64,7 +65,7 @@ public struct ClientTunnelConfiguration: Sendable {
     /// estimates catch up with links their probes show to be faster (`capacityCatchUp`, docs/LAB.md).
     public static var defaultMultipath: MultipathConfiguration {
         var configuration = MultipathConfiguration()
-        configuration.requestsResends = false
+        configuration.requestsResends = ResendRequestSwitch.enabledByEnvironment
         configuration.ingressQueueTarget = nil
         configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
         configuration.capacityCatchUp = true
@@ -792,7 +793,7 @@ final class ClientTunPump: @unchecked Sendable {
                 }
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
-                state.retransmit.store(sequence: sequence, packet: packet)
+                state.retransmit.store(sequence: sequence, packet: packet, sentOn: selection.first)
                 for id in selection {
                     guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket else { continue }
                     let batch = outgoing[slot]

@@ -277,8 +277,9 @@ struct ServerClientTunnel {
     var sessions: [UInt32] = []
     /// Scheduler, uplink quality and reorder buffer of this client's tunnel.
     var engine: MultipathEngine<Int>
-    /// Recently sent packets, for the engine's resend duties.
-    let retransmit = RetransmitStore(capacity: 512)
+    /// Recently sent packets, for the engine's resend duties and the client's resend requests: 1024 × 2 KiB, about
+    /// 200 ms of a 60 Mbit/s download (a request comes a reorder wait plus a one-way delay after the loss).
+    let retransmit = RetransmitStore(capacity: 1024)
     /// The confirmed session that currently carries each uplink (engine uplink raw value → session index).
     var uplinkSessions: [UInt32: UInt32] = [:]
     var transmitSequence: UInt32 = 0
@@ -452,7 +453,7 @@ final class ServerTunPump: @unchecked Sendable {
                 }
                 state.tunnels[tunnelID]?.transmitSequence &+= 1
                 state.dutyDeadlines[tunnelID] = 0  // sending may bring its probes forward (active probing)
-                state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet)
+                state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet, sentOn: selection.first)
                 for uplink in selection {
                     guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
                           let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,
