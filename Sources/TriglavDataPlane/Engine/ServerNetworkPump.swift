@@ -350,7 +350,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {
             case .data:
-                guard let tunnel = state.tunnels[tunnelID], state.isSourceAllowed(body, tunnel: tunnel) else {
+                guard state.isSourceAllowed(body, addresses: state.tunnels[tunnelID]?.addresses) else {
                     state.droppedSpoofed &+= 1
                     return
                 }

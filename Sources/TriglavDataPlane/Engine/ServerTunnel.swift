@@ -361,13 +361,17 @@ struct ServerState: @unchecked Sendable {
         return nil
     }
 
-    /// Whether `packet`'s inner source is one of the tunnel's addresses (anti-spoofing).
-    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, tunnel: ServerClientTunnel) -> Bool {
+    /// Whether `packet`'s inner source is one of a tunnel's `addresses` (anti-spoofing); nil (no such tunnel): no.
+    /// Takes the addresses, not the tunnel: the caller reads them with `state.tunnels[id]?.addresses`, so no copy of
+    /// the tunnel is alive when its engine is mutated next (a copy would make that mutation copy the engine's
+    /// arrays, reorder buffer included, for every data packet).
+    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, addresses: TunnelAddresses?) -> Bool {
+        guard let addresses else { return false }
         if let v4 = PacketClassifier.ipv4Source(packet) {
-            if case .v4(let assigned) = tunnel.addresses.ipv4.address { return v4 == assigned }
+            if case .v4(let assigned) = addresses.ipv4.address { return v4 == assigned }
             return false
         }
-        if let v6 = PacketClassifier.ipv6Source(packet) { return tunnel.addresses.ipv6?.address == v6 }
+        if let v6 = PacketClassifier.ipv6Source(packet) { return addresses.ipv6?.address == v6 }
         return false
     }
 
