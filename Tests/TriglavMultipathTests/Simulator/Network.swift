@@ -140,6 +140,9 @@ final class TunnelNode {
             for id in scheduled { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
             return true
         }
+        // A resend of a packet whose uplink is down is a failover resend; the others answer the receiver's requests
+        // (repairs) and go ahead of the failover backlog (`MultipathEngine.scheduleResend`).
+        let isRepair = packet.isResend && !(previous.flatMap { engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
         if roundRobin {
             let ids = network.uplinkIDs
             let id = ids[roundRobinNext % ids.count]
@@ -154,7 +157,7 @@ final class TunnelNode {
         // A copy not made because the original still waits keeps that original's uplink on record.
         if !(selection.isEmpty && waiting != nil) { storeUplinks[slot] = selection.first }
         if selection.isEmpty { unscheduled += 1 }
-        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes, isRepair: isRepair) }
         return !selection.isEmpty
     }
 
@@ -166,12 +169,13 @@ final class TunnelNode {
         var wireBytes: Int
     }
     private struct PacingQueues {
+        var repairs: [PacedPacket] = []
         var resends: [PacedPacket] = []
         var data: [PacedPacket] = []
         var dataHead = 0
         var wakeAt: UInt64?
-        var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
-        var count: Int { resends.count + data.count - dataHead }
+        var isEmpty: Bool { repairs.isEmpty && resends.isEmpty && dataHead >= data.count }
+        var count: Int { repairs.count + resends.count + data.count - dataHead }
         /// Puts a resend among the queued data in tunnel-sequence order (data is queued in that order).
         mutating func insertBySequence(_ entry: PacedPacket) {
             var low = dataHead, high = data.count
@@ -183,7 +187,7 @@ final class TunnelNode {
         }
         /// Bytes queued ahead of `sequence` (resends, then data), nil when it isn't queued here.
         func bytesAhead(of sequence: UInt32) -> Int? {
-            var bytes = resends.reduce(0) { $0 + $1.wireBytes }
+            var bytes = repairs.reduce(0) { $0 + $1.wireBytes } + resends.reduce(0) { $0 + $1.wireBytes }
             for index in dataHead..<data.count {
                 if data[index].sequence == sequence { return bytes }
                 bytes += data[index].wireBytes
@@ -191,6 +195,7 @@ final class TunnelNode {
             return nil
         }
         mutating func pop() -> PacedPacket? {
+            if !repairs.isEmpty { return repairs.removeFirst() }
             if !resends.isEmpty { return resends.removeFirst() }
             guard dataHead < data.count else { return nil }
             dataHead += 1
@@ -210,6 +215,9 @@ final class TunnelNode {
     static var defaultResendsInSequenceOrder: Bool {
         ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_IN_ORDER"] != nil
     }
+    /// Pacing: resends a receiver asked for go ahead of the failover resends already queued (experiment switch while
+    /// measuring: `TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER=1` queues them behind, as before).
+    var repairsAheadOfFailover = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER"] == nil
     /// Packets waiting on our side now (all uplinks), for traces.
     var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } + shared.count - sharedHead }
 
@@ -269,9 +277,10 @@ final class TunnelNode {
     }
 
     /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
-    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int, isRepair: Bool = false) {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
         if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
+        else if isRepair && repairsAheadOfFailover { pacing[id, default: PacingQueues()].repairs.append(entry) }
         else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
         if lateBinding { serviceUplinks() } else { drainPacingQueue(id) }
