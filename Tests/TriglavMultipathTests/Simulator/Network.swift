@@ -215,8 +215,11 @@ final class TunnelNode {
     static var defaultResendsInSequenceOrder: Bool {
         ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_IN_ORDER"] != nil
     }
-    /// Pacing: resends a receiver asked for go ahead of the failover resends already queued (experiment switch while
-    /// measuring: `TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER=1` queues them behind, as before).
+    /// Late binding: resends a receiver asked for (repairs) go ahead of the failover resends already queued, as
+    /// `MultipathEngine.scheduleResend` models them (`TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER=1`: behind, as before).
+    /// With per-uplink queues they stay behind: there the failover backlog holds the dead uplink's share of the standing
+    /// queue too, and repairs ahead of it lengthened the Reno gaps (seeds 11–15: 315 437 228 307 1975 ms against
+    /// 348 350 235 369 1020; BENCHMARKS.md, "Repairs ahead of the failover backlog").
     var repairsAheadOfFailover = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER"] == nil
     /// Packets waiting on our side now (all uplinks), for traces.
     var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } + shared.count - sharedHead }
@@ -224,9 +227,12 @@ final class TunnelNode {
     /// Late binding (`MultipathEngine.admitShared`/`dequeueShared`): new packets wait in one shared FIFO in sequence
     /// order and are bound to an uplink only when one may send; per-uplink queues hold resends only. Needs
     /// `ingressDropsKeepSequence = false` (the engine admits before the packet is numbered, as the data plane does).
+    /// Used only where pacing is (the paced deployment). On by default: with repairs ahead of the failover backlog it
+    /// is the one configuration that meets every done-when bullet of issue 4; `TRIGLAV_MULTIPATH_LATE_BINDING=0` runs
+    /// the paced runs with per-uplink queues instead.
     var lateBinding = TunnelNode.defaultLateBinding
     static var defaultLateBinding: Bool {
-        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_LATE_BINDING"] != nil
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_LATE_BINDING"] != "0"
     }
     private var shared: [PacedPacket] = []
     private var sharedHead = 0
@@ -280,7 +286,7 @@ final class TunnelNode {
     private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int, isRepair: Bool = false) {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
         if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
-        else if isRepair && repairsAheadOfFailover { pacing[id, default: PacingQueues()].repairs.append(entry) }
+        else if isRepair && lateBinding && repairsAheadOfFailover { pacing[id, default: PacingQueues()].repairs.append(entry) }
         else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
         if lateBinding { serviceUplinks() } else { drainPacingQueue(id) }
@@ -505,6 +511,11 @@ final class Network {
         rng = SplitMix64(seed: seed)
         client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
         server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
+        // Late binding needs pacing (a shared queue is drained only as the uplinks' pacers allow).
+        if configuration.pacingQueueAllowance == nil {
+            client.lateBinding = false
+            server.lateBinding = false
+        }
 
         for (index, spec) in links.enumerated() {
             let id = UplinkID(UInt32(index + 1))
