@@ -243,9 +243,10 @@ struct BlackholeRun {
                 for seed in seeds {
                     let run = try BlackholeRun(seed: seed, paced: paced, tcp: model)
                     let gap = run.completedAt == nil ? "DNF" : "\(run.longestGap / Nanoseconds.millisecond)"
-                    cells.append("\(seed):\(gap)/\(run.timeouts)")
+                    let detected = run.detectedAfter.map { "\($0 / Nanoseconds.millisecond)" } ?? "never"
+                    cells.append("\(seed):\(gap)/\(run.timeouts)/d\(detected)")
                 }
-                print("blackhole \(paced ? "paced" : "immediate") tcp=\(model.rawValue) gap ms/RTOs: \(cells.joined(separator: " "))")
+                print("blackhole \(paced ? "paced" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms: \(cells.joined(separator: " "))")
             }
         }
     }
