@@ -30,6 +30,11 @@ public enum Nanoseconds {
 
 /// Internal tuning constants that are not worth a configuration knob.
 enum Tuning {
+    /// Resend requests avoid an uplink on which nothing arrived for this many of its usual gaps between arrivals
+    /// (and at least `minSilence`): when the best uplink blackholes, the receiver's requests went on it until the
+    /// probes declared it down, and were lost (docs/MULTIPATH.md, "Requests on a silent uplink").
+    static let silenceGaps: UInt64 = 8
+    static let minSilence: UInt64 = 10 * Nanoseconds.millisecond
     /// RFC 6298 §2: gains 1/8 (SRTT) and 1/4 (RTTVAR).
     static let srttGainShift: Int64 = 3
     static let rttvarGainShift: Int64 = 2

@@ -29,6 +29,8 @@ public struct MultipathEngine<Packet> {
     private var latestTime: UInt64 = 0
     private var lastTimingUpdate: UInt64?
     private var excludedIndex: Int?
+    /// Uplinks `schedule` avoids when any other is usable (`avoidingSilentUplinks`).
+    private var avoidedMask: UInt32 = 0
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
     /// Paced ingress AQM: no further refusal (below the hard limit) before this.
@@ -221,6 +223,7 @@ public struct MultipathEngine<Packet> {
             evaluate(index, now: now)
         case .probeReceived(let id, let senderTimestamp, _):
             guard let index = index(of: id) else { return }
+            uplinks[index].noteArrival(at: now)
             let raw = event.timestamp &- senderTimestamp
             let base = transitBase ?? raw
             transitBase = base
@@ -294,7 +297,10 @@ public struct MultipathEngine<Packet> {
     public mutating func receive(_ packet: Packet, sequence: UInt32, uplink: UplinkID, counter: UInt64, bytes: Int,
                                  now: UInt64, ordered: Bool = true) -> ReorderVerdict {
         let now = advanceClock(to: now)
-        if let index = index(of: uplink) { uplinks[index].recordReceive(counter: counter, bytes: bytes) }
+        if let index = index(of: uplink) {
+            uplinks[index].recordReceive(counter: counter, bytes: bytes)
+            uplinks[index].noteArrival(at: now)
+        }
         if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
         let releaseAt = now &+ equalizer.noteData(on: uplink, at: now)
         // A gap's wait counts from when the packets behind it would leave the equaliser anyway: a packet
@@ -565,6 +571,7 @@ public struct MultipathEngine<Packet> {
         if let excluded = excludedIndex, mask & ~(UInt32(1) << UInt32(excluded)) != 0 {
             mask &= ~(UInt32(1) << UInt32(excluded))
         }
+        if mask & ~avoidedMask != 0 { mask &= ~avoidedMask }
         return mask
     }
 
@@ -663,6 +670,17 @@ public struct MultipathEngine<Packet> {
             }
         }
         return selection
+    }
+
+    /// `schedule` for a receiver's resend request (or another tunnel-wide control frame, `flowKey` nil): uplinks on
+    /// which nothing arrived for much longer than usual (`UplinkTracker.isSilent`) are avoided when another is
+    /// usable. The best uplink may be blackholing unnoticed — the probes declare it down ~100 ms later — and a
+    /// request lost on it leaves the gap to the sender's TCP.
+    public mutating func scheduleControl(packetLength: Int, now: UInt64, isAcknowledgement: Bool = false) -> UplinkSelection {
+        let now = advanceClock(to: now)
+        for index in uplinks.indices where uplinks[index].isSilent(at: now) { avoidedMask |= UInt32(1) << UInt32(index) }
+        defer { avoidedMask = 0 }
+        return schedule(packetLength: packetLength, flowKey: nil, now: now, isAcknowledgement: isAcknowledgement)
     }
 
     /// The ingress AQM with pacing, where the standing queue is ours. A packet that would queue longer than

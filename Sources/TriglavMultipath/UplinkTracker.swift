@@ -131,6 +131,10 @@ struct UplinkTracker {
     /// uplink, to within one evaluation (the engine evaluates after every batch of events).
     private var rxPacketsEvaluated: UInt64 = 0
     private(set) var lastArrivalSeenAt: UInt64?
+    /// When a data packet or probe last arrived on this uplink, and the smoothed gap between such arrivals (gain 1/8):
+    /// a receiver's resend requests avoid an uplink silent for much longer than its usual gap (`isSilent`).
+    private var lastReceivedAt: UInt64?
+    private var receiveGap: UInt64 = 0
 
     init(id: UplinkID, policy: UplinkPolicy, configuration: MultipathConfiguration, now: UInt64) {
         self.id = id
@@ -631,6 +635,21 @@ struct UplinkTracker {
         rxPackets &+= 1
         rxBytes &+= UInt64(max(0, bytes))
         rxHighestCounter = max(rxHighestCounter, counter)
+    }
+
+    mutating func noteArrival(at now: UInt64) {
+        if let last = lastReceivedAt, now >= last {
+            let sample = min(now - last, Nanoseconds.second)
+            receiveGap = sample >= receiveGap ? receiveGap + (sample - receiveGap) / 8 : receiveGap - (receiveGap - sample) / 8
+        }
+        lastReceivedAt = now
+    }
+
+    /// Nothing arrived for longer than `Tuning.silenceGaps` usual gaps (and `Tuning.minSilence`): the uplink may be
+    /// dying unnoticed — its state changes only after the probes' timeout, ~100 ms later.
+    func isSilent(at now: UInt64) -> Bool {
+        guard let last = lastReceivedAt, now > last else { return false }
+        return now - last > max(Tuning.silenceGaps * receiveGap, Tuning.minSilence)
     }
 
     func feedbackDue(at now: UInt64, interval: UInt64) -> UInt64? {

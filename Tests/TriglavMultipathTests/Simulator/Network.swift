@@ -330,6 +330,8 @@ final class TunnelNode {
     /// carried out (true) or declined (false).
     var onDataArrival: ((UInt32, InnerPacket, UplinkID) -> Void)?
     var onResendRequest: ((UInt32, UInt32) -> Void)?
+    /// Resend requests avoid uplinks silent for much longer than usual (`schedule(avoidingSilentUplinks:)`).
+    var avoidSilentUplinks = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REQUESTS_ON_SILENT"] == nil
     var onResendDuty: ((UInt32, Bool) -> Void)?
     /// An inner packet the engine refused at ingress (data-plane numbering only).
     var onRefused: ((InnerPacket) -> Void)?
@@ -380,7 +382,8 @@ final class TunnelNode {
                 network.send(from: self, on: id, frame: .feedback(report), bytes: controlFrameBytes)
             case .requestResend(let first, let count):
                 onResendRequest?(first, count)
-                let selection = engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
+                let selection = avoidSilentUplinks ? engine.scheduleControl(packetLength: controlFrameBytes, now: now)
+                    : engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
                 if let id = selection.first {
                     network.send(from: self, on: id, frame: .resendRequest(first: first, count: count), bytes: controlFrameBytes)
                 }
