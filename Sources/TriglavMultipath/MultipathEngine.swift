@@ -709,9 +709,26 @@ public struct MultipathEngine<Packet> {
     /// selection is empty and the data plane does nothing (no resend-declined: the original is on its way).
     public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, now: UInt64,
                                         originalWaitsBehind: Int? = nil) -> UplinkSelection {
+        scheduleResend(packetLength: packetLength, originalUplink: originalUplink, alsoAvoiding: nil, now: now,
+                       originalWaitsBehind: originalWaitsBehind)
+    }
+
+    /// `scheduleResend` for a repair (a resend the receiver asked for), also avoiding `alsoAvoiding` when another
+    /// uplink is usable: the uplink the packet was first sent on, when `originalUplink` is that of an earlier repair
+    /// (lost too). A loss on the best uplink may be the start of its blackhole, which the probes notice only ~100 ms
+    /// later; the second repair of a packet then went back to the dying uplink once the first repair's was excluded.
+    /// The simulator's experiment (`TRIGLAV_MULTIPATH_REPAIR_AVOID_FIRST=1`): fewer long blackhole gaps, but three-link
+    /// throughput lost up to 12 points on one seed, so the deployment doesn't use it (BENCHMARKS.md, "Requests off
+    /// silent uplinks").
+    public mutating func scheduleResend(packetLength: Int, originalUplink: UplinkID?, alsoAvoiding: UplinkID?, now: UInt64,
+                                        originalWaitsBehind: Int? = nil) -> UplinkSelection {
         let now = advanceClock(to: now)
         excludedIndex = originalUplink.flatMap { index(of: $0) }
-        defer { excludedIndex = nil }
+        if let avoided = alsoAvoiding.flatMap({ index(of: $0) }) { avoidedMask |= UInt32(1) << UInt32(avoided) }
+        defer {
+            excludedIndex = nil
+            avoidedMask = 0
+        }
         var selection = UplinkSelection()
         let mask = eligibleMask(allowSpill: true, preferReady: true)
         // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short

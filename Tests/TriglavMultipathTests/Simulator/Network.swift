@@ -46,6 +46,10 @@ final class TunnelNode {
     private var store: [InnerPacket?] = Array(repeating: nil, count: 1 << 16)
     private var storeSequences: [UInt32] = Array(repeating: 0, count: 1 << 16)
     private var storeUplinks: [UplinkID?] = Array(repeating: nil, count: 1 << 16)
+    /// The uplink each stored packet was first sent on. Experiment, off (BENCHMARKS.md, "Requests off silent
+    /// uplinks"): a repair avoids it too (`scheduleResend(…, alsoAvoiding:)`).
+    private var storeFirstUplinks: [UplinkID?] = Array(repeating: nil, count: 1 << 16)
+    var repairsAvoidFirstUplink = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REPAIR_AVOID_FIRST"] == "1"
     private var counters: [UplinkID: UInt64] = [:]
     private var wakeAt: UInt64?
     /// Naive round-robin instead of the engine's scheduler (baseline for the benchmark).
@@ -137,6 +141,7 @@ final class TunnelNode {
         let wireBytes = packet.bytes + WireOverhead.total
         if let scheduled {
             storeUplinks[slot] = scheduled.first
+            if !packet.isResend { storeFirstUplinks[slot] = scheduled.first }
             for id in scheduled { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
             return true
         }
@@ -151,9 +156,13 @@ final class TunnelNode {
             return true
         }
         let selection = packet.isResend
-            ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous, now: now,
+            ? engine.scheduleResend(packetLength: wireBytes, originalUplink: previous,
+                                    alsoAvoiding: isRepair && repairsAvoidFirstUplink && storeSequences[slot] == sequence
+                                        ? storeFirstUplinks[slot] : nil,
+                                    now: now,
                                     originalWaitsBehind: originalWaitsBehind)
             : engine.schedule(packetLength: wireBytes, flowKey: FlowKey(rawValue: UInt64(packet.flow)), now: now)
+        if !packet.isResend, !selection.isEmpty { storeFirstUplinks[slot] = selection.first }
         // A copy not made because the original still waits keeps that original's uplink on record.
         if !(selection.isEmpty && waiting != nil) { storeUplinks[slot] = selection.first }
         if selection.isEmpty { unscheduled += 1 }
@@ -263,6 +272,7 @@ final class TunnelNode {
             store[slot] = entry.packet
             storeSequences[slot] = sequence
             storeUplinks[slot] = id
+            storeFirstUplinks[slot] = id
             onNumbered?(sequence, entry.packet)
             pacing[id, default: PacingQueues()].data.append(PacedPacket(sequence: sequence, packet: entry.packet,
                                                                         wireBytes: entry.wireBytes))
@@ -330,7 +340,10 @@ final class TunnelNode {
     /// carried out (true) or declined (false).
     var onDataArrival: ((UInt32, InnerPacket, UplinkID) -> Void)?
     var onResendRequest: ((UInt32, UInt32) -> Void)?
-    /// Resend requests avoid uplinks silent for much longer than usual (`schedule(avoidingSilentUplinks:)`).
+    /// Resend requests avoid uplinks silent for much longer than usual (`MultipathEngine.scheduleControl`) — in the
+    /// paced deployment with late binding only: with per-uplink queues or without pacing it lengthened the blackhole
+    /// gap of seed 12 past the asserted bounds and cost the unpaced skewed pair 5 points (BENCHMARKS.md, "Requests
+    /// off silent uplinks"). `TRIGLAV_MULTIPATH_REQUESTS_ON_SILENT=1` turns it off.
     var avoidSilentUplinks = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REQUESTS_ON_SILENT"] == nil
     var onResendDuty: ((UInt32, Bool) -> Void)?
     /// An inner packet the engine refused at ingress (data-plane numbering only).
@@ -382,7 +395,8 @@ final class TunnelNode {
                 network.send(from: self, on: id, frame: .feedback(report), bytes: controlFrameBytes)
             case .requestResend(let first, let count):
                 onResendRequest?(first, count)
-                let selection = avoidSilentUplinks ? engine.scheduleControl(packetLength: controlFrameBytes, now: now)
+                let selection = avoidSilentUplinks && lateBinding && engine.configuration.pacingQueueAllowance != nil
+                    ? engine.scheduleControl(packetLength: controlFrameBytes, now: now)
                     : engine.schedule(packetLength: controlFrameBytes, flowKey: nil, now: now)
                 if let id = selection.first {
                     network.send(from: self, on: id, frame: .resendRequest(first: first, count: count), bytes: controlFrameBytes)
