@@ -38,6 +38,10 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// One-slot batch for resent data packets.
     private let resendBatch = DatagramBatch(capacity: 1, slotSize: TunnelMTU.largestDatagram)
     private var ready: [Bool]
+    /// The socket that reads first in the next turn (rotates, so no socket of a group is always first).
+    private var firstSocket = 0
+    /// Turns of `receiveRoundRobin` per wake-up: up to this many batches from each socket.
+    private static let receiveTurns = 8
     /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
     private var pools: [UInt64: PacketPool] = [:]
     /// Released packets to write after the lock: (tunnel, pool slot).
@@ -85,10 +89,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             return
         }
         now = monotonicNow()
-        for index in 0..<sockets.count where ready[index] {
-            ready[index] = false
-            receive(socketIndex: index, now: now)
-        }
+        receiveRoundRobin(now: now)
         for connection in readyConnections { receive(connection: connection, now: now) }
         readyConnections.removeAll(keepingCapacity: true)
         runDuties(now: now)
@@ -99,28 +100,46 @@ final class ServerNetworkPump: @unchecked Sendable {
         }
     }
 
-    private func receive(socketIndex: Int, now: Nanoseconds) {
-        let socket = sockets[socketIndex]
-        var rounds = 0
-        while rounds < 8 {
-            rounds += 1
-            guard let count = try? socket.receive(into: batch), count > 0 else { return }
-            server.withState { state in
-                // The engine needs one non-decreasing clock across both pump threads.
-                let now = state.clock.advance(to: now)
-                for index in 0..<count {
-                    var source = DatagramSource(socketIndex: socketIndex)
-                    batch.withAddress(index) { address, length in
-                        source.target.address = address.pointee
-                        source.target.addressLength = length
-                    }
-                    batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
-                    process(batch.received(index), source: &source, now: now, state: &state)
-                }
+    /// Reads the ready sockets in turns, one batch (at most `batchSize` datagrams) from each per turn, up to
+    /// `receiveTurns` turns per wake-up. With the listener groups steering each client source address to one
+    /// socket, a client sending faster than the server can take gets one batch per turn like everyone else, and its
+    /// excess waits (and is dropped by the kernel) in its own socket before any of it is decrypted.
+    private func receiveRoundRobin(now: Nanoseconds) {
+        let count = sockets.count
+        guard count > 0 else { return }
+        for _ in 0..<Self.receiveTurns {
+            var anyFull = false
+            for offset in 0..<count {
+                let index = (firstSocket + offset) % count
+                guard ready[index] else { continue }
+                if receiveBatch(socketIndex: index, now: now) { anyFull = true } else { ready[index] = false }
             }
-            writeDeliveries()
-            if count < batch.capacity { return }
+            firstSocket = (firstSocket + 1) % count
+            if !anyFull { break }
         }
+        // Still-full sockets are reported again by the (level-triggered) poller.
+        for index in 0..<count { ready[index] = false }
+    }
+
+    /// Receives and processes one batch from socket `socketIndex`; whether it was full (more may be waiting).
+    private func receiveBatch(socketIndex: Int, now: Nanoseconds) -> Bool {
+        let socket = sockets[socketIndex]
+        guard let count = try? socket.receive(into: batch), count > 0 else { return false }
+        server.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            for index in 0..<count {
+                var source = DatagramSource(socketIndex: socketIndex)
+                batch.withAddress(index) { address, length in
+                    source.target.address = address.pointee
+                    source.target.addressLength = length
+                }
+                batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
+                process(batch.received(index), source: &source, now: now, state: &state)
+            }
+        }
+        writeDeliveries()
+        return count == batch.capacity
     }
 
     private func writeDeliveries() {

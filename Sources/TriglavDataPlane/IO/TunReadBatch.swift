@@ -8,8 +8,13 @@ final class TunReadBatch {
     /// At most this many full batches per wake-up, so a busy device can't starve the pump's other work.
     private static let roundsPerWakeUp = 16
 
+    /// Packets read from one queue of a multi-queue device before the next queue's turn.
+    private static let quantum = 16
+
     private let slots = DatagramBatch(capacity: TunReadBatch.capacity, slotSize: TunnelMTU.largestDatagram)
     private var lengths = [Int](repeating: 0, count: TunReadBatch.capacity)
+    /// The queue whose turn is next in `drain(_:ready:dispatch:)`; carried across batches and wake-ups.
+    private var nextQueue = 0
 
     /// Length of the packet in slot `index` of the batch handed to `dispatch`.
     func length(_ index: Int) -> Int { lengths[index] }
@@ -32,6 +37,43 @@ final class TunReadBatch {
             if count == 0 { return }
             dispatch(count)
             if count < Self.capacity { return }
+        }
+    }
+
+    /// Drains the queues of a multi-queue `tun` marked in `ready` round-robin, at most `quantum` packets from a queue
+    /// per turn, so a queue that is always full (one client's flood, when the device steers by destination) gets
+    /// its turn like the others instead of every packet the pump has time for. A queue found empty is unmarked;
+    /// queues still marked when the round limit is reached are still waiting (the poller reports them again).
+    func drain(_ tun: TunDevice, ready: inout [Bool], dispatch: (Int) -> Void) {
+        let queueCount = ready.count
+        guard queueCount > 0 else { return }
+        for _ in 0..<Self.roundsPerWakeUp {
+            var count = 0
+            var idleTurns = 0
+            while count < Self.capacity && idleTurns < queueCount {
+                let queue = nextQueue % queueCount
+                nextQueue = (queue + 1) % queueCount
+                guard ready[queue] else {
+                    idleTurns += 1
+                    continue
+                }
+                idleTurns = 0
+                var taken = 0
+                while taken < Self.quantum && count < Self.capacity {
+                    let slot = slots.slot(count)
+                    let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
+                    guard let length = try? tun.read(into: payload, queue: queue), length > 0 else {
+                        ready[queue] = false
+                        break
+                    }
+                    lengths[count] = length
+                    count += 1
+                    taken += 1
+                }
+            }
+            if count == 0 { return }
+            dispatch(count)
+            if !ready.contains(true) { return }
         }
     }
 }
