@@ -190,8 +190,8 @@ public final class ServerTunnel: Sendable {
     /// The UDP listener sockets, `listenerGroupSize` per endpoint in endpoint order; a group shares its endpoint's
     /// address and port (SO_REUSEPORT) and steers datagrams by their source address. Every socket gets the
     /// options any listener has (PKTINFO, no fragmentation, buffers).
-    private static func openListeners(configuration: ServerTunnelConfiguration,
-                                      logger: Logger) throws(TriglavDataPlaneError) -> [UDPSocket] {
+    static func openListeners(configuration: ServerTunnelConfiguration,
+                              logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) -> [UDPSocket] {
         let groupSize = configuration.effectiveListenerGroupSize
         var sockets: [UDPSocket] = []
         for endpoint in configuration.listen {
@@ -488,9 +488,9 @@ final class ServerTunPump: @unchecked Sendable {
         } catch {
             return
         }
-        // Round-robin over the queues (one per client address when steered): a flood to one client waits and is
-        // dropped in its own queue, and the others' packets are read at the next turn.
-        staging.drain(tun, ready: &readyQueues, dispatch: dispatch)
+        // Round-robin over the queues (one per client address when steered), one batch per wake-up: a flood to one
+        // client waits and is dropped in its own queue, and the others' packets are read at their next turn.
+        staging.drainOneBatch(tun, ready: &readyQueues, dispatch: dispatch)
     }
 
     private func dispatch(_ count: Int) {

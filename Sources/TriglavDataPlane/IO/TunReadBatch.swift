@@ -40,40 +40,38 @@ final class TunReadBatch {
         }
     }
 
-    /// Drains the queues of a multi-queue `tun` marked in `ready` round-robin, at most `quantum` packets from a queue
-    /// per turn, so a queue that is always full (one client's flood, when the device steers by destination) gets
-    /// its turn like the others instead of every packet the pump has time for. A queue found empty is unmarked;
-    /// queues still marked when the round limit is reached are still waiting (the poller reports them again).
-    func drain(_ tun: TunDevice, ready: inout [Bool], dispatch: (Int) -> Void) {
+    /// Reads one batch from the queues of a multi-queue `tun` marked in `ready`, round-robin, at most `quantum`
+    /// packets from a queue per turn, and hands it to `dispatch`. One batch per wake-up: a queue found empty is
+    /// unmarked and only the poller marks it again, so the pump waits (without blocking, the level-triggered
+    /// poller returns at once while anything is queued) before every batch, and a queue that filled up meanwhile
+    /// gets its turn in the next. So a queue that is always full (one client's flood, when the device steers by
+    /// destination) gets about as many turns as each other busy queue, not every packet the pump has time for.
+    func drainOneBatch(_ tun: TunDevice, ready: inout [Bool], dispatch: (Int) -> Void) {
         let queueCount = ready.count
         guard queueCount > 0 else { return }
-        for _ in 0..<Self.roundsPerWakeUp {
-            var count = 0
-            var idleTurns = 0
-            while count < Self.capacity && idleTurns < queueCount {
-                let queue = nextQueue % queueCount
-                nextQueue = (queue + 1) % queueCount
-                guard ready[queue] else {
-                    idleTurns += 1
-                    continue
-                }
-                idleTurns = 0
-                var taken = 0
-                while taken < Self.quantum && count < Self.capacity {
-                    let slot = slots.slot(count)
-                    let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
-                    guard let length = try? tun.read(into: payload, queue: queue), length > 0 else {
-                        ready[queue] = false
-                        break
-                    }
-                    lengths[count] = length
-                    count += 1
-                    taken += 1
-                }
+        var count = 0
+        var idleTurns = 0
+        while count < Self.capacity && idleTurns < queueCount {
+            let queue = nextQueue % queueCount
+            nextQueue = (queue + 1) % queueCount
+            guard ready[queue] else {
+                idleTurns += 1
+                continue
             }
-            if count == 0 { return }
-            dispatch(count)
-            if !ready.contains(true) { return }
+            idleTurns = 0
+            var taken = 0
+            while taken < Self.quantum && count < Self.capacity {
+                let slot = slots.slot(count)
+                let payload = UnsafeMutableRawBufferPointer(rebasing: slot[WireLayout.bodyOffset..<(slot.count - WireLayout.tagSize)])
+                guard let length = try? tun.read(into: payload, queue: queue), length > 0 else {
+                    ready[queue] = false
+                    break
+                }
+                lengths[count] = length
+                count += 1
+                taken += 1
+            }
         }
+        if count > 0 { dispatch(count) }
     }
 }
