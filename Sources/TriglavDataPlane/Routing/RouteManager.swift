@@ -71,19 +71,6 @@ final class RouteManager: Sendable {
         try removeRulesAndRoutes(policy, table: table)
     }
 
-    /// The interface's MTU, nil when it doesn't exist (or netlink is unavailable).
-    func interfaceMTU(_ interface: InterfaceName) -> Int? {
-        interfaceMTUs([interface]).first
-    }
-
-    /// MTUs of those of `interfaces` that exist now (one netlink socket for all).
-    func interfaceMTUs(_ interfaces: [InterfaceName]) -> [Int] {
-        guard !interfaces.isEmpty, let socket = try? netlink() else { return [] }
-        return interfaces.compactMap { interface in
-            (try? socket.link(named: interface.rawValue)).flatMap { $0.map { Int($0.mtu) } }
-        }
-    }
-
     /// Of `interfaces`, those with a unicast route covering `destination` through them, in any table but
     /// `local` and `ignoredTable` (our own tunnel table). nil when netlink can't tell. An approximation of
     /// the kernel's lookup for a socket bound with SO_BINDTODEVICE (policy rules aren't evaluated): it
