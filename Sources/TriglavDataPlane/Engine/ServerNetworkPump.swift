@@ -40,6 +40,8 @@ final class ServerNetworkPump: @unchecked Sendable {
     private var ready: [Bool]
     /// The socket that reads first in the next wake-up (rotates, so no socket of a group is always first).
     private var firstSocket = 0
+    /// Turns of `receiveRoundRobin` per wake-up: up to this many batches from each socket before duties and timers.
+    private static let receiveTurns = 8
     /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
     private var pools: [UInt64: PacketPool] = [:]
     /// Released packets to write after the lock: (tunnel, pool slot).
@@ -98,28 +100,32 @@ final class ServerNetworkPump: @unchecked Sendable {
         }
     }
 
-    /// Reads one batch (at most `batchSize` datagrams) from each socket the poller reported readable, starting with
-    /// a different socket each wake-up. One batch per socket per wake-up: the pump waits again (without blocking
-    /// while anything is queued: the poller is level-triggered) before the next, so a socket that was empty a moment
-    /// ago gets its turn as soon as something arrives. With the listener groups steering each client source address
-    /// to one socket, a client sending faster than the server can take gets one batch per turn like everyone else,
-    /// and its excess waits (and is dropped by the kernel) in its own socket before any of it is decrypted.
+    /// Reads the sockets in turns, one batch (at most `batchSize` datagrams) from each per turn, up to `receiveTurns`
+    /// turns per wake-up, starting with a different socket each wake-up. Every turn tries every socket that was
+    /// readable at the wake-up or became so since (one recvmmsg that finds nothing costs little next to a batch), so a
+    /// socket that was empty a moment ago gets its turn as soon as something arrives, not after the other sockets'
+    /// remaining turns. With the listener groups steering each client source address to one socket, a client
+    /// sending faster than the server can take gets one batch per turn like everyone else, and its excess waits (and
+    /// is dropped by the kernel) in its own socket before any of it is decrypted.
     private func receiveRoundRobin(now: Nanoseconds) {
         let count = sockets.count
-        guard count > 0 else { return }
-        for offset in 0..<count {
-            let index = (firstSocket + offset) % count
-            guard ready[index] else { continue }
-            ready[index] = false
-            receiveBatch(socketIndex: index, now: now)
+        guard count > 0, ready.contains(true) else { return }
+        for _ in 0..<Self.receiveTurns {
+            var anyFull = false
+            for offset in 0..<count {
+                let index = (firstSocket + offset) % count
+                if receiveBatch(socketIndex: index, now: now) { anyFull = true }
+            }
+            if !anyFull { break }
         }
         firstSocket = (firstSocket + 1) % count
+        for index in 0..<count { ready[index] = false }
     }
 
-    /// Receives and processes one batch from socket `socketIndex`.
-    private func receiveBatch(socketIndex: Int, now: Nanoseconds) {
+    /// Receives and processes one batch from socket `socketIndex`; whether it was full (more may be waiting).
+    private func receiveBatch(socketIndex: Int, now: Nanoseconds) -> Bool {
         let socket = sockets[socketIndex]
-        guard let count = try? socket.receive(into: batch), count > 0 else { return }
+        guard let count = try? socket.receive(into: batch), count > 0 else { return false }
         server.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
@@ -134,6 +140,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
         }
         writeDeliveries()
+        return count == batch.capacity
     }
 
     private func writeDeliveries() {

@@ -110,9 +110,10 @@ public final class ServerTunnel: Sendable {
         let sockets = try Self.openListeners(configuration: configuration, logger: logger)
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU,
                                 queueCount: configuration.tunQueues, steerByDestination: true)
-        if tun.queues.count > 1 && !tun.steersByDestination {
+        if tun.steeringError != 0 {
             logger.warning("""
-                \(tun.name): can't load the BPF program that gives each client its own TUN queue; the kernel spreads \
+                \(tun.name): can't load the BPF program that gives each client its own TUN queue (\(String(cString: strerror(tun.steeringError)))); \
+                the kernel spreads \
                 packets over the \(tun.queues.count) queues by flow hash instead, so a download flood to one client can \
                 slow the clients whose flows share its queue
                 """)
@@ -185,7 +186,7 @@ public final class ServerTunnel: Sendable {
 
     /// Receive buffer of each listener socket: a client flooding its socket builds a standing queue of at most this
     /// much (what a full group holds is `listenerGroupSize` times it).
-    static let listenerBufferBytes: Int32 = 4 << 20
+    static let listenerBufferBytes: Int32 = 8 << 20
 
     /// The UDP listener sockets, `listenerGroupSize` per endpoint in endpoint order; a group shares its endpoint's
     /// address and port (SO_REUSEPORT) and steers datagrams by their source address. Every socket gets the

@@ -16,7 +16,10 @@ final class TunDevice: @unchecked Sendable {
     let queues: [OwnedDescriptor]
     /// Whether the kernel picks a packet's queue by its destination address (`tg_tun_steer_by_destination`);
     /// false: by its flow hash (the kernel's default; single queue: there is nothing to pick).
-    let steersByDestination: Bool
+    var steersByDestination: Bool { steeringError == 0 && queues.count > 1 }
+    /// Why steering by destination was not set up when asked (the errno of `bpf()` or the ioctl); 0: it was, or
+    /// wasn't asked for.
+    let steeringError: Int32
     /// Packets the kernel refused on write (e.g. ENOBUFS under pressure, EINVAL for a malformed packet).
     var writeErrors = 0
 
@@ -47,7 +50,7 @@ final class TunDevice: @unchecked Sendable {
             queues.append(OwnedDescriptor(queue))
         }
         self.queues = queues
-        steersByDestination = queueCount > 1 && steerByDestination && tg_tun_steer_by_destination(fd) == 0
+        steeringError = queueCount > 1 && steerByDestination ? -min(0, tg_tun_steer_by_destination(fd)) : 0
         for queue in queues {
             try Syscall.shim("set \(actualName) non-blocking") { tg_fd_set_nonblocking(queue.raw) }
         }

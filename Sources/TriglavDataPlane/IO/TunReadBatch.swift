@@ -13,7 +13,7 @@ final class TunReadBatch {
 
     private let slots = DatagramBatch(capacity: TunReadBatch.capacity, slotSize: TunnelMTU.largestDatagram)
     private var lengths = [Int](repeating: 0, count: TunReadBatch.capacity)
-    /// The queue whose turn is next in `drain(_:ready:dispatch:)`; carried across batches and wake-ups.
+    /// The queue whose turn is next in `drainOneBatch`; carried across wake-ups.
     private var nextQueue = 0
 
     /// Length of the packet in slot `index` of the batch handed to `dispatch`.
