@@ -173,6 +173,33 @@ int tg_socket_set_v6only(int fd, int on) {
     return setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0 ? -errno : 0;
 }
 
+int tg_socket_refuse_fragmentation(int fd, int family) {
+    if (family == AF_INET6) {
+        int mode = IPV6_PMTUDISC_DO;
+        return setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &mode, sizeof(mode)) < 0 ? -errno : 0;
+    }
+    int mode = IP_PMTUDISC_DO;
+    return setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof(mode)) < 0 ? -errno : 0;
+}
+
+int tg_socket_mtu_discovery_mode(int fd, int family) {
+    int mode = 0;
+    socklen_t length = sizeof(mode);
+    int result = family == AF_INET6 ? getsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &mode, &length)
+                                    : getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, &length);
+    return result < 0 ? -errno : mode;
+}
+
+int tg_pmtudisc_do(void) { return IP_PMTUDISC_DO; }
+
+int tg_socket_path_mtu(int fd, int family) {
+    int mtu = 0;
+    socklen_t length = sizeof(mtu);
+    int result = family == AF_INET6 ? getsockopt(fd, IPPROTO_IPV6, IPV6_MTU, &mtu, &length)
+                                    : getsockopt(fd, IPPROTO_IP, IP_MTU, &mtu, &length);
+    return result < 0 ? -errno : mtu;
+}
+
 int tg_tcp_set_nodelay(int fd) {
     int on = 1;
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) < 0 ? -errno : 0;

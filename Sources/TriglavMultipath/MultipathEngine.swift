@@ -699,7 +699,10 @@ public struct MultipathEngine<Packet> {
         // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short
         // queue and the resends before it.
         let paced = configuration.pacingQueueAllowance != nil
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced)
+        // A resend of a packet sent on an uplink that is down now is a failover resend; any other answers a
+        // receiver's request (a repair) and goes ahead of the failover backlog (`repairsQueuedUntil`).
+        let isRepair = !(originalUplink.flatMap { index(of: $0) }.map { uplinks[$0].state == .down } ?? false)
+        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced, asRepair: isRepair)
         else { return selection }
         let tracker = uplinks[index]
         if paced, let waitsBehind = originalWaitsBehind, let original = excludedIndex,
@@ -711,12 +714,21 @@ public struct MultipathEngine<Packet> {
         let queue = max(modelQueue, tracker.measuredQueueDelay)
         guard queue <= tracker.congestionQueueDelay(floor: configuration.minCongestionQueueDelay) else { return selection }
         if paced {
-            let start = max(now &+ tracker.modelNetworkQueue(at: now), tracker.resendsQueuedUntil)
+            let queuedUntil = isRepair ? tracker.repairsQueuedUntil
+                : max(tracker.resendsQueuedUntil, tracker.repairsQueuedUntil)
+            let start = max(now &+ tracker.modelNetworkQueue(at: now), queuedUntil)
             // A resend that would wait on our side longer than any receiver holds a gap (`maxReorderHold`) arrives
             // after the gap was skipped: it only delays what is queued behind it. Without this bound the resends
             // for a burst of requests (or a failover backlog) queued for seconds ahead of all new data.
             guard start - now <= configuration.maxReorderHold else { return selection }
-            uplinks[index].resendsQueuedUntil = start &+ transmissionTime(bytes: packetLength, tracker, now: now)
+            let tx = transmissionTime(bytes: packetLength, tracker, now: now)
+            if isRepair {
+                uplinks[index].repairsQueuedUntil = start &+ tx
+                // The failover backlog behind it goes out that much later.
+                uplinks[index].resendsQueuedUntil = max(tracker.resendsQueuedUntil &+ tx, start &+ tx)
+            } else {
+                uplinks[index].resendsQueuedUntil = start &+ tx
+            }
         }
         commit(index, bytes: packetLength, now: now)
         selection.append(tracker.id)
@@ -873,7 +885,7 @@ public struct MultipathEngine<Packet> {
         let leaves = max(now &+ allowance, waiting.networkBusyUntil)
             &+ transmissionTime(bytes: min(max(0, waitsBehind), 1 << 30) &+ bytes, waiting, now: now)
         let originalArrival = leaves &+ waiting.baseOneWayDelay
-        let copyArrival = now &+ expectedArrival(index, bytes: bytes, now: now, asResend: true)
+        let copyArrival = now &+ expectedArrival(index, bytes: bytes, now: now, asResend: true, asRepair: true)
         return copyArrival < originalArrival
     }
 
@@ -939,12 +951,14 @@ public struct MultipathEngine<Packet> {
     /// `asResend` (pacing): the packet goes ahead of the data waiting on our side, behind the network's queue
     /// and the resends already waiting.
     private func expectedArrival(_ index: Int, bytes: Int, now: UInt64, asResend: Bool = false,
-                                 trustsProbes: Bool = true) -> UInt64 {
+                                 asRepair: Bool = false, trustsProbes: Bool = true) -> UInt64 {
         let tracker = uplinks[index]
         let networkQueue = tracker.modelNetworkQueue(at: now)
         let modelQueue: UInt64
         if asResend {
-            modelQueue = max(now &+ networkQueue, tracker.resendsQueuedUntil) - now
+            let queuedUntil = asRepair ? tracker.repairsQueuedUntil
+                : max(tracker.resendsQueuedUntil, tracker.repairsQueuedUntil)
+            modelQueue = max(now &+ networkQueue, queuedUntil) - now
         } else {
             modelQueue = tracker.modelBusyUntil > now ? tracker.modelBusyUntil - now : 0
         }
@@ -967,7 +981,7 @@ public struct MultipathEngine<Packet> {
     /// Earliest expected arrival: expected queue (model, or the probes' view when clearly larger) + transmission
     /// time + one-way delay.
     private func earliestArrival(in mask: UInt32, bytes: Int, now: UInt64, asResend: Bool = false,
-                                 trustsProbes: Bool = true) -> Int? {
+                                 asRepair: Bool = false, trustsProbes: Bool = true) -> Int? {
         var best: Int?
         var bestArrival = UInt64.max
         // With delay equalisation the receiver delivers every data packet no earlier than the slowest uplink in
@@ -982,7 +996,8 @@ public struct MultipathEngine<Packet> {
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
             // it when the link is clearly slower than modelled (cross traffic, capacity drop).
-            var arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, trustsProbes: trustsProbes)
+            var arrival = expectedArrival(index, bytes: bytes, now: now, asResend: asResend, asRepair: asRepair,
+                                          trustsProbes: trustsProbes)
             if equalized {
                 let base = uplinks[index].baseOneWayDelay
                 arrival = arrival - base + min(slowest, base &+ configuration.maxEqualizationDelay)

@@ -87,6 +87,9 @@ struct UplinkTracker {
     var networkBusyUntil: UInt64 = 0
     /// Pacing: when the resends waiting at the front of our queue for this uplink will have gone out.
     var resendsQueuedUntil: UInt64 = 0
+    /// Pacing: when the repairs (resends a receiver asked for) waiting ahead of the failover resends will have gone
+    /// out (≤ `resendsQueuedUntil`).
+    var repairsQueuedUntil: UInt64 = 0
 
     /// The part of the model queue that sits in the network's buffer at `now` (with pacing, the rest waits
     /// on our side).

@@ -13,6 +13,11 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case feedback = 5
     /// Authenticated close of this session.
     case close = 6
+    /// Receiver → sender: please resend this run of tunnel sequences (tunnel-level loss repair).
+    case resendRequest = 7
+    /// Sender → receiver: these sequences of a request won't come (gone from the store, or over the resend
+    /// budget); stop waiting for them.
+    case resendDeclined = 8
 
     public var description: String {
         switch self {
@@ -22,6 +27,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .probeReply: "probe-reply"
         case .feedback: "feedback"
         case .close: "close"
+        case .resendRequest: "resend-request"
+        case .resendDeclined: "resend-declined"
         }
     }
 
@@ -33,6 +40,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .probe, .probeReply: 16
         case .feedback: 32
         case .close: 4
+        case .resendRequest, .resendDeclined: 8
         }
     }
 }
@@ -76,6 +84,21 @@ public struct FeedbackBody: Equatable, Sendable {
     }
 }
 
+/// A run of tunnel sequences, `firstSequence` and the `count - 1` after it (mod 2^32), named by a resend request
+/// or a resend-declined frame. On the wire `count` is 1…`ProtocolConstants.maxResendRun`; parsing refuses
+/// anything else, so a peer can't name more than that many sequences with one frame.
+public struct ResendRun: Equatable, Sendable {
+    public var firstSequence: UInt32
+    public var count: UInt32
+    public init(firstSequence: UInt32, count: UInt32) {
+        self.firstSequence = firstSequence
+        self.count = count
+    }
+
+    /// Whether `count` is one a frame may carry.
+    public var isValid: Bool { count >= 1 && count <= ProtocolConstants.maxResendRun }
+}
+
 /// A non-data frame, parsed from or serialised into a frame body. Parse and serialise are exact
 /// inverses; parsing checks the exact length and never traps.
 public enum ControlFrame: Equatable, Sendable {
@@ -84,6 +107,10 @@ public enum ControlFrame: Equatable, Sendable {
     case probeReply(ProbeBody)
     case feedback(FeedbackBody)
     case close(CloseReason)
+    /// Resend the data packets of this run (sent by the receiver of the data, about the sender's sequences).
+    case resendRequest(ResendRun)
+    /// The answer to a request for sequences that won't be resent: the receiver stops waiting for them.
+    case resendDeclined(ResendRun)
 
     public var frameType: FrameType {
         switch self {
@@ -92,6 +119,8 @@ public enum ControlFrame: Equatable, Sendable {
         case .probeReply: .probeReply
         case .feedback: .feedback
         case .close: .close
+        case .resendRequest: .resendRequest
+        case .resendDeclined: .resendDeclined
         }
     }
 
@@ -99,6 +128,7 @@ public enum ControlFrame: Equatable, Sendable {
     public var bodyLength: Int { frameType.fixedBodyLength ?? 0 }
 
     /// Writes the body at the start of `body` (which must hold `bodyLength` bytes); returns the length.
+    /// A resend run's count is clamped to 1…`ProtocolConstants.maxResendRun` (what the peer accepts).
     @discardableResult
     public func serialize(into body: UnsafeMutableRawBufferPointer) -> Int {
         precondition(body.count >= bodyLength, "control frame body buffer too small")
@@ -116,6 +146,9 @@ public enum ControlFrame: Equatable, Sendable {
         case .close(let reason):
             body[0] = reason.rawValue
             body[1] = 0; body[2] = 0; body[3] = 0
+        case .resendRequest(let run), .resendDeclined(let run):
+            body.storeLE32(run.firstSequence, at: 0)
+            body.storeLE32(min(max(run.count, 1), ProtocolConstants.maxResendRun), at: 4)
         }
         return bodyLength
     }
@@ -146,6 +179,10 @@ public enum ControlFrame: Equatable, Sendable {
         case .close:
             guard let reason = CloseReason(rawValue: body[0]) else { throw .malformedFrame(type: type, length: body.count) }
             return .close(reason)
+        case .resendRequest, .resendDeclined:
+            let run = ResendRun(firstSequence: body.loadLE32(at: 0), count: body.loadLE32(at: 4))
+            guard run.isValid else { throw .resendRunOutOfRange(type: type, count: run.count) }
+            return type == .resendRequest ? .resendRequest(run) : .resendDeclined(run)
         }
     }
 

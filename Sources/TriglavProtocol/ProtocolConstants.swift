@@ -52,6 +52,11 @@ public enum ProtocolConstants {
     /// (256 - 1) × 64 = 16320 counters behind the highest are accepted out of order (≥ 8192 required).
     public static let replayBlockCount = 256
     public static let replayWindowSize: UInt64 = UInt64(replayBlockCount - 1) * 64
+
+    /// Most sequences one resend request or resend-declined frame may name (PROTOCOL.md §5.2): the multipath
+    /// reorder buffer asks in runs of at most 256, and a bound per frame keeps a peer's one frame from costing
+    /// more than that many retransmit-store lookups.
+    public static let maxResendRun: UInt32 = 256
 }
 
 /// Byte layouts of the five message types (PROTOCOL.md §2). All integers little-endian except IP

@@ -54,6 +54,9 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownFrameType(UInt8)
     /// A frame's body has the wrong length for its type.
     case malformedFrame(type: FrameType, length: Int)
+    /// A resend request or resend-declined frame names a run of 0 or more than `ProtocolConstants.maxResendRun`
+    /// sequences (a misbehaving or newer peer).
+    case resendRunOutOfRange(type: FrameType, count: UInt32)
     /// The caller's buffer can't hold the datagram.
     case bufferTooSmall(needed: Int, available: Int)
 
@@ -111,6 +114,8 @@ public enum ProtocolError: Error, Equatable, Sendable, CustomStringConvertible {
             return "authenticated frame of unknown type \(type) (newer peer?); dropped"
         case .malformedFrame(let type, let length):
             return "\(type) frame with a \(length)-byte body has the wrong size; dropped"
+        case .resendRunOutOfRange(let type, let count):
+            return "\(type) frame names \(count) sequences; 1 to \(ProtocolConstants.maxResendRun) are allowed; dropped"
         case .bufferTooSmall(let needed, let available):
             return "buffer of \(available) bytes is too small; \(needed) needed"
         }

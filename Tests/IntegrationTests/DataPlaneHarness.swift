@@ -11,6 +11,9 @@ import Glibc
 final class DataPlaneLab: @unchecked Sendable {
     static let serverAddress = "198.18.0.1"
     static let internetAddress = "172.31.0.2"
+    /// The internet host's IPv6 address (reached through the tunnel only when the server assigns the client IPv6).
+    static let internetIPv6Address = "2001:db8:31::2"
+    static let serverTunnelIPv6Address = "fd77::1"
     static let serverTunnelAddress = "10.77.0.1"
     static let clientTunnelAddress = "10.77.0.2"
     static let uplinks = ["up1", "up2", "up3"]
@@ -21,6 +24,8 @@ final class DataPlaneLab: @unchecked Sendable {
     var internet: String { "tg-dp-\(suffix)-i" }
     let directory: URL
     private var processes: [Process] = []
+    /// Namespaces `addClientHost` created, deleted with the others.
+    private var extraNamespaces: [String] = []
     private(set) var serverKeyFile = ""
     private(set) var serverPublicKey = ""
     private(set) var clientKeyFile = ""
@@ -72,6 +77,8 @@ final class DataPlaneLab: @unchecked Sendable {
         try sh("ip link add wan0 netns \(server) type veth peer name eth0 netns \(internet)")
         try sh("ip -n \(server) address add 172.31.0.1/24 dev wan0")
         try sh("ip -n \(internet) address add \(Self.internetAddress)/24 dev eth0")
+        try sh("ip -n \(server) -6 address add 2001:db8:31::1/64 dev wan0 nodad")
+        try sh("ip -n \(internet) -6 address add \(Self.internetIPv6Address)/64 dev eth0 nodad")
         try sh("ip -n \(server) link set wan0 up")
         try sh("ip -n \(internet) link set eth0 up")
         // Keys.
@@ -87,40 +94,68 @@ final class DataPlaneLab: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
         }
         for process in processes { waitForExit(process, timeout: 5) }
-        for namespace in [client, server, internet] {
+        for namespace in [client, server, internet] + extraNamespaces {
             _ = try? sh("ip netns pids \(namespace) | xargs -r kill -9")
             _ = try? sh("ip netns del \(namespace)")
         }
         try? FileManager.default.removeItem(at: directory)
     }
 
+    /// Another client host, namespace tg-dp-<suffix>-<name>, with one uplink `up1` (10.201.<number>.2/24) to the
+    /// server's `dn<number>` (10.201.<number>.1/24) and a route to the server's address through it. `number` must be
+    /// above the lab's own uplinks (4 and up). Returns the namespace's name; `tearDown()` deletes it.
+    func addClientHost(_ name: String, number: Int) throws -> String {
+        let namespace = "tg-dp-\(suffix)-\(name)"
+        try sh("ip netns add \(namespace)")
+        extraNamespaces.append(namespace)
+        try sh("ip -n \(namespace) link set lo up")
+        try sh("ip link add up1 netns \(namespace) type veth peer name dn\(number) netns \(server)")
+        try sh("ip -n \(namespace) address add 10.201.\(number).2/24 dev up1")
+        try sh("ip -n \(server) address add 10.201.\(number).1/24 dev dn\(number)")
+        try sh("ip -n \(namespace) link set up1 up")
+        try sh("ip -n \(server) link set dn\(number) up")
+        try sh("ip -n \(namespace) route add \(Self.serverAddress)/32 via 10.201.\(number).1 dev up1")
+        return namespace
+    }
+
+    /// A new identity key file in the lab's directory; returns (file, public key).
+    func makeKey(_ name: String) throws -> (file: String, publicKey: String) {
+        let file = directory.appendingPathComponent("\(name).key").path
+        return (file, try sh("\(Self.driver) keygen --out \(file)").trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     // MARK: Tunnel processes
 
-    func startServer(extraClients: [String] = [], logName: String = "server", extraArguments: String = "") throws -> Process {
+    /// Starts the server; with `ipv6` it has fd77::1/64 on its TUN too and gives each client fd77::N/64 besides 10.77.0.N.
+    func startServer(extraClients: [String] = [], ipv6: Bool = false, logName: String = "server",
+                     extraArguments: String = "") throws -> Process {
         let clients = ([clientPublicKey] + extraClients).enumerated().map { index, key in
-            "--client \(key)=10.77.0.\(index + 2)/24"
+            "--client \(key)=10.77.0.\(index + 2)/24" + (ipv6 ? ",fd77::\(index + 2)/64" : "")
         }.joined(separator: " ")
+        let addresses = "--address \(Self.serverTunnelAddress)/24" + (ipv6 ? " --address \(Self.serverTunnelIPv6Address)/64" : "")
         let process = try spawn(namespace: server, "\(Self.driver) server --key \(serverKeyFile) --tun tgs0 "
-            + "--address \(Self.serverTunnelAddress)/24 \(clients) \(extraArguments) --verbose", logName: logName)
+            + "\(addresses) \(clients) \(extraArguments) --verbose", logName: logName)
         try waitForOutput(logName, containing: "ready", timeout: 10)
         return process
     }
 
+    /// Starts a client in the client namespace (or in `namespace`, e.g. one of `addClientHost`).
     func startClient(keyFile: String? = nil, fullTunnel: Bool = false, uplinks: [String] = DataPlaneLab.uplinks,
-                     logName: String = "client", extraArguments: String = "") throws -> Process {
+                     namespace: String? = nil, logName: String = "client", extraArguments: String = "") throws -> Process {
         let uplinkFlags = uplinks.map { "--uplink \($0)" }.joined(separator: " ")
-        let process = try spawn(namespace: client, "\(Self.driver) client --key \(keyFile ?? clientKeyFile) "
+        let process = try spawn(namespace: namespace ?? client, "\(Self.driver) client --key \(keyFile ?? clientKeyFile) "
             + "--server-key \(serverPublicKey) --server \(Self.serverAddress):7443 --tun tgc0 \(uplinkFlags) "
             + (fullTunnel ? "--full-tunnel " : "") + "\(extraArguments) --verbose", logName: logName)
         try waitForOutput(logName, containing: "ready", timeout: 10)
         return process
     }
 
-    /// Waits until the client's TUN has the tunnel address and a ping through it succeeds.
-    func waitForTunnel(timeout: TimeInterval) -> Bool {
+    /// Waits until the client's TUN (the one in `namespace`, else the client namespace's) has the tunnel address and
+    /// a ping through it succeeds.
+    func waitForTunnel(timeout: TimeInterval, namespace: String? = nil) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if (try? sh("ip netns exec \(client) ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
+            if (try? sh("ip netns exec \(namespace ?? client) ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
             Thread.sleep(forTimeInterval: 0.2)
         }
         return false

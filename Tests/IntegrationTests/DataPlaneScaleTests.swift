@@ -76,12 +76,110 @@ extension DataPlaneTunnelTests {
             #expect(downloadSeconds < 20, "5 MB download took \(downloadSeconds) s")
         }
 
+        /// Req. 7 "one client's misbehaviour does not affect another's", with valid traffic: an authorized client
+        /// floods UDP through its own tunnel with iperf3 at unlimited rate, first uploading (every packet authentic,
+        /// in sequence, from its assigned address), then downloading (the server's iperf3 sends to it). The normal
+        /// client's ping and 5 MB download are measured alone, beside each flood, and after.
+        ///
+        /// Known issue, measured here (debug build, two shared cores): the server's two kernel queues are shared by
+        /// all clients and first come, first served. Upload: the one listener socket (16 MB receive buffer) holds a
+        /// standing queue when a client sends faster than the network pump drains it (3.5 MB after 3 s), and every
+        /// client's packets wait in it, and once it is full are dropped with the flooder's: ping p50 130–1100 ms, up to
+        /// 27 % lost (alone ~1.5 ms), the download 2.9 s (alone 0.3 s). Download:
+        /// the server TUN's ring (txqueuelen 500, no backpressure, so no qdisc queues either) overflows when the TUN
+        /// pump is slower than what arrives for the flooder (1.5 Gbit/s offered, ~130 Mbit/s carried): the kernel drops
+        /// ~75 % of everything, the other client's packets alike: ping 50–76 % loss, the download 12–18 s. The pumps
+        /// can't be fair about packets the kernel dropped or queued before they read them; see docs/DATAPLANE.md
+        /// ("Server scale and isolation") for what would fix it. What must hold: under the upload flood the normal
+        /// client loses at most half its pings (measured 0–27 %) and its download arrives intact; after the floods its
+        /// ping is back near its unloaded value.
+        @Test("a client flooding valid data through its tunnel (iperf3 UDP, unlimited, up then down): another client keeps working and recovers")
+        func floodingClientDoesNotStarveAnother() throws {
+            let lab = try DataPlaneLab()
+            defer { lab.tearDown() }
+            // The flooder is an authorized real client (10.77.0.3) on its own host and link to the server.
+            let flooderHost = try lab.addClientHost("f", number: 4)
+            let flooderKey = try lab.makeKey("flooder")
+            _ = try lab.startServer(extraClients: [flooderKey.publicKey])
+            _ = try lab.startClient()
+            _ = try lab.startClient(keyFile: flooderKey.file, uplinks: ["up1"], namespace: flooderHost, logName: "flooder")
+            #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+            #expect(lab.waitForTunnel(timeout: 10, namespace: flooderHost), "flooder log:\n\(lab.log("flooder"))")
+            let file = lab.directory.appendingPathComponent("www/scale.bin").path
+            try lab.sh("mkdir -p \(lab.directory.path)/www && head -c 5000000 /dev/urandom > \(file)")
+            let expected = try lab.sh("sha256sum < \(file)")
+            _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -m http.server 8080 --bind \(DataPlaneLab.serverTunnelAddress) "
+                              + "--directory \(lab.directory.path)/www", logName: "http")
+            _ = try lab.spawn(namespace: lab.server, "iperf3 -s --forceflush -B \(DataPlaneLab.serverTunnelAddress) -p 5201",
+                              logName: "iperf-server")
+            try waitForHTTP(lab)
+            try lab.waitForOutput("iperf-server", containing: "listening", timeout: 10)
+
+            // Same run, no flood: the normal client's ping and download (the better of two, after a warm-up).
+            _ = download(lab, expected: expected)
+            let alonePing = try pingStatistics(lab, count: 30)
+            let aloneDownload = min(download(lab, expected: expected), download(lab, expected: expected))
+            #expect(aloneDownload < 30, "the download failed without any flood")
+
+            // Measures the normal client while the flooder runs iperf3 with `direction` ("" up, "-R" down) for 15 s.
+            func beside(_ direction: String, _ name: String) throws -> (ping: PingStatistics, download: Double, flood: String) {
+                let flood = try lab.spawn(namespace: flooderHost, "iperf3 -c \(DataPlaneLab.serverTunnelAddress) -p 5201 -u -b 0 -l 1200 "
+                                          + "\(direction) -t 15", logName: name)
+                Thread.sleep(forTimeInterval: 3)
+                let ping = try pingStatistics(lab, count: 30)
+                let seconds = download(lab, expected: expected)
+                lab.waitForExit(flood, timeout: 30)
+                let report = lab.log(name).split(separator: "\n").filter { $0.contains("receiver") || $0.contains("sender") }
+                #expect(flood.terminationStatus == 0 && !report.isEmpty, "the flood didn't run: \(lab.log(name))")
+                return (ping, seconds, report.joined(separator: " | "))
+            }
+            let up = try beside("", "iperf-up")
+            let down = try beside("-R", "iperf-down")
+            Thread.sleep(forTimeInterval: 1)
+            let afterPing = try pingStatistics(lab, count: 20)
+            func seconds(_ value: Double) -> String { value.isFinite ? String(format: "%.2f s", value) : "failed" }
+            print("isolation: alone ping \(alonePing), 5 MB in \(seconds(aloneDownload)); beside the upload flood ping \(up.ping), "
+                  + "5 MB in \(seconds(up.download)) (\(up.flood)); beside the download flood ping \(down.ping), 5 MB in "
+                  + "\(seconds(down.download)) (\(down.flood)); after: ping \(afterPing)")
+
+            // Not starved: most pings answered and the download complete beside the upload flood; fine again after.
+            #expect(up.ping.loss <= 50, "ping beside the upload flood: \(up.ping)")
+            #expect(up.download < 30, "the download failed beside the upload flood")
+            #expect(afterPing.loss <= 10 && afterPing.medianMilliseconds < 30, "ping after the floods: \(afterPing); alone: \(alonePing)")
+            // Isolation proper: within 3x the time alone (plus 0.3 s of scheduling slack on two shared cores), ping p50
+            // in the tens of milliseconds, hardly a ping lost. Not met yet (see above): expected to fail until fixed.
+            withKnownIssue("the server's listener socket and TUN ring are shared first-come-first-served queues (docs/DATAPLANE.md)") {
+                for (name, result) in [("upload", up), ("download", down)] {
+                    #expect(result.download <= 3 * aloneDownload + 0.3,
+                            "5 MB took \(seconds(result.download)) beside the \(name) flood, \(seconds(aloneDownload)) alone")
+                    #expect(result.ping.medianMilliseconds < 30 && result.ping.loss <= 10,
+                            "ping beside the \(name) flood: \(result.ping); alone: \(alonePing)")
+                }
+            }
+        }
+
         // MARK: Helpers
+
+        /// Downloads the 5 MB file through the normal client's tunnel; its duration in seconds (infinity when curl failed
+        /// or the file arrived damaged, which is recorded).
+        private func download(_ lab: DataPlaneLab, expected: String) -> Double {
+            let output = lab.directory.appendingPathComponent("download.bin").path
+            let started = Date()
+            guard (try? lab.exec(lab.client, "curl -sS --max-time 30 -o \(output) http://\(DataPlaneLab.serverTunnelAddress):8080/scale.bin",
+                                 timeout: 40)) != nil else { return .infinity }
+            let seconds = Date().timeIntervalSince(started)
+            let intact = (try? lab.sh("sha256sum < \(output)")) == expected
+            #expect(intact, "the download arrived damaged")
+            return intact ? seconds : .infinity
+        }
 
         struct PingStatistics: CustomStringConvertible {
             var loss: Double
             var averageMilliseconds: Double
-            var description: String { "\(Int(loss))% loss, avg \(String(format: "%.2f", averageMilliseconds)) ms" }
+            var medianMilliseconds: Double = .infinity
+            var description: String {
+                "\(Int(loss))% loss, avg \(String(format: "%.2f", averageMilliseconds)) ms, p50 \(String(format: "%.2f", medianMilliseconds)) ms"
+            }
         }
 
         /// Pings the server's tunnel address from the normal client every 100 ms; loss and average RTT.
@@ -95,6 +193,10 @@ extension DataPlaneTunnelTests {
             if let range = text.range(of: #"= [0-9.]+/[0-9.]+/"#, options: .regularExpression) {
                 statistics.averageMilliseconds = Double(text[range].dropFirst(2).split(separator: "/")[1]) ?? .infinity
             }
+            let times = text.split(separator: "\n").compactMap { line in
+                line.range(of: #"time=[0-9.]+"#, options: .regularExpression).flatMap { Double(line[$0].dropFirst(5)) }
+            }.sorted()
+            if !times.isEmpty { statistics.medianMilliseconds = times[times.count / 2] }
             return statistics
         }
 

@@ -153,11 +153,16 @@ struct DataPlaneTunnelTests {
         // The server listens on IPv4 only, so its TUN takes the same 1432 (the replies below are as large).
         #expect((try? lab.exec(lab.server, "cat /sys/class/net/tgs0/mtu"))?.trimmingCharacters(in: .whitespacesAndNewlines)
                 == "\(1500 - overhead)")
-        // A full-size inner packet with DF fits the 1500-byte uplinks exactly (sent over UDP with DF: one byte
-        // of overhead too few would fail with EMSGSIZE); one byte more is refused by the TUN's MTU.
+        // A full-size inner packet with DF fits the 1500-byte uplinks exactly: its outer datagram is 1500 bytes and
+        // leaves whole (the uplink sockets refuse to fragment, so one byte of overhead too few would fail with
+        // EMSGSIZE; a capture catches any fragment either way). One byte more is refused by the TUN's MTU.
         let full = 1500 - overhead - 28
-        #expect((try? lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(full) \(DataPlaneLab.serverTunnelAddress)")) != nil,
-                "a \(full + 28)-byte inner packet didn't get through")
+        let outer = try DataPlaneUplinkPathTests.outerPackets(lab) {
+            #expect((try? lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(full) \(DataPlaneLab.serverTunnelAddress)")) != nil,
+                    "a \(full + 28)-byte inner packet didn't get through")
+        }
+        #expect(outer.fragments.isEmpty, "fragments on the uplinks: \(outer.fragments)")
+        #expect(!outer.lengths.isEmpty && outer.lengths.allSatisfy { $0 == 1500 }, "outer lengths \(outer.lengths)")
         #expect((try? lab.exec(lab.client, "ping -c 1 -W 1 -M do -s \(full + 1) \(DataPlaneLab.serverTunnelAddress)")) == nil)
         try lab.sh("ip -n \(lab.client) link set up2 mtu 1400")
         #expect(tunnelMTU(becomes: 1400 - overhead) == 1400 - overhead)
@@ -334,20 +339,53 @@ struct DataPlaneTunnelTests {
         try lab.waitForOutput("server", containing: "rejected a handshake", timeout: 5)
     }
 
-    @Test("full tunnel: nothing but tunnel packets leaves through the uplinks, IPv6 included")
-    func fullTunnelLeaksNothing() throws {
+    @Test("full tunnel: nothing but tunnel packets leaves through the uplinks, IPv6 blocked without an assignment, carried with one",
+          arguments: [false, true])
+    func fullTunnelLeaksNothing(serverAssignsIPv6: Bool) throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
-        _ = try lab.startServer()
+        // Main has a default route per family through up1 (the lab adds IPv6's), so a packet the policy doesn't catch
+        // really leaves: the server forwards it, so a leak can even be answered.
+        try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
+        _ = try lab.startServer(ipv6: serverAssignsIPv6)
         _ = try lab.startClient(fullTunnel: true)
-        #expect(lab.waitForTunnel(timeout: 10))
-        // Capture on every uplink everything that is not the tunnel itself (or neighbour discovery/ARP).
-        let captures = try lab.captureOnUplinks(filter: "not (udp port 7443) and not arp and not (ip6 dst net ff00::/8) "
-            + "and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))")
-        // IPv4 to the internet host goes through the tunnel and is NATed by the server.
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        // The table's routes switch just after the addresses appear (which the tunnel ping needs).
+        let carried = serverAssignsIPv6 ? ["-4", "-6"] : ["-4"]
+        for _ in 0..<50 where try carried.contains(where: { try !lab.exec(lab.client, "ip \($0) route show table 29799").contains("default dev tgc0") }) {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        // On every uplink, anything but the tunnel itself (the server's address and port) is a leak; ARP and IPv6
+        // neighbour discovery / multicast (link-local housekeeping, never a forwarded packet) are left out.
+        let captures = try lab.captureOnUplinks(filter: "not (host \(DataPlaneLab.serverAddress) and udp port 7443) and not arp "
+            + "and not (ip6 dst net ff00::/8) and not (icmp6 and (ip6[40] >= 133 and ip6[40] <= 137))")
+        let tunnelPacketsBefore = try lab.exec(lab.client, "cat /sys/class/net/tgc0/statistics/tx_packets")
+        // A web server on the internet host, both families (dual-stack socket).
+        try lab.exec(lab.internet, "sh -c 'echo hello > \(lab.directory.path)/hello.txt'")
+        _ = try lab.spawn(namespace: lab.internet, "/usr/bin/python3 -m http.server 8080 --bind :: --directory \(lab.directory.path)",
+                          logName: "internet-http")
+        for _ in 0..<50 where (try? lab.exec(lab.internet, "curl -sS --max-time 1 -o /dev/null http://127.0.0.1:8080/hello.txt")) == nil {
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        // IPv4 goes through the tunnel and is NATed by the server (the internet host has no route back otherwise):
+        // ICMP, TCP, and UDP to the tunnel's own port number (which must not pass for tunnel traffic either).
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
-        // IPv6 has a default route via up1, but the server gave no IPv6: it must be blocked, not leaked.
-        #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 2001:db8:ffff::1")) == nil)
+        #expect(try lab.exec(lab.client, "curl -sS --max-time 5 http://\(DataPlaneLab.internetAddress):8080/hello.txt").contains("hello"))
+        _ = try? lab.exec(lab.client, "bash -c 'echo leak > /dev/udp/\(DataPlaneLab.internetAddress)/7443'")
+        let ipv6 = DataPlaneLab.internetIPv6Address
+        _ = try? lab.exec(lab.client, "bash -c 'echo leak > /dev/udp/\(ipv6)/7443'")
+        if serverAssignsIPv6 {
+            // Carried, NATed by the server like IPv4.
+            try lab.exec(lab.client, "ping -6 -c3 -i0.2 -W2 \(ipv6)")
+            #expect(try lab.exec(lab.client, "curl -sS --max-time 5 http://[\(ipv6)]:8080/hello.txt").contains("hello"))
+        } else {
+            // No IPv6 from the server: blocked, not sent around the tunnel.
+            #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 \(ipv6)")) == nil)
+            #expect((try? lab.exec(lab.client, "curl -sS --max-time 2 http://[\(ipv6)]:8080/hello.txt")) == nil)
+        }
+        let tunnelPackets = (Int(try lab.exec(lab.client, "cat /sys/class/net/tgc0/statistics/tx_packets").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+            - (Int(tunnelPacketsBefore.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
+        #expect(tunnelPackets >= (serverAssignsIPv6 ? 12 : 6), "only \(tunnelPackets) packets went into the tunnel")
         Thread.sleep(forTimeInterval: 0.5)
         for (uplink, process) in captures {
             // Output is line-buffered (-l), so SIGKILL loses nothing and doesn't wait for libpcap's timeout.

@@ -47,7 +47,7 @@ struct AntiSpoofingTests {
     }
 
     func allowed(_ packet: [UInt8], _ tunnel: ServerClientTunnel) -> Bool {
-        packet.withUnsafeBytes { state.isSourceAllowed($0, tunnel: tunnel) }
+        packet.withUnsafeBytes { state.isSourceAllowed($0, addresses: tunnel.addresses) }
     }
 
     @Test("IPv4: only the client's own address passes")
@@ -76,5 +76,10 @@ struct AntiSpoofingTests {
         #expect(!allowed(Array(try Self.ipv4Packet(from: "10.77.0.2").prefix(19)), dualStack))
         #expect(!allowed(Array(try Self.ipv6Packet(from: "fd77::2").prefix(39)), dualStack))
         #expect(!allowed([], dualStack))
+    }
+
+    @Test("a data frame of a tunnel that is gone (no addresses) is dropped")
+    func noTunnel() throws {
+        #expect(!(try Self.ipv4Packet(from: "10.77.0.2")).withUnsafeBytes { state.isSourceAllowed($0, addresses: nil) })
     }
 }

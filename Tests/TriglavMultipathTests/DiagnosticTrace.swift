@@ -145,7 +145,7 @@ import TriglavCore
         var time = startAt
         var lastDelivered = 0
         var maxHold: UInt64 = 0
-        print("t(ms) goodput(Mb/s) cwnd ssthr flight rec srtt(ms) rto(ms) | link queues fwd (ms) | reorderBuf waitBound reqDelay ingressDrops")
+        print("t(ms) goodput(Mb/s) cwnd ssthr flight rec srtt(ms) rto(ms) | link queues fwd (ms) | reorderBuf waitBound reqDelay ingressDrops | packets waiting on our side")
         while time < startAt + seconds * Nanoseconds.second {
             time += step
             network.loop.run(until: time)
@@ -159,13 +159,14 @@ import TriglavCore
             }.joined(separator: " ")
             let engine = network.client.engine
             maxHold = max(maxHold, network.server.engine.reorderWaitBound)
-            print(String(format: "%5d %6.1f %6.0f %6.0f %5d %d %6.1f %6.0f | %@ | %4d %6.1f %6.1f %d",
+            print(String(format: "%5d %6.1f %6.0f %6.0f %5d %d %6.1f %6.0f | %@ | %4d %6.1f %6.1f %d | ours %d",
                          Int((time - startAt) / Nanoseconds.millisecond), goodput, flow.cwnd,
                          min(flow.ssthresh, 99999), flow.sndNxt - flow.sndUna, flow.inRecovery ? 1 : 0,
                          Double(flow.srtt) / 1e6, Double(flow.rto) / 1e6, queues,
                          network.server.engine.reorderBufferedCount,
                          Double(network.server.engine.reorderWaitBound) / 1e6,
-                         Double(network.server.engine.reorderResendRequestDelay) / 1e6, engine.ingressDrops))
+                         Double(network.server.engine.reorderResendRequestDelay) / 1e6, engine.ingressDrops,
+                         network.client.pacedBacklog))
         }
         for event in flow.congestionLog {
             print("  \((event.time - startAt) / Nanoseconds.millisecond) ms: \(event.event)")

@@ -12,25 +12,31 @@ import TriglavCore
         try blackholeTheBestLink(seed: seed, paced: false)
     }
 
-    /// The same with the paced deployment (`Network.pacedDeployment`, data-plane numbering, unordered ACKs),
-    /// the configuration that also meets the three-link throughput target.
+    /// The same with the paced deployment (`Network.pacedDeployment`, data-plane numbering, unordered ACKs) and
+    /// per-uplink queues (no late binding).
     @Test(arguments: [UInt64(11), 12, 13, 14, 15])
     func blackholingTheBestLinkWithPacingCompletesWithBoundedGaps(seed: UInt64) throws {
         try blackholeTheBestLink(seed: seed, paced: true)
     }
 
-    /// The paced deployment with late binding (one shared queue, `TunnelNode.lateBinding`), with both TCP models:
-    /// 268 / 337 / 187 / 525 / 181 ms with Reno, 204 / 337 / 187 / 186 / 181 ms with the Linux-like model on these
-    /// seeds (held-out 16–25 up to 375 ms, docs/BENCHMARKS.md "Late binding"). Guards them at 600 ms; the issue's
-    /// 300 ms is an intermittent known issue here too.
-    @Test(arguments: [UInt64(11), 12, 13, 14, 15], TCPSenderModel.allCases)
-    func blackholingTheBestLinkWithLateBindingCompletesWithBoundedGaps(seed: UInt64, model: TCPSenderModel) throws {
+    /// The issue's bound with the paced deployment with late binding (one shared queue, `TunnelNode.lateBinding`; the
+    /// simulator's default deployment) and repairs ahead of the failover backlog, with both TCP models, seeds 11–20.
+    /// Linux-like model 101–225 ms on seeds 11–25 (held-out 26–45: BENCHMARKS.md "Repairs ahead of the failover
+    /// backlog"); Reno ≤ 260 ms except seed 14 (525 ms: a fast retransmission of a segment the AQM refused just before
+    /// the blackhole waits in the shared queue while the failover halves its drain rate, and Reno needs an RTO).
+    @Test(arguments: Array(UInt64(11)...20), TCPSenderModel.allCases)
+    func blackholingTheBestLinkWithLateBindingKeepsGapsWithinThreeHundredMilliseconds(seed: UInt64,
+                                                                                     model: TCPSenderModel) throws {
         let run = try BlackholeRun(seed: seed, paced: true, tcp: model, lateBinding: true)
         #expect(run.completedAt != nil, "transfer did not complete")
         #expect(run.deliveredBeforeBlackhole > 500, "the transfer was under way when the link died")
-        #expect(run.longestGap <= 600 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
-        withKnownIssue("late binding: failover gaps up to 525 ms with Reno, 337 ms with the Linux-like model",
-                       isIntermittent: true) {
+        if model == .reno && seed == 14 {
+            #expect(run.longestGap <= 600 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
+            withKnownIssue("late binding, Reno seed 14: RTO for a retransmission queued across the failover",
+                           isIntermittent: true) {
+                #expect(run.longestGap <= 300 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
+            }
+        } else {
             #expect(run.longestGap <= 300 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
         }
         let detected = try #require(run.detectedAfter, "blackholed link never marked down")
@@ -42,11 +48,12 @@ import TriglavCore
         let completed = try #require(run.completedAt, "transfer did not complete")
         #expect(run.deliveredBeforeBlackhole > 500, "the transfer was under way when the link died")
         if paced {
-            // Paced deployment: 236–369 ms on seeds 11–14 (docs/MULTIPATH.md, known limitations). Guard against
-            // regressions at 400 ms; the issue's 300 ms is not met on every seed yet. Seed 15's gap starts before the
-            // blackhole, in the recovery of the slow-start exit (a TCP retransmission refused by the paced AQM, then
-            // an RTO): 308 ms before the spurious-repair fix, 963 ms since (BENCHMARKS.md, "Spurious repairs on the
-            // paced skewed pair"), so its 400 ms is recorded as a known issue too.
+            // Paced deployment with per-uplink queues: 235–369 ms on seeds 11–14 (docs/MULTIPATH.md, known
+            // limitations). Guard against regressions at 400 ms; the issue's 300 ms is not met on every seed. Seed 15's
+            // gap starts before the blackhole, in the recovery of the slow-start exit (a TCP retransmission refused by
+            // the paced AQM, then an RTO): 308 ms before the spurious-repair fix, 963 ms since, 1020 ms since the engine
+            // models repairs ahead of the failover backlog (BENCHMARKS.md, "Spurious repairs on the paced skewed pair",
+            // "Repairs ahead of the failover backlog"), so its 400 ms is recorded as a known issue too.
             if seed == 15 {
                 withKnownIssue("paced seed 15: slow-start-exit RTO before the blackhole", isIntermittent: true) {
                     #expect(run.longestGap <= 400 * Self.ms, "longest delivery gap \(run.longestGap / Self.ms) ms")
@@ -237,9 +244,10 @@ struct BlackholeRun {
                 for seed in seeds {
                     let run = try BlackholeRun(seed: seed, paced: paced, tcp: model)
                     let gap = run.completedAt == nil ? "DNF" : "\(run.longestGap / Nanoseconds.millisecond)"
-                    cells.append("\(seed):\(gap)/\(run.timeouts)")
+                    let detected = run.detectedAfter.map { "\($0 / Nanoseconds.millisecond)" } ?? "never"
+                    cells.append("\(seed):\(gap)/\(run.timeouts)/d\(detected)")
                 }
-                print("blackhole \(paced ? "paced" : "immediate") tcp=\(model.rawValue) gap ms/RTOs: \(cells.joined(separator: " "))")
+                print("blackhole \(paced ? "paced" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms: \(cells.joined(separator: " "))")
             }
         }
     }

@@ -51,6 +51,17 @@ int tg_socket_enable_pktinfo(int fd, int family);
 int tg_socket_set_reuseaddr(int fd);
 /// IPV6_V6ONLY on or off. Returns 0 or -errno.
 int tg_socket_set_v6only(int fd, int on);
+/// Path-MTU discovery that refuses to fragment: IP_MTU_DISCOVER = IP_PMTUDISC_DO (AF_INET) or
+/// IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO (AF_INET6). DF is set and a datagram larger than the path MTU the
+/// kernel knows fails with EMSGSIZE instead of being fragmented locally. Returns 0 or -errno.
+int tg_socket_refuse_fragmentation(int fd, int family);
+/// The socket's IP_MTU_DISCOVER / IPV6_MTU_DISCOVER mode (IP_PMTUDISC_* values) or -errno.
+int tg_socket_mtu_discovery_mode(int fd, int family);
+/// IP_PMTUDISC_DO (== IPV6_PMTUDISC_DO).
+int tg_pmtudisc_do(void);
+/// IP_MTU / IPV6_MTU of a connected socket: the path MTU of its route (link MTU, route `mtu` attribute, or
+/// what ICMP taught the kernel), or -errno (-ENOTCONN when not connected).
+int tg_socket_path_mtu(int fd, int family);
 /// TCP_NODELAY on. Returns 0 or -errno.
 int tg_tcp_set_nodelay(int fd);
 /// SO_ERROR of a socket (the pending error as a positive errno, 0 for none) or -errno.

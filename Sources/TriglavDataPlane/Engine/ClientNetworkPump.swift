@@ -32,6 +32,12 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var controlBuffer = [UInt8](repeating: 0, count: 128)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
     private var resendBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram + WireLayout.transportOverhead)
+    /// Sequences of `resend` duties that couldn't be carried out, gathered into resend-declined runs.
+    private var declines = DeclineAccumulator()
+    /// When the resend-repair counters are next logged (if they moved), and what they were then.
+    private var nextResendReport: Nanoseconds = 0
+    private var reportedRepair = ResendRepairCounters()
+    private static let resendReportInterval = 2 * Nanoseconds.second
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel
@@ -167,13 +173,42 @@ final class ClientNetworkPump: @unchecked Sendable {
                     let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
                     tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)\(to == .down ? Self.downContext(state.engine.statistics(for: id)) : "")")
                 case .resend(let sequence):
-                    resend(sequence: sequence, now: now, state: &state)
-                case .requestResend:
-                    continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
+                    // One the peer asked for (or one in flight on a dead uplink) that can't go: a peer that asks for
+                    // resends hears so at once instead of waiting for it until its reorder wait ends.
+                    if !resend(sequence: sequence, now: now, state: &state), state.retransmit.peerRequestsResends,
+                       let run = declines.add(sequence) {
+                        sendControlOnBestUplink(.resendDeclined(run), now: now, state: &state)
+                    }
+                case .requestResend(let first, let count):
+                    sendControlOnBestUplink(.resendRequest(ResendRun(firstSequence: first, count: count)), now: now, state: &state)
                 }
             }
+            if let run = declines.take() { sendControlOnBestUplink(.resendDeclined(run), now: now, state: &state) }
         }
         writeDeliveries()
+    }
+
+    /// Sends a tunnel-wide control frame (resend request or declined) on the uplink(s) the engine would pick for a
+    /// small packet now, counting only the queue it put there itself (as for a download's ACKs: the probes' RTT holds
+    /// the download's own queue). In `redundant` mode that is several uplinks: the frame goes on each.
+    private func sendControlOnBestUplink(_ frame: ControlFrame, now: Nanoseconds, state: inout ClientState) {
+        let selection = state.engine.schedule(packetLength: frame.bodyLength + WireLayout.transportOverhead, flowKey: nil,
+                                              now: now, isAcknowledgement: true)
+        for id in selection {
+            guard let slot = state.slot(of: id) else { continue }
+            sendControl(frame, slot: slot, now: now, state: &state)
+        }
+    }
+
+    /// Logs, at most every `resendReportInterval` and only when they moved, what resend repair did: the requests this
+    /// side's reorder buffer sent and the gaps it skipped, and the peer's requests we answered.
+    private func reportResendRepair(now: Nanoseconds, state: inout ClientState) {
+        guard now >= nextResendReport, state.engine.configuration.requestsResends || state.retransmit.peerRequestsResends else { return }
+        nextResendReport = now &+ Self.resendReportInterval
+        let counters = ResendRepairCounters(reorder: state.engine.reorderStatistics, store: state.retransmit, resent: state.resentPackets)
+        guard counters != reportedRepair else { return }
+        reportedRepair = counters
+        tunnel.log(info: "resend repair: \(counters)")
     }
 
     /// What the engine knew of an uplink it just declared down (why it did is often the question: a link whose
@@ -279,6 +314,21 @@ final class ClientNetworkPump: @unchecked Sendable {
             case .close:
                 // The server dropped the session (tunnel removed, restart): handshake again now.
                 state.resetUplink(slot, now: now)
+            case .resendRequest:
+                guard case .resendRequest(let run)? = try? ControlFrame.parse(type: .resendRequest, body: body) else { return }
+                let store = state.retransmit
+                store.answer(run, transmitSequence: state.transmitSequence, resend: { first, count in
+                    state.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
+                }, decline: { first, count in
+                    // Answered on the uplink the request came on: it works, it just carried the request.
+                    sendControl(.resendDeclined(ResendRun(firstSequence: first, count: count)), slot: slot, now: now, state: &state)
+                })
+            case .resendDeclined:
+                // Only a reorder buffer that asks for resends waits for them; otherwise there is nothing to stop.
+                guard state.engine.configuration.requestsResends,
+                      case .resendDeclined(let run)? = try? ControlFrame.parse(type: .resendDeclined, body: body) else { return }
+                state.engine.handle(.resendDeclined(firstSequence: run.firstSequence, count: run.count, at: now))
+                while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
             case .keepalive:
                 break
             }
@@ -382,6 +432,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         tunnel.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
+            reportResendRepair(now: now, state: &state)
             // A create that isn't answered soon is abandoned so another uplink can try.
             if let creator = state.creatingSlot,
                state.uplinks[creator]?.initiator == nil || now &- (state.uplinks[creator]?.lastAttempt ?? 0) >= 2 * retry {
@@ -566,11 +617,15 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    /// Sends a packet that was in flight on a dead uplink again, on the uplink the engine picks now.
-    private func resend(sequence: UInt32, now: Nanoseconds, state: inout ClientState) {
-        guard let packet = state.retransmit.packet(sequence: sequence) else { return }
+    /// Sends a packet again (one that was in flight on a dead uplink, or one the server asked for), on the uplink
+    /// the engine picks now, avoiding the one it first went on. False when it couldn't: no longer stored, or no
+    /// uplink took it (`scheduleResend` leaves a loss into a full queue to the inner TCP).
+    private func resend(sequence: UInt32, now: Nanoseconds, state: inout ClientState) -> Bool {
+        guard let packet = state.retransmit.packet(sequence: sequence) else { return false }
         let length = packet.count
-        let selection = state.engine.scheduleResend(packetLength: length + WireLayout.transportOverhead, originalUplink: nil, now: now)
+        let selection = state.engine.scheduleResend(packetLength: length + WireLayout.transportOverhead,
+                                                    originalUplink: state.retransmit.uplink(sequence: sequence), now: now)
+        var sent = false
         for id in selection {
             guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket,
                   let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
@@ -589,7 +644,9 @@ final class ClientNetworkPump: @unchecked Sendable {
             }
             state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
             state.resentPackets &+= 1
+            sent = true
         }
+        return sent
     }
 
     /// The flags byte of the uplink's control frames: its policy and the idle heartbeat this client probes it at

@@ -15,9 +15,10 @@ public struct ClientTunnelConfiguration: Sendable {
     public var server: IPEndpoint
     /// Name of the TUN device to create.
     public var tunnelInterface: InterfaceName
-    /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest uplink
-    /// interface MTU minus the real overhead (outer IP + UDP + Triglav framing), never above this value
-    /// and never below 1280 (IPv6's minimum). nil: a 1500-byte uplink's worth for the server's family,
+    /// Largest inner MTU of the TUN device. The device starts with it and follows the smallest path MTU to
+    /// the server of the uplinks that carry traffic, minus the real overhead (outer IP + UDP + Triglav
+    /// framing), never above this value and never below 1280 while the tunnel carries IPv6 (576 without;
+    /// docs/DATAPLANE.md, "TUN MTU"). nil: a 1500-byte uplink's worth for the server's family,
     /// 1432 to an IPv4 server, 1412 to an IPv6 one (`TunnelMTU.defaultCeiling`).
     public var mtu: Int?
     /// The ceiling actually used: `mtu`, or the default for the server's address family.
@@ -50,8 +51,9 @@ public struct ClientTunnelConfiguration: Sendable {
     public static let defaultMaxEqualizationDelay: UInt64 = 100 * Nanoseconds.millisecond
 
     /// Multipath defaults for the data plane. The sender re-sends packets that were in flight on a dying
-    /// uplink (from its `RetransmitStore`); receivers don't request resends, as the wire protocol has no
-    /// frame for such requests yet.
+    /// uplink (from its `RetransmitStore`); receivers request resends of lost packets only when the experimental
+    /// `TRIGLAV_RESEND_REQUESTS=1` is set (`ResendRequestSwitch`, docs/DATAPLANE.md "Resend requests"); both sides
+    /// answer the peer's requests either way.
     ///
     /// The engine's ingress queue target (refusing packets whose modelled arrival is more than 80 ms late) is
     /// off: with the capacity estimate starting at 10 Mbit/s, refusing at the estimate keeps the delivery
@@ -63,7 +65,7 @@ public struct ClientTunnelConfiguration: Sendable {
     /// estimates catch up with links their probes show to be faster (`capacityCatchUp`, docs/LAB.md).
     public static var defaultMultipath: MultipathConfiguration {
         var configuration = MultipathConfiguration()
-        configuration.requestsResends = false
+        configuration.requestsResends = ResendRequestSwitch.enabledByEnvironment
         configuration.ingressQueueTarget = nil
         configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
         configuration.capacityCatchUp = true
@@ -269,6 +271,7 @@ public final class ClientTunnel: Sendable {
             }
         }
         if let result { throw result }
+        scheduleMTUUpdate()  // a `never` uplink doesn't count towards the TUN MTU
     }
 
     /// The system (netlink, via the daemon's discovery) reports `interface`'s link down (carrier lost, interface
@@ -286,6 +289,7 @@ public final class ClientTunnel: Sendable {
             return true
         }
         guard found else { throw .unknownUplink(interface.rawValue) }
+        scheduleMTUUpdate()  // a carrier-down uplink doesn't count towards the TUN MTU
         networkPoller.wake()  // the engine's duties changed (resends now, or probes of a link that is back)
         logger.info("uplink \(interface): system reports its link \(isUp ? "up" : "down")")
     }
@@ -348,15 +352,20 @@ public final class ClientTunnel: Sendable {
 
     func withState<R>(_ body: (inout ClientState) -> R) -> R { state.withLock { body(&$0) } }
 
-    /// Opens the uplink's socket if its interface exists now. Called on add and from the timer.
+    /// Opens the uplink's socket if its interface exists now. Called on add and from the timer. The socket
+    /// sends from the interface's current address from its first datagram on (looked up here, then refreshed
+    /// by `scheduleMTUUpdate`'s pass, and at once when a send from it fails).
     func openSocket(slot: Int) {
         guard let interface = state.withLock({ $0.uplinks[slot]?.socket == nil ? $0.uplinks[slot]?.interface : nil }) else { return }
         do {
             var options = UDPSocket.Options()
             options.device = interface
             options.mark = configuration.firewallMark
+            options.sourceRejected = { [weak self] in self?.scheduleMTUUpdate() }
             let socket = try UDPSocket(family: SocketFamily(of: configuration.server.address), options: options,
                                        label: "uplink \(interface)")
+            let path = UplinkPaths.lookUp([interface], server: configuration.server, mark: configuration.firewallMark, logger: logger)
+            socket.setSource(path[interface]?.source)
             let installed = state.withLock { state in
                 guard state.uplinks[slot]?.interface == interface, state.uplinks[slot]?.socket == nil else { return false }
                 state.uplinks[slot]?.socket = socket
@@ -371,9 +380,11 @@ public final class ClientTunnel: Sendable {
         }
     }
 
-    /// Recomputes the TUN MTU off the packet path (on the control queue, which serialises the updates).
-    /// Called when an uplink's socket opens or closes, when an uplink is removed, and every
-    /// `ClientNetworkPump.mtuCheckInterval` from the pump's timers, which catches link MTU changes.
+    /// Refreshes the uplinks' paths off the packet path (on the control queue, which serialises the updates):
+    /// the source address each uplink socket sends from, and the TUN MTU from their path MTUs.
+    /// Called when an uplink's socket opens or closes, when an uplink is removed, changes tier or its link state,
+    /// when a send from a stale source fails, and every `ClientNetworkPump.mtuCheckInterval` from the pump's
+    /// timers, which catches address, route and MTU changes whoever made them.
     /// Also checks, for uplinks without a session, whether a route to the server leads through them.
     func scheduleMTUUpdate() {
         control.async { [self] in
@@ -414,19 +425,54 @@ public final class ClientTunnel: Sendable {
     /// header, inner header and AEAD tag (docs/DATAPLANE.md, "TUN MTU").
     var tunnelOverhead: Int { TunnelMTU.overhead(outerIPv4: configuration.server.address.isIPv4) }
 
-    /// Sets the TUN MTU from the smallest MTU of the uplinks' interfaces (those that exist). Control queue only.
+    /// Points every uplink socket at its interface's current address, then sets the TUN MTU from the smallest
+    /// path MTU of the uplinks that carry traffic (a socket, tier other than `never`, link up with carrier)
+    /// minus the overhead: lowered as soon as a path shrinks, raised again when the small one leaves.
+    /// Control queue only.
     private func updateMTU() {
-        let (interfaces, tun, applied) = state.withLock { state in
-            (state.uplinks.compactMap { $0?.interface }, state.tun, state.appliedMTU)
+        let (uplinks, tun, applied, carriesIPv6) = state.withLock { state in
+            (state.uplinks.compactMap { $0 }.map { (interface: $0.interface, counts: $0.socket != nil && $0.policy.tier != .never) },
+             state.tun, state.appliedMTU, state.assignment?.ipv6 != nil)
+        }
+        let paths = UplinkPaths.lookUp(uplinks.map(\.interface), server: configuration.server,
+                                       mark: configuration.firewallMark, logger: logger)
+        let moved: [(InterfaceName, IPAddress?)] = state.withLock { state in
+            var moved: [(InterfaceName, IPAddress?)] = []
+            for uplink in state.uplinks {
+                guard let uplink, let socket = uplink.socket, let path = paths[uplink.interface] else { continue }
+                if socket.sourceAddress != path.source { moved.append((uplink.interface, path.source)) }
+                socket.setSource(path.source)
+            }
+            return moved
+        }
+        for (interface, source) in moved {
+            logger.info("uplink \(interface) sends from \(source.map { "\($0)" } ?? "the address the kernel picks (none usable on it)")")
         }
         guard let tun else { return }
-        let linkMTUs = routes.interfaceMTUs(interfaces)
-        let target = TunnelMTU.forUplinks(linkMTUs: linkMTUs, overhead: tunnelOverhead, maximum: configuration.mtuCeiling)
+        let counted = uplinks.filter(\.counts).compactMap { uplink in
+            paths[uplink.interface].flatMap { $0.isOperational ? $0.pathMTU.map { (uplink.interface, $0) } : nil }
+        }
+        let floor = carriesIPv6 ? TunnelMTU.ipv6Floor : TunnelMTU.ipv4Floor
+        let target = TunnelMTU.forUplinks(linkMTUs: counted.map(\.1), overhead: tunnelOverhead, maximum: configuration.mtuCeiling,
+                                          minimum: floor)
+        let belowFloor = Set(counted.filter { $0.1 - tunnelOverhead < floor }.map(\.0))
+        let newlyBelow: Set<InterfaceName> = state.withLock { state in
+            defer { state.uplinksBelowMTUFloor = belowFloor }
+            return belowFloor.subtracting(state.uplinksBelowMTUFloor)
+        }
+        for (interface, pathMTU) in counted where newlyBelow.contains(interface) {
+            logger.warning("""
+                uplink \(interface): path MTU \(pathMTU) to the server leaves room for \(pathMTU - tunnelOverhead)-byte inner packets, \
+                below the tunnel's floor of \(floor)\(carriesIPv6 ? " (IPv6 inside needs 1280)" : ""); larger packets scheduled \
+                on it are refused (EMSGSIZE, counted as send errors), never fragmented
+                """)
+        }
         guard target != applied else { return }
         do {
             try routes.setMTU(target, of: tun.name)
             state.withLock { $0.appliedMTU = target }
-            logger.info("tunnel MTU \(target) (smallest uplink MTU \(linkMTUs.min().map(String.init) ?? "unknown"), overhead \(tunnelOverhead))")
+            let described = counted.map { "\($0.0) \($0.1)" }.joined(separator: ", ")
+            logger.info("tunnel MTU \(target) (uplink path MTUs: \(described.isEmpty ? "none known" : described); overhead \(tunnelOverhead))")
         } catch {
             logger.error("setting the tunnel MTU to \(target) failed: \(error)")
         }
@@ -457,7 +503,11 @@ public final class ClientTunnel: Sendable {
     /// Applies a (new) assignment: addresses and routes, off the packet path.
     func assignmentChanged(_ assignment: TunnelAddresses, tun: InterfaceName) {
         logger.info("server assigned \(assignment)")
-        control.async { [self] in applyAssignment(assignment, tun: tun, attempt: 1) }
+        control.async { [self] in
+            // The floor first: an assignment with IPv6 needs a TUN MTU of at least 1280 before its address goes on.
+            updateMTU()
+            applyAssignment(assignment, tun: tun, attempt: 1)
+        }
     }
 
     /// Longest wait between attempts to apply an assignment that failed (the first retry is after 1 s).
@@ -654,6 +704,8 @@ struct ClientState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
+    /// Uplinks whose path MTU is below the TUN MTU's floor plus the overhead (warned about once each time).
+    var uplinksBelowMTUFloor: Set<InterfaceName> = []
     /// The server's index of the last session of each removed uplink, by interface (see `addUplink`).
     var abandonedSessions: [InterfaceName: UInt32] = [:]
 
@@ -741,9 +793,9 @@ final class ClientTunPump: @unchecked Sendable {
                 }
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
-                state.retransmit.store(sequence: sequence, packet: packet)
+                state.retransmit.store(sequence: sequence, packet: packet, sentOn: selection.first)
                 for id in selection {
-                    guard let slot = state.slot(of: id), state.uplinks[slot]?.socket != nil else { continue }
+                    guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket else { continue }
                     let batch = outgoing[slot]
                     guard batch.count < batch.capacity, let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
                     let target = batch.slot(batch.count)
@@ -756,8 +808,10 @@ final class ClientTunPump: @unchecked Sendable {
                         connection.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
                     } else {
                         withUnsafePointer(to: &state.serverAddress) { address in
-                            batch.prepareSend(batch.count, length: sealed, address: address,
-                                              addressLength: state.serverAddressLength, localAddress: nil)
+                            socket.withSource { source in
+                                batch.prepareSend(batch.count, length: sealed, address: address,
+                                                  addressLength: state.serverAddressLength, localAddress: source)
+                            }
                         }
                         batch.count += 1
                     }

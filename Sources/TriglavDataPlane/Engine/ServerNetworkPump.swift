@@ -45,6 +45,13 @@ final class ServerNetworkPump: @unchecked Sendable {
     private var nextTimer: Nanoseconds = 0
     /// Tunnels whose duties are due this round (reused).
     private var dueTunnels: [UInt64] = []
+    /// Sequences of `resend` duties that couldn't be carried out, gathered into resend-declined runs (per tunnel:
+    /// flushed before the next tunnel's duties).
+    private var declines = DeclineAccumulator()
+    /// When the tunnels' resend-repair counters are next logged (those that moved), and what each was then.
+    private var nextResendReport: Nanoseconds = 0
+    private var reportedRepair: [UInt64: ResendRepairCounters] = [:]
+    private static let resendReportInterval = 2 * Nanoseconds.second
 
     init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
@@ -343,7 +350,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             let body = UnsafeRawBufferPointer(rebasing: datagram[frame.body])
             switch frame.type {
             case .data:
-                guard let tunnel = state.tunnels[tunnelID], state.isSourceAllowed(body, tunnel: tunnel) else {
+                guard state.isSourceAllowed(body, addresses: state.tunnels[tunnelID]?.addresses) else {
                     state.droppedSpoofed &+= 1
                     return
                 }
@@ -373,6 +380,22 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
             case .close:
                 state.removeSession(receiver, now: now)
+            case .resendRequest:
+                guard case .resendRequest(let run)? = try? ControlFrame.parse(type: .resendRequest, body: body),
+                      let store = state.tunnels[tunnelID]?.retransmit,
+                      let transmitSequence = state.tunnels[tunnelID]?.transmitSequence else { return }
+                store.answer(run, transmitSequence: transmitSequence, resend: { first, count in
+                    state.tunnels[tunnelID]?.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
+                }, decline: { first, count in
+                    // Answered on the session the request came on: it works, it just carried the request.
+                    sendControl(.resendDeclined(ResendRun(firstSequence: first, count: count)), session: receiver, now: now, state: &state)
+                })
+            case .resendDeclined:
+                // Only a reorder buffer that asks for resends waits for them; otherwise there is nothing to stop.
+                guard state.tunnels[tunnelID]?.engine.configuration.requestsResends == true,
+                      case .resendDeclined(let run)? = try? ControlFrame.parse(type: .resendDeclined, body: body) else { return }
+                state.tunnels[tunnelID]?.engine.handle(.resendDeclined(firstSequence: run.firstSequence, count: run.count, at: now))
+                while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
             case .keepalive:
                 break
             }
@@ -412,11 +435,18 @@ final class ServerNetworkPump: @unchecked Sendable {
                     case .stateChanged(let uplink, let from, let to):
                         server.logger.debug("tunnel \(String(tunnelID, radix: 16)) \(uplink): \(from.rawValue) -> \(to.rawValue)")
                     case .resend(let sequence):
-                        resend(sequence: sequence, tunnel: tunnelID, now: now, state: &state)
-                    case .requestResend:
-                        continue  // not sent: the wire protocol has no resend-request frame (requestsResends is off)
+                        // One the client asked for (or one in flight on a dead uplink) that can't go: a client that asks
+                        // for resends hears so at once instead of waiting for it until its reorder wait ends.
+                        if !resend(sequence: sequence, tunnel: tunnelID, now: now, state: &state),
+                           state.tunnels[tunnelID]?.retransmit.peerRequestsResends == true, let run = declines.add(sequence) {
+                            sendControlOnBestUplink(.resendDeclined(run), tunnel: tunnelID, now: now, state: &state)
+                        }
+                    case .requestResend(let first, let count):
+                        sendControlOnBestUplink(.resendRequest(ResendRun(firstSequence: first, count: count)), tunnel: tunnelID,
+                                                now: now, state: &state)
                     }
                 }
+                if let run = declines.take() { sendControlOnBestUplink(.resendDeclined(run), tunnel: tunnelID, now: now, state: &state) }
             }
         }
         writeDeliveries()
@@ -515,11 +545,15 @@ final class ServerNetworkPump: @unchecked Sendable {
         deliveries.removeAll { $0.0 == tunnelID }
     }
 
-    /// Sends a packet that was in flight on a dead client uplink again, on the uplink the tunnel's engine picks.
-    private func resend(sequence: UInt32, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) {
-        guard let packet = state.tunnels[tunnelID]?.retransmit.packet(sequence: sequence),
+    /// Sends a packet to the client again (one in flight on a dead uplink, or one the client asked for) on the uplink
+    /// the engine picks now, avoiding the one it first went on. False when it couldn't: no longer stored, or no
+    /// uplink took it (`scheduleResend` leaves a loss into a full queue to the inner TCP).
+    private func resend(sequence: UInt32, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) -> Bool {
+        guard let store = state.tunnels[tunnelID]?.retransmit, let packet = store.packet(sequence: sequence),
               let selection = state.tunnels[tunnelID]?.engine.scheduleResend(
-                packetLength: packet.count + WireLayout.transportOverhead, originalUplink: nil, now: now) else { return }
+                packetLength: packet.count + WireLayout.transportOverhead, originalUplink: store.uplink(sequence: sequence), now: now)
+        else { return false }
+        var sent = false
         for uplink in selection {
             guard let index = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
                   let counter = state.sessions[index]?.transport.nextSendCounter else { continue }
@@ -538,6 +572,35 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
             state.resentPackets &+= 1
+            sent = true
+        }
+        return sent
+    }
+
+    /// Sends a tunnel-wide control frame (resend request or declined) to the client on the session of the uplink(s) the
+    /// engine would pick for a small packet now, counting only the queue it put there itself (`schedule`'s
+    /// `isAcknowledgement`); in `redundant` mode on each of them.
+    private func sendControlOnBestUplink(_ frame: ControlFrame, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) {
+        guard let selection = state.tunnels[tunnelID]?.engine.schedule(
+            packetLength: frame.bodyLength + WireLayout.transportOverhead, flowKey: nil, now: now, isAcknowledgement: true) else { return }
+        for uplink in selection {
+            guard let session = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] else { continue }
+            sendControl(frame, session: session, now: now, state: &state)
+        }
+    }
+
+    /// Logs, at most every `resendReportInterval` and for the tunnels where they moved, what resend repair did (see
+    /// `ResendRepairCounters`; `resent` is server-wide). Runs on the timer, not per packet.
+    private func reportResendRepair(now: Nanoseconds, state: inout ServerState) {
+        guard now >= nextResendReport else { return }
+        nextResendReport = now &+ Self.resendReportInterval
+        for tunnelID in reportedRepair.keys where state.tunnels[tunnelID] == nil { reportedRepair[tunnelID] = nil }
+        for (tunnelID, tunnel) in state.tunnels
+        where tunnel.engine.configuration.requestsResends || tunnel.retransmit.peerRequestsResends {
+            let counters = ResendRepairCounters(reorder: tunnel.engine.reorderStatistics, store: tunnel.retransmit, resent: state.resentPackets)
+            guard counters != reportedRepair[tunnelID] ?? ResendRepairCounters() else { continue }
+            reportedRepair[tunnelID] = counters
+            server.logger.info("tunnel \(String(tunnelID, radix: 16)): resend repair: \(counters)")
         }
     }
 
@@ -584,6 +647,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             for index in expired.keys { state.removeSession(index, now: now) }
             for tunnelID in pools.keys where state.tunnels[tunnelID] == nil { pools[tunnelID] = nil }
             expireConnections(now: now, state: &state)
+            reportResendRepair(now: now, state: &state)
         }
         if !closingConnections.isEmpty {
             server.logger.debug("closed \(closingConnections.count) TCP fallback connections (no handshake in time, or idle)")

@@ -277,8 +277,9 @@ struct ServerClientTunnel {
     var sessions: [UInt32] = []
     /// Scheduler, uplink quality and reorder buffer of this client's tunnel.
     var engine: MultipathEngine<Int>
-    /// Recently sent packets, for the engine's resend duties.
-    let retransmit = RetransmitStore(capacity: 512)
+    /// Recently sent packets, for the engine's resend duties and the client's resend requests: 1024 × 2 KiB, about
+    /// 200 ms of a 60 Mbit/s download (a request comes a reorder wait plus a one-way delay after the loss).
+    let retransmit = RetransmitStore(capacity: 1024)
     /// The confirmed session that currently carries each uplink (engine uplink raw value → session index).
     var uplinkSessions: [UInt32: UInt32] = [:]
     var transmitSequence: UInt32 = 0
@@ -360,13 +361,17 @@ struct ServerState: @unchecked Sendable {
         return nil
     }
 
-    /// Whether `packet`'s inner source is one of the tunnel's addresses (anti-spoofing).
-    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, tunnel: ServerClientTunnel) -> Bool {
+    /// Whether `packet`'s inner source is one of a tunnel's `addresses` (anti-spoofing); nil (no such tunnel): no.
+    /// Takes the addresses, not the tunnel: the caller reads them with `state.tunnels[id]?.addresses`, so no copy of
+    /// the tunnel is alive when its engine is mutated next (a copy would make that mutation copy the engine's
+    /// arrays, reorder buffer included, for every data packet).
+    func isSourceAllowed(_ packet: UnsafeRawBufferPointer, addresses: TunnelAddresses?) -> Bool {
+        guard let addresses else { return false }
         if let v4 = PacketClassifier.ipv4Source(packet) {
-            if case .v4(let assigned) = tunnel.addresses.ipv4.address { return v4 == assigned }
+            if case .v4(let assigned) = addresses.ipv4.address { return v4 == assigned }
             return false
         }
-        if let v6 = PacketClassifier.ipv6Source(packet) { return tunnel.addresses.ipv6?.address == v6 }
+        if let v6 = PacketClassifier.ipv6Source(packet) { return addresses.ipv6?.address == v6 }
         return false
     }
 
@@ -448,7 +453,7 @@ final class ServerTunPump: @unchecked Sendable {
                 }
                 state.tunnels[tunnelID]?.transmitSequence &+= 1
                 state.dutyDeadlines[tunnelID] = 0  // sending may bring its probes forward (active probing)
-                state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet)
+                state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet, sentOn: selection.first)
                 for uplink in selection {
                     guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
                           let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,

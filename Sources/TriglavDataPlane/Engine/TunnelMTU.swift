@@ -32,16 +32,26 @@ public enum TunnelMTU {
     /// 1432 when the server listens on IPv4 at all, 1412 when only on IPv6. It mustn't be smaller than a client's
     /// own TUN MTU: that client advertises its TCP MSS from its own MTU, so a smaller server TUN would make every
     /// download depend on path-MTU discovery (ICMP "fragmentation needed" reaching the far host). Towards a client
-    /// with a smaller MTU, TCP follows that client's MSS; a rare larger non-TCP packet leaves as an outer datagram
-    /// above 1500 bytes, which the server's kernel fragments (default path-MTU mode for UDP sockets).
+    /// with a smaller MTU, TCP follows that client's MSS; a rare larger non-TCP packet would need an outer datagram
+    /// above the path MTU, which the server's socket refuses (EMSGSIZE, IP_PMTUDISC_DO): it is dropped, never
+    /// fragmented.
     public static func defaultServerCeiling(listen: [IPEndpoint]) -> Int {
         defaultCeiling(outerIPv4: listen.isEmpty || listen.contains { $0.address.isIPv4 })
     }
 
-    /// The inner MTU for uplinks with `linkMTUs`: the smallest minus `overhead`, capped by `maximum`, at least
-    /// 1280 (IPv6's minimum link MTU). With no known uplink MTU it is `maximum`.
-    public static func forUplinks(linkMTUs: [Int], overhead: Int, maximum: Int) -> Int {
-        guard let smallest = linkMTUs.min() else { return maximum }
-        return max(1280, min(maximum, smallest - overhead))
+    /// The smallest TUN MTU of a tunnel that carries IPv6: the kernel turns IPv6 off on a link below 1280
+    /// (RFC 8200's minimum link MTU), taking the tunnel's IPv6 address with it.
+    public static let ipv6Floor = 1280
+    /// The smallest TUN MTU of an IPv4-only tunnel: 576, the datagram size every IPv4 host must accept
+    /// (RFC 791). A path below 576 + overhead is a misconfiguration, not something to follow.
+    public static let ipv4Floor = 576
+
+    /// The inner MTU for uplinks whose paths to the server have `pathMTUs`: the smallest minus `overhead`,
+    /// capped by `maximum`, at least `minimum` (`ipv6Floor` by default). With no known path MTU it is `maximum`.
+    /// When the floor wins, packets between the smallest path's room and the floor don't fit that uplink: its
+    /// socket refuses them (EMSGSIZE), nothing is fragmented (docs/DATAPLANE.md, "TUN MTU").
+    public static func forUplinks(linkMTUs pathMTUs: [Int], overhead: Int, maximum: Int, minimum: Int = ipv6Floor) -> Int {
+        guard let smallest = pathMTUs.min() else { return maximum }
+        return max(minimum, min(maximum, smallest - overhead))
     }
 }

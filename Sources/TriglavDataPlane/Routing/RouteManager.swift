@@ -71,19 +71,6 @@ final class RouteManager: Sendable {
         try removeRulesAndRoutes(policy, table: table)
     }
 
-    /// The interface's MTU, nil when it doesn't exist (or netlink is unavailable).
-    func interfaceMTU(_ interface: InterfaceName) -> Int? {
-        interfaceMTUs([interface]).first
-    }
-
-    /// MTUs of those of `interfaces` that exist now (one netlink socket for all).
-    func interfaceMTUs(_ interfaces: [InterfaceName]) -> [Int] {
-        guard !interfaces.isEmpty, let socket = try? netlink() else { return [] }
-        return interfaces.compactMap { interface in
-            (try? socket.link(named: interface.rawValue)).flatMap { $0.map { Int($0.mtu) } }
-        }
-    }
-
     /// Of `interfaces`, those with a unicast route covering `destination` through them, in any table but
     /// `local` and `ignoredTable` (our own tunnel table). nil when netlink can't tell. An approximation of
     /// the kernel's lookup for a socket bound with SO_BINDTODEVICE (policy rules aren't evaluated): it
@@ -234,25 +221,45 @@ final class RouteManager: Sendable {
         }
     }
 
-    /// Deletes every rule and route tagged with our protocol (however many crashed runs left, whatever
-    /// table and priorities they used), untagged rules at this policy's priorities (kernels before 4.17
-    /// drop the tag), and everything in `table`.
+    /// Deletes every rule and route tagged with our protocol (however many crashed runs left, whatever table and
+    /// priorities they used), and untagged rules of our own shapes at this policy's priorities (`isOwnRule`).
+    /// Nothing else: a rule of the user's at one of our priorities, or a route of the user's in our table, stays.
     private func removeRulesAndRoutes(_ policy: PolicyRouting, table: UInt32) throws(TriglavDataPlaneError) {
         let socket = try netlink()
-        let tag = RoutingConstants.routeProtocol
-        let priorities = policy.priorities
         for family in [AddressFamily.ipv4, .ipv6] {
             try apply("delete leftover rules (\(family))") { () throws(NetlinkError) in
-                _ = try socket.deleteRules(family: family) { rule in
-                    rule.protocol == tag || (rule.protocol ?? 0 == 0 && rule.priority.map(priorities.contains) ?? false)
-                }
+                _ = try socket.deleteRules(family: family) { Self.isOwnRule($0, policy: policy, table: table) }
             }
         }
+        // Routes always keep their tag (rtm_protocol is in every route message, on every kernel), so the tag
+        // alone finds ours; routes via the TUN went with the device anyway.
         try apply("delete leftover routes") { () throws(NetlinkError) in
-            _ = try socket.deleteRoutes { $0.protocol == tag }
+            _ = try socket.deleteRoutes { $0.protocol == RoutingConstants.routeProtocol }
         }
-        try apply("flush table \(table)") { () throws(NetlinkError) in
-            _ = try socket.deleteRoutes(table: table)
+    }
+
+    /// Whether `rule` is one the client installs: tagged with our protocol, or untagged but at one of this policy's
+    /// priorities in one of `policyRules`' shapes: `lookup main suppress_prefixlength 0`, `not fwmark M lookup
+    /// TABLE`, or `to PREFIX lookup main` for an excluded prefix. Untagged ones are ours on kernels before 4.17, which
+    /// drop a rule's protocol (FRA_PROTOCOL); matching the shape, not just the priority, leaves a user's own rule at
+    /// the same number alone. (An exclude an earlier run had and this policy lacks stays on such kernels: it only
+    /// sends that prefix through the main table, as without the tunnel.)
+    static func isOwnRule(_ rule: RoutingRule, policy: PolicyRouting, table: UInt32) -> Bool {
+        if rule.protocol == RoutingConstants.routeProtocol { return true }
+        guard rule.protocol ?? 0 == 0, let priority = rule.priority, rule.action == .lookup, rule.source == nil,
+              rule.inputInterface == nil, rule.outputInterface == nil else { return false }
+        let plain = rule.firewallMark == nil && !rule.invert
+        switch priority {
+        case policy.suppressPriority:
+            return plain && rule.table == RouteTable.main && rule.suppressPrefixLength == 0 && rule.destination == nil
+        case policy.tunnelPriority:
+            return rule.invert && rule.firewallMark != nil && rule.table == table && rule.suppressPrefixLength == nil
+                && rule.destination == nil
+        case policy.excludePriority:
+            return plain && rule.table == RouteTable.main && rule.suppressPrefixLength == nil
+                && rule.destination.map(policy.exclude.contains) == true
+        default:
+            return false
         }
     }
 

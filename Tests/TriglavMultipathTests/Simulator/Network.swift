@@ -140,6 +140,9 @@ final class TunnelNode {
             for id in scheduled { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
             return true
         }
+        // A resend of a packet whose uplink is down is a failover resend; the others answer the receiver's requests
+        // (repairs) and go ahead of the failover backlog (`MultipathEngine.scheduleResend`).
+        let isRepair = packet.isResend && !(previous.flatMap { engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
         if roundRobin {
             let ids = network.uplinkIDs
             let id = ids[roundRobinNext % ids.count]
@@ -154,7 +157,7 @@ final class TunnelNode {
         // A copy not made because the original still waits keeps that original's uplink on record.
         if !(selection.isEmpty && waiting != nil) { storeUplinks[slot] = selection.first }
         if selection.isEmpty { unscheduled += 1 }
-        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes) }
+        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes, isRepair: isRepair) }
         return !selection.isEmpty
     }
 
@@ -166,12 +169,13 @@ final class TunnelNode {
         var wireBytes: Int
     }
     private struct PacingQueues {
+        var repairs: [PacedPacket] = []
         var resends: [PacedPacket] = []
         var data: [PacedPacket] = []
         var dataHead = 0
         var wakeAt: UInt64?
-        var isEmpty: Bool { resends.isEmpty && dataHead >= data.count }
-        var count: Int { resends.count + data.count - dataHead }
+        var isEmpty: Bool { repairs.isEmpty && resends.isEmpty && dataHead >= data.count }
+        var count: Int { repairs.count + resends.count + data.count - dataHead }
         /// Puts a resend among the queued data in tunnel-sequence order (data is queued in that order).
         mutating func insertBySequence(_ entry: PacedPacket) {
             var low = dataHead, high = data.count
@@ -183,7 +187,7 @@ final class TunnelNode {
         }
         /// Bytes queued ahead of `sequence` (resends, then data), nil when it isn't queued here.
         func bytesAhead(of sequence: UInt32) -> Int? {
-            var bytes = resends.reduce(0) { $0 + $1.wireBytes }
+            var bytes = repairs.reduce(0) { $0 + $1.wireBytes } + resends.reduce(0) { $0 + $1.wireBytes }
             for index in dataHead..<data.count {
                 if data[index].sequence == sequence { return bytes }
                 bytes += data[index].wireBytes
@@ -191,6 +195,7 @@ final class TunnelNode {
             return nil
         }
         mutating func pop() -> PacedPacket? {
+            if !repairs.isEmpty { return repairs.removeFirst() }
             if !resends.isEmpty { return resends.removeFirst() }
             guard dataHead < data.count else { return nil }
             dataHead += 1
@@ -210,15 +215,24 @@ final class TunnelNode {
     static var defaultResendsInSequenceOrder: Bool {
         ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESENDS_IN_ORDER"] != nil
     }
+    /// Late binding: resends a receiver asked for (repairs) go ahead of the failover resends already queued, as
+    /// `MultipathEngine.scheduleResend` models them (`TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER=1`: behind, as before).
+    /// With per-uplink queues they stay behind: there the failover backlog holds the dead uplink's share of the standing
+    /// queue too, and repairs ahead of it lengthened the Reno gaps (seeds 11–15: 315 437 228 307 1975 ms against
+    /// 348 350 235 369 1020; BENCHMARKS.md, "Repairs ahead of the failover backlog").
+    var repairsAheadOfFailover = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REPAIRS_BEHIND_FAILOVER"] == nil
     /// Packets waiting on our side now (all uplinks), for traces.
     var pacedBacklog: Int { pacing.values.reduce(0) { $0 + $1.count } + shared.count - sharedHead }
 
     /// Late binding (`MultipathEngine.admitShared`/`dequeueShared`): new packets wait in one shared FIFO in sequence
     /// order and are bound to an uplink only when one may send; per-uplink queues hold resends only. Needs
     /// `ingressDropsKeepSequence = false` (the engine admits before the packet is numbered, as the data plane does).
+    /// Used only where pacing is (the paced deployment). On by default: with repairs ahead of the failover backlog it
+    /// is the one configuration that meets every done-when bullet of issue 4; `TRIGLAV_MULTIPATH_LATE_BINDING=0` runs
+    /// the paced runs with per-uplink queues instead.
     var lateBinding = TunnelNode.defaultLateBinding
     static var defaultLateBinding: Bool {
-        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_LATE_BINDING"] != nil
+        ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_LATE_BINDING"] != "0"
     }
     private var shared: [PacedPacket] = []
     private var sharedHead = 0
@@ -269,9 +283,10 @@ final class TunnelNode {
     }
 
     /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
-    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int, isRepair: Bool = false) {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
         if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
+        else if isRepair && lateBinding && repairsAheadOfFailover { pacing[id, default: PacingQueues()].repairs.append(entry) }
         else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
         if lateBinding { serviceUplinks() } else { drainPacingQueue(id) }
@@ -496,6 +511,11 @@ final class Network {
         rng = SplitMix64(seed: seed)
         client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
         server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
+        // Late binding needs pacing (a shared queue is drained only as the uplinks' pacers allow).
+        if configuration.pacingQueueAllowance == nil {
+            client.lateBinding = false
+            server.lateBinding = false
+        }
 
         for (index, spec) in links.enumerated() {
             let id = UplinkID(UInt32(index + 1))

@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+
+/// Uplink paths in namespaces (root only; CI runs them as root): the TUN MTU follows each uplink's path MTU to
+/// the server (a route's `mtu`, not just the link's), counting only uplinks that carry traffic; full-size packets
+/// leave unfragmented; and uplink sockets send from their interface's current address, so source-based policy
+/// routing (`ip rule from ADDR lookup T`, the usual multi-WAN set-up) applies to them (docs/DATAPLANE.md).
+@Suite("DataPlane uplink paths in namespaces", .serialized, .enabled(if: DataPlaneLab.isRoot, "needs root for network namespaces"))
+struct DataPlaneUplinkPathTests {
+    /// Outer IPv4 20 + UDP 8 + transport header 16 + inner header 8 + tag 16.
+    static let overhead = 68
+
+    @Test("a route with mtu 1400 to the server on one uplink: TUN MTU 1332, full-size pings leave as 1400-byte datagrams, unfragmented")
+    func routeMTUSetsTheTunnelMTU() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        // The link stays at 1500; only the route to the server says 1400 (as a PMTU learnt from ICMP would).
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1400")
+        #expect(Self.tunnelMTU(lab, becomes: 1400 - Self.overhead) == 1400 - Self.overhead)
+        let outer = try Self.outerPackets(lab) {
+            try lab.exec(lab.client, "ping -c 6 -i 0.2 -W 2 -M do -s \(1400 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
+        }
+        #expect(outer.fragments.isEmpty, "fragments on the uplinks: \(outer.fragments)")
+        #expect(!outer.lengths.isEmpty, "no full-size tunnel datagram captured")
+        #expect(outer.lengths.allSatisfy { $0 == 1400 }, "outer lengths \(outer.lengths)")
+        // An IPv4-only tunnel goes below 1280 (its floor is 576): 1300 − 68.
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1300")
+        #expect(Self.tunnelMTU(lab, becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
+        try lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(1300 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
+        // up1 loses its carrier (the far end goes down): it carries nothing, so its small path no longer counts.
+        try lab.sh("ip -n \(lab.server) link set dn1 down")
+        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        try lab.sh("ip -n \(lab.server) link set dn1 up")
+        #expect(Self.tunnelMTU(lab, becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
+        // The small-MTU route goes: the TUN MTU rises again.
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1")
+        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        try lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(1500 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
+    }
+
+    @Test("IPv6 inside over a 1300-byte path: the TUN stays at 1280 with its IPv6 address, the client warns, and a packet too large for the path is refused, not fragmented")
+    func floorWithIPv6Inside() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1300")
+        _ = try lab.spawn(namespace: lab.server, "\(DataPlaneLab.driver) server --key \(lab.serverKeyFile) --tun tgs0 "
+            + "--address 10.77.0.1/24 --address fd77::1/64 --client \(lab.clientPublicKey)=10.77.0.2/24,fd77::2/64 --verbose",
+            logName: "server")
+        try lab.waitForOutput("server", containing: "ready", timeout: 10)
+        _ = try lab.startClient(uplinks: ["up1"])
+        #expect(lab.waitForTunnel(timeout: 10))
+        #expect(Self.tunnelMTU(lab, becomes: TunnelFloor.ipv6) == TunnelFloor.ipv6)
+        try lab.waitForOutput("client", containing: "uplink up1: path MTU 1300 to the server leaves room for 1232-byte inner packets",
+                              timeout: 5)
+        #expect(try lab.exec(lab.client, "ip -6 address show dev tgc0").contains("fd77::2"))
+        try lab.exec(lab.client, "ping -6 -c2 -i0.2 -W2 fd77::1")
+        // A 1232-byte inner packet fits the path; a 1280-byte one (the TUN's MTU) doesn't and is dropped whole.
+        let outer = try Self.outerPackets(lab) {
+            try lab.exec(lab.client, "ping -6 -c2 -i0.2 -W2 -M do -s \(1232 - 48) fd77::1")
+            #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 -M do -s \(1280 - 48) fd77::1")) == nil)
+        }
+        #expect(outer.fragments.isEmpty, "fragments on the uplinks: \(outer.fragments)")
+        #expect(outer.lengths.allSatisfy { $0 <= 1300 }, "outer lengths \(outer.lengths)")
+    }
+
+    @Test("a `never` uplink's small path MTU doesn't lower the TUN MTU")
+    func neverUplinkDoesNotCount() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.3.1 dev up3 metric 3 mtu 1300")
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1", "up2", "up3:never"])
+        #expect(lab.waitForTunnel(timeout: 10))
+        Thread.sleep(forTimeInterval: 2)  // two refresh passes
+        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        // The same uplink carrying traffic does lower it (the route is what the probe sees).
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.2.1 dev up2 metric 2 mtu 1300")
+        #expect(Self.tunnelMTU(lab, becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
+    }
+
+    @Test("the uplink's route to the server exists only in a table its source address selects: the tunnel works, and follows a renumbering")
+    func sourceBasedPolicyRouting() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // Multi-WAN style: up1's way to the server is in table 101, chosen by `from 10.201.1.2`; main has none
+        // through up1. The server's side doesn't answer ARP for its loopback address, as a real gateway wouldn't
+        // for an internet address (else the kernel's on-link guess for a device-bound socket would get through).
+        try lab.sh("ip -n \(lab.client) route del \(DataPlaneLab.serverAddress)/32 dev up1")
+        try lab.sh("ip -n \(lab.client) route add \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 table 101")
+        try lab.sh("ip -n \(lab.client) rule add from 10.201.1.2 lookup 101 priority 100")
+        try lab.exec(lab.server, "sysctl -qw net.ipv4.conf.all.arp_ignore=1")
+        _ = try lab.startServer()
+        _ = try lab.startClient(uplinks: ["up1"])
+        #expect(lab.waitForTunnel(timeout: 10), "no tunnel through the source-routed uplink:\n\(lab.log("client"))")
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
+        // Renumbered (DHCP gave another address; the multi-WAN script moved the rule): the socket follows.
+        try lab.sh("ip -n \(lab.client) rule add from 10.201.1.77 lookup 101 priority 101")
+        try lab.sh("ip -n \(lab.client) address del 10.201.1.2/24 dev up1")
+        try lab.sh("ip -n \(lab.client) address add 10.201.1.77/24 dev up1")
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 table 101")
+        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
+        let captured = try lab.exec(lab.server, "timeout 3 tcpdump -n -c 2 -i dn1 'udp port 7443 and src host 10.201.1.77' 2>/dev/null "
+                                    + "& sleep 0.5; ip netns exec \(lab.client) ping -c2 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress) "
+                                    + ">/dev/null; wait", timeout: 20)
+        #expect(captured.contains("10.201.1.77"), "the client did not send from its new address: \(captured)")
+        // All of it over UDP. (A TCP connect looks the route up twice, the second time from the source the first
+        // picked, so the TCP fallback got through even when UDP datagrams left without a source.)
+        #expect(!lab.log("client").contains("falling back to TCP"), "UDP didn't get through:\n\(lab.log("client"))")
+    }
+
+    // MARK: Helpers
+
+    /// Polls the client's TUN MTU until it is `expected` (at most 5 s); returns the last value seen.
+    static func tunnelMTU(_ lab: DataPlaneLab, becomes expected: Int) -> Int? {
+        let deadline = Date().addingTimeInterval(5)
+        var seen: Int?
+        while Date() < deadline {
+            seen = (try? lab.exec(lab.client, "cat /sys/class/net/tgc0/mtu")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            if seen == expected { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return seen
+    }
+
+    /// Captures, on every uplink while `body` runs, the outer IPv4 packets of the tunnel above 1000 bytes and every
+    /// fragment (`ip[6:2] & 0x3fff != 0`: MF or an offset); returns their total lengths and the fragments' lines.
+    static func outerPackets(_ lab: DataPlaneLab, during body: () throws -> Void) throws -> (lengths: [Int], fragments: [String]) {
+        let captures = try lab.captureOnUplinks(options: "-v", filter: "(udp port 7443 and ip[2:2] > 1000) or (ip[6:2] & 0x3fff != 0)")
+        try body()
+        Thread.sleep(forTimeInterval: 0.5)
+        var lengths: [Int] = []
+        var fragments: [String] = []
+        for (uplink, process) in captures {
+            // Line-buffered (-l): SIGKILL loses nothing.
+            lab.crash(process)
+            for line in lab.log("tcpdump-\(uplink)").split(separator: "\n") where line.contains(" IP (") {
+                let header = OuterHeader(line)
+                guard let header else { continue }
+                if header.isFragment { fragments.append("\(uplink): \(line)") } else { lengths.append(header.length) }
+            }
+        }
+        return (lengths, fragments)
+    }
+}
+
+enum TunnelFloor {
+    /// The kernel's minimum link MTU for IPv6 (TunnelMTU.ipv6Floor).
+    static let ipv6 = 1280
+}
+
+/// The fields of a `tcpdump -v` IPv4 header line: "IP (tos 0x0, ttl 64, id 0, offset 0, flags [DF], proto UDP (17), length 1500)".
+struct OuterHeader {
+    var offset: Int
+    var moreFragments: Bool
+    var length: Int
+
+    init?(_ line: Substring) {
+        func field(_ name: String) -> Substring? {
+            guard let start = line.range(of: name) else { return nil }
+            return line[start.upperBound...].prefix { $0 != "," && $0 != ")" }
+        }
+        guard let offset = field("offset ").flatMap({ Int($0) }), let flags = field("flags "),
+              let lengthStart = line.range(of: "length ", options: .backwards),
+              let length = Int(line[lengthStart.upperBound...].prefix { $0.isNumber }) else { return nil }
+        self.offset = offset
+        moreFragments = flags.contains("+")
+        self.length = length
+    }
+
+    var isFragment: Bool { offset != 0 || moreFragments }
+}
