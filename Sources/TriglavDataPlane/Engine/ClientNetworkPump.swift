@@ -308,6 +308,8 @@ final class ClientNetworkPump: @unchecked Sendable {
             case .probeReply:
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
+                state.retransmit.noteQueue(of: id, statistics: state.engine.statistics(for: id))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.engine.handle(.feedbackReceived(id, FeedbackReport(report), at: now))

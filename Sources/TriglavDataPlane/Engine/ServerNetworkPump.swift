@@ -375,6 +375,8 @@ final class ServerNetworkPump: @unchecked Sendable {
             case .probeReply:
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
+                state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
