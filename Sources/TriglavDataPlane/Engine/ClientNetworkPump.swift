@@ -322,8 +322,9 @@ final class ClientNetworkPump: @unchecked Sendable {
                 store.answer(run, transmitSequence: state.transmitSequence, resend: { first, count in
                     state.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
                 }, decline: { first, count in
-                    // Answered on the uplink the request came on: it works, it just carried the request.
-                    sendControl(.resendDeclined(ResendRun(firstSequence: first, count: count)), slot: slot, now: now, state: &state)
+                    // On the uplink with the shortest queue of ours, not the one the request came on: a decline mostly
+                    // answers a loss into a long queue, and behind that queue it would stall the peer's delivery longer.
+                    sendControlOnBestUplink(.resendDeclined(ResendRun(firstSequence: first, count: count)), now: now, state: &state)
                 })
             case .resendDeclined:
                 // Only a reorder buffer that asks for resends waits for them; otherwise there is nothing to stop.
