@@ -395,6 +395,8 @@ final class ServerNetworkPump: @unchecked Sendable {
             case .probeReply:
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
+                state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
@@ -407,8 +409,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                 store.answer(run, transmitSequence: transmitSequence, resend: { first, count in
                     state.tunnels[tunnelID]?.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
                 }, decline: { first, count in
-                    // Answered on the session the request came on: it works, it just carried the request.
-                    sendControl(.resendDeclined(ResendRun(firstSequence: first, count: count)), session: receiver, now: now, state: &state)
+                    // On the uplink with the shortest queue of ours, not the one the request came on: a decline mostly
+                    // answers a loss into a long queue, and behind that queue it would stall the client's delivery longer.
+                    sendControlOnBestUplink(.resendDeclined(ResendRun(firstSequence: first, count: count)), tunnel: tunnelID,
+                                            now: now, state: &state)
                 })
             case .resendDeclined:
                 // Only a reorder buffer that asks for resends waits for them; otherwise there is nothing to stop.
