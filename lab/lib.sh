@@ -85,6 +85,9 @@ lab_init() {
     LAB_NODES=(client router server internet)
     LAB_FILE_MB=${LAB_FILE_MB:-64}
     LAB_NAT=${LAB_NAT:-1}
+    # Congestion control of the lab's TCP senders (web server, iperf3), set per socket so every host measures
+    # the same thing whatever its default (Debian's is cubic, this project's VMs run bbr; docs/LAB.md).
+    LAB_TCP_CC=${LAB_TCP_CC:-bbr}
     TRIGLAV_BIN_DIR=${TRIGLAV_BIN_DIR:-$REPO_DIR/.build/debug}
     LINKEMU=$TRIGLAV_BIN_DIR/triglav-linkemu
 }
@@ -277,7 +280,7 @@ EOF
     # The internet host serves a random file (and its checksum) over HTTP with byte ranges, IPv4 and IPv6.
     head -c "${LAB_FILE_MB}M" /dev/urandom >"$LAB_STATE/www/random.bin"
     (cd "$LAB_STATE/www" && sha256sum random.bin >random.bin.sha256)
-    ip netns exec "$NS_INTERNET" /usr/bin/python3 "$LAB_DIR/webserver.py" "$LAB_STATE/www" "$WEB_PORT" \
+    ip netns exec "$NS_INTERNET" /usr/bin/python3 "$LAB_DIR/webserver.py" "$LAB_STATE/www" "$WEB_PORT" "$LAB_TCP_CC" \
         >"$LAB_STATE/log/web.log" 2>&1 &
     echo $! >"$LAB_STATE/web.pid"
 

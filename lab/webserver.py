@@ -2,7 +2,10 @@
 """The lab's "internet" web server: Python's http.server plus single byte ranges (RFC 9110
 section 14), so a download can be split across uplinks and resumed after a failover.
 
-usage: webserver.py DIRECTORY PORT   (listens on all IPv4 and IPv6 addresses)
+usage: webserver.py DIRECTORY PORT [CONGESTION_CONTROL]   (listens on all IPv4 and IPv6 addresses)
+
+CONGESTION_CONTROL (e.g. bbr, cubic) is set on the listening socket, which accepted connections inherit,
+so the lab's downloads don't depend on the host's default.
 """
 import http.server
 import os
@@ -69,21 +72,31 @@ class DualStackServer(http.server.ThreadingHTTPServer):
     address_family = socket.AF_INET6
     daemon_threads = True
 
+    congestion_control = None
+
     def server_bind(self):
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if self.congestion_control:
+            try:
+                self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, self.congestion_control.encode())
+            except OSError as error:
+                sys.exit(f"cannot use TCP congestion control '{self.congestion_control}': {error} "
+                         f"(available: /proc/sys/net/ipv4/tcp_available_congestion_control; set LAB_TCP_CC)")
         super().server_bind()
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     directory, port = sys.argv[1], int(sys.argv[2])
+    DualStackServer.congestion_control = sys.argv[3] if len(sys.argv) == 4 else None
 
     def handler(*args, **kwargs):
         return RangeRequestHandler(*args, directory=directory, **kwargs)
 
     with DualStackServer(("::", port), handler) as server:
-        print(f"serving {directory} on port {port}", file=sys.stderr, flush=True)
+        print(f"serving {directory} on port {port} (congestion control: "
+              f"{DualStackServer.congestion_control or 'host default'})", file=sys.stderr, flush=True)
         server.serve_forever()
 
 

@@ -277,3 +277,48 @@ int tg_accept(int fd, struct sockaddr_storage *address, socklen_t *length) {
     } while (accepted < 0 && errno == EINTR);
     return accepted < 0 ? -errno : accepted;
 }
+
+#include <linux/filter.h>
+#ifndef SO_REUSEPORT
+#define SO_REUSEPORT 15
+#endif
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+
+int tg_socket_set_reuseport(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int tg_socket_steer_reuseport_by_source(int fd, int family, unsigned int group_size) {
+    if (group_size == 0) return -EINVAL;
+    // The program runs with the packet's data at the UDP payload; SKF_NET_OFF reaches the IP header.
+    // Fibonacci hashing of the source address's last 32 bits (IPv6: the last two words xored), then modulo.
+    struct sock_filter v4[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned int)(SKF_NET_OFF + 12)),
+        BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1u),
+        BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group_size),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    struct sock_filter v6[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned int)(SKF_NET_OFF + 20)),
+        BPF_STMT(BPF_MISC | BPF_TAX, 0),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (unsigned int)(SKF_NET_OFF + 16)),
+        BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+        BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9E3779B1u),
+        BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+        BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group_size),
+        BPF_STMT(BPF_RET | BPF_A, 0),
+    };
+    struct sock_fprog program;
+    if (family == AF_INET6) {
+        program.len = sizeof(v6) / sizeof(v6[0]);
+        program.filter = v6;
+    } else {
+        program.len = sizeof(v4) / sizeof(v4[0]);
+        program.filter = v4;
+    }
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof(program)) < 0 ? -errno : 0;
+}

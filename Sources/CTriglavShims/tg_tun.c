@@ -66,3 +66,37 @@ unsigned int tg_tun_f_tso4(void) { return TUN_F_TSO4; }
 unsigned int tg_tun_f_tso6(void) { return TUN_F_TSO6; }
 unsigned int tg_tun_f_uso4(void) { return TUN_F_USO4; }
 unsigned int tg_tun_f_uso6(void) { return TUN_F_USO6; }
+
+#include <linux/bpf.h>
+#include <sys/syscall.h>
+#ifndef TUNSETSTEERINGEBPF
+#define TUNSETSTEERINGEBPF _IOR('T', 224, int)
+#endif
+
+int tg_tun_steer_by_destination(int fd) {
+    // r6 = skb (LD_ABS reads relative to it; on a TUN the data starts at the IP header); r0 = version nibble;
+    // IPv4: return the destination address (offset 16), IPv6: its last 32 bits (offset 36). The kernel takes
+    // the low 16 bits modulo the number of queues.
+    struct bpf_insn program[] = {
+        { .code = BPF_ALU64 | BPF_MOV | BPF_X, .dst_reg = BPF_REG_6, .src_reg = BPF_REG_1 },
+        { .code = BPF_LD | BPF_ABS | BPF_B, .imm = 0 },
+        { .code = BPF_ALU64 | BPF_RSH | BPF_K, .dst_reg = BPF_REG_0, .imm = 4 },
+        { .code = BPF_JMP | BPF_JEQ | BPF_K, .dst_reg = BPF_REG_0, .off = 2, .imm = 6 },
+        { .code = BPF_LD | BPF_ABS | BPF_W, .imm = 16 },
+        { .code = BPF_JMP | BPF_EXIT },
+        { .code = BPF_LD | BPF_ABS | BPF_W, .imm = 36 },
+        { .code = BPF_JMP | BPF_EXIT },
+    };
+    static const char license[] = "GPL";
+    union bpf_attr attributes;
+    memset(&attributes, 0, sizeof(attributes));
+    attributes.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
+    attributes.insns = (__u64)(unsigned long)program;
+    attributes.insn_cnt = sizeof(program) / sizeof(program[0]);
+    attributes.license = (__u64)(unsigned long)license;
+    int program_fd = (int)syscall(__NR_bpf, BPF_PROG_LOAD, &attributes, sizeof(attributes));
+    if (program_fd < 0) return -errno;
+    int result = ioctl(fd, TUNSETSTEERINGEBPF, &program_fd) < 0 ? -errno : 0;
+    close(program_fd);  // the device holds its own reference
+    return result;
+}

@@ -1,6 +1,7 @@
 import Testing
 import TriglavCore
 import TriglavProtocol
+@testable import TriglavMultipath
 @testable import TriglavDataPlane
 
 /// How a tunnel side answers the peer's resend requests (`RetransmitStore.answer`): what it still holds goes to the
@@ -115,5 +116,45 @@ struct ResendAnswerTests {
         #expect(accumulator.take() == nil)
         for sequence in 0..<(ProtocolConstants.maxResendRun + 1) { _ = accumulator.add(sequence) }
         #expect(accumulator.take() == ResendRun(firstSequence: ProtocolConstants.maxResendRun, count: 1), "a full run was sent first")
+    }
+
+    /// Statistics of uplink `id` whose probes see `minimum` ms propagation RTT and `predicted` ms now.
+    static func statistics(_ id: UInt32, minimum: UInt64, predicted: UInt64) -> TriglavMultipath.UplinkStatistics {
+        UplinkStatistics(id: UplinkID(id), policy: UplinkPolicy(), state: .ready, stateSince: 0,
+                         smoothedRTT: predicted * TriglavMultipath.Nanoseconds.millisecond, rttVariance: 0,
+                         minimumRTT: minimum * TriglavMultipath.Nanoseconds.millisecond, jitter: 0,
+                         predictedRTT: predicted * TriglavMultipath.Nanoseconds.millisecond, lossPercent: nil, capacityBitsPerSecond: 0,
+                         relativeOneWayDelay: nil, txPackets: 0, txBytes: 0, rxPackets: 0, rxBytes: 0)
+    }
+
+    @Test("a queue counts as long above max(10 ms, half the minimum RTT); jitter-sized excesses don't")
+    func congestionThreshold() {
+        #expect(!QueueCongestion.isCongested(Self.statistics(1, minimum: 90, predicted: 130)))  // 40 ≤ 45
+        #expect(QueueCongestion.isCongested(Self.statistics(1, minimum: 90, predicted: 140)))   // 50 > 45
+        #expect(!QueueCongestion.isCongested(Self.statistics(1, minimum: 10, predicted: 19)))   // 9 ≤ 10 (floor)
+        #expect(QueueCongestion.isCongested(Self.statistics(1, minimum: 10, predicted: 25)))
+        #expect(!QueueCongestion.isCongested(Self.statistics(1, minimum: 0, predicted: 200)), "no RTT sample yet")
+    }
+
+    @Test("a request for a packet sent while its uplink's queue was long is declined; one sent on a short queue is resent")
+    func congestionLossDeclined() {
+        let store = RetransmitStore(capacity: 64, slotSize: 64)
+        let packet = [UInt8](repeating: 7, count: 20)
+        // Uplink 1 fills up after sequence 3; uplink 2 stays short throughout.
+        store.noteQueue(of: UplinkID(1), statistics: Self.statistics(1, minimum: 40, predicted: 42))
+        store.noteQueue(of: UplinkID(2), statistics: Self.statistics(2, minimum: 40, predicted: 45))
+        for sequence: UInt32 in 0..<4 { packet.withUnsafeBytes { store.store(sequence: sequence, packet: $0, sentOn: UplinkID(1)) } }
+        store.noteQueue(of: UplinkID(1), statistics: Self.statistics(1, minimum: 40, predicted: 120))
+        for sequence: UInt32 in 4..<8 { packet.withUnsafeBytes { store.store(sequence: sequence, packet: $0, sentOn: UplinkID(1)) } }
+        for sequence: UInt32 in 8..<12 { packet.withUnsafeBytes { store.store(sequence: sequence, packet: $0, sentOn: UplinkID(2)) } }
+        // The queue drained again: what is sent from now on counts as random loss again.
+        store.noteQueue(of: UplinkID(1), statistics: Self.statistics(1, minimum: 40, predicted: 50))
+        packet.withUnsafeBytes { store.store(sequence: 12, packet: $0, sentOn: UplinkID(1)) }
+
+        let answer = Self.answer(store, 2, 11, transmitSequence: 13)
+        #expect(answer == Answer(resend: [ResendRun(firstSequence: 2, count: 2), ResendRun(firstSequence: 8, count: 5)],
+                                 declined: [ResendRun(firstSequence: 4, count: 4)]))
+        #expect(store.wasSentIntoQueue(sequence: 5) && !store.wasSentIntoQueue(sequence: 3) && !store.wasSentIntoQueue(sequence: 12))
+        #expect(store.acceptedSequences == 7 && store.declinedSequences == 4 && store.congestionDeclinedSequences == 4)
     }
 }

@@ -93,4 +93,12 @@ int tg_accept(int fd, struct sockaddr_storage *address, socklen_t *length);
 /// Sets O_NONBLOCK. Returns 0 or -errno.
 int tg_fd_set_nonblocking(int fd);
 
+/// SO_REUSEPORT (before bind: several sockets share one address and port, a reuseport group). Returns 0 or -errno.
+int tg_socket_set_reuseport(int fd);
+
+/// Attaches a classic BPF program to `fd`'s reuseport group (SO_ATTACH_REUSEPORT_CBPF) that delivers each datagram
+/// to the group's socket number hash(source address) % `group_size`, in the order the sockets were bound: all
+/// datagrams from one source address land in one socket, whatever their source port. Returns 0 or -errno.
+int tg_socket_steer_reuseport_by_source(int fd, int family, unsigned int group_size);
+
 #endif

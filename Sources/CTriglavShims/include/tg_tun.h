@@ -28,4 +28,9 @@ unsigned int tg_tun_f_tso6(void);
 unsigned int tg_tun_f_uso4(void);
 unsigned int tg_tun_f_uso6(void);
 
+/// Loads a socket-filter eBPF program and installs it as the multi-queue TUN's queue selector (TUNSETSTEERINGEBPF):
+/// a packet goes to queue (low 16 bits of its destination address) % queues, IPv4 or IPv6, so each tunnel
+/// address (one client) has its own queue. Returns 0 or -errno (bpf() not permitted, no BPF in the kernel).
+int tg_tun_steer_by_destination(int fd);
+
 #endif

@@ -308,6 +308,8 @@ final class ClientNetworkPump: @unchecked Sendable {
             case .probeReply:
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
+                state.retransmit.noteQueue(of: id, statistics: state.engine.statistics(for: id))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.engine.handle(.feedbackReceived(id, FeedbackReport(report), at: now))
@@ -320,8 +322,9 @@ final class ClientNetworkPump: @unchecked Sendable {
                 store.answer(run, transmitSequence: state.transmitSequence, resend: { first, count in
                     state.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
                 }, decline: { first, count in
-                    // Answered on the uplink the request came on: it works, it just carried the request.
-                    sendControl(.resendDeclined(ResendRun(firstSequence: first, count: count)), slot: slot, now: now, state: &state)
+                    // On the uplink with the shortest queue of ours, not the one the request came on: a decline mostly
+                    // answers a loss into a long queue, and behind that queue it would stall the peer's delivery longer.
+                    sendControlOnBestUplink(.resendDeclined(ResendRun(firstSequence: first, count: count)), now: now, state: &state)
                 })
             case .resendDeclined:
                 // Only a reorder buffer that asks for resends waits for them; otherwise there is nothing to stop.

@@ -23,6 +23,11 @@ final class RetransmitStore {
     /// The uplink (raw ID) the packet was first sent on, `noUplink` when unknown: a resend avoids it.
     private var uplinks: [UInt32]
     private static let noUplink = UInt32.max
+    /// Whether the packet's uplink had a long queue when it was sent: its loss was then most likely a tail drop,
+    /// a congestion signal the inner TCP must see, so a request for it is declined (see `QueueCongestion`).
+    private var sentIntoQueue: [Bool]
+    /// Uplinks (raw IDs) whose queue the probes last found long (`noteQueue`); a handful, scanned per store.
+    private var congestedUplinks: [UInt32] = []
     /// Budget for the peer's resend requests (see `answer`).
     private var budget = ResendBudget()
     /// The peer has asked for a resend at least once: it runs with resend requests on, so a `resend` duty we can't
@@ -32,6 +37,8 @@ final class RetransmitStore {
     private(set) var requestedSequences: UInt64 = 0
     private(set) var acceptedSequences: UInt64 = 0
     private(set) var declinedSequences: UInt64 = 0
+    /// Of those declined, the sequences sent into a long queue (congestion losses left to the inner TCP).
+    private(set) var congestionDeclinedSequences: UInt64 = 0
 
     init(capacity: Int, slotSize: Int = TunnelMTU.largestDatagram) {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "retransmit store capacity must be a power of two")
@@ -41,6 +48,8 @@ final class RetransmitStore {
         sequences = Array(repeating: 0, count: capacity)
         lengths = Array(repeating: 0, count: capacity)
         uplinks = Array(repeating: Self.noUplink, count: capacity)
+        sentIntoQueue = Array(repeating: false, count: capacity)
+        congestedUplinks.reserveCapacity(16)
     }
 
     deinit { storage.deallocate() }
@@ -52,6 +61,24 @@ final class RetransmitStore {
         sequences[index] = sequence
         lengths[index] = packet.count
         uplinks[index] = uplink?.rawValue ?? Self.noUplink
+        sentIntoQueue[index] = uplink.map { congestedUplinks.contains($0.rawValue) } ?? false
+    }
+
+    /// Records whether `uplink`'s queue is long now (`QueueCongestion.isCongested` of its statistics; nil: unknown
+    /// uplink, not congested). Called when a probe reply updated its RTT, not per packet.
+    func noteQueue(of uplink: UplinkID, statistics: TriglavMultipath.UplinkStatistics?) {
+        let congested = statistics.map(QueueCongestion.isCongested) ?? false
+        if let position = congestedUplinks.firstIndex(of: uplink.rawValue) {
+            if !congested { congestedUplinks.remove(at: position) }
+        } else if congested {
+            congestedUplinks.append(uplink.rawValue)
+        }
+    }
+
+    /// Whether the packet with `sequence` (held here) was sent while its uplink's queue was long.
+    func wasSentIntoQueue(sequence: UInt32) -> Bool {
+        let index = Int(sequence) & (capacity - 1)
+        return lengths[index] > 0 && sequences[index] == sequence && sentIntoQueue[index]
     }
 
     /// The packet sent with `sequence`, nil when it was overwritten (or never stored).
@@ -68,8 +95,10 @@ final class RetransmitStore {
         return UplinkID(uplinks[index])
     }
 
-    /// Splits the peer's request for `run` into the sequences to resend — held here, within the budget — and those
-    /// to decline, in runs: `resend(first, count)` for each run to hand to the engine (`resendRequested`),
+    /// Splits the peer's request for `run` into the sequences to resend — held here, sent while their uplink's queue
+    /// was short (random loss: worth hiding from the inner TCP), within the budget — and those to decline (a packet
+    /// sent into a long queue was most likely a tail drop: congestion the inner TCP must see, and its resend would
+    /// only join a full queue and stall in-order delivery behind it), in runs: `resend(first, count)` for each run to hand to the engine (`resendRequested`),
     /// `decline(first, count)` for each run to answer with a resend-declined frame, at most
     /// `maxDeclinedRunsPerRequest` of them (a request whose holes alternate would otherwise cost a frame per
     /// sequence; the peer skips the rest after its wait). `transmitSequence` is the next sequence we will send: the
@@ -100,7 +129,12 @@ final class RetransmitStore {
         for _ in 0..<count {
             // Only sequences sent within the last `capacity` can be here; anything else costs no lookup.
             let age = transmitSequence &- sequence
-            let held = age >= 1 && age <= UInt32(capacity) && packet(sequence: sequence) != nil && budget.spend()
+            var held = age >= 1 && age <= UInt32(capacity) && packet(sequence: sequence) != nil
+            if held && sentIntoQueue[Int(sequence) & (capacity - 1)] {
+                held = false
+                congestionDeclinedSequences &+= 1
+            }
+            held = held && budget.spend()
             if runLength > 0 && held != runHeld {
                 flush()
                 runStart = sequence
@@ -115,6 +149,21 @@ final class RetransmitStore {
 
     /// Resend-declined frames one request may cost at most.
     static let maxDeclinedRunsPerRequest = 4
+}
+
+/// When an uplink's queue counts as long (congested) for resend answers: the queueing delay the probes see (the
+/// predicted RTT above the 10 s minimum, as the engine's own queue estimate) exceeds max(10 ms, ½ minimum RTT).
+/// Why: a tail drop needs a full buffer, and the lab's (and many modems') buffers hold ~100 ms, so a queue past half
+/// the propagation RTT is well on its way there; jitter alone (±5–10 ms on the lab's wifi/LTE, smoothed) stays
+/// below both bounds, and random loss on an idle or lightly loaded link keeps being repaired. The 10 ms floor keeps
+/// a short link (5 ms ethernet) from counting its own jitter as a queue.
+enum QueueCongestion {
+    static let minimumQueueDelay: UInt64 = 10 * TriglavMultipath.Nanoseconds.millisecond
+
+    static func isCongested(_ statistics: TriglavMultipath.UplinkStatistics) -> Bool {
+        guard statistics.minimumRTT > 0, statistics.predictedRTT > statistics.minimumRTT else { return false }
+        return statistics.predictedRTT - statistics.minimumRTT > max(minimumQueueDelay, statistics.minimumRTT / 2)
+    }
 }
 
 /// How many requested resends a peer may have: one per `sentPerResend` packets sent to it, at most `burst` saved
@@ -187,6 +236,7 @@ struct ResendRepairCounters: Equatable, CustomStringConvertible {
     var peerRequested: UInt64 = 0
     var peerAccepted: UInt64 = 0
     var peerDeclined: UInt64 = 0
+    var peerDeclinedCongestion: UInt64 = 0
     var resent: UInt64 = 0
 
     init() {}
@@ -197,11 +247,13 @@ struct ResendRepairCounters: Equatable, CustomStringConvertible {
         peerRequested = store.requestedSequences
         peerAccepted = store.acceptedSequences
         peerDeclined = store.declinedSequences
+        peerDeclinedCongestion = store.congestionDeclinedSequences
         self.resent = resent
     }
 
     var description: String {
         "sent \(requestsSent) requests, skipped \(skippedSequences) sequences; the peer asked for \(peerRequested) "
-            + "sequences, \(peerAccepted) taken, \(peerDeclined) declined; \(resent) packets resent in all"
+            + "sequences, \(peerAccepted) taken, \(peerDeclined) declined "
+            + "(\(peerDeclinedCongestion) sent into a long queue); \(resent) packets resent in all"
     }
 }

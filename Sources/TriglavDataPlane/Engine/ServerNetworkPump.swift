@@ -38,6 +38,10 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// One-slot batch for resent data packets.
     private let resendBatch = DatagramBatch(capacity: 1, slotSize: TunnelMTU.largestDatagram)
     private var ready: [Bool]
+    /// The socket that reads first in the next wake-up (rotates, so no socket of a group is always first).
+    private var firstSocket = 0
+    /// Turns of `receiveRoundRobin` per wake-up: up to this many batches from each socket before duties and timers.
+    private static let receiveTurns = 8
     /// Packet storage per tunnel (its engine's reorder buffer holds slot numbers), dropped with the tunnel.
     private var pools: [UInt64: PacketPool] = [:]
     /// Released packets to write after the lock: (tunnel, pool slot).
@@ -85,10 +89,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             return
         }
         now = monotonicNow()
-        for index in 0..<sockets.count where ready[index] {
-            ready[index] = false
-            receive(socketIndex: index, now: now)
-        }
+        receiveRoundRobin(now: now)
         for connection in readyConnections { receive(connection: connection, now: now) }
         readyConnections.removeAll(keepingCapacity: true)
         runDuties(now: now)
@@ -99,28 +100,47 @@ final class ServerNetworkPump: @unchecked Sendable {
         }
     }
 
-    private func receive(socketIndex: Int, now: Nanoseconds) {
-        let socket = sockets[socketIndex]
-        var rounds = 0
-        while rounds < 8 {
-            rounds += 1
-            guard let count = try? socket.receive(into: batch), count > 0 else { return }
-            server.withState { state in
-                // The engine needs one non-decreasing clock across both pump threads.
-                let now = state.clock.advance(to: now)
-                for index in 0..<count {
-                    var source = DatagramSource(socketIndex: socketIndex)
-                    batch.withAddress(index) { address, length in
-                        source.target.address = address.pointee
-                        source.target.addressLength = length
-                    }
-                    batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
-                    process(batch.received(index), source: &source, now: now, state: &state)
-                }
+    /// Reads the sockets in turns, one batch (at most `batchSize` datagrams) from each per turn, up to `receiveTurns`
+    /// turns per wake-up, starting with a different socket each wake-up. Every turn tries every socket that was
+    /// readable at the wake-up or became so since (one recvmmsg that finds nothing costs little next to a batch), so a
+    /// socket that was empty a moment ago gets its turn as soon as something arrives, not after the other sockets'
+    /// remaining turns. With the listener groups steering each client source address to one socket, a client
+    /// sending faster than the server can take gets one batch per turn like everyone else, and its excess waits (and
+    /// is dropped by the kernel) in its own socket before any of it is decrypted.
+    private func receiveRoundRobin(now: Nanoseconds) {
+        let count = sockets.count
+        guard count > 0, ready.contains(true) else { return }
+        for _ in 0..<Self.receiveTurns {
+            var anyFull = false
+            for offset in 0..<count {
+                let index = (firstSocket + offset) % count
+                if receiveBatch(socketIndex: index, now: now) { anyFull = true }
             }
-            writeDeliveries()
-            if count < batch.capacity { return }
+            if !anyFull { break }
         }
+        firstSocket = (firstSocket + 1) % count
+        for index in 0..<count { ready[index] = false }
+    }
+
+    /// Receives and processes one batch from socket `socketIndex`; whether it was full (more may be waiting).
+    private func receiveBatch(socketIndex: Int, now: Nanoseconds) -> Bool {
+        let socket = sockets[socketIndex]
+        guard let count = try? socket.receive(into: batch), count > 0 else { return false }
+        server.withState { state in
+            // The engine needs one non-decreasing clock across both pump threads.
+            let now = state.clock.advance(to: now)
+            for index in 0..<count {
+                var source = DatagramSource(socketIndex: socketIndex)
+                batch.withAddress(index) { address, length in
+                    source.target.address = address.pointee
+                    source.target.addressLength = length
+                }
+                batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
+                process(batch.received(index), source: &source, now: now, state: &state)
+            }
+        }
+        writeDeliveries()
+        return count == batch.capacity
     }
 
     private func writeDeliveries() {
@@ -375,6 +395,8 @@ final class ServerNetworkPump: @unchecked Sendable {
             case .probeReply:
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
+                // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
+                state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
@@ -387,8 +409,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                 store.answer(run, transmitSequence: transmitSequence, resend: { first, count in
                     state.tunnels[tunnelID]?.engine.handle(.resendRequested(firstSequence: first, count: count, at: now))
                 }, decline: { first, count in
-                    // Answered on the session the request came on: it works, it just carried the request.
-                    sendControl(.resendDeclined(ResendRun(firstSequence: first, count: count)), session: receiver, now: now, state: &state)
+                    // On the uplink with the shortest queue of ours, not the one the request came on: a decline mostly
+                    // answers a loss into a long queue, and behind that queue it would stall the client's delivery longer.
+                    sendControlOnBestUplink(.resendDeclined(ResendRun(firstSequence: first, count: count)), tunnel: tunnelID,
+                                            now: now, state: &state)
                 })
             case .resendDeclined:
                 // Only a reorder buffer that asks for resends waits for them; otherwise there is nothing to stop.

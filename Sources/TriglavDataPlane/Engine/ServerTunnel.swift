@@ -31,6 +31,15 @@ public struct ServerTunnelConfiguration: Sendable {
     /// The only interface whose outgoing tunnel traffic is masqueraded; nil: every interface but the TUN.
     /// Traffic to the tunnel subnets leaving through any other interface keeps its tunnel source address.
     public var outboundInterface: InterfaceName?
+    /// UDP sockets per listen endpoint: a SO_REUSEPORT group whose BPF program gives each client source address one
+    /// socket of the group (a hash of the address, modulo the size), read round-robin by the network pump. One
+    /// client sending faster than the server can take fills its own socket's receive buffer, not the others'
+    /// (docs/DATAPLANE.md, "Isolation of clients flooding valid data"). 1: one socket per endpoint.
+    public var listenerGroupSize = 8
+    var effectiveListenerGroupSize: Int { max(1, listenerGroupSize) }
+    /// Queues of the server's TUN device: each has its own ring, packets are queued by destination address (so
+    /// per client, modulo the count), and the TUN pump reads them round-robin. 1: a single-queue device.
+    public var tunQueues = 8
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
     public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
@@ -98,15 +107,17 @@ public final class ServerTunnel: Sendable {
             throw .invalidConfiguration("NAT outbound interface \(outbound) is the tunnel's own interface; "
                 + "name the interface towards the internet, or leave it out to masquerade on every other one")
         }
-        var sockets: [UDPSocket] = []
-        for endpoint in configuration.listen {
-            var options = UDPSocket.Options()
-            options.localEndpoint = endpoint
-            options.packetInfo = true
-            options.bufferBytes = 16 << 20
-            sockets.append(try UDPSocket(family: SocketFamily(of: endpoint.address), options: options, label: "listener \(endpoint)"))
+        let sockets = try Self.openListeners(configuration: configuration, logger: logger)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU,
+                                queueCount: configuration.tunQueues, steerByDestination: true)
+        if tun.steeringError != 0 {
+            logger.warning("""
+                \(tun.name): can't load the BPF program that gives each client its own TUN queue (\(String(cString: strerror(tun.steeringError)))); \
+                the kernel spreads \
+                packets over the \(tun.queues.count) queues by flow hash instead, so a download flood to one client can \
+                slow the clients whose flows share its queue
+                """)
         }
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU)
         let nat = configuration.configureNetwork && configuration.masquerade
         let changed = try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: nat,
                                              outboundInterface: configuration.outboundInterface)
@@ -115,7 +126,8 @@ public final class ServerTunnel: Sendable {
             if configuration.tcpFallback {
                 for (index, endpoint) in configuration.listen.enumerated() {
                     // Port 0 means "any": use the port the UDP socket got, so both transports share it.
-                    let port = endpoint.port != 0 ? endpoint.port : try sockets[index].localEndpoint().port
+                    let port = endpoint.port != 0 ? endpoint.port
+                        : try sockets[index * configuration.effectiveListenerGroupSize].localEndpoint().port
                     listeners.append(try TCPListener(endpoint: IPEndpoint(address: endpoint.address, port: port),
                                                      label: "TCP listener \(endpoint.address):\(port)"))
                 }
@@ -124,7 +136,7 @@ public final class ServerTunnel: Sendable {
             for (index, listener) in listeners.enumerated() {
                 try networkPoller.add(fd: listener.descriptor.raw, token: ServerNetworkPump.listenerTokenBase + UInt64(index))
             }
-            try tunPoller.add(fd: tun.descriptor.raw, token: 0)
+            for (index, queue) in tun.queues.enumerated() { try tunPoller.add(fd: queue.raw, token: UInt64(index)) }
         } catch {
             // The caller doesn't call stop() after a failed start: undo NAT and forwarding here.
             for socket in sockets { networkPoller.remove(fd: socket.descriptor.raw) }
@@ -172,11 +184,53 @@ public final class ServerTunnel: Sendable {
         logger.info("server tunnel stopped")
     }
 
+    /// Receive buffer of each listener socket: a client flooding its socket builds a standing queue of at most this
+    /// much (what a full group holds is `listenerGroupSize` times it).
+    static let listenerBufferBytes: Int32 = 8 << 20
+
+    /// The UDP listener sockets, `listenerGroupSize` per endpoint in endpoint order; a group shares its endpoint's
+    /// address and port (SO_REUSEPORT) and steers datagrams by their source address. Every socket gets the
+    /// options any listener has (PKTINFO, no fragmentation, buffers).
+    static func openListeners(configuration: ServerTunnelConfiguration,
+                              logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) -> [UDPSocket] {
+        let groupSize = configuration.effectiveListenerGroupSize
+        var sockets: [UDPSocket] = []
+        for endpoint in configuration.listen {
+            var options = UDPSocket.Options()
+            options.localEndpoint = endpoint
+            options.packetInfo = true
+            options.bufferBytes = groupSize > 1 ? listenerBufferBytes : 16 << 20
+            options.reusePort = groupSize > 1
+            let family = SocketFamily(of: endpoint.address)
+            let first = try UDPSocket(family: family, options: options, label: "listener \(endpoint)")
+            sockets.append(first)
+            guard groupSize > 1 else { continue }
+            // Port 0: the group joins the port the first socket got.
+            let bound = endpoint.port != 0 ? endpoint : IPEndpoint(address: endpoint.address, port: try first.localEndpoint().port)
+            options.localEndpoint = bound
+            for member in 1..<groupSize {
+                sockets.append(try UDPSocket(family: family, options: options, label: "listener \(bound) #\(member)"))
+            }
+            do {
+                try Syscall.shim("steer the reuseport group of \(bound) by source address") {
+                    tg_socket_steer_reuseport_by_source(first.descriptor.raw, family == .v4 ? AF_INET : AF_INET6, UInt32(groupSize))
+                }
+            } catch {
+                // Without the program the kernel spreads by a hash of addresses and ports: still split, less predictably.
+                logger.warning("listener \(bound): \(error); datagrams are spread over its \(groupSize) sockets by the kernel's hash instead")
+            }
+        }
+        return sockets
+    }
+
     /// Actual listening endpoints (port 0 in the configuration becomes the kernel's choice).
     public func listeningEndpoints() throws(TriglavDataPlaneError) -> [IPEndpoint] {
         let sockets = state.withLock { $0.sockets }
         var endpoints: [IPEndpoint] = []
-        for socket in sockets { endpoints.append(try socket.localEndpoint()) }
+        // One endpoint per reuseport group (its sockets share address and port).
+        for socket in stride(from: 0, to: sockets.count, by: configuration.effectiveListenerGroupSize).map({ sockets[$0] }) {
+            endpoints.append(try socket.localEndpoint())
+        }
         return endpoints
     }
 
@@ -417,20 +471,27 @@ final class ServerTunPump: @unchecked Sendable {
     private let staging = TunReadBatch()
     private let outgoing: [DatagramBatch]
     private var sockets: [UDPSocket] = []
+    /// TUN queues the poller reported readable and not yet found empty.
+    private var readyQueues: [Bool]
 
     init(server: ServerTunnel, tun: TunDevice, socketCount: Int) {
         self.server = server
         self.tun = tun
         outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: TunnelMTU.largestDatagram) }
+        readyQueues = Array(repeating: false, count: tun.queues.count)
     }
 
     func iterate() {
         do {
-            try server.tunPollerForPump.wait(timeoutMilliseconds: 200) { _ in }
+            try server.tunPollerForPump.wait(timeoutMilliseconds: 200) { token in
+                if token < UInt64(readyQueues.count) { readyQueues[Int(token)] = true }
+            }
         } catch {
             return
         }
-        staging.drain(tun, dispatch: dispatch)
+        // Round-robin over the queues (one per client address when steered), one batch per wake-up: a flood to one
+        // client waits and is dropped in its own queue, and the others' packets are read at their next turn.
+        staging.drainOneBatch(tun, ready: &readyQueues, dispatch: dispatch)
     }
 
     private func dispatch(_ count: Int) {

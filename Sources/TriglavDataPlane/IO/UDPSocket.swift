@@ -33,6 +33,8 @@ final class UDPSocket: @unchecked Sendable {
         var bufferBytes: Int32 = 4 << 20
         /// Receive the local address of every datagram (servers on wildcard addresses need it to reply).
         var packetInfo = false
+        /// SO_REUSEPORT: the socket joins (or starts) the reuseport group of its local endpoint (server listeners).
+        var reusePort = false
         /// Called (from the sending thread, at most once until `sourceRefreshed()`) when a send from the
         /// source set with `setSource` failed in a way a stale source causes, so the owner looks it up again.
         var sourceRejected: (@Sendable () -> Void)?
@@ -95,6 +97,7 @@ final class UDPSocket: @unchecked Sendable {
         }
         let local = options.localEndpoint ?? IPEndpoint(address: family == .v4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
         if options.localEndpoint != nil { try Syscall.shim("SO_REUSEADDR on \(label)") { tg_socket_set_reuseaddr(fd) } }
+        if options.reusePort { try Syscall.shim("SO_REUSEPORT on \(label)") { tg_socket_set_reuseport(fd) } }
         var storage = sockaddr_storage()
         let length = SocketAddress.write(local, into: &storage)
         _ = try withUnsafePointer(to: &storage) { (pointer) throws(TriglavDataPlaneError) in
