@@ -7,9 +7,9 @@ import Testing
 /// Resend repair end to end: a real server and client (`triglav-dataplane-dev`) in network namespaces of their own,
 /// two uplinks (up1 primary, up2 secondary, so both sides send their data on up1), and 10 % of what one side sends
 /// out of up1 dropped by nftables. 300 pings cross up1 once each in the lossy direction. With
-/// `TRIGLAV_RESEND_REQUESTS=1` on the receiving side (the sender answers requests whatever its own setting), the
-/// receiver's reorder buffer asks for each lost echo request and the sender resends it: (nearly) no ping is lost.
-/// Without it, about a tenth are. Root only (CI runs the tests as root); everything lives in namespaces `tg-rr-<random>-*`, deleted
+/// the default (requests on), the receiver's reorder buffer asks for each lost echo request and the sender resends
+/// it: (nearly) no ping is lost. With `TRIGLAV_RESEND_REQUESTS=0` on both sides (each side also receives), about a
+/// tenth are. Root only (CI runs the tests as root); everything lives in namespaces `tg-rr-<random>-*`, deleted
 /// in `defer`, also on failure, with the processes in them.
 @Suite("resend repair through tunnels in namespaces", .serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
 struct ResendRepairTunnelTests {
@@ -27,9 +27,10 @@ struct ResendRepairTunnelTests {
     func lossOnOneUplink(resendRequests: Bool, direction: Direction) throws {
         let lab = try ResendLab()
         defer { lab.tearDown() }
-        let receiverAsks = resendRequests ? ["TRIGLAV_RESEND_REQUESTS": "1"] : [:]
-        try lab.startServer(environment: direction == .upload ? receiverAsks : [:])
-        try lab.startClient(environment: direction == .download ? receiverAsks : [:])
+        // Requests are on by default; off, both sides must say so, or the sender asks for its own lost replies.
+        let environment = resendRequests ? [:] : ["TRIGLAV_RESEND_REQUESTS": "0"]
+        try lab.startServer(environment: environment)
+        try lab.startClient(environment: environment)
         #expect(lab.waitForTunnel(timeout: 10), "no tunnel: \(lab.log("client"))")
         // The probes make up1 ready and tell the server up2 is secondary before the loss starts.
         Thread.sleep(forTimeInterval: 1.5)

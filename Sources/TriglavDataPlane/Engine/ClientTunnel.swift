@@ -51,8 +51,8 @@ public struct ClientTunnelConfiguration: Sendable {
     public static let defaultMaxEqualizationDelay: UInt64 = 100 * Nanoseconds.millisecond
 
     /// Multipath defaults for the data plane. The sender re-sends packets that were in flight on a dying
-    /// uplink (from its `RetransmitStore`); receivers request resends of lost packets only when the experimental
-    /// `TRIGLAV_RESEND_REQUESTS=1` is set (`ResendRequestSwitch`, docs/DATAPLANE.md "Resend requests"); both sides
+    /// uplink (from its `RetransmitStore`); receivers request resends of lost packets unless
+    /// `TRIGLAV_RESEND_REQUESTS=0` is set (`ResendRequestSwitch`, docs/DATAPLANE.md "Resend requests"); both sides
     /// answer the peer's requests either way.
     ///
     /// The engine's ingress queue target (refusing packets whose modelled arrival is more than 80 ms late) is
