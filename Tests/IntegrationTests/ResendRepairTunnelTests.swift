@@ -105,17 +105,7 @@ final class ResendLab: @unchecked Sendable {
         }
     }
 
-    /// The driver executable, next to the test bundle in .build/<config>/.
-    static var driver: String {
-        if let path = ProcessInfo.processInfo.environment["TRIGLAV_DATAPLANE_DEV"] { return path }
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("triglav-dataplane-dev").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        return FileManager.default.currentDirectoryPath + "/.build/debug/triglav-dataplane-dev"
-    }
+    static var driver: String { DataPlaneLab.driver }
 
     /// Kills every process started here, deletes the namespaces and the temporary directory.
     func tearDown() {
@@ -188,17 +178,8 @@ final class ResendLab: @unchecked Sendable {
     /// Runs a shell command, bounded by `timeout` seconds (`timeout(1)`), and returns its output; throws on failure.
     @discardableResult
     func sh(_ command: String, timeout: Int = 60) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["-s", "KILL", String(timeout), "/bin/sh", "-c", command]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else { throw ResendLabError.commandFailed(command, process.terminationStatus, text) }
+        let (status, text) = try runShell(command, timeout: timeout)
+        guard status == 0 else { throw ResendLabError.commandFailed(command, status, text) }
         return text
     }
 }
