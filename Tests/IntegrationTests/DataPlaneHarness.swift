@@ -236,6 +236,13 @@ final class DataPlaneLab: @unchecked Sendable {
         try DataPlaneLab.run(command, timeout: timeout)
     }
 
+    /// Up to two tunnel datagrams on the server's dn1 matching `filter` (tcpdump syntax), captured while the client
+    /// pings the server's tunnel address twice.
+    func captureOnServerWhileClientPings(_ filter: String) throws -> String {
+        try exec(server, "timeout 3 tcpdump -n -c 2 -i dn1 '\(filter)' 2>/dev/null "
+                 + "& sleep 0.5; ip netns exec \(client) ping -c2 -i0.2 -W2 \(Self.serverTunnelAddress) >/dev/null; wait", timeout: 20)
+    }
+
     /// Runs `command` inside `namespace`.
     @discardableResult
     func exec(_ namespace: String, _ command: String, timeout: Int = 60) throws -> String {

@@ -263,9 +263,7 @@ struct DataPlaneTunnelTests {
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1")
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
         // The server answers the new address: its session endpoint followed the authenticated packets.
-        let captured = try lab.exec(lab.server, "timeout 3 tcpdump -n -c 2 -i dn1 'udp port 7443 and dst host 10.201.1.77' 2>/dev/null "
-                                    + "& sleep 0.5; ip netns exec \(lab.client) ping -c2 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress) "
-                                    + ">/dev/null; wait", timeout: 20)
+        let captured = try lab.captureOnServerWhileClientPings("udp port 7443 and dst host 10.201.1.77")
         #expect(captured.contains("10.201.1.77"), "server did not send to the new address: \(captured)")
     }
 

@@ -103,9 +103,7 @@ struct DataPlaneUplinkPathTests {
         try lab.sh("ip -n \(lab.client) address add 10.201.1.77/24 dev up1")
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 table 101")
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
-        let captured = try lab.exec(lab.server, "timeout 3 tcpdump -n -c 2 -i dn1 'udp port 7443 and src host 10.201.1.77' 2>/dev/null "
-                                    + "& sleep 0.5; ip netns exec \(lab.client) ping -c2 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress) "
-                                    + ">/dev/null; wait", timeout: 20)
+        let captured = try lab.captureOnServerWhileClientPings("udp port 7443 and src host 10.201.1.77")
         #expect(captured.contains("10.201.1.77"), "the client did not send from its new address: \(captured)")
         // All of it over UDP. (A TCP connect looks the route up twice, the second time from the source the first
         // picked, so the TCP fallback got through even when UDP datagrams left without a source.)
