@@ -236,6 +236,18 @@ final class DataPlaneLab: @unchecked Sendable {
         try DataPlaneLab.run(command, timeout: timeout)
     }
 
+    /// Polls the client's TUN MTU until it is `expected` (at most 5 s); returns the last value seen.
+    func tunnelMTU(becomes expected: Int) -> Int? {
+        let deadline = Date().addingTimeInterval(5)
+        var seen: Int?
+        while Date() < deadline {
+            seen = (try? exec(client, "cat /sys/class/net/tgc0/mtu")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            if seen == expected { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return seen
+    }
+
     /// Up to two tunnel datagrams on the server's dn1 matching `filter` (tcpdump syntax), captured while the client
     /// pings the server's tunnel address twice.
     func captureOnServerWhileClientPings(_ filter: String) throws -> String {

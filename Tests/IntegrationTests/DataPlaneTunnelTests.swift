@@ -139,17 +139,7 @@ struct DataPlaneTunnelTests {
         #expect(lab.waitForTunnel(timeout: 10))
         // Outer IPv4 20 + UDP 8 + transport header 16 + inner header 8 + tag 16 = 68.
         let overhead = 20 + 8 + 16 + 8 + 16
-        func tunnelMTU(becomes expected: Int) -> Int? {
-            let deadline = Date().addingTimeInterval(5)
-            var seen: Int?
-            while Date() < deadline {
-                seen = (try? lab.exec(lab.client, "cat /sys/class/net/tgc0/mtu")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-                if seen == expected { break }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            return seen
-        }
-        #expect(tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
+        #expect(lab.tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
         // The server listens on IPv4 only, so its TUN takes the same 1432 (the replies below are as large).
         #expect((try? lab.exec(lab.server, "cat /sys/class/net/tgs0/mtu"))?.trimmingCharacters(in: .whitespacesAndNewlines)
                 == "\(1500 - overhead)")
@@ -165,9 +155,9 @@ struct DataPlaneTunnelTests {
         #expect(!outer.lengths.isEmpty && outer.lengths.allSatisfy { $0 == 1500 }, "outer lengths \(outer.lengths)")
         #expect((try? lab.exec(lab.client, "ping -c 1 -W 1 -M do -s \(full + 1) \(DataPlaneLab.serverTunnelAddress)")) == nil)
         try lab.sh("ip -n \(lab.client) link set up2 mtu 1400")
-        #expect(tunnelMTU(becomes: 1400 - overhead) == 1400 - overhead)
+        #expect(lab.tunnelMTU(becomes: 1400 - overhead) == 1400 - overhead)
         try lab.sh("ip -n \(lab.client) link del up2")
-        #expect(tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
+        #expect(lab.tunnelMTU(becomes: 1500 - overhead) == 1500 - overhead)
         #expect(lab.waitForTunnel(timeout: 5))
     }
 

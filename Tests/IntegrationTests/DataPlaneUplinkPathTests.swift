@@ -17,10 +17,10 @@ struct DataPlaneUplinkPathTests {
         _ = try lab.startServer()
         _ = try lab.startClient()
         #expect(lab.waitForTunnel(timeout: 10))
-        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
         // The link stays at 1500; only the route to the server says 1400 (as a PMTU learnt from ICMP would).
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1400")
-        #expect(Self.tunnelMTU(lab, becomes: 1400 - Self.overhead) == 1400 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1400 - Self.overhead) == 1400 - Self.overhead)
         let outer = try Self.outerPackets(lab) {
             try lab.exec(lab.client, "ping -c 6 -i 0.2 -W 2 -M do -s \(1400 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
         }
@@ -29,16 +29,16 @@ struct DataPlaneUplinkPathTests {
         #expect(outer.lengths.allSatisfy { $0 == 1400 }, "outer lengths \(outer.lengths)")
         // An IPv4-only tunnel goes below 1280 (its floor is 576): 1300 − 68.
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1300")
-        #expect(Self.tunnelMTU(lab, becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
         try lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(1300 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
         // up1 loses its carrier (the far end goes down): it carries nothing, so its small path no longer counts.
         try lab.sh("ip -n \(lab.server) link set dn1 down")
-        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
         try lab.sh("ip -n \(lab.server) link set dn1 up")
-        #expect(Self.tunnelMTU(lab, becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
         // The small-MTU route goes: the TUN MTU rises again.
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1")
-        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
         try lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(1500 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
     }
 
@@ -53,7 +53,7 @@ struct DataPlaneUplinkPathTests {
         try lab.waitForOutput("server", containing: "ready", timeout: 10)
         _ = try lab.startClient(uplinks: ["up1"])
         #expect(lab.waitForTunnel(timeout: 10))
-        #expect(Self.tunnelMTU(lab, becomes: TunnelFloor.ipv6) == TunnelFloor.ipv6)
+        #expect(lab.tunnelMTU(becomes: TunnelFloor.ipv6) == TunnelFloor.ipv6)
         try lab.waitForOutput("client", containing: "uplink up1: path MTU 1300 to the server leaves room for 1232-byte inner packets",
                               timeout: 5)
         #expect(try lab.exec(lab.client, "ip -6 address show dev tgc0").contains("fd77::2"))
@@ -76,10 +76,10 @@ struct DataPlaneUplinkPathTests {
         _ = try lab.startClient(uplinks: ["up1", "up2", "up3:never"])
         #expect(lab.waitForTunnel(timeout: 10))
         Thread.sleep(forTimeInterval: 2)  // two refresh passes
-        #expect(Self.tunnelMTU(lab, becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1500 - Self.overhead) == 1500 - Self.overhead)
         // The same uplink carrying traffic does lower it (the route is what the probe sees).
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.2.1 dev up2 metric 2 mtu 1300")
-        #expect(Self.tunnelMTU(lab, becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
+        #expect(lab.tunnelMTU(becomes: 1300 - Self.overhead) == 1300 - Self.overhead)
     }
 
     @Test("the uplink's route to the server exists only in a table its source address selects: the tunnel works, and follows a renumbering")
@@ -111,18 +111,6 @@ struct DataPlaneUplinkPathTests {
     }
 
     // MARK: Helpers
-
-    /// Polls the client's TUN MTU until it is `expected` (at most 5 s); returns the last value seen.
-    static func tunnelMTU(_ lab: DataPlaneLab, becomes expected: Int) -> Int? {
-        let deadline = Date().addingTimeInterval(5)
-        var seen: Int?
-        while Date() < deadline {
-            seen = (try? lab.exec(lab.client, "cat /sys/class/net/tgc0/mtu")).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if seen == expected { break }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        return seen
-    }
 
     /// Captures, on every uplink while `body` runs, the outer IPv4 packets of the tunnel above 1000 bytes and every
     /// fragment (`ip[6:2] & 0x3fff != 0`: MF or an offset); returns their total lengths and the fragments' lines.
