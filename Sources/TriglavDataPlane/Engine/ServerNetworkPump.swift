@@ -685,6 +685,19 @@ final class ServerNetworkPump: @unchecked Sendable {
         guard now >= nextResendReport else { return }
         nextResendReport = now &+ Self.resendReportInterval
         for tunnelID in reportedRepair.keys where state.tunnels[tunnelID] == nil { reportedRepair[tunnelID] = nil }
+        for (tunnelID, tunnel) in state.tunnels {
+            guard let paced = tunnel.paced, tunnel.transmittedPackets != tunnel.reportedTransmittedPackets else { continue }
+            state.tunnels[tunnelID]?.reportedTransmittedPackets = tunnel.transmittedPackets
+            // What the pacer works with: each path's capacity estimate (the rate it releases at) and RTTs.
+            let paths = tunnel.engine.allStatistics().map { path in
+                "\(path.id) \(path.state.rawValue) \(path.capacityBitsPerSecond / 100_000) dMbit/s rtt \(path.smoothedRTT / 1_000_000)"
+                    + "/\(path.minimumRTT / 1_000_000) ms tx \(path.txBytes >> 20) MiB"
+            }.joined(separator: ", ")
+            server.logger.info("""
+                tunnel \(String(tunnelID, radix: 16)): paced: \(paths); queued \(paced.sharedCount)+\(paced.resendCount), \
+                refused \(tunnel.engine.ingressDrops) (\(paced.overflowDrops) full), shed \(paced.shedPackets)
+                """)
+        }
         for (tunnelID, tunnel) in state.tunnels
         where tunnel.engine.configuration.requestsResends || tunnel.retransmit.peerRequestsResends {
             let counters = ResendRepairCounters(reorder: tunnel.engine.reorderStatistics, store: tunnel.retransmit, resent: state.resentPackets)

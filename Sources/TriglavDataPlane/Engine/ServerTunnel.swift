@@ -58,6 +58,14 @@ public struct ServerTunnelConfiguration: Sendable {
         return configuration
     }()
 
+    /// The default `multipath` with pacing on, whatever the environment says (tests).
+    static var pacedMultipathForTests: MultipathConfiguration {
+        var configuration = ClientTunnelConfiguration.defaultMultipath
+        configuration.reorderCapacity = 512
+        PacingSwitch.enable(in: &configuration)
+        return configuration
+    }
+
     /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client uplink
     /// whose control frames ask for a longer one (a metered uplink) is probed at that, that uplink only
     /// (docs/DATAPLANE.md, "Idle uplinks").
@@ -350,6 +358,8 @@ struct ServerClientTunnel {
     /// Inner (IP packet) bytes from and to the client, counted by the pumps under the state lock they hold anyway.
     var receivedBytes: UInt64 = 0
     var transmittedBytes: UInt64 = 0
+    /// `transmittedPackets` at the last paced log line (the network pump's 2 s report, only when it moved).
+    var reportedTransmittedPackets: UInt64 = 0
     /// The tunnel flags last seen from the client (`SchedulerFlags`; 0 while it announced nothing), so only a
     /// change reaches the engine.
     var schedulerFlags: UInt8 = 0
