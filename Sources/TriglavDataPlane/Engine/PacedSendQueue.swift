@@ -21,10 +21,20 @@ enum PacingSwitch {
         return String(cString: value) == "1"
     }
 
+    /// Experiment knobs (not configuration): `TRIGLAV_PACING_ALLOWANCE_MS` replaces `queueAllowance`,
+    /// `TRIGLAV_PACING_TARGET_MS` the ingress target, `TRIGLAV_PACING_INITIAL_MBIT` the engine's initial capacity.
+    static func environmentNumber(_ name: String) -> UInt64? {
+        guard let value = getenv(name), let number = UInt64(String(cString: value)), number > 0 else { return nil }
+        return number
+    }
+
     /// Turns pacing on in `configuration`.
     static func enable(in configuration: inout MultipathConfiguration) {
-        configuration.pacingQueueAllowance = queueAllowance
-        configuration.ingressQueueTarget = ingressQueueTarget
+        configuration.pacingQueueAllowance = environmentNumber("TRIGLAV_PACING_ALLOWANCE_MS").map { $0 * Nanoseconds.millisecond }
+            ?? queueAllowance
+        configuration.ingressQueueTarget = environmentNumber("TRIGLAV_PACING_TARGET_MS").map { $0 * Nanoseconds.millisecond }
+            ?? ingressQueueTarget
+        if let megabits = environmentNumber("TRIGLAV_PACING_INITIAL_MBIT") { configuration.initialCapacity = megabits * 1_000_000 }
     }
 }
 
