@@ -400,7 +400,11 @@ final class ServerNetworkPump: @unchecked Sendable {
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
                 // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
-                state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
+                // Paced, the network's queue holds about the allowance, never a full buffer: a loss there is not our
+                // congestion (that shows as the shared queue's AQM refusals), so every request is answered.
+                if state.tunnels[tunnelID]?.paced == nil {
+                    state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
+                }
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
