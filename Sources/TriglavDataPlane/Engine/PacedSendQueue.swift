@@ -9,10 +9,13 @@ import TriglavMultipath
 enum PacingSwitch {
     static let environmentVariable = "TRIGLAV_PACING"
     /// What the network's queue (an uplink's buffer) is allowed to hold: the engine hands an uplink its next packet
-    /// only when its modelled queue drains below this (`MultipathConfiguration.pacingQueueAllowance`). 5 ms, as the
-    /// simulator's paced deployment: short enough that a repair waits for little, long enough to keep the link
-    /// busy across wake-up slack.
-    static let queueAllowance: UInt64 = 5 * Nanoseconds.millisecond
+    /// only when its modelled queue drains below this (`MultipathConfiguration.pacingQueueAllowance`). 20 ms, not the
+    /// simulator's 5: the engine's probes count a link as full (and stop its probing gain, so a low capacity
+    /// estimate can't rise) when an RTT sample lies more than the allowance + 3 ms + the RTT jitter above the
+    /// minimum, and on the lab's jittery links (± 5 ms and ± 10 ms each way) that fired most of the time at 5 ms:
+    /// the wifi link's estimate took ~12 s from the initial 10 Mbit/s to its 30, and a BBR download got 58 % of
+    /// the links' sum. At 20 ms the estimates reach the links' rates within a second (docs/BENCHMARKS.md).
+    static let queueAllowance: UInt64 = 20 * Nanoseconds.millisecond
     /// The standing queue the engine's AQM allows on our side (`ingressQueueTarget`), as the simulator's.
     static let ingressQueueTarget: UInt64 = 120 * Nanoseconds.millisecond
 
