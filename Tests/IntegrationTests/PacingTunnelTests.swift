@@ -5,24 +5,28 @@ import Glibc
 import Testing
 
 /// Sender-side pacing end to end (docs/DATAPLANE.md, "Sender-side pacing"): a real server and client
-/// (`triglav-dataplane-dev`) in namespaces of their own (`ResendLab`: two veth uplinks), each uplink's download
-/// direction limited by a tbf qdisc on the server's side (10 Mbit/s, 125 KiB of queue: 100 ms, like the lab's
-/// emulated eth0). A CUBIC flow from the server's namespace to the client through the tunnel fills whatever buffer
-/// it is given. Unpaced, the server hands every packet to the socket at once and the flow keeps the tbf queue near
-/// full; with `TRIGLAV_PACING=1` the standing queue sits in the server's own shared queue and the tbf queue stays
+/// (`triglav-dataplane-dev`) in namespaces of their own (`ResendLab`: two veth uplinks), each uplink limited in the
+/// transfer's direction by a tbf qdisc on the sender's side (10 Mbit/s, 125 KiB of queue: 100 ms, like the lab's
+/// emulated eth0). A CUBIC flow through the tunnel (server → client, or client → server) fills whatever buffer it is
+/// given. Unpaced, the sending side hands every packet to the socket at once and the flow keeps the tbf queues near
+/// full; with `TRIGLAV_PACING=1` the standing queue sits in the sender's own shared queue and the tbf queues stay
 /// near the pacing allowance. Measured: the qdiscs' backlog (`tc -s qdisc`), sampled every 0.2 s for 4 s.
 /// Root only; namespaces `tg-rr-<random>-*`, deleted in `defer`, also on failure.
 @Suite("sender-side pacing through tunnels in namespaces", .serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
 struct PacingTunnelTests {
     static let queueLimitBytes = 128_000
 
-    @Test("with pacing the emulated uplinks' queues stay short during a download; without, the download fills them",
-          arguments: [true, false])
-    func uplinkQueueDuringDownload(pacing: Bool) throws {
+    /// Download: the server paces (tbf on its dn1/dn2); upload: the client does (tbf on its up1/up2).
+    @Test("with pacing the emulated uplinks' queues stay short during a transfer; without, the transfer fills them",
+          arguments: [(true, ResendRepairTunnelTests.Direction.download), (false, .download), (true, .upload), (false, .upload)])
+    func uplinkQueueDuringTransfer(pacing: Bool, direction: ResendRepairTunnelTests.Direction) throws {
         let lab = try ResendLab()
         defer { lab.tearDown() }
-        for device in ["dn1", "dn2"] {
-            try lab.exec(lab.server, "tc qdisc add dev \(device) root tbf rate 10mbit burst 8kb limit \(Self.queueLimitBytes)")
+        let (senderNamespace, receiverNamespace, devices, receiverAddress) = direction == .download
+            ? (lab.server, lab.client, ["dn1", "dn2"], ResendLab.clientTunnelAddress)
+            : (lab.client, lab.server, ["up1", "up2"], ResendLab.serverTunnelAddress)
+        for device in devices {
+            try lab.exec(senderNamespace, "tc qdisc add dev \(device) root tbf rate 10mbit burst 8kb limit \(Self.queueLimitBytes)")
         }
         // A 5 ms allowance (the default's 20 is for jittery links, PacingSwitch.queueAllowance; these veths have none):
         // the tbf queues should then hold a few KiB each, an order of magnitude below the unpaced flow's.
@@ -34,7 +38,7 @@ struct PacingTunnelTests {
         // The receiver as a child of ours (a daemonized iperf3 would keep the shell's output pipe open).
         let receiver = Process()
         receiver.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        receiver.arguments = ["netns", "exec", lab.client, "iperf3", "-s", "-1", "-B", ResendLab.clientTunnelAddress]
+        receiver.arguments = ["netns", "exec", receiverNamespace, "iperf3", "-s", "-1", "-B", receiverAddress]
         receiver.standardOutput = FileHandle.nullDevice
         receiver.standardError = FileHandle.nullDevice
         try receiver.run()
@@ -43,7 +47,7 @@ struct PacingTunnelTests {
         // The sender: CUBIC (loss-based, fills any buffer), from the server's namespace through its TUN to the client.
         let sender = Process()
         sender.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        sender.arguments = ["netns", "exec", lab.server, "iperf3", "-c", ResendLab.clientTunnelAddress, "-t", "7", "-C", "cubic", "-J"]
+        sender.arguments = ["netns", "exec", senderNamespace, "iperf3", "-c", receiverAddress, "-t", "7", "-C", "cubic", "-J"]
         let output = Pipe()
         sender.standardOutput = output
         sender.standardError = FileHandle.nullDevice
@@ -52,7 +56,7 @@ struct PacingTunnelTests {
         Thread.sleep(forTimeInterval: 2)
         var backlogs: [Int] = []
         for _ in 0..<20 {
-            let text = try lab.exec(lab.server, "tc -s qdisc show dev dn1; tc -s qdisc show dev dn2")
+            let text = try lab.exec(senderNamespace, devices.map { "tc -s qdisc show dev \($0)" }.joined(separator: "; "))
             // "backlog 12345b 9p" once per qdisc: the two uplinks' queues together.
             let total = text.components(separatedBy: "backlog ").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }.reduce(0, +)
             backlogs.append(total)
@@ -64,16 +68,19 @@ struct PacingTunnelTests {
             .flatMap { $0["end"] as? [String: Any] }.flatMap { $0["sum_received"] as? [String: Any] }
             .flatMap { $0["bits_per_second"] as? Double } ?? 0
         let median = backlogs.sorted()[backlogs.count / 2]
-        print("pacing \(pacing ? "on" : "off"): tbf backlog of both uplinks, median \(median) bytes (samples \(backlogs)); "
-              + "download \(Int(bitsPerSecond / 1e6)) Mbit/s")
+        print("\(direction.rawValue), pacing \(pacing ? "on" : "off"): tbf backlog of both uplinks, median \(median) bytes (samples \(backlogs)); "
+              + "transfer \(Int(bitsPerSecond / 1e6)) Mbit/s")
         // The links carry the download either way (2 × 10 Mbit/s; TCP over the tunnel gets most of it).
-        #expect(bitsPerSecond >= 8e6, "the download got \(Int(bitsPerSecond)) bit/s; server log:\n\(lab.log("server").suffix(3000))")
+        #expect(bitsPerSecond >= 8e6, "the transfer got \(Int(bitsPerSecond)) bit/s; logs:\n\(lab.log("server").suffix(2000))\n\(lab.log("client").suffix(2000))")
+        // 5 ms at 10 Mbit/s is 6 KiB per uplink; the probing gain (× 1.25) and wake-up slack add some (measured: a
+        // median of 22–23 KB for both uplinks, either direction). Unpaced, a download kept 145–170 KB there (of
+        // 2 × 125 KiB), an upload 64 KB (the client's sockets are smaller and its TCP's window, not the queue, ends
+        // it); each bound is halfway, or closer to the paced figure, between them.
+        let (pacedAtMost, unpacedAtLeast) = direction == .download ? (50_000, 100_000) : (35_000, 45_000)
         if pacing {
-            // 5 ms at 10 Mbit/s is 6 KiB per uplink; the probing gain (× 1.25) and wake-up slack add some (measured:
-            // median 21 KB for both). Under 20 ms per uplink, far below the 2 × 125 KiB the unpaced flow keeps there.
-            #expect(median <= 50_000, "paced, the uplinks' queues held \(median) bytes (median): \(backlogs)")
+            #expect(median <= pacedAtMost, "paced, the uplinks' queues held \(median) bytes (median): \(backlogs)")
         } else {
-            #expect(median >= Self.queueLimitBytes, "unpaced, the uplinks' queues held only \(median) bytes (median): \(backlogs)")
+            #expect(median >= unpacedAtLeast, "unpaced, the uplinks' queues held only \(median) bytes (median): \(backlogs)")
         }
     }
 }
