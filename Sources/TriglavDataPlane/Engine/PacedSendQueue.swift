@@ -38,6 +38,8 @@ enum PacingSwitch {
         configuration.ingressQueueTarget = environmentNumber("TRIGLAV_PACING_TARGET_MS").map { $0 * Nanoseconds.millisecond }
             ?? ingressQueueTarget
         if let megabits = environmentNumber("TRIGLAV_PACING_INITIAL_MBIT") { configuration.initialCapacity = megabits * 1_000_000 }
+        if let wait = environmentNumber("TRIGLAV_PACING_MIN_WAIT_MS") { configuration.minReorderWait = wait * Nanoseconds.millisecond }
+        if let hold = environmentNumber("TRIGLAV_PACING_MAX_HOLD_MS") { configuration.maxReorderHold = hold * Nanoseconds.millisecond }
     }
 }
 
