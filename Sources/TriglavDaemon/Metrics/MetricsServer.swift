@@ -11,15 +11,23 @@ import TriglavMetrics
 /// nothing else. It never touches the data plane, the managers or the bus: `exposition` renders the snapshot the
 /// daemon's tick left (`Daemon.renderMetrics`).
 ///
-/// Limits (docs/METRICS.md): `maximumConnections` at once (one more is answered 503 and closed); each
+/// Limits (`Limits`, docs/METRICS.md): `maximumConnections` at once (one more is answered 503 and closed); each
 /// connection has `exchangeTimeout` from accept to the last byte of the response, then is closed; a request
 /// head is at most `ScrapeHTTP.maximumHeadBytes`; one request per connection (`Connection: close`).
 ///
 /// Lifetime: `init` binds and listens (a bind failure is a `TriglavDaemonError` naming the address and what to
 /// do); `start()` starts the thread; `stop()` ends it, closing every socket (also on deinit).
 public final class MetricsServer: Sendable {
-    public static let maximumConnections = 16
-    public static let exchangeTimeout: Duration = .seconds(5)
+    /// How much one endpoint serves at once, and for how long.
+    public struct Limits: Sendable {
+        /// Connections served at once; one more gets a 503 and is closed.
+        public var maximumConnections = 16
+        /// From accept to the last byte of the response; then the connection is closed, finished or not.
+        public var exchangeTimeout: Duration = .seconds(5)
+
+        public init() {}
+    }
+
     static let listenBacklog: Int32 = 32
     static let path = "/metrics"
 
@@ -30,13 +38,15 @@ public final class MetricsServer: Sendable {
     private let wakeup: Int32
     private let wakeupWriter: Int32
     private let exposition: @Sendable () -> String?
+    private let limits: Limits
     private let logger: Logger
     private let thread = Mutex<pthread_t?>(nil)
     private let closed = Mutex(false)
 
-    public init(endpoint requested: IPEndpoint, logger: Logger,
+    public init(endpoint requested: IPEndpoint, limits: Limits = Limits(), logger: Logger,
                 exposition: @escaping @Sendable () -> String?) throws(TriglavDaemonError) {
         self.logger = logger
+        self.limits = limits
         self.exposition = exposition
         let operation = "serving metrics on \(requested) ([metrics] listen)"
         let family = requested.address.isIPv4 ? AF_INET : AF_INET6
@@ -215,15 +225,15 @@ public final class MetricsServer: Sendable {
                     return
                 }
             }
-            guard connections.count < Self.maximumConnections else {
+            guard connections.count < limits.maximumConnections else {
                 let busy = ScrapeHTTP.Response(status: 503, reason: "Service Unavailable",
                                                headers: [("Retry-After", "1")], body: Array("too many connections\n".utf8)).bytes
                 _ = busy.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
                 close(fd)
-                logger.debug("metrics endpoint: \(Self.maximumConnections) connections open; refused one with 503")
+                logger.debug("metrics endpoint: \(limits.maximumConnections) connections open; refused one with 503")
                 continue
             }
-            connections.append(Connection(fd: fd, deadline: now &+ Self.exchangeTimeout.nanoseconds))
+            connections.append(Connection(fd: fd, deadline: now &+ limits.exchangeTimeout.nanoseconds))
         }
     }
 
