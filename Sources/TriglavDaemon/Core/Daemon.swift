@@ -137,9 +137,10 @@ public final class Daemon: Sendable {
     public func start() throws(TriglavDaemonError) {
         environment.notifier.notify([.status("Starting (\(role.rawValue) role)")])
         do {
+            // The endpoint first: an address that can't be bound fails the start before anything touched the system.
+            try startMetrics()
             if let client { try startClient(client) }
             if let server { try server.start() }
-            try startMetrics()
             try startBus()
             if let client, let connectProfile { try client.connect(profile: connectProfile) }
         } catch {
