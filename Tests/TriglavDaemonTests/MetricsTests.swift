@@ -187,7 +187,16 @@ struct LoopbackConnection {
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        try #require(rc == 0, "connect: \(String(cString: strerror(errno)))")
+        guard rc == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw ConnectFailed(endpoint: endpoint, reason: String(cString: strerror(code)))
+        }
+    }
+
+    struct ConnectFailed: Error {
+        let endpoint: IPEndpoint
+        let reason: String
     }
 
     func send(_ text: String) {
@@ -315,5 +324,61 @@ struct MetricsServerTests {
         server.stop()
         let again = try MetricsServer(endpoint: endpoint, logger: Logger(label: "test")) { nil }
         again.stop()
+    }
+}
+
+@Suite("Daemon metrics: the endpoint's lifecycle in the daemon (fakes, loopback)", .serialized)
+struct MetricsDaemonLifecycleTests {
+    static let anyLoopbackPort = IPEndpoint(address: IPAddress("127.0.0.1")!, port: 0)
+
+    static func config(_ listen: IPEndpoint?) throws -> DaemonConfig {
+        var config = DaemonConfig()
+        config.metricsListen = listen
+        return config
+    }
+
+    @Test func startServesReloadMovesOrClosesAndShutdownCloses() throws {
+        let harness = CoreDaemonTests.Harness(config: try Self.config(Self.anyLoopbackPort))
+        let daemon = try harness.daemon()
+        try daemon.start()
+        let first = try #require(daemon.metricsEndpoint)
+        let text = try LoopbackConnection.exchange(first, "GET /metrics HTTP/1.1\r\n\r\n")
+        #expect(text.contains("triglav_tunnel_state{state=\"disconnected\"} 1"), "\(text)")
+        #expect(text.contains("triglav_build_info{version=\"\(VERSION)\",role=\"client\"} 1"))
+
+        // Removed by a reload: closed.
+        harness.configSource.set(try Self.config(nil))
+        try daemon.reloadConfiguration()
+        #expect(daemon.metricsEndpoint == nil)
+        #expect((try? LoopbackConnection(first)) == nil, "still listening on \(first)")
+
+        // Back, then moved to a port that is taken: the endpoint stays where it was.
+        harness.configSource.set(try Self.config(Self.anyLoopbackPort))
+        try daemon.reloadConfiguration()
+        let second = try #require(daemon.metricsEndpoint)
+        let blocker = try MetricsServer(endpoint: IPEndpoint(address: second.address, port: 0), logger: Logger(label: "test")) { nil }
+        defer { blocker.stop() }
+        harness.configSource.set(try Self.config(blocker.endpoint))
+        try daemon.reloadConfiguration()
+        #expect(daemon.metricsEndpoint == second)
+        #expect(try LoopbackConnection.exchange(second, "GET /metrics HTTP/1.0\r\n\r\n").hasPrefix("HTTP/1.1 200 "))
+
+        daemon.shutdown()
+        #expect(daemon.metricsEndpoint == nil)
+        #expect((try? LoopbackConnection(second)) == nil, "still listening on \(second) after shutdown")
+    }
+
+    @Test func anAddressThatCantBeBoundFailsTheStartBeforeTheRoleStarts() throws {
+        let blocker = try MetricsServer(endpoint: IPEndpoint(address: IPAddress("127.0.0.1")!, port: 0), logger: Logger(label: "test")) { nil }
+        defer { blocker.stop() }
+        let harness = CoreDaemonTests.Harness(config: try Self.config(blocker.endpoint))
+        let daemon = try harness.daemon()
+        #expect {
+            try daemon.start()
+        } throws: { error in
+            "\(error)".contains("\(blocker.endpoint) is already in use")
+        }
+        #expect(harness.source == nil, "discovery started although the start had already failed")
+        #expect(!harness.sent.contains("READY=1"))
     }
 }

@@ -82,8 +82,10 @@ public final class Daemon: Sendable {
     /// What the metrics endpoint shows, refreshed every tick; apart from `mutable` so a scrape never waits for
     /// the control queue's work.
     private let metricsSnapshot = Mutex<DaemonMetricsSnapshot?>(nil)
-    /// `[metrics] listen` at start (and after each reload that changed it).
+    /// `[metrics] listen` at start (a reload hands its own value to `applyMetricsListen`).
     private let metricsListen: IPEndpoint?
+    /// Serializes moving the metrics endpoint (reloads may come from SIGHUP and Manager1.Reload at once).
+    private let metricsSwitch = Mutex(())
     /// CLOCK_MONOTONIC of the last tick, in nanoseconds: the watchdog's proof that the loop makes progress.
     private let lastTick = Atomic<UInt64>(0)
 
@@ -231,23 +233,32 @@ public final class Daemon: Sendable {
     /// After a reload: a changed `[metrics] listen` opens the new endpoint before closing the old one; if the new
     /// address can't be bound, the old endpoint stays and the error is logged (the daemon runs on).
     private func applyMetricsListen(_ wanted: IPEndpoint?) {
-        let current = mutable.withLock { $0.metrics }
-        guard let wanted else {
-            if let current {
-                mutable.withLock { $0.metrics = nil }
-                current.stop()
-                logger.info("metrics endpoint on \(current.endpoint) closed ([metrics] listen removed)")
+        metricsSwitch.withLock { _ in
+            let (current, stopped) = mutable.withLock { ($0.metrics, $0.stopped) }
+            guard !stopped else { return }
+            guard let wanted else {
+                if let current {
+                    mutable.withLock { $0.metrics = nil }
+                    current.stop()
+                    logger.info("metrics endpoint on \(current.endpoint) closed ([metrics] listen removed)")
+                }
+                return
             }
-            return
-        }
-        if let current, current.endpoint == wanted || (wanted.port == 0 && current.endpoint.address == wanted.address) { return }
-        refreshMetrics()
-        do {
-            let server = try openMetricsServer(wanted)
-            mutable.withLock { $0.metrics = server }
-            current?.stop()
-        } catch {
-            logger.error("reload: \(error); \(current.map { "still serving metrics on \($0.endpoint)" } ?? "no metrics endpoint")")
+            // Port 0 (tests) means any port: the endpoint that has one stays.
+            if let current, current.endpoint == wanted || (wanted.port == 0 && current.endpoint.address == wanted.address) { return }
+            refreshMetrics()
+            let server: MetricsServer
+            do { server = try openMetricsServer(wanted) } catch {
+                logger.error("reload: \(error); \(current.map { "still serving metrics on \($0.endpoint)" } ?? "no metrics endpoint")")
+                return
+            }
+            // A shutdown that came in meanwhile has taken (and stopped) the old one; this one goes too.
+            let installed = mutable.withLock { state in
+                guard !state.stopped else { return false }
+                state.metrics = server
+                return true
+            }
+            if installed { current?.stop() } else { server.stop() }
         }
     }
 
