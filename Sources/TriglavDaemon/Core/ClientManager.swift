@@ -447,7 +447,8 @@ public final class ClientManager: Sendable {
             rulePriority: settings.routing.rulePriority, exclude: settings.routing.exclude,
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
-            redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval)
+            redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval,
+            resendRequests: settings.multipath.resendRequests)
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.

@@ -284,6 +284,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var reorderHold: Duration
     /// `redundant` scheduler: copies per packet on the best uplinks (nil: every usable uplink).
     public var redundantCopies: Int?
+    /// `[multipath] resend_requests`: the client's receiver asks the server to resend lost packets.
+    public var resendRequests: Bool
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
@@ -292,7 +294,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
                 keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
-                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120)) {
+                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120), resendRequests: Bool = true) {
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude
@@ -311,6 +313,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
         self.probeInterval = probeInterval
         self.reorderHold = reorderHold
         self.redundantCopies = redundantCopies
+        self.resendRequests = resendRequests
     }
 }
 
@@ -335,6 +338,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var mtu: Int?
     /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
+    /// `[multipath] resend_requests`: the server's receiver (per client) asks for resends of lost upload packets.
+    public var resendRequests: Bool
 
     public init(config: DaemonConfig) {
         let server = config.server ?? ServerSettings()
@@ -347,6 +352,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         outboundInterface = server.nat.outboundInterface
         mtu = config.tunnel.mtu
         heartbeatInterval = server.heartbeatInterval
+        resendRequests = config.multipath.resendRequests
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
@@ -388,6 +394,8 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.probeInterval = plan.probeInterval
         configuration.reorderHold = plan.reorderHold
         configuration.multipath.redundantCopies = plan.redundantCopies
+        // Off in the file wins; on leaves the data plane's default (TRIGLAV_RESEND_REQUESTS=0 can still turn it off).
+        if !plan.resendRequests { configuration.multipath.requestsResends = false }
         do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the client tunnel", reason: error.description)
         }
@@ -426,6 +434,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
         configuration.masquerade = plan.masquerade
         configuration.outboundInterface = plan.outboundInterface
         configuration.heartbeatInterval = plan.heartbeatInterval
+        if !plan.resendRequests { configuration.multipath.requestsResends = false }
         if let mtu = plan.mtu { configuration.mtu = mtu }
         do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the server tunnel", reason: error.description)
