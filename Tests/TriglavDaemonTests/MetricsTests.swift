@@ -162,12 +162,14 @@ struct MetricsMappingTests {
         #expect(labels == ["a/KEY1aaaa", "a/KEY2bbbb", "b", "EMPTYKEY"])
     }
 
-    @Test func uplinkStatesFollowTheBusMapping() {
+    @Test func everyManagerUplinkStateLightsExactlyOneBusState() throws {
         for activity in UplinkActivity.allCases {
-            #expect(DaemonMetrics.busUplinkState(activity) == Daemon.uplinkStatus(UplinkSnapshot(
-                number: 1, interface: "x", kind: .other, origin: .auto, state: activity, tier: .primary, isMetered: false,
-                isEnabled: true, rttMicroseconds: 0, jitterMicroseconds: 0, lossRatio: 0, capacityBitsPerSecond: 0,
-                transmittedBytes: 0, receivedBytes: 0, localAddress: "", transport: "udp")).state.rawValue)
+            var snapshot = Self.clientSnapshot()
+            snapshot.uplinks[0].state = activity
+            let lines = try Self.render(snapshot).filter { $0.hasPrefix("triglav_uplink_state{uplink=\"wlan0\"") }
+            #expect(lines.count == TriglavControlAPI.UplinkState.allCases.count)
+            let lit = lines.filter { $0.hasSuffix(" 1") }
+            #expect(lit == ["triglav_uplink_state{uplink=\"wlan0\",state=\"\(Daemon.uplinkStatus(snapshot.uplinks[0]).state.rawValue)\"} 1"])
         }
     }
 }

@@ -1,5 +1,6 @@
 public import TriglavMetrics
 import TriglavConfig
+import TriglavControlAPI
 import TriglavCore
 import TriglavMultipath
 
@@ -168,9 +169,10 @@ public enum DaemonMetrics {
             MetricLabel("kind", uplink.kind.rawValue), MetricLabel("origin", uplink.origin.rawValue),
             MetricLabel("transport", uplink.transport), MetricLabel("enabled", uplink.isEnabled ? "true" : "false"),
         ])
-        let busState = busUplinkState(uplink.state)
-        for state in busUplinkStates {
-            try add("triglav_uplink_state", .flag(state == busState), [MetricLabel("state", state)])
+        // Uplink1.State's values (not the manager's finer ones), mapped as the bus adaptor maps them.
+        let busState = Daemon.uplinkStatus(uplink).state
+        for state in TriglavControlAPI.UplinkState.allCases {
+            try add("triglav_uplink_state", .flag(state == busState), [MetricLabel("state", state.rawValue)])
         }
         try add("triglav_uplink_route_to_server", .flag(uplink.hasRouteToServer))
         try add("triglav_uplink_rtt_seconds", seconds(microseconds: uplink.rttMicroseconds))
@@ -188,21 +190,6 @@ public enum DaemonMetrics {
         if let dataCap {
             try add("triglav_uplink_data_cap_bytes", .integer(dataCap.cap))
             try add("triglav_uplink_data_cap_used_bytes", .integer(dataCap.used))
-        }
-    }
-
-    /// Uplink1.State's values, which the metric uses (not the daemon's finer internal states).
-    static let busUplinkStates = ["down", "waiting", "probing", "active", "standby", "degraded"]
-
-    /// The same mapping as the bus adaptor's (`Daemon.uplinkStatus`).
-    static func busUplinkState(_ activity: UplinkActivity) -> String {
-        switch activity {
-        case .inactive, .waiting: "down"
-        case .idle, .connecting: "waiting"
-        case .standby: "standby"
-        case .measuring: "probing"
-        case .established: "active"
-        case .lossy: "degraded"
         }
     }
 
