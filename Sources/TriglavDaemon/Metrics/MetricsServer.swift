@@ -29,6 +29,8 @@ public final class MetricsServer: Sendable {
     }
 
     static let listenBacklog: Int32 = 32
+    /// Reads of 4 KiB discarded after the response, before closing.
+    static let drainReadsAtClose = 4
     static let path = "/metrics"
 
     /// The address as bound (the port resolved when the configuration asked for port 0, as tests do).
@@ -267,10 +269,13 @@ public final class MetricsServer: Sendable {
             }
             connection.written += count
         }
-        // All written: stop sending, and read what the client may still send so closing doesn't reset the
-        // connection before it has read the response.
+        // All written: stop sending, and read what the client already sent beyond the head (a few KiB at most,
+        // so a client that keeps sending can't hold the loop here), so that closing doesn't reset the connection
+        // before the client has read the response.
         shutdown(connection.fd, Int32(SHUT_WR))
-        while chunk.withUnsafeMutableBytes({ recv(connection.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+        for _ in 0..<Self.drainReadsAtClose {
+            guard chunk.withUnsafeMutableBytes({ recv(connection.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 else { break }
+        }
         return false
     }
 
