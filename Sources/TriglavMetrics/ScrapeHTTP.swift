@@ -24,8 +24,12 @@ public enum ScrapeHTTP {
 
     /// Parses the request head at the start of `bytes`. Accepts CRLF line ends, and bare LF as RFC 9112 §2.2
     /// allows; refuses control characters, missing parts and header lines without a colon.
-    public static func parse(_ bytes: [UInt8]) -> Parse {
-        guard let headEnd = endOfHead(bytes) else {
+    ///
+    /// `newBytesAt`: where the bytes added since the last call (which returned `.incomplete`) begin; the search
+    /// for the blank line starts just before it, so feeding a head in small pieces costs linear time, not
+    /// quadratic.
+    public static func parse(_ bytes: [UInt8], newBytesAt start: Int = 0) -> Parse {
+        guard let headEnd = endOfHead(bytes, from: max(0, start - 3)) else {
             return bytes.count >= maximumHeadBytes ? .tooLarge : .incomplete
         }
         guard headEnd <= maximumHeadBytes else { return .tooLarge }
@@ -64,8 +68,8 @@ public enum ScrapeHTTP {
     }
 
     /// The byte index just past the blank line ending the head, or nil when there is none yet.
-    static func endOfHead(_ bytes: [UInt8]) -> Int? {
-        var index = 0
+    static func endOfHead(_ bytes: [UInt8], from start: Int = 0) -> Int? {
+        var index = start
         while index < bytes.count {
             if bytes[index] == UInt8(ascii: "\n") {
                 if index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "\n") { return index + 2 }

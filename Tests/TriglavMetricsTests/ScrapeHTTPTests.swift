@@ -18,6 +18,23 @@ struct ScrapeHTTPTests {
         #expect(ScrapeHTTP.parse(Self.prometheusRequest) == .request(method: "GET", path: "/metrics"))
     }
 
+    @Test func feedingInPiecesGivesTheSameVerdictsAsFeedingWhole() {
+        let heads = [Self.prometheusRequest, Array("GET /x HTTP/1.1\n\n".utf8), Array("GET /metrics HTTP/1.1\r\nbad\r\n\r\n".utf8)]
+        for head in heads {
+            for piece in [1, 2, 3, 7] {
+                var fed: [UInt8] = []
+                var verdict = ScrapeHTTP.Parse.incomplete
+                while verdict == .incomplete, fed.count < head.count {
+                    let start = fed.count
+                    fed += head[start..<min(start + piece, head.count)]
+                    verdict = ScrapeHTTP.parse(fed, newBytesAt: start)
+                }
+                #expect(verdict == ScrapeHTTP.parse(head), "pieces of \(piece)")
+                #expect(fed.count == head.count, "the verdict came before the blank line ended")
+            }
+        }
+    }
+
     @Test func everyPrefixOfARequestIsIncompleteAndTheWholeIsNot() {
         for end in 0..<Self.prometheusRequest.count {
             #expect(ScrapeHTTP.parse(Array(Self.prometheusRequest[..<end])) == .incomplete, "prefix of \(end) bytes")

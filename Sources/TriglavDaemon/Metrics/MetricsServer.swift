@@ -247,8 +247,9 @@ public final class MetricsServer: Sendable {
             let count = chunk.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, max(room, 1), 0) }
             if count < 0 { return errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK }
             if count == 0 { return false }  // closed before a whole request head: nothing to answer
+            let newBytesAt = connection.request.count
             connection.request.append(contentsOf: chunk[0..<count])
-            let verdict = ScrapeHTTP.parse(connection.request)
+            let verdict = ScrapeHTTP.parse(connection.request, newBytesAt: newBytesAt)
             guard let response = ScrapeHTTP.response(to: verdict, path: Self.path, exposition: exposition) else { return true }
             if case .request = verdict {} else {
                 logger.debug("metrics endpoint: answered \(response.status) to a request that was not a scrape (\(verdict))")
