@@ -64,6 +64,8 @@ struct DaemonMetricsTests {
         }
         #expect(Self.value(text, "triglav_build_info{version=\"0.1.0\",role=\"client\"}") == 1, "\(text)")
         #expect(Self.value(text, "triglav_tunnel_state{state=\"connected\"}") == 1, "\(text)")
+        let startTime = Self.value(text, "process_start_time_seconds") ?? 0
+        #expect(abs(startTime - Date().timeIntervalSince1970) < 120, "process_start_time_seconds \(startTime)")
         for uplink in ["up1", "up2"] {
             #expect(Self.value(text, "triglav_uplink_state{uplink=\"\(uplink)\",state=\"active\"}") == 1, "\(text)")
             let rtt = Self.value(text, "triglav_uplink_rtt_seconds{uplink=\"\(uplink)\"}") ?? -1

@@ -14,6 +14,7 @@ import TriglavMultipath
 struct MetricsMappingTests {
     static func clientSnapshot() -> DaemonMetricsSnapshot {
         var snapshot = DaemonMetricsSnapshot(role: .client, version: "9.9.9")
+        snapshot.startTime = 1_700_000_000.25
         snapshot.manager = ClientManagerStatus(state: .degraded, profile: "home", server: "203.0.113.5:7443", tunnelInterface: "tg0",
                                                tunnelAddresses: ["10.77.0.2/24"], scheduler: .aggregate,
                                                transmittedBytes: 5000, receivedBytes: 7000, uplinks: [1, 2])
@@ -51,6 +52,7 @@ struct MetricsMappingTests {
         let lines = try Self.render(Self.clientSnapshot())
         for expected in [
             "triglav_build_info{version=\"9.9.9\",role=\"client\"} 1",
+            "process_start_time_seconds 1700000000.25",
             "triglav_tunnel_state{state=\"degraded\"} 1",
             "triglav_tunnel_state{state=\"connected\"} 0",
             "triglav_tunnel_transmitted_bytes_total 5000",

@@ -82,6 +82,12 @@ public final class Daemon: Sendable {
     /// What the metrics endpoint shows, refreshed every tick; apart from `mutable` so a scrape never waits for
     /// the control queue's work.
     private let metricsSnapshot = Mutex<DaemonMetricsSnapshot?>(nil)
+    /// CLOCK_REALTIME when the daemon was made, in seconds (`process_start_time_seconds`).
+    private let startTime: Double = {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }()
     /// `[metrics] listen` at start (a reload hands its own value to `applyMetricsListen`).
     private let metricsListen: IPEndpoint?
     /// Serializes moving the metrics endpoint (reloads may come from SIGHUP and Manager1.Reload at once).
@@ -205,6 +211,7 @@ public final class Daemon: Sendable {
     /// Copies the figures the metrics endpoint shows (on the tick, so scrapes only read the copy).
     private func refreshMetrics() {
         var snapshot = DaemonMetricsSnapshot(role: role, version: VERSION)
+        snapshot.startTime = startTime
         if let client {
             snapshot.manager = client.status
             snapshot.uplinks = client.uplinks

@@ -9,6 +9,8 @@ import TriglavMultipath
 public struct DaemonMetricsSnapshot: Sendable {
     public var role: Role
     public var version: String
+    /// When the daemon started (Unix time, seconds): a restart explains counters that went back to 0.
+    public var startTime: Double = 0
     /// Client role.
     public var manager: ClientManagerStatus?
     public var uplinks: [UplinkSnapshot] = []
@@ -45,6 +47,7 @@ public enum DaemonMetrics {
                                     help: "Always 1; the labels say which triglavd runs and in which role.")
         try info.add(.integer(1), labels: [MetricLabel("version", snapshot.version), MetricLabel("role", snapshot.role.rawValue)])
         builder.families.append(info)
+        try builder.add("process_start_time_seconds", .gauge, "When triglavd started (Unix time).", .real(snapshot.startTime))
         if let manager = snapshot.manager { try clientFamilies(snapshot, manager, &builder) }
         if let server = snapshot.server { try serverFamilies(snapshot, server, &builder) }
         return builder.families
