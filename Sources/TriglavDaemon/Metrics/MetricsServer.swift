@@ -4,6 +4,7 @@ import Glibc
 public import Logging
 import Synchronization
 public import TriglavCore
+import TriglavDataPlane
 import TriglavMetrics
 
 /// The Prometheus scrape endpoint (`[metrics] listen`): HTTP/1.1 on one TCP address, served by its own thread
@@ -62,7 +63,7 @@ public final class MetricsServer: Sendable {
             // "[::]:9743" means IPv6 only, whatever net.ipv6.bindv6only says; list "0.0.0.0:…" for IPv4.
             _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        let bound = Self.withSocketAddress(requested) { bind(fd, $0, $1) }
+        let bound = SocketBinding.bind(fd, to: requested)
         if bound != 0 {
             let code = errno
             close(fd)
@@ -83,7 +84,7 @@ public final class MetricsServer: Sendable {
         listener = fd
         wakeup = pair[0]
         wakeupWriter = pair[1]
-        endpoint = Self.localEndpoint(fd) ?? requested
+        endpoint = SocketBinding.localEndpoint(of: fd) ?? requested
     }
 
     /// Why binding `endpoint` failed, and what to do about it.
@@ -282,51 +283,7 @@ public final class MetricsServer: Sendable {
 
     // MARK: Socket addresses
 
-    private static func withSocketAddress<R>(_ endpoint: IPEndpoint,
-                                             _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
-        let bytes = endpoint.address.bytes
-        if endpoint.address.isIPv4 {
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = endpoint.port.bigEndian
-            withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: bytes) }
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        var address = sockaddr_in6()
-        address.sin6_family = sa_family_t(AF_INET6)
-        address.sin6_port = endpoint.port.bigEndian
-        withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: bytes) }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
-    }
 
-    private static func localEndpoint(_ fd: Int32) -> IPEndpoint? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard rc == 0 else { return nil }
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafeBytes(of: &storage) { raw -> IPEndpoint? in
-                let address = raw.load(as: sockaddr_in.self)
-                let bytes = withUnsafeBytes(of: address.sin_addr) { Array($0) }
-                return IPAddress(bytes: bytes).map { IPEndpoint(address: $0, port: UInt16(bigEndian: address.sin_port)) }
-            }
-        case AF_INET6:
-            return withUnsafeBytes(of: &storage) { raw -> IPEndpoint? in
-                let address = raw.load(as: sockaddr_in6.self)
-                let bytes = withUnsafeBytes(of: address.sin6_addr) { Array($0) }
-                return IPAddress(bytes: bytes).map { IPEndpoint(address: $0, port: UInt16(bigEndian: address.sin6_port)) }
-            }
-        default:
-            return nil
-        }
-    }
 
     static func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
 }
