@@ -41,6 +41,7 @@ let package = Package(
         .target(name: "TriglavMultipath", dependencies: ["TriglavCore"], swiftSettings: strictSettings),
         .target(name: "TriglavConfig", dependencies: ["TriglavCore", "TriglavCrypto", "TOMLKit"], swiftSettings: strictSettings),
         .target(name: "TriglavControlAPI", swiftSettings: strictSettings),
+        .target(name: "TriglavMetrics", swiftSettings: strictSettings),
 
         // Wrappers of system services.
         .target(name: "TriglavNetlink", dependencies: ["CNetlink", "CTriglavShims", "TriglavCore",
@@ -58,7 +59,7 @@ let package = Package(
                 swiftSettings: strictSettings),
         .target(name: "TriglavLinkEmulator", dependencies: ["CTriglavShims", "TriglavCore"], swiftSettings: strictSettings),
         .target(name: "TriglavDaemon", dependencies: ["TriglavCore", "TriglavConfig", "TriglavCrypto", "TriglavDataPlane",
-                                                      "TriglavNetlink", "TriglavDBus", "TriglavSystemd", "TriglavControlAPI",
+                                                      "TriglavNetlink", "TriglavDBus", "TriglavSystemd", "TriglavControlAPI", "TriglavMetrics",
                                                       .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
 
@@ -86,6 +87,7 @@ let package = Package(
         .testTarget(name: "TriglavCryptoTests", dependencies: ["TriglavCrypto"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavProtocolTests", dependencies: ["TriglavProtocol", "TriglavCrypto"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavMultipathTests", dependencies: ["TriglavMultipath"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavMetricsTests", dependencies: ["TriglavMetrics"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavConfigTests", dependencies: ["TriglavConfig"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavNetlinkTests", dependencies: ["TriglavNetlink"], swiftSettings: strictSettings),
         .target(name: "TriglavTestSupport", path: "Tests/TriglavTestSupport", swiftSettings: strictSettings),

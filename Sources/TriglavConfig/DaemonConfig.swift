@@ -79,6 +79,9 @@ public struct MultipathSettings: Equatable, Sendable {
     public var reorderMaxHold: Duration = .milliseconds(ConfigDefaults.reorderMaxHoldMilliseconds)
     /// `redundant` scheduler: copies per packet on the best uplinks; nil sends one on every usable uplink.
     public var redundantCopies: Int?
+    /// `resend_requests`: this side's receiver asks the peer to resend packets lost on an uplink (loss repair,
+    /// docs/DATAPLANE.md "Resend requests"). Either way it answers the peer's requests.
+    public var resendRequests = true
 
     public init() {}
 }

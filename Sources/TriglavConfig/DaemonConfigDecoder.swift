@@ -63,6 +63,7 @@ struct DaemonConfigDecoder {
         if let copies = reader.integer("redundant_copies", in: ConfigDefaults.redundantCopiesRange, unit: "copies") {
             multipath.redundantCopies = copies == 0 ? nil : copies
         }
+        multipath.resendRequests = reader.bool("resend_requests") ?? multipath.resendRequests
         reader.finishReading()
         return multipath
     }

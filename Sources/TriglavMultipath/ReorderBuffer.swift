@@ -30,6 +30,9 @@ public struct ReorderBuffer<Packet> {
     public private(set) var head: UInt32 = 0
     private var started = false
     public private(set) var bufferedCount = 0
+    /// The highest sequence ever buffered: the resend scan stops there (nothing above it can be missing
+    /// "below a later packet"), instead of walking `capacity` empty slots on every check.
+    private var highestBuffered: UInt32 = 0
     /// Sequences below this were already requested for resend (or released).
     private var requestedThrough: UInt32 = 0
     private var nackCheckAt: UInt64?
@@ -238,6 +241,7 @@ public struct ReorderBuffer<Packet> {
         let slot = Int(sequence) & mask
         slots[slot] = packet
         arrivals[slot] = max(now, arrival ?? now)
+        if bufferedCount == 0 || distance(sequence, from: highestBuffered) > 0 { highestBuffered = sequence }
         bufferedCount += 1
         precondition(fifoCount < 2 * capacity, "reorder FIFO overflow: invariant broken")
         let tail = (fifoStart + fifoCount) & (2 * capacity - 1)
@@ -378,7 +382,7 @@ public struct ReorderBuffer<Packet> {
         nackCheckAt = nil
         var position = requestedThrough
         var runStart: UInt32?
-        let end = head &+ UInt32(capacity)
+        let end = distance(highestBuffered, from: head) < Int32(capacity) ? highestBuffered &+ 1 : head &+ UInt32(capacity)
         while distance(position, from: end) < 0 {
             let slot = Int(position) & mask
             if slots[slot] != nil {

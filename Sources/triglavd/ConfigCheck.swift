@@ -3,6 +3,7 @@ import Glibc
 #endif
 import TriglavConfig
 import TriglavCore
+import TriglavDaemon
 
 /// `triglavd --check-config`: validates the daemon configuration, the private key it names, and the
 /// requested profiles; prints `OK: FILE (summary)` for each good file and every problem of each bad
@@ -29,6 +30,7 @@ struct ConfigCheck {
         do {
             let config = try ConfigLoader.loadDaemonConfig(path: configPath, roleOverride: roleOverride,
                                                            missingIsEmpty: !pathIsExplicit)
+            if !checkMetricsListen(config) { valid = false }
             switch ConfigLoader.checkPrivateKey(of: config, file: configPath) {
             case .usable(let publicKey):
                 print("OK: \(configPath) (\(origin)\(Self.summary(of: config)); public key \(publicKey))")
@@ -54,6 +56,31 @@ struct ConfigCheck {
             }
         }
         return valid
+    }
+
+    /// `[metrics] listen`: the address must be one of this machine's (what the daemon's bind would otherwise
+    /// refuse at start); a port below 1024 and an address reachable from the network get a note. The port is not
+    /// tried, since a running daemon holds it.
+    private func checkMetricsListen(_ config: DaemonConfig) -> Bool {
+        guard let listen = config.metricsListen else { return true }
+        if let problem = MetricsServer.checkAddress(listen) {
+            printToStandardError("\(configPath): metrics.listen: \(problem)")
+            return false
+        }
+        if listen.port < 1024 {
+            print("note: metrics.listen port \(listen.port) is below 1024: the packaged units grant no CAP_NET_BIND_SERVICE, "
+                + "so the daemon can't bind it there; use a port from 1024 up, e.g. 9743")
+        }
+        if !Self.isLoopback(listen.address) {
+            print("note: metrics.listen \(listen) is reachable from other hosts and has no authentication; "
+                + "restrict it with a firewall, or listen on 127.0.0.1 or [::1]")
+        }
+        return true
+    }
+
+    static func isLoopback(_ address: IPAddress) -> Bool {
+        let bytes = address.bytes
+        return address.isIPv4 ? bytes.first == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 
     private func profileNames(_ valid: inout Bool) -> [String] {

@@ -65,6 +65,12 @@ import TriglavCrypto
         #expect(config.uplinks.natKeepalive == nil)
     }
 
+    @Test func resendRequestsAreOnUnlessTurnedOff() throws {
+        #expect(try ConfigLoader.parseDaemonConfig("", file: "x").multipath.resendRequests)
+        #expect(try !ConfigLoader.parseDaemonConfig("[multipath]\nresend_requests = false", file: "x").multipath.resendRequests)
+        #expect(try ConfigLoader.parseDaemonConfig("[multipath]\nresend_requests = true", file: "x").multipath.resendRequests)
+    }
+
     @Test func udpRetryIntervalIsRead() throws {
         let config = try ConfigLoader.parseDaemonConfig("[uplinks]\nudp_retry_s = 30", file: "x")
         #expect(config.uplinks.udpRetryInterval == .seconds(30))
@@ -250,6 +256,7 @@ import TriglavCrypto
         ("tunnel = \"triglav0\"", "tunnel", "expected a table"),
         ("[tunnel]\nmtu = 1400.5", "tunnel.mtu", "expected an integer, got a floating-point number"),
         ("[multipath]\nreorder_max_hold_ms = \"50\"", "multipath.reorder_max_hold_ms", "expected an integer, got a string"),
+        ("[multipath]\nresend_requests = \"off\"", "multipath.resend_requests", "expected a boolean (true or false), got a string"),
         ("[uplinks]\ninclude = \"*\"", "uplinks.include", "expected an array of strings, got a string"),
         ("[uplinks]\nexclude = [\"lo\", 3]", "uplinks.exclude[1]", "expected a string, got an integer"),
         ("[uplinks.interface]\neth0 = \"primary\"", "uplinks.interface.eth0", "expected a table"),

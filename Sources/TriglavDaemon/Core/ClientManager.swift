@@ -94,6 +94,28 @@ public final class ClientManager: Sendable {
     /// The configuration in force (the latest successfully reloaded one).
     public var config: DaemonConfig { state.withLock { $0.config } }
 
+    /// The connection's latest tunnel statistics (taken by `refresh()`, not now); nil without a connection.
+    public var tunnelStatistics: ClientTunnelSnapshot? {
+        state.withLock { state in
+            guard case .active(let connection) = state.phase else { return nil }
+            return connection.statistics
+        }
+    }
+
+    /// Every capped uplink's cap and its usage in the current period (ended attachments plus the live one).
+    public var dataCapUsage: [String: (cap: UInt64, used: UInt64)] {
+        state.withLock { state in
+            let live: Connection? = if case .active(let connection) = state.phase { connection } else { nil }
+            var usage: [String: (cap: UInt64, used: UInt64)] = [:]
+            for interface in state.records.keys {
+                guard let cap = DataCapLedger.cap(of: interface, in: state.config) else { continue }
+                usage[interface] = (cap.bytes, DataCapLedger.sum(state.dataCaps.spent(interface),
+                                                                 state.liveDataCapUsage(interface, live)))
+            }
+            return usage
+        }
+    }
+
     /// One line for `systemctl status` (sd_notify STATUS=).
     public var statusLine: String { state.withLock { $0.statusLine() } }
 
@@ -425,7 +447,8 @@ public final class ClientManager: Sendable {
             rulePriority: settings.routing.rulePriority, exclude: settings.routing.exclude,
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
-            redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval)
+            redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval,
+            resendRequests: settings.multipath.resendRequests)
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.

@@ -8,6 +8,7 @@ public import TriglavConfig
 import TriglavControlAPI
 import TriglavCore
 import TriglavCrypto
+import TriglavMetrics
 import TriglavNetlink
 import TriglavSystemd
 
@@ -78,12 +79,26 @@ public final class Daemon: Sendable {
     private let connectProfile: String?
     private let logger: Logger
     private let mutable = Mutex<Mutable>(Mutable())
+    /// What the metrics endpoint shows, refreshed every tick; apart from `mutable` so a scrape never waits for
+    /// the control queue's work.
+    private let metricsSnapshot = Mutex<DaemonMetricsSnapshot?>(nil)
+    /// CLOCK_REALTIME when the daemon was made, in seconds (`process_start_time_seconds`).
+    private let startTime: Double = {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
+    }()
+    /// `[metrics] listen` at start (a reload hands its own value to `applyMetricsListen`).
+    private let metricsListen: IPEndpoint?
+    /// Serializes moving the metrics endpoint (reloads may come from SIGHUP and Manager1.Reload at once).
+    private let metricsSwitch = Mutex(())
     /// CLOCK_MONOTONIC of the last tick, in nanoseconds: the watchdog's proof that the loop makes progress.
     private let lastTick = Atomic<UInt64>(0)
 
     private struct Mutable {
         var uplinkSource: (any UplinkSource)?
         var bus: (any DaemonBus)?
+        var metrics: MetricsServer?
         var watchdog: WatchdogPinger?
         var lastStatusLine = ""
         var started = false
@@ -99,6 +114,7 @@ public final class Daemon: Sendable {
         self.environment = environment
         self.connectProfile = Self.startupProfile(commandLine: connectProfile, config: config)
         self.logger = logger
+        metricsListen = config.metricsListen
         switch config.role {
         case .client:
             client = ClientManager(config: config, configSource: configSource, profiles: profiles,
@@ -129,6 +145,8 @@ public final class Daemon: Sendable {
     public func start() throws(TriglavDaemonError) {
         environment.notifier.notify([.status("Starting (\(role.rawValue) role)")])
         do {
+            // The endpoint first: an address that can't be bound fails the start before anything touched the system.
+            try startMetrics()
             if let client { try startClient(client) }
             if let server { try server.start() }
             try startBus()
@@ -169,6 +187,88 @@ public final class Daemon: Sendable {
         }
     }
 
+    /// Opens the metrics endpoint when `[metrics] listen` is set. A bind failure fails the start: the user asked
+    /// for the endpoint, and a daemon running without it would hide that (docs/METRICS.md).
+    private func startMetrics() throws(TriglavDaemonError) {
+        guard let metricsListen else { return }
+        refreshMetrics()
+        let server = try openMetricsServer(metricsListen)
+        mutable.withLock { $0.metrics = server }
+    }
+
+    private func openMetricsServer(_ endpoint: IPEndpoint) throws(TriglavDaemonError) -> MetricsServer {
+        let server = try MetricsServer(endpoint: endpoint, logger: Logger(label: "triglav.metrics")) { [weak self] in
+            self?.renderMetrics()
+        }
+        server.start()
+        logger.info("serving Prometheus metrics on http://\(server.endpoint)\(MetricsServer.path)")
+        return server
+    }
+
+    /// Where the metrics endpoint listens (its port resolved); nil without one.
+    public var metricsEndpoint: IPEndpoint? { mutable.withLock { $0.metrics?.endpoint } }
+
+    /// Copies the figures the metrics endpoint shows (on the tick, so scrapes only read the copy).
+    private func refreshMetrics() {
+        var snapshot = DaemonMetricsSnapshot(role: role, version: VERSION)
+        snapshot.startTime = startTime
+        if let client {
+            snapshot.manager = client.status
+            snapshot.uplinks = client.uplinks
+            snapshot.tunnel = client.tunnelStatistics
+            snapshot.dataCaps = client.dataCapUsage.mapValues { DaemonMetricsSnapshot.DataCapFigures(cap: $0.cap, used: $0.used) }
+        }
+        if let server {
+            snapshot.server = server.status
+            snapshot.clients = server.clients
+            snapshot.serverCounters = server.tunnelCounters
+        }
+        metricsSnapshot.withLock { $0 = snapshot }
+    }
+
+    /// The Prometheus exposition of the latest snapshot; nil (a 500) if the families don't render, which is a bug.
+    func renderMetrics() -> String? {
+        guard let snapshot = metricsSnapshot.withLock({ $0 }) else { return nil }
+        do {
+            return try PrometheusText.render(DaemonMetrics.families(snapshot))
+        } catch {
+            logger.error("the metrics could not be rendered (a bug; please report it): \(error)")
+            return nil
+        }
+    }
+
+    /// After a reload: a changed `[metrics] listen` opens the new endpoint before closing the old one; if the new
+    /// address can't be bound, the old endpoint stays and the error is logged (the daemon runs on).
+    private func applyMetricsListen(_ wanted: IPEndpoint?) {
+        metricsSwitch.withLock { _ in
+            let (current, stopped) = mutable.withLock { ($0.metrics, $0.stopped) }
+            guard !stopped else { return }
+            guard let wanted else {
+                if let current {
+                    mutable.withLock { $0.metrics = nil }
+                    current.stop()
+                    logger.info("metrics endpoint on \(current.endpoint) closed ([metrics] listen removed)")
+                }
+                return
+            }
+            // Port 0 (tests) means any port: the endpoint that has one stays.
+            if let current, current.endpoint == wanted || (wanted.port == 0 && current.endpoint.address == wanted.address) { return }
+            refreshMetrics()
+            let server: MetricsServer
+            do { server = try openMetricsServer(wanted) } catch {
+                logger.error("reload: \(error); \(current.map { "still serving metrics on \($0.endpoint)" } ?? "no metrics endpoint")")
+                return
+            }
+            // A shutdown that came in meanwhile has taken (and stopped) the old one; this one goes too.
+            let installed = mutable.withLock { state in
+                guard !state.stopped else { return false }
+                state.metrics = server
+                return true
+            }
+            if installed { current?.stop() } else { server.stop() }
+        }
+    }
+
     /// Exports the API and takes the bus name (objects first, so a client seeing the name finds them all),
     /// then keeps the bus in step with every change the managers report.
     private func startBus() throws(TriglavDaemonError) {
@@ -202,8 +302,9 @@ public final class Daemon: Sendable {
                 let config = try client.reload()
                 let source = mutable.withLock { $0.uplinkSource }
                 source?.updatePolicy(DiscoveryPolicy(uplinks: config.uplinks, tunnelInterface: config.tunnel.interface))
+                applyMetricsListen(config.metricsListen)
             }
-            if let server { try server.reload() }
+            if let server { applyMetricsListen(try server.reload().metricsListen) }
         } catch {
             environment.notifier.notify([.ready, .status("Reload failed: \(error); \(statusLine)")])
             throw error
@@ -227,14 +328,15 @@ public final class Daemon: Sendable {
         }
         if changed { environment.notifier.notify([.status(line)]) }
         publishToBus()
+        if mutable.withLock({ $0.metrics != nil }) { refreshMetrics() }
     }
 
     /// Clean shutdown: STOPPING=1, stop discovery, disconnect (routes, rules, TUN) or stop the server
     /// (NAT, TUN, listeners). Idempotent.
     public func shutdown(reason: String = "shutting down") {
-        let (source, watchdog, bus, alreadyStopped) = mutable.withLock { state in
-            defer { state.stopped = true; state.uplinkSource = nil; state.watchdog = nil; state.bus = nil }
-            return (state.uplinkSource, state.watchdog, state.bus, state.stopped)
+        let (source, watchdog, bus, metrics, alreadyStopped) = mutable.withLock { state in
+            defer { state.stopped = true; state.uplinkSource = nil; state.watchdog = nil; state.bus = nil; state.metrics = nil }
+            return (state.uplinkSource, state.watchdog, state.bus, state.metrics, state.stopped)
         }
         guard !alreadyStopped else { return }
         environment.notifier.notify([.stopping, .status("Stopping: \(reason)")])
@@ -243,6 +345,7 @@ public final class Daemon: Sendable {
         source?.stop()
         client?.shutdown()
         server?.stop()
+        metrics?.stop()
         // Last, so the bus shows the way down; closing releases the name.
         if let bus {
             bus.publish(controlStatus())

@@ -116,6 +116,8 @@ public final class ServerManager: Sendable {
 
     public var status: ServerManagerStatus { state.withLock { $0.status() } }
     public var clients: [ServerClientStatus] { state.withLock { $0.clientStatuses() } }
+    /// The server tunnel's latest counters (taken by `refresh()`); zero while stopped, restarting with the tunnel.
+    public var tunnelCounters: ServerTunnelCounters { state.withLock { $0.tunnel == nil ? ServerTunnelCounters() : $0.counters } }
     public var config: DaemonConfig { state.withLock { $0.config } }
 
     public var statusLine: String {
@@ -258,6 +260,7 @@ public final class ServerManager: Sendable {
         var connected: [String: ConnectedClient] = [:]
         var nextClientNumber = 1
         var rejectedHandshakes: UInt64 = 0
+        var counters = ServerTunnelCounters()
         var retiredTransmittedBytes: UInt64 = 0
         var retiredReceivedBytes: UInt64 = 0
         var observer: (@Sendable (ServerManagerEvent) -> Void)?
@@ -274,6 +277,7 @@ public final class ServerManager: Sendable {
 
         mutating func update(with statistics: ServerTunnelSnapshot) {
             rejectedHandshakes = statistics.rejectedHandshakes
+            counters = statistics.counters
             var next: [String: ConnectedClient] = [:]
             for client in statistics.clients {
                 if var known = connected[client.publicKey] {

@@ -6,6 +6,18 @@ public import TriglavDataPlane
 public import TriglavMultipath
 public import TriglavNetlink
 
+/// A client tunnel's own counters, from its statistics (monotonic while the tunnel lives).
+public struct ClientTunnelCounters: Sendable, Equatable {
+    /// Packets read from the TUN device that no uplink could carry.
+    public var droppedNoUplink: UInt64 = 0
+    /// Packets sent again because the uplink they were in flight on went down.
+    public var resentPackets: UInt64 = 0
+    /// The receiving reorder buffer's counters (what went to the TUN device, and what it skipped or asked for).
+    public var reorder = ReorderStatistics()
+
+    public init() {}
+}
+
 /// What the client manager needs from a client tunnel: the `ClientTunnel` façade's lifecycle, uplink and
 /// statistics calls, behind a protocol so the manager's state machine is tested with a fake (no root, no TUN).
 public protocol ClientTunnelDriving: AnyObject, Sendable {
@@ -60,6 +72,14 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         /// take it out of the engine; the sent count is the unit of its data cap allowance.
         public var engineTransmittedBytes: UInt64 = 0
         public var engineReceivedBytes: UInt64 = 0
+        /// The data plane's datagram counts of the uplink (the metrics endpoint shows them; the bus does not).
+        public var transmittedPackets: UInt64 = 0
+        public var receivedPackets: UInt64 = 0
+        /// Handshakes the uplink started, and sends the kernel refused.
+        public var handshakes: UInt64 = 0
+        public var sendErrors: UInt64 = 0
+        /// The engine's minimum RTT over its window (the path's propagation delay); nil while not measured.
+        public var minimumRTT: Duration?
 
         /// The bytes that count against a data cap: always the engine's counts (never the data plane's, which
         /// are another unit), so that when the engine stops at its allowance the daemon's count reached the cap.
@@ -91,6 +111,8 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
     /// Why the kernel refused the assigned addresses, routes or rules (the data plane retries; the tunnel's
     /// traffic stays blocked meanwhile); nil while they are applied or no assignment came yet.
     public var routingFailure: String?
+    /// Tunnel-wide counters of the data plane (the metrics endpoint shows them; the bus does not).
+    public var counters = ClientTunnelCounters()
 
     public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = [], routingFailure: String? = nil) {
         self.assignment = assignment
@@ -108,7 +130,7 @@ extension ClientTunnel: ClientTunnelDriving {
 
     public func snapshot() -> ClientTunnelSnapshot {
         let statistics = statistics()
-        return ClientTunnelSnapshot(assignment: statistics.addresses, uplinks: statistics.uplinks.map { uplink in
+        var result = ClientTunnelSnapshot(assignment: statistics.addresses, uplinks: statistics.uplinks.map { uplink in
             let state: ClientTunnelSnapshot.Uplink.SessionState = switch uplink.state {
             case "established": .established
             case "no-socket": .waiting
@@ -125,8 +147,17 @@ extension ClientTunnel: ClientTunnelDriving {
                 receiveRateBitsPerSecond: uplink.receiveRateBitsPerSecond)
             snapshot.engineTransmittedBytes = uplink.engineTransmittedBytes
             snapshot.engineReceivedBytes = uplink.engineReceivedBytes
+            snapshot.transmittedPackets = uplink.transmittedPackets
+            snapshot.receivedPackets = uplink.receivedPackets
+            snapshot.handshakes = uplink.handshakes
+            snapshot.sendErrors = uplink.sendErrors
+            snapshot.minimumRTT = path.flatMap { $0.minimumRTT > 0 ? .nanoseconds(Int64(clamping: $0.minimumRTT)) : nil }
             return snapshot
         }, routingFailure: statistics.routingFailure)
+        result.counters.droppedNoUplink = statistics.droppedNoUplink
+        result.counters.resentPackets = statistics.resentPackets
+        result.counters.reorder = statistics.reorder
+        return result
     }
 }
 
@@ -176,6 +207,8 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
 
     public var clients: [Client]
     public var rejectedHandshakes: UInt64
+    /// The server tunnel's other counters (the metrics endpoint shows them; the bus does not).
+    public var counters = ServerTunnelCounters()
 
     public init(clients: [Client] = [], rejectedHandshakes: UInt64 = 0) {
         self.clients = clients
@@ -183,16 +216,32 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
     }
 }
 
+/// A server tunnel's counters besides the per-client ones (monotonic while the tunnel lives).
+public struct ServerTunnelCounters: Sendable, Equatable {
+    /// Packets from the TUN device addressed to no connected client.
+    public var droppedUnknownDestination: UInt64 = 0
+    /// Packets sent again because the client uplink they were in flight on went down.
+    public var resentPackets: UInt64 = 0
+    /// Uplink sessions refused because their client already had the most uplinks a tunnel may have.
+    public var refusedUplinks: UInt64 = 0
+
+    public init() {}
+}
+
 extension ServerTunnel: ServerTunnelDriving {
     public func snapshot() -> ServerTunnelSnapshot {
         let statistics = statistics()
-        return ServerTunnelSnapshot(clients: statistics.clients.map {
+        var result = ServerTunnelSnapshot(clients: statistics.clients.map {
             ServerTunnelSnapshot.Client(publicKey: $0.publicKey, assignment: $0.addresses, endpoints: $0.endpoints,
                                         receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets,
                                         receivedBytes: $0.receivedBytes, transmittedBytes: $0.transmittedBytes,
                                         smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) },
                                         pathStates: $0.pathStates)
         }, rejectedHandshakes: statistics.rejectedHandshakes)
+        result.counters.droppedUnknownDestination = statistics.droppedUnknownDestination
+        result.counters.resentPackets = statistics.resentPackets
+        result.counters.refusedUplinks = statistics.refusedUplinks
+        return result
     }
 }
 
@@ -235,6 +284,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var reorderHold: Duration
     /// `redundant` scheduler: copies per packet on the best uplinks (nil: every usable uplink).
     public var redundantCopies: Int?
+    /// `[multipath] resend_requests`: the client's receiver asks the server to resend lost packets.
+    public var resendRequests: Bool
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
@@ -243,7 +294,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
                 keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
-                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120)) {
+                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120), resendRequests: Bool = true) {
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude
@@ -262,6 +313,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
         self.probeInterval = probeInterval
         self.reorderHold = reorderHold
         self.redundantCopies = redundantCopies
+        self.resendRequests = resendRequests
     }
 }
 
@@ -286,6 +338,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var mtu: Int?
     /// `[server] heartbeat_interval_ms`: the server's own idle probe interval (a client may ask for less on an uplink).
     public var heartbeatInterval: Duration
+    /// `[multipath] resend_requests`: the server's receiver (per client) asks for resends of lost upload packets.
+    public var resendRequests: Bool
 
     public init(config: DaemonConfig) {
         let server = config.server ?? ServerSettings()
@@ -298,6 +352,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         outboundInterface = server.nat.outboundInterface
         mtu = config.tunnel.mtu
         heartbeatInterval = server.heartbeatInterval
+        resendRequests = config.multipath.resendRequests
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
@@ -339,6 +394,8 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.probeInterval = plan.probeInterval
         configuration.reorderHold = plan.reorderHold
         configuration.multipath.redundantCopies = plan.redundantCopies
+        // Off in the file wins; on leaves the data plane's default (TRIGLAV_RESEND_REQUESTS=0 can still turn it off).
+        if !plan.resendRequests { configuration.multipath.requestsResends = false }
         do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the client tunnel", reason: error.description)
         }
@@ -377,6 +434,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
         configuration.masquerade = plan.masquerade
         configuration.outboundInterface = plan.outboundInterface
         configuration.heartbeatInterval = plan.heartbeatInterval
+        if !plan.resendRequests { configuration.multipath.requestsResends = false }
         if let mtu = plan.mtu { configuration.mtu = mtu }
         do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the server tunnel", reason: error.description)

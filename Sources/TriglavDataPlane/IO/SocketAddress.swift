@@ -55,3 +55,25 @@ enum SocketAddress {
         }
     }
 }
+
+/// bind(2) and getsockname(2) in endpoint terms, for sockets other modules own (the daemon's metrics listener).
+public enum SocketBinding {
+    /// Binds `fd` to `endpoint`: 0, or -1 with errno set.
+    public static func bind(_ fd: Int32, to endpoint: IPEndpoint) -> Int32 {
+        var storage = sockaddr_storage()
+        let length = SocketAddress.write(endpoint, into: &storage)
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+        }
+    }
+
+    /// The endpoint `fd` is bound to (the ephemeral port after binding port 0); nil when getsockname fails.
+    public static func localEndpoint(of fd: Int32) -> IPEndpoint? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return rc == 0 ? SocketAddress.read(&storage) : nil
+    }
+}

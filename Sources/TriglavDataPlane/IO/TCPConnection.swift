@@ -271,13 +271,7 @@ final class TCPListener: @unchecked Sendable {
         descriptor = OwnedDescriptor(fd)
         try Syscall.shim("SO_REUSEADDR on \(label)") { tg_socket_set_reuseaddr(fd) }
         if family == AF_INET6 { try Syscall.shim("IPV6_V6ONLY on \(label)") { tg_socket_set_v6only(fd, 1) } }
-        var storage = sockaddr_storage()
-        let length = SocketAddress.write(endpoint, into: &storage)
-        _ = try withUnsafePointer(to: &storage) { (pointer) throws(TriglavDataPlaneError) in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(TriglavDataPlaneError) in
-                try Syscall.libc("bind \(label) to \(endpoint)") { bind(fd, address, length) }
-            }
-        }
+        try Syscall.libc("bind \(label) to \(endpoint)") { SocketBinding.bind(fd, to: endpoint) }
         try Syscall.libc("listen on \(label)") { listen(fd, 128) }
         let reserve = tg_open_spare_descriptor()
         if reserve >= 0 { spare = OwnedDescriptor(reserve) }

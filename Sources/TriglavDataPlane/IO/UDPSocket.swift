@@ -98,25 +98,12 @@ final class UDPSocket: @unchecked Sendable {
         let local = options.localEndpoint ?? IPEndpoint(address: family == .v4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
         if options.localEndpoint != nil { try Syscall.shim("SO_REUSEADDR on \(label)") { tg_socket_set_reuseaddr(fd) } }
         if options.reusePort { try Syscall.shim("SO_REUSEPORT on \(label)") { tg_socket_set_reuseport(fd) } }
-        var storage = sockaddr_storage()
-        let length = SocketAddress.write(local, into: &storage)
-        _ = try withUnsafePointer(to: &storage) { (pointer) throws(TriglavDataPlaneError) in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(TriglavDataPlaneError) in
-                try Syscall.libc("bind \(label) to \(local)") { bind(fd, address, length) }
-            }
-        }
+        try Syscall.libc("bind \(label) to \(local)") { SocketBinding.bind(fd, to: local) }
     }
 
     /// The bound local endpoint (the ephemeral port after binding to port 0).
     func localEndpoint() throws(TriglavDataPlaneError) -> IPEndpoint {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = try withUnsafeMutablePointer(to: &storage) { (pointer) throws(TriglavDataPlaneError) in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { (address) throws(TriglavDataPlaneError) in
-                try Syscall.libc("getsockname of \(label)") { getsockname(descriptor.raw, address, &length) }
-            }
-        }
-        guard let endpoint = withUnsafePointer(to: &storage, { SocketAddress.read($0) }) else {
+        guard let endpoint = SocketBinding.localEndpoint(of: descriptor.raw) else {
             throw .invalidAddress("local address of \(label)")
         }
         return endpoint
