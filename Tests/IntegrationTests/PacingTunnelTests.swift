@@ -9,7 +9,7 @@ import Testing
 /// transfer's direction by a tbf qdisc on the sender's side (10 Mbit/s, 125 KiB of queue: 100 ms, like the lab's
 /// emulated eth0). A CUBIC flow through the tunnel (server → client, or client → server) fills whatever buffer it is
 /// given. Unpaced, the sending side hands every packet to the socket at once and the flow keeps the tbf queues near
-/// full; with `TRIGLAV_PACING=1` the standing queue sits in the sender's own shared queue and the tbf queues stay
+/// full (`TRIGLAV_PACING=0`); paced (the default) the standing queue sits in the sender's own shared queue and the tbf queues stay
 /// near the pacing allowance. Measured: the qdiscs' backlog (`tc -s qdisc`), sampled every 0.2 s for 4 s.
 /// Root only; namespaces `tg-rr-<random>-*`, deleted in `defer`, also on failure.
 @Suite("sender-side pacing through tunnels in namespaces", .serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
@@ -30,7 +30,7 @@ struct PacingTunnelTests {
         }
         // A 5 ms allowance (the default's 20 is for jittery links, PacingSwitch.queueAllowance; these veths have none):
         // the tbf queues should then hold a few KiB each, an order of magnitude below the unpaced flow's.
-        let environment = pacing ? ["TRIGLAV_PACING": "1", "TRIGLAV_PACING_ALLOWANCE_MS": "5"] : [:]
+        let environment = pacing ? ["TRIGLAV_PACING_ALLOWANCE_MS": "5"] : ["TRIGLAV_PACING": "0"]
         try lab.startServer(environment: environment)
         try lab.startClient(environment: environment, uplinks: "--uplink up1 --uplink up2")
         #expect(lab.waitForTunnel(timeout: 10), "no tunnel: \(lab.log("client"))")

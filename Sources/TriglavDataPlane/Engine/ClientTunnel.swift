@@ -69,7 +69,7 @@ public struct ClientTunnelConfiguration: Sendable {
         configuration.ingressQueueTarget = nil
         configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
         configuration.capacityCatchUp = true
-        // Sender-side pacing with late binding, both roles (`TRIGLAV_PACING=1`; docs/DATAPLANE.md, "Sender-side pacing").
+        // Sender-side pacing with late binding, both roles, unless `TRIGLAV_PACING=0` (docs/DATAPLANE.md, "Sender-side pacing").
         if PacingSwitch.enabledByEnvironment { PacingSwitch.enable(in: &configuration) }
         return configuration
     }

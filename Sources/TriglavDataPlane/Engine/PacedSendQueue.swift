@@ -4,8 +4,9 @@ import Glibc
 import TriglavCore
 import TriglavMultipath
 
-/// Whether the server paces what it sends to its clients (docs/DATAPLANE.md, "Sender-side pacing"). Off unless
-/// the environment variable `TRIGLAV_PACING` is `1` (measured first, then maybe made the default).
+/// Whether tunnels pace what they send (docs/DATAPLANE.md, "Sender-side pacing"): on, both roles, unless the
+/// environment variable `TRIGLAV_PACING` is `0` (a diagnostic override; `[multipath] pacing = false` is the
+/// configuration's way, through `ClientTunnelConfiguration.pacing` / `ServerTunnelConfiguration.pacing`).
 enum PacingSwitch {
     static let environmentVariable = "TRIGLAV_PACING"
     /// What the network's queue (an uplink's buffer) is allowed to hold: the engine hands an uplink its next packet
@@ -20,8 +21,8 @@ enum PacingSwitch {
     static let ingressQueueTarget: UInt64 = 120 * Nanoseconds.millisecond
 
     static var enabledByEnvironment: Bool {
-        guard let value = getenv(environmentVariable) else { return false }
-        return String(cString: value) == "1"
+        guard let value = getenv(environmentVariable) else { return true }
+        return String(cString: value) != "0"
     }
 
     /// Experiment knobs (not configuration): `TRIGLAV_PACING_ALLOWANCE_MS` replaces `queueAllowance`,
@@ -29,6 +30,12 @@ enum PacingSwitch {
     static func environmentNumber(_ name: String) -> UInt64? {
         guard let value = getenv(name), let number = UInt64(String(cString: value)), number > 0 else { return nil }
         return number
+    }
+
+    /// Turns pacing off in `configuration`: packets go to the uplink sockets as they come (no queue of ours).
+    static func disable(in configuration: inout MultipathConfiguration) {
+        configuration.pacingQueueAllowance = nil
+        configuration.ingressQueueTarget = nil
     }
 
     /// Turns pacing on in `configuration`.

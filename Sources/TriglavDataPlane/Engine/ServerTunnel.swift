@@ -51,10 +51,9 @@ public struct ServerTunnelConfiguration: Sendable {
     public var multipath: MultipathConfiguration = {
         var configuration = ClientTunnelConfiguration.defaultMultipath
         configuration.reorderCapacity = 512
-        // Sender-side pacing with late binding of the download direction (`TRIGLAV_PACING=1`; docs/DATAPLANE.md,
-        // "Sender-side pacing"): `pacingQueueAllowance` set makes the TUN pump queue each client's packets in its
-        // `PacedSendQueue` and release them as the engine's pacer allows.
-        if PacingSwitch.enabledByEnvironment { PacingSwitch.enable(in: &configuration) }
+        // Sender-side pacing with late binding of the download direction comes with `defaultMultipath`
+        // (docs/DATAPLANE.md, "Sender-side pacing"): `pacingQueueAllowance` set makes the TUN pump queue each
+        // client's packets in its `PacedSendQueue` and release them as the engine's pacer allows.
         return configuration
     }()
 
