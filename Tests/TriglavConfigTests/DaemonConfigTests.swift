@@ -13,7 +13,7 @@ import TriglavCrypto
         #expect(config.tunnel.interface.rawValue == "triglav0")
         #expect(config.tunnel.mtu == nil)
         #expect(config.multipath.scheduler == .aggregate)
-        #expect(config.multipath.reorderMaxHold == .milliseconds(50))
+        #expect(config.multipath.reorderMaxHold == .milliseconds(150))
         #expect(config.uplinks.heartbeatInterval == .milliseconds(100))
         #expect(config.uplinks.meteredHeartbeatInterval == .milliseconds(3200))
         #expect(config.uplinks.natKeepalive == .seconds(25))
