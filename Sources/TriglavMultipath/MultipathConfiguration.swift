@@ -75,6 +75,13 @@ public struct MultipathConfiguration: Sendable, Equatable {
     public var capacityCatchUp: Bool = false
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
+    /// Sender: an uplink whose packets the receiver asks for, `Tuning.requestedLossesForSuspicion` of them sent after
+    /// the last one it confirmed, is *suspect*: it takes no new data (nor resends) while another uplink can, until it
+    /// confirms a later send. A blackhole is seen this way one request round trip after it starts, while the probes
+    /// declare the uplink down only after the loss deadline (~100 ms): in between, data bound to it (TCP's
+    /// retransmissions among it) was lost and waited behind the failover backlog (docs/MULTIPATH.md, "Suspect
+    /// uplinks").
+    public var suspectsUplinksFromRequests: Bool = true
 
     public init() {}
 

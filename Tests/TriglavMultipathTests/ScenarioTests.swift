@@ -242,12 +242,13 @@ struct BlackholeRun {
             for model in models {
                 var cells: [String] = []
                 for seed in seeds {
-                    let run = try BlackholeRun(seed: seed, paced: paced, tcp: model)
+                    // The paced row is the asserted deployment: pacing with late binding.
+                    let run = try BlackholeRun(seed: seed, paced: paced, tcp: model, lateBinding: paced)
                     let gap = run.completedAt == nil ? "DNF" : "\(run.longestGap / Nanoseconds.millisecond)"
                     let detected = run.detectedAfter.map { "\($0 / Nanoseconds.millisecond)" } ?? "never"
                     cells.append("\(seed):\(gap)/\(run.timeouts)/d\(detected)")
                 }
-                print("blackhole \(paced ? "paced" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms: \(cells.joined(separator: " "))")
+                print("blackhole \(paced ? "paced late-binding" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms: \(cells.joined(separator: " "))")
             }
         }
     }
