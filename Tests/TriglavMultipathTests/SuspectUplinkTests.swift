@@ -2,9 +2,10 @@ import Testing
 import TriglavCore
 @testable import TriglavMultipath
 
-/// Sender-side suspicion (`MultipathConfiguration.suspectsUplinksFromRequests`): the receiver asks for several packets
-/// an uplink carried after the last send it confirmed — what a blackhole looks like one request round trip after it
-/// starts, ~60 ms before the probes' loss deadline — and the uplink takes no new data until a later send is confirmed.
+/// Sender-side suspicion (`MultipathConfiguration.suspectsUplinksFromRequests`, an experiment, off by default): the
+/// receiver asks for several packets an uplink carried after the last send it confirmed while its confirmations have
+/// stopped — what a blackhole looks like one request round trip after it starts, ~40 ms before the probes' loss
+/// deadline — and the uplink takes no new data until a later send is confirmed.
 @Suite struct SuspectUplinkTests {
     static let ms = Nanoseconds.millisecond
     let a = UplinkID(1), b = UplinkID(2), c = UplinkID(3)
@@ -15,7 +16,9 @@ import TriglavCore
         var sequence: UInt32 = 0
         var counter: UInt64 = 0
 
-        init(configuration: MultipathConfiguration = MultipathConfiguration()) throws {
+        init(suspects: Bool = true) throws {
+            var configuration = MultipathConfiguration()
+            configuration.suspectsUplinksFromRequests = suspects
             driver = try EngineDriver(configuration: configuration)
             for id in [UplinkID(1), UplinkID(2), UplinkID(3)] { try driver.engine.addUplink(id, now: 0) }
             advance(to: 300 * SuspectUplinkTests.ms)
@@ -100,10 +103,9 @@ import TriglavCore
         #expect(harness.scheduled() == a)
     }
 
-    @Test func suspicionCanBeTurnedOff() throws {
-        var configuration = MultipathConfiguration()
-        configuration.suspectsUplinksFromRequests = false
-        var harness = try Harness(configuration: configuration)
+    @Test func suspicionIsOffByDefault() throws {
+        #expect(!MultipathConfiguration().suspectsUplinksFromRequests)
+        var harness = try Harness(suspects: false)
         let sent = harness.send(10, on: a)
         harness.advance(to: harness.driver.now + 50 * Self.ms, silent: a)
         for index in 4..<9 { harness.request(sent[index]) }

@@ -264,18 +264,23 @@ final class TunnelNode {
     private var sharedWakeAt: UInt64?
     /// Late binding: packets the engine shed at the head of the shared queue.
     private(set) var headDrops = 0
-    /// Late binding: TCP segments the AQM dropped (refused at ingress or shed at the head), by flow and segment, the
-    /// most recent `droppedCapacity`. Their retransmissions go to the head of the shared queue without asking the AQM
-    /// (`retransmitsOwnDrop`; `TRIGLAV_MULTIPATH_DROPPED_AHEAD=0` turns it off).
-    var droppedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_DROPPED_AHEAD"] != "0"
+    /// Late binding, as the data plane should do it: the AQM never drops the same TCP segment twice. The segments it
+    /// shed at the head of the shared queue are remembered (flow and segment, the most recent `droppedCapacity`); TCP's
+    /// retransmission of one joins the queue without asking the AQM and is never shed itself — when the head to shed
+    /// is such a packet, the first other packet behind it goes instead. A shed retransmission costs Reno an RTO and
+    /// the Linux-like sender another round trip through a queue that a failover has just doubled (BENCHMARKS.md,
+    /// "Failover gaps on held-out seeds"). `TRIGLAV_MULTIPATH_SHED_PROTECT=0` turns it off.
+    var protectsShedRetransmissions = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_PROTECT"] != "0"
+    /// Experiment, off (`TRIGLAV_MULTIPATH_REFUSED_AHEAD=1`): segments refused at ingress are remembered too, and their
+    /// retransmissions go to the head of the shared queue, protected. Fewer long blackhole gaps (Reno seed 14), but
+    /// three-link throughput lost up to 28 points on Linux-like seed 3.
+    var refusedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REFUSED_AHEAD"] == "1"
+    /// Experiment, off (`TRIGLAV_MULTIPATH_SHED_AHEAD=1`): shed segments' retransmissions go to the head as well.
+    var shedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_AHEAD"] == "1"
     enum AQMDrop { case refused, shed }
     private var dropped: [Int64: AQMDrop] = [:]
     private var droppedOrder: [Int64] = []
     private static let droppedCapacity = 1024
-    /// `TRIGLAV_MULTIPATH_SHED_AHEAD=1`: retransmissions of shed packets go to the head too (experiment).
-    var shedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_AHEAD"] == "1"
-    /// `TRIGLAV_MULTIPATH_SHED_PROTECT=0`: shedding may take a protected packet (experiment).
-    var protectsRetransmittedDrops = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_PROTECT"] != "0"
 
     private static func dropKey(_ packet: InnerPacket) -> Int64? {
         guard case .segment(let segment) = packet.kind else { return nil }
@@ -283,14 +288,15 @@ final class TunnelNode {
     }
 
     private func rememberDrop(_ packet: InnerPacket, as kind: AQMDrop) {
-        guard droppedRetransmissionsAhead, let key = Self.dropKey(packet) else { return }
+        guard kind == .refused ? refusedRetransmissionsAhead : protectsShedRetransmissions,
+              let key = Self.dropKey(packet) else { return }
         if dropped.updateValue(kind, forKey: key) == nil { droppedOrder.append(key) }
         if droppedOrder.count > Self.droppedCapacity { dropped.removeValue(forKey: droppedOrder.removeFirst()) }
     }
 
     /// How the AQM dropped the segment `packet` retransmits (nil: it didn't); each drop is answered once.
     private func retransmittedDrop(_ packet: InnerPacket) -> AQMDrop? {
-        guard droppedRetransmissionsAhead, let key = Self.dropKey(packet) else { return nil }
+        guard let key = Self.dropKey(packet) else { return nil }
         return dropped.removeValue(forKey: key)
     }
 
@@ -302,7 +308,7 @@ final class TunnelNode {
             let entry = shared[sharedHead]
             let decision = engine.dequeueShared(packetLength: entry.wireBytes, backlogBytes: sharedBytes, now: now)
             if decision == .wait { break }
-            if decision == .drop, entry.isProtected, protectsRetransmittedDrops,
+            if decision == .drop, entry.isProtected,
                let victim = shared[(sharedHead + 1)...].firstIndex(where: { !$0.isProtected }) {
                 // The retransmission of a dropped segment stays; the first unprotected packet behind it goes.
                 let shed = shared.remove(at: victim)
@@ -582,9 +588,9 @@ final class Network {
     init(links: [LinkSpec], seed: UInt64, configuration: MultipathConfiguration = MultipathConfiguration()) throws {
         rng = SplitMix64(seed: seed)
         var configuration = configuration
-        // Experiments: `TRIGLAV_MULTIPATH_SUSPECT=0` turns suspect uplinks off (docs/MULTIPATH.md, "Suspect uplinks").
-        if ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SUSPECT"] == "0" {
-            configuration.suspectsUplinksFromRequests = false
+        // Experiment: `TRIGLAV_MULTIPATH_SUSPECT=1` turns suspect uplinks on (docs/MULTIPATH.md, "Suspect uplinks").
+        if ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SUSPECT"] == "1" {
+            configuration.suspectsUplinksFromRequests = true
         }
         client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
         server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
