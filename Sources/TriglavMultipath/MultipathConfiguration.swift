@@ -75,6 +75,13 @@ public struct MultipathConfiguration: Sendable, Equatable {
     public var capacityCatchUp: Bool = false
     /// Per-uplink send history (entries, power of two).
     public var sendHistoryCapacity: Int = 4096
+    /// Sender: an uplink whose packets the receiver asks for, `Tuning.requestedLossesForSuspicion` of them sent after
+    /// the last one it confirmed while its confirmations have stopped, is *suspect*: it takes no new data (nor
+    /// resends) while another uplink can, until it confirms a later send. A blackhole is seen this way ~60 ms after it
+    /// starts, ~40 ms before the probes declare the uplink down. Off by default: with late binding the data that would
+    /// have gone to the dying uplink waits in the shared queue instead, which the AQM then sheds at the failover, and
+    /// the blackhole gaps grew on most seeds (docs/BENCHMARKS.md, "Failover gaps on held-out seeds").
+    public var suspectsUplinksFromRequests: Bool = false
 
     public init() {}
 

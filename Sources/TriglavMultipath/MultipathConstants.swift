@@ -35,6 +35,10 @@ enum Tuning {
     /// probes declared it down, and were lost (docs/MULTIPATH.md, "Requests on a silent uplink").
     static let silenceGaps: UInt64 = 8
     static let minSilence: UInt64 = 10 * Nanoseconds.millisecond
+    /// Packets of one uplink the receiver must ask for, each sent after the last one the uplink confirmed, before it
+    /// is suspect (`MultipathConfiguration.suspectsUplinksFromRequests`). Random loss rarely takes several packets of
+    /// one uplink before its next feedback confirms a later one; a blackhole takes every packet.
+    static let requestedLossesForSuspicion = 3
     /// RFC 6298 §2: gains 1/8 (SRTT) and 1/4 (RTTVAR).
     static let srttGainShift: Int64 = 3
     static let rttvarGainShift: Int64 = 2

@@ -246,7 +246,10 @@ public struct MultipathEngine<Packet> {
             uplinks[index].recordFeedback(report, at: now, configuration: configuration)
             evaluate(index, now: now)
         case .resendRequested(let first, let count, _):
-            for offset in 0..<min(count, 256) { resends.push(first &+ offset) }
+            for offset in 0..<min(count, 256) {
+                resends.push(first &+ offset)
+                if configuration.suspectsUplinksFromRequests { noteRequestedLoss(first &+ offset, now: now) }
+            }
         case .resendDeclined(let first, let count, _):
             reorder.abandon(firstSequence: first, count: count)
         case .systemLinkDown(let id, _):
@@ -278,6 +281,18 @@ public struct MultipathEngine<Packet> {
             queueFailoverResends(from: uplinks[index], now: uplinks[index].stateSince)
             if failoverActive == uplinks[index].id { failoverActive = nil }
         }
+    }
+
+    /// The receiver asked for `sequence`: the uplink that carried its latest transmission, if that is not confirmed
+    /// yet, moves towards suspicion (`UplinkTracker.noteRequestedLoss`).
+    private mutating func noteRequestedLoss(_ sequence: UInt32, now: UInt64) {
+        var latest: (index: Int, sentAt: UInt64)?
+        for index in uplinks.indices {
+            guard let sentAt = uplinks[index].unconfirmedSendTime(of: sequence) else { continue }
+            if latest.map({ sentAt > $0.sentAt }) ?? true { latest = (index, sentAt) }
+        }
+        guard let latest else { return }
+        uplinks[latest.index].noteRequestedLoss(sentAt: latest.sentAt, at: now, configuration: configuration)
     }
 
     private mutating func queueFailoverResends(from tracker: UplinkTracker, now: UInt64) {
@@ -532,13 +547,17 @@ public struct MultipathEngine<Packet> {
     }
 
     /// Bit mask (by index) of the uplinks the current mode may use now.
-    private func eligibleMask(allowSpill: Bool, preferReady: Bool) -> UInt32 {
+    /// `avoidsSuspects`: leave out suspect uplinks (`UplinkTracker.isSuspect`) when another is usable — for choosing
+    /// an uplink; the AQM's view of the capacity keeps them until they are down.
+    private func eligibleMask(allowSpill: Bool, preferReady: Bool, avoidsSuspects: Bool = true) -> UInt32 {
         var usableByLevel: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
         var readyMask: UInt32 = 0
         var probingMask: UInt32 = 0
+        var suspectMask: UInt32 = 0
         for index in uplinks.indices {
             guard let level = level(uplinks[index]) else { continue }
             let bit = UInt32(1) << UInt32(index)
+            if uplinks[index].isSuspect { suspectMask |= bit }
             switch uplinks[index].state {
             case .ready: readyMask |= bit
             case .probing: probingMask |= bit; continue
@@ -572,6 +591,7 @@ public struct MultipathEngine<Packet> {
             mask &= ~(UInt32(1) << UInt32(excluded))
         }
         if mask & ~avoidedMask != 0 { mask &= ~avoidedMask }
+        if avoidsSuspects, mask & ~suspectMask != 0 { mask &= ~suspectMask }
         return mask
     }
 
@@ -795,7 +815,9 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
         guard configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil else { return true }
-        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        // The AQM counts a suspect uplink's capacity until it is down: shedding the shared queue for a suspicion that turns
+        // out false (or ahead of the failover) costs TCP a retransmission behind the whole queue.
+        let mask = eligibleMask(allowSpill: true, preferReady: true, avoidsSuspects: false)
         guard mask != 0 else { return false }
         guard let target = configuration.ingressQueueTarget else { return true }
         let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
@@ -837,17 +859,19 @@ public struct MultipathEngine<Packet> {
         let now = advanceClock(to: now)
         let mask = eligibleMask(allowSpill: true, preferReady: true)
         guard mask != 0 else { return .wait }
-        let slowest = slowestBaseDelay(in: mask)
+        // The AQM's view keeps suspect uplinks (as `admitShared`); the binding avoids them.
+        let aqmMask = eligibleMask(allowSpill: true, preferReady: true, avoidsSuspects: false)
+        let slowestForAQM = slowestBaseDelay(in: aqmMask)
         if configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
            let target = configuration.ingressQueueTarget,
-           case let queueing = sharedQueueing(bytes: 0, backlogBytes: backlogBytes, in: mask, now: now),
-           case let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest), queueing > hardLimit,
+           case let queueing = sharedQueueing(bytes: 0, backlogBytes: backlogBytes, in: aqmMask, now: now),
+           case let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowestForAQM), queueing > hardLimit,
            // Only what the shared queue holds can be shed: when the excess is in the uplinks' own queues (a failover's
            // resends) dropping the newest packets — TCP's retransmissions among them — would not shorten it.
-           drainTime(bytes: backlogBytes, in: mask, now: now) >= queueing - hardLimit {
+           drainTime(bytes: backlogBytes, in: aqmMask, now: now) >= queueing - hardLimit {
             // TCP learns of this loss a round trip through the present queue from now (the packets behind it leave
             // next); a refusal at ingress before then would only hit its retransmissions.
-            aqmQuietUntil = max(aqmQuietUntil, now &+ 2 * slowest &+ queueing)
+            aqmQuietUntil = max(aqmQuietUntil, now &+ 2 * slowestForAQM &+ queueing)
             sharedDropEpisode = true
             ingressDrops &+= 1
             return .drop

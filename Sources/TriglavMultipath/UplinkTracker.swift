@@ -135,6 +135,11 @@ struct UplinkTracker {
     /// a receiver's resend requests avoid an uplink silent for much longer than its usual gap (`isSilent`).
     private var lastReceivedAt: UInt64?
     private var receiveGap: UInt64 = 0
+    /// Sender: packets of this uplink the receiver asked for that were sent after the last confirmed send, the latest
+    /// of their send times, and since when that made the uplink suspect (`noteRequestedLoss`).
+    private var requestedLosses = 0
+    private var requestedLossLatestSend: UInt64 = 0
+    private(set) var suspectSince: UInt64?
 
     init(id: UplinkID, policy: UplinkPolicy, configuration: MultipathConfiguration, now: UInt64) {
         self.id = id
@@ -247,6 +252,7 @@ struct UplinkTracker {
         -> (from: UplinkState, to: UplinkState)? {
         guard newState != state else { return nil }
         let old = state
+        clearSuspicion()
         if newState == .down {
             flaps = min(flaps + 1, 16)
             consecutiveReplies = 0
@@ -340,6 +346,48 @@ struct UplinkTracker {
             confirmedSendTime = max(confirmedSendTime, sentAt)
             lastProgressAt = now
         }
+        // A send later than every packet the receiver asked for got through: the uplink works.
+        if requestedLosses > 0, confirmedSendTime >= requestedLossLatestSend { clearSuspicion() }
+    }
+
+    // MARK: Suspicion (sender side, from the receiver's resend requests)
+
+    /// The send time of this uplink's latest transmission of `sequence` if that was after the last confirmed send
+    /// (nil otherwise). Bounded by the sends since that confirmation, within the send history.
+    func unconfirmedSendTime(of sequence: UInt32) -> UInt64? {
+        let oldest = oldestKeptUnacknowledged
+        var index = historyWritten
+        while index > oldest {
+            index -= 1
+            let record = history[Int(index) & historyMask]
+            if record.sentAt <= confirmedSendTime { return nil }
+            if record.sequence == sequence { return record.sentAt }
+        }
+        return nil
+    }
+
+    /// The receiver asked for a packet sent on this uplink at `sentAt`, after its last confirmed send. Enough of
+    /// them (`Tuning.requestedLossesForSuspicion`) make the uplink suspect until a later send is confirmed — if the
+    /// uplink's confirmations have also stopped for two feedback intervals: a slow uplink's packets are requested
+    /// while only late (spurious requests: the skewed pair's 50 ms link, 62 % instead of 91 % of the summed rate when
+    /// that counted), and a congested one's drops are requested while its feedback keeps coming. A request sooner
+    /// than a round trip after the send is for a late packet, not a lost one, and doesn't count.
+    mutating func noteRequestedLoss(sentAt: UInt64, at now: UInt64, configuration: MultipathConfiguration) {
+        guard sentAt > confirmedSendTime, state != .down, now >= sentAt &+ rtt.smoothed else { return }
+        requestedLosses += 1
+        requestedLossLatestSend = max(requestedLossLatestSend, sentAt)
+        if requestedLosses >= Tuning.requestedLossesForSuspicion, suspectSince == nil,
+           now - min(now, lastProgressAt) >= 2 * configuration.feedbackInterval {
+            suspectSince = now
+        }
+    }
+
+    var isSuspect: Bool { suspectSince != nil }
+
+    private mutating func clearSuspicion() {
+        requestedLosses = 0
+        requestedLossLatestSend = 0
+        suspectSince = nil
     }
 
     /// When the link counts as blackholed if nothing changes: sends stay unconfirmed and no confirmation

@@ -95,13 +95,26 @@ final class TunnelNode {
             transmit(sequence: sequence, packet: packet)
         } else if lateBinding {
             let wireBytes = packet.bytes + WireOverhead.total
-            if engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, now: now) {
+            let redrop = retransmittedDrop(packet)
+            if redrop == .refused || (redrop == .shed && shedRetransmissionsAhead) {
+                // TCP's retransmission of a packet the AQM refused: it takes the place its original would have had
+                // (it left a round trip ago), at the head, instead of waiting behind the standing queue.
+                shared.insert(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes, isProtected: true), at: sharedHead)
+                sharedBytes += wireBytes
+                serviceUplinks()
+            } else if redrop == .shed {
+                // A retransmission of a shed packet queues as new data, but is never dropped again.
+                shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes, isProtected: true))
+                sharedBytes += wireBytes
+                serviceUplinks()
+            } else if engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, now: now) {
                 // Numbered when it leaves the shared queue, so a packet the AQM sheds there leaves no gap.
                 shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes))
                 sharedBytes += wireBytes
                 serviceUplinks()
             } else {
                 unscheduled += 1
+                rememberDrop(packet, as: .refused)
                 onRefused?(packet)
             }
         } else {
@@ -176,6 +189,8 @@ final class TunnelNode {
         var sequence: UInt32
         var packet: InnerPacket
         var wireBytes: Int
+        /// Late binding: a TCP retransmission of a segment the AQM dropped; never dropped itself.
+        var isProtected = false
     }
     private struct PacingQueues {
         var repairs: [PacedPacket] = []
@@ -249,6 +264,41 @@ final class TunnelNode {
     private var sharedWakeAt: UInt64?
     /// Late binding: packets the engine shed at the head of the shared queue.
     private(set) var headDrops = 0
+    /// Late binding, as the data plane should do it: the AQM never drops the same TCP segment twice. The segments it
+    /// shed at the head of the shared queue are remembered (flow and segment, the most recent `droppedCapacity`); TCP's
+    /// retransmission of one joins the queue without asking the AQM and is never shed itself — when the head to shed
+    /// is such a packet, the first other packet behind it goes instead. A shed retransmission costs Reno an RTO and
+    /// the Linux-like sender another round trip through a queue that a failover has just doubled (BENCHMARKS.md,
+    /// "Failover gaps on held-out seeds"). `TRIGLAV_MULTIPATH_SHED_PROTECT=0` turns it off.
+    var protectsShedRetransmissions = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_PROTECT"] != "0"
+    /// Experiment, off (`TRIGLAV_MULTIPATH_REFUSED_AHEAD=1`): segments refused at ingress are remembered too, and their
+    /// retransmissions go to the head of the shared queue, protected. Fewer long blackhole gaps (Reno seed 14), but
+    /// three-link throughput lost up to 28 points on Linux-like seed 3.
+    var refusedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REFUSED_AHEAD"] == "1"
+    /// Experiment, off (`TRIGLAV_MULTIPATH_SHED_AHEAD=1`): shed segments' retransmissions go to the head as well.
+    var shedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_AHEAD"] == "1"
+    enum AQMDrop { case refused, shed }
+    private var dropped: [Int64: AQMDrop] = [:]
+    private var droppedOrder: [Int64] = []
+    private static let droppedCapacity = 1024
+
+    private static func dropKey(_ packet: InnerPacket) -> Int64? {
+        guard case .segment(let segment) = packet.kind else { return nil }
+        return Int64(packet.flow) << 40 | Int64(segment)
+    }
+
+    private func rememberDrop(_ packet: InnerPacket, as kind: AQMDrop) {
+        guard kind == .refused ? refusedRetransmissionsAhead : protectsShedRetransmissions,
+              let key = Self.dropKey(packet) else { return }
+        if dropped.updateValue(kind, forKey: key) == nil { droppedOrder.append(key) }
+        if droppedOrder.count > Self.droppedCapacity { dropped.removeValue(forKey: droppedOrder.removeFirst()) }
+    }
+
+    /// How the AQM dropped the segment `packet` retransmits (nil: it didn't); each drop is answered once.
+    private func retransmittedDrop(_ packet: InnerPacket) -> AQMDrop? {
+        guard let key = Self.dropKey(packet) else { return nil }
+        return dropped.removeValue(forKey: key)
+    }
 
     /// Late binding: every uplink sends what its own queue holds as its pacer allows, then packets move from the
     /// shared queue's head to the uplink the engine binds them to (numbered then), until it says wait.
@@ -258,11 +308,22 @@ final class TunnelNode {
             let entry = shared[sharedHead]
             let decision = engine.dequeueShared(packetLength: entry.wireBytes, backlogBytes: sharedBytes, now: now)
             if decision == .wait { break }
+            if decision == .drop, entry.isProtected,
+               let victim = shared[(sharedHead + 1)...].firstIndex(where: { !$0.isProtected }) {
+                // The retransmission of a dropped segment stays; the first unprotected packet behind it goes.
+                let shed = shared.remove(at: victim)
+                sharedBytes -= shed.wireBytes
+                headDrops += 1
+                rememberDrop(shed.packet, as: .shed)
+                onShed?(shed.packet)
+                continue
+            }
             sharedHead += 1
             sharedBytes -= entry.wireBytes
             if sharedHead >= 4096 { shared.removeFirst(sharedHead); sharedHead = 0 }
             guard case .send(let id) = decision else {
                 headDrops += 1
+                rememberDrop(entry.packet, as: .shed)
                 onShed?(entry.packet)
                 continue
             }
@@ -526,6 +587,11 @@ final class Network {
 
     init(links: [LinkSpec], seed: UInt64, configuration: MultipathConfiguration = MultipathConfiguration()) throws {
         rng = SplitMix64(seed: seed)
+        var configuration = configuration
+        // Experiment: `TRIGLAV_MULTIPATH_SUSPECT=1` turns suspect uplinks on (docs/MULTIPATH.md, "Suspect uplinks").
+        if ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SUSPECT"] == "1" {
+            configuration.suspectsUplinksFromRequests = true
+        }
         client = TunnelNode(name: "client", isClient: true, engine: try MultipathEngine(configuration: configuration), network: self)
         server = TunnelNode(name: "server", isClient: false, engine: try MultipathEngine(configuration: configuration), network: self)
         // Late binding needs pacing (a shared queue is drained only as the uplinks' pacers allow).
