@@ -141,6 +141,8 @@ include = [$(printf '"%s", ' "${UPLINKS[@]}" | sed 's/, $//')]
 [routing]
 full_tunnel = $full_tunnel
 $routes
+[multipath]
+${LAB_CLIENT_MULTIPATH:-}
 EOF
     cat >"$dir/profiles/lab.toml" <<EOF
 [server]

@@ -22,7 +22,10 @@ public enum ConfigDefaults {
 
     public static let scheduler = SchedulerKind.aggregate
     /// How long the reorder buffer holds a packet waiting for an earlier one before releasing it.
-    public static let reorderMaxHoldMilliseconds = 50
+    /// Long enough for a repair: a request and the resend through the paced uplinks' queues (~20 ms each) take
+    /// 60–120 ms in the lab, and a gap skipped before its repair arrives costs a loss-based TCP a halved window
+    /// (50 ms before: CUBIC 39 % of the lab's links, 150 ms: 68–76 %; docs/BENCHMARKS.md).
+    public static let reorderMaxHoldMilliseconds = 150
     public static let reorderMaxHoldRange = 0...5_000
     /// `redundant` scheduler: copies of each packet, on the best uplinks first. 0 (or absent) means every
     /// usable uplink; at most 16, the engine's uplink limit (`MultipathLimits.maxUplinks`).

@@ -82,6 +82,9 @@ public struct MultipathSettings: Equatable, Sendable {
     /// `resend_requests`: this side's receiver asks the peer to resend packets lost on an uplink (loss repair,
     /// docs/DATAPLANE.md "Resend requests"). Either way it answers the peer's requests.
     public var resendRequests = true
+    /// `pacing`: this side paces what it sends to what each uplink carries, keeping the uplinks' buffers short
+    /// (docs/DATAPLANE.md "Sender-side pacing"); on a server, every client's downloads.
+    public var pacing = true
 
     public init() {}
 }

@@ -64,6 +64,7 @@ struct DaemonConfigDecoder {
             multipath.redundantCopies = copies == 0 ? nil : copies
         }
         multipath.resendRequests = reader.bool("resend_requests") ?? multipath.resendRequests
+        multipath.pacing = reader.bool("pacing") ?? multipath.pacing
         reader.finishReading()
         return multipath
     }

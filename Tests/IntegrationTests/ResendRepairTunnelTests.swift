@@ -125,9 +125,9 @@ final class ResendLab: @unchecked Sendable {
         try waitForOutput("server", containing: "ready", timeout: 10)
     }
 
-    func startClient(environment: [String: String]) throws {
+    func startClient(environment: [String: String], uplinks: String = "--uplink up1:primary --uplink up2:secondary") throws {
         try spawn(namespace: client, "\(Self.driver) client --key \(clientKey) --server-key \(serverPublicKey) "
-                  + "--server \(Self.serverAddress):7443 --tun tgrc0 --uplink up1:primary --uplink up2:secondary --verbose",
+                  + "--server \(Self.serverAddress):7443 --tun tgrc0 \(uplinks) --verbose",
                   environment: environment, logName: "client")
         try waitForOutput("client", containing: "ready", timeout: 10)
     }
@@ -149,7 +149,7 @@ final class ResendLab: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", "exec " + command]
         var inherited = ProcessInfo.processInfo.environment
-        inherited["TRIGLAV_RESEND_REQUESTS"] = nil  // only what the test says
+        for name in inherited.keys where name.hasPrefix("TRIGLAV_") { inherited[name] = nil }  // only what the test says
         process.environment = inherited.merging(environment) { $1 }
         process.standardOutput = handle
         process.standardError = handle

@@ -71,6 +71,11 @@ import TriglavCrypto
         #expect(try ConfigLoader.parseDaemonConfig("[multipath]\nresend_requests = true", file: "x").multipath.resendRequests)
     }
 
+    @Test func pacingIsOnUnlessTurnedOff() throws {
+        #expect(try ConfigLoader.parseDaemonConfig("", file: "x").multipath.pacing)
+        #expect(try !ConfigLoader.parseDaemonConfig("[multipath]\npacing = false", file: "x").multipath.pacing)
+    }
+
     @Test func udpRetryIntervalIsRead() throws {
         let config = try ConfigLoader.parseDaemonConfig("[uplinks]\nudp_retry_s = 30", file: "x")
         #expect(config.uplinks.udpRetryInterval == .seconds(30))
@@ -257,6 +262,7 @@ import TriglavCrypto
         ("[tunnel]\nmtu = 1400.5", "tunnel.mtu", "expected an integer, got a floating-point number"),
         ("[multipath]\nreorder_max_hold_ms = \"50\"", "multipath.reorder_max_hold_ms", "expected an integer, got a string"),
         ("[multipath]\nresend_requests = \"off\"", "multipath.resend_requests", "expected a boolean (true or false), got a string"),
+        ("[multipath]\npacing = 1", "multipath.pacing", "expected a boolean (true or false), got an integer"),
         ("[uplinks]\ninclude = \"*\"", "uplinks.include", "expected an array of strings, got a string"),
         ("[uplinks]\nexclude = [\"lo\", 3]", "uplinks.exclude[1]", "expected a string, got an integer"),
         ("[uplinks.interface]\neth0 = \"primary\"", "uplinks.interface.eth0", "expected a table"),

@@ -448,7 +448,7 @@ public final class ClientManager: Sendable {
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
             redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval,
-            resendRequests: settings.multipath.resendRequests)
+            resendRequests: settings.multipath.resendRequests, pacing: settings.multipath.pacing)
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.

@@ -286,6 +286,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var redundantCopies: Int?
     /// `[multipath] resend_requests`: the client's receiver asks the server to resend lost packets.
     public var resendRequests: Bool
+    /// `[multipath] pacing`: the client paces its uploads.
+    public var pacing: Bool
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
@@ -294,7 +296,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 rulePriority: UInt32 = ConfigDefaults.rulePriority, exclude: [IPPrefix] = [],
                 keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
-                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120), resendRequests: Bool = true) {
+                redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120), resendRequests: Bool = true,
+                pacing: Bool = true) {
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude
@@ -314,6 +317,7 @@ public struct ClientTunnelPlan: Sendable, Equatable {
         self.reorderHold = reorderHold
         self.redundantCopies = redundantCopies
         self.resendRequests = resendRequests
+        self.pacing = pacing
     }
 }
 
@@ -340,6 +344,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var heartbeatInterval: Duration
     /// `[multipath] resend_requests`: the server's receiver (per client) asks for resends of lost upload packets.
     public var resendRequests: Bool
+    /// `[multipath] pacing`: the server paces every client's downloads.
+    public var pacing: Bool
 
     public init(config: DaemonConfig) {
         let server = config.server ?? ServerSettings()
@@ -353,6 +359,7 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         mtu = config.tunnel.mtu
         heartbeatInterval = server.heartbeatInterval
         resendRequests = config.multipath.resendRequests
+        pacing = config.multipath.pacing
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
@@ -396,6 +403,7 @@ public struct LiveClientTunnelFactory: ClientTunnelFactory {
         configuration.multipath.redundantCopies = plan.redundantCopies
         // Off in the file wins; on leaves the data plane's default (TRIGLAV_RESEND_REQUESTS=0 can still turn it off).
         if !plan.resendRequests { configuration.multipath.requestsResends = false }
+        if !plan.pacing { configuration.pacing = false }
         do { return try ClientTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the client tunnel", reason: error.description)
         }
@@ -435,6 +443,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
         configuration.outboundInterface = plan.outboundInterface
         configuration.heartbeatInterval = plan.heartbeatInterval
         if !plan.resendRequests { configuration.multipath.requestsResends = false }
+        if !plan.pacing { configuration.pacing = false }
         if let mtu = plan.mtu { configuration.mtu = mtu }
         do { return try ServerTunnel(configuration: configuration, logger: logger) } catch {
             throw .failed(operation: "creating the server tunnel", reason: error.description)

@@ -57,6 +57,20 @@ extension ClientTunnelConfiguration {
         get { .nanoseconds(Int64(clamping: multipath.maxReorderHold)) }
         set { multipath.maxReorderHold = max(multipath.minReorderWait, newValue.nanoseconds) }
     }
+
+    /// Sender-side pacing of the upload direction (`[multipath] pacing`; docs/DATAPLANE.md, "Sender-side pacing").
+    public var pacing: Bool {
+        get { multipath.pacingQueueAllowance != nil }
+        set { newValue ? PacingSwitch.enable(in: &multipath) : PacingSwitch.disable(in: &multipath) }
+    }
+}
+
+extension ServerTunnelConfiguration {
+    /// Sender-side pacing of every client's download direction (`[multipath] pacing`).
+    public var pacing: Bool {
+        get { multipath.pacingQueueAllowance != nil }
+        set { newValue ? PacingSwitch.enable(in: &multipath) : PacingSwitch.disable(in: &multipath) }
+    }
 }
 
 extension ClientTunnelStatistics {

@@ -38,6 +38,10 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var nextResendReport: Nanoseconds = 0
     private var reportedRepair = ResendRepairCounters()
     private static let resendReportInterval = 2 * Nanoseconds.second
+    /// Pacing: uplinks that went down in this round's duties (reused), and whether resends were queued (the TUN pump,
+    /// which sends them, is woken after the lock).
+    private var wentDown: [UplinkID] = []
+    private var wakeTunPump = false
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel
@@ -170,6 +174,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                                             highestCounter: report.highestCounter, reportedAt: now)
                     sendControl(.feedback(body), slot: slot, now: now, state: &state)
                 case .stateChanged(let id, let from, let to):
+                    if to == .down, state.paced != nil { wentDown.append(id) }
                     let name = state.slot(of: id).flatMap { state.uplinks[$0]?.interface.rawValue } ?? "\(id)"
                     tunnel.log(info: "uplink \(name): \(from.rawValue) -> \(to.rawValue)\(to == .down ? Self.downContext(state.engine.statistics(for: id)) : "")")
                 case .resend(let sequence):
@@ -183,17 +188,45 @@ final class ClientNetworkPump: @unchecked Sendable {
                     sendControlOnBestUplink(.resendRequest(ResendRun(firstSequence: first, count: count)), now: now, state: &state)
                 }
             }
+            // Paced: resends still queued for an uplink that went down go elsewhere, after this round's failover resends.
+            for id in wentDown {
+                guard let paced = state.paced else { break }
+                var budget = 2 * PacedSendQueue.resendCapacity
+                while budget > 0, let (sequence, wireLength) = paced.takeResend(of: id) {
+                    budget -= 1
+                    var queued = false
+                    for other in state.engine.scheduleResend(packetLength: wireLength, originalUplink: id, now: now)
+                    where other != id && paced.queueResend(sequence: sequence, wireLength: wireLength, on: other, isRepair: false) {
+                        queued = true
+                    }
+                    if queued {
+                        state.pacingDeadline = 0
+                        wakeTunPump = true
+                    } else if state.retransmit.peerRequestsResends, let run = declines.add(sequence) {
+                        sendControlOnBestUplink(.resendDeclined(run), now: now, state: &state)
+                    }
+                }
+            }
+            wentDown.removeAll(keepingCapacity: true)
             if let run = declines.take() { sendControlOnBestUplink(.resendDeclined(run), now: now, state: &state) }
         }
         writeDeliveries()
+        if wakeTunPump {
+            // Resends were queued: the TUN pump sends paced packets.
+            wakeTunPump = false
+            tunnel.tunPollerForPump.wake()
+        }
     }
 
     /// Sends a tunnel-wide control frame (resend request or declined) on the uplink(s) the engine would pick for a
     /// small packet now, counting only the queue it put there itself (as for a download's ACKs: the probes' RTT holds
     /// the download's own queue). In `redundant` mode that is several uplinks: the frame goes on each.
     private func sendControlOnBestUplink(_ frame: ControlFrame, now: Nanoseconds, state: inout ClientState) {
-        let selection = state.engine.schedule(packetLength: frame.bodyLength + WireLayout.transportOverhead, flowKey: nil,
-                                              now: now, isAcknowledgement: true)
+        let length = frame.bodyLength + WireLayout.transportOverhead
+        // Paced: avoid an uplink gone silent (docs/MULTIPATH.md, "Requests off silent uplinks").
+        let selection = state.paced != nil
+            ? state.engine.scheduleControl(packetLength: length, now: now, isAcknowledgement: true)
+            : state.engine.schedule(packetLength: length, flowKey: nil, now: now, isAcknowledgement: true)
         for id in selection {
             guard let slot = state.slot(of: id) else { continue }
             sendControl(frame, slot: slot, now: now, state: &state)
@@ -308,8 +341,9 @@ final class ClientNetworkPump: @unchecked Sendable {
             case .probeReply:
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.engine.handle(.probeReplied(id, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
-                // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
-                state.retransmit.noteQueue(of: id, statistics: state.engine.statistics(for: id))
+                // The RTT just moved: whether this uplink's queue is long, for answering resend requests. Paced, the
+                // network's queue is the allowance: every request is answered (as on the server).
+                if state.paced == nil { state.retransmit.noteQueue(of: id, statistics: state.engine.statistics(for: id)) }
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.engine.handle(.feedbackReceived(id, FeedbackReport(report), at: now))
@@ -626,6 +660,25 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func resend(sequence: UInt32, now: Nanoseconds, state: inout ClientState) -> Bool {
         guard let packet = state.retransmit.packet(sequence: sequence) else { return false }
         let length = packet.count
+        if let paced = state.paced {
+            // Paced: queued in the chosen uplink's lane for the TUN pump (as the server does, `ServerNetworkPump.resend`).
+            let wireLength = length + WireLayout.transportOverhead
+            let waiting = paced.waiting(sequence)
+            let original = waiting?.uplink ?? state.retransmit.uplink(sequence: sequence)
+            let isRepair = !(original.flatMap { state.engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
+            let selection = state.engine.scheduleResend(packetLength: wireLength, originalUplink: original, now: now,
+                                                        originalWaitsBehind: waiting?.bytesAhead)
+            if selection.isEmpty { return waiting != nil }
+            var queued = false
+            for id in selection where paced.queueResend(sequence: sequence, wireLength: wireLength, on: id, isRepair: isRepair) {
+                queued = true
+            }
+            if queued {
+                state.pacingDeadline = 0
+                wakeTunPump = true
+            }
+            return queued
+        }
         let selection = state.engine.scheduleResend(packetLength: length + WireLayout.transportOverhead,
                                                     originalUplink: state.retransmit.uplink(sequence: sequence), now: now)
         var sent = false

@@ -69,6 +69,8 @@ public struct ClientTunnelConfiguration: Sendable {
         configuration.ingressQueueTarget = nil
         configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
         configuration.capacityCatchUp = true
+        // Sender-side pacing with late binding, both roles, unless `TRIGLAV_PACING=0` (docs/DATAPLANE.md, "Sender-side pacing").
+        if PacingSwitch.enabledByEnvironment { PacingSwitch.enable(in: &configuration) }
         return configuration
     }
 
@@ -129,8 +131,12 @@ public final class ClientTunnel: Sendable {
         } catch {
             throw .invalidConfiguration("multipath: \(error)")
         }
-        state = Mutex(ClientState(engine: engine, retransmit: RetransmitStore(capacity: 4096),
-                                  serverAddress: serverAddress, serverAddressLength: serverAddressLength))
+        var initial = ClientState(engine: engine, retransmit: RetransmitStore(capacity: 4096),
+                                  serverAddress: serverAddress, serverAddressLength: serverAddressLength)
+        if configuration.multipath.pacingQueueAllowance != nil {
+            initial.paced = PacedSendQueue(slotSize: max(configuration.mtuCeiling, 1500))
+        }
+        state = Mutex(initial)
     }
 
     // MARK: Lifecycle
@@ -702,6 +708,13 @@ struct ClientState: @unchecked Sendable {
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
     var resentPackets: UInt64 = 0
+    /// Sender-side pacing (the configuration paces): the shared queue of unnumbered packets and the resend lanes.
+    var paced: PacedSendQueue?
+    /// Pacing: when the queue may send again (0 = now; nil: nothing queued). The TUN pump sleeps until then; the
+    /// network pump sets 0 and wakes it when it queues resends.
+    var pacingDeadline: Nanoseconds?
+    /// Pacing: packets refused by the AQM or a full queue, and shed at its head.
+    var pacedDrops: UInt64 = 0
     var clock = EngineClock()
     var appliedMTU = 0
     /// Uplinks whose path MTU is below the TUN MTU's floor plus the overhead (warned about once each time).
@@ -755,6 +768,12 @@ final class ClientTunPump: @unchecked Sendable {
     private let outgoing: [DatagramBatch]
     private var sockets: [UDPSocket?]
     private static let batchSize = 64
+    private static let idleWait = 200 * Nanoseconds.millisecond
+    /// Packets released per service at most (the rest at the next wake-up, at once).
+    private static let releaseBudget = 256
+    private let pacing: Bool
+    /// `ClientState.pacingDeadline` as of the last service.
+    private var nextPacingWake: Nanoseconds?
 
     init(tunnel: ClientTunnel, tun: TunDevice) {
         self.tunnel = tunnel
@@ -762,11 +781,20 @@ final class ClientTunPump: @unchecked Sendable {
         poller = tunnel.tunPollerForPump
         outgoing = (0..<ClientTunnel.maximumUplinks).map { _ in DatagramBatch(capacity: Self.batchSize, slotSize: TunnelMTU.largestDatagram) }
         sockets = Array(repeating: nil, count: ClientTunnel.maximumUplinks)
+        pacing = tunnel.configuration.multipath.pacingQueueAllowance != nil
     }
 
     func iterate() {
         do {
-            try poller.wait(timeoutMilliseconds: 200) { _ in }
+            if pacing {
+                let now = monotonicNow()
+                let wait = nextPacingWake.map { $0 > now ? min($0 - now, Self.idleWait) : 0 } ?? Self.idleWait
+                var woken = false
+                try poller.wait(timeoutNanoseconds: wait) { token in if token == Poller.wakeToken { woken = true } }
+                if woken || nextPacingWake.map({ $0 <= monotonicNow() }) ?? false { servicePaced() }
+            } else {
+                try poller.wait(timeoutMilliseconds: 200) { _ in }
+            }
         } catch {
             return
         }
@@ -783,10 +811,21 @@ final class ClientTunPump: @unchecked Sendable {
                 let length = staging.length(index)
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                let isAcknowledgement = PacketClassifier.isPureTCPAck(packet)
+                // Paced (aggregate mode): queued unnumbered, sent below or later as an uplink can take it. A download's
+                // pure ACKs are not: they are its feedback, small, and go at once on the uplink fastest in our direction.
+                if let paced = state.paced, !isAcknowledgement, state.engine.scheduler == .aggregate {
+                    if paced.admit(packet, wireLength: length + WireLayout.transportOverhead, engine: &state.engine, now: now) {
+                        state.pacingDeadline = 0
+                    } else {
+                        state.pacedDrops &+= 1
+                    }
+                    continue
+                }
                 // A download's ACKs stay on the uplink that is fastest in our direction (see `schedule`).
                 let selection = state.engine.schedule(packetLength: length + WireLayout.transportOverhead,
                                                       flowKey: FlowKey(packet: packet), now: now,
-                                                      isAcknowledgement: PacketClassifier.isPureTCPAck(packet))
+                                                      isAcknowledgement: isAcknowledgement)
                 guard !selection.isEmpty else {
                     state.droppedNoUplink &+= 1
                     continue
@@ -794,34 +833,94 @@ final class ClientTunPump: @unchecked Sendable {
                 let sequence = state.transmitSequence
                 state.transmitSequence &+= 1
                 state.retransmit.store(sequence: sequence, packet: packet, sentOn: selection.first)
-                for id in selection {
-                    guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket else { continue }
-                    let batch = outgoing[slot]
-                    guard batch.count < batch.capacity, let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { continue }
-                    let target = batch.slot(batch.count)
-                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
-                    // Sealed in place: the session must not be copied per packet.
-                    guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: length,
-                                                                              in: target, now: now) else { continue }
-                    if let connection = state.uplinks[slot]?.tcp {
-                        // TCP fallback: framed onto the connection; the batch slot is reused.
-                        connection.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
-                    } else {
-                        withUnsafePointer(to: &state.serverAddress) { address in
-                            socket.withSource { source in
-                                batch.prepareSend(batch.count, length: sealed, address: address,
-                                                  addressLength: state.serverAddressLength, localAddress: source)
-                            }
-                        }
-                        batch.count += 1
-                    }
-                    state.uplinks[slot]?.lastSend = now
-                    state.uplinks[slot]?.status.transmittedPackets &+= 1
-                    state.uplinks[slot]?.status.transmittedBytes &+= UInt64(length)
-                    state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
-                }
+                for id in selection { send(packet, sequence: sequence, on: id, now: now, state: &state) }
+            }
+            if pacing { serviceDue(now: now, state: &state) }
+        }
+        flush()
+    }
+
+    /// Sends what the pacer lets go now, if the queue's deadline has come.
+    private func servicePaced() {
+        let now = monotonicNow()
+        tunnel.withState { state in
+            let now = state.clock.advance(to: now)
+            for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
+            serviceDue(now: now, state: &state)
+        }
+        flush()
+    }
+
+    /// The paced queue's releases at `now` (`PacedSendQueue.next`) into the uplinks' batches; its next deadline.
+    private func serviceDue(now: Nanoseconds, state: inout ClientState) {
+        guard let paced = state.paced, let due = state.pacingDeadline, due <= now else {
+            nextPacingWake = state.pacingDeadline
+            return
+        }
+        var budget = Self.releaseBudget
+        while budget > 0, let release = paced.next(engine: &state.engine, now: now) {
+            budget -= 1
+            switch release {
+            case .shed:
+                state.pacedDrops &+= 1
+            case .data(let id, let slot):
+                let packet = paced.packet(slot)
+                // Numbered only now: a packet shed or dropped before this point leaves the receiver no gap.
+                let sequence = state.transmitSequence
+                state.transmitSequence &+= 1
+                state.retransmit.store(sequence: sequence, packet: packet, sentOn: id)
+                send(packet, sequence: sequence, on: id, now: now, state: &state)
+                paced.release(slot)
+            case .resend(let id, let sequence):
+                guard let packet = state.retransmit.packet(sequence: sequence) else { continue }
+                if send(packet, sequence: sequence, on: id, now: now, state: &state, countAsNew: false) { state.resentPackets &+= 1 }
             }
         }
+        if budget == 0 {
+            state.pacingDeadline = now
+        } else {
+            state.pacingDeadline = paced.nextWake(engine: state.engine, uplinks: state.uplinks.lazy.compactMap { $0?.id.rawValue },
+                                                  now: now)
+        }
+        nextPacingWake = state.pacingDeadline
+    }
+
+    /// Seals `packet` with `sequence` for uplink `id` into its batch (sending a full one first) or onto its
+    /// fallback connection, and reports it to the engine. False when the uplink can't send.
+    @discardableResult
+    private func send(_ packet: UnsafeRawBufferPointer, sequence: UInt32, on id: UplinkID, now: Nanoseconds,
+                      state: inout ClientState, countAsNew: Bool = true) -> Bool {
+        guard let slot = state.slot(of: id), let socket = state.uplinks[slot]?.socket else { return false }
+        let batch = outgoing[slot]
+        if batch.count == batch.capacity { socket.send(batch) }  // a paced round after a stall: send it now
+        guard let counter = state.uplinks[slot]?.keyring.current?.nextSendCounter else { return false }
+        let target = batch.slot(batch.count)
+        UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+        // Sealed in place: the session must not be copied per packet.
+        guard let sealed = try? state.uplinks[slot]?.keyring.seal(.data, tunnelSequence: sequence, bodyLength: packet.count,
+                                                                  in: target, now: now) else { return false }
+        if let connection = state.uplinks[slot]?.tcp {
+            // TCP fallback: framed onto the connection; the batch slot is reused.
+            connection.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+        } else {
+            withUnsafePointer(to: &state.serverAddress) { address in
+                socket.withSource { source in
+                    batch.prepareSend(batch.count, length: sealed, address: address,
+                                      addressLength: state.serverAddressLength, localAddress: source)
+                }
+            }
+            batch.count += 1
+        }
+        state.uplinks[slot]?.lastSend = now
+        if countAsNew {
+            state.uplinks[slot]?.status.transmittedPackets &+= 1
+            state.uplinks[slot]?.status.transmittedBytes &+= UInt64(packet.count)
+        }
+        state.engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: sealed, at: now))
+        return true
+    }
+
+    private func flush() {
         for slot in 0..<ClientTunnel.maximumUplinks where outgoing[slot].count > 0 {
             if let socket = sockets[slot] { socket.send(outgoing[slot]) } else { outgoing[slot].count = 0 }
         }

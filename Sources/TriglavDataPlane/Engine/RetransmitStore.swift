@@ -234,6 +234,8 @@ struct DeclineAccumulator {
 struct ResendRepairCounters: Equatable, CustomStringConvertible {
     var requestsSent: UInt64 = 0
     var skippedSequences: UInt64 = 0
+    /// Packets that arrived after their gap had been skipped (delivered out of order: the inner TCP saw a hole first).
+    var deliveredLate: UInt64 = 0
     var peerRequested: UInt64 = 0
     var peerAccepted: UInt64 = 0
     var peerDeclined: UInt64 = 0
@@ -245,6 +247,7 @@ struct ResendRepairCounters: Equatable, CustomStringConvertible {
     init(reorder: ReorderStatistics, store: RetransmitStore, resent: UInt64) {
         requestsSent = reorder.resendRequests
         skippedSequences = reorder.skippedSequences
+        deliveredLate = reorder.deliveredLate
         peerRequested = store.requestedSequences
         peerAccepted = store.acceptedSequences
         peerDeclined = store.declinedSequences
@@ -253,7 +256,7 @@ struct ResendRepairCounters: Equatable, CustomStringConvertible {
     }
 
     var description: String {
-        "sent \(requestsSent) requests, skipped \(skippedSequences) sequences; the peer asked for \(peerRequested) "
+        "sent \(requestsSent) requests, skipped \(skippedSequences) sequences (\(deliveredLate) arrived late); the peer asked for \(peerRequested) "
             + "sequences, \(peerAccepted) taken, \(peerDeclined) declined "
             + "(\(peerDeclinedCongestion) sent into a long queue); \(resent) packets resent in all"
     }

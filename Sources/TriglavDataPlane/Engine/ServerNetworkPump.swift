@@ -56,6 +56,10 @@ final class ServerNetworkPump: @unchecked Sendable {
     private var nextResendReport: Nanoseconds = 0
     private var reportedRepair: [UInt64: ResendRepairCounters] = [:]
     private static let resendReportInterval = 2 * Nanoseconds.second
+    /// Pacing: uplinks that went down in this tunnel's duties (reused), and whether resends were queued this round
+    /// (the TUN pump, which sends them, is woken after the lock).
+    private var wentDown: [UplinkID] = []
+    private var wakeTunPump = false
 
     init(server: ServerTunnel, tun: TunDevice, sockets: [UDPSocket], listeners: [TCPListener]) {
         self.server = server
@@ -396,7 +400,11 @@ final class ServerNetworkPump: @unchecked Sendable {
                 guard case .probeReply(let probe)? = try? ControlFrame.parse(type: .probeReply, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.probeReplied(uplink, probeID: UInt32(truncatingIfNeeded: probe.id), at: now))
                 // The RTT just moved: whether this uplink's queue is long, for answering resend requests.
-                state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
+                // Paced, the network's queue holds about the allowance, never a full buffer: a loss there is not our
+                // congestion (that shows as the shared queue's AQM refusals), so every request is answered.
+                if state.tunnels[tunnelID]?.paced == nil {
+                    state.tunnels[tunnelID]?.retransmit.noteQueue(of: uplink, statistics: state.tunnels[tunnelID]?.engine.statistics(for: uplink))
+                }
             case .feedback:
                 guard case .feedback(let report)? = try? ControlFrame.parse(type: .feedback, body: body) else { return }
                 state.tunnels[tunnelID]?.engine.handle(.feedbackReceived(uplink, FeedbackReport(report), at: now))
@@ -458,6 +466,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                         sendControl(.feedback(body), session: session, now: now, state: &state)
                     case .stateChanged(let uplink, let from, let to):
                         server.logger.debug("tunnel \(String(tunnelID, radix: 16)) \(uplink): \(from.rawValue) -> \(to.rawValue)")
+                        if to == .down, state.tunnels[tunnelID]?.paced != nil { wentDown.append(uplink) }
                     case .resend(let sequence):
                         // One the client asked for (or one in flight on a dead uplink) that can't go: a client that asks
                         // for resends hears so at once instead of waiting for it until its reorder wait ends.
@@ -470,10 +479,17 @@ final class ServerNetworkPump: @unchecked Sendable {
                                                 now: now, state: &state)
                     }
                 }
+                for uplink in wentDown { requeueResends(of: uplink, tunnel: tunnelID, now: now, state: &state) }
+                wentDown.removeAll(keepingCapacity: true)
                 if let run = declines.take() { sendControlOnBestUplink(.resendDeclined(run), tunnel: tunnelID, now: now, state: &state) }
             }
         }
         writeDeliveries()
+        if wakeTunPump {
+            // Resends were queued: the TUN pump sends paced packets.
+            wakeTunPump = false
+            server.tunPollerForPump.wake()
+        }
     }
 
     private func handshake(_ bytes: UnsafeMutableRawBufferPointer, source: inout DatagramSource, now: Nanoseconds,
@@ -497,6 +513,9 @@ final class ServerNetworkPump: @unchecked Sendable {
                 let addresses = TunnelAddresses(ipv4: ipv4, ipv6: accepted.tunnel.ipv6)
                 var tunnel = ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine)
                 tunnel.transmitSequence = state.resumeSequences[accepted.client] ?? 0
+                if server.configuration.multipath.pacingQueueAllowance != nil {
+                    tunnel.paced = PacedSendQueue(slotSize: server.configuration.effectiveMTU)
+                }
                 state.addTunnel(tunnel)
                 server.logger.info("client \(accepted.client) connected from \(peerText) (tunnel \(addresses))")
             }
@@ -571,11 +590,33 @@ final class ServerNetworkPump: @unchecked Sendable {
 
     /// Sends a packet to the client again (one in flight on a dead uplink, or one the client asked for) on the uplink
     /// the engine picks now, avoiding the one it first went on. False when it couldn't: no longer stored, or no
-    /// uplink took it (`scheduleResend` leaves a loss into a full queue to the inner TCP).
+    /// uplink took it (`scheduleResend` leaves a loss into a full queue to the inner TCP). With pacing the resend is
+    /// queued in the chosen uplink's lane (a repair ahead of the failover resends) and the TUN pump sends it as the
+    /// pacer allows; a sequence still waiting in a lane is copied only if the copy arrives first
+    /// (`originalWaitsBehind`), and not copied is not declined: the original is on its way.
     private func resend(sequence: UInt32, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) -> Bool {
-        guard let store = state.tunnels[tunnelID]?.retransmit, let packet = store.packet(sequence: sequence),
-              let selection = state.tunnels[tunnelID]?.engine.scheduleResend(
-                packetLength: packet.count + WireLayout.transportOverhead, originalUplink: store.uplink(sequence: sequence), now: now)
+        guard let store = state.tunnels[tunnelID]?.retransmit, let packet = store.packet(sequence: sequence) else { return false }
+        let wireLength = packet.count + WireLayout.transportOverhead
+        if let paced = state.tunnels[tunnelID]?.paced {
+            let waiting = paced.waiting(sequence)
+            let original = waiting?.uplink ?? store.uplink(sequence: sequence)
+            // A resend of a packet whose uplink is down now is a failover resend; any other answers a request.
+            let isRepair = !(original.flatMap { state.tunnels[tunnelID]?.engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
+            guard let selection = state.tunnels[tunnelID]?.engine.scheduleResend(
+                packetLength: wireLength, originalUplink: original, now: now, originalWaitsBehind: waiting?.bytesAhead) else { return false }
+            if selection.isEmpty { return waiting != nil }
+            var queued = false
+            for uplink in selection where paced.queueResend(sequence: sequence, wireLength: wireLength, on: uplink, isRepair: isRepair) {
+                queued = true
+            }
+            if queued {
+                state.pacingDeadlines[tunnelID] = 0
+                wakeTunPump = true
+            }
+            return queued
+        }
+        guard let selection = state.tunnels[tunnelID]?.engine.scheduleResend(
+                packetLength: wireLength, originalUplink: store.uplink(sequence: sequence), now: now)
         else { return false }
         var sent = false
         for uplink in selection {
@@ -601,12 +642,41 @@ final class ServerNetworkPump: @unchecked Sendable {
         return sent
     }
 
+    /// Pacing: the resends still queued for `uplink`, which went down, go to the uplinks the engine picks now as
+    /// failover resends (after this round's duties, whose failover resends carry older sequences); one no uplink
+    /// takes is declined, so the client skips the gap at once.
+    private func requeueResends(of uplink: UplinkID, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) {
+        guard let paced = state.tunnels[tunnelID]?.paced else { return }
+        var budget = 2 * PacedSendQueue.resendCapacity
+        while budget > 0, let (sequence, wireLength) = paced.takeResend(of: uplink) {
+            budget -= 1
+            let selection = state.tunnels[tunnelID]?.engine.scheduleResend(packetLength: wireLength, originalUplink: uplink, now: now)
+            var queued = false
+            for other in selection ?? UplinkSelection() where other != uplink
+                && paced.queueResend(sequence: sequence, wireLength: wireLength, on: other, isRepair: false) {
+                queued = true
+            }
+            if queued {
+                state.pacingDeadlines[tunnelID] = 0
+                wakeTunPump = true
+            } else if state.tunnels[tunnelID]?.retransmit.peerRequestsResends == true, let run = declines.add(sequence) {
+                sendControlOnBestUplink(.resendDeclined(run), tunnel: tunnelID, now: now, state: &state)
+            }
+        }
+    }
+
     /// Sends a tunnel-wide control frame (resend request or declined) to the client on the session of the uplink(s) the
     /// engine would pick for a small packet now, counting only the queue it put there itself (`schedule`'s
     /// `isAcknowledgement`); in `redundant` mode on each of them.
     private func sendControlOnBestUplink(_ frame: ControlFrame, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) {
-        guard let selection = state.tunnels[tunnelID]?.engine.schedule(
-            packetLength: frame.bodyLength + WireLayout.transportOverhead, flowKey: nil, now: now, isAcknowledgement: true) else { return }
+        let length = frame.bodyLength + WireLayout.transportOverhead
+        // Paced: avoid an uplink gone silent (maybe blackholing unnoticed), as the simulator's paced deployment does
+        // (docs/MULTIPATH.md, "Requests off silent uplinks").
+        let paced = state.tunnels[tunnelID]?.paced != nil
+        guard let selection = paced
+            ? state.tunnels[tunnelID]?.engine.scheduleControl(packetLength: length, now: now, isAcknowledgement: true)
+            : state.tunnels[tunnelID]?.engine.schedule(packetLength: length, flowKey: nil, now: now, isAcknowledgement: true)
+        else { return }
         for uplink in selection {
             guard let session = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] else { continue }
             sendControl(frame, session: session, now: now, state: &state)
@@ -619,6 +689,20 @@ final class ServerNetworkPump: @unchecked Sendable {
         guard now >= nextResendReport else { return }
         nextResendReport = now &+ Self.resendReportInterval
         for tunnelID in reportedRepair.keys where state.tunnels[tunnelID] == nil { reportedRepair[tunnelID] = nil }
+        for (tunnelID, tunnel) in state.tunnels {
+            guard let paced = tunnel.paced, tunnel.transmittedPackets != tunnel.reportedTransmittedPackets else { continue }
+            state.tunnels[tunnelID]?.reportedTransmittedPackets = tunnel.transmittedPackets
+            // What the pacer works with: each path's capacity estimate (the rate it releases at) and RTTs.
+            let paths = tunnel.engine.allStatistics().map { path in
+                "\(path.id) \(path.state.rawValue) \(path.capacityBitsPerSecond / 100_000) dMbit/s rtt \(path.smoothedRTT / 1_000_000)"
+                    + "/\(path.minimumRTT / 1_000_000) ms tx \(path.txBytes >> 20) MiB"
+            }.joined(separator: ", ")
+            server.logger.info("""
+                tunnel \(String(tunnelID, radix: 16)): paced: \(paths); queued \(paced.sharedCount)+\(paced.resendCount), \
+                refused \(tunnel.engine.ingressDrops) (\(paced.overflowDrops) full), shed \(paced.shedPackets); \
+                server-wide \(state.pacedDrops) paced drops, \(state.resentPackets) resent
+                """)
+        }
         for (tunnelID, tunnel) in state.tunnels
         where tunnel.engine.configuration.requestsResends || tunnel.retransmit.peerRequestsResends {
             let counters = ResendRepairCounters(reorder: tunnel.engine.reorderStatistics, store: tunnel.retransmit, resent: state.resentPackets)

@@ -51,8 +51,19 @@ public struct ServerTunnelConfiguration: Sendable {
     public var multipath: MultipathConfiguration = {
         var configuration = ClientTunnelConfiguration.defaultMultipath
         configuration.reorderCapacity = 512
+        // Sender-side pacing with late binding of the download direction comes with `defaultMultipath`
+        // (docs/DATAPLANE.md, "Sender-side pacing"): `pacingQueueAllowance` set makes the TUN pump queue each
+        // client's packets in its `PacedSendQueue` and release them as the engine's pacer allows.
         return configuration
     }()
+
+    /// The default `multipath` with pacing on, whatever the environment says (tests).
+    static var pacedMultipathForTests: MultipathConfiguration {
+        var configuration = ClientTunnelConfiguration.defaultMultipath
+        configuration.reorderCapacity = 512
+        PacingSwitch.enable(in: &configuration)
+        return configuration
+    }
 
     /// The server's own idle probe interval on each client uplink (`multipath.heartbeatInterval`). A client uplink
     /// whose control frames ask for a longer one (a metered uplink) is probed at that, that uplink only
@@ -331,6 +342,9 @@ struct ServerClientTunnel {
     var sessions: [UInt32] = []
     /// Scheduler, uplink quality and reorder buffer of this client's tunnel.
     var engine: MultipathEngine<Int>
+    /// Sender-side pacing (when the configuration paces): the shared queue of unnumbered packets and the per-uplink
+    /// resend lanes. A class, so mutating it never copies this tunnel's arrays.
+    var paced: PacedSendQueue? = nil
     /// Recently sent packets, for the engine's resend duties and the client's resend requests: 1024 × 2 KiB, about
     /// 200 ms of a 60 Mbit/s download (a request comes a reorder wait plus a one-way delay after the loss).
     let retransmit = RetransmitStore(capacity: 1024)
@@ -343,6 +357,8 @@ struct ServerClientTunnel {
     /// Inner (IP packet) bytes from and to the client, counted by the pumps under the state lock they hold anyway.
     var receivedBytes: UInt64 = 0
     var transmittedBytes: UInt64 = 0
+    /// `transmittedPackets` at the last paced log line (the network pump's 2 s report, only when it moved).
+    var reportedTransmittedPackets: UInt64 = 0
     /// The tunnel flags last seen from the client (`SchedulerFlags`; 0 while it announced nothing), so only a
     /// change reaches the engine.
     var schedulerFlags: UInt8 = 0
@@ -366,6 +382,21 @@ struct ServerClientTunnel {
 
     static let schedulerLogInterval: UInt64 = 10 * Nanoseconds.second
 
+    /// Pacing: queues a packet for the download direction (`PacedSendQueue.admit`); false: dropped.
+    mutating func admitPaced(_ packet: UnsafeRawBufferPointer, wireLength: Int, now: UInt64) -> Bool {
+        paced?.admit(packet, wireLength: wireLength, engine: &engine, now: now) ?? false
+    }
+
+    /// Pacing: what to send now (`PacedSendQueue.next`); nil: wait until `pacedWake`.
+    mutating func nextPacedRelease(now: UInt64) -> PacedRelease? {
+        paced?.next(engine: &engine, now: now)
+    }
+
+    /// Pacing: when the queue has something to send again; nil: it is empty.
+    func pacedWake(now: UInt64) -> UInt64? {
+        paced?.nextWake(engine: engine, uplinks: uplinkSessions.keys, now: now)
+    }
+
     mutating func followClientScheduler(_ flags: UInt8) -> SchedulerMode? {
         guard flags != schedulerFlags else { return nil }
         schedulerFlags = flags
@@ -387,6 +418,12 @@ struct ServerState: @unchecked Sendable {
     /// asking it; 0 = ask now). Whoever changes an engine in a way that may bring a duty forward sets 0:
     /// received frames, sent packets, uplinks added or removed. One entry per tunnel.
     var dutyDeadlines: [UInt64: Nanoseconds] = [:]
+    /// Pacing: when each tunnel with queued packets may send again (`ServerClientTunnel.pacedWake`; 0 = now). Only
+    /// tunnels with something queued have an entry; the TUN pump, which sends paced packets, sleeps until the
+    /// earliest. The network pump sets 0 (and wakes the TUN pump) when it queues resends.
+    var pacingDeadlines: [UInt64: Nanoseconds] = [:]
+    /// Pacing: packets dropped at ingress (the engine's AQM or a full shared queue) and shed at the queue's head.
+    var pacedDrops: UInt64 = 0
     var byIPv4: [UInt32: UInt64] = [:]
     var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
@@ -440,6 +477,7 @@ struct ServerState: @unchecked Sendable {
     mutating func removeTunnel(_ tunnelID: UInt64) {
         guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
         dutyDeadlines[tunnelID] = nil
+        pacingDeadlines[tunnelID] = nil
         resumeSequences[tunnel.key] = tunnel.transmitSequence
         for index in tunnel.sessions {
             sessions.removeValue(forKey: index)
@@ -463,9 +501,17 @@ struct ServerState: @unchecked Sendable {
     }
 }
 
-/// TUN → clients pump of the server.
+/// TUN → clients pump of the server. With pacing (`configuration.multipath.pacingQueueAllowance` set) it also
+/// sends everything paced: each client's packets wait in its tunnel's `PacedSendQueue` and leave as the engine's
+/// pacer allows (docs/DATAPLANE.md, "Sender-side pacing"); the pump sleeps until the earliest tunnel's release time
+/// (`ServerState.pacingDeadlines`, nanosecond wait) and sends what is due then in one `sendmmsg` per socket.
 final class ServerTunPump: @unchecked Sendable {
     private static let batchSize = 64
+    /// Longest wait when nothing is paced.
+    private static let idleWait = 200 * Nanoseconds.millisecond
+    /// Packets one tunnel may release per service (the rest at the next wake-up, at once): bounds the time one
+    /// client holds the lock after a long stall.
+    private static let releaseBudget = 256
     private let server: ServerTunnel
     private let tun: TunDevice
     private let staging = TunReadBatch()
@@ -473,18 +519,37 @@ final class ServerTunPump: @unchecked Sendable {
     private var sockets: [UDPSocket] = []
     /// TUN queues the poller reported readable and not yet found empty.
     private var readyQueues: [Bool]
+    private let pacing: Bool
+    /// Earliest `pacingDeadlines` entry, as of the last service (nil: nothing paced waits).
+    private var nextPacingWake: Nanoseconds?
+    /// Tunnels to service this round (reused).
+    private var dueTunnels: [UInt64] = []
 
     init(server: ServerTunnel, tun: TunDevice, socketCount: Int) {
         self.server = server
         self.tun = tun
         outgoing = (0..<socketCount).map { _ in DatagramBatch(capacity: ServerTunPump.batchSize, slotSize: TunnelMTU.largestDatagram) }
         readyQueues = Array(repeating: false, count: tun.queues.count)
+        pacing = server.configuration.multipath.pacingQueueAllowance != nil
+        dueTunnels.reserveCapacity(64)
     }
 
     func iterate() {
         do {
-            try server.tunPollerForPump.wait(timeoutMilliseconds: 200) { token in
-                if token < UInt64(readyQueues.count) { readyQueues[Int(token)] = true }
+            if pacing {
+                let now = monotonicNow()
+                let wait = nextPacingWake.map { $0 > now ? min($0 - now, Self.idleWait) : 0 } ?? Self.idleWait
+                var woken = false
+                try server.tunPollerForPump.wait(timeoutNanoseconds: wait) { token in
+                    if token < UInt64(readyQueues.count) { readyQueues[Int(token)] = true }
+                    if token == Poller.wakeToken { woken = true }
+                }
+                // Due releases first (their time has come), then what the TUN has (queued behind them).
+                if woken || nextPacingWake.map({ $0 <= monotonicNow() }) ?? false { servicePaced() }
+            } else {
+                try server.tunPollerForPump.wait(timeoutMilliseconds: 200) { token in
+                    if token < UInt64(readyQueues.count) { readyQueues[Int(token)] = true }
+                }
             }
         } catch {
             return
@@ -504,42 +569,122 @@ final class ServerTunPump: @unchecked Sendable {
                 let length = staging.length(index)
                 let source = staging.slot(index)
                 let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                guard let tunnelID = state.tunnel(forDestinationOf: packet) else {
+                    state.droppedUnknownDestination &+= 1
+                    continue
+                }
+                if pacing, state.tunnels[tunnelID]?.engine.scheduler == .aggregate {
+                    // Late binding: queued unnumbered; sent below (or later) when an uplink can take it.
+                    if state.tunnels[tunnelID]?.admitPaced(packet, wireLength: length + WireLayout.transportOverhead, now: now) == true {
+                        state.pacingDeadlines[tunnelID] = 0
+                    } else {
+                        state.pacedDrops &+= 1
+                    }
+                    continue
+                }
                 // Tunnels are mutated in place (`?.`): a copy would copy the engine and the sessions' windows.
-                guard let tunnelID = state.tunnel(forDestinationOf: packet),
-                      let selection = state.tunnels[tunnelID]?.engine.schedule(
+                guard let selection = state.tunnels[tunnelID]?.engine.schedule(
                         packetLength: length + WireLayout.transportOverhead, flowKey: FlowKey(packet: packet), now: now),
                       !selection.isEmpty, let sequence = state.tunnels[tunnelID]?.transmitSequence else {
                     state.droppedUnknownDestination &+= 1
                     continue
                 }
                 state.tunnels[tunnelID]?.transmitSequence &+= 1
-                state.dutyDeadlines[tunnelID] = 0  // sending may bring its probes forward (active probing)
                 state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet, sentOn: selection.first)
                 for uplink in selection {
-                    guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
-                          let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,
-                          let counter = state.sessions[sessionIndex]?.transport.nextSendCounter else { continue }
-                    let batch = outgoing[socketIndex]
-                    guard batch.count < batch.capacity else { continue }
-                    let target = batch.slot(batch.count)
-                    UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
-                    guard let sealed = try? state.sessions[sessionIndex]?.transport.seal(
-                        .data, tunnelSequence: sequence, bodyLength: length, in: target, now: now) else { continue }
-                    if let connection = state.sessions[sessionIndex]?.connection {
-                        // TCP fallback: framed onto the client's connection; the batch slot is reused.
-                        state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
-                    } else {
-                        state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
-                            batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
-                        }
-                        batch.count += 1
-                    }
-                    state.tunnels[tunnelID]?.transmittedPackets &+= 1
-                    state.tunnels[tunnelID]?.transmittedBytes &+= UInt64(length)
-                    state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
+                    sendData(packet, sequence: sequence, tunnel: tunnelID, uplink: uplink, now: now, state: &state)
                 }
             }
+            if pacing { serviceDue(now: now, state: &state) }
         }
+        flush()
+    }
+
+    /// Sends what every tunnel whose pacing deadline has come may send now.
+    private func servicePaced() {
+        let now = monotonicNow()
+        server.withState { state in
+            let now = state.clock.advance(to: now)
+            if sockets.count != state.sockets.count { sockets = state.sockets }
+            serviceDue(now: now, state: &state)
+        }
+        flush()
+    }
+
+    /// The tunnels due at `now`: each sends what its pacer lets go (`PacedSendQueue.next`) into the socket batches,
+    /// then gets its next deadline, or none when its queue is empty. Recomputes `nextPacingWake`.
+    private func serviceDue(now: Nanoseconds, state: inout ServerState) {
+        dueTunnels.removeAll(keepingCapacity: true)
+        for (tunnelID, due) in state.pacingDeadlines where due <= now { dueTunnels.append(tunnelID) }
+        for tunnelID in dueTunnels {
+            var budget = Self.releaseBudget
+            while budget > 0, let release = state.tunnels[tunnelID]?.nextPacedRelease(now: now) {
+                budget -= 1
+                switch release {
+                case .shed:
+                    state.pacedDrops &+= 1
+                case .data(let uplink, let slot):
+                    guard let paced = state.tunnels[tunnelID]?.paced, let sequence = state.tunnels[tunnelID]?.transmitSequence else { continue }
+                    let packet = paced.packet(slot)
+                    // Numbered only now: a packet shed or dropped before this point leaves the receiver no gap.
+                    state.tunnels[tunnelID]?.transmitSequence &+= 1
+                    state.tunnels[tunnelID]?.retransmit.store(sequence: sequence, packet: packet, sentOn: uplink)
+                    sendData(packet, sequence: sequence, tunnel: tunnelID, uplink: uplink, now: now, state: &state)
+                    paced.release(slot)
+                case .resend(let uplink, let sequence):
+                    guard let store = state.tunnels[tunnelID]?.retransmit, let packet = store.packet(sequence: sequence) else { continue }
+                    if sendData(packet, sequence: sequence, tunnel: tunnelID, uplink: uplink, now: now, state: &state, countAsNew: false) {
+                        state.resentPackets &+= 1
+                    }
+                }
+            }
+            if budget == 0 {
+                state.pacingDeadlines[tunnelID] = now
+            } else if let wake = state.tunnels[tunnelID]?.pacedWake(now: now) {
+                state.pacingDeadlines[tunnelID] = wake
+            } else {
+                state.pacingDeadlines[tunnelID] = nil
+            }
+        }
+        nextPacingWake = state.pacingDeadlines.values.min()
+    }
+
+    /// Seals `packet` with `sequence` for `uplink`'s session into its socket's batch (sending a full batch first) or
+    /// onto its fallback connection, and reports it to the engine. False when the uplink has no usable session.
+    @discardableResult
+    private func sendData(_ packet: UnsafeRawBufferPointer, sequence: UInt32, tunnel tunnelID: UInt64, uplink: UplinkID,
+                          now: Nanoseconds, state: inout ServerState, countAsNew: Bool = true) -> Bool {
+        guard let sessionIndex = state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue],
+              let socketIndex = state.sessions[sessionIndex]?.socket, socketIndex < outgoing.count,
+              let counter = state.sessions[sessionIndex]?.transport.nextSendCounter else { return false }
+        let batch = outgoing[socketIndex]
+        if batch.count == batch.capacity {
+            // Full (a paced round after a long stall, or many clients on one socket): send it now, under the lock.
+            if socketIndex < sockets.count { sockets[socketIndex].send(batch) } else { batch.count = 0 }
+        }
+        let target = batch.slot(batch.count)
+        UnsafeMutableRawBufferPointer(rebasing: target[WireLayout.bodyOffset...]).copyMemory(from: packet)
+        guard let sealed = try? state.sessions[sessionIndex]?.transport.seal(
+            .data, tunnelSequence: sequence, bodyLength: packet.count, in: target, now: now) else { return false }
+        if let connection = state.sessions[sessionIndex]?.connection {
+            // TCP fallback: framed onto the client's connection; the batch slot is reused.
+            state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
+        } else {
+            state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
+                batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+            }
+            batch.count += 1
+        }
+        if countAsNew {
+            state.tunnels[tunnelID]?.transmittedPackets &+= 1
+            state.tunnels[tunnelID]?.transmittedBytes &+= UInt64(packet.count)
+        }
+        state.dutyDeadlines[tunnelID] = 0  // sending may bring its probes forward (active probing)
+        state.tunnels[tunnelID]?.engine.handle(.packetSent(uplink, counter: counter, sequence: sequence, bytes: sealed, at: now))
+        return true
+    }
+
+    private func flush() {
         for (index, batch) in outgoing.enumerated() where batch.count > 0 {
             if index < sockets.count { sockets[index].send(batch) } else { batch.count = 0 }
         }

@@ -49,4 +49,17 @@ final class Poller: @unchecked Sendable {
             body(tokens[index])
         }
     }
+
+    /// `wait` with a nanosecond timeout (nil: forever), for the server's pacer (`epoll_pwait2`; whole milliseconds,
+    /// rounded up, on a kernel before 5.11).
+    func wait(timeoutNanoseconds: UInt64?, _ body: (UInt64) -> Void) throws(TriglavDataPlaneError) {
+        let timeout = timeoutNanoseconds.map { Int64(min($0, 100 * Nanoseconds.second)) } ?? -1
+        let count = try Syscall.shim("epoll_pwait2") {
+            tg_epoll_wait_ns(epoll.raw, tokens, events, Int32(Poller.maxEvents), timeout)
+        }
+        for index in 0..<Int(count) {
+            if tokens[index] == Poller.wakeToken { _ = tg_eventfd_drain(waker.raw) }
+            body(tokens[index])
+        }
+    }
 }

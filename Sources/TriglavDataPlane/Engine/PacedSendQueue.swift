@@ -1,0 +1,271 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import TriglavCore
+import TriglavMultipath
+
+/// Whether tunnels pace what they send (docs/DATAPLANE.md, "Sender-side pacing"): on, both roles, unless the
+/// environment variable `TRIGLAV_PACING` is `0` (a diagnostic override; `[multipath] pacing = false` is the
+/// configuration's way, through `ClientTunnelConfiguration.pacing` / `ServerTunnelConfiguration.pacing`).
+enum PacingSwitch {
+    static let environmentVariable = "TRIGLAV_PACING"
+    /// What the network's queue (an uplink's buffer) is allowed to hold: the engine hands an uplink its next packet
+    /// only when its modelled queue drains below this (`MultipathConfiguration.pacingQueueAllowance`). 20 ms, not the
+    /// simulator's 5: the engine's probes count a link as full (and stop its probing gain, so a low capacity
+    /// estimate can't rise) when an RTT sample lies more than the allowance + 3 ms + the RTT jitter above the
+    /// minimum, and on the lab's jittery links (± 5 ms and ± 10 ms each way) that fired most of the time at 5 ms:
+    /// the wifi link's estimate took ~12 s from the initial 10 Mbit/s to its 30, and a BBR download got 58 % of
+    /// the links' sum. At 20 ms the estimates reach the links' rates within a second (docs/BENCHMARKS.md).
+    static let queueAllowance: UInt64 = 20 * Nanoseconds.millisecond
+    /// The standing queue the engine's AQM allows on our side (`ingressQueueTarget`), as the simulator's.
+    static let ingressQueueTarget: UInt64 = 120 * Nanoseconds.millisecond
+
+    static var enabledByEnvironment: Bool {
+        guard let value = getenv(environmentVariable) else { return true }
+        return String(cString: value) != "0"
+    }
+
+    /// Experiment knobs (not configuration): `TRIGLAV_PACING_ALLOWANCE_MS` replaces `queueAllowance`,
+    /// `TRIGLAV_PACING_TARGET_MS` the ingress target, `TRIGLAV_PACING_INITIAL_MBIT` the engine's initial capacity.
+    static func environmentNumber(_ name: String) -> UInt64? {
+        guard let value = getenv(name), let number = UInt64(String(cString: value)), number > 0 else { return nil }
+        return number
+    }
+
+    /// Turns pacing off in `configuration`: packets go to the uplink sockets as they come (no queue of ours).
+    static func disable(in configuration: inout MultipathConfiguration) {
+        configuration.pacingQueueAllowance = nil
+        configuration.ingressQueueTarget = nil
+    }
+
+    /// Turns pacing on in `configuration`.
+    static func enable(in configuration: inout MultipathConfiguration) {
+        configuration.pacingQueueAllowance = environmentNumber("TRIGLAV_PACING_ALLOWANCE_MS").map { $0 * Nanoseconds.millisecond }
+            ?? queueAllowance
+        configuration.ingressQueueTarget = environmentNumber("TRIGLAV_PACING_TARGET_MS").map { $0 * Nanoseconds.millisecond }
+            ?? ingressQueueTarget
+        if let megabits = environmentNumber("TRIGLAV_PACING_INITIAL_MBIT") { configuration.initialCapacity = megabits * 1_000_000 }
+        if let wait = environmentNumber("TRIGLAV_PACING_MIN_WAIT_MS") { configuration.minReorderWait = wait * Nanoseconds.millisecond }
+        if let hold = environmentNumber("TRIGLAV_PACING_MAX_HOLD_MS") { configuration.maxReorderHold = hold * Nanoseconds.millisecond }
+    }
+}
+
+/// What a `PacedSendQueue` lets go next (see `PacedSendQueue.next`).
+enum PacedRelease: Equatable {
+    /// Resend `sequence` (its bytes are in the tunnel's retransmit store) on `uplink`, then report `packetSent`.
+    case resend(UplinkID, sequence: UInt32)
+    /// The shared queue's head, bound to `uplink` now: number it, send it, report `packetSent`, then `release(slot)`.
+    case data(UplinkID, slot: Int)
+    /// The engine's AQM shed the shared queue's head (no sequence yet, so the receiver sees no gap); already freed.
+    case shed
+}
+
+/// Fixed-capacity FIFO of `UInt64` entries. Allocates once, at `init`.
+struct FixedRing {
+    private var storage: [UInt64]
+    private var head = 0
+    private(set) var count = 0
+    var capacity: Int { storage.count }
+    var isEmpty: Bool { count == 0 }
+
+    init(capacity: Int) { storage = Array(repeating: 0, count: max(1, capacity)) }
+
+    /// False when full (nothing stored).
+    mutating func push(_ value: UInt64) -> Bool {
+        guard count < storage.count else { return false }
+        storage[(head + count) % storage.count] = value
+        count += 1
+        return true
+    }
+
+    mutating func pop() -> UInt64? {
+        guard count > 0 else { return nil }
+        defer { head = (head + 1) % storage.count; count -= 1 }
+        return storage[head]
+    }
+
+    var first: UInt64? { count > 0 ? storage[head] : nil }
+
+    mutating func removeAll() {
+        head = 0
+        count = 0
+    }
+
+    subscript(offset: Int) -> UInt64 { storage[(head + offset) % storage.count] }
+}
+
+/// Sender-side pacing with late binding for one tunnel (docs/MULTIPATH.md, "Sender-side pacing" and "Late binding";
+/// the simulator's `TunnelNode` is the reference for the call order). New packets wait unnumbered in **one** shared
+/// FIFO; `next` binds the head to an uplink only when the engine says one can send it now (`dequeueShared`), so the
+/// standing queue sits here, in sequence order, instead of in the uplinks' buffers, where every repair waited
+/// behind ~100 ms of data. Resends (repairs the receiver asked for, then failover resends of a dead uplink's
+/// packets) wait in per-uplink FIFOs of sequence numbers, ahead of the shared queue; their bytes stay in the
+/// retransmit store.
+///
+/// Memory is fixed: `sharedCapacity` packet slots of `slotSize` bytes (allocated at the first packet, so an idle
+/// client costs nothing; pages become resident only as deep as the queue actually gets, the pool reusing its
+/// most recently freed slots first), and `resendCapacity` entries per uplink lane (8 bytes each). Nothing here
+/// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
+final class PacedSendQueue {
+    /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
+    /// engine's AQM keeps the queue near `PacingSwitch.ingressQueueTarget`; beyond this the newest is dropped.
+    static let defaultSharedCapacity = 1024
+    /// Resends queued per uplink (repairs and failover resends each).
+    static let resendCapacity = 256
+
+    let sharedCapacity: Int
+    let slotSize: Int
+    private var pool: PacketPool?
+    /// Pool slot (low 32 bits) and wire length (high 32 bits) of each queued packet, oldest first.
+    private var shared: FixedRing
+    /// Wire bytes in the shared queue (what `admitShared`/`dequeueShared` call the backlog).
+    private(set) var sharedBytes = 0
+    private var lanes: [ResendLane] = []
+    /// Packets refused at ingress because the shared queue was full (beyond the engine's own refusals).
+    private(set) var overflowDrops: UInt64 = 0
+    /// Packets the engine's AQM shed at the head of the shared queue.
+    private(set) var shedPackets: UInt64 = 0
+
+    /// The resends waiting for one uplink: repairs first, then failover resends. Entries: sequence (low 32 bits)
+    /// and wire length (high 32 bits).
+    struct ResendLane {
+        let uplink: UplinkID
+        var repairs = FixedRing(capacity: PacedSendQueue.resendCapacity)
+        var failover = FixedRing(capacity: PacedSendQueue.resendCapacity)
+        var isEmpty: Bool { repairs.isEmpty && failover.isEmpty }
+    }
+
+    init(sharedCapacity: Int = PacedSendQueue.defaultSharedCapacity, slotSize: Int = TunnelMTU.largestDatagram) {
+        self.sharedCapacity = max(1, sharedCapacity)
+        self.slotSize = slotSize
+        shared = FixedRing(capacity: self.sharedCapacity)
+        lanes.reserveCapacity(MultipathLimits.maxUplinks)
+    }
+
+    /// Nothing waits: no shared packet, no resend.
+    var isEmpty: Bool { shared.isEmpty && lanes.allSatisfy(\.isEmpty) }
+    var sharedCount: Int { shared.count }
+    var resendCount: Int { lanes.reduce(0) { $0 + $1.repairs.count + $1.failover.count } }
+
+    /// Ingress: queues `packet` (an inner IP packet; `wireLength` on the wire) if the engine's AQM admits it
+    /// (`admitShared`) and there is room. False: drop it (no sequence was given, so TCP sees the loss).
+    func admit(_ packet: UnsafeRawBufferPointer, wireLength: Int, engine: inout MultipathEngine<Int>, now: UInt64) -> Bool {
+        guard engine.admitShared(packetLength: wireLength, backlogBytes: sharedBytes, now: now) else { return false }
+        let pool = self.pool ?? PacketPool(capacity: sharedCapacity, slotSize: slotSize)
+        self.pool = pool
+        guard shared.count < sharedCapacity, let slot = pool.store(packet) else {
+            overflowDrops &+= 1
+            return false
+        }
+        _ = shared.push(UInt64(UInt32(slot)) | UInt64(UInt32(clamping: wireLength)) << 32)
+        sharedBytes += wireLength
+        return true
+    }
+
+    /// Bytes of a packet `next` returned as `.data`; valid until `release(slot)`.
+    func packet(_ slot: Int) -> UnsafeRawBufferPointer {
+        pool?.packet(slot) ?? UnsafeRawBufferPointer(start: nil, count: 0)
+    }
+
+    /// Frees a slot `next` returned as `.data` (after its packet was sent or given up).
+    func release(_ slot: Int) { pool?.release(slot) }
+
+    /// Queues a resend of `sequence` (`wireLength` bytes) for `uplink`, as a repair (a receiver asked for it) or a
+    /// failover resend (its uplink died). False when that lane is full.
+    @discardableResult
+    func queueResend(sequence: UInt32, wireLength: Int, on uplink: UplinkID, isRepair: Bool) -> Bool {
+        let entry = UInt64(sequence) | UInt64(UInt32(clamping: wireLength)) << 32
+        let index: Int
+        if let existing = lanes.firstIndex(where: { $0.uplink == uplink }) {
+            index = existing
+        } else {
+            guard lanes.count < MultipathLimits.maxUplinks else { return false }
+            lanes.append(ResendLane(uplink: uplink))  // once per uplink, not per packet
+            index = lanes.count - 1
+        }
+        return isRepair ? lanes[index].repairs.push(entry) : lanes[index].failover.push(entry)
+    }
+
+    /// The uplink whose lane still holds `sequence` unsent, and the wire bytes queued ahead of it there (for
+    /// `scheduleResend(…, originalWaitsBehind:)`). A packet of the shared queue has no sequence yet, so only a
+    /// queued resend can be "not sent yet".
+    func waiting(_ sequence: UInt32) -> (uplink: UplinkID, bytesAhead: Int)? {
+        func find(in ring: FixedRing, bytes: inout Int) -> Bool {
+            for offset in 0..<ring.count {
+                let entry = ring[offset]
+                if UInt32(truncatingIfNeeded: entry) == sequence { return true }
+                bytes += Int(entry >> 32)
+            }
+            return false
+        }
+        for lane in lanes where !lane.isEmpty {
+            var bytes = 0
+            if find(in: lane.repairs, bytes: &bytes) || find(in: lane.failover, bytes: &bytes) { return (lane.uplink, bytes) }
+        }
+        return nil
+    }
+
+    /// Takes one queued resend of `uplink` (repairs first), e.g. to schedule it elsewhere when that uplink went down.
+    func takeResend(of uplink: UplinkID) -> (sequence: UInt32, wireLength: Int)? {
+        guard let index = lanes.firstIndex(where: { $0.uplink == uplink }),
+              let entry = lanes[index].repairs.pop() ?? lanes[index].failover.pop() else { return nil }
+        return (UInt32(truncatingIfNeeded: entry), Int(entry >> 32))
+    }
+
+    /// What to send next at `now`, or nil when the pacer says wait (see `nextWake`). Call until nil, reporting every
+    /// packet sent to the engine (`packetSent`) before the next call: that moves the uplink's release time on.
+    /// Resends go first, on uplinks whose pacer lets a packet go now; then the shared queue's head, bound to the
+    /// uplink `dequeueShared` picks. Resends for an uplink the engine no longer knows are dropped (the receiver
+    /// asks again, or skips the gap).
+    func next(engine: inout MultipathEngine<Int>, now: UInt64) -> PacedRelease? {
+        for index in lanes.indices where !lanes[index].isEmpty {
+            guard let release = engine.releaseTime(on: lanes[index].uplink) else {
+                lanes[index].repairs.removeAll()
+                lanes[index].failover.removeAll()
+                continue
+            }
+            guard release <= now, let entry = lanes[index].repairs.pop() ?? lanes[index].failover.pop() else { continue }
+            return .resend(lanes[index].uplink, sequence: UInt32(truncatingIfNeeded: entry))
+        }
+        guard let head = shared.first else { return nil }
+        let wireLength = Int(head >> 32)
+        switch engine.dequeueShared(packetLength: wireLength, backlogBytes: sharedBytes, now: now) {
+        case .wait:
+            return nil
+        case .drop:
+            _ = shared.pop()
+            sharedBytes -= wireLength
+            pool?.release(Int(UInt32(truncatingIfNeeded: head)))
+            shedPackets &+= 1
+            return .shed
+        case .send(let uplink):
+            _ = shared.pop()
+            sharedBytes -= wireLength
+            return .data(uplink, slot: Int(UInt32(truncatingIfNeeded: head)))
+        }
+    }
+
+    /// When `next` may have something again (after it returned nil at `now`): the earliest future release time of
+    /// an uplink with queued resends, and for a waiting shared queue the earliest future release time of any of
+    /// `uplinks`, at most `sharedRecheck` away (the engine may hold the head back for an uplink that can send now,
+    /// expecting a faster one to take it). nil when nothing waits.
+    func nextWake<Uplinks: Sequence>(engine: MultipathEngine<Int>, uplinks: Uplinks, now: UInt64) -> UInt64?
+    where Uplinks.Element == UInt32 {
+        var wake: UInt64?
+        for lane in lanes where !lane.isEmpty {
+            guard let release = engine.releaseTime(on: lane.uplink) else { continue }
+            wake = min(wake ?? .max, max(release, now))
+        }
+        if !shared.isEmpty {
+            var sharedWake = now &+ Self.sharedRecheck
+            for raw in uplinks {
+                if let release = engine.releaseTime(on: UplinkID(raw)), release > now { sharedWake = min(sharedWake, release) }
+            }
+            wake = min(wake ?? .max, sharedWake)
+        }
+        return wake
+    }
+
+    /// How soon a waiting shared queue is looked at again when no uplink's release time says otherwise.
+    static let sharedRecheck: UInt64 = Nanoseconds.millisecond
+}

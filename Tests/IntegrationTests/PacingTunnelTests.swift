@@ -1,0 +1,85 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+/// Sender-side pacing end to end (docs/DATAPLANE.md, "Sender-side pacing"): a real server and client
+/// (`triglav-dataplane-dev`) in namespaces of their own (`ResendLab`: two veth uplinks), each uplink limited in the
+/// transfer's direction by a tbf qdisc on the sender's side (10 Mbit/s, 125 KiB of queue: 100 ms, like the lab's
+/// emulated eth0). A CUBIC flow through the tunnel (server → client, or client → server) fills whatever buffer it is
+/// given. Unpaced, the sending side hands every packet to the socket at once and the flow keeps the tbf queues near
+/// full (`TRIGLAV_PACING=0`); paced (the default) the standing queue sits in the sender's own shared queue and the tbf queues stay
+/// near the pacing allowance. Measured: the qdiscs' backlog (`tc -s qdisc`), sampled every 0.2 s for 4 s.
+/// Root only; namespaces `tg-rr-<random>-*`, deleted in `defer`, also on failure.
+@Suite("sender-side pacing through tunnels in namespaces", .serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
+struct PacingTunnelTests {
+    static let queueLimitBytes = 128_000
+
+    /// Download: the server paces (tbf on its dn1/dn2); upload: the client does (tbf on its up1/up2).
+    @Test("with pacing the emulated uplinks' queues stay short during a transfer; without, the transfer fills them",
+          arguments: [(true, ResendRepairTunnelTests.Direction.download), (false, .download), (true, .upload), (false, .upload)])
+    func uplinkQueueDuringTransfer(pacing: Bool, direction: ResendRepairTunnelTests.Direction) throws {
+        let lab = try ResendLab()
+        defer { lab.tearDown() }
+        let (senderNamespace, receiverNamespace, devices, receiverAddress) = direction == .download
+            ? (lab.server, lab.client, ["dn1", "dn2"], ResendLab.clientTunnelAddress)
+            : (lab.client, lab.server, ["up1", "up2"], ResendLab.serverTunnelAddress)
+        for device in devices {
+            try lab.exec(senderNamespace, "tc qdisc add dev \(device) root tbf rate 10mbit burst 8kb limit \(Self.queueLimitBytes)")
+        }
+        // A 5 ms allowance (the default's 20 is for jittery links, PacingSwitch.queueAllowance; these veths have none):
+        // the tbf queues should then hold a few KiB each, an order of magnitude below the unpaced flow's.
+        let environment = pacing ? ["TRIGLAV_PACING_ALLOWANCE_MS": "5"] : ["TRIGLAV_PACING": "0"]
+        try lab.startServer(environment: environment)
+        try lab.startClient(environment: environment, uplinks: "--uplink up1 --uplink up2")
+        #expect(lab.waitForTunnel(timeout: 10), "no tunnel: \(lab.log("client"))")
+        Thread.sleep(forTimeInterval: 1.5)
+        // The receiver as a child of ours (a daemonized iperf3 would keep the shell's output pipe open).
+        let receiver = Process()
+        receiver.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        receiver.arguments = ["netns", "exec", receiverNamespace, "iperf3", "-s", "-1", "-B", receiverAddress]
+        receiver.standardOutput = FileHandle.nullDevice
+        receiver.standardError = FileHandle.nullDevice
+        try receiver.run()
+        defer { if receiver.isRunning { kill(receiver.processIdentifier, SIGKILL) } }
+        Thread.sleep(forTimeInterval: 0.5)
+        // The sender: CUBIC (loss-based, fills any buffer), from the server's namespace through its TUN to the client.
+        let sender = Process()
+        sender.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        sender.arguments = ["netns", "exec", senderNamespace, "iperf3", "-c", receiverAddress, "-t", "7", "-C", "cubic", "-J"]
+        let output = Pipe()
+        sender.standardOutput = output
+        sender.standardError = FileHandle.nullDevice
+        try sender.run()
+        defer { if sender.isRunning { kill(sender.processIdentifier, SIGKILL) } }
+        Thread.sleep(forTimeInterval: 2)
+        var backlogs: [Int] = []
+        for _ in 0..<20 {
+            let text = try lab.exec(senderNamespace, devices.map { "tc -s qdisc show dev \($0)" }.joined(separator: "; "))
+            // "backlog 12345b 9p" once per qdisc: the two uplinks' queues together.
+            let total = text.components(separatedBy: "backlog ").dropFirst().compactMap { Int($0.prefix { $0.isNumber }) }.reduce(0, +)
+            backlogs.append(total)
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let report = output.fileHandleForReading.readDataToEndOfFile()
+        sender.waitUntilExit()
+        let bitsPerSecond = (try? JSONSerialization.jsonObject(with: report) as? [String: Any])
+            .flatMap { $0["end"] as? [String: Any] }.flatMap { $0["sum_received"] as? [String: Any] }
+            .flatMap { $0["bits_per_second"] as? Double } ?? 0
+        let median = backlogs.sorted()[backlogs.count / 2]
+        print("\(direction.rawValue), pacing \(pacing ? "on" : "off"): tbf backlog of both uplinks, median \(median) bytes (samples \(backlogs)); "
+              + "transfer \(Int(bitsPerSecond / 1e6)) Mbit/s")
+        // The links carry the download either way (2 × 10 Mbit/s; TCP over the tunnel gets most of it).
+        #expect(bitsPerSecond >= 8e6, "the transfer got \(Int(bitsPerSecond)) bit/s; logs:\n\(lab.log("server").suffix(2000))\n\(lab.log("client").suffix(2000))")
+        // 5 ms at 10 Mbit/s is 6 KiB per uplink; the probing gain (× 1.25) and wake-up slack add some (measured,
+        // medians for both uplinks: download 21–23 KB, upload 23–30 KB). Unpaced, a download kept 142–170 KB there
+        // (of 2 × 125 KiB), an upload 64–124 KB (its TCP's window, not the queue, often ends it first).
+        let (pacedAtMost, unpacedAtLeast) = direction == .download ? (50_000, 100_000) : (45_000, 55_000)
+        if pacing {
+            #expect(median <= pacedAtMost, "paced, the uplinks' queues held \(median) bytes (median): \(backlogs)")
+        } else {
+            #expect(median >= unpacedAtLeast, "unpaced, the uplinks' queues held only \(median) bytes (median): \(backlogs)")
+        }
+    }
+}
