@@ -16,7 +16,8 @@ import TriglavCore
 /// `updatePaths` as the estimates change.
 ///
 /// Invariants: at most `capacity` packets are held; a path's hold is at most `maxHold`, and a packet
-/// leaves at its arrival plus its path's hold, or right after the packet ahead of it, whichever is later;
+/// leaves at its arrival plus its path's hold, or right after the packet ahead of it, whichever is later —
+/// but never after the `latest` it was queued with (the packets ahead of it leave by then too);
 /// under `pressure` (the caller's storage nearly full) the head leaves at once. All storage is allocated
 /// in `init`; nothing per packet. A value type owned by the engine, driven by one thread.
 public struct DelayEqualizer<Packet> {
@@ -174,10 +175,24 @@ public struct DelayEqualizer<Packet> {
     public func canPassThrough(releaseAt: UInt64, now: UInt64) -> Bool { count == 0 && releaseAt <= now }
 
     /// Queues `packet` behind the ones held, to leave at `releaseAt` or right after the one ahead of it,
-    /// whichever is later (order is kept). Returns false, keeping nothing, when the FIFO is full.
-    public mutating func enqueue(_ packet: Packet, releaseAt: UInt64, now: UInt64) -> Bool {
+    /// whichever is later (order is kept), but no later than `latest` (or `now`, if that has passed): the packets
+    /// ahead of it then leave by that time too. Returns false, keeping nothing, when the FIFO is full.
+    public mutating func enqueue(_ packet: Packet, releaseAt: UInt64, latest: UInt64 = .max, now: UInt64) -> Bool {
         guard count < capacity else { return false }
-        let release = count == 0 ? releaseAt : max(releaseAt, tailRelease)
+        var release = count == 0 ? releaseAt : max(releaseAt, tailRelease)
+        if release > latest {
+            // The caller's bound on the packet's total hold (`maxReorderHold`) wins over equalisation. Release
+            // times stay in FIFO order, so the ones ahead are brought forward (a walk from the tail that stops at
+            // the first one already due by then).
+            release = max(latest, now)
+            var position = count
+            while position > 0 {
+                let slot = (start + position - 1) % capacity
+                guard releaseTimes[slot] > release else { break }
+                releaseTimes[slot] = release
+                position -= 1
+            }
+        }
         let tail = (start + count) % capacity
         packets[tail] = packet
         releaseTimes[tail] = release

@@ -32,13 +32,16 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Delivery-rate windowed-max horizon.
     public var capacityWindow: UInt64 = 2 * Nanoseconds.second
     /// Receiver reorder buffer: capacity in packets (power of two), the longest any packet is held,
-    /// and the floor of the adaptive wait.
+    /// and the floor of the adaptive wait. The longest hold counts from the packet's arrival and covers delay
+    /// equalisation too (`maxEqualizationDelay`): what the equaliser holds a packet is taken from the same budget,
+    /// so a hold shorter than the uplinks' delay spread plus a repair round trip leaves no time for repairs.
     public var reorderCapacity: Int = 2048
     public var maxReorderHold: UInt64 = 300 * Nanoseconds.millisecond
     public var minReorderWait: UInt64 = 3 * Nanoseconds.millisecond
     /// Receiver: the longest a packet that came over a faster uplink is held so that it leaves no earlier
     /// than the slowest uplink carrying data would have delivered it (`DelayEqualizer`: the inner TCP then
-    /// measures the RTT of the paths it fills, not of the fastest one). 0 turns equalisation off.
+    /// measures the RTT of the paths it fills, not of the fastest one). 0 turns equalisation off. Only `aggregate`
+    /// is equalised, and no packet is held longer than `maxReorderHold` in all.
     public var maxEqualizationDelay: UInt64 = 0
     /// Receiver asks the sender to resend missing sequences before skipping them (tunnel-level ARQ that
     /// hides random link loss from TCP). The wait then also covers one round trip on the fastest link.

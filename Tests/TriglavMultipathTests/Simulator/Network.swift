@@ -508,6 +508,7 @@ final class TunnelNode {
         case .data(let sequence, let counter, let packet):
             if logArrivals { arrivalLog.append((sequence, now, id, packet.isResend)) }
             onDataArrival?(sequence, packet, id)
+            network.noteArrival(packet, at: self, on: id)
             var ordered = true
             if case .ack = packet.kind { ordered = !bypassReorderForAcks }
             if engine.receive(packet, sequence: sequence, uplink: id, counter: counter, bytes: bytes, now: now,
@@ -573,13 +574,29 @@ final class Network {
     private(set) var flows: [Int: TCPFlow] = [:]
     /// Loss detection of the TCP flows added from now on (docs/MULTIPATH.md, "Tests and the simulator").
     var tcpSenderModel = Network.defaultTCPSenderModel
-    /// RACK-TLP, what Linux runs; `TRIGLAV_MULTIPATH_TCP=reno` runs every simulation with the pure-Reno model.
+    /// Reno (`TCPSenderModel.reno`) unless `TRIGLAV_MULTIPATH_TCP=linux` runs every simulation with the Linux-like
+    /// model (RACK-TLP); the done-when tests pass the model explicitly and run both.
     static var defaultTCPSenderModel: TCPSenderModel {
         ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TCP"].flatMap(TCPSenderModel.init(rawValue:)) ?? .reno
     }
-    /// Egress per flow at the server: highest ingress index seen and count of packets that came out behind it.
+    /// Egress per flow at the server: highest ingress index seen and count of packets that came out behind it
+    /// (tunnel resends excepted: a lost packet recovered late is loss recovery). This is after the reorder buffer,
+    /// which restores the tunnel's order: it tests the buffer, not the scheduler (see `reorderedAtArrival`).
     private(set) var reorderedAtEgress: [Int: Int] = [:]
     private var highestEgressIndex: [Int: Int] = [:]
+    /// Arrival per flow at the server, before the reorder buffer: every data frame (resends included) whose inner
+    /// packet came in behind a later packet of its flow, with its time and uplink. Copies of a packet that already
+    /// arrived don't count. This is what `flow` mode promises: each flow's packets stay on one path.
+    private(set) var reorderedAtArrival: [(flow: Int, index: Int, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
+    private var highestArrivalIndex: [Int: Int] = [:]
+    private var arrivedIndices: [Int: Set<Int>] = [:]
+    private var originalsArrived: [Int: Set<Int>] = [:]
+    /// Reordering at arrival that isn't the repair of a loss: a tunnel resend whose original never arrived can only
+    /// come in late (it is loss recovery, as TCP's own retransmission would be); anything else out of order —
+    /// original packets, or a resend that overtook its original — is reordering.
+    var reorderedAtArrivalBesidesRepairs: [(flow: Int, index: Int, time: UInt64, uplink: UplinkID, isResend: Bool)] {
+        reorderedAtArrival.filter { !$0.isResend || originalsArrived[$0.flow, default: []].contains($0.index) }
+    }
     /// Distinct packets of constant-rate streams that came out at the server, per stream.
     private(set) var streamDelivered: [Int: Set<Int>] = [:]
     /// Packets of constant-rate streams that came out at the server a second time, per stream.
@@ -616,9 +633,9 @@ final class Network {
                 let highest = self.highestEgressIndex[packet.flow, default: -1]
                 if packet.ingressIndex < highest && !packet.isResend {
                     self.reorderedAtEgress[packet.flow, default: 0] += 1
-                } else {
-                    self.highestEgressIndex[packet.flow] = packet.ingressIndex
                 }
+                // A late resend must not move the mark back (that hid the reordering after it).
+                self.highestEgressIndex[packet.flow] = max(highest, packet.ingressIndex)
                 if let flow = self.flows[packet.flow] {
                     flow.onSegment(segment, timestamp: packet.timestamp)
                 } else {
@@ -632,6 +649,18 @@ final class Network {
             self.client.pump()
             self.server.pump()
         }
+    }
+
+    /// A data frame reached `node` on `uplink` (before its reorder buffer): counts per-flow reordering at arrival.
+    func noteArrival(_ packet: InnerPacket, at node: TunnelNode, on uplink: UplinkID) {
+        guard !node.isClient, case .segment = packet.kind else { return }
+        if !packet.isResend { originalsArrived[packet.flow, default: []].insert(packet.ingressIndex) }
+        guard arrivedIndices[packet.flow, default: []].insert(packet.ingressIndex).inserted else { return }
+        let highest = highestArrivalIndex[packet.flow, default: -1]
+        if packet.ingressIndex < highest {
+            reorderedAtArrival.append((packet.flow, packet.ingressIndex, loop.now, uplink, packet.isResend))
+        }
+        highestArrivalIndex[packet.flow] = max(highest, packet.ingressIndex)
     }
 
     /// Sends a frame on one direction of an uplink; delivery is an event at its arrival time.
@@ -680,9 +709,11 @@ final class Network {
     /// Summed rate of all uplinks, bits/s.
     var summedRate: UInt64 { forward.values.reduce(0) { $0 + $1.parameters.rateBitsPerSecond } }
 
-    /// Inner-packet goodput of all flows between `start` and `end`, bits/s.
+    /// Inner-packet goodput of all flows between `start` and `end`, bits/s: distinct segments that reached the
+    /// receiving TCP inside the window (`TCPFlow.uniqueArrivals`), so a hole open at the window's start can't lift it
+    /// above the links' rate.
     func goodput(from start: UInt64, to end: UInt64) -> Double {
-        let segments = flows.values.reduce(0) { $0 + $1.delivered(by: end) - $1.delivered(by: start) }
+        let segments = flows.values.reduce(0) { $0 + $1.uniqueArrivals(from: start, to: end) }
         return Double(segments * segmentBytes * 8) / (Double(end - start) / 1e9)
     }
 }

@@ -96,6 +96,8 @@ final class TCPFlow {
     private var recentlyReported: [Int] = []
     /// Times at which in-order delivery advanced, with the new rcvNxt.
     private(set) var deliveries: [(time: UInt64, rcvNxt: Int)] = []
+    /// When each distinct segment first reached the receiver (in time order; duplicates not counted).
+    private var firstArrivals: [UInt64] = []
     private(set) var completedAt: UInt64?
 
     /// Hooks into the tunnel: send a segment (A→B) or an ACK (B→A).
@@ -507,6 +509,9 @@ final class TCPFlow {
     func onSegment(_ segment: Int, timestamp: UInt64 = 0) {
         let now = clock()
         var sack = SackBlocks()
+        if segment == rcvNxt || (segment > rcvNxt && outOfOrder.range(containing: segment) == nil) {
+            firstArrivals.append(now)
+        }
         if segment == rcvNxt {
             rcvNxt += 1
             if let range = outOfOrder.popRange(startingAt: rcvNxt) { rcvNxt = range.end + 1 }
@@ -548,6 +553,21 @@ final class TCPFlow {
         let finish = completedAt.map { min($0, end) } ?? end
         if finish > previous { longest = max(longest, finish - previous) }
         return longest
+    }
+
+    /// Distinct segments that reached the receiver in (`start`, `end`]: a goodput that can't exceed what the links
+    /// carried in the window. In-order progress (`delivered(by:)`) over a window can: a hole open at its start fills
+    /// inside it and releases segments that arrived before it (Reno seed 10 read 89.5 % that way).
+    func uniqueArrivals(from start: UInt64, to end: UInt64) -> Int {
+        func count(by time: UInt64) -> Int {
+            var low = 0, high = firstArrivals.count
+            while low < high {
+                let mid = (low + high) / 2
+                if firstArrivals[mid] <= time { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+        return count(by: end) - count(by: start)
     }
 
     /// Segments delivered in order by `time`.
