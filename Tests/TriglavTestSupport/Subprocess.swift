@@ -25,7 +25,10 @@ public func runCommand(_ argv: [String], environment: [String: String] = [:], ca
                 timeout: Duration = .seconds(20)) throws -> CommandResult {
     var outPipe: [Int32] = [-1, -1]
     var errPipe: [Int32] = [-1, -1]
-    guard pipe(&outPipe) == 0, pipe(&errPipe) == 0 else { throw SubprocessError.spawnFailed(argv, errno) }
+    // Close-on-exec: tests run in parallel, and a child another thread spawns meanwhile must not inherit these
+    // write ends (a long-lived one, such as a forked dbus-daemon, would keep them open and this read loop would
+    // wait out its timeout: "exit -9").
+    guard closeOnExecPipe(&outPipe) == 0, closeOnExecPipe(&errPipe) == 0 else { throw SubprocessError.spawnFailed(argv, errno) }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -188,4 +191,15 @@ public final class BackgroundProcess: @unchecked Sendable {
     }
 
     deinit { stop() }
+}
+
+/// pipe2(2), which Glibc's Swift module doesn't import (it is a GNU extension); with O_CLOEXEC the new descriptors
+/// are close-on-exec from the start, with no window in which another thread's spawn could inherit them.
+@_silgen_name("pipe2") private func pipe2(_ descriptors: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+
+private func closeOnExecPipe(_ descriptors: inout [Int32]) -> Int32 {
+    descriptors.withUnsafeMutableBufferPointer { buffer in
+        guard let base = buffer.baseAddress else { return -1 }
+        return pipe2(base, O_CLOEXEC)
+    }
 }
