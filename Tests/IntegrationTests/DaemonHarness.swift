@@ -57,12 +57,10 @@ final class DaemonLab: @unchecked Sendable {
         }
         try sh("ip -n \(server) address add 198.18.7.1/32 dev lo")
         for number in 1...2 {
-            try sh("ip link add up\(number) netns \(client) type veth peer name dn\(number) netns \(server)")
-            try sh("ip -n \(client) address add 10.202.\(number).2/24 dev up\(number)")
-            try sh("ip -n \(server) address add 10.202.\(number).1/24 dev dn\(number)")
-            try sh("ip -n \(client) link set up\(number) up")
-            try sh("ip -n \(server) link set dn\(number) up")
-            try sh("ip -n \(client) route add 198.18.7.1/32 via 10.202.\(number).1 dev up\(number) metric \(number)")
+            for command in NamespaceTopology.uplink(client: client, "up\(number)", server: server, "dn\(number)",
+                                                    network: "10.202.\(number)", serverAddress: "198.18.7.1", metric: number) {
+                try sh(command)
+            }
         }
         let serverKey = try sh("\(Self.product("triglav")) keygen \(directory)/server.key").trimmingCharacters(in: .whitespacesAndNewlines)
         let clientKey = try sh("\(Self.product("triglav")) keygen \(directory)/client.key").trimmingCharacters(in: .whitespacesAndNewlines)
@@ -116,10 +114,7 @@ final class DaemonLab: @unchecked Sendable {
     func tearDown() {
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
         for process in processes { waitForExit(process, timeout: 5) }
-        for namespace in [client, server] {
-            _ = try? sh("ip netns pids \(namespace) | xargs -r kill -9")
-            _ = try? sh("ip netns del \(namespace)")
-        }
+        for command in [client, server].flatMap(NamespaceTopology.removal) { _ = try? sh(command) }
         if let busPID { kill(busPID, SIGKILL) }
         for listener in listeners { listener.close() }
         try? FileManager.default.removeItem(atPath: directory)

@@ -62,12 +62,10 @@ final class DataPlaneLab: @unchecked Sendable {
         try sh("ip -n \(server) address add \(Self.serverAddress)/32 dev lo")
         for (index, uplink) in Self.uplinks.enumerated() {
             let number = index + 1
-            try sh("ip link add \(uplink) netns \(client) type veth peer name dn\(number) netns \(server)")
-            try sh("ip -n \(client) address add 10.201.\(number).2/24 dev \(uplink)")
-            try sh("ip -n \(server) address add 10.201.\(number).1/24 dev dn\(number)")
-            try sh("ip -n \(client) link set \(uplink) up")
-            try sh("ip -n \(server) link set dn\(number) up")
-            try sh("ip -n \(client) route add \(Self.serverAddress)/32 via 10.201.\(number).1 dev \(uplink) metric \(number)")
+            for command in NamespaceTopology.uplink(client: client, uplink, server: server, "dn\(number)",
+                                                    network: "10.201.\(number)", serverAddress: Self.serverAddress, metric: number) {
+                try sh(command)
+            }
         }
         // IPv6 on the first uplink with a default route, so an IPv6 leak would have somewhere to go.
         try sh("ip -n \(client) -6 address add 2001:db8:1::2/64 dev up1 nodad")
@@ -94,10 +92,7 @@ final class DataPlaneLab: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
         }
         for process in processes { waitForExit(process, timeout: 5) }
-        for namespace in [client, server, internet] + extraNamespaces {
-            _ = try? sh("ip netns pids \(namespace) | xargs -r kill -9")
-            _ = try? sh("ip netns del \(namespace)")
-        }
+        for command in ([client, server, internet] + extraNamespaces).flatMap(NamespaceTopology.removal) { _ = try? sh(command) }
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -109,12 +104,10 @@ final class DataPlaneLab: @unchecked Sendable {
         try sh("ip netns add \(namespace)")
         extraNamespaces.append(namespace)
         try sh("ip -n \(namespace) link set lo up")
-        try sh("ip link add up1 netns \(namespace) type veth peer name dn\(number) netns \(server)")
-        try sh("ip -n \(namespace) address add 10.201.\(number).2/24 dev up1")
-        try sh("ip -n \(server) address add 10.201.\(number).1/24 dev dn\(number)")
-        try sh("ip -n \(namespace) link set up1 up")
-        try sh("ip -n \(server) link set dn\(number) up")
-        try sh("ip -n \(namespace) route add \(Self.serverAddress)/32 via 10.201.\(number).1 dev up1")
+        for command in NamespaceTopology.uplink(client: namespace, "up1", server: server, "dn\(number)",
+                                                network: "10.201.\(number)", serverAddress: Self.serverAddress) {
+            try sh(command)
+        }
         return namespace
     }
 

@@ -88,12 +88,10 @@ final class ResendLab: @unchecked Sendable {
             }
             try sh("ip -n \(server) address add \(Self.serverAddress)/32 dev lo")
             for number in 1...2 {
-                try sh("ip link add up\(number) netns \(client) type veth peer name dn\(number) netns \(server)")
-                try sh("ip -n \(client) address add 10.202.\(number).2/24 dev up\(number)")
-                try sh("ip -n \(server) address add 10.202.\(number).1/24 dev dn\(number)")
-                try sh("ip -n \(client) link set up\(number) up")
-                try sh("ip -n \(server) link set dn\(number) up")
-                try sh("ip -n \(client) route add \(Self.serverAddress)/32 via 10.202.\(number).1 dev up\(number) metric \(number)")
+                for command in NamespaceTopology.uplink(client: client, "up\(number)", server: server, "dn\(number)",
+                                                        network: "10.202.\(number)", serverAddress: Self.serverAddress, metric: number) {
+                    try sh(command)
+                }
             }
             serverKey = directory.appendingPathComponent("server.key").path
             clientKey = directory.appendingPathComponent("client.key").path
@@ -111,10 +109,7 @@ final class ResendLab: @unchecked Sendable {
     func tearDown() {
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
         for process in processes { process.waitUntilExit() }
-        for namespace in [client, server] {
-            _ = try? sh("ip netns pids \(namespace) | xargs -r kill -9")
-            _ = try? sh("ip netns del \(namespace)")
-        }
+        for command in [client, server].flatMap(NamespaceTopology.removal) { _ = try? sh(command) }
         try? FileManager.default.removeItem(at: directory)
     }
 
