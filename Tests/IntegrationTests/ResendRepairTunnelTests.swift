@@ -162,7 +162,7 @@ final class ResendLab: @unchecked Sendable {
             if log(logName).contains(text) { return }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        throw ResendLabError.timeout("'\(text)' in \(logName).log; it says:\n\(log(logName))")
+        throw LabError.timeout("'\(text)' in \(logName).log; it says:\n\(log(logName))")
     }
 
     @discardableResult
@@ -174,19 +174,7 @@ final class ResendLab: @unchecked Sendable {
     @discardableResult
     func sh(_ command: String, timeout: Int = 60) throws -> String {
         let (status, text) = try runShell(command, timeout: timeout)
-        guard status == 0 else { throw ResendLabError.commandFailed(command, status, text) }
+        guard status == 0 else { throw LabError.commandFailed(command, status, text) }
         return text
-    }
-}
-
-enum ResendLabError: Error, CustomStringConvertible {
-    case commandFailed(String, Int32, String)
-    case timeout(String)
-
-    var description: String {
-        switch self {
-        case .commandFailed(let command, let status, let output): "'\(command)' exited \(status): \(output)"
-        case .timeout(let what): "timed out waiting for \(what)"
-        }
     }
 }
