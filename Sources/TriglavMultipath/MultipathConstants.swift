@@ -76,6 +76,12 @@ enum Tuning {
     static let pacingExcessMargin: UInt64 = 3 * Nanoseconds.millisecond
     /// Pacing: the ingress AQM's hard limit lies at least this far above its target (see `admitPaced`).
     static let pacedQueueHeadroom: UInt64 = 50 * Nanoseconds.millisecond
+    /// Late binding: for this long after an uplink that carried data went down, TCP's retransmissions of segments the
+    /// AQM dropped go ahead of the shared queue (`MultipathEngine.admitShared(…retransmitting:…)`). The failover halves
+    /// the queue's drain rate, so a retransmission at its tail waited ~400 ms and the receiver's longest delivery gap
+    /// passed 300 ms; outside a failover the same priority changed the TCP dynamics after slow-start overshoots and
+    /// cost three-link throughput up to 28 points (docs/BENCHMARKS.md, "Retransmissions ahead after a failover").
+    static let failoverRecoveryWindow: UInt64 = Nanoseconds.second
     /// Capacity never drops below this (bits/s): a link we know nothing about still gets tried.
     static let capacityFloor: UInt64 = 256_000
     /// The scheduler's model of a link queue is never more than this far in the future; beyond it the

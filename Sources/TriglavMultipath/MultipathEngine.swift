@@ -40,6 +40,8 @@ public struct MultipathEngine<Packet> {
     private var sharedDropEpisode = false
     /// Late binding: since when the shared queue's expected queueing has been above the target (nil: it isn't).
     private var sharedAboveTargetSince: UInt64?
+    /// When an uplink that carried data last went down (nil: none has).
+    public private(set) var lastFailoverAt: UInt64?
 
     public init(configuration: MultipathConfiguration = MultipathConfiguration()) throws(MultipathError) {
         try configuration.validate()
@@ -279,6 +281,7 @@ public struct MultipathEngine<Packet> {
         guard let change else { return }
         notices.push(.stateChanged(uplinks[index].id, from: change.from, to: change.to))
         if change.to == .down {
+            if change.from.carriesData { lastFailoverAt = uplinks[index].stateSince }
             queueFailoverResends(from: uplinks[index], now: uplinks[index].stateSince)
             if failoverActive == uplinks[index].id { failoverActive = nil }
         }
@@ -866,6 +869,38 @@ public struct MultipathEngine<Packet> {
         return true
     }
 
+    /// Late binding, ingress, for a TCP segment the data plane looked up in its `DroppedSegmentLedger` (`take`):
+    /// `drop` is how the AQM dropped the segment this one retransmits, nil when it didn't (or for anything else).
+    /// - A retransmission of a dropped segment within `Tuning.failoverRecoveryWindow` after an uplink that carried
+    ///   data went down: `.queuedAhead`. The failover halved the shared queue's drain rate, so at the tail it waited
+    ///   ~400 ms, and the receiver's in-order delivery with it (the segment is the oldest hole).
+    /// - Otherwise a retransmission of a shed segment: `.queuedProtected` (a segment is shed once; shedding the
+    ///   retransmission cost Reno an RTO and the Linux-like sender another round trip through the queue).
+    /// - Anything else (a retransmission of a refused segment too): `admitShared(packetLength:backlogBytes:now:)`.
+    public mutating func admitShared(packetLength: Int, backlogBytes: Int, retransmitting drop: DroppedSegmentLedger.Drop?,
+                                     now: UInt64) -> SharedAdmission {
+        let now = advanceClock(to: now)
+        guard let drop, configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
+              eligibleMask(allowSpill: true, preferReady: true, avoidsSuspects: false) != 0 else {
+            return admitShared(packetLength: packetLength, backlogBytes: backlogBytes, now: now) ? .queued : .refused
+        }
+        if isRecoveringFromFailover(now: now) {
+            updateDemand(bytes: packetLength, now: now)
+            return .queuedAhead
+        }
+        if drop == .shed {
+            updateDemand(bytes: packetLength, now: now)
+            return .queuedProtected
+        }
+        return admitShared(packetLength: packetLength, backlogBytes: backlogBytes, now: now) ? .queued : .refused
+    }
+
+    /// Whether an uplink that carried data went down within `Tuning.failoverRecoveryWindow` before `now`.
+    public func isRecoveringFromFailover(now: UInt64) -> Bool {
+        guard let failover = lastFailoverAt, now >= failover else { return false }
+        return now - failover <= Tuning.failoverRecoveryWindow
+    }
+
     /// Late binding, egress: what to do with the head of the shared queue (`packetLength` bytes; `backlogBytes` in the
     /// queue, itself included).
     /// - `.send(id)`: number it now and send it on `id` (report `packetSent`). Among the uplinks whose pacer lets a
@@ -1141,6 +1176,20 @@ public struct MultipathEngine<Packet> {
 }
 
 /// What to do with the head of the data plane's shared queue (`MultipathEngine.dequeueShared`).
+/// Late binding, ingress: where a packet joins the shared queue (`MultipathEngine.admitShared(…retransmitting:…)`).
+public enum SharedAdmission: Equatable, Sendable {
+    /// Drop it (no sequence, so TCP sees the loss); remember it as `.refused` if it is a TCP segment.
+    case refused
+    /// Append it to the shared queue.
+    case queued
+    /// Append it, and never shed it: when `dequeueShared` says `.drop` with it at the head, shed the first packet
+    /// behind it that is not protected instead (a segment is shed once).
+    case queuedProtected
+    /// Put it ahead of the shared queue's other packets (behind those already put ahead, in their order), protected
+    /// as `.queuedProtected`.
+    case queuedAhead
+}
+
 public enum SharedQueueDecision: Equatable, Sendable {
     /// Send it on this uplink now (number it now if the data plane numbers at dequeue) and report `packetSent`.
     case send(UplinkID)

@@ -95,24 +95,26 @@ final class TunnelNode {
             transmit(sequence: sequence, packet: packet)
         } else if lateBinding {
             let wireBytes = packet.bytes + WireOverhead.total
-            let redrop = retransmittedDrop(packet)
-            if redrop == .refused || (redrop == .shed && shedRetransmissionsAhead) {
-                // TCP's retransmission of a packet the AQM refused: it takes the place its original would have had
-                // (it left a round trip ago), at the head, instead of waiting behind the standing queue.
-                shared.insert(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes, isProtected: true), at: sharedHead)
-                sharedBytes += wireBytes
+            var drop = dropKey(packet).flatMap { droppedSegments.take($0) }
+            if drop == .refused && !retransmissionsAheadAfterFailover { drop = nil }
+            if drop == .shed && !protectsShedRetransmissions { drop = nil }
+            let admission = engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, retransmitting: drop,
+                                               now: now)
+            switch admission {
+            case .queuedAhead where retransmissionsAheadAfterFailover:
+                // Numbered when it leaves the shared queue, as every packet there.
+                insertAhead(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes, isProtected: true, isAhead: true))
                 serviceUplinks()
-            } else if redrop == .shed {
-                // A retransmission of a shed packet queues as new data, but is never dropped again.
+            case .queuedAhead, .queuedProtected:
                 shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes, isProtected: true))
                 sharedBytes += wireBytes
                 serviceUplinks()
-            } else if engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, now: now) {
+            case .queued:
                 // Numbered when it leaves the shared queue, so a packet the AQM sheds there leaves no gap.
                 shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes))
                 sharedBytes += wireBytes
                 serviceUplinks()
-            } else {
+            case .refused:
                 unscheduled += 1
                 rememberDrop(packet, as: .refused)
                 onRefused?(packet)
@@ -191,6 +193,8 @@ final class TunnelNode {
         var wireBytes: Int
         /// Late binding: a TCP retransmission of a segment the AQM dropped; never dropped itself.
         var isProtected = false
+        /// Late binding: queued ahead of the shared queue's other packets.
+        var isAhead = false
     }
     private struct PacingQueues {
         var repairs: [PacedPacket] = []
@@ -271,39 +275,56 @@ final class TunnelNode {
     /// the Linux-like sender another round trip through a queue that a failover has just doubled (BENCHMARKS.md,
     /// "Failover gaps on held-out seeds"). `TRIGLAV_MULTIPATH_SHED_PROTECT=0` turns it off.
     var protectsShedRetransmissions = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_PROTECT"] != "0"
-    /// Experiment, off (`TRIGLAV_MULTIPATH_REFUSED_AHEAD=1`): segments refused at ingress are remembered too, and their
-    /// retransmissions go to the head of the shared queue, protected. Fewer long blackhole gaps (Reno seed 14), but
-    /// three-link throughput lost up to 28 points on Linux-like seed 3.
-    var refusedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REFUSED_AHEAD"] == "1"
-    /// Experiment, off (`TRIGLAV_MULTIPATH_SHED_AHEAD=1`): shed segments' retransmissions go to the head as well.
-    var shedRetransmissionsAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_SHED_AHEAD"] == "1"
-    enum AQMDrop { case refused, shed }
-    private var dropped: [Int64: AQMDrop] = [:]
-    private var droppedOrder: [Int64] = []
-    private static let droppedCapacity = 1024
+    /// Late binding, as the data plane should do it: within a second of a failover (`Tuning.failoverRecoveryWindow`)
+    /// TCP's retransmissions of segments the AQM refused or shed go ahead of the shared queue
+    /// (`MultipathEngine.admitShared(…retransmitting:…)` `.queuedAhead`), behind those already ahead.
+    /// `TRIGLAV_MULTIPATH_FAILOVER_AHEAD=0` turns it off (the figures before it, BENCHMARKS.md, "Retransmissions ahead
+    /// after a failover").
+    var retransmissionsAheadAfterFailover = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_FAILOVER_AHEAD"] != "0"
+    /// The segments the AQM dropped (refused or shed), the most recent `DroppedSegmentLedger.defaultCapacity`.
+    private var droppedSegments = DroppedSegmentLedger()
 
-    private static func dropKey(_ packet: InnerPacket) -> Int64? {
+    /// The simulator's segment key (the data plane hashes the inner flow and TCP sequence number); nil for ACKs.
+    private func dropKey(_ packet: InnerPacket) -> UInt64? {
         guard case .segment(let segment) = packet.kind else { return nil }
-        return Int64(packet.flow) << 40 | Int64(segment)
+        return UInt64(packet.flow) << 40 | UInt64(segment)
     }
 
-    private func rememberDrop(_ packet: InnerPacket, as kind: AQMDrop) {
-        guard kind == .refused ? refusedRetransmissionsAhead : protectsShedRetransmissions,
-              let key = Self.dropKey(packet) else { return }
-        if dropped.updateValue(kind, forKey: key) == nil { droppedOrder.append(key) }
-        if droppedOrder.count > Self.droppedCapacity { dropped.removeValue(forKey: droppedOrder.removeFirst()) }
+    private func rememberDrop(_ packet: InnerPacket, as drop: DroppedSegmentLedger.Drop) {
+        guard let key = dropKey(packet) else { return }
+        droppedSegments.remember(key, as: drop)
     }
 
-    /// How the AQM dropped the segment `packet` retransmits (nil: it didn't); each drop is answered once.
-    private func retransmittedDrop(_ packet: InnerPacket) -> AQMDrop? {
-        guard let key = Self.dropKey(packet) else { return nil }
-        return dropped.removeValue(forKey: key)
+    /// Puts `entry` behind the packets already ahead at the shared queue's head.
+    private func insertAhead(_ entry: PacedPacket) {
+        var position = sharedHead
+        while position < shared.count, shared[position].isAhead { position += 1 }
+        shared.insert(entry, at: position)
+        sharedBytes += entry.wireBytes
     }
 
     /// Late binding: every uplink sends what its own queue holds as its pacer allows, then packets move from the
     /// shared queue's head to the uplink the engine binds them to (numbered then), until it says wait.
     private func serviceUplinks() {
         for id in network.uplinkIDs where !(pacing[id]?.isEmpty ?? true) { drainPacingQueue(id) }
+        bindShared()
+        // Uplinks with packets of their own wake this up when they release the next; otherwise look again shortly.
+        guard sharedHead < shared.count, pacing.values.allSatisfy({ $0.isEmpty }) else { return }
+        var wake = now + Nanoseconds.millisecond
+        for id in network.uplinkIDs {
+            if let at = engine.releaseTime(on: id), at > now { wake = min(wake, at) }
+        }
+        guard sharedWakeAt.map({ $0 > wake || $0 < now }) ?? true else { return }
+        sharedWakeAt = wake
+        network.loop.at(wake) { [unowned self] in
+            if self.sharedWakeAt == wake { self.sharedWakeAt = nil }
+            self.serviceUplinks()
+        }
+    }
+
+    /// Moves packets from the shared queue's head to the uplink the engine binds them to (numbered then), until it
+    /// says wait.
+    private func bindShared() {
         while sharedHead < shared.count {
             let entry = shared[sharedHead]
             let decision = engine.dequeueShared(packetLength: entry.wireBytes, backlogBytes: sharedBytes, now: now)
@@ -335,21 +356,9 @@ final class TunnelNode {
             storeUplinks[slot] = id
             storeFirstUplinks[slot] = id
             onNumbered?(sequence, entry.packet)
-            pacing[id, default: PacingQueues()].data.append(PacedPacket(sequence: sequence, packet: entry.packet,
-                                                                        wireBytes: entry.wireBytes))
+            let bound = PacedPacket(sequence: sequence, packet: entry.packet, wireBytes: entry.wireBytes)
+            pacing[id, default: PacingQueues()].data.append(bound)
             drainPacingQueue(id)
-        }
-        // Uplinks with packets of their own wake this up when they release the next; otherwise look again shortly.
-        guard sharedHead < shared.count, pacing.values.allSatisfy({ $0.isEmpty }) else { return }
-        var wake = now + Nanoseconds.millisecond
-        for id in network.uplinkIDs {
-            if let at = engine.releaseTime(on: id), at > now { wake = min(wake, at) }
-        }
-        guard sharedWakeAt.map({ $0 > wake || $0 < now }) ?? true else { return }
-        sharedWakeAt = wake
-        network.loop.at(wake) { [unowned self] in
-            if self.sharedWakeAt == wake { self.sharedWakeAt = nil }
-            self.serviceUplinks()
         }
     }
 
