@@ -96,6 +96,10 @@ final class TunnelNode {
         } else if lateBinding {
             let wireBytes = packet.bytes + WireOverhead.total
             var drop = dropKey(packet).flatMap { droppedSegments.take($0) }
+            if anyRetransmissionAhead, drop == nil, case .segment(let segment) = packet.kind {
+                if segment <= highestSegment[packet.flow, default: -1] { drop = .refused }
+                highestSegment[packet.flow] = max(highestSegment[packet.flow, default: -1], segment)
+            }
             if drop == .refused && !retransmissionsAheadAfterFailover { drop = nil }
             if drop == .shed && !protectsShedRetransmissions { drop = nil }
             let admission = engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, retransmitting: drop,
@@ -281,6 +285,12 @@ final class TunnelNode {
     /// `TRIGLAV_MULTIPATH_FAILOVER_AHEAD=0` turns it off (the figures before it, BENCHMARKS.md, "Retransmissions ahead
     /// after a failover").
     var retransmissionsAheadAfterFailover = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_FAILOVER_AHEAD"] != "0"
+    /// Experiment, off (`TRIGLAV_MULTIPATH_AHEAD_ANY_RETX=1`): after a failover every TCP retransmission (a segment
+    /// not above the flow's highest seen) goes ahead, not only those of segments the AQM dropped. Fixed Reno seed 27
+    /// (413 → 276 ms) and nothing else over 300 ms on seeds 11–45; a data plane would need per-flow TCP state to tell
+    /// retransmissions, so it is not what the deployment does (BENCHMARKS.md, "Retransmissions ahead after a failover").
+    var anyRetransmissionAhead = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_AHEAD_ANY_RETX"] == "1"
+    private var highestSegment: [Int: Int] = [:]
     /// The segments the AQM dropped (refused or shed), the most recent `DroppedSegmentLedger.defaultCapacity`.
     private var droppedSegments = DroppedSegmentLedger()
 
