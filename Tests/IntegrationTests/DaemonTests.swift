@@ -159,11 +159,11 @@ struct DaemonTests {
         #expect(table.contains("waiting"), "\(table)")
 
         // Errors are the documented ones, and the daemon stays up.
-        #expect(throws: DaemonLabError.self) { try lab.busctl("call \(manager) Disconnect") }
+        #expect(throws: LabError.self) { try lab.busctl("call \(manager) Disconnect") }
         do {
             try lab.busctl("call \(manager) Connect 'sa{sv}' nowhere 0")
             Issue.record("Connect to an unknown profile succeeded")
-        } catch DaemonLabError.commandFailed(_, _, let output) {
+        } catch LabError.commandFailed(_, _, let output) {
             #expect(output.contains("profile 'nowhere'"), "\(output)")
         }
 
@@ -182,7 +182,7 @@ struct DaemonTests {
         do {
             try lab.busctl("call \(manager) Reload")
             Issue.record("Reload of a broken file succeeded")
-        } catch DaemonLabError.commandFailed(_, _, let output) {
+        } catch LabError.commandFailed(_, _, let output) {
             #expect(output.contains("client.toml"), "\(output)")
         }
         #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"flow\"\n")
@@ -191,7 +191,7 @@ struct DaemonTests {
         try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
         #expect(try lab.busctl("get-property \(manager) Profile") == "s \"lab\"\n")
-        #expect(throws: DaemonLabError.self) { try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0") }
+        #expect(throws: LabError.self) { try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0") }
         try lab.busctl("set-property \(manager) Scheduler s failover")
         #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"failover\"\n")
         #expect(try waitForProperty(lab, "org.triglav /org/triglav/uplink/1 org.triglav.Uplink1 State", "s \"active\"\n"))
