@@ -206,9 +206,11 @@ struct DataPlaneRoutingTests {
                 "\(routes6)")
         #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").split(separator: "\n").count == 1)
         #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").split(separator: "\n").count == 1)
-        // Rules: the exclude and the tunnel rule, no suppress rule (IPv6: the tunnel rule for its prefix).
+        // Rules: the exclude, the server's address (looked up in main, for the reverse-path check) and the tunnel rule,
+        // no suppress rule (IPv6: the tunnel rule for its prefix).
         let rules4 = try rules("-4"), rules6 = try rules("-6")
         #expect(rules4 == ["29797:\tfrom all to 172.31.0.128/25 lookup main proto 116",
+                           "29797:\tfrom all to \(DataPlaneLab.serverAddress) lookup main proto 116",
                            "29799:\tnot from all fwmark 0x7467 lookup 29799 proto 116"], "\(rules4)")
         #expect(rules6 == ["29799:\tnot from all fwmark 0x7467 lookup 29799 proto 116"], "\(rules6)")
         // Where packets go: the routed prefix through the tunnel (and answered), the excluded part and
