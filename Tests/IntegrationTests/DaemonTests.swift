@@ -63,11 +63,13 @@ struct DaemonTests {
         for family in ["-4", "-6"] {
             let rules = try lab.exec(lab.client, "ip \(family) rule show")
             let ours = rules.split(separator: "\n").filter { !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:") }
-            // Full tunnel: suppress_prefixlength and not-fwmark, once each per family.
-            #expect(ours.count == 2 && Set(ours).count == ours.count, "duplicate or missing rules (\(family)): \(rules)")
-            // One default route per family in the tunnel table (IPv6 unreachable: the server assigns none).
+            // Full tunnel: suppress_prefixlength and not-fwmark, once each per family, and (IPv4, the server's family)
+            // `to SERVER lookup main` for the reverse-path check (docs/DATAPLANE.md, "Reverse-path filtering").
+            #expect(ours.count == (family == "-4" ? 3 : 2) && Set(ours).count == ours.count, "duplicate or missing rules (\(family)): \(rules)")
+            // Two default routes per family in the tunnel table: via the TUN (IPv6 unreachable: the server assigns none)
+            // and the kill switch's standing `unreachable default metric 4294967295`.
             let routes = try lab.exec(lab.client, "ip \(family) route show table all proto 116")
-            #expect(routes.components(separatedBy: "default").count == 2, "tunnel routes (\(family)): \(routes)")
+            #expect(routes.components(separatedBy: "default").count == 3, "tunnel routes (\(family)): \(routes)")
         }
         #expect(try lab.exec(lab.client, "ip -o link show").components(separatedBy: "tgc0").count == 2)
 

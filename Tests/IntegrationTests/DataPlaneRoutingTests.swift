@@ -39,8 +39,9 @@ struct DataPlaneRoutingTests {
         // The server comes up: the tunnel connects by itself and carries IPv4 to the internet host (NATed).
         _ = try lab.startServer()
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
-        // The routes switch just after the addresses appear (which the tunnel ping needs).
-        for _ in 0..<50 where try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("unreachable") {
+        // The routes switch just after the addresses appear (which the tunnel ping needs); the kill switch's
+        // `unreachable default metric 4294967295` stays beside the route via the TUN.
+        for _ in 0..<50 where try !lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("default dev tgc0") {
             Thread.sleep(forTimeInterval: 0.1)
         }
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")

@@ -20,6 +20,9 @@ public enum RoutingConstants {
     public static let routeProtocol: UInt8 = 116
     /// The server's nftables table (family inet).
     public static let serverNATTable = "triglav"
+    /// Metric of the full tunnel's standing `unreachable default` routes (`RouteManager.killSwitchRoutes`): the
+    /// largest, so the route via the TUN (metric 0 for IPv4, 1024 for IPv6) always wins while it exists.
+    public static let killSwitchMetric = UInt32.max
 }
 
 /// Installs and removes addresses, routes, rules and NAT.
@@ -116,7 +119,8 @@ final class RouteManager: Sendable {
         try policy.validate()
         let socket = try netlink()
         do {
-            for route in Self.tunnelRoutes(routing: routing, assignment: nil, tunIndex: nil, table: table) {
+            for route in Self.tunnelRoutes(routing: routing, assignment: nil, tunIndex: nil, table: table)
+                + Self.killSwitchRoutes(routing: routing, table: table) {
                 try apply("\(route)") { () throws(NetlinkError) in try socket.addRoute(route, replace: true) }
             }
             for rule in Self.policyRules(routing: routing, policy: policy, table: table, firewallMark: firewallMark) {
@@ -186,6 +190,19 @@ final class RouteManager: Sendable {
                 return Route(destination: destination, outputInterface: tunIndex, table: table, protocol: tag)
             }
             return Route(destination: destination, table: table, type: .unreachable, protocol: tag)
+        }
+    }
+
+    /// For `.fullTunnel`, per family an `unreachable default` at the largest metric, beside the route via the TUN.
+    /// Why: when the process dies (kill -9) the kernel deletes the TUN and with it the routes via it, but the rules
+    /// stay; without this route the `not fwmark` rule would find nothing in the table and fall through to main, so
+    /// everything would leave in cleartext until the next start. With it, traffic is refused (ENETUNREACH) while the
+    /// daemon is dead. Tagged like the rest: the next start's cleanup and a clean stop remove it.
+    static func killSwitchRoutes(routing: ClientRouting, table: UInt32) -> [Route] {
+        guard routing == .fullTunnel else { return [] }
+        return [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }.map { destination in
+            Route(destination: destination, table: table, metric: RoutingConstants.killSwitchMetric, type: .unreachable,
+                  protocol: RoutingConstants.routeProtocol)
         }
     }
 
