@@ -303,7 +303,10 @@ final class RouteManager: Sendable {
         do {
             for path in forwarding {
                 let previous = readSysctl(path)
-                if let previous, previous != "1" { changed[path] = previous }
+                if let previous, previous != "1" {
+                    changed[path] = previous
+                    if path.hasPrefix("/proc/sys/net/ipv6/") { changed.merge(keepRouterAdvertisements(besides: tun)) { old, _ in old } }
+                }
                 try writeSysctl(path, "1")
             }
             removeServerNAT()
@@ -313,6 +316,38 @@ final class RouteManager: Sendable {
             removeServerNAT()
             restoreSysctls(changed)
             throw error
+        }
+        return changed
+    }
+
+    /// Sets `accept_ra` from 1 to 2 on every interface (and `default`, for interfaces that appear later) but the TUN,
+    /// before IPv6 forwarding goes on; returns the paths changed with their previous value, for `restoreSysctls`.
+    /// Why: with forwarding on, the kernel ignores router advertisements where `accept_ra` is 1 (a router doesn't
+    /// take them), and turning `conf/all/forwarding` on at once deletes the RA-learned default routes of every
+    /// interface whose `accept_ra` isn't 2. A server configured by SLAAC would lose its IPv6 default route. 2 means
+    /// "accept even when forwarding", which is what such a host had before. Values 0 and 2 are the admin's choice
+    /// and stay. Best effort: an interface whose value can't be written is logged, forwarding still goes on.
+    private func keepRouterAdvertisements(besides tun: InterfaceName) -> [String: String] {
+        let root = "/proc/sys/net/ipv6/conf"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [:] }
+        var changed: [String: String] = [:]
+        for name in names.sorted() where name != "all" && name != "lo" && name != tun.rawValue {
+            let path = "\(root)/\(name)/accept_ra"
+            guard readSysctl(path) == "1" else { continue }
+            do {
+                try writeSysctl(path, "2")
+                changed[path] = "1"
+            } catch {
+                logger.warning("could not set \(path) to 2 (\(error)); with IPv6 forwarding on, \(name) ignores router advertisements")
+            }
+        }
+        if !changed.isEmpty {
+            let names = changed.keys.sorted().map { String($0.dropFirst(root.count + 1).prefix { $0 != "/" }) }.joined(separator: ", ")
+            logger.info("""
+                IPv6 forwarding goes on: accept_ra set from 1 to 2 on \(names), so SLAAC (router advertisements and the \
+                default route they give) keeps working; the kernel ignores them on a forwarding host where accept_ra is 1. \
+                Restored on stop.
+                """)
         }
         return changed
     }
@@ -337,6 +372,11 @@ final class RouteManager: Sendable {
     /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
     func restoreSysctls(_ values: [String: String]) {
         for (path, value) in values.sorted(by: { $0.key < $1.key }) {
+            // An interface that went away took its settings with it.
+            guard FileManager.default.fileExists(atPath: path) else {
+                logger.debug("\(path) is gone; nothing to restore")
+                continue
+            }
             do {
                 try writeSysctl(path, value)
             } catch {
