@@ -69,4 +69,27 @@ struct DataPlaneServerHostTests {
         #expect(try Self.sysctl(lab, "net.ipv6.conf.default.accept_ra") == "1")
         #expect(try Self.sysctl(lab, "net.ipv6.conf.dn3.accept_ra") == "0")
     }
+
+    @Test("a host firewall's forward chain with policy drop: the server warns, and the rules the warning names make forwarding work")
+    func forwardChainWithDropPolicyIsReported() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        // What Docker or ufw leave (through iptables-nft): table ip filter, chain FORWARD, policy drop.
+        try lab.exec(lab.server, "nft add table ip filter")
+        try lab.exec(lab.server, "nft 'add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }'")
+        let server = try lab.startServer()
+        try lab.waitForOutput("server", containing: "nftables chain 'ip filter FORWARD' (forward hook, priority 0) drops", timeout: 5)
+        #expect(lab.log("server").contains("nft insert rule ip filter FORWARD iifname \"tgs0\" accept"), "\(lab.log("server"))")
+        // It really drops: the tunnel works to the server itself but not through it.
+        _ = try lab.startClient(fullTunnel: true)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        #expect((try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 \(DataPlaneLab.internetAddress)")) == nil, "forwarded despite policy drop")
+        // The rules the warning suggests let it through, and a server started with them doesn't warn.
+        try lab.exec(lab.server, "nft insert rule ip filter FORWARD iifname tgs0 accept")
+        try lab.exec(lab.server, "nft insert rule ip filter FORWARD oifname tgs0 ct state established,related accept")
+        try lab.exec(lab.client, "ping -c2 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
+        lab.terminate(server)
+        _ = try lab.startServer(logName: "server-2")
+        #expect(!lab.log("server-2").contains("drops by default"), "\(lab.log("server-2"))")
+    }
 }

@@ -311,6 +311,7 @@ final class RouteManager: Sendable {
             }
             removeServerNAT()
             if masquerade { try installServerNAT(tun: tun, addresses: addresses, outboundInterface: outboundInterface) }
+            warnAboutDroppingForwardChains(tun: tun)
         } catch {
             // Nothing half-applied stays behind: the caller gets no sysctls to restore and won't call stop().
             removeServerNAT()
@@ -367,6 +368,75 @@ final class RouteManager: Sendable {
         ruleset += "    iifname \"\(name)\" accept\n    oifname \"\(name)\" ct state established,related accept\n"
         ruleset += "  }\n}\n"
         try run(["nft", "-f", "-"], input: ruleset)
+    }
+
+    /// Logs a warning for each other table's forward base chain that drops by default and has no rule naming `tun`.
+    /// Why: a packet is forwarded only if every base chain on the forward hook accepts it, so our table's accept
+    /// doesn't help against Docker's, ufw's or firewalld's `policy drop`: the clients' traffic would vanish without a
+    /// trace. We don't edit another program's firewall (it would rewrite it anyway); the warning says what to add.
+    /// A table that names the TUN in any rule is taken as configured for it (ufw and Docker jump to sub-chains).
+    /// Best effort: without `nft` JSON output (nftables before 0.9) there is no warning.
+    private func warnAboutDroppingForwardChains(tun: InterfaceName) {
+        let listing: String
+        do {
+            listing = try run(["nft", "-j", "list", "ruleset"], quiet: true)
+        } catch {
+            logger.debug("cannot list the nftables ruleset to look for forward chains that drop (\(error))")
+            return
+        }
+        let chains: [ForwardDropChain]
+        do {
+            chains = try Self.droppingForwardChains(inRuleset: listing, tun: tun)
+        } catch {
+            logger.debug("\(error)")
+            return
+        }
+        for chain in chains {
+            logger.warning("""
+                nftables chain '\(chain.family) \(chain.table) \(chain.name)' (forward hook, priority \(chain.priority)) drops \
+                by default and has no rule for \(tun): it drops the clients' forwarded traffic, whatever table inet \
+                \(RoutingConstants.serverNATTable) accepts. Allow the tunnel there: nft insert rule \(chain.family) \(chain.table) \
+                \(chain.name) iifname "\(tun)" accept; nft insert rule \(chain.family) \(chain.table) \(chain.name) \
+                oifname "\(tun)" ct state established,related accept (ufw: ufw route allow in on \(tun); Docker: the same rules \
+                in chain DOCKER-USER; firewalld: put \(tun) in a zone that may forward). See docs/INSTALL.md, "Server role".
+                """)
+        }
+    }
+
+    /// A base chain on the forward hook whose policy is drop, in a table other than ours.
+    struct ForwardDropChain: Equatable, Sendable {
+        var family: String
+        var table: String
+        var name: String
+        var priority: Int
+    }
+
+    /// The chains `warnAboutDroppingForwardChains` warns about, from `nft -j list ruleset` output: forward-hook base
+    /// chains of the ip, ip6 and inet families with policy drop, outside our table, in tables with no rule whose
+    /// expression names `tun`.
+    static func droppingForwardChains(inRuleset json: String, tun: InterfaceName) throws(TriglavDataPlaneError) -> [ForwardDropChain] {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let objects = root["nftables"] as? [[String: Any]] else {
+            throw .routingCommand(command: "nft -j list ruleset", status: 0, output: "not the JSON ruleset expected: \(json.prefix(120))")
+        }
+        var chains: [ForwardDropChain] = []
+        var tablesNamingTun: Set<String> = []
+        let quotedTun = "\"\(tun.rawValue)\""
+        for object in objects {
+            if let chain = object["chain"] as? [String: Any] {
+                guard let family = chain["family"] as? String, ["ip", "ip6", "inet"].contains(family),
+                      let table = chain["table"] as? String, let name = chain["name"] as? String,
+                      chain["hook"] as? String == "forward", chain["policy"] as? String == "drop",
+                      !(family == "inet" && table == RoutingConstants.serverNATTable) else { continue }
+                chains.append(ForwardDropChain(family: family, table: table, name: name, priority: chain["prio"] as? Int ?? 0))
+            } else if let rule = object["rule"] as? [String: Any], let family = rule["family"] as? String,
+                      let table = rule["table"] as? String, let expression = rule["expr"],
+                      let data = try? JSONSerialization.data(withJSONObject: expression),
+                      String(decoding: data, as: UTF8.self).contains(quotedTun) {
+                tablesNamingTun.insert("\(family) \(table)")
+            }
+        }
+        return chains.filter { !tablesNamingTun.contains("\($0.family) \($0.table)") }
     }
 
     /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
