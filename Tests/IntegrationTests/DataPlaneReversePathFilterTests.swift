@@ -11,10 +11,8 @@ struct DataPlaneReversePathFilterTests {
     /// rp_filter per uplink before the client starts: up3 is 0 itself, strict only through conf/all.
     static let initial = ["up1": "1", "up2": "1", "up3": "0"]
 
-    @Test("strict rp_filter: the full tunnel comes up over every uplink; values restored after a clean stop and after kill -9 + restart")
-    func strictReversePathFilter() throws {
-        let lab = try DataPlaneLab()
-        defer { lab.tearDown() }
+    /// Default routes per uplink instead of the lab's host routes, and strict reverse-path filtering.
+    private func harden(_ lab: DataPlaneLab) throws {
         for (index, uplink) in DataPlaneLab.uplinks.enumerated() {
             let number = index + 1
             try lab.exec(lab.client, "ip route del \(DataPlaneLab.serverAddress)/32 via 10.201.\(number).1 dev \(uplink) metric \(number)")
@@ -22,6 +20,27 @@ struct DataPlaneReversePathFilterTests {
         }
         try lab.exec(lab.client, "sysctl -qw net.ipv4.conf.all.rp_filter=1")
         for (uplink, value) in Self.initial { try lab.exec(lab.client, "sysctl -qw net.ipv4.conf.\(uplink).rp_filter=\(value)") }
+    }
+
+    @Test("strict rp_filter without full tunnel: the secondary uplinks, not the default route's, carry the tunnel too")
+    func strictReversePathFilterWithoutFullTunnel() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try harden(lab)
+        _ = try lab.startServer()
+        let client = try startClient(lab, state: lab.directory.appendingPathComponent("state").path, fullTunnel: false, logName: "client")
+        #expect(lab.waitForTunnel(timeout: 15), "client log:\n\(lab.log("client"))")
+        #expect(waitForEstablishedUplinks(lab, count: 3, logName: "client"), "not every uplink established:\n\(lab.log("client"))")
+        #expect(try values(lab) == ["up1": "2", "up2": "2", "up3": "2"])
+        lab.terminate(client)
+        #expect(try values(lab) == Self.initial)
+    }
+
+    @Test("strict rp_filter: the full tunnel comes up over every uplink; values restored after a clean stop and after kill -9 + restart")
+    func strictReversePathFilter() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try harden(lab)
         let state = lab.directory.appendingPathComponent("state")
         let stateFile = state.appendingPathComponent("rp_filter.state").path
         _ = try lab.startServer()
@@ -56,13 +75,13 @@ struct DataPlaneReversePathFilterTests {
         #expect(!FileManager.default.fileExists(atPath: stateFile))
     }
 
-    /// `triglav-dataplane-dev client --full-tunnel` with `STATE_DIRECTORY=state` (as systemd's StateDirectory= sets it).
+    /// `triglav-dataplane-dev client` (`--full-tunnel` by default) with `STATE_DIRECTORY=state` (as systemd's StateDirectory= sets it).
     private func startClient(_ lab: DataPlaneLab, state: String, uplinks: [String] = DataPlaneLab.uplinks,
-                             logName: String) throws -> Process {
+                             fullTunnel: Bool = true, logName: String) throws -> Process {
         let uplinkFlags = uplinks.map { "--uplink \($0)" }.joined(separator: " ")
         let process = try lab.spawn(namespace: lab.client, "env STATE_DIRECTORY=\(state) \(DataPlaneLab.driver) client "
             + "--key \(lab.clientKeyFile) --server-key \(lab.serverPublicKey) --server \(DataPlaneLab.serverAddress):7443 "
-            + "--tun tgc0 \(uplinkFlags) --full-tunnel --stats-interval 0.5 --verbose", logName: logName)
+            + "--tun tgc0 \(uplinkFlags) \(fullTunnel ? "--full-tunnel" : "") --stats-interval 0.5 --verbose", logName: logName)
         try lab.waitForOutput(logName, containing: "ready", timeout: 10)
         return process
     }
