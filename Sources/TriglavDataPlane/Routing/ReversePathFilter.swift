@@ -108,7 +108,16 @@ final class ReversePathFilterGuard: Sendable {
                 let change = Change(interface: name, previous: known?.previous ?? own, written: Self.loose)
                 changes[name] = change
                 persist(changes)
-                try sysctl.write(Self.key(name), String(Self.loose))
+                do throws(TriglavDataPlaneError) {
+                    try sysctl.write(Self.key(name), String(Self.loose))
+                } catch {
+                    // Nothing changed, so nothing to restore: forget it again unless an earlier write stands.
+                    if known == nil {
+                        changes[name] = nil
+                        persist(changes)
+                    }
+                    throw error
+                }
                 if known == nil {
                     logger.info("""
                         uplink \(name): reverse-path filter is strict (net.ipv4.conf.all.rp_filter=\(all), \
