@@ -286,6 +286,31 @@ struct CoreServerNameTests {
         #expect(setup.manager.status.state == .connected)
     }
 
+    @Test func aReloadWhileTheNameDoesNotResolveKeepsTheAddressUnlessTheEndpointChanged() throws {
+        let setup = try Self.setup()
+        setup.resolver.set("vpn.example.net", "198.51.100.9")
+        try setup.manager.connect(profile: "home")
+        setup.resolver.set("vpn.example.net", nil)
+        try setup.manager.reload()  // unchanged profile: the tunnel stays, at its address
+        #expect(setup.factory.count == 1 && setup.factory.last?.isStopped == false)
+        #expect(setup.manager.status.state == .connecting && setup.manager.status.tunnelInterface == "triglav0")
+
+        // Another name that doesn't resolve: the reload fails, the tunnel stays.
+        let factory = FakeClientTunnelFactory()
+        let resolver = StubResolver()
+        resolver.set("vpn.example.net", "198.51.100.9")
+        let profiles = FakeProfileStore([try Fixtures.profile(endpoint: Self.endpoint)])
+        let manager = ClientManager(config: DaemonConfig(), configSource: FakeConfigSource(DaemonConfig()), profiles: profiles,
+                                    tunnels: factory, resolver: resolver)
+        try manager.connect(profile: "home")
+        profiles.set(try Fixtures.profile(endpoint: "vpn2.example.net:7000"))
+        #expect(throws: TriglavDaemonError.self) { try manager.reload() }
+        #expect(factory.count == 1 && factory.last?.isStopped == false)
+        resolver.set("vpn2.example.net", "203.0.113.7")
+        try manager.reload()
+        #expect(try factory.count == 2 && factory.last?.plan.server == IPEndpoint("203.0.113.7:7000"))
+    }
+
     @Test func aFailedReresolutionKeepsTheTunnelAndAnAddressEndpointIsNeverResolved() throws {
         let setup = try Self.setup()
         setup.resolver.set("vpn.example.net", "198.51.100.9")

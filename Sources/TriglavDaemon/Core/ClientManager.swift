@@ -253,8 +253,16 @@ public final class ClientManager: Sendable {
                 return config
             }
             let override = state.withLock { $0.schedulerOverride }
-            let plan = try makePlan(config: config, profile: current.plan.profile, options: current.options,
-                                    schedulerOverride: override)
+            let settings = try connectionSettings(config: config, profile: current.plan.profile, options: current.options,
+                                                  schedulerOverride: override)
+            let server: IPEndpoint
+            do throws(TriglavDaemonError) { server = try resolve(settings.endpoint) } catch {
+                // The same name that doesn't resolve right now: keep its address rather than fail the whole reload.
+                guard settings.endpoint == current.plan.configuredEndpoint else { throw error }
+                logger.warning("reload: \(error); keeping the server's address \(current.plan.server)")
+                server = current.plan.server
+            }
+            let plan = makePlan(config: config, profile: current.plan.profile, settings: settings, server: server)
             var inPlace = current.plan
             inPlace.scheduler = plan.scheduler
             if plan == current.plan {
@@ -496,12 +504,6 @@ public final class ClientManager: Sendable {
     }
 
     // MARK: Internals
-
-    private func makePlan(config: DaemonConfig, profile name: ProfileName, options: ConnectionOptions,
-                          schedulerOverride: TriglavConfig.SchedulerKind?) throws(TriglavDaemonError) -> ClientTunnelPlan {
-        let settings = try connectionSettings(config: config, profile: name, options: options, schedulerOverride: schedulerOverride)
-        return makePlan(config: config, profile: name, settings: settings, server: try resolve(settings.endpoint))
-    }
 
     /// The profile's settings with the file's and Connect's overrides (no resolution yet).
     private func connectionSettings(config: DaemonConfig, profile name: ProfileName, options: ConnectionOptions,
