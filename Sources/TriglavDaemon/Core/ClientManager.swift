@@ -192,7 +192,7 @@ public final class ClientManager: Sendable {
                     state.withLock { state in
                         state.phase = .resolving(PendingConnection(
                             generation: state.takeGeneration(), profile: profileName, options: options, endpoint: endpoint,
-                            failures: 1, lastFailure: error.description, nextAttempt: now + delay))
+                            failures: 1, lastFailure: error.resolverReason, nextAttempt: now + delay))
                         publish(&state)
                     }
                     logger.warning("connecting to \(profileName) waits for its server name: \(error); retrying in \(delay)",
@@ -707,8 +707,8 @@ public final class ClientManager: Sendable {
                 if case .unresolvable = error {
                     current.failures += 1
                     let delay = ServerNameSchedule.retryDelay(afterFailures: current.failures)
-                    let changed = current.lastFailure != error.description
-                    current.lastFailure = error.description
+                    let changed = current.lastFailure != error.resolverReason
+                    current.lastFailure = error.resolverReason
                     current.nextAttempt = now + delay
                     current.isAttempting = false
                     state.withLock { state in
@@ -865,7 +865,7 @@ extension ClientManager {
         var endpoint: RemoteEndpoint
         /// Attempts that failed so far (the first at connect).
         var failures: Int
-        /// The last attempt's error, for the status line.
+        /// The resolver's reason for the last attempt's failure, for the status line.
         var lastFailure: String
         /// When `refresh()` starts the next attempt (monotonic).
         var nextAttempt: Duration
@@ -1246,8 +1246,8 @@ extension ClientManager {
                 return "Disconnected; \(all) usable uplink\(all == 1 ? "" : "s")"
             case .connecting:
                 if case .resolving(let pending) = phase {
-                    return "Connecting to \(status.profile) (\(status.server)): waiting for the server name, "
-                        + "\(pending.failures) failed attempt\(pending.failures == 1 ? "" : "s") (retrying): \(pending.lastFailure)"
+                    return "Connecting to \(status.profile) (\(status.server)): waiting for the server name (\(pending.lastFailure)), "
+                        + "\(pending.failures) failed attempt\(pending.failures == 1 ? "" : "s"), retrying"
                 }
                 return "Connecting to \(status.profile)\(status.server.isEmpty ? "" : " (\(status.server))")"
                     + "; \(connection?.attached.count ?? 0) uplinks handshaking"
@@ -1262,5 +1262,13 @@ extension ClientManager {
                 return "Disconnecting from \(status.profile)"
             }
         }
+    }
+}
+
+extension TriglavDaemonError {
+    /// What the resolver said about a name that doesn't resolve (the whole description for any other error).
+    var resolverReason: String {
+        if case .unresolvable(_, let reason) = self { return reason }
+        return description
     }
 }
