@@ -101,6 +101,16 @@ struct CoreServerNameTests {
                          (false, 270, true)]) == [false, false, false, false, false, true])
     }
 
+    @Test func theSystemResolverPassesAddressesThroughAndResolvesFromTheHostsFile() throws {
+        let resolver = SystemEndpointResolver()
+        let address = try IPEndpoint("198.51.100.5:7443")
+        #expect(try resolver.resolve(.address(address)) == address)
+        // `localhost` comes from /etc/hosts (nsswitch `files` before `dns`): no DNS query leaves this test.
+        let local = try resolver.resolve(try RemoteEndpoint("localhost:7443"))
+        #expect(local.port == 7443)
+        #expect(local.address == IPAddress("127.0.0.1") || local.address == IPAddress("::1"))
+    }
+
     // MARK: Start-time connection
 
     @Test func autoconnectWaitsForTheNameWithBackoffAndConnectsOnceItResolves() throws {
