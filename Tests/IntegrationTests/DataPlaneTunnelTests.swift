@@ -293,16 +293,13 @@ struct DataPlaneTunnelTests {
         #expect(try lab.sh("sha256sum < \(first)") == expected)
         let after = try uplinkReceivedBytes(lab)
         let backupBytes = (after["up2"] ?? 0) - (before["up2"] ?? 0)
-        // Known race (left open on issue 5): the server's engine sometimes schedules the download over the
-        // backup, apparently before it applies the tier the client sends in its control-frame flags. It shows
-        // in about half the runs; recorded, not hidden, until the server takes the tier from the handshake.
-        // Not reproduced in 40+ runs here (alone, under CPU load, beside another tunnel test): when it fails, the
-        // server's uplink state changes say whether the primary was still probing or had been declared down.
+        // The server schedules a newly confirmed uplink as a metered backup until the client's first control frame on
+        // it says its policy (`UplinkPolicyFlags.unannounced`): a data packet may confirm the session first, and this
+        // backup must not carry the download meanwhile. When it fails, the server's uplink state changes say whether the
+        // primary was still probing or had been declared down (a backup then carries, as it should).
         let serverStates = lab.log("server").split(separator: "\n").filter { $0.contains(" -> ") }.joined(separator: "\n")
-        withKnownIssue("server may schedule over the backup before it learns the uplink's tier", isIntermittent: true) {
-            #expect(backupBytes < 400_000,
-                    "the backup uplink carried \(backupBytes) bytes of an 8 MB download; server states:\n\(serverStates)")
-        }
+        #expect(backupBytes < 400_000,
+                "the backup uplink carried \(backupBytes) bytes of an 8 MB download; server states:\n\(serverStates)")
         // Primary down mid-download: the backup takes over and the download completes intact.
         let second = lab.directory.appendingPathComponent("backup-2.bin").path
         let curl = try lab.spawn(namespace: lab.client, "curl -sS --max-time 60 --limit-rate 3M -o \(second) "
