@@ -88,10 +88,15 @@ struct DataPlaneTunnelTests {
         #expect(count(of: "29799:", in: rules6) == 1, "IPv6 rules: \(rules6)")
         #expect(count(of: "29798:", in: rules6) == 1, "IPv6 rules: \(rules6)")
         #expect(count(of: "tgc0", in: try lab.exec(lab.client, "ip -o link show")) == 1)
-        #expect(count(of: "default", in: try lab.exec(lab.client, "ip -4 route show table 29799")) == 1)
-        // IPv6 too: the server assigns none, so the table holds one unreachable default route for it.
+        // Per family one default route of this run plus the kill switch's standing `unreachable default` at the
+        // largest metric: IPv4 via the TUN; IPv6 unreachable too, since the server assigns none.
+        let killSwitch = "metric \(UInt32.max)"
+        let routes4 = try lab.exec(lab.client, "ip -4 route show table 29799")
+        #expect(count(of: "default", in: routes4) == 2 && count(of: "default dev tgc0", in: routes4) == 1
+                    && count(of: killSwitch, in: routes4) == 1, "IPv4 routes: \(routes4)")
         let routes6 = try lab.exec(lab.client, "ip -6 route show table 29799")
-        #expect(count(of: "default", in: routes6) == 1 && routes6.hasPrefix("unreachable"), "IPv6 routes: \(routes6)")
+        #expect(count(of: "default", in: routes6) == 2 && count(of: "unreachable default", in: routes6) == 2
+                    && count(of: killSwitch, in: routes6) == 1, "IPv6 routes: \(routes6)")
         lab.terminate(second)
         let routingAfter = try routingSnapshot(lab)
         #expect(routingAfter == routingBefore, "before:\n\(routingBefore)\nafter:\n\(routingAfter)")
