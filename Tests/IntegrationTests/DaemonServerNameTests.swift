@@ -9,17 +9,31 @@ import Testing
 struct DaemonServerNameTests {
     static let serverName = "tg-lab-server.test"
 
+    /// The client namespace's own /etc (`ip netns exec` bind-mounts /etc/netns/NS/* over /etc): `hosts` as given, DNS
+    /// to the namespace's loopback where nothing answers, so only `hosts` resolves names. Call `removeEtc` in `defer`.
+    static func makeClientEtc(_ lab: DaemonLab, hosts: String) throws -> String {
+        let etc = "/etc/netns/\(lab.client)"
+        do {
+            try lab.sh("mkdir -p \(etc)")
+            try lab.sh("printf '\(hosts)' > \(etc)/hosts")
+            try lab.sh("printf 'nameserver 127.0.0.1\\noptions timeout:1 attempts:1\\n' > \(etc)/resolv.conf")
+        } catch {
+            removeEtc(etc, lab)
+            throw error
+        }
+        return etc
+    }
+
+    static func removeEtc(_ etc: String, _ lab: DaemonLab) {
+        _ = try? lab.sh("rm -rf \(etc); rmdir /etc/netns 2>/dev/null || true")
+    }
+
     @Test("autoconnect to a name that doesn't resolve yet: the daemon is ready, waits, and connects once the name resolves")
     func autoconnectWaitsForTheName() throws {
         let lab = try DaemonLab()
-        let etc = "/etc/netns/\(lab.client)"
-        defer {
-            _ = try? lab.sh("rm -rf \(etc); rmdir /etc/netns 2>/dev/null || true")
-            lab.tearDown()
-        }
-        try lab.sh("mkdir -p \(etc)")
-        try lab.sh("printf '127.0.0.1 localhost\\n' > \(etc)/hosts")
-        try lab.sh("printf 'nameserver 127.0.0.1\\noptions timeout:1 attempts:1\\n' > \(etc)/resolv.conf")
+        defer { lab.tearDown() }
+        let etc = try Self.makeClientEtc(lab, hosts: "127.0.0.1 localhost\\n")
+        defer { Self.removeEtc(etc, lab) }
         let serverKey = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
             .split(separator: "\n").first { $0.hasPrefix("public_key") } ?? ""
         try lab.write("profiles/lab.toml", """
@@ -56,14 +70,9 @@ struct DaemonServerNameTests {
     @Test("a connected client whose server moved: after its uplinks lost the old address, the name leads it to the new one")
     func connectedClientFollowsTheName() throws {
         let lab = try DaemonLab()
-        let etc = "/etc/netns/\(lab.client)"
-        defer {
-            _ = try? lab.sh("rm -rf \(etc); rmdir /etc/netns 2>/dev/null || true")
-            lab.tearDown()
-        }
-        try lab.sh("mkdir -p \(etc)")
-        try lab.sh("printf '127.0.0.1 localhost\\n198.18.7.1 \(Self.serverName)\\n' > \(etc)/hosts")
-        try lab.sh("printf 'nameserver 127.0.0.1\\noptions timeout:1 attempts:1\\n' > \(etc)/resolv.conf")
+        defer { lab.tearDown() }
+        let etc = try Self.makeClientEtc(lab, hosts: "127.0.0.1 localhost\\n198.18.7.1 \(Self.serverName)\\n")
+        defer { Self.removeEtc(etc, lab) }
         // The server's second address, reachable over both uplinks like the first.
         try lab.sh("ip -n \(lab.server) address add 198.18.7.2/32 dev lo")
         for number in 1...2 {

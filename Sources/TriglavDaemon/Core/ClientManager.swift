@@ -277,24 +277,7 @@ public final class ClientManager: Sendable {
             } else {
                 logger.notice("configuration reloaded; connection settings changed, rebuilding the tunnel")
                 _ = try teardown()
-                state.withLock { state in
-                    state.phase = .starting(plan.profile)
-                    publish(&state)
-                }
-                do throws(TriglavDaemonError) {
-                    let tunnel = try startTunnel(plan)
-                    state.withLock { state in
-                        state.activate(plan: plan, options: current.options, tunnel: tunnel, now: uptime())
-                        reconcile(&state)
-                        publish(&state)
-                    }
-                } catch {
-                    state.withLock { state in
-                        state.phase = .disconnected
-                        publish(&state)
-                    }
-                    throw error
-                }
+                try startAndActivate(plan, options: current.options, now: uptime())
             }
             return config
         }
@@ -564,6 +547,30 @@ public final class ClientManager: Sendable {
         }
     }
 
+    /// Rebuilds from `.starting`: the tunnel for `plan` goes active, or on failure the manager is disconnected and the
+    /// error is rethrown (a reload, a resolved pending name and a moved server all end this way).
+    private func startAndActivate(_ plan: ClientTunnelPlan, options: ConnectionOptions,
+                                  now: Duration) throws(TriglavDaemonError) {
+        state.withLock { state in
+            state.phase = .starting(plan.profile)
+            publish(&state)
+        }
+        do throws(TriglavDaemonError) {
+            let tunnel = try startTunnel(plan)
+            state.withLock { state in
+                state.activate(plan: plan, options: options, tunnel: tunnel, now: now)
+                reconcile(&state)
+                publish(&state)
+            }
+        } catch {
+            state.withLock { state in
+                state.phase = .disconnected
+                publish(&state)
+            }
+            throw error
+        }
+    }
+
     private func startTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {
         let tunnel = try tunnels.makeTunnel(plan)
         do { try tunnel.start() } catch {
@@ -727,26 +734,13 @@ public final class ClientManager: Sendable {
                 }
             case .success(let (settings, server)):
                 let plan = makePlan(config: config, profile: pending.profile, settings: settings, server: server)
-                state.withLock { state in
-                    state.phase = .starting(pending.profile)
-                    publish(&state)
-                }
                 do throws(TriglavDaemonError) {
-                    let tunnel = try startTunnel(plan)
-                    state.withLock { state in
-                        state.activate(plan: plan, options: pending.options, tunnel: tunnel, now: now)
-                        reconcile(&state)
-                        publish(&state)
-                    }
+                    try startAndActivate(plan, options: pending.options, now: now)
                     logger.notice("""
                         the server name \(settings.endpoint) resolved to \(server) after \(current.failures) failed \
                         attempt\(current.failures == 1 ? "" : "s"); connecting to \(plan.profile)
                         """, metadata: metadata)
                 } catch {
-                    state.withLock { state in
-                        state.phase = .disconnected
-                        publish(&state)
-                    }
                     logger.error("connect to \(pending.profile) failed: \(error)", metadata: metadata)
                 }
             }
@@ -787,22 +781,9 @@ public final class ClientManager: Sendable {
                 var plan = current.plan
                 plan.server = server
                 _ = try? teardown()
-                state.withLock { state in
-                    state.phase = .starting(plan.profile)
-                    publish(&state)
-                }
                 do throws(TriglavDaemonError) {
-                    let tunnel = try startTunnel(plan)
-                    state.withLock { state in
-                        state.activate(plan: plan, options: current.options, tunnel: tunnel, now: now)
-                        reconcile(&state)
-                        publish(&state)
-                    }
+                    try startAndActivate(plan, options: current.options, now: now)
                 } catch {
-                    state.withLock { state in
-                        state.phase = .disconnected
-                        publish(&state)
-                    }
                     logger.error("reconnecting to \(plan.profile) at \(server) failed: \(error)", metadata: metadata)
                 }
             }
