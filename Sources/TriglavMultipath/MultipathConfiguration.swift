@@ -76,6 +76,10 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// The data plane uses 3 (docs/DATAPLANE.md, "Sender-side pacing"); 1 by default, as the simulator's paced
     /// deployment is tuned with it (with 3 its per-uplink-queue blackhole gaps on seeds 12–13 grow 400 → 510–530 ms).
     public var pacingFullJitterMultiple: UInt64 = 1
+    /// Late binding with delay equalisation (`maxEqualizationDelay` > 0, `aggregate`): the shared queue's head goes to
+    /// the uplink with the earliest *equalised* arrival (queue + transmission, the one-way delay counted only as far as
+    /// the receiver's equaliser doesn't lift it), as `schedule` ranks. Off by default (the experiment's switch).
+    public var equalizedLateBinding: Bool = false
     /// Capacity catch-up: a link whose probes find its queue well short of the scheduler's model queue (it
     /// drains faster than its capacity estimate) is modelled at twice the estimate for a moment, so it is given
     /// enough to show its rate (`Tuning.fasterThanModelledGainPercent`). Without it an estimate below the link's
