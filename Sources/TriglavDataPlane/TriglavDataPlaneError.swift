@@ -19,6 +19,8 @@ public enum TriglavDataPlaneError: Error, Equatable, Sendable, CustomStringConve
     case routing(operation: String, reason: String)
     /// A routing or NAT command failed; `output` is what the tool printed.
     case routingCommand(command: String, status: Int32, output: String)
+    /// A sysctl under /proc/sys could not be read or written, or holds something unexpected.
+    case sysctl(path: String, reason: String)
     /// A setting is invalid (the reason names it).
     case invalidConfiguration(String)
     /// The tunnel was already started or already stopped.
@@ -48,6 +50,8 @@ public enum TriglavDataPlaneError: Error, Equatable, Sendable, CustomStringConve
             return "cannot \(operation): \(reason)"
         case .routingCommand(let command, let status, let output):
             return "'\(command)' exited with status \(status): \(output)"
+        case .sysctl(let path, let reason):
+            return "sysctl \(path): \(reason); check that /proc/sys is writable (CAP_NET_ADMIN, ReadWritePaths=/proc/sys/net)"
         case .invalidConfiguration(let reason):
             return "invalid data-plane configuration: \(reason)"
         case .invalidState(let reason):

@@ -238,7 +238,7 @@ final class DaemonLab: @unchecked Sendable {
     /// Runs `busctl --address=BUS ARGUMENTS` (throws on failure, with its output).
     @discardableResult
     func busctl(_ arguments: String) throws -> String {
-        guard let busAddress else { throw DaemonLabError.timeout("no bus started") }
+        guard let busAddress else { throw LabError.timeout("no bus started") }
         return try sh("busctl --address=\(busAddress) \(arguments)", timeout: 20)
     }
 
@@ -263,7 +263,7 @@ final class DaemonLab: @unchecked Sendable {
     @discardableResult
     func sh(_ command: String, timeout: Int = 60) throws -> String {
         let (status, text) = try runShell(command, timeout: timeout)
-        guard status == 0 else { throw DaemonLabError.commandFailed(command, status, text) }
+        guard status == 0 else { throw LabError.commandFailed(command, status, text) }
         return text
     }
 }
@@ -279,7 +279,7 @@ final class NotifyListener: @unchecked Sendable {
         self.path = path
         unlink(path)
         descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw DaemonLabError.commandFailed("socket(AF_UNIX)", errno, "") }
+        guard descriptor >= 0 else { throw LabError.commandFailed("socket(AF_UNIX)", errno, "") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -288,7 +288,7 @@ final class NotifyListener: @unchecked Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0 else { throw DaemonLabError.commandFailed("bind \(path)", errno, "") }
+        guard bound == 0 else { throw LabError.commandFailed("bind \(path)", errno, "") }
     }
 
     /// Every message so far (each a newline-separated list of assignments), reading what is pending.
@@ -319,7 +319,7 @@ final class NotifyListener: @unchecked Sendable {
             var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             _ = poll(&poller, 1, 100)
         }
-        throw DaemonLabError.timeout("\(assignment) on \(path); got \(messages)")
+        throw LabError.timeout("\(assignment) on \(path); got \(messages)")
     }
 
     private func drain() {
@@ -336,17 +336,5 @@ final class NotifyListener: @unchecked Sendable {
     func close() {
         Glibc.close(descriptor)
         unlink(path)
-    }
-}
-
-enum DaemonLabError: Error, CustomStringConvertible {
-    case commandFailed(String, Int32, String)
-    case timeout(String)
-
-    var description: String {
-        switch self {
-        case .commandFailed(let command, let status, let output): "'\(command)' exited \(status): \(output)"
-        case .timeout(let what): "timed out waiting for \(what)"
-        }
     }
 }

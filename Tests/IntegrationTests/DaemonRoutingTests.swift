@@ -99,7 +99,7 @@ struct DaemonRoutingTests {
         do {
             try lab.busctl("call \(Self.manager) Connect 'sa{sv}' lab 1 full-tunnel s no")
             Issue.record("Connect with full-tunnel of type s succeeded")
-        } catch DaemonLabError.commandFailed(_, _, let output) {
+        } catch LabError.commandFailed(_, _, let output) {
             #expect(output.contains("full-tunnel must be of type b"), "\(output)")
         }
 

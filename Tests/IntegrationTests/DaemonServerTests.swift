@@ -49,7 +49,7 @@ struct DaemonServerTests {
         do {
             try lab.busctl("call \(Self.server) DisconnectClient o /org/triglav/client/1")
             Issue.record("DisconnectClient of a departed client succeeded")
-        } catch DaemonLabError.commandFailed(_, _, let output) {
+        } catch LabError.commandFailed(_, _, let output) {
             #expect(output.contains("no client 1"), "\(output)")
         }
 

@@ -63,11 +63,13 @@ struct DaemonTests {
         for family in ["-4", "-6"] {
             let rules = try lab.exec(lab.client, "ip \(family) rule show")
             let ours = rules.split(separator: "\n").filter { !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:") }
-            // Full tunnel: suppress_prefixlength and not-fwmark, once each per family.
-            #expect(ours.count == 2 && Set(ours).count == ours.count, "duplicate or missing rules (\(family)): \(rules)")
-            // One default route per family in the tunnel table (IPv6 unreachable: the server assigns none).
+            // Full tunnel: suppress_prefixlength and not-fwmark, once each per family, and (IPv4, the server's family)
+            // `to SERVER lookup main` for the reverse-path check (docs/DATAPLANE.md, "Reverse-path filtering").
+            #expect(ours.count == (family == "-4" ? 3 : 2) && Set(ours).count == ours.count, "duplicate or missing rules (\(family)): \(rules)")
+            // Two default routes per family in the tunnel table: via the TUN (IPv6 unreachable: the server assigns none)
+            // and the kill switch's standing `unreachable default metric 4294967295`.
             let routes = try lab.exec(lab.client, "ip \(family) route show table all proto 116")
-            #expect(routes.components(separatedBy: "default").count == 2, "tunnel routes (\(family)): \(routes)")
+            #expect(routes.components(separatedBy: "default").count == 3, "tunnel routes (\(family)): \(routes)")
         }
         #expect(try lab.exec(lab.client, "ip -o link show").components(separatedBy: "tgc0").count == 2)
 
@@ -159,11 +161,11 @@ struct DaemonTests {
         #expect(table.contains("waiting"), "\(table)")
 
         // Errors are the documented ones, and the daemon stays up.
-        #expect(throws: DaemonLabError.self) { try lab.busctl("call \(manager) Disconnect") }
+        #expect(throws: LabError.self) { try lab.busctl("call \(manager) Disconnect") }
         do {
             try lab.busctl("call \(manager) Connect 'sa{sv}' nowhere 0")
             Issue.record("Connect to an unknown profile succeeded")
-        } catch DaemonLabError.commandFailed(_, _, let output) {
+        } catch LabError.commandFailed(_, _, let output) {
             #expect(output.contains("profile 'nowhere'"), "\(output)")
         }
 
@@ -182,7 +184,7 @@ struct DaemonTests {
         do {
             try lab.busctl("call \(manager) Reload")
             Issue.record("Reload of a broken file succeeded")
-        } catch DaemonLabError.commandFailed(_, _, let output) {
+        } catch LabError.commandFailed(_, _, let output) {
             #expect(output.contains("client.toml"), "\(output)")
         }
         #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"flow\"\n")
@@ -191,7 +193,7 @@ struct DaemonTests {
         try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
         #expect(try lab.busctl("get-property \(manager) Profile") == "s \"lab\"\n")
-        #expect(throws: DaemonLabError.self) { try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0") }
+        #expect(throws: LabError.self) { try lab.busctl("call \(manager) Connect 'sa{sv}' lab 0") }
         try lab.busctl("set-property \(manager) Scheduler s failover")
         #expect(try lab.busctl("get-property \(manager) Scheduler") == "s \"failover\"\n")
         #expect(try waitForProperty(lab, "org.triglav /org/triglav/uplink/1 org.triglav.Uplink1 State", "s \"active\"\n"))

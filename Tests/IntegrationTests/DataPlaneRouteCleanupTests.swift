@@ -26,6 +26,8 @@ struct DataPlaneRouteCleanupTests {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
         for command in Self.userSetup { try lab.exec(lab.client, command) }
+        // Main has a default route through up1, so traffic the tunnel doesn't catch after a crash has a way out.
+        try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
         _ = try lab.startServer()
 
         // Start and a clean stop: the user's rules and routes are there while the tunnel runs, and after.
@@ -44,6 +46,17 @@ struct DataPlaneRouteCleanupTests {
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client-2"))")
         lab.crash(crashed)
         #expect(!ownLines(try snapshot(lab)).isEmpty, "kill -9 left nothing to clean up: the test proves nothing")
+        // While the client is dead (its TUN and the routes via it gone), the kill switch's standing unreachable route
+        // refuses traffic: nothing to the internet host leaves through an uplink in cleartext.
+        let captures = try lab.captureOnUplinks(filter: "host \(DataPlaneLab.internetAddress)")
+        #expect((try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 \(DataPlaneLab.internetAddress)")) == nil, "ping got through after the crash")
+        _ = try? lab.exec(lab.client, "sh -c 'echo leak > /dev/udp/\(DataPlaneLab.internetAddress)/53'")
+        Thread.sleep(forTimeInterval: 0.3)
+        for (uplink, process) in captures {
+            lab.crash(process)  // line-buffered (-l): SIGKILL loses nothing
+            let leaked = lab.log("tcpdump-\(uplink)").split(separator: "\n").filter { $0.contains(DataPlaneLab.internetAddress) }
+            #expect(leaked.isEmpty, "cleartext on \(uplink) while the client was dead: \(leaked)")
+        }
         for family in ["-4", "-6"] {
             try lab.exec(lab.client, "ip \(family) rule add priority 29798 lookup main suppress_prefixlength 0")
             try lab.exec(lab.client, "ip \(family) rule add priority 29799 not fwmark 0x7467 lookup 29799")

@@ -39,8 +39,9 @@ struct DataPlaneRoutingTests {
         // The server comes up: the tunnel connects by itself and carries IPv4 to the internet host (NATed).
         _ = try lab.startServer()
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
-        // The routes switch just after the addresses appear (which the tunnel ping needs).
-        for _ in 0..<50 where try lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("unreachable") {
+        // The routes switch just after the addresses appear (which the tunnel ping needs); the kill switch's
+        // `unreachable default metric 4294967295` stays beside the route via the TUN.
+        for _ in 0..<50 where try !lab.exec(lab.client, "ip -4 route show table \(Self.table)").contains("default dev tgc0") {
             Thread.sleep(forTimeInterval: 0.1)
         }
         try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
@@ -206,9 +207,11 @@ struct DataPlaneRoutingTests {
                 "\(routes6)")
         #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").split(separator: "\n").count == 1)
         #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").split(separator: "\n").count == 1)
-        // Rules: the exclude and the tunnel rule, no suppress rule (IPv6: the tunnel rule for its prefix).
+        // Rules: the exclude, the server's address (looked up in main, for the reverse-path check) and the tunnel rule,
+        // no suppress rule (IPv6: the tunnel rule for its prefix).
         let rules4 = try rules("-4"), rules6 = try rules("-6")
         #expect(rules4 == ["29797:\tfrom all to 172.31.0.128/25 lookup main proto 116",
+                           "29797:\tfrom all to \(DataPlaneLab.serverAddress) lookup main proto 116",
                            "29799:\tnot from all fwmark 0x7467 lookup 29799 proto 116"], "\(rules4)")
         #expect(rules6 == ["29799:\tnot from all fwmark 0x7467 lookup 29799 proto 116"], "\(rules6)")
         // Where packets go: the routed prefix through the tunnel (and answered), the excluded part and

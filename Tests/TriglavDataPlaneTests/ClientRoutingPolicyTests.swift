@@ -37,6 +37,18 @@ struct ClientRoutingPolicyTests {
         #expect(before.map(\.destination) == both.map(\.destination))
     }
 
+    @Test("full tunnel only: a standing unreachable default per family at the largest metric, for when the TUN is gone")
+    func killSwitchRoutes() {
+        let routes = RouteManager.killSwitchRoutes(routing: .fullTunnel, table: Self.table)
+        #expect(Self.summary(routes) == ["unreachable 0.0.0.0/0", "unreachable ::/0"])
+        #expect(routes.allSatisfy { $0.metric == UInt32.max })
+        // A different metric from `tunnelRoutes`' defaults: replacing those with the route via the TUN keeps these.
+        #expect(RouteManager.tunnelRoutes(routing: .fullTunnel, assignment: nil, tunIndex: nil, table: Self.table)
+            .allSatisfy { $0.metric == nil })
+        #expect(RouteManager.killSwitchRoutes(routing: .split([Self.prefix("172.31.0.0/24")]), table: Self.table).isEmpty)
+        #expect(RouteManager.killSwitchRoutes(routing: .none, table: Self.table).isEmpty)
+    }
+
     @Test("split tunnel: one route per prefix, unreachable until its family is assigned; none for .none")
     func splitRoutes() {
         let routing = ClientRouting.split([Self.prefix("172.31.0.0/24"), Self.prefix("2001:db8:77::/48")])

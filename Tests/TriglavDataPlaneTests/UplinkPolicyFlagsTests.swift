@@ -65,6 +65,59 @@ struct UplinkPolicyFlagsTests {
         #expect(UplinkPolicyFlags.serverPolicy(from: 0x86, ownHeartbeat: own) == UplinkPolicy(tier: .backup, isMetered: true))
         #expect(UplinkPolicyFlags.serverPolicy(from: 0x00, ownHeartbeat: own) == nil)
     }
+
+    @Test("a server's client uplink is a metered backup until its first control frame, which gives it the client's policy")
+    func serverUpdatesFromTheFirstControlFrame() {
+        let own = 100 * Self.millisecond
+        let backup = UplinkPolicyFlags.encode(UplinkPolicy(tier: .backup))
+        let primary = UplinkPolicyFlags.encode(UplinkPolicy())
+        #expect(UplinkPolicyFlags.unannounced == UplinkPolicy(tier: .backup, isMetered: true))
+        #expect(UplinkPolicyFlags.serverUpdate(flags: backup, applied: nil, ownHeartbeat: own) == UplinkPolicy(tier: .backup))
+        #expect(UplinkPolicyFlags.serverUpdate(flags: primary, applied: nil, ownHeartbeat: own) == UplinkPolicy())
+        // An older client's first control frame (no policy): a primary, as before tiers existed.
+        #expect(UplinkPolicyFlags.serverUpdate(flags: 0, applied: nil, ownHeartbeat: own) == UplinkPolicy())
+        #expect(UplinkPolicyFlags.serverUpdate(flags: 0, applied: 0, ownHeartbeat: own) == nil)
+        // Repeats change nothing; a change is followed; a frame without a policy keeps the one applied.
+        #expect(UplinkPolicyFlags.serverUpdate(flags: backup, applied: backup, ownHeartbeat: own) == nil)
+        #expect(UplinkPolicyFlags.serverUpdate(flags: primary, applied: backup, ownHeartbeat: own) == UplinkPolicy())
+        #expect(UplinkPolicyFlags.serverUpdate(flags: 0, applied: backup, ownHeartbeat: own) == nil)
+    }
+
+    @Test("an unannounced uplink carries no downloads while an announced primary works, and carries when it is the only path")
+    func unannouncedUplinkIsHeldBack() throws {
+        let ms = Self.millisecond
+        var configuration = ClientTunnelConfiguration.defaultMultipath
+        configuration.scheduler = .aggregate
+        var engine = try MultipathEngine<Int>(configuration: configuration)
+        try engine.addUplink(UplinkID(1), policy: UplinkPolicy(), now: 0)
+        try engine.addUplink(UplinkID(2), policy: UplinkPolicyFlags.unannounced, now: 0)
+        // Both answer probes (10 ms) until ready; the unannounced one is faster, so only its tier can keep it out.
+        var replies: [(at: UInt64, uplink: UplinkID, probe: UInt32)] = []
+        var now: UInt64 = 0
+        func run(until end: UInt64, answering: Set<UplinkID>) {
+            while now < end {
+                now += ms
+                for reply in replies where reply.at <= now { engine.handle(.probeReplied(reply.uplink, probeID: reply.probe, at: now)) }
+                replies.removeAll { $0.at <= now }
+                while let duty = engine.nextDuty(now: now) {
+                    if case .sendProbe(let uplink, let probe, _) = duty, answering.contains(uplink) {
+                        replies.append((now + (uplink == UplinkID(1) ? 20 : 5) * ms, uplink, probe))
+                    }
+                }
+            }
+        }
+        run(until: 2_000 * ms, answering: [UplinkID(1), UplinkID(2)])
+        #expect(engine.allStatistics().map(\.state) == [.ready, .ready])
+        var carriers: Set<UplinkID> = []
+        for _ in 0..<200 {
+            carriers.formUnion(engine.schedule(packetLength: 1200, flowKey: FlowKey(rawValue: 7), now: now))
+        }
+        #expect(carriers == [UplinkID(1)])
+        // The primary goes silent: the unannounced uplink is the only path left and carries.
+        run(until: 12_000 * ms, answering: [UplinkID(2)])
+        #expect(engine.statistics(for: UplinkID(1))?.state == .down)
+        #expect(Set(engine.schedule(packetLength: 1200, flowKey: FlowKey(rawValue: 7), now: now)) == [UplinkID(2)])
+    }
 }
 
 @Suite("Uplink receive rate")

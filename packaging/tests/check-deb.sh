@@ -52,6 +52,8 @@ for library in libsodium23 libdbus-1-3 libnl-3-200 libnl-route-3-200 libsystemd0
     check "Depends on $library" grep -qE "(^|, )$library( |,|$)" <<< "$depends"
 done
 check "Depends names no Swift runtime package" bash -c "! grep -qi swift <<< '$depends'"
+recommends=$(dpkg-deb --field "$deb" Recommends)
+check "Recommends nftables (the server role's NAT)" grep -qE "(^|, )nftables( |,|$)" <<< "$recommends"
 
 scratch=$(mktemp -d /tmp/tg-packaging-deb.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT

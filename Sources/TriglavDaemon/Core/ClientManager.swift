@@ -17,6 +17,12 @@ import TriglavMultipath
 /// sessions, re-derived on every `refresh()`) → (Disconnect) disconnecting → disconnected. Connect in
 /// any state but disconnected is `alreadyConnected`; Disconnect while disconnected is `notConnected`.
 ///
+/// Server names (`host:port` endpoints, `ServerNameSchedule`): Connect fails with `unresolvable` when the name doesn't
+/// resolve, but the start-time `autoconnect` waits instead (phase `resolving`, shown as connecting without a tunnel) and
+/// retries with backoff from `refresh()`. A connected tunnel none of whose uplinks reaches the server for a while resolves
+/// the name again and, when it leads elsewhere now, rebuilds the tunnel towards the new address. Resolving blocks, so it
+/// runs on a private serial queue, never under a lock nor on the caller of `refresh()` (the daemon's watchdog tick).
+///
 /// Uplinks: one record per interface, numbered once (the N of `/org/triglav/uplink/N`, never reused).
 /// Auto records live as long as discovery reports the interface; manual ones until RemoveUplink. While
 /// a connection is up, the tunnel carries exactly the records that are enabled, not tier `never`, present
@@ -38,6 +44,10 @@ public final class ClientManager: Sendable {
     private let logger: Logger
     /// Wall-clock seconds (UTC), for the data caps' billing periods.
     private let clock: @Sendable () -> Int64
+    /// Monotonic time, for the server name's retries and re-resolution (`ServerNameSchedule`); tests pass a virtual one.
+    private let uptime: @Sendable () -> Duration
+    /// Runs the blocking name resolutions of retries and re-resolution, one at a time.
+    private let resolutions = DispatchQueue(label: "triglav.client-manager.resolutions")
     /// Where the data caps' period usage survives restarts; nil keeps it in memory only.
     private let dataCapStore: DataCapStore?
     private let lifecycle = Mutex<Void>(())
@@ -47,9 +57,12 @@ public final class ClientManager: Sendable {
     public init(config: DaemonConfig, configSource: any DaemonConfigSource, profiles: any ProfileStore,
                 tunnels: any ClientTunnelFactory, resolver: any EndpointResolving = SystemEndpointResolver(),
                 logger: Logger = Logger(label: "triglav.daemon.client"),
-                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }, dataCapStore: DataCapStore? = nil) {
+                clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }, dataCapStore: DataCapStore? = nil,
+                uptime: (@Sendable () -> Duration)? = nil) {
         self.tunnels = tunnels
         self.clock = clock
+        let origin = ContinuousClock.now
+        self.uptime = uptime ?? { ContinuousClock.now - origin }
         self.dataCapStore = dataCapStore
         self.resolver = resolver
         self.profiles = profiles
@@ -78,6 +91,9 @@ public final class ClientManager: Sendable {
 
     /// Waits until every event published so far has been delivered (tests, shutdown).
     public func drainEvents() { events.sync {} }
+
+    /// Waits until the name resolutions started so far have finished and been applied (tests).
+    func drainResolutions() { resolutions.sync {} }
 
     // MARK: Reading
 
@@ -123,7 +139,19 @@ public final class ClientManager: Sendable {
 
     /// Connects to the server of profile `name`: loads the profile, builds and starts the tunnel, and puts
     /// the current uplinks into it. Returns once the tunnel exists (state connecting); sessions follow.
+    /// A server name that doesn't resolve fails it (`unresolvable`): the user asked now, and is told now.
     public func connect(profile name: String, options: ConnectionOptions = ConnectionOptions()) throws(TriglavDaemonError) {
+        try connect(profile: name, options: options, waitingForTheName: false)
+    }
+
+    /// The start-time connection (`--connect`, `autoconnect`): as `connect`, except that a server name that doesn't
+    /// resolve yet (at boot the network may not be up) doesn't fail it. The connection then waits for the name (state
+    /// connecting, no tunnel yet), retried with backoff (`ServerNameSchedule`) until it resolves or Disconnect.
+    public func autoconnect(profile name: String) throws(TriglavDaemonError) {
+        try connect(profile: name, options: ConnectionOptions(), waitingForTheName: true)
+    }
+
+    private func connect(profile name: String, options: ConnectionOptions, waitingForTheName: Bool) throws(TriglavDaemonError) {
         let profileName: ProfileName
         do { profileName = try ProfileName(name) } catch {
             throw .invalidArgument(what: "profile name '\(name)'", reason: "use 1 to 64 letters, digits, ., _ or -, starting with a letter or digit")
@@ -137,22 +165,40 @@ public final class ClientManager: Sendable {
                     return state.config
                 case .starting(let profile):
                     throw .alreadyConnected(profile: profile.rawValue)
+                case .resolving(let pending):
+                    throw .alreadyConnected(profile: pending.profile.rawValue)
                 case .active(let connection), .disconnecting(let connection):
                     throw .alreadyConnected(profile: connection.plan.profile.rawValue)
                 }
             }
+            var endpoint: RemoteEndpoint?
             do throws(TriglavDaemonError) {
                 let override = state.withLock { $0.schedulerOverride }
-                let plan = try makePlan(config: config, profile: profileName, options: options, schedulerOverride: override)
+                let settings = try connectionSettings(config: config, profile: profileName, options: options, schedulerOverride: override)
+                endpoint = settings.endpoint
+                let plan = makePlan(config: config, profile: profileName, settings: settings, server: try resolve(settings.endpoint))
                 let tunnel = try startTunnel(plan)
                 state.withLock { state in
-                    state.phase = .active(Connection(plan: plan, options: options, tunnel: tunnel))
+                    state.activate(plan: plan, options: options, tunnel: tunnel, now: uptime())
                     reconcile(&state)
                     publish(&state)
                 }
                 logger.info("connecting to \(plan.profile) (\(plan.server))",
                             metadata: ["profile": "\(plan.profile)", "server": "\(plan.server)"])
             } catch {
+                if waitingForTheName, case .unresolvable = error, let endpoint {
+                    let delay = ServerNameSchedule.retryDelay(afterFailures: 1)
+                    let now = uptime()
+                    state.withLock { state in
+                        state.phase = .resolving(PendingConnection(
+                            generation: state.takeGeneration(), profile: profileName, options: options, endpoint: endpoint,
+                            failures: 1, lastFailure: error.resolverReason, nextAttempt: now + delay))
+                        publish(&state)
+                    }
+                    logger.warning("connecting to \(profileName) waits for its server name: \(error); retrying in \(delay)",
+                                   metadata: ["profile": "\(profileName)", "server": "\(endpoint)"])
+                    return
+                }
                 state.withLock { state in
                     state.phase = .disconnected
                     publish(&state)
@@ -191,8 +237,13 @@ public final class ClientManager: Sendable {
     public func reload() throws(TriglavDaemonError) -> DaemonConfig {
         try lifecycle.withLock { _ throws(TriglavDaemonError) -> DaemonConfig in
             let config = try configSource.load()
+            let now = uptime()
             let current = state.withLock { state -> Connection? in
                 state.config = config
+                if case .resolving(var pending) = state.phase {
+                    pending.nextAttempt = min(pending.nextAttempt, now)  // the profile may name another server now
+                    state.phase = .resolving(pending)
+                }
                 publish(&state)
                 if case .active(let connection) = state.phase { return connection }
                 return nil
@@ -202,8 +253,16 @@ public final class ClientManager: Sendable {
                 return config
             }
             let override = state.withLock { $0.schedulerOverride }
-            let plan = try makePlan(config: config, profile: current.plan.profile, options: current.options,
-                                    schedulerOverride: override)
+            let settings = try connectionSettings(config: config, profile: current.plan.profile, options: current.options,
+                                                  schedulerOverride: override)
+            let server: IPEndpoint
+            do throws(TriglavDaemonError) { server = try resolve(settings.endpoint) } catch {
+                // The same name that doesn't resolve right now: keep its address rather than fail the whole reload.
+                guard settings.endpoint == current.plan.configuredEndpoint else { throw error }
+                logger.warning("reload: \(error); keeping the server's address \(current.plan.server)")
+                server = current.plan.server
+            }
+            let plan = makePlan(config: config, profile: current.plan.profile, settings: settings, server: server)
             var inPlace = current.plan
             inPlace.scheduler = plan.scheduler
             if plan == current.plan {
@@ -218,24 +277,7 @@ public final class ClientManager: Sendable {
             } else {
                 logger.notice("configuration reloaded; connection settings changed, rebuilding the tunnel")
                 _ = try teardown()
-                state.withLock { state in
-                    state.phase = .starting(plan.profile)
-                    publish(&state)
-                }
-                do throws(TriglavDaemonError) {
-                    let tunnel = try startTunnel(plan)
-                    state.withLock { state in
-                        state.phase = .active(Connection(plan: plan, options: current.options, tunnel: tunnel))
-                        reconcile(&state)
-                        publish(&state)
-                    }
-                } catch {
-                    state.withLock { state in
-                        state.phase = .disconnected
-                        publish(&state)
-                    }
-                    throw error
-                }
+                try startAndActivate(plan, options: current.options, now: uptime())
             }
             return config
         }
@@ -245,20 +287,33 @@ public final class ClientManager: Sendable {
     /// and publishes what changed. The daemon calls it once a second, which also rate-limits counters.
     public func refresh() {
         defer { saveDataCaps(force: false) }
-        state.withLock { state in
+        let now = uptime()
+        let due = state.withLock { state -> NameResolution? in
+            var due: NameResolution?
+            if case .resolving(var pending) = state.phase, !pending.isAttempting, now >= pending.nextAttempt {
+                pending.isAttempting = true
+                state.phase = .resolving(pending)
+                due = .pendingConnection(generation: pending.generation)
+            }
             guard case .active(var connection) = state.phase else {
                 // Without a connection too, so a capped-out uplink shows usable again once its period is over.
                 // (With one, `reconcile` does it, setting the baselines of attached uplinks.)
                 _ = state.enterDataCapPeriods(now: clock())
                 publish(&state)
-                return
+                return due
             }
             let previousFailure = state.refreshStatistics(&connection, now: clock())?.routingFailure
             reportRoutingFailure(from: previousFailure, to: connection.statistics?.routingFailure, connection)
+            if case .hostname = connection.plan.configuredEndpoint,
+               connection.serverNameWatch.observe(reachable: connection.reachesServer, now: now) {
+                due = .connectedServer(generation: connection.generation)
+            }
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
+            return due
         }
+        if let due { resolutions.async { [weak self] in self?.resolve(due) } }
     }
 
     /// Logs a routing failure episode once at error level when it starts (the data plane keeps retrying, and
@@ -401,6 +456,11 @@ public final class ClientManager: Sendable {
                 return
             }
             if let name, wasReported != (state.records[name]?.discovered != nil) { followSystemLink(name, &state) }
+            if let name, !wasReported, state.records[name]?.discovered != nil, case .resolving(var pending) = state.phase {
+                // A network just came up: the name may resolve now, so don't sit out the backoff.
+                pending.nextAttempt = min(pending.nextAttempt, uptime())
+                state.phase = .resolving(pending)
+            }
             reconcile(&state)
             publish(&state)
         }
@@ -428,18 +488,32 @@ public final class ClientManager: Sendable {
 
     // MARK: Internals
 
-    private func makePlan(config: DaemonConfig, profile name: ProfileName, options: ConnectionOptions,
-                          schedulerOverride: TriglavConfig.SchedulerKind?) throws(TriglavDaemonError) -> ClientTunnelPlan {
+    /// The profile's settings with the file's and Connect's overrides (no resolution yet).
+    private func connectionSettings(config: DaemonConfig, profile name: ProfileName, options: ConnectionOptions,
+                                    schedulerOverride: TriglavConfig.SchedulerKind?) throws(TriglavDaemonError) -> ConnectionSettings {
         guard config.role == .client else { throw .wrongRole(operation: "connect", role: config.role.rawValue) }
         let profile = try profiles.profile(named: name)
         var settings = ConnectionSettings(daemon: config, profile: profile)
         if let scheduler = options.scheduler ?? schedulerOverride { settings.multipath.scheduler = scheduler }
         if let fullTunnel = options.fullTunnel { settings.routing.fullTunnel = fullTunnel }
         if let server = options.server { settings.endpoint = server }
+        return settings
+    }
+
+    /// The server's address: `endpoint`'s own, or what its name resolves to. Any resolver failure is `unresolvable`.
+    private func resolve(_ endpoint: RemoteEndpoint) throws(TriglavDaemonError) -> IPEndpoint {
+        do { return try resolver.resolve(endpoint) } catch {
+            if case .unresolvable = error { throw error }
+            throw .unresolvable(endpoint: "\(endpoint)", reason: error.description)
+        }
+    }
+
+    private func makePlan(config: DaemonConfig, profile name: ProfileName, settings: ConnectionSettings,
+                          server: IPEndpoint) -> ClientTunnelPlan {
         let routing: ClientRouting = settings.routing.fullTunnel ? .fullTunnel
             : settings.routing.routes.isEmpty ? .none : .split(settings.routing.routes)
         return ClientTunnelPlan(
-            profile: name, configuredEndpoint: settings.endpoint, server: try resolver.resolve(settings.endpoint),
+            profile: name, configuredEndpoint: settings.endpoint, server: server,
             serverKey: settings.serverPublicKey, privateKeyPath: config.privateKeyPath,
             tunnelInterface: config.tunnel.interface, mtu: config.tunnel.mtu, routing: routing,
             scheduler: Self.dataPlaneScheduler(settings.multipath.scheduler),
@@ -473,6 +547,30 @@ public final class ClientManager: Sendable {
         }
     }
 
+    /// Rebuilds from `.starting`: the tunnel for `plan` goes active, or on failure the manager is disconnected and the
+    /// error is rethrown (a reload, a resolved pending name and a moved server all end this way).
+    private func startAndActivate(_ plan: ClientTunnelPlan, options: ConnectionOptions,
+                                  now: Duration) throws(TriglavDaemonError) {
+        state.withLock { state in
+            state.phase = .starting(plan.profile)
+            publish(&state)
+        }
+        do throws(TriglavDaemonError) {
+            let tunnel = try startTunnel(plan)
+            state.withLock { state in
+                state.activate(plan: plan, options: options, tunnel: tunnel, now: now)
+                reconcile(&state)
+                publish(&state)
+            }
+        } catch {
+            state.withLock { state in
+                state.phase = .disconnected
+                publish(&state)
+            }
+            throw error
+        }
+    }
+
     private func startTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {
         let tunnel = try tunnels.makeTunnel(plan)
         do { try tunnel.start() } catch {
@@ -483,11 +581,24 @@ public final class ClientManager: Sendable {
 
     /// Stops the active connection (with the lifecycle lock held). Returns false when there was none.
     private func teardown() throws(TriglavDaemonError) -> Bool {
-        let connection = state.withLock { state -> Connection? in
-            guard case .active(let connection) = state.phase else { return nil }
-            state.phase = .disconnecting(connection)
-            publish(&state)
-            return connection
+        let (connection, waiting) = state.withLock { state -> (Connection?, PendingConnection?) in
+            switch state.phase {
+            case .active(let connection):
+                state.phase = .disconnecting(connection)
+                publish(&state)
+                return (connection, nil)
+            case .resolving(let pending):
+                // No tunnel yet: nothing to tear down. A resolution under way finds the phase changed and is dropped.
+                state.phase = .disconnected
+                publish(&state)
+                return (nil, pending)
+            case .disconnected, .starting, .disconnecting:
+                return (nil, nil)
+            }
+        }
+        if let waiting {
+            logger.info("stopped waiting for the server name of \(waiting.profile)", metadata: ["profile": "\(waiting.profile)"])
+            return true
         }
         guard let connection else { return false }
         // What the capped uplinks sent counts against their period (a stopped tunnel reports no uplinks).
@@ -567,6 +678,118 @@ public final class ClientManager: Sendable {
         state.phase = .active(connection)
     }
 
+    /// Runs one name resolution `refresh()` found due (on the resolution queue): resolves outside every lock, then
+    /// applies the outcome under the lifecycle lock if the phase it was for is still current (a Disconnect, reload
+    /// or new tunnel meanwhile drops it).
+    private func resolve(_ due: NameResolution) {
+        switch due {
+        case .pendingConnection(let generation): retryPendingConnection(generation)
+        case .connectedServer(let generation): resolveConnectedServer(generation)
+        }
+    }
+
+    /// The start-time connection waiting for its server name: one attempt. Resolved, the tunnel starts as Connect's
+    /// would; still unresolvable, the next attempt waits longer; any other failure (the profile went away) ends it.
+    private func retryPendingConnection(_ generation: UInt64) {
+        let read = state.withLock { state -> (PendingConnection, DaemonConfig, TriglavConfig.SchedulerKind?)? in
+            guard case .resolving(let pending) = state.phase, pending.generation == generation else { return nil }
+            return (pending, state.config, state.schedulerOverride)
+        }
+        guard let (pending, config, override) = read else { return }
+        let outcome = Result { () throws(TriglavDaemonError) -> (ConnectionSettings, IPEndpoint) in
+            let settings = try connectionSettings(config: config, profile: pending.profile, options: pending.options,
+                                                  schedulerOverride: override)
+            return (settings, try resolve(settings.endpoint))
+        }
+        let metadata: Logger.Metadata = ["profile": "\(pending.profile)"]
+        lifecycle.withLock { _ in
+            let now = uptime()
+            let current = state.withLock { state -> PendingConnection? in
+                guard case .resolving(let current) = state.phase, current.generation == generation else { return nil }
+                return current
+            }
+            guard var current else { return }
+            switch outcome {
+            case .failure(let error):
+                if case .unresolvable = error {
+                    current.failures += 1
+                    let delay = ServerNameSchedule.retryDelay(afterFailures: current.failures)
+                    let changed = current.lastFailure != error.resolverReason
+                    current.lastFailure = error.resolverReason
+                    current.nextAttempt = now + delay
+                    current.isAttempting = false
+                    state.withLock { state in
+                        state.phase = .resolving(current)
+                        publish(&state)
+                    }
+                    logger.log(level: changed ? .warning : .debug,
+                               "still waiting for the server name of \(pending.profile) (attempt \(current.failures)): \(error); retrying in \(delay)",
+                               metadata: metadata)
+                } else {
+                    state.withLock { state in
+                        state.phase = .disconnected
+                        publish(&state)
+                    }
+                    logger.error("connect to \(pending.profile) failed: \(error)", metadata: metadata)
+                }
+            case .success(let (settings, server)):
+                let plan = makePlan(config: config, profile: pending.profile, settings: settings, server: server)
+                do throws(TriglavDaemonError) {
+                    try startAndActivate(plan, options: pending.options, now: now)
+                    logger.notice("""
+                        the server name \(settings.endpoint) resolved to \(server) after \(current.failures) failed \
+                        attempt\(current.failures == 1 ? "" : "s"); connecting to \(plan.profile)
+                        """, metadata: metadata)
+                } catch {
+                    logger.error("connect to \(pending.profile) failed: \(error)", metadata: metadata)
+                }
+            }
+        }
+    }
+
+    /// A connected tunnel none of whose uplinks reaches the server: resolves its name again and, when it leads to
+    /// another address now, rebuilds the tunnel towards that one (a short outage of a tunnel that carried nothing).
+    private func resolveConnectedServer(_ generation: UInt64) {
+        let endpoint = state.withLock { state -> RemoteEndpoint? in
+            guard case .active(let connection) = state.phase, connection.generation == generation else { return nil }
+            return connection.plan.configuredEndpoint
+        }
+        guard let endpoint else { return }
+        let outcome = Result { () throws(TriglavDaemonError) -> IPEndpoint in try resolve(endpoint) }
+        lifecycle.withLock { _ in
+            let now = uptime()
+            let current = state.withLock { state -> Connection? in
+                guard case .active(var connection) = state.phase, connection.generation == generation else { return nil }
+                connection.serverNameWatch.finishResolving(at: now)
+                state.phase = .active(connection)
+                return connection
+            }
+            guard let current else { return }
+            let metadata: Logger.Metadata = ["profile": "\(current.plan.profile)", "server": "\(endpoint)"]
+            switch outcome {
+            case .failure(let error):
+                logger.warning("no uplink reaches the server of \(current.plan.profile), and resolving its name again failed: \(error)",
+                               metadata: metadata)
+            case .success(let server) where server == current.plan.server:
+                logger.info("no uplink reaches the server of \(current.plan.profile); its name still resolves to \(server)",
+                            metadata: metadata)
+            case .success(let server):
+                logger.notice("""
+                    no uplink reaches the server of \(current.plan.profile) at \(current.plan.server), and \(endpoint) now \
+                    resolves to \(server): rebuilding the tunnel towards it
+                    """, metadata: metadata)
+                var plan = current.plan
+                plan.server = server
+                _ = try? teardown()
+                do throws(TriglavDaemonError) {
+                    try startAndActivate(plan, options: current.options, now: now)
+                } catch {
+                    logger.error("reconnecting to \(plan.profile) at \(server) failed: \(error)", metadata: metadata)
+                }
+            }
+        }
+    }
+
     /// Enqueues events for whatever differs from what observers saw last.
     private func publish(_ state: inout State) {
         let status = state.status()
@@ -601,14 +824,44 @@ extension ClientManager {
         case disconnected
         /// Connect (or a reload's rebuild) is creating the tunnel.
         case starting(ProfileName)
+        /// The start-time connection waits for its server name to resolve; no tunnel yet (bus: connecting).
+        case resolving(PendingConnection)
         case active(Connection)
         case disconnecting(Connection)
     }
 
+    /// A name resolution `refresh()` found due, for the phase with this generation.
+    enum NameResolution {
+        case pendingConnection(generation: UInt64)
+        case connectedServer(generation: UInt64)
+    }
+
+    /// The start-time connection while its server name doesn't resolve (`autoconnect`).
+    struct PendingConnection {
+        /// Tells this wait from a later one (a resolution finishing after Disconnect and a new wait is dropped).
+        let generation: UInt64
+        let profile: ProfileName
+        let options: ConnectionOptions
+        /// The endpoint as written (Manager1.Server).
+        var endpoint: RemoteEndpoint
+        /// Attempts that failed so far (the first at connect).
+        var failures: Int
+        /// The resolver's reason for the last attempt's failure, for the status line.
+        var lastFailure: String
+        /// When `refresh()` starts the next attempt (monotonic).
+        var nextAttempt: Duration
+        /// An attempt is on the resolution queue.
+        var isAttempting = false
+    }
+
     struct Connection {
+        /// Tells this tunnel from a later one (a re-resolution finishing after a rebuild is dropped).
+        let generation: UInt64
         var plan: ClientTunnelPlan
         let options: ConnectionOptions
         let tunnel: any ClientTunnelDriving
+        /// When a host-name endpoint is resolved again (`ServerNameSchedule`).
+        var serverNameWatch: ServerNameWatch
         /// Interfaces currently added to the tunnel.
         var attached: Set<String> = []
         /// The multipath policy each attached interface was last given, so only changes are sent.
@@ -631,6 +884,21 @@ extension ClientManager {
 
         func isEstablished(_ interface: String) -> Bool {
             attached.contains(interface) && uplinkStatistics(interface)?.state == .established
+        }
+
+        /// Whether the server answers: true when an attached uplink has a session whose path isn't down, false when
+        /// none has but some try (handshaking, or a session whose probes go unanswered), nil when none tries (no
+        /// uplink, or none with a socket): a local outage, which a new address wouldn't cure.
+        var reachesServer: Bool? {
+            var trying = false
+            for uplink in statistics?.uplinks ?? [] where attached.contains(uplink.interface) && !linksDown.contains(uplink.interface) {
+                switch uplink.state {
+                case .established where uplink.pathState != .down: return true
+                case .established, .handshaking: trying = true
+                case .waiting: break
+                }
+            }
+            return trying ? false : nil
         }
 
         mutating func retire(_ interface: String) {
@@ -703,8 +971,21 @@ extension ClientManager {
         var observer: (@Sendable (ClientManagerEvent) -> Void)?
         var published: ClientManagerStatus?
         var publishedUplinks: [Int: UplinkSnapshot] = [:]
+        /// The next connection's or wait's generation.
+        var nextGeneration: UInt64 = 1
 
         init(config: DaemonConfig) { self.config = config }
+
+        mutating func takeGeneration() -> UInt64 {
+            defer { nextGeneration += 1 }
+            return nextGeneration
+        }
+
+        /// Makes a started tunnel the connection (uplinks join with the next `reconcile`).
+        mutating func activate(plan: ClientTunnelPlan, options: ConnectionOptions, tunnel: any ClientTunnelDriving, now: Duration) {
+            phase = .active(Connection(generation: takeGeneration(), plan: plan, options: options, tunnel: tunnel,
+                                       serverNameWatch: ServerNameWatch(resolvedAt: now)))
+        }
 
         /// What the engine is told about `interface`: tier, metered, (capped) how many bytes it may send, and its idle
         /// heartbeat when that isn't the tunnel's (metered uplinks, per-interface settings; the data plane announces it
@@ -857,14 +1138,14 @@ extension ClientManager {
         var connection: Connection? {
             switch phase {
             case .active(let connection), .disconnecting(let connection): connection
-            case .disconnected, .starting: nil
+            case .disconnected, .starting, .resolving: nil
             }
         }
 
         var connectionState: ConnectionState {
             switch phase {
             case .disconnected: .disconnected
-            case .starting: .connecting
+            case .starting, .resolving: .connecting
             case .active(let connection): connection.state
             case .disconnecting: .disconnecting
             }
@@ -878,14 +1159,18 @@ extension ClientManager {
         func status() -> ClientManagerStatus {
             let connection = self.connection
             var profile = ""
+            var server = connection.map { "\($0.plan.configuredEndpoint)" } ?? ""
             switch phase {
             case .starting(let name): profile = name.rawValue
+            case .resolving(let pending):
+                profile = pending.profile.rawValue
+                server = "\(pending.endpoint)"
             case .active(let connection), .disconnecting(let connection): profile = connection.plan.profile.rawValue
             case .disconnected: break
             }
             let assignment = connection?.statistics?.assignment
             return ClientManagerStatus(
-                state: connectionState, profile: profile, server: connection.map { "\($0.plan.configuredEndpoint)" } ?? "",
+                state: connectionState, profile: profile, server: server,
                 tunnelInterface: connection.map { $0.plan.tunnelInterface.rawValue } ?? "",
                 tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
@@ -941,6 +1226,10 @@ extension ClientManager {
             case .disconnected:
                 return "Disconnected; \(all) usable uplink\(all == 1 ? "" : "s")"
             case .connecting:
+                if case .resolving(let pending) = phase {
+                    return "Connecting to \(status.profile) (\(status.server)): waiting for the server name (\(pending.lastFailure)), "
+                        + "\(pending.failures) failed attempt\(pending.failures == 1 ? "" : "s"), retrying"
+                }
                 return "Connecting to \(status.profile)\(status.server.isEmpty ? "" : " (\(status.server))")"
                     + "; \(connection?.attached.count ?? 0) uplinks handshaking"
             case .connected, .degraded:
@@ -954,5 +1243,13 @@ extension ClientManager {
                 return "Disconnecting from \(status.profile)"
             }
         }
+    }
+}
+
+extension TriglavDaemonError {
+    /// What the resolver said about a name that doesn't resolve (the whole description for any other error).
+    var resolverReason: String {
+        if case .unresolvable(_, let reason) = self { return reason }
+        return description
     }
 }

@@ -170,7 +170,7 @@ extension TriglavDaemonError {
         case .notFound: .notFound(description)
         case .alreadyConnected: .alreadyConnected(description)
         case .notConnected: .notConnected(description)
-        case .wrongRole, .failed: .failed(description)
+        case .wrongRole, .failed, .unresolvable: .failed(description)
         }
     }
 }

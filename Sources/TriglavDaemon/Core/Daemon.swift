@@ -150,7 +150,7 @@ public final class Daemon: Sendable {
             if let client { try startClient(client) }
             if let server { try server.start() }
             try startBus()
-            if let client, let connectProfile { try client.connect(profile: connectProfile) }
+            if let client, let connectProfile { try client.autoconnect(profile: connectProfile) }
         } catch {
             shutdown(reason: "start failed")
             throw error

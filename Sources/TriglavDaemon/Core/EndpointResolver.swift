@@ -4,12 +4,14 @@ import Glibc
 public import TriglavConfig
 public import TriglavCore
 
-/// Turns a profile's endpoint into an address to send to. Behind a protocol so tests need no DNS.
+/// Turns a profile's endpoint into an address to send to. Behind a protocol so tests need no DNS. A name without a
+/// usable address throws `unresolvable` (the client manager counts any error of a resolver as that).
 public protocol EndpointResolving: Sendable {
     func resolve(_ endpoint: RemoteEndpoint) throws(TriglavDaemonError) -> IPEndpoint
 }
 
-/// Resolves host names with getaddrinfo(3) (blocking; called on connect and reload only), preferring
+/// Resolves host names with getaddrinfo(3) (blocking: called on Connect and reload, and off the daemon's tick on the client
+/// manager's resolution queue for retries and re-resolution), preferring
 /// the first address the resolver returns, as the system's address selection ordered them.
 public struct SystemEndpointResolver: EndpointResolving {
     public init() {}
@@ -25,8 +27,7 @@ public struct SystemEndpointResolver: EndpointResolving {
             let rc = getaddrinfo(host, nil, &hints, &result)
             guard rc == 0, let first = result else {
                 let reason = rc == 0 ? "no addresses" : String(cString: gai_strerror(rc))
-                throw .failed(operation: "resolving the server name '\(host)'",
-                              reason: "\(reason); check DNS or use an IP address in the profile")
+                throw .unresolvable(endpoint: "\(endpoint)", reason: reason)
             }
             defer { freeaddrinfo(result) }
             var entry: UnsafeMutablePointer<addrinfo>? = first
@@ -34,7 +35,7 @@ public struct SystemEndpointResolver: EndpointResolving {
                 if let address = Self.address(of: current.pointee) { return IPEndpoint(address: address, port: port) }
                 entry = current.pointee.ai_next
             }
-            throw .failed(operation: "resolving the server name '\(host)'", reason: "no IPv4 or IPv6 address")
+            throw .unresolvable(endpoint: "\(endpoint)", reason: "no IPv4 or IPv6 address")
         }
     }
 

@@ -14,6 +14,8 @@ public enum TriglavDaemonError: Error, Equatable, Sendable, CustomStringConverti
     case wrongRole(operation: String, role: String)
     /// Loading configuration, keys or starting the tunnel failed; `reason` is the underlying error.
     case failed(operation: String, reason: String)
+    /// The server's host name (`endpoint`, as written: `host:port`) has no usable address; `reason` is the resolver's.
+    case unresolvable(endpoint: String, reason: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,8 @@ public enum TriglavDaemonError: Error, Equatable, Sendable, CustomStringConverti
             "cannot \(operation): this daemon runs the \(role) role"
         case .failed(let operation, let reason):
             "\(operation) failed: \(reason)"
+        case .unresolvable(let endpoint, let reason):
+            "the server name in '\(endpoint)' does not resolve: \(reason); check the network and DNS, or use an IP address in the profile"
         }
     }
 }

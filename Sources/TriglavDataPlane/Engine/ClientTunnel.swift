@@ -28,6 +28,9 @@ public struct ClientTunnelConfiguration: Sendable {
     public var routing: ClientRouting = .none
     /// Table, rule priorities and excluded prefixes of `routing` (default: the mark's table, 29797–29799).
     public var policyRouting = PolicyRouting()
+    /// Where changes that must be undone after a crash are recorded (the uplinks' loosened rp_filter,
+    /// `ReversePathFilterGuard`); nil records nothing. Default: `$STATE_DIRECTORY` or /var/lib/triglav.
+    public var stateDirectory: String? = DataPlaneStateDirectory.default
     /// The routing table actually used.
     var routingTable: UInt32 { policyRouting.table ?? firewallMark }
     /// Scheduler, probing, reordering and failover settings (TriglavMultipath). The engine's probes
@@ -121,6 +124,7 @@ public final class ClientTunnel: Sendable {
     private let threads = Mutex<[PumpThread]>([])
     private let control = DispatchQueue(label: "triglav.client.control")
     private let routes: RouteManager
+    private let reversePathFilter: ReversePathFilterGuard
 
     public init(configuration: ClientTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.client")) throws(TriglavDataPlaneError) {
         self.configuration = configuration
@@ -128,6 +132,7 @@ public final class ClientTunnel: Sendable {
         tunPoller = try Poller()
         networkPoller = try Poller()
         routes = RouteManager(logger: logger)
+        reversePathFilter = ReversePathFilterGuard(stateDirectory: configuration.stateDirectory, logger: logger)
         var serverAddress = sockaddr_storage()
         let serverAddressLength = SocketAddress.write(configuration.server, into: &serverAddress)
         let engine: MultipathEngine<Int>
@@ -155,9 +160,10 @@ public final class ClientTunnel: Sendable {
             return state.started
         }
         guard !alreadyStarted else { throw .invalidState("client tunnel already started") }
-        let policy = configuration.policyRouting, table = configuration.routingTable
+        let policy = configuration.installedPolicyRouting, table = configuration.routingTable
         try policy.validate()
         try routes.removeClientLeftovers(policy, table: table)
+        reversePathFilter.restoreLeftovers()
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling)
         do {
             try routes.installClientPolicy(routing: configuration.routing, policy: policy, table: table,
@@ -196,9 +202,10 @@ public final class ClientTunnel: Sendable {
         // After the TUN left the state, so a routing retry still queued finds no tunnel and does nothing.
         control.sync {}
         if let tun {
-            routes.removeClient(tun: tun.name, policy: configuration.policyRouting, table: configuration.routingTable)
+            routes.removeClient(tun: tun.name, policy: configuration.installedPolicyRouting, table: configuration.routingTable)
             tun.close()
         }
+        reversePathFilter.restoreAll()
         logger.info("client tunnel stopped")
     }
 
@@ -263,6 +270,7 @@ public final class ClientTunnel: Sendable {
             connection.close()
         }
         scheduleMTUUpdate()
+        control.async { [reversePathFilter] in reversePathFilter.restore(interface) }
         logger.info("uplink \(interface) removed", metadata: ["uplink": "\(removed.id)"])
     }
 
@@ -383,6 +391,8 @@ public final class ClientTunnel: Sendable {
                 return true
             }
             if installed {
+                // Off the pump thread; the queue keeps it ordered with the restore on removal.
+                control.async { [reversePathFilter] in reversePathFilter.loosen(interface) }
                 try networkPoller.add(fd: socket.descriptor.raw, token: UInt64(slot))
                 scheduleMTUUpdate()
             }

@@ -347,7 +347,10 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.sessions[receiver]?.replaces = nil
                 if state.tunnels[tunnelID]?.engine.uplinkIDs.contains(uplink) == false {
                     do {
-                        try state.tunnels[tunnelID]?.engine.addUplink(uplink, now: now)
+                        // As a backup until the client's policy for it arrives (below): a data packet may confirm the
+                        // session first, and a metered backup must not carry downloads meanwhile. (It still carries
+                        // when nothing better works, as any backup does.)
+                        try state.tunnels[tunnelID]?.engine.addUplink(uplink, policy: UplinkPolicyFlags.unannounced, now: now)
                     } catch {
                         // The handshake refuses uplinks beyond the engine's limit; joins answered further apart than
                         // `pendingJoinWindow` but confirmed together can still overshoot. A session the engine can't
@@ -359,8 +362,9 @@ final class ServerNetworkPump: @unchecked Sendable {
                     }
                 }
             }
-            if frame.type != .data, frame.flags != state.sessions[receiver]?.policyFlags,
-               let policy = UplinkPolicyFlags.serverPolicy(from: frame.flags, ownHeartbeat: server.configuration.multipath.heartbeatInterval) {
+            if frame.type != .data, frame.type != .close, state.sessions[receiver] != nil,
+               let policy = UplinkPolicyFlags.serverUpdate(flags: frame.flags, applied: state.sessions[receiver]?.policyFlags,
+                                                           ownHeartbeat: server.configuration.multipath.heartbeatInterval) {
                 // The client's tier/metered setting for this uplink: schedule the download direction alike. Its idle
                 // heartbeat too: a client that relaxed it on this uplink (metered) gets the same quiet from this side,
                 // on this path only; its other uplinks keep theirs.

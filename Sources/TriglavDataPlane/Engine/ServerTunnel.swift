@@ -328,8 +328,9 @@ struct ServerSession {
     /// The server address the client sent to, so replies leave from it.
     var localAddress: sockaddr_storage
     var lastReceive: Nanoseconds
-    /// The client's policy flags last applied to this session's uplink (see `UplinkPolicyFlags`).
-    var policyFlags: UInt8 = 0
+    /// The client's policy flags last applied to this session's uplink (see `UplinkPolicyFlags`); nil until its first
+    /// control frame (an uplink new to the engine is a backup until then: `UplinkPolicyFlags.unannounced`).
+    var policyFlags: UInt8? = nil
     /// The TCP fallback connection the session's last packet came on; nil for UDP.
     var connection: UInt32? = nil
 }

@@ -16,6 +16,9 @@ enum UplinkPolicyFlags {
     /// Class 1's interval; class k means `heartbeatUnit << (k - 1)`.
     static let heartbeatUnit: UInt64 = 100 * Nanoseconds.millisecond
     static let largestHeartbeatClass: UInt8 = 15
+    /// What a server schedules a client uplink with before the client's first control frame on it says its policy: the
+    /// least preferred there is (metered backup), so an uplink the client holds back never carries downloads at connect.
+    static let unannounced = UplinkPolicy(tier: .backup, isMetered: true)
 
     static func encode(_ policy: UplinkPolicy, heartbeatInterval: UInt64? = nil) -> UInt8 {
         let tier: UInt8 = switch policy.tier {
@@ -47,6 +50,16 @@ enum UplinkPolicyFlags {
         guard var policy = decode(flags) else { return nil }
         if let asked = heartbeatInterval(in: flags), asked > ownHeartbeat { policy.heartbeatInterval = asked }
         return policy
+    }
+
+    /// The policy a server gives a client uplink on a control frame carrying `flags`, when the uplink's session last
+    /// applied `applied` (nil: no control frame yet, the uplink is `unannounced`); nil to leave the policy as it is.
+    /// An older client says nothing in its first control frame: its uplinks are primaries, as before tiers existed.
+    /// A frame without a policy after one that had it changes nothing.
+    static func serverUpdate(flags: UInt8, applied: UInt8?, ownHeartbeat: UInt64) -> UplinkPolicy? {
+        guard flags != applied else { return nil }
+        if let policy = serverPolicy(from: flags, ownHeartbeat: ownHeartbeat) { return policy }
+        return applied == nil ? UplinkPolicy() : nil
     }
 
     /// The idle heartbeat interval the sender asked for (nanoseconds), nil when it said nothing.

@@ -51,7 +51,28 @@ extension PolicyRouting {
     /// Removes the rules and routes a crashed (kill -9) client left, found by their protocol tag whatever
     /// table and priorities that run used, before any tunnel exists. `ClientTunnel.start()` does the same;
     /// this is for a daemon that starts without connecting, so the leftovers don't wait for a Connect.
-    public func removeLeftovers(firewallMark: UInt32, logger: Logger) throws(TriglavDataPlaneError) {
+    /// Also puts back the uplinks' rp_filter values that run loosened (recorded in `stateDirectory`).
+    public func removeLeftovers(firewallMark: UInt32, stateDirectory: String? = DataPlaneStateDirectory.default,
+                                logger: Logger) throws(TriglavDataPlaneError) {
+        ReversePathFilterGuard(stateDirectory: stateDirectory, logger: logger).restoreLeftovers()
         try RouteManager(logger: logger).removeClientLeftovers(self, table: table ?? firewallMark)
+    }
+}
+
+extension ClientTunnelConfiguration {
+    /// `policyRouting` plus the server's own address as an exclude (`to SERVER lookup main`) whenever the client
+    /// installs rules (full and split tunnel). Why: with reverse-path filtering on (`rp_filter` 1 or 2: systemd's
+    /// default is 2), the kernel checks every packet from the server by looking up the route back to the server
+    /// without the uplinks' mark, which otherwise ends in the tunnel table. Before the first handshake that holds
+    /// `unreachable`, so the check drops the handshake response itself and the tunnel never comes up (afterwards the
+    /// route via the TUN fails strict mode). Through the main table the check finds the uplink route to the server.
+    /// Traffic to the server's address from other programs then leaves outside the tunnel too, as with OpenVPN's
+    /// host route to its server (docs/DATAPLANE.md, "Reverse-path filtering").
+    var installedPolicyRouting: PolicyRouting {
+        var policy = policyRouting
+        guard routing != .none, let host = try? IPPrefix(address: server.address, length: server.address.isIPv4 ? 32 : 128),
+              !policy.exclude.contains(host) else { return policy }
+        policy.exclude.append(host)
+        return policy
     }
 }

@@ -20,6 +20,9 @@ public enum RoutingConstants {
     public static let routeProtocol: UInt8 = 116
     /// The server's nftables table (family inet).
     public static let serverNATTable = "triglav"
+    /// Metric of the full tunnel's standing `unreachable default` routes (`RouteManager.killSwitchRoutes`): the
+    /// largest, so the route via the TUN (metric 0 for IPv4, 1024 for IPv6) always wins while it exists.
+    public static let killSwitchMetric = UInt32.max
 }
 
 /// Installs and removes addresses, routes, rules and NAT.
@@ -116,7 +119,8 @@ final class RouteManager: Sendable {
         try policy.validate()
         let socket = try netlink()
         do {
-            for route in Self.tunnelRoutes(routing: routing, assignment: nil, tunIndex: nil, table: table) {
+            for route in Self.tunnelRoutes(routing: routing, assignment: nil, tunIndex: nil, table: table)
+                + Self.killSwitchRoutes(routing: routing, table: table) {
                 try apply("\(route)") { () throws(NetlinkError) in try socket.addRoute(route, replace: true) }
             }
             for rule in Self.policyRules(routing: routing, policy: policy, table: table, firewallMark: firewallMark) {
@@ -186,6 +190,19 @@ final class RouteManager: Sendable {
                 return Route(destination: destination, outputInterface: tunIndex, table: table, protocol: tag)
             }
             return Route(destination: destination, table: table, type: .unreachable, protocol: tag)
+        }
+    }
+
+    /// For `.fullTunnel`, per family an `unreachable default` at the largest metric, beside the route via the TUN.
+    /// Why: when the process dies (kill -9) the kernel deletes the TUN and with it the routes via it, but the rules
+    /// stay; without this route the `not fwmark` rule would find nothing in the table and fall through to main, so
+    /// everything would leave in cleartext until the next start. With it, traffic is refused (ENETUNREACH) while the
+    /// daemon is dead. Tagged like the rest: the next start's cleanup and a clean stop remove it.
+    static func killSwitchRoutes(routing: ClientRouting, table: UInt32) -> [Route] {
+        guard routing == .fullTunnel else { return [] }
+        return [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }.map { destination in
+            Route(destination: destination, table: table, metric: RoutingConstants.killSwitchMetric, type: .unreachable,
+                  protocol: RoutingConstants.routeProtocol)
         }
     }
 
@@ -286,16 +303,52 @@ final class RouteManager: Sendable {
         do {
             for path in forwarding {
                 let previous = readSysctl(path)
-                if let previous, previous != "1" { changed[path] = previous }
+                if let previous, previous != "1" {
+                    changed[path] = previous
+                    if path.hasPrefix("/proc/sys/net/ipv6/") { changed.merge(keepRouterAdvertisements(besides: tun)) { old, _ in old } }
+                }
                 try writeSysctl(path, "1")
             }
             removeServerNAT()
             if masquerade { try installServerNAT(tun: tun, addresses: addresses, outboundInterface: outboundInterface) }
+            warnAboutDroppingForwardChains(tun: tun)
         } catch {
             // Nothing half-applied stays behind: the caller gets no sysctls to restore and won't call stop().
             removeServerNAT()
             restoreSysctls(changed)
             throw error
+        }
+        return changed
+    }
+
+    /// Sets `accept_ra` from 1 to 2 on every interface (and `default`, for interfaces that appear later) but the TUN,
+    /// before IPv6 forwarding goes on; returns the paths changed with their previous value, for `restoreSysctls`.
+    /// Why: with forwarding on, the kernel ignores router advertisements where `accept_ra` is 1 (a router doesn't
+    /// take them), and turning `conf/all/forwarding` on at once deletes the RA-learned default routes of every
+    /// interface whose `accept_ra` isn't 2. A server configured by SLAAC would lose its IPv6 default route. 2 means
+    /// "accept even when forwarding", which is what such a host had before. Values 0 and 2 are the admin's choice
+    /// and stay. Best effort: an interface whose value can't be written is logged, forwarding still goes on.
+    private func keepRouterAdvertisements(besides tun: InterfaceName) -> [String: String] {
+        let root = "/proc/sys/net/ipv6/conf"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [:] }
+        var changed: [String: String] = [:]
+        for name in names.sorted() where name != "all" && name != "lo" && name != tun.rawValue {
+            let path = "\(root)/\(name)/accept_ra"
+            guard readSysctl(path) == "1" else { continue }
+            do {
+                try writeSysctl(path, "2")
+                changed[path] = "1"
+            } catch {
+                logger.warning("could not set \(path) to 2 (\(error)); with IPv6 forwarding on, \(name) ignores router advertisements")
+            }
+        }
+        if !changed.isEmpty {
+            let names = changed.keys.sorted().map { String($0.dropFirst(root.count + 1).prefix { $0 != "/" }) }.joined(separator: ", ")
+            logger.info("""
+                IPv6 forwarding goes on: accept_ra set from 1 to 2 on \(names), so SLAAC (router advertisements and the \
+                default route they give) keeps working; the kernel ignores them on a forwarding host where accept_ra is 1. \
+                Restored on stop.
+                """)
         }
         return changed
     }
@@ -317,9 +370,83 @@ final class RouteManager: Sendable {
         try run(["nft", "-f", "-"], input: ruleset)
     }
 
+    /// Logs a warning for each other table's forward base chain that drops by default and has no rule naming `tun`.
+    /// Why: a packet is forwarded only if every base chain on the forward hook accepts it, so our table's accept
+    /// doesn't help against Docker's, ufw's or firewalld's `policy drop`: the clients' traffic would vanish without a
+    /// trace. We don't edit another program's firewall (it would rewrite it anyway); the warning says what to add.
+    /// A table that names the TUN in any rule is taken as configured for it (ufw and Docker jump to sub-chains).
+    /// Best effort: without `nft` JSON output (nftables before 0.9) there is no warning.
+    private func warnAboutDroppingForwardChains(tun: InterfaceName) {
+        let listing: String
+        do {
+            listing = try run(["nft", "-j", "list", "ruleset"], quiet: true)
+        } catch {
+            logger.debug("cannot list the nftables ruleset to look for forward chains that drop (\(error))")
+            return
+        }
+        let chains: [ForwardDropChain]
+        do {
+            chains = try Self.droppingForwardChains(inRuleset: listing, tun: tun)
+        } catch {
+            logger.debug("\(error)")
+            return
+        }
+        for chain in chains {
+            logger.warning("""
+                nftables chain '\(chain.family) \(chain.table) \(chain.name)' (forward hook, priority \(chain.priority)) drops \
+                by default and has no rule for \(tun): it drops the clients' forwarded traffic, whatever table inet \
+                \(RoutingConstants.serverNATTable) accepts. Allow the tunnel there: nft insert rule \(chain.family) \(chain.table) \
+                \(chain.name) iifname "\(tun)" accept; nft insert rule \(chain.family) \(chain.table) \(chain.name) \
+                oifname "\(tun)" ct state established,related accept (ufw: ufw route allow in on \(tun); Docker: the same rules \
+                in chain DOCKER-USER; firewalld: put \(tun) in a zone that may forward). See docs/INSTALL.md, "Server role".
+                """)
+        }
+    }
+
+    /// A base chain on the forward hook whose policy is drop, in a table other than ours.
+    struct ForwardDropChain: Equatable, Sendable {
+        var family: String
+        var table: String
+        var name: String
+        var priority: Int
+    }
+
+    /// The chains `warnAboutDroppingForwardChains` warns about, from `nft -j list ruleset` output: forward-hook base
+    /// chains of the ip, ip6 and inet families with policy drop, outside our table, in tables with no rule whose
+    /// expression names `tun`.
+    static func droppingForwardChains(inRuleset json: String, tun: InterfaceName) throws(TriglavDataPlaneError) -> [ForwardDropChain] {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+              let objects = root["nftables"] as? [[String: Any]] else {
+            throw .routingCommand(command: "nft -j list ruleset", status: 0, output: "not the JSON ruleset expected: \(json.prefix(120))")
+        }
+        var chains: [ForwardDropChain] = []
+        var tablesNamingTun: Set<String> = []
+        let quotedTun = "\"\(tun.rawValue)\""
+        for object in objects {
+            if let chain = object["chain"] as? [String: Any] {
+                guard let family = chain["family"] as? String, ["ip", "ip6", "inet"].contains(family),
+                      let table = chain["table"] as? String, let name = chain["name"] as? String,
+                      chain["hook"] as? String == "forward", chain["policy"] as? String == "drop",
+                      !(family == "inet" && table == RoutingConstants.serverNATTable) else { continue }
+                chains.append(ForwardDropChain(family: family, table: table, name: name, priority: chain["prio"] as? Int ?? 0))
+            } else if let rule = object["rule"] as? [String: Any], let family = rule["family"] as? String,
+                      let table = rule["table"] as? String, let expression = rule["expr"],
+                      let data = try? JSONSerialization.data(withJSONObject: expression),
+                      String(decoding: data, as: UTF8.self).contains(quotedTun) {
+                tablesNamingTun.insert("\(family) \(table)")
+            }
+        }
+        return chains.filter { !tablesNamingTun.contains("\($0.family) \($0.table)") }
+    }
+
     /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
     func restoreSysctls(_ values: [String: String]) {
         for (path, value) in values.sorted(by: { $0.key < $1.key }) {
+            // An interface that went away took its settings with it.
+            guard FileManager.default.fileExists(atPath: path) else {
+                logger.debug("\(path) is gone; nothing to restore")
+                continue
+            }
             do {
                 try writeSysctl(path, value)
             } catch {
