@@ -67,6 +67,19 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// busy across timer slack; 5 ms is what the simulator's paced deployment uses, with `ingressQueueTarget`
     /// 120 ms (docs/MULTIPATH.md, "Sender-side pacing" and "Ingress AQM with pacing").
     public var pacingQueueAllowance: UInt64? = nil
+    /// Pacing: how many RTT jitters (`RTTEstimator.jitter`, the mean difference between successive probe RTTs) a
+    /// probe may find beyond the allowance + 3 ms before the link counts as full and loses its probing gain for
+    /// `capacityWindow` (`UplinkTracker.probesSeeStandingQueue`; the model correction keeps one jitter). On a
+    /// jittery path an unloaded probe lies anywhere between the minimum RTT (the jitter's low extreme) and that plus
+    /// the jitter's whole range, about three jitters: with one, the lab's 45 ms ± 10 ms link counted as full on about
+    /// one probe in twenty while it carried half its rate, and its estimate took 4–8 s to climb from 10 to 20 Mbit/s.
+    /// The data plane uses 3 (docs/DATAPLANE.md, "Sender-side pacing"); 1 by default, as the simulator's paced
+    /// deployment is tuned with it (with 3 its per-uplink-queue blackhole gaps on seeds 12–13 grow 400 → 510–530 ms).
+    public var pacingFullJitterMultiple: UInt64 = 1
+    /// Late binding with delay equalisation (`maxEqualizationDelay` > 0, `aggregate`): the shared queue's head goes to
+    /// the uplink with the earliest *equalised* arrival (queue + transmission, the one-way delay counted only as far as
+    /// the receiver's equaliser doesn't lift it), as `schedule` ranks. Off by default (the experiment's switch).
+    public var equalizedLateBinding: Bool = false
     /// Capacity catch-up: a link whose probes find its queue well short of the scheduler's model queue (it
     /// drains faster than its capacity estimate) is modelled at twice the estimate for a moment, so it is given
     /// enough to show its rate (`Tuning.fasterThanModelledGainPercent`). Without it an estimate below the link's

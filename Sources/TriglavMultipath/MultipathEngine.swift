@@ -931,11 +931,25 @@ public struct MultipathEngine<Packet> {
             ingressDrops &+= 1
             return .drop
         }
+        // With delay equalisation the receiver delivers every packet no earlier than the slowest uplink would (as in
+        // `earliestArrival`): a slow uplink's delay costs nothing up to the equaliser's hold, so only queues decide.
+        // Ranking by raw arrival kept the lab's 45 ms uplink idle while the download was slower than the two fast
+        // ones could carry (BBR's early startup exits): its estimate stayed at the initial 10 Mbit/s for seconds, and
+        // the flow never grew into it (docs/BENCHMARKS.md, "Pacing on jittery links").
+        let equalized = configuration.maxEqualizationDelay > 0 && configuration.scheduler == .aggregate
+            && configuration.equalizedLateBinding
+        let slowest = equalized ? slowestBaseDelay(in: mask) : 0
+        func arrival(_ index: Int) -> UInt64 {
+            let raw = expectedArrival(index, bytes: packetLength, now: now, asResend: true)
+            guard equalized else { return raw }
+            let base = uplinks[index].baseOneWayDelay
+            return raw - min(raw, base) + min(slowest, base &+ configuration.maxEqualizationDelay)
+        }
         var chosen: Int?
         var chosenArrival = UInt64.max
         for candidate in uplinks.indices where mask & (1 << UInt32(candidate)) != 0 {
             guard let release = releaseTime(on: uplinks[candidate].id), release <= now else { continue }
-            let arrival = expectedArrival(candidate, bytes: packetLength, now: now, asResend: true)
+            let arrival = arrival(candidate)
             if arrival < chosenArrival {
                 chosenArrival = arrival
                 chosen = candidate
@@ -945,7 +959,7 @@ public struct MultipathEngine<Packet> {
         var fasterMask: UInt32 = 0
         var fasterArrival = UInt64.max
         for other in uplinks.indices where mask & (1 << UInt32(other)) != 0 && other != chosen {
-            let arrival = expectedArrival(other, bytes: packetLength, now: now, asResend: true)
+            let arrival = arrival(other)
             if arrival < chosenArrival {
                 fasterMask |= 1 << UInt32(other)
                 fasterArrival = min(fasterArrival, arrival)

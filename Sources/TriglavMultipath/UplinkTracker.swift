@@ -83,6 +83,8 @@ struct UplinkTracker {
     var modelBusyUntil: UInt64 = 0
     /// Sender-side pacing: how much of the queue the network's own buffer may hold (nil: no pacing).
     var pacingAllowance: UInt64?
+    /// `MultipathConfiguration.pacingFullJitterMultiple`.
+    let pacingFullJitterMultiple: UInt64
     /// Pacing: when what has been handed to the network (`packetSent`) drains, at the modelled rate.
     var networkBusyUntil: UInt64 = 0
     /// Pacing: when the resends waiting at the front of our queue for this uplink will have gone out.
@@ -150,6 +152,7 @@ struct UplinkTracker {
         capacity = WindowedFilter(keepsMaximum: true, window: configuration.capacityWindow)
         capacityBits = configuration.initialCapacity
         pacingAllowance = configuration.pacingQueueAllowance
+        pacingFullJitterMultiple = configuration.pacingFullJitterMultiple
         history = Array(repeating: SentRecord(), count: configuration.sendHistoryCapacity)
         historyMask = configuration.sendHistoryCapacity - 1
         rateSampleTimes = Array(repeating: 0, count: Tuning.rateSamples)
@@ -208,11 +211,17 @@ struct UplinkTracker {
         pacingAllowance.map { $0 + Tuning.pacingExcessMargin + rtt.jitter }
     }
 
+    /// Pacing: a probe that finds more queue than this (above the minimum RTT) shows the link full
+    /// (`MultipathConfiguration.pacingFullJitterMultiple`).
+    private var pacingFullThreshold: UInt64? {
+        pacingAllowance.map { $0 + Tuning.pacingExcessMargin + pacingFullJitterMultiple * rtt.jitter }
+    }
+
     /// Whether the probes see a standing queue on the link (the latest or the predicted RTT well above the
     /// minimum): then it carries all it can, and offering it more than its capacity estimate only adds delay.
     var probesSeeStandingQueue: Bool {
         guard rtt.hasSample else { return false }
-        let standing = pacingExcessThreshold ?? max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
+        let standing = pacingFullThreshold ?? max(10 * Nanoseconds.millisecond, rtt.windowedMinimum / 4)
         let latestQueue = rtt.latest > rtt.windowedMinimum ? rtt.latest - rtt.windowedMinimum : 0
         return measuredQueueDelay > standing || latestQueue > standing
     }

@@ -44,6 +44,32 @@ import TriglavCore
         #expect(long == .send(b))
     }
 
+    @Test func withEqualisationAnIdleSlowUplinkTakesTheHeadOfAShortBacklog() throws {
+        // Receivers equalise (100 ms): a packet on a (10 ms) is delivered no earlier than one on b (40 ms), so once a's
+        // allowance is full, b — free — delivers a short backlog's head as early as a could; raw ranking kept b out.
+        func decision(equalizedBinding: Bool) throws -> SharedQueueDecision {
+            var configuration = MultipathConfiguration()
+            configuration.pacingQueueAllowance = 5 * Self.ms
+            configuration.maxEqualizationDelay = 100 * Self.ms
+            configuration.equalizedLateBinding = equalizedBinding
+            var driver = try EngineDriver(configuration: configuration)
+            try driver.engine.addUplink(a, now: 0)
+            try driver.engine.addUplink(b, now: 0)
+            driver.run(until: 300 * Self.ms, rtt: { $0 == UplinkID(1) ? 20 * Self.ms : 80 * Self.ms })
+            let now = driver.now
+            // a's allowance full: 7 packets of 0.8 ms in its network queue.
+            for counter in 1...7 {
+                driver.engine.handle(.packetSent(a, counter: UInt64(counter), sequence: UInt32(counter), bytes: Self.packet, at: now))
+            }
+            #expect(try #require(driver.engine.releaseTime(on: a)) > now)
+            return driver.engine.dequeueShared(packetLength: Self.packet, backlogBytes: Self.bytes(ofMilliseconds: 10), now: now)
+        }
+        let equalized = try decision(equalizedBinding: true)
+        #expect(equalized == .send(b))
+        let raw = try decision(equalizedBinding: false)
+        #expect(raw == .wait)
+    }
+
     @Test func aDeadUplinkIsNeverChosen() throws {
         var driver = try twoUplinks(target: nil)
         func dequeue() -> SharedQueueDecision {

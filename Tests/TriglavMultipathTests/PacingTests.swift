@@ -89,6 +89,54 @@ import TriglavCore
         #expect(driver.engine.ingressDrops == UInt64(refusedAt.count))
     }
 
+    /// Packets (1250 bytes) the pacer releases on a paced uplink (20 ms allowance, 10 Mbit/s initial estimate, no
+    /// delivery feedback, so the estimate stays) kept busy for 3 s, counted over the last second: 1000 at the
+    /// estimate, 1250 with the probing gain. `rtt` picks each probe's RTT.
+    static func releasedInLastSecond(fullJitterMultiple: UInt64, rtt: (UplinkID) -> UInt64) throws -> Int {
+        var configuration = MultipathConfiguration()
+        configuration.pacingQueueAllowance = 20 * ms
+        configuration.pacingFullJitterMultiple = fullJitterMultiple
+        let id = UplinkID(1)
+        var driver = try EngineDriver(configuration: configuration)
+        try driver.engine.addUplink(id, now: 0)
+        var sent = 0, counted = 0
+        while driver.now < 3 * Nanoseconds.second {
+            driver.run(until: driver.now + ms, rtt: rtt)
+            while try #require(driver.engine.releaseTime(on: id)) <= driver.now {
+                sent += 1
+                if driver.now > 2 * Nanoseconds.second { counted += 1 }
+                driver.engine.handle(.packetSent(id, counter: UInt64(sent), sequence: UInt32(sent), bytes: 1250, at: driver.now))
+            }
+        }
+        return counted
+    }
+
+    @Test func aJitteryLinkWithTheAllowanceQueuedKeepsItsProbingGain() throws {
+        // The lab's LTE link, paced: 45 ms ± 10 ms each way plus the allowance in its buffer, so probes see 90–130 ms
+        // with nothing beyond the allowance. The minimum sits at the low end; a sample lies up to the jitter's range
+        // (40 ms) above it, more than allowance + 3 ms + one RTT jitter (~13 ms): with one jitter such a probe
+        // counted as a full link, which took the probing gain away for 2 s at a time (and a paced link's estimate
+        // can't rise without it: it delivers only what it is given).
+        func jittery(multiple: UInt64) throws -> Int {
+            var state: UInt64 = 12345
+            return try Self.releasedInLastSecond(fullJitterMultiple: multiple) { _ in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return 90 * Self.ms + (state >> 33) % (40 * Self.ms)
+            }
+        }
+        let three = try jittery(multiple: 3), one = try jittery(multiple: 1)
+        #expect(three >= 1200, "\(three) packets in the last second with 3 jitters: the link lost its probing gain")
+        #expect(one <= 1100, "\(one) packets in the last second with 1 jitter (the simulator's): expected no gain")
+        // A queue beyond the allowance and the jitter's range (the link really is full) still takes the gain away for
+        // `capacityWindow` (2 s): 60 ms of standing queue between 1 and 2 s, no jitter.
+        var probes = 0
+        let full = try Self.releasedInLastSecond(fullJitterMultiple: 3) { _ in
+            probes += 1
+            return (10..<20).contains(probes) ? 150 * Self.ms : 90 * Self.ms
+        }
+        #expect(full <= 1050, "\(full) packets in the last second: the probing gain stayed on a full link")
+    }
+
     @Test func aProbeThatQueuedMoreThanModelledMovesTheModelBack() throws {
         var driver = try Self.pacedDriver(target: nil)
         try driver.engine.addUplink(a, now: 0)

@@ -71,6 +71,11 @@ public struct ClientTunnelConfiguration: Sendable {
         configuration.requestsResends = ResendRequestSwitch.enabledByEnvironment
         configuration.ingressQueueTarget = nil
         configuration.maxEqualizationDelay = defaultMaxEqualizationDelay
+        // Experiment knob (not configuration): `TRIGLAV_EQUALIZATION_MS` replaces the longest equalisation hold; 0 turns
+        // equalisation off (docs/DATAPLANE.md, "Sender-side pacing").
+        if let value = getenv("TRIGLAV_EQUALIZATION_MS"), let milliseconds = UInt64(String(cString: value)) {
+            configuration.maxEqualizationDelay = milliseconds * Nanoseconds.millisecond
+        }
         configuration.capacityCatchUp = true
         // Sender-side pacing with late binding, both roles, unless `TRIGLAV_PACING=0` (docs/DATAPLANE.md, "Sender-side pacing").
         if PacingSwitch.enabledByEnvironment { PacingSwitch.enable(in: &configuration) }

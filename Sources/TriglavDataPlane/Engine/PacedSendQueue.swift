@@ -19,6 +19,10 @@ enum PacingSwitch {
     static let queueAllowance: UInt64 = 20 * Nanoseconds.millisecond
     /// The standing queue the engine's AQM allows on our side (`ingressQueueTarget`), as the simulator's.
     static let ingressQueueTarget: UInt64 = 120 * Nanoseconds.millisecond
+    /// RTT jitters beyond the allowance a probe's queue may show before its link counts as full
+    /// (`MultipathConfiguration.pacingFullJitterMultiple`): about the jitter's whole range, so the lab's jittery links
+    /// keep their probing gain while their estimates climb (docs/DATAPLANE.md, "Sender-side pacing").
+    static let fullJitterMultiple: UInt64 = 3
 
     static var enabledByEnvironment: Bool {
         guard let value = getenv(environmentVariable) else { return true }
@@ -44,6 +48,10 @@ enum PacingSwitch {
             ?? queueAllowance
         configuration.ingressQueueTarget = environmentNumber("TRIGLAV_PACING_TARGET_MS").map { $0 * Nanoseconds.millisecond }
             ?? ingressQueueTarget
+        configuration.pacingFullJitterMultiple = environmentNumber("TRIGLAV_PACING_FULL_JITTERS") ?? fullJitterMultiple
+        // Late binding ranks by equalised arrival (the receivers equalise: `defaultMultipath`), so the slow uplink
+        // carries its share from the start; `TRIGLAV_PACING_EQUALIZED_BINDING=0` ranks by raw arrival (experiment).
+        configuration.equalizedLateBinding = getenv("TRIGLAV_PACING_EQUALIZED_BINDING").map { String(cString: $0) != "0" } ?? true
         if let megabits = environmentNumber("TRIGLAV_PACING_INITIAL_MBIT") { configuration.initialCapacity = megabits * 1_000_000 }
         if let wait = environmentNumber("TRIGLAV_PACING_MIN_WAIT_MS") { configuration.minReorderWait = wait * Nanoseconds.millisecond }
         if let hold = environmentNumber("TRIGLAV_PACING_MAX_HOLD_MS") { configuration.maxReorderHold = hold * Nanoseconds.millisecond }

@@ -55,7 +55,9 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// When the tunnels' resend-repair counters are next logged (those that moved), and what each was then.
     private var nextResendReport: Nanoseconds = 0
     private var reportedRepair: [UInt64: ResendRepairCounters] = [:]
-    private static let resendReportInterval = 2 * Nanoseconds.second
+    /// 2 s; `TRIGLAV_PACING_REPORT_MS` (experiment knob) shortens it to trace the pacer's estimates.
+    private static let resendReportInterval = PacingSwitch.environmentNumber("TRIGLAV_PACING_REPORT_MS")
+        .map { $0 * Nanoseconds.millisecond } ?? 2 * Nanoseconds.second
     /// Pacing: uplinks that went down in this tunnel's duties (reused), and whether resends were queued this round
     /// (the TUN pump, which sends them, is woken after the lock).
     private var wentDown: [UplinkID] = []
@@ -699,7 +701,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             // What the pacer works with: each path's capacity estimate (the rate it releases at) and RTTs.
             let paths = tunnel.engine.allStatistics().map { path in
                 "\(path.id) \(path.state.rawValue) \(path.capacityBitsPerSecond / 100_000) dMbit/s rtt \(path.smoothedRTT / 1_000_000)"
-                    + "/\(path.minimumRTT / 1_000_000) ms tx \(path.txBytes >> 20) MiB"
+                    + "/\(path.minimumRTT / 1_000_000) ms jitter \(path.jitter / 1_000_000) ms tx \(path.txBytes >> 20) MiB"
             }.joined(separator: ", ")
             server.logger.info("""
                 tunnel \(String(tunnelID, radix: 16)): paced: \(paths); queued \(paced.sharedCount)+\(paced.resendCount), \
