@@ -1189,7 +1189,6 @@ public struct MultipathEngine<Packet> {
     }
 }
 
-/// What to do with the head of the data plane's shared queue (`MultipathEngine.dequeueShared`).
 /// Late binding, ingress: where a packet joins the shared queue (`MultipathEngine.admitShared(…retransmitting:…)`).
 public enum SharedAdmission: Equatable, Sendable {
     /// Drop it (no sequence, so TCP sees the loss); remember it as `.refused` if it is a TCP segment.
@@ -1204,6 +1203,7 @@ public enum SharedAdmission: Equatable, Sendable {
     case queuedAhead
 }
 
+/// What to do with the head of the data plane's shared queue (`MultipathEngine.dequeueShared`).
 public enum SharedQueueDecision: Equatable, Sendable {
     /// Send it on this uplink now (number it now if the data plane numbers at dequeue) and report `packetSent`.
     case send(UplinkID)
