@@ -94,8 +94,13 @@ struct DaemonServerNameTests {
         try lab.sh("printf '127.0.0.1 localhost\\n198.18.7.2 \(Self.serverName)\\n' > \(etc)/hosts")
         try lab.sh("ip -n \(lab.server) address del 198.18.7.1/32 dev lo")
         let count = clientNotify.messages.count
-        try clientNotify.waitFor(prefix: "STATUS=Connected to lab (\(Self.serverName):7443): 2/2 uplinks established",
-                                 after: count, timeout: 90)
+        do {
+            try clientNotify.waitFor(prefix: "STATUS=Connected to lab (\(Self.serverName):7443): 2/2 uplinks established",
+                                     after: count, timeout: 150)
+        } catch {
+            Issue.record("\(error)\nclient log:\n\(lab.log("client"))")
+            return
+        }
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
         #expect(lab.log("client").contains("now resolves to 198.18.7.2:7443"), "\(lab.log("client"))")
         lab.terminate(client)

@@ -7,6 +7,18 @@ import Testing
 struct DataPlaneServerHostTests {
     /// Sends one router advertisement (router lifetime 1800 s, no options) out of `device` to all nodes, from
     /// `namespace`; the kernel fills in the ICMPv6 checksum. Retried while the link-local source is still tentative.
+    /// Sends the client's router advertisements on up2 (at most 20, 0.2 s apart) until the server has a default
+    /// route learned from one; returns the server's IPv6 default routes.
+    static func advertiseUntilLearned(_ lab: DataPlaneLab) throws -> String {
+        var routes = ""
+        for _ in 0..<20 where !routes.contains("proto ra") {
+            try sendRouterAdvertisement(lab, from: lab.client, device: "up2")
+            Thread.sleep(forTimeInterval: 0.2)
+            routes = try lab.exec(lab.server, "ip -6 route show default")
+        }
+        return routes
+    }
+
     static func sendRouterAdvertisement(_ lab: DataPlaneLab, from namespace: String, device: String) throws {
         let script = "import socket,struct; s=socket.socket(socket.AF_INET6,socket.SOCK_RAW,socket.IPPROTO_ICMPV6); "
             + "s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_MULTICAST_HOPS,255); "
@@ -37,12 +49,7 @@ struct DataPlaneServerHostTests {
         try lab.exec(lab.server, "sysctl -qw net.ipv6.conf.dn3.accept_ra=0")
         #expect(try Self.sysctl(lab, "net.ipv6.conf.all.forwarding") == "0")
         #expect(try Self.sysctl(lab, "net.ipv6.conf.dn2.accept_ra") == "1")
-        var learned = ""
-        for _ in 0..<20 where !learned.contains("proto ra") {
-            try Self.sendRouterAdvertisement(lab, from: lab.client, device: "up2")
-            Thread.sleep(forTimeInterval: 0.2)
-            learned = try lab.exec(lab.server, "ip -6 route show default")
-        }
+        let learned = try Self.advertiseUntilLearned(lab)
         #expect(learned.contains("dev dn2 proto ra"), "no RA-learned default route: the test proves nothing\n\(learned)")
 
         let server = try lab.startServer(ipv6: true)
@@ -54,12 +61,7 @@ struct DataPlaneServerHostTests {
         // advertisement is still accepted (it refreshes the route).
         #expect(try lab.exec(lab.server, "ip -6 route show default").contains("dev dn2 proto ra"), "server log:\n\(lab.log("server"))")
         try lab.exec(lab.server, "ip -6 route flush default proto ra")
-        var relearned = ""
-        for _ in 0..<20 where !relearned.contains("proto ra") {
-            try Self.sendRouterAdvertisement(lab, from: lab.client, device: "up2")
-            Thread.sleep(forTimeInterval: 0.2)
-            relearned = try lab.exec(lab.server, "ip -6 route show default")
-        }
+        let relearned = try Self.advertiseUntilLearned(lab)
         #expect(relearned.contains("dev dn2 proto ra"), "an RA was ignored while forwarding: \(relearned)")
         #expect(lab.log("server").contains("accept_ra set from 1 to 2"), "\(lab.log("server"))")
 

@@ -111,7 +111,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                              smoothedRTT: up ? .microseconds(1500) : nil, jitter: up ? .microseconds(250) : nil,
                              lossRatio: up ? 0.02 : 0, capacityBitsPerSecond: up ? 30_000_000 : 0,
                              transport: up && name.hasPrefix("wwan") ? "tcp" : "udp",
-                             pathState: up ? record.pathStates[name] : nil,
+                             pathState: up ? record.pathStates[name] ?? .ready : nil,  // the real engine places an established path
                              routeToServer: up ? true : record.unrouted.contains(name) ? false : nil,
                              receiveRateBitsPerSecond: up ? record.receiveRates[name] ?? 40_000_000 : 0)
                 // The fake's engine counts what its data plane does (the real one counts sealed datagrams).

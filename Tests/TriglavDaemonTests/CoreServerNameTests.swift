@@ -246,6 +246,26 @@ struct CoreServerNameTests {
 
     // MARK: Connected: the server moves
 
+    @Test("a session key that outlives the server doesn't count as reaching it: a path the engine re-probes proves nothing")
+    func reprobedPathsDontCountAsReachingTheServer() throws {
+        let setup = try Self.setup(uplinks: ["eth0", "wwan0"])
+        setup.resolver.set("vpn.example.net", "198.51.100.9")
+        try setup.manager.connect(profile: "home")
+        let tunnel = try #require(setup.factory.last)
+        tunnel.establish("eth0", "wwan0")
+        setup.tick()
+        let resolved = setup.resolver.callCount
+        // The server is gone; the sessions' keys remain ("established") while the engine probes the paths.
+        tunnel.setPathState(.probing, "eth0")
+        tunnel.setPathState(.down, "wwan0")
+        for _ in 0..<31 { setup.tick() }
+        #expect(setup.resolver.callCount == resolved + 1)
+        // A path that carries data again does count.
+        tunnel.setPathState(.ready, "eth0")
+        for _ in 0..<40 { setup.tick() }
+        #expect(setup.resolver.callCount == resolved + 1)
+    }
+
     @Test func aTunnelWhoseUplinksAllLostTheServerFollowsItsNameToANewAddress() throws {
         let setup = try Self.setup(uplinks: ["eth0", "wwan0"])
         setup.resolver.set("vpn.example.net", "198.51.100.9")

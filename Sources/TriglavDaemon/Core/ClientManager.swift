@@ -893,7 +893,10 @@ extension ClientManager {
             var trying = false
             for uplink in statistics?.uplinks ?? [] where attached.contains(uplink.interface) && !linksDown.contains(uplink.interface) {
                 switch uplink.state {
-                case .established where uplink.pathState != .down: return true
+                // Only a path the engine counts as carrying data has heard from the server lately; a session key
+                // outlives the server ("established"), and a path the engine re-probes or hasn't placed yet proves
+                // nothing — counting those restarted the 30 s wait at every probe.
+                case .established where uplink.pathState?.carriesData == true: return true
                 case .established, .handshaking: trying = true
                 case .waiting: break
                 }
