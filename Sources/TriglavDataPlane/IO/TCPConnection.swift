@@ -230,8 +230,10 @@ final class TCPConnection: @unchecked Sendable {
     /// Writes queued output (call when the socket may have drained).
     func flush() {
         while outputOffset < output.count {
+            // send(MSG_NOSIGNAL), not write: on a connection the peer reset (or a connect that failed) write raises
+            // SIGPIPE, whose default action ended the whole daemon without a word (seen in the moved-server test).
             let written = output.withUnsafeBytes { bytes in
-                Glibc.write(descriptor.raw, bytes.baseAddress! + outputOffset, bytes.count - outputOffset)
+                Glibc.send(descriptor.raw, bytes.baseAddress! + outputOffset, bytes.count - outputOffset, Int32(MSG_NOSIGNAL))
             }
             if written > 0 {
                 outputOffset += written
