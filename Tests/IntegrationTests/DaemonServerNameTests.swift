@@ -98,9 +98,8 @@ struct DaemonServerNameTests {
             try clientNotify.waitFor(prefix: "STATUS=Connected to lab (\(Self.serverName):7443): 2/2 uplinks established",
                                      after: count, timeout: 150)
         } catch {
-            // Twice in CI under full-suite load (never alone, nor beside CPU burners): the client's log stops at the
-            // moment the 30 s re-resolution falls due — data-plane lines included — as if the daemon stalled. Not
-            // understood yet; the re-resolution logic itself is covered by CoreServerNameTests with fakes.
+            // Twice in CI and once locally the client process was gone (SIGPIPE from the TCP fallback's write to a
+            // failed connection; now send(MSG_NOSIGNAL)). Kept as a guard, with the client log, until CI confirms.
             withKnownIssue("the client stalled when its server name fell due for re-resolution (CI load)", isIntermittent: true) {
                 Issue.record("\(error)\nclient log:\n\(lab.log("client"))")
             }
