@@ -246,14 +246,20 @@ struct CoreServerNameTests {
 
     // MARK: Connected: the server moves
 
-    @Test("a session key that outlives the server doesn't count as reaching it: a path the engine re-probes proves nothing")
-    func reprobedPathsDontCountAsReachingTheServer() throws {
-        let setup = try Self.setup(uplinks: ["eth0", "wwan0"])
+    /// Connects `home` (vpn.example.net → 198.51.100.9) and establishes eth0 and wwan0; returns the tunnel.
+    static func connectBothUplinks(_ setup: Setup) throws -> FakeClientTunnel {
         setup.resolver.set("vpn.example.net", "198.51.100.9")
         try setup.manager.connect(profile: "home")
         let tunnel = try #require(setup.factory.last)
         tunnel.establish("eth0", "wwan0")
         setup.tick()
+        return tunnel
+    }
+
+    @Test("a session key that outlives the server doesn't count as reaching it: a path the engine re-probes proves nothing")
+    func reprobedPathsDontCountAsReachingTheServer() throws {
+        let setup = try Self.setup(uplinks: ["eth0", "wwan0"])
+        let tunnel = try Self.connectBothUplinks(setup)
         let resolved = setup.resolver.callCount
         // The server is gone; the sessions' keys remain ("established") while the engine probes the paths.
         tunnel.setPathState(.probing, "eth0")
@@ -268,11 +274,7 @@ struct CoreServerNameTests {
 
     @Test func aTunnelWhoseUplinksAllLostTheServerFollowsItsNameToANewAddress() throws {
         let setup = try Self.setup(uplinks: ["eth0", "wwan0"])
-        setup.resolver.set("vpn.example.net", "198.51.100.9")
-        try setup.manager.connect(profile: "home")
-        let first = try #require(setup.factory.last)
-        first.establish("eth0", "wwan0")
-        setup.tick()
+        let first = try Self.connectBothUplinks(setup)
         #expect(setup.manager.status.state == .connected)
         let resolved = setup.resolver.callCount
 

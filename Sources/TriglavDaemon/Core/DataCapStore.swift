@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import Synchronization
 import TriglavCore
+import TriglavDataPlane
 
 /// Keeps the data caps' period usage in a small text file in the daemon's state directory
 /// (`$STATE_DIRECTORY`, which systemd's `StateDirectory=triglav` sets to /var/lib/triglav), so a restart or
@@ -52,8 +53,7 @@ public final class DataCapStore: Sendable {
     /// The daemon's state directory: the first entry of `$STATE_DIRECTORY` (systemd's `StateDirectory=`),
     /// else /var/lib/triglav.
     public static func stateDirectory(environment value: String?) -> String {
-        if let value, let first = value.split(separator: ":").first, first.hasPrefix("/") { return String(first) }
-        return "/var/lib/triglav"
+        DataPlaneStateDirectory.resolve(environment: value)
     }
 
     // MARK: Reading

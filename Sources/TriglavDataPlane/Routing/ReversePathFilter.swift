@@ -38,11 +38,12 @@ struct SysctlTree: Sendable {
 /// Where the data plane keeps what must outlive a crash of the process: `$STATE_DIRECTORY` (set by systemd's
 /// `StateDirectory=triglav`; the first entry if it lists several), else /var/lib/triglav, the daemon's state directory.
 public enum DataPlaneStateDirectory {
-    public static var `default`: String {
-        if let value = ProcessInfo.processInfo.environment["STATE_DIRECTORY"],
-           let first = value.split(separator: ":").first, !first.isEmpty {
-            return String(first)
-        }
+    public static var `default`: String { resolve(environment: ProcessInfo.processInfo.environment["STATE_DIRECTORY"]) }
+
+    /// The first entry of a `$STATE_DIRECTORY` value when it is an absolute path, else /var/lib/triglav (the daemon's
+    /// data caps use the same rule, `DataCapStore.stateDirectory`).
+    public static func resolve(environment value: String?) -> String {
+        if let value, let first = value.split(separator: ":").first, first.hasPrefix("/") { return String(first) }
         return "/var/lib/triglav"
     }
 }
