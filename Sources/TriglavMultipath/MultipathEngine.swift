@@ -299,9 +299,19 @@ public struct MultipathEngine<Packet> {
         uplinks[latest.index].noteRequestedLoss(sentAt: latest.sentAt, at: now, configuration: configuration)
     }
 
+    /// The dead uplink's unconfirmed packets, oldest tunnel sequence first rather than in its send order: the
+    /// receiver releases in sequence order, so the oldest hole is the one holding delivery. It is often a repair or
+    /// a failover resend sent on the dying uplink late in its detection, which in send order waited behind the
+    /// whole backlog (blackhole seed 38: 467 → 218 ms Linux-like, 324 → 216 ms Reno; nothing longer on seeds 11–60;
+    /// BENCHMARKS.md, "Failover resends oldest first"). Allocates once per failover, not per packet.
     private mutating func queueFailoverResends(from tracker: UplinkTracker, now: UInt64) {
         let since = now > configuration.resendHorizon ? now - configuration.resendHorizon : 0
-        tracker.unacknowledgedSequences(sentSince: since) { resends.push($0) }
+        var sequences: [UInt32] = []
+        tracker.unacknowledgedSequences(sentSince: since) { sequences.append($0) }
+        guard let reference = sequences.first else { return }
+        // Tunnel sequences wrap; the backlog spans far less than half the space, so the signed distance orders it.
+        sequences.sort { Int32(bitPattern: $0 &- reference) < Int32(bitPattern: $1 &- reference) }
+        for sequence in sequences { resends.push(sequence) }
     }
 
     // MARK: Receive path
@@ -567,7 +577,9 @@ public struct MultipathEngine<Packet> {
     private func eligibleMask(allowSpill: Bool, preferReady: Bool, avoidsSuspects: Bool = true) -> UInt32 {
         var usableByLevel: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
         var readyMask: UInt32 = 0
+        // Probing uplinks of the best tier only: a probing backup must not carry beside a probing primary.
         var probingMask: UInt32 = 0
+        var probingLevel = Int.max
         var suspectMask: UInt32 = 0
         for index in uplinks.indices {
             guard let level = level(uplinks[index]) else { continue }
@@ -575,7 +587,10 @@ public struct MultipathEngine<Packet> {
             if uplinks[index].isSuspect { suspectMask |= bit }
             switch uplinks[index].state {
             case .ready: readyMask |= bit
-            case .probing: probingMask |= bit; continue
+            case .probing:
+                if level < probingLevel { probingMask = 0; probingLevel = level }
+                if level == probingLevel { probingMask |= bit }
+                continue
             case .degraded: break
             case .down: continue
             }

@@ -146,6 +146,27 @@ struct EngineDriver {
         #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now + Nanoseconds.second).first == c)
     }
 
+    /// Before any probe is answered every uplink is probing; the fallback to probing uplinks keeps the tiers, so a
+    /// backup still carries nothing beside a primary (it did: the fallback took every probing uplink).
+    @Test(arguments: [SchedulerMode.aggregate, .lowestLatency, .redundant, .failover, .flow])
+    func probingBackupCarriesNothingBesideAProbingPrimary(scheduler: SchedulerMode) throws {
+        var configuration = MultipathConfiguration()
+        configuration.scheduler = scheduler
+        var driver = try EngineDriver(configuration: configuration)
+        try driver.engine.addUplink(c, policy: UplinkPolicy(tier: .backup), now: 0)
+        try driver.engine.addUplink(a, now: 0)
+        try driver.engine.addUplink(b, policy: UplinkPolicy(tier: .never), now: 0)
+        #expect(driver.state(a) == .probing && driver.state(c) == .probing)
+        var used = Set<UplinkID>()
+        for step in 0..<500 {
+            used.formUnion(driver.engine.schedule(packetLength: 1400, flowKey: nil, now: UInt64(step) * 100_000))
+        }
+        #expect(used == [a])
+        // With the primary gone the probing backup is what is left.
+        driver.engine.handle(.systemLinkDown(a, at: 60 * Self.ms))
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: 60 * Self.ms).first == c)
+    }
+
     @Test func redundantSendsOnEveryUsableOrBestN() throws {
         var configuration = MultipathConfiguration()
         configuration.scheduler = .redundant
