@@ -208,6 +208,8 @@ final class PacedSendQueue {
     var aheadCount: Int { ahead.count }
     /// Dropped segments the ledger remembers (answered ones are forgotten).
     var rememberedDrops: Int { ledger?.count ?? 0 }
+    /// Whether the ledger remembers the dropped segment `key` (tests).
+    func remembers(_ key: UInt64) -> Bool { ledger?.contains(key) ?? false }
     var resendCount: Int { lanes.reduce(0) { $0 + $1.repairs.count + $1.failover.count } }
 
     /// Ingress: queues `packet` (an inner IP packet; `wireLength` on the wire) where the engine's AQM puts it
