@@ -151,4 +151,207 @@ struct PacedSendQueueTests {
         }
         #expect(ring.push(1) && ring.push(2) && ring.push(3) && !ring.push(4) && ring.count == 3 && ring[2] == 3)
     }
+
+    // MARK: Retransmissions of dropped segments (the DroppedSegmentLedger)
+
+    /// An inner IPv4 TCP segment 10.0.0.1:`sourcePort` → 10.0.0.2:443 with `sequence` and `payload` bytes (ACK|PSH).
+    static func tcp4(sequence: UInt32, payload: Int = 40, sourcePort: UInt16 = 50_000, flags: UInt8 = 0x18) -> [UInt8] {
+        let total = 20 + 20 + payload
+        var bytes: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xff), 0, 0, 0x40, 0, 64, 6, 0, 0,
+                              10, 0, 0, 1, 10, 0, 0, 2]
+        bytes += [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), 0x01, 0xbb]
+        bytes += withUnsafeBytes(of: sequence.bigEndian) { Array($0) }
+        bytes += [0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]
+        return bytes + [UInt8](repeating: 0xab, count: payload)
+    }
+
+    /// An inner IPv6 TCP segment fd00::1:`sourcePort` → fd00::2:443 (`nextHeader` 6 unless testing extension headers).
+    static func tcp6(sequence: UInt32, payload: Int = 40, sourcePort: UInt16 = 50_000, nextHeader: UInt8 = 6) -> [UInt8] {
+        let length = 20 + payload
+        var bytes: [UInt8] = [0x60, 0, 0, 0, UInt8(length >> 8), UInt8(length & 0xff), nextHeader, 64]
+        bytes += [0xfd] + [UInt8](repeating: 0, count: 14) + [1]
+        bytes += [0xfd] + [UInt8](repeating: 0, count: 14) + [2]
+        bytes += [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), 0x01, 0xbb]
+        bytes += withUnsafeBytes(of: sequence.bigEndian) { Array($0) }
+        bytes += [0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]
+        return bytes + [UInt8](repeating: 0xab, count: payload)
+    }
+
+    /// An inner IPv4 UDP datagram (no key): the filler that builds a backlog.
+    static func udp4(_ marker: UInt8) -> [UInt8] {
+        [0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+         0x30, 0x39, 0x00, 0x35, 0, 28, 0, 0] + [UInt8](repeating: marker, count: 20)
+    }
+
+    static func key(_ packet: [UInt8]) -> UInt64? { packet.withUnsafeBytes { PacketClassifier.droppedSegmentKey($0) } }
+
+    static func admit(_ packet: [UInt8], to queue: PacedSendQueue, engine: inout MultipathEngine<Int>, now: UInt64) -> Bool {
+        packet.withUnsafeBytes { queue.admit($0, wireLength: wire, engine: &engine, now: now) }
+    }
+
+    /// Admits UDP fillers at `now` until the engine's AQM refuses one (the backlog is past twice its hard limit);
+    /// returns how many it took.
+    static func fillUntilRefused(_ queue: PacedSendQueue, engine: inout MultipathEngine<Int>, now: UInt64) -> Int {
+        var admitted = 0
+        while admitted < 4000, admit(udp4(UInt8(truncatingIfNeeded: admitted)), to: queue, engine: &engine, now: now) {
+            admitted += 1
+        }
+        return admitted
+    }
+
+    /// Calls `next` at `now` until the first `.data` (reported sent, not released) or nil; the releases and the bytes
+    /// of that `.data` packet.
+    static func untilData(_ queue: PacedSendQueue, engine: inout MultipathEngine<Int>, now: UInt64)
+        -> (releases: [PacedRelease], packet: [UInt8]?) {
+        var releases: [PacedRelease] = []
+        while releases.count < 5000, let release = queue.next(engine: &engine, now: now) {
+            releases.append(release)
+            if case .data(let uplink, let slot) = release {
+                let bytes = Array(queue.packet(slot))
+                engine.handle(.packetSent(uplink, counter: UInt64(releases.count), sequence: 0, bytes: wire, at: now))
+                queue.release(slot)
+                return (releases, bytes)
+            }
+        }
+        return (releases, nil)
+    }
+
+    /// A queue with a refused TCP segment `refused` (the backlog past twice the hard limit), then the best-used uplink
+    /// down; returns the engine at `now` + 2 ms, within the failover recovery second.
+    static func refusedThenFailover(_ queue: PacedSendQueue, refused segments: [[UInt8]], now: UInt64) throws
+        -> MultipathEngine<Int> {
+        var engine = try readyEngine()
+        #expect(fillUntilRefused(queue, engine: &engine, now: now) > 100, "the backlog needs more than a few packets")
+        for segment in segments {
+            #expect(!admit(segment, to: queue, engine: &engine, now: now), "a segment behind a full backlog is refused")
+        }
+        engine.handle(.systemLinkDown(UplinkID(1), at: now + Self.ms))
+        #expect(engine.isRecoveringFromFailover(now: now + 2 * Self.ms))
+        return engine
+    }
+
+    @Test("after a failover a refused TCP segment's retransmission goes ahead of the queued data, and leaves first")
+    func refusedRetransmissionAheadAfterFailover() throws {
+        let queue = PacedSendQueue(sharedCapacity: 4096, slotSize: 128)
+        let now: UInt64 = 700 * Self.ms
+        let segment = Self.tcp4(sequence: 1_000_000)
+        var engine = try Self.refusedThenFailover(queue, refused: [segment], now: now)
+        #expect(queue.rememberedDrops == 1, "the refused segment is remembered")
+        let queued = queue.sharedCount
+        #expect(Self.admit(segment, to: queue, engine: &engine, now: now + 2 * Self.ms), "its retransmission is taken")
+        #expect(queue.aheadCount == 1 && queue.sharedCount == queued + 1 && queue.retransmissionsAhead == 1)
+        #expect(queue.rememberedDrops == 0, "a drop is answered once")
+        let (releases, first) = Self.untilData(queue, engine: &engine, now: now + 2 * Self.ms)
+        #expect(first == segment, "the retransmission must be the first packet sent, ahead of \(queued) queued; \(releases.count) releases")
+        // Only the fillers behind it were shed to bring the queue under the hard limit (the protected one stays).
+        #expect(releases.dropLast().allSatisfy { $0 == .shed })
+    }
+
+    @Test("a shed segment's retransmission is protected: the AQM sheds the first unprotected packet behind it instead")
+    func shedRetransmissionIsNotShedAgain() throws {
+        var engine = try Self.readyEngine()
+        let queue = PacedSendQueue(sharedCapacity: 4096, slotSize: 128)
+        var now: UInt64 = 700 * Self.ms
+        let segment = Self.tcp4(sequence: 7_000)
+        #expect(Self.admit(segment, to: queue, engine: &engine, now: now))
+        #expect(Self.fillUntilRefused(queue, engine: &engine, now: now) > 100)
+        #expect(queue.next(engine: &engine, now: now) == .shed, "past the hard limit the head is shed")
+        #expect(queue.rememberedDrops == 1, "the shed segment is remembered")
+        // Let the rest drain, then the retransmission comes back to an empty queue, before a new backlog.
+        var counter: UInt64 = 0, sequence: UInt32 = 0, rounds = 0
+        _ = Self.drain(queue, engine: &engine, now: now, counter: &counter, sequence: &sequence)
+        while let wake = queue.nextWake(engine: engine, uplinks: [UInt32(1), 2], now: now), rounds < 20_000 {
+            now = max(wake, now + 1)
+            rounds += 1
+            _ = Self.drain(queue, engine: &engine, now: now, counter: &counter, sequence: &sequence)
+        }
+        #expect(queue.isEmpty)
+        #expect(!engine.isRecoveringFromFailover(now: now), "no failover: the retransmission joins the tail")
+        #expect(Self.admit(segment, to: queue, engine: &engine, now: now))
+        #expect(queue.protectedRetransmissions == 1 && queue.aheadCount == 0)
+        let victim = Self.tcp4(sequence: 1, sourcePort: 50_001)
+        #expect(Self.admit(victim, to: queue, engine: &engine, now: now))
+        #expect(Self.fillUntilRefused(queue, engine: &engine, now: now) > 100)
+        let shedBefore = queue.shedPackets
+        let (releases, first) = Self.untilData(queue, engine: &engine, now: now)
+        #expect(releases.first == .shed && queue.shedPackets > shedBefore, "the backlog is past the hard limit: \(releases.prefix(3))")
+        #expect(first == segment, "the protected retransmission stays at the head and is the first sent")
+        #expect(Self.key(victim).map { queue.remembers($0) } == true, "the unprotected segment behind it was shed and remembered")
+    }
+
+    @Test("only TCP segments with payload get a key: equal flow and sequence, equal key; others, none")
+    func segmentKeys() throws {
+        let segment = try #require(Self.key(Self.tcp4(sequence: 42)))
+        #expect(Self.key(Self.tcp4(sequence: 42, payload: 1000)) == segment, "a retransmission may differ in length")
+        #expect(Self.key(Self.tcp4(sequence: 43)) != segment)
+        #expect(Self.key(Self.tcp4(sequence: 42, sourcePort: 50_001)) != segment)
+        #expect(Self.key(Self.tcp4(sequence: 0)) != nil && Self.key(Self.tcp4(sequence: 0)) != 0)
+        let six = try #require(Self.key(Self.tcp6(sequence: 42)))
+        #expect(six != segment && Self.key(Self.tcp6(sequence: 43)) != six)
+        #expect(Self.key(Self.tcp4(sequence: 42, payload: 0, flags: 0x10)) == nil, "a pure ACK")
+        #expect(Self.key(Self.tcp4(sequence: 42, payload: 0, flags: 0x02)) == nil, "a bare SYN carries no payload")
+        #expect(Self.key(Self.udp4(1)) == nil, "UDP")
+        #expect(Self.key(Self.tcp6(sequence: 42, nextHeader: 0)) == nil, "IPv6 extension headers are not walked")
+        var fragment = Self.tcp4(sequence: 42)
+        fragment[6] = 0x20  // more fragments
+        #expect(Self.key(fragment) == nil)
+        var shortTotal = Self.tcp4(sequence: 42)
+        shortTotal[3] = 40  // IP total length says no payload
+        #expect(Self.key(shortTotal) == nil)
+        for packet in [Self.tcp4(sequence: 42), Self.tcp6(sequence: 42)] {
+            for length in 0..<packet.count - 40 {  // truncated: the IP length is larger than the bytes
+                #expect(Self.key(Array(packet.prefix(length))) == nil, "\(length) bytes")
+            }
+        }
+        var bad = Self.tcp4(sequence: 42)
+        bad[0] = 0x44  // IHL 16 bytes
+        #expect(Self.key(bad) == nil)
+        bad[0] = 0x45; bad[32] = 0x40  // TCP data offset 16 bytes
+        #expect(Self.key(bad) == nil)
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {  // never traps on garbage
+            let garbage = (0..<Int.random(in: 0..<80, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            _ = Self.key(garbage)
+        }
+    }
+
+    @Test("non-TCP, pure ACKs and malformed packets are not remembered: after a failover they are refused as before")
+    func keylessPacketsBehaveAsBefore() throws {
+        let queue = PacedSendQueue(sharedCapacity: 4096, slotSize: 128)
+        let now: UInt64 = 700 * Self.ms
+        var truncated = Self.tcp4(sequence: 5)
+        truncated.removeLast(10)  // the IP total length claims 10 bytes more
+        let keyless = [Self.udp4(0xee), Self.tcp4(sequence: 9, payload: 0, flags: 0x10), truncated, [0x45, 0, 0]]
+        let segment = Self.tcp4(sequence: 77)
+        var engine = try Self.refusedThenFailover(queue, refused: keyless + [segment], now: now)
+        #expect(queue.rememberedDrops == 1, "only the TCP segment with payload is remembered")
+        for packet in keyless {
+            #expect(!Self.admit(packet, to: queue, engine: &engine, now: now + 2 * Self.ms), "\(packet.count) bytes: refused again")
+        }
+        #expect(queue.aheadCount == 0)
+        #expect(Self.admit(segment, to: queue, engine: &engine, now: now + 2 * Self.ms) && queue.aheadCount == 1)
+    }
+
+    @Test("memory is bounded: the ledger forgets the oldest drops; a full FIFO ahead sends the rest to the tail, protected")
+    func ledgerAndAheadBounded() throws {
+        let now: UInt64 = 700 * Self.ms
+        let segments = (0..<5).map { Self.tcp4(sequence: UInt32($0) * 1000) }
+        let small = PacedSendQueue(sharedCapacity: 4096, slotSize: 128, ledgerCapacity: 4)
+        var engine = try Self.refusedThenFailover(small, refused: segments, now: now)
+        #expect(small.rememberedDrops == 4, "the ledger holds its capacity")
+        #expect(!Self.admit(segments[0], to: small, engine: &engine, now: now + 2 * Self.ms), "the oldest was forgotten")
+        #expect(Self.admit(segments[4], to: small, engine: &engine, now: now + 2 * Self.ms) && small.aheadCount == 1)
+
+        let narrow = PacedSendQueue(sharedCapacity: 4096, slotSize: 128, aheadCapacity: 2)
+        engine = try Self.refusedThenFailover(narrow, refused: Array(segments.prefix(3)), now: now)
+        for segment in segments.prefix(3) {
+            #expect(Self.admit(segment, to: narrow, engine: &engine, now: now + 2 * Self.ms))
+        }
+        #expect(narrow.aheadCount == 2 && narrow.retransmissionsAhead == 2 && narrow.protectedRetransmissions == 1)
+        var sent: [[UInt8]] = []
+        for _ in 0..<2 {
+            if let packet = Self.untilData(narrow, engine: &engine, now: now + 2 * Self.ms).packet { sent.append(packet) }
+        }
+        #expect(sent == Array(segments.prefix(2)), "those ahead leave first, in their order")
+    }
 }

@@ -100,6 +100,18 @@ struct FixedRing {
     }
 
     subscript(offset: Int) -> UInt64 { storage[(head + offset) % storage.count] }
+
+    /// Removes the entry `offset` places behind the head, moving the later ones up: O(count − offset), no allocation.
+    @discardableResult
+    mutating func remove(at offset: Int) -> UInt64 {
+        precondition(offset >= 0 && offset < count, "ring offset \(offset) out of 0..<\(count)")
+        let removed = self[offset]
+        for index in offset..<(count - 1) {
+            storage[(head + index) % storage.count] = storage[(head + index + 1) % storage.count]
+        }
+        count -= 1
+        return removed
+    }
 }
 
 /// Sender-side pacing with late binding for one tunnel (docs/MULTIPATH.md, "Sender-side pacing" and "Late binding";
@@ -110,29 +122,52 @@ struct FixedRing {
 /// packets) wait in per-uplink FIFOs of sequence numbers, ahead of the shared queue; their bytes stay in the
 /// retransmit store.
 ///
-/// Memory is fixed: `sharedCapacity` packet slots of `slotSize` bytes (allocated at the first packet, so an idle
-/// client costs nothing; pages become resident only as deep as the queue actually gets, the pool reusing its
-/// most recently freed slots first), and `resendCapacity` entries per uplink lane (8 bytes each). Nothing here
-/// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
+/// TCP segments the engine's AQM dropped — refused at ingress or shed at the head — are remembered in a
+/// `DroppedSegmentLedger` (keyed by `PacketClassifier.droppedSegmentKey`), and TCP's retransmission of one is
+/// placed by `admitShared(…retransmitting:…)` (docs/MULTIPATH.md, "Retransmissions of dropped segments"): within a
+/// second of a failover ahead of the shared queue (a small FIFO `next` drains first, through the same
+/// `dequeueShared` call; its bytes count in the backlog), otherwise, for a shed segment, at the tail but
+/// protected. A protected packet is never shed: when the engine says `.drop` with one at the head, the first
+/// unprotected packet behind it goes instead (the head itself only when every queued packet is protected).
+///
+/// Memory is fixed: `sharedCapacity` packet slots of `slotSize` bytes shared by the shared queue and the FIFO ahead
+/// of it (allocated at the first packet, so an idle client costs nothing; pages become resident only as deep as the
+/// queue actually gets, the pool reusing its most recently freed slots first), `aheadCapacity` entries ahead (a
+/// retransmission that finds them full joins the shared queue's tail, protected), the ledger's fixed table
+/// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first TCP segment), and `resendCapacity`
+/// entries per uplink lane (8 bytes each). Nothing here allocates per packet. Not thread-safe: used under the owning
+/// tunnel's lock.
 final class PacedSendQueue {
     /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
     /// engine's AQM keeps the queue near `PacingSwitch.ingressQueueTarget`; beyond this the newest is dropped.
     static let defaultSharedCapacity = 1024
     /// Resends queued per uplink (repairs and failover resends each).
     static let resendCapacity = 256
+    /// Retransmissions of dropped segments that may wait ahead of the shared queue: more than a failover's worth
+    /// (the simulator's blackhole runs put at most a few dozen ahead in the recovery second).
+    static let defaultAheadCapacity = 128
 
     let sharedCapacity: Int
     let slotSize: Int
     private var pool: PacketPool?
-    /// Pool slot (low 32 bits) and wire length (high 32 bits) of each queued packet, oldest first.
+    /// Each queued packet, oldest first, as a `SharedEntry` (pool slot, protected bit, wire length).
     private var shared: FixedRing
-    /// Wire bytes in the shared queue (what `admitShared`/`dequeueShared` call the backlog).
+    /// Retransmissions of dropped segments put ahead of `shared` (`.queuedAhead`), oldest first; all protected.
+    private var ahead: FixedRing
+    /// Wire bytes in the shared queue and ahead of it (what `admitShared`/`dequeueShared` call the backlog).
     private(set) var sharedBytes = 0
+    /// The TCP segments the AQM dropped lately (nil until the first TCP segment with payload).
+    private var ledger: DroppedSegmentLedger?
+    let ledgerCapacity: Int
     private var lanes: [ResendLane] = []
     /// Packets refused at ingress because the shared queue was full (beyond the engine's own refusals).
     private(set) var overflowDrops: UInt64 = 0
     /// Packets the engine's AQM shed at the head of the shared queue.
     private(set) var shedPackets: UInt64 = 0
+    /// Retransmissions of dropped segments put ahead of the shared queue (`.queuedAhead`).
+    private(set) var retransmissionsAhead: UInt64 = 0
+    /// Retransmissions of dropped segments queued protected at the tail (`.queuedProtected`, or ahead was full).
+    private(set) var protectedRetransmissions: UInt64 = 0
 
     /// The resends waiting for one uplink: repairs first, then failover resends. Entries: sequence (low 32 bits)
     /// and wire length (high 32 bits).
@@ -143,29 +178,69 @@ final class PacedSendQueue {
         var isEmpty: Bool { repairs.isEmpty && failover.isEmpty }
     }
 
-    init(sharedCapacity: Int = PacedSendQueue.defaultSharedCapacity, slotSize: Int = TunnelMTU.largestDatagram) {
+    init(sharedCapacity: Int = PacedSendQueue.defaultSharedCapacity, slotSize: Int = TunnelMTU.largestDatagram,
+         aheadCapacity: Int = PacedSendQueue.defaultAheadCapacity,
+         ledgerCapacity: Int = DroppedSegmentLedger.defaultCapacity) {
         self.sharedCapacity = max(1, sharedCapacity)
         self.slotSize = slotSize
+        self.ledgerCapacity = max(1, ledgerCapacity)
         shared = FixedRing(capacity: self.sharedCapacity)
+        ahead = FixedRing(capacity: max(1, aheadCapacity))
         lanes.reserveCapacity(MultipathLimits.maxUplinks)
     }
 
+    /// A queued packet: pool slot (bits 0–30), protected (bit 31: never shed), wire length (high 32 bits).
+    private enum SharedEntry {
+        static let protectedBit: UInt64 = 1 << 31
+        static func make(slot: Int, wireLength: Int, isProtected: Bool) -> UInt64 {
+            UInt64(UInt32(slot) & 0x7fff_ffff) | UInt64(UInt32(clamping: wireLength)) << 32 | (isProtected ? protectedBit : 0)
+        }
+        static func slot(_ entry: UInt64) -> Int { Int(UInt32(truncatingIfNeeded: entry) & 0x7fff_ffff) }
+        static func wireLength(_ entry: UInt64) -> Int { Int(entry >> 32) }
+        static func isProtected(_ entry: UInt64) -> Bool { entry & protectedBit != 0 }
+    }
+
     /// Nothing waits: no shared packet, no resend.
-    var isEmpty: Bool { shared.isEmpty && lanes.allSatisfy(\.isEmpty) }
-    var sharedCount: Int { shared.count }
+    var isEmpty: Bool { shared.isEmpty && ahead.isEmpty && lanes.allSatisfy(\.isEmpty) }
+    /// Packets in the shared queue, those ahead of it included.
+    var sharedCount: Int { shared.count + ahead.count }
+    /// Packets waiting ahead of the shared queue.
+    var aheadCount: Int { ahead.count }
+    /// Dropped segments the ledger remembers (answered ones are forgotten).
+    var rememberedDrops: Int { ledger?.count ?? 0 }
+    /// Whether the ledger remembers the dropped segment `key` (tests).
+    func remembers(_ key: UInt64) -> Bool { ledger?.contains(key) ?? false }
     var resendCount: Int { lanes.reduce(0) { $0 + $1.repairs.count + $1.failover.count } }
 
-    /// Ingress: queues `packet` (an inner IP packet; `wireLength` on the wire) if the engine's AQM admits it
-    /// (`admitShared`) and there is room. False: drop it (no sequence was given, so TCP sees the loss).
+    /// Ingress: queues `packet` (an inner IP packet; `wireLength` on the wire) where the engine's AQM puts it
+    /// (`admitShared(…retransmitting:…)`, told whether a TCP segment retransmits one it dropped) if there is room.
+    /// False: drop it (no sequence was given, so TCP sees the loss); a dropped TCP segment is remembered as refused.
     func admit(_ packet: UnsafeRawBufferPointer, wireLength: Int, engine: inout MultipathEngine<Int>, now: UInt64) -> Bool {
-        guard engine.admitShared(packetLength: wireLength, backlogBytes: sharedBytes, now: now) else { return false }
-        let pool = self.pool ?? PacketPool(capacity: sharedCapacity, slotSize: slotSize)
-        self.pool = pool
-        guard shared.count < sharedCapacity, let slot = pool.store(packet) else {
-            overflowDrops &+= 1
+        let key = PacketClassifier.droppedSegmentKey(packet)
+        if key != nil, ledger == nil { ledger = DroppedSegmentLedger(capacity: ledgerCapacity) }
+        let drop = key.flatMap { ledger?.take($0) }
+        let admission = engine.admitShared(packetLength: wireLength, backlogBytes: sharedBytes, retransmitting: drop, now: now)
+        guard admission != .refused else {
+            if let key { ledger?.remember(key, as: .refused) }
             return false
         }
-        _ = shared.push(UInt64(UInt32(slot)) | UInt64(UInt32(clamping: wireLength)) << 32)
+        let pool = self.pool ?? PacketPool(capacity: sharedCapacity, slotSize: slotSize)
+        self.pool = pool
+        let goesAhead = admission == .queuedAhead && ahead.count < ahead.capacity
+        guard goesAhead || shared.count < sharedCapacity, let slot = pool.store(packet) else {
+            overflowDrops &+= 1
+            if let key { ledger?.remember(key, as: .refused) }
+            return false
+        }
+        let isProtected = admission == .queuedAhead || admission == .queuedProtected
+        let entry = SharedEntry.make(slot: slot, wireLength: wireLength, isProtected: isProtected)
+        if goesAhead {
+            _ = ahead.push(entry)
+            retransmissionsAhead &+= 1
+        } else {
+            _ = shared.push(entry)
+            if isProtected { protectedRetransmissions &+= 1 }
+        }
         sharedBytes += wireLength
         return true
     }
@@ -235,22 +310,41 @@ final class PacedSendQueue {
             guard release <= now, let entry = lanes[index].repairs.pop() ?? lanes[index].failover.pop() else { continue }
             return .resend(lanes[index].uplink, sequence: UInt32(truncatingIfNeeded: entry))
         }
-        guard let head = shared.first else { return nil }
-        let wireLength = Int(head >> 32)
-        switch engine.dequeueShared(packetLength: wireLength, backlogBytes: sharedBytes, now: now) {
+        // Retransmissions put ahead go first, bound like any other packet of the shared queue.
+        let headIsAhead = !ahead.isEmpty
+        guard let head = ahead.first ?? shared.first else { return nil }
+        switch engine.dequeueShared(packetLength: SharedEntry.wireLength(head), backlogBytes: sharedBytes, now: now) {
         case .wait:
             return nil
         case .drop:
-            _ = shared.pop()
-            sharedBytes -= wireLength
-            pool?.release(Int(UInt32(truncatingIfNeeded: head)))
-            shedPackets &+= 1
+            // A protected head stays (a segment is shed once); the first unprotected packet behind it goes. Everything
+            // ahead is protected, so that one is in the shared ring.
+            if SharedEntry.isProtected(head),
+               let victim = (0..<shared.count).first(where: { !SharedEntry.isProtected(shared[$0]) }) {
+                shed(shared.remove(at: victim))
+            } else {
+                _ = headIsAhead ? ahead.pop() : shared.pop()
+                shed(head)
+            }
             return .shed
         case .send(let uplink):
-            _ = shared.pop()
-            sharedBytes -= wireLength
-            return .data(uplink, slot: Int(UInt32(truncatingIfNeeded: head)))
+            _ = headIsAhead ? ahead.pop() : shared.pop()
+            sharedBytes -= SharedEntry.wireLength(head)
+            return .data(uplink, slot: SharedEntry.slot(head))
         }
+    }
+
+    /// Frees a packet the AQM shed (already taken off its queue), remembering it if it is a TCP segment.
+    private func shed(_ entry: UInt64) {
+        sharedBytes -= SharedEntry.wireLength(entry)
+        if let pool {
+            if let key = PacketClassifier.droppedSegmentKey(pool.packet(SharedEntry.slot(entry))) {
+                if ledger == nil { ledger = DroppedSegmentLedger(capacity: ledgerCapacity) }
+                ledger?.remember(key, as: .shed)
+            }
+            pool.release(SharedEntry.slot(entry))
+        }
+        shedPackets &+= 1
     }
 
     /// When `next` may have something again (after it returned nil at `now`): the earliest future release time of
@@ -264,7 +358,7 @@ final class PacedSendQueue {
             guard let release = engine.releaseTime(on: lane.uplink) else { continue }
             wake = min(wake ?? .max, max(release, now))
         }
-        if !shared.isEmpty {
+        if !shared.isEmpty || !ahead.isEmpty {
             var sharedWake = now &+ Self.sharedRecheck
             for raw in uplinks {
                 if let release = engine.releaseTime(on: UplinkID(raw)), release > now { sharedWake = min(sharedWake, release) }
