@@ -199,6 +199,8 @@ final class TunnelNode {
         var isProtected = false
         /// Late binding: queued ahead of the shared queue's other packets.
         var isAhead = false
+        /// A failover resend: when it was queued (see `skipsSupersededFailoverResends`).
+        var failoverQueuedAt: UInt64? = nil
     }
     private struct PacingQueues {
         var repairs: [PacedPacket] = []
@@ -377,7 +379,11 @@ final class TunnelNode {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
         if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
         else if isRepair && lateBinding && repairsAheadOfFailover { pacing[id, default: PacingQueues()].repairs.append(entry) }
-        else if packet.isResend { pacing[id, default: PacingQueues()].resends.append(entry) }
+        else if packet.isResend {
+            var entry = entry
+            entry.failoverQueuedAt = now
+            pacing[id, default: PacingQueues()].resends.append(entry)
+        }
         else { pacing[id, default: PacingQueues()].data.append(entry) }
         if lateBinding { serviceUplinks() } else { drainPacingQueue(id) }
     }
@@ -410,6 +416,11 @@ final class TunnelNode {
                     declineResend(entry.sequence)
                 }
             } else {
+                let slot = Int(entry.sequence & 0xffff)
+                if lateBinding, skipsSupersededFailoverResends, let queuedAt = entry.failoverQueuedAt,
+                   storeSequences[slot] == entry.sequence, lastSentAt[slot] > queuedAt {
+                    continue
+                }
                 sendData(on: id, sequence: entry.sequence, packet: entry.packet, wireBytes: entry.wireBytes)
             }
         }
@@ -435,7 +446,18 @@ final class TunnelNode {
     /// Pure ACKs skip the reorder buffer (`receive(ordered: false)`), as a data plane classifying them would.
     var bypassReorderForAcks = false
     private(set) var arrivalLog: [(sequence: UInt32, time: UInt64, uplink: UplinkID, isResend: Bool)] = []
+    /// A failover resend still queued when its sequence goes out again — a repair the receiver asked for meanwhile,
+    /// ahead of the failover backlog — is skipped, as the data plane does (`PacedSendQueue`): the receiver asks for
+    /// the same holes the failover resends, and each duplicate delayed the older holes behind it (blackhole seeds
+    /// 11–60 over 300 ms: Reno 5 → 3, Linux-like 3 → 3 with shorter gaps; BENCHMARKS.md, "Failover resends superseded
+    /// by repairs"). With late binding only, as the data plane: with per-uplink queues (kept for reference) it made
+    /// `blackholingTheBestLinkWithPacing…` seed 12 406 ms (bound 400). `TRIGLAV_MULTIPATH_RESEND_SUPERSEDED=1` sends them
+    /// anyway (as before).
+    var skipsSupersededFailoverResends = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESEND_SUPERSEDED"] == nil
+    /// When each stored sequence last went out on an uplink (the store's slots).
+    private var lastSentAt: [UInt64] = Array(repeating: 0, count: 1 << 16)
     private func sendData(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int) {
+        lastSentAt[Int(sequence & 0xffff)] = now
         let counter = counters[id, default: 0] + 1
         counters[id] = counter
         engine.handle(.packetSent(id, counter: counter, sequence: sequence, bytes: wireBytes, at: now))
