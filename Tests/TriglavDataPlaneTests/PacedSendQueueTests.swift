@@ -364,9 +364,8 @@ struct PacedSendQueueTests {
         var resent: [(uplink: UplinkID, sequence: UInt32)] = []
         var now = start, counter: UInt64 = 0, sequence: UInt32 = 0, steps = 0
         repeat {
-            for case .resend(let uplink, let resentSequence) in drain(queue, engine: &engine, now: now, counter: &counter, sequence: &sequence) {
-                resent.append((uplink, resentSequence))
-            }
+            let released = drain(queue, engine: &engine, now: now, counter: &counter, sequence: &sequence)
+            for case .resend(let uplink, let resentSequence) in released { resent.append((uplink, resentSequence)) }
             guard let wake = queue.nextWake(engine: engine, uplinks: [UInt32(1), 2], now: now) else { break }
             now = max(wake, now + 1)
             steps += 1
