@@ -367,8 +367,9 @@ final class PacedSendQueue {
             var bytes = 0
             if find(in: lane.repairs, bytes: &bytes) { return (lane.uplink, bytes) }
             // A superseded failover resend won't be sent: it neither waits nor counts ahead of another.
-            for offset in 0..<lane.failover.count where !isSuperseded(lane.failover[offset], stamp: lane.failoverStamps[offset]) {
+            for offset in 0..<lane.failover.count {
                 let entry = lane.failover[offset]
+                if isSuperseded(entry, stamp: lane.failoverStamps[offset]) { continue }
                 if UInt32(truncatingIfNeeded: entry) == sequence { return (lane.uplink, bytes) }
                 bytes += Int(entry >> 32)
             }
