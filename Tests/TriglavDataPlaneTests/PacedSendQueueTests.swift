@@ -354,4 +354,156 @@ struct PacedSendQueueTests {
         }
         #expect(sent == Array(segments.prefix(2)), "those ahead leave first, in their order")
     }
+
+    // MARK: Failover resends superseded by a later repair
+
+    /// Lets `queue` send until only waiting remains (the clock advanced to each wake-up, reporting every send);
+    /// returns the resends, in order. Bounded in steps.
+    static func sendAll(_ queue: PacedSendQueue, engine: inout MultipathEngine<Int>, from start: UInt64)
+        -> [(uplink: UplinkID, sequence: UInt32)] {
+        var resent: [(uplink: UplinkID, sequence: UInt32)] = []
+        var now = start, counter: UInt64 = 0, sequence: UInt32 = 0, steps = 0
+        repeat {
+            let released = drain(queue, engine: &engine, now: now, counter: &counter, sequence: &sequence)
+            for case .resend(let uplink, let resentSequence) in released { resent.append((uplink, resentSequence)) }
+            guard let wake = queue.nextWake(engine: engine, uplinks: [UInt32(1), 2], now: now) else { break }
+            now = max(wake, now + 1)
+            steps += 1
+        } while steps < 100_000
+        return resent
+    }
+
+    /// A queue whose first lane is uplink 2's (so its repairs are looked at before uplink 1's failover resends), holding
+    /// the repair `first`.
+    static func queueWithRepairLaneFirst(repair first: UInt32) -> PacedSendQueue {
+        let queue = PacedSendQueue(sharedCapacity: 8, slotSize: 1500)
+        queue.queueResend(sequence: first, wireLength: wire, on: UplinkID(2), isRepair: true)
+        return queue
+    }
+
+    @Test("a failover resend whose sequence went out as a repair (on another uplink) after it was queued is skipped and counted")
+    func failoverSupersededByLaterRepair() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let queue = Self.queueWithRepairLaneFirst(repair: 7)
+        for sequence: UInt32 in [100, 101, 102] {
+            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false))
+        }
+        #expect(queue.queueResend(sequence: 101, wireLength: Self.wire, on: UplinkID(2), isRepair: true),
+                "queued before the failover resend is handed out, sent after it was queued")
+        #expect(queue.waiting(102)?.bytesAhead == 2 * Self.wire, "before the repair went out 101 still waits ahead of 102")
+        var counter: UInt64 = 0
+        for expected: UInt32 in [7, 101] {
+            let release = queue.next(engine: &engine, now: now)
+            #expect(release == .resend(UplinkID(2), sequence: expected), "\(String(describing: release))")
+            counter += 1
+            engine.handle(.packetSent(UplinkID(2), counter: counter, sequence: expected, bytes: Self.wire, at: now))
+        }
+        #expect(queue.waiting(101) == nil, "a superseded failover resend no longer waits")
+        #expect(queue.waiting(102)?.uplink == UplinkID(1) && queue.waiting(102)?.bytesAhead == Self.wire,
+                "nor counts ahead of another: \(String(describing: queue.waiting(102)))")
+        let rest = Self.sendAll(queue, engine: &engine, from: now)
+        #expect(rest.map(\.sequence) == [100, 102] && rest.allSatisfy { $0.uplink == UplinkID(1) }, "\(rest)")
+        #expect(queue.supersededFailoverResends == 1 && queue.isEmpty)
+    }
+
+    @Test("a repair that went out before the failover resend was queued doesn't supersede it; a later one does")
+    func repairBeforeFailoverDoesNotSupersede() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let queue = Self.queueWithRepairLaneFirst(repair: 200)
+        // The table exists once a failover resend was queued; one for another sequence, sent first.
+        queue.queueResend(sequence: 150, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
+        let first = Self.sendAll(queue, engine: &engine, from: now)
+        #expect(first.map(\.sequence) == [200, 150], "\(first)")
+        for sequence: UInt32 in [200, 201] {
+            queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
+        }
+        queue.queueResend(sequence: 201, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        let second = Self.sendAll(queue, engine: &engine, from: now + 200 * Self.ms)
+        #expect(second.map(\.sequence) == [201, 200], "200's failover resend must still go, 201's not: \(second)")
+        #expect(queue.supersededFailoverResends == 1)
+    }
+
+    @Test("different sequences sharing a slot of the repair table don't suppress each other")
+    func collidingSequencesDoNotSuppress() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let slots = UInt32(SentRepairTable.defaultCapacity)
+        let queue = Self.queueWithRepairLaneFirst(repair: 5 + slots)
+        for sequence in [5, 5 + slots, 5 + 2 * slots] {
+            queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
+        }
+        // The repair of 5 + 2·slots overwrites that of 5 + slots in the table: 5 + slots's failover resend is then sent
+        // (a duplicate, not a loss); 5 + 2·slots's is skipped, 5's is not.
+        queue.queueResend(sequence: 5 + 2 * slots, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        let resent = Self.sendAll(queue, engine: &engine, from: now)
+        #expect(resent.map(\.sequence) == [5 + slots, 5 + 2 * slots, 5, 5 + slots], "\(resent)")
+        #expect(queue.supersededFailoverResends == 1 && queue.isEmpty)
+
+        // A repair of a colliding sequence overwrites the slot: the older sequence's failover resend goes.
+        let overwritten = Self.queueWithRepairLaneFirst(repair: 9)
+        overwritten.queueResend(sequence: 9, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
+        overwritten.queueResend(sequence: 9 + slots, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
+        overwritten.queueResend(sequence: 9 + slots, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        let after = Self.sendAll(overwritten, engine: &engine, from: now + 200 * Self.ms)
+        #expect(after.map(\.sequence) == [9, 9 + slots, 9], "\(after)")
+        #expect(overwritten.supersededFailoverResends == 1)
+    }
+
+    @Test("sequences wrapping around UInt32: only the repaired ones are skipped, neighbours across the wrap are sent")
+    func supersededAcrossWraparound() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let queue = Self.queueWithRepairLaneFirst(repair: .max)
+        let failover: [UInt32] = [.max - 1, .max, 0, 1, UInt32(SentRepairTable.defaultCapacity - 1)]
+        for sequence in failover { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false) }
+        queue.queueResend(sequence: 0, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        let resent = Self.sendAll(queue, engine: &engine, from: now)
+        #expect(resent.map(\.sequence) == [.max, 0, .max - 1, 1, UInt32(SentRepairTable.defaultCapacity - 1)], "\(resent)")
+        #expect(queue.supersededFailoverResends == 2)
+    }
+
+    @Test("full lanes: a full failover lane wholly superseded is skipped, and its stamps stay in step when refilled")
+    func fullLanesSuperseded() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let capacity = UInt32(PacedSendQueue.resendCapacity)
+        // Repairs and failover resends in one lane: all the repairs go first.
+        let queue = PacedSendQueue(sharedCapacity: 8, slotSize: 1500)
+        var accepted = 0
+        for sequence in 0...capacity where queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false) {
+            accepted += 1
+        }
+        #expect(accepted == Int(capacity), "the failover lane refuses past its capacity")
+        accepted = 0
+        for sequence in 0...capacity where queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: true) {
+            accepted += 1
+        }
+        #expect(accepted == Int(capacity), "the repair lane too")
+        let resent = Self.sendAll(queue, engine: &engine, from: now)
+        #expect(resent.map(\.sequence) == Array(0..<capacity), "only the repairs go: \(resent.count) resends")
+        #expect(queue.supersededFailoverResends == UInt64(capacity) && queue.isEmpty)
+        // Refilled (later repairs of the same sequences were before these were queued): all go.
+        for sequence in 0..<capacity {
+            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false))
+        }
+        let refilled = Self.sendAll(queue, engine: &engine, from: now + 2_000 * Self.ms)
+        #expect(refilled.map(\.sequence) == Array(0..<capacity), "\(refilled.count) of \(capacity)")
+        #expect(queue.supersededFailoverResends == UInt64(capacity))
+    }
+
+    @Test("a dead uplink's superseded failover resends are not taken back for another uplink")
+    func takeBackSkipsSuperseded() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let queue = Self.queueWithRepairLaneFirst(repair: 11)
+        queue.queueResend(sequence: 10, wireLength: 100, on: UplinkID(1), isRepair: false)
+        queue.queueResend(sequence: 11, wireLength: 100, on: UplinkID(1), isRepair: false)
+        queue.queueResend(sequence: 12, wireLength: 100, on: UplinkID(1), isRepair: false)
+        #expect(queue.next(engine: &engine, now: now) == .resend(UplinkID(2), sequence: 11))
+        #expect(queue.takeResend(of: UplinkID(1))?.sequence == 10)
+        #expect(queue.takeResend(of: UplinkID(1))?.sequence == 12)
+        #expect(queue.takeResend(of: UplinkID(1)) == nil && queue.supersededFailoverResends == 1)
+    }
 }

@@ -114,13 +114,62 @@ struct FixedRing {
     }
 }
 
+/// The repairs a `PacedSendQueue` handed out lately, so that a failover resend a later repair already carried is
+/// skipped (`PacedSendQueue.supersededFailoverResends`). A fixed open table indexed by `sequence & mask`: each slot
+/// holds the last repaired sequence that maps to it (the full 32 bits, so colliding sequences never match each other)
+/// and the repair generation it went out in (a counter that only grows, one step per repair handed out). A collision
+/// overwrites the older sequence: its failover resend is then sent — a duplicate at worst, never a suppressed resend.
+/// Allocated at the first failover resend (a queue that never fails over costs nothing); no allocation after.
+struct SentRepairTable {
+    /// Slots: 4× a lane's capacity, so a failover backlog's worth of consecutive repairs never collides.
+    static let defaultCapacity = 1024
+    let capacity: Int
+    private var sequences: [UInt32] = []
+    /// Generation of each slot's repair; 0 = empty (generations start at 1).
+    private var generations: [UInt64] = []
+    /// Repairs handed out since allocation: the stamp of a failover resend queued now.
+    private(set) var generation: UInt64 = 0
+
+    init(capacity: Int = SentRepairTable.defaultCapacity) {
+        var size = 1
+        while size < max(1, capacity) { size <<= 1 }
+        self.capacity = size
+    }
+
+    var isAllocated: Bool { !sequences.isEmpty }
+
+    mutating func allocate() {
+        guard !isAllocated else { return }
+        sequences = Array(repeating: 0, count: capacity)
+        generations = Array(repeating: 0, count: capacity)
+    }
+
+    /// `sequence` went out as a repair now (nothing is kept before `allocate`: no failover resend can be waiting then).
+    mutating func record(_ sequence: UInt32) {
+        guard isAllocated else { return }
+        generation &+= 1
+        let slot = Int(sequence) & (capacity - 1)
+        sequences[slot] = sequence
+        generations[slot] = generation
+    }
+
+    /// Whether `sequence` went out as a repair after `stamp` (the generation when its failover resend was queued).
+    func repaired(_ sequence: UInt32, after stamp: UInt64) -> Bool {
+        guard isAllocated else { return false }
+        let slot = Int(sequence) & (capacity - 1)
+        return sequences[slot] == sequence && generations[slot] > stamp
+    }
+}
+
 /// Sender-side pacing with late binding for one tunnel (docs/MULTIPATH.md, "Sender-side pacing" and "Late binding";
 /// the simulator's `TunnelNode` is the reference for the call order). New packets wait unnumbered in **one** shared
 /// FIFO; `next` binds the head to an uplink only when the engine says one can send it now (`dequeueShared`), so the
 /// standing queue sits here, in sequence order, instead of in the uplinks' buffers, where every repair waited
 /// behind ~100 ms of data. Resends (repairs the receiver asked for, then failover resends of a dead uplink's
 /// packets) wait in per-uplink FIFOs of sequence numbers, ahead of the shared queue; their bytes stay in the
-/// retransmit store.
+/// retransmit store. A failover resend whose sequence went out again as a repair (on any uplink) after the failover
+/// resend was queued is skipped: the receiver asked for that hole again and got it, so the failover copy would only
+/// be a duplicate delaying the older holes behind it (`SentRepairTable`; the simulator's rule).
 ///
 /// TCP segments the engine's AQM dropped — refused at ingress or shed at the head — are remembered in a
 /// `DroppedSegmentLedger` (keyed by `PacketClassifier.droppedSegmentKey`), and TCP's retransmission of one is
@@ -135,8 +184,9 @@ struct FixedRing {
 /// queue actually gets, the pool reusing its most recently freed slots first), `aheadCapacity` entries ahead (a
 /// retransmission that finds them full joins the shared queue's tail, protected), the ledger's fixed table
 /// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first TCP segment), and `resendCapacity`
-/// entries per uplink lane (8 bytes each). Nothing here allocates per packet. Not thread-safe: used under the owning
-/// tunnel's lock.
+/// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp) and the table of repairs handed out
+/// (`SentRepairTable.defaultCapacity` slots of 12 bytes, allocated at the first failover resend). Nothing here
+/// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
 final class PacedSendQueue {
     /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
     /// engine's AQM keeps the queue near `PacingSwitch.ingressQueueTarget`; beyond this the newest is dropped.
@@ -168,6 +218,11 @@ final class PacedSendQueue {
     private(set) var retransmissionsAhead: UInt64 = 0
     /// Retransmissions of dropped segments queued protected at the tail (`.queuedProtected`, or ahead was full).
     private(set) var protectedRetransmissions: UInt64 = 0
+    /// Failover resends skipped (not sent, nothing reported) because a repair of their sequence went out after they
+    /// were queued.
+    private(set) var supersededFailoverResends: UInt64 = 0
+    /// The repairs handed out lately, with their generation (see `SentRepairTable`).
+    private var sentRepairs = SentRepairTable()
 
     /// The resends waiting for one uplink: repairs first, then failover resends. Entries: sequence (low 32 bits)
     /// and wire length (high 32 bits).
@@ -175,7 +230,15 @@ final class PacedSendQueue {
         let uplink: UplinkID
         var repairs = FixedRing(capacity: PacedSendQueue.resendCapacity)
         var failover = FixedRing(capacity: PacedSendQueue.resendCapacity)
+        /// The repair generation when each failover resend was queued, in step with `failover`.
+        var failoverStamps = FixedRing(capacity: PacedSendQueue.resendCapacity)
         var isEmpty: Bool { repairs.isEmpty && failover.isEmpty }
+
+        mutating func removeAll() {
+            repairs.removeAll()
+            failover.removeAll()
+            failoverStamps.removeAll()
+        }
     }
 
     init(sharedCapacity: Int = PacedSendQueue.defaultSharedCapacity, slotSize: Int = TunnelMTU.largestDatagram,
@@ -266,7 +329,26 @@ final class PacedSendQueue {
             lanes.append(ResendLane(uplink: uplink))  // once per uplink, not per packet
             index = lanes.count - 1
         }
-        return isRepair ? lanes[index].repairs.push(entry) : lanes[index].failover.push(entry)
+        if isRepair { return lanes[index].repairs.push(entry) }
+        sentRepairs.allocate()  // once per queue
+        guard lanes[index].failover.push(entry) else { return false }
+        _ = lanes[index].failoverStamps.push(sentRepairs.generation)  // same capacity, in step: never full here
+        return true
+    }
+
+    /// Whether the failover resend `entry` queued at repair generation `stamp` went out as a repair since.
+    private func isSuperseded(_ entry: UInt64, stamp: UInt64) -> Bool {
+        sentRepairs.repaired(UInt32(truncatingIfNeeded: entry), after: stamp)
+    }
+
+    /// The oldest failover resend of lane `index` still worth sending; superseded ones before it are dropped and counted.
+    private func popFailover(lane index: Int) -> UInt64? {
+        while let entry = lanes[index].failover.pop() {
+            let stamp = lanes[index].failoverStamps.pop() ?? 0
+            guard isSuperseded(entry, stamp: stamp) else { return entry }
+            supersededFailoverResends &+= 1
+        }
+        return nil
     }
 
     /// The uplink whose lane still holds `sequence` unsent, and the wire bytes queued ahead of it there (for
@@ -283,15 +365,23 @@ final class PacedSendQueue {
         }
         for lane in lanes where !lane.isEmpty {
             var bytes = 0
-            if find(in: lane.repairs, bytes: &bytes) || find(in: lane.failover, bytes: &bytes) { return (lane.uplink, bytes) }
+            if find(in: lane.repairs, bytes: &bytes) { return (lane.uplink, bytes) }
+            // A superseded failover resend won't be sent: it neither waits nor counts ahead of another.
+            for offset in 0..<lane.failover.count {
+                let entry = lane.failover[offset]
+                if isSuperseded(entry, stamp: lane.failoverStamps[offset]) { continue }
+                if UInt32(truncatingIfNeeded: entry) == sequence { return (lane.uplink, bytes) }
+                bytes += Int(entry >> 32)
+            }
         }
         return nil
     }
 
     /// Takes one queued resend of `uplink` (repairs first), e.g. to schedule it elsewhere when that uplink went down.
+    /// Superseded failover resends are skipped (and counted), as `next` would; the caller queues the rest anew.
     func takeResend(of uplink: UplinkID) -> (sequence: UInt32, wireLength: Int)? {
         guard let index = lanes.firstIndex(where: { $0.uplink == uplink }),
-              let entry = lanes[index].repairs.pop() ?? lanes[index].failover.pop() else { return nil }
+              let entry = lanes[index].repairs.pop() ?? popFailover(lane: index) else { return nil }
         return (UInt32(truncatingIfNeeded: entry), Int(entry >> 32))
     }
 
@@ -299,15 +389,21 @@ final class PacedSendQueue {
     /// packet sent to the engine (`packetSent`) before the next call: that moves the uplink's release time on.
     /// Resends go first, on uplinks whose pacer lets a packet go now; then the shared queue's head, bound to the
     /// uplink `dequeueShared` picks. Resends for an uplink the engine no longer knows are dropped (the receiver
-    /// asks again, or skips the gap).
+    /// asks again, or skips the gap). A failover resend whose sequence went out as a repair after it was queued is
+    /// skipped (`supersededFailoverResends`).
     func next(engine: inout MultipathEngine<Int>, now: UInt64) -> PacedRelease? {
         for index in lanes.indices where !lanes[index].isEmpty {
             guard let release = engine.releaseTime(on: lanes[index].uplink) else {
-                lanes[index].repairs.removeAll()
-                lanes[index].failover.removeAll()
+                lanes[index].removeAll()
                 continue
             }
-            guard release <= now, let entry = lanes[index].repairs.pop() ?? lanes[index].failover.pop() else { continue }
+            guard release <= now else { continue }
+            if let entry = lanes[index].repairs.pop() {
+                let sequence = UInt32(truncatingIfNeeded: entry)
+                sentRepairs.record(sequence)
+                return .resend(lanes[index].uplink, sequence: sequence)
+            }
+            guard let entry = popFailover(lane: index) else { continue }
             return .resend(lanes[index].uplink, sequence: UInt32(truncatingIfNeeded: entry))
         }
         // Retransmissions put ahead go first, bound like any other packet of the shared queue.
