@@ -38,24 +38,32 @@ enum PacketClassifier {
     /// cumulative, so delivering one out of order harms nothing, and holding it back in the reorder buffer
     /// only slows the sender down.
     static func isPureTCPAck(_ packet: UnsafeRawBufferPointer) -> Bool {
-        guard let version = version(packet) else { return false }
+        guard let tcp = tcpHeader(packet) else { return false }
+        let flags = packet[tcp.offset + 13]
+        let ack: UInt8 = 0x10, synFinRst: UInt8 = 0x07
+        return flags & ack != 0 && flags & synFinRst == 0 && tcp.payloadLength == 0
+    }
+
+    /// Where the TCP header of an unfragmented IPv4 or extension-free IPv6 TCP packet starts, and how many payload
+    /// bytes follow it; nil for anything else or a header that doesn't fit the packet (no walking, never traps).
+    static func tcpHeader(_ packet: UnsafeRawBufferPointer) -> (offset: Int, payloadLength: Int)? {
+        guard let version = version(packet) else { return nil }
         let transport: Int
         let totalLength: Int
         if version == 4 {
-            guard packet.count >= 20, packet[9] == 6 else { return false }
+            guard packet.count >= 20, packet[9] == 6 else { return nil }
             let fragment = (UInt16(packet[6] & 0x3f) << 8) | UInt16(packet[7])  // MF flag or offset
-            guard fragment == 0 else { return false }
+            guard fragment == 0 else { return nil }
             transport = Int(packet[0] & 0x0f) * 4
             totalLength = Int(packet[2]) << 8 | Int(packet[3])
         } else {
-            guard packet.count >= 40, packet[6] == 6 else { return false }  // no extension headers
+            guard packet.count >= 40, packet[6] == 6 else { return nil }  // no extension headers
             transport = 40
             totalLength = 40 + (Int(packet[4]) << 8 | Int(packet[5]))
         }
-        guard transport >= 20, packet.count >= transport + 20, totalLength <= packet.count else { return false }
+        guard transport >= 20, packet.count >= transport + 20, totalLength <= packet.count else { return nil }
         let headerLength = Int(packet[transport + 12] >> 4) * 4
-        let flags = packet[transport + 13]
-        let ack: UInt8 = 0x10, synFinRst: UInt8 = 0x07
-        return flags & ack != 0 && flags & synFinRst == 0 && headerLength >= 20 && totalLength == transport + headerLength
+        guard headerLength >= 20, totalLength >= transport + headerLength else { return nil }
+        return (transport, totalLength - transport - headerLength)
     }
 }

@@ -10,25 +10,8 @@ extension PacketClassifier {
     /// the flow waits on those in order), fragments, IPv6 with extension headers (as `isPureTCPAck`, no walking),
     /// and malformed or truncated packets. Reads the header in place; never allocates, never traps.
     static func droppedSegmentKey(_ packet: UnsafeRawBufferPointer) -> UInt64? {
-        guard let version = version(packet) else { return nil }
-        let transport: Int
-        let totalLength: Int
-        if version == 4 {
-            guard packet.count >= 20, packet[9] == 6 else { return nil }
-            let fragment = (UInt16(packet[6] & 0x3f) << 8) | UInt16(packet[7])  // MF flag or offset
-            guard fragment == 0 else { return nil }
-            transport = Int(packet[0] & 0x0f) * 4
-            totalLength = Int(packet[2]) << 8 | Int(packet[3])
-        } else {
-            guard packet.count >= 40, packet[6] == 6 else { return nil }  // no extension headers
-            transport = 40
-            totalLength = 40 + (Int(packet[4]) << 8 | Int(packet[5]))
-        }
-        guard transport >= 20, packet.count >= transport + 20, totalLength <= packet.count else { return nil }
-        let headerLength = Int(packet[transport + 12] >> 4) * 4
-        guard headerLength >= 20, totalLength > transport + headerLength else { return nil }
-        guard let flow = FlowKey(packet: packet) else { return nil }
-        let sequence: UInt32 = packet.loadBigEndian(at: transport + 4)
+        guard let tcp = tcpHeader(packet), tcp.payloadLength > 0, let flow = FlowKey(packet: packet) else { return nil }
+        let sequence: UInt32 = packet.loadBigEndian(at: tcp.offset + 4)
         // Injective in the sequence number for one flow, then a bijective avalanche (splitmix64's finaliser).
         var key = flow.rawValue ^ (UInt64(sequence) &* 0x9E37_79B9_7F4A_7C15)
         key = (key ^ (key >> 30)) &* 0xBF58_476D_1CE4_E5B9
