@@ -183,7 +183,7 @@ struct SentRepairTable {
 /// of it (allocated at the first packet, so an idle client costs nothing; pages become resident only as deep as the
 /// queue actually gets, the pool reusing its most recently freed slots first), `aheadCapacity` entries ahead (a
 /// retransmission that finds them full joins the shared queue's tail, protected), the ledger's fixed table
-/// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first TCP segment), and `resendCapacity`
+/// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first drop), and `resendCapacity`
 /// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp) and the table of repairs handed out
 /// (`SentRepairTable.defaultCapacity` slots of 12 bytes, allocated at the first failover resend). Nothing here
 /// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
@@ -206,7 +206,7 @@ final class PacedSendQueue {
     private var ahead: FixedRing
     /// Wire bytes in the shared queue and ahead of it (what `admitShared`/`dequeueShared` call the backlog).
     private(set) var sharedBytes = 0
-    /// The TCP segments the AQM dropped lately (nil until the first TCP segment with payload).
+    /// The TCP segments the AQM dropped lately (nil until the first drop of one).
     private var ledger: DroppedSegmentLedger?
     let ledgerCapacity: Int
     private var lanes: [ResendLane] = []
@@ -280,11 +280,10 @@ final class PacedSendQueue {
     /// False: drop it (no sequence was given, so TCP sees the loss); a dropped TCP segment is remembered as refused.
     func admit(_ packet: UnsafeRawBufferPointer, wireLength: Int, engine: inout MultipathEngine<Int>, now: UInt64) -> Bool {
         let key = PacketClassifier.droppedSegmentKey(packet)
-        if key != nil, ledger == nil { ledger = DroppedSegmentLedger(capacity: ledgerCapacity) }
         let drop = key.flatMap { ledger?.take($0) }
         let admission = engine.admitShared(packetLength: wireLength, backlogBytes: sharedBytes, retransmitting: drop, now: now)
         guard admission != .refused else {
-            if let key { ledger?.remember(key, as: .refused) }
+            if let key { rememberDrop(key, as: .refused) }
             return false
         }
         let pool = self.pool ?? PacketPool(capacity: sharedCapacity, slotSize: slotSize)
@@ -292,7 +291,7 @@ final class PacedSendQueue {
         let goesAhead = admission == .queuedAhead && ahead.count < ahead.capacity
         guard goesAhead || shared.count < sharedCapacity, let slot = pool.store(packet) else {
             overflowDrops &+= 1
-            if let key { ledger?.remember(key, as: .refused) }
+            if let key { rememberDrop(key, as: .refused) }
             return false
         }
         let isProtected = admission == .queuedAhead || admission == .queuedProtected
@@ -355,8 +354,9 @@ final class PacedSendQueue {
     /// `scheduleResend(…, originalWaitsBehind:)`). A packet of the shared queue has no sequence yet, so only a
     /// queued resend can be "not sent yet".
     func waiting(_ sequence: UInt32) -> (uplink: UplinkID, bytesAhead: Int)? {
-        func find(in ring: FixedRing, bytes: inout Int) -> Bool {
-            for offset in 0..<ring.count {
+        /// Entries for which `skips` holds are passed over: they neither match nor count ahead.
+        func find(in ring: FixedRing, bytes: inout Int, skips: (Int) -> Bool = { _ in false }) -> Bool {
+            for offset in 0..<ring.count where !skips(offset) {
                 let entry = ring[offset]
                 if UInt32(truncatingIfNeeded: entry) == sequence { return true }
                 bytes += Int(entry >> 32)
@@ -365,13 +365,10 @@ final class PacedSendQueue {
         }
         for lane in lanes where !lane.isEmpty {
             var bytes = 0
-            if find(in: lane.repairs, bytes: &bytes) { return (lane.uplink, bytes) }
             // A superseded failover resend won't be sent: it neither waits nor counts ahead of another.
-            for offset in 0..<lane.failover.count {
-                let entry = lane.failover[offset]
-                if isSuperseded(entry, stamp: lane.failoverStamps[offset]) { continue }
-                if UInt32(truncatingIfNeeded: entry) == sequence { return (lane.uplink, bytes) }
-                bytes += Int(entry >> 32)
+            if find(in: lane.repairs, bytes: &bytes)
+                || find(in: lane.failover, bytes: &bytes, skips: { isSuperseded(lane.failover[$0], stamp: lane.failoverStamps[$0]) }) {
+                return (lane.uplink, bytes)
             }
         }
         return nil
@@ -430,13 +427,18 @@ final class PacedSendQueue {
         }
     }
 
+    /// Remembers the dropped TCP segment `key`; the ledger is created at the first drop.
+    private func rememberDrop(_ key: UInt64, as drop: DroppedSegmentLedger.Drop) {
+        if ledger == nil { ledger = DroppedSegmentLedger(capacity: ledgerCapacity) }
+        ledger?.remember(key, as: drop)
+    }
+
     /// Frees a packet the AQM shed (already taken off its queue), remembering it if it is a TCP segment.
     private func shed(_ entry: UInt64) {
         sharedBytes -= SharedEntry.wireLength(entry)
         if let pool {
             if let key = PacketClassifier.droppedSegmentKey(pool.packet(SharedEntry.slot(entry))) {
-                if ledger == nil { ledger = DroppedSegmentLedger(capacity: ledgerCapacity) }
-                ledger?.remember(key, as: .shed)
+                rememberDrop(key, as: .shed)
             }
             pool.release(SharedEntry.slot(entry))
         }
