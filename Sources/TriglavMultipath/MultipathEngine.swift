@@ -184,13 +184,9 @@ public struct MultipathEngine<Packet> {
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
-        let policy = uplinks[index].policy
-        var fresh = UplinkTracker(id: id, policy: policy, configuration: configuration, now: lastTick ?? 0)
-        fresh.rtt = uplinks[index].rtt
-        fresh.capacity = uplinks[index].capacity
-        fresh.capacityBits = uplinks[index].capacityBits
-        _ = fresh.transition(to: uplinks[index].state, at: uplinks[index].stateSince, configuration: configuration)
-        uplinks[index] = fresh
+        // Only the count restarts: the uplink keeps its state (a link the system reported down stays down), its
+        // estimates and its unconfirmed packets.
+        uplinks[index].restartDataCapCount()
     }
 
     // MARK: Events
@@ -780,7 +776,10 @@ public struct MultipathEngine<Packet> {
             avoidedMask = 0
         }
         var selection = UplinkSelection()
-        var mask = eligibleMask(allowSpill: true, preferReady: true)
+        // Resends use the levels the mode's data uses: only `aggregate` and `redundant` spill onto secondary and
+        // metered uplinks under load; in the other modes a repair must not be what first puts a metered link to use.
+        let spills = configuration.scheduler == .aggregate || configuration.scheduler == .redundant
+        var mask = eligibleMask(allowSpill: spills, preferReady: true)
         // With pacing a resend goes ahead of the data waiting on our side: it waits only for the network's short
         // queue and the resends before it.
         let paced = configuration.pacingQueueAllowance != nil

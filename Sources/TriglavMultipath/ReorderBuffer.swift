@@ -282,8 +282,12 @@ public struct ReorderBuffer<Packet> {
 
     /// Whether the head is a sequence the sender gave up on. Not marked seen: if the original turns up
     /// after all, it is delivered late rather than dropped as a duplicate.
-    private var headAbandoned: Bool {
-        let slot = Int(head) & mask
+    private var headAbandoned: Bool { isAbandoned(head) }
+
+    /// Whether `sequence` (within the window) is empty because it was given up on or delivered bypassing the
+    /// buffer — not missing, so never asked for.
+    private func isAbandoned(_ sequence: UInt32) -> Bool {
+        let slot = Int(sequence) & mask
         return abandoned[slot >> 6] & (1 << UInt64(slot & 63)) != 0 && slots[slot] == nil
     }
 
@@ -299,7 +303,19 @@ public struct ReorderBuffer<Packet> {
         }
         let offset = distance(sequence, from: head)
         if offset < 0 && Int(offset) < -capacity { statistics.stale &+= 1; return .stale }
-        if Int(offset) >= capacity { statistics.bypassed &+= 1; return .deliverNow }
+        if Int(offset) >= capacity {
+            // Beyond the seen-bitmap it couldn't be recognised again (a second redundant copy would be delivered
+            // too): with nothing buffered the release point jumps to it, as for an ordered jump; otherwise the
+            // packets waiting keep their window and this one goes (callers bypass only packets whose loss is
+            // harmless, such as cumulative TCP ACKs).
+            guard bufferedCount == 0, parked == nil else { statistics.overflows &+= 1; return .overflow }
+            statistics.jumps &+= 1
+            statistics.bypassed &+= 1
+            advanceHead(to: sequence)
+            markSeen(sequence)
+            advanceHead(to: sequence &+ 1)
+            return .deliverNow
+        }
         if isSeen(sequence) {
             noteDuplicate(sequence, now: now)
             return .duplicate
@@ -382,7 +398,7 @@ public struct ReorderBuffer<Packet> {
            now >= secondRequestTime(), distance(requestedThrough, from: head) > 0 {
             rerequestedHead = head
             var end = head
-            while slots[Int(end) & mask] == nil, end &- head < 256 { end &+= 1 }
+            while slots[Int(end) & mask] == nil, !isAbandoned(end), end &- head < 256 { end &+= 1 }
             markRequested(from: head, to: end, at: now)
             statistics.resendRequests &+= 1
             return (head, end &- head)
@@ -391,6 +407,9 @@ public struct ReorderBuffer<Packet> {
         nackCheckAt = nil
         var position = requestedThrough
         var runStart: UInt32?
+        // Where the run ends: at the first buffered sequence, or earlier at one delivered bypassing the buffer
+        // (not missing; asking for it would bring a duplicate). The run is asked for once a later packet is due.
+        var runEnd: UInt32?
         let end = distance(highestBuffered, from: head) < Int32(capacity) ? highestBuffered &+ 1 : head &+ UInt32(capacity)
         while distance(position, from: end) < 0 {
             let slot = Int(position) & mask
@@ -401,7 +420,7 @@ public struct ReorderBuffer<Packet> {
                     return nil
                 }
                 if let start = runStart {
-                    let count = min(position &- start, 256)
+                    let count = min((runEnd ?? position) &- start, 256)
                     requestedThrough = start &+ count
                     markRequested(from: start, to: start &+ count, at: now)
                     nackCheckAt = now
@@ -409,6 +428,8 @@ public struct ReorderBuffer<Packet> {
                     return (start, count)
                 }
                 requestedThrough = position &+ 1
+            } else if isAbandoned(position) {
+                if runStart != nil, runEnd == nil { runEnd = position }
             } else if runStart == nil {
                 runStart = position
             }

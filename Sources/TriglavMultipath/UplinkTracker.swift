@@ -167,6 +167,9 @@ struct UplinkTracker {
             + probeIDs.capacity * 4 + probeTimes.capacity * 8 + probeActive.capacity + probeModelQueues.capacity * 8
     }
 
+    /// A new billing period: the data cap counts from zero.
+    mutating func restartDataCapCount() { txBytes = 0 }
+
     var isCapExhausted: Bool {
         guard let cap = policy.dataCapBytes else { return false }
         return txBytes >= cap

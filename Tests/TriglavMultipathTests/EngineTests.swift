@@ -323,6 +323,53 @@ struct EngineDriver {
         #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now + 300 * Self.ms).first == b)
         try driver.engine.resetDataCap(for: a)
         #expect(driver.engine.statistics(for: a)?.txBytes == 0)
+        #expect(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now + 300 * Self.ms).first == a,
+                "a new billing period: the unmetered link carries again")
+    }
+
+    /// `failover` and `lowest-latency` carry data on the best level only, however high the load: a repair of a packet
+    /// sent on the active uplink never goes to a metered one, while in `aggregate` the same load
+    /// spills onto the metered uplink (so the load is high enough to spill).
+    @Test(arguments: [SchedulerMode.failover, .lowestLatency, .aggregate])
+    func repairsStayOnTheSchedulersLevelUnderHighLoad(scheduler: SchedulerMode) throws {
+        var configuration = MultipathConfiguration()
+        configuration.scheduler = scheduler
+        var driver = try EngineDriver(configuration: configuration)
+        try driver.engine.addUplink(a, now: 0)
+        try driver.engine.addUplink(b, policy: UplinkPolicy(tier: .primary, isMetered: true), now: 0)
+        driver.run(until: 300 * Self.ms)
+        // 24 Mbit/s offered for 300 ms: far above what the unmetered uplink is believed to carry.
+        var now = driver.now
+        var dataOnMetered = 0
+        for _ in 0..<750 {
+            now += 400 * Nanoseconds.microsecond
+            if driver.engine.schedule(packetLength: 1200, flowKey: nil, now: now).contains(b) { dataOnMetered += 1 }
+        }
+        let repair = driver.engine.scheduleResend(packetLength: 1200, originalUplink: a, alsoAvoiding: nil, now: now)
+        if scheduler == .aggregate {
+            #expect(dataOnMetered > 0, "the load never spilled onto the metered uplink")
+        } else {
+            #expect(dataOnMetered == 0)
+            // On the active uplink or declined (its queue is full at this load), never on the metered one.
+            #expect(!repair.contains(b), "repair went on the metered uplink")
+        }
+    }
+
+    /// A new billing period doesn't bring back a link the system reported down: probe replies still in flight
+    /// must not make it ready again before `systemLinkUp`.
+    @Test func resettingADataCapKeepsASystemDownLinkDown() throws {
+        var driver = try EngineDriver()
+        try driver.engine.addUplink(a, now: 0)
+        try driver.engine.addUplink(b, policy: UplinkPolicy(dataCapBytes: 10_000), now: 0)
+        driver.run(until: 300 * Self.ms)
+        #expect(driver.state(b) == .ready)
+        driver.engine.handle(.systemLinkDown(b, at: driver.now))
+        try driver.engine.resetDataCap(for: b)
+        driver.run(until: driver.now + 1000 * Self.ms)
+        #expect(driver.state(b) == .down, "came back without the system reporting it up")
+        for _ in 0..<20 {
+            #expect(!driver.engine.schedule(packetLength: 1000, flowKey: nil, now: driver.now).contains(b))
+        }
     }
 
     @Test func timestampsGoingBackwardsNeverTrap() throws {

@@ -152,6 +152,50 @@ import Testing
         #expect(buffer.nextDeadline() == nil)
     }
 
+    /// Only unordered packets (the ACK-only direction of a download, in redundant mode) after an ordered one went
+    /// missing: the release point never moves, so the copies soon run beyond the window. Each is delivered once.
+    @Test func unorderedPacketsBeyondTheWindowAreDeliveredOnce() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        #expect(feed(&buffer, [0], now: 0) == [0])
+        var delivered = 0
+        for sequence in UInt32(2)..<200 {
+            for copy in 0..<2 where buffer.insertBypassing(sequence: sequence, now: 1 + UInt64(copy)) == .deliverNow {
+                delivered += 1
+            }
+        }
+        #expect(delivered == 198, "each of 198 sequences once, twice offered")
+        #expect(buffer.statistics.duplicates > 0)
+    }
+
+    /// A jump of an unordered packet while ordered ones wait: they keep their window, the unordered one is dropped
+    /// (it couldn't be recognised as a duplicate later).
+    @Test func anUnorderedJumpDoesNotDisturbBufferedPackets() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 50 * Self.ms)
+        #expect(feed(&buffer, [0, 2], now: 0) == [0])
+        #expect(buffer.insertBypassing(sequence: 500, now: 1) == .overflow)
+        #expect(feed(&buffer, [1], now: 2) == [1, 2])
+    }
+
+    /// A sequence delivered bypassing the buffer isn't missing: resend requests leave it out.
+    @Test func resendRequestsSkipSequencesDeliveredUnordered() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 200 * Self.ms, resendRequestDelay: 10 * Self.ms,
+                                               requestsResends: true)
+        #expect(feed(&buffer, [0], now: 0) == [0])
+        #expect(buffer.insertBypassing(sequence: 2, now: 1) == .deliverNow)
+        #expect(buffer.insertBypassing(sequence: 4, now: 1) == .deliverNow)
+        #expect(feed(&buffer, [6], now: 1).isEmpty)
+        var requested: [UInt32] = []
+        var now = 1 * Self.ms
+        while now < 150 * Self.ms {
+            while let (first, count) = buffer.nextResendRequest(now: now) {
+                requested += (0..<count).map { first &+ $0 }
+            }
+            now += Self.ms
+        }
+        #expect(requested.contains(1) && requested.contains(3) && requested.contains(5), "the missing ones: \(requested)")
+        #expect(!requested.contains(2) && !requested.contains(4), "asked for unordered packets: \(requested)")
+    }
+
     @Test func rejectsABadCapacity() {
         #expect(throws: MultipathError.self) { try ReorderBuffer<Int>(capacity: 100, waitBound: 1) }
         #expect(throws: MultipathError.self) { try ReorderBuffer<Int>(capacity: 8, waitBound: 1) }
