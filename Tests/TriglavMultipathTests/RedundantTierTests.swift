@@ -20,34 +20,43 @@ import TriglavCore
         return driver
     }
 
-    /// The uplinks used for `packets` packets of 1000 bytes, one every `interval` from `start`.
-    private func used(_ driver: inout EngineDriver, packets: Int, every interval: UInt64, from start: UInt64) -> Set<UplinkID> {
+    /// The uplinks used for `packets` packets of 1000 bytes, one every `interval` from `start`, and how many copies
+    /// the last `packets / 2` of them got each (the sets alone would pass one copy a packet alternating uplinks).
+    private func used(_ driver: inout EngineDriver, packets: Int, every interval: UInt64,
+                      from start: UInt64) -> (uplinks: Set<UplinkID>, lateCopies: Set<Int>) {
         var used = Set<UplinkID>()
+        var lateCopies = Set<Int>()
         for step in 0..<packets {
-            used.formUnion(driver.engine.schedule(packetLength: 1000, flowKey: nil, now: start + UInt64(step) * interval))
+            let selection = driver.engine.schedule(packetLength: 1000, flowKey: nil, now: start + UInt64(step) * interval)
+            used.formUnion(selection)
+            if step >= packets / 2 { lateCopies.insert(selection.count) }
         }
-        return used
+        return (used, lateCopies)
     }
 
     @Test func copiesStayOnThePrimariesWhileTheyAreHealthy() throws {
         var driver = try readyDriver(primaries: [a, b])
         // 4 Mbit/s: well within the primaries' capacity.
-        #expect(used(&driver, packets: 2000, every: 2 * Self.ms, from: driver.now) == [a, b])
+        let healthy = used(&driver, packets: 2000, every: 2 * Self.ms, from: driver.now)
+        #expect(healthy.uplinks == [a, b] && healthy.lateCopies == [2], "a copy on each primary: \(healthy)")
         // The primaries fail: the secondary carries, the backup still not.
         let later = driver.now + 5 * Nanoseconds.second
         driver.engine.handle(.systemLinkDown(a, at: later))
         driver.engine.handle(.systemLinkDown(b, at: later))
-        #expect(used(&driver, packets: 200, every: 2 * Self.ms, from: later) == [secondary])
+        #expect(used(&driver, packets: 200, every: 2 * Self.ms, from: later).uplinks == [secondary])
         // Nothing else works: the backup.
         driver.engine.handle(.systemLinkDown(secondary, at: later + Nanoseconds.second))
-        #expect(used(&driver, packets: 200, every: 2 * Self.ms, from: later + Nanoseconds.second) == [backup])
+        #expect(used(&driver, packets: 200, every: 2 * Self.ms, from: later + Nanoseconds.second).uplinks == [backup])
     }
 
     @Test func theSecondaryJoinsWhenThePrimaryCantCarryTheLoad() throws {
         var driver = try readyDriver(primaries: [a])
         // Light load: one copy, on the primary.
-        #expect(used(&driver, packets: 200, every: 2 * Self.ms, from: driver.now) == [a])
-        // Far above the primary's 10 Mbit/s initial capacity estimate: the secondary joins, the backup doesn't.
-        #expect(used(&driver, packets: 20_000, every: 50_000, from: driver.now + 500 * Self.ms) == [a, secondary])
+        let light = used(&driver, packets: 200, every: 2 * Self.ms, from: driver.now)
+        #expect(light.uplinks == [a] && light.lateCopies == [1])
+        // Far above the primary's 10 Mbit/s initial capacity estimate: the secondary joins (a copy on each), the
+        // backup doesn't.
+        let heavy = used(&driver, packets: 20_000, every: 50_000, from: driver.now + 500 * Self.ms)
+        #expect(heavy.uplinks == [a, secondary] && heavy.lateCopies == [2], "\(heavy)")
     }
 }
