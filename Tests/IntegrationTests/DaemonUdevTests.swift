@@ -35,7 +35,9 @@ struct DaemonUdevTests {
 
         let notify = try NotifyListener(path: "\(lab.directory)/client.notify")
         defer { notify.close() }
-        let setup = "mount -t tmpfs tmpfs /run/udev && mount -t tmpfs tmpfs /etc/udev/rules.d"
+        // No udevd has run on a fresh machine, so no /run/udev to mount over: a private /run holds one.
+        let setup = "{ [ -d /run/udev ] || mount -t tmpfs tmpfs /run; } && mkdir -p /run/udev"
+            + " && mount -t tmpfs tmpfs /run/udev && mount -t tmpfs tmpfs /etc/udev/rules.d"
             + " && cp \(lab.directory)/rules/* /etc/udev/rules.d/ && exec \(DaemonLab.triglavd) --config \(lab.directory)/client-udev.toml"
             + " --profile-dir \(lab.directory)/profiles"
         var environment = ProcessInfo.processInfo.environment

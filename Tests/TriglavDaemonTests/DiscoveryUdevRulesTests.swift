@@ -24,6 +24,9 @@ struct DiscoveryUdevRulesTests {
         set -e
         mount -t sysfs sysfs /sys
         mount -t tmpfs tmpfs /etc/udev/rules.d
+        # No udevd has run on a fresh machine, so no /run/udev to mount over: a private /run holds one.
+        [ -d /run/udev ] || mount -t tmpfs tmpfs /run
+        mkdir -p /run/udev
         mount -t tmpfs tmpfs /run/udev
         cp '\(packagedUdevRulesPath)' /etc/udev/rules.d/
 

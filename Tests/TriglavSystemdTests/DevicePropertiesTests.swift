@@ -55,6 +55,9 @@ struct UdevRulesTests {
         set -e
         mount -t sysfs sysfs /sys
         mount -t tmpfs tmpfs /etc/udev/rules.d
+        # No udevd has run on a fresh machine, so no /run/udev to mount over: a private /run holds one.
+        [ -d /run/udev ] || mount -t tmpfs tmpfs /run
+        mkdir -p /run/udev
         mount -t tmpfs tmpfs /run/udev
         cp '\(directory)/90-triglav-test.rules' /etc/udev/rules.d/
         ip link add name tgudev0 type veth peer name tgudev1
