@@ -311,9 +311,7 @@ public struct ReorderBuffer<Packet> {
             guard bufferedCount == 0, parked == nil else { statistics.overflows &+= 1; return .overflow }
             statistics.jumps &+= 1
             statistics.bypassed &+= 1
-            advanceHead(to: sequence)
-            markSeen(sequence)
-            advanceHead(to: sequence &+ 1)
+            jumpHead(past: sequence)
             return .deliverNow
         }
         if isSeen(sequence) {
@@ -330,6 +328,13 @@ public struct ReorderBuffer<Packet> {
             bypassedAhead[slot >> 6] |= 1 << UInt64(slot & 63)
         }
         return .deliverNow
+    }
+
+    /// Moves the release point just past `sequence`, a jump beyond the window, remembering `sequence` as seen.
+    private mutating func jumpHead(past sequence: UInt32) {
+        advanceHead(to: sequence)
+        markSeen(sequence)
+        advanceHead(to: sequence &+ 1)
     }
 
     /// Takes the slot at `head` if present and advances past it; passes abandoned sequences.
@@ -374,9 +379,7 @@ public struct ReorderBuffer<Packet> {
                 return flushed
             }
             parked = nil
-            advanceHead(to: sequence)
-            markSeen(sequence)
-            advanceHead(to: sequence &+ 1)
+            jumpHead(past: sequence)
             statistics.deliveredInOrder &+= 1
             return packet
         }
