@@ -38,8 +38,9 @@ demo: build
 
 DEMO_COMMAND ?= $(SWIFT) run --skip-build triglav --help
 
+# The whole Swift suite, in four processes at once (see the script); `swift test --skip-build` runs it in one.
 unit-tests: build-tests
-	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS)
+	./scripts/unit-tests "$$($(SWIFT) build --show-bin-path $(SWIFT_BUILD_FLAGS))"
 
 test: unit-tests $(EXTRA_TEST_TARGETS)
 
