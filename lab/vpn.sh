@@ -61,7 +61,8 @@ vpn_cli() {
     ip netns exec "$NS_CLIENT" "$TRIGLAV_BIN_DIR/triglav" --bus-address "$VPN_CLIENT_BUS" "$@"
 }
 
-# Starts a private D-Bus bus in NODE's namespace; prints its address.
+# Starts a private D-Bus bus in NODE's namespace and sets VPN_BUS_ADDRESS. Not in a $(...) subshell: the bus's pid
+# must reach VPN_PIDS, or vpn_stop leaves it running and its pidfile blocks the next start in the same lab.
 vpn_triglavd_bus() {
     local node=$1 dir="$LAB_STATE/vpn"
     cat >"$dir/bus-$node.conf" <<EOF
@@ -82,7 +83,7 @@ vpn_triglavd_bus() {
 EOF
     lab_exec "$node" dbus-daemon --config-file="$dir/bus-$node.conf" --fork --print-address >"$dir/bus-$node.address"
     VPN_PIDS+=("$(cat "$dir/bus-$node.pid")")
-    head -1 "$dir/bus-$node.address"
+    VPN_BUS_ADDRESS=$(head -1 "$dir/bus-$node.address")
 }
 
 vpn_triglavd_wait_for_port() {
@@ -120,7 +121,8 @@ tunnel_ipv4 = "$VPN_CLIENT_TUNNEL4"
 EOF
     "$bin/triglavd" --check-config "$dir/server.toml" --server >"$LAB_STATE/log/vpn-server-config.log" 2>&1 \
         || die "triglavd rejects the generated server configuration: $(cat "$LAB_STATE/log/vpn-server-config.log")"
-    address=$(vpn_triglavd_bus server)
+    vpn_triglavd_bus server
+    address=$VPN_BUS_ADDRESS
     DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_SERVER" "$bin/triglavd" --config "$dir/server.toml" --server \
         >"$LAB_STATE/log/vpn-server.log" 2>&1 &
     VPN_PIDS+=($!)
@@ -152,7 +154,8 @@ EOF
     "$bin/triglavd" --check-config "$dir/client.toml" --profile-dir "$dir/profiles" --all-profiles \
         >"$LAB_STATE/log/vpn-client-config.log" 2>&1 \
         || die "triglavd rejects the generated client configuration: $(cat "$LAB_STATE/log/vpn-client-config.log")"
-    address=$(vpn_triglavd_bus client)
+    vpn_triglavd_bus client
+    address=$VPN_BUS_ADDRESS
     VPN_CLIENT_BUS=$address
     DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
         --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
