@@ -2,7 +2,7 @@
 """Summarises one run of lab/download-loop: when the web server's BBR left startup and what limited it.
 
 Usage: download-samples.py DIR RUN  (reads DIR/server-RUN.log, DIR/client-RUN.log, DIR/nstat-RUN.log)
-       download-samples.py FILE     (the web server's samples only, e.g. lab/test-lab's download-samples.log)
+       download-samples.py FILE     (the web server's samples only, e.g. lab/test-lab's download-samples-1.log)
 
 Prints, for the web server's socket: the time BBR left startup (first sample whose pacing gain is not the
 startup gain), its bandwidth estimate then, the receive-window-limited time (rwnd_limited) and the
