@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "TriglavNetlinkTests", dependencies: ["TriglavNetlink"], swiftSettings: strictSettings),
         .target(name: "TriglavTestSupport", path: "Tests/TriglavTestSupport", swiftSettings: strictSettings),
         .testTarget(name: "TriglavDBusTests", dependencies: ["TriglavDBus", "TriglavTestSupport"], swiftSettings: strictSettings),
-        .testTarget(name: "TriglavSystemdTests", dependencies: ["TriglavSystemd"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavSystemdTests", dependencies: ["TriglavSystemd", "TriglavTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavLinkEmulatorTests", dependencies: ["TriglavLinkEmulator"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavDataPlaneTests", dependencies: ["TriglavDataPlane"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon", "TriglavTestSupport"], swiftSettings: strictSettings),

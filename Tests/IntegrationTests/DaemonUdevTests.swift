@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 private let packagedUdevRules = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("udev/90-triglav.rules").path
@@ -35,10 +36,8 @@ struct DaemonUdevTests {
 
         let notify = try NotifyListener(path: "\(lab.directory)/client.notify")
         defer { notify.close() }
-        // No udevd has run on a fresh machine, so no /run/udev to mount over: a private /run holds one.
-        let setup = "{ [ -d /run/udev ] || mount -t tmpfs tmpfs /run; } && mkdir -p /run/udev"
-            + " && mount -t tmpfs tmpfs /run/udev && mount -t tmpfs tmpfs /etc/udev/rules.d"
-            + " && cp \(lab.directory)/rules/* /etc/udev/rules.d/ && exec \(DaemonLab.triglavd) --config \(lab.directory)/client-udev.toml"
+        let setup = "set -e\n" + PrivateUdev.mountCommands
+            + "cp \(lab.directory)/rules/* /etc/udev/rules.d/\nexec \(DaemonLab.triglavd) --config \(lab.directory)/client-udev.toml"
             + " --profile-dir \(lab.directory)/profiles"
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = notify.path

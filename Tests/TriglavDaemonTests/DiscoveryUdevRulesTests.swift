@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 import TriglavCore
 import TriglavMultipath
 import TriglavNetlink
@@ -23,12 +24,7 @@ struct DiscoveryUdevRulesTests {
         var script = """
         set -e
         mount -t sysfs sysfs /sys
-        mount -t tmpfs tmpfs /etc/udev/rules.d
-        # No udevd has run on a fresh machine, so no /run/udev to mount over: a private /run holds one.
-        [ -d /run/udev ] || mount -t tmpfs tmpfs /run
-        mkdir -p /run/udev
-        mount -t tmpfs tmpfs /run/udev
-        cp '\(packagedUdevRulesPath)' /etc/udev/rules.d/
+        \(PrivateUdev.mountCommands)cp '\(packagedUdevRulesPath)' /etc/udev/rules.d/
 
         """
         for (index, device) in devices.enumerated() {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 @testable import TriglavSystemd
 
 @Suite("udev device properties")
@@ -54,12 +55,7 @@ struct UdevRulesTests {
         let script = """
         set -e
         mount -t sysfs sysfs /sys
-        mount -t tmpfs tmpfs /etc/udev/rules.d
-        # No udevd has run on a fresh machine, so no /run/udev to mount over: a private /run holds one.
-        [ -d /run/udev ] || mount -t tmpfs tmpfs /run
-        mkdir -p /run/udev
-        mount -t tmpfs tmpfs /run/udev
-        cp '\(directory)/90-triglav-test.rules' /etc/udev/rules.d/
+        \(PrivateUdev.mountCommands)cp '\(directory)/90-triglav-test.rules' /etc/udev/rules.d/
         ip link add name tgudev0 type veth peer name tgudev1
         udevadm test --action=add /sys/class/net/\(device) 2>/dev/null
         """
