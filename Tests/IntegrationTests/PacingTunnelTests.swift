@@ -47,12 +47,14 @@ struct PacingTunnelTests {
         // The sender: CUBIC (loss-based, fills any buffer), from the server's namespace through its TUN to the client.
         let sender = Process()
         sender.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        sender.arguments = ["netns", "exec", senderNamespace, "iperf3", "-c", receiverAddress, "-t", "7", "-C", "cubic", "-J"]
+        sender.arguments = ["netns", "exec", senderNamespace, "iperf3", "-c", receiverAddress, "-t", "10", "-C", "cubic", "-J"]
         let output = Pipe()
         sender.standardOutput = output
         sender.standardError = FileHandle.nullDevice
         try sender.run()
         defer { if sender.isRunning { kill(sender.processIdentifier, SIGKILL) } }
+        // Sampling starts 2 s in and takes 4 s when the machine is idle, longer under load: the 10 s transfer outlasts
+        // it (with 7 s, a loaded run's last samples fell after the transfer and read 0).
         Thread.sleep(forTimeInterval: 2)
         var backlogs: [Int] = []
         for _ in 0..<20 {
@@ -74,8 +76,10 @@ struct PacingTunnelTests {
         #expect(bitsPerSecond >= 8e6, "the transfer got \(Int(bitsPerSecond)) bit/s; logs:\n\(lab.log("server").suffix(2000))\n\(lab.log("client").suffix(2000))")
         // 5 ms at 10 Mbit/s is 6 KiB per uplink; the probing gain (× 1.25) and wake-up slack add some (measured,
         // medians for both uplinks: download 21–23 KB, upload 23–30 KB). Unpaced, a download kept 142–170 KB there
-        // (of 2 × 125 KiB), an upload 64–124 KB (its TCP's window, not the queue, often ends it first).
-        let (pacedAtMost, unpacedAtLeast) = direction == .download ? (50_000, 100_000) : (45_000, 55_000)
+        // (of 2 × 125 KiB), an upload 64–124 KB (its TCP's window, not the queue, often ends it first). With the
+        // suite's test processes side by side an unpaced download's 90th percentile was 98 KB once: 90 KB still
+        // means full queues, ~4 × the paced median.
+        let (pacedAtMost, unpacedAtLeast) = direction == .download ? (50_000, 90_000) : (45_000, 55_000)
         // Unpaced, a CUBIC backoff can drain the queues for part of the 4 s (seen under load: median 65 KB, peaks
         // 188 KB), so that side is judged by its 90th percentile: the transfer did fill them.
         let high = backlogs.sorted()[backlogs.count * 9 / 10]
