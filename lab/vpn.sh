@@ -97,7 +97,7 @@ vpn_triglavd_wait_for_port() {
 }
 
 vpn_triglavd_start_server() {
-    local dir="$LAB_STATE/vpn" bin=$TRIGLAV_BIN_DIR address
+    local dir="$LAB_STATE/vpn" bin=$TRIGLAV_BIN_DIR
     mkdir -p "$dir/profiles"
     rm -f "$dir/server.key" "$dir/client.key"
     VPN_SERVER_PUBLIC_KEY=$("$bin/triglav" keygen "$dir/server.key" | tail -1)
@@ -122,15 +122,14 @@ EOF
     "$bin/triglavd" --check-config "$dir/server.toml" --server >"$LAB_STATE/log/vpn-server-config.log" 2>&1 \
         || die "triglavd rejects the generated server configuration: $(cat "$LAB_STATE/log/vpn-server-config.log")"
     vpn_triglavd_bus server
-    address=$VPN_BUS_ADDRESS
-    DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_SERVER" "$bin/triglavd" --config "$dir/server.toml" --server \
+    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS ip netns exec "$NS_SERVER" "$bin/triglavd" --config "$dir/server.toml" --server \
         >"$LAB_STATE/log/vpn-server.log" 2>&1 &
     VPN_PIDS+=($!)
     vpn_triglavd_wait_for_port
 }
 
 vpn_triglavd_start_client() {
-    local dir="$LAB_STATE/vpn" bin=$TRIGLAV_BIN_DIR address full_tunnel=true routes=""
+    local dir="$LAB_STATE/vpn" bin=$TRIGLAV_BIN_DIR full_tunnel=true routes=""
     if [[ ${DEMO_ROUTING:-full} == split ]]; then full_tunnel=false routes='routes = ["198.51.100.0/24"]'; fi
     cat >"$dir/client.toml" <<EOF
 role = "client"
@@ -155,14 +154,13 @@ EOF
         >"$LAB_STATE/log/vpn-client-config.log" 2>&1 \
         || die "triglavd rejects the generated client configuration: $(cat "$LAB_STATE/log/vpn-client-config.log")"
     vpn_triglavd_bus client
-    address=$VPN_BUS_ADDRESS
-    VPN_CLIENT_BUS=$address
-    DBUS_SYSTEM_BUS_ADDRESS=$address ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
+    VPN_CLIENT_BUS=$VPN_BUS_ADDRESS
+    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
         --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
     VPN_PIDS+=($!)
     local tries
     for tries in $(seq 1 50); do
-        ip netns exec "$NS_CLIENT" "$bin/triglav" --bus-address "$address" connect lab \
+        ip netns exec "$NS_CLIENT" "$bin/triglav" --bus-address "$VPN_CLIENT_BUS" connect lab \
             >>"$LAB_STATE/log/vpn-client.log" 2>&1 && return 0
         sleep 0.2
     done

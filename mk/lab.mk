@@ -13,9 +13,8 @@ DEMO_COMMAND = $(LAB_BIN_DIR) lab/demo
 # Integration test: brings the lab up, checks connectivity, emulated delay and rate, tears down. With the binaries
 # the package ships (`make deb` builds the emulator beside them): the 80 % goodput check measures the data plane, and
 # a debug triglavd is CPU-bound on a 2-core machine (73–78 % there, 82–86 % in release on the same machine).
-LAB_PACKAGED_BIN_DIR = TRIGLAV_BIN_DIR="$(CURDIR)/artifacts/deb-build/triglav/.build-deb/release"
 lab-test: build-tests deb
-	$(LAB_PACKAGED_BIN_DIR) lab/test-lab
+	TRIGLAV_BIN_DIR="$(DEB_BIN_DIR)" lab/test-lab
 
 lab-up: build
 	$(LAB_BIN_DIR) lab/lab up

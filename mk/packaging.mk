@@ -17,6 +17,10 @@ EXTRA_TEST_TARGETS += packaging-check package-test
 
 .PHONY: deb packaging-check package-test
 
+# Where `make deb` leaves its release binaries (packaging/build-deb's mirror and debian/rules' scratch path); the lab
+# test runs them.
+DEB_BIN_DIR := $(CURDIR)/artifacts/deb-build/triglav/.build-deb/release
+
 deb: deps
 	@./scripts/apt-ensure $(DEB_APT_PACKAGES)
 	./packaging/build-deb
