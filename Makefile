@@ -38,7 +38,7 @@ demo: build
 
 DEMO_COMMAND ?= $(SWIFT) run --skip-build triglav --help
 
-# The whole Swift suite, in three processes at once (see the script); `swift test --skip-build` runs it in one.
+# The whole Swift suite, in three processes at once, then the server-scale suite alone (see the script); `swift test --skip-build` runs it in one.
 unit-tests: build-tests
 	./scripts/unit-tests "$$($(SWIFT) build --show-bin-path $(SWIFT_BUILD_FLAGS))"
 
