@@ -12,7 +12,8 @@ final class SignalRecorder: Sendable {
 
     var all: [DBusSignal] { signals.withLock { $0 } }
 
-    func wait(timeout: Duration = .seconds(3), until predicate: ([DBusSignal]) -> Bool) async -> Bool {
+    // Generous: it returns as soon as the predicate holds; only a failure waits this long.
+    func wait(timeout: Duration = .seconds(10), until predicate: ([DBusSignal]) -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if predicate(all) { return true }
@@ -88,7 +89,7 @@ struct Fixture {
     }
 
     func call(_ member: String, _ arguments: [DBusValue] = [], path: DBusObjectPath = Fixture.path,
-              interface: String = "org.example.Test1", timeout: Duration = .seconds(5)) async throws(TriglavDBusError) -> [DBusValue] {
+              interface: String = "org.example.Test1", timeout: Duration = BusConnection.defaultTimeout) async throws(TriglavDBusError) -> [DBusValue] {
         try await client.call(destination: "org.example.Test", path: path, interface: interface, member: member,
                               arguments: arguments, timeout: timeout)
     }

@@ -287,19 +287,24 @@ struct MetricsServerTests {
         defer { held.forEach { $0.close() } }
         held.forEach { $0.send("G") }
         // Wait (bounded) until the server has accepted both, then one more is turned away.
+        // The waits are bounded by time, not attempts: on a loaded machine the server thread may take a while to
+        // notice a connection or its close.
+        let scrape = "GET /metrics HTTP/1.1\r\n\r\n"
         var answer = ""
-        for _ in 0..<50 {
-            answer = try LoopbackConnection.exchange(server.endpoint, "GET /metrics HTTP/1.1\r\n\r\n")
+        let refusedBy = ContinuousClock.now + .seconds(10)
+        repeat {
+            answer = try LoopbackConnection.exchange(server.endpoint, scrape)
             if answer.hasPrefix("HTTP/1.1 503 ") { break }
             usleep(20_000)
-        }
+        } while ContinuousClock.now < refusedBy
         #expect(answer.hasPrefix("HTTP/1.1 503 "), "\(answer)")
         held[0].close()
         var served = false
-        for _ in 0..<50 where !served {
-            served = try LoopbackConnection.exchange(server.endpoint, "GET /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 200 ")
+        let servedBy = ContinuousClock.now + .seconds(10)
+        repeat {
+            served = try LoopbackConnection.exchange(server.endpoint, scrape).hasPrefix("HTTP/1.1 200 ")
             if !served { usleep(20_000) }
-        }
+        } while !served && ContinuousClock.now < servedBy
         #expect(served, "a freed slot serves scrapes again")
     }
 
