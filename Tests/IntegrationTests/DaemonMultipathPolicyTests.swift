@@ -25,7 +25,9 @@ struct DaemonMultipathPolicyTests {
         try Self.connectServerAndClient(lab)
 
         try lab.busctl("set-property org.triglav /org/triglav org.triglav.Manager1 Scheduler s redundant")
-        Thread.sleep(forTimeInterval: 0.5)  // the next probe or keepalive announces it
+        // The next probe or keepalive announces it; measure once the server has switched.
+        #expect(Self.waitForLog(lab, "server", "scheduler redundant, as its client asked"),
+                "the server didn't follow; server log:\n\(lab.log("server"))")
         let before = try Self.receivedBytes(lab, ["up1", "up2"])
         // 200 echo replies of 1428 IP bytes: with redundant downloads each uplink receives every one of them.
         try lab.exec(lab.client, "ping -q -c200 -i0.01 -s1400 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 60)

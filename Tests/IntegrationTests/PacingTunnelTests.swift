@@ -43,7 +43,12 @@ struct PacingTunnelTests {
         receiver.standardError = FileHandle.nullDevice
         try receiver.run()
         defer { if receiver.isRunning { kill(receiver.processIdentifier, SIGKILL) } }
-        Thread.sleep(forTimeInterval: 0.5)
+        // Until it listens (bounded): a sender started before that fails, and with it the rate check.
+        let listenBy = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < listenBy,
+              (try? lab.exec(receiverNamespace, "ss -ltnH 'sport = :5201'"))?.isEmpty ?? true {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         // The sender: CUBIC (loss-based, fills any buffer), from the server's namespace through its TUN to the client.
         let sender = Process()
         sender.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")

@@ -84,7 +84,7 @@ private final class DiscoveryRecorder: Sendable {
 
     /// Waits (polling every 2 ms, at most `timeout`) for an event matching `predicate` after position
     /// `from`; returns when it arrived.
-    func waitFor(after from: Int = 0, timeout: Duration = .seconds(2),
+    func waitFor(after from: Int = 0, timeout: Duration = .seconds(15),
                  _ predicate: (DiscoveryEvent) -> Bool) -> ContinuousClock.Instant? {
         let deadline = ContinuousClock.now + timeout
         repeat {
@@ -148,7 +148,7 @@ struct DiscoveryNamespaceTests {
             for await event in stream { seen.append(event) }
             return seen
         }
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(15)
         while service.uplinks.isEmpty && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
         service.stop()
         let seen = await consumer.value

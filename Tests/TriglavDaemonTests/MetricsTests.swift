@@ -176,13 +176,14 @@ struct MetricsMappingTests {
     }
 }
 
-/// A blocking loopback HTTP client for the endpoint tests, with a receive timeout.
+/// A blocking loopback HTTP client for the endpoint tests, with a receive timeout (generous: a loaded machine may
+/// stall the server thread for seconds, and the server's own deadlines are what the tests measure).
 struct LoopbackConnection {
     let fd: Int32
 
     init(_ endpoint: IPEndpoint) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -281,6 +282,7 @@ struct MetricsServerTests {
     @Test func connectionsBeyondTheLimitGet503() throws {
         var limits = MetricsServer.Limits()
         limits.maximumConnections = 2
+        limits.exchangeTimeout = .seconds(60)  // the held connections keep their slots through the waits below
         let server = try Self.server(limits: limits)
         defer { server.stop() }
         let held = try (0..<2).map { _ in try LoopbackConnection(server.endpoint) }

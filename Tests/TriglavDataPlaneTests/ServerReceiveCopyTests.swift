@@ -110,7 +110,15 @@ struct ServerReceiveCopyTests {
             // buffers growing to their working size) is done before measuring.
             try send(.keepalive)
             try sendData(500, send)
-            Thread.sleep(forTimeInterval: 0.5)
+            // Until the server has taken them all (bounded): under load its pump may lag behind the sender.
+            func waitUntilReceived(_ count: UInt64) {
+                let deadline = ContinuousClock.now + .seconds(30)
+                while (server.statistics().clients.first?.receivedPackets ?? 0) < count && ContinuousClock.now < deadline {
+                    Thread.sleep(forTimeInterval: 0.02)
+                }
+                Thread.sleep(forTimeInterval: 0.05)  // the pump's bookkeeping after its last frame
+            }
+            waitUntilReceived(500)
 
             // The network pump: of the threads that appeared with the server (its two pumps; Foundation doesn't name
             // them on Linux), the one that worked through the warm-up (the TUN pump had nothing to read).
@@ -121,7 +129,7 @@ struct ServerReceiveCopyTests {
             skipping = true
             let cpuBefore = cpuNanoseconds(pump)
             try sendData(dataFrames, send)
-            Thread.sleep(forTimeInterval: 0.5)
+            waitUntilReceived(UInt64(500 + dataFrames))
             let cpu = cpuNanoseconds(pump) - cpuBefore
             let received = server.statistics().clients.first?.receivedPackets ?? 0
             return ReceiveMeasurement(cpuNanoseconds: cpu, received: received - 500)

@@ -29,9 +29,13 @@ struct TCPConnectionTests {
         throw TriglavDataPlaneError.invalidState("no loopback TCP connection")
     }
 
-    func receiveAll(_ connection: TCPConnection, expected: Int) -> [[UInt8]] {
+    /// Reads frames until `expected` arrived or 10 s passed, flushing `sender` meanwhile (what its socket buffer
+    /// didn't take stays queued in user space until a flush).
+    func receiveAll(_ connection: TCPConnection, expected: Int, flushing sender: TCPConnection? = nil) -> [[UInt8]] {
         var frames: [[UInt8]] = []
-        for _ in 0..<400 where frames.count < expected {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while frames.count < expected && ContinuousClock.now < deadline {
+            sender?.flush()
             _ = connection.readFrames { frames.append(Array($0)) }
             if frames.count < expected { usleepMilliseconds(5) }
         }
@@ -46,8 +50,7 @@ struct TCPConnectionTests {
             let frame = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: size)
             #expect(frame.withUnsafeBytes { client.send($0) })
         }
-        for _ in 0..<100 { client.flush() }
-        let received = receiveAll(server, expected: sizes.count)
+        let received = receiveAll(server, expected: sizes.count, flushing: client)
         #expect(received.count == sizes.count)
         for (index, frame) in received.enumerated() {
             #expect(frame.count == sizes[index])

@@ -11,7 +11,7 @@ final class EventRecorder: Sendable {
     var events: [NetlinkEvent] { storage.withLock { $0 } }
 
     /// Polls every 5 ms until `condition` holds or `timeout` passes; returns whether it held.
-    func wait(timeout: Duration = .seconds(2), _ condition: ([NetlinkEvent]) -> Bool) -> Bool {
+    func wait(timeout: Duration = .seconds(15), _ condition: ([NetlinkEvent]) -> Bool) -> Bool {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if condition(events) { return true }

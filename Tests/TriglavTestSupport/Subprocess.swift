@@ -141,14 +141,15 @@ public final class BackgroundProcess: @unchecked Sendable {
     public var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     public var errorOutput: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
-    /// Waits (bounded) until stdout contains `text`.
-    public func waitForOutput(_ text: String, timeout: Duration = .seconds(10)) async -> Bool {
+    /// Waits (bounded) until stdout contains `text` (at least `occurrences` times).
+    public func waitForOutput(_ text: String, occurrences: Int = 1, timeout: Duration = .seconds(10)) async -> Bool {
         let deadline = ContinuousClock.now + timeout
+        let enough = { self.output.components(separatedBy: text).count - 1 >= occurrences }
         while ContinuousClock.now < deadline {
-            if output.contains(text) { return true }
+            if enough() { return true }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return output.contains(text)
+        return enough()
     }
 
     /// Waits (bounded) until stderr contains `text`.
