@@ -20,10 +20,15 @@ rules_dir=/run/udev/rules.d
 installed_rules=$rules_dir/90-triglav.rules
 namespace=tg-packaging-$$-$RANDOM
 created_rules_dir=no
+# Without a udevd (containers, CI) /run/udev doesn't exist; udevadm test then leaves files in it (its database),
+# and a /run/udev left behind makes later tools believe udev runs. Created here, so removed here.
+created_udev_dir=no
+[[ -d /run/udev ]] || created_udev_dir=yes
 cleanup() {
     ip netns delete "$namespace" 2>/dev/null
     rm -f "$installed_rules"
     [[ $created_rules_dir == yes ]] && rmdir "$rules_dir" 2>/dev/null
+    [[ $created_udev_dir == yes ]] && rm -rf /run/udev
 }
 trap cleanup EXIT
 
