@@ -42,7 +42,7 @@ struct DaemonRoutingErrorTests {
 
         let error = try waitForProperty(lab, "RoutingError", timeout: 15) { $0 != "s \"\"\n" }
         #expect(error.hasPrefix("s \"") && error != "s \"\"", "RoutingError stayed empty; client log:\n\(lab.log("client").suffix(3000))")
-        let state = try waitForProperty(lab, "State", timeout: 5) { $0 == "s \"degraded\"\n" }
+        let state = try waitForProperty(lab, "State", timeout: 15) { $0 == "s \"degraded\"\n" }
         #expect(state == "s \"degraded\"", "\(state)")
         let cli = DaemonLab.product("triglav")
         let status = try lab.sh("\(cli) --bus-address \(lab.busAddress ?? "") status")
@@ -56,7 +56,7 @@ struct DaemonRoutingErrorTests {
         try lab.exec(lab.client, "sysctl -qw net.ipv6.conf.tgc0.disable_ipv6=0")
         let cleared = try waitForProperty(lab, "RoutingError", timeout: 20) { $0 == "s \"\"\n" }
         #expect(cleared == "s \"\"", "client log:\n\(lab.log("client").suffix(3000))")
-        #expect(try waitForProperty(lab, "State", timeout: 5) { $0 == "s \"connected\"\n" } == "s \"connected\"")
+        #expect(try waitForProperty(lab, "State", timeout: 15) { $0 == "s \"connected\"\n" } == "s \"connected\"")
         #expect(lab.log("client").contains("routing failure is over"))
         #expect(!(try lab.sh("\(cli) --bus-address \(lab.busAddress ?? "") status")).contains("Routing:"))
         #expect(lab.waitForTunnel(timeout: 10))

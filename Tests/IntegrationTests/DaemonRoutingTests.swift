@@ -33,7 +33,7 @@ struct DaemonRoutingTests {
     /// address (so the tunnel may already answer pings), and a new assignment installs it again (removing
     /// first), so one snapshot may catch it half done.
     private func rules(_ lab: DaemonLab, containing lines: String...) throws -> String {
-        let deadline = Date().addingTimeInterval(5)
+        let deadline = Date().addingTimeInterval(15)
         var current = try rules(lab)
         while !lines.allSatisfy(current.contains) && Date() < deadline {
             Thread.sleep(forTimeInterval: 0.1)

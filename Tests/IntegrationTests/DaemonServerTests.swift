@@ -36,7 +36,7 @@ struct DaemonServerTests {
         defer { monitor.stop() }
         #expect(await monitor.waitForErrorOutput("Monitoring bus message stream."))
         try lab.busctl("call \(Self.server) DisconnectClient o /org/triglav/client/1")
-        #expect(await monitor.waitForOutput("InterfacesRemoved", timeout: .seconds(5)))
+        #expect(await monitor.waitForOutput("InterfacesRemoved", timeout: .seconds(15)))
         #expect(monitor.output.contains("\"/org/triglav/client/1\""), "\(monitor.output.suffix(2000))")
         #expect(lab.log("server").contains("disconnected by request"), "\(lab.log("server"))")
 

@@ -94,7 +94,7 @@ struct DaemonUdevTests {
     }
 
     private func waitFor(_ lab: DaemonLab, _ query: String, _ expected: String) throws -> Bool {
-        let deadline = Date().addingTimeInterval(5)
+        let deadline = Date().addingTimeInterval(15)
         var last = ""
         while Date() < deadline {
             last = try lab.busctl(query)

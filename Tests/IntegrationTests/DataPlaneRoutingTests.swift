@@ -224,7 +224,7 @@ struct DataPlaneRoutingTests {
                                     logName: "tcpdump-up1")
         try lab.waitForOutput("tcpdump-up1", containing: "listening on", timeout: 10)
         _ = try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 203.0.113.7")
-        try lab.waitForOutput("tcpdump-up1", containing: "203.0.113.7: ICMP echo request", timeout: 5)
+        try lab.waitForOutput("tcpdump-up1", containing: "203.0.113.7: ICMP echo request", timeout: 15)
         lab.crash(capture)
     }
 

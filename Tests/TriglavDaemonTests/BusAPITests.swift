@@ -189,7 +189,7 @@ struct BusAPITests {
             changes.withLock { $0.append(value) }
         }
         environment.fixture.signal(SIGHUP)  // the route appears
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(15)
         while changes.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(changes.withLock { $0 } == [true])
         #expect(try routeToServer("/org/triglav/uplink/2") == "b true")
@@ -201,7 +201,7 @@ struct BusAPITests {
         defer { environment.tearDown() }
         #expect(try environment.cli(["connect", "home"]).status == 0)
         // The fake reports 480 kbit/s received per active uplink on each tick, and a 50 Mbit/s send estimate.
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(15)
         var rate = ""
         while ContinuousClock.now < deadline {
             rate = try environment.busctl(["get-property", "org.triglav", "/org/triglav/uplink/1", TriglavBus.uplinkInterface,
@@ -378,7 +378,7 @@ struct BusAPITests {
         defer { monitor.stop() }
         #expect(await monitor.waitForOutput("\"event\":\"Snapshot\""))
         #expect(try environment.cli(["uplink", "add", "wwan0"]).status == 0)
-        let exit = await monitor.waitForExit(timeout: .seconds(5))
+        let exit = await monitor.waitForExit(timeout: .seconds(15))
         #expect(exit == 0, "monitor: \(monitor.output) \(monitor.errorOutput)")
         #expect(monitor.output.contains("\"event\":\"InterfacesAdded\"") && monitor.output.contains("wwan0"), "\(monitor.output)")
 
@@ -388,7 +388,7 @@ struct BusAPITests {
         defer { lines.stop() }
         #expect(await lines.waitForOutput("State:"), "\(lines.output) \(lines.errorOutput)")
         #expect(try environment.cli(["uplink", "remove", "wwan0"]).status == 0)
-        #expect(await lines.waitForExit(timeout: .seconds(5)) == 0, "\(lines.output) \(lines.errorOutput)")
+        #expect(await lines.waitForExit(timeout: .seconds(15)) == 0, "\(lines.output) \(lines.errorOutput)")
         #expect(lines.output.contains("wwan0"), "\(lines.output)")  // in the initial status
         #expect(lines.output.contains("removed /org/triglav/uplink/") || lines.output.contains("Uplinks="), "\(lines.output)")
 

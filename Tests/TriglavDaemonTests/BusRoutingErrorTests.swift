@@ -46,7 +46,7 @@ struct BusRoutingErrorTests {
             changes.withLock { $0.append((values["RoutingError"]?.stringValue, values["State"]?.stringValue)) }
         }
         environment.fixture.signal(SIGHUP)  // the retry succeeds: addresses and routes applied
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(15)
         while changes.withLock({ !$0.contains { $0.error != nil } }), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
