@@ -85,6 +85,10 @@ struct DaemonMetricsTests {
         #expect(sum("triglav_uplink_transmitted_packets_total") >= 10)
         #expect(sum("triglav_uplink_received_packets_total") >= 10)
         #expect(Self.value(text, "triglav_reorder_delivered_packets_total{order=\"in_order\"}") ?? 0 >= 10)
+        // The ten echo requests were read from the TUN device; the pings and the drops families are there.
+        #expect(Self.value(text, "triglav_tunnel_read_packets_total") ?? 0 >= 10, "\(text)")
+        #expect(Self.value(text, "triglav_tunnel_queue_dropped_packets_total") != nil, "\(text)")
+        #expect(Self.value(text, "triglav_tunnel_requested_resend_sequences_total{outcome=\"accepted\"}") != nil, "\(text)")
 
         // Other paths and methods.
         #expect(try Self.curl(lab, lab.client, "-o /dev/null -w '%{http_code}' http://\(Self.clientMetrics)/") == "404")
@@ -112,6 +116,9 @@ struct DaemonMetricsTests {
         #expect(Self.value(serverText, "triglav_client_paths{client=\"laptop\"}") == 2, "\(serverText)")
         #expect(Self.value(serverText, "triglav_client_transmitted_bytes_total{client=\"laptop\"}") ?? 0 >= 10 * 1028)
         #expect(Self.value(serverText, "triglav_server_rejected_handshakes_total") == 0)
+        // One answered handshake per uplink at least (the tunnel's creation and the second uplink's join).
+        #expect(Self.value(serverText, "triglav_server_handshakes_total") ?? 0 >= 2, "\(serverText)")
+        #expect(Self.value(serverText, "triglav_server_requested_resend_sequences_total{outcome=\"declined\"}") != nil)
         #expect(!serverText.contains("triglav_uplink_"))
 
         lab.terminate(client)

@@ -6,6 +6,7 @@ import Testing
 import TriglavConfig
 import TriglavControlAPI
 import TriglavCore
+import TriglavDataPlane
 import TriglavMetrics
 import TriglavMultipath
 @testable import TriglavDaemon
@@ -35,6 +36,9 @@ struct MetricsMappingTests {
         tunnel.uplinks[0].minimumRTT = .microseconds(20_000)
         tunnel.counters.droppedNoUplink = 3
         tunnel.counters.resentPackets = 4
+        tunnel.counters.readPackets = 1234
+        tunnel.counters.queueDrops = 8
+        tunnel.counters.requestedResends = RequestedResendCounters(accepted: 11, declined: 12)
         tunnel.counters.reorder.deliveredInOrder = 100
         tunnel.counters.reorder.deliveredLate = 5
         tunnel.counters.reorder.skippedSequences = 6
@@ -59,6 +63,10 @@ struct MetricsMappingTests {
             "triglav_tunnel_received_bytes_total 7000",
             "triglav_tunnel_dropped_no_uplink_packets_total 3",
             "triglav_tunnel_resent_packets_total 4",
+            "triglav_tunnel_read_packets_total 1234",
+            "triglav_tunnel_queue_dropped_packets_total 8",
+            "triglav_tunnel_requested_resend_sequences_total{outcome=\"accepted\"} 11",
+            "triglav_tunnel_requested_resend_sequences_total{outcome=\"declined\"} 12",
             "triglav_reorder_delivered_packets_total{order=\"in_order\"} 100",
             "triglav_reorder_delivered_packets_total{order=\"late\"} 5",
             "triglav_reorder_skipped_sequences_total 6",
@@ -123,6 +131,9 @@ struct MetricsMappingTests {
                                               rejectedHandshakes: 9, transmittedBytes: 111, receivedBytes: 222)
         snapshot.serverCounters.refusedUplinks = 1
         snapshot.serverCounters.droppedUnknownDestination = 2
+        snapshot.serverCounters.answeredHandshakes = 5
+        snapshot.serverCounters.queueDrops = 6
+        snapshot.serverCounters.requestedResends = RequestedResendCounters(accepted: 13, declined: 14)
         snapshot.clients = [
             ServerClientStatus(number: 1, name: "laptop", publicKey: "AAAAAAAAxyz=", tunnelAddresses: [], endpoints: [],
                                state: .connected, livePaths: 2, receivedPackets: 10, transmittedPackets: 20, receivedBytes: 1000,
@@ -140,6 +151,10 @@ struct MetricsMappingTests {
             "triglav_server_rejected_handshakes_total 9",
             "triglav_server_refused_uplinks_total 1",
             "triglav_server_dropped_unknown_destination_packets_total 2",
+            "triglav_server_handshakes_total 5",
+            "triglav_server_queue_dropped_packets_total 6",
+            "triglav_server_requested_resend_sequences_total{outcome=\"accepted\"} 13",
+            "triglav_server_requested_resend_sequences_total{outcome=\"declined\"} 14",
             "triglav_client_state{client=\"laptop\",state=\"connected\"} 1",
             "triglav_client_state{client=\"laptop\",state=\"degraded\"} 0",
             "triglav_client_paths{client=\"laptop\"} 2",

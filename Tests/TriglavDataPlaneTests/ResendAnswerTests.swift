@@ -39,6 +39,8 @@ struct ResendAnswerTests {
         #expect(answer == Answer(resend: [ResendRun(firstSequence: 36, count: 4)], declined: [ResendRun(firstSequence: 30, count: 6)]))
         #expect(store.peerRequestsResends)
         #expect(store.requestedSequences == 10 && store.acceptedSequences == 4 && store.declinedSequences == 6)
+        // The statistics' figures: every requested sequence is accepted or declined.
+        #expect(store.requestedResends == RequestedResendCounters(accepted: 4, declined: 6))
         #expect(store.packet(sequence: 36)?.first == 36)
         #expect(store.uplink(sequence: 36) == UplinkID(1) && store.uplink(sequence: 37) == UplinkID(2))
         #expect(store.uplink(sequence: 30) == nil)

@@ -12,6 +12,12 @@ public struct ClientTunnelCounters: Sendable, Equatable {
     public var droppedNoUplink: UInt64 = 0
     /// Packets sent again because the uplink they were in flight on went down.
     public var resentPackets: UInt64 = 0
+    /// Packets taken from the TUN device, dropped ones included.
+    public var readPackets: UInt64 = 0
+    /// Packets the sender-side pacing queue dropped (its AQM, a full queue, or shed at its head).
+    public var queueDrops: UInt64 = 0
+    /// The server's resend requests this client answered, in sequences.
+    public var requestedResends = RequestedResendCounters()
     /// The receiving reorder buffer's counters (what went to the TUN device, and what it skipped or asked for).
     public var reorder = ReorderStatistics()
 
@@ -156,6 +162,9 @@ extension ClientTunnel: ClientTunnelDriving {
         }, routingFailure: statistics.routingFailure)
         result.counters.droppedNoUplink = statistics.droppedNoUplink
         result.counters.resentPackets = statistics.resentPackets
+        result.counters.readPackets = statistics.readPackets
+        result.counters.queueDrops = statistics.queueDrops
+        result.counters.requestedResends = statistics.requestedResends
         result.counters.reorder = statistics.reorder
         return result
     }
@@ -224,6 +233,12 @@ public struct ServerTunnelCounters: Sendable, Equatable {
     public var resentPackets: UInt64 = 0
     /// Uplink sessions refused because their client already had the most uplinks a tunnel may have.
     public var refusedUplinks: UInt64 = 0
+    /// Handshakes answered: a client's new tunnel, a further uplink, or a rekey.
+    public var answeredHandshakes: UInt64 = 0
+    /// Packets the sender-side pacing queues dropped (the AQM, a full queue, or shed at the head).
+    public var queueDrops: UInt64 = 0
+    /// The clients' resend requests the server answered, in sequences, departed clients' included.
+    public var requestedResends = RequestedResendCounters()
 
     public init() {}
 }
@@ -241,6 +256,9 @@ extension ServerTunnel: ServerTunnelDriving {
         result.counters.droppedUnknownDestination = statistics.droppedUnknownDestination
         result.counters.resentPackets = statistics.resentPackets
         result.counters.refusedUplinks = statistics.refusedUplinks
+        result.counters.answeredHandshakes = statistics.answeredHandshakes
+        result.counters.queueDrops = statistics.queueDrops
+        result.counters.requestedResends = statistics.requestedResends
         return result
     }
 }

@@ -2,6 +2,7 @@ public import TriglavMetrics
 import TriglavConfig
 import TriglavControlAPI
 import TriglavCore
+import TriglavDataPlane
 import TriglavMultipath
 
 /// What the metrics endpoint shows: a copy of the daemon's figures taken once a tick on the control queue
@@ -100,6 +101,15 @@ public enum DaemonMetrics {
                         "Packets read from the TUN device that no uplink could carry.", .integer(counters.droppedNoUplink))
         try builder.add("triglav_tunnel_resent_packets_total", .counter,
                         "Packets sent again because the uplink they were in flight on went down.", .integer(counters.resentPackets))
+        try builder.add("triglav_tunnel_read_packets_total", .counter,
+                        "Packets read from the TUN device (traffic into the tunnel), dropped ones included.",
+                        .integer(counters.readPackets))
+        try builder.add("triglav_tunnel_queue_dropped_packets_total", .counter,
+                        "Packets the sender-side pacing queue dropped: refused by its AQM or a full queue, or shed at its head.",
+                        .integer(counters.queueDrops))
+        try requestedResendFamilies("triglav_tunnel_requested_resend_sequences_total",
+                                    "Sequences the server asked this client to resend: accepted (resent) or declined.",
+                                    counters.requestedResends, &builder)
         let reorder = counters.reorder
         for (order, count) in [("in_order", reorder.deliveredInOrder), ("late", reorder.deliveredLate), ("bypassed", reorder.bypassed)] {
             try builder.add("triglav_reorder_delivered_packets_total", .counter,
@@ -198,6 +208,15 @@ public enum DaemonMetrics {
 
     // MARK: Server role
 
+    /// One counter family with an `outcome` label: `accepted` (handed to the engine to resend) or `declined` (no
+    /// longer held, or sent into a long queue: a congestion loss left to the inner TCP).
+    private static func requestedResendFamilies(_ name: String, _ help: String, _ counters: RequestedResendCounters,
+                                                _ builder: inout Builder) throws(TriglavMetricsError) {
+        for (outcome, count) in [("accepted", counters.accepted), ("declined", counters.declined)] {
+            try builder.add(name, .counter, help, .integer(count), [MetricLabel("outcome", outcome)])
+        }
+    }
+
     private static func serverFamilies(_ snapshot: DaemonMetricsSnapshot, _ server: ServerManagerStatus,
                                        _ builder: inout Builder) throws(TriglavMetricsError) {
         try builder.add("triglav_server_running", .gauge, "1 while the server tunnel runs (listeners and TUN up).",
@@ -221,6 +240,15 @@ public enum DaemonMetrics {
                         "Packets from the TUN device addressed to no connected client.", .integer(counters.droppedUnknownDestination))
         try builder.add("triglav_server_resent_packets_total", .counter,
                         "Packets sent again because the client uplink they were in flight on went down.", .integer(counters.resentPackets))
+        try builder.add("triglav_server_handshakes_total", .counter,
+                        "Handshakes answered: a client's new tunnel, a further uplink, or a rekey.",
+                        .integer(counters.answeredHandshakes))
+        try builder.add("triglav_server_queue_dropped_packets_total", .counter,
+                        "Packets the sender-side pacing queues dropped: refused by the AQM or a full queue, or shed at the head.",
+                        .integer(counters.queueDrops))
+        try requestedResendFamilies("triglav_server_requested_resend_sequences_total",
+                                    "Sequences the clients asked the server to resend, departed clients' included: accepted (resent) or declined.",
+                                    counters.requestedResends, &builder)
 
         let clientHelp: [(String, MetricType, String)] = [
             ("triglav_client_state", .gauge, "1 for the client's state (Client1.State), 0 for the others."),

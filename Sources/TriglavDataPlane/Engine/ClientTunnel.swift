@@ -362,8 +362,9 @@ public final class ClientTunnel: Sendable {
                         transmitted: status.path?.txBytes ?? 0, received: status.path?.rxBytes ?? 0)
                     return status
                 },
-                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, reorder: state.engine.reorderStatistics,
-                routingFailure: state.routingFailure)
+                droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, readPackets: state.readPackets,
+                queueDrops: state.pacedDrops, requestedResends: state.retransmit.requestedResends,
+                reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
         }
     }
 
@@ -723,6 +724,8 @@ struct ClientState: @unchecked Sendable {
     var transmitSequence: UInt32 = 0
     var droppedNoUplink: UInt64 = 0
     var resentPackets: UInt64 = 0
+    /// Packets taken from the TUN device.
+    var readPackets: UInt64 = 0
     /// Sender-side pacing (the configuration paces): the shared queue of unnumbered packets and the resend lanes.
     var paced: PacedSendQueue?
     /// Pacing: when the queue may send again (0 = now; nil: nothing queued). The TUN pump sleeps until then; the
@@ -821,6 +824,7 @@ final class ClientTunPump: @unchecked Sendable {
         tunnel.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
+            state.readPackets &+= UInt64(count)
             for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
             for index in 0..<count {
                 let length = staging.length(index)

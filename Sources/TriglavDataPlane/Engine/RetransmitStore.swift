@@ -39,6 +39,10 @@ final class RetransmitStore {
     private(set) var declinedSequences: UInt64 = 0
     /// Of those declined, the sequences sent into a long queue (congestion losses left to the inner TCP).
     private(set) var congestionDeclinedSequences: UInt64 = 0
+    /// The peer's requests as the statistics report them.
+    var requestedResends: RequestedResendCounters {
+        RequestedResendCounters(accepted: acceptedSequences, declined: declinedSequences)
+    }
 
     init(capacity: Int, slotSize: Int = TunnelMTU.largestDatagram) {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "retransmit store capacity must be a power of two")

@@ -560,6 +560,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             state.tunnels[tunnelID]?.sessions.append(localIndex)
             // The connection keeps its handshake deadline: a replayed initiation is accepted too, so only an authentic
             // transport frame (the client's keepalive right after this reply) marks it as a client's (`process`).
+            state.answeredHandshakes &+= 1
             sendBytes(accepted.reply, to: &source, state: &state)
         case .challenge(let cookieReply):
             sendBytes(cookieReply, to: &source, state: &state)

@@ -262,7 +262,9 @@ public final class ServerTunnel: Sendable {
                         pathStates: tunnel.engine.allStatistics().map(\.state))
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
-                resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks)
+                resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks,
+                answeredHandshakes: state.answeredHandshakes, queueDrops: state.pacedDrops,
+                requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends })
         }
     }
 
@@ -438,6 +440,10 @@ struct ServerState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     /// Uplink sessions refused because their client already had `MultipathLimits.maxUplinks` uplinks.
     var refusedUplinks: UInt64 = 0
+    /// Handshakes answered (a new tunnel, a further uplink, a rekey).
+    var answeredHandshakes: UInt64 = 0
+    /// The resend requests removed tunnels had answered, so the server-wide figure only grows.
+    var departedRequestedResends = RequestedResendCounters()
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
     /// Where each client's last removed tunnel left its transmit sequence; its next tunnel continues there.
@@ -477,6 +483,7 @@ struct ServerState: @unchecked Sendable {
     /// Removes a tunnel, its sessions and its address routes.
     mutating func removeTunnel(_ tunnelID: UInt64) {
         guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
+        departedRequestedResends = departedRequestedResends + tunnel.retransmit.requestedResends
         dutyDeadlines[tunnelID] = nil
         pacingDeadlines[tunnelID] = nil
         resumeSequences[tunnel.key] = tunnel.transmitSequence

@@ -33,6 +33,23 @@ public struct UplinkStatus: Sendable, Equatable {
     public var engineReceivedBytes: UInt64 = 0
 }
 
+/// The peer's resend requests one side answered, in sequences: accepted (handed to the engine to resend) or
+/// declined (no longer held, or sent into a long queue: a congestion loss left to the inner TCP). Every requested
+/// sequence is one or the other.
+public struct RequestedResendCounters: Sendable, Equatable {
+    public var accepted: UInt64 = 0
+    public var declined: UInt64 = 0
+
+    public init(accepted: UInt64 = 0, declined: UInt64 = 0) {
+        self.accepted = accepted
+        self.declined = declined
+    }
+
+    static func + (lhs: Self, rhs: Self) -> Self {
+        Self(accepted: lhs.accepted &+ rhs.accepted, declined: lhs.declined &+ rhs.declined)
+    }
+}
+
 /// A snapshot of a client tunnel.
 public struct ClientTunnelStatistics: Sendable, Equatable {
     public var tunnelInterface: InterfaceName?
@@ -43,6 +60,12 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var droppedNoUplink: UInt64
     /// Packets sent again because the uplink they were in flight on went down.
     public var resentPackets: UInt64 = 0
+    /// Packets taken from the TUN device, dropped ones included.
+    public var readPackets: UInt64 = 0
+    /// Pacing: packets the sender-side queue dropped (refused by the engine's AQM or a full queue, or shed at its head).
+    public var queueDrops: UInt64 = 0
+    /// The server's resend requests this client answered.
+    public var requestedResends = RequestedResendCounters()
     public var reorder: ReorderStatistics
     /// Why the assigned addresses and routes couldn't be applied (the tunnel retries; its traffic stays
     /// blocked meanwhile); nil when they are applied or no assignment came yet.
@@ -74,4 +97,10 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     public var resentPackets: UInt64 = 0
     /// Uplink sessions refused because their client already had the most uplinks a tunnel may have.
     public var refusedUplinks: UInt64 = 0
+    /// Handshakes answered: a client's new tunnel, a further uplink, or a rekey.
+    public var answeredHandshakes: UInt64 = 0
+    /// Pacing: packets the sender-side queues dropped (refused by the engines' AQM or a full queue, or shed at the head).
+    public var queueDrops: UInt64 = 0
+    /// The clients' resend requests the server answered, departed clients' included.
+    public var requestedResends = RequestedResendCounters()
 }
