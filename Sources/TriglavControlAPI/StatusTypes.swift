@@ -80,11 +80,15 @@ public struct ManagerStatus: PropertyRecord {
     /// Why the client tunnel's addresses, routes or rules couldn't be applied (the kernel refused them; the
     /// daemon retries, and the tunnel's traffic is blocked meanwhile, `State` is `degraded`); "" otherwise.
     public var routingError: String
+    /// Why the state is `connecting` with no tunnel yet: the start-time connection waits for its server name to
+    /// resolve ("waiting for the server name (REASON), N failed attempts, retrying"); "" otherwise.
+    public var stateReason: String
 
     public init(state: TunnelState = .disconnected, profile: String = "", server: String = "", tunnelInterface: String = "",
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
-                uplinks: [UInt32] = [], version: String = "", routingError: String = "") {
+                uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "") {
         self.routingError = routingError
+        self.stateReason = stateReason
         self.state = state
         self.profile = profile
         self.server = server
@@ -103,6 +107,7 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("Scheduler", "s", writable: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
         PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
+        PropertySpec("StateReason", "s"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -110,7 +115,7 @@ public struct ManagerStatus: PropertyRecord {
          ("TunnelInterface", .string(tunnelInterface)), ("TunnelAddresses", .strings(tunnelAddresses)),
          ("Scheduler", .string(scheduler)), ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)),
          ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version)),
-         ("RoutingError", .string(routingError))]
+         ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -119,7 +124,8 @@ public struct ManagerStatus: PropertyRecord {
                   tunnelAddresses: v["TunnelAddresses"]?.strings ?? [], scheduler: v["Scheduler"]?.string ?? "",
                   txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
                   uplinks: (v["Uplinks"]?.strings ?? []).compactMap(TriglavBus.uplinkID(fromPath:)),
-                  version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "")
+                  version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "",
+                  stateReason: v["StateReason"]?.string ?? "")
     }
 }
 

@@ -239,6 +239,8 @@ enum Render {
         var state = style.state(manager.state.rawValue)
         if !manager.profile.isEmpty { state += " (profile \(manager.profile)" + (manager.server.isEmpty ? ")" : ", server \(manager.server))") }
         field("State", state)
+        // `connecting` for minutes with no tunnel: say what it waits for (the server name doesn't resolve).
+        if !manager.stateReason.isEmpty { field("Waiting", manager.stateReason) }
         if !manager.tunnelInterface.isEmpty {
             field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " "))
         }

@@ -54,6 +54,11 @@ struct DaemonServerNameTests {
         #expect(try property("State") == "s \"connecting\"")
         #expect(try property("TunnelInterface") == "s \"\"")
         #expect(try property("Server") == "s \"\(Self.serverName):7443\"")
+        let reason = try property("StateReason")
+        #expect(reason.hasPrefix("s \"waiting for the server name ("), "\(reason)")
+        // The CLI says what the connection waits for.
+        let status = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
+        #expect(status.contains("Waiting:") && status.contains("waiting for the server name"), "\(status)")
         #expect(client.isRunning)
         #expect(try !lab.exec(lab.client, "ip -o link show").contains("tgc0"))
 

@@ -122,6 +122,9 @@ struct CoreServerNameTests {
         #expect(setup.factory.count == 0)
         #expect(setup.manager.statusLine == "Connecting to home (vpn.example.net:7000): waiting for the server name "
                 + "(resolving 'vpn.example.net' failed: Temporary failure in name resolution), 1 failed attempt, retrying")
+        // The bus's Manager1.StateReason: the same reason.
+        #expect(status.stateReason == "waiting for the server name "
+                + "(resolving 'vpn.example.net' failed: Temporary failure in name resolution), 1 failed attempt, retrying")
         #expect(setup.manager.uplinks.map(\.state) == [.idle])
 
         // Attempts at 1, 3, 7, 15, 31, 61, 91 s: the delays double from 1 s and stop at 30 s.
@@ -133,6 +136,7 @@ struct CoreServerNameTests {
         }
         #expect(attempts == [1, 3, 7, 15, 31, 61, 91])
         #expect(setup.manager.statusLine.hasSuffix("8 failed attempts, retrying"))
+        #expect(setup.manager.status.stateReason.hasSuffix("8 failed attempts, retrying"))
         #expect(setup.factory.count == 0)
         #expect(setup.manager.status.state == .connecting)
 

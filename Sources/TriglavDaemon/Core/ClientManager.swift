@@ -1163,11 +1163,14 @@ extension ClientManager {
             let connection = self.connection
             var profile = ""
             var server = connection.map { "\($0.plan.configuredEndpoint)" } ?? ""
+            var stateReason = ""
             switch phase {
             case .starting(let name): profile = name.rawValue
             case .resolving(let pending):
                 profile = pending.profile.rawValue
                 server = "\(pending.endpoint)"
+                stateReason = "waiting for the server name (\(pending.lastFailure)), "
+                    + "\(pending.failures) failed attempt\(pending.failures == 1 ? "" : "s"), retrying"
             case .active(let connection), .disconnecting(let connection): profile = connection.plan.profile.rawValue
             case .disconnected: break
             }
@@ -1178,7 +1181,7 @@ extension ClientManager {
                 tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
                 receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted(),
-                routingError: connection?.statistics?.routingFailure ?? "")
+                routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason)
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {
@@ -1229,9 +1232,8 @@ extension ClientManager {
             case .disconnected:
                 return "Disconnected; \(all) usable uplink\(all == 1 ? "" : "s")"
             case .connecting:
-                if case .resolving(let pending) = phase {
-                    return "Connecting to \(status.profile) (\(status.server)): waiting for the server name (\(pending.lastFailure)), "
-                        + "\(pending.failures) failed attempt\(pending.failures == 1 ? "" : "s"), retrying"
+                if !status.stateReason.isEmpty {
+                    return "Connecting to \(status.profile) (\(status.server)): \(status.stateReason)"
                 }
                 return "Connecting to \(status.profile)\(status.server.isEmpty ? "" : " (\(status.server))")"
                     + "; \(connection?.attached.count ?? 0) uplinks handshaking"

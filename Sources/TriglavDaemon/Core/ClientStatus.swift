@@ -122,6 +122,9 @@ public struct ClientManagerStatus: Sendable, Equatable {
     /// Why the tunnel's addresses, routes or rules couldn't be applied (the kernel refused them; retried, and
     /// the tunnel's traffic is blocked meanwhile); "" while they are applied, or when disconnected.
     public var routingError: String = ""
+    /// Why the connection is `connecting` without a tunnel yet: waiting for its server name to resolve (the last
+    /// resolver error and the failed attempts); "" otherwise.
+    public var stateReason: String = ""
 }
 
 /// A change the bus adaptor turns into signals. Delivered in order on one serial queue.

@@ -106,7 +106,7 @@ extension Daemon: TunnelController {
                       server: manager.server, tunnelInterface: manager.tunnelInterface,
                       tunnelAddresses: manager.tunnelAddresses, scheduler: manager.scheduler.rawValue,
                       txBytes: manager.transmittedBytes, rxBytes: manager.receivedBytes, version: version,
-                      routingError: manager.routingError)
+                      routingError: manager.routingError, stateReason: manager.stateReason)
     }
 
     static func clientStatus(_ client: ServerClientStatus) -> TriglavControlAPI.ClientStatus {
