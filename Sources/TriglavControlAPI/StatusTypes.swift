@@ -157,12 +157,20 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
     /// False when the daemon found no route to the server through this interface: it can't carry the tunnel
     /// until one appears (`triglav uplinks` shows `no-route`). True otherwise, also while not yet known.
     public var routeToServer: Bool
+    /// Where the server sees this uplink's packets come from ("203.0.113.7:40312"), as it reports after every
+    /// handshake and idle keepalive; empty before the first report.
+    public var publicEndpoint: String
+    /// Whether that differs from the uplink's own address or port: a NAT (or a firewall's port translation) on the
+    /// way. False while `publicEndpoint` is empty.
+    public var behindNAT: Bool
 
     public init(id: UInt32, interface: String, kind: UplinkKind = .other, origin: UplinkOrigin = .auto,
                 state: UplinkState = .down, tier: UplinkTier = .primary, metered: Bool = false, enabled: Bool = true,
                 rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, capacityBps: UInt64 = 0,
                 txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp,
-                routeToServer: Bool = true, rxRateBps: UInt64 = 0) {
+                routeToServer: Bool = true, rxRateBps: UInt64 = 0, publicEndpoint: String = "", behindNAT: Bool = false) {
+        self.publicEndpoint = publicEndpoint
+        self.behindNAT = behindNAT
         self.id = id
         self.interface = interface
         self.kind = kind
@@ -192,6 +200,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         PropertySpec("RxRateBps", "t", rateLimited: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
         PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"), PropertySpec("RouteToServer", "b"),
+        PropertySpec("PublicEndpoint", "s"), PropertySpec("BehindNAT", "b"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -201,7 +210,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
          ("LossRatio", .double(lossRatio)), ("CapacityBps", .uint64(capacityBps)), ("RxRateBps", .uint64(rxRateBps)),
          ("TxBytes", .uint64(txBytes)),
          ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue)),
-         ("RouteToServer", .boolean(routeToServer))]
+         ("RouteToServer", .boolean(routeToServer)), ("PublicEndpoint", .string(publicEndpoint)),
+         ("BehindNAT", .boolean(behindNAT))]
     }
 
     /// `id` is not a property (it is in the object path); it is 0 here unless set afterwards.
@@ -214,7 +224,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
                   capacityBps: v["CapacityBps"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
                   rxBytes: v["RxBytes"]?.uint64 ?? 0, localAddress: v["LocalAddress"]?.string ?? "",
                   transport: enumValue(v, "Transport", UplinkTransport.udp), routeToServer: v["RouteToServer"]?.boolean ?? true,
-                  rxRateBps: v["RxRateBps"]?.uint64 ?? 0)
+                  rxRateBps: v["RxRateBps"]?.uint64 ?? 0, publicEndpoint: v["PublicEndpoint"]?.string ?? "",
+                  behindNAT: v["BehindNAT"]?.boolean ?? false)
     }
 }
 

@@ -1,3 +1,5 @@
+public import TriglavCore
+
 /// The type byte of the encrypted inner header (PROTOCOL.md §5). Unknown values are rejected after
 /// authentication, so a newer peer's frames are dropped, not misread.
 public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
@@ -18,6 +20,9 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Sender → receiver: these sequences of a request won't come (gone from the store, or over the resend
     /// budget); stop waiting for them.
     case resendDeclined = 8
+    /// Server → client: the address and port this session's packets reach the server from (what a NAT in between
+    /// made of the client's), answering the client's keepalives.
+    case endpointReport = 9
 
     public var description: String {
         switch self {
@@ -29,6 +34,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .close: "close"
         case .resendRequest: "resend-request"
         case .resendDeclined: "resend-declined"
+        case .endpointReport: "endpoint-report"
         }
     }
 
@@ -41,6 +47,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .feedback: 32
         case .close: 4
         case .resendRequest, .resendDeclined: 8
+        case .endpointReport: EndpointReport.bodyLength
         }
     }
 }
@@ -99,6 +106,48 @@ public struct ResendRun: Equatable, Sendable {
     public var isValid: Bool { count >= 1 && count <= ProtocolConstants.maxResendRun }
 }
 
+/// What an endpoint report carries: the client's address and port as the server sees them. On the wire
+/// (`bodyLength` bytes): family (1: 4 or 6), reserved (1, zero), port (2, network order), address (16, network
+/// order; an IPv4 address in the first 4, the rest zero).
+public struct EndpointReport: Equatable, Sendable {
+    public static let bodyLength = 20
+    public var endpoint: IPEndpoint
+    public init(endpoint: IPEndpoint) { self.endpoint = endpoint }
+
+    func serialize(into body: UnsafeMutableRawBufferPointer) {
+        for index in 0..<Self.bodyLength { body[index] = 0 }
+        body[2] = UInt8(endpoint.port >> 8)
+        body[3] = UInt8(truncatingIfNeeded: endpoint.port)
+        switch endpoint.address {
+        case .v4(let value):
+            body[0] = 4
+            body.storeBytes(of: value.bigEndian, toByteOffset: 4, as: UInt32.self)
+        case .v6(let high, let low):
+            body[0] = 6
+            body.storeBytes(of: high.bigEndian, toByteOffset: 4, as: UInt64.self)
+            body.storeBytes(of: low.bigEndian, toByteOffset: 12, as: UInt64.self)
+        }
+    }
+
+    /// Nil for an unknown family, a non-zero reserved byte, or IPv4 with bytes set past its 4.
+    static func parse(_ body: UnsafeRawBufferPointer) -> EndpointReport? {
+        guard body.count == bodyLength, body[1] == 0 else { return nil }
+        let port = UInt16(body[2]) << 8 | UInt16(body[3])
+        switch body[0] {
+        case 4:
+            guard body[8..<20].allSatisfy({ $0 == 0 }) else { return nil }
+            let value = UInt32(bigEndian: body.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+            return EndpointReport(endpoint: IPEndpoint(address: .v4(value), port: port))
+        case 6:
+            let high = UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 4, as: UInt64.self))
+            let low = UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
+            return EndpointReport(endpoint: IPEndpoint(address: .v6(high: high, low: low), port: port))
+        default:
+            return nil
+        }
+    }
+}
+
 /// A non-data frame, parsed from or serialised into a frame body. Parse and serialise are exact
 /// inverses; parsing checks the exact length and never traps.
 public enum ControlFrame: Equatable, Sendable {
@@ -111,6 +160,8 @@ public enum ControlFrame: Equatable, Sendable {
     case resendRequest(ResendRun)
     /// The answer to a request for sequences that won't be resent: the receiver stops waiting for them.
     case resendDeclined(ResendRun)
+    /// Where the session's packets come from, as the server sees them (server → client).
+    case endpointReport(EndpointReport)
 
     public var frameType: FrameType {
         switch self {
@@ -121,6 +172,7 @@ public enum ControlFrame: Equatable, Sendable {
         case .close: .close
         case .resendRequest: .resendRequest
         case .resendDeclined: .resendDeclined
+        case .endpointReport: .endpointReport
         }
     }
 
@@ -149,6 +201,8 @@ public enum ControlFrame: Equatable, Sendable {
         case .resendRequest(let run), .resendDeclined(let run):
             body.storeLE32(run.firstSequence, at: 0)
             body.storeLE32(min(max(run.count, 1), ProtocolConstants.maxResendRun), at: 4)
+        case .endpointReport(let report):
+            report.serialize(into: body)
         }
         return bodyLength
     }
@@ -183,6 +237,9 @@ public enum ControlFrame: Equatable, Sendable {
             let run = ResendRun(firstSequence: body.loadLE32(at: 0), count: body.loadLE32(at: 4))
             guard run.isValid else { throw .resendRunOutOfRange(type: type, count: run.count) }
             return type == .resendRequest ? .resendRequest(run) : .resendDeclined(run)
+        case .endpointReport:
+            guard let report = EndpointReport.parse(body) else { throw .malformedFrame(type: type, length: body.count) }
+            return .endpointReport(report)
         }
     }
 

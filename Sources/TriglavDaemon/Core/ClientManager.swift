@@ -1213,7 +1213,7 @@ extension ClientManager {
                     }
                 }
                 let rtt = statistics?.smoothedRTT.map(ClientManager.microseconds) ?? 0
-                return UplinkSnapshot(
+                var snapshot = UplinkSnapshot(
                     number: record.number, interface: record.interface, kind: record.discovered?.kind ?? .other,
                     origin: record.origin, state: state, tier: record.tier, isMetered: record.isMetered,
                     isEnabled: record.isEnabled, rttMicroseconds: rtt, jitterMicroseconds: statistics?.jitter.map(ClientManager.microseconds) ?? 0,
@@ -1222,6 +1222,12 @@ extension ClientManager {
                     localAddress: record.discovered?.localAddresses.first.map(\.description) ?? "",
                     transport: statistics?.transport ?? "udp", hasRouteToServer: statistics?.routeToServer != false,
                     receiveRateBitsPerSecond: statistics?.receiveRateBitsPerSecond ?? 0)
+                if let seen = statistics?.publicEndpoint {
+                    snapshot.publicEndpoint = seen.description
+                    snapshot.isBehindNAT = UplinkSnapshot.isTranslated(seen, local: statistics?.localEndpoint,
+                                                                       interfaceAddresses: record.discovered?.localAddresses ?? [])
+                }
+                return snapshot
             }
         }
 

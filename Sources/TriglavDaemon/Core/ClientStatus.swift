@@ -1,3 +1,4 @@
+import TriglavCore
 public import TriglavConfig
 public import TriglavMultipath
 
@@ -101,6 +102,20 @@ public struct UplinkSnapshot: Sendable, Equatable {
     public var hasRouteToServer: Bool = true
     /// What arrived on the uplink during the last second (Uplink1.RxRateBps): the download direction, measured.
     public var receiveRateBitsPerSecond: UInt64 = 0
+    /// Where the server sees the uplink's packets come from ("203.0.113.7:40312"; "" before the server said so), and
+    /// whether that isn't the uplink's own address and port: a NAT on the way (Uplink1.PublicEndpoint, BehindNAT).
+    public var publicEndpoint: String = ""
+    public var isBehindNAT: Bool = false
+
+    /// Whether the server seeing the uplink at `seen` means a NAT on the way: the port differs from the socket's, or
+    /// the address is none of the interface's (nor the socket's own, when it is bound to one). Without anything to
+    /// compare with, no.
+    static func isTranslated(_ seen: IPEndpoint, local: IPEndpoint?, interfaceAddresses: [IPAddress]) -> Bool {
+        if let local, local.port != seen.port { return true }
+        var own = interfaceAddresses
+        if let local, local.address != .v4(0), local.address != .v6(high: 0, low: 0) { own.append(local.address) }
+        return !own.isEmpty && !own.contains(seen.address)
+    }
 }
 
 /// A snapshot of the client manager (`/org/triglav`, `org.triglav.Manager1`).

@@ -139,7 +139,8 @@ extension Daemon: TunnelController {
             lossRatio: uplink.lossRatio, capacityBps: uplink.capacityBitsPerSecond, txBytes: uplink.transmittedBytes,
             rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress,
             transport: TriglavControlAPI.UplinkTransport(rawValue: uplink.transport) ?? .udp,
-            routeToServer: uplink.hasRouteToServer, rxRateBps: uplink.receiveRateBitsPerSecond)
+            routeToServer: uplink.hasRouteToServer, rxRateBps: uplink.receiveRateBitsPerSecond,
+            publicEndpoint: uplink.publicEndpoint, behindNAT: uplink.isBehindNAT)
     }
 
     // MARK: Helpers

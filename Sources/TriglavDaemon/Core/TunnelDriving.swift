@@ -86,6 +86,10 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         public var sendErrors: UInt64 = 0
         /// The engine's minimum RTT over its window (the path's propagation delay); nil while not measured.
         public var minimumRTT: Duration?
+        /// Where the server last saw the uplink's packets come from, and the socket's own endpoint then
+        /// (`UplinkStatus.publicEndpoint`); nil before the first report.
+        public var publicEndpoint: IPEndpoint?
+        public var localEndpoint: IPEndpoint?
 
         /// The bytes that count against a data cap: always the engine's counts (never the data plane's, which
         /// are another unit), so that when the engine stops at its allowance the daemon's count reached the cap.
@@ -158,6 +162,8 @@ extension ClientTunnel: ClientTunnelDriving {
             snapshot.handshakes = uplink.handshakes
             snapshot.sendErrors = uplink.sendErrors
             snapshot.minimumRTT = path.flatMap { $0.minimumRTT > 0 ? .nanoseconds(Int64(clamping: $0.minimumRTT)) : nil }
+            snapshot.publicEndpoint = uplink.publicEndpoint
+            snapshot.localEndpoint = uplink.localEndpoint
             return snapshot
         }, routingFailure: statistics.routingFailure)
         result.counters.droppedNoUplink = statistics.droppedNoUplink

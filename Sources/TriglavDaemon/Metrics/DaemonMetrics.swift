@@ -139,7 +139,7 @@ public enum DaemonMetrics {
     }
 
     static let uplinkFamilyOrder = [
-        "triglav_uplink_info", "triglav_uplink_state", "triglav_uplink_route_to_server",
+        "triglav_uplink_info", "triglav_uplink_state", "triglav_uplink_route_to_server", "triglav_uplink_behind_nat",
         "triglav_uplink_rtt_seconds", "triglav_uplink_min_rtt_seconds", "triglav_uplink_jitter_seconds",
         "triglav_uplink_loss_ratio", "triglav_uplink_capacity_bytes_per_second", "triglav_uplink_receive_rate_bytes_per_second",
         "triglav_uplink_transmitted_bytes_total", "triglav_uplink_received_bytes_total",
@@ -152,6 +152,7 @@ public enum DaemonMetrics {
         "triglav_uplink_info": (.gauge, "Always 1; the labels carry the uplink's tier, metered flag, kind, origin and transport."),
         "triglav_uplink_state": (.gauge, "1 for the uplink's state (Uplink1.State), 0 for the others."),
         "triglav_uplink_route_to_server": (.gauge, "0 when no route to the server leads through the interface (Uplink1.RouteToServer), else 1."),
+        "triglav_uplink_behind_nat": (.gauge, "1 when the server sees the uplink's packets from another address or port than its own: a NAT on the way (Uplink1.BehindNAT)."),
         "triglav_uplink_rtt_seconds": (.gauge, "Smoothed round-trip time to the server over the uplink; 0 before the first measurement."),
         "triglav_uplink_min_rtt_seconds": (.gauge, "Smallest round-trip time in the engine's recent window (the path's propagation delay); 0 before measured."),
         "triglav_uplink_jitter_seconds": (.gauge, "Mean deviation between consecutive round-trip times; 0 before measured."),
@@ -188,6 +189,7 @@ public enum DaemonMetrics {
             try add("triglav_uplink_state", .flag(state == busState), [MetricLabel("state", state.rawValue)])
         }
         try add("triglav_uplink_route_to_server", .flag(uplink.hasRouteToServer))
+        try add("triglav_uplink_behind_nat", .flag(uplink.isBehindNAT))
         try add("triglav_uplink_rtt_seconds", seconds(microseconds: uplink.rttMicroseconds))
         try add("triglav_uplink_min_rtt_seconds", seconds(tunnel?.minimumRTT))
         try add("triglav_uplink_jitter_seconds", seconds(microseconds: uplink.jitterMicroseconds))

@@ -304,6 +304,24 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
+    /// The server told us where this uplink's packets reach it from: kept with the uplink's local endpoint (its
+    /// socket's, or its fallback connection's), logged when it is new or changed (a NAT mapping that changed).
+    private func noteEndpointReport(_ endpoint: IPEndpoint, slot: Int, state: inout ClientState) {
+        guard let uplink = state.uplinks[slot] else { return }
+        let local = uplink.tcp.flatMap { SocketBinding.localEndpoint(of: $0.descriptor.raw) }
+            ?? uplink.socket.flatMap { try? $0.localEndpoint() }
+        let previous = uplink.status.publicEndpoint
+        state.uplinks[slot]?.status.publicEndpoint = endpoint
+        state.uplinks[slot]?.status.localEndpoint = local
+        guard previous != endpoint else { return }
+        let from = local.map { " (sent from \($0))" } ?? ""
+        if let previous {
+            tunnel.log(info: "uplink \(uplink.interface): the server now sees it as \(endpoint)\(from), no longer \(previous): a NAT mapping changed")
+        } else {
+            tunnel.log(info: "uplink \(uplink.interface): the server sees it as \(endpoint)\(from)")
+        }
+    }
+
     /// Handles one datagram from the uplink in `slot` (UDP or a TCP fallback frame), under the lock.
     private func processOne(_ datagram: UnsafeMutableRawBufferPointer, slot: Int, now: Nanoseconds, state: inout ClientState,
                             newAddresses: inout TunnelAddresses?) {
@@ -368,6 +386,9 @@ final class ClientNetworkPump: @unchecked Sendable {
                 while let released = state.engine.nextDelivery(now: now) { deliveries.append(released) }
             case .keepalive:
                 break
+            case .endpointReport:
+                guard case .endpointReport(let report)? = try? ControlFrame.parse(type: .endpointReport, body: body) else { return }
+                noteEndpointReport(report.endpoint, slot: slot, state: &state)
             }
         case .handshakeInitiation, .invalid:
             return

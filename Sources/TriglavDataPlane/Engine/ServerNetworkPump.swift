@@ -435,7 +435,15 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.tunnels[tunnelID]?.engine.handle(.resendDeclined(firstSequence: run.firstSequence, count: run.count, at: now))
                 while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
             case .keepalive:
-                break
+                // The client keepalives after every handshake and on idle uplinks: tell it where its packets come
+                // from, so it can tell a NAT on the way (and a NAT mapping that changed) from a direct path.
+                let observed = source.connection.flatMap { state.connections[$0].flatMap { SocketBinding.peerEndpoint(of: $0.descriptor.raw) } }
+                    ?? withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) }
+                if let observed {
+                    sendControl(.endpointReport(EndpointReport(endpoint: observed)), session: receiver, now: now, state: &state)
+                }
+            case .endpointReport:
+                break  // server → client only
             }
         case .handshakeResponse, .cookieReply, .versionMismatch, .invalid:
             return

@@ -25,6 +25,12 @@ public struct UplinkStatus: Sendable, Equatable {
     /// Whether a route to the server leads through the interface: false explains an uplink that never
     /// connects (its bound socket can't reach the server); nil while unknown.
     public var routeToServer: Bool?
+    /// Where the uplink's packets reach the server from, as the server last reported it (after each handshake and
+    /// idle keepalive): differs from `localEndpoint` behind a NAT. Nil before the first report (or an older server).
+    public var publicEndpoint: IPEndpoint?
+    /// The uplink socket's own endpoint when that report came (getsockname; the address is 0.0.0.0 or :: when the
+    /// socket is bound to its device only).
+    public var localEndpoint: IPEndpoint?
     /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
     public var path: TriglavMultipath.UplinkStatistics?
     /// What the multipath engine counted as sent and received on the uplink since it was added (sealed data

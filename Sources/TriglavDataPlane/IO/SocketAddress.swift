@@ -69,10 +69,21 @@ public enum SocketBinding {
 
     /// The endpoint `fd` is bound to (the ephemeral port after binding port 0); nil when getsockname fails.
     public static func localEndpoint(of fd: Int32) -> IPEndpoint? {
+        endpoint(of: fd) { getsockname($0, $1, $2) }
+    }
+
+    /// The endpoint a connected `fd` talks to; nil when getpeername fails (not connected).
+    static func peerEndpoint(of fd: Int32) -> IPEndpoint? {
+        endpoint(of: fd) { getpeername($0, $1, $2) }
+    }
+
+    private static func endpoint(of fd: Int32,
+                                 _ query: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32)
+        -> IPEndpoint? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { query(fd, $0, &length) }
         }
         return rc == 0 ? SocketAddress.read(&storage) : nil
     }
