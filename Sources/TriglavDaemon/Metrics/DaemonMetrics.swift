@@ -99,17 +99,12 @@ public enum DaemonMetrics {
         let counters = snapshot.tunnel?.counters ?? ClientTunnelCounters()
         try builder.add("triglav_tunnel_dropped_no_uplink_packets_total", .counter,
                         "Packets read from the TUN device that no uplink could carry.", .integer(counters.droppedNoUplink))
-        try builder.add("triglav_tunnel_resent_packets_total", .counter,
-                        "Packets sent again because the uplink they were in flight on went down.", .integer(counters.resentPackets))
         try builder.add("triglav_tunnel_read_packets_total", .counter,
                         "Packets read from the TUN device (traffic into the tunnel), dropped ones included.",
                         .integer(counters.readPackets))
-        try builder.add("triglav_tunnel_queue_dropped_packets_total", .counter,
-                        "Packets the sender-side pacing queue dropped: refused by its AQM or a full queue, or shed at its head.",
-                        .integer(counters.queueDrops))
-        try requestedResendFamilies("triglav_tunnel_requested_resend_sequences_total",
-                                    "Sequences the server asked this client to resend: accepted (resent) or declined.",
-                                    counters.requestedResends, &builder)
+        try repairFamilies("triglav_tunnel", uplinks: "uplink", askers: "The server asked this client",
+                           resent: counters.resentPackets, queueDrops: counters.queueDrops,
+                           requested: counters.requestedResends, &builder)
         let reorder = counters.reorder
         for (order, count) in [("in_order", reorder.deliveredInOrder), ("late", reorder.deliveredLate), ("bypassed", reorder.bypassed)] {
             try builder.add("triglav_reorder_delivered_packets_total", .counter,
@@ -210,12 +205,20 @@ public enum DaemonMetrics {
 
     // MARK: Server role
 
-    /// One counter family with an `outcome` label: `accepted` (handed to the engine to resend) or `declined` (no
-    /// longer held, or sent into a long queue: a congestion loss left to the inner TCP).
-    private static func requestedResendFamilies(_ name: String, _ help: String, _ counters: RequestedResendCounters,
-                                                _ builder: inout Builder) throws(TriglavMetricsError) {
-        for (outcome, count) in [("accepted", counters.accepted), ("declined", counters.declined)] {
-            try builder.add(name, .counter, help, .integer(count), [MetricLabel("outcome", outcome)])
+    /// What both roles count of sending again and dropping, under their `prefix`: failover resends, the pacing
+    /// queue's drops, and the peer's resend requests by `outcome`: `accepted` (handed to the engine to resend) or
+    /// `declined` (no longer held, or sent into a long queue: a congestion loss left to the inner TCP).
+    private static func repairFamilies(_ prefix: String, uplinks: String, askers: String, resent: UInt64, queueDrops: UInt64,
+                                       requested: RequestedResendCounters, _ builder: inout Builder) throws(TriglavMetricsError) {
+        try builder.add("\(prefix)_resent_packets_total", .counter,
+                        "Packets sent again because the \(uplinks) they were in flight on went down.", .integer(resent))
+        try builder.add("\(prefix)_queue_dropped_packets_total", .counter,
+                        "Packets the sender-side pacing queue dropped: refused by its AQM or a full queue, or shed at its head.",
+                        .integer(queueDrops))
+        for (outcome, count) in [("accepted", requested.accepted), ("declined", requested.declined)] {
+            try builder.add("\(prefix)_requested_resend_sequences_total", .counter,
+                            "Sequences \(askers) to resend: accepted (resent) or declined.", .integer(count),
+                            [MetricLabel("outcome", outcome)])
         }
     }
 
@@ -240,17 +243,12 @@ public enum DaemonMetrics {
                         .integer(counters.refusedUplinks))
         try builder.add("triglav_server_dropped_unknown_destination_packets_total", .counter,
                         "Packets from the TUN device addressed to no connected client.", .integer(counters.droppedUnknownDestination))
-        try builder.add("triglav_server_resent_packets_total", .counter,
-                        "Packets sent again because the client uplink they were in flight on went down.", .integer(counters.resentPackets))
+        try repairFamilies("triglav_server", uplinks: "client uplink", askers: "The clients (departed ones included) asked the server",
+                           resent: counters.resentPackets, queueDrops: counters.queueDrops,
+                           requested: counters.requestedResends, &builder)
         try builder.add("triglav_server_handshakes_total", .counter,
                         "Handshakes answered: a client's new tunnel, a further uplink, or a rekey.",
                         .integer(counters.answeredHandshakes))
-        try builder.add("triglav_server_queue_dropped_packets_total", .counter,
-                        "Packets the sender-side pacing queues dropped: refused by the AQM or a full queue, or shed at the head.",
-                        .integer(counters.queueDrops))
-        try requestedResendFamilies("triglav_server_requested_resend_sequences_total",
-                                    "Sequences the clients asked the server to resend, departed clients' included: accepted (resent) or declined.",
-                                    counters.requestedResends, &builder)
 
         let clientHelp: [(String, MetricType, String)] = [
             ("triglav_client_state", .gauge, "1 for the client's state (Client1.State), 0 for the others."),
