@@ -332,10 +332,19 @@ final class ServerNetworkPump: @unchecked Sendable {
             // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
             state.sessions[receiver]?.connection = source.connection
             if source.connection == nil {
+                // A NAT mapping that changed under a live session (rebinding): the client hears of it at once.
+                var rebound: IPEndpoint?
+                if let previous = state.sessions[receiver]?.address, let length = state.sessions[receiver]?.addressLength,
+                   !SocketAddress.isSame(previous, length: length, as: source.target.address, length: source.target.addressLength) {
+                    rebound = withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) }
+                }
                 state.sessions[receiver]?.socket = source.socketIndex
                 state.sessions[receiver]?.address = source.target.address
                 state.sessions[receiver]?.addressLength = source.target.addressLength
                 if source.target.localAddress.ss_family != 0 { state.sessions[receiver]?.localAddress = source.target.localAddress }
+                if let rebound {
+                    sendControl(.endpointReport(EndpointReport(endpoint: rebound)), session: receiver, now: now, state: &state)
+                }
             }
             if state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] != receiver {
                 // First authentic packet on this session: it now carries its uplink (a rekey retires the old one).

@@ -30,6 +30,17 @@ enum SocketAddress {
         }
     }
 
+    /// Whether two kernel-filled addresses are the same (their first `length` bytes; the kernel zeroes the padding).
+    static func isSame(_ first: sockaddr_storage, length: socklen_t, as second: sockaddr_storage, length secondLength: socklen_t) -> Bool {
+        guard length == secondLength else { return false }
+        return withUnsafeBytes(of: first) { left in
+            withUnsafeBytes(of: second) { right in
+                let count = min(Int(length), left.count)
+                return left.prefix(count).elementsEqual(right.prefix(count))
+            }
+        }
+    }
+
     /// Reads an endpoint back; v4-mapped IPv6 addresses become IPv4. Nil for other families.
     static func read(_ storage: UnsafePointer<sockaddr_storage>) -> IPEndpoint? {
         let raw = UnsafeRawPointer(storage)
