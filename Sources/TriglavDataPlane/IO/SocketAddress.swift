@@ -35,8 +35,8 @@ enum SocketAddress {
         guard length == secondLength else { return false }
         return withUnsafeBytes(of: first) { left in
             withUnsafeBytes(of: second) { right in
-                let count = min(Int(length), left.count)
-                return left.prefix(count).elementsEqual(right.prefix(count))
+                guard let leftBytes = left.baseAddress, let rightBytes = right.baseAddress else { return false }
+                return memcmp(leftBytes, rightBytes, min(Int(length), left.count)) == 0
             }
         }
     }
