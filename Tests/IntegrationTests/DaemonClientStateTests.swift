@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 extension DaemonServerTests {
     /// Client1.State and Paths on the server come from its engine's view of the client's paths: `connected` with
@@ -35,13 +36,8 @@ extension DaemonServerTests {
 
     /// Polls a busctl query until it answers `expected` (true) or `seconds` pass (false; records the last answer).
     private func poll(_ lab: DaemonLab, _ query: String, _ expected: String, seconds: TimeInterval) throws -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        var last = ""
-        while Date() < deadline {
-            last = try lab.busctl(query)
-            if last == expected { return true }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
+        let last = try pollUntil(timeout: seconds, every: 0.2, { try lab.busctl(query) }, isDone: { $0 == expected })
+        if last == expected { return true }
         Issue.record("\(query): last answer \(last), expected \(expected)")
         return false
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// `[metrics] listen` end to end (root only): a client and a server triglavd in the lab's namespaces, each serving
 /// /metrics on its namespace's loopback, scraped with curl the way Prometheus would.
@@ -29,14 +30,7 @@ struct DaemonMetricsTests {
     /// Scrapes until `condition` holds (bounded), returning the last exposition.
     static func scrape(_ lab: DaemonLab, _ namespace: String, _ address: String, timeout: TimeInterval = 10,
                        until condition: (String) -> Bool) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        var text = ""
-        repeat {
-            text = try curl(lab, namespace, "http://\(address)/metrics")
-            if condition(text) { return text }
-            Thread.sleep(forTimeInterval: 0.3)
-        } while Date() < deadline
-        return text
+        try pollUntil(timeout: timeout, every: 0.3, { try curl(lab, namespace, "http://\(address)/metrics") }, isDone: condition)
     }
 
     @Test("Client and server serve /metrics with uplink and client series; 404/405; a silent connection blocks no scrape")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// The client's multipath choices hold end to end between two real triglavd (root only): its scheduler governs the
 /// downloads too (the server follows what the client announces), and a backup uplink keeps its session idle while
@@ -105,22 +106,13 @@ struct DaemonMultipathPolicyTests {
         // Carrier back: the engine probes up1 again at once, and it returns to service.
         try lab.sh("ip -n \(lab.server) link set dn1 up")
         #expect(Self.waitForLog(lab, "client", "uplink up1: system reports its link up"), "client log:\n\(lab.log("client"))")
-        let deadline = Date().addingTimeInterval(10)
-        var state = try lab.uplinkProperty("up1", "State")
-        while state != "s \"active\"" && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.2)
-            state = try lab.uplinkProperty("up1", "State")
-        }
+        let state = try pollUntil(timeout: 10, every: 0.2, { try lab.uplinkProperty("up1", "State") },
+                                  isDone: { $0 == "s \"active\"" })
         #expect(state == "s \"active\"", "client log:\n\(lab.log("client"))")
     }
 
     static func waitForLog(_ lab: DaemonLab, _ name: String, _ text: String, timeout: TimeInterval = 10) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if lab.log(name).contains(text) { return true }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        return false
+        pollUntil(timeout: timeout, { lab.log(name).contains(text) }, isDone: { $0 })
     }
 
     static func counters(_ lab: DaemonLab, _ interfaces: [String], _ files: [String]) throws -> [Int] {

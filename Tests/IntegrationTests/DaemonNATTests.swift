@@ -24,15 +24,11 @@ struct DaemonNATTests {
         #expect(lab.waitForTunnel(timeout: 15), "client log:\n\(lab.log("client"))")
 
         // The report answers the keepalive after each handshake: poll until both uplinks have one.
-        let deadline = Date().addingTimeInterval(15)
-        var seen: [String: String] = [:]
-        while Date() < deadline {
-            for uplink in ["up1", "up2"] { seen[uplink] = try lab.uplinkProperty(uplink, "PublicEndpoint") ?? "" }
-            if seen.values.allSatisfy({ $0 != "s \"\"" && !$0.isEmpty }) { break }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        let up1 = seen["up1"] ?? ""
-        let up2 = seen["up2"] ?? ""
+        let seen = try pollUntil(timeout: 15, {
+            try ["up1", "up2"].map { try lab.uplinkProperty($0, "PublicEndpoint") ?? "" }
+        }, isDone: { $0.allSatisfy { $0 != "s \"\"" && !$0.isEmpty } })
+        let up1 = seen[0]
+        let up2 = seen[1]
         // 10.202.N.x: the uplink's own address, as masquerade keeps it; the port is the NAT's for up1 only.
         let natPort = up1.split(separator: ":").last.flatMap { Int($0.dropLast()) } ?? 0
         #expect(up1.hasPrefix("s \"10.202.1.") && (40000...40099).contains(natPort), "up1 \(up1)")
@@ -59,13 +55,8 @@ struct DaemonNATTests {
             add rule ip triglav_rebind_test out oifname "up1" udp dport 7443 notrack udp sport set 41001; \
             add rule ip triglav_rebind_test in iifname "up1" udp sport 7443 notrack udp dport set \(ownPort)'
             """)
-        let changed = Date()
-        var moved = ""
-        while Date().timeIntervalSince(changed) < 5 {
-            moved = try lab.uplinkProperty("up1", "PublicEndpoint") ?? ""
-            if moved != up1 { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        let moved = try pollUntil(timeout: 5, every: 0.05, { try lab.uplinkProperty("up1", "PublicEndpoint") ?? "" },
+                                  isDone: { $0 != up1 })
         #expect(moved == "s \"10.202.1.2:41001\"", "up1 \(moved); client log:\n\(lab.log("client").suffix(2000))")
         #expect(lab.log("client").contains("now sees it as 10.202.1.2:41001"), "\(lab.log("client").suffix(2000))")
         // The tunnel still carries traffic with the NAT moved.

@@ -13,13 +13,8 @@ struct DaemonRoutingErrorTests {
     /// Polls a Manager1 property until `condition` holds (bounded); returns the last value.
     private func waitForProperty(_ lab: DaemonLab, _ name: String, timeout: TimeInterval,
                                  until condition: (String) -> Bool) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        var value = try lab.busctl("get-property \(Self.manager) \(name)")
-        while !condition(value), Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-            value = try lab.busctl("get-property \(Self.manager) \(name)")
-        }
-        return value.trimmingCharacters(in: .whitespacesAndNewlines)
+        try pollUntil(timeout: timeout, { try lab.busctl("get-property \(Self.manager) \(name)") }, isDone: condition)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test("IPv6 refused on the TUN: RoutingError set, State degraded, shown by the CLI, logged once; cleared when it applies")

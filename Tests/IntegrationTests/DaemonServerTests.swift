@@ -66,25 +66,15 @@ struct DaemonServerTests {
     }
 
     private func waitUntil(_ lab: DaemonLab, _ query: String, _ condition: (UInt64) -> Bool) throws -> Bool {
-        let deadline = Date().addingTimeInterval(10)
-        var last: UInt64 = 0
-        while Date() < deadline {
-            last = try number(lab.busctl(query))
-            if condition(last) { return true }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
+        let last = try pollUntil(timeout: 10, every: 0.2, { try number(lab.busctl(query)) }, isDone: condition)
+        if condition(last) { return true }
         Issue.record("\(query): last value \(last)")
         return false
     }
 
     private func waitFor(_ lab: DaemonLab, _ query: String, equals expected: String) throws -> Bool {
-        let deadline = Date().addingTimeInterval(10)
-        var last = ""
-        while Date() < deadline {
-            last = try lab.busctl(query)
-            if last == expected { return true }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
+        let last = try pollUntil(timeout: 10, every: 0.2, { try lab.busctl(query) }, isDone: { $0 == expected })
+        if last == expected { return true }
         Issue.record("\(query): last answer \(last)")
         return false
     }
