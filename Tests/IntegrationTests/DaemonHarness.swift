@@ -169,8 +169,7 @@ final class DaemonLab: @unchecked Sendable {
     }
 
     func waitForExit(_ process: Process, timeout: TimeInterval) {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        _ = pollUntil(timeout: timeout, every: 0.05, { process.isRunning }, isDone: { !$0 })
     }
 
     /// SIGTERM, then waits (bounded) for a clean exit.
@@ -181,12 +180,8 @@ final class DaemonLab: @unchecked Sendable {
 
     /// Pings the server's tunnel address from the client until it answers (bounded).
     func waitForTunnel(timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if (try? exec(client, "ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        return false
+        pollUntil(timeout: timeout, every: 0.2, { (try? exec(client, "ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil },
+                  isDone: { $0 })
     }
 
     /// Links, addresses, rules and routes of the client namespace (all tables), for before/after comparisons.

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// `[routing]` table, rule_priority and exclude reaching the kernel, crash cleanup across a changed
 /// configuration, and Manager1.Connect's full-tunnel option (root only; own namespaces and bus).
@@ -33,13 +34,7 @@ struct DaemonRoutingTests {
     /// address (so the tunnel may already answer pings), and a new assignment installs it again (removing
     /// first), so one snapshot may catch it half done.
     private func rules(_ lab: DaemonLab, containing lines: String...) throws -> String {
-        let deadline = Date().addingTimeInterval(15)
-        var current = try rules(lab)
-        while !lines.allSatisfy(current.contains) && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.1)
-            current = try rules(lab)
-        }
-        return current
+        try pollUntil(timeout: 15, { try rules(lab) }, isDone: { current in lines.allSatisfy(current.contains) })
     }
 
     @Test("table/priority/exclude are installed; kill -9 leftovers go even after the config changed; Connect full-tunnel b")

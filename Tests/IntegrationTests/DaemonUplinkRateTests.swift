@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 extension DaemonTests {
     /// Uplink1.RxRateBps on the real daemons: traffic from the server side (a client's download) shows as a receive
@@ -39,12 +40,7 @@ extension DaemonTests {
         #expect(table.contains("RX-RATE") && (table.contains("kbit/s") || table.contains("Mbit/s")), "\(table)")
         lab.waitForExit(ping, timeout: 10)
         // One window after the traffic ends the rate reads 0 again.
-        var after = try totalRate()
-        let quietDeadline = Date().addingTimeInterval(4)
-        while after > 0 && Date() < quietDeadline {
-            Thread.sleep(forTimeInterval: 0.2)
-            after = try totalRate()
-        }
+        let after = try pollUntil(timeout: 4, every: 0.2, totalRate, isDone: { $0 == 0 })
         #expect(after == 0, "receive rate after the download: \(after) bit/s")
     }
 }

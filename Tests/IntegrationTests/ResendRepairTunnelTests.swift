@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Testing
+import TriglavTestSupport
 
 /// Resend repair end to end: a real server and client (`triglav-dataplane-dev`) in network namespaces of their own,
 /// two uplinks (up1 primary, up2 secondary, so both sides send their data on up1), and 10 % of what one side sends
@@ -128,12 +129,8 @@ final class ResendLab: @unchecked Sendable {
     }
 
     func waitForTunnel(timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if (try? exec(client, "ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
-            Thread.sleep(forTimeInterval: 0.2)
-        }
-        return false
+        pollUntil(timeout: timeout, every: 0.2, { (try? exec(client, "ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil },
+                  isDone: { $0 })
     }
 
     private func spawn(namespace: String, _ command: String, environment: [String: String], logName: String) throws {
@@ -157,11 +154,7 @@ final class ResendLab: @unchecked Sendable {
     }
 
     private func waitForOutput(_ logName: String, containing text: String, timeout: TimeInterval) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if log(logName).contains(text) { return }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+        if pollUntil(timeout: timeout, every: 0.05, { log(logName).contains(text) }, isDone: { $0 }) { return }
         throw LabError.timeout("'\(text)' in \(logName).log; it says:\n\(log(logName))")
     }
 
