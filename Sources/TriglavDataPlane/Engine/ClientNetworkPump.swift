@@ -305,7 +305,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     }
 
     /// The server told us where this uplink's packets reach it from: kept with the uplink's local endpoint (its
-    /// socket's, or its fallback connection's), logged when it is new or changed (a NAT mapping that changed).
+    /// socket's, or its fallback connection's), logged when it is new or changed (a new address, or a NAT rebinding).
     private func noteEndpointReport(_ endpoint: IPEndpoint, slot: Int, state: inout ClientState) {
         guard let uplink = state.uplinks[slot] else { return }
         let local = uplink.tcp.flatMap { SocketBinding.localEndpoint(of: $0.descriptor.raw) }
@@ -316,7 +316,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         guard previous != endpoint else { return }
         let from = local.map { " (sent from \($0))" } ?? ""
         if let previous {
-            tunnel.log(info: "uplink \(uplink.interface): the server now sees it as \(endpoint)\(from), no longer \(previous): a NAT mapping changed")
+            tunnel.log(info: "uplink \(uplink.interface): the server now sees it as \(endpoint)\(from), no longer \(previous): a new address, or a NAT's new mapping")
         } else {
             tunnel.log(info: "uplink \(uplink.interface): the server sees it as \(endpoint)\(from)")
         }
