@@ -8,7 +8,7 @@ import TriglavTestSupport
 /// NAT moves up1 to another port under the live session (rebinding): the server reports the new source at once.
 @Suite("triglavd NAT detection", .serialized, .enabled(if: DaemonLab.isRoot, "needs root for network namespaces"))
 struct DaemonNATTests {
-    @Test("up1 behind a port-translating NAT: PublicEndpoint shows the NAT's port, BehindNAT true; up2 direct")
+    @Test("up1 behind a port-translating NAT: PublicEndpoint shows the NAT's port, BehindNAT true; up2 direct; a rebinding shows at once")
     func translatedUplinkIsReported() throws {
         let lab = try DaemonLab()
         defer { lab.tearDown() }  // the nft table goes with the namespace
