@@ -116,35 +116,24 @@ public struct EndpointReport: Equatable, Sendable {
 
     func serialize(into body: UnsafeMutableRawBufferPointer) {
         for index in 0..<Self.bodyLength { body[index] = 0 }
+        body[0] = endpoint.address.isIPv4 ? 4 : 6
         body[2] = UInt8(endpoint.port >> 8)
         body[3] = UInt8(truncatingIfNeeded: endpoint.port)
-        switch endpoint.address {
-        case .v4(let value):
-            body[0] = 4
-            body.storeBytes(of: value.bigEndian, toByteOffset: 4, as: UInt32.self)
-        case .v6(let high, let low):
-            body[0] = 6
-            body.storeBytes(of: high.bigEndian, toByteOffset: 4, as: UInt64.self)
-            body.storeBytes(of: low.bigEndian, toByteOffset: 12, as: UInt64.self)
-        }
+        for (offset, byte) in endpoint.address.bytes.enumerated() { body[4 + offset] = byte }
     }
 
     /// Nil for an unknown family, a non-zero reserved byte, or IPv4 with bytes set past its 4.
     static func parse(_ body: UnsafeRawBufferPointer) -> EndpointReport? {
         guard body.count == bodyLength, body[1] == 0 else { return nil }
-        let port = UInt16(body[2]) << 8 | UInt16(body[3])
+        let addressLength: Int
         switch body[0] {
-        case 4:
-            guard body[8..<20].allSatisfy({ $0 == 0 }) else { return nil }
-            let value = UInt32(bigEndian: body.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-            return EndpointReport(endpoint: IPEndpoint(address: .v4(value), port: port))
-        case 6:
-            let high = UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 4, as: UInt64.self))
-            let low = UInt64(bigEndian: body.loadUnaligned(fromByteOffset: 12, as: UInt64.self))
-            return EndpointReport(endpoint: IPEndpoint(address: .v6(high: high, low: low), port: port))
-        default:
-            return nil
+        case 4: addressLength = 4
+        case 6: addressLength = 16
+        default: return nil
         }
+        guard body[(4 + addressLength)...].allSatisfy({ $0 == 0 }),
+              let address = IPAddress(bytes: body[4..<(4 + addressLength)]) else { return nil }
+        return EndpointReport(endpoint: IPEndpoint(address: address, port: UInt16(body[2]) << 8 | UInt16(body[3])))
     }
 }
 

@@ -332,19 +332,17 @@ final class ServerNetworkPump: @unchecked Sendable {
             // Roaming: the endpoint (address or fallback connection) follows the last authenticated packet.
             state.sessions[receiver]?.connection = source.connection
             if source.connection == nil {
-                // A NAT mapping that changed under a live session (rebinding): the client hears of it at once.
-                var rebound: IPEndpoint?
-                if let previous = state.sessions[receiver]?.address, let length = state.sessions[receiver]?.addressLength,
-                   !SocketAddress.isSame(previous, length: length, as: source.target.address, length: source.target.addressLength) {
-                    rebound = withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) }
-                }
+                // A NAT mapping that changed under a live session (rebinding): the client hears of it at once (a
+                // keepalive gets its report below anyway).
+                let rebound = state.sessions[receiver].map { session in
+                    !SocketAddress.isSame(session.address, length: session.addressLength,
+                                          as: source.target.address, length: source.target.addressLength)
+                } ?? false
                 state.sessions[receiver]?.socket = source.socketIndex
                 state.sessions[receiver]?.address = source.target.address
                 state.sessions[receiver]?.addressLength = source.target.addressLength
                 if source.target.localAddress.ss_family != 0 { state.sessions[receiver]?.localAddress = source.target.localAddress }
-                if let rebound {
-                    sendControl(.endpointReport(EndpointReport(endpoint: rebound)), session: receiver, now: now, state: &state)
-                }
+                if rebound && frame.type != .keepalive { reportEndpoint(&source, session: receiver, now: now, state: &state) }
             }
             if state.tunnels[tunnelID]?.uplinkSessions[uplink.rawValue] != receiver {
                 // First authentic packet on this session: it now carries its uplink (a rekey retires the old one).
@@ -446,11 +444,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             case .keepalive:
                 // The client keepalives after every handshake and on idle uplinks: tell it where its packets come
                 // from, so it can tell a NAT on the way (and a NAT mapping that changed) from a direct path.
-                let observed = source.connection.flatMap { state.connections[$0].flatMap { SocketBinding.peerEndpoint(of: $0.descriptor.raw) } }
-                    ?? withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) }
-                if let observed {
-                    sendControl(.endpointReport(EndpointReport(endpoint: observed)), session: receiver, now: now, state: &state)
-                }
+                reportEndpoint(&source, session: receiver, now: now, state: &state)
             case .endpointReport:
                 break  // server → client only
             }
@@ -588,6 +582,15 @@ final class ServerNetworkPump: @unchecked Sendable {
             }
             if let reply { sendBytes(reply, to: &source, state: &state) }
         }
+    }
+
+    /// Sends the session an endpoint report: where its last packet came from as we see it (the UDP source, or the TCP
+    /// fallback connection's peer).
+    private func reportEndpoint(_ source: inout DatagramSource, session: UInt32, now: Nanoseconds, state: inout ServerState) {
+        let observed = source.connection.flatMap { state.connections[$0].flatMap { SocketBinding.peerEndpoint(of: $0.descriptor.raw) } }
+            ?? withUnsafePointer(to: &source.target.address) { SocketAddress.read($0) }
+        guard let observed else { return }
+        sendControl(.endpointReport(EndpointReport(endpoint: observed)), session: session, now: now, state: &state)
     }
 
     /// How long an answered join counts toward its client's uplinks before it is confirmed (the client
