@@ -52,6 +52,8 @@ let package = Package(
                                                        .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
         .target(name: "TriglavDBus", dependencies: ["CDBus", "CTriglavShims"], swiftSettings: strictSettings),
+        // The control API's values on the bus: one conversion for the daemon and the CLI.
+        .target(name: "TriglavControlBus", dependencies: ["TriglavControlAPI", "TriglavDBus"], swiftSettings: strictSettings),
         .target(name: "TriglavSystemd", dependencies: ["CSystemd", "CTriglavShims",
                                                        .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
@@ -63,7 +65,7 @@ let package = Package(
                 swiftSettings: strictSettings),
         .target(name: "TriglavLinkEmulator", dependencies: ["CTriglavShims", "TriglavCore"], swiftSettings: strictSettings),
         .target(name: "TriglavDaemon", dependencies: ["TriglavCore", "TriglavConfig", "TriglavCrypto", "TriglavDataPlane",
-                                                      "TriglavNetlink", "TriglavDBus", "TriglavSystemd", "TriglavControlAPI", "TriglavMetrics",
+                                                      "TriglavNetlink", "TriglavDBus", "TriglavSystemd", "TriglavControlAPI", "TriglavControlBus", "TriglavMetrics",
                                                       .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
 
@@ -72,7 +74,7 @@ let package = Package(
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                                            .product(name: "Logging", package: "swift-log")],
                           swiftSettings: strictSettings),
-        .executableTarget(name: "triglav", dependencies: ["TriglavControlAPI", "TriglavDBus", "TriglavCrypto", "TriglavCore",
+        .executableTarget(name: "triglav", dependencies: ["TriglavControlAPI", "TriglavControlBus", "TriglavDBus", "TriglavCrypto", "TriglavCore",
                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: strictSettings),
         .executableTarget(name: "triglav-dataplane-dev", dependencies: ["TriglavDataPlane", "TriglavCore", "TriglavCrypto", "TriglavMultipath", "TriglavProtocol",
@@ -99,7 +101,7 @@ let package = Package(
         .testTarget(name: "TriglavSystemdTests", dependencies: ["TriglavSystemd", "TriglavTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavLinkEmulatorTests", dependencies: ["TriglavLinkEmulator"], swiftSettings: strictSettings),
         .testTarget(name: "TriglavDataPlaneTests", dependencies: ["TriglavDataPlane"], swiftSettings: strictSettings),
-        .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon", "TriglavTestSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "TriglavDaemonTests", dependencies: ["TriglavDaemon", "TriglavControlBus", "TriglavTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "IntegrationTests", dependencies: ["TriglavCore", "TriglavTestSupport"], swiftSettings: strictSettings),
     ]
 )

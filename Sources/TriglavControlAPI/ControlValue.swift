@@ -9,6 +9,9 @@ public enum ControlValue: Sendable, Hashable {
     case strings([String])
     case objectPath(String)
     case objectPaths([String])
+    /// An array of structures, `a(<fields>)`: each record's values in `fields` order (`fields` is the structure's
+    /// member signature, e.g. `"ust"`, kept so an empty array still has its type).
+    case records(fields: String, [[ControlValue]])
 
     /// The D-Bus signature.
     public var signature: String {
@@ -21,6 +24,7 @@ public enum ControlValue: Sendable, Hashable {
         case .strings: return "as"
         case .objectPath: return "o"
         case .objectPaths: return "ao"
+        case .records(let fields, _): return "a(\(fields))"
         }
     }
 
@@ -40,6 +44,7 @@ public enum ControlValue: Sendable, Hashable {
         }
     }
     public var double: Double? { if case .double(let d) = self { return d } else { return nil } }
+    public var records: [[ControlValue]]? { if case .records(_, let records) = self { return records } else { return nil } }
     public var strings: [String]? {
         switch self {
         case .strings(let s), .objectPaths(let s): return s

@@ -47,6 +47,61 @@ public enum ClientState: String, Sendable, CaseIterable {
     case handshaking, connected, degraded
 }
 
+/// The server engine's state of one client path (an element of Client1.PathDetails).
+public enum ClientPathState: String, Sendable, CaseIterable {
+    case probing, ready, degraded, down
+}
+
+/// One path of a client, as the server sees it: an element of Client1.PathDetails, a structure `(usssttdtt)`.
+public struct ClientPathStatus: Sendable, Hashable {
+    /// The client's number for the uplink (the protocol's uplink ID, stable while the client runs).
+    public var uplink: UInt32
+    /// Where the path's packets come from ("203.0.113.7:40312"; the connection's peer over the TCP fallback).
+    public var endpoint: String
+    public var transport: UplinkTransport
+    public var state: ClientPathState
+    /// Smoothed RTT and jitter from the server's probes, µs; 0 before the first reply.
+    public var rttUsec: UInt64
+    public var jitterUsec: UInt64
+    /// 0…1, over the last 2 s of probes and data feedback.
+    public var lossRatio: Double
+    /// Bytes of data frames (whole frames, as UDP payload) received on and sent over this path.
+    public var rxBytes: UInt64
+    public var txBytes: UInt64
+
+    public static let fields = "usssttdtt"
+
+    public init(uplink: UInt32, endpoint: String, transport: UplinkTransport = .udp, state: ClientPathState,
+                rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, rxBytes: UInt64 = 0, txBytes: UInt64 = 0) {
+        self.uplink = uplink
+        self.endpoint = endpoint
+        self.transport = transport
+        self.state = state
+        self.rttUsec = rttUsec
+        self.jitterUsec = jitterUsec
+        self.lossRatio = lossRatio
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+    }
+
+    /// The structure's members in `fields` order.
+    public var record: [ControlValue] {
+        [.uint32(uplink), .string(endpoint), .string(transport.rawValue), .string(state.rawValue), .uint64(rttUsec),
+         .uint64(jitterUsec), .double(lossRatio), .uint64(rxBytes), .uint64(txBytes)]
+    }
+
+    /// Nil unless `record` has `fields`' types (a daemon of another version may send another structure).
+    public init?(record: [ControlValue]) {
+        guard record.map(\.signature).joined() == Self.fields, case .uint32(let uplink) = record[0],
+              let endpoint = record[1].string, let transport = record[2].string.flatMap(UplinkTransport.init(rawValue:)),
+              let state = record[3].string.flatMap(ClientPathState.init(rawValue:)),
+              let rtt = record[4].uint64, let jitter = record[5].uint64, let loss = record[6].double,
+              let rx = record[7].uint64, let tx = record[8].uint64 else { return nil }
+        self.init(uplink: uplink, endpoint: endpoint, transport: transport, state: state, rttUsec: rtt, jitterUsec: jitter,
+                  lossRatio: loss, rxBytes: rx, txBytes: tx)
+    }
+}
+
 extension PropertyRecord {
     /// Property values as a dictionary.
     public var propertyDictionary: [String: ControlValue] {
@@ -286,10 +341,12 @@ public struct ClientStatus: PropertyRecord, Identifiable {
     public var rxBytes: UInt64
     /// CLOCK_REALTIME microseconds of the handshake.
     public var connectedSinceUsec: UInt64
+    /// Each confirmed path (the client's uplinks the server engine knows), by uplink number.
+    public var pathDetails: [ClientPathStatus]
 
     public init(id: UInt32, publicKey: String = "", endpoint: String = "", tunnelAddresses: [String] = [],
                 state: ClientState = .handshaking, paths: UInt32 = 0, rttUsec: UInt64 = 0, txBytes: UInt64 = 0,
-                rxBytes: UInt64 = 0, connectedSinceUsec: UInt64 = 0) {
+                rxBytes: UInt64 = 0, connectedSinceUsec: UInt64 = 0, pathDetails: [ClientPathStatus] = []) {
         self.id = id
         self.publicKey = publicKey
         self.endpoint = endpoint
@@ -300,6 +357,7 @@ public struct ClientStatus: PropertyRecord, Identifiable {
         self.txBytes = txBytes
         self.rxBytes = rxBytes
         self.connectedSinceUsec = connectedSinceUsec
+        self.pathDetails = pathDetails
     }
 
     public static let propertySpecs: [PropertySpec] = [
@@ -307,12 +365,14 @@ public struct ClientStatus: PropertyRecord, Identifiable {
         PropertySpec("State", "s"), PropertySpec("Paths", "u"),
         PropertySpec("RttUsec", "t", rateLimited: true), PropertySpec("TxBytes", "t", rateLimited: true),
         PropertySpec("RxBytes", "t", rateLimited: true), PropertySpec("ConnectedSinceUsec", "t"),
+        PropertySpec("PathDetails", "a(\(ClientPathStatus.fields))", rateLimited: true),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
         [("PublicKey", .string(publicKey)), ("Endpoint", .string(endpoint)), ("TunnelAddresses", .strings(tunnelAddresses)),
          ("State", .string(state.rawValue)), ("Paths", .uint32(paths)), ("RttUsec", .uint64(rttUsec)),
-         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)), ("ConnectedSinceUsec", .uint64(connectedSinceUsec))]
+         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)), ("ConnectedSinceUsec", .uint64(connectedSinceUsec)),
+         ("PathDetails", .records(fields: ClientPathStatus.fields, pathDetails.map(\.record)))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -321,7 +381,8 @@ public struct ClientStatus: PropertyRecord, Identifiable {
         self.init(id: 0, publicKey: v["PublicKey"]?.string ?? "", endpoint: v["Endpoint"]?.string ?? "",
                   tunnelAddresses: v["TunnelAddresses"]?.strings ?? [], state: enumValue(v, "State", ClientState.handshaking),
                   paths: paths, rttUsec: v["RttUsec"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
-                  rxBytes: v["RxBytes"]?.uint64 ?? 0, connectedSinceUsec: v["ConnectedSinceUsec"]?.uint64 ?? 0)
+                  rxBytes: v["RxBytes"]?.uint64 ?? 0, connectedSinceUsec: v["ConnectedSinceUsec"]?.uint64 ?? 0,
+                  pathDetails: v["PathDetails"]?.records?.compactMap(ClientPathStatus.init(record:)) ?? [])
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TriglavControlAPI
+import TriglavControlBus
 import TriglavDBus
 
 struct Status: AsyncParsableCommand {
@@ -171,16 +172,5 @@ struct UplinkCommand: AsyncParsableCommand {
 
 /// `a{sv}` from option values.
 func vardict(_ values: [String: ControlValue]) -> DBusValue {
-    .vardict(values.mapValues { value -> DBusValue in
-        switch value {
-        case .string(let s): return .string(s)
-        case .boolean(let b): return .boolean(b)
-        case .uint32(let v): return .uint32(v)
-        case .uint64(let v): return .uint64(v)
-        case .double(let d): return .double(d)
-        case .strings(let list): return .stringArray(list)
-        case .objectPath(let p): return .objectPath(DBusObjectPath(p) ?? .root)
-        case .objectPaths(let list): return .objectPathArray(list.compactMap(DBusObjectPath.init))
-        }
-    })
+    .vardict(values.mapValues(\.dbusValue))
 }

@@ -1,4 +1,5 @@
 import TriglavControlAPI
+import TriglavControlBus
 import TriglavDBus
 #if canImport(Glibc)
 import Glibc
@@ -86,22 +87,7 @@ struct Snapshot {
     }
 
     static func controlValues(_ properties: [String: DBusValue]) -> [String: ControlValue] {
-        var values: [String: ControlValue] = [:]
-        for (name, value) in properties {
-            switch value.unwrapped {
-            case .string(let s): values[name] = .string(s)
-            case .boolean(let b): values[name] = .boolean(b)
-            case .uint32(let v): values[name] = .uint32(v)
-            case .uint64(let v): values[name] = .uint64(v)
-            case .double(let d): values[name] = .double(d)
-            case .objectPath(let p): values[name] = .objectPath(p.rawValue)
-            case .array(let element, let items) where element == "s": values[name] = .strings(items.compactMap(\.stringValue))
-            case .array(let element, let items) where element == "o":
-                values[name] = .objectPaths(items.compactMap { $0.objectPathValue?.rawValue })
-            default: break
-            }
-        }
-        return values
+        properties.compactMapValues(ControlValue.init)
     }
 
     var manager: ManagerStatus { ManagerStatus(propertyValues: Snapshot.controlValues(managerProperties)) }
@@ -153,7 +139,7 @@ struct Style {
 
     func state(_ text: String) -> String {
         switch text {
-        case "connected", "active": return paint(text, "32")
+        case "connected", "active", "ready": return paint(text, "32")
         case "connecting", "disconnecting", "waiting", "probing", "degraded", "standby", "handshaking": return paint(text, "33")
         case "disconnected", "down", "no-route": return paint(text, "31")
         default: return text
@@ -291,8 +277,20 @@ enum Render {
             [String(client.id), client.endpoint, client.tunnelAddresses.joined(separator: " "), client.state.rawValue,
              String(client.paths), Format.rtt(client.rttUsec), Format.bytes(client.txBytes), Format.bytes(client.rxBytes)]
         }
-        return Format.table(header: ["CLIENT", "ENDPOINT", "ADDRESSES", "STATE", "PATHS", "RTT", "TX", "RX"],
-                            rows: rows, style: style) { column, cell in column == 3 ? style.state(cell) : cell }
+        let table = Format.table(header: ["CLIENT", "ENDPOINT", "ADDRESSES", "STATE", "PATHS", "RTT", "TX", "RX"],
+                                 rows: rows, style: style) { column, cell in column == 3 ? style.state(cell) : cell }
+        // Each client's paths (Client1.PathDetails): which of its uplinks carry it, from where, and how well. TX and RX
+        // are this server's: sent to the client on the path, received from it.
+        let paths = snapshot.clients.flatMap { client in
+            client.pathDetails.map { path in
+                [String(client.id), String(path.uplink), path.endpoint.isEmpty ? "-" : path.endpoint, path.transport.rawValue,
+                 path.state.rawValue, Format.rtt(path.rttUsec), Format.percent(path.lossRatio), Format.bytes(path.txBytes),
+                 Format.bytes(path.rxBytes)]
+            }
+        }
+        if paths.isEmpty { return table }
+        return table + "\n\n" + Format.table(header: ["CLIENT", "PATH", "ENDPOINT", "TRANSPORT", "STATE", "RTT", "LOSS", "TX", "RX"],
+                                              rows: paths, style: style) { column, cell in column == 4 ? style.state(cell) : cell }
     }
 }
 

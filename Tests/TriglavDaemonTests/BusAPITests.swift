@@ -126,6 +126,12 @@ struct BusAPITests {
         let unknown = try environment.busctl(["get-property", "org.triglav", uplink, uplinkInterface, "Colour"])
         #expect(unknown.errorName == "org.freedesktop.DBus.Error.UnknownProperty", "\(unknown)")
         #expect(try get("/org/triglav/client/1", TriglavBus.clientInterface, "Endpoint") == "s \"203.0.113.5:40000\"")
+        for spec in TriglavControlAPI.ClientStatus.propertySpecs {
+            let value = try get("/org/triglav/client/1", TriglavBus.clientInterface, spec.name)
+            #expect(value.hasPrefix(spec.signature + " "), "\(spec.name) = \(value)")
+        }
+        #expect(try get("/org/triglav/client/1", TriglavBus.clientInterface, "PathDetails")
+                == "a(usssttdtt) 2 1 \"203.0.113.5:40000\" \"udp\" \"ready\" 20000 1500 0 4000 9000 2 \"198.51.100.6:5000\" \"tcp\" \"degraded\" 80000 0 0.125 0 0")
         #expect(try get(Self.root, TriglavBus.serverInterface, "Clients") == "ao 1 \"/org/triglav/client/1\"")
     }
 
@@ -336,6 +342,8 @@ struct BusAPITests {
         #expect(clients.count == 1)
         #expect(BusJSON.equal(cliObject(clients.first), try busProperties("/org/triglav/client/1", TriglavBus.clientInterface)))
 
+        let text = try environment.cli(["status"]).stdout
+        #expect(text.contains("TRANSPORT") && text.contains("198.51.100.6:5000") && text.contains("12.5"), "\(text)")
         let table = try environment.cli(["uplinks"])
         #expect(table.status == 0 && table.stdout.contains("eth0") && table.stdout.contains("wlan0") && table.stdout.contains("active"), "\(table)")
         #expect(!table.stdout.contains("\u{1B}["), "no colours when not on a terminal")

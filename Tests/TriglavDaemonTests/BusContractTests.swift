@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TriglavControlAPI
+import TriglavControlBus
 import TriglavDBus
 @testable import TriglavDaemon
 
@@ -65,11 +66,30 @@ struct BusContractTests {
                                     tunnelAddresses: ["10.0.0.1/24"], scheduler: "x", txBytes: 1, rxBytes: 2, uplinks: [3, 7], version: "v")
         #expect(TriglavControlAPI.ManagerStatus(propertyValues: manager.propertyDictionary) == manager)
         let client = TriglavControlAPI.ClientStatus(id: 0, publicKey: "k", endpoint: "e:1", tunnelAddresses: ["a"], state: .degraded, paths: 3,
-                                  rttUsec: 4, txBytes: 5, rxBytes: 6, connectedSinceUsec: 7)
+                                  rttUsec: 4, txBytes: 5, rxBytes: 6, connectedSinceUsec: 7,
+                                  pathDetails: [ClientPathStatus(uplink: 1, endpoint: "192.0.2.1:4", transport: .tcp, state: .degraded,
+                                                                 rttUsec: 8, jitterUsec: 9, lossRatio: 0.25, rxBytes: 10, txBytes: 11),
+                                                ClientPathStatus(uplink: 3, endpoint: "", state: .probing)])
         #expect(TriglavControlAPI.ClientStatus(propertyValues: client.propertyDictionary) == client)
-        for value in uplink.propertyValues.map(\.value) + manager.propertyValues.map(\.value) {
+        for value in uplink.propertyValues.map(\.value) + manager.propertyValues.map(\.value) + client.propertyValues.map(\.value) {
             #expect(ControlValue(value.dbusValue) == value)
+            #expect(value.dbusValue.signature.rawValue == value.signature)
         }
+        let noPaths = ControlValue.records(fields: ClientPathStatus.fields, [])
+        #expect(ControlValue(noPaths.dbusValue) == noPaths && noPaths.dbusValue.signature.rawValue == "a(usssttdtt)")
+    }
+
+    @Test("a path record of another shape is refused, not half-read")
+    func foreignPathRecordsAreRefused() {
+        #expect(ControlValue(.array(elementSignature: "(us)", [.string("not a structure")])) == nil)
+        #expect(ClientPathStatus(record: [.uint32(1), .string("192.0.2.1:4")]) == nil)
+        var record = ClientPathStatus(uplink: 1, endpoint: "e", state: .ready).record
+        record[3] = .string("sideways")
+        #expect(ClientPathStatus(record: record) == nil, "an unknown state")
+        record[3] = .uint64(1)
+        #expect(ClientPathStatus(record: record) == nil, "a mistyped member")
+        let client = TriglavControlAPI.ClientStatus(propertyValues: ["PathDetails": .records(fields: "us", [[.uint32(1), .string("e")]])])
+        #expect(client.pathDetails.isEmpty)
     }
 
     @Test func optionsAreValidated() throws {

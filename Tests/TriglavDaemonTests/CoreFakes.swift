@@ -3,7 +3,7 @@ import TriglavConfig
 import TriglavCore
 import TriglavCrypto
 import TriglavDataPlane
-import TriglavMultipath
+@testable import TriglavMultipath
 import TriglavNetlink
 import TriglavSystemd
 @testable import TriglavDaemon
@@ -314,5 +314,19 @@ enum Fixtures {
         let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
                                     resolver: FixedResolver(), clock: clock, dataCapStore: dataCapStore)
         return (manager, factory, source, store)
+    }
+}
+
+extension ServerTunnelStatistics.Path {
+    /// Client uplink `uplink` in `state` from 198.51.100.7:(40000 + uplink), with the given figures.
+    static func fake(_ uplink: UInt32, _ state: TriglavMultipath.UplinkState, rttMilliseconds: UInt64 = 0, lossPercent: Double? = nil,
+                     rxBytes: UInt64 = 0, txBytes: UInt64 = 0, overTCP: Bool = false) -> ServerTunnelStatistics.Path {
+        let rtt = rttMilliseconds * 1_000_000
+        return ServerTunnelStatistics.Path(
+            uplink: UplinkID(uplink), endpoint: IPEndpoint(address: .v4(0xc633_6407), port: UInt16(40000 + uplink)), overTCP: overTCP,
+            statistics: UplinkStatistics(id: UplinkID(uplink), policy: UplinkPolicy(), state: state, stateSince: 0, smoothedRTT: rtt,
+                                         rttVariance: 0, minimumRTT: rtt, jitter: rtt / 10, predictedRTT: rtt, lossPercent: lossPercent,
+                                         capacityBitsPerSecond: 0, relativeOneWayDelay: nil, txPackets: 0, txBytes: txBytes,
+                                         rxPackets: 0, rxBytes: rxBytes))
     }
 }

@@ -97,14 +97,21 @@ struct CoreServerManagerTests {
         tunnel.setClients([client])
         manager.refresh()
         #expect(bus()?.state == .handshaking && bus()?.paths == 0)
-        client.pathStates = [.probing, .ready]
+        client.paths = [.fake(1, .probing), .fake(2, .ready, rttMilliseconds: 30, lossPercent: 2.5, rxBytes: 1000, txBytes: 2000)]
         tunnel.setClients([client])
         manager.refresh()
         #expect(bus()?.state == .connected && bus()?.paths == 2)
-        client.pathStates = [.down, .ready]
+        // Each path with its figures (Client1.PathDetails).
+        #expect(bus()?.pathDetails == [
+            ClientPathStatus(uplink: 1, endpoint: "198.51.100.7:40001", state: .probing),
+            ClientPathStatus(uplink: 2, endpoint: "198.51.100.7:40002", state: .ready, rttUsec: 30_000, jitterUsec: 3_000,
+                             lossRatio: 0.025, rxBytes: 1000, txBytes: 2000),
+        ])
+        client.paths = [.fake(1, .down, overTCP: true), .fake(2, .ready)]
         tunnel.setClients([client])
         manager.refresh()
         #expect(bus()?.state == .degraded && bus()?.paths == 1)
+        #expect(bus()?.pathDetails.map(\.state) == [.down, .ready] && bus()?.pathDetails.map(\.transport) == [.tcp, .udp])
         // Each change is an event (PropertiesChanged on the bus).
         manager.drainEvents()
         let states = log.all.compactMap { event -> ServerClientState? in

@@ -139,7 +139,9 @@ struct MetricsMappingTests {
         snapshot.serverCounters.requestedResends = RequestedResendCounters(accepted: 13, declined: 14)
         snapshot.clients = [
             ServerClientStatus(number: 1, name: "laptop", publicKey: "AAAAAAAAxyz=", tunnelAddresses: [], endpoints: [],
-                               state: .connected, livePaths: 2, receivedPackets: 10, transmittedPackets: 20, receivedBytes: 1000,
+                               state: .connected, livePaths: 2,
+                               paths: [.fake(1, .ready, rttMilliseconds: 25, lossPercent: 1.5, rxBytes: 700, txBytes: 900), .fake(3, .down)],
+                               receivedPackets: 10, transmittedPackets: 20, receivedBytes: 1000,
                                transmittedBytes: 2000, rttMicroseconds: 40_000, connectedSinceMicroseconds: 1_700_000_000_500_000),
             ServerClientStatus(number: 2, name: "say \"hi\"\\", publicKey: "BBBB", tunnelAddresses: [], endpoints: [],
                                receivedPackets: 0, transmittedPackets: 0, connectedSinceMicroseconds: 0),
@@ -166,6 +168,13 @@ struct MetricsMappingTests {
             "triglav_client_received_packets_total{client=\"laptop\"} 10",
             "triglav_client_connected_since_timestamp_seconds{client=\"laptop\"} 1700000000.5",
             "triglav_client_state{client=\"say \\\"hi\\\"\\\\\",state=\"handshaking\"} 1",
+            "triglav_client_path_state{client=\"laptop\",path=\"1\",state=\"ready\"} 1",
+            "triglav_client_path_state{client=\"laptop\",path=\"1\",state=\"down\"} 0",
+            "triglav_client_path_state{client=\"laptop\",path=\"3\",state=\"down\"} 1",
+            "triglav_client_path_rtt_seconds{client=\"laptop\",path=\"1\"} 0.025",
+            "triglav_client_path_loss_ratio{client=\"laptop\",path=\"1\"} 0.015",
+            "triglav_client_path_transmitted_bytes_total{client=\"laptop\",path=\"1\"} 900",
+            "triglav_client_path_received_bytes_total{client=\"laptop\",path=\"3\"} 0",
         ] {
             #expect(lines.contains(expected), "missing \(expected)")
         }

@@ -230,7 +230,13 @@ public final class FakeTunnelController: TunnelController {
             state.status.server.listenAddress = "0.0.0.0:7443"
             state.status.clients.append(TriglavControlAPI.ClientStatus(id: id, publicKey: publicKey, endpoint: endpoint,
                                                      tunnelAddresses: ["10.77.0.\(id + 10)/32"], state: .connected,
-                                                     paths: 2, rttUsec: 20_000, connectedSinceUsec: 1_700_000_000_000_000))
+                                                     paths: 2, rttUsec: 20_000, connectedSinceUsec: 1_700_000_000_000_000,
+                                                     pathDetails: [
+                                                         ClientPathStatus(uplink: 1, endpoint: endpoint, state: .ready, rttUsec: 20_000,
+                                                                          jitterUsec: 1_500, rxBytes: 4_000, txBytes: 9_000),
+                                                         ClientPathStatus(uplink: 2, endpoint: "198.51.100.\(id + 5):5000", transport: .tcp,
+                                                                          state: .degraded, rttUsec: 80_000, lossRatio: 0.125),
+                                                     ]))
             return id
         }
         notify()

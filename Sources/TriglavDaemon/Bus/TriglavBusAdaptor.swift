@@ -1,5 +1,6 @@
 public import Logging
 public import TriglavControlAPI
+import TriglavControlBus
 public import TriglavDBus
 import Synchronization
 

@@ -5,6 +5,7 @@ public import TriglavControlAPI
 import TriglavConfig
 import TriglavCore
 import TriglavMultipath
+import TriglavDataPlane
 
 /// The org.triglav API's view of the daemon: the bus adaptor (`TriglavBusAdaptor`) calls these, and the
 /// daemon publishes `controlStatus()` to it whenever a manager reports a change and on every tick.
@@ -118,7 +119,21 @@ extension Daemon: TunnelController {
         return ClientStatus(id: UInt32(client.number), publicKey: client.publicKey, endpoint: client.endpoints.first ?? "",
                             tunnelAddresses: client.tunnelAddresses, state: state, paths: UInt32(client.livePaths),
                             rttUsec: client.rttMicroseconds, txBytes: client.transmittedBytes, rxBytes: client.receivedBytes,
-                            connectedSinceUsec: client.connectedSinceMicroseconds)
+                            connectedSinceUsec: client.connectedSinceMicroseconds, pathDetails: client.paths.map(clientPathStatus))
+    }
+
+    static func clientPathStatus(_ path: ServerTunnelStatistics.Path) -> ClientPathStatus {
+        let statistics = path.statistics
+        let state: ClientPathState = switch statistics.state {
+        case .probing: .probing
+        case .ready: .ready
+        case .degraded: .degraded
+        case .down: .down
+        }
+        return ClientPathStatus(uplink: path.uplink.rawValue, endpoint: path.endpoint?.description ?? "",
+                                transport: path.overTCP ? .tcp : .udp, state: state,
+                                rttUsec: statistics.smoothedRTT / 1000, jitterUsec: statistics.jitter / 1000,
+                                lossRatio: (statistics.lossPercent ?? 0) / 100, rxBytes: statistics.rxBytes, txBytes: statistics.txBytes)
     }
 
     static func uplinkStatus(_ uplink: UplinkSnapshot) -> TriglavControlAPI.UplinkStatus {

@@ -7,7 +7,7 @@ import Synchronization
 public import TriglavConfig
 import TriglavCore
 import TriglavCrypto
-import TriglavDataPlane
+public import TriglavDataPlane
 public import TriglavMultipath
 
 /// A client's tunnel as `org.triglav.Client1.State` shows it, from the server engine's view of its paths.
@@ -45,6 +45,8 @@ public struct ServerClientStatus: Sendable, Equatable {
     public var state: ServerClientState = .handshaking
     /// Confirmed paths that aren't down (Client1.Paths).
     public var livePaths: Int = 0
+    /// Each confirmed path (Client1.PathDetails).
+    public var paths: [ServerTunnelStatistics.Path] = []
     public var receivedPackets: UInt64
     public var transmittedPackets: UInt64
     /// Inner (IP packet) bytes from and to the client.
@@ -339,7 +341,7 @@ public final class ServerManager: Sendable {
                     tunnelAddresses: [assignment.ipv4, assignment.ipv6].compactMap { $0?.description },
                     endpoints: entry.statistics.endpoints.map(\.description),
                     state: ServerClientState(paths: entry.statistics.pathStates),
-                    livePaths: entry.statistics.pathStates.filter { $0 != .down }.count,
+                    livePaths: entry.statistics.pathStates.filter { $0 != .down }.count, paths: entry.statistics.paths,
                     receivedPackets: entry.statistics.receivedPackets,
                     transmittedPackets: entry.statistics.transmittedPackets,
                     receivedBytes: entry.statistics.receivedBytes, transmittedBytes: entry.statistics.transmittedBytes,

@@ -201,14 +201,15 @@ public struct ServerTunnelSnapshot: Sendable, Equatable {
         public var transmittedBytes: UInt64
         /// Smallest smoothed RTT of the client's paths; nil before the first probe reply.
         public var smoothedRTT: Duration?
-        /// The server engine's state of each confirmed path (client uplink); empty before the first is confirmed.
-        public var pathStates: [TriglavMultipath.UplinkState]
+        /// Each confirmed path (client uplink) as the server engine sees it; empty before the first is confirmed.
+        public var paths: [ServerTunnelStatistics.Path]
+        public var pathStates: [TriglavMultipath.UplinkState] { paths.map(\.statistics.state) }
 
         public init(publicKey: String, assignment: TunnelAddresses, endpoints: [IPEndpoint] = [],
                     receivedPackets: UInt64 = 0, transmittedPackets: UInt64 = 0, receivedBytes: UInt64 = 0,
                     transmittedBytes: UInt64 = 0, smoothedRTT: Duration? = nil,
-                    pathStates: [TriglavMultipath.UplinkState] = []) {
-            self.pathStates = pathStates
+                    paths: [ServerTunnelStatistics.Path] = []) {
+            self.paths = paths
             self.publicKey = publicKey
             self.assignment = assignment
             self.endpoints = endpoints
@@ -257,7 +258,7 @@ extension ServerTunnel: ServerTunnelDriving {
                                         receivedPackets: $0.receivedPackets, transmittedPackets: $0.transmittedPackets,
                                         receivedBytes: $0.receivedBytes, transmittedBytes: $0.transmittedBytes,
                                         smoothedRTT: $0.smoothedRTT.map { .nanoseconds(Int64(clamping: $0)) },
-                                        pathStates: $0.pathStates)
+                                        paths: $0.paths)
         }, rejectedHandshakes: statistics.rejectedHandshakes)
         result.counters.droppedUnknownDestination = statistics.droppedUnknownDestination
         result.counters.resentPackets = statistics.resentPackets

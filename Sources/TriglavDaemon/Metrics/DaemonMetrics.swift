@@ -259,6 +259,11 @@ public enum DaemonMetrics {
             ("triglav_client_transmitted_packets_total", .counter, "Packets sent to the client by its current tunnel."),
             ("triglav_client_received_packets_total", .counter, "Packets received from the client by its current tunnel."),
             ("triglav_client_connected_since_timestamp_seconds", .gauge, "When the server first saw the client's current tunnel (Unix time)."),
+            ("triglav_client_path_state", .gauge, "1 for the state the server's engine has for the client's path (uplink), 0 for the others."),
+            ("triglav_client_path_rtt_seconds", .gauge, "Smoothed round-trip time of the client's path, from the server's probes; 0 before measured."),
+            ("triglav_client_path_loss_ratio", .gauge, "Recent loss on the client's path, 0 to 1 (0 while too few samples)."),
+            ("triglav_client_path_transmitted_bytes_total", .counter, "Bytes of data frames the server sent to the client on the path (whole frames, as UDP payload)."),
+            ("triglav_client_path_received_bytes_total", .counter, "Bytes of data frames the server received from the client on the path."),
         ]
         for (name, type, help) in clientHelp { try builder.declare(name, type, help) }
         let help = Dictionary(uniqueKeysWithValues: clientHelp.map { ($0.0, ($0.1, $0.2)) })
@@ -279,6 +284,16 @@ public enum DaemonMetrics {
             try add("triglav_client_transmitted_packets_total", .integer(client.transmittedPackets))
             try add("triglav_client_received_packets_total", .integer(client.receivedPackets))
             try add("triglav_client_connected_since_timestamp_seconds", seconds(microseconds: client.connectedSinceMicroseconds))
+            for path in client.paths {
+                let figures = path.statistics, pathLabel = MetricLabel("path", String(path.uplink.rawValue))
+                for state in TriglavMultipath.UplinkState.allCases {
+                    try add("triglav_client_path_state", .flag(figures.state == state), [pathLabel, MetricLabel("state", state.rawValue)])
+                }
+                try add("triglav_client_path_rtt_seconds", .real(Double(figures.smoothedRTT) / 1e9), [pathLabel])
+                try add("triglav_client_path_loss_ratio", .real((figures.lossPercent ?? 0) / 100), [pathLabel])
+                try add("triglav_client_path_transmitted_bytes_total", .integer(figures.txBytes), [pathLabel])
+                try add("triglav_client_path_received_bytes_total", .integer(figures.rxBytes), [pathLabel])
+            }
         }
     }
 

@@ -259,7 +259,14 @@ public final class ServerTunnel: Sendable {
                         receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets,
                         receivedBytes: tunnel.receivedBytes, transmittedBytes: tunnel.transmittedBytes,
                         smoothedRTT: Self.bestRTT(of: tunnel.engine),
-                        pathStates: tunnel.engine.allStatistics().map(\.state))
+                        paths: tunnel.engine.allStatistics().map { path in
+                            let session = tunnel.uplinkSessions[path.id.rawValue].flatMap { state.sessions[$0] }
+                            let connection = session?.connection.flatMap { state.connections[$0] }
+                            let endpoint = connection.flatMap { SocketBinding.peerEndpoint(of: $0.descriptor.raw) }
+                                ?? session.flatMap { session in withUnsafePointer(to: session.address) { SocketAddress.read($0) } }
+                            return ServerTunnelStatistics.Path(uplink: path.id, endpoint: endpoint, overTCP: connection != nil,
+                                                               statistics: path)
+                        })
                 },
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
                 resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks,

@@ -92,9 +92,26 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
         public var transmittedBytes: UInt64 = 0
         /// Smallest smoothed round-trip time of the client's paths (server probes); nil before a reply.
         public var smoothedRTT: UInt64? = nil
-        /// The server engine's state of each of the client's confirmed uplinks (an uplink joins the engine with
-        /// the first authenticated packet of its session); empty while none is confirmed.
-        public var pathStates: [TriglavMultipath.UplinkState] = []
+        /// Each of the client's confirmed uplinks (an uplink joins the engine with the first authenticated packet of
+        /// its session), by uplink ID; empty while none is confirmed.
+        public var paths: [Path] = []
+    }
+    /// One client uplink as the server's engine sees it.
+    public struct Path: Sendable, Equatable {
+        public var uplink: UplinkID
+        /// Where its packets come from: the session's UDP source, or the fallback connection's peer; nil when its
+        /// session is gone (the engine keeps the path until it is removed).
+        public var endpoint: IPEndpoint?
+        public var overTCP: Bool
+        /// The engine's figures for it (state, RTT, loss, bytes).
+        public var statistics: TriglavMultipath.UplinkStatistics
+
+        public init(uplink: UplinkID, endpoint: IPEndpoint?, overTCP: Bool = false, statistics: TriglavMultipath.UplinkStatistics) {
+            self.uplink = uplink
+            self.endpoint = endpoint
+            self.overTCP = overTCP
+            self.statistics = statistics
+        }
     }
     public var clients: [Client]
     public var rejectedHandshakes: UInt64

@@ -13,6 +13,8 @@ extension ControlValue {
         case .strings(let list): return .stringArray(list)
         case .objectPath(let p): return .objectPath(DBusObjectPath(p) ?? .root)
         case .objectPaths(let list): return .objectPathArray(list.compactMap(DBusObjectPath.init))
+        case .records(let fields, let records):
+            return .array(elementSignature: DBusSignature("(\(fields))"), records.map { .structure($0.map(\.dbusValue)) })
         }
     }
 
@@ -27,6 +29,15 @@ extension ControlValue {
         case .objectPath(let p): self = .objectPath(p.rawValue)
         case .array(let element, let items) where element == "s": self = .strings(items.compactMap(\.stringValue))
         case .array(let element, let items) where element == "o": self = .objectPaths(items.compactMap { $0.objectPathValue?.rawValue })
+        case .array(let element, let items) where element.rawValue.hasPrefix("("):
+            var records: [[ControlValue]] = []
+            for item in items {
+                guard case .structure(let fields) = item else { return nil }
+                let values = fields.compactMap(ControlValue.init)
+                guard values.count == fields.count else { return nil }
+                records.append(values)
+            }
+            self = .records(fields: String(element.rawValue.dropFirst().dropLast()), records)
         default: return nil
         }
     }
