@@ -23,6 +23,11 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Server → client: the address and port this session's packets reach the server from (what a NAT in between
     /// made of the client's), answering the client's keepalives.
     case endpointReport = 9
+    /// Path-MTU probe: an id and the datagram's size, padded with zeros to that size (packetization-layer path MTU
+    /// discovery, RFC 8899: finds a hop that drops large datagrams without an ICMP error).
+    case pathProbe = 10
+    /// Acknowledgement of a path-MTU probe: its id and size (small, whatever the probe's size).
+    case pathProbeAck = 11
 
     public var description: String {
         switch self {
@@ -35,13 +40,16 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .resendRequest: "resend-request"
         case .resendDeclined: "resend-declined"
         case .endpointReport: "endpoint-report"
+        case .pathProbe: "path-probe"
+        case .pathProbeAck: "path-probe-ack"
         }
     }
 
-    /// Exact body length for control frames; nil for data (any length up to the MTU).
+    /// Exact body length for control frames; nil for data (any length up to the MTU) and path-MTU probes (padded).
     public var fixedBodyLength: Int? {
         switch self {
-        case .data: nil
+        case .data, .pathProbe: nil
+        case .pathProbeAck: PathProbe.headerLength
         case .keepalive: 0
         case .probe, .probeReply: 16
         case .feedback: 32
@@ -137,6 +145,26 @@ public struct EndpointReport: Equatable, Sendable {
     }
 }
 
+/// The header of a path-MTU probe and of its acknowledgement (`headerLength` bytes): id (LE32), the probed datagram's
+/// size (LE16: the whole transport datagram, i.e. the UDP payload), reserved (2, zero). A probe's body continues with
+/// zeros up to that size; an acknowledgement is the header alone.
+public struct PathProbe: Equatable, Sendable {
+    public static let headerLength = 8
+    public var id: UInt32
+    public var size: UInt16
+
+    public init(id: UInt32, size: UInt16) {
+        self.id = id
+        self.size = size
+    }
+
+    /// Nil unless the reserved bytes are zero.
+    init?(header body: UnsafeRawBufferPointer) {
+        guard body.count >= Self.headerLength, body[6] == 0, body[7] == 0 else { return nil }
+        self.init(id: body.loadLE32(at: 0), size: UInt16(body[4]) | UInt16(body[5]) << 8)
+    }
+}
+
 /// A non-data frame, parsed from or serialised into a frame body. Parse and serialise are exact
 /// inverses; parsing checks the exact length and never traps.
 public enum ControlFrame: Equatable, Sendable {
@@ -151,6 +179,9 @@ public enum ControlFrame: Equatable, Sendable {
     case resendDeclined(ResendRun)
     /// Where the session's packets come from, as the server sees them (server → client).
     case endpointReport(EndpointReport)
+    /// A path-MTU probe, padded to `size` bytes of datagram, and its acknowledgement.
+    case pathProbe(PathProbe)
+    case pathProbeAck(PathProbe)
 
     public var frameType: FrameType {
         switch self {
@@ -162,11 +193,16 @@ public enum ControlFrame: Equatable, Sendable {
         case .resendRequest: .resendRequest
         case .resendDeclined: .resendDeclined
         case .endpointReport: .endpointReport
+        case .pathProbe: .pathProbe
+        case .pathProbeAck: .pathProbeAck
         }
     }
 
-    /// Body length of this frame.
-    public var bodyLength: Int { frameType.fixedBodyLength ?? 0 }
+    /// Body length of this frame: a probe's makes the whole datagram `size` bytes long.
+    public var bodyLength: Int {
+        if case .pathProbe(let probe) = self { return max(PathProbe.headerLength, Int(probe.size) - WireLayout.transportOverhead) }
+        return frameType.fixedBodyLength ?? 0
+    }
 
     /// Writes the body at the start of `body` (which must hold `bodyLength` bytes); returns the length.
     /// A resend run's count is clamped to 1…`ProtocolConstants.maxResendRun` (what the peer accepts).
@@ -192,6 +228,10 @@ public enum ControlFrame: Equatable, Sendable {
             body.storeLE32(min(max(run.count, 1), ProtocolConstants.maxResendRun), at: 4)
         case .endpointReport(let report):
             report.serialize(into: body)
+        case .pathProbe(let probe), .pathProbeAck(let probe):
+            body.storeLE32(probe.id, at: 0)
+            body[4] = UInt8(truncatingIfNeeded: probe.size); body[5] = UInt8(truncatingIfNeeded: probe.size >> 8)
+            for index in 6..<bodyLength { body[index] = 0 }
         }
         return bodyLength
     }
@@ -205,11 +245,19 @@ public enum ControlFrame: Equatable, Sendable {
 
     /// Parses the body of a frame of `type`; `data` frames are not control frames.
     public static func parse(type: FrameType, body: UnsafeRawBufferPointer) throws(ProtocolError) -> ControlFrame {
+        if type == .pathProbe {
+            // The size it names must be the datagram it came in: a probe that doesn't say what was probed is useless.
+            guard body.count >= PathProbe.headerLength, let probe = PathProbe(header: body),
+                  Int(probe.size) == body.count + WireLayout.transportOverhead else {
+                throw .malformedFrame(type: type, length: body.count)
+            }
+            return .pathProbe(probe)
+        }
         guard let expected = type.fixedBodyLength, body.count == expected else {
             throw .malformedFrame(type: type, length: body.count)
         }
         switch type {
-        case .data:
+        case .data, .pathProbe:  // a probe was parsed above
             throw .malformedFrame(type: type, length: body.count)
         case .keepalive:
             return .keepalive
@@ -229,6 +277,9 @@ public enum ControlFrame: Equatable, Sendable {
         case .endpointReport:
             guard let report = EndpointReport.parse(body) else { throw .malformedFrame(type: type, length: body.count) }
             return .endpointReport(report)
+        case .pathProbeAck:
+            guard let ack = PathProbe(header: body) else { throw .malformedFrame(type: type, length: body.count) }
+            return .pathProbeAck(ack)
         }
     }
 

@@ -42,6 +42,28 @@ struct DataPlaneUplinkPathTests {
         try lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(1500 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
     }
 
+    /// A PMTU blackhole: a hop on up1's way drops datagrams above 1400 bytes and sends no ICMP, so the kernel still
+    /// says 1500. The client's path-MTU probes find it (docs/DATAPLANE.md, "Path MTU blackholes"): 1396 with the 8-byte
+    /// granularity, so the TUN MTU goes to 1396 − 68 and full-size packets pass again.
+    @Test("a hop that silently drops datagrams above 1400 bytes on one uplink: probing finds it and the TUN MTU follows (1328)")
+    func blackholeIsFoundByProbing() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        _ = try lab.startServer()
+        try lab.exec(lab.server, "nft add table inet tgpmtu")
+        try lab.exec(lab.server, "nft 'add chain inet tgpmtu in { type filter hook prerouting priority -300 ; }'")
+        try lab.exec(lab.server, "nft 'add rule inet tgpmtu in iifname dn1 meta l4proto udp ip length > 1400 drop'")
+        _ = try lab.startClient()
+        #expect(lab.waitForTunnel(timeout: 10))
+        // Base, upper bound lost 3 times, then a binary search with three losses per size that doesn't pass: ~15 s.
+        try lab.waitForOutput("client", containing: "uplink up1: datagrams above 1368 bytes don't reach the server", timeout: 40)
+        #expect(lab.tunnelMTU(becomes: 1396 - Self.overhead) == 1396 - Self.overhead)
+        #expect(!lab.log("client").contains("uplink up2: datagrams above") && !lab.log("client").contains("uplink up3: datagrams above"),
+                "only up1 has a blackhole")
+        // Full-size packets for the new MTU pass whichever uplink carries them.
+        try lab.exec(lab.client, "ping -c 6 -i 0.2 -W 2 -M do -s \(1396 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
+    }
+
     @Test("IPv6 inside over a 1300-byte path: the TUN stays at 1280 with its IPv6 address, the client warns, and a packet too large for the path is refused, not fragmented")
     func floorWithIPv6Inside() throws {
         let lab = try DataPlaneLab()

@@ -29,7 +29,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
     private var nextMTUCheck: Nanoseconds = 0
-    private var controlBuffer = [UInt8](repeating: 0, count: 128)
+    /// Room for any control frame, a path-MTU probe padded to the largest datagram included.
+    private var controlBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
     private var resendBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram + WireLayout.transportOverhead)
     /// Sequences of `resend` duties that couldn't be carried out, gathered into resend-declined runs.
@@ -389,6 +390,11 @@ final class ClientNetworkPump: @unchecked Sendable {
             case .endpointReport:
                 guard case .endpointReport(let report)? = try? ControlFrame.parse(type: .endpointReport, body: body) else { return }
                 noteEndpointReport(report.endpoint, slot: slot, state: &state)
+            case .pathProbeAck:
+                guard case .pathProbeAck(let ack)? = try? ControlFrame.parse(type: .pathProbeAck, body: body) else { return }
+                state.uplinks[slot]?.mtuSearch?.acknowledge(ack, now: now)
+            case .pathProbe:
+                break  // client → server only
             }
         case .handshakeInitiation, .invalid:
             return
@@ -527,6 +533,14 @@ final class ClientNetworkPump: @unchecked Sendable {
                 if uplink.isEstablished && now &- max(uplink.lastSend, uplink.lastProbe) >= keepalive {
                     uplink.lastProbe = now
                     sendKeepalive(&uplink, now: now, state: &state)
+                }
+                // Over UDP only: TCP segments the stream itself, so its path MTU never limits a frame.
+                if uplink.isEstablished, uplink.tcp == nil, var search = uplink.mtuSearch {
+                    let delivered = search.probeSentAt.map { uplink.lastReceive > $0 } ?? false
+                    if let probe = search.poll(now: now, deliveredSinceProbe: delivered) {
+                        sendControl(.pathProbe(probe), &uplink, now: now, state: &state)
+                    }
+                    uplink.mtuSearch = search
                 }
                 driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
             }

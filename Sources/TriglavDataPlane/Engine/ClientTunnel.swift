@@ -447,6 +447,35 @@ public final class ClientTunnel: Sendable {
     /// header, inner header and AEAD tag (docs/DATAPLANE.md, "TUN MTU").
     var tunnelOverhead: Int { TunnelMTU.overhead(outerIPv4: configuration.server.address.isIPv4) }
 
+    /// Hands each uplink's path MTU from the kernel to its blackhole search (as the largest datagram: minus the outer IP
+    /// and UDP headers) and returns the limits the searches found (datagram bytes), logging new findings.
+    private func followPathMTUs(_ paths: [InterfaceName: UplinkPath]) -> [InterfaceName: Int] {
+        let outerHeaders = tunnelOverhead - WireLayout.transportOverhead
+        let isIPv6 = !configuration.server.address.isIPv4
+        let (limits, newlyFound) = state.withLock { state -> ([InterfaceName: Int], [(InterfaceName, Int)]) in
+            let now = state.clock.advance(to: monotonicNow())
+            var limits: [InterfaceName: Int] = [:]
+            for slot in state.uplinks.indices {
+                guard let interface = state.uplinks[slot]?.interface else { continue }
+                let upper = paths[interface].flatMap { $0.isOperational ? $0.pathMTU : nil }.map { $0 - outerHeaders }
+                if state.uplinks[slot]?.mtuSearch == nil {
+                    state.uplinks[slot]?.mtuSearch = PathMTUSearch(configuration: .forServer(ipv6: isIPv6))
+                }
+                state.uplinks[slot]?.mtuSearch?.setUpperBound(upper, now: now)
+                if let limit = state.uplinks[slot]?.mtuSearch?.blackholeLimit { limits[interface] = limit }
+            }
+            let found = limits.filter { state.loggedBlackholeLimits[$0.key] != $0.value }.map { ($0.key, $0.value) }
+            state.loggedBlackholeLimits = limits
+            return (limits, found)
+        }
+        for (interface, limit) in newlyFound {
+            logger.warning("""
+                uplink \(interface): datagrams above \(limit) bytes don't reach the server and nothing says so (no ICMP                 "fragmentation needed"): a path MTU blackhole, found by probing; its path MTU counts as \(limit + outerHeaders)
+                """)
+        }
+        return limits
+    }
+
     /// Points every uplink socket at its interface's current address, then sets the TUN MTU from the smallest
     /// path MTU of the uplinks that carry traffic (a socket, tier other than `never`, link up with carrier)
     /// minus the overhead: lowered as soon as a path shrinks, raised again when the small one leaves.
@@ -471,8 +500,15 @@ public final class ClientTunnel: Sendable {
             logger.info("uplink \(interface) sends from \(source.map { "\($0)" } ?? "the address the kernel picks (none usable on it)")")
         }
         guard let tun else { return }
+        let blackholeLimits = followPathMTUs(paths)
+        let outerHeaders = tunnelOverhead - WireLayout.transportOverhead
         let counted = uplinks.filter(\.counts).compactMap { uplink in
-            paths[uplink.interface].flatMap { $0.isOperational ? $0.pathMTU.map { (uplink.interface, $0) } : nil }
+            paths[uplink.interface].flatMap { path in
+                path.isOperational ? path.pathMTU.map { kernel in
+                    // A blackhole the probes found lies below what the kernel knows (nothing told it).
+                    (uplink.interface, min(kernel, blackholeLimits[uplink.interface].map { $0 + outerHeaders } ?? kernel))
+                } : nil
+            }
         }
         let floor = carriesIPv6 ? TunnelMTU.ipv6Floor : TunnelMTU.ipv4Floor
         let target = TunnelMTU.forUplinks(linkMTUs: counted.map(\.1), overhead: tunnelOverhead, maximum: configuration.mtuCeiling,
@@ -627,6 +663,9 @@ struct ClientUplink {
     /// counters restart at re-admission, so these keep the exported counts (and the cap) cumulative.
     var engineTransmittedBefore: UInt64 = 0
     var engineReceivedBefore: UInt64 = 0
+    /// Probing for a hop that drops large datagrams silently (a PMTU blackhole); started by the control queue's pass
+    /// once the kernel's path MTU for the uplink is known.
+    var mtuSearch: PathMTUSearch?
 
     /// The policy for the engine's current path: the cap less what earlier paths already sent.
     var enginePolicy: UplinkPolicy {
@@ -737,6 +776,8 @@ struct ClientState: @unchecked Sendable {
     var appliedMTU = 0
     /// Uplinks whose path MTU is below the TUN MTU's floor plus the overhead (warned about once each time).
     var uplinksBelowMTUFloor: Set<InterfaceName> = []
+    /// The blackhole limit last logged per uplink (datagram bytes), so a finding is logged when it changes.
+    var loggedBlackholeLimits: [InterfaceName: Int] = [:]
     /// The server's index of the last session of each removed uplink, by interface (see `addUplink`).
     var abandonedSessions: [InterfaceName: UInt32] = [:]
 

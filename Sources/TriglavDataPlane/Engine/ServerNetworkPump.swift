@@ -445,8 +445,12 @@ final class ServerNetworkPump: @unchecked Sendable {
                 // The client keepalives after every handshake and on idle uplinks: tell it where its packets come
                 // from, so it can tell a NAT on the way (and a NAT mapping that changed) from a direct path.
                 reportEndpoint(&source, session: receiver, now: now, state: &state)
-            case .endpointReport:
-                break  // server → client only
+            case .endpointReport, .pathProbeAck:
+                break  // server → client only (the server doesn't search its paths' MTU)
+            case .pathProbe:
+                // The client searches its uplink's path MTU: the probe arrived whole, so its size passes.
+                guard case .pathProbe(let probe)? = try? ControlFrame.parse(type: .pathProbe, body: body) else { return }
+                sendControl(.pathProbeAck(probe), session: receiver, now: now, state: &state)
             }
         case .handshakeResponse, .cookieReply, .versionMismatch, .invalid:
             return
