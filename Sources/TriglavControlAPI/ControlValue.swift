@@ -43,6 +43,7 @@ public enum ControlValue: Sendable, Hashable {
         default: return nil
         }
     }
+    public var uint32: UInt32? { if case .uint32(let v) = self { return v } else { return nil } }
     public var double: Double? { if case .double(let d) = self { return d } else { return nil } }
     public var records: [[ControlValue]]? { if case .records(_, let records) = self { return records } else { return nil } }
     public var strings: [String]? {

@@ -218,12 +218,19 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
     /// Whether that differs from the uplink's own address or port: a NAT (or a firewall's port translation) on the
     /// way. False while `publicEndpoint` is empty.
     public var behindNAT: Bool
+    /// The path MTU the tunnel counts for the uplink (IP bytes; 0 while unknown): the kernel's, or less when the
+    /// client's probes found a hop that drops larger packets without ICMP (`pathMTUBlackhole`).
+    public var pathMTU: UInt32
+    public var pathMTUBlackhole: Bool
 
     public init(id: UInt32, interface: String, kind: UplinkKind = .other, origin: UplinkOrigin = .auto,
                 state: UplinkState = .down, tier: UplinkTier = .primary, metered: Bool = false, enabled: Bool = true,
                 rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, capacityBps: UInt64 = 0,
                 txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp,
-                routeToServer: Bool = true, rxRateBps: UInt64 = 0, publicEndpoint: String = "", behindNAT: Bool = false) {
+                routeToServer: Bool = true, rxRateBps: UInt64 = 0, publicEndpoint: String = "", behindNAT: Bool = false,
+                pathMTU: UInt32 = 0, pathMTUBlackhole: Bool = false) {
+        self.pathMTU = pathMTU
+        self.pathMTUBlackhole = pathMTUBlackhole
         self.publicEndpoint = publicEndpoint
         self.behindNAT = behindNAT
         self.id = id
@@ -255,7 +262,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         PropertySpec("RxRateBps", "t", rateLimited: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
         PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"), PropertySpec("RouteToServer", "b"),
-        PropertySpec("PublicEndpoint", "s"), PropertySpec("BehindNAT", "b"),
+        PropertySpec("PublicEndpoint", "s"), PropertySpec("BehindNAT", "b"), PropertySpec("PathMTU", "u"),
+        PropertySpec("PathMTUBlackhole", "b"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -266,7 +274,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
          ("TxBytes", .uint64(txBytes)),
          ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue)),
          ("RouteToServer", .boolean(routeToServer)), ("PublicEndpoint", .string(publicEndpoint)),
-         ("BehindNAT", .boolean(behindNAT))]
+         ("BehindNAT", .boolean(behindNAT)), ("PathMTU", .uint32(pathMTU)), ("PathMTUBlackhole", .boolean(pathMTUBlackhole))]
     }
 
     /// `id` is not a property (it is in the object path); it is 0 here unless set afterwards.
@@ -280,7 +288,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
                   rxBytes: v["RxBytes"]?.uint64 ?? 0, localAddress: v["LocalAddress"]?.string ?? "",
                   transport: enumValue(v, "Transport", UplinkTransport.udp), routeToServer: v["RouteToServer"]?.boolean ?? true,
                   rxRateBps: v["RxRateBps"]?.uint64 ?? 0, publicEndpoint: v["PublicEndpoint"]?.string ?? "",
-                  behindNAT: v["BehindNAT"]?.boolean ?? false)
+                  behindNAT: v["BehindNAT"]?.boolean ?? false, pathMTU: v["PathMTU"]?.uint32 ?? 0,
+                  pathMTUBlackhole: v["PathMTUBlackhole"]?.boolean ?? false)
     }
 }
 
@@ -376,11 +385,9 @@ public struct ClientStatus: PropertyRecord, Identifiable {
     }
 
     public init(propertyValues v: [String: ControlValue]) {
-        var paths: UInt32 = 0
-        if case .uint32(let count)? = v["Paths"] { paths = count }
         self.init(id: 0, publicKey: v["PublicKey"]?.string ?? "", endpoint: v["Endpoint"]?.string ?? "",
                   tunnelAddresses: v["TunnelAddresses"]?.strings ?? [], state: enumValue(v, "State", ClientState.handshaking),
-                  paths: paths, rttUsec: v["RttUsec"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
+                  paths: v["Paths"]?.uint32 ?? 0, rttUsec: v["RttUsec"]?.uint64 ?? 0, txBytes: v["TxBytes"]?.uint64 ?? 0,
                   rxBytes: v["RxBytes"]?.uint64 ?? 0, connectedSinceUsec: v["ConnectedSinceUsec"]?.uint64 ?? 0,
                   pathDetails: v["PathDetails"]?.records?.compactMap(ClientPathStatus.init(record:)) ?? [])
     }

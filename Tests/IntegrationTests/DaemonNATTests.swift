@@ -35,6 +35,10 @@ struct DaemonNATTests {
         #expect(up2.hasPrefix("s \"10.202.2."), "up2 \(up2)")
         #expect(try lab.uplinkProperty("up1", "BehindNAT") == "b true")
         #expect(try lab.uplinkProperty("up2", "BehindNAT") == "b false")
+        // The veths' 1500 bytes, and no blackhole on them (Uplink1.PathMTU; DataPlaneUplinkPathTests finds one).
+        for uplink in ["up1", "up2"] {
+            #expect(try lab.uplinkProperty(uplink, "PathMTU") == "u 1500" && lab.uplinkProperty(uplink, "PathMTUBlackhole") == "b false")
+        }
         #expect(lab.log("client").contains("uplink up1: the server sees it as 10.202.1."), "\(lab.log("client"))")
 
         let table = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' uplinks")

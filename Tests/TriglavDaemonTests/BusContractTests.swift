@@ -60,7 +60,7 @@ struct BusContractTests {
         let uplink = TriglavControlAPI.UplinkStatus(id: 0, interface: "wlan0", kind: .wifi, origin: .manual, state: .degraded, tier: .backup,
                                   metered: true, enabled: false, rttUsec: 1, jitterUsec: 2, lossRatio: 0.5, capacityBps: 3,
                                   txBytes: 4, rxBytes: 5, localAddress: "192.0.2.1", transport: .tcp, routeToServer: false,
-                                  rxRateBps: 6)
+                                  rxRateBps: 6, pathMTU: 1396, pathMTUBlackhole: true)
         #expect(TriglavControlAPI.UplinkStatus(propertyValues: uplink.propertyDictionary) == uplink)
         let manager = TriglavControlAPI.ManagerStatus(state: .connecting, profile: "p", server: "s:1", tunnelInterface: "tg0",
                                     tunnelAddresses: ["10.0.0.1/24"], scheduler: "x", txBytes: 1, rxBytes: 2, uplinks: [3, 7], version: "v")

@@ -1222,6 +1222,8 @@ extension ClientManager {
                     localAddress: record.discovered?.localAddresses.first.map(\.description) ?? "",
                     transport: statistics?.transport ?? "udp", hasRouteToServer: statistics?.routeToServer != false,
                     receiveRateBitsPerSecond: statistics?.receiveRateBitsPerSecond ?? 0)
+                snapshot.pathMTU = UInt32(clamping: statistics?.pathMTU ?? 0)
+                snapshot.hasPathMTUBlackhole = statistics?.pathMTUBlackhole ?? false
                 if let seen = statistics?.publicEndpoint {
                     snapshot.publicEndpoint = seen.description
                     snapshot.isBehindNAT = UplinkSnapshot.isTranslated(seen, local: statistics?.localEndpoint,

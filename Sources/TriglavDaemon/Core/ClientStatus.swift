@@ -106,6 +106,10 @@ public struct UplinkSnapshot: Sendable, Equatable {
     /// whether that isn't the uplink's own address and port: a NAT on the way (Uplink1.PublicEndpoint, BehindNAT).
     public var publicEndpoint: String = ""
     public var isBehindNAT: Bool = false
+    /// The path MTU the tunnel counts for the uplink, 0 while unknown, and whether the client's probes lowered it
+    /// below the kernel's (a hop that drops larger packets without ICMP) (Uplink1.PathMTU, PathMTUBlackhole).
+    public var pathMTU: UInt32 = 0
+    public var hasPathMTUBlackhole: Bool = false
 
     /// Whether the server seeing the uplink at `seen` means a NAT on the way: the port differs from the socket's, or
     /// the address is none of the interface's (nor the socket's own, when it is bound to one). Without anything to

@@ -155,7 +155,8 @@ extension Daemon: TunnelController {
             rxBytes: uplink.receivedBytes, localAddress: uplink.localAddress,
             transport: TriglavControlAPI.UplinkTransport(rawValue: uplink.transport) ?? .udp,
             routeToServer: uplink.hasRouteToServer, rxRateBps: uplink.receiveRateBitsPerSecond,
-            publicEndpoint: uplink.publicEndpoint, behindNAT: uplink.isBehindNAT)
+            publicEndpoint: uplink.publicEndpoint, behindNAT: uplink.isBehindNAT, pathMTU: uplink.pathMTU,
+            pathMTUBlackhole: uplink.hasPathMTUBlackhole)
     }
 
     // MARK: Helpers

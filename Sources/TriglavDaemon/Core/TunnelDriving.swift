@@ -90,6 +90,9 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         /// (`UplinkStatus.publicEndpoint`); nil before the first report.
         public var publicEndpoint: IPEndpoint?
         public var localEndpoint: IPEndpoint?
+        /// The path MTU the tunnel counts for the uplink, and whether probing lowered it (`UplinkStatus.pathMTU`).
+        public var pathMTU: Int?
+        public var pathMTUBlackhole = false
 
         /// The bytes that count against a data cap: always the engine's counts (never the data plane's, which
         /// are another unit), so that when the engine stops at its allowance the daemon's count reached the cap.
@@ -164,6 +167,8 @@ extension ClientTunnel: ClientTunnelDriving {
             snapshot.minimumRTT = path.flatMap { $0.minimumRTT > 0 ? .nanoseconds(Int64(clamping: $0.minimumRTT)) : nil }
             snapshot.publicEndpoint = uplink.publicEndpoint
             snapshot.localEndpoint = uplink.localEndpoint
+            snapshot.pathMTU = uplink.pathMTU
+            snapshot.pathMTUBlackhole = uplink.pathMTUBlackhole
             return snapshot
         }, routingFailure: statistics.routingFailure)
         result.counters.droppedNoUplink = statistics.droppedNoUplink

@@ -135,6 +135,7 @@ public enum DaemonMetrics {
 
     static let uplinkFamilyOrder = [
         "triglav_uplink_info", "triglav_uplink_state", "triglav_uplink_route_to_server", "triglav_uplink_behind_nat",
+        "triglav_uplink_path_mtu_bytes", "triglav_uplink_path_mtu_blackhole",
         "triglav_uplink_rtt_seconds", "triglav_uplink_min_rtt_seconds", "triglav_uplink_jitter_seconds",
         "triglav_uplink_loss_ratio", "triglav_uplink_capacity_bytes_per_second", "triglav_uplink_receive_rate_bytes_per_second",
         "triglav_uplink_transmitted_bytes_total", "triglav_uplink_received_bytes_total",
@@ -148,6 +149,8 @@ public enum DaemonMetrics {
         "triglav_uplink_state": (.gauge, "1 for the uplink's state (Uplink1.State), 0 for the others."),
         "triglav_uplink_route_to_server": (.gauge, "0 when no route to the server leads through the interface (Uplink1.RouteToServer), else 1."),
         "triglav_uplink_behind_nat": (.gauge, "1 when the server sees the uplink's packets from another address or port than its own: a NAT on the way (Uplink1.BehindNAT)."),
+        "triglav_uplink_path_mtu_bytes": (.gauge, "The path MTU the tunnel counts for the uplink (Uplink1.PathMTU); 0 while unknown."),
+        "triglav_uplink_path_mtu_blackhole": (.gauge, "1 when probing found a hop that drops larger packets without ICMP and lowered the path MTU (Uplink1.PathMTUBlackhole)."),
         "triglav_uplink_rtt_seconds": (.gauge, "Smoothed round-trip time to the server over the uplink; 0 before the first measurement."),
         "triglav_uplink_min_rtt_seconds": (.gauge, "Smallest round-trip time in the engine's recent window (the path's propagation delay); 0 before measured."),
         "triglav_uplink_jitter_seconds": (.gauge, "Mean deviation between consecutive round-trip times; 0 before measured."),
@@ -185,6 +188,8 @@ public enum DaemonMetrics {
         }
         try add("triglav_uplink_route_to_server", .flag(uplink.hasRouteToServer))
         try add("triglav_uplink_behind_nat", .flag(uplink.isBehindNAT))
+        try add("triglav_uplink_path_mtu_bytes", .integer(UInt64(uplink.pathMTU)))
+        try add("triglav_uplink_path_mtu_blackhole", .flag(uplink.hasPathMTUBlackhole))
         try add("triglav_uplink_rtt_seconds", seconds(microseconds: uplink.rttMicroseconds))
         try add("triglav_uplink_min_rtt_seconds", seconds(tunnel?.minimumRTT))
         try add("triglav_uplink_jitter_seconds", seconds(microseconds: uplink.jitterMicroseconds))

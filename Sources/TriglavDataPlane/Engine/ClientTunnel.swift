@@ -462,7 +462,10 @@ public final class ClientTunnel: Sendable {
                     state.uplinks[slot]?.mtuSearch = PathMTUSearch(configuration: .forServer(ipv6: isIPv6))
                 }
                 state.uplinks[slot]?.mtuSearch?.setUpperBound(upper, now: now)
-                if let limit = state.uplinks[slot]?.mtuSearch?.blackholeLimit { limits[interface] = limit }
+                let limit = state.uplinks[slot]?.mtuSearch?.blackholeLimit
+                if let limit { limits[interface] = limit }
+                state.uplinks[slot]?.status.pathMTU = upper.map { min($0, limit ?? $0) + outerHeaders }
+                state.uplinks[slot]?.status.pathMTUBlackhole = limit != nil
             }
             let found = limits.filter { state.loggedBlackholeLimits[$0.key] != $0.value }.map { ($0.key, $0.value) }
             state.loggedBlackholeLimits = limits

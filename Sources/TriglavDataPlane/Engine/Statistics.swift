@@ -31,6 +31,10 @@ public struct UplinkStatus: Sendable, Equatable {
     /// The uplink socket's own endpoint when that report came (getsockname; the address is 0.0.0.0 or :: when the
     /// socket is bound to its device only).
     public var localEndpoint: IPEndpoint?
+    /// The path MTU the tunnel counts for the uplink (IP bytes): the kernel's, or less when the client's probes found
+    /// a hop that drops larger packets silently (`pathMTUBlackhole`); nil while unknown.
+    public var pathMTU: Int?
+    public var pathMTUBlackhole = false
     /// The multipath engine's statistics (state, RTT, loss, capacity); nil while not established.
     public var path: TriglavMultipath.UplinkStatistics?
     /// What the multipath engine counted as sent and received on the uplink since it was added (sealed data
