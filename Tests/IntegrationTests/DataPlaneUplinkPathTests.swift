@@ -56,7 +56,7 @@ struct DataPlaneUplinkPathTests {
         _ = try lab.startClient()
         #expect(lab.waitForTunnel(timeout: 10))
         // Base, upper bound lost 3 times, then a binary search with three losses per size that doesn't pass: ~15 s.
-        try lab.waitForOutput("client", containing: "uplink up1: datagrams above 1368 bytes don't reach the server", timeout: 40)
+        try lab.waitForOutput("client", containing: "uplink up1: datagrams above 1368 bytes don't reach the server", timeout: 60)
         #expect(lab.tunnelMTU(becomes: 1396 - Self.overhead) == 1396 - Self.overhead)
         #expect(!lab.log("client").contains("uplink up2: datagrams above") && !lab.log("client").contains("uplink up3: datagrams above"),
                 "only up1 has a blackhole")

@@ -296,7 +296,9 @@ struct MetricsServerTests {
 
     @Test func aSilentConnectionBlocksNeitherAScrapeNorStopAndIsClosedAtItsDeadline() throws {
         var limits = MetricsServer.Limits()
-        limits.exchangeTimeout = .milliseconds(400)
+        // A scrape blocked behind the silent connection would take its whole timeout; the margin between the two
+        // bounds absorbs a loaded machine (the suite runs beside others in CI).
+        limits.exchangeTimeout = .seconds(2)
         let server = try Self.server(limits: limits)
         defer { server.stop() }
         let silent = try LoopbackConnection(server.endpoint)
@@ -304,10 +306,10 @@ struct MetricsServerTests {
         silent.send("GET /metr")  // half a request line, then nothing
         let start = ContinuousClock.now
         #expect(try LoopbackConnection.exchange(server.endpoint, "GET /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 200 "))
-        #expect(ContinuousClock.now - start < .milliseconds(300))
+        #expect(ContinuousClock.now - start < .seconds(1))
         // The silent one is closed without an answer once its deadline passes.
         #expect(silent.readAll() == "")
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(5))
     }
 
     @Test func connectionsBeyondTheLimitGet503() throws {

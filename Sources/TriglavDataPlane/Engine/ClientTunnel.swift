@@ -457,14 +457,17 @@ public final class ClientTunnel: Sendable {
             var limits: [InterfaceName: Int] = [:]
             for slot in state.uplinks.indices {
                 guard let interface = state.uplinks[slot]?.interface else { continue }
-                let upper = paths[interface].flatMap { $0.isOperational ? $0.pathMTU : nil }.map { $0 - outerHeaders }
+                let kernel = paths[interface].flatMap { $0.isOperational ? $0.pathMTU : nil }
                 if state.uplinks[slot]?.mtuSearch == nil {
                     state.uplinks[slot]?.mtuSearch = PathMTUSearch(configuration: .forServer(ipv6: isIPv6))
                 }
-                state.uplinks[slot]?.mtuSearch?.setUpperBound(upper, now: now)
+                // Nothing above the largest datagram the tunnel sends is searched (a jumbo-frame link's 9000 bytes):
+                // it would never be used, and it wouldn't fit the peer's receive buffers.
+                let largestSent = configuration.mtuCeiling + WireLayout.transportOverhead
+                state.uplinks[slot]?.mtuSearch?.setUpperBound(kernel.map { min($0 - outerHeaders, largestSent) }, now: now)
                 let limit = state.uplinks[slot]?.mtuSearch?.blackholeLimit
                 if let limit { limits[interface] = limit }
-                state.uplinks[slot]?.status.pathMTU = upper.map { min($0, limit ?? $0) + outerHeaders }
+                state.uplinks[slot]?.status.pathMTU = kernel.map { min($0, (limit ?? $0) + outerHeaders) }
                 state.uplinks[slot]?.status.pathMTUBlackhole = limit != nil
             }
             let found = limits.filter { state.loggedBlackholeLimits[$0.key] != $0.value }.map { ($0.key, $0.value) }
