@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// The client's routing policy in the kernel (root only; CI runs them as root): the full tunnel blocks
 /// everything from the moment the tunnel starts, before any handshake; an address change switches routes in
@@ -170,12 +171,12 @@ struct DataPlaneRoutingTests {
         #expect(forwarding == "0", "ip_forward left at \(forwarding)")
     }
 
-    @Test("split tunnel: exactly the configured routes and exclude in the kernel, unreachable until assigned; other traffic leaves via the uplink")
+    @Test("split tunnel: exactly the configured routes and exclude in the kernel, unreachable until assigned and after a crash; other traffic leaves via the uplink")
     func splitTunnelInstallsExactlyItsRoutes() throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
         try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
-        _ = try lab.startClient(extraArguments: "--split 172.31.0.0/24 --split 2001:db8:77::/48 --exclude 172.31.0.128/25")
+        let client = try lab.startClient(extraArguments: "--split 172.31.0.0/24 --split 2001:db8:77::/48 --exclude 172.31.0.128/25")
         func routes(_ family: String) throws -> [String] {
             try lab.exec(lab.client, "ip \(family) route show table all proto 116").split(separator: "\n").map {
                 $0.trimmingCharacters(in: .whitespaces)
@@ -186,10 +187,12 @@ struct DataPlaneRoutingTests {
                 !$0.hasPrefix("0:") && !$0.hasPrefix("32766:") && !$0.hasPrefix("32767:")
             }
         }
-        // Before the first handshake (no server yet): the same prefixes, unreachable.
+        // Before the first handshake (no server yet): the same prefixes, unreachable; and each prefix's standing
+        // unreachable route at the largest metric (the kill switch for when the client dies).
+        let killSwitch4 = "unreachable 172.31.0.0/24 table \(Self.table) metric 4294967295"
         let before4 = try routes("-4"), before6 = try routes("-6")
-        #expect(before4 == ["unreachable 172.31.0.0/24 table \(Self.table)"], "\(before4)")
-        #expect(before6.map { $0.hasPrefix("unreachable 2001:db8:77::/48 dev lo table \(Self.table)") } == [true], "\(before6)")
+        #expect(before4 == ["unreachable 172.31.0.0/24 table \(Self.table)", killSwitch4], "\(before4)")
+        #expect(before6.map { $0.hasPrefix("unreachable 2001:db8:77::/48 dev lo table \(Self.table)") } == [true, true], "\(before6)")
         #expect((try? lab.exec(lab.client, "ping -c1 -W1 \(DataPlaneLab.internetAddress)")) == nil)
 
         _ = try lab.startServer()
@@ -202,11 +205,11 @@ struct DataPlaneRoutingTests {
             routes4 = try routes("-4")
         }
         let routes6 = try routes("-6")
-        #expect(routes4 == ["172.31.0.0/24 dev tgc0 table \(Self.table) scope link"], "\(routes4)")
-        #expect(routes6.count == 1 && routes6.first?.hasPrefix("unreachable 2001:db8:77::/48 dev lo table \(Self.table)") == true,
+        #expect(routes4 == ["172.31.0.0/24 dev tgc0 table \(Self.table) scope link", killSwitch4], "\(routes4)")
+        #expect(routes6.count == 2 && routes6.allSatisfy { $0.hasPrefix("unreachable 2001:db8:77::/48 dev lo table \(Self.table)") },
                 "\(routes6)")
-        #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").split(separator: "\n").count == 1)
-        #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").split(separator: "\n").count == 1)
+        #expect(try lab.exec(lab.client, "ip -4 route show table \(Self.table)").split(separator: "\n").count == 2)
+        #expect(try lab.exec(lab.client, "ip -6 route show table \(Self.table)").split(separator: "\n").count == 2)
         // Rules: the exclude, the server's address (looked up in main, for the reverse-path check) and the tunnel rule,
         // no suppress rule (IPv6: the tunnel rule for its prefix).
         let rules4 = try rules("-4"), rules6 = try rules("-6")
@@ -226,6 +229,15 @@ struct DataPlaneRoutingTests {
         _ = try? lab.exec(lab.client, "ping -c2 -i0.2 -W1 203.0.113.7")
         try lab.waitForOutput("tcpdump-up1", containing: "203.0.113.7: ICMP echo request", timeout: 15)
         lab.crash(capture)
+
+        // The client dies (kill -9): its TUN and the route via it go, the rules and the kill switch stay, so the
+        // routed prefix is refused instead of leaving through main's default route in cleartext.
+        lab.crash(client)
+        let dead = try pollUntil(timeout: 5, every: 0.1, { (try? lab.exec(lab.client, "ip route get 172.31.0.2")) ?? "" },
+                                 isDone: { !$0.contains("tgc0") })
+        #expect(!dead.contains("dev up1"), "after the crash 172.31.0.2 is routed: \(dead)")
+        #expect((try? lab.exec(lab.client, "ping -c1 -W1 172.31.0.2")) == nil, "ping got through after the crash")
+        #expect(try lab.exec(lab.client, "ip route get 203.0.113.7").contains("dev up1"), "the rest still leaves via up1")
     }
 
     // MARK: Helpers

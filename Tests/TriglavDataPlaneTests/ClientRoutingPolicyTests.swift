@@ -37,7 +37,7 @@ struct ClientRoutingPolicyTests {
         #expect(before.map(\.destination) == both.map(\.destination))
     }
 
-    @Test("full tunnel only: a standing unreachable default per family at the largest metric, for when the TUN is gone")
+    @Test("a standing unreachable route at the largest metric beside each tunnel route (a default per family, each split prefix), for when the TUN is gone")
     func killSwitchRoutes() {
         let routes = RouteManager.killSwitchRoutes(routing: .fullTunnel, table: Self.table)
         #expect(Self.summary(routes) == ["unreachable 0.0.0.0/0", "unreachable ::/0"])
@@ -45,7 +45,10 @@ struct ClientRoutingPolicyTests {
         // A different metric from `tunnelRoutes`' defaults: replacing those with the route via the TUN keeps these.
         #expect(RouteManager.tunnelRoutes(routing: .fullTunnel, assignment: nil, tunIndex: nil, table: Self.table)
             .allSatisfy { $0.metric == nil })
-        #expect(RouteManager.killSwitchRoutes(routing: .split([Self.prefix("172.31.0.0/24")]), table: Self.table).isEmpty)
+        let split = RouteManager.killSwitchRoutes(routing: .split([Self.prefix("172.31.0.0/24"), Self.prefix("2001:db8:77::/48")]),
+                                                  table: Self.table)
+        #expect(Self.summary(split) == ["unreachable 172.31.0.0/24", "unreachable 2001:db8:77::/48"])
+        #expect(split.allSatisfy { $0.metric == UInt32.max })
         #expect(RouteManager.killSwitchRoutes(routing: .none, table: Self.table).isEmpty)
     }
 

@@ -193,14 +193,20 @@ final class RouteManager: Sendable {
         }
     }
 
-    /// For `.fullTunnel`, per family an `unreachable default` at the largest metric, beside the route via the TUN.
-    /// Why: when the process dies (kill -9) the kernel deletes the TUN and with it the routes via it, but the rules
-    /// stay; without this route the `not fwmark` rule would find nothing in the table and fall through to main, so
-    /// everything would leave in cleartext until the next start. With it, traffic is refused (ENETUNREACH) while the
-    /// daemon is dead. Tagged like the rest: the next start's cleanup and a clean stop remove it.
+    /// Beside each route via the TUN (per family a default for `.fullTunnel`, each prefix for `.split`), the same
+    /// destination `unreachable` at the largest metric. Why: when the process dies (kill -9) the kernel deletes the
+    /// TUN and with it the routes via it, but the rules stay; without these routes the `not fwmark` rule would find
+    /// nothing in the table and fall through to main, so what the tunnel carries would leave in cleartext until the
+    /// next start. With them, it is refused (ENETUNREACH) while the daemon is dead. Tagged like the rest: the next
+    /// start's cleanup and a clean stop remove them.
     static func killSwitchRoutes(routing: ClientRouting, table: UInt32) -> [Route] {
-        guard routing == .fullTunnel else { return [] }
-        return [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }.map { destination in
+        let destinations: [IPPrefix]
+        switch routing {
+        case .none: return []
+        case .split(let prefixes): destinations = prefixes
+        case .fullTunnel: destinations = [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }
+        }
+        return destinations.map { destination in
             Route(destination: destination, table: table, metric: RoutingConstants.killSwitchMetric, type: .unreachable,
                   protocol: RoutingConstants.routeProtocol)
         }
