@@ -448,38 +448,42 @@ public final class ClientTunnel: Sendable {
     var tunnelOverhead: Int { TunnelMTU.overhead(outerIPv4: configuration.server.address.isIPv4) }
 
     /// Hands each uplink's path MTU from the kernel to its blackhole search (as the largest datagram: minus the outer IP
-    /// and UDP headers) and returns the limits the searches found (datagram bytes), logging new findings.
+    /// and UDP headers) and returns the path MTU that counts for each operational uplink: the kernel's, or less where
+    /// a search found a hop that drops larger datagrams silently (logged when a finding is new).
     private func followPathMTUs(_ paths: [InterfaceName: UplinkPath]) -> [InterfaceName: Int] {
         let outerHeaders = tunnelOverhead - WireLayout.transportOverhead
         let isIPv6 = !configuration.server.address.isIPv4
-        let (limits, newlyFound) = state.withLock { state -> ([InterfaceName: Int], [(InterfaceName, Int)]) in
+        // Nothing above the largest datagram the tunnel sends is searched (a jumbo-frame link's 9000 bytes): it would
+        // never be used, and it wouldn't fit the peer's receive buffers.
+        let largestSent = configuration.mtuCeiling + WireLayout.transportOverhead
+        let (effective, newlyFound) = state.withLock { state -> ([InterfaceName: Int], [(InterfaceName, Int)]) in
             let now = state.clock.advance(to: monotonicNow())
-            var limits: [InterfaceName: Int] = [:]
+            var effective: [InterfaceName: Int] = [:], limits: [InterfaceName: Int] = [:]
             for slot in state.uplinks.indices {
                 guard let interface = state.uplinks[slot]?.interface else { continue }
                 let kernel = paths[interface].flatMap { $0.isOperational ? $0.pathMTU : nil }
                 if state.uplinks[slot]?.mtuSearch == nil {
                     state.uplinks[slot]?.mtuSearch = PathMTUSearch(configuration: .forServer(ipv6: isIPv6))
                 }
-                // Nothing above the largest datagram the tunnel sends is searched (a jumbo-frame link's 9000 bytes):
-                // it would never be used, and it wouldn't fit the peer's receive buffers.
-                let largestSent = configuration.mtuCeiling + WireLayout.transportOverhead
                 state.uplinks[slot]?.mtuSearch?.setUpperBound(kernel.map { min($0 - outerHeaders, largestSent) }, now: now)
                 let limit = state.uplinks[slot]?.mtuSearch?.blackholeLimit
                 if let limit { limits[interface] = limit }
-                state.uplinks[slot]?.status.pathMTU = kernel.map { min($0, (limit ?? $0) + outerHeaders) }
+                let pathMTU = kernel.map { min($0, (limit ?? $0) + outerHeaders) }
+                effective[interface] = pathMTU
+                state.uplinks[slot]?.status.pathMTU = pathMTU
                 state.uplinks[slot]?.status.pathMTUBlackhole = limit != nil
             }
             let found = limits.filter { state.loggedBlackholeLimits[$0.key] != $0.value }.map { ($0.key, $0.value) }
             state.loggedBlackholeLimits = limits
-            return (limits, found)
+            return (effective, found)
         }
         for (interface, limit) in newlyFound {
             logger.warning("""
-                uplink \(interface): datagrams above \(limit) bytes don't reach the server and nothing says so (no ICMP                 "fragmentation needed"): a path MTU blackhole, found by probing; its path MTU counts as \(limit + outerHeaders)
+                uplink \(interface): datagrams above \(limit) bytes don't reach the server and nothing says so (no ICMP \
+                "fragmentation needed"): a path MTU blackhole, found by probing; its path MTU counts as \(limit + outerHeaders)
                 """)
         }
-        return limits
+        return effective
     }
 
     /// Points every uplink socket at its interface's current address, then sets the TUN MTU from the smallest
@@ -506,16 +510,8 @@ public final class ClientTunnel: Sendable {
             logger.info("uplink \(interface) sends from \(source.map { "\($0)" } ?? "the address the kernel picks (none usable on it)")")
         }
         guard let tun else { return }
-        let blackholeLimits = followPathMTUs(paths)
-        let outerHeaders = tunnelOverhead - WireLayout.transportOverhead
-        let counted = uplinks.filter(\.counts).compactMap { uplink in
-            paths[uplink.interface].flatMap { path in
-                path.isOperational ? path.pathMTU.map { kernel in
-                    // A blackhole the probes found lies below what the kernel knows (nothing told it).
-                    (uplink.interface, min(kernel, blackholeLimits[uplink.interface].map { $0 + outerHeaders } ?? kernel))
-                } : nil
-            }
-        }
+        let pathMTUs = followPathMTUs(paths)
+        let counted = uplinks.filter(\.counts).compactMap { uplink in pathMTUs[uplink.interface].map { (uplink.interface, $0) } }
         let floor = carriesIPv6 ? TunnelMTU.ipv6Floor : TunnelMTU.ipv4Floor
         let target = TunnelMTU.forUplinks(linkMTUs: counted.map(\.1), overhead: tunnelOverhead, maximum: configuration.mtuCeiling,
                                           minimum: floor)
