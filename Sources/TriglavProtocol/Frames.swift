@@ -247,8 +247,7 @@ public enum ControlFrame: Equatable, Sendable {
     public static func parse(type: FrameType, body: UnsafeRawBufferPointer) throws(ProtocolError) -> ControlFrame {
         if type == .pathProbe {
             // The size it names must be the datagram it came in: a probe that doesn't say what was probed is useless.
-            guard body.count >= PathProbe.headerLength, let probe = PathProbe(header: body),
-                  Int(probe.size) == body.count + WireLayout.transportOverhead else {
+            guard let probe = PathProbe(header: body), Int(probe.size) == body.count + WireLayout.transportOverhead else {
                 throw .malformedFrame(type: type, length: body.count)
             }
             return .pathProbe(probe)

@@ -4,8 +4,8 @@ import Glibc
 public import TriglavControlAPI
 import TriglavConfig
 import TriglavCore
-import TriglavMultipath
 import TriglavDataPlane
+import TriglavMultipath
 
 /// The org.triglav API's view of the daemon: the bus adaptor (`TriglavBusAdaptor`) calls these, and the
 /// daemon publishes `controlStatus()` to it whenever a manager reports a change and on every tick.
