@@ -34,7 +34,9 @@ extension DaemonServerTests {
         #expect(try poll(lab, "get-property \(client) State", "s \"degraded\"\n", seconds: 10),
                 "server log:\n\(lab.log("server").suffix(3000))")
         #expect(try poll(lab, "get-property \(client) Paths", "u 1\n", seconds: 5))
-        let oneDown = try lab.busctl("get-property \(client) PathDetails")
+        // PathDetails is rate-limited (≤ 1/s), Paths is not: it may follow a moment later.
+        let oneDown = try pollUntil(timeout: 5, every: 0.2, { try lab.busctl("get-property \(client) PathDetails") },
+                                    isDone: { $0.contains("\"down\"") })
         #expect(oneDown.hasPrefix("a(usssttdtt) 2 ") && oneDown.contains("\"down\"") && oneDown.contains("\"ready\""), "PathDetails: \(oneDown)")
 
         try lab.exec(lab.client, "ip link set up2 up")
