@@ -11,7 +11,8 @@
 /// upper bound: acknowledged, there is no blackhole (the usual case: two probes in all). A size lost `attempts` times
 /// while the path delivered other packets doesn't pass: a binary search between the largest acknowledged and the
 /// smallest lost size follows, down to `granularity`. The result holds until the next search, which starts after
-/// `researchInterval` (the path may have changed either way) and at once when the upper bound changes.
+/// `researchInterval` (the path may have changed either way), at once when the upper bound changes, and when the owner
+/// says the path may have changed (`searchAgain`).
 public struct PathMTUSearch: Sendable, Equatable {
     public struct Configuration: Sendable, Equatable {
         /// The first size confirmed; the search never concludes below it.
@@ -80,6 +81,13 @@ public struct PathMTUSearch: Sendable, Equatable {
         guard size != upperBound else { return }
         upperBound = size
         if let limit = blackholeLimit, let size, limit >= size { blackholeLimit = nil }  // the kernel's bound is lower now
+        restart(now: now)
+    }
+
+    /// Starts a new search now (the path may have changed: another address, a new session), keeping the last result
+    /// until the new one is in. Nothing while no upper bound is known.
+    public mutating func searchAgain(now: UInt64) {
+        guard upperBound != nil else { return }
         restart(now: now)
     }
 

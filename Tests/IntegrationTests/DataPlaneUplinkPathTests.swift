@@ -62,6 +62,17 @@ struct DataPlaneUplinkPathTests {
                 "only up1 has a blackhole")
         // Full-size packets for the new MTU pass whichever uplink carries them.
         try lab.exec(lab.client, "ping -c 6 -i 0.2 -W 2 -M do -s \(1396 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
+        // The hop goes and up1 is renumbered (another network, as after roaming): its path is searched again at once,
+        // not after 10 minutes, and the TUN MTU rises back once the new search finds nothing.
+        try lab.exec(lab.server, "nft delete table inet tgpmtu")
+        try lab.sh("ip -n \(lab.client) address del 10.201.1.2/24 dev up1")
+        try lab.sh("ip -n \(lab.client) address add 10.201.1.77/24 dev up1")
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1")
+        try lab.waitForOutput("client", containing: "uplink up1 sends from 10.201.1.77", timeout: 15)
+        // up1 counts again from its next pass on (while it had no route it didn't): with its old limit kept, the MTU
+        // would be back at 1328 after two passes.
+        Thread.sleep(forTimeInterval: 2.5)
+        #expect(lab.tunnelMTU(becomes: 1500 - Self.overhead) == 1500 - Self.overhead, "client log:\n\(lab.log("client").suffix(2000))")
     }
 
     @Test("IPv6 inside over a 1300-byte path: the TUN stays at 1280 with its IPv6 address, the client warns, and a packet too large for the path is refused, not fragmented")

@@ -125,6 +125,24 @@ import TriglavCore
         #expect(search.phase == .idle && search.poll(now: 41_000 * ScriptedPath.ms, deliveredSinceProbe: true) == nil)
     }
 
+    @Test("searching again (another address, a new session) keeps the limit until the new search has its answer")
+    func searchAgainKeepsTheLimitUntilAnswered() {
+        var search = PathMTUSearch(configuration: Self.configuration)
+        search.setUpperBound(1472, now: 0)
+        _ = ScriptedPath(passes: 1372).run(&search, seconds: 20)
+        let limit = search.blackholeLimit
+        #expect(limit != nil)
+        let start = 30_000 * ScriptedPath.ms
+        search.searchAgain(now: start)
+        #expect(search.phase == .confirmingBase && search.blackholeLimit == limit)
+        // The new path carries everything: two probes, and the limit is gone.
+        let sent = ScriptedPath(passes: 1472).run(&search, from: start, seconds: 5)
+        #expect(sent == [1252, 1472] && search.blackholeLimit == nil && search.phase == .complete)
+        var unknown = PathMTUSearch(configuration: Self.configuration)
+        unknown.searchAgain(now: 0)
+        #expect(unknown.phase == .idle, "nothing to search without a bound")
+    }
+
     @Test("acknowledgements of unknown ids, of earlier searches or above the bound change nothing")
     func strayAcknowledgementsAreIgnored() {
         var search = PathMTUSearch(configuration: Self.configuration)

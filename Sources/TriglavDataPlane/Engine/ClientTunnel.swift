@@ -499,9 +499,13 @@ public final class ClientTunnel: Sendable {
                                        mark: configuration.firewallMark, logger: logger)
         let moved: [(InterfaceName, IPAddress?)] = state.withLock { state in
             var moved: [(InterfaceName, IPAddress?)] = []
-            for uplink in state.uplinks {
-                guard let uplink, let socket = uplink.socket, let path = paths[uplink.interface] else { continue }
-                if socket.sourceAddress != path.source { moved.append((uplink.interface, path.source)) }
+            for slot in state.uplinks.indices {
+                guard let uplink = state.uplinks[slot], let socket = uplink.socket, let path = paths[uplink.interface] else { continue }
+                if socket.sourceAddress != path.source {
+                    moved.append((uplink.interface, path.source))
+                    // Another address is often another network (roaming): its path MTU is searched again.
+                    state.uplinks[slot]?.mtuSearch?.searchAgain(now: state.clock.advance(to: monotonicNow()))
+                }
                 socket.setSource(path.source)
             }
             return moved
@@ -803,6 +807,8 @@ struct ClientState: @unchecked Sendable {
         guard let id = uplinks[slot]?.id else { return }
         uplinks[slot]?.resetSessions()
         uplinks[slot]?.lastAttempt = 0
+        // The next session may take another way (the path went silent, the server restarted): search its MTU again.
+        uplinks[slot]?.mtuSearch?.searchAgain(now: now)
         if let path = engine.statistics(for: id) { uplinks[slot]?.retirePath(transmitted: path.txBytes, received: path.rxBytes) }
         try? engine.removeUplink(id, now: now)
         if creatingSlot == slot { creatingSlot = nil }
