@@ -2,6 +2,7 @@
 // integration tests (and people trying the CLI) can drive the real API without privileges or a
 // tunnel. Not installed. Usage:
 //   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--unrouted wlan0] [--routing-error MSG] [--clients N]
+//                       [--blackhole wlan0:1396]
 //                       [--tick-ms MS] [--allow-anyone]
 // Without --allow-anyone only root and members of group triglav may change state (as in triglavd).
 // SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear. --unrouted uplinks start
@@ -34,6 +35,7 @@ var initialUplinks = ["eth0", "wlan0"]
 var clientCount = 0
 var tickMilliseconds = 0
 var unrouted: [String] = []
+var blackholes: [(String, UInt32)] = []
 var routingError: String?
 var authorization = CallerAuthorization.standard
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -53,6 +55,11 @@ while let argument = arguments.next() {
     case "--tick-ms":
         guard let value = arguments.next().flatMap({ Int($0) }) else { fail("--tick-ms needs a number") }
         tickMilliseconds = value
+    case "--blackhole":
+        // A path MTU blackhole the client's probes found on an uplink: INTERFACE:PATH_MTU.
+        let parts = (arguments.next() ?? "").split(separator: ":").map(String.init)
+        guard parts.count == 2, let pathMTU = UInt32(parts[1]) else { fail("--blackhole needs INTERFACE:PATH_MTU") }
+        blackholes.append((parts[0], pathMTU))
     case "--allow-anyone": authorization = .anyone
     default: fail("unknown argument \(argument)")
     }
@@ -62,6 +69,7 @@ let controller = FakeTunnelController()
 for interface in initialUplinks { controller.simulateUplinkAppeared(interface: interface) }
 for interface in unrouted { controller.simulateRouteToServer(interface: interface, present: false) }
 if let routingError { controller.simulateRoutingFailure(routingError) }
+for (interface, pathMTU) in blackholes { controller.simulatePathMTUBlackhole(interface: interface, pathMTU: pathMTU) }
 for index in 0..<clientCount {
     controller.simulateClientConnected(publicKey: "client\(index)-public-key", endpoint: "203.0.113.\(index + 5):40000")
 }

@@ -234,6 +234,12 @@ enum Render {
         if !manager.routingError.isEmpty {
             field("Routing", style.paint("FAILED", "31") + " (traffic blocked; triglavd retries): \(manager.routingError)")
         }
+        // A hop that drops large packets silently explains a tunnel MTU below the links' (and stalls before it was found).
+        let blackholed = snapshot.uplinks.filter(\.pathMTUBlackhole)
+        if !blackholed.isEmpty {
+            field("Path MTU", blackholed.map { "\($0.interface) \($0.pathMTU)" }.joined(separator: ", ")
+                  + " (a hop drops larger packets without ICMP; found by probing)")
+        }
         field("Scheduler", manager.scheduler.isEmpty ? "-" : manager.scheduler)
         field("Traffic", "tx \(Format.bytes(manager.txBytes)), rx \(Format.bytes(manager.rxBytes))")
         let uplinks = snapshot.uplinks

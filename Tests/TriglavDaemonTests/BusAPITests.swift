@@ -162,6 +162,22 @@ struct BusAPITests {
         #expect(!tree.stdout.contains("/uplink/3") && !tree.stdout.contains("/uplink/4"), "\(tree)")
     }
 
+    @Test("a path MTU blackhole on an uplink: Uplink1.PathMTU/PathMTUBlackhole, and a line in triglav status")
+    func pathMTUBlackholeIsShown() async throws {
+        let environment = try await BusAPIEnvironment(clients: 0, fixtureArguments: ["--blackhole", "wlan0:1396"])
+        defer { environment.tearDown() }
+        func property(_ path: String, _ name: String) throws -> String {
+            try environment.busctl(["get-property", "org.triglav", path, TriglavBus.uplinkInterface, name]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try property("/org/triglav/uplink/2", "PathMTU") == "u 1396")
+        #expect(try property("/org/triglav/uplink/2", "PathMTUBlackhole") == "b true")
+        #expect(try property("/org/triglav/uplink/1", "PathMTUBlackhole") == "b false")
+        let status = try environment.cli(["status"]).stdout
+        #expect(status.contains("Path MTU:  wlan0 1396 (a hop drops larger packets without ICMP"), "\(status)")
+        #expect(!status.contains("eth0 0"), "only the uplink with a blackhole: \(status)")
+    }
+
     @Test func routeToServerIsReadableSignalledAndShownByTheCLI() async throws {
         // eth0 (uplink 1) has a route to the server, wlan0 (uplink 2) none until SIGHUP.
         let environment = try await BusAPIEnvironment(clients: 0, fixtureArguments: ["--unrouted", "wlan0"])

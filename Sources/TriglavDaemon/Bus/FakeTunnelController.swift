@@ -206,6 +206,18 @@ public final class FakeTunnelController: TunnelController {
         notify()
     }
 
+    /// The client's probes found a hop on `interface`'s way that drops packets above `pathMTU` bytes without ICMP
+    /// (Uplink1.PathMTU, PathMTUBlackhole).
+    public func simulatePathMTUBlackhole(interface: String, pathMTU: UInt32) {
+        state.withLock { state in
+            for index in state.status.uplinks.indices where state.status.uplinks[index].interface == interface {
+                state.status.uplinks[index].pathMTU = pathMTU
+                state.status.uplinks[index].pathMTUBlackhole = true
+            }
+        }
+        notify()
+    }
+
     /// The kernel refuses the tunnel's addresses or routes (`message`), as the data plane reports while it retries,
     /// or (nil) they finally apply. While connected: Manager1.RoutingError is the message and State `degraded`
     /// (the tunnel's traffic is blocked), then "" and `connected` again. Remembered for the next Connect.
