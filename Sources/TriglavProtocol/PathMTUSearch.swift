@@ -94,12 +94,6 @@ public struct PathMTUSearch: Sendable, Equatable {
     /// When the probe awaiting its acknowledgement went out.
     public var probeSentAt: UInt64? { outstanding?.sentAt }
 
-    /// When `poll` next has something to do; nil while idle.
-    public var nextDeadline: UInt64? {
-        if let outstanding { return outstanding.sentAt &+ configuration.probeTimeout }
-        return restartAt
-    }
-
     /// The probe to send now, if any. `deliveredSinceProbe`: whether the path delivered any packet after the
     /// outstanding probe was sent (a loss counts only then: a silent path says nothing about sizes).
     public mutating func poll(now: UInt64, deliveredSinceProbe: Bool) -> PathProbe? {
