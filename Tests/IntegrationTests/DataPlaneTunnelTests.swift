@@ -152,6 +152,10 @@ struct DataPlaneTunnelTests {
         // leaves whole (the uplink sockets refuse to fragment, so one byte of overhead too few would fail with
         // EMSGSIZE; a capture catches any fragment either way). One byte more is refused by the TUN's MTU.
         let full = 1500 - overhead - 28
+        // Each uplink's first path MTU search (a 1280-byte base probe among them) is over before the capture.
+        for uplink in DataPlaneLab.uplinks {
+            try lab.waitForOutput("client", containing: "uplink \(uplink): path MTU search done: 1472-byte datagrams pass", timeout: 15)
+        }
         let outer = try DataPlaneUplinkPathTests.outerPackets(lab) {
             #expect((try? lab.exec(lab.client, "ping -c 3 -i 0.2 -W 2 -M do -s \(full) \(DataPlaneLab.serverTunnelAddress)")) != nil,
                     "a \(full + 28)-byte inner packet didn't get through")

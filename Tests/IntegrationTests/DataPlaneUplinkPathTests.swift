@@ -21,6 +21,9 @@ struct DataPlaneUplinkPathTests {
         // The link stays at 1500; only the route to the server says 1400 (as a PMTU learnt from ICMP would).
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1400")
         #expect(lab.tunnelMTU(becomes: 1400 - Self.overhead) == 1400 - Self.overhead)
+        // The new bound started a path MTU search on up1; its base probe (a 1280-byte packet) must not land in the
+        // capture of full-size pings.
+        try lab.waitForOutput("client", containing: "uplink up1: path MTU search done: 1372-byte datagrams pass", timeout: 15)
         let outer = try Self.outerPackets(lab) {
             try lab.exec(lab.client, "ping -c 6 -i 0.2 -W 2 -M do -s \(1400 - Self.overhead - 28) \(DataPlaneLab.serverTunnelAddress)")
         }

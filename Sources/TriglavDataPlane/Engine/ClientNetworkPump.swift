@@ -391,8 +391,12 @@ final class ClientNetworkPump: @unchecked Sendable {
                 guard case .endpointReport(let report)? = try? ControlFrame.parse(type: .endpointReport, body: body) else { return }
                 noteEndpointReport(report.endpoint, slot: slot, state: &state)
             case .pathProbeAck:
-                guard case .pathProbeAck(let ack)? = try? ControlFrame.parse(type: .pathProbeAck, body: body) else { return }
-                state.uplinks[slot]?.mtuSearch?.acknowledge(ack, now: now)
+                guard case .pathProbeAck(let ack)? = try? ControlFrame.parse(type: .pathProbeAck, body: body),
+                      var search = state.uplinks[slot]?.mtuSearch, let interface = state.uplinks[slot]?.interface else { return }
+                let before = search.phase
+                search.acknowledge(ack, now: now)
+                state.uplinks[slot]?.mtuSearch = search
+                noteSearchDone(search, on: interface, phaseBefore: before)
             case .pathProbe:
                 break  // client → server only
             }
@@ -537,10 +541,12 @@ final class ClientNetworkPump: @unchecked Sendable {
                 // Over UDP only: TCP segments the stream itself, so its path MTU never limits a frame.
                 if uplink.isEstablished, uplink.tcp == nil, var search = uplink.mtuSearch {
                     let delivered = search.probeSentAt.map { uplink.lastReceive > $0 } ?? false
+                    let before = search.phase
                     if let probe = search.poll(now: now, deliveredSinceProbe: delivered) {
                         sendControl(.pathProbe(probe), &uplink, now: now, state: &state)
                     }
                     uplink.mtuSearch = search
+                    noteSearchDone(search, on: uplink.interface, phaseBefore: before)
                 }
                 driveHandshake(&uplink, slot: slot, now: now, retry: retry, state: &state)
             }
@@ -667,6 +673,14 @@ final class ClientNetworkPump: @unchecked Sendable {
         state.uplinks[slot] = uplink
         state.resetUplink(slot, now: now)
         uplink = state.uplinks[slot] ?? uplink
+    }
+
+    /// Logs (debug) when the uplink's path MTU search just finished: what passes, and whether that is less than the
+    /// kernel's bound (the control queue's pass warns about a blackhole and lowers the TUN MTU).
+    private func noteSearchDone(_ search: PathMTUSearch, on interface: InterfaceName, phaseBefore: PathMTUSearch.Phase) {
+        guard search.phase == .complete, phaseBefore != .complete else { return }
+        let found = search.blackholeLimit.map { _ in ", less than the kernel's \(search.upperBound ?? 0)" } ?? ""
+        tunnel.log(debug: "uplink \(interface): path MTU search done: \(search.confirmed ?? 0)-byte datagrams pass\(found)")
     }
 
     private func sendKeepalive(_ uplink: inout ClientUplink, now: Nanoseconds, state: inout ClientState) {
