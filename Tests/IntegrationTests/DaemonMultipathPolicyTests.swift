@@ -62,12 +62,14 @@ struct DaemonMultipathPolicyTests {
         // Both sessions come up although the primary works: the backup is attached, ready to take over.
         try Self.connectServerAndClient(lab, clientConfig: "client-tiers.toml")
 
-        // While the primary works, the backup carries no data (its idle probes only, every 3.2 s each way).
+        // While the primary works, the backup carries no data: its idle probes only (every 3.2 s each way), and maybe
+        // its path MTU search (two probes up to 1500 bytes and their acknowledgements, ~3 kB), against the 200 kB
+        // the primary carries.
         let idle = try Self.totalBytes(lab, ["up1", "up2"])
         try lab.exec(lab.client, "ping -q -c100 -i0.01 -s1000 -W1 \(DaemonLab.serverTunnelAddress)", timeout: 60)
         let busy = try Self.totalBytes(lab, ["up1", "up2"])
         #expect(busy[0] - idle[0] >= 200 * 1028, "the primary carried \(busy[0] - idle[0]) bytes")
-        #expect(busy[1] - idle[1] < 5_000, "the backup carried \(busy[1] - idle[1]) bytes while the primary worked")
+        #expect(busy[1] - idle[1] < 10_000, "the backup carried \(busy[1] - idle[1]) bytes while the primary worked")
         #expect(try lab.uplinkProperty("up2", "State") == "s \"standby\"")
 
         // Blackhole the primary (its interface stays up) in the middle of a ping every 20 ms.
