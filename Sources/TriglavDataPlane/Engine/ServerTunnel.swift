@@ -251,11 +251,7 @@ public final class ServerTunnel: Sendable {
                 clients: state.tunnels.values.sorted { $0.key.base64 < $1.key.base64 }.map { tunnel in
                     ServerTunnelStatistics.Client(
                         publicKey: tunnel.key.base64, addresses: tunnel.addresses,
-                        endpoints: tunnel.sessions.compactMap { index in
-                            state.sessions[index].flatMap { session in
-                                withUnsafePointer(to: session.address) { SocketAddress.read($0) }
-                            }
-                        },
+                        endpoints: tunnel.sessions.compactMap { state.sessions[$0]?.endpoint },
                         receivedPackets: tunnel.receivedPackets, transmittedPackets: tunnel.transmittedPackets,
                         receivedBytes: tunnel.receivedBytes, transmittedBytes: tunnel.transmittedBytes,
                         smoothedRTT: Self.bestRTT(of: tunnel.engine),
@@ -263,7 +259,7 @@ public final class ServerTunnel: Sendable {
                             let session = tunnel.uplinkSessions[path.id.rawValue].flatMap { state.sessions[$0] }
                             let connection = session?.connection.flatMap { state.connections[$0] }
                             let endpoint = connection.flatMap { SocketBinding.peerEndpoint(of: $0.descriptor.raw) }
-                                ?? session.flatMap { session in withUnsafePointer(to: session.address) { SocketAddress.read($0) } }
+                                ?? session?.endpoint
                             return ServerTunnelStatistics.Path(uplink: path.id, endpoint: endpoint, overTCP: connection != nil,
                                                                statistics: path)
                         })
@@ -334,6 +330,8 @@ struct ServerSession {
     var socket: Int
     var address: sockaddr_storage
     var addressLength: socklen_t
+    /// `address` as an endpoint, for the statistics (the packet path works on `address` itself).
+    var endpoint: IPEndpoint? { withUnsafePointer(to: address) { SocketAddress.read($0) } }
     /// The server address the client sent to, so replies leave from it.
     var localAddress: sockaddr_storage
     var lastReceive: Nanoseconds

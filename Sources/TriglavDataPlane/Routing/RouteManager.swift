@@ -170,21 +170,21 @@ final class RouteManager: Sendable {
         }
     }
 
+    /// What the tunnel table routes: for `.fullTunnel` the default of each family, for `.split` its prefixes.
+    static func tunnelDestinations(_ routing: ClientRouting) -> [IPPrefix] {
+        switch routing {
+        case .none: []
+        case .split(let prefixes): prefixes
+        case .fullTunnel: [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }
+        }
+    }
+
     /// The tunnel table's routes: for `.fullTunnel` a default route per family, for `.split` one per prefix.
     /// Through the TUN (`tunIndex`) where the assignment carries the family, else `unreachable` (before the
     /// first assignment, or IPv6 when the server assigns none): blocked, never sent around the tunnel.
     static func tunnelRoutes(routing: ClientRouting, assignment: TunnelAddresses?, tunIndex: Int32?, table: UInt32) -> [Route] {
-        let destinations: [IPPrefix]
-        switch routing {
-        case .none:
-            return []
-        case .split(let prefixes):
-            destinations = prefixes
-        case .fullTunnel:
-            destinations = [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }
-        }
         let tag = RoutingConstants.routeProtocol
-        return destinations.map { destination in
+        return tunnelDestinations(routing).map { destination in
             let carried = destination.address.isIPv4 ? assignment != nil : assignment?.ipv6 != nil
             if carried, let tunIndex {
                 return Route(destination: destination, outputInterface: tunIndex, table: table, protocol: tag)
@@ -200,13 +200,7 @@ final class RouteManager: Sendable {
     /// next start. With them, it is refused (ENETUNREACH) while the daemon is dead. Tagged like the rest: the next
     /// start's cleanup and a clean stop remove them.
     static func killSwitchRoutes(routing: ClientRouting, table: UInt32) -> [Route] {
-        let destinations: [IPPrefix]
-        switch routing {
-        case .none: return []
-        case .split(let prefixes): destinations = prefixes
-        case .fullTunnel: destinations = [IPAddress.v4(0), .v6(high: 0, low: 0)].compactMap { try? IPPrefix(address: $0, length: 0) }
-        }
-        return destinations.map { destination in
+        tunnelDestinations(routing).map { destination in
             Route(destination: destination, table: table, metric: RoutingConstants.killSwitchMetric, type: .unreachable,
                   protocol: RoutingConstants.routeProtocol)
         }
