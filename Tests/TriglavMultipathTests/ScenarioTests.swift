@@ -213,6 +213,12 @@ struct BlackholeRun {
     var deliveredBeforeBlackhole: Int
     var timeouts: Int
     var lostRetransmissionsRepaired: Int
+    /// How long before the blackhole TCP last answered a loss (fast retransmit, timeout or tail loss probe), in ms;
+    /// nil when it hadn't yet. The Linux-like model's misses are the runs where that was within ~100 ms
+    /// (docs/BENCHMARKS.md, "Failover misses and the flow's last loss").
+    var lastLossResponseBeforeBlackhole: UInt64?
+    /// TCP was in loss recovery (fast recovery, or the go-back after a timeout) when the blackhole began.
+    var recoveringAtBlackhole = false
 
     init(seed: UInt64, paced: Bool, tcp: TCPSenderModel = Network.defaultTCPSenderModel,
          lateBinding: Bool = TunnelNode.defaultLateBinding) throws {
@@ -234,7 +240,11 @@ struct BlackholeRun {
         let blackholeAt = start + 1500 * ms
         let best = UplinkID(1)
         network.blackhole(best, from: blackholeAt)
+        var recovering = false
+        network.loop.at(blackholeAt) { recovering = flow.inRecovery }
         network.loop.run(until: start + 20 * Nanoseconds.second)
+        recoveringAtBlackhole = recovering
+        lastLossResponseBeforeBlackhole = flow.congestionLog.last { $0.time <= blackholeAt }.map { (blackholeAt - $0.time) / ms }
         completedAt = flow.completedAt
         deliveredBeforeBlackhole = flow.delivered(by: blackholeAt)
         longestGap = flow.longestDeliveryGap(from: blackholeAt - 200 * ms, to: flow.completedAt ?? network.loop.now)
@@ -263,9 +273,9 @@ struct BlackholeRun {
                     let run = try BlackholeRun(seed: seed, paced: paced, tcp: model, lateBinding: paced)
                     let gap = run.completedAt == nil ? "DNF" : "\(run.longestGap / Nanoseconds.millisecond)"
                     let detected = run.detectedAfter.map { "\($0 / Nanoseconds.millisecond)" } ?? "never"
-                    cells.append("\(seed):\(gap)/\(run.timeouts)/d\(detected)")
+                    cells.append("\(seed):\(gap)/\(run.timeouts)/d\(detected)/e\(run.lastLossResponseBeforeBlackhole.map(String.init) ?? "-")\(run.recoveringAtBlackhole ? "R" : "")")
                 }
-                print("blackhole \(paced ? "paced late-binding" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms: \(cells.joined(separator: " "))")
+                print("blackhole \(paced ? "paced late-binding" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms/ms since TCP's last loss response: \(cells.joined(separator: " "))")
             }
         }
     }
