@@ -33,6 +33,8 @@ public struct MultipathEngine<Packet> {
     private var avoidedMask: UInt32 = 0
     /// Packets refused at ingress because every uplink's queue was past the target (tunnel AQM).
     public private(set) var ingressDrops: UInt64 = 0
+    /// Packets the paced AQM marked Congestion Experienced instead of dropping (`SharedAdmission.queuedCongestionExperienced`).
+    public private(set) var congestionMarks: UInt64 = 0
     /// Paced ingress AQM: no further refusal (below the hard limit) before this.
     private var aqmQuietUntil: UInt64 = 0
     /// Late binding: a refusal or shedding happened and the shared queue hasn't been below the target since (the
@@ -849,14 +851,24 @@ public struct MultipathEngine<Packet> {
     /// uplink is refused at all, so the burst of retransmissions a sender fires after learning of a shed block is
     /// not cut at its end.
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
+        let verdict = sharedAQMVerdict(packetLength: packetLength, backlogBytes: backlogBytes, now: now)
+        if verdict != .admit { ingressDrops &+= 1 }
+        return verdict == .admit
+    }
+
+    /// What the paced AQM says to a newcomer at the shared queue: take it, tell its sender of congestion (drop it, or
+    /// mark it Congestion Experienced when its sender reads ECN), or refuse it whatever it is (the queue's hard bound).
+    private enum SharedAQMVerdict { case admit, signalCongestion, refuse }
+
+    private mutating func sharedAQMVerdict(packetLength: Int, backlogBytes: Int, now: UInt64) -> SharedAQMVerdict {
         let now = advanceClock(to: now)
         updateDemand(bytes: packetLength, now: now)
-        guard configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil else { return true }
+        guard configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil else { return .admit }
         // The AQM counts a suspect uplink's capacity until it is down: shedding the shared queue for a suspicion that turns
         // out false (or ahead of the failover) costs TCP a retransmission behind the whole queue.
         let mask = eligibleMask(allowSpill: true, preferReady: true, avoidsSuspects: false)
-        guard mask != 0 else { return false }
-        guard let target = configuration.ingressQueueTarget else { return true }
+        guard mask != 0 else { return .refuse }
+        guard let target = configuration.ingressQueueTarget else { return .admit }
         let queueing = sharedQueueing(bytes: packetLength, backlogBytes: backlogBytes, in: mask, now: now)
         let slowest = slowestBaseDelay(in: mask)
         let hardLimit = pacedHardLimit(target: target, slowestBaseDelay: slowest)
@@ -871,16 +883,16 @@ public struct MultipathEngine<Packet> {
         let persistent = now - (sharedAboveTargetSince ?? now) >= max(Tuning.pacedQueueHeadroom, 2 * slowest)
         // The bound on what the shared queue holds counts only the shared queue: after a failover the survivors' own
         // queues hold its resends, which refusing newcomers (TCP's retransmissions among them) can't shorten.
-        if drainTime(bytes: backlogBytes + packetLength, in: mask, now: now) > 2 * hardLimit
+        let overBound = drainTime(bytes: backlogBytes + packetLength, in: mask, now: now) > 2 * hardLimit
+        if overBound
             || (queueing > target && queueing <= hardLimit && now >= aqmQuietUntil && !sharedDropEpisode && persistent) {
             if queueing <= hardLimit {
                 aqmQuietUntil = now &+ 2 * slowest &+ queueing
                 sharedDropEpisode = true
             }
-            ingressDrops &+= 1
-            return false
+            return overBound ? .refuse : .signalCongestion
         }
-        return true
+        return .admit
     }
 
     /// Late binding, ingress, for a TCP segment the data plane looked up in its `DroppedSegmentLedger` (`take`):
@@ -891,12 +903,18 @@ public struct MultipathEngine<Packet> {
     /// - Otherwise a retransmission of a shed segment: `.queuedProtected` (a segment is shed once; shedding the
     ///   retransmission cost Reno an RTO and the Linux-like sender another round trip through the queue).
     /// - Anything else (a retransmission of a refused segment too): `admitShared(packetLength:backlogBytes:now:)`.
+    ///
+    /// `ecnCapable`: the packet's sender reads ECN (an inner IP header marked ECT(0) or ECT(1)). The AQM's congestion
+    /// signal — one per episode — then marks it Congestion Experienced (`.queuedCongestionExperienced`) instead of
+    /// dropping it, as fq_codel does (RFC 3168, RFC 8311): the sender halves its window as for a loss, but nothing is
+    /// missing, so no retransmission has to wait behind the queue and no hole holds the receiver's in-order delivery.
+    /// The queue's hard bound still refuses.
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, retransmitting drop: DroppedSegmentLedger.Drop?,
-                                     now: UInt64) -> SharedAdmission {
+                                     ecnCapable: Bool = false, now: UInt64) -> SharedAdmission {
         let now = advanceClock(to: now)
         guard let drop, configuration.scheduler == .aggregate, configuration.pacingQueueAllowance != nil,
               eligibleMask(allowSpill: true, preferReady: true, avoidsSuspects: false) != 0 else {
-            return admitShared(packetLength: packetLength, backlogBytes: backlogBytes, now: now) ? .queued : .refused
+            return admitThroughAQM(packetLength: packetLength, backlogBytes: backlogBytes, ecnCapable: ecnCapable, now: now)
         }
         if isRecoveringFromFailover(now: now) {
             updateDemand(bytes: packetLength, now: now)
@@ -906,7 +924,20 @@ public struct MultipathEngine<Packet> {
             updateDemand(bytes: packetLength, now: now)
             return .queuedProtected
         }
-        return admitShared(packetLength: packetLength, backlogBytes: backlogBytes, now: now) ? .queued : .refused
+        return admitThroughAQM(packetLength: packetLength, backlogBytes: backlogBytes, ecnCapable: ecnCapable, now: now)
+    }
+
+    private mutating func admitThroughAQM(packetLength: Int, backlogBytes: Int, ecnCapable: Bool, now: UInt64) -> SharedAdmission {
+        switch sharedAQMVerdict(packetLength: packetLength, backlogBytes: backlogBytes, now: now) {
+        case .admit:
+            return .queued
+        case .signalCongestion where ecnCapable:
+            congestionMarks &+= 1
+            return .queuedCongestionExperienced
+        case .signalCongestion, .refuse:
+            ingressDrops &+= 1
+            return .refused
+        }
     }
 
     /// Whether an uplink that carried data went down within `Tuning.failoverRecoveryWindow` before `now`.
@@ -1215,6 +1246,9 @@ public enum SharedAdmission: Equatable, Sendable {
     /// Put it ahead of the shared queue's other packets (behind those already put ahead, in their order), protected
     /// as `.queuedProtected`.
     case queuedAhead
+    /// Mark it Congestion Experienced (its inner IP header's ECN field) and append it: the AQM's congestion signal
+    /// to a sender that reads ECN, in place of a drop.
+    case queuedCongestionExperienced
 }
 
 /// What to do with the head of the data plane's shared queue (`MultipathEngine.dequeueShared`).

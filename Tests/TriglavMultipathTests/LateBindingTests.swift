@@ -129,6 +129,37 @@ import TriglavCore
         #expect(!newEpisode)
     }
 
+    @Test func theAQMMarksAnECNCapablePacketWhereItWouldRefuseOneAndStillRefusesPastItsBound() throws {
+        // The same queue as above: target 30 ms, a queue above it for 95 ms is persistent.
+        func signal(ecnCapable: Bool) throws -> (SharedAdmission, MultipathEngine<Int>) {
+            var driver = try twoUplinks(target: 30 * Self.ms)
+            let now = driver.now
+            func admit(_ milliseconds: Int, at time: UInt64) -> SharedAdmission {
+                driver.engine.admitShared(packetLength: Self.packet, backlogBytes: 2 * Self.bytes(ofMilliseconds: milliseconds),
+                                          retransmitting: nil, ecnCapable: ecnCapable, now: time)
+            }
+            let burst = admit(80, at: now + 10 * Self.ms)
+            #expect(burst == .queued)
+            let persistent = admit(80, at: now + 95 * Self.ms)
+            let quiet = admit(80, at: now + 96 * Self.ms)
+            #expect(quiet == .queued, "one signal per episode, marked or dropped")
+            return (persistent, driver.engine)
+        }
+        let (marked, markingEngine) = try signal(ecnCapable: true)
+        #expect(marked == .queuedCongestionExperienced)
+        #expect(markingEngine.congestionMarks == 1 && markingEngine.ingressDrops == 0)
+        let (refused, droppingEngine) = try signal(ecnCapable: false)
+        #expect(refused == .refused)
+        #expect(droppingEngine.congestionMarks == 0 && droppingEngine.ingressDrops == 1)
+
+        // Twice the hard limit bounds the queue: an ECN-capable packet is refused there too (a mark can't shorten it).
+        var driver = try twoUplinks(target: 30 * Self.ms)
+        let flood = driver.engine.admitShared(packetLength: Self.packet, backlogBytes: 2 * Self.bytes(ofMilliseconds: 300),
+                                              retransmitting: nil, ecnCapable: true, now: driver.now)
+        #expect(flood == .refused)
+        #expect(driver.engine.congestionMarks == 0)
+    }
+
     @Test func withoutPacingEverythingIsAdmitted() throws {
         var driver = try EngineDriver()
         try driver.engine.addUplink(a, now: 0)

@@ -278,10 +278,12 @@ final class PacedSendQueue {
     /// Ingress: queues `packet` (an inner IP packet; `wireLength` on the wire) where the engine's AQM puts it
     /// (`admitShared(…retransmitting:…)`, told whether a TCP segment retransmits one it dropped) if there is room.
     /// False: drop it (no sequence was given, so TCP sees the loss); a dropped TCP segment is remembered as refused.
+    /// An ECN-capable packet the AQM chose to signal congestion with is queued marked Congestion Experienced instead.
     func admit(_ packet: UnsafeRawBufferPointer, wireLength: Int, engine: inout MultipathEngine<Int>, now: UInt64) -> Bool {
         let key = PacketClassifier.droppedSegmentKey(packet)
         let drop = key.flatMap { ledger?.take($0) }
-        let admission = engine.admitShared(packetLength: wireLength, backlogBytes: sharedBytes, retransmitting: drop, now: now)
+        let admission = engine.admitShared(packetLength: wireLength, backlogBytes: sharedBytes, retransmitting: drop,
+                                           ecnCapable: PacketClassifier.isECNCapable(packet), now: now)
         guard admission != .refused else {
             if let key { rememberDrop(key, as: .refused) }
             return false
@@ -294,6 +296,7 @@ final class PacedSendQueue {
             if let key { rememberDrop(key, as: .refused) }
             return false
         }
+        if admission == .queuedCongestionExperienced { PacketClassifier.markCongestionExperienced(pool.mutablePacket(slot)) }
         let isProtected = admission == .queuedAhead || admission == .queuedProtected
         let entry = SharedEntry.make(slot: slot, wireLength: wireLength, isProtected: isProtected)
         if goesAhead {

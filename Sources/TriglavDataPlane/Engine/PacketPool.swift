@@ -34,6 +34,11 @@ final class PacketPool {
         UnsafeRawBufferPointer(start: storage + slot * slotSize, count: lengths[slot])
     }
 
+    /// The stored packet, writable in place (the paced queue marks ECN in it).
+    func mutablePacket(_ slot: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: storage + slot * slotSize, count: lengths[slot])
+    }
+
     /// Frees every slot except `kept` (used when the reorder buffer holding them is discarded). Allocates.
     func releaseAll(except kept: [Int]) {
         let keep = Set(kept)

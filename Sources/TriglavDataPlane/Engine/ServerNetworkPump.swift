@@ -730,7 +730,8 @@ final class ServerNetworkPump: @unchecked Sendable {
             }.joined(separator: ", ")
             server.logger.info("""
                 tunnel \(String(tunnelID, radix: 16)): paced: \(paths); queued \(paced.sharedCount)+\(paced.resendCount), \
-                refused \(tunnel.engine.ingressDrops) (\(paced.overflowDrops) full), shed \(paced.shedPackets), \
+                refused \(tunnel.engine.ingressDrops) (\(paced.overflowDrops) full), ECN-marked \(tunnel.engine.congestionMarks), \
+                shed \(paced.shedPackets), \
                 retransmissions of drops ahead \(paced.retransmissionsAhead) protected \(paced.protectedRetransmissions), \
                 superseded failover resends \(paced.supersededFailoverResends); \
                 server-wide \(state.pacedDrops) paced drops, \(state.resentPackets) resent

@@ -18,6 +18,10 @@ struct InnerPacket {
     var isResend = false
     /// The TCP timestamp option (RFC 7323): TSval on a segment (its send time), TSecr on an ACK.
     var timestamp: UInt64 = 0
+    /// ECN (RFC 3168): a segment of a flow that negotiated it carries ECT; the tunnel's AQM may mark it Congestion
+    /// Experienced; on an ACK `congestionExperienced` is the receiver's echo (ECE).
+    var ecnCapable = false
+    var congestionExperienced = false
 }
 
 /// Frames the simulated protocol carries (what TriglavProtocol's frames would be).
@@ -77,10 +81,12 @@ final class TunnelNode {
 
     var now: UInt64 { network.loop.now }
 
-    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int, timestamp: UInt64 = 0) {
+    func sendInner(flow: Int, kind: InnerPacket.Kind, bytes: Int, timestamp: UInt64 = 0, ecnCapable: Bool = false,
+                   echoesCongestion: Bool = false) {
         let index = ingressIndex[flow, default: 0]
         ingressIndex[flow] = index + 1
-        let packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index, timestamp: timestamp)
+        var packet = InnerPacket(flow: flow, kind: kind, bytes: bytes, ingressIndex: index, timestamp: timestamp,
+                                 ecnCapable: ecnCapable, congestionExperienced: echoesCongestion)
         // The data plane (ClientTunnel.dispatch) gives a packet refused at ingress no tunnel sequence, so
         // the receiver sees no gap and TCP sees the drop. The simulator historically numbered it anyway, so
         // the receiver asked for it and the sender resent it when its queues allowed (hiding part of the
@@ -103,7 +109,7 @@ final class TunnelNode {
             if drop == .refused && !retransmissionsAheadAfterFailover { drop = nil }
             if drop == .shed && !protectsShedRetransmissions { drop = nil }
             let admission = engine.admitShared(packetLength: wireBytes, backlogBytes: sharedBytes, retransmitting: drop,
-                                               now: now)
+                                               ecnCapable: packet.ecnCapable, now: now)
             switch admission {
             case .queuedAhead where retransmissionsAheadAfterFailover:
                 // Numbered when it leaves the shared queue, as every packet there.
@@ -113,8 +119,9 @@ final class TunnelNode {
                 shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes, isProtected: true))
                 sharedBytes += wireBytes
                 serviceUplinks()
-            case .queued:
+            case .queued, .queuedCongestionExperienced:
                 // Numbered when it leaves the shared queue, so a packet the AQM sheds there leaves no gap.
+                if admission == .queuedCongestionExperienced { packet.congestionExperienced = true }
                 shared.append(PacedPacket(sequence: 0, packet: packet, wireBytes: wireBytes))
                 sharedBytes += wireBytes
                 serviceUplinks()
@@ -617,6 +624,9 @@ final class Network {
     var tcpSenderModel = Network.defaultTCPSenderModel
     /// Reno (`TCPSenderModel.reno`) unless `TRIGLAV_MULTIPATH_TCP=linux` runs every simulation with the Linux-like
     /// model (RACK-TLP); the done-when tests pass the model explicitly and run both.
+    /// The TCP flows added from now on negotiate ECN (`TCPFlow.ecnCapable`); `TRIGLAV_MULTIPATH_TCP_ECN=1` for every
+    /// simulation.
+    var tcpECN = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TCP_ECN"] == "1"
     static var defaultTCPSenderModel: TCPSenderModel {
         ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_TCP"].flatMap(TCPSenderModel.init(rawValue:)) ?? .reno
     }
@@ -667,7 +677,10 @@ final class Network {
             try server.engine.addUplink(id, policy: spec.policy, now: 0)
         }
         client.deliver = { [unowned self] packet in
-            if case .ack(let ack, let sack) = packet.kind { self.flows[packet.flow]?.onAck(ack, sack: sack, echo: packet.timestamp) }
+            if case .ack(let ack, let sack) = packet.kind {
+                self.flows[packet.flow]?.onAck(ack, sack: sack, echo: packet.timestamp,
+                                               echoesCongestion: packet.congestionExperienced)
+            }
         }
         server.deliver = { [unowned self] packet in
             if case .segment(let segment) = packet.kind {
@@ -678,7 +691,7 @@ final class Network {
                 // A late resend must not move the mark back (that hid the reordering after it).
                 self.highestEgressIndex[packet.flow] = max(highest, packet.ingressIndex)
                 if let flow = self.flows[packet.flow] {
-                    flow.onSegment(segment, timestamp: packet.timestamp)
+                    flow.onSegment(segment, timestamp: packet.timestamp, congestionExperienced: packet.congestionExperienced)
                 } else {
                     if !self.streamDelivered[packet.flow, default: []].insert(segment).inserted {
                         self.streamDuplicates[packet.flow, default: 0] += 1
@@ -719,13 +732,16 @@ final class Network {
     @discardableResult
     func addFlow(_ flowID: Int, segments: Int = Int.max, at time: UInt64 = 0) -> TCPFlow {
         let flow = TCPFlow(flowID: flowID, totalSegments: segments, senderModel: tcpSenderModel)
+        flow.ecnCapable = tcpECN
         flow.clock = { [unowned self] in self.loop.now }
         flow.setTimer = { [unowned self] delay, fire in self.loop.after(delay, fire) }
-        flow.sendSegment = { [unowned self] segment, timestamp in
-            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes, timestamp: timestamp)
+        flow.sendSegment = { [unowned self, unowned flow] segment, timestamp in
+            self.client.sendInner(flow: flowID, kind: .segment(segment), bytes: segmentBytes, timestamp: timestamp,
+                                  ecnCapable: flow.ecnCapable)
         }
-        flow.sendAck = { [unowned self] ack, sack, echo in
-            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes, timestamp: echo)
+        flow.sendAck = { [unowned self, unowned flow] ack, sack, echo in
+            self.server.sendInner(flow: flowID, kind: .ack(ack, sack: sack), bytes: ackBytes, timestamp: echo,
+                                  echoesCongestion: flow.ackEchoesCongestion)
         }
         flows[flowID] = flow
         loop.at(time) { flow.start() }

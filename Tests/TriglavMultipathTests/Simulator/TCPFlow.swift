@@ -36,6 +36,15 @@ final class TCPFlow {
     /// sender with a big enough window (what CUBIC/BBR or several flows would have) gets the rate.
     var minimumWindow: Double = 0
     var debugLog = false
+    /// The flow negotiated ECN (RFC 3168): its segments are ECN-capable, the receiver echoes a Congestion Experienced
+    /// mark on the ACK of the marked segment (ECE, as accurate ECN would), and the sender halves its window for it
+    /// once per window of data, as for a loss, without retransmitting anything.
+    var ecnCapable = false
+    /// Receiver: the ACK being sent echoes a Congestion Experienced mark (read by `sendAck`).
+    private(set) var ackEchoesCongestion = false
+    /// Sender: no further reduction for a mark before this segment is acknowledged (one per window).
+    private var congestionMarkRecover = 0
+    private(set) var congestionMarksAnswered = 0
 
     // Sender state.
     private(set) var sndUna = 0
@@ -248,7 +257,8 @@ final class TCPFlow {
     }
 
     /// Sender: an ACK arrived.
-    func onAck(_ ack: Int, sack: SackBlocks, echo: UInt64 = 0) {
+    func onAck(_ ack: Int, sack: SackBlocks, echo: UInt64 = 0, echoesCongestion: Bool = false) {
+        if echoesCongestion { answerCongestionMark() }
         if senderModel == .linux {
             onAckWithRACK(ack, sack: sack, echo: echo)
             return
@@ -305,6 +315,17 @@ final class TCPFlow {
             }
         }
         trySend()
+    }
+
+    /// RFC 3168 §6.1.2: a Congestion Experienced echo halves the window as a loss would, once per window of data and
+    /// not in loss recovery (which has halved it already); nothing is retransmitted.
+    private func answerCongestionMark() {
+        guard ecnCapable, !inRecovery, sndUna >= congestionMarkRecover else { return }
+        congestionMarksAnswered += 1
+        congestionLog.append((clock(), "congestion mark una=\(sndUna) nxt=\(sndNxt) cwnd=\(Int(cwnd))"))
+        ssthresh = max(flight / 2, 2)
+        cwnd = ssthresh
+        congestionMarkRecover = sndNxt
     }
 
     // MARK: RACK-TLP (RFC 8985), as Linux's tcp_recovery.c
@@ -506,8 +527,9 @@ final class TCPFlow {
     }
 
     /// Receiver: a segment came out of the tunnel.
-    func onSegment(_ segment: Int, timestamp: UInt64 = 0) {
+    func onSegment(_ segment: Int, timestamp: UInt64 = 0, congestionExperienced: Bool = false) {
         let now = clock()
+        ackEchoesCongestion = congestionExperienced
         var sack = SackBlocks()
         if segment == rcvNxt || (segment > rcvNxt && outOfOrder.range(containing: segment) == nil) {
             firstArrivals.append(now)
