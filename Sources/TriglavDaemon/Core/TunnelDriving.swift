@@ -16,6 +16,8 @@ public struct ClientTunnelCounters: Sendable, Equatable {
     public var readPackets: UInt64 = 0
     /// Packets the sender-side pacing queue dropped (its AQM, a full queue, or shed at its head).
     public var queueDrops: UInt64 = 0
+    /// ECN-capable packets the pacing queue's AQM marked Congestion Experienced instead of dropping.
+    public var congestionMarks: UInt64 = 0
     /// The server's resend requests this client answered, in sequences.
     public var requestedResends = RequestedResendCounters()
     /// The receiving reorder buffer's counters (what went to the TUN device, and what it skipped or asked for).
@@ -175,6 +177,7 @@ extension ClientTunnel: ClientTunnelDriving {
         result.counters.resentPackets = statistics.resentPackets
         result.counters.readPackets = statistics.readPackets
         result.counters.queueDrops = statistics.queueDrops
+        result.counters.congestionMarks = statistics.congestionMarks
         result.counters.requestedResends = statistics.requestedResends
         result.counters.reorder = statistics.reorder
         return result
@@ -249,6 +252,8 @@ public struct ServerTunnelCounters: Sendable, Equatable {
     public var answeredHandshakes: UInt64 = 0
     /// Packets the sender-side pacing queues dropped (the AQM, a full queue, or shed at the head).
     public var queueDrops: UInt64 = 0
+    /// ECN-capable packets the pacing queue's AQM marked Congestion Experienced instead of dropping.
+    public var congestionMarks: UInt64 = 0
     /// The clients' resend requests the server answered, in sequences, departed clients' included.
     public var requestedResends = RequestedResendCounters()
 
@@ -270,6 +275,7 @@ extension ServerTunnel: ServerTunnelDriving {
         result.counters.refusedUplinks = statistics.refusedUplinks
         result.counters.answeredHandshakes = statistics.answeredHandshakes
         result.counters.queueDrops = statistics.queueDrops
+        result.counters.congestionMarks = statistics.congestionMarks
         result.counters.requestedResends = statistics.requestedResends
         return result
     }

@@ -103,7 +103,7 @@ public enum DaemonMetrics {
                         "Packets read from the TUN device (traffic into the tunnel), dropped ones included.",
                         .integer(counters.readPackets))
         try repairFamilies("triglav_tunnel", uplinks: "uplink", askers: "The server asked this client",
-                           resent: counters.resentPackets, queueDrops: counters.queueDrops,
+                           resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
                            requested: counters.requestedResends, &builder)
         let reorder = counters.reorder
         for (order, count) in [("in_order", reorder.deliveredInOrder), ("late", reorder.deliveredLate), ("bypassed", reorder.bypassed)] {
@@ -214,12 +214,16 @@ public enum DaemonMetrics {
     /// queue's drops, and the peer's resend requests by `outcome`: `accepted` (handed to the engine to resend) or
     /// `declined` (no longer held, or sent into a long queue: a congestion loss left to the inner TCP).
     private static func repairFamilies(_ prefix: String, uplinks: String, askers: String, resent: UInt64, queueDrops: UInt64,
+                                       congestionMarks: UInt64,
                                        requested: RequestedResendCounters, _ builder: inout Builder) throws(TriglavMetricsError) {
         try builder.add("\(prefix)_resent_packets_total", .counter,
                         "Packets sent again because the \(uplinks) they were in flight on went down.", .integer(resent))
         try builder.add("\(prefix)_queue_dropped_packets_total", .counter,
                         "Packets the sender-side pacing queue dropped: refused by its AQM or a full queue, or shed at its head.",
                         .integer(queueDrops))
+        try builder.add("\(prefix)_ecn_marked_packets_total", .counter,
+                        "ECN-capable packets the sender-side pacing queue's AQM marked Congestion Experienced instead of dropping.",
+                        .integer(congestionMarks))
         for (outcome, count) in [("accepted", requested.accepted), ("declined", requested.declined)] {
             try builder.add("\(prefix)_requested_resend_sequences_total", .counter,
                             "Sequences \(askers) to resend: accepted (resent) or declined.", .integer(count),
@@ -249,7 +253,7 @@ public enum DaemonMetrics {
         try builder.add("triglav_server_dropped_unknown_destination_packets_total", .counter,
                         "Packets from the TUN device addressed to no connected client.", .integer(counters.droppedUnknownDestination))
         try repairFamilies("triglav_server", uplinks: "client uplink", askers: "The clients (departed ones included) asked the server",
-                           resent: counters.resentPackets, queueDrops: counters.queueDrops,
+                           resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
                            requested: counters.requestedResends, &builder)
         try builder.add("triglav_server_handshakes_total", .counter,
                         "Handshakes answered: a client's new tunnel, a further uplink, or a rekey.",

@@ -363,7 +363,8 @@ public final class ClientTunnel: Sendable {
                     return status
                 },
                 droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, readPackets: state.readPackets,
-                queueDrops: state.pacedDrops, requestedResends: state.retransmit.requestedResends,
+                queueDrops: state.pacedDrops, congestionMarks: state.engine.congestionMarks,
+                requestedResends: state.retransmit.requestedResends,
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
         }
     }

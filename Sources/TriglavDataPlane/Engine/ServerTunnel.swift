@@ -267,6 +267,7 @@ public final class ServerTunnel: Sendable {
                 rejectedHandshakes: state.rejectedHandshakes, droppedUnknownDestination: state.droppedUnknownDestination,
                 resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks,
                 answeredHandshakes: state.answeredHandshakes, queueDrops: state.pacedDrops,
+                congestionMarks: state.tunnels.values.reduce(state.departedCongestionMarks) { $0 &+ $1.engine.congestionMarks },
                 requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends })
         }
     }
@@ -449,6 +450,8 @@ struct ServerState: @unchecked Sendable {
     var answeredHandshakes: UInt64 = 0
     /// The resend requests removed tunnels had answered, so the server-wide figure only grows.
     var departedRequestedResends = RequestedResendCounters()
+    /// The ECN marks removed tunnels' paced AQMs had set, likewise.
+    var departedCongestionMarks: UInt64 = 0
     var nextUplinkID: UInt32 = 0
     var clock = EngineClock()
     /// Where each client's last removed tunnel left its transmit sequence; its next tunnel continues there.
@@ -489,6 +492,7 @@ struct ServerState: @unchecked Sendable {
     mutating func removeTunnel(_ tunnelID: UInt64) {
         guard let tunnel = tunnels.removeValue(forKey: tunnelID) else { return }
         departedRequestedResends = departedRequestedResends + tunnel.retransmit.requestedResends
+        departedCongestionMarks &+= tunnel.engine.congestionMarks
         dutyDeadlines[tunnelID] = nil
         pacingDeadlines[tunnelID] = nil
         resumeSequences[tunnel.key] = tunnel.transmitSequence

@@ -74,6 +74,8 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var readPackets: UInt64 = 0
     /// Pacing: packets the sender-side queue dropped (refused by the engine's AQM or a full queue, or shed at its head).
     public var queueDrops: UInt64 = 0
+    /// Pacing: ECN-capable packets its AQM marked Congestion Experienced instead of dropping them.
+    public var congestionMarks: UInt64 = 0
     /// The server's resend requests this client answered.
     public var requestedResends = RequestedResendCounters()
     public var reorder: ReorderStatistics
@@ -128,6 +130,9 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     public var answeredHandshakes: UInt64 = 0
     /// Pacing: packets the sender-side queues dropped (refused by the engines' AQM or a full queue, or shed at the head).
     public var queueDrops: UInt64 = 0
+    /// Pacing: ECN-capable packets the AQMs marked Congestion Experienced instead of dropping them, departed clients'
+    /// included.
+    public var congestionMarks: UInt64 = 0
     /// The clients' resend requests the server answered, departed clients' included.
     public var requestedResends = RequestedResendCounters()
 }
