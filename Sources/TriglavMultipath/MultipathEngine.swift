@@ -851,9 +851,7 @@ public struct MultipathEngine<Packet> {
     /// uplink is refused at all, so the burst of retransmissions a sender fires after learning of a shed block is
     /// not cut at its end.
     public mutating func admitShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> Bool {
-        let verdict = sharedAQMVerdict(packetLength: packetLength, backlogBytes: backlogBytes, now: now)
-        if verdict != .admit { ingressDrops &+= 1 }
-        return verdict == .admit
+        admitThroughAQM(packetLength: packetLength, backlogBytes: backlogBytes, ecnCapable: false, now: now) == .queued
     }
 
     /// What the paced AQM says to a newcomer at the shared queue: take it, tell its sender of congestion (drop it, or
