@@ -13,6 +13,8 @@ import TriglavCore
         let loop = EventLoop()
         var drop: (_ segment: Int, _ transmission: Int) -> Bool = { _, _ in false }
         var extraDelay: (_ segment: Int, _ transmission: Int) -> UInt64 = { _, _ in 0 }
+        /// Whether a transmission arrives marked Congestion Experienced (an AQM's ECN mark).
+        var marked: (_ segment: Int, _ transmission: Int) -> Bool = { _, _ in false }
         private var transmissions: [Int: Int] = [:]
         private(set) var ackBlockCounts: [Int] = []
 
@@ -23,25 +25,44 @@ import TriglavCore
                 let sent = self.transmissions[segment, default: 0]
                 self.transmissions[segment] = sent + 1
                 guard !self.drop(segment, sent) else { return }
+                let congestionExperienced = flow.ecnCapable && self.marked(segment, sent)
                 self.loop.after(20 * TCPModelTests.ms + self.extraDelay(segment, sent)) {
-                    flow.onSegment(segment, timestamp: timestamp)
+                    flow.onSegment(segment, timestamp: timestamp, congestionExperienced: congestionExperienced)
                 }
             }
             flow.sendAck = { [unowned self, unowned flow] ack, sack, echo in
                 self.ackBlockCounts.append(sack.count)
-                self.loop.after(20 * TCPModelTests.ms) { flow.onAck(ack, sack: sack, echo: echo) }
+                let echoesCongestion = flow.ackEchoesCongestion
+                self.loop.after(20 * TCPModelTests.ms) { flow.onAck(ack, sack: sack, echo: echo, echoesCongestion: echoesCongestion) }
             }
         }
     }
 
-    private func run(_ model: TCPSenderModel, segments: Int = 400, configure: (Path) -> Void) -> (TCPFlow, Path) {
+    private func run(_ model: TCPSenderModel, segments: Int = 400, ecn: Bool = false, configure: (Path) -> Void) -> (TCPFlow, Path) {
         let path = Path()
         configure(path)
         let flow = TCPFlow(flowID: 1, totalSegments: segments, senderModel: model)
+        flow.ecnCapable = ecn
         path.connect(flow)
         path.loop.at(0) { flow.start() }
         path.loop.run(until: 20 * Nanoseconds.second)
         return (flow, path)
+    }
+
+    /// ECN (RFC 3168 §6.1.2): marks on five segments of one window halve the window once, and nothing is
+    /// retransmitted; a mark a few windows later halves it again. A flow that didn't negotiate ECN ignores marks
+    /// (an AQM marks only ECT packets; the path here marks regardless).
+    @Test func congestionMarksHalveTheWindowOncePerWindowWithoutRetransmitting() throws {
+        for model in TCPSenderModel.allCases {
+            let marks: (Int, Int) -> Bool = { segment, _ in (100...104).contains(segment) || segment == 350 }
+            let (flow, _) = run(model, ecn: true) { $0.marked = marks }
+            #expect(flow.completedAt != nil)
+            #expect(flow.congestionMarksAnswered == 2, "\(model): \(flow.congestionMarksAnswered) reductions")
+            #expect(flow.retransmissions == 0 && flow.fastRetransmits == 0 && flow.timeouts == 0)
+            let (plain, _) = run(model) { $0.marked = marks }
+            #expect(plain.congestionMarksAnswered == 0)
+            #expect(try #require(plain.completedAt) < (try #require(flow.completedAt)), "\(model): the halvings cost time")
+        }
     }
 
     /// A segment whose first retransmission is lost too: Reno finds that only by its RTO; the Linux model's
