@@ -235,15 +235,13 @@ struct BlackholeRun {
     var deliveredBeforeBlackhole: Int
     var timeouts: Int
     var lostRetransmissionsRepaired: Int
-    /// How long before the blackhole TCP last answered a loss (fast retransmit, timeout or tail loss probe), in ms;
+    /// How long before the blackhole TCP last answered a loss (fast retransmit, timeout or tail loss probe) or an ECN
+    /// mark, in ms;
     /// nil when it hadn't yet. The Linux-like model's misses are the runs where that was within ~100 ms
     /// (docs/BENCHMARKS.md, "Failover misses and the flow's last loss").
     var lastLossResponseBeforeBlackhole: UInt64?
     /// TCP was in loss recovery (fast recovery, or the go-back after a timeout) when the blackhole began.
     var recoveringAtBlackhole = false
-
-    /// Packets the client's AQM marked Congestion Experienced instead of dropping (ECN-capable flows only).
-    var congestionMarks: UInt64 = 0
 
     init(seed: UInt64, paced: Bool, tcp: TCPSenderModel = Network.defaultTCPSenderModel,
          lateBinding: Bool = TunnelNode.defaultLateBinding, ecn: Bool? = nil) throws {
@@ -270,7 +268,6 @@ struct BlackholeRun {
         network.loop.at(blackholeAt) { recovering = flow.inRecovery }
         network.loop.run(until: start + 20 * Nanoseconds.second)
         recoveringAtBlackhole = recovering
-        congestionMarks = network.client.engine.congestionMarks
         lastLossResponseBeforeBlackhole = flow.congestionLog.last { $0.time <= blackholeAt }.map { (blackholeAt - $0.time) / ms }
         completedAt = flow.completedAt
         deliveredBeforeBlackhole = flow.delivered(by: blackholeAt)
