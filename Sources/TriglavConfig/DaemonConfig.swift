@@ -205,10 +205,11 @@ public struct NATSettings: Equatable, Sendable {
 public struct AuthorizedClient: Equatable, Sendable {
     public var name: String
     public var publicKey: IdentityPublicKey
-    public var tunnelIPv4: IPAddress
+    /// The client's tunnel addresses inside the server's pools; at least one is set (nil IPv4: an IPv6-only client).
+    public var tunnelIPv4: IPAddress?
     public var tunnelIPv6: IPAddress?
 
-    public init(name: String, publicKey: IdentityPublicKey, tunnelIPv4: IPAddress, tunnelIPv6: IPAddress? = nil) {
+    public init(name: String, publicKey: IdentityPublicKey, tunnelIPv4: IPAddress?, tunnelIPv6: IPAddress? = nil) {
         self.name = name
         self.publicKey = publicKey
         self.tunnelIPv4 = tunnelIPv4

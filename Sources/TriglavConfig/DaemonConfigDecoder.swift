@@ -261,16 +261,18 @@ struct DaemonConfigDecoder {
 
             let ipv4 = clientAddress(reader, "tunnel_ipv4", pool: server.tunnelIPv4, seen: &seenAddresses,
                                      index: index, duplicate: duplicate)
-            if ipv4 == nil, reader.entries["tunnel_ipv4"] == nil {
-                reader.report("tunnel_ipv4", "missing: the client's tunnel address inside \(server.tunnelIPv4.network), "
-                    + "e.g. tunnel_ipv4 = \"\(Self.exampleClientAddress(server.tunnelIPv4))\"")
-            }
             var ipv6: IPAddress?
             if reader.node("tunnel_ipv6") != nil, let pool = server.tunnelIPv6 {
                 ipv6 = clientAddress(reader, "tunnel_ipv6", pool: pool, seen: &seenAddresses, index: index, duplicate: duplicate)
             }
+            // Either family alone makes a tunnel: an IPv6-only client leaves tunnel_ipv4 out.
+            if reader.entries["tunnel_ipv4"] == nil, reader.entries["tunnel_ipv6"] == nil {
+                let v6Example = server.tunnelIPv6.map { " and/or tunnel_ipv6 = \"\(Self.exampleClientAddress($0))\"" } ?? ""
+                reader.report("tunnel_ipv4", "missing: the client's tunnel address inside \(server.tunnelIPv4.network), "
+                    + "e.g. tunnel_ipv4 = \"\(Self.exampleClientAddress(server.tunnelIPv4))\"\(v6Example)")
+            }
             reader.finishReading()
-            if let name, let key, let ipv4 {
+            if let name, let key, ipv4 != nil || ipv6 != nil {
                 clients.append(AuthorizedClient(name: name, publicKey: key, tunnelIPv4: ipv4, tunnelIPv6: ipv6))
             }
         }

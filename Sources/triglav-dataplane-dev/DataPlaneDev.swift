@@ -53,8 +53,10 @@ struct Server: ParsableCommand {
             guard let equals = entry.lastIndex(of: "=") else { throw ValidationError("--client expects KEY=ADDRESSES, got '\(entry)'") }
             let key = try IdentityPublicKey(base64: String(entry[..<equals]))
             let prefixes = try entry[entry.index(after: equals)...].split(separator: ",").map { try IPPrefix(String($0)) }
-            guard let v4 = prefixes.first(where: { $0.address.isIPv4 }) else { throw ValidationError("client \(key) needs an IPv4 address") }
-            clients[key] = TunnelAddresses(ipv4: v4, ipv6: prefixes.first { !$0.address.isIPv4 })
+            guard let addresses = TunnelAddresses(ipv4: prefixes.first { $0.address.isIPv4 }, ipv6: prefixes.first { !$0.address.isIPv4 }) else {
+                throw ValidationError("client \(key) needs an IPv4 or IPv6 address")
+            }
+            clients[key] = addresses
         }
         var configuration = ServerTunnelConfiguration(
             identity: try KeyFile.load(path: key), tunnelInterface: try InterfaceName(tun),

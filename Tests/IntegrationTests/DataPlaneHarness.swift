@@ -120,10 +120,14 @@ final class DataPlaneLab: @unchecked Sendable {
     // MARK: Tunnel processes
 
     /// Starts the server; with `ipv6` it has fd77::1/64 on its TUN too and gives each client fd77::N/64 besides 10.77.0.N.
-    func startServer(extraClients: [String] = [], ipv6: Bool = false, logName: String = "server",
+    /// `ipv6`: the server has an IPv6 pool and assigns each client an IPv6 address too; `ipv6Only`: the clients get
+    /// only that (an IPv6-only tunnel; the server keeps its IPv4 address).
+    func startServer(extraClients: [String] = [], ipv6: Bool = false, ipv6Only: Bool = false, logName: String = "server",
                      extraArguments: String = "") throws -> Process {
+        let ipv6 = ipv6 || ipv6Only
         let clients = ([clientPublicKey] + extraClients).enumerated().map { index, key in
-            "--client \(key)=10.77.0.\(index + 2)/24" + (ipv6 ? ",fd77::\(index + 2)/64" : "")
+            let v4 = ipv6Only ? [] : ["10.77.0.\(index + 2)/24"]
+            return "--client \(key)=" + (v4 + (ipv6 ? ["fd77::\(index + 2)/64"] : [])).joined(separator: ",")
         }.joined(separator: " ")
         let addresses = "--address \(Self.serverTunnelAddress)/24" + (ipv6 ? " --address \(Self.serverTunnelIPv6Address)/64" : "")
         let process = try spawn(namespace: server, "\(Self.driver) server --key \(serverKeyFile) --tun tgs0 "
@@ -144,11 +148,12 @@ final class DataPlaneLab: @unchecked Sendable {
     }
 
     /// Waits until the client's TUN (the one in `namespace`, else the client namespace's) has the tunnel address and
-    /// a ping through it succeeds.
-    func waitForTunnel(timeout: TimeInterval, namespace: String? = nil) -> Bool {
+    /// a ping through it succeeds (`ipv6`: to the server's IPv6 tunnel address, for an IPv6-only tunnel).
+    func waitForTunnel(timeout: TimeInterval, namespace: String? = nil, ipv6: Bool = false) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
+        let ping = ipv6 ? "ping -6 -c1 -W1 \(Self.serverTunnelIPv6Address)" : "ping -c1 -W1 \(Self.serverTunnelAddress)"
         while Date() < deadline {
-            if (try? sh("ip netns exec \(namespace ?? client) ping -c1 -W1 \(Self.serverTunnelAddress)")) != nil { return true }
+            if (try? sh("ip netns exec \(namespace ?? client) \(ping)")) != nil { return true }
             Thread.sleep(forTimeInterval: 0.2)
         }
         return false

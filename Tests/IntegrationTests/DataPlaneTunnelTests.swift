@@ -333,21 +333,34 @@ struct DataPlaneTunnelTests {
         try lab.waitForOutput("server", containing: "rejected a handshake", timeout: 5)
     }
 
-    @Test("full tunnel: nothing but tunnel packets leaves through the uplinks, IPv6 blocked without an assignment, carried with one",
-          arguments: [false, true])
-    func fullTunnelLeaksNothing(serverAssignsIPv6: Bool) throws {
+    /// The families a server assigns a client in `fullTunnelLeaksNothing`.
+    enum AssignedFamilies: String, CustomTestStringConvertible, CaseIterable {
+        case ipv4Only, dualStack, ipv6Only
+        var testDescription: String { rawValue }
+        var carriesIPv4: Bool { self != .ipv6Only }
+        var carriesIPv6: Bool { self != .ipv4Only }
+    }
+
+    @Test("full tunnel: nothing but tunnel packets leaves through the uplinks; a family the server assigns no address of is blocked, the others carried",
+          arguments: AssignedFamilies.allCases)
+    func fullTunnelLeaksNothing(assigned: AssignedFamilies) throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
         // Main has a default route per family through up1 (the lab adds IPv6's), so a packet the policy doesn't catch
         // really leaves: the server forwards it, so a leak can even be answered.
         try lab.exec(lab.client, "ip route add default via 10.201.1.1 dev up1")
-        _ = try lab.startServer(ipv6: serverAssignsIPv6)
+        _ = try lab.startServer(ipv6: assigned == .dualStack, ipv6Only: assigned == .ipv6Only)
         _ = try lab.startClient(fullTunnel: true)
-        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        #expect(lab.waitForTunnel(timeout: 10, ipv6: !assigned.carriesIPv4), "client log:\n\(lab.log("client"))")
         // The table's routes switch just after the addresses appear (which the tunnel ping needs).
-        let carried = serverAssignsIPv6 ? ["-4", "-6"] : ["-4"]
+        let carried = (assigned.carriesIPv4 ? ["-4"] : []) + (assigned.carriesIPv6 ? ["-6"] : [])
         for _ in 0..<50 where try carried.contains(where: { try !lab.exec(lab.client, "ip \($0) route show table 29799").contains("default dev tgc0") }) {
             Thread.sleep(forTimeInterval: 0.1)
+        }
+        if !assigned.carriesIPv4 {
+            // No IPv4 address on the TUN, and IPv4's default in the tunnel table stays unreachable.
+            #expect(try !lab.exec(lab.client, "ip -4 address show dev tgc0").contains("inet "))
+            #expect(try lab.exec(lab.client, "ip -4 route show table 29799").contains("unreachable default"))
         }
         // On every uplink, anything but the tunnel itself (the server's address and port) is a leak; ARP and IPv6
         // neighbour discovery / multicast (link-local housekeeping, never a forwarded packet) are left out.
@@ -361,25 +374,23 @@ struct DataPlaneTunnelTests {
         for _ in 0..<50 where (try? lab.exec(lab.internet, "curl -sS --max-time 1 -o /dev/null http://127.0.0.1:8080/hello.txt")) == nil {
             Thread.sleep(forTimeInterval: 0.1)
         }
-        // IPv4 goes through the tunnel and is NATed by the server (the internet host has no route back otherwise):
-        // ICMP, TCP, and UDP to the tunnel's own port number (which must not pass for tunnel traffic either).
-        try lab.exec(lab.client, "ping -c3 -i0.2 -W2 \(DataPlaneLab.internetAddress)")
-        #expect(try lab.exec(lab.client, "curl -sS --max-time 5 http://\(DataPlaneLab.internetAddress):8080/hello.txt").contains("hello"))
-        _ = try? lab.exec(lab.client, "bash -c 'echo leak > /dev/udp/\(DataPlaneLab.internetAddress)/7443'")
-        let ipv6 = DataPlaneLab.internetIPv6Address
-        _ = try? lab.exec(lab.client, "bash -c 'echo leak > /dev/udp/\(ipv6)/7443'")
-        if serverAssignsIPv6 {
-            // Carried, NATed by the server like IPv4.
-            try lab.exec(lab.client, "ping -6 -c3 -i0.2 -W2 \(ipv6)")
-            #expect(try lab.exec(lab.client, "curl -sS --max-time 5 http://[\(ipv6)]:8080/hello.txt").contains("hello"))
-        } else {
-            // No IPv6 from the server: blocked, not sent around the tunnel.
-            #expect((try? lab.exec(lab.client, "ping -6 -c2 -i0.2 -W1 \(ipv6)")) == nil)
-            #expect((try? lab.exec(lab.client, "curl -sS --max-time 2 http://[\(ipv6)]:8080/hello.txt")) == nil)
+        // A carried family goes through the tunnel and is NATed by the server (the internet host has no route back
+        // otherwise): ICMP, TCP, and UDP to the tunnel's own port number (which must not pass for tunnel traffic
+        // either). A family without an address from the server is blocked, not sent around the tunnel.
+        for (family, address, url) in [("-4", DataPlaneLab.internetAddress, "http://\(DataPlaneLab.internetAddress):8080/hello.txt"),
+                                        ("-6", DataPlaneLab.internetIPv6Address, "http://[\(DataPlaneLab.internetIPv6Address)]:8080/hello.txt")] {
+            _ = try? lab.exec(lab.client, "bash -c 'echo leak > /dev/udp/\(address)/7443'")
+            if carried.contains(family) {
+                try lab.exec(lab.client, "ping \(family) -c3 -i0.2 -W2 \(address)")
+                #expect(try lab.exec(lab.client, "curl -sS --max-time 5 \(url)").contains("hello"))
+            } else {
+                #expect((try? lab.exec(lab.client, "ping \(family) -c2 -i0.2 -W1 \(address)")) == nil)
+                #expect((try? lab.exec(lab.client, "curl -sS --max-time 2 \(url)")) == nil)
+            }
         }
         let tunnelPackets = (Int(try lab.exec(lab.client, "cat /sys/class/net/tgc0/statistics/tx_packets").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
             - (Int(tunnelPacketsBefore.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0)
-        #expect(tunnelPackets >= (serverAssignsIPv6 ? 12 : 6), "only \(tunnelPackets) packets went into the tunnel")
+        #expect(tunnelPackets >= 6 * carried.count, "only \(tunnelPackets) packets went into the tunnel")
         Thread.sleep(forTimeInterval: 0.5)
         for (uplink, process) in captures {
             // Output is line-buffered (-l), so SIGKILL loses nothing and doesn't wait for libpcap's timeout.

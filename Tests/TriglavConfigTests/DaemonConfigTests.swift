@@ -452,6 +452,18 @@ import TriglavCrypto
                                                "server.clients[0].tunnel_ipv4"])
         #expect(diagnostics.allSatisfy { $0.reason.hasPrefix("missing") })
         #expect(diagnostics.last?.reason.contains("10.77.0.2") == true)
+        // Either family will do, and the message says so.
+        #expect(diagnostics.last?.reason.contains("tunnel_ipv6 = \"fd77::2\"") == true)
+    }
+
+    @Test func anIPv6OnlyClientNeedsNoIPv4Address() throws {
+        let config = try ConfigLoader.parseDaemonConfig(Self.server(Self.client(key: Self.keys[0], ipv4: nil, ipv6: "fd77::2")),
+                                                        file: "test.toml")
+        let client = try #require(config.server?.clients.first)
+        #expect(client.tunnelIPv4 == nil && client.tunnelIPv6 == IPAddress("fd77::2"))
+        // An IPv6 address outside the pool is still an error, not a client with no address.
+        expectSingleDiagnostic(Self.server(Self.client(key: Self.keys[0], ipv4: nil, ipv6: "fd78::2")),
+                               at: "server.clients[0].tunnel_ipv6", containing: "outside the server's tunnel prefix fd77::/64")
     }
 
     @Test func badClientNameIsReported() {

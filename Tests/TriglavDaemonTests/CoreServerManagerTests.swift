@@ -35,9 +35,12 @@ struct CoreServerManagerTests {
         #expect(!plan.masquerade)
         let client = try #require(config.server?.clients.first)
         let assignment = try #require(plan.assignment(of: client))
-        #expect(assignment.ipv4.description == "10.77.0.2/24")
+        #expect(assignment.ipv4?.description == "10.77.0.2/24")
         #expect(assignment.ipv6?.description == "fd77::2/64")
         #expect(plan.clients.map(\.publicKey) == keys)
+        // An IPv6-only client gets only the IPv6 address.
+        let ipv6Only = AuthorizedClient(name: "v6", publicKey: client.publicKey, tunnelIPv4: nil, tunnelIPv6: IPAddress("fd77::9"))
+        #expect(plan.assignment(of: ipv6Only)?.description == "fd77::9/64")
     }
 
     @Test func clientsGetStableNumbersWhileConnected() throws {

@@ -68,6 +68,23 @@ struct AntiSpoofingTests {
         #expect(!allowed(try Self.ipv6Packet(from: "::"), ipv4Only))
     }
 
+    @Test("an IPv6-only client: its IPv6 address passes, no IPv4 source does (0.0.0.0 included)")
+    func ipv6Only() throws {
+        let ipv6Only = ServerClientTunnel(tunnelID: 3, key: dualStack.key, addresses: TunnelAddresses(ipv6: try IPPrefix("fd77::4/64")),
+                                          engine: dualStack.engine)
+        #expect(allowed(try Self.ipv6Packet(from: "fd77::4"), ipv6Only))
+        #expect(!allowed(try Self.ipv6Packet(from: "fd77::2"), ipv6Only))
+        #expect(!allowed(try Self.ipv4Packet(from: "10.77.0.4"), ipv6Only))
+        #expect(!allowed(try Self.ipv4Packet(from: "0.0.0.0"), ipv6Only))
+        // The server's lookup by destination finds it by its IPv6 address only.
+        var state = ServerState(responder: HandshakeResponder(identity: IdentityKey.generate(), authorizedClients: []))
+        state.addTunnel(ipv6Only)
+        let address = try #require(IPAddress("fd77::4"))
+        #expect(state.byIPv4.isEmpty && state.byIPv6[address] == 3)
+        state.removeTunnel(3)
+        #expect(state.byIPv6.isEmpty)
+    }
+
     @Test("neither IPv4 nor IPv6, or too short: dropped")
     func malformed() throws {
         var wrongVersion = try Self.ipv4Packet(from: "10.77.0.2")

@@ -16,6 +16,7 @@ struct ClientRoutingPolicyTests {
 
     static let v4Only = TunnelAddresses(ipv4: prefix("10.77.0.2/24"))
     static let dualStack = TunnelAddresses(ipv4: prefix("10.77.0.2/24"), ipv6: prefix("fd77::2/64"))
+    static let v6Only = TunnelAddresses(ipv6: prefix("fd77::2/64"))
 
     /// (destination, type, via the TUN) of each route, in order.
     static func summary(_ routes: [Route]) -> [String] {
@@ -33,6 +34,9 @@ struct ClientRoutingPolicyTests {
         #expect(Self.summary(v4) == ["unicast 0.0.0.0/0 tun", "unreachable ::/0"])
         let both = RouteManager.tunnelRoutes(routing: .fullTunnel, assignment: Self.dualStack, tunIndex: Self.tun, table: Self.table)
         #expect(Self.summary(both) == ["unicast 0.0.0.0/0 tun", "unicast ::/0 tun"])
+        // An IPv6-only tunnel blocks IPv4 instead of letting it leave around the tunnel.
+        let v6 = RouteManager.tunnelRoutes(routing: .fullTunnel, assignment: Self.v6Only, tunIndex: Self.tun, table: Self.table)
+        #expect(Self.summary(v6) == ["unreachable 0.0.0.0/0", "unicast ::/0 tun"])
         // The same destinations every time, so each assignment replaces routes in place.
         #expect(before.map(\.destination) == both.map(\.destination))
     }
@@ -60,6 +64,17 @@ struct ClientRoutingPolicyTests {
         let before = RouteManager.tunnelRoutes(routing: routing, assignment: nil, tunIndex: Self.tun, table: Self.table)
         #expect(Self.summary(before) == ["unreachable 172.31.0.0/24", "unreachable 2001:db8:77::/48"])
         #expect(RouteManager.tunnelRoutes(routing: .none, assignment: Self.dualStack, tunIndex: Self.tun, table: Self.table).isEmpty)
+        let v6 = RouteManager.tunnelRoutes(routing: routing, assignment: Self.v6Only, tunIndex: Self.tun, table: Self.table)
+        #expect(Self.summary(v6) == ["unreachable 172.31.0.0/24", "unicast 2001:db8:77::/48 tun"])
+    }
+
+    @Test("tunnel addresses: at least one family; described IPv4 first")
+    func tunnelAddresses() {
+        #expect(TunnelAddresses(ipv4: nil, ipv6: nil) == nil)
+        #expect(TunnelAddresses(ipv4: nil, ipv6: Self.prefix("fd77::2/64")) == Self.v6Only)
+        #expect(Self.v6Only.description == "fd77::2/64")
+        #expect(Self.dualStack.description == "10.77.0.2/24, fd77::2/64")
+        #expect(Self.dualStack.all == [Self.prefix("10.77.0.2/24"), Self.prefix("fd77::2/64")])
     }
 
     @Test("rules: suppress + not-fwmark per family for a full tunnel, not-fwmark only for the split families, excludes first")

@@ -400,12 +400,12 @@ public struct ServerTunnelPlan: Sendable, Equatable {
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
     public func assignment(of client: AuthorizedClient) -> TunnelAddresses? {
-        guard let v4Prefix = tunnelAddresses.first(where: { $0.address.isIPv4 }),
-              let ipv4 = try? IPPrefix(address: client.tunnelIPv4, length: v4Prefix.length) else { return nil }
-        let ipv6 = client.tunnelIPv6.flatMap { address in
-            tunnelAddresses.first { !$0.address.isIPv4 }.flatMap { try? IPPrefix(address: address, length: $0.length) }
+        func inPool(_ address: IPAddress?) -> IPPrefix? {
+            address.flatMap { address in
+                tunnelAddresses.first { $0.address.isIPv4 == address.isIPv4 }.flatMap { try? IPPrefix(address: address, length: $0.length) }
+            }
         }
-        return TunnelAddresses(ipv4: ipv4, ipv6: ipv6)
+        return TunnelAddresses(ipv4: inPool(client.tunnelIPv4), ipv6: inPool(client.tunnelIPv6))
     }
 }
 

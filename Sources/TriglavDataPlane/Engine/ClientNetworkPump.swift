@@ -467,11 +467,10 @@ final class ClientNetworkPump: @unchecked Sendable {
             state.joinToken = assignment.joinToken
             tunnel.log(info: "tunnel \(String(assignment.tunnelID, radix: 16)) established via \(uplink.interface)")
         }
-        guard let ipv4 = assignment.ipv4 else {
-            tunnel.log(error: "the server assigned no IPv4 address; IPv6-only tunnels are not supported yet")
+        guard let addresses = TunnelAddresses(ipv4: assignment.ipv4, ipv6: assignment.ipv6) else {
+            tunnel.log(error: "the server assigned no tunnel address (neither IPv4 nor IPv6); check this client's entry in the server's configuration")
             return nil
         }
-        let addresses = TunnelAddresses(ipv4: ipv4, ipv6: assignment.ipv6)
         guard state.assignment != addresses else { return nil }
         state.assignment = addresses
         return addresses

@@ -528,10 +528,9 @@ final class ServerNetworkPump: @unchecked Sendable {
                 if let replaced { removeTunnel(replaced, state: &state) }
                 // A create also replaces whatever else this identity had (its client restarted).
                 for (id, tunnel) in state.tunnels where tunnel.key == accepted.client { removeTunnel(id, state: &state) }
-                // The configuration gave every client an IPv4 address (ServerTunnelConfiguration.clients).
-                guard let ipv4 = accepted.tunnel.ipv4,
+                // The configuration gave every client an address (ServerTunnelConfiguration.clients).
+                guard let addresses = TunnelAddresses(ipv4: accepted.tunnel.ipv4, ipv6: accepted.tunnel.ipv6),
                       let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
-                let addresses = TunnelAddresses(ipv4: ipv4, ipv6: accepted.tunnel.ipv6)
                 var tunnel = ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine)
                 tunnel.transmitSequence = state.resumeSequences[accepted.client] ?? 0
                 if server.configuration.multipath.pacingQueueAllowance != nil {

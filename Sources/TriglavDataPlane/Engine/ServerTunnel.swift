@@ -474,7 +474,7 @@ struct ServerState: @unchecked Sendable {
     func isSourceAllowed(_ packet: UnsafeRawBufferPointer, addresses: TunnelAddresses?) -> Bool {
         guard let addresses else { return false }
         if let v4 = PacketClassifier.ipv4Source(packet) {
-            if case .v4(let assigned) = addresses.ipv4.address { return v4 == assigned }
+            if case .v4(let assigned) = addresses.ipv4?.address { return v4 == assigned }
             return false
         }
         if let v6 = PacketClassifier.ipv6Source(packet) { return addresses.ipv6?.address == v6 }
@@ -484,7 +484,7 @@ struct ServerState: @unchecked Sendable {
     mutating func addTunnel(_ tunnel: ServerClientTunnel) {
         tunnels[tunnel.tunnelID] = tunnel
         dutyDeadlines[tunnel.tunnelID] = 0
-        if case .v4(let value) = tunnel.addresses.ipv4.address { byIPv4[value] = tunnel.tunnelID }
+        if case .v4(let value) = tunnel.addresses.ipv4?.address { byIPv4[value] = tunnel.tunnelID }
         if let ipv6 = tunnel.addresses.ipv6 { byIPv6[ipv6.address] = tunnel.tunnelID }
     }
 
@@ -500,7 +500,7 @@ struct ServerState: @unchecked Sendable {
             sessions.removeValue(forKey: index)
             responder.sessionEnded(localIndex: index)
         }
-        if case .v4(let value) = tunnel.addresses.ipv4.address, byIPv4[value] == tunnelID { byIPv4[value] = nil }
+        if case .v4(let value) = tunnel.addresses.ipv4?.address, byIPv4[value] == tunnelID { byIPv4[value] = nil }
         if let ipv6 = tunnel.addresses.ipv6, byIPv6[ipv6.address] == tunnelID { byIPv6[ipv6.address] = nil }
         responder.removeTunnel(tunnelID)
     }

@@ -2,18 +2,33 @@ import TriglavCore
 
 /// What the server gives a client's tunnel: its inner addresses. Carried in the handshake response.
 public struct TunnelAddresses: Hashable, Sendable, CustomStringConvertible {
-    /// The client's IPv4 address and the tunnel subnet's prefix length, e.g. 10.77.0.2/24. Always present:
-    /// IPv6-only tunnels (which the protocol can express) are not supported by this data plane yet.
-    public var ipv4: IPPrefix
+    /// The client's IPv4 address and the tunnel subnet's prefix length, e.g. 10.77.0.2/24, or nil for an IPv6-only
+    /// tunnel (full-tunnel then blocks IPv4, as it blocks IPv6 when the server offers none).
+    public var ipv4: IPPrefix?
     /// The client's IPv6 address, or nil when the server offers none (full-tunnel then blocks IPv6).
     public var ipv6: IPPrefix?
+
+    /// nil when both are nil: a tunnel needs at least one address.
+    public init?(ipv4: IPPrefix?, ipv6: IPPrefix?) {
+        guard ipv4 != nil || ipv6 != nil else { return nil }
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+    }
 
     public init(ipv4: IPPrefix, ipv6: IPPrefix? = nil) {
         self.ipv4 = ipv4
         self.ipv6 = ipv6
     }
 
-    public var description: String { ipv6.map { "\(ipv4), \($0)" } ?? "\(ipv4)" }
+    public init(ipv6: IPPrefix) {
+        self.ipv4 = nil
+        self.ipv6 = ipv6
+    }
+
+    /// Both addresses, IPv4 first.
+    public var all: [IPPrefix] { [ipv4, ipv6].compactMap { $0 } }
+
+    public var description: String { all.map(\.description).joined(separator: ", ") }
 }
 
 /// Monotonic time in nanoseconds; the engine's only clock, so tests of logic can inject their own.

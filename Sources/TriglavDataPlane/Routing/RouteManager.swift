@@ -140,7 +140,7 @@ final class RouteManager: Sendable {
                      table: UInt32) throws(TriglavDataPlaneError) {
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
-        let assigned = [assignment.ipv4] + (assignment.ipv6.map { [$0] } ?? [])
+        let assigned = assignment.all
         // A new IPv4 address in the old one's subnet is added as secondary, and deleting a primary deletes its
         // secondaries too unless they are promoted. Best effort: where /proc/sys is read-only (some containers)
         // the new addresses are added once more after the old ones went.
@@ -181,11 +181,11 @@ final class RouteManager: Sendable {
 
     /// The tunnel table's routes: for `.fullTunnel` a default route per family, for `.split` one per prefix.
     /// Through the TUN (`tunIndex`) where the assignment carries the family, else `unreachable` (before the
-    /// first assignment, or IPv6 when the server assigns none): blocked, never sent around the tunnel.
+    /// first assignment, or a family the server assigns no address of): blocked, never sent around the tunnel.
     static func tunnelRoutes(routing: ClientRouting, assignment: TunnelAddresses?, tunIndex: Int32?, table: UInt32) -> [Route] {
         let tag = RoutingConstants.routeProtocol
         return tunnelDestinations(routing).map { destination in
-            let carried = destination.address.isIPv4 ? assignment != nil : assignment?.ipv6 != nil
+            let carried = destination.address.isIPv4 ? assignment?.ipv4 != nil : assignment?.ipv6 != nil
             if carried, let tunIndex {
                 return Route(destination: destination, outputInterface: tunIndex, table: table, protocol: tag)
             }
