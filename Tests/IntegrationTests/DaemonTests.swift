@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TriglavTestSupport
 
 /// `triglavd` end to end in network namespaces (root only; CI runs them as root): server and client
 /// daemons from configuration files, readiness on a NOTIFY_SOCKET, traffic through the tunnel, clean
@@ -42,6 +43,37 @@ struct DaemonTests {
         #expect(server.terminationStatus == 0, "server log:\n\(lab.log("server"))")
         #expect(try serverNotify.waitFor("STOPPING=1", timeout: 1).isEmpty == false)
         #expect(try lab.exec(lab.server, "ip -o link show").contains("tgs0") == false)
+    }
+
+    @Test("an IPv6-only client (no tunnel_ipv4 in the server's entry): IPv6 carried both ways, IPv4 blocked, the bus shows only the IPv6 address")
+    func ipv6OnlyClient() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        let serverConfig = "\(lab.directory)/server.toml"
+        let text = try String(contentsOfFile: serverConfig, encoding: .utf8)
+        let clientEntry = "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"\n"
+        #expect(text.hasSuffix(clientEntry))
+        try lab.write("server.toml", String(text.dropLast(clientEntry.count)) + "tunnel_ipv6 = \"fd78::2\"")
+        try lab.startBus()
+        let (_, serverNotify) = try lab.startServer(onBus: false)
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        let (client, clientNotify) = try lab.startClient()
+        try clientNotify.waitFor("READY=1", timeout: 15)
+        let pinged = pollUntil(timeout: 10, every: 0.2, { (try? lab.exec(lab.client, "ping -6 -c1 -W1 fd78::1")) != nil }, isDone: { $0 })
+        #expect(pinged, "client log:\n\(lab.log("client"))\nserver log:\n\(lab.log("server"))")
+        try lab.exec(lab.server, "ping -6 -c3 -i0.2 -W2 fd78::2")
+        #expect(try !lab.exec(lab.client, "ip -4 address show dev tgc0").contains("inet "))
+        // Full tunnel (the default): IPv4 is refused at once, not sent around the tunnel.
+        let refused = (try? lab.exec(lab.client, "ping -c1 -W1 \(DaemonLab.serverTunnelAddress)")) == nil
+        #expect(refused, "IPv4 went somewhere from an IPv6-only tunnel")
+        // The bus follows the data plane on its next statistics tick.
+        let status = pollUntil(timeout: 5, every: 0.2, {
+            (try? lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")) ?? ""
+        }, isDone: { $0.contains("State:     connected") })
+        #expect(status.contains("tgc0 fd78::2/64"), "\(status)")
+        #expect(!status.contains("10.78.0."), "\(status)")
+        lab.terminate(client)
+        #expect(client.terminationStatus == 0, "client log:\n\(lab.log("client"))")
     }
 
     @Test("kill -9 of the client daemon and a restart leave no duplicates; a server restart is survived")
