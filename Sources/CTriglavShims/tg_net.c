@@ -22,7 +22,7 @@
 #define SOL_UDP 17
 #endif
 
-#define TG_CONTROL_SPACE (CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+#define TG_CONTROL_SPACE (2 * CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
 
 int tg_recvmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
     if (count > TG_NET_MAX_BATCH) count = TG_NET_MAX_BATCH;
@@ -51,6 +51,7 @@ int tg_recvmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
         datagrams[i].gro_segment_size = 0;
         datagrams[i].local_address.ss_family = AF_UNSPEC;
         datagrams[i].local_ifindex = 0;
+        datagrams[i].ecn = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&messages[i].msg_hdr); c != NULL;
              c = CMSG_NXTHDR(&messages[i].msg_hdr, c)) {
             if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
@@ -65,6 +66,12 @@ int tg_recvmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
                 local->sin_port = 0;
                 local->sin_addr = info.ipi_addr;
                 datagrams[i].local_ifindex = info.ipi_ifindex;
+            } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS && c->cmsg_len >= CMSG_LEN(1)) {
+                datagrams[i].ecn = *(const uint8_t *)CMSG_DATA(c) & 0x03;
+            } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                int traffic_class = 0;
+                memcpy(&traffic_class, CMSG_DATA(c), sizeof(traffic_class));
+                datagrams[i].ecn = (uint8_t)(traffic_class & 0x03);
             } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
                 struct in6_pktinfo info;
                 memcpy(&info, CMSG_DATA(c), sizeof(info));
@@ -83,7 +90,7 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
     if (count > TG_NET_MAX_BATCH) count = TG_NET_MAX_BATCH;
     struct mmsghdr messages[TG_NET_MAX_BATCH];
     struct iovec vectors[TG_NET_MAX_BATCH];
-    union { char bytes[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in6_pktinfo))]; struct cmsghdr align; } control[TG_NET_MAX_BATCH];
+    union { char bytes[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control[TG_NET_MAX_BATCH];
     memset(messages, 0, sizeof(struct mmsghdr) * count);
     for (unsigned int i = 0; i < count; i++) {
         vectors[i].iov_base = datagrams[i].buffer;
@@ -99,6 +106,10 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
         if (datagrams[i].gso_segment_size > 0) control_length += CMSG_SPACE(sizeof(uint16_t));
         if (local_family == AF_INET) control_length += CMSG_SPACE(sizeof(struct in_pktinfo));
         if (local_family == AF_INET6) control_length += CMSG_SPACE(sizeof(struct in6_pktinfo));
+        sa_family_t peer_family = datagrams[i].address.ss_family;
+        int ecn = datagrams[i].ecn & 0x03;
+        if (ecn != 0 && (peer_family == AF_INET || peer_family == AF_INET6)) control_length += CMSG_SPACE(sizeof(int));
+        else ecn = 0;
         if (control_length == 0) continue;
         memset(control[i].bytes, 0, sizeof(control[i].bytes));
         messages[i].msg_hdr.msg_control = control[i].bytes;
@@ -128,12 +139,27 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
             c->cmsg_len = CMSG_LEN(sizeof(info));
             memcpy(CMSG_DATA(c), &info, sizeof(info));
         }
+        if (ecn != 0) {
+            if (local_family == AF_INET || local_family == AF_INET6) c = CMSG_NXTHDR(&messages[i].msg_hdr, c);
+            // The whole TOS / traffic class: DSCP 0 (the socket's default) and the ECN bits.
+            c->cmsg_level = peer_family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
+            c->cmsg_type = peer_family == AF_INET ? IP_TOS : IPV6_TCLASS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &ecn, sizeof(int));
+        }
     }
     int sent;
     do {
         sent = sendmmsg(fd, messages, count, MSG_DONTWAIT);
     } while (sent < 0 && errno == EINTR);
     return sent < 0 ? -errno : sent;
+}
+
+int tg_socket_enable_recv_ecn(int fd, int family) {
+    int on = 1;
+    int result = family == AF_INET6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &on, sizeof(on))
+                                    : setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &on, sizeof(on));
+    return result < 0 ? -errno : 0;
 }
 
 int tg_socket_bind_to_device(int fd, const char *name) {

@@ -133,3 +133,79 @@ import TriglavMultipath
         #expect(marked.first.map(Self.headerChecksumResidue) == 0)
     }
 }
+
+/// The tunnel's ECN encapsulation and decapsulation (RFC 6040 normal mode; docs/DATAPLANE.md, "ECN").
+@Suite struct ECNTunnelingTests {
+    typealias Codepoint = PacketClassifier.ECNCodepoint
+
+    static func decapsulate(outer: Codepoint, inner: Codepoint, dscp: UInt8 = 0xb8) -> (PacketClassifier.ECNDecapsulation, [UInt8]) {
+        var packet = ECNMarkingTests.udp4(tos: dscp | inner.rawValue)
+        let result = packet.withUnsafeMutableBytes { PacketClassifier.decapsulateECN(outer: outer.rawValue, into: $0) }
+        return (result, packet)
+    }
+
+    @Test("RFC 6040 Figure 4: every combination of outer and inner codepoint, the IPv4 checksum kept valid")
+    func decapsulationTable() {
+        // Rows: inner; columns: outer Not-ECT, ECT(0), ECT(1), CE. nil: drop.
+        let table: [(Codepoint, [Codepoint?])] = [
+            (.notECT, [.notECT, .notECT, .notECT, nil]),
+            (.ect0, [.ect0, .ect0, .ect1, .congestionExperienced]),
+            (.ect1, [.ect1, .ect1, .ect1, .congestionExperienced]),
+            (.congestionExperienced, [.congestionExperienced, .congestionExperienced, .congestionExperienced, .congestionExperienced]),
+        ]
+        let outers: [Codepoint] = [.notECT, .ect0, .ect1, .congestionExperienced]
+        for (inner, expected) in table {
+            for (outer, result) in zip(outers, expected) {
+                let (verdict, packet) = Self.decapsulate(outer: outer, inner: inner)
+                if let result {
+                    #expect(verdict != .drop, "outer \(outer), inner \(inner)")
+                    #expect(ECNMarkingTests.codepoint(packet) == result, "outer \(outer), inner \(inner)")
+                    #expect(packet[1] & 0xfc == 0xb8, "DSCP kept")
+                    #expect(ECNMarkingTests.headerChecksumResidue(packet) == 0, "outer \(outer), inner \(inner): checksum")
+                } else {
+                    #expect(verdict == .drop, "outer \(outer), inner \(inner)")
+                }
+            }
+        }
+        #expect(Self.decapsulate(outer: .congestionExperienced, inner: .ect0).0 == .congestionExperienced)
+        #expect(Self.decapsulate(outer: .ect1, inner: .ect0).0 == .ect1)
+        #expect(Self.decapsulate(outer: .congestionExperienced, inner: .congestionExperienced).0 == .unchanged)
+    }
+
+    @Test("IPv6 inner packets: outer CE marks the traffic class; short and non-IP packets are left alone")
+    func ipv6AndMalformed() {
+        var packet = PacedSendQueueTests.tcp6(sequence: 7)
+        packet[1] = 0x20  // ECT(0)
+        let verdict = packet.withUnsafeMutableBytes { PacketClassifier.decapsulateECN(outer: 3, into: $0) }
+        #expect(verdict == .congestionExperienced && ECNMarkingTests.codepoint(packet) == .congestionExperienced)
+        for original: [UInt8] in [[], [0x45, 0x02], [0x25, 0x02] + [UInt8](repeating: 0, count: 40)] {
+            var copy = original
+            let verdict = copy.withUnsafeMutableBytes { PacketClassifier.decapsulateECN(outer: 3, into: $0) }
+            #expect(verdict == .unchanged)
+            #expect(copy == original)
+        }
+    }
+
+    @Test("encapsulation copies the inner codepoint (normal mode); Not-ECT for anything that isn't IP")
+    func encapsulation() {
+        for inner: Codepoint in [.notECT, .ect0, .ect1, .congestionExperienced] {
+            #expect(ECNMarkingTests.udp4(tos: 0xb8 | inner.rawValue).withUnsafeBytes { PacketClassifier.outerECN(for: $0) } == inner.rawValue)
+        }
+        #expect([UInt8]([0x45]).withUnsafeBytes { PacketClassifier.outerECN(for: $0) } == 0)
+    }
+
+    @Test("the counters: CE copied inward and drops counted, the dropped packet reported for release")
+    func counters() throws {
+        let pool = PacketPool(capacity: 4)
+        var counters = ECNDecapsulationCounters()
+        let ect = try #require(ECNMarkingTests.udp4(tos: 0x02).withUnsafeBytes { pool.store($0) })
+        let marked = counters.decapsulate(outer: 3, slot: ect, pool: pool)
+        #expect(marked)
+        #expect(ECNMarkingTests.codepoint(Array(pool.packet(ect))) == .congestionExperienced)
+        let notECT = try #require(ECNMarkingTests.udp4(tos: 0x00).withUnsafeBytes { pool.store($0) })
+        let keptUnderCE = counters.decapsulate(outer: 3, slot: notECT, pool: pool)
+        let keptNotECT = counters.decapsulate(outer: 0, slot: notECT, pool: pool)
+        #expect(!keptUnderCE && keptNotECT)
+        #expect(counters == ECNDecapsulationCounters(congestionExperienced: 1, dropped: 1))
+    }
+}

@@ -29,6 +29,10 @@ struct tg_datagram {
     /// must answer from the address the client talked to).
     struct sockaddr_storage local_address;
     int local_ifindex;
+    /// ECN field (the two low bits of the TOS / traffic class) of the outer IP header: on receive from IP_TOS /
+    /// IPV6_TCLASS (0, Not-ECT, unless `tg_socket_enable_recv_ecn` is on); on send, set when nonzero (RFC 6040
+    /// normal mode: the inner packet's codepoint), 0 leaves the socket's default (Not-ECT).
+    uint8_t ecn;
 };
 
 /// recvmmsg(MSG_DONTWAIT) into `count` (<= TG_NET_MAX_BATCH) datagrams. Returns how many arrived or -errno.
@@ -47,6 +51,9 @@ int tg_socket_set_buffers(int fd, int receive_bytes, int send_bytes);
 int tg_udp_enable_gro(int fd);
 /// IP_PKTINFO (AF_INET) or IPV6_RECVPKTINFO (AF_INET6) on. Returns 0 or -errno.
 int tg_socket_enable_pktinfo(int fd, int family);
+/// IP_RECVTOS (AF_INET) or IPV6_RECVTCLASS (AF_INET6) on: received datagrams report their outer ECN field. Returns 0 or
+/// -errno.
+int tg_socket_enable_recv_ecn(int fd, int family);
 /// SO_REUSEADDR on. Returns 0 or -errno.
 int tg_socket_set_reuseaddr(int fd);
 /// IPV6_V6ONLY on or off. Returns 0 or -errno.

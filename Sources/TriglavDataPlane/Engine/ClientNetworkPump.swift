@@ -263,7 +263,8 @@ final class ClientNetworkPump: @unchecked Sendable {
             let now = state.clock.advance(to: now)
             guard state.uplinks[slot] != nil else { return }
             for index in 0..<count {
-                processOne(batch.received(index), slot: slot, now: now, state: &state, newAddresses: &newAddresses)
+                processOne(batch.received(index), outerECN: batch.receivedECN(index), slot: slot, now: now, state: &state,
+                           newAddresses: &newAddresses)
             }
         }
         if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {
@@ -324,7 +325,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     }
 
     /// Handles one datagram from the uplink in `slot` (UDP or a TCP fallback frame), under the lock.
-    private func processOne(_ datagram: UnsafeMutableRawBufferPointer, slot: Int, now: Nanoseconds, state: inout ClientState,
+    private func processOne(_ datagram: UnsafeMutableRawBufferPointer, outerECN: UInt8 = 0, slot: Int, now: Nanoseconds, state: inout ClientState,
                             newAddresses: inout TunnelAddresses?) {
         switch Demultiplexer.classify(UnsafeRawBufferPointer(datagram)) {
         case .handshakeResponse(let receiver), .cookieReply(let receiver), .versionMismatch(let receiver, _):
@@ -343,6 +344,10 @@ final class ClientNetworkPump: @unchecked Sendable {
                 state.uplinks[slot]?.status.receivedPackets &+= 1
                 state.uplinks[slot]?.status.receivedBytes &+= UInt64(frame.body.count)
                 guard let stored = pool.store(body) else { return }  // pool full: drop, like a full queue
+                guard state.ecnDecapsulation.decapsulate(outer: outerECN, slot: stored, pool: pool) else {
+                    pool.release(stored)
+                    return
+                }
                 switch state.engine.receive(stored, sequence: frame.tunnelSequence, uplink: id, counter: frame.counter,
                                             bytes: datagram.count, now: now, ordered: !PacketClassifier.isPureTCPAck(body)) {
                 case .deliverNow:

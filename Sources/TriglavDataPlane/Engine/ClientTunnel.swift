@@ -364,6 +364,7 @@ public final class ClientTunnel: Sendable {
                 },
                 droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, readPackets: state.readPackets,
                 queueDrops: state.pacedDrops, congestionMarks: state.engine.congestionMarks,
+                ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.retransmit.requestedResends,
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
         }
@@ -779,6 +780,8 @@ struct ClientState: @unchecked Sendable {
     var pacingDeadline: Nanoseconds?
     /// Pacing: packets refused by the AQM or a full queue, and shed at its head.
     var pacedDrops: UInt64 = 0
+    /// The outer ECN field of received data frames, applied to their inner packets (RFC 6040).
+    var ecnDecapsulation = ECNDecapsulationCounters()
     var clock = EngineClock()
     var appliedMTU = 0
     /// Uplinks whose path MTU is below the TUN MTU's floor plus the overhead (warned about once each time).
@@ -975,7 +978,8 @@ final class ClientTunPump: @unchecked Sendable {
             withUnsafePointer(to: &state.serverAddress) { address in
                 socket.withSource { source in
                     batch.prepareSend(batch.count, length: sealed, address: address,
-                                      addressLength: state.serverAddressLength, localAddress: source)
+                                      addressLength: state.serverAddressLength, localAddress: source,
+                                      ecn: PacketClassifier.outerECN(for: packet))
                 }
             }
             batch.count += 1

@@ -142,6 +142,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                     source.target.addressLength = length
                 }
                 batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
+                source.outerECN = batch.receivedECN(index)
                 process(batch.received(index), source: &source, now: now, state: &state)
             }
         }
@@ -394,11 +395,15 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.tunnels[tunnelID]?.receivedPackets &+= 1
                 state.tunnels[tunnelID]?.receivedBytes &+= UInt64(body.count)
                 let pool = pool(for: tunnelID)
-                guard let stored = pool.store(body),
-                      let verdict = state.tunnels[tunnelID]?.engine.receive(stored, sequence: frame.tunnelSequence, uplink: uplink,
+                guard let stored = pool.store(body) else { return }
+                guard state.ecnDecapsulation.decapsulate(outer: source.outerECN, slot: stored, pool: pool) else {
+                    pool.release(stored)
+                    return
+                }
+                guard let verdict = state.tunnels[tunnelID]?.engine.receive(stored, sequence: frame.tunnelSequence, uplink: uplink,
                                                                             counter: frame.counter, bytes: datagram.count, now: now,
                                                                             ordered: !PacketClassifier.isPureTCPAck(body))
-                else { return }
+                else { pool.release(stored); return }
                 switch verdict {
                 case .deliverNow: deliveries.append((tunnelID, stored))
                 case .buffered: break
@@ -660,7 +665,8 @@ final class ServerNetworkPump: @unchecked Sendable {
                 state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
             } else if let socketIndex = state.sessions[index]?.socket, socketIndex < sockets.count {
                 state.sessions[index]?.withReplyTarget { address, addressLength, local in
-                    resendBatch.prepareSend(0, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                    resendBatch.prepareSend(0, length: sealed, address: address, addressLength: addressLength, localAddress: local,
+                                            ecn: PacketClassifier.outerECN(for: packet))
                 }
                 resendBatch.count = 1
                 sockets[socketIndex].send(resendBatch)
@@ -802,6 +808,8 @@ final class ServerNetworkPump: @unchecked Sendable {
 struct DatagramSource {
     var socketIndex: Int
     var connection: UInt32? = nil
+    /// The outer ECN codepoint the datagram arrived with (0 for TCP fallback frames).
+    var outerECN: UInt8 = 0
     var target = ReplyTarget()
 }
 

@@ -268,6 +268,7 @@ public final class ServerTunnel: Sendable {
                 resentPackets: state.resentPackets, refusedUplinks: state.refusedUplinks,
                 answeredHandshakes: state.answeredHandshakes, queueDrops: state.pacedDrops,
                 congestionMarks: state.tunnels.values.reduce(state.departedCongestionMarks) { $0 &+ $1.engine.congestionMarks },
+                ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends })
         }
     }
@@ -433,6 +434,8 @@ struct ServerState: @unchecked Sendable {
     var pacingDeadlines: [UInt64: Nanoseconds] = [:]
     /// Pacing: packets dropped at ingress (the engine's AQM or a full shared queue) and shed at the queue's head.
     var pacedDrops: UInt64 = 0
+    /// The outer ECN field of received data frames, applied to their inner packets (RFC 6040), every client's.
+    var ecnDecapsulation = ECNDecapsulationCounters()
     var byIPv4: [UInt32: UInt64] = [:]
     var byIPv6: [IPAddress: UInt64] = [:]
     var sessions: [UInt32: ServerSession] = [:]
@@ -688,7 +691,8 @@ final class ServerTunPump: @unchecked Sendable {
             state.connections[connection]?.send(UnsafeRawBufferPointer(rebasing: target[0..<sealed]))
         } else {
             state.sessions[sessionIndex]?.withReplyTarget { address, addressLength, local in
-                batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local)
+                batch.prepareSend(batch.count, length: sealed, address: address, addressLength: addressLength, localAddress: local,
+                                  ecn: PacketClassifier.outerECN(for: packet))
             }
             batch.count += 1
         }

@@ -76,6 +76,8 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var queueDrops: UInt64 = 0
     /// Pacing: ECN-capable packets its AQM marked Congestion Experienced instead of dropping them.
     public var congestionMarks: UInt64 = 0
+    /// Received data frames whose outer ECN field changed their inner packet: marked CE on the path, or dropped (RFC 6040).
+    public var ecnDecapsulation = ECNDecapsulationCounters()
     /// The server's resend requests this client answered.
     public var requestedResends = RequestedResendCounters()
     public var reorder: ReorderStatistics
@@ -133,6 +135,8 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     /// Pacing: ECN-capable packets the AQMs marked Congestion Experienced instead of dropping them, departed clients'
     /// included.
     public var congestionMarks: UInt64 = 0
+    /// Received data frames whose outer ECN field changed their inner packet (RFC 6040), every client's.
+    public var ecnDecapsulation = ECNDecapsulationCounters()
     /// The clients' resend requests the server answered, departed clients' included.
     public var requestedResends = RequestedResendCounters()
 }

@@ -49,10 +49,12 @@ final class DatagramBatch {
         withUnsafePointer(to: &datagrams[index].address) { SocketAddress.read($0) }
     }
 
-    /// Prepares slot `index` to send `length` bytes to the address stored at `address`.
+    /// Prepares slot `index` to send `length` bytes to the address stored at `address`, its outer IP header carrying
+    /// the ECN codepoint `ecn` (0, Not-ECT, for anything but a data frame: RFC 6040 normal mode copies the inner one).
     func prepareSend(_ index: Int, length: Int, address: UnsafePointer<sockaddr_storage>, addressLength: socklen_t,
-                     localAddress: UnsafePointer<sockaddr_storage>?) {
+                     localAddress: UnsafePointer<sockaddr_storage>?, ecn: UInt8 = 0) {
         datagrams[index].length = length
+        datagrams[index].ecn = ecn
         datagrams[index].address = address.pointee
         datagrams[index].address_length = addressLength
         datagrams[index].gso_segment_size = 0
@@ -62,6 +64,9 @@ final class DatagramBatch {
             datagrams[index].local_address.ss_family = 0
         }
     }
+
+    /// The outer ECN codepoint slot `index` arrived with (0, Not-ECT, when the socket doesn't report it).
+    func receivedECN(_ index: Int) -> UInt8 { datagrams[index].ecn }
 
     /// Local address slot `index` arrived on (family 0 when unknown).
     func withLocalAddress<R>(_ index: Int, _ body: (UnsafePointer<sockaddr_storage>) -> R) -> R {

@@ -95,6 +95,8 @@ final class UDPSocket: @unchecked Sendable {
         if options.packetInfo {
             try Syscall.shim("enable PKTINFO on \(label)") { tg_socket_enable_pktinfo(fd, socketFamily) }
         }
+        // Every datagram reports its outer ECN field, which decapsulation copies inward (RFC 6040).
+        try Syscall.shim("enable IP_RECVTOS/IPV6_RECVTCLASS on \(label)") { tg_socket_enable_recv_ecn(fd, socketFamily) }
         let local = options.localEndpoint ?? IPEndpoint(address: family == .v4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
         if options.localEndpoint != nil { try Syscall.shim("SO_REUSEADDR on \(label)") { tg_socket_set_reuseaddr(fd) } }
         if options.reusePort { try Syscall.shim("SO_REUSEPORT on \(label)") { tg_socket_set_reuseport(fd) } }
