@@ -40,6 +40,7 @@ struct MetricsMappingTests {
         tunnel.counters.readPackets = 1234
         tunnel.counters.queueDrops = 8
         tunnel.counters.congestionMarks = 5
+        tunnel.counters.ecnDecapsulation = ECNDecapsulationCounters(congestionExperienced: 21, dropped: 2)
         tunnel.counters.requestedResends = RequestedResendCounters(accepted: 11, declined: 12)
         tunnel.counters.reorder.deliveredInOrder = 100
         tunnel.counters.reorder.deliveredLate = 5
@@ -68,6 +69,8 @@ struct MetricsMappingTests {
             "triglav_tunnel_read_packets_total 1234",
             "triglav_tunnel_queue_dropped_packets_total 8",
             "triglav_tunnel_ecn_marked_packets_total 5",
+            "triglav_tunnel_ecn_decapsulated_packets_total{result=\"congestion_experienced\"} 21",
+            "triglav_tunnel_ecn_decapsulated_packets_total{result=\"dropped\"} 2",
             "triglav_tunnel_requested_resend_sequences_total{outcome=\"accepted\"} 11",
             "triglav_tunnel_requested_resend_sequences_total{outcome=\"declined\"} 12",
             "triglav_reorder_delivered_packets_total{order=\"in_order\"} 100",
@@ -143,6 +146,7 @@ struct MetricsMappingTests {
         snapshot.serverCounters.answeredHandshakes = 5
         snapshot.serverCounters.queueDrops = 6
         snapshot.serverCounters.congestionMarks = 4
+        snapshot.serverCounters.ecnDecapsulation = ECNDecapsulationCounters(congestionExperienced: 31, dropped: 3)
         snapshot.serverCounters.requestedResends = RequestedResendCounters(accepted: 13, declined: 14)
         snapshot.clients = [
             ServerClientStatus(number: 1, name: "laptop", publicKey: "AAAAAAAAxyz=", tunnelAddresses: [], endpoints: [],
@@ -166,6 +170,8 @@ struct MetricsMappingTests {
             "triglav_server_handshakes_total 5",
             "triglav_server_queue_dropped_packets_total 6",
             "triglav_server_ecn_marked_packets_total 4",
+            "triglav_server_ecn_decapsulated_packets_total{result=\"congestion_experienced\"} 31",
+            "triglav_server_ecn_decapsulated_packets_total{result=\"dropped\"} 3",
             "triglav_server_requested_resend_sequences_total{outcome=\"accepted\"} 13",
             "triglav_server_requested_resend_sequences_total{outcome=\"declined\"} 14",
             "triglav_client_state{client=\"laptop\",state=\"connected\"} 1",

@@ -18,6 +18,8 @@ public struct ClientTunnelCounters: Sendable, Equatable {
     public var queueDrops: UInt64 = 0
     /// ECN-capable packets the pacing queue's AQM marked Congestion Experienced instead of dropping.
     public var congestionMarks: UInt64 = 0
+    /// Received data frames whose outer ECN field changed their inner packet: CE from the path, or dropped (RFC 6040).
+    public var ecnDecapsulation = ECNDecapsulationCounters()
     /// The server's resend requests this client answered, in sequences.
     public var requestedResends = RequestedResendCounters()
     /// The receiving reorder buffer's counters (what went to the TUN device, and what it skipped or asked for).
@@ -178,6 +180,7 @@ extension ClientTunnel: ClientTunnelDriving {
         result.counters.readPackets = statistics.readPackets
         result.counters.queueDrops = statistics.queueDrops
         result.counters.congestionMarks = statistics.congestionMarks
+        result.counters.ecnDecapsulation = statistics.ecnDecapsulation
         result.counters.requestedResends = statistics.requestedResends
         result.counters.reorder = statistics.reorder
         return result
@@ -254,6 +257,8 @@ public struct ServerTunnelCounters: Sendable, Equatable {
     public var queueDrops: UInt64 = 0
     /// ECN-capable packets the pacing queue's AQM marked Congestion Experienced instead of dropping.
     public var congestionMarks: UInt64 = 0
+    /// Received data frames whose outer ECN field changed their inner packet: CE from the path, or dropped (RFC 6040).
+    public var ecnDecapsulation = ECNDecapsulationCounters()
     /// The clients' resend requests the server answered, in sequences, departed clients' included.
     public var requestedResends = RequestedResendCounters()
 
@@ -276,6 +281,7 @@ extension ServerTunnel: ServerTunnelDriving {
         result.counters.answeredHandshakes = statistics.answeredHandshakes
         result.counters.queueDrops = statistics.queueDrops
         result.counters.congestionMarks = statistics.congestionMarks
+        result.counters.ecnDecapsulation = statistics.ecnDecapsulation
         result.counters.requestedResends = statistics.requestedResends
         return result
     }

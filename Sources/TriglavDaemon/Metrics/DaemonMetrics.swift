@@ -104,6 +104,7 @@ public enum DaemonMetrics {
                         .integer(counters.readPackets))
         try repairFamilies("triglav_tunnel", uplinks: "uplink", askers: "The server asked this client",
                            resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
+                           ecnDecapsulation: counters.ecnDecapsulation,
                            requested: counters.requestedResends, &builder)
         let reorder = counters.reorder
         for (order, count) in [("in_order", reorder.deliveredInOrder), ("late", reorder.deliveredLate), ("bypassed", reorder.bypassed)] {
@@ -214,7 +215,7 @@ public enum DaemonMetrics {
     /// queue's drops, and the peer's resend requests by `outcome`: `accepted` (handed to the engine to resend) or
     /// `declined` (no longer held, or sent into a long queue: a congestion loss left to the inner TCP).
     private static func repairFamilies(_ prefix: String, uplinks: String, askers: String, resent: UInt64, queueDrops: UInt64,
-                                       congestionMarks: UInt64,
+                                       congestionMarks: UInt64, ecnDecapsulation: ECNDecapsulationCounters,
                                        requested: RequestedResendCounters, _ builder: inout Builder) throws(TriglavMetricsError) {
         try builder.add("\(prefix)_resent_packets_total", .counter,
                         "Packets sent again because the \(uplinks) they were in flight on went down.", .integer(resent))
@@ -224,6 +225,13 @@ public enum DaemonMetrics {
         try builder.add("\(prefix)_ecn_marked_packets_total", .counter,
                         "ECN-capable packets the sender-side pacing queue's AQM marked Congestion Experienced instead of dropping.",
                         .integer(congestionMarks))
+        for (result, count) in [("congestion_experienced", ecnDecapsulation.congestionExperienced),
+                                ("dropped", ecnDecapsulation.dropped)] {
+            try builder.add("\(prefix)_ecn_decapsulated_packets_total", .counter,
+                            "Received packets whose tunnel datagram arrived marked Congestion Experienced by a router on the path: "
+                                + "the mark copied onto the ECN-capable inner packet, or a Not-ECT one dropped (RFC 6040).",
+                            .integer(count), [MetricLabel("result", result)])
+        }
         for (outcome, count) in [("accepted", requested.accepted), ("declined", requested.declined)] {
             try builder.add("\(prefix)_requested_resend_sequences_total", .counter,
                             "Sequences \(askers) to resend: accepted (resent) or declined.", .integer(count),
@@ -254,6 +262,7 @@ public enum DaemonMetrics {
                         "Packets from the TUN device addressed to no connected client.", .integer(counters.droppedUnknownDestination))
         try repairFamilies("triglav_server", uplinks: "client uplink", askers: "The clients (departed ones included) asked the server",
                            resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
+                           ecnDecapsulation: counters.ecnDecapsulation,
                            requested: counters.requestedResends, &builder)
         try builder.add("triglav_server_handshakes_total", .counter,
                         "Handshakes answered: a client's new tunnel, a further uplink, or a rekey.",
