@@ -22,44 +22,60 @@ struct ECNTunnelTests {
         defer { lab.tearDown() }
         _ = try lab.startServer(extraArguments: "--listen 0.0.0.0:7443 --listen [::]:7443 --stats-interval 0.3")
         if outer == .ipv6 {
-            _ = try lab.startClient(uplinks: ["up1"], extraArguments: "--server [2001:db8:1::1]:7443")
+            _ = try lab.startClient(uplinks: ["up1"], extraArguments: "--server [2001:db8:1::1]:7443 --stats-interval 0.3")
         } else {
-            _ = try lab.startClient()
+            _ = try lab.startClient(extraArguments: "--stats-interval 0.3")
         }
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        // Uploads: the client encapsulates, the server decapsulates; downloads the other way round.
+        try checkDirection(lab, outer: outer, upload: true)
+        try checkDirection(lab, outer: outer, upload: false)
+    }
 
-        // Encapsulation: outer datagrams with any ECN bits set, on every uplink. Not-ECT pings (and the tunnel's
-        // own probes and feedback) add none; ECT(0) pings (`ping -Q 2`) one per echo request.
-        let captures = try lab.captureOnUplinks(options: "-v", filter: "udp port 7443 and \(outer.ecnBits) != 0")
-        try lab.exec(lab.client, "ping -c5 -i0.2 -W2 \(DataPlaneLab.serverTunnelAddress)")
+    /// One direction: the sender's pings leave in datagrams whose outer ECN field is the inner one's (watched on the
+    /// client's uplinks), and with a router before the receiver marking every tunnel datagram CE (nft, as an AQM would),
+    /// ECT(0) echo requests reach the receiver's TUN marked CE while Not-ECT ones are dropped, as RFC 6040 requires.
+    private func checkDirection(_ lab: DataPlaneLab, outer: OuterFamily, upload: Bool) throws {
+        let (sender, receiver) = upload ? (lab.client, lab.server) : (lab.server, lab.client)
+        let target = upload ? DataPlaneLab.serverTunnelAddress : DataPlaneLab.clientTunnelAddress
+        let (receiverName, receiverTUN) = upload ? ("server", "tgs0") : ("client", "tgc0")
+        // The receiver's side of the tunnel port, in nft's and tcpdump's words.
+        let (towardsReceiver, capturedTowardsReceiver) = upload ? ("dport 7443", "dst port 7443") : ("sport 7443", "src port 7443")
+        let direction = upload ? "upload" : "download"
+
+        // Encapsulation. Not-ECT pings (and the tunnel's own probes and feedback) add no ECN-capable datagram; ECT(0)
+        // pings (`ping -Q 2`) one per echo request.
+        let captures = try lab.captureOnUplinks(options: "-v", filter: "udp \(capturedTowardsReceiver) and \(outer.ecnBits) != 0")
+        try lab.exec(sender, "ping -c5 -i0.2 -W2 \(target)")
         Thread.sleep(forTimeInterval: 0.3)
         let afterNotECT = captured(captures, lab)
-        #expect(afterNotECT.isEmpty, "Not-ECT traffic left in ECN-capable datagrams: \(afterNotECT)")
-        try lab.exec(lab.client, "ping -c5 -i0.2 -W2 -Q 2 \(DataPlaneLab.serverTunnelAddress)")
+        #expect(afterNotECT.isEmpty, "\(direction): Not-ECT traffic left in ECN-capable datagrams: \(afterNotECT)")
+        try lab.exec(sender, "ping -c5 -i0.2 -W2 -Q 2 \(target)")
         Thread.sleep(forTimeInterval: 0.3)
         let afterECT = captured(captures, lab)
         for (_, process) in captures { lab.crash(process) }
-        #expect(afterECT.count >= 5, "ECT(0) datagrams: \(afterECT)")
+        #expect(afterECT.count >= 5, "\(direction): ECT(0) datagrams: \(afterECT)")
         // tcpdump names the codepoint for IPv4 only; the filter already selected ECN-capable IPv6 datagrams.
-        if outer == .ipv4 { #expect(afterECT.allSatisfy { $0.contains("ECT(0)") }, "\(afterECT)") }
+        if outer == .ipv4 { #expect(afterECT.allSatisfy { $0.contains("ECT(0)") }, "\(direction): \(afterECT)") }
 
-        // Decapsulation: a router on the way to the server marks every tunnel datagram CE (nft, as an AQM would).
-        try lab.exec(lab.server, "nft add table inet tg_ecn_mark")
-        try lab.exec(lab.server, "nft 'add chain inet tg_ecn_mark pre { type filter hook prerouting priority mangle; }'")
-        try lab.exec(lab.server, "nft add rule inet tg_ecn_mark pre udp dport 7443 \(outer.nftFamily) ecn set ce")
-        let inner = try lab.spawn(namespace: lab.server, "tcpdump -n -l -v -i tgs0 'icmp[icmptype] == icmp-echo'", logName: "tcpdump-tgs0")
-        try lab.waitForOutput("tcpdump-tgs0", containing: "listening on", timeout: 10)
-        // ECT(0) echo requests arrive marked CE (and are answered); Not-ECT ones are dropped, as RFC 6040 requires.
-        try lab.exec(lab.client, "ping -c5 -i0.2 -W2 -Q 2 \(DataPlaneLab.serverTunnelAddress)")
-        #expect((try? lab.exec(lab.client, "ping -c3 -i0.2 -W1 \(DataPlaneLab.serverTunnelAddress)")) == nil,
-                "Not-ECT packets under an outer CE mark got through")
+        // Decapsulation.
+        try lab.exec(receiver, "nft add table inet tg_ecn_mark")
+        try lab.exec(receiver, "nft 'add chain inet tg_ecn_mark pre { type filter hook prerouting priority mangle; }'")
+        try lab.exec(receiver, "nft add rule inet tg_ecn_mark pre udp \(towardsReceiver) \(outer.nftFamily) ecn set ce")
+        defer { _ = try? lab.exec(receiver, "nft delete table inet tg_ecn_mark") }
+        let inner = try lab.spawn(namespace: receiver, "tcpdump -n -l -v -i \(receiverTUN) 'icmp[icmptype] == icmp-echo'",
+                                  logName: "tcpdump-\(receiverTUN)")
+        try lab.waitForOutput("tcpdump-\(receiverTUN)", containing: "listening on", timeout: 10)
+        try lab.exec(sender, "ping -c5 -i0.2 -W2 -Q 2 \(target)")
+        #expect((try? lab.exec(sender, "ping -c3 -i0.2 -W1 \(target)")) == nil,
+                "\(direction): Not-ECT packets under an outer CE mark got through")
         Thread.sleep(forTimeInterval: 0.5)
         lab.crash(inner)
-        let requests = lab.log("tcpdump-tgs0").split(separator: "\n").filter { $0.contains("tos 0x") }
-        #expect(requests.count >= 5 && requests.allSatisfy { $0.contains("CE") }, "inner packets on tgs0: \(requests)")
-        let counts = lastDecapsulationCounts(lab.log("server"))
+        let requests = lab.log("tcpdump-\(receiverTUN)").split(separator: "\n").filter { $0.contains("tos 0x") }
+        #expect(requests.count >= 5 && requests.allSatisfy { $0.contains("CE") }, "\(direction): inner packets on \(receiverTUN): \(requests)")
+        let counts = lastDecapsulationCounts(lab.log(receiverName))
         #expect((counts?.congestionExperienced ?? 0) >= 5 && (counts?.dropped ?? 0) >= 3,
-                "server counters: \(String(describing: counts))")
+                "\(direction): \(receiverName)'s counters: \(String(describing: counts))")
     }
 
     /// The lines each uplink capture printed so far.
@@ -69,7 +85,7 @@ struct ECNTunnelTests {
         }
     }
 
-    /// The last `ECNDecapsulationCounters` the server's statistics lines printed.
+    /// The last `ECNDecapsulationCounters` a statistics line of this log printed.
     private func lastDecapsulationCounts(_ log: String) -> (congestionExperienced: Int, dropped: Int)? {
         let pattern = /ECNDecapsulationCounters\(congestionExperienced: (\d+), dropped: (\d+)\)/
         guard let match = log.matches(of: pattern).last,
