@@ -183,6 +183,26 @@ public struct MultipathEngine<Packet> {
         return busy > allowance ? busy - allowance : 0
     }
 
+    /// The largest datagram (in `packetLength`'s bytes) uplink `id`'s path carries — its path MTU minus the outer IP
+    /// and UDP headers — or nil for no limit. A path smaller than the others' (when the tunnel's MTU is held at
+    /// IPv6's 1280 above it) can't take every packet; a packet larger than this goes to an uplink it fits on
+    /// whenever one is usable (`aggregate`, `lowest-latency` and `redundant` data, resends, late binding), rather
+    /// than be refused by the small one's socket. `flow` keeps its pins and `failover` its active uplink.
+    public mutating func setLargestDatagram(_ bytes: Int?, for id: UplinkID) throws(MultipathError) {
+        guard let index = index(of: id) else { throw .unknownUplink(id) }
+        uplinks[index].largestDatagram = bytes
+    }
+
+    /// `mask` without the uplinks whose path can't carry a `bytes`-byte datagram, unless that leaves none (then the
+    /// packet goes where it would have gone anyway, and that socket refuses it).
+    private func fitting(_ mask: UInt32, bytes: Int) -> UInt32 {
+        var tooSmall: UInt32 = 0
+        for index in uplinks.indices where bytes > uplinks[index].largestDatagram ?? .max {
+            tooSmall |= UInt32(1) << UInt32(index)
+        }
+        return mask & ~tooSmall != 0 ? mask & ~tooSmall : mask
+    }
+
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
@@ -645,7 +665,7 @@ public struct MultipathEngine<Packet> {
         var selection = UplinkSelection()
         switch configuration.scheduler {
         case .aggregate:
-            let mask = eligibleMask(allowSpill: true, preferReady: true)
+            let mask = fitting(eligibleMask(allowSpill: true, preferReady: true), bytes: packetLength)
             if let index = earliestArrival(in: mask, bytes: packetLength, now: now, trustsProbes: !isAcknowledgement) {
                 if let target = configuration.ingressQueueTarget {
                     let arrival = expectedArrival(index, bytes: packetLength, now: now)
@@ -662,7 +682,7 @@ public struct MultipathEngine<Packet> {
                 selection.append(uplinks[index].id)
             }
         case .lowestLatency:
-            if let index = lowestLatency(in: eligibleMask(allowSpill: false, preferReady: true)) {
+            if let index = lowestLatency(in: fitting(eligibleMask(allowSpill: false, preferReady: true), bytes: packetLength)) {
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
             }
@@ -710,6 +730,7 @@ public struct MultipathEngine<Packet> {
             }
             if unmetered < 2 { mask |= metered }
             if mask == 0 { mask = eligibleMask(allowSpill: false, preferReady: false) }
+            mask = fitting(mask, bytes: packetLength)
             let copies = configuration.redundantCopies ?? MultipathLimits.maxUplinks
             while selection.count < copies, let index = lowestLatency(in: mask) {
                 commit(index, bytes: packetLength, now: now)
@@ -796,7 +817,8 @@ public struct MultipathEngine<Packet> {
            level(uplinks[original]) != nil {
             mask = UInt32(1) << UInt32(original)
         }
-        guard let index = earliestArrival(in: mask, bytes: packetLength, now: now, asResend: paced, asRepair: isRepair)
+        guard let index = earliestArrival(in: fitting(mask, bytes: packetLength), bytes: packetLength, now: now, asResend: paced,
+                                          asRepair: isRepair)
         else { return selection }
         let tracker = uplinks[index]
         if paced, let waitsBehind = originalWaitsBehind, let original = excludedIndex,
@@ -955,7 +977,7 @@ public struct MultipathEngine<Packet> {
     /// - `.drop`: the queue is past the paced AQM's hard limit; drop it and ask again.
     public mutating func dequeueShared(packetLength: Int, backlogBytes: Int, now: UInt64) -> SharedQueueDecision {
         let now = advanceClock(to: now)
-        let mask = eligibleMask(allowSpill: true, preferReady: true)
+        let mask = fitting(eligibleMask(allowSpill: true, preferReady: true), bytes: packetLength)
         guard mask != 0 else { return .wait }
         // The AQM's view keeps suspect uplinks (as `admitShared`); the binding avoids them.
         let aqmMask = eligibleMask(allowSpill: true, preferReady: true, avoidsSuspects: false)

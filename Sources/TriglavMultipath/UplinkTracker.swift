@@ -17,6 +17,9 @@ struct UplinkTracker {
     private(set) var state: UplinkState = .probing
     private(set) var stateSince: UInt64
     var systemDown = false
+    /// The largest datagram (`packetLength`) the uplink's path carries, nil when unknown or unlimited
+    /// (`MultipathEngine.setLargestDatagram`).
+    var largestDatagram: Int?
 
     // Quality.
     var rtt = RTTEstimator()

@@ -103,6 +103,37 @@ struct DataPlaneUplinkPathTests {
         #expect(outer.lengths.allSatisfy { $0 <= 1300 }, "outer lengths \(outer.lengths)")
     }
 
+    @Test("IPv6 inside, one uplink's path 1300 bytes and another's 1500: packets too large for the small path go on the other, none is refused")
+    func largePacketsAvoidTheSmallPath() throws {
+        let lab = try DataPlaneLab()
+        defer { lab.tearDown() }
+        try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1300")
+        _ = try lab.startServer(ipv6: true)
+        _ = try lab.startClient(uplinks: ["up1", "up2"], extraArguments: "--stats-interval 0.3")
+        #expect(lab.waitForTunnel(timeout: 10))
+        #expect(lab.tunnelMTU(becomes: TunnelFloor.ipv6) == TunnelFloor.ipv6)
+        try lab.waitForOutput("client", containing: "uplink up1: path MTU 1300 to the server leaves room for 1232-byte inner packets",
+                              timeout: 5)
+        // The next path pass (every second) has told the engine each uplink's largest datagram.
+        Thread.sleep(forTimeInterval: 1.2)
+        // Full-size (1280-byte) and small IPv6 packets: every one answered, none refused by up1's socket.
+        try lab.exec(lab.client, "ping -6 -c100 -i0.01 -W2 -M do -s \(1280 - 48) fd77::1")
+        try lab.exec(lab.client, "ping -6 -c20 -i0.05 -W2 -s 100 fd77::1")
+        Thread.sleep(forTimeInterval: 0.5)
+        let errors = Self.lastSendErrors(lab.log("client"))
+        #expect(errors["up1"] == 0 && errors["up2"] == 0, "send errors per uplink: \(errors)")
+    }
+
+    /// Each uplink's `sendErrors` in the last statistics line of a client log.
+    static func lastSendErrors(_ log: String) -> [String: Int] {
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("sendErrors") }) else { return [:] }
+        var errors: [String: Int] = [:]
+        for match in line.matches(of: /interface: ([a-z0-9]+),.*?sendErrors: (\d+)/) {
+            errors[String(match.output.1)] = Int(match.output.2)
+        }
+        return errors
+    }
+
     @Test("a `never` uplink's small path MTU doesn't lower the TUN MTU")
     func neverUplinkDoesNotCount() throws {
         let lab = try DataPlaneLab()

@@ -472,6 +472,8 @@ public final class ClientTunnel: Sendable {
                 if let limit { limits[interface] = limit }
                 let pathMTU = kernel.map { min($0, (limit ?? $0) + outerHeaders) }
                 effective[interface] = pathMTU
+                // The scheduler keeps datagrams this path can't carry off it (while the IPv6 floor holds the TUN above it).
+                if let id = state.uplinks[slot]?.id { try? state.engine.setLargestDatagram(pathMTU.map { $0 - outerHeaders }, for: id) }
                 state.uplinks[slot]?.status.pathMTU = pathMTU
                 state.uplinks[slot]?.status.pathMTUBlackhole = limit != nil
             }
