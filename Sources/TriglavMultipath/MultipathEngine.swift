@@ -186,18 +186,21 @@ public struct MultipathEngine<Packet> {
     /// The largest datagram (in `packetLength`'s bytes) uplink `id`'s path carries — its path MTU minus the outer IP
     /// and UDP headers — or nil for no limit. A path smaller than the others' (when the tunnel's MTU is held at
     /// IPv6's 1280 above it) can't take every packet; a packet larger than this goes to an uplink it fits on
-    /// whenever one is usable (`aggregate`, `lowest-latency` and `redundant` data, resends, late binding), rather
-    /// than be refused by the small one's socket. `flow` keeps its pins and `failover` its active uplink.
+    /// whenever one is usable (every mode's data, resends, late binding), rather than be refused by the small one's
+    /// socket. `flow` keeps the flow pinned and `failover` its active uplink: only that packet goes elsewhere.
     public mutating func setLargestDatagram(_ bytes: Int?, for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
         uplinks[index].largestDatagram = bytes
     }
 
+    /// Whether uplink `index`'s path carries a `bytes`-byte datagram.
+    private func fits(_ index: Int, bytes: Int) -> Bool { bytes <= uplinks[index].largestDatagram ?? .max }
+
     /// `mask` without the uplinks whose path can't carry a `bytes`-byte datagram, unless that leaves none (then the
     /// packet goes where it would have gone anyway, and that socket refuses it).
     private func fitting(_ mask: UInt32, bytes: Int) -> UInt32 {
         var tooSmall: UInt32 = 0
-        for index in uplinks.indices where bytes > uplinks[index].largestDatagram ?? .max {
+        for index in uplinks.indices where !fits(index, bytes: bytes) {
             tooSmall |= UInt32(1) << UInt32(index)
         }
         return mask & ~tooSmall != 0 ? mask & ~tooSmall : mask
@@ -695,6 +698,10 @@ public struct MultipathEngine<Packet> {
                 chosen = lowestLatency(in: mask)
                 failoverActive = chosen.map { uplinks[$0].id }
             }
+            // A packet too large for the active uplink's path goes on the best other one it fits; the active stays.
+            if let index = chosen, !fits(index, bytes: packetLength) {
+                chosen = lowestLatency(in: fitting(mask, bytes: packetLength))
+            }
             if let index = chosen {
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
@@ -702,8 +709,13 @@ public struct MultipathEngine<Packet> {
         case .flow:
             // Degraded links keep their flows: flows move only when their uplink stops carrying data.
             let mask = eligibleMask(allowSpill: false, preferReady: false)
-            let index: Int?
+            var index: Int?
             if let key = flowKey { index = pinnedUplink(key, in: mask) } else { index = lowestLatency(in: mask) }
+            // A packet too large for its flow's uplink goes on the best one it fits; the flow stays pinned (one
+            // packet out of order beats one refused by the small path's socket).
+            if let pinned = index, !fits(pinned, bytes: packetLength) {
+                index = lowestLatency(in: fitting(mask, bytes: packetLength))
+            }
             if let index {
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)

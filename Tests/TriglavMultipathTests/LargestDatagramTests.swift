@@ -3,7 +3,8 @@ import TriglavCore
 @testable import TriglavMultipath
 
 /// An uplink whose path is smaller than the others' gets only the packets that fit it
-/// (`MultipathEngine.setLargestDatagram`): the rest go where they fit instead of being refused by its socket.
+/// (`MultipathEngine.setLargestDatagram`): the rest go where they fit instead of being refused by its socket. In `flow`
+/// and `failover` mode only the packet goes elsewhere: flows stay pinned, the active uplink stays active.
 @Suite struct LargestDatagramTests {
     static let ms = Nanoseconds.millisecond
     let small = UplinkID(1), large = UplinkID(2)
@@ -21,8 +22,8 @@ import TriglavCore
         return driver
     }
 
-    @Test("aggregate, lowest-latency and redundant: a packet above the small path's room never goes on it; smaller ones still do",
-          arguments: [SchedulerMode.aggregate, .lowestLatency, .redundant])
+    @Test("every mode: a packet above the small path's room never goes on it; smaller ones still do",
+          arguments: [SchedulerMode.aggregate, .lowestLatency, .redundant, .flow, .failover])
     func largePacketsAvoidTheSmallPath(scheduler: SchedulerMode) throws {
         var driver = try engine(scheduler)
         var smallCarriedLarge = 0, smallCarriedFitting = 0, unscheduled = 0
@@ -55,6 +56,22 @@ import TriglavCore
             }
         }
         #expect(bound > 0 && boundToSmall == 0)
+    }
+
+    @Test("flow and failover: after a large packet went elsewhere, the flow's and the mode's uplink is still the small one",
+          arguments: [SchedulerMode.flow, .failover])
+    func pinsAndTheActiveUplinkStay(scheduler: SchedulerMode) throws {
+        var driver = try engine(scheduler)
+        // A flow key whose pin is the small uplink (rendezvous hashing spreads keys over both).
+        var key: FlowKey?
+        for candidate in UInt64(0)..<64 where key == nil {
+            if driver.engine.schedule(packetLength: 600, flowKey: FlowKey(rawValue: candidate), now: driver.now).contains(small) {
+                key = FlowKey(rawValue: candidate)
+            }
+        }
+        let flow = try #require(key)
+        #expect(Array(driver.engine.schedule(packetLength: 1300, flowKey: flow, now: driver.now)) == [large])
+        #expect(Array(driver.engine.schedule(packetLength: 600, flowKey: flow, now: driver.now)) == [small])
     }
 
     @Test("no uplink fits: the packet goes where it would have gone (its socket refuses it); nil lifts the limit")
