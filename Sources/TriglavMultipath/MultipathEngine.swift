@@ -206,6 +206,14 @@ public struct MultipathEngine<Packet> {
         return mask & ~tooSmall != 0 ? mask & ~tooSmall : mask
     }
 
+    /// `chosen`, or when its path can't carry a `bytes`-byte datagram the lowest-latency uplink of `mask` whose path can
+    /// (`flow` and `failover`: their uplink stays theirs, only this packet goes elsewhere); `chosen` when none can.
+    private func fittingChoice(_ chosen: Int, in mask: UInt32, bytes: Int) -> Int {
+        guard !fits(chosen, bytes: bytes), let other = lowestLatency(in: fitting(mask, bytes: bytes)), fits(other, bytes: bytes)
+        else { return chosen }
+        return other
+    }
+
     /// Starts counting a data cap from zero again (new billing period).
     public mutating func resetDataCap(for id: UplinkID) throws(MultipathError) {
         guard let index = index(of: id) else { throw .unknownUplink(id) }
@@ -699,24 +707,20 @@ public struct MultipathEngine<Packet> {
                 failoverActive = chosen.map { uplinks[$0].id }
             }
             // A packet too large for the active uplink's path goes on the best other one it fits; the active stays.
-            if let index = chosen, !fits(index, bytes: packetLength) {
-                chosen = lowestLatency(in: fitting(mask, bytes: packetLength))
-            }
             if let index = chosen {
+                let index = fittingChoice(index, in: mask, bytes: packetLength)
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
             }
         case .flow:
             // Degraded links keep their flows: flows move only when their uplink stops carrying data.
             let mask = eligibleMask(allowSpill: false, preferReady: false)
-            var index: Int?
+            let index: Int?
             if let key = flowKey { index = pinnedUplink(key, in: mask) } else { index = lowestLatency(in: mask) }
             // A packet too large for its flow's uplink goes on the best one it fits; the flow stays pinned (one
             // packet out of order beats one refused by the small path's socket).
-            if let pinned = index, !fits(pinned, bytes: packetLength) {
-                index = lowestLatency(in: fitting(mask, bytes: packetLength))
-            }
             if let index {
+                let index = fittingChoice(index, in: mask, bytes: packetLength)
                 commit(index, bytes: packetLength, now: now)
                 selection.append(uplinks[index].id)
             }

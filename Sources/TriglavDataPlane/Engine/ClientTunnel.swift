@@ -451,7 +451,8 @@ public final class ClientTunnel: Sendable {
 
     /// Hands each uplink's path MTU from the kernel to its blackhole search (as the largest datagram: minus the outer IP
     /// and UDP headers) and returns the path MTU that counts for each operational uplink: the kernel's, or less where
-    /// a search found a hop that drops larger datagrams silently (logged when a finding is new).
+    /// a search found a hop that drops larger datagrams silently (logged when a finding is new). The multipath engine
+    /// learns each uplink's largest datagram from it (`setLargestDatagram`).
     private func followPathMTUs(_ paths: [InterfaceName: UplinkPath]) -> [InterfaceName: Int] {
         let outerHeaders = tunnelOverhead - WireLayout.transportOverhead
         let isIPv6 = !configuration.server.address.isIPv4
