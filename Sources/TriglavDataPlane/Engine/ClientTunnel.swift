@@ -48,6 +48,8 @@ public struct ClientTunnelConfiguration: Sendable {
     /// How long an uplink stays on its TCP fallback before it checks (with a handshake over UDP, while TCP
     /// keeps carrying traffic) whether UDP works again; checked again after each such interval.
     public var udpRetryInterval: Duration = .seconds(120)
+    /// Read TCP super-packets from the TUN device and cut them here (`TunDevice.offloads`).
+    public var tunOffloads = TunDevice.offloadsByDefault
 
     /// Receivers equalise path delays (see `DelayEqualizer`), holding a packet up to this long: the lab's
     /// 5 ms vs 45 ms (± 10 ms) uplinks need about 50 ms; more would only hide a broken estimate.
@@ -164,7 +166,8 @@ public final class ClientTunnel: Sendable {
         try policy.validate()
         try routes.removeClientLeftovers(policy, table: table)
         reversePathFilter.restoreLeftovers()
-        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling)
+        let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.mtuCeiling,
+                                offloads: configuration.tunOffloads)
         do {
             try routes.installClientPolicy(routing: configuration.routing, policy: policy, table: table,
                                            firewallMark: configuration.firewallMark)
@@ -363,7 +366,7 @@ public final class ClientTunnel: Sendable {
                     return status
                 },
                 droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, readPackets: state.readPackets,
-                queueDrops: state.pacedDrops, congestionMarks: state.engine.congestionMarks,
+                tunOffload: state.tunOffload, queueDrops: state.pacedDrops, congestionMarks: state.engine.congestionMarks,
                 ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.retransmit.requestedResends,
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
@@ -776,6 +779,7 @@ struct ClientState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     /// Packets taken from the TUN device.
     var readPackets: UInt64 = 0
+    var tunOffload = TunOffloadCounters()
     /// Sender-side pacing (the configuration paces): the shared queue of unnumbered packets and the resend lanes.
     var paced: PacedSendQueue?
     /// Pacing: when the queue may send again (0 = now; nil: nothing queued). The TUN pump sleeps until then; the
@@ -881,6 +885,7 @@ final class ClientTunPump: @unchecked Sendable {
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
             state.readPackets &+= UInt64(count)
+            state.tunOffload = staging.offloadCounters
             for slot in 0..<ClientTunnel.maximumUplinks { sockets[slot] = state.uplinks[slot]?.socket }
             for index in 0..<count {
                 let length = staging.length(index)

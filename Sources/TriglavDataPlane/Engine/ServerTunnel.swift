@@ -40,6 +40,8 @@ public struct ServerTunnelConfiguration: Sendable {
     /// Queues of the server's TUN device: each has its own ring, packets are queued by destination address (so
     /// per client, modulo the count), and the TUN pump reads them round-robin. 1: a single-queue device.
     public var tunQueues = 8
+    /// Read TCP super-packets from the TUN device and cut them here (`TunDevice.offloads`).
+    public var tunOffloads = TunDevice.offloadsByDefault
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
     public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
@@ -120,7 +122,8 @@ public final class ServerTunnel: Sendable {
         }
         let sockets = try Self.openListeners(configuration: configuration, logger: logger)
         let tun = try TunDevice(name: configuration.tunnelInterface, mtu: configuration.effectiveMTU,
-                                queueCount: configuration.tunQueues, steerByDestination: true)
+                                queueCount: configuration.tunQueues, steerByDestination: true,
+                                offloads: configuration.tunOffloads)
         if tun.steeringError != 0 {
             logger.warning("""
                 \(tun.name): can't load the BPF program that gives each client its own TUN queue (\(String(cString: strerror(tun.steeringError)))); \
@@ -269,7 +272,8 @@ public final class ServerTunnel: Sendable {
                 answeredHandshakes: state.answeredHandshakes, queueDrops: state.pacedDrops,
                 congestionMarks: state.tunnels.values.reduce(state.departedCongestionMarks) { $0 &+ $1.engine.congestionMarks },
                 ecnDecapsulation: state.ecnDecapsulation,
-                requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends })
+                requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends },
+                tunOffload: state.tunOffload)
         }
     }
 
@@ -445,6 +449,7 @@ struct ServerState: @unchecked Sendable {
     var tun: TunDevice?
     var rejectedHandshakes: UInt64 = 0
     var droppedUnknownDestination: UInt64 = 0
+    var tunOffload = TunOffloadCounters()
     var droppedSpoofed: UInt64 = 0
     var resentPackets: UInt64 = 0
     /// Uplink sessions refused because their client already had `MultipathLimits.maxUplinks` uplinks.
@@ -585,6 +590,7 @@ final class ServerTunPump: @unchecked Sendable {
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
             if sockets.count != state.sockets.count { sockets = state.sockets }
+            state.tunOffload = staging.offloadCounters
             for index in 0..<count {
                 let length = staging.length(index)
                 let source = staging.slot(index)

@@ -60,6 +60,17 @@ public struct RequestedResendCounters: Sendable, Equatable {
     }
 }
 
+/// What the TUN device's offloads (`TunDevice.offloads`) handed over.
+public struct TunOffloadCounters: Sendable, Equatable {
+    /// Reads that were TCP super-packets, and the packets they were cut into.
+    public var superPackets: UInt64 = 0
+    public var segments: UInt64 = 0
+    /// Reads dropped because their virtio-net header described nothing we can cut (`TunOffloadError`).
+    public var malformed: UInt64 = 0
+
+    public init() {}
+}
+
 /// A snapshot of a client tunnel.
 public struct ClientTunnelStatistics: Sendable, Equatable {
     public var tunnelInterface: InterfaceName?
@@ -72,6 +83,7 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var resentPackets: UInt64 = 0
     /// Packets taken from the TUN device, dropped ones included.
     public var readPackets: UInt64 = 0
+    public var tunOffload = TunOffloadCounters()
     /// Pacing: packets the sender-side queue dropped (refused by the engine's AQM or a full queue, or shed at its head).
     public var queueDrops: UInt64 = 0
     /// Pacing: ECN-capable packets its AQM marked Congestion Experienced instead of dropping them.
@@ -139,4 +151,5 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     public var ecnDecapsulation = ECNDecapsulationCounters()
     /// The clients' resend requests the server answered, departed clients' included.
     public var requestedResends = RequestedResendCounters()
+    public var tunOffload = TunOffloadCounters()
 }

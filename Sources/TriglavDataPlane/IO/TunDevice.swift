@@ -22,14 +22,25 @@ final class TunDevice: @unchecked Sendable {
     let steeringError: Int32
     /// Packets the kernel refused on write (e.g. ENOBUFS under pressure, EINVAL for a malformed packet).
     var writeErrors = 0
+    /// Whether every read and write starts with a virtio-net header (`IFF_VNET_HDR`), and reads may be TCP
+    /// super-packets with checksums left to complete (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): `TunReadBatch` cuts
+    /// them into packets (`OffloadedRead`).
+    let offloads: Bool
+    /// On unless the environment's `TRIGLAV_TUN_OFFLOADS` is `0` (a diagnostic switch, for comparisons).
+    static var offloadsByDefault: Bool { getenv("TRIGLAV_TUN_OFFLOADS").map { String(cString: $0) != "0" } ?? true }
+    /// The header before every written packet with `offloads`: no checksum to complete, no segmentation.
+    private let plainHeader: UnsafeMutableRawBufferPointer
 
     /// Creates (or attaches to) the device `name`, non-blocking, and sets its MTU. With `queueCount` > 1 the device
     /// is multi-queue with that many queues and, when `steerByDestination` and the kernel allows BPF, each packet is
-    /// queued by its destination address (one queue per tunnel address, modulo the count).
-    init(name: InterfaceName, mtu: Int, queueCount: Int = 1, steerByDestination: Bool = false) throws(TriglavDataPlaneError) {
+    /// queued by its destination address (one queue per tunnel address, modulo the count). With `offloads` the kernel
+    /// hands over TCP super-packets (see `offloads`); a kernel that refuses them gets plain packets.
+    init(name: InterfaceName, mtu: Int, queueCount: Int = 1, steerByDestination: Bool = false,
+         offloads: Bool = false) throws(TriglavDataPlaneError) {
         var actual = [CChar](repeating: 0, count: 16)
         let multiQueue: Int32 = queueCount > 1 ? 1 : 0
-        let fd = tg_tun_open(name.rawValue, multiQueue, 0, &actual, actual.count)
+        let vnetHeader: Int32 = offloads ? 1 : 0
+        let fd = tg_tun_open(name.rawValue, multiQueue, vnetHeader, &actual, actual.count)
         guard fd >= 0 else { throw .tunDevice(name: name.rawValue, errno: -fd) }
         descriptor = OwnedDescriptor(fd)
         let actualName = String(decoding: actual.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -42,7 +53,7 @@ final class TunDevice: @unchecked Sendable {
         // The further queues attach to the device by the name it got; closing the first one on failure deletes it.
         while queues.count < queueCount {
             var ignored = [CChar](repeating: 0, count: 16)
-            let queue = tg_tun_open(actualName, 1, 0, &ignored, ignored.count)
+            let queue = tg_tun_open(actualName, 1, vnetHeader, &ignored, ignored.count)
             guard queue >= 0 else {
                 for opened in queues { opened.close() }
                 throw .tunDevice(name: actualName, errno: -queue)
@@ -50,6 +61,14 @@ final class TunDevice: @unchecked Sendable {
             queues.append(OwnedDescriptor(queue))
         }
         self.queues = queues
+        self.offloads = offloads
+        plainHeader = .allocate(byteCount: VirtioNetHeader.size, alignment: 8)
+        VirtioNetHeader().serialize(into: plainHeader)
+        if offloads {
+            // The device's features, for every queue. Without them (an old kernel) reads are still plain packets after
+            // a header that asks for nothing.
+            _ = tg_tun_set_offload(fd, tg_tun_f_csum() | tg_tun_f_tso4() | tg_tun_f_tso6())
+        }
         steeringError = queueCount > 1 && steerByDestination ? -min(0, tg_tun_steer_by_destination(fd)) : 0
         for queue in queues {
             try Syscall.shim("set \(actualName) non-blocking") { tg_fd_set_nonblocking(queue.raw) }
@@ -73,14 +92,27 @@ final class TunDevice: @unchecked Sendable {
 
     /// Writes one packet. Failures are counted, not thrown: a dropped packet is the inner protocol's business.
     func write(_ packet: UnsafeRawBufferPointer) {
+        guard offloads else {
+            retryingWrite { Glibc.write(descriptor.raw, packet.baseAddress, packet.count) }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { parts in
+            parts[0] = iovec(iov_base: plainHeader.baseAddress, iov_len: VirtioNetHeader.size)
+            parts[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: packet.baseAddress), iov_len: packet.count)
+            retryingWrite { Glibc.writev(descriptor.raw, parts.baseAddress, 2) }
+        }
+    }
+
+    private func retryingWrite(_ write: () -> Int) {
         while true {
-            let count = Glibc.write(descriptor.raw, packet.baseAddress, packet.count)
-            if count >= 0 { return }
+            if write() >= 0 { return }
             if errno == EINTR { continue }
             writeErrors &+= 1
             return
         }
     }
+
+    deinit { plainHeader.deallocate() }
 
     func close() {
         for queue in queues.reversed() { queue.close() }
