@@ -11,7 +11,12 @@ let strictSettings: [SwiftSetting] = [
 
 // The multipath engine and its simulator are optimised in debug builds too: the simulator's seeded scenarios are
 // CPU-bound (about 22 CPU-minutes unoptimised, most of `make test`'s time). Swift takes the last -O flag.
-let simulatedSettings: [SwiftSetting] = strictSettings + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+// In release builds its generic engine is also made available to other modules for specialisation: the data plane's
+// `MultipathEngine<Int>` otherwise runs unspecialised, looking up generic metadata for every packet.
+let simulatedSettings: [SwiftSetting] = strictSettings + [
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+]
 
 let package = Package(
     name: "Triglav",

@@ -130,7 +130,7 @@ struct ClientSchedulerOnServerTests {
 
     @Test("a client flipping its scheduler on every packet gets one log line per 10 s, counting the switches")
     func schedulerSwitchesAreLoggedAtMostEveryTenSeconds() throws {
-        var tunnel = try Self.serverTunnel(id: 1, address: "10.77.0.2/24")
+        let tunnel = try Self.serverTunnel(id: 1, address: "10.77.0.2/24")
         let second = TriglavMultipath.Nanoseconds.second
         #expect(tunnel.shouldLogSchedulerSwitch(at: 5 * second) == 1)
         for step in 1...1000 as ClosedRange<UInt64> {

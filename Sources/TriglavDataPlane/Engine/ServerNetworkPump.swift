@@ -536,7 +536,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 // The configuration gave every client an address (ServerTunnelConfiguration.clients).
                 guard let addresses = TunnelAddresses(ipv4: accepted.tunnel.ipv4, ipv6: accepted.tunnel.ipv6),
                       let engine = try? MultipathEngine<Int>(configuration: server.configuration.multipath) else { return }
-                var tunnel = ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine)
+                let tunnel = ServerClientTunnel(tunnelID: tunnelID, key: accepted.client, addresses: addresses, engine: engine)
                 tunnel.transmitSequence = state.resumeSequences[accepted.client] ?? 0
                 if server.configuration.multipath.pacingQueueAllowance != nil {
                     tunnel.paced = PacedSendQueue(slotSize: server.configuration.effectiveMTU)
