@@ -91,19 +91,32 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
     struct mmsghdr messages[TG_NET_MAX_BATCH];
     struct iovec vectors[TG_NET_MAX_BATCH];
     union { char bytes[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control[TG_NET_MAX_BATCH];
+    unsigned int first_datagram[TG_NET_MAX_BATCH + 1];
     memset(messages, 0, sizeof(struct mmsghdr) * count);
-    for (unsigned int i = 0; i < count; i++) {
-        vectors[i].iov_base = datagrams[i].buffer;
-        vectors[i].iov_len = datagrams[i].length;
-        messages[i].msg_hdr.msg_iov = &vectors[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
+    unsigned int message_count = 0;
+    for (unsigned int d = 0; d < count; message_count++) {
+        unsigned int run = datagrams[d].segments > 1 ? datagrams[d].segments : 1;
+        if (run > count - d) run = count - d;
+        for (unsigned int k = 0; k < run; k++) {
+            vectors[d + k].iov_base = datagrams[d + k].buffer;
+            vectors[d + k].iov_len = datagrams[d + k].length;
+        }
+        messages[message_count].msg_hdr.msg_iov = &vectors[d];
+        messages[message_count].msg_hdr.msg_iovlen = run;
+        first_datagram[message_count] = d;
+        d += run;
+    }
+    first_datagram[message_count] = count;
+    for (unsigned int m = 0; m < message_count; m++) {
+        unsigned int i = first_datagram[m];
         if (datagrams[i].address_length > 0) {
-            messages[i].msg_hdr.msg_name = &datagrams[i].address;
-            messages[i].msg_hdr.msg_namelen = datagrams[i].address_length;
+            messages[m].msg_hdr.msg_name = &datagrams[i].address;
+            messages[m].msg_hdr.msg_namelen = datagrams[i].address_length;
         }
         size_t control_length = 0;
         sa_family_t local_family = datagrams[i].local_address.ss_family;
-        if (datagrams[i].gso_segment_size > 0) control_length += CMSG_SPACE(sizeof(uint16_t));
+        int segmented = datagrams[i].segments > 1 && datagrams[i].gso_segment_size > 0;
+        if (segmented) control_length += CMSG_SPACE(sizeof(uint16_t));
         if (local_family == AF_INET) control_length += CMSG_SPACE(sizeof(struct in_pktinfo));
         if (local_family == AF_INET6) control_length += CMSG_SPACE(sizeof(struct in6_pktinfo));
         sa_family_t peer_family = datagrams[i].address.ss_family;
@@ -111,16 +124,16 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
         if (ecn != 0 && (peer_family == AF_INET || peer_family == AF_INET6)) control_length += CMSG_SPACE(sizeof(int));
         else ecn = 0;
         if (control_length == 0) continue;
-        memset(control[i].bytes, 0, sizeof(control[i].bytes));
-        messages[i].msg_hdr.msg_control = control[i].bytes;
-        messages[i].msg_hdr.msg_controllen = control_length;
-        struct cmsghdr *c = CMSG_FIRSTHDR(&messages[i].msg_hdr);
-        if (datagrams[i].gso_segment_size > 0) {
+        memset(control[m].bytes, 0, sizeof(control[m].bytes));
+        messages[m].msg_hdr.msg_control = control[m].bytes;
+        messages[m].msg_hdr.msg_controllen = control_length;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&messages[m].msg_hdr);
+        if (segmented) {
             c->cmsg_level = SOL_UDP;
             c->cmsg_type = UDP_SEGMENT;
             c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
             memcpy(CMSG_DATA(c), &datagrams[i].gso_segment_size, sizeof(uint16_t));
-            c = CMSG_NXTHDR(&messages[i].msg_hdr, c);
+            c = CMSG_NXTHDR(&messages[m].msg_hdr, c);
         }
         if (local_family == AF_INET) {
             struct in_pktinfo info;
@@ -140,7 +153,7 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
             memcpy(CMSG_DATA(c), &info, sizeof(info));
         }
         if (ecn != 0) {
-            if (local_family == AF_INET || local_family == AF_INET6) c = CMSG_NXTHDR(&messages[i].msg_hdr, c);
+            if (local_family == AF_INET || local_family == AF_INET6) c = CMSG_NXTHDR(&messages[m].msg_hdr, c);
             // The whole TOS / traffic class: DSCP 0 (the socket's default) and the ECN bits.
             c->cmsg_level = peer_family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6;
             c->cmsg_type = peer_family == AF_INET ? IP_TOS : IPV6_TCLASS;
@@ -150,9 +163,9 @@ int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count) {
     }
     int sent;
     do {
-        sent = sendmmsg(fd, messages, count, MSG_DONTWAIT);
+        sent = sendmmsg(fd, messages, message_count, MSG_DONTWAIT);
     } while (sent < 0 && errno == EINTR);
-    return sent < 0 ? -errno : sent;
+    return sent < 0 ? -errno : (int)first_datagram[sent];
 }
 
 int tg_socket_enable_recv_ecn(int fd, int family) {

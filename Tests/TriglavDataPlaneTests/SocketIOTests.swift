@@ -54,6 +54,76 @@ struct SocketIOTests {
         #expect(try receiver.receive(into: incoming) == 0)
     }
 
+    /// Prepares `lengths.count` datagrams in `batch`, datagram `index` filled with its index, for `destinations`
+    /// (cycled per entry of `to`) with ECN `ecn[index]`.
+    static func prepare(_ batch: DatagramBatch, lengths: [Int], to destinations: [Int], addresses: inout [sockaddr_storage],
+                        addressLength: socklen_t, ecn: [UInt8]) {
+        for (index, length) in lengths.enumerated() {
+            let slot = batch.slot(index)
+            for offset in 0..<length { slot[offset] = UInt8(truncatingIfNeeded: index) }
+            withUnsafePointer(to: &addresses[destinations[index]]) { address in
+                batch.prepareSend(index, length: length, address: address, addressLength: addressLength, localAddress: nil,
+                                  ecn: ecn[index])
+            }
+        }
+        batch.count = lengths.count
+    }
+
+    @Test("runs for UDP GSO: same peer and ECN, equal lengths but a shorter last, bounded in count and bytes")
+    func segmentationRunsAreMarkedWhereTheyMayBe() throws {
+        var addresses = [sockaddr_storage(), sockaddr_storage()]
+        let length = SocketAddress.write(try IPEndpoint("192.0.2.1:7443"), into: &addresses[0])
+        _ = SocketAddress.write(try IPEndpoint("192.0.2.2:7443"), into: &addresses[1])
+        let batch = DatagramBatch(capacity: 64, slotSize: 2048)
+        // 0-3: a run with a shorter last; 4: alone (another peer); 5-6: a run; 7: alone (ECN differs);
+        // 8-9: equal, then 10 longer than 8 ends the run 8-9; 10-11 a run.
+        let lengths = [1200, 1200, 1200, 300, 1200, 1200, 1200, 1200, 900, 900, 1000, 1000]
+        let destinations = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+        let ecn: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]
+        Self.prepare(batch, lengths: lengths, to: destinations, addresses: &addresses, addressLength: length, ecn: ecn)
+        #expect(batch.markSegmentationRuns() == 4)
+        #expect((0..<12).filter { batch.isSegmentationRun($0) } == [0, 5, 8, 10])
+        #expect(batch.segmentedDatagrams(in: 0..<12) == 4 + 2 + 2 + 2)
+        // Bounded: 60 equal datagrams of 1200 bytes make runs of at most 54 (65 000 bytes), 20 at most with a limit.
+        Self.prepare(batch, lengths: Array(repeating: 1200, count: 60), to: Array(repeating: 0, count: 60),
+                     addresses: &addresses, addressLength: length, ecn: Array(repeating: 0, count: 60))
+        #expect(batch.markSegmentationRuns() == 2)
+        #expect(batch.segmentedDatagrams(in: 0..<54) == 54)
+        #expect(batch.markSegmentationRuns(maximumSegments: 20) == 3)
+        #expect((0..<60).filter { batch.isSegmentationRun($0) } == [0, 20, 40])
+        batch.clearSegmentationRuns(from: 20)
+        #expect((0..<60).filter { batch.isSegmentationRun($0) } == [0])
+    }
+
+    @Test("a batch sent with UDP GSO arrives as the same datagrams, in order", arguments: [true, false])
+    func segmentedBatchArrivesIntact(segmentation: Bool) throws {
+        var listenerOptions = UDPSocket.Options()
+        listenerOptions.localEndpoint = IPEndpoint(address: .v4(0x7f00_0001), port: 0)
+        let receiver = try UDPSocket(family: .v4, options: listenerOptions, label: "receiver")
+        let sender = try UDPSocket(family: .v4, options: UDPSocket.Options(), label: "sender")
+        sender.segmentationOffload = segmentation
+        var addresses = [sockaddr_storage()]
+        let length = SocketAddress.write(try receiver.localEndpoint(), into: &addresses[0])
+        let batch = DatagramBatch(capacity: 64, slotSize: 2048)
+        let lengths = Array(repeating: 1400, count: 30) + [77] + Array(repeating: 600, count: 20) + [1, 1400]
+        Self.prepare(batch, lengths: lengths, to: Array(repeating: 0, count: lengths.count), addresses: &addresses,
+                     addressLength: length, ecn: Array(repeating: 0, count: lengths.count))
+        #expect(sender.send(batch) == lengths.count)
+        #expect(sender.segmentationOffload == segmentation, "loopback takes UDP GSO")
+        #expect(sender.segmentedDatagrams == (segmentation ? 31 + 21 : 0))
+        #expect(sender.sendErrors == 0)
+        let incoming = DatagramBatch(capacity: 64, slotSize: 2048)
+        var received: [[UInt8]] = []
+        let deadline = ContinuousClock.now + .seconds(10)
+        while received.count < lengths.count && ContinuousClock.now < deadline {
+            let count = try receiver.receive(into: incoming)
+            if count == 0 { usleep(1_000) }
+            for index in 0..<count { received.append(Array(incoming.received(index))) }
+        }
+        #expect(received.map(\.count) == lengths)
+        #expect(received.enumerated().allSatisfy { index, datagram in datagram.allSatisfy { $0 == UInt8(index) } })
+    }
+
     @Test("socket addresses round-trip for IPv4 and IPv6")
     func socketAddressRoundTrip() throws {
         for text in ["192.0.2.7:7443", "[2001:db8::1]:9", "0.0.0.0:1"] {

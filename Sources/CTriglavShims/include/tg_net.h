@@ -24,6 +24,10 @@ struct tg_datagram {
     uint16_t gro_segment_size;
     /// UDP_SEGMENT size to request on send, 0 for none.
     uint16_t gso_segment_size;
+    /// On send: how many datagrams, starting with this one, go as one UDP GSO message (their buffers one after the
+    /// other, each `gso_segment_size` bytes but the last, which may be shorter); 0 or 1: this one alone. The others of
+    /// the run are not looked at.
+    uint16_t segments;
     /// Local (destination) address of a received datagram from IP_PKTINFO/IPV6_PKTINFO, family 0 when
     /// unknown; on send, when its family is set, the datagram leaves from this address (multi-homed servers
     /// must answer from the address the client talked to).
@@ -37,8 +41,8 @@ struct tg_datagram {
 
 /// recvmmsg(MSG_DONTWAIT) into `count` (<= TG_NET_MAX_BATCH) datagrams. Returns how many arrived or -errno.
 int tg_recvmmsg(int fd, struct tg_datagram *datagrams, unsigned int count);
-/// sendmmsg(MSG_DONTWAIT) of `count` (<= TG_NET_MAX_BATCH) datagrams; `address_length` 0 means the socket's
-/// connected peer. Returns how many were sent or -errno.
+/// sendmmsg(MSG_DONTWAIT) of `count` (<= TG_NET_MAX_BATCH) datagrams, a run marked with `segments` as one message;
+/// `address_length` 0 means the socket's connected peer. Returns how many datagrams were sent (whole runs) or -errno.
 int tg_sendmmsg(int fd, struct tg_datagram *datagrams, unsigned int count);
 
 /// SO_BINDTODEVICE to `name` (empty unbinds). Returns 0 or -errno.

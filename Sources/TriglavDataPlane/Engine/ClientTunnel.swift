@@ -359,6 +359,8 @@ public final class ClientTunnel: Sendable {
                     status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
                     status.transport = uplink.tcp == nil ? "udp" : "tcp"
                     status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
+                    status.segmentedDatagrams = uplink.socket?.segmentedDatagrams ?? 0
+                    status.segmentationOffload = uplink.socket?.segmentationOffload ?? false
                     status.routeToServer = uplink.isEstablished ? true : uplink.routeToServer
                     status.path = state.engine.statistics(for: uplink.id)
                     (status.engineTransmittedBytes, status.engineReceivedBytes) = uplink.engineCounts(

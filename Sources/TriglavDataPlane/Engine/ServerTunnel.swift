@@ -273,7 +273,8 @@ public final class ServerTunnel: Sendable {
                 congestionMarks: state.tunnels.values.reduce(state.departedCongestionMarks) { $0 &+ $1.engine.congestionMarks },
                 ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends },
-                tunOffload: state.tunOffload)
+                tunOffload: state.tunOffload,
+                segmentedDatagrams: state.sockets.reduce(0) { $0 &+ $1.segmentedDatagrams })
         }
     }
 

@@ -19,6 +19,9 @@ public struct UplinkStatus: Sendable, Equatable {
     public var receiveRateBitsPerSecond: UInt64 = 0
     public var handshakes: UInt64 = 0
     public var sendErrors: UInt64 = 0
+    /// Datagrams that left in UDP GSO messages (`UDPSocket.segmentationOffload`), and whether the socket still uses it.
+    public var segmentedDatagrams: UInt64 = 0
+    public var segmentationOffload = false
     /// TCP fallback connects that failed: refused, unreachable, or not connected within
     /// `TCPFallbackTimeouts.connect` (4 s; a blackholed port). Each is followed by UDP, then TCP again.
     public var tcpConnectFailures: UInt64 = 0
@@ -152,4 +155,6 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     /// The clients' resend requests the server answered, departed clients' included.
     public var requestedResends = RequestedResendCounters()
     public var tunOffload = TunOffloadCounters()
+    /// Datagrams that left the listeners in UDP GSO messages (`UDPSocket.segmentationOffload`).
+    public var segmentedDatagrams: UInt64 = 0
 }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 internal import CTriglavShims
 import TriglavCore
 
@@ -58,10 +61,81 @@ final class DatagramBatch {
         datagrams[index].address = address.pointee
         datagrams[index].address_length = addressLength
         datagrams[index].gso_segment_size = 0
+        datagrams[index].segments = 0
         if let localAddress {
             datagrams[index].local_address = localAddress.pointee
         } else {
             datagrams[index].local_address.ss_family = 0
+        }
+    }
+
+    /// Marks runs of the prepared slots from `start` on that can leave as one UDP GSO message (`UDP_SEGMENT`): the same
+    /// peer, source and ECN codepoint, every one as long as the first but the last, which may be shorter, at most
+    /// `maximumSegments` and `maximumBytes` in all. The kernel then builds one large datagram and cuts it late (in
+    /// the driver or the NIC) instead of walking the stack once per datagram. Returns how many runs were marked.
+    @discardableResult
+    func markSegmentationRuns(from start: Int = 0, maximumSegments: Int = 64, maximumBytes: Int = 65_000) -> Int {
+        clearSegmentationRuns(from: start)
+        var runs = 0
+        var head = start
+        while head < count {
+            let size = datagrams[head].length
+            var next = head + 1
+            while next < count, next - head < maximumSegments, (next - head + 1) * size <= maximumBytes,
+                  datagrams[next].length <= size, sameFlow(head, next) {
+                next += 1
+                if datagrams[next - 1].length < size { break }
+            }
+            if next - head > 1 {
+                datagrams[head].segments = UInt16(next - head)
+                datagrams[head].gso_segment_size = UInt16(size)
+                runs += 1
+            }
+            head = next
+        }
+        return runs
+    }
+
+    /// Datagrams in `range` that are parts of runs (`range` starts at a run's first datagram or a lone one).
+    func segmentedDatagrams(in range: Range<Int>) -> UInt64 {
+        var total: UInt64 = 0
+        var index = range.lowerBound
+        while index < range.upperBound {
+            let run = Int(datagrams[index].segments)
+            if run > 1 { total &+= UInt64(run) }
+            index += max(run, 1)
+        }
+        return total
+    }
+
+    /// Whether slot `index` is the first of a run marked by `markSegmentationRuns`.
+    func isSegmentationRun(_ index: Int) -> Bool { datagrams[index].segments > 1 }
+
+    /// Unmarks every run from `start` on: each datagram leaves alone.
+    func clearSegmentationRuns(from start: Int) {
+        for index in start..<max(start, count) {
+            datagrams[index].segments = 0
+            datagrams[index].gso_segment_size = 0
+        }
+    }
+
+    /// Same peer, source address and ECN codepoint.
+    private func sameFlow(_ first: Int, _ second: Int) -> Bool {
+        let a = datagrams[first], b = datagrams[second]
+        guard a.ecn == b.ecn, a.address_length == b.address_length,
+              a.local_address.ss_family == b.local_address.ss_family else { return false }
+        let localLength = switch Int32(a.local_address.ss_family) {
+        case AF_INET: MemoryLayout<sockaddr_in>.size
+        case AF_INET6: MemoryLayout<sockaddr_in6>.size
+        default: 0
+        }
+        return Self.equalBytes(a.address, b.address, count: Int(a.address_length))
+            && Self.equalBytes(a.local_address, b.local_address, count: localLength)
+    }
+
+    private static func equalBytes(_ a: sockaddr_storage, _ b: sockaddr_storage, count: Int) -> Bool {
+        withUnsafeBytes(of: a) { left in
+            withUnsafeBytes(of: b) { right in left.prefix(count).elementsEqual(right.prefix(count)) }
         }
     }
 
@@ -98,9 +172,11 @@ extension UDPSocket {
     @discardableResult
     func send(_ batch: DatagramBatch) -> Int {
         var offset = 0
+        if segmentationOffload { batch.markSegmentationRuns() }
         while offset < batch.count {
             let result = tg_sendmmsg(descriptor.raw, batch.datagrams + offset, UInt32(batch.count - offset))
             if result > 0 {
+                if segmentationOffload { segmentedDatagrams &+= batch.segmentedDatagrams(in: offset..<(offset + Int(result))) }
                 offset += Int(result)
             } else if result == 0 {
                 break
@@ -108,6 +184,12 @@ extension UDPSocket {
                 // The socket buffer is full: the rest of the batch is dropped, like a full NIC queue.
                 sendDrops &+= batch.count - offset
                 break
+            } else if batch.isSegmentationRun(offset) {
+                // The run goes again datagram by datagram, so a refusal counts as it would without GSO; a path or
+                // device that can't take UDP GSO at all (EIO: no checksum offload; EINVAL) makes this socket send
+                // every datagram alone from now on.
+                if -result == EIO || -result == EINVAL { segmentationOffload = false }
+                batch.clearSegmentationRuns(from: offset)
             } else {
                 // Skip the datagram the kernel refused (EMSGSIZE, ENETUNREACH...) and go on with the others.
                 sendErrors &+= 1

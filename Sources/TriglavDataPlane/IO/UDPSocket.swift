@@ -49,6 +49,12 @@ final class UDPSocket: @unchecked Sendable {
     let label: String
     /// Datagrams the kernel refused to send, and the last errno it gave; read for statistics.
     var sendErrors = 0
+    /// Whether `send(_:)` hands runs of equal datagrams to the kernel as one UDP GSO message
+    /// (`DatagramBatch.markSegmentationRuns`); off after the kernel refused one for good, or when the environment's
+    /// `TRIGLAV_UDP_GSO` is `0` (a diagnostic switch, for comparisons).
+    var segmentationOffload = getenv("TRIGLAV_UDP_GSO").map { String(cString: $0) != "0" } ?? true
+    /// Datagrams the kernel took as parts of UDP GSO messages.
+    var segmentedDatagrams: UInt64 = 0
     var sendDrops = 0
     var lastSendError: Int32 = 0
     /// Index of the interface bound with SO_BINDTODEVICE when the socket was opened; 0 for none.
