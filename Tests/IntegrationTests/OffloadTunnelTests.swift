@@ -58,6 +58,7 @@ struct OffloadTunnelTests {
                 let (from, to, address) = upload ? (lab.client, lab.server, serverAddress) : (lab.server, lab.client, clientAddress)
                 let direction = "\(family) \(upload ? "upload" : "download")"
                 let before = Self.counters(lab.log(sending))
+                let receivedBefore = Self.counters(lab.log(receiving))
                 let output = lab.directory.appendingPathComponent("received-\(family)-\(upload).bin").path
                 let name = "receiver-\(family)-\(upload)"
                 let receiver = try lab.spawn(namespace: to, "/usr/bin/python3 \(receiverScript) \(address) \(output)", logName: name)
@@ -74,19 +75,35 @@ struct OffloadTunnelTests {
                 #expect(after.segmentedDatagrams > before.segmentedDatagrams,
                         "\(direction): the \(sending) sent no UDP GSO message (\(before) → \(after))")
                 #expect(after.malformed == 0, "\(direction): the \(sending) dropped TUN reads it couldn't cut")
-                #expect(Self.counters(lab.log(receiving)).malformed == 0)
+                let received = (before: receivedBefore, after: Self.counters(lab.log(receiving)))
+                #expect(received.after.joinedSegments - received.before.joinedSegments
+                        > 2 * (received.after.writtenSuperPackets - received.before.writtenSuperPackets)
+                        && received.after.writtenSuperPackets > received.before.writtenSuperPackets,
+                        "\(direction): the \(receiving) wrote no super-packets to its TUN (\(received))")
+                #expect(received.after.malformed == 0)
             }
         }
     }
 
-    /// The last statistics line's offload counters: the TUN's super-packets, their segments and malformed reads, and
-    /// the datagrams sent in UDP GSO messages (every uplink's on a client).
-    static func counters(_ log: String) -> (superPackets: Int, segments: Int, malformed: Int, segmentedDatagrams: Int) {
-        guard let line = log.split(separator: "\n").last(where: { $0.contains("TunOffloadCounters(") }) else { return (0, 0, 0, 0) }
+    /// The last statistics line's offload counters: the TUN's super-packets read, their segments and malformed reads,
+    /// the super-packets written and the segments joined into them, and the datagrams sent in UDP GSO messages (every
+    /// uplink's on a client).
+    static func counters(_ log: String) -> Counters {
+        guard let line = log.split(separator: "\n").last(where: { $0.contains("TunOffloadCounters(") }) else { return Counters() }
         let text = String(line)
-        let offload = text.matches(of: /TunOffloadCounters\(superPackets: (\d+), segments: (\d+), malformed: (\d+)\)/).last
-        let segmented = text.matches(of: /segmentedDatagrams: (\d+)/).compactMap { Int($0.output.1) }.reduce(0, +)
-        return (offload.flatMap { Int($0.output.1) } ?? 0, offload.flatMap { Int($0.output.2) } ?? 0,
-                offload.flatMap { Int($0.output.3) } ?? 0, segmented)
+        let pattern = /TunOffloadCounters\(superPackets: (\d+), segments: (\d+), malformed: (\d+), writtenSuperPackets: (\d+), joinedSegments: (\d+)\)/
+        guard let offload = text.matches(of: pattern).last else { return Counters() }
+        return Counters(superPackets: Int(offload.output.1) ?? 0, segments: Int(offload.output.2) ?? 0,
+                        malformed: Int(offload.output.3) ?? 0, writtenSuperPackets: Int(offload.output.4) ?? 0,
+                        joinedSegments: Int(offload.output.5) ?? 0,
+                        segmentedDatagrams: text.matches(of: /segmentedDatagrams: (\d+)/).compactMap { Int($0.output.1) }.reduce(0, +))
+    }
+
+    struct Counters: CustomStringConvertible {
+        var superPackets = 0, segments = 0, malformed = 0, writtenSuperPackets = 0, joinedSegments = 0, segmentedDatagrams = 0
+        var description: String {
+            "read \(superPackets) super-packets of \(segments), malformed \(malformed), wrote \(writtenSuperPackets) of "
+                + "\(joinedSegments), GSO datagrams \(segmentedDatagrams)"
+        }
     }
 }

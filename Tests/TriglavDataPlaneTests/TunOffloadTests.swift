@@ -222,4 +222,97 @@ import Testing
             }
         }
     }
+
+    // MARK: Joining segments on the way to the TUN (`TunWriteCoalescer`)
+
+    /// The segments the kernel would make of a super-packet of `payload` bytes (valid checksums), cut by `OffloadedRead`.
+    static func validSegments(ipv6: Bool, payload: Int, size: Int = 1388, sequence: UInt32 = 0xfffff000, flags: UInt8 = 0x18) throws -> [[UInt8]] {
+        let packet = tcpPacket(ipv6: ipv6, payload: (0..<payload).map { UInt8(truncatingIfNeeded: $0 * 13 + 1) },
+                               sequence: sequence, flags: flags)
+        let transport = ipv6 ? 40 : 20
+        let header = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, gsoType: ipv6 ? VirtioNetHeader.gsoTCPv6 : VirtioNetHeader.gsoTCPv4,
+                                     gsoSize: UInt16(size), checksumStart: UInt16(transport), checksumOffset: 16)
+        return try segments(of: read(header: header, packet: packet))
+    }
+
+    /// What the coalescer writes for `packets` (each write: virtio-net header and packet).
+    static func written(_ packets: [[UInt8]], coalescer: TunWriteCoalescer = TunWriteCoalescer()) -> [[UInt8]] {
+        var writes: [[UInt8]] = []
+        for packet in packets {
+            packet.withUnsafeBytes { bytes in coalescer.add(bytes) { writes.append(Array($0)) } }
+        }
+        coalescer.flush { writes.append(Array($0)) }
+        return writes
+    }
+
+    @Test("consecutive segments of one flow are written as one super-packet that cuts back into the same segments",
+          arguments: [false, true])
+    func segmentsJoinIntoASuperPacket(ipv6: Bool) throws {
+        let segments = try Self.validSegments(ipv6: ipv6, payload: 20_000)
+        #expect(segments.count == 15)
+        let coalescer = TunWriteCoalescer()
+        let writes = Self.written(segments, coalescer: coalescer)
+        #expect(writes.count == 1)
+        let write = try #require(writes.first)
+        let header = try write.withUnsafeBytes { try VirtioNetHeader(parsing: $0) }
+        let transport = ipv6 ? 40 : 20
+        #expect(header == VirtioNetHeader(flags: VirtioNetHeader.needsChecksum,
+                                          gsoType: ipv6 ? VirtioNetHeader.gsoTCPv6 : VirtioNetHeader.gsoTCPv4,
+                                          headerLength: UInt16(transport + 32), gsoSize: 1388,
+                                          checksumStart: UInt16(transport), checksumOffset: 16))
+        let packet = Array(write[VirtioNetHeader.size...])
+        #expect(packet.count == transport + 32 + 20_000)
+        if ipv6 {
+            #expect(Self.word(packet, 4) == packet.count - 40)
+        } else {
+            #expect(Self.word(packet, 2) == packet.count)
+            #expect(Self.referenceSum(Array(packet[..<20])) == 0xffff, "IPv4 header checksum")
+        }
+        // The partial checksum: the pseudo-header's sum over the whole segment, not complemented.
+        let pseudo = Self.referenceSum(Self.pseudoHeader(packet, transportStart: transport, protocolNumber: 6))
+        #expect(Self.word(packet, transport + 16) == Int(pseudo))
+        #expect(try Self.segments(of: write) == segments, "cut again, the super-packet gives back the segments")
+        #expect(coalescer.superPackets == 1 && coalescer.joinedSegments == 15)
+    }
+
+    @Test("what may not be joined is written alone, in order: other flows, gaps, PSH, a bad checksum, a longer segment, not TCP")
+    func segmentsThatMayNotJoinAreWrittenAlone() throws {
+        let flow = try Self.validSegments(ipv6: false, payload: 5 * 1388)
+        // Another flow: other ports.
+        var other = flow
+        for index in other.indices {
+            other[index][20] = 0x99
+            other[index][36] = 0; other[index][37] = 0
+            let checksum = ~UInt16(Self.referenceSum(Self.pseudoHeader(other[index], transportStart: 20, protocolNumber: 6)
+                                                     + Array(other[index][20...])))
+            other[index][36] = UInt8(checksum >> 8); other[index][37] = UInt8(checksum & 0xff)
+        }
+        // Interleaved flows: no two neighbours are of one flow.
+        let interleaved = Self.written([flow[0], other[0], flow[1], other[1]])
+        #expect(interleaved.map { Array($0[VirtioNetHeader.size...]) } == [flow[0], other[0], flow[1], other[1]])
+        #expect(interleaved.allSatisfy { $0[0] == 0 && $0[1] == VirtioNetHeader.gsoNone }, "plain headers")
+        // A gap: 0-1 joined, 3-4 joined.
+        #expect(Self.written([flow[0], flow[1], flow[3], flow[4]]).count == 2)
+        // A bad checksum: written alone after the run, and not joined to by what follows.
+        var corrupt = flow[2]
+        corrupt[100] ^= 0xff
+        let withCorrupt = Self.written([flow[0], flow[1], corrupt, flow[3]])
+        #expect(withCorrupt.count == 3)
+        #expect(Array(withCorrupt[1][VirtioNetHeader.size...]) == corrupt)
+        // PSH ends a run (the cut puts it on the last segment only): one run, then a new one.
+        let pushed = try Self.validSegments(ipv6: false, payload: 3 * 1388, flags: 0x18)
+        let next = try Self.validSegments(ipv6: false, payload: 2 * 1388, sequence: 0xfffff000 &+ 3 * 1388, flags: 0x10)
+        #expect(Self.written(pushed + next).count == 2)
+        // A segment after a shorter one, or longer than the first, starts a new run.
+        let short = try Self.validSegments(ipv6: false, payload: 1388 + 500, flags: 0x10)
+        let after = try Self.validSegments(ipv6: false, payload: 1388, sequence: 0xfffff000 &+ 1888, flags: 0x10)
+        #expect(Self.written(short + after).count == 2)
+        let small = try Self.validSegments(ipv6: false, payload: 1000, flags: 0x10)
+        let large = try Self.validSegments(ipv6: false, payload: 1388, sequence: 0xfffff000 &+ 1000, flags: 0x10)
+        #expect(Self.written(small + large).count == 2)
+        // Not TCP: written alone, unchanged.
+        var udp = flow[0]
+        udp[9] = 17
+        #expect(Self.written([udp]).map { Array($0[VirtioNetHeader.size...]) } == [udp])
+    }
 }

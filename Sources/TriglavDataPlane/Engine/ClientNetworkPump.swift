@@ -146,12 +146,13 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
     }
 
-    /// Writes the released packets to the TUN device (one write each) and frees their slots.
+    /// Writes the released packets to the TUN device (one write each, or joined: `TunDevice.write`) and frees their slots.
     private func writeDeliveries() {
         for slot in deliveries {
             tun.write(pool.packet(slot))
             pool.release(slot)
         }
+        tun.flushWrites()
         deliveries.removeAll(keepingCapacity: true)
     }
 
@@ -160,6 +161,7 @@ final class ClientNetworkPump: @unchecked Sendable {
         tunnel.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
+            state.tunJoinedWrites = tun.joinedWrites
             while let slot = state.engine.nextDelivery(now: now) { deliveries.append(slot) }
             var budget = 64
             while budget > 0, let duty = state.engine.nextDuty(now: now) {

@@ -368,7 +368,7 @@ public final class ClientTunnel: Sendable {
                     return status
                 },
                 droppedNoUplink: state.droppedNoUplink, resentPackets: state.resentPackets, readPackets: state.readPackets,
-                tunOffload: state.tunOffload, queueDrops: state.pacedDrops, congestionMarks: state.engine.congestionMarks,
+                tunOffload: state.tunOffload.withJoinedWrites(state.tunJoinedWrites), queueDrops: state.pacedDrops, congestionMarks: state.engine.congestionMarks,
                 ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.retransmit.requestedResends,
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
@@ -782,6 +782,8 @@ struct ClientState: @unchecked Sendable {
     /// Packets taken from the TUN device.
     var readPackets: UInt64 = 0
     var tunOffload = TunOffloadCounters()
+    /// `TunDevice.joinedWrites` as the network pump last saw it.
+    var tunJoinedWrites: (superPackets: UInt64, segments: UInt64) = (0, 0)
     /// Sender-side pacing (the configuration paces): the shared queue of unnumbered packets and the resend lanes.
     var paced: PacedSendQueue?
     /// Pacing: when the queue may send again (0 = now; nil: nothing queued). The TUN pump sleeps until then; the

@@ -135,6 +135,7 @@ final class ServerNetworkPump: @unchecked Sendable {
         server.withState { state in
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
+            state.tunJoinedWrites = tun.joinedWrites
             for index in 0..<count {
                 var source = DatagramSource(socketIndex: socketIndex)
                 batch.withAddress(index) { address, length in
@@ -156,6 +157,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             tun.write(pool.packet(slot))
             pool.release(slot)
         }
+        tun.flushWrites()
         deliveries.removeAll(keepingCapacity: true)
     }
 

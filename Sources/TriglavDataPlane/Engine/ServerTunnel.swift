@@ -273,7 +273,7 @@ public final class ServerTunnel: Sendable {
                 congestionMarks: state.tunnels.values.reduce(state.departedCongestionMarks) { $0 &+ $1.engine.congestionMarks },
                 ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends },
-                tunOffload: state.tunOffload,
+                tunOffload: state.tunOffload.withJoinedWrites(state.tunJoinedWrites),
                 segmentedDatagrams: state.sockets.reduce(0) { $0 &+ $1.segmentedDatagrams })
         }
     }
@@ -460,6 +460,8 @@ struct ServerState: @unchecked Sendable {
     var rejectedHandshakes: UInt64 = 0
     var droppedUnknownDestination: UInt64 = 0
     var tunOffload = TunOffloadCounters()
+    /// `TunDevice.joinedWrites` as the network pump last saw it.
+    var tunJoinedWrites: (superPackets: UInt64, segments: UInt64) = (0, 0)
     var droppedSpoofed: UInt64 = 0
     var resentPackets: UInt64 = 0
     /// Uplink sessions refused because their client already had `MultipathLimits.maxUplinks` uplinks.

@@ -63,15 +63,24 @@ public struct RequestedResendCounters: Sendable, Equatable {
     }
 }
 
-/// What the TUN device's offloads (`TunDevice.offloads`) handed over.
+/// What the TUN device's offloads (`TunDevice.offloads`) handed over and took.
 public struct TunOffloadCounters: Sendable, Equatable {
     /// Reads that were TCP super-packets, and the packets they were cut into.
     public var superPackets: UInt64 = 0
     public var segments: UInt64 = 0
     /// Reads dropped because their virtio-net header described nothing we can cut (`TunOffloadError`).
     public var malformed: UInt64 = 0
+    /// Super-packets written to the TUN device, and the segments joined into them (`TunWriteCoalescer`).
+    public var writtenSuperPackets: UInt64 = 0
+    public var joinedSegments: UInt64 = 0
 
     public init() {}
+
+    func withJoinedWrites(_ joined: (superPackets: UInt64, segments: UInt64)) -> TunOffloadCounters {
+        var counters = self
+        (counters.writtenSuperPackets, counters.joinedSegments) = joined
+        return counters
+    }
 }
 
 /// A snapshot of a client tunnel.

@@ -162,12 +162,8 @@ struct OffloadedRead {
         if index > 0 { tcpFlags &= ~0x80 }
         output[tcp + 13] = tcpFlags
         InternetChecksum.store(0, at: tcp + 16, in: output)
-        let tcpLength = length - tcp
-        var sum: UInt64 = isIPv4
-            ? InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: packet[12..<20]))
-            : InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: packet[8..<40]))
-        sum &+= UInt64(6) &+ UInt64(tcpLength) // protocol and TCP length, in network order as 16-bit words
-        sum &+= InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: output[tcp..<length]))
+        let sum = InternetChecksum.tcpPseudoHeaderSum(packet, tcpLength: length - tcp)
+            &+ InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: output[tcp..<length]))
         InternetChecksum.store(~InternetChecksum.fold(sum), at: tcp + 16, in: output)
         return length
     }
@@ -197,6 +193,14 @@ enum InternetChecksum {
         return UInt64(UInt16(bigEndian: fold(total)))
     }
 
+    /// The unfolded sum of the TCP pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1) of an IPv4 or IPv6 `packet` whose TCP
+    /// segment is `tcpLength` bytes.
+    static func tcpPseudoHeaderSum(_ packet: UnsafeRawBufferPointer, tcpLength: Int) -> UInt64 {
+        let addresses = packet[0] >> 4 == 4 ? packet[12..<20] : packet[8..<40]
+        // The protocol number and the length, each a 16-bit word (IPv6's 32-bit length has a zero upper word here).
+        return sum(UnsafeRawBufferPointer(rebasing: addresses)) &+ 6 &+ UInt64(tcpLength)
+    }
+
     /// Folds a sum into 16 bits with end-around carries.
     static func fold(_ sum: UInt64) -> UInt16 {
         var value = sum
@@ -211,5 +215,166 @@ enum InternetChecksum {
     static func store(_ value: UInt16, at offset: Int, in bytes: UnsafeMutableRawBufferPointer) {
         bytes[offset] = UInt8(value >> 8)
         bytes[offset + 1] = UInt8(value & 0xff)
+    }
+}
+
+/// The other direction of `OffloadedRead`: consecutive TCP segments of one flow, as released to the TUN device, joined
+/// into one super-packet with a virtio-net header that asks the kernel to treat it as the segments it was (GSO type,
+/// segment size, the checksum left partial), so the receiving kernel takes one trip through its stack for up to
+/// 64 KiB instead of one per segment (Linux's GRO does the same for a NIC). Anything else, and segments that may not
+/// be joined, are written alone, in the order given. Sans-IO: the finished bytes (header included) go to `write`.
+final class TunWriteCoalescer {
+    /// A run's bytes: the virtio-net header, then the first segment's headers and every segment's payload.
+    private let buffer: UnsafeMutableRawBufferPointer
+    private var length = 0
+    private var segments = 0
+    /// Of the run's first segment: IP header length, TCP header length, payload length (every segment's but the last).
+    private var ipHeaderLength = 0
+    private var tcpHeaderLength = 0
+    private var segmentSize = 0
+    /// Of the run's last segment: its payload length, and the sequence number the next one must have.
+    private var lastPayload = 0
+    private var nextSequence: UInt32 = 0
+    /// Segments that left joined to others, and the super-packets they made.
+    private(set) var joinedSegments: UInt64 = 0
+    private(set) var superPackets: UInt64 = 0
+
+    private static let largestPacket = 65_535
+
+    init() {
+        buffer = .allocate(byteCount: VirtioNetHeader.size + Self.largestPacket, alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Adds `packet` to the run, or writes the run and starts a new one with it.
+    func add(_ packet: UnsafeRawBufferPointer, write: (UnsafeRawBufferPointer) -> Void) {
+        if segments > 0, joins(packet) {
+            let payload = packet.count - ipHeaderLength - tcpHeaderLength
+            UnsafeMutableRawBufferPointer(rebasing: buffer[length..<(length + payload)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[(ipHeaderLength + tcpHeaderLength)...]))
+            length += payload
+            segments += 1
+            lastPayload = payload
+            nextSequence = Self.sequence(of: packet, at: ipHeaderLength) &+ UInt32(payload)
+            // A segment with PSH ends a run, as in the kernel's GRO, and the super-packet carries it (its cut gives it to
+            // the last segment).
+            if packet[ipHeaderLength + 13] & 0x08 != 0 {
+                buffer[VirtioNetHeader.size + ipHeaderLength + 13] |= 0x08
+                flush(write: write)
+            }
+            return
+        }
+        flush(write: write)
+        guard packet.count <= Self.largestPacket else { return }
+        UnsafeMutableRawBufferPointer(rebasing: buffer[VirtioNetHeader.size...]).copyMemory(from: packet)
+        length = VirtioNetHeader.size + packet.count
+        segments = 1
+        if let (ip, tcp) = Self.joinableTCP(packet), packet[ip + 13] & 0x08 == 0,
+           Self.checksumVerifies(packet, transportStart: ip) {
+            ipHeaderLength = ip
+            tcpHeaderLength = tcp
+            segmentSize = packet.count - ip - tcp
+            lastPayload = segmentSize
+            nextSequence = Self.sequence(of: packet, at: ip) &+ UInt32(segmentSize)
+        } else {
+            // Not a segment others may join: written alone.
+            flush(write: write)
+        }
+    }
+
+    /// Writes the run, if any.
+    func flush(write: (UnsafeRawBufferPointer) -> Void) {
+        guard segments > 0 else { return }
+        var header = VirtioNetHeader()
+        let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[VirtioNetHeader.size..<length])
+        if segments > 1 {
+            let isIPv4 = packet[0] >> 4 == 4
+            if isIPv4 {
+                InternetChecksum.store(UInt16(packet.count), at: 2, in: packet)
+                InternetChecksum.store(0, at: 10, in: packet)
+                let sum = InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: packet[..<ipHeaderLength]))
+                InternetChecksum.store(~InternetChecksum.fold(sum), at: 10, in: packet)
+            } else {
+                InternetChecksum.store(UInt16(packet.count - 40), at: 4, in: packet)
+            }
+            // The checksum left partial, as a NIC offload would take it: the pseudo-header's sum, not complemented.
+            let sum = InternetChecksum.tcpPseudoHeaderSum(UnsafeRawBufferPointer(packet), tcpLength: packet.count - ipHeaderLength)
+            InternetChecksum.store(InternetChecksum.fold(sum), at: ipHeaderLength + 16, in: packet)
+            header = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum,
+                                     gsoType: isIPv4 ? VirtioNetHeader.gsoTCPv4 : VirtioNetHeader.gsoTCPv6,
+                                     headerLength: UInt16(ipHeaderLength + tcpHeaderLength), gsoSize: UInt16(segmentSize),
+                                     checksumStart: UInt16(ipHeaderLength), checksumOffset: 16)
+            joinedSegments &+= UInt64(segments)
+            superPackets &+= 1
+        }
+        header.serialize(into: buffer)
+        write(UnsafeRawBufferPointer(rebasing: buffer[..<length]))
+        segments = 0
+        length = 0
+    }
+
+    /// Whether `packet` continues the run: the same flow and headers but sequence, the next bytes of it, at most
+    /// the run's segment size, only ACK (and PSH) set, a valid checksum, and room left.
+    private func joins(_ packet: UnsafeRawBufferPointer) -> Bool {
+        guard lastPayload == segmentSize, let (ip, tcp) = Self.joinableTCP(packet), ip == ipHeaderLength, tcp == tcpHeaderLength
+        else { return false }
+        let payload = packet.count - ip - tcp
+        guard payload > 0, payload <= segmentSize, length + payload <= buffer.count,
+              Self.sequence(of: packet, at: ip) == nextSequence else { return false }
+        let first = UnsafeRawBufferPointer(rebasing: buffer[VirtioNetHeader.size..<length])
+        let isIPv4 = packet[0] >> 4 == 4
+        guard first[0] >> 4 == packet[0] >> 4 else { return false }
+        if isIPv4 {
+            // TOS (ECN included), flags and fragment offset, TTL, protocol, addresses.
+            guard first[1] == packet[1], first[6] == packet[6], first[7] == packet[7], first[8] == packet[8],
+                  first[9] == packet[9], Self.equal(first, packet, 12..<20) else { return false }
+        } else {
+            // Version, traffic class and flow label, next header, hop limit, addresses.
+            guard Self.equal(first, packet, 0..<4), Self.equal(first, packet, 6..<40) else { return false }
+        }
+        // Ports; acknowledgement; data offset, flags (PSH may differ: the last one may carry it) and window; options.
+        guard Self.equal(first, packet, ip..<(ip + 4)), Self.equal(first, packet, (ip + 8)..<(ip + 13)),
+              first[ip + 13] | 0x08 == packet[ip + 13] | 0x08, Self.equal(first, packet, (ip + 14)..<(ip + 16)),
+              Self.equal(first, packet, (ip + 20)..<(ip + tcp)) else { return false }
+        return Self.checksumVerifies(packet, transportStart: ip)
+    }
+
+    /// IP and TCP header lengths of a TCP segment that a run may hold: IPv4 without options or fragmentation, IPv6
+    /// without extension headers, only ACK (and PSH) set, and lengths that add up.
+    private static func joinableTCP(_ packet: UnsafeRawBufferPointer) -> (ip: Int, tcp: Int)? {
+        guard packet.count >= 40 else { return nil }
+        let ip: Int
+        switch packet[0] >> 4 {
+        case 4:
+            guard packet[0] & 0x0f == 5, packet[9] == 6, Int(InternetChecksum.load(at: 2, in: packet)) == packet.count,
+                  InternetChecksum.load(at: 6, in: packet) & 0x3fff == 0 else { return nil }
+            ip = 20
+        case 6:
+            guard packet.count >= 60, packet[6] == 6, Int(InternetChecksum.load(at: 4, in: packet)) + 40 == packet.count
+            else { return nil }
+            ip = 40
+        default:
+            return nil
+        }
+        let tcp = Int(packet[ip + 12] >> 4) * 4
+        guard tcp >= 20, ip + tcp <= packet.count, packet[ip + 13] & ~0x08 == 0x10 else { return nil }
+        return (ip, tcp)
+    }
+
+    private static func sequence(of packet: UnsafeRawBufferPointer, at ip: Int) -> UInt32 {
+        UInt32(InternetChecksum.load(at: ip + 4, in: packet)) << 16 | UInt32(InternetChecksum.load(at: ip + 6, in: packet))
+    }
+
+    private static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        a[range].elementsEqual(b[range])
+    }
+
+    /// The joined packet's checksum is left for the kernel to trust (it marks a partial checksum as good on receive),
+    /// so each segment's own must verify: a corrupt one goes alone and the kernel drops it.
+    private static func checksumVerifies(_ packet: UnsafeRawBufferPointer, transportStart start: Int) -> Bool {
+        let sum = InternetChecksum.tcpPseudoHeaderSum(packet, tcpLength: packet.count - start)
+            &+ InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: packet[start...]))
+        return InternetChecksum.fold(sum) == 0xffff
     }
 }

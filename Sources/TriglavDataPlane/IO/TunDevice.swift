@@ -28,8 +28,13 @@ final class TunDevice: @unchecked Sendable {
     let offloads: Bool
     /// On unless the environment's `TRIGLAV_TUN_OFFLOADS` is `0` (a diagnostic switch, for comparisons).
     static var offloadsByDefault: Bool { getenv("TRIGLAV_TUN_OFFLOADS").map { String(cString: $0) != "0" } ?? true }
-    /// The header before every written packet with `offloads`: no checksum to complete, no segmentation.
-    private let plainHeader: UnsafeMutableRawBufferPointer
+    /// With `offloads`: joins the segments `write` is given into super-packets, written at `flushWrites` at the latest.
+    /// Only one thread writes (the network pump).
+    private let coalescer: TunWriteCoalescer?
+    /// Super-packets written, and the segments joined into them.
+    var joinedWrites: (superPackets: UInt64, segments: UInt64) {
+        (coalescer?.superPackets ?? 0, coalescer?.joinedSegments ?? 0)
+    }
 
     /// Creates (or attaches to) the device `name`, non-blocking, and sets its MTU. With `queueCount` > 1 the device
     /// is multi-queue with that many queues and, when `steerByDestination` and the kernel allows BPF, each packet is
@@ -62,8 +67,7 @@ final class TunDevice: @unchecked Sendable {
         }
         self.queues = queues
         self.offloads = offloads
-        plainHeader = .allocate(byteCount: VirtioNetHeader.size, alignment: 8)
-        VirtioNetHeader().serialize(into: plainHeader)
+        coalescer = offloads ? TunWriteCoalescer() : nil
         if offloads {
             // The device's features, for every queue. Without them (an old kernel) reads are still plain packets after
             // a header that asks for nothing.
@@ -90,17 +94,19 @@ final class TunDevice: @unchecked Sendable {
         }
     }
 
-    /// Writes one packet. Failures are counted, not thrown: a dropped packet is the inner protocol's business.
+    /// Writes one packet, or (offloads) adds it to the segments being joined: call `flushWrites()` after a batch.
+    /// Failures are counted, not thrown: a dropped packet is the inner protocol's business.
     func write(_ packet: UnsafeRawBufferPointer) {
-        guard offloads else {
+        guard let coalescer else {
             retryingWrite { Glibc.write(descriptor.raw, packet.baseAddress, packet.count) }
             return
         }
-        withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { parts in
-            parts[0] = iovec(iov_base: plainHeader.baseAddress, iov_len: VirtioNetHeader.size)
-            parts[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: packet.baseAddress), iov_len: packet.count)
-            retryingWrite { Glibc.writev(descriptor.raw, parts.baseAddress, 2) }
-        }
+        coalescer.add(packet) { framed in retryingWrite { Glibc.write(descriptor.raw, framed.baseAddress, framed.count) } }
+    }
+
+    /// Writes what `write` still holds.
+    func flushWrites() {
+        coalescer?.flush { framed in retryingWrite { Glibc.write(descriptor.raw, framed.baseAddress, framed.count) } }
     }
 
     private func retryingWrite(_ write: () -> Int) {
@@ -111,8 +117,6 @@ final class TunDevice: @unchecked Sendable {
             return
         }
     }
-
-    deinit { plainHeader.deallocate() }
 
     func close() {
         for queue in queues.reversed() { queue.close() }
