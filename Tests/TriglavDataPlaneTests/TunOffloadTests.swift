@@ -156,6 +156,25 @@ import Testing
         }
     }
 
+    @Test("a UDP checksum that computes to 0 is sent as 0xffff (0 would mean none, which IPv6 refuses)")
+    func udpChecksumZeroBecomesAllOnes() throws {
+        // An IPv6 UDP datagram whose last two payload bytes make the whole sum 0xffff, so the checksum computes to 0.
+        var packet = Self.tcpPacket(ipv6: true, payload: [], tcpOptions: 0)
+        packet = Array(packet[..<40])
+        packet[6] = 17
+        packet += [0x30, 0x39, 0x01, 0xbb, 0, 12, 0, 0, 0x12, 0x34, 0, 0]
+        packet[4] = 0; packet[5] = 12
+        let partial = Self.referenceSum(Self.pseudoHeader(packet, transportStart: 40, protocolNumber: 17))
+        let rest = Self.referenceSum(Self.pseudoHeader(packet, transportStart: 40, protocolNumber: 17) + Array(packet[40...]))
+        let filler = UInt16(0xffff - rest)
+        packet[50] = UInt8(filler >> 8); packet[51] = UInt8(filler & 0xff)
+        packet[46] = UInt8(partial >> 8); packet[47] = UInt8(partial & 0xff)
+        let header = VirtioNetHeader(flags: VirtioNetHeader.needsChecksum, checksumStart: 40, checksumOffset: 6)
+        let segment = try #require(try Self.segments(of: Self.read(header: header, packet: packet)).first)
+        #expect(Self.word(segment, 46) == 0xffff)
+        #expect(Self.transportChecksumVerifies(segment, transportStart: 40, protocolNumber: 17))
+    }
+
     @Test("a plain packet with a header that asks for nothing passes unchanged")
     func plainPacketPassesUnchanged() throws {
         let packet = Self.tcpPacket(ipv6: false, payload: [1, 2, 3])

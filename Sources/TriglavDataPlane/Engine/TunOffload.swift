@@ -127,7 +127,9 @@ struct OffloadedRead {
                 // The field holds the pseudo-header sum: summing from the checksum start over it completes it.
                 let field = transportOffset + Int(header.checksumOffset)
                 let sum = InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: output[transportOffset..<packet.count]))
-                InternetChecksum.store(~InternetChecksum.fold(sum), at: field, in: output)
+                let checksum = ~InternetChecksum.fold(sum)
+                // UDP's field (at offset 6) sends a computed 0 as 0xffff: 0 means "no checksum", which IPv6 forbids.
+                InternetChecksum.store(checksum == 0 && header.checksumOffset == 6 ? 0xffff : checksum, at: field, in: output)
             }
             return packet.count
         }

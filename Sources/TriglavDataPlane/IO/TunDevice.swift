@@ -22,9 +22,9 @@ final class TunDevice: @unchecked Sendable {
     let steeringError: Int32
     /// Packets the kernel refused on write (e.g. ENOBUFS under pressure, EINVAL for a malformed packet).
     var writeErrors = 0
-    /// Whether every read and write starts with a virtio-net header (`IFF_VNET_HDR`), and reads may be TCP
-    /// super-packets with checksums left to complete (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`): `TunReadBatch` cuts
-    /// them into packets (`OffloadedRead`).
+    /// Whether every read and write starts with a virtio-net header (`IFF_VNET_HDR`): reads may be TCP super-packets
+    /// with checksums left to complete (`TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`), which `TunReadBatch` cuts into packets
+    /// (`OffloadedRead`), and `write` joins a flow's consecutive segments into super-packets (`TunWriteCoalescer`).
     let offloads: Bool
     /// On unless the environment's `TRIGLAV_TUN_OFFLOADS` is `0` (a diagnostic switch, for comparisons).
     static var offloadsByDefault: Bool { getenv("TRIGLAV_TUN_OFFLOADS").map { String(cString: $0) != "0" } ?? true }
