@@ -83,6 +83,7 @@ struct DaemonMetricsTests {
         #expect(Self.value(text, "triglav_tunnel_read_packets_total") ?? 0 >= 10, "\(text)")
         #expect(Self.value(text, "triglav_tunnel_queue_dropped_packets_total") != nil, "\(text)")
         #expect(Self.value(text, "triglav_tunnel_requested_resend_sequences_total{outcome=\"accepted\"}") != nil, "\(text)")
+        #expect(Self.value(text, "triglav_tunnel_tun_super_packets_total{direction=\"read\"}") != nil, "\(text)")
 
         // Other paths and methods.
         #expect(try Self.curl(lab, lab.client, "-o /dev/null -w '%{http_code}' http://\(Self.clientMetrics)/") == "404")

@@ -34,6 +34,7 @@ struct MetricsMappingTests {
         tunnel.uplinks[0].transmittedPackets = 31
         tunnel.uplinks[0].receivedPackets = 41
         tunnel.uplinks[0].handshakes = 2
+        tunnel.uplinks[0].segmentedDatagrams = 29
         tunnel.uplinks[0].minimumRTT = .microseconds(20_000)
         tunnel.counters.droppedNoUplink = 3
         tunnel.counters.resentPackets = 4
@@ -46,6 +47,11 @@ struct MetricsMappingTests {
         tunnel.counters.reorder.deliveredLate = 5
         tunnel.counters.reorder.skippedSequences = 6
         tunnel.counters.reorder.resendRequests = 7
+        tunnel.counters.tunOffload.superPackets = 50
+        tunnel.counters.tunOffload.segments = 1900
+        tunnel.counters.tunOffload.malformed = 1
+        tunnel.counters.tunOffload.writtenSuperPackets = 60
+        tunnel.counters.tunOffload.joinedSegments = 1300
         snapshot.tunnel = tunnel
         snapshot.dataCaps = ["wwan0": .init(cap: 1_000_000_000, used: 12_345)]
         return snapshot
@@ -77,6 +83,12 @@ struct MetricsMappingTests {
             "triglav_reorder_delivered_packets_total{order=\"late\"} 5",
             "triglav_reorder_skipped_sequences_total 6",
             "triglav_reorder_resend_requests_total 7",
+            "triglav_tunnel_tun_super_packets_total{direction=\"read\"} 50",
+            "triglav_tunnel_tun_super_packets_total{direction=\"written\"} 60",
+            "triglav_tunnel_tun_super_packet_segments_total{direction=\"read\"} 1900",
+            "triglav_tunnel_tun_super_packet_segments_total{direction=\"written\"} 1300",
+            "triglav_tunnel_tun_malformed_reads_total 1",
+            "triglav_uplink_gso_datagrams_total{uplink=\"wlan0\"} 29",
             "triglav_uplink_info{uplink=\"wlan0\",tier=\"primary\",metered=\"false\",kind=\"wifi\",origin=\"auto\",transport=\"udp\",enabled=\"true\"} 1",
             "triglav_uplink_info{uplink=\"wwan0\",tier=\"backup\",metered=\"true\",kind=\"wwan\",origin=\"manual\",transport=\"udp\",enabled=\"true\"} 1",
             "triglav_uplink_state{uplink=\"wlan0\",state=\"active\"} 1",
@@ -148,6 +160,9 @@ struct MetricsMappingTests {
         snapshot.serverCounters.congestionMarks = 4
         snapshot.serverCounters.ecnDecapsulation = ECNDecapsulationCounters(congestionExperienced: 31, dropped: 3)
         snapshot.serverCounters.requestedResends = RequestedResendCounters(accepted: 13, declined: 14)
+        snapshot.serverCounters.tunOffload.superPackets = 70
+        snapshot.serverCounters.tunOffload.joinedSegments = 800
+        snapshot.serverCounters.segmentedDatagrams = 900
         snapshot.clients = [
             ServerClientStatus(number: 1, name: "laptop", publicKey: "AAAAAAAAxyz=", tunnelAddresses: [], endpoints: [],
                                state: .connected, livePaths: 2,
@@ -174,6 +189,10 @@ struct MetricsMappingTests {
             "triglav_server_ecn_decapsulated_packets_total{result=\"dropped\"} 3",
             "triglav_server_requested_resend_sequences_total{outcome=\"accepted\"} 13",
             "triglav_server_requested_resend_sequences_total{outcome=\"declined\"} 14",
+            "triglav_server_tun_super_packets_total{direction=\"read\"} 70",
+            "triglav_server_tun_super_packet_segments_total{direction=\"written\"} 800",
+            "triglav_server_tun_malformed_reads_total 0",
+            "triglav_server_gso_datagrams_total 900",
             "triglav_client_state{client=\"laptop\",state=\"connected\"} 1",
             "triglav_client_state{client=\"laptop\",state=\"degraded\"} 0",
             "triglav_client_paths{client=\"laptop\"} 2",

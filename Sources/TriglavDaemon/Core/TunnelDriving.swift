@@ -24,6 +24,8 @@ public struct ClientTunnelCounters: Sendable, Equatable {
     public var requestedResends = RequestedResendCounters()
     /// The receiving reorder buffer's counters (what went to the TUN device, and what it skipped or asked for).
     public var reorder = ReorderStatistics()
+    /// The TUN device's offloads: super-packets read and written (docs/DATAPLANE.md, "Offloads").
+    public var tunOffload = TunOffloadCounters()
 
     public init() {}
 }
@@ -88,6 +90,8 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         /// Handshakes the uplink started, and sends the kernel refused.
         public var handshakes: UInt64 = 0
         public var sendErrors: UInt64 = 0
+        /// Datagrams sent in UDP GSO messages, in the current connection.
+        public var segmentedDatagrams: UInt64 = 0
         /// The engine's minimum RTT over its window (the path's propagation delay); nil while not measured.
         public var minimumRTT: Duration?
         /// Where the server last saw the uplink's packets come from, and the socket's own endpoint then
@@ -168,6 +172,7 @@ extension ClientTunnel: ClientTunnelDriving {
             snapshot.receivedPackets = uplink.receivedPackets
             snapshot.handshakes = uplink.handshakes
             snapshot.sendErrors = uplink.sendErrors
+            snapshot.segmentedDatagrams = uplink.segmentedDatagrams
             snapshot.minimumRTT = path.flatMap { $0.minimumRTT > 0 ? .nanoseconds(Int64(clamping: $0.minimumRTT)) : nil }
             snapshot.publicEndpoint = uplink.publicEndpoint
             snapshot.localEndpoint = uplink.localEndpoint
@@ -183,6 +188,7 @@ extension ClientTunnel: ClientTunnelDriving {
         result.counters.ecnDecapsulation = statistics.ecnDecapsulation
         result.counters.requestedResends = statistics.requestedResends
         result.counters.reorder = statistics.reorder
+        result.counters.tunOffload = statistics.tunOffload
         return result
     }
 }
@@ -261,6 +267,9 @@ public struct ServerTunnelCounters: Sendable, Equatable {
     public var ecnDecapsulation = ECNDecapsulationCounters()
     /// The clients' resend requests the server answered, in sequences, departed clients' included.
     public var requestedResends = RequestedResendCounters()
+    /// The TUN device's offloads, and datagrams the listeners sent in UDP GSO messages (docs/DATAPLANE.md, "Offloads").
+    public var tunOffload = TunOffloadCounters()
+    public var segmentedDatagrams: UInt64 = 0
 
     public init() {}
 }
@@ -283,6 +292,8 @@ extension ServerTunnel: ServerTunnelDriving {
         result.counters.congestionMarks = statistics.congestionMarks
         result.counters.ecnDecapsulation = statistics.ecnDecapsulation
         result.counters.requestedResends = statistics.requestedResends
+        result.counters.tunOffload = statistics.tunOffload
+        result.counters.segmentedDatagrams = statistics.segmentedDatagrams
         return result
     }
 }

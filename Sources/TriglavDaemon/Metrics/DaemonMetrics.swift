@@ -106,6 +106,7 @@ public enum DaemonMetrics {
                            resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
                            ecnDecapsulation: counters.ecnDecapsulation,
                            requested: counters.requestedResends, &builder)
+        try offloadFamilies("triglav_tunnel", counters.tunOffload, &builder)
         let reorder = counters.reorder
         for (order, count) in [("in_order", reorder.deliveredInOrder), ("late", reorder.deliveredLate), ("bypassed", reorder.bypassed)] {
             try builder.add("triglav_reorder_delivered_packets_total", .counter,
@@ -141,7 +142,7 @@ public enum DaemonMetrics {
         "triglav_uplink_loss_ratio", "triglav_uplink_capacity_bytes_per_second", "triglav_uplink_receive_rate_bytes_per_second",
         "triglav_uplink_transmitted_bytes_total", "triglav_uplink_received_bytes_total",
         "triglav_uplink_transmitted_packets_total", "triglav_uplink_received_packets_total",
-        "triglav_uplink_handshakes_total", "triglav_uplink_send_errors_total",
+        "triglav_uplink_handshakes_total", "triglav_uplink_send_errors_total", "triglav_uplink_gso_datagrams_total",
         "triglav_uplink_data_cap_bytes", "triglav_uplink_data_cap_used_bytes",
     ]
 
@@ -164,6 +165,7 @@ public enum DaemonMetrics {
         "triglav_uplink_received_packets_total": (.counter, "Datagrams received on the uplink in the current connection."),
         "triglav_uplink_handshakes_total": (.counter, "Handshakes the uplink started in the current connection."),
         "triglav_uplink_send_errors_total": (.counter, "Sends on the uplink that the kernel refused, in the current connection."),
+        "triglav_uplink_gso_datagrams_total": (.counter, "Datagrams sent on the uplink as parts of UDP GSO messages, in the current connection."),
         "triglav_uplink_data_cap_bytes": (.gauge, "The uplink's data cap per billing period (data_cap_mb); only capped uplinks."),
         "triglav_uplink_data_cap_used_bytes": (.gauge, "What the uplink used of its cap this period, both directions; falls back to 0 when a period starts."),
     ]
@@ -203,6 +205,7 @@ public enum DaemonMetrics {
         try add("triglav_uplink_received_packets_total", .integer(tunnel?.receivedPackets ?? 0))
         try add("triglav_uplink_handshakes_total", .integer(tunnel?.handshakes ?? 0))
         try add("triglav_uplink_send_errors_total", .integer(tunnel?.sendErrors ?? 0))
+        try add("triglav_uplink_gso_datagrams_total", .integer(tunnel?.segmentedDatagrams ?? 0))
         if let dataCap {
             try add("triglav_uplink_data_cap_bytes", .integer(dataCap.cap))
             try add("triglav_uplink_data_cap_used_bytes", .integer(dataCap.used))
@@ -239,6 +242,23 @@ public enum DaemonMetrics {
         }
     }
 
+    /// The TUN device's offloads (docs/DATAPLANE.md, "Offloads"), for the client's tunnel or the server's.
+    private static func offloadFamilies(_ prefix: String, _ offload: TunOffloadCounters,
+                                        _ builder: inout Builder) throws(TriglavMetricsError) {
+        for (direction, superPackets, segments) in [("read", offload.superPackets, offload.segments),
+                                                    ("written", offload.writtenSuperPackets, offload.joinedSegments)] {
+            try builder.add("\(prefix)_tun_super_packets_total", .counter,
+                            "TCP super-packets read from the TUN device (and cut into packets) or written to it (joined from packets).",
+                            .integer(superPackets), [MetricLabel("direction", direction)])
+            try builder.add("\(prefix)_tun_super_packet_segments_total", .counter,
+                            "Packets those super-packets were cut into (read) or joined from (written).",
+                            .integer(segments), [MetricLabel("direction", direction)])
+        }
+        try builder.add("\(prefix)_tun_malformed_reads_total", .counter,
+                        "TUN reads dropped because their virtio-net header described nothing the tunnel can cut.",
+                        .integer(offload.malformed))
+    }
+
     private static func serverFamilies(_ snapshot: DaemonMetricsSnapshot, _ server: ServerManagerStatus,
                                        _ builder: inout Builder) throws(TriglavMetricsError) {
         try builder.add("triglav_server_running", .gauge, "1 while the server tunnel runs (listeners and TUN up).",
@@ -264,6 +284,9 @@ public enum DaemonMetrics {
                            resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
                            ecnDecapsulation: counters.ecnDecapsulation,
                            requested: counters.requestedResends, &builder)
+        try offloadFamilies("triglav_server", counters.tunOffload, &builder)
+        try builder.add("triglav_server_gso_datagrams_total", .counter,
+                        "Datagrams the listeners sent as parts of UDP GSO messages.", .integer(counters.segmentedDatagrams))
         try builder.add("triglav_server_handshakes_total", .counter,
                         "Handshakes answered: a client's new tunnel, a further uplink, or a rekey.",
                         .integer(counters.answeredHandshakes))
