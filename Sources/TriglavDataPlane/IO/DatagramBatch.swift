@@ -119,24 +119,22 @@ final class DatagramBatch {
         }
     }
 
-    /// Same peer, source address and ECN codepoint.
+    /// Same peer, source address and ECN codepoint (read in place: a slot is over 250 bytes).
     private func sameFlow(_ first: Int, _ second: Int) -> Bool {
-        let a = datagrams[first], b = datagrams[second]
-        guard a.ecn == b.ecn, a.address_length == b.address_length,
-              a.local_address.ss_family == b.local_address.ss_family else { return false }
-        let localLength = switch Int32(a.local_address.ss_family) {
+        let a = datagrams + first, b = datagrams + second
+        guard a.pointee.ecn == b.pointee.ecn, a.pointee.address_length == b.pointee.address_length,
+              a.pointee.local_address.ss_family == b.pointee.local_address.ss_family else { return false }
+        let localLength = switch Int32(a.pointee.local_address.ss_family) {
         case AF_INET: MemoryLayout<sockaddr_in>.size
         case AF_INET6: MemoryLayout<sockaddr_in6>.size
         default: 0
         }
-        return Self.equalBytes(a.address, b.address, count: Int(a.address_length))
-            && Self.equalBytes(a.local_address, b.local_address, count: localLength)
+        return Self.equalBytes(&a.pointee.address, &b.pointee.address, count: Int(a.pointee.address_length))
+            && Self.equalBytes(&a.pointee.local_address, &b.pointee.local_address, count: localLength)
     }
 
-    private static func equalBytes(_ a: sockaddr_storage, _ b: sockaddr_storage, count: Int) -> Bool {
-        withUnsafeBytes(of: a) { left in
-            withUnsafeBytes(of: b) { right in left.prefix(count).elementsEqual(right.prefix(count)) }
-        }
+    private static func equalBytes(_ a: UnsafePointer<sockaddr_storage>, _ b: UnsafePointer<sockaddr_storage>, count: Int) -> Bool {
+        UnsafeRawBufferPointer(start: a, count: count).elementsEqual(UnsafeRawBufferPointer(start: b, count: count))
     }
 
     /// The outer ECN codepoint slot `index` arrived with (0, Not-ECT, when the socket doesn't report it).
