@@ -143,17 +143,10 @@ struct OffloadedRead {
         UnsafeMutableRawBufferPointer(rebasing: output[headersLength..<length])
             .copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[payloadStart..<(payloadStart + payloadLength)]))
         let tcp = transportOffset
-        let isIPv4 = packet[0] >> 4 == 4
-        if isIPv4 {
-            let headerLength = tcp
-            InternetChecksum.store(UInt16(length), at: 2, in: output)
+        if packet[0] >> 4 == 4 {
             InternetChecksum.store(InternetChecksum.load(at: 4, in: packet) &+ UInt16(truncatingIfNeeded: index), at: 4, in: output)
-            InternetChecksum.store(0, at: 10, in: output)
-            let headerSum = InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: output[..<headerLength]))
-            InternetChecksum.store(~InternetChecksum.fold(headerSum), at: 10, in: output)
-        } else {
-            InternetChecksum.store(UInt16(length - 40), at: 4, in: output)
         }
+        InternetChecksum.setIPLength(of: UnsafeMutableRawBufferPointer(rebasing: output[..<length]), ipHeaderLength: tcp)
         let sequence = UInt32(InternetChecksum.load(at: tcp + 4, in: packet)) << 16 | UInt32(InternetChecksum.load(at: tcp + 6, in: packet))
         let segmentSequence = sequence &+ UInt32(truncatingIfNeeded: index * size)
         InternetChecksum.store(UInt16(segmentSequence >> 16), at: tcp + 4, in: output)
@@ -201,6 +194,18 @@ enum InternetChecksum {
         let addresses = packet[0] >> 4 == 4 ? packet[12..<20] : packet[8..<40]
         // The protocol number and the length, each a 16-bit word (IPv6's 32-bit length has a zero upper word here).
         return sum(UnsafeRawBufferPointer(rebasing: addresses)) &+ 6 &+ UInt64(tcpLength)
+    }
+
+    /// Makes the IP header of `packet` give its whole length: IPv4's total length, with the header checksum
+    /// recomputed (after any other change to the header), or IPv6's payload length.
+    static func setIPLength(of packet: UnsafeMutableRawBufferPointer, ipHeaderLength: Int) {
+        guard packet[0] >> 4 == 4 else {
+            store(UInt16(packet.count - 40), at: 4, in: packet)
+            return
+        }
+        store(UInt16(packet.count), at: 2, in: packet)
+        store(0, at: 10, in: packet)
+        store(~fold(sum(UnsafeRawBufferPointer(rebasing: packet[..<ipHeaderLength]))), at: 10, in: packet)
     }
 
     /// Folds a sum into 16 bits with end-around carries.
@@ -292,14 +297,7 @@ final class TunWriteCoalescer {
         let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[VirtioNetHeader.size..<length])
         if segments > 1 {
             let isIPv4 = packet[0] >> 4 == 4
-            if isIPv4 {
-                InternetChecksum.store(UInt16(packet.count), at: 2, in: packet)
-                InternetChecksum.store(0, at: 10, in: packet)
-                let sum = InternetChecksum.sum(UnsafeRawBufferPointer(rebasing: packet[..<ipHeaderLength]))
-                InternetChecksum.store(~InternetChecksum.fold(sum), at: 10, in: packet)
-            } else {
-                InternetChecksum.store(UInt16(packet.count - 40), at: 4, in: packet)
-            }
+            InternetChecksum.setIPLength(of: packet, ipHeaderLength: ipHeaderLength)
             // The checksum left partial, as a NIC offload would take it: the pseudo-header's sum, not complemented.
             let sum = InternetChecksum.tcpPseudoHeaderSum(UnsafeRawBufferPointer(packet), tcpLength: packet.count - ipHeaderLength)
             InternetChecksum.store(InternetChecksum.fold(sum), at: ipHeaderLength + 16, in: packet)
