@@ -48,7 +48,8 @@ public struct ClientTunnelConfiguration: Sendable {
     /// How long an uplink stays on its TCP fallback before it checks (with a handshake over UDP, while TCP
     /// keeps carrying traffic) whether UDP works again; checked again after each such interval.
     public var udpRetryInterval: Duration = .seconds(120)
-    /// Read TCP super-packets from the TUN device and cut them here (`TunDevice.offloads`).
+    /// TUN offloads: read TCP super-packets and cut them here, join a flow's segments into super-packets on writes
+    /// (`TunDevice.offloads`).
     public var tunOffloads = TunDevice.offloadsByDefault
 
     /// Receivers equalise path delays (see `DelayEqualizer`), holding a packet up to this long: the lab's

@@ -24,10 +24,7 @@ enum PacingSwitch {
     /// keep their probing gain while their estimates climb (docs/DATAPLANE.md, "Sender-side pacing").
     static let fullJitterMultiple: UInt64 = 3
 
-    static var enabledByEnvironment: Bool {
-        guard let value = getenv(environmentVariable) else { return true }
-        return String(cString: value) != "0"
-    }
+    static var enabledByEnvironment: Bool { EnvironmentSwitch.isOn(environmentVariable) }
 
     /// Experiment knobs (not configuration): `TRIGLAV_PACING_ALLOWANCE_MS` replaces `queueAllowance`,
     /// `TRIGLAV_PACING_TARGET_MS` the ingress target, `TRIGLAV_PACING_INITIAL_MBIT` the engine's initial capacity.
@@ -51,7 +48,7 @@ enum PacingSwitch {
         configuration.pacingFullJitterMultiple = environmentNumber("TRIGLAV_PACING_FULL_JITTERS") ?? fullJitterMultiple
         // Late binding ranks by equalised arrival (the receivers equalise: `defaultMultipath`), so the slow uplink
         // carries its share from the start; `TRIGLAV_PACING_EQUALIZED_BINDING=0` ranks by raw arrival (experiment).
-        configuration.equalizedLateBinding = getenv("TRIGLAV_PACING_EQUALIZED_BINDING").map { String(cString: $0) != "0" } ?? true
+        configuration.equalizedLateBinding = EnvironmentSwitch.isOn("TRIGLAV_PACING_EQUALIZED_BINDING")
         if let megabits = environmentNumber("TRIGLAV_PACING_INITIAL_MBIT") { configuration.initialCapacity = megabits * 1_000_000 }
         if let wait = environmentNumber("TRIGLAV_PACING_MIN_WAIT_MS") { configuration.minReorderWait = wait * Nanoseconds.millisecond }
         if let hold = environmentNumber("TRIGLAV_PACING_MAX_HOLD_MS") { configuration.maxReorderHold = hold * Nanoseconds.millisecond }

@@ -202,10 +202,7 @@ struct ResendBudget {
 enum ResendRequestSwitch {
     static let environmentVariable = "TRIGLAV_RESEND_REQUESTS"
 
-    static var enabledByEnvironment: Bool {
-        guard let value = getenv(environmentVariable) else { return true }
-        return String(cString: value) != "0"
-    }
+    static var enabledByEnvironment: Bool { EnvironmentSwitch.isOn(environmentVariable) }
 }
 
 /// Consecutive sequences the network pump could not resend (gone from the store, or no uplink took them), gathered

@@ -40,7 +40,8 @@ public struct ServerTunnelConfiguration: Sendable {
     /// Queues of the server's TUN device: each has its own ring, packets are queued by destination address (so
     /// per client, modulo the count), and the TUN pump reads them round-robin. 1: a single-queue device.
     public var tunQueues = 8
-    /// Read TCP super-packets from the TUN device and cut them here (`TunDevice.offloads`).
+    /// TUN offloads: read TCP super-packets and cut them here, join a flow's segments into super-packets on writes
+    /// (`TunDevice.offloads`).
     public var tunOffloads = TunDevice.offloadsByDefault
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
     public var tcpFallback = true

@@ -27,7 +27,7 @@ final class TunDevice: @unchecked Sendable {
     /// (`OffloadedRead`), and `write` joins a flow's consecutive segments into super-packets (`TunWriteCoalescer`).
     let offloads: Bool
     /// On unless the environment's `TRIGLAV_TUN_OFFLOADS` is `0` (a diagnostic switch, for comparisons).
-    static var offloadsByDefault: Bool { getenv("TRIGLAV_TUN_OFFLOADS").map { String(cString: $0) != "0" } ?? true }
+    static var offloadsByDefault: Bool { EnvironmentSwitch.isOn("TRIGLAV_TUN_OFFLOADS") }
     /// With `offloads`: joins the segments `write` is given into super-packets, written at `flushWrites` at the latest.
     /// Only one thread writes (the network pump).
     private let coalescer: TunWriteCoalescer?

@@ -52,7 +52,7 @@ final class UDPSocket: @unchecked Sendable {
     /// Whether `send(_:)` hands runs of equal datagrams to the kernel as one UDP GSO message
     /// (`DatagramBatch.markSegmentationRuns`); off after the kernel refused one for good, or when the environment's
     /// `TRIGLAV_UDP_GSO` is `0` (a diagnostic switch, for comparisons).
-    var segmentationOffload = getenv("TRIGLAV_UDP_GSO").map { String(cString: $0) != "0" } ?? true
+    var segmentationOffload = EnvironmentSwitch.isOn("TRIGLAV_UDP_GSO")
     /// Datagrams the kernel took as parts of UDP GSO messages.
     var segmentedDatagrams: UInt64 = 0
     var sendDrops = 0
