@@ -147,7 +147,7 @@ struct OffloadedRead {
             InternetChecksum.store(InternetChecksum.load(at: 4, in: packet) &+ UInt16(truncatingIfNeeded: index), at: 4, in: output)
         }
         InternetChecksum.setIPLength(of: UnsafeMutableRawBufferPointer(rebasing: output[..<length]), ipHeaderLength: tcp)
-        let sequence = UInt32(InternetChecksum.load(at: tcp + 4, in: packet)) << 16 | UInt32(InternetChecksum.load(at: tcp + 6, in: packet))
+        let sequence = TunWriteCoalescer.sequence(of: packet, at: tcp)
         let segmentSequence = sequence &+ UInt32(truncatingIfNeeded: index * size)
         InternetChecksum.store(UInt16(segmentSequence >> 16), at: tcp + 4, in: output)
         InternetChecksum.store(UInt16(segmentSequence & 0xffff), at: tcp + 6, in: output)
@@ -362,7 +362,8 @@ final class TunWriteCoalescer {
         return (ip, tcp)
     }
 
-    private static func sequence(of packet: UnsafeRawBufferPointer, at ip: Int) -> UInt32 {
+    /// The sequence number of the TCP header at `ip` (where the IP header ends).
+    static func sequence(of packet: UnsafeRawBufferPointer, at ip: Int) -> UInt32 {
         UInt32(InternetChecksum.load(at: ip + 4, in: packet)) << 16 | UInt32(InternetChecksum.load(at: ip + 6, in: packet))
     }
 
