@@ -4,6 +4,9 @@ APT_TEST_PACKAGES += dbus-daemon systemd passwd util-linux
 
 .PHONY: dbus-docs dbus-try
 
+# The man page's date (`make dbus-docs DBUS_DOCS_DATE=2026-11-29` to keep an earlier one).
+DBUS_DOCS_DATE ?= $(shell date +%Y-%m-%d)
+
 # Shell completions and the man page, generated from the CLI's argument definitions. The man page
 # comes from swift-argument-parser's generate-manual plugin, which builds in release mode (slow):
 # run this after changing the CLI and commit contrib/. A test (CLIDocsTests) checks they're current.

@@ -138,10 +138,15 @@ public struct ManagerStatus: PropertyRecord {
     /// Why the state is `connecting` with no tunnel yet: the start-time connection waits for its server name to
     /// resolve ("waiting for the server name (REASON), N failed attempts, retrying"); "" otherwise.
     public var stateReason: String
+    /// The client tunnel's data-plane counters (drops, repairs, reordering, offloads) since it came up; empty when
+    /// disconnected.
+    public var counters: [NamedCounter]
 
     public init(state: TunnelState = .disconnected, profile: String = "", server: String = "", tunnelInterface: String = "",
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
-                uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "") {
+                uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "",
+                counters: [NamedCounter] = []) {
+        self.counters = counters
         self.routingError = routingError
         self.stateReason = stateReason
         self.state = state
@@ -162,7 +167,7 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("Scheduler", "s", writable: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
         PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
-        PropertySpec("StateReason", "s"),
+        PropertySpec("StateReason", "s"), PropertySpec("Counters", "a(st)", rateLimited: true),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -170,7 +175,8 @@ public struct ManagerStatus: PropertyRecord {
          ("TunnelInterface", .string(tunnelInterface)), ("TunnelAddresses", .strings(tunnelAddresses)),
          ("Scheduler", .string(scheduler)), ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)),
          ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version)),
-         ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason))]
+         ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason)),
+         ("Counters", NamedCounter.value(counters))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -180,7 +186,7 @@ public struct ManagerStatus: PropertyRecord {
                   txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
                   uplinks: (v["Uplinks"]?.strings ?? []).compactMap(TriglavBus.uplinkID(fromPath:)),
                   version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "",
-                  stateReason: v["StateReason"]?.string ?? "")
+                  stateReason: v["StateReason"]?.string ?? "", counters: NamedCounter.list(v["Counters"]))
     }
 }
 
@@ -304,9 +310,13 @@ public struct ServerStatus: PropertyRecord {
     public var clients: [UInt32]
     public var txBytes: UInt64
     public var rxBytes: UInt64
+    /// The server tunnel's data-plane counters (drops, repairs, handshakes, offloads) since it started; empty when
+    /// not running.
+    public var counters: [NamedCounter]
 
     public init(enabled: Bool = false, listenAddress: String = "", publicKey: String = "", clients: [UInt32] = [],
-                txBytes: UInt64 = 0, rxBytes: UInt64 = 0) {
+                txBytes: UInt64 = 0, rxBytes: UInt64 = 0, counters: [NamedCounter] = []) {
+        self.counters = counters
         self.enabled = enabled
         self.listenAddress = listenAddress
         self.publicKey = publicKey
@@ -319,19 +329,45 @@ public struct ServerStatus: PropertyRecord {
         PropertySpec("Enabled", "b"), PropertySpec("ListenAddress", "s"), PropertySpec("PublicKey", "s"),
         PropertySpec("Clients", "ao"),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
+        PropertySpec("Counters", "a(st)", rateLimited: true),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
         [("Enabled", .boolean(enabled)), ("ListenAddress", .string(listenAddress)), ("PublicKey", .string(publicKey)),
          ("Clients", .objectPaths(clients.map(TriglavBus.clientPath))),
-         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes))]
+         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)), ("Counters", NamedCounter.value(counters))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
         self.init(enabled: v["Enabled"]?.boolean ?? false, listenAddress: v["ListenAddress"]?.string ?? "",
                   publicKey: v["PublicKey"]?.string ?? "",
                   clients: (v["Clients"]?.strings ?? []).compactMap(TriglavBus.clientID(fromPath:)),
-                  txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0)
+                  txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
+                  counters: NamedCounter.list(v["Counters"]))
+    }
+}
+
+/// One data-plane counter of Manager1.Counters / Server1.Counters (`a(st)`): a stable snake_case name and its count.
+/// A list rather than one property each, so that a daemon can add counters without changing the interface.
+public struct NamedCounter: Sendable, Equatable {
+    public var name: String
+    public var value: UInt64
+
+    public init(_ name: String, _ value: UInt64) {
+        self.name = name
+        self.value = value
+    }
+
+    static func value(_ counters: [NamedCounter]) -> ControlValue {
+        .records(fields: "st", counters.map { [.string($0.name), .uint64($0.value)] })
+    }
+
+    /// The entries of an `a(st)` value; others (another structure) are left out.
+    static func list(_ value: ControlValue?) -> [NamedCounter] {
+        (value?.records ?? []).compactMap { record in
+            guard record.count == 2, let name = record[0].string, case .uint64(let count) = record[1] else { return nil }
+            return NamedCounter(name, count)
+        }
     }
 }
 

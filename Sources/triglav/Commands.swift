@@ -8,6 +8,8 @@ struct Status: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOptions
     @Flag(help: "Print JSON; keys are the D-Bus property names.") var json = false
+    @Flag(help: "Also list the data plane's counters: drops, repairs, reordering, offloads (Manager1/Server1.Counters).")
+    var counters = false
 
     func run() async throws {
         try await withDaemon(bus) { daemon throws(CLIFailure) in
@@ -20,6 +22,7 @@ struct Status: AsyncParsableCommand {
             print(Render.status(snapshot, style: style))
             if !snapshot.uplinks.isEmpty { print("\n" + Render.uplinks(snapshot, style: style)) }
             if !snapshot.clients.isEmpty { print("\n" + Render.clients(snapshot, style: style)) }
+            if counters { print("\n" + Render.counters(snapshot, style: style)) }
         }
     }
 }

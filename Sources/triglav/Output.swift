@@ -252,6 +252,16 @@ enum Render {
         return lines.joined(separator: "\n")
     }
 
+    /// Both roles' data-plane counters, a table per role that has them (names as in docs/DBUS.md, Manager1.Counters).
+    static func counters(_ snapshot: Snapshot, style: Style) -> String {
+        let tables = [("tunnel", snapshot.manager.counters), ("server", snapshot.server.counters)]
+            .filter { !$0.1.isEmpty }
+            .map { role, counters in
+                Format.table(header: ["COUNTER (\(role))", "VALUE"], rows: counters.map { [$0.name, String($0.value)] }, style: style)
+            }
+        return tables.isEmpty ? "No counters: no tunnel is up." : tables.joined(separator: "\n\n")
+    }
+
     static func uplinks(_ snapshot: Snapshot, style: Style) -> String {
         let uplinks = snapshot.uplinks
         if uplinks.isEmpty { return "No uplinks." }

@@ -237,6 +237,13 @@ final class DaemonLab: @unchecked Sendable {
         return try sh("busctl --address=\(busAddress) \(arguments)", timeout: 20)
     }
 
+    /// The count of `name` in an `a(st)` answer of busctl (Manager1/Server1.Counters: `a(st) 2 "read_packets" 12 …`).
+    static func namedCount(_ answer: String, _ name: String) -> UInt64? {
+        let tokens = answer.split(whereSeparator: \.isWhitespace)
+        guard let index = tokens.firstIndex(of: "\"\(name)\""[...]), index + 1 < tokens.count else { return nil }
+        return UInt64(tokens[index + 1])
+    }
+
     /// A property of the client's Uplink1 object for `interface` (the lab's two uplinks), as busctl prints it.
     func uplinkProperty(_ interface: String, _ property: String) throws -> String? {
         for number in 1...2 {

@@ -30,6 +30,10 @@ struct DaemonServerTests {
         #expect(serverTx >= 20 * 1028)
         let status = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
         #expect(status.contains("Traffic:") && !status.contains("tx 0 B"), "\(status)")
+        // Server1.Counters: one answered handshake per uplink at least, nothing addressed to an unknown client.
+        let counters = try lab.busctl("get-property \(Self.server) Counters")
+        #expect(DaemonLab.namedCount(counters, "handshakes") ?? 0 >= 2, "\(counters)")
+        #expect(DaemonLab.namedCount(counters, "refused_uplinks") == 0, "\(counters)")
 
         let monitor = try BackgroundProcess(["busctl", "--address=\(try #require(lab.busAddress))", "monitor", "org.triglav"],
                                             outputPrefix: lab.directory + "/monitor")

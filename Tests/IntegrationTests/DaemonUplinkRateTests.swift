@@ -42,5 +42,13 @@ extension DaemonTests {
         // One window after the traffic ends the rate reads 0 again.
         let after = try pollUntil(timeout: 4, every: 0.2, totalRate, isDone: { $0 == 0 })
         #expect(after == 0, "receive rate after the download: \(after) bit/s")
+
+        // Manager1.Counters: the echo requests came out of the reorder buffer, the replies were read from the TUN device.
+        let counters = try lab.busctl("get-property org.triglav /org/triglav org.triglav.Manager1 Counters")
+        #expect(DaemonLab.namedCount(counters, "reorder_delivered_packets_in_order") ?? 0 >= 300, "\(counters)")
+        #expect(DaemonLab.namedCount(counters, "read_packets") ?? 0 >= 300, "\(counters)")
+        #expect(DaemonLab.namedCount(counters, "tun_malformed_reads") == 0, "\(counters)")
+        let listed = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status --counters")
+        #expect(listed.contains("COUNTER (tunnel)") && listed.contains("reorder_skipped_sequences"), "\(listed)")
     }
 }

@@ -241,6 +241,32 @@ struct BusAPITests {
         #expect(eth0.contains("50.0 Mbit/s") && eth0.contains("480.0 kbit/s"), "\(table)")
     }
 
+    @Test("Manager1.Counters: the data plane's counters by name, over busctl and in triglav status --counters")
+    func dataPlaneCountersAreReadableAndListedByTheCLI() async throws {
+        let environment = try await BusAPIEnvironment(clients: 0, tickMilliseconds: 50)
+        defer { environment.tearDown() }
+        func counters() throws -> String {
+            try environment.busctl(["get-property", "org.triglav", Self.root, Self.manager, "Counters"]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try counters() == "a(st) 0")
+        #expect(try environment.cli(["status", "--counters"]).stdout.contains("No counters: no tunnel is up."))
+        #expect(try environment.cli(["connect", "home"]).status == 0)
+        // The fake counts a packet read per tick while connected.
+        let listed = try pollUntil(timeout: 10, every: 0.05, { try counters() }, isDone: {
+            $0.hasPrefix("a(st) 2 \"read_packets\" ") && !$0.hasPrefix("a(st) 2 \"read_packets\" 0 ")
+        })
+        #expect(listed.hasSuffix("\"queue_dropped_packets\" 0"), "\(listed)")
+        let status = try environment.cli(["status", "--counters"])
+        #expect(status.status == 0)
+        let lines = status.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.split(separator: " ").map(String.init) == ["COUNTER", "(tunnel)", "VALUE"] }, "\(status.stdout)")
+        #expect(lines.contains { $0.hasPrefix("queue_dropped_packets ") && $0.hasSuffix(" 0") }, "\(status.stdout)")
+        #expect(!(try environment.cli(["status"]).stdout.contains("COUNTER")))
+        #expect(try environment.cli(["disconnect"]).status == 0)
+        #expect(try counters() == "a(st) 0")
+    }
+
     @Test func countersAreSignalledAtMostOncePerSecond() async throws {
         let environment = try await BusAPIEnvironment(clients: 0, tickMilliseconds: 50)
         defer { environment.tearDown() }

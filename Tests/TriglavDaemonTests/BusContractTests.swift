@@ -63,15 +63,20 @@ struct BusContractTests {
                                   rxRateBps: 6, pathMTU: 1396, pathMTUBlackhole: true)
         #expect(TriglavControlAPI.UplinkStatus(propertyValues: uplink.propertyDictionary) == uplink)
         let manager = TriglavControlAPI.ManagerStatus(state: .connecting, profile: "p", server: "s:1", tunnelInterface: "tg0",
-                                    tunnelAddresses: ["10.0.0.1/24"], scheduler: "x", txBytes: 1, rxBytes: 2, uplinks: [3, 7], version: "v")
+                                    tunnelAddresses: ["10.0.0.1/24"], scheduler: "x", txBytes: 1, rxBytes: 2, uplinks: [3, 7], version: "v",
+                                    counters: [NamedCounter("read_packets", 9), NamedCounter("queue_dropped_packets", 0)])
         #expect(TriglavControlAPI.ManagerStatus(propertyValues: manager.propertyDictionary) == manager)
+        let server = TriglavControlAPI.ServerStatus(enabled: true, listenAddress: "0.0.0.0:7443", publicKey: "k", clients: [1],
+                                                    txBytes: 3, rxBytes: 4, counters: [NamedCounter("handshakes", 5)])
+        #expect(TriglavControlAPI.ServerStatus(propertyValues: server.propertyDictionary) == server)
         let client = TriglavControlAPI.ClientStatus(id: 0, publicKey: "k", endpoint: "e:1", tunnelAddresses: ["a"], state: .degraded, paths: 3,
                                   rttUsec: 4, txBytes: 5, rxBytes: 6, connectedSinceUsec: 7,
                                   pathDetails: [ClientPathStatus(uplink: 1, endpoint: "192.0.2.1:4", transport: .tcp, state: .degraded,
                                                                  rttUsec: 8, jitterUsec: 9, lossRatio: 0.25, rxBytes: 10, txBytes: 11),
                                                 ClientPathStatus(uplink: 3, endpoint: "", state: .probing)])
         #expect(TriglavControlAPI.ClientStatus(propertyValues: client.propertyDictionary) == client)
-        for value in uplink.propertyValues.map(\.value) + manager.propertyValues.map(\.value) + client.propertyValues.map(\.value) {
+        for value in uplink.propertyValues.map(\.value) + manager.propertyValues.map(\.value) + client.propertyValues.map(\.value)
+            + server.propertyValues.map(\.value) {
             #expect(ControlValue(value.dbusValue) == value)
             #expect(value.dbusValue.signature.rawValue == value.signature)
         }

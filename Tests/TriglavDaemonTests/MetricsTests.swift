@@ -126,6 +126,56 @@ struct MetricsMappingTests {
         #expect(lines.filter { $0.hasPrefix("triglav_tunnel_state{") }.count == ConnectionState.allCases.count)
     }
 
+    /// Manager1/Server1.Counters name each counter after its Prometheus family (docs/DBUS.md, "Counters"): the family
+    /// without its role prefix and `_total`, plus the label's value. Every field has its own value, so a counter read
+    /// from the wrong field, or named after the wrong family, fails.
+    @Test func busCounterNamesAndValuesFollowTheMetricFamilies() throws {
+        var client = Self.clientSnapshot()
+        var tunnel = ClientTunnelCounters()
+        (tunnel.readPackets, tunnel.droppedNoUplink, tunnel.resentPackets, tunnel.queueDrops, tunnel.congestionMarks) = (101, 102, 103, 104, 105)
+        tunnel.ecnDecapsulation = ECNDecapsulationCounters(congestionExperienced: 106, dropped: 107)
+        tunnel.requestedResends = RequestedResendCounters(accepted: 108, declined: 109)
+        (tunnel.reorder.deliveredInOrder, tunnel.reorder.deliveredLate, tunnel.reorder.bypassed, tunnel.reorder.duplicates) = (110, 111, 112, 113)
+        (tunnel.reorder.stale, tunnel.reorder.skippedSequences, tunnel.reorder.jumps, tunnel.reorder.overflows) = (114, 115, 116, 117)
+        tunnel.reorder.resendRequests = 118
+        (tunnel.tunOffload.superPackets, tunnel.tunOffload.segments, tunnel.tunOffload.writtenSuperPackets) = (119, 120, 121)
+        (tunnel.tunOffload.joinedSegments, tunnel.tunOffload.malformed) = (122, 123)
+        client.tunnel?.counters = tunnel
+        var server = DaemonMetricsSnapshot(role: .server, version: "1")
+        server.server = ServerManagerStatus(isRunning: true, listen: [], tunnelInterface: "tg0", tunnelAddresses: [],
+                                            authorizedClients: 1, clients: [], rejectedHandshakes: 0)
+        var counters = ServerTunnelCounters()
+        (counters.droppedUnknownDestination, counters.refusedUplinks, counters.answeredHandshakes) = (201, 202, 203)
+        (counters.resentPackets, counters.queueDrops, counters.congestionMarks) = (204, 205, 206)
+        counters.ecnDecapsulation = ECNDecapsulationCounters(congestionExperienced: 207, dropped: 208)
+        counters.requestedResends = RequestedResendCounters(accepted: 209, declined: 210)
+        (counters.tunOffload.superPackets, counters.tunOffload.segments, counters.tunOffload.writtenSuperPackets) = (211, 212, 213)
+        (counters.tunOffload.joinedSegments, counters.tunOffload.malformed, counters.segmentedDatagrams) = (214, 215, 216)
+        server.serverCounters = counters
+
+        for (snapshot, named, prefix) in [(client, tunnel.named, "triglav_tunnel_"), (server, counters.named, "triglav_server_")] {
+            // "family{label=\"value\"} count" → (bus name, count), for the role's families and the reorder buffer's.
+            var fromMetrics: [String: UInt64] = [:]
+            for line in try Self.render(snapshot) where !line.hasPrefix("#") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 2, let count = UInt64(parts[1]) else { continue }
+                let series = String(parts[0])
+                let family = series.split(separator: "{").first.map(String.init) ?? series
+                guard family.hasSuffix("_total"), family.hasPrefix(prefix) || family.hasPrefix("triglav_reorder_") else { continue }
+                var name = String(family.dropLast("_total".count))
+                name = name.hasPrefix(prefix) ? String(name.dropFirst(prefix.count)) : String(name.dropFirst("triglav_".count))
+                if let label = series.split(separator: "\"").dropFirst().first, !series.contains(",") { name += "_" + label }
+                fromMetrics[name] = count
+            }
+            #expect(Set(named.map(\.name)).count == named.count, "names repeat: \(named.map(\.name))")
+            #expect(Set(named.map(\.value)).count == named.count, "a field is shown twice: \(named)")
+            for counter in named {
+                #expect(fromMetrics[counter.name] == counter.value, "\(counter.name) = \(counter.value), metrics: \(fromMetrics)")
+            }
+        }
+        #expect(tunnel.named.count == 23 && counters.named.count == 16)
+    }
+
     @Test func everyFamilyHasHelpAndTypeAndCountersEndInTotal() throws {
         var server = DaemonMetricsSnapshot(role: .server, version: "1")
         server.server = ServerManagerStatus(isRunning: true, listen: [], tunnelInterface: "tg0", tunnelAddresses: [],

@@ -186,7 +186,7 @@ _triglav() {
 
 _triglav_status() {
     repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
+    non_repeating_flags=(--json --counters --version -h --help)
     repeating_options=()
     non_repeating_options=(--bus-address --timeout)
     __triglav_offer_flags_options 0

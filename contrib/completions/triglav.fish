@@ -23,7 +23,7 @@ function __triglav_parse_tokens -S
         __triglav_parse_subcommand 0 'version' 'h/help'
         switch $unparsed_tokens[1]
         case 'status'
-            __triglav_parse_subcommand 0 'bus-address=' 'timeout=' 'json' 'version' 'h/help'
+            __triglav_parse_subcommand 0 'bus-address=' 'timeout=' 'json' 'counters' 'version' 'h/help'
         case 'uplinks'
             __triglav_parse_subcommand 0 'bus-address=' 'timeout=' 'json' 'version' 'h/help'
         case 'connect'
@@ -121,6 +121,7 @@ complete -c 'triglav' -n '__triglav_should_offer_completions_for_positional "tri
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav status" bus-address' -l 'bus-address' -d 'D-Bus address of the system bus.' -rfka ''
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav status" timeout' -l 'timeout' -d 'Seconds to wait for the daemon\'s reply.' -rfka ''
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav status" json' -l 'json' -d 'Print JSON; keys are the D-Bus property names.'
+complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav status" counters' -l 'counters' -d 'Also list the data plane\'s counters: drops, repairs, reordering, offloads (Manager1/Server1.Counters).'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav status" version' -l 'version' -d 'Show the version.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav status" h help' -s 'h' -l 'help' -d 'Show help information.'
 complete -c 'triglav' -n '__triglav_should_offer_completions_for_flags_or_options "triglav uplinks" bus-address' -l 'bus-address' -d 'D-Bus address of the system bus.' -rfka ''

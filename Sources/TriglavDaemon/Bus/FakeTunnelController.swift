@@ -84,6 +84,7 @@ public final class FakeTunnelController: TunnelController {
             state.status.manager.routingError = ""
             state.status.manager.tunnelInterface = ""
             state.status.manager.tunnelAddresses = []
+            state.status.manager.counters = []
             for index in state.status.uplinks.indices where state.status.uplinks[index].state != .down {
                 state.status.uplinks[index].state = .probing
             }
@@ -260,6 +261,11 @@ public final class FakeTunnelController: TunnelController {
         state.withLock { state in
             state.status.manager.txBytes += bytes
             state.status.manager.rxBytes += bytes * 2
+            if state.status.manager.state != .disconnected {
+                // One packet read per tick; nothing dropped.
+                let read = state.status.manager.counters.first { $0.name == "read_packets" }?.value ?? 0
+                state.status.manager.counters = [NamedCounter("read_packets", read + 1), NamedCounter("queue_dropped_packets", 0)]
+            }
             for index in state.status.uplinks.indices where state.status.uplinks[index].state == .active {
                 state.status.uplinks[index].txBytes += bytes
                 state.status.uplinks[index].rxBytes += bytes * 2

@@ -87,6 +87,7 @@ extension Daemon: TunnelController {
         status.manager.version = VERSION
         if let client {
             status.manager = Self.managerStatus(client.status, version: VERSION)
+            status.manager.counters = client.tunnelStatistics?.counters.named ?? []
             status.uplinks = client.uplinks.map(Self.uplinkStatus)
         }
         if let server {
@@ -95,7 +96,7 @@ extension Daemon: TunnelController {
             status.manager.tunnelAddresses = snapshot.tunnelAddresses
             status.server = ServerStatus(enabled: snapshot.isRunning, listenAddress: snapshot.listen.joined(separator: ", "),
                                          publicKey: serverPublicKey ?? "", txBytes: snapshot.transmittedBytes,
-                                         rxBytes: snapshot.receivedBytes)
+                                         rxBytes: snapshot.receivedBytes, counters: snapshot.isRunning ? server.tunnelCounters.named : [])
             status.clients = server.clients.map(Self.clientStatus)
         }
         return status
