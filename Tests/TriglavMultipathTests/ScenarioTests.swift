@@ -243,8 +243,10 @@ struct BlackholeRun {
     /// TCP was in loss recovery (fast recovery, or the go-back after a timeout) when the blackhole began.
     var recoveringAtBlackhole = false
 
+    /// `blackholing` false: the same run with uplink 1 left alone, its gap measured over the same window (what TCP's own
+    /// loss recovery costs there; docs/BENCHMARKS.md, "Failover gaps against the same runs without a blackhole").
     init(seed: UInt64, paced: Bool, tcp: TCPSenderModel = Network.defaultTCPSenderModel,
-         lateBinding: Bool = TunnelNode.defaultLateBinding, ecn: Bool? = nil) throws {
+         lateBinding: Bool = TunnelNode.defaultLateBinding, ecn: Bool? = nil, blackholing: Bool = true) throws {
         let ms = Nanoseconds.millisecond
         let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
                                           LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
@@ -263,7 +265,7 @@ struct BlackholeRun {
         let flow = network.addFlow(1, segments: 6000, at: start)
         let blackholeAt = start + 1500 * ms
         let best = UplinkID(1)
-        network.blackhole(best, from: blackholeAt)
+        if blackholing { network.blackhole(best, from: blackholeAt) }
         var recovering = false
         network.loop.at(blackholeAt) { recovering = flow.inRecovery }
         network.loop.run(until: start + 20 * Nanoseconds.second)
@@ -280,7 +282,8 @@ struct BlackholeRun {
 }
 
 /// Prints the blackhole scenario's longest delivery gap per seed for both engines and both TCP models
-/// (docs/BENCHMARKS.md): `TRIGLAV_MULTIPATH_FAILOVER_BENCH=11-25 swift test --skip-build --filter FailoverBenchmark`.
+/// (docs/BENCHMARKS.md): `TRIGLAV_MULTIPATH_FAILOVER_BENCH=11-25 swift test --skip-build --filter FailoverBenchmark`;
+/// `TRIGLAV_MULTIPATH_FAILOVER_BASELINE=1` adds each run's gap without the blackhole.
 @Suite struct FailoverBenchmark {
     @Test(.enabled(if: ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_FAILOVER_BENCH"] != nil))
     func printGaps() throws {
@@ -289,6 +292,8 @@ struct BlackholeRun {
         let seeds = (bounds.first ?? 11)...(bounds.last ?? 25)
         let models = env["TRIGLAV_MULTIPATH_TCP"].flatMap(TCPSenderModel.init(rawValue:)).map { [$0] } ?? TCPSenderModel.allCases
         let engines = env["TRIGLAV_MULTIPATH_FAILOVER_ENGINE"].map { [$0 == "paced"] } ?? [true, false]
+        // `/b<ms>`: the longest gap over the same window of the same run without the blackhole.
+        let baseline = env["TRIGLAV_MULTIPATH_FAILOVER_BASELINE"] == "1"
         for paced in engines {
             for model in models {
                 var cells: [String] = []
@@ -297,7 +302,12 @@ struct BlackholeRun {
                     let run = try BlackholeRun(seed: seed, paced: paced, tcp: model, lateBinding: paced)
                     let gap = run.completedAt == nil ? "DNF" : "\(run.longestGap / Nanoseconds.millisecond)"
                     let detected = run.detectedAfter.map { "\($0 / Nanoseconds.millisecond)" } ?? "never"
-                    cells.append("\(seed):\(gap)/\(run.timeouts)/d\(detected)/e\(run.lastLossResponseBeforeBlackhole.map(String.init) ?? "-")\(run.recoveringAtBlackhole ? "R" : "")")
+                    var cell = "\(seed):\(gap)/\(run.timeouts)/d\(detected)/e\(run.lastLossResponseBeforeBlackhole.map(String.init) ?? "-")\(run.recoveringAtBlackhole ? "R" : "")"
+                    if baseline {
+                        let unharmed = try BlackholeRun(seed: seed, paced: paced, tcp: model, lateBinding: paced, blackholing: false)
+                        cell += "/b\(unharmed.longestGap / Nanoseconds.millisecond)"
+                    }
+                    cells.append(cell)
                 }
                 print("blackhole \(paced ? "paced late-binding" : "immediate") tcp=\(model.rawValue) gap ms/RTOs/detection ms/ms since TCP's last loss response: \(cells.joined(separator: " "))")
             }
