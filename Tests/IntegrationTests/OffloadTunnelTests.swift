@@ -3,8 +3,9 @@ import Testing
 
 /// The offloads of the data plane with the real tunnel in namespaces (root only; CI runs them as root): the TUN hands
 /// over TCP super-packets that the tunnel cuts into packets itself (IFF_VNET_HDR with TSO, `OffloadedRead`), and runs of
-/// equal datagrams leave as UDP GSO messages (`DatagramBatch.markSegmentationRuns`). Bulk TCP both ways, IPv4 and IPv6
-/// inside, over three uplinks, must arrive intact and must actually have used both (docs/DATAPLANE.md, "Offloads").
+/// equal datagrams leave as UDP GSO messages (`DatagramBatch.markSegmentationRuns`) and arrive as UDP GRO runs the
+/// receiver splits (`DatagramBatch.forEachReceivedDatagram`). Bulk TCP both ways, IPv4 and IPv6 inside, over three
+/// uplinks, must arrive intact and must actually have used all of them (docs/DATAPLANE.md, "Offloads").
 @Suite("offloads in namespaces", .serialized, .enabled(if: DataPlaneLab.isRoot, "needs root for network namespaces"))
 struct OffloadTunnelTests {
     /// Receives one TCP connection on argv[1]:9000 into the file argv[2].
@@ -36,7 +37,7 @@ struct OffloadTunnelTests {
         connection.close()
         """
 
-    @Test("bulk TCP up and down, IPv4 and IPv6 inside, arrives intact, read from the TUN as super-packets and sent with UDP GSO")
+    @Test("bulk TCP up and down, IPv4 and IPv6 inside, arrives intact, read from the TUN as super-packets, sent with UDP GSO, received with UDP GRO")
     func bulkTransfersUseTheOffloadsAndArriveIntact() throws {
         let lab = try DataPlaneLab()
         defer { lab.tearDown() }
@@ -81,6 +82,8 @@ struct OffloadTunnelTests {
                         && received.after.writtenSuperPackets > received.before.writtenSuperPackets,
                         "\(direction): the \(receiving) wrote no super-packets to its TUN (\(received))")
                 #expect(received.after.malformed == 0)
+                #expect(received.after.coalescedDatagrams > received.before.coalescedDatagrams,
+                        "\(direction): the \(receiving) received no UDP GRO run (\(received))")
             }
         }
     }
@@ -96,14 +99,16 @@ struct OffloadTunnelTests {
         return Counters(superPackets: Int(offload.output.1) ?? 0, segments: Int(offload.output.2) ?? 0,
                         malformed: Int(offload.output.3) ?? 0, writtenSuperPackets: Int(offload.output.4) ?? 0,
                         joinedSegments: Int(offload.output.5) ?? 0,
-                        segmentedDatagrams: text.matches(of: /segmentedDatagrams: (\d+)/).compactMap { Int($0.output.1) }.reduce(0, +))
+                        segmentedDatagrams: text.matches(of: /segmentedDatagrams: (\d+)/).compactMap { Int($0.output.1) }.reduce(0, +),
+                        coalescedDatagrams: text.matches(of: /coalescedDatagrams: (\d+)/).compactMap { Int($0.output.1) }.reduce(0, +))
     }
 
     struct Counters: CustomStringConvertible {
         var superPackets = 0, segments = 0, malformed = 0, writtenSuperPackets = 0, joinedSegments = 0, segmentedDatagrams = 0
+        var coalescedDatagrams = 0
         var description: String {
             "read \(superPackets) super-packets of \(segments), malformed \(malformed), wrote \(writtenSuperPackets) of "
-                + "\(joinedSegments), GSO datagrams \(segmentedDatagrams)"
+                + "\(joinedSegments), GSO datagrams \(segmentedDatagrams), GRO datagrams \(coalescedDatagrams)"
         }
     }
 }

@@ -124,6 +124,42 @@ struct SocketIOTests {
         #expect(received.enumerated().allSatisfy { index, datagram in datagram.allSatisfy { $0 == UInt8(index) } })
     }
 
+    @Test("with UDP_GRO a GSO run arrives whole and splits into the same datagrams, in order", arguments: [true, false])
+    func coalescedRunsSplitIntoTheDatagramsSent(segmentation: Bool) throws {
+        var listenerOptions = UDPSocket.Options()
+        listenerOptions.localEndpoint = IPEndpoint(address: .v4(0x7f00_0001), port: 0)
+        listenerOptions.coalescesReceives = true
+        let receiver = try UDPSocket(family: .v4, options: listenerOptions, label: "receiver")
+        #expect(receiver.coalescesReceives, "the kernel takes UDP_GRO")
+        let sender = try UDPSocket(family: .v4, options: UDPSocket.Options(), label: "sender")
+        sender.segmentationOffload = segmentation
+        var addresses = [sockaddr_storage()]
+        let length = SocketAddress.write(try receiver.localEndpoint(), into: &addresses[0])
+        let batch = DatagramBatch(capacity: 64, slotSize: 2048)
+        // Runs: 30 × 1400 + a shorter last, 20 × 600 + a shorter last, then 1400 alone.
+        let lengths = Array(repeating: 1400, count: 30) + [77] + Array(repeating: 600, count: 20) + [1, 1400]
+        Self.prepare(batch, lengths: lengths, to: Array(repeating: 0, count: lengths.count), addresses: &addresses,
+                     addressLength: length, ecn: Array(repeating: 0, count: lengths.count))
+        #expect(sender.send(batch) == lengths.count)
+        let incoming = DatagramBatch(capacity: 8, slotSize: DatagramBatch.coalescingSlotSize)
+        var received: [[UInt8]] = []
+        var slots = 0
+        var coalesced: UInt64 = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while received.count < lengths.count && ContinuousClock.now < deadline {
+            let count = try receiver.receive(into: incoming)
+            if count == 0 { usleep(1_000) }
+            slots += count
+            coalesced += incoming.coalescedDatagrams(count: count)
+            for index in 0..<count { incoming.forEachReceivedDatagram(index) { received.append(Array($0)) } }
+        }
+        #expect(received.map(\.count) == lengths)
+        #expect(received.enumerated().allSatisfy { index, datagram in datagram.allSatisfy { $0 == UInt8(index) } })
+        // Each GSO message is one receive: three slots, 52 datagrams in the two runs; without GSO one slot each.
+        #expect(slots == (segmentation ? 3 : lengths.count))
+        #expect(coalesced == (segmentation ? 31 + 21 : 0))
+    }
+
     @Test("socket addresses round-trip for IPv4 and IPv6")
     func socketAddressRoundTrip() throws {
         for text in ["192.0.2.7:7443", "[2001:db8::1]:9", "0.0.0.0:1"] {

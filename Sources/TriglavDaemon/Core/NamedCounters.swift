@@ -20,7 +20,8 @@ extension ServerTunnelCounters {
          NamedCounter("refused_uplinks", refusedUplinks), NamedCounter("handshakes", answeredHandshakes)]
             + NamedCounter.repairs(resent: resentPackets, queueDrops: queueDrops, congestionMarks: congestionMarks,
                                    ecnDecapsulation: ecnDecapsulation, requested: requestedResends)
-            + NamedCounter.offloads(tunOffload) + [NamedCounter("gso_datagrams", segmentedDatagrams)]
+            + NamedCounter.offloads(tunOffload)
+            + [NamedCounter("gso_datagrams", segmentedDatagrams), NamedCounter("gro_datagrams", coalescedDatagrams)]
     }
 }
 

@@ -90,8 +90,9 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
         /// Handshakes the uplink started, and sends the kernel refused.
         public var handshakes: UInt64 = 0
         public var sendErrors: UInt64 = 0
-        /// Datagrams sent in UDP GSO messages, in the current connection.
+        /// Datagrams sent in UDP GSO messages, and received in UDP_GRO runs, in the current connection.
         public var segmentedDatagrams: UInt64 = 0
+        public var coalescedDatagrams: UInt64 = 0
         /// The engine's minimum RTT over its window (the path's propagation delay); nil while not measured.
         public var minimumRTT: Duration?
         /// Where the server last saw the uplink's packets come from, and the socket's own endpoint then
@@ -173,6 +174,7 @@ extension ClientTunnel: ClientTunnelDriving {
             snapshot.handshakes = uplink.handshakes
             snapshot.sendErrors = uplink.sendErrors
             snapshot.segmentedDatagrams = uplink.segmentedDatagrams
+            snapshot.coalescedDatagrams = uplink.coalescedDatagrams
             snapshot.minimumRTT = path.flatMap { $0.minimumRTT > 0 ? .nanoseconds(Int64(clamping: $0.minimumRTT)) : nil }
             snapshot.publicEndpoint = uplink.publicEndpoint
             snapshot.localEndpoint = uplink.localEndpoint
@@ -270,6 +272,8 @@ public struct ServerTunnelCounters: Sendable, Equatable {
     /// The TUN device's offloads, and datagrams the listeners sent in UDP GSO messages (docs/DATAPLANE.md, "Offloads").
     public var tunOffload = TunOffloadCounters()
     public var segmentedDatagrams: UInt64 = 0
+    /// Datagrams the listeners received in UDP_GRO runs.
+    public var coalescedDatagrams: UInt64 = 0
 
     public init() {}
 }
@@ -294,6 +298,7 @@ extension ServerTunnel: ServerTunnelDriving {
         result.counters.requestedResends = statistics.requestedResends
         result.counters.tunOffload = statistics.tunOffload
         result.counters.segmentedDatagrams = statistics.segmentedDatagrams
+        result.counters.coalescedDatagrams = statistics.coalescedDatagrams
         return result
     }
 }

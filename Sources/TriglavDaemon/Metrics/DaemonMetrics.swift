@@ -143,6 +143,7 @@ public enum DaemonMetrics {
         "triglav_uplink_transmitted_bytes_total", "triglav_uplink_received_bytes_total",
         "triglav_uplink_transmitted_packets_total", "triglav_uplink_received_packets_total",
         "triglav_uplink_handshakes_total", "triglav_uplink_send_errors_total", "triglav_uplink_gso_datagrams_total",
+        "triglav_uplink_gro_datagrams_total",
         "triglav_uplink_data_cap_bytes", "triglav_uplink_data_cap_used_bytes",
     ]
 
@@ -166,6 +167,7 @@ public enum DaemonMetrics {
         "triglav_uplink_handshakes_total": (.counter, "Handshakes the uplink started in the current connection."),
         "triglav_uplink_send_errors_total": (.counter, "Sends on the uplink that the kernel refused, in the current connection."),
         "triglav_uplink_gso_datagrams_total": (.counter, "Datagrams sent on the uplink as parts of UDP GSO messages, in the current connection."),
+        "triglav_uplink_gro_datagrams_total": (.counter, "Datagrams received on the uplink as parts of UDP GRO runs, in the current connection."),
         "triglav_uplink_data_cap_bytes": (.gauge, "The uplink's data cap per billing period (data_cap_mb); only capped uplinks."),
         "triglav_uplink_data_cap_used_bytes": (.gauge, "What the uplink used of its cap this period, both directions; falls back to 0 when a period starts."),
     ]
@@ -206,6 +208,7 @@ public enum DaemonMetrics {
         try add("triglav_uplink_handshakes_total", .integer(tunnel?.handshakes ?? 0))
         try add("triglav_uplink_send_errors_total", .integer(tunnel?.sendErrors ?? 0))
         try add("triglav_uplink_gso_datagrams_total", .integer(tunnel?.segmentedDatagrams ?? 0))
+        try add("triglav_uplink_gro_datagrams_total", .integer(tunnel?.coalescedDatagrams ?? 0))
         if let dataCap {
             try add("triglav_uplink_data_cap_bytes", .integer(dataCap.cap))
             try add("triglav_uplink_data_cap_used_bytes", .integer(dataCap.used))
@@ -287,6 +290,8 @@ public enum DaemonMetrics {
         try offloadFamilies("triglav_server", counters.tunOffload, &builder)
         try builder.add("triglav_server_gso_datagrams_total", .counter,
                         "Datagrams the listeners sent as parts of UDP GSO messages.", .integer(counters.segmentedDatagrams))
+        try builder.add("triglav_server_gro_datagrams_total", .counter,
+                        "Datagrams the listeners received as parts of UDP GRO runs.", .integer(counters.coalescedDatagrams))
         try builder.add("triglav_server_handshakes_total", .counter,
                         "Handshakes answered: a client's new tunnel, a further uplink, or a rekey.",
                         .integer(counters.answeredHandshakes))

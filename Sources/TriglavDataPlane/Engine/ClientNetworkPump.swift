@@ -21,7 +21,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private let tunnel: ClientTunnel
     private let tun: TunDevice
     private let poller: Poller
-    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
+    /// Slots big enough for a UDP_GRO run (the uplink sockets ask for it, `ClientTunnel.openSocket`): 4 MiB in all.
+    private let batch = DatagramBatch(capacity: ClientNetworkPump.batchSize, slotSize: DatagramBatch.coalescingSlotSize)
     private let pool: PacketPool
     private var ready: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
     private var readyTCP: [Bool] = Array(repeating: false, count: ClientTunnel.maximumUplinks)
@@ -264,9 +265,12 @@ final class ClientNetworkPump: @unchecked Sendable {
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
             guard state.uplinks[slot] != nil else { return }
+            state.uplinks[slot]?.status.coalescedDatagrams &+= batch.coalescedDatagrams(count: count)
             for index in 0..<count {
-                processOne(batch.received(index), outerECN: batch.receivedECN(index), slot: slot, now: now, state: &state,
-                           newAddresses: &newAddresses)
+                let outerECN = batch.receivedECN(index)
+                batch.forEachReceivedDatagram(index) { datagram in
+                    processOne(datagram, outerECN: outerECN, slot: slot, now: now, state: &state, newAddresses: &newAddresses)
+                }
             }
         }
         if let newAddresses, let name = tunnel.withState({ $0.tun?.name }) {

@@ -362,6 +362,7 @@ public final class ClientTunnel: Sendable {
                     status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
                     status.segmentedDatagrams = uplink.socket?.segmentedDatagrams ?? 0
                     status.segmentationOffload = uplink.socket?.segmentationOffload ?? false
+                    status.receiveCoalescing = uplink.socket?.coalescesReceives ?? false
                     status.routeToServer = uplink.isEstablished ? true : uplink.routeToServer
                     status.path = state.engine.statistics(for: uplink.id)
                     (status.engineTransmittedBytes, status.engineReceivedBytes) = uplink.engineCounts(
@@ -390,6 +391,7 @@ public final class ClientTunnel: Sendable {
             options.device = interface
             options.mark = configuration.firewallMark
             options.sourceRejected = { [weak self] in self?.scheduleMTUUpdate() }
+            options.coalescesReceives = true  // read by `ClientNetworkPump`, whose batch has room for runs
             let socket = try UDPSocket(family: SocketFamily(of: configuration.server.address), options: options,
                                        label: "uplink \(interface)")
             let path = UplinkPaths.lookUp([interface], server: configuration.server, mark: configuration.firewallMark, logger: logger)

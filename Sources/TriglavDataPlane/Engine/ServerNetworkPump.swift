@@ -32,7 +32,8 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// Connections the timer found expired (reused), and those to close after the lock.
     private var expiredConnections: [UInt32] = []
     private var closingConnections: [TCPConnection] = []
-    private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: TunnelMTU.largestDatagram)
+    /// Slots big enough for a UDP_GRO run (the listeners ask for it, `ServerTunnel`): 4 MiB in all.
+    private let batch = DatagramBatch(capacity: ServerNetworkPump.batchSize, slotSize: DatagramBatch.coalescingSlotSize)
     /// One-slot batch for replies (handshake responses, probe replies) that must leave from a given address.
     private let reply = DatagramBatch(capacity: 1, slotSize: 256)
     /// One-slot batch for resent data packets.
@@ -136,6 +137,7 @@ final class ServerNetworkPump: @unchecked Sendable {
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
             state.tunJoinedWrites = tun.joinedWrites
+            state.coalescedDatagrams &+= batch.coalescedDatagrams(count: count)
             for index in 0..<count {
                 var source = DatagramSource(socketIndex: socketIndex)
                 batch.withAddress(index) { address, length in
@@ -144,7 +146,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 }
                 batch.withLocalAddress(index) { source.target.localAddress = $0.pointee }
                 source.outerECN = batch.receivedECN(index)
-                process(batch.received(index), source: &source, now: now, state: &state)
+                batch.forEachReceivedDatagram(index) { process($0, source: &source, now: now, state: &state) }
             }
         }
         writeDeliveries()

@@ -214,6 +214,7 @@ public final class ServerTunnel: Sendable {
             var options = UDPSocket.Options()
             options.localEndpoint = endpoint
             options.packetInfo = true
+            options.coalescesReceives = true  // read by `ServerNetworkPump`, whose batch has room for runs
             options.bufferBytes = groupSize > 1 ? listenerBufferBytes : 16 << 20
             options.reusePort = groupSize > 1
             let family = SocketFamily(of: endpoint.address)
@@ -275,7 +276,8 @@ public final class ServerTunnel: Sendable {
                 ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.tunnels.values.reduce(state.departedRequestedResends) { $0 + $1.retransmit.requestedResends },
                 tunOffload: state.tunOffload.withJoinedWrites(state.tunJoinedWrites),
-                segmentedDatagrams: state.sockets.reduce(0) { $0 &+ $1.segmentedDatagrams })
+                segmentedDatagrams: state.sockets.reduce(0) { $0 &+ $1.segmentedDatagrams },
+                coalescedDatagrams: state.coalescedDatagrams)
         }
     }
 
@@ -461,6 +463,8 @@ struct ServerState: @unchecked Sendable {
     var rejectedHandshakes: UInt64 = 0
     var droppedUnknownDestination: UInt64 = 0
     var tunOffload = TunOffloadCounters()
+    /// Datagrams that arrived at the listeners in UDP_GRO runs.
+    var coalescedDatagrams: UInt64 = 0
     /// `TunDevice.joinedWrites` as the network pump last saw it.
     var tunJoinedWrites: (superPackets: UInt64, segments: UInt64) = (0, 0)
     var droppedSpoofed: UInt64 = 0

@@ -22,6 +22,9 @@ public struct UplinkStatus: Sendable, Equatable {
     /// Datagrams that left in UDP GSO messages (`UDPSocket.segmentationOffload`), and whether the socket still uses it.
     public var segmentedDatagrams: UInt64 = 0
     public var segmentationOffload = false
+    /// Datagrams that arrived in UDP_GRO runs (`UDPSocket.coalescesReceives`), and whether the socket asked for them.
+    public var coalescedDatagrams: UInt64 = 0
+    public var receiveCoalescing = false
     /// TCP fallback connects that failed: refused, unreachable, or not connected within
     /// `TCPFallbackTimeouts.connect` (4 s; a blackholed port). Each is followed by UDP, then TCP again.
     public var tcpConnectFailures: UInt64 = 0
@@ -166,4 +169,6 @@ public struct ServerTunnelStatistics: Sendable, Equatable {
     public var tunOffload = TunOffloadCounters()
     /// Datagrams that left the listeners in UDP GSO messages (`UDPSocket.segmentationOffload`).
     public var segmentedDatagrams: UInt64 = 0
+    /// Datagrams that arrived at the listeners in UDP_GRO runs (`UDPSocket.coalescesReceives`).
+    public var coalescedDatagrams: UInt64 = 0
 }

@@ -137,6 +137,38 @@ final class DatagramBatch {
         UnsafeRawBufferPointer(start: a, count: count).elementsEqual(UnsafeRawBufferPointer(start: b, count: count))
     }
 
+    /// Slot size for sockets with UDP_GRO (`UDPSocket.coalescesReceives`): the largest run the kernel hands over. A
+    /// smaller slot would truncate a run, and the kernel drops what doesn't fit.
+    static let coalescingSlotSize = 65_536
+
+    /// The datagrams received into slot `index`: one, or (UDP_GRO) a run of the same peer's datagrams, each as long
+    /// as the kernel's segment size but the last, which may be shorter. Each is handed to `body` in order, in place.
+    func forEachReceivedDatagram(_ index: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
+        let received = received(index)
+        let segmentSize = Int(datagrams[index].gro_segment_size)
+        guard segmentSize > 0, received.count > segmentSize else {
+            body(received)
+            return
+        }
+        var offset = 0
+        while offset < received.count {
+            let end = min(offset + segmentSize, received.count)
+            body(UnsafeMutableRawBufferPointer(rebasing: received[offset..<end]))
+            offset = end
+        }
+    }
+
+    /// Datagrams among the first `count` received slots that arrived as parts of runs (UDP_GRO), for statistics.
+    func coalescedDatagrams(count: Int) -> UInt64 {
+        var total: UInt64 = 0
+        for index in 0..<count {
+            let segmentSize = Int(datagrams[index].gro_segment_size)
+            let received = datagrams[index].received
+            if segmentSize > 0, received > segmentSize { total &+= UInt64((received + segmentSize - 1) / segmentSize) }
+        }
+        return total
+    }
+
     /// The outer ECN codepoint slot `index` arrived with (0, Not-ECT, when the socket doesn't report it).
     func receivedECN(_ index: Int) -> UInt8 { datagrams[index].ecn }
 

@@ -35,6 +35,10 @@ final class UDPSocket: @unchecked Sendable {
         var packetInfo = false
         /// SO_REUSEPORT: the socket joins (or starts) the reuseport group of its local endpoint (server listeners).
         var reusePort = false
+        /// UDP_GRO (unless the environment's `TRIGLAV_UDP_GRO` is `0`): the kernel may hand over a run of one peer's
+        /// datagrams as one (a sender's UDP GSO message arrives whole; a NIC's GRO joins the rest), so it must be read
+        /// into a batch of `DatagramBatch.coalescingSlotSize` slots and split (`forEachReceivedDatagram`).
+        var coalescesReceives = false
         /// Called (from the sending thread, at most once until `sourceRefreshed()`) when a send from the
         /// source set with `setSource` failed in a way a stale source causes, so the owner looks it up again.
         var sourceRejected: (@Sendable () -> Void)?
@@ -55,6 +59,9 @@ final class UDPSocket: @unchecked Sendable {
     var segmentationOffload = EnvironmentSwitch.isOn("TRIGLAV_UDP_GSO")
     /// Datagrams the kernel took as parts of UDP GSO messages.
     var segmentedDatagrams: UInt64 = 0
+    /// Whether UDP_GRO is on: received datagrams may be runs to split (`Options.coalescesReceives`; off when the
+    /// kernel refused it, which leaves every datagram separate).
+    let coalescesReceives: Bool
     var sendDrops = 0
     var lastSendError: Int32 = 0
     /// Index of the interface bound with SO_BINDTODEVICE when the socket was opened; 0 for none.
@@ -103,6 +110,7 @@ final class UDPSocket: @unchecked Sendable {
         }
         // Every datagram reports its outer ECN field, which decapsulation copies inward (RFC 6040).
         try Syscall.shim("enable IP_RECVTOS/IPV6_RECVTCLASS on \(label)") { tg_socket_enable_recv_ecn(fd, socketFamily) }
+        coalescesReceives = options.coalescesReceives && EnvironmentSwitch.isOn("TRIGLAV_UDP_GRO") && tg_udp_enable_gro(fd) == 0
         let local = options.localEndpoint ?? IPEndpoint(address: family == .v4 ? .v4(0) : .v6(high: 0, low: 0), port: 0)
         if options.localEndpoint != nil { try Syscall.shim("SO_REUSEADDR on \(label)") { tg_socket_set_reuseaddr(fd) } }
         if options.reusePort { try Syscall.shim("SO_REUSEPORT on \(label)") { tg_socket_set_reuseport(fd) } }
