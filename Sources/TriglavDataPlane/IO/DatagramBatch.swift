@@ -145,8 +145,7 @@ final class DatagramBatch {
     /// as the kernel's segment size but the last, which may be shorter. Each is handed to `body` in order, in place.
     func forEachReceivedDatagram(_ index: Int, _ body: (UnsafeMutableRawBufferPointer) -> Void) {
         let received = received(index)
-        let segmentSize = Int(datagrams[index].gro_segment_size)
-        guard segmentSize > 0, received.count > segmentSize else {
+        guard let segmentSize = runSegmentSize(index) else {
             body(received)
             return
         }
@@ -162,11 +161,17 @@ final class DatagramBatch {
     func coalescedDatagrams(count: Int) -> UInt64 {
         var total: UInt64 = 0
         for index in 0..<count {
-            let segmentSize = Int(datagrams[index].gro_segment_size)
-            let received = datagrams[index].received
-            if segmentSize > 0, received > segmentSize { total &+= UInt64((received + segmentSize - 1) / segmentSize) }
+            if let segmentSize = runSegmentSize(index) {
+                total &+= UInt64((datagrams[index].received + segmentSize - 1) / segmentSize)
+            }
         }
         return total
+    }
+
+    /// The datagrams' size when slot `index` holds a run of several (UDP_GRO); nil for a single datagram.
+    private func runSegmentSize(_ index: Int) -> Int? {
+        let segmentSize = Int(datagrams[index].gro_segment_size)
+        return segmentSize > 0 && datagrams[index].received > segmentSize ? segmentSize : nil
     }
 
     /// The outer ECN codepoint slot `index` arrived with (0, Not-ECT, when the socket doesn't report it).

@@ -98,20 +98,21 @@ final class TunDevice: @unchecked Sendable {
     /// Failures are counted, not thrown: a dropped packet is the inner protocol's business.
     func write(_ packet: UnsafeRawBufferPointer) {
         guard let coalescer else {
-            retryingWrite { Glibc.write(descriptor.raw, packet.baseAddress, packet.count) }
+            writeWhole(packet)
             return
         }
-        coalescer.add(packet) { framed in retryingWrite { Glibc.write(descriptor.raw, framed.baseAddress, framed.count) } }
+        coalescer.add(packet, write: writeWhole)
     }
 
     /// Writes what `write` still holds.
     func flushWrites() {
-        coalescer?.flush { framed in retryingWrite { Glibc.write(descriptor.raw, framed.baseAddress, framed.count) } }
+        coalescer?.flush(write: writeWhole)
     }
 
-    private func retryingWrite(_ write: () -> Int) {
+    /// One `write` of `bytes` (a packet, or a virtio-net header and what follows it), retried on EINTR.
+    private func writeWhole(_ bytes: UnsafeRawBufferPointer) {
         while true {
-            if write() >= 0 { return }
+            if Glibc.write(descriptor.raw, bytes.baseAddress, bytes.count) >= 0 { return }
             if errno == EINTR { continue }
             writeErrors &+= 1
             return
