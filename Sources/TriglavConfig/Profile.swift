@@ -2,7 +2,7 @@ public import TriglavCore
 public import TriglavCrypto
 
 /// A server the client can connect to (`/etc/triglav/profiles/NAME.toml`): where it is, the public
-/// key it must prove, and optional overrides of the daemon's `[multipath]` and `[routing]` settings.
+/// key it must prove, and optional overrides of the daemon's `[multipath]` and `[routing]` settings, and its DNS (`[dns]`).
 public struct Profile: Equatable, Sendable {
     public var name: ProfileName
     public var endpoint: RemoteEndpoint
@@ -12,6 +12,8 @@ public struct Profile: Equatable, Sendable {
     public var fullTunnel: Bool?
     public var routes: [IPPrefix]?
     public var exclude: [IPPrefix]?
+    /// `[dns]`; no servers: DNS is left to the system.
+    public var dns = DNSSettings()
 
     public init(name: ProfileName, endpoint: RemoteEndpoint, serverPublicKey: IdentityPublicKey) {
         self.name = name
@@ -27,12 +29,14 @@ public struct ConnectionSettings: Equatable, Sendable {
     public var serverPublicKey: IdentityPublicKey
     public var multipath: MultipathSettings
     public var routing: RoutingSettings
+    public var dns: DNSSettings
 
     public init(daemon: DaemonConfig, profile: Profile) {
         endpoint = profile.endpoint
         serverPublicKey = profile.serverPublicKey
         multipath = daemon.multipath
         routing = daemon.routing
+        dns = profile.dns
         if let scheduler = profile.scheduler { multipath.scheduler = scheduler }
         if let fullTunnel = profile.fullTunnel { routing.fullTunnel = fullTunnel }
         if let routes = profile.routes { routing.routes = routes }

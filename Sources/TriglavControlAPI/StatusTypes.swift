@@ -141,12 +141,21 @@ public struct ManagerStatus: PropertyRecord {
     /// The client tunnel's data-plane counters (drops, repairs, reordering, offloads) since it came up; empty when
     /// disconnected.
     public var counters: [NamedCounter]
+    /// The profile's `[dns]` resolvers on the TUN's link while connected; empty when the profile leaves DNS alone.
+    public var dnsServers: [String]
+    /// Its domains: search domains, `~name` routing-only ones, `~.` when every query goes to `dnsServers`.
+    public var dnsDomains: [String]
+    /// Why `dnsServers` are not in systemd-resolved (not running, refused); "" when they are or there are none.
+    public var dnsError: String
 
     public init(state: TunnelState = .disconnected, profile: String = "", server: String = "", tunnelInterface: String = "",
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
                 uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "",
-                counters: [NamedCounter] = []) {
+                counters: [NamedCounter] = [], dnsServers: [String] = [], dnsDomains: [String] = [], dnsError: String = "") {
         self.counters = counters
+        self.dnsServers = dnsServers
+        self.dnsDomains = dnsDomains
+        self.dnsError = dnsError
         self.routingError = routingError
         self.stateReason = stateReason
         self.state = state
@@ -168,6 +177,7 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
         PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
         PropertySpec("StateReason", "s"), PropertySpec("Counters", "a(st)", rateLimited: true),
+        PropertySpec("DNSServers", "as"), PropertySpec("DNSDomains", "as"), PropertySpec("DNSError", "s"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -176,7 +186,8 @@ public struct ManagerStatus: PropertyRecord {
          ("Scheduler", .string(scheduler)), ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)),
          ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version)),
          ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason)),
-         ("Counters", NamedCounter.value(counters))]
+         ("Counters", NamedCounter.value(counters)), ("DNSServers", .strings(dnsServers)),
+         ("DNSDomains", .strings(dnsDomains)), ("DNSError", .string(dnsError))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -186,7 +197,9 @@ public struct ManagerStatus: PropertyRecord {
                   txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
                   uplinks: (v["Uplinks"]?.strings ?? []).compactMap(TriglavBus.uplinkID(fromPath:)),
                   version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "",
-                  stateReason: v["StateReason"]?.string ?? "", counters: NamedCounter.list(v["Counters"]))
+                  stateReason: v["StateReason"]?.string ?? "", counters: NamedCounter.list(v["Counters"]),
+                  dnsServers: v["DNSServers"]?.strings ?? [], dnsDomains: v["DNSDomains"]?.strings ?? [],
+                  dnsError: v["DNSError"]?.string ?? "")
     }
 }
 

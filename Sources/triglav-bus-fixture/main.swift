@@ -4,6 +4,7 @@
 //   triglav-bus-fixture --address ADDR [--uplinks eth0,wlan0] [--unrouted wlan0] [--routing-error MSG] [--clients N]
 //                       [--blackhole wlan0:1396]
 //                       [--tick-ms MS] [--allow-anyone]
+//   triglav-bus-fixture --address ADDR --fake-resolved LOG   (a stand-in for systemd-resolved: see FakeResolved.swift)
 // Without --allow-anyone only root and members of group triglav may change state (as in triglavd).
 // SIGUSR1 makes "eth1" appear as an automatic uplink, SIGUSR2 makes it disappear. --unrouted uplinks start
 // with no route to the server (Uplink1.RouteToServer false); SIGHUP makes their routes appear. With
@@ -38,6 +39,7 @@ var unrouted: [String] = []
 var blackholes: [(String, UInt32)] = []
 var routingError: String?
 var authorization = CallerAuthorization.standard
+var fakeResolvedLog: String?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -61,9 +63,14 @@ while let argument = arguments.next() {
         guard parts.count == 2, let pathMTU = UInt32(parts[1]) else { fail("--blackhole needs INTERFACE:PATH_MTU") }
         blackholes.append((parts[0], pathMTU))
     case "--allow-anyone": authorization = .anyone
+    case "--fake-resolved":
+        guard let log = arguments.next(), !log.isEmpty else { fail("--fake-resolved needs a log file") }
+        fakeResolvedLog = log
     default: fail("unknown argument \(argument)")
     }
 }
+
+if let fakeResolvedLog { runFakeResolved(address: address, log: fakeResolvedLog) }
 
 let controller = FakeTunnelController()
 for interface in initialUplinks { controller.simulateUplinkAppeared(interface: interface) }

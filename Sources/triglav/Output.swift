@@ -230,6 +230,12 @@ enum Render {
         if !manager.tunnelInterface.isEmpty {
             field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " "))
         }
+        if !manager.dnsServers.isEmpty {
+            let scope = manager.dnsDomains.contains("~.") ? "all queries"
+                : manager.dnsDomains.isEmpty ? "no domains" : manager.dnsDomains.joined(separator: " ")
+            field("DNS", manager.dnsServers.joined(separator: " ") + " (\(scope))"
+                  + (manager.dnsError.isEmpty ? "" : " " + style.paint("NOT APPLIED", "31") + ": \(manager.dnsError)"))
+        }
         // Sessions may all be up while the kernel refuses the tunnel's routes: say so, or "degraded" is a riddle.
         if !manager.routingError.isEmpty {
             field("Routing", style.paint("FAILED", "31") + " (traffic blocked; triglavd retries): \(manager.routingError)")

@@ -50,6 +50,8 @@ public final class ClientManager: Sendable {
     private let resolutions = DispatchQueue(label: "triglav.client-manager.resolutions")
     /// Where the data caps' period usage survives restarts; nil keeps it in memory only.
     private let dataCapStore: DataCapStore?
+    /// Where a profile's `[dns]` goes while connected.
+    private let linkDNS: any LinkDNSConfiguring
     private let lifecycle = Mutex<Void>(())
     private let state: Mutex<State>
     private let events = DispatchQueue(label: "triglav.client-manager.events")
@@ -58,7 +60,8 @@ public final class ClientManager: Sendable {
                 tunnels: any ClientTunnelFactory, resolver: any EndpointResolving = SystemEndpointResolver(),
                 logger: Logger = Logger(label: "triglav.daemon.client"),
                 clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }, dataCapStore: DataCapStore? = nil,
-                uptime: (@Sendable () -> Duration)? = nil) {
+                uptime: (@Sendable () -> Duration)? = nil, linkDNS: any LinkDNSConfiguring = ResolvedLinkDNS()) {
+        self.linkDNS = linkDNS
         self.tunnels = tunnels
         self.clock = clock
         let origin = ContinuousClock.now
@@ -265,15 +268,20 @@ public final class ClientManager: Sendable {
             let plan = makePlan(config: config, profile: current.plan.profile, settings: settings, server: server)
             var inPlace = current.plan
             inPlace.scheduler = plan.scheduler
+            inPlace.dns = plan.dns
             if plan == current.plan {
                 logger.info("configuration reloaded; connection unchanged")
             } else if plan == inPlace {
-                current.tunnel.setScheduler(plan.scheduler)
+                if plan.scheduler != current.plan.scheduler { current.tunnel.setScheduler(plan.scheduler) }
                 state.withLock { state in
                     state.updateConnection { $0.plan = plan }
                     publish(&state)
                 }
-                logger.info("configuration reloaded; scheduler now \(plan.scheduler)")
+                if plan.dns != current.plan.dns {
+                    if plan.dns == nil { revertDNS(current.plan) }
+                    applyDNS(plan)
+                }
+                logger.info("configuration reloaded; scheduler \(plan.scheduler), DNS \(plan.dns?.summary ?? "left to the system")")
             } else {
                 logger.notice("configuration reloaded; connection settings changed, rebuilding the tunnel")
                 _ = try teardown()
@@ -522,7 +530,8 @@ public final class ClientManager: Sendable {
             keepaliveInterval: config.uplinks.natKeepalive ?? Self.keepaliveDisabled,
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
             redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval,
-            resendRequests: settings.multipath.resendRequests, pacing: settings.multipath.pacing)
+            resendRequests: settings.multipath.resendRequests, pacing: settings.multipath.pacing,
+            dns: LinkDNS(settings.dns, fullTunnel: settings.routing.fullTunnel))
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.
@@ -562,6 +571,7 @@ public final class ClientManager: Sendable {
                 reconcile(&state)
                 publish(&state)
             }
+            applyDNS(plan)
         } catch {
             state.withLock { state in
                 state.phase = .disconnected
@@ -577,6 +587,32 @@ public final class ClientManager: Sendable {
             throw .failed(operation: "starting the tunnel \(plan.tunnelInterface)", reason: error.description)
         }
         return tunnel
+    }
+
+    /// Hands the plan's `[dns]` to the resolver (with the lifecycle lock held, not the state lock: it blocks on
+    /// D-Bus). A failure leaves the tunnel up and is shown as `DNSError`; the next reload or connect tries again.
+    private func applyDNS(_ plan: ClientTunnelPlan) {
+        var failure = ""
+        if let dns = plan.dns {
+            do throws(TriglavDaemonError) {
+                try linkDNS.apply(dns, to: plan.tunnelInterface)
+                logger.info("DNS on \(plan.tunnelInterface): \(dns.summary)")
+            } catch {
+                failure = error.description
+                logger.warning("DNS of profile \(plan.profile) not applied: \(error)", metadata: ["profile": "\(plan.profile)"])
+            }
+        }
+        state.withLock { state in
+            state.updateConnection { $0.dnsFailure = failure }
+            publish(&state)
+        }
+    }
+
+    private func revertDNS(_ plan: ClientTunnelPlan) {
+        guard plan.dns != nil else { return }
+        do throws(TriglavDaemonError) { try linkDNS.revert(plan.tunnelInterface) } catch {
+            logger.warning("DNS on \(plan.tunnelInterface) not reverted: \(error)")
+        }
     }
 
     /// Stops the active connection (with the lifecycle lock held). Returns false when there was none.
@@ -610,6 +646,8 @@ public final class ClientManager: Sendable {
             for interface in ended.attached { state.recordDataCapSpending(interface, of: ended, now: now) }
         }
         saveDataCaps(force: true)
+        // While the link still exists (resolved would drop its DNS with the device anyway).
+        revertDNS(connection.plan)
         // Outside the state lock: stopping joins the pump threads, and readers must not wait for that.
         connection.tunnel.stop()
         state.withLock { state in
@@ -877,6 +915,8 @@ extension ClientManager {
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
+        /// Why the plan's DNS isn't in the system resolver; "" when applied or when the profile has none.
+        var dnsFailure = ""
 
         func uplinkStatistics(_ interface: String) -> ClientTunnelSnapshot.Uplink? {
             statistics?.uplinks.first { $0.interface == interface }
@@ -1181,7 +1221,10 @@ extension ClientManager {
                 tunnelAddresses: assignment.map { [$0.ipv4, $0.ipv6].compactMap { $0?.description } } ?? [],
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
                 receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted(),
-                routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason)
+                routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason,
+                dnsServers: connection?.plan.dns?.servers.map(\.description) ?? [],
+                dnsDomains: connection?.plan.dns?.domains.map(\.description) ?? [],
+                dnsError: connection?.dnsFailure ?? "")
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {

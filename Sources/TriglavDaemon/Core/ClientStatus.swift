@@ -144,6 +144,12 @@ public struct ClientManagerStatus: Sendable, Equatable {
     /// Why the connection is `connecting` without a tunnel yet: waiting for its server name to resolve (the last
     /// resolver error and the failed attempts); "" otherwise.
     public var stateReason: String = ""
+    /// The profile's `[dns]` resolvers on the TUN's link, and its domains (`~` routing-only, `~.` every query); empty
+    /// when disconnected or when the profile leaves DNS to the system.
+    public var dnsServers: [String] = []
+    public var dnsDomains: [String] = []
+    /// Why those aren't in systemd-resolved (not running, refused); "" when they are.
+    public var dnsError: String = ""
 }
 
 /// A change the bus adaptor turns into signals. Delivered in order on one serial queue.

@@ -108,7 +108,8 @@ extension Daemon: TunnelController {
                       server: manager.server, tunnelInterface: manager.tunnelInterface,
                       tunnelAddresses: manager.tunnelAddresses, scheduler: manager.scheduler.rawValue,
                       txBytes: manager.transmittedBytes, rxBytes: manager.receivedBytes, version: version,
-                      routingError: manager.routingError, stateReason: manager.stateReason)
+                      routingError: manager.routingError, stateReason: manager.stateReason,
+                      dnsServers: manager.dnsServers, dnsDomains: manager.dnsDomains, dnsError: manager.dnsError)
     }
 
     static func clientStatus(_ client: ServerClientStatus) -> TriglavControlAPI.ClientStatus {

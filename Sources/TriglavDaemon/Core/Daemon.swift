@@ -25,6 +25,9 @@ public struct DaemonEnvironment: Sendable {
     public var synchronizationTimeout: Duration
     /// Where the client keeps its data caps' period usage across restarts; nil keeps it in memory only.
     public var dataCapStore: DataCapStore?
+    /// Where a profile's `[dns]` goes while connected: systemd-resolved on the system bus (also with `--no-bus`,
+    /// which only leaves out the org.triglav API).
+    public var linkDNS: any LinkDNSConfiguring = ResolvedLinkDNS()
 
     public init(clientTunnels: any ClientTunnelFactory, serverTunnels: any ServerTunnelFactory,
                 resolver: any EndpointResolving, makeUplinkSource: @escaping @Sendable (DiscoveryPolicy) -> any UplinkSource,
@@ -50,6 +53,7 @@ public struct DaemonEnvironment: Sendable {
             notifier: SystemdServiceNotifier(logger: logger))
         environment.dataCapStore = DataCapStore(
             directory: DataCapStore.stateDirectory(environment: getenv("STATE_DIRECTORY").map { String(cString: $0) }))
+        environment.linkDNS = ResolvedLinkDNS(busAddress: busAddress ?? ResolvedLinkDNS.systemBusAddress)
         if let busAddress {
             environment.startBus = { (controller: any TunnelController) throws(TriglavDaemonError) -> any DaemonBus in
                 try LiveDaemonBus(address: busAddress, controller: controller, logger: Logger(label: "triglav.bus"))
@@ -119,7 +123,8 @@ public final class Daemon: Sendable {
         case .client:
             client = ClientManager(config: config, configSource: configSource, profiles: profiles,
                                    tunnels: environment.clientTunnels, resolver: environment.resolver,
-                                   logger: Logger(label: "triglav.daemon.client"), dataCapStore: environment.dataCapStore)
+                                   logger: Logger(label: "triglav.daemon.client"), dataCapStore: environment.dataCapStore,
+                                   linkDNS: environment.linkDNS)
             server = nil
             serverPublicKey = nil
         case .server:

@@ -346,6 +346,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var resendRequests: Bool
     /// `[multipath] pacing`: the client paces its uploads.
     public var pacing: Bool
+    /// The profile's `[dns]` for the TUN's link (the manager hands it to systemd-resolved; the data plane ignores it).
+    public var dns: LinkDNS?
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
@@ -355,7 +357,8 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
                 redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120), resendRequests: Bool = true,
-                pacing: Bool = true) {
+                pacing: Bool = true, dns: LinkDNS? = nil) {
+        self.dns = dns
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude

@@ -1,0 +1,43 @@
+public import TriglavConfig
+public import TriglavCore
+
+/// What the tunnel's link gets in the system resolver while connected: a profile's `[dns]` with its default route
+/// decided (`full_tunnel`'s unless the profile says).
+public struct LinkDNS: Sendable, Equatable {
+    public var servers: [IPAddress]
+    /// The profile's domains, then `~.` when `defaultRoute` (resolved then sends every query not claimed by another
+    /// link's longer domain here, and none to the other links' resolvers).
+    public var domains: [DNSDomain]
+    public var defaultRoute: Bool
+
+    /// nil when the profile names no servers: DNS stays as the system has it.
+    public init?(_ settings: DNSSettings, fullTunnel: Bool) {
+        guard !settings.servers.isEmpty else { return nil }
+        servers = settings.servers
+        defaultRoute = settings.defaultRoute ?? fullTunnel
+        domains = settings.domains.filter { $0.name != Self.root.name }
+        if defaultRoute { domains.append(Self.root) }
+    }
+
+    private static let root: DNSDomain = {
+        do { return try DNSDomain("~.") } catch { preconditionFailure("~. is a routing domain: \(error)") }
+    }()
+
+    /// "10.77.0.1, fd77::1 (all queries)" or "… (corp.example, ~lab.example)" for status lines.
+    public var summary: String {
+        let servers = servers.map(\.description).joined(separator: ", ")
+        if defaultRoute { return servers + " (all queries)" }
+        return domains.isEmpty ? servers + " (no domains: used for nothing until a domain routes to it)"
+            : servers + " (" + domains.map(\.description).joined(separator: ", ") + ")"
+    }
+}
+
+/// Hands a link's DNS to the system resolver and takes it back. `ResolvedLinkDNS` is systemd-resolved over D-Bus;
+/// tests pass a fake.
+public protocol LinkDNSConfiguring: Sendable {
+    /// Replaces whatever the resolver had for `interface`. The error says why and what to do; the caller keeps the
+    /// tunnel up either way.
+    func apply(_ dns: LinkDNS, to interface: InterfaceName) throws(TriglavDaemonError)
+    /// Forgets what `apply` set (the link's DNS as if the daemon had never touched it).
+    func revert(_ interface: InterfaceName) throws(TriglavDaemonError)
+}
