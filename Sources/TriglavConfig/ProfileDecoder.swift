@@ -74,6 +74,9 @@ struct ProfileDecoder {
         }
         dns.domains = domains
         dns.defaultRoute = reader.bool("default_route")
+        if dns.defaultRoute == false, domains.contains(where: { $0.name == "." }) {
+            reader.report("default_route", "false, but domains lists \"~.\", which sends every query to the servers; remove one of them")
+        }
         reader.finishReading()
         return dns
     }

@@ -1,4 +1,5 @@
 internal import CDBus
+import Dispatch
 import Synchronization
 
 /// A received signal.
@@ -105,36 +106,71 @@ extension BusConnection {
                      arguments: [DBusValue] = [], timeout: Duration = BusConnection.defaultTimeout)
         async throws(TriglavDBusError) -> [DBusValue]
     {
-        for value in arguments { try Marshalling.validate(value) }
-        try BusNames.validate(destination: destination, interface: interface, member: member)
-        let methodName = "\(interface).\(member)"
+        try validateCall(destination: destination, interface: interface, member: member, arguments: arguments)
         let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[DBusValue], TriglavDBusError>, Never>) in
             let resumeOnce = Mutex<CheckedContinuation<Result<[DBusValue], TriglavDBusError>, Never>?>(continuation)
-            let complete: @Sendable (Result<[DBusValue], TriglavDBusError>) -> Void = { result in
+            startCall(destination: destination, path: path, interface: interface, member: member, arguments: arguments,
+                      timeout: timeout) { result in
                 resumeOnce.withLock { stored in
                     stored?.resume(returning: result)
                     stored = nil
                 }
             }
-            let accepted = enqueue { [self] in
-                guard !state.isClosed else { return complete(.failure(.disconnected)) }
-                guard let message = dbus_message_new_method_call(destination, path.rawValue, interface, member) else {
-                    return complete(.failure(.invalidValue(reason: "out of memory building \(methodName)")))
-                }
-                defer { dbus_message_unref(message) }
-                do throws(TriglavDBusError) {
-                    try Marshalling.append(arguments, to: message)
-                } catch {
-                    return complete(.failure(error))
-                }
-                let serial = send(message)
-                let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-                state.pendingReplies[serial] = LoopState.PendingReply(
-                    method: methodName, deadline: .now + timeout, timeoutSeconds: seconds, complete: complete)
-            }
-            if !accepted { complete(.failure(.disconnected)) }
         }
         return try result.get()
+    }
+
+    /// `call` for synchronous code: blocks until the reply, the timeout or a disconnect. Never call it on the
+    /// connection's own loop thread (a method handler): the reply would wait for that thread.
+    public func callSynchronously(destination: String, path: DBusObjectPath, interface: String, member: String,
+                                  arguments: [DBusValue] = [], timeout: Duration = BusConnection.defaultTimeout)
+        throws(TriglavDBusError) -> [DBusValue]
+    {
+        try validateCall(destination: destination, interface: interface, member: member, arguments: arguments)
+        let outcome = Mutex<Result<[DBusValue], TriglavDBusError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        startCall(destination: destination, path: path, interface: interface, member: member, arguments: arguments,
+                  timeout: timeout) { result in
+            let first = outcome.withLock { stored in
+                guard stored == nil else { return false }
+                stored = result
+                return true
+            }
+            if first { done.signal() }
+        }
+        // The loop thread always completes the call (reply, error, its own timeout or the disconnect).
+        done.wait()
+        return try outcome.withLock { $0 ?? .failure(.disconnected) }.get()
+    }
+
+    private func validateCall(destination: String, interface: String, member: String,
+                              arguments: [DBusValue]) throws(TriglavDBusError) {
+        for value in arguments { try Marshalling.validate(value) }
+        try BusNames.validate(destination: destination, interface: interface, member: member)
+    }
+
+    /// Sends the call from the loop thread; `complete` gets the reply, the error, the timeout or the disconnect.
+    private func startCall(destination: String, path: DBusObjectPath, interface: String, member: String,
+                           arguments: [DBusValue], timeout: Duration,
+                           complete: @escaping @Sendable (Result<[DBusValue], TriglavDBusError>) -> Void) {
+        let methodName = "\(interface).\(member)"
+        let accepted = enqueue { [self] in
+            guard !state.isClosed else { return complete(.failure(.disconnected)) }
+            guard let message = dbus_message_new_method_call(destination, path.rawValue, interface, member) else {
+                return complete(.failure(.invalidValue(reason: "out of memory building \(methodName)")))
+            }
+            defer { dbus_message_unref(message) }
+            do throws(TriglavDBusError) {
+                try Marshalling.append(arguments, to: message)
+            } catch {
+                return complete(.failure(error))
+            }
+            let serial = send(message)
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            state.pendingReplies[serial] = LoopState.PendingReply(
+                method: methodName, deadline: .now + timeout, timeoutSeconds: seconds, complete: complete)
+        }
+        if !accepted { complete(.failure(.disconnected)) }
     }
 
     /// `org.freedesktop.DBus.Properties.Get`, variant unwrapped.

@@ -8,7 +8,7 @@ import TriglavDBus
 /// resolved checks them (address family against length, a positive index); a bad call gets
 /// org.freedesktop.DBus.Error.InvalidArgs and the line `REFUSED …`.
 func runFakeResolved(address: String, log: String) -> Never {
-    FileManager.default.createFile(atPath: log, contents: nil)
+    guard FileManager.default.createFile(atPath: log, contents: nil) else { fail("cannot create \(log)") }
     let connection: BusConnection
     do { connection = try BusConnection(address: address) } catch { fail("triglav-bus-fixture: \(error)") }
     @Sendable func record(_ line: String) {

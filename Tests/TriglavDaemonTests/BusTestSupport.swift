@@ -34,8 +34,8 @@ final class SystemLikeBus: Sendable {
     var pid: pid_t { bus.pid }
 
     /// With `triglavPolicy` false, dbus/org.triglav.conf is replaced by a policy that lets anyone call
-    /// org.triglav (to test the daemon's own caller check).
-    init(triglavPolicy: Bool = true) throws {
+    /// org.triglav (to test the daemon's own caller check). `extraPolicy` goes last (e.g. `resolvedPolicy`).
+    init(triglavPolicy: Bool = true, extraPolicy: String = "") throws {
         // Under /tmp with mode 0755 so the unprivileged users of the access tests reach the socket.
         bus = try PrivateBus(type: "system", policy: """
             <policy context="default">
@@ -57,10 +57,17 @@ final class SystemLikeBus: Sendable {
               <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
             </policy>
             \(triglavPolicy ? "<include>\(BusTestPaths.policy)</include>" : SystemLikeBus.openPolicy)
+            \(extraPolicy)
             """, directoryPrefix: "/tmp/tg-dbus-sys-", directoryMode: 0o755, socketName: "system_bus_socket")
     }
 
     func stop() { bus.stop() }
+
+    /// What systemd-resolved's own bus policy allows, for root as its owner (the fixture's `--fake-resolved`).
+    static let resolvedPolicy = """
+        <policy user="root"><allow own="org.freedesktop.resolve1"/></policy>
+        <policy context="default"><allow send_destination="org.freedesktop.resolve1"/></policy>
+        """
 
     static let openPolicy = """
         <policy user="root"><allow own="org.triglav"/></policy>

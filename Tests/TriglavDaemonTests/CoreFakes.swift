@@ -276,6 +276,31 @@ final class FakeUplinkSource: UplinkSource, Sendable {
     func send(_ event: DiscoveryEvent) { handler.withLock { $0 }?(event) }
 }
 
+/// Records what the manager hands the system resolver; `failure` makes `apply` throw it.
+final class RecordingLinkDNS: LinkDNSConfiguring, Sendable {
+    enum Call: Equatable {
+        case apply(LinkDNS, String)
+        case revert(String)
+    }
+    let calls = Mutex<[Call]>([])
+    let failure = Mutex<TriglavDaemonError?>(nil)
+    /// Runs inside each call (to look at the tunnel at that moment).
+    let onCall = Mutex<(@Sendable () -> Void)?>(nil)
+
+    func apply(_ dns: LinkDNS, to interface: InterfaceName) throws(TriglavDaemonError) {
+        onCall.withLock { $0 }?()
+        calls.withLock { $0.append(.apply(dns, interface.rawValue)) }
+        if let failure = failure.withLock({ $0 }) { throw failure }
+    }
+
+    func revert(_ interface: InterfaceName) throws(TriglavDaemonError) {
+        onCall.withLock { $0 }?()
+        calls.withLock { $0.append(.revert(interface.rawValue)) }
+    }
+
+    var all: [Call] { calls.withLock { $0 } }
+}
+
 final class RecordingNotifier: ServiceNotifier, Sendable {
     let sent = Mutex<[[NotifyState]]>([])
 
@@ -306,13 +331,14 @@ enum Fixtures {
     }
 
     static func clientManager(config: DaemonConfig = DaemonConfig(), profiles: [Profile]? = nil,
-                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 }, dataCapStore: DataCapStore? = nil)
+                              clock: @escaping @Sendable () -> Int64 = { 1_768_435_200 }, dataCapStore: DataCapStore? = nil,
+                              linkDNS: any LinkDNSConfiguring = RecordingLinkDNS())
         throws -> (ClientManager, FakeClientTunnelFactory, FakeConfigSource, FakeProfileStore) {
         let factory = FakeClientTunnelFactory()
         let source = FakeConfigSource(config)
         let store = FakeProfileStore(try profiles ?? [profile()])
         let manager = ClientManager(config: config, configSource: source, profiles: store, tunnels: factory,
-                                    resolver: FixedResolver(), clock: clock, dataCapStore: dataCapStore)
+                                    resolver: FixedResolver(), clock: clock, dataCapStore: dataCapStore, linkDNS: linkDNS)
         return (manager, factory, source, store)
     }
 }

@@ -54,6 +54,8 @@ done
 check "Depends names no Swift runtime package" bash -c "! grep -qi swift <<< '$depends'"
 recommends=$(dpkg-deb --field "$deb" Recommends)
 check "Recommends nftables (the server role's NAT)" grep -qE "(^|, )nftables( |,|$)" <<< "$recommends"
+suggests=$(dpkg-deb --field "$deb" Suggests)
+check "Suggests systemd-resolved (a profile's [dns])" grep -qE "(^|, )systemd-resolved( |,|$)" <<< "$suggests"
 
 scratch=$(mktemp -d /tmp/tg-packaging-deb.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT

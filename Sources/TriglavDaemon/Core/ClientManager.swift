@@ -180,12 +180,7 @@ public final class ClientManager: Sendable {
                 let settings = try connectionSettings(config: config, profile: profileName, options: options, schedulerOverride: override)
                 endpoint = settings.endpoint
                 let plan = makePlan(config: config, profile: profileName, settings: settings, server: try resolve(settings.endpoint))
-                let tunnel = try startTunnel(plan)
-                state.withLock { state in
-                    state.activate(plan: plan, options: options, tunnel: tunnel, now: uptime())
-                    reconcile(&state)
-                    publish(&state)
-                }
+                activate(try startTunnel(plan), plan: plan, options: options, now: uptime())
                 logger.info("connecting to \(plan.profile) (\(plan.server))",
                             metadata: ["profile": "\(plan.profile)", "server": "\(plan.server)"])
             } catch {
@@ -565,13 +560,7 @@ public final class ClientManager: Sendable {
             publish(&state)
         }
         do throws(TriglavDaemonError) {
-            let tunnel = try startTunnel(plan)
-            state.withLock { state in
-                state.activate(plan: plan, options: options, tunnel: tunnel, now: now)
-                reconcile(&state)
-                publish(&state)
-            }
-            applyDNS(plan)
+            activate(try startTunnel(plan), plan: plan, options: options, now: now)
         } catch {
             state.withLock { state in
                 state.phase = .disconnected
@@ -579,6 +568,16 @@ public final class ClientManager: Sendable {
             }
             throw error
         }
+    }
+
+    /// A started tunnel becomes the connection: its uplinks join, then its DNS goes to the resolver.
+    private func activate(_ tunnel: any ClientTunnelDriving, plan: ClientTunnelPlan, options: ConnectionOptions, now: Duration) {
+        state.withLock { state in
+            state.activate(plan: plan, options: options, tunnel: tunnel, now: now)
+            reconcile(&state)
+            publish(&state)
+        }
+        applyDNS(plan)
     }
 
     private func startTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {

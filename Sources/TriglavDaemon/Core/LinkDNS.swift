@@ -14,7 +14,8 @@ public struct LinkDNS: Sendable, Equatable {
     public init?(_ settings: DNSSettings, fullTunnel: Bool) {
         guard !settings.servers.isEmpty else { return nil }
         servers = settings.servers
-        defaultRoute = settings.defaultRoute ?? fullTunnel
+        // A profile that lists `~.` asked for every query (the decoder refuses it next to default_route = false).
+        defaultRoute = (settings.defaultRoute ?? fullTunnel) || settings.domains.contains { $0.name == Self.root.name }
         domains = settings.domains.filter { $0.name != Self.root.name }
         if defaultRoute { domains.append(Self.root) }
     }

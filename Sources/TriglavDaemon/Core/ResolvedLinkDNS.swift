@@ -1,14 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
-import Synchronization
 public import TriglavCore
 import TriglavConfig
 import TriglavDBus
 
 /// systemd-resolved's per-link DNS (`org.freedesktop.resolve1.Manager` `SetLinkDNS`, `SetLinkDomains`,
-/// `SetLinkDefaultRoute`, `RevertLink`), as NetworkManager and wg-quick set it for a VPN link. Each call opens its
+/// `SetLinkDefaultRoute`, `RevertLink`), as NetworkManager and wg-quick set it for a VPN link. Each apply or revert opens its
 /// own connection to the bus: DNS changes are rare, and the daemon's org.triglav connection may be absent (`--no-bus`
 /// still reaches resolved on the system bus) or busy. resolved keeps what it was given in /run across its own
 /// restarts and drops it when the TUN device disappears, so a crashed daemon leaves nothing behind.
@@ -34,13 +32,16 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
                         .array(elementSignature: "y", address.bytes.map(DBusValue.byte))])
         })
         let domains = DBusValue.array(elementSignature: "(sb)", dns.domains.map { .structure([.string($0.name), .boolean($0.routingOnly)]) })
-        try call("SetLinkDNS", [.int32(index), servers], interface: interface)
-        try call("SetLinkDomains", [.int32(index), domains], interface: interface)
-        try call("SetLinkDefaultRoute", [.int32(index), .boolean(dns.defaultRoute)], interface: interface)
+        try withConnection(interface) { call throws(TriglavDaemonError) in
+            try call("SetLinkDNS", [.int32(index), servers])
+            try call("SetLinkDomains", [.int32(index), domains])
+            try call("SetLinkDefaultRoute", [.int32(index), .boolean(dns.defaultRoute)])
+        }
     }
 
     public func revert(_ interface: InterfaceName) throws(TriglavDaemonError) {
-        try call("RevertLink", [.int32(try Self.index(of: interface))], interface: interface)
+        let index = try Self.index(of: interface)
+        try withConnection(interface) { call throws(TriglavDaemonError) in try call("RevertLink", [.int32(index)]) }
     }
 
     private static func index(of interface: InterfaceName) throws(TriglavDaemonError) -> Int32 {
@@ -51,30 +52,22 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
         return signed
     }
 
-    /// One blocking method call on a connection of its own (the manager's callers are synchronous).
-    private func call(_ member: String, _ arguments: [DBusValue], interface: InterfaceName) throws(TriglavDaemonError) {
-        let operation = "systemd-resolved \(member) for \(interface)"
-        let outcome = Mutex<Result<Void, TriglavDBusError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let address = busAddress, timeout = timeout
-        Task {
-            do throws(TriglavDBusError) {
-                let connection = try BusConnection(address: address)
-                defer { connection.close() }
-                _ = try await connection.call(destination: Self.service, path: Self.path, interface: Self.interface,
-                                              member: member, arguments: arguments, timeout: timeout)
-                outcome.withLock { $0 = .success(()) }
-            } catch {
-                outcome.withLock { $0 = .failure(error) }
-            }
-            done.signal()
+    /// Runs `body` with blocking calls to resolved on a connection of its own (the manager's callers are synchronous).
+    private func withConnection(_ interface: InterfaceName,
+                                _ body: ((String, [DBusValue]) throws(TriglavDaemonError) -> Void) throws(TriglavDaemonError) -> Void)
+        throws(TriglavDaemonError) {
+        let connection: BusConnection
+        do { connection = try BusConnection(address: busAddress) } catch {
+            throw .failed(operation: "setting DNS on \(interface)", reason: "\(error); is dbus running?")
         }
-        // The call's own timeout ends it; the margin covers connecting.
-        _ = done.wait(timeout: .now() + .seconds(Int(timeout.components.seconds) + 2))
-        switch outcome.withLock({ $0 }) {
-        case .success: return
-        case .failure(let error): throw .failed(operation: operation, reason: Self.explain(error))
-        case nil: throw .failed(operation: operation, reason: "no answer from the bus at \(address)")
+        defer { connection.close() }
+        try body { (member: String, arguments: [DBusValue]) throws(TriglavDaemonError) in
+            do throws(TriglavDBusError) {
+                _ = try connection.callSynchronously(destination: Self.service, path: Self.path, interface: Self.interface,
+                                                     member: member, arguments: arguments, timeout: timeout)
+            } catch {
+                throw .failed(operation: "systemd-resolved \(member) for \(interface)", reason: Self.explain(error))
+            }
         }
     }
 

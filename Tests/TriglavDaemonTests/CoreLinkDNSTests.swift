@@ -1,0 +1,138 @@
+import Foundation
+import Synchronization
+import Testing
+import TriglavConfig
+import TriglavCore
+import TriglavTestSupport
+@testable import TriglavDaemon
+
+/// A profile's `[dns]` reaching the system resolver for the TUN's link (docs/DAEMON.md, "DNS").
+@Suite struct CoreLinkDNSTests {
+    static func profile(defaultRoute: Bool? = nil) throws -> Profile {
+        var profile = try Fixtures.profile()
+        profile.dns = DNSSettings(servers: [try #require(IPAddress("10.77.0.1")), try #require(IPAddress("fd77::1"))],
+                                  domains: [try DNSDomain("corp.example"), try DNSDomain("~lab.example")], defaultRoute: defaultRoute)
+        return profile
+    }
+
+    @Test func connectHandsTheDNSToTheResolverAndDisconnectTakesItBackWhileTheLinkExists() throws {
+        let dns = RecordingLinkDNS()
+        let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [try Self.profile()], linkDNS: dns)
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        guard case .apply(let applied, let interface) = try #require(dns.all.first) else { Issue.record("\(dns.all)"); return }
+        #expect(interface == "triglav0")
+        #expect(applied.servers.map(\.description) == ["10.77.0.1", "fd77::1"])
+        // A full tunnel takes every query (~.), so none leaks to the other links' resolvers.
+        #expect(applied.defaultRoute)
+        #expect(applied.domains.map(\.description) == ["corp.example", "~lab.example", "~."])
+        #expect(manager.status.dnsServers == ["10.77.0.1", "fd77::1"])
+        #expect(manager.status.dnsDomains == ["corp.example", "~lab.example", "~."])
+        #expect(manager.status.dnsError == "")
+        let stoppedAtRevert = Mutex<Bool?>(nil)
+        dns.onCall.withLock { $0 = { stoppedAtRevert.withLock { $0 = tunnel.isStopped } } }
+        try manager.disconnect()
+        #expect(dns.all.last == .revert("triglav0"))
+        #expect(stoppedAtRevert.withLock { $0 } == false, "reverted after the TUN was gone")
+        #expect(manager.status.dnsServers.isEmpty && manager.status.dnsDomains.isEmpty)
+    }
+
+    @Test func aSplitTunnelRoutesOnlyItsDomainsUnlessTheProfileSaysOtherwise() throws {
+        let dns = RecordingLinkDNS()
+        let (manager, _, _, store) = try Fixtures.clientManager(profiles: [try Self.profile()], linkDNS: dns)
+        try manager.connect(profile: "home", options: ConnectionOptions(fullTunnel: false))
+        guard case .apply(let split, _) = try #require(dns.all.first) else { return }
+        #expect(!split.defaultRoute)
+        #expect(split.domains.map(\.description) == ["corp.example", "~lab.example"])
+        try manager.disconnect()
+        store.set(try Self.profile(defaultRoute: true))
+        try manager.connect(profile: "home", options: ConnectionOptions(fullTunnel: false))
+        guard case .apply(let routed, _) = try #require(dns.all.last) else { return }
+        #expect(routed.defaultRoute && routed.domains.last?.description == "~.")
+        // "~." in domains is the same request.
+        let listed = DNSSettings(servers: routed.servers, domains: [try DNSDomain("~."), try DNSDomain("corp.example")])
+        let fromDomains = try #require(LinkDNS(listed, fullTunnel: false))
+        #expect(fromDomains.defaultRoute && fromDomains.domains.map(\.description) == ["corp.example", "~."])
+    }
+
+    @Test func aRefusedDNSKeepsTheTunnelAndSaysWhy() throws {
+        let dns = RecordingLinkDNS()
+        dns.failure.withLock { $0 = .failed(operation: "systemd-resolved SetLinkDNS for triglav0", reason: "systemd-resolved is not running") }
+        let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [try Self.profile()], linkDNS: dns)
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        #expect(!tunnel.isStopped)
+        #expect(manager.status.state == .connecting)
+        #expect(manager.status.dnsError.contains("systemd-resolved is not running"))
+        #expect(manager.status.dnsServers == ["10.77.0.1", "fd77::1"])
+        // Half-applied settings (servers set, domains refused) go too.
+        try manager.disconnect()
+        #expect(dns.all.last == .revert("triglav0"))
+    }
+
+    @Test func reloadChangesDNSInPlaceAndAProfileWithoutItTouchesNothing() throws {
+        let dns = RecordingLinkDNS()
+        let (manager, factory, _, store) = try Fixtures.clientManager(profiles: [try Fixtures.profile()], linkDNS: dns)
+        try manager.connect(profile: "home")
+        #expect(dns.all.isEmpty)
+        #expect(manager.status.dnsServers.isEmpty)
+        store.set(try Self.profile())
+        try manager.reload()
+        #expect(factory.count == 1, "the tunnel was rebuilt for a DNS change")
+        #expect(dns.all.count == 1)
+        #expect(manager.status.dnsServers == ["10.77.0.1", "fd77::1"])
+        store.set(try Fixtures.profile())
+        try manager.reload()
+        #expect(factory.count == 1)
+        #expect(dns.all.last == .revert("triglav0"))
+        #expect(manager.status.dnsServers.isEmpty)
+        try manager.disconnect()
+        #expect(dns.all.count == 2, "\(dns.all)")
+    }
+}
+
+/// `ResolvedLinkDNS` against a stand-in for systemd-resolved on a private bus (the bus fixture's `--fake-resolved`):
+/// the calls, their argument types and values, and the error without resolved.
+@Suite(.serialized) struct ResolvedLinkDNSTests {
+    static var loopback: InterfaceName { get throws { try InterfaceName("lo") } }
+
+    @Test func theFourCallsCarryTheLinkAndItsSettingsAsResolvedExpectsThem() async throws {
+        let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
+        defer { bus.stop() }
+        let log = bus.directory + "/resolved.log"
+        let resolved = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--fake-resolved", log],
+                                             outputPrefix: bus.directory + "/resolved")
+        defer { resolved.stop() }
+        #expect(await resolved.waitForOutput("READY"), "\(resolved.errorOutput)")
+        var settings = DNSSettings(servers: [try #require(IPAddress("10.77.0.1")), try #require(IPAddress("fd77::53"))])
+        settings.domains = [try DNSDomain("corp.example")]
+        let dns = try #require(LinkDNS(settings, fullTunnel: true))
+        let configurator = ResolvedLinkDNS(busAddress: bus.address)
+        try configurator.apply(dns, to: Self.loopback)
+        try configurator.revert(Self.loopback)
+        let index = if_nametoindex("lo")
+        #expect(try String(contentsOfFile: log, encoding: .utf8) == """
+            SetLinkDNS \(index) 10.77.0.1 fd77::53
+            SetLinkDomains \(index) corp.example ~.
+            SetLinkDefaultRoute \(index) true
+            RevertLink \(index)
+
+            """)
+    }
+
+    @Test func withoutResolvedTheErrorSaysSoAndWhatToDo() throws {
+        let bus = try SystemLikeBus(triglavPolicy: false)
+        defer { bus.stop() }
+        let server = try #require(IPAddress("10.77.0.1"))
+        let dns = try #require(LinkDNS(DNSSettings(servers: [server]), fullTunnel: true))
+        #expect {
+            try ResolvedLinkDNS(busAddress: bus.address).apply(dns, to: Self.loopback)
+        } throws: { error in
+            "\(error)".contains("systemd-resolved is not running") && "\(error)".contains("apt install systemd-resolved")
+        }
+        #expect(throws: TriglavDaemonError.self) {
+            try ResolvedLinkDNS(busAddress: bus.address).apply(dns, to: try InterfaceName("tgnone0"))
+        }
+    }
+}
