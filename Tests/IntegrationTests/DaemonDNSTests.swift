@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+import TriglavTestSupport
+
+extension DaemonTests {
+    /// A profile's `[dns]` on the real client daemon: handed to (a stand-in for) systemd-resolved for the TUN's
+    /// ifindex once the tunnel exists, shown on the bus and by `triglav status`, reverted on disconnect; and
+    /// without resolved the tunnel comes up anyway with the reason on the bus.
+    @Test("a profile's [dns] reaches resolved for the TUN link, shows on the bus and in status, and is reverted on disconnect")
+    func profileDNSGoesToResolvedForTheTunnelLink() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        try lab.startBus()
+        let profile = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
+        try lab.write("profiles/lab.toml", profile + """
+            [dns]
+            servers = ["\(DaemonLab.serverTunnelAddress)", "fd78::1"]
+            domains = ["corp.example"]
+            """)
+        let resolvedLog = "\(lab.directory)/resolved-calls.log"
+        let resolved = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address \(lab.busAddress ?? "") "
+                                     + "--fake-resolved \(resolvedLog)", logName: "resolved")
+        _ = try pollUntil(timeout: 10, { lab.log("resolved") }, isDone: { $0.contains("READY") })
+        let (_, serverNotify) = try lab.startServer(onBus: false)
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        let (_, clientNotify) = try lab.startClient()
+        try clientNotify.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+
+        let index = try lab.exec(lab.client, "cat /sys/class/net/tgc0/ifindex").trimmingCharacters(in: .whitespacesAndNewlines)
+        func calls() -> String { (try? String(contentsOfFile: resolvedLog, encoding: .utf8)) ?? "" }
+        let applied = try pollUntil(timeout: 5, calls, isDone: { $0.contains("SetLinkDefaultRoute") })
+        #expect(applied == """
+            SetLinkDNS \(index) \(DaemonLab.serverTunnelAddress) fd78::1
+            SetLinkDomains \(index) corp.example ~.
+            SetLinkDefaultRoute \(index) true
+
+            """, "client log:\n\(lab.log("client"))")
+        let manager = "org.triglav /org/triglav org.triglav.Manager1"
+        #expect(try lab.busctl("get-property \(manager) DNSServers") == "as 2 \"\(DaemonLab.serverTunnelAddress)\" \"fd78::1\"\n")
+        #expect(try lab.busctl("get-property \(manager) DNSDomains") == "as 2 \"corp.example\" \"~.\"\n")
+        #expect(try lab.busctl("get-property \(manager) DNSError") == "s \"\"\n")
+        let cli = "\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")'"
+        let status = try lab.sh("\(cli) status")
+        #expect(status.contains("DNS:") && status.contains("fd78::1 (all queries)") && !status.contains("NOT APPLIED"), "\(status)")
+
+        try lab.sh("\(cli) disconnect")
+        let reverted = try pollUntil(timeout: 5, calls, isDone: { $0.contains("RevertLink") })
+        #expect(reverted.hasSuffix("RevertLink \(index)\n"), "\(reverted)")
+        #expect(try lab.busctl("get-property \(manager) DNSServers") == "as 0\n")
+
+        // No resolved on the bus: the tunnel still comes up, and the reason is on the bus and in status.
+        kill(resolved.processIdentifier, SIGTERM)
+        lab.waitForExit(resolved, timeout: 5)
+        try lab.sh("\(cli) connect lab")
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        let error = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 != "s \"\"\n" })
+        #expect(error.contains("systemd-resolved is not running"), "\(error)")
+        let refused = try lab.sh("\(cli) status")
+        #expect(refused.contains("NOT APPLIED") && refused.contains("apt install systemd-resolved"), "\(refused)")
+        #expect(try lab.exec(lab.client, "ping -c 1 -W 2 \(DaemonLab.serverTunnelAddress)").contains("1 received"))
+    }
+}
