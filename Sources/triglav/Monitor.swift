@@ -61,8 +61,9 @@ struct Monitor: AsyncParsableCommand {
                 case .busLost:
                     throw CLIFailure(status: .busUnreachable, message: "lost the connection to the system bus")
                 case .signal(let signal):
+                    let line = lineMode ? describe(signal, before: objects) : nil
                     apply(signal, to: &objects)
-                    if lineMode { print(describe(signal)) } else { redraw(objects, style: style) }
+                    if let line { print(line) } else { redraw(objects, style: style) }
                     fflush(nil)
                     seen += 1
                     if let events, seen >= events { return }
@@ -94,7 +95,8 @@ struct Monitor: AsyncParsableCommand {
         }
     }
 
-    private func describe(_ signal: DBusSignal) -> String {
+    /// One line per signal; `before` is the state the signal changes (for the counters that moved).
+    private func describe(_ signal: DBusSignal, before objects: BusObjects) -> String {
         if json {
             var fields = ["\"event\":" + JSON.string(signal.member), "\"path\":" + JSON.string(signal.path.rawValue)]
             switch signal.member {
@@ -115,7 +117,11 @@ struct Monitor: AsyncParsableCommand {
         switch signal.member {
         case "PropertiesChanged":
             let changed = signal.arguments.dropFirst().first?.stringKeyedDictionary ?? [:]
-            let text = changed.sorted { $0.key < $1.key }.map { "\($0.key)=\(JSON.value($0.value))" }.joined(separator: " ")
+            let previous = objects[signal.path]?[signal.arguments.first?.stringValue ?? ""] ?? [:]
+            let text = changed.sorted { $0.key < $1.key }.map { key, value in
+                // Two dozen counters, most unchanged: only those that moved since the last signal.
+                key == "Counters" ? "Counters=" + Self.movedCounters(value, was: previous[key]) : "\(key)=\(JSON.value(value))"
+            }.joined(separator: " ")
             let interface = signal.arguments.first?.stringValue?.split(separator: ".").last.map(String.init) ?? "?"
             return "\(signal.path) \(interface) \(text)"
         case "InterfacesAdded":
@@ -125,6 +131,19 @@ struct Monitor: AsyncParsableCommand {
         default:
             return "\(signal.interface).\(signal.member) \(signal.path)"
         }
+    }
+
+    /// `{name:count,…}` of the `a(st)` entries that differ from `previous` (new names included).
+    static func movedCounters(_ value: DBusValue, was previous: DBusValue?) -> String {
+        func entries(_ value: DBusValue?) -> [(name: String, count: UInt64)] {
+            (value?.arrayValue ?? []).compactMap { entry in
+                guard case .structure(let fields) = entry, fields.count == 2, let name = fields[0].stringValue,
+                      case .uint64(let count) = fields[1] else { return nil }
+                return (name, count)
+            }
+        }
+        let before = Dictionary(entries(previous).map { ($0.name, $0.count) }, uniquingKeysWith: { _, last in last })
+        return "{" + entries(value).filter { before[$0.name] != $0.count }.map { "\($0.name):\($0.count)" }.joined(separator: ",") + "}"
     }
 
     private func redraw(_ objects: BusObjects, style: Style) {

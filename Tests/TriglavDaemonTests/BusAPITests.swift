@@ -263,6 +263,13 @@ struct BusAPITests {
         #expect(lines.contains { $0.split(separator: " ").map(String.init) == ["COUNTER", "(tunnel)", "VALUE"] }, "\(status.stdout)")
         #expect(lines.contains { $0.hasPrefix("queue_dropped_packets ") && $0.hasSuffix(" 0") }, "\(status.stdout)")
         #expect(!(try environment.cli(["status"]).stdout.contains("COUNTER")))
+        // `triglav monitor` lines name only the counters that moved (read_packets), not the unchanged ones.
+        let monitor = try BackgroundProcess([BusTestPaths.cli, "monitor", "--events", "12", "--bus-address", environment.address],
+                                            outputPrefix: environment.bus.directory + "/cli-monitor-counters")
+        defer { monitor.stop() }
+        #expect(await monitor.waitForOutput("Counters={read_packets:", occurrences: 2, timeout: .seconds(15)), "\(monitor.output)")
+        let counterLines = monitor.output.split(separator: "\n").filter { $0.contains("Counters=") }
+        #expect(counterLines.count >= 2 && counterLines.allSatisfy { !$0.contains("queue_dropped_packets") }, "\(monitor.output)")
         #expect(try environment.cli(["disconnect"]).status == 0)
         #expect(try counters() == "a(st) 0")
     }
