@@ -131,6 +131,9 @@ final class DaemonLab: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = listener.path
         environment.removeValue(forKey: "DBUS_SYSTEM_BUS_ADDRESS")
+        // The lab's own state directory (data caps, the sysctl records): nothing of a test reaches /var/lib/triglav,
+        // and daemons of tests running at the same time don't share records.
+        environment["STATE_DIRECTORY"] = directory
         if let busAddress, onBus { environment["DBUS_SYSTEM_BUS_ADDRESS"] = busAddress }
         environment.merge(extraEnvironment) { _, new in new }
         let busFlag = busAddress == nil || !onBus ? " --no-bus" : ""

@@ -3,10 +3,11 @@ import Testing
 
 /// The server daemon's NAT and forwarding in a namespace (root only; CI runs them as root): `[server.nat]
 /// outbound_interface` reaches the nftables rule, and what the server installs goes again on SIGTERM, and
-/// after a `kill -9` the next start replaces the leftover table instead of adding a second one.
+/// after a `kill -9` the next start replaces the leftover table instead of adding a second one and puts the crashed
+/// run's forwarding values back.
 @Suite("triglavd server NAT in namespaces", .serialized, .enabled(if: DaemonLab.isRoot, "needs root for network namespaces"))
 struct DaemonServerNATTests {
-    @Test("outbound_interface reaches nftables; SIGTERM removes the table and turns forwarding back off; kill -9 + restart leaves one table")
+    @Test("outbound_interface reaches nftables; SIGTERM removes the table and turns forwarding back off; kill -9 + restart leaves one table and restores forwarding")
     func natTableLifecycle() throws {
         let lab = try DaemonLab()
         defer { lab.tearDown() }
@@ -44,14 +45,19 @@ struct DaemonServerNATTests {
         kill(crashed.processIdentifier, SIGKILL)
         lab.waitForExit(crashed, timeout: 5)
         #expect(try tables().contains("inet triglav"))
+        let record = (try? String(contentsOfFile: "\(lab.directory)/server-sysctl.state", encoding: .utf8)) ?? ""
+        #expect(record.contains("net/ipv4/ip_forward 0 1") && record.contains("net/ipv6/conf/all/forwarding 0 1"), "\(record)")
         let restarted = try start("server-3")
         let tablesRestarted = try tables()
         #expect(tablesRestarted.components(separatedBy: "inet triglav").count == 2, "\(tablesRestarted)")
         let again = try lab.exec(lab.server, "nft list table inet triglav")
         #expect(again.components(separatedBy: "masquerade").count == 3, "one rule per tunnel prefix: \(again)")
+        // The crashed run's record of forwarding (and accept_ra) is in the lab's state directory.
         lab.terminate(restarted)
         #expect(try tables().contains("triglav") == false)
-        // Forwarding was already on when server-3 started (the crashed run's), so it is left on: documented.
-        #expect(try forwarding() == "1 1")
+        // The restart put the crashed run's forwarding back first, so the stop turns it off as it was before any run.
+        #expect(try forwarding() == "0 0", "server-3 log:\n\(lab.log("server-3"))")
+        #expect(!FileManager.default.fileExists(atPath: "\(lab.directory)/server-sysctl.state"))
+        #expect(lab.log("server-3").contains("changed by a run that did not stop cleanly"), "\(lab.log("server-3"))")
     }
 }

@@ -190,6 +190,8 @@ final class DataPlaneLab: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", "exec " + command]
+        // The lab's own state directory (the sysctl records): nothing of a test reaches /var/lib/triglav.
+        process.environment = ProcessInfo.processInfo.environment.merging(["STATE_DIRECTORY": directory.path]) { $1 }
         process.standardOutput = handle
         process.standardError = handle
         try process.run()

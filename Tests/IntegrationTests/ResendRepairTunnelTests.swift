@@ -142,6 +142,7 @@ final class ResendLab: @unchecked Sendable {
         process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", "exec " + command]
         var inherited = ProcessInfo.processInfo.environment
         for name in inherited.keys where name.hasPrefix("TRIGLAV_") { inherited[name] = nil }  // only what the test says
+        inherited["STATE_DIRECTORY"] = directory.path  // the sysctl records stay in the lab
         process.environment = inherited.merging(environment) { $1 }
         process.standardOutput = handle
         process.standardError = handle

@@ -47,6 +47,9 @@ public struct ServerTunnelConfiguration: Sendable {
     public var tcpFallback = true
     /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
     public var configureNetwork = true
+    /// Where the forwarding and accept_ra values the server changed are recorded, so a start after a crash puts them
+    /// back (`SysctlJournal`); nil records nothing. One server per state directory.
+    public var stateDirectory: String? = DataPlaneStateDirectory.default
     /// A session silent this long is forgotten.
     public var sessionTimeout: Duration = .seconds(120)
     /// Multipath settings of every client tunnel (the server schedules the download direction). The
@@ -100,8 +103,9 @@ public final class ServerTunnel: Sendable {
     private let networkPoller: Poller
     private let threads = Mutex<[PumpThread]>([])
     private let routes: RouteManager
-    /// Forwarding sysctls `start()` turned on, with the values to restore on `stop()`.
-    private let changedSysctls = Mutex<[String: String]>([:])
+    /// Forwarding and accept_ra values `start()` changed, restored by `stop()` or after a crash by the next `start()`.
+    private let sysctls: SysctlJournal
+    static let sysctlStateFileName = "server-sysctl.state"
 
     public init(configuration: ServerTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) {
         self.configuration = configuration
@@ -109,6 +113,8 @@ public final class ServerTunnel: Sendable {
         tunPoller = try Poller()
         networkPoller = try Poller()
         routes = RouteManager(logger: logger)
+        sysctls = SysctlJournal(stateFile: configuration.stateDirectory.map { "\($0)/\(Self.sysctlStateFileName)" },
+                                subject: "forwarding and accept_ra values of the server", logger: logger)
         let authorized = configuration.clients.map { key, addresses in
             AuthorizedClient(publicKey: key, ipv4: addresses.ipv4, ipv6: addresses.ipv6)
         }
@@ -134,8 +140,10 @@ public final class ServerTunnel: Sendable {
                 """)
         }
         let nat = configuration.configureNetwork && configuration.masquerade
-        let changed = try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: nat,
-                                             outboundInterface: configuration.outboundInterface)
+        // A crashed run's forwarding first, so what this run records as previous is the host's own value.
+        sysctls.restoreLeftovers()
+        try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: nat,
+                               outboundInterface: configuration.outboundInterface, sysctls: sysctls)
         var listeners: [TCPListener] = []
         do {
             if configuration.tcpFallback {
@@ -157,11 +165,10 @@ public final class ServerTunnel: Sendable {
             for socket in sockets { networkPoller.remove(fd: socket.descriptor.raw) }
             for listener in listeners { networkPoller.remove(fd: listener.descriptor.raw) }
             if nat { routes.removeServerNAT() }
-            routes.restoreSysctls(changed)
+            sysctls.restoreAll()
             tun.close()
             throw error
         }
-        changedSysctls.withLock { $0 = changed }
         state.withLock { state in
             state.sockets = sockets
             state.tun = tun
@@ -190,10 +197,7 @@ public final class ServerTunnel: Sendable {
         }
         for connection in connections { connection.close() }
         if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
-        routes.restoreSysctls(changedSysctls.withLock { changed in
-            defer { changed = [:] }
-            return changed
-        })
+        sysctls.restoreAll()
         tun?.close()
         for socket in sockets { socket.close() }
         logger.info("server tunnel stopped")

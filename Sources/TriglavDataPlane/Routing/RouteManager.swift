@@ -284,11 +284,11 @@ final class RouteManager: Sendable {
 
     /// Addresses the server's TUN device, enables forwarding in this namespace and installs NAT for the
     /// tunnel subnets in the `inet triglav` table (replacing a leftover one): masquerade out of
-    /// `outboundInterface` only, or out of every interface but the TUN when it is nil. Returns the forwarding
-    /// sysctls it turned on, with their previous values, for `restoreSysctls` on stop.
-    @discardableResult
-    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool,
-                     outboundInterface: InterfaceName? = nil) throws(TriglavDataPlaneError) -> [String: String] {
+    /// `outboundInterface` only, or out of every interface but the TUN when it is nil. The sysctls it changes go
+    /// through `sysctls`, so `restoreAll()` on stop (or `restoreLeftovers()` at the next start after a crash) puts
+    /// them back. Forwarding already on is the admin's setup and stays untouched.
+    func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool, outboundInterface: InterfaceName? = nil,
+                     sysctls: SysctlJournal) throws(TriglavDataPlaneError) {
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
         try apply("set \(tun) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
@@ -297,60 +297,52 @@ final class RouteManager: Sendable {
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
             }
         }
-        var forwarding = ["/proc/sys/net/ipv4/ip_forward"]
-        if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("/proc/sys/net/ipv6/conf/all/forwarding") }
-        var changed: [String: String] = [:]
+        var forwarding = ["net/ipv4/ip_forward"]
+        if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("net/ipv6/conf/all/forwarding") }
         do {
-            for path in forwarding {
-                let previous = readSysctl(path)
-                if let previous, previous != "1" {
-                    changed[path] = previous
-                    if path.hasPrefix("/proc/sys/net/ipv6/") { changed.merge(keepRouterAdvertisements(besides: tun)) { old, _ in old } }
-                }
-                try writeSysctl(path, "1")
+            for key in forwarding where (try? sysctls.sysctl.read(key)) != "1" {
+                if key.hasPrefix("net/ipv6/") { keepRouterAdvertisements(besides: tun, sysctls) }
+                try sysctls.write(key, "1")
             }
             removeServerNAT()
             if masquerade { try installServerNAT(tun: tun, addresses: addresses, outboundInterface: outboundInterface) }
             warnAboutDroppingForwardChains(tun: tun)
         } catch {
-            // Nothing half-applied stays behind: the caller gets no sysctls to restore and won't call stop().
+            // Nothing half-applied stays behind: the caller won't call stop().
             removeServerNAT()
-            restoreSysctls(changed)
+            sysctls.restoreAll()
             throw error
         }
-        return changed
     }
 
     /// Sets `accept_ra` from 1 to 2 on every interface (and `default`, for interfaces that appear later) but the TUN,
-    /// before IPv6 forwarding goes on; returns the paths changed with their previous value, for `restoreSysctls`.
+    /// before IPv6 forwarding goes on, through `sysctls` (restored with it).
     /// Why: with forwarding on, the kernel ignores router advertisements where `accept_ra` is 1 (a router doesn't
     /// take them), and turning `conf/all/forwarding` on at once deletes the RA-learned default routes of every
     /// interface whose `accept_ra` isn't 2. A server configured by SLAAC would lose its IPv6 default route. 2 means
     /// "accept even when forwarding", which is what such a host had before. Values 0 and 2 are the admin's choice
     /// and stay. Best effort: an interface whose value can't be written is logged, forwarding still goes on.
-    private func keepRouterAdvertisements(besides tun: InterfaceName) -> [String: String] {
-        let root = "/proc/sys/net/ipv6/conf"
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [:] }
-        var changed: [String: String] = [:]
+    private func keepRouterAdvertisements(besides tun: InterfaceName, _ sysctls: SysctlJournal) {
+        let root = "net/ipv6/conf"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: sysctls.sysctl.path(root)) else { return }
+        var changed: [String] = []
         for name in names.sorted() where name != "all" && name != "lo" && name != tun.rawValue {
-            let path = "\(root)/\(name)/accept_ra"
-            guard readSysctl(path) == "1" else { continue }
-            do {
-                try writeSysctl(path, "2")
-                changed[path] = "1"
+            let key = "\(root)/\(name)/accept_ra"
+            guard (try? sysctls.sysctl.read(key)) == "1" else { continue }
+            do throws(TriglavDataPlaneError) {
+                try sysctls.write(key, "2")
+                changed.append(name)
             } catch {
-                logger.warning("could not set \(path) to 2 (\(error)); with IPv6 forwarding on, \(name) ignores router advertisements")
+                logger.warning("could not set \(SysctlJournal.dotted(key)) to 2 (\(error)); with IPv6 forwarding on, \(name) ignores router advertisements")
             }
         }
         if !changed.isEmpty {
-            let names = changed.keys.sorted().map { String($0.dropFirst(root.count + 1).prefix { $0 != "/" }) }.joined(separator: ", ")
             logger.info("""
-                IPv6 forwarding goes on: accept_ra set from 1 to 2 on \(names), so SLAAC (router advertisements and the \
-                default route they give) keeps working; the kernel ignores them on a forwarding host where accept_ra is 1. \
-                Restored on stop.
+                IPv6 forwarding goes on: accept_ra set from 1 to 2 on \(changed.joined(separator: ", ")), so SLAAC (router \
+                advertisements and the default route they give) keeps working; the kernel ignores them on a forwarding host \
+                where accept_ra is 1. Restored on stop.
                 """)
         }
-        return changed
     }
 
     private func installServerNAT(tun: InterfaceName, addresses: [IPPrefix],
@@ -437,22 +429,6 @@ final class RouteManager: Sendable {
             }
         }
         return chains.filter { !tablesNamingTun.contains("\($0.family) \($0.table)") }
-    }
-
-    /// Writes back sysctls `applyServer` changed (each to its previous value); failures are logged.
-    func restoreSysctls(_ values: [String: String]) {
-        for (path, value) in values.sorted(by: { $0.key < $1.key }) {
-            // An interface that went away took its settings with it.
-            guard FileManager.default.fileExists(atPath: path) else {
-                logger.debug("\(path) is gone; nothing to restore")
-                continue
-            }
-            do {
-                try writeSysctl(path, value)
-            } catch {
-                logger.error("restoring \(path) to \(value) failed: \(error)")
-            }
-        }
     }
 
     /// Deletes the server's nftables table (no error when absent).
