@@ -4,8 +4,8 @@ import TriglavTestSupport
 
 extension DaemonTests {
     /// A profile's `[dns]` on the real client daemon: handed to (a stand-in for) systemd-resolved for the TUN's
-    /// ifindex once the tunnel exists, shown on the bus and by `triglav status`, reverted on disconnect; and
-    /// without resolved the tunnel comes up anyway with the reason on the bus.
+    /// ifindex once the tunnel exists, shown on the bus and by `triglav status`, reverted on disconnect; without
+    /// resolved the tunnel comes up anyway with the reason on the bus, and DNS follows once resolved appears.
     @Test("a profile's [dns] reaches resolved for the TUN link, shows on the bus and in status, and is reverted on disconnect")
     func profileDNSGoesToResolvedForTheTunnelLink() throws {
         let lab = try DaemonLab()
@@ -59,5 +59,13 @@ extension DaemonTests {
         let refused = try lab.sh("\(cli) status")
         #expect(refused.contains("NOT APPLIED") && refused.contains("apt install systemd-resolved"), "\(refused)")
         #expect(try lab.exec(lab.client, "ping -c 1 -W 2 \(DaemonLab.serverTunnelAddress)").contains("1 received"))
+
+        // resolved comes (back): within the retry interval (10 s) the link gets its DNS and the error clears.
+        try FileManager.default.removeItem(atPath: resolvedLog)
+        _ = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address \(lab.busAddress ?? "") "
+                          + "--fake-resolved \(resolvedLog)", logName: "resolved-2")
+        let cleared = try pollUntil(timeout: 20, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 == "s \"\"\n" })
+        #expect(cleared == "s \"\"\n", "client log:\n\(lab.log("client"))")
+        #expect(calls().hasPrefix("SetLinkDNS "), "\(calls())")
     }
 }

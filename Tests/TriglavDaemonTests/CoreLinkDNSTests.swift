@@ -71,6 +71,37 @@ import TriglavTestSupport
         #expect(dns.all.last == .revert("triglav0"))
     }
 
+    @Test func aFailedHandOverIsTriedAgainUntilTheResolverTakesIt() throws {
+        let dns = RecordingLinkDNS()
+        dns.failure.withLock { $0 = .failed(operation: "systemd-resolved SetLinkDNS for triglav0", reason: "systemd-resolved is not running") }
+        let clock = CoreServerNameTests.VirtualClock()
+        let manager = ClientManager(config: DaemonConfig(), configSource: FakeConfigSource(DaemonConfig()),
+                                    profiles: FakeProfileStore([try Self.profile()]), tunnels: FakeClientTunnelFactory(),
+                                    resolver: FixedResolver(), uptime: { clock.read }, linkDNS: dns)
+        try manager.connect(profile: "home")
+        #expect(dns.all.count == 1 && !manager.status.dnsError.isEmpty)
+        // Not before the interval.
+        clock.advance(ClientManager.dnsRetryInterval - .seconds(1))
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 1)
+        // Still failing: tried again, and again one interval later.
+        clock.advance(.seconds(1))
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 2 && !manager.status.dnsError.isEmpty)
+        // resolved is there now: the next attempt takes, and then nothing more is sent.
+        dns.failure.withLock { $0 = nil }
+        clock.advance(ClientManager.dnsRetryInterval)
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 3 && manager.status.dnsError.isEmpty)
+        clock.advance(ClientManager.dnsRetryInterval * 3)
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 3)
+    }
+
     @Test func reloadChangesDNSInPlaceAndAProfileWithoutItTouchesNothing() throws {
         let dns = RecordingLinkDNS()
         let (manager, factory, _, store) = try Fixtures.clientManager(profiles: [try Fixtures.profile()], linkDNS: dns)

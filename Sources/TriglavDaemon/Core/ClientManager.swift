@@ -291,6 +291,7 @@ public final class ClientManager: Sendable {
     public func refresh() {
         defer { saveDataCaps(force: false) }
         let now = uptime()
+        var dnsRetry: UInt64?
         let due = state.withLock { state -> NameResolution? in
             var due: NameResolution?
             if case .resolving(var pending) = state.phase, !pending.isAttempting, now >= pending.nextAttempt {
@@ -311,12 +312,33 @@ public final class ClientManager: Sendable {
                connection.serverNameWatch.observe(reachable: connection.reachesServer, now: now) {
                 due = .connectedServer(generation: connection.generation)
             }
+            if let retryAt = connection.dnsRetryAt, now >= retryAt {
+                connection.dnsRetryAt = nil
+                dnsRetry = connection.generation
+            }
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
             return due
         }
         if let due { resolutions.async { [weak self] in self?.resolve(due) } }
+        if let dnsRetry { resolutions.async { [weak self] in self?.retryDNS(generation: dnsRetry) } }
+    }
+
+    /// How long after a failed hand-over to the resolver it is tried again (systemd-resolved started later, or was
+    /// restarted), while the connection lasts.
+    static let dnsRetryInterval: Duration = .seconds(10)
+
+    /// Hands the connection's DNS to the resolver again after a failure (on the resolutions queue: it blocks on D-Bus).
+    private func retryDNS(generation: UInt64) {
+        lifecycle.withLock { _ in
+            let plan = state.withLock { state -> ClientTunnelPlan? in
+                guard case .active(let connection) = state.phase, connection.generation == generation,
+                      !connection.dnsFailure.isEmpty else { return nil }
+                return connection.plan
+            }
+            if let plan { applyDNS(plan) }
+        }
     }
 
     /// Logs a routing failure episode once at error level when it starts (the data plane keeps retrying, and
@@ -589,7 +611,8 @@ public final class ClientManager: Sendable {
     }
 
     /// Hands the plan's `[dns]` to the resolver (with the lifecycle lock held, not the state lock: it blocks on
-    /// D-Bus). A failure leaves the tunnel up and is shown as `DNSError`; the next reload or connect tries again.
+    /// D-Bus). A failure leaves the tunnel up, is shown as `DNSError` and is tried again every `dnsRetryInterval`
+    /// (logged as a warning when the reason is new).
     private func applyDNS(_ plan: ClientTunnelPlan) {
         var failure = ""
         if let dns = plan.dns {
@@ -598,12 +621,21 @@ public final class ClientManager: Sendable {
                 logger.info("DNS on \(plan.tunnelInterface): \(dns.summary)")
             } catch {
                 failure = error.description
-                logger.warning("DNS of profile \(plan.profile) not applied: \(error)", metadata: ["profile": "\(plan.profile)"])
             }
         }
-        state.withLock { state in
-            state.updateConnection { $0.dnsFailure = failure }
+        let retryAt = failure.isEmpty ? nil : uptime() + Self.dnsRetryInterval
+        let previous = state.withLock { state -> String? in
+            guard case .active(let connection) = state.phase else { return nil }
+            state.updateConnection {
+                $0.dnsFailure = failure
+                $0.dnsRetryAt = retryAt
+            }
             publish(&state)
+            return connection.dnsFailure
+        }
+        if !failure.isEmpty && failure != previous {
+            logger.warning("DNS of profile \(plan.profile) not applied (retrying every \(Self.dnsRetryInterval)): \(failure)",
+                           metadata: ["profile": "\(plan.profile)"])
         }
     }
 
@@ -916,6 +948,8 @@ extension ClientManager {
         var retiredReceived: UInt64 = 0
         /// Why the plan's DNS isn't in the system resolver; "" when applied or when the profile has none.
         var dnsFailure = ""
+        /// When to hand it over again after a failure (`refresh()`); nil while applied, or while a retry is under way.
+        var dnsRetryAt: Duration?
 
         func uplinkStatistics(_ interface: String) -> ClientTunnelSnapshot.Uplink? {
             statistics?.uplinks.first { $0.interface == interface }
