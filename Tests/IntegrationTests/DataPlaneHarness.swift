@@ -111,6 +111,26 @@ final class DataPlaneLab: @unchecked Sendable {
         return namespace
     }
 
+    /// A host the client routes for (a LAN behind it), namespace tg-dp-<suffix>-<name>: `lan0` 192.168.77.2/24 with a
+    /// default route via the client's `lan1` (192.168.77.1), forwarding on in the client, and its traffic into the
+    /// tunnel masqueraded to the client's tunnel address (the server accepts no other source). `tearDown()` deletes it.
+    func addHostBehindClient(_ name: String) throws -> String {
+        let namespace = "tg-dp-\(suffix)-\(name)"
+        try sh("ip netns add \(namespace)")
+        extraNamespaces.append(namespace)
+        for command in [
+            "ip -n \(namespace) link set lo up",
+            "ip link add lan1 netns \(client) type veth peer name lan0 netns \(namespace)",
+            "ip -n \(client) address add 192.168.77.1/24 dev lan1", "ip -n \(client) link set lan1 up",
+            "ip -n \(namespace) address add 192.168.77.2/24 dev lan0", "ip -n \(namespace) link set lan0 up",
+            "ip -n \(namespace) route add default via 192.168.77.1",
+            "ip netns exec \(client) sysctl -qw net.ipv4.ip_forward=1",
+            "ip netns exec \(client) nft 'add table ip tglan; add chain ip tglan post { type nat hook postrouting priority srcnat; }; "
+                + "add rule ip tglan post oifname tgc0 masquerade'",
+        ] { try sh(command) }
+        return namespace
+    }
+
     /// A new identity key file in the lab's directory; returns (file, public key).
     func makeKey(_ name: String) throws -> (file: String, publicKey: String) {
         let file = directory.appendingPathComponent("\(name).key").path

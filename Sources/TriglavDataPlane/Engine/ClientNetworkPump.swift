@@ -30,6 +30,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var deliveries: [Int] = []
     private var nextTimer: Nanoseconds = 0
     private var nextMTUCheck: Nanoseconds = 0
+    /// The TUN's MTU as of the last duties round, for the MSS clamp of deliveries (0: not set yet, no clamp).
+    private var tunnelMTU = 0
     /// Room for any control frame, a path-MTU probe padded to the largest datagram included.
     private var controlBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
@@ -150,6 +152,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     /// Writes the released packets to the TUN device (one write each, or joined: `TunDevice.write`) and frees their slots.
     private func writeDeliveries() {
         for slot in deliveries {
+            // The SYN-ACK (or SYN) coming back gets the same MSS clamp as what the TUN pump sends (`MSSClamp`).
+            if tunnelMTU > 0 { MSSClamp.clamp(pool.mutablePacket(slot), mtu: tunnelMTU) }
             tun.write(pool.packet(slot))
             pool.release(slot)
         }
@@ -163,6 +167,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             // The engine needs one non-decreasing clock across both pump threads.
             let now = state.clock.advance(to: now)
             state.tunJoinedWrites = tun.joinedWrites
+            tunnelMTU = state.appliedMTU
             while let slot = state.engine.nextDelivery(now: now) { deliveries.append(slot) }
             var budget = 64
             while budget > 0, let duty = state.engine.nextDuty(now: now) {

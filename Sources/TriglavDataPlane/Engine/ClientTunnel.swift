@@ -897,7 +897,10 @@ final class ClientTunPump: @unchecked Sendable {
             for index in 0..<count {
                 let length = staging.length(index)
                 let source = staging.slot(index)
-                let packet = UnsafeRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                let body = UnsafeMutableRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
+                // A SYN of a host the client routes for advertises its own link's MSS: lowered to what the tunnel carries.
+                if state.appliedMTU > 0 { MSSClamp.clamp(body, mtu: state.appliedMTU) }
+                let packet = UnsafeRawBufferPointer(body)
                 let isAcknowledgement = PacketClassifier.isPureTCPAck(packet)
                 // Paced (aggregate mode): queued unnumbered, sent below or later as an uplink can take it. A download's
                 // pure ACKs are not: they are its feedback, small, and go at once on the uplink fastest in our direction.
