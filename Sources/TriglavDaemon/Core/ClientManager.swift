@@ -273,7 +273,7 @@ public final class ClientManager: Sendable {
                     publish(&state)
                 }
                 if plan.dns != current.plan.dns {
-                    if plan.dns == nil { revertDNS(current.plan) }
+                    if plan.dns == nil { revertDNS(current) }
                     applyDNS(plan)
                 }
                 logger.info("configuration reloaded; scheduler \(plan.scheduler), DNS \(plan.dns?.summary ?? "left to the system")")
@@ -639,10 +639,17 @@ public final class ClientManager: Sendable {
         }
     }
 
-    private func revertDNS(_ plan: ClientTunnelPlan) {
+    /// Takes the connection's DNS back from the resolver. Also after a failed hand-over (part of it may have been
+    /// taken); failing then is expected (resolved still not there) and logged at debug level only.
+    private func revertDNS(_ connection: Connection) {
+        let plan = connection.plan
         guard plan.dns != nil else { return }
         do throws(TriglavDaemonError) { try linkDNS.revert(plan.tunnelInterface) } catch {
-            logger.warning("DNS on \(plan.tunnelInterface) not reverted: \(error)")
+            if !connection.dnsFailure.isEmpty {
+                logger.debug("DNS on \(plan.tunnelInterface) not reverted (it wasn't applied either): \(error)")
+            } else {
+                logger.warning("DNS on \(plan.tunnelInterface) not reverted: \(error)")
+            }
         }
     }
 
@@ -678,7 +685,7 @@ public final class ClientManager: Sendable {
         }
         saveDataCaps(force: true)
         // While the link still exists (resolved would drop its DNS with the device anyway).
-        revertDNS(connection.plan)
+        revertDNS(connection)
         // Outside the state lock: stopping joins the pump threads, and readers must not wait for that.
         connection.tunnel.stop()
         state.withLock { state in
