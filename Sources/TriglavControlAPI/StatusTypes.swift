@@ -147,11 +147,15 @@ public struct ManagerStatus: PropertyRecord {
     public var dnsDomains: [String]
     /// Why `dnsServers` are not in systemd-resolved (not running, refused); "" when they are or there are none.
     public var dnsError: String
+    /// The TUN's current MTU (it follows the uplinks' path MTUs); 0 when disconnected.
+    public var tunnelMTU: UInt32
 
     public init(state: TunnelState = .disconnected, profile: String = "", server: String = "", tunnelInterface: String = "",
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
                 uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "",
-                counters: [NamedCounter] = [], dnsServers: [String] = [], dnsDomains: [String] = [], dnsError: String = "") {
+                counters: [NamedCounter] = [], dnsServers: [String] = [], dnsDomains: [String] = [], dnsError: String = "",
+                tunnelMTU: UInt32 = 0) {
+        self.tunnelMTU = tunnelMTU
         self.counters = counters
         self.dnsServers = dnsServers
         self.dnsDomains = dnsDomains
@@ -178,6 +182,7 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
         PropertySpec("StateReason", "s"), PropertySpec("Counters", "a(st)", rateLimited: true),
         PropertySpec("DNSServers", "as"), PropertySpec("DNSDomains", "as"), PropertySpec("DNSError", "s"),
+        PropertySpec("TunnelMTU", "u"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -187,7 +192,7 @@ public struct ManagerStatus: PropertyRecord {
          ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version)),
          ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason)),
          ("Counters", NamedCounter.value(counters)), ("DNSServers", .strings(dnsServers)),
-         ("DNSDomains", .strings(dnsDomains)), ("DNSError", .string(dnsError))]
+         ("DNSDomains", .strings(dnsDomains)), ("DNSError", .string(dnsError)), ("TunnelMTU", .uint32(tunnelMTU))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -199,7 +204,7 @@ public struct ManagerStatus: PropertyRecord {
                   version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "",
                   stateReason: v["StateReason"]?.string ?? "", counters: NamedCounter.list(v["Counters"]),
                   dnsServers: v["DNSServers"]?.strings ?? [], dnsDomains: v["DNSDomains"]?.strings ?? [],
-                  dnsError: v["DNSError"]?.string ?? "")
+                  dnsError: v["DNSError"]?.string ?? "", tunnelMTU: v["TunnelMTU"]?.uint32 ?? 0)
     }
 }
 

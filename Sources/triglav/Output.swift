@@ -228,7 +228,8 @@ enum Render {
         // `connecting` for minutes with no tunnel: say what it waits for (the server name doesn't resolve).
         if !manager.stateReason.isEmpty { field("Waiting", manager.stateReason) }
         if !manager.tunnelInterface.isEmpty {
-            field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " "))
+            field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " ")
+                  + (manager.tunnelMTU > 0 ? " (MTU \(manager.tunnelMTU))" : ""))
         }
         if !manager.dnsServers.isEmpty {
             let scope = manager.dnsDomains.contains("~.") ? "all queries"

@@ -41,8 +41,12 @@ extension DaemonTests {
         #expect(try lab.busctl("get-property \(manager) DNSDomains") == "as 2 \"corp.example\" \"~.\"\n")
         #expect(try lab.busctl("get-property \(manager) DNSError") == "s \"\"\n")
         let cli = "\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")'"
+        // The TUN's MTU (1500-byte veths less the tunnel's 68 bytes over IPv4), once the once-a-second refresh read it.
+        let mtu = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) TunnelMTU") }, isDone: { $0 == "u 1432\n" })
+        #expect(mtu == "u 1432\n")
         let status = try lab.sh("\(cli) status")
         #expect(status.contains("DNS:") && status.contains("fd78::1 (all queries)") && !status.contains("NOT APPLIED"), "\(status)")
+        #expect(status.contains("(MTU 1432)"), "\(status)")
 
         try lab.sh("\(cli) disconnect")
         let reverted = try pollUntil(timeout: 5, calls, isDone: { $0.contains("RevertLink") })

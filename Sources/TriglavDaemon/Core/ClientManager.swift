@@ -1264,7 +1264,7 @@ extension ClientManager {
                 routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason,
                 dnsServers: connection?.plan.dns?.servers.map(\.description) ?? [],
                 dnsDomains: connection?.plan.dns?.domains.map(\.description) ?? [],
-                dnsError: connection?.dnsFailure ?? "")
+                dnsError: connection?.dnsFailure ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {

@@ -150,6 +150,8 @@ public struct ClientManagerStatus: Sendable, Equatable {
     public var dnsDomains: [String] = []
     /// Why those aren't in systemd-resolved (not running, refused); "" when they are.
     public var dnsError: String = ""
+    /// The TUN's current MTU (it follows the uplinks' path MTUs); 0 when disconnected or not set yet.
+    public var tunnelMTU: Int = 0
 }
 
 /// A change the bus adaptor turns into signals. Delivered in order on one serial queue.

@@ -109,7 +109,8 @@ extension Daemon: TunnelController {
                       tunnelAddresses: manager.tunnelAddresses, scheduler: manager.scheduler.rawValue,
                       txBytes: manager.transmittedBytes, rxBytes: manager.receivedBytes, version: version,
                       routingError: manager.routingError, stateReason: manager.stateReason,
-                      dnsServers: manager.dnsServers, dnsDomains: manager.dnsDomains, dnsError: manager.dnsError)
+                      dnsServers: manager.dnsServers, dnsDomains: manager.dnsDomains, dnsError: manager.dnsError,
+                      tunnelMTU: UInt32(clamping: manager.tunnelMTU))
     }
 
     static func clientStatus(_ client: ServerClientStatus) -> TriglavControlAPI.ClientStatus {

@@ -135,6 +135,8 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
     public var routingFailure: String?
     /// Tunnel-wide counters of the data plane (the metrics endpoint shows them; the bus does not).
     public var counters = ClientTunnelCounters()
+    /// The TUN's current MTU (0 until the data plane set it).
+    public var tunnelMTU = 0
 
     public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = [], routingFailure: String? = nil) {
         self.assignment = assignment
@@ -182,6 +184,7 @@ extension ClientTunnel: ClientTunnelDriving {
             snapshot.pathMTUBlackhole = uplink.pathMTUBlackhole
             return snapshot
         }, routingFailure: statistics.routingFailure)
+        result.tunnelMTU = statistics.tunnelMTU
         result.counters.droppedNoUplink = statistics.droppedNoUplink
         result.counters.resentPackets = statistics.resentPackets
         result.counters.readPackets = statistics.readPackets

@@ -352,7 +352,7 @@ public final class ClientTunnel: Sendable {
 
     public func statistics() -> ClientTunnelStatistics {
         state.withLock { state in
-            ClientTunnelStatistics(
+            var statistics = ClientTunnelStatistics(
                 tunnelInterface: state.tun?.name, addresses: state.assignment, scheduler: state.engine.scheduler,
                 uplinks: state.uplinks.compactMap { uplink in
                     guard let uplink else { return nil }
@@ -374,6 +374,8 @@ public final class ClientTunnel: Sendable {
                 ecnDecapsulation: state.ecnDecapsulation,
                 requestedResends: state.retransmit.requestedResends,
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
+            statistics.tunnelMTU = state.appliedMTU
+            return statistics
         }
     }
 

@@ -111,6 +111,8 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     /// Why the assigned addresses and routes couldn't be applied (the tunnel retries; its traffic stays
     /// blocked meanwhile); nil when they are applied or no assignment came yet.
     public var routingFailure: String? = nil
+    /// The TUN's MTU as last set (it follows the uplinks' path MTUs, "TUN MTU"); 0 before the first pass set it.
+    public var tunnelMTU = 0
 }
 
 /// A snapshot of a server tunnel.
