@@ -7,7 +7,7 @@ public struct DNSSettings: Equatable, Sendable {
     /// Search domains, and routing-only domains written `~example.net` (queries for those names go to `servers`).
     public var domains: [DNSDomain] = []
     /// Whether every query not claimed by another link's domain goes to `servers` (resolved's `~.`: no lookups leak
-    /// past the tunnel). nil: follow the connection's `full_tunnel`.
+    /// past the tunnel). nil: on for a full tunnel, and for a split tunnel without `domains`.
     public var defaultRoute: Bool?
 
     public init(servers: [IPAddress] = [], domains: [DNSDomain] = [], defaultRoute: Bool? = nil) {

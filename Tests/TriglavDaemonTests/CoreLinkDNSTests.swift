@@ -49,6 +49,10 @@ import TriglavTestSupport
         try manager.connect(profile: "home", options: ConnectionOptions(fullTunnel: false))
         guard case .apply(let routed, _) = try #require(dns.all.last) else { return }
         #expect(routed.defaultRoute && routed.domains.last?.description == "~.")
+        // A split tunnel whose profile lists no domains: the servers take every query (they would answer nothing else).
+        let bare = try #require(LinkDNS(DNSSettings(servers: routed.servers), fullTunnel: false))
+        #expect(bare.defaultRoute && bare.domains.map(\.description) == ["~."])
+        #expect(LinkDNS(DNSSettings(servers: routed.servers, defaultRoute: false), fullTunnel: false)?.defaultRoute == false)
         // "~." in domains is the same request.
         let listed = DNSSettings(servers: routed.servers, domains: [try DNSDomain("~."), try DNSDomain("corp.example")])
         let fromDomains = try #require(LinkDNS(listed, fullTunnel: false))

@@ -2,7 +2,8 @@ public import TriglavConfig
 public import TriglavCore
 
 /// What the tunnel's link gets in the system resolver while connected: a profile's `[dns]` with its default route
-/// decided (`full_tunnel`'s unless the profile says).
+/// decided: the profile's `default_route`, else on for a full tunnel, and for a split tunnel that lists no domains
+/// (its servers would otherwise answer nothing).
 public struct LinkDNS: Sendable, Equatable {
     public var servers: [IPAddress]
     /// The profile's domains, then `~.` when `defaultRoute` (resolved then sends every query not claimed by another
@@ -15,7 +16,8 @@ public struct LinkDNS: Sendable, Equatable {
         guard !settings.servers.isEmpty else { return nil }
         servers = settings.servers
         // A profile that lists `~.` asked for every query (the decoder refuses it next to default_route = false).
-        defaultRoute = (settings.defaultRoute ?? fullTunnel) || settings.domains.contains { $0.name == Self.root.name }
+        defaultRoute = (settings.defaultRoute ?? (fullTunnel || settings.domains.isEmpty))
+            || settings.domains.contains { $0.name == Self.root.name }
         domains = settings.domains.filter { $0.name != Self.root.name }
         if defaultRoute { domains.append(Self.root) }
     }
@@ -28,7 +30,7 @@ public struct LinkDNS: Sendable, Equatable {
     public var summary: String {
         let servers = servers.map(\.description).joined(separator: ", ")
         if defaultRoute { return servers + " (all queries)" }
-        return domains.isEmpty ? servers + " (no domains: used for nothing until a domain routes to it)"
+        return domains.isEmpty ? servers + " (default_route = false and no domains: asked for nothing)"
             : servers + " (" + domains.map(\.description).joined(separator: ", ") + ")"
     }
 }
