@@ -146,7 +146,7 @@ final class RouteManager: Sendable {
         // the new addresses are added once more after the old ones went.
         var promoted = true
         do {
-            try writeSysctl("/proc/sys/net/ipv4/conf/\(tun.rawValue)/promote_secondaries", "1")
+            try SysctlTree().write("net/ipv4/conf/\(tun.rawValue)/promote_secondaries", "1")
         } catch {
             promoted = false
             logger.warning("could not enable promote_secondaries on \(tun) (\(error)); re-adding the tunnel addresses after removing old ones")
@@ -447,18 +447,6 @@ final class RouteManager: Sendable {
         }
         guard let address = IPAddress(bytes: masked) else { return "\(prefix)" }
         return "\(address)/\(prefix.length)"
-    }
-
-    private func readSysctl(_ path: String) -> String? {
-        (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    private func writeSysctl(_ path: String, _ value: String) throws(TriglavDataPlaneError) {
-        do {
-            try value.write(toFile: path, atomically: false, encoding: .utf8)
-        } catch {
-            throw .routingCommand(command: "write \(value) to \(path)", status: -1, output: "\(error)")
-        }
     }
 
     // MARK: Running tools
