@@ -122,7 +122,7 @@ EOF
     "$bin/triglavd" --check-config "$dir/server.toml" --server >"$LAB_STATE/log/vpn-server-config.log" 2>&1 \
         || die "triglavd rejects the generated server configuration: $(cat "$LAB_STATE/log/vpn-server-config.log")"
     vpn_triglavd_bus server
-    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS ip netns exec "$NS_SERVER" "$bin/triglavd" --config "$dir/server.toml" --server \
+    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS STATE_DIRECTORY=$dir ip netns exec "$NS_SERVER" "$bin/triglavd" --config "$dir/server.toml" --server \
         >"$LAB_STATE/log/vpn-server.log" 2>&1 &
     VPN_PIDS+=($!)
     vpn_triglavd_wait_for_port
@@ -155,7 +155,7 @@ EOF
         || die "triglavd rejects the generated client configuration: $(cat "$LAB_STATE/log/vpn-client-config.log")"
     vpn_triglavd_bus client
     VPN_CLIENT_BUS=$VPN_BUS_ADDRESS
-    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
+    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS STATE_DIRECTORY=$dir ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
         --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
     VPN_PIDS+=($!)
     local tries
@@ -178,7 +178,7 @@ vpn_dev_keys() {
 
 vpn_dev_start_server() {
     vpn_dev_keys
-    ip netns exec "$NS_SERVER" "$TRIGLAV_BIN_DIR/triglav-dataplane-dev" server --key "$LAB_STATE/vpn/server.key" \
+    STATE_DIRECTORY=$LAB_STATE/vpn ip netns exec "$NS_SERVER" "$TRIGLAV_BIN_DIR/triglav-dataplane-dev" server --key "$LAB_STATE/vpn/server.key" \
         --listen "$SERVER_PUBLIC4:$VPN_PORT" --tun "$VPN_SERVER_TUN" --address "$VPN_SERVER_TUNNEL4/24" \
         --client "$VPN_CLIENT_PUBLIC_KEY=$VPN_CLIENT_TUNNEL4/24" \
         >"$LAB_STATE/log/vpn-server.log" 2>&1 &
@@ -191,7 +191,7 @@ vpn_dev_start_client() {
     [[ ${DEMO_ROUTING:-full} == split ]] && routing=(--split 198.51.100.0/24 --split 2001:db8:100::/64)
     local uplinks=() uplink
     for uplink in "${UPLINKS[@]}"; do uplinks+=(--uplink "$uplink"); done
-    ip netns exec "$NS_CLIENT" "$TRIGLAV_BIN_DIR/triglav-dataplane-dev" client --key "$LAB_STATE/vpn/client.key" \
+    STATE_DIRECTORY=$LAB_STATE/vpn ip netns exec "$NS_CLIENT" "$TRIGLAV_BIN_DIR/triglav-dataplane-dev" client --key "$LAB_STATE/vpn/client.key" \
         --server-key "$VPN_SERVER_PUBLIC_KEY" --server "$SERVER_PUBLIC4:$VPN_PORT" --tun "$VPN_CLIENT_TUN" \
         "${uplinks[@]}" "${routing[@]}" \
         >"$LAB_STATE/log/vpn-client.log" 2>&1 &

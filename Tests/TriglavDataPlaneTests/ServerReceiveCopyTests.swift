@@ -68,6 +68,7 @@ struct ServerReceiveCopyTests {
             configuration.listen = [IPEndpoint(address: .v4(0x7f00_0001), port: 0)]
             configuration.tcpFallback = false
             configuration.configureNetwork = false
+            configuration.stateDirectory = nil
             configuration.multipath.reorderCapacity = reorderCapacity
             // Copies only: with resend requests every held frame's gap would also be asked for (their cost is not this test's).
             configuration.multipath.requestsResends = false

@@ -45,7 +45,8 @@ public struct ServerTunnelConfiguration: Sendable {
     public var tunOffloads = TunDevice.offloadsByDefault
     /// Also accept the TCP fallback transport on every listen endpoint (same address and port).
     public var tcpFallback = true
-    /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off).
+    /// Enable forwarding and NAT at all (tests that only talk to the server itself can turn it off: then no sysctl
+    /// is touched and nothing is recorded).
     public var configureNetwork = true
     /// Where the forwarding and accept_ra values the server changed are recorded, so a start after a crash puts them
     /// back (`SysctlJournal`); nil records nothing. One server per state directory.
@@ -141,9 +142,10 @@ public final class ServerTunnel: Sendable {
         }
         let nat = configuration.configureNetwork && configuration.masquerade
         // A crashed run's forwarding first, so what this run records as previous is the host's own value.
-        sysctls.restoreLeftovers()
+        if configuration.configureNetwork { sysctls.restoreLeftovers() }
         try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: nat,
-                               outboundInterface: configuration.outboundInterface, sysctls: sysctls)
+                               outboundInterface: configuration.outboundInterface,
+                               sysctls: configuration.configureNetwork ? sysctls : nil)
         var listeners: [TCPListener] = []
         do {
             if configuration.tcpFallback {

@@ -286,9 +286,10 @@ final class RouteManager: Sendable {
     /// tunnel subnets in the `inet triglav` table (replacing a leftover one): masquerade out of
     /// `outboundInterface` only, or out of every interface but the TUN when it is nil. The sysctls it changes go
     /// through `sysctls`, so `restoreAll()` on stop (or `restoreLeftovers()` at the next start after a crash) puts
-    /// them back. Forwarding already on is the admin's setup and stays untouched.
+    /// them back; nil leaves forwarding alone (`configureNetwork` false). Forwarding already on is the admin's setup
+    /// and stays untouched.
     func applyServer(tun: InterfaceName, addresses: [IPPrefix], masquerade: Bool, outboundInterface: InterfaceName? = nil,
-                     sysctls: SysctlJournal) throws(TriglavDataPlaneError) {
+                     sysctls: SysctlJournal?) throws(TriglavDataPlaneError) {
         let socket = try netlink()
         let index = try interfaceIndex(tun, socket)
         try apply("set \(tun) up") { () throws(NetlinkError) in try socket.setLink(index: index, up: true) }
@@ -297,12 +298,14 @@ final class RouteManager: Sendable {
                 try socket.addAddress(address, interfaceIndex: index, flags: address.address.isIPv4 ? [] : [.noDAD], replace: true)
             }
         }
-        var forwarding = ["net/ipv4/ip_forward"]
-        if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("net/ipv6/conf/all/forwarding") }
         do {
-            for key in forwarding where (try? sysctls.sysctl.read(key)) != "1" {
-                if key.hasPrefix("net/ipv6/") { keepRouterAdvertisements(besides: tun, sysctls) }
-                try sysctls.write(key, "1")
+            if let sysctls {
+                var forwarding = ["net/ipv4/ip_forward"]
+                if addresses.contains(where: { !$0.address.isIPv4 }) { forwarding.append("net/ipv6/conf/all/forwarding") }
+                for key in forwarding where (try? sysctls.sysctl.read(key)) != "1" {
+                    if key.hasPrefix("net/ipv6/") { keepRouterAdvertisements(besides: tun, sysctls) }
+                    try sysctls.write(key, "1")
+                }
             }
             removeServerNAT()
             if masquerade { try installServerNAT(tun: tun, addresses: addresses, outboundInterface: outboundInterface) }
@@ -310,7 +313,7 @@ final class RouteManager: Sendable {
         } catch {
             // Nothing half-applied stays behind: the caller won't call stop().
             removeServerNAT()
-            sysctls.restoreAll()
+            sysctls?.restoreAll()
             throw error
         }
     }
