@@ -19,7 +19,7 @@ struct DataPlaneMSSClampTests {
         // A 1400-byte path on the only uplink: TUN MTU 1400 − 68 = 1332, so segments may carry 1292 bytes.
         try lab.sh("ip -n \(lab.client) route replace \(DataPlaneLab.serverAddress)/32 via 10.201.1.1 dev up1 metric 1 mtu 1400")
         _ = try lab.startServer()
-        _ = try lab.startClient(uplinks: ["up1"])
+        _ = try lab.startClient(uplinks: ["up1"], extraArguments: "--stats-interval 0.2")
         #expect(lab.waitForTunnel(timeout: 10))
         #expect(lab.tunnelMTU(becomes: 1332) == 1332)
         let lan = try lab.addHostBehindClient("lan")
@@ -36,5 +36,15 @@ struct DataPlaneMSSClampTests {
         let own = try Self.capture(lab, lab.server, "tgs0", "tcp dst port 5201 and tcp[tcpflags] == tcp-syn",
                                    while: "ip netns exec \(lab.client) bash -c 'exec 3<>/dev/tcp/\(DataPlaneLab.serverTunnelAddress)/5201; sleep 0.3'")
         #expect(own.contains("mss 1292"), "the client's own SYN: \(own)")
+        // Counted: each of the host's two handshakes changed its SYN and its SYN-ACK; the client's own handshake only the
+        // SYN-ACK (the server's 1392), its SYN needed nothing.
+        let counted = try pollUntil(timeout: 5, { Self.lastClampCount(lab.log("client")) }, isDone: { $0 == 5 })
+        #expect(counted == 5, "mssClamped in the client's statistics")
+    }
+
+    /// The last `mssClamped: N` of the client's statistics lines (`--stats-interval`).
+    static func lastClampCount(_ log: String) -> Int? {
+        guard let range = log.range(of: "mssClamped: ", options: .backwards) else { return nil }
+        return Int(log[range.upperBound...].prefix { $0.isNumber })
     }
 }

@@ -138,6 +138,7 @@ struct MetricsMappingTests {
         (tunnel.reorder.deliveredInOrder, tunnel.reorder.deliveredLate, tunnel.reorder.bypassed, tunnel.reorder.duplicates) = (110, 111, 112, 113)
         (tunnel.reorder.stale, tunnel.reorder.skippedSequences, tunnel.reorder.jumps, tunnel.reorder.overflows) = (114, 115, 116, 117)
         tunnel.reorder.resendRequests = 118
+        tunnel.mssClamped = 124
         (tunnel.tunOffload.superPackets, tunnel.tunOffload.segments, tunnel.tunOffload.writtenSuperPackets) = (119, 120, 121)
         (tunnel.tunOffload.joinedSegments, tunnel.tunOffload.malformed) = (122, 123)
         client.tunnel?.counters = tunnel
@@ -174,7 +175,7 @@ struct MetricsMappingTests {
                 #expect(fromMetrics[counter.name] == counter.value, "\(counter.name) = \(counter.value), metrics: \(fromMetrics)")
             }
         }
-        #expect(tunnel.named.count == 23 && counters.named.count == 17)
+        #expect(tunnel.named.count == 24 && counters.named.count == 17)
     }
 
     @Test func everyFamilyHasHelpAndTypeAndCountersEndInTotal() throws {

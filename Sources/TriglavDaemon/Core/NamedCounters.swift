@@ -7,7 +7,8 @@ import TriglavMultipath
 
 extension ClientTunnelCounters {
     var named: [NamedCounter] {
-        [NamedCounter("read_packets", readPackets), NamedCounter("dropped_no_uplink_packets", droppedNoUplink)]
+        [NamedCounter("read_packets", readPackets), NamedCounter("dropped_no_uplink_packets", droppedNoUplink),
+         NamedCounter("mss_clamped_packets", mssClamped)]
             + NamedCounter.repairs(resent: resentPackets, queueDrops: queueDrops, congestionMarks: congestionMarks,
                                    ecnDecapsulation: ecnDecapsulation, requested: requestedResends)
             + NamedCounter.reorder(reorder) + NamedCounter.offloads(tunOffload)

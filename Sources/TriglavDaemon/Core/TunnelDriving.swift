@@ -14,6 +14,8 @@ public struct ClientTunnelCounters: Sendable, Equatable {
     public var resentPackets: UInt64 = 0
     /// Packets taken from the TUN device, dropped ones included.
     public var readPackets: UInt64 = 0
+    /// TCP SYNs and SYN-ACKs whose MSS the client clamped to the tunnel's MTU, both directions.
+    public var mssClamped: UInt64 = 0
     /// Packets the sender-side pacing queue dropped (its AQM, a full queue, or shed at its head).
     public var queueDrops: UInt64 = 0
     /// ECN-capable packets the pacing queue's AQM marked Congestion Experienced instead of dropping.
@@ -188,6 +190,7 @@ extension ClientTunnel: ClientTunnelDriving {
         result.counters.droppedNoUplink = statistics.droppedNoUplink
         result.counters.resentPackets = statistics.resentPackets
         result.counters.readPackets = statistics.readPackets
+        result.counters.mssClamped = statistics.mssClamped
         result.counters.queueDrops = statistics.queueDrops
         result.counters.congestionMarks = statistics.congestionMarks
         result.counters.ecnDecapsulation = statistics.ecnDecapsulation

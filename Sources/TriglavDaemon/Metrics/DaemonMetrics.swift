@@ -102,6 +102,9 @@ public enum DaemonMetrics {
         try builder.add("triglav_tunnel_read_packets_total", .counter,
                         "Packets read from the TUN device (traffic into the tunnel), dropped ones included.",
                         .integer(counters.readPackets))
+        try builder.add("triglav_tunnel_mss_clamped_packets_total", .counter,
+                        "TCP SYNs and SYN-ACKs whose MSS option was lowered to fit the tunnel's MTU, both directions.",
+                        .integer(counters.mssClamped))
         try repairFamilies("triglav_tunnel", uplinks: "uplink", askers: "The server asked this client",
                            resent: counters.resentPackets, queueDrops: counters.queueDrops, congestionMarks: counters.congestionMarks,
                            ecnDecapsulation: counters.ecnDecapsulation,

@@ -32,6 +32,8 @@ final class ClientNetworkPump: @unchecked Sendable {
     private var nextMTUCheck: Nanoseconds = 0
     /// The TUN's MTU as of the last duties round, for the MSS clamp of deliveries (0: not set yet, no clamp).
     private var tunnelMTU = 0
+    /// Deliveries the clamp changed since the last duties round (added to the tunnel's count there, under its lock).
+    private var mssClamped: UInt64 = 0
     /// Room for any control frame, a path-MTU probe padded to the largest datagram included.
     private var controlBuffer = [UInt8](repeating: 0, count: TunnelMTU.largestDatagram)
     /// Scratch buffer for sealing resent packets (the network pump's own: no allocation per resend).
@@ -153,7 +155,7 @@ final class ClientNetworkPump: @unchecked Sendable {
     private func writeDeliveries() {
         for slot in deliveries {
             // The SYN-ACK (or SYN) coming back gets the same MSS clamp as what the TUN pump sends (`MSSClamp`).
-            if tunnelMTU > 0 { MSSClamp.clamp(pool.mutablePacket(slot), mtu: tunnelMTU) }
+            if tunnelMTU > 0, MSSClamp.clamp(pool.mutablePacket(slot), mtu: tunnelMTU) { mssClamped &+= 1 }
             tun.write(pool.packet(slot))
             pool.release(slot)
         }
@@ -168,6 +170,8 @@ final class ClientNetworkPump: @unchecked Sendable {
             let now = state.clock.advance(to: now)
             state.tunJoinedWrites = tun.joinedWrites
             tunnelMTU = state.appliedMTU
+            state.mssClamped &+= mssClamped
+            mssClamped = 0
             while let slot = state.engine.nextDelivery(now: now) { deliveries.append(slot) }
             var budget = 64
             while budget > 0, let duty = state.engine.nextDuty(now: now) {

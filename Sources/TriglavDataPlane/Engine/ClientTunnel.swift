@@ -375,6 +375,7 @@ public final class ClientTunnel: Sendable {
                 requestedResends: state.retransmit.requestedResends,
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
             statistics.tunnelMTU = state.appliedMTU
+            statistics.mssClamped = state.mssClamped
             return statistics
         }
     }
@@ -786,6 +787,8 @@ struct ClientState: @unchecked Sendable {
     var resentPackets: UInt64 = 0
     /// Packets taken from the TUN device.
     var readPackets: UInt64 = 0
+    /// TCP SYNs and SYN-ACKs whose MSS option the clamp lowered, both directions (`MSSClamp`).
+    var mssClamped: UInt64 = 0
     var tunOffload = TunOffloadCounters()
     /// `TunDevice.joinedWrites` as the network pump last saw it.
     var tunJoinedWrites: (superPackets: UInt64, segments: UInt64) = (0, 0)
@@ -901,7 +904,7 @@ final class ClientTunPump: @unchecked Sendable {
                 let source = staging.slot(index)
                 let body = UnsafeMutableRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
                 // A SYN of a host the client routes for advertises its own link's MSS: lowered to what the tunnel carries.
-                if state.appliedMTU > 0 { MSSClamp.clamp(body, mtu: state.appliedMTU) }
+                if state.appliedMTU > 0, MSSClamp.clamp(body, mtu: state.appliedMTU) { state.mssClamped &+= 1 }
                 let packet = UnsafeRawBufferPointer(body)
                 let isAcknowledgement = PacketClassifier.isPureTCPAck(packet)
                 // Paced (aggregate mode): queued unnumbered, sent below or later as an uplink can take it. A download's

@@ -113,6 +113,8 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var routingFailure: String? = nil
     /// The TUN's MTU as last set (it follows the uplinks' path MTUs, "TUN MTU"); 0 before the first pass set it.
     public var tunnelMTU = 0
+    /// TCP SYNs and SYN-ACKs whose MSS option was lowered to fit the tunnel, both directions ("MSS clamp").
+    public var mssClamped: UInt64 = 0
 }
 
 /// A snapshot of a server tunnel.
