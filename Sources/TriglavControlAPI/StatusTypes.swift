@@ -246,13 +246,18 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
     /// client's probes found a hop that drops larger packets without ICMP (`pathMTUBlackhole`).
     public var pathMTU: UInt32
     public var pathMTUBlackhole: Bool
+    /// Datagrams its socket sent in UDP GSO messages and received in UDP GRO runs this connection (0: no offload).
+    public var gsoDatagrams: UInt64
+    public var groDatagrams: UInt64
 
     public init(id: UInt32, interface: String, kind: UplinkKind = .other, origin: UplinkOrigin = .auto,
                 state: UplinkState = .down, tier: UplinkTier = .primary, metered: Bool = false, enabled: Bool = true,
                 rttUsec: UInt64 = 0, jitterUsec: UInt64 = 0, lossRatio: Double = 0, capacityBps: UInt64 = 0,
                 txBytes: UInt64 = 0, rxBytes: UInt64 = 0, localAddress: String = "", transport: UplinkTransport = .udp,
                 routeToServer: Bool = true, rxRateBps: UInt64 = 0, publicEndpoint: String = "", behindNAT: Bool = false,
-                pathMTU: UInt32 = 0, pathMTUBlackhole: Bool = false) {
+                pathMTU: UInt32 = 0, pathMTUBlackhole: Bool = false, gsoDatagrams: UInt64 = 0, groDatagrams: UInt64 = 0) {
+        self.gsoDatagrams = gsoDatagrams
+        self.groDatagrams = groDatagrams
         self.pathMTU = pathMTU
         self.pathMTUBlackhole = pathMTUBlackhole
         self.publicEndpoint = publicEndpoint
@@ -288,6 +293,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"), PropertySpec("RouteToServer", "b"),
         PropertySpec("PublicEndpoint", "s"), PropertySpec("BehindNAT", "b"), PropertySpec("PathMTU", "u"),
         PropertySpec("PathMTUBlackhole", "b"),
+        PropertySpec("GSODatagrams", "t", rateLimited: true), PropertySpec("GRODatagrams", "t", rateLimited: true),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -298,7 +304,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
          ("TxBytes", .uint64(txBytes)),
          ("RxBytes", .uint64(rxBytes)), ("LocalAddress", .string(localAddress)), ("Transport", .string(transport.rawValue)),
          ("RouteToServer", .boolean(routeToServer)), ("PublicEndpoint", .string(publicEndpoint)),
-         ("BehindNAT", .boolean(behindNAT)), ("PathMTU", .uint32(pathMTU)), ("PathMTUBlackhole", .boolean(pathMTUBlackhole))]
+         ("BehindNAT", .boolean(behindNAT)), ("PathMTU", .uint32(pathMTU)), ("PathMTUBlackhole", .boolean(pathMTUBlackhole)),
+         ("GSODatagrams", .uint64(gsoDatagrams)), ("GRODatagrams", .uint64(groDatagrams))]
     }
 
     /// `id` is not a property (it is in the object path); it is 0 here unless set afterwards.
@@ -313,7 +320,8 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
                   transport: enumValue(v, "Transport", UplinkTransport.udp), routeToServer: v["RouteToServer"]?.boolean ?? true,
                   rxRateBps: v["RxRateBps"]?.uint64 ?? 0, publicEndpoint: v["PublicEndpoint"]?.string ?? "",
                   behindNAT: v["BehindNAT"]?.boolean ?? false, pathMTU: v["PathMTU"]?.uint32 ?? 0,
-                  pathMTUBlackhole: v["PathMTUBlackhole"]?.boolean ?? false)
+                  pathMTUBlackhole: v["PathMTUBlackhole"]?.boolean ?? false, gsoDatagrams: v["GSODatagrams"]?.uint64 ?? 0,
+                  groDatagrams: v["GRODatagrams"]?.uint64 ?? 0)
     }
 }
 

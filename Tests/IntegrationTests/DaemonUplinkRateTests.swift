@@ -48,6 +48,11 @@ extension DaemonTests {
         #expect(DaemonLab.namedCount(counters, "reorder_delivered_packets_in_order") ?? 0 >= 300, "\(counters)")
         #expect(DaemonLab.namedCount(counters, "read_packets") ?? 0 >= 300, "\(counters)")
         #expect(DaemonLab.namedCount(counters, "tun_malformed_reads") == 0, "\(counters)")
+        // The sockets' offload counts are on each Uplink1 (what a ping flow coalesces varies; the type doesn't).
+        for property in ["GSODatagrams", "GRODatagrams"] {
+            let answer = try lab.busctl("get-property org.triglav /org/triglav/uplink/1 org.triglav.Uplink1 \(property)")
+            #expect(answer.hasPrefix("t ") && UInt64(answer.dropFirst(2).trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(answer)")
+        }
         let listed = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status --counters")
         #expect(listed.contains("COUNTER (tunnel)") && listed.contains("reorder_skipped_sequences"), "\(listed)")
     }

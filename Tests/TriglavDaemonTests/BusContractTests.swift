@@ -60,11 +60,12 @@ struct BusContractTests {
         let uplink = TriglavControlAPI.UplinkStatus(id: 0, interface: "wlan0", kind: .wifi, origin: .manual, state: .degraded, tier: .backup,
                                   metered: true, enabled: false, rttUsec: 1, jitterUsec: 2, lossRatio: 0.5, capacityBps: 3,
                                   txBytes: 4, rxBytes: 5, localAddress: "192.0.2.1", transport: .tcp, routeToServer: false,
-                                  rxRateBps: 6, pathMTU: 1396, pathMTUBlackhole: true)
+                                  rxRateBps: 6, pathMTU: 1396, pathMTUBlackhole: true, gsoDatagrams: 7, groDatagrams: 8)
         #expect(TriglavControlAPI.UplinkStatus(propertyValues: uplink.propertyDictionary) == uplink)
         let manager = TriglavControlAPI.ManagerStatus(state: .connecting, profile: "p", server: "s:1", tunnelInterface: "tg0",
                                     tunnelAddresses: ["10.0.0.1/24"], scheduler: "x", txBytes: 1, rxBytes: 2, uplinks: [3, 7], version: "v",
-                                    counters: [NamedCounter("read_packets", 9), NamedCounter("queue_dropped_packets", 0)])
+                                    counters: [NamedCounter("read_packets", 9), NamedCounter("queue_dropped_packets", 0)],
+                                    dnsServers: ["10.0.0.53"], dnsDomains: ["corp.example", "~."], dnsError: "e", tunnelMTU: 1332)
         #expect(TriglavControlAPI.ManagerStatus(propertyValues: manager.propertyDictionary) == manager)
         let server = TriglavControlAPI.ServerStatus(enabled: true, listenAddress: "0.0.0.0:7443", publicKey: "k", clients: [1],
                                                     txBytes: 3, rxBytes: 4, counters: [NamedCounter("handshakes", 5)])

@@ -180,6 +180,8 @@ struct CoreClientManagerTests {
         #expect(Daemon.uplinkStatus(eth0).rxRateBps == 40_000_000 && Daemon.uplinkStatus(eth0).capacityBps == 30_000_000)
         #expect(manager.uplinks.last?.receiveRateBitsPerSecond == 0)
         #expect(eth0.transport == "udp")
+        // The socket's offloads (Uplink1.GSODatagrams, GRODatagrams).
+        #expect(Daemon.uplinkStatus(eth0).gsoDatagrams == 30 && Daemon.uplinkStatus(eth0).groDatagrams == 40)
         #expect(manager.uplinks.last?.capacityBitsPerSecond == 0 && manager.uplinks.last?.jitterMicroseconds == 0)
         tunnel.establish("wlan0")
         manager.refresh()

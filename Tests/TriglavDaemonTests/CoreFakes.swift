@@ -117,6 +117,8 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                 // The fake's engine counts what its data plane does (the real one counts sealed datagrams).
                 uplink.engineTransmittedBytes = uplink.transmittedBytes
                 uplink.engineReceivedBytes = uplink.receivedBytes
+                // Offloads as a kernel with UDP GSO/GRO reports them: fewer sends and receives than datagrams.
+                (uplink.segmentedDatagrams, uplink.coalescedDatagrams) = up ? (30, 40) : (0, 0)
                 return uplink
             }, routingFailure: record.routingFailure)
         }

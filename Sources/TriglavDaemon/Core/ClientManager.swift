@@ -1307,6 +1307,8 @@ extension ClientManager {
                     receiveRateBitsPerSecond: statistics?.receiveRateBitsPerSecond ?? 0)
                 snapshot.pathMTU = UInt32(clamping: statistics?.pathMTU ?? 0)
                 snapshot.hasPathMTUBlackhole = statistics?.pathMTUBlackhole ?? false
+                snapshot.gsoDatagrams = statistics?.segmentedDatagrams ?? 0
+                snapshot.groDatagrams = statistics?.coalescedDatagrams ?? 0
                 if let seen = statistics?.publicEndpoint {
                     snapshot.publicEndpoint = seen.description
                     snapshot.isBehindNAT = UplinkSnapshot.isTranslated(seen, local: statistics?.localEndpoint,

@@ -110,6 +110,10 @@ public struct UplinkSnapshot: Sendable, Equatable {
     /// below the kernel's (a hop that drops larger packets without ICMP) (Uplink1.PathMTU, PathMTUBlackhole).
     public var pathMTU: UInt32 = 0
     public var hasPathMTUBlackhole: Bool = false
+    /// Datagrams the uplink's socket sent in UDP GSO messages and received in UDP GRO runs, this connection
+    /// (Uplink1.GSODatagrams, GRODatagrams): whether the kernel's offloads carry its traffic.
+    public var gsoDatagrams: UInt64 = 0
+    public var groDatagrams: UInt64 = 0
 
     /// Whether the server seeing the uplink at `seen` means a NAT on the way: the port differs from the socket's, or
     /// the address is none of the interface's (nor the socket's own, when it is bound to one). Without anything to

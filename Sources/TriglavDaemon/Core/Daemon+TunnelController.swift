@@ -159,7 +159,7 @@ extension Daemon: TunnelController {
             transport: TriglavControlAPI.UplinkTransport(rawValue: uplink.transport) ?? .udp,
             routeToServer: uplink.hasRouteToServer, rxRateBps: uplink.receiveRateBitsPerSecond,
             publicEndpoint: uplink.publicEndpoint, behindNAT: uplink.isBehindNAT, pathMTU: uplink.pathMTU,
-            pathMTUBlackhole: uplink.hasPathMTUBlackhole)
+            pathMTUBlackhole: uplink.hasPathMTUBlackhole, gsoDatagrams: uplink.gsoDatagrams, groDatagrams: uplink.groDatagrams)
     }
 
     // MARK: Helpers
