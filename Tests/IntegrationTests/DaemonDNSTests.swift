@@ -18,9 +18,14 @@ extension DaemonTests {
             domains = ["corp.example"]
             """)
         let resolvedLog = "\(lab.directory)/resolved-calls.log"
-        let resolved = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address \(lab.busAddress ?? "") "
-                                     + "--fake-resolved \(resolvedLog)", logName: "resolved")
-        _ = try pollUntil(timeout: 10, { lab.log("resolved") }, isDone: { $0.contains("READY") })
+        /// The stand-in for systemd-resolved on the lab's bus, ready once it owns its name.
+        func startResolved(_ logName: String) throws -> Process {
+            let process = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address "
+                                        + "\(lab.busAddress ?? "") --fake-resolved \(resolvedLog)", logName: logName)
+            _ = try pollUntil(timeout: 10, { lab.log(logName) }, isDone: { $0.contains("READY") })
+            return process
+        }
+        let resolved = try startResolved("resolved")
         let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
         let (_, clientNotify) = try lab.startClient()
@@ -66,8 +71,7 @@ extension DaemonTests {
 
         // resolved comes (back): within the retry interval (10 s) the link gets its DNS and the error clears.
         try FileManager.default.removeItem(atPath: resolvedLog)
-        _ = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address \(lab.busAddress ?? "") "
-                          + "--fake-resolved \(resolvedLog)", logName: "resolved-2")
+        _ = try startResolved("resolved-2")
         let cleared = try pollUntil(timeout: 20, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 == "s \"\"\n" })
         #expect(cleared == "s \"\"\n", "client log:\n\(lab.log("client"))")
         #expect(calls().hasPrefix("SetLinkDNS "), "\(calls())")
