@@ -49,7 +49,9 @@ struct ConfigCheck {
         for name in profileNames(&valid) {
             do {
                 let profile = try ConfigLoader.loadProfile(named: name, directory: profileDirectory)
-                print("OK: \(profileDirectory)/\(name).toml (profile \(name): server \(profile.endpoint))")
+                let dns = profile.dns.servers.isEmpty ? ""
+                    : ", DNS " + (profile.dns.servers.map(\.description) + profile.dns.domains.map(\.description)).joined(separator: " ")
+                print("OK: \(profileDirectory)/\(name).toml (profile \(name): server \(profile.endpoint)\(dns))")
             } catch {
                 printToStandardError(error.description)
                 valid = false

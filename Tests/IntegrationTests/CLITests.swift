@@ -220,6 +220,8 @@ import TriglavCore
         let serverKey = try Tool.triglav.run(["keygen", directory.file("s.key")]).stdout.trimmingCharacters(in: .newlines)
         try directory.write("profiles/home.toml", "[server]\nendpoint = \"vpn.example.net\"\npublic_key = \"\(serverKey)\"\n")
         try directory.write("profiles/work.toml", "[server]\nendpoint = \"203.0.113.9:99999\"\npublic_key = \"\(serverKey)\"\n")
+        try directory.write("profiles/office.toml", "[server]\nendpoint = \"203.0.113.9\"\npublic_key = \"\(serverKey)\"\n"
+                            + "[dns]\nservers = [\"10.77.0.1\"]\ndomains = [\"corp.example\", \"~lab.example\"]\n")
 
         let good = try Tool.triglavd.run(["--check-config", config, "--profile-dir", profiles, "--profile", "home"])
         #expect(good.status == 0, "\(good)")
@@ -228,6 +230,8 @@ import TriglavCore
         let all = try Tool.triglavd.run(["--check-config", config, "--profile-dir", profiles, "--all-profiles"])
         #expect(all.status == 1)
         #expect(all.stdout.contains("OK: \(profiles)/home.toml"))
+        #expect(all.stdout.contains("OK: \(profiles)/office.toml (profile office: server 203.0.113.9:7443, DNS 10.77.0.1 corp.example ~lab.example)"),
+                "\(all)")
         #expect(all.stderr == "\(profiles)/work.toml: server.endpoint: invalid endpoint '203.0.113.9:99999': "
             + "port must be 1 to 65535\n", "\(all)")
 
