@@ -389,7 +389,7 @@ public struct NamedCounter: Sendable, Equatable {
     }
 
     /// The entries of an `a(st)` value; others (another structure) are left out.
-    static func list(_ value: ControlValue?) -> [NamedCounter] {
+    public static func list(_ value: ControlValue?) -> [NamedCounter] {
         (value?.records ?? []).compactMap { record in
             guard record.count == 2, let name = record[0].string, case .uint64(let count) = record[1] else { return nil }
             return NamedCounter(name, count)

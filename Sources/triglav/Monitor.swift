@@ -1,5 +1,6 @@
 import ArgumentParser
 import TriglavControlAPI
+import TriglavControlBus
 import TriglavDBus
 #if canImport(Glibc)
 import Glibc
@@ -135,15 +136,10 @@ struct Monitor: AsyncParsableCommand {
 
     /// `{name:count,…}` of the `a(st)` entries that differ from `previous` (new names included).
     static func movedCounters(_ value: DBusValue, was previous: DBusValue?) -> String {
-        func entries(_ value: DBusValue?) -> [(name: String, count: UInt64)] {
-            (value?.arrayValue ?? []).compactMap { entry in
-                guard case .structure(let fields) = entry, fields.count == 2, let name = fields[0].stringValue,
-                      case .uint64(let count) = fields[1] else { return nil }
-                return (name, count)
-            }
-        }
-        let before = Dictionary(entries(previous).map { ($0.name, $0.count) }, uniquingKeysWith: { _, last in last })
-        return "{" + entries(value).filter { before[$0.name] != $0.count }.map { "\($0.name):\($0.count)" }.joined(separator: ",") + "}"
+        let before = Dictionary(NamedCounter.list(previous.flatMap(ControlValue.init)).map { ($0.name, $0.value) },
+                                uniquingKeysWith: { _, last in last })
+        let moved = NamedCounter.list(ControlValue(value)).filter { before[$0.name] != $0.value }
+        return "{" + moved.map { "\($0.name):\($0.value)" }.joined(separator: ",") + "}"
     }
 
     private func redraw(_ objects: BusObjects, style: Style) {
