@@ -104,8 +104,9 @@ public final class ServerTunnel: Sendable {
     private let networkPoller: Poller
     private let threads = Mutex<[PumpThread]>([])
     private let routes: RouteManager
-    /// Forwarding and accept_ra values `start()` changed, restored by `stop()` or after a crash by the next `start()`.
-    private let sysctls: SysctlJournal
+    /// Forwarding and accept_ra values `start()` changed, restored by `stop()` or after a crash by the next `start()`;
+    /// nil when `configureNetwork` is off (no sysctl is touched then).
+    private let sysctls: SysctlJournal?
     static let sysctlStateFileName = "server-sysctl.state"
 
     public init(configuration: ServerTunnelConfiguration, logger: Logger = Logger(label: "triglav.dataplane.server")) throws(TriglavDataPlaneError) {
@@ -114,8 +115,10 @@ public final class ServerTunnel: Sendable {
         tunPoller = try Poller()
         networkPoller = try Poller()
         routes = RouteManager(logger: logger)
-        sysctls = SysctlJournal(stateFile: configuration.stateDirectory.map { "\($0)/\(Self.sysctlStateFileName)" },
-                                subject: "forwarding and accept_ra values of the server", logger: logger)
+        sysctls = configuration.configureNetwork
+            ? SysctlJournal(stateFile: configuration.stateDirectory.map { "\($0)/\(Self.sysctlStateFileName)" },
+                            subject: "forwarding and accept_ra values of the server", logger: logger)
+            : nil
         let authorized = configuration.clients.map { key, addresses in
             AuthorizedClient(publicKey: key, ipv4: addresses.ipv4, ipv6: addresses.ipv6)
         }
@@ -142,10 +145,9 @@ public final class ServerTunnel: Sendable {
         }
         let nat = configuration.configureNetwork && configuration.masquerade
         // A crashed run's forwarding first, so what this run records as previous is the host's own value.
-        if configuration.configureNetwork { sysctls.restoreLeftovers() }
+        sysctls?.restoreLeftovers()
         try routes.applyServer(tun: tun.name, addresses: configuration.tunnelAddresses, masquerade: nat,
-                               outboundInterface: configuration.outboundInterface,
-                               sysctls: configuration.configureNetwork ? sysctls : nil)
+                               outboundInterface: configuration.outboundInterface, sysctls: sysctls)
         var listeners: [TCPListener] = []
         do {
             if configuration.tcpFallback {
@@ -167,7 +169,7 @@ public final class ServerTunnel: Sendable {
             for socket in sockets { networkPoller.remove(fd: socket.descriptor.raw) }
             for listener in listeners { networkPoller.remove(fd: listener.descriptor.raw) }
             if nat { routes.removeServerNAT() }
-            sysctls.restoreAll()
+            sysctls?.restoreAll()
             tun.close()
             throw error
         }
@@ -199,7 +201,7 @@ public final class ServerTunnel: Sendable {
         }
         for connection in connections { connection.close() }
         if configuration.configureNetwork && configuration.masquerade { routes.removeServerNAT() }
-        sysctls.restoreAll()
+        sysctls?.restoreAll()
         tun?.close()
         for socket in sockets { socket.close() }
         logger.info("server tunnel stopped")
