@@ -903,10 +903,11 @@ final class ClientTunPump: @unchecked Sendable {
                 let length = staging.length(index)
                 let source = staging.slot(index)
                 let body = UnsafeMutableRawBufferPointer(rebasing: source[WireLayout.bodyOffset..<(WireLayout.bodyOffset + length)])
-                // A SYN of a host the client routes for advertises its own link's MSS: lowered to what the tunnel carries.
-                if state.appliedMTU > 0, MSSClamp.clamp(body, mtu: state.appliedMTU) { state.mssClamped &+= 1 }
                 let packet = UnsafeRawBufferPointer(body)
-                let isAcknowledgement = PacketClassifier.isPureTCPAck(packet)
+                let tcp = PacketClassifier.tcpHeader(packet)  // once per packet, for the clamp and the ACK test
+                // A SYN of a host the client routes for advertises its own link's MSS: lowered to what the tunnel carries.
+                if let tcp, state.appliedMTU > 0, MSSClamp.clamp(body, tcp: tcp, mtu: state.appliedMTU) { state.mssClamped &+= 1 }
+                let isAcknowledgement = tcp.map { PacketClassifier.isPureTCPAck(packet, tcp: $0) } ?? false
                 // Paced (aggregate mode): queued unnumbered, sent below or later as an uplink can take it. A download's
                 // pure ACKs are not: they are its feedback, small, and go at once on the uplink fastest in our direction.
                 if let paced = state.paced, !isAcknowledgement, state.engine.scheduler == .aggregate {

@@ -16,8 +16,15 @@ enum MSSClamp {
     /// Rewrites the MSS option of a TCP SYN in `packet` to at most what an `mtu`-byte packet carries; true if it did.
     @discardableResult
     static func clamp(_ packet: UnsafeMutableRawBufferPointer, mtu: Int) -> Bool {
+        guard let tcp = PacketClassifier.tcpHeader(UnsafeRawBufferPointer(packet)) else { return false }
+        return clamp(packet, tcp: tcp, mtu: mtu)
+    }
+
+    /// The same for a packet whose TCP header `PacketClassifier.tcpHeader` already found.
+    @discardableResult
+    static func clamp(_ packet: UnsafeMutableRawBufferPointer, tcp: (offset: Int, payloadLength: Int), mtu: Int) -> Bool {
         let bytes = UnsafeRawBufferPointer(packet)
-        guard let tcp = PacketClassifier.tcpHeader(bytes), packet[tcp.offset + 13] & 0x02 != 0 else { return false }
+        guard packet[tcp.offset + 13] & 0x02 != 0 else { return false }
         let maximum = largestSegment(mtu: mtu, ipv6: packet[0] >> 4 == 6)
         guard maximum > 0 else { return false }
         let end = tcp.offset + Int(packet[tcp.offset + 12] >> 4) * 4

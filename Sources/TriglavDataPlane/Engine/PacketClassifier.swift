@@ -39,6 +39,11 @@ enum PacketClassifier {
     /// only slows the sender down.
     static func isPureTCPAck(_ packet: UnsafeRawBufferPointer) -> Bool {
         guard let tcp = tcpHeader(packet) else { return false }
+        return isPureTCPAck(packet, tcp: tcp)
+    }
+
+    /// The same for a packet whose TCP header `tcpHeader` already found (the TUN pump parses it once per packet).
+    static func isPureTCPAck(_ packet: UnsafeRawBufferPointer, tcp: (offset: Int, payloadLength: Int)) -> Bool {
         let flags = packet[tcp.offset + 13]
         let ack: UInt8 = 0x10, synFinRst: UInt8 = 0x07
         return flags & ack != 0 && flags & synFinRst == 0 && tcp.payloadLength == 0
