@@ -69,7 +69,7 @@ let package = Package(
                                                          .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),
         .target(name: "TriglavLinkEmulator", dependencies: ["CTriglavShims", "TriglavCore"], swiftSettings: strictSettings),
-        .target(name: "TriglavDaemon", dependencies: ["TriglavCore", "TriglavConfig", "TriglavCrypto", "TriglavDataPlane",
+        .target(name: "TriglavDaemon", dependencies: ["TriglavCore", "TriglavConfig", "TriglavCrypto", "TriglavDataPlane", "TriglavProtocol",
                                                       "TriglavNetlink", "TriglavDBus", "TriglavSystemd", "TriglavControlAPI", "TriglavControlBus", "TriglavMetrics",
                                                       .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strictSettings),

@@ -23,6 +23,10 @@ public enum ConfigDefaults {
     public static let scheduler = SchedulerKind.aggregate
     /// A profile's `[dns] servers`: more than a resolver would try in turn is a mistake.
     public static let dnsServersMaximum = 16
+    /// What a `[server.dns]` may hold: the protocol's DNS offer fits one small datagram (`DNSOffer.maximumBodyLength`,
+    /// `.maximumDomains`; a test keeps them equal).
+    public static let offeredDNSMaximumBytes = 1024
+    public static let offeredDNSDomainsMaximum = 32
     /// How long the reorder buffer holds a packet waiting for an earlier one before releasing it.
     /// Long enough for a repair: a request and the resend through the paced uplinks' queues (~20 ms each) take
     /// 60–120 ms in the lab, and a gap skipped before its repair arrives costs a loss-based TCP a halved window

@@ -180,6 +180,8 @@ public struct ServerSettings: Equatable, Sendable {
     /// The server's own idle probe interval on each client uplink; a client uplink probed less often by its client
     /// (metered, or the client's `[uplinks] heartbeat_interval_ms`) is probed as rarely as the client probes it.
     public var heartbeatInterval: Duration = .milliseconds(ConfigDefaults.heartbeatIntervalMilliseconds)
+    /// `[server.dns]`: resolvers and domains offered to every client; no servers: none offered.
+    public var dns = DNSSettings()
 
     public init() {}
 

@@ -192,6 +192,7 @@ struct DaemonConfigDecoder {
             server.nat.outboundInterface = nat.parsed("outbound_interface", InterfaceName.init)
             nat.finishReading()
         }
+        if let dns = reader.table("dns") { server.dns = DNSSettings.decode(dns, of: .server) }
         if let clients = reader.tableArray("clients") {
             server.clients = decodeClients(clients, server: server)
             if clients.count > server.maxClients {

@@ -141,12 +141,15 @@ public struct ManagerStatus: PropertyRecord {
     /// The client tunnel's data-plane counters (drops, repairs, reordering, offloads) since it came up; empty when
     /// disconnected.
     public var counters: [NamedCounter]
-    /// The profile's `[dns]` resolvers on the TUN's link while connected; empty when the profile leaves DNS alone.
+    /// The resolvers on the TUN's link while connected (the profile's `[dns]`, else the server's offer); empty when
+    /// DNS is left to the system.
     public var dnsServers: [String]
     /// Its domains: search domains, `~name` routing-only ones, `~.` when every query goes to `dnsServers`.
     public var dnsDomains: [String]
     /// Why `dnsServers` are not in systemd-resolved (not running, refused); "" when they are or there are none.
     public var dnsError: String
+    /// Where `dnsServers` come from: "profile" (its `[dns]`), "server" (the server's `[server.dns]` offer), or "".
+    public var dnsSource: String
     /// The TUN's current MTU (it follows the uplinks' path MTUs); 0 when disconnected.
     public var tunnelMTU: UInt32
 
@@ -154,8 +157,9 @@ public struct ManagerStatus: PropertyRecord {
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
                 uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "",
                 counters: [NamedCounter] = [], dnsServers: [String] = [], dnsDomains: [String] = [], dnsError: String = "",
-                tunnelMTU: UInt32 = 0) {
+                dnsSource: String = "", tunnelMTU: UInt32 = 0) {
         self.tunnelMTU = tunnelMTU
+        self.dnsSource = dnsSource
         self.counters = counters
         self.dnsServers = dnsServers
         self.dnsDomains = dnsDomains
@@ -182,7 +186,7 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
         PropertySpec("StateReason", "s"), PropertySpec("Counters", "a(st)", rateLimited: true),
         PropertySpec("DNSServers", "as"), PropertySpec("DNSDomains", "as"), PropertySpec("DNSError", "s"),
-        PropertySpec("TunnelMTU", "u"),
+        PropertySpec("DNSSource", "s"), PropertySpec("TunnelMTU", "u"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -192,7 +196,8 @@ public struct ManagerStatus: PropertyRecord {
          ("Uplinks", .objectPaths(uplinks.map(TriglavBus.uplinkPath))), ("Version", .string(version)),
          ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason)),
          ("Counters", NamedCounter.value(counters)), ("DNSServers", .strings(dnsServers)),
-         ("DNSDomains", .strings(dnsDomains)), ("DNSError", .string(dnsError)), ("TunnelMTU", .uint32(tunnelMTU))]
+         ("DNSDomains", .strings(dnsDomains)), ("DNSError", .string(dnsError)), ("DNSSource", .string(dnsSource)),
+         ("TunnelMTU", .uint32(tunnelMTU))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -204,7 +209,8 @@ public struct ManagerStatus: PropertyRecord {
                   version: v["Version"]?.string ?? "", routingError: v["RoutingError"]?.string ?? "",
                   stateReason: v["StateReason"]?.string ?? "", counters: NamedCounter.list(v["Counters"]),
                   dnsServers: v["DNSServers"]?.strings ?? [], dnsDomains: v["DNSDomains"]?.strings ?? [],
-                  dnsError: v["DNSError"]?.string ?? "", tunnelMTU: v["TunnelMTU"]?.uint32 ?? 0)
+                  dnsError: v["DNSError"]?.string ?? "", dnsSource: v["DNSSource"]?.string ?? "",
+                  tunnelMTU: v["TunnelMTU"]?.uint32 ?? 0)
     }
 }
 

@@ -28,6 +28,9 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case pathProbe = 10
     /// Acknowledgement of a path-MTU probe: its id and size (small, whatever the probe's size).
     case pathProbeAck = 11
+    /// Server → client: the resolvers and domains the server offers its clients, answering the client's keepalives
+    /// with the endpoint report. Variable length (at most `DNSOffer.maximumBodyLength`).
+    case dnsOffer = 12
 
     public var description: String {
         switch self {
@@ -42,13 +45,15 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .endpointReport: "endpoint-report"
         case .pathProbe: "path-probe"
         case .pathProbeAck: "path-probe-ack"
+        case .dnsOffer: "dns-offer"
         }
     }
 
-    /// Exact body length for control frames; nil for data (any length up to the MTU) and path-MTU probes (padded).
+    /// Exact body length for control frames; nil for data (any length up to the MTU), path-MTU probes (padded) and
+    /// DNS offers (their lists).
     public var fixedBodyLength: Int? {
         switch self {
-        case .data, .pathProbe: nil
+        case .data, .pathProbe, .dnsOffer: nil
         case .pathProbeAck: PathProbe.headerLength
         case .keepalive: 0
         case .probe, .probeReply: 16
@@ -123,25 +128,136 @@ public struct EndpointReport: Equatable, Sendable {
     public init(endpoint: IPEndpoint) { self.endpoint = endpoint }
 
     func serialize(into body: UnsafeMutableRawBufferPointer) {
-        for index in 0..<Self.bodyLength { body[index] = 0 }
-        body[0] = endpoint.address.isIPv4 ? 4 : 6
+        body[1] = 0
         body[2] = UInt8(endpoint.port >> 8)
         body[3] = UInt8(truncatingIfNeeded: endpoint.port)
-        for (offset, byte) in endpoint.address.bytes.enumerated() { body[4 + offset] = byte }
+        WireAddress.store(endpoint.address, into: body, familyAt: 0, addressAt: 4)
     }
 
     /// Nil for an unknown family, a non-zero reserved byte, or IPv4 with bytes set past its 4.
     static func parse(_ body: UnsafeRawBufferPointer) -> EndpointReport? {
-        guard body.count == bodyLength, body[1] == 0 else { return nil }
-        let addressLength: Int
-        switch body[0] {
-        case 4: addressLength = 4
-        case 6: addressLength = 16
+        guard body.count == bodyLength, body[1] == 0,
+              let address = WireAddress.load(from: body, familyAt: 0, addressAt: 4) else { return nil }
+        return EndpointReport(endpoint: IPEndpoint(address: address, port: UInt16(body[2]) << 8 | UInt16(body[3])))
+    }
+}
+
+/// An address as the endpoint report and the DNS offer carry it: a family byte (4 or 6) and 16 address bytes in
+/// network order, an IPv4 address in the first 4 and the rest zero.
+enum WireAddress {
+    static let addressLength = 16
+
+    static func store(_ address: IPAddress, into body: UnsafeMutableRawBufferPointer, familyAt family: Int, addressAt offset: Int) {
+        body[family] = address.isIPv4 ? 4 : 6
+        for index in 0..<addressLength { body[offset + index] = 0 }
+        for (index, byte) in address.bytes.enumerated() { body[offset + index] = byte }
+    }
+
+    /// Nil for an unknown family or an IPv4 address with bytes set past its 4.
+    static func load(from body: UnsafeRawBufferPointer, familyAt family: Int, addressAt offset: Int) -> IPAddress? {
+        let length: Int
+        switch body[family] {
+        case 4: length = 4
+        case 6: length = 16
         default: return nil
         }
-        guard body[(4 + addressLength)...].allSatisfy({ $0 == 0 }),
-              let address = IPAddress(bytes: body[4..<(4 + addressLength)]) else { return nil }
-        return EndpointReport(endpoint: IPEndpoint(address: address, port: UInt16(body[2]) << 8 | UInt16(body[3])))
+        guard body[(offset + length)..<(offset + addressLength)].allSatisfy({ $0 == 0 }) else { return nil }
+        return IPAddress(bytes: body[offset..<(offset + length)])
+    }
+}
+
+/// The resolvers and domains a server offers its clients' tunnels (PROTOCOL.md §5.4): servers reached through the
+/// tunnel, domains (a routing-only one written with a leading "~", "~." for every query) and whether the server asks
+/// for every query to go to them (nil: the client decides, as for its own `[dns]`). The client's profile decides
+/// whether to take it. On the wire: server count (1), domain count (1), flags (1: bit 0 = default route stated, bit 1
+/// = its value), reserved (1, zero); per server a family byte and 16 address bytes (`WireAddress`); per domain a
+/// length byte and that many bytes of letters, digits, '-', '_', '.' and a leading '~'. Nothing after the last domain.
+public struct DNSOffer: Equatable, Sendable {
+    /// Fits one datagram on a 1280-byte IPv6 path with room to spare (a larger control frame would be dropped on
+    /// exactly the paths a tunnel is used on).
+    public static let maximumBodyLength = 1024
+    public static let maximumServers = 16
+    public static let maximumDomains = 32
+    public static let maximumDomainLength = 254
+    static let headerLength = 4
+
+    public let servers: [IPAddress]
+    public let domains: [String]
+    public let defaultRoute: Bool?
+
+    /// Nil unless it can go on the wire: 1…`maximumServers` servers, at most `maximumDomains` domains of 1…254
+    /// characters of the allowed set, and a body of at most `maximumBodyLength` bytes.
+    public init?(servers: [IPAddress], domains: [String] = [], defaultRoute: Bool? = nil) {
+        guard (1...Self.maximumServers).contains(servers.count), domains.count <= Self.maximumDomains,
+              domains.allSatisfy(Self.isWireDomain) else { return nil }
+        self.servers = servers
+        self.domains = domains
+        self.defaultRoute = defaultRoute
+        guard bodyLength <= Self.maximumBodyLength else { return nil }
+    }
+
+    public var bodyLength: Int {
+        Self.headerLength + servers.count * (1 + WireAddress.addressLength) + domains.reduce(0) { $0 + 1 + $1.utf8.count }
+    }
+
+    /// The characters of a domain name, with '~' only in front; full domain-name rules are the receiver's to apply.
+    private static func isWireDomain(_ domain: String) -> Bool {
+        let bytes = Array(domain.utf8)
+        guard (1...maximumDomainLength).contains(bytes.count) else { return false }
+        return bytes.enumerated().allSatisfy { index, byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."): true
+            case UInt8(ascii: "~"): index == 0
+            default: false
+            }
+        }
+    }
+
+    func serialize(into body: UnsafeMutableRawBufferPointer) {
+        body[0] = UInt8(servers.count)
+        body[1] = UInt8(domains.count)
+        body[2] = defaultRoute.map { $0 ? 0b11 : 0b01 } ?? 0
+        body[3] = 0
+        var offset = Self.headerLength
+        for server in servers {
+            WireAddress.store(server, into: body, familyAt: offset, addressAt: offset + 1)
+            offset += 1 + WireAddress.addressLength
+        }
+        for domain in domains {
+            body[offset] = UInt8(domain.utf8.count)
+            offset += 1
+            for byte in domain.utf8 {
+                body[offset] = byte
+                offset += 1
+            }
+        }
+    }
+
+    /// Nil for anything but exactly the layout above: counts out of range, unknown flag bits or family, bytes
+    /// missing or left over, a domain with other characters.
+    static func parse(_ body: UnsafeRawBufferPointer) -> DNSOffer? {
+        guard body.count >= headerLength, body.count <= maximumBodyLength, body[3] == 0, body[2] & ~0b11 == 0,
+              body[2] != 0b10 else { return nil }
+        let serverCount = Int(body[0]), domainCount = Int(body[1])
+        var offset = headerLength
+        var servers: [IPAddress] = []
+        for _ in 0..<serverCount {
+            guard offset + 1 + WireAddress.addressLength <= body.count,
+                  let server = WireAddress.load(from: body, familyAt: offset, addressAt: offset + 1) else { return nil }
+            servers.append(server)
+            offset += 1 + WireAddress.addressLength
+        }
+        var domains: [String] = []
+        for _ in 0..<domainCount {
+            guard offset < body.count else { return nil }
+            let length = Int(body[offset])
+            guard offset + 1 + length <= body.count else { return nil }
+            domains.append(String(decoding: body[(offset + 1)..<(offset + 1 + length)], as: UTF8.self))
+            offset += 1 + length
+        }
+        guard offset == body.count else { return nil }
+        return DNSOffer(servers: servers, domains: domains, defaultRoute: body[2] & 1 == 0 ? nil : body[2] & 0b10 != 0)
     }
 }
 
@@ -182,6 +298,8 @@ public enum ControlFrame: Equatable, Sendable {
     /// A path-MTU probe, padded to `size` bytes of datagram, and its acknowledgement.
     case pathProbe(PathProbe)
     case pathProbeAck(PathProbe)
+    /// The resolvers and domains the server offers (server → client).
+    case dnsOffer(DNSOffer)
 
     public var frameType: FrameType {
         switch self {
@@ -195,13 +313,17 @@ public enum ControlFrame: Equatable, Sendable {
         case .endpointReport: .endpointReport
         case .pathProbe: .pathProbe
         case .pathProbeAck: .pathProbeAck
+        case .dnsOffer: .dnsOffer
         }
     }
 
     /// Body length of this frame: a probe's makes the whole datagram `size` bytes long.
     public var bodyLength: Int {
-        if case .pathProbe(let probe) = self { return max(PathProbe.headerLength, Int(probe.size) - WireLayout.transportOverhead) }
-        return frameType.fixedBodyLength ?? 0
+        switch self {
+        case .pathProbe(let probe): max(PathProbe.headerLength, Int(probe.size) - WireLayout.transportOverhead)
+        case .dnsOffer(let offer): offer.bodyLength
+        default: frameType.fixedBodyLength ?? 0
+        }
     }
 
     /// Writes the body at the start of `body` (which must hold `bodyLength` bytes); returns the length.
@@ -232,6 +354,8 @@ public enum ControlFrame: Equatable, Sendable {
             body.storeLE32(probe.id, at: 0)
             body[4] = UInt8(truncatingIfNeeded: probe.size); body[5] = UInt8(truncatingIfNeeded: probe.size >> 8)
             for index in 6..<bodyLength { body[index] = 0 }
+        case .dnsOffer(let offer):
+            offer.serialize(into: body)
         }
         return bodyLength
     }
@@ -252,11 +376,15 @@ public enum ControlFrame: Equatable, Sendable {
             }
             return .pathProbe(probe)
         }
+        if type == .dnsOffer {
+            guard let offer = DNSOffer.parse(body) else { throw .malformedFrame(type: type, length: body.count) }
+            return .dnsOffer(offer)
+        }
         guard let expected = type.fixedBodyLength, body.count == expected else {
             throw .malformedFrame(type: type, length: body.count)
         }
         switch type {
-        case .data, .pathProbe:  // a probe was parsed above
+        case .data, .pathProbe, .dnsOffer:  // a probe and an offer were parsed above
             throw .malformedFrame(type: type, length: body.count)
         case .keepalive:
             return .keepalive

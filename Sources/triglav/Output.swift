@@ -234,7 +234,8 @@ enum Render {
         if !manager.dnsServers.isEmpty {
             let scope = manager.dnsDomains.contains("~.") ? "all queries"
                 : manager.dnsDomains.isEmpty ? "no domains" : manager.dnsDomains.joined(separator: " ")
-            field("DNS", manager.dnsServers.joined(separator: " ") + " (\(scope))"
+            let source = manager.dnsSource == "server" ? ", offered by the server" : ""
+            field("DNS", manager.dnsServers.joined(separator: " ") + " (\(scope)\(source))"
                   + (manager.dnsError.isEmpty ? "" : " " + style.paint("NOT APPLIED", "31") + ": \(manager.dnsError)"))
         }
         // Sessions may all be up while the kernel refuses the tunnel's routes: say so, or "degraded" is a riddle.

@@ -55,6 +55,46 @@ import TriglavCore
         }
     }
 
+    @Test func fromServerDeclinesTheServersOfferWithoutServersOfItsOwn() throws {
+        var declining = DNSSettings()
+        declining.acceptsServerOffer = false
+        #expect(try Self.profile("from_server = false").dns == declining)
+        #expect(try Self.profile("servers = [\"10.77.0.1\"]\nfrom_server = false").dns.servers.count == 1)
+        #expect(try Self.profile("servers = [\"10.77.0.1\"]").dns.acceptsServerOffer)
+        let head = "[server]\nendpoint = \"203.0.113.5\"\npublic_key = \"\(ProfileTests.serverKey)\"\n[dns]\n"
+        let both = ProfileTests.diagnostics(head + "servers = [\"10.77.0.1\"]\nfrom_server = true")
+        #expect(both.map(\.keyPath) == ["dns.from_server"] && both.first?.reason.contains("remove one") == true, "\(both)")
+        let bare = ProfileTests.diagnostics(head)
+        #expect(bare.first?.reason.contains("from_server = false") == true, "\(bare)")
+    }
+
+    static func serverConfig(_ dns: String) -> String {
+        "role = \"server\"\n[server]\n[server.dns]\n" + dns
+    }
+
+    @Test func theServersOfferIsRead() throws {
+        let text = Self.serverConfig("servers = [\"10.77.0.1\"]\ndomains = [\"corp.example\", \"~.\"]")
+        let config = try ConfigLoader.parseDaemonConfig(text, file: "test.toml", roleOverride: nil)
+        let dns = try #require(config.server?.dns)
+        #expect(dns.servers.map(\.description) == ["10.77.0.1"])
+        #expect(dns.domains.map(\.description) == ["corp.example", "~."] && dns.defaultRoute == nil)
+        #expect(dns.offerLength == 4 + 17 + 13 + 3)
+        #expect(try ConfigLoader.parseDaemonConfig("role = \"server\"", file: "test.toml", roleOverride: nil).server?.dns == DNSSettings())
+    }
+
+    @Test func serverOffersThatCannotBeSentOrMeanNothingAreReported() {
+        let long = String(repeating: "a", count: 60) + "." + String(repeating: "b", count: 60) + ".example"
+        let domains = (0..<8).map { "\"d\($0).\(long)\"" }.joined(separator: ", ")
+        expectSingleDiagnostic(Self.serverConfig("servers = [\"10.77.0.1\"]\ndomains = [\(domains)]"),
+                               at: "server.dns.domains", containing: "more than the 1024")
+        let many = (0..<33).map { "\"d\($0).example\"" }.joined(separator: ", ")
+        expectSingleDiagnostic(Self.serverConfig("servers = [\"10.77.0.1\"]\ndomains = [\(many)]"),
+                               at: "server.dns.domains", containing: "at most 32")
+        expectSingleDiagnostic(Self.serverConfig("domains = [\"corp.example\"]"), at: "server.dns.servers", containing: "missing")
+        expectSingleDiagnostic(Self.serverConfig("servers = [\"10.77.0.1\"]\nfrom_server = false"),
+                               at: "server.dns.from_server", containing: "unknown key")
+    }
+
     @Test func tooManyServersAreRefused() {
         let servers = (1...17).map { "\"10.77.0.\($0)\"" }.joined(separator: ", ")
         #expect(throws: TriglavConfigError.self) { try Self.profile("servers = [\(servers)]") }

@@ -5,6 +5,7 @@ import TriglavCrypto
 import TriglavDataPlane
 @testable import TriglavMultipath
 import TriglavNetlink
+import struct TriglavProtocol.DNSOffer
 import TriglavSystemd
 @testable import TriglavDaemon
 
@@ -26,6 +27,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
         var unrouted: Set<String> = []
         /// The kernel's refusal of the assigned addresses/routes, as the data plane reports it while retrying.
         var routingFailure: String?
+        var dnsOffer: DNSOffer?
         /// Byte counters of established uplinks that aren't the default 1000 sent / 2000 received.
         var traffic: [String: (transmitted: UInt64, received: UInt64)] = [:]
         /// Receive rates of established uplinks that aren't the default 40 Mbit/s.
@@ -103,7 +105,7 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
 
     func snapshot() -> ClientTunnelSnapshot {
         record.withLock { record in
-            ClientTunnelSnapshot(assignment: record.assignment, uplinks: record.uplinks.map { name in
+            var result = ClientTunnelSnapshot(assignment: record.assignment, uplinks: record.uplinks.map { name in
                 let up = record.established.contains(name)
                 var uplink = ClientTunnelSnapshot.Uplink(interface: name, state: up ? .established : .handshaking,
                              transmittedBytes: up ? record.traffic[name]?.transmitted ?? 1000 : 0,
@@ -121,7 +123,14 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
                 (uplink.segmentedDatagrams, uplink.coalescedDatagrams) = up ? (30, 40) : (0, 0)
                 return uplink
             }, routingFailure: record.routingFailure)
+            result.dnsOffer = record.dnsOffer
+            return result
         }
+    }
+
+    /// What the server offers as DNS from now on (its DNS-offer frame), or nil.
+    func setDNSOffer(_ offer: DNSOffer?) {
+        record.withLock { $0.dnsOffer = offer }
     }
 
     /// The data plane's routing report: the kernel refused the assignment (`message`), or it applied (nil).

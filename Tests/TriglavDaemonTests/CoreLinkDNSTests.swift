@@ -1,8 +1,9 @@
 import Foundation
 import Synchronization
 import Testing
-import TriglavConfig
+@testable import TriglavConfig
 import TriglavCore
+import struct TriglavProtocol.DNSOffer
 import TriglavTestSupport
 @testable import TriglavDaemon
 
@@ -124,6 +125,86 @@ import TriglavTestSupport
         #expect(manager.status.dnsServers.isEmpty)
         try manager.disconnect()
         #expect(dns.all.count == 2, "\(dns.all)")
+    }
+
+    @Test func whatTheServerConfigAllowsFitsTheProtocolsOffer() throws {
+        #expect(ConfigDefaults.offeredDNSMaximumBytes == DNSOffer.maximumBodyLength)
+        #expect(ConfigDefaults.offeredDNSDomainsMaximum == DNSOffer.maximumDomains)
+        #expect(ConfigDefaults.dnsServersMaximum == DNSOffer.maximumServers)
+        let settings = DNSSettings(servers: [try #require(IPAddress("10.77.0.1")), try #require(IPAddress("fd77::1"))],
+                                   domains: [try DNSDomain("corp.example"), try DNSDomain("~.")], defaultRoute: false)
+        var config = DaemonConfig()
+        config.server = ServerSettings()
+        config.server?.dns = settings
+        let offer = try #require(ServerTunnelPlan(config: config).dnsOffer)
+        #expect(offer.bodyLength == settings.offerLength)
+        #expect(offer.domains == ["corp.example", "~."] && offer.defaultRoute == false)
+        #expect(ServerTunnelPlan(config: DaemonConfig()).dnsOffer == nil)
+    }
+
+    static func offer(_ server: String = "10.77.0.53", domains: [String] = ["corp.example"]) throws -> DNSOffer {
+        let address = try #require(IPAddress(server))
+        return try #require(DNSOffer(servers: [address], domains: domains))
+    }
+
+    @Test func aProfileWithoutDNSTakesTheServersOfferAndFollowsItsChanges() throws {
+        let dns = RecordingLinkDNS()
+        let (manager, factory, _, _) = try Fixtures.clientManager(profiles: [try Fixtures.profile()], linkDNS: dns)
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.isEmpty && manager.status.dnsSource == "")
+        tunnel.setDNSOffer(try Self.offer(domains: ["corp.example", "-bad.example"]))
+        manager.refresh()
+        manager.drainResolutions()
+        guard case .apply(let applied, let interface)? = dns.all.last else { Issue.record("\(dns.all)"); return }
+        #expect(interface == "triglav0" && dns.all.count == 1)
+        #expect(applied.servers.map(\.description) == ["10.77.0.53"])
+        // Decided as for a profile's [dns]: a full tunnel takes every query; a domain that is none is left out.
+        #expect(applied.defaultRoute && applied.domains.map(\.description) == ["corp.example", "~."])
+        #expect(manager.status.dnsServers == ["10.77.0.53"] && manager.status.dnsSource == "server")
+        // The same offer again (every keepalive answer carries it) changes nothing; a new one replaces it.
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 1)
+        tunnel.setDNSOffer(try Self.offer("10.77.0.54", domains: []))
+        manager.refresh()
+        manager.drainResolutions()
+        guard case .apply(let replaced, _)? = dns.all.last else { Issue.record("\(dns.all)"); return }
+        #expect(dns.all.count == 2 && replaced.servers.map(\.description) == ["10.77.0.54"])
+        try manager.disconnect()
+        #expect(dns.all.last == .revert("triglav0") && manager.status.dnsSource == "")
+    }
+
+    @Test func aProfilesOwnServersOrFromServerFalseDeclineTheOffer() throws {
+        let dns = RecordingLinkDNS()
+        var declining = try Fixtures.profile()
+        declining.dns.acceptsServerOffer = false
+        let (manager, factory, _, store) = try Fixtures.clientManager(profiles: [try Self.profile()], linkDNS: dns)
+        try manager.connect(profile: "home")
+        try #require(factory.last).setDNSOffer(try Self.offer())
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 1 && manager.status.dnsServers == ["10.77.0.1", "fd77::1"])
+        #expect(manager.status.dnsSource == "profile")
+        // Removing the profile's [dns] by a reload hands the link the server's offer instead.
+        store.set(try Fixtures.profile())
+        try manager.reload()
+        guard case .apply(let offered, _)? = dns.all.last else { Issue.record("\(dns.all)"); return }
+        #expect(offered.servers.map(\.description) == ["10.77.0.53"] && manager.status.dnsSource == "server")
+        // from_server = false: the link's DNS is taken back, and later offers are not used.
+        store.set(declining)
+        try manager.reload()
+        #expect(dns.all.last == .revert("triglav0") && manager.status.dnsServers.isEmpty && manager.status.dnsSource == "")
+        let calls = dns.all.count
+        try manager.disconnect()
+        try manager.connect(profile: "home")
+        try #require(factory.last).setDNSOffer(try Self.offer())
+        manager.refresh()
+        manager.drainResolutions()
+        try manager.disconnect()
+        #expect(dns.all.count == calls, "\(dns.all)")
     }
 }
 

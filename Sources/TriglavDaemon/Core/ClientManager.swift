@@ -264,19 +264,19 @@ public final class ClientManager: Sendable {
             var inPlace = current.plan
             inPlace.scheduler = plan.scheduler
             inPlace.dns = plan.dns
+            inPlace.acceptsServerDNS = plan.acceptsServerDNS
             if plan == current.plan {
                 logger.info("configuration reloaded; connection unchanged")
             } else if plan == inPlace {
                 if plan.scheduler != current.plan.scheduler { current.tunnel.setScheduler(plan.scheduler) }
-                state.withLock { state in
+                let dnsChanged = state.withLock { state -> Bool in
                     state.updateConnection { $0.plan = plan }
                     publish(&state)
+                    return state.connection.map { $0.wantedDNS != $0.appliedDNS } ?? false
                 }
-                if plan.dns != current.plan.dns {
-                    if plan.dns == nil { revertDNS(current) }
-                    applyDNS(plan)
-                }
-                logger.info("configuration reloaded; scheduler \(plan.scheduler), DNS \(plan.dns?.summary ?? "left to the system")")
+                if dnsChanged { syncDNS() }
+                let dns = state.withLock { $0.connection?.wantedDNS?.summary } ?? "left to the system"
+                logger.info("configuration reloaded; scheduler \(plan.scheduler), DNS \(dns)")
             } else {
                 logger.notice("configuration reloaded; connection settings changed, rebuilding the tunnel")
                 _ = try teardown()
@@ -291,7 +291,7 @@ public final class ClientManager: Sendable {
     public func refresh() {
         defer { saveDataCaps(force: false) }
         let now = uptime()
-        var dnsRetry: UInt64?
+        var dnsSync: UInt64?
         let due = state.withLock { state -> NameResolution? in
             var due: NameResolution?
             if case .resolving(var pending) = state.phase, !pending.isAttempting, now >= pending.nextAttempt {
@@ -312,9 +312,14 @@ public final class ClientManager: Sendable {
                connection.serverNameWatch.observe(reachable: connection.reachesServer, now: now) {
                 due = .connectedServer(generation: connection.generation)
             }
+            let offered = connection.statistics?.dnsOffer.flatMap { LinkDNS(offer: $0, fullTunnel: connection.plan.routing == .fullTunnel) }
+            if offered != connection.offeredDNS {
+                connection.offeredDNS = offered
+                if connection.wantedDNS != connection.appliedDNS { dnsSync = connection.generation }
+            }
             if let retryAt = connection.dnsRetryAt, now >= retryAt {
                 connection.dnsRetryAt = nil
-                dnsRetry = connection.generation
+                dnsSync = connection.generation
             }
             state.phase = .active(connection)
             reconcile(&state)
@@ -322,22 +327,22 @@ public final class ClientManager: Sendable {
             return due
         }
         if let due { resolutions.async { [weak self] in self?.resolve(due) } }
-        if let dnsRetry { resolutions.async { [weak self] in self?.retryDNS(generation: dnsRetry) } }
+        if let dnsSync { resolutions.async { [weak self] in self?.syncDNS(generation: dnsSync) } }
     }
 
     /// How long after a failed hand-over to the resolver it is tried again (systemd-resolved started later, or was
     /// restarted), while the connection lasts.
     static let dnsRetryInterval: Duration = .seconds(10)
 
-    /// Hands the connection's DNS to the resolver again after a failure (on the resolutions queue: it blocks on D-Bus).
-    private func retryDNS(generation: UInt64) {
+    /// `syncDNS` for the connection of `generation` (on the resolutions queue: it blocks on D-Bus), after a failure or
+    /// when the server's offer changed what the link should have.
+    private func syncDNS(generation: UInt64) {
         lifecycle.withLock { _ in
-            let plan = state.withLock { state -> ClientTunnelPlan? in
-                guard case .active(let connection) = state.phase, connection.generation == generation,
-                      !connection.dnsFailure.isEmpty else { return nil }
-                return connection.plan
+            let due = state.withLock { state -> Bool in
+                guard case .active(let connection) = state.phase, connection.generation == generation else { return false }
+                return !connection.dnsFailure.isEmpty || connection.wantedDNS != connection.appliedDNS
             }
-            if let plan { applyDNS(plan) }
+            if due { syncDNS() }
         }
     }
 
@@ -548,7 +553,8 @@ public final class ClientManager: Sendable {
             probeInterval: config.uplinks.heartbeatInterval, reorderHold: settings.multipath.reorderMaxHold,
             redundantCopies: settings.multipath.redundantCopies, udpRetryInterval: config.uplinks.udpRetryInterval,
             resendRequests: settings.multipath.resendRequests, pacing: settings.multipath.pacing,
-            dns: LinkDNS(settings.dns, fullTunnel: settings.routing.fullTunnel))
+            dns: LinkDNS(settings.dns, fullTunnel: settings.routing.fullTunnel),
+            acceptsServerDNS: settings.dns.servers.isEmpty && settings.dns.acceptsServerOffer)
     }
 
     /// `nat_keepalive_s = 0`: the data plane always has an interval, so make it one that never fires.
@@ -599,7 +605,7 @@ public final class ClientManager: Sendable {
             reconcile(&state)
             publish(&state)
         }
-        applyDNS(plan)
+        syncDNS()
     }
 
     private func startTunnel(_ plan: ClientTunnelPlan) throws(TriglavDaemonError) -> any ClientTunnelDriving {
@@ -610,30 +616,38 @@ public final class ClientManager: Sendable {
         return tunnel
     }
 
-    /// Hands the plan's `[dns]` to the resolver (with the lifecycle lock held, not the state lock: it blocks on
-    /// D-Bus). A failure leaves the tunnel up, is shown as `DNSError` and is tried again every `dnsRetryInterval`
-    /// (logged as a warning when the reason is new).
-    private func applyDNS(_ plan: ClientTunnelPlan) {
+    /// Brings the tunnel link's DNS in line with what the active connection wants (`Connection.wantedDNS`: the
+    /// profile's `[dns]`, else the server's offer): hands it to the resolver, or takes it back when nothing is wanted any
+    /// more. With the lifecycle lock held, not the state lock: it blocks on D-Bus. A failure leaves the tunnel up, is
+    /// shown as `DNSError` and is tried again every `dnsRetryInterval` (logged as a warning when the reason is new).
+    private func syncDNS() {
+        guard let connection = state.withLock({ state -> Connection? in
+            guard case .active(let connection) = state.phase else { return nil }
+            return connection
+        }) else { return }
+        let plan = connection.plan
+        let wanted = connection.wantedDNS
         var failure = ""
-        if let dns = plan.dns {
+        if let wanted {
             do throws(TriglavDaemonError) {
-                try linkDNS.apply(dns, to: plan.tunnelInterface)
-                logger.info("DNS on \(plan.tunnelInterface): \(dns.summary)")
+                try linkDNS.apply(wanted, to: plan.tunnelInterface)
+                logger.info("DNS on \(plan.tunnelInterface) (\(connection.dnsSource)): \(wanted.summary)")
             } catch {
                 failure = error.description
             }
+        } else {
+            revertDNS(connection)
         }
         let retryAt = failure.isEmpty ? nil : uptime() + Self.dnsRetryInterval
-        let previous = state.withLock { state -> String? in
-            guard case .active(let connection) = state.phase else { return nil }
+        state.withLock { state in
             state.updateConnection {
+                $0.appliedDNS = wanted
                 $0.dnsFailure = failure
                 $0.dnsRetryAt = retryAt
             }
             publish(&state)
-            return connection.dnsFailure
         }
-        if !failure.isEmpty && failure != previous {
+        if !failure.isEmpty && failure != connection.dnsFailure {
             logger.warning("DNS of profile \(plan.profile) not applied (retrying every \(Self.dnsRetryInterval)): \(failure)",
                            metadata: ["profile": "\(plan.profile)"])
         }
@@ -643,7 +657,7 @@ public final class ClientManager: Sendable {
     /// taken); failing then is expected (resolved still not there) and logged at debug level only.
     private func revertDNS(_ connection: Connection) {
         let plan = connection.plan
-        guard plan.dns != nil else { return }
+        guard connection.appliedDNS != nil else { return }
         do throws(TriglavDaemonError) { try linkDNS.revert(plan.tunnelInterface) } catch {
             if !connection.dnsFailure.isEmpty {
                 logger.debug("DNS on \(plan.tunnelInterface) not reverted (it wasn't applied either): \(error)")
@@ -953,10 +967,24 @@ extension ClientManager {
         /// Counters of uplinks that left the tunnel, so the totals never go backwards.
         var retiredTransmitted: UInt64 = 0
         var retiredReceived: UInt64 = 0
-        /// Why the plan's DNS isn't in the system resolver; "" when applied or when the profile has none.
+        /// The server's DNS offer as the link would get it; used when the profile has no `[dns] servers` of its own
+        /// and doesn't decline it (`ClientTunnelPlan.acceptsServerDNS`).
+        var offeredDNS: LinkDNS?
+        /// What was last handed to the resolver (even if it failed: part of it may have been taken); nil: nothing.
+        var appliedDNS: LinkDNS?
+        /// Why `wantedDNS` isn't in the system resolver; "" when applied or when there is none.
         var dnsFailure = ""
         /// When to hand it over again after a failure (`refresh()`); nil while applied, or while a retry is under way.
         var dnsRetryAt: Duration?
+
+        /// What the tunnel's link should have in the resolver: the profile's `[dns]`, else the server's offer.
+        var wantedDNS: LinkDNS? { plan.dns ?? (plan.acceptsServerDNS ? offeredDNS : nil) }
+
+        /// Where `wantedDNS` comes from (Manager1.DNSSource).
+        var dnsSource: DNSSource {
+            if plan.dns != nil { return .profile }
+            return plan.acceptsServerDNS && offeredDNS != nil ? .server : .none
+        }
 
         func uplinkStatistics(_ interface: String) -> ClientTunnelSnapshot.Uplink? {
             statistics?.uplinks.first { $0.interface == interface }
@@ -1262,9 +1290,9 @@ extension ClientManager {
                 scheduler: scheduler, transmittedBytes: connection?.transmittedBytes ?? 0,
                 receivedBytes: connection?.receivedBytes ?? 0, uplinks: records.values.map(\.number).sorted(),
                 routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason,
-                dnsServers: connection?.plan.dns?.servers.map(\.description) ?? [],
-                dnsDomains: connection?.plan.dns?.domains.map(\.description) ?? [],
-                dnsError: connection?.dnsFailure ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
+                dnsServers: connection?.wantedDNS?.servers.map(\.description) ?? [],
+                dnsDomains: connection?.wantedDNS?.domains.map(\.description) ?? [],
+                dnsError: connection?.dnsFailure ?? "", dnsSource: connection?.dnsSource.rawValue ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {

@@ -148,12 +148,14 @@ public struct ClientManagerStatus: Sendable, Equatable {
     /// Why the connection is `connecting` without a tunnel yet: waiting for its server name to resolve (the last
     /// resolver error and the failed attempts); "" otherwise.
     public var stateReason: String = ""
-    /// The profile's `[dns]` resolvers on the TUN's link, and its domains (`~` routing-only, `~.` every query); empty
-    /// when disconnected or when the profile leaves DNS to the system.
+    /// The resolvers on the TUN's link (the profile's `[dns]`, else the server's offer), and its domains (`~`
+    /// routing-only, `~.` every query); empty when disconnected or when DNS is left to the system.
     public var dnsServers: [String] = []
     public var dnsDomains: [String] = []
     /// Why those aren't in systemd-resolved (not running, refused); "" when they are.
     public var dnsError: String = ""
+    /// `DNSSource.rawValue`: "profile", "server" or "".
+    public var dnsSource: String = ""
     /// The TUN's current MTU (it follows the uplinks' path MTUs); 0 when disconnected or not set yet.
     public var tunnelMTU: Int = 0
 }

@@ -1,5 +1,13 @@
 public import TriglavConfig
 public import TriglavCore
+public import struct TriglavProtocol.DNSOffer
+
+/// Where the tunnel link's DNS comes from (Manager1.DNSSource): the profile's `[dns]`, the server's offer, or nowhere.
+public enum DNSSource: String, Sendable {
+    case profile
+    case server
+    case none = ""
+}
 
 /// What the tunnel's link gets in the system resolver while connected: a profile's `[dns]` with its default route
 /// decided: the profile's `default_route`, else on for a full tunnel, and for a split tunnel that lists no domains
@@ -20,6 +28,13 @@ public struct LinkDNS: Sendable, Equatable {
             || settings.domains.contains { $0.name == Self.root.name }
         domains = settings.domains.filter { $0.name != Self.root.name }
         if defaultRoute { domains.append(Self.root) }
+    }
+
+    /// The server's offer as the link gets it, its default route decided as for a profile's `[dns]` (on for a full
+    /// tunnel unless the server says otherwise). Domains the offer carries that are no domain names are left out.
+    public init?(offer: DNSOffer, fullTunnel: Bool) {
+        self.init(DNSSettings(servers: offer.servers, domains: offer.domains.compactMap { try? DNSDomain($0) },
+                              defaultRoute: offer.defaultRoute), fullTunnel: fullTunnel)
     }
 
     private static let root: DNSDomain = {

@@ -5,6 +5,7 @@ public import TriglavCrypto
 public import TriglavDataPlane
 public import TriglavMultipath
 public import TriglavNetlink
+public import struct TriglavProtocol.DNSOffer
 
 /// A client tunnel's own counters, from its statistics (monotonic while the tunnel lives).
 public struct ClientTunnelCounters: Sendable, Equatable {
@@ -139,6 +140,8 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
     public var counters = ClientTunnelCounters()
     /// The TUN's current MTU (0 until the data plane set it).
     public var tunnelMTU = 0
+    /// The resolvers and domains the server offers (its `[server.dns]`); nil while it offered none.
+    public var dnsOffer: DNSOffer?
 
     public init(assignment: TunnelAddresses? = nil, uplinks: [Uplink] = [], routingFailure: String? = nil) {
         self.assignment = assignment
@@ -187,6 +190,7 @@ extension ClientTunnel: ClientTunnelDriving {
             return snapshot
         }, routingFailure: statistics.routingFailure)
         result.tunnelMTU = statistics.tunnelMTU
+        result.dnsOffer = statistics.dnsOffer
         result.counters.droppedNoUplink = statistics.droppedNoUplink
         result.counters.resentPackets = statistics.resentPackets
         result.counters.readPackets = statistics.readPackets
@@ -354,6 +358,9 @@ public struct ClientTunnelPlan: Sendable, Equatable {
     public var pacing: Bool
     /// The profile's `[dns]` for the TUN's link (the manager hands it to systemd-resolved; the data plane ignores it).
     public var dns: LinkDNS?
+    /// Whether the server's DNS offer goes to the link instead: the profile names no servers and doesn't say
+    /// `from_server = false`.
+    public var acceptsServerDNS: Bool
 
     public init(profile: ProfileName, configuredEndpoint: RemoteEndpoint, server: IPEndpoint,
                 serverKey: IdentityPublicKey, privateKeyPath: String, tunnelInterface: InterfaceName,
@@ -363,8 +370,9 @@ public struct ClientTunnelPlan: Sendable, Equatable {
                 keepaliveInterval: Duration = .seconds(25),
                 probeInterval: Duration = .seconds(1), reorderHold: Duration = .milliseconds(30),
                 redundantCopies: Int? = nil, udpRetryInterval: Duration = .seconds(120), resendRequests: Bool = true,
-                pacing: Bool = true, dns: LinkDNS? = nil) {
+                pacing: Bool = true, dns: LinkDNS? = nil, acceptsServerDNS: Bool = false) {
         self.dns = dns
+        self.acceptsServerDNS = acceptsServerDNS
         self.routingTable = routingTable
         self.rulePriority = rulePriority
         self.exclude = exclude
@@ -413,6 +421,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
     public var resendRequests: Bool
     /// `[multipath] pacing`: the server paces every client's downloads.
     public var pacing: Bool
+    /// `[server.dns]` as the protocol offers it to every client; nil: none.
+    public var dnsOffer: DNSOffer?
 
     public init(config: DaemonConfig) {
         let server = config.server ?? ServerSettings()
@@ -427,6 +437,8 @@ public struct ServerTunnelPlan: Sendable, Equatable {
         heartbeatInterval = server.heartbeatInterval
         resendRequests = config.multipath.resendRequests
         pacing = config.multipath.pacing
+        dnsOffer = DNSOffer(servers: server.dns.servers, domains: server.dns.domains.map(\.description),
+                            defaultRoute: server.dns.defaultRoute)
     }
 
     /// The addresses a client gets: its configured addresses with the length of the server's prefixes.
@@ -509,6 +521,7 @@ public struct LiveServerTunnelFactory: ServerTunnelFactory {
         configuration.masquerade = plan.masquerade
         configuration.outboundInterface = plan.outboundInterface
         configuration.heartbeatInterval = plan.heartbeatInterval
+        configuration.dnsOffer = plan.dnsOffer
         if !plan.resendRequests { configuration.multipath.requestsResends = false }
         if !plan.pacing { configuration.pacing = false }
         if let mtu = plan.mtu { configuration.mtu = mtu }

@@ -410,6 +410,19 @@ final class ClientNetworkPump: @unchecked Sendable {
             case .endpointReport:
                 guard case .endpointReport(let report)? = try? ControlFrame.parse(type: .endpointReport, body: body) else { return }
                 noteEndpointReport(report.endpoint, slot: slot, state: &state)
+            case .dnsOffer:
+                let offer: DNSOffer
+                do throws(ProtocolError) {
+                    guard case .dnsOffer(let parsed) = try ControlFrame.parse(type: .dnsOffer, body: body) else { return }
+                    offer = parsed
+                } catch {
+                    tunnel.log(debug: "dropped a malformed DNS offer from the server: \(error)")
+                    return
+                }
+                guard offer != state.dnsOffer else { return }
+                state.dnsOffer = offer
+                let domains = offer.domains.isEmpty ? "" : "; domains \(offer.domains.joined(separator: ", "))"
+                tunnel.log(info: "the server offers DNS \(offer.servers.map(\.description).joined(separator: ", "))\(domains)")
             case .pathProbeAck:
                 guard case .pathProbeAck(let ack)? = try? ControlFrame.parse(type: .pathProbeAck, body: body),
                       var search = state.uplinks[slot]?.mtuSearch, let interface = state.uplinks[slot]?.interface else { return }

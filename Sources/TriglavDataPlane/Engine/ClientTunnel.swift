@@ -376,6 +376,7 @@ public final class ClientTunnel: Sendable {
                 reorder: state.engine.reorderStatistics, routingFailure: state.routingFailure)
             statistics.tunnelMTU = state.appliedMTU
             statistics.mssClamped = state.mssClamped
+            statistics.dnsOffer = state.dnsOffer
             return statistics
         }
     }
@@ -774,6 +775,8 @@ struct ClientState: @unchecked Sendable {
     var serverAddress: sockaddr_storage
     var serverAddressLength: socklen_t
     var assignment: TunnelAddresses?
+    /// The server's DNS offer, as it last answered a keepalive with one (it answers each while it has one).
+    var dnsOffer: DNSOffer?
     /// Why the current assignment's addresses and routes couldn't be applied (retried); nil once applied.
     var routingFailure: String?
     /// The tunnel this client belongs to on the server, and the token later uplinks and rekeys present.

@@ -452,9 +452,13 @@ final class ServerNetworkPump: @unchecked Sendable {
                 while let released = state.tunnels[tunnelID]?.engine.nextDelivery(now: now) { deliveries.append((tunnelID, released)) }
             case .keepalive:
                 // The client keepalives after every handshake and on idle uplinks: tell it where its packets come
-                // from, so it can tell a NAT on the way (and a NAT mapping that changed) from a direct path.
+                // from, so it can tell a NAT on the way (and a NAT mapping that changed) from a direct path. And the
+                // DNS offer: every new session confirms with a keepalive, so a lost offer comes again with the next.
                 reportEndpoint(&source, session: receiver, now: now, state: &state)
-            case .endpointReport, .pathProbeAck:
+                if let offer = server.configuration.dnsOffer {
+                    sendControl(.dnsOffer(offer), session: receiver, now: now, state: &state)
+                }
+            case .endpointReport, .pathProbeAck, .dnsOffer:
                 break  // server → client only (the server doesn't search its paths' MTU)
             case .pathProbe:
                 // The client searches its uplink's path MTU: the probe arrived whole, so its size passes.

@@ -51,6 +51,9 @@ public struct ServerTunnelConfiguration: Sendable {
     /// Where the forwarding and accept_ra values the server changed are recorded, so a start after a crash puts them
     /// back (`SysctlJournal`); nil records nothing. One server per state directory.
     public var stateDirectory: String? = DataPlaneStateDirectory.default
+    /// Resolvers and domains offered to every client (`[server.dns]`), sent answering each client keepalive; nil:
+    /// none offered.
+    public var dnsOffer: DNSOffer?
     /// A session silent this long is forgotten.
     public var sessionTimeout: Duration = .seconds(120)
     /// Multipath settings of every client tunnel (the server schedules the download direction). The

@@ -1,5 +1,6 @@
 import TriglavCore
 import TriglavMultipath
+import TriglavProtocol
 
 /// One client uplink, as a snapshot: the data plane's counters and the multipath engine's view.
 public struct UplinkStatus: Sendable, Equatable {
@@ -115,6 +116,8 @@ public struct ClientTunnelStatistics: Sendable, Equatable {
     public var tunnelMTU = 0
     /// TCP SYNs and SYN-ACKs whose MSS option was lowered to fit the tunnel, both directions ("MSS clamp").
     public var mssClamped: UInt64 = 0
+    /// The resolvers and domains the server last offered (`[server.dns]`); nil while it offered none.
+    public var dnsOffer: DNSOffer? = nil
 }
 
 /// A snapshot of a server tunnel.
