@@ -49,8 +49,8 @@ struct ConfigCheck {
         for name in profileNames(&valid) {
             do {
                 let profile = try ConfigLoader.loadProfile(named: name, directory: profileDirectory)
-                let dns = profile.dns.servers.isEmpty ? ""
-                    : ", DNS " + (profile.dns.servers.map(\.description) + profile.dns.domains.map(\.description)).joined(separator: " ")
+                let dns = profile.dns.servers.isEmpty ? (profile.dns.acceptsServerOffer ? "" : ", DNS declined from the server")
+                    : ", DNS " + Self.listing(profile.dns)
                 print("OK: \(profileDirectory)/\(name).toml (profile \(name): server \(profile.endpoint)\(dns))")
             } catch {
                 printToStandardError(error.description)
@@ -111,9 +111,15 @@ struct ConfigCheck {
             let server = config.server ?? ServerSettings()
             let prefixes = ([server.tunnelIPv4] + (server.tunnelIPv6.map { [$0] } ?? [])).map(\.description)
             let clients = server.clients.count == 1 ? "1 client" : "\(server.clients.count) clients"
+            let dns = server.dns.servers.isEmpty ? "" : ", offering DNS " + listing(server.dns)
             return "role server: listening on \(server.listen.map(\.description).joined(separator: ", ")), "
-                + "tunnel \(prefixes.joined(separator: ", ")), \(clients)"
+                + "tunnel \(prefixes.joined(separator: ", ")), \(clients)\(dns)"
         }
+    }
+
+    /// "10.77.0.1 corp.example ~." for the OK lines.
+    private static func listing(_ dns: DNSSettings) -> String {
+        (dns.servers.map(\.description) + dns.domains.map(\.description)).joined(separator: " ")
     }
 }
 

@@ -219,6 +219,8 @@ import TriglavCore
         try FileManager.default.createDirectory(atPath: profiles, withIntermediateDirectories: false)
         let serverKey = try Tool.triglav.run(["keygen", directory.file("s.key")]).stdout.trimmingCharacters(in: .newlines)
         try directory.write("profiles/home.toml", "[server]\nendpoint = \"vpn.example.net\"\npublic_key = \"\(serverKey)\"\n")
+        try directory.write("profiles/solo.toml", "[server]\nendpoint = \"203.0.113.9\"\npublic_key = \"\(serverKey)\"\n"
+                            + "[dns]\nfrom_server = false\n")
         try directory.write("profiles/work.toml", "[server]\nendpoint = \"203.0.113.9:99999\"\npublic_key = \"\(serverKey)\"\n")
         try directory.write("profiles/office.toml", "[server]\nendpoint = \"203.0.113.9\"\npublic_key = \"\(serverKey)\"\n"
                             + "[dns]\nservers = [\"10.77.0.1\"]\ndomains = [\"corp.example\", \"~lab.example\"]\n")
@@ -232,12 +234,24 @@ import TriglavCore
         #expect(all.stdout.contains("OK: \(profiles)/home.toml"))
         #expect(all.stdout.contains("OK: \(profiles)/office.toml (profile office: server 203.0.113.9:7443, DNS 10.77.0.1 corp.example ~lab.example)"),
                 "\(all)")
+        #expect(all.stdout.contains("OK: \(profiles)/solo.toml (profile solo: server 203.0.113.9:7443, DNS declined from the server)"),
+                "\(all)")
         #expect(all.stderr == "\(profiles)/work.toml: server.endpoint: invalid endpoint '203.0.113.9:99999': "
             + "port must be 1 to 65535\n", "\(all)")
 
         let missing = try Tool.triglavd.run(["--check-config", config, "--profile-dir", profiles, "--profile", "away"])
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("\(profiles)/away.toml: no such profile 'away'"), "\(missing)")
+    }
+
+    @Test func checkConfigNamesTheDNSAServerOffers() throws {
+        let directory = try ScratchDirectory()
+        defer { directory.remove() }
+        let config = try directory.write("triglavd.toml", "role = \"server\"\nprivate_key = \"\(directory.file("absent.key"))\"\n"
+                                         + "[server]\nlisten = [\"203.0.113.1:7443\"]\n[server.dns]\nservers = [\"10.77.0.1\"]\ndomains = [\"~.\"]\n")
+        let result = try Tool.triglavd.run(["--check-config", config])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.contains("0 clients, offering DNS 10.77.0.1 ~.)"), "\(result)")
     }
 
     @Test func triglavdRejectsBadFlagsClearly() throws {

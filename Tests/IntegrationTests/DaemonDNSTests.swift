@@ -77,3 +77,58 @@ extension DaemonTests {
         #expect(calls().hasPrefix("SetLinkDNS "), "\(calls())")
     }
 }
+
+extension DaemonTests {
+    /// The server's `[server.dns]` on the real daemons: offered in the DNS-offer frame, handed to (a stand-in for)
+    /// systemd-resolved by a client whose profile has no `[dns]`, shown as such on the bus and in status; a profile
+    /// that says `from_server = false` takes it back on reload.
+    @Test("the server's [server.dns] reaches resolved on a client without [dns]; from_server = false declines it")
+    func serverOfferedDNSGoesToResolvedUnlessTheProfileDeclines() throws {
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        try lab.startBus()
+        let server = try String(contentsOfFile: "\(lab.directory)/server.toml", encoding: .utf8)
+        try lab.write("server.toml", server.replacingOccurrences(of: "[server.nat]", with: """
+            [server.dns]
+            servers = ["\(DaemonLab.serverTunnelAddress)"]
+            domains = ["~lab.example"]
+            default_route = false
+            [server.nat]
+            """))
+        let resolvedLog = "\(lab.directory)/resolved-calls.log"
+        _ = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address "
+                          + "\(lab.busAddress ?? "") --fake-resolved \(resolvedLog)", logName: "resolved")
+        _ = try pollUntil(timeout: 10, { lab.log("resolved") }, isDone: { $0.contains("READY") })
+        let (_, serverNotify) = try lab.startServer(onBus: false)
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        let (client, clientNotify) = try lab.startClient()
+        try clientNotify.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+
+        let index = try lab.exec(lab.client, "cat /sys/class/net/tgc0/ifindex").trimmingCharacters(in: .whitespacesAndNewlines)
+        func calls() -> String { (try? String(contentsOfFile: resolvedLog, encoding: .utf8)) ?? "" }
+        let applied = try pollUntil(timeout: 5, calls, isDone: { $0.contains("SetLinkDefaultRoute") })
+        #expect(applied == """
+            SetLinkDNS \(index) \(DaemonLab.serverTunnelAddress)
+            SetLinkDomains \(index) ~lab.example
+            SetLinkDefaultRoute \(index) false
+
+            """, "client log:\n\(lab.log("client"))")
+        let manager = "org.triglav /org/triglav org.triglav.Manager1"
+        #expect(try lab.busctl("get-property \(manager) DNSSource") == "s \"server\"\n")
+        #expect(try lab.busctl("get-property \(manager) DNSServers") == "as 1 \"\(DaemonLab.serverTunnelAddress)\"\n")
+        let cli = "\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")'"
+        let status = try lab.sh("\(cli) status")
+        #expect(status.contains("DNS:") && status.contains("(~lab.example, offered by the server)"), "\(status)")
+        #expect(lab.log("client").contains("the server offers DNS \(DaemonLab.serverTunnelAddress); domains ~lab.example"))
+
+        // The profile declines it: a reload takes the link's DNS back and keeps the tunnel.
+        let profile = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
+        try lab.write("profiles/lab.toml", profile + "[dns]\nfrom_server = false\n")
+        kill(client.processIdentifier, SIGHUP)
+        let reverted = try pollUntil(timeout: 10, calls, isDone: { $0.contains("RevertLink") })
+        #expect(reverted.hasSuffix("RevertLink \(index)\n"), "\(reverted)")
+        #expect(try lab.busctl("get-property \(manager) DNSSource") == "s \"\"\n")
+        #expect(try lab.exec(lab.client, "ping -c 1 -W 2 \(DaemonLab.serverTunnelAddress)").contains("1 received"))
+    }
+}
