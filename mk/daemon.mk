@@ -8,3 +8,11 @@ APT_TEST_PACKAGES += systemd iputils-ping udev util-linux
 # The daemon's suites alone: unit tests with fakes, then the namespace tests (root; skipped otherwise).
 daemon-tests: build-tests
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDaemonTests.Core|IntegrationTests.Daemon'
+
+# The DNS tests also run the real systemd-resolved (in a namespace, on their private bus): unpacked, not installed
+# (scripts/fetch-resolved says why).
+RESOLVED_FOR_TESTS := .build-deps/systemd-resolved
+.PHONY: resolved-for-tests
+resolved-for-tests: test-deps
+	@./scripts/fetch-resolved $(RESOLVED_FOR_TESTS)
+build-tests: resolved-for-tests
