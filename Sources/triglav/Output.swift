@@ -231,7 +231,7 @@ enum Render {
             field("Tunnel", ([manager.tunnelInterface] + manager.tunnelAddresses).joined(separator: " ")
                   + (manager.tunnelMTU > 0 ? " (MTU \(manager.tunnelMTU))" : ""))
         }
-        if !manager.dnsServers.isEmpty {
+        if !manager.dnsServers.isEmpty || !manager.dnsError.isEmpty {
             let scope = manager.dnsDomains.contains("~.") ? "all queries"
                 : manager.dnsDomains.isEmpty ? "no domains" : manager.dnsDomains.joined(separator: " ")
             let source = manager.dnsSource == "server" ? ", offered by the server" : ""

@@ -11,6 +11,10 @@ extension DaemonTests {
         let lab = try DaemonLab()
         defer { lab.tearDown() }
         try lab.startBus()
+        // An IPv6 tunnel address too: without one, the full tunnel blocks IPv6 and fd78::1 would be left out.
+        let server = try String(contentsOfFile: "\(lab.directory)/server.toml", encoding: .utf8)
+        try lab.write("server.toml", server.replacingOccurrences(of: "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"",
+                                                                 with: "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"\ntunnel_ipv6 = \"fd78::2\""))
         let profile = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
         try lab.write("profiles/lab.toml", profile + """
             [dns]

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 @testable import TriglavConfig
 import TriglavCore
+import TriglavDataPlane
 import struct TriglavProtocol.DNSOffer
 import TriglavTestSupport
 @testable import TriglavDaemon
@@ -125,6 +126,45 @@ import TriglavTestSupport
         #expect(manager.status.dnsServers.isEmpty)
         try manager.disconnect()
         #expect(dns.all.count == 2, "\(dns.all)")
+    }
+
+    @Test func serversOfAFamilyTheTunnelLacksAreLeftOutWhereTheRoutesSendThemIntoIt() throws {
+        let dns = RecordingLinkDNS()
+        let (manager, factory, _, store) = try Fixtures.clientManager(profiles: [try Self.profile()], linkDNS: dns)
+        manager.handleDiscovery(.added(Fixtures.uplink("eth0", index: 2)))
+        try manager.connect(profile: "home")
+        let tunnel = try #require(factory.last)
+        // Before the assignment nothing is known: both go over.
+        guard case .apply(let first, _)? = dns.all.last else { Issue.record("\(dns.all)"); return }
+        #expect(first.servers.map(\.description) == ["10.77.0.1", "fd77::1"])
+        let ipv4Only = try #require(TunnelAddresses(ipv4: try IPPrefix("10.77.0.2/24"), ipv6: nil))
+        tunnel.establish("eth0", assignment: ipv4Only)
+        manager.refresh()
+        manager.drainResolutions()
+        guard case .apply(let kept, _)? = dns.all.last else { Issue.record("\(dns.all)"); return }
+        #expect(kept.servers.map(\.description) == ["10.77.0.1"] && dns.all.count == 2)
+        #expect(manager.status.dnsServers == ["10.77.0.1"] && manager.status.dnsError == "")
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.count == 2, "handed over again without a change: \(dns.all)")
+
+        // Only an IPv6 server: nothing is left, the link's DNS is taken back, and DNSError says why.
+        var ipv6Only = try Self.profile()
+        ipv6Only.dns.servers = [try #require(IPAddress("fd77::1"))]
+        store.set(ipv6Only)
+        try manager.reload()
+        manager.refresh()
+        manager.drainResolutions()
+        #expect(dns.all.last == .revert("triglav0"), "\(dns.all)")
+        #expect(manager.status.dnsServers.isEmpty)
+        #expect(manager.status.dnsError.contains("fd77::1 left out: the server assigned this tunnel no IPv6 address"),
+                "\(manager.status.dnsError)")
+
+        // A split tunnel whose routes don't cover it reaches it outside the tunnel: kept.
+        let split = try #require(LinkDNS(ipv6Only.dns, fullTunnel: false))
+        #expect(split.reachable(with: ipv4Only, routing: .split([try IPPrefix("10.0.0.0/8")])).dns == split)
+        #expect(split.reachable(with: ipv4Only, routing: .split([try IPPrefix("fd00::/8")])).dns == nil)
+        #expect(split.reachable(with: nil, routing: .fullTunnel).dns == split)
     }
 
     @Test func whatTheServerConfigAllowsFitsTheProtocolsOffer() throws {

@@ -313,10 +313,9 @@ public final class ClientManager: Sendable {
                 due = .connectedServer(generation: connection.generation)
             }
             let offered = connection.statistics?.dnsOffer.flatMap { LinkDNS(offer: $0, fullTunnel: connection.plan.routing == .fullTunnel) }
-            if offered != connection.offeredDNS {
-                connection.offeredDNS = offered
-                if connection.wantedDNS != connection.appliedDNS { dnsSync = connection.generation }
-            }
+            connection.offeredDNS = offered
+            // A new offer, or the assignment (its families decide which servers the tunnel reaches).
+            if connection.wantedDNS != connection.appliedDNS { dnsSync = connection.generation }
             if let retryAt = connection.dnsRetryAt, now >= retryAt {
                 connection.dnsRetryAt = nil
                 dnsSync = connection.generation
@@ -627,6 +626,10 @@ public final class ClientManager: Sendable {
         }) else { return }
         let plan = connection.plan
         let wanted = connection.wantedDNS
+        let leftOut = connection.unreachableDNSNote
+        if !leftOut.isEmpty {
+            logger.warning("DNS of profile \(plan.profile): \(leftOut)", metadata: ["profile": "\(plan.profile)"])
+        }
         var failure = ""
         if let wanted {
             do throws(TriglavDaemonError) {
@@ -977,8 +980,31 @@ extension ClientManager {
         /// When to hand it over again after a failure (`refresh()`); nil while applied, or while a retry is under way.
         var dnsRetryAt: Duration?
 
-        /// What the tunnel's link should have in the resolver: the profile's `[dns]`, else the server's offer.
-        var wantedDNS: LinkDNS? { plan.dns ?? (plan.acceptsServerDNS ? offeredDNS : nil) }
+        /// The profile's `[dns]`, else the server's offer.
+        var configuredDNS: LinkDNS? { plan.dns ?? (plan.acceptsServerDNS ? offeredDNS : nil) }
+
+        /// `configuredDNS` without the servers the tunnel can't reach (`LinkDNS.reachable`).
+        private var reachableDNS: (dns: LinkDNS?, unreachable: [IPAddress]) {
+            configuredDNS.map { $0.reachable(with: statistics?.assignment, routing: plan.routing) } ?? (nil, [])
+        }
+
+        /// What the tunnel's link should have in the resolver.
+        var wantedDNS: LinkDNS? { reachableDNS.dns }
+
+        /// Which configured servers are left out and why; "" when none is.
+        var unreachableDNSNote: String {
+            let unreachable = reachableDNS.unreachable
+            guard let first = unreachable.first else { return "" }
+            let family = first.isIPv4 ? "IPv4" : "IPv6"
+            let servers = unreachable.map(\.description).joined(separator: ", ")
+            return "\(servers) left out: the server assigned this tunnel no \(family) address, and \(family) to "
+                + "\(unreachable.count == 1 ? "it" : "them") goes into the tunnel, where it is blocked "
+                + "(give the client a tunnel_\(family.lowercased()) on the server, or list other servers)"
+        }
+
+        /// Why the link lacks its DNS: the resolver's refusal, or every configured server left out (some left out are
+        /// only logged); "" when neither.
+        var dnsError: String { dnsFailure.isEmpty && wantedDNS == nil ? unreachableDNSNote : dnsFailure }
 
         /// Where `wantedDNS` comes from (Manager1.DNSSource).
         var dnsSource: DNSSource {
@@ -1292,7 +1318,7 @@ extension ClientManager {
                 routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason,
                 dnsServers: connection?.wantedDNS?.servers.map(\.description) ?? [],
                 dnsDomains: connection?.wantedDNS?.domains.map(\.description) ?? [],
-                dnsError: connection?.dnsFailure ?? "", dnsSource: connection?.dnsSource.rawValue ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
+                dnsError: connection?.dnsError ?? "", dnsSource: connection?.dnsSource.rawValue ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {

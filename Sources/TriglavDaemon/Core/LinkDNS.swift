@@ -1,5 +1,6 @@
 public import TriglavConfig
 public import TriglavCore
+public import TriglavDataPlane
 public import struct TriglavProtocol.DNSOffer
 
 /// Where the tunnel link's DNS comes from (Manager1.DNSSource): the profile's `[dns]`, the server's offer, or nowhere.
@@ -35,6 +36,26 @@ public struct LinkDNS: Sendable, Equatable {
     public init?(offer: DNSOffer, fullTunnel: Bool) {
         self.init(DNSSettings(servers: offer.servers, domains: offer.domains.compactMap { try? DNSDomain($0) },
                               defaultRoute: offer.defaultRoute), fullTunnel: fullTunnel)
+    }
+
+    /// These settings without the servers the tunnel can't reach: one of a family the server assigned no address of,
+    /// when the routes send it into the tunnel (a full tunnel, or a split route covering it), where that family is
+    /// blocked. nil `assignment` (none yet): all are kept. `unreachable` lists what was left out; `dns` is nil when
+    /// nothing is left.
+    public func reachable(with assignment: TunnelAddresses?, routing: ClientRouting) -> (dns: LinkDNS?, unreachable: [IPAddress]) {
+        guard let assignment else { return (self, []) }
+        let unreachable = servers.filter { server in
+            guard (server.isIPv4 ? assignment.ipv4 : assignment.ipv6) == nil else { return false }
+            switch routing {
+            case .fullTunnel: return true
+            case .split(let routes): return routes.contains { $0.contains(server) }
+            case .none: return false
+            }
+        }
+        guard !unreachable.isEmpty else { return (self, []) }
+        var kept = self
+        kept.servers.removeAll { unreachable.contains($0) }
+        return (kept.servers.isEmpty ? nil : kept, unreachable)
     }
 
     private static let root: DNSDomain = {
