@@ -26,6 +26,14 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
     case lowestLatency = "lowest-latency"
 }
 
+/// How an uplink reaches the server (`[uplinks.interface.NAME] transport`).
+public enum UplinkTransportChoice: String, CaseIterable, Sendable {
+    /// UDP, falling back to TCP while UDP goes unanswered.
+    case udp
+    /// TCP only.
+    case tcp
+}
+
 /// How eagerly an uplink is used.
 public enum UplinkTier: String, CaseIterable, Sendable {
     /// Carries traffic whenever it is usable.
@@ -147,6 +155,8 @@ public struct UplinkPin: Equatable, Sendable {
     public var dataCapResetDay: Int = ConfigDefaults.dataCapResetDay
     /// This interface's idle heartbeat, metered or not; nil: `[uplinks]`'s rule (`UplinkSettings.heartbeatInterval(forMetered:pin:)`).
     public var heartbeatInterval: Duration?
+    /// TCP only, or UDP with the TCP fallback; nil: the connection's (Connect's `transport`, else UDP).
+    public var transport: UplinkTransportChoice?
 
     public init(match: InterfaceGlob) {
         self.match = match

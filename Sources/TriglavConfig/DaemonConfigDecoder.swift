@@ -119,6 +119,7 @@ struct DaemonConfigDecoder {
         if let interval = reader.integer("heartbeat_interval_ms", in: ConfigDefaults.heartbeatIntervalRange, unit: "ms") {
             pin.heartbeatInterval = .milliseconds(interval)
         }
+        pin.transport = reader.choice("transport", as: UplinkTransportChoice.self) ?? pin.transport
         if pin.dataCapMegabytes == nil, reader.entries["data_cap_reset_day"] != nil, reader.entries["data_cap_mb"] == nil {
             reader.report("data_cap_reset_day", "has no effect without data_cap_mb")
         }

@@ -164,6 +164,21 @@ import TriglavCrypto
         #expect(slow.heartbeatInterval(forMetered: false, pin: nil) == .milliseconds(10_000))
     }
 
+    @Test("an interface's transport: tcp or udp, unset by default; anything else is reported with the key")
+    func transportPerUplink() throws {
+        let config = try ConfigLoader.parseDaemonConfig("""
+            [uplinks.interface."wlan*"]
+            transport = "tcp"
+            [uplinks.interface.eth0]
+            transport = "udp"
+            """, file: "x")
+        #expect(config.uplinks.pin(for: "wlan1")?.transport == .tcp)
+        #expect(config.uplinks.pin(for: "eth0")?.transport == .udp)
+        #expect(config.uplinks.pin(for: "eth1")?.transport == nil)
+        expectSingleDiagnostic("[uplinks.interface.eth0]\ntransport = \"quic\"", at: "uplinks.interface.eth0.transport",
+                               containing: "is not one of \"udp\", \"tcp\"")
+    }
+
     @Test func tunnelInterfaceIsNeverAnUplink() throws {
         let config = try ConfigLoader.parseDaemonConfig("[uplinks]\nexclude = []\n[tunnel]\ninterface = \"tg9\"", file: "x")
         #expect(!config.uplinks.admits("tg9", tunnelInterface: config.tunnel.interface))

@@ -53,13 +53,13 @@ final class FakeClientTunnel: ClientTunnelDriving, Sendable {
 
     func stop() { record.withLock { $0.stopped = true; $0.calls.append("stop") } }
 
-    func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID {
+    func addUplink(interface: InterfaceName, policy: UplinkPolicy, transport: UplinkTransportMode) throws(TriglavDataPlaneError) -> UplinkID {
         try record.withLock { record throws(TriglavDataPlaneError) -> UplinkID in
             guard !record.uplinks.contains(interface.rawValue) else { throw .duplicateUplink(interface.rawValue) }
             guard record.uplinks.count < record.uplinkLimit else { throw .invalidState("full") }
             record.uplinks.append(interface.rawValue)
             record.policies[interface.rawValue] = policy
-            record.calls.append("add \(interface)")
+            record.calls.append("add \(interface)" + (transport == .tcp ? " tcp" : ""))
             return UplinkID(UInt32(record.uplinks.count))
         }
     }

@@ -742,9 +742,21 @@ public final class ClientManager: Sendable {
             connection.retire(interface)
             connection.attached.remove(interface)
             connection.appliedPolicies[interface] = nil
+            connection.appliedTransports[interface] = nil
             connection.capBaselines[interface] = nil
             connection.linksDown.remove(interface)
             logger.info("uplink \(interface) left the tunnel", metadata: ["interface": "\(interface)"])
+        }
+        // A changed transport (a reload's pin) takes a new session: the uplink leaves and joins again below.
+        for interface in connection.attached.intersection(wanted).sorted()
+        where state.transport(interface, connection) != connection.appliedTransports[interface] {
+            if let name = try? InterfaceName(interface) {
+                do { try connection.tunnel.removeUplink(interface: name) } catch {
+                    logger.debug("removing uplink \(interface) to change its transport: \(error)")
+                }
+            }
+            connection.attached.remove(interface)
+            connection.appliedPolicies[interface] = nil
         }
         for interface in connection.attached.intersection(wanted).sorted() {
             guard let policy = state.multipathPolicy(interface, connection),
@@ -758,11 +770,14 @@ public final class ClientManager: Sendable {
         }
         for interface in wanted.subtracting(connection.attached).sorted() {
             let policy = state.multipathPolicy(interface, connection) ?? UplinkPolicy()
+            let transport = state.transport(interface, connection)
             do {
-                try connection.tunnel.addUplink(interface: try InterfaceName(interface), policy: policy)
+                try connection.tunnel.addUplink(interface: try InterfaceName(interface), policy: policy, transport: transport)
                 connection.attached.insert(interface)
                 connection.appliedPolicies[interface] = policy
-                logger.info("uplink \(interface) joined the tunnel", metadata: ["interface": "\(interface)"])
+                connection.appliedTransports[interface] = transport
+                let over = transport == .tcp ? " (TCP only)" : ""
+                logger.info("uplink \(interface) joined the tunnel\(over)", metadata: ["interface": "\(interface)"])
             } catch {
                 logger.warning("uplink \(interface) can't join the tunnel yet: \(error)", metadata: ["interface": "\(interface)"])
             }
@@ -959,6 +974,8 @@ extension ClientManager {
         var attached: Set<String> = []
         /// The multipath policy each attached interface was last given, so only changes are sent.
         var appliedPolicies: [String: UplinkPolicy] = [:]
+        /// The transport each attached interface was added with (a change re-adds it).
+        var appliedTransports: [String: UplinkTransportMode] = [:]
         /// Attached (manual) uplinks whose link the engine was told is down (`followSystemLink`).
         var linksDown: Set<String> = []
         var state: ConnectionState = .connecting
@@ -1087,6 +1104,7 @@ extension ClientManager {
             if let tier = options.tier { overrides.tier = tier }
             if let metered = options.isMetered { overrides.isMetered = metered }
             if let enabled = options.isEnabled { overrides.isEnabled = enabled }
+            if let transport = options.transport { overrides.transport = transport }
         }
 
         var tier: TriglavMultipath.UplinkTier { overrides.tier ?? discovered?.tier ?? .primary }
@@ -1128,6 +1146,16 @@ extension ClientManager {
         /// heartbeat when that isn't the tunnel's (metered uplinks, per-interface settings; the data plane announces it
         /// to the server, which follows it on that path). The send allowance is what it had sent at its baseline plus
         /// what the period leaves after everything used so far, this attachment's downloads included.
+        /// How `interface` reaches the server: AddUplink's option for it, else Connect's, else its pin's, else UDP (with
+        /// the TCP fallback).
+        func transport(_ interface: String, _ connection: Connection) -> UplinkTransportMode {
+            if let chosen = records[interface]?.overrides.transport ?? connection.options.transport { return chosen }
+            switch config.uplinks.pin(for: interface)?.transport {
+            case .tcp: return .tcp
+            case .udp, nil: return .udp
+            }
+        }
+
         func multipathPolicy(_ interface: String, _ connection: Connection) -> UplinkPolicy? {
             guard var policy = records[interface]?.multipathPolicy else { return nil }
             // A secondary or backup waits for a better tier to fail (or fill up): idle, it is watched as sparingly as a

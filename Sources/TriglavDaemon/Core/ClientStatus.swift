@@ -1,6 +1,7 @@
 import TriglavCore
 public import TriglavConfig
 public import TriglavMultipath
+public import enum TriglavDataPlane.UplinkTransportMode
 
 /// The client connection's state, as `org.triglav.Manager1.State` shows it.
 public enum ConnectionState: String, Sendable, CaseIterable {
@@ -52,11 +53,15 @@ public struct ConnectionOptions: Sendable, Equatable {
     public var fullTunnel: Bool?
     /// Another endpoint for the profile's server (same key).
     public var server: RemoteEndpoint?
+    /// How every uplink of the connection reaches the server, unless AddUplink said otherwise for one.
+    public var transport: UplinkTransportMode?
 
-    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil, server: RemoteEndpoint? = nil) {
+    public init(scheduler: SchedulerKind? = nil, fullTunnel: Bool? = nil, server: RemoteEndpoint? = nil,
+                transport: UplinkTransportMode? = nil) {
         self.scheduler = scheduler
         self.fullTunnel = fullTunnel
         self.server = server
+        self.transport = transport
     }
 }
 
@@ -65,11 +70,15 @@ public struct UplinkOverrides: Sendable, Equatable {
     public var tier: TriglavMultipath.UplinkTier?
     public var isMetered: Bool?
     public var isEnabled: Bool?
+    /// UDP with the TCP fallback, or TCP only (AddUplink's `transport`).
+    public var transport: UplinkTransportMode?
 
-    public init(tier: TriglavMultipath.UplinkTier? = nil, isMetered: Bool? = nil, isEnabled: Bool? = nil) {
+    public init(tier: TriglavMultipath.UplinkTier? = nil, isMetered: Bool? = nil, isEnabled: Bool? = nil,
+                transport: UplinkTransportMode? = nil) {
         self.tier = tier
         self.isMetered = isMetered
         self.isEnabled = isEnabled
+        self.transport = transport
     }
 }
 

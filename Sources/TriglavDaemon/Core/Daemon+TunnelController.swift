@@ -28,7 +28,7 @@ extension Daemon: TunnelController {
             }
         }
         connection.fullTunnel = options.fullTunnel
-        try Self.checkTransport(options.transport)
+        connection.transport = options.transport.map(Self.transportMode)
         do throws(TriglavDaemonError) { try client.connect(profile: profile, options: connection) } catch {
             throw error.controlError
         }
@@ -169,16 +169,16 @@ extension Daemon: TunnelController {
         return client
     }
 
-    private static func checkTransport(_ transport: UplinkTransport?) throws(ControlError) {
-        if transport == .tcp {
-            throw .invalidArgument("transport tcp is not implemented by the data plane yet; use udp")
+    private static func transportMode(_ transport: UplinkTransport) -> UplinkTransportMode {
+        switch transport {
+        case .udp: .udp
+        case .tcp: .tcp
         }
     }
 
     private static func overrides(_ options: TriglavControlAPI.UplinkOptions) throws(ControlError) -> UplinkOverrides {
-        try checkTransport(options.transport)
-        return UplinkOverrides(tier: options.tier.flatMap { TriglavMultipath.UplinkTier(rawValue: $0.rawValue) },
-                               isMetered: options.metered, isEnabled: options.enabled)
+        UplinkOverrides(tier: options.tier.flatMap { TriglavMultipath.UplinkTier(rawValue: $0.rawValue) },
+                        isMetered: options.metered, isEnabled: options.enabled, transport: options.transport.map(transportMode))
     }
 }
 

@@ -38,9 +38,10 @@ public struct ClientTunnelCounters: Sendable, Equatable {
 public protocol ClientTunnelDriving: AnyObject, Sendable {
     func start() throws(TriglavDataPlaneError)
     func stop()
-    /// Adds an uplink with its multipath policy (tier, metered), which the engine's schedulers honour.
+    /// Adds an uplink with its multipath policy (tier, metered), which the engine's schedulers honour, and how it
+    /// reaches the server (UDP with the TCP fallback, or TCP only).
     @discardableResult
-    func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID
+    func addUplink(interface: InterfaceName, policy: UplinkPolicy, transport: UplinkTransportMode) throws(TriglavDataPlaneError) -> UplinkID
     /// Changes an attached uplink's policy (Uplink1.Tier / Metered writes) without re-handshaking it.
     func setUplinkPolicy(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError)
     func removeUplink(interface: InterfaceName) throws(TriglavDataPlaneError)

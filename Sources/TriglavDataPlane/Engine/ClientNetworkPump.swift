@@ -571,7 +571,7 @@ final class ClientNetworkPump: @unchecked Sendable {
                     sendKeepalive(&uplink, now: now, state: &state)
                 }
                 // Over UDP only: TCP segments the stream itself, so its path MTU never limits a frame.
-                if uplink.isEstablished, uplink.tcp == nil, var search = uplink.mtuSearch {
+                if uplink.isEstablished, uplink.tcp == nil, uplink.transport == .udp, var search = uplink.mtuSearch {
                     let delivered = search.probeSentAt.map { uplink.lastReceive > $0 } ?? false
                     let before = search.phase
                     if let probe = search.poll(now: now, deliveredSinceProbe: delivered) {
@@ -611,7 +611,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             tunnel.log(info: "uplink \(uplink.interface): TCP fallback connect to \(server) failed (\(errnoName(code)), \(code))")
         case .timedOut:
             tunnel.log(info: "uplink \(uplink.interface): TCP fallback connect to \(server) timed out after "
-                + "\(TCPFallbackTimeouts.connect / Nanoseconds.second) s; trying UDP again")
+                + "\(TCPFallbackTimeouts.connect / Nanoseconds.second) s; trying \(uplink.transport == .tcp ? "TCP" : "UDP") again")
         }
         uplink.status.tcpConnectFailures &+= 1
         uplink.tcp = nil
@@ -626,6 +626,13 @@ final class ClientNetworkPump: @unchecked Sendable {
         // UDP unanswered a few times: the network may block UDP. Fall back to TCP for this uplink.
         if uplink.tcp == nil, uplink.unansweredUDP >= ClientTunnel.udpAttemptsBeforeTCP {
             uplink.unansweredUDP = 0
+            startTCPFallback(&uplink, slot: slot, now: now, state: &state)
+            return
+        }
+        // TCP only: connect (again, after a failure or a closed connection, at the handshake retry pace); never UDP.
+        if uplink.transport == .tcp, uplink.tcp == nil {
+            guard now &- uplink.lastTCPConnect >= retry else { return }
+            uplink.lastTCPConnect = now
             startTCPFallback(&uplink, slot: slot, now: now, state: &state)
             return
         }
@@ -653,7 +660,8 @@ final class ClientNetworkPump: @unchecked Sendable {
         }
         let rekeyDue = uplink.keyring.current?.isRekeyDue(now: now) ?? false
         // On TCP for a while: see whether UDP works again, with a rekey over UDP (TCP keeps carrying traffic).
-        let retryUDP = uplink.tcp != nil && uplink.isEstablished && now &- uplink.tcpSince >= tunnel.configuration.udpRetryInterval.nanoseconds
+        let retryUDP = uplink.transport == .udp && uplink.tcp != nil && uplink.isEstablished
+            && now &- uplink.tcpSince >= tunnel.configuration.udpRetryInterval.nanoseconds
         guard (!uplink.isEstablished || rekeyDue || retryUDP), now &- uplink.lastAttempt >= retry else { return }
         let request: TunnelRequest
         if let token = state.joinToken {
@@ -691,7 +699,7 @@ final class ClientNetworkPump: @unchecked Sendable {
             return
         }
         guard (try? poller.add(fd: connection.descriptor.raw, token: ClientTunnel.tcpTokenBase + UInt64(slot))) != nil else { return }
-        tunnel.log(info: "uplink \(uplink.interface): no answer over UDP; falling back to TCP")
+        if uplink.transport == .udp { tunnel.log(info: "uplink \(uplink.interface): no answer over UDP; falling back to TCP") }
         uplink.tcp = connection
         uplink.tcpSince = now
         uplink.initiator = nil

@@ -94,6 +94,15 @@ public struct ClientTunnelConfiguration: Sendable {
 }
 
 /// Which traffic the client sends into the tunnel.
+/// How an uplink reaches the server.
+public enum UplinkTransportMode: String, Sendable, Equatable, CaseIterable {
+    /// UDP, falling back to TCP on the server's port when UDP goes unanswered (a network that blocks it), and trying
+    /// UDP again every `udpRetryInterval` while on TCP.
+    case udp
+    /// TCP only, from the start (a network known to block or throttle UDP): not one UDP datagram is sent.
+    case tcp
+}
+
 public enum ClientRouting: Sendable, Equatable {
     /// Only the tunnel subnet (the TUN address's prefix); no routes or rules besides it.
     case none
@@ -222,9 +231,14 @@ public final class ClientTunnel: Sendable {
         try addUplink(interface: interface, policy: UplinkPolicy())
     }
 
-    /// Adds an uplink with a multipath policy (tier primary/secondary/backup/never, metered, data cap).
+    /// Adds an uplink with a multipath policy (tier primary/secondary/backup/never, metered, data cap) and how it
+    /// reaches the server (`.tcp` needs the configuration's `tcpFallback`).
     @discardableResult
-    public func addUplink(interface: InterfaceName, policy: UplinkPolicy) throws(TriglavDataPlaneError) -> UplinkID {
+    public func addUplink(interface: InterfaceName, policy: UplinkPolicy,
+                          transport: UplinkTransportMode = .udp) throws(TriglavDataPlaneError) -> UplinkID {
+        if transport == .tcp && !configuration.tcpFallback {
+            throw .invalidConfiguration("uplink \(interface): transport tcp needs the TCP transport, which this tunnel has off")
+        }
         let result: Result<(UplinkID, Int), TriglavDataPlaneError> = state.withLock { state in
             if state.uplinks.contains(where: { $0?.interface == interface }) {
                 return .failure(.duplicateUplink(interface.rawValue))
@@ -235,6 +249,7 @@ public final class ClientTunnel: Sendable {
             state.nextUplinkID += 1
             let id = UplinkID(state.nextUplinkID)
             var uplink = ClientUplink(id: id, interface: interface, policy: policy)
+            uplink.transport = transport
             uplink.keyring.tunnelFlags = state.schedulerFlags
             // The interface's session from before it went away (link down: its close never left), replaced by the
             // first join, so the server doesn't keep it as a dead path of this tunnel.
@@ -245,7 +260,7 @@ public final class ClientTunnel: Sendable {
         let (id, slot) = try result.get()
         openSocket(slot: slot)
         networkPoller.wake()
-        logger.info("uplink \(interface) added", metadata: ["uplink": "\(id)"])
+        logger.info("uplink \(interface) added\(transport == .tcp ? " (TCP only)" : "")", metadata: ["uplink": "\(id)"])
         return id
     }
 
@@ -358,7 +373,7 @@ public final class ClientTunnel: Sendable {
                     guard let uplink else { return nil }
                     var status = uplink.status
                     status.state = uplink.socket == nil ? "no-socket" : uplink.keyring.current == nil ? "connecting" : "established"
-                    status.transport = uplink.tcp == nil ? "udp" : "tcp"
+                    status.transport = uplink.tcp == nil && uplink.transport == .udp ? "udp" : "tcp"
                     status.sendErrors = UInt64(uplink.socket?.sendErrors ?? 0)
                     status.segmentedDatagrams = uplink.socket?.segmentedDatagrams ?? 0
                     status.segmentationOffload = uplink.socket?.segmentationOffload ?? false
@@ -668,9 +683,14 @@ struct ClientUplink {
     var initiatorCreates = false
     /// The handshake in flight is a UDP retry while the uplink runs over TCP.
     var initiatorOverUDP = false
-    /// The TCP fallback connection, when UDP didn't work on this uplink; `tcpSince` is when it started.
+    /// UDP with the TCP fallback, or TCP only.
+    var transport = UplinkTransportMode.udp
+    /// The TCP fallback connection, when UDP didn't work on this uplink (or the uplink is TCP only); `tcpSince` is when
+    /// it started.
     var tcp: TCPConnection?
     var tcpSince: Nanoseconds = 0
+    /// When a TCP-only uplink last tried to connect (its attempts are paced by the handshake retry interval).
+    var lastTCPConnect: Nanoseconds = 0
     /// Handshake messages sent over UDP since the server last answered on this uplink.
     var unansweredUDP = 0
     var lastReceive: Nanoseconds = 0
