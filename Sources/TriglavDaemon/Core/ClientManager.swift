@@ -627,7 +627,7 @@ public final class ClientManager: Sendable {
         let plan = connection.plan
         let wanted = connection.wantedDNS
         let leftOut = connection.unreachableDNSNote
-        if !leftOut.isEmpty {
+        if !leftOut.isEmpty && wanted != connection.appliedDNS {
             logger.warning("DNS of profile \(plan.profile): \(leftOut)", metadata: ["profile": "\(plan.profile)"])
         }
         var failure = ""
@@ -720,7 +720,11 @@ public final class ClientManager: Sendable {
         // Before any allowance is computed, also for an interface that comes back after its period ended.
         state.startDataCapPeriods(&connection, now: clock())
         let wanted = state.wantedInterfaces(connection)
-        let leaving = connection.attached.subtracting(wanted)
+        // An uplink whose transport changed (a reload's pin) needs a new session: it leaves and joins again below.
+        let retransported = connection.attached.intersection(wanted).filter {
+            state.transport($0, connection) != connection.appliedTransports[$0]
+        }
+        let leaving = connection.attached.subtracting(wanted).union(retransported)
         // A capped uplink leaving (its interface went away, say) counts up to now, not up to the last snapshot:
         // the usage since then would otherwise be lost to the ledger.
         if leaving.contains(where: { DataCapLedger.cap(of: $0, in: state.config) != nil }) {
@@ -746,17 +750,6 @@ public final class ClientManager: Sendable {
             connection.capBaselines[interface] = nil
             connection.linksDown.remove(interface)
             logger.info("uplink \(interface) left the tunnel", metadata: ["interface": "\(interface)"])
-        }
-        // A changed transport (a reload's pin) takes a new session: the uplink leaves and joins again below.
-        for interface in connection.attached.intersection(wanted).sorted()
-        where state.transport(interface, connection) != connection.appliedTransports[interface] {
-            if let name = try? InterfaceName(interface) {
-                do { try connection.tunnel.removeUplink(interface: name) } catch {
-                    logger.debug("removing uplink \(interface) to change its transport: \(error)")
-                }
-            }
-            connection.attached.remove(interface)
-            connection.appliedPolicies[interface] = nil
         }
         for interface in connection.attached.intersection(wanted).sorted() {
             guard let policy = state.multipathPolicy(interface, connection),
