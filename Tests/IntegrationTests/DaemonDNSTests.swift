@@ -12,24 +12,15 @@ extension DaemonTests {
         defer { lab.tearDown() }
         try lab.startBus()
         // An IPv6 tunnel address too: without one, the full tunnel blocks IPv6 and fd78::1 would be left out.
-        let server = try String(contentsOfFile: "\(lab.directory)/server.toml", encoding: .utf8)
-        try lab.write("server.toml", server.replacingOccurrences(of: "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"",
-                                                                 with: "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"\ntunnel_ipv6 = \"fd78::2\""))
-        let profile = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
-        try lab.write("profiles/lab.toml", profile + """
-            [dns]
-            servers = ["\(DaemonLab.serverTunnelAddress)", "fd78::1"]
-            domains = ["corp.example"]
-            """)
-        let resolvedLog = "\(lab.directory)/resolved-calls.log"
-        /// The stand-in for systemd-resolved on the lab's bus, ready once it owns its name.
-        func startResolved(_ logName: String) throws -> Process {
-            let process = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address "
-                                        + "\(lab.busAddress ?? "") --fake-resolved \(resolvedLog)", logName: logName)
-            _ = try pollUntil(timeout: 10, { lab.log(logName) }, isDone: { $0.contains("READY") })
-            return process
+        try lab.edit("server.toml") {
+            $0.replacingOccurrences(of: "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"",
+                                    with: "tunnel_ipv4 = \"\(DaemonLab.clientTunnelAddress)\"\ntunnel_ipv6 = \"fd78::2\"")
         }
-        let resolved = try startResolved("resolved")
+        try lab.edit("profiles/lab.toml") {
+            $0 + "[dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\", \"fd78::1\"]\ndomains = [\"corp.example\"]"
+        }
+        let resolvedLog = "\(lab.directory)/resolved-calls.log"
+        let resolved = try lab.startFakeResolved(callLog: resolvedLog)
         let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
         let (_, clientNotify) = try lab.startClient()
@@ -75,7 +66,7 @@ extension DaemonTests {
 
         // resolved comes (back): within the retry interval (10 s) the link gets its DNS and the error clears.
         try FileManager.default.removeItem(atPath: resolvedLog)
-        _ = try startResolved("resolved-2")
+        try lab.startFakeResolved(callLog: resolvedLog, logName: "resolved-2")
         let cleared = try pollUntil(timeout: 20, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 == "s \"\"\n" })
         #expect(cleared == "s \"\"\n", "client log:\n\(lab.log("client"))")
         #expect(calls().hasPrefix("SetLinkDNS "), "\(calls())")
@@ -91,18 +82,12 @@ extension DaemonTests {
         let lab = try DaemonLab()
         defer { lab.tearDown() }
         try lab.startBus()
-        let server = try String(contentsOfFile: "\(lab.directory)/server.toml", encoding: .utf8)
-        try lab.write("server.toml", server.replacingOccurrences(of: "[server.nat]", with: """
-            [server.dns]
-            servers = ["\(DaemonLab.serverTunnelAddress)"]
-            domains = ["~lab.example"]
-            default_route = false
-            [server.nat]
-            """))
+        try lab.edit("server.toml") {
+            $0.replacingOccurrences(of: "[server.nat]", with: "[server.dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\"]\n"
+                                    + "domains = [\"~lab.example\"]\ndefault_route = false\n[server.nat]")
+        }
         let resolvedLog = "\(lab.directory)/resolved-calls.log"
-        _ = try lab.spawn(namespace: lab.client, "\(DaemonLab.product("triglav-bus-fixture")) --address "
-                          + "\(lab.busAddress ?? "") --fake-resolved \(resolvedLog)", logName: "resolved")
-        _ = try pollUntil(timeout: 10, { lab.log("resolved") }, isDone: { $0.contains("READY") })
+        try lab.startFakeResolved(callLog: resolvedLog)
         let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
         let (client, clientNotify) = try lab.startClient()
@@ -127,8 +112,7 @@ extension DaemonTests {
         #expect(lab.log("client").contains("the server offers DNS \(DaemonLab.serverTunnelAddress); domains ~lab.example"))
 
         // The profile declines it: a reload takes the link's DNS back and keeps the tunnel.
-        let profile = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
-        try lab.write("profiles/lab.toml", profile + "[dns]\nfrom_server = false\n")
+        try lab.edit("profiles/lab.toml") { $0 + "[dns]\nfrom_server = false" }
         kill(client.processIdentifier, SIGHUP)
         let reverted = try pollUntil(timeout: 10, calls, isDone: { $0.contains("RevertLink") })
         #expect(reverted.hasSuffix("RevertLink \(index)\n"), "\(reverted)")

@@ -111,6 +111,21 @@ final class DaemonLab: @unchecked Sendable {
         try (text + "\n").write(toFile: "\(directory)/\(name)", atomically: true, encoding: .utf8)
     }
 
+    /// Rewrites one of the lab's files (`server.toml`, `client.toml`, `profiles/lab.toml`) with `change`.
+    func edit(_ name: String, _ change: (String) -> String) throws {
+        try write(name, change(try String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8)))
+    }
+
+    /// The stand-in for systemd-resolved (the bus fixture's `--fake-resolved`) in the client namespace on the lab's
+    /// bus, writing the calls it gets to `callLog`; returns once it owns its name.
+    @discardableResult
+    func startFakeResolved(callLog: String, logName: String = "resolved") throws -> Process {
+        let process = try spawn(namespace: client, "\(Self.product("triglav-bus-fixture")) --address \(busAddress ?? "") "
+                                + "--fake-resolved \(callLog)", logName: logName)
+        _ = try pollUntil(timeout: 10, { self.log(logName) }, isDone: { $0.contains("READY") })
+        return process
+    }
+
     func tearDown() {
         for process in processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
         for process in processes { waitForExit(process, timeout: 5) }

@@ -20,12 +20,7 @@ extension DaemonTests {
         }
         try lab.startBus()
         let bus = lab.busAddress ?? ""
-        let profile = try String(contentsOfFile: "\(lab.directory)/profiles/lab.toml", encoding: .utf8)
-        try lab.write("profiles/lab.toml", profile + """
-            [dns]
-            servers = ["\(DaemonLab.serverTunnelAddress)"]
-            domains = ["corp.example"]
-            """)
+        try lab.edit("profiles/lab.toml") { $0 + "[dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\"]\ndomains = [\"corp.example\"]" }
         // Its own /run: resolved writes /run/systemd/resolve/ and must not touch the host's.
         _ = try lab.spawn(namespace: lab.client, "unshare -m sh -c 'mount -t tmpfs tmpfs /run && mkdir /run/systemd && exec env "
                           + "DBUS_SYSTEM_BUS_ADDRESS=\(bus) \(resolved)'", logName: "resolved")

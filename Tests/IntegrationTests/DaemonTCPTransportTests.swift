@@ -12,7 +12,7 @@ extension DaemonTests {
         defer { lab.tearDown() }
         try lab.startBus()
         let config = try String(contentsOfFile: "\(lab.directory)/client.toml", encoding: .utf8)
-        try lab.write("client.toml", config + "[uplinks.interface.up1]\ntier = \"primary\"\ntransport = \"tcp\"\n")
+        try lab.write("client.toml", config + "[uplinks.interface.up1]\ntier = \"primary\"\ntransport = \"tcp\"")
         // Counts what leaves up1 for the server's port: UDP must stay at 0, TCP must not.
         try lab.exec(lab.client, """
             nft -f - <<'NFT'
