@@ -93,7 +93,6 @@ public struct ClientTunnelConfiguration: Sendable {
     }
 }
 
-/// Which traffic the client sends into the tunnel.
 /// How an uplink reaches the server.
 public enum UplinkTransportMode: String, Sendable, Equatable, CaseIterable {
     /// UDP, falling back to TCP on the server's port when UDP goes unanswered (a network that blocks it), and trying
@@ -103,6 +102,7 @@ public enum UplinkTransportMode: String, Sendable, Equatable, CaseIterable {
     case tcp
 }
 
+/// Which traffic the client sends into the tunnel.
 public enum ClientRouting: Sendable, Equatable {
     /// Only the tunnel subnet (the TUN address's prefix); no routes or rules besides it.
     case none
