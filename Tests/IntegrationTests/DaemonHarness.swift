@@ -139,8 +139,9 @@ final class DaemonLab: @unchecked Sendable {
 
     /// Starts `triglavd ARGUMENTS` in `namespace` with its own NOTIFY_SOCKET (and the lab's bus, if any).
     /// `onBus: false` starts it with `--no-bus` even when the lab has a bus (only one daemon can own org.triglav).
+    /// `privileges: .unitOnly` runs it as the packaged unit does: CAP_NET_ADMIN alone, no new privileges.
     func startDaemon(namespace: String, _ arguments: String, logName: String, onBus: Bool = true,
-                     extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
+                     extraEnvironment: [String: String] = [:], privileges: Privileges = .root) throws -> (Process, NotifyListener) {
         let listener = try NotifyListener(path: "\(directory)/\(logName).notify")
         listeners.append(listener)
         var environment = ProcessInfo.processInfo.environment
@@ -152,9 +153,23 @@ final class DaemonLab: @unchecked Sendable {
         if let busAddress, onBus { environment["DBUS_SYSTEM_BUS_ADDRESS"] = busAddress }
         environment.merge(extraEnvironment) { _, new in new }
         let busFlag = busAddress == nil || !onBus ? " --no-bus" : ""
-        let process = try spawn(namespace: namespace, "\(Self.triglavd) \(arguments)\(busFlag)", logName: logName,
-                                environment: environment)
+        let process = try spawn(namespace: namespace, "\(privileges.launcher)\(Self.triglavd) \(arguments)\(busFlag)",
+                                logName: logName, environment: environment)
         return (process, listener)
+    }
+
+    enum Privileges {
+        case root
+        /// What systemd/triglavd.service grants: CapabilityBoundingSet= and AmbientCapabilities=CAP_NET_ADMIN,
+        /// NoNewPrivileges=yes (as packaging/tests/check-installed-package.sh runs the installed daemon).
+        case unitOnly
+
+        var launcher: String {
+            switch self {
+            case .root: ""
+            case .unitOnly: "setpriv --bounding-set=-all,+net_admin --inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin --no-new-privs "
+            }
+        }
     }
 
     func startServer(onBus: Bool = true) throws -> (Process, NotifyListener) {
@@ -162,9 +177,10 @@ final class DaemonLab: @unchecked Sendable {
     }
 
     func startClient(config: String = "client.toml", connect: Bool = true, logName: String = "client", onBus: Bool = true,
-                     extraEnvironment: [String: String] = [:]) throws -> (Process, NotifyListener) {
+                     extraEnvironment: [String: String] = [:], privileges: Privileges = .root) throws -> (Process, NotifyListener) {
         try startDaemon(namespace: client, "--config \(directory)/\(config) --profile-dir \(directory)/profiles"
-                        + (connect ? " --connect lab" : ""), logName: logName, onBus: onBus, extraEnvironment: extraEnvironment)
+                        + (connect ? " --connect lab" : ""), logName: logName, onBus: onBus, extraEnvironment: extraEnvironment,
+                        privileges: privileges)
     }
 
     func spawn(namespace: String, _ command: String, logName: String, environment: [String: String]? = nil) throws -> Process {

@@ -6,7 +6,8 @@ extension DaemonTests {
     /// The real systemd-resolved (the installed systemd's version, unpacked by `make test-deps`: scripts/fetch-resolved)
     /// in the client namespace on the lab's bus, with its own /run. The client daemon hands it the profile's `[dns]`;
     /// `resolvectl` then shows the tunnel link's servers and domains, and a query for a name of the domain goes through
-    /// the tunnel to a resolver in the server namespace and comes back. Disconnecting takes it back.
+    /// the tunnel to a resolver in the server namespace and comes back. Disconnecting takes it back. The client daemon
+    /// runs with the packaged unit's privileges (CAP_NET_ADMIN alone), which is what resolved authorises.
     @Test("the real systemd-resolved takes the profile's [dns] for the TUN link and resolves through the tunnel")
     func realResolvedResolvesThroughTheTunnel() throws {
         let resolved = Self.unpackedResolved("lib/systemd/systemd-resolved")
@@ -35,8 +36,11 @@ extension DaemonTests {
                           + "\(lab.directory)/queries.log", logName: "resolver")
         let resolver = try pollUntil(timeout: 10, { lab.log("resolver") }, isDone: { !$0.isEmpty })
         try #require(resolver.contains("READY"), "resolver: \(resolver)")
-        let (_, clientNotify) = try lab.startClient()
+        // With CAP_NET_ADMIN alone, as the packaged unit runs it: resolved authorises the calls by that capability.
+        let (client, clientNotify) = try lab.startClient(privileges: .unitOnly)
         try clientNotify.waitFor("READY=1", timeout: 15)
+        let capabilities = try String(contentsOfFile: "/proc/\(client.processIdentifier)/status", encoding: .utf8)
+        #expect(capabilities.contains("CapEff:\t0000000000001000"), "the client daemon runs with more than CAP_NET_ADMIN")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
 
         let resolvectl = "env DBUS_SYSTEM_BUS_ADDRESS=\(bus) \(Self.unpackedResolved("usr/bin/resolvectl")) --no-pager"
