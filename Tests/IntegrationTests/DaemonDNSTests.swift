@@ -110,6 +110,7 @@ extension DaemonTests {
         let status = try lab.sh("\(cli) status")
         #expect(status.contains("DNS:") && status.contains("(~lab.example, offered by the server)"), "\(status)")
         #expect(lab.log("client").contains("the server offers DNS \(DaemonLab.serverTunnelAddress); domains ~lab.example"))
+        #expect(lab.log("server").contains("offering DNS \(DaemonLab.serverTunnelAddress) ~lab.example"), "\(lab.log("server"))")
 
         // The profile declines it: a reload takes the link's DNS back and keeps the tunnel.
         try lab.edit("profiles/lab.toml") { $0 + "[dns]\nfrom_server = false" }

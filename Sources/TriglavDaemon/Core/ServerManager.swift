@@ -9,6 +9,7 @@ import TriglavCore
 import TriglavCrypto
 public import TriglavDataPlane
 public import TriglavMultipath
+import struct TriglavProtocol.DNSOffer
 
 /// A client's tunnel as `org.triglav.Client1.State` shows it, from the server engine's view of its paths.
 public enum ServerClientState: String, Sendable, CaseIterable {
@@ -213,7 +214,10 @@ public final class ServerManager: Sendable {
             state.update(with: tunnel.snapshot())
             publish(&state)
         }
-        logger.info("server listening on \(listen.map(\.description).joined(separator: ", "))")
+        let dns = plan.dnsOffer.map { offer in
+            "; offering DNS " + (offer.servers.map(\.description) + offer.domains).joined(separator: " ")
+        } ?? ""
+        logger.info("server listening on \(listen.map(\.description).joined(separator: ", "))\(dns)")
     }
 
     private func stopTunnel() {
