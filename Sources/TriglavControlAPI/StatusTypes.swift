@@ -345,10 +345,13 @@ public struct ServerStatus: PropertyRecord {
     /// The server tunnel's data-plane counters (drops, repairs, handshakes, offloads) since it started; empty when
     /// not running.
     public var counters: [NamedCounter]
+    /// What `[server.dns]` offers every client: its servers, then its domains; empty when it offers none.
+    public var offeredDNS: [String]
 
     public init(enabled: Bool = false, listenAddress: String = "", publicKey: String = "", clients: [UInt32] = [],
-                txBytes: UInt64 = 0, rxBytes: UInt64 = 0, counters: [NamedCounter] = []) {
+                txBytes: UInt64 = 0, rxBytes: UInt64 = 0, counters: [NamedCounter] = [], offeredDNS: [String] = []) {
         self.counters = counters
+        self.offeredDNS = offeredDNS
         self.enabled = enabled
         self.listenAddress = listenAddress
         self.publicKey = publicKey
@@ -361,13 +364,14 @@ public struct ServerStatus: PropertyRecord {
         PropertySpec("Enabled", "b"), PropertySpec("ListenAddress", "s"), PropertySpec("PublicKey", "s"),
         PropertySpec("Clients", "ao"),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
-        PropertySpec("Counters", "a(st)", rateLimited: true),
+        PropertySpec("Counters", "a(st)", rateLimited: true), PropertySpec("OfferedDNS", "as"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
         [("Enabled", .boolean(enabled)), ("ListenAddress", .string(listenAddress)), ("PublicKey", .string(publicKey)),
          ("Clients", .objectPaths(clients.map(TriglavBus.clientPath))),
-         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)), ("Counters", NamedCounter.value(counters))]
+         ("TxBytes", .uint64(txBytes)), ("RxBytes", .uint64(rxBytes)), ("Counters", NamedCounter.value(counters)),
+         ("OfferedDNS", .strings(offeredDNS))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -375,7 +379,7 @@ public struct ServerStatus: PropertyRecord {
                   publicKey: v["PublicKey"]?.string ?? "",
                   clients: (v["Clients"]?.strings ?? []).compactMap(TriglavBus.clientID(fromPath:)),
                   txBytes: v["TxBytes"]?.uint64 ?? 0, rxBytes: v["RxBytes"]?.uint64 ?? 0,
-                  counters: NamedCounter.list(v["Counters"]))
+                  counters: NamedCounter.list(v["Counters"]), offeredDNS: v["OfferedDNS"]?.strings ?? [])
     }
 }
 

@@ -217,6 +217,7 @@ enum Render {
             let clients = connected == snapshot.clients.count ? "\(connected)" : "\(connected) of \(snapshot.clients.count)"
             field("Server", "listening on \(server.listenAddress), \(clients) client(s) connected")
             if !server.publicKey.isEmpty { field("Public key", server.publicKey) }
+            if !server.offeredDNS.isEmpty { field("DNS offered", server.offeredDNS.joined(separator: " ")) }
             // Inner bytes to and from all clients since the server started.
             field("Traffic", "tx \(Format.bytes(server.txBytes)), rx \(Format.bytes(server.rxBytes))")
             field("Version", manager.version)

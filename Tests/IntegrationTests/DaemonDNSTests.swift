@@ -88,7 +88,17 @@ extension DaemonTests {
         }
         let resolvedLog = "\(lab.directory)/resolved-calls.log"
         try lab.startFakeResolved(callLog: resolvedLog)
-        let (_, serverNotify) = try lab.startServer(onBus: false)
+        // The server shows its offer on the bus and in status first (then leaves the name org.triglav to the client).
+        let (busServer, busServerNotify) = try lab.startServer()
+        try busServerNotify.waitFor("READY=1", timeout: 15)
+        #expect(try lab.busctl("get-property org.triglav /org/triglav org.triglav.Server1 OfferedDNS")
+                == "as 2 \"\(DaemonLab.serverTunnelAddress)\" \"~lab.example\"\n")
+        let serverStatus = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
+        #expect(serverStatus.contains("DNS offered: \(DaemonLab.serverTunnelAddress) ~lab.example"), "\(serverStatus)")
+        #expect(lab.log("server").contains("offering DNS \(DaemonLab.serverTunnelAddress) ~lab.example"), "\(lab.log("server"))")
+        lab.terminate(busServer)
+        let (_, serverNotify) = try lab.startDaemon(namespace: lab.server, "--config \(lab.directory)/server.toml --no-bus",
+                                                    logName: "server-2")
         try serverNotify.waitFor("READY=1", timeout: 15)
         let (client, clientNotify) = try lab.startClient()
         try clientNotify.waitFor("READY=1", timeout: 15)
@@ -110,7 +120,6 @@ extension DaemonTests {
         let status = try lab.sh("\(cli) status")
         #expect(status.contains("DNS:") && status.contains("(~lab.example, offered by the server)"), "\(status)")
         #expect(lab.log("client").contains("the server offers DNS \(DaemonLab.serverTunnelAddress); domains ~lab.example"))
-        #expect(lab.log("server").contains("offering DNS \(DaemonLab.serverTunnelAddress) ~lab.example"), "\(lab.log("server"))")
 
         // The profile declines it: a reload takes the link's DNS back and keeps the tunnel.
         try lab.edit("profiles/lab.toml") { $0 + "[dns]\nfrom_server = false" }

@@ -68,7 +68,8 @@ struct BusContractTests {
                                     dnsServers: ["10.0.0.53"], dnsDomains: ["corp.example", "~."], dnsError: "e", tunnelMTU: 1332)
         #expect(TriglavControlAPI.ManagerStatus(propertyValues: manager.propertyDictionary) == manager)
         let server = TriglavControlAPI.ServerStatus(enabled: true, listenAddress: "0.0.0.0:7443", publicKey: "k", clients: [1],
-                                                    txBytes: 3, rxBytes: 4, counters: [NamedCounter("handshakes", 5)])
+                                                    txBytes: 3, rxBytes: 4, counters: [NamedCounter("handshakes", 5)],
+                                                    offeredDNS: ["10.0.0.53", "corp.example"])
         #expect(TriglavControlAPI.ServerStatus(propertyValues: server.propertyDictionary) == server)
         let client = TriglavControlAPI.ClientStatus(id: 0, publicKey: "k", endpoint: "e:1", tunnelAddresses: ["a"], state: .degraded, paths: 3,
                                   rttUsec: 4, txBytes: 5, rxBytes: 6, connectedSinceUsec: 7,

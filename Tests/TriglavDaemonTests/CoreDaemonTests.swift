@@ -234,6 +234,7 @@ struct CoreDaemonTests {
         var server = ServerSettings()
         let clientKey = IdentityKey.generate().publicKey
         server.clients = [AuthorizedClient(name: "laptop", publicKey: clientKey, tunnelIPv4: try #require(IPAddress("10.77.0.2")))]
+        server.dns = DNSSettings(servers: [try #require(IPAddress("10.77.0.1"))], domains: [try DNSDomain("corp.example")])
         config.server = server
         let harness = Harness(config: config)
         let daemon = try harness.daemon(bus: true)
@@ -248,6 +249,7 @@ struct CoreDaemonTests {
         daemon.tick()
         let status = await daemon.status()
         #expect(status.server.enabled)
+        #expect(status.server.offeredDNS == ["10.77.0.1", "corp.example"])
         #expect(status.clients.map(\.publicKey) == [clientKey.base64])
         #expect(status.clients.first?.endpoint == "192.0.2.7:40000")
         #expect(status.clients.first?.tunnelAddresses == ["10.77.0.2/24"])

@@ -96,7 +96,8 @@ extension Daemon: TunnelController {
             status.manager.tunnelAddresses = snapshot.tunnelAddresses
             status.server = ServerStatus(enabled: snapshot.isRunning, listenAddress: snapshot.listen.joined(separator: ", "),
                                          publicKey: serverPublicKey ?? "", txBytes: snapshot.transmittedBytes,
-                                         rxBytes: snapshot.receivedBytes, counters: snapshot.isRunning ? server.tunnelCounters.named : [])
+                                         rxBytes: snapshot.receivedBytes, counters: snapshot.isRunning ? server.tunnelCounters.named : [],
+                                         offeredDNS: snapshot.offeredDNS)
             status.clients = server.clients.map(Self.clientStatus)
         }
         return status

@@ -73,6 +73,13 @@ public struct ServerManagerStatus: Sendable, Equatable {
     /// Inner bytes sent to / received from all clients since the server started (Server1.TxBytes/RxBytes).
     public var transmittedBytes: UInt64 = 0
     public var receivedBytes: UInt64 = 0
+    /// `[server.dns]` as offered to every client: servers, then domains (Server1.OfferedDNS); empty when none.
+    public var offeredDNS: [String] = []
+}
+
+extension DNSOffer {
+    /// Servers, then domains, as text (the start log line, Server1.OfferedDNS).
+    var listing: [String] { servers.map(\.description) + domains }
 }
 
 public enum ServerManagerEvent: Sendable, Equatable {
@@ -214,9 +221,7 @@ public final class ServerManager: Sendable {
             state.update(with: tunnel.snapshot())
             publish(&state)
         }
-        let dns = plan.dnsOffer.map { offer in
-            "; offering DNS " + (offer.servers.map(\.description) + offer.domains).joined(separator: " ")
-        } ?? ""
+        let dns = plan.dnsOffer.map { "; offering DNS " + $0.listing.joined(separator: " ") } ?? ""
         logger.info("server listening on \(listen.map(\.description).joined(separator: ", "))\(dns)")
     }
 
@@ -332,7 +337,7 @@ public final class ServerManager: Sendable {
                 tunnelAddresses: tunnel == nil ? [] : plan.tunnelAddresses.map(\.description),
                 authorizedClients: plan.clients.count, clients: connected.values.map(\.number).sorted(),
                 rejectedHandshakes: rejectedHandshakes, transmittedBytes: totalTransmittedBytes,
-                receivedBytes: totalReceivedBytes)
+                receivedBytes: totalReceivedBytes, offeredDNS: plan.dnsOffer?.listing ?? [])
         }
 
         func clientStatuses() -> [ServerClientStatus] {
