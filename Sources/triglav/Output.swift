@@ -278,14 +278,15 @@ enum Render {
             [uplink.interface, uplink.kind.rawValue, uplink.tier.rawValue + (uplink.metered ? " (metered)" : ""),
              stateWord(uplink), Format.rtt(uplink.rttUsec), Format.percent(uplink.lossRatio),
              Format.bitrate(uplink.capacityBps), Format.bitrate(uplink.rxRateBps), Format.bytes(uplink.txBytes),
-             Format.bytes(uplink.rxBytes),
+             Format.bytes(uplink.rxBytes), uplink.transport.rawValue,
              uplink.publicEndpoint.isEmpty ? "-" : uplink.publicEndpoint + (uplink.behindNAT ? " (NAT)" : "")]
         }
         // TX-CAPACITY is the engine's estimate for sending (a client's upload; it starts at 10 Mbit/s and only grows
-        // when this host sends a lot), RX-RATE what arrived in the last second (a client's download, measured),
-        // SEEN-AS where the server sees the uplink's packets come from (marked when a NAT translated them).
+        // when this host sends a lot), RX-RATE what arrived in the last second (a client's download, measured), VIA
+        // how the uplink reaches the server (udp, or tcp: its fallback or a TCP-only uplink), SEEN-AS where the server
+        // sees the uplink's packets come from (marked when a NAT translated them).
         return Format.table(header: ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX",
-                                     "SEEN-AS"],
+                                     "VIA", "SEEN-AS"],
                             rows: rows, style: style) { column, cell in column == 3 ? style.state(cell) : cell }
     }
 

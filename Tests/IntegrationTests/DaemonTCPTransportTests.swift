@@ -45,6 +45,9 @@ extension DaemonTests {
         #expect(established == "s \"active\"", "client log:\n\(lab.log("client"))")
         #expect(try lab.uplinkProperty("up2", "Transport") == "s \"udp\"")
         #expect(lab.log("client").contains("uplink up1 joined the tunnel (TCP only)"))
+        let table = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' uplinks")
+        let via = table.split(separator: "\n").filter { $0.hasPrefix("up") }.map { $0.split(separator: " ").map(String.init) }
+        #expect(via.map { [$0[0], $0[$0.count - 2]] } == [["up1", "tcp"], ["up2", "udp"]], "\(table)")
         try lab.exec(lab.client, "ping -c 20 -i 0.05 -W 2 \(DaemonLab.serverTunnelAddress)")
         #expect(try packets("udp_out") == 0, "UDP left the TCP-only uplink")
         #expect(try packets("tcp_out") > 10)

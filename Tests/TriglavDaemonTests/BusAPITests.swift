@@ -235,7 +235,8 @@ struct BusAPITests {
         let table = try environment.cli(["uplinks"]).stdout
         let lines = table.split(separator: "\n").map(String.init)
         let header = lines.first?.split(separator: " ", omittingEmptySubsequences: true).map(String.init) ?? []
-        #expect(header == ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX", "SEEN-AS"],
+        #expect(header == ["INTERFACE", "KIND", "TIER", "STATE", "RTT", "LOSS", "TX-CAPACITY", "RX-RATE", "TX", "RX", "VIA",
+                           "SEEN-AS"],
                 "\(table)")
         let eth0 = lines.first { $0.hasPrefix("eth0 ") } ?? ""
         #expect(eth0.contains("50.0 Mbit/s") && eth0.contains("480.0 kbit/s"), "\(table)")
