@@ -445,9 +445,15 @@ struct MetricsServerTests {
     @Test func stopEndsTheThreadAndFreesThePort() throws {
         // A port below the kernel's ephemeral range (32768–60999): an ephemeral one, once freed, could be taken at once
         // by a connect or a port-0 bind of another test running beside this one (CI saw "already in use" so).
-        let server = try #require((20_000..<20_200).shuffled().lazy.compactMap { port in
-            try? MetricsServer(endpoint: IPEndpoint(address: IPAddress("127.0.0.1")!, port: UInt16(port)), logger: Logger(label: "test")) { nil }
-        }.first)
+        // A plain loop: a lazy compactMap runs its transform twice per element (filter, then the element itself), and
+        // the second bind of the same port could fail after the first server was dropped (a crash in CI, 2026-11-29).
+        var bound: MetricsServer?
+        for port in (20_000..<20_200).shuffled() {
+            bound = try? MetricsServer(endpoint: IPEndpoint(address: IPAddress("127.0.0.1")!, port: UInt16(port)),
+                                       logger: Logger(label: "test")) { nil }
+            if bound != nil { break }
+        }
+        let server = try #require(bound)
         server.start()
         let endpoint = server.endpoint
         server.stop()
