@@ -320,6 +320,8 @@ public final class ClientManager: Sendable {
                 connection.dnsRetryAt = nil
                 dnsSync = connection.generation
             }
+            // Applied: checked once a second, since another program may write over it (a DHCP client's resolv.conf).
+            if connection.appliedDNS != nil && connection.dnsFailure.isEmpty { dnsSync = connection.generation }
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
@@ -333,15 +335,21 @@ public final class ClientManager: Sendable {
     /// restarted), while the connection lasts.
     static let dnsRetryInterval: Duration = .seconds(10)
 
-    /// `syncDNS` for the connection of `generation` (on the resolutions queue: it blocks on D-Bus), after a failure or
-    /// when the server's offer changed what the link should have.
+    /// `syncDNS` for the connection of `generation` (on the resolutions queue: it blocks on D-Bus), after a failure,
+    /// when the server's offer changed what the link should have, or when another program wrote over it.
     private func syncDNS(generation: UInt64) {
         lifecycle.withLock { _ in
-            let due = state.withLock { state -> Bool in
-                guard case .active(let connection) = state.phase, connection.generation == generation else { return false }
-                return !connection.dnsFailure.isEmpty || connection.wantedDNS != connection.appliedDNS
+            guard let connection = state.withLock({ state -> Connection? in
+                guard case .active(let connection) = state.phase, connection.generation == generation else { return nil }
+                return connection
+            }) else { return }
+            if !connection.dnsFailure.isEmpty || connection.wantedDNS != connection.appliedDNS {
+                syncDNS()
+            } else if connection.appliedDNS != nil && !linkDNS.isInPlace(connection.plan.tunnelInterface) {
+                logger.warning("DNS on \(connection.plan.tunnelInterface) was overwritten by another program; applying it again",
+                               metadata: ["profile": "\(connection.plan.profile)"])
+                syncDNS()
             }
-            if due { syncDNS() }
         }
     }
 

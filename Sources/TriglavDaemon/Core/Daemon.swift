@@ -25,8 +25,8 @@ public struct DaemonEnvironment: Sendable {
     public var synchronizationTimeout: Duration
     /// Where the client keeps its data caps' period usage across restarts; nil keeps it in memory only.
     public var dataCapStore: DataCapStore?
-    /// Where a profile's `[dns]` goes while connected: systemd-resolved on the system bus (also with `--no-bus`,
-    /// which only leaves out the org.triglav API).
+    /// Where the tunnel's DNS goes while connected: systemd-resolved on the system bus (also with `--no-bus`, which
+    /// only leaves out the org.triglav API), else /etc/resolv.conf (`live`); tests pass a fake.
     public var linkDNS: any LinkDNSConfiguring = ResolvedLinkDNS()
 
     public init(clientTunnels: any ClientTunnelFactory, serverTunnels: any ServerTunnelFactory,
@@ -51,9 +51,11 @@ public struct DaemonEnvironment: Sendable {
             resolver: SystemEndpointResolver(),
             makeUplinkSource: { policy in UplinkDiscoveryService(policy: policy, logger: Logger(label: "triglav.discovery")) },
             notifier: SystemdServiceNotifier(logger: logger))
-        environment.dataCapStore = DataCapStore(
-            directory: DataCapStore.stateDirectory(environment: getenv("STATE_DIRECTORY").map { String(cString: $0) }))
-        environment.linkDNS = ResolvedLinkDNS(busAddress: busAddress ?? ResolvedLinkDNS.systemBusAddress)
+        let stateDirectory = DataCapStore.stateDirectory(environment: getenv("STATE_DIRECTORY").map { String(cString: $0) })
+        environment.dataCapStore = DataCapStore(directory: stateDirectory)
+        environment.linkDNS = SystemLinkDNS(
+            resolved: ResolvedLinkDNS(busAddress: busAddress ?? ResolvedLinkDNS.systemBusAddress),
+            file: ResolvConfLinkDNS(stateDirectory: stateDirectory, logger: Logger(label: "triglav.dns")))
         if let busAddress {
             environment.startBus = { (controller: any TunnelController) throws(TriglavDaemonError) -> any DaemonBus in
                 try LiveDaemonBus(address: busAddress, controller: controller, logger: Logger(label: "triglav.bus"))
@@ -172,10 +174,12 @@ public final class Daemon: Sendable {
 
     private func startClient(_ client: ClientManager) throws(TriglavDaemonError) {
         let config = client.config
-        // A crashed run's rules would otherwise stay until the next Connect (which removes them too).
+        // A crashed run's rules would otherwise stay until the next Connect (which removes them too), and its
+        // /etc/resolv.conf until someone noticed.
         do throws(TriglavDaemonError) { try environment.clientTunnels.removeLeftovers(config.routing) } catch {
             logger.warning("\(error)")
         }
+        environment.linkDNS.restoreLeftovers()
         let source = environment.makeUplinkSource(DiscoveryPolicy(uplinks: config.uplinks, tunnelInterface: config.tunnel.interface))
         mutable.withLock { $0.uplinkSource = source }
         let synchronized = DispatchSemaphore(value: 0)

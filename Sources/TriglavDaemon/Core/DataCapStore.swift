@@ -61,7 +61,7 @@ public final class DataCapStore: Sendable {
     /// What the file holds; empty when it is missing, unreadable or corrupt (logged).
     func load() -> [String: DataCapLedger.Entry] {
         let text: String
-        switch Self.readText(path) {
+        switch TextFile.read(path, maximumSize: Self.maximumFileSize) {
         case .success(let read): text = read
         case .failure(.missing): return [:]
         case .failure(.unreadable(let reason)):
@@ -121,7 +121,7 @@ public final class DataCapStore: Sendable {
             if written.text == nil, entries.isEmpty { return }  // nothing counted yet: don't create a file
             if !force, let at = written.at, abs(now - at) < Self.writeInterval { return }
             written.at = now
-            if let failure = Self.writeAtomically(text, to: path) {
+            if let failure = TextFile.writeAtomically(text, to: path) {
                 if written.failing {
                     logger.debug("writing data cap usage to \(path) failed again: \(failure)")
                 } else {
@@ -133,63 +133,5 @@ public final class DataCapStore: Sendable {
             written.failing = false
             written.text = text
         }
-    }
-
-    // MARK: Syscalls
-
-    enum ReadFailure: Error {
-        case missing
-        case unreadable(String)
-    }
-
-    private static func errnoText() -> String { String(cString: strerror(errno)) }
-
-    static func readText(_ path: String) -> Result<String, ReadFailure> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW)
-        guard fd >= 0 else { return .failure(errno == ENOENT ? .missing : .unreadable(errnoText())) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(fd, &chunk, chunk.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                return .failure(.unreadable(errnoText()))
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-            if bytes.count > maximumFileSize { return .failure(.unreadable("larger than \(maximumFileSize / 1024) KiB")) }
-        }
-        guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(.unreadable("not UTF-8 text")) }
-        return .success(text)
-    }
-
-    /// Writes `text` to a temporary file beside `path`, syncs it and renames it over `path`, so a reader (or
-    /// a crash) sees the old file or the new one, never a torn one. Returns why it failed, or nil.
-    static func writeAtomically(_ text: String, to path: String) -> String? {
-        let temporary = path + ".tmp"
-        // A stale temporary (a crash between create and rename) goes first; O_EXCL then makes sure this write
-        // owns a fresh file (no symlink or other file planted there is followed or reused).
-        if unlink(temporary) != 0, errno != ENOENT { return "removing the stale \(temporary): \(errnoText())" }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { return "creating \(temporary): \(errnoText())" }
-        var failure: String?
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count, failure == nil {
-            let count = bytes.withUnsafeBytes { buffer in
-                write(fd, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
-            }
-            if count < 0 {
-                if errno != EINTR { failure = "writing \(temporary): \(errnoText())" }
-            } else {
-                offset += count
-            }
-        }
-        if failure == nil, fsync(fd) != 0 { failure = "syncing \(temporary): \(errnoText())" }
-        if close(fd) != 0, failure == nil { failure = "closing \(temporary): \(errnoText())" }
-        if failure == nil, rename(temporary, path) != 0 { failure = "renaming \(temporary) to \(path): \(errnoText())" }
-        if failure != nil { unlink(temporary) }
-        return failure
     }
 }

@@ -71,12 +71,21 @@ public struct LinkDNS: Sendable, Equatable {
     }
 }
 
-/// Hands a link's DNS to the system resolver and takes it back. `ResolvedLinkDNS` is systemd-resolved over D-Bus;
-/// tests pass a fake.
+/// Hands a link's DNS to the system resolver and takes it back. `SystemLinkDNS` is systemd-resolved over D-Bus, or
+/// /etc/resolv.conf without it; tests pass a fake.
 public protocol LinkDNSConfiguring: Sendable {
     /// Replaces whatever the resolver had for `interface`. The error says why and what to do; the caller keeps the
     /// tunnel up either way.
     func apply(_ dns: LinkDNS, to interface: InterfaceName) throws(TriglavDaemonError)
     /// Forgets what `apply` set (the link's DNS as if the daemon had never touched it).
     func revert(_ interface: InterfaceName) throws(TriglavDaemonError)
+    /// False when what `apply` set has since been overwritten by another program (the manager then applies it again).
+    func isInPlace(_ interface: InterfaceName) -> Bool
+    /// Takes back what a run that ended without `revert` (a crash) left behind; called once at start.
+    func restoreLeftovers()
+}
+
+extension LinkDNSConfiguring {
+    public func isInPlace(_ interface: InterfaceName) -> Bool { true }
+    public func restoreLeftovers() {}
 }

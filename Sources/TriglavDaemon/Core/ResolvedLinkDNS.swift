@@ -26,13 +26,21 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
     }
 
     public func apply(_ dns: LinkDNS, to interface: InterfaceName) throws(TriglavDaemonError) {
+        guard try applyIfRunning(dns, to: interface) else {
+            throw .failed(operation: "setting DNS on \(interface)", reason: Self.notRunning)
+        }
+    }
+
+    /// `apply`, or false when resolved is not there to take it (its name has no owner, or there is no system bus):
+    /// the caller may then fall back to /etc/resolv.conf. Any other failure throws.
+    public func applyIfRunning(_ dns: LinkDNS, to interface: InterfaceName) throws(TriglavDaemonError) -> Bool {
         let index = try Self.index(of: interface)
         let servers = DBusValue.array(elementSignature: "(iay)", dns.servers.map { address in
             .structure([.int32(address.isIPv4 ? Int32(AF_INET) : Int32(AF_INET6)),
                         .array(elementSignature: "y", address.bytes.map(DBusValue.byte))])
         })
         let domains = DBusValue.array(elementSignature: "(sb)", dns.domains.map { .structure([.string($0.name), .boolean($0.routingOnly)]) })
-        try withConnection(interface) { call throws(TriglavDaemonError) in
+        return try withConnection(interface) { call throws(TriglavDaemonError) in
             try call("SetLinkDNS", [.int32(index), servers])
             try call("SetLinkDomains", [.int32(index), domains])
             try call("SetLinkDefaultRoute", [.int32(index), .boolean(dns.defaultRoute)])
@@ -41,7 +49,8 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
 
     public func revert(_ interface: InterfaceName) throws(TriglavDaemonError) {
         let index = try Self.index(of: interface)
-        try withConnection(interface) { call throws(TriglavDaemonError) in try call("RevertLink", [.int32(index)]) }
+        let reached = try withConnection(interface) { call throws(TriglavDaemonError) in try call("RevertLink", [.int32(index)]) }
+        if !reached { throw .failed(operation: "reverting DNS on \(interface)", reason: Self.notRunning) }
     }
 
     private static func index(of interface: InterfaceName) throws(TriglavDaemonError) -> Int32 {
@@ -53,29 +62,40 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
     }
 
     /// Runs `body` with blocking calls to resolved on a connection of its own (the manager's callers are synchronous).
+    /// False when resolved isn't there: no system bus, or its name has no owner at the first call.
     private func withConnection(_ interface: InterfaceName,
                                 _ body: ((String, [DBusValue]) throws(TriglavDaemonError) -> Void) throws(TriglavDaemonError) -> Void)
-        throws(TriglavDaemonError) {
+        throws(TriglavDaemonError) -> Bool {
         let connection: BusConnection
-        do { connection = try BusConnection(address: busAddress) } catch {
-            throw .failed(operation: "setting DNS on \(interface)", reason: "\(error); is dbus running?")
-        }
+        do { connection = try BusConnection(address: busAddress) } catch { return false }
         defer { connection.close() }
-        try body { (member: String, arguments: [DBusValue]) throws(TriglavDaemonError) in
-            do throws(TriglavDBusError) {
-                _ = try connection.callSynchronously(destination: Self.service, path: Self.path, interface: Self.interface,
-                                                     member: member, arguments: arguments, timeout: timeout)
-            } catch {
-                throw .failed(operation: "systemd-resolved \(member) for \(interface)", reason: Self.explain(error))
+        var absent = false
+        do throws(TriglavDaemonError) {
+            try body { (member: String, arguments: [DBusValue]) throws(TriglavDaemonError) in
+                do throws(TriglavDBusError) {
+                    _ = try connection.callSynchronously(destination: Self.service, path: Self.path, interface: Self.interface,
+                                                         member: member, arguments: arguments, timeout: timeout)
+                } catch {
+                    absent = Self.absentErrors.contains(error.remoteName ?? "")
+                    throw .failed(operation: "systemd-resolved \(member) for \(interface)", reason: Self.explain(error))
+                }
             }
+        } catch {
+            if absent { return false }
+            throw error
         }
+        return true
     }
+
+    private static let absentErrors: Set = ["org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"]
+
+    static let notRunning = "systemd-resolved is not running, so the tunnel's DNS can't be applied; install and start it "
+        + "(apt install systemd-resolved), or remove [dns] and set resolvers by hand"
 
     static func explain(_ error: TriglavDBusError) -> String {
         switch error.remoteName {
-        case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner":
-            "systemd-resolved is not running, so the profile's [dns] can't be applied; install and start it "
-                + "(apt install systemd-resolved), or remove [dns] and set resolvers by hand"
+        case let name? where absentErrors.contains(name):
+            notRunning
         case "org.freedesktop.DBus.Error.AccessDenied", "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired":
             "\(error); triglavd needs CAP_NET_ADMIN (or polkit's org.freedesktop.resolve1.set-dns-servers) to set DNS"
         default:
