@@ -23,7 +23,8 @@ extension DaemonTests {
         let resolved = try lab.startFakeResolved(callLog: resolvedLog)
         let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
-        let (_, clientNotify) = try lab.startClient()
+        // /etc/resolv.conf read-only: without resolved (below) the link's DNS has nowhere to go.
+        let (_, clientNotify) = try lab.startClient(resolvConf: .readOnly)
         try clientNotify.waitFor("READY=1", timeout: 15)
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
 
@@ -36,6 +37,8 @@ extension DaemonTests {
             SetLinkDefaultRoute \(index) true
 
             """, "client log:\n\(lab.log("client"))")
+        // resolved running takes it; /etc/resolv.conf is not touched.
+        #expect(try String(contentsOfFile: lab.resolvConfPath(lab.client), encoding: .utf8) == DaemonLab.labResolvConf)
         let manager = "org.triglav /org/triglav org.triglav.Manager1"
         #expect(try lab.busctl("get-property \(manager) DNSServers") == "as 2 \"\(DaemonLab.serverTunnelAddress)\" \"fd78::1\"\n")
         #expect(try lab.busctl("get-property \(manager) DNSDomains") == "as 2 \"corp.example\" \"~.\"\n")
@@ -53,13 +56,14 @@ extension DaemonTests {
         #expect(reverted.hasSuffix("RevertLink \(index)\n"), "\(reverted)")
         #expect(try lab.busctl("get-property \(manager) DNSServers") == "as 0\n")
 
-        // No resolved on the bus: the tunnel still comes up, and the reason is on the bus and in status.
+        // No resolved on the bus and /etc/resolv.conf not writable: the tunnel still comes up, and the reason is on the
+        // bus and in status.
         kill(resolved.processIdentifier, SIGTERM)
         lab.waitForExit(resolved, timeout: 5)
         try lab.sh("\(cli) connect lab")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
         let error = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 != "s \"\"\n" })
-        #expect(error.contains("systemd-resolved is not running"), "\(error)")
+        #expect(error.contains("systemd-resolved is not running") && error.contains("Read-only file system"), "\(error)")
         let refused = try lab.sh("\(cli) status")
         #expect(refused.contains("NOT APPLIED") && refused.contains("apt install systemd-resolved"), "\(refused)")
         #expect(try lab.exec(lab.client, "ping -c 1 -W 2 \(DaemonLab.serverTunnelAddress)").contains("1 received"))

@@ -141,7 +141,8 @@ final class DaemonLab: @unchecked Sendable {
     /// `onBus: false` starts it with `--no-bus` even when the lab has a bus (only one daemon can own org.triglav).
     /// `privileges: .unitOnly` runs it as the packaged unit does: CAP_NET_ADMIN alone, no new privileges.
     func startDaemon(namespace: String, _ arguments: String, logName: String, onBus: Bool = true,
-                     extraEnvironment: [String: String] = [:], privileges: Privileges = .root) throws -> (Process, NotifyListener) {
+                     extraEnvironment: [String: String] = [:], privileges: Privileges = .root,
+                     resolvConf: ResolvConf = .writable) throws -> (Process, NotifyListener) {
         let listener = try NotifyListener(path: "\(directory)/\(logName).notify")
         listeners.append(listener)
         var environment = ProcessInfo.processInfo.environment
@@ -154,8 +155,30 @@ final class DaemonLab: @unchecked Sendable {
         environment.merge(extraEnvironment) { _, new in new }
         let busFlag = busAddress == nil || !onBus ? " --no-bus" : ""
         let process = try spawn(namespace: namespace, "\(privileges.launcher)\(Self.triglavd) \(arguments)\(busFlag)",
-                                logName: logName, environment: environment)
+                                logName: logName, environment: environment, setup: try resolvConfMount(namespace, resolvConf))
         return (process, listener)
+    }
+
+    /// How a daemon sees /etc/resolv.conf: the namespace's file of the lab (`resolvConfPath`), bind-mounted over it in
+    /// the daemon's own mount namespace (`ip netns exec` makes one), so that no daemon of a test can write the
+    /// machine's file when systemd-resolved is absent.
+    enum ResolvConf {
+        case writable
+        /// Read-only, as a machine where the file can't be written: no resolver at all without systemd-resolved.
+        case readOnly
+    }
+
+    static let labResolvConf = "# the lab's resolv.conf\nnameserver 192.0.2.53\noptions edns0\n"
+
+    func resolvConfPath(_ namespace: String) -> String { "\(directory)/\(namespace).resolv.conf" }
+
+    private func resolvConfMount(_ namespace: String, _ mode: ResolvConf) throws -> String {
+        let path = resolvConfPath(namespace)
+        if !FileManager.default.fileExists(atPath: path) {
+            try Self.labResolvConf.write(toFile: path, atomically: false, encoding: .utf8)
+        }
+        let readOnly = mode == .readOnly ? " && mount -o remount,bind,ro /etc/resolv.conf" : ""
+        return "mount --bind \(path) /etc/resolv.conf\(readOnly) && "
     }
 
     enum Privileges {
@@ -177,19 +200,22 @@ final class DaemonLab: @unchecked Sendable {
     }
 
     func startClient(config: String = "client.toml", connect: Bool = true, logName: String = "client", onBus: Bool = true,
-                     extraEnvironment: [String: String] = [:], privileges: Privileges = .root) throws -> (Process, NotifyListener) {
+                     extraEnvironment: [String: String] = [:], privileges: Privileges = .root,
+                     resolvConf: ResolvConf = .writable) throws -> (Process, NotifyListener) {
         try startDaemon(namespace: client, "--config \(directory)/\(config) --profile-dir \(directory)/profiles"
                         + (connect ? " --connect lab" : ""), logName: logName, onBus: onBus, extraEnvironment: extraEnvironment,
-                        privileges: privileges)
+                        privileges: privileges, resolvConf: resolvConf)
     }
 
-    func spawn(namespace: String, _ command: String, logName: String, environment: [String: String]? = nil) throws -> Process {
+    /// `setup`: shell commands run in the namespace before `command` is exec'd (each ending in `&& `).
+    func spawn(namespace: String, _ command: String, logName: String, environment: [String: String]? = nil,
+               setup: String = "") throws -> Process {
         let log = "\(directory)/\(logName).log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", "exec " + command]
+        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", setup + "exec " + command]
         process.standardOutput = handle
         process.standardError = handle
         if let environment { process.environment = environment }

@@ -43,8 +43,8 @@ public struct ResolvConfLinkDNS: Sendable {
         guard dns.defaultRoute else {
             let domains = dns.domains.map(\.description).joined(separator: ", ")
             throw .failed(operation: operation, reason: "the DNS is for some domains only (\(domains)), and \(path) sends "
-                          + "every query to the same servers; that needs systemd-resolved (apt install systemd-resolved), "
-                          + "or set default_route = true to send every query to the tunnel's servers")
+                          + "every query to the same servers; that needs systemd-resolved, or default_route = true "
+                          + "to send every query to the tunnel's servers")
         }
         let current = try currentFile(operation)
         let replaced: String
@@ -138,8 +138,7 @@ public struct ResolvConfLinkDNS: Sendable {
             let length = readlink(path, &target, target.count - 1)
             let destination = length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
             throw .failed(operation: operation, reason: "\(path) is a symlink to \(destination): another program (systemd-resolved, "
-                          + "NetworkManager, resolvconf) manages it; with systemd-resolved running (apt install systemd-resolved) "
-                          + "triglavd hands the DNS to it instead")
+                          + "NetworkManager, resolvconf) manages it, and triglavd leaves it alone")
         default:
             throw .failed(operation: operation, reason: "\(path) is not a regular file")
         }

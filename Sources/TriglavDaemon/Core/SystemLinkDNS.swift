@@ -34,7 +34,7 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
         do throws(TriglavDaemonError) { try file.apply(dns, to: interface) } catch {
             guard case .failed(_, let reason) = error else { throw error }
             throw .failed(operation: "setting DNS on \(interface)",
-                          reason: "systemd-resolved is not running, and \(reason)")
+                          reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
         }
         holders.withLock { $0[interface] = .file }
     }
