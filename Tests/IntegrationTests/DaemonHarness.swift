@@ -166,6 +166,9 @@ final class DaemonLab: @unchecked Sendable {
         case writable
         /// Read-only, as a machine where the file can't be written: no resolver at all without systemd-resolved.
         case readOnly
+        /// Writable in a read-only /etc, as the packaged unit has it (`ProtectSystem=strict`,
+        /// `ReadWritePaths=-/etc/resolv.conf`): no temporary file beside it, no rename over it.
+        case writableInReadOnlyEtc
     }
 
     static let labResolvConf = "# the lab's resolv.conf\nnameserver 192.0.2.53\noptions edns0\n"
@@ -177,8 +180,12 @@ final class DaemonLab: @unchecked Sendable {
         if !FileManager.default.fileExists(atPath: path) {
             try Self.labResolvConf.write(toFile: path, atomically: false, encoding: .utf8)
         }
-        let readOnly = mode == .readOnly ? " && mount -o remount,bind,ro /etc/resolv.conf" : ""
-        return "mount --bind \(path) /etc/resolv.conf\(readOnly) && "
+        switch mode {
+        case .writable: return "mount --bind \(path) /etc/resolv.conf && "
+        case .readOnly: return "mount --bind \(path) /etc/resolv.conf && mount -o remount,bind,ro /etc/resolv.conf && "
+        case .writableInReadOnlyEtc:
+            return "mount --bind /etc /etc && mount -o remount,bind,ro /etc && mount --bind \(path) /etc/resolv.conf && "
+        }
     }
 
     enum Privileges {
