@@ -236,8 +236,10 @@ enum Render {
             let scope = manager.dnsDomains.contains("~.") ? "all queries"
                 : manager.dnsDomains.isEmpty ? "no domains" : manager.dnsDomains.joined(separator: " ")
             let source = manager.dnsSource == "server" ? ", offered by the server" : ""
-            field("DNS", manager.dnsServers.joined(separator: " ") + " (\(scope)\(source))"
-                  + (manager.dnsError.isEmpty ? "" : " " + style.paint("NOT APPLIED", "31") + ": \(manager.dnsError)"))
+            // Every server left out (unreachable through the tunnel): only the reason says anything.
+            let wanted = manager.dnsServers.isEmpty ? [] : [manager.dnsServers.joined(separator: " ") + " (\(scope)\(source))"]
+            let failure = manager.dnsError.isEmpty ? [] : [style.paint("NOT APPLIED", "31") + ": \(manager.dnsError)"]
+            field("DNS", (wanted + failure).joined(separator: " "))
         }
         // Sessions may all be up while the kernel refuses the tunnel's routes: say so, or "degraded" is a riddle.
         if !manager.routingError.isEmpty {

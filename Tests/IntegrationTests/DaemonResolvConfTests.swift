@@ -66,6 +66,17 @@ extension DaemonTests {
         #expect(rewritten.contains("nameserver \(DaemonLab.serverTunnelAddress)\nsearch corp.example\n"), "\(rewritten)")
         #expect(lab.log("client").contains("DNS on tgc0 was overwritten by another program; applying it again"))
 
+        // A program that renames a new file over it: the daemon's sandbox (a bind mount, as the unit's
+        // ReadWritePaths=) still holds the old file; DNSError says so and what to do, and nothing is written.
+        let renamed = "# renamed over\nnameserver 192.0.2.55\n"
+        try lab.write("renamed.resolv.conf", String(renamed.dropLast()))
+        try lab.sh("cp \(path) \(lab.directory)/before-rename && mv \(lab.directory)/renamed.resolv.conf \(path)")
+        let detached = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) DNSError") },
+                                     isDone: { $0.contains("renaming a new file over it") })
+        #expect(detached.contains("restart triglavd"), "\(detached)\nclient log:\n\(lab.log("client"))")
+        #expect(file() == renamed)
+        try lab.sh("mv \(lab.directory)/before-rename \(path)")  // as if after the restart below
+
         // A crash leaves the file as it is; the next start puts the renewed one back.
         kill(client.processIdentifier, SIGKILL)
         lab.waitForExit(client, timeout: 5)

@@ -8,6 +8,7 @@ public import TriglavConfig
 import TriglavCore
 import TriglavDataPlane
 import TriglavMultipath
+import struct TriglavProtocol.DNSOffer
 
 /// The client role's tunnel manager: turns Connect/Disconnect/Reload, AddUplink/RemoveUplink, property
 /// writes and discovery events into calls on one `ClientTunnelDriving`, and reports every change as a
@@ -312,8 +313,12 @@ public final class ClientManager: Sendable {
                connection.serverNameWatch.observe(reachable: connection.reachesServer, now: now) {
                 due = .connectedServer(generation: connection.generation)
             }
-            let offered = connection.statistics?.dnsOffer.flatMap { LinkDNS(offer: $0, fullTunnel: connection.plan.routing == .fullTunnel) }
-            connection.offeredDNS = offered
+            // Converted (its domains parsed) only when the server's offer changed, not on every tick.
+            let offer = connection.statistics?.dnsOffer
+            if offer != connection.receivedDNSOffer {
+                connection.receivedDNSOffer = offer
+                connection.offeredDNS = offer.flatMap { LinkDNS(offer: $0, fullTunnel: connection.plan.routing == .fullTunnel) }
+            }
             // A new offer, or the assignment (its families decide which servers the tunnel reaches).
             if connection.wantedDNS != connection.appliedDNS { dnsSync = connection.generation }
             if let retryAt = connection.dnsRetryAt, now >= retryAt {
@@ -991,6 +996,8 @@ extension ClientManager {
         /// The server's DNS offer as the link would get it; used when the profile has no `[dns] servers` of its own
         /// and doesn't decline it (`ClientTunnelPlan.acceptsServerDNS`).
         var offeredDNS: LinkDNS?
+        /// The server's offer `offeredDNS` was made from.
+        var receivedDNSOffer: DNSOffer?
         /// What was last handed to the resolver (even if it failed: part of it may have been taken); nil: nothing.
         var appliedDNS: LinkDNS?
         /// Why `wantedDNS` isn't in the system resolver; "" when applied or when there is none.

@@ -47,6 +47,11 @@ public struct ResolvConfLinkDNS: Sendable {
                           + "to send every query to the tunnel's servers")
         }
         let current = try currentFile(operation)
+        if isDetached {
+            throw .failed(operation: operation, reason: "another program replaced \(path) by renaming a new file over it, and "
+                          + "this daemon's sandbox (the unit's ReadWritePaths=) still holds the old one; restart triglavd to "
+                          + "write the new one (systemctl restart triglavd)")
+        }
         let replaced: String
         if let current, Self.isOwn(current) {
             // An update: the options and search domains still come from the file of before the first apply.
@@ -81,8 +86,15 @@ public struct ResolvConfLinkDNS: Sendable {
     /// Whether the file still holds what `apply` wrote for `interface`: false once another program (a DHCP client,
     /// NetworkManager) has written its own over it.
     public func isInPlace(_ interface: InterfaceName) -> Bool {
-        guard case .success(let text) = TextFile.read(path, maximumSize: Self.maximumSize) else { return false }
+        guard !isDetached, case .success(let text) = TextFile.read(path, maximumSize: Self.maximumSize) else { return false }
         return text.hasPrefix(Self.marker + interface.rawValue + ";")
+    }
+
+    /// The file seen at `path` has no name any more: a file mounted on its own (the unit's `ReadWritePaths=`) that
+    /// another program replaced by a rename; the system's /etc/resolv.conf is a new file this daemon can't see.
+    var isDetached: Bool {
+        var status = stat()
+        return lstat(path, &status) == 0 && status.st_mode & S_IFMT == S_IFREG && status.st_nlink == 0
     }
 
     private enum Record {
@@ -109,7 +121,7 @@ public struct ResolvConfLinkDNS: Sendable {
         let operation = "restoring \(path)"
         let record = try readRecord(operation)
         if case .none = record { return }
-        if let current = try currentFile(operation), Self.isOwn(current) {
+        if let current = try currentFile(operation), Self.isOwn(current), !isDetached {
             if case .present(let text) = record {
                 if let failure = TextFile.overwrite(path, with: text) { throw .failed(operation: operation, reason: failure) }
             } else if unlink(path) != 0, errno != ENOENT {
