@@ -296,7 +296,7 @@ public struct UplinkStatus: PropertyRecord, Identifiable {
         PropertySpec("LossRatio", "d", rateLimited: true), PropertySpec("CapacityBps", "t", rateLimited: true),
         PropertySpec("RxRateBps", "t", rateLimited: true),
         PropertySpec("TxBytes", "t", rateLimited: true), PropertySpec("RxBytes", "t", rateLimited: true),
-        PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s"), PropertySpec("RouteToServer", "b"),
+        PropertySpec("LocalAddress", "s"), PropertySpec("Transport", "s", writable: true), PropertySpec("RouteToServer", "b"),
         PropertySpec("PublicEndpoint", "s"), PropertySpec("BehindNAT", "b"), PropertySpec("PathMTU", "u"),
         PropertySpec("PathMTUBlackhole", "b"),
         PropertySpec("GSODatagrams", "t", rateLimited: true), PropertySpec("GRODatagrams", "t", rateLimited: true),

@@ -112,6 +112,7 @@ struct UplinkCommand: AsyncParsableCommand {
         @Option(help: "primary, secondary, backup or never.") var tier: UplinkTier?
         @Option(help: "Whether the link costs money per byte (yes/no).") var metered: Switch?
         @Option(help: "Whether the uplink may carry traffic (yes/no).") var enabled: Switch?
+        @Option(help: "udp (with the TCP fallback) or tcp (TCP only).") var transport: UplinkTransport?
     }
 
     struct Add: AsyncParsableCommand {
@@ -119,11 +120,10 @@ struct UplinkCommand: AsyncParsableCommand {
         @OptionGroup var bus: BusOptions
         @Argument(help: "Network interface, e.g. wlan0.") var interface: String
         @OptionGroup var settings: Settings
-        @Option(help: "udp or tcp.") var transport: UplinkTransport?
 
         func run() async throws {
             let options = UplinkOptions(tier: settings.tier, metered: settings.metered?.value, enabled: settings.enabled?.value,
-                                        transport: transport)
+                                        transport: settings.transport)
             try await withDaemon(bus) { daemon throws(CLIFailure) in
                 let reply = try await daemon.call(TriglavBus.Method.addUplink, [.string(interface), vardict(options.optionValues)])
                 print(reply.first?.objectPathValue?.rawValue ?? "")
@@ -145,14 +145,14 @@ struct UplinkCommand: AsyncParsableCommand {
     }
 
     struct Set: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Change an uplink's tier, metered flag or enabled flag.")
+        static let configuration = CommandConfiguration(abstract: "Change an uplink's tier, metered flag, enabled flag or transport.")
         @OptionGroup var bus: BusOptions
         @Argument(help: "Interface name (or uplink object path).") var interface: String
         @OptionGroup var settings: Settings
 
         func validate() throws {
-            if settings.tier == nil && settings.metered == nil && settings.enabled == nil {
-                throw ValidationError("Nothing to change: give --tier, --metered or --enabled.")
+            if settings.tier == nil && settings.metered == nil && settings.enabled == nil && settings.transport == nil {
+                throw ValidationError("Nothing to change: give --tier, --metered, --enabled or --transport.")
             }
         }
 
@@ -167,6 +167,9 @@ struct UplinkCommand: AsyncParsableCommand {
                 }
                 if let enabled = settings.enabled {
                     try await daemon.setProperty("Enabled", .boolean(enabled.value), interface: TriglavBus.uplinkInterface, path: path)
+                }
+                if let transport = settings.transport {
+                    try await daemon.setProperty("Transport", .string(transport.rawValue), interface: TriglavBus.uplinkInterface, path: path)
                 }
             }
         }

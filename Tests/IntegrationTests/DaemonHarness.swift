@@ -313,10 +313,16 @@ final class DaemonLab: @unchecked Sendable {
 
     /// A property of the client's Uplink1 object for `interface` (the lab's two uplinks), as busctl prints it.
     func uplinkProperty(_ interface: String, _ property: String) throws -> String? {
+        guard let path = try uplinkPath(interface) else { return nil }
+        return try busctl("get-property org.triglav \(path) org.triglav.Uplink1 \(property)")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The object path of `interface`'s Uplink1 (the lab's two uplinks), nil (recorded as an issue) when there is none.
+    func uplinkPath(_ interface: String) throws -> String? {
         for number in 1...2 {
-            let path = "org.triglav /org/triglav/uplink/\(number) org.triglav.Uplink1"
-            guard try busctl("get-property \(path) Interface") == "s \"\(interface)\"\n" else { continue }
-            return try busctl("get-property \(path) \(property)").trimmingCharacters(in: .whitespacesAndNewlines)
+            let path = "/org/triglav/uplink/\(number)"
+            if try busctl("get-property org.triglav \(path) org.triglav.Uplink1 Interface") == "s \"\(interface)\"\n" { return path }
         }
         Issue.record("no uplink object for \(interface)")
         return nil

@@ -5,7 +5,8 @@ import TriglavTestSupport
 extension DaemonTests {
     /// `[uplinks.interface.NAME] transport = "tcp"` on the real daemons: the pinned uplink reaches the server over TCP
     /// from the start and sends not one UDP datagram (an nftables counter on its way out), while the other stays on
-    /// UDP; both carry the tunnel. A reload that drops the pin moves the uplink back to UDP (a new session).
+    /// UDP; both carry the tunnel. A reload that drops the pin moves the uplink back to UDP (a new session); writing
+    /// Uplink1.Transport (`triglav uplink set up1 --transport tcp`) moves it to TCP only again, with no UDP after it.
     @Test("a TCP-only uplink never sends UDP and carries the tunnel beside a UDP one; a reload moves it back to UDP")
     func pinnedTCPTransportSendsNoUDP() throws {
         let lab = try DaemonLab()
@@ -61,5 +62,18 @@ extension DaemonTests {
         let active = try pollUntil(timeout: 10, { try lab.uplinkProperty("up1", "State") ?? "" }, isDone: { $0 == "s \"active\"" })
         #expect(active == "s \"active\"", "client log:\n\(lab.log("client"))")
         #expect(try packets("udp_out") > 0)
+
+        // Writing Uplink1.Transport (`triglav uplink set`) moves the discovered uplink to TCP only, at once (a new session).
+        let path = try #require(try lab.uplinkPath("up1"))
+        try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' uplink set up1 --transport tcp")
+        let written = try pollUntil(timeout: 10, { try lab.uplinkProperty("up1", "Transport") ?? "" }, isDone: { $0 == "s \"tcp\"" })
+        #expect(written == "s \"tcp\"", "client log:\n\(lab.log("client"))")
+        _ = try pollUntil(timeout: 10, { try lab.uplinkProperty("up1", "State") ?? "" }, isDone: { $0 == "s \"active\"" })
+        let udpBefore = try packets("udp_out")
+        try lab.exec(lab.client, "ping -c 10 -i 0.05 -W 2 \(DaemonLab.serverTunnelAddress)")
+        #expect(try packets("udp_out") == udpBefore, "UDP left the uplink after Transport was set to tcp")
+        let refused = try? lab.busctl("set-property org.triglav \(path) org.triglav.Uplink1 Transport s quic")
+        #expect(refused == nil)
+        #expect(try lab.uplinkProperty("up1", "Transport") == "s \"tcp\"")
     }
 }

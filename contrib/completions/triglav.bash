@@ -346,7 +346,7 @@ _triglav_uplink_set() {
     repeating_flags=()
     non_repeating_flags=(--version -h --help)
     repeating_options=()
-    non_repeating_options=(--bus-address --timeout --tier --metered --enabled)
+    non_repeating_options=(--bus-address --timeout --tier --metered --enabled --transport)
     __triglav_offer_flags_options 1
 
     # Offer option value completions
@@ -365,6 +365,10 @@ _triglav_uplink_set() {
         return
         ;;
     '--enabled')
+        return
+        ;;
+    '--transport')
+        __triglav_add_completions -W 'udp'$'\n''tcp'
         return
         ;;
     esac

@@ -249,6 +249,7 @@ public final class TriglavBusAdaptor: Sendable {
                         case "Tier": settings.tier = try parseControlEnum(value.stringValue ?? "", name: "Tier")
                         case "Metered": settings.metered = value.boolValue
                         case "Enabled": settings.enabled = value.boolValue
+                        case "Transport": settings.transport = try parseControlEnum(value.stringValue ?? "", name: "Transport")
                         default: throw .invalidArgument("\(name) is not writable")
                         }
                         try await controller.configureUplink(id: id, settings: settings)

@@ -29,7 +29,7 @@ public protocol TunnelController: Sendable {
     func addUplink(interface: String, options: TriglavControlAPI.UplinkOptions) async throws(ControlError) -> UInt32
     /// Manager1.RemoveUplink. `notFound` for an unknown id.
     func removeUplink(id: UInt32) async throws(ControlError)
-    /// Writes of Uplink1.Tier/Metered/Enabled (one field set per call). `notFound` for an unknown id.
+    /// Writes of Uplink1.Tier/Metered/Enabled/Transport (one field set per call). `notFound` for an unknown id.
     func configureUplink(id: UInt32, settings: TriglavControlAPI.UplinkOptions) async throws(ControlError)
     /// Write of Manager1.Scheduler. `invalidArgument` for an unknown scheduler name.
     func setScheduler(_ name: String) async throws(ControlError)

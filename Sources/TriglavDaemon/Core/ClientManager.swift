@@ -454,7 +454,8 @@ public final class ClientManager: Sendable {
         }
     }
 
-    /// Writes Uplink1.Tier / Metered / Enabled (the non-nil fields of `options`).
+    /// Writes Uplink1.Tier / Metered / Enabled / Transport (the non-nil fields of `options`); a new transport re-adds
+    /// the uplink at the next reconcile (below, a new session).
     public func updateUplink(number: Int, _ options: UplinkOverrides) throws(TriglavDaemonError) {
         try state.withLock { state throws(TriglavDaemonError) in
             guard var record = state.records.values.first(where: { $0.number == number }) else {
