@@ -32,6 +32,11 @@ import TriglavTestSupport
         }
 
         func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+        /// resolvconf for the same files, `program` nil as when it is not installed.
+        func resolvconf(program: String?) -> ResolvconfLinkDNS {
+            ResolvconfLinkDNS(program: program, resolvConfPath: path, stateDirectory: directory + "/state", logger: Logger(label: "test"))
+        }
     }
 
     static var tunnel: InterfaceName { get throws { try InterfaceName("tgc0") } }
@@ -166,7 +171,8 @@ import TriglavTestSupport
         defer { files.remove() }
         let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
         defer { bus.stop() }
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), file: files.file)
+        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
+                                   file: files.file)
         let loopback = try InterfaceName("lo")
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(files.text?.contains("nameserver 10.77.0.1") == true)
@@ -190,7 +196,8 @@ import TriglavTestSupport
         defer { files.remove() }
         let bus = try SystemLikeBus(triglavPolicy: false)
         defer { bus.stop() }
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), file: files.file)
+        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
+                                   file: files.file)
         #expect {
             try system.apply(try ResolvConfLinkDNSTests.dns(defaultRoute: false), to: try InterfaceName("lo"))
         } throws: { error in

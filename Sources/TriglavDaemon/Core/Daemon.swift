@@ -53,9 +53,11 @@ public struct DaemonEnvironment: Sendable {
             notifier: SystemdServiceNotifier(logger: logger))
         let stateDirectory = DataCapStore.stateDirectory(environment: getenv("STATE_DIRECTORY").map { String(cString: $0) })
         environment.dataCapStore = DataCapStore(directory: stateDirectory)
+        let dnsLogger = Logger(label: "triglav.dns")
         environment.linkDNS = SystemLinkDNS(
             resolved: ResolvedLinkDNS(busAddress: busAddress ?? ResolvedLinkDNS.systemBusAddress),
-            file: ResolvConfLinkDNS(stateDirectory: stateDirectory, logger: Logger(label: "triglav.dns")))
+            resolvconf: ResolvconfLinkDNS(stateDirectory: stateDirectory, logger: dnsLogger),
+            file: ResolvConfLinkDNS(stateDirectory: stateDirectory, logger: dnsLogger))
         if let busAddress {
             environment.startBus = { (controller: any TunnelController) throws(TriglavDaemonError) -> any DaemonBus in
                 try LiveDaemonBus(address: busAddress, controller: controller, logger: Logger(label: "triglav.bus"))

@@ -40,12 +40,7 @@ public struct ResolvConfLinkDNS: Sendable {
     /// Writes `dns` into the file, first keeping what it replaces (unless that is this daemon's own file: an update).
     public func apply(_ dns: LinkDNS, to interface: InterfaceName) throws(TriglavDaemonError) {
         let operation = "writing the tunnel's DNS into \(path)"
-        guard dns.defaultRoute else {
-            let domains = dns.domains.map(\.description).joined(separator: ", ")
-            throw .failed(operation: operation, reason: "the DNS is for some domains only (\(domains)), and \(path) sends "
-                          + "every query to the same servers; that needs systemd-resolved, or default_route = true "
-                          + "to send every query to the tunnel's servers")
-        }
+        try Self.requireEveryQuery(dns, operation: operation)
         let current = try currentFile(operation)
         if isDetached {
             throw .failed(operation: operation, reason: "another program replaced \(path) by renaming a new file over it, and "
@@ -163,6 +158,18 @@ public struct ResolvConfLinkDNS: Sendable {
 
     static func isOwn(_ text: String) -> Bool { text.hasPrefix(marker) }
 
+    /// resolv.conf (whoever writes it) has no per-domain routing: DNS for some domains only needs systemd-resolved.
+    static func requireEveryQuery(_ dns: LinkDNS, operation: String) throws(TriglavDaemonError) {
+        guard !dns.defaultRoute else { return }
+        let domains = dns.domains.map(\.description).joined(separator: ", ")
+        throw .failed(operation: operation, reason: "the DNS is for some domains only (\(domains)), and /etc/resolv.conf sends "
+                      + "every query to the same servers; that needs systemd-resolved, or default_route = true "
+                      + "to send every query to the tunnel's servers")
+    }
+
+    /// The search domains `dns` contributes: routing-only ones (`~lab.example`, `~.`) are not searched.
+    static func searchDomains(_ dns: LinkDNS) -> [String] { dns.domains.filter { !$0.routingOnly }.map(\.name) }
+
     /// The file for `dns`: its servers (all queries go to them, none to the replaced file's), its search domains
     /// before the replaced file's, and the replaced file's `options` lines.
     static func contents(_ dns: LinkDNS, interface: InterfaceName, replacing original: String) -> String {
@@ -173,7 +180,7 @@ public struct ResolvConfLinkDNS: Sendable {
             lines.append("# not asked (the C library uses \(maximumServers) servers at most): "
                          + dns.servers.dropFirst(maximumServers).map(\.description).joined(separator: " "))
         }
-        var search = dns.domains.filter { !$0.routingOnly }.map(\.name)
+        var search = searchDomains(dns)
         var options: [String] = []
         // An earlier file of ours (an update) contributes nothing: its lines are this function's.
         for line in isOwn(original) ? [] : original.split(whereSeparator: \.isNewline) {

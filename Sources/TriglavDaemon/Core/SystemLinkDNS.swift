@@ -3,16 +3,19 @@ public import TriglavCore
 import Synchronization
 
 /// The system's resolver, whichever it is: systemd-resolved's per-link DNS when resolved is running (split DNS,
-/// no leak), else /etc/resolv.conf (`ResolvConfLinkDNS`). Decided at each `apply`, so a resolved started later takes
-/// over at the next change; `revert` goes to whichever took the link's DNS.
+/// no leak), else resolvconf(8) where it manages /etc/resolv.conf (`ResolvconfLinkDNS`), else /etc/resolv.conf
+/// itself (`ResolvConfLinkDNS`). Decided at each `apply`, so a resolved started later takes over at the next change;
+/// `revert` goes to whichever took the link's DNS.
 public final class SystemLinkDNS: LinkDNSConfiguring {
     public let resolved: ResolvedLinkDNS
+    public let resolvconf: ResolvconfLinkDNS
     public let file: ResolvConfLinkDNS
-    private enum Resolver { case resolved, file }
+    private enum Resolver { case resolved, resolvconf, file }
     private let holders = Mutex<[InterfaceName: Resolver]>([:])
 
-    public init(resolved: ResolvedLinkDNS, file: ResolvConfLinkDNS) {
+    public init(resolved: ResolvedLinkDNS, resolvconf: ResolvconfLinkDNS, file: ResolvConfLinkDNS) {
         self.resolved = resolved
+        self.resolvconf = resolvconf
         self.file = file
     }
 
@@ -24,26 +27,37 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
             holders.withLock { $0[interface] = .resolved }
             throw error
         }
+        let holder: Resolver
         if taken {
-            holders.withLock { $0[interface] = .resolved }
-            if previous == .file {
-                do throws(TriglavDaemonError) { try file.revert(interface) } catch { file.logger.warning("\(error)") }
+            holder = .resolved
+        } else {
+            holder = resolvconf.managesResolvConf ? .resolvconf : .file
+            do throws(TriglavDaemonError) {
+                if holder == .resolvconf { try resolvconf.apply(dns, to: interface) } else { try file.apply(dns, to: interface) }
+            } catch {
+                // resolvconf may have kept part of it; the file is only written whole.
+                if holder == .resolvconf { holders.withLock { $0[interface] = .resolvconf } }
+                guard case .failed(_, let reason) = error else { throw error }
+                throw .failed(operation: "setting DNS on \(interface)",
+                              reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
             }
-            return
         }
-        do throws(TriglavDaemonError) { try file.apply(dns, to: interface) } catch {
-            guard case .failed(_, let reason) = error else { throw error }
-            throw .failed(operation: "setting DNS on \(interface)",
-                          reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
+        holders.withLock { $0[interface] = holder }
+        if let previous, previous != holder {
+            do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
         }
-        holders.withLock { $0[interface] = .file }
     }
 
     public func revert(_ interface: InterfaceName) throws(TriglavDaemonError) {
-        switch holders.withLock({ $0.removeValue(forKey: interface) }) {
+        guard let holder = holders.withLock({ $0.removeValue(forKey: interface) }) else { return }
+        try revert(holder, interface)
+    }
+
+    private func revert(_ holder: Resolver, _ interface: InterfaceName) throws(TriglavDaemonError) {
+        switch holder {
         case .resolved: try resolved.revert(interface)
+        case .resolvconf: try resolvconf.revert(interface)
         case .file: try file.revert(interface)
-        case nil: return
         }
     }
 
@@ -51,5 +65,8 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
         holders.withLock { $0[interface] } == .file ? file.isInPlace(interface) : true
     }
 
-    public func restoreLeftovers() { file.restoreLeftovers() }
+    public func restoreLeftovers() {
+        resolvconf.restoreLeftovers()
+        file.restoreLeftovers()
+    }
 }

@@ -456,30 +456,11 @@ final class RouteManager: Sendable {
 
     @discardableResult
     private func run(_ arguments: [String], input: String? = nil, quiet: Bool = false) throws(TriglavDataPlaneError) -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let inputPipe = input.map { _ in Pipe() }
-        if let inputPipe { process.standardInput = inputPipe }
         let command = arguments.joined(separator: " ")
-        do {
-            try process.run()
-        } catch {
-            throw .routingCommand(command: command, status: -1, output: "cannot start: \(error)")
-        }
-        if let inputPipe, let input {
-            inputPipe.fileHandleForWriting.write(Data(input.utf8))
-            try? inputPipe.fileHandleForWriting.close()
-        }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard process.terminationStatus == 0 else {
+        let (status, text) = ExternalCommand.run(arguments, input: input)
+        guard status == 0 else {
             if !quiet { logger.debug("\(command) failed: \(text)") }
-            throw .routingCommand(command: command, status: process.terminationStatus, output: text)
+            throw .routingCommand(command: command, status: status, output: text)
         }
         logger.trace("\(command)")
         return text
