@@ -9,10 +9,12 @@ APT_TEST_PACKAGES += systemd iputils-ping udev util-linux
 daemon-tests: build-tests
 	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'TriglavDaemonTests.Core|IntegrationTests.Daemon'
 
-# The DNS tests also run the real systemd-resolved (in a namespace, on their private bus): unpacked, not installed
-# (scripts/fetch-resolved says why).
+# The DNS tests also run the real systemd-resolved (in a namespace, on their private bus) and Debian's resolvconf
+# (in the daemon's mount namespace): unpacked, not installed (scripts/unpack-deb says why).
 RESOLVED_FOR_TESTS := .build-deps/systemd-resolved
+RESOLVCONF_FOR_TESTS := .build-deps/resolvconf
 .PHONY: resolved-for-tests
 resolved-for-tests: test-deps
 	@./scripts/fetch-resolved $(RESOLVED_FOR_TESTS)
+	@./scripts/unpack-deb resolvconf $(RESOLVCONF_FOR_TESTS)
 build-tests: resolved-for-tests

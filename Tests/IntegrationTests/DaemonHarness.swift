@@ -169,6 +169,10 @@ final class DaemonLab: @unchecked Sendable {
         /// Writable in a read-only /etc, as the packaged unit has it (`ProtectSystem=strict`,
         /// `ReadWritePaths=-/etc/resolv.conf`): no temporary file beside it, no rename over it.
         case writableInReadOnlyEtc
+        /// Managed by Debian's resolvconf, unpacked in `unpacked` (`make test-deps`): overlays on /etc, /run and /usr in
+        /// the daemon's mount namespace hold its program and scripts, /etc/resolv.conf is its symlink to
+        /// /run/resolvconf/resolv.conf, and the lab's file is the LAN's record (`eth0.dhclient`).
+        case resolvconf(unpacked: String)
     }
 
     static let labResolvConf = "# the lab's resolv.conf\nnameserver 192.0.2.53\noptions edns0\n"
@@ -185,6 +189,20 @@ final class DaemonLab: @unchecked Sendable {
         case .readOnly: return "mount --bind \(path) /etc/resolv.conf && mount -o remount,bind,ro /etc/resolv.conf && "
         case .writableInReadOnlyEtc:
             return "mount --bind /etc /etc && mount -o remount,bind,ro /etc && mount --bind \(path) /etc/resolv.conf && "
+        case .resolvconf(let unpacked):
+            let overlays = "\(directory)/\(namespace).overlays"
+            var setup = ""
+            for tree in ["etc", "run", "usr"] {
+                for part in ["upper", "work"] {
+                    try FileManager.default.createDirectory(atPath: "\(overlays)/\(tree)-\(part)", withIntermediateDirectories: true)
+                }
+                setup += "mount -t overlay overlay -o lowerdir=/\(tree),upperdir=\(overlays)/\(tree)-upper,workdir=\(overlays)/\(tree)-work "
+                    + "/\(tree) && "
+            }
+            return setup + "cp -r \(unpacked)/etc/resolvconf /etc/ && cp \(unpacked)/sbin/resolvconf /usr/sbin/resolvconf && "
+                + "mkdir -p /usr/lib/resolvconf /run/resolvconf/interface && cp \(unpacked)/lib/resolvconf/* /usr/lib/resolvconf/ && "
+                + "touch /run/resolvconf/enable-updates && cp \(path) /run/resolvconf/interface/eth0.dhclient && "
+                + "rm -f /etc/resolv.conf && ln -s ../run/resolvconf/resolv.conf /etc/resolv.conf && resolvconf -u && "
         }
     }
 

@@ -65,11 +65,14 @@ extension DaemonTests {
         #expect(!lab.log("client").contains("not reverted"), "client log:\n\(lab.log("client"))")
     }
 
-    /// A file of the systemd-resolved package as `make test-deps` unpacks it in .build-deps/ of the package (found
-    /// from this file's path).
-    static func unpackedResolved(_ path: String) -> String {
+    /// A file of the systemd-resolved package as `make test-deps` unpacks it in .build-deps/ of the package.
+    static func unpackedResolved(_ path: String) -> String { unpacked("systemd-resolved/" + path) }
+
+    /// A path under .build-deps/ of the package (found from this file's path), where `make test-deps` unpacks the
+    /// Debian packages the DNS tests run (scripts/unpack-deb).
+    static func unpacked(_ path: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent(".build-deps/systemd-resolved/" + path).path
+            .appendingPathComponent(".build-deps/" + path).path
     }
 
     /// A minimal DNS server: one A record (192.0.2.77) for every name under corp.example, an empty answer for other

@@ -88,3 +88,65 @@ extension DaemonTests {
         #expect(lab.log("client-2").contains("restored (left by an earlier run that did not stop cleanly)"))
     }
 }
+
+extension DaemonTests {
+    /// No systemd-resolved, and Debian's resolvconf manages /etc/resolv.conf (the real package, unpacked by `make
+    /// test-deps`, in overlays of the client daemon's mount namespace): the offer becomes resolvconf's `tun.tgc0`
+    /// record, listed before the LAN's, and the C library's lookups go through the tunnel. Disconnecting deletes the
+    /// record; after a SIGKILL the next start deletes it. The client runs with CAP_NET_ADMIN alone, as the unit does.
+    @Test("with Debian's resolvconf managing /etc/resolv.conf the offer becomes its tun record, deleted on disconnect and after a crash")
+    func resolvconfCarriesTheOfferWhereItManagesTheFile() throws {
+        let unpacked = Self.unpacked("resolvconf")
+        try #require(FileManager.default.isExecutableFile(atPath: unpacked + "/sbin/resolvconf"),
+                     "\(unpacked) is missing: run 'make test-deps' (scripts/unpack-deb unpacks it)")
+        let lab = try DaemonLab()
+        defer { lab.tearDown() }
+        try lab.startBus()
+        try lab.edit("server.toml") {
+            $0.replacingOccurrences(of: "[server.nat]", with: "[server.dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\"]\n"
+                                    + "domains = [\"corp.example\"]\n[server.nat]")
+        }
+        let (_, serverNotify) = try lab.startServer(onBus: false)
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        try lab.write("resolver.py", Self.resolverScript)
+        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -u \(lab.directory)/resolver.py \(DaemonLab.serverTunnelAddress) "
+                          + "\(lab.directory)/queries.log", logName: "resolver")
+        let resolver = try pollUntil(timeout: 10, { lab.log("resolver") }, isDone: { !$0.isEmpty })
+        try #require(resolver.contains("READY"), "resolver: \(resolver)")
+
+        var (client, clientNotify) = try lab.startClient(privileges: .unitOnly, resolvConf: .resolvconf(unpacked: unpacked))
+        try clientNotify.waitFor("READY=1", timeout: 15)
+        #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
+        func inDaemon(_ command: String) -> String {
+            (try? lab.sh("nsenter -t \(client.processIdentifier) -m -n \(command)")) ?? ""
+        }
+        let servers = "nameserver \(DaemonLab.serverTunnelAddress)\nnameserver 192.0.2.53\nsearch corp.example"
+        let file = try pollUntil(timeout: 5, { inDaemon("cat /etc/resolv.conf") }, isDone: { $0.contains(servers) })
+        #expect(file.contains(servers), "\(file)\nclient log:\n\(lab.log("client"))")
+        #expect(try lab.busctl("get-property org.triglav /org/triglav org.triglav.Manager1 DNSError") == "s \"\"\n")
+        #expect(inDaemon("getent ahostsv4 host.corp.example").contains("192.0.2.77"), "client log:\n\(lab.log("client"))")
+        let queries = (try? String(contentsOfFile: "\(lab.directory)/queries.log", encoding: .utf8)) ?? ""
+        #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")
+
+        let cli = "\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")'"
+        try lab.sh("\(cli) disconnect")
+        let after = try pollUntil(timeout: 5, { inDaemon("cat /etc/resolv.conf") },
+                                  isDone: { !$0.contains(DaemonLab.serverTunnelAddress) })
+        #expect(!after.contains(DaemonLab.serverTunnelAddress) && after.contains("nameserver 192.0.2.53"), "\(after)")
+        #expect(inDaemon("ls /run/resolvconf/interface") == "eth0.dhclient\n")
+
+        // A crash leaves the record; the next start (in the same mount namespace's files) deletes it.
+        try lab.sh("\(cli) connect lab")
+        _ = try pollUntil(timeout: 10, { inDaemon("cat /etc/resolv.conf") }, isDone: { $0.contains(servers) })
+        let overlays = "\(lab.directory)/\(lab.client).overlays"
+        kill(client.processIdentifier, SIGKILL)
+        lab.waitForExit(client, timeout: 5)
+        #expect(FileManager.default.fileExists(atPath: overlays + "/run-upper/resolvconf/interface/tun.tgc0"))
+        (client, clientNotify) = try lab.startClient(connect: false, logName: "client-2", privileges: .unitOnly,
+                                                    resolvConf: .resolvconf(unpacked: unpacked))
+        try clientNotify.waitFor("READY=1", timeout: 15)
+        #expect(!FileManager.default.fileExists(atPath: overlays + "/run-upper/resolvconf/interface/tun.tgc0"),
+                "client log:\n\(lab.log("client-2"))")
+        #expect(lab.log("client-2").contains("resolvconf record tun.tgc0 deleted (left by an earlier run"), "\(lab.log("client-2"))")
+    }
+}

@@ -44,9 +44,9 @@ required=(
 )
 
 # The [Service] settings that are not about which role runs: must be identical in both units. Only the
-# client writes /etc/resolv.conf (a profile's or the server's DNS without systemd-resolved).
+# client writes /etc/resolv.conf and resolvconf's records (a profile's or the server's DNS without systemd-resolved).
 hardening() {
-    sed -n '/^\[Service\]/,/^\[/p' "$1" | grep -Ev '^(#|$|\[|ExecStart=|BusName=|ReadWritePaths=-/etc/resolv.conf$)' | sort
+    sed -n '/^\[Service\]/,/^\[/p' "$1" | grep -Ev '^(#|$|\[|ExecStart=|BusName=|ReadWritePaths=-/etc/resolv.conf -/run/resolvconf$)' | sort
 }
 
 exposure() {
@@ -87,8 +87,8 @@ for unit in "${units[@]}"; do
         grep -qF "exposure of $name: $score " docs/INSTALL.md
 done
 
-check "triglavd.service may write /etc/resolv.conf (DNS without systemd-resolved), triglavd-server.service may not" \
-    bash -c "grep -qx 'ReadWritePaths=-/etc/resolv.conf' '${units[0]}' && ! grep -q 'resolv.conf' '${units[1]}'"
+check "triglavd.service may write /etc/resolv.conf and /run/resolvconf (DNS without systemd-resolved), triglavd-server.service may not" \
+    bash -c "grep -qx 'ReadWritePaths=-/etc/resolv.conf -/run/resolvconf' '${units[0]}' && ! grep -q 'resolv' '${units[1]}'"
 check "triglavd.service names org.triglav in BusName= (activation starts it)" \
     grep -qx 'BusName=org.triglav' "${units[0]}"
 check "triglavd-server.service does not (systemd refuses two units with one BusName=)" \
