@@ -150,6 +150,9 @@ public struct ManagerStatus: PropertyRecord {
     public var dnsError: String
     /// Where `dnsServers` come from: "profile" (its `[dns]`), "server" (the server's `[server.dns]` offer), or "".
     public var dnsSource: String
+    /// Which of the system's resolvers took them: "systemd-resolved", "resolvconf" or "/etc/resolv.conf"; "" while
+    /// none has (none wanted, or `dnsError`).
+    public var dnsResolver: String
     /// The TUN's current MTU (it follows the uplinks' path MTUs); 0 when disconnected.
     public var tunnelMTU: UInt32
 
@@ -157,9 +160,10 @@ public struct ManagerStatus: PropertyRecord {
                 tunnelAddresses: [String] = [], scheduler: String = "", txBytes: UInt64 = 0, rxBytes: UInt64 = 0,
                 uplinks: [UInt32] = [], version: String = "", routingError: String = "", stateReason: String = "",
                 counters: [NamedCounter] = [], dnsServers: [String] = [], dnsDomains: [String] = [], dnsError: String = "",
-                dnsSource: String = "", tunnelMTU: UInt32 = 0) {
+                dnsSource: String = "", dnsResolver: String = "", tunnelMTU: UInt32 = 0) {
         self.tunnelMTU = tunnelMTU
         self.dnsSource = dnsSource
+        self.dnsResolver = dnsResolver
         self.counters = counters
         self.dnsServers = dnsServers
         self.dnsDomains = dnsDomains
@@ -186,7 +190,7 @@ public struct ManagerStatus: PropertyRecord {
         PropertySpec("Uplinks", "ao"), PropertySpec("Version", "s"), PropertySpec("RoutingError", "s"),
         PropertySpec("StateReason", "s"), PropertySpec("Counters", "a(st)", rateLimited: true),
         PropertySpec("DNSServers", "as"), PropertySpec("DNSDomains", "as"), PropertySpec("DNSError", "s"),
-        PropertySpec("DNSSource", "s"), PropertySpec("TunnelMTU", "u"),
+        PropertySpec("DNSSource", "s"), PropertySpec("DNSResolver", "s"), PropertySpec("TunnelMTU", "u"),
     ]
 
     public var propertyValues: [(name: String, value: ControlValue)] {
@@ -197,7 +201,7 @@ public struct ManagerStatus: PropertyRecord {
          ("RoutingError", .string(routingError)), ("StateReason", .string(stateReason)),
          ("Counters", NamedCounter.value(counters)), ("DNSServers", .strings(dnsServers)),
          ("DNSDomains", .strings(dnsDomains)), ("DNSError", .string(dnsError)), ("DNSSource", .string(dnsSource)),
-         ("TunnelMTU", .uint32(tunnelMTU))]
+         ("DNSResolver", .string(dnsResolver)), ("TunnelMTU", .uint32(tunnelMTU))]
     }
 
     public init(propertyValues v: [String: ControlValue]) {
@@ -210,7 +214,7 @@ public struct ManagerStatus: PropertyRecord {
                   stateReason: v["StateReason"]?.string ?? "", counters: NamedCounter.list(v["Counters"]),
                   dnsServers: v["DNSServers"]?.strings ?? [], dnsDomains: v["DNSDomains"]?.strings ?? [],
                   dnsError: v["DNSError"]?.string ?? "", dnsSource: v["DNSSource"]?.string ?? "",
-                  tunnelMTU: v["TunnelMTU"]?.uint32 ?? 0)
+                  dnsResolver: v["DNSResolver"]?.string ?? "", tunnelMTU: v["TunnelMTU"]?.uint32 ?? 0)
     }
 }
 

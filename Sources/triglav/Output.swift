@@ -237,7 +237,8 @@ enum Render {
                 : manager.dnsDomains.isEmpty ? "no domains" : manager.dnsDomains.joined(separator: " ")
             let source = manager.dnsSource == "server" ? ", offered by the server" : ""
             // Every server left out (unreachable through the tunnel): only the reason says anything.
-            let wanted = manager.dnsServers.isEmpty ? [] : [manager.dnsServers.joined(separator: " ") + " (\(scope)\(source))"]
+            let via = manager.dnsResolver.isEmpty ? "" : " via \(manager.dnsResolver)"
+            let wanted = manager.dnsServers.isEmpty ? [] : [manager.dnsServers.joined(separator: " ") + " (\(scope)\(source))\(via)"]
             let failure = manager.dnsError.isEmpty ? [] : [style.paint("NOT APPLIED", "31") + ": \(manager.dnsError)"]
             field("DNS", (wanted + failure).joined(separator: " "))
         }

@@ -43,12 +43,14 @@ extension DaemonTests {
         #expect(try lab.busctl("get-property \(manager) DNSServers") == "as 2 \"\(DaemonLab.serverTunnelAddress)\" \"fd78::1\"\n")
         #expect(try lab.busctl("get-property \(manager) DNSDomains") == "as 2 \"corp.example\" \"~.\"\n")
         #expect(try lab.busctl("get-property \(manager) DNSError") == "s \"\"\n")
+        #expect(try lab.busctl("get-property \(manager) DNSResolver") == "s \"systemd-resolved\"\n")
         let cli = "\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")'"
         // The TUN's MTU (1500-byte veths less the tunnel's 68 bytes over IPv4), once the once-a-second refresh read it.
         let mtu = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) TunnelMTU") }, isDone: { $0 == "u 1432\n" })
         #expect(mtu == "u 1432\n")
         let status = try lab.sh("\(cli) status")
-        #expect(status.contains("DNS:") && status.contains("fd78::1 (all queries)") && !status.contains("NOT APPLIED"), "\(status)")
+        #expect(status.contains("DNS:") && status.contains("fd78::1 (all queries) via systemd-resolved")
+                && !status.contains("NOT APPLIED"), "\(status)")
         #expect(status.contains("(MTU 1432)"), "\(status)")
 
         try lab.sh("\(cli) disconnect")
@@ -65,7 +67,9 @@ extension DaemonTests {
         let error = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 != "s \"\"\n" })
         #expect(error.contains("systemd-resolved is not running") && error.contains("Read-only file system"), "\(error)")
         let refused = try lab.sh("\(cli) status")
-        #expect(refused.contains("NOT APPLIED") && refused.contains("apt install systemd-resolved"), "\(refused)")
+        #expect(refused.contains("NOT APPLIED") && refused.contains("apt install systemd-resolved") && !refused.contains(" via "),
+                "\(refused)")
+        #expect(try lab.busctl("get-property \(manager) DNSResolver") == "s \"\"\n")
         #expect(try lab.exec(lab.client, "ping -c 1 -W 2 \(DaemonLab.serverTunnelAddress)").contains("1 received"))
 
         // resolved comes (back): within the retry interval (10 s) the link gets its DNS and the error clears.

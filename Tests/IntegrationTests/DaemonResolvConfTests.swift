@@ -44,6 +44,7 @@ extension DaemonTests {
         let manager = "org.triglav /org/triglav org.triglav.Manager1"
         #expect(try lab.busctl("get-property \(manager) DNSError") == "s \"\"\n")
         #expect(try lab.busctl("get-property \(manager) DNSSource") == "s \"server\"\n")
+        #expect(try lab.busctl("get-property \(manager) DNSResolver") == "s \"/etc/resolv.conf\"\n")
 
         // The C library reads the file in the daemon's mount namespace; the query leaves through the tunnel.
         let lookup = "nsenter -t \(client.processIdentifier) -m -n getent ahostsv4 host.corp.example"
@@ -124,6 +125,9 @@ extension DaemonTests {
         let file = try pollUntil(timeout: 5, { inDaemon("cat /etc/resolv.conf") }, isDone: { $0.contains(servers) })
         #expect(file.contains(servers), "\(file)\nclient log:\n\(lab.log("client"))")
         #expect(try lab.busctl("get-property org.triglav /org/triglav org.triglav.Manager1 DNSError") == "s \"\"\n")
+        #expect(try lab.busctl("get-property org.triglav /org/triglav org.triglav.Manager1 DNSResolver") == "s \"resolvconf\"\n")
+        let status = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
+        #expect(status.contains("(all queries, offered by the server) via resolvconf"), "\(status)")
         #expect(inDaemon("getent ahostsv4 host.corp.example").contains("192.0.2.77"), "client log:\n\(lab.log("client"))")
         let queries = (try? String(contentsOfFile: "\(lab.directory)/queries.log", encoding: .utf8)) ?? ""
         #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")

@@ -177,6 +177,7 @@ import TriglavTestSupport
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(files.text?.contains("nameserver 10.77.0.1") == true)
         #expect(system.isInPlace(loopback))
+        #expect(system.resolver(for: loopback) == "/etc/resolv.conf")
 
         let log = bus.directory + "/resolved.log"
         let resolved = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--fake-resolved", log],
@@ -186,7 +187,9 @@ import TriglavTestSupport
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(files.text == ResolvConfLinkDNSTests.original)
         #expect(try String(contentsOfFile: log, encoding: .utf8).hasPrefix("SetLinkDNS \(if_nametoindex("lo")) 10.77.0.1"))
+        #expect(system.resolver(for: loopback) == "systemd-resolved")
         try system.revert(loopback)
+        #expect(system.resolver(for: loopback) == "")
         #expect(try String(contentsOfFile: log, encoding: .utf8).hasSuffix("RevertLink \(if_nametoindex("lo"))\n"))
         #expect(files.text == ResolvConfLinkDNSTests.original)
     }

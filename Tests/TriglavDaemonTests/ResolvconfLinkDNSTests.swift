@@ -107,6 +107,7 @@ import TriglavTestSupport
         let loopback = try InterfaceName("lo")
         try system.apply(try ResolvConfLinkDNSTests.dns(["10.77.0.1"], domains: []), to: loopback)
         #expect(Self.calls(log) == "-a tun.lo\nnameserver 10.77.0.1\n")
+        #expect(system.resolver(for: loopback) == "resolvconf")
         #expect(files.record == nil)  // the file backend kept nothing
         try system.revert(loopback)
         #expect(Self.calls(log).hasSuffix("-d tun.lo\n"))

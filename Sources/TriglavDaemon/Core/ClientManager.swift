@@ -645,10 +645,13 @@ public final class ClientManager: Sendable {
             logger.warning("DNS of profile \(plan.profile): \(leftOut)", metadata: ["profile": "\(plan.profile)"])
         }
         var failure = ""
+        var resolver = ""
         if let wanted {
             do throws(TriglavDaemonError) {
                 try linkDNS.apply(wanted, to: plan.tunnelInterface)
-                logger.info("DNS on \(plan.tunnelInterface) (\(connection.dnsSource)): \(wanted.summary)")
+                resolver = linkDNS.resolver(for: plan.tunnelInterface)
+                let via = resolver.isEmpty ? "" : " via \(resolver)"
+                logger.info("DNS on \(plan.tunnelInterface) (\(connection.dnsSource))\(via): \(wanted.summary)")
             } catch {
                 failure = error.description
             }
@@ -661,6 +664,7 @@ public final class ClientManager: Sendable {
                 $0.appliedDNS = wanted
                 $0.dnsFailure = failure
                 $0.dnsRetryAt = retryAt
+                $0.dnsResolver = resolver
             }
             publish(&state)
         }
@@ -1003,6 +1007,8 @@ extension ClientManager {
         var appliedDNS: LinkDNS?
         /// Why `wantedDNS` isn't in the system resolver; "" when applied or when there is none.
         var dnsFailure = ""
+        /// The resolver that took `appliedDNS` (Manager1.DNSResolver); "" after a failure or with nothing applied.
+        var dnsResolver = ""
         /// When to hand it over again after a failure (`refresh()`); nil while applied, or while a retry is under way.
         var dnsRetryAt: Duration?
 
@@ -1355,7 +1361,8 @@ extension ClientManager {
                 routingError: connection?.statistics?.routingFailure ?? "", stateReason: stateReason,
                 dnsServers: connection?.wantedDNS?.servers.map(\.description) ?? [],
                 dnsDomains: connection?.wantedDNS?.domains.map(\.description) ?? [],
-                dnsError: connection?.dnsError ?? "", dnsSource: connection?.dnsSource.rawValue ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
+                dnsError: connection?.dnsError ?? "", dnsSource: connection?.dnsSource.rawValue ?? "",
+                dnsResolver: connection?.dnsResolver ?? "", tunnelMTU: connection?.statistics?.tunnelMTU ?? 0)
         }
 
         func uplinkStatuses() -> [UplinkSnapshot] {

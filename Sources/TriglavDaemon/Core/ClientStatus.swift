@@ -165,6 +165,8 @@ public struct ClientManagerStatus: Sendable, Equatable {
     public var dnsError: String = ""
     /// `DNSSource.rawValue`: "profile", "server" or "".
     public var dnsSource: String = ""
+    /// The resolver that took the link's DNS (`LinkDNSConfiguring.resolver(for:)`); "" while none has.
+    public var dnsResolver: String = ""
     /// The TUN's current MTU (it follows the uplinks' path MTUs); 0 when disconnected or not set yet.
     public var tunnelMTU: Int = 0
 }

@@ -111,7 +111,7 @@ extension Daemon: TunnelController {
                       txBytes: manager.transmittedBytes, rxBytes: manager.receivedBytes, version: version,
                       routingError: manager.routingError, stateReason: manager.stateReason,
                       dnsServers: manager.dnsServers, dnsDomains: manager.dnsDomains, dnsError: manager.dnsError,
-                      dnsSource: manager.dnsSource, tunnelMTU: UInt32(clamping: manager.tunnelMTU))
+                      dnsSource: manager.dnsSource, dnsResolver: manager.dnsResolver, tunnelMTU: UInt32(clamping: manager.tunnelMTU))
     }
 
     static func clientStatus(_ client: ServerClientStatus) -> TriglavControlAPI.ClientStatus {

@@ -83,9 +83,12 @@ public protocol LinkDNSConfiguring: Sendable {
     func isInPlace(_ interface: InterfaceName) -> Bool
     /// Takes back what a run that ended without `revert` (a crash) left behind; called once at start.
     func restoreLeftovers()
+    /// Which resolver holds `interface`'s DNS since the last successful `apply` (Manager1.DNSResolver).
+    func resolver(for interface: InterfaceName) -> String
 }
 
 extension LinkDNSConfiguring {
     public func isInPlace(_ interface: InterfaceName) -> Bool { true }
+    public func resolver(for interface: InterfaceName) -> String { "" }
     public func restoreLeftovers() {}
 }

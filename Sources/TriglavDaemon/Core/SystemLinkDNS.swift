@@ -10,7 +10,11 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
     public let resolved: ResolvedLinkDNS
     public let resolvconf: ResolvconfLinkDNS
     public let file: ResolvConfLinkDNS
-    private enum Resolver { case resolved, resolvconf, file }
+    private enum Resolver: String {
+        case resolved = "systemd-resolved"
+        case resolvconf
+        case file = "/etc/resolv.conf"
+    }
     private let holders = Mutex<[InterfaceName: Resolver]>([:])
 
     public init(resolved: ResolvedLinkDNS, resolvconf: ResolvconfLinkDNS, file: ResolvConfLinkDNS) {
@@ -64,6 +68,8 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
     public func isInPlace(_ interface: InterfaceName) -> Bool {
         holders.withLock { $0[interface] } == .file ? file.isInPlace(interface) : true
     }
+
+    public func resolver(for interface: InterfaceName) -> String { holders.withLock { $0[interface]?.rawValue ?? "" } }
 
     public func restoreLeftovers() {
         resolvconf.restoreLeftovers()
