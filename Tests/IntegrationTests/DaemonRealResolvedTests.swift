@@ -31,11 +31,7 @@ extension DaemonTests {
         let (_, serverNotify) = try lab.startServer(onBus: false)
         try serverNotify.waitFor("READY=1", timeout: 15)
         // A resolver on the server's tunnel address that answers A queries for corp.example's names and logs them.
-        try lab.write("resolver.py", Self.resolverScript)
-        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -u \(lab.directory)/resolver.py \(DaemonLab.serverTunnelAddress) "
-                          + "\(lab.directory)/queries.log", logName: "resolver")
-        let resolver = try pollUntil(timeout: 10, { lab.log("resolver") }, isDone: { !$0.isEmpty })
-        try #require(resolver.contains("READY"), "resolver: \(resolver)")
+        try Self.startTunnelResolver(lab)
         // With CAP_NET_ADMIN alone, as the packaged unit runs it: resolved authorises the calls by that capability.
         let (client, clientNotify) = try lab.startClient(privileges: .unitOnly)
         try clientNotify.waitFor("READY=1", timeout: 15)
@@ -55,7 +51,7 @@ extension DaemonTests {
         // The query leaves through the tunnel (the resolver sees the client's tunnel address) and the answer comes back.
         let answer = try lab.exec(lab.client, "\(resolvectl) --legend=no query -4 host.corp.example")
         #expect(answer.contains("192.0.2.77") && answer.contains("link: tgc0"), "\(answer)\nresolved log:\n\(lab.log("resolved"))")
-        let queries = (try? String(contentsOfFile: "\(lab.directory)/queries.log", encoding: .utf8)) ?? ""
+        let queries = Self.resolverQueries(lab)
         #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")
 
         try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(bus)' disconnect")

@@ -15,17 +15,7 @@ extension DaemonTests {
         defer { lab.tearDown() }
         try lab.startBus()
         let bus = lab.busAddress ?? ""
-        try lab.edit("server.toml") {
-            $0.replacingOccurrences(of: "[server.nat]", with: "[server.dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\"]\n"
-                                    + "domains = [\"corp.example\"]\n[server.nat]")
-        }
-        let (_, serverNotify) = try lab.startServer(onBus: false)
-        try serverNotify.waitFor("READY=1", timeout: 15)
-        try lab.write("resolver.py", Self.resolverScript)
-        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -u \(lab.directory)/resolver.py \(DaemonLab.serverTunnelAddress) "
-                          + "\(lab.directory)/queries.log", logName: "resolver")
-        let resolver = try pollUntil(timeout: 10, { lab.log("resolver") }, isDone: { !$0.isEmpty })
-        try #require(resolver.contains("READY"), "resolver: \(resolver)")
+        try Self.startServerOfferingDNS(lab)
 
         let path = lab.resolvConfPath(lab.client)
         func file() -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
@@ -49,7 +39,7 @@ extension DaemonTests {
         // The C library reads the file in the daemon's mount namespace; the query leaves through the tunnel.
         let lookup = "nsenter -t \(client.processIdentifier) -m -n getent ahostsv4 host.corp.example"
         #expect(try lab.sh(lookup).contains("192.0.2.77"), "client log:\n\(lab.log("client"))")
-        let queries = (try? String(contentsOfFile: "\(lab.directory)/queries.log", encoding: .utf8)) ?? ""
+        let queries = Self.resolverQueries(lab)
         #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")
 
         let cli = "\(DaemonLab.product("triglav")) --bus-address '\(bus)'"
@@ -103,17 +93,7 @@ extension DaemonTests {
         let lab = try DaemonLab()
         defer { lab.tearDown() }
         try lab.startBus()
-        try lab.edit("server.toml") {
-            $0.replacingOccurrences(of: "[server.nat]", with: "[server.dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\"]\n"
-                                    + "domains = [\"corp.example\"]\n[server.nat]")
-        }
-        let (_, serverNotify) = try lab.startServer(onBus: false)
-        try serverNotify.waitFor("READY=1", timeout: 15)
-        try lab.write("resolver.py", Self.resolverScript)
-        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -u \(lab.directory)/resolver.py \(DaemonLab.serverTunnelAddress) "
-                          + "\(lab.directory)/queries.log", logName: "resolver")
-        let resolver = try pollUntil(timeout: 10, { lab.log("resolver") }, isDone: { !$0.isEmpty })
-        try #require(resolver.contains("READY"), "resolver: \(resolver)")
+        try Self.startServerOfferingDNS(lab)
 
         var (client, clientNotify) = try lab.startClient(privileges: .unitOnly, resolvConf: .resolvconf(unpacked: unpacked))
         try clientNotify.waitFor("READY=1", timeout: 15)
@@ -129,7 +109,7 @@ extension DaemonTests {
         let status = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
         #expect(status.contains("(all queries, offered by the server) via resolvconf"), "\(status)")
         #expect(inDaemon("getent ahostsv4 host.corp.example").contains("192.0.2.77"), "client log:\n\(lab.log("client"))")
-        let queries = (try? String(contentsOfFile: "\(lab.directory)/queries.log", encoding: .utf8)) ?? ""
+        let queries = Self.resolverQueries(lab)
         #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")
 
         let cli = "\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")'"
@@ -152,5 +132,34 @@ extension DaemonTests {
         #expect(!FileManager.default.fileExists(atPath: overlays + "/run-upper/resolvconf/interface/tun.tgc0"),
                 "client log:\n\(lab.log("client-2"))")
         #expect(lab.log("client-2").contains("resolvconf record tun.tgc0 deleted (left by an earlier run"), "\(lab.log("client-2"))")
+    }
+}
+
+extension DaemonTests {
+    /// The server offering `[server.dns]` with the server's tunnel address and corp.example, started without the bus,
+    /// and the resolver that answers there (`startTunnelResolver`).
+    static func startServerOfferingDNS(_ lab: DaemonLab) throws {
+        try lab.edit("server.toml") {
+            $0.replacingOccurrences(of: "[server.nat]", with: "[server.dns]\nservers = [\"\(DaemonLab.serverTunnelAddress)\"]\n"
+                                    + "domains = [\"corp.example\"]\n[server.nat]")
+        }
+        let (_, serverNotify) = try lab.startServer(onBus: false)
+        try serverNotify.waitFor("READY=1", timeout: 15)
+        try startTunnelResolver(lab)
+    }
+
+    /// A resolver on the server's tunnel address (`resolverScript`: corp.example's names answer 192.0.2.77) in the
+    /// server namespace; returns once it listens.
+    static func startTunnelResolver(_ lab: DaemonLab) throws {
+        try lab.write("resolver.py", resolverScript)
+        _ = try lab.spawn(namespace: lab.server, "/usr/bin/python3 -u \(lab.directory)/resolver.py \(DaemonLab.serverTunnelAddress) "
+                          + "\(lab.directory)/queries.log", logName: "resolver")
+        let resolver = try pollUntil(timeout: 10, { lab.log("resolver") }, isDone: { !$0.isEmpty })
+        try #require(resolver.contains("READY"), "resolver: \(resolver)")
+    }
+
+    /// The queries the resolver got, one "SOURCE NAME" line each.
+    static func resolverQueries(_ lab: DaemonLab) -> String {
+        (try? String(contentsOfFile: "\(lab.directory)/queries.log", encoding: .utf8)) ?? ""
     }
 }
