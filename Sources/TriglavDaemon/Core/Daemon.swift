@@ -371,6 +371,9 @@ public final class Daemon: Sendable {
         let control = DispatchQueue(label: "triglav.daemon.control")
         let terminate = DispatchSemaphore(value: 0)
         var sources: [any DispatchSourceSignal] = []
+        // A pipe or socket whose reader is gone (a tool that exited before reading its input: nft, resolvconf) must
+        // fail that one write with EPIPE, not end the daemon.
+        signal(SIGPIPE, SIG_IGN)
         for number in [SIGTERM, SIGINT, SIGHUP] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: control)

@@ -24,7 +24,8 @@ public enum ExternalCommand {
             return (-1, "cannot start: \(error)")
         }
         if let inputPipe, let input {
-            inputPipe.fileHandleForWriting.write(Data(input.utf8))
+            // A program that exits without reading all of it fails this write (EPIPE), which its status then explains.
+            try? inputPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
             try? inputPipe.fileHandleForWriting.close()
         }
         let data = output.fileHandleForReading.readDataToEndOfFile()
