@@ -155,7 +155,8 @@ final class DaemonLab: @unchecked Sendable {
         environment.merge(extraEnvironment) { _, new in new }
         let busFlag = busAddress == nil || !onBus ? " --no-bus" : ""
         let process = try spawn(namespace: namespace, "\(privileges.launcher)\(Self.triglavd) \(arguments)\(busFlag)",
-                                logName: logName, environment: environment, setup: try resolvConfMount(namespace, resolvConf))
+                                logName: logName, environment: environment,
+                                setup: try resolvConfMount(namespace, resolvConf) + privileges.setup)
         return (process, listener)
     }
 
@@ -211,6 +212,9 @@ final class DaemonLab: @unchecked Sendable {
         /// What systemd/triglavd.service grants: CapabilityBoundingSet= and AmbientCapabilities=CAP_NET_ADMIN,
         /// NoNewPrivileges=yes (as packaging/tests/check-installed-package.sh runs the installed daemon).
         case unitOnly
+
+        /// The unit's `UMask=0077` too: what the daemon (and the tools it runs) create is private unless made otherwise.
+        var setup: String { self == .unitOnly ? "umask 077 && " : "" }
 
         var launcher: String {
             switch self {

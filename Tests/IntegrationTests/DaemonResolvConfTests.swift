@@ -39,6 +39,10 @@ extension DaemonTests {
         // The C library reads the file in the daemon's mount namespace; the query leaves through the tunnel.
         let lookup = "nsenter -t \(client.processIdentifier) -m -n getent ahostsv4 host.corp.example"
         #expect(try lab.sh(lookup).contains("192.0.2.77"), "client log:\n\(lab.log("client"))")
+        // Written under the daemon's umask 077, yet readable by everyone (an unprivileged user's lookup).
+        let asNobody = "nsenter -t \(client.processIdentifier) -m -n setpriv --reuid=65534 --regid=65534 --clear-groups "
+            + "getent ahostsv4 host.corp.example"
+        #expect(try lab.sh(asNobody).contains("192.0.2.77"))
         let queries = Self.resolverQueries(lab)
         #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")
 
@@ -109,6 +113,12 @@ extension DaemonTests {
         let status = try lab.sh("\(DaemonLab.product("triglav")) --bus-address '\(lab.busAddress ?? "")' status")
         #expect(status.contains("(all queries, offered by the server) via resolvconf"), "\(status)")
         #expect(inDaemon("getent ahostsv4 host.corp.example").contains("192.0.2.77"), "client log:\n\(lab.log("client"))")
+        // resolvconf ran under the daemon's umask 077 (the unit's), but what it generates is for everyone to read
+        // (Debian's runs its scripts through run-parts, which sets 022; triglavd runs resolvconf under 022 for openresolv).
+        let daemonStatus = try String(contentsOfFile: "/proc/\(client.processIdentifier)/status", encoding: .utf8)
+        #expect(daemonStatus.contains("Umask:\t0077"), "\(daemonStatus)")
+        #expect(inDaemon("stat -c %a /run/resolvconf/resolv.conf") == "644\n")
+        #expect(inDaemon("setpriv --reuid=65534 --regid=65534 --clear-groups getent ahostsv4 host.corp.example").contains("192.0.2.77"))
         let queries = Self.resolverQueries(lab)
         #expect(queries.contains("\(DaemonLab.clientTunnelAddress) host.corp.example"), "\(queries)")
 

@@ -74,8 +74,8 @@ public struct ResolvconfLinkDNS: Sendable {
         let search = ResolvConfLinkDNS.searchDomains(dns)
         if !search.isEmpty { lines.append("search " + search.joined(separator: " ")) }
         let exclusive = isOpenresolv(program) ? ["-m", "0", "-x"] : []
-        let (status, output) = ExternalCommand.run([program, "-a", Self.record(interface)] + exclusive,
-                                                   input: lines.joined(separator: "\n") + "\n")
+        let (status, output) = Self.run([program, "-a", Self.record(interface)] + exclusive,
+                                        input: lines.joined(separator: "\n") + "\n")
         guard status == 0 else { throw .failed(operation: operation, reason: "exit status \(status): \(output)") }
     }
 
@@ -103,10 +103,16 @@ public struct ResolvconfLinkDNS: Sendable {
             throw .failed(operation: operation, reason: "\(recordStatePath) names no record of triglavd, or resolvconf is gone")
         }
         let force = isOpenresolv(program) ? ["-f"] : []
-        let (status, output) = ExternalCommand.run([program, "-d", record] + force)
+        let (status, output) = Self.run([program, "-d", record] + force)
         guard status == 0 else { throw .failed(operation: operation, reason: "exit status \(status): \(output)") }
         unlink(recordStatePath)
         logger.notice("resolvconf record \(record) deleted (\(reason))")
+    }
+
+    /// openresolv creates the resolv.conf everyone reads with the caller's umask, which is 0077 under the unit: it runs
+    /// under 022 (Debian's resolvconf runs its scripts through run-parts, which sets 022 itself).
+    static func run(_ arguments: [String], input: String? = nil) -> (status: Int32, output: String) {
+        ExternalCommand.run(["/bin/sh", "-c", "umask 022; exec \"$@\"", "sh"] + arguments, input: input)
     }
 
     private func isOpenresolv(_ program: String) -> Bool {
