@@ -65,7 +65,8 @@ extension DaemonTests {
         try lab.sh("\(cli) connect lab")
         #expect(lab.waitForTunnel(timeout: 10), "client log:\n\(lab.log("client"))")
         let error = try pollUntil(timeout: 5, { try lab.busctl("get-property \(manager) DNSError") }, isDone: { $0 != "s \"\"\n" })
-        #expect(error.contains("systemd-resolved is not running") && error.contains("Read-only file system"), "\(error)")
+        #expect(error.contains("systemd-resolved is not running") && error.contains("Read-only file system")
+                && error.contains("restart triglavd"), "\(error)")
         let refused = try lab.sh("\(cli) status")
         #expect(refused.contains("NOT APPLIED") && refused.contains("apt install systemd-resolved") && !refused.contains(" via "),
                 "\(refused)")

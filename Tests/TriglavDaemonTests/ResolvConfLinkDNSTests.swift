@@ -116,6 +116,30 @@ import TriglavTestSupport
         #expect(files.text == Self.original)
     }
 
+    @Test func aFileThatBecameASymlinkIsLeftAloneAndTheRecordForgotten() throws {
+        let files = try Files()
+        defer { files.remove() }
+        try files.file.apply(try Self.dns(), to: try Self.tunnel)
+        // systemd-resolved installed meanwhile: its stub symlink replaces the file.
+        try FileManager.default.removeItem(atPath: files.path)
+        try FileManager.default.createSymbolicLink(atPath: files.path, withDestinationPath: "stub-resolv.conf")
+        try files.file.revert(try Self.tunnel)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: files.path) == "stub-resolv.conf")
+        #expect(files.record == nil)
+    }
+
+    @Test func ourFileWithoutTheRecordOfTheReplacedOneIsNotUpdatedSilently() throws {
+        let files = try Files()
+        defer { files.remove() }
+        try files.file.apply(try Self.dns(), to: try Self.tunnel)
+        try FileManager.default.removeItem(atPath: files.file.recordPath)
+        #expect {
+            try files.file.apply(try Self.dns(["10.77.0.2"]), to: try Self.tunnel)
+        } throws: { error in
+            "\(error)".contains("the record of the file it replaced") && "\(error)".contains("is gone")
+        }
+    }
+
     @Test func aMissingFileIsCreatedReadableByAllAndRemovedAgain() throws {
         let files = try Files(nil)
         defer { files.remove() }

@@ -53,6 +53,8 @@ public final class ClientManager: Sendable {
     private let dataCapStore: DataCapStore?
     /// Where a profile's `[dns]` goes while connected.
     private let linkDNS: any LinkDNSConfiguring
+    /// A periodic check of the link's DNS (`refresh`) is queued and not yet run.
+    private let dnsCheckQueued = Atomic<Bool>(false)
     private let lifecycle = Mutex<Void>(())
     private let state: Mutex<State>
     private let events = DispatchQueue(label: "triglav.client-manager.events")
@@ -293,6 +295,7 @@ public final class ClientManager: Sendable {
         defer { saveDataCaps(force: false) }
         let now = uptime()
         var dnsSync: UInt64?
+        var dnsCheck: UInt64?
         let due = state.withLock { state -> NameResolution? in
             var due: NameResolution?
             if case .resolving(var pending) = state.phase, !pending.isAttempting, now >= pending.nextAttempt {
@@ -326,7 +329,7 @@ public final class ClientManager: Sendable {
                 dnsSync = connection.generation
             }
             // Applied: checked once a second, since another program may write over it (a DHCP client's resolv.conf).
-            if connection.appliedDNS != nil && connection.dnsFailure.isEmpty { dnsSync = connection.generation }
+            if dnsSync == nil && connection.appliedDNS != nil && connection.dnsFailure.isEmpty { dnsCheck = connection.generation }
             state.phase = .active(connection)
             reconcile(&state)
             publish(&state)
@@ -334,6 +337,13 @@ public final class ClientManager: Sendable {
         }
         if let due { resolutions.async { [weak self] in self?.resolve(due) } }
         if let dnsSync { resolutions.async { [weak self] in self?.syncDNS(generation: dnsSync) } }
+        // One check waiting at a time: the queue may be busy for seconds with a name resolution.
+        if let dnsCheck, dnsCheckQueued.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
+            resolutions.async { [weak self] in
+                self?.dnsCheckQueued.store(false, ordering: .relaxed)
+                self?.syncDNS(generation: dnsCheck)
+            }
+        }
     }
 
     /// How long after a failed hand-over to the resolver it is tried again (systemd-resolved started later, or was

@@ -50,7 +50,13 @@ public struct ResolvConfLinkDNS: Sendable {
         let replaced: String
         if let current, Self.isOwn(current) {
             // An update: the options and search domains still come from the file of before the first apply.
-            if case .present(let text) = try readRecord(operation) { replaced = text } else { replaced = "" }
+            switch try readRecord(operation) {
+            case .present(let text): replaced = text
+            case .absent: replaced = ""
+            case .none:
+                throw .failed(operation: operation, reason: "\(path) holds triglavd's DNS, but the record of the file it "
+                              + "replaced (\(recordPath)) is gone, so it could not be put back; write \(path) by hand")
+            }
         } else {
             let record = Self.recordHeader + (current.map { "present\n" + $0 } ?? "absent\n")
             if let failure = TextFile.writeAtomically(record, to: recordPath) {
@@ -59,10 +65,20 @@ public struct ResolvConfLinkDNS: Sendable {
             replaced = current ?? ""
         }
         let contents = Self.contents(dns, interface: interface, replacing: replaced)
-        if let failure = TextFile.overwrite(path, with: contents, creating: current == nil) {
-            throw .failed(operation: operation, reason: failure)
+        var code: Int32 = 0
+        if let failure = TextFile.overwrite(path, with: contents, creating: current == nil, failedCode: &code) {
+            // Opened, truncated and not (fully) written (no space, I/O error): the file as it was goes back at once, so
+            // neither the system nor a later retry (which would take a torn file for another program's) is left without it.
+            if let current, !failure.hasPrefix("opening ") { _ = TextFile.overwrite(path, with: current) }
+            throw .failed(operation: operation, reason: failure + (code == EROFS ? Self.readOnlyHint : ""))
         }
     }
+
+    /// Under the unit only the /etc/resolv.conf present when triglavd started is writable (a bind mount of that
+    /// file): one a DHCP client or NetworkManager has since renamed over it is a new file in the read-only /etc.
+    static let readOnlyHint = "; under triglavd.service only the /etc/resolv.conf present when it started is writable, so "
+        + "if another program (a DHCP client, NetworkManager) has replaced it since, restart triglavd (systemctl restart "
+        + "triglavd) to write the new one"
 
     /// Puts back the file `apply` replaced, if the file is still the one it wrote (another program's newer file is
     /// left alone), and forgets the record.
@@ -116,16 +132,30 @@ public struct ResolvConfLinkDNS: Sendable {
         let operation = "restoring \(path)"
         let record = try readRecord(operation)
         if case .none = record { return }
-        if let current = try currentFile(operation), Self.isOwn(current), !isDetached {
+        let current: String?
+        do throws(TriglavDaemonError) { current = try currentFile(operation) } catch {
+            // Now a symlink (systemd-resolved or resolvconf installed meanwhile) or something else: not ours to touch.
+            logger.notice("\(path) was replaced by another program since triglavd wrote it; left as it is (\(reason)): \(error)")
+            current = nil
+            try forgetRecord(operation)
+            return
+        }
+        if let current, Self.isOwn(current), !isDetached {
             if case .present(let text) = record {
                 if let failure = TextFile.overwrite(path, with: text) { throw .failed(operation: operation, reason: failure) }
             } else if unlink(path) != 0, errno != ENOENT {
                 throw .failed(operation: operation, reason: TextFile.errnoText())
             }
             logger.notice("\(path) restored (\(reason))")
+        } else if case .present(let text) = record, current == text {
+            // Never overwritten (the write failed, or a crash came between keeping it and writing): nothing to do.
         } else {
             logger.notice("\(path) was rewritten by another program since triglavd wrote it; left as it is (\(reason))")
         }
+        try forgetRecord(operation)
+    }
+
+    private func forgetRecord(_ operation: String) throws(TriglavDaemonError) {
         if unlink(recordPath) != 0, errno != ENOENT {
             throw .failed(operation: operation, reason: "removing \(recordPath): \(TextFile.errnoText())")
         }

@@ -76,7 +76,7 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
                     _ = try connection.callSynchronously(destination: Self.service, path: Self.path, interface: Self.interface,
                                                          member: member, arguments: arguments, timeout: timeout)
                 } catch {
-                    absent = Self.absentErrors.contains(error.remoteName ?? "")
+                    absent = Self.isAbsent(error.remoteName)
                     throw .failed(operation: "systemd-resolved \(member) for \(interface)", reason: Self.explain(error))
                 }
             }
@@ -87,14 +87,20 @@ public struct ResolvedLinkDNS: LinkDNSConfiguring {
         return true
     }
 
-    private static let absentErrors: Set = ["org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"]
+    /// No resolved to take the call: not running, or installed but disabled or masked (bus activation fails).
+    static func isAbsent(_ errorName: String?) -> Bool {
+        guard let errorName else { return false }
+        return ["org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
+                "org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.UnitMasked"].contains(errorName)
+            || errorName.hasPrefix("org.freedesktop.DBus.Error.Spawn.")
+    }
 
     static let notRunning = "systemd-resolved is not running, so the tunnel's DNS can't be applied; install and start it "
         + "(apt install systemd-resolved), or remove [dns] and set resolvers by hand"
 
     static func explain(_ error: TriglavDBusError) -> String {
         switch error.remoteName {
-        case let name? where absentErrors.contains(name):
+        case let name where isAbsent(name):
             notRunning
         case "org.freedesktop.DBus.Error.AccessDenied", "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired":
             "\(error); triglavd needs CAP_NET_ADMIN (or polkit's org.freedesktop.resolve1.set-dns-servers) to set DNS"

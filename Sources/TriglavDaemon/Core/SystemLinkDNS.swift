@@ -39,8 +39,8 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
             do throws(TriglavDaemonError) {
                 if holder == .resolvconf { try resolvconf.apply(dns, to: interface) } else { try file.apply(dns, to: interface) }
             } catch {
-                // resolvconf may have kept part of it; the file is only written whole.
-                if holder == .resolvconf { holders.withLock { $0[interface] = .resolvconf } }
+                // Whatever part of it was taken (a resolvconf record, the kept file) is taken back on revert.
+                holders.withLock { $0[interface] = holder }
                 guard case .failed(_, let reason) = error else { throw error }
                 throw .failed(operation: "setting DNS on \(interface)",
                               reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")

@@ -55,14 +55,19 @@ enum TextFile {
     /// Rewrites the existing file `path` in place (same inode): for a file that is a mount point of its own (the
     /// unit's `ReadWritePaths=/etc/resolv.conf`, a container's bind mount), where neither a temporary beside it nor
     /// a rename over it is allowed. A reader may see it half written for the moment it takes.
-    /// `creating`: a missing file is created (mode 0644).
-    static func overwrite(_ path: String, with text: String, creating: Bool = false) -> String? {
+    /// `creating`: a missing file is created (mode 0644). `failedCode` gets the errno of a failure.
+    static func overwrite(_ path: String, with text: String, creating: Bool = false, failedCode: UnsafeMutablePointer<Int32>? = nil) -> String? {
         let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (creating ? O_CREAT : 0), 0o644)
-        guard fd >= 0 else { return "opening \(path) for writing: \(errnoText())" }
+        guard fd >= 0 else {
+            failedCode?.pointee = errno
+            return "opening \(path) for writing: \(errnoText())"
+        }
         // A created file is for everyone to read, whatever the umask (0077 under the unit).
         var failure = creating && fchmod(fd, 0o644) != 0 ? "setting the mode of \(path): \(errnoText())" : nil
         if failure == nil { failure = writeAll(text, to: fd, path: path) }
+        let code = errno
         if close(fd) != 0, failure == nil { failure = "closing \(path): \(errnoText())" }
+        if failure != nil { failedCode?.pointee = code }
         return failure
     }
 
