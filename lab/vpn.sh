@@ -155,8 +155,12 @@ EOF
         || die "triglavd rejects the generated client configuration: $(cat "$LAB_STATE/log/vpn-client-config.log")"
     vpn_triglavd_bus client
     VPN_CLIENT_BUS=$VPN_BUS_ADDRESS
-    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS STATE_DIRECTORY=$dir ip netns exec "$NS_CLIENT" "$bin/triglavd" --config "$dir/client.toml" \
-        --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
+    # Its own /etc/resolv.conf (bind-mounted in the mount namespace `ip netns exec` makes): DNS a profile or the
+    # server offers goes there, never into this machine's file.
+    printf '# the lab client'"'"'s resolv.conf\nnameserver %s\n' "$VPN_SERVER_TUNNEL4" > "$dir/resolv.conf"
+    DBUS_SYSTEM_BUS_ADDRESS=$VPN_BUS_ADDRESS STATE_DIRECTORY=$dir ip netns exec "$NS_CLIENT" \
+        sh -c 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' sh "$dir/resolv.conf" \
+        "$bin/triglavd" --config "$dir/client.toml" --profile-dir "$dir/profiles" >"$LAB_STATE/log/vpn-client.log" 2>&1 &
     VPN_PIDS+=($!)
     local tries
     for tries in $(seq 1 50); do
