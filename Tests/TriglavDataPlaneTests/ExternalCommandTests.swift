@@ -18,6 +18,21 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(2))
     }
 
+    @Test func theProgramStartsWithDefaultSignalsWhateverTheCallerIgnores() {
+        let previous = signal(SIGPIPE, SIG_IGN)
+        defer { signal(SIGPIPE, previous) }
+        // grep reads its own status, which it inherits from the shell the call started: SIGHUP, SIGINT, SIGPIPE and
+        // SIGTERM not ignored, nothing blocked (glibc's internal real-time signals aside).
+        let result = ExternalCommand.run(["/bin/sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"])
+        func mask(_ name: String) -> UInt64? {
+            result.output.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                .flatMap { UInt64($0.split(separator: "\t").last ?? "", radix: 16) }
+        }
+        let daemonIgnored: UInt64 = [SIGHUP, SIGINT, SIGPIPE, SIGTERM].reduce(0) { $0 | 1 << UInt64($1 - 1) }
+        #expect(mask("SigIgn").map { $0 & daemonIgnored } == 0, "\(result)")
+        #expect(mask("SigBlk").map { $0 & 0xffff_ffff } == 0, "\(result)")
+    }
+
     @Test func oneThatHangsIsKilledAtTheTimeout() {
         let start = ContinuousClock.now
         let result = ExternalCommand.run(["/bin/sleep", "10"], timeout: .milliseconds(200))
