@@ -136,7 +136,6 @@ public struct ResolvConfLinkDNS: Sendable {
         do throws(TriglavDaemonError) { current = try currentFile(operation) } catch {
             // Now a symlink (systemd-resolved or resolvconf installed meanwhile) or something else: not ours to touch.
             logger.notice("\(path) was replaced by another program since triglavd wrote it; left as it is (\(reason)): \(error)")
-            current = nil
             try forgetRecord(operation)
             return
         }
