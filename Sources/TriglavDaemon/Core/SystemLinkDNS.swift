@@ -39,8 +39,12 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
             do throws(TriglavDaemonError) {
                 if holder == .resolvconf { try resolvconf.apply(dns, to: interface) } else { try file.apply(dns, to: interface) }
             } catch {
-                // Whatever part of it was taken (a resolvconf record, the kept file) is taken back on revert.
+                // Whatever part of it was taken (a resolvconf record, the kept file) is taken back on revert; what
+                // another resolver held before is taken back now, or nothing would (its holder is replaced).
                 holders.withLock { $0[interface] = holder }
+                if let previous, previous != holder {
+                    do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
+                }
                 guard case .failed(_, let reason) = error else { throw error }
                 throw .failed(operation: "setting DNS on \(interface)",
                               reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
