@@ -65,12 +65,11 @@ public struct ResolvConfLinkDNS: Sendable {
             replaced = current ?? ""
         }
         let contents = Self.contents(dns, interface: interface, replacing: replaced)
-        var code: Int32 = 0
-        if let failure = TextFile.overwrite(path, with: contents, creating: current == nil, failedCode: &code) {
-            // Opened, truncated and not (fully) written (no space, I/O error): the file as it was goes back at once, so
-            // neither the system nor a later retry (which would take a torn file for another program's) is left without it.
-            if let current, !failure.hasPrefix("opening ") { _ = TextFile.overwrite(path, with: current) }
-            throw .failed(operation: operation, reason: failure + (code == EROFS ? Self.readOnlyHint : ""))
+        if let failure = TextFile.overwrite(path, with: contents, creating: current == nil) {
+            // Truncated and not (fully) written (no space, I/O error): the file as it was goes back at once, so neither
+            // the system nor a later retry (which would take a torn file for another program's) is left without it.
+            if let current, failure.truncated { _ = TextFile.overwrite(path, with: current) }
+            throw .failed(operation: operation, reason: failure.reason + (failure.code == EROFS ? Self.readOnlyHint : ""))
         }
     }
 
@@ -141,7 +140,7 @@ public struct ResolvConfLinkDNS: Sendable {
         }
         if let current, Self.isOwn(current), !isDetached {
             if case .present(let text) = record {
-                if let failure = TextFile.overwrite(path, with: text) { throw .failed(operation: operation, reason: failure) }
+                if let failure = TextFile.overwrite(path, with: text) { throw .failed(operation: operation, reason: failure.reason) }
             } else if unlink(path) != 0, errno != ENOENT {
                 throw .failed(operation: operation, reason: TextFile.errnoText())
             }
@@ -170,10 +169,7 @@ public struct ResolvConfLinkDNS: Sendable {
         switch status.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFLNK:
-            var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            let length = readlink(path, &target, target.count - 1)
-            let destination = length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
-            throw .failed(operation: operation, reason: "\(path) is a symlink to \(destination): another program (systemd-resolved, "
+            throw .failed(operation: operation, reason: "\(path) is a symlink to \(TextFile.symlinkTarget(path) ?? "?"): another program (systemd-resolved, "
                           + "NetworkManager, resolvconf) manages it, and triglavd leaves it alone")
         default:
             throw .failed(operation: operation, reason: "\(path) is not a regular file")
@@ -211,8 +207,7 @@ public struct ResolvConfLinkDNS: Sendable {
         }
         var search = searchDomains(dns)
         var options: [String] = []
-        // An earlier file of ours (an update) contributes nothing: its lines are this function's.
-        for line in isOwn(original) ? [] : original.split(whereSeparator: \.isNewline) {
+        for line in original.split(whereSeparator: \.isNewline) {
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard let keyword = words.first else { continue }
             switch keyword {

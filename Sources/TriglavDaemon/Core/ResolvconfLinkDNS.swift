@@ -56,8 +56,7 @@ public struct ResolvconfLinkDNS: Sendable {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
             // realpath fails when the target is missing (no update has run yet): the link's text says it all then.
             if let resolved = realpath(resolvConfPath, &buffer) { return String(cString: resolved) == Self.debianTarget }
-            let length = readlink(resolvConfPath, &buffer, buffer.count - 1)
-            return length > 0 && String(cString: Array(buffer[0..<length]) + [0]).hasSuffix("run/resolvconf/resolv.conf")
+            return TextFile.symlinkTarget(resolvConfPath)?.hasSuffix("run/resolvconf/resolv.conf") == true
         }
         guard case .success(let text) = TextFile.read(resolvConfPath, maximumSize: ResolvConfLinkDNS.maximumSize) else { return false }
         return text.hasPrefix(Self.openresolvHeader)

@@ -32,6 +32,7 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
             throw error
         }
         let holder: Resolver
+        var failure: TriglavDaemonError?
         if taken {
             holder = .resolved
         } else {
@@ -39,21 +40,19 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
             do throws(TriglavDaemonError) {
                 if holder == .resolvconf { try resolvconf.apply(dns, to: interface) } else { try file.apply(dns, to: interface) }
             } catch {
-                // Whatever part of it was taken (a resolvconf record, the kept file) is taken back on revert; what
-                // another resolver held before is taken back now, or nothing would (its holder is replaced).
-                holders.withLock { $0[interface] = holder }
-                if let previous, previous != holder {
-                    do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
-                }
-                guard case .failed(_, let reason) = error else { throw error }
-                throw .failed(operation: "setting DNS on \(interface)",
-                              reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
+                failure = error
             }
         }
+        // Also after a failure: whatever part of it was taken (a resolvconf record, the kept file) is taken back on
+        // revert. What another resolver held before is taken back now, or nothing would (its holder is replaced).
         holders.withLock { $0[interface] = holder }
         if let previous, previous != holder {
             do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
         }
+        guard let failure else { return }
+        guard case .failed(_, let reason) = failure else { throw failure }
+        throw .failed(operation: "setting DNS on \(interface)",
+                      reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
     }
 
     public func revert(_ interface: InterfaceName) throws(TriglavDaemonError) {

@@ -55,20 +55,35 @@ enum TextFile {
     /// Rewrites the existing file `path` in place (same inode): for a file that is a mount point of its own (the
     /// unit's `ReadWritePaths=/etc/resolv.conf`, a container's bind mount), where neither a temporary beside it nor
     /// a rename over it is allowed. A reader may see it half written for the moment it takes.
-    /// `creating`: a missing file is created (mode 0644). `failedCode` gets the errno of a failure.
-    static func overwrite(_ path: String, with text: String, creating: Bool = false, failedCode: UnsafeMutablePointer<Int32>? = nil) -> String? {
+    /// `creating`: a missing file is created (mode 0644).
+    static func overwrite(_ path: String, with text: String, creating: Bool = false) -> OverwriteFailure? {
         let fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | (creating ? O_CREAT : 0), 0o644)
         guard fd >= 0 else {
-            failedCode?.pointee = errno
-            return "opening \(path) for writing: \(errnoText())"
+            let code = errno
+            return OverwriteFailure(reason: "opening \(path) for writing: \(errnoText())", code: code, truncated: false)
         }
         // A created file is for everyone to read, whatever the umask (0077 under the unit).
         var failure = creating && fchmod(fd, 0o644) != 0 ? "setting the mode of \(path): \(errnoText())" : nil
         if failure == nil { failure = writeAll(text, to: fd, path: path) }
         let code = errno
         if close(fd) != 0, failure == nil { failure = "closing \(path): \(errnoText())" }
-        if failure != nil { failedCode?.pointee = code }
-        return failure
+        return failure.map { OverwriteFailure(reason: $0, code: code, truncated: true) }
+    }
+
+    /// Why `overwrite` failed: `code` is the errno, `truncated` says whether the file was opened (and so emptied)
+    /// before the failure.
+    struct OverwriteFailure: CustomStringConvertible {
+        let reason: String
+        let code: Int32
+        let truncated: Bool
+        var description: String { reason }
+    }
+
+    /// Where the symlink `path` points, as written in it; nil when it can't be read.
+    static func symlinkTarget(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let length = readlink(path, &buffer, buffer.count - 1)
+        return length > 0 ? String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }
 
     /// Writes all of `text` and syncs it.
