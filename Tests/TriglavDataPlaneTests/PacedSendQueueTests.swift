@@ -430,24 +430,27 @@ struct PacedSendQueueTests {
         var engine = try Self.readyEngine()
         let now: UInt64 = 700 * Self.ms
         let slots = UInt32(SentRepairTable.defaultCapacity)
-        let queue = Self.queueWithRepairLaneFirst(repair: 5 + slots)
+        let queue = Self.queueWithRepairLaneFirst(repair: 77)
         for sequence in [5, 5 + slots, 5 + 2 * slots] {
             queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
         }
         // The repair of 5 + 2·slots overwrites that of 5 + slots in the table: 5 + slots's failover resend is then sent
         // (a duplicate, not a loss); 5 + 2·slots's is skipped, 5's is not.
-        queue.queueResend(sequence: 5 + 2 * slots, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        for sequence in [5 + slots, 5 + 2 * slots] {
+            queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        }
         let resent = Self.sendAll(queue, engine: &engine, from: now)
-        #expect(resent.map(\.sequence) == [5 + slots, 5 + 2 * slots, 5, 5 + slots], "\(resent)")
+        #expect(resent.map(\.sequence) == [77, 5 + slots, 5 + 2 * slots, 5, 5 + slots], "\(resent)")
         #expect(queue.supersededFailoverResends == 1 && queue.isEmpty)
 
         // A repair of a colliding sequence overwrites the slot: the older sequence's failover resend goes.
-        let overwritten = Self.queueWithRepairLaneFirst(repair: 9)
+        let overwritten = Self.queueWithRepairLaneFirst(repair: 77)
         overwritten.queueResend(sequence: 9, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
         overwritten.queueResend(sequence: 9 + slots, wireLength: Self.wire, on: UplinkID(1), isRepair: false)
+        overwritten.queueResend(sequence: 9, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
         overwritten.queueResend(sequence: 9 + slots, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
         let after = Self.sendAll(overwritten, engine: &engine, from: now + 200 * Self.ms)
-        #expect(after.map(\.sequence) == [9, 9 + slots, 9], "\(after)")
+        #expect(after.map(\.sequence) == [77, 9, 9 + slots, 9], "\(after)")
         #expect(overwritten.supersededFailoverResends == 1)
     }
 
@@ -455,12 +458,12 @@ struct PacedSendQueueTests {
     func supersededAcrossWraparound() throws {
         var engine = try Self.readyEngine()
         let now: UInt64 = 700 * Self.ms
-        let queue = Self.queueWithRepairLaneFirst(repair: .max)
+        let queue = Self.queueWithRepairLaneFirst(repair: 77)
         let failover: [UInt32] = [.max - 1, .max, 0, 1, UInt32(SentRepairTable.defaultCapacity - 1)]
         for sequence in failover { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: false) }
-        queue.queueResend(sequence: 0, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        for sequence: UInt32 in [.max, 0] { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: true) }
         let resent = Self.sendAll(queue, engine: &engine, from: now)
-        #expect(resent.map(\.sequence) == [.max, 0, .max - 1, 1, UInt32(SentRepairTable.defaultCapacity - 1)], "\(resent)")
+        #expect(resent.map(\.sequence) == [77, .max, 0, .max - 1, 1, UInt32(SentRepairTable.defaultCapacity - 1)], "\(resent)")
         #expect(queue.supersededFailoverResends == 2)
     }
 
@@ -497,13 +500,58 @@ struct PacedSendQueueTests {
     func takeBackSkipsSuperseded() throws {
         var engine = try Self.readyEngine()
         let now: UInt64 = 700 * Self.ms
-        let queue = Self.queueWithRepairLaneFirst(repair: 11)
+        let queue = Self.queueWithRepairLaneFirst(repair: 99)
         queue.queueResend(sequence: 10, wireLength: 100, on: UplinkID(1), isRepair: false)
         queue.queueResend(sequence: 11, wireLength: 100, on: UplinkID(1), isRepair: false)
         queue.queueResend(sequence: 12, wireLength: 100, on: UplinkID(1), isRepair: false)
+        queue.queueResend(sequence: 11, wireLength: 100, on: UplinkID(2), isRepair: true)
+        #expect(queue.next(engine: &engine, now: now) == .resend(UplinkID(2), sequence: 99))
         #expect(queue.next(engine: &engine, now: now) == .resend(UplinkID(2), sequence: 11))
         #expect(queue.takeResend(of: UplinkID(1))?.sequence == 10)
         #expect(queue.takeResend(of: UplinkID(1))?.sequence == 12)
         #expect(queue.takeResend(of: UplinkID(1)) == nil && queue.supersededFailoverResends == 1)
+    }
+
+    @Test("a failover resend of a sequence queued as a repair goes ahead of its new uplink's repairs, oldest first")
+    func lostRepairsGoFirst() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let queue = PacedSendQueue(sharedCapacity: 8, slotSize: 1500)
+        // Repairs 50 and 51 on uplink 1: 50 handed out, 51 still queued when uplink 1 is found dead.
+        for sequence: UInt32 in [50, 51] { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: true) }
+        #expect(queue.next(engine: &engine, now: now) == .resend(UplinkID(1), sequence: 50))
+        engine.handle(.packetSent(UplinkID(1), counter: 1, sequence: 50, bytes: Self.wire, at: now))
+        // Uplink 2 already holds repairs of younger holes.
+        for sequence: UInt32 in [90, 91] { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: true) }
+        // The failover: the dead uplink's packets in sequence order (50 among them), then what waited in its lane.
+        for sequence: UInt32 in [40, 50, 60] {
+            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: false))
+        }
+        while let (sequence, wireLength) = queue.takeResend(of: UplinkID(1)) {
+            #expect(queue.queueResend(sequence: sequence, wireLength: wireLength, on: UplinkID(2), isRepair: false))
+        }
+        #expect(queue.lostRepairsAhead == 2)
+        #expect(queue.waiting(90)?.bytesAhead == 2 * Self.wire, "the lost repairs wait ahead of the younger holes' repairs")
+        let resent = Self.sendAll(queue, engine: &engine, from: now + Self.ms)
+        #expect(resent.map(\.sequence) == [50, 51, 90, 91, 40, 60], "\(resent)")
+        #expect(resent.allSatisfy { $0.uplink == UplinkID(2) } && queue.isEmpty)
+    }
+
+    @Test("past the lost-repair lane's capacity the rest wait with the failover backlog")
+    func lostRepairLaneFull() throws {
+        var engine = try Self.readyEngine()
+        let now: UInt64 = 700 * Self.ms
+        let queue = PacedSendQueue(sharedCapacity: 8, slotSize: 1500)
+        let lost = UInt32(PacedSendQueue.lostRepairCapacity) + 2
+        for sequence in 0..<lost { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: true) }
+        _ = Self.sendAll(queue, engine: &engine, from: now)
+        queue.queueResend(sequence: 1000, wireLength: Self.wire, on: UplinkID(2), isRepair: false)
+        for sequence in 0..<lost {
+            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: false))
+        }
+        #expect(queue.lostRepairsAhead == UInt64(PacedSendQueue.lostRepairCapacity))
+        let resent = Self.sendAll(queue, engine: &engine, from: now + 100 * Self.ms)
+        let capacity = UInt32(PacedSendQueue.lostRepairCapacity)
+        #expect(resent.map(\.sequence) == Array(0..<capacity) + [1000] + Array(capacity..<lost), "\(resent)")
     }
 }

@@ -117,6 +117,8 @@ struct FixedRing {
 /// and the repair generation it went out in (a counter that only grows, one step per repair handed out). A collision
 /// overwrites the older sequence: its failover resend is then sent — a duplicate at worst, never a suppressed resend.
 /// Allocated at the first failover resend (a queue that never fails over costs nothing); no allocation after.
+/// A second table records the repairs *queued* (`PacedSendQueue.queuedRepairs`), allocated at the first repair: a
+/// collision there only sends a lost repair's failover resend with the failover backlog, as before that lane existed.
 struct SentRepairTable {
     /// Slots: 4× a lane's capacity, so a failover backlog's worth of consecutive repairs never collides.
     static let defaultCapacity = 1024
@@ -166,7 +168,11 @@ struct SentRepairTable {
 /// packets) wait in per-uplink FIFOs of sequence numbers, ahead of the shared queue; their bytes stay in the
 /// retransmit store. A failover resend whose sequence went out again as a repair (on any uplink) after the failover
 /// resend was queued is skipped: the receiver asked for that hole again and got it, so the failover copy would only
-/// be a duplicate delaying the older holes behind it (`SentRepairTable`; the simulator's rule).
+/// be a duplicate delaying the older holes behind it (`SentRepairTable`; the simulator's rule). A failover resend of
+/// a sequence queued as a repair lately — a repair that went out on (or still waited for) the uplink found dead, so a
+/// hole the receiver has waited for longest and already spent a request on — goes ahead of every other resend of its
+/// new uplink (the lost-repair FIFO), instead of behind the repairs of younger holes (docs/MULTIPATH.md, "Late
+/// binding"; the simulator's `lostRepairsFirst`).
 ///
 /// TCP segments the engine's AQM dropped — refused at ingress or shed at the head — are remembered in a
 /// `DroppedSegmentLedger` (keyed by `PacketClassifier.droppedSegmentKey`), and TCP's retransmission of one is
@@ -181,8 +187,9 @@ struct SentRepairTable {
 /// queue actually gets, the pool reusing its most recently freed slots first), `aheadCapacity` entries ahead (a
 /// retransmission that finds them full joins the shared queue's tail, protected), the ledger's fixed table
 /// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first drop), and `resendCapacity`
-/// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp) and the table of repairs handed out
-/// (`SentRepairTable.defaultCapacity` slots of 12 bytes, allocated at the first failover resend). Nothing here
+/// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp; `lostRepairCapacity` lost repairs),
+/// the table of repairs handed out (`SentRepairTable.defaultCapacity` slots of 12 bytes, allocated at the first
+/// failover resend) and that of repairs queued (the same size, allocated at the first repair). Nothing here
 /// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
 final class PacedSendQueue {
     /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
@@ -190,6 +197,9 @@ final class PacedSendQueue {
     static let defaultSharedCapacity = 1024
     /// Resends queued per uplink (repairs and failover resends each).
     static let resendCapacity = 256
+    /// Failover resends of lost repairs queued per uplink ahead of its repairs: a failover loses a handful (the repairs
+    /// sent on the uplink during its detection); beyond this they wait with the failover backlog.
+    static let lostRepairCapacity = 32
     /// Retransmissions of dropped segments that may wait ahead of the shared queue: more than a failover's worth
     /// (the simulator's blackhole runs put at most a few dozen ahead in the recovery second).
     static let defaultAheadCapacity = 128
@@ -220,18 +230,26 @@ final class PacedSendQueue {
     private(set) var supersededFailoverResends: UInt64 = 0
     /// The repairs handed out lately, with their generation (see `SentRepairTable`).
     private var sentRepairs = SentRepairTable()
+    /// The repairs queued lately: a failover resend of one of these is a lost repair.
+    private var queuedRepairs = SentRepairTable()
+    /// Failover resends queued ahead of the repairs because their sequence had been queued as a repair.
+    private(set) var lostRepairsAhead: UInt64 = 0
 
-    /// The resends waiting for one uplink: repairs first, then failover resends. Entries: sequence (low 32 bits)
-    /// and wire length (high 32 bits).
+    /// The resends waiting for one uplink: failover resends of lost repairs first, then repairs, then the other
+    /// failover resends. Entries: sequence (low 32 bits) and wire length (high 32 bits).
     struct ResendLane {
         let uplink: UplinkID
+        var lostRepairs = FixedRing(capacity: PacedSendQueue.lostRepairCapacity)
         var repairs = FixedRing(capacity: PacedSendQueue.resendCapacity)
         var failover = FixedRing(capacity: PacedSendQueue.resendCapacity)
         /// The repair generation when each failover resend was queued, in step with `failover`.
         var failoverStamps = FixedRing(capacity: PacedSendQueue.resendCapacity)
-        var isEmpty: Bool { repairs.isEmpty && failover.isEmpty }
+        var isEmpty: Bool { lostRepairs.isEmpty && repairs.isEmpty && failover.isEmpty }
+        /// The first repair-like resend to hand out (a lost repair, else a repair).
+        mutating func popRepair() -> UInt64? { lostRepairs.pop() ?? repairs.pop() }
 
         mutating func removeAll() {
+            lostRepairs.removeAll()
             repairs.removeAll()
             failover.removeAll()
             failoverStamps.removeAll()
@@ -270,7 +288,7 @@ final class PacedSendQueue {
     var rememberedDrops: Int { ledger?.count ?? 0 }
     /// Whether the ledger remembers the dropped segment `key` (tests).
     func remembers(_ key: UInt64) -> Bool { ledger?.contains(key) ?? false }
-    var resendCount: Int { lanes.reduce(0) { $0 + $1.repairs.count + $1.failover.count } }
+    var resendCount: Int { lanes.reduce(0) { $0 + $1.lostRepairs.count + $1.repairs.count + $1.failover.count } }
 
     /// Ingress: queues `packet` (an inner IP packet; `wireLength` on the wire) where the engine's AQM puts it
     /// (`admitShared(…retransmitting:…)`, told whether a TCP segment retransmits one it dropped) if there is room.
@@ -316,7 +334,8 @@ final class PacedSendQueue {
     func release(_ slot: Int) { pool?.release(slot) }
 
     /// Queues a resend of `sequence` (`wireLength` bytes) for `uplink`, as a repair (a receiver asked for it) or a
-    /// failover resend (its uplink died). False when that lane is full.
+    /// failover resend (its uplink died; ahead of the repairs when it was queued as a repair lately). False when that
+    /// lane is full.
     @discardableResult
     func queueResend(sequence: UInt32, wireLength: Int, on uplink: UplinkID, isRepair: Bool) -> Bool {
         let entry = UInt64(sequence) | UInt64(UInt32(clamping: wireLength)) << 32
@@ -328,7 +347,15 @@ final class PacedSendQueue {
             lanes.append(ResendLane(uplink: uplink))  // once per uplink, not per packet
             index = lanes.count - 1
         }
-        if isRepair { return lanes[index].repairs.push(entry) }
+        if isRepair {
+            queuedRepairs.allocate()  // once per queue
+            queuedRepairs.record(sequence)
+            return lanes[index].repairs.push(entry)
+        }
+        if queuedRepairs.repaired(sequence, after: 0), lanes[index].lostRepairs.push(entry) {
+            lostRepairsAhead &+= 1
+            return true
+        }
         sentRepairs.allocate()  // once per queue
         guard lanes[index].failover.push(entry) else { return false }
         _ = lanes[index].failoverStamps.push(sentRepairs.generation)  // same capacity, in step: never full here
@@ -366,7 +393,7 @@ final class PacedSendQueue {
         for lane in lanes where !lane.isEmpty {
             var bytes = 0
             // A superseded failover resend won't be sent: it neither waits nor counts ahead of another.
-            if find(in: lane.repairs, bytes: &bytes)
+            if find(in: lane.lostRepairs, bytes: &bytes) || find(in: lane.repairs, bytes: &bytes)
                 || find(in: lane.failover, bytes: &bytes, skips: { isSuperseded(lane.failover[$0], stamp: lane.failoverStamps[$0]) }) {
                 return (lane.uplink, bytes)
             }
@@ -378,7 +405,7 @@ final class PacedSendQueue {
     /// Superseded failover resends are skipped (and counted), as `next` would; the caller queues the rest anew.
     func takeResend(of uplink: UplinkID) -> (sequence: UInt32, wireLength: Int)? {
         guard let index = lanes.firstIndex(where: { $0.uplink == uplink }),
-              let entry = lanes[index].repairs.pop() ?? popFailover(lane: index) else { return nil }
+              let entry = lanes[index].popRepair() ?? popFailover(lane: index) else { return nil }
         return (UInt32(truncatingIfNeeded: entry), Int(entry >> 32))
     }
 
@@ -395,7 +422,7 @@ final class PacedSendQueue {
                 continue
             }
             guard release <= now else { continue }
-            if let entry = lanes[index].repairs.pop() {
+            if let entry = lanes[index].popRepair() {
                 let sequence = UInt32(truncatingIfNeeded: entry)
                 sentRepairs.record(sequence)
                 return .resend(lanes[index].uplink, sequence: sequence)

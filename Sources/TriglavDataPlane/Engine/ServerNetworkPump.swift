@@ -746,7 +746,7 @@ final class ServerNetworkPump: @unchecked Sendable {
                 refused \(tunnel.engine.ingressDrops) (\(paced.overflowDrops) full), ECN-marked \(tunnel.engine.congestionMarks), \
                 shed \(paced.shedPackets), \
                 retransmissions of drops ahead \(paced.retransmissionsAhead) protected \(paced.protectedRetransmissions), \
-                superseded failover resends \(paced.supersededFailoverResends); \
+                superseded failover resends \(paced.supersededFailoverResends), lost repairs ahead \(paced.lostRepairsAhead); \
                 server-wide \(state.pacedDrops) paced drops, \(state.resentPackets) resent
                 """)
         }

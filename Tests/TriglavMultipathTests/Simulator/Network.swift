@@ -53,6 +53,8 @@ final class TunnelNode {
     /// The uplink each stored packet was first sent on. Experiment, off (BENCHMARKS.md, "Requests off silent
     /// uplinks"): a repair avoids it too (`scheduleResend(…, alsoAvoiding:)`).
     private var storeFirstUplinks: [UplinkID?] = Array(repeating: nil, count: 1 << 16)
+    /// The sequence each store slot last sent as a repair (`lostRepairsFirst`).
+    private var storeRepairedSequences: [UInt32?] = Array(repeating: nil, count: 1 << 16)
     var repairsAvoidFirstUplink = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_REPAIR_AVOID_FIRST"] == "1"
     private var counters: [UplinkID: UInt64] = [:]
     private var wakeAt: UInt64?
@@ -174,6 +176,10 @@ final class TunnelNode {
         // A resend of a packet whose uplink is down is a failover resend; the others answer the receiver's requests
         // (repairs) and go ahead of the failover backlog (`MultipathEngine.scheduleResend`).
         let isRepair = packet.isResend && !(previous.flatMap { engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
+        // A failover resend whose last copy was a repair (lost with the dead uplink): see `lostRepairsFirst`.
+        let isLostRepair = packet.isResend && !isRepair && lostRepairsFirst && lateBinding
+            && storeRepairedSequences[slot] == sequence
+        if isRepair || isLostRepair { storeRepairedSequences[slot] = sequence }
         if roundRobin {
             let ids = network.uplinkIDs
             let id = ids[roundRobinNext % ids.count]
@@ -192,7 +198,8 @@ final class TunnelNode {
         // A copy not made because the original still waits keeps that original's uplink on record.
         if !(selection.isEmpty && waiting != nil) { storeUplinks[slot] = selection.first }
         if selection.isEmpty { unscheduled += 1 }
-        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes, isRepair: isRepair) }
+        for id in selection { release(on: id, sequence: sequence, packet: packet, wireBytes: wireBytes, isRepair: isRepair,
+                                          isLostRepair: isLostRepair) }
         return !selection.isEmpty
     }
 
@@ -210,13 +217,15 @@ final class TunnelNode {
         var failoverQueuedAt: UInt64? = nil
     }
     private struct PacingQueues {
+        /// Failover resends of repairs lost with a dead uplink (`lostRepairsFirst`), ahead of everything.
+        var lostRepairs: [PacedPacket] = []
         var repairs: [PacedPacket] = []
         var resends: [PacedPacket] = []
         var data: [PacedPacket] = []
         var dataHead = 0
         var wakeAt: UInt64?
-        var isEmpty: Bool { repairs.isEmpty && resends.isEmpty && dataHead >= data.count }
-        var count: Int { repairs.count + resends.count + data.count - dataHead }
+        var isEmpty: Bool { lostRepairs.isEmpty && repairs.isEmpty && resends.isEmpty && dataHead >= data.count }
+        var count: Int { lostRepairs.count + repairs.count + resends.count + data.count - dataHead }
         /// Puts a resend among the queued data in tunnel-sequence order (data is queued in that order).
         mutating func insertBySequence(_ entry: PacedPacket) {
             var low = dataHead, high = data.count
@@ -228,7 +237,7 @@ final class TunnelNode {
         }
         /// Bytes queued ahead of `sequence` (resends, then data), nil when it isn't queued here.
         func bytesAhead(of sequence: UInt32) -> Int? {
-            var bytes = repairs.reduce(0) { $0 + $1.wireBytes } + resends.reduce(0) { $0 + $1.wireBytes }
+            var bytes = (lostRepairs + repairs + resends).reduce(0) { $0 + $1.wireBytes }
             for index in dataHead..<data.count {
                 if data[index].sequence == sequence { return bytes }
                 bytes += data[index].wireBytes
@@ -236,6 +245,7 @@ final class TunnelNode {
             return nil
         }
         mutating func pop() -> PacedPacket? {
+            if !lostRepairs.isEmpty { return lostRepairs.removeFirst() }
             if !repairs.isEmpty { return repairs.removeFirst() }
             if !resends.isEmpty { return resends.removeFirst() }
             guard dataHead < data.count else { return nil }
@@ -382,9 +392,11 @@ final class TunnelNode {
     }
 
     /// Queues a scheduled packet for uplink `id` and hands over what the pacer lets through now.
-    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int, isRepair: Bool = false) {
+    private func release(on id: UplinkID, sequence: UInt32, packet: InnerPacket, wireBytes: Int, isRepair: Bool = false,
+                         isLostRepair: Bool = false) {
         let entry = PacedPacket(sequence: sequence, packet: packet, wireBytes: wireBytes)
         if packet.isResend && resendsInSequenceOrder { pacing[id, default: PacingQueues()].insertBySequence(entry) }
+        else if isLostRepair { pacing[id, default: PacingQueues()].lostRepairs.append(entry) }
         else if isRepair && lateBinding && repairsAheadOfFailover { pacing[id, default: PacingQueues()].repairs.append(entry) }
         else if packet.isResend {
             var entry = entry
@@ -460,6 +472,13 @@ final class TunnelNode {
     /// by repairs"). With late binding only, as the data plane: with per-uplink queues (kept for reference) it made
     /// `blackholingTheBestLinkWithPacing…` seed 12 406 ms (bound 400). `TRIGLAV_MULTIPATH_RESEND_SUPERSEDED=1` sends them
     /// anyway (as before).
+    /// A failover resend whose last copy was a repair — a hole the receiver has waited for longest and already spent a
+    /// request on, whose repair went out on the uplink before it was found dead — goes ahead of every other resend,
+    /// as the data plane does (`PacedSendQueue`, the lost-repair lane). Otherwise it waited in the failover backlog
+    /// behind the repairs of younger holes (blackhole seeds 11–110, over 300 ms without / with ECN flows: Linux-like
+    /// 8 → 5 / 3 → 0, Reno 9 → 7 / 7 → 4; BENCHMARKS.md, "Repairs lost with a dead uplink go first").
+    /// `TRIGLAV_MULTIPATH_LOST_REPAIRS_BEHIND=1` queues them with the failover backlog (as before).
+    var lostRepairsFirst = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_LOST_REPAIRS_BEHIND"] == nil
     var skipsSupersededFailoverResends = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_RESEND_SUPERSEDED"] == nil
     /// When each stored sequence last went out on an uplink (the store's slots).
     private var lastSentAt: [UInt64] = Array(repeating: 0, count: 1 << 16)

@@ -19,6 +19,9 @@ final class SimLink {
     private var queuedBytes = 0
     private var lastArrival: UInt64 = 0
     var outages: [(start: UInt64, end: UInt64)] = []
+    /// A window without random loss (benchmarks only); the random draw still happens, so the run stays the same
+    /// seed's run everywhere else.
+    var lossFree: (start: UInt64, end: UInt64)?
     private(set) var carriedPackets = 0
     private(set) var droppedQueueFull = 0
 
@@ -47,7 +50,7 @@ final class SimLink {
         busyUntil = departure
         departures.append((departure, bytes))
         queuedBytes += bytes
-        if parameters.loss > 0, rng.unit() < parameters.loss { return nil }
+        if parameters.loss > 0, rng.unit() < parameters.loss, !(lossFree.map { now >= $0.start && now < $0.end } ?? false) { return nil }
         let jitter = parameters.jitter > 0 ? rng.next() % parameters.jitter : 0
         let arrival = max(departure + parameters.delay + jitter, lastArrival)
         lastArrival = arrival
