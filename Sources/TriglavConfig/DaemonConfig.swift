@@ -13,6 +13,16 @@ public enum LogLevel: String, CaseIterable, Sendable {
 }
 
 /// How the multipath engine spreads tunnel packets over the uplinks.
+/// Which of the system's resolvers takes the tunnel's DNS (`[dns] resolver`, client role), as NetworkManager's
+/// `rc-manager`: `auto` picks systemd-resolved when it runs, else resolvconf(8) when it manages /etc/resolv.conf, else
+/// the file itself; the others use that one only and report why when it can't take the DNS.
+public enum DNSResolverChoice: String, CaseIterable, Sendable {
+    case auto
+    case systemdResolved = "systemd-resolved"
+    case resolvconf
+    case file
+}
+
 public enum SchedulerKind: String, CaseIterable, Sendable {
     /// Spread packets over all usable uplinks in proportion to their capacity (bonding).
     case aggregate
@@ -58,6 +68,8 @@ public struct DaemonConfig: Equatable, Sendable {
     public var routing = RoutingSettings()
     /// Where to serve Prometheus metrics; nil disables the endpoint.
     public var metricsListen: IPEndpoint?
+    /// Client role: the resolver that takes the tunnel's DNS (`[dns] resolver`).
+    public var dnsResolver: DNSResolverChoice = .auto
     /// The server's settings; present exactly when `role == .server`.
     public var server: ServerSettings?
     /// Client role: the profile to connect to when the daemon starts (`triglavd --connect` wins).

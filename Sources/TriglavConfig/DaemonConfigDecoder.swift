@@ -33,6 +33,13 @@ struct DaemonConfigDecoder {
         if let table = reader.table("uplinks") { config.uplinks = decodeUplinks(table) }
         if let table = reader.table("routing") { config.routing = decodeRouting(table) }
         if let table = reader.table("metrics") { config.metricsListen = decodeMetrics(table) }
+        if let table = reader.table("dns") {
+            if config.role == .server {
+                reader.report("dns", "[dns] applies only to the client role; a server offers DNS to its clients with [server.dns]")
+            } else {
+                config.dnsResolver = decodeDNS(table)
+            }
+        }
         let serverTable = reader.table("server")
         let server = serverTable.map(decodeServer) ?? ServerSettings()
         if config.role == .server {
@@ -149,6 +156,15 @@ struct DaemonConfigDecoder {
         }
         reader.finishReading()
         return routing
+    }
+
+    private func decodeDNS(_ reader: TableReader) -> DNSResolverChoice {
+        defer { reader.finishReading() }
+        for key in ["servers", "domains", "default_route", "from_server"] where reader.entries[key] != nil {
+            reader.report(key, "belongs in a profile's [dns] (/etc/triglav/profiles/NAME.toml): the servers depend on the server you connect to")
+            _ = reader.node(key)  // reported here, not again as unknown
+        }
+        return reader.choice("resolver", as: DNSResolverChoice.self) ?? .auto
     }
 
     private func decodeMetrics(_ reader: TableReader) -> IPEndpoint? {

@@ -76,6 +76,14 @@ import TriglavCrypto
         #expect(try !ConfigLoader.parseDaemonConfig("[multipath]\npacing = false", file: "x").multipath.pacing)
     }
 
+    @Test func dnsResolverIsAutoUnlessChosen() throws {
+        #expect(try ConfigLoader.parseDaemonConfig("", file: "x").dnsResolver == .auto)
+        for choice in DNSResolverChoice.allCases {
+            let config = try ConfigLoader.parseDaemonConfig("[dns]\nresolver = \"\(choice.rawValue)\"", file: "x")
+            #expect(config.dnsResolver == choice)
+        }
+    }
+
     @Test func udpRetryIntervalIsRead() throws {
         let config = try ConfigLoader.parseDaemonConfig("[uplinks]\nudp_retry_s = 30", file: "x")
         #expect(config.uplinks.udpRetryInterval == .seconds(30))
@@ -323,6 +331,7 @@ import TriglavCrypto
         ("log_level = \"verbose\"", "log_level", "\"trace\", \"debug\", \"info\""),
         ("[multipath]\nscheduler = \"fastest\"", "multipath.scheduler", "\"lowest-latency\""),
         ("[uplinks.interface.eth0]\ntier = \"tertiary\"", "uplinks.interface.eth0.tier", "\"primary\", \"secondary\", \"backup\", \"never\""),
+        ("[dns]\nresolver = \"resolved\"", "dns.resolver", "\"auto\", \"systemd-resolved\", \"resolvconf\", \"file\""),
     ])
     func unknownChoicesListTheAllowedValues(toml: String, keyPath: String, fragment: String) {
         expectSingleDiagnostic(toml, at: keyPath, containing: fragment)
@@ -339,6 +348,8 @@ import TriglavCrypto
         ("[uplinks.interface.eth0]\ndata_cap_reset_day = 3", "uplinks.interface.eth0.data_cap_reset_day", "without data_cap_mb"),
         ("[metrics]\nlisten = \"127.0.0.1\"", "metrics.listen", "give a port"),
         ("[metrics]\nlisten = \"localhost:9743\"", "metrics.listen", "invalid endpoint"),
+        ("[dns]\nservers = [\"10.0.0.1\"]", "dns.servers", "belongs in a profile's [dns]"),
+        ("[dns]\nresolver = \"file\"\nfrom_server = false", "dns.from_server", "belongs in a profile's [dns]"),
     ])
     func badValuesAreReported(toml: String, keyPath: String, fragment: String) {
         expectSingleDiagnostic(toml, at: keyPath, containing: fragment)
@@ -368,6 +379,10 @@ import TriglavCrypto
     ])
     func badAddressesAreReported(toml: String, keyPath: String, fragment: String) {
         expectSingleDiagnostic(toml, at: keyPath, containing: fragment, role: toml.contains("server") ? .server : nil)
+    }
+
+    @Test func dnsSectionIsForTheClientRole() {
+        expectSingleDiagnostic("role = \"server\"\n[dns]\nresolver = \"file\"", at: "dns", containing: "only to the client role")
     }
 
     @Test func serverSectionNeedsTheServerRole() {

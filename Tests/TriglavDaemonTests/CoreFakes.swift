@@ -292,6 +292,7 @@ final class RecordingLinkDNS: LinkDNSConfiguring, Sendable {
     enum Call: Equatable {
         case apply(LinkDNS, String)
         case revert(String)
+        case use(DNSResolverChoice)
     }
     let calls = Mutex<[Call]>([])
     let failure = Mutex<TriglavDaemonError?>(nil)
@@ -308,6 +309,10 @@ final class RecordingLinkDNS: LinkDNSConfiguring, Sendable {
         onCall.withLock { $0 }?()
         calls.withLock { $0.append(.revert(interface.rawValue)) }
     }
+
+    func use(_ choice: DNSResolverChoice) { chosen.withLock { $0.append(choice) } }
+    /// Every `use` call, in order (kept apart from `calls`, which the tests count).
+    let chosen = Mutex<[DNSResolverChoice]>([])
 
     var all: [Call] { calls.withLock { $0 } }
 }

@@ -128,6 +128,35 @@ import TriglavTestSupport
         #expect(dns.all.count == 2, "\(dns.all)")
     }
 
+    @Test func theConfiguredResolverIsPassedOnAndAReloadThatChangesItMovesTheDNSAtOnce() throws {
+        let dns = RecordingLinkDNS()
+        var config = DaemonConfig()
+        config.dnsResolver = .file
+        let (manager, _, source, _) = try Fixtures.clientManager(config: config, profiles: [try Self.profile()], linkDNS: dns)
+        #expect(dns.chosen.withLock { $0 } == [.file])
+        try manager.connect(profile: "home")
+        #expect(dns.all.count == 1)
+        try manager.reload()
+        #expect(dns.all.count == 1, "the same resolver: nothing handed over again")
+        config.dnsResolver = .resolvconf
+        source.set(config)
+        try manager.reload()
+        #expect(dns.chosen.withLock { $0 } == [.file, .file, .resolvconf])
+        guard case .apply(let moved, "triglav0")? = dns.all.last, dns.all.count == 2 else { Issue.record("\(dns.all)"); return }
+        #expect(moved.servers.map(\.description) == ["10.77.0.1", "fd77::1"])
+        // With a scheduler change in the same reload (the connection updated in place) it moves too.
+        config.dnsResolver = .auto
+        config.multipath.scheduler = .redundant
+        source.set(config)
+        try manager.reload()
+        #expect(dns.all.count == 3, "\(dns.all)")
+        try manager.disconnect()
+        config.dnsResolver = .file
+        source.set(config)
+        try manager.reload()
+        #expect(dns.all.last == .revert("triglav0") && dns.all.count == 4, "nothing to move while disconnected: \(dns.all)")
+    }
+
     @Test func serversOfAFamilyTheTunnelLacksAreLeftOutWhereTheRoutesSendThemIntoIt() throws {
         let dns = RecordingLinkDNS()
         let (manager, factory, _, store) = try Fixtures.clientManager(profiles: [try Self.profile()], linkDNS: dns)

@@ -218,6 +218,72 @@ import TriglavTestSupport
         #expect(files.text == ResolvConfLinkDNSTests.original)
     }
 
+    @Test func aPinnedFileIsWrittenEvenWhileResolvedRunsAndResolvedIsLeftAlone() async throws {
+        let files = try ResolvConfLinkDNSTests.Files()
+        defer { files.remove() }
+        let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
+        defer { bus.stop() }
+        let log = bus.directory + "/resolved.log"
+        let resolved = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--fake-resolved", log],
+                                             outputPrefix: bus.directory + "/resolved")
+        defer { resolved.stop() }
+        #expect(await resolved.waitForOutput("READY"), "\(resolved.errorOutput)")
+        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
+                                   file: files.file)
+        let loopback = try InterfaceName("lo")
+        system.use(.file)
+        try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
+        #expect(files.text?.contains("nameserver 10.77.0.1") == true)
+        #expect(system.resolver(for: loopback) == "/etc/resolv.conf")
+        #expect(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").isEmpty, "resolved was asked")
+        // Back to auto: resolved takes it and the file is put back.
+        system.use(.auto)
+        try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
+        #expect(system.resolver(for: loopback) == "systemd-resolved")
+        #expect(files.text == ResolvConfLinkDNSTests.original)
+        try system.revert(loopback)
+    }
+
+    @Test func aPinnedResolvedThatIsNotRunningIsAnErrorThatNamesTheSettingAndTheFileIsTakenBack() throws {
+        let files = try ResolvConfLinkDNSTests.Files()
+        defer { files.remove() }
+        let bus = try SystemLikeBus(triglavPolicy: false)
+        defer { bus.stop() }
+        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
+                                   file: files.file)
+        let loopback = try InterfaceName("lo")
+        try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
+        #expect(system.resolver(for: loopback) == "/etc/resolv.conf")
+        system.use(.systemdResolved)
+        #expect {
+            try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
+        } throws: { error in
+            "\(error)".contains("[dns] resolver = \"systemd-resolved\", but it is not running")
+        }
+        #expect(files.text == ResolvConfLinkDNSTests.original, "the file still held the DNS resolved was asked to take")
+        #expect(system.resolver(for: loopback) == "")
+        try system.revert(loopback)  // nothing held: nothing to do, no error
+    }
+
+    @Test func aPinnedResolvconfIsCalledEvenWhenItDoesNotManageTheFile() throws {
+        let files = try ResolvConfLinkDNSTests.Files()
+        defer { files.remove() }
+        let bus = try SystemLikeBus(triglavPolicy: false)
+        defer { bus.stop() }
+        let (program, log) = try ResolvconfLinkDNSTests.program(in: files, version: "resolvconf 1.91")
+        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address),
+                                   resolvconf: files.resolvconf(program: program), file: files.file)
+        let loopback = try InterfaceName("lo")
+        #expect(!system.resolvconf.managesResolvConf)
+        system.use(.resolvconf)
+        try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
+        #expect(system.resolver(for: loopback) == "resolvconf")
+        #expect(ResolvconfLinkDNSTests.calls(log).hasPrefix("-a tun.lo\nnameserver 10.77.0.1\n"), "\(ResolvconfLinkDNSTests.calls(log))")
+        #expect(files.text == ResolvConfLinkDNSTests.original, "the file was written")
+        try system.revert(loopback)
+        #expect(ResolvconfLinkDNSTests.calls(log).hasSuffix("-d tun.lo\n"), "\(ResolvconfLinkDNSTests.calls(log))")
+    }
+
     @Test func whenNeitherCanTakeItTheErrorSaysBothAndNothingIsLeftToRevert() throws {
         let files = try ResolvConfLinkDNSTests.Files()
         defer { files.remove() }

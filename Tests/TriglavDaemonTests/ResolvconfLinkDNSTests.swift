@@ -15,13 +15,12 @@ import TriglavTestSupport
     /// arguments and then its standard input; `failing` makes `-a` exit 1.
     static func program(in files: Files, version: String, failing: Bool = false) throws -> (path: String, log: String) {
         let path = files.directory + "/resolvconf", log = files.directory + "/resolvconf.log"
-        try """
+        try writeExecutable("""
             #!/bin/sh
             if [ "$1" = --version ]; then echo '\(version)'; exit 0; fi
             echo "$*" >> \(log)
             if [ "$1" = -a ]; then cat >> \(log); \(failing ? "echo 'resolvconf: Error: boom' >&2; exit 1" : ":"); fi
-            """.write(toFile: path, atomically: false, encoding: .utf8)
-        chmod(path, 0o755)
+            """, to: path)
         return (path, log)
     }
 

@@ -204,3 +204,21 @@ private func closeOnExecPipe(_ descriptors: inout [Int32]) -> Int32 {
         return pipe2(base, O_CLOEXEC)
     }
 }
+
+/// Writes an executable script (mode 0755) through a close-on-exec descriptor. A descriptor open for writing that a
+/// child spawned meanwhile by a test running in parallel inherits keeps the file "busy": executing it then fails with
+/// ETXTBSY (exit status 126 from the shell) for as long as that child lives.
+public func writeExecutable(_ text: String, to path: String) throws {
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    guard descriptor >= 0 else { throw SubprocessError.spawnFailed(["write", path], errno) }
+    defer { close(descriptor) }
+    let bytes = Array(text.utf8)
+    var written = 0
+    while written < bytes.count {
+        let result = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if result < 0 && errno == EINTR { continue }
+        guard result > 0 else { throw SubprocessError.spawnFailed(["write", path], errno) }
+        written += result
+    }
+    guard fchmod(descriptor, 0o755) == 0 else { throw SubprocessError.spawnFailed(["chmod", path], errno) }
+}

@@ -65,6 +65,7 @@ public final class ClientManager: Sendable {
                 clock: @escaping @Sendable () -> Int64 = { Int64(time(nil)) }, dataCapStore: DataCapStore? = nil,
                 uptime: (@Sendable () -> Duration)? = nil, linkDNS: any LinkDNSConfiguring = ResolvedLinkDNS()) {
         self.linkDNS = linkDNS
+        linkDNS.use(config.dnsResolver)
         self.tunnels = tunnels
         self.clock = clock
         let origin = ContinuousClock.now
@@ -237,9 +238,12 @@ public final class ClientManager: Sendable {
     @discardableResult
     public func reload() throws(TriglavDaemonError) -> DaemonConfig {
         try lifecycle.withLock { _ throws(TriglavDaemonError) -> DaemonConfig in
+            var resolverChanged = false
             let config = try configSource.load()
             let now = uptime()
+            linkDNS.use(config.dnsResolver)
             let current = state.withLock { state -> Connection? in
+                resolverChanged = state.config.dnsResolver != config.dnsResolver
                 state.config = config
                 if case .resolving(var pending) = state.phase {
                     pending.nextAttempt = min(pending.nextAttempt, now)  // the profile may name another server now
@@ -269,13 +273,15 @@ public final class ClientManager: Sendable {
             inPlace.dns = plan.dns
             inPlace.acceptsServerDNS = plan.acceptsServerDNS
             if plan == current.plan {
+                // Another resolver: the link's DNS moves to it now (the old one's is taken back by `apply`).
+                if resolverChanged && state.withLock({ $0.connection?.wantedDNS != nil }) { syncDNS() }
                 logger.info("configuration reloaded; connection unchanged")
             } else if plan == inPlace {
                 if plan.scheduler != current.plan.scheduler { current.tunnel.setScheduler(plan.scheduler) }
                 let dnsChanged = state.withLock { state -> Bool in
                     state.updateConnection { $0.plan = plan }
                     publish(&state)
-                    return state.connection.map { $0.wantedDNS != $0.appliedDNS } ?? false
+                    return state.connection.map { $0.wantedDNS != $0.appliedDNS || (resolverChanged && $0.wantedDNS != nil) } ?? false
                 }
                 if dnsChanged { syncDNS() }
                 let dns = state.withLock { $0.connection?.wantedDNS?.summary } ?? "left to the system"

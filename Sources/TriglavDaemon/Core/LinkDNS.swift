@@ -85,9 +85,12 @@ public protocol LinkDNSConfiguring: Sendable {
     func restoreLeftovers()
     /// Which resolver holds `interface`'s DNS since the last successful `apply` (Manager1.DNSResolver).
     func resolver(for interface: InterfaceName) -> String
+    /// Which resolver the next `apply` uses (`[dns] resolver`); backends that are one resolver ignore it.
+    func use(_ choice: DNSResolverChoice)
 }
 
 extension LinkDNSConfiguring {
+    public func use(_ choice: DNSResolverChoice) {}
     public func isInPlace(_ interface: InterfaceName) -> Bool { true }
     public func resolver(for interface: InterfaceName) -> String { "" }
     public func restoreLeftovers() {}
