@@ -282,14 +282,24 @@ import TriglavTestSupport
 @Suite(.serialized) struct ResolvedLinkDNSTests {
     static var loopback: InterfaceName { get throws { try InterfaceName("lo") } }
 
-    @Test func theFourCallsCarryTheLinkAndItsSettingsAsResolvedExpectsThem() async throws {
-        let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
-        defer { bus.stop() }
+    /// The bus fixture's stand-in for systemd-resolved on `bus` (which needs `SystemLikeBus.resolvedPolicy`), ready;
+    /// it logs each call to `log`.
+    static func startFakeResolved(on bus: SystemLikeBus) async throws -> (process: BackgroundProcess, log: String) {
         let log = bus.directory + "/resolved.log"
         let resolved = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--fake-resolved", log],
                                              outputPrefix: bus.directory + "/resolved")
+        guard await resolved.waitForOutput("READY") else {
+            resolved.stop()
+            throw SubprocessError.spawnFailed(["fake resolved", resolved.errorOutput], 0)
+        }
+        return (resolved, log)
+    }
+
+    @Test func theFourCallsCarryTheLinkAndItsSettingsAsResolvedExpectsThem() async throws {
+        let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
+        defer { bus.stop() }
+        let (resolved, log) = try await Self.startFakeResolved(on: bus)
         defer { resolved.stop() }
-        #expect(await resolved.waitForOutput("READY"), "\(resolved.errorOutput)")
         var settings = DNSSettings(servers: [try #require(IPAddress("10.77.0.1")), try #require(IPAddress("fd77::53"))])
         settings.domains = [try DNSDomain("corp.example")]
         let dns = try #require(LinkDNS(settings, fullTunnel: true))

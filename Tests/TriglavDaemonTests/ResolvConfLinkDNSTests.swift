@@ -190,24 +190,39 @@ import TriglavTestSupport
 
 /// systemd-resolved when it runs, /etc/resolv.conf when it doesn't (against the bus fixture's stand-in).
 @Suite(.serialized) struct SystemLinkDNSTests {
+    /// Temporary resolv.conf files, a private bus (which the stand-in resolved may join) and a `SystemLinkDNS` over
+    /// them; resolvconf is `program` (nil: not installed).
+    struct Fixture {
+        let files: ResolvConfLinkDNSTests.Files
+        let bus: SystemLikeBus
+        let system: SystemLinkDNS
+        let loopback: InterfaceName
+
+        init(resolvedMayRun: Bool = false, resolvconf program: ((ResolvConfLinkDNSTests.Files) throws -> String)? = nil) throws {
+            files = try ResolvConfLinkDNSTests.Files()
+            bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: resolvedMayRun ? SystemLikeBus.resolvedPolicy : "")
+            system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address),
+                                   resolvconf: files.resolvconf(program: try program?(files)), file: files.file)
+            loopback = try InterfaceName("lo")
+        }
+
+        func tearDown() {
+            bus.stop()
+            files.remove()
+        }
+    }
+
     @Test func withoutResolvedTheFileTakesItAndResolvedStartedLaterTakesOverAtTheNextApply() async throws {
-        let files = try ResolvConfLinkDNSTests.Files()
-        defer { files.remove() }
-        let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
-        defer { bus.stop() }
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
-                                   file: files.file)
-        let loopback = try InterfaceName("lo")
+        let fixture = try Fixture(resolvedMayRun: true)
+        defer { fixture.tearDown() }
+        let (system, files, loopback) = (fixture.system, fixture.files, fixture.loopback)
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(files.text?.contains("nameserver 10.77.0.1") == true)
         #expect(system.isInPlace(loopback))
         #expect(system.resolver(for: loopback) == "/etc/resolv.conf")
 
-        let log = bus.directory + "/resolved.log"
-        let resolved = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--fake-resolved", log],
-                                             outputPrefix: bus.directory + "/resolved")
+        let (resolved, log) = try await ResolvedLinkDNSTests.startFakeResolved(on: fixture.bus)
         defer { resolved.stop() }
-        #expect(await resolved.waitForOutput("READY"), "\(resolved.errorOutput)")
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(files.text == ResolvConfLinkDNSTests.original)
         #expect(try String(contentsOfFile: log, encoding: .utf8).hasPrefix("SetLinkDNS \(if_nametoindex("lo")) 10.77.0.1"))
@@ -219,18 +234,11 @@ import TriglavTestSupport
     }
 
     @Test func aPinnedFileIsWrittenEvenWhileResolvedRunsAndResolvedIsLeftAlone() async throws {
-        let files = try ResolvConfLinkDNSTests.Files()
-        defer { files.remove() }
-        let bus = try SystemLikeBus(triglavPolicy: false, extraPolicy: SystemLikeBus.resolvedPolicy)
-        defer { bus.stop() }
-        let log = bus.directory + "/resolved.log"
-        let resolved = try BackgroundProcess([BusTestPaths.fixture, "--address", bus.address, "--fake-resolved", log],
-                                             outputPrefix: bus.directory + "/resolved")
+        let fixture = try Fixture(resolvedMayRun: true)
+        defer { fixture.tearDown() }
+        let (system, files, loopback) = (fixture.system, fixture.files, fixture.loopback)
+        let (resolved, log) = try await ResolvedLinkDNSTests.startFakeResolved(on: fixture.bus)
         defer { resolved.stop() }
-        #expect(await resolved.waitForOutput("READY"), "\(resolved.errorOutput)")
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
-                                   file: files.file)
-        let loopback = try InterfaceName("lo")
         system.use(.file)
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(files.text?.contains("nameserver 10.77.0.1") == true)
@@ -245,13 +253,9 @@ import TriglavTestSupport
     }
 
     @Test func aPinnedResolvedThatIsNotRunningIsAnErrorThatNamesTheSettingAndTheFileIsTakenBack() throws {
-        let files = try ResolvConfLinkDNSTests.Files()
-        defer { files.remove() }
-        let bus = try SystemLikeBus(triglavPolicy: false)
-        defer { bus.stop() }
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
-                                   file: files.file)
-        let loopback = try InterfaceName("lo")
+        let fixture = try Fixture()
+        defer { fixture.tearDown() }
+        let (system, files, loopback) = (fixture.system, fixture.files, fixture.loopback)
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
         #expect(system.resolver(for: loopback) == "/etc/resolv.conf")
         system.use(.systemdResolved)
@@ -266,14 +270,10 @@ import TriglavTestSupport
     }
 
     @Test func aPinnedResolvconfIsCalledEvenWhenItDoesNotManageTheFile() throws {
-        let files = try ResolvConfLinkDNSTests.Files()
-        defer { files.remove() }
-        let bus = try SystemLikeBus(triglavPolicy: false)
-        defer { bus.stop() }
-        let (program, log) = try ResolvconfLinkDNSTests.program(in: files, version: "resolvconf 1.91")
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address),
-                                   resolvconf: files.resolvconf(program: program), file: files.file)
-        let loopback = try InterfaceName("lo")
+        let fixture = try Fixture(resolvconf: { try ResolvconfLinkDNSTests.program(in: $0, version: "resolvconf 1.91").path })
+        defer { fixture.tearDown() }
+        let (system, files, loopback) = (fixture.system, fixture.files, fixture.loopback)
+        let log = files.directory + "/resolvconf.log"
         #expect(!system.resolvconf.managesResolvConf)
         system.use(.resolvconf)
         try system.apply(try ResolvConfLinkDNSTests.dns(), to: loopback)
@@ -285,12 +285,9 @@ import TriglavTestSupport
     }
 
     @Test func whenNeitherCanTakeItTheErrorSaysBothAndNothingIsLeftToRevert() throws {
-        let files = try ResolvConfLinkDNSTests.Files()
-        defer { files.remove() }
-        let bus = try SystemLikeBus(triglavPolicy: false)
-        defer { bus.stop() }
-        let system = SystemLinkDNS(resolved: ResolvedLinkDNS(busAddress: bus.address), resolvconf: files.resolvconf(program: nil),
-                                   file: files.file)
+        let fixture = try Fixture()
+        defer { fixture.tearDown() }
+        let (system, files) = (fixture.system, fixture.files)
         #expect {
             try system.apply(try ResolvConfLinkDNSTests.dns(defaultRoute: false), to: try InterfaceName("lo"))
         } throws: { error in
