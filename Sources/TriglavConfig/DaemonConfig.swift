@@ -12,7 +12,6 @@ public enum LogLevel: String, CaseIterable, Sendable {
     case trace, debug, info, notice, warning, error, critical
 }
 
-/// How the multipath engine spreads tunnel packets over the uplinks.
 /// Which of the system's resolvers takes the tunnel's DNS (`[dns] resolver`, client role), as NetworkManager's
 /// `rc-manager`: `auto` picks systemd-resolved when it runs, else resolvconf(8) when it manages /etc/resolv.conf, else
 /// the file itself; the others use that one only and report why when it can't take the DNS.
@@ -23,6 +22,7 @@ public enum DNSResolverChoice: String, CaseIterable, Sendable {
     case file
 }
 
+/// How the multipath engine spreads tunnel packets over the uplinks.
 public enum SchedulerKind: String, CaseIterable, Sendable {
     /// Spread packets over all usable uplinks in proportion to their capacity (bonding).
     case aggregate

@@ -132,7 +132,7 @@ import TriglavTestSupport
         let dns = RecordingLinkDNS()
         var config = DaemonConfig()
         config.dnsResolver = .file
-        let (manager, _, source, _) = try Fixtures.clientManager(config: config, profiles: [try Self.profile()], linkDNS: dns)
+        let (manager, _, source, store) = try Fixtures.clientManager(config: config, profiles: [try Self.profile()], linkDNS: dns)
         #expect(dns.chosen.withLock { $0 } == [.file])
         try manager.connect(profile: "home")
         #expect(dns.all.count == 1)
@@ -150,11 +150,20 @@ import TriglavTestSupport
         source.set(config)
         try manager.reload()
         #expect(dns.all.count == 3, "\(dns.all)")
-        try manager.disconnect()
+        // A reload that fails later (the profile's server name no longer resolves) has moved the DNS all the same.
         config.dnsResolver = .file
         source.set(config)
+        var unresolvable = try Self.profile()
+        unresolvable.endpoint = try RemoteEndpoint("unknown.example.net:7443")
+        store.set(unresolvable)
+        #expect(throws: TriglavDaemonError.self) { try manager.reload() }
+        #expect(dns.all.count == 4, "\(dns.all)")
+        try manager.disconnect()
+        config.dnsResolver = .resolvconf
+        source.set(config)
+        store.set(try Self.profile())
         try manager.reload()
-        #expect(dns.all.last == .revert("triglav0") && dns.all.count == 4, "nothing to move while disconnected: \(dns.all)")
+        #expect(dns.all.last == .revert("triglav0") && dns.all.count == 5, "nothing to move while disconnected: \(dns.all)")
     }
 
     @Test func serversOfAFamilyTheTunnelLacksAreLeftOutWhereTheRoutesSendThemIntoIt() throws {

@@ -269,6 +269,19 @@ import TriglavTestSupport
         try system.revert(loopback)  // nothing held: nothing to do, no error
     }
 
+    @Test func resolvedFailingAfterTheFileHeldTheLinkTakesTheFilesDNSBack() throws {
+        let fixture = try Fixture()
+        defer { fixture.tearDown() }
+        let (system, files) = (fixture.system, fixture.files)
+        let gone = try InterfaceName("tgnosuch0")  // resolved's call fails before reaching it: no such interface
+        system.use(.file)
+        try system.apply(try ResolvConfLinkDNSTests.dns(), to: gone)
+        #expect(files.text?.contains("nameserver 10.77.0.1") == true)
+        system.use(.systemdResolved)
+        #expect(throws: TriglavDaemonError.self) { try system.apply(try ResolvConfLinkDNSTests.dns(), to: gone) }
+        #expect(files.text == ResolvConfLinkDNSTests.original, "the file kept the tunnel's DNS after resolved took over the link")
+    }
+
     @Test func aPinnedResolvconfIsCalledEvenWhenItDoesNotManageTheFile() throws {
         let fixture = try Fixture(resolvconf: { try ResolvconfLinkDNSTests.program(in: $0, version: "resolvconf 1.91").path })
         defer { fixture.tearDown() }

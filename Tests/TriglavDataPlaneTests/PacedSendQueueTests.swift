@@ -512,7 +512,7 @@ struct PacedSendQueueTests {
         #expect(queue.takeResend(of: UplinkID(1)) == nil && queue.supersededFailoverResends == 1)
     }
 
-    @Test("a failover resend of a sequence queued as a repair goes ahead of its new uplink's repairs, oldest first")
+    @Test("lost repairs (one handed out on the dead uplink, one still waiting there) go ahead of the new uplink's repairs")
     func lostRepairsGoFirst() throws {
         var engine = try Self.readyEngine()
         let now: UInt64 = 700 * Self.ms
@@ -521,20 +521,49 @@ struct PacedSendQueueTests {
         for sequence: UInt32 in [50, 51] { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: true) }
         #expect(queue.next(engine: &engine, now: now) == .resend(UplinkID(1), sequence: 50))
         engine.handle(.packetSent(UplinkID(1), counter: 1, sequence: 50, bytes: Self.wire, at: now))
+        #expect(queue.lastRepairUplink(50) == UplinkID(1) && queue.lastRepairUplink(51) == nil)
         // Uplink 2 already holds repairs of younger holes.
         for sequence: UInt32 in [90, 91] { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: true) }
-        // The failover: the dead uplink's packets in sequence order (50 among them), then what waited in its lane.
+        // The failover: the dead uplink's packets in sequence order (50 a lost repair), then what waited in its lane.
         for sequence: UInt32 in [40, 50, 60] {
-            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: false))
+            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: false, lostRepair: sequence == 50))
         }
-        while let (sequence, wireLength) = queue.takeResend(of: UplinkID(1)) {
-            #expect(queue.queueResend(sequence: sequence, wireLength: wireLength, on: UplinkID(2), isRepair: false))
+        while let (sequence, wireLength, wasRepair) = queue.takeResend(of: UplinkID(1)) {
+            #expect(sequence == 51 && wasRepair)
+            #expect(queue.queueResend(sequence: sequence, wireLength: wireLength, on: UplinkID(2), isRepair: false, lostRepair: wasRepair))
         }
         #expect(queue.lostRepairsAhead == 2)
         #expect(queue.waiting(90)?.bytesAhead == 2 * Self.wire, "the lost repairs wait ahead of the younger holes' repairs")
         let resent = Self.sendAll(queue, engine: &engine, from: now + Self.ms)
         #expect(resent.map(\.sequence) == [50, 51, 90, 91, 40, 60], "\(resent)")
         #expect(resent.allSatisfy { $0.uplink == UplinkID(2) } && queue.isEmpty)
+        #expect(queue.lastRepairUplink(50) == UplinkID(2), "the last repair of 50 went out on uplink 2")
+    }
+
+    @Test("a resend is classified by its last copy: a repair lost with a dead uplink, a failover resend, a repair")
+    func resendsAreClassifiedByTheirLastCopy() throws {
+        var engine = try Self.readyEngine(uplinks: 3)
+        let now: UInt64 = 700 * Self.ms
+        let queue = PacedSendQueue(sharedCapacity: 8, slotSize: 1500)
+        let store = RetransmitStore(capacity: 64)
+        let bytes = Self.packet(1)
+        // 10: first on uplink 3, repaired on uplink 1. 11: first on uplink 1, repaired on uplink 2. 12: first on
+        // uplink 1, never repaired. 13: first on uplink 2.
+        for (sequence, first) in [(UInt32(10), UInt32(3)), (11, 1), (12, 1), (13, 2)] {
+            bytes.withUnsafeBytes { store.store(sequence: sequence, packet: $0, sentOn: UplinkID(first)) }
+        }
+        queue.queueResend(sequence: 10, wireLength: Self.wire, on: UplinkID(1), isRepair: true)
+        queue.queueResend(sequence: 11, wireLength: Self.wire, on: UplinkID(2), isRepair: true)
+        _ = Self.sendAll(queue, engine: &engine, from: now)
+        let down: Set<UplinkID> = [UplinkID(1)]
+        func kind(_ sequence: UInt32) -> PacedSendQueue.ResendKind { queue.classifyResend(sequence, store: store) { down.contains($0) } }
+        #expect(kind(10).original == UplinkID(1) && !kind(10).isRepair && kind(10).lostRepair, "its repair went out on the dead uplink")
+        #expect(kind(11).original == UplinkID(2) && kind(11).isRepair && !kind(11).lostRepair, "repaired elsewhere: a repair")
+        #expect(kind(12).original == UplinkID(1) && !kind(12).isRepair && !kind(12).lostRepair, "a plain failover resend")
+        #expect(kind(13).original == UplinkID(2) && kind(13).isRepair && !kind(13).lostRepair)
+        // Still waiting in a lane: that lane's uplink, never a lost repair (taking it back from the lane decides).
+        queue.queueResend(sequence: 12, wireLength: Self.wire, on: UplinkID(1), isRepair: true)
+        #expect(kind(12).waiting?.uplink == UplinkID(1) && !kind(12).lostRepair)
     }
 
     @Test("past the lost-repair lane's capacity the rest wait with the failover backlog")
@@ -543,14 +572,12 @@ struct PacedSendQueueTests {
         let now: UInt64 = 700 * Self.ms
         let queue = PacedSendQueue(sharedCapacity: 8, slotSize: 1500)
         let lost = UInt32(PacedSendQueue.lostRepairCapacity) + 2
-        for sequence in 0..<lost { queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(1), isRepair: true) }
-        _ = Self.sendAll(queue, engine: &engine, from: now)
         queue.queueResend(sequence: 1000, wireLength: Self.wire, on: UplinkID(2), isRepair: false)
         for sequence in 0..<lost {
-            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: false))
+            #expect(queue.queueResend(sequence: sequence, wireLength: Self.wire, on: UplinkID(2), isRepair: false, lostRepair: true))
         }
         #expect(queue.lostRepairsAhead == UInt64(PacedSendQueue.lostRepairCapacity))
-        let resent = Self.sendAll(queue, engine: &engine, from: now + 100 * Self.ms)
+        let resent = Self.sendAll(queue, engine: &engine, from: now)
         let capacity = UInt32(PacedSendQueue.lostRepairCapacity)
         #expect(resent.map(\.sequence) == Array(0..<capacity) + [1000] + Array(capacity..<lost), "\(resent)")
     }

@@ -253,6 +253,9 @@ public final class ClientManager: Sendable {
                 if case .active(let connection) = state.phase { return connection }
                 return nil
             }
+            // Another resolver: the link's DNS moves to it now, before anything below can fail (the old one's is taken
+            // back by `apply`).
+            if resolverChanged && current?.wantedDNS != nil { syncDNS() }
             guard let current else {
                 logger.info("configuration reloaded")
                 return config
@@ -273,15 +276,13 @@ public final class ClientManager: Sendable {
             inPlace.dns = plan.dns
             inPlace.acceptsServerDNS = plan.acceptsServerDNS
             if plan == current.plan {
-                // Another resolver: the link's DNS moves to it now (the old one's is taken back by `apply`).
-                if resolverChanged && state.withLock({ $0.connection?.wantedDNS != nil }) { syncDNS() }
                 logger.info("configuration reloaded; connection unchanged")
             } else if plan == inPlace {
                 if plan.scheduler != current.plan.scheduler { current.tunnel.setScheduler(plan.scheduler) }
                 let dnsChanged = state.withLock { state -> Bool in
                     state.updateConnection { $0.plan = plan }
                     publish(&state)
-                    return state.connection.map { $0.wantedDNS != $0.appliedDNS || (resolverChanged && $0.wantedDNS != nil) } ?? false
+                    return state.connection.map { $0.wantedDNS != $0.appliedDNS } ?? false
                 }
                 if dnsChanged { syncDNS() }
                 let dns = state.withLock { $0.connection?.wantedDNS?.summary } ?? "left to the system"

@@ -37,8 +37,12 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
         var taken = false
         if choice == .auto || choice == .systemdResolved {
             do throws(TriglavDaemonError) { taken = try resolved.applyIfRunning(dns, to: interface) } catch {
-                // resolved is there but failed part-way: what it took is reverted there.
+                // resolved is there but failed part-way: what it took is reverted there, and what another resolver
+                // held is taken back now (its holder is replaced).
                 holders.withLock { $0[interface] = .resolved }
+                if let previous, previous != .resolved {
+                    do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
+                }
                 throw error
             }
         }

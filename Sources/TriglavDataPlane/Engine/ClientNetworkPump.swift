@@ -204,12 +204,13 @@ final class ClientNetworkPump: @unchecked Sendable {
             // Paced: resends still queued for an uplink that went down go elsewhere, after this round's failover resends.
             for id in wentDown {
                 guard let paced = state.paced else { break }
-                var budget = 2 * PacedSendQueue.resendCapacity
-                while budget > 0, let (sequence, wireLength) = paced.takeResend(of: id) {
+                var budget = PacedSendQueue.laneCapacity
+                while budget > 0, let (sequence, wireLength, wasRepair) = paced.takeResend(of: id) {
                     budget -= 1
                     var queued = false
                     for other in state.engine.scheduleResend(packetLength: wireLength, originalUplink: id, now: now)
-                    where other != id && paced.queueResend(sequence: sequence, wireLength: wireLength, on: other, isRepair: false) {
+                    where other != id
+                        && paced.queueResend(sequence: sequence, wireLength: wireLength, on: other, isRepair: false, lostRepair: wasRepair) {
                         queued = true
                     }
                     if queued {
@@ -752,14 +753,13 @@ final class ClientNetworkPump: @unchecked Sendable {
         if let paced = state.paced {
             // Paced: queued in the chosen uplink's lane for the TUN pump (as the server does, `ServerNetworkPump.resend`).
             let wireLength = length + WireLayout.transportOverhead
-            let waiting = paced.waiting(sequence)
-            let original = waiting?.uplink ?? state.retransmit.uplink(sequence: sequence)
-            let isRepair = !(original.flatMap { state.engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
-            let selection = state.engine.scheduleResend(packetLength: wireLength, originalUplink: original, now: now,
-                                                        originalWaitsBehind: waiting?.bytesAhead)
-            if selection.isEmpty { return waiting != nil }
+            let kind = paced.classifyResend(sequence, store: state.retransmit) { state.engine.statistics(for: $0)?.state == .down }
+            let selection = state.engine.scheduleResend(packetLength: wireLength, originalUplink: kind.original, now: now,
+                                                        originalWaitsBehind: kind.waiting?.bytesAhead)
+            if selection.isEmpty { return kind.waiting != nil }
             var queued = false
-            for id in selection where paced.queueResend(sequence: sequence, wireLength: wireLength, on: id, isRepair: isRepair) {
+            for id in selection where paced.queueResend(sequence: sequence, wireLength: wireLength, on: id,
+                                                        isRepair: kind.isRepair, lostRepair: kind.lostRepair) {
                 queued = true
             }
             if queued {

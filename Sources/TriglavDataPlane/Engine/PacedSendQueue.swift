@@ -116,9 +116,10 @@ struct FixedRing {
 /// holds the last repaired sequence that maps to it (the full 32 bits, so colliding sequences never match each other)
 /// and the repair generation it went out in (a counter that only grows, one step per repair handed out). A collision
 /// overwrites the older sequence: its failover resend is then sent — a duplicate at worst, never a suppressed resend.
-/// Allocated at the first failover resend (a queue that never fails over costs nothing); no allocation after.
-/// A second table records the repairs *queued* (`PacedSendQueue.queuedRepairs`), allocated at the first repair: a
-/// collision there only sends a lost repair's failover resend with the failover backlog, as before that lane existed.
+/// Each slot also keeps the uplink the repair went out on (`PacedSendQueue.lastRepairUplink`: a failover resend of a
+/// repair that went out on the uplink now dead is a lost repair; a collision only queues that one with the failover
+/// backlog, as before the lost-repair lane existed). Allocated at the first repair queued (a queue that never repairs
+/// costs nothing); no allocation after.
 struct SentRepairTable {
     /// Slots: 4× a lane's capacity, so a failover backlog's worth of consecutive repairs never collides.
     static let defaultCapacity = 1024
@@ -126,6 +127,8 @@ struct SentRepairTable {
     private var sequences: [UInt32] = []
     /// Generation of each slot's repair; 0 = empty (generations start at 1).
     private var generations: [UInt64] = []
+    /// The uplink each slot's repair went out on.
+    private var uplinks: [UInt32] = []
     /// Repairs handed out since allocation: the stamp of a failover resend queued now.
     private(set) var generation: UInt64 = 0
 
@@ -141,15 +144,24 @@ struct SentRepairTable {
         guard !isAllocated else { return }
         sequences = Array(repeating: 0, count: capacity)
         generations = Array(repeating: 0, count: capacity)
+        uplinks = Array(repeating: 0, count: capacity)
     }
 
-    /// `sequence` went out as a repair now (nothing is kept before `allocate`: no failover resend can be waiting then).
-    mutating func record(_ sequence: UInt32) {
+    /// `sequence` went out as a repair on `uplink` now (nothing is kept before `allocate`).
+    mutating func record(_ sequence: UInt32, on uplink: UplinkID) {
         guard isAllocated else { return }
         generation &+= 1
         let slot = Int(sequence) & (capacity - 1)
         sequences[slot] = sequence
         generations[slot] = generation
+        uplinks[slot] = uplink.rawValue
+    }
+
+    /// The uplink `sequence`'s last repair went out on, nil when none is remembered.
+    func uplink(of sequence: UInt32) -> UplinkID? {
+        guard isAllocated else { return nil }
+        let slot = Int(sequence) & (capacity - 1)
+        return sequences[slot] == sequence && generations[slot] > 0 ? UplinkID(uplinks[slot]) : nil
     }
 
     /// Whether `sequence` went out as a repair after `stamp` (the generation when its failover resend was queued).
@@ -168,11 +180,12 @@ struct SentRepairTable {
 /// packets) wait in per-uplink FIFOs of sequence numbers, ahead of the shared queue; their bytes stay in the
 /// retransmit store. A failover resend whose sequence went out again as a repair (on any uplink) after the failover
 /// resend was queued is skipped: the receiver asked for that hole again and got it, so the failover copy would only
-/// be a duplicate delaying the older holes behind it (`SentRepairTable`; the simulator's rule). A failover resend of
-/// a sequence queued as a repair lately — a repair that went out on (or still waited for) the uplink found dead, so a
-/// hole the receiver has waited for longest and already spent a request on — goes ahead of every other resend of its
-/// new uplink (the lost-repair FIFO), instead of behind the repairs of younger holes (docs/MULTIPATH.md, "Late
-/// binding"; the simulator's `lostRepairsFirst`).
+/// be a duplicate delaying the older holes behind it (`SentRepairTable`; the simulator's rule). A lost repair — a
+/// resend of a sequence whose last repair went out on (`lastRepairUplink`), or still waited for, the uplink found
+/// dead: a hole the receiver has waited for longest and already spent a request on — goes ahead of every other resend
+/// of its new uplink (the lost-repair FIFO; the caller says so, `queueResend(…lostRepair: true)`), instead of behind
+/// the repairs of younger holes (docs/MULTIPATH.md, "Repairs lost with a dead uplink go first"; the simulator's
+/// `lostRepairsFirst`).
 ///
 /// TCP segments the engine's AQM dropped — refused at ingress or shed at the head — are remembered in a
 /// `DroppedSegmentLedger` (keyed by `PacketClassifier.droppedSegmentKey`), and TCP's retransmission of one is
@@ -188,8 +201,8 @@ struct SentRepairTable {
 /// retransmission that finds them full joins the shared queue's tail, protected), the ledger's fixed table
 /// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first drop), and `resendCapacity`
 /// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp; `lostRepairCapacity` lost repairs),
-/// the table of repairs handed out (`SentRepairTable.defaultCapacity` slots of 12 bytes, allocated at the first
-/// failover resend) and that of repairs queued (the same size, allocated at the first repair). Nothing here
+/// the table of repairs handed out (`SentRepairTable.defaultCapacity` slots of 16 bytes, allocated at the first
+/// repair). Nothing here
 /// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
 final class PacedSendQueue {
     /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
@@ -197,6 +210,8 @@ final class PacedSendQueue {
     static let defaultSharedCapacity = 1024
     /// Resends queued per uplink (repairs and failover resends each).
     static let resendCapacity = 256
+    /// Every resend one uplink's lane can hold (what is taken back from a dead uplink at most).
+    static var laneCapacity: Int { 2 * resendCapacity + lostRepairCapacity }
     /// Failover resends of lost repairs queued per uplink ahead of its repairs: a failover loses a handful (the repairs
     /// sent on the uplink during its detection); beyond this they wait with the failover backlog.
     static let lostRepairCapacity = 32
@@ -228,11 +243,9 @@ final class PacedSendQueue {
     /// Failover resends skipped (not sent, nothing reported) because a repair of their sequence went out after they
     /// were queued.
     private(set) var supersededFailoverResends: UInt64 = 0
-    /// The repairs handed out lately, with their generation (see `SentRepairTable`).
+    /// The repairs handed out lately, with their generation and uplink (see `SentRepairTable`).
     private var sentRepairs = SentRepairTable()
-    /// The repairs queued lately: a failover resend of one of these is a lost repair.
-    private var queuedRepairs = SentRepairTable()
-    /// Failover resends queued ahead of the repairs because their sequence had been queued as a repair.
+    /// Lost repairs queued ahead of the repairs (`queueResend(…lostRepair: true)`).
     private(set) var lostRepairsAhead: UInt64 = 0
 
     /// The resends waiting for one uplink: failover resends of lost repairs first, then repairs, then the other
@@ -334,10 +347,10 @@ final class PacedSendQueue {
     func release(_ slot: Int) { pool?.release(slot) }
 
     /// Queues a resend of `sequence` (`wireLength` bytes) for `uplink`, as a repair (a receiver asked for it) or a
-    /// failover resend (its uplink died; ahead of the repairs when it was queued as a repair lately). False when that
-    /// lane is full.
+    /// failover resend (its uplink died); `lostRepair`: ahead of the repairs (a repair lost with a dead uplink; when
+    /// that FIFO is full, with the failover resends). False when that lane is full.
     @discardableResult
-    func queueResend(sequence: UInt32, wireLength: Int, on uplink: UplinkID, isRepair: Bool) -> Bool {
+    func queueResend(sequence: UInt32, wireLength: Int, on uplink: UplinkID, isRepair: Bool, lostRepair: Bool = false) -> Bool {
         let entry = UInt64(sequence) | UInt64(UInt32(clamping: wireLength)) << 32
         let index: Int
         if let existing = lanes.firstIndex(where: { $0.uplink == uplink }) {
@@ -347,16 +360,12 @@ final class PacedSendQueue {
             lanes.append(ResendLane(uplink: uplink))  // once per uplink, not per packet
             index = lanes.count - 1
         }
-        if isRepair {
-            queuedRepairs.allocate()  // once per queue
-            queuedRepairs.record(sequence)
-            return lanes[index].repairs.push(entry)
-        }
-        if queuedRepairs.repaired(sequence, after: 0), lanes[index].lostRepairs.push(entry) {
+        sentRepairs.allocate()  // once per queue
+        if lostRepair, lanes[index].lostRepairs.push(entry) {
             lostRepairsAhead &+= 1
             return true
         }
-        sentRepairs.allocate()  // once per queue
+        if isRepair && !lostRepair { return lanes[index].repairs.push(entry) }
         guard lanes[index].failover.push(entry) else { return false }
         _ = lanes[index].failoverStamps.push(sentRepairs.generation)  // same capacity, in step: never full here
         return true
@@ -401,12 +410,39 @@ final class PacedSendQueue {
         return nil
     }
 
-    /// Takes one queued resend of `uplink` (repairs first), e.g. to schedule it elsewhere when that uplink went down.
-    /// Superseded failover resends are skipped (and counted), as `next` would; the caller queues the rest anew.
-    func takeResend(of uplink: UplinkID) -> (sequence: UInt32, wireLength: Int)? {
-        guard let index = lanes.firstIndex(where: { $0.uplink == uplink }),
-              let entry = lanes[index].popRepair() ?? popFailover(lane: index) else { return nil }
-        return (UInt32(truncatingIfNeeded: entry), Int(entry >> 32))
+    /// Takes one queued resend of `uplink` (repairs first), e.g. to schedule it elsewhere when that uplink went down;
+    /// `wasRepair`: it waited as a repair (or lost repair), so it is a repair lost with that uplink. Superseded
+    /// failover resends are skipped (and counted), as `next` would; the caller queues the rest anew.
+    func takeResend(of uplink: UplinkID) -> (sequence: UInt32, wireLength: Int, wasRepair: Bool)? {
+        guard let index = lanes.firstIndex(where: { $0.uplink == uplink }) else { return nil }
+        if let entry = lanes[index].popRepair() { return (UInt32(truncatingIfNeeded: entry), Int(entry >> 32), true) }
+        guard let entry = popFailover(lane: index) else { return nil }
+        return (UInt32(truncatingIfNeeded: entry), Int(entry >> 32), false)
+    }
+
+    /// The uplink `sequence`'s last repair went out on (nil: none remembered). The pumps count a resend of a sequence
+    /// whose last repair went out on an uplink now down as a lost repair, and take it as the uplink of its last copy.
+    func lastRepairUplink(_ sequence: UInt32) -> UplinkID? { sentRepairs.uplink(of: sequence) }
+
+    /// How both pumps queue a resend of `sequence` (as the simulator's node decides it).
+    struct ResendKind {
+        /// The lane it still waits in, with the bytes ahead of it there (`scheduleResend`'s `originalWaitsBehind`).
+        let waiting: (uplink: UplinkID, bytesAhead: Int)?
+        /// The uplink of its last copy: where it waits, else where its last repair went, else where it first went.
+        let original: UplinkID?
+        /// That uplink is not down: the receiver asked for it (else it is a failover resend).
+        let isRepair: Bool
+        /// A failover resend whose last copy was a repair that went out on the uplink now down.
+        let lostRepair: Bool
+    }
+
+    func classifyResend(_ sequence: UInt32, store: RetransmitStore, isDown: (UplinkID) -> Bool) -> ResendKind {
+        let waiting = waiting(sequence)
+        let repairedOn = lastRepairUplink(sequence)
+        let original = waiting?.uplink ?? repairedOn ?? store.uplink(sequence: sequence)
+        let isRepair = !(original.map(isDown) ?? false)
+        return ResendKind(waiting: waiting, original: original, isRepair: isRepair,
+                          lostRepair: !isRepair && waiting == nil && repairedOn != nil && repairedOn == original)
     }
 
     /// What to send next at `now`, or nil when the pacer says wait (see `nextWake`). Call until nil, reporting every
@@ -424,7 +460,7 @@ final class PacedSendQueue {
             guard release <= now else { continue }
             if let entry = lanes[index].popRepair() {
                 let sequence = UInt32(truncatingIfNeeded: entry)
-                sentRepairs.record(sequence)
+                sentRepairs.record(sequence, on: lanes[index].uplink)
                 return .resend(lanes[index].uplink, sequence: sequence)
             }
             guard let entry = popFailover(lane: index) else { continue }

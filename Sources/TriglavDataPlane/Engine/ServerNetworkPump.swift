@@ -641,15 +641,15 @@ final class ServerNetworkPump: @unchecked Sendable {
         guard let store = state.tunnels[tunnelID]?.retransmit, let packet = store.packet(sequence: sequence) else { return false }
         let wireLength = packet.count + WireLayout.transportOverhead
         if let paced = state.tunnels[tunnelID]?.paced {
-            let waiting = paced.waiting(sequence)
-            let original = waiting?.uplink ?? store.uplink(sequence: sequence)
             // A resend of a packet whose uplink is down now is a failover resend; any other answers a request.
-            let isRepair = !(original.flatMap { state.tunnels[tunnelID]?.engine.statistics(for: $0) }.map { $0.state == .down } ?? false)
+            let kind = paced.classifyResend(sequence, store: store) { state.tunnels[tunnelID]?.engine.statistics(for: $0)?.state == .down }
             guard let selection = state.tunnels[tunnelID]?.engine.scheduleResend(
-                packetLength: wireLength, originalUplink: original, now: now, originalWaitsBehind: waiting?.bytesAhead) else { return false }
-            if selection.isEmpty { return waiting != nil }
+                packetLength: wireLength, originalUplink: kind.original, now: now, originalWaitsBehind: kind.waiting?.bytesAhead)
+            else { return false }
+            if selection.isEmpty { return kind.waiting != nil }
             var queued = false
-            for uplink in selection where paced.queueResend(sequence: sequence, wireLength: wireLength, on: uplink, isRepair: isRepair) {
+            for uplink in selection where paced.queueResend(sequence: sequence, wireLength: wireLength, on: uplink,
+                                                            isRepair: kind.isRepair, lostRepair: kind.lostRepair) {
                 queued = true
             }
             if queued {
@@ -691,13 +691,13 @@ final class ServerNetworkPump: @unchecked Sendable {
     /// takes is declined, so the client skips the gap at once.
     private func requeueResends(of uplink: UplinkID, tunnel tunnelID: UInt64, now: Nanoseconds, state: inout ServerState) {
         guard let paced = state.tunnels[tunnelID]?.paced else { return }
-        var budget = 2 * PacedSendQueue.resendCapacity
-        while budget > 0, let (sequence, wireLength) = paced.takeResend(of: uplink) {
+        var budget = PacedSendQueue.laneCapacity
+        while budget > 0, let (sequence, wireLength, wasRepair) = paced.takeResend(of: uplink) {
             budget -= 1
             let selection = state.tunnels[tunnelID]?.engine.scheduleResend(packetLength: wireLength, originalUplink: uplink, now: now)
             var queued = false
             for other in selection ?? UplinkSelection() where other != uplink
-                && paced.queueResend(sequence: sequence, wireLength: wireLength, on: other, isRepair: false) {
+                && paced.queueResend(sequence: sequence, wireLength: wireLength, on: other, isRepair: false, lostRepair: wasRepair) {
                 queued = true
             }
             if queued {
