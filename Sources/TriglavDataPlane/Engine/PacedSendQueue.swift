@@ -202,8 +202,7 @@ struct SentRepairTable {
 /// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first drop), and `resendCapacity`
 /// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp; `lostRepairCapacity` lost repairs),
 /// the table of repairs handed out (`SentRepairTable.defaultCapacity` slots of 16 bytes, allocated at the first
-/// repair). Nothing here
-/// allocates per packet. Not thread-safe: used under the owning tunnel's lock.
+/// repair). Nothing here allocates per packet. Not thread-safe: used under the owning tunnel's lock.
 final class PacedSendQueue {
     /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
     /// engine's AQM keeps the queue near `PacingSwitch.ingressQueueTarget`; beyond this the newest is dropped.
