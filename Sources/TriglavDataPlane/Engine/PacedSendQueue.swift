@@ -118,7 +118,7 @@ struct FixedRing {
 /// overwrites the older sequence: its failover resend is then sent — a duplicate at worst, never a suppressed resend.
 /// Each slot also keeps the uplink the repair went out on (`PacedSendQueue.lastRepairUplink`: a failover resend of a
 /// repair that went out on the uplink now dead is a lost repair; a collision only queues that one with the failover
-/// backlog, as before the lost-repair lane existed). Allocated at the first repair queued (a queue that never repairs
+/// backlog, as before the lost-repair lane existed). Allocated at the first resend queued (a queue that never resends
 /// costs nothing); no allocation after.
 struct SentRepairTable {
     /// Slots: 4× a lane's capacity, so a failover backlog's worth of consecutive repairs never collides.
@@ -202,7 +202,7 @@ struct SentRepairTable {
 /// (`ledgerCapacity` drops, ~32 KiB at the default; allocated at the first drop), and `resendCapacity`
 /// entries per uplink lane (8 bytes each, 16 for a failover resend: its stamp; `lostRepairCapacity` lost repairs),
 /// the table of repairs handed out (`SentRepairTable.defaultCapacity` slots of 16 bytes, allocated at the first
-/// repair). Nothing here allocates per packet. Not thread-safe: used under the owning tunnel's lock.
+/// resend). Nothing here allocates per packet. Not thread-safe: used under the owning tunnel's lock.
 final class PacedSendQueue {
     /// Packets the shared queue holds at most: ~1.4 MiB of 1432-byte slots, 190 ms of the lab's 60 Mbit/s. The
     /// engine's AQM keeps the queue near `PacingSwitch.ingressQueueTarget`; beyond this the newest is dropped.
