@@ -278,9 +278,9 @@ struct BlackholeRun {
         let best = UplinkID(1)
         if blackholing { network.blackhole(best, from: blackholeAt) }
         // Benchmark only: the survivors lose nothing at random for this long after the blackhole — the most that
-        // forward error correction of the failover resends could give (docs/BENCHMARKS.md, "Failover resends
-        // without random loss").
-        // `forwardOnly`: the data direction only (what FEC of the data would cover); ACKs and feedback still lose.
+        // forward error correction of the failover resends could give (docs/BENCHMARKS.md, "Repairs lost with a dead
+        // uplink go first"). `lossFreeForwardOnly`: the data direction only (what FEC of the data would cover); ACKs
+        // and feedback still lose.
         if blackholing, let window = lossFreeSurvivorsAfterBlackhole {
             for id in [UplinkID(2), UplinkID(3)] {
                 network.forward[id]?.lossFree = (blackholeAt, blackholeAt + window)

@@ -237,7 +237,7 @@ final class TunnelNode {
         }
         /// Bytes queued ahead of `sequence` (resends, then data), nil when it isn't queued here.
         func bytesAhead(of sequence: UInt32) -> Int? {
-            var bytes = (lostRepairs + repairs + resends).reduce(0) { $0 + $1.wireBytes }
+            var bytes = [lostRepairs, repairs, resends].reduce(0) { total, lane in lane.reduce(total) { $0 + $1.wireBytes } }
             for index in dataHead..<data.count {
                 if data[index].sequence == sequence { return bytes }
                 bytes += data[index].wireBytes
