@@ -35,26 +35,23 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
         let previous = holders.withLock { $0[interface] }
         let choice = self.choice.withLock { $0 }
         var taken = false
+        var failure: TriglavDaemonError?
+        // resolved is there but failed part-way: what it took is reverted there, so it holds the link for `revert`.
+        var resolvedFailed = false
         if choice == .auto || choice == .systemdResolved {
             do throws(TriglavDaemonError) { taken = try resolved.applyIfRunning(dns, to: interface) } catch {
-                // resolved is there but failed part-way: what it took is reverted there, and what another resolver
-                // held is taken back now (its holder is replaced).
-                holders.withLock { $0[interface] = .resolved }
-                if let previous, previous != .resolved {
-                    do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
-                }
-                throw error
+                failure = error
+                resolvedFailed = true
             }
         }
         let wanted: Resolver
         switch choice {
-        case .auto: wanted = taken ? .resolved : resolvconf.managesResolvConf ? .resolvconf : .file
+        case .auto: wanted = taken || resolvedFailed ? .resolved : resolvconf.managesResolvConf ? .resolvconf : .file
         case .systemdResolved: wanted = .resolved
         case .resolvconf: wanted = .resolvconf
         case .file: wanted = .file
         }
-        var failure: TriglavDaemonError?
-        if !taken {
+        if !taken && !resolvedFailed {
             do throws(TriglavDaemonError) {
                 switch wanted {
                 case .resolved:
@@ -71,16 +68,16 @@ public final class SystemLinkDNS: LinkDNSConfiguring {
                 failure = error
             }
         }
-        // Also after a failure: whatever part of it was taken (a resolvconf record, the kept file) is taken back on
-        // revert — except a resolved that isn't running, which took nothing. What another resolver held before is
-        // taken back now, or nothing would (its holder is replaced).
-        let holder: Resolver? = wanted == .resolved && !taken ? nil : wanted
+        // Also after a failure: whatever part of it was taken (a resolvconf record, the kept file, resolved's part) is
+        // taken back on revert — except a resolved that isn't running, which took nothing. What another resolver held
+        // before is taken back now, or nothing would (its holder is replaced).
+        let holder: Resolver? = wanted == .resolved && !taken && !resolvedFailed ? nil : wanted
         holders.withLock { $0[interface] = holder }
         if let previous, previous != holder {
             do throws(TriglavDaemonError) { try revert(previous, interface) } catch { file.logger.warning("\(error)") }
         }
         guard let failure else { return }
-        guard choice == .auto, case .failed(_, let reason) = failure else { throw failure }
+        guard choice == .auto, !resolvedFailed, case .failed(_, let reason) = failure else { throw failure }
         throw .failed(operation: "setting DNS on \(interface)",
                       reason: "systemd-resolved is not running (install and start it: apt install systemd-resolved), and \(reason)")
     }
