@@ -53,6 +53,7 @@ public struct MultipathEngine<Packet> {
                                     resendRequestDelay: configuration.minReorderWait,
                                     requestsResends: configuration.requestsResends)
         reorder.maxHold = configuration.maxReorderHold
+        reorder.asksLateHeadGapAgain = configuration.asksLateHeadGapAgain
         equalizer = try DelayEqualizer(capacity: configuration.reorderCapacity,
                                        maxHold: configuration.maxEqualizationDelay)
         notices = DutyRing(capacity: 4 * MultipathLimits.maxUplinks)

@@ -2,7 +2,9 @@
 ///
 /// Invariants: at most `capacity` packets are held; a packet is held no longer than `waitBound` after
 /// its arrival (the engine keeps `waitBound ≤ maxReorderHold`), counted from the later `arrival` it may be
-/// given, and never longer than `maxHold` after it was inserted; packets leave in sequence order, except a
+/// given — except behind a requested gap that reached the head after its second-request time, which with
+/// `asksLateHeadGapAgain` waits for that request and then up to half the way from first request to skip — and never longer
+/// than `maxHold` after it was inserted; packets leave in sequence order, except a
 /// packet arriving after its gap was skipped, which is delivered at once ("late") unless it is a
 /// duplicate. Duplicate detection covers `capacity` sequences behind the release point; older packets are
 /// `stale`. All storage is allocated in `init`; nothing per packet.
@@ -40,6 +42,12 @@ public struct ReorderBuffer<Packet> {
     private var requestedThrough: UInt32 = 0
     private var nackCheckAt: UInt64?
     private var rerequestedHead: UInt32?
+    /// When `rerequestedHead` was asked for the second time.
+    private var rerequestedAt: UInt64 = 0
+    /// A requested gap that reaches the head after its second-request time — behind an older gap, as the holes a
+    /// failover leaves — still gets its second request before it is skipped, and then the time a timely one has for
+    /// its repair (within `maxHold`); without it such a gap is skipped at once and its loss left to the sender's TCP.
+    public var asksLateHeadGapAgain = false
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
     /// Latest `now` seen; the buffer's clock never runs backwards.
@@ -390,7 +398,8 @@ public struct ReorderBuffer<Packet> {
     }
 
     /// The next missing run to ask the peer for, once a later packet has waited `resendRequestDelay`.
-    /// Each sequence is requested once; a run is reported only when a packet above it has arrived, in
+    /// Each sequence is requested once, and the gap at the head once more (halfway to its skip, or as soon as
+    /// it reaches the head when that is later: see `asksLateHeadGapAgain`); a run is reported only when a packet above it has arrived, in
     /// chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
         let now = advanceClock(to: now)
@@ -400,6 +409,7 @@ public struct ReorderBuffer<Packet> {
         if rerequestedHead != head, slots[Int(head) & mask] == nil, fifoCount > 0,
            now >= secondRequestTime(), distance(requestedThrough, from: head) > 0 {
             rerequestedHead = head
+            rerequestedAt = now
             var end = head
             while slots[Int(end) & mask] == nil, !isAbandoned(end), end &- head < 256 { end &+= 1 }
             markRequested(from: head, to: end, at: now)
@@ -452,7 +462,7 @@ public struct ReorderBuffer<Packet> {
 
     private func secondRequestTime() -> UInt64 {
         let first = fifoArrivals[fifoStart] &+ resendRequestDelay
-        return first &+ (waitBound > resendRequestDelay ? (waitBound - resendRequestDelay) / 2 : 0)
+        return first &+ secondRequestRepairTime
     }
 
     /// When `nextReleasable` or `nextResendRequest` will next have something (nil: nothing waits).
@@ -475,7 +485,23 @@ public struct ReorderBuffer<Packet> {
     private var frontSkipTime: UInt64 {
         let waited = fifoArrivals[fifoStart].addingReportingOverflow(waitBound)
         let limit = fifoInsertions[fifoStart].addingReportingOverflow(maxHold)
-        return min(waited.overflow ? .max : waited.partialValue, limit.overflow ? .max : limit.partialValue)
+        var skip = waited.overflow ? UInt64.max : waited.partialValue
+        // `asksLateHeadGapAgain`: a late head gap waits for its second request, then for that repair.
+        if asksLateHeadGapAgain, requestsResends, slots[Int(head) & mask] == nil, !isAbandoned(head),
+           distance(requestedThrough, from: head) > 0, secondRequestTime() <= skip {
+            if rerequestedHead != head {
+                skip = .max
+            } else {
+                let repaired = rerequestedAt.addingReportingOverflow(secondRequestRepairTime)
+                skip = max(skip, repaired.overflow ? .max : repaired.partialValue)
+            }
+        }
+        return min(skip, limit.overflow ? .max : limit.partialValue)
+    }
+
+    /// From the head's second request to its skip when the request is on time (`secondRequestTime`).
+    private var secondRequestRepairTime: UInt64 {
+        waitBound > resendRequestDelay ? (waitBound - resendRequestDelay) / 2 : 0
     }
 
     /// Lets the observed lateness fade (the engine calls this as time passes).

@@ -80,6 +80,55 @@ import Testing
         #expect(buffer.nextResendRequest(now: 56 * Self.ms) == nil)
     }
 
+    /// A requested gap that reaches the head after its second-request time — behind an older gap, as the holes a
+    /// failover leaves do — is asked for a second time before it is skipped, and its repair then gets the time a
+    /// timely second request has (half the way from the first request to the skip), within `maxHold`. It used to be
+    /// skipped together with the older gap, its loss left to the sender's TCP (blackhole seed 41, steady state).
+    @Test(arguments: [UInt64.max, 120 * Nanoseconds.millisecond])
+    func aGapReachingTheHeadLateIsAskedForAgainBeforeItIsSkipped(maxHold: UInt64) throws {
+        func pair(_ request: (firstSequence: UInt32, count: UInt32)?) -> [UInt32]? {
+            request.map { [$0.firstSequence, $0.count] }
+        }
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 100 * Self.ms,
+                                               resendRequestDelay: 10 * Self.ms, requestsResends: true)
+        buffer.maxHold = maxHold
+        buffer.asksLateHeadGapAgain = true
+        _ = feed(&buffer, [0, 2, 4], now: 0)
+        #expect(pair(buffer.nextResendRequest(now: 10 * Self.ms)) == [1, 1])
+        #expect(pair(buffer.nextResendRequest(now: 10 * Self.ms)) == [3, 1])
+        #expect(pair(buffer.nextResendRequest(now: 55 * Self.ms)) == [1, 1])
+        // Gap 1 is skipped on time; gap 3 is at the head now, 45 ms past its second-request time.
+        #expect(buffer.nextReleasable(now: 100 * Self.ms) == 2)
+        #expect(buffer.nextReleasable(now: 100 * Self.ms) == nil)
+        #expect(try #require(buffer.nextDeadline()) <= 100 * Self.ms)
+        #expect(pair(buffer.nextResendRequest(now: 100 * Self.ms)) == [3, 1])
+        #expect(buffer.nextResendRequest(now: 100 * Self.ms) == nil)
+        let skipAt = min(145 * Self.ms, maxHold)
+        #expect(buffer.nextDeadline() == skipAt)
+        #expect(buffer.nextReleasable(now: skipAt - 1) == nil)
+        #expect(buffer.nextReleasable(now: skipAt) == 4)
+        #expect(buffer.bufferedCount == 0)
+    }
+
+    /// Filled by its second repair, the late gap releases everything behind it in order; without
+    /// `asksLateHeadGapAgain` it is skipped on the older gap's time.
+    @Test(arguments: [true, false])
+    func aLateHeadGapFilledByItsSecondRepairReleasesInOrder(asksAgain: Bool) throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 100 * Self.ms,
+                                               resendRequestDelay: 10 * Self.ms, requestsResends: true)
+        buffer.asksLateHeadGapAgain = asksAgain
+        _ = feed(&buffer, [0, 2, 4], now: 0)
+        while buffer.nextResendRequest(now: 55 * Self.ms) != nil {}
+        #expect(feed(&buffer, [1], now: 90 * Self.ms) == [1, 2])
+        #expect(buffer.nextResendRequest(now: 90 * Self.ms)?.firstSequence == 3)
+        if asksAgain {
+            #expect(buffer.nextReleasable(now: 100 * Self.ms) == nil)
+            #expect(feed(&buffer, [3], now: 120 * Self.ms) == [3, 4])
+        } else {
+            #expect(buffer.nextReleasable(now: 100 * Self.ms) == 4)
+        }
+    }
+
     /// The request scan stops at the highest buffered packet: with one packet held and its gap asked for, a
     /// further check used to walk every empty slot up to `head + capacity` (16384 at the largest capacity), and the
     /// receiver checks after every arrival. Compared as CPU time of the same walk at capacity 16 and 16384.

@@ -52,6 +52,7 @@ enum ThroughputScenario: String, CaseIterable {
         }
         var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
         configuration.requestsResends = requestsResends
+        if !lateBinding { configuration.asksLateHeadGapAgain = false }
         // Measurement knobs (docs/BENCHMARKS.md, "Holds, modes and goodput"): receiver delay equalisation and the
         // maximum hold, as the daemon configures them (100 ms and 50 ms); the tests run without either.
         let env = ProcessInfo.processInfo.environment

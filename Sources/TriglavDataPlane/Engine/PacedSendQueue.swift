@@ -49,6 +49,7 @@ enum PacingSwitch {
         // Late binding ranks by equalised arrival (the receivers equalise: `defaultMultipath`), so the slow uplink
         // carries its share from the start; `TRIGLAV_PACING_EQUALIZED_BINDING=0` ranks by raw arrival (experiment).
         configuration.equalizedLateBinding = EnvironmentSwitch.isOn("TRIGLAV_PACING_EQUALIZED_BINDING")
+        configuration.asksLateHeadGapAgain = true
         if let megabits = environmentNumber("TRIGLAV_PACING_INITIAL_MBIT") { configuration.initialCapacity = megabits * 1_000_000 }
         if let wait = environmentNumber("TRIGLAV_PACING_MIN_WAIT_MS") { configuration.minReorderWait = wait * Nanoseconds.millisecond }
         if let hold = environmentNumber("TRIGLAV_PACING_MAX_HOLD_MS") { configuration.maxReorderHold = hold * Nanoseconds.millisecond }

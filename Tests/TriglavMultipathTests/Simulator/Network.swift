@@ -625,6 +625,8 @@ final class Network {
         var configuration = MultipathConfiguration()
         configuration.pacingQueueAllowance = 5 * Nanoseconds.millisecond
         configuration.ingressQueueTarget = 120 * Nanoseconds.millisecond
+        // As the data plane's pacing; runs with per-uplink queues instead of late binding turn it off (see the field).
+        configuration.asksLateHeadGapAgain = true
         if let target = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_PACED_TARGET"].flatMap(UInt64.init) {
             configuration.ingressQueueTarget = target * Nanoseconds.millisecond
         }
