@@ -101,8 +101,8 @@ public struct MultipathConfiguration: Sendable, Equatable {
     /// Receiver: a requested gap that reaches the reorder buffer's head only after its second-request time (behind an
     /// older gap, as the holes a failover leaves do) is asked for again as it gets there and waited for as long as a
     /// timely second request would be, within `maxReorderHold` (`ReorderBuffer.asksLateHeadGapAgain`); otherwise it is
-    /// skipped with the older gap and its loss left to TCP. The data plane turns it on with pacing
-    /// (`PacedSendQueue.enable`), as the simulator's paced deployment with late binding does: there it took the
+    /// skipped with the older gap and its loss left to TCP. The data plane turns it on with pacing and off without
+    /// (`PacingSwitch.enable` / `disable`), as the simulator's paced deployment with late binding does: there it took the
     /// blackhole misses on seeds 11–110 from 16 to 10 of 400 runs (docs/BENCHMARKS.md, "A late head gap's second
     /// request"). Off by default: with immediate send and with per-uplink pacing queues it lengthened blackhole gaps
     /// (seed 13 immediate: 1.1 s) and changed the unpaced spill-over, not analysed.

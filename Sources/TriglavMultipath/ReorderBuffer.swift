@@ -2,8 +2,9 @@
 ///
 /// Invariants: at most `capacity` packets are held; a packet is held no longer than `waitBound` after
 /// its arrival (the engine keeps `waitBound ≤ maxReorderHold`), counted from the later `arrival` it may be
-/// given — except behind a requested gap that reached the head after its second-request time, which with
-/// `asksLateHeadGapAgain` waits for that request and then up to half the way from first request to skip — and never longer
+/// given — except with `asksLateHeadGapAgain`, where a requested head gap is skipped only after its second request
+/// and half the way from first request to skip after that, which for a gap reaching the head late (and for each gap
+/// of a chain of them) is later — and never longer
 /// than `maxHold` after it was inserted; packets leave in sequence order, except a
 /// packet arriving after its gap was skipped, which is delivered at once ("late") unless it is a
 /// duplicate. Duplicate detection covers `capacity` sequences behind the release point; older packets are
@@ -44,9 +45,12 @@ public struct ReorderBuffer<Packet> {
     private var rerequestedHead: UInt32?
     /// When `rerequestedHead` was asked for the second time.
     private var rerequestedAt: UInt64 = 0
-    /// A requested gap that reaches the head after its second-request time — behind an older gap, as the holes a
-    /// failover leaves — still gets its second request before it is skipped, and then the time a timely one has for
-    /// its repair (within `maxHold`); without it such a gap is skipped at once and its loss left to the sender's TCP.
+    /// A requested gap at the head is skipped only after its second request, and then no sooner than a timely second
+    /// request's repair would be due (half the way from first request to skip). That changes nothing for a gap whose
+    /// second request was on time; one that reaches the head after its second-request time — behind an older gap, as
+    /// the holes a failover leaves — gets its second request and that wait instead of being skipped at once with its
+    /// loss left to the sender's TCP. Successive late gaps each add their wait: only `maxHold` bounds the sum, so with
+    /// the default `maxHold` (none) the caller must keep draining `nextResendRequest` as `nextDeadline` says.
     public var asksLateHeadGapAgain = false
     /// A packet that jumped more than `capacity` ahead: everything buffered is flushed first.
     private var parked: (packet: Packet, sequence: UInt32)?
@@ -177,6 +181,8 @@ public struct ReorderBuffer<Packet> {
         }
         head = newHead
         if distance(requestedThrough, from: head) < 0 { requestedThrough = head }
+        // Forgotten once passed, so a head 2^32 sequences on doesn't look asked for twice already.
+        if let rerequested = rerequestedHead, distance(rerequested, from: head) < 0 { rerequestedHead = nil }
         while fifoCount > 0, distance(fifoSequences[fifoStart], from: head) < 0 {
             fifoStart = (fifoStart + 1) & (2 * capacity - 1)
             fifoCount -= 1
@@ -399,7 +405,7 @@ public struct ReorderBuffer<Packet> {
 
     /// The next missing run to ask the peer for, once a later packet has waited `resendRequestDelay`.
     /// Each sequence is requested once, and the gap at the head once more (halfway to its skip, or as soon as
-    /// it reaches the head when that is later: see `asksLateHeadGapAgain`); a run is reported only when a packet above it has arrived, in
+    /// it reaches the head when that is later; `asksLateHeadGapAgain` makes the skip wait for it); a run is reported only when a packet above it has arrived, in
     /// chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
         let now = advanceClock(to: now)

@@ -11,6 +11,17 @@ struct PacedSendQueueTests {
     static let ms = TriglavMultipath.Nanoseconds.millisecond
     static let wire = 1400
 
+    /// Pacing turns on the receivers' second request for a gap that reaches the reorder head late (what the simulator's
+    /// paced deployment measures); turning pacing off takes it back, as it is off with immediate send.
+    @Test func pacingAsksALateHeadGapAgainAndImmediateSendDoesNot() {
+        var configuration = MultipathConfiguration()
+        #expect(!configuration.asksLateHeadGapAgain)
+        PacingSwitch.enable(in: &configuration)
+        #expect(configuration.asksLateHeadGapAgain)
+        PacingSwitch.disable(in: &configuration)
+        #expect(!configuration.asksLateHeadGapAgain)
+    }
+
     /// An engine with pacing on and `count` uplinks made ready by probe round trips of `rtt` (virtual time up to
     /// `until`); returns it and the clock.
     static func readyEngine(uplinks count: Int = 2, rtt: UInt64 = 20 * ms, until: UInt64 = 600 * ms) throws -> MultipathEngine<Int> {

@@ -110,6 +110,21 @@ import Testing
         #expect(buffer.bufferedCount == 0)
     }
 
+    /// With the flag a head gap whose second request was on time is skipped on time, as without it.
+    @Test func anOnTimeHeadGapIsSkippedOnTimeWithTheFlag() throws {
+        var buffer = try ReorderBuffer<UInt32>(capacity: 64, waitBound: 100 * Self.ms,
+                                               resendRequestDelay: 10 * Self.ms, requestsResends: true)
+        buffer.asksLateHeadGapAgain = true
+        _ = feed(&buffer, [0, 2], now: 0)
+        #expect(buffer.nextResendRequest(now: 10 * Self.ms)?.firstSequence == 1)
+        #expect(buffer.nextResendRequest(now: 10 * Self.ms) == nil)
+        #expect(buffer.nextResendRequest(now: 55 * Self.ms)?.firstSequence == 1)
+        #expect(buffer.nextResendRequest(now: 55 * Self.ms) == nil)
+        #expect(buffer.nextDeadline() == 100 * Self.ms)
+        #expect(buffer.nextReleasable(now: 100 * Self.ms - 1) == nil)
+        #expect(buffer.nextReleasable(now: 100 * Self.ms) == 2)
+    }
+
     /// Filled by its second repair, the late gap releases everything behind it in order; without
     /// `asksLateHeadGapAgain` it is skipped on the older gap's time.
     @Test(arguments: [true, false])

@@ -65,10 +65,10 @@ import TriglavCore
 
     /// The held-out seeds with ECN-capable flows. Linux-like meets the bound on all of them since repairs lost with the
     /// dead uplink go first (`TunnelNode.lostRepairsFirst`; before it 84, 95 and 99 took 353–438 ms: a repair sent on
-    /// the dying uplink, its failover resend behind the repairs of younger holes); Reno since a gap that reaches the
-    /// head late is asked for again (before it 27, 64, 69 and 70 took 379–428 ms: a failover resend or repair lost at
-    /// random on a survivor, the gap skipped without a second request behind an older one). Reno seed 81 (306 ms) is a
-    /// known issue, guarded at 400 ms.
+    /// the dying uplink, its failover resend behind the repairs of younger holes); Reno on all but one since a gap that
+    /// reaches the head late is asked for again (before it 64, 69 and 70 took 386–428 ms: a failover resend or repair
+    /// lost at random on a survivor, the gap skipped without a second request behind an older one). Reno seed 81
+    /// (306 ms) is a known issue, guarded at 400 ms.
     @Test(arguments: Array(UInt64(46)...110), TCPSenderModel.allCases)
     func blackholingTheBestLinkWithECNFlowsHeldOutSeeds(seed: UInt64, model: TCPSenderModel) throws {
         let run = try BlackholeRun(seed: seed, paced: true, tcp: model, lateBinding: true, ecn: true)
@@ -236,7 +236,8 @@ import TriglavCore
 }
 
 /// One run of the blackhole scenario: 15/10/5 Mbit/s, 20/40/10 ms, 0.5 % loss; a 6000-segment TCP transfer
-/// starts at 300 ms and uplink 1 (the best) is blackholed 1.5 s later.
+/// starts at 300 ms and uplink 1 (the best) is blackholed 1.5 s later (`segments`, `blackholeAfter`); the longest gap
+/// counts from 200 ms before the blackhole to the end of the transfer, or to `gapWindowAfterBlackhole` after it.
 struct BlackholeRun {
     var longestGap: UInt64
     var completedAt: UInt64?
@@ -311,7 +312,10 @@ struct BlackholeRun {
 /// (docs/BENCHMARKS.md): `TRIGLAV_MULTIPATH_FAILOVER_BENCH=11-25 swift test --skip-build --filter FailoverBenchmark`;
 /// `TRIGLAV_MULTIPATH_FAILOVER_BASELINE=1` adds each run's gap without the blackhole;
 /// `TRIGLAV_MULTIPATH_LOSSLESS_SURVIVORS_MS=600` takes the random loss off the surviving uplinks for that long after it
-/// (`TRIGLAV_MULTIPATH_LOSSLESS_SURVIVORS_DIRECTION=forward`: off the data direction only).
+/// (`TRIGLAV_MULTIPATH_LOSSLESS_SURVIVORS_DIRECTION=forward`: off the data direction only). Steady state
+/// (BENCHMARKS.md, "A late head gap's second request"): `TRIGLAV_MULTIPATH_FAILOVER_SEGMENTS=30000` (transfer length),
+/// `TRIGLAV_MULTIPATH_FAILOVER_AT_MS=4000-8000` (the blackhole's time after the start, drawn per seed from the range),
+/// `TRIGLAV_MULTIPATH_FAILOVER_WINDOW_MS=3000` (the gap measured up to this long after the blackhole, not to the end).
 @Suite struct FailoverBenchmark {
     @Test(.enabled(if: ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_FAILOVER_BENCH"] != nil))
     func printGaps() throws {

@@ -37,6 +37,7 @@ enum PacingSwitch {
     static func disable(in configuration: inout MultipathConfiguration) {
         configuration.pacingQueueAllowance = nil
         configuration.ingressQueueTarget = nil
+        configuration.asksLateHeadGapAgain = false
     }
 
     /// Turns pacing on in `configuration`.

@@ -625,8 +625,9 @@ final class Network {
         var configuration = MultipathConfiguration()
         configuration.pacingQueueAllowance = 5 * Nanoseconds.millisecond
         configuration.ingressQueueTarget = 120 * Nanoseconds.millisecond
-        // As the data plane's pacing; runs with per-uplink queues instead of late binding turn it off (see the field).
-        configuration.asksLateHeadGapAgain = true
+        // As the data plane's pacing, which binds late; with per-uplink queues it is off (see the field): runs that
+        // choose them turn it off, and so does `TRIGLAV_MULTIPATH_LATE_BINDING=0` here.
+        configuration.asksLateHeadGapAgain = TunnelNode.defaultLateBinding
         if let target = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_PACED_TARGET"].flatMap(UInt64.init) {
             configuration.ingressQueueTarget = target * Nanoseconds.millisecond
         }
