@@ -4,9 +4,8 @@
 /// its arrival (the engine keeps `waitBound ≤ maxReorderHold`), counted from the later `arrival` it may be
 /// given — except with `asksLateHeadGapAgain`, where a requested head gap is skipped only after its second request
 /// and half the way from first request to skip after that, which for a gap reaching the head late (and for each gap
-/// of a chain of them) is later — and never longer
-/// than `maxHold` after it was inserted; packets leave in sequence order, except a
-/// packet arriving after its gap was skipped, which is delivered at once ("late") unless it is a
+/// of a chain of them) is later — and never longer than `maxHold` after it was inserted; packets leave in sequence
+/// order, except a packet arriving after its gap was skipped, which is delivered at once ("late") unless it is a
 /// duplicate. Duplicate detection covers `capacity` sequences behind the release point; older packets are
 /// `stale`. All storage is allocated in `init`; nothing per packet.
 ///
@@ -405,8 +404,8 @@ public struct ReorderBuffer<Packet> {
 
     /// The next missing run to ask the peer for, once a later packet has waited `resendRequestDelay`.
     /// Each sequence is requested once, and the gap at the head once more (halfway to its skip, or as soon as
-    /// it reaches the head when that is later; `asksLateHeadGapAgain` makes the skip wait for it); a run is reported only when a packet above it has arrived, in
-    /// chunks of at most 256 sequences.
+    /// it reaches the head when that is later; `asksLateHeadGapAgain` makes the skip wait for it); a run is reported
+    /// only when a packet above it has arrived, in chunks of at most 256 sequences.
     public mutating func nextResendRequest(now: UInt64) -> (firstSequence: UInt32, count: UInt32)? {
         let now = advanceClock(to: now)
         guard requestsResends, bufferedCount > 0 else { return nil }
