@@ -28,8 +28,8 @@ import TriglavCore
     /// (BENCHMARKS.md, "A late head gap's second request"). Reno seed 14 (494 ms) is a known issue, guarded at 600 ms:
     /// the fast retransmission of a segment the AQM refused just before the blackhole entered the shared queue before
     /// the failover was detected; it waited there and behind the failover backlog, Reno needed an RTO.
-    /// The held-out seeds 46–110 are reported in BENCHMARKS.md, not asserted (their misses are blackholes during TCP's
-    /// recovery from a congestion loss of its own, "Failover misses and the flow's last loss").
+    /// The held-out seeds 46–110 are reported in BENCHMARKS.md, not asserted (the Linux-like misses traced there are
+    /// blackholes during TCP's recovery from a congestion loss of its own, "Failover misses and the flow's last loss").
     @Test(arguments: Array(UInt64(11)...45), TCPSenderModel.allCases)
     func blackholingTheBestLinkWithLateBindingKeepsGapsWithinThreeHundredMilliseconds(seed: UInt64,
                                                                                      model: TCPSenderModel) throws {
