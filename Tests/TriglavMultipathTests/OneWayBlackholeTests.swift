@@ -15,7 +15,7 @@ import TriglavCore
         let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
                                           LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
                                           LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)],
-                                  seed: seed, configuration: paced ? Network.pacedDeployment : MultipathConfiguration())
+                                  seed: seed, configuration: Network.engineConfiguration(paced: paced))
         if paced {
             for node in [network.client!, network.server!] {
                 node.ingressDropsKeepSequence = false

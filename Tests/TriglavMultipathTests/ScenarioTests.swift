@@ -261,8 +261,7 @@ struct BlackholeRun {
          segments: Int = 6000, blackholeAfter: UInt64 = 1500 * Nanoseconds.millisecond,
          gapWindowAfterBlackhole: UInt64? = nil) throws {
         let ms = Nanoseconds.millisecond
-        var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
-        if !lateBinding { configuration.asksLateHeadGapAgain = false }
+        let configuration = Network.engineConfiguration(paced: paced, lateBinding: lateBinding)
         let network = try Network(links: [LinkSpec(rateMbit: 15, delayMs: 20, loss: 0.005),
                                           LinkSpec(rateMbit: 10, delayMs: 40, loss: 0.005),
                                           LinkSpec(rateMbit: 5, delayMs: 10, loss: 0.005)],

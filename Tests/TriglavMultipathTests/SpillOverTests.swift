@@ -14,7 +14,7 @@ import TriglavCore
     /// primary (level 1), and a metered secondary (level 2); the level-1 and 2 uplinks are the fastest by delay, so
     /// only the tiers keep them out. `paced`: the pacing deployment with late binding; otherwise immediate send.
     func network(paced: Bool, seed: UInt64 = 51) throws -> Network {
-        let configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
+        let configuration = Network.engineConfiguration(paced: paced)
         let network = try Network(links: [LinkSpec(rateMbit: 20, delayMs: 20),
                                           LinkSpec(rateMbit: 20, delayMs: 30),
                                           LinkSpec(rateMbit: 20, delayMs: 5, policy: UplinkPolicy(tier: .secondary)),

@@ -50,9 +50,8 @@ enum ThroughputScenario: String, CaseIterable {
             spec.rateMbit *= rateScale
             return spec
         }
-        var configuration = paced ? Network.pacedDeployment : MultipathConfiguration()
+        var configuration = Network.engineConfiguration(paced: paced, lateBinding: lateBinding)
         configuration.requestsResends = requestsResends
-        if !lateBinding { configuration.asksLateHeadGapAgain = false }
         // Measurement knobs (docs/BENCHMARKS.md, "Holds, modes and goodput"): receiver delay equalisation and the
         // maximum hold, as the daemon configures them (100 ms and 50 ms); the tests run without either.
         let env = ProcessInfo.processInfo.environment

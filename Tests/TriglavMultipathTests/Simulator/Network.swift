@@ -621,13 +621,17 @@ final class Network {
     /// target can follow the usual buffer rule for a Reno flow — about one path RTT including repairs
     /// (~50 ms base + ~30 ms repair + margin here) — and a halved window still fills the links.
     /// Use with `ingressDropsKeepSequence = false` and `bypassReorderForAcks = true`, as the data plane does.
-    static var pacedDeployment: MultipathConfiguration {
+    static var pacedDeployment: MultipathConfiguration { engineConfiguration(paced: true) }
+
+    /// The engine configuration of a run: `pacedDeployment`'s when `paced`, else the engine's defaults (immediate
+    /// send). The late head gap's second request goes with late binding, as in the data plane; with per-uplink queues
+    /// it is off (see `MultipathConfiguration.asksLateHeadGapAgain`). The nodes' own `lateBinding` is set apart.
+    static func engineConfiguration(paced: Bool, lateBinding: Bool = TunnelNode.defaultLateBinding) -> MultipathConfiguration {
         var configuration = MultipathConfiguration()
+        guard paced else { return configuration }
         configuration.pacingQueueAllowance = 5 * Nanoseconds.millisecond
         configuration.ingressQueueTarget = 120 * Nanoseconds.millisecond
-        // As the data plane's pacing, which binds late; with per-uplink queues it is off (see the field): runs that
-        // choose them turn it off, and so does `TRIGLAV_MULTIPATH_LATE_BINDING=0` here.
-        configuration.asksLateHeadGapAgain = TunnelNode.defaultLateBinding
+        configuration.asksLateHeadGapAgain = lateBinding
         if let target = ProcessInfo.processInfo.environment["TRIGLAV_MULTIPATH_PACED_TARGET"].flatMap(UInt64.init) {
             configuration.ingressQueueTarget = target * Nanoseconds.millisecond
         }
